@@ -1,0 +1,194 @@
+//! Attributes a request does not carry (TS-0003 6.2.2 steps 006–007): whether
+//! a claimed role is verified, who is in a `<group>`, where the originator is,
+//! which country a position or IP address is in.
+//!
+//! The engine asks through [`AttributeSource`] and only for what a rule it
+//! evaluates needs. Calls are synchronous: the PDP answers from a local cache
+//! and reports what it could not answer as [`Lookup::Unavailable`]; the engine
+//! then treats the rule as not matching (TS-0003 7.1.4: indeterminate is Deny)
+//! and lists the attribute in the decision so the caller can fetch it and ask
+//! again. [`InMemoryAttributes`] is a complete source for tests and the CLI.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+
+use crate::request::Position;
+
+/// The answer to one attribute query.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup<T> {
+    /// The attribute has this value.
+    Found(T),
+    /// The source knows there is no value (not a group, no such role, no country).
+    NotFound,
+    /// The source could not answer (unreachable, not cached yet); the text says why.
+    Unavailable(String),
+}
+
+/// Where the engine gets attributes the request does not carry.
+pub trait AttributeSource: Send + Sync {
+    /// Is `role_id` a role of `originator` (absolute ID) that is verified at
+    /// `at`: issued by a trusted authority, held by exactly this originator,
+    /// and within its validity (TS-0003 7.4.3)? `Found(false)` and `NotFound`
+    /// both mean the claim is not honoured.
+    fn role_verified(&self, originator: &str, role_id: &str, at: DateTime<Utc>) -> Lookup<bool>;
+
+    /// If `group_id` names a `<group>`, is `originator` (absolute ID) one of
+    /// its members? `NotFound` means `group_id` is not a group.
+    fn group_has_member(&self, group_id: &str, originator: &str) -> Lookup<bool>;
+
+    /// The last known position of `originator` that is still fresh at `at`.
+    fn position(&self, originator: &str, at: DateTime<Utc>) -> Lookup<Position>;
+
+    /// The ISO 3166-1 alpha-2 country containing `position`.
+    fn country_of_position(&self, position: &Position) -> Lookup<String>;
+
+    /// The ISO 3166-1 alpha-2 country of `ip`.
+    fn country_of_ip(&self, ip: IpAddr) -> Lookup<String>;
+}
+
+/// A source that knows nothing: every lookup is `NotFound`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoAttributes;
+
+impl AttributeSource for NoAttributes {
+    fn role_verified(&self, _: &str, _: &str, _: DateTime<Utc>) -> Lookup<bool> {
+        Lookup::NotFound
+    }
+    fn group_has_member(&self, _: &str, _: &str) -> Lookup<bool> {
+        Lookup::NotFound
+    }
+    fn position(&self, _: &str, _: DateTime<Utc>) -> Lookup<Position> {
+        Lookup::NotFound
+    }
+    fn country_of_position(&self, _: &Position) -> Lookup<String> {
+        Lookup::NotFound
+    }
+    fn country_of_ip(&self, _: IpAddr) -> Lookup<String> {
+        Lookup::NotFound
+    }
+}
+
+/// An in-memory [`AttributeSource`] for tests and the CLI.
+///
+/// Positions are exact (no freshness limit); countries of positions come from
+/// a list of circles, countries of IPs from a CIDR table.
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryAttributes {
+    /// When true, every claimed role is taken as verified (the CLI's mode).
+    pub trust_claimed_roles: bool,
+    /// Verified roles: (absolute originator, role ID).
+    pub roles: HashSet<(String, String)>,
+    /// Groups by resource ID, with their members' absolute IDs.
+    pub groups: HashMap<String, HashSet<String>>,
+    /// Known positions by absolute originator ID.
+    pub positions: HashMap<String, Position>,
+    /// Country regions as circles: (centre, radius in metres, country code).
+    pub country_circles: Vec<(Position, f64, String)>,
+    /// IP prefixes to country codes.
+    pub ip_countries: Vec<(IpNet, String)>,
+    /// When set, every lookup answers `Unavailable` with this reason (a PIP that is down).
+    pub unavailable: Option<String>,
+}
+
+impl InMemoryAttributes {
+    /// An empty source.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a verified role for an absolute originator ID.
+    pub fn with_role(mut self, originator: &str, role_id: &str) -> Self {
+        self.roles.insert((originator.to_owned(), role_id.to_owned()));
+        self
+    }
+
+    /// Adds a group with its members' absolute IDs.
+    pub fn with_group<'a>(mut self, group_id: &str, members: impl IntoIterator<Item = &'a str>) -> Self {
+        self.groups
+            .insert(group_id.to_owned(), members.into_iter().map(str::to_owned).collect());
+        self
+    }
+
+    /// Records a position for an absolute originator ID.
+    pub fn with_position(mut self, originator: &str, position: Position) -> Self {
+        self.positions.insert(originator.to_owned(), position);
+        self
+    }
+
+    /// Maps an IP prefix to a country.
+    pub fn with_ip_country(mut self, net: IpNet, country: &str) -> Self {
+        self.ip_countries.push((net, country.to_owned()));
+        self
+    }
+
+    /// Declares a circular region as belonging to a country.
+    pub fn with_country_circle(mut self, centre: Position, radius_m: f64, country: &str) -> Self {
+        self.country_circles
+            .push((centre, radius_m, country.to_owned()));
+        self
+    }
+
+    fn down<T>(&self) -> Option<Lookup<T>> {
+        self.unavailable
+            .as_ref()
+            .map(|why| Lookup::Unavailable(why.clone()))
+    }
+}
+
+impl AttributeSource for InMemoryAttributes {
+    fn role_verified(&self, originator: &str, role_id: &str, _at: DateTime<Utc>) -> Lookup<bool> {
+        if let Some(down) = self.down() {
+            return down;
+        }
+        Lookup::Found(
+            self.trust_claimed_roles
+                || self
+                    .roles
+                    .contains(&(originator.to_owned(), role_id.to_owned())),
+        )
+    }
+
+    fn group_has_member(&self, group_id: &str, originator: &str) -> Lookup<bool> {
+        if let Some(down) = self.down() {
+            return down;
+        }
+        match self.groups.get(group_id) {
+            Some(members) => Lookup::Found(members.contains(originator)),
+            None => Lookup::NotFound,
+        }
+    }
+
+    fn position(&self, originator: &str, _at: DateTime<Utc>) -> Lookup<Position> {
+        if let Some(down) = self.down() {
+            return down;
+        }
+        self.positions
+            .get(originator)
+            .map_or(Lookup::NotFound, |p| Lookup::Found(*p))
+    }
+
+    fn country_of_position(&self, position: &Position) -> Lookup<String> {
+        if let Some(down) = self.down() {
+            return down;
+        }
+        self.country_circles
+            .iter()
+            .find(|(centre, radius, _)| crate::location::distance_m(centre, position) <= *radius)
+            .map_or(Lookup::NotFound, |(_, _, cc)| Lookup::Found(cc.clone()))
+    }
+
+    fn country_of_ip(&self, ip: IpAddr) -> Lookup<String> {
+        if let Some(down) = self.down() {
+            return down;
+        }
+        self.ip_countries
+            .iter()
+            .filter(|(net, _)| net.contains(&ip))
+            .max_by_key(|(net, _)| net.prefix_len())
+            .map_or(Lookup::NotFound, |(_, cc)| Lookup::Found(cc.clone()))
+    }
+}

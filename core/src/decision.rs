@@ -1,0 +1,279 @@
+//! What the engine answers: Permit or Deny (TS-0003 7.1.4), a status in the
+//! terms of oneM2M's `m2m:authorizationStatus` (TS-0004; spec notes §7.5),
+//! the rule that permitted, and for a Deny why each rule that named the
+//! originator did not permit.
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// `m2m:authorizationDecision`: 1 PERMIT, 2 DENY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Effect {
+    /// Access granted.
+    Permit,
+    /// Access refused.
+    Deny,
+}
+
+impl Effect {
+    /// The `m2m:authorizationDecision` code.
+    pub fn code(self) -> u32 {
+        match self {
+            Effect::Permit => 1,
+            Effect::Deny => 2,
+        }
+    }
+}
+
+/// `m2m:authorizationStatus` (TS-0001 9.6.41).
+///
+/// How the engine uses it: `Ok` for a Permit and for a Deny where some rule
+/// named the originator but its conditions failed; `NotApplicable` for a Deny
+/// where no rule of the applicable policies names the originator (or there
+/// are no applicable policies); `MissingAttribute` for a Deny where a rule
+/// could not be decided because an attribute was unavailable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AuthorizationStatus {
+    /// 1: decided.
+    Ok,
+    /// 2: no applicable rule.
+    NotApplicable,
+    /// 3: an attribute the decision needed was unavailable.
+    MissingAttribute,
+    /// 4: the request or a policy was malformed.
+    SyntaxError,
+    /// 5: the decision could not be processed.
+    ProcessingError,
+}
+
+impl AuthorizationStatus {
+    /// The `m2m:authorizationStatus` code.
+    pub fn code(self) -> u32 {
+        match self {
+            Self::Ok => 1,
+            Self::NotApplicable => 2,
+            Self::MissingAttribute => 3,
+            Self::SyntaxError => 4,
+            Self::ProcessingError => 5,
+        }
+    }
+}
+
+/// Which set of rules of an ACP applies (TS-0003 7.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrivilegeKind {
+    /// `pv`: for requests on resources that link the ACP.
+    Privileges,
+    /// `pvs`: for requests on the ACP itself.
+    SelfPrivileges,
+}
+
+impl PrivilegeKind {
+    /// The short name, `pv` or `pvs`.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Self::Privileges => "pv",
+            Self::SelfPrivileges => "pvs",
+        }
+    }
+}
+
+/// Identifies one rule: ACP, which privileges, index in `acr`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct RuleRef {
+    /// The ACP's ID.
+    pub acp: Arc<str>,
+    /// `pv` or `pvs`.
+    pub privileges: PrivilegeKind,
+    /// Index of the rule in `acr`.
+    pub rule: usize,
+}
+
+impl fmt::Display for RuleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{}.acr[{}]",
+            self.acp,
+            self.privileges.short_name(),
+            self.rule
+        )
+    }
+}
+
+/// An attribute the engine needed and could not get.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "attribute", rename_all = "snake_case")]
+pub enum MissingAttribute {
+    /// Whether the originator holds this role.
+    Role {
+        /// The Role-ID.
+        role: String,
+        /// Why it could not be verified.
+        reason: String,
+    },
+    /// Whether the originator is a member of this group.
+    GroupMembership {
+        /// The group resource ID.
+        group: String,
+        /// Why it could not be resolved.
+        reason: String,
+    },
+    /// The originator's position.
+    Position {
+        /// Why it is unknown.
+        reason: String,
+    },
+    /// The originator's country.
+    Country {
+        /// Why it is unknown.
+        reason: String,
+    },
+}
+
+impl fmt::Display for MissingAttribute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Role { role, reason } => write!(f, "role {role}: {reason}"),
+            Self::GroupMembership { group, reason } => {
+                write!(f, "membership of group {group}: {reason}")
+            }
+            Self::Position { reason } => write!(f, "originator position: {reason}"),
+            Self::Country { reason } => write!(f, "originator country: {reason}"),
+        }
+    }
+}
+
+/// The engine's answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    /// Permit or Deny.
+    pub effect: Effect,
+    /// How the decision was reached.
+    pub status: AuthorizationStatus,
+    /// For a Permit: the rule that permitted.
+    pub permitted_by: Option<RuleRef>,
+    /// Attributes that were needed and unavailable.
+    pub missing: Vec<MissingAttribute>,
+    /// Present when an explanation was asked for.
+    pub explanation: Option<Explanation>,
+}
+
+impl Decision {
+    /// True for a Permit.
+    pub fn is_permit(&self) -> bool {
+        self.effect == Effect::Permit
+    }
+}
+
+/// Why the engine decided as it did.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Explanation {
+    /// For a Permit: the `acor` entry that matched the originator in the permitting rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched_originator: Option<String>,
+    /// For a Deny: every rule whose originators matched, with the first condition that failed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed_rules: Vec<RuleFailure>,
+}
+
+/// A rule that named the originator but did not permit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleFailure {
+    /// The rule.
+    pub rule: RuleRef,
+    /// The `acor` entry that matched the originator.
+    pub matched_originator: String,
+    /// The first condition that failed, in the order operation,
+    /// authentication flag, contexts, object details.
+    pub failed: FailedCondition,
+}
+
+/// The first condition of a rule that failed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "condition", rename_all = "snake_case")]
+pub enum FailedCondition {
+    /// `acop` lacks the requested operation's bit.
+    Operation {
+        /// The bit the request needs.
+        requested: u32,
+        /// The rule's `acop`.
+        allowed: u32,
+    },
+    /// `acaf` is true and the originator is not authenticated (table 7.1.5-1).
+    AuthenticationFlag,
+    /// No `acco` element matched; one entry per element, in order.
+    Context {
+        /// The first failing part of each element.
+        elements: Vec<ContextFailure>,
+    },
+    /// No `acod` element matched the CREATE.
+    ObjectDetails {
+        /// Why, per element.
+        elements: Vec<String>,
+    },
+}
+
+/// The first failing part of one `acco` element.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "part", rename_all = "snake_case")]
+pub enum ContextFailure {
+    /// `actw`: the request time is outside every window.
+    TimeWindow {
+        /// When the earliest window of this element next opens, if ever.
+        next_open: Option<DateTime<Utc>>,
+    },
+    /// `acip`: the IP address is in no listed range (or unknown).
+    IpAddress {
+        /// Why.
+        reason: String,
+    },
+    /// `aclr`: the location is outside the region (or unknown).
+    Location {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl fmt::Display for FailedCondition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Operation { requested, allowed } => {
+                write!(f, "operation bit {requested} not in acop {allowed}")
+            }
+            Self::AuthenticationFlag => f.write_str("acaf requires an authenticated originator"),
+            Self::Context { elements } => {
+                f.write_str("no acco element matched: ")?;
+                for (i, e) in elements.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "acco[{i}] {e}")?;
+                }
+                Ok(())
+            }
+            Self::ObjectDetails { elements } => {
+                write!(f, "no acod element matched: {}", elements.join("; "))
+            }
+        }
+    }
+}
+
+impl fmt::Display for ContextFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TimeWindow { next_open: Some(t) } => {
+                write!(f, "outside actw, next opens {}", t.format("%Y%m%dT%H%M%S"))
+            }
+            Self::TimeWindow { next_open: None } => f.write_str("outside actw, never opens again"),
+            Self::IpAddress { reason } => write!(f, "acip: {reason}"),
+            Self::Location { reason } => write!(f, "aclr: {reason}"),
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! oneM2M identifiers as the access control rules see them (TS-0001 7.2,
+//! TS-0003 7.1.3, spec notes §8 and Decisions 1–3).
+//!
+//! An originator is compared in **absolute** form, `//sp-fqdn/...`. The
+//! hosting CSE's SP-ID and CSE-ID ([`HostingContext`]) turn the shorter forms
+//! into it: an AE-ID stem `Cxyz` becomes `//sp/hosting-cse/Cxyz`, an `Sxyz`
+//! stem `//sp/Sxyz`, an SP-relative `/cse/...` becomes `//sp/cse/...`.
+//!
+//! An `accessControlOriginators` entry is classified once, at compile time,
+//! into an [`OriginatorEntry`]. Entries keep their *scope* (absolute,
+//! SP-relative, or relative to the hosting CSE) instead of being expanded, so
+//! that a compiled policy does not depend on the hosting context and matching
+//! needs no allocation.
+
+use std::borrow::Cow;
+
+use thiserror::Error;
+
+/// The hosting CSE a request arrived at: its SP domain and CSE-ID.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostingContext {
+    sp: String,
+    cse: String,
+}
+
+/// An identifier that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum IdError {
+    /// Empty identifier.
+    #[error("must not be empty")]
+    Empty,
+    /// Whitespace inside an identifier.
+    #[error("must not contain whitespace")]
+    Whitespace,
+    /// A wildcard where only a concrete identifier is allowed.
+    #[error("must not contain the wildcard '*'")]
+    Wildcard,
+    /// An SP-ID that is not `//fqdn` or `fqdn`.
+    #[error("'{0}' is not an SP-ID (expected //fqdn)")]
+    BadSpId(String),
+    /// A CSE-ID that is not `/cse-id` or `cse-id`.
+    #[error("'{0}' is not an SP-relative CSE-ID (expected /cse-id)")]
+    BadCseId(String),
+    /// A wildcard in an SP domain entry (Decision 1).
+    #[error("wildcards are not allowed in an SP domain (TS-0003 7.1.3)")]
+    WildcardInDomain,
+    /// An absolute ID with an empty segment, such as `//sp//x`.
+    #[error("'{0}' has an empty path segment")]
+    EmptySegment(String),
+}
+
+fn check_plain(id: &str) -> Result<(), IdError> {
+    if id.is_empty() {
+        return Err(IdError::Empty);
+    }
+    if id.chars().any(char::is_whitespace) {
+        return Err(IdError::Whitespace);
+    }
+    Ok(())
+}
+
+impl HostingContext {
+    /// Builds a context from an SP-ID (`//sp.example.com` or `sp.example.com`)
+    /// and a CSE-ID (`/id-in` or `id-in`).
+    pub fn new(sp_id: &str, cse_id: &str) -> Result<Self, IdError> {
+        let sp = sp_id.strip_prefix("//").unwrap_or(sp_id);
+        check_plain(sp).map_err(|_| IdError::BadSpId(sp_id.to_owned()))?;
+        if sp.contains('/') || sp.contains('*') {
+            return Err(IdError::BadSpId(sp_id.to_owned()));
+        }
+        let cse = cse_id.strip_prefix('/').unwrap_or(cse_id);
+        check_plain(cse).map_err(|_| IdError::BadCseId(cse_id.to_owned()))?;
+        if cse.contains('/') || cse.contains('*') {
+            return Err(IdError::BadCseId(cse_id.to_owned()));
+        }
+        Ok(Self {
+            sp: sp.to_ascii_lowercase(),
+            cse: cse.to_owned(),
+        })
+    }
+
+    /// The SP domain, lower case, without the leading `//`.
+    pub fn sp_fqdn(&self) -> &str {
+        &self.sp
+    }
+
+    /// The hosting CSE-ID without its leading `/`.
+    pub fn cse_id(&self) -> &str {
+        &self.cse
+    }
+
+    /// The absolute form `//sp/...` of an originator ID (Decision 2).
+    ///
+    /// Fails for IDs that cannot name an originator: empty, with whitespace,
+    /// or with a wildcard.
+    pub fn canonicalize<'a>(&self, id: &'a str) -> Result<Cow<'a, str>, IdError> {
+        check_plain(id)?;
+        if id.contains('*') {
+            return Err(IdError::Wildcard);
+        }
+        Ok(match Scope::split(id) {
+            Scope::Absolute { fqdn, rest } => {
+                if fqdn.bytes().any(|b| b.is_ascii_uppercase()) {
+                    Cow::Owned(format!("//{}{}", fqdn.to_ascii_lowercase(), rest))
+                } else {
+                    Cow::Borrowed(id)
+                }
+            }
+            Scope::SpRelative(rest) => Cow::Owned(format!("//{}{}", self.sp, rest)),
+            Scope::Stem(stem) if stem.starts_with('S') => {
+                Cow::Owned(format!("//{}/{}", self.sp, stem))
+            }
+            Scope::Stem(stem) => Cow::Owned(format!("//{}/{}/{}", self.sp, self.cse, stem)),
+        })
+    }
+}
+
+/// How an ID is anchored.
+enum Scope<'a> {
+    /// `//fqdn` followed by `rest` (empty or starting with `/`).
+    Absolute { fqdn: &'a str, rest: &'a str },
+    /// `/...`: relative to the hosting SP; the `&str` keeps its leading `/`.
+    SpRelative(&'a str),
+    /// No leading `/`: an AE-ID stem.
+    Stem(&'a str),
+}
+
+impl<'a> Scope<'a> {
+    fn split(id: &'a str) -> Self {
+        if let Some(abs) = id.strip_prefix("//") {
+            let cut = abs.find('/').unwrap_or(abs.len());
+            Scope::Absolute {
+                fqdn: &abs[..cut],
+                rest: &abs[cut..],
+            }
+        } else if id.starts_with('/') {
+            Scope::SpRelative(id)
+        } else {
+            Scope::Stem(id)
+        }
+    }
+}
+
+/// A canonical originator split for matching: `//fqdn` + `rest`.
+#[derive(Debug, Clone, Copy)]
+pub struct OriginatorParts<'a> {
+    /// The full absolute ID.
+    pub absolute: &'a str,
+    /// Its SP domain.
+    pub fqdn: &'a str,
+    /// Everything after the domain, starting with `/` (may be empty).
+    pub rest: &'a str,
+}
+
+impl<'a> OriginatorParts<'a> {
+    /// Splits an absolute ID as returned by [`HostingContext::canonicalize`].
+    pub fn of(absolute: &'a str) -> Self {
+        let abs = absolute.strip_prefix("//").unwrap_or(absolute);
+        let cut = abs.find('/').unwrap_or(abs.len());
+        Self {
+            absolute,
+            fqdn: &abs[..cut],
+            rest: &abs[cut..],
+        }
+    }
+
+    /// For an originator in the hosting SP: the part after the domain.
+    pub fn sp_relative(&self, ctx: &HostingContext) -> Option<&'a str> {
+        (self.fqdn == ctx.sp).then_some(self.rest)
+    }
+
+    /// For an AE registered with the hosting CSE (`//sp/cse/stem`): the stem.
+    pub fn cse_stem(&self, ctx: &HostingContext) -> Option<&'a str> {
+        let rest = self.sp_relative(ctx)?;
+        let after_cse = rest.strip_prefix('/')?.strip_prefix(ctx.cse.as_str())?;
+        let stem = after_cse.strip_prefix('/')?;
+        (!stem.is_empty() && !stem.contains('/')).then_some(stem)
+    }
+}
+
+/// Where a literal or wildcard ID entry is anchored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum EntryScope {
+    /// `//fqdn/...`: the stored text is the whole absolute ID.
+    Absolute,
+    /// `/...` (and `S...` stems, which mean `/S...`): relative to the hosting SP.
+    SpRelative,
+    /// A `C...` (or other) stem: an AE registered with the hosting CSE.
+    CseStem,
+}
+
+/// One `accessControlOriginators` entry, classified (TS-0003 7.1.3; Decisions 1 and 3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum OriginatorEntry {
+    /// `all`.
+    All,
+    /// A Role-ID (contains `@`); matches a verified role of the originator.
+    Role(String),
+    /// `//fqdn`: every AE-ID and CSE-ID in that SP domain.
+    Domain(String),
+    /// An ID without wildcard. It may also be the resource ID of a `<group>`,
+    /// which only the attribute source can tell.
+    Exact {
+        /// Anchor of `key`.
+        scope: EntryScope,
+        /// Absolute ID, SP-relative path (with leading `/`), or stem.
+        key: String,
+    },
+    /// An ID with `*` wildcards, each confined to one `/` segment.
+    Pattern {
+        /// Anchor of `segments`.
+        scope: EntryScope,
+        /// The `/`-separated segments; for [`EntryScope::Absolute`] the first is the domain.
+        segments: Vec<String>,
+    },
+}
+
+impl OriginatorEntry {
+    /// Classifies one `acor` entry.
+    pub fn parse(entry: &str) -> Result<Self, IdError> {
+        check_plain(entry)?;
+        if entry == "all" {
+            return Ok(Self::All);
+        }
+        if entry.contains('@') {
+            return Ok(Self::Role(entry.to_owned()));
+        }
+        let (scope, text) = match Scope::split(entry) {
+            Scope::Absolute { fqdn, rest } => {
+                if rest.is_empty() || rest == "/" {
+                    if fqdn.contains('*') {
+                        return Err(IdError::WildcardInDomain);
+                    }
+                    if fqdn.is_empty() {
+                        return Err(IdError::EmptySegment(entry.to_owned()));
+                    }
+                    return Ok(Self::Domain(fqdn.to_ascii_lowercase()));
+                }
+                (
+                    EntryScope::Absolute,
+                    format!("//{}{}", fqdn.to_ascii_lowercase(), rest),
+                )
+            }
+            Scope::SpRelative(rest) => (EntryScope::SpRelative, rest.to_owned()),
+            Scope::Stem(stem) if stem.starts_with('S') => {
+                (EntryScope::SpRelative, format!("/{stem}"))
+            }
+            Scope::Stem(stem) => (EntryScope::CseStem, stem.to_owned()),
+        };
+        let segments: Vec<String> = segments_of(&scope, &text).map(str::to_owned).collect();
+        if segments.iter().any(String::is_empty) {
+            return Err(IdError::EmptySegment(entry.to_owned()));
+        }
+        if text.contains('*') {
+            Ok(Self::Pattern { scope, segments })
+        } else {
+            Ok(Self::Exact { scope, key: text })
+        }
+    }
+}
+
+fn segments_of<'a>(scope: &EntryScope, text: &'a str) -> std::str::Split<'a, char> {
+    match scope {
+        EntryScope::Absolute => text.trim_start_matches('/').split('/'),
+        EntryScope::SpRelative => text[1..].split('/'),
+        EntryScope::CseStem => text.split('/'),
+    }
+}
+
+/// Does a wildcard `pattern` match `entry` entirely? (`*` never spans `/`;
+/// callers only pass single segments.)
+pub fn glob_segment(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let mut parts: Vec<&str> = parts.collect();
+    let Some(last) = parts.pop() else {
+        // No '*': the whole text must equal the pattern.
+        return rest.is_empty();
+    };
+    for mid in parts {
+        match rest.find(mid) {
+            Some(at) => rest = &rest[at + mid.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// Matches a wildcard entry against an originator (Decision 1).
+pub fn pattern_matches(
+    scope: &EntryScope,
+    segments: &[String],
+    originator: &OriginatorParts<'_>,
+    ctx: &HostingContext,
+) -> bool {
+    let target: Vec<&str> = match scope {
+        EntryScope::Absolute => OriginatorParts::of(originator.absolute)
+            .absolute
+            .trim_start_matches('/')
+            .split('/')
+            .collect(),
+        EntryScope::SpRelative => match originator.sp_relative(ctx) {
+            Some(rest) if !rest.is_empty() => rest[1..].split('/').collect(),
+            _ => return false,
+        },
+        EntryScope::CseStem => match originator.cse_stem(ctx) {
+            Some(stem) => vec![stem],
+            None => return false,
+        },
+    };
+    target.len() == segments.len()
+        && segments
+            .iter()
+            .zip(target)
+            .all(|(p, t)| glob_segment(p, t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> HostingContext {
+        HostingContext::new("//m2msp.org", "/myCSEID").unwrap()
+    }
+
+    #[test]
+    fn canonical_forms_decision_2() {
+        let c = ctx();
+        assert_eq!(c.canonicalize("C9886").unwrap(), "//m2msp.org/myCSEID/C9886");
+        assert_eq!(c.canonicalize("S988").unwrap(), "//m2msp.org/S988");
+        assert_eq!(c.canonicalize("/cse2/C1").unwrap(), "//m2msp.org/cse2/C1");
+        assert_eq!(c.canonicalize("//Other.ORG/x/C1").unwrap(), "//other.org/x/C1");
+        assert!(c.canonicalize("C*").is_err());
+        assert!(c.canonicalize("").is_err());
+    }
+
+    #[test]
+    fn glob_is_anchored() {
+        assert!(glob_segment("myCSE*", "myCSE12"));
+        assert!(glob_segment("*", ""));
+        assert!(glob_segment("a*b*c", "axxbyyc"));
+        assert!(!glob_segment("a*b*c", "axxbyyd"));
+        assert!(!glob_segment("C98*", "XC98"));
+        assert!(glob_segment("ab", "ab"));
+        assert!(!glob_segment("ab", "abc"));
+        assert!(!glob_segment("a*a", "a"));
+    }
+
+    #[test]
+    fn entry_kinds_decision_3() {
+        assert_eq!(OriginatorEntry::parse("all").unwrap(), OriginatorEntry::All);
+        assert!(matches!(OriginatorEntry::parse("guest@roles.example.com").unwrap(), OriginatorEntry::Role(_)));
+        assert_eq!(
+            OriginatorEntry::parse("//M2MSP.org").unwrap(),
+            OriginatorEntry::Domain("m2msp.org".into())
+        );
+        assert_eq!(
+            OriginatorEntry::parse("//*").unwrap_err(),
+            IdError::WildcardInDomain
+        );
+        assert_eq!(
+            OriginatorEntry::parse("SmyAE").unwrap(),
+            OriginatorEntry::Exact { scope: EntryScope::SpRelative, key: "/SmyAE".into() }
+        );
+    }
+}

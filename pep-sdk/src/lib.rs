@@ -1,0 +1,1 @@
+//! PEP SDK for CSEs: filled by its own issue; see the README roadmap.
