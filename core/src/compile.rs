@@ -1,27 +1,603 @@
-//! placeholder
+//! Validation and compilation of `<accessControlPolicy>` resources into the
+//! form the evaluator runs on.
+//!
+//! One pass does both: every component is checked and turned into its
+//! evaluation form, and every problem is reported with the path of the field
+//! in oneM2M short names (`pv.acr[2].acco[0].actw[1]: day-of-week 7 out of
+//! range 0-6`). What compilation produces:
+//!
+//! - time windows (`actw`) as per-field bitsets ([`TimeWindow`]);
+//! - IP lists (`acip`) as sorted, merged address ranges searched by bisection;
+//! - location regions (`aclr`) as a circle or a packed set of country codes;
+//! - originators (`acor`) as an [`OriginatorIndex`] per set of rules, so a
+//!   decision looks up the rules that name the originator instead of scanning
+//!   them all.
+
+use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
-use crate::model::AccessControlPolicy;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use smallvec::SmallVec;
+use thiserror::Error;
+
 use crate::decision::PrivilegeKind;
+use crate::ids::{EntryScope, OriginatorEntry};
+use crate::location::{Circle, pack_country};
+use crate::model::{
+    AccessControlContext, AccessControlPolicy, AccessControlRule, LocationRegion, ObjectDetails,
+    SetOfAcrs, Specialization, acop,
+};
+use crate::time_window::TimeWindow;
 
-/// One invalid field.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// One invalid field: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{path}: {message}")]
-pub struct ValidationError { pub path: String, pub message: String }
+pub struct ValidationError {
+    /// Path of the field in oneM2M short names, e.g. `pv.acr[0].acop`.
+    pub path: String,
+    /// Why the value is invalid.
+    pub message: String,
+}
 
-/// All invalid fields of one input.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid")]
+/// Every invalid field of one input, in document order.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationErrors(pub Vec<ValidationError>);
 
-/// An ACP compiled for evaluation.
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+impl ValidationErrors {
+    /// Prefixes every path, e.g. with the index of the resource in a file.
+    pub fn prefixed(self, prefix: &str) -> Self {
+        Self(
+            self.0
+                .into_iter()
+                .map(|e| ValidationError {
+                    path: format!("{prefix}{}", e.path),
+                    message: e.message,
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Collects errors while walking a document.
+#[derive(Default)]
+struct Errors(Vec<ValidationError>);
+
+impl Errors {
+    fn add(&mut self, path: impl fmt::Display, message: impl fmt::Display) {
+        self.0.push(ValidationError {
+            path: path.to_string(),
+            message: message.to_string(),
+        });
+    }
+}
+
+/// An `<accessControlPolicy>` compiled for evaluation.
 #[derive(Debug, Clone)]
-pub struct CompiledAcp { id: Arc<str> }
+pub struct CompiledAcp {
+    id: Arc<str>,
+    privileges: CompiledAcrs,
+    self_privileges: CompiledAcrs,
+}
 
 impl CompiledAcp {
-    /// Validates and compiles.
-    pub fn compile(id: impl Into<Arc<str>>, _acp: &AccessControlPolicy) -> Result<Self, ValidationErrors> { Ok(Self{id: id.into()}) }
-    /// The ACP ID.
-    pub fn id(&self) -> &Arc<str> { &self.id }
-    #[allow(missing_docs)]
-    pub fn kind(&self, _k: PrivilegeKind) {}
+    /// Validates and compiles an ACP under the given ID.
+    ///
+    /// Absent `pv` or `pvs` compile to empty rule sets; the oneM2M rule that a
+    /// created ACP holds at least one `pvs` rule is [`check_create`]'s job.
+    pub fn compile(id: impl Into<Arc<str>>, acp: &AccessControlPolicy) -> Result<Self, ValidationErrors> {
+        let mut errors = Errors::default();
+        let empty = SetOfAcrs::default();
+        let privileges = compile_acrs("pv", acp.privileges.as_ref().unwrap_or(&empty), &mut errors);
+        let self_privileges =
+            compile_acrs("pvs", acp.self_privileges.as_ref().unwrap_or(&empty), &mut errors);
+        if errors.0.is_empty() {
+            Ok(Self {
+                id: id.into(),
+                privileges,
+                self_privileges,
+            })
+        } else {
+            Err(ValidationErrors(errors.0))
+        }
+    }
+
+    /// Compiles a bare set of rules (e.g. a token's or a dynamic grant's `pv`)
+    /// as the privileges of a synthetic ACP.
+    pub fn from_privileges(id: impl Into<Arc<str>>, privileges: &SetOfAcrs) -> Result<Self, ValidationErrors> {
+        let mut errors = Errors::default();
+        let compiled = compile_acrs("pv", privileges, &mut errors);
+        if errors.0.is_empty() {
+            Ok(Self {
+                id: id.into(),
+                privileges: compiled,
+                self_privileges: CompiledAcrs::default(),
+            })
+        } else {
+            Err(ValidationErrors(errors.0))
+        }
+    }
+
+    /// The ACP's ID.
+    pub fn id(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    /// The rules of `pv` or `pvs`.
+    pub fn rules(&self, kind: PrivilegeKind) -> &CompiledAcrs {
+        match kind {
+            PrivilegeKind::Privileges => &self.privileges,
+            PrivilegeKind::SelfPrivileges => &self.self_privileges,
+        }
+    }
+}
+
+/// The oneM2M rules for *creating* an ACP on top of [`CompiledAcp::compile`]:
+/// `pv` and `pvs` are mandatory and `pvs` holds at least one rule (TS-0004
+/// 7.4.2.2.1).
+pub fn check_create(acp: &AccessControlPolicy) -> Result<(), ValidationErrors> {
+    let mut errors = Errors::default();
+    if acp.privileges.is_none() {
+        errors.add("pv", "privileges are mandatory when an ACP is created (TS-0004 7.4.2.2.1)");
+    }
+    match &acp.self_privileges {
+        None => errors.add("pvs", "selfPrivileges are mandatory when an ACP is created (TS-0004 7.4.2.2.1)"),
+        Some(pvs) if pvs.rules.is_empty() => errors.add(
+            "pvs.acr",
+            "selfPrivileges must hold at least one rule (TS-0004 7.4.2.2.1)",
+        ),
+        Some(_) => {}
+    }
+    if errors.0.is_empty() { Ok(()) } else { Err(ValidationErrors(errors.0)) }
+}
+
+/// The compiled rules of one `pv` or `pvs`, with their originator index.
+#[derive(Debug, Clone, Default)]
+pub struct CompiledAcrs {
+    pub(crate) rules: Box<[CompiledRule]>,
+    pub(crate) index: OriginatorIndex,
+}
+
+impl CompiledAcrs {
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// True when there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+/// One compiled `acr`.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledRule {
+    /// `acop` bitmask.
+    pub(crate) operations: u32,
+    /// `acaf`, absent = false.
+    pub(crate) authentication_flag: bool,
+    /// `acco` elements; empty = no constraint.
+    pub(crate) contexts: Box<[CompiledContext]>,
+    /// `acod` elements; empty = no constraint.
+    pub(crate) object_details: Box<[CompiledObjectDetails]>,
+    /// `acor` as written, for explanations.
+    pub(crate) originators: Box<[Box<str>]>,
+}
+
+/// One compiled `acco` element; `None`/empty parts impose no constraint.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledContext {
+    pub(crate) time_windows: Box<[TimeWindow]>,
+    pub(crate) ip: Option<IpRanges>,
+    pub(crate) location: Option<LocationConstraint>,
+}
+
+/// A compiled `aclr`.
+#[derive(Debug, Clone)]
+pub(crate) enum LocationConstraint {
+    /// `accc`, packed upper-case codes.
+    Countries(SmallVec<[u16; 4]>),
+    /// `accr`.
+    Circle(Circle),
+}
+
+/// One compiled `acod` element.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledObjectDetails {
+    pub(crate) resource_type: Option<u32>,
+    pub(crate) specialization: Option<Specialization>,
+    pub(crate) child_resource_types: SmallVec<[u32; 4]>,
+}
+
+/// `acip` as inclusive ranges, sorted and merged, one list per family.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IpRanges {
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
+}
+
+impl IpRanges {
+    fn from_nets(nets: &[IpNet]) -> Self {
+        let mut v4: Vec<(u32, u32)> = Vec::new();
+        let mut v6: Vec<(u128, u128)> = Vec::new();
+        for net in nets {
+            match net {
+                IpNet::V4(n) => v4.push((n.network().into(), n.broadcast().into())),
+                IpNet::V6(n) => v6.push((n.network().into(), n.broadcast().into())),
+            }
+        }
+        Self {
+            v4: merge(v4),
+            v6: merge(v6),
+        }
+    }
+
+    /// Is `ip` inside one of the ranges? An IPv4-mapped IPv6 address
+    /// (`::ffff:a.b.c.d`, as dual-stack sockets report IPv4 peers) is also
+    /// tested against the IPv4 ranges.
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => in_ranges(&self.v4, u32::from(a)),
+            IpAddr::V6(a) => {
+                in_ranges(&self.v6, u128::from(a))
+                    || a.to_ipv4_mapped().is_some_and(|v4| in_ranges(&self.v4, u32::from(v4)))
+            }
+        }
+    }
+}
+
+fn merge<T: Ord + Copy + num_like::Succ>(mut ranges: Vec<(T, T)>) -> Vec<(T, T)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(T, T)> = Vec::with_capacity(ranges.len());
+    for (lo, hi) in ranges {
+        match out.last_mut() {
+            Some(last) if lo <= last.1.succ() => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
+}
+
+fn in_ranges<T: Ord + Copy>(ranges: &[(T, T)], x: T) -> bool {
+    // First range whose start is beyond x; the candidate is the one before.
+    let i = ranges.partition_point(|&(lo, _)| lo <= x);
+    i > 0 && x <= ranges[i - 1].1
+}
+
+mod num_like {
+    /// Saturating successor, to merge adjacent ranges.
+    pub trait Succ {
+        fn succ(self) -> Self;
+    }
+    impl Succ for u32 {
+        fn succ(self) -> Self {
+            self.saturating_add(1)
+        }
+    }
+    impl Succ for u128 {
+        fn succ(self) -> Self {
+            self.saturating_add(1)
+        }
+    }
+}
+
+/// Rule and `acor` position of one index entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EntryRef {
+    pub(crate) rule: u32,
+    pub(crate) entry: u32,
+}
+
+/// Literal keys sorted for bisection (compact for the many small ACPs of a
+/// large deployment; a hash map per ACP would cost more memory than it saves).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeyIndex(Box<[(Box<str>, EntryRef)]>);
+
+impl KeyIndex {
+    fn build(mut entries: Vec<(Box<str>, EntryRef)>) -> Self {
+        entries.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.rule.cmp(&b.1.rule)));
+        Self(entries.into_boxed_slice())
+    }
+
+    /// Every entry with exactly this key.
+    pub(crate) fn get<'a>(&'a self, key: &'a str) -> impl Iterator<Item = EntryRef> + 'a {
+        let start = self.0.partition_point(|(k, _)| &**k < key);
+        self.0[start..]
+            .iter()
+            .take_while(move |(k, _)| &**k == key)
+            .map(|(_, r)| *r)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, EntryRef)> + '_ {
+        self.0.iter().map(|(k, r)| (&**k, *r))
+    }
+}
+
+/// Where each kind of `acor` entry of a rule set is found (TS-0003 7.1.3).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OriginatorIndex {
+    /// `all`.
+    pub(crate) all: Box<[EntryRef]>,
+    /// `//fqdn` SP domains.
+    pub(crate) domains: KeyIndex,
+    /// Literal absolute IDs.
+    pub(crate) absolute: KeyIndex,
+    /// Literal SP-relative IDs (`/cse/...`, `/S...`).
+    pub(crate) sp_relative: KeyIndex,
+    /// Literal stems relative to the hosting CSE.
+    pub(crate) cse_stems: KeyIndex,
+    /// Role-IDs.
+    pub(crate) roles: KeyIndex,
+    /// Wildcard entries.
+    pub(crate) patterns: Box<[(EntryScope, Box<[Box<str>]>, EntryRef)]>,
+    /// Literal entries as written: each may be a `<group>` resource ID.
+    pub(crate) group_candidates: KeyIndex,
+}
+
+fn compile_acrs(name: &str, acrs: &SetOfAcrs, errors: &mut Errors) -> CompiledAcrs {
+    let mut rules = Vec::with_capacity(acrs.rules.len());
+    let mut all = Vec::new();
+    let mut domains = Vec::new();
+    let mut absolute = Vec::new();
+    let mut sp_relative = Vec::new();
+    let mut cse_stems = Vec::new();
+    let mut roles = Vec::new();
+    let mut patterns = Vec::new();
+    let mut groups = Vec::new();
+
+    for (k, rule) in acrs.rules.iter().enumerate() {
+        let path = format!("{name}.acr[{k}]");
+        for (j, raw) in rule.originators.iter().enumerate() {
+            let at = EntryRef {
+                rule: k as u32,
+                entry: j as u32,
+            };
+            match OriginatorEntry::parse(raw) {
+                Ok(OriginatorEntry::All) => all.push(at),
+                Ok(OriginatorEntry::Role(role)) => roles.push((role.into(), at)),
+                Ok(OriginatorEntry::Domain(fqdn)) => domains.push((fqdn.into(), at)),
+                Ok(OriginatorEntry::Exact { scope, key }) => {
+                    groups.push((raw.as_str().into(), at));
+                    let key: Box<str> = key.into();
+                    match scope {
+                        EntryScope::Absolute => absolute.push((key, at)),
+                        EntryScope::SpRelative => sp_relative.push((key, at)),
+                        EntryScope::CseStem => cse_stems.push((key, at)),
+                    }
+                }
+                Ok(OriginatorEntry::Pattern { scope, segments }) => patterns.push((
+                    scope,
+                    segments.into_iter().map(Into::into).collect(),
+                    at,
+                )),
+                Err(e) => errors.add(format_args!("{path}.acor[{j}]"), e),
+            }
+        }
+        rules.push(compile_rule(&path, rule, errors));
+    }
+
+    CompiledAcrs {
+        rules: rules.into_boxed_slice(),
+        index: OriginatorIndex {
+            all: all.into_boxed_slice(),
+            domains: KeyIndex::build(domains),
+            absolute: KeyIndex::build(absolute),
+            sp_relative: KeyIndex::build(sp_relative),
+            cse_stems: KeyIndex::build(cse_stems),
+            roles: KeyIndex::build(roles),
+            patterns: patterns.into_boxed_slice(),
+            group_candidates: KeyIndex::build(groups),
+        },
+    }
+}
+
+fn compile_rule(path: &str, rule: &AccessControlRule, errors: &mut Errors) -> CompiledRule {
+    if rule.operations & !acop::ALL != 0 {
+        errors.add(
+            format_args!("{path}.acop"),
+            format_args!(
+                "{} sets bits outside the defined operations (1 C, 2 R, 4 U, 8 D, 16 N, 32 Discovery; at most 63)",
+                rule.operations
+            ),
+        );
+    }
+    let contexts = rule
+        .contexts
+        .iter()
+        .enumerate()
+        .filter_map(|(m, c)| compile_context(&format!("{path}.acco[{m}]"), c, errors))
+        .collect::<Vec<_>>();
+    // An acco list whose every element is empty constrains nothing (Decision 11).
+    let contexts = if contexts.iter().any(CompiledContext::is_unconstrained) {
+        Vec::new()
+    } else {
+        contexts
+    };
+    let object_details = rule
+        .object_details
+        .iter()
+        .enumerate()
+        .filter_map(|(m, d)| compile_object_details(&format!("{path}.acod[{m}]"), d, errors))
+        .collect::<Vec<_>>();
+    CompiledRule {
+        operations: rule.operations,
+        authentication_flag: rule.authentication_flag.unwrap_or(false),
+        contexts: contexts.into_boxed_slice(),
+        object_details: object_details.into_boxed_slice(),
+        originators: rule.originators.iter().map(|o| o.as_str().into()).collect(),
+    }
+}
+
+impl CompiledContext {
+    /// An element with no constraint admits every request, which makes the
+    /// whole OR of `acco` true.
+    fn is_unconstrained(&self) -> bool {
+        self.time_windows.is_empty() && self.ip.is_none() && self.location.is_none()
+    }
+}
+
+fn compile_context(path: &str, ctx: &AccessControlContext, errors: &mut Errors) -> Option<CompiledContext> {
+    let before = errors.0.len();
+    let time_windows = ctx
+        .time_windows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match TimeWindow::parse(s) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                errors.add(format_args!("{path}.actw[{i}]"), e);
+                None
+            }
+        })
+        .collect::<Vec<_>>();
+    let ip = ctx.ip_addresses.as_ref().and_then(|acip| {
+        let mut nets = Vec::new();
+        for (i, s) in acip.ipv4.iter().enumerate() {
+            match parse_v4(s) {
+                Ok(n) => nets.push(IpNet::V4(n)),
+                Err(m) => errors.add(format_args!("{path}.acip.ipv4[{i}]"), m),
+            }
+        }
+        for (i, s) in acip.ipv6.iter().enumerate() {
+            match parse_v6(s) {
+                Ok(n) => nets.push(IpNet::V6(n)),
+                Err(m) => errors.add(format_args!("{path}.acip.ipv6[{i}]"), m),
+            }
+        }
+        // An acip with no address constrains nothing (Decision 11).
+        (!nets.is_empty()).then(|| IpRanges::from_nets(&nets))
+    });
+    let location = ctx
+        .location_region
+        .as_ref()
+        .and_then(|r| compile_location(&format!("{path}.aclr"), r, errors));
+    (errors.0.len() == before).then(|| CompiledContext {
+        time_windows: time_windows.into_boxed_slice(),
+        ip,
+        location,
+    })
+}
+
+fn parse_v4(s: &str) -> Result<Ipv4Net, String> {
+    let net = if s.contains('/') {
+        s.parse::<Ipv4Net>()
+            .map_err(|_| format!("'{s}' is not an IPv4 address with optional /0-32 suffix"))?
+    } else {
+        Ipv4Net::from(
+            s.parse::<std::net::Ipv4Addr>()
+                .map_err(|_| format!("'{s}' is not an IPv4 address in dotted decimal"))?,
+        )
+    };
+    Ok(net.trunc())
+}
+
+fn parse_v6(s: &str) -> Result<Ipv6Net, String> {
+    let net = if s.contains('/') {
+        s.parse::<Ipv6Net>()
+            .map_err(|_| format!("'{s}' is not an IPv6 address with optional /0-128 suffix"))?
+    } else {
+        Ipv6Net::from(
+            s.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| format!("'{s}' is not an IPv6 address"))?,
+        )
+    };
+    Ok(net.trunc())
+}
+
+fn compile_location(path: &str, region: &LocationRegion, errors: &mut Errors) -> Option<LocationConstraint> {
+    // Empty lists count as absent (Decision 11).
+    let countries = region.country_codes.as_ref().filter(|c| !c.is_empty());
+    let circle = region.circle.as_ref().filter(|c| !c.is_empty());
+    match (countries, circle) {
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            errors.add(path, "locationRegion holds exactly one of accc and accr, not both");
+            None
+        }
+        (Some(codes), None) => {
+            let mut packed = SmallVec::new();
+            for (i, code) in codes.iter().enumerate() {
+                match pack_country(code) {
+                    Some(p) => packed.push(p),
+                    None => errors.add(
+                        format_args!("{path}.accc[{i}]"),
+                        format_args!("'{code}' is not an ISO 3166-1 alpha-2 country code"),
+                    ),
+                }
+            }
+            Some(LocationConstraint::Countries(packed))
+        }
+        (None, Some(c)) => {
+            if c.len() != 3 {
+                errors.add(
+                    format_args!("{path}.accr"),
+                    format_args!("expected [latitude, longitude, radius], found {} numbers", c.len()),
+                );
+                return None;
+            }
+            let (lat, lon, radius_m) = (c[0], c[1], c[2]);
+            let mut ok = true;
+            if !(-90.0..=90.0).contains(&lat) {
+                errors.add(format_args!("{path}.accr[0]"), format_args!("latitude {lat} out of range -90..90"));
+                ok = false;
+            }
+            if !(-180.0..=180.0).contains(&lon) {
+                errors.add(format_args!("{path}.accr[1]"), format_args!("longitude {lon} out of range -180..180"));
+                ok = false;
+            }
+            if !(radius_m.is_finite() && radius_m >= 0.0) {
+                errors.add(format_args!("{path}.accr[2]"), format_args!("radius {radius_m} must be a finite number of metres >= 0"));
+                ok = false;
+            }
+            ok.then_some(LocationConstraint::Circle(Circle { lat, lon, radius_m }))
+        }
+    }
+}
+
+fn compile_object_details(path: &str, d: &ObjectDetails, errors: &mut Errors) -> Option<CompiledObjectDetails> {
+    let before = errors.0.len();
+    match &d.child_resource_types {
+        None => errors.add(format_args!("{path}.chty"), "childResourceType is mandatory in an acod element (TS-0003 7.1.5)"),
+        Some(c) if c.is_empty() => errors.add(format_args!("{path}.chty"), "childResourceType must list at least one resource type"),
+        Some(_) => {}
+    }
+    if matches!(d.resource_type, Some(13) | Some(28)) && d.specialization.is_none() {
+        errors.add(
+            format_args!("{path}.spty"),
+            format_args!(
+                "specialization is required when ty is {} ({}) (TS-0003 7.1.5)",
+                d.resource_type.unwrap_or_default(),
+                if d.resource_type == Some(13) { "mgmtObj" } else { "flexContainer" }
+            ),
+        );
+    }
+    if let Some(Specialization::ContainerDefinition(uri)) = &d.specialization
+        && uri.is_empty()
+    {
+        errors.add(format_args!("{path}.spty.cnd"), "containerDefinition must not be empty");
+    }
+    (errors.0.len() == before).then(|| CompiledObjectDetails {
+        resource_type: d.resource_type,
+        specialization: d.specialization.clone(),
+        child_resource_types: d.child_resource_types.iter().flatten().copied().collect(),
+    })
 }

@@ -1,18 +1,529 @@
-//! placeholder
-use crate::{attributes::AttributeSource, compile::CompiledAcp, decision::*, ids::HostingContext, request::DecisionRequest};
+//! The access decision algorithm of TS-0003 clause 7.1.5, over compiled
+//! policies.
+//!
+//! ```text
+//! res_acrs       = res_acr(1) OR ... OR res_acr(K)      over every applicable ACP (permit-overrides)
+//! res_acr(k)     = res_authn(k) AND res_origs(k) AND res_ops(k) AND res_ctxts(k) AND res_objd(k)
+//! res_ctxts(k)   = res_context(k,1) OR ... OR res_context(k,M)   (TRUE when acco is absent)
+//! res_context    = res_time AND res_ip AND res_loc
+//! res_objd(k)    = res_objdetails(k,1) OR ... (CREATE only; TRUE otherwise or when acod is absent)
+//! res_objdetails = res_resourceType AND res_specializationID AND res_childResource
+//! ```
+//!
+//! `res_origs` is answered by the originator index first: only rules that name
+//! the originator (by ID, wildcard, SP domain, `all` or a verified Role-ID)
+//! are evaluated, and the first that permits ends the decision (7.1.5: the
+//! algorithm "can stop without evaluating any other applicable access control
+//! rules"). Entries that may be `<group>` resource IDs need the attribute
+//! source, so they are tried only when no direct match permits.
+//!
+//! Whatever cannot be determined (an unknown IP, position or country, an
+//! unavailable attribute) makes its condition FALSE: indeterminate is Deny
+//! (7.1.4).
+
+use smallvec::SmallVec;
+
+use crate::attributes::{AttributeSource, Lookup};
+use crate::compile::{
+    CompiledAcp, CompiledAcrs, CompiledContext, CompiledRule, EntryRef, LocationConstraint,
+};
+use crate::decision::{
+    AuthorizationStatus, ContextFailure, Decision, Effect, Explanation, FailedCondition,
+    MissingAttribute, PrivilegeKind, RuleFailure, RuleRef,
+};
+use crate::ids::{HostingContext, OriginatorParts, pattern_matches};
+use crate::location::pack_country;
+use crate::request::{DecisionRequest, Operation, Position};
+use crate::time_window::TimeParts;
 
 /// One ACP of the applicable set and which of its privileges apply.
 #[derive(Debug, Clone, Copy)]
-pub struct Applicable<'a> { pub acp: &'a CompiledAcp, pub kind: PrivilegeKind }
+pub struct Applicable<'a> {
+    /// The ACP.
+    pub acp: &'a CompiledAcp,
+    /// `pv`, or `pvs` when the target is the ACP itself (TS-0003 7.1.1).
+    pub kind: PrivilegeKind,
+}
 
 /// Options of one decision.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DecideOptions<'a> {
-    /// Build an [`Explanation`].
+    /// Build an [`Explanation`] (costs time only on a Deny).
     pub explain: bool,
-    /// Roles already verified by other means (e.g. token `rids`), matched like verified `rids`.
+    /// Roles already verified by other means (e.g. the `rids` of a verified
+    /// token), matched like verified `rids`.
     pub granted_roles: &'a [String],
 }
 
-/// Decides one request against the applicable policies (TS-0003 7.1.5).
-pub fn decide(_req: &DecisionRequest, _ctx: &HostingContext, _policies: &[Applicable<'_>], _attrs: &dyn AttributeSource, _opts: &DecideOptions<'_>) -> Decision { todo!() }
+/// Decides one request against the applicable policies (TS-0003 7.1.4, 7.1.5).
+///
+/// Never panics on any input: an originator that is not an ID is a Deny with
+/// status `SyntaxError`.
+pub fn decide(
+    request: &DecisionRequest,
+    ctx: &HostingContext,
+    policies: &[Applicable<'_>],
+    attributes: &dyn AttributeSource,
+    options: &DecideOptions<'_>,
+) -> Decision {
+    let Ok(originator) = ctx.canonicalize(&request.originator) else {
+        return Decision {
+            effect: Effect::Deny,
+            status: AuthorizationStatus::SyntaxError,
+            permitted_by: None,
+            missing: Vec::new(),
+            explanation: None,
+        };
+    };
+    let mut ev = Evaluation {
+        req: request,
+        ctx,
+        originator: OriginatorParts::of(&originator),
+        attrs: attributes,
+        options,
+        op_bit: request.acop_bit(),
+        time: None,
+        position: None,
+        countries: None,
+        roles: SmallVec::new(),
+        groups: SmallVec::new(),
+        missing: Vec::new(),
+        failures: Vec::new(),
+        any_rule_named_originator: false,
+    };
+
+    // First pass: rules that name the originator directly.
+    let mut candidates: SmallVec<[EntryRef; 8]> = SmallVec::new();
+    for p in policies {
+        let acrs = p.acp.rules(p.kind);
+        candidates.clear();
+        ev.direct_candidates(acrs, &mut candidates);
+        for at in &candidates {
+            if let Some(permit) = ev.evaluate(p, acrs, *at) {
+                return permit;
+            }
+        }
+    }
+    // Second pass: literal entries that turn out to be groups with the
+    // originator among their members (TS-0001 9.6.2.1).
+    for p in policies {
+        let acrs = p.acp.rules(p.kind);
+        if acrs.index.group_candidates.is_empty() {
+            continue;
+        }
+        candidates.clear();
+        ev.direct_candidates(acrs, &mut candidates);
+        let mut done: SmallVec<[u32; 8]> = candidates.iter().map(|c| c.rule).collect();
+        for (group, at) in acrs.index.group_candidates.iter() {
+            if done.contains(&at.rule) || !ev.is_group_member(group) {
+                continue;
+            }
+            done.push(at.rule);
+            if let Some(permit) = ev.evaluate(p, acrs, at) {
+                return permit;
+            }
+        }
+    }
+    ev.deny()
+}
+
+/// The state of one decision: the request, lazily fetched attributes, and
+/// what went wrong so far.
+struct Evaluation<'r, 'o> {
+    req: &'r DecisionRequest,
+    ctx: &'r HostingContext,
+    originator: OriginatorParts<'o>,
+    attrs: &'r dyn AttributeSource,
+    options: &'r DecideOptions<'r>,
+    op_bit: u32,
+    time: Option<TimeParts>,
+    position: Option<Option<Position>>,
+    countries: Option<SmallVec<[u16; 2]>>,
+    roles: SmallVec<[(&'r str, bool); 4]>,
+    groups: SmallVec<[(Box<str>, bool); 4]>,
+    missing: Vec<MissingAttribute>,
+    failures: Vec<RuleFailure>,
+    any_rule_named_originator: bool,
+}
+
+impl<'r> Evaluation<'r, '_> {
+    /// `res_origs` through the index: every rule with an entry that names
+    /// the originator without needing a group lookup, ordered by rule.
+    fn direct_candidates(&mut self, acrs: &CompiledAcrs, out: &mut SmallVec<[EntryRef; 8]>) {
+        let idx = &acrs.index;
+        let o = self.originator;
+        out.extend(idx.all.iter().copied());
+        out.extend(idx.absolute.get(o.absolute));
+        if let Some(rest) = o.sp_relative(self.ctx) {
+            out.extend(idx.sp_relative.get(rest));
+        }
+        if let Some(stem) = o.cse_stem(self.ctx) {
+            out.extend(idx.cse_stems.get(stem));
+        }
+        if !o.rest.is_empty() {
+            // An SP domain authorizes every AE-ID and CSE-ID under it.
+            out.extend(idx.domains.get(o.fqdn));
+        }
+        for (scope, segments, at) in idx.patterns.iter() {
+            if pattern_matches(scope, segments, &o, self.ctx) {
+                out.push(*at);
+            }
+        }
+        if !idx.roles.is_empty() {
+            let req = self.req;
+            for role in &req.role_ids {
+                if idx.roles.get(role).next().is_some() && self.role_verified(role) {
+                    out.extend(idx.roles.get(role));
+                }
+            }
+            for role in self.options.granted_roles {
+                out.extend(idx.roles.get(role));
+            }
+        }
+        if out.len() > 1 {
+            out.sort_by_key(|at| (at.rule, at.entry));
+            out.dedup_by_key(|at| at.rule);
+        }
+    }
+
+    /// `res_acr(k)` for a rule whose originators matched; `Some` is a Permit.
+    fn evaluate(&mut self, p: &Applicable<'_>, acrs: &CompiledAcrs, at: EntryRef) -> Option<Decision> {
+        self.any_rule_named_originator = true;
+        let rule = &acrs.rules[at.rule as usize];
+        let rule_ref = || RuleRef {
+            acp: p.acp.id().clone(),
+            privileges: p.kind,
+            rule: at.rule as usize,
+        };
+        let matched = || rule.originators[at.entry as usize].to_string();
+        match self.res_acr(rule) {
+            Ok(()) => Some(Decision {
+                effect: Effect::Permit,
+                status: AuthorizationStatus::Ok,
+                permitted_by: Some(rule_ref()),
+                missing: Vec::new(),
+                explanation: self.options.explain.then(|| Explanation {
+                    matched_originator: Some(matched()),
+                    failed_rules: Vec::new(),
+                }),
+            }),
+            Err(failed) => {
+                if self.options.explain {
+                    self.failures.push(RuleFailure {
+                        rule: rule_ref(),
+                        matched_originator: matched(),
+                        failed,
+                    });
+                }
+                None
+            }
+        }
+    }
+
+    fn deny(self) -> Decision {
+        let status = if !self.missing.is_empty() {
+            AuthorizationStatus::MissingAttribute
+        } else if self.any_rule_named_originator {
+            AuthorizationStatus::Ok
+        } else {
+            AuthorizationStatus::NotApplicable
+        };
+        Decision {
+            effect: Effect::Deny,
+            status,
+            permitted_by: None,
+            missing: self.missing,
+            explanation: self.options.explain.then(|| Explanation {
+                matched_originator: None,
+                failed_rules: self.failures,
+            }),
+        }
+    }
+
+    /// `res_acr(k)` once `res_origs(k)` holds, reporting the first condition
+    /// that failed.
+    fn res_acr(&mut self, rule: &CompiledRule) -> Result<(), FailedCondition> {
+        self.res_ops(rule)?;
+        self.res_authn(rule)?;
+        self.res_ctxts(rule)?;
+        self.res_objd(rule)
+    }
+
+    /// `res_ops(k) = ismember(Operation, acr(k)_accessControlOperations)`.
+    fn res_ops(&self, rule: &CompiledRule) -> Result<(), FailedCondition> {
+        if rule.operations & self.op_bit != 0 {
+            Ok(())
+        } else {
+            Err(FailedCondition::Operation {
+                requested: self.op_bit,
+                allowed: rule.operations,
+            })
+        }
+    }
+
+    /// Table 7.1.5-1: FALSE only when the flag is TRUE and rq_authn is FALSE.
+    fn res_authn(&self, rule: &CompiledRule) -> Result<(), FailedCondition> {
+        if rule.authentication_flag && !self.req.authenticated {
+            Err(FailedCondition::AuthenticationFlag)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `res_ctxts(k) = res_context(k,1) OR ... OR res_context(k,M_k)`; a rule
+    /// without contexts admits any context (7.1.3: "For pairs, any context
+    /// parameters ... are admissible").
+    fn res_ctxts(&mut self, rule: &CompiledRule) -> Result<(), FailedCondition> {
+        if rule.contexts.is_empty() {
+            return Ok(());
+        }
+        let mut elements = Vec::new();
+        for context in rule.contexts.iter() {
+            match self.res_context(context) {
+                Ok(()) => return Ok(()),
+                Err(f) if self.options.explain => elements.push(f),
+                Err(_) => {}
+            }
+        }
+        Err(FailedCondition::Context { elements })
+    }
+
+    /// `res_context(k,m) = res_time(k,m) AND res_ip(k,m) AND res_loc(k,m)`.
+    fn res_context(&mut self, c: &CompiledContext) -> Result<(), ContextFailure> {
+        self.res_time(c)?;
+        self.res_ip(c)?;
+        self.res_loc(c)
+    }
+
+    /// `res_time = ismember(rq_time, accessControlTimeWindow)`.
+    fn res_time(&mut self, c: &CompiledContext) -> Result<(), ContextFailure> {
+        if c.time_windows.is_empty() {
+            return Ok(());
+        }
+        let t = *self.time.get_or_insert_with(|| TimeParts::of(self.req.time));
+        if c.time_windows.iter().any(|w| w.matches(&t)) {
+            return Ok(());
+        }
+        let next_open = if self.options.explain {
+            c.time_windows
+                .iter()
+                .filter_map(|w| w.next_match(self.req.time))
+                .min()
+        } else {
+            None
+        };
+        Err(ContextFailure::TimeWindow { next_open })
+    }
+
+    /// `res_ip = ismember(rq_ip, accessControlIpAddress)`.
+    fn res_ip(&self, c: &CompiledContext) -> Result<(), ContextFailure> {
+        let Some(ranges) = &c.ip else { return Ok(()) };
+        match self.req.ip {
+            Some(ip) if ranges.contains(ip) => Ok(()),
+            Some(ip) => Err(ContextFailure::IpAddress {
+                reason: self.why(|| format!("{ip} is in no listed range")),
+            }),
+            None => Err(ContextFailure::IpAddress {
+                reason: self.why(|| "originator IP address unknown".to_owned()),
+            }),
+        }
+    }
+
+    /// `res_loc = ismember(rq_loc, accessControlLocationRegion)` (Annex F;
+    /// Decision 5).
+    fn res_loc(&mut self, c: &CompiledContext) -> Result<(), ContextFailure> {
+        match &c.location {
+            None => Ok(()),
+            Some(LocationConstraint::Circle(circle)) => match self.position() {
+                Some(p) if circle.contains(&p) => Ok(()),
+                Some(p) => Err(ContextFailure::Location {
+                    reason: self.why(|| {
+                        format!(
+                            "position ({}, {}) ±{} m is not inside the circle ({}, {}) r={} m",
+                            p.lat, p.lon, p.uncertainty_m, circle.lat, circle.lon, circle.radius_m
+                        )
+                    }),
+                }),
+                None => Err(ContextFailure::Location {
+                    reason: self.why(|| "originator position unknown".to_owned()),
+                }),
+            },
+            Some(LocationConstraint::Countries(allowed)) => {
+                let countries = self.countries();
+                if countries.is_empty() {
+                    Err(ContextFailure::Location {
+                        reason: self.why(|| "originator country unknown".to_owned()),
+                    })
+                } else if countries.iter().all(|c| allowed.contains(c)) {
+                    Ok(())
+                } else {
+                    Err(ContextFailure::Location {
+                        reason: self.why(|| {
+                            format!("originator country {} is not listed", unpack_countries(&countries))
+                        }),
+                    })
+                }
+            }
+        }
+    }
+
+    /// `res_objd(k)`: CREATE only (7.1.5), OR over the `acod` elements.
+    fn res_objd(&self, rule: &CompiledRule) -> Result<(), FailedCondition> {
+        if self.req.operation != Operation::Create || rule.object_details.is_empty() {
+            return Ok(());
+        }
+        let mut reasons = Vec::new();
+        for d in rule.object_details.iter() {
+            // res_resourceType: the type of the targeted (parent) resource.
+            if let Some(ty) = d.resource_type
+                && self.req.target_type != Some(ty)
+            {
+                if self.options.explain {
+                    reasons.push(match self.req.target_type {
+                        Some(t) => format!("target type {t} is not ty {ty}"),
+                        None => format!("target type unknown, ty {ty} required"),
+                    });
+                }
+                continue;
+            }
+            // res_specializationID: the mgd/cnd of the created resource (Decision 13).
+            if let Some(spty) = &d.specialization
+                && self.req.specialization.as_ref() != Some(spty)
+            {
+                if self.options.explain {
+                    reasons.push(format!("specialization of the created resource is not {spty:?}"));
+                }
+                continue;
+            }
+            // res_childResource = ismember(Resource Type, childResourceType).
+            match self.req.resource_type {
+                Some(rt) if d.child_resource_types.contains(&rt) => return Ok(()),
+                rt => {
+                    if self.options.explain {
+                        reasons.push(match rt {
+                            Some(rt) => format!("resource type {rt} not in chty {:?}", d.child_resource_types),
+                            None => "resource type of the CREATE unknown".to_owned(),
+                        });
+                    }
+                }
+            }
+        }
+        Err(FailedCondition::ObjectDetails { elements: reasons })
+    }
+
+    /// A reason text, built only when explaining.
+    fn why(&self, text: impl FnOnce() -> String) -> String {
+        if self.options.explain { text() } else { String::new() }
+    }
+
+    fn role_verified(&mut self, role: &'r str) -> bool {
+        if let Some((_, ok)) = self.roles.iter().find(|(r, _)| *r == role) {
+            return *ok;
+        }
+        let ok = match self
+            .attrs
+            .role_verified(self.originator.absolute, role, self.req.time)
+        {
+            Lookup::Found(v) => v,
+            Lookup::NotFound => false,
+            Lookup::Unavailable(reason) => {
+                self.missing.push(MissingAttribute::Role {
+                    role: role.to_owned(),
+                    reason,
+                });
+                false
+            }
+        };
+        self.roles.push((role, ok));
+        ok
+    }
+
+    fn is_group_member(&mut self, group: &str) -> bool {
+        if let Some((_, ok)) = self.groups.iter().find(|(g, _)| &**g == group) {
+            return *ok;
+        }
+        let ok = match self.attrs.group_has_member(group, self.originator.absolute) {
+            Lookup::Found(v) => v,
+            Lookup::NotFound => false,
+            Lookup::Unavailable(reason) => {
+                self.missing.push(MissingAttribute::GroupMembership {
+                    group: group.to_owned(),
+                    reason,
+                });
+                false
+            }
+        };
+        self.groups.push((group.into(), ok));
+        ok
+    }
+
+    /// The originator's position: the request's, else the attribute source's.
+    fn position(&mut self) -> Option<Position> {
+        if let Some(p) = self.position {
+            return p;
+        }
+        let p = self.req.position.or_else(|| {
+            match self.attrs.position(self.originator.absolute, self.req.time) {
+                Lookup::Found(p) => Some(p),
+                Lookup::NotFound => None,
+                Lookup::Unavailable(reason) => {
+                    self.missing.push(MissingAttribute::Position { reason });
+                    None
+                }
+            }
+        });
+        self.position = Some(p);
+        p
+    }
+
+    /// The originator's countries: the request's, else the country of its IP
+    /// address, else of its position (Annex F.2.2). Empty when unknown.
+    fn countries(&mut self) -> SmallVec<[u16; 2]> {
+        if let Some(c) = &self.countries {
+            return c.clone();
+        }
+        let mut found: SmallVec<[u16; 2]> = self
+            .req
+            .countries
+            .iter()
+            .filter_map(|c| pack_country(c))
+            .collect();
+        if found.is_empty()
+            && let Some(ip) = self.req.ip
+            && let Some(c) = self.lookup_country(|a| a.country_of_ip(ip))
+        {
+            found.push(c);
+        }
+        if found.is_empty()
+            && let Some(p) = self.position()
+            && let Some(c) = self.lookup_country(|a| a.country_of_position(&p))
+        {
+            found.push(c);
+        }
+        self.countries = Some(found.clone());
+        found
+    }
+
+    fn lookup_country(&mut self, f: impl FnOnce(&dyn AttributeSource) -> Lookup<String>) -> Option<u16> {
+        match f(self.attrs) {
+            Lookup::Found(cc) => pack_country(&cc),
+            Lookup::NotFound => None,
+            Lookup::Unavailable(reason) => {
+                self.missing.push(MissingAttribute::Country { reason });
+                None
+            }
+        }
+    }
+}
+
+fn unpack_countries(codes: &[u16]) -> String {
+    codes
+        .iter()
+        .map(|c| {
+            let [a, b] = c.to_be_bytes();
+            format!("{}{}", a as char, b as char)
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+

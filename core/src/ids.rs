@@ -289,33 +289,30 @@ pub fn glob_segment(pattern: &str, text: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
-/// Matches a wildcard entry against an originator (Decision 1).
-pub fn pattern_matches(
+/// Matches a wildcard entry against an originator (Decision 1): the same
+/// number of `/` segments, each matched by its glob.
+pub fn pattern_matches<S: AsRef<str>>(
     scope: &EntryScope,
-    segments: &[String],
+    segments: &[S],
     originator: &OriginatorParts<'_>,
     ctx: &HostingContext,
 ) -> bool {
-    let target: Vec<&str> = match scope {
-        EntryScope::Absolute => OriginatorParts::of(originator.absolute)
-            .absolute
-            .trim_start_matches('/')
-            .split('/')
-            .collect(),
+    let text = match scope {
+        EntryScope::Absolute => originator.absolute.get(2..).unwrap_or(""),
         EntryScope::SpRelative => match originator.sp_relative(ctx) {
-            Some(rest) if !rest.is_empty() => rest[1..].split('/').collect(),
+            Some(rest) if !rest.is_empty() => &rest[1..],
             _ => return false,
         },
         EntryScope::CseStem => match originator.cse_stem(ctx) {
-            Some(stem) => vec![stem],
+            Some(stem) => stem,
             None => return false,
         },
     };
-    target.len() == segments.len()
-        && segments
-            .iter()
-            .zip(target)
-            .all(|(p, t)| glob_segment(p, t))
+    let mut parts = text.split('/');
+    segments
+        .iter()
+        .all(|p| parts.next().is_some_and(|t| glob_segment(p.as_ref(), t)))
+        && parts.next().is_none()
 }
 
 #[cfg(test)]

@@ -1,1 +1,420 @@
-//! placeholder
+//! Reading and writing `m2m:acp` JSON documents (TS-0004 JSON serialization
+//! with short names).
+//!
+//! A document holds one resource or a list of them, in any of these shapes:
+//! `{"m2m:acp": {...}}`, `{"m2m:acp": [{...}, ...]}`,
+//! `[{"m2m:acp": {...}}, ...]`, or the bare resource object(s). Errors carry
+//! the path of the offending field (`pv.acr[0].acod[0].ty: invalid type:
+//! sequence, expected u32`), prefixed with `m2m:acp[i].` in a list.
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use crate::compile::{CompiledAcp, ValidationError, ValidationErrors};
+use crate::model::{AccessControlPolicy, SetOfAcrs};
+
+/// The root element name of an ACP in oneM2M JSON.
+pub const ROOT: &str = "m2m:acp";
+
+/// A document that is not a valid `m2m:acp` document.
+#[derive(Debug, Error)]
+pub enum JsonError {
+    /// Not JSON at all.
+    #[error("not valid JSON: {0}")]
+    Syntax(#[from] serde_json::Error),
+    /// JSON, but fields are missing, mistyped or invalid.
+    #[error("{0}")]
+    Invalid(ValidationErrors),
+}
+
+/// Parses a document into ACP resources, without checking their rules
+/// beyond their JSON shape (see [`parse_and_validate`]).
+pub fn parse_policies(text: &str) -> Result<Vec<AccessControlPolicy>, JsonError> {
+    let doc: Value = serde_json::from_str(text)?;
+    let (items, listed) = split_document(doc);
+    let mut out = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let prefix = if listed { format!("{ROOT}[{i}].") } else { String::new() };
+        match policy_from_value(item) {
+            Ok(acp) => out.push(acp),
+            Err(e) => errors.push(ValidationError {
+                path: format!("{prefix}{}", e.path),
+                message: e.message,
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(JsonError::Invalid(ValidationErrors(errors)))
+    }
+}
+
+/// Parses a document and validates every resource by compiling it, so that
+/// the result is known to be usable.
+pub fn parse_and_validate(text: &str) -> Result<Vec<AccessControlPolicy>, JsonError> {
+    let acps = parse_policies(text)?;
+    let listed = acps.len() > 1 || is_list(text);
+    let mut errors = Vec::new();
+    for (i, acp) in acps.iter().enumerate() {
+        if let Err(e) = CompiledAcp::compile(acp.id().unwrap_or(""), acp) {
+            let prefix = if listed { format!("{ROOT}[{i}].") } else { String::new() };
+            errors.extend(e.prefixed(&prefix).0);
+        }
+    }
+    if errors.is_empty() {
+        Ok(acps)
+    } else {
+        Err(JsonError::Invalid(ValidationErrors(errors)))
+    }
+}
+
+fn is_list(text: &str) -> bool {
+    serde_json::from_str::<Value>(text)
+        .map(|v| split_document(v).1)
+        .unwrap_or(false)
+}
+
+/// Splits a document into resource objects; the flag tells whether it was a list.
+fn split_document(doc: Value) -> (Vec<Value>, bool) {
+    match doc {
+        Value::Array(items) => (items.into_iter().map(unwrap_root).collect(), true),
+        Value::Object(mut map) if map.len() == 1 && map.contains_key(ROOT) => {
+            match map.remove(ROOT).unwrap_or(Value::Null) {
+                Value::Array(items) => (items, true),
+                one => (vec![one], false),
+            }
+        }
+        other => (vec![other], false),
+    }
+}
+
+fn unwrap_root(v: Value) -> Value {
+    match v {
+        Value::Object(mut map) if map.len() == 1 && map.contains_key(ROOT) => {
+            map.remove(ROOT).unwrap_or(Value::Null)
+        }
+        other => other,
+    }
+}
+
+/// Reads one resource object. `pv` and `pvs` are deserialized on their own
+/// so that errors inside them keep their full path.
+pub fn policy_from_value(v: Value) -> Result<AccessControlPolicy, ValidationError> {
+    let Value::Object(mut map) = v else {
+        return Err(ValidationError {
+            path: ROOT.to_owned(),
+            message: format!("expected an object, found {}", kind(&v)),
+        });
+    };
+    Ok(AccessControlPolicy {
+        resource_name: take_string(&mut map, "rn")?,
+        resource_id: take_string(&mut map, "ri")?,
+        parent_id: take_string(&mut map, "pi")?,
+        privileges: take_acrs(&mut map, "pv")?,
+        self_privileges: take_acrs(&mut map, "pvs")?,
+        other: map,
+    })
+}
+
+fn take_string(map: &mut Map<String, Value>, key: &str) -> Result<Option<String>, ValidationError> {
+    match map.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(ValidationError {
+            path: key.to_owned(),
+            message: format!("expected a string, found {}", kind(&other)),
+        }),
+    }
+}
+
+fn take_acrs(map: &mut Map<String, Value>, key: &str) -> Result<Option<SetOfAcrs>, ValidationError> {
+    match map.remove(key) {
+        // A NULL pv is how distributed authorization is expressed (TS-0001 9.6.2.0).
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => deserialize_at(key, v).map(Some),
+    }
+}
+
+/// Deserializes `v`, reporting errors at `prefix.<path inside v>`.
+pub fn deserialize_at<T: DeserializeOwned>(prefix: &str, v: Value) -> Result<T, ValidationError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let inner = e.path().to_string();
+        let path = if inner.is_empty() || inner == "." {
+            prefix.to_owned()
+        } else if inner.starts_with('[') {
+            format!("{prefix}{inner}")
+        } else {
+            format!("{prefix}.{inner}")
+        };
+        ValidationError {
+            path,
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Writes one resource as `{"m2m:acp": {...}}`.
+pub fn to_value(acp: &AccessControlPolicy) -> Value {
+    let mut root = Map::new();
+    root.insert(ROOT.to_owned(), serde_json::to_value(acp).unwrap_or(Value::Null));
+    Value::Object(root)
+}
+
+/// Writes several resources as `{"m2m:acp": [{...}, ...]}`.
+pub fn list_to_value(acps: &[AccessControlPolicy]) -> Value {
+    let mut root = Map::new();
+    root.insert(
+        ROOT.to_owned(),
+        Value::Array(
+            acps.iter()
+                .map(|a| serde_json::to_value(a).unwrap_or(Value::Null))
+                .collect(),
+        ),
+    );
+    Value::Object(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC_NOTES_EXAMPLE: &str = r#"{"m2m:acp": {
+      "rn": "acpLock",
+      "pv": {"acr": [
+        {"acor": ["CphoneApp", "/id-in/Cguest*", "tenant@roles.example.com"],
+         "acop": 34,
+         "acco": [{"actw": ["* * 8-19 * * 1-5 *"],
+                   "acip": {"ipv4": ["192.168.1.0/24"], "ipv6": ["fd00::/8"]},
+                   "aclr": {"accr": [48.137, 11.575, 500.0]}},
+                  {"aclr": {"accc": ["DE"]}}],
+         "acaf": true},
+        {"acor": ["Cowner"], "acop": 1,
+         "acod": [{"ty": 3, "chty": [4, 23]}]}
+      ]},
+      "pvs": {"acr": [{"acor": ["Cowner"], "acop": 63}]},
+      "et": "20301231T000000", "lbl": ["home"]
+    }}"#;
+
+    #[test]
+    fn spec_notes_example_round_trips() {
+        let acps = parse_policies(SPEC_NOTES_EXAMPLE).unwrap();
+        assert_eq!(acps.len(), 1);
+        let back = to_value(&acps[0]);
+        let original: Value = serde_json::from_str(SPEC_NOTES_EXAMPLE).unwrap();
+        assert_eq!(back, original);
+    }
+
+    #[test]
+    fn list_forms_are_accepted() {
+        let one = r#"{"pv": {"acr": []}, "pvs": {"acr": [{"acor": ["all"], "acop": 2}]}}"#;
+        let forms = [
+            format!("{{\"m2m:acp\": [{one}, {one}]}}"),
+            format!("[{{\"m2m:acp\": {one}}}, {{\"m2m:acp\": {one}}}]"),
+            format!("[{one}, {one}]"),
+        ];
+        for f in forms {
+            assert_eq!(parse_policies(&f).unwrap().len(), 2, "{f}");
+        }
+    }
+
+    #[test]
+    fn ty_as_a_list_is_malformed_with_its_path() {
+        // spec notes §2.1: acod.ty is a single int; a list is malformed (4000).
+        let doc = r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["all"], "acop": 1, "acod": [{"ty": [3], "chty": [4]}]}]}}}"#;
+        let JsonError::Invalid(e) = parse_policies(doc).unwrap_err() else { panic!() };
+        assert_eq!(e.0[0].path, "pv.acr[0].acod[0].ty");
+    }
+
+    #[test]
+    fn unknown_rule_attribute_is_rejected_not_ignored() {
+        let doc = r#"{"pv": {"acr": [{"acor": ["all"], "acop": 1, "acco": [{"acec": {}}]}]}}"#;
+        let JsonError::Invalid(e) = parse_policies(doc).unwrap_err() else { panic!() };
+        assert_eq!(e.0[0].path, "pv.acr[0].acco[0].acec");
+    }
+
+    #[test]
+    fn list_errors_name_the_resource() {
+        let doc = r#"[{"m2m:acp": {"pv": {"acr": []}}}, {"m2m:acp": {"pv": {"acr": [{"acor": ["all"], "acop": 99}]}}}]"#;
+        let JsonError::Invalid(e) = parse_and_validate(doc).unwrap_err() else { panic!() };
+        assert_eq!(e.0[0].path, "m2m:acp[1].pv.acr[0].acop");
+    }
+}
+
+/// A decision request in oneM2M short names, as `authz check` reads it.
+///
+/// `fr`, `to` and `op` are mandatory; see the README for every field.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShortRequest {
+    fr: String,
+    to: String,
+    op: u32,
+    #[serde(default)]
+    fu: Option<u32>,
+    #[serde(default)]
+    rrt: Option<u32>,
+    #[serde(default)]
+    spty: Option<crate::model::Specialization>,
+    #[serde(default)]
+    tgty: Option<u32>,
+    #[serde(default)]
+    rids: Vec<String>,
+    #[serde(default)]
+    rtm: Option<String>,
+    #[serde(default)]
+    oip: Option<ShortIp>,
+    #[serde(default)]
+    olo: Option<ShortLocation>,
+    #[serde(default)]
+    authn: bool,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShortIp {
+    #[serde(default)]
+    ip4: Option<String>,
+    #[serde(default)]
+    ip6: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShortLocation {
+    #[serde(default)]
+    accr: Option<Vec<f64>>,
+    #[serde(default)]
+    accc: Option<Vec<String>>,
+}
+
+/// Reads a decision request in short names (`fr`, `to`, `op`, `fu`, `rrt`,
+/// `spty`, `tgty`, `rids`, `rtm`, `oip`, `olo`, `authn`). `now` is the
+/// request time when `rtm` is absent.
+pub fn request_from_json(
+    text: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<crate::request::DecisionRequest, JsonError> {
+    use crate::request::{DecisionRequest, Operation, Position};
+    let value: Value = serde_json::from_str(text)?;
+    let value = match value {
+        Value::Object(mut map) if map.len() == 1 && map.contains_key("m2m:rqp") => {
+            map.remove("m2m:rqp").unwrap_or(Value::Null)
+        }
+        other => other,
+    };
+    let short: ShortRequest =
+        deserialize_at("", value).map_err(|e| JsonError::Invalid(ValidationErrors(vec![e])))?;
+    let mut errors = Vec::new();
+    let mut bad = |path: &str, message: String| {
+        errors.push(ValidationError {
+            path: path.to_owned(),
+            message,
+        })
+    };
+    let operation = Operation::from_code(short.op);
+    if operation.is_none() {
+        bad("op", format!("{} is not an operation (1 Create, 2 Retrieve, 3 Update, 4 Delete, 5 Notify)", short.op));
+    }
+    let discovery = match short.fu {
+        None | Some(2) => false,
+        // Discovery criteria, and IPE on-demand discovery (spec notes §1).
+        Some(1) | Some(3) => true,
+        Some(other) => {
+            bad("fu", format!("{other} is not a filterUsage (1 discovery, 2 conditional retrieval, 3 IPE on-demand discovery)"));
+            false
+        }
+    };
+    let time = match &short.rtm {
+        None => now,
+        Some(s) => parse_timestamp(s).unwrap_or_else(|| {
+            bad("rtm", format!("'{s}' is not an m2m:timestamp (YYYYMMDDTHHMMSS, UTC)"));
+            now
+        }),
+    };
+    let ip = short.oip.as_ref().and_then(|oip| match (&oip.ip4, &oip.ip6) {
+        (Some(a), None) => a.parse::<std::net::Ipv4Addr>().map(Into::into).map_err(|_| bad("oip.ip4", format!("'{a}' is not an IPv4 address"))).ok(),
+        (None, Some(a)) => a.parse::<std::net::Ipv6Addr>().map(Into::into).map_err(|_| bad("oip.ip6", format!("'{a}' is not an IPv6 address"))).ok(),
+        _ => {
+            bad("oip", "holds exactly one of ip4 and ip6".to_owned());
+            None
+        }
+    });
+    let mut position = None;
+    let mut countries = Vec::new();
+    if let Some(olo) = &short.olo {
+        if let Some(accr) = &olo.accr {
+            match accr.as_slice() {
+                [lat, lon] | [lat, lon, _] if !(-90.0..=90.0).contains(lat) || !(-180.0..=180.0).contains(lon) => {
+                    bad("olo.accr", format!("({lat}, {lon}) is not a latitude -90..90 and longitude -180..180"))
+                }
+                [lat, lon] => position = Some(Position { lat: *lat, lon: *lon, uncertainty_m: 0.0 }),
+                [lat, lon, unc] if unc.is_finite() && *unc >= 0.0 => {
+                    position = Some(Position { lat: *lat, lon: *lon, uncertainty_m: *unc })
+                }
+                [_, _, unc] => bad("olo.accr[2]", format!("uncertainty {unc} must be a finite number of metres >= 0")),
+                _ => bad("olo.accr", format!("expected [latitude, longitude, uncertainty_m], found {} numbers", accr.len())),
+            }
+        }
+        for (i, c) in olo.accc.iter().flatten().enumerate() {
+            if crate::location::is_country_code(c) {
+                countries.push(c.to_ascii_uppercase());
+            } else {
+                bad(&format!("olo.accc[{i}]"), format!("'{c}' is not an ISO 3166-1 alpha-2 country code"));
+            }
+        }
+    }
+    if operation == Some(Operation::Create) && short.rrt.is_none() {
+        bad("rrt", "the resource type being created is mandatory for op 1 (Create)".to_owned());
+    }
+    if discovery && operation != Some(Operation::Retrieve) {
+        bad("fu", "discovery applies to op 2 (Retrieve) only".to_owned());
+    }
+    if short.fr.is_empty() {
+        bad("fr", "the originator must not be empty".to_owned());
+    }
+    match operation {
+        Some(operation) if errors.is_empty() => Ok(DecisionRequest {
+            originator: short.fr,
+            role_ids: short.rids,
+            operation,
+            discovery,
+            target: short.to,
+            target_type: short.tgty,
+            resource_type: short.rrt,
+            specialization: short.spty,
+            time,
+            ip,
+            position,
+            countries,
+            authenticated: short.authn,
+        }),
+        _ => Err(JsonError::Invalid(ValidationErrors(errors))),
+    }
+}
+
+/// Parses an `m2m:timestamp` (`YYYYMMDDTHHMMSS`, optionally `,ffffff`), UTC.
+pub fn parse_timestamp(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let (main, _fraction) = s.split_once([',', '.']).unwrap_or((s, ""));
+    chrono::NaiveDateTime::parse_from_str(main, "%Y%m%dT%H%M%S")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+/// Formats an `m2m:timestamp`.
+pub fn format_timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y%m%dT%H%M%S").to_string()
+}
