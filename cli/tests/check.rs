@@ -1,0 +1,100 @@
+//! `authz check` as a real process: the README's first command.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn authz(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run authz");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const CTX: [&str; 4] = ["--cse-id", "/mn-cse-123456", "--sp-id", "//home.example"];
+
+#[test]
+fn babysitter_is_denied_on_saturday_with_next_opening() {
+    // 2026-11-28 is a Saturday; the window `* * 15-18 * * 1-5 *` opens next
+    // on Monday 2026-11-30 at 15:00:00 UTC (TS-0004 7.4.9.1, day-of-week 1 = Monday).
+    let (code, out, err) = authz(&[
+        "check", "--policy", "examples/door-lock-acp.json",
+        "--request", "examples/request-babysitter-saturday.json", "--explain", CTX[0], CTX[1], CTX[2], CTX[3],
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["dec"], 2);
+    assert_eq!(v["sus"], 1);
+    let rule = &v["explanation"]["failedRules"][0];
+    assert_eq!(rule["rule"], "acpFrontDoor.pv.acr[1]");
+    assert_eq!(rule["failed"]["elements"][0]["next_open"], "2026-11-30T15:00:00Z");
+}
+
+#[test]
+fn babysitter_is_permitted_on_a_weekday_afternoon() {
+    let (code, out, err) = authz(&[
+        "check", "--policy", "examples/door-lock-acp.json",
+        "--request", "examples/request-babysitter-weekday.json", CTX[0], CTX[1], CTX[2], CTX[3],
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["dec"], 1);
+    assert_eq!(v["permittedBy"]["acr"], 1);
+}
+
+#[test]
+fn request_on_the_acp_itself_uses_self_privileges() {
+    // TS-0001 10.2.3.1: a request targeting an ACP is judged by its pvs.
+    let dir = tempdir();
+    let req = dir.join("req.json");
+    std::fs::write(&req, r#"{"fr": "Cbabysitter", "to": "acpFrontDoor", "op": 3, "authn": true,
+        "rtm": "20261126T160000", "oip": {"ip4": "192.168.1.23"}}"#).unwrap();
+    let (code, out, _) = authz(&["check", "-p", "examples/door-lock-acp.json", "-r", req.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["dec"], 2, "pv would permit this UPDATE, pvs does not: {out}");
+    assert_eq!(v["sus"], 2);
+}
+
+#[test]
+fn invalid_policy_exits_2_naming_file_and_field() {
+    let dir = tempdir();
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["all"], "acop": 2,
+        "acco": [{"actw": ["* * * * * 7 *"]}]}]}}}"#).unwrap();
+    let (code, out, err) = authz(&["check", "-p", bad.to_str().unwrap(), "-r", "examples/request-babysitter-weekday.json"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.is_empty());
+    assert!(err.contains("bad.json"), "{err}");
+    assert!(err.contains("pv.acr[0].acco[0].actw[0]"), "{err}");
+    assert!(err.contains("day-of-week 7 out of range 0-6"), "{err}");
+}
+
+#[test]
+fn invalid_request_exits_2_naming_the_field() {
+    let dir = tempdir();
+    let req = dir.join("req.json");
+    std::fs::write(&req, r#"{"fr": "C1", "to": "x", "op": 9}"#).unwrap();
+    let (code, _, err) = authz(&["check", "-p", "examples/door-lock-acp.json", "-r", req.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("op: 9 is not an operation"), "{err}");
+}
+
+fn tempdir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("authz-cli-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
