@@ -52,33 +52,43 @@ pub fn run(args: &CheckArgs) -> ExitCode {
 }
 
 fn check(args: &CheckArgs) -> Result<Value> {
-    let ctx = HostingContext::new(&args.sp_id, &args.cse_id).map_err(|e| anyhow!("--sp-id/--cse-id: {e}"))?;
+    let ctx = HostingContext::new(&args.sp_id, &args.cse_id)
+        .map_err(|e| anyhow!("--sp-id/--cse-id: {e}"))?;
     let mut compiled: Vec<(Option<String>, CompiledAcp)> = Vec::new();
     for path in &args.policies {
-        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
         let acps = json::parse_and_validate(&text).map_err(|e| file_error(path, e))?;
         for (i, acp) in acps.iter().enumerate() {
             let id: Arc<str> = match acp.id() {
                 Some(id) => id.into(),
                 None => format!("{}#{i}", path.display()).into(),
             };
-            let c = CompiledAcp::compile(id, acp).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            let c =
+                CompiledAcp::compile(id, acp).map_err(|e| anyhow!("{}: {e}", path.display()))?;
             compiled.push((acp.resource_id.clone(), c));
         }
     }
     let text = std::fs::read_to_string(&args.request)
         .with_context(|| format!("{}: cannot read", args.request.display()))?;
-    let request = json::request_from_json(&text, chrono::Utc::now()).map_err(|e| file_error(&args.request, e))?;
+    let request = json::request_from_json(&text, chrono::Utc::now())
+        .map_err(|e| file_error(&args.request, e))?;
 
     // TS-0001 10.2.3.1: a request on an ACP is judged by that ACP's pvs only.
     let target_acp = compiled
         .iter()
         .find(|(ri, _)| ri.as_deref() == Some(request.target.as_str()));
     let applicable: Vec<Applicable<'_>> = match target_acp {
-        Some((_, acp)) => vec![Applicable { acp, kind: PrivilegeKind::SelfPrivileges }],
+        Some((_, acp)) => vec![Applicable {
+            acp,
+            kind: PrivilegeKind::SelfPrivileges,
+        }],
         None => compiled
             .iter()
-            .map(|(_, acp)| Applicable { acp, kind: PrivilegeKind::Privileges })
+            .map(|(_, acp)| Applicable {
+                acp,
+                kind: PrivilegeKind::Privileges,
+            })
             .collect(),
     };
     // The CLI has no role repository: claimed rids are taken as verified.
@@ -86,7 +96,10 @@ fn check(args: &CheckArgs) -> Result<Value> {
         trust_claimed_roles: true,
         ..InMemoryAttributes::default()
     };
-    let options = DecideOptions { explain: args.explain, granted_roles: &[] };
+    let options = DecideOptions {
+        explain: args.explain,
+        granted_roles: &[],
+    };
     let decision = decide(&request, &ctx, &applicable, &attributes, &options);
     Ok(render(&decision))
 }
@@ -103,7 +116,12 @@ fn render(d: &Decision) -> Value {
         out["permittedBy"] = json!({ "acp": &*rule.acp, "privileges": rule.privileges.short_name(), "acr": rule.rule });
     }
     if !d.missing.is_empty() {
-        out["missing"] = json!(d.missing.iter().map(ToString::to_string).collect::<Vec<_>>());
+        out["missing"] = json!(
+            d.missing
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        );
     }
     if let Some(e) = &d.explanation {
         let mut expl = json!({ "decision": d.effect, "status": d.status });
@@ -111,12 +129,17 @@ fn render(d: &Decision) -> Value {
             expl["matchedOriginator"] = json!(m);
         }
         if !e.failed_rules.is_empty() {
-            expl["failedRules"] = json!(e.failed_rules.iter().map(|f| json!({
-                "rule": f.rule.to_string(),
-                "matchedOriginator": f.matched_originator,
-                "failed": f.failed,
-                "reason": f.failed.to_string(),
-            })).collect::<Vec<_>>());
+            expl["failedRules"] = json!(
+                e.failed_rules
+                    .iter()
+                    .map(|f| json!({
+                        "rule": f.rule.to_string(),
+                        "matchedOriginator": f.matched_originator,
+                        "failed": f.failed,
+                        "reason": f.failed.to_string(),
+                    }))
+                    .collect::<Vec<_>>()
+            );
         }
         out["explanation"] = expl;
     }

@@ -27,8 +27,16 @@ fn babysitter_is_denied_on_saturday_with_next_opening() {
     // 2026-11-28 is a Saturday; the window `* * 15-18 * * 1-5 *` opens next
     // on Monday 2026-11-30 at 15:00:00 UTC (TS-0004 7.4.9.1, day-of-week 1 = Monday).
     let (code, out, err) = authz(&[
-        "check", "--policy", "examples/door-lock-acp.json",
-        "--request", "examples/request-babysitter-saturday.json", "--explain", CTX[0], CTX[1], CTX[2], CTX[3],
+        "check",
+        "--policy",
+        "examples/door-lock-acp.json",
+        "--request",
+        "examples/request-babysitter-saturday.json",
+        "--explain",
+        CTX[0],
+        CTX[1],
+        CTX[2],
+        CTX[3],
     ]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -36,14 +44,24 @@ fn babysitter_is_denied_on_saturday_with_next_opening() {
     assert_eq!(v["sus"], 1);
     let rule = &v["explanation"]["failedRules"][0];
     assert_eq!(rule["rule"], "acpFrontDoor.pv.acr[1]");
-    assert_eq!(rule["failed"]["elements"][0]["next_open"], "2026-11-30T15:00:00Z");
+    assert_eq!(
+        rule["failed"]["elements"][0]["next_open"],
+        "2026-11-30T15:00:00Z"
+    );
 }
 
 #[test]
 fn babysitter_is_permitted_on_a_weekday_afternoon() {
     let (code, out, err) = authz(&[
-        "check", "--policy", "examples/door-lock-acp.json",
-        "--request", "examples/request-babysitter-weekday.json", CTX[0], CTX[1], CTX[2], CTX[3],
+        "check",
+        "--policy",
+        "examples/door-lock-acp.json",
+        "--request",
+        "examples/request-babysitter-weekday.json",
+        CTX[0],
+        CTX[1],
+        CTX[2],
+        CTX[3],
     ]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -56,12 +74,25 @@ fn request_on_the_acp_itself_uses_self_privileges() {
     // TS-0001 10.2.3.1: a request targeting an ACP is judged by its pvs.
     let dir = tempdir();
     let req = dir.join("req.json");
-    std::fs::write(&req, r#"{"fr": "Cbabysitter", "to": "acpFrontDoor", "op": 3, "authn": true,
-        "rtm": "20261126T160000", "oip": {"ip4": "192.168.1.23"}}"#).unwrap();
-    let (code, out, _) = authz(&["check", "-p", "examples/door-lock-acp.json", "-r", req.to_str().unwrap()]);
+    std::fs::write(
+        &req,
+        r#"{"fr": "Cbabysitter", "to": "acpFrontDoor", "op": 3, "authn": true,
+        "rtm": "20261126T160000", "oip": {"ip4": "192.168.1.23"}}"#,
+    )
+    .unwrap();
+    let (code, out, _) = authz(&[
+        "check",
+        "-p",
+        "examples/door-lock-acp.json",
+        "-r",
+        req.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["dec"], 2, "pv would permit this UPDATE, pvs does not: {out}");
+    assert_eq!(
+        v["dec"], 2,
+        "pv would permit this UPDATE, pvs does not: {out}"
+    );
     assert_eq!(v["sus"], 2);
 }
 
@@ -69,9 +100,19 @@ fn request_on_the_acp_itself_uses_self_privileges() {
 fn invalid_policy_exits_2_naming_file_and_field() {
     let dir = tempdir();
     let bad = dir.join("bad.json");
-    std::fs::write(&bad, r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["all"], "acop": 2,
-        "acco": [{"actw": ["* * * * * 7 *"]}]}]}}}"#).unwrap();
-    let (code, out, err) = authz(&["check", "-p", bad.to_str().unwrap(), "-r", "examples/request-babysitter-weekday.json"]);
+    std::fs::write(
+        &bad,
+        r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["all"], "acop": 2,
+        "acco": [{"actw": ["* * * * * 7 *"]}]}]}}}"#,
+    )
+    .unwrap();
+    let (code, out, err) = authz(&[
+        "check",
+        "-p",
+        bad.to_str().unwrap(),
+        "-r",
+        "examples/request-babysitter-weekday.json",
+    ]);
     assert_eq!(code, 2, "{out}");
     assert!(out.is_empty());
     assert!(err.contains("bad.json"), "{err}");
@@ -84,17 +125,30 @@ fn invalid_request_exits_2_naming_the_field() {
     let dir = tempdir();
     let req = dir.join("req.json");
     std::fs::write(&req, r#"{"fr": "C1", "to": "x", "op": 9}"#).unwrap();
-    let (code, _, err) = authz(&["check", "-p", "examples/door-lock-acp.json", "-r", req.to_str().unwrap()]);
+    let (code, _, err) = authz(&[
+        "check",
+        "-p",
+        "examples/door-lock-acp.json",
+        "-r",
+        req.to_str().unwrap(),
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("op: 9 is not an operation"), "{err}");
 }
 
 fn tempdir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("authz-cli-{}-{}", std::process::id(), rand_suffix()));
+    let d = std::env::temp_dir().join(format!(
+        "authz-cli-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
 fn rand_suffix() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }

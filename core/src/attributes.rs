@@ -102,14 +102,21 @@ impl InMemoryAttributes {
 
     /// Adds a verified role for an absolute originator ID.
     pub fn with_role(mut self, originator: &str, role_id: &str) -> Self {
-        self.roles.insert((originator.to_owned(), role_id.to_owned()));
+        self.roles
+            .insert((originator.to_owned(), role_id.to_owned()));
         self
     }
 
     /// Adds a group with its members' absolute IDs.
-    pub fn with_group<'a>(mut self, group_id: &str, members: impl IntoIterator<Item = &'a str>) -> Self {
-        self.groups
-            .insert(group_id.to_owned(), members.into_iter().map(str::to_owned).collect());
+    pub fn with_group<'a>(
+        mut self,
+        group_id: &str,
+        members: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        self.groups.insert(
+            group_id.to_owned(),
+            members.into_iter().map(str::to_owned).collect(),
+        );
         self
     }
 

@@ -99,12 +99,18 @@ impl CompiledAcp {
     ///
     /// Absent `pv` or `pvs` compile to empty rule sets; the oneM2M rule that a
     /// created ACP holds at least one `pvs` rule is [`check_create`]'s job.
-    pub fn compile(id: impl Into<Arc<str>>, acp: &AccessControlPolicy) -> Result<Self, ValidationErrors> {
+    pub fn compile(
+        id: impl Into<Arc<str>>,
+        acp: &AccessControlPolicy,
+    ) -> Result<Self, ValidationErrors> {
         let mut errors = Errors::default();
         let empty = SetOfAcrs::default();
         let privileges = compile_acrs("pv", acp.privileges.as_ref().unwrap_or(&empty), &mut errors);
-        let self_privileges =
-            compile_acrs("pvs", acp.self_privileges.as_ref().unwrap_or(&empty), &mut errors);
+        let self_privileges = compile_acrs(
+            "pvs",
+            acp.self_privileges.as_ref().unwrap_or(&empty),
+            &mut errors,
+        );
         if errors.0.is_empty() {
             Ok(Self {
                 id: id.into(),
@@ -118,7 +124,10 @@ impl CompiledAcp {
 
     /// Compiles a bare set of rules (e.g. a token's or a dynamic grant's `pv`)
     /// as the privileges of a synthetic ACP.
-    pub fn from_privileges(id: impl Into<Arc<str>>, privileges: &SetOfAcrs) -> Result<Self, ValidationErrors> {
+    pub fn from_privileges(
+        id: impl Into<Arc<str>>,
+        privileges: &SetOfAcrs,
+    ) -> Result<Self, ValidationErrors> {
         let mut errors = Errors::default();
         let compiled = compile_acrs("pv", privileges, &mut errors);
         if errors.0.is_empty() {
@@ -152,17 +161,27 @@ impl CompiledAcp {
 pub fn check_create(acp: &AccessControlPolicy) -> Result<(), ValidationErrors> {
     let mut errors = Errors::default();
     if acp.privileges.is_none() {
-        errors.add("pv", "privileges are mandatory when an ACP is created (TS-0004 7.4.2.2.1)");
+        errors.add(
+            "pv",
+            "privileges are mandatory when an ACP is created (TS-0004 7.4.2.2.1)",
+        );
     }
     match &acp.self_privileges {
-        None => errors.add("pvs", "selfPrivileges are mandatory when an ACP is created (TS-0004 7.4.2.2.1)"),
+        None => errors.add(
+            "pvs",
+            "selfPrivileges are mandatory when an ACP is created (TS-0004 7.4.2.2.1)",
+        ),
         Some(pvs) if pvs.rules.is_empty() => errors.add(
             "pvs.acr",
             "selfPrivileges must hold at least one rule (TS-0004 7.4.2.2.1)",
         ),
         Some(_) => {}
     }
-    if errors.0.is_empty() { Ok(()) } else { Err(ValidationErrors(errors.0)) }
+    if errors.0.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationErrors(errors.0))
+    }
 }
 
 /// The compiled rules of one `pv` or `pvs`, with their originator index.
@@ -255,7 +274,8 @@ impl IpRanges {
             IpAddr::V4(a) => in_ranges(&self.v4, u32::from(a)),
             IpAddr::V6(a) => {
                 in_ranges(&self.v6, u128::from(a))
-                    || a.to_ipv4_mapped().is_some_and(|v4| in_ranges(&self.v4, u32::from(v4)))
+                    || a.to_ipv4_mapped()
+                        .is_some_and(|v4| in_ranges(&self.v4, u32::from(v4)))
             }
         }
     }
@@ -332,6 +352,9 @@ impl KeyIndex {
     }
 }
 
+/// A wildcard entry: its anchor, its `/` segments, and where it sits.
+pub(crate) type PatternEntry = (EntryScope, Box<[Box<str>]>, EntryRef);
+
 /// Where each kind of `acor` entry of a rule set is found (TS-0003 7.1.3).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct OriginatorIndex {
@@ -348,7 +371,7 @@ pub(crate) struct OriginatorIndex {
     /// Role-IDs.
     pub(crate) roles: KeyIndex,
     /// Wildcard entries.
-    pub(crate) patterns: Box<[(EntryScope, Box<[Box<str>]>, EntryRef)]>,
+    pub(crate) patterns: Box<[PatternEntry]>,
     /// Literal entries as written: each may be a `<group>` resource ID.
     pub(crate) group_candidates: KeyIndex,
 }
@@ -384,11 +407,9 @@ fn compile_acrs(name: &str, acrs: &SetOfAcrs, errors: &mut Errors) -> CompiledAc
                         EntryScope::CseStem => cse_stems.push((key, at)),
                     }
                 }
-                Ok(OriginatorEntry::Pattern { scope, segments }) => patterns.push((
-                    scope,
-                    segments.into_iter().map(Into::into).collect(),
-                    at,
-                )),
+                Ok(OriginatorEntry::Pattern { scope, segments }) => {
+                    patterns.push((scope, segments.into_iter().map(Into::into).collect(), at))
+                }
                 Err(e) => errors.add(format_args!("{path}.acor[{j}]"), e),
             }
         }
@@ -455,7 +476,11 @@ impl CompiledContext {
     }
 }
 
-fn compile_context(path: &str, ctx: &AccessControlContext, errors: &mut Errors) -> Option<CompiledContext> {
+fn compile_context(
+    path: &str,
+    ctx: &AccessControlContext,
+    errors: &mut Errors,
+) -> Option<CompiledContext> {
     let before = errors.0.len();
     let time_windows = ctx
         .time_windows
@@ -523,14 +548,21 @@ fn parse_v6(s: &str) -> Result<Ipv6Net, String> {
     Ok(net.trunc())
 }
 
-fn compile_location(path: &str, region: &LocationRegion, errors: &mut Errors) -> Option<LocationConstraint> {
+fn compile_location(
+    path: &str,
+    region: &LocationRegion,
+    errors: &mut Errors,
+) -> Option<LocationConstraint> {
     // Empty lists count as absent (Decision 11).
     let countries = region.country_codes.as_ref().filter(|c| !c.is_empty());
     let circle = region.circle.as_ref().filter(|c| !c.is_empty());
     match (countries, circle) {
         (None, None) => None,
         (Some(_), Some(_)) => {
-            errors.add(path, "locationRegion holds exactly one of accc and accr, not both");
+            errors.add(
+                path,
+                "locationRegion holds exactly one of accc and accr, not both",
+            );
             None
         }
         (Some(codes), None) => {
@@ -550,22 +582,34 @@ fn compile_location(path: &str, region: &LocationRegion, errors: &mut Errors) ->
             if c.len() != 3 {
                 errors.add(
                     format_args!("{path}.accr"),
-                    format_args!("expected [latitude, longitude, radius], found {} numbers", c.len()),
+                    format_args!(
+                        "expected [latitude, longitude, radius], found {} numbers",
+                        c.len()
+                    ),
                 );
                 return None;
             }
             let (lat, lon, radius_m) = (c[0], c[1], c[2]);
             let mut ok = true;
             if !(-90.0..=90.0).contains(&lat) {
-                errors.add(format_args!("{path}.accr[0]"), format_args!("latitude {lat} out of range -90..90"));
+                errors.add(
+                    format_args!("{path}.accr[0]"),
+                    format_args!("latitude {lat} out of range -90..90"),
+                );
                 ok = false;
             }
             if !(-180.0..=180.0).contains(&lon) {
-                errors.add(format_args!("{path}.accr[1]"), format_args!("longitude {lon} out of range -180..180"));
+                errors.add(
+                    format_args!("{path}.accr[1]"),
+                    format_args!("longitude {lon} out of range -180..180"),
+                );
                 ok = false;
             }
             if !(radius_m.is_finite() && radius_m >= 0.0) {
-                errors.add(format_args!("{path}.accr[2]"), format_args!("radius {radius_m} must be a finite number of metres >= 0"));
+                errors.add(
+                    format_args!("{path}.accr[2]"),
+                    format_args!("radius {radius_m} must be a finite number of metres >= 0"),
+                );
                 ok = false;
             }
             ok.then_some(LocationConstraint::Circle(Circle { lat, lon, radius_m }))
@@ -573,11 +617,21 @@ fn compile_location(path: &str, region: &LocationRegion, errors: &mut Errors) ->
     }
 }
 
-fn compile_object_details(path: &str, d: &ObjectDetails, errors: &mut Errors) -> Option<CompiledObjectDetails> {
+fn compile_object_details(
+    path: &str,
+    d: &ObjectDetails,
+    errors: &mut Errors,
+) -> Option<CompiledObjectDetails> {
     let before = errors.0.len();
     match &d.child_resource_types {
-        None => errors.add(format_args!("{path}.chty"), "childResourceType is mandatory in an acod element (TS-0003 7.1.5)"),
-        Some(c) if c.is_empty() => errors.add(format_args!("{path}.chty"), "childResourceType must list at least one resource type"),
+        None => errors.add(
+            format_args!("{path}.chty"),
+            "childResourceType is mandatory in an acod element (TS-0003 7.1.5)",
+        ),
+        Some(c) if c.is_empty() => errors.add(
+            format_args!("{path}.chty"),
+            "childResourceType must list at least one resource type",
+        ),
         Some(_) => {}
     }
     if matches!(d.resource_type, Some(13) | Some(28)) && d.specialization.is_none() {
@@ -586,14 +640,21 @@ fn compile_object_details(path: &str, d: &ObjectDetails, errors: &mut Errors) ->
             format_args!(
                 "specialization is required when ty is {} ({}) (TS-0003 7.1.5)",
                 d.resource_type.unwrap_or_default(),
-                if d.resource_type == Some(13) { "mgmtObj" } else { "flexContainer" }
+                if d.resource_type == Some(13) {
+                    "mgmtObj"
+                } else {
+                    "flexContainer"
+                }
             ),
         );
     }
     if let Some(Specialization::ContainerDefinition(uri)) = &d.specialization
         && uri.is_empty()
     {
-        errors.add(format_args!("{path}.spty.cnd"), "containerDefinition must not be empty");
+        errors.add(
+            format_args!("{path}.spty.cnd"),
+            "containerDefinition must not be empty",
+        );
     }
     (errors.0.len() == before).then(|| CompiledObjectDetails {
         resource_type: d.resource_type,

@@ -187,7 +187,12 @@ impl<'r> Evaluation<'r, '_> {
     }
 
     /// `res_acr(k)` for a rule whose originators matched; `Some` is a Permit.
-    fn evaluate(&mut self, p: &Applicable<'_>, acrs: &CompiledAcrs, at: EntryRef) -> Option<Decision> {
+    fn evaluate(
+        &mut self,
+        p: &Applicable<'_>,
+        acrs: &CompiledAcrs,
+        at: EntryRef,
+    ) -> Option<Decision> {
         self.any_rule_named_originator = true;
         let rule = &acrs.rules[at.rule as usize];
         let rule_ref = || RuleRef {
@@ -233,7 +238,7 @@ impl<'r> Evaluation<'r, '_> {
             status,
             permitted_by: None,
             missing: self.missing,
-            explanation: self.options.explain.then(|| Explanation {
+            explanation: self.options.explain.then_some(Explanation {
                 matched_originator: None,
                 failed_rules: self.failures,
             }),
@@ -300,7 +305,9 @@ impl<'r> Evaluation<'r, '_> {
         if c.time_windows.is_empty() {
             return Ok(());
         }
-        let t = *self.time.get_or_insert_with(|| TimeParts::of(self.req.time));
+        let t = *self
+            .time
+            .get_or_insert_with(|| TimeParts::of(self.req.time));
         if c.time_windows.iter().any(|w| w.matches(&t)) {
             return Ok(());
         }
@@ -359,7 +366,10 @@ impl<'r> Evaluation<'r, '_> {
                 } else {
                     Err(ContextFailure::Location {
                         reason: self.why(|| {
-                            format!("originator country {} is not listed", unpack_countries(&countries))
+                            format!(
+                                "originator country {} is not listed",
+                                unpack_countries(&countries)
+                            )
                         }),
                     })
                 }
@@ -391,7 +401,9 @@ impl<'r> Evaluation<'r, '_> {
                 && self.req.specialization.as_ref() != Some(spty)
             {
                 if self.options.explain {
-                    reasons.push(format!("specialization of the created resource is not {spty:?}"));
+                    reasons.push(format!(
+                        "specialization of the created resource is not {spty:?}"
+                    ));
                 }
                 continue;
             }
@@ -401,7 +413,10 @@ impl<'r> Evaluation<'r, '_> {
                 rt => {
                     if self.options.explain {
                         reasons.push(match rt {
-                            Some(rt) => format!("resource type {rt} not in chty {:?}", d.child_resource_types),
+                            Some(rt) => format!(
+                                "resource type {rt} not in chty {:?}",
+                                d.child_resource_types
+                            ),
                             None => "resource type of the CREATE unknown".to_owned(),
                         });
                     }
@@ -413,7 +428,11 @@ impl<'r> Evaluation<'r, '_> {
 
     /// A reason text, built only when explaining.
     fn why(&self, text: impl FnOnce() -> String) -> String {
-        if self.options.explain { text() } else { String::new() }
+        if self.options.explain {
+            text()
+        } else {
+            String::new()
+        }
     }
 
     fn role_verified(&mut self, role: &'r str) -> bool {
@@ -504,7 +523,10 @@ impl<'r> Evaluation<'r, '_> {
         found
     }
 
-    fn lookup_country(&mut self, f: impl FnOnce(&dyn AttributeSource) -> Lookup<String>) -> Option<u16> {
+    fn lookup_country(
+        &mut self,
+        f: impl FnOnce(&dyn AttributeSource) -> Lookup<String>,
+    ) -> Option<u16> {
         match f(self.attrs) {
             Lookup::Found(cc) => pack_country(&cc),
             Lookup::NotFound => None,
@@ -526,4 +548,3 @@ fn unpack_countries(codes: &[u16]) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
-

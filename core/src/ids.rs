@@ -326,10 +326,16 @@ mod tests {
     #[test]
     fn canonical_forms_decision_2() {
         let c = ctx();
-        assert_eq!(c.canonicalize("C9886").unwrap(), "//m2msp.org/myCSEID/C9886");
+        assert_eq!(
+            c.canonicalize("C9886").unwrap(),
+            "//m2msp.org/myCSEID/C9886"
+        );
         assert_eq!(c.canonicalize("S988").unwrap(), "//m2msp.org/S988");
         assert_eq!(c.canonicalize("/cse2/C1").unwrap(), "//m2msp.org/cse2/C1");
-        assert_eq!(c.canonicalize("//Other.ORG/x/C1").unwrap(), "//other.org/x/C1");
+        assert_eq!(
+            c.canonicalize("//Other.ORG/x/C1").unwrap(),
+            "//other.org/x/C1"
+        );
         assert!(c.canonicalize("C*").is_err());
         assert!(c.canonicalize("").is_err());
     }
@@ -349,7 +355,10 @@ mod tests {
     #[test]
     fn entry_kinds_decision_3() {
         assert_eq!(OriginatorEntry::parse("all").unwrap(), OriginatorEntry::All);
-        assert!(matches!(OriginatorEntry::parse("guest@roles.example.com").unwrap(), OriginatorEntry::Role(_)));
+        assert!(matches!(
+            OriginatorEntry::parse("guest@roles.example.com").unwrap(),
+            OriginatorEntry::Role(_)
+        ));
         assert_eq!(
             OriginatorEntry::parse("//M2MSP.org").unwrap(),
             OriginatorEntry::Domain("m2msp.org".into())
@@ -360,7 +369,10 @@ mod tests {
         );
         assert_eq!(
             OriginatorEntry::parse("SmyAE").unwrap(),
-            OriginatorEntry::Exact { scope: EntryScope::SpRelative, key: "/SmyAE".into() }
+            OriginatorEntry::Exact {
+                scope: EntryScope::SpRelative,
+                key: "/SmyAE".into()
+            }
         );
     }
 }

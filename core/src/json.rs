@@ -36,7 +36,11 @@ pub fn parse_policies(text: &str) -> Result<Vec<AccessControlPolicy>, JsonError>
     let mut out = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
-        let prefix = if listed { format!("{ROOT}[{i}].") } else { String::new() };
+        let prefix = if listed {
+            format!("{ROOT}[{i}].")
+        } else {
+            String::new()
+        };
         match policy_from_value(item) {
             Ok(acp) => out.push(acp),
             Err(e) => errors.push(ValidationError {
@@ -60,7 +64,11 @@ pub fn parse_and_validate(text: &str) -> Result<Vec<AccessControlPolicy>, JsonEr
     let mut errors = Vec::new();
     for (i, acp) in acps.iter().enumerate() {
         if let Err(e) = CompiledAcp::compile(acp.id().unwrap_or(""), acp) {
-            let prefix = if listed { format!("{ROOT}[{i}].") } else { String::new() };
+            let prefix = if listed {
+                format!("{ROOT}[{i}].")
+            } else {
+                String::new()
+            };
             errors.extend(e.prefixed(&prefix).0);
         }
     }
@@ -130,7 +138,10 @@ fn take_string(map: &mut Map<String, Value>, key: &str) -> Result<Option<String>
     }
 }
 
-fn take_acrs(map: &mut Map<String, Value>, key: &str) -> Result<Option<SetOfAcrs>, ValidationError> {
+fn take_acrs(
+    map: &mut Map<String, Value>,
+    key: &str,
+) -> Result<Option<SetOfAcrs>, ValidationError> {
     match map.remove(key) {
         // A NULL pv is how distributed authorization is expressed (TS-0001 9.6.2.0).
         None | Some(Value::Null) => Ok(None),
@@ -170,7 +181,10 @@ fn kind(v: &Value) -> &'static str {
 /// Writes one resource as `{"m2m:acp": {...}}`.
 pub fn to_value(acp: &AccessControlPolicy) -> Value {
     let mut root = Map::new();
-    root.insert(ROOT.to_owned(), serde_json::to_value(acp).unwrap_or(Value::Null));
+    root.insert(
+        ROOT.to_owned(),
+        serde_json::to_value(acp).unwrap_or(Value::Null),
+    );
     Value::Object(root)
 }
 
@@ -235,21 +249,27 @@ mod tests {
     fn ty_as_a_list_is_malformed_with_its_path() {
         // spec notes §2.1: acod.ty is a single int; a list is malformed (4000).
         let doc = r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["all"], "acop": 1, "acod": [{"ty": [3], "chty": [4]}]}]}}}"#;
-        let JsonError::Invalid(e) = parse_policies(doc).unwrap_err() else { panic!() };
+        let JsonError::Invalid(e) = parse_policies(doc).unwrap_err() else {
+            panic!()
+        };
         assert_eq!(e.0[0].path, "pv.acr[0].acod[0].ty");
     }
 
     #[test]
     fn unknown_rule_attribute_is_rejected_not_ignored() {
         let doc = r#"{"pv": {"acr": [{"acor": ["all"], "acop": 1, "acco": [{"acec": {}}]}]}}"#;
-        let JsonError::Invalid(e) = parse_policies(doc).unwrap_err() else { panic!() };
+        let JsonError::Invalid(e) = parse_policies(doc).unwrap_err() else {
+            panic!()
+        };
         assert_eq!(e.0[0].path, "pv.acr[0].acco[0].acec");
     }
 
     #[test]
     fn list_errors_name_the_resource() {
         let doc = r#"[{"m2m:acp": {"pv": {"acr": []}}}, {"m2m:acp": {"pv": {"acr": [{"acor": ["all"], "acop": 99}]}}}]"#;
-        let JsonError::Invalid(e) = parse_and_validate(doc).unwrap_err() else { panic!() };
+        let JsonError::Invalid(e) = parse_and_validate(doc).unwrap_err() else {
+            panic!()
+        };
         assert_eq!(e.0[0].path, "m2m:acp[1].pv.acr[0].acop");
     }
 }
@@ -327,58 +347,113 @@ pub fn request_from_json(
     };
     let operation = Operation::from_code(short.op);
     if operation.is_none() {
-        bad("op", format!("{} is not an operation (1 Create, 2 Retrieve, 3 Update, 4 Delete, 5 Notify)", short.op));
+        bad(
+            "op",
+            format!(
+                "{} is not an operation (1 Create, 2 Retrieve, 3 Update, 4 Delete, 5 Notify)",
+                short.op
+            ),
+        );
     }
     let discovery = match short.fu {
         None | Some(2) => false,
         // Discovery criteria, and IPE on-demand discovery (spec notes §1).
         Some(1) | Some(3) => true,
         Some(other) => {
-            bad("fu", format!("{other} is not a filterUsage (1 discovery, 2 conditional retrieval, 3 IPE on-demand discovery)"));
+            bad(
+                "fu",
+                format!(
+                    "{other} is not a filterUsage (1 discovery, 2 conditional retrieval, 3 IPE on-demand discovery)"
+                ),
+            );
             false
         }
     };
     let time = match &short.rtm {
         None => now,
         Some(s) => parse_timestamp(s).unwrap_or_else(|| {
-            bad("rtm", format!("'{s}' is not an m2m:timestamp (YYYYMMDDTHHMMSS, UTC)"));
+            bad(
+                "rtm",
+                format!("'{s}' is not an m2m:timestamp (YYYYMMDDTHHMMSS, UTC)"),
+            );
             now
         }),
     };
-    let ip = short.oip.as_ref().and_then(|oip| match (&oip.ip4, &oip.ip6) {
-        (Some(a), None) => a.parse::<std::net::Ipv4Addr>().map(Into::into).map_err(|_| bad("oip.ip4", format!("'{a}' is not an IPv4 address"))).ok(),
-        (None, Some(a)) => a.parse::<std::net::Ipv6Addr>().map(Into::into).map_err(|_| bad("oip.ip6", format!("'{a}' is not an IPv6 address"))).ok(),
-        _ => {
-            bad("oip", "holds exactly one of ip4 and ip6".to_owned());
-            None
-        }
-    });
+    let ip = short
+        .oip
+        .as_ref()
+        .and_then(|oip| match (&oip.ip4, &oip.ip6) {
+            (Some(a), None) => a
+                .parse::<std::net::Ipv4Addr>()
+                .map(Into::into)
+                .map_err(|_| bad("oip.ip4", format!("'{a}' is not an IPv4 address")))
+                .ok(),
+            (None, Some(a)) => a
+                .parse::<std::net::Ipv6Addr>()
+                .map(Into::into)
+                .map_err(|_| bad("oip.ip6", format!("'{a}' is not an IPv6 address")))
+                .ok(),
+            _ => {
+                bad("oip", "holds exactly one of ip4 and ip6".to_owned());
+                None
+            }
+        });
     let mut position = None;
     let mut countries = Vec::new();
     if let Some(olo) = &short.olo {
         if let Some(accr) = &olo.accr {
             match accr.as_slice() {
-                [lat, lon] | [lat, lon, _] if !(-90.0..=90.0).contains(lat) || !(-180.0..=180.0).contains(lon) => {
-                    bad("olo.accr", format!("({lat}, {lon}) is not a latitude -90..90 and longitude -180..180"))
+                [lat, lon] | [lat, lon, _]
+                    if !(-90.0..=90.0).contains(lat) || !(-180.0..=180.0).contains(lon) =>
+                {
+                    bad(
+                        "olo.accr",
+                        format!("({lat}, {lon}) is not a latitude -90..90 and longitude -180..180"),
+                    )
                 }
-                [lat, lon] => position = Some(Position { lat: *lat, lon: *lon, uncertainty_m: 0.0 }),
+                [lat, lon] => {
+                    position = Some(Position {
+                        lat: *lat,
+                        lon: *lon,
+                        uncertainty_m: 0.0,
+                    })
+                }
                 [lat, lon, unc] if unc.is_finite() && *unc >= 0.0 => {
-                    position = Some(Position { lat: *lat, lon: *lon, uncertainty_m: *unc })
+                    position = Some(Position {
+                        lat: *lat,
+                        lon: *lon,
+                        uncertainty_m: *unc,
+                    })
                 }
-                [_, _, unc] => bad("olo.accr[2]", format!("uncertainty {unc} must be a finite number of metres >= 0")),
-                _ => bad("olo.accr", format!("expected [latitude, longitude, uncertainty_m], found {} numbers", accr.len())),
+                [_, _, unc] => bad(
+                    "olo.accr[2]",
+                    format!("uncertainty {unc} must be a finite number of metres >= 0"),
+                ),
+                _ => bad(
+                    "olo.accr",
+                    format!(
+                        "expected [latitude, longitude, uncertainty_m], found {} numbers",
+                        accr.len()
+                    ),
+                ),
             }
         }
         for (i, c) in olo.accc.iter().flatten().enumerate() {
             if crate::location::is_country_code(c) {
                 countries.push(c.to_ascii_uppercase());
             } else {
-                bad(&format!("olo.accc[{i}]"), format!("'{c}' is not an ISO 3166-1 alpha-2 country code"));
+                bad(
+                    &format!("olo.accc[{i}]"),
+                    format!("'{c}' is not an ISO 3166-1 alpha-2 country code"),
+                );
             }
         }
     }
     if operation == Some(Operation::Create) && short.rrt.is_none() {
-        bad("rrt", "the resource type being created is mandatory for op 1 (Create)".to_owned());
+        bad(
+            "rrt",
+            "the resource type being created is mandatory for op 1 (Create)".to_owned(),
+        );
     }
     if discovery && operation != Some(Operation::Retrieve) {
         bad("fu", "discovery applies to op 2 (Retrieve) only".to_owned());

@@ -1,0 +1,1386 @@
+//! Conversions between the wire messages of [`crate::pb`] and the core model
+//! of [`authz_core`].
+//!
+//! - Policies, both ways and losslessly: [`acp_to_pb`] and [`acp_from_pb`].
+//!   The core model keeps attributes it does not interpret in
+//!   [`AccessControlPolicy::other`](authz_core::model::AccessControlPolicy::other);
+//!   `lbl`, `et`, `adri`, `apri` and `airi` move between that map and the
+//!   typed fields of `pb::AccessControlPolicy`, everything else travels in
+//!   `other_attributes`. `acp_from_pb(acp_to_pb(x)?)? == x` for every policy
+//!   `acp_to_pb` accepts; it refuses only shapes the wire cannot carry, all of
+//!   which the core validator rejects anyway (an `aclr` with both or neither
+//!   of `accc`/`accr`, an `accr` without exactly 3 numbers, an `acod` without
+//!   `chty`).
+//! - Requests: [`decision_request_from_pb`] checks a `pb::DecisionRequest`
+//!   and splits it into the engine's [`DecisionRequest`], the hosting CSE and
+//!   the parameters the PDP handles itself ([`ConvertedRequest`]);
+//!   [`decision_request_to_pb`] goes back.
+//! - Decisions: [`decision_to_pb`] and [`decision_from_pb`].
+//!
+//! Every error is a [`ConversionError`] naming the offending field, and a
+//! conversion reports all of them, not just the first. Fields of wire
+//! messages are named by their proto field names
+//! (`originator_ip.ipv4`, `privileges.rules[0].contexts[1].location_region`);
+//! fields of the core policy model by their oneM2M short names
+//! (`pv.acr[0].acco[1].aclr`), as the core validator names them.
+//! [`invalid_argument`] turns the errors into a gRPC status.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use authz_core::HostingContext;
+use authz_core::decision::{
+    AuthorizationStatus, ContextFailure, Decision, Effect, Explanation, FailedCondition,
+    MissingAttribute, PrivilegeKind, RuleFailure, RuleRef,
+};
+use authz_core::ids::IdError;
+use authz_core::model::{self, Specialization};
+use authz_core::request::{DecisionRequest, Operation, Position};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Number, Value};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+use crate::pb;
+
+/// One field that could not be converted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConversionError {
+    /// Path of the field: proto field names for wire messages
+    /// (`originator_location.position.latitude`), oneM2M short names for the
+    /// core policy model (`pv.acr[0].acco[1].aclr`).
+    pub field: String,
+    /// Why the value cannot be converted.
+    pub message: String,
+}
+
+/// Collects errors while walking a message.
+#[derive(Default)]
+struct Errors(Vec<ConversionError>);
+
+impl Errors {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConversionError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn finish<T>(self, value: T) -> Result<T, Vec<ConversionError>> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.0)
+        }
+    }
+}
+
+/// A gRPC `INVALID_ARGUMENT` status for conversion errors, with a
+/// `google.rpc.BadRequest` detail holding one field violation per error.
+///
+/// The message lists every error, separated by `; `.
+pub fn invalid_argument(errors: &[ConversionError]) -> Status {
+    let message = if errors.is_empty() {
+        "invalid argument".to_owned()
+    } else {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let violations: Vec<FieldViolation> = errors
+        .iter()
+        .map(|e| FieldViolation::new(e.field.clone(), e.message.clone()))
+        .collect();
+    Status::with_error_details(
+        Code::InvalidArgument,
+        message,
+        ErrorDetails::with_bad_request(violations),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Enumerations
+// ---------------------------------------------------------------------------
+
+impl From<Operation> for pb::Operation {
+    fn from(op: Operation) -> Self {
+        match op {
+            Operation::Create => Self::Create,
+            Operation::Retrieve => Self::Retrieve,
+            Operation::Update => Self::Update,
+            Operation::Delete => Self::Delete,
+            Operation::Notify => Self::Notify,
+        }
+    }
+}
+
+/// The core operation of a wire `Operation` value; `None` for
+/// `OPERATION_UNSPECIFIED` and unknown numbers.
+pub fn operation_from_pb(value: i32) -> Option<Operation> {
+    u32::try_from(value).ok().and_then(Operation::from_code)
+}
+
+impl From<Effect> for pb::AuthorizationDecision {
+    fn from(effect: Effect) -> Self {
+        match effect {
+            Effect::Permit => Self::Permit,
+            Effect::Deny => Self::Deny,
+        }
+    }
+}
+
+impl From<AuthorizationStatus> for pb::AuthorizationStatus {
+    fn from(status: AuthorizationStatus) -> Self {
+        match status {
+            AuthorizationStatus::Ok => Self::Ok,
+            AuthorizationStatus::NotApplicable => Self::NotApplicable,
+            AuthorizationStatus::MissingAttribute => Self::MissingAttribute,
+            AuthorizationStatus::SyntaxError => Self::SyntaxError,
+            AuthorizationStatus::ProcessingError => Self::ProcessingError,
+        }
+    }
+}
+
+impl From<PrivilegeKind> for pb::PrivilegeKind {
+    fn from(kind: PrivilegeKind) -> Self {
+        match kind {
+            PrivilegeKind::Privileges => Self::Privileges,
+            PrivilegeKind::SelfPrivileges => Self::SelfPrivileges,
+        }
+    }
+}
+
+impl From<&Specialization> for pb::Specialization {
+    fn from(spec: &Specialization) -> Self {
+        use pb::specialization::Kind;
+        Self {
+            kind: Some(match spec {
+                Specialization::MgmtDefinition(mgd) => Kind::MgmtDefinition(*mgd),
+                Specialization::ContainerDefinition(cnd) => Kind::ContainerDefinition(cnd.clone()),
+            }),
+        }
+    }
+}
+
+fn specialization_from_pb(
+    spec: &pb::Specialization,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<Specialization> {
+    use pb::specialization::Kind;
+    match &spec.kind {
+        Some(Kind::MgmtDefinition(mgd)) => Some(Specialization::MgmtDefinition(*mgd)),
+        Some(Kind::ContainerDefinition(cnd)) => {
+            Some(Specialization::ContainerDefinition(cnd.clone()))
+        }
+        None => {
+            errors.add(
+                path,
+                "one of mgmt_definition or container_definition must be set",
+            );
+            None
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Policies
+// ---------------------------------------------------------------------------
+
+/// Short names of the attributes that `pb::AccessControlPolicy` carries in
+/// typed fields whenever they are present.
+const ALWAYS_TYPED: [&str; 5] = ["rn", "ri", "pi", "pv", "pvs"];
+
+/// Converts a core policy to its wire form.
+///
+/// `lbl`, `adri`, `apri` and `airi` move from `other` to the typed fields when
+/// they are non-empty lists of strings, `et` when it is a non-empty string;
+/// in any other shape they stay in `other_attributes` with the rest of
+/// `other`. Errors name fields by their oneM2M short names.
+pub fn acp_to_pb(
+    acp: &model::AccessControlPolicy,
+) -> Result<pb::AccessControlPolicy, Vec<ConversionError>> {
+    let mut errors = Errors::default();
+    let mut other = acp.other.clone();
+    for key in ALWAYS_TYPED {
+        if other.contains_key(key) {
+            errors.add(
+                key,
+                "present in `other` although the policy has a field for it",
+            );
+        }
+    }
+    let labels = take_string_list(&mut other, "lbl");
+    let pdp_addresses = take_string_list(&mut other, "adri");
+    let prp_addresses = take_string_list(&mut other, "apri");
+    let pip_addresses = take_string_list(&mut other, "airi");
+    let expiration_time = match other.get("et") {
+        Some(Value::String(et)) if !et.is_empty() => {
+            let et = et.clone();
+            other.remove("et");
+            et
+        }
+        _ => String::new(),
+    };
+    let other_attributes = (!other.is_empty()).then(|| json_map_to_struct(&other, "", &mut errors));
+    let out = pb::AccessControlPolicy {
+        resource_id: acp.resource_id.clone(),
+        resource_name: acp.resource_name.clone(),
+        parent_id: acp.parent_id.clone(),
+        labels,
+        expiration_time,
+        privileges: acp
+            .privileges
+            .as_ref()
+            .map(|p| set_of_acrs_to_pb(p, "pv", &mut errors)),
+        self_privileges: acp
+            .self_privileges
+            .as_ref()
+            .map(|p| set_of_acrs_to_pb(p, "pvs", &mut errors)),
+        pdp_addresses,
+        prp_addresses,
+        pip_addresses,
+        other_attributes,
+    };
+    errors.finish(out)
+}
+
+/// Removes `key` from `other` and returns it when it is a non-empty list of
+/// strings; leaves it in place otherwise.
+fn take_string_list(other: &mut Map<String, Value>, key: &str) -> Vec<String> {
+    let list = match other.get(key) {
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>(),
+        _ => None,
+    };
+    match list {
+        Some(list) => {
+            other.remove(key);
+            list
+        }
+        None => Vec::new(),
+    }
+}
+
+/// Converts a `setOfAcrs` (`pv` or `pvs`, named by `path`) to its wire form.
+pub fn set_of_acrs_to_pb(
+    set: &model::SetOfAcrs,
+    path: &str,
+    errors: &mut impl ErrorSink,
+) -> pb::SetOfAcrs {
+    pb::SetOfAcrs {
+        rules: set
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| rule_to_pb(rule, &format!("{path}.acr[{i}]"), errors))
+            .collect(),
+    }
+}
+
+fn rule_to_pb(
+    rule: &model::AccessControlRule,
+    path: &str,
+    errors: &mut impl ErrorSink,
+) -> pb::AccessControlRule {
+    pb::AccessControlRule {
+        originators: rule.originators.clone(),
+        operations: rule.operations,
+        contexts: rule
+            .contexts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| context_to_pb(c, &format!("{path}.acco[{i}]"), errors))
+            .collect(),
+        authentication_flag: rule.authentication_flag,
+        object_details: rule
+            .object_details
+            .iter()
+            .enumerate()
+            .map(|(i, o)| object_details_to_pb(o, &format!("{path}.acod[{i}]"), errors))
+            .collect(),
+    }
+}
+
+fn context_to_pb(
+    ctx: &model::AccessControlContext,
+    path: &str,
+    errors: &mut impl ErrorSink,
+) -> pb::AccessControlContext {
+    pb::AccessControlContext {
+        time_windows: ctx.time_windows.clone(),
+        ip_addresses: ctx.ip_addresses.as_ref().map(|ip| pb::IpAddresses {
+            ipv4: ip.ipv4.clone(),
+            ipv6: ip.ipv6.clone(),
+        }),
+        location_region: ctx
+            .location_region
+            .as_ref()
+            .and_then(|lr| location_region_to_pb(lr, &format!("{path}.aclr"), errors)),
+    }
+}
+
+fn location_region_to_pb(
+    region: &model::LocationRegion,
+    path: &str,
+    errors: &mut impl ErrorSink,
+) -> Option<pb::LocationRegion> {
+    use pb::location_region::Region;
+    let region = match (&region.country_codes, &region.circle) {
+        (Some(codes), None) => Region::CountryCodes(pb::CountryCodes {
+            codes: codes.clone(),
+        }),
+        (None, Some(circle)) => match circle.as_slice() {
+            &[latitude, longitude, radius_m] => Region::Circle(pb::Circle {
+                latitude,
+                longitude,
+                radius_m,
+            }),
+            other => {
+                errors.add_error(
+                    format!("{path}.accr"),
+                    format!(
+                        "must hold exactly 3 numbers [latitude, longitude, radius], not {}",
+                        other.len()
+                    ),
+                );
+                return None;
+            }
+        },
+        (Some(_), Some(_)) | (None, None) => {
+            errors.add_error(path, "must hold exactly one of accc and accr");
+            return None;
+        }
+    };
+    Some(pb::LocationRegion {
+        region: Some(region),
+    })
+}
+
+fn object_details_to_pb(
+    od: &model::ObjectDetails,
+    path: &str,
+    errors: &mut impl ErrorSink,
+) -> pb::ObjectDetails {
+    if od.child_resource_types.is_none() {
+        errors.add_error(
+            format!("{path}.chty"),
+            "childResourceType is mandatory in an acod element",
+        );
+    }
+    pb::ObjectDetails {
+        resource_type: od.resource_type,
+        specialization: od.specialization.as_ref().map(pb::Specialization::from),
+        child_resource_types: od.child_resource_types.clone().unwrap_or_default(),
+    }
+}
+
+/// Where nested conversions report errors; implemented for the collector
+/// used inside this module and for a plain `Vec<ConversionError>`, so that
+/// callers converting a bare `setOfAcrs` (a DAS grant, a token permission)
+/// can collect errors themselves.
+pub trait ErrorSink {
+    /// Records one error.
+    fn add_error(&mut self, field: impl Into<String>, message: impl Into<String>);
+}
+
+impl ErrorSink for Errors {
+    fn add_error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.add(field, message);
+    }
+}
+
+impl ErrorSink for Vec<ConversionError> {
+    fn add_error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.push(ConversionError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Converts a wire policy to the core model.
+///
+/// The typed fields `labels`, `expiration_time` and the address lists become
+/// `lbl`, `et`, `adri`, `apri` and `airi` in `other` when non-empty; the
+/// entries of `other_attributes` are added to `other` as they are. Errors
+/// name fields by their proto field names.
+pub fn acp_from_pb(
+    acp: &pb::AccessControlPolicy,
+) -> Result<model::AccessControlPolicy, Vec<ConversionError>> {
+    let mut errors = Errors::default();
+    let mut other = match &acp.other_attributes {
+        Some(s) => struct_to_json_map(s, "other_attributes", &mut errors),
+        None => Map::new(),
+    };
+    for key in ALWAYS_TYPED {
+        if other.contains_key(key) {
+            errors.add(
+                format!("other_attributes.{key}"),
+                "must not be given here: AccessControlPolicy has a field for it",
+            );
+        }
+    }
+    let typed: [(&str, &str, Option<Value>); 5] = [
+        ("lbl", "labels", string_list_value(&acp.labels)),
+        (
+            "et",
+            "expiration_time",
+            (!acp.expiration_time.is_empty()).then(|| Value::String(acp.expiration_time.clone())),
+        ),
+        (
+            "adri",
+            "pdp_addresses",
+            string_list_value(&acp.pdp_addresses),
+        ),
+        (
+            "apri",
+            "prp_addresses",
+            string_list_value(&acp.prp_addresses),
+        ),
+        (
+            "airi",
+            "pip_addresses",
+            string_list_value(&acp.pip_addresses),
+        ),
+    ];
+    for (key, field, value) in typed {
+        if let Some(value) = value {
+            if other.contains_key(key) {
+                errors.add(
+                    format!("other_attributes.{key}"),
+                    format!("must not be given together with {field}"),
+                );
+            } else {
+                other.insert(key.to_owned(), value);
+            }
+        }
+    }
+    let out = model::AccessControlPolicy {
+        resource_name: acp.resource_name.clone(),
+        resource_id: acp.resource_id.clone(),
+        parent_id: acp.parent_id.clone(),
+        privileges: acp
+            .privileges
+            .as_ref()
+            .map(|p| set_of_acrs_from_pb(p, "privileges", &mut errors)),
+        self_privileges: acp
+            .self_privileges
+            .as_ref()
+            .map(|p| set_of_acrs_from_pb(p, "self_privileges", &mut errors)),
+        other,
+    };
+    errors.finish(out)
+}
+
+fn string_list_value(list: &[String]) -> Option<Value> {
+    (!list.is_empty()).then(|| Value::Array(list.iter().cloned().map(Value::String).collect()))
+}
+
+/// Converts a wire `SetOfAcrs` (named by `path`, e.g. `privileges`) to the
+/// core model.
+pub fn set_of_acrs_from_pb(
+    set: &pb::SetOfAcrs,
+    path: &str,
+    errors: &mut impl ErrorSink,
+) -> model::SetOfAcrs {
+    model::SetOfAcrs {
+        rules: set
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| rule_from_pb(rule, &format!("{path}.rules[{i}]"), errors))
+            .collect(),
+    }
+}
+
+fn rule_from_pb(
+    rule: &pb::AccessControlRule,
+    path: &str,
+    errors: &mut impl ErrorSink,
+) -> model::AccessControlRule {
+    model::AccessControlRule {
+        originators: rule.originators.clone(),
+        operations: rule.operations,
+        contexts: rule
+            .contexts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| context_from_pb(c, &format!("{path}.contexts[{i}]"), errors))
+            .collect(),
+        authentication_flag: rule.authentication_flag,
+        object_details: rule
+            .object_details
+            .iter()
+            .enumerate()
+            .map(|(i, o)| object_details_from_pb(o, &format!("{path}.object_details[{i}]"), errors))
+            .collect(),
+    }
+}
+
+fn context_from_pb(
+    ctx: &pb::AccessControlContext,
+    path: &str,
+    errors: &mut impl ErrorSink,
+) -> model::AccessControlContext {
+    use pb::location_region::Region;
+    model::AccessControlContext {
+        time_windows: ctx.time_windows.clone(),
+        ip_addresses: ctx.ip_addresses.as_ref().map(|ip| model::IpAddresses {
+            ipv4: ip.ipv4.clone(),
+            ipv6: ip.ipv6.clone(),
+        }),
+        location_region: ctx
+            .location_region
+            .as_ref()
+            .and_then(|lr| match &lr.region {
+                Some(Region::CountryCodes(c)) => Some(model::LocationRegion {
+                    country_codes: Some(c.codes.clone()),
+                    circle: None,
+                }),
+                Some(Region::Circle(c)) => Some(model::LocationRegion {
+                    country_codes: None,
+                    circle: Some(vec![c.latitude, c.longitude, c.radius_m]),
+                }),
+                None => {
+                    errors.add_error(
+                        format!("{path}.location_region"),
+                        "one of country_codes or circle must be set",
+                    );
+                    None
+                }
+            }),
+    }
+}
+
+fn object_details_from_pb(
+    od: &pb::ObjectDetails,
+    path: &str,
+    errors: &mut impl ErrorSink,
+) -> model::ObjectDetails {
+    let specialization = od.specialization.as_ref().and_then(|s| {
+        let mut inner = Errors::default();
+        let spec = specialization_from_pb(s, &format!("{path}.specialization"), &mut inner);
+        for e in inner.0 {
+            errors.add_error(e.field, e.message);
+        }
+        spec
+    });
+    model::ObjectDetails {
+        resource_type: od.resource_type,
+        specialization,
+        child_resource_types: Some(od.child_resource_types.clone()),
+    }
+}
+
+// --- JSON values <-> google.protobuf.Struct --------------------------------
+
+/// The largest integer a double represents exactly, with all below it.
+const MAX_EXACT_INT: u64 = 1 << 53;
+
+fn join_key(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn json_map_to_struct(
+    map: &Map<String, Value>,
+    path: &str,
+    errors: &mut Errors,
+) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: map
+            .iter()
+            .map(|(k, v)| (k.clone(), json_to_value(v, &join_key(path, k), errors)))
+            .collect(),
+    }
+}
+
+fn json_to_value(value: &Value, path: &str, errors: &mut Errors) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match value {
+        Value::Null => Kind::NullValue(prost_types::NullValue::NullValue as i32),
+        Value::Bool(b) => Kind::BoolValue(*b),
+        Value::Number(n) => Kind::NumberValue(number_to_f64(n, path, errors)),
+        Value::String(s) => Kind::StringValue(s.clone()),
+        Value::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| json_to_value(v, &format!("{path}[{i}]"), errors))
+                .collect(),
+        }),
+        Value::Object(map) => Kind::StructValue(json_map_to_struct(map, path, errors)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+fn number_to_f64(n: &Number, path: &str, errors: &mut Errors) -> f64 {
+    let exact = if let Some(u) = n.as_u64() {
+        u <= MAX_EXACT_INT
+    } else if let Some(i) = n.as_i64() {
+        i.unsigned_abs() <= MAX_EXACT_INT
+    } else {
+        true
+    };
+    if !exact {
+        errors.add(
+            path,
+            format!("integer {n} cannot be carried exactly as a protobuf double"),
+        );
+    }
+    n.as_f64().unwrap_or(f64::NAN)
+}
+
+fn struct_to_json_map(
+    s: &prost_types::Struct,
+    path: &str,
+    errors: &mut Errors,
+) -> Map<String, Value> {
+    s.fields
+        .iter()
+        .map(|(k, v)| (k.clone(), value_to_json(v, &join_key(path, k), errors)))
+        .collect()
+}
+
+fn value_to_json(value: &prost_types::Value, path: &str, errors: &mut Errors) -> Value {
+    use prost_types::value::Kind;
+    match &value.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::BoolValue(b)) => Value::Bool(*b),
+        Some(Kind::NumberValue(f)) => f64_to_json(*f, path, errors),
+        Some(Kind::StringValue(s)) => Value::String(s.clone()),
+        Some(Kind::ListValue(list)) => Value::Array(
+            list.values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| value_to_json(v, &format!("{path}[{i}]"), errors))
+                .collect(),
+        ),
+        Some(Kind::StructValue(s)) => Value::Object(struct_to_json_map(s, path, errors)),
+    }
+}
+
+/// Integral doubles within ±2^53 become JSON integers, so that `"ty": 1`
+/// survives a round trip as `1`, not `1.0`.
+fn f64_to_json(f: f64, path: &str, errors: &mut Errors) -> Value {
+    if f.is_finite() && f.fract() == 0.0 && f.abs() <= MAX_EXACT_INT as f64 {
+        // Exact: |f| <= 2^53 and integral.
+        return if f >= 0.0 {
+            Value::Number(Number::from(f as u64))
+        } else {
+            Value::Number(Number::from(f as i64))
+        };
+    }
+    match Number::from_f64(f) {
+        Some(n) => Value::Number(n),
+        None => {
+            errors.add(path, format!("{f} is not a JSON number"));
+            Value::Null
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------
+
+/// A checked `pb::DecisionRequest`, split into what the engine decides on and
+/// what the PDP handles around it (policy lookup, tokens, explanation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvertedRequest {
+    /// The request as the engine sees it. `time` is `request_time`, or the
+    /// `now` the caller passed when the request carried none.
+    pub request: DecisionRequest,
+    /// The hosting CSE from `hosting_sp_id` and `hosting_cse_id`; `None` when
+    /// both are empty, meaning the PDP's configured hosting CSE.
+    pub hosting: Option<HostingContext>,
+    /// `tkns`: tokens, each checked to be a JWS or JWE compact serialization.
+    pub tokens: Vec<String>,
+    /// `tids`: Token-IDs.
+    pub token_ids: Vec<String>,
+    /// `ltids`: Local Token IDs.
+    pub local_token_ids: Vec<String>,
+    /// `tqi`: the originator wants Token Request Information on a Deny.
+    pub token_request_indicator: bool,
+    /// Explicit ACP IDs; when non-empty they replace the PRP lookup.
+    pub acp_ids: Vec<String>,
+    /// An explanation was asked for.
+    pub explain: bool,
+    /// `rqi`, to echo in the decision.
+    pub request_id: String,
+}
+
+/// Checks a wire decision request and converts it for the engine.
+///
+/// `now` is used as the request time when `request_time` is absent. Every
+/// problem is reported, each naming its field by proto field name, e.g.
+/// `operation: 0 is not an operation (1-5)` or
+/// `originator_ip.ipv4: '300.1.1.1' is not an IPv4 address`.
+///
+/// `resource_type` and `specialization` are passed on whatever the
+/// operation; the engine uses them for a Create only.
+pub fn decision_request_from_pb(
+    req: &pb::DecisionRequest,
+    now: DateTime<Utc>,
+) -> Result<ConvertedRequest, Vec<ConversionError>> {
+    let mut errors = Errors::default();
+
+    check_id(&req.originator, "originator", &mut errors);
+    if req.originator.contains('*') {
+        errors.add("originator", "must not contain the wildcard '*'");
+    }
+    if req.target.is_empty() {
+        errors.add("target", "must not be empty");
+    } else if req.target.chars().any(char::is_whitespace) {
+        errors.add("target", "must not contain whitespace");
+    }
+
+    let operation = operation_from_pb(req.operation);
+    if operation.is_none() {
+        errors.add(
+            "operation",
+            format!("{} is not an operation (1-5)", req.operation),
+        );
+    }
+    if req.discovery && operation.is_some_and(|op| op != Operation::Retrieve) {
+        errors.add(
+            "discovery",
+            "a discovery (filterUsage 1) must be an OPERATION_RETRIEVE",
+        );
+    }
+
+    for (i, rid) in req.role_ids.iter().enumerate() {
+        check_at_id(rid, &format!("role_ids[{i}]"), "Role-ID", &mut errors);
+    }
+    for (i, token) in req.tokens.iter().enumerate() {
+        if !is_compact_jose(token) {
+            errors.add(
+                format!("tokens[{i}]"),
+                "not a JWS or JWE compact serialization (3 or 5 base64url parts separated by '.')",
+            );
+        }
+    }
+    for (i, tid) in req.token_ids.iter().enumerate() {
+        check_at_id(tid, &format!("token_ids[{i}]"), "Token-ID", &mut errors);
+    }
+    for (i, ltid) in req.local_token_ids.iter().enumerate() {
+        let field = format!("local_token_ids[{i}]");
+        if check_id(ltid, &field, &mut errors) && ltid.contains(':') {
+            errors.add(field, format!("'{ltid}' is not an NCName (contains ':')"));
+        }
+    }
+    for (i, acp) in req.acp_ids.iter().enumerate() {
+        check_id(acp, &format!("acp_ids[{i}]"), &mut errors);
+    }
+
+    let specialization = req
+        .specialization
+        .as_ref()
+        .and_then(|s| specialization_from_pb(s, "specialization", &mut errors));
+    if let Some(Specialization::ContainerDefinition(cnd)) = &specialization
+        && cnd.is_empty()
+    {
+        errors.add("specialization.container_definition", "must not be empty");
+    }
+
+    let time = match &req.request_time {
+        None => now,
+        Some(ts) => timestamp_from_pb(ts, "request_time", &mut errors).unwrap_or(now),
+    };
+
+    let ip = req.originator_ip.as_ref().and_then(|ip| {
+        use pb::ip_address::Address;
+        match &ip.address {
+            Some(Address::Ipv4(text)) => match text.parse::<Ipv4Addr>() {
+                Ok(a) => Some(IpAddr::V4(a)),
+                Err(_) => {
+                    errors.add(
+                        "originator_ip.ipv4",
+                        format!("'{text}' is not an IPv4 address"),
+                    );
+                    None
+                }
+            },
+            Some(Address::Ipv6(text)) => match text.parse::<Ipv6Addr>() {
+                Ok(a) => Some(IpAddr::V6(a)),
+                Err(_) => {
+                    errors.add(
+                        "originator_ip.ipv6",
+                        format!("'{text}' is not an IPv6 address"),
+                    );
+                    None
+                }
+            },
+            None => {
+                errors.add("originator_ip", "one of ipv4 or ipv6 must be set");
+                None
+            }
+        }
+    });
+
+    let (position, countries) = match &req.originator_location {
+        None => (None, Vec::new()),
+        Some(loc) => {
+            let position = loc.position.as_ref().map(|p| {
+                let path = "originator_location.position";
+                if !(-90.0..=90.0).contains(&p.latitude) {
+                    errors.add(
+                        format!("{path}.latitude"),
+                        format!("{} out of range -90..90", p.latitude),
+                    );
+                }
+                if !(-180.0..=180.0).contains(&p.longitude) {
+                    errors.add(
+                        format!("{path}.longitude"),
+                        format!("{} out of range -180..180", p.longitude),
+                    );
+                }
+                if !(p.uncertainty_m.is_finite() && p.uncertainty_m >= 0.0) {
+                    errors.add(
+                        format!("{path}.uncertainty_m"),
+                        format!("{} must be a finite number of metres >= 0", p.uncertainty_m),
+                    );
+                }
+                Position {
+                    lat: p.latitude,
+                    lon: p.longitude,
+                    uncertainty_m: p.uncertainty_m,
+                }
+            });
+            for (i, code) in loc.country_codes.iter().enumerate() {
+                if !authz_core::location::is_country_code(code) {
+                    errors.add(
+                        format!("originator_location.country_codes[{i}]"),
+                        format!("'{code}' is not an ISO 3166-1 alpha-2 code"),
+                    );
+                }
+            }
+            (position, loc.country_codes.clone())
+        }
+    };
+
+    let hosting = match (req.hosting_sp_id.is_empty(), req.hosting_cse_id.is_empty()) {
+        (true, true) => None,
+        (false, true) => {
+            errors.add("hosting_cse_id", "required when hosting_sp_id is set");
+            None
+        }
+        (true, false) => {
+            errors.add("hosting_sp_id", "required when hosting_cse_id is set");
+            None
+        }
+        (false, false) => match HostingContext::new(&req.hosting_sp_id, &req.hosting_cse_id) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                let field = match e {
+                    IdError::BadCseId(_) => "hosting_cse_id",
+                    _ => "hosting_sp_id",
+                };
+                errors.add(field, e.to_string());
+                None
+            }
+        },
+    };
+
+    let Some(operation) = operation else {
+        return Err(errors.0);
+    };
+    let request = DecisionRequest {
+        originator: req.originator.clone(),
+        role_ids: req.role_ids.clone(),
+        operation,
+        discovery: req.discovery,
+        target: req.target.clone(),
+        target_type: req.target_type,
+        resource_type: req.resource_type,
+        specialization,
+        time,
+        ip,
+        position,
+        countries,
+        authenticated: req.authenticated,
+    };
+    errors.finish(ConvertedRequest {
+        request,
+        hosting,
+        tokens: req.tokens.clone(),
+        token_ids: req.token_ids.clone(),
+        local_token_ids: req.local_token_ids.clone(),
+        token_request_indicator: req.token_request_indicator,
+        acp_ids: req.acp_ids.clone(),
+        explain: req.explain,
+        request_id: req.request_id.clone(),
+    })
+}
+
+/// Checks that an identifier is non-empty and has no whitespace; true if so.
+fn check_id(id: &str, field: &str, errors: &mut Errors) -> bool {
+    if id.is_empty() {
+        errors.add(field, "must not be empty");
+        false
+    } else if id.chars().any(char::is_whitespace) {
+        errors.add(field, format!("'{id}' must not contain whitespace"));
+        false
+    } else {
+        true
+    }
+}
+
+/// Checks a `name@issuer` identifier (m2m:roleID, m2m:tokenID).
+fn check_at_id(id: &str, field: &str, what: &str, errors: &mut Errors) {
+    if check_id(id, field, errors) {
+        let ok = id
+            .rsplit_once('@')
+            .is_some_and(|(name, issuer)| !name.is_empty() && !issuer.is_empty());
+        if !ok {
+            errors.add(field, format!("'{id}' is not a {what} (name@issuer)"));
+        }
+    }
+}
+
+/// Is `token` shaped like a JWS (3 parts) or JWE (5 parts) compact
+/// serialization: base64url parts separated by `.`, the header non-empty?
+fn is_compact_jose(token: &str) -> bool {
+    let parts: Vec<&str> = token.split('.').collect();
+    (parts.len() == 3 || parts.len() == 5)
+        && !parts[0].is_empty()
+        && parts.iter().all(|p| {
+            p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+fn timestamp_from_pb(
+    ts: &prost_types::Timestamp,
+    field: &str,
+    errors: &mut Errors,
+) -> Option<DateTime<Utc>> {
+    let Ok(nanos) = u32::try_from(ts.nanos) else {
+        errors.add(
+            format!("{field}.nanos"),
+            format!("{} out of range 0..999999999", ts.nanos),
+        );
+        return None;
+    };
+    if nanos > 999_999_999 {
+        errors.add(
+            format!("{field}.nanos"),
+            format!("{nanos} out of range 0..999999999"),
+        );
+        return None;
+    }
+    let t = DateTime::from_timestamp(ts.seconds, nanos);
+    if t.is_none() {
+        errors.add(
+            format!("{field}.seconds"),
+            format!("{} is outside the representable time range", ts.seconds),
+        );
+    }
+    t
+}
+
+fn timestamp_to_pb(t: &DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        // Always < 2e9 (a leap second adds at most 1e9), so it fits.
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(i32::MAX),
+    }
+}
+
+/// Converts a checked request back to its wire form (for clients and
+/// tests); `decision_request_from_pb(&decision_request_to_pb(r), _)` gives
+/// `r` back.
+///
+/// The hosting CSE is written as `//sp` and `/cse`.
+pub fn decision_request_to_pb(req: &ConvertedRequest) -> pb::DecisionRequest {
+    let r = &req.request;
+    let originator_location =
+        (r.position.is_some() || !r.countries.is_empty()).then(|| pb::OriginatorLocation {
+            position: r.position.map(|p| pb::Position {
+                latitude: p.lat,
+                longitude: p.lon,
+                uncertainty_m: p.uncertainty_m,
+            }),
+            country_codes: r.countries.clone(),
+        });
+    let (hosting_sp_id, hosting_cse_id) = match &req.hosting {
+        Some(h) => (format!("//{}", h.sp_fqdn()), format!("/{}", h.cse_id())),
+        None => (String::new(), String::new()),
+    };
+    pb::DecisionRequest {
+        originator: r.originator.clone(),
+        role_ids: r.role_ids.clone(),
+        tokens: req.tokens.clone(),
+        token_ids: req.token_ids.clone(),
+        local_token_ids: req.local_token_ids.clone(),
+        token_request_indicator: req.token_request_indicator,
+        operation: pb::Operation::from(r.operation) as i32,
+        discovery: r.discovery,
+        target: r.target.clone(),
+        target_type: r.target_type,
+        resource_type: r.resource_type,
+        specialization: r.specialization.as_ref().map(pb::Specialization::from),
+        request_time: Some(timestamp_to_pb(&r.time)),
+        originator_ip: r.ip.map(|ip| pb::IpAddress {
+            address: Some(match ip {
+                IpAddr::V4(a) => pb::ip_address::Address::Ipv4(a.to_string()),
+                IpAddr::V6(a) => pb::ip_address::Address::Ipv6(a.to_string()),
+            }),
+        }),
+        originator_location,
+        authenticated: r.authenticated,
+        hosting_cse_id,
+        hosting_sp_id,
+        acp_ids: req.acp_ids.clone(),
+        explain: req.explain,
+        request_id: req.request_id.clone(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Decisions
+// ---------------------------------------------------------------------------
+
+fn rule_ref_to_pb(r: &RuleRef) -> pb::RuleRef {
+    pb::RuleRef {
+        acp_id: r.acp.to_string(),
+        privileges: pb::PrivilegeKind::from(r.privileges) as i32,
+        rule_index: u32::try_from(r.rule).unwrap_or(u32::MAX),
+    }
+}
+
+fn missing_to_pb(m: &MissingAttribute) -> pb::MissingAttribute {
+    let (attribute, name, reason) = match m {
+        MissingAttribute::Role { role, reason } => ("role", role.as_str(), reason),
+        MissingAttribute::GroupMembership { group, reason } => {
+            ("group_membership", group.as_str(), reason)
+        }
+        MissingAttribute::Position { reason } => ("position", "", reason),
+        MissingAttribute::Country { reason } => ("country", "", reason),
+    };
+    pb::MissingAttribute {
+        attribute: attribute.to_owned(),
+        name: name.to_owned(),
+        reason: reason.clone(),
+    }
+}
+
+fn failed_condition_to_pb(f: &FailedCondition) -> pb::FailedCondition {
+    use pb::context_failure::Part;
+    use pb::failed_condition::Condition;
+    let condition = match f {
+        FailedCondition::Operation { requested, allowed } => {
+            Condition::Operation(pb::OperationMismatch {
+                requested: *requested,
+                allowed: *allowed,
+            })
+        }
+        FailedCondition::AuthenticationFlag => {
+            Condition::Authentication(pb::AuthenticationRequired {})
+        }
+        FailedCondition::Context { elements } => Condition::Context(pb::ContextMismatch {
+            elements: elements
+                .iter()
+                .map(|e| pb::ContextFailure {
+                    part: Some(match e {
+                        ContextFailure::TimeWindow { next_open } => {
+                            Part::TimeWindow(pb::TimeWindowClosed {
+                                next_open: next_open.as_ref().map(timestamp_to_pb),
+                            })
+                        }
+                        ContextFailure::IpAddress { reason } => {
+                            Part::IpAddress(pb::IpAddressMismatch {
+                                reason: reason.clone(),
+                            })
+                        }
+                        ContextFailure::Location { reason } => {
+                            Part::Location(pb::LocationMismatch {
+                                reason: reason.clone(),
+                            })
+                        }
+                    }),
+                })
+                .collect(),
+        }),
+        FailedCondition::ObjectDetails { elements } => {
+            Condition::ObjectDetails(pb::ObjectDetailsMismatch {
+                reasons: elements.clone(),
+            })
+        }
+    };
+    pb::FailedCondition {
+        condition: Some(condition),
+    }
+}
+
+/// A one-line account of a decision, as put in `Decision.summary`.
+///
+/// For example `PERMIT by acpA.pv.acr[0] (acor 'CphoneApp')`, or
+/// `DENY (not applicable): no rule of the applicable policies names the originator`.
+pub fn summary(d: &Decision) -> String {
+    let matched = d
+        .explanation
+        .as_ref()
+        .and_then(|e| e.matched_originator.as_deref());
+    match (d.effect, &d.permitted_by) {
+        (Effect::Permit, Some(rule)) => match matched {
+            Some(m) => format!("PERMIT by {rule} (acor '{m}')"),
+            None => format!("PERMIT by {rule}"),
+        },
+        (Effect::Permit, None) => "PERMIT".to_owned(),
+        (Effect::Deny, _) => {
+            let status = match d.status {
+                AuthorizationStatus::Ok => "ok",
+                AuthorizationStatus::NotApplicable => "not applicable",
+                AuthorizationStatus::MissingAttribute => "missing attribute",
+                AuthorizationStatus::SyntaxError => "syntax error",
+                AuthorizationStatus::ProcessingError => "processing error",
+            };
+            let mut reasons: Vec<String> = Vec::new();
+            if d.status == AuthorizationStatus::NotApplicable {
+                reasons.push("no rule of the applicable policies names the originator".into());
+            }
+            reasons.extend(d.missing.iter().map(|m| format!("missing {m}")));
+            if let Some(e) = &d.explanation {
+                reasons.extend(
+                    e.failed_rules
+                        .iter()
+                        .map(|f| format!("{}: {}", f.rule, f.failed)),
+                );
+            }
+            if reasons.is_empty() {
+                reasons.push("no rule permitted".into());
+            }
+            format!("DENY ({status}): {}", reasons.join("; "))
+        }
+    }
+}
+
+/// Converts the engine's decision to its wire form, with [`summary`] filled
+/// in.
+///
+/// `decision_id`, `policy_revision`, `request_id`, `token_request_info` and
+/// `assigned_token_ids` are left empty for the PDP to set.
+pub fn decision_to_pb(d: &Decision) -> pb::Decision {
+    pb::Decision {
+        decision: pb::AuthorizationDecision::from(d.effect) as i32,
+        status: pb::AuthorizationStatus::from(d.status) as i32,
+        decision_id: String::new(),
+        permitted_by: d.permitted_by.as_ref().map(rule_ref_to_pb),
+        missing: d.missing.iter().map(missing_to_pb).collect(),
+        explanation: d.explanation.as_ref().map(|e| pb::Explanation {
+            matched_originator: e.matched_originator.clone(),
+            failed_rules: e
+                .failed_rules
+                .iter()
+                .map(|f| pb::RuleFailure {
+                    rule: Some(rule_ref_to_pb(&f.rule)),
+                    matched_originator: f.matched_originator.clone(),
+                    failed: Some(failed_condition_to_pb(&f.failed)),
+                })
+                .collect(),
+        }),
+        summary: summary(d),
+        policy_revision: 0,
+        token_request_info: None,
+        assigned_token_ids: Vec::new(),
+        request_id: String::new(),
+    }
+}
+
+fn rule_ref_from_pb(r: &pb::RuleRef, path: &str, errors: &mut Errors) -> Option<RuleRef> {
+    let privileges = match pb::PrivilegeKind::try_from(r.privileges) {
+        Ok(pb::PrivilegeKind::Privileges) => PrivilegeKind::Privileges,
+        Ok(pb::PrivilegeKind::SelfPrivileges) => PrivilegeKind::SelfPrivileges,
+        _ => {
+            errors.add(
+                format!("{path}.privileges"),
+                format!(
+                    "{} is not PRIVILEGES (1) or SELF_PRIVILEGES (2)",
+                    r.privileges
+                ),
+            );
+            return None;
+        }
+    };
+    Some(RuleRef {
+        acp: Arc::from(r.acp_id.as_str()),
+        privileges,
+        rule: r.rule_index as usize,
+    })
+}
+
+fn failed_condition_from_pb(
+    f: &pb::FailedCondition,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<FailedCondition> {
+    use pb::context_failure::Part;
+    use pb::failed_condition::Condition;
+    Some(match &f.condition {
+        Some(Condition::Operation(o)) => FailedCondition::Operation {
+            requested: o.requested,
+            allowed: o.allowed,
+        },
+        Some(Condition::Authentication(_)) => FailedCondition::AuthenticationFlag,
+        Some(Condition::Context(c)) => FailedCondition::Context {
+            elements: c
+                .elements
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| {
+                    let field = format!("{path}.context.elements[{i}]");
+                    match &e.part {
+                        Some(Part::TimeWindow(t)) => Some(ContextFailure::TimeWindow {
+                            next_open: t.next_open.as_ref().and_then(|ts| {
+                                timestamp_from_pb(
+                                    ts,
+                                    &format!("{field}.time_window.next_open"),
+                                    errors,
+                                )
+                            }),
+                        }),
+                        Some(Part::IpAddress(ip)) => Some(ContextFailure::IpAddress {
+                            reason: ip.reason.clone(),
+                        }),
+                        Some(Part::Location(l)) => Some(ContextFailure::Location {
+                            reason: l.reason.clone(),
+                        }),
+                        None => {
+                            errors.add(
+                                field,
+                                "one of time_window, ip_address or location must be set",
+                            );
+                            None
+                        }
+                    }
+                })
+                .collect(),
+        },
+        Some(Condition::ObjectDetails(o)) => FailedCondition::ObjectDetails {
+            elements: o.reasons.clone(),
+        },
+        None => {
+            errors.add(
+                path,
+                "one of operation, authentication, context or object_details must be set",
+            );
+            return None;
+        }
+    })
+}
+
+/// Converts a wire decision back to the engine's form (for clients and
+/// tests); `decision_from_pb(&decision_to_pb(d)) == Ok(d)`.
+///
+/// The PDP-level fields (`decision_id`, `summary`, `policy_revision`,
+/// `request_id` and the dynamic authorization fields) have no counterpart in
+/// the engine's decision and are ignored.
+pub fn decision_from_pb(d: &pb::Decision) -> Result<Decision, Vec<ConversionError>> {
+    let mut errors = Errors::default();
+    let effect = match pb::AuthorizationDecision::try_from(d.decision) {
+        Ok(pb::AuthorizationDecision::Permit) => Some(Effect::Permit),
+        Ok(pb::AuthorizationDecision::Deny) => Some(Effect::Deny),
+        _ => {
+            errors.add(
+                "decision",
+                format!("{} is not PERMIT (1) or DENY (2)", d.decision),
+            );
+            None
+        }
+    };
+    let status = match pb::AuthorizationStatus::try_from(d.status) {
+        Ok(pb::AuthorizationStatus::Ok) => Some(AuthorizationStatus::Ok),
+        Ok(pb::AuthorizationStatus::NotApplicable) => Some(AuthorizationStatus::NotApplicable),
+        Ok(pb::AuthorizationStatus::MissingAttribute) => {
+            Some(AuthorizationStatus::MissingAttribute)
+        }
+        Ok(pb::AuthorizationStatus::SyntaxError) => Some(AuthorizationStatus::SyntaxError),
+        Ok(pb::AuthorizationStatus::ProcessingError) => Some(AuthorizationStatus::ProcessingError),
+        _ => {
+            errors.add(
+                "status",
+                format!("{} is not an authorization status (1-5)", d.status),
+            );
+            None
+        }
+    };
+    let permitted_by = d
+        .permitted_by
+        .as_ref()
+        .and_then(|r| rule_ref_from_pb(r, "permitted_by", &mut errors));
+    let missing = d
+        .missing
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            let reason = m.reason.clone();
+            Some(match m.attribute.as_str() {
+                "role" => MissingAttribute::Role {
+                    role: m.name.clone(),
+                    reason,
+                },
+                "group_membership" => MissingAttribute::GroupMembership {
+                    group: m.name.clone(),
+                    reason,
+                },
+                "position" => MissingAttribute::Position { reason },
+                "country" => MissingAttribute::Country { reason },
+                other => {
+                    errors.add(
+                        format!("missing[{i}].attribute"),
+                        format!("'{other}' is not role, group_membership, position or country"),
+                    );
+                    return None;
+                }
+            })
+        })
+        .collect();
+    let explanation = d.explanation.as_ref().map(|e| Explanation {
+        matched_originator: e.matched_originator.clone(),
+        failed_rules: e
+            .failed_rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
+                let path = format!("explanation.failed_rules[{i}]");
+                let Some(rule) = &f.rule else {
+                    errors.add(format!("{path}.rule"), "must be set");
+                    return None;
+                };
+                let rule = rule_ref_from_pb(rule, &format!("{path}.rule"), &mut errors);
+                let failed = match &f.failed {
+                    Some(c) => failed_condition_from_pb(c, &format!("{path}.failed"), &mut errors),
+                    None => {
+                        errors.add(format!("{path}.failed"), "must be set");
+                        None
+                    }
+                };
+                Some(RuleFailure {
+                    rule: rule?,
+                    matched_originator: f.matched_originator.clone(),
+                    failed: failed?,
+                })
+            })
+            .collect(),
+    });
+    let (Some(effect), Some(status)) = (effect, status) else {
+        return Err(errors.0);
+    };
+    errors.finish(Decision {
+        effect,
+        status,
+        permitted_by,
+        missing,
+        explanation,
+    })
+}

@@ -1,0 +1,656 @@
+//! Conversions between the wire messages and the core model: lossless policy
+//! round trips, request checks that name the field, and decision encoding.
+
+use std::sync::Arc;
+
+use authz_core::HostingContext;
+use authz_core::decision::{
+    AuthorizationStatus, ContextFailure, Decision, Effect, Explanation, FailedCondition,
+    MissingAttribute, PrivilegeKind, RuleFailure, RuleRef,
+};
+use authz_core::model::{self, Specialization};
+use authz_core::request::{Operation, Position};
+use authz_proto::convert::{
+    acp_from_pb, acp_to_pb, decision_from_pb, decision_request_from_pb, decision_request_to_pb,
+    decision_to_pb,
+};
+use authz_proto::{ConversionError, invalid_argument, pb};
+use chrono::{DateTime, TimeZone, Utc};
+use prost::Message;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+fn acp_json(value: serde_json::Value) -> model::AccessControlPolicy {
+    serde_json::from_value(value).expect("valid m2m:acp")
+}
+
+/// A policy using every component of the model.
+fn rich_acp() -> model::AccessControlPolicy {
+    acp_json(serde_json::json!({
+        "rn": "acpLock",
+        "ri": "acp7Xk2",
+        "pi": "/id-in",
+        "ty": 1,
+        "ct": "20261123T120000",
+        "lt": "20261123T120500",
+        "et": "20361123T120000",
+        "lbl": ["building/7", "door"],
+        "aa": ["lbl"],
+        "cstn": "//sp.example.com/id-in/Cowner",
+        "x-vendor": {"weight": -3, "ratio": 0.25, "nested": [true, null, "s"]},
+        "adri": ["/id-in/pdp1"],
+        "apri": ["/id-in/prp1", "/id-in/prp2"],
+        "airi": ["/id-in/pip1"],
+        "pv": {"acr": [
+            {"acor": ["CphoneApp", "/id-in/Cguest*", "tenant@roles.example.com"],
+             "acop": 34,
+             "acco": [{"actw": ["* * 8-19 * * 1-5 *", "* * * * * 0,6 *"],
+                       "acip": {"ipv4": ["192.168.1.0/24"], "ipv6": ["fd00::/8"]},
+                       "aclr": {"accr": [48.137, 11.575, 500.0]}},
+                      {"aclr": {"accc": ["DE", "KR"]}},
+                      {"acip": {"ipv4": ["10.0.0.1"]}},
+                      {"aclr": {"accc": []}},
+                      {}],
+             "acaf": true},
+            {"acor": ["Cowner"], "acop": 1, "acaf": false,
+             "acod": [{"ty": 3, "chty": [4, 23]},
+                      {"ty": 13, "spty": {"mgd": 1001}, "chty": [13]},
+                      {"spty": {"cnd": "org.example:lock"}, "chty": []}]}
+        ]},
+        "pvs": {"acr": [{"acor": ["Cowner"], "acop": 63}]}
+    }))
+}
+
+fn wire_round_trip<M: Message + Default>(m: &M) -> M {
+    M::decode(m.encode_to_vec().as_slice()).expect("decodes")
+}
+
+#[test]
+fn rich_acp_round_trips_losslessly() {
+    let acp = rich_acp();
+    let wire = acp_to_pb(&acp).expect("converts");
+
+    assert_eq!(wire.resource_name.as_deref(), Some("acpLock"));
+    assert_eq!(wire.resource_id.as_deref(), Some("acp7Xk2"));
+    assert_eq!(wire.parent_id.as_deref(), Some("/id-in"));
+    assert_eq!(wire.labels, ["building/7", "door"]);
+    assert_eq!(wire.expiration_time, "20361123T120000");
+    assert_eq!(wire.pdp_addresses, ["/id-in/pdp1"]);
+    assert_eq!(wire.prp_addresses, ["/id-in/prp1", "/id-in/prp2"]);
+    assert_eq!(wire.pip_addresses, ["/id-in/pip1"]);
+    let other = wire.other_attributes.as_ref().expect("other attributes");
+    let keys: Vec<&str> = other.fields.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["aa", "cstn", "ct", "lt", "ty", "x-vendor"]);
+
+    let pv = wire.privileges.as_ref().unwrap();
+    let rule = &pv.rules[0];
+    assert_eq!(rule.operations, 34);
+    assert_eq!(rule.authentication_flag, Some(true));
+    assert_eq!(rule.contexts.len(), 5);
+    assert_eq!(
+        rule.contexts[0].location_region,
+        Some(pb::LocationRegion {
+            region: Some(pb::location_region::Region::Circle(pb::Circle {
+                latitude: 48.137,
+                longitude: 11.575,
+                radius_m: 500.0
+            }))
+        })
+    );
+    assert_eq!(pv.rules[1].authentication_flag, Some(false));
+    assert_eq!(
+        pv.rules[1].object_details[1].specialization,
+        Some(pb::Specialization {
+            kind: Some(pb::specialization::Kind::MgmtDefinition(1001))
+        })
+    );
+
+    let back = acp_from_pb(&wire_round_trip(&wire)).expect("converts back");
+    assert_eq!(back, acp);
+    // And the JSON a policy author wrote is unchanged too.
+    assert_eq!(
+        serde_json::to_value(&back).unwrap(),
+        serde_json::to_value(&acp).unwrap()
+    );
+}
+
+#[test]
+fn minimal_and_odd_shapes_round_trip() {
+    let cases = [
+        serde_json::json!({}),
+        serde_json::json!({"pv": {"acr": []}}),
+        serde_json::json!({"rn": "", "pvs": {"acr": [{"acor": [], "acop": 0}]}}),
+        // Shapes the typed fields cannot carry stay in other_attributes.
+        serde_json::json!({"lbl": [], "et": "", "adri": [], "apri": "not-a-list", "airi": [1]}),
+        serde_json::json!({"lbl": ["a", 2]}),
+        serde_json::json!({"big": 9007199254740992_u64, "neg": -9007199254740992_i64}),
+    ];
+    for case in cases {
+        let acp = acp_json(case.clone());
+        let wire = acp_to_pb(&acp).unwrap_or_else(|e| panic!("{case}: {e:?}"));
+        let back = acp_from_pb(&wire_round_trip(&wire)).unwrap_or_else(|e| panic!("{case}: {e:?}"));
+        assert_eq!(back, acp, "{case}");
+    }
+}
+
+fn fields(errors: &[ConversionError]) -> Vec<&str> {
+    errors.iter().map(|e| e.field.as_str()).collect()
+}
+
+#[test]
+fn core_shapes_the_wire_cannot_carry_are_errors() {
+    let mut acp = acp_json(serde_json::json!({
+        "pv": {"acr": [{"acor": ["C1"], "acop": 2,
+            "acco": [{"aclr": {"accc": ["DE"], "accr": [1.0, 2.0, 3.0]}},
+                     {"aclr": {}},
+                     {"aclr": {"accr": [1.0, 2.0]}}],
+            "acod": [{"ty": 3}]}]},
+        "huge": 9007199254740993_u64
+    }));
+    acp.other.insert("rn".into(), "shadow".into());
+    let errors = acp_to_pb(&acp).unwrap_err();
+    assert_eq!(
+        fields(&errors),
+        [
+            "rn",
+            "huge",
+            "pv.acr[0].acco[0].aclr",
+            "pv.acr[0].acco[1].aclr",
+            "pv.acr[0].acco[2].aclr.accr",
+            "pv.acr[0].acod[0].chty",
+        ],
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn wire_shapes_the_core_cannot_hold_are_errors() {
+    let mut other = prost_types::Struct::default();
+    for key in ["pv", "lbl"] {
+        other.fields.insert(
+            key.into(),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::StringValue("x".into())),
+            },
+        );
+    }
+    let wire = pb::AccessControlPolicy {
+        labels: vec!["door".into()],
+        privileges: Some(pb::SetOfAcrs {
+            rules: vec![pb::AccessControlRule {
+                originators: vec!["C1".into()],
+                operations: 1,
+                contexts: vec![pb::AccessControlContext {
+                    location_region: Some(pb::LocationRegion { region: None }),
+                    ..Default::default()
+                }],
+                object_details: vec![pb::ObjectDetails {
+                    specialization: Some(pb::Specialization { kind: None }),
+                    child_resource_types: vec![4],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }),
+        other_attributes: Some(other),
+        ..Default::default()
+    };
+    let errors = acp_from_pb(&wire).unwrap_err();
+    assert_eq!(
+        fields(&errors),
+        [
+            "other_attributes.pv",
+            "other_attributes.lbl",
+            "privileges.rules[0].contexts[0].location_region",
+            "privileges.rules[0].object_details[0].specialization",
+        ],
+        "{errors:?}"
+    );
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn full_request() -> pb::DecisionRequest {
+    pb::DecisionRequest {
+        originator: "CphoneApp".into(),
+        role_ids: vec!["guest@roles.example.com".into()],
+        tokens: vec!["eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiJ0ayJ9.c2ln".into()],
+        token_ids: vec!["tk42@das.example.com".into()],
+        local_token_ids: vec!["lt1".into()],
+        token_request_indicator: true,
+        operation: pb::Operation::Create as i32,
+        discovery: false,
+        target: "/id-in/cnt7Xk2".into(),
+        target_type: Some(28),
+        resource_type: Some(28),
+        specialization: Some(pb::Specialization {
+            kind: Some(pb::specialization::Kind::ContainerDefinition(
+                "org.example:lock".into(),
+            )),
+        }),
+        request_time: Some(prost_types::Timestamp {
+            seconds: 1_795_000_000,
+            nanos: 5,
+        }),
+        originator_ip: Some(pb::IpAddress {
+            address: Some(pb::ip_address::Address::Ipv6("fd00::1".into())),
+        }),
+        originator_location: Some(pb::OriginatorLocation {
+            position: Some(pb::Position {
+                latitude: 48.137,
+                longitude: 11.575,
+                uncertainty_m: 25.0,
+            }),
+            country_codes: vec!["DE".into()],
+        }),
+        authenticated: true,
+        hosting_cse_id: "/id-in".into(),
+        hosting_sp_id: "//sp.example.com".into(),
+        acp_ids: vec!["acp7Xk2".into()],
+        explain: true,
+        request_id: "rqi-17".into(),
+    }
+}
+
+#[test]
+fn full_request_converts_and_round_trips() {
+    let wire = full_request();
+    let now = at("2030-01-01T00:00:00Z");
+    let conv = decision_request_from_pb(&wire, now).expect("valid");
+    let r = &conv.request;
+    assert_eq!(r.originator, "CphoneApp");
+    assert_eq!(r.operation, Operation::Create);
+    assert_eq!(r.target_type, Some(28));
+    assert_eq!(
+        r.specialization,
+        Some(Specialization::ContainerDefinition(
+            "org.example:lock".into()
+        ))
+    );
+    assert_eq!(r.time, Utc.timestamp_opt(1_795_000_000, 5).unwrap());
+    assert_eq!(r.ip, Some("fd00::1".parse().unwrap()));
+    assert_eq!(
+        r.position,
+        Some(Position {
+            lat: 48.137,
+            lon: 11.575,
+            uncertainty_m: 25.0
+        })
+    );
+    assert_eq!(r.countries, ["DE"]);
+    assert!(r.authenticated);
+    assert_eq!(
+        conv.hosting,
+        Some(HostingContext::new("//sp.example.com", "/id-in").unwrap())
+    );
+    assert_eq!(conv.acp_ids, ["acp7Xk2"]);
+    assert!(conv.explain && conv.token_request_indicator);
+    assert_eq!(conv.request_id, "rqi-17");
+
+    assert_eq!(decision_request_to_pb(&conv), wire);
+}
+
+#[test]
+fn minimal_request_takes_now() {
+    let wire = pb::DecisionRequest {
+        originator: "Cx".into(),
+        operation: pb::Operation::Retrieve as i32,
+        discovery: true,
+        target: "/id-in/cnt1".into(),
+        ..Default::default()
+    };
+    let now = at("2026-11-23T12:00:00Z");
+    let conv = decision_request_from_pb(&wire, now).expect("valid");
+    assert_eq!(conv.request.time, now);
+    assert!(conv.request.discovery);
+    assert_eq!(conv.hosting, None);
+    assert_eq!(conv.request.ip, None);
+    assert_eq!(conv.request.position, None);
+}
+
+fn errors_of(wire: &pb::DecisionRequest) -> Vec<String> {
+    decision_request_from_pb(wire, Utc::now())
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn request_errors_name_the_field() {
+    let wire = pb::DecisionRequest {
+        originator: "Cx".into(),
+        target: "/id-in/cnt1".into(),
+        originator_ip: Some(pb::IpAddress {
+            address: Some(pb::ip_address::Address::Ipv4("300.1.1.1".into())),
+        }),
+        originator_location: Some(pb::OriginatorLocation {
+            position: Some(pb::Position {
+                latitude: 95.0,
+                longitude: 11.0,
+                uncertainty_m: 0.0,
+            }),
+            country_codes: vec!["DEU".into()],
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        errors_of(&wire),
+        [
+            "operation: 0 is not an operation (1-5)",
+            "originator_ip.ipv4: '300.1.1.1' is not an IPv4 address",
+            "originator_location.position.latitude: 95 out of range -90..90",
+            "originator_location.country_codes[0]: 'DEU' is not an ISO 3166-1 alpha-2 code",
+        ]
+    );
+}
+
+#[test]
+fn more_request_errors() {
+    let mut wire = full_request();
+    wire.originator = String::new();
+    wire.target = String::new();
+    wire.operation = 9;
+    wire.role_ids = vec!["guest".into(), "".into()];
+    wire.tokens = vec!["not a token".into(), "a.b".into()];
+    wire.token_ids = vec!["tk@".into()];
+    wire.local_token_ids = vec!["a:b".into()];
+    wire.acp_ids = vec!["acp 1".into()];
+    wire.specialization = Some(pb::Specialization { kind: None });
+    wire.request_time = Some(prost_types::Timestamp {
+        seconds: 0,
+        nanos: -1,
+    });
+    wire.originator_ip = Some(pb::IpAddress {
+        address: Some(pb::ip_address::Address::Ipv6("10.0.0.1".into())),
+    });
+    wire.originator_location = Some(pb::OriginatorLocation {
+        position: Some(pb::Position {
+            latitude: 0.0,
+            longitude: -181.0,
+            uncertainty_m: f64::NAN,
+        }),
+        country_codes: vec![],
+    });
+    wire.hosting_sp_id = String::new();
+    let fields: Vec<String> = decision_request_from_pb(&wire, Utc::now())
+        .unwrap_err()
+        .into_iter()
+        .map(|e| e.field)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "originator",
+            "target",
+            "operation",
+            "role_ids[0]",
+            "role_ids[1]",
+            "tokens[0]",
+            "tokens[1]",
+            "token_ids[0]",
+            "local_token_ids[0]",
+            "acp_ids[0]",
+            "specialization",
+            "request_time.nanos",
+            "originator_ip.ipv6",
+            "originator_location.position.longitude",
+            "originator_location.position.uncertainty_m",
+            "hosting_sp_id",
+        ]
+    );
+
+    let mut wire = full_request();
+    wire.discovery = true; // with a Create
+    wire.hosting_sp_id = "//sp/x".into();
+    wire.originator = "/id-in/C*".into();
+    wire.originator_ip = Some(pb::IpAddress { address: None });
+    assert_eq!(
+        errors_of(&wire),
+        [
+            "originator: must not contain the wildcard '*'",
+            "discovery: a discovery (filterUsage 1) must be an OPERATION_RETRIEVE",
+            "originator_ip: one of ipv4 or ipv6 must be set",
+            "hosting_sp_id: '//sp/x' is not an SP-ID (expected //fqdn)",
+        ]
+    );
+}
+
+#[test]
+fn invalid_argument_carries_field_violations() {
+    let errors = decision_request_from_pb(&pb::DecisionRequest::default(), Utc::now()).unwrap_err();
+    let status = invalid_argument(&errors);
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        "originator: must not be empty; target: must not be empty; operation: 0 is not an operation (1-5)"
+    );
+    let bad = status.get_details_bad_request().expect("BadRequest detail");
+    let got: Vec<(&str, &str)> = bad
+        .field_violations
+        .iter()
+        .map(|v| (v.field.as_str(), v.description.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("originator", "must not be empty"),
+            ("target", "must not be empty"),
+            ("operation", "0 is not an operation (1-5)"),
+        ]
+    );
+}
+
+fn rule(acp: &str, kind: PrivilegeKind, index: usize) -> RuleRef {
+    RuleRef {
+        acp: Arc::from(acp),
+        privileges: kind,
+        rule: index,
+    }
+}
+
+fn deny_with_everything() -> Decision {
+    Decision {
+        effect: Effect::Deny,
+        status: AuthorizationStatus::MissingAttribute,
+        permitted_by: None,
+        missing: vec![
+            MissingAttribute::Role {
+                role: "guest@roles.example.com".into(),
+                reason: "PIP unreachable".into(),
+            },
+            MissingAttribute::GroupMembership {
+                group: "/id-in/grp1".into(),
+                reason: "no such group".into(),
+            },
+            MissingAttribute::Position {
+                reason: "not in request".into(),
+            },
+            MissingAttribute::Country {
+                reason: "not in request".into(),
+            },
+        ],
+        explanation: Some(Explanation {
+            matched_originator: None,
+            failed_rules: vec![
+                RuleFailure {
+                    rule: rule("acpA", PrivilegeKind::Privileges, 0),
+                    matched_originator: "CphoneApp".into(),
+                    failed: FailedCondition::Operation {
+                        requested: 4,
+                        allowed: 34,
+                    },
+                },
+                RuleFailure {
+                    rule: rule("acpA", PrivilegeKind::Privileges, 1),
+                    matched_originator: "all".into(),
+                    failed: FailedCondition::AuthenticationFlag,
+                },
+                RuleFailure {
+                    rule: rule("acpB", PrivilegeKind::SelfPrivileges, 2),
+                    matched_originator: "guest@roles.example.com".into(),
+                    failed: FailedCondition::Context {
+                        elements: vec![
+                            ContextFailure::TimeWindow {
+                                next_open: Some(at("2026-11-24T08:00:00Z")),
+                            },
+                            ContextFailure::TimeWindow { next_open: None },
+                            ContextFailure::IpAddress {
+                                reason: "10.0.0.1 not in 192.168.1.0/24".into(),
+                            },
+                            ContextFailure::Location {
+                                reason: "outside circle".into(),
+                            },
+                        ],
+                    },
+                },
+                RuleFailure {
+                    rule: rule("acpB", PrivilegeKind::Privileges, 3),
+                    matched_originator: "Cowner".into(),
+                    failed: FailedCondition::ObjectDetails {
+                        elements: vec!["chty lacks 4".into()],
+                    },
+                },
+            ],
+        }),
+    }
+}
+
+#[test]
+fn decision_encodes_decodes_and_converts_back() {
+    let d = deny_with_everything();
+    let mut wire = decision_to_pb(&d);
+    assert_eq!(wire.decision, pb::AuthorizationDecision::Deny as i32);
+    assert_eq!(
+        wire.status,
+        pb::AuthorizationStatus::MissingAttribute as i32
+    );
+    assert_eq!(wire.missing[1].attribute, "group_membership");
+    assert_eq!(wire.missing[1].name, "/id-in/grp1");
+    assert!(
+        wire.summary.starts_with(
+            "DENY (missing attribute): missing role guest@roles.example.com: PIP unreachable; "
+        ),
+        "{}",
+        wire.summary
+    );
+    assert!(
+        wire.summary
+            .contains("acpB.pvs.acr[2]: no acco element matched")
+    );
+
+    // The PDP fills in its own fields.
+    wire.decision_id = "dec-1".into();
+    wire.policy_revision = 42;
+    wire.request_id = "rqi-17".into();
+    wire.assigned_token_ids = vec![pb::LocalTokenIdAssignment {
+        local_token_id: "lt1".into(),
+        token_id: "tk42@das.example.com".into(),
+    }];
+    wire.token_request_info = Some(pb::TokenRequestInfo {
+        das_info: vec![pb::DasInfo {
+            uri: "http://das.example.com/das".into(),
+            das_request: Some(pb::DasRequest {
+                originator: "//sp.example.com/id-in/CphoneApp".into(),
+                operation: pb::Operation::Update as i32,
+                targeted_resource_type: Some(3),
+                targeted_resource_id: "/id-in/cnt7Xk2".into(),
+                role_ids_from_acps: vec!["guest@roles.example.com".into()],
+                ..Default::default()
+            }),
+            secured_das_request: String::new(),
+        }],
+    });
+
+    let bytes = wire.encode_to_vec();
+    let decoded = pb::Decision::decode(bytes.as_slice()).expect("decodes");
+    assert_eq!(decoded, wire);
+    assert_eq!(decision_from_pb(&decoded), Ok(d));
+}
+
+#[test]
+fn permit_summary_and_round_trip() {
+    let d = Decision {
+        effect: Effect::Permit,
+        status: AuthorizationStatus::Ok,
+        permitted_by: Some(rule("acpA", PrivilegeKind::Privileges, 0)),
+        missing: vec![],
+        explanation: Some(Explanation {
+            matched_originator: Some("CphoneApp".into()),
+            failed_rules: vec![],
+        }),
+    };
+    let wire = decision_to_pb(&d);
+    assert_eq!(wire.summary, "PERMIT by acpA.pv.acr[0] (acor 'CphoneApp')");
+    assert_eq!(
+        wire.permitted_by,
+        Some(pb::RuleRef {
+            acp_id: "acpA".into(),
+            privileges: pb::PrivilegeKind::Privileges as i32,
+            rule_index: 0,
+        })
+    );
+    assert_eq!(decision_from_pb(&wire_round_trip(&wire)), Ok(d));
+
+    let not_applicable = Decision {
+        effect: Effect::Deny,
+        status: AuthorizationStatus::NotApplicable,
+        permitted_by: None,
+        missing: vec![],
+        explanation: None,
+    };
+    assert_eq!(
+        decision_to_pb(&not_applicable).summary,
+        "DENY (not applicable): no rule of the applicable policies names the originator"
+    );
+}
+
+#[test]
+fn malformed_wire_decision_is_rejected() {
+    let wire = pb::Decision {
+        decision: 0,
+        status: 7,
+        missing: vec![pb::MissingAttribute {
+            attribute: "mood".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let errors = decision_from_pb(&wire).unwrap_err();
+    assert_eq!(
+        fields(&errors),
+        ["decision", "status", "missing[0].attribute"]
+    );
+}
+
+#[test]
+fn descriptor_set_lists_the_package() {
+    let fds = prost_types::FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET).expect("decodes");
+    let names: Vec<&str> = fds.file.iter().map(|f| f.name()).collect();
+    for file in [
+        "onem2m/authz/v1/acp.proto",
+        "onem2m/authz/v1/decision.proto",
+        "google/protobuf/struct.proto",
+        "google/protobuf/timestamp.proto",
+    ] {
+        assert!(names.contains(&file), "{file} missing from {names:?}");
+    }
+    let decision = fds
+        .file
+        .iter()
+        .find(|f| f.name() == "onem2m/authz/v1/decision.proto")
+        .unwrap();
+    assert_eq!(decision.package(), "onem2m.authz.v1");
+    let messages: Vec<&str> = decision.message_type.iter().map(|m| m.name()).collect();
+    for m in [
+        "DecisionRequest",
+        "Decision",
+        "DasRequest",
+        "DasResponse",
+        "DynamicAcpInfo",
+    ] {
+        assert!(messages.contains(&m), "{m}");
+    }
+}
