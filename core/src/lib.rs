@@ -22,6 +22,7 @@ pub mod json;
 pub mod location;
 pub mod model;
 pub mod request;
+pub mod resources;
 pub mod time_window;
 
 pub use attributes::{AttributeSource, InMemoryAttributes, Lookup, NoAttributes};

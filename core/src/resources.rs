@@ -1,0 +1,269 @@
+//! Target resources and which policies apply to them (TS-0001 10.2.3.1,
+//! TS-0004 7.3.3.15; spec notes §2.3).
+//!
+//! The PRP stores a [`Resource`] per target the PDP will be asked about; both
+//! the PRP (`GetApplicablePolicies`) and the PDP (its local replica) resolve
+//! the applicable set with [`applicable_policies`], so the order of the
+//! clause exists once:
+//!
+//! 1. the target is an `<accessControlPolicy>` → its own `pvs`;
+//! 2. the target's type has no `acpi` attribute → its parent's set, recursively;
+//! 3. `acpi` is set (non-empty) → the `pv` of each referenced ACP;
+//! 4. `acpi` is not set → the default policy: full access for the custodian
+//!    when set, else for the creator, nobody else.
+//!
+//! Dynamic ACPs granted by Direct Dynamic Authorization join the set of the
+//! target they are bound to until they expire (Decision 7).
+
+use serde::{Deserialize, Serialize};
+
+use crate::decision::PrivilegeKind;
+use crate::model::{AccessControlRule, SetOfAcrs, acop};
+
+/// Resource type code of `<accessControlPolicy>`.
+pub const TY_ACP: u32 = 1;
+
+/// Resource types that have no `accessControlPolicyIDs` attribute and take
+/// their parent's: contentInstance (4), pollingChannel (15),
+/// notificationTargetPolicy (26), timeSeriesInstance (30),
+/// flexContainerInstance (58) (TS-0001 short-name table; spec notes §2.3).
+pub const TYPES_WITHOUT_ACPI: [u32; 5] = [4, 15, 26, 30, 58];
+
+/// A target resource as the PRP records it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Resource {
+    /// `ri`.
+    #[serde(rename = "ri")]
+    pub resource_id: String,
+    /// `pi`; empty for a root (CSEBase).
+    #[serde(rename = "pi", default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    /// `ty`.
+    #[serde(rename = "ty")]
+    pub resource_type: u32,
+    /// `acpi`; `None` when the attribute is not set.
+    #[serde(rename = "acpi", default, skip_serializing_if = "Option::is_none")]
+    pub acpi: Option<Vec<String>>,
+    /// `daci`: dynamicAuthorizationConsultationIDs.
+    #[serde(rename = "daci", default, skip_serializing_if = "Option::is_none")]
+    pub daci: Option<Vec<String>>,
+    /// `cr`: the originator of the successful Create.
+    #[serde(rename = "cr", default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<String>,
+    /// `cstn`: custodian (Release 4), who replaces the creator in the default policy.
+    #[serde(rename = "cstn", default, skip_serializing_if = "Option::is_none")]
+    pub custodian: Option<String>,
+}
+
+/// What applies to one target.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApplicableSet {
+    /// These ACPs, with `pv` or `pvs`; dynamic ACPs bound to the target are appended.
+    Policies(Vec<(String, PrivilegeKind)>),
+    /// No `acpi`: the default policy, given as the rule set to evaluate.
+    Default {
+        /// The rules (full access for the custodian or creator; empty when neither is known).
+        rules: SetOfAcrs,
+        /// Dynamic ACPs bound to the target, which still apply.
+        dynamic: Vec<String>,
+    },
+}
+
+/// Why the applicable set could not be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// The target (or an ancestor) is not registered: the hosting CSE checks
+    /// existence (4004) before authorization.
+    #[error("resource {0} is not registered")]
+    UnknownResource(String),
+    /// A parent chain that loops or is too deep.
+    #[error("parent chain of {0} does not end")]
+    ParentLoop(String),
+}
+
+/// The resources and ACP IDs resolution looks at.
+pub trait ResourceView {
+    /// A registered resource.
+    fn resource(&self, id: &str) -> Option<&Resource>;
+    /// Is `id` a stored ACP?
+    fn is_acp(&self, id: &str) -> bool;
+    /// IDs of live dynamic ACPs bound to `target`.
+    fn dynamic_acps(&self, target: &str) -> Vec<String>;
+}
+
+/// Resolves the applicable set of `target` (TS-0001 10.2.3.1).
+pub fn applicable_policies(
+    view: &dyn ResourceView,
+    target: &str,
+) -> Result<ApplicableSet, ResolveError> {
+    // 1. A request on an ACP is judged by the ACP's own pvs.
+    if view.is_acp(target) {
+        return Ok(ApplicableSet::Policies(vec![(
+            target.to_owned(),
+            PrivilegeKind::SelfPrivileges,
+        )]));
+    }
+    let mut id = target;
+    for _ in 0..64 {
+        let r = view
+            .resource(id)
+            .ok_or_else(|| ResolveError::UnknownResource(id.to_owned()))?;
+        if r.resource_type == TY_ACP {
+            return Ok(ApplicableSet::Policies(vec![(
+                id.to_owned(),
+                PrivilegeKind::SelfPrivileges,
+            )]));
+        }
+        // 2. Types without acpi use their parent's.
+        if TYPES_WITHOUT_ACPI.contains(&r.resource_type) {
+            match r.parent_id.as_deref() {
+                Some(parent) => {
+                    id = parent;
+                    continue;
+                }
+                None => return Err(ResolveError::UnknownResource(format!("parent of {id}"))),
+            }
+        }
+        let dynamic = view.dynamic_acps(id);
+        return Ok(match r.acpi.as_ref().filter(|a| !a.is_empty()) {
+            // 3. acpi set: the pv of every referenced ACP.
+            Some(acpi) => ApplicableSet::Policies(
+                acpi.iter()
+                    .chain(dynamic.iter())
+                    .map(|a| (a.clone(), PrivilegeKind::Privileges))
+                    .collect(),
+            ),
+            // 4. acpi not set: only the custodian, else the creator, has access.
+            None => ApplicableSet::Default {
+                rules: default_policy(r),
+                dynamic,
+            },
+        });
+    }
+    Err(ResolveError::ParentLoop(target.to_owned()))
+}
+
+/// The default access policy of a resource without `acpi` (TS-0001
+/// 9.6.1.3.2): unrestricted access for the custodian if set, else the creator.
+pub fn default_policy(r: &Resource) -> SetOfAcrs {
+    let owner = r.custodian.as_ref().or(r.creator.as_ref());
+    SetOfAcrs {
+        rules: owner
+            .map(|o| AccessControlRule {
+                originators: vec![o.clone()],
+                operations: acop::ALL,
+                ..AccessControlRule::default()
+            })
+            .into_iter()
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct View {
+        resources: HashMap<String, Resource>,
+        acps: Vec<String>,
+        dynamic: HashMap<String, Vec<String>>,
+    }
+
+    impl ResourceView for View {
+        fn resource(&self, id: &str) -> Option<&Resource> {
+            self.resources.get(id)
+        }
+        fn is_acp(&self, id: &str) -> bool {
+            self.acps.iter().any(|a| a == id)
+        }
+        fn dynamic_acps(&self, target: &str) -> Vec<String> {
+            self.dynamic.get(target).cloned().unwrap_or_default()
+        }
+    }
+
+    fn res(id: &str, parent: Option<&str>, ty: u32, acpi: Option<&[&str]>) -> Resource {
+        Resource {
+            resource_id: id.into(),
+            parent_id: parent.map(Into::into),
+            resource_type: ty,
+            acpi: acpi.map(|a| a.iter().map(|s| s.to_string()).collect()),
+            creator: Some("Ccreator".into()),
+            ..Resource::default()
+        }
+    }
+
+    fn view() -> View {
+        let mut v = View::default();
+        for r in [
+            res("cb", None, 5, Some(&["acpCb"])),
+            res("cnt", Some("cb"), 3, Some(&["acp1", "acp2"])),
+            res("cin", Some("cnt"), 4, None),
+            res("cnt2", Some("cb"), 3, None),
+        ] {
+            v.resources.insert(r.resource_id.clone(), r);
+        }
+        v.acps = vec!["acp1".into(), "acp2".into(), "acpCb".into()];
+        v
+    }
+
+    #[test]
+    fn ts0001_10_2_3_1_step1_acp_target_uses_self_privileges() {
+        assert_eq!(
+            applicable_policies(&view(), "acp1").unwrap(),
+            ApplicableSet::Policies(vec![("acp1".into(), PrivilegeKind::SelfPrivileges)])
+        );
+    }
+
+    #[test]
+    fn ts0001_10_2_3_1_step2_content_instance_uses_parent_acpi() {
+        assert_eq!(
+            applicable_policies(&view(), "cin").unwrap(),
+            ApplicableSet::Policies(vec![
+                ("acp1".into(), PrivilegeKind::Privileges),
+                ("acp2".into(), PrivilegeKind::Privileges)
+            ])
+        );
+    }
+
+    #[test]
+    fn ts0001_10_2_3_1_step4_no_acpi_means_default_policy_not_parent() {
+        // Release 3: no inheritance from the parent's acpi (spec notes §2.3).
+        let ApplicableSet::Default { rules, .. } = applicable_policies(&view(), "cnt2").unwrap()
+        else {
+            panic!("expected the default policy")
+        };
+        assert_eq!(rules.rules[0].originators, vec!["Ccreator".to_string()]);
+        assert_eq!(rules.rules[0].operations, 63);
+    }
+
+    #[test]
+    fn custodian_replaces_creator_in_default_policy() {
+        let mut r = res("x", None, 3, None);
+        r.custodian = Some("Ccustodian".into());
+        assert_eq!(
+            default_policy(&r).rules[0].originators,
+            vec!["Ccustodian".to_string()]
+        );
+    }
+
+    #[test]
+    fn dynamic_acps_join_the_set() {
+        let mut v = view();
+        v.dynamic.insert("cnt".into(), vec!["dyn1".into()]);
+        let ApplicableSet::Policies(p) = applicable_policies(&v, "cnt").unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.last().unwrap().0, "dyn1");
+    }
+
+    #[test]
+    fn unknown_target_is_an_error_not_a_permit() {
+        assert_eq!(
+            applicable_policies(&view(), "nope").unwrap_err(),
+            ResolveError::UnknownResource("nope".into())
+        );
+    }
+}
