@@ -72,7 +72,7 @@ pub fn decide(
             status: AuthorizationStatus::SyntaxError,
             permitted_by: None,
             missing: Vec::new(),
-            explanation: None,
+            explanation: options.explain.then(Explanation::default),
         };
     };
     let mut ev = Evaluation {

@@ -98,6 +98,14 @@ impl HostingContext {
         if id.contains('*') {
             return Err(IdError::Wildcard);
         }
+        // Every form has non-empty segments: `//fqdn/a/b`, `/a/b`, `stem`.
+        let body = id
+            .strip_prefix("//")
+            .or_else(|| id.strip_prefix('/'))
+            .unwrap_or(id);
+        if body.split('/').any(str::is_empty) {
+            return Err(IdError::EmptySegment(id.to_owned()));
+        }
         Ok(match Scope::split(id) {
             Scope::Absolute { fqdn, rest } => {
                 if fqdn.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -338,6 +346,16 @@ mod tests {
         );
         assert!(c.canonicalize("C*").is_err());
         assert!(c.canonicalize("").is_err());
+        for bad in [
+            "/",
+            "//",
+            "///id-in",
+            "//m2msp.org//x",
+            "/id-in/",
+            "Cphone/",
+        ] {
+            assert!(c.canonicalize(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
