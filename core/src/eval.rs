@@ -501,11 +501,13 @@ impl<'r> Evaluation<'r, '_> {
         if let Some(c) = &self.countries {
             return c.clone();
         }
+        // A code that is not alpha-2 can be in no list: it stays, as
+        // UNLISTED, so that it denies instead of being skipped.
         let mut found: SmallVec<[u16; 2]> = self
             .req
             .countries
             .iter()
-            .filter_map(|c| pack_country(c))
+            .map(|c| pack_country(c).unwrap_or(UNLISTED))
             .collect();
         if found.is_empty()
             && let Some(ip) = self.req.ip
@@ -528,7 +530,7 @@ impl<'r> Evaluation<'r, '_> {
         f: impl FnOnce(&dyn AttributeSource) -> Lookup<String>,
     ) -> Option<u16> {
         match f(self.attrs) {
-            Lookup::Found(cc) => pack_country(&cc),
+            Lookup::Found(cc) => Some(pack_country(&cc).unwrap_or(UNLISTED)),
             Lookup::NotFound => None,
             Lookup::Unavailable(reason) => {
                 self.missing.push(MissingAttribute::Country { reason });
@@ -538,12 +540,20 @@ impl<'r> Evaluation<'r, '_> {
     }
 }
 
+/// A country the originator is in that no `accc` list can contain (a
+/// malformed code from the request or the attribute source).
+const UNLISTED: u16 = 0;
+
 fn unpack_countries(codes: &[u16]) -> String {
     codes
         .iter()
         .map(|c| {
             let [a, b] = c.to_be_bytes();
-            format!("{}{}", a as char, b as char)
+            if *c == UNLISTED {
+                "(malformed code)".to_owned()
+            } else {
+                format!("{}{}", a as char, b as char)
+            }
         })
         .collect::<Vec<_>>()
         .join(",")

@@ -235,7 +235,7 @@ impl OriginatorEntry {
         }
         let (scope, text) = match Scope::split(entry) {
             Scope::Absolute { fqdn, rest } => {
-                if rest.is_empty() || rest == "/" {
+                if rest.is_empty() {
                     if fqdn.contains('*') {
                         return Err(IdError::WildcardInDomain);
                     }
@@ -385,6 +385,8 @@ mod tests {
             OriginatorEntry::parse("//*").unwrap_err(),
             IdError::WildcardInDomain
         );
+        // Decision 1 names `//fqdn`; `//fqdn/` is an ID with an empty segment.
+        assert!(OriginatorEntry::parse("//m2msp.org/").is_err());
         assert_eq!(
             OriginatorEntry::parse("SmyAE").unwrap(),
             OriginatorEntry::Exact {

@@ -1,1 +1,7 @@
-//! Test support.
+//! Test support: an independent, deliberately naive reference evaluator of
+//! TS-0003 clause 7.1.5 ([`reference`]) and proptest generators of policies,
+//! requests and attributes over a small shared vocabulary ([`generators`]).
+//! `tests/differential.rs` compares the compiled engine with the reference.
+
+pub mod generators;
+pub mod reference;
