@@ -1,0 +1,1067 @@
+//! The `PolicyRetrievalPoint` gRPC service: a thin adapter between the wire
+//! contract (`prp.proto`), the core engine and a [`PolicyStore`].
+//!
+//! - Input is converted and validated first ([`acp_from_pb`],
+//!   [`CompiledAcp::compile`], [`check_create`]); any error is
+//!   `INVALID_ARGUMENT` with a `google.rpc.BadRequest` naming each field, and
+//!   nothing is stored.
+//! - Writes are serialized: under one lock the service reads its in-memory
+//!   mirror of the store, authorizes the originator with [`decide`], applies
+//!   the write to the store (durable when it returns), updates the mirror and
+//!   publishes the change to watchers, so live events leave in revision
+//!   order.
+//! - Reads are answered from the mirror, a [`StoreSnapshot`] kept equal to
+//!   the store.
+//!
+//! Write authorization (the configured admin originator always passes):
+//!
+//! | RPC | needs |
+//! | --- | --- |
+//! | `CreateAcp` | CREATE in the new ACP's own `pvs` |
+//! | `UpdateAcp` | UPDATE in the stored ACP's `pvs` |
+//! | `DeleteAcp` | DELETE in the stored ACP's `pvs` |
+//! | `PutResource`, new resource | nothing (the hosting CSE registers what it created) |
+//! | `PutResource`, `acpi` changed | UPDATE in the `pvs` of the ACPs the resource references now, or in its default policy when `acpi` is not set (TS-0001 9.6.1.3.2) |
+//! | `PutResource`, other attributes changed | UPDATE in the resource's applicable set |
+//! | `DeleteResource` | DELETE in the resource's applicable set |
+//! | `CreateDynamicAcp` | originator is the admin or one of `dynamic_acp_originators` |
+//!
+//! The originator of a PRP write is taken as authenticated (`acaf` rules
+//! pass): the PRP's callers are trusted CSEs and operators that assert it.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use authz_core::compile::check_create;
+use authz_core::decision::Effect;
+use authz_core::model::{AccessControlPolicy, SetOfAcrs};
+use authz_core::resources::{
+    ApplicableSet, ResolveError, Resource, ResourceView, TY_ACP, applicable_policies,
+};
+use authz_core::{
+    Applicable, CompiledAcp, DecideOptions, DecisionRequest, HostingContext, NoAttributes,
+    Operation, PrivilegeKind, ValidationErrors, decide,
+};
+use authz_proto::convert::{
+    ConversionError, acp_from_pb, acp_to_pb, set_of_acrs_from_pb, set_of_acrs_to_pb, summary,
+};
+use authz_proto::invalid_argument;
+use authz_proto::pb;
+use authz_proto::pb::policy_retrieval_point_server::PolicyRetrievalPoint;
+use chrono::Utc;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::PrpConfig;
+use crate::store::{
+    Change, DynamicAcp, LogEntry, Mutation, PolicyStore, StoreError, StoreSnapshot,
+};
+
+/// The ID of the synthetic ACP that carries the default policy of `target`
+/// in `GetApplicablePolicies` (`defaultPolicy:<target>`).
+pub fn default_policy_id(target: &str) -> String {
+    format!("{DEFAULT_POLICY_PREFIX}{target}")
+}
+
+/// The prefix of [`default_policy_id`]; stored ACP IDs may not start with it.
+pub const DEFAULT_POLICY_PREFIX: &str = "defaultPolicy:";
+
+fn reserved_id(id: &str, field: &str) -> Option<ConversionError> {
+    id.starts_with(DEFAULT_POLICY_PREFIX).then(|| {
+        violation(
+            field,
+            format!(
+                "IDs starting with '{DEFAULT_POLICY_PREFIX}' are reserved for default policies"
+            ),
+        )
+    })
+}
+
+/// The current time in Unix seconds.
+fn now_secs() -> i64 {
+    Utc::now().timestamp()
+}
+
+/// The PRP service; cheap to clone (all clones share one state).
+#[derive(Clone)]
+pub struct PrpService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    hosting: HostingContext,
+    admin: Option<String>,
+    dynamic_originators: Vec<String>,
+    store: Arc<dyn PolicyStore>,
+    mirror: RwLock<StoreSnapshot>,
+    write_lock: tokio::sync::Mutex<()>,
+    events: broadcast::Sender<pb::WatchEvent>,
+    closing: watch::Sender<bool>,
+    id_counter: AtomicU64,
+}
+
+impl std::fmt::Debug for PrpService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrpService")
+            .field("hosting", &self.inner.hosting)
+            .field("admin", &self.inner.admin)
+            .finish_non_exhaustive()
+    }
+}
+
+fn store_status(e: StoreError) -> Status {
+    match e {
+        StoreError::AlreadyExists(id) => Status::already_exists(format!("{id} already exists")),
+        StoreError::NotFound(id) => Status::not_found(format!("{id} not found")),
+        StoreError::MissingId => {
+            invalid_argument(&[violation("resource_id", "is mandatory: it is the ACP's ID")])
+        }
+        other => {
+            tracing::error!(error = %other, "PRP store failure");
+            Status::internal(format!("store: {other}"))
+        }
+    }
+}
+
+fn violation(field: impl Into<String>, message: impl Into<String>) -> ConversionError {
+    ConversionError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn validation_errors(errors: ValidationErrors) -> Vec<ConversionError> {
+    errors
+        .0
+        .into_iter()
+        .map(|e| violation(e.path, e.message))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Conversions of PRP messages
+// ---------------------------------------------------------------------------
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+/// Converts a wire resource to the core model, naming fields under `path`.
+pub fn resource_from_pb(
+    r: &pb::TargetResource,
+    path: &str,
+) -> Result<Resource, Vec<ConversionError>> {
+    let mut errors = Vec::new();
+    if r.resource_id.is_empty() {
+        errors.push(violation(format!("{path}.resource_id"), "is mandatory"));
+    }
+    if r.resource_type == 0 {
+        errors.push(violation(
+            format!("{path}.resource_type"),
+            "is mandatory (m2m:resourceType)",
+        ));
+    }
+    if !r.acpi_set && !r.acpi.is_empty() {
+        errors.push(violation(
+            format!("{path}.acpi"),
+            "is given although acpi_set is false",
+        ));
+    }
+    if !r.parent_id.is_empty() && r.parent_id == r.resource_id {
+        errors.push(violation(
+            format!("{path}.parent_id"),
+            "a resource cannot be its own parent",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Resource {
+        resource_id: r.resource_id.clone(),
+        parent_id: non_empty(&r.parent_id),
+        resource_type: r.resource_type,
+        acpi: r.acpi_set.then(|| r.acpi.clone()),
+        daci: (!r.daci.is_empty()).then(|| r.daci.clone()),
+        creator: non_empty(&r.creator),
+        custodian: non_empty(&r.custodian),
+    })
+}
+
+/// Converts a core resource to its wire form.
+pub fn resource_to_pb(r: &Resource) -> pb::TargetResource {
+    pb::TargetResource {
+        resource_id: r.resource_id.clone(),
+        parent_id: r.parent_id.clone().unwrap_or_default(),
+        resource_type: r.resource_type,
+        acpi_set: r.acpi.is_some(),
+        acpi: r.acpi.clone().unwrap_or_default(),
+        daci: r.daci.clone().unwrap_or_default(),
+        creator: r.creator.clone().unwrap_or_default(),
+        custodian: r.custodian.clone().unwrap_or_default(),
+    }
+}
+
+fn stored_acp_to_pb(acp: &AccessControlPolicy) -> Result<pb::AccessControlPolicy, Status> {
+    acp_to_pb(acp).map_err(|errors| {
+        tracing::error!(?errors, "stored ACP cannot be converted to its wire form");
+        Status::internal("a stored ACP cannot be converted to its wire form")
+    })
+}
+
+fn set_to_pb(set: &SetOfAcrs) -> pb::SetOfAcrs {
+    let mut errors: Vec<ConversionError> = Vec::new();
+    let out = set_of_acrs_to_pb(set, "pv", &mut errors);
+    if !errors.is_empty() {
+        tracing::warn!(?errors, "rule set not fully representable on the wire");
+    }
+    out
+}
+
+fn dynamic_to_pb(d: &DynamicAcp, revision: u64) -> pb::DynamicAcpRecord {
+    pb::DynamicAcpRecord {
+        acp_id: d.id.clone(),
+        target: d.target.clone(),
+        privileges: Some(set_to_pb(&d.privileges)),
+        expires_at: Some(prost_types::Timestamp {
+            seconds: d.expires_at,
+            nanos: 0,
+        }),
+        revision,
+    }
+}
+
+fn snapshot_event(snap: &StoreSnapshot, now: i64) -> Result<pb::WatchEvent, Status> {
+    let acps = snap
+        .acps
+        .values()
+        .map(stored_acp_to_pb)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(pb::WatchEvent {
+        revision: snap.revision,
+        event: Some(pb::watch_event::Event::Snapshot(pb::Snapshot {
+            acps,
+            resources: snap.resources.values().map(resource_to_pb).collect(),
+            dynamic_acps: snap
+                .dynamic
+                .values()
+                .filter(|d| !d.is_expired(now))
+                .map(|d| dynamic_to_pb(d, snap.revision))
+                .collect(),
+        })),
+    })
+}
+
+fn change_event(entry: &LogEntry) -> Result<pb::WatchEvent, Status> {
+    use pb::watch_event::Event;
+    let event = match &entry.change {
+        Change::AcpPut(acp) => Event::AcpPut(stored_acp_to_pb(acp)?),
+        Change::AcpDeleted(id) => Event::AcpDeleted(id.clone()),
+        Change::ResourcePut(r) => Event::ResourcePut(resource_to_pb(r)),
+        Change::ResourceDeleted(id) => Event::ResourceDeleted(id.clone()),
+        Change::DynamicPut(d) => Event::DynamicPut(dynamic_to_pb(d, entry.revision)),
+        Change::DynamicDeleted(id) => Event::DynamicDeleted(id.clone()),
+    };
+    Ok(pb::WatchEvent {
+        revision: entry.revision,
+        event: Some(event),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Resolution over a snapshot
+// ---------------------------------------------------------------------------
+
+/// [`ResourceView`] over a snapshot at time `now`: expired dynamic ACPs are
+/// ignored.
+struct View<'a> {
+    snap: &'a StoreSnapshot,
+    now: i64,
+}
+
+impl ResourceView for View<'_> {
+    fn resource(&self, id: &str) -> Option<&Resource> {
+        self.snap.resources.get(id)
+    }
+
+    fn is_acp(&self, id: &str) -> bool {
+        self.snap.acps.contains_key(id)
+    }
+
+    fn dynamic_acps(&self, target: &str) -> Vec<String> {
+        self.snap
+            .dynamic
+            .values()
+            .filter(|d| d.target == target && !d.is_expired(self.now))
+            .map(|d| d.id.clone())
+            .collect()
+    }
+}
+
+fn resolve_status(e: ResolveError) -> Status {
+    match e {
+        ResolveError::UnknownResource(_) => Status::not_found(e.to_string()),
+        ResolveError::ParentLoop(_) => Status::failed_precondition(e.to_string()),
+    }
+}
+
+/// Compiles the policies of an applicable set for an authorization check.
+fn compile_set(
+    snap: &StoreSnapshot,
+    set: &ApplicableSet,
+    now: i64,
+    target: &str,
+) -> Vec<(CompiledAcp, PrivilegeKind)> {
+    let mut out = Vec::new();
+    let mut dynamic_ids: &[String] = &[];
+    match set {
+        ApplicableSet::Policies(list) => {
+            for (id, kind) in list {
+                if let Some(acp) = snap.acps.get(id) {
+                    match CompiledAcp::compile(id.as_str(), acp) {
+                        Ok(c) => out.push((c, *kind)),
+                        Err(e) => {
+                            tracing::warn!(acp = %id, error = %e, "stored ACP does not compile")
+                        }
+                    }
+                } else if let Some(d) = snap.dynamic.get(id).filter(|d| !d.is_expired(now)) {
+                    if let Ok(c) = CompiledAcp::from_privileges(id.as_str(), &d.privileges) {
+                        out.push((c, PrivilegeKind::Privileges));
+                    }
+                } else {
+                    tracing::debug!(acp = %id, "applicable ACP is not stored");
+                }
+            }
+        }
+        ApplicableSet::Default { rules, dynamic } => {
+            if let Ok(c) = CompiledAcp::from_privileges(default_policy_id(target), rules) {
+                out.push((c, PrivilegeKind::Privileges));
+            }
+            dynamic_ids = dynamic;
+        }
+    }
+    for id in dynamic_ids {
+        if let Some(d) = snap.dynamic.get(id).filter(|d| !d.is_expired(now))
+            && let Ok(c) = CompiledAcp::from_privileges(id.as_str(), &d.privileges)
+        {
+            out.push((c, PrivilegeKind::Privileges));
+        }
+    }
+    out
+}
+
+/// The `pvs` of the stored ACPs among `ids` (missing ones are skipped).
+fn self_privileges_of(snap: &StoreSnapshot, ids: &[String]) -> Vec<(CompiledAcp, PrivilegeKind)> {
+    ids.iter()
+        .filter_map(|id| {
+            let acp = snap.acps.get(id)?;
+            CompiledAcp::compile(id.as_str(), acp)
+                .ok()
+                .map(|c| (c, PrivilegeKind::SelfPrivileges))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The service
+// ---------------------------------------------------------------------------
+
+impl PrpService {
+    /// A service over `store`, loading its state; spawns the expiry sweeper
+    /// (which stops when the last clone of the service is dropped).
+    ///
+    /// Must be called inside a tokio runtime.
+    pub async fn new(config: &PrpConfig, store: Arc<dyn PolicyStore>) -> Result<Self, StoreError> {
+        let loader = store.clone();
+        let snapshot = tokio::task::spawn_blocking(move || loader.snapshot())
+            .await
+            .map_err(|e| StoreError::Backend(format!("loading task failed: {e}")))??;
+        let (events, _) = broadcast::channel(config.event_capacity.max(1));
+        let (closing, _) = watch::channel(false);
+        let admin = non_empty(&config.admin_originator);
+        let inner = Arc::new(Inner {
+            hosting: config.hosting.clone(),
+            admin,
+            dynamic_originators: config.dynamic_acp_originators.clone(),
+            store,
+            mirror: RwLock::new(snapshot),
+            write_lock: tokio::sync::Mutex::new(()),
+            events,
+            closing,
+            id_counter: AtomicU64::new(0),
+        });
+        spawn_sweeper(Arc::downgrade(&inner), config.sweep_interval);
+        Ok(Self { inner })
+    }
+
+    /// The current revision of the served state.
+    pub fn revision(&self) -> u64 {
+        self.read(|s| s.revision)
+    }
+
+    /// Ends every open `Watch` stream and stops the expiry sweeper (call on
+    /// shutdown, so that a graceful server shutdown does not wait for
+    /// watchers).
+    pub fn shutdown(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    /// Deletes every expired dynamic ACP (one change, `dynamic_deleted`,
+    /// each); the sweeper calls this periodically. Returns how many it
+    /// deleted.
+    pub async fn sweep_expired(&self) -> Result<usize, Status> {
+        let _guard = self.inner.write_lock.lock().await;
+        let now = now_secs();
+        let expired: Vec<String> = self.read(|s| {
+            s.dynamic
+                .values()
+                .filter(|d| d.is_expired(now))
+                .map(|d| d.id.clone())
+                .collect()
+        });
+        for id in &expired {
+            self.commit(Mutation::DeleteDynamic(id.clone())).await?;
+            tracing::info!(dynamic_acp = %id, "dynamic ACP expired");
+        }
+        Ok(expired.len())
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&StoreSnapshot) -> T) -> T {
+        let guard = self
+            .inner
+            .mirror
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&guard)
+    }
+
+    /// Applies a write; the caller holds the write lock.
+    async fn commit(&self, mutation: Mutation) -> Result<LogEntry, Status> {
+        let store = self.inner.store.clone();
+        let entry = tokio::task::spawn_blocking(move || store.apply(mutation))
+            .await
+            .map_err(|e| Status::internal(format!("store task failed: {e}")))?
+            .map_err(store_status)?;
+        self.inner
+            .mirror
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .apply(&entry);
+        match change_event(&entry) {
+            // No receiver is fine.
+            Ok(ev) => {
+                let _ = self.inner.events.send(ev);
+            }
+            Err(e) => tracing::error!(error = %e, "change cannot be streamed"),
+        }
+        Ok(entry)
+    }
+
+    fn is_one_of(&self, originator: &str, list: &[&str]) -> bool {
+        let canon = self.inner.hosting.canonicalize(originator).ok();
+        list.iter().any(|candidate| {
+            *candidate == originator
+                || match (&canon, self.inner.hosting.canonicalize(candidate)) {
+                    (Some(a), Ok(b)) => *a == b,
+                    _ => false,
+                }
+        })
+    }
+
+    fn is_admin(&self, originator: &str) -> bool {
+        match &self.inner.admin {
+            Some(admin) => self.is_one_of(originator, &[admin.as_str()]),
+            None => false,
+        }
+    }
+
+    /// Authorizes `operation` on `target` against `policies`; admin passes.
+    fn authorize(
+        &self,
+        originator: &str,
+        operation: Operation,
+        target: &str,
+        resource_type: Option<u32>,
+        policies: &[(CompiledAcp, PrivilegeKind)],
+        what: &str,
+    ) -> Result<(), Status> {
+        if self.is_admin(originator) {
+            return Ok(());
+        }
+        let mut request = DecisionRequest::new(originator, operation, target, Utc::now());
+        request.authenticated = true;
+        request.resource_type = resource_type;
+        let applicable: Vec<Applicable<'_>> = policies
+            .iter()
+            .map(|(acp, kind)| Applicable { acp, kind: *kind })
+            .collect();
+        let decision = decide(
+            &request,
+            &self.inner.hosting,
+            &applicable,
+            &NoAttributes,
+            &DecideOptions {
+                explain: true,
+                granted_roles: &[],
+            },
+        );
+        if decision.effect == Effect::Permit {
+            Ok(())
+        } else {
+            tracing::info!(%originator, %target, ?operation, "PRP write refused");
+            Err(Status::permission_denied(format!(
+                "{originator} may not {what}: {}",
+                summary(&decision)
+            )))
+        }
+    }
+}
+
+fn check_originator(originator: &str) -> Result<(), Status> {
+    if originator.is_empty() {
+        Err(invalid_argument(&[violation("originator", "is mandatory")]))
+    } else {
+        Ok(())
+    }
+}
+
+/// Converts and validates a wire ACP: `resource_id` mandatory, conversion
+/// errors, then the core validator.
+fn acp_input(
+    acp: Option<&pb::AccessControlPolicy>,
+) -> Result<(String, AccessControlPolicy), Vec<ConversionError>> {
+    let Some(acp) = acp else {
+        return Err(vec![violation("acp", "is mandatory")]);
+    };
+    let mut errors = Vec::new();
+    let id = acp.resource_id.clone().filter(|id| !id.is_empty());
+    match &id {
+        None => errors.push(violation("resource_id", "is mandatory: it is the ACP's ID")),
+        Some(id) => errors.extend(reserved_id(id, "resource_id")),
+    }
+    let model = match acp_from_pb(acp) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            errors.extend(e);
+            None
+        }
+    };
+    if let (Some(id), Some(model)) = (&id, &model)
+        && let Err(e) = CompiledAcp::compile(id.as_str(), model)
+    {
+        errors.extend(validation_errors(e));
+    }
+    match (id, model) {
+        (Some(id), Some(model)) if errors.is_empty() => Ok((id, model)),
+        _ => Err(errors),
+    }
+}
+
+fn timestamp_secs(ts: &prost_types::Timestamp, field: &str) -> Result<i64, ConversionError> {
+    if !(0..1_000_000_000).contains(&ts.nanos) {
+        return Err(violation(
+            format!("{field}.nanos"),
+            format!("{} out of range 0..999999999", ts.nanos),
+        ));
+    }
+    Ok(ts.seconds)
+}
+
+fn spawn_sweeper(inner: Weak<Inner>, every: Duration) {
+    let every = every.max(Duration::from_millis(10));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            // Hold the service only while there is work, so that dropping
+            // the last handle closes the store promptly.
+            let Some(inner) = inner.upgrade() else { break };
+            if *inner.closing.borrow() {
+                break;
+            }
+            let service = PrpService { inner };
+            let now = now_secs();
+            if !service.read(|s| s.dynamic.values().any(|d| d.is_expired(now))) {
+                continue;
+            }
+            if let Err(e) = service.sweep_expired().await {
+                tracing::warn!(error = %e, "sweeping expired dynamic ACPs failed");
+            }
+        }
+    });
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl PolicyRetrievalPoint for PrpService {
+    async fn create_acp(
+        &self,
+        request: Request<pb::CreateAcpRequest>,
+    ) -> Result<Response<pb::AcpRecord>, Status> {
+        let req = request.into_inner();
+        check_originator(&req.originator)?;
+        let (id, acp) = acp_input(req.acp.as_ref()).map_err(|e| invalid_argument(&e))?;
+        check_create(&acp).map_err(|e| invalid_argument(&validation_errors(e)))?;
+        let compiled = CompiledAcp::compile(id.as_str(), &acp)
+            .map_err(|e| invalid_argument(&validation_errors(e)))?;
+        let _guard = self.inner.write_lock.lock().await;
+        if self.read(|s| s.acps.contains_key(&id) || s.dynamic.contains_key(&id)) {
+            return Err(Status::already_exists(format!("{id} already exists")));
+        }
+        self.authorize(
+            &req.originator,
+            Operation::Create,
+            &id,
+            Some(TY_ACP),
+            &[(compiled, PrivilegeKind::SelfPrivileges)],
+            "create this ACP (CREATE in its pvs)",
+        )?;
+        let entry = self.commit(Mutation::CreateAcp(acp.clone())).await?;
+        tracing::info!(acp = %id, revision = entry.revision, "ACP created");
+        Ok(Response::new(pb::AcpRecord {
+            acp: Some(stored_acp_to_pb(&acp)?),
+            revision: entry.revision,
+        }))
+    }
+
+    async fn update_acp(
+        &self,
+        request: Request<pb::UpdateAcpRequest>,
+    ) -> Result<Response<pb::AcpRecord>, Status> {
+        let req = request.into_inner();
+        check_originator(&req.originator)?;
+        let (id, mut acp) = acp_input(req.acp.as_ref()).map_err(|e| invalid_argument(&e))?;
+        let _guard = self.inner.write_lock.lock().await;
+        let Some(stored) = self.read(|s| s.acps.get(&id).cloned()) else {
+            return Err(Status::not_found(format!("ACP {id} not found")));
+        };
+        // pv and pvs are optional on Update: absent ones keep their value.
+        if acp.privileges.is_none() {
+            acp.privileges = stored.privileges.clone();
+        }
+        if acp.self_privileges.is_none() {
+            acp.self_privileges = stored.self_privileges.clone();
+        }
+        if acp
+            .self_privileges
+            .as_ref()
+            .is_none_or(|p| p.rules.is_empty())
+        {
+            return Err(invalid_argument(&[violation(
+                "pvs.acr",
+                "an update must not remove every selfPrivileges rule (TS-0004 7.4.2.2.3)",
+            )]));
+        }
+        let current = CompiledAcp::compile(id.as_str(), &stored)
+            .map_err(|e| Status::internal(format!("stored ACP {id} does not compile: {e}")))?;
+        self.authorize(
+            &req.originator,
+            Operation::Update,
+            &id,
+            None,
+            &[(current, PrivilegeKind::SelfPrivileges)],
+            "update this ACP (UPDATE in its pvs)",
+        )?;
+        let entry = self.commit(Mutation::UpdateAcp(acp.clone())).await?;
+        tracing::info!(acp = %id, revision = entry.revision, "ACP updated");
+        Ok(Response::new(pb::AcpRecord {
+            acp: Some(stored_acp_to_pb(&acp)?),
+            revision: entry.revision,
+        }))
+    }
+
+    async fn get_acp(
+        &self,
+        request: Request<pb::GetAcpRequest>,
+    ) -> Result<Response<pb::AcpRecord>, Status> {
+        let id = request.into_inner().acp_id;
+        let (acp, revision) = self.read(|s| (s.acps.get(&id).cloned(), s.revision));
+        let acp = acp.ok_or_else(|| Status::not_found(format!("ACP {id} not found")))?;
+        Ok(Response::new(pb::AcpRecord {
+            acp: Some(stored_acp_to_pb(&acp)?),
+            revision,
+        }))
+    }
+
+    async fn delete_acp(
+        &self,
+        request: Request<pb::DeleteAcpRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        let req = request.into_inner();
+        check_originator(&req.originator)?;
+        let id = req.acp_id;
+        let _guard = self.inner.write_lock.lock().await;
+        let Some(stored) = self.read(|s| s.acps.get(&id).cloned()) else {
+            return Err(Status::not_found(format!("ACP {id} not found")));
+        };
+        let current = CompiledAcp::compile(id.as_str(), &stored)
+            .map_err(|e| Status::internal(format!("stored ACP {id} does not compile: {e}")))?;
+        self.authorize(
+            &req.originator,
+            Operation::Delete,
+            &id,
+            None,
+            &[(current, PrivilegeKind::SelfPrivileges)],
+            "delete this ACP (DELETE in its pvs)",
+        )?;
+        let entry = self.commit(Mutation::DeleteAcp(id.clone())).await?;
+        tracing::info!(acp = %id, revision = entry.revision, "ACP deleted");
+        Ok(Response::new(pb::WriteResponse {
+            revision: entry.revision,
+        }))
+    }
+
+    async fn list_acps(
+        &self,
+        _request: Request<pb::ListAcpsRequest>,
+    ) -> Result<Response<pb::ListAcpsResponse>, Status> {
+        let (acps, revision) =
+            self.read(|s| (s.acps.values().cloned().collect::<Vec<_>>(), s.revision));
+        Ok(Response::new(pb::ListAcpsResponse {
+            acps: acps
+                .iter()
+                .map(stored_acp_to_pb)
+                .collect::<Result<_, _>>()?,
+            revision,
+        }))
+    }
+
+    async fn put_resource(
+        &self,
+        request: Request<pb::PutResourceRequest>,
+    ) -> Result<Response<pb::ResourceRecord>, Status> {
+        let req = request.into_inner();
+        check_originator(&req.originator)?;
+        let Some(wire) = req.resource.as_ref() else {
+            return Err(invalid_argument(&[violation("resource", "is mandatory")]));
+        };
+        let resource = resource_from_pb(wire, "resource").map_err(|e| invalid_argument(&e))?;
+        let id = resource.resource_id.clone();
+        let _guard = self.inner.write_lock.lock().await;
+        if !self.is_admin(&req.originator) {
+            let now = now_secs();
+            let checks = self.read(|snap| -> Result<Vec<_>, Status> {
+                let Some(old) = snap.resources.get(&id) else {
+                    return Ok(Vec::new());
+                };
+                let mut checks = Vec::new();
+                if old.acpi != resource.acpi {
+                    // TS-0001 9.6.1.3.2: UPDATE in the pvs of the ACPs
+                    // referenced now; with acpi not set, the default policy.
+                    let policies = match old.acpi.as_ref().filter(|a| !a.is_empty()) {
+                        Some(acpi) => self_privileges_of(snap, acpi),
+                        None => compile_set(
+                            snap,
+                            &ApplicableSet::Default {
+                                rules: authz_core::resources::default_policy(old),
+                                dynamic: Vec::new(),
+                            },
+                            now,
+                            &id,
+                        ),
+                    };
+                    checks.push((
+                        policies,
+                        "change its acpi (UPDATE in the pvs of the ACPs it references)",
+                    ));
+                }
+                let mut others = resource.clone();
+                others.acpi = old.acpi.clone();
+                if &others != old {
+                    let set =
+                        applicable_policies(&View { snap, now }, &id).map_err(resolve_status)?;
+                    checks.push((
+                        compile_set(snap, &set, now, &id),
+                        "update this resource (UPDATE in its applicable policies)",
+                    ));
+                }
+                Ok(checks)
+            })?;
+            for (policies, what) in &checks {
+                self.authorize(
+                    &req.originator,
+                    Operation::Update,
+                    &id,
+                    None,
+                    policies,
+                    what,
+                )?;
+            }
+        }
+        let entry = self.commit(Mutation::PutResource(resource.clone())).await?;
+        tracing::info!(resource = %id, revision = entry.revision, "resource stored");
+        Ok(Response::new(pb::ResourceRecord {
+            resource: Some(resource_to_pb(&resource)),
+            revision: entry.revision,
+        }))
+    }
+
+    async fn get_resource(
+        &self,
+        request: Request<pb::GetResourceRequest>,
+    ) -> Result<Response<pb::ResourceRecord>, Status> {
+        let id = request.into_inner().resource_id;
+        let (resource, revision) = self.read(|s| (s.resources.get(&id).cloned(), s.revision));
+        let resource =
+            resource.ok_or_else(|| Status::not_found(format!("resource {id} not found")))?;
+        Ok(Response::new(pb::ResourceRecord {
+            resource: Some(resource_to_pb(&resource)),
+            revision,
+        }))
+    }
+
+    async fn delete_resource(
+        &self,
+        request: Request<pb::DeleteResourceRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        let req = request.into_inner();
+        check_originator(&req.originator)?;
+        let id = req.resource_id;
+        let _guard = self.inner.write_lock.lock().await;
+        if !self.read(|s| s.resources.contains_key(&id)) {
+            return Err(Status::not_found(format!("resource {id} not found")));
+        }
+        if !self.is_admin(&req.originator) {
+            let now = now_secs();
+            let policies = self.read(|snap| {
+                applicable_policies(&View { snap, now }, &id)
+                    .map(|set| compile_set(snap, &set, now, &id))
+                    .map_err(resolve_status)
+            })?;
+            self.authorize(
+                &req.originator,
+                Operation::Delete,
+                &id,
+                None,
+                &policies,
+                "delete this resource (DELETE in its applicable policies)",
+            )?;
+        }
+        let entry = self.commit(Mutation::DeleteResource(id.clone())).await?;
+        tracing::info!(resource = %id, revision = entry.revision, "resource removed");
+        Ok(Response::new(pb::WriteResponse {
+            revision: entry.revision,
+        }))
+    }
+
+    async fn get_applicable_policies(
+        &self,
+        request: Request<pb::GetApplicablePoliciesRequest>,
+    ) -> Result<Response<pb::ApplicablePolicies>, Status> {
+        let target = request.into_inner().target;
+        if target.is_empty() {
+            return Err(invalid_argument(&[violation("target", "is mandatory")]));
+        }
+        let now = now_secs();
+        let out = self.read(|snap| -> Result<pb::ApplicablePolicies, Status> {
+            let set = applicable_policies(&View { snap, now }, &target).map_err(resolve_status)?;
+            let mut policies = Vec::new();
+            let push_dynamic = |id: &str, policies: &mut Vec<pb::ApplicablePolicy>| {
+                if let Some(d) = snap.dynamic.get(id).filter(|d| !d.is_expired(now)) {
+                    policies.push(pb::ApplicablePolicy {
+                        acp: Some(pb::AccessControlPolicy {
+                            resource_id: Some(d.id.clone()),
+                            privileges: Some(set_to_pb(&d.privileges)),
+                            ..Default::default()
+                        }),
+                        privileges: pb::PrivilegeKind::Privileges as i32,
+                        dynamic: true,
+                    });
+                }
+            };
+            let default_policy = match &set {
+                ApplicableSet::Policies(list) => {
+                    for (id, kind) in list {
+                        if let Some(acp) = snap.acps.get(id) {
+                            policies.push(pb::ApplicablePolicy {
+                                acp: Some(stored_acp_to_pb(acp)?),
+                                privileges: pb::PrivilegeKind::from(*kind) as i32,
+                                dynamic: false,
+                            });
+                        } else if snap.dynamic.contains_key(id) {
+                            push_dynamic(id, &mut policies);
+                        } else {
+                            tracing::warn!(acp = %id, %target, "acpi names an ACP that is not stored");
+                        }
+                    }
+                    false
+                }
+                ApplicableSet::Default { rules, dynamic } => {
+                    policies.push(pb::ApplicablePolicy {
+                        acp: Some(pb::AccessControlPolicy {
+                            resource_id: Some(default_policy_id(&target)),
+                            privileges: Some(set_to_pb(rules)),
+                            ..Default::default()
+                        }),
+                        privileges: pb::PrivilegeKind::Privileges as i32,
+                        dynamic: false,
+                    });
+                    for id in dynamic {
+                        push_dynamic(id, &mut policies);
+                    }
+                    true
+                }
+            };
+            Ok(pb::ApplicablePolicies {
+                policies,
+                default_policy,
+                revision: snap.revision,
+            })
+        })?;
+        Ok(Response::new(out))
+    }
+
+    async fn create_dynamic_acp(
+        &self,
+        request: Request<pb::CreateDynamicAcpRequest>,
+    ) -> Result<Response<pb::DynamicAcpRecord>, Status> {
+        let req = request.into_inner();
+        check_originator(&req.originator)?;
+        let mut errors = Vec::new();
+        if req.target.is_empty() {
+            errors.push(violation("target", "is mandatory"));
+        }
+        errors.extend(reserved_id(&req.acp_id, "acp_id"));
+        let privileges = match &req.privileges {
+            None => {
+                errors.push(violation("privileges", "is mandatory"));
+                None
+            }
+            Some(p) => {
+                let mut conv = Vec::new();
+                let set = set_of_acrs_from_pb(p, "privileges", &mut conv);
+                if conv.is_empty() {
+                    if let Err(e) = CompiledAcp::from_privileges("dynamic", &set) {
+                        errors.extend(validation_errors(e));
+                    }
+                    Some(set)
+                } else {
+                    errors.extend(conv);
+                    None
+                }
+            }
+        };
+        let now = now_secs();
+        let expires_at = match &req.expires_at {
+            None => {
+                errors.push(violation("expires_at", "is mandatory"));
+                None
+            }
+            Some(ts) => match timestamp_secs(ts, "expires_at") {
+                Ok(secs) if secs <= now => {
+                    errors.push(violation("expires_at", "lies in the past"));
+                    None
+                }
+                Ok(secs) => Some(secs),
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            },
+        };
+        let (Some(privileges), Some(expires_at), true) =
+            (privileges, expires_at, errors.is_empty())
+        else {
+            return Err(invalid_argument(&errors));
+        };
+        let dynamic: Vec<&str> = self
+            .inner
+            .dynamic_originators
+            .iter()
+            .map(String::as_str)
+            .collect();
+        if !self.is_admin(&req.originator) && !self.is_one_of(&req.originator, &dynamic) {
+            return Err(Status::permission_denied(format!(
+                "{} may not store dynamic ACPs (only the admin and the configured PDP originators)",
+                req.originator
+            )));
+        }
+        let id = if req.acp_id.is_empty() {
+            format!(
+                "dacp-{}-{}",
+                Utc::now().timestamp_micros(),
+                self.inner.id_counter.fetch_add(1, Ordering::Relaxed)
+            )
+        } else {
+            req.acp_id
+        };
+        let d = DynamicAcp {
+            id: id.clone(),
+            target: req.target,
+            privileges,
+            expires_at,
+        };
+        let _guard = self.inner.write_lock.lock().await;
+        let entry = self.commit(Mutation::PutDynamic(d.clone())).await?;
+        tracing::info!(dynamic_acp = %id, target = %d.target, expires_at, revision = entry.revision, "dynamic ACP stored");
+        Ok(Response::new(dynamic_to_pb(&d, entry.revision)))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let from = request.into_inner().from_revision;
+        // Subscribe before reading, so that no change falls in between.
+        let mut live = self.inner.events.subscribe();
+        let mut closing = self.inner.closing.subscribe();
+        let initial: Vec<pb::WatchEvent> = if from == 0 {
+            vec![self.read(|s| snapshot_event(s, now_secs()))?]
+        } else {
+            let store = self.inner.store.clone();
+            let log = tokio::task::spawn_blocking(move || store.changes_since(from))
+                .await
+                .map_err(|e| Status::internal(format!("store task failed: {e}")))?
+                .map_err(store_status)?;
+            match log {
+                Some(entries) => entries.iter().map(change_event).collect::<Result<_, _>>()?,
+                None => vec![self.read(|s| snapshot_event(s, now_secs()))?],
+            }
+        };
+        let (tx, rx) = mpsc::channel::<Result<pb::WatchEvent, Status>>(64);
+        let service = self.clone();
+        tokio::spawn(async move {
+            let mut last = from;
+            for ev in initial {
+                last = ev.revision;
+                if tx.send(Ok(ev)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                let next = tokio::select! {
+                    _ = tx.closed() => return,
+                    changed = closing.wait_for(|c| *c) => {
+                        let _ = changed;
+                        return;
+                    }
+                    next = live.recv() => next,
+                };
+                let ev = match next {
+                    Ok(ev) if ev.revision <= last => continue,
+                    Ok(ev) => Ok(ev),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::info!(missed = n, "watcher lagged; sending a new snapshot");
+                        service.read(|s| snapshot_event(s, now_secs()))
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if let Ok(ev) = &ev {
+                    last = last.max(ev.revision);
+                }
+                let failed = ev.is_err();
+                if tx.send(ev).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,748 @@
+//! The PolicyRetrievalPoint service over a real gRPC connection.
+
+mod common;
+
+use std::time::Duration;
+
+use authz_proto::pb;
+use authz_proto::pb::watch_event::Event;
+use common::*;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+const ALL: u32 = 63;
+
+fn violations(status: &tonic::Status) -> Vec<String> {
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn acp_create_get_list_update_delete() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+
+    let created = c
+        .create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!(created.revision, 1);
+    assert_eq!(
+        created.acp.as_ref().and_then(|a| a.resource_id.as_deref()),
+        Some("acp1")
+    );
+
+    let got = c
+        .get_acp(pb::GetAcpRequest {
+            acp_id: "acp1".into(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(got.acp, created.acp);
+
+    let dup = c
+        .create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
+        .await
+        .expect_err("duplicate");
+    assert_eq!(dup.code(), Code::AlreadyExists);
+
+    c.create_acp(create_req(ADMIN, acp("acp2", &["CBob"], &[ADMIN], ALL)))
+        .await
+        .expect("create acp2");
+    let list = c
+        .list_acps(pb::ListAcpsRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(list.acps.len(), 2);
+    assert_eq!(list.revision, 2);
+
+    // Update without pvs keeps the stored pvs.
+    let mut new = acp("acp1", &["CCarol"], &[ADMIN], ALL);
+    new.self_privileges = None;
+    let updated = c
+        .update_acp(pb::UpdateAcpRequest {
+            originator: ADMIN.into(),
+            acp: Some(new),
+        })
+        .await
+        .expect("update")
+        .into_inner();
+    assert_eq!(updated.revision, 3);
+    let acp1 = updated.acp.expect("acp");
+    assert_eq!(
+        acp1.privileges
+            .as_ref()
+            .map(|p| p.rules[0].originators.clone()),
+        Some(vec!["CCarol".to_string()])
+    );
+    assert_eq!(
+        acp1.self_privileges.as_ref().map(|p| p.rules.len()),
+        Some(1)
+    );
+
+    let missing = c
+        .update_acp(pb::UpdateAcpRequest {
+            originator: ADMIN.into(),
+            acp: Some(acp("nope", &["x"], &[ADMIN], ALL)),
+        })
+        .await
+        .expect_err("absent");
+    assert_eq!(missing.code(), Code::NotFound);
+
+    let deleted = c
+        .delete_acp(pb::DeleteAcpRequest {
+            originator: ADMIN.into(),
+            acp_id: "acp1".into(),
+        })
+        .await
+        .expect("delete")
+        .into_inner();
+    assert_eq!(deleted.revision, 4);
+    let gone = c
+        .get_acp(pb::GetAcpRequest {
+            acp_id: "acp1".into(),
+        })
+        .await
+        .expect_err("deleted");
+    assert_eq!(gone.code(), Code::NotFound);
+    prp.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_acp_names_the_field_and_stores_nothing() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    let mut bad = acp("acp1", &["CAlice"], &[ADMIN], ALL);
+    if let Some(pv) = bad.privileges.as_mut() {
+        pv.rules[0].contexts = vec![pb::AccessControlContext {
+            time_windows: vec!["not a crontab".into()],
+            ..Default::default()
+        }];
+    }
+    let err = c
+        .create_acp(create_req(ADMIN, bad))
+        .await
+        .expect_err("invalid");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let fields = violations(&err);
+    assert!(
+        fields.iter().any(|f| f == "pv.acr[0].acco[0].actw[0]"),
+        "{fields:?}"
+    );
+
+    // A missing resource_id is named too.
+    let mut anonymous = acp("x", &["CAlice"], &[ADMIN], ALL);
+    anonymous.resource_id = None;
+    let err = c
+        .create_acp(create_req(ADMIN, anonymous))
+        .await
+        .expect_err("no id");
+    assert_eq!(violations(&err), vec!["resource_id".to_string()]);
+
+    // The default policy's synthetic IDs are reserved.
+    let err = c
+        .create_acp(create_req(
+            ADMIN,
+            acp("defaultPolicy:x", &["CAlice"], &[ADMIN], ALL),
+        ))
+        .await
+        .expect_err("reserved");
+    assert_eq!(violations(&err), vec!["resource_id".to_string()]);
+
+    let list = c
+        .list_acps(pb::ListAcpsRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(list.acps.is_empty());
+    assert_eq!(list.revision, 0);
+    prp.shutdown().await;
+}
+
+#[tokio::test]
+async fn create_without_pvs_rule_is_invalid_ts0004_7_4_2_2_1() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    let mut empty = acp("acp1", &["CAlice"], &[ADMIN], ALL);
+    empty.self_privileges = Some(set(vec![]));
+    let err = c
+        .create_acp(create_req(ADMIN, empty))
+        .await
+        .expect_err("empty pvs");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(violations(&err), vec!["pvs.acr".to_string()]);
+
+    let mut absent = acp("acp1", &["CAlice"], &[ADMIN], ALL);
+    absent.self_privileges = None;
+    absent.privileges = None;
+    let err = c
+        .create_acp(create_req(ADMIN, absent))
+        .await
+        .expect_err("no pv, pvs");
+    assert_eq!(violations(&err), vec!["pv".to_string(), "pvs".to_string()]);
+
+    // An update may not remove every pvs rule either (TS-0004 7.4.2.2.3).
+    c.create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
+        .await
+        .expect("create");
+    let mut wipe = acp("acp1", &["CAlice"], &[ADMIN], ALL);
+    wipe.self_privileges = Some(set(vec![]));
+    let err = c
+        .update_acp(pb::UpdateAcpRequest {
+            originator: ADMIN.into(),
+            acp: Some(wipe),
+        })
+        .await
+        .expect_err("wipe pvs");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    prp.shutdown().await;
+}
+
+#[tokio::test]
+async fn self_privileges_guard_acp_writes() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+
+    // Creating needs CREATE in the new ACP's own pvs.
+    let err = c
+        .create_acp(create_req(
+            "CBob",
+            acp("acpA", &["CAlice"], &["CAlice"], ALL),
+        ))
+        .await
+        .expect_err("Bob is not in pvs");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("DENY"), "{}", err.message());
+    c.create_acp(create_req(
+        "CAlice",
+        acp("acpA", &["CAlice"], &["CAlice"], ALL),
+    ))
+    .await
+    .expect("Alice is in pvs");
+
+    // Updating and deleting need UPDATE / DELETE in the stored pvs.
+    let update = |originator: &str| pb::UpdateAcpRequest {
+        originator: originator.into(),
+        acp: Some(acp("acpA", &["CAlice", "CBob"], &["CAlice"], ALL)),
+    };
+    let err = c.update_acp(update("CBob")).await.expect_err("Bob");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    c.update_acp(update(ADMIN)).await.expect("admin bypasses");
+    // The absolute form of Alice's ID is the same originator.
+    c.update_acp(update("//sp.example.com/id-in/CAlice"))
+        .await
+        .expect("Alice, absolute");
+
+    // Alice keeps only RETRIEVE|UPDATE in pvs: she can no longer delete.
+    c.update_acp(pb::UpdateAcpRequest {
+        originator: "CAlice".into(),
+        acp: Some(acp("acpA", &["CAlice"], &["CAlice"], 2 | 4)),
+    })
+    .await
+    .expect("Alice narrows pvs");
+    let delete = |originator: &str| pb::DeleteAcpRequest {
+        originator: originator.into(),
+        acp_id: "acpA".into(),
+    };
+    let err = c.delete_acp(delete("CAlice")).await.expect_err("no DELETE");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = c.delete_acp(delete("CBob")).await.expect_err("Bob");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    c.delete_acp(delete(ADMIN)).await.expect("admin deletes");
+
+    // An empty originator is invalid, not denied.
+    let err = c
+        .delete_acp(delete(""))
+        .await
+        .expect_err("empty originator");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    prp.shutdown().await;
+}
+
+#[tokio::test]
+async fn acpi_change_needs_update_in_pvs_of_current_acps_ts0001_9_6_1_3_2() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    // pv of both lets everyone RETRIEVE; pvs: acp1 -> Alice UPDATE, acp2 -> Bob UPDATE.
+    c.create_acp(create_req(ADMIN, acp("acp1", &["all"], &["CAlice"], 4)))
+        .await
+        .expect("acp1");
+    c.create_acp(create_req(ADMIN, acp("acp2", &["all"], &["CBob"], 4)))
+        .await
+        .expect("acp2");
+    c.put_resource(put_req(ADMIN, resource("cb", "", 5, Some(&["acp1"]), "")))
+        .await
+        .expect("cb");
+    c.put_resource(put_req(
+        ADMIN,
+        resource("cnt", "cb", 3, Some(&["acp1"]), "CAlice"),
+    ))
+    .await
+    .expect("cnt");
+
+    let to = |acpi: &[&str]| resource("cnt", "cb", 3, Some(acpi), "CAlice");
+    let err = c
+        .put_resource(put_req("CBob", to(&["acp2"])))
+        .await
+        .expect_err("Bob is not in acp1's pvs");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    c.put_resource(put_req("CAlice", to(&["acp2"])))
+        .await
+        .expect("Alice has UPDATE in acp1's pvs");
+    // Now acp2 is referenced: Alice may not change it back, Bob may.
+    let err = c
+        .put_resource(put_req("CAlice", to(&["acp1"])))
+        .await
+        .expect_err("Alice is not in acp2's pvs");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    c.put_resource(put_req("CBob", to(&["acp1", "acp2"])))
+        .await
+        .expect("Bob has UPDATE in acp2's pvs");
+
+    // Changing another attribute needs UPDATE in pv: nobody but the admin has it.
+    let mut other = to(&["acp1", "acp2"]);
+    other.custodian = "CBob".into();
+    let err = c
+        .put_resource(put_req("CBob", other.clone()))
+        .await
+        .expect_err("pv has RETRIEVE only");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    c.put_resource(put_req(ADMIN, other)).await.expect("admin");
+
+    // A resource without acpi: its acpi is set under the default policy (the creator).
+    c.put_resource(put_req(ADMIN, resource("cnt2", "cb", 3, None, "CCarol")))
+        .await
+        .expect("cnt2");
+    let err = c
+        .put_resource(put_req(
+            "CBob",
+            resource("cnt2", "cb", 3, Some(&["acp2"]), "CCarol"),
+        ))
+        .await
+        .expect_err("Bob is not the creator");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    c.put_resource(put_req(
+        "CCarol",
+        resource("cnt2", "cb", 3, Some(&["acp2"]), "CCarol"),
+    ))
+    .await
+    .expect("the creator may set acpi");
+
+    // Deleting a resource needs DELETE in its applicable set.
+    let err = c
+        .delete_resource(pb::DeleteResourceRequest {
+            originator: "CCarol".into(),
+            resource_id: "cnt2".into(),
+        })
+        .await
+        .expect_err("acp2's pv has RETRIEVE only");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    c.delete_resource(pb::DeleteResourceRequest {
+        originator: ADMIN.into(),
+        resource_id: "cnt2".into(),
+    })
+    .await
+    .expect("admin deletes");
+    let err = c
+        .get_resource(pb::GetResourceRequest {
+            resource_id: "cnt2".into(),
+        })
+        .await
+        .expect_err("gone");
+    assert_eq!(err.code(), Code::NotFound);
+    prp.shutdown().await;
+}
+
+fn ids(p: &pb::ApplicablePolicies) -> Vec<(String, i32, bool)> {
+    p.policies
+        .iter()
+        .map(|a| {
+            (
+                a.acp
+                    .as_ref()
+                    .and_then(|a| a.resource_id.clone())
+                    .unwrap_or_default(),
+                a.privileges,
+                a.dynamic,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn applicable_policies_follow_ts0001_10_2_3_1() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    for id in ["acp1", "acp2", "acpCb"] {
+        c.create_acp(create_req(ADMIN, acp(id, &["CAlice"], &[ADMIN], ALL)))
+            .await
+            .expect("acp");
+    }
+    for r in [
+        resource("cb", "", 5, Some(&["acpCb"]), ""),
+        resource("cnt", "cb", 3, Some(&["acp2", "acp1"]), "CAlice"),
+        resource("cin", "cnt", 4, None, "CAlice"),
+        resource("cnt2", "cb", 3, None, "CCreator"),
+    ] {
+        c.put_resource(put_req(ADMIN, r)).await.expect("resource");
+    }
+    let get = |target: &str| pb::GetApplicablePoliciesRequest {
+        target: target.into(),
+    };
+    const PV: i32 = pb::PrivilegeKind::Privileges as i32;
+    const PVS: i32 = pb::PrivilegeKind::SelfPrivileges as i32;
+
+    // 1. An ACP target: its own pvs.
+    let p = c
+        .get_applicable_policies(get("acp1"))
+        .await
+        .expect("acp")
+        .into_inner();
+    assert_eq!(ids(&p), vec![("acp1".into(), PVS, false)]);
+    assert!(!p.default_policy);
+
+    // 3. acpi set: pv of each, in acpi order.
+    let p = c
+        .get_applicable_policies(get("cnt"))
+        .await
+        .expect("cnt")
+        .into_inner();
+    assert_eq!(
+        ids(&p),
+        vec![("acp2".into(), PV, false), ("acp1".into(), PV, false)]
+    );
+
+    // 2. contentInstance: the parent's acpi.
+    let p = c
+        .get_applicable_policies(get("cin"))
+        .await
+        .expect("cin")
+        .into_inner();
+    assert_eq!(
+        ids(&p),
+        vec![("acp2".into(), PV, false), ("acp1".into(), PV, false)]
+    );
+    assert_eq!(p.revision, 7);
+
+    // 4. acpi not set: the default policy, full access for the creator.
+    let p = c
+        .get_applicable_policies(get("cnt2"))
+        .await
+        .expect("cnt2")
+        .into_inner();
+    assert!(p.default_policy);
+    assert_eq!(
+        ids(&p),
+        vec![(authz_prp::default_policy_id("cnt2"), PV, false)]
+    );
+    let rules = &p.policies[0]
+        .acp
+        .as_ref()
+        .and_then(|a| a.privileges.clone())
+        .expect("pv")
+        .rules;
+    assert_eq!(rules[0].originators, vec!["CCreator".to_string()]);
+    assert_eq!(rules[0].operations, ALL);
+
+    // ... or for the custodian when set.
+    let mut r = resource("cnt2", "cb", 3, None, "CCreator");
+    r.custodian = "CCustodian".into();
+    c.put_resource(put_req(ADMIN, r)).await.expect("custodian");
+    let p = c
+        .get_applicable_policies(get("cnt2"))
+        .await
+        .expect("cnt2")
+        .into_inner();
+    let rules = &p.policies[0]
+        .acp
+        .as_ref()
+        .and_then(|a| a.privileges.clone())
+        .expect("pv")
+        .rules;
+    assert_eq!(rules[0].originators, vec!["CCustodian".to_string()]);
+
+    let err = c
+        .get_applicable_policies(get("nope"))
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), Code::NotFound);
+    prp.shutdown().await;
+}
+
+#[tokio::test]
+async fn dynamic_acp_applies_until_it_expires() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    c.create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
+        .await
+        .expect("acp1");
+    c.put_resource(put_req(ADMIN, resource("cnt", "", 3, Some(&["acp1"]), "")))
+        .await
+        .expect("cnt");
+    let mut watch = c
+        .watch(pb::WatchRequest { from_revision: 2 })
+        .await
+        .expect("watch")
+        .into_inner();
+
+    let expires = chrono::Utc::now().timestamp() + 2;
+    let grant = |originator: &str| pb::CreateDynamicAcpRequest {
+        originator: originator.into(),
+        target: "cnt".into(),
+        acp_id: String::new(),
+        privileges: Some(set(vec![rule(&["CBob"], 2)])),
+        expires_at: Some(prost_types::Timestamp {
+            seconds: expires,
+            nanos: 0,
+        }),
+    };
+    let err = c
+        .create_dynamic_acp(grant("CBob"))
+        .await
+        .expect_err("Bob is no PDP");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let mut past = grant("CPdp");
+    past.expires_at = Some(prost_types::Timestamp {
+        seconds: 1,
+        nanos: 0,
+    });
+    let err = c.create_dynamic_acp(past).await.expect_err("past");
+    assert_eq!(violations(&err), vec!["expires_at".to_string()]);
+
+    let rec = c
+        .create_dynamic_acp(grant("CPdp"))
+        .await
+        .expect("grant")
+        .into_inner();
+    assert!(!rec.acp_id.is_empty(), "an ID is generated");
+    assert_eq!(rec.revision, 3);
+
+    let p = c
+        .get_applicable_policies(pb::GetApplicablePoliciesRequest {
+            target: "cnt".into(),
+        })
+        .await
+        .expect("applicable")
+        .into_inner();
+    assert_eq!(
+        ids(&p),
+        vec![
+            ("acp1".into(), pb::PrivilegeKind::Privileges as i32, false),
+            (
+                rec.acp_id.clone(),
+                pb::PrivilegeKind::Privileges as i32,
+                true
+            )
+        ]
+    );
+
+    // Watch: the put, then the sweeper's delete.
+    let ev = tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .expect("event in time")
+        .expect("stream")
+        .expect("event");
+    assert_eq!(ev.revision, 3);
+    assert!(matches!(ev.event, Some(Event::DynamicPut(ref d)) if d.acp_id == rec.acp_id));
+    let ev = tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .expect("expiry in time")
+        .expect("stream")
+        .expect("event");
+    assert_eq!(ev.revision, 4);
+    assert_eq!(ev.event, Some(Event::DynamicDeleted(rec.acp_id.clone())));
+
+    let p = c
+        .get_applicable_policies(pb::GetApplicablePoliciesRequest {
+            target: "cnt".into(),
+        })
+        .await
+        .expect("applicable")
+        .into_inner();
+    assert_eq!(p.policies.len(), 1, "the dynamic ACP has expired");
+    prp.shutdown().await;
+}
+
+async fn next(stream: &mut tonic::Streaming<pb::WatchEvent>) -> pb::WatchEvent {
+    tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("event in time")
+        .expect("stream ok")
+        .expect("stream open")
+}
+
+#[tokio::test]
+async fn watch_sends_a_snapshot_then_ordered_changes_and_resumes() {
+    let mut cfg = config();
+    cfg.log_limit = 3;
+    let mut prp = start(cfg).await;
+    let c = &mut prp.client;
+    c.create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
+        .await
+        .expect("acp1");
+
+    let mut w = c
+        .watch(pb::WatchRequest { from_revision: 0 })
+        .await
+        .expect("watch")
+        .into_inner();
+    let ev = next(&mut w).await;
+    assert_eq!(ev.revision, 1);
+    let Some(Event::Snapshot(s)) = ev.event else {
+        panic!("expected a snapshot first, got {ev:?}")
+    };
+    assert_eq!(s.acps.len(), 1);
+
+    c.put_resource(put_req(ADMIN, resource("cb", "", 5, Some(&["acp1"]), "")))
+        .await
+        .expect("cb");
+    c.create_acp(create_req(ADMIN, acp("acp2", &["CBob"], &[ADMIN], ALL)))
+        .await
+        .expect("acp2");
+    c.delete_acp(pb::DeleteAcpRequest {
+        originator: ADMIN.into(),
+        acp_id: "acp2".into(),
+    })
+    .await
+    .expect("delete");
+    let evs = [next(&mut w).await, next(&mut w).await, next(&mut w).await];
+    assert_eq!(
+        evs.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        [2, 3, 4]
+    );
+    assert!(matches!(evs[0].event, Some(Event::ResourcePut(ref r)) if r.resource_id == "cb"));
+    assert!(
+        matches!(evs[1].event, Some(Event::AcpPut(ref a)) if a.resource_id.as_deref() == Some("acp2"))
+    );
+    assert_eq!(evs[2].event, Some(Event::AcpDeleted("acp2".into())));
+
+    // Resume from 3: only revision 4, then live events.
+    let mut r = c
+        .watch(pb::WatchRequest { from_revision: 3 })
+        .await
+        .expect("resume")
+        .into_inner();
+    let ev = next(&mut r).await;
+    assert_eq!(ev.revision, 4);
+    assert_eq!(ev.event, Some(Event::AcpDeleted("acp2".into())));
+    c.delete_resource(pb::DeleteResourceRequest {
+        originator: ADMIN.into(),
+        resource_id: "cb".into(),
+    })
+    .await
+    .expect("delete cb");
+    let ev = next(&mut r).await;
+    assert_eq!(ev.revision, 5);
+    assert_eq!(ev.event, Some(Event::ResourceDeleted("cb".into())));
+    assert_eq!(next(&mut w).await.revision, 5);
+
+    // Up to date: nothing to replay.
+    let mut current = c
+        .watch(pb::WatchRequest { from_revision: 5 })
+        .await
+        .expect("current")
+        .into_inner();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), current.message())
+            .await
+            .is_err(),
+        "nothing happened after 5"
+    );
+
+    // From 1 the log (3 entries: 3, 4, 5) no longer has revision 2: snapshot.
+    let mut old = c
+        .watch(pb::WatchRequest { from_revision: 1 })
+        .await
+        .expect("old")
+        .into_inner();
+    let ev = next(&mut old).await;
+    assert_eq!(ev.revision, 5);
+    assert!(matches!(ev.event, Some(Event::Snapshot(_))));
+    // From 2 it does.
+    let mut two = c
+        .watch(pb::WatchRequest { from_revision: 2 })
+        .await
+        .expect("two")
+        .into_inner();
+    assert_eq!(next(&mut two).await.revision, 3);
+    prp.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_and_reflection_are_served() {
+    let prp = start(config()).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", prp.addr))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let resp = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "onem2m.authz.v1.PolicyRetrievalPoint".into(),
+        })
+        .await
+        .expect("health")
+        .into_inner();
+    assert_eq!(
+        resp.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    prp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lagging_watcher_gets_a_new_snapshot() {
+    use authz_proto::pb::policy_retrieval_point_server::PolicyRetrievalPoint;
+    use tokio_stream::StreamExt;
+
+    let mut cfg = config();
+    cfg.event_capacity = 4;
+    // In process, so that no transport buffer absorbs the backlog: the
+    // stream's own buffer (64) fills, then the live channel (4) overflows.
+    let service = authz_prp::build(&cfg).await.expect("build");
+    let mut w = service
+        .watch(tonic::Request::new(pb::WatchRequest { from_revision: 0 }))
+        .await
+        .expect("watch")
+        .into_inner();
+    const WRITES: u64 = 150;
+    for i in 0..WRITES {
+        service
+            .put_resource(tonic::Request::new(put_req(
+                ADMIN,
+                resource(&format!("r{i}"), "", 3, None, "CAlice"),
+            )))
+            .await
+            .expect("put");
+    }
+    let mut last = None;
+    let mut snapshots = 0;
+    while last.is_none_or(|l| l < WRITES) {
+        let ev = tokio::time::timeout(Duration::from_secs(5), w.next())
+            .await
+            .expect("event in time")
+            .expect("stream open")
+            .expect("event");
+        assert!(
+            last.is_none_or(|l| ev.revision > l),
+            "revisions increase: {} after {last:?}",
+            ev.revision
+        );
+        if let Some(Event::Snapshot(s)) = &ev.event {
+            snapshots += 1;
+            assert_eq!(s.resources.len() as u64, ev.revision);
+        }
+        last = Some(ev.revision);
+    }
+    assert!(
+        snapshots >= 2,
+        "a snapshot first, and one after falling behind"
+    );
+    service.shutdown();
+}

@@ -1,0 +1,205 @@
+//! The storage backends: atomic writes with preconditions, the revision and
+//! change log, and durability across a reopen of the redb file.
+
+mod common;
+
+use authz_core::model::{AccessControlPolicy, AccessControlRule, SetOfAcrs};
+use authz_core::resources::Resource;
+use authz_proto::pb;
+use authz_proto::pb::policy_retrieval_point_server::PolicyRetrievalPoint;
+use authz_prp::store::{Change, DynamicAcp, Mutation, PolicyStore, StoreError};
+use authz_prp::{MemoryStore, RedbStore};
+use common::*;
+
+fn model_acp(id: &str) -> AccessControlPolicy {
+    let rules = SetOfAcrs {
+        rules: vec![AccessControlRule {
+            originators: vec!["CAdmin".into()],
+            operations: 63,
+            ..Default::default()
+        }],
+    };
+    AccessControlPolicy {
+        resource_id: Some(id.into()),
+        privileges: Some(rules.clone()),
+        self_privileges: Some(rules),
+        ..Default::default()
+    }
+}
+
+fn model_resource(id: &str) -> Resource {
+    Resource {
+        resource_id: id.into(),
+        resource_type: 3,
+        acpi: Some(vec!["acp1".into()]),
+        creator: Some("CAlice".into()),
+        ..Default::default()
+    }
+}
+
+/// The same sequence against any backend.
+fn exercise(store: &dyn PolicyStore) {
+    assert_eq!(store.revision().expect("rev"), 0);
+    let e = store
+        .apply(Mutation::CreateAcp(model_acp("acp1")))
+        .expect("create");
+    assert_eq!(e.revision, 1);
+    assert!(matches!(
+        store.apply(Mutation::CreateAcp(model_acp("acp1"))),
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        store.apply(Mutation::UpdateAcp(model_acp("nope"))),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.apply(Mutation::DeleteResource("nope".into())),
+        Err(StoreError::NotFound(_))
+    ));
+    // A failed write changes nothing, not even the revision.
+    assert_eq!(store.revision().expect("rev"), 1);
+    store
+        .apply(Mutation::PutResource(model_resource("cnt")))
+        .expect("resource");
+    let d = DynamicAcp {
+        id: "dyn1".into(),
+        target: "cnt".into(),
+        privileges: SetOfAcrs::default(),
+        expires_at: 4_000_000_000,
+    };
+    store
+        .apply(Mutation::PutDynamic(d.clone()))
+        .expect("dynamic");
+    assert!(matches!(
+        store.apply(Mutation::PutDynamic(DynamicAcp {
+            id: "acp1".into(),
+            ..d.clone()
+        })),
+        Err(StoreError::AlreadyExists(_))
+    ));
+    store
+        .apply(Mutation::DeleteDynamic("dyn1".into()))
+        .expect("delete dynamic");
+    let snap = store.snapshot().expect("snapshot");
+    assert_eq!(snap.revision, 4);
+    assert_eq!(snap.acps.get("acp1"), Some(&model_acp("acp1")));
+    assert_eq!(snap.resources.get("cnt"), Some(&model_resource("cnt")));
+    assert!(snap.dynamic.is_empty());
+
+    let log = store.changes_since(2).expect("log").expect("in window");
+    assert_eq!(
+        log.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        vec![3, 4]
+    );
+    assert_eq!(log[0].change, Change::DynamicPut(d));
+    assert_eq!(log[1].change, Change::DynamicDeleted("dyn1".into()));
+    assert_eq!(store.changes_since(4).expect("log"), Some(vec![]));
+    assert_eq!(store.changes_since(9).expect("ahead"), None);
+}
+
+#[test]
+fn memory_store_applies_writes_atomically() {
+    exercise(&MemoryStore::default());
+}
+
+#[test]
+fn redb_store_applies_writes_atomically() {
+    let dir = temp_dir("atomic");
+    exercise(&RedbStore::open(&dir).expect("open"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn log_is_trimmed_to_its_limit() {
+    let dir = temp_dir("trim");
+    let store = RedbStore::open_with_log_limit(&dir, 2).expect("open");
+    for i in 0..5 {
+        store
+            .apply(Mutation::PutResource(model_resource(&format!("r{i}"))))
+            .expect("put");
+    }
+    assert_eq!(store.changes_since(2).expect("log"), None, "3 was trimmed");
+    let log = store.changes_since(3).expect("log").expect("window");
+    assert_eq!(
+        log.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        vec![4, 5]
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn redb_data_and_revision_survive_a_reopen() {
+    let dir = temp_dir("reopen");
+    {
+        let store = RedbStore::open(&dir).expect("open");
+        store
+            .apply(Mutation::CreateAcp(model_acp("acp1")))
+            .expect("create");
+        store
+            .apply(Mutation::PutResource(model_resource("cnt")))
+            .expect("put");
+        assert!(store.path().ends_with("prp.redb"));
+    }
+    let store = RedbStore::open(&dir).expect("reopen");
+    let snap = store.snapshot().expect("snapshot");
+    assert_eq!(snap.revision, 2);
+    assert_eq!(snap.acps.get("acp1"), Some(&model_acp("acp1")));
+    assert_eq!(snap.resources.get("cnt"), Some(&model_resource("cnt")));
+    let log = store.changes_since(0).expect("log").expect("window");
+    assert_eq!(log.len(), 2);
+    // The next write continues the revision sequence.
+    let e = store
+        .apply(Mutation::DeleteAcp("acp1".into()))
+        .expect("delete");
+    assert_eq!(e.revision, 3);
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn service_state_survives_a_restart_on_redb() {
+    let dir = temp_dir("service");
+    let mut cfg = config();
+    cfg.data_dir = Some(dir.clone());
+    {
+        let service = authz_prp::build(&cfg).await.expect("build");
+        service
+            .create_acp(tonic::Request::new(create_req(
+                ADMIN,
+                acp("acp1", &["CAlice"], &[ADMIN], 63),
+            )))
+            .await
+            .expect("create");
+        service
+            .put_resource(tonic::Request::new(put_req(
+                ADMIN,
+                resource("cnt", "", 3, Some(&["acp1"]), "CAlice"),
+            )))
+            .await
+            .expect("put");
+        assert_eq!(service.revision(), 2);
+        service.shutdown();
+    }
+    // The sweeper holds only a weak reference: the database is closed now.
+    let service = authz_prp::build(&cfg).await.expect("rebuild");
+    assert_eq!(service.revision(), 2);
+    let got = service
+        .get_acp(tonic::Request::new(pb::GetAcpRequest {
+            acp_id: "acp1".into(),
+        }))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(got.revision, 2);
+    let p = service
+        .get_applicable_policies(tonic::Request::new(pb::GetApplicablePoliciesRequest {
+            target: "cnt".into(),
+        }))
+        .await
+        .expect("applicable")
+        .into_inner();
+    assert_eq!(p.policies.len(), 1);
+    drop(service);
+    let _ = std::fs::remove_dir_all(dir);
+}
