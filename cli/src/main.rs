@@ -1,10 +1,14 @@
 //! `authz`: the onem2m-authz command line.
 //!
-//! `authz check` decides one request against policy files with the core
-//! engine, offline: a policy author's quickest way to see what a set of
-//! `m2m:acp` resources permits, and why.
+//! `authz check` decides one request against policy files offline; `authz
+//! up` runs every service in one process; `authz prp` and `authz pdp` run
+//! them alone; `authz policy` manages a running PRP; `authz loadtest`
+//! measures a PDP.
 
 mod check;
+mod loadtest;
+mod policy;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -22,11 +26,48 @@ struct Cli {
 enum Command {
     /// Decide one request against m2m:acp policy files and print the decision as JSON.
     Check(check::CheckArgs),
+    /// Run PRP and PDP in one process on one port, with an embedded store and demo policies.
+    Up(serve::UpArgs),
+    /// Run the PRP alone.
+    Prp(serve::PrpArgs),
+    /// Run a PDP alone, following a PRP.
+    Pdp(serve::PdpArgs),
+    /// Manage the ACPs and resources of a running PRP.
+    Policy(policy::PolicyArgs),
+    /// Measure decisions per second and latency of a running PDP.
+    Loadtest(loadtest::LoadtestArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Check(args) => check::run(&args),
+    if let Command::Check(args) = &cli.command {
+        return check::run(args);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Check(_) => Ok(()),
+            Command::Up(a) => serve::up(a).await,
+            Command::Prp(a) => serve::prp(a).await,
+            Command::Pdp(a) => serve::pdp(a).await,
+            Command::Policy(a) => policy::run(a).await,
+            Command::Loadtest(a) => loadtest::run(a).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }

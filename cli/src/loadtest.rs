@@ -1,0 +1,367 @@
+//! `authz loadtest`: a closed-loop gRPC load generator for a PDP.
+//!
+//! Each mode runs `--concurrency` tasks over `--connections` HTTP/2
+//! channels for `--duration` seconds; every task sends its next call as soon
+//! as the previous answer arrived (stream mode keeps `--window` requests in
+//! flight per stream). Latencies go into an HDR histogram. The `echo` mode
+//! sends the same request to the no-op Echo service on the same server
+//! runtime, so the report can say how close the PDP comes to the cost of
+//! gRPC alone. `--propagation N` measures how long a policy change takes to
+//! show in PDP decisions: it flips an ACP in the PRP N times and polls
+//! Decide until the decision follows.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use authz_proto::pb;
+use authz_proto::pb::echo_client::EchoClient;
+use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
+use clap::Args;
+use hdrhistogram::Histogram;
+use tokio::sync::{Semaphore, mpsc};
+use tonic::transport::Channel;
+
+/// Arguments of `authz loadtest`.
+#[derive(Args)]
+pub struct LoadtestArgs {
+    /// The PDP (or all-in-one) endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:7171")]
+    target: String,
+    /// Seconds per mode.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Concurrent callers.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// HTTP/2 connections the callers share.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Requests per DecideBatch call.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Requests in flight per DecideStream stream.
+    #[arg(long, default_value_t = 64)]
+    window: usize,
+    /// Modes to run, comma-separated: unary, batch, stream, echo.
+    #[arg(long, default_value = "echo,unary,batch,stream", value_delimiter = ',')]
+    modes: Vec<String>,
+    /// The request, in short names as for `authz check` (default: the door-lock demo's owner reading the front door).
+    #[arg(long)]
+    request: Option<std::path::PathBuf>,
+    /// Rounds of the policy-propagation measurement (0 = skip); needs the PRP at --prp.
+    #[arg(long, default_value_t = 0)]
+    propagation: usize,
+    /// The PRP for --propagation (default: the target, as with `authz up`).
+    #[arg(long)]
+    prp: Option<String>,
+    /// The originator for the PRP writes of --propagation.
+    #[arg(long, default_value = "CAdmin")]
+    originator: String,
+}
+
+const DEMO_REQUEST: &str = r#"{"fr": "CownerPhone", "to": "frontDoor", "op": 2}"#;
+
+/// One mode's result.
+struct Report {
+    mode: String,
+    calls: u64,
+    decisions: u64,
+    elapsed: Duration,
+    latency_us: Histogram<u64>,
+}
+
+impl Report {
+    fn decisions_per_s(&self) -> f64 {
+        self.decisions as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Runs the load test and prints the report.
+pub async fn run(args: LoadtestArgs) -> Result<()> {
+    let text = match &args.request {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?
+        }
+        None => DEMO_REQUEST.to_owned(),
+    };
+    let core = authz_core::json::request_from_json(&text, chrono::Utc::now())?;
+    let request = authz_proto::convert::decision_request_to_pb(&authz_proto::ConvertedRequest {
+        request: core,
+        hosting: None,
+        tokens: Vec::new(),
+        token_ids: Vec::new(),
+        local_token_ids: Vec::new(),
+        token_request_indicator: false,
+        acp_ids: Vec::new(),
+        explain: false,
+        request_id: String::new(),
+    });
+    let mut channels = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        channels.push(
+            Channel::from_shared(args.target.clone())?
+                .connect()
+                .await
+                .with_context(|| format!("cannot connect to {}", args.target))?,
+        );
+    }
+    // A first call shows what the load consists of.
+    let first = PolicyDecisionPointClient::new(channels[0].clone())
+        .decide(request.clone())
+        .await
+        .map_err(|s| anyhow!("Decide failed: {s}"))?
+        .into_inner();
+    println!(
+        "request decided {} ({}); {} s per mode, {} callers over {} connections",
+        if first.decision == pb::AuthorizationDecision::Permit as i32 {
+            "PERMIT"
+        } else {
+            "DENY"
+        },
+        first.summary,
+        args.duration,
+        args.concurrency,
+        channels.len()
+    );
+    let mut reports = Vec::new();
+    for mode in &args.modes {
+        let r = run_mode(mode, &args, &channels, &request).await?;
+        print_report(&r);
+        reports.push(r);
+    }
+    let echo = reports
+        .iter()
+        .find(|r| r.mode == "echo")
+        .map(Report::decisions_per_s);
+    let unary = reports
+        .iter()
+        .find(|r| r.mode == "unary")
+        .map(Report::decisions_per_s);
+    if let (Some(e), Some(u)) = (echo, unary) {
+        println!("unary / echo = {:.1} %", 100.0 * u / e);
+    }
+    if args.propagation > 0 {
+        let prp = args.prp.clone().unwrap_or_else(|| args.target.clone());
+        propagation(&prp, &channels[0], &args.originator, args.propagation).await?;
+    }
+    Ok(())
+}
+
+fn print_report(r: &Report) {
+    let q = |p: f64| r.latency_us.value_at_quantile(p);
+    println!(
+        "{:<7} {:>12.0} decisions/s {:>10.0} calls/s   latency per call p50 {} µs  p99 {} µs  p99.9 {} µs",
+        r.mode,
+        r.decisions_per_s(),
+        r.calls as f64 / r.elapsed.as_secs_f64(),
+        q(0.5),
+        q(0.99),
+        q(0.999)
+    );
+}
+
+fn histogram() -> Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| anyhow!("histogram: {e}"))
+}
+
+async fn run_mode(
+    mode: &str,
+    args: &LoadtestArgs,
+    channels: &[Channel],
+    request: &pb::DecisionRequest,
+) -> Result<Report> {
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..args.concurrency.max(1) {
+        let channel = channels[i % channels.len()].clone();
+        let request = request.clone();
+        let (batch, window) = (args.batch.max(1), args.window.max(1));
+        let mode = mode.to_owned();
+        tasks.push(tokio::spawn(async move {
+            match mode.as_str() {
+                "unary" => unary(channel, request, deadline).await,
+                "echo" => echo(channel, request, deadline).await,
+                "batch" => batched(channel, request, batch, deadline).await,
+                "stream" => stream(channel, request, window, deadline).await,
+                other => Err(anyhow!(
+                    "unknown mode '{other}' (unary, batch, stream, echo)"
+                )),
+            }
+        }));
+    }
+    let mut latency_us = histogram()?;
+    let (mut calls, mut decisions) = (0, 0);
+    for t in tasks {
+        let (c, d, h) = t.await??;
+        calls += c;
+        decisions += d;
+        latency_us.add(&h).map_err(|e| anyhow!("histogram: {e}"))?;
+    }
+    Ok(Report {
+        mode: mode.to_owned(),
+        calls,
+        decisions,
+        elapsed: start.elapsed(),
+        latency_us,
+    })
+}
+
+type Counts = (u64, u64, Histogram<u64>);
+
+async fn unary(
+    channel: Channel,
+    request: pb::DecisionRequest,
+    deadline: Instant,
+) -> Result<Counts> {
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let mut h = histogram()?;
+    let mut n = 0;
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        client.decide(request.clone()).await?;
+        h.saturating_record(t.elapsed().as_micros() as u64);
+        n += 1;
+    }
+    Ok((n, n, h))
+}
+
+async fn echo(channel: Channel, request: pb::DecisionRequest, deadline: Instant) -> Result<Counts> {
+    let mut client = EchoClient::new(channel);
+    let mut h = histogram()?;
+    let mut n = 0;
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        client.echo(request.clone()).await?;
+        h.saturating_record(t.elapsed().as_micros() as u64);
+        n += 1;
+    }
+    Ok((n, n, h))
+}
+
+async fn batched(
+    channel: Channel,
+    request: pb::DecisionRequest,
+    size: usize,
+    deadline: Instant,
+) -> Result<Counts> {
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let batch = pb::DecideBatchRequest {
+        requests: vec![request; size],
+    };
+    let mut h = histogram()?;
+    let (mut calls, mut decisions) = (0, 0);
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        let got = client
+            .decide_batch(batch.clone())
+            .await?
+            .into_inner()
+            .decisions
+            .len();
+        if got != size {
+            bail!("DecideBatch answered {got} of {size} requests");
+        }
+        h.saturating_record(t.elapsed().as_micros() as u64);
+        calls += 1;
+        decisions += size as u64;
+    }
+    Ok((calls, decisions, h))
+}
+
+async fn stream(
+    channel: Channel,
+    request: pb::DecisionRequest,
+    window: usize,
+    deadline: Instant,
+) -> Result<Counts> {
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let (tx, rx) = mpsc::channel::<pb::DecisionRequest>(window);
+    let permits = Arc::new(Semaphore::new(window));
+    let (sent_tx, mut sent_rx) = mpsc::unbounded_channel::<Instant>();
+    let sender = {
+        let permits = permits.clone();
+        tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let Ok(p) = permits.acquire().await else {
+                    break;
+                };
+                p.forget();
+                if sent_tx.send(Instant::now()).is_err() || tx.send(request.clone()).await.is_err()
+                {
+                    break;
+                }
+            }
+        })
+    };
+    let mut responses = client
+        .decide_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let mut h = histogram()?;
+    let mut n = 0;
+    while let Some(_d) = responses.message().await? {
+        if let Some(t) = sent_rx.recv().await {
+            h.saturating_record(t.elapsed().as_micros() as u64);
+        }
+        n += 1;
+        permits.add_permits(1);
+    }
+    sender.await?;
+    Ok((n, n, h))
+}
+
+/// Flips the ACP `acpLoadtestProbe` between granting and denying RETRIEVE to
+/// `CloadtestProbe` and measures, per flip, the time from sending the PRP
+/// write until the PDP's decision follows.
+async fn propagation(prp: &str, pdp: &Channel, originator: &str, rounds: usize) -> Result<()> {
+    let mut prp = crate::policy::connect(prp).await?;
+    let mut pdp = PolicyDecisionPointClient::new(pdp.clone());
+    let acp = |acop: u32| {
+        format!(
+            r#"{{"acps": [{{"m2m:acp": {{"ri": "acpLoadtestProbe", "pv": {{"acr": [{{"acor": ["CloadtestProbe"], "acop": {acop}}}]}},
+                "pvs": {{"acr": [{{"acor": ["{originator}"], "acop": 63}}]}}}}}}],
+               "resources": [{{"ri": "loadtestProbe", "ty": 3, "acpi": ["acpLoadtestProbe"], "cr": "{originator}"}}]}}"#
+        )
+    };
+    crate::policy::apply(&mut prp, originator, &crate::policy::parse_bundle(&acp(0))?).await?;
+    let probe = authz_proto::convert::decision_request_to_pb(&authz_proto::ConvertedRequest {
+        request: authz_core::json::request_from_json(
+            r#"{"fr": "CloadtestProbe", "to": "loadtestProbe", "op": 2}"#,
+            chrono::Utc::now(),
+        )?,
+        hosting: None,
+        tokens: Vec::new(),
+        token_ids: Vec::new(),
+        local_token_ids: Vec::new(),
+        token_request_indicator: false,
+        acp_ids: Vec::new(),
+        explain: false,
+        request_id: String::new(),
+    });
+    let mut h = histogram()?;
+    for round in 0..rounds {
+        let permit = round % 2 == 0;
+        let bundle = crate::policy::parse_bundle(&acp(if permit { 2 } else { 0 }))?;
+        let t = Instant::now();
+        crate::policy::apply(&mut prp, originator, &bundle).await?;
+        loop {
+            let d = pdp.decide(probe.clone()).await?.into_inner();
+            if (d.decision == pb::AuthorizationDecision::Permit as i32) == permit {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(10) {
+                bail!("round {round}: the PDP did not follow the change within 10 s");
+            }
+        }
+        h.saturating_record(t.elapsed().as_micros() as u64);
+    }
+    println!(
+        "policy propagation over {rounds} changes (PRP write sent → PDP decision follows): p50 {} µs  p99 {} µs  max {} µs",
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.max()
+    );
+    Ok(())
+}

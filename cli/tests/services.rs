@@ -1,0 +1,359 @@
+//! The services as real processes on loopback ports chosen by the OS:
+//! `authz up`, and `authz prp` + `authz pdp` run apart.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use authz_proto::pb;
+use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
+use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
+use tonic::transport::Channel;
+
+/// A child process killed (SIGKILL) when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `authz ARGS`, waits for the line containing `marker`, and returns
+/// the first `http://...` URL printed on it.
+fn start(args: &[&str], marker: &str) -> (Proc, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn authz");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let proc = Proc(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if line.contains(marker) {
+            let url = line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://"))
+                .expect("a URL on the marker line")
+                .to_owned();
+            // Keep draining stdout so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines.by_ref() {});
+            return (proc, url);
+        }
+    }
+    panic!("authz {args:?} did not print '{marker}'");
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let d = std::env::temp_dir().join(format!("authz-{name}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+async fn channel(url: &str) -> Channel {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match Channel::from_shared(url.to_owned())
+            .unwrap()
+            .connect()
+            .await
+        {
+            Ok(c) => return c,
+            Err(e) if Instant::now() > deadline => panic!("connect {url}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+fn request(fr: &str, to: &str, op: pb::Operation) -> pb::DecisionRequest {
+    pb::DecisionRequest {
+        originator: fr.into(),
+        target: to.into(),
+        operation: op as i32,
+        ..Default::default()
+    }
+}
+
+async fn decide(
+    pdp: &mut PolicyDecisionPointClient<Channel>,
+    r: pb::DecisionRequest,
+) -> pb::Decision {
+    pdp.decide(r).await.expect("Decide").into_inner()
+}
+
+fn is_permit(d: &pb::Decision) -> bool {
+    d.decision == pb::AuthorizationDecision::Permit as i32
+}
+
+/// Polls until the PDP's decision for `r` is `permit`, or fails after 10 s.
+async fn eventually(
+    pdp: &mut PolicyDecisionPointClient<Channel>,
+    r: &pb::DecisionRequest,
+    permit: bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let d = decide(pdp, r.clone()).await;
+        if is_permit(&d) == permit {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "decision stayed {}: {}",
+            d.decision,
+            d.summary
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn acp(id: &str, originator: &str, acop: u32) -> pb::AccessControlPolicy {
+    let text = format!(
+        r#"{{"ri": "{id}", "pv": {{"acr": [{{"acor": ["{originator}"], "acop": {acop}}}]}},
+            "pvs": {{"acr": [{{"acor": ["CAdmin"], "acop": 63}}]}}}}"#
+    );
+    let model = authz_core::json::parse_policies(&text).unwrap().remove(0);
+    authz_proto::convert::acp_to_pb(&model).unwrap()
+}
+
+fn resource(id: &str, acpi: &[&str]) -> pb::TargetResource {
+    pb::TargetResource {
+        resource_id: id.into(),
+        resource_type: 3,
+        acpi_set: true,
+        acpi: acpi.iter().map(|s| s.to_string()).collect(),
+        creator: "CAdmin".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_in_one_serves_the_door_lock_demo() {
+    let data = tempdir("up");
+    let (_up, url) = start(
+        &[
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "off",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        "gRPC",
+    );
+    let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
+    // The owner's phone may do everything on the front door (demo acpFrontDoor rule 0).
+    let owner = request("CownerPhone", "frontDoor", pb::Operation::Update);
+    eventually(&mut pdp, &owner, true).await;
+    // The lock AE itself may RETRIEVE and NOTIFY (acop 18) but not DELETE.
+    assert!(is_permit(
+        &decide(
+            &mut pdp,
+            request("Clock-AE1", "frontDoor", pb::Operation::Notify)
+        )
+        .await
+    ));
+    let d = decide(
+        &mut pdp,
+        request("Clock-AE1", "frontDoor", pb::Operation::Delete),
+    )
+    .await;
+    assert!(!is_permit(&d), "{}", d.summary);
+    // A contentInstance takes its container's acpi (TS-0001 10.2.3.1).
+    assert!(is_permit(
+        &decide(
+            &mut pdp,
+            request("CownerPhone", "frontDoorState", pb::Operation::Retrieve)
+        )
+        .await
+    ));
+    // The ACP itself is guarded by its pvs: the lock AE may not even read it.
+    assert!(!is_permit(
+        &decide(
+            &mut pdp,
+            request("Clock-AE1", "acpFrontDoor", pb::Operation::Retrieve)
+        )
+        .await
+    ));
+    assert!(is_permit(
+        &decide(
+            &mut pdp,
+            request("CAdmin", "acpFrontDoor", pb::Operation::Retrieve)
+        )
+        .await
+    ));
+}
+
+async fn prp_client(url: &str) -> PolicyRetrievalPointClient<Channel> {
+    PolicyRetrievalPointClient::new(channel(url).await)
+}
+
+fn port_of(url: &str) -> String {
+    url.rsplit(':').next().unwrap().to_owned()
+}
+
+fn start_prp(data: &Path, listen: &str) -> (Proc, String) {
+    start(
+        &[
+            "prp",
+            "--listen",
+            listen,
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        "PRP on",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prp_killed_with_sigkill_loses_no_acknowledged_write() {
+    let data = tempdir("prp-kill");
+    let (prp, url) = start_prp(&data, "127.0.0.1:0");
+    let mut client = prp_client(&url).await;
+    let mut acked = Vec::new();
+    for i in 0..40 {
+        let id = format!("acp{i}");
+        let rev = client
+            .create_acp(pb::CreateAcpRequest {
+                originator: "CAdmin".into(),
+                acp: Some(acp(&id, "Cx", 2)),
+            })
+            .await
+            .expect("create")
+            .into_inner()
+            .revision;
+        acked.push((id, rev));
+    }
+    drop(prp); // SIGKILL: no shutdown path runs.
+    let (_prp, url) = start_prp(&data, "127.0.0.1:0");
+    let mut client = prp_client(&url).await;
+    let listed = client
+        .list_acps(pb::ListAcpsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    for (id, _) in &acked {
+        assert!(
+            listed
+                .acps
+                .iter()
+                .any(|a| a.resource_id.as_deref() == Some(id.as_str())),
+            "{id} lost"
+        );
+    }
+    assert!(
+        listed.revision >= acked.last().unwrap().1,
+        "revision went back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pdp_decides_while_the_prp_is_down_and_catches_up_after() {
+    let data = tempdir("prp-down");
+    let (prp, prp_url) = start_prp(&data, "127.0.0.1:0");
+    let port = port_of(&prp_url);
+    let mut client = prp_client(&prp_url).await;
+    client
+        .create_acp(pb::CreateAcpRequest {
+            originator: "CAdmin".into(),
+            acp: Some(acp("acpDoor", "Cguest", 2)),
+        })
+        .await
+        .unwrap();
+    client
+        .put_resource(pb::PutResourceRequest {
+            originator: "CAdmin".into(),
+            resource: Some(resource("door", &["acpDoor"])),
+        })
+        .await
+        .unwrap();
+    let (_pdp, pdp_url) = start(
+        &[
+            "pdp",
+            "--listen",
+            "127.0.0.1:0",
+            "--prp",
+            &prp_url,
+            "--metrics",
+            "off",
+        ],
+        "PDP on",
+    );
+    let mut pdp = PolicyDecisionPointClient::new(channel(&pdp_url).await);
+    let guest_reads = request("Cguest", "door", pb::Operation::Retrieve);
+    eventually(&mut pdp, &guest_reads, true).await;
+
+    drop(prp);
+    // Still deciding with the last replica; the status reports the outage.
+    for _ in 0..20 {
+        assert!(is_permit(&decide(&mut pdp, guest_reads.clone()).await));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = pdp.status(pb::StatusRequest {}).await.unwrap().into_inner();
+        if !s.prp_connected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never showed the PRP down"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The PRP comes back on the same port with its durable store; a change
+    // made there reaches the PDP.
+    let (_prp, prp_url) = start_prp(&data, &format!("127.0.0.1:{port}"));
+    let mut client = prp_client(&prp_url).await;
+    client
+        .update_acp(pb::UpdateAcpRequest {
+            originator: "CAdmin".into(),
+            acp: Some(acp("acpDoor", "Cguest", 0)),
+        })
+        .await
+        .unwrap();
+    eventually(&mut pdp, &guest_reads, false).await;
+    let s = pdp.status(pb::StatusRequest {}).await.unwrap().into_inner();
+    assert!(s.prp_connected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_apply_rejects_an_invalid_file_naming_the_field() {
+    let data = tempdir("apply");
+    let (_prp, url) = start_prp(&data, "127.0.0.1:0");
+    let file = data.join("bad.json");
+    std::fs::write(&file, r#"{"m2m:acp": {"ri": "a", "pv": {"acr": [{"acor": ["all"], "acop": 2, "acco": [{"acip": {"ipv4": ["300.1.1.1"]}}]}]}, "pvs": {"acr": [{"acor": ["CAdmin"], "acop": 63}]}}}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args([
+            "policy",
+            "--prp",
+            &url,
+            "apply",
+            "-f",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pv.acr[0].acco[0].acip.ipv4[0]"), "{err}");
+    let listed = prp_client(&url)
+        .await
+        .list_acps(pb::ListAcpsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.acps.is_empty(), "nothing may be stored");
+}
