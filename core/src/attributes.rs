@@ -40,6 +40,15 @@ pub trait AttributeSource: Send + Sync {
     /// its members? `NotFound` means `group_id` is not a group.
     fn group_has_member(&self, group_id: &str, originator: &str) -> Lookup<bool>;
 
+    /// The `<group>` resource IDs that have `originator` among their
+    /// members, if the source can list them at once. The engine asks this
+    /// once per decision and falls back to [`Self::group_has_member`] per
+    /// candidate entry when the answer is not `Found` (so that an
+    /// unavailable group is named in the decision).
+    fn groups_containing(&self, _originator: &str) -> Lookup<Vec<String>> {
+        Lookup::Unavailable("listing groups is not supported".to_owned())
+    }
+
     /// The last known position of `originator` that is still fresh at `at`.
     fn position(&self, originator: &str, at: DateTime<Utc>) -> Lookup<Position>;
 
@@ -60,6 +69,9 @@ impl AttributeSource for NoAttributes {
     }
     fn group_has_member(&self, _: &str, _: &str) -> Lookup<bool> {
         Lookup::NotFound
+    }
+    fn groups_containing(&self, _: &str) -> Lookup<Vec<String>> {
+        Lookup::Found(Vec::new())
     }
     fn position(&self, _: &str, _: DateTime<Utc>) -> Lookup<Position> {
         Lookup::NotFound
@@ -167,6 +179,19 @@ impl AttributeSource for InMemoryAttributes {
             Some(members) => Lookup::Found(members.contains(originator)),
             None => Lookup::NotFound,
         }
+    }
+
+    fn groups_containing(&self, originator: &str) -> Lookup<Vec<String>> {
+        if let Some(down) = self.down() {
+            return down;
+        }
+        Lookup::Found(
+            self.groups
+                .iter()
+                .filter(|(_, members)| members.contains(originator))
+                .map(|(g, _)| g.clone())
+                .collect(),
+        )
     }
 
     fn position(&self, originator: &str, _at: DateTime<Utc>) -> Lookup<Position> {

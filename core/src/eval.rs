@@ -87,6 +87,7 @@ pub fn decide(
         countries: None,
         roles: SmallVec::new(),
         groups: SmallVec::new(),
+        member_of: Lookup::NotFound,
         missing: Vec::new(),
         failures: Vec::new(),
         any_rule_named_originator: false,
@@ -106,6 +107,12 @@ pub fn decide(
     }
     // Second pass: literal entries that turn out to be groups with the
     // originator among their members (TS-0001 9.6.2.1).
+    if policies
+        .iter()
+        .any(|p| !p.acp.rules(p.kind).index.group_candidates.is_empty())
+    {
+        ev.member_of = attributes.groups_containing(ev.originator.absolute);
+    }
     for p in policies {
         let acrs = p.acp.rules(p.kind);
         if acrs.index.group_candidates.is_empty() {
@@ -114,12 +121,30 @@ pub fn decide(
         candidates.clear();
         ev.direct_candidates(acrs, &mut candidates);
         let mut done: SmallVec<[u32; 8]> = candidates.iter().map(|c| c.rule).collect();
-        for (group, at) in acrs.index.group_candidates.iter() {
-            if done.contains(&at.rule) || !ev.is_group_member(group) {
+        candidates.clear();
+        match &ev.member_of {
+            // The source listed the originator's groups: look them up.
+            Lookup::Found(groups) => {
+                for group in groups {
+                    candidates.extend(acrs.index.group_candidates.get(group));
+                }
+                candidates.sort_by_key(|at| (at.rule, at.entry));
+            }
+            // Otherwise ask entry by entry, which names what is unavailable.
+            _ => {
+                for (group, at) in acrs.index.group_candidates.iter() {
+                    if !done.contains(&at.rule) && ev.is_group_member(group) {
+                        candidates.push(at);
+                    }
+                }
+            }
+        }
+        for at in &candidates {
+            if done.contains(&at.rule) {
                 continue;
             }
             done.push(at.rule);
-            if let Some(permit) = ev.evaluate(p, acrs, at) {
+            if let Some(permit) = ev.evaluate(p, acrs, *at) {
                 return permit;
             }
         }
@@ -141,6 +166,7 @@ struct Evaluation<'r, 'o> {
     countries: Option<SmallVec<[u16; 2]>>,
     roles: SmallVec<[(&'r str, bool); 4]>,
     groups: SmallVec<[(Box<str>, bool); 4]>,
+    member_of: Lookup<Vec<String>>,
     missing: Vec<MissingAttribute>,
     failures: Vec<RuleFailure>,
     any_rule_named_originator: bool,

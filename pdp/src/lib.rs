@@ -1,1 +1,272 @@
-//! onem2m-authz pdp: filled by its own issue; see the README roadmap.
+//! # authz-pdp
+//!
+//! The Policy Decision Point of onem2m-authz (TS-0003 6.2.2 steps 003 and
+//! 008-009): the `PolicyDecisionPoint` and `Echo` gRPC services of
+//! `onem2m/authz/v1/pdp.proto`, deciding with [`authz_core::decide`] against
+//! a local replica of the PRP's policies that a follower task keeps current
+//! through the PRP's `Watch` stream. Decisions never wait on the network.
+//!
+//! - [`replica`]: the replica ([`Replica`], [`Snapshot`]) and its follower;
+//! - [`service`]: the gRPC adapter ([`PdpService`], [`EchoService`]);
+//! - [`telemetry`]: Prometheus metrics and tracing / OpenTelemetry setup.
+//!
+//! A binary builds a [`Pdp`] with [`Pdp::start`], then either serves
+//! [`Pdp::routes`] (PDP, Echo, health and reflection) on its own port, or
+//! adds [`Pdp::add_services`] and [`add_health_and_reflection`] to a
+//! [`RoutesBuilder`] shared with other services (the all-in-one process),
+//! and reports health with [`Pdp::report_health`].
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use authz_pdp::{Pdp, PdpConfig};
+//! let hosting = authz_core::HostingContext::new("//sp.example.com", "/id-in")?;
+//! let pdp = Pdp::start(PdpConfig::new(hosting).with_prp("http://127.0.0.1:50051"));
+//! let routes = pdp.routes().await?;
+//! tonic::transport::Server::builder()
+//!     .add_routes(routes)
+//!     .serve("127.0.0.1:50052".parse()?)
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod replica;
+pub mod service;
+pub mod telemetry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authz_core::{AttributeSource, HostingContext, NoAttributes};
+use authz_proto::pb;
+use authz_proto::pb::echo_server::EchoServer;
+use authz_proto::pb::policy_decision_point_server::PolicyDecisionPointServer;
+use tokio::task::JoinHandle;
+use tonic::service::{Routes, RoutesBuilder};
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+pub use replica::{Applied, Replica, ReplicaError, ReplicaStatus, Snapshot};
+pub use service::{EchoService, PdpService};
+
+/// The gRPC service name of the PDP, as health checks name it.
+pub const PDP_SERVICE_NAME: &str =
+    <PolicyDecisionPointServer<PdpService> as tonic::server::NamedService>::NAME;
+/// The gRPC service name of Echo.
+pub const ECHO_SERVICE_NAME: &str = <EchoServer<EchoService> as tonic::server::NamedService>::NAME;
+
+/// How often the staleness gauge is refreshed.
+const STALENESS_TICK: Duration = Duration::from_secs(1);
+
+/// Configuration of a PDP.
+#[derive(Clone)]
+pub struct PdpConfig {
+    /// The PRP to follow (`http://host:port`); `None` runs no follower (the
+    /// replica is then fed with [`Replica::apply_event`], e.g. in tests, or
+    /// stays empty when requests always carry explicit `acp_ids` of ACPs
+    /// fed that way).
+    pub prp_endpoint: Option<String>,
+    /// The hosting CSE for requests that name none.
+    pub hosting: HostingContext,
+    /// Where attributes the request does not carry come from;
+    /// [`NoAttributes`] until the PIP is wired in.
+    pub attributes: Arc<dyn AttributeSource>,
+}
+
+impl std::fmt::Debug for PdpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PdpConfig")
+            .field("prp_endpoint", &self.prp_endpoint)
+            .field("hosting", &self.hosting)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PdpConfig {
+    /// A configuration without a PRP and with [`NoAttributes`].
+    pub fn new(hosting: HostingContext) -> Self {
+        Self {
+            prp_endpoint: None,
+            hosting,
+            attributes: Arc::new(NoAttributes),
+        }
+    }
+
+    /// Follows the PRP at `endpoint` (`http://host:port`).
+    pub fn with_prp(mut self, endpoint: impl Into<String>) -> Self {
+        self.prp_endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Uses `attributes` for attributes requests do not carry.
+    pub fn with_attributes(mut self, attributes: Arc<dyn AttributeSource>) -> Self {
+        self.attributes = attributes;
+        self
+    }
+}
+
+/// A running PDP: the service, its replica, and the background tasks (the
+/// PRP follower, the staleness gauge, health reporting), which stop when the
+/// `Pdp` is dropped.
+#[derive(Debug)]
+pub struct Pdp {
+    service: PdpService,
+    replica: Arc<Replica>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Pdp {
+    /// Creates the replica and the service and, when a PRP endpoint is
+    /// configured, spawns the follower. Must run inside a Tokio runtime.
+    pub fn start(config: PdpConfig) -> Self {
+        let replica = Arc::new(Replica::new(config.prp_endpoint.clone()));
+        let service = PdpService::new(replica.clone(), config.hosting, config.attributes);
+        let mut tasks = Vec::new();
+        if config.prp_endpoint.is_some() {
+            tasks.push(tokio::spawn(replica.clone().follow()));
+        }
+        let r = replica.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(STALENESS_TICK);
+            loop {
+                tick.tick().await;
+                telemetry::record_staleness(r.status().staleness);
+            }
+        }));
+        Self {
+            service,
+            replica,
+            tasks: std::sync::Mutex::new(tasks),
+        }
+    }
+
+    /// The `PolicyDecisionPoint` service (a cheap clone).
+    pub fn service(&self) -> PdpService {
+        self.service.clone()
+    }
+
+    /// The replica.
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.replica
+    }
+
+    /// Revision, connection and staleness of the replica.
+    pub fn status(&self) -> ReplicaStatus {
+        self.replica.status()
+    }
+
+    /// Applies a Watch event to the replica directly (tests, or a process
+    /// that feeds the replica itself).
+    pub fn apply_event(&self, event: &pb::WatchEvent) -> Result<Applied, ReplicaError> {
+        self.replica.apply_event(event)
+    }
+
+    /// Adds the `PolicyDecisionPoint` and `Echo` services to `builder`.
+    pub fn add_services(&self, builder: &mut RoutesBuilder) {
+        builder
+            .add_service(PolicyDecisionPointServer::new(self.service.clone()))
+            .add_service(EchoServer::new(EchoService));
+    }
+
+    /// Reports the PDP's health through `reporter`: the PDP service is
+    /// NOT_SERVING until the replica's first snapshot arrived, then SERVING;
+    /// Echo is SERVING at once. With `overall`, the server-wide status `""`
+    /// follows the PDP's too (a standalone PDP).
+    pub async fn report_health(&self, reporter: HealthReporter, overall: bool) {
+        reporter
+            .set_service_status(ECHO_SERVICE_NAME, ServingStatus::Serving)
+            .await;
+        let set = move |status| {
+            let reporter = reporter.clone();
+            async move {
+                reporter.set_service_status(PDP_SERVICE_NAME, status).await;
+                if overall {
+                    reporter.set_service_status("", status).await;
+                }
+            }
+        };
+        if self.replica.is_ready() {
+            set(ServingStatus::Serving).await;
+            return;
+        }
+        set(ServingStatus::NotServing).await;
+        let replica = self.replica.clone();
+        let task = tokio::spawn(async move {
+            replica.wait_ready().await;
+            set(ServingStatus::Serving).await;
+        });
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+    }
+
+    /// Routes for a standalone PDP: `PolicyDecisionPoint`, `Echo`, health
+    /// (reported as by [`Pdp::report_health`] with `overall`) and reflection.
+    pub async fn routes(&self) -> anyhow::Result<Routes> {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        self.report_health(reporter, true).await;
+        let mut builder = RoutesBuilder::default();
+        self.add_services(&mut builder);
+        add_health_and_reflection(&mut builder, health)?;
+        Ok(builder.routes())
+    }
+
+    /// Serves a standalone PDP ([`Pdp::routes`]) on `listener` until
+    /// `shutdown` completes, with a debug-level span per RPC.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let routes = self.routes().await?;
+        tracing::info!(addr = %listener.local_addr()?, prp = ?self.replica.endpoint(), "PDP serving");
+        tonic::transport::Server::builder()
+            // One span per RPC, at debug level so the default `info` filter
+            // keeps the hot path free of span bookkeeping.
+            .trace_fn(|req| tracing::debug_span!("grpc", path = %req.uri().path()))
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                shutdown,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+impl Drop for Pdp {
+    fn drop(&mut self) {
+        for task in self.tasks.get_mut().unwrap_or_else(|e| e.into_inner()) {
+            task.abort();
+        }
+    }
+}
+
+/// Adds a health service and gRPC reflection (v1 and v1alpha, describing
+/// package `onem2m.authz.v1` and `grpc.health.v1`) to `builder`. Call once
+/// per server, whatever services share it.
+pub fn add_health_and_reflection<H>(
+    builder: &mut RoutesBuilder,
+    health: tonic_health::pb::health_server::HealthServer<H>,
+) -> anyhow::Result<()>
+where
+    H: tonic_health::pb::health_server::Health,
+{
+    builder.add_service(health);
+    add_reflection(builder)
+}
+
+fn add_reflection(builder: &mut RoutesBuilder) -> anyhow::Result<()> {
+    let v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    builder.add_service(v1).add_service(v1alpha);
+    Ok(())
+}

@@ -1,0 +1,720 @@
+//! The PDP's local replica of the PRP's data (TS-0003 6.2.2 steps 004-005
+//! answered locally): compiled ACPs, target resources and dynamic ACPs.
+//!
+//! The replica is an immutable [`Snapshot`] behind an [`ArcSwap`]. A decision
+//! loads the current snapshot (one atomic load, no lock, no network) and
+//! decides against it; applying a Watch event builds a new snapshot
+//! (clone-on-write of the maps) and swaps it in atomically, so a decision
+//! always sees one consistent revision.
+//!
+//! [`Replica::follow`] is the follower task: it opens `Watch(from_revision =
+//! current)` on the PRP, applies every event, and on any error reconnects
+//! with exponential backoff (100 ms doubling to 5 s), recording whether the
+//! stream is up and since when the replica is possibly stale. Tests (and
+//! processes that feed the replica themselves) call [`Replica::apply_event`].
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use authz_core::compile::CompiledAcp;
+use authz_core::resources::{Resource, ResourceView};
+use authz_proto::convert::{ConversionError, acp_from_pb, set_of_acrs_from_pb};
+use authz_proto::pb;
+use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
+use authz_proto::pb::watch_event::Event;
+use chrono::{DateTime, Utc};
+use rustc_hash::FxHashMap;
+use tokio::sync::watch;
+
+use crate::telemetry;
+
+/// First delay before reconnecting to the PRP.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest delay between reconnection attempts.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Most Watch events the follower applies on one copy of the replica.
+const MAX_BATCH: usize = 1024;
+
+/// A dynamic ACP (Direct Dynamic Authorization, TS-0003 7.3.2.2) bound to a
+/// target until it expires.
+#[derive(Debug, Clone)]
+pub struct DynamicAcp {
+    /// Its ID.
+    pub id: Arc<str>,
+    /// The granted privileges, compiled as the `pv` of a synthetic ACP.
+    pub acp: Arc<CompiledAcp>,
+    /// When it stops applying.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One immutable revision of the replica.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The PRP revision this snapshot reflects (0: nothing received yet).
+    pub revision: u64,
+    /// Compiled ACPs by ID.
+    pub acps: FxHashMap<Arc<str>, Arc<CompiledAcp>>,
+    /// ACPs the PRP sent that could not be converted or compiled, with the
+    /// reason. They grant nothing (a missing policy can only remove permits)
+    /// but still count as ACP IDs for resolution.
+    pub rejected: FxHashMap<Arc<str>, String>,
+    /// Target resources by ID.
+    pub resources: FxHashMap<String, Resource>,
+    /// Dynamic ACPs by the target they are bound to, including expired ones
+    /// the PRP has not removed yet (filtered at decision time).
+    pub dynamic: FxHashMap<String, Vec<DynamicAcp>>,
+    /// The target of each dynamic ACP, by dynamic ACP ID.
+    pub dynamic_targets: FxHashMap<Arc<str>, String>,
+}
+
+impl Snapshot {
+    /// A stored (static) ACP, compiled.
+    pub fn acp(&self, id: &str) -> Option<&Arc<CompiledAcp>> {
+        self.acps.get(id)
+    }
+
+    /// A dynamic ACP by ID when it is still live at `now`.
+    pub fn live_dynamic(&self, id: &str, now: DateTime<Utc>) -> Option<&DynamicAcp> {
+        let target = self.dynamic_targets.get(id)?;
+        self.dynamic
+            .get(target)?
+            .iter()
+            .find(|d| &*d.id == id && d.expires_at > now)
+    }
+
+    /// A [`ResourceView`] of this snapshot for a decision at `now` (dynamic
+    /// ACPs that expired by `now` are left out).
+    pub fn view(&self, now: DateTime<Utc>) -> SnapshotView<'_> {
+        SnapshotView { snap: self, now }
+    }
+
+    fn put_acp(&mut self, acp: &pb::AccessControlPolicy) {
+        let id: Arc<str> = Arc::from(acp.resource_id.as_deref().unwrap_or_default());
+        match compile_acp(acp) {
+            Ok(compiled) => {
+                self.rejected.remove(&id);
+                self.acps.insert(id, Arc::new(compiled));
+            }
+            Err(reason) => {
+                tracing::warn!(acp = %id, %reason, "PRP sent an ACP the PDP cannot compile; it grants nothing");
+                self.acps.remove(&id);
+                self.rejected.insert(id, reason);
+            }
+        }
+    }
+
+    fn delete_acp(&mut self, id: &str) {
+        self.acps.remove(id);
+        self.rejected.remove(id);
+    }
+
+    fn put_dynamic(&mut self, rec: &pb::DynamicAcpRecord) {
+        self.delete_dynamic(&rec.acp_id);
+        match dynamic_from_pb(rec) {
+            Ok(d) => {
+                self.dynamic_targets
+                    .insert(d.id.clone(), rec.target.clone());
+                self.dynamic.entry(rec.target.clone()).or_default().push(d);
+            }
+            Err(reason) => {
+                tracing::warn!(acp = %rec.acp_id, %reason, "PRP sent a dynamic ACP the PDP cannot compile; it grants nothing");
+            }
+        }
+    }
+
+    fn delete_dynamic(&mut self, id: &str) {
+        let Some(target) = self.dynamic_targets.remove(id) else {
+            return;
+        };
+        if let Some(list) = self.dynamic.get_mut(&target) {
+            list.retain(|d| &*d.id != id);
+            if list.is_empty() {
+                self.dynamic.remove(&target);
+            }
+        }
+    }
+
+    fn from_pb(revision: u64, snap: &pb::Snapshot) -> Self {
+        let mut out = Snapshot {
+            revision,
+            ..Snapshot::default()
+        };
+        for acp in &snap.acps {
+            out.put_acp(acp);
+        }
+        for r in &snap.resources {
+            let r = resource_from_pb(r);
+            out.resources.insert(r.resource_id.clone(), r);
+        }
+        for d in &snap.dynamic_acps {
+            out.put_dynamic(d);
+        }
+        out
+    }
+}
+
+/// A [`ResourceView`] over a [`Snapshot`] at one instant.
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotView<'a> {
+    snap: &'a Snapshot,
+    now: DateTime<Utc>,
+}
+
+impl ResourceView for SnapshotView<'_> {
+    fn resource(&self, id: &str) -> Option<&Resource> {
+        self.snap.resources.get(id)
+    }
+
+    fn is_acp(&self, id: &str) -> bool {
+        self.snap.acps.contains_key(id) || self.snap.rejected.contains_key(id)
+    }
+
+    fn dynamic_acps(&self, target: &str) -> Vec<String> {
+        self.snap
+            .dynamic
+            .get(target)
+            .map(|list| {
+                list.iter()
+                    .filter(|d| d.expires_at > self.now)
+                    .map(|d| d.id.to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Converts a wire ACP and compiles it under its `resource_id`.
+fn compile_acp(acp: &pb::AccessControlPolicy) -> Result<CompiledAcp, String> {
+    let id = acp.resource_id.as_deref().unwrap_or_default();
+    if id.is_empty() {
+        return Err("resource_id: must not be empty".into());
+    }
+    let model = acp_from_pb(acp).map_err(|e| join_errors(&e))?;
+    CompiledAcp::compile(id, &model).map_err(|e| e.to_string())
+}
+
+fn join_errors(errors: &[ConversionError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Converts a wire dynamic ACP record; an absent `expires_at` never expires.
+fn dynamic_from_pb(rec: &pb::DynamicAcpRecord) -> Result<DynamicAcp, String> {
+    if rec.acp_id.is_empty() {
+        return Err("acp_id: must not be empty".into());
+    }
+    let mut errors: Vec<ConversionError> = Vec::new();
+    let set = set_of_acrs_from_pb(
+        &rec.privileges.clone().unwrap_or_default(),
+        "privileges",
+        &mut errors,
+    );
+    if !errors.is_empty() {
+        return Err(join_errors(&errors));
+    }
+    let acp = CompiledAcp::from_privileges(rec.acp_id.as_str(), &set).map_err(|e| e.to_string())?;
+    let expires_at = match &rec.expires_at {
+        Some(ts) => {
+            let nanos = u32::try_from(ts.nanos).map_err(|_| "expires_at.nanos: out of range")?;
+            DateTime::from_timestamp(ts.seconds, nanos).ok_or("expires_at: out of range")?
+        }
+        None => DateTime::<Utc>::MAX_UTC,
+    };
+    Ok(DynamicAcp {
+        id: Arc::from(rec.acp_id.as_str()),
+        acp: Arc::new(acp),
+        expires_at,
+    })
+}
+
+/// Converts a wire target resource to the core model (empty strings and
+/// lists are absent attributes; `acpi` is set only when `acpi_set`).
+pub fn resource_from_pb(r: &pb::TargetResource) -> Resource {
+    let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    Resource {
+        resource_id: r.resource_id.clone(),
+        parent_id: opt(&r.parent_id),
+        resource_type: r.resource_type,
+        acpi: r.acpi_set.then(|| r.acpi.clone()),
+        daci: (!r.daci.is_empty()).then(|| r.daci.clone()),
+        creator: opt(&r.creator),
+        custodian: opt(&r.custodian),
+    }
+}
+
+/// Why a Watch event could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicaError {
+    /// The event carried no change.
+    #[error("watch event at revision {0} carries no change")]
+    EmptyEvent(u64),
+}
+
+/// What happened to one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The replica moved to this revision.
+    Revision(u64),
+    /// The event was at or below the replica's revision and was skipped.
+    Stale,
+}
+
+/// Connection state of the follower.
+#[derive(Debug, Clone, Copy)]
+struct Connection {
+    connected: bool,
+    /// The last instant the replica was known current: the moment the Watch
+    /// stream went down (or the replica was created).
+    last_current: Instant,
+}
+
+/// The replica's state as reported by `Status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    /// Revision of the current snapshot.
+    pub revision: u64,
+    /// Whether the Watch stream to the PRP is up.
+    pub connected: bool,
+    /// Time since the replica was last known current (zero while connected).
+    pub staleness: Duration,
+    /// Number of ACPs (compiled and rejected).
+    pub acps: usize,
+    /// Number of target resources.
+    pub resources: usize,
+    /// Whether a first snapshot has arrived.
+    pub ready: bool,
+    /// The PRP endpoint followed, if any.
+    pub prp_endpoint: Option<String>,
+}
+
+/// The local replica: the current [`Snapshot`], how it is fed, and whether
+/// it is current.
+#[derive(Debug)]
+pub struct Replica {
+    current: ArcSwap<Snapshot>,
+    /// Serializes writers (the follower and [`Replica::apply_event`]).
+    writer: Mutex<()>,
+    connection: Mutex<Connection>,
+    ready: watch::Sender<bool>,
+    endpoint: Option<String>,
+}
+
+impl Replica {
+    /// An empty replica (revision 0, not ready) that follows `endpoint` once
+    /// [`Replica::follow`] runs.
+    pub fn new(endpoint: Option<String>) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            writer: Mutex::new(()),
+            connection: Mutex::new(Connection {
+                connected: false,
+                last_current: Instant::now(),
+            }),
+            ready: watch::channel(false).0,
+            endpoint,
+        }
+    }
+
+    /// The current snapshot (an atomic load; never blocks).
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// The current snapshot as an owned `Arc`.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// The current revision.
+    pub fn revision(&self) -> u64 {
+        self.current.load().revision
+    }
+
+    /// Whether a first snapshot has arrived.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// A receiver that turns true when the first snapshot arrives.
+    pub fn subscribe_ready(&self) -> watch::Receiver<bool> {
+        self.ready.subscribe()
+    }
+
+    /// Waits until a first snapshot has arrived.
+    pub async fn wait_ready(&self) {
+        let mut rx = self.ready.subscribe();
+        // The sender lives in `self`, so this cannot fail while we wait.
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
+    /// The PRP endpoint this replica follows.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
+    /// Revision, connection and staleness.
+    pub fn status(&self) -> ReplicaStatus {
+        let snap = self.current.load();
+        let conn = *self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        ReplicaStatus {
+            revision: snap.revision,
+            connected: conn.connected,
+            staleness: if conn.connected {
+                Duration::ZERO
+            } else {
+                conn.last_current.elapsed()
+            },
+            acps: snap.acps.len() + snap.rejected.len(),
+            resources: snap.resources.len(),
+            ready: self.is_ready(),
+            prp_endpoint: self.endpoint.clone(),
+        }
+    }
+
+    fn set_connected(&self, connected: bool) {
+        let mut conn = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        if conn.connected && !connected {
+            conn.last_current = Instant::now();
+        }
+        conn.connected = connected;
+    }
+
+    /// Applies one Watch event: a snapshot replaces the replica; any other
+    /// change at a revision above the current one is applied on a copy that
+    /// is then swapped in; changes at or below it are skipped.
+    pub fn apply_event(&self, event: &pb::WatchEvent) -> Result<Applied, ReplicaError> {
+        self.apply_events(std::slice::from_ref(event))
+    }
+
+    /// Applies events in order as [`Replica::apply_event`] does, but on one
+    /// copy of the maps swapped in once at the end (the follower's catch-up
+    /// path). An event without a change fails the whole call before anything
+    /// is applied. Returns the final revision, or `Stale` when every event
+    /// was skipped.
+    pub fn apply_events(&self, events: &[pb::WatchEvent]) -> Result<Applied, ReplicaError> {
+        if let Some(empty) = events.iter().find(|e| e.event.is_none()) {
+            return Err(ReplicaError::EmptyEvent(empty.revision));
+        }
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let base = self.current.load_full();
+        let mut work: Option<Snapshot> = None;
+        let mut got_snapshot = false;
+        for event in events {
+            let Some(change) = &event.event else {
+                continue;
+            };
+            let revision = work.as_ref().map_or(base.revision, |w| w.revision);
+            if let Event::Snapshot(s) = change {
+                work = Some(Snapshot::from_pb(event.revision, s));
+                got_snapshot = true;
+                continue;
+            }
+            if event.revision <= revision {
+                continue;
+            }
+            let next = work.get_or_insert_with(|| Snapshot::clone(&base));
+            next.revision = event.revision;
+            match change {
+                Event::Snapshot(_) => {}
+                Event::AcpPut(acp) => next.put_acp(acp),
+                Event::AcpDeleted(id) => next.delete_acp(id),
+                Event::ResourcePut(r) => {
+                    let r = resource_from_pb(r);
+                    next.resources.insert(r.resource_id.clone(), r);
+                }
+                Event::ResourceDeleted(id) => {
+                    next.resources.remove(id);
+                }
+                Event::DynamicPut(d) => next.put_dynamic(d),
+                Event::DynamicDeleted(id) => next.delete_dynamic(id),
+            }
+        }
+        let Some(next) = work else {
+            return Ok(Applied::Stale);
+        };
+        let revision = next.revision;
+        self.current.store(Arc::new(next));
+        telemetry::record_revision(revision);
+        if got_snapshot {
+            self.ready.send_replace(true);
+        }
+        tracing::debug!(
+            revision,
+            events = events.len(),
+            snapshot = got_snapshot,
+            "replica updated"
+        );
+        Ok(Applied::Revision(revision))
+    }
+
+    /// Follows the PRP at the configured endpoint until the task is aborted:
+    /// `Watch(from_revision = current)`, apply each event, reconnect with
+    /// exponential backoff on any error. Returns at once when no endpoint is
+    /// configured.
+    pub async fn follow(self: Arc<Self>) {
+        let Some(endpoint) = self.endpoint.clone() else {
+            return;
+        };
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            match self.watch_once(&endpoint, &mut backoff).await {
+                Ok(()) => tracing::warn!(%endpoint, "PRP ended the watch stream"),
+                Err(e) => tracing::warn!(%endpoint, error = %e, "PRP watch failed"),
+            }
+            self.set_connected(false);
+            telemetry::record_staleness(self.status().staleness);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    fn apply_batch(&self, batch: &mut Vec<pb::WatchEvent>) {
+        batch.retain(|e| {
+            let keep = e.event.is_some();
+            if !keep {
+                tracing::warn!(
+                    revision = e.revision,
+                    "ignoring a watch event without a change"
+                );
+            }
+            keep
+        });
+        if let Err(e) = self.apply_events(batch) {
+            tracing::warn!(error = %e, "ignoring watch events");
+        }
+        batch.clear();
+    }
+
+    /// One connection: returns when the stream ends or fails.
+    async fn watch_once(&self, endpoint: &str, backoff: &mut Duration) -> anyhow::Result<()> {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true)
+            .connect()
+            .await?;
+        let mut client =
+            PolicyRetrievalPointClient::new(channel).max_decoding_message_size(256 << 20);
+        let from_revision = self.revision();
+        let mut stream = client
+            .watch(pb::WatchRequest { from_revision })
+            .await?
+            .into_inner();
+        tracing::info!(%endpoint, from_revision, "watching the PRP");
+        self.set_connected(true);
+        *backoff = BACKOFF_MIN;
+        telemetry::record_staleness(Duration::ZERO);
+        // Apply what has already arrived as one batch: one copy of the maps
+        // per batch, not per event, when catching up.
+        let mut batch = Vec::new();
+        while let Some(event) = stream.message().await? {
+            batch.push(event);
+            while batch.len() < MAX_BATCH {
+                // Polls once: takes a message only if one is ready now.
+                match tokio::time::timeout(Duration::ZERO, stream.message()).await {
+                    Ok(Ok(Some(event))) => batch.push(event),
+                    Ok(Ok(None)) | Err(_) => break,
+                    Ok(Err(e)) => {
+                        self.apply_batch(&mut batch);
+                        return Err(e.into());
+                    }
+                }
+            }
+            self.apply_batch(&mut batch);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acp(id: &str, originator: &str) -> pb::AccessControlPolicy {
+        pb::AccessControlPolicy {
+            resource_id: Some(id.to_owned()),
+            privileges: Some(pb::SetOfAcrs {
+                rules: vec![pb::AccessControlRule {
+                    originators: vec![originator.to_owned()],
+                    operations: 2,
+                    ..Default::default()
+                }],
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn ev(revision: u64, event: Event) -> pb::WatchEvent {
+        pb::WatchEvent {
+            revision,
+            event: Some(event),
+        }
+    }
+
+    fn dynamic(id: &str, target: &str, expires_in_s: i64) -> pb::DynamicAcpRecord {
+        let at = Utc::now() + chrono::Duration::seconds(expires_in_s);
+        pb::DynamicAcpRecord {
+            acp_id: id.to_owned(),
+            target: target.to_owned(),
+            privileges: acp(id, "Cdyn").privileges,
+            expires_at: Some(prost_types::Timestamp {
+                seconds: at.timestamp(),
+                nanos: 0,
+            }),
+            revision: 0,
+        }
+    }
+
+    #[test]
+    fn snapshot_then_changes_then_stale_events_are_skipped() {
+        let r = Replica::new(None);
+        assert!(!r.is_ready());
+        let snap = pb::Snapshot {
+            acps: vec![acp("a1", "Cx")],
+            resources: vec![pb::TargetResource {
+                resource_id: "cnt".into(),
+                resource_type: 3,
+                acpi_set: true,
+                acpi: vec!["a1".into()],
+                ..Default::default()
+            }],
+            dynamic_acps: vec![],
+        };
+        assert_eq!(
+            r.apply_event(&ev(5, Event::Snapshot(snap))),
+            Ok(Applied::Revision(5))
+        );
+        assert!(r.is_ready());
+        let before = r.snapshot();
+        assert_eq!(
+            r.apply_event(&ev(6, Event::AcpPut(acp("a2", "Cy")))),
+            Ok(Applied::Revision(6))
+        );
+        // The old snapshot is untouched (clone-on-write).
+        assert_eq!(before.acps.len(), 1);
+        assert_eq!(r.load().acps.len(), 2);
+        assert_eq!(
+            r.apply_event(&ev(6, Event::AcpDeleted("a2".into()))),
+            Ok(Applied::Stale)
+        );
+        assert_eq!(
+            r.apply_event(&ev(7, Event::AcpDeleted("a2".into()))),
+            Ok(Applied::Revision(7))
+        );
+        assert_eq!(
+            r.apply_event(&ev(8, Event::ResourceDeleted("cnt".into()))),
+            Ok(Applied::Revision(8))
+        );
+        let s = r.status();
+        assert_eq!((s.revision, s.acps, s.resources), (8, 1, 0));
+        assert_eq!(
+            r.apply_event(&pb::WatchEvent {
+                revision: 9,
+                event: None
+            }),
+            Err(ReplicaError::EmptyEvent(9))
+        );
+    }
+
+    #[test]
+    fn a_batch_is_applied_in_order_on_one_copy() {
+        let r = Replica::new(None);
+        let events = [
+            ev(3, Event::Snapshot(pb::Snapshot::default())),
+            ev(4, Event::AcpPut(acp("a1", "Cx"))),
+            ev(4, Event::AcpDeleted("a1".into())),
+            ev(5, Event::AcpPut(acp("a2", "Cx"))),
+            ev(6, Event::AcpDeleted("a2".into())),
+        ];
+        assert_eq!(r.apply_events(&events), Ok(Applied::Revision(6)));
+        assert!(r.is_ready());
+        let snap = r.load();
+        assert!(snap.acp("a1").is_some() && snap.acp("a2").is_none());
+        drop(snap);
+        assert_eq!(r.apply_events(&events[1..3]), Ok(Applied::Stale));
+        let empty = pb::WatchEvent {
+            revision: 9,
+            event: None,
+        };
+        assert_eq!(
+            r.apply_events(&[ev(7, Event::AcpDeleted("a1".into())), empty]),
+            Err(ReplicaError::EmptyEvent(9))
+        );
+        assert_eq!(r.revision(), 6, "nothing of a failed batch is applied");
+    }
+
+    #[test]
+    fn an_acp_that_does_not_compile_is_rejected_but_known() {
+        let r = Replica::new(None);
+        let mut bad = acp("bad", "Cx");
+        bad.privileges.as_mut().unwrap().rules[0].originators = vec!["has space".into()];
+        r.apply_event(&ev(1, Event::Snapshot(pb::Snapshot::default())))
+            .unwrap();
+        r.apply_event(&ev(2, Event::AcpPut(bad))).unwrap();
+        let snap = r.load();
+        assert!(snap.acp("bad").is_none());
+        assert!(snap.rejected.contains_key("bad"));
+        assert!(snap.view(Utc::now()).is_acp("bad"));
+        // Fixed later: compiled again.
+        drop(snap);
+        r.apply_event(&ev(3, Event::AcpPut(acp("bad", "Cx"))))
+            .unwrap();
+        assert!(r.load().acp("bad").is_some());
+        assert!(r.load().rejected.is_empty());
+    }
+
+    #[test]
+    fn dynamic_acps_are_filtered_by_expiry_and_removable() {
+        let r = Replica::new(None);
+        r.apply_event(&ev(
+            1,
+            Event::Snapshot(pb::Snapshot {
+                dynamic_acps: vec![dynamic("d1", "cnt", 3600), dynamic("d2", "cnt", -1)],
+                ..Default::default()
+            }),
+        ))
+        .unwrap();
+        let now = Utc::now();
+        let snap = r.snapshot();
+        assert_eq!(snap.view(now).dynamic_acps("cnt"), vec!["d1".to_string()]);
+        assert!(snap.live_dynamic("d1", now).is_some());
+        assert!(snap.live_dynamic("d2", now).is_none());
+        r.apply_event(&ev(2, Event::DynamicDeleted("d1".into())))
+            .unwrap();
+        assert!(r.load().view(now).dynamic_acps("cnt").is_empty());
+        // Re-putting an ID replaces it rather than duplicating it.
+        r.apply_event(&ev(3, Event::DynamicPut(dynamic("d2", "cnt", 60))))
+            .unwrap();
+        r.apply_event(&ev(4, Event::DynamicPut(dynamic("d2", "cnt", 120))))
+            .unwrap();
+        assert_eq!(r.load().dynamic["cnt"].len(), 1);
+    }
+
+    #[test]
+    fn resources_convert_acpi_set_and_empty_strings() {
+        let r = resource_from_pb(&pb::TargetResource {
+            resource_id: "x".into(),
+            acpi_set: true,
+            creator: "Cc".into(),
+            ..Default::default()
+        });
+        assert_eq!(r.acpi, Some(vec![]));
+        assert_eq!(r.parent_id, None);
+        assert_eq!(r.custodian, None);
+        assert_eq!(r.creator.as_deref(), Some("Cc"));
+    }
+
+    #[test]
+    fn status_without_prp_is_disconnected() {
+        let r = Replica::new(None);
+        let s = r.status();
+        assert!(!s.connected && !s.ready);
+        assert_eq!(s.prp_endpoint, None);
+    }
+}

@@ -1,0 +1,365 @@
+//! The gRPC services: `PolicyDecisionPoint` (TS-0003 6.2.2 steps 003 and
+//! 008-009) and `Echo`, a thin adapter between the wire messages and
+//! [`authz_core::decide`] over the local [`Replica`].
+//!
+//! Per request: convert and check it ([`decision_request_from_pb`]); take
+//! the hosting CSE from the request or the configured default; build the
+//! applicable set from the explicit `acp_ids` (the `pv` of each) or, when
+//! there are none, with [`applicable_policies`] over the replica (the
+//! default policy is compiled on the fly); decide with an explanation; fill
+//! `decision_id`, `policy_revision` and `request_id`. Nothing waits on the
+//! network.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use authz_core::compile::CompiledAcp;
+use authz_core::decision::{AuthorizationStatus, Decision, Effect, PrivilegeKind};
+use authz_core::resources::{ApplicableSet, ResolveError, applicable_policies};
+use authz_core::{Applicable, AttributeSource, DecideOptions, HostingContext, decide};
+use authz_proto::convert::{decision_request_from_pb, decision_to_pb, invalid_argument};
+use authz_proto::pb;
+use authz_proto::pb::echo_server::Echo;
+use authz_proto::pb::policy_decision_point_server::PolicyDecisionPoint;
+use chrono::Utc;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::replica::{Replica, Snapshot};
+use crate::telemetry;
+
+/// Generates unique decision IDs: a per-process random prefix and a counter.
+#[derive(Debug)]
+struct DecisionIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl DecisionIds {
+    fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        // RandomState is seeded randomly per process; mix in time and pid.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default(),
+        );
+        h.write_u32(std::process::id());
+        Self {
+            prefix: format!("{:016x}", h.finish()),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.prefix)
+    }
+}
+
+/// The state shared by every clone of [`PdpService`].
+struct Inner {
+    replica: Arc<Replica>,
+    hosting: HostingContext,
+    attributes: Arc<dyn AttributeSource>,
+    ids: DecisionIds,
+}
+
+/// The `PolicyDecisionPoint` service. Cheap to clone; every clone decides
+/// against the same replica.
+#[derive(Clone)]
+pub struct PdpService {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PdpService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PdpService")
+            .field("hosting", &self.inner.hosting)
+            .field("revision", &self.inner.replica.revision())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The prefix of [`default_policy_id`], the same as the PRP's
+/// `GetApplicablePolicies` uses (the PRP reserves it: no stored ACP ID
+/// starts with it).
+pub const DEFAULT_POLICY_PREFIX: &str = "defaultPolicy:";
+
+/// The ID of the synthetic ACP that holds a target's default policy
+/// (TS-0001 10.2.3.1 step 4), as it appears in `permitted_by`:
+/// `defaultPolicy:<target>`.
+pub fn default_policy_id(target: &str) -> String {
+    format!("{DEFAULT_POLICY_PREFIX}{target}")
+}
+
+impl PdpService {
+    /// A service deciding against `replica`, with `hosting` for requests
+    /// that name no hosting CSE, asking `attributes` for what requests do not
+    /// carry.
+    pub fn new(
+        replica: Arc<Replica>,
+        hosting: HostingContext,
+        attributes: Arc<dyn AttributeSource>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                replica,
+                hosting,
+                attributes,
+                ids: DecisionIds::new(),
+            }),
+        }
+    }
+
+    /// The replica this service decides with.
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.inner.replica
+    }
+
+    /// Decides one wire request against the current replica. A request that
+    /// does not convert is returned as the conversion errors.
+    pub fn decide_pb(
+        &self,
+        req: &pb::DecisionRequest,
+    ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
+        let snap = self.inner.replica.load();
+        self.decide_with(&snap, req)
+    }
+
+    /// Decides one wire request; a request that does not convert becomes a
+    /// Deny with status SYNTAX_ERROR and the errors in `summary` (the batch
+    /// and stream form).
+    pub fn decide_or_syntax_error(&self, req: &pb::DecisionRequest) -> pb::Decision {
+        let snap = self.inner.replica.load();
+        self.decide_in_batch(&snap, req)
+    }
+
+    fn decide_in_batch(&self, snap: &Snapshot, req: &pb::DecisionRequest) -> pb::Decision {
+        let start = Instant::now();
+        match self.decide_with(snap, req) {
+            Ok(d) => d,
+            Err(errors) => {
+                let text = errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                telemetry::record_decision(
+                    Effect::Deny,
+                    AuthorizationStatus::SyntaxError,
+                    start.elapsed(),
+                );
+                pb::Decision {
+                    decision: pb::AuthorizationDecision::Deny as i32,
+                    status: pb::AuthorizationStatus::SyntaxError as i32,
+                    decision_id: self.inner.ids.next(),
+                    summary: format!("DENY (syntax error): {text}"),
+                    policy_revision: snap.revision,
+                    request_id: req.request_id.clone(),
+                    ..pb::Decision::default()
+                }
+            }
+        }
+    }
+
+    fn decide_with(
+        &self,
+        snap: &Snapshot,
+        req: &pb::DecisionRequest,
+    ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
+        let start = Instant::now();
+        let now = Utc::now();
+        let conv = decision_request_from_pb(req, now)?;
+        let hosting = conv.hosting.as_ref().unwrap_or(&self.inner.hosting);
+        let target = conv.request.target.as_str();
+
+        // The applicable set: owned compiled ACPs first, then borrowed views.
+        let mut acps: Vec<(Arc<CompiledAcp>, PrivilegeKind)> = Vec::new();
+        let mut unknown: Vec<String> = Vec::new();
+        let mut lookup = |acps: &mut Vec<_>, id: &str, kind: PrivilegeKind| match snap.acp(id) {
+            Some(acp) => acps.push((acp.clone(), kind)),
+            None => match snap.live_dynamic(id, now) {
+                Some(d) if kind == PrivilegeKind::Privileges => acps.push((d.acp.clone(), kind)),
+                _ => unknown.push(id.to_owned()),
+            },
+        };
+        if conv.acp_ids.is_empty() {
+            match applicable_policies(&snap.view(now), target) {
+                Ok(ApplicableSet::Policies(list)) => {
+                    for (id, kind) in &list {
+                        lookup(&mut acps, id, *kind);
+                    }
+                }
+                Ok(ApplicableSet::Default { rules, dynamic }) => {
+                    match CompiledAcp::from_privileges(default_policy_id(target), &rules) {
+                        Ok(acp) => acps.push((Arc::new(acp), PrivilegeKind::Privileges)),
+                        Err(e) => {
+                            // A creator or custodian that is not a valid acor
+                            // entry; the default policy then grants nothing.
+                            tracing::warn!(%target, error = %e, "default policy does not compile");
+                        }
+                    }
+                    for id in &dynamic {
+                        lookup(&mut acps, id, PrivilegeKind::Privileges);
+                    }
+                }
+                Err(e) => {
+                    let status = match e {
+                        ResolveError::UnknownResource(_) => AuthorizationStatus::NotApplicable,
+                        ResolveError::ParentLoop(_) => AuthorizationStatus::ProcessingError,
+                    };
+                    let decision = Decision {
+                        effect: Effect::Deny,
+                        status,
+                        permitted_by: None,
+                        missing: Vec::new(),
+                        explanation: None,
+                    };
+                    let mut out = decision_to_pb(&decision);
+                    let label = match status {
+                        AuthorizationStatus::NotApplicable => "not applicable",
+                        _ => "processing error",
+                    };
+                    out.summary = format!("DENY ({label}): {e}");
+                    return Ok(self.finish(out, &decision, snap, &conv.request_id, start));
+                }
+            }
+        } else {
+            for id in &conv.acp_ids {
+                lookup(&mut acps, id, PrivilegeKind::Privileges);
+            }
+        }
+        let applicable: Vec<Applicable<'_>> = acps
+            .iter()
+            .map(|(acp, kind)| Applicable { acp, kind: *kind })
+            .collect();
+        let decision = decide(
+            &conv.request,
+            hosting,
+            &applicable,
+            &*self.inner.attributes,
+            &DecideOptions {
+                explain: true,
+                granted_roles: &[],
+            },
+        );
+        let mut out = decision_to_pb(&decision);
+        if decision.effect == Effect::Deny && !unknown.is_empty() {
+            out.summary.push_str(&format!(
+                "; ACPs not in the replica: {}",
+                unknown.join(", ")
+            ));
+        }
+        Ok(self.finish(out, &decision, snap, &conv.request_id, start))
+    }
+
+    fn finish(
+        &self,
+        mut out: pb::Decision,
+        decision: &Decision,
+        snap: &Snapshot,
+        request_id: &str,
+        start: Instant,
+    ) -> pb::Decision {
+        out.decision_id = self.inner.ids.next();
+        out.policy_revision = snap.revision;
+        out.request_id = request_id.to_owned();
+        telemetry::record_decision(decision.effect, decision.status, start.elapsed());
+        out
+    }
+
+    /// The `Status` answer.
+    pub fn status_pb(&self) -> pb::StatusResponse {
+        let s = self.inner.replica.status();
+        telemetry::record_staleness(s.staleness);
+        pb::StatusResponse {
+            replica_revision: s.revision,
+            prp_connected: s.connected,
+            staleness_ms: u64::try_from(s.staleness.as_millis()).unwrap_or(u64::MAX),
+            acps: s.acps as u64,
+            resources: s.resources as u64,
+            prp_endpoint: s.prp_endpoint.unwrap_or_default(),
+        }
+    }
+}
+
+/// The response stream of `DecideStream`.
+pub type DecisionStream = Pin<Box<dyn Stream<Item = Result<pb::Decision, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl PolicyDecisionPoint for PdpService {
+    async fn decide(
+        &self,
+        request: Request<pb::DecisionRequest>,
+    ) -> Result<Response<pb::Decision>, Status> {
+        match self.decide_pb(request.get_ref()) {
+            Ok(d) => Ok(Response::new(d)),
+            Err(errors) => {
+                telemetry::record_rpc_error("Decide");
+                Err(invalid_argument(&errors))
+            }
+        }
+    }
+
+    async fn decide_batch(
+        &self,
+        request: Request<pb::DecideBatchRequest>,
+    ) -> Result<Response<pb::DecideBatchResponse>, Status> {
+        // One snapshot for the whole batch: every answer has one revision.
+        let snap = self.inner.replica.load();
+        let decisions = request
+            .get_ref()
+            .requests
+            .iter()
+            .map(|r| self.decide_in_batch(&snap, r))
+            .collect();
+        Ok(Response::new(pb::DecideBatchResponse { decisions }))
+    }
+
+    type DecideStreamStream = DecisionStream;
+
+    async fn decide_stream(
+        &self,
+        request: Request<Streaming<pb::DecisionRequest>>,
+    ) -> Result<Response<Self::DecideStreamStream>, Status> {
+        let service = self.clone();
+        let out = request.into_inner().map(move |item| match item {
+            Ok(req) => Ok(service.decide_or_syntax_error(&req)),
+            Err(status) => {
+                telemetry::record_rpc_error("DecideStream");
+                Err(status)
+            }
+        });
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        Ok(Response::new(self.status_pb()))
+    }
+}
+
+/// The `Echo` service: answers PERMIT without evaluating anything, to
+/// measure the cost of gRPC alone on the same server runtime.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EchoService;
+
+#[tonic::async_trait]
+impl Echo for EchoService {
+    async fn echo(
+        &self,
+        _request: Request<pb::DecisionRequest>,
+    ) -> Result<Response<pb::Decision>, Status> {
+        Ok(Response::new(pb::Decision {
+            decision: pb::AuthorizationDecision::Permit as i32,
+            ..pb::Decision::default()
+        }))
+    }
+}

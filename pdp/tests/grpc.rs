@@ -1,0 +1,511 @@
+//! The PDP over real gRPC on 127.0.0.1: following a fake PRP through an
+//! outage, explicit ACP IDs, batch and stream order, invalid requests,
+//! health, and Echo.
+
+mod common;
+
+use std::time::Duration;
+
+use authz_pdp::{Pdp, PdpConfig};
+use authz_proto::pb;
+use authz_proto::pb::echo_client::EchoClient;
+use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
+use common::*;
+use tokio::net::TcpListener;
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_types::StatusExt;
+
+const PERMIT: i32 = pb::AuthorizationDecision::Permit as i32;
+const DENY: i32 = pb::AuthorizationDecision::Deny as i32;
+const RETRIEVE: u32 = 2;
+const UPDATE: u32 = 4;
+
+async fn decide(
+    client: &mut PolicyDecisionPointClient<tonic::transport::Channel>,
+    req: pb::DecisionRequest,
+) -> pb::Decision {
+    client.decide(req).await.unwrap().into_inner()
+}
+
+async fn status(
+    client: &mut PolicyDecisionPointClient<tonic::transport::Channel>,
+) -> pb::StatusResponse {
+    client
+        .status(pb::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_the_prp_through_an_outage() {
+    let prp = FakePrp::default();
+    prp.put_acp(acp("acp1", &["Cphone"], RETRIEVE));
+    prp.put_resource(resource("cnt", Some(&["acp1"]), "Ccreator"));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let prp_addr = listener.local_addr().unwrap();
+    let running = prp.serve(listener);
+
+    let pdp = Pdp::start(PdpConfig::new(hosting()).with_prp(format!("http://{prp_addr}")));
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+
+    // The snapshot arrives: Cphone may retrieve, not update.
+    let retrieve = request("Cphone", pb::Operation::Retrieve, "cnt");
+    let update = request("Cphone", pb::Operation::Update, "cnt");
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let mut c = client.clone();
+            let r = retrieve.clone();
+            async move { decide(&mut c, r).await.decision == PERMIT }
+        })
+        .await,
+        "the PDP never saw the snapshot"
+    );
+    let d = decide(&mut client, update.clone()).await;
+    assert_eq!(d.decision, DENY);
+    assert_eq!(d.policy_revision, 2);
+    assert!(
+        d.explanation.is_some(),
+        "every decision carries an explanation"
+    );
+
+    // A live change: acp1 now also grants UPDATE.
+    let rev = prp.put_acp(acp("acp1", &["Cphone"], RETRIEVE | UPDATE));
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let mut c = client.clone();
+            let r = update.clone();
+            async move { decide(&mut c, r).await.decision == PERMIT }
+        })
+        .await,
+        "the PDP never saw the live change"
+    );
+    let s = status(&mut client).await;
+    assert_eq!(s.replica_revision, rev);
+    assert!(s.prp_connected);
+    assert_eq!(s.staleness_ms, 0);
+    assert_eq!((s.acps, s.resources), (1, 1));
+    assert_eq!(s.prp_endpoint, format!("http://{prp_addr}"));
+
+    // The PRP goes away: decisions go on with the last replica.
+    running.kill().await;
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let mut c = client.clone();
+            async move { !status(&mut c).await.prp_connected }
+        })
+        .await,
+        "the PDP never noticed the PRP was gone"
+    );
+    let d = decide(&mut client, update.clone()).await;
+    assert_eq!(d.decision, PERMIT);
+    assert_eq!(d.policy_revision, rev);
+    let first = status(&mut client).await.staleness_ms;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = status(&mut client).await;
+    assert!(
+        second.staleness_ms > first,
+        "staleness grows: {first} then {}",
+        second.staleness_ms
+    );
+    assert_eq!(second.replica_revision, rev);
+
+    // While it is down the PRP's data changes; back on the same port, the
+    // PDP catches up from its revision (many events: applied in batches).
+    for i in 0..200 {
+        prp.put_resource(resource(&format!("r{i}"), Some(&["acp1"]), "Ccreator"));
+    }
+    let rev = prp.put_acp(acp("acp1", &["Cother"], RETRIEVE));
+    let calls = prp.watch_calls();
+    let listener = TcpListener::bind(prp_addr).await.unwrap();
+    let _running = prp.serve(listener);
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            let mut c = client.clone();
+            async move {
+                let s = status(&mut c).await;
+                s.prp_connected && s.replica_revision == rev
+            }
+        })
+        .await,
+        "the PDP never caught up"
+    );
+    assert!(prp.watch_calls() > calls);
+    assert_eq!(status(&mut client).await.resources, 201);
+    assert_eq!(decide(&mut client, retrieve).await.decision, DENY);
+    assert_eq!(
+        decide(
+            &mut client,
+            request("Cother", pb::Operation::Retrieve, "cnt")
+        )
+        .await
+        .decision,
+        PERMIT
+    );
+    assert_eq!(status(&mut client).await.staleness_ms, 0);
+}
+
+#[tokio::test]
+async fn explicit_acp_ids_replace_the_lookup() {
+    let pdp = pdp_with(&[snapshot_event(
+        7,
+        vec![
+            acp("acpA", &["Cphone"], RETRIEVE),
+            acp("acpB", &["Cother"], RETRIEVE),
+        ],
+        // The resource links acpB only.
+        vec![resource("cnt", Some(&["acpB"]), "Ccreator")],
+    )]);
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+
+    let mut req = request("Cphone", pb::Operation::Retrieve, "cnt");
+    req.request_id = "rq-1".into();
+    let d = decide(&mut client, req.clone()).await;
+    assert_eq!(d.decision, DENY);
+    assert_eq!(d.request_id, "rq-1");
+
+    req.acp_ids = vec!["acpA".into()];
+    let d = decide(&mut client, req.clone()).await;
+    assert_eq!(d.decision, PERMIT, "{}", d.summary);
+    assert_eq!(d.policy_revision, 7);
+    let by = d.permitted_by.unwrap();
+    assert_eq!((by.acp_id.as_str(), by.rule_index), ("acpA", 0));
+    assert_eq!(d.request_id, "rq-1");
+
+    // An ID the replica does not hold grants nothing and is named.
+    req.acp_ids = vec!["nope".into()];
+    let d = decide(&mut client, req).await;
+    assert_eq!(d.decision, DENY);
+    assert!(d.summary.contains("nope"), "{}", d.summary);
+}
+
+#[tokio::test]
+async fn decision_ids_are_unique() {
+    let pdp = pdp_with(&[snapshot_event(
+        1,
+        vec![acp("acp1", &["Cphone"], RETRIEVE)],
+        vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+    )]);
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..50 {
+        let d = decide(
+            &mut client,
+            request("Cphone", pb::Operation::Retrieve, "cnt"),
+        )
+        .await;
+        assert!(!d.decision_id.is_empty());
+        assert!(ids.insert(d.decision_id));
+    }
+}
+
+#[tokio::test]
+async fn unknown_target_is_not_applicable_and_no_acpi_means_default_policy() {
+    let pdp = pdp_with(&[snapshot_event(
+        3,
+        vec![],
+        vec![resource("mine", None, "Ccreator")],
+    )]);
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+
+    let d = decide(
+        &mut client,
+        request("Cphone", pb::Operation::Retrieve, "ghost"),
+    )
+    .await;
+    assert_eq!(d.decision, DENY);
+    assert_eq!(d.status, pb::AuthorizationStatus::NotApplicable as i32);
+    assert!(d.summary.contains("ghost"), "{}", d.summary);
+    assert_eq!(d.policy_revision, 3);
+
+    let d = decide(
+        &mut client,
+        request("Ccreator", pb::Operation::Delete, "mine"),
+    )
+    .await;
+    assert_eq!(d.decision, PERMIT, "{}", d.summary);
+    assert_eq!(d.permitted_by.unwrap().acp_id, "defaultPolicy:mine");
+    let d = decide(
+        &mut client,
+        request("Cphone", pb::Operation::Retrieve, "mine"),
+    )
+    .await;
+    assert_eq!(d.decision, DENY);
+}
+
+#[tokio::test]
+async fn batch_answers_in_order_with_syntax_errors_in_place() {
+    let pdp = pdp_with(&[snapshot_event(
+        1,
+        vec![acp("acp1", &["Cphone"], RETRIEVE)],
+        vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+    )]);
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+
+    let mut requests = Vec::new();
+    for i in 0..20 {
+        let op = if i % 2 == 0 {
+            pb::Operation::Retrieve
+        } else {
+            pb::Operation::Update
+        };
+        let mut r = request("Cphone", op, "cnt");
+        r.request_id = format!("rq-{i}");
+        requests.push(r);
+    }
+    requests[5].operation = 0;
+    let out = client
+        .decide_batch(pb::DecideBatchRequest {
+            requests: requests.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .decisions;
+    assert_eq!(out.len(), 20);
+    for (i, d) in out.iter().enumerate() {
+        assert_eq!(d.request_id, format!("rq-{i}"));
+        if i == 5 {
+            assert_eq!(d.decision, DENY);
+            assert_eq!(d.status, pb::AuthorizationStatus::SyntaxError as i32);
+            assert!(d.summary.contains("operation"), "{}", d.summary);
+        } else {
+            let want = if i % 2 == 0 { PERMIT } else { DENY };
+            assert_eq!(d.decision, want, "request {i}: {}", d.summary);
+        }
+    }
+}
+
+#[tokio::test]
+async fn stream_answers_each_request_in_order() {
+    let pdp = pdp_with(&[snapshot_event(
+        1,
+        vec![acp("acp1", &["Cphone"], RETRIEVE)],
+        vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+    )]);
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut answers = client
+        .decide_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    // One at a time: each answer comes before the next request is sent.
+    for i in 0..10 {
+        let mut r = request(
+            "Cphone",
+            if i % 3 == 0 {
+                pb::Operation::Update
+            } else {
+                pb::Operation::Retrieve
+            },
+            "cnt",
+        );
+        r.request_id = format!("s-{i}");
+        if i == 4 {
+            r.originator = String::new();
+        }
+        tx.send(r).await.unwrap();
+        let d = answers.message().await.unwrap().expect("an answer");
+        assert_eq!(d.request_id, format!("s-{i}"));
+        let want = if i == 4 || i % 3 == 0 { DENY } else { PERMIT };
+        assert_eq!(d.decision, want, "request {i}: {}", d.summary);
+        if i == 4 {
+            assert_eq!(d.status, pb::AuthorizationStatus::SyntaxError as i32);
+            assert!(d.summary.contains("originator"), "{}", d.summary);
+        }
+    }
+    drop(tx);
+    assert!(answers.message().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn invalid_request_is_invalid_argument_naming_the_field() {
+    let pdp = pdp_with(&[snapshot_event(1, vec![], vec![])]);
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+
+    let mut req = request("Cphone", pb::Operation::Retrieve, "cnt");
+    req.operation = 0;
+    req.originator_ip = Some(pb::IpAddress {
+        address: Some(pb::ip_address::Address::Ipv4("300.1.1.1".into())),
+    });
+    let err = client.decide(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let bad = err.get_details_bad_request().expect("a BadRequest detail");
+    let fields: Vec<&str> = bad
+        .field_violations
+        .iter()
+        .map(|v| v.field.as_str())
+        .collect();
+    assert!(fields.contains(&"operation"), "{fields:?}");
+    assert!(fields.contains(&"originator_ip.ipv4"), "{fields:?}");
+}
+
+#[tokio::test]
+async fn health_is_serving_only_after_the_first_snapshot() {
+    let pdp = Pdp::start(PdpConfig::new(hosting()));
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut health = HealthClient::new(channel.clone());
+    let check = |service: &str| HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    let status = |r: tonic_health::pb::HealthCheckResponse| r.status;
+
+    for service in [authz_pdp::PDP_SERVICE_NAME, ""] {
+        let r = health.check(check(service)).await.unwrap().into_inner();
+        assert_eq!(status(r), ServingStatus::NotServing as i32, "{service:?}");
+    }
+    let r = health
+        .check(check(authz_pdp::ECHO_SERVICE_NAME))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status(r), ServingStatus::Serving as i32);
+
+    pdp.apply_event(&snapshot_event(1, vec![], vec![])).unwrap();
+    let serving = eventually(Duration::from_secs(5), || {
+        let mut h = health.clone();
+        async move {
+            let pdp = h
+                .check(check(authz_pdp::PDP_SERVICE_NAME))
+                .await
+                .unwrap()
+                .into_inner();
+            let all = h.check(check("")).await.unwrap().into_inner();
+            pdp.status == ServingStatus::Serving as i32
+                && all.status == ServingStatus::Serving as i32
+        }
+    })
+    .await;
+    assert!(serving);
+}
+
+#[tokio::test]
+async fn reflection_lists_the_services() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let pdp = pdp_with(&[]);
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut out = client
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let resp = out.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("unexpected reflection answer")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for want in [
+        authz_pdp::PDP_SERVICE_NAME,
+        authz_pdp::ECHO_SERVICE_NAME,
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+    }
+}
+
+#[tokio::test]
+async fn echo_permits_without_evaluating() {
+    let pdp = pdp_with(&[]);
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut echo = EchoClient::new(channel);
+    let d = echo
+        .echo(request("", pb::Operation::Unspecified, ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.decision, PERMIT);
+}
+
+#[tokio::test]
+async fn dynamic_acps_join_the_set_until_they_expire() {
+    let pdp = pdp_with(&[snapshot_event(
+        1,
+        vec![acp("acp1", &["Cphone"], RETRIEVE)],
+        vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+    )]);
+    let grant = |id: &str, expires_in: chrono::Duration| {
+        let at = chrono::Utc::now() + expires_in;
+        pb::WatchEvent {
+            revision: 0,
+            event: Some(pb::watch_event::Event::DynamicPut(pb::DynamicAcpRecord {
+                acp_id: id.to_owned(),
+                target: "cnt".into(),
+                privileges: acp(id, &["Cguest"], RETRIEVE).privileges,
+                expires_at: Some(prost_types::Timestamp {
+                    seconds: at.timestamp(),
+                    nanos: at.timestamp_subsec_nanos() as i32,
+                }),
+                revision: 0,
+            })),
+        }
+    };
+    let svc = pdp.service();
+    let guest = request("Cguest", pb::Operation::Retrieve, "cnt");
+    assert_eq!(svc.decide_pb(&guest).unwrap().decision, DENY);
+
+    let mut ev = grant("dyn1", chrono::Duration::milliseconds(400));
+    ev.revision = 2;
+    pdp.apply_event(&ev).unwrap();
+    let d = svc.decide_pb(&guest).unwrap();
+    assert_eq!(d.decision, PERMIT, "{}", d.summary);
+    assert_eq!(d.permitted_by.unwrap().acp_id, "dyn1");
+    // Explicit acp_ids may name a live dynamic ACP too.
+    let mut explicit = guest.clone();
+    explicit.acp_ids = vec!["dyn1".into()];
+    assert_eq!(svc.decide_pb(&explicit).unwrap().decision, PERMIT);
+
+    // Expired: filtered at decision time, before the PRP removes it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(svc.decide_pb(&guest).unwrap().decision, DENY);
+    assert_eq!(svc.decide_pb(&explicit).unwrap().decision, DENY);
+}
+
+#[tokio::test]
+async fn serve_runs_until_shutdown() {
+    let pdp = pdp_with(&[snapshot_event(1, vec![], vec![])]);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = async {
+        pdp.serve(listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap()
+    };
+    let client = async {
+        let mut c = PolicyDecisionPointClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        let s = status(&mut c).await;
+        assert_eq!(s.replica_revision, 1);
+        assert!(!s.prp_connected);
+        stop.send(()).unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(server, client)
+    })
+    .await
+    .expect("the server stops");
+}

@@ -1,0 +1,60 @@
+//! The Prometheus endpoint (its own test binary: the recorder is global).
+
+mod common;
+
+use std::time::Duration;
+
+use authz_proto::pb;
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_endpoint_reports_decisions() {
+    // The exporter cannot report an OS-chosen port: find a free one first.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let handle = authz_pdp::telemetry::install_prometheus(addr).unwrap();
+
+    let pdp = pdp_with(&[snapshot_event(
+        4,
+        vec![acp("acp1", &["Cphone"], 2)],
+        vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+    )]);
+    let svc = pdp.service();
+    for _ in 0..3 {
+        let d = svc
+            .decide_pb(&request("Cphone", pb::Operation::Retrieve, "cnt"))
+            .unwrap();
+        assert_eq!(d.decision, pb::AuthorizationDecision::Permit as i32);
+    }
+    svc.decide_pb(&request("Cphone", pb::Operation::Delete, "cnt"))
+        .unwrap();
+
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = scrape(addr).await;
+        if text.contains("authz_decisions_total") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        text.contains(r#"authz_decisions_total{result="permit",status="ok"} 3"#),
+        "{text}"
+    );
+    assert!(text.contains("authz_decision_seconds_bucket"), "{text}");
+    assert!(text.contains("authz_replica_revision 4"), "{text}");
+    assert!(handle.render().contains("authz_decisions_total"));
+}
