@@ -31,14 +31,13 @@ pub mod measure;
 pub mod rng;
 pub mod workload;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use authz_core::{
-    AccessControlPolicy, Applicable, CompiledAcp, DecideOptions, Decision, DecisionRequest,
-    HostingContext, InMemoryAttributes, PrivilegeKind, decide,
+    AccessControlPolicy, Applicable, AttributeSource, CompiledAcp, DecideOptions, Decision,
+    DecisionRequest, HostingContext, Lookup, PrivilegeKind, decide,
 };
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
 
 use crate::workload::{CSE_ID, SP_FQDN, Workload, filler_policy, gen_acp};
@@ -86,7 +85,59 @@ pub struct Engine {
     /// Target -> `acpi`.
     pub resources: ResourceTable,
     /// Groups, and claimed roles taken as verified.
-    pub attrs: InMemoryAttributes,
+    pub attrs: CachedAttributes,
+}
+
+/// An attribute source shaped like the PDP's attribute cache: group
+/// membership indexed both ways, so a decision costs one lookup for the
+/// originator's groups (the [`InMemoryAttributes`] test double scans every
+/// group instead). Claimed roles are taken as verified.
+pub struct CachedAttributes {
+    members: FxHashMap<String, FxHashSet<String>>,
+    member_of: FxHashMap<String, Vec<String>>,
+}
+
+impl CachedAttributes {
+    /// Indexes `groups` (group ID, members' absolute IDs).
+    pub fn new(groups: &[(String, Vec<String>)]) -> Self {
+        let mut member_of: FxHashMap<String, Vec<String>> = FxHashMap::default();
+        for (g, members) in groups {
+            for m in members {
+                member_of.entry(m.clone()).or_default().push(g.clone());
+            }
+        }
+        Self {
+            members: groups
+                .iter()
+                .map(|(g, m)| (g.clone(), m.iter().cloned().collect()))
+                .collect(),
+            member_of,
+        }
+    }
+}
+
+impl AttributeSource for CachedAttributes {
+    fn role_verified(&self, _: &str, _: &str, _: chrono::DateTime<chrono::Utc>) -> Lookup<bool> {
+        Lookup::Found(true)
+    }
+    fn group_has_member(&self, group_id: &str, originator: &str) -> Lookup<bool> {
+        match self.members.get(group_id) {
+            Some(m) => Lookup::Found(m.contains(originator)),
+            None => Lookup::NotFound,
+        }
+    }
+    fn groups_containing(&self, originator: &str) -> Lookup<Vec<String>> {
+        Lookup::Found(self.member_of.get(originator).cloned().unwrap_or_default())
+    }
+    fn position(&self, _: &str, _: chrono::DateTime<chrono::Utc>) -> Lookup<authz_core::Position> {
+        Lookup::NotFound
+    }
+    fn country_of_position(&self, _: &authz_core::Position) -> Lookup<String> {
+        Lookup::NotFound
+    }
+    fn country_of_ip(&self, _: std::net::IpAddr) -> Lookup<String> {
+        Lookup::NotFound
+    }
 }
 
 impl Engine {
@@ -105,19 +156,10 @@ impl Engine {
                 )
             })
             .collect();
-        let groups: HashMap<String, HashSet<String>> = workload
-            .groups
-            .iter()
-            .map(|(g, m)| (g.clone(), m.iter().cloned().collect()))
-            .collect();
         Self {
             ctx: hosting_context(),
             resources,
-            attrs: InMemoryAttributes {
-                trust_claimed_roles: true,
-                groups,
-                ..InMemoryAttributes::default()
-            },
+            attrs: CachedAttributes::new(&workload.groups),
         }
     }
 

@@ -199,7 +199,7 @@ pub async fn apply(
         revision = client
             .put_resource(pb::PutResourceRequest {
                 originator: originator.to_owned(),
-                resource: Some(authz_prp::service::resource_to_pb(r)),
+                resource: Some(authz_proto::convert::resource_to_pb(r)),
             })
             .await
             .map_err(|s| anyhow!("resource {}: {}", r.resource_id, status_text(&s)))?

@@ -22,7 +22,7 @@ use smallvec::SmallVec;
 use thiserror::Error;
 
 use crate::decision::PrivilegeKind;
-use crate::ids::{EntryScope, OriginatorEntry};
+use crate::ids::{EntryScope, Glob, OriginatorEntry};
 use crate::location::{Circle, pack_country};
 use crate::model::{
     AccessControlContext, AccessControlPolicy, AccessControlRule, LocationRegion, ObjectDetails,
@@ -323,24 +323,55 @@ pub(crate) struct EntryRef {
     pub(crate) entry: u32,
 }
 
-/// Literal keys sorted for bisection (compact for the many small ACPs of a
-/// large deployment; a hash map per ACP would cost more memory than it saves).
+/// A key looked up in a [`KeyIndex`], hashed once per decision so that
+/// every ACP of the applicable set costs only a bisection over hashes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Key<'a> {
+    hash: u64,
+    text: &'a str,
+}
+
+impl<'a> Key<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        Self {
+            hash: key_hash(text),
+            text,
+        }
+    }
+}
+
+fn key_hash(text: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    h.write(text.as_bytes());
+    h.finish()
+}
+
+/// Literal keys sorted by hash for bisection: one allocation per index, the
+/// key text only read to confirm a hash hit. (Compact for the many small
+/// ACPs of a large deployment, where a hash map per ACP would cost more
+/// memory and more cache misses than it saves.)
 #[derive(Debug, Clone, Default)]
-pub(crate) struct KeyIndex(Box<[(Box<str>, EntryRef)]>);
+pub(crate) struct KeyIndex(Box<[(u64, EntryRef, Box<str>)]>);
 
 impl KeyIndex {
-    fn build(mut entries: Vec<(Box<str>, EntryRef)>) -> Self {
-        entries.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.rule.cmp(&b.1.rule)));
-        Self(entries.into_boxed_slice())
+    fn build(entries: Vec<(Box<str>, EntryRef)>) -> Self {
+        let mut slots: Vec<(u64, EntryRef, Box<str>)> = entries
+            .into_iter()
+            .map(|(k, r)| (key_hash(&k), r, k))
+            .collect();
+        slots.sort_by_key(|&(h, r, _)| (h, r.rule, r.entry));
+        Self(slots.into_boxed_slice())
     }
 
     /// Every entry with exactly this key.
-    pub(crate) fn get<'a>(&'a self, key: &'a str) -> impl Iterator<Item = EntryRef> + 'a {
-        let start = self.0.partition_point(|(k, _)| &**k < key);
+    pub(crate) fn get<'a>(&'a self, key: Key<'a>) -> impl Iterator<Item = EntryRef> + 'a {
+        let start = self.0.partition_point(|(h, _, _)| *h < key.hash);
         self.0[start..]
             .iter()
-            .take_while(move |(k, _)| &**k == key)
-            .map(|(_, r)| *r)
+            .take_while(move |(h, _, _)| *h == key.hash)
+            .filter(move |(_, _, k)| &**k == key.text)
+            .map(|(_, r, _)| *r)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -348,12 +379,12 @@ impl KeyIndex {
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, EntryRef)> + '_ {
-        self.0.iter().map(|(k, r)| (&**k, *r))
+        self.0.iter().map(|(_, r, k)| (&**k, *r))
     }
 }
 
 /// A wildcard entry: its anchor, its `/` segments, and where it sits.
-pub(crate) type PatternEntry = (EntryScope, Box<[Box<str>]>, EntryRef);
+pub(crate) type PatternEntry = (EntryScope, Box<[Glob]>, EntryRef);
 
 /// Where each kind of `acor` entry of a rule set is found (TS-0003 7.1.3).
 #[derive(Debug, Clone, Default)]
@@ -408,7 +439,7 @@ fn compile_acrs(name: &str, acrs: &SetOfAcrs, errors: &mut Errors) -> CompiledAc
                     }
                 }
                 Ok(OriginatorEntry::Pattern { scope, segments }) => {
-                    patterns.push((scope, segments.into_iter().map(Into::into).collect(), at))
+                    patterns.push((scope, segments.iter().map(|s| Glob::new(s)).collect(), at))
                 }
                 Err(e) => errors.add(format_args!("{path}.acor[{j}]"), e),
             }

@@ -25,13 +25,13 @@ use smallvec::SmallVec;
 
 use crate::attributes::{AttributeSource, Lookup};
 use crate::compile::{
-    CompiledAcp, CompiledAcrs, CompiledContext, CompiledRule, EntryRef, LocationConstraint,
+    CompiledAcp, CompiledAcrs, CompiledContext, CompiledRule, EntryRef, Key, LocationConstraint,
 };
 use crate::decision::{
     AuthorizationStatus, ContextFailure, Decision, Effect, Explanation, FailedCondition,
     MissingAttribute, PrivilegeKind, RuleFailure, RuleRef,
 };
-use crate::ids::{HostingContext, OriginatorParts, pattern_matches};
+use crate::ids::{HostingContext, OriginatorParts, OriginatorSegments, pattern_matches};
 use crate::location::pack_country;
 use crate::request::{DecisionRequest, Operation, Position};
 use crate::time_window::TimeParts;
@@ -75,10 +75,13 @@ pub fn decide(
             explanation: options.explain.then(Explanation::default),
         };
     };
+    let parts = OriginatorParts::of(&originator);
     let mut ev = Evaluation {
         req: request,
         ctx,
-        originator: OriginatorParts::of(&originator),
+        originator: parts,
+        keys: OriginatorKeys::of(&parts, ctx),
+        segments: None,
         attrs: attributes,
         options,
         op_bit: request.acop_bit(),
@@ -113,7 +116,8 @@ pub fn decide(
     {
         ev.member_of = attributes.groups_containing(ev.originator.absolute);
     }
-    for p in policies {
+    let in_no_group = matches!(&ev.member_of, Lookup::Found(g) if g.is_empty());
+    for p in policies.iter().filter(|_| !in_no_group) {
         let acrs = p.acp.rules(p.kind);
         if acrs.index.group_candidates.is_empty() {
             continue;
@@ -126,7 +130,7 @@ pub fn decide(
             // The source listed the originator's groups: look them up.
             Lookup::Found(groups) => {
                 for group in groups {
-                    candidates.extend(acrs.index.group_candidates.get(group));
+                    candidates.extend(acrs.index.group_candidates.get(Key::new(group)));
                 }
                 candidates.sort_by_key(|at| (at.rule, at.entry));
             }
@@ -152,12 +156,34 @@ pub fn decide(
     ev.deny()
 }
 
+/// The originator's index keys, hashed once per decision.
+#[derive(Clone, Copy)]
+struct OriginatorKeys<'o> {
+    absolute: Key<'o>,
+    sp_relative: Option<Key<'o>>,
+    cse_stem: Option<Key<'o>>,
+    domain: Option<Key<'o>>,
+}
+
+impl<'o> OriginatorKeys<'o> {
+    fn of(o: &OriginatorParts<'o>, ctx: &HostingContext) -> Self {
+        Self {
+            absolute: Key::new(o.absolute),
+            sp_relative: o.sp_relative(ctx).map(Key::new),
+            cse_stem: o.cse_stem(ctx).map(Key::new),
+            domain: (!o.rest.is_empty()).then(|| Key::new(o.fqdn)),
+        }
+    }
+}
+
 /// The state of one decision: the request, lazily fetched attributes, and
 /// what went wrong so far.
 struct Evaluation<'r, 'o> {
     req: &'r DecisionRequest,
     ctx: &'r HostingContext,
     originator: OriginatorParts<'o>,
+    keys: OriginatorKeys<'o>,
+    segments: Option<OriginatorSegments<'o>>,
     attrs: &'r dyn AttributeSource,
     options: &'r DecideOptions<'r>,
     op_bit: u32,
@@ -172,44 +198,52 @@ struct Evaluation<'r, 'o> {
     any_rule_named_originator: bool,
 }
 
-impl<'r> Evaluation<'r, '_> {
+impl<'r, 'o> Evaluation<'r, 'o> {
     /// `res_origs` through the index: every rule with an entry that names
     /// the originator without needing a group lookup, ordered by rule.
     fn direct_candidates(&mut self, acrs: &CompiledAcrs, out: &mut SmallVec<[EntryRef; 8]>) {
         let idx = &acrs.index;
-        let o = self.originator;
+        let keys = self.keys;
         out.extend(idx.all.iter().copied());
-        out.extend(idx.absolute.get(o.absolute));
-        if let Some(rest) = o.sp_relative(self.ctx) {
-            out.extend(idx.sp_relative.get(rest));
+        out.extend(idx.absolute.get(keys.absolute));
+        if let Some(k) = keys.sp_relative {
+            out.extend(idx.sp_relative.get(k));
         }
-        if let Some(stem) = o.cse_stem(self.ctx) {
-            out.extend(idx.cse_stems.get(stem));
+        if let Some(k) = keys.cse_stem {
+            out.extend(idx.cse_stems.get(k));
         }
-        if !o.rest.is_empty() {
+        if let Some(k) = keys.domain {
             // An SP domain authorizes every AE-ID and CSE-ID under it.
-            out.extend(idx.domains.get(o.fqdn));
+            out.extend(idx.domains.get(k));
         }
         for (scope, segments, at) in idx.patterns.iter() {
-            if pattern_matches(scope, segments, &o, self.ctx) {
+            if pattern_matches(scope, segments, self.segments()) {
                 out.push(*at);
             }
         }
         if !idx.roles.is_empty() {
             let req = self.req;
             for role in &req.role_ids {
-                if idx.roles.get(role).next().is_some() && self.role_verified(role) {
-                    out.extend(idx.roles.get(role));
+                let key = Key::new(role);
+                if idx.roles.get(key).next().is_some() && self.role_verified(role) {
+                    out.extend(idx.roles.get(key));
                 }
             }
             for role in self.options.granted_roles {
-                out.extend(idx.roles.get(role));
+                out.extend(idx.roles.get(Key::new(role)));
             }
         }
         if out.len() > 1 {
             out.sort_by_key(|at| (at.rule, at.entry));
             out.dedup_by_key(|at| at.rule);
         }
+    }
+
+    /// The originator split into segments, on first use.
+    fn segments(&mut self) -> &OriginatorSegments<'o> {
+        let (o, ctx) = (self.originator, self.ctx);
+        self.segments
+            .get_or_insert_with(|| OriginatorSegments::of(&o, ctx))
     }
 
     /// `res_acr(k)` for a rule whose originators matched; `Some` is a Permit.

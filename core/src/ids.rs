@@ -106,19 +106,25 @@ impl HostingContext {
         if body.split('/').any(str::is_empty) {
             return Err(IdError::EmptySegment(id.to_owned()));
         }
+        // Built by hand: `format!` costs more than the rest of a decision.
+        let build = |parts: &[&str]| {
+            let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+            parts.iter().for_each(|p| s.push_str(p));
+            s
+        };
         Ok(match Scope::split(id) {
             Scope::Absolute { fqdn, rest } => {
                 if fqdn.bytes().any(|b| b.is_ascii_uppercase()) {
-                    Cow::Owned(format!("//{}{}", fqdn.to_ascii_lowercase(), rest))
+                    Cow::Owned(build(&["//", &fqdn.to_ascii_lowercase(), rest]))
                 } else {
                     Cow::Borrowed(id)
                 }
             }
-            Scope::SpRelative(rest) => Cow::Owned(format!("//{}{}", self.sp, rest)),
+            Scope::SpRelative(rest) => Cow::Owned(build(&["//", &self.sp, rest])),
             Scope::Stem(stem) if stem.starts_with('S') => {
-                Cow::Owned(format!("//{}/{}", self.sp, stem))
+                Cow::Owned(build(&["//", &self.sp, "/", stem]))
             }
-            Scope::Stem(stem) => Cow::Owned(format!("//{}/{}/{}", self.sp, self.cse, stem)),
+            Scope::Stem(stem) => Cow::Owned(build(&["//", &self.sp, "/", &self.cse, "/", stem])),
         })
     }
 }
@@ -297,30 +303,90 @@ pub fn glob_segment(pattern: &str, text: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
+/// The originator's `/` segments as each entry scope sees them, split once
+/// per decision.
+#[derive(Debug, Clone)]
+pub struct OriginatorSegments<'a> {
+    absolute: smallvec::SmallVec<[&'a str; 4]>,
+    /// Index in `absolute` where the SP-relative path starts, when the
+    /// originator is in the hosting SP.
+    sp_relative_from: Option<usize>,
+    cse_stem: Option<&'a str>,
+}
+
+impl<'a> OriginatorSegments<'a> {
+    /// Splits a canonical originator for matching against wildcard entries.
+    pub fn of(originator: &OriginatorParts<'a>, ctx: &HostingContext) -> Self {
+        let absolute = originator
+            .absolute
+            .get(2..)
+            .unwrap_or("")
+            .split('/')
+            .collect();
+        Self {
+            absolute,
+            sp_relative_from: originator
+                .sp_relative(ctx)
+                .filter(|rest| !rest.is_empty())
+                .map(|_| 1),
+            cse_stem: originator.cse_stem(ctx),
+        }
+    }
+
+    fn for_scope(&self, scope: &EntryScope) -> Option<&[&'a str]> {
+        match scope {
+            EntryScope::Absolute => Some(&self.absolute),
+            EntryScope::SpRelative => self.sp_relative_from.map(|i| &self.absolute[i..]),
+            EntryScope::CseStem => self.cse_stem.as_ref().map(std::slice::from_ref),
+        }
+    }
+}
+
+/// One segment of a wildcard entry, compiled for the common shapes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Glob {
+    /// No `*`.
+    Exact(Box<str>),
+    /// `*` alone.
+    Any,
+    /// `prefix*`.
+    Prefix(Box<str>),
+    /// Any other shape.
+    General(Box<str>),
+}
+
+impl Glob {
+    /// Compiles one segment.
+    pub fn new(segment: &str) -> Self {
+        match segment.find('*') {
+            None => Self::Exact(segment.into()),
+            Some(_) if segment == "*" => Self::Any,
+            Some(i) if i == segment.len() - 1 => Self::Prefix(segment[..i].into()),
+            Some(_) => Self::General(segment.into()),
+        }
+    }
+
+    /// Does the segment match `text` entirely?
+    pub fn matches(&self, text: &str) -> bool {
+        match self {
+            Self::Exact(s) => &**s == text,
+            Self::Any => true,
+            Self::Prefix(p) => text.starts_with(&**p),
+            Self::General(g) => glob_segment(g, text),
+        }
+    }
+}
+
 /// Matches a wildcard entry against an originator (Decision 1): the same
 /// number of `/` segments, each matched by its glob.
-pub fn pattern_matches<S: AsRef<str>>(
+pub fn pattern_matches(
     scope: &EntryScope,
-    segments: &[S],
-    originator: &OriginatorParts<'_>,
-    ctx: &HostingContext,
+    segments: &[Glob],
+    originator: &OriginatorSegments<'_>,
 ) -> bool {
-    let text = match scope {
-        EntryScope::Absolute => originator.absolute.get(2..).unwrap_or(""),
-        EntryScope::SpRelative => match originator.sp_relative(ctx) {
-            Some(rest) if !rest.is_empty() => &rest[1..],
-            _ => return false,
-        },
-        EntryScope::CseStem => match originator.cse_stem(ctx) {
-            Some(stem) => stem,
-            None => return false,
-        },
-    };
-    let mut parts = text.split('/');
-    segments
-        .iter()
-        .all(|p| parts.next().is_some_and(|t| glob_segment(p.as_ref(), t)))
-        && parts.next().is_none()
+    originator.for_scope(scope).is_some_and(|target| {
+        target.len() == segments.len() && segments.iter().zip(target).all(|(g, t)| g.matches(t))
+    })
 }
 
 #[cfg(test)]

@@ -143,6 +143,15 @@ pub fn applicable_policies(
     Err(ResolveError::ParentLoop(target.to_owned()))
 }
 
+/// The ID under which the default policy of `target` is evaluated and
+/// reported (`defaultPolicy:<target>`); stored ACP IDs may not use the prefix.
+pub fn default_policy_id(target: &str) -> String {
+    format!("{DEFAULT_POLICY_PREFIX}{target}")
+}
+
+/// The prefix of [`default_policy_id`].
+pub const DEFAULT_POLICY_PREFIX: &str = "defaultPolicy:";
+
 /// The default access policy of a resource without `acpi` (TS-0001
 /// 9.6.1.3.2): unrestricted access for the custodian if set, else the creator.
 pub fn default_policy(r: &Resource) -> SetOfAcrs {

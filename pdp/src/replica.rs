@@ -143,8 +143,7 @@ impl Snapshot {
         for acp in &snap.acps {
             out.put_acp(acp);
         }
-        for r in &snap.resources {
-            let r = resource_from_pb(r);
+        for r in snap.resources.iter().filter_map(replicated_resource) {
             out.resources.insert(r.resource_id.clone(), r);
         }
         for d in &snap.dynamic_acps {
@@ -231,19 +230,12 @@ fn dynamic_from_pb(rec: &pb::DynamicAcpRecord) -> Result<DynamicAcp, String> {
     })
 }
 
-/// Converts a wire target resource to the core model (empty strings and
-/// lists are absent attributes; `acpi` is set only when `acpi_set`).
-pub fn resource_from_pb(r: &pb::TargetResource) -> Resource {
-    let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-    Resource {
-        resource_id: r.resource_id.clone(),
-        parent_id: opt(&r.parent_id),
-        resource_type: r.resource_type,
-        acpi: r.acpi_set.then(|| r.acpi.clone()),
-        daci: (!r.daci.is_empty()).then(|| r.daci.clone()),
-        creator: opt(&r.creator),
-        custodian: opt(&r.custodian),
-    }
+/// Converts a replicated resource; the PRP validated it, so an invalid one
+/// (from a foreign or newer PRP) is logged and left out of the replica.
+fn replicated_resource(r: &pb::TargetResource) -> Option<Resource> {
+    authz_proto::convert::resource_from_pb(r, "resource")
+        .map_err(|e| tracing::warn!(errors = ?e, "replicated resource ignored"))
+        .ok()
 }
 
 /// Why a Watch event could not be applied.
@@ -423,8 +415,9 @@ impl Replica {
                 Event::AcpPut(acp) => next.put_acp(acp),
                 Event::AcpDeleted(id) => next.delete_acp(id),
                 Event::ResourcePut(r) => {
-                    let r = resource_from_pb(r);
-                    next.resources.insert(r.resource_id.clone(), r);
+                    if let Some(r) = replicated_resource(r) {
+                        next.resources.insert(r.resource_id.clone(), r);
+                    }
                 }
                 Event::ResourceDeleted(id) => {
                     next.resources.remove(id);
@@ -698,12 +691,14 @@ mod tests {
 
     #[test]
     fn resources_convert_acpi_set_and_empty_strings() {
-        let r = resource_from_pb(&pb::TargetResource {
+        let r = replicated_resource(&pb::TargetResource {
             resource_id: "x".into(),
+            resource_type: 3,
             acpi_set: true,
             creator: "Cc".into(),
             ..Default::default()
-        });
+        })
+        .unwrap();
         assert_eq!(r.acpi, Some(vec![]));
         assert_eq!(r.parent_id, None);
         assert_eq!(r.custodian, None);

@@ -85,17 +85,7 @@ impl std::fmt::Debug for PdpService {
     }
 }
 
-/// The prefix of [`default_policy_id`], the same as the PRP's
-/// `GetApplicablePolicies` uses (the PRP reserves it: no stored ACP ID
-/// starts with it).
-pub const DEFAULT_POLICY_PREFIX: &str = "defaultPolicy:";
-
-/// The ID of the synthetic ACP that holds a target's default policy
-/// (TS-0001 10.2.3.1 step 4), as it appears in `permitted_by`:
-/// `defaultPolicy:<target>`.
-pub fn default_policy_id(target: &str) -> String {
-    format!("{DEFAULT_POLICY_PREFIX}{target}")
-}
+pub use authz_core::resources::{DEFAULT_POLICY_PREFIX, default_policy_id};
 
 impl PdpService {
     /// A service deciding against `replica`, with `hosting` for requests

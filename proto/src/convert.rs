@@ -1384,3 +1384,57 @@ pub fn decision_from_pb(d: &pb::Decision) -> Result<Decision, Vec<ConversionErro
         explanation,
     })
 }
+
+/// Converts a wire target resource to the core model, naming fields under
+/// `path` (`resource.resource_id: is mandatory`).
+pub fn resource_from_pb(
+    r: &pb::TargetResource,
+    path: &str,
+) -> Result<authz_core::resources::Resource, Vec<ConversionError>> {
+    let mut errors = Vec::new();
+    let mut bad = |field: &str, message: &str| {
+        errors.push(ConversionError {
+            field: format!("{path}.{field}"),
+            message: message.to_owned(),
+        })
+    };
+    if r.resource_id.is_empty() {
+        bad("resource_id", "is mandatory");
+    }
+    if r.resource_type == 0 {
+        bad("resource_type", "is mandatory (m2m:resourceType)");
+    }
+    if !r.acpi_set && !r.acpi.is_empty() {
+        bad("acpi", "is given although acpi_set is false");
+    }
+    if !r.parent_id.is_empty() && r.parent_id == r.resource_id {
+        bad("parent_id", "a resource cannot be its own parent");
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    Ok(authz_core::resources::Resource {
+        resource_id: r.resource_id.clone(),
+        parent_id: non_empty(&r.parent_id),
+        resource_type: r.resource_type,
+        acpi: r.acpi_set.then(|| r.acpi.clone()),
+        daci: (!r.daci.is_empty()).then(|| r.daci.clone()),
+        creator: non_empty(&r.creator),
+        custodian: non_empty(&r.custodian),
+    })
+}
+
+/// Converts a core target resource to its wire form.
+pub fn resource_to_pb(r: &authz_core::resources::Resource) -> pb::TargetResource {
+    pb::TargetResource {
+        resource_id: r.resource_id.clone(),
+        parent_id: r.parent_id.clone().unwrap_or_default(),
+        resource_type: r.resource_type,
+        acpi_set: r.acpi.is_some(),
+        acpi: r.acpi.clone().unwrap_or_default(),
+        daci: r.daci.clone().unwrap_or_default(),
+        creator: r.creator.clone().unwrap_or_default(),
+        custodian: r.custodian.clone().unwrap_or_default(),
+    }
+}

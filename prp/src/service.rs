@@ -61,14 +61,7 @@ use crate::store::{
     Change, DynamicAcp, LogEntry, Mutation, PolicyStore, StoreError, StoreSnapshot,
 };
 
-/// The ID of the synthetic ACP that carries the default policy of `target`
-/// in `GetApplicablePolicies` (`defaultPolicy:<target>`).
-pub fn default_policy_id(target: &str) -> String {
-    format!("{DEFAULT_POLICY_PREFIX}{target}")
-}
-
-/// The prefix of [`default_policy_id`]; stored ACP IDs may not start with it.
-pub const DEFAULT_POLICY_PREFIX: &str = "defaultPolicy:";
+pub use authz_core::resources::{DEFAULT_POLICY_PREFIX, default_policy_id};
 
 fn reserved_id(id: &str, field: &str) -> Option<ConversionError> {
     id.starts_with(DEFAULT_POLICY_PREFIX).then(|| {
@@ -146,64 +139,7 @@ fn validation_errors(errors: ValidationErrors) -> Vec<ConversionError> {
 // Conversions of PRP messages
 // ---------------------------------------------------------------------------
 
-fn non_empty(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_owned())
-}
-
-/// Converts a wire resource to the core model, naming fields under `path`.
-pub fn resource_from_pb(
-    r: &pb::TargetResource,
-    path: &str,
-) -> Result<Resource, Vec<ConversionError>> {
-    let mut errors = Vec::new();
-    if r.resource_id.is_empty() {
-        errors.push(violation(format!("{path}.resource_id"), "is mandatory"));
-    }
-    if r.resource_type == 0 {
-        errors.push(violation(
-            format!("{path}.resource_type"),
-            "is mandatory (m2m:resourceType)",
-        ));
-    }
-    if !r.acpi_set && !r.acpi.is_empty() {
-        errors.push(violation(
-            format!("{path}.acpi"),
-            "is given although acpi_set is false",
-        ));
-    }
-    if !r.parent_id.is_empty() && r.parent_id == r.resource_id {
-        errors.push(violation(
-            format!("{path}.parent_id"),
-            "a resource cannot be its own parent",
-        ));
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(Resource {
-        resource_id: r.resource_id.clone(),
-        parent_id: non_empty(&r.parent_id),
-        resource_type: r.resource_type,
-        acpi: r.acpi_set.then(|| r.acpi.clone()),
-        daci: (!r.daci.is_empty()).then(|| r.daci.clone()),
-        creator: non_empty(&r.creator),
-        custodian: non_empty(&r.custodian),
-    })
-}
-
-/// Converts a core resource to its wire form.
-pub fn resource_to_pb(r: &Resource) -> pb::TargetResource {
-    pb::TargetResource {
-        resource_id: r.resource_id.clone(),
-        parent_id: r.parent_id.clone().unwrap_or_default(),
-        resource_type: r.resource_type,
-        acpi_set: r.acpi.is_some(),
-        acpi: r.acpi.clone().unwrap_or_default(),
-        daci: r.daci.clone().unwrap_or_default(),
-        creator: r.creator.clone().unwrap_or_default(),
-        custodian: r.custodian.clone().unwrap_or_default(),
-    }
-}
+pub use authz_proto::convert::{resource_from_pb, resource_to_pb};
 
 fn stored_acp_to_pb(acp: &AccessControlPolicy) -> Result<pb::AccessControlPolicy, Status> {
     acp_to_pb(acp).map_err(|errors| {
@@ -381,7 +317,7 @@ impl PrpService {
             .map_err(|e| StoreError::Backend(format!("loading task failed: {e}")))??;
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
         let (closing, _) = watch::channel(false);
-        let admin = non_empty(&config.admin_originator);
+        let admin = (!config.admin_originator.is_empty()).then(|| config.admin_originator.clone());
         let inner = Arc::new(Inner {
             hosting: config.hosting.clone(),
             admin,

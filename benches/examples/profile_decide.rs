@@ -1,0 +1,28 @@
+//! Loops `decide` over the reference workload (10k store) for profiling:
+//! `perf record -D 2000 target/release/examples/profile_decide`.
+
+use std::time::{Duration, Instant};
+
+use authz_benches::workload::{Workload, WorkloadConfig};
+use authz_benches::{Engine, build_store};
+
+fn main() {
+    let wl = Workload::generate(WorkloadConfig::default());
+    let store = build_store(&wl, 1_000, 10_000);
+    let engine = Engine::new(&wl);
+    let secs = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6);
+    let end = Instant::now() + Duration::from_secs(secs);
+    let (mut n, mut permits) = (0u64, 0u64);
+    let start = Instant::now();
+    while Instant::now() < end {
+        for r in &wl.requests {
+            permits += engine.decide(&store, &r.request).is_permit() as u64;
+            n += 1;
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    println!("{n} decisions, {permits} permits, {ns:.1} ns per decision");
+}
