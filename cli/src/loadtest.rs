@@ -62,6 +62,24 @@ pub struct LoadtestArgs {
 
 const DEMO_REQUEST: &str = r#"{"fr": "CownerPhone", "to": "frontDoor", "op": 2}"#;
 
+/// A request in short names (as `authz check` reads it) in its wire form.
+fn short_request_to_pb(text: &str) -> Result<pb::DecisionRequest> {
+    let request = authz_core::json::request_from_json(text, chrono::Utc::now())?;
+    Ok(authz_proto::convert::decision_request_to_pb(
+        &authz_proto::ConvertedRequest {
+            request,
+            hosting: None,
+            tokens: Vec::new(),
+            token_ids: Vec::new(),
+            local_token_ids: Vec::new(),
+            token_request_indicator: false,
+            acp_ids: Vec::new(),
+            explain: false,
+            request_id: String::new(),
+        },
+    ))
+}
+
 /// One mode's result.
 struct Report {
     mode: String,
@@ -85,18 +103,7 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
         }
         None => DEMO_REQUEST.to_owned(),
     };
-    let core = authz_core::json::request_from_json(&text, chrono::Utc::now())?;
-    let request = authz_proto::convert::decision_request_to_pb(&authz_proto::ConvertedRequest {
-        request: core,
-        hosting: None,
-        tokens: Vec::new(),
-        token_ids: Vec::new(),
-        local_token_ids: Vec::new(),
-        token_request_indicator: false,
-        acp_ids: Vec::new(),
-        explain: false,
-        request_id: String::new(),
-    });
+    let request = short_request_to_pb(&text)?;
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {
         channels.push(
@@ -326,20 +333,7 @@ async fn propagation(prp: &str, pdp: &Channel, originator: &str, rounds: usize) 
         )
     };
     crate::policy::apply(&mut prp, originator, &crate::policy::parse_bundle(&acp(0))?).await?;
-    let probe = authz_proto::convert::decision_request_to_pb(&authz_proto::ConvertedRequest {
-        request: authz_core::json::request_from_json(
-            r#"{"fr": "CloadtestProbe", "to": "loadtestProbe", "op": 2}"#,
-            chrono::Utc::now(),
-        )?,
-        hosting: None,
-        tokens: Vec::new(),
-        token_ids: Vec::new(),
-        local_token_ids: Vec::new(),
-        token_request_indicator: false,
-        acp_ids: Vec::new(),
-        explain: false,
-        request_id: String::new(),
-    });
+    let probe = short_request_to_pb(r#"{"fr": "CloadtestProbe", "to": "loadtestProbe", "op": 2}"#)?;
     let mut h = histogram()?;
     for round in 0..rounds {
         let permit = round % 2 == 0;
