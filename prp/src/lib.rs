@@ -5,8 +5,8 @@
 //!
 //! - It stores `<accessControlPolicy>` resources, the target resources the
 //!   PDP is asked about (their `acpi`, creator and custodian) and dynamic ACPs
-//!   granted by Direct Dynamic Authorization, durably ([`store::RedbStore`],
-//!   one redb file; or [`store::MemoryStore`]).
+//!   granted by Direct Dynamic Authorization, durably ([`store::open`], one
+//!   redb file on [`authz_store`]; or [`store::memory`]).
 //! - It resolves a target's applicable policies in the order of TS-0001
 //!   10.2.3.1 with [`authz_core::resources::applicable_policies`].
 //! - It authorizes every write with the core engine (an ACP's
@@ -53,7 +53,7 @@ use tonic::transport::server::Router;
 use tonic_health::server::HealthReporter;
 
 pub use service::{DEFAULT_POLICY_PREFIX, PrpService, default_policy_id};
-pub use store::{MemoryStore, PolicyStore, RedbStore, StoreError};
+pub use store::{PolicyStore, PrpStore, StoreError};
 
 /// Configuration of the PRP.
 #[derive(Debug, Clone)]
@@ -111,8 +111,8 @@ pub enum PrpError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Opens the configured store ([`RedbStore`] in `data_dir`, else a
-/// [`MemoryStore`]) and builds the service on it. Must run inside a tokio
+/// Opens the configured store ([`store::open`] in `data_dir`, else
+/// [`store::memory`]) and builds the service on it. Must run inside a tokio
 /// runtime (it spawns the dynamic-ACP sweeper).
 pub async fn build(config: &PrpConfig) -> Result<PrpService, PrpError> {
     let store: Arc<dyn PolicyStore> = match &config.data_dir {
@@ -120,12 +120,12 @@ pub async fn build(config: &PrpConfig) -> Result<PrpService, PrpError> {
             let dir = dir.clone();
             let limit = config.log_limit;
             Arc::new(
-                tokio::task::spawn_blocking(move || RedbStore::open_with_log_limit(dir, limit))
+                tokio::task::spawn_blocking(move || store::open_with_log_limit(dir, limit))
                     .await
-                    .map_err(|e| StoreError::Backend(format!("open task failed: {e}")))??,
+                    .map_err(|e| StoreError::backend(format!("open task failed: {e}")))??,
             )
         }
-        None => Arc::new(MemoryStore::new(config.log_limit)),
+        None => Arc::new(store::memory(config.log_limit)),
     };
     Ok(PrpService::new(config, store).await?)
 }

@@ -314,7 +314,7 @@ impl PrpService {
         let loader = store.clone();
         let snapshot = tokio::task::spawn_blocking(move || loader.snapshot())
             .await
-            .map_err(|e| StoreError::Backend(format!("loading task failed: {e}")))??;
+            .map_err(|e| StoreError::backend(format!("loading task failed: {e}")))??;
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
         let (closing, _) = watch::channel(false);
         let admin = (!config.admin_originator.is_empty()).then(|| config.admin_originator.clone());

@@ -1,27 +1,23 @@
-//! Durable storage of the PRP: ACPs, target resources and dynamic ACPs, a
-//! monotonic revision and a bounded change log.
+//! The PRP's storage: ACPs, target resources and dynamic ACPs in an
+//! [`authz_store::Store`]: the whole state in memory, a revision that grows
+//! by one per write, a bounded change log for `Watch` resumption, and every
+//! write one atomic commit, durable when it returns.
 //!
-//! [`PolicyStore`] is the backend interface (synchronous and object safe, so
-//! that a PostgreSQL backend can follow); [`RedbStore`] keeps everything in
-//! one redb file and [`MemoryStore`] in memory (tests, `data_dir = None`).
-//!
-//! Every [`PolicyStore::apply`] is one atomic write: it checks the
-//! [`Mutation`]'s precondition, changes the data, bumps the revision by one
-//! and appends the [`Change`] to the log, which keeps the last `log_limit`
-//! entries. [`RedbStore`] commits with [`redb::Durability::Immediate`], so a
-//! write that `apply` acknowledged is on disk and survives a crash.
+//! [`PrpSchema`] says what the PRP stores and how a [`Mutation`] is checked;
+//! [`memory`] and [`open`] build a [`PrpStore`] (in memory, or in the redb
+//! file `<dir>/prp.redb`). The service talks to the object-safe
+//! [`PolicyStore`] interface, so that another backend (PostgreSQL) can
+//! follow.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use authz_core::model::{AccessControlPolicy, SetOfAcrs};
 use authz_core::resources::Resource;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use authz_store::{Row, Schema, Store};
 use serde::{Deserialize, Serialize};
 
-/// Default number of change-log entries kept for `Watch` resumption.
-pub const DEFAULT_LOG_LIMIT: usize = 10_000;
+pub use authz_store::DEFAULT_LOG_LIMIT;
 
 /// Name of the redb file inside the data directory.
 pub const REDB_FILE: &str = "prp.redb";
@@ -65,13 +61,7 @@ pub enum Change {
 }
 
 /// A committed change and the revision it brought the store to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogEntry {
-    /// The revision after the change.
-    pub revision: u64,
-    /// The change.
-    pub change: Change,
-}
+pub type LogEntry = authz_store::LogEntry<Change>;
 
 /// One write, with its precondition.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,38 +96,49 @@ pub enum StoreError {
     /// An ACP without `ri`.
     #[error("the ACP has no resource ID")]
     MissingId,
-    /// Stored bytes that do not decode.
-    #[error("corrupt store: {0}")]
-    Corrupt(String),
-    /// The backend failed (I/O, database).
-    #[error("storage backend: {0}")]
-    Backend(String),
+    /// The storage itself failed: corrupt data or a backend error.
+    #[error(transparent)]
+    Store(#[from] authz_store::StoreError),
 }
 
-impl From<redb::Error> for StoreError {
-    fn from(e: redb::Error) -> Self {
-        Self::Backend(e.to_string())
+impl StoreError {
+    /// A backend failure described by `message`.
+    pub fn backend(message: impl Into<String>) -> Self {
+        Self::Store(authz_store::StoreError::Backend(message.into()))
     }
 }
 
-macro_rules! redb_errors {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                Self::Backend(e.to_string())
-            }
-        }
-    )*};
+type Acps = BTreeMap<String, AccessControlPolicy>;
+type Resources = BTreeMap<String, Resource>;
+type Dynamic = BTreeMap<String, DynamicAcp>;
+
+/// The PRP's state: what [`PrpStore`] keeps in memory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicyState {
+    /// ACPs by ID.
+    pub acps: Acps,
+    /// Resources by ID.
+    pub resources: Resources,
+    /// Dynamic ACPs by ID (expired ones included until swept).
+    pub dynamic: Dynamic,
 }
-redb_errors!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::SetDurabilityError,
-    std::io::Error
-);
+
+impl PolicyState {
+    /// Checks `mutation` against this state and returns the change it makes.
+    pub fn check(&self, mutation: Mutation) -> Result<Change, StoreError> {
+        check(&self.acps, &self.resources, &self.dynamic, mutation)
+    }
+
+    /// Applies a checked change.
+    pub fn apply(&mut self, change: &Change) {
+        apply(
+            &mut self.acps,
+            &mut self.resources,
+            &mut self.dynamic,
+            change,
+        );
+    }
+}
 
 /// The whole state at one revision.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -145,84 +146,120 @@ pub struct StoreSnapshot {
     /// The revision of the last change included.
     pub revision: u64,
     /// ACPs by ID.
-    pub acps: BTreeMap<String, AccessControlPolicy>,
+    pub acps: Acps,
     /// Resources by ID.
-    pub resources: BTreeMap<String, Resource>,
+    pub resources: Resources,
     /// Dynamic ACPs by ID (expired ones included until swept).
-    pub dynamic: BTreeMap<String, DynamicAcp>,
+    pub dynamic: Dynamic,
 }
 
 impl StoreSnapshot {
-    /// Checks `mutation` against this state and returns the change it makes.
-    pub fn check(&self, mutation: Mutation) -> Result<Change, StoreError> {
-        Ok(match mutation {
-            Mutation::CreateAcp(acp) => {
-                let id = acp_id(&acp)?;
-                if self.acps.contains_key(&id) || self.dynamic.contains_key(&id) {
-                    return Err(StoreError::AlreadyExists(id));
-                }
-                Change::AcpPut(acp)
-            }
-            Mutation::UpdateAcp(acp) => {
-                let id = acp_id(&acp)?;
-                if !self.acps.contains_key(&id) {
-                    return Err(StoreError::NotFound(id));
-                }
-                Change::AcpPut(acp)
-            }
-            Mutation::DeleteAcp(id) => {
-                if !self.acps.contains_key(&id) {
-                    return Err(StoreError::NotFound(id));
-                }
-                Change::AcpDeleted(id)
-            }
-            Mutation::PutResource(r) => Change::ResourcePut(r),
-            Mutation::DeleteResource(id) => {
-                if !self.resources.contains_key(&id) {
-                    return Err(StoreError::NotFound(id));
-                }
-                Change::ResourceDeleted(id)
-            }
-            Mutation::PutDynamic(d) => {
-                if self.acps.contains_key(&d.id) {
-                    return Err(StoreError::AlreadyExists(d.id));
-                }
-                Change::DynamicPut(d)
-            }
-            Mutation::DeleteDynamic(id) => {
-                if !self.dynamic.contains_key(&id) {
-                    return Err(StoreError::NotFound(id));
-                }
-                Change::DynamicDeleted(id)
-            }
-        })
+    /// `state` at `revision`.
+    pub fn new(revision: u64, state: PolicyState) -> Self {
+        let PolicyState {
+            acps,
+            resources,
+            dynamic,
+        } = state;
+        Self {
+            revision,
+            acps,
+            resources,
+            dynamic,
+        }
     }
 
-    /// Applies a committed change (already checked) at `revision`.
+    /// Checks `mutation` against this state and returns the change it makes.
+    pub fn check(&self, mutation: Mutation) -> Result<Change, StoreError> {
+        check(&self.acps, &self.resources, &self.dynamic, mutation)
+    }
+
+    /// Applies a committed change (already checked) at its revision.
     pub fn apply(&mut self, entry: &LogEntry) {
-        match &entry.change {
-            Change::AcpPut(acp) => {
-                if let Some(id) = acp.resource_id.clone() {
-                    self.acps.insert(id, acp.clone());
-                }
+        apply(
+            &mut self.acps,
+            &mut self.resources,
+            &mut self.dynamic,
+            &entry.change,
+        );
+        self.revision = entry.revision;
+    }
+}
+
+// The checks and changes are written once, over the three maps, so that the
+// store's state and a service's mirror ([`StoreSnapshot`]) cannot disagree.
+
+fn check(
+    acps: &Acps,
+    resources: &Resources,
+    dynamic: &Dynamic,
+    mutation: Mutation,
+) -> Result<Change, StoreError> {
+    Ok(match mutation {
+        Mutation::CreateAcp(acp) => {
+            let id = acp_id(&acp)?;
+            if acps.contains_key(&id) || dynamic.contains_key(&id) {
+                return Err(StoreError::AlreadyExists(id));
             }
-            Change::AcpDeleted(id) => {
-                self.acps.remove(id);
+            Change::AcpPut(acp)
+        }
+        Mutation::UpdateAcp(acp) => {
+            let id = acp_id(&acp)?;
+            if !acps.contains_key(&id) {
+                return Err(StoreError::NotFound(id));
             }
-            Change::ResourcePut(r) => {
-                self.resources.insert(r.resource_id.clone(), r.clone());
+            Change::AcpPut(acp)
+        }
+        Mutation::DeleteAcp(id) => {
+            if !acps.contains_key(&id) {
+                return Err(StoreError::NotFound(id));
             }
-            Change::ResourceDeleted(id) => {
-                self.resources.remove(id);
+            Change::AcpDeleted(id)
+        }
+        Mutation::PutResource(r) => Change::ResourcePut(r),
+        Mutation::DeleteResource(id) => {
+            if !resources.contains_key(&id) {
+                return Err(StoreError::NotFound(id));
             }
-            Change::DynamicPut(d) => {
-                self.dynamic.insert(d.id.clone(), d.clone());
+            Change::ResourceDeleted(id)
+        }
+        Mutation::PutDynamic(d) => {
+            if acps.contains_key(&d.id) {
+                return Err(StoreError::AlreadyExists(d.id));
             }
-            Change::DynamicDeleted(id) => {
-                self.dynamic.remove(id);
+            Change::DynamicPut(d)
+        }
+        Mutation::DeleteDynamic(id) => {
+            if !dynamic.contains_key(&id) {
+                return Err(StoreError::NotFound(id));
+            }
+            Change::DynamicDeleted(id)
+        }
+    })
+}
+
+fn apply(acps: &mut Acps, resources: &mut Resources, dynamic: &mut Dynamic, change: &Change) {
+    match change {
+        Change::AcpPut(acp) => {
+            if let Some(id) = acp.resource_id.clone() {
+                acps.insert(id, acp.clone());
             }
         }
-        self.revision = entry.revision;
+        Change::AcpDeleted(id) => {
+            acps.remove(id);
+        }
+        Change::ResourcePut(r) => {
+            resources.insert(r.resource_id.clone(), r.clone());
+        }
+        Change::ResourceDeleted(id) => {
+            resources.remove(id);
+        }
+        Change::DynamicPut(d) => {
+            dynamic.insert(d.id.clone(), d.clone());
+        }
+        Change::DynamicDeleted(id) => {
+            dynamic.remove(id);
+        }
     }
 }
 
@@ -231,6 +268,137 @@ fn acp_id(acp: &AccessControlPolicy) -> Result<String, StoreError> {
         .clone()
         .filter(|id| !id.is_empty())
         .ok_or(StoreError::MissingId)
+}
+
+// ---------------------------------------------------------------------------
+// The schema and the store
+// ---------------------------------------------------------------------------
+
+/// Row collections of a durable backend.
+const ACP_ROWS: &str = "acp";
+const RESOURCE_ROWS: &str = "resource";
+const DYNAMIC_ROWS: &str = "dynamic_acp";
+
+/// What the PRP stores: [`PolicyState`], changed by [`Mutation`]s into
+/// [`Change`]s; one row per ACP, resource and dynamic ACP.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PrpSchema;
+
+fn row<T: Serialize>(
+    collection: &str,
+    key: &str,
+    value: Option<&T>,
+) -> Result<Row, authz_store::StoreError> {
+    let value = value
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| authz_store::StoreError::Corrupt(format!("{collection} {key}: {e}")))?;
+    Ok(Row {
+        collection: collection.into(),
+        key: key.into(),
+        value,
+    })
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(
+    collection: &str,
+    key: &str,
+    text: &str,
+) -> Result<T, authz_store::StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| authz_store::StoreError::Corrupt(format!("{collection} {key}: {e}")))
+}
+
+impl Schema for PrpSchema {
+    type State = PolicyState;
+    type Change = Change;
+    type Mutation = Mutation;
+    type Error = StoreError;
+
+    fn check(state: &PolicyState, mutation: Mutation) -> Result<Change, StoreError> {
+        state.check(mutation)
+    }
+
+    fn apply(state: &mut PolicyState, change: &Change) {
+        state.apply(change);
+    }
+
+    fn rows(change: &Change) -> Result<Vec<Row>, authz_store::StoreError> {
+        let row = match change {
+            Change::AcpPut(acp) => {
+                // `check` guarantees the ID; a change without one is a bug.
+                let id = acp.resource_id.as_deref().ok_or_else(|| {
+                    authz_store::StoreError::Corrupt("an ACP change without resource ID".into())
+                })?;
+                row(ACP_ROWS, id, Some(acp))?
+            }
+            Change::AcpDeleted(id) => row::<()>(ACP_ROWS, id, None)?,
+            Change::ResourcePut(r) => row(RESOURCE_ROWS, &r.resource_id, Some(r))?,
+            Change::ResourceDeleted(id) => row::<()>(RESOURCE_ROWS, id, None)?,
+            Change::DynamicPut(d) => row(DYNAMIC_ROWS, &d.id, Some(d))?,
+            Change::DynamicDeleted(id) => row::<()>(DYNAMIC_ROWS, id, None)?,
+        };
+        Ok(vec![row])
+    }
+
+    fn load(
+        state: &mut PolicyState,
+        collection: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), authz_store::StoreError> {
+        let key_owned = key.to_owned();
+        match collection {
+            ACP_ROWS => {
+                state
+                    .acps
+                    .insert(key_owned, from_json(collection, key, value)?);
+            }
+            RESOURCE_ROWS => {
+                state
+                    .resources
+                    .insert(key_owned, from_json(collection, key, value)?);
+            }
+            DYNAMIC_ROWS => {
+                state
+                    .dynamic
+                    .insert(key_owned, from_json(collection, key, value)?);
+            }
+            other => {
+                return Err(authz_store::StoreError::Corrupt(format!(
+                    "unknown collection {other:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The PRP's store (in memory or on redb).
+pub type PrpStore = Store<PrpSchema>;
+
+/// An empty in-memory store keeping the last `log_limit` changes (at least
+/// 1); lost when dropped (tests, `data_dir = None`).
+pub fn memory(log_limit: usize) -> PrpStore {
+    Store::memory(log_limit)
+}
+
+/// The redb file of the store in `dir`: `<dir>/prp.redb`.
+pub fn redb_path(dir: &Path) -> PathBuf {
+    dir.join(REDB_FILE)
+}
+
+/// Opens (or creates) `<dir>/prp.redb`, creating `dir` when needed.
+pub fn open(dir: impl AsRef<Path>) -> Result<PrpStore, StoreError> {
+    open_with_log_limit(dir, DEFAULT_LOG_LIMIT)
+}
+
+/// Like [`open`], keeping the last `log_limit` changes (at least 1).
+pub fn open_with_log_limit(
+    dir: impl AsRef<Path>,
+    log_limit: usize,
+) -> Result<PrpStore, StoreError> {
+    Ok(Store::open_redb(&redb_path(dir.as_ref()), log_limit)?)
 }
 
 /// A PRP storage backend.
@@ -250,301 +418,21 @@ pub trait PolicyStore: Send + Sync {
     fn apply(&self, mutation: Mutation) -> Result<LogEntry, StoreError>;
 }
 
-fn log_window(
-    from_revision: u64,
-    current: u64,
-    oldest: Option<u64>,
-) -> Result<Option<()>, StoreError> {
-    if from_revision > current {
-        return Ok(None);
-    }
-    if from_revision == current {
-        return Ok(Some(()));
-    }
-    match oldest {
-        Some(oldest) if oldest <= from_revision + 1 => Ok(Some(())),
-        _ => Ok(None),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// In memory
-// ---------------------------------------------------------------------------
-
-#[derive(Default)]
-struct MemoryState {
-    data: StoreSnapshot,
-    log: VecDeque<LogEntry>,
-}
-
-/// A store that keeps everything in memory (lost when dropped).
-pub struct MemoryStore {
-    state: Mutex<MemoryState>,
-    log_limit: usize,
-}
-
-impl Default for MemoryStore {
-    fn default() -> Self {
-        Self::new(DEFAULT_LOG_LIMIT)
-    }
-}
-
-impl MemoryStore {
-    /// An empty store keeping the last `log_limit` changes (at least 1).
-    pub fn new(log_limit: usize) -> Self {
-        Self {
-            state: Mutex::new(MemoryState::default()),
-            log_limit: log_limit.max(1),
-        }
-    }
-
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, MemoryState>, StoreError> {
-        self.state
-            .lock()
-            .map_err(|_| StoreError::Backend("memory store lock poisoned".into()))
-    }
-}
-
-impl PolicyStore for MemoryStore {
+impl PolicyStore for PrpStore {
     fn revision(&self) -> Result<u64, StoreError> {
-        Ok(self.lock()?.data.revision)
+        Ok(Store::revision(self))
     }
 
     fn snapshot(&self) -> Result<StoreSnapshot, StoreError> {
-        Ok(self.lock()?.data.clone())
+        let (revision, state) = Store::snapshot(self);
+        Ok(StoreSnapshot::new(revision, state))
     }
 
     fn changes_since(&self, from_revision: u64) -> Result<Option<Vec<LogEntry>>, StoreError> {
-        let state = self.lock()?;
-        let oldest = state.log.front().map(|e| e.revision);
-        Ok(
-            log_window(from_revision, state.data.revision, oldest)?.map(|()| {
-                state
-                    .log
-                    .iter()
-                    .filter(|e| e.revision > from_revision)
-                    .cloned()
-                    .collect()
-            }),
-        )
+        Ok(Store::changes_since(self, from_revision))
     }
 
     fn apply(&self, mutation: Mutation) -> Result<LogEntry, StoreError> {
-        let mut state = self.lock()?;
-        let change = state.data.check(mutation)?;
-        let entry = LogEntry {
-            revision: state.data.revision + 1,
-            change,
-        };
-        state.data.apply(&entry);
-        state.log.push_back(entry.clone());
-        while state.log.len() > self.log_limit {
-            state.log.pop_front();
-        }
-        Ok(entry)
-    }
-}
-
-// ---------------------------------------------------------------------------
-// redb
-// ---------------------------------------------------------------------------
-
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const ACPS: TableDefinition<&str, &str> = TableDefinition::new("acps");
-const RESOURCES: TableDefinition<&str, &str> = TableDefinition::new("resources");
-const DYNAMIC: TableDefinition<&str, &str> = TableDefinition::new("dynamic_acps");
-const LOG: TableDefinition<u64, &str> = TableDefinition::new("change_log");
-const REVISION_KEY: &str = "revision";
-
-/// A store in one redb file, `<dir>/prp.redb`.
-pub struct RedbStore {
-    db: Database,
-    path: PathBuf,
-    log_limit: usize,
-}
-
-impl std::fmt::Debug for RedbStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedbStore")
-            .field("path", &self.path)
-            .field("log_limit", &self.log_limit)
-            .finish()
-    }
-}
-
-fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn from_json<T: for<'de> Deserialize<'de>>(what: &str, text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
-impl RedbStore {
-    /// Opens (or creates) `<dir>/prp.redb`, creating `dir` when needed.
-    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Self::open_with_log_limit(dir, DEFAULT_LOG_LIMIT)
-    }
-
-    /// Like [`open`](Self::open), keeping the last `log_limit` changes (at
-    /// least 1).
-    pub fn open_with_log_limit(
-        dir: impl AsRef<Path>,
-        log_limit: usize,
-    ) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir.as_ref())?;
-        let path = dir.as_ref().join(REDB_FILE);
-        let db = Database::create(&path)?;
-        // Create the tables so that readers never meet a missing one.
-        let mut txn = db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
-        {
-            let mut meta = txn.open_table(META)?;
-            if meta.get(REVISION_KEY)?.is_none() {
-                meta.insert(REVISION_KEY, 0)?;
-            }
-            txn.open_table(ACPS)?;
-            txn.open_table(RESOURCES)?;
-            txn.open_table(DYNAMIC)?;
-            txn.open_table(LOG)?;
-        }
-        txn.commit()?;
-        Ok(Self {
-            db,
-            path,
-            log_limit: log_limit.max(1),
-        })
-    }
-
-    /// The path of the redb file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-fn read_all<T: for<'de> Deserialize<'de>>(
-    table: &impl ReadableTable<&'static str, &'static str>,
-    what: &str,
-) -> Result<BTreeMap<String, T>, StoreError> {
-    let mut out = BTreeMap::new();
-    for item in table.iter()? {
-        let (k, v) = item?;
-        let key = k.value().to_owned();
-        let value = from_json(&format!("{what} {key}"), v.value())?;
-        out.insert(key, value);
-    }
-    Ok(out)
-}
-
-impl PolicyStore for RedbStore {
-    fn revision(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        Ok(meta.get(REVISION_KEY)?.map(|g| g.value()).unwrap_or(0))
-    }
-
-    fn snapshot(&self) -> Result<StoreSnapshot, StoreError> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        let revision = meta.get(REVISION_KEY)?.map(|g| g.value()).unwrap_or(0);
-        let acps = read_all(&txn.open_table(ACPS)?, "acp")?;
-        let resources = read_all(&txn.open_table(RESOURCES)?, "resource")?;
-        let dynamic = read_all(&txn.open_table(DYNAMIC)?, "dynamic acp")?;
-        Ok(StoreSnapshot {
-            revision,
-            acps,
-            resources,
-            dynamic,
-        })
-    }
-
-    fn changes_since(&self, from_revision: u64) -> Result<Option<Vec<LogEntry>>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        let current = meta.get(REVISION_KEY)?.map(|g| g.value()).unwrap_or(0);
-        let log = txn.open_table(LOG)?;
-        let oldest = log.first()?.map(|(k, _)| k.value());
-        if log_window(from_revision, current, oldest)?.is_none() {
-            return Ok(None);
-        }
-        let mut out = Vec::new();
-        for item in log.range(from_revision.saturating_add(1)..)? {
-            let (k, v) = item?;
-            let revision = k.value();
-            let change = from_json(&format!("log entry {revision}"), v.value())?;
-            out.push(LogEntry { revision, change });
-        }
-        Ok(Some(out))
-    }
-
-    fn apply(&self, mutation: Mutation) -> Result<LogEntry, StoreError> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
-        let entry = {
-            let mut meta = txn.open_table(META)?;
-            let mut acps = txn.open_table(ACPS)?;
-            let mut resources = txn.open_table(RESOURCES)?;
-            let mut dynamic = txn.open_table(DYNAMIC)?;
-            let mut log = txn.open_table(LOG)?;
-            let revision = meta.get(REVISION_KEY)?.map(|g| g.value()).unwrap_or(0) + 1;
-
-            let change = match mutation {
-                Mutation::CreateAcp(acp) => {
-                    let id = acp_id(&acp)?;
-                    if acps.get(id.as_str())?.is_some() || dynamic.get(id.as_str())?.is_some() {
-                        return Err(StoreError::AlreadyExists(id));
-                    }
-                    acps.insert(id.as_str(), to_json(&acp)?.as_str())?;
-                    Change::AcpPut(acp)
-                }
-                Mutation::UpdateAcp(acp) => {
-                    let id = acp_id(&acp)?;
-                    if acps.get(id.as_str())?.is_none() {
-                        return Err(StoreError::NotFound(id));
-                    }
-                    acps.insert(id.as_str(), to_json(&acp)?.as_str())?;
-                    Change::AcpPut(acp)
-                }
-                Mutation::DeleteAcp(id) => {
-                    if acps.remove(id.as_str())?.is_none() {
-                        return Err(StoreError::NotFound(id));
-                    }
-                    Change::AcpDeleted(id)
-                }
-                Mutation::PutResource(r) => {
-                    resources.insert(r.resource_id.as_str(), to_json(&r)?.as_str())?;
-                    Change::ResourcePut(r)
-                }
-                Mutation::DeleteResource(id) => {
-                    if resources.remove(id.as_str())?.is_none() {
-                        return Err(StoreError::NotFound(id));
-                    }
-                    Change::ResourceDeleted(id)
-                }
-                Mutation::PutDynamic(d) => {
-                    if acps.get(d.id.as_str())?.is_some() {
-                        return Err(StoreError::AlreadyExists(d.id));
-                    }
-                    dynamic.insert(d.id.as_str(), to_json(&d)?.as_str())?;
-                    Change::DynamicPut(d)
-                }
-                Mutation::DeleteDynamic(id) => {
-                    if dynamic.remove(id.as_str())?.is_none() {
-                        return Err(StoreError::NotFound(id));
-                    }
-                    Change::DynamicDeleted(id)
-                }
-            };
-            let entry = LogEntry { revision, change };
-            log.insert(revision, to_json(&entry.change)?.as_str())?;
-            meta.insert(REVISION_KEY, revision)?;
-            // Trim the log to the last `log_limit` entries.
-            let keep_from = revision.saturating_sub(self.log_limit as u64 - 1);
-            log.retain_in(..keep_from, |_, _| false)?;
-            entry
-        };
-        // Returning early above drops `txn` uncommitted: nothing is written.
-        txn.commit()?;
-        Ok(entry)
+        Store::apply(self, mutation)
     }
 }

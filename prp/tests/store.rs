@@ -7,8 +7,7 @@ use authz_core::model::{AccessControlPolicy, AccessControlRule, SetOfAcrs};
 use authz_core::resources::Resource;
 use authz_proto::pb;
 use authz_proto::pb::policy_retrieval_point_server::PolicyRetrievalPoint;
-use authz_prp::store::{Change, DynamicAcp, Mutation, PolicyStore, StoreError};
-use authz_prp::{MemoryStore, RedbStore};
+use authz_prp::store::{self, Change, DynamicAcp, Mutation, PolicyStore, StoreError};
 use common::*;
 
 fn model_acp(id: &str) -> AccessControlPolicy {
@@ -99,20 +98,21 @@ fn exercise(store: &dyn PolicyStore) {
 
 #[test]
 fn memory_store_applies_writes_atomically() {
-    exercise(&MemoryStore::default());
+    exercise(&store::memory(store::DEFAULT_LOG_LIMIT));
 }
 
 #[test]
 fn redb_store_applies_writes_atomically() {
     let dir = temp_dir("atomic");
-    exercise(&RedbStore::open(&dir).expect("open"));
+    exercise(&store::open(&dir).expect("open"));
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn log_is_trimmed_to_its_limit() {
     let dir = temp_dir("trim");
-    let store = RedbStore::open_with_log_limit(&dir, 2).expect("open");
+    let opened = store::open_with_log_limit(&dir, 2).expect("open");
+    let store: &dyn PolicyStore = &opened;
     for i in 0..5 {
         store
             .apply(Mutation::PutResource(model_resource(&format!("r{i}"))))
@@ -124,7 +124,7 @@ fn log_is_trimmed_to_its_limit() {
         log.iter().map(|e| e.revision).collect::<Vec<_>>(),
         vec![4, 5]
     );
-    drop(store);
+    drop(opened);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -132,16 +132,19 @@ fn log_is_trimmed_to_its_limit() {
 fn redb_data_and_revision_survive_a_reopen() {
     let dir = temp_dir("reopen");
     {
-        let store = RedbStore::open(&dir).expect("open");
+        let store = store::open(&dir).expect("open");
+        let store: &dyn PolicyStore = &store;
         store
             .apply(Mutation::CreateAcp(model_acp("acp1")))
             .expect("create");
         store
             .apply(Mutation::PutResource(model_resource("cnt")))
             .expect("put");
-        assert!(store.path().ends_with("prp.redb"));
+        assert!(store::redb_path(&dir).ends_with("prp.redb"));
+        assert!(store::redb_path(&dir).is_file());
     }
-    let store = RedbStore::open(&dir).expect("reopen");
+    let reopened = store::open(&dir).expect("reopen");
+    let store: &dyn PolicyStore = &reopened;
     let snap = store.snapshot().expect("snapshot");
     assert_eq!(snap.revision, 2);
     assert_eq!(snap.acps.get("acp1"), Some(&model_acp("acp1")));
@@ -153,7 +156,7 @@ fn redb_data_and_revision_survive_a_reopen() {
         .apply(Mutation::DeleteAcp("acp1".into()))
         .expect("delete");
     assert_eq!(e.revision, 3);
-    drop(store);
+    drop(reopened);
     let _ = std::fs::remove_dir_all(dir);
 }
 

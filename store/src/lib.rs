@@ -1,1 +1,338 @@
-//! placeholder: filled by the store refactor
+//! # authz-store
+//!
+//! A durable revisioned store, shared by the services that keep state (the
+//! PRP's policies, the PIP's attributes). A [`Schema`] says what the store
+//! holds and how a write changes it; [`Store`] keeps the whole state in
+//! memory, so that reads need no I/O, and commits every write to a
+//! [`Backend`] before it changes memory.
+//!
+//! Every [`Store::apply`] is one atomic, durable write: it checks the
+//! mutation against the current state, commits the rows it changes, the new
+//! revision (one more than the last) and the change itself in one backend
+//! transaction, then applies the change in memory. The change log keeps the
+//! last `log_limit` changes, in memory and in the backend, so that a `Watch`
+//! stream can resume from a revision instead of starting over with a
+//! snapshot, also after a restart.
+//!
+//! [`Store::memory`] keeps no durable copy (tests, services without a data
+//! directory); [`Store::open_redb`] keeps everything in one redb file
+//! ([`RedbBackend`]).
+
+#![warn(missing_docs)]
+
+mod redb_backend;
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{Mutex, PoisonError, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+pub use redb_backend::RedbBackend;
+
+/// Default number of change-log entries kept for `Watch` resumption.
+pub const DEFAULT_LOG_LIMIT: usize = 10_000;
+
+/// Why the store failed, independently of what it holds.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Stored data that does not decode or is inconsistent.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// The backend failed (I/O, database).
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+macro_rules! backend_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                Self::Backend(e.to_string())
+            }
+        }
+    )*};
+}
+backend_errors!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError,
+    std::io::Error
+);
+
+/// One stored row: a value (JSON text) under (collection, key); `value:
+/// None` deletes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// The collection (a table of the schema, e.g. `acp`).
+    pub collection: String,
+    /// The key within the collection.
+    pub key: String,
+    /// The value as JSON text; `None` deletes the row.
+    pub value: Option<String>,
+}
+
+/// What a store holds and how writes change it.
+pub trait Schema: Send + Sync + 'static {
+    /// The whole state, kept in memory.
+    type State: Default + Clone + Send + Sync + 'static;
+    /// One checked change, as logged and streamed to watchers.
+    type Change: Serialize
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+        + PartialEq
+        + Send
+        + Sync
+        + 'static;
+    /// One requested write, with its precondition.
+    type Mutation: Send + 'static;
+    /// Why a write failed (a failed precondition or a [`StoreError`]).
+    type Error: From<StoreError> + Send + 'static;
+
+    /// Checks `mutation` against `state`; returns the change it makes
+    /// (nothing is changed on error).
+    fn check(state: &Self::State, mutation: Self::Mutation) -> Result<Self::Change, Self::Error>;
+
+    /// Applies a checked change to the in-memory state.
+    fn apply(state: &mut Self::State, change: &Self::Change);
+
+    /// The rows `change` writes in a durable backend.
+    fn rows(change: &Self::Change) -> Result<Vec<Row>, StoreError>;
+
+    /// Rebuilds state from one stored row when a durable store opens.
+    fn load(
+        state: &mut Self::State,
+        collection: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), StoreError>;
+}
+
+/// A committed change and the revision it brought the store to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry<C> {
+    /// The revision after the change.
+    pub revision: u64,
+    /// The change.
+    pub change: C,
+}
+
+/// Everything a [`Backend`] holds, as read when a store opens.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Loaded {
+    /// The revision of the last committed write (0 when empty).
+    pub revision: u64,
+    /// Every stored row (`value` is always `Some`).
+    pub rows: Vec<Row>,
+    /// The change log in increasing revision order: (revision, change JSON).
+    pub log: Vec<(u64, String)>,
+}
+
+/// A durable backend: loads everything at open, commits one write atomically
+/// and durably.
+///
+/// The [`Store`] serializes writes; a backend only has to make each
+/// [`commit`](Self::commit) all-or-nothing and durable when it returns.
+pub trait Backend: Send + Sync {
+    /// Reads the stored revision, rows and change log.
+    fn load(&self) -> Result<Loaded, StoreError>;
+
+    /// In one atomic, durable transaction: writes `rows` (a `None` value
+    /// deletes), sets the revision to `revision`, logs `change` (JSON) under
+    /// `revision` and deletes the log entries below `keep_log_from`.
+    fn commit(
+        &self,
+        revision: u64,
+        rows: &[Row],
+        change: &str,
+        keep_log_from: u64,
+    ) -> Result<(), StoreError>;
+}
+
+/// The in-memory copy: the state, its revision and the recent changes.
+struct Data<S: Schema> {
+    revision: u64,
+    state: S::State,
+    /// Contiguous revisions ending at `revision` (or empty).
+    log: VecDeque<LogEntry<S::Change>>,
+}
+
+/// A revisioned store: the whole state in memory (read without I/O), every
+/// write committed to the backend first.
+pub struct Store<S: Schema> {
+    backend: Option<Box<dyn Backend>>,
+    log_limit: usize,
+    data: RwLock<Data<S>>,
+    /// Held for a whole write (check, commit, apply), so that the checked
+    /// state is still current when the change is applied; readers only wait
+    /// for the in-memory apply, not for the backend.
+    writer: Mutex<()>,
+}
+
+impl<S: Schema> std::fmt::Debug for Store<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("revision", &self.revision())
+            .field("durable", &self.backend.is_some())
+            .field("log_limit", &self.log_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The first revision the log keeps after a write at `revision`.
+fn keep_log_from(revision: u64, log_limit: usize) -> u64 {
+    let span = u64::try_from(log_limit.saturating_sub(1)).unwrap_or(u64::MAX);
+    revision.saturating_sub(span)
+}
+
+impl<S: Schema> Store<S> {
+    /// An empty store without durability, keeping the last `log_limit`
+    /// changes (at least 1).
+    pub fn memory(log_limit: usize) -> Self {
+        Self {
+            backend: None,
+            log_limit: log_limit.max(1),
+            data: RwLock::new(Data {
+                revision: 0,
+                state: S::State::default(),
+                log: VecDeque::new(),
+            }),
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// Opens (or creates) the redb file at `path`, creating its parent
+    /// directories when needed.
+    pub fn open_redb(path: &Path, log_limit: usize) -> Result<Self, StoreError> {
+        Self::with_backend(Box::new(RedbBackend::open(path)?), log_limit)
+    }
+
+    /// A store over `backend`, its state rebuilt from the stored rows and its
+    /// log from the stored log (the last `log_limit` changes, at least 1).
+    pub fn with_backend(backend: Box<dyn Backend>, log_limit: usize) -> Result<Self, StoreError> {
+        let log_limit = log_limit.max(1);
+        let loaded = backend.load()?;
+        let mut state = S::State::default();
+        for row in &loaded.rows {
+            if let Some(value) = &row.value {
+                S::load(&mut state, &row.collection, &row.key, value)?;
+            }
+        }
+        let keep_from = keep_log_from(loaded.revision, log_limit);
+        let mut log = VecDeque::new();
+        let mut previous: Option<u64> = None;
+        for (revision, text) in &loaded.log {
+            let revision = *revision;
+            // A gap or an entry past the revision means a torn or foreign
+            // log: resuming from it would skip changes silently.
+            if previous.is_some_and(|p| p.checked_add(1) != Some(revision))
+                || revision > loaded.revision
+            {
+                return Err(StoreError::Corrupt(format!(
+                    "change log entry {revision} out of sequence (store revision {})",
+                    loaded.revision
+                )));
+            }
+            previous = Some(revision);
+            if revision < keep_from {
+                continue;
+            }
+            let change = serde_json::from_str(text)
+                .map_err(|e| StoreError::Corrupt(format!("change log entry {revision}: {e}")))?;
+            log.push_back(LogEntry { revision, change });
+        }
+        if let Some(last) = previous
+            && last != loaded.revision
+        {
+            return Err(StoreError::Corrupt(format!(
+                "change log ends at {last} but the store is at revision {}",
+                loaded.revision
+            )));
+        }
+        Ok(Self {
+            backend: Some(backend),
+            log_limit,
+            data: RwLock::new(Data {
+                revision: loaded.revision,
+                state,
+                log,
+            }),
+            writer: Mutex::new(()),
+        })
+    }
+
+    /// The current revision (0 for an empty store).
+    pub fn revision(&self) -> u64 {
+        self.read(|revision, _| revision)
+    }
+
+    /// Calls `f` with the current revision and state, under a read lock
+    /// (keep `f` short: writes wait for it).
+    pub fn read<T>(&self, f: impl FnOnce(u64, &S::State) -> T) -> T {
+        let data = self.data.read().unwrap_or_else(PoisonError::into_inner);
+        f(data.revision, &data.state)
+    }
+
+    /// A copy of the current revision and state.
+    pub fn snapshot(&self) -> (u64, S::State) {
+        self.read(|revision, state| (revision, state.clone()))
+    }
+
+    /// The changes after `from_revision`, in order. `None` when the log no
+    /// longer holds every change after `from_revision` or `from_revision` is
+    /// ahead of the store: the caller needs a snapshot instead.
+    pub fn changes_since(&self, from_revision: u64) -> Option<Vec<LogEntry<S::Change>>> {
+        let data = self.data.read().unwrap_or_else(PoisonError::into_inner);
+        if from_revision > data.revision {
+            return None;
+        }
+        if from_revision == data.revision {
+            return Some(Vec::new());
+        }
+        let oldest = data.log.front()?.revision;
+        if oldest > from_revision + 1 {
+            return None;
+        }
+        // The log is contiguous: the first wanted entry is at a known index.
+        let skip = usize::try_from(from_revision + 1 - oldest).ok()?;
+        Some(data.log.iter().skip(skip).cloned().collect())
+    }
+
+    /// Checks `mutation`, commits the change to the backend (durable when
+    /// this returns), applies it in memory and appends it to the log. One
+    /// write at a time; a failed write changes nothing, not even the
+    /// revision.
+    pub fn apply(&self, mutation: S::Mutation) -> Result<LogEntry<S::Change>, S::Error> {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let (current, change) =
+            self.read(|revision, state| S::check(state, mutation).map(|c| (revision, c)))?;
+        let revision = current
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Backend("revision counter exhausted".into()))?;
+        if let Some(backend) = &self.backend {
+            let rows = S::rows(&change)?;
+            let json = serde_json::to_string(&change)
+                .map_err(|e| StoreError::Corrupt(format!("change does not serialize: {e}")))?;
+            backend.commit(
+                revision,
+                &rows,
+                &json,
+                keep_log_from(revision, self.log_limit),
+            )?;
+        }
+        let entry = LogEntry { revision, change };
+        let mut data = self.data.write().unwrap_or_else(PoisonError::into_inner);
+        S::apply(&mut data.state, &entry.change);
+        data.revision = revision;
+        data.log.push_back(entry.clone());
+        while data.log.len() > self.log_limit {
+            data.log.pop_front();
+        }
+        Ok(entry)
+    }
+}

@@ -1,0 +1,140 @@
+//! The redb [`Backend`]: one database file with three tables, `meta` (the
+//! revision), `rows` ((collection, key) → JSON text) and `change_log`
+//! (revision → change JSON). Every commit is one write transaction with
+//! [`Durability::Immediate`], so an acknowledged write survives a crash.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+
+use crate::{Backend, Loaded, Row, StoreError};
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const ROWS: TableDefinition<(&str, &str), &str> = TableDefinition::new("rows");
+const LOG: TableDefinition<u64, &str> = TableDefinition::new("change_log");
+const REVISION_KEY: &str = "revision";
+
+/// A [`Backend`] in one redb file.
+pub struct RedbBackend {
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for RedbBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbBackend")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedbBackend {
+    /// Opens the redb file at `path`, creating it (and its parent
+    /// directories) when missing. A file that exists but is not a redb
+    /// database is an error, never overwritten.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        // `create` opens a valid database and initializes only a missing or
+        // empty file.
+        let db = Database::create(path)?;
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let had_rows = txn.list_tables()?.any(|t| t.name() == ROWS.name());
+            let mut meta = txn.open_table(META)?;
+            let revision = meta.get(REVISION_KEY)?.map(|g| g.value());
+            match revision {
+                // A revision without a rows table: a file of another layout
+                // (e.g. an older PRP); opening it as empty would lose data.
+                Some(revision) if revision > 0 && !had_rows => {
+                    return Err(StoreError::Corrupt(format!(
+                        "{} is at revision {revision} but has no `rows` table (not an authz-store file)",
+                        path.display()
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert(REVISION_KEY, 0)?;
+                }
+            }
+            // Create the tables so that readers never meet a missing one.
+            txn.open_table(ROWS)?;
+            txn.open_table(LOG)?;
+        }
+        txn.commit()?;
+        Ok(Self {
+            db,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The path of the redb file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Backend for RedbBackend {
+    fn load(&self) -> Result<Loaded, StoreError> {
+        let txn = self.db.begin_read()?;
+        let revision = txn
+            .open_table(META)?
+            .get(REVISION_KEY)?
+            .map(|g| g.value())
+            .unwrap_or(0);
+        let mut rows = Vec::new();
+        for item in txn.open_table(ROWS)?.iter()? {
+            let (k, v) = item?;
+            let (collection, key) = k.value();
+            rows.push(Row {
+                collection: collection.to_owned(),
+                key: key.to_owned(),
+                value: Some(v.value().to_owned()),
+            });
+        }
+        let mut log = Vec::new();
+        for item in txn.open_table(LOG)?.iter()? {
+            let (k, v) = item?;
+            log.push((k.value(), v.value().to_owned()));
+        }
+        Ok(Loaded {
+            revision,
+            rows,
+            log,
+        })
+    }
+
+    fn commit(
+        &self,
+        revision: u64,
+        rows: &[Row],
+        change: &str,
+        keep_log_from: u64,
+    ) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut table = txn.open_table(ROWS)?;
+            for row in rows {
+                let key = (row.collection.as_str(), row.key.as_str());
+                match &row.value {
+                    Some(value) => {
+                        table.insert(key, value.as_str())?;
+                    }
+                    None => {
+                        table.remove(key)?;
+                    }
+                }
+            }
+            let mut log = txn.open_table(LOG)?;
+            log.insert(revision, change)?;
+            log.retain_in(..keep_log_from, |_, _| false)?;
+            txn.open_table(META)?.insert(REVISION_KEY, revision)?;
+        }
+        // An early return above drops `txn` uncommitted: nothing is written.
+        txn.commit()?;
+        Ok(())
+    }
+}

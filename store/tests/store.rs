@@ -1,0 +1,320 @@
+//! The store against a tiny key-value schema, in memory and on redb:
+//! revisions, failed writes, change-log windows, durability across a reopen
+//! and a backend that fails.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use authz_store::{Backend, DEFAULT_LOG_LIMIT, Loaded, LogEntry, Row, Schema, Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+/// A map of strings; one collection, `kv`.
+struct Kv;
+
+enum Mutation {
+    Put(&'static str, &'static str),
+    Delete(&'static str),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Change {
+    Put(String, String),
+    Deleted(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum KvError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Schema for Kv {
+    type State = BTreeMap<String, String>;
+    type Change = Change;
+    type Mutation = Mutation;
+    type Error = KvError;
+
+    fn check(state: &Self::State, mutation: Mutation) -> Result<Change, KvError> {
+        match mutation {
+            Mutation::Put(k, v) => Ok(Change::Put(k.into(), v.into())),
+            Mutation::Delete(k) if state.contains_key(k) => Ok(Change::Deleted(k.into())),
+            Mutation::Delete(k) => Err(KvError::NotFound(k.into())),
+        }
+    }
+
+    fn apply(state: &mut Self::State, change: &Change) {
+        match change {
+            Change::Put(k, v) => {
+                state.insert(k.clone(), v.clone());
+            }
+            Change::Deleted(k) => {
+                state.remove(k);
+            }
+        }
+    }
+
+    fn rows(change: &Change) -> Result<Vec<Row>, StoreError> {
+        let (key, value) = match change {
+            Change::Put(k, v) => (k, Some(serde_json::to_string(v).expect("a string"))),
+            Change::Deleted(k) => (k, None),
+        };
+        Ok(vec![Row {
+            collection: "kv".into(),
+            key: key.clone(),
+            value,
+        }])
+    }
+
+    fn load(
+        state: &mut Self::State,
+        collection: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        if collection != "kv" {
+            return Err(StoreError::Corrupt(format!("collection {collection}")));
+        }
+        let value = serde_json::from_str(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        state.insert(key.into(), value);
+        Ok(())
+    }
+}
+
+/// A unique path under the system temp directory.
+fn temp_path(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    std::env::temp_dir().join(format!("authz-store-{name}-{}-{nanos}", std::process::id()))
+}
+
+fn revisions(log: &[LogEntry<Change>]) -> Vec<u64> {
+    log.iter().map(|e| e.revision).collect()
+}
+
+/// The same sequence against any store (empty when called).
+fn exercise(store: &Store<Kv>) {
+    assert_eq!(store.revision(), 0);
+    assert_eq!(store.changes_since(0), Some(vec![]));
+    for (i, m) in [
+        Mutation::Put("a", "1"),
+        Mutation::Put("b", "2"),
+        Mutation::Put("a", "3"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let e = store.apply(m).expect("put");
+        assert_eq!(e.revision, i as u64 + 1, "one revision per write");
+        assert_eq!(store.revision(), e.revision);
+    }
+    // A failed check changes nothing, not even the revision.
+    let before = store.snapshot();
+    assert!(matches!(
+        store.apply(Mutation::Delete("zzz")),
+        Err(KvError::NotFound(k)) if k == "zzz"
+    ));
+    assert_eq!(store.snapshot(), before);
+    assert_eq!(store.revision(), 3);
+
+    let e = store.apply(Mutation::Delete("b")).expect("delete");
+    assert_eq!(
+        e,
+        LogEntry {
+            revision: 4,
+            change: Change::Deleted("b".into())
+        }
+    );
+    let (revision, state) = store.snapshot();
+    assert_eq!(revision, 4);
+    assert_eq!(state, BTreeMap::from([("a".to_string(), "3".to_string())]));
+    store.read(|revision, state| {
+        assert_eq!(revision, 4);
+        assert_eq!(state.get("a").map(String::as_str), Some("3"));
+    });
+
+    let log = store.changes_since(2).expect("in window");
+    assert_eq!(revisions(&log), vec![3, 4]);
+    assert_eq!(log[0].change, Change::Put("a".into(), "3".into()));
+    assert_eq!(
+        revisions(&store.changes_since(0).expect("all")),
+        vec![1, 2, 3, 4]
+    );
+    assert_eq!(store.changes_since(4), Some(vec![]), "from == current");
+    assert_eq!(store.changes_since(5), None, "ahead");
+}
+
+/// Five puts into a store keeping two changes: the window is 3.. .
+fn exercise_trim(store: &Store<Kv>) {
+    for k in ["a", "b", "c", "d", "e"] {
+        store.apply(Mutation::Put(k, "x")).expect("put");
+    }
+    assert_eq!(store.changes_since(2), None, "3 was trimmed");
+    assert_eq!(store.changes_since(0), None, "1 was trimmed");
+    assert_eq!(
+        revisions(&store.changes_since(3).expect("window")),
+        vec![4, 5]
+    );
+    assert_eq!(revisions(&store.changes_since(4).expect("window")), vec![5]);
+    assert_eq!(store.changes_since(5), Some(vec![]));
+}
+
+#[test]
+fn memory_store_revisions_failures_and_log() {
+    exercise(&Store::memory(DEFAULT_LOG_LIMIT));
+}
+
+#[test]
+fn redb_store_revisions_failures_and_log() {
+    let dir = temp_path("exercise");
+    exercise(&Store::open_redb(&dir.join("kv.redb"), DEFAULT_LOG_LIMIT).expect("open"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn memory_log_is_trimmed_to_its_limit() {
+    exercise_trim(&Store::memory(2));
+    // A limit of 0 keeps one change: the last one.
+    let store = Store::<Kv>::memory(0);
+    store.apply(Mutation::Put("a", "1")).expect("put");
+    store.apply(Mutation::Put("a", "2")).expect("put");
+    assert_eq!(revisions(&store.changes_since(1).expect("window")), vec![2]);
+    assert_eq!(store.changes_since(0), None);
+}
+
+#[test]
+fn redb_log_is_trimmed_to_its_limit_also_on_disk() {
+    let dir = temp_path("trim");
+    let path = dir.join("nested").join("kv.redb");
+    exercise_trim(&Store::open_redb(&path, 2).expect("open"));
+    // Reopened with a larger limit, the log still starts at 4: the file was
+    // trimmed too.
+    let store = Store::<Kv>::open_redb(&path, 100).expect("reopen");
+    assert_eq!(store.changes_since(2), None);
+    assert_eq!(
+        revisions(&store.changes_since(3).expect("window")),
+        vec![4, 5]
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn redb_reopen_restores_state_revision_and_log() {
+    let dir = temp_path("reopen");
+    let path = dir.join("kv.redb");
+    let (before, log_before) = {
+        let store = Store::<Kv>::open_redb(&path, DEFAULT_LOG_LIMIT).expect("open");
+        exercise(&store);
+        (store.snapshot(), store.changes_since(0).expect("log"))
+    };
+    let store = Store::<Kv>::open_redb(&path, DEFAULT_LOG_LIMIT).expect("reopen");
+    // The state rebuilt from rows equals the state before the reopen.
+    assert_eq!(store.snapshot(), before);
+    assert_eq!(store.revision(), 4);
+    assert_eq!(store.changes_since(0), Some(log_before));
+    assert_eq!(
+        revisions(&store.changes_since(2).expect("window")),
+        vec![3, 4]
+    );
+    // The next write continues the revision sequence.
+    assert_eq!(
+        store.apply(Mutation::Delete("a")).expect("delete").revision,
+        5
+    );
+    drop(store);
+
+    // Reopened with a smaller limit, the memory log keeps only the last one.
+    let store = Store::<Kv>::open_redb(&path, 1).expect("reopen small");
+    assert_eq!(store.revision(), 5);
+    assert!(store.snapshot().1.is_empty());
+    assert_eq!(store.changes_since(3), None);
+    assert_eq!(revisions(&store.changes_since(4).expect("window")), vec![5]);
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_file_that_is_not_redb_is_an_error_and_kept() {
+    let dir = temp_path("garbage");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("kv.redb");
+    std::fs::write(&path, b"not a database, but not empty either").expect("write");
+    assert!(matches!(
+        Store::<Kv>::open_redb(&path, DEFAULT_LOG_LIMIT),
+        Err(StoreError::Backend(_))
+    ));
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        b"not a database, but not empty either"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A backend whose commits fail while its flag is set.
+struct Flaky(Arc<AtomicBool>);
+
+impl Backend for Flaky {
+    fn load(&self) -> Result<Loaded, StoreError> {
+        Ok(Loaded::default())
+    }
+
+    fn commit(&self, _: u64, _: &[Row], _: &str, _: u64) -> Result<(), StoreError> {
+        if self.0.load(Ordering::SeqCst) {
+            Err(StoreError::Backend("disk full".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn a_failed_commit_changes_nothing_in_memory() {
+    let fail = Arc::new(AtomicBool::new(false));
+    let store = Store::<Kv>::with_backend(Box::new(Flaky(fail.clone())), 10).expect("open");
+    store.apply(Mutation::Put("a", "1")).expect("put");
+    fail.store(true, Ordering::SeqCst);
+    let err = store
+        .apply(Mutation::Put("a", "2"))
+        .expect_err("commit fails");
+    assert_eq!(err.to_string(), "storage backend: disk full");
+    assert_eq!(store.revision(), 1);
+    assert_eq!(store.snapshot().1.get("a").map(String::as_str), Some("1"));
+    assert_eq!(revisions(&store.changes_since(0).expect("log")), vec![1]);
+    fail.store(false, Ordering::SeqCst);
+    assert_eq!(
+        store.apply(Mutation::Put("a", "2")).expect("put").revision,
+        2
+    );
+}
+
+/// A backend whose stored log has a gap.
+struct Torn;
+
+impl Backend for Torn {
+    fn load(&self) -> Result<Loaded, StoreError> {
+        let change = serde_json::to_string(&Change::Deleted("a".into())).expect("json");
+        Ok(Loaded {
+            revision: 3,
+            rows: vec![],
+            log: vec![(1, change.clone()), (3, change)],
+        })
+    }
+
+    fn commit(&self, _: u64, _: &[Row], _: &str, _: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_log_with_a_gap_is_corrupt() {
+    assert!(matches!(
+        Store::<Kv>::with_backend(Box::new(Torn), 10),
+        Err(StoreError::Corrupt(_))
+    ));
+}
