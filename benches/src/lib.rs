@@ -132,7 +132,7 @@ impl AttributeSource for CachedAttributes {
     fn position(&self, _: &str, _: chrono::DateTime<chrono::Utc>) -> Lookup<authz_core::Position> {
         Lookup::NotFound
     }
-    fn country_of_position(&self, _: &authz_core::Position) -> Lookup<String> {
+    fn countries_of_position(&self, _: &authz_core::Position) -> Lookup<Vec<String>> {
         Lookup::NotFound
     }
     fn country_of_ip(&self, _: std::net::IpAddr) -> Lookup<String> {

@@ -26,12 +26,14 @@ struct Cli {
 enum Command {
     /// Decide one request against m2m:acp policy files and print the decision as JSON.
     Check(check::CheckArgs),
-    /// Run PRP and PDP in one process on one port, with an embedded store and demo policies.
+    /// Run PRP, PIP and PDP in one process on one port, with an embedded store and demo policies.
     Up(serve::UpArgs),
     /// Run the PRP alone.
     Prp(serve::PrpArgs),
-    /// Run a PDP alone, following a PRP.
+    /// Run a PDP alone, following a PRP (and asking a PIP).
     Pdp(serve::PdpArgs),
+    /// Run the PIP alone (roles, tokens, groups, positions, countries).
+    Pip(serve::PipArgs),
     /// Manage the ACPs and resources of a running PRP.
     Policy(policy::PolicyArgs),
     /// Measure decisions per second and latency of a running PDP.
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
             Command::Up(a) => serve::up(a).await,
             Command::Prp(a) => serve::prp(a).await,
             Command::Pdp(a) => serve::pdp(a).await,
+            Command::Pip(a) => serve::pip(a).await,
             Command::Policy(a) => policy::run(a).await,
             Command::Loadtest(a) => loadtest::run(a).await,
         }

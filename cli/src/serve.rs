@@ -1,10 +1,10 @@
-//! `authz up`, `authz prp`, `authz pdp`: run the services.
+//! `authz up`, `authz prp`, `authz pdp`, `authz pip`: run the services.
 //!
-//! `up` is the all-in-one mode: PRP and PDP (plus Echo, health and
-//! reflection) on one gRPC port, the PRP's store in `./data` (redb), and the
-//! door-lock demo policies loaded when the store is empty. The PDP follows
-//! the PRP through its own Watch stream on loopback, exactly as a separate
-//! PDP process would.
+//! `up` is the all-in-one mode: PRP, PIP and PDP (plus Echo, health and
+//! reflection) on one gRPC port, the PRP's and PIP's stores in `./data`
+//! (redb), and the door-lock demo policies loaded when the store is empty.
+//! The PDP follows the PRP and the PIP through their Watch streams on
+//! loopback, exactly as a separate PDP process would.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use authz_core::HostingContext;
 use authz_pdp::{Pdp, PdpConfig, telemetry};
+use authz_pip::PipConfig;
 use authz_prp::PrpConfig;
 use clap::Args;
 use tokio::net::TcpListener;
@@ -39,6 +40,43 @@ impl HostingArgs {
     }
 }
 
+/// Settings of the PIP (`authz pip` and `authz up`).
+#[derive(Args, Clone)]
+pub struct PipSettings {
+    /// A trusted Authorization Authority: roles issued (`tkis`) by it count
+    /// (repeatable).
+    #[arg(long = "trusted-issuer")]
+    trusted_issuers: Vec<String>,
+    /// An originator allowed to report positions, besides the admin (repeatable).
+    #[arg(long = "location-source")]
+    location_sources: Vec<String>,
+    /// Seconds a reported position stays usable.
+    #[arg(long, default_value_t = 300)]
+    max_position_age: u64,
+    /// A `cidr,country` CSV table for IP → country (repeatable; looked up first).
+    #[arg(long = "ip-csv")]
+    ip_csv: Vec<PathBuf>,
+    /// A MaxMind-format .mmdb database for IP → country (repeatable).
+    #[arg(long = "ip-mmdb")]
+    ip_mmdb: Vec<PathBuf>,
+    /// Do not load the country-boundaries dataset (position → country).
+    #[arg(long)]
+    no_country_boundaries: bool,
+}
+
+impl PipSettings {
+    fn config(&self, data_dir: Option<PathBuf>, admin: &str, hosting: HostingContext) -> PipConfig {
+        let mut c = PipConfig::new(data_dir, admin, hosting);
+        c.trusted_issuers = self.trusted_issuers.clone();
+        c.location_sources = self.location_sources.clone();
+        c.max_position_age = std::time::Duration::from_secs(self.max_position_age);
+        c.ip_csv = self.ip_csv.clone();
+        c.ip_mmdb = self.ip_mmdb.clone();
+        c.country_boundaries = !self.no_country_boundaries;
+        c
+    }
+}
+
 /// Arguments of `authz up`.
 #[derive(Args)]
 pub struct UpArgs {
@@ -59,6 +97,26 @@ pub struct UpArgs {
     no_demo: bool,
     #[command(flatten)]
     hosting: HostingArgs,
+    #[command(flatten)]
+    pip: PipSettings,
+}
+
+/// Arguments of `authz pip`.
+#[derive(Args)]
+pub struct PipArgs {
+    /// gRPC listen address.
+    #[arg(long, default_value = "127.0.0.1:7174")]
+    listen: SocketAddr,
+    /// Directory of the embedded store (`pip.redb`); `memory` for a volatile store.
+    #[arg(long, default_value = "./data")]
+    data_dir: String,
+    /// The admin originator, allowed every PIP write.
+    #[arg(long, default_value = "CAdmin")]
+    admin: String,
+    #[command(flatten)]
+    hosting: HostingArgs,
+    #[command(flatten)]
+    pip: PipSettings,
 }
 
 /// Arguments of `authz prp`.
@@ -86,6 +144,12 @@ pub struct PdpArgs {
     /// The PRP to follow.
     #[arg(long, default_value = "http://127.0.0.1:7172")]
     prp: String,
+    /// The PIP to ask for roles, groups, positions and countries; `off` for none.
+    #[arg(long, default_value = "http://127.0.0.1:7174")]
+    pip: String,
+    /// Deadline of one PIP fetch on a cache miss, in milliseconds.
+    #[arg(long, default_value_t = 250)]
+    pip_deadline_ms: u64,
     /// Prometheus metrics listen address; `off` to disable.
     #[arg(long, default_value = "127.0.0.1:9465")]
     metrics: String,
@@ -122,13 +186,23 @@ pub async fn up(args: UpArgs) -> Result<()> {
     ))
     .await?;
     let load_demo = !args.no_demo && prp.revision() == 0;
+    let pip = authz_pip::build(&args.pip.config(
+        Some(args.data_dir.clone()),
+        &args.admin,
+        hosting.clone(),
+    ))
+    .await?;
 
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let endpoint = format!("http://{addr}");
-    let pdp = Pdp::start(PdpConfig::new(hosting).with_prp(endpoint.clone()));
+    let pdp = Pdp::start(
+        PdpConfig::new(hosting)
+            .with_prp(endpoint.clone())
+            .with_pip(endpoint.clone()),
+    )?;
 
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
@@ -136,9 +210,11 @@ pub async fn up(args: UpArgs) -> Result<()> {
             authz_prp::PrpService,
         >>()
         .await;
+    authz_pip::report_health(&reporter).await;
     pdp.report_health(reporter, true).await;
     let mut routes = RoutesBuilder::default();
     routes.add_service(authz_prp::server(prp.clone()));
+    routes.add_service(authz_pip::server(pip.clone()));
     pdp.add_services(&mut routes);
     authz_pdp::add_health_and_reflection(&mut routes, health)?;
 
@@ -149,6 +225,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 shutdown_signal().await;
                 closer.shutdown();
+                pip.shutdown();
             }),
     );
     if load_demo {
@@ -159,13 +236,16 @@ pub async fn up(args: UpArgs) -> Result<()> {
     }
     println!("onem2m-authz up");
     println!(
-        "  gRPC   {endpoint}  (PolicyDecisionPoint, PolicyRetrievalPoint, Echo, health, reflection)"
+        "  gRPC   {endpoint}  (PolicyDecisionPoint, PolicyRetrievalPoint, PolicyInformationPoint, Echo, health, reflection)"
     );
     match metrics {
         Some(m) => println!("  metrics http://{m}/metrics"),
         None => println!("  metrics off"),
     }
-    println!("  store  {} (redb)", args.data_dir.display());
+    println!(
+        "  store  {} (redb: prp.redb, pip.redb)",
+        args.data_dir.display()
+    );
     server.await??;
     Ok(())
 }
@@ -193,7 +273,12 @@ pub async fn prp(args: PrpArgs) -> Result<()> {
 pub async fn pdp(args: PdpArgs) -> Result<()> {
     let _tracing = telemetry::init_tracing("onem2m-authz-pdp")?;
     let metrics = metrics(&args.metrics)?;
-    let pdp = Pdp::start(PdpConfig::new(args.hosting.context()?).with_prp(args.prp.clone()));
+    let mut config = PdpConfig::new(args.hosting.context()?).with_prp(args.prp.clone());
+    if args.pip != "off" {
+        config = config.with_pip(args.pip.clone());
+    }
+    config.pip_deadline = std::time::Duration::from_millis(args.pip_deadline_ms);
+    let pdp = Pdp::start(config)?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -209,5 +294,23 @@ pub async fn pdp(args: PdpArgs) -> Result<()> {
         .add_routes(pdp.routes().await?)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
         .await?;
+    Ok(())
+}
+
+/// Runs a standalone PIP.
+pub async fn pip(args: PipArgs) -> Result<()> {
+    let _tracing = telemetry::init_tracing("onem2m-authz-pip")?;
+    let data_dir = (args.data_dir != "memory").then(|| PathBuf::from(&args.data_dir));
+    if let Some(d) = &data_dir {
+        std::fs::create_dir_all(d).with_context(|| format!("{}: cannot create", d.display()))?;
+    }
+    let config = args
+        .pip
+        .config(data_dir, &args.admin, args.hosting.context()?);
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!("onem2m-authz PIP on http://{}", listener.local_addr()?);
+    authz_pip::serve(config, listener, shutdown_signal()).await?;
     Ok(())
 }

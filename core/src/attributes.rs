@@ -52,8 +52,12 @@ pub trait AttributeSource: Send + Sync {
     /// The last known position of `originator` that is still fresh at `at`.
     fn position(&self, originator: &str, at: DateTime<Utc>) -> Lookup<Position>;
 
-    /// The ISO 3166-1 alpha-2 country containing `position`.
-    fn country_of_position(&self, position: &Position) -> Lookup<String>;
+    /// The ISO 3166-1 alpha-2 countries `position` may be in: with an
+    /// uncertainty radius, every country its uncertainty disk may reach, so
+    /// that a rule requiring all of them to be listed holds only when the
+    /// whole disk lies in listed countries (Decision 5). `Found` with an
+    /// empty list means no country (at sea).
+    fn countries_of_position(&self, position: &Position) -> Lookup<Vec<String>>;
 
     /// The ISO 3166-1 alpha-2 country of `ip`.
     fn country_of_ip(&self, ip: IpAddr) -> Lookup<String>;
@@ -76,7 +80,7 @@ impl AttributeSource for NoAttributes {
     fn position(&self, _: &str, _: DateTime<Utc>) -> Lookup<Position> {
         Lookup::NotFound
     }
-    fn country_of_position(&self, _: &Position) -> Lookup<String> {
+    fn countries_of_position(&self, _: &Position) -> Lookup<Vec<String>> {
         Lookup::NotFound
     }
     fn country_of_ip(&self, _: IpAddr) -> Lookup<String> {
@@ -203,14 +207,24 @@ impl AttributeSource for InMemoryAttributes {
             .map_or(Lookup::NotFound, |p| Lookup::Found(*p))
     }
 
-    fn country_of_position(&self, position: &Position) -> Lookup<String> {
+    fn countries_of_position(&self, position: &Position) -> Lookup<Vec<String>> {
         if let Some(down) = self.down() {
             return down;
         }
-        self.country_circles
+        // Every region the uncertainty disk reaches.
+        let found: Vec<String> = self
+            .country_circles
             .iter()
-            .find(|(centre, radius, _)| crate::location::distance_m(centre, position) <= *radius)
-            .map_or(Lookup::NotFound, |(_, _, cc)| Lookup::Found(cc.clone()))
+            .filter(|(centre, radius, _)| {
+                crate::location::distance_m(centre, position) <= *radius + position.uncertainty_m
+            })
+            .map(|(_, _, cc)| cc.clone())
+            .collect();
+        if found.is_empty() {
+            Lookup::NotFound
+        } else {
+            Lookup::Found(found)
+        }
     }
 
     fn country_of_ip(&self, ip: IpAddr) -> Lookup<String> {

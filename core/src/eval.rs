@@ -577,9 +577,16 @@ impl<'r, 'o> Evaluation<'r, 'o> {
         }
         if found.is_empty()
             && let Some(p) = self.position()
-            && let Some(c) = self.lookup_country(|a| a.country_of_position(&p))
         {
-            found.push(c);
+            match self.attrs.countries_of_position(&p) {
+                Lookup::Found(list) => {
+                    found.extend(list.iter().map(|cc| pack_country(cc).unwrap_or(UNLISTED)))
+                }
+                Lookup::NotFound => {}
+                Lookup::Unavailable(reason) => {
+                    self.missing.push(MissingAttribute::Country { reason });
+                }
+            }
         }
         self.countries = Some(found.clone());
         found

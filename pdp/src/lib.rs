@@ -20,7 +20,7 @@
 //! # async fn run() -> anyhow::Result<()> {
 //! use authz_pdp::{Pdp, PdpConfig};
 //! let hosting = authz_core::HostingContext::new("//sp.example.com", "/id-in")?;
-//! let pdp = Pdp::start(PdpConfig::new(hosting).with_prp("http://127.0.0.1:50051"));
+//! let pdp = Pdp::start(PdpConfig::new(hosting).with_prp("http://127.0.0.1:50051"))?;
 //! let routes = pdp.routes().await?;
 //! tonic::transport::Server::builder()
 //!     .add_routes(routes)
@@ -31,6 +31,7 @@
 
 #![warn(missing_docs)]
 
+pub mod pip;
 pub mod replica;
 pub mod service;
 pub mod telemetry;
@@ -47,6 +48,7 @@ use tonic::service::{Routes, RoutesBuilder};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+pub use pip::{PipCache, PipCacheError};
 pub use replica::{Applied, Replica, ReplicaError, ReplicaStatus, Snapshot};
 pub use service::{EchoService, PdpService};
 
@@ -69,9 +71,14 @@ pub struct PdpConfig {
     pub prp_endpoint: Option<String>,
     /// The hosting CSE for requests that name none.
     pub hosting: HostingContext,
-    /// Where attributes the request does not carry come from;
-    /// [`NoAttributes`] until the PIP is wired in.
+    /// Where attributes the request does not carry come from when no PIP
+    /// is configured ([`NoAttributes`] by default).
     pub attributes: Arc<dyn AttributeSource>,
+    /// The PIP to ask for attributes (`http://host:port`), through a cache
+    /// kept fresh by its `Watch` stream; replaces `attributes` when set.
+    pub pip_endpoint: Option<String>,
+    /// Deadline of one PIP fetch on a cache miss.
+    pub pip_deadline: Duration,
 }
 
 impl std::fmt::Debug for PdpConfig {
@@ -79,6 +86,7 @@ impl std::fmt::Debug for PdpConfig {
         f.debug_struct("PdpConfig")
             .field("prp_endpoint", &self.prp_endpoint)
             .field("hosting", &self.hosting)
+            .field("pip_endpoint", &self.pip_endpoint)
             .finish_non_exhaustive()
     }
 }
@@ -90,7 +98,15 @@ impl PdpConfig {
             prp_endpoint: None,
             hosting,
             attributes: Arc::new(NoAttributes),
+            pip_endpoint: None,
+            pip_deadline: pip::DEFAULT_FETCH_DEADLINE,
         }
+    }
+
+    /// Asks the PIP at `endpoint` (`http://host:port`) for attributes.
+    pub fn with_pip(mut self, endpoint: impl Into<String>) -> Self {
+        self.pip_endpoint = Some(endpoint.into());
+        self
     }
 
     /// Follows the PRP at `endpoint` (`http://host:port`).
@@ -113,16 +129,32 @@ impl PdpConfig {
 pub struct Pdp {
     service: PdpService,
     replica: Arc<Replica>,
+    pip: Option<Arc<PipCache>>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Pdp {
     /// Creates the replica and the service and, when a PRP endpoint is
-    /// configured, spawns the follower. Must run inside a Tokio runtime.
-    pub fn start(config: PdpConfig) -> Self {
+    /// configured, spawns the follower (and the PIP cache's follower when a
+    /// PIP is configured). Must run inside a Tokio runtime. Fails only on a
+    /// PIP endpoint that is not a URI.
+    pub fn start(config: PdpConfig) -> Result<Self, PipCacheError> {
         let replica = Arc::new(Replica::new(config.prp_endpoint.clone()));
-        let service = PdpService::new(replica.clone(), config.hosting, config.attributes);
         let mut tasks = Vec::new();
+        let cache = match &config.pip_endpoint {
+            Some(endpoint) => {
+                let cache = PipCache::new(endpoint, config.pip_deadline)?;
+                tasks.push(tokio::spawn(cache.clone().follow()));
+                Some(cache)
+            }
+            None => None,
+        };
+        let service = PdpService::with_pip(
+            replica.clone(),
+            config.hosting,
+            config.attributes,
+            cache.clone(),
+        );
         if config.prp_endpoint.is_some() {
             tasks.push(tokio::spawn(replica.clone().follow()));
         }
@@ -134,11 +166,12 @@ impl Pdp {
                 telemetry::record_staleness(r.status().staleness);
             }
         }));
-        Self {
+        Ok(Self {
             service,
             replica,
+            pip: cache,
             tasks: std::sync::Mutex::new(tasks),
-        }
+        })
     }
 
     /// The `PolicyDecisionPoint` service (a cheap clone).
@@ -149,6 +182,11 @@ impl Pdp {
     /// The replica.
     pub fn replica(&self) -> &Arc<Replica> {
         &self.replica
+    }
+
+    /// The PIP attribute cache, when a PIP is configured.
+    pub fn pip_cache(&self) -> Option<&Arc<PipCache>> {
+        self.pip.as_ref()
     }
 
     /// Revision, connection and staleness of the replica.

@@ -27,6 +27,7 @@ use chrono::Utc;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::pip::{FetchRequest, Fetched, PipCache};
 use crate::replica::{Replica, Snapshot};
 use crate::telemetry;
 
@@ -66,7 +67,51 @@ struct Inner {
     replica: Arc<Replica>,
     hosting: HostingContext,
     attributes: Arc<dyn AttributeSource>,
+    /// When set, attributes come from the PIP through this cache (and
+    /// `attributes` is not used).
+    pip: Option<Arc<PipCache>>,
     ids: DecisionIds,
+}
+
+/// The attributes a decision pass uses.
+#[derive(Clone, Copy)]
+enum Pass<'a> {
+    /// The cache as it is (a miss ends the pass with [`Outcome::Fetch`]).
+    Cached,
+    /// The cache after a fetch: its answer first.
+    Fetched(&'a Fetched),
+    /// The cache after a failed fetch: misses are unavailable for this reason.
+    FetchFailed(&'a str),
+}
+
+/// The result of one decision pass.
+enum Outcome {
+    /// The decision.
+    Done(pb::Decision),
+    /// A Deny that may turn on attributes the cache does not hold: fetch
+    /// them and decide again.
+    Fetch(OwnedFetch),
+}
+
+/// An owned [`FetchRequest`].
+struct OwnedFetch {
+    originator: String,
+    role_ids: Vec<String>,
+    at: chrono::DateTime<Utc>,
+    ip: Option<std::net::IpAddr>,
+    position: Option<authz_core::Position>,
+}
+
+impl OwnedFetch {
+    fn as_request(&self) -> FetchRequest<'_> {
+        FetchRequest {
+            originator: &self.originator,
+            role_ids: &self.role_ids,
+            at: self.at,
+            ip: self.ip,
+            position: self.position,
+        }
+    }
 }
 
 /// The `PolicyDecisionPoint` service. Cheap to clone; every clone decides
@@ -96,11 +141,23 @@ impl PdpService {
         hosting: HostingContext,
         attributes: Arc<dyn AttributeSource>,
     ) -> Self {
+        Self::with_pip(replica, hosting, attributes, None)
+    }
+
+    /// Like [`PdpService::new`]; with `pip`, attributes come from the PIP
+    /// through that cache instead of `attributes`.
+    pub fn with_pip(
+        replica: Arc<Replica>,
+        hosting: HostingContext,
+        attributes: Arc<dyn AttributeSource>,
+        pip: Option<Arc<PipCache>>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 replica,
                 hosting,
                 attributes,
+                pip,
                 ids: DecisionIds::new(),
             }),
         }
@@ -111,27 +168,81 @@ impl PdpService {
         &self.inner.replica
     }
 
-    /// Decides one wire request against the current replica. A request that
-    /// does not convert is returned as the conversion errors.
+    /// Decides one wire request against the current replica, fetching
+    /// attributes from the PIP when the cache lacks one a Deny may turn on.
+    /// A request that does not convert is returned as the conversion errors.
+    pub async fn decide_resolving_pb(
+        &self,
+        req: &pb::DecisionRequest,
+    ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
+        let snap = self.inner.replica.load();
+        self.decide_resolving(&snap, req).await
+    }
+
+    /// Decides one wire request from local data only (replica and attribute
+    /// cache), never waiting on the network: an attribute the PIP cache does
+    /// not hold counts as missing.
     pub fn decide_pb(
         &self,
         req: &pb::DecisionRequest,
     ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
         let snap = self.inner.replica.load();
-        self.decide_with(&snap, req)
+        match self.decide_with(
+            &snap,
+            req,
+            Pass::FetchFailed("not in the PDP's PIP cache (local-only decision)"),
+        )? {
+            Outcome::Done(d) => Ok(d),
+            Outcome::Fetch(_) => Err(vec![]),
+        }
+    }
+
+    async fn decide_resolving(
+        &self,
+        snap: &Snapshot,
+        req: &pb::DecisionRequest,
+    ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
+        match self.decide_with(snap, req, Pass::Cached)? {
+            Outcome::Done(d) => Ok(d),
+            Outcome::Fetch(fetch) => {
+                let Some(cache) = &self.inner.pip else {
+                    // Only a PIP-backed pass asks for a fetch.
+                    return Err(vec![]);
+                };
+                let outcome = match cache.fetch(fetch.as_request()).await {
+                    Ok(fetched) => self.decide_with(snap, req, Pass::Fetched(&fetched))?,
+                    Err(reason) => {
+                        tracing::warn!(error = %reason, "PIP attributes unavailable");
+                        self.decide_with(snap, req, Pass::FetchFailed(&reason))?
+                    }
+                };
+                match outcome {
+                    Outcome::Done(d) => Ok(d),
+                    // A pass after a fetch always completes; be safe anyway.
+                    Outcome::Fetch(_) => Err(vec![]),
+                }
+            }
+        }
     }
 
     /// Decides one wire request; a request that does not convert becomes a
     /// Deny with status SYNTAX_ERROR and the errors in `summary` (the batch
     /// and stream form).
-    pub fn decide_or_syntax_error(&self, req: &pb::DecisionRequest) -> pb::Decision {
+    pub async fn decide_or_syntax_error(&self, req: &pb::DecisionRequest) -> pb::Decision {
         let snap = self.inner.replica.load();
-        self.decide_in_batch(&snap, req)
+        let start = Instant::now();
+        let result = self.decide_resolving(&snap, req).await;
+        self.or_syntax_error(&snap, req, result, start)
     }
 
-    fn decide_in_batch(&self, snap: &Snapshot, req: &pb::DecisionRequest) -> pb::Decision {
-        let start = Instant::now();
-        match self.decide_with(snap, req) {
+    fn or_syntax_error(
+        &self,
+        snap: &Snapshot,
+        req: &pb::DecisionRequest,
+        result: Result<pb::Decision, Vec<authz_proto::ConversionError>>,
+        start: Instant,
+    ) -> pb::Decision {
+        match result {
             Ok(d) => d,
             Err(errors) => {
                 let text = errors
@@ -161,7 +272,8 @@ impl PdpService {
         &self,
         snap: &Snapshot,
         req: &pb::DecisionRequest,
-    ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
+        pass: Pass<'_>,
+    ) -> Result<Outcome, Vec<authz_proto::ConversionError>> {
         let start = Instant::now();
         let now = Utc::now();
         let conv = decision_request_from_pb(req, now)?;
@@ -216,7 +328,13 @@ impl PdpService {
                         _ => "processing error",
                     };
                     out.summary = format!("DENY ({label}): {e}");
-                    return Ok(self.finish(out, &decision, snap, &conv.request_id, start));
+                    return Ok(Outcome::Done(self.finish(
+                        out,
+                        &decision,
+                        snap,
+                        &conv.request_id,
+                        start,
+                    )));
                 }
             }
         } else {
@@ -228,16 +346,43 @@ impl PdpService {
             .iter()
             .map(|(acp, kind)| Applicable { acp, kind: *kind })
             .collect();
-        let decision = decide(
-            &conv.request,
-            hosting,
-            &applicable,
-            &*self.inner.attributes,
-            &DecideOptions {
-                explain: true,
-                granted_roles: &[],
-            },
-        );
+        let options = DecideOptions {
+            explain: true,
+            granted_roles: &[],
+        };
+        let decision = match &self.inner.pip {
+            None => decide(
+                &conv.request,
+                hosting,
+                &applicable,
+                &*self.inner.attributes,
+                &options,
+            ),
+            Some(cache) => {
+                // The engine asks about the originator in absolute form.
+                let originator = hosting
+                    .canonicalize(&conv.request.originator)
+                    .map(|c| c.into_owned())
+                    .unwrap_or_else(|_| conv.request.originator.clone());
+                let view = match pass {
+                    Pass::Cached => cache.view(&originator, None),
+                    Pass::Fetched(f) => cache.view_fetched(f),
+                    Pass::FetchFailed(reason) => cache.view(&originator, Some(reason.to_owned())),
+                };
+                let decision = decide(&conv.request, hosting, &applicable, &view, &options);
+                if matches!(pass, Pass::Cached) && decision.effect == Effect::Deny && view.missed()
+                {
+                    return Ok(Outcome::Fetch(OwnedFetch {
+                        originator,
+                        role_ids: conv.request.role_ids.clone(),
+                        at: conv.request.time,
+                        ip: conv.request.ip,
+                        position: conv.request.position,
+                    }));
+                }
+                decision
+            }
+        };
         let mut out = decision_to_pb(&decision);
         if decision.effect == Effect::Deny && !unknown.is_empty() {
             out.summary.push_str(&format!(
@@ -245,7 +390,13 @@ impl PdpService {
                 unknown.join(", ")
             ));
         }
-        Ok(self.finish(out, &decision, snap, &conv.request_id, start))
+        Ok(Outcome::Done(self.finish(
+            out,
+            &decision,
+            snap,
+            &conv.request_id,
+            start,
+        )))
     }
 
     fn finish(
@@ -287,7 +438,7 @@ impl PolicyDecisionPoint for PdpService {
         &self,
         request: Request<pb::DecisionRequest>,
     ) -> Result<Response<pb::Decision>, Status> {
-        match self.decide_pb(request.get_ref()) {
+        match self.decide_resolving_pb(request.get_ref()).await {
             Ok(d) => Ok(Response::new(d)),
             Err(errors) => {
                 telemetry::record_rpc_error("Decide");
@@ -302,12 +453,15 @@ impl PolicyDecisionPoint for PdpService {
     ) -> Result<Response<pb::DecideBatchResponse>, Status> {
         // One snapshot for the whole batch: every answer has one revision.
         let snap = self.inner.replica.load();
-        let decisions = request
-            .get_ref()
-            .requests
-            .iter()
-            .map(|r| self.decide_in_batch(&snap, r))
-            .collect();
+        // In order, one at a time: a batch whose attributes are cached never
+        // awaits anything.
+        let requests = &request.get_ref().requests;
+        let mut decisions = Vec::with_capacity(requests.len());
+        for r in requests {
+            let start = Instant::now();
+            let result = self.decide_resolving(&snap, r).await;
+            decisions.push(self.or_syntax_error(&snap, r, result, start));
+        }
         Ok(Response::new(pb::DecideBatchResponse { decisions }))
     }
 
@@ -318,11 +472,16 @@ impl PolicyDecisionPoint for PdpService {
         request: Request<Streaming<pb::DecisionRequest>>,
     ) -> Result<Response<Self::DecideStreamStream>, Status> {
         let service = self.clone();
-        let out = request.into_inner().map(move |item| match item {
-            Ok(req) => Ok(service.decide_or_syntax_error(&req)),
-            Err(status) => {
-                telemetry::record_rpc_error("DecideStream");
-                Err(status)
+        let out = request.into_inner().then(move |item| {
+            let service = service.clone();
+            async move {
+                match item {
+                    Ok(req) => Ok(service.decide_or_syntax_error(&req).await),
+                    Err(status) => {
+                        telemetry::record_rpc_error("DecideStream");
+                        Err(status)
+                    }
+                }
             }
         });
         Ok(Response::new(Box::pin(out)))

@@ -37,6 +37,9 @@ pub const REPLICA_REVISION: &str = "authz_replica_revision";
 pub const REPLICA_STALENESS_SECONDS: &str = "authz_replica_staleness_seconds";
 /// Counter of RPCs answered with an error, by RPC name.
 pub const RPC_ERRORS_TOTAL: &str = "authz_rpc_errors_total";
+/// Counter of `ResolveAttributes` calls to the PIP on cache misses, by
+/// result (`ok`, `error`, `timeout`).
+pub const PIP_FETCHES_TOTAL: &str = "authz_pip_fetches_total";
 
 /// Histogram buckets of [`DECISION_SECONDS`]: 1 µs to 1 s.
 pub const DECISION_BUCKETS: [f64; 16] = [
@@ -59,6 +62,15 @@ pub fn describe_metrics() {
         "Seconds since the replica was last known current (0 while the Watch stream is up)"
     );
     metrics::describe_counter!(RPC_ERRORS_TOTAL, "RPCs answered with an error, by RPC");
+    metrics::describe_counter!(
+        PIP_FETCHES_TOTAL,
+        "PIP attribute fetches on cache misses, by result"
+    );
+}
+
+/// Counts one PIP attribute fetch.
+pub fn record_pip_fetch(result: &'static str) {
+    metrics::counter!(PIP_FETCHES_TOTAL, "result" => result).increment(1);
 }
 
 /// Installs the global Prometheus recorder with an HTTP listener serving

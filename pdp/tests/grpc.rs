@@ -49,7 +49,8 @@ async fn follows_the_prp_through_an_outage() {
     let prp_addr = listener.local_addr().unwrap();
     let running = prp.serve(listener);
 
-    let pdp = Pdp::start(PdpConfig::new(hosting()).with_prp(format!("http://{prp_addr}")));
+    let pdp =
+        Pdp::start(PdpConfig::new(hosting()).with_prp(format!("http://{prp_addr}"))).expect("pdp");
     let (channel, _server) = serve_pdp(&pdp).await;
     let mut client = PolicyDecisionPointClient::new(channel);
 
@@ -354,7 +355,7 @@ async fn invalid_request_is_invalid_argument_naming_the_field() {
 
 #[tokio::test]
 async fn health_is_serving_only_after_the_first_snapshot() {
-    let pdp = Pdp::start(PdpConfig::new(hosting()));
+    let pdp = Pdp::start(PdpConfig::new(hosting())).expect("pdp");
     let (channel, _server) = serve_pdp(&pdp).await;
     let mut health = HealthClient::new(channel.clone());
     let check = |service: &str| HealthCheckRequest {

@@ -1,1 +1,204 @@
-//! onem2m-authz pip: filled by its own issue; see the README roadmap.
+//! # authz-pip
+//!
+//! The Policy Information Point of onem2m-authz (TS-0003 6.2.2 steps
+//! 006-007): the attributes a decision request does not carry.
+//!
+//! - [`records`]: `<role>`, `<token>`, `<group>` and position records, their
+//!   checks and wire conversions;
+//! - [`state`]: the stored state as an [`authz_store::Schema`] (the PRP's
+//!   durable revisioned store, reused);
+//! - [`resolve`]: role verification (TS-0003 7.4.3), position freshness,
+//!   countries;
+//! - [`geo`]: IP → country (CSV tables, MaxMind `.mmdb`) and position →
+//!   country (the `country-boundaries` dataset; Annex F.2.2);
+//! - [`service`]: the `PolicyInformationPoint` gRPC adapter.
+//!
+//! The PDP keeps a cache of these attributes (`authz_pdp::pip`), filled by
+//! `ResolveAttributes` and invalidated by `Watch`.
+
+#![warn(missing_docs)]
+
+pub mod geo;
+pub mod records;
+pub mod resolve;
+pub mod service;
+pub mod state;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use authz_core::HostingContext;
+use authz_proto::pb::policy_information_point_server::PolicyInformationPointServer;
+use authz_store::{DEFAULT_LOG_LIMIT, Store, StoreError};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic::transport::server::Router;
+use tonic_health::server::HealthReporter;
+
+pub use resolve::Resolver;
+pub use service::{PipService, Writers};
+
+use crate::geo::{CountryLocator, GeoError, IpCountrySources, IpCountryTable, MmdbCountries};
+use crate::state::PipSchema;
+
+/// Name of the redb file inside the data directory.
+pub const REDB_FILE: &str = "pip.redb";
+
+/// Configuration of the PIP.
+#[derive(Debug, Clone)]
+pub struct PipConfig {
+    /// Directory of `pip.redb`; `None` keeps the state in memory only.
+    pub data_dir: Option<PathBuf>,
+    /// The originator that may write everything (empty: nobody).
+    pub admin_originator: String,
+    /// Originators that may report positions, besides the admin.
+    pub location_sources: Vec<String>,
+    /// The hosting CSE IDs are canonicalized with.
+    pub hosting: HostingContext,
+    /// Trusted Authorization Authorities: the `tkis` of roles that count.
+    pub trusted_issuers: Vec<String>,
+    /// How long a reported position stays usable.
+    pub max_position_age: Duration,
+    /// `cidr,country` CSV tables (looked up first, in order).
+    pub ip_csv: Vec<PathBuf>,
+    /// MaxMind-format `.mmdb` databases (after the CSV tables, in order).
+    pub ip_mmdb: Vec<PathBuf>,
+    /// Load the country-boundaries dataset for position → country.
+    pub country_boundaries: bool,
+    /// How many changes the log keeps for `Watch` resumption.
+    pub log_limit: usize,
+}
+
+impl PipConfig {
+    /// Defaults: no trusted issuers, no location sources besides the admin,
+    /// positions usable for 5 minutes, no IP tables, the country-boundaries
+    /// dataset loaded.
+    pub fn new(
+        data_dir: Option<PathBuf>,
+        admin_originator: impl Into<String>,
+        hosting: HostingContext,
+    ) -> Self {
+        Self {
+            data_dir,
+            admin_originator: admin_originator.into(),
+            location_sources: Vec::new(),
+            hosting,
+            trusted_issuers: Vec::new(),
+            max_position_age: Duration::from_secs(300),
+            ip_csv: Vec::new(),
+            ip_mmdb: Vec::new(),
+            country_boundaries: true,
+            log_limit: DEFAULT_LOG_LIMIT,
+        }
+    }
+}
+
+/// Why the PIP could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PipStartError {
+    /// The store could not be opened.
+    #[error("PIP store: {0}")]
+    Store(#[from] StoreError),
+    /// A country source could not be loaded.
+    #[error("PIP country source: {0}")]
+    Geo(#[from] GeoError),
+    /// gRPC reflection could not be set up.
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The server failed.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// A loading task panicked or was cancelled.
+    #[error("loading task: {0}")]
+    Task(String),
+}
+
+fn load(config: &PipConfig) -> Result<(Store<PipSchema>, Resolver), PipStartError> {
+    let store = match &config.data_dir {
+        Some(dir) => Store::open_redb(&dir.join(REDB_FILE), config.log_limit)?,
+        None => Store::memory(config.log_limit),
+    };
+    let mut ip = IpCountrySources::new();
+    for path in &config.ip_csv {
+        ip.add_table(IpCountryTable::load_csv(path)?);
+    }
+    for path in &config.ip_mmdb {
+        ip.add_mmdb(MmdbCountries::open(path)?);
+    }
+    let locator = if config.country_boundaries {
+        Some(Arc::new(CountryLocator::new()?))
+    } else {
+        None
+    };
+    let resolver = Resolver::new(
+        config.hosting.clone(),
+        &config.trusted_issuers,
+        config.max_position_age,
+        ip,
+        locator,
+    );
+    Ok((store, resolver))
+}
+
+/// Opens the store, loads the country sources and builds the service.
+pub async fn build(config: &PipConfig) -> Result<PipService, PipStartError> {
+    let cfg = config.clone();
+    let (store, resolver) = tokio::task::spawn_blocking(move || load(&cfg))
+        .await
+        .map_err(|e| PipStartError::Task(e.to_string()))??;
+    Ok(PipService::new(
+        Arc::new(store),
+        resolver,
+        Writers {
+            admin: config.admin_originator.clone(),
+            location_sources: config.location_sources.clone(),
+        },
+    ))
+}
+
+/// The tonic server wrapper of the service.
+pub fn server(service: PipService) -> PolicyInformationPointServer<PipService> {
+    PolicyInformationPointServer::new(service)
+}
+
+/// Marks the PIP serving in `health` (for a process that mounts several
+/// services and owns health and reflection).
+pub async fn report_health(health: &HealthReporter) {
+    health
+        .set_serving::<PolicyInformationPointServer<PipService>>()
+        .await;
+}
+
+/// A router with the PIP service, gRPC health and reflection v1.
+pub async fn router(service: PipService) -> Result<Router, PipStartError> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    report_health(&reporter).await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(authz_proto::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    Ok(Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(server(service)))
+}
+
+/// Runs a standalone PIP on `listener` until `shutdown` completes.
+pub async fn serve(
+    config: PipConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), PipStartError> {
+    let service = build(&config).await?;
+    let closer = service.clone();
+    let router = router(service).await?;
+    tracing::info!(addr = ?listener.local_addr().ok(), "PIP serving");
+    router
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown.await;
+            closer.shutdown();
+        })
+        .await?;
+    Ok(())
+}

@@ -830,30 +830,13 @@ pub fn decision_request_from_pb(
     let (position, countries) = match &req.originator_location {
         None => (None, Vec::new()),
         Some(loc) => {
-            let position = loc.position.as_ref().map(|p| {
-                let path = "originator_location.position";
-                if !(-90.0..=90.0).contains(&p.latitude) {
-                    errors.add(
-                        format!("{path}.latitude"),
-                        format!("{} out of range -90..90", p.latitude),
-                    );
-                }
-                if !(-180.0..=180.0).contains(&p.longitude) {
-                    errors.add(
-                        format!("{path}.longitude"),
-                        format!("{} out of range -180..180", p.longitude),
-                    );
-                }
-                if !(p.uncertainty_m.is_finite() && p.uncertainty_m >= 0.0) {
-                    errors.add(
-                        format!("{path}.uncertainty_m"),
-                        format!("{} must be a finite number of metres >= 0", p.uncertainty_m),
-                    );
-                }
-                Position {
-                    lat: p.latitude,
-                    lon: p.longitude,
-                    uncertainty_m: p.uncertainty_m,
+            let position = loc.position.as_ref().and_then(|p| {
+                match position_from_pb(p, "originator_location.position") {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        errors.0.extend(e);
+                        None
+                    }
                 }
             });
             for (i, code) in loc.country_codes.iter().enumerate() {
@@ -988,7 +971,62 @@ fn timestamp_from_pb(
     t
 }
 
-fn timestamp_to_pb(t: &DateTime<Utc>) -> prost_types::Timestamp {
+/// Converts and checks a wire position (latitude -90..90, longitude
+/// -180..180, uncertainty a finite number of metres >= 0), naming fields
+/// under `path`.
+pub fn position_from_pb(p: &pb::Position, path: &str) -> Result<Position, Vec<ConversionError>> {
+    let mut errors = Errors::default();
+    if !(-90.0..=90.0).contains(&p.latitude) {
+        errors.add(
+            format!("{path}.latitude"),
+            format!("{} out of range -90..90", p.latitude),
+        );
+    }
+    if !(-180.0..=180.0).contains(&p.longitude) {
+        errors.add(
+            format!("{path}.longitude"),
+            format!("{} out of range -180..180", p.longitude),
+        );
+    }
+    if !(p.uncertainty_m.is_finite() && p.uncertainty_m >= 0.0) {
+        errors.add(
+            format!("{path}.uncertainty_m"),
+            format!("{} must be a finite number of metres >= 0", p.uncertainty_m),
+        );
+    }
+    errors.finish(Position {
+        lat: p.latitude,
+        lon: p.longitude,
+        uncertainty_m: p.uncertainty_m,
+    })
+}
+
+/// A position as its wire form.
+pub fn position_to_pb(p: &Position) -> pb::Position {
+    pb::Position {
+        latitude: p.lat,
+        longitude: p.lon,
+        uncertainty_m: p.uncertainty_m,
+    }
+}
+
+/// Converts a wire timestamp, naming `field` when it is out of range.
+pub fn timestamp_field(
+    ts: &prost_types::Timestamp,
+    field: &str,
+) -> Result<DateTime<Utc>, ConversionError> {
+    let mut errors = Errors::default();
+    match timestamp_from_pb(ts, field, &mut errors) {
+        Some(t) => Ok(t),
+        None => Err(errors.0.into_iter().next().unwrap_or(ConversionError {
+            field: field.to_owned(),
+            message: "invalid timestamp".to_owned(),
+        })),
+    }
+}
+
+/// A time as a wire timestamp.
+pub fn timestamp_to_pb(t: &DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: t.timestamp(),
         // Always < 2e9 (a leap second adds at most 1e9), so it fits.
@@ -1005,11 +1043,7 @@ pub fn decision_request_to_pb(req: &ConvertedRequest) -> pb::DecisionRequest {
     let r = &req.request;
     let originator_location =
         (r.position.is_some() || !r.countries.is_empty()).then(|| pb::OriginatorLocation {
-            position: r.position.map(|p| pb::Position {
-                latitude: p.lat,
-                longitude: p.lon,
-                uncertainty_m: p.uncertainty_m,
-            }),
+            position: r.position.as_ref().map(position_to_pb),
             country_codes: r.countries.clone(),
         });
     let (hosting_sp_id, hosting_cse_id) = match &req.hosting {

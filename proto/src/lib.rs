@@ -10,6 +10,8 @@
 //!
 //! - `acp.proto`: the `<accessControlPolicy>` resource and its rules
 //!   (TS-0003 7.1.3; TS-0004 6.3.5.26-28);
+//! - `pip.proto`: the Policy Information Point (roles, tokens, groups,
+//!   positions, countries; TS-0003 6.2.2, 7.4.3, Annex F);
 //! - `decision.proto`: the decision request of TS-0003 Annex G, the decision,
 //!   its explanation, and the dynamic authorization data types (TS-0004
 //!   6.3.5.41-48).

@@ -4,4 +4,5 @@
 //! `tests/differential.rs` compares the compiled engine with the reference.
 
 pub mod generators;
+pub mod mmdb;
 pub mod reference;

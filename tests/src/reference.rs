@@ -397,9 +397,10 @@ fn rq_loc_in_countries(codes: &[String], rq: &Rq<'_>) -> bool {
         return listed(&country);
     }
     if let Some(position) = rq_position(rq)
-        && let Lookup::Found(country) = rq.attrs.country_of_position(&position)
+        && let Lookup::Found(countries) = rq.attrs.countries_of_position(&position)
     {
-        return listed(&country);
+        // Every country the uncertainty disk may reach must be listed.
+        return !countries.is_empty() && countries.iter().all(|country| listed(country));
     }
     false
 }

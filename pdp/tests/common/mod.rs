@@ -321,7 +321,7 @@ pub async fn serve_pdp(pdp: &Pdp) -> (Channel, JoinHandle<()>) {
 
 /// A PDP following no PRP, its replica fed with `events`.
 pub fn pdp_with(events: &[pb::WatchEvent]) -> Pdp {
-    let pdp = Pdp::start(PdpConfig::new(hosting()));
+    let pdp = Pdp::start(PdpConfig::new(hosting())).expect("pdp");
     for ev in events {
         pdp.apply_event(ev).unwrap();
     }

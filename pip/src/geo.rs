@@ -1,0 +1,701 @@
+//! Where an originator is, by country: the attribute behind `accc` (country
+//! code) rules, TS-0003 Annex F.2.2. An originator's country comes either from
+//! its IP address (operator-maintained CSV tables of `cidr,country`, then
+//! MaxMind DB files such as GeoLite2-Country; longest prefix wins) or from a
+//! reported position (the OpenStreetMap-derived boundaries shipped in the
+//! `country-boundaries` crate). Every answer is an ISO 3166-1 alpha-2 code in
+//! uppercase; subdivisions (`US-TX`) and anything else are dropped, because
+//! `accc` only ever lists alpha-2 codes.
+//!
+//! A position carries an uncertainty radius. The project decision is that a
+//! rule listing countries holds only when the whole uncertainty disk lies
+//! inside listed countries, so [`CountryLocator::countries`] over-approximates:
+//! it returns every country that may meet the disk, never fewer.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use country_boundaries::{BOUNDARIES_ODBL_360X180, CountryBoundaries, LatLon};
+use ipnet::{IpNet, Ipv4Net};
+use prefix_trie::joint::map::JointPrefixMap;
+
+/// Why a country source cannot be loaded; names the file and the line or field.
+#[derive(Debug, thiserror::Error)]
+pub enum GeoError {
+    /// A country code that is not two ASCII letters.
+    #[error("invalid country code {code:?}: expected an ISO 3166-1 alpha-2 code (two letters)")]
+    Country {
+        /// The code as given.
+        code: String,
+    },
+    /// A line of a `cidr,country` CSV source that cannot be used.
+    #[error("{file}:{line}: {reason}")]
+    CsvLine {
+        /// The source's name (its path, for a file).
+        file: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with the line.
+        reason: String,
+    },
+    /// A file that cannot be read at all.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// A file that is not a usable MaxMind DB.
+    #[error("{}: not a readable MaxMind DB: {source}", path.display())]
+    Mmdb {
+        /// The file.
+        path: PathBuf,
+        /// The reader's reason.
+        source: maxminddb::MaxMindDbError,
+    },
+    /// The shipped country boundaries dataset did not load (a build problem, not an input one).
+    #[error("country boundaries dataset {field}: {reason}")]
+    Boundaries {
+        /// Which part of the dataset.
+        field: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Two uppercase ASCII letters; kept as bytes so a table of a million
+/// prefixes costs no heap per entry.
+type Code = [u8; 2];
+
+/// `Some(uppercase code)` when `s` is two ASCII letters.
+fn alpha2(s: &str) -> Option<Code> {
+    match s.as_bytes() {
+        [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
+            Some([a.to_ascii_uppercase(), b.to_ascii_uppercase()])
+        }
+        _ => None,
+    }
+}
+
+/// Only an exact uppercase alpha-2 id of the boundaries dataset is a country;
+/// its other ids are subdivisions such as `US-TX`.
+fn is_alpha2_id(id: &str) -> bool {
+    id.len() == 2 && id.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+fn code_str(code: &Code) -> Option<&str> {
+    std::str::from_utf8(code).ok()
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are the same host as
+/// `a.b.c.d`; dual-stack sockets report IPv4 peers that way.
+fn canonical(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+/// IP prefixes → country, longest prefix wins; IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) are looked up as IPv4.
+#[derive(Debug, Default, Clone)]
+pub struct IpCountryTable {
+    map: JointPrefixMap<IpNet, Code>,
+}
+
+impl IpCountryTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Maps `net` to `country` (two ASCII letters, stored uppercase). Host bits
+    /// of `net` are cleared; a prefix inside `::ffff:0:0/96` is stored as the
+    /// IPv4 prefix it maps, since lookups of mapped addresses are done as IPv4.
+    /// Inserting the same prefix again replaces its country.
+    pub fn insert(&mut self, net: IpNet, country: &str) -> Result<(), GeoError> {
+        let code = alpha2(country).ok_or_else(|| GeoError::Country {
+            code: country.to_owned(),
+        })?;
+        self.map.insert(canonical_net(net), code);
+        Ok(())
+    }
+
+    /// CSV text `cidr,country` per line; blank lines and lines starting with '#' skipped; an optional header line `cidr,country` skipped; a bare address means /32 or /128; whitespace trimmed. Errors name `source` and the 1-based line.
+    pub fn from_csv(source: &str, text: &str) -> Result<Self, GeoError> {
+        let mut table = Self::new();
+        let mut seen_content = false;
+        for (index, raw) in text.lines().enumerate() {
+            let line_no = index + 1;
+            // A file saved by a spreadsheet may start with a byte-order mark.
+            let line = if index == 0 {
+                raw.trim_start_matches('\u{feff}')
+            } else {
+                raw
+            }
+            .trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |reason: String| GeoError::CsvLine {
+                file: source.to_owned(),
+                line: line_no,
+                reason,
+            };
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            let first_content = !seen_content;
+            seen_content = true;
+            let [cidr, country] = fields[..] else {
+                return Err(bad(format!(
+                    "expected `cidr,country`, found {} field(s)",
+                    fields.len()
+                )));
+            };
+            if first_content
+                && cidr.eq_ignore_ascii_case("cidr")
+                && country.eq_ignore_ascii_case("country")
+            {
+                continue;
+            }
+            let net = parse_net(cidr).map_err(bad)?;
+            table.insert(net, country).map_err(|e| bad(e.to_string()))?;
+        }
+        Ok(table)
+    }
+
+    /// Reads a `cidr,country` CSV file (see [`IpCountryTable::from_csv`]);
+    /// errors name the path.
+    pub fn load_csv(path: &Path) -> Result<Self, GeoError> {
+        let text = std::fs::read_to_string(path).map_err(|source| GeoError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_csv(&path.display().to_string(), &text)
+    }
+
+    /// The country of the longest prefix containing `ip`.
+    pub fn lookup(&self, ip: IpAddr) -> Option<&str> {
+        let (_, code) = self.map.get_lpm(&IpNet::from(canonical(ip)))?;
+        code_str(code)
+    }
+
+    /// Number of prefixes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the table has no prefix.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// Host bits cleared; an IPv4-mapped IPv6 prefix becomes its IPv4 prefix.
+fn canonical_net(net: IpNet) -> IpNet {
+    let net = net.trunc();
+    if let IpNet::V6(v6) = net
+        && v6.prefix_len() >= 96
+        && let Some(v4) = v6.addr().to_ipv4_mapped()
+        && let Ok(v4net) = Ipv4Net::new(v4, v6.prefix_len() - 96)
+    {
+        return IpNet::V4(v4net);
+    }
+    net
+}
+
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    if s.contains('/') {
+        s.parse::<IpNet>()
+            .map_err(|_| format!("invalid prefix {s:?}: expected e.g. 10.0.0.0/8 or 2001:db8::/32"))
+    } else {
+        s.parse::<IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| format!("invalid address or prefix {s:?}"))
+    }
+}
+
+/// A MaxMind DB (GeoLite2-Country / GeoIP2-Country / City layout) read through the `maxminddb` crate, memory-mapped or read into memory.
+///
+/// This build reads the file into memory (the crate's `mmap` feature is off):
+/// GeoLite2-Country is about 9 MB.
+#[derive(Debug)]
+pub struct MmdbCountries {
+    path: PathBuf,
+    reader: maxminddb::Reader<Vec<u8>>,
+}
+
+impl MmdbCountries {
+    /// Reads the database at `path` and checks its header and metadata; errors name the path.
+    pub fn open(path: &Path) -> Result<Self, GeoError> {
+        let reader = maxminddb::Reader::open_readfile(path).map_err(|source| match source {
+            maxminddb::MaxMindDbError::Io(source) => GeoError::Io {
+                path: path.to_owned(),
+                source,
+            },
+            source => GeoError::Mmdb {
+                path: path.to_owned(),
+                source,
+            },
+        })?;
+        Ok(Self {
+            path: path.to_owned(),
+            reader,
+        })
+    }
+
+    /// The file this database was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `country.iso_code`, else `registered_country.iso_code`, uppercased;
+    /// `None` when the address is not in the database, the record has neither
+    /// field as two letters, or the record cannot be decoded (a damaged file
+    /// must not make an originator look as if it were somewhere).
+    pub fn lookup(&self, ip: IpAddr) -> Option<String> {
+        // An IPv4-only database rejects IPv6 addresses; mapped ones are IPv4.
+        let result = self.reader.lookup(canonical(ip)).ok()?;
+        if !result.has_data() {
+            return None;
+        }
+        for top in ["country", "registered_country"] {
+            let path = [
+                maxminddb::PathElement::Key(top),
+                maxminddb::PathElement::Key("iso_code"),
+            ];
+            if let Ok(Some(code)) = result.decode_path::<&str>(&path)
+                && let Some(code) = alpha2(code)
+            {
+                return code_str(&code).map(str::to_owned);
+            }
+        }
+        None
+    }
+}
+
+/// Position → countries with the country-boundaries dataset.
+///
+/// Loading parses the crate's 360×180 raster (about 1 MB of OpenStreetMap
+/// boundaries, © OpenStreetMap contributors, ODbL) twice: once by the crate,
+/// for exact point queries, and once here, keeping only country outlines, for
+/// disk queries. That costs a few tens of milliseconds and a few megabytes,
+/// once per process: build one and share it (`Arc<CountryLocator>`); lookups
+/// take `&self` and never allocate beyond the returned `Vec`.
+#[derive(Debug)]
+pub struct CountryLocator {
+    boundaries: CountryBoundaries,
+    outlines: Outlines,
+}
+
+/// Mean metres per degree of latitude used for the uncertainty disk
+/// (the equatorial degree, 2π·6 378 137 m / 360).
+const METRES_PER_DEGREE: f64 = 111_320.0;
+
+impl CountryLocator {
+    /// Loads the shipped dataset (see the type's documentation for its cost).
+    pub fn new() -> Result<Self, GeoError> {
+        let boundaries = CountryBoundaries::from_reader(BOUNDARIES_ODBL_360X180).map_err(|e| {
+            GeoError::Boundaries {
+                field: "raster",
+                reason: e.to_string(),
+            }
+        })?;
+        let outlines = Outlines::parse(BOUNDARIES_ODBL_360X180)?;
+        Ok(Self {
+            boundaries,
+            outlines,
+        })
+    }
+
+    /// The alpha-2 countries the position may be in. With uncertainty 0: the countries containing the point (usually one; none at sea). With an uncertainty radius r metres: every country that the disk of radius r around the point may intersect (use the bounding box of the disk: lat ± r/111_320 m, lon ± r/(111_320·cos lat), clamped), so that a rule requiring the originator to be in listed countries holds only when the whole uncertainty disk is inside listed countries (project decision: the whole uncertainty disk must lie inside). Sorted, deduplicated.
+    ///
+    /// The bounding box is tested against the countries' outlines, not only
+    /// against the dataset's 1° cells, so a small disk in a cell crossed by a
+    /// border does not pick up the neighbour. Holes in outlines (enclaves) are
+    /// ignored, which can only add countries. The longitude half-width is
+    /// asin(sin d / cos lat) for the disk's angular radius d, which is
+    /// r/(111 320·cos lat) for small r and never less. Invalid input (NaN,
+    /// latitude outside ±90, longitude outside ±180, negative or NaN
+    /// uncertainty) gives no country.
+    pub fn countries(&self, lat: f64, lon: f64, uncertainty_m: f64) -> Vec<String> {
+        if !(-90.0..=90.0).contains(&lat)
+            || !(-180.0..=180.0).contains(&lon)
+            || uncertainty_m.is_nan()
+            || uncertainty_m < 0.0
+        {
+            return Vec::new();
+        }
+        if uncertainty_m == 0.0 {
+            let Ok(position) = LatLon::new(lat, lon) else {
+                return Vec::new();
+            };
+            let mut ids: Vec<String> = self
+                .boundaries
+                .ids(position)
+                .into_iter()
+                .filter(|id| is_alpha2_id(id))
+                .map(str::to_owned)
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            return ids;
+        }
+        let bbox = disk_bbox(lat, lon, uncertainty_m);
+        self.outlines
+            .intersecting(&bbox)
+            .iter()
+            .filter_map(|code| code_str(code).map(str::to_owned))
+            .collect()
+    }
+}
+
+/// A latitude/longitude box; `lon_ranges` are within [-180, 180] and split in
+/// two when the box crosses the antimeridian.
+struct GeoBox {
+    min_lat: f64,
+    max_lat: f64,
+    lon_ranges: Vec<(f64, f64)>,
+}
+
+fn disk_bbox(lat: f64, lon: f64, r: f64) -> GeoBox {
+    let dlat = r / METRES_PER_DEGREE;
+    let min_lat = (lat - dlat).max(-90.0);
+    let max_lat = (lat + dlat).min(90.0);
+    let full = vec![(-180.0, 180.0)];
+    // A disk reaching a pole spans every longitude.
+    if lat - dlat <= -90.0 || lat + dlat >= 90.0 {
+        return GeoBox {
+            min_lat,
+            max_lat,
+            lon_ranges: full,
+        };
+    }
+    let ratio = dlat.to_radians().sin() / lat.to_radians().cos();
+    if !ratio.is_finite() || ratio >= 1.0 {
+        return GeoBox {
+            min_lat,
+            max_lat,
+            lon_ranges: full,
+        };
+    }
+    let dlon = ratio.asin().to_degrees();
+    let (west, east) = (lon - dlon, lon + dlon);
+    let lon_ranges = if east - west >= 360.0 {
+        full
+    } else if west < -180.0 {
+        vec![(west + 360.0, 180.0), (-180.0, east)]
+    } else if east > 180.0 {
+        vec![(west, 180.0), (-180.0, east - 360.0)]
+    } else {
+        vec![(west, east)]
+    };
+    GeoBox {
+        min_lat,
+        max_lat,
+        lon_ranges,
+    }
+}
+
+/// The country outlines of the boundaries raster, read from the same bytes as
+/// the crate reads (format version 2: geometry sizes, then per cell the ids
+/// covering it whole and, per partly covering id, outer and inner rings in
+/// cell-local 16-bit coordinates). The crate keeps its polygons private, and
+/// its own box query answers per 1° cell.
+#[derive(Debug)]
+struct Outlines {
+    width: usize,
+    height: usize,
+    cells: Vec<OutlineCell>,
+}
+
+#[derive(Debug, Default)]
+struct OutlineCell {
+    /// Countries covering the whole cell.
+    whole: Vec<Code>,
+    /// Countries covering part of the cell, with their outer rings.
+    partial: Vec<(Code, Vec<Ring>)>,
+}
+
+/// A closed ring in cell-local coordinates (x east, y north, 0..=0xffff).
+type Ring = Vec<(u16, u16)>;
+
+struct Bytes<'a> {
+    data: &'a [u8],
+    field: &'static str,
+}
+
+impl<'a> Bytes<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], GeoError> {
+        if self.data.len() < n {
+            return Err(GeoError::Boundaries {
+                field: self.field,
+                reason: "truncated".to_owned(),
+            });
+        }
+        let (head, tail) = self.data.split_at(n);
+        self.data = tail;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, GeoError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, GeoError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Result<usize, GeoError> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    }
+    fn string(&mut self) -> Result<&'a [u8], GeoError> {
+        let n = usize::from(self.u16()?);
+        self.take(n)
+    }
+}
+
+/// A country code when `id` is an uppercase alpha-2 id.
+fn id_code(id: &[u8]) -> Option<Code> {
+    match id {
+        [a, b] if a.is_ascii_uppercase() && b.is_ascii_uppercase() => Some([*a, *b]),
+        _ => None,
+    }
+}
+
+impl Outlines {
+    fn parse(data: &[u8]) -> Result<Self, GeoError> {
+        let mut r = Bytes {
+            data,
+            field: "header",
+        };
+        let version = r.u16()?;
+        if version != 2 {
+            return Err(GeoError::Boundaries {
+                field: "version",
+                reason: format!("expected 2, found {version}"),
+            });
+        }
+        r.field = "geometry sizes";
+        for _ in 0..r.u32()? {
+            r.string()?;
+            r.take(8)?;
+        }
+        r.field = "raster size";
+        let width = r.u32()?;
+        let size = r.u32()?;
+        if width == 0 || size % width != 0 {
+            return Err(GeoError::Boundaries {
+                field: "raster size",
+                reason: format!("{size} cells do not make rows of {width}"),
+            });
+        }
+        r.field = "cells";
+        let mut cells = Vec::with_capacity(size);
+        for _ in 0..size {
+            let mut cell = OutlineCell::default();
+            for _ in 0..r.u8()? {
+                if let Some(code) = id_code(r.string()?) {
+                    cell.whole.push(code);
+                }
+            }
+            for _ in 0..r.u8()? {
+                let code = id_code(r.string()?);
+                let mut outer = Vec::new();
+                for kind in 0..2 {
+                    for _ in 0..r.u8()? {
+                        let n = r.u32()?;
+                        let raw = r.take(n.checked_mul(4).ok_or(GeoError::Boundaries {
+                            field: "cells",
+                            reason: "ring too long".to_owned(),
+                        })?)?;
+                        // Inner rings (holes) are skipped: ignoring them can
+                        // only add countries, never lose one.
+                        if kind == 0 && code.is_some() {
+                            outer.push(
+                                raw.chunks_exact(4)
+                                    .map(|p| {
+                                        (
+                                            u16::from_be_bytes([p[0], p[1]]),
+                                            u16::from_be_bytes([p[2], p[3]]),
+                                        )
+                                    })
+                                    .collect(),
+                            );
+                        }
+                    }
+                }
+                if let Some(code) = code {
+                    cell.partial.push((code, outer));
+                }
+            }
+            cells.push(cell);
+        }
+        Ok(Self {
+            width,
+            height: size / width,
+            cells,
+        })
+    }
+
+    /// Countries whose outline meets the box, sorted.
+    fn intersecting(&self, bbox: &GeoBox) -> BTreeSet<Code> {
+        let mut found = BTreeSet::new();
+        let (w, h) = (self.width as f64, self.height as f64);
+        let (cell_w, cell_h) = (360.0 / w, 180.0 / h);
+        // Rows are numbered from the north. A box edge lying on a cell edge
+        // takes the cells on both sides, which only adds candidates.
+        let index = |v: f64, last: usize| (v.max(0.0) as usize).min(last);
+        let (last_row, last_col) = (self.height - 1, self.width - 1);
+        let top = index(((90.0 - bbox.max_lat) / cell_h).ceil() - 1.0, last_row);
+        let bottom = index(((90.0 - bbox.min_lat) / cell_h).floor(), last_row);
+        for &(west, east) in &bbox.lon_ranges {
+            let first = index(((west + 180.0) / cell_w).ceil() - 1.0, last_col);
+            let last = index(((east + 180.0) / cell_w).floor(), last_col);
+            for x in first..=last {
+                let cell_west = -180.0 + x as f64 * cell_w;
+                for y in top..=bottom {
+                    let Some(cell) = self.cells.get(y * self.width + x) else {
+                        continue;
+                    };
+                    found.extend(cell.whole.iter().copied());
+                    if cell.partial.iter().all(|(c, _)| found.contains(c)) {
+                        continue;
+                    }
+                    let cell_south = 90.0 - (y + 1) as f64 * cell_h;
+                    // Cell-local coordinates: 0..=0xffff across the cell,
+                    // widened by one unit against rounding.
+                    let to_x =
+                        |lon: f64| ((lon - cell_west) / cell_w * 65535.0).clamp(0.0, 65535.0);
+                    let to_y =
+                        |lat: f64| ((lat - cell_south) / cell_h * 65535.0).clamp(0.0, 65535.0);
+                    let rect = Rect {
+                        x0: to_x(west).floor() as i64 - 1,
+                        x1: to_x(east).ceil() as i64 + 1,
+                        y0: to_y(bbox.min_lat).floor() as i64 - 1,
+                        y1: to_y(bbox.max_lat).ceil() as i64 + 1,
+                    };
+                    for (code, rings) in &cell.partial {
+                        if !found.contains(code) && rings.iter().any(|ring| rect.meets_ring(ring)) {
+                            found.insert(*code);
+                        }
+                    }
+                }
+            }
+        }
+        found
+    }
+}
+
+/// An axis-parallel rectangle, bounds included.
+struct Rect {
+    x0: i64,
+    x1: i64,
+    y0: i64,
+    y1: i64,
+}
+
+type Pt = (i64, i64);
+
+fn orient(a: Pt, b: Pt, c: Pt) -> i64 {
+    (b.0 - a.0) * (c.1 - a.1) - (b.1 - a.1) * (c.0 - a.0)
+}
+
+fn on_segment(a: Pt, b: Pt, p: Pt) -> bool {
+    p.0 >= a.0.min(b.0) && p.0 <= a.0.max(b.0) && p.1 >= a.1.min(b.1) && p.1 <= a.1.max(b.1)
+}
+
+fn segments_meet(a: Pt, b: Pt, c: Pt, d: Pt) -> bool {
+    let (o1, o2, o3, o4) = (
+        orient(a, b, c),
+        orient(a, b, d),
+        orient(c, d, a),
+        orient(c, d, b),
+    );
+    if o1.signum() * o2.signum() < 0 && o3.signum() * o4.signum() < 0 {
+        return true;
+    }
+    (o1 == 0 && on_segment(a, b, c))
+        || (o2 == 0 && on_segment(a, b, d))
+        || (o3 == 0 && on_segment(c, d, a))
+        || (o4 == 0 && on_segment(c, d, b))
+}
+
+impl Rect {
+    fn contains(&self, p: Pt) -> bool {
+        (self.x0..=self.x1).contains(&p.0) && (self.y0..=self.y1).contains(&p.1)
+    }
+
+    /// Whether the region bounded by `ring` and this rectangle share a point:
+    /// either the ring's boundary meets the rectangle, or the rectangle lies
+    /// wholly inside the ring.
+    fn meets_ring(&self, ring: &[(u16, u16)]) -> bool {
+        let n = ring.len();
+        if n == 0 {
+            return false;
+        }
+        let pt = |i: usize| (i64::from(ring[i].0), i64::from(ring[i].1));
+        let corners = [
+            (self.x0, self.y0),
+            (self.x1, self.y0),
+            (self.x1, self.y1),
+            (self.x0, self.y1),
+        ];
+        let mut inside = false;
+        let probe = corners[0];
+        for i in 0..n {
+            let (a, b) = (pt(i), pt((i + 1) % n));
+            if self.contains(a) {
+                return true;
+            }
+            let disjoint = a.0.max(b.0) < self.x0
+                || a.0.min(b.0) > self.x1
+                || a.1.max(b.1) < self.y0
+                || a.1.min(b.1) > self.y1;
+            if !disjoint && (0..4).any(|k| segments_meet(a, b, corners[k], corners[(k + 1) % 4])) {
+                return true;
+            }
+            // Crossing number for the probe corner (half-open in y).
+            if (a.1 > probe.1) != (b.1 > probe.1) {
+                let cross = orient(a, b, probe);
+                if (b.1 > a.1) == (cross > 0) {
+                    inside = !inside;
+                }
+            }
+        }
+        inside
+    }
+}
+
+/// All configured IP sources in order: CSV tables first, then mmdb files; the first answer wins.
+#[derive(Debug, Default)]
+pub struct IpCountrySources {
+    tables: Vec<IpCountryTable>,
+    mmdbs: Vec<MmdbCountries>,
+}
+
+impl IpCountrySources {
+    /// No source: every lookup answers `None`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a table after the tables already added (and before every mmdb file).
+    pub fn add_table(&mut self, t: IpCountryTable) {
+        self.tables.push(t);
+    }
+
+    /// Adds a MaxMind DB after the ones already added.
+    pub fn add_mmdb(&mut self, m: MmdbCountries) {
+        self.mmdbs.push(m);
+    }
+
+    /// The first answer of the tables, then of the mmdb files.
+    pub fn lookup(&self, ip: IpAddr) -> Option<String> {
+        self.tables
+            .iter()
+            .find_map(|t| t.lookup(ip).map(str::to_owned))
+            .or_else(|| self.mmdbs.iter().find_map(|m| m.lookup(ip)))
+    }
+
+    /// Whether no source was added.
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty() && self.mmdbs.is_empty()
+    }
+}

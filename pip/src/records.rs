@@ -1,0 +1,412 @@
+//! What the PIP stores: `<role>` (TS-0001 9.6.38), `<token>` (9.6.39),
+//! `<group>` members (9.6.2.1 via `acor`) and originator positions (TS-0003
+//! Annex F.2.1), with their checks and wire conversions.
+//!
+//! IDs of holders, members and subjects are kept in absolute form
+//! (`//sp/cse/...`, project Decision 2), canonicalized with the PIP's hosting
+//! CSE on the way in, so that a lookup by the PDP's canonical originator is
+//! an exact match.
+
+use authz_core::HostingContext;
+use authz_core::request::Position;
+use authz_proto::convert::{position_from_pb, position_to_pb, timestamp_field, timestamp_to_pb};
+use authz_proto::{ConversionError, pb};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A `<role>` resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoleRecord {
+    /// `rlid`: `name@fqdn`.
+    pub role_id: String,
+    /// `tkis`: the issuing Authorization Authority, as given.
+    pub issuer: String,
+    /// `tkhd`: the holder, absolute.
+    pub holder: String,
+    /// `tknb`.
+    pub not_before: DateTime<Utc>,
+    /// `tkna`.
+    pub not_after: DateTime<Utc>,
+    /// `rlnm`.
+    #[serde(default)]
+    pub role_name: String,
+    /// `rltl`.
+    #[serde(default)]
+    pub token_link: String,
+}
+
+/// A `<token>` resource (the token object is kept as given; its claims are
+/// verified by the PDP when it is used).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// `tkid`: `name@fqdn`.
+    pub token_id: String,
+    /// `tkob`: the JWS or JWE compact serialization.
+    pub token_object: String,
+    /// `vr`.
+    #[serde(default)]
+    pub version: String,
+    /// `tkis`.
+    #[serde(default)]
+    pub issuer: String,
+    /// `tkhd`.
+    #[serde(default)]
+    pub holder: String,
+    /// `tknb`.
+    #[serde(default)]
+    pub not_before: Option<DateTime<Utc>>,
+    /// `tkna`.
+    #[serde(default)]
+    pub not_after: Option<DateTime<Utc>>,
+    /// `tknm`.
+    #[serde(default)]
+    pub token_name: String,
+    /// `tkau`.
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// `tkps` as JSON text.
+    #[serde(default)]
+    pub permissions_json: String,
+    /// `tkex`.
+    #[serde(default)]
+    pub extension: String,
+}
+
+/// A `<group>`: its resource ID and its members (absolute IDs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    /// The resource ID as written in `acor`.
+    pub group_id: String,
+    /// `mid`, absolute, sorted and deduplicated.
+    pub members: Vec<String>,
+}
+
+/// The last reported position of an originator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PositionRecord {
+    /// Whose, absolute.
+    pub subject: String,
+    /// Latitude, degrees.
+    pub lat: f64,
+    /// Longitude, degrees.
+    pub lon: f64,
+    /// Uncertainty radius, metres.
+    pub uncertainty_m: f64,
+    /// When it was measured.
+    pub measured_at: DateTime<Utc>,
+}
+
+impl PositionRecord {
+    /// As a core position.
+    pub fn position(&self) -> Position {
+        Position {
+            lat: self.lat,
+            lon: self.lon,
+            uncertainty_m: self.uncertainty_m,
+        }
+    }
+}
+
+/// Checks the `name@fqdn` form of m2m:roleID and m2m:tokenID (TS-0004 table
+/// 6.3.3-1): the name of letters, digits, `.`, `_`, `-`; the issuer a
+/// lowercase FQDN.
+pub fn check_name_at_fqdn(id: &str) -> Result<(), String> {
+    let Some((name, fqdn)) = id.split_once('@') else {
+        return Err(format!("'{id}' is not of the form name@fqdn"));
+    };
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(format!(
+            "'{id}': the part before @ must be letters, digits, '.', '_' or '-'"
+        ));
+    }
+    let labels_ok = !fqdn.is_empty()
+        && fqdn.split('.').all(|l| {
+            !l.is_empty()
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    if !labels_ok {
+        return Err(format!("'{id}': the part after @ must be a lowercase FQDN"));
+    }
+    Ok(())
+}
+
+/// Collects field errors.
+#[derive(Default)]
+struct Check(Vec<ConversionError>);
+
+impl Check {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConversionError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn id(&mut self, hosting: &HostingContext, field: &str, id: &str) -> String {
+        if id.is_empty() {
+            self.add(field, "required");
+            return String::new();
+        }
+        match hosting.canonicalize(id) {
+            Ok(c) => c.into_owned(),
+            Err(e) => {
+                self.add(field, e.to_string());
+                String::new()
+            }
+        }
+    }
+
+    fn time(&mut self, field: &str, ts: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+        match ts.map(|t| timestamp_field(t, field)) {
+            Some(Ok(t)) => Some(t),
+            Some(Err(e)) => {
+                self.0.push(e);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn finish<T>(self, value: T) -> Result<T, Vec<ConversionError>> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.0)
+        }
+    }
+}
+
+/// Canonicalizes an originator ID (absolute form) or names `field`.
+pub fn canonical_id(
+    hosting: &HostingContext,
+    field: &str,
+    id: &str,
+) -> Result<String, Vec<ConversionError>> {
+    let mut check = Check::default();
+    let id = check.id(hosting, field, id);
+    check.finish(id)
+}
+
+/// Converts and checks a wire role; fields are named under `role`.
+pub fn role_from_pb(
+    hosting: &HostingContext,
+    r: &pb::Role,
+) -> Result<RoleRecord, Vec<ConversionError>> {
+    let mut check = Check::default();
+    if let Err(e) = check_name_at_fqdn(&r.role_id) {
+        check.add("role.role_id", e);
+    }
+    if r.issuer.is_empty() {
+        check.add("role.issuer", "required");
+    }
+    let holder = check.id(hosting, "role.holder", &r.holder);
+    let not_before = check.time("role.not_before", r.not_before.as_ref());
+    let not_after = check.time("role.not_after", r.not_after.as_ref());
+    if r.not_before.is_none() {
+        check.add("role.not_before", "required");
+    }
+    if r.not_after.is_none() {
+        check.add("role.not_after", "required");
+    }
+    if let (Some(nb), Some(na)) = (not_before, not_after)
+        && na < nb
+    {
+        check.add("role.not_after", "earlier than not_before");
+    }
+    let (Some(not_before), Some(not_after)) = (not_before, not_after) else {
+        return Err(check.0);
+    };
+    check.finish(RoleRecord {
+        role_id: r.role_id.clone(),
+        issuer: r.issuer.clone(),
+        holder,
+        not_before,
+        not_after,
+        role_name: r.role_name.clone(),
+        token_link: r.token_link.clone(),
+    })
+}
+
+/// A role as its wire form.
+pub fn role_to_pb(r: &RoleRecord) -> pb::Role {
+    pb::Role {
+        role_id: r.role_id.clone(),
+        issuer: r.issuer.clone(),
+        holder: r.holder.clone(),
+        not_before: Some(timestamp_to_pb(&r.not_before)),
+        not_after: Some(timestamp_to_pb(&r.not_after)),
+        role_name: r.role_name.clone(),
+        token_link: r.token_link.clone(),
+    }
+}
+
+/// Converts and checks a wire token; fields are named under `token`.
+pub fn token_from_pb(t: &pb::Token) -> Result<TokenRecord, Vec<ConversionError>> {
+    let mut check = Check::default();
+    if let Err(e) = check_name_at_fqdn(&t.token_id) {
+        check.add("token.token_id", e);
+    }
+    if t.token_object.is_empty() {
+        check.add("token.token_object", "required");
+    } else {
+        // m2m:dynAuthJWT: JWS (3 parts) or JWE (5 parts) compact, base64url.
+        let parts = t.token_object.split('.').count();
+        let charset_ok = t
+            .token_object
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !(parts == 3 || parts == 5) || !charset_ok {
+            check.add(
+                "token.token_object",
+                "not a JWS or JWE compact serialization (base64url parts separated by '.')",
+            );
+        }
+    }
+    if !t.permissions_json.is_empty()
+        && serde_json::from_str::<serde_json::Value>(&t.permissions_json).is_err()
+    {
+        check.add("token.permissions_json", "not valid JSON");
+    }
+    let not_before = check.time("token.not_before", t.not_before.as_ref());
+    let not_after = check.time("token.not_after", t.not_after.as_ref());
+    check.finish(TokenRecord {
+        token_id: t.token_id.clone(),
+        token_object: t.token_object.clone(),
+        version: t.version.clone(),
+        issuer: t.issuer.clone(),
+        holder: t.holder.clone(),
+        not_before,
+        not_after,
+        token_name: t.token_name.clone(),
+        audience: t.audience.clone(),
+        permissions_json: t.permissions_json.clone(),
+        extension: t.extension.clone(),
+    })
+}
+
+/// A token as its wire form.
+pub fn token_to_pb(t: &TokenRecord) -> pb::Token {
+    pb::Token {
+        token_id: t.token_id.clone(),
+        token_object: t.token_object.clone(),
+        version: t.version.clone(),
+        issuer: t.issuer.clone(),
+        holder: t.holder.clone(),
+        not_before: t.not_before.as_ref().map(timestamp_to_pb),
+        not_after: t.not_after.as_ref().map(timestamp_to_pb),
+        token_name: t.token_name.clone(),
+        audience: t.audience.clone(),
+        permissions_json: t.permissions_json.clone(),
+        extension: t.extension.clone(),
+    }
+}
+
+/// Converts and checks a wire group; fields are named under `group`.
+pub fn group_from_pb(
+    hosting: &HostingContext,
+    g: &pb::Group,
+) -> Result<GroupRecord, Vec<ConversionError>> {
+    let mut check = Check::default();
+    if g.group_id.is_empty() {
+        check.add("group.group_id", "required");
+    } else if g.group_id.contains('@') || g.group_id == "all" {
+        // Decision 3: `@` marks a Role-ID and `all` everyone; neither can
+        // name a group.
+        check.add(
+            "group.group_id",
+            format!(
+                "'{}' would be read as a Role-ID or `all` in acor",
+                g.group_id
+            ),
+        );
+    }
+    let mut members: Vec<String> = g
+        .member_ids
+        .iter()
+        .enumerate()
+        .map(|(i, m)| check.id(hosting, &format!("group.member_ids[{i}]"), m))
+        .collect();
+    members.sort();
+    members.dedup();
+    check.finish(GroupRecord {
+        group_id: g.group_id.clone(),
+        members,
+    })
+}
+
+/// A group as its wire form.
+pub fn group_to_pb(g: &GroupRecord) -> pb::Group {
+    pb::Group {
+        group_id: g.group_id.clone(),
+        member_ids: g.members.clone(),
+    }
+}
+
+/// Converts and checks a position report; `now` when it has no time.
+pub fn position_report_from_pb(
+    hosting: &HostingContext,
+    r: &pb::ReportPositionRequest,
+    now: DateTime<Utc>,
+) -> Result<PositionRecord, Vec<ConversionError>> {
+    let mut check = Check::default();
+    let subject = check.id(hosting, "subject", &r.subject);
+    let position = match &r.position {
+        Some(p) => match position_from_pb(p, "position") {
+            Ok(p) => Some(p),
+            Err(e) => {
+                check.0.extend(e);
+                None
+            }
+        },
+        None => {
+            check.add("position", "required");
+            None
+        }
+    };
+    let measured_at = check
+        .time("measured_at", r.measured_at.as_ref())
+        .unwrap_or(now);
+    let Some(p) = position else {
+        return Err(check.0);
+    };
+    check.finish(PositionRecord {
+        subject,
+        lat: p.lat,
+        lon: p.lon,
+        uncertainty_m: p.uncertainty_m,
+        measured_at,
+    })
+}
+
+/// A position fix as its wire form.
+pub fn fix_to_pb(p: &PositionRecord, fresh_until: DateTime<Utc>) -> pb::PositionFix {
+    pb::PositionFix {
+        position: Some(position_to_pb(&p.position())),
+        measured_at: Some(timestamp_to_pb(&p.measured_at)),
+        fresh_until: Some(timestamp_to_pb(&fresh_until)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_and_token_ids_are_name_at_fqdn() {
+        // TS-0004 table 6.3.3-1 (spec notes 7.2).
+        assert!(check_name_at_fqdn("1234abcd@role-issuer.com").is_ok());
+        assert!(check_name_at_fqdn("guest.v1_x-y@roles.example.com").is_ok());
+        assert!(check_name_at_fqdn("guest").is_err());
+        assert!(check_name_at_fqdn("@roles.example.com").is_err());
+        assert!(check_name_at_fqdn("gu est@roles.example.com").is_err());
+        assert!(check_name_at_fqdn("guest@Roles.example.com").is_err());
+        assert!(check_name_at_fqdn("guest@roles..com").is_err());
+    }
+}

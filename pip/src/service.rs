@@ -1,0 +1,590 @@
+//! The `PolicyInformationPoint` gRPC service (`pip.proto`): a thin adapter
+//! between the wire messages, the [`Store`] of [`PipSchema`] and the
+//! [`Resolver`].
+//!
+//! Reads answer from the store's in-memory state without I/O. Writes are
+//! checked (INVALID_ARGUMENT naming the field; PERMISSION_DENIED for an
+//! originator that may not write), committed durably one at a time, then
+//! broadcast to `Watch` streams in revision order.
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use authz_core::request::Position;
+use authz_proto::convert::{position_from_pb, timestamp_field, timestamp_to_pb};
+use authz_proto::pb::policy_information_point_server::PolicyInformationPoint;
+use authz_proto::{ConversionError, invalid_argument, pb};
+use authz_store::{LogEntry, Store};
+use chrono::{DateTime, Utc};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::records::{
+    canonical_id, fix_to_pb, group_from_pb, group_to_pb, position_report_from_pb, role_from_pb,
+    role_to_pb, token_from_pb, token_to_pb,
+};
+use crate::resolve::{Resolver, RoleVerdict};
+use crate::state::{PipChange, PipError, PipMutation, PipSchema, PipState};
+
+/// Who may write what.
+#[derive(Debug, Clone, Default)]
+pub struct Writers {
+    /// May write everything (empty: nobody).
+    pub admin: String,
+    /// May report positions, besides the admin.
+    pub location_sources: Vec<String>,
+}
+
+struct Inner {
+    store: Arc<Store<PipSchema>>,
+    resolver: Resolver,
+    writers: Writers,
+    write_lock: tokio::sync::Mutex<()>,
+    events: broadcast::Sender<pb::AttributeChange>,
+    closing: watch::Sender<bool>,
+}
+
+/// The PIP service; cheap to clone.
+#[derive(Clone)]
+pub struct PipService {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PipService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipService")
+            .field("resolver", &self.inner.resolver)
+            .field("writers", &self.inner.writers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The response stream of `Watch`.
+pub type AttributeChangeStream =
+    Pin<Box<dyn Stream<Item = Result<pb::AttributeChange, Status>> + Send>>;
+
+fn pip_status(e: PipError) -> Status {
+    match e {
+        PipError::AlreadyExists(id) => Status::already_exists(format!("{id} already exists")),
+        PipError::NotFound(id) => Status::not_found(format!("{id} not found")),
+        PipError::Store(e) => {
+            tracing::error!(error = %e, "PIP store failure");
+            Status::internal(format!("store: {e}"))
+        }
+    }
+}
+
+fn bad(field: &str, message: impl Into<String>) -> Status {
+    invalid_argument(&[ConversionError {
+        field: field.to_owned(),
+        message: message.into(),
+    }])
+}
+
+fn time_or_now(ts: Option<&prost_types::Timestamp>, field: &str) -> Result<DateTime<Utc>, Status> {
+    match ts {
+        Some(t) => timestamp_field(t, field).map_err(|e| invalid_argument(&[e])),
+        None => Ok(Utc::now()),
+    }
+}
+
+fn verdict_to_pb(v: &RoleVerdict) -> pb::RoleVerdict {
+    pb::RoleVerdict {
+        role_id: v.role_id.clone(),
+        verified: v.verified,
+        reason: v.reason.clone(),
+        not_before: v.validity.map(|(nb, _)| timestamp_to_pb(&nb)),
+        not_after: v.validity.map(|(_, na)| timestamp_to_pb(&na)),
+    }
+}
+
+/// The watch event of a committed change.
+fn change_event(entry: &LogEntry<PipChange>) -> pb::AttributeChange {
+    use pb::attribute_change::Change;
+    let change = match &entry.change {
+        PipChange::RolePut(r) => Change::Role(pb::RoleChanged {
+            role_id: r.role_id.clone(),
+            holder: r.holder.clone(),
+            deleted: false,
+        }),
+        PipChange::RoleDeleted { role_id, holder } => Change::Role(pb::RoleChanged {
+            role_id: role_id.clone(),
+            holder: holder.clone(),
+            deleted: true,
+        }),
+        PipChange::TokenPut(t) => Change::Token(pb::TokenChanged {
+            token_id: t.token_id.clone(),
+            deleted: false,
+        }),
+        PipChange::TokenDeleted(id) => Change::Token(pb::TokenChanged {
+            token_id: id.clone(),
+            deleted: true,
+        }),
+        PipChange::GroupPut { group, previous } => {
+            let mut affected: Vec<String> = group.members.iter().chain(previous).cloned().collect();
+            affected.sort();
+            affected.dedup();
+            Change::Group(pb::GroupChanged {
+                group_id: group.group_id.clone(),
+                affected_members: affected,
+                deleted: false,
+            })
+        }
+        PipChange::GroupDeleted { group_id, members } => Change::Group(pb::GroupChanged {
+            group_id: group_id.clone(),
+            affected_members: members.clone(),
+            deleted: true,
+        }),
+        PipChange::PositionPut(p) => Change::Position(pb::PositionChanged {
+            subject: p.subject.clone(),
+        }),
+    };
+    pb::AttributeChange {
+        revision: entry.revision,
+        change: Some(change),
+    }
+}
+
+fn reset_event(revision: u64) -> pb::AttributeChange {
+    pb::AttributeChange {
+        revision,
+        change: Some(pb::attribute_change::Change::Reset(pb::Reset {})),
+    }
+}
+
+impl PipService {
+    /// A service over `store`, answering with `resolver`, letting `writers`
+    /// write.
+    pub fn new(store: Arc<Store<PipSchema>>, resolver: Resolver, writers: Writers) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        let (closing, _) = watch::channel(false);
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                resolver,
+                writers,
+                write_lock: tokio::sync::Mutex::new(()),
+                events,
+                closing,
+            }),
+        }
+    }
+
+    /// The current revision.
+    pub fn revision(&self) -> u64 {
+        self.inner.store.revision()
+    }
+
+    /// Ends every open `Watch` stream (call on shutdown).
+    pub fn shutdown(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&PipState) -> T) -> T {
+        self.inner.store.read(|_, s| f(s))
+    }
+
+    fn same_id(&self, a: &str, b: &str) -> bool {
+        let h = self.inner.resolver.hosting();
+        a == b || matches!((h.canonicalize(a), h.canonicalize(b)), (Ok(x), Ok(y)) if x == y)
+    }
+
+    fn require_admin(&self, originator: &str) -> Result<(), Status> {
+        let admin = &self.inner.writers.admin;
+        if !admin.is_empty() && self.same_id(originator, admin) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "originator '{originator}' may not write to the PIP"
+            )))
+        }
+    }
+
+    fn require_location_source(&self, originator: &str) -> Result<(), Status> {
+        if self.require_admin(originator).is_ok()
+            || self
+                .inner
+                .writers
+                .location_sources
+                .iter()
+                .any(|s| self.same_id(originator, s))
+        {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "originator '{originator}' is not a configured location source"
+            )))
+        }
+    }
+
+    /// Commits a write and broadcasts it; returns the new revision.
+    async fn commit(&self, mutation: PipMutation) -> Result<u64, Status> {
+        let _guard = self.inner.write_lock.lock().await;
+        let store = self.inner.store.clone();
+        let entry = tokio::task::spawn_blocking(move || store.apply(mutation))
+            .await
+            .map_err(|e| Status::internal(format!("store task failed: {e}")))?
+            .map_err(pip_status)?;
+        // No receiver is fine.
+        let _ = self.inner.events.send(change_event(&entry));
+        Ok(entry.revision)
+    }
+
+    fn canonical(&self, field: &str, id: &str) -> Result<String, Status> {
+        canonical_id(self.inner.resolver.hosting(), field, id).map_err(|e| invalid_argument(&e))
+    }
+
+    /// Answers `ResolveAttributes` (also used in-process by tests).
+    pub fn resolve_attributes(
+        &self,
+        req: &pb::ResolveAttributesRequest,
+    ) -> Result<pb::ResolvedAttributes, Status> {
+        let originator = self.canonical("originator", &req.originator)?;
+        let at = time_or_now(req.at.as_ref(), "at")?;
+        let ip: Option<IpAddr> = if req.originator_ip.is_empty() {
+            None
+        } else {
+            Some(req.originator_ip.parse().map_err(|_| {
+                bad(
+                    "originator_ip",
+                    format!("'{}' is not an IP address", req.originator_ip),
+                )
+            })?)
+        };
+        let request_position: Option<Position> = match &req.position {
+            Some(p) => Some(position_from_pb(p, "position").map_err(|e| invalid_argument(&e))?),
+            None => None,
+        };
+        let resolver = &self.inner.resolver;
+        let (revision, roles, groups, fix) = self.inner.store.read(|revision, state| {
+            let roles: Vec<pb::RoleVerdict> = req
+                .role_ids
+                .iter()
+                .map(|r| verdict_to_pb(&resolver.verify_role(state, &originator, r, at)))
+                .collect();
+            let groups = state.groups_of(&originator);
+            let fix = resolver
+                .fresh_position(state, &originator, at)
+                .map(|(p, until)| (p.clone(), until));
+            (revision, roles, groups, fix)
+        });
+        let (position, position_countries) = match fix {
+            Some((p, until)) => (
+                Some(fix_to_pb(&p, until)),
+                resolver.countries_of_position(&p.position()),
+            ),
+            None => (None, Vec::new()),
+        };
+        Ok(pb::ResolvedAttributes {
+            revision,
+            roles,
+            groups,
+            position,
+            position_countries,
+            ip_country: ip
+                .and_then(|ip| resolver.country_of_ip(ip))
+                .unwrap_or_default(),
+            request_position_countries: request_position
+                .map(|p| resolver.countries_of_position(&p))
+                .unwrap_or_default(),
+            ip_sources_configured: resolver.has_ip_sources(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl PolicyInformationPoint for PipService {
+    async fn create_role(
+        &self,
+        request: Request<pb::CreateRoleRequest>,
+    ) -> Result<Response<pb::Role>, Status> {
+        let req = request.into_inner();
+        let role = req.role.as_ref().ok_or_else(|| bad("role", "required"))?;
+        let record =
+            role_from_pb(self.inner.resolver.hosting(), role).map_err(|e| invalid_argument(&e))?;
+        self.require_admin(&req.originator)?;
+        let revision = self.commit(PipMutation::CreateRole(record.clone())).await?;
+        tracing::info!(role = %record.role_id, holder = %record.holder, revision, "role created");
+        Ok(Response::new(role_to_pb(&record)))
+    }
+
+    async fn get_role(
+        &self,
+        request: Request<pb::GetRoleRequest>,
+    ) -> Result<Response<pb::Role>, Status> {
+        let id = &request.get_ref().role_id;
+        self.read(|s| s.roles.get(id).map(role_to_pb))
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found(format!("{id} not found")))
+    }
+
+    async fn delete_role(
+        &self,
+        request: Request<pb::DeleteRoleRequest>,
+    ) -> Result<Response<pb::PipWriteResponse>, Status> {
+        let req = request.into_inner();
+        self.require_admin(&req.originator)?;
+        let revision = self.commit(PipMutation::DeleteRole(req.role_id)).await?;
+        Ok(Response::new(pb::PipWriteResponse { revision }))
+    }
+
+    async fn list_roles(
+        &self,
+        request: Request<pb::ListRolesRequest>,
+    ) -> Result<Response<pb::ListRolesResponse>, Status> {
+        let holder = &request.get_ref().holder;
+        let holder = if holder.is_empty() {
+            None
+        } else {
+            Some(self.canonical("holder", holder)?)
+        };
+        let roles = self.read(|s| {
+            s.roles
+                .values()
+                .filter(|r| holder.as_ref().is_none_or(|h| &r.holder == h))
+                .map(role_to_pb)
+                .collect()
+        });
+        Ok(Response::new(pb::ListRolesResponse { roles }))
+    }
+
+    async fn resolve_roles(
+        &self,
+        request: Request<pb::ResolveRolesRequest>,
+    ) -> Result<Response<pb::ResolveRolesResponse>, Status> {
+        let req = request.get_ref();
+        let originator = self.canonical("originator", &req.originator)?;
+        let at = time_or_now(req.at.as_ref(), "at")?;
+        let verdicts = self.read(|s| {
+            req.role_ids
+                .iter()
+                .map(|r| verdict_to_pb(&self.inner.resolver.verify_role(s, &originator, r, at)))
+                .collect()
+        });
+        Ok(Response::new(pb::ResolveRolesResponse { verdicts }))
+    }
+
+    async fn put_token(
+        &self,
+        request: Request<pb::PutTokenRequest>,
+    ) -> Result<Response<pb::Token>, Status> {
+        let req = request.into_inner();
+        let token = req.token.as_ref().ok_or_else(|| bad("token", "required"))?;
+        let record = token_from_pb(token).map_err(|e| invalid_argument(&e))?;
+        self.require_admin(&req.originator)?;
+        self.commit(PipMutation::PutToken(record.clone())).await?;
+        Ok(Response::new(token_to_pb(&record)))
+    }
+
+    async fn get_tokens(
+        &self,
+        request: Request<pb::GetTokensRequest>,
+    ) -> Result<Response<pb::GetTokensResponse>, Status> {
+        let ids = &request.get_ref().token_ids;
+        let (tokens, unknown_ids) = self.read(|s| {
+            let mut tokens = Vec::new();
+            let mut unknown = Vec::new();
+            for id in ids {
+                match s.tokens.get(id) {
+                    Some(t) => tokens.push(token_to_pb(t)),
+                    None => unknown.push(id.clone()),
+                }
+            }
+            (tokens, unknown)
+        });
+        Ok(Response::new(pb::GetTokensResponse {
+            tokens,
+            unknown_ids,
+        }))
+    }
+
+    async fn delete_token(
+        &self,
+        request: Request<pb::DeleteTokenRequest>,
+    ) -> Result<Response<pb::PipWriteResponse>, Status> {
+        let req = request.into_inner();
+        self.require_admin(&req.originator)?;
+        let revision = self.commit(PipMutation::DeleteToken(req.token_id)).await?;
+        Ok(Response::new(pb::PipWriteResponse { revision }))
+    }
+
+    async fn put_group(
+        &self,
+        request: Request<pb::PutGroupRequest>,
+    ) -> Result<Response<pb::Group>, Status> {
+        let req = request.into_inner();
+        let group = req.group.as_ref().ok_or_else(|| bad("group", "required"))?;
+        let record = group_from_pb(self.inner.resolver.hosting(), group)
+            .map_err(|e| invalid_argument(&e))?;
+        self.require_admin(&req.originator)?;
+        let revision = self.commit(PipMutation::PutGroup(record.clone())).await?;
+        tracing::info!(group = %record.group_id, members = record.members.len(), revision, "group stored");
+        Ok(Response::new(group_to_pb(&record)))
+    }
+
+    async fn get_group(
+        &self,
+        request: Request<pb::GetGroupRequest>,
+    ) -> Result<Response<pb::Group>, Status> {
+        let id = &request.get_ref().group_id;
+        self.read(|s| s.groups.get(id).map(group_to_pb))
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found(format!("{id} not found")))
+    }
+
+    async fn delete_group(
+        &self,
+        request: Request<pb::DeleteGroupRequest>,
+    ) -> Result<Response<pb::PipWriteResponse>, Status> {
+        let req = request.into_inner();
+        self.require_admin(&req.originator)?;
+        let revision = self.commit(PipMutation::DeleteGroup(req.group_id)).await?;
+        Ok(Response::new(pb::PipWriteResponse { revision }))
+    }
+
+    async fn list_groups(
+        &self,
+        _request: Request<pb::ListGroupsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        let groups = self.read(|s| s.groups.values().map(group_to_pb).collect());
+        Ok(Response::new(pb::ListGroupsResponse { groups }))
+    }
+
+    async fn check_membership(
+        &self,
+        request: Request<pb::CheckMembershipRequest>,
+    ) -> Result<Response<pb::CheckMembershipResponse>, Status> {
+        let req = request.get_ref();
+        let originator = self.canonical("originator", &req.originator)?;
+        let (is_group, is_member) = self.read(|s| match s.groups.get(&req.group_id) {
+            Some(g) => (true, g.members.binary_search(&originator).is_ok()),
+            None => (false, false),
+        });
+        Ok(Response::new(pb::CheckMembershipResponse {
+            is_group,
+            is_member,
+        }))
+    }
+
+    async fn report_position(
+        &self,
+        request: Request<pb::ReportPositionRequest>,
+    ) -> Result<Response<pb::PipWriteResponse>, Status> {
+        let req = request.into_inner();
+        let record = position_report_from_pb(self.inner.resolver.hosting(), &req, Utc::now())
+            .map_err(|e| invalid_argument(&e))?;
+        self.require_location_source(&req.originator)?;
+        let revision = self.commit(PipMutation::ReportPosition(record)).await?;
+        Ok(Response::new(pb::PipWriteResponse { revision }))
+    }
+
+    async fn get_position(
+        &self,
+        request: Request<pb::GetPositionRequest>,
+    ) -> Result<Response<pb::GetPositionResponse>, Status> {
+        let req = request.get_ref();
+        let subject = self.canonical("originator", &req.originator)?;
+        let at = time_or_now(req.at.as_ref(), "at")?;
+        let fix = self.read(|s| {
+            self.inner
+                .resolver
+                .fresh_position(s, &subject, at)
+                .map(|(p, until)| fix_to_pb(p, until))
+        });
+        Ok(Response::new(pb::GetPositionResponse { fix }))
+    }
+
+    async fn locate_ip(
+        &self,
+        request: Request<pb::LocateIpRequest>,
+    ) -> Result<Response<pb::CountryAnswer>, Status> {
+        let text = &request.get_ref().ip;
+        let ip: IpAddr = text
+            .parse()
+            .map_err(|_| bad("ip", format!("'{text}' is not an IP address")))?;
+        Ok(Response::new(pb::CountryAnswer {
+            countries: self.inner.resolver.country_of_ip(ip).into_iter().collect(),
+        }))
+    }
+
+    async fn locate_position(
+        &self,
+        request: Request<pb::LocatePositionRequest>,
+    ) -> Result<Response<pb::CountryAnswer>, Status> {
+        let p = request
+            .get_ref()
+            .position
+            .as_ref()
+            .ok_or_else(|| bad("position", "required"))?;
+        let p = position_from_pb(p, "position").map_err(|e| invalid_argument(&e))?;
+        Ok(Response::new(pb::CountryAnswer {
+            countries: self.inner.resolver.countries_of_position(&p),
+        }))
+    }
+
+    async fn resolve_attributes(
+        &self,
+        request: Request<pb::ResolveAttributesRequest>,
+    ) -> Result<Response<pb::ResolvedAttributes>, Status> {
+        PipService::resolve_attributes(self, request.get_ref()).map(Response::new)
+    }
+
+    type WatchStream = AttributeChangeStream;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchAttributesRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let from = request.into_inner().from_revision;
+        // Subscribe before reading, so that no change falls in between.
+        let mut live = self.inner.events.subscribe();
+        let mut closing = self.inner.closing.subscribe();
+        let store = self.inner.store.clone();
+        let initial: Vec<pb::AttributeChange> = if from == 0 {
+            vec![reset_event(store.revision())]
+        } else {
+            let log = tokio::task::spawn_blocking(move || store.changes_since(from))
+                .await
+                .map_err(|e| Status::internal(format!("store task failed: {e}")))?;
+            match log {
+                Some(entries) => entries.iter().map(change_event).collect(),
+                None => vec![reset_event(self.revision())],
+            }
+        };
+        let (tx, rx) = mpsc::channel::<Result<pb::AttributeChange, Status>>(64);
+        let service = self.clone();
+        tokio::spawn(async move {
+            let mut last = from;
+            for ev in initial {
+                last = ev.revision;
+                if tx.send(Ok(ev)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                let next = tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = closing.wait_for(|c| *c) => return,
+                    next = live.recv() => next,
+                };
+                let ev = match next {
+                    Ok(ev) if ev.revision <= last => continue,
+                    Ok(ev) => ev,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::info!(missed = n, "PIP watcher lagged; sending reset");
+                        reset_event(service.revision())
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                last = last.max(ev.revision);
+                if tx.send(Ok(ev)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,320 @@
+//! The PIP's stored state and how writes change it, as an
+//! [`authz_store::Schema`]: the same durable, revisioned store as the PRP's
+//! (redb, one durable transaction per write, a change log for `Watch`).
+//!
+//! Besides the records, the state keeps a reverse index from member to the
+//! groups that list it, so that "which groups is this originator in" is one
+//! lookup (the PDP asks it once per decision).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use authz_store::{Row, Schema, StoreError};
+use serde::{Deserialize, Serialize};
+
+use crate::records::{GroupRecord, PositionRecord, RoleRecord, TokenRecord};
+
+/// Everything the PIP stores.
+#[derive(Debug, Clone, Default)]
+pub struct PipState {
+    /// Roles by role ID.
+    pub roles: BTreeMap<String, RoleRecord>,
+    /// Tokens by token ID.
+    pub tokens: BTreeMap<String, TokenRecord>,
+    /// Groups by group ID.
+    pub groups: BTreeMap<String, GroupRecord>,
+    /// Member (absolute ID) → the groups listing it.
+    pub member_of: HashMap<String, BTreeSet<String>>,
+    /// Last position by subject (absolute ID).
+    pub positions: HashMap<String, PositionRecord>,
+}
+
+impl PipState {
+    fn index_group(&mut self, g: &GroupRecord) {
+        for m in &g.members {
+            self.member_of
+                .entry(m.clone())
+                .or_default()
+                .insert(g.group_id.clone());
+        }
+    }
+
+    fn unindex_group(&mut self, g: &GroupRecord) {
+        for m in &g.members {
+            if let Some(set) = self.member_of.get_mut(m) {
+                set.remove(&g.group_id);
+                if set.is_empty() {
+                    self.member_of.remove(m);
+                }
+            }
+        }
+    }
+
+    /// The groups listing `member` (absolute), sorted.
+    pub fn groups_of(&self, member: &str) -> Vec<String> {
+        self.member_of
+            .get(member)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// One committed change (logged and streamed to watchers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PipChange {
+    /// A role was created.
+    RolePut(RoleRecord),
+    /// A role was deleted (with its holder, for cache invalidation).
+    RoleDeleted {
+        /// Role ID.
+        role_id: String,
+        /// Its holder.
+        holder: String,
+    },
+    /// A token was stored.
+    TokenPut(TokenRecord),
+    /// A token was deleted.
+    TokenDeleted(String),
+    /// A group was stored; `previous` are the members it had before.
+    GroupPut {
+        /// The new content.
+        group: GroupRecord,
+        /// Members before the write.
+        previous: Vec<String>,
+    },
+    /// A group was deleted, with the members it had.
+    GroupDeleted {
+        /// Group ID.
+        group_id: String,
+        /// Its members.
+        members: Vec<String>,
+    },
+    /// A position was reported.
+    PositionPut(PositionRecord),
+}
+
+/// One write request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PipMutation {
+    /// Create a role; a taken role ID is an error (roles are write-once).
+    CreateRole(RoleRecord),
+    /// Delete a role.
+    DeleteRole(String),
+    /// Store or replace a token.
+    PutToken(TokenRecord),
+    /// Delete a token.
+    DeleteToken(String),
+    /// Store or replace a group.
+    PutGroup(GroupRecord),
+    /// Delete a group.
+    DeleteGroup(String),
+    /// Record a position.
+    ReportPosition(PositionRecord),
+}
+
+/// Why a write was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PipError {
+    /// The ID is taken.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// Nothing is stored under the ID.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The PIP's [`Schema`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PipSchema;
+
+const ROLES: &str = "roles";
+const TOKENS: &str = "tokens";
+const GROUPS: &str = "groups";
+const POSITIONS: &str = "positions";
+
+fn json<T: Serialize>(value: &T) -> Result<Option<String>, StoreError> {
+    serde_json::to_string(value)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn row(collection: &str, key: &str, value: Option<String>) -> Row {
+    Row {
+        collection: collection.to_owned(),
+        key: key.to_owned(),
+        value,
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(what: &str, key: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what} {key}: {e}")))
+}
+
+impl Schema for PipSchema {
+    type State = PipState;
+    type Change = PipChange;
+    type Mutation = PipMutation;
+    type Error = PipError;
+
+    fn check(state: &PipState, mutation: PipMutation) -> Result<PipChange, PipError> {
+        Ok(match mutation {
+            PipMutation::CreateRole(r) => {
+                if state.roles.contains_key(&r.role_id) {
+                    return Err(PipError::AlreadyExists(r.role_id));
+                }
+                PipChange::RolePut(r)
+            }
+            PipMutation::DeleteRole(id) => match state.roles.get(&id) {
+                Some(r) => PipChange::RoleDeleted {
+                    role_id: id,
+                    holder: r.holder.clone(),
+                },
+                None => return Err(PipError::NotFound(id)),
+            },
+            PipMutation::PutToken(t) => PipChange::TokenPut(t),
+            PipMutation::DeleteToken(id) => {
+                if !state.tokens.contains_key(&id) {
+                    return Err(PipError::NotFound(id));
+                }
+                PipChange::TokenDeleted(id)
+            }
+            PipMutation::PutGroup(g) => PipChange::GroupPut {
+                previous: state
+                    .groups
+                    .get(&g.group_id)
+                    .map(|old| old.members.clone())
+                    .unwrap_or_default(),
+                group: g,
+            },
+            PipMutation::DeleteGroup(id) => match state.groups.get(&id) {
+                Some(g) => PipChange::GroupDeleted {
+                    group_id: id,
+                    members: g.members.clone(),
+                },
+                None => return Err(PipError::NotFound(id)),
+            },
+            PipMutation::ReportPosition(p) => PipChange::PositionPut(p),
+        })
+    }
+
+    fn apply(state: &mut PipState, change: &PipChange) {
+        match change {
+            PipChange::RolePut(r) => {
+                state.roles.insert(r.role_id.clone(), r.clone());
+            }
+            PipChange::RoleDeleted { role_id, .. } => {
+                state.roles.remove(role_id);
+            }
+            PipChange::TokenPut(t) => {
+                state.tokens.insert(t.token_id.clone(), t.clone());
+            }
+            PipChange::TokenDeleted(id) => {
+                state.tokens.remove(id);
+            }
+            PipChange::GroupPut { group, .. } => {
+                if let Some(old) = state.groups.insert(group.group_id.clone(), group.clone()) {
+                    state.unindex_group(&old);
+                }
+                state.index_group(group);
+            }
+            PipChange::GroupDeleted { group_id, .. } => {
+                if let Some(old) = state.groups.remove(group_id) {
+                    state.unindex_group(&old);
+                }
+            }
+            PipChange::PositionPut(p) => {
+                state.positions.insert(p.subject.clone(), p.clone());
+            }
+        }
+    }
+
+    fn rows(change: &PipChange) -> Result<Vec<Row>, StoreError> {
+        Ok(vec![match change {
+            PipChange::RolePut(r) => row(ROLES, &r.role_id, json(r)?),
+            PipChange::RoleDeleted { role_id, .. } => row(ROLES, role_id, None),
+            PipChange::TokenPut(t) => row(TOKENS, &t.token_id, json(t)?),
+            PipChange::TokenDeleted(id) => row(TOKENS, id, None),
+            PipChange::GroupPut { group, .. } => row(GROUPS, &group.group_id, json(group)?),
+            PipChange::GroupDeleted { group_id, .. } => row(GROUPS, group_id, None),
+            PipChange::PositionPut(p) => row(POSITIONS, &p.subject, json(p)?),
+        }])
+    }
+
+    fn load(
+        state: &mut PipState,
+        collection: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        match collection {
+            ROLES => {
+                let r: RoleRecord = parse("role", key, value)?;
+                state.roles.insert(r.role_id.clone(), r);
+            }
+            TOKENS => {
+                let t: TokenRecord = parse("token", key, value)?;
+                state.tokens.insert(t.token_id.clone(), t);
+            }
+            GROUPS => {
+                let g: GroupRecord = parse("group", key, value)?;
+                state.index_group(&g);
+                state.groups.insert(g.group_id.clone(), g);
+            }
+            POSITIONS => {
+                let p: PositionRecord = parse("position", key, value)?;
+                state.positions.insert(p.subject.clone(), p);
+            }
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unknown collection {other} in the PIP store"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(id: &str, members: &[&str]) -> GroupRecord {
+        GroupRecord {
+            group_id: id.into(),
+            members: members.iter().map(|m| m.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_member_index_follows_group_writes() {
+        let mut s = PipState::default();
+        let c = PipSchema::check(
+            &s,
+            PipMutation::PutGroup(group("g1", &["//a/c/A", "//a/c/B"])),
+        )
+        .expect("put");
+        PipSchema::apply(&mut s, &c);
+        let c =
+            PipSchema::check(&s, PipMutation::PutGroup(group("g2", &["//a/c/B"]))).expect("put");
+        PipSchema::apply(&mut s, &c);
+        assert_eq!(s.groups_of("//a/c/B"), vec!["g1", "g2"]);
+        // Replacing g1 without A removes A's membership and reports the old members.
+        let c =
+            PipSchema::check(&s, PipMutation::PutGroup(group("g1", &["//a/c/B"]))).expect("put");
+        match &c {
+            PipChange::GroupPut { previous, .. } => assert_eq!(previous, &["//a/c/A", "//a/c/B"]),
+            other => panic!("unexpected {other:?}"),
+        }
+        PipSchema::apply(&mut s, &c);
+        assert!(s.groups_of("//a/c/A").is_empty());
+        let c = PipSchema::check(&s, PipMutation::DeleteGroup("g2".into())).expect("delete");
+        PipSchema::apply(&mut s, &c);
+        assert_eq!(s.groups_of("//a/c/B"), vec!["g1"]);
+        assert!(matches!(
+            PipSchema::check(&s, PipMutation::DeleteGroup("g2".into())),
+            Err(PipError::NotFound(_))
+        ));
+    }
+}

@@ -1,0 +1,372 @@
+//! Country sources of the PIP (`authz_pip::geo`): CSV prefix tables, MaxMind
+//! DB files written here byte by byte, and positions against the shipped
+//! OpenStreetMap boundaries.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use authz_pip::geo::{CountryLocator, GeoError, IpCountrySources, IpCountryTable, MmdbCountries};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A fresh directory under the system temp dir, unique per test and process.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "authz-pip-geo-{}-{}-{}",
+        name,
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+// ---------------------------------------------------------------- CSV tables
+
+#[test]
+fn csv_longest_prefix_wins() {
+    let t = IpCountryTable::from_csv("t.csv", "10.0.0.0/8,DE\n10.1.0.0/16,FR\n").unwrap();
+    assert_eq!(t.len(), 2);
+    assert_eq!(t.lookup(ip("10.1.2.3")), Some("FR"));
+    assert_eq!(t.lookup(ip("10.2.0.1")), Some("DE"));
+    assert_eq!(t.lookup(ip("11.0.0.1")), None);
+    // Order of lines does not matter.
+    let t = IpCountryTable::from_csv("t.csv", "10.1.0.0/16,FR\n10.0.0.0/8,DE\n").unwrap();
+    assert_eq!(t.lookup(ip("10.1.255.255")), Some("FR"));
+    assert_eq!(t.lookup(ip("10.0.0.0")), Some("DE"));
+}
+
+#[test]
+fn csv_ipv6_mapped_bare_comments_header() {
+    let text = "\u{feff}# operator table\n\
+                \n\
+                cidr,country\n\
+                \t2001:db8::/32 , jp \n\
+                2001:db8:1::/48,KR\n\
+                # a single host\n\
+                192.0.2.7,CH\n\
+                2001:db8:ffff::1,NO\n\
+                ::ffff:198.51.100.0/120,IT\n\
+                \n";
+    let t = IpCountryTable::from_csv("ops.csv", text).unwrap();
+    assert_eq!(t.len(), 5);
+    assert!(!t.is_empty());
+    // Stored uppercase.
+    assert_eq!(t.lookup(ip("2001:db8:2::1")), Some("JP"));
+    assert_eq!(t.lookup(ip("2001:db8:1:ffff::1")), Some("KR"));
+    assert_eq!(t.lookup(ip("2001:db9::1")), None);
+    // A bare address is one host.
+    assert_eq!(t.lookup(ip("192.0.2.7")), Some("CH"));
+    assert_eq!(t.lookup(ip("192.0.2.8")), None);
+    assert_eq!(t.lookup(ip("2001:db8:ffff::1")), Some("NO"));
+    assert_eq!(t.lookup(ip("2001:db8:ffff::2")), Some("JP"));
+    // IPv4-mapped IPv6 is looked up as IPv4, both ways round.
+    assert_eq!(t.lookup(ip("::ffff:192.0.2.7")), Some("CH"));
+    assert_eq!(t.lookup(ip("198.51.100.9")), Some("IT"));
+    assert_eq!(t.lookup(ip("::ffff:198.51.100.9")), Some("IT"));
+    assert_eq!(t.lookup(ip("::ffff:198.51.101.9")), None);
+}
+
+#[test]
+fn insert_validates_and_truncates() {
+    let mut t = IpCountryTable::new();
+    assert!(t.is_empty());
+    // Host bits are cleared: this is 10.0.0.0/8.
+    t.insert("10.9.9.9/8".parse().unwrap(), "de").unwrap();
+    assert_eq!(t.lookup(ip("10.200.0.1")), Some("DE"));
+    for bad in ["Germany", "D", "", "D1", "DEU", "é"] {
+        let err = t.insert("10.0.0.0/8".parse().unwrap(), bad).unwrap_err();
+        assert!(matches!(err, GeoError::Country { .. }), "{bad}: {err}");
+    }
+    // Same prefix again: last one wins.
+    t.insert("10.0.0.0/8".parse().unwrap(), "AT").unwrap();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t.lookup(ip("10.0.0.1")), Some("AT"));
+}
+
+#[test]
+fn csv_errors_name_file_and_line() {
+    let dir = temp_dir("csv");
+    let cases = [
+        ("# c\n10.1.0.0/16,FR\n10.0.0.0/33,DE\n", "10.0.0.0/33"),
+        ("# c\n10.1.0.0/16,FR\n10.0.0.0/8,Germany\n", "Germany"),
+        ("# c\n\n10.0.0.0/8\n", "field"),
+        ("# c\n10.0.0.0/8,DE\n10.0.0.0/8,DE,extra\n", "field"),
+        ("cidr,country\n10.0.0.0/8,DE\ncidr,country\n", "cidr"),
+        ("# c\n10.1.0.0/16,FR\nnot-an-ip,DE\n", "not-an-ip"),
+    ];
+    for (i, (text, needle)) in cases.iter().enumerate() {
+        let path = dir.join(format!("bad{i}.csv"));
+        std::fs::write(&path, text).unwrap();
+        let err = IpCountryTable::load_csv(&path).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, GeoError::CsvLine { line: 3, .. }),
+            "case {i}: {msg}"
+        );
+        assert!(
+            msg.starts_with(&format!("{}:3: ", path.display())),
+            "case {i}: {msg}"
+        );
+        assert!(msg.contains(needle), "case {i}: {msg}");
+    }
+    let good = dir.join("good.csv");
+    std::fs::write(&good, "10.0.0.0/8,DE\n").unwrap();
+    assert_eq!(
+        IpCountryTable::load_csv(&good)
+            .unwrap()
+            .lookup(ip("10.0.0.1")),
+        Some("DE")
+    );
+    let missing = dir.join("missing.csv");
+    let err = IpCountryTable::load_csv(&missing).unwrap_err();
+    assert!(matches!(err, GeoError::Io { .. }));
+    assert!(err.to_string().contains("missing.csv"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// ---------------------------------------------------------------- MaxMind DB
+
+use authz_tests::mmdb;
+use authz_tests::mmdb::country_record;
+
+fn write_test_mmdb(dir: &std::path::Path, record_size: u16) -> PathBuf {
+    use mmdb::Value::*;
+    let mut w = mmdb::Writer::new(record_size);
+    let de = w.add_data(&country_record("DE"));
+    let fr = w.add_data(&country_record("FR"));
+    let jp = w.add_data(&country_record("JP"));
+    // Only the registered country is known (e.g. an anycast or satellite block).
+    let registered = w.add_data(&Map(vec![(
+        "registered_country",
+        Map(vec![("iso_code", Str("US"))]),
+    )]));
+    // No usable code at all.
+    let nothing = w.add_data(&Map(vec![
+        ("continent", Map(vec![("code", Str("EU"))])),
+        ("country", Map(vec![("iso_code", Str("EUR"))])),
+    ]));
+    w.insert(ip("10.0.0.0"), 8, de);
+    w.insert(ip("10.1.0.0"), 16, fr);
+    w.insert(ip("192.0.2.0"), 24, registered);
+    w.insert(ip("198.51.100.0"), 24, nothing);
+    w.insert(ip("2001:db8::"), 32, jp);
+    w.insert(ip("2001:db8:1::"), 48, fr);
+    let path = dir.join(format!("test-{record_size}.mmdb"));
+    std::fs::write(&path, w.to_bytes()).unwrap();
+    path
+}
+
+#[test]
+fn mmdb_lookups() {
+    let dir = temp_dir("mmdb");
+    for record_size in [24, 28] {
+        let path = write_test_mmdb(&dir, record_size);
+        let db = MmdbCountries::open(&path).unwrap();
+        assert_eq!(db.path(), path.as_path());
+        assert_eq!(db.lookup(ip("10.2.3.4")).as_deref(), Some("DE"));
+        assert_eq!(db.lookup(ip("10.1.3.4")).as_deref(), Some("FR"));
+        assert_eq!(db.lookup(ip("::ffff:10.1.3.4")).as_deref(), Some("FR"));
+        assert_eq!(db.lookup(ip("2001:db8:2::1")).as_deref(), Some("JP"));
+        assert_eq!(db.lookup(ip("2001:db8:1::1")).as_deref(), Some("FR"));
+        // country.iso_code missing: registered_country.iso_code.
+        assert_eq!(db.lookup(ip("192.0.2.1")).as_deref(), Some("US"));
+        // Misses: not in the tree, or no alpha-2 code in the record.
+        assert_eq!(db.lookup(ip("11.0.0.1")), None);
+        assert_eq!(db.lookup(ip("198.51.100.1")), None);
+        assert_eq!(db.lookup(ip("2001:db9::1")), None);
+        assert_eq!(db.lookup(ip("::1")), None);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn mmdb_errors_name_the_path() {
+    let dir = temp_dir("mmdb-bad");
+    let corrupt = dir.join("corrupt.mmdb");
+    std::fs::write(&corrupt, b"this is not a MaxMind database at all").unwrap();
+    let err = MmdbCountries::open(&corrupt).unwrap_err();
+    assert!(matches!(err, GeoError::Mmdb { .. }), "{err}");
+    assert!(err.to_string().contains("corrupt.mmdb"), "{err}");
+
+    // A real database cut short: the metadata is gone.
+    let good = write_test_mmdb(&dir, 24);
+    let bytes = std::fs::read(&good).unwrap();
+    let truncated = dir.join("truncated.mmdb");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let err = MmdbCountries::open(&truncated).unwrap_err();
+    assert!(err.to_string().contains("truncated.mmdb"), "{err}");
+
+    let missing = dir.join("missing.mmdb");
+    let err = MmdbCountries::open(&missing).unwrap_err();
+    assert!(matches!(err, GeoError::Io { .. }), "{err}");
+    assert!(err.to_string().contains("missing.mmdb"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sources_tables_first_then_mmdb() {
+    let dir = temp_dir("sources");
+    let mut sources = IpCountrySources::new();
+    assert!(sources.is_empty());
+    assert_eq!(sources.lookup(ip("10.1.0.1")), None);
+    let mut override_table = IpCountryTable::new();
+    override_table
+        .insert("10.1.2.0/24".parse().unwrap(), "BE")
+        .unwrap();
+    sources.add_table(override_table);
+    sources
+        .add_table(IpCountryTable::from_csv("second", "10.1.3.0/24,NL\n10.1.2.0/24,LU\n").unwrap());
+    sources.add_mmdb(MmdbCountries::open(&write_test_mmdb(&dir, 28)).unwrap());
+    assert!(!sources.is_empty());
+    // The first table wins over the second, and both over the mmdb file,
+    // even where the mmdb file has a longer prefix.
+    assert_eq!(sources.lookup(ip("10.1.2.9")).as_deref(), Some("BE"));
+    assert_eq!(sources.lookup(ip("10.1.3.9")).as_deref(), Some("NL"));
+    assert_eq!(sources.lookup(ip("10.1.4.9")).as_deref(), Some("FR"));
+    assert_eq!(sources.lookup(ip("2001:db8::5")).as_deref(), Some("JP"));
+    assert_eq!(sources.lookup(ip("203.0.113.1")), None);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// ---------------------------------------------------------------- positions
+
+fn locator() -> &'static CountryLocator {
+    static LOCATOR: OnceLock<CountryLocator> = OnceLock::new();
+    LOCATOR.get_or_init(|| CountryLocator::new().unwrap())
+}
+
+#[test]
+fn positions_in_cities_and_at_sea() {
+    let l = locator();
+    assert_eq!(l.countries(48.8566, 2.3522, 0.0), ["FR"]); // Paris
+    assert_eq!(l.countries(52.5200, 13.4050, 0.0), ["DE"]); // Berlin
+    assert_eq!(l.countries(33.0, -97.0, 0.0), ["US"]); // Dallas: "US-TX" dropped
+    assert_eq!(l.countries(45.0, -30.0, 0.0), Vec::<String>::new()); // mid-Atlantic
+    assert_eq!(l.countries(45.0, -30.0, 50_000.0), Vec::<String>::new());
+    // The German exclave Büsingen inside Switzerland.
+    assert_eq!(l.countries(47.6973, 8.6910, 0.0), ["DE"]);
+}
+
+#[test]
+fn positions_on_the_rhine_between_strasbourg_and_kehl() {
+    let l = locator();
+    // Strasbourg cathedral is about 3.6 km west of the Rhine, the border
+    // here; Kehl's centre is about 1 km east of it. Both points are well
+    // clear of the border at the dataset's resolution.
+    let (cathedral, kehl) = ((48.5819, 7.7510), (48.5722, 7.8150));
+    assert_eq!(l.countries(cathedral.0, cathedral.1, 0.0), ["FR"]);
+    assert_eq!(l.countries(kehl.0, kehl.1, 0.0), ["DE"]);
+    // A disk reaching over the Rhine may be in either country.
+    assert_eq!(l.countries(cathedral.0, cathedral.1, 5_000.0), ["DE", "FR"]);
+    assert_eq!(l.countries(kehl.0, kehl.1, 5_000.0), ["DE", "FR"]);
+    // A small disk stays in one country even though the dataset's 1° cell
+    // holds both (outlines are tested, not just cells).
+    assert_eq!(l.countries(cathedral.0, cathedral.1, 1_000.0), ["FR"]);
+    assert_eq!(l.countries(kehl.0, kehl.1, 10.0), ["DE"]);
+    // Sorted and deduplicated over a wide disk (Basel's three-country corner).
+    let wide = l.countries(47.59, 7.59, 30_000.0);
+    assert!(wide.windows(2).all(|w| w[0] < w[1]), "{wide:?}");
+    for c in ["CH", "DE", "FR"] {
+        assert!(wide.iter().any(|w| w == c), "{wide:?}");
+    }
+}
+
+#[test]
+fn invalid_positions_give_no_country() {
+    let l = locator();
+    let none = Vec::<String>::new();
+    for (lat, lon, r) in [
+        (f64::NAN, 2.35, 0.0),
+        (48.85, f64::NAN, 0.0),
+        (48.85, 2.35, f64::NAN),
+        (48.85, 2.35, -1.0),
+        (90.5, 0.0, 0.0),
+        (-91.0, 0.0, 10.0),
+        (48.85, 180.5, 0.0),
+        (48.85, -400.0, 0.0),
+        (f64::INFINITY, 0.0, 0.0),
+        (48.85, f64::NEG_INFINITY, 10.0),
+    ] {
+        assert_eq!(l.countries(lat, lon, r), none, "{lat},{lon},{r}");
+    }
+    // Extreme but valid input does not panic.
+    assert!(l.countries(48.85, 2.35, f64::INFINITY).len() > 200);
+    assert!(l.countries(48.85, 2.35, f64::MAX).len() > 200);
+    assert_eq!(l.countries(89.999, 0.0, 10.0), none);
+    assert_eq!(l.countries(-90.0, 180.0, 0.0), none);
+    // Across the antimeridian: Chukotka on both sides of 180°.
+    assert_eq!(l.countries(65.0, 179.9, 50_000.0), ["RU"]);
+    assert_eq!(l.countries(65.0, -179.9, 50_000.0), ["RU"]);
+}
+
+/// The disk answer over-approximates: every country found at any point of
+/// the disk's bounding box (by the crate's exact point test) is in it, and it
+/// never holds a country that the crate's per-cell box query rules out.
+#[test]
+fn disk_answers_cover_every_point_of_the_box() {
+    use country_boundaries::{BOUNDARIES_ODBL_360X180, BoundingBox, CountryBoundaries, LatLon};
+    let l = locator();
+    let crate_boundaries = CountryBoundaries::from_reader(BOUNDARIES_ODBL_360X180).unwrap();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        // xorshift64*: deterministic, no dependency.
+        seed ^= seed >> 12;
+        seed ^= seed << 25;
+        seed ^= seed >> 27;
+        (seed.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut multi = 0;
+    for case in 0..400 {
+        // Mostly Europe, where borders are dense; some anywhere.
+        let (lat, lon) = if case % 4 == 0 {
+            (-60.0 + 130.0 * next(), -180.0 + 360.0 * next())
+        } else {
+            (36.0 + 24.0 * next(), -10.0 + 40.0 * next())
+        };
+        let r = 10f64.powf(1.0 + 4.5 * next()); // 10 m .. 300 km
+        let got = l.countries(lat, lon, r);
+        if got.len() > 1 {
+            multi += 1;
+        }
+        let dlat = r / 111_320.0;
+        let dlon = r / (111_320.0 * lat.to_radians().cos());
+        let n = 16;
+        for i in 0..=n {
+            for j in 0..=n {
+                let plat =
+                    (lat - dlat + 2.0 * dlat * f64::from(i) / f64::from(n)).clamp(-90.0, 90.0);
+                let plon = lon - dlon + 2.0 * dlon * f64::from(j) / f64::from(n);
+                for id in crate_boundaries.ids(LatLon::new(plat, plon).unwrap()) {
+                    if id.len() == 2 {
+                        assert!(
+                            got.iter().any(|g| g == id),
+                            "{lat},{lon} r={r}: {id} at {plat},{plon} missing from {got:?}"
+                        );
+                    }
+                }
+            }
+        }
+        let wide = BoundingBox::new(
+            (lat - 1.1 * dlat).max(-90.0),
+            lon - 1.1 * dlon,
+            (lat + 1.1 * dlat).min(90.0),
+            lon + 1.1 * dlon,
+        )
+        .unwrap();
+        let cells = crate_boundaries.intersecting_ids(wide);
+        for g in &got {
+            assert!(
+                cells.contains(g.as_str()),
+                "{lat},{lon} r={r}: {g} not in {cells:?}"
+            );
+        }
+    }
+    assert!(multi > 20, "too few border cases exercised: {multi}");
+}

@@ -1,0 +1,682 @@
+//! The PIP wired into the PDP, end to end over gRPC on loopback: a real PRP
+//! (policies), a real PIP (roles, groups, positions, country tables) and a
+//! real PDP that follows the PRP and asks the PIP through its cache.
+//!
+//! Each test pins a rule of TS-0003: Role-IDs in `acor` (7.4.3 step 4),
+//! `<group>` IDs in `acor` (TS-0001 9.6.2.1), circle and country regions
+//! (Annex F, project Decision 5), and indeterminate attributes as Deny with
+//! MISSING_ATTRIBUTE (7.1.4, Decision 10).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use authz_pdp::{Pdp, PdpConfig};
+use authz_pip::PipConfig;
+use authz_proto::pb;
+use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
+use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
+use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
+use authz_prp::PrpConfig;
+use authz_tests::mmdb;
+use chrono::{DateTime, Utc};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Channel;
+
+const SP: &str = "//sp.example.com";
+const CSE: &str = "/id-in";
+const ADMIN: &str = "CAdmin";
+const AUTHORITY: &str = "//sp.example.com/id-in/CAuthority";
+const PERMIT: i32 = pb::AuthorizationDecision::Permit as i32;
+const DENY: i32 = pb::AuthorizationDecision::Deny as i32;
+
+fn hosting() -> authz_core::HostingContext {
+    authz_core::HostingContext::new(SP, CSE).expect("hosting")
+}
+
+fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
+    authz_proto::convert::timestamp_to_pb(&t)
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "authz-pip-pdp-{name}-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+async fn listen() -> (TcpListener, String) {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = format!("http://{}", l.local_addr().expect("addr"));
+    (l, addr)
+}
+
+async fn channel(endpoint: &str) -> Channel {
+    tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// PRP, PIP and PDP, each on its own loopback port.
+struct Stack {
+    prp: PolicyRetrievalPointClient<Channel>,
+    pip: PolicyInformationPointClient<Channel>,
+    pdp: PolicyDecisionPointClient<Channel>,
+    pip_server: JoinHandle<()>,
+    pip_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pip_service: authz_pip::PipService,
+    _pdp: Pdp,
+    _tasks: Vec<JoinHandle<()>>,
+    dir: PathBuf,
+}
+
+impl Stack {
+    async fn start(name: &str, max_position_age: Duration) -> Self {
+        let dir = temp_dir(name);
+        // PRP
+        let prp_service = authz_prp::build(&PrpConfig::new(None, ADMIN, hosting()))
+            .await
+            .expect("prp");
+        let (l, prp_addr) = listen().await;
+        let router = authz_prp::router(prp_service).await.expect("router");
+        let prp_task = tokio::spawn(async move {
+            let _ = router.serve_with_incoming(TcpListenerStream::new(l)).await;
+        });
+        // PIP: a CSV table and an .mmdb database for IP → country.
+        let csv = dir.join("countries.csv");
+        std::fs::write(&csv, "cidr,country\n10.0.0.0/8,DE\n10.1.0.0/16,FR\n").expect("csv");
+        let mmdb_path = write_mmdb(&dir);
+        let mut config = PipConfig::new(Some(dir.join("pip")), ADMIN, hosting());
+        config.trusted_issuers = vec![AUTHORITY.to_owned()];
+        config.max_position_age = max_position_age;
+        config.ip_csv = vec![csv];
+        config.ip_mmdb = vec![mmdb_path];
+        let pip_service = authz_pip::build(&config).await.expect("pip");
+        let (l, pip_addr) = listen().await;
+        let router = authz_pip::router(pip_service.clone())
+            .await
+            .expect("router");
+        let (pip_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let pip_server = tokio::spawn(async move {
+            let _ = router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(l), async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        // PDP following the PRP, asking the PIP.
+        let pdp = Pdp::start(
+            PdpConfig::new(hosting())
+                .with_prp(prp_addr.clone())
+                .with_pip(pip_addr.clone()),
+        )
+        .expect("pdp");
+        let routes = pdp.routes().await.expect("routes");
+        let (l, pdp_addr) = listen().await;
+        let pdp_task = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_routes(routes)
+                .serve_with_incoming(TcpListenerStream::new(l))
+                .await;
+        });
+        Self {
+            prp: PolicyRetrievalPointClient::new(channel(&prp_addr).await),
+            pip: PolicyInformationPointClient::new(channel(&pip_addr).await),
+            pdp: PolicyDecisionPointClient::new(channel(&pdp_addr).await),
+            pip_server,
+            pip_stop: Some(pip_stop),
+            pip_service,
+            _pdp: pdp,
+            _tasks: vec![prp_task, pdp_task],
+            dir,
+        }
+    }
+
+    /// Stores an ACP whose `pv` is `rule` and binds resource `target` to it,
+    /// then waits until the PDP's replica has it.
+    async fn policy(&mut self, target: &str, rule: pb::AccessControlRule) {
+        let acp_id = format!("acp-{target}");
+        self.prp
+            .create_acp(pb::CreateAcpRequest {
+                originator: ADMIN.into(),
+                acp: Some(pb::AccessControlPolicy {
+                    resource_id: Some(acp_id.clone()),
+                    privileges: Some(pb::SetOfAcrs { rules: vec![rule] }),
+                    self_privileges: Some(pb::SetOfAcrs {
+                        rules: vec![pb::AccessControlRule {
+                            originators: vec![ADMIN.into()],
+                            operations: 63,
+                            ..Default::default()
+                        }],
+                    }),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("create acp");
+        let revision = self
+            .prp
+            .put_resource(pb::PutResourceRequest {
+                originator: ADMIN.into(),
+                resource: Some(pb::TargetResource {
+                    resource_id: target.into(),
+                    resource_type: 3,
+                    acpi_set: true,
+                    acpi: vec![acp_id],
+                    creator: "Ccreator".into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("put resource")
+            .into_inner()
+            .revision;
+        // The replica follows the PRP asynchronously.
+        for _ in 0..250 {
+            let status = self
+                .pdp
+                .status(pb::StatusRequest {})
+                .await
+                .expect("status")
+                .into_inner();
+            if status.replica_revision >= revision {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the PDP's replica never reached revision {revision}");
+    }
+
+    async fn decide(&mut self, req: pb::DecisionRequest) -> pb::Decision {
+        self.pdp.decide(req).await.expect("decide").into_inner()
+    }
+
+    async fn role(
+        &mut self,
+        role_id: &str,
+        issuer: &str,
+        holder: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) {
+        self.pip
+            .create_role(pb::CreateRoleRequest {
+                originator: ADMIN.into(),
+                role: Some(pb::Role {
+                    role_id: role_id.into(),
+                    issuer: issuer.into(),
+                    holder: holder.into(),
+                    not_before: Some(ts(from)),
+                    not_after: Some(ts(to)),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("create role");
+    }
+
+    async fn group(&mut self, group_id: &str, members: &[&str]) {
+        self.pip
+            .put_group(pb::PutGroupRequest {
+                originator: ADMIN.into(),
+                group: Some(pb::Group {
+                    group_id: group_id.into(),
+                    member_ids: members.iter().map(|m| m.to_string()).collect(),
+                }),
+            })
+            .await
+            .expect("put group");
+    }
+
+    async fn report(&mut self, subject: &str, lat: f64, lon: f64) {
+        self.pip
+            .report_position(pb::ReportPositionRequest {
+                originator: ADMIN.into(),
+                subject: subject.into(),
+                position: Some(pb::Position {
+                    latitude: lat,
+                    longitude: lon,
+                    uncertainty_m: 0.0,
+                }),
+                measured_at: None,
+            })
+            .await
+            .expect("report position");
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn write_mmdb(dir: &Path) -> PathBuf {
+    let mut w = mmdb::Writer::new(24);
+    let fr = w.add_data(&mmdb::country_record("FR"));
+    let jp = w.add_data(&mmdb::country_record("JP"));
+    w.insert("192.0.2.0".parse().expect("ip"), 24, fr);
+    w.insert("2001:db8::".parse().expect("ip"), 32, jp);
+    let path = dir.join("countries.mmdb");
+    std::fs::write(&path, w.to_bytes()).expect("mmdb");
+    path
+}
+
+/// Decides `req` every 20 ms until `done` holds (5 s at most); returns the
+/// decision that satisfied it.
+async fn decides_with(
+    pdp: &PolicyDecisionPointClient<Channel>,
+    req: pb::DecisionRequest,
+    done: impl Fn(&pb::Decision) -> bool,
+) -> pb::Decision {
+    let mut last = pb::Decision::default();
+    for _ in 0..250 {
+        last = pdp
+            .clone()
+            .decide(req.clone())
+            .await
+            .expect("decide")
+            .into_inner();
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("never reached for {req:?}; last decision: {last:?}");
+}
+
+/// Waits until `req` gets `expected` (the PDP follows changes asynchronously).
+async fn decides(
+    pdp: &PolicyDecisionPointClient<Channel>,
+    req: pb::DecisionRequest,
+    expected: i32,
+) -> pb::Decision {
+    decides_with(pdp, req, |d| d.decision == expected).await
+}
+
+fn retrieve(originator: &str, target: &str) -> pb::DecisionRequest {
+    pb::DecisionRequest {
+        originator: originator.into(),
+        operation: pb::Operation::Retrieve as i32,
+        target: target.into(),
+        ..Default::default()
+    }
+}
+
+fn with_roles(mut req: pb::DecisionRequest, roles: &[&str]) -> pb::DecisionRequest {
+    req.role_ids = roles.iter().map(|r| r.to_string()).collect();
+    req
+}
+
+fn with_ip(mut req: pb::DecisionRequest, ip: &str) -> pb::DecisionRequest {
+    let ip: IpAddr = ip.parse().expect("ip");
+    req.originator_ip = Some(pb::IpAddress {
+        address: Some(match ip {
+            IpAddr::V4(a) => pb::ip_address::Address::Ipv4(a.to_string()),
+            IpAddr::V6(a) => pb::ip_address::Address::Ipv6(a.to_string()),
+        }),
+    });
+    req
+}
+
+fn rule(originators: &[&str]) -> pb::AccessControlRule {
+    pb::AccessControlRule {
+        originators: originators.iter().map(|s| s.to_string()).collect(),
+        operations: 2, // RETRIEVE
+        ..Default::default()
+    }
+}
+
+fn located(originators: &[&str], region: pb::location_region::Region) -> pb::AccessControlRule {
+    pb::AccessControlRule {
+        contexts: vec![pb::AccessControlContext {
+            location_region: Some(pb::LocationRegion {
+                region: Some(region),
+            }),
+            ..Default::default()
+        }],
+        ..rule(originators)
+    }
+}
+
+fn countries(codes: &[&str]) -> pb::location_region::Region {
+    pb::location_region::Region::CountryCodes(pb::CountryCodes {
+        codes: codes.iter().map(|c| c.to_string()).collect(),
+    })
+}
+
+fn missing_names(d: &pb::Decision) -> String {
+    format!("{:?}", d.missing)
+}
+
+/// TS-0003 7.4.3 step 4: a Role-ID in acor grants access only to an
+/// originator that claims it and holds a verified role: issued by a trusted
+/// Authorization Authority, held by exactly that originator, valid now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_ids_permit_only_verified_holders_7_4_3() {
+    let mut s = Stack::start("roles", Duration::from_secs(300)).await;
+    let now = Utc::now();
+    let hour = chrono::Duration::hours(1);
+    s.policy(
+        "cntRoles",
+        rule(&[
+            "doctor@roles.example.com",
+            "expired@roles.example.com",
+            "future@roles.example.com",
+            "quack@roles.example.com",
+        ]),
+    )
+    .await;
+    s.role(
+        "doctor@roles.example.com",
+        AUTHORITY,
+        "Calice",
+        now - hour,
+        now + hour,
+    )
+    .await;
+    s.role(
+        "expired@roles.example.com",
+        AUTHORITY,
+        "Calice",
+        now - hour * 3,
+        now - hour * 2,
+    )
+    .await;
+    s.role(
+        "future@roles.example.com",
+        AUTHORITY,
+        "Calice",
+        now + hour,
+        now + hour * 2,
+    )
+    .await;
+    s.role(
+        "quack@roles.example.com",
+        "//evil.example.net/x/CIssuer",
+        "Calice",
+        now - hour,
+        now + hour,
+    )
+    .await;
+
+    let ok = s
+        .decide(with_roles(
+            retrieve("Calice", "cntRoles"),
+            &["doctor@roles.example.com"],
+        ))
+        .await;
+    assert_eq!(ok.decision, PERMIT, "{}", ok.summary);
+    // The answer is cached (the watch is up), so the next decision for Alice
+    // needs no PIP round trip.
+    let cache = s._pdp.pip_cache().expect("PIP cache");
+    assert!(cache.is_watching(), "{cache:?}");
+    assert_eq!(cache.len(), 1, "{cache:?}");
+    // The same holder, in absolute form, is the same originator.
+    let abs = s
+        .decide(with_roles(
+            retrieve("//sp.example.com/id-in/Calice", "cntRoles"),
+            &["doctor@roles.example.com"],
+        ))
+        .await;
+    assert_eq!(abs.decision, PERMIT, "{}", abs.summary);
+
+    for role in [
+        "expired@roles.example.com",
+        "future@roles.example.com",
+        "quack@roles.example.com",
+        "unknown@roles.example.com",
+    ] {
+        let d = s
+            .decide(with_roles(retrieve("Calice", "cntRoles"), &[role]))
+            .await;
+        assert_eq!(d.decision, DENY, "{role}: {}", d.summary);
+        assert_ne!(
+            d.status,
+            pb::AuthorizationStatus::MissingAttribute as i32,
+            "{role}: the PIP answered, nothing is missing"
+        );
+    }
+    // Held by Calice: Bob claiming it is refused.
+    let bob = s
+        .decide(with_roles(
+            retrieve("Cbob", "cntRoles"),
+            &["doctor@roles.example.com"],
+        ))
+        .await;
+    assert_eq!(bob.decision, DENY, "{}", bob.summary);
+    // Holding the role without claiming it grants nothing (rids carry the claim).
+    let unclaimed = s.decide(retrieve("Calice", "cntRoles")).await;
+    assert_eq!(unclaimed.decision, DENY, "{}", unclaimed.summary);
+
+    // Deleting the role changes the next decision (the watch drops the cache).
+    s.pip
+        .delete_role(pb::DeleteRoleRequest {
+            originator: ADMIN.into(),
+            role_id: "doctor@roles.example.com".into(),
+        })
+        .await
+        .expect("delete role");
+    decides(
+        &s.pdp,
+        with_roles(
+            retrieve("Calice", "cntRoles"),
+            &["doctor@roles.example.com"],
+        ),
+        DENY,
+    )
+    .await;
+}
+
+/// TS-0001 9.6.2.1: a `<group>` ID in acor grants access to its members;
+/// removing a member changes the next decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_members_are_permitted_and_removal_is_seen_9_6_2_1() {
+    let mut s = Stack::start("groups", Duration::from_secs(300)).await;
+    s.policy("cntGroup", rule(&["/id-in/grpFamily"])).await;
+    s.group(
+        "/id-in/grpFamily",
+        &["Calice", "//sp.example.com/id-in/Cbob"],
+    )
+    .await;
+
+    let alice = s.decide(retrieve("Calice", "cntGroup")).await;
+    assert_eq!(alice.decision, PERMIT, "{}", alice.summary);
+    let bob = s.decide(retrieve("Cbob", "cntGroup")).await;
+    assert_eq!(bob.decision, PERMIT, "{}", bob.summary);
+    let eve = s.decide(retrieve("Ceve", "cntGroup")).await;
+    assert_eq!(eve.decision, DENY, "{}", eve.summary);
+
+    s.group("/id-in/grpFamily", &["Cbob"]).await;
+    decides(&s.pdp, retrieve("Calice", "cntGroup"), DENY).await;
+    let bob = s.decide(retrieve("Cbob", "cntGroup")).await;
+    assert_eq!(bob.decision, PERMIT, "{}", bob.summary);
+
+    // A group that no longer exists cannot be resolved: its rule does not match.
+    s.pip
+        .delete_group(pb::DeleteGroupRequest {
+            originator: ADMIN.into(),
+            group_id: "/id-in/grpFamily".into(),
+        })
+        .await
+        .expect("delete group");
+    decides(&s.pdp, retrieve("Cbob", "cntGroup"), DENY).await;
+}
+
+/// Annex F.2.1 and Decision 5: a circle rule follows the position the
+/// location source reports, and stops matching once it is older than the
+/// configured maximum age.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn circle_rules_follow_reported_positions_until_stale_annex_f() {
+    let max_age = Duration::from_secs(2);
+    let mut s = Stack::start("circle", max_age).await;
+    // 2 km around Notre-Dame de Paris.
+    s.policy(
+        "cntCircle",
+        located(
+            &["all"],
+            pb::location_region::Region::Circle(pb::Circle {
+                latitude: 48.8530,
+                longitude: 2.3499,
+                radius_m: 2000.0,
+            }),
+        ),
+    )
+    .await;
+    // Unknown position: Deny.
+    let d = s.decide(retrieve("Calice", "cntCircle")).await;
+    assert_eq!(d.decision, DENY, "{}", d.summary);
+
+    // The Louvre, about 1.2 km away: inside.
+    s.report("Calice", 48.8606, 2.3376).await;
+    decides(&s.pdp, retrieve("Calice", "cntCircle"), PERMIT).await;
+    // The Eiffel Tower, about 4 km away: outside; the next decision follows.
+    s.report("Calice", 48.8584, 2.2945).await;
+    decides(&s.pdp, retrieve("Calice", "cntCircle"), DENY).await;
+    // Back inside, then wait past the maximum age: the position is unknown.
+    s.report("Calice", 48.8606, 2.3376).await;
+    decides(&s.pdp, retrieve("Calice", "cntCircle"), PERMIT).await;
+    tokio::time::sleep(max_age + Duration::from_millis(300)).await;
+    let stale = s.decide(retrieve("Calice", "cntCircle")).await;
+    assert_eq!(stale.decision, DENY, "{}", stale.summary);
+}
+
+/// Annex F.2.2: a country rule works from the originator's IP address
+/// (CSV table, longest prefix; and a MaxMind database), and from its
+/// position near a border (Strasbourg and Kehl face each other across the
+/// Rhine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn country_rules_from_ip_and_from_position_annex_f_2_2() {
+    let mut s = Stack::start("country", Duration::from_secs(300)).await;
+    s.policy("cntFrance", located(&["all"], countries(&["FR"])))
+        .await;
+    s.policy("cntGermany", located(&["all"], countries(&["DE"])))
+        .await;
+
+    // CSV: 10.1.0.0/16 → FR inside 10.0.0.0/8 → DE.
+    let fr = s
+        .decide(with_ip(retrieve("Cx", "cntFrance"), "10.1.2.3"))
+        .await;
+    assert_eq!(fr.decision, PERMIT, "{}", fr.summary);
+    let de = s
+        .decide(with_ip(retrieve("Cx", "cntFrance"), "10.2.0.1"))
+        .await;
+    assert_eq!(de.decision, DENY, "{}", de.summary);
+    let de = s
+        .decide(with_ip(retrieve("Cx", "cntGermany"), "10.2.0.1"))
+        .await;
+    assert_eq!(de.decision, PERMIT, "{}", de.summary);
+    // mmdb: 192.0.2.0/24 → FR, 2001:db8::/32 → JP.
+    let mm = s
+        .decide(with_ip(retrieve("Cx", "cntFrance"), "192.0.2.77"))
+        .await;
+    assert_eq!(mm.decision, PERMIT, "{}", mm.summary);
+    let jp = s
+        .decide(with_ip(retrieve("Cx", "cntFrance"), "2001:db8::5"))
+        .await;
+    assert_eq!(jp.decision, DENY, "{}", jp.summary);
+    // No source knows it: unknown country, Deny (not missing: the PIP answered).
+    let none = s
+        .decide(with_ip(retrieve("Cx", "cntFrance"), "203.0.113.9"))
+        .await;
+    assert_eq!(none.decision, DENY, "{}", none.summary);
+
+    // Position: Strasbourg cathedral (FR) and Kehl (DE), about 5 km apart.
+    s.report("Cstrasbourg", 48.5819, 7.7510).await;
+    s.report("Ckehl", 48.5722, 7.8150).await;
+    for (who, target, expect) in [
+        ("Cstrasbourg", "cntFrance", PERMIT),
+        ("Cstrasbourg", "cntGermany", DENY),
+        ("Ckehl", "cntGermany", PERMIT),
+        ("Ckehl", "cntFrance", DENY),
+    ] {
+        decides(&s.pdp, retrieve(who, target), expect).await;
+    }
+
+    // The request's own country wins over the PIP's (README: the hosting
+    // CSE's knowledge of the request comes first).
+    let mut req = with_ip(retrieve("Cx", "cntFrance"), "10.2.0.1");
+    req.originator_location = Some(pb::OriginatorLocation {
+        position: None,
+        country_codes: vec!["FR".into()],
+    });
+    let d = s.decide(req).await;
+    assert_eq!(d.decision, PERMIT, "{}", d.summary);
+}
+
+/// TS-0003 7.1.4 and Decision 10: with the PIP down, a rule that needs a PIP
+/// attribute does not match, and the Deny says MISSING_ATTRIBUTE naming it.
+/// Rules that need no attribute still decide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pip_down_denies_with_the_missing_attribute_named_7_1_4() {
+    let mut s = Stack::start("down", Duration::from_secs(300)).await;
+    s.policy("cntRole", rule(&["doctor@roles.example.com", "Cowner"]))
+        .await;
+    s.policy("cntGrp", rule(&["/id-in/grpFamily"])).await;
+    let now = Utc::now();
+    s.role(
+        "doctor@roles.example.com",
+        AUTHORITY,
+        "Calice",
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::hours(1),
+    )
+    .await;
+    let up = s
+        .decide(with_roles(
+            retrieve("Calice", "cntRole"),
+            &["doctor@roles.example.com"],
+        ))
+        .await;
+    assert_eq!(up.decision, PERMIT, "{}", up.summary);
+
+    // Stop the PIP: close its watch streams, then its server (graceful:
+    // open connections are told to go away).
+    s.pip_service.shutdown();
+    if let Some(stop) = s.pip_stop.take() {
+        let _ = stop.send(());
+    }
+    tokio::time::timeout(Duration::from_secs(10), &mut s.pip_server)
+        .await
+        .expect("the PIP stops")
+        .expect("PIP task");
+
+    let last = decides_with(
+        &s.pdp,
+        with_roles(retrieve("Calice", "cntRole"), &["doctor@roles.example.com"]),
+        |d| d.decision == DENY && d.status == pb::AuthorizationStatus::MissingAttribute as i32,
+    )
+    .await;
+    assert!(
+        missing_names(&last).contains("doctor@roles.example.com"),
+        "the missing role is named: {last:?}"
+    );
+    let grp = s
+        .pdp
+        .decide(retrieve("Calice", "cntGrp"))
+        .await
+        .expect("decide")
+        .into_inner();
+    assert_eq!(grp.decision, DENY);
+    assert_eq!(
+        grp.status,
+        pb::AuthorizationStatus::MissingAttribute as i32,
+        "{grp:?}"
+    );
+    assert!(missing_names(&grp).contains("grpFamily"), "{grp:?}");
+    // A rule that needs nothing from the PIP still permits.
+    let owner = s
+        .pdp
+        .decide(retrieve("Cowner", "cntRole"))
+        .await
+        .expect("decide")
+        .into_inner();
+    assert_eq!(owner.decision, PERMIT, "{}", owner.summary);
+}
