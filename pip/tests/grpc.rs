@@ -1,0 +1,413 @@
+//! The PIP over gRPC on loopback: repositories, role verification (TS-0003
+//! 7.4.3 step 4), field-named INVALID_ARGUMENT that stores nothing, write
+//! permissions, the ordered `Watch` stream, and durability across restarts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use authz_pip::PipConfig;
+use authz_proto::pb;
+use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
+use chrono::{DateTime, Utc};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+const ADMIN: &str = "CAdmin";
+const AUTHORITY: &str = "//sp.example.com/id-in/CAuthority";
+
+fn hosting() -> authz_core::HostingContext {
+    authz_core::HostingContext::new("//sp.example.com", "/id-in").expect("hosting")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "authz-pip-grpc-{name}-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    ))
+}
+
+fn config(dir: Option<PathBuf>) -> PipConfig {
+    let mut c = PipConfig::new(dir, ADMIN, hosting());
+    c.trusted_issuers = vec![AUTHORITY.to_owned()];
+    c.location_sources = vec!["CLocationServer".to_owned()];
+    c.country_boundaries = false;
+    c
+}
+
+struct Running {
+    client: PolicyInformationPointClient<Channel>,
+    service: authz_pip::PipService,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    async fn start(config: PipConfig) -> Self {
+        let service = authz_pip::build(&config).await.expect("build");
+        let router = authz_pip::router(service.clone()).await.expect("router");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        Self {
+            client: PolicyInformationPointClient::new(channel),
+            service,
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.service.shutdown();
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
+fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
+    authz_proto::convert::timestamp_to_pb(&t)
+}
+
+fn role(id: &str, issuer: &str, holder: &str, hours: (i64, i64)) -> pb::Role {
+    let now = Utc::now();
+    pb::Role {
+        role_id: id.into(),
+        issuer: issuer.into(),
+        holder: holder.into(),
+        not_before: Some(ts(now + chrono::Duration::hours(hours.0))),
+        not_after: Some(ts(now + chrono::Duration::hours(hours.1))),
+        role_name: "a role".into(),
+        token_link: String::new(),
+    }
+}
+
+fn fields(status: &tonic::Status) -> Vec<String> {
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn roles_are_verified_per_7_4_3_with_reasons() {
+    let mut pip = Running::start(config(None)).await;
+    let c = &mut pip.client;
+    for (id, issuer, holder, hours) in [
+        ("doctor@roles.example.com", AUTHORITY, "Calice", (-1, 1)),
+        ("old@roles.example.com", AUTHORITY, "Calice", (-3, -2)),
+        ("later@roles.example.com", AUTHORITY, "Calice", (2, 3)),
+        ("fake@roles.example.com", "//evil.example.net/x/CIssuer", "Calice", (-1, 1)),
+        ("bobs@roles.example.com", AUTHORITY, "Cbob", (-1, 1)),
+    ] {
+        c.create_role(pb::CreateRoleRequest {
+            originator: ADMIN.into(),
+            role: Some(role(id, issuer, holder, hours)),
+        })
+        .await
+        .expect("create");
+    }
+    // Holder stored in absolute form.
+    let stored = c
+        .get_role(pb::GetRoleRequest {
+            role_id: "doctor@roles.example.com".into(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(stored.holder, "//sp.example.com/id-in/Calice");
+
+    let verdicts = c
+        .resolve_roles(pb::ResolveRolesRequest {
+            originator: "Calice".into(),
+            role_ids: vec![
+                "doctor@roles.example.com".into(),
+                "old@roles.example.com".into(),
+                "later@roles.example.com".into(),
+                "fake@roles.example.com".into(),
+                "bobs@roles.example.com".into(),
+                "none@roles.example.com".into(),
+            ],
+            at: None,
+        })
+        .await
+        .expect("resolve")
+        .into_inner()
+        .verdicts;
+    let v: Vec<(bool, &str)> = verdicts
+        .iter()
+        .map(|v| (v.verified, v.reason.as_str()))
+        .collect();
+    assert!(v[0].0, "{v:?}");
+    assert!(!v[1].0 && v[1].1.contains("expired"), "{v:?}");
+    assert!(!v[2].0 && v[2].1.contains("not valid before"), "{v:?}");
+    assert!(!v[3].0 && v[3].1.contains("not a trusted"), "{v:?}");
+    assert!(!v[4].0 && v[4].1.contains("held by"), "{v:?}");
+    assert!(!v[5].0 && v[5].1.contains("no such role"), "{v:?}");
+    // A role is write-once (TS-0001 9.6.38: NP on update).
+    let again = c
+        .create_role(pb::CreateRoleRequest {
+            originator: ADMIN.into(),
+            role: Some(role("doctor@roles.example.com", AUTHORITY, "Cbob", (-1, 1))),
+        })
+        .await
+        .expect_err("taken");
+    assert_eq!(again.code(), Code::AlreadyExists);
+    let listed = c
+        .list_roles(pb::ListRolesRequest {
+            holder: "Cbob".into(),
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .roles;
+    assert_eq!(listed.len(), 1);
+    pip.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_input_names_the_field_and_stores_nothing() {
+    let mut pip = Running::start(config(None)).await;
+    let before = pip.service.revision();
+    let c = &mut pip.client;
+    let mut bad = role("no-at-sign", "", "", (1, -1));
+    bad.holder = String::new();
+    let err = c
+        .create_role(pb::CreateRoleRequest {
+            originator: ADMIN.into(),
+            role: Some(bad),
+        })
+        .await
+        .expect_err("invalid");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let f = fields(&err);
+    for field in ["role.role_id", "role.issuer", "role.holder", "role.not_after"] {
+        assert!(f.iter().any(|x| x == field), "{field} in {f:?}");
+    }
+    let err = c
+        .put_group(pb::PutGroupRequest {
+            originator: ADMIN.into(),
+            group: Some(pb::Group {
+                group_id: "family@roles.example.com".into(),
+                member_ids: vec!["Calice".into(), "//bad//id".into()],
+            }),
+        })
+        .await
+        .expect_err("invalid");
+    let f = fields(&err);
+    assert!(f.contains(&"group.group_id".to_owned()), "{f:?}");
+    assert!(f.contains(&"group.member_ids[1]".to_owned()), "{f:?}");
+    let err = c
+        .report_position(pb::ReportPositionRequest {
+            originator: ADMIN.into(),
+            subject: "Calice".into(),
+            position: Some(pb::Position {
+                latitude: 91.0,
+                longitude: 0.0,
+                uncertainty_m: -1.0,
+            }),
+            measured_at: None,
+        })
+        .await
+        .expect_err("invalid");
+    let f = fields(&err);
+    assert!(f.contains(&"position.latitude".to_owned()), "{f:?}");
+    assert!(f.contains(&"position.uncertainty_m".to_owned()), "{f:?}");
+    let err = c
+        .put_token(pb::PutTokenRequest {
+            originator: ADMIN.into(),
+            token: Some(pb::Token {
+                token_id: "tk1@das.example.com".into(),
+                token_object: "not a jwt".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect_err("invalid");
+    assert_eq!(fields(&err), vec!["token.token_object".to_owned()]);
+    assert_eq!(pip.service.revision(), before, "nothing was stored");
+    pip.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_admin_writes_and_location_sources_report() {
+    let mut pip = Running::start(config(None)).await;
+    let c = &mut pip.client;
+    let err = c
+        .put_group(pb::PutGroupRequest {
+            originator: "Cmallory".into(),
+            group: Some(pb::Group {
+                group_id: "/id-in/grp".into(),
+                member_ids: vec!["Cmallory".into()],
+            }),
+        })
+        .await
+        .expect_err("denied");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let report = |originator: &str| pb::ReportPositionRequest {
+        originator: originator.into(),
+        subject: "Calice".into(),
+        position: Some(pb::Position {
+            latitude: 48.85,
+            longitude: 2.35,
+            uncertainty_m: 10.0,
+        }),
+        measured_at: None,
+    };
+    let err = c
+        .report_position(report("Cmallory"))
+        .await
+        .expect_err("denied");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    c.report_position(report("CLocationServer"))
+        .await
+        .expect("a configured location source reports");
+    let fix = c
+        .get_position(pb::GetPositionRequest {
+            originator: "//sp.example.com/id-in/Calice".into(),
+            at: None,
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .fix
+        .expect("fresh");
+    assert_eq!(fix.position.map(|p| p.uncertainty_m), Some(10.0));
+    pip.stop().await;
+}
+
+#[tokio::test]
+async fn watch_streams_changes_in_order_and_resumes() {
+    let mut pip = Running::start(config(None)).await;
+    let mut c = pip.client.clone();
+    let mut stream = c
+        .watch(pb::WatchAttributesRequest { from_revision: 0 })
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = stream.next().await.expect("event").expect("ok");
+    assert!(matches!(
+        first.change,
+        Some(pb::attribute_change::Change::Reset(_))
+    ));
+    pip.client
+        .put_group(pb::PutGroupRequest {
+            originator: ADMIN.into(),
+            group: Some(pb::Group {
+                group_id: "/id-in/grp".into(),
+                member_ids: vec!["Calice".into(), "Cbob".into()],
+            }),
+        })
+        .await
+        .expect("put");
+    pip.client
+        .put_group(pb::PutGroupRequest {
+            originator: ADMIN.into(),
+            group: Some(pb::Group {
+                group_id: "/id-in/grp".into(),
+                member_ids: vec!["Cbob".into()],
+            }),
+        })
+        .await
+        .expect("put");
+    let e1 = stream.next().await.expect("event").expect("ok");
+    let e2 = stream.next().await.expect("event").expect("ok");
+    assert_eq!((e1.revision, e2.revision), (1, 2));
+    // The second change names Alice, who left, among the affected members.
+    match e2.change {
+        Some(pb::attribute_change::Change::Group(g)) => {
+            assert!(
+                g.affected_members
+                    .contains(&"//sp.example.com/id-in/Calice".to_owned()),
+                "{g:?}"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // Resuming from revision 1 replays revision 2 only.
+    let mut resumed = c
+        .watch(pb::WatchAttributesRequest { from_revision: 1 })
+        .await
+        .expect("watch")
+        .into_inner();
+    let r = resumed.next().await.expect("event").expect("ok");
+    assert_eq!(r.revision, 2);
+    let membership = c
+        .check_membership(pb::CheckMembershipRequest {
+            group_id: "/id-in/grp".into(),
+            originator: "Calice".into(),
+        })
+        .await
+        .expect("check")
+        .into_inner();
+    assert!(membership.is_group && !membership.is_member);
+    pip.stop().await;
+}
+
+#[tokio::test]
+async fn the_store_survives_a_restart() {
+    let dir = temp_dir("durable");
+    let mut pip = Running::start(config(Some(dir.clone()))).await;
+    pip.client
+        .create_role(pb::CreateRoleRequest {
+            originator: ADMIN.into(),
+            role: Some(role("doctor@roles.example.com", AUTHORITY, "Calice", (-1, 1))),
+        })
+        .await
+        .expect("create");
+    pip.client
+        .put_token(pb::PutTokenRequest {
+            originator: ADMIN.into(),
+            token: Some(pb::Token {
+                token_id: "tk1@das.example.com".into(),
+                token_object: "eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiJ0azEifQ.c2ln".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("token");
+    pip.stop().await;
+
+    let mut pip = Running::start(config(Some(dir.clone()))).await;
+    assert_eq!(pip.service.revision(), 2);
+    let v = pip
+        .client
+        .resolve_roles(pb::ResolveRolesRequest {
+            originator: "Calice".into(),
+            role_ids: vec!["doctor@roles.example.com".into()],
+            at: None,
+        })
+        .await
+        .expect("resolve")
+        .into_inner();
+    assert!(v.verdicts[0].verified, "{v:?}");
+    let tokens = pip
+        .client
+        .get_tokens(pb::GetTokensRequest {
+            token_ids: vec!["tk1@das.example.com".into(), "tk2@das.example.com".into()],
+        })
+        .await
+        .expect("tokens")
+        .into_inner();
+    assert_eq!(tokens.tokens.len(), 1);
+    assert_eq!(tokens.unknown_ids, vec!["tk2@das.example.com".to_owned()]);
+    pip.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
