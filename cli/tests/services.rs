@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use authz_proto::pb;
 use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
+use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
 use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
 use tonic::transport::Channel;
 
@@ -194,6 +195,27 @@ async fn all_in_one_serves_the_door_lock_demo() {
         )
         .await
     ));
+    // The PIP runs in the same process: family members (a `<group>` in the
+    // back door's acor) may read the back door once the group holds them.
+    let daughter = request("Cdaughter", "backDoor", pb::Operation::Retrieve);
+    assert!(!is_permit(&decide(&mut pdp, daughter.clone()).await));
+    let mut pip = PolicyInformationPointClient::new(channel(&url).await);
+    pip.put_group(pb::PutGroupRequest {
+        originator: "CAdmin".into(),
+        group: Some(pb::Group {
+            group_id: "/mn-cse-123456/grpFamily".into(),
+            member_ids: vec!["Cdaughter".into()],
+        }),
+    })
+    .await
+    .expect("put group");
+    eventually(&mut pdp, &daughter, true).await;
+    let d = decide(
+        &mut pdp,
+        request("Cstranger", "backDoor", pb::Operation::Retrieve),
+    )
+    .await;
+    assert!(!is_permit(&d), "{}", d.summary);
 }
 
 async fn prp_client(url: &str) -> PolicyRetrievalPointClient<Channel> {
