@@ -24,6 +24,7 @@ pub mod model;
 pub mod request;
 pub mod resources;
 pub mod time_window;
+pub mod token;
 
 pub use attributes::{AttributeSource, InMemoryAttributes, Lookup, NoAttributes};
 pub use compile::{CompiledAcp, ValidationError, ValidationErrors};
