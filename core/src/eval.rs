@@ -75,26 +75,7 @@ pub fn decide(
             explanation: options.explain.then(Explanation::default),
         };
     };
-    let parts = OriginatorParts::of(&originator);
-    let mut ev = Evaluation {
-        req: request,
-        ctx,
-        originator: parts,
-        keys: OriginatorKeys::of(&parts, ctx),
-        segments: None,
-        attrs: attributes,
-        options,
-        op_bit: request.acop_bit(),
-        time: None,
-        position: None,
-        countries: None,
-        roles: SmallVec::new(),
-        groups: SmallVec::new(),
-        member_of: Lookup::NotFound,
-        missing: Vec::new(),
-        failures: Vec::new(),
-        any_rule_named_originator: false,
-    };
+    let mut ev = Evaluation::new(request, ctx, &originator, attributes, options);
 
     // First pass: rules that name the originator directly.
     let mut candidates: SmallVec<[EntryRef; 8]> = SmallVec::new();
@@ -156,6 +137,39 @@ pub fn decide(
     ev.deny()
 }
 
+/// The Role-IDs a hosting CSE sends a DAS as `rfa` (roleIDsFromACPs; TS-0003
+/// 7.3.2.2 step 2.2.1): the Role-IDs in `acor` of the applicable rules
+/// whose operations (`res_ops`) and contexts (`res_ctxts`) match the
+/// request, whoever the originator is. Sorted and deduplicated; empty for an
+/// originator that is not an ID.
+pub fn role_ids_for_consultation(
+    request: &DecisionRequest,
+    ctx: &HostingContext,
+    policies: &[Applicable<'_>],
+    attributes: &dyn AttributeSource,
+) -> Vec<String> {
+    let Ok(originator) = ctx.canonicalize(&request.originator) else {
+        return Vec::new();
+    };
+    let options = DecideOptions::default();
+    let mut ev = Evaluation::new(request, ctx, &originator, attributes, &options);
+    let mut out: Vec<String> = Vec::new();
+    for p in policies {
+        for rule in p.acp.rules(p.kind).rules.iter() {
+            let roles = rule.originators.iter().filter(|e| e.contains('@'));
+            if roles.clone().next().is_none() {
+                continue;
+            }
+            if ev.res_ops(rule).is_ok() && ev.res_ctxts(rule).is_ok() {
+                out.extend(roles.map(|r| r.to_string()));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The originator's index keys, hashed once per decision.
 #[derive(Clone, Copy)]
 struct OriginatorKeys<'o> {
@@ -199,6 +213,35 @@ struct Evaluation<'r, 'o> {
 }
 
 impl<'r, 'o> Evaluation<'r, 'o> {
+    fn new(
+        req: &'r DecisionRequest,
+        ctx: &'r HostingContext,
+        originator: &'o str,
+        attrs: &'r dyn AttributeSource,
+        options: &'r DecideOptions<'r>,
+    ) -> Self {
+        let parts = OriginatorParts::of(originator);
+        Self {
+            req,
+            ctx,
+            originator: parts,
+            keys: OriginatorKeys::of(&parts, ctx),
+            segments: None,
+            attrs,
+            options,
+            op_bit: req.acop_bit(),
+            time: None,
+            position: None,
+            countries: None,
+            roles: SmallVec::new(),
+            groups: SmallVec::new(),
+            member_of: Lookup::NotFound,
+            missing: Vec::new(),
+            failures: Vec::new(),
+            any_rule_named_originator: false,
+        }
+    }
+
     /// `res_origs` through the index: every rule with an entry that names
     /// the originator without needing a group lookup, ordered by rule.
     fn direct_candidates(&mut self, acrs: &CompiledAcrs, out: &mut SmallVec<[EntryRef; 8]>) {

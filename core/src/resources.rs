@@ -53,7 +53,22 @@ pub struct Resource {
     /// `cstn`: custodian (Release 4), who replaces the creator in the default policy.
     #[serde(rename = "cstn", default, skip_serializing_if = "Option::is_none")]
     pub custodian: Option<String>,
+    /// `dae` dynamicAuthorizationEnabled of a
+    /// `<dynamicAuthorizationConsultation>` (ty 34, TS-0001 9.6.40).
+    #[serde(rename = "dae", default, skip_serializing_if = "Option::is_none")]
+    pub dac_enabled: Option<bool>,
+    /// `dap` dynamicAuthorizationPoA of a `<dynamicAuthorizationConsultation>`:
+    /// where its DAS is reached.
+    #[serde(rename = "dap", default, skip_serializing_if = "Vec::is_empty")]
+    pub dac_poa: Vec<String>,
+    /// `dal` dynamicAuthorizationLifetime of a
+    /// `<dynamicAuthorizationConsultation>` (m2m:timestamp), proposed as `ppl`.
+    #[serde(rename = "dal", default, skip_serializing_if = "Option::is_none")]
+    pub dac_lifetime: Option<String>,
 }
+
+/// `ty` of `<dynamicAuthorizationConsultation>` (TS-0004 6.3.4.2.1).
+pub const DYNAMIC_AUTHORIZATION_CONSULTATION: u32 = 34;
 
 /// What applies to one target.
 #[derive(Debug, Clone, PartialEq)]

@@ -31,6 +31,7 @@
 
 #![warn(missing_docs)]
 
+pub mod dynamic;
 pub mod pip;
 pub mod replica;
 pub mod service;
@@ -48,6 +49,7 @@ use tonic::service::{Routes, RoutesBuilder};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+pub use dynamic::{Dynamic, DynamicConfig, TokenFailure};
 pub use pip::{PipCache, PipCacheError};
 pub use replica::{Applied, Replica, ReplicaError, ReplicaStatus, Snapshot};
 pub use service::{EchoService, PdpService};
@@ -79,6 +81,8 @@ pub struct PdpConfig {
     pub pip_endpoint: Option<String>,
     /// Deadline of one PIP fetch on a cache miss.
     pub pip_deadline: Duration,
+    /// Tokens and dynamic authorization (TS-0003 7.3): the trusted DASes.
+    pub dynamic: Option<DynamicConfig>,
 }
 
 impl std::fmt::Debug for PdpConfig {
@@ -100,7 +104,16 @@ impl PdpConfig {
             attributes: Arc::new(NoAttributes),
             pip_endpoint: None,
             pip_deadline: pip::DEFAULT_FETCH_DEADLINE,
+            dynamic: None,
         }
+    }
+
+    /// Trusts and consults DASes as `dynamic` says. Unless it names them,
+    /// dynamic ACPs are stored in the PRP this PDP follows and Token-IDs no
+    /// DAS claims are fetched from its PIP.
+    pub fn with_dynamic(mut self, dynamic: DynamicConfig) -> Self {
+        self.dynamic = Some(dynamic);
+        self
     }
 
     /// Asks the PIP at `endpoint` (`http://host:port`) for attributes.
@@ -130,6 +143,7 @@ pub struct Pdp {
     service: PdpService,
     replica: Arc<Replica>,
     pip: Option<Arc<PipCache>>,
+    dynamic: Option<Arc<Dynamic>>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -149,11 +163,27 @@ impl Pdp {
             }
             None => None,
         };
-        let service = PdpService::with_pip(
+        let dynamic = match config.dynamic {
+            Some(mut d) => {
+                if d.prp.is_none() {
+                    d.prp = config.prp_endpoint.clone();
+                }
+                if d.pip.is_none() {
+                    d.pip = config.pip_endpoint.clone();
+                }
+                let dynamic =
+                    Dynamic::new(d).map_err(|e| PipCacheError::Endpoint(e, String::new()))?;
+                tasks.push(tokio::spawn(dynamic.clone().load_keys()));
+                Some(dynamic)
+            }
+            None => None,
+        };
+        let service = PdpService::with_sources(
             replica.clone(),
             config.hosting,
             config.attributes,
             cache.clone(),
+            dynamic.clone(),
         );
         if config.prp_endpoint.is_some() {
             tasks.push(tokio::spawn(replica.clone().follow()));
@@ -170,6 +200,7 @@ impl Pdp {
             service,
             replica,
             pip: cache,
+            dynamic,
             tasks: std::sync::Mutex::new(tasks),
         })
     }
@@ -182,6 +213,11 @@ impl Pdp {
     /// The replica.
     pub fn replica(&self) -> &Arc<Replica> {
         &self.replica
+    }
+
+    /// Tokens and dynamic authorization, when DASes are configured.
+    pub fn dynamic(&self) -> Option<&Arc<Dynamic>> {
+        self.dynamic.as_ref()
     }
 
     /// The PIP attribute cache, when a PIP is configured.

@@ -18,7 +18,10 @@ use std::time::Instant;
 use authz_core::compile::CompiledAcp;
 use authz_core::decision::{AuthorizationStatus, Decision, Effect, PrivilegeKind};
 use authz_core::resources::{ApplicableSet, ResolveError, applicable_policies};
-use authz_core::{Applicable, AttributeSource, DecideOptions, HostingContext, decide};
+use authz_core::{
+    Applicable, AttributeSource, DecideOptions, HostingContext, decide, role_ids_for_consultation,
+};
+use authz_proto::ConvertedRequest;
 use authz_proto::convert::{decision_request_from_pb, decision_to_pb, invalid_argument};
 use authz_proto::pb;
 use authz_proto::pb::echo_server::Echo;
@@ -27,6 +30,7 @@ use chrono::Utc;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::dynamic::{Dynamic, TokenFailure, TokenGrant};
 use crate::pip::{FetchRequest, Fetched, PipCache};
 use crate::replica::{Replica, Snapshot};
 use crate::telemetry;
@@ -70,6 +74,8 @@ struct Inner {
     /// When set, attributes come from the PIP through this cache (and
     /// `attributes` is not used).
     pip: Option<Arc<PipCache>>,
+    /// Tokens and dynamic authorization, when DASes are configured.
+    dynamic: Option<Arc<Dynamic>>,
     ids: DecisionIds,
 }
 
@@ -82,6 +88,13 @@ enum Pass<'a> {
     Fetched(&'a Fetched),
     /// The cache after a failed fetch: misses are unavailable for this reason.
     FetchFailed(&'a str),
+}
+
+/// A resolved applicable set.
+struct Applicables {
+    acps: Vec<(Arc<CompiledAcp>, PrivilegeKind)>,
+    /// ACP IDs named but not in the replica.
+    unknown: Vec<String>,
 }
 
 /// The result of one decision pass.
@@ -152,12 +165,25 @@ impl PdpService {
         attributes: Arc<dyn AttributeSource>,
         pip: Option<Arc<PipCache>>,
     ) -> Self {
+        Self::with_sources(replica, hosting, attributes, pip, None)
+    }
+
+    /// Like [`PdpService::with_pip`], with tokens and dynamic authorization
+    /// handled by `dynamic`.
+    pub fn with_sources(
+        replica: Arc<Replica>,
+        hosting: HostingContext,
+        attributes: Arc<dyn AttributeSource>,
+        pip: Option<Arc<PipCache>>,
+        dynamic: Option<Arc<Dynamic>>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 replica,
                 hosting,
                 attributes,
                 pip,
+                dynamic,
                 ids: DecisionIds::new(),
             }),
         }
@@ -191,18 +217,174 @@ impl PdpService {
             &snap,
             req,
             Pass::FetchFailed("not in the PDP's PIP cache (local-only decision)"),
+            &TokenGrant::default(),
         )? {
             Outcome::Done(d) => Ok(d),
             Outcome::Fetch(_) => Err(vec![]),
         }
     }
 
+    /// A decision with tokens and dynamic authorization (TS-0003 7.3) around
+    /// [`Self::decide_attributes`].
     async fn decide_resolving(
         &self,
         snap: &Snapshot,
         req: &pb::DecisionRequest,
     ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
-        match self.decide_with(snap, req, Pass::Cached)? {
+        let Some(dynamic) = self.inner.dynamic.clone() else {
+            return self
+                .decide_attributes(snap, req, &TokenGrant::default())
+                .await;
+        };
+        let start = Instant::now();
+        let now = Utc::now();
+        let conv = decision_request_from_pb(req, now)?;
+        let hosting = conv
+            .hosting
+            .clone()
+            .unwrap_or_else(|| self.inner.hosting.clone());
+        let target = conv.request.target.clone();
+        let mut grant = TokenGrant::default();
+        if !(req.tokens.is_empty() && req.token_ids.is_empty() && req.local_token_ids.is_empty()) {
+            match dynamic.resolve_tokens(req, &hosting, &target, now).await {
+                Ok(g) => grant = g,
+                Err(TokenFailure::Malformed(message)) => {
+                    return Err(vec![authz_proto::ConversionError {
+                        field: "tokens".to_owned(),
+                        message,
+                    }]);
+                }
+                Err(failure) => return Ok(self.token_deny(snap, req, &failure, start)),
+            }
+        }
+        // Tokens an earlier Direct consultation gave this originator.
+        grant.extend(dynamic.direct_grant(&hosting, &req.originator, &target, now));
+        let mut decision = self.decide_attributes(snap, req, &grant).await?;
+        if decision.decision == pb::AuthorizationDecision::Deny as i32
+            && decision.status != pb::AuthorizationStatus::SyntaxError as i32
+        {
+            let (dases, lifetime) = dynamic.dases_for(snap, &target, now);
+            let originator = hosting
+                .canonicalize(&conv.request.originator)
+                .map(|c| c.into_owned())
+                .unwrap_or_else(|_| conv.request.originator.clone());
+            let rfa = self.role_ids_from_acps(snap, &conv, &hosting, now);
+            let dreq = Dynamic::das_request(req, &originator, now, rfa, lifetime);
+            // Direct (7.3.2.2): consult the target's DAS(es) and decide again.
+            let mut reasons = Vec::new();
+            for endpoint in &dases {
+                match dynamic.consult(endpoint, dreq.clone(), &hosting, now).await {
+                    Ok(g) if g.acps.is_empty() && g.roles.is_empty() => {
+                        reasons.push(format!("DAS {endpoint} granted nothing"));
+                    }
+                    Ok(g) => {
+                        grant.extend(g);
+                        decision = self.decide_attributes(snap, req, &grant).await?;
+                        if decision.decision == pb::AuthorizationDecision::Permit as i32 {
+                            break;
+                        }
+                    }
+                    Err(reason) => reasons.push(reason),
+                }
+            }
+            if decision.decision == pb::AuthorizationDecision::Deny as i32 {
+                if !reasons.is_empty() {
+                    decision.summary.push_str("; dynamic authorization: ");
+                    decision.summary.push_str(&reasons.join("; "));
+                }
+                // Indirect (7.3.2.3 step 2): tell the originator where to get tokens.
+                if req.token_request_indicator {
+                    let endpoints = if dases.is_empty() {
+                        dynamic.endpoints()
+                    } else {
+                        dases
+                    };
+                    if !endpoints.is_empty() {
+                        decision.token_request_info =
+                            Some(Dynamic::token_request_info(&endpoints, &dreq));
+                    }
+                }
+            }
+        }
+        decision.assigned_token_ids = grant
+            .assigned
+            .iter()
+            .map(|(lti, tkid)| pb::LocalTokenIdAssignment {
+                local_token_id: lti.clone(),
+                token_id: tkid.clone(),
+            })
+            .collect();
+        Ok(decision)
+    }
+
+    /// TS-0003 7.3.2.2 step 2.2.1: the Role-IDs of applicable rules whose
+    /// operations and contexts match (`rfa`).
+    fn role_ids_from_acps(
+        &self,
+        snap: &Snapshot,
+        conv: &ConvertedRequest,
+        hosting: &HostingContext,
+        now: chrono::DateTime<Utc>,
+    ) -> Vec<String> {
+        let Ok(Applicables { acps, .. }) = self.applicable_set(snap, conv, now) else {
+            return Vec::new();
+        };
+        let applicable: Vec<Applicable<'_>> = acps
+            .iter()
+            .map(|(acp, kind)| Applicable { acp, kind: *kind })
+            .collect();
+        match &self.inner.pip {
+            Some(cache) => {
+                let originator = hosting
+                    .canonicalize(&conv.request.originator)
+                    .map(|c| c.into_owned())
+                    .unwrap_or_else(|_| conv.request.originator.clone());
+                let view = cache.view(&originator, None);
+                role_ids_for_consultation(&conv.request, hosting, &applicable, &view)
+            }
+            None => role_ids_for_consultation(
+                &conv.request,
+                hosting,
+                &applicable,
+                &*self.inner.attributes,
+            ),
+        }
+    }
+
+    /// A Deny for tokens that cannot be used (Decision 9: the reason maps to
+    /// 4103). Unretrievable tokens are missing attributes.
+    fn token_deny(
+        &self,
+        snap: &Snapshot,
+        req: &pb::DecisionRequest,
+        failure: &TokenFailure,
+        start: Instant,
+    ) -> pb::Decision {
+        let status = match failure {
+            TokenFailure::Unavailable(_) => AuthorizationStatus::MissingAttribute,
+            _ => AuthorizationStatus::Ok,
+        };
+        let decision = Decision {
+            effect: Effect::Deny,
+            status,
+            permitted_by: None,
+            missing: Vec::new(),
+            explanation: None,
+        };
+        let mut out = decision_to_pb(&decision);
+        out.summary = format!("DENY (token): {failure}");
+        self.finish(out, &decision, snap, &req.request_id, start)
+    }
+
+    /// A decision with PIP attributes: from the cache, then, when a Deny may
+    /// turn on an attribute the cache lacks, after one fetch.
+    async fn decide_attributes(
+        &self,
+        snap: &Snapshot,
+        req: &pb::DecisionRequest,
+        grant: &TokenGrant,
+    ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
+        match self.decide_with(snap, req, Pass::Cached, grant)? {
             Outcome::Done(d) => Ok(d),
             Outcome::Fetch(fetch) => {
                 let Some(cache) = &self.inner.pip else {
@@ -210,10 +392,10 @@ impl PdpService {
                     return Err(vec![]);
                 };
                 let outcome = match cache.fetch(fetch.as_request()).await {
-                    Ok(fetched) => self.decide_with(snap, req, Pass::Fetched(&fetched))?,
+                    Ok(fetched) => self.decide_with(snap, req, Pass::Fetched(&fetched), grant)?,
                     Err(reason) => {
                         tracing::warn!(error = %reason, "PIP attributes unavailable");
-                        self.decide_with(snap, req, Pass::FetchFailed(&reason))?
+                        self.decide_with(snap, req, Pass::FetchFailed(&reason), grant)?
                     }
                 };
                 match outcome {
@@ -268,19 +450,16 @@ impl PdpService {
         }
     }
 
-    fn decide_with(
+    /// The applicable set of a converted request (TS-0001 10.2.3.1, or the
+    /// explicit `acp_ids`), with the IDs not in the replica; or the status and
+    /// reason of a Deny when the target cannot be resolved.
+    fn applicable_set(
         &self,
         snap: &Snapshot,
-        req: &pb::DecisionRequest,
-        pass: Pass<'_>,
-    ) -> Result<Outcome, Vec<authz_proto::ConversionError>> {
-        let start = Instant::now();
-        let now = Utc::now();
-        let conv = decision_request_from_pb(req, now)?;
-        let hosting = conv.hosting.as_ref().unwrap_or(&self.inner.hosting);
+        conv: &ConvertedRequest,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Applicables, (AuthorizationStatus, String)> {
         let target = conv.request.target.as_str();
-
-        // The applicable set: owned compiled ACPs first, then borrowed views.
         let mut acps: Vec<(Arc<CompiledAcp>, PrivilegeKind)> = Vec::new();
         let mut unknown: Vec<String> = Vec::new();
         let mut lookup = |acps: &mut Vec<_>, id: &str, kind: PrivilegeKind| match snap.acp(id) {
@@ -315,26 +494,7 @@ impl PdpService {
                         ResolveError::UnknownResource(_) => AuthorizationStatus::NotApplicable,
                         ResolveError::ParentLoop(_) => AuthorizationStatus::ProcessingError,
                     };
-                    let decision = Decision {
-                        effect: Effect::Deny,
-                        status,
-                        permitted_by: None,
-                        missing: Vec::new(),
-                        explanation: None,
-                    };
-                    let mut out = decision_to_pb(&decision);
-                    let label = match status {
-                        AuthorizationStatus::NotApplicable => "not applicable",
-                        _ => "processing error",
-                    };
-                    out.summary = format!("DENY ({label}): {e}");
-                    return Ok(Outcome::Done(self.finish(
-                        out,
-                        &decision,
-                        snap,
-                        &conv.request_id,
-                        start,
-                    )));
+                    return Err((status, e.to_string()));
                 }
             }
         } else {
@@ -342,13 +502,60 @@ impl PdpService {
                 lookup(&mut acps, id, PrivilegeKind::Privileges);
             }
         }
+        Ok(Applicables { acps, unknown })
+    }
+
+    fn decide_with(
+        &self,
+        snap: &Snapshot,
+        req: &pb::DecisionRequest,
+        pass: Pass<'_>,
+        grant: &TokenGrant,
+    ) -> Result<Outcome, Vec<authz_proto::ConversionError>> {
+        let start = Instant::now();
+        let now = Utc::now();
+        let conv = decision_request_from_pb(req, now)?;
+        let hosting = conv.hosting.as_ref().unwrap_or(&self.inner.hosting);
+
+        let Applicables { mut acps, unknown } = match self.applicable_set(snap, &conv, now) {
+            Ok(a) => a,
+            Err((status, reason)) => {
+                let decision = Decision {
+                    effect: Effect::Deny,
+                    status,
+                    permitted_by: None,
+                    missing: Vec::new(),
+                    explanation: None,
+                };
+                let mut out = decision_to_pb(&decision);
+                let label = match status {
+                    AuthorizationStatus::NotApplicable => "not applicable",
+                    _ => "processing error",
+                };
+                out.summary = format!("DENY ({label}): {reason}");
+                return Ok(Outcome::Done(self.finish(
+                    out,
+                    &decision,
+                    snap,
+                    &conv.request_id,
+                    start,
+                )));
+            }
+        };
+        // Token permissions join the applicable policies (TS-0003 7.3.2.5).
+        acps.extend(
+            grant
+                .acps
+                .iter()
+                .map(|a| (a.clone(), PrivilegeKind::Privileges)),
+        );
         let applicable: Vec<Applicable<'_>> = acps
             .iter()
             .map(|(acp, kind)| Applicable { acp, kind: *kind })
             .collect();
         let options = DecideOptions {
             explain: true,
-            granted_roles: &[],
+            granted_roles: &grant.roles,
         };
         let decision = match &self.inner.pip {
             None => decide(

@@ -1444,6 +1444,28 @@ pub fn resource_from_pb(
     if !r.parent_id.is_empty() && r.parent_id == r.resource_id {
         bad("parent_id", "a resource cannot be its own parent");
     }
+    let is_dac = r.resource_type == authz_core::resources::DYNAMIC_AUTHORIZATION_CONSULTATION;
+    if !is_dac && (r.dac_enabled.is_some() || !r.dac_poa.is_empty() || !r.dac_lifetime.is_empty()) {
+        bad(
+            "dac_enabled",
+            "dac_* attributes belong to a <dynamicAuthorizationConsultation> (resource_type 34)",
+        );
+    }
+    if is_dac && r.dac_enabled.is_none() {
+        bad(
+            "dac_enabled",
+            "is mandatory for a <dynamicAuthorizationConsultation> (dae)",
+        );
+    }
+    if is_dac && r.dac_poa.is_empty() {
+        bad(
+            "dac_poa",
+            "is mandatory and non-empty for a <dynamicAuthorizationConsultation> (dap)",
+        );
+    }
+    if !r.dac_lifetime.is_empty() && authz_core::json::parse_timestamp(&r.dac_lifetime).is_none() {
+        bad("dac_lifetime", "not an m2m:timestamp YYYYMMDDThhmmss");
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -1456,6 +1478,9 @@ pub fn resource_from_pb(
         daci: (!r.daci.is_empty()).then(|| r.daci.clone()),
         creator: non_empty(&r.creator),
         custodian: non_empty(&r.custodian),
+        dac_enabled: r.dac_enabled,
+        dac_poa: r.dac_poa.clone(),
+        dac_lifetime: non_empty(&r.dac_lifetime),
     })
 }
 
@@ -1470,5 +1495,8 @@ pub fn resource_to_pb(r: &authz_core::resources::Resource) -> pb::TargetResource
         daci: r.daci.clone().unwrap_or_default(),
         creator: r.creator.clone().unwrap_or_default(),
         custodian: r.custodian.clone().unwrap_or_default(),
+        dac_enabled: r.dac_enabled,
+        dac_poa: r.dac_poa.clone(),
+        dac_lifetime: r.dac_lifetime.clone().unwrap_or_default(),
     }
 }

@@ -1,0 +1,731 @@
+//! Tokens and Dynamic Authorization at the PDP (TS-0003 7.3).
+//!
+//! - **Tokens in a request** (7.3.2.3 steps 5–7): `tkns` are verified with
+//!   the [`TrustStore`] (the issuers are the configured DASes, whose public
+//!   keys are fetched with `GetKeySet`); `tids` are fetched from the DAS
+//!   their FQDN names (Decision 8), else from the PIP's token repository;
+//!   `ltids` name tokens this PDP verified before. Each token's permissions
+//!   for the target join the decision (7.3.2.5): its `pv` as extra
+//!   applicable privileges, its `rids` as verified roles. A new token gets a
+//!   Local-Token-ID, returned in the decision (`ati`). Any token that cannot
+//!   be retrieved or fails verification makes the decision a Deny with the
+//!   reason (Decision 9).
+//! - **Direct** (7.3.2.2): when the stored policies deny and the target (or
+//!   its parent) links an enabled `<dynamicAuthorizationConsultation>` whose
+//!   `dap` is a configured DAS — or a default DAS is configured — the PDP
+//!   consults it with the `rfa` Role-IDs and a deadline, verifies and caches
+//!   the returned tokens, stores a `dai` grant in the PRP as a dynamic ACP
+//!   with its lifetime, and decides again. Identical concurrent
+//!   consultations share one call.
+//! - **Indirect** (7.3.2.3 steps 1–2): a Deny of a request with the token
+//!   request indicator carries Token Request Information: for each DAS, its
+//!   URI and the `dreq` to present to it.
+//!
+//! Only DASes in the configuration are consulted or trusted: a `dap` naming
+//! another endpoint is skipped, so a DAC cannot route grants to an
+//! untrusted server.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use authz_core::compile::CompiledAcp;
+use authz_core::json::{format_timestamp, parse_timestamp};
+use authz_core::resources::{DYNAMIC_AUTHORIZATION_CONSULTATION, ResourceView};
+use authz_core::token::{
+    TokenAlgorithm, TokenError, TrustStore, TrustedIssuer, VerificationKey, VerifiedToken,
+    VerifyContext, issuer_fqdn,
+};
+use authz_core::{HostingContext, SetOfAcrs};
+use authz_proto::convert::set_of_acrs_from_pb;
+use authz_proto::pb;
+use authz_proto::pb::dynamic_authorization_server_client::DynamicAuthorizationServerClient;
+use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
+use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use tokio::sync::OnceCell;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::replica::Snapshot;
+
+/// Configuration of tokens and dynamic authorization.
+#[derive(Debug, Clone)]
+pub struct DynamicConfig {
+    /// The DASes this PDP trusts and may consult (gRPC endpoints of
+    /// `DynamicAuthorizationServer`).
+    pub dases: Vec<String>,
+    /// The DAS consulted for a target that links no enabled DAC (the
+    /// "system default" of TS-0001 9.6.1.3.2); `None`: only targets with a
+    /// DAC trigger Direct Dynamic Authorization.
+    pub default_das: Option<String>,
+    /// Deadline of one DAS or PIP call.
+    pub deadline: Duration,
+    /// The originator the PDP writes dynamic ACPs to the PRP as.
+    pub prp_writer: String,
+    /// The PIP whose token repository resolves Token-IDs no DAS claims.
+    pub pip: Option<String>,
+    /// The PRP dynamic ACPs are stored in.
+    pub prp: Option<String>,
+}
+
+impl DynamicConfig {
+    /// Trusts `dases`, consults them only for targets with a DAC, 500 ms
+    /// deadline, writes dynamic ACPs as `CAdmin`.
+    pub fn new(dases: Vec<String>) -> Self {
+        Self {
+            dases,
+            default_das: None,
+            deadline: Duration::from_millis(500),
+            prp_writer: "CAdmin".to_owned(),
+            pip: None,
+            prp: None,
+        }
+    }
+}
+
+/// Why the tokens of a request are not usable.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TokenFailure {
+    /// A token is not a well-formed oneM2M JWT (an invalid argument, 4000).
+    #[error("{0}")]
+    Malformed(String),
+    /// A token was retrieved but rejected (a Deny, 4103).
+    #[error("{0}")]
+    Rejected(String),
+    /// A token could not be retrieved (DAS or PIP unreachable; a Deny).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// What the tokens of a request grant for its target.
+#[derive(Debug, Default)]
+pub struct TokenGrant {
+    /// Extra applicable privileges (the tokens' `pv`, 7.3.2.5).
+    pub acps: Vec<Arc<CompiledAcp>>,
+    /// Extra verified roles (the tokens' `rids`).
+    pub roles: Vec<String>,
+    /// Local-Token-IDs assigned to tokens seen for the first time.
+    pub assigned: Vec<(String, String)>,
+    /// Token-IDs used, for the summary.
+    pub used: Vec<String>,
+}
+
+impl TokenGrant {
+    /// Adds what `other` grants (its assignments too).
+    pub fn extend(&mut self, other: TokenGrant) {
+        self.acps.extend(other.acps);
+        self.roles.extend(other.roles);
+        self.assigned.extend(other.assigned);
+        self.used.extend(other.used);
+    }
+
+    fn add(&mut self, token: &VerifiedToken, target: &str) {
+        let granted = token.token_permissions_for(target);
+        for (i, pv) in granted.privileges.iter().enumerate() {
+            // The claims were validated, so this compiles; a failure grants nothing.
+            if let Ok(acp) =
+                CompiledAcp::from_privileges(format!("token:{}#{i}", token.token_id()), pv)
+            {
+                self.acps.push(Arc::new(acp));
+            }
+        }
+        self.roles.extend(granted.role_ids);
+        self.used.push(token.token_id().to_owned());
+    }
+}
+
+struct Das {
+    endpoint: String,
+    client: DynamicAuthorizationServerClient<Channel>,
+    /// `(issuer, fqdn)` once its key set was fetched.
+    identity: RwLock<Option<(String, String)>>,
+}
+
+/// The outcome of one consultation, shared by coalesced callers.
+type Consulted = Result<pb::DasResponse, String>;
+
+/// Tokens and dynamic authorization state of a PDP.
+pub struct Dynamic {
+    config: DynamicConfig,
+    dases: Vec<Das>,
+    trust: RwLock<TrustStore>,
+    /// Local-Token-ID → token.
+    local: DashMap<String, Arc<VerifiedToken>>,
+    /// Token-ID → Local-Token-ID.
+    local_by_token: DashMap<String, String>,
+    next_local: AtomicU64,
+    /// Tokens from Direct consultations, by holder (absolute).
+    direct_tokens: DashMap<String, Vec<Arc<VerifiedToken>>>,
+    inflight: DashMap<String, Arc<OnceCell<Consulted>>>,
+    pip: Option<PolicyInformationPointClient<Channel>>,
+    prp: Option<PolicyRetrievalPointClient<Channel>>,
+}
+
+impl std::fmt::Debug for Dynamic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dynamic")
+            .field("dases", &self.config.dases)
+            .field("default_das", &self.config.default_das)
+            .field("local_tokens", &self.local.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lazy_channel(endpoint: &str, deadline: Duration) -> Result<Channel, String> {
+    Ok(Endpoint::from_shared(endpoint.to_owned())
+        .map_err(|e| format!("{endpoint}: {e}"))?
+        .connect_timeout(deadline.max(Duration::from_millis(100)))
+        .connect_lazy())
+}
+
+fn canonical_endpoint(e: &str) -> &str {
+    e.trim_end_matches('/')
+}
+
+impl Dynamic {
+    /// State for `config`; connections are made lazily. Call
+    /// [`Dynamic::load_keys`] (the PDP spawns it) to trust the DASes.
+    pub fn new(config: DynamicConfig) -> Result<Arc<Self>, String> {
+        let mut dases = Vec::new();
+        let mut endpoints: Vec<String> = config.dases.clone();
+        if let Some(d) = &config.default_das
+            && !endpoints
+                .iter()
+                .any(|e| canonical_endpoint(e) == canonical_endpoint(d))
+        {
+            endpoints.push(d.clone());
+        }
+        for endpoint in endpoints {
+            let channel = lazy_channel(&endpoint, config.deadline)?;
+            dases.push(Das {
+                endpoint: canonical_endpoint(&endpoint).to_owned(),
+                client: DynamicAuthorizationServerClient::new(channel),
+                identity: RwLock::new(None),
+            });
+        }
+        let pip = match &config.pip {
+            Some(e) => Some(PolicyInformationPointClient::new(lazy_channel(
+                e,
+                config.deadline,
+            )?)),
+            None => None,
+        };
+        let prp = match &config.prp {
+            Some(e) => Some(PolicyRetrievalPointClient::new(lazy_channel(
+                e,
+                config.deadline,
+            )?)),
+            None => None,
+        };
+        Ok(Arc::new(Self {
+            config,
+            dases,
+            trust: RwLock::new(TrustStore::new()),
+            local: DashMap::new(),
+            local_by_token: DashMap::new(),
+            next_local: AtomicU64::new(1),
+            direct_tokens: DashMap::new(),
+            inflight: DashMap::new(),
+            pip,
+            prp,
+        }))
+    }
+
+    fn trust(&self) -> std::sync::RwLockReadGuard<'_, TrustStore> {
+        self.trust
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Fetches every DAS's key set until each answered once (backoff up to
+    /// 5 s), trusting its issuer with its keys.
+    pub async fn load_keys(self: Arc<Self>) {
+        let mut pending: Vec<usize> = (0..self.dases.len()).collect();
+        let mut backoff = Duration::from_millis(100);
+        while !pending.is_empty() {
+            let mut still = Vec::new();
+            for i in pending {
+                if let Err(e) = self.load_key_set(i).await {
+                    tracing::debug!(das = %self.dases[i].endpoint, error = %e, "DAS key set not loaded yet");
+                    still.push(i);
+                }
+            }
+            pending = still;
+            if !pending.is_empty() {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+
+    async fn load_key_set(&self, i: usize) -> Result<(), String> {
+        let das = &self.dases[i];
+        let mut client = das.client.clone();
+        let set = tokio::time::timeout(
+            self.config.deadline,
+            client.get_key_set(pb::GetKeySetRequest {}),
+        )
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|s| s.message().to_owned())?
+        .into_inner();
+        let mut algorithms = Vec::new();
+        let mut keys = Vec::new();
+        for k in &set.keys {
+            let alg = TokenAlgorithm::from_name(&k.alg)
+                .ok_or_else(|| format!("key {}: unknown algorithm {}", k.kid, k.alg))?;
+            let key = VerificationKey::from_public_pem(alg, k.public_key_pem.as_bytes())
+                .map_err(|e| format!("key {}: {e}", k.kid))?;
+            if !algorithms.contains(&alg) {
+                algorithms.push(alg);
+            }
+            keys.push((k.kid.clone(), key));
+        }
+        let mut issuer = TrustedIssuer::new(set.issuer.clone(), &algorithms);
+        for (kid, key) in keys {
+            issuer = issuer.with_key(kid, key).map_err(|e| e.to_string())?;
+        }
+        self.trust
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(issuer);
+        *das.identity
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((set.issuer.clone(), set.fqdn.clone()));
+        tracing::info!(das = %das.endpoint, issuer = %set.issuer, keys = set.keys.len(), "DAS trusted");
+        Ok(())
+    }
+
+    /// Whether every DAS's keys are loaded.
+    pub fn keys_loaded(&self) -> bool {
+        self.dases.iter().all(|d| {
+            d.identity
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_some()
+        })
+    }
+
+    fn das_for_fqdn(&self, fqdn: &str) -> Option<&Das> {
+        self.dases.iter().find(|d| {
+            d.identity
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .is_some_and(|(_, f)| f == fqdn)
+        })
+    }
+
+    fn das_for_endpoint(&self, endpoint: &str) -> Option<&Das> {
+        let e = canonical_endpoint(endpoint);
+        self.dases.iter().find(|d| d.endpoint == e)
+    }
+
+    fn verify(
+        &self,
+        token: &str,
+        ctx: &VerifyContext,
+        what: &str,
+    ) -> Result<VerifiedToken, TokenFailure> {
+        self.trust().verify(token, ctx).map_err(|e: TokenError| {
+            if e.is_malformed() {
+                TokenFailure::Malformed(format!("{what}: {e}"))
+            } else {
+                TokenFailure::Rejected(format!("{what} rejected: {e}"))
+            }
+        })
+    }
+
+    fn assign_local(&self, token: &Arc<VerifiedToken>, grant: &mut TokenGrant) {
+        let id = token.token_id().to_owned();
+        if self.local_by_token.contains_key(&id) {
+            return;
+        }
+        // NCName, unique at this PDP (TS-0001 7.1.16).
+        let lti = format!("lt{}", self.next_local.fetch_add(1, Ordering::Relaxed));
+        self.local.insert(lti.clone(), token.clone());
+        self.local_by_token.insert(id.clone(), lti.clone());
+        grant.assigned.push((lti, id));
+    }
+
+    async fn fetch_token(
+        &self,
+        token_id: &str,
+        hosting_cse_id: &str,
+    ) -> Result<String, TokenFailure> {
+        let unavailable = |why: String| {
+            TokenFailure::Unavailable(format!("token ID {token_id} cannot be retrieved: {why}"))
+        };
+        let das = issuer_fqdn(token_id).and_then(|f| self.das_for_fqdn(f));
+        let answer = if let Some(das) = das {
+            let mut client = das.client.clone();
+            let call = client.get_tokens(pb::GetDasTokensRequest {
+                hosting_cse_id: hosting_cse_id.to_owned(),
+                token_ids: vec![token_id.to_owned()],
+            });
+            tokio::time::timeout(self.config.deadline, call)
+                .await
+                .map_err(|_| unavailable(format!("DAS {} timed out", das.endpoint)))?
+                .map_err(|s| unavailable(format!("DAS {}: {}", das.endpoint, s.message())))?
+                .into_inner()
+                .tokens
+        } else if let Some(pip) = &self.pip {
+            let mut client = pip.clone();
+            let call = client.get_tokens(pb::GetTokensRequest {
+                token_ids: vec![token_id.to_owned()],
+            });
+            tokio::time::timeout(self.config.deadline, call)
+                .await
+                .map_err(|_| unavailable("PIP timed out".to_owned()))?
+                .map_err(|s| unavailable(format!("PIP: {}", s.message())))?
+                .into_inner()
+                .tokens
+                .into_iter()
+                .map(|t| t.token_object)
+                .collect()
+        } else {
+            return Err(unavailable(
+                "no configured DAS issues it and no PIP is configured".to_owned(),
+            ));
+        };
+        answer.into_iter().next().ok_or_else(|| {
+            TokenFailure::Rejected(format!("token ID {token_id} is unknown to its issuer"))
+        })
+    }
+
+    /// Resolves and verifies the tokens of a request (`tkns`, `tids`,
+    /// `ltids`) and what they grant on `target`.
+    pub async fn resolve_tokens(
+        &self,
+        req: &pb::DecisionRequest,
+        hosting: &HostingContext,
+        target: &str,
+        now: DateTime<Utc>,
+    ) -> Result<TokenGrant, TokenFailure> {
+        let ctx = VerifyContext::with_hosting(hosting.clone(), &req.originator, now)
+            .map_err(|e| TokenFailure::Malformed(format!("originator: {e}")))?;
+        let hosting_cse_id = ctx.hosting_cse_id();
+        let mut grant = TokenGrant::default();
+        for (i, token) in req.tokens.iter().enumerate() {
+            let verified = Arc::new(self.verify(token, &ctx, &format!("tokens[{i}]"))?);
+            self.assign_local(&verified, &mut grant);
+            grant.add(&verified, target);
+        }
+        for token_id in &req.token_ids {
+            let compact = self.fetch_token(token_id, &hosting_cse_id).await?;
+            let verified = self.verify(&compact, &ctx, &format!("token {token_id}"))?;
+            if verified.token_id() != token_id {
+                return Err(TokenFailure::Rejected(format!(
+                    "token {token_id}: its issuer returned token {}",
+                    verified.token_id()
+                )));
+            }
+            let verified = Arc::new(verified);
+            self.assign_local(&verified, &mut grant);
+            grant.add(&verified, target);
+        }
+        for lti in &req.local_token_ids {
+            let token = self.local.get(lti).map(|t| t.clone()).ok_or_else(|| {
+                TokenFailure::Rejected(format!("local token ID {lti} is not assigned here"))
+            })?;
+            if let Err(e) = self.trust().check_cached(&token, &ctx) {
+                if matches!(e, TokenError::Expired { .. }) {
+                    self.local.remove(lti);
+                    self.local_by_token.remove(token.token_id());
+                }
+                return Err(TokenFailure::Rejected(format!(
+                    "local token ID {lti} (token {}) rejected: {e}",
+                    token.token_id()
+                )));
+            }
+            grant.add(&token, target);
+        }
+        Ok(grant)
+    }
+
+    /// Tokens a Direct consultation gave this originator that are still
+    /// valid for this request.
+    pub fn direct_grant(
+        &self,
+        hosting: &HostingContext,
+        originator: &str,
+        target: &str,
+        now: DateTime<Utc>,
+    ) -> TokenGrant {
+        let mut grant = TokenGrant::default();
+        let Ok(ctx) = VerifyContext::with_hosting(hosting.clone(), originator, now) else {
+            return grant;
+        };
+        if let Some(mut tokens) = self.direct_tokens.get_mut(ctx.originator()) {
+            let trust = self.trust();
+            tokens.retain(|t| {
+                !matches!(trust.check_cached(t, &ctx), Err(TokenError::Expired { .. }))
+            });
+            for t in tokens.iter() {
+                if trust.check_cached(t, &ctx).is_ok() {
+                    grant.add(t, target);
+                }
+            }
+        }
+        grant
+    }
+
+    /// The DASes to consult or name for `target`: the `dap` of an enabled
+    /// DAC of the target, else of its parent, that are configured DASes;
+    /// else the default DAS. With the DAC's `dal`.
+    pub fn dases_for(
+        &self,
+        snap: &Snapshot,
+        target: &str,
+        now: DateTime<Utc>,
+    ) -> (Vec<String>, Option<String>) {
+        let view = snap.view(now);
+        let mut subject = view.resource(target);
+        for _ in 0..2 {
+            let Some(r) = subject else { break };
+            let mut found = Vec::new();
+            let mut lifetime = None;
+            for dac_id in r.daci.iter().flatten() {
+                if let Some(dac) = view.resource(dac_id)
+                    && dac.resource_type == DYNAMIC_AUTHORIZATION_CONSULTATION
+                    && dac.dac_enabled == Some(true)
+                {
+                    for poa in &dac.dac_poa {
+                        match self.das_for_endpoint(poa) {
+                            Some(d) => found.push(d.endpoint.clone()),
+                            None => {
+                                tracing::warn!(dac = %dac_id, poa = %poa, "DAC names a DAS that is not configured; skipped")
+                            }
+                        }
+                    }
+                    lifetime = lifetime.or_else(|| dac.dac_lifetime.clone());
+                }
+            }
+            if !found.is_empty() {
+                return (found, lifetime);
+            }
+            // TS-0001 9.6.1.3.2: no usable DAC of its own → the parent's.
+            subject = r.parent_id.as_deref().and_then(|p| view.resource(p));
+        }
+        (
+            self.config
+                .default_das
+                .iter()
+                .map(|d| canonical_endpoint(d).to_owned())
+                .collect(),
+            None,
+        )
+    }
+
+    /// Consults `endpoint` with `dreq` (Direct DA, 7.3.2.2), coalescing
+    /// identical concurrent consultations; verifies and caches the returned
+    /// tokens, stores a `dai` grant in the PRP, and returns what was granted
+    /// on `target`.
+    pub async fn consult(
+        &self,
+        endpoint: &str,
+        dreq: pb::DasRequest,
+        hosting: &HostingContext,
+        now: DateTime<Utc>,
+    ) -> Result<TokenGrant, String> {
+        let das = self
+            .das_for_endpoint(endpoint)
+            .ok_or_else(|| format!("DAS {endpoint} is not configured"))?;
+        let hosting_cse_id = format!("//{}/{}", hosting.sp_fqdn(), hosting.cse_id());
+        let key = format!(
+            "{}|{}|{}|{}|{}|{}",
+            das.endpoint,
+            dreq.originator,
+            dreq.operation,
+            dreq.targeted_resource_id,
+            dreq.role_ids_from_acps.join(","),
+            dreq.proposed_privileges_lifetime
+        );
+        let cell = self
+            .inflight
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(OnceCell::new()))
+            .clone();
+        let deadline = self.config.deadline;
+        let outcome = cell
+            .get_or_init(|| async {
+                let mut client = das.client.clone();
+                let call = client.consult(pb::ConsultRequest {
+                    hosting_cse_id: hosting_cse_id.clone(),
+                    das_request: Some(dreq.clone()),
+                });
+                match tokio::time::timeout(deadline, call).await {
+                    Ok(Ok(r)) => Ok(r.into_inner()),
+                    Ok(Err(s)) => Err(format!("DAS {} refused: {}", das.endpoint, s.message())),
+                    Err(_) => Err(format!(
+                        "DAS {} did not answer within {} ms",
+                        das.endpoint,
+                        deadline.as_millis()
+                    )),
+                }
+            })
+            .await
+            .clone();
+        // Later requests consult again (the grant is cached below instead).
+        self.inflight.remove(&key);
+        let response = outcome?;
+        let target = dreq.targeted_resource_id.as_str();
+        let ctx = VerifyContext::with_hosting(hosting.clone(), &dreq.originator, now)
+            .map_err(|e| format!("originator: {e}"))?;
+        let das_issuer = das
+            .identity
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|(i, _)| i.clone());
+        let mut grant = TokenGrant::default();
+        for (i, token) in response.tokens.iter().enumerate() {
+            // 7.3.2.2 step 4.1.1: verify each token before use.
+            let verified = self
+                .verify(token, &ctx, &format!("DAS token {i}"))
+                .map_err(|e| e.to_string())?;
+            if das_issuer.as_deref() != Some(verified.claims().issuer.as_str()) {
+                return Err(format!(
+                    "DAS token {i} was issued by {}, not by the consulted DAS",
+                    verified.claims().issuer
+                ));
+            }
+            let verified = Arc::new(verified);
+            grant.add(&verified, target);
+            self.direct_tokens
+                .entry(ctx.originator().to_owned())
+                .or_default()
+                .push(verified);
+        }
+        if let Some(dai) = &response.dynamic_acp_info {
+            let privileges: SetOfAcrs = match &dai.granted_privileges {
+                Some(gp) => {
+                    let mut errors: Vec<authz_proto::ConversionError> = Vec::new();
+                    let set = set_of_acrs_from_pb(gp, "gp", &mut errors);
+                    if !errors.is_empty() {
+                        return Err(format!(
+                            "DAS grant invalid: {}",
+                            errors
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        ));
+                    }
+                    set
+                }
+                None => SetOfAcrs::default(),
+            };
+            let expires_at = parse_timestamp(&dai.privileges_lifetime).ok_or_else(|| {
+                format!(
+                    "DAS grant: pl '{}' is not an m2m:timestamp",
+                    dai.privileges_lifetime
+                )
+            })?;
+            if expires_at > now && !privileges.rules.is_empty() {
+                let acp =
+                    CompiledAcp::from_privileges(format!("dai:{}", das.endpoint), &privileges)
+                        .map_err(|e| format!("DAS grant invalid: {e}"))?;
+                grant.acps.push(Arc::new(acp));
+                self.store_dynamic(target, &dai.granted_privileges, expires_at)
+                    .await;
+            }
+        }
+        Ok(grant)
+    }
+
+    /// Stores a `dai` grant as a dynamic ACP of `target` (Decision 7).
+    async fn store_dynamic(
+        &self,
+        target: &str,
+        privileges: &Option<pb::SetOfAcrs>,
+        expires_at: DateTime<Utc>,
+    ) {
+        let Some(prp) = &self.prp else { return };
+        let mut client = prp.clone();
+        let call = client.create_dynamic_acp(pb::CreateDynamicAcpRequest {
+            originator: self.config.prp_writer.clone(),
+            target: target.to_owned(),
+            privileges: privileges.clone(),
+            expires_at: Some(authz_proto::convert::timestamp_to_pb(&expires_at)),
+            acp_id: String::new(),
+        });
+        match tokio::time::timeout(self.config.deadline, call).await {
+            Ok(Ok(r)) => {
+                tracing::info!(target = %target, id = %r.get_ref().acp_id, until = %expires_at, "dynamic ACP stored")
+            }
+            Ok(Err(s)) => {
+                tracing::warn!(target = %target, error = %s.message(), "dynamic ACP not stored")
+            }
+            Err(_) => tracing::warn!(target = %target, "dynamic ACP not stored: PRP timed out"),
+        }
+    }
+
+    /// The `dreq` for a request (TS-0004 dynAuthDasRequest).
+    pub fn das_request(
+        req: &pb::DecisionRequest,
+        originator: &str,
+        now: DateTime<Utc>,
+        rfa: Vec<String>,
+        lifetime: Option<String>,
+    ) -> pb::DasRequest {
+        let rts = req
+            .request_time
+            .as_ref()
+            .and_then(|t| authz_proto::convert::timestamp_field(t, "request_time").ok())
+            .unwrap_or(now);
+        pb::DasRequest {
+            originator: originator.to_owned(),
+            targeted_resource_type: req.target_type,
+            operation: req.operation,
+            originator_ip: req.originator_ip.clone(),
+            originator_location: req.originator_location.as_ref().and_then(|l| {
+                if !l.country_codes.is_empty() {
+                    Some(pb::LocationRegion {
+                        region: Some(pb::location_region::Region::CountryCodes(
+                            pb::CountryCodes {
+                                codes: l.country_codes.clone(),
+                            },
+                        )),
+                    })
+                } else {
+                    l.position.as_ref().map(|p| pb::LocationRegion {
+                        region: Some(pb::location_region::Region::Circle(pb::Circle {
+                            latitude: p.latitude,
+                            longitude: p.longitude,
+                            radius_m: p.uncertainty_m,
+                        })),
+                    })
+                }
+            }),
+            originator_role_ids: req.role_ids.clone(),
+            request_timestamp: format_timestamp(rts),
+            targeted_resource_id: req.target.clone(),
+            proposed_privileges_lifetime: lifetime.unwrap_or_default(),
+            role_ids_from_acps: rfa,
+            token_ids: req.token_ids.clone(),
+            author_sign_indicator: None,
+        }
+    }
+
+    /// Token Request Information for a denied request (7.3.2.3 step 2).
+    pub fn token_request_info(endpoints: &[String], dreq: &pb::DasRequest) -> pb::TokenRequestInfo {
+        pb::TokenRequestInfo {
+            das_info: endpoints
+                .iter()
+                .map(|uri| pb::DasInfo {
+                    uri: uri.clone(),
+                    das_request: Some(dreq.clone()),
+                    secured_das_request: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The configured DAS endpoints.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.dases.iter().map(|d| d.endpoint.clone()).collect()
+    }
+}
