@@ -6,6 +6,7 @@
 //! measures a PDP.
 
 mod check;
+mod das;
 mod loadtest;
 mod policy;
 mod serve;
@@ -34,6 +35,8 @@ enum Command {
     Pdp(serve::PdpArgs),
     /// Run the PIP alone (roles, tokens, groups, positions, countries).
     Pip(serve::PipArgs),
+    /// Run the Dynamic Authorization System server (tokens, dynamic ACPs) under a config file.
+    Das(das::DasArgs),
     /// Manage the ACPs and resources of a running PRP.
     Policy(policy::PolicyArgs),
     /// Measure decisions per second and latency of a running PDP.
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
             Command::Prp(a) => serve::prp(a).await,
             Command::Pdp(a) => serve::pdp(a).await,
             Command::Pip(a) => serve::pip(a).await,
+            Command::Das(a) => das::run(a).await,
             Command::Policy(a) => policy::run(a).await,
             Command::Loadtest(a) => loadtest::run(a).await,
         }

@@ -77,6 +77,35 @@ impl PipSettings {
     }
 }
 
+/// Tokens and dynamic authorization at the PDP (TS-0003 7.3).
+#[derive(Args, Clone)]
+pub struct DynamicArgs {
+    /// A DAS whose tokens and grants this PDP trusts (its keys are fetched
+    /// with GetKeySet); repeatable.
+    #[arg(long = "das")]
+    dases: Vec<String>,
+    /// The DAS consulted (Direct Dynamic Authorization) for targets that link
+    /// no enabled <dynamicAuthorizationConsultation>.
+    #[arg(long)]
+    default_das: Option<String>,
+    /// Deadline of one DAS call, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    das_deadline_ms: u64,
+}
+
+impl DynamicArgs {
+    fn config(&self, writer: &str) -> Option<authz_pdp::DynamicConfig> {
+        if self.dases.is_empty() && self.default_das.is_none() {
+            return None;
+        }
+        let mut c = authz_pdp::DynamicConfig::new(self.dases.clone());
+        c.default_das = self.default_das.clone();
+        c.deadline = std::time::Duration::from_millis(self.das_deadline_ms);
+        c.prp_writer = writer.to_owned();
+        Some(c)
+    }
+}
+
 /// Arguments of `authz up`.
 #[derive(Args)]
 pub struct UpArgs {
@@ -144,12 +173,18 @@ pub struct PdpArgs {
     /// The PRP to follow.
     #[arg(long, default_value = "http://127.0.0.1:7172")]
     prp: String,
+    /// The originator this PDP stores dynamic ACPs in the PRP as (allowed by
+    /// the PRP's admin or dynamic-ACP originators).
+    #[arg(long, default_value = "CAdmin")]
+    prp_writer: String,
     /// The PIP to ask for roles, groups, positions and countries; `off` for none.
     #[arg(long, default_value = "http://127.0.0.1:7174")]
     pip: String,
     /// Deadline of one PIP fetch on a cache miss, in milliseconds.
     #[arg(long, default_value_t = 250)]
     pip_deadline_ms: u64,
+    #[command(flatten)]
+    dynamic: DynamicArgs,
     /// Prometheus metrics listen address; `off` to disable.
     #[arg(long, default_value = "127.0.0.1:9465")]
     metrics: String,
@@ -278,6 +313,9 @@ pub async fn pdp(args: PdpArgs) -> Result<()> {
         config = config.with_pip(args.pip.clone());
     }
     config.pip_deadline = std::time::Duration::from_millis(args.pip_deadline_ms);
+    if let Some(d) = args.dynamic.config(&args.prp_writer) {
+        config = config.with_dynamic(d);
+    }
     let pdp = Pdp::start(config)?;
     let listener = TcpListener::bind(args.listen)
         .await

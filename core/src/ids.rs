@@ -389,6 +389,27 @@ pub fn pattern_matches(
     })
 }
 
+/// The absolute form of a resource ID (TS-0001 7.2), as token `ris` are
+/// compared: `//sp/...` as is with the domain lower-cased, SP-relative
+/// `/cse/...` under the hosting SP, CSE-relative `x/...` under the hosting
+/// CSE. Structured and unstructured IDs of one resource stay different.
+pub fn canonical_resource_id(id: &str, hosting: &HostingContext) -> Result<String, String> {
+    if id.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if id.chars().any(char::is_whitespace) {
+        return Err(format!("'{id}' must not contain whitespace"));
+    }
+    Ok(if let Some(abs) = id.strip_prefix("//") {
+        let cut = abs.find('/').unwrap_or(abs.len());
+        format!("//{}{}", abs[..cut].to_ascii_lowercase(), &abs[cut..])
+    } else if id.starts_with('/') {
+        format!("//{}{id}", hosting.sp_fqdn())
+    } else {
+        format!("//{}/{}/{id}", hosting.sp_fqdn(), hosting.cse_id())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -658,20 +658,9 @@ pub fn issuer_fqdn(id: &str) -> Option<&str> {
     id.split_once('@').map(|(_, fqdn)| fqdn)
 }
 
-/// The absolute form of a resource ID (TS-0001 7.2): `//sp/...` as is (domain
-/// lower-cased), SP-relative `/cse/...` under the hosting SP, CSE-relative
-/// `x/...` under the hosting CSE. `None` for an empty ID or one with
-/// whitespace, which names no resource.
+/// The absolute form of a resource ID, `None` when it names no resource.
 fn canonical_resource_id(id: &str, hosting: &HostingContext) -> Option<String> {
-    check_plain(id).ok()?;
-    Some(if let Some(abs) = id.strip_prefix("//") {
-        let cut = abs.find('/').unwrap_or(abs.len());
-        format!("//{}{}", abs[..cut].to_ascii_lowercase(), &abs[cut..])
-    } else if id.starts_with('/') {
-        format!("//{}{id}", hosting.sp_fqdn())
-    } else {
-        format!("//{}/{}/{id}", hosting.sp_fqdn(), hosting.cse_id())
-    })
+    crate::ids::canonical_resource_id(id, hosting).ok()
 }
 
 // ---------------------------------------------------------------------------

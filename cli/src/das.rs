@@ -1,0 +1,50 @@
+//! `authz das`: run the Dynamic Authorization System server (TS-0003 7.3)
+//! under a configuration file (see `examples/das/door-lock-das.json`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use authz_das::DasConfig;
+use authz_pdp::telemetry;
+use clap::Args;
+use tokio::net::TcpListener;
+
+/// Arguments of `authz das`.
+#[derive(Args)]
+pub struct DasArgs {
+    /// The DAS configuration file (JSON: identity, keys, clients, policies).
+    #[arg(long)]
+    config: PathBuf,
+    /// gRPC listen address.
+    #[arg(long, default_value = "127.0.0.1:7175")]
+    listen: SocketAddr,
+    /// Directory of the issued-token store (`das.redb`); `memory` for a volatile store.
+    #[arg(long, default_value = "./data")]
+    data_dir: String,
+}
+
+/// Runs a standalone DAS until Ctrl-C.
+pub async fn run(args: DasArgs) -> Result<()> {
+    let _tracing = telemetry::init_tracing("onem2m-authz-das")?;
+    let config = DasConfig::load(&args.config)?;
+    let data_dir = (args.data_dir != "memory").then(|| PathBuf::from(&args.data_dir));
+    if let Some(d) = &data_dir {
+        std::fs::create_dir_all(d).with_context(|| format!("{}: cannot create", d.display()))?;
+    }
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!(
+        "onem2m-authz DAS {} on http://{} ({} policies, signing key {})",
+        config.issuer,
+        listener.local_addr()?,
+        config.policies.len(),
+        config.signing_key().map_or("-", |k| k.kid.as_str()),
+    );
+    authz_das::serve(config, data_dir.as_deref(), listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}

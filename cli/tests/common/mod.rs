@@ -1,0 +1,140 @@
+//! Shared helpers of the process tests: start `authz` subcommands on
+//! OS-chosen loopback ports, connect, decide, and build wire policies.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use authz_proto::pb;
+use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
+use tonic::transport::Channel;
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `authz ARGS`, waits for the line containing `marker`, and returns
+/// the first `http://...` URL printed on it.
+pub fn start(args: &[&str], marker: &str) -> (Proc, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn authz");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let proc = Proc(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if line.contains(marker) {
+            let url = line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://"))
+                .expect("a URL on the marker line")
+                .to_owned();
+            // Keep draining stdout so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines.by_ref() {});
+            return (proc, url);
+        }
+    }
+    panic!("authz {args:?} did not print '{marker}'");
+}
+
+pub fn tempdir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let d = std::env::temp_dir().join(format!("authz-{name}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub async fn channel(url: &str) -> Channel {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match Channel::from_shared(url.to_owned())
+            .unwrap()
+            .connect()
+            .await
+        {
+            Ok(c) => return c,
+            Err(e) if Instant::now() > deadline => panic!("connect {url}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+pub fn request(fr: &str, to: &str, op: pb::Operation) -> pb::DecisionRequest {
+    pb::DecisionRequest {
+        originator: fr.into(),
+        target: to.into(),
+        operation: op as i32,
+        ..Default::default()
+    }
+}
+
+pub async fn decide(
+    pdp: &mut PolicyDecisionPointClient<Channel>,
+    r: pb::DecisionRequest,
+) -> pb::Decision {
+    pdp.decide(r).await.expect("Decide").into_inner()
+}
+
+pub fn is_permit(d: &pb::Decision) -> bool {
+    d.decision == pb::AuthorizationDecision::Permit as i32
+}
+
+/// Polls until the PDP's decision for `r` is `permit`, or fails after 10 s.
+pub async fn eventually(
+    pdp: &mut PolicyDecisionPointClient<Channel>,
+    r: &pb::DecisionRequest,
+    permit: bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let d = decide(pdp, r.clone()).await;
+        if is_permit(&d) == permit {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "decision stayed {}: {}",
+            d.decision,
+            d.summary
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn acp(id: &str, originator: &str, acop: u32) -> pb::AccessControlPolicy {
+    let text = format!(
+        r#"{{"ri": "{id}", "pv": {{"acr": [{{"acor": ["{originator}"], "acop": {acop}}}]}},
+            "pvs": {{"acr": [{{"acor": ["CAdmin"], "acop": 63}}]}}}}"#
+    );
+    let model = authz_core::json::parse_policies(&text).unwrap().remove(0);
+    authz_proto::convert::acp_to_pb(&model).unwrap()
+}
+
+pub fn resource(id: &str, acpi: &[&str]) -> pb::TargetResource {
+    pb::TargetResource {
+        resource_id: id.into(),
+        resource_type: 3,
+        acpi_set: true,
+        acpi: acpi.iter().map(|s| s.to_string()).collect(),
+        creator: "CAdmin".into(),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,511 @@
+//! Dynamic Authorization end to end (TS-0003 7.3), with `authz prp`,
+//! `authz pip`, `authz pdp` and `authz das` as real processes on loopback.
+//!
+//! - Direct (7.3.2.2): a target linking an enabled DAC; the DAS grants a
+//!   `dai` (stored as a dynamic ACP until its lifetime ends) or tokens.
+//! - Indirect (7.3.2.3): a Deny with Token Request Information, `IssueToken`
+//!   at the DAS, and retries with the token, its Token-ID and the
+//!   Local-Token-ID the PDP assigned.
+//! - Attacks: each forged or misused token is denied with its own reason.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use authz_core::token::{
+    TokenAlgorithm, TokenClaims, TokenPermission, TokenSigner, encode_unsecured,
+};
+use authz_proto::pb;
+use authz_proto::pb::dynamic_authorization_server_client::DynamicAuthorizationServerClient;
+use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
+use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
+use chrono::Utc;
+use common::*;
+use tonic::transport::Channel;
+
+const DAS_ISSUER: &str = "//home.example/mn-cse-123456/CDas";
+const HOSTING_CSE: &str = "//home.example/mn-cse-123456";
+const GUEST_SECRET: &str = "guest-secret-for-tests";
+
+fn keys_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/das/keys")
+}
+
+fn das_config(dir: &Path) -> PathBuf {
+    let keys = keys_dir();
+    let key = |f: &str| keys.join(f).to_string_lossy().into_owned();
+    let config = serde_json::json!({
+        "issuer": DAS_ISSUER,
+        "fqdn": "das.home.example",
+        "sp_id": "//home.example",
+        "cse_id": "/mn-cse-123456",
+        "audience": [HOSTING_CSE],
+        "signing_keys": [{"kid": "das-es256-1", "alg": "ES256",
+                          "private_key_pem": key("es256-private.pem"),
+                          "public_key_pem": key("es256-public.pem")}],
+        "clients": [{"originator": "Cguest", "secret": GUEST_SECRET}],
+        "policies": [
+            {"name": "visitor-direct",
+             "rule": {"acor": ["Cvisitor"], "acop": 2},
+             "targets": ["frontDoor"],
+             "grant": {"acop": 2, "mode": "dynamic_acp"},
+             "max_lifetime_s": 3},
+            {"name": "courier-direct-token",
+             "rule": {"acor": ["Ccourier"], "acop": 2},
+             "targets": ["frontDoor"],
+             "grant": {"acop": 2, "mode": "token"},
+             "max_lifetime_s": 600},
+            {"name": "guest-indirect",
+             "rule": {"acor": ["Cguest"], "acop": 4},
+             "targets": ["backDoor"],
+             "grant": {"acop": 4, "mode": "token"},
+             "max_lifetime_s": 600}
+        ]
+    });
+    let path = dir.join("das.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("json")).expect("write");
+    path
+}
+
+/// PRP, PIP, DAS and PDP processes, and the policies of the door lock.
+struct Stack {
+    _procs: Vec<Proc>,
+    prp: PolicyRetrievalPointClient<Channel>,
+    pdp: PolicyDecisionPointClient<Channel>,
+    das: DynamicAuthorizationServerClient<Channel>,
+    das_url: String,
+}
+
+async fn stack(name: &str) -> Stack {
+    let dir = tempdir(name);
+    let (prp_proc, prp_url) = start(
+        &["prp", "--listen", "127.0.0.1:0", "--data-dir", "memory"],
+        "PRP",
+    );
+    let (pip_proc, pip_url) = start(
+        &[
+            "pip",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "memory",
+            "--no-country-boundaries",
+        ],
+        "PIP",
+    );
+    let config = das_config(&dir);
+    let (das_proc, das_url) = start(
+        &[
+            "das",
+            "--config",
+            config.to_str().expect("path"),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "memory",
+        ],
+        "DAS",
+    );
+    let (pdp_proc, pdp_url) = start(
+        &[
+            "pdp",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "off",
+            "--prp",
+            &prp_url,
+            "--pip",
+            &pip_url,
+            "--das",
+            &das_url,
+        ],
+        "PDP",
+    );
+    let mut prp = PolicyRetrievalPointClient::new(channel(&prp_url).await);
+    prp.create_acp(pb::CreateAcpRequest {
+        originator: "CAdmin".into(),
+        acp: Some(acp("acpOwner", "CownerPhone", 63)),
+    })
+    .await
+    .expect("acp");
+    let dac = pb::TargetResource {
+        resource_id: "dacFront".into(),
+        resource_type: 34,
+        dac_enabled: Some(true),
+        dac_poa: vec![das_url.clone()],
+        creator: "CAdmin".into(),
+        ..Default::default()
+    };
+    let mut front = resource("frontDoor", &["acpOwner"]);
+    front.daci = vec!["dacFront".into()];
+    let mut revision = 0;
+    for r in [dac, front, resource("backDoor", &["acpOwner"])] {
+        revision = prp
+            .put_resource(pb::PutResourceRequest {
+                originator: "CAdmin".into(),
+                resource: Some(r),
+            })
+            .await
+            .expect("resource")
+            .into_inner()
+            .revision;
+    }
+    let mut pdp = PolicyDecisionPointClient::new(channel(&pdp_url).await);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pdp
+        .status(pb::StatusRequest {})
+        .await
+        .expect("status")
+        .into_inner()
+        .replica_revision
+        < revision
+    {
+        assert!(Instant::now() < deadline, "the PDP never caught up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let das = DynamicAuthorizationServerClient::new(channel(&das_url).await);
+    Stack {
+        _procs: vec![prp_proc, pip_proc, das_proc, pdp_proc],
+        prp,
+        pdp,
+        das,
+        das_url,
+    }
+}
+
+/// Decides `r` until `done` holds (15 s at most); returns that decision.
+async fn until(
+    pdp: &mut PolicyDecisionPointClient<Channel>,
+    r: &pb::DecisionRequest,
+    done: impl Fn(&pb::Decision) -> bool,
+) -> pb::Decision {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let d = decide(pdp, r.clone()).await;
+        if done(&d) {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "last decision: {d:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn permitted_by(d: &pb::Decision) -> String {
+    d.permitted_by
+        .as_ref()
+        .map(|r| r.acp_id.clone())
+        .unwrap_or_default()
+}
+
+/// TS-0003 7.3.2.2 and Decision 7: the DAS's `dai` grant permits, lives on as
+/// a dynamic ACP in the PRP (the DAC switched off, no more consultations),
+/// and once its lifetime ends the same request is denied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_grant_becomes_a_dynamic_acp_that_expires_7_3_2_2() {
+    let mut s = stack("direct").await;
+    let visitor = request("Cvisitor", "frontDoor", pb::Operation::Retrieve);
+    let first = until(&mut s.pdp, &visitor, is_permit).await;
+    assert!(
+        permitted_by(&first).starts_with("dai:"),
+        "granted by the DAS's dai: {first:?}"
+    );
+    // No more consultations: the grant must now come from the replica.
+    let mut dac = pb::TargetResource {
+        resource_id: "dacFront".into(),
+        resource_type: 34,
+        dac_enabled: Some(false),
+        dac_poa: vec![s.das_url.clone()],
+        creator: "CAdmin".into(),
+        ..Default::default()
+    };
+    s.prp
+        .put_resource(pb::PutResourceRequest {
+            originator: "CAdmin".into(),
+            resource: Some(dac.clone()),
+        })
+        .await
+        .expect("disable DAC");
+    let stored = until(&mut s.pdp, &visitor, |d| {
+        is_permit(d) && !permitted_by(d).starts_with("dai:")
+    })
+    .await;
+    assert!(!permitted_by(&stored).is_empty(), "{stored:?}");
+    // The lifetime (3 s, the DAS policy's maximum) ends: Deny.
+    let denied = until(&mut s.pdp, &visitor, |d| !is_permit(d)).await;
+    assert_eq!(denied.decision, pb::AuthorizationDecision::Deny as i32);
+    // The DAS only grants its policy's originators: nothing for a stranger.
+    dac.dac_enabled = Some(true);
+    s.prp
+        .put_resource(pb::PutResourceRequest {
+            originator: "CAdmin".into(),
+            resource: Some(dac),
+        })
+        .await
+        .expect("enable DAC");
+    let stranger = until(
+        &mut s.pdp,
+        &request("Cstranger", "frontDoor", pb::Operation::Retrieve),
+        |d| d.summary.contains("granted nothing"),
+    )
+    .await;
+    assert!(!is_permit(&stranger));
+}
+
+/// TS-0003 7.3.2.2 step 4.1.1: tokens returned by the DAS are verified and
+/// cached, and permit the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_tokens_are_verified_and_permit_7_3_2_2() {
+    let mut s = stack("direct-token").await;
+    let courier = request("Ccourier", "frontDoor", pb::Operation::Retrieve);
+    let d = until(&mut s.pdp, &courier, is_permit).await;
+    assert!(permitted_by(&d).starts_with("token:"), "{d:?}");
+    // The cached token serves the next request too.
+    let again = decide(&mut s.pdp, courier.clone()).await;
+    assert!(is_permit(&again), "{again:?}");
+    // It grants RETRIEVE only.
+    let delete = decide(
+        &mut s.pdp,
+        request("Ccourier", "frontDoor", pb::Operation::Delete),
+    )
+    .await;
+    assert!(!is_permit(&delete));
+}
+
+fn with_token_request(mut r: pb::DecisionRequest) -> pb::DecisionRequest {
+    r.token_request_indicator = true;
+    r
+}
+
+async fn issue_token(
+    das: &mut DynamicAuthorizationServerClient<Channel>,
+    dreq: pb::DasRequest,
+    secret: &str,
+) -> Result<pb::IssueTokenResponse, tonic::Status> {
+    let mut call = tonic::Request::new(pb::IssueTokenRequest {
+        das_request: Some(dreq),
+    });
+    call.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {secret}").parse().expect("metadata"),
+    );
+    das.issue_token(call).await.map(|r| r.into_inner())
+}
+
+/// TS-0003 7.3.2.3: denied with Token Request Information, the originator
+/// gets a token from the DAS, and the retry is permitted with the token,
+/// then with its Token-ID, then with the Local-Token-ID the PDP assigned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indirect_flow_token_then_token_id_then_local_token_id_7_3_2_3() {
+    let mut s = stack("indirect").await;
+    let unlock = request("Cguest", "backDoor", pb::Operation::Update);
+    let denied = decide(&mut s.pdp, with_token_request(unlock.clone())).await;
+    assert!(!is_permit(&denied));
+    let tqf = denied
+        .token_request_info
+        .expect("token request information");
+    assert_eq!(tqf.das_info.len(), 1);
+    assert_eq!(tqf.das_info[0].uri, s.das_url.trim_end_matches('/'));
+    let dreq = tqf.das_info[0].das_request.clone().expect("dreq");
+    assert_eq!(dreq.targeted_resource_id, "backDoor");
+    assert_eq!(dreq.originator, "//home.example/mn-cse-123456/Cguest");
+
+    // The DAS authenticates the originator (7.3.2.3 step 3).
+    let err = issue_token(&mut s.das, dreq.clone(), "wrong")
+        .await
+        .expect_err("wrong secret");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let issued = issue_token(&mut s.das, dreq, GUEST_SECRET)
+        .await
+        .expect("tokens");
+    assert_eq!(issued.tokens.len(), 1);
+    let token_id = issued.token_ids[0].clone();
+    assert!(token_id.ends_with("@das.home.example"), "{token_id}");
+
+    // Retry with the token (the PDP may still be loading the DAS's keys).
+    let mut with_token = unlock.clone();
+    with_token.tokens = issued.tokens.clone();
+    let ok = until(&mut s.pdp, &with_token, is_permit).await;
+    let assigned = ok.assigned_token_ids.clone();
+    assert_eq!(assigned.len(), 1, "{ok:?}");
+    assert_eq!(assigned[0].token_id, token_id);
+    // With the Token-ID: fetched from the DAS its FQDN names (step 5).
+    let mut with_id = unlock.clone();
+    with_id.token_ids = vec![token_id.clone()];
+    let ok = decide(&mut s.pdp, with_id).await;
+    assert!(is_permit(&ok), "{ok:?}");
+    // With the Local-Token-ID.
+    let mut with_local = unlock.clone();
+    with_local.local_token_ids = vec![assigned[0].local_token_id.clone()];
+    let ok = decide(&mut s.pdp, with_local).await;
+    assert!(is_permit(&ok), "{ok:?}");
+    // The token grants UPDATE on backDoor only.
+    let mut elsewhere = request("Cguest", "frontDoor", pb::Operation::Update);
+    elsewhere.tokens = issued.tokens.clone();
+    let d = decide(&mut s.pdp, elsewhere).await;
+    assert!(!is_permit(&d), "{d:?}");
+}
+
+fn signer() -> TokenSigner {
+    let pem = std::fs::read(keys_dir().join("es256-private.pem")).expect("key");
+    TokenSigner::from_pem(TokenAlgorithm::Es256, "das-es256-1", &pem).expect("signer")
+}
+
+fn claims(holder: &str, from_now_s: (i64, i64), audience: &str, ris: &str) -> TokenClaims {
+    let now = Utc::now();
+    let mut c = TokenClaims::new(
+        format!(
+            "forged{}@das.home.example",
+            now.timestamp_nanos_opt().unwrap_or(0)
+        ),
+        DAS_ISSUER,
+        holder,
+        now + chrono::Duration::seconds(from_now_s.0),
+        now + chrono::Duration::seconds(from_now_s.1),
+    );
+    c.audience = vec![audience.to_owned()];
+    c.permissions.pm = vec![TokenPermission {
+        ris: vec![ris.to_owned()],
+        pv: Some(
+            serde_json::from_value(serde_json::json!({"acr": [{"acor": [holder], "acop": 4}]}))
+                .expect("pv"),
+        ),
+        rids: Vec::new(),
+    }];
+    c
+}
+
+/// TS-0003 7.3.2.5, 7.3.2.6.2 and Decision 9: each misuse is a Deny that
+/// names its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_misused_tokens_are_denied_with_their_reason_7_3_2_6() {
+    let mut s = stack("attacks").await;
+    let guest = "//home.example/mn-cse-123456/Cguest";
+    let good = signer()
+        .sign(&claims(guest, (-10, 600), HOSTING_CSE, "backDoor"))
+        .expect("sign");
+    let unlock = request("Cguest", "backDoor", pb::Operation::Update);
+    // A correctly signed token permits once the PDP trusts the DAS's keys.
+    let mut r = unlock.clone();
+    r.tokens = vec![good.clone()];
+    until(&mut s.pdp, &r, is_permit).await;
+
+    let other_key = {
+        let pem = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../core/tests/keys/es256-other-private.pem"),
+        )
+        .expect("other key");
+        TokenSigner::from_pem(TokenAlgorithm::Es256, "das-es256-1", &pem).expect("signer")
+    };
+    let unknown_kid = {
+        let pem = std::fs::read(keys_dir().join("es256-private.pem")).expect("key");
+        TokenSigner::from_pem(TokenAlgorithm::Es256, "no-such-kid", &pem).expect("signer")
+    };
+    let mut tampered = good.clone();
+    {
+        // Flip a character of the payload.
+        let dot = tampered.find('.').expect("dot") + 5;
+        let c = tampered.as_bytes()[dot];
+        let flipped = if c == b'A' { 'B' } else { 'A' };
+        tampered.replace_range(dot..dot + 1, &flipped.to_string());
+    }
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "alg none",
+            encode_unsecured(&claims(guest, (-10, 600), HOSTING_CSE, "backDoor")).expect("none"),
+            "Cguest",
+            "unsecured",
+        ),
+        (
+            "signed by an unknown key",
+            other_key
+                .sign(&claims(guest, (-10, 600), HOSTING_CSE, "backDoor"))
+                .expect("sign"),
+            "Cguest",
+            "signature",
+        ),
+        (
+            "unknown kid",
+            unknown_kid
+                .sign(&claims(guest, (-10, 600), HOSTING_CSE, "backDoor"))
+                .expect("sign"),
+            "Cguest",
+            "no-such-kid",
+        ),
+        (
+            "expired",
+            signer()
+                .sign(&claims(guest, (-600, -10), HOSTING_CSE, "backDoor"))
+                .expect("sign"),
+            "Cguest",
+            "expired",
+        ),
+        (
+            "not yet valid",
+            signer()
+                .sign(&claims(guest, (300, 600), HOSTING_CSE, "backDoor"))
+                .expect("sign"),
+            "Cguest",
+            "not valid before",
+        ),
+        (
+            "wrong audience",
+            signer()
+                .sign(&claims(
+                    guest,
+                    (-10, 600),
+                    "//other.example/in-cse",
+                    "backDoor",
+                ))
+                .expect("sign"),
+            "Cguest",
+            "audience",
+        ),
+        (
+            "replayed by another originator",
+            good.clone(),
+            "Cmallory",
+            "holder",
+        ),
+        ("tampered payload", tampered, "Cguest", ""),
+        (
+            "oversized",
+            format!("{good}{}", "A".repeat(20_000)),
+            "Cguest",
+            "",
+        ),
+    ];
+    for (name, token, originator, reason) in cases {
+        let mut r = request(originator, "backDoor", pb::Operation::Update);
+        r.tokens = vec![token];
+        match s.pdp.decide(r).await {
+            Ok(d) => {
+                let d = d.into_inner();
+                assert!(!is_permit(&d), "{name}: {d:?}");
+                assert!(
+                    d.summary.to_lowercase().contains(&reason.to_lowercase()),
+                    "{name}: the reason names '{reason}': {}",
+                    d.summary
+                );
+            }
+            // A token that is not a well-formed JWT is an invalid argument (4000).
+            Err(status) => assert_eq!(status.code(), tonic::Code::InvalidArgument, "{name}"),
+        }
+    }
+    // A valid token for other resources grants nothing here (ris).
+    let mut r = unlock.clone();
+    r.tokens = vec![
+        signer()
+            .sign(&claims(guest, (-10, 600), HOSTING_CSE, "frontDoor"))
+            .expect("sign"),
+    ];
+    let d = decide(&mut s.pdp, r).await;
+    assert!(!is_permit(&d), "{d:?}");
+    // An unknown Local-Token-ID.
+    let mut r = unlock.clone();
+    r.local_token_ids = vec!["lt999".into()];
+    let d = decide(&mut s.pdp, r).await;
+    assert!(!is_permit(&d) && d.summary.contains("lt999"), "{d:?}");
+}

@@ -1,0 +1,705 @@
+//! The DAS configuration file: identity, keys, clients and policies.
+//!
+//! One JSON document (no comments), read with [`DasConfig::load`]. Unknown
+//! fields are errors everywhere, since a misspelt constraint in a security
+//! policy must not be ignored. Every error names the file and the field, for
+//! example `das.json: policies[0].grant.mode: unknown variant `tokens`,
+//! expected one of `token`, `dynamic_acp`, `both``.
+//!
+//! ```json
+//! {
+//!   "issuer": "//home.example/mn-cse-123456/CDas",
+//!   "fqdn": "das.home.example",
+//!   "sp_id": "//home.example",
+//!   "cse_id": "/mn-cse-123456",
+//!   "audience": ["//home.example/mn-cse-123456"],
+//!   "signing_keys": [
+//!     {"kid": "das-es256-1", "alg": "ES256",
+//!      "private_key_pem": "keys/es256-private.pem",
+//!      "public_key_pem": "keys/es256-public.pem"}
+//!   ],
+//!   "clients": [{"originator": "Cguest", "secret": "at least 16 characters"}],
+//!   "consultants": ["//home.example/mn-cse-123456"],
+//!   "policies": [
+//!     {"name": "guest-unlocks-front-door",
+//!      "rule": {"acor": ["Cguest"], "acop": 4,
+//!               "acco": [{"actw": ["* * 7-19 * * * *"]}]},
+//!      "targets": ["frontDoor", "/mn-cse-123456/frontDoor/*"],
+//!      "resource_types": [],
+//!      "grant": {"acop": 4, "roles": [], "mode": "token"},
+//!      "max_lifetime_s": 3600}
+//!   ],
+//!   "sweep_interval_s": 60,
+//!   "max_request_skew_s": 300
+//! }
+//! ```
+//!
+//! | field | meaning |
+//! | --- | --- |
+//! | `issuer` | the DAS AE-ID, absolute (`//sp-fqdn/...`): the `iss` of every token, compared exactly by verifiers |
+//! | `fqdn` | a lower-case FQDN: Token-IDs are `name@fqdn`, so a Token-ID names this DAS (Decision 8) |
+//! | `sp_id`, `cse_id` | the context in which IDs written in this file (`acor`, `targets`, `clients`, `consultants`) are made absolute, and in which `IssueToken` reads the originator's request |
+//! | `audience` | CSE-IDs (absolute or SP-relative, `*` per segment allowed) put in `aud` of tokens issued through `IssueToken`; at least one |
+//! | `signing_keys` | `{kid, alg, private_key_pem, public_key_pem}`; `alg` is `ES256`, `EdDSA` or `RS256`; paths are relative to this file's directory; the **first** key signs, all are published by `GetKeySet` (keep an old key listed after a rotation until its tokens expire) |
+//! | `clients` | originators that may call `IssueToken`, each with a shared secret of at least 16 characters presented as `authorization: Bearer <secret>`; secrets must differ |
+//! | `consultants` | hosting CSE-IDs allowed to call `Consult` and `GetTokens`; **empty means anyone** |
+//! | `policies` | in file order; the first that matches a request grants (see [`crate::policy`]) |
+//! | `sweep_interval_s` | how often expired tokens are deleted (default 60) |
+//! | `max_request_skew_s` | how far the `rts` of a consulted request may be from the DAS clock (default 300); policies are evaluated at `rts` for `Consult`, at the DAS clock for `IssueToken` |
+//!
+//! A policy:
+//!
+//! | field | meaning |
+//! | --- | --- |
+//! | `name` | unique; becomes the token's `tknm` |
+//! | `rule` | one `m2m:accessControlRule` in short names: `acor` (originator IDs, `*` patterns, SP domains, `all`; Role-IDs are refused, the DAS has no role repository), `acop` (operations the originator may ask for), `acco` (`actw`, `acip`, `aclr`), `acaf`, `acod` |
+//! | `targets` | resource IDs the policy covers: exact, or a prefix ending in `*`; CSE-relative and SP-relative forms are made absolute with `sp_id`/`cse_id` |
+//! | `resource_types` | `ty` codes the targeted resource (`trt`) must have; empty means any |
+//! | `grant.acop` | operations granted (default: the rule's `acop`); 0 grants roles only |
+//! | `grant.roles` | Role-IDs (`name@fqdn`) put in the token's `rids` |
+//! | `grant.mode` | `token`, `dynamic_acp` or `both` |
+//! | `max_lifetime_s` | the longest validity of a grant, in seconds (at least 1) |
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use authz_core::HostingContext;
+use authz_core::compile::{ValidationError, ValidationErrors};
+use authz_core::ids::IdError;
+use authz_core::model::AccessControlRule;
+use authz_core::token::{
+    TokenAlgorithm, TokenClaims, TokenSigner, TrustStore, TrustedIssuer, VerificationKey,
+    VerifyContext, issuer_fqdn,
+};
+use chrono::{TimeDelta, Utc};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use crate::policy::{MAX_LIFETIME_S, Policy};
+
+/// The shortest client secret accepted, in bytes.
+pub const MIN_CLIENT_SECRET: usize = 16;
+
+/// How far a consulted request's `rts` may be from the DAS clock by default.
+pub const DEFAULT_MAX_REQUEST_SKEW: TimeDelta = TimeDelta::seconds(300);
+
+/// The default interval of the expired-token sweeper.
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------------------
+// The file as written
+// ---------------------------------------------------------------------------
+
+/// The configuration file as written (see the module documentation).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DasConfigFile {
+    /// The DAS AE-ID, absolute: the `iss` of its tokens.
+    pub issuer: String,
+    /// The FQDN Token-IDs end with.
+    pub fqdn: String,
+    /// SP-ID of the context IDs in this file are read in.
+    pub sp_id: String,
+    /// CSE-ID of the context IDs in this file are read in.
+    pub cse_id: String,
+    /// `aud` of tokens issued through `IssueToken`.
+    pub audience: Vec<String>,
+    /// Signing keys; the first signs.
+    pub signing_keys: Vec<SigningKeyFile>,
+    /// Originators allowed to call `IssueToken`.
+    #[serde(default)]
+    pub clients: Vec<ClientFile>,
+    /// Hosting CSE-IDs allowed to call `Consult` and `GetTokens` (empty:
+    /// anyone).
+    #[serde(default)]
+    pub consultants: Vec<String>,
+    /// The policies, first match grants.
+    pub policies: Vec<PolicyFile>,
+    /// Seconds between sweeps of expired tokens (default 60).
+    #[serde(default)]
+    pub sweep_interval_s: Option<u64>,
+    /// How far a consulted request's `rts` may be from the DAS clock, in
+    /// seconds (default 300).
+    #[serde(default)]
+    pub max_request_skew_s: Option<u64>,
+}
+
+/// The JOSE algorithm of a signing key. HS256 is not offered: a DAS
+/// publishes its verification keys, and a shared secret cannot be published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum KeyAlgorithm {
+    /// ECDSA P-256 with SHA-256.
+    #[serde(rename = "ES256")]
+    Es256,
+    /// Ed25519.
+    #[serde(rename = "EdDSA")]
+    EdDsa,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    #[serde(rename = "RS256")]
+    Rs256,
+}
+
+impl From<KeyAlgorithm> for TokenAlgorithm {
+    fn from(a: KeyAlgorithm) -> Self {
+        match a {
+            KeyAlgorithm::Es256 => TokenAlgorithm::Es256,
+            KeyAlgorithm::EdDsa => TokenAlgorithm::EdDsa,
+            KeyAlgorithm::Rs256 => TokenAlgorithm::Rs256,
+        }
+    }
+}
+
+/// One signing key as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeyFile {
+    /// The key ID put in the JOSE header.
+    pub kid: String,
+    /// The algorithm.
+    pub alg: KeyAlgorithm,
+    /// PKCS#8 private key in PEM (RS256 also PKCS#1), relative to the file.
+    pub private_key_pem: String,
+    /// SPKI public key in PEM, relative to the file.
+    pub public_key_pem: String,
+}
+
+/// One `IssueToken` client as written.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientFile {
+    /// The originator (any form; made absolute with `sp_id`/`cse_id`).
+    pub originator: String,
+    /// The shared secret it presents as `authorization: Bearer <secret>`.
+    pub secret: String,
+}
+
+impl fmt::Debug for ClientFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientFile")
+            .field("originator", &self.originator)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a policy grants, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantMode {
+    /// A signed token (`tkns`).
+    Token,
+    /// A dynamic ACP (`dai`); only through `Consult`.
+    DynamicAcp,
+    /// Both a token and a dynamic ACP (`IssueToken` gives the token only).
+    Both,
+}
+
+impl GrantMode {
+    /// Does this mode issue tokens?
+    pub fn tokens(self) -> bool {
+        matches!(self, Self::Token | Self::Both)
+    }
+
+    /// Does this mode grant a dynamic ACP?
+    pub fn dynamic_acp(self) -> bool {
+        matches!(self, Self::DynamicAcp | Self::Both)
+    }
+}
+
+/// The `grant` of a policy as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantFile {
+    /// Operations granted (`acop` bits); default the rule's `acop`.
+    #[serde(default)]
+    pub acop: Option<u32>,
+    /// Role-IDs granted (token `rids`).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Token, dynamic ACP or both.
+    pub mode: GrantMode,
+}
+
+/// One policy as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// Unique name.
+    pub name: String,
+    /// Who may ask for what, when and from where.
+    pub rule: AccessControlRule,
+    /// Resource IDs covered: exact, or a prefix ending in `*`.
+    pub targets: Vec<String>,
+    /// `ty` codes the target must have; empty means any.
+    #[serde(default)]
+    pub resource_types: Vec<u32>,
+    /// What is granted.
+    pub grant: GrantFile,
+    /// Longest lifetime of a grant, in seconds.
+    pub max_lifetime_s: u64,
+}
+
+// ---------------------------------------------------------------------------
+// The checked configuration
+// ---------------------------------------------------------------------------
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{}: cannot read: {error}", file.display())]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The file is not JSON.
+    #[error("{}: not valid JSON: {message}", file.display())]
+    Syntax {
+        /// The file.
+        file: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// Fields are missing, mistyped or invalid; each error names its field.
+    #[error("{}: {errors}", file.display())]
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// Every invalid field.
+        errors: ValidationErrors,
+    },
+}
+
+impl ConfigError {
+    /// The invalid fields (empty for read and syntax errors).
+    pub fn fields(&self) -> Vec<&str> {
+        match self {
+            Self::Invalid { errors, .. } => errors.0.iter().map(|e| e.path.as_str()).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A loaded signing key: the signer and its published verification key.
+#[derive(Debug, Clone)]
+pub struct SigningKey {
+    /// The key ID.
+    pub kid: String,
+    /// The algorithm.
+    pub algorithm: TokenAlgorithm,
+    /// Signs tokens.
+    pub signer: TokenSigner,
+    /// Verifies them.
+    pub public_key: VerificationKey,
+    /// The public key's PEM text, as published by `GetKeySet`.
+    pub public_key_pem: String,
+}
+
+/// An `IssueToken` client: an originator and its secret.
+#[derive(Clone)]
+pub struct Client {
+    /// The originator's absolute ID.
+    pub originator: String,
+    secret: Vec<u8>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("originator", &self.originator)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Is `presented` this client's secret? Constant time in the content.
+    pub fn secret_matches(&self, presented: &[u8]) -> bool {
+        self.secret.len() == presented.len() && bool::from(self.secret.ct_eq(presented))
+    }
+}
+
+/// A checked DAS configuration: keys loaded, IDs made absolute, policies
+/// compiled.
+#[derive(Debug, Clone)]
+pub struct DasConfig {
+    /// The file it was loaded from (for messages).
+    pub file: PathBuf,
+    /// The DAS AE-ID (`iss`).
+    pub issuer: String,
+    /// The FQDN Token-IDs end with.
+    pub fqdn: String,
+    /// The context IDs of the file and of `IssueToken` requests are read in.
+    pub hosting: HostingContext,
+    /// `aud` of tokens issued through `IssueToken`.
+    pub audience: Vec<String>,
+    /// Signing keys; the first signs.
+    pub keys: Vec<SigningKey>,
+    /// `IssueToken` clients.
+    pub clients: Vec<Client>,
+    /// Absolute CSE-IDs allowed to consult; empty means anyone.
+    pub consultants: Vec<String>,
+    /// The policies, in file order.
+    pub policies: Vec<Policy>,
+    /// Interval of the expired-token sweeper.
+    pub sweep_interval: Duration,
+    /// How far a consulted request's `rts` may be from the DAS clock.
+    pub max_request_skew: TimeDelta,
+}
+
+impl DasConfig {
+    /// Reads, parses and checks a configuration file. Relative key paths are
+    /// resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            file: path.to_owned(),
+            error,
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        Self::from_json(&text, path, base)
+    }
+
+    /// Parses and checks configuration text; `file` names it in errors and
+    /// `base_dir` anchors relative key paths.
+    pub fn from_json(text: &str, file: &Path, base_dir: &Path) -> Result<Self, ConfigError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let parsed: DasConfigFile = match serde_path_to_error::deserialize(&mut de) {
+            Ok(c) => c,
+            Err(e) => return Err(parse_error(file, e)),
+        };
+        if let Err(e) = de.end() {
+            return Err(ConfigError::Syntax {
+                file: file.to_owned(),
+                message: e.to_string(),
+            });
+        }
+        Self::from_file(parsed, file, base_dir)
+    }
+
+    /// Checks a parsed file: loads the keys, makes IDs absolute, compiles the
+    /// policies. Reports every invalid field.
+    pub fn from_file(
+        parsed: DasConfigFile,
+        file: &Path,
+        base_dir: &Path,
+    ) -> Result<Self, ConfigError> {
+        let mut errors = Vec::new();
+        let DasConfigFile {
+            issuer,
+            fqdn,
+            sp_id,
+            cse_id,
+            audience,
+            signing_keys,
+            clients,
+            consultants,
+            policies,
+            sweep_interval_s,
+            max_request_skew_s,
+        } = parsed;
+
+        if issuer_fqdn(&format!("t@{fqdn}")).is_none() {
+            errors.push(err("fqdn", format!("'{fqdn}' is not a lower-case FQDN")));
+        }
+        let hosting = match HostingContext::new(&sp_id, &cse_id) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                let field = if matches!(e, IdError::BadCseId(_)) {
+                    "cse_id"
+                } else {
+                    "sp_id"
+                };
+                errors.push(err(field, e.to_string()));
+                None
+            }
+        };
+
+        if let Some(h) = &hosting {
+            let absolute = issuer.starts_with("//")
+                && issuer[2..].contains('/')
+                && h.canonicalize(&issuer).is_ok_and(|c| c == issuer);
+            if !absolute {
+                errors.push(err(
+                    "issuer",
+                    format!("'{issuer}' is not an absolute AE-ID with a lower-case domain (//sp-fqdn/...)"),
+                ));
+            }
+        }
+
+        if audience.is_empty() {
+            errors.push(err(
+                "audience",
+                "at least one CSE-ID is needed: tokens without an audience are refused (TS-0003 7.3.2.3 step 6.1.3)",
+            ));
+        }
+        for (i, a) in audience.iter().enumerate() {
+            if !a.starts_with('/') || a.len() < 2 || a.chars().any(char::is_whitespace) {
+                errors.push(err(
+                    format!("audience[{i}]"),
+                    format!("'{a}' is not a CSE-ID (//sp-fqdn/cse-id or /cse-id)"),
+                ));
+            }
+        }
+
+        if signing_keys.is_empty() {
+            errors.push(err("signing_keys", "at least one key is needed"));
+        }
+        let mut keys = Vec::new();
+        let mut kids = HashSet::new();
+        for (i, k) in signing_keys.iter().enumerate() {
+            if !kids.insert(k.kid.as_str()) {
+                errors.push(err(
+                    format!("signing_keys[{i}].kid"),
+                    format!("'{}' is listed twice", k.kid),
+                ));
+                continue;
+            }
+            match load_key(k, base_dir, &format!("signing_keys[{i}]")) {
+                Ok(key) => keys.push(key),
+                Err(e) => errors.push(e),
+            }
+        }
+
+        let mut loaded_clients = Vec::new();
+        let mut secrets: HashMap<&str, usize> = HashMap::new();
+        for (i, c) in clients.iter().enumerate() {
+            if c.secret.len() < MIN_CLIENT_SECRET {
+                errors.push(err(
+                    format!("clients[{i}].secret"),
+                    format!("must be at least {MIN_CLIENT_SECRET} bytes"),
+                ));
+            } else if let Some(j) = secrets.insert(c.secret.as_str(), i) {
+                errors.push(err(
+                    format!("clients[{i}].secret"),
+                    format!("the same as clients[{j}].secret; each client needs its own"),
+                ));
+            }
+            if let Some(h) = &hosting {
+                match h.canonicalize(&c.originator) {
+                    Ok(o) => loaded_clients.push(Client {
+                        originator: o.into_owned(),
+                        secret: c.secret.as_bytes().to_vec(),
+                    }),
+                    Err(e) => errors.push(err(
+                        format!("clients[{i}].originator"),
+                        format!("'{}': {e}", c.originator),
+                    )),
+                }
+            }
+        }
+
+        let mut loaded_consultants = Vec::new();
+        for (i, c) in consultants.iter().enumerate() {
+            if let Some(h) = &hosting {
+                match absolute_cse_id(c, h.sp_fqdn()) {
+                    Ok(ctx) => loaded_consultants.push(cse_id_string(&ctx)),
+                    Err(m) => errors.push(err(format!("consultants[{i}]"), m)),
+                }
+            }
+        }
+
+        let mut loaded_policies = Vec::new();
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        for (i, p) in policies.iter().enumerate() {
+            if let Some(j) = names.insert(p.name.as_str(), i) {
+                errors.push(err(
+                    format!("policies[{i}].name"),
+                    format!("'{}' is also the name of policies[{j}]", p.name),
+                ));
+            }
+            if let Some(h) = &hosting {
+                match Policy::compile(p, h, &format!("policies[{i}]")) {
+                    Ok(policy) => loaded_policies.push(policy),
+                    Err(e) => errors.extend(e),
+                }
+            }
+        }
+
+        let sweep_interval = match sweep_interval_s {
+            None => DEFAULT_SWEEP_INTERVAL,
+            Some(0) => {
+                errors.push(err("sweep_interval_s", "must be at least 1"));
+                DEFAULT_SWEEP_INTERVAL
+            }
+            Some(s) => Duration::from_secs(s),
+        };
+        let max_request_skew = match max_request_skew_s {
+            None => DEFAULT_MAX_REQUEST_SKEW,
+            Some(s) if s > MAX_LIFETIME_S => {
+                errors.push(err(
+                    "max_request_skew_s",
+                    format!("must be at most {MAX_LIFETIME_S}"),
+                ));
+                DEFAULT_MAX_REQUEST_SKEW
+            }
+            // Bounded just above.
+            Some(s) => TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX)),
+        };
+
+        match hosting {
+            Some(hosting) if errors.is_empty() => Ok(Self {
+                file: file.to_owned(),
+                issuer,
+                fqdn,
+                hosting,
+                audience,
+                keys,
+                clients: loaded_clients,
+                consultants: loaded_consultants,
+                policies: loaded_policies,
+                sweep_interval,
+                max_request_skew,
+            }),
+            _ => Err(ConfigError::Invalid {
+                file: file.to_owned(),
+                errors: ValidationErrors(errors),
+            }),
+        }
+    }
+
+    /// The key that signs (the first listed).
+    pub fn signing_key(&self) -> Option<&SigningKey> {
+        self.keys.first()
+    }
+
+    /// The client whose secret is `presented`, if any. Every client is
+    /// compared, so the time taken does not depend on which one matches.
+    pub fn client_by_secret(&self, presented: &[u8]) -> Option<&Client> {
+        let mut found = None;
+        for c in &self.clients {
+            if c.secret_matches(presented) && found.is_none() {
+                found = Some(c);
+            }
+        }
+        found
+    }
+
+    /// May the CSE with this absolute CSE-ID consult? Anyone may when no
+    /// consultants are configured.
+    pub fn is_consultant(&self, cse_id: &str) -> bool {
+        self.consultants.is_empty() || self.consultants.iter().any(|c| c == cse_id)
+    }
+}
+
+/// The hosting context named by a CSE-ID: absolute `//sp-fqdn/cse-id`, or
+/// SP-relative `/cse-id` in the SP `sp_fqdn`.
+pub fn absolute_cse_id(id: &str, sp_fqdn: &str) -> Result<HostingContext, String> {
+    let bad = || format!("'{id}' is not a CSE-ID (//sp-fqdn/cse-id or /cse-id)");
+    let (sp, cse) = if let Some(abs) = id.strip_prefix("//") {
+        abs.split_once('/').ok_or_else(bad)?
+    } else if let Some(cse) = id.strip_prefix('/') {
+        (sp_fqdn, cse)
+    } else {
+        return Err(bad());
+    };
+    HostingContext::new(sp, cse).map_err(|e| format!("{}: {e}", bad()))
+}
+
+/// `//sp-fqdn/cse-id` of a hosting context.
+pub fn cse_id_string(h: &HostingContext) -> String {
+    format!("//{}/{}", h.sp_fqdn(), h.cse_id())
+}
+
+fn err(path: impl Into<String>, message: impl fmt::Display) -> ValidationError {
+    ValidationError {
+        path: path.into(),
+        message: message.to_string(),
+    }
+}
+
+/// A parse error as a [`ConfigError`]: syntax errors as such, data errors
+/// (wrong type, unknown or missing field) naming the field.
+fn parse_error(file: &Path, e: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+        return ConfigError::Syntax {
+            file: file.to_owned(),
+            message: inner.to_string(),
+        };
+    }
+    let message = inner.to_string();
+    let parent = if path == "." { "" } else { path.as_str() };
+    // "missing field `x`" is reported at the enclosing object: name `x`.
+    let path = match message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+    {
+        Some((name, _)) if parent.is_empty() => name.to_owned(),
+        Some((name, _)) => format!("{parent}.{name}"),
+        None if parent.is_empty() => "(document)".to_owned(),
+        None => parent.to_owned(),
+    };
+    ConfigError::Invalid {
+        file: file.to_owned(),
+        errors: ValidationErrors(vec![err(path, message)]),
+    }
+}
+
+fn read_key_file(base: &Path, file: &str, field: &str) -> Result<String, ValidationError> {
+    let path = base.join(file);
+    std::fs::read_to_string(&path)
+        .map_err(|e| err(field, format!("{}: cannot read: {e}", path.display())))
+}
+
+/// Loads one key pair and checks that the public key verifies what the
+/// private key signs, so a mismatched pair fails at start, not at a PDP.
+fn load_key(k: &SigningKeyFile, base: &Path, path: &str) -> Result<SigningKey, ValidationError> {
+    let algorithm = TokenAlgorithm::from(k.alg);
+    let private_field = format!("{path}.private_key_pem");
+    let public_field = format!("{path}.public_key_pem");
+    let private_pem = read_key_file(base, &k.private_key_pem, &private_field)?;
+    let signer =
+        TokenSigner::from_pem(algorithm, k.kid.clone(), private_pem.as_bytes()).map_err(|e| {
+            let field = if k.kid.is_empty() {
+                format!("{path}.kid")
+            } else {
+                private_field.clone()
+            };
+            err(field, format!("{}: {e}", k.private_key_pem))
+        })?;
+    let public_key_pem = read_key_file(base, &k.public_key_pem, &public_field)?;
+    let public_key = VerificationKey::from_public_pem(algorithm, public_key_pem.as_bytes())
+        .map_err(|e| err(&public_field, format!("{}: {e}", k.public_key_pem)))?;
+
+    // Sign a probe token and verify it with the public key.
+    let now = Utc::now();
+    let probe_id = "//key-check.invalid/cse/Cprobe";
+    let window = TimeDelta::minutes(1);
+    let mut claims = TokenClaims::new(
+        "probe@key-check.invalid",
+        probe_id,
+        probe_id,
+        now - window,
+        now + window,
+    );
+    claims.audience = vec!["//key-check.invalid/cse".into()];
+    let mismatch = |m: String| {
+        err(
+            &public_field,
+            format!(
+                "{} does not verify tokens signed with {}: {m}",
+                k.public_key_pem, k.private_key_pem
+            ),
+        )
+    };
+    let token = signer.sign(&claims).map_err(|e| mismatch(e.to_string()))?;
+    let issuer = TrustedIssuer::new(probe_id, &[algorithm])
+        .with_key(k.kid.clone(), public_key.clone())
+        .map_err(|e| mismatch(e.to_string()))?;
+    let ctx = VerifyContext::new("//key-check.invalid/cse", probe_id, now)
+        .map_err(|e| mismatch(e.to_string()))?;
+    TrustStore::new()
+        .with_issuer(issuer)
+        .verify(&token, &ctx)
+        .map_err(|e| mismatch(e.to_string()))?;
+    Ok(SigningKey {
+        kid: k.kid.clone(),
+        algorithm,
+        signer,
+        public_key,
+        public_key_pem,
+    })
+}

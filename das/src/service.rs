@@ -1,0 +1,451 @@
+//! The `DynamicAuthorizationServer` gRPC service (`das.proto`): a thin
+//! adapter between the wire messages, the configured [`policy`](crate::policy)
+//! evaluation, the token signer and the [`Store`] of issued tokens.
+//!
+//! - `Consult` (Direct DA, TS-0003 7.3.2.2): the caller's `hosting_cse_id`
+//!   must be a configured consultant (any CSE when none are configured); the
+//!   `dreq` is checked (INVALID_ARGUMENT naming `das_request.<field>`) and
+//!   evaluated at its `rts`; the first matching policy grants a token whose
+//!   `aud` is **only** the consulting CSE (7.3.2.2 step 3.1) and/or a `dai`.
+//!   Tokens listed in `dreq.tids` that this DAS issued to the same holder
+//!   and that are still valid are returned in `tkns` too. Nothing granted →
+//!   an empty `DasResponse`.
+//! - `IssueToken` (Indirect DA, 7.3.2.3 step 3): the originator
+//!   authenticates with `authorization: Bearer <secret>` (UNAUTHENTICATED
+//!   when missing or unknown); `dreq.or` must be that client's originator
+//!   (PERMISSION_DENIED otherwise); policies are evaluated at the DAS clock;
+//!   tokens carry the configured `audience`.
+//! - `GetTokens` (7.3.2.3 step 5): valid stored tokens by ID, unknown or
+//!   expired IDs listed apart; restricted to consultants like `Consult`.
+//! - `GetKeySet`: the issuer, the FQDN and the public keys, for PDPs to
+//!   configure their trust store.
+//!
+//! Every issued token is stored durably before it is returned.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authz_proto::convert::set_of_acrs_to_pb;
+use authz_proto::pb::dynamic_authorization_server_server::DynamicAuthorizationServer;
+use authz_proto::{ConversionError, invalid_argument, pb};
+use authz_store::Store;
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::{Request, Response, Status};
+
+use crate::config::{Client, DasConfig, absolute_cse_id, cse_id_string};
+use crate::policy::{Award, Channel, evaluate};
+use crate::request::das_request_from_pb;
+use crate::state::{DasMutation, DasSchema, DasStoreError, IssuedToken};
+
+struct Inner {
+    config: Arc<DasConfig>,
+    store: Arc<Store<DasSchema>>,
+    closing: watch::Sender<bool>,
+}
+
+/// The DAS service; cheap to clone.
+#[derive(Clone)]
+pub struct DasService {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for DasService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DasService")
+            .field("issuer", &self.inner.config.issuer)
+            .field("store", &self.inner.store)
+            .finish_non_exhaustive()
+    }
+}
+
+fn bad(field: &str, message: impl Into<String>) -> Status {
+    invalid_argument(&[ConversionError {
+        field: field.to_owned(),
+        message: message.into(),
+    }])
+}
+
+fn store_status(e: DasStoreError) -> Status {
+    tracing::error!(error = %e, "DAS store failure");
+    Status::internal(format!("store: {e}"))
+}
+
+/// A new Token-ID: 128 random bits in hex, `@fqdn` (TS-0001 7.1.15: it
+/// names its issuer and is not guessable).
+fn new_token_id(fqdn: &str) -> Result<String, Status> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Status::internal(format!("no randomness for a Token-ID: {e}")))?;
+    let name: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{name}@{fqdn}"))
+}
+
+/// The secret of `authorization: Bearer <secret>`.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, secret) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| secret.trim())
+        .filter(|s| !s.is_empty())
+}
+
+impl DasService {
+    /// A service answering with `config`, keeping tokens in `store`.
+    pub fn new(config: Arc<DasConfig>, store: Arc<Store<DasSchema>>) -> Self {
+        let (closing, _) = watch::channel(false);
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                closing,
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DasConfig {
+        &self.inner.config
+    }
+
+    /// Stops the sweeper (call on shutdown).
+    pub fn shutdown(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    /// Resolves the `hosting_cse_id` of a request and checks that it may
+    /// consult; returns its hosting context.
+    fn consultant(&self, hosting_cse_id: &str) -> Result<authz_core::HostingContext, Status> {
+        let config = &self.inner.config;
+        if hosting_cse_id.is_empty() {
+            return Err(bad("hosting_cse_id", "required"));
+        }
+        let hosting = absolute_cse_id(hosting_cse_id, config.hosting.sp_fqdn())
+            .map_err(|m| bad("hosting_cse_id", m))?;
+        let cse = cse_id_string(&hosting);
+        if !config.is_consultant(&cse) {
+            return Err(Status::permission_denied(format!(
+                "{cse} is not a configured consultant of this DAS"
+            )));
+        }
+        Ok(hosting)
+    }
+
+    /// Authenticates an `IssueToken` caller from its `authorization`
+    /// metadata value.
+    fn authenticate(&self, authorization: Option<&str>) -> Result<&Client, Status> {
+        let secret = authorization.and_then(bearer).ok_or_else(|| {
+            Status::unauthenticated("IssueToken needs `authorization: Bearer <secret>` metadata")
+        })?;
+        self.inner
+            .config
+            .client_by_secret(secret.as_bytes())
+            .ok_or_else(|| Status::unauthenticated("the bearer secret is not that of a client"))
+    }
+
+    /// Signs and stores the token of `award`; returns its ID and the token.
+    async fn issue(
+        &self,
+        award: &Award,
+        audience: Vec<String>,
+    ) -> Result<(String, String), Status> {
+        let config = &self.inner.config;
+        let key = config
+            .signing_key()
+            .ok_or_else(|| Status::internal("no signing key configured"))?;
+        let token_id = new_token_id(&config.fqdn)?;
+        let claims = award
+            .token_claims(token_id.clone(), &config.issuer, audience)
+            .ok_or_else(|| Status::internal("the grant has no token"))?;
+        let jwt = key
+            .signer
+            .sign(&claims)
+            .map_err(|e| Status::internal(format!("cannot sign: {e}")))?;
+        let record = IssuedToken {
+            token_id: token_id.clone(),
+            jwt: jwt.clone(),
+            holder: claims.holder.clone(),
+            expires_at: claims.not_after,
+        };
+        self.commit(DasMutation::Issue(record)).await?;
+        tracing::info!(
+            token_id = %token_id, holder = %claims.holder, policy = %award.policy,
+            target = %award.target, not_after = %claims.not_after, "token issued"
+        );
+        Ok((token_id, jwt))
+    }
+
+    async fn commit(&self, mutation: DasMutation) -> Result<(), Status> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.apply(mutation))
+            .await
+            .map_err(|e| Status::internal(format!("store task failed: {e}")))?
+            .map_err(store_status)?;
+        Ok(())
+    }
+
+    /// Answers `Consult` at `now` (also used in-process by tests).
+    pub async fn consult(
+        &self,
+        req: &pb::ConsultRequest,
+        now: DateTime<Utc>,
+    ) -> Result<pb::DasResponse, Status> {
+        let config = &self.inner.config;
+        let hosting = self.consultant(&req.hosting_cse_id)?;
+        let dreq = req
+            .das_request
+            .as_ref()
+            .ok_or_else(|| bad("das_request", "required"))?;
+        let request = das_request_from_pb(
+            dreq,
+            "das_request",
+            &hosting,
+            now,
+            Some(config.max_request_skew),
+        )
+        .map_err(|e| invalid_argument(&e))?;
+
+        // Tokens asked for by ID (`tids`): this holder's, still valid.
+        let known = self.inner.store.read(|_, s| {
+            request
+                .token_ids
+                .iter()
+                .filter_map(|id| s.valid(id, now))
+                .filter(|t| t.holder == request.originator)
+                .map(|t| t.jwt.clone())
+                .collect()
+        });
+        let mut response = pb::DasResponse {
+            tokens: known,
+            ..Default::default()
+        };
+        let Some(award) = evaluate(
+            &config.policies,
+            &request,
+            &config.hosting,
+            now,
+            Channel::Consult,
+        ) else {
+            tracing::info!(
+                consultant = %cse_id_string(&hosting), originator = %request.originator,
+                target = %request.target, "nothing granted"
+            );
+            return Ok(response);
+        };
+        if let Some((gp, pl)) = award.dynamic_acp_info() {
+            let mut errors = Vec::new();
+            let gp = set_of_acrs_to_pb(&gp, "gp", &mut errors);
+            if !errors.is_empty() {
+                return Err(Status::internal(format!(
+                    "granted privileges do not convert: {}",
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )));
+            }
+            response.dynamic_acp_info = Some(pb::DynamicAcpInfo {
+                granted_privileges: Some(gp),
+                privileges_lifetime: pl,
+            });
+            tracing::info!(
+                holder = %award.holder, policy = %award.policy, target = %award.target,
+                not_after = %award.not_after, "dynamic ACP granted"
+            );
+        }
+        if award.token {
+            let (_, jwt) = self.issue(&award, vec![cse_id_string(&hosting)]).await?;
+            response.tokens.push(jwt);
+        }
+        Ok(response)
+    }
+
+    /// Answers `IssueToken` for a caller presenting `authorization` (the
+    /// metadata value), at `now`.
+    pub async fn issue_token(
+        &self,
+        authorization: Option<&str>,
+        req: &pb::IssueTokenRequest,
+        now: DateTime<Utc>,
+    ) -> Result<pb::IssueTokenResponse, Status> {
+        let config = &self.inner.config;
+        let client = self.authenticate(authorization)?;
+        let dreq = req
+            .das_request
+            .as_ref()
+            .ok_or_else(|| bad("das_request", "required"))?;
+        let request = das_request_from_pb(dreq, "das_request", &config.hosting, now, None)
+            .map_err(|e| invalid_argument(&e))?;
+        if request.originator != client.originator {
+            return Err(Status::permission_denied(format!(
+                "das_request.originator {} is not the authenticated client {}",
+                request.originator, client.originator
+            )));
+        }
+        let mut response = pb::IssueTokenResponse::default();
+        if let Some(award) = evaluate(
+            &config.policies,
+            &request,
+            &config.hosting,
+            now,
+            Channel::IssueToken,
+        ) && award.token
+        {
+            let (token_id, jwt) = self.issue(&award, config.audience.clone()).await?;
+            response.token_ids.push(token_id);
+            response.tokens.push(jwt);
+        } else {
+            tracing::info!(
+                originator = %request.originator, target = %request.target,
+                "no token granted"
+            );
+        }
+        Ok(response)
+    }
+
+    /// Answers `GetTokens` at `now`.
+    pub fn get_tokens(
+        &self,
+        req: &pb::GetDasTokensRequest,
+        now: DateTime<Utc>,
+    ) -> Result<pb::GetDasTokensResponse, Status> {
+        if !self.inner.config.consultants.is_empty() || !req.hosting_cse_id.is_empty() {
+            self.consultant(&req.hosting_cse_id)?;
+        }
+        Ok(self.inner.store.read(|_, s| {
+            let mut response = pb::GetDasTokensResponse::default();
+            for id in &req.token_ids {
+                match s.valid(id, now) {
+                    Some(t) => response.tokens.push(t.jwt.clone()),
+                    None => response.unknown_ids.push(id.clone()),
+                }
+            }
+            response
+        }))
+    }
+
+    /// The key set: issuer, FQDN and public keys.
+    pub fn key_set(&self) -> pb::KeySet {
+        let config = &self.inner.config;
+        pb::KeySet {
+            issuer: config.issuer.clone(),
+            fqdn: config.fqdn.clone(),
+            keys: config
+                .keys
+                .iter()
+                .map(|k| pb::PublicKey {
+                    kid: k.kid.clone(),
+                    alg: k.algorithm.name().to_owned(),
+                    public_key_pem: k.public_key_pem.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The number of stored tokens (expired ones included until swept).
+    pub fn stored_tokens(&self) -> usize {
+        self.inner.store.read(|_, s| s.tokens.len())
+    }
+
+    /// Deletes the tokens expired at `now`; returns how many.
+    pub async fn sweep_expired(&self, now: DateTime<Utc>) -> Result<usize, Status> {
+        let expired = self.inner.store.read(|_, s| s.expired(now));
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let n = expired.len();
+        self.commit(DasMutation::Remove(expired)).await?;
+        tracing::info!(removed = n, "expired tokens swept");
+        Ok(n)
+    }
+
+    /// Starts the sweeper: every `sweep_interval` (and once at once) it
+    /// deletes expired tokens, until [`DasService::shutdown`].
+    pub fn start_sweeper(&self) -> JoinHandle<()> {
+        let service = self.clone();
+        let mut closing = self.inner.closing.subscribe();
+        let period = self.inner.config.sweep_interval.max(Duration::from_secs(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    // The guard `wait_for` returns is dropped here, not
+                    // held across the sweep.
+                    () = async { drop(closing.wait_for(|c| *c).await) } => return,
+                    _ = tick.tick() => {
+                        if let Err(e) = service.sweep_expired(Utc::now()).await {
+                            tracing::warn!(error = %e.message(), "sweeping expired tokens failed");
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl DynamicAuthorizationServer for DasService {
+    async fn consult(
+        &self,
+        request: Request<pb::ConsultRequest>,
+    ) -> Result<Response<pb::DasResponse>, Status> {
+        DasService::consult(self, request.get_ref(), Utc::now())
+            .await
+            .map(Response::new)
+    }
+
+    async fn issue_token(
+        &self,
+        request: Request<pb::IssueTokenRequest>,
+    ) -> Result<Response<pb::IssueTokenResponse>, Status> {
+        let authorization = match request.metadata().get("authorization") {
+            Some(v) => Some(v.to_str().map_err(|_| {
+                Status::unauthenticated("the authorization metadata is not ASCII text")
+            })?),
+            None => None,
+        };
+        DasService::issue_token(self, authorization, request.get_ref(), Utc::now())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_tokens(
+        &self,
+        request: Request<pb::GetDasTokensRequest>,
+    ) -> Result<Response<pb::GetDasTokensResponse>, Status> {
+        DasService::get_tokens(self, request.get_ref(), Utc::now()).map(Response::new)
+    }
+
+    async fn get_key_set(
+        &self,
+        _request: Request<pb::GetKeySetRequest>,
+    ) -> Result<Response<pb::KeySet>, Status> {
+        Ok(Response::new(self.key_set()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_secrets_are_read_from_the_metadata_value() {
+        assert_eq!(bearer("Bearer s3cret"), Some("s3cret"));
+        assert_eq!(bearer("bearer   s3cret "), Some("s3cret"));
+        assert_eq!(bearer("Basic s3cret"), None);
+        assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer("s3cret"), None);
+    }
+
+    #[test]
+    fn token_ids_are_random_and_name_the_das() {
+        let a = new_token_id("das.home.example").expect("id");
+        let b = new_token_id("das.home.example").expect("id");
+        assert_ne!(a, b);
+        assert!(a.ends_with("@das.home.example"));
+        assert_eq!(authz_core::token::issuer_fqdn(&a), Some("das.home.example"));
+    }
+}

@@ -1,0 +1,740 @@
+//! The DAS over gRPC on loopback, with real key files: tokens from `Consult`
+//! verify against the published key set; the policies grant nothing outside
+//! their originators, operations, targets and time windows; dynamic ACPs;
+//! `IssueToken` authentication; `GetTokens`; field-named errors; durability
+//! across a restart and expiry; configuration errors naming file and field.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use authz_core::json::{format_timestamp, parse_timestamp};
+use authz_core::token::{
+    TokenAlgorithm, TokenClaims, TokenError, TokenSecurity, TrustStore, TrustedIssuer,
+    VerificationKey, VerifyContext,
+};
+use authz_das::DasConfig;
+use authz_proto::pb;
+use authz_proto::pb::dynamic_authorization_server_client::DynamicAuthorizationServerClient;
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+const HCSE: &str = "//home.example/mn-cse-123456";
+const ISSUER: &str = "//home.example/mn-cse-123456/CDas";
+const FQDN: &str = "das.home.example";
+const GUEST_SECRET: &str = "guest-secret-0123456789";
+const OTHER_SECRET: &str = "other-secret-0123456789";
+
+fn keys_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/keys")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "authz-das-grpc-{name}-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    ))
+}
+
+fn key(kid: &str, alg: &str, name: &str) -> Value {
+    let dir = keys_dir();
+    json!({
+        "kid": kid, "alg": alg,
+        "private_key_pem": dir.join(format!("{name}-private.pem")),
+        "public_key_pem": dir.join(format!("{name}-public.pem")),
+    })
+}
+
+fn config_json() -> Value {
+    json!({
+        "issuer": ISSUER,
+        "fqdn": FQDN,
+        "sp_id": "//home.example",
+        "cse_id": "/mn-cse-123456",
+        "audience": [HCSE, "/in-cse"],
+        "signing_keys": [key("k-es256", "ES256", "es256"), key("k-ed25519", "EdDSA", "ed25519")],
+        "clients": [
+            {"originator": "Cguest", "secret": GUEST_SECRET},
+            {"originator": "/mn-cse-123456/Cother", "secret": OTHER_SECRET}
+        ],
+        "consultants": [HCSE],
+        "policies": [
+            {"name": "guest-front-door",
+             "rule": {"acor": ["Cguest"], "acop": 4, "acco": [{"actw": ["* * 8-17 * * * *"]}]},
+             "targets": ["frontDoor", "/mn-cse-123456/lights/*"],
+             "grant": {"acop": 4, "mode": "token"},
+             "max_lifetime_s": 3600},
+            {"name": "window-dynamic",
+             "rule": {"acor": ["Cwindow"], "acop": 2},
+             "targets": ["window"],
+             "resource_types": [3],
+             "grant": {"mode": "dynamic_acp"},
+             "max_lifetime_s": 600},
+            {"name": "guest-state",
+             "rule": {"acor": ["Cguest"], "acop": 2},
+             "targets": ["frontDoorState"],
+             "grant": {"acop": 2, "roles": ["guest@das.home.example", "visitor@das.home.example"],
+                       "mode": "both"},
+             "max_lifetime_s": 1800}
+        ],
+        "max_request_skew_s": 86400
+    })
+}
+
+fn load(v: &Value) -> DasConfig {
+    DasConfig::from_json(&v.to_string(), Path::new("test-das.json"), Path::new("."))
+        .expect("valid config")
+}
+
+struct Running {
+    client: DynamicAuthorizationServerClient<Channel>,
+    service: authz_das::DasService,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    async fn start(config: DasConfig, data_dir: Option<&Path>) -> Self {
+        let service = authz_das::build(config, data_dir).await.expect("build");
+        let router = authz_das::router(service.clone()).await.expect("router");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        Self {
+            client: DynamicAuthorizationServerClient::new(channel),
+            service,
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.service.shutdown();
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
+fn dreq(or: &str, op: pb::Operation, trid: &str) -> pb::DasRequest {
+    pb::DasRequest {
+        originator: or.into(),
+        operation: op as i32,
+        targeted_resource_id: trid.into(),
+        targeted_resource_type: Some(3),
+        ..Default::default()
+    }
+}
+
+/// Today at `hour`:00 UTC, as an m2m:timestamp (always within a day of now).
+fn today_at(hour: u32) -> String {
+    let date = Utc::now().date_naive();
+    format_timestamp(date.and_hms_opt(hour, 0, 0).expect("valid time").and_utc())
+}
+
+fn consult(d: pb::DasRequest) -> pb::ConsultRequest {
+    pb::ConsultRequest {
+        hosting_cse_id: HCSE.into(),
+        das_request: Some(d),
+    }
+}
+
+fn with_bearer<T>(message: T, secret: Option<&str>) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    if let Some(s) = secret {
+        r.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {s}").parse().expect("ascii metadata"),
+        );
+    }
+    r
+}
+
+async fn trust_store(client: &mut DynamicAuthorizationServerClient<Channel>) -> TrustStore {
+    let ks = client
+        .get_key_set(pb::GetKeySetRequest {})
+        .await
+        .expect("key set")
+        .into_inner();
+    assert_eq!(ks.issuer, ISSUER);
+    assert_eq!(ks.fqdn, FQDN);
+    let kids: Vec<&str> = ks.keys.iter().map(|k| k.kid.as_str()).collect();
+    assert_eq!(kids, ["k-es256", "k-ed25519"]);
+    let mut issuer =
+        TrustedIssuer::new(&ks.issuer, &[TokenAlgorithm::Es256, TokenAlgorithm::EdDsa]);
+    for k in &ks.keys {
+        let alg = TokenAlgorithm::from_name(&k.alg).expect("known alg");
+        let public =
+            VerificationKey::from_public_pem(alg, k.public_key_pem.as_bytes()).expect("public key");
+        issuer = issuer.with_key(k.kid.clone(), public).expect("key");
+    }
+    TrustStore::new().with_issuer(issuer)
+}
+
+fn verify(
+    store: &TrustStore,
+    token: &str,
+    cse: &str,
+    originator: &str,
+) -> Result<TokenClaims, TokenError> {
+    let ctx = VerifyContext::new(cse, originator, Utc::now()).expect("context");
+    store.verify(token, &ctx).map(|v| {
+        assert_eq!(
+            v.security(),
+            &TokenSecurity::Signed {
+                algorithm: TokenAlgorithm::Es256,
+                kid: "k-es256".into()
+            },
+            "the first key signs"
+        );
+        v.into_claims()
+    })
+}
+
+fn lifetime(c: &TokenClaims) -> i64 {
+    (c.not_after - c.not_before).num_seconds()
+}
+
+fn fields(status: &tonic::Status) -> Vec<String> {
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn consult_grants_a_token_that_verifies_with_the_published_keys() {
+    let mut das = Running::start(load(&config_json()), None).await;
+    let trust = trust_store(&mut das.client).await;
+    let c = &mut das.client;
+
+    let mut d = dreq("Cguest", pb::Operation::Update, "frontDoor");
+    d.request_timestamp = today_at(12);
+    let before = Utc::now();
+    let res = c
+        .consult(consult(d.clone()))
+        .await
+        .expect("consult")
+        .into_inner();
+    assert!(res.dynamic_acp_info.is_none(), "mode token grants no dai");
+    assert_eq!(res.tokens.len(), 1);
+    let claims = verify(&trust, &res.tokens[0], HCSE, "Cguest").expect("verifies");
+    assert_eq!(claims.issuer, ISSUER);
+    assert_eq!(claims.holder, "//home.example/mn-cse-123456/Cguest");
+    assert_eq!(
+        claims.audience,
+        vec![HCSE.to_owned()],
+        "only the consulting CSE"
+    );
+    assert!(claims.token_id.ends_with("@das.home.example"));
+    assert_eq!(claims.token_name.as_deref(), Some("guest-front-door"));
+    assert_eq!(claims.permissions.pm.len(), 1);
+    let pm = &claims.permissions.pm[0];
+    assert_eq!(pm.ris, vec!["//home.example/mn-cse-123456/frontDoor"]);
+    let rule = &pm.pv.as_ref().expect("pv").rules[0];
+    assert_eq!(rule.originators, vec![claims.holder.clone()]);
+    assert_eq!(rule.operations, 4);
+    assert_eq!(
+        rule.contexts[0].time_windows,
+        vec!["* * 8-17 * * * *"],
+        "the time window travels with the grant"
+    );
+    assert!(pm.rids.is_empty());
+    assert_eq!(lifetime(&claims), 3600);
+    assert!(claims.not_before.timestamp() <= Utc::now().timestamp());
+    assert!(claims.not_before.timestamp() >= before.timestamp());
+
+    // The token is for this holder at this CSE only.
+    assert!(matches!(
+        verify(&trust, &res.tokens[0], HCSE, "Cburglar"),
+        Err(TokenError::WrongHolder { .. })
+    ));
+    assert!(matches!(
+        verify(&trust, &res.tokens[0], "//home.example/other-cse", "Cguest"),
+        Err(TokenError::WrongAudience { .. })
+    ));
+
+    // A proposed lifetime shorter than the maximum is honoured; a longer one
+    // is cut to the maximum.
+    for (ppl, expected) in [
+        ("600000".to_owned(), 600..=600),
+        (
+            format_timestamp(Utc::now() + TimeDelta::minutes(20)),
+            1198..=1200,
+        ),
+        ("86400000".to_owned(), 3600..=3600),
+    ] {
+        let mut d = d.clone();
+        d.proposed_privileges_lifetime = ppl.clone();
+        let res = c.consult(consult(d)).await.expect("consult").into_inner();
+        let claims = verify(&trust, &res.tokens[0], HCSE, "Cguest").expect("verifies");
+        assert!(
+            expected.contains(&lifetime(&claims)),
+            "ppl {ppl}: {}",
+            lifetime(&claims)
+        );
+    }
+
+    // A prefix target; the token names the exact resource asked for.
+    let mut d = dreq(
+        "//home.example/mn-cse-123456/Cguest",
+        pb::Operation::Update,
+        "/mn-cse-123456/lights/kitchen",
+    );
+    d.request_timestamp = today_at(9);
+    let res = c.consult(consult(d)).await.expect("consult").into_inner();
+    let claims = verify(&trust, &res.tokens[0], HCSE, "Cguest").expect("verifies");
+    assert_eq!(
+        claims.permissions.pm[0].ris,
+        vec!["//home.example/mn-cse-123456/lights/kitchen"]
+    );
+    das.stop().await;
+}
+
+#[tokio::test]
+async fn consult_grants_nothing_outside_the_policies() {
+    let mut das = Running::start(load(&config_json()), None).await;
+    let c = &mut das.client;
+    let cases = [
+        (
+            "outside the time window",
+            "Cguest",
+            pb::Operation::Update,
+            "frontDoor",
+            22,
+        ),
+        (
+            "wrong operation",
+            "Cguest",
+            pb::Operation::Delete,
+            "frontDoor",
+            12,
+        ),
+        (
+            "wrong originator",
+            "Cburglar",
+            pb::Operation::Update,
+            "frontDoor",
+            12,
+        ),
+        (
+            "other target",
+            "Cguest",
+            pb::Operation::Update,
+            "backDoor",
+            12,
+        ),
+        (
+            "prefix is not a parent",
+            "Cguest",
+            pb::Operation::Update,
+            "/mn-cse-123456/lightsOut",
+            12,
+        ),
+    ];
+    for (what, or, op, trid, hour) in cases {
+        let mut d = dreq(or, op, trid);
+        d.request_timestamp = today_at(hour);
+        let res = c.consult(consult(d)).await.expect("consult").into_inner();
+        assert_eq!(res, pb::DasResponse::default(), "{what}");
+    }
+    // resource_types: the window policy needs trt 3.
+    let mut d = dreq("Cwindow", pb::Operation::Retrieve, "window");
+    d.targeted_resource_type = Some(4);
+    let res = c.consult(consult(d)).await.expect("consult").into_inner();
+    assert_eq!(res, pb::DasResponse::default(), "wrong resource type");
+    assert_eq!(das.service.stored_tokens(), 0);
+    das.stop().await;
+}
+
+#[tokio::test]
+async fn dynamic_acp_mode_returns_dai_and_both_mode_narrows_roles_to_rfa() {
+    let mut das = Running::start(load(&config_json()), None).await;
+    let trust = trust_store(&mut das.client).await;
+    let c = &mut das.client;
+
+    let res = c
+        .consult(consult(dreq("Cwindow", pb::Operation::Retrieve, "window")))
+        .await
+        .expect("consult")
+        .into_inner();
+    assert!(res.tokens.is_empty());
+    let dai = res.dynamic_acp_info.expect("dai");
+    let gp = dai.granted_privileges.expect("gp");
+    assert_eq!(gp.rules.len(), 1);
+    assert_eq!(
+        gp.rules[0].originators,
+        vec!["//home.example/mn-cse-123456/Cwindow"]
+    );
+    assert_eq!(gp.rules[0].operations, 2);
+    let pl: DateTime<Utc> = parse_timestamp(&dai.privileges_lifetime).expect("pl absolute");
+    let left = (pl - Utc::now()).num_seconds();
+    assert!(
+        (595..=600).contains(&left),
+        "pl {} is {left} s away",
+        dai.privileges_lifetime
+    );
+
+    let mut d = dreq("Cguest", pb::Operation::Retrieve, "frontDoorState");
+    d.role_ids_from_acps = vec![
+        "visitor@das.home.example".into(),
+        "owner@roles.example.com".into(),
+    ];
+    let res = c.consult(consult(d)).await.expect("consult").into_inner();
+    assert!(res.dynamic_acp_info.is_some(), "mode both");
+    assert_eq!(res.tokens.len(), 1);
+    let claims = verify(&trust, &res.tokens[0], HCSE, "Cguest").expect("verifies");
+    assert_eq!(
+        claims.permissions.pm[0].rids,
+        vec!["visitor@das.home.example"]
+    );
+    assert_eq!(lifetime(&claims), 1800);
+    das.stop().await;
+}
+
+#[tokio::test]
+async fn issue_token_authenticates_the_originator() {
+    let mut das = Running::start(load(&config_json()), None).await;
+    let trust = trust_store(&mut das.client).await;
+    let c = &mut das.client;
+    let ask = || pb::IssueTokenRequest {
+        das_request: Some(dreq("Cguest", pb::Operation::Retrieve, "frontDoorState")),
+    };
+
+    let e = c
+        .issue_token(with_bearer(ask(), None))
+        .await
+        .expect_err("no secret");
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let e = c
+        .issue_token(with_bearer(ask(), Some("not-a-client-secret-at-all")))
+        .await
+        .expect_err("wrong secret");
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let e = c
+        .issue_token(with_bearer(ask(), Some(OTHER_SECRET)))
+        .await
+        .expect_err("someone else's request");
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+
+    let res = c
+        .issue_token(with_bearer(ask(), Some(GUEST_SECRET)))
+        .await
+        .expect("issued")
+        .into_inner();
+    assert_eq!(res.token_ids.len(), 1);
+    assert_eq!(res.tokens.len(), 1);
+    assert!(res.token_ids[0].ends_with("@das.home.example"));
+    let claims = verify(&trust, &res.tokens[0], HCSE, "Cguest").expect("verifies");
+    assert_eq!(claims.token_id, res.token_ids[0]);
+    assert_eq!(claims.audience, vec![HCSE.to_owned(), "/in-cse".to_owned()]);
+    assert_eq!(
+        claims.permissions.pm[0].rids,
+        vec!["guest@das.home.example", "visitor@das.home.example"],
+        "no rfa: every granted role"
+    );
+    // Also valid at the other audience CSE.
+    verify(
+        &trust,
+        &res.tokens[0],
+        "//home.example/in-cse",
+        "//home.example/mn-cse-123456/Cguest",
+    )
+    .expect("second audience");
+
+    // The originator's rts is ignored: a request for something the policies
+    // do not grant it gets nothing, not an error.
+    let nothing = c
+        .issue_token(with_bearer(
+            pb::IssueTokenRequest {
+                das_request: Some(dreq("Cguest", pb::Operation::Delete, "frontDoorState")),
+            },
+            Some(GUEST_SECRET),
+        ))
+        .await
+        .expect("answered")
+        .into_inner();
+    assert_eq!(nothing, pb::IssueTokenResponse::default());
+
+    let unknown = "00000000000000000000000000000000@das.home.example".to_owned();
+    let got = c
+        .get_tokens(pb::GetDasTokensRequest {
+            hosting_cse_id: HCSE.into(),
+            token_ids: vec![unknown.clone(), res.token_ids[0].clone()],
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(got.tokens, res.tokens);
+    assert_eq!(got.unknown_ids, vec![unknown]);
+    das.stop().await;
+}
+
+#[tokio::test]
+async fn callers_and_arguments_are_checked_with_named_fields() {
+    let mut das = Running::start(load(&config_json()), None).await;
+    let c = &mut das.client;
+
+    let mut from_elsewhere = consult(dreq("Cguest", pb::Operation::Update, "frontDoor"));
+    from_elsewhere.hosting_cse_id = "//home.example/other-cse".into();
+    let e = c
+        .consult(from_elsewhere)
+        .await
+        .expect_err("not a consultant");
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let e = c
+        .get_tokens(pb::GetDasTokensRequest {
+            hosting_cse_id: "/other-cse".into(),
+            token_ids: vec![],
+        })
+        .await
+        .expect_err("not a consultant");
+    assert_eq!(e.code(), Code::PermissionDenied);
+    // SP-relative is the same CSE as absolute.
+    let mut relative = consult(dreq("Cwindow", pb::Operation::Retrieve, "window"));
+    relative.hosting_cse_id = "/mn-cse-123456".into();
+    c.consult(relative).await.expect("SP-relative consultant");
+
+    let mut bad_op = dreq("Cguest", pb::Operation::Update, "frontDoor");
+    bad_op.operation = 0;
+    let e = c.consult(consult(bad_op)).await.expect_err("invalid");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert_eq!(fields(&e), vec!["das_request.operation"]);
+
+    let mut several = dreq("", pb::Operation::Update, "");
+    several.proposed_privileges_lifetime = "an hour".into();
+    let e = c.consult(consult(several)).await.expect_err("invalid");
+    assert_eq!(
+        fields(&e),
+        vec![
+            "das_request.originator",
+            "das_request.targeted_resource_id",
+            "das_request.proposed_privileges_lifetime"
+        ]
+    );
+
+    let e = c
+        .consult(pb::ConsultRequest {
+            hosting_cse_id: HCSE.into(),
+            das_request: None,
+        })
+        .await
+        .expect_err("invalid");
+    assert_eq!(fields(&e), vec!["das_request"]);
+    let e = c
+        .consult(pb::ConsultRequest {
+            hosting_cse_id: String::new(),
+            das_request: Some(dreq("Cguest", pb::Operation::Update, "frontDoor")),
+        })
+        .await
+        .expect_err("invalid");
+    assert_eq!(fields(&e), vec!["hosting_cse_id"]);
+
+    let mut stale = dreq("Cguest", pb::Operation::Update, "frontDoor");
+    stale.request_timestamp = format_timestamp(Utc::now() - TimeDelta::days(3));
+    let e = c
+        .consult(consult(stale))
+        .await
+        .expect_err("too far from now");
+    assert_eq!(fields(&e), vec!["das_request.request_timestamp"]);
+
+    let e = c
+        .issue_token(with_bearer(
+            pb::IssueTokenRequest {
+                das_request: Some(dreq("Cguest", pb::Operation::Update, "front door")),
+            },
+            Some(GUEST_SECRET),
+        ))
+        .await
+        .expect_err("invalid");
+    assert_eq!(fields(&e), vec!["das_request.targeted_resource_id"]);
+    das.stop().await;
+}
+
+#[tokio::test]
+async fn issued_tokens_survive_a_restart_and_are_dropped_when_expired() {
+    let dir = temp_dir("restart");
+    let das = Running::start(load(&config_json()), Some(&dir)).await;
+    let mut c = das.client.clone();
+    let issued = c
+        .issue_token(with_bearer(
+            pb::IssueTokenRequest {
+                das_request: Some(dreq("Cguest", pb::Operation::Retrieve, "frontDoorState")),
+            },
+            Some(GUEST_SECRET),
+        ))
+        .await
+        .expect("issued")
+        .into_inner();
+    // A one-second token, to watch it expire.
+    let mut short = dreq("Cguest", pb::Operation::Retrieve, "frontDoorState");
+    short.proposed_privileges_lifetime = "1000".into();
+    let short_token = c
+        .consult(consult(short))
+        .await
+        .expect("consult")
+        .into_inner()
+        .tokens
+        .remove(0);
+    das.stop().await;
+
+    let das = Running::start(load(&config_json()), Some(&dir)).await;
+    let mut c = das.client.clone();
+    let got = c
+        .get_tokens(pb::GetDasTokensRequest {
+            hosting_cse_id: HCSE.into(),
+            token_ids: issued.token_ids.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(got.tokens, issued.tokens, "kept across the restart");
+
+    // Consult with tids returns the holder's stored tokens, not others'.
+    let mut with_tids = dreq("Cguest", pb::Operation::Delete, "frontDoorState");
+    with_tids.token_ids = issued.token_ids.clone();
+    let res = c
+        .consult(consult(with_tids.clone()))
+        .await
+        .expect("consult")
+        .into_inner();
+    assert_eq!(res.tokens, issued.tokens);
+    with_tids.originator = "Cwindow".into();
+    let res = c
+        .consult(consult(with_tids))
+        .await
+        .expect("consult")
+        .into_inner();
+    assert!(res.tokens.is_empty());
+
+    // Expiry: hidden at once, deleted by the sweeper.
+    assert_eq!(das.service.stored_tokens(), 2);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let short_id = {
+        let claims: Value = serde_json::from_slice(&base64_url_decode(
+            short_token.split('.').nth(1).expect("payload"),
+        ))
+        .expect("claims");
+        claims["jti"].as_str().expect("jti").to_owned()
+    };
+    let got = c
+        .get_tokens(pb::GetDasTokensRequest {
+            hosting_cse_id: HCSE.into(),
+            token_ids: vec![short_id.clone()],
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert!(got.tokens.is_empty());
+    assert_eq!(got.unknown_ids, vec![short_id]);
+    assert_eq!(
+        das.service.sweep_expired(Utc::now()).await.expect("sweep"),
+        1
+    );
+    assert_eq!(das.service.stored_tokens(), 1);
+    das.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Base64url without padding (RFC 4648 5), enough to read a test payload.
+fn base64_url_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => panic!("not base64url: {c}"),
+        }
+    };
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes() {
+        acc = (acc << 6) | value(c);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(u8::try_from((acc >> bits) & 0xff).expect("byte"));
+        }
+    }
+    out
+}
+
+#[test]
+fn config_errors_name_the_file_and_the_field() {
+    let dir = temp_dir("config");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("das.json");
+    let check = |v: &Value, field: &str| {
+        std::fs::write(&file, v.to_string()).expect("write");
+        let e = DasConfig::load(&file).expect_err("invalid");
+        let text = e.to_string();
+        assert!(text.contains(&file.display().to_string()), "{text}");
+        assert!(text.contains(field), "{field} not in {text}");
+    };
+
+    let mut v = config_json();
+    v["policies"][0]["grant"]["mode"] = json!("tokens");
+    check(&v, "policies[0].grant.mode");
+
+    let mut v = config_json();
+    v.as_object_mut().expect("object").remove("issuer");
+    check(&v, "issuer");
+
+    let mut v = config_json();
+    v["signing_keys"][0]["private_key_pem"] = json!("keys/missing.pem");
+    check(&v, "signing_keys[0].private_key_pem");
+
+    let mut v = config_json();
+    v["signing_keys"][0]["public_key_pem"] = json!(keys_dir().join("es256-other-public.pem"));
+    check(&v, "signing_keys[0].public_key_pem");
+
+    let mut v = config_json();
+    v["policies"][2]["rule"]["acco"] = json!([{"actw": ["* * 25 * * * *"]}]);
+    check(&v, "policies[2].rule.acco[0].actw[0]");
+
+    let mut v = config_json();
+    v["clients"][1]["secret"] = json!(GUEST_SECRET);
+    check(&v, "clients[1].secret");
+
+    let mut v = config_json();
+    v["policies"][1]["rule"]["acxx"] = json!(1);
+    check(&v, "policies[1].rule");
+
+    std::fs::write(&file, "{\"issuer\": ").expect("write");
+    let e = DasConfig::load(&file).expect_err("not JSON");
+    assert!(e.to_string().contains("das.json"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_example_config_loads_with_keys_relative_to_it() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/das/door-lock-das.json");
+    let config = DasConfig::load(&path).expect("example loads");
+    assert_eq!(config.issuer, ISSUER);
+    assert_eq!(config.keys.len(), 2);
+    assert_eq!(config.policies[0].name, "guest-unlocks-front-door");
+    assert_eq!(
+        config.clients[0].originator,
+        "//home.example/mn-cse-123456/Cguest"
+    );
+}
