@@ -509,3 +509,16 @@ async fn forged_and_misused_tokens_are_denied_with_their_reason_7_3_2_6() {
     let d = decide(&mut s.pdp, r).await;
     assert!(!is_permit(&d) && d.summary.contains("lt999"), "{d:?}");
 }
+
+/// An unreachable DAS: a Deny that says why (TS-0003 7.1.4: indeterminate
+/// is Deny); the PDP's DAS deadline bounds the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn das_down_denies_within_the_deadline_with_the_reason() {
+    let mut s = stack("das-down").await;
+    // Stop the DAS process (SIGKILL).
+    drop(s._procs.remove(2));
+    let visitor = request("Cvisitor", "frontDoor", pb::Operation::Retrieve);
+    let d = decide(&mut s.pdp, visitor).await;
+    assert!(!is_permit(&d), "{d:?}");
+    assert!(d.summary.contains("DAS"), "the reason names the DAS: {}", d.summary);
+}
