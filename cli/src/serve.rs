@@ -128,6 +128,11 @@ pub struct UpArgs {
     hosting: HostingArgs,
     #[command(flatten)]
     pip: PipSettings,
+    /// Also run a DAS with this configuration (for example
+    /// `examples/das/door-lock-das.json`) on the same port; the PDP trusts it
+    /// and names it in Token Request Information.
+    #[arg(long)]
+    das_config: Option<PathBuf>,
 }
 
 /// Arguments of `authz pip`.
@@ -228,16 +233,29 @@ pub async fn up(args: UpArgs) -> Result<()> {
     ))
     .await?;
 
+    let das = match &args.das_config {
+        Some(path) => {
+            let config = authz_das::DasConfig::load(path)?;
+            let das = authz_das::build(config, Some(&args.data_dir)).await?;
+            das.start_sweeper();
+            Some(das)
+        }
+        None => None,
+    };
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let endpoint = format!("http://{addr}");
-    let pdp = Pdp::start(
-        PdpConfig::new(hosting)
-            .with_prp(endpoint.clone())
-            .with_pip(endpoint.clone()),
-    )?;
+    let mut config = PdpConfig::new(hosting)
+        .with_prp(endpoint.clone())
+        .with_pip(endpoint.clone());
+    if das.is_some() {
+        let mut dynamic = authz_pdp::DynamicConfig::new(vec![endpoint.clone()]);
+        dynamic.prp_writer = args.admin.clone();
+        config = config.with_dynamic(dynamic);
+    }
+    let pdp = Pdp::start(config)?;
 
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
@@ -246,14 +264,21 @@ pub async fn up(args: UpArgs) -> Result<()> {
         >>()
         .await;
     authz_pip::report_health(&reporter).await;
+    if das.is_some() {
+        authz_das::report_health(&reporter).await;
+    }
     pdp.report_health(reporter, true).await;
     let mut routes = RoutesBuilder::default();
     routes.add_service(authz_prp::server(prp.clone()));
     routes.add_service(authz_pip::server(pip.clone()));
+    if let Some(das) = &das {
+        routes.add_service(authz_das::server(das.clone()));
+    }
     pdp.add_services(&mut routes);
     authz_pdp::add_health_and_reflection(&mut routes, health)?;
 
     let closer = prp.clone();
+    let das_closer = das.clone();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_routes(routes.routes())
@@ -261,6 +286,9 @@ pub async fn up(args: UpArgs) -> Result<()> {
                 shutdown_signal().await;
                 closer.shutdown();
                 pip.shutdown();
+                if let Some(das) = das_closer {
+                    das.shutdown();
+                }
             }),
     );
     if load_demo {

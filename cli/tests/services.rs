@@ -255,3 +255,45 @@ async fn policy_apply_rejects_an_invalid_file_naming_the_field() {
         .into_inner();
     assert!(listed.acps.is_empty(), "nothing may be stored");
 }
+
+/// `authz up --das-config`: the DAS runs in the same process; a denied
+/// request with the token request indicator is told where to get tokens
+/// (TS-0003 7.3.2.3 step 2), and the DAS there answers with its keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_in_one_with_a_das_names_it_in_token_request_information() {
+    let data = tempdir("up-das");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/das/door-lock-das.json");
+    let (_up, url) = start(
+        &[
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "off",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--das-config",
+            config.to_str().unwrap(),
+        ],
+        "gRPC",
+    );
+    let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
+    let owner = request("CownerPhone", "frontDoor", pb::Operation::Update);
+    eventually(&mut pdp, &owner, true).await;
+    let mut guest = request("Cguest", "frontDoor", pb::Operation::Update);
+    guest.token_request_indicator = true;
+    let d = decide(&mut pdp, guest).await;
+    assert!(!is_permit(&d));
+    let tqf = d.token_request_info.expect("tqf");
+    assert_eq!(tqf.das_info[0].uri, url.trim_end_matches('/'));
+    let mut das = pb::dynamic_authorization_server_client::DynamicAuthorizationServerClient::new(
+        channel(&url).await,
+    );
+    let keys = das
+        .get_key_set(pb::GetKeySetRequest {})
+        .await
+        .expect("key set")
+        .into_inner();
+    assert_eq!(keys.issuer, "//home.example/mn-cse-123456/CDas");
+    assert!(!keys.keys.is_empty());
+}
