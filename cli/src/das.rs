@@ -28,10 +28,7 @@ pub struct DasArgs {
 pub async fn run(args: DasArgs) -> Result<()> {
     let _tracing = telemetry::init_tracing("onem2m-authz-das")?;
     let config = DasConfig::load(&args.config)?;
-    let data_dir = (args.data_dir != "memory").then(|| PathBuf::from(&args.data_dir));
-    if let Some(d) = &data_dir {
-        std::fs::create_dir_all(d).with_context(|| format!("{}: cannot create", d.display()))?;
-    }
+    let data_dir = crate::serve::data_dir(&args.data_dir)?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -208,6 +208,17 @@ fn metrics(addr: &str) -> Result<Option<SocketAddr>> {
     Ok(Some(addr))
 }
 
+/// The `--data-dir` of a standalone service: `memory` for none, else the
+/// directory, created when missing.
+pub fn data_dir(arg: &str) -> Result<Option<PathBuf>> {
+    if arg == "memory" {
+        return Ok(None);
+    }
+    let dir = PathBuf::from(arg);
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    Ok(Some(dir))
+}
+
 async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
@@ -316,10 +327,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
 /// Runs a standalone PRP.
 pub async fn prp(args: PrpArgs) -> Result<()> {
     let _tracing = telemetry::init_tracing("onem2m-authz-prp")?;
-    let data_dir = (args.data_dir != "memory").then(|| PathBuf::from(&args.data_dir));
-    if let Some(d) = &data_dir {
-        std::fs::create_dir_all(d).with_context(|| format!("{}: cannot create", d.display()))?;
-    }
+    let data_dir = data_dir(&args.data_dir)?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -366,10 +374,7 @@ pub async fn pdp(args: PdpArgs) -> Result<()> {
 /// Runs a standalone PIP.
 pub async fn pip(args: PipArgs) -> Result<()> {
     let _tracing = telemetry::init_tracing("onem2m-authz-pip")?;
-    let data_dir = (args.data_dir != "memory").then(|| PathBuf::from(&args.data_dir));
-    if let Some(d) = &data_dir {
-        std::fs::create_dir_all(d).with_context(|| format!("{}: cannot create", d.display()))?;
-    }
+    let data_dir = data_dir(&args.data_dir)?;
     let config = args
         .pip
         .config(data_dir, &args.admin, args.hosting.context()?);

@@ -37,7 +37,6 @@ use std::sync::Arc;
 use authz_proto::pb::dynamic_authorization_server_server::DynamicAuthorizationServerServer;
 use authz_store::{Store, StoreError};
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
 use tonic::transport::server::Router;
 use tonic_health::server::HealthReporter;
 
@@ -104,16 +103,7 @@ pub async fn report_health(health: &HealthReporter) {
 
 /// A router with the DAS service, gRPC health and reflection v1.
 pub async fn router(service: DasService) -> Result<Router, DasStartError> {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    report_health(&reporter).await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(authz_proto::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    Ok(Server::builder()
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(server(service)))
+    Ok(authz_proto::serving::standalone_router(server(service)).await?)
 }
 
 /// Runs a standalone DAS on `listener`, with its sweeper, until `shutdown`

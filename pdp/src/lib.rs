@@ -318,29 +318,4 @@ impl Drop for Pdp {
     }
 }
 
-/// Adds a health service and gRPC reflection (v1 and v1alpha, describing
-/// package `onem2m.authz.v1` and `grpc.health.v1`) to `builder`. Call once
-/// per server, whatever services share it.
-pub fn add_health_and_reflection<H>(
-    builder: &mut RoutesBuilder,
-    health: tonic_health::pb::health_server::HealthServer<H>,
-) -> anyhow::Result<()>
-where
-    H: tonic_health::pb::health_server::Health,
-{
-    builder.add_service(health);
-    add_reflection(builder)
-}
-
-fn add_reflection(builder: &mut RoutesBuilder) -> anyhow::Result<()> {
-    let v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
-    builder.add_service(v1).add_service(v1alpha);
-    Ok(())
-}
+pub use authz_proto::serving::add_health_and_reflection;

@@ -32,7 +32,6 @@ use authz_core::HostingContext;
 use authz_proto::pb::policy_information_point_server::PolicyInformationPointServer;
 use authz_store::{DEFAULT_LOG_LIMIT, Store, StoreError};
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
 use tonic::transport::server::Router;
 use tonic_health::server::HealthReporter;
 
@@ -172,16 +171,7 @@ pub async fn report_health(health: &HealthReporter) {
 
 /// A router with the PIP service, gRPC health and reflection v1.
 pub async fn router(service: PipService) -> Result<Router, PipStartError> {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    report_health(&reporter).await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(authz_proto::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    Ok(Server::builder()
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(server(service)))
+    Ok(authz_proto::serving::standalone_router(server(service)).await?)
 }
 
 /// Runs a standalone PIP on `listener` until `shutdown` completes.

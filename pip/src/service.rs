@@ -17,9 +17,8 @@ use authz_proto::pb::policy_information_point_server::PolicyInformationPoint;
 use authz_proto::{ConversionError, invalid_argument, pb};
 use authz_store::{LogEntry, Store};
 use chrono::{DateTime, Utc};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch};
 use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::records::{
@@ -540,8 +539,8 @@ impl PolicyInformationPoint for PipService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let from = request.into_inner().from_revision;
         // Subscribe before reading, so that no change falls in between.
-        let mut live = self.inner.events.subscribe();
-        let mut closing = self.inner.closing.subscribe();
+        let live = self.inner.events.subscribe();
+        let closing = self.inner.closing.subscribe();
         let store = self.inner.store.clone();
         let initial: Vec<pb::AttributeChange> = if from == 0 {
             vec![reset_event(store.revision())]
@@ -554,37 +553,10 @@ impl PolicyInformationPoint for PipService {
                 None => vec![reset_event(self.revision())],
             }
         };
-        let (tx, rx) = mpsc::channel::<Result<pb::AttributeChange, Status>>(64);
         let service = self.clone();
-        tokio::spawn(async move {
-            let mut last = from;
-            for ev in initial {
-                last = ev.revision;
-                if tx.send(Ok(ev)).await.is_err() {
-                    return;
-                }
-            }
-            loop {
-                let next = tokio::select! {
-                    _ = tx.closed() => return,
-                    _ = closing.wait_for(|c| *c) => return,
-                    next = live.recv() => next,
-                };
-                let ev = match next {
-                    Ok(ev) if ev.revision <= last => continue,
-                    Ok(ev) => ev,
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::info!(missed = n, "PIP watcher lagged; sending reset");
-                        reset_event(service.revision())
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                };
-                last = last.max(ev.revision);
-                if tx.send(Ok(ev)).await.is_err() {
-                    return;
-                }
-            }
+        let stream = authz_proto::serving::watch_stream(initial, from, live, closing, move || {
+            Ok(reset_event(service.revision()))
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -48,7 +48,6 @@ use std::time::Duration;
 use authz_core::HostingContext;
 use authz_proto::pb::policy_retrieval_point_server::PolicyRetrievalPointServer;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
 use tonic::transport::server::Router;
 use tonic_health::server::HealthReporter;
 
@@ -147,18 +146,7 @@ pub async fn add_to_router(router: Router, service: PrpService, health: &HealthR
 /// A router with the PRP service, gRPC health (PRP set serving) and gRPC
 /// reflection v1 (the `onem2m.authz.v1` package and health).
 pub async fn router(service: PrpService) -> Result<Router, PrpError> {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_serving::<PolicyRetrievalPointServer<PrpService>>()
-        .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(authz_proto::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    Ok(Server::builder()
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(server(service)))
+    Ok(authz_proto::serving::standalone_router(server(service)).await?)
 }
 
 /// Runs a standalone PRP on `listener` until `shutdown` completes; open

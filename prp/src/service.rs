@@ -51,9 +51,8 @@ use authz_proto::invalid_argument;
 use authz_proto::pb;
 use authz_proto::pb::policy_retrieval_point_server::PolicyRetrievalPoint;
 use chrono::Utc;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch};
 use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::PrpConfig;
@@ -946,8 +945,8 @@ impl PolicyRetrievalPoint for PrpService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let from = request.into_inner().from_revision;
         // Subscribe before reading, so that no change falls in between.
-        let mut live = self.inner.events.subscribe();
-        let mut closing = self.inner.closing.subscribe();
+        let live = self.inner.events.subscribe();
+        let closing = self.inner.closing.subscribe();
         let initial: Vec<pb::WatchEvent> = if from == 0 {
             vec![self.read(|s| snapshot_event(s, now_secs()))?]
         } else {
@@ -961,43 +960,10 @@ impl PolicyRetrievalPoint for PrpService {
                 None => vec![self.read(|s| snapshot_event(s, now_secs()))?],
             }
         };
-        let (tx, rx) = mpsc::channel::<Result<pb::WatchEvent, Status>>(64);
         let service = self.clone();
-        tokio::spawn(async move {
-            let mut last = from;
-            for ev in initial {
-                last = ev.revision;
-                if tx.send(Ok(ev)).await.is_err() {
-                    return;
-                }
-            }
-            loop {
-                let next = tokio::select! {
-                    _ = tx.closed() => return,
-                    changed = closing.wait_for(|c| *c) => {
-                        let _ = changed;
-                        return;
-                    }
-                    next = live.recv() => next,
-                };
-                let ev = match next {
-                    Ok(ev) if ev.revision <= last => continue,
-                    Ok(ev) => Ok(ev),
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::info!(missed = n, "watcher lagged; sending a new snapshot");
-                        service.read(|s| snapshot_event(s, now_secs()))
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                };
-                if let Ok(ev) = &ev {
-                    last = last.max(ev.revision);
-                }
-                let failed = ev.is_err();
-                if tx.send(ev).await.is_err() || failed {
-                    return;
-                }
-            }
+        let stream = authz_proto::serving::watch_stream(initial, from, live, closing, move || {
+            service.read(|s| snapshot_event(s, now_secs()))
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(stream)))
     }
 }
