@@ -1,1 +1,80 @@
-//! PEP SDK for CSEs: filled by its own issue; see the README roadmap.
+//! # authz-pep
+//!
+//! The Policy Enforcement Point SDK of onem2m-authz: what a Rust CSE embeds
+//! to enforce access control decisions (TS-0003 6.2.2: the PEP turns a
+//! request into a decision request, step 002, asks the PDP, step 003, and
+//! enforces the decision, steps 010-011).
+//!
+//! - [`request`]: a oneM2M request primitive ([`RequestPrimitive`]) and the
+//!   hosting CSE's knowledge about it ([`RequestContext`]) into a decision
+//!   request ([`DecisionRequestBuilder`]);
+//! - [`client`]: [`PepClient`], a client of one or more PDPs (one shared,
+//!   load-balanced HTTP/2 channel, per-decision deadline, retries of
+//!   unavailable endpoints, fail-closed by default with an opt-in fail-open
+//!   list) deciding one request, a batch, or over a kept-open stream;
+//! - [`cache`]: the optional decision cache ([`CacheConfig`]);
+//! - [`response`]: a decision as a oneM2M response ([`Enforcement`]):
+//!   Permit → proceed, Deny → 4103 with Token Request Information, malformed
+//!   → 4000, assigned Local-Token-IDs → `ati`;
+//! - [`http`]: [`PepLayer`], a `tower` layer for the oneM2M HTTP binding
+//!   (TS-0009) that authorizes every request before the CSE's handler runs;
+//! - [`clock`]: where the request time comes from ([`Clock`]).
+//!
+//! Embedding the layer in an axum CSE:
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use authz_pep::{CseContext, PepClient, PepConfig, PepLayer};
+//!
+//! let pdp = PepClient::new(PepConfig::new(["http://127.0.0.1:7171"]))?;
+//! let cse = CseContext::new("//home.example", "/mn-cse-123456")?;
+//! let app: axum::Router = axum::Router::new()
+//!     .fallback(|| async { "the CSE's own request handling" })
+//!     .layer(PepLayer::new(pdp, cse));
+//! # let _ = app;
+//! # Ok(()) }
+//! ```
+//!
+//! Or deciding directly, for a CSE with its own binding:
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use authz_pep::{CseContext, DecisionRequestBuilder, PepClient, PepConfig, RequestPrimitive};
+//! use authz_proto::pb::Operation;
+//!
+//! let pdp = PepClient::new(PepConfig::new(["http://127.0.0.1:7171"]))?;
+//! let cse = CseContext::new("//home.example", "/mn-cse-123456")?;
+//! let primitive = RequestPrimitive::new(Operation::Retrieve, "frontDoor", "CownerPhone", "rq-1");
+//! let request = DecisionRequestBuilder::new(&cse, &primitive)
+//!     .authenticated_as("CownerPhone")
+//!     .build()?;
+//! let verdict = pdp.decide(request).await;
+//! if !verdict.is_permit() {
+//!     let rejection = verdict.enforcement(authz_pep::DenyDetail::Minimal);
+//!     # let _ = rejection;
+//! }
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod cache;
+pub mod client;
+pub mod clock;
+pub mod error;
+pub mod http;
+pub mod request;
+pub mod response;
+
+pub use cache::CacheConfig;
+pub use client::{
+    DecisionSource, DecisionStream, FailOpenRule, PepClient, PepConfig, RetryPolicy, Verdict,
+};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::PepError;
+pub use http::{
+    AuthenticatedIdentity, Authenticator, AuthorizedRequest, ExtensionIdentity, OriginatorIp,
+    PepLayer, PepService, Target, TargetResolver, UnstructuredIds,
+};
+pub use request::{CseContext, DecisionRequestBuilder, RequestContext, RequestPrimitive};
+pub use response::{DenyDetail, Enforcement, Rejection, ResponseStatusCode};

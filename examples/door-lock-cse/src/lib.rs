@@ -1,0 +1,360 @@
+//! # door-lock-cse
+//!
+//! The smart door-lock use case of the TS-0003 developer guide
+//! (`../shared/seeds/004_6062d9aaca7e0fee.txt`) as a running example: the
+//! home gateway's MN-CSE (`/mn-cse-123456` of SP `//home.example`) keeps the
+//! state of the front and back door locks and serves the oneM2M HTTP binding
+//! (TS-0009) with axum, every request authorized by [`authz_pep::PepLayer`]
+//! against a PDP before the CSE looks at it.
+//!
+//! - [`store`]: the resource tree (CSEBase, the lock AEs `Clock-AE1` and
+//!   `Clock-AE2`, the containers `frontDoor` and `backDoor` whose latest
+//!   contentInstance is the lock state `LOCKED` or `UNLOCKED`);
+//! - [`credentials`]: who the sender is (a stand-in for the guide's TLS-PSK
+//!   security association);
+//! - [`policies`]: the example's ACPs and resources, loaded into the PRP;
+//! - [`router`]: the CSE itself, the layer in front.
+//!
+//! What the CSE does once a request is permitted:
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | GET a resource (`/~/mn-cse-123456/frontDoor`, `.../frontDoor/la`) | 200, `X-M2M-RSC: 2000`, `m2m:cb`/`m2m:ae`/`m2m:cnt`/`m2m:cin` |
+//! | GET with `fu=1` (discovery, optional `ty` filter) | 200 / 2000, `m2m:uril` of the descendants the originator may DISCOVER (checked with one `DecideBatch`) |
+//! | POST `ty=4` `{"m2m:cin": {"con": "UNLOCKED"}}` to a door's container | 201 / 2001: the command, and the door's new state |
+//! | PUT `{"m2m:cnt": {"lbl": [...]}}` on a container | 200 / 2004 |
+//! | DELETE a contentInstance (or `la`/`ol`) | 200 / 2002 |
+//! | anything else | 4005 OPERATION_NOT_ALLOWED, 4102 for content other than `LOCKED`/`UNLOCKED`, 4004 for an unknown resource |
+
+#![warn(missing_docs)]
+
+pub mod credentials;
+pub mod policies;
+pub mod store;
+
+use std::sync::{Arc, RwLock};
+
+use authz_pep::http::{X_M2M_RI, X_M2M_RSC};
+use authz_pep::{
+    AuthorizedRequest, Clock, CseContext, DenyDetail, PepClient, PepLayer, ResponseStatusCode,
+    Target, TargetResolver,
+};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use http::HeaderValue;
+use serde_json::{Value, json};
+
+use crate::credentials::Credentials;
+use crate::policies::Bundle;
+use crate::store::{Addressed, Store, StoreError, ty};
+
+/// The resource tree, shared by the handler and the layer's resolver.
+pub type SharedStore = Arc<RwLock<Store>>;
+
+/// Everything the CSE needs.
+pub struct AppConfig {
+    /// The hosting CSE.
+    pub cse: CseContext,
+    /// The PDP client.
+    pub pep: PepClient,
+    /// Where request times (and `ct`/`lt`) come from.
+    pub clock: Arc<dyn Clock>,
+    /// The psk-lookup-table.
+    pub credentials: Credentials,
+    /// The policy bundle whose resources make the tree.
+    pub bundle: Bundle,
+    /// How much a 4103 says.
+    pub deny_detail: DenyDetail,
+}
+
+/// The CSE's state.
+struct App {
+    store: SharedStore,
+    cse: CseContext,
+    pep: PepClient,
+    clock: Arc<dyn Clock>,
+}
+
+/// The PEP's view of the tree: an address to the resource access control is
+/// checked on (see [`store`]).
+#[derive(Clone)]
+pub struct StoreResolver(pub SharedStore);
+
+impl TargetResolver for StoreResolver {
+    fn resolve(&self, _to: &str, cse_relative: Option<&str>) -> Option<Target> {
+        // This CSE hosts no other CSE's resources: another CSE's address
+        // does not exist here.
+        let store = self.0.read().unwrap_or_else(|e| e.into_inner());
+        let addressed = store.resolve(cse_relative?)?;
+        let (resource_id, resource_type) = addressed.authorization_target(&store)?;
+        Some(Target {
+            resource_id,
+            resource_type: Some(resource_type),
+        })
+    }
+}
+
+/// The CSE as an axum router with the PEP layer in front, and its store.
+pub fn router(config: AppConfig) -> Result<(Router, SharedStore), StoreError> {
+    let store: SharedStore = Arc::new(RwLock::new(Store::from_bundle(
+        &config.bundle.resources,
+        config.clock.now(),
+    )?));
+    let layer = PepLayer::new(config.pep.clone(), config.cse.clone())
+        .with_clock(config.clock.clone())
+        .with_resolver(StoreResolver(store.clone()))
+        .with_authenticator(config.credentials)
+        .with_deny_detail(config.deny_detail);
+    let app = Arc::new(App {
+        store: store.clone(),
+        cse: config.cse,
+        pep: config.pep,
+        clock: config.clock,
+    });
+    let router = Router::new().fallback(handle).with_state(app).layer(layer);
+    Ok((router, store))
+}
+
+/// A oneM2M response: the HTTP status of `rsc`, `X-M2M-RSC`, `X-M2M-RI`,
+/// and JSON content.
+fn respond(rsc: ResponseStatusCode, rqi: &str, content: Value) -> Response {
+    let mut response = Response::new(Body::from(content.to_string()));
+    *response.status_mut() = rsc.http_status();
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&rsc.to_string()) {
+        headers.insert(X_M2M_RSC, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(rqi) {
+        headers.insert(X_M2M_RI, v);
+    }
+    response
+}
+
+fn error(e: StoreError, rqi: &str) -> Response {
+    let rsc = match &e {
+        StoreError::Contents(_) => ResponseStatusCode::CONTENTS_UNACCEPTABLE,
+        StoreError::Bad(_) => ResponseStatusCode::BAD_REQUEST,
+        StoreError::Conflict(_) => ResponseStatusCode::CONFLICT,
+        StoreError::NotAllowed(_) => ResponseStatusCode::OPERATION_NOT_ALLOWED,
+        StoreError::NotFound(_) => ResponseStatusCode::NOT_FOUND,
+    };
+    respond(rsc, rqi, json!({ "m2m:dbg": e.to_string() }))
+}
+
+/// Most bytes of a request body.
+const MAX_BODY: usize = 64 * 1024;
+
+async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
+    let Some(auth) = request.extensions().get::<AuthorizedRequest>().cloned() else {
+        // Only reachable when the router is used without the layer.
+        return respond(
+            ResponseStatusCode::INTERNAL_SERVER_ERROR,
+            "",
+            json!({"m2m:dbg": "request did not pass the PEP"}),
+        );
+    };
+    let rqi = auth.primitive.rqi.clone();
+    let ty_filter: Option<u32> = request.uri().query().and_then(|q| {
+        q.split('&')
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| *k == "ty")
+            .and_then(|(_, v)| v.parse().ok())
+    });
+    let body = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
+        Ok(b) => b,
+        Err(e) => return error(StoreError::Bad(format!("body: {e}")), &rqi),
+    };
+    let addressed = {
+        let store = app.store.read().unwrap_or_else(|e| e.into_inner());
+        auth.cse_relative
+            .as_deref()
+            .and_then(|rel| store.resolve(rel))
+    };
+    let Some(addressed) = addressed else {
+        return error(StoreError::NotFound(auth.primitive.to.clone()), &rqi);
+    };
+    use authz_proto::pb::Operation as Op;
+    match auth.primitive.op {
+        Op::Retrieve if auth.primitive.is_discovery() => {
+            discover(&app, &auth, &addressed, ty_filter).await
+        }
+        Op::Retrieve => retrieve(&app, &addressed, &rqi),
+        Op::Create => create(&app, &auth, &addressed, &body),
+        Op::Update => update(&app, &addressed, &body, &rqi),
+        Op::Delete => delete(&app, &addressed, &rqi),
+        Op::Notify | Op::Unspecified => error(
+            StoreError::NotAllowed("this CSE takes no notifications".into()),
+            &rqi,
+        ),
+    }
+}
+
+fn retrieve(app: &App, addressed: &Addressed, rqi: &str) -> Response {
+    let store = app.store.read().unwrap_or_else(|e| e.into_inner());
+    match store.instance(addressed) {
+        Some(r) => respond(
+            ResponseStatusCode::OK,
+            rqi,
+            store.to_json(r, app.cse.cse_id()),
+        ),
+        None => error(
+            StoreError::NotFound("the container has no contentInstance".into()),
+            rqi,
+        ),
+    }
+}
+
+/// Discovery (TS-0004 7.3.3.14): the descendants matching the filter for
+/// which the originator holds DISCOVER, each checked in one batch.
+async fn discover(
+    app: &App,
+    auth: &AuthorizedRequest,
+    addressed: &Addressed,
+    ty_filter: Option<u32>,
+) -> Response {
+    let rqi = &auth.primitive.rqi;
+    let Addressed::Resource(base) = addressed else {
+        return error(
+            StoreError::Bad("discovery needs a resource, not la/ol".into()),
+            rqi,
+        );
+    };
+    let candidates: Vec<(String, String, u32)> = {
+        let store = app.store.read().unwrap_or_else(|e| e.into_inner());
+        store
+            .descendants(base)
+            .into_iter()
+            .filter(|r| ty_filter.is_none_or(|t| r.ty == t))
+            .filter_map(|r| {
+                let (target, target_ty) =
+                    Addressed::Resource(r.ri.clone()).authorization_target(&store)?;
+                Some((store.structured(&r.ri), target, target_ty))
+            })
+            .collect()
+    };
+    let requests = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, (_, target, target_ty))| {
+            let mut r = auth.request.clone();
+            r.target = target.clone();
+            r.target_type = Some(*target_ty);
+            r.request_id = format!("{rqi}/{i}");
+            r
+        })
+        .collect();
+    let verdicts = app.pep.decide_batch(requests).await;
+    let uril: Vec<&str> = candidates
+        .iter()
+        .zip(&verdicts)
+        .filter(|(_, v)| v.is_permit())
+        .map(|((addr, _, _), _)| addr.as_str())
+        .collect();
+    respond(ResponseStatusCode::OK, rqi, json!({ "m2m:uril": uril }))
+}
+
+fn create(app: &App, auth: &AuthorizedRequest, addressed: &Addressed, body: &[u8]) -> Response {
+    let rqi = &auth.primitive.rqi;
+    if auth.primitive.ty != Some(ty::CONTENT_INSTANCE) {
+        return error(
+            StoreError::NotAllowed(
+                "only contentInstances (ty=4) can be created in this example".into(),
+            ),
+            rqi,
+        );
+    }
+    let Addressed::Resource(container) = addressed else {
+        return error(
+            StoreError::NotAllowed("cannot create under la/ol".into()),
+            rqi,
+        );
+    };
+    let content: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return error(StoreError::Bad(format!("content is not JSON: {e}")), rqi),
+    };
+    let Some(cin) = content.get("m2m:cin") else {
+        return error(StoreError::Bad("content needs m2m:cin".into()), rqi);
+    };
+    let Some(con) = cin.get("con").and_then(Value::as_str) else {
+        return error(StoreError::Contents("m2m:cin needs con".into()), rqi);
+    };
+    let rn = cin.get("rn").and_then(Value::as_str);
+    let mut store = app.store.write().unwrap_or_else(|e| e.into_inner());
+    match store.create_instance(container, rn, con, &auth.primitive.fr, app.clock.now()) {
+        Ok(r) => {
+            tracing::info!(door = %container, state = %con, by = %auth.primitive.fr, "lock command");
+            let mut response = respond(
+                ResponseStatusCode::CREATED,
+                rqi,
+                store.to_json(&r, app.cse.cse_id()),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("/~{}/{}", app.cse.cse_id(), r.ri)) {
+                response
+                    .headers_mut()
+                    .insert(http::header::CONTENT_LOCATION, v);
+            }
+            response
+        }
+        Err(e) => error(e, rqi),
+    }
+}
+
+fn update(app: &App, addressed: &Addressed, body: &[u8], rqi: &str) -> Response {
+    let Addressed::Resource(ri) = addressed else {
+        return error(
+            StoreError::NotAllowed("la/ol cannot be updated".into()),
+            rqi,
+        );
+    };
+    let content: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return error(StoreError::Bad(format!("content is not JSON: {e}")), rqi),
+    };
+    let lbl = content
+        .get("m2m:cnt")
+        .and_then(|c| c.get("lbl"))
+        .and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        });
+    let Some(lbl) = lbl else {
+        return error(
+            StoreError::Bad("an update takes {\"m2m:cnt\": {\"lbl\": [...]}}".into()),
+            rqi,
+        );
+    };
+    let mut store = app.store.write().unwrap_or_else(|e| e.into_inner());
+    match store.update_labels(ri, lbl, app.clock.now()) {
+        Ok(r) => respond(
+            ResponseStatusCode::UPDATED,
+            rqi,
+            store.to_json(&r, app.cse.cse_id()),
+        ),
+        Err(e) => error(e, rqi),
+    }
+}
+
+fn delete(app: &App, addressed: &Addressed, rqi: &str) -> Response {
+    let mut store = app.store.write().unwrap_or_else(|e| e.into_inner());
+    let Some(ri) = store.instance(addressed).map(|r| r.ri.clone()) else {
+        return error(StoreError::NotFound("no such contentInstance".into()), rqi);
+    };
+    match store.delete_instance(&ri) {
+        Ok(r) => respond(
+            ResponseStatusCode::DELETED,
+            rqi,
+            store.to_json(&r, app.cse.cse_id()),
+        ),
+        Err(e) => error(e, rqi),
+    }
+}

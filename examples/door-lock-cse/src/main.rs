@@ -1,0 +1,163 @@
+//! `door-lock-cse`: the home gateway MN-CSE of the door-lock example, over
+//! HTTP, authorized by a PDP. With `authz up` running (PRP + PDP on
+//! 127.0.0.1:7171):
+//!
+//! ```sh
+//! cargo run -p door-lock-cse -- --load-policies
+//! ```
+//!
+//! loads `examples/door-lock-cse/policies.json` into the PRP (as `CAdmin`),
+//! waits until the PDP has it, and serves on 127.0.0.1:8080.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use authz_pep::{
+    CacheConfig, Clock, CseContext, DenyDetail, ManualClock, PepClient, PepConfig, SystemClock,
+};
+use clap::Parser;
+use door_lock_cse::credentials::Credentials;
+use door_lock_cse::policies::{self, Bundle};
+use door_lock_cse::{AppConfig, router};
+
+/// The built-in psk-lookup-table: `examples/door-lock-cse/credentials.json`.
+const DEFAULT_CREDENTIALS: &str = include_str!("../credentials.json");
+
+/// The door-lock home gateway CSE (oneM2M HTTP binding) behind the PEP.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// HTTP listen address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// PDP endpoint (repeatable: several are load-balanced).
+    #[arg(long = "pdp", default_value = "http://127.0.0.1:7171")]
+    pdp: Vec<String>,
+    /// PRP endpoint for --load-policies (default: the first --pdp, as with `authz up`).
+    #[arg(long)]
+    prp: Option<String>,
+    /// Load the policy bundle into the PRP at startup and wait for the PDP to have it.
+    #[arg(long)]
+    load_policies: bool,
+    /// The policy bundle (default: the built-in examples/door-lock-cse/policies.json).
+    #[arg(long)]
+    policies: Option<PathBuf>,
+    /// The psk-lookup-table (default: the built-in examples/door-lock-cse/credentials.json).
+    #[arg(long)]
+    credentials: Option<PathBuf>,
+    /// The originator allowed every PRP write.
+    #[arg(long, default_value = "CAdmin")]
+    admin: String,
+    /// The hosting CSE's SP-ID.
+    #[arg(long, default_value = "//home.example")]
+    sp_id: String,
+    /// The hosting CSE's CSE-ID.
+    #[arg(long, default_value = "/mn-cse-123456")]
+    cse_id: String,
+    /// Pretend every request arrives at this UTC time (YYYYMMDDTHHMMSS), for
+    /// demonstrations of time windows; default: the system clock.
+    #[arg(long)]
+    at: Option<String>,
+    /// Turn the PEP's decision cache on.
+    #[arg(long)]
+    cache: bool,
+    /// Put the PDP's summary (which rule, which condition) into 4103 responses.
+    #[arg(long)]
+    explain_denials: bool,
+    /// Deadline of one decision, retries included, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    deadline_ms: u64,
+}
+
+fn read_or(path: &Option<PathBuf>, built_in: &str) -> Result<String> {
+    match path {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))
+        }
+        None => Ok(built_in.to_owned()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let cse = CseContext::new(&args.sp_id, &args.cse_id)?;
+    let bundle_text = read_or(&args.policies, policies::DEFAULT_POLICIES)?;
+    let bundle = Bundle::parse(&bundle_text).context("policies")?;
+    let credentials = Credentials::parse(&read_or(&args.credentials, DEFAULT_CREDENTIALS)?)
+        .context("credentials")?;
+    let clock: Arc<dyn Clock> = match &args.at {
+        Some(at) => Arc::new(ManualClock::new(
+            authz_core::json::parse_timestamp(at)
+                .ok_or_else(|| anyhow!("--at {at}: not YYYYMMDDTHHMMSS"))?,
+        )),
+        None => Arc::new(SystemClock),
+    };
+    let mut config =
+        PepConfig::new(args.pdp.clone()).with_deadline(Duration::from_millis(args.deadline_ms));
+    if args.cache {
+        config = config.with_cache(CacheConfig::default());
+        config.revision_poll = Some(Duration::from_millis(250));
+    }
+    let pep = PepClient::new(config)?;
+
+    if args.load_policies {
+        let prp_endpoint = args
+            .prp
+            .clone()
+            .or_else(|| args.pdp.first().cloned())
+            .ok_or_else(|| anyhow!("--load-policies needs --prp or --pdp"))?;
+        let mut prp = policies::connect(&prp_endpoint).await?;
+        let revision = policies::apply(&mut prp, &args.admin, &bundle).await?;
+        let seen = pep
+            .wait_for_revision(revision, Duration::from_secs(10))
+            .await
+            .context("waiting for the PDP to follow the PRP")?;
+        println!(
+            "loaded {} ACP(s) and {} resource(s) into the PRP at {prp_endpoint} (revision {revision}; PDP at {seen})",
+            bundle.acps.len(),
+            bundle.resources.len()
+        );
+    }
+
+    let (app, _store) = router(AppConfig {
+        cse: cse.clone(),
+        pep,
+        clock,
+        credentials,
+        bundle,
+        deny_detail: if args.explain_denials {
+            DenyDetail::Summary
+        } else {
+            DenyDetail::Minimal
+        },
+    })?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!(
+        "door-lock CSE {}{} on http://{} (PDP {})",
+        cse.sp_id(),
+        cse.cse_id(),
+        listener.local_addr()?,
+        args.pdp.join(", ")
+    );
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,514 @@
+//! The home gateway's resource tree, in memory: the CSEBase, the two
+//! door-lock AEs (`Clock-AE1`, `Clock-AE2`, as in the developer guide's
+//! credentials table), one `<container>` per door (`frontDoor`, `backDoor`)
+//! and in each container the `<contentInstance>`s whose content is the lock
+//! state, `LOCKED` or `UNLOCKED`. The latest one is the door's current state
+//! (read through the `la` virtual resource); creating one is the command that
+//! changes it.
+//!
+//! The tree is built from the `resources` of the policy bundle (`ri`, `pi`,
+//! `ty`), the same records the PRP gets, so the CSE and the PDP agree on
+//! resource IDs. Every resource's name (`rn`) is its ID, so a resource can be
+//! addressed unstructured (`frontDoor`) or structured
+//! (`mn-cse-123456/Clock-AE1/frontDoor`).
+//!
+//! Addressing and authorization targets: a contentInstance has no `acpi`
+//! (TS-0001 10.2.3.1), so it and the `la`/`ol` virtual resources are
+//! authorized against their container; every other resource against itself.
+
+use std::collections::BTreeMap;
+
+use authz_core::resources::Resource as PrpResource;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+/// Most contentInstances a container keeps (`mni`); the oldest go first.
+pub const MAX_INSTANCES: usize = 20;
+
+/// The states a door lock can be in (the content of a contentInstance).
+pub const STATES: [&str; 2] = ["LOCKED", "UNLOCKED"];
+
+/// Resource type codes used here (TS-0004 6.3.4.2.1).
+pub mod ty {
+    /// `<AE>`.
+    pub const AE: u32 = 2;
+    /// `<container>`.
+    pub const CONTAINER: u32 = 3;
+    /// `<contentInstance>`.
+    pub const CONTENT_INSTANCE: u32 = 4;
+    /// `<CSEBase>`.
+    pub const CSE_BASE: u32 = 5;
+}
+
+/// One resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    /// `ri`, also its `rn`.
+    pub ri: String,
+    /// `pi`; empty for the CSEBase.
+    pub pi: String,
+    /// `ty`.
+    pub ty: u32,
+    /// `acpi`, as the PRP has it.
+    pub acpi: Vec<String>,
+    /// `ct`.
+    pub ct: DateTime<Utc>,
+    /// `lt`.
+    pub lt: DateTime<Utc>,
+    /// `lbl`.
+    pub lbl: Vec<String>,
+    /// `con` of a contentInstance.
+    pub con: Option<String>,
+    /// `cr` of a contentInstance: who sent the command.
+    pub cr: Option<String>,
+    /// Creation order (the `st` stateTag at creation).
+    pub seq: u64,
+}
+
+/// What an address names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Addressed {
+    /// A stored resource.
+    Resource(String),
+    /// `<latest>` of a container.
+    Latest(String),
+    /// `<oldest>` of a container.
+    Oldest(String),
+}
+
+impl Addressed {
+    /// The resource access control is checked on: the container for its
+    /// contentInstances and virtual resources, the resource itself otherwise.
+    pub fn authorization_target(&self, store: &Store) -> Option<(String, u32)> {
+        match self {
+            Addressed::Latest(c) | Addressed::Oldest(c) => Some((c.clone(), ty::CONTAINER)),
+            Addressed::Resource(ri) => {
+                let r = store.get(ri)?;
+                if r.ty == ty::CONTENT_INSTANCE {
+                    let parent = store.get(&r.pi)?;
+                    Some((parent.ri.clone(), parent.ty))
+                } else {
+                    Some((r.ri.clone(), r.ty))
+                }
+            }
+        }
+    }
+}
+
+/// Why a change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The content is not acceptable (4102).
+    #[error("{0}")]
+    Contents(String),
+    /// The request is malformed (4000).
+    #[error("{0}")]
+    Bad(String),
+    /// The name is taken (4105).
+    #[error("resource name {0} already exists")]
+    Conflict(String),
+    /// The operation is not allowed on this resource (4005).
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The resource does not exist (4004).
+    #[error("resource {0} does not exist")]
+    NotFound(String),
+}
+
+/// The resource tree.
+#[derive(Debug, Clone, Default)]
+pub struct Store {
+    resources: BTreeMap<String, Resource>,
+    cse_base: String,
+    next: u64,
+}
+
+impl Store {
+    /// The tree of the bundle's `resources` (CSEBase, AEs and containers;
+    /// other types are skipped), each container starting `LOCKED`. Fails
+    /// when there is no CSEBase or a parent is missing.
+    pub fn from_bundle(resources: &[PrpResource], now: DateTime<Utc>) -> Result<Self, StoreError> {
+        let mut store = Store::default();
+        for r in resources {
+            if ![ty::CSE_BASE, ty::AE, ty::CONTAINER].contains(&r.resource_type) {
+                continue;
+            }
+            if r.resource_type == ty::CSE_BASE {
+                store.cse_base = r.resource_id.clone();
+            }
+            store.resources.insert(
+                r.resource_id.clone(),
+                Resource {
+                    ri: r.resource_id.clone(),
+                    pi: r.parent_id.clone().unwrap_or_default(),
+                    ty: r.resource_type,
+                    acpi: r.acpi.clone().unwrap_or_default(),
+                    ct: now,
+                    lt: now,
+                    lbl: Vec::new(),
+                    con: None,
+                    cr: None,
+                    seq: 0,
+                },
+            );
+        }
+        if store.cse_base.is_empty() {
+            return Err(StoreError::Bad("the bundle has no CSEBase (ty 5)".into()));
+        }
+        for r in store.resources.values() {
+            if r.ty != ty::CSE_BASE && !store.resources.contains_key(&r.pi) {
+                return Err(StoreError::Bad(format!(
+                    "resource {}: parent {} is not in the bundle",
+                    r.ri, r.pi
+                )));
+            }
+        }
+        let containers: Vec<(String, String)> = store
+            .resources
+            .values()
+            .filter(|r| r.ty == ty::CONTAINER)
+            .map(|r| (r.ri.clone(), r.pi.clone()))
+            .collect();
+        for (container, lock_ae) in containers {
+            store.create_instance(&container, None, "LOCKED", &lock_ae, now)?;
+        }
+        Ok(store)
+    }
+
+    /// The CSEBase's resource ID.
+    pub fn cse_base(&self) -> &str {
+        &self.cse_base
+    }
+
+    /// A resource by ID.
+    pub fn get(&self, ri: &str) -> Option<&Resource> {
+        self.resources.get(ri)
+    }
+
+    /// The children of `ri`, oldest first.
+    pub fn children(&self, ri: &str) -> Vec<&Resource> {
+        let mut c: Vec<&Resource> = self.resources.values().filter(|r| r.pi == ri).collect();
+        c.sort_by(|a, b| a.seq.cmp(&b.seq).then_with(|| a.ri.cmp(&b.ri)));
+        c
+    }
+
+    /// Every descendant of `ri`, breadth first.
+    pub fn descendants(&self, ri: &str) -> Vec<&Resource> {
+        let mut out = Vec::new();
+        let mut queue = vec![ri.to_owned()];
+        while let Some(next) = queue.pop() {
+            for c in self.children(&next) {
+                queue.insert(0, c.ri.clone());
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// The structured address (`cse-base/ae/container/...`) of `ri`.
+    pub fn structured(&self, ri: &str) -> String {
+        let mut parts = Vec::new();
+        let mut at = self.get(ri);
+        while let Some(r) = at {
+            parts.push(r.ri.as_str());
+            at = if r.pi.is_empty() {
+                None
+            } else {
+                self.get(&r.pi)
+            };
+        }
+        parts.reverse();
+        parts.join("/")
+    }
+
+    /// What a CSE-relative address names (`""` is the CSEBase): an
+    /// unstructured resource ID, or a structured path from the CSEBase's
+    /// name, optionally ending in `la` or `ol` under a container.
+    pub fn resolve(&self, address: &str) -> Option<Addressed> {
+        if address.is_empty() {
+            return Some(Addressed::Resource(self.cse_base.clone()));
+        }
+        let mut segments = address.split('/');
+        let first = segments.next()?;
+        let mut at = self.get(first)?;
+        for seg in segments {
+            if at.ty == ty::CONTAINER && (seg == "la" || seg == "ol") {
+                let virtual_ = if seg == "la" {
+                    Addressed::Latest(at.ri.clone())
+                } else {
+                    Addressed::Oldest(at.ri.clone())
+                };
+                return Some(virtual_);
+            }
+            at = self.get(seg).filter(|r| r.pi == at.ri)?;
+        }
+        Some(Addressed::Resource(at.ri.clone()))
+    }
+
+    /// The contentInstance `<latest>` or `<oldest>` stands for.
+    pub fn instance(&self, addressed: &Addressed) -> Option<&Resource> {
+        match addressed {
+            Addressed::Resource(ri) => self.get(ri),
+            Addressed::Latest(c) => self
+                .children(c)
+                .into_iter()
+                .rfind(|r| r.ty == ty::CONTENT_INSTANCE),
+            Addressed::Oldest(c) => self
+                .children(c)
+                .into_iter()
+                .find(|r| r.ty == ty::CONTENT_INSTANCE),
+        }
+    }
+
+    /// The door state of a container: its latest content.
+    pub fn state(&self, container: &str) -> Option<&str> {
+        self.instance(&Addressed::Latest(container.to_owned()))
+            .and_then(|r| r.con.as_deref())
+    }
+
+    /// Creates a contentInstance with content `con` (`LOCKED` or
+    /// `UNLOCKED`) in `container`, named `rn` or a generated name.
+    pub fn create_instance(
+        &mut self,
+        container: &str,
+        rn: Option<&str>,
+        con: &str,
+        creator: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Resource, StoreError> {
+        let parent = self
+            .get(container)
+            .ok_or_else(|| StoreError::NotFound(container.to_owned()))?;
+        if parent.ty != ty::CONTAINER {
+            return Err(StoreError::NotAllowed(format!(
+                "{container} is not a container: only contentInstances are created, in a door's container"
+            )));
+        }
+        if !STATES.contains(&con) {
+            return Err(StoreError::Contents(format!(
+                "con must be LOCKED or UNLOCKED, not '{con}'"
+            )));
+        }
+        self.next += 1;
+        let ri = match rn {
+            Some(rn) => {
+                let valid = !rn.is_empty()
+                    && rn
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+                if !valid {
+                    return Err(StoreError::Bad(format!("rn '{rn}' is not a valid name")));
+                }
+                if self.resources.contains_key(rn) || rn == "la" || rn == "ol" {
+                    return Err(StoreError::Conflict(rn.to_owned()));
+                }
+                rn.to_owned()
+            }
+            None => format!("cin{}-{}", now.format("%Y%m%dT%H%M%S"), self.next),
+        };
+        let r = Resource {
+            ri: ri.clone(),
+            pi: container.to_owned(),
+            ty: ty::CONTENT_INSTANCE,
+            acpi: Vec::new(),
+            ct: now,
+            lt: now,
+            lbl: Vec::new(),
+            con: Some(con.to_owned()),
+            cr: Some(creator.to_owned()),
+            // Instances are ordered by creation, strictly even when a fixed
+            // clock gives them the same time.
+            seq: self.next,
+        };
+        self.resources.insert(ri, r.clone());
+        let instances: Vec<String> = self
+            .children(container)
+            .into_iter()
+            .filter(|c| c.ty == ty::CONTENT_INSTANCE)
+            .map(|c| c.ri.clone())
+            .collect();
+        for old in instances
+            .iter()
+            .take(instances.len().saturating_sub(MAX_INSTANCES))
+        {
+            self.resources.remove(old);
+        }
+        Ok(r)
+    }
+
+    /// Updates the labels of a container.
+    pub fn update_labels(
+        &mut self,
+        ri: &str,
+        lbl: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Resource, StoreError> {
+        let r = self
+            .resources
+            .get_mut(ri)
+            .ok_or_else(|| StoreError::NotFound(ri.to_owned()))?;
+        if r.ty != ty::CONTAINER {
+            return Err(StoreError::NotAllowed(
+                "only a container's labels can be updated in this example".into(),
+            ));
+        }
+        r.lbl = lbl;
+        r.lt = now;
+        Ok(r.clone())
+    }
+
+    /// Deletes a contentInstance.
+    pub fn delete_instance(&mut self, ri: &str) -> Result<Resource, StoreError> {
+        match self.resources.get(ri) {
+            None => Err(StoreError::NotFound(ri.to_owned())),
+            Some(r) if r.ty != ty::CONTENT_INSTANCE => Err(StoreError::NotAllowed(
+                "only contentInstances can be deleted in this example".into(),
+            )),
+            Some(_) => self
+                .resources
+                .remove(ri)
+                .ok_or_else(|| StoreError::NotFound(ri.to_owned())),
+        }
+    }
+
+    /// The oneM2M JSON representation (`m2m:cb`, `m2m:ae`, `m2m:cnt`,
+    /// `m2m:cin`) with short names.
+    pub fn to_json(&self, r: &Resource, cse_id: &str) -> Value {
+        let ts = |t: DateTime<Utc>| authz_core::json::format_timestamp(t);
+        let mut body = json!({
+            "ri": r.ri, "rn": r.ri, "ty": r.ty,
+            "ct": ts(r.ct), "lt": ts(r.lt),
+        });
+        if !r.pi.is_empty() {
+            body["pi"] = json!(r.pi);
+        }
+        if !r.acpi.is_empty() {
+            body["acpi"] = json!(r.acpi);
+        }
+        if !r.lbl.is_empty() {
+            body["lbl"] = json!(r.lbl);
+        }
+        let root = match r.ty {
+            ty::CSE_BASE => {
+                body["csi"] = json!(cse_id);
+                body["cst"] = json!(2); // MN-CSE
+                body["srt"] = json!([2, 3, 4, 5]);
+                "m2m:cb"
+            }
+            ty::AE => {
+                body["aei"] = json!(r.ri);
+                body["api"] = json!(format!("Nlock.{}", r.ri));
+                body["rr"] = json!(false);
+                "m2m:ae"
+            }
+            ty::CONTAINER => {
+                let instances: Vec<&Resource> = self
+                    .children(&r.ri)
+                    .into_iter()
+                    .filter(|c| c.ty == ty::CONTENT_INSTANCE)
+                    .collect();
+                body["cni"] = json!(instances.len());
+                body["cbs"] = json!(
+                    instances
+                        .iter()
+                        .map(|c| c.con.as_deref().map_or(0, str::len))
+                        .sum::<usize>()
+                );
+                body["mni"] = json!(MAX_INSTANCES);
+                body["st"] = json!(self.next);
+                "m2m:cnt"
+            }
+            _ => {
+                let con = r.con.clone().unwrap_or_default();
+                body["cs"] = json!(con.len());
+                body["cnf"] = json!("text/plain:0");
+                body["con"] = json!(con);
+                if let Some(cr) = &r.cr {
+                    body["cr"] = json!(cr);
+                }
+                "m2m:cin"
+            }
+        };
+        json!({ root: body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> Store {
+        let bundle: Vec<PrpResource> = serde_json::from_value(json!([
+            {"ri": "mn-cse-123456", "ty": 5, "acpi": ["acpHome"]},
+            {"ri": "Clock-AE1", "pi": "mn-cse-123456", "ty": 2, "acpi": ["acpFrontDoor"]},
+            {"ri": "frontDoor", "pi": "Clock-AE1", "ty": 3, "acpi": ["acpFrontDoor"]}
+        ]))
+        .expect("resources");
+        Store::from_bundle(&bundle, Utc::now()).expect("store")
+    }
+
+    #[test]
+    fn addresses() {
+        let s = store();
+        assert_eq!(
+            s.resolve(""),
+            Some(Addressed::Resource("mn-cse-123456".into()))
+        );
+        assert_eq!(
+            s.resolve("frontDoor"),
+            Some(Addressed::Resource("frontDoor".into()))
+        );
+        assert_eq!(
+            s.resolve("mn-cse-123456/Clock-AE1/frontDoor/la"),
+            Some(Addressed::Latest("frontDoor".into()))
+        );
+        assert_eq!(
+            s.resolve("frontDoor/ol"),
+            Some(Addressed::Oldest("frontDoor".into()))
+        );
+        assert_eq!(
+            s.resolve("mn-cse-123456/frontDoor"),
+            None,
+            "not a child of the CSEBase"
+        );
+        assert_eq!(s.resolve("nothing"), None);
+        assert_eq!(
+            s.structured("frontDoor"),
+            "mn-cse-123456/Clock-AE1/frontDoor"
+        );
+        assert_eq!(s.state("frontDoor"), Some("LOCKED"));
+    }
+
+    #[test]
+    fn commands_change_the_state() {
+        let mut s = store();
+        let now = Utc::now();
+        s.create_instance("frontDoor", None, "UNLOCKED", "CownerPhone", now)
+            .expect("unlock");
+        assert_eq!(s.state("frontDoor"), Some("UNLOCKED"));
+        assert!(matches!(
+            s.create_instance("frontDoor", None, "OPEN", "CownerPhone", now),
+            Err(StoreError::Contents(_))
+        ));
+        assert!(matches!(
+            s.create_instance("Clock-AE1", None, "LOCKED", "CownerPhone", now),
+            Err(StoreError::NotAllowed(_))
+        ));
+        for _ in 0..(MAX_INSTANCES + 5) {
+            s.create_instance("frontDoor", None, "LOCKED", "Clock-AE1", now)
+                .expect("lock");
+        }
+        let n = s
+            .children("frontDoor")
+            .iter()
+            .filter(|r| r.ty == ty::CONTENT_INSTANCE)
+            .count();
+        assert_eq!(n, MAX_INSTANCES);
+        let latest = s
+            .instance(&Addressed::Latest("frontDoor".into()))
+            .expect("latest")
+            .clone();
+        let target = Addressed::Resource(latest.ri.clone()).authorization_target(&s);
+        assert_eq!(target, Some(("frontDoor".to_owned(), ty::CONTAINER)));
+    }
+}

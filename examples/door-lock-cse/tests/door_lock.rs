@@ -1,0 +1,457 @@
+//! The door-lock CSE end to end over real HTTP, with a real PRP and PDP on
+//! loopback: every case of the example gets the response status code and
+//! headers of TS-0004 / TS-0009 (2001 CREATED, 2000 OK, 4103
+//! ORIGINATOR_HAS_NO_PRIVILEGE → 403, 4000 → 400, 4004 → 404, `X-M2M-RI`
+//! echoed); the PDP stopped → fail-closed 403 with the reason; the decision
+//! cache answers a repeated request without a PDP round trip and drops its
+//! entry after a policy change.
+//!
+//! Not here yet: the guest who gets temporary access through the DAS
+//! (indirect dynamic authorization) needs the DAS of issue 5.
+
+mod common;
+
+use std::time::Duration;
+
+use authz_pep::CacheConfig;
+use authz_proto::pb;
+use common::*;
+
+const UNLOCK: &str = r#"{"m2m:cin": {"con": "UNLOCKED"}}"#;
+const LOCK: &str = r#"{"m2m:cin": {"con": "LOCKED"}}"#;
+const CIN: (&str, &str) = ("Content-Type", "application/json;ty=4");
+const FRONT: &str = "/~/mn-cse-123456/frontDoor";
+const FRONT_LA: &str = "/~/mn-cse-123456/frontDoor/la";
+const BACK_LA: &str = "/~/mn-cse-123456/backDoor/la";
+
+fn assert_denied(r: &Reply, what: &str) {
+    assert_eq!(r.status, 403, "{what}: {r:?}");
+    assert_eq!(r.rsc(), 4103, "{what}");
+    assert_eq!(r.header("X-M2M-RI"), Some("rq-test"), "{what}: RI echoed");
+}
+
+fn assert_created(r: &Reply, what: &str) {
+    assert_eq!(r.status, 201, "{what}: {r:?}");
+    assert_eq!(r.rsc(), 2001, "{what}");
+    assert_eq!(r.header("X-M2M-RI"), Some("rq-test"), "{what}: RI echoed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owners_phone_may_do_everything() {
+    let stack = Stack::start(Options::default()).await;
+
+    let r = stack.as_(OWNER, "POST", FRONT, &[CIN], UNLOCK).await;
+    assert_created(&r, "owner unlocks the front door");
+    assert_eq!(r.json()["m2m:cin"]["con"], "UNLOCKED");
+    assert!(r.header("Content-Location").is_some());
+
+    let r = stack.as_(OWNER, "GET", FRONT_LA, &[], "").await;
+    assert_eq!((r.status, r.rsc()), (200, 2000), "{r:?}");
+    assert_eq!(r.header("X-M2M-RI"), Some("rq-test"));
+    assert_eq!(r.json()["m2m:cin"]["con"], "UNLOCKED");
+    assert_eq!(r.json()["m2m:cin"]["cr"], "CownerPhone");
+
+    // From outside the home network and on a Saturday night too.
+    stack.clock.set(saturday(23, 30, 0));
+    let r = stack
+        .as_from(
+            OWNER,
+            OUTSIDE,
+            "POST",
+            "/~/mn-cse-123456/backDoor",
+            &[CIN],
+            UNLOCK,
+        )
+        .await;
+    assert_created(&r, "owner unlocks the back door from outside");
+
+    // Discovery of the door locks (the guide's first smartphone capability).
+    let r = stack
+        .as_(OWNER, "GET", "/~/mn-cse-123456?fu=1&ty=3", &[], "")
+        .await;
+    assert_eq!((r.status, r.rsc()), (200, 2000), "{r:?}");
+    assert_eq!(
+        r.json()["m2m:uril"],
+        serde_json::json!([
+            "mn-cse-123456/Clock-AE1/frontDoor",
+            "mn-cse-123456/Clock-AE2/backDoor"
+        ])
+    );
+
+    // Structured and unstructured addresses name the same container.
+    let r = stack
+        .as_(OWNER, "GET", "/mn-cse-123456/Clock-AE1/frontDoor", &[], "")
+        .await;
+    assert_eq!((r.status, r.rsc()), (200, 2000), "{r:?}");
+    assert_eq!(r.json()["m2m:cnt"]["ri"], "frontDoor");
+
+    let r = stack
+        .as_(
+            OWNER,
+            "PUT",
+            FRONT,
+            &[("Content-Type", "application/json")],
+            r#"{"m2m:cnt": {"lbl": ["front"]}}"#,
+        )
+        .await;
+    assert_eq!((r.status, r.rsc()), (200, 2004), "{r:?}");
+
+    let r = stack.as_(OWNER, "DELETE", FRONT_LA, &[], "").await;
+    assert_eq!((r.status, r.rsc()), (200, 2002), "{r:?}");
+
+    // acaf: the same originator without its credentials is refused.
+    let r = stack
+        .send(
+            HOME,
+            "GET",
+            FRONT_LA,
+            &[("X-M2M-Origin", "CownerPhone"), ("X-M2M-RI", "rq-test")],
+            "",
+        )
+        .await;
+    assert_denied(&r, "owner not authenticated");
+    // Nor may another authenticated sender use the owner's From.
+    let r = stack
+        .send(
+            HOME,
+            "GET",
+            FRONT_LA,
+            &[
+                ("X-M2M-Origin", "CownerPhone"),
+                ("X-Demo-Psk", BABYSITTER.1),
+                ("X-M2M-RI", "rq-test"),
+            ],
+            "",
+        )
+        .await;
+    assert_denied(&r, "babysitter impersonating the owner");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_babysitter_unlocks_on_weekdays_15_to_19_from_home_only() {
+    let stack = Stack::start(Options::default()).await;
+    let cases = [
+        (thursday(16, 0, 0), HOME, true, "Thursday 16:00 from home"),
+        (
+            thursday(15, 0, 0),
+            HOME,
+            true,
+            "Thursday 15:00:00 from home",
+        ),
+        (
+            thursday(18, 59, 59),
+            HOME,
+            true,
+            "Thursday 18:59:59 from home",
+        ),
+        (
+            thursday(19, 0, 0),
+            HOME,
+            false,
+            "Thursday 19:00:00 from home",
+        ),
+        (
+            thursday(14, 59, 59),
+            HOME,
+            false,
+            "Thursday 14:59:59 from home",
+        ),
+        (saturday(16, 0, 0), HOME, false, "Saturday 16:00 from home"),
+        (
+            thursday(16, 0, 0),
+            OUTSIDE,
+            false,
+            "Thursday 16:00 from outside",
+        ),
+    ];
+    for (at, from, permitted, what) in cases {
+        stack.clock.set(at);
+        let r = stack
+            .as_from(BABYSITTER, from, "POST", FRONT, &[CIN], UNLOCK)
+            .await;
+        if permitted {
+            assert_created(&r, what);
+        } else {
+            assert_denied(&r, what);
+            assert!(!r.dbg().is_empty(), "{what}: a reason");
+        }
+    }
+    // The window's explanation names the next opening (explain-denials on).
+    stack.clock.set(saturday(16, 0, 0));
+    let r = stack.as_(BABYSITTER, "POST", FRONT, &[CIN], UNLOCK).await;
+    assert!(r.dbg().contains("20261130T150000"), "{}", r.dbg());
+
+    // Inside the window, everything else stays refused.
+    stack.clock.set(thursday(16, 0, 0));
+    let r = stack.as_(BABYSITTER, "GET", FRONT_LA, &[], "").await;
+    assert_denied(&r, "babysitter reads the state");
+    let r = stack
+        .as_(
+            BABYSITTER,
+            "POST",
+            "/~/mn-cse-123456/backDoor",
+            &[CIN],
+            UNLOCK,
+        )
+        .await;
+    assert_denied(&r, "babysitter unlocks the back door");
+    let r = stack.as_(BABYSITTER, "DELETE", FRONT_LA, &[], "").await;
+    assert_denied(&r, "babysitter deletes the command history");
+    let r = stack
+        .as_(
+            BABYSITTER,
+            "POST",
+            FRONT,
+            &[("Content-Type", "application/json;ty=23")],
+            "{}",
+        )
+        .await;
+    assert_denied(&r, "babysitter subscribes (acod chty is [4])");
+    let r = stack
+        .as_(BABYSITTER, "GET", "/~/mn-cse-123456?fu=1", &[], "")
+        .await;
+    assert_denied(&r, "babysitter discovers");
+    let r = stack
+        .send(
+            HOME,
+            "POST",
+            FRONT,
+            &[
+                ("X-M2M-Origin", "Cbabysitter"),
+                ("X-M2M-RI", "rq-test"),
+                CIN,
+            ],
+            UNLOCK,
+        )
+        .await;
+    assert_denied(&r, "babysitter not authenticated (acaf)");
+    // The door is unlocked by the permitted commands.
+    let state = stack
+        .store
+        .read()
+        .expect("store")
+        .state("frontDoor")
+        .map(str::to_owned);
+    assert_eq!(state.as_deref(), Some("UNLOCKED"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_lock_ae_reaches_its_own_door_only() {
+    let stack = Stack::start(Options::default()).await;
+    let r = stack.as_(LOCK1, "GET", FRONT_LA, &[], "").await;
+    assert_eq!((r.status, r.rsc()), (200, 2000), "{r:?}");
+    assert_eq!(r.json()["m2m:cin"]["con"], "LOCKED");
+    let r = stack.as_(LOCK1, "POST", FRONT, &[CIN], LOCK).await;
+    assert_created(&r, "front lock reports its state");
+    let r = stack.as_(LOCK1, "DELETE", FRONT_LA, &[], "").await;
+    assert_denied(&r, "front lock deletes");
+    let r = stack.as_(LOCK1, "GET", BACK_LA, &[], "").await;
+    assert_denied(&r, "front lock reads the back door");
+    let r = stack.as_(LOCK2, "GET", BACK_LA, &[], "").await;
+    assert_eq!((r.status, r.rsc()), (200, 2000), "{r:?}");
+    let r = stack.as_(LOCK2, "GET", FRONT_LA, &[], "").await;
+    assert_denied(&r, "back lock reads the front door");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_and_unknown_resources() {
+    let stack = Stack::start(Options::default()).await;
+    // No X-M2M-Origin: 4000, decided by the PEP without the PDP.
+    let r = stack
+        .send(HOME, "GET", FRONT_LA, &[("X-M2M-RI", "rq-test")], "")
+        .await;
+    assert_eq!((r.status, r.rsc()), (400, 4000), "{r:?}");
+    assert_eq!(r.header("X-M2M-RI"), Some("rq-test"));
+    assert!(r.dbg().contains("From"), "{}", r.dbg());
+    // A tqi that is not a boolean.
+    let r = stack
+        .as_(OWNER, "GET", &format!("{FRONT_LA}?tqi=maybe"), &[], "")
+        .await;
+    assert_eq!((r.status, r.rsc()), (400, 4000), "{r:?}");
+    // A Role-ID the PDP rejects (INVALID_ARGUMENT naming the field).
+    let r = stack
+        .as_(
+            OWNER,
+            "GET",
+            &format!("{FRONT_LA}?rids=not-a-role"),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!((r.status, r.rsc()), (400, 4000), "{r:?}");
+    assert!(r.dbg().contains("role_ids[0]"), "{}", r.dbg());
+    // A token that is not a JWS/JWE compact serialization.
+    let r = stack
+        .as_(
+            OWNER,
+            "GET",
+            FRONT_LA,
+            &[("Authorization", "not-a-token")],
+            "",
+        )
+        .await;
+    assert_eq!((r.status, r.rsc()), (400, 4000), "{r:?}");
+    assert!(r.dbg().contains("tokens[0]"), "{}", r.dbg());
+    // Existence is checked before authorization: 4004.
+    let r = stack
+        .as_(OWNER, "GET", "/~/mn-cse-123456/garageDoor", &[], "")
+        .await;
+    assert_eq!((r.status, r.rsc()), (404, 4004), "{r:?}");
+    // Content the lock does not understand: 4102.
+    let r = stack
+        .as_(
+            OWNER,
+            "POST",
+            FRONT,
+            &[CIN],
+            r#"{"m2m:cin": {"con": "OPEN"}}"#,
+        )
+        .await;
+    assert_eq!((r.status, r.rsc()), (400, 4102), "{r:?}");
+    // tqi=true on a Deny: still 4103 (Token Request Information needs a DAS,
+    // which this setup has none of), with the reason.
+    let r = stack
+        .as_(BABYSITTER, "GET", &format!("{FRONT_LA}?tqi=true"), &[], "")
+        .await;
+    assert_denied(&r, "babysitter with tqi");
+    assert!(r.json().get("m2m:dbg").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_pdp_fails_closed() {
+    let mut stack = Stack::start(Options {
+        deadline: Duration::from_millis(500),
+        ..Options::default()
+    })
+    .await;
+    let r = stack.as_(OWNER, "GET", FRONT_LA, &[], "").await;
+    assert_eq!((r.status, r.rsc()), (200, 2000), "{r:?}");
+    stack.stop_pdp().await;
+    let started = std::time::Instant::now();
+    let r = stack.as_(OWNER, "GET", FRONT_LA, &[], "").await;
+    assert_denied(&r, "PDP stopped");
+    assert!(r.dbg().contains("PDP unreachable"), "{}", r.dbg());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the deadline bounds the wait: {:?}",
+        started.elapsed()
+    );
+    let r = stack.as_(OWNER, "POST", FRONT, &[CIN], UNLOCK).await;
+    assert_denied(&r, "PDP stopped, unlock");
+    let state = stack
+        .store
+        .read()
+        .expect("store")
+        .state("frontDoor")
+        .map(str::to_owned);
+    assert_eq!(state.as_deref(), Some("LOCKED"), "nothing reached the CSE");
+}
+
+/// Takes the owner's RETRIEVE away on the front door (the owner keeps
+/// CREATE); returns the PRP revision.
+async fn owner_loses_retrieve(stack: &mut Stack) -> u64 {
+    let mut acp = stack
+        .prp
+        .get_acp(pb::GetAcpRequest {
+            acp_id: "acpFrontDoor".into(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .acp
+        .expect("acp");
+    let rules = &mut acp.privileges.as_mut().expect("pv").rules;
+    rules[0].operations = 1;
+    stack
+        .prp
+        .update_acp(pb::UpdateAcpRequest {
+            originator: ADMIN.into(),
+            acp: Some(acp),
+        })
+        .await
+        .expect("update")
+        .into_inner()
+        .revision
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_serves_repeats_and_drops_entries_after_a_policy_change() {
+    let mut stack = Stack::start(Options {
+        cache: Some(CacheConfig {
+            capacity: 100,
+            // Long enough that only the revision can drop the entry here.
+            ttl: Duration::from_secs(60),
+        }),
+        ..Options::default()
+    })
+    .await;
+    let before = stack.decides();
+    let r = stack.as_(OWNER, "GET", FRONT_LA, &[], "").await;
+    assert_eq!((r.status, r.rsc()), (200, 2000), "{r:?}");
+    assert_eq!(
+        stack.decides(),
+        before + 1,
+        "the first request asks the PDP"
+    );
+    for _ in 0..3 {
+        let r = stack.as_(OWNER, "GET", FRONT_LA, &[], "").await;
+        assert_eq!((r.status, r.rsc()), (200, 2000), "{r:?}");
+    }
+    assert_eq!(
+        stack.decides(),
+        before + 1,
+        "repeats in the same second are cached"
+    );
+    assert_eq!(stack.pep.cache_len(), 1);
+
+    // Another second is another key (time windows have 1 s granularity).
+    stack.clock.advance(chrono::Duration::seconds(1));
+    stack.as_(OWNER, "GET", FRONT_LA, &[], "").await;
+    assert_eq!(stack.decides(), before + 2);
+
+    // The policy changes; the PDP's replica follows.
+    let revision = owner_loses_retrieve(&mut stack).await;
+    wait_for_revision(&stack.pdp_status, revision).await;
+    // The next uncached decision reports the newer revision: the cache is
+    // dropped, and the repeated request goes to the PDP and is now denied.
+    let r = stack.as_(OWNER, "GET", BACK_LA, &[], "").await;
+    assert_eq!((r.status, r.rsc()), (200, 2000), "{r:?}");
+    assert_eq!(stack.decides(), before + 3);
+    let r = stack.as_(OWNER, "GET", FRONT_LA, &[], "").await;
+    assert_denied(&r, "owner after losing RETRIEVE");
+    assert_eq!(stack.decides(), before + 4, "the entry was dropped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_revision_polling_the_cache_drops_entries_by_itself() {
+    let mut stack = Stack::start(Options {
+        cache: Some(CacheConfig {
+            capacity: 100,
+            ttl: Duration::from_secs(60),
+        }),
+        revision_poll: Some(Duration::from_millis(20)),
+        ..Options::default()
+    })
+    .await;
+    let r = stack.as_(OWNER, "GET", FRONT_LA, &[], "").await;
+    assert_eq!((r.status, r.rsc()), (200, 2000), "{r:?}");
+    let calls = stack.decides();
+    let r = stack.as_(OWNER, "GET", FRONT_LA, &[], "").await;
+    assert_eq!((r.status, r.rsc()), (200, 2000), "{r:?}");
+    assert_eq!(stack.decides(), calls, "cached");
+
+    let revision = owner_loses_retrieve(&mut stack).await;
+    wait_for_revision(&stack.pdp_status, revision).await;
+    let mut dropped = false;
+    for _ in 0..200 {
+        if stack.pep.cache_len() == 0 {
+            dropped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(dropped, "the poll saw the new revision");
+    let r = stack.as_(OWNER, "GET", FRONT_LA, &[], "").await;
+    assert_denied(&r, "owner after losing RETRIEVE");
+    assert_eq!(stack.decides(), calls + 1);
+}

@@ -1,0 +1,269 @@
+//! The decision cache of [`crate::PepClient`]: off by default, on with
+//! [`crate::PepConfig::cache`].
+//!
+//! Semantics, chosen to be correct rather than clever:
+//!
+//! - **Key**: the whole decision request (originator, operation, discovery
+//!   flag, target, target and created types, specialization, IP address,
+//!   location, authentication flag, Role-IDs, `tqi`, hosting CSE, explicit
+//!   ACP IDs) with the request time **truncated to the second**; only the
+//!   request identifier and the `explain` flag are left out. Time windows
+//!   (`actw`) have a granularity of one second, so two requests in the same
+//!   second get the same answer from the same policies; a request in the
+//!   next second is a different key. A cache therefore helps bursts of
+//!   repeated requests (a client retrying, an application polling), never
+//!   across a window edge.
+//! - **TTL**: an entry also expires [`CacheConfig::ttl`] after it was stored
+//!   (default 1 s), which bounds how long an attribute the PDP took from the
+//!   PIP (a role, a group membership, a position) can be stale in the cache.
+//! - **Invalidation**: every decision carries the revision of the PDP's
+//!   policy replica. When a decision (or a `Status` poll, see
+//!   [`crate::PepConfig::revision_poll`]) reports a revision newer than the
+//!   cache has seen, the whole cache is dropped, and decisions from an older
+//!   revision are not stored.
+//! - **Never cached**: requests carrying tokens, Token-IDs or
+//!   Local-Token-IDs (a token's validity and the Local-Token-ID assignments
+//!   are per request), decisions assigning Local-Token-IDs, and Denies whose
+//!   status is MISSING_ATTRIBUTE, SYNTAX_ERROR or PROCESSING_ERROR (they may
+//!   turn on the next try), nor fail-closed or fail-open verdicts.
+//! - **Bound**: at most [`CacheConfig::capacity`] entries; when full, expired
+//!   entries are dropped, and if that frees nothing the cache is cleared.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use authz_proto::pb;
+use chrono::{DateTime, Utc};
+use prost::Message;
+
+/// Settings of the decision cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Most entries kept.
+    pub capacity: usize,
+    /// How long an entry is used after it was stored.
+    pub ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 10_000,
+            ttl: Duration::from_secs(1),
+        }
+    }
+}
+
+struct Entry {
+    decision: pb::Decision,
+    stored: Instant,
+}
+
+struct Inner {
+    map: HashMap<Vec<u8>, Entry>,
+    revision: u64,
+}
+
+/// The cache itself (shared by the clones of a client).
+pub(crate) struct DecisionCache {
+    config: CacheConfig,
+    inner: Mutex<Inner>,
+}
+
+impl DecisionCache {
+    pub(crate) fn new(config: CacheConfig) -> Self {
+        Self {
+            config,
+            inner: Mutex::new(Inner {
+                map: HashMap::new(),
+                revision: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The key of `req`, or `None` when it must not be cached. `now` stands
+    /// in for an absent request time.
+    pub(crate) fn key(req: &pb::DecisionRequest, now: DateTime<Utc>) -> Option<Vec<u8>> {
+        if !req.tokens.is_empty() || !req.token_ids.is_empty() || !req.local_token_ids.is_empty() {
+            return None;
+        }
+        let seconds = req
+            .request_time
+            .as_ref()
+            .map(|t| t.seconds)
+            .unwrap_or_else(|| now.timestamp());
+        let mut keyed = req.clone();
+        keyed.request_id.clear();
+        keyed.explain = false;
+        keyed.request_time = Some(prost_types::Timestamp { seconds, nanos: 0 });
+        Some(keyed.encode_to_vec())
+    }
+
+    /// The cached decision for `key`, if fresh.
+    pub(crate) fn get(&self, key: &[u8]) -> Option<pb::Decision> {
+        let inner = self.lock();
+        let e = inner.map.get(key)?;
+        (e.stored.elapsed() < self.config.ttl).then(|| e.decision.clone())
+    }
+
+    /// Notes a policy revision a PDP reported; a newer one drops everything.
+    pub(crate) fn observe_revision(&self, revision: u64) {
+        let mut inner = self.lock();
+        if revision > inner.revision {
+            inner.revision = revision;
+            inner.map.clear();
+        }
+    }
+
+    /// Stores `decision` under `key` when it may be cached.
+    pub(crate) fn insert(&self, key: Vec<u8>, decision: &pb::Decision) {
+        let transient = [
+            pb::AuthorizationStatus::MissingAttribute as i32,
+            pb::AuthorizationStatus::SyntaxError as i32,
+            pb::AuthorizationStatus::ProcessingError as i32,
+            pb::AuthorizationStatus::Unspecified as i32,
+        ];
+        if transient.contains(&decision.status) || !decision.assigned_token_ids.is_empty() {
+            return;
+        }
+        let mut inner = self.lock();
+        if decision.policy_revision > inner.revision {
+            inner.revision = decision.policy_revision;
+            inner.map.clear();
+        } else if decision.policy_revision < inner.revision {
+            return;
+        }
+        if inner.map.len() >= self.config.capacity && !inner.map.contains_key(&key) {
+            let ttl = self.config.ttl;
+            inner.map.retain(|_, e| e.stored.elapsed() < ttl);
+            if inner.map.len() >= self.config.capacity {
+                inner.map.clear();
+            }
+        }
+        if self.config.capacity == 0 {
+            return;
+        }
+        inner.map.insert(
+            key,
+            Entry {
+                decision: decision.clone(),
+                stored: Instant::now(),
+            },
+        );
+    }
+
+    /// Number of entries (fresh or not).
+    pub(crate) fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(originator: &str, seconds: i64, nanos: i32) -> pb::DecisionRequest {
+        pb::DecisionRequest {
+            originator: originator.into(),
+            operation: 2,
+            target: "frontDoor".into(),
+            request_time: Some(prost_types::Timestamp { seconds, nanos }),
+            request_id: format!("rq-{nanos}"),
+            ..Default::default()
+        }
+    }
+
+    fn permit(revision: u64) -> pb::Decision {
+        pb::Decision {
+            decision: 1,
+            status: 1,
+            policy_revision: revision,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn same_second_same_key_other_second_other_key() {
+        let now = Utc::now();
+        let a = DecisionCache::key(&req("C1", 100, 1), now);
+        let b = DecisionCache::key(&req("C1", 100, 999_000), now);
+        let c = DecisionCache::key(&req("C1", 101, 1), now);
+        let d = DecisionCache::key(&req("C2", 100, 1), now);
+        assert!(a.is_some());
+        assert_eq!(
+            a, b,
+            "request ID and sub-second time are not part of the key"
+        );
+        assert_ne!(a, c);
+        assert_ne!(a, d);
+    }
+
+    #[test]
+    fn tokens_are_never_keyed() {
+        let now = Utc::now();
+        let mut r = req("C1", 100, 0);
+        r.tokens = vec!["a.b.c".into()];
+        assert_eq!(DecisionCache::key(&r, now), None);
+        let mut r = req("C1", 100, 0);
+        r.token_ids = vec!["t@das.example.com".into()];
+        assert_eq!(DecisionCache::key(&r, now), None);
+        let mut r = req("C1", 100, 0);
+        r.local_token_ids = vec!["lt1".into()];
+        assert_eq!(DecisionCache::key(&r, now), None);
+    }
+
+    #[test]
+    fn newer_revision_drops_entries_older_is_not_stored() {
+        let cache = DecisionCache::new(CacheConfig::default());
+        let key = DecisionCache::key(&req("C1", 100, 0), Utc::now()).expect("key");
+        cache.insert(key.clone(), &permit(5));
+        assert!(cache.get(&key).is_some());
+        cache.observe_revision(5);
+        assert!(cache.get(&key).is_some(), "same revision keeps entries");
+        cache.observe_revision(6);
+        assert!(cache.get(&key).is_none());
+        cache.insert(key.clone(), &permit(5));
+        assert!(
+            cache.get(&key).is_none(),
+            "a decision from an older replica"
+        );
+        cache.insert(key.clone(), &permit(6));
+        assert!(cache.get(&key).is_some());
+    }
+
+    #[test]
+    fn transient_denies_are_not_stored_and_ttl_expires() {
+        let cache = DecisionCache::new(CacheConfig {
+            capacity: 10,
+            ttl: Duration::from_millis(30),
+        });
+        let key = DecisionCache::key(&req("C1", 100, 0), Utc::now()).expect("key");
+        let mut d = permit(1);
+        d.decision = 2;
+        d.status = pb::AuthorizationStatus::MissingAttribute as i32;
+        cache.insert(key.clone(), &d);
+        assert!(cache.get(&key).is_none());
+        cache.insert(key.clone(), &permit(1));
+        assert!(cache.get(&key).is_some());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(cache.get(&key).is_none());
+    }
+
+    #[test]
+    fn capacity_is_bounded() {
+        let cache = DecisionCache::new(CacheConfig {
+            capacity: 3,
+            ttl: Duration::from_secs(60),
+        });
+        for i in 0..10 {
+            let key = DecisionCache::key(&req(&format!("C{i}"), 100, 0), Utc::now()).expect("key");
+            cache.insert(key, &permit(1));
+            assert!(cache.len() <= 3);
+        }
+    }
+}

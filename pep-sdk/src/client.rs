@@ -1,0 +1,745 @@
+//! [`PepClient`]: the PEP's connection to the PDP (TS-0003 6.2.2 step 003).
+//!
+//! - **Endpoints**: one or more PDP endpoints (`http://host:port`). One
+//!   endpoint is one lazily connected HTTP/2 channel; several are one
+//!   channel load-balanced over them ([`Channel::balance_list`],
+//!   power-of-two-choices). Clones of a client share the channel.
+//! - **Deadline**: [`PepConfig::deadline`] bounds one decision *including
+//!   its retries*; it is also sent to the PDP as the gRPC timeout.
+//! - **Retries**: a call that fails with UNAVAILABLE (connection refused or
+//!   reset, a PDP shutting down) is retried after an exponential backoff
+//!   ([`RetryPolicy`], default 4 attempts from 10 ms) while the deadline
+//!   allows; with several endpoints the balancer picks again. Other errors
+//!   are not retried. tonic's balancer keeps offering an endpoint that is
+//!   down (it reports a failed reconnect as ready; grpc-rust issue #2839),
+//!   so with one of two endpoints down each attempt fails with probability
+//!   about 1/2 and the retries are what route around it: measured 1
+//!   fail-closed decision in 300 with 3 attempts, hence 4 by default.
+//! - **Failure mode**: a decision never fails. When the PDP gives no
+//!   decision (unreachable, deadline exceeded, an unexpected error), the
+//!   verdict is a Deny with status PROCESSING_ERROR and a summary starting
+//!   with `PDP unreachable` (fail-closed, [`DecisionSource::FailClosed`]),
+//!   unless the request matches an entry of the explicit fail-open list
+//!   ([`FailOpenRule`], by operation and target prefix), which makes it a
+//!   Permit ([`DecisionSource::FailOpen`]). A request the PDP rejects as
+//!   malformed (INVALID_ARGUMENT) is a Deny with status SYNTAX_ERROR, which
+//!   [`crate::Enforcement`] answers with 4000.
+//! - **Cache**: see [`crate::cache`]; off unless [`PepConfig::cache`] is set.
+//! - **Forms**: [`PepClient::decide`] (unary `Decide`),
+//!   [`PepClient::decide_batch`] (`DecideBatch`, answers in request order)
+//!   and [`PepClient::stream`] (a kept-open `DecideStream`, reopened when it
+//!   breaks).
+//!
+//! Every request is stamped with the request time when it has none, so the
+//! decision (and the cache key) uses the time the CSE asked, not the time the
+//! PDP received it.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use authz_proto::pb;
+use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::cache::{CacheConfig, DecisionCache};
+use crate::error::PepError;
+use crate::response::{DenyDetail, Enforcement};
+
+/// How UNAVAILABLE calls are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1 = no retry).
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub initial_backoff: Duration,
+    /// Longest wait between attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+/// A class of requests permitted when the PDP gives no decision (explicit
+/// opt-in; everything else fails closed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailOpenRule {
+    /// Operations the rule covers; empty means every operation.
+    pub operations: Vec<pb::Operation>,
+    /// The rule covers targets (the decision request's `target`) starting
+    /// with this prefix; empty means every target.
+    pub target_prefix: String,
+}
+
+impl FailOpenRule {
+    /// A rule covering `operations` (empty: all) on targets starting with
+    /// `target_prefix`.
+    pub fn new(operations: Vec<pb::Operation>, target_prefix: impl Into<String>) -> Self {
+        Self {
+            operations,
+            target_prefix: target_prefix.into(),
+        }
+    }
+
+    /// Whether the rule covers `req`.
+    pub fn covers(&self, req: &pb::DecisionRequest) -> bool {
+        (self.operations.is_empty() || self.operations.iter().any(|o| *o as i32 == req.operation))
+            && req.target.starts_with(&self.target_prefix)
+    }
+}
+
+/// Configuration of a [`PepClient`].
+#[derive(Debug, Clone)]
+pub struct PepConfig {
+    /// PDP endpoints (`http://host:port`); several are load-balanced.
+    pub endpoints: Vec<String>,
+    /// Time budget of one decision, retries included.
+    pub deadline: Duration,
+    /// Timeout of establishing a connection to one endpoint.
+    pub connect_timeout: Duration,
+    /// Retries of UNAVAILABLE calls.
+    pub retry: RetryPolicy,
+    /// Requests permitted when the PDP gives no decision; empty (the
+    /// default) fails closed for everything.
+    pub fail_open: Vec<FailOpenRule>,
+    /// The decision cache; `None` (the default) caches nothing.
+    pub cache: Option<CacheConfig>,
+    /// With a cache: ask the PDP for its replica revision this often, so a
+    /// policy change drops the cache even when no uncached decision reports
+    /// it. `None` learns revisions from decisions only.
+    pub revision_poll: Option<Duration>,
+}
+
+impl PepConfig {
+    /// Defaults for `endpoints`: a 500 ms deadline, 250 ms connect timeout,
+    /// 4 attempts, fail-closed, no cache.
+    pub fn new<I, S>(endpoints: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            deadline: Duration::from_millis(500),
+            connect_timeout: Duration::from_millis(250),
+            retry: RetryPolicy::default(),
+            fail_open: Vec::new(),
+            cache: None,
+            revision_poll: None,
+        }
+    }
+
+    /// Sets the deadline of one decision.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Turns the decision cache on.
+    pub fn with_cache(mut self, cache: CacheConfig) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Adds a fail-open rule.
+    pub fn with_fail_open(mut self, rule: FailOpenRule) -> Self {
+        self.fail_open.push(rule);
+        self
+    }
+
+    /// Sets the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+}
+
+/// Where a verdict came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DecisionSource {
+    /// The PDP decided it.
+    Pdp,
+    /// The decision cache answered (a PDP decision made earlier).
+    Cache,
+    /// The PDP gave no decision; denied (fail-closed).
+    FailClosed,
+    /// The PDP gave no decision; permitted by a fail-open rule.
+    FailOpen,
+}
+
+/// A decision and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// The decision (for a fail-closed or fail-open verdict, synthesized by
+    /// the PEP with a summary naming the reason).
+    pub decision: pb::Decision,
+    /// Where it came from.
+    pub source: DecisionSource,
+}
+
+impl Verdict {
+    /// Whether access is granted.
+    pub fn is_permit(&self) -> bool {
+        self.decision.decision == pb::AuthorizationDecision::Permit as i32
+    }
+
+    /// What the CSE does with the request ([`Enforcement::of`]).
+    pub fn enforcement(&self, detail: DenyDetail) -> Enforcement {
+        Enforcement::of(self, detail)
+    }
+}
+
+/// Why a call produced no decision.
+#[derive(Debug)]
+enum CallFailure {
+    /// INVALID_ARGUMENT: the request is malformed.
+    Invalid(String),
+    /// No answer: unreachable, deadline exceeded, or another error.
+    NoAnswer(String),
+}
+
+struct Inner {
+    client: PolicyDecisionPointClient<Channel>,
+    config: PepConfig,
+    cache: Option<Arc<DecisionCache>>,
+    poller: Option<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(p) = &self.poller {
+            p.abort();
+        }
+    }
+}
+
+/// A client of one or more PDPs. Cheap to clone; clones share the channel
+/// and the cache.
+#[derive(Clone)]
+pub struct PepClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PepClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PepClient")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PepClient {
+    /// A client for `config.endpoints`. Connects lazily (the first decision
+    /// connects), so a PDP that is down at start is not an error. Must run
+    /// inside a Tokio runtime.
+    pub fn new(config: PepConfig) -> Result<Self, PepError> {
+        let mut endpoints = Vec::with_capacity(config.endpoints.len());
+        for e in &config.endpoints {
+            let endpoint = Endpoint::from_shared(e.clone())
+                .map_err(|err| PepError::Endpoint {
+                    endpoint: e.clone(),
+                    reason: err.to_string(),
+                })?
+                .connect_timeout(config.connect_timeout)
+                .tcp_nodelay(true);
+            endpoints.push(endpoint);
+        }
+        let channel = match endpoints.len() {
+            0 => return Err(PepError::NoEndpoint),
+            // One endpoint: a plain lazy channel reports a refused
+            // connection at once (UNAVAILABLE) instead of waiting for the
+            // balancer to find a ready endpoint.
+            1 => endpoints.remove(0).connect_lazy(),
+            _ => Channel::balance_list(endpoints.into_iter()),
+        };
+        Ok(Self::with_channel(channel, config))
+    }
+
+    /// A client over an existing channel (for example one with TLS);
+    /// `config.endpoints` is not used.
+    pub fn with_channel(channel: Channel, config: PepConfig) -> Self {
+        let client = PolicyDecisionPointClient::new(channel);
+        let cache = config.cache.map(|c| Arc::new(DecisionCache::new(c)));
+        let poller = match (&cache, config.revision_poll) {
+            (Some(cache), Some(every)) => {
+                let cache = cache.clone();
+                let mut client = client.clone();
+                let deadline = config.deadline;
+                Some(tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(every);
+                    loop {
+                        tick.tick().await;
+                        let mut req = tonic::Request::new(pb::StatusRequest {});
+                        req.set_timeout(deadline);
+                        if let Ok(Ok(s)) = tokio::time::timeout(deadline, client.status(req)).await
+                        {
+                            cache.observe_revision(s.into_inner().replica_revision);
+                        }
+                    }
+                }))
+            }
+            _ => None,
+        };
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                config,
+                cache,
+                poller,
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PepConfig {
+        &self.inner.config
+    }
+
+    /// Number of entries in the decision cache (0 without a cache).
+    pub fn cache_len(&self) -> usize {
+        self.inner.cache.as_ref().map_or(0, |c| c.len())
+    }
+
+    /// Decides one request (unary `Decide`, or the cache).
+    pub async fn decide(&self, mut req: pb::DecisionRequest) -> Verdict {
+        stamp(&mut req);
+        let key = self.cached(&req);
+        if let Some(Ok(hit)) = &key {
+            return hit.clone();
+        }
+        let client = self.inner.client.clone();
+        let result = self
+            .with_retries(|remaining| {
+                let mut client = client.clone();
+                let mut call = tonic::Request::new(req.clone());
+                call.set_timeout(remaining);
+                async move { client.decide(call).await.map(|r| r.into_inner()) }
+            })
+            .await;
+        self.settle(&req, key.and_then(Result::err), result)
+    }
+
+    /// Decides many requests in one `DecideBatch` call (answers in request
+    /// order; cached ones are answered from the cache and not sent). A
+    /// request the PDP finds malformed gets a SYNTAX_ERROR Deny; when the
+    /// call gets no answer, each request is judged by the failure mode.
+    pub async fn decide_batch(&self, reqs: Vec<pb::DecisionRequest>) -> Vec<Verdict> {
+        let mut out: Vec<Option<Verdict>> = vec![None; reqs.len()];
+        let mut misses: Vec<(usize, pb::DecisionRequest, Option<Vec<u8>>)> = Vec::new();
+        for (i, mut req) in reqs.into_iter().enumerate() {
+            stamp(&mut req);
+            match self.cached(&req) {
+                Some(Ok(hit)) => out[i] = Some(hit),
+                Some(Err(key)) => misses.push((i, req, Some(key))),
+                None => misses.push((i, req, None)),
+            }
+        }
+        if !misses.is_empty() {
+            let batch = pb::DecideBatchRequest {
+                requests: misses.iter().map(|(_, r, _)| r.clone()).collect(),
+            };
+            let client = self.inner.client.clone();
+            let result = self
+                .with_retries(|remaining| {
+                    let mut client = client.clone();
+                    let mut call = tonic::Request::new(batch.clone());
+                    call.set_timeout(remaining);
+                    async move { client.decide_batch(call).await.map(|r| r.into_inner()) }
+                })
+                .await;
+            let decisions = match result {
+                Ok(r) if r.decisions.len() == misses.len() => {
+                    r.decisions.into_iter().map(Ok).collect::<Vec<_>>()
+                }
+                Ok(r) => {
+                    let why = format!(
+                        "the PDP answered {} decisions for {} requests",
+                        r.decisions.len(),
+                        misses.len()
+                    );
+                    misses
+                        .iter()
+                        .map(|_| Err(CallFailure::NoAnswer(why.clone())))
+                        .collect()
+                }
+                Err(CallFailure::Invalid(m)) => misses
+                    .iter()
+                    .map(|_| Err(CallFailure::Invalid(m.clone())))
+                    .collect(),
+                Err(CallFailure::NoAnswer(m)) => misses
+                    .iter()
+                    .map(|_| Err(CallFailure::NoAnswer(m.clone())))
+                    .collect(),
+            };
+            for ((i, req, key), d) in misses.into_iter().zip(decisions) {
+                out[i] = Some(self.settle(&req, key, d));
+            }
+        }
+        out.into_iter()
+            .map(|v| v.unwrap_or_else(|| fail_closed_decision("no decision", "")))
+            .collect()
+    }
+
+    /// A kept-open `DecideStream` for deciding requests one after another
+    /// over a single HTTP/2 stream.
+    pub fn stream(&self) -> DecisionStream {
+        DecisionStream {
+            client: self.clone(),
+            state: Arc::new(tokio::sync::Mutex::new(None)),
+        }
+    }
+
+    /// The PDP's replica status (`Status`), with the same deadline and
+    /// retries as a decision.
+    pub async fn status(&self) -> Result<pb::StatusResponse, PepError> {
+        let client = self.inner.client.clone();
+        let result = self
+            .with_retries(|remaining| {
+                let mut client = client.clone();
+                let mut call = tonic::Request::new(pb::StatusRequest {});
+                call.set_timeout(remaining);
+                async move { client.status(call).await.map(|r| r.into_inner()) }
+            })
+            .await;
+        match result {
+            Ok(s) => {
+                if let Some(c) = &self.inner.cache {
+                    c.observe_revision(s.replica_revision);
+                }
+                Ok(s)
+            }
+            Err(CallFailure::Invalid(m)) => Err(PepError::Pdp(m)),
+            Err(CallFailure::NoAnswer(m)) => Err(PepError::Unreachable(m)),
+        }
+    }
+
+    /// Waits until the PDP's replica has reached `revision` (for example
+    /// after writing policies to the PRP), polling `Status`; returns the
+    /// revision seen. Fails when `timeout` passes first.
+    pub async fn wait_for_revision(
+        &self,
+        revision: u64,
+        timeout: Duration,
+    ) -> Result<u64, PepError> {
+        let until = Instant::now() + timeout;
+        loop {
+            let last = match self.status().await {
+                Ok(s) if s.replica_revision >= revision => return Ok(s.replica_revision),
+                Ok(s) => format!("replica at revision {}", s.replica_revision),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() >= until {
+                return Err(PepError::Unreachable(format!(
+                    "the PDP did not reach revision {revision} within {timeout:?} ({last})"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `Some(Ok(hit))` on a cache hit, `Some(Err(key))` on a miss of a
+    /// cacheable request, `None` without a cache or for an uncacheable one.
+    fn cached(&self, req: &pb::DecisionRequest) -> Option<Result<Verdict, Vec<u8>>> {
+        let cache = self.inner.cache.as_ref()?;
+        let key = DecisionCache::key(req, Utc::now())?;
+        Some(match cache.get(&key) {
+            Some(mut decision) => {
+                decision.request_id = req.request_id.clone();
+                Ok(Verdict {
+                    decision,
+                    source: DecisionSource::Cache,
+                })
+            }
+            None => Err(key),
+        })
+    }
+
+    /// Turns a call's result into a verdict, feeding the cache.
+    fn settle(
+        &self,
+        req: &pb::DecisionRequest,
+        key: Option<Vec<u8>>,
+        result: Result<pb::Decision, CallFailure>,
+    ) -> Verdict {
+        match result {
+            Ok(decision) => {
+                if let Some(cache) = &self.inner.cache {
+                    match key {
+                        Some(key) => cache.insert(key, &decision),
+                        None => cache.observe_revision(decision.policy_revision),
+                    }
+                }
+                Verdict {
+                    decision,
+                    source: DecisionSource::Pdp,
+                }
+            }
+            Err(CallFailure::Invalid(message)) => Verdict {
+                decision: pb::Decision {
+                    decision: pb::AuthorizationDecision::Deny as i32,
+                    status: pb::AuthorizationStatus::SyntaxError as i32,
+                    summary: format!("DENY (syntax error): {message}"),
+                    request_id: req.request_id.clone(),
+                    ..Default::default()
+                },
+                source: DecisionSource::Pdp,
+            },
+            Err(CallFailure::NoAnswer(reason)) => {
+                match self.inner.config.fail_open.iter().find(|r| r.covers(req)) {
+                    Some(rule) => {
+                        tracing::warn!(%reason, target = %req.target, "PDP unreachable; fail-open rule permits");
+                        Verdict {
+                            decision: pb::Decision {
+                                decision: pb::AuthorizationDecision::Permit as i32,
+                                status: pb::AuthorizationStatus::ProcessingError as i32,
+                                summary: format!(
+                                    "PERMIT (fail-open rule for '{}*'): PDP unreachable: {reason}",
+                                    rule.target_prefix
+                                ),
+                                request_id: req.request_id.clone(),
+                                ..Default::default()
+                            },
+                            source: DecisionSource::FailOpen,
+                        }
+                    }
+                    None => {
+                        tracing::warn!(%reason, target = %req.target, "PDP unreachable; denied (fail-closed)");
+                        fail_closed_decision(&reason, &req.request_id)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `call` (given the remaining time) until it succeeds, fails with
+    /// something other than UNAVAILABLE, runs out of attempts, or the
+    /// deadline passes.
+    async fn with_retries<T, F, Fut>(&self, mut call: F) -> Result<T, CallFailure>
+    where
+        F: FnMut(Duration) -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
+        let config = &self.inner.config;
+        let start = Instant::now();
+        let deadline = start + config.deadline;
+        let mut backoff = config.retry.initial_backoff;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(CallFailure::NoAnswer(format!(
+                    "deadline of {} ms exceeded",
+                    config.deadline.as_millis()
+                )));
+            }
+            let status = match tokio::time::timeout(remaining, call(remaining)).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(status)) => status,
+                Err(_) => {
+                    return Err(CallFailure::NoAnswer(format!(
+                        "deadline of {} ms exceeded after {attempt} attempt(s)",
+                        config.deadline.as_millis()
+                    )));
+                }
+            };
+            match status.code() {
+                Code::InvalidArgument => return Err(CallFailure::Invalid(invalid_text(&status))),
+                Code::Unavailable if attempt < config.retry.max_attempts => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left <= backoff {
+                        return Err(CallFailure::NoAnswer(unavailable_text(&status, attempt)));
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(config.retry.max_backoff);
+                }
+                Code::Unavailable => {
+                    return Err(CallFailure::NoAnswer(unavailable_text(&status, attempt)));
+                }
+                code => {
+                    return Err(CallFailure::NoAnswer(format!(
+                        "{code:?}: {}",
+                        status.message()
+                    )));
+                }
+            }
+        }
+    }
+}
+
+fn unavailable_text(status: &tonic::Status, attempts: u32) -> String {
+    format!(
+        "UNAVAILABLE after {attempts} attempt(s): {}",
+        status.message()
+    )
+}
+
+/// The message of an INVALID_ARGUMENT status, with its field violations.
+fn invalid_text(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    let fields: Vec<String> = status
+        .get_details_bad_request()
+        .map(|b| {
+            b.field_violations
+                .into_iter()
+                .map(|v| format!("{}: {}", v.field, v.description))
+                .collect()
+        })
+        .unwrap_or_default();
+    if fields.is_empty() {
+        status.message().to_owned()
+    } else {
+        fields.join("; ")
+    }
+}
+
+/// Fills an absent request time with now.
+fn stamp(req: &mut pb::DecisionRequest) {
+    if req.request_time.is_none() {
+        req.request_time = Some(authz_proto::convert::timestamp_to_pb(&Utc::now()));
+    }
+}
+
+fn fail_closed_decision(reason: &str, request_id: &str) -> Verdict {
+    Verdict {
+        decision: pb::Decision {
+            decision: pb::AuthorizationDecision::Deny as i32,
+            status: pb::AuthorizationStatus::ProcessingError as i32,
+            summary: format!("DENY (fail-closed): PDP unreachable: {reason}"),
+            request_id: request_id.to_owned(),
+            ..Default::default()
+        },
+        source: DecisionSource::FailClosed,
+    }
+}
+
+type Pending = Arc<Mutex<VecDeque<oneshot::Sender<Result<pb::Decision, tonic::Status>>>>>;
+
+/// An open `DecideStream` call.
+struct OpenStream {
+    tx: mpsc::UnboundedSender<pb::DecisionRequest>,
+    pending: Pending,
+    alive: Arc<AtomicBool>,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Decisions over one kept-open `DecideStream` (answers arrive in request
+/// order). Opened on first use and reopened after it breaks; each decision
+/// has the client's deadline, retries, cache and failure mode. Cheap to
+/// clone; clones share the stream.
+#[derive(Clone)]
+pub struct DecisionStream {
+    client: PepClient,
+    state: Arc<tokio::sync::Mutex<Option<OpenStream>>>,
+}
+
+impl std::fmt::Debug for DecisionStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecisionStream").finish_non_exhaustive()
+    }
+}
+
+impl DecisionStream {
+    /// Decides one request over the stream.
+    pub async fn decide(&self, mut req: pb::DecisionRequest) -> Verdict {
+        stamp(&mut req);
+        let key = self.client.cached(&req);
+        if let Some(Ok(hit)) = &key {
+            return hit.clone();
+        }
+        let result = self.client.with_retries(|_| self.send(req.clone())).await;
+        self.client.settle(&req, key.and_then(Result::err), result)
+    }
+
+    /// Sends one request on the open stream (opening it first if needed)
+    /// and waits for its answer.
+    async fn send(&self, req: pb::DecisionRequest) -> Result<pb::Decision, tonic::Status> {
+        let rx = {
+            let mut state = self.state.lock().await;
+            if !state
+                .as_ref()
+                .is_some_and(|s| s.alive.load(Ordering::Acquire))
+            {
+                *state = Some(self.open().await?);
+            }
+            let Some(open) = state.as_ref() else {
+                return Err(tonic::Status::unavailable("stream not open"));
+            };
+            let (tx, rx) = oneshot::channel();
+            let mut pending = open.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.push_back(tx);
+            if open.tx.send(req).is_err() {
+                pending.pop_back();
+                open.alive.store(false, Ordering::Release);
+                return Err(tonic::Status::unavailable("decision stream closed"));
+            }
+            rx
+        };
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => Err(tonic::Status::unavailable("decision stream closed")),
+        }
+    }
+
+    async fn open(&self) -> Result<OpenStream, tonic::Status> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut client = self.client.inner.client.clone();
+        // The stream stays open across decisions: no gRPC timeout on it;
+        // each decision is bounded by the client's deadline instead.
+        let mut responses = client
+            .decide_stream(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        let pending: Pending = Arc::new(Mutex::new(VecDeque::new()));
+        let alive = Arc::new(AtomicBool::new(true));
+        let (p, a) = (pending.clone(), alive.clone());
+        let reader = tokio::spawn(async move {
+            let end = loop {
+                match responses.message().await {
+                    Ok(Some(d)) => {
+                        let waiter = p.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                        if let Some(w) = waiter {
+                            let _ = w.send(Ok(d));
+                        }
+                    }
+                    Ok(None) => break tonic::Status::unavailable("decision stream ended"),
+                    Err(status) => break status,
+                }
+            };
+            a.store(false, Ordering::Release);
+            let waiters: Vec<_> = p
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain(..)
+                .collect();
+            for w in waiters {
+                let _ = w.send(Err(end.clone()));
+            }
+        });
+        Ok(OpenStream {
+            tx,
+            pending,
+            alive,
+            reader,
+        })
+    }
+}

@@ -1,0 +1,715 @@
+//! [`PepLayer`]: a `tower` layer that enforces access control on the oneM2M
+//! HTTP binding (TS-0009) in front of a CSE's own request handling.
+//!
+//! For every HTTP request the layer reads the request primitive
+//! ([`primitive_from_http`]):
+//!
+//! | primitive | from |
+//! | --- | --- |
+//! | `op` | the method: POST with `ty` in the content type (`application/json;ty=4`) → Create, POST without `ty` → Notify, GET → Retrieve, PUT → Update, DELETE → Delete |
+//! | `ty` | the `ty` parameter of `Content-Type` |
+//! | `fu` | query `fu` (1 or 3 on a GET: a discovery) |
+//! | `fr` | header `X-M2M-Origin` |
+//! | `rqi` | header `X-M2M-RI` |
+//! | `tkns` | header `Authorization`, tokens joined by `+` (TS-0009 6.4.19) |
+//! | `rids`, `tids`, `ltids` | query parameters of those names; a value may hold several joined by `+`, and a parameter may repeat |
+//! | `tqi` | query `tqi` (`true`/`false`/`1`/`0`) |
+//! | `to` | the path: `/~/x` is SP-relative (`/x`), `/_/x` absolute (`//x`), any other `/x` CSE-relative (`x`) |
+//!
+//! and from the CSE ([`RequestContext`](crate::RequestContext)): the client's
+//! IP address (an [`OriginatorIp`] extension if an outer layer set one, else
+//! axum's `ConnectInfo<SocketAddr>`, else a `SocketAddr` extension), the
+//! authenticated identity ([`Authenticator`]; by default an
+//! [`AuthenticatedIdentity`] extension a TLS acceptor sets), the target
+//! resource ([`TargetResolver`]), and the request time ([`Clock`]).
+//!
+//! **Target mapping.** `to` is first made relative to the hosting CSE: an
+//! SP-relative `/mn-cse-123456/x` or absolute `//home.example/mn-cse-123456/x`
+//! naming this CSE becomes the CSE-relative `x` (and the bare CSE-ID the
+//! empty address, the CSEBase). The [`TargetResolver`] then maps it to the
+//! resource ID the PRP knows and the resource's type; the default,
+//! [`UnstructuredIds`], takes the CSE-relative address as the resource ID
+//! (unstructured resource IDs, as in `examples/door-lock-demo.json`) and the
+//! CSE-ID without its `/` for the CSEBase. A resolver that answers `None`
+//! makes the layer answer 404 with `X-M2M-RSC: 4004`, since existence is
+//! checked before authorization (TS-0004 7.2.2.2).
+//!
+//! **Responses.** A permitted request goes to the inner service with an
+//! [`AuthorizedRequest`] extension (the primitive, the target, the verdict),
+//! and its response gets `X-M2M-ATI` when Local-Token-IDs were assigned and
+//! `X-M2M-RI` when the handler set none. Otherwise the layer answers itself,
+//! with `X-M2M-RSC`, the request's `X-M2M-RI` echoed, `X-M2M-ATI` when
+//! assigned, and a JSON body ([`crate::response`]): 403 / 4103 for a Deny
+//! (the Token Request Information as `m2m:tqf` when the PDP gave some) and
+//! for a PDP that gave no decision (fail-closed, the reason in `m2m:dbg`);
+//! 400 / 4000 for a malformed request; 404 / 4004 for an unknown target.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use authz_proto::pb;
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response};
+use http_body_util::{Either, Full};
+use tower::{Layer, Service};
+
+use crate::client::{PepClient, Verdict};
+use crate::clock::{Clock, SystemClock};
+use crate::error::PepError;
+use crate::request::{CseContext, DecisionRequestBuilder, RequestContext, RequestPrimitive};
+use crate::response::{DenyDetail, Enforcement, Rejection, ResponseStatusCode, ati_header};
+
+/// `X-M2M-Origin`.
+pub const X_M2M_ORIGIN: &str = "x-m2m-origin";
+/// `X-M2M-RI`.
+pub const X_M2M_RI: &str = "x-m2m-ri";
+/// `X-M2M-RSC`.
+pub const X_M2M_RSC: &str = "x-m2m-rsc";
+/// `X-M2M-ATI`.
+pub const X_M2M_ATI: &str = "x-m2m-ati";
+
+/// The client's IP address, set by an outer layer that knows better than
+/// the socket (for example behind a trusted reverse proxy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OriginatorIp(pub IpAddr);
+
+/// The identity a security association authenticated (the AE-ID or CSE-ID
+/// bound to the TLS session), set by the acceptor that established it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticatedIdentity(pub String);
+
+/// Tells who a request's sender authenticated as.
+pub trait Authenticator: Send + Sync + 'static {
+    /// The authenticated AE-ID or CSE-ID, or `None` when the sender is not
+    /// authenticated.
+    fn authenticate(&self, parts: &http::request::Parts) -> Option<String>;
+}
+
+/// The default [`Authenticator`]: the [`AuthenticatedIdentity`] extension.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExtensionIdentity;
+
+impl Authenticator for ExtensionIdentity {
+    fn authenticate(&self, parts: &http::request::Parts) -> Option<String> {
+        parts
+            .extensions
+            .get::<AuthenticatedIdentity>()
+            .map(|i| i.0.clone())
+    }
+}
+
+/// The resource a request is about, as the PDP knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The resource ID (`ri`) the PRP has.
+    pub resource_id: String,
+    /// Its resource type, when known (used by `acod` on a Create).
+    pub resource_type: Option<u32>,
+}
+
+/// Maps the address of a request to its target resource.
+pub trait TargetResolver: Send + Sync + 'static {
+    /// The target of `to`; `cse_relative` is `to` relative to the hosting
+    /// CSE when `to` addresses it (empty for the CSEBase), `None` when it
+    /// addresses another CSE. `None` means the resource does not exist.
+    fn resolve(&self, to: &str, cse_relative: Option<&str>) -> Option<Target>;
+}
+
+/// The default [`TargetResolver`]: the CSE-relative address is the resource
+/// ID (unstructured IDs); the CSEBase is the CSE-ID without `/`; an address
+/// of another CSE is passed on as it is. Never answers "does not exist".
+#[derive(Debug, Clone)]
+pub struct UnstructuredIds {
+    cse_base: String,
+}
+
+impl UnstructuredIds {
+    /// For the hosting CSE `cse`.
+    pub fn new(cse: &CseContext) -> Self {
+        Self {
+            cse_base: cse.hosting().cse_id().to_owned(),
+        }
+    }
+}
+
+impl TargetResolver for UnstructuredIds {
+    fn resolve(&self, to: &str, cse_relative: Option<&str>) -> Option<Target> {
+        let resource_id = match cse_relative {
+            Some("") => self.cse_base.clone(),
+            Some(rel) => rel.to_owned(),
+            None => to.to_owned(),
+        };
+        Some(Target {
+            resource_id,
+            resource_type: None,
+        })
+    }
+}
+
+/// What the layer hands to the inner service with a permitted request.
+#[derive(Debug, Clone)]
+pub struct AuthorizedRequest {
+    /// The request primitive as read from HTTP.
+    pub primitive: RequestPrimitive,
+    /// `to` relative to the hosting CSE (`None`: another CSE).
+    pub cse_relative: Option<String>,
+    /// The target the decision was about.
+    pub target: Target,
+    /// The decision request the layer sent (a handler can reuse it, for
+    /// example to check the DISCOVERY privilege of each discovered resource
+    /// with another `target`).
+    pub request: pb::DecisionRequest,
+    /// The decision.
+    pub verdict: Verdict,
+}
+
+/// Reads the request primitive of an HTTP request (see the module table).
+pub fn primitive_from_http(parts: &http::request::Parts) -> Result<RequestPrimitive, PepError> {
+    let header = |name: &str| -> Result<Option<String>, PepError> {
+        match parts.headers.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .map(|s| Some(s.trim().to_owned()))
+                .map_err(|_| PepError::BadRequest(format!("header {name} is not visible ASCII"))),
+        }
+    };
+    let fr = header(X_M2M_ORIGIN)?.unwrap_or_default();
+    let rqi = header(X_M2M_RI)?.unwrap_or_default();
+    let content_type = header(CONTENT_TYPE.as_str())?;
+    let ty = match &content_type {
+        Some(ct) => content_type_ty(ct)?,
+        None => None,
+    };
+    let tkns = match header(AUTHORIZATION.as_str())? {
+        Some(v) if !v.is_empty() => v
+            .split('+')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let query = Query::parse(parts.uri.query().unwrap_or(""))?;
+    let fu = match query.single("fu")? {
+        Some(v) => Some(
+            v.parse::<u32>()
+                .map_err(|_| PepError::BadRequest(format!("fu '{v}' is not a number")))?,
+        ),
+        None => None,
+    };
+    let tqi = match query.single("tqi")?.as_deref() {
+        None => false,
+        Some("true") | Some("1") => true,
+        Some("false") | Some("0") => false,
+        Some(v) => {
+            return Err(PepError::BadRequest(format!(
+                "tqi '{v}' is not true, false, 1 or 0"
+            )));
+        }
+    };
+    let op = match (&parts.method, ty) {
+        (&Method::POST, Some(_)) => pb::Operation::Create,
+        (&Method::POST, None) => pb::Operation::Notify,
+        (&Method::GET, _) => pb::Operation::Retrieve,
+        (&Method::PUT, _) => pb::Operation::Update,
+        (&Method::DELETE, _) => pb::Operation::Delete,
+        (m, _) => {
+            return Err(PepError::BadRequest(format!(
+                "method {m} is not part of the oneM2M HTTP binding"
+            )));
+        }
+    };
+    Ok(RequestPrimitive {
+        op,
+        to: to_from_path(parts.uri.path())?,
+        fr,
+        rqi,
+        ty: if op == pb::Operation::Create {
+            ty
+        } else {
+            None
+        },
+        fu,
+        rids: query.list("rids"),
+        tkns,
+        tids: query.list("tids"),
+        ltids: query.list("ltids"),
+        tqi,
+        spty: None,
+    })
+}
+
+/// The `ty` parameter of a content type such as `application/json;ty=4`.
+fn content_type_ty(ct: &str) -> Result<Option<u32>, PepError> {
+    for param in ct.split(';').skip(1) {
+        let Some((name, value)) = param.split_once('=') else {
+            continue;
+        };
+        if name.trim().eq_ignore_ascii_case("ty") {
+            let value = value.trim().trim_matches('"');
+            return value.parse::<u32>().map(Some).map_err(|_| {
+                PepError::BadRequest(format!(
+                    "content type parameter ty '{value}' is not a number"
+                ))
+            });
+        }
+    }
+    Ok(None)
+}
+
+/// `to` from the request path (TS-0009): `/~/x` → `/x`, `/_/x` → `//x`,
+/// `/x` → `x`; percent-decoded.
+pub fn to_from_path(path: &str) -> Result<String, PepError> {
+    let decoded = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| PepError::BadRequest("the path is not UTF-8".into()))?;
+    let to = if let Some(rest) = decoded.strip_prefix("/~/") {
+        format!("/{rest}")
+    } else if let Some(rest) = decoded.strip_prefix("/_/") {
+        format!("//{rest}")
+    } else {
+        decoded.strip_prefix('/').unwrap_or(&decoded).to_owned()
+    };
+    let to = to.trim_end_matches('/').to_owned();
+    if to.is_empty() || to == "/" || to == "//" {
+        return Err(PepError::BadRequest("the path names no resource".into()));
+    }
+    Ok(to)
+}
+
+/// `to` relative to the hosting CSE, or `None` when it addresses another
+/// CSE: `//sp/cse/x` and `/cse/x` become `x`, `/cse` and `//sp/cse` the
+/// empty address (the CSEBase); a CSE-relative `x` stays `x`.
+pub fn cse_relative(to: &str, cse: &CseContext) -> Option<String> {
+    let sp_relative = if let Some(abs) = to.strip_prefix("//") {
+        let (fqdn, rest) = abs.split_once('/').unwrap_or((abs, ""));
+        if !fqdn.eq_ignore_ascii_case(cse.hosting().sp_fqdn()) {
+            return None;
+        }
+        format!("/{rest}")
+    } else if to.starts_with('/') {
+        to.to_owned()
+    } else {
+        return Some(to.to_owned());
+    };
+    let rest = sp_relative.strip_prefix(cse.cse_id())?;
+    if rest.is_empty() {
+        Some(String::new())
+    } else {
+        rest.strip_prefix('/').map(str::to_owned)
+    }
+}
+
+/// Query parameters, percent-decoded (`+` stays `+`: it joins list values).
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(query: &str) -> Result<Self, PepError> {
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| PepError::BadRequest("the query is not UTF-8".into()))
+        };
+        let mut pairs = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            pairs.push((decode(k)?, decode(v)?));
+        }
+        Ok(Self(pairs))
+    }
+
+    fn single(&self, name: &str) -> Result<Option<String>, PepError> {
+        let mut values = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+        let first = values.next().cloned();
+        if values.next().is_some() {
+            return Err(PepError::BadRequest(format!(
+                "query parameter {name} appears more than once"
+            )));
+        }
+        Ok(first)
+    }
+
+    fn list(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .flat_map(|(_, v)| v.split('+'))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// The client's IP address of a request.
+fn client_ip(parts: &http::request::Parts) -> Option<IpAddr> {
+    if let Some(ip) = parts.extensions.get::<OriginatorIp>() {
+        return Some(ip.0);
+    }
+    if let Some(ci) = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+    {
+        return Some(ci.0.ip());
+    }
+    parts.extensions.get::<SocketAddr>().map(|a| a.ip())
+}
+
+/// What the layer shares with its services.
+struct Shared {
+    client: PepClient,
+    cse: CseContext,
+    clock: Arc<dyn Clock>,
+    resolver: Arc<dyn TargetResolver>,
+    authenticator: Arc<dyn Authenticator>,
+    deny_detail: DenyDetail,
+}
+
+/// The outcome of authorizing one HTTP request.
+enum Authorization {
+    Proceed(Box<AuthorizedRequest>),
+    Reject(Rejection),
+}
+
+impl Shared {
+    async fn authorize(&self, parts: &http::request::Parts) -> Authorization {
+        let primitive = match primitive_from_http(parts) {
+            Ok(p) => p,
+            Err(e) => return Authorization::Reject(bad_request(e)),
+        };
+        let relative = cse_relative(&primitive.to, &self.cse);
+        let Some(target) = self.resolver.resolve(&primitive.to, relative.as_deref()) else {
+            return Authorization::Reject(Rejection::debug(
+                ResponseStatusCode::NOT_FOUND,
+                format!("resource {} does not exist", primitive.to),
+            ));
+        };
+        let context = RequestContext {
+            client_ip: client_ip(parts),
+            authenticated_identity: self.authenticator.authenticate(parts),
+            target_id: Some(target.resource_id.clone()),
+            target_type: target.resource_type,
+            request_time: Some(self.clock.now()),
+            ..RequestContext::default()
+        };
+        let request = match DecisionRequestBuilder::new(&self.cse, &primitive)
+            .context(context)
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => return Authorization::Reject(bad_request(e)),
+        };
+        let verdict = self.client.decide(request.clone()).await;
+        tracing::debug!(
+            originator = %primitive.fr, target = %target.resource_id, op = ?primitive.op,
+            source = ?verdict.source, summary = %verdict.decision.summary, "PEP decision"
+        );
+        match verdict.enforcement(self.deny_detail) {
+            Enforcement::Proceed { .. } => Authorization::Proceed(Box::new(AuthorizedRequest {
+                primitive,
+                cse_relative: relative,
+                target,
+                request,
+                verdict,
+            })),
+            Enforcement::Reject(r) => Authorization::Reject(r),
+        }
+    }
+}
+
+fn bad_request(e: PepError) -> Rejection {
+    Rejection::debug(ResponseStatusCode::BAD_REQUEST, e.to_string())
+}
+
+/// The HTTP response of a rejection: the status of the RSC (TS-0009 6.3.2),
+/// `X-M2M-RSC`, `X-M2M-RI` echoed, `X-M2M-ATI` when assigned, JSON content.
+pub fn rejection_response(
+    rejection: &Rejection,
+    rqi: Option<&HeaderValue>,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(rejection.body())));
+    *response.status_mut() = rejection.rsc.http_status();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(&rejection.rsc.to_string()) {
+        headers.insert(X_M2M_RSC, v);
+    }
+    if let Some(rqi) = rqi {
+        headers.insert(X_M2M_RI, rqi.clone());
+    }
+    if let Some(ati) =
+        ati_header(&rejection.assigned_token_ids).and_then(|a| HeaderValue::from_str(&a).ok())
+    {
+        headers.insert(X_M2M_ATI, ati);
+    }
+    response
+}
+
+/// The layer. Build it once and apply it to the CSE's service (for axum,
+/// `Router::layer`).
+#[derive(Clone)]
+pub struct PepLayer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for PepLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PepLayer")
+            .field("cse", &self.shared.cse)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PepLayer {
+    /// A layer asking `client` on behalf of the hosting CSE `cse`, with the
+    /// system clock, [`UnstructuredIds`], [`ExtensionIdentity`] and
+    /// [`DenyDetail::Minimal`].
+    pub fn new(client: PepClient, cse: CseContext) -> Self {
+        let resolver = Arc::new(UnstructuredIds::new(&cse));
+        Self {
+            shared: Arc::new(Shared {
+                client,
+                cse,
+                clock: Arc::new(SystemClock),
+                resolver,
+                authenticator: Arc::new(ExtensionIdentity),
+                deny_detail: DenyDetail::Minimal,
+            }),
+        }
+    }
+
+    fn map(self, f: impl FnOnce(&mut Shared)) -> Self {
+        let mut shared = match Arc::try_unwrap(self.shared) {
+            Ok(s) => s,
+            Err(arc) => Shared {
+                client: arc.client.clone(),
+                cse: arc.cse.clone(),
+                clock: arc.clock.clone(),
+                resolver: arc.resolver.clone(),
+                authenticator: arc.authenticator.clone(),
+                deny_detail: arc.deny_detail,
+            },
+        };
+        f(&mut shared);
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// Takes request times from `clock`.
+    pub fn with_clock(self, clock: impl Clock) -> Self {
+        self.map(|s| s.clock = Arc::new(clock))
+    }
+
+    /// Maps addresses to targets with `resolver`.
+    pub fn with_resolver(self, resolver: impl TargetResolver) -> Self {
+        self.map(|s| s.resolver = Arc::new(resolver))
+    }
+
+    /// Learns authenticated identities from `authenticator`.
+    pub fn with_authenticator(self, authenticator: impl Authenticator) -> Self {
+        self.map(|s| s.authenticator = Arc::new(authenticator))
+    }
+
+    /// How much a 4103 response says about why.
+    pub fn with_deny_detail(self, detail: DenyDetail) -> Self {
+        self.map(|s| s.deny_detail = detail)
+    }
+}
+
+impl<S> Layer<S> for PepLayer {
+    type Service = PepService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PepService {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The service [`PepLayer`] wraps around a CSE's service.
+#[derive(Clone)]
+pub struct PepService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> std::fmt::Debug for PepService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PepService").finish_non_exhaustive()
+    }
+}
+
+/// The response body of a [`PepService`]: the inner service's, or the
+/// layer's own JSON.
+pub type PepBody<B> = Either<B, Full<Bytes>>;
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for PepService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Response = Response<PepBody<ResBody>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // The clone is not ready; the ready one goes into the future.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let (mut parts, body) = req.into_parts();
+            let rqi = parts.headers.get(X_M2M_RI).cloned();
+            match shared.authorize(&parts).await {
+                Authorization::Reject(r) => {
+                    Ok(rejection_response(&r, rqi.as_ref()).map(Either::Right))
+                }
+                Authorization::Proceed(authorized) => {
+                    let ati = ati_header(&authorized.verdict.decision.assigned_token_ids)
+                        .and_then(|a| HeaderValue::from_str(&a).ok());
+                    parts.extensions.insert(*authorized);
+                    let mut response = inner.call(Request::from_parts(parts, body)).await?;
+                    let headers = response.headers_mut();
+                    if let Some(ati) = ati {
+                        headers.insert(X_M2M_ATI, ati);
+                    }
+                    if let Some(rqi) = rqi
+                        && !headers.contains_key(X_M2M_RI)
+                    {
+                        headers.insert(X_M2M_RI, rqi);
+                    }
+                    Ok(response.map(Either::Left))
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(method: Method, uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
+        let mut b = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).expect("request").into_parts().0
+    }
+
+    #[test]
+    fn operations_from_method_ty_and_fu() {
+        let h = [("X-M2M-Origin", "C1"), ("X-M2M-RI", "r1")];
+        let p = primitive_from_http(&parts(
+            Method::POST,
+            "/~/mn-cse-123456/frontDoor",
+            &[h[0], h[1], ("Content-Type", "application/json;ty=4")],
+        ))
+        .expect("create");
+        assert_eq!((p.op, p.ty), (pb::Operation::Create, Some(4)));
+        assert_eq!(p.to, "/mn-cse-123456/frontDoor");
+        let p = primitive_from_http(&parts(
+            Method::POST,
+            "/frontDoor",
+            &[h[0], h[1], ("Content-Type", "application/json")],
+        ))
+        .expect("notify");
+        assert_eq!((p.op, p.ty), (pb::Operation::Notify, None));
+        assert_eq!(p.to, "frontDoor");
+        let p = primitive_from_http(&parts(
+            Method::GET,
+            "/_/home.example/mn-cse-123456?fu=1",
+            &h,
+        ))
+        .expect("discovery");
+        assert!(p.is_discovery());
+        assert_eq!(p.to, "//home.example/mn-cse-123456");
+        let p = primitive_from_http(&parts(Method::GET, "/x?fu=2", &h)).expect("retrieve");
+        assert!(!p.is_discovery());
+        let p = primitive_from_http(&parts(Method::PUT, "/x", &h)).expect("update");
+        assert_eq!(p.op, pb::Operation::Update);
+        let p = primitive_from_http(&parts(Method::DELETE, "/x", &h)).expect("delete");
+        assert_eq!(p.op, pb::Operation::Delete);
+        assert!(primitive_from_http(&parts(Method::PATCH, "/x", &h)).is_err());
+    }
+
+    #[test]
+    fn dynamic_authorization_parameters() {
+        let p = primitive_from_http(&parts(
+            Method::GET,
+            "/x?rids=a@r.example+b@r.example&tids=t1@das.example&tids=t2@das.example&ltids=lt1%2Blt2&tqi=true",
+            &[
+                ("X-M2M-Origin", "C1"),
+                ("X-M2M-RI", "r1"),
+                ("Authorization", "aaa.bbb.ccc+ddd.eee.fff"),
+            ],
+        ))
+        .expect("primitive");
+        assert_eq!(p.rids, ["a@r.example", "b@r.example"]);
+        assert_eq!(p.tids, ["t1@das.example", "t2@das.example"]);
+        assert_eq!(p.ltids, ["lt1", "lt2"]);
+        assert_eq!(p.tkns, ["aaa.bbb.ccc", "ddd.eee.fff"]);
+        assert!(p.tqi);
+        for bad in ["/x?tqi=yes", "/x?fu=one", "/x?fu=1&fu=2"] {
+            assert!(
+                primitive_from_http(&parts(Method::GET, bad, &[("X-M2M-Origin", "C1")])).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(
+            primitive_from_http(&parts(
+                Method::POST,
+                "/x",
+                &[("Content-Type", "application/json;ty=four")]
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn addresses_relative_to_the_hosting_cse() {
+        let cse = CseContext::new("//home.example", "/mn-cse-123456").expect("cse");
+        let r = |to: &str| cse_relative(to, &cse);
+        assert_eq!(r("frontDoor").as_deref(), Some("frontDoor"));
+        assert_eq!(r("/mn-cse-123456/frontDoor").as_deref(), Some("frontDoor"));
+        assert_eq!(r("/mn-cse-123456").as_deref(), Some(""));
+        assert_eq!(
+            r("//HOME.example/mn-cse-123456/a/b").as_deref(),
+            Some("a/b")
+        );
+        assert_eq!(r("//home.example/mn-cse-123456").as_deref(), Some(""));
+        assert_eq!(r("/in-cse/x"), None);
+        assert_eq!(r("/mn-cse-1234567/x"), None);
+        assert_eq!(r("//other.example/mn-cse-123456/x"), None);
+        let ids = UnstructuredIds::new(&cse);
+        assert_eq!(
+            ids.resolve("/mn-cse-123456", Some(""))
+                .map(|t| t.resource_id)
+                .as_deref(),
+            Some("mn-cse-123456")
+        );
+        assert_eq!(
+            ids.resolve("/in-cse/x", None)
+                .map(|t| t.resource_id)
+                .as_deref(),
+            Some("/in-cse/x")
+        );
+        assert!(to_from_path("/").is_err());
+        assert!(to_from_path("/~/").is_err());
+    }
+}

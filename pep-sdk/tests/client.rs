@@ -1,0 +1,603 @@
+//! `PepClient` and `PepLayer` against a scripted PDP over real gRPC on
+//! 127.0.0.1: the dynamic-authorization mapping (token request information
+//! in the 4103 body, `X-M2M-ATI`, tokens and token IDs forwarded and never
+//! cached), retries of UNAVAILABLE, load balancing over a dead and a live
+//! endpoint, fail-closed and the fail-open list, INVALID_ARGUMENT → 4000,
+//! batch and stream order, and a stream that survives a PDP restart.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use authz_pep::{
+    CacheConfig, CseContext, DecisionSource, FailOpenRule, OriginatorIp, PepClient, PepConfig,
+    PepLayer, RetryPolicy,
+};
+use authz_proto::pb;
+use authz_proto::pb::policy_decision_point_server::{
+    PolicyDecisionPoint, PolicyDecisionPointServer,
+};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+use tower::{Layer, ServiceExt};
+
+type Script = dyn Fn(&pb::DecisionRequest) -> Result<pb::Decision, Status> + Send + Sync;
+
+/// A PDP that answers by a script and records what it was asked.
+#[derive(Clone)]
+struct FakePdp {
+    script: Arc<Script>,
+    seen: Arc<Mutex<Vec<pb::DecisionRequest>>>,
+    unavailable_first: Arc<AtomicUsize>,
+    calls: Arc<AtomicUsize>,
+    /// Set to end every open `DecideStream` (as a dying PDP does).
+    streams_end: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl FakePdp {
+    fn new(
+        script: impl Fn(&pb::DecisionRequest) -> Result<pb::Decision, Status> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            script: Arc::new(script),
+            seen: Arc::default(),
+            unavailable_first: Arc::default(),
+            calls: Arc::default(),
+            streams_end: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+
+    fn answer(&self, req: &pb::DecisionRequest) -> Result<pb::Decision, Status> {
+        self.seen.lock().expect("seen").push(req.clone());
+        let mut d = (self.script)(req)?;
+        d.request_id = req.request_id.clone();
+        Ok(d)
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn last(&self) -> pb::DecisionRequest {
+        self.seen
+            .lock()
+            .expect("seen")
+            .last()
+            .cloned()
+            .expect("a request")
+    }
+
+    /// Serves on `listener` until the returned sender fires (or drops).
+    fn serve_on(
+        &self,
+        listener: TcpListener,
+    ) -> (JoinHandle<()>, tokio::sync::oneshot::Sender<()>) {
+        let service = PolicyDecisionPointServer::new(self.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        (task, stop)
+    }
+
+    /// Serves on a fresh port until the returned sender fires (or drops).
+    async fn serve(&self) -> (String, tokio::sync::oneshot::Sender<()>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = format!("http://{}", l.local_addr().expect("addr"));
+        let (_task, stop) = self.serve_on(l);
+        (addr, stop)
+    }
+}
+
+type DecisionStream = Pin<Box<dyn Stream<Item = Result<pb::Decision, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl PolicyDecisionPoint for FakePdp {
+    async fn decide(
+        &self,
+        request: Request<pb::DecisionRequest>,
+    ) -> Result<Response<pb::Decision>, Status> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self
+            .unavailable_first
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(Status::unavailable("warming up"));
+        }
+        self.answer(request.get_ref()).map(Response::new)
+    }
+
+    async fn decide_batch(
+        &self,
+        request: Request<pb::DecideBatchRequest>,
+    ) -> Result<Response<pb::DecideBatchResponse>, Status> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let decisions = request
+            .get_ref()
+            .requests
+            .iter()
+            .map(|r| {
+                self.answer(r).unwrap_or_else(|s| pb::Decision {
+                    decision: 2,
+                    status: pb::AuthorizationStatus::SyntaxError as i32,
+                    summary: s.message().to_owned(),
+                    request_id: r.request_id.clone(),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        Ok(Response::new(pb::DecideBatchResponse { decisions }))
+    }
+
+    type DecideStreamStream = DecisionStream;
+
+    async fn decide_stream(
+        &self,
+        request: Request<Streaming<pb::DecisionRequest>>,
+    ) -> Result<Response<Self::DecideStreamStream>, Status> {
+        let me = self.clone();
+        let answers = request.into_inner().map(move |item| {
+            me.calls.fetch_add(1, Ordering::SeqCst);
+            Some(item.and_then(|r| me.answer(&r)))
+        });
+        let end = tokio_stream::wrappers::WatchStream::new(self.streams_end.subscribe())
+            .filter(|end| *end)
+            .map(|_| None);
+        Ok(Response::new(Box::pin(answers.merge(end).map_while(|x| x))))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        Ok(Response::new(pb::StatusResponse {
+            replica_revision: 7,
+            ..Default::default()
+        }))
+    }
+}
+
+fn permit() -> pb::Decision {
+    pb::Decision {
+        decision: pb::AuthorizationDecision::Permit as i32,
+        status: pb::AuthorizationStatus::Ok as i32,
+        policy_revision: 7,
+        ..Default::default()
+    }
+}
+
+fn deny() -> pb::Decision {
+    pb::Decision {
+        decision: pb::AuthorizationDecision::Deny as i32,
+        status: pb::AuthorizationStatus::NotApplicable as i32,
+        decision_id: "d-9".into(),
+        policy_revision: 7,
+        ..Default::default()
+    }
+}
+
+fn request(originator: &str, target: &str) -> pb::DecisionRequest {
+    pb::DecisionRequest {
+        originator: originator.into(),
+        operation: pb::Operation::Retrieve as i32,
+        target: target.into(),
+        request_id: "rq".into(),
+        ..Default::default()
+    }
+}
+
+fn cse() -> CseContext {
+    CseContext::new("//home.example", "/mn-cse-123456").expect("cse")
+}
+
+/// A dead endpoint: a port that was bound and released.
+async fn dead_endpoint() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    drop(l);
+    format!("http://{addr}")
+}
+
+/// The layer around a handler that answers 200 with `X-M2M-RSC: 2000`.
+async fn call_layer(
+    layer: &PepLayer,
+    req: http::Request<Full<Bytes>>,
+) -> (http::StatusCode, http::HeaderMap, String) {
+    let handler = tower::service_fn(|_req: http::Request<Full<Bytes>>| async {
+        let mut r = http::Response::new(Full::new(Bytes::from_static(b"{}")));
+        r.headers_mut()
+            .insert("x-m2m-rsc", http::HeaderValue::from_static("2000"));
+        Ok::<_, Infallible>(r)
+    });
+    let response = layer.layer(handler).oneshot(req).await.expect("infallible");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8(body.to_vec()).expect("utf-8"),
+    )
+}
+
+fn http_get(uri: &str, headers: &[(&str, &str)]) -> http::Request<Full<Bytes>> {
+    let mut b = http::Request::builder().method("GET").uri(uri);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let mut req = b.body(Full::new(Bytes::new())).expect("request");
+    req.extensions_mut()
+        .insert(OriginatorIp("192.168.1.23".parse().expect("ip")));
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_request_information_and_ati_through_the_layer() {
+    let pdp = FakePdp::new(|r| {
+        if !r.local_token_ids.is_empty() || !r.tokens.is_empty() {
+            let mut d = permit();
+            d.assigned_token_ids = vec![
+                pb::LocalTokenIdAssignment {
+                    local_token_id: "lt1".into(),
+                    token_id: "tk1@das.home.example".into(),
+                },
+                pb::LocalTokenIdAssignment {
+                    local_token_id: "lt2".into(),
+                    token_id: "tk2@das.home.example".into(),
+                },
+            ];
+            return Ok(d);
+        }
+        let mut d = deny();
+        if r.token_request_indicator {
+            d.token_request_info = Some(pb::TokenRequestInfo {
+                das_info: vec![pb::DasInfo {
+                    uri: "http://das.home.example/das".into(),
+                    das_request: Some(pb::DasRequest {
+                        originator: format!("//home.example/mn-cse-123456/{}", r.originator),
+                        operation: r.operation,
+                        targeted_resource_id: r.target.clone(),
+                        ..Default::default()
+                    }),
+                    secured_das_request: String::new(),
+                }],
+            });
+        }
+        Ok(d)
+    });
+    let (addr, _stop) = pdp.serve().await;
+    let client =
+        PepClient::new(PepConfig::new([addr]).with_cache(CacheConfig::default())).expect("client");
+    let layer = PepLayer::new(client, cse());
+
+    // A Deny with tqi: 403, 4103, tqf in the body, RI echoed.
+    let (status, headers, body) = call_layer(
+        &layer,
+        http_get(
+            "/~/mn-cse-123456/frontDoor?tqi=true",
+            &[("X-M2M-Origin", "Cguest"), ("X-M2M-RI", "r-1")],
+        ),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(headers["x-m2m-rsc"], "4103");
+    assert_eq!(headers["x-m2m-ri"], "r-1");
+    assert_eq!(headers["content-type"], "application/json");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        body,
+        serde_json::json!({"m2m:tqf": {"dasi": [{"uri": "http://das.home.example/das",
+            "dreq": {"or": "//home.example/mn-cse-123456/Cguest", "op": 2, "trid": "frontDoor"}}]}})
+    );
+    let seen = pdp.last();
+    assert!(seen.token_request_indicator);
+    assert_eq!(
+        seen.target, "frontDoor",
+        "SP-relative address made CSE-relative"
+    );
+    assert_eq!(
+        seen.originator_ip.and_then(|i| i.address),
+        Some(pb::ip_address::Address::Ipv4("192.168.1.23".into()))
+    );
+    assert!(
+        seen.request_time.is_some(),
+        "stamped with the layer's clock"
+    );
+
+    // The retry with tokens, Token-IDs and Local-Token-IDs: forwarded, the
+    // assigned Local-Token-IDs in X-M2M-ATI, and never cached.
+    let before = pdp.calls();
+    for _ in 0..2 {
+        let (status, headers, _) = call_layer(
+            &layer,
+            http_get(
+                "/~/mn-cse-123456/frontDoor?tids=tk1@das.home.example&ltids=lt0",
+                &[
+                    ("X-M2M-Origin", "Cguest"),
+                    ("X-M2M-RI", "r-2"),
+                    ("Authorization", "eyJh.eyJi.c2ln+eyJj.eyJk.c2lo"),
+                ],
+            ),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(headers["x-m2m-rsc"], "2000");
+        assert_eq!(
+            headers["x-m2m-ri"], "r-2",
+            "added when the handler set none"
+        );
+        assert_eq!(
+            headers["x-m2m-ati"],
+            "lt1:tk1@das.home.example+lt2:tk2@das.home.example"
+        );
+    }
+    assert_eq!(
+        pdp.calls(),
+        before + 2,
+        "requests with tokens are never cached"
+    );
+    let seen = pdp.last();
+    assert_eq!(seen.tokens, ["eyJh.eyJi.c2ln", "eyJj.eyJk.c2lo"]);
+    assert_eq!(seen.token_ids, ["tk1@das.home.example"]);
+    assert_eq!(seen.local_token_ids, ["lt0"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_argument_is_a_bad_request() {
+    let pdp = FakePdp::new(|_| Err(Status::invalid_argument("role_ids[0]: not a Role-ID")));
+    let (addr, _stop) = pdp.serve().await;
+    let client = PepClient::new(PepConfig::new([addr])).expect("client");
+    let v = client.decide(request("C1", "x")).await;
+    assert_eq!(v.source, DecisionSource::Pdp);
+    assert_eq!(
+        v.decision.status,
+        pb::AuthorizationStatus::SyntaxError as i32
+    );
+    let layer = PepLayer::new(client, cse());
+    let (status, headers, body) = call_layer(
+        &layer,
+        http_get("/x", &[("X-M2M-Origin", "C1"), ("X-M2M-RI", "r")]),
+    )
+    .await;
+    assert_eq!(status.as_u16(), 400);
+    assert_eq!(headers["x-m2m-rsc"], "4000");
+    assert!(body.contains("role_ids[0]"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_is_retried_with_backoff() {
+    let pdp = FakePdp::new(|_| Ok(permit()));
+    pdp.unavailable_first.store(2, Ordering::SeqCst);
+    let (addr, _stop) = pdp.serve().await;
+    let client = PepClient::new(PepConfig::new([addr.clone()])).expect("client");
+    let v = client.decide(request("C1", "x")).await;
+    assert!(v.is_permit(), "{v:?}");
+    assert_eq!(pdp.calls(), 3, "two UNAVAILABLE, then the answer");
+
+    // With one attempt only, the same gives a fail-closed Deny.
+    pdp.unavailable_first.store(1, Ordering::SeqCst);
+    let client = PepClient::new(PepConfig::new([addr]).with_retry(RetryPolicy {
+        max_attempts: 1,
+        ..RetryPolicy::default()
+    }))
+    .expect("client");
+    let v = client.decide(request("C1", "x")).await;
+    assert_eq!(v.source, DecisionSource::FailClosed);
+    assert!(
+        v.decision.summary.contains("PDP unreachable"),
+        "{}",
+        v.decision.summary
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_endpoint_is_balanced_around() {
+    let pdp = FakePdp::new(|_| Ok(permit()));
+    let (live, _stop) = pdp.serve().await;
+    let dead = dead_endpoint().await;
+    let client = PepClient::new(
+        PepConfig::new([dead, live])
+            .with_deadline(Duration::from_secs(2))
+            .with_retry(RetryPolicy {
+                max_attempts: 10,
+                ..RetryPolicy::default()
+            }),
+    )
+    .expect("client");
+    for i in 0..20 {
+        let v = client.decide(request("C1", &format!("x{i}"))).await;
+        assert!(v.is_permit(), "decision {i}: {v:?}");
+        assert_eq!(v.source, DecisionSource::Pdp);
+    }
+    assert_eq!(pdp.seen.lock().expect("seen").len(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_pdp_fails_closed_except_the_fail_open_list() {
+    let dead = dead_endpoint().await;
+    let client = PepClient::new(
+        PepConfig::new([dead])
+            .with_deadline(Duration::from_millis(300))
+            .with_fail_open(FailOpenRule::new(vec![pb::Operation::Retrieve], "public/")),
+    )
+    .expect("client");
+    let started = std::time::Instant::now();
+    let v = client.decide(request("C1", "frontDoor")).await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(v.source, DecisionSource::FailClosed);
+    assert!(!v.is_permit());
+    assert_eq!(
+        v.decision.status,
+        pb::AuthorizationStatus::ProcessingError as i32
+    );
+    assert!(
+        v.decision.summary.contains("PDP unreachable"),
+        "{}",
+        v.decision.summary
+    );
+
+    let v = client.decide(request("C1", "public/weather")).await;
+    assert_eq!(v.source, DecisionSource::FailOpen);
+    assert!(v.is_permit());
+    let mut update = request("C1", "public/weather");
+    update.operation = pb::Operation::Update as i32;
+    let v = client.decide(update).await;
+    assert_eq!(
+        v.source,
+        DecisionSource::FailClosed,
+        "only the listed operations"
+    );
+
+    // The batch form applies the same failure mode per request.
+    let vs = client
+        .decide_batch(vec![request("C1", "frontDoor"), request("C1", "public/x")])
+        .await;
+    assert_eq!(
+        vs.iter().map(|v| v.source).collect::<Vec<_>>(),
+        [DecisionSource::FailClosed, DecisionSource::FailOpen]
+    );
+
+    // And the layer answers 403 / 4103 with the reason.
+    let layer = PepLayer::new(client, cse());
+    let (status, headers, body) = call_layer(
+        &layer,
+        http_get("/frontDoor", &[("X-M2M-Origin", "C1"), ("X-M2M-RI", "r")]),
+    )
+    .await;
+    assert_eq!(status.as_u16(), 403);
+    assert_eq!(headers["x-m2m-rsc"], "4103");
+    assert!(body.contains("PDP unreachable"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_and_stream_answer_in_order() {
+    let pdp = FakePdp::new(|r| {
+        Ok(if r.originator.ends_with('0') {
+            permit()
+        } else {
+            deny()
+        })
+    });
+    let (addr, _stop) = pdp.serve().await;
+    let client =
+        PepClient::new(PepConfig::new([addr]).with_cache(CacheConfig::default())).expect("client");
+    let reqs: Vec<_> = (0..25)
+        .map(|i| {
+            let mut r = request(&format!("C{i}"), "x");
+            r.request_id = format!("rq-{i}");
+            r
+        })
+        .collect();
+    let vs = client.decide_batch(reqs.clone()).await;
+    for (i, v) in vs.iter().enumerate() {
+        assert_eq!(v.decision.request_id, format!("rq-{i}"));
+        assert_eq!(v.is_permit(), i % 10 == 0, "{i}");
+    }
+    // The same batch again: every answer from the cache, no call.
+    let calls = pdp.calls();
+    let vs = client.decide_batch(reqs.clone()).await;
+    assert!(vs.iter().all(|v| v.source == DecisionSource::Cache));
+    assert_eq!(pdp.calls(), calls);
+
+    let (second, _stop2) = pdp.serve().await;
+    let stream = PepClient::new(PepConfig::new([second]))
+        .expect("client")
+        .stream();
+    let answers = futures_join(&stream, &reqs).await;
+    for (i, v) in answers.iter().enumerate() {
+        assert_eq!(v.decision.request_id, format!("rq-{i}"), "{v:?}");
+        assert_eq!(v.is_permit(), i % 10 == 0, "{i}");
+    }
+}
+
+/// Decides every request over `stream` concurrently.
+async fn futures_join(
+    stream: &authz_pep::DecisionStream,
+    reqs: &[pb::DecisionRequest],
+) -> Vec<authz_pep::Verdict> {
+    let handles: Vec<_> = reqs
+        .iter()
+        .cloned()
+        .map(|r| {
+            let s = stream.clone();
+            tokio::spawn(async move { s.decide(r).await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.expect("task"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_reopens_after_the_pdp_restarts() {
+    let pdp = FakePdp::new(|_| Ok(permit()));
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr: SocketAddr = l.local_addr().expect("addr");
+    let (server, stop) = pdp.serve_on(l);
+    let client = PepClient::new(
+        PepConfig::new([format!("http://{addr}")]).with_deadline(Duration::from_millis(500)),
+    )
+    .expect("client");
+    let stream = client.stream();
+    assert!(stream.decide(request("C1", "x")).await.is_permit());
+
+    // The PDP goes away: the open stream ends, decisions fail closed.
+    pdp.streams_end.send_replace(true);
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the PDP stopped")
+        .expect("task");
+    let v = stream.decide(request("C1", "x")).await;
+    assert_eq!(v.source, DecisionSource::FailClosed, "{v:?}");
+
+    // Back on the same port: the next decision opens a new stream.
+    let l = TcpListener::bind(addr).await.expect("rebind");
+    pdp.streams_end.send_replace(false);
+    let (_server, _stop) = pdp.serve_on(l);
+    let mut reopened = false;
+    for _ in 0..50 {
+        if stream.decide(request("C1", "x")).await.is_permit() {
+            reopened = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(reopened, "the stream reopened on the restarted PDP");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_wait_for_revision() {
+    let pdp = FakePdp::new(|_| Ok(permit()));
+    let (addr, _stop) = pdp.serve().await;
+    let client = PepClient::new(PepConfig::new([addr])).expect("client");
+    assert_eq!(client.status().await.expect("status").replica_revision, 7);
+    assert_eq!(
+        client
+            .wait_for_revision(7, Duration::from_secs(1))
+            .await
+            .expect("at 7"),
+        7
+    );
+    assert!(
+        client
+            .wait_for_revision(8, Duration::from_millis(100))
+            .await
+            .is_err()
+    );
+}
