@@ -520,5 +520,9 @@ async fn das_down_denies_within_the_deadline_with_the_reason() {
     let visitor = request("Cvisitor", "frontDoor", pb::Operation::Retrieve);
     let d = decide(&mut s.pdp, visitor).await;
     assert!(!is_permit(&d), "{d:?}");
-    assert!(d.summary.contains("DAS"), "the reason names the DAS: {}", d.summary);
+    assert!(
+        d.summary.contains("DAS"),
+        "the reason names the DAS: {}",
+        d.summary
+    );
 }

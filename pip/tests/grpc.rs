@@ -114,7 +114,12 @@ async fn roles_are_verified_per_7_4_3_with_reasons() {
         ("doctor@roles.example.com", AUTHORITY, "Calice", (-1, 1)),
         ("old@roles.example.com", AUTHORITY, "Calice", (-3, -2)),
         ("later@roles.example.com", AUTHORITY, "Calice", (2, 3)),
-        ("fake@roles.example.com", "//evil.example.net/x/CIssuer", "Calice", (-1, 1)),
+        (
+            "fake@roles.example.com",
+            "//evil.example.net/x/CIssuer",
+            "Calice",
+            (-1, 1),
+        ),
         ("bobs@roles.example.com", AUTHORITY, "Cbob", (-1, 1)),
     ] {
         c.create_role(pb::CreateRoleRequest {
@@ -198,7 +203,12 @@ async fn invalid_input_names_the_field_and_stores_nothing() {
         .expect_err("invalid");
     assert_eq!(err.code(), Code::InvalidArgument);
     let f = fields(&err);
-    for field in ["role.role_id", "role.issuer", "role.holder", "role.not_after"] {
+    for field in [
+        "role.role_id",
+        "role.issuer",
+        "role.holder",
+        "role.not_after",
+    ] {
         assert!(f.iter().any(|x| x == field), "{field} in {f:?}");
     }
     let err = c
@@ -368,7 +378,12 @@ async fn the_store_survives_a_restart() {
     pip.client
         .create_role(pb::CreateRoleRequest {
             originator: ADMIN.into(),
-            role: Some(role("doctor@roles.example.com", AUTHORITY, "Calice", (-1, 1))),
+            role: Some(role(
+                "doctor@roles.example.com",
+                AUTHORITY,
+                "Calice",
+                (-1, 1),
+            )),
         })
         .await
         .expect("create");
