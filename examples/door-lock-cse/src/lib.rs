@@ -13,6 +13,8 @@
 //! - [`credentials`]: who the sender is (a stand-in for the guide's TLS-PSK
 //!   security association);
 //! - [`policies`]: the example's ACPs and resources, loaded into the PRP;
+//! - [`guest`]: the guest's side of indirect dynamic authorization (a token
+//!   from the DAS named in a 4103's `m2m:tqf`);
 //! - [`router`]: the CSE itself, the layer in front.
 //!
 //! What the CSE does once a request is permitted:
@@ -29,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod credentials;
+pub mod guest;
 pub mod policies;
 pub mod store;
 

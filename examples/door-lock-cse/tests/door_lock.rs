@@ -6,8 +6,10 @@
 //! cache answers a repeated request without a PDP round trip and drops its
 //! entry after a policy change.
 //!
-//! Not here yet: the guest who gets temporary access through the DAS
-//! (indirect dynamic authorization) needs the DAS of issue 5.
+//! The guest gets temporary access through a real DAS (in-process) by the
+//! indirect flow of TS-0003 7.3.2.3: 4103 with `m2m:tqf`, `IssueToken` at the
+//! DAS, and retries with the token (`Authorization`, answered with
+//! `X-M2M-ATI`), its Token-ID (`tids`) and its Local-Token-ID (`ltids`).
 
 mod common;
 
@@ -16,6 +18,8 @@ use std::time::Duration;
 use authz_pep::CacheConfig;
 use authz_proto::pb;
 use common::*;
+use door_lock_cse::guest;
+use serde_json::Value;
 
 const UNLOCK: &str = r#"{"m2m:cin": {"con": "UNLOCKED"}}"#;
 const LOCK: &str = r#"{"m2m:cin": {"con": "LOCKED"}}"#;
@@ -454,4 +458,147 @@ async fn with_revision_polling_the_cache_drops_entries_by_itself() {
     let r = stack.as_(OWNER, "GET", FRONT_LA, &[], "").await;
     assert_denied(&r, "owner after losing RETRIEVE");
     assert_eq!(stack.decides(), calls + 1);
+}
+
+/// The example's DAS configuration (`guest-das.json`): the guest may get a
+/// token to create a contentInstance (acop 1) in `frontDoor`. Its daytime
+/// window is dropped here: the DAS decides `IssueToken` on its own wall
+/// clock, whatever the time the test runs at.
+fn guest_das() -> (Value, String) {
+    let mut config: Value =
+        serde_json::from_str(include_str!("../guest-das.json")).expect("guest-das.json");
+    let rule = config["policies"][0]["rule"]
+        .as_object_mut()
+        .expect("policies[0].rule");
+    assert!(rule.remove("acco").is_some());
+    let secret = config["clients"][0]["secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    (config, secret)
+}
+
+/// TS-0003 7.3.2.3 through the HTTP binding: the guest's unlock is refused
+/// with the Token Request Information, the guest gets a token from the DAS
+/// it names, and the retries with the token, its Token-ID and the assigned
+/// Local-Token-ID unlock the door.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guest_unlocks_with_a_token_from_the_das_7_3_2_3() {
+    let (das_config, secret) = guest_das();
+    let stack = Stack::start(Options {
+        das: Some(das_config),
+        ..Options::default()
+    })
+    .await;
+    let das_url = stack.das_url.clone().expect("DAS");
+    // The DAS issues tokens valid from its wall clock: the CSE's too.
+    stack.clock.set(chrono::Utc::now());
+
+    // No ACP names the guest: 4103, and with tqi=true the way to the DAS.
+    let r = stack.as_(GUEST, "POST", FRONT, &[CIN], UNLOCK).await;
+    assert_denied(&r, "guest without a token");
+    assert!(r.json().get("m2m:tqf").is_none(), "no tqi, no tqf: {r:?}");
+    let r = stack
+        .as_(GUEST, "POST", &format!("{FRONT}?tqi=true"), &[CIN], UNLOCK)
+        .await;
+    assert_denied(&r, "guest without a token, tqi");
+    let dasi = r.json()["m2m:tqf"]["dasi"].clone();
+    assert_eq!(dasi.as_array().map(Vec::len), Some(1), "{r:?}");
+    assert_eq!(dasi[0]["uri"], das_url.trim_end_matches('/'));
+    let dreq = &dasi[0]["dreq"];
+    assert_eq!(dreq["trid"], "frontDoor", "{dreq}");
+    assert_eq!(dreq["op"], 1, "CREATE: {dreq}");
+    assert!(
+        dreq["or"].as_str().unwrap_or_default().ends_with("Cguest"),
+        "{dreq}"
+    );
+
+    // The guest asks the DAS, authenticated by its client secret.
+    let infos = guest::das_infos(&r.json()).expect("m2m:tqf");
+    let (uri, dreq) = infos.into_iter().next().expect("one DAS");
+    let err = guest::issue_token(&uri, dreq.clone(), "wrong")
+        .await
+        .expect_err("wrong secret");
+    assert!(
+        matches!(&err, guest::GuestError::Refused { status, .. } if status.code() == tonic::Code::Unauthenticated),
+        "{err}"
+    );
+    let issued = guest::issue_token(&uri, dreq, &secret)
+        .await
+        .expect("token");
+    assert_eq!(issued.tokens.len(), 1, "{issued:?}");
+    let token = issued.tokens[0].clone();
+    let token_id = issued.token_ids[0].clone();
+
+    // Retry with the token (the PDP may still be fetching the DAS's keys).
+    let mut r = stack
+        .as_(
+            GUEST,
+            "POST",
+            FRONT,
+            &[CIN, ("Authorization", &token)],
+            UNLOCK,
+        )
+        .await;
+    for _ in 0..100 {
+        if r.status == 201 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        r = stack
+            .as_(
+                GUEST,
+                "POST",
+                FRONT,
+                &[CIN, ("Authorization", &token)],
+                UNLOCK,
+            )
+            .await;
+    }
+    assert_created(&r, "guest with the token");
+    assert_eq!(r.json()["m2m:cin"]["cr"], "Cguest");
+    let ati = r.header("X-M2M-ATI").expect("X-M2M-ATI").to_owned();
+    let (lti, tid) = ati.split_once(':').expect("lti:tokenID");
+    assert!(lti.starts_with("lt"), "{ati}");
+    assert_eq!(tid, token_id);
+
+    // Retry with the Local-Token-ID the PDP assigned.
+    let r = stack
+        .as_(GUEST, "POST", &format!("{FRONT}?ltids={lti}"), &[CIN], LOCK)
+        .await;
+    assert_created(&r, "guest with the Local-Token-ID");
+    // And with the Token-ID (the PDP fetches the token from the DAS).
+    let r = stack
+        .as_(
+            GUEST,
+            "POST",
+            &format!("{FRONT}?tids={token_id}"),
+            &[CIN],
+            UNLOCK,
+        )
+        .await;
+    assert_created(&r, "guest with the Token-ID");
+
+    // The token grants CREATE in the front door only.
+    let r = stack
+        .as_(GUEST, "GET", FRONT_LA, &[("Authorization", &token)], "")
+        .await;
+    assert_denied(&r, "guest reads with the token");
+    let r = stack
+        .as_(
+            GUEST,
+            "POST",
+            "/~/mn-cse-123456/backDoor",
+            &[CIN, ("Authorization", &token)],
+            UNLOCK,
+        )
+        .await;
+    assert_denied(&r, "guest unlocks the back door with the token");
+    let state = stack
+        .store
+        .read()
+        .expect("store")
+        .state("frontDoor")
+        .map(str::to_owned);
+    assert_eq!(state.as_deref(), Some("UNLOCKED"));
 }

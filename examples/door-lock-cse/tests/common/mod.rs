@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -44,6 +45,7 @@ pub const LOCK1: (&str, &str) = (
     "Clock-AE1",
     "AE123456789012-Lock@in.provider.com:1a2b3c4d5e6f7a8b",
 );
+pub const GUEST: (&str, &str) = ("Cguest", "guest-phone@home.example:9c8d7e6f5a4b3c2d");
 pub const LOCK2: (&str, &str) = (
     "Clock-AE2",
     "AE123456789015-Lock@in.provider.com:12345678abcdefab",
@@ -85,6 +87,10 @@ pub struct Options {
     pub cache: Option<CacheConfig>,
     pub revision_poll: Option<Duration>,
     pub deadline: Duration,
+    /// A DAS configuration (JSON; key paths relative to
+    /// `examples/door-lock-cse`):
+    /// the stack then runs that DAS in-process and the PDP trusts it.
+    pub das: Option<Value>,
 }
 
 impl Default for Options {
@@ -93,6 +99,7 @@ impl Default for Options {
             cache: None,
             revision_poll: None,
             deadline: Duration::from_millis(2000),
+            das: None,
         }
     }
 }
@@ -107,6 +114,8 @@ pub struct Stack {
     pub pep: PepClient,
     /// `Decide` RPCs the PDP received.
     pub decide_calls: Arc<AtomicUsize>,
+    /// The in-process DAS's gRPC endpoint, when [`Options::das`] was set.
+    pub das_url: Option<String>,
     pdp_stop: Option<tokio::sync::oneshot::Sender<()>>,
     pdp_server: Option<JoinHandle<()>>,
     _pdp: Pdp,
@@ -126,8 +135,30 @@ impl Stack {
                 .serve_with_incoming(TcpListenerStream::new(l))
                 .await;
         });
-        // PDP following the PRP, counting Decide calls.
-        let pdp = Pdp::start(PdpConfig::new(hosting()).with_prp(prp_addr.clone())).expect("pdp");
+        let mut tasks = vec![prp_task];
+        // The DAS (in memory), when asked for.
+        let mut das_url = None;
+        if let Some(das) = &options.das {
+            let base = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let config =
+                authz_das::DasConfig::from_json(&das.to_string(), Path::new("test-das.json"), base)
+                    .expect("DAS config");
+            let service = authz_das::build(config, None).await.expect("das");
+            let das_router = authz_das::router(service).await.expect("das router");
+            let (l, url) = listen().await;
+            tasks.push(tokio::spawn(async move {
+                let _ = das_router
+                    .serve_with_incoming(TcpListenerStream::new(l))
+                    .await;
+            }));
+            das_url = Some(url);
+        }
+        // PDP following the PRP (and trusting the DAS), counting Decide calls.
+        let mut pdp_config = PdpConfig::new(hosting()).with_prp(prp_addr.clone());
+        if let Some(url) = &das_url {
+            pdp_config = pdp_config.with_dynamic(authz_pdp::DynamicConfig::new(vec![url.clone()]));
+        }
+        let pdp = Pdp::start(pdp_config).expect("pdp");
         let routes = pdp.routes().await.expect("routes");
         let (l, pdp_addr) = listen().await;
         let decide_calls = Arc::new(AtomicUsize::new(0));
@@ -184,9 +215,9 @@ impl Stack {
         .expect("router");
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let cse = l.local_addr().expect("addr");
-        let cse_task = tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             let _ = axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>()).await;
-        });
+        }));
         Self {
             cse,
             clock,
@@ -195,10 +226,11 @@ impl Stack {
             pdp_status,
             pep,
             decide_calls,
+            das_url,
             pdp_stop: Some(pdp_stop),
             pdp_server: Some(pdp_server),
             _pdp: pdp,
-            _tasks: vec![prp_task, cse_task],
+            _tasks: tasks,
         }
     }
 
