@@ -318,6 +318,27 @@ impl Dynamic {
         })
     }
 
+    /// The Role-IDs of `rfa` that the DAS at `endpoint` issues (TS-0003
+    /// 7.3.2.2 step 2.2.1 groups Role-IDs per DAS; Decision 8: by the FQDN
+    /// after `@`). All of them while its identity is not known yet.
+    pub fn roles_for_das(&self, endpoint: &str, rfa: &[String]) -> Vec<String> {
+        let fqdn = self.das_for_endpoint(endpoint).and_then(|d| {
+            d.identity
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .map(|(_, f)| f.clone())
+        });
+        match fqdn {
+            Some(f) => rfa
+                .iter()
+                .filter(|r| issuer_fqdn(r) == Some(f.as_str()))
+                .cloned()
+                .collect(),
+            None => rfa.to_vec(),
+        }
+    }
+
     fn das_for_endpoint(&self, endpoint: &str) -> Option<&Das> {
         let e = canonical_endpoint(endpoint);
         self.dases.iter().find(|d| d.endpoint == e)

@@ -273,7 +273,11 @@ impl PdpService {
             // Direct (7.3.2.2): consult the target's DAS(es) and decide again.
             let mut reasons = Vec::new();
             for endpoint in &dases {
-                match dynamic.consult(endpoint, dreq.clone(), &hosting, now).await {
+                // Each DAS gets the Role-IDs its FQDN issues (7.3.2.2 step 2.2.1).
+                let mut for_das = dreq.clone();
+                for_das.role_ids_from_acps =
+                    dynamic.roles_for_das(endpoint, &dreq.role_ids_from_acps);
+                match dynamic.consult(endpoint, for_das, &hosting, now).await {
                     Ok(g) if g.acps.is_empty() && g.roles.is_empty() => {
                         reasons.push(format!("DAS {endpoint} granted nothing"));
                     }
