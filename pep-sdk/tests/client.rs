@@ -492,12 +492,21 @@ async fn batch_and_stream_answer_in_order() {
         })
     });
     let (addr, _stop) = pdp.serve().await;
-    let client =
-        PepClient::new(PepConfig::new([addr]).with_cache(CacheConfig::default())).expect("client");
+    // A long TTL and a fixed request time: the cache key must not change
+    // between the two batches, however slow the machine.
+    let cache = CacheConfig {
+        ttl: std::time::Duration::from_secs(60),
+        ..CacheConfig::default()
+    };
+    let client = PepClient::new(PepConfig::new([addr]).with_cache(cache)).expect("client");
     let reqs: Vec<_> = (0..25)
         .map(|i| {
             let mut r = request(&format!("C{i}"), "x");
             r.request_id = format!("rq-{i}");
+            r.request_time = Some(prost_types::Timestamp {
+                seconds: 1_795_000_000,
+                nanos: 0,
+            });
             r
         })
         .collect();
