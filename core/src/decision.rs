@@ -95,6 +95,19 @@ pub struct RuleRef {
     pub rule: usize,
 }
 
+impl RuleRef {
+    /// Appends the [`Display`](fmt::Display) form to `out` without the
+    /// formatting machinery (every Permit's summary names its rule).
+    pub fn write_to(&self, out: &mut String) {
+        out.push_str(&self.acp);
+        out.push('.');
+        out.push_str(self.privileges.short_name());
+        out.push_str(".acr[");
+        out.push_str(itoa::Buffer::new().format(self.rule));
+        out.push(']');
+    }
+}
+
 impl fmt::Display for RuleRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -275,5 +288,37 @@ impl fmt::Display for ContextFailure {
             Self::IpAddress { reason } => write!(f, "acip: {reason}"),
             Self::Location { reason } => write!(f, "aclr: {reason}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-built form of a rule reference is its `Display` form.
+    #[test]
+    fn rule_ref_write_to_equals_display() {
+        for (acp, privileges, rule) in [
+            ("acpFrontDoor", PrivilegeKind::Privileges, 0),
+            ("/id-in/acp-x", PrivilegeKind::SelfPrivileges, 12_345),
+        ] {
+            let r = RuleRef {
+                acp: acp.into(),
+                privileges,
+                rule,
+            };
+            let mut s = String::from("x ");
+            r.write_to(&mut s);
+            assert_eq!(s, format!("x {r}"));
+        }
+        assert_eq!(
+            RuleRef {
+                acp: "a".into(),
+                privileges: PrivilegeKind::SelfPrivileges,
+                rule: 3
+            }
+            .to_string(),
+            "a.pvs.acr[3]"
+        );
     }
 }

@@ -62,7 +62,29 @@ impl DecisionIds {
 
     fn next(&self) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n}", self.prefix)
+        let mut id = String::with_capacity(self.prefix.len() + 21);
+        id.push_str(&self.prefix);
+        id.push('-');
+        id.push_str(itoa::Buffer::new().format(n));
+        id
+    }
+}
+
+/// When a decision started: the monotonic clock for its latency, the wall
+/// clock for the request time it defaults to. A batch shares one wall-clock
+/// reading (its requests arrived together); each request gets its own start.
+#[derive(Clone, Copy)]
+struct At {
+    start: Instant,
+    now: chrono::DateTime<Utc>,
+}
+
+impl At {
+    fn now() -> Self {
+        Self {
+            start: Instant::now(),
+            now: Utc::now(),
+        }
     }
 }
 
@@ -202,7 +224,7 @@ impl PdpService {
         req: &pb::DecisionRequest,
     ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
         let snap = self.inner.replica.load();
-        self.decide_resolving(&snap, req).await
+        self.decide_resolving(&snap, req, At::now()).await
     }
 
     /// Decides one wire request from local data only (replica and attribute
@@ -216,6 +238,7 @@ impl PdpService {
         match self.decide_with(
             &snap,
             req,
+            At::now(),
             Pass::FetchFailed("not in the PDP's PIP cache (local-only decision)"),
             &TokenGrant::default(),
         )? {
@@ -230,14 +253,14 @@ impl PdpService {
         &self,
         snap: &Snapshot,
         req: &pb::DecisionRequest,
+        at: At,
     ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
         let Some(dynamic) = self.inner.dynamic.clone() else {
             return self
-                .decide_attributes(snap, req, &TokenGrant::default())
+                .decide_attributes(snap, req, at, &TokenGrant::default())
                 .await;
         };
-        let start = Instant::now();
-        let now = Utc::now();
+        let (start, now) = (at.start, at.now);
         let conv = decision_request_from_pb(req, now)?;
         let hosting = conv
             .hosting
@@ -259,7 +282,7 @@ impl PdpService {
         }
         // Tokens an earlier Direct consultation gave this originator.
         grant.extend(dynamic.direct_grant(&hosting, &req.originator, &target, now));
-        let mut decision = self.decide_attributes(snap, req, &grant).await?;
+        let mut decision = self.decide_attributes(snap, req, at, &grant).await?;
         if decision.decision == pb::AuthorizationDecision::Deny as i32
             && decision.status != pb::AuthorizationStatus::SyntaxError as i32
         {
@@ -283,7 +306,7 @@ impl PdpService {
                     }
                     Ok(g) => {
                         grant.extend(g);
-                        decision = self.decide_attributes(snap, req, &grant).await?;
+                        decision = self.decide_attributes(snap, req, at, &grant).await?;
                         if decision.decision == pb::AuthorizationDecision::Permit as i32 {
                             break;
                         }
@@ -386,9 +409,10 @@ impl PdpService {
         &self,
         snap: &Snapshot,
         req: &pb::DecisionRequest,
+        at: At,
         grant: &TokenGrant,
     ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
-        match self.decide_with(snap, req, Pass::Cached, grant)? {
+        match self.decide_with(snap, req, at, Pass::Cached, grant)? {
             Outcome::Done(d) => Ok(d),
             Outcome::Fetch(fetch) => {
                 let Some(cache) = &self.inner.pip else {
@@ -396,10 +420,12 @@ impl PdpService {
                     return Err(vec![]);
                 };
                 let outcome = match cache.fetch(fetch.as_request()).await {
-                    Ok(fetched) => self.decide_with(snap, req, Pass::Fetched(&fetched), grant)?,
+                    Ok(fetched) => {
+                        self.decide_with(snap, req, at, Pass::Fetched(&fetched), grant)?
+                    }
                     Err(reason) => {
                         tracing::warn!(error = %reason, "PIP attributes unavailable");
-                        self.decide_with(snap, req, Pass::FetchFailed(&reason), grant)?
+                        self.decide_with(snap, req, at, Pass::FetchFailed(&reason), grant)?
                     }
                 };
                 match outcome {
@@ -416,9 +442,9 @@ impl PdpService {
     /// and stream form).
     pub async fn decide_or_syntax_error(&self, req: &pb::DecisionRequest) -> pb::Decision {
         let snap = self.inner.replica.load();
-        let start = Instant::now();
-        let result = self.decide_resolving(&snap, req).await;
-        self.or_syntax_error(&snap, req, result, start)
+        let at = At::now();
+        let result = self.decide_resolving(&snap, req, at).await;
+        self.or_syntax_error(&snap, req, result, at.start)
     }
 
     fn or_syntax_error(
@@ -513,11 +539,11 @@ impl PdpService {
         &self,
         snap: &Snapshot,
         req: &pb::DecisionRequest,
+        at: At,
         pass: Pass<'_>,
         grant: &TokenGrant,
     ) -> Result<Outcome, Vec<authz_proto::ConversionError>> {
-        let start = Instant::now();
-        let now = Utc::now();
+        let (start, now) = (at.start, at.now);
         let conv = decision_request_from_pb(req, now)?;
         let hosting = conv.hosting.as_ref().unwrap_or(&self.inner.hosting);
 
@@ -668,10 +694,14 @@ impl PolicyDecisionPoint for PdpService {
         // awaits anything.
         let requests = &request.get_ref().requests;
         let mut decisions = Vec::with_capacity(requests.len());
+        let now = Utc::now();
         for r in requests {
-            let start = Instant::now();
-            let result = self.decide_resolving(&snap, r).await;
-            decisions.push(self.or_syntax_error(&snap, r, result, start));
+            let at = At {
+                start: Instant::now(),
+                now,
+            };
+            let result = self.decide_resolving(&snap, r, at).await;
+            decisions.push(self.or_syntax_error(&snap, r, result, at.start));
         }
         Ok(Response::new(pb::DecideBatchResponse { decisions }))
     }
