@@ -292,6 +292,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let das_closer = das.clone();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
+            .trace_fn(authz_proto::serving::rpc_span)
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 shutdown_signal().await;
@@ -365,6 +366,7 @@ pub async fn pdp(args: PdpArgs) -> Result<()> {
         println!("  metrics http://{m}/metrics");
     }
     tonic::transport::Server::builder()
+        .trace_fn(authz_proto::serving::rpc_span)
         .add_routes(pdp.routes().await?)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
         .await?;

@@ -288,7 +288,7 @@ impl Pdp {
     }
 
     /// Serves a standalone PDP ([`Pdp::routes`]) on `listener` until
-    /// `shutdown` completes, with a debug-level span per RPC.
+    /// `shutdown` completes, with a span per RPC when traces are exported.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
@@ -297,9 +297,8 @@ impl Pdp {
         let routes = self.routes().await?;
         tracing::info!(addr = %listener.local_addr()?, prp = ?self.replica.endpoint(), "PDP serving");
         tonic::transport::Server::builder()
-            // One span per RPC, at debug level so the default `info` filter
-            // keeps the hot path free of span bookkeeping.
-            .trace_fn(|req| tracing::debug_span!("grpc", path = %req.uri().path()))
+            // One span per RPC when traces are exported.
+            .trace_fn(authz_proto::serving::rpc_span)
             .add_routes(routes)
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),

@@ -666,6 +666,19 @@ impl PdpService {
     }
 }
 
+fn decision_label(decision: i32) -> &'static str {
+    match pb::AuthorizationDecision::try_from(decision) {
+        Ok(pb::AuthorizationDecision::Permit) => "permit",
+        _ => "deny",
+    }
+}
+
+fn status_label(status: i32) -> &'static str {
+    pb::AuthorizationStatus::try_from(status)
+        .map(|s| s.as_str_name())
+        .unwrap_or("UNKNOWN")
+}
+
 /// The response stream of `DecideStream`.
 pub type DecisionStream = Pin<Box<dyn Stream<Item = Result<pb::Decision, Status>> + Send>>;
 
@@ -676,7 +689,13 @@ impl PolicyDecisionPoint for PdpService {
         request: Request<pb::DecisionRequest>,
     ) -> Result<Response<pb::Decision>, Status> {
         match self.decide_resolving_pb(request.get_ref()).await {
-            Ok(d) => Ok(Response::new(d)),
+            Ok(d) => {
+                // The RPC's span (when traces are exported) carries the answer.
+                let span = tracing::Span::current();
+                span.record("authz.decision", decision_label(d.decision));
+                span.record("authz.status", status_label(d.status));
+                Ok(Response::new(d))
+            }
             Err(errors) => {
                 telemetry::record_rpc_error("Decide");
                 Err(invalid_argument(&errors))
@@ -703,6 +722,7 @@ impl PolicyDecisionPoint for PdpService {
             let result = self.decide_resolving(&snap, r, at).await;
             decisions.push(self.or_syntax_error(&snap, r, result, at.start));
         }
+        tracing::Span::current().record("authz.decisions", decisions.len());
         Ok(Response::new(pb::DecideBatchResponse { decisions }))
     }
 

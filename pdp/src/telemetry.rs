@@ -255,6 +255,14 @@ pub fn init_tracing(service_name: &str) -> anyhow::Result<TracingGuard> {
         }
         None => None,
     };
+    if provider.is_some() {
+        // Incoming `traceparent` headers make each RPC span a child of the
+        // caller's trace.
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        authz_proto::serving::enable_rpc_spans();
+    }
     let otel = provider.as_ref().map(|p| {
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer(service_name.to_owned()))
@@ -262,9 +270,10 @@ pub fn init_tracing(service_name: &str) -> anyhow::Result<TracingGuard> {
                 "info,h2=off,hyper=off,tonic=off,tower=off,opentelemetry=off",
             ))
     });
+    // RUST_LOG filters the log lines only: the exported spans have their
+    // own filter, so quieter logs do not switch traces off.
     tracing_subscriber::registry()
-        .with(filter)
-        .with(tracing_subscriber::fmt::layer())
+        .with(tracing_subscriber::fmt::layer().with_filter(filter))
         .with(otel)
         .try_init()?;
     Ok(TracingGuard { provider })

@@ -1,9 +1,11 @@
 //! What every service binary of the package serves alike: gRPC health and
 //! reflection next to its own service, and the `Watch` stream loop (ordered
 //! events after a start revision, live events from a broadcast, a fresh
-//! start when the watcher falls behind, an end at shutdown).
+//! start when the watcher falls behind, an end at shutdown), and the span
+//! each RPC gets when traces are exported.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -59,7 +61,62 @@ where
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(service);
     add_health_and_reflection(&mut routes, health)?;
-    Ok(Server::builder().add_routes(routes.routes()))
+    Ok(Server::builder()
+        .trace_fn(rpc_span)
+        .add_routes(routes.routes()))
+}
+
+static RPC_SPANS: AtomicBool = AtomicBool::new(false);
+
+/// Turns on [`rpc_span`]: called once traces are exported (OTLP), so that a
+/// process without an exporter spends nothing on spans per RPC.
+pub fn enable_rpc_spans() {
+    RPC_SPANS.store(true, Ordering::Relaxed);
+}
+
+/// The span of one incoming RPC, for `Server::trace_fn`: named after the
+/// gRPC method (`onem2m.authz.v1.PolicyDecisionPoint/Decide`), with the
+/// OpenTelemetry RPC attributes, a child of the caller's trace when the
+/// request carries a W3C `traceparent` header. Handlers fill
+/// `authz.decision`, `authz.status` and `authz.decisions`. A disabled span
+/// until [`enable_rpc_spans`].
+pub fn rpc_span(req: &tonic::codegen::http::Request<()>) -> tracing::Span {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if !RPC_SPANS.load(Ordering::Relaxed) {
+        return tracing::Span::none();
+    }
+    let name = req.uri().path().trim_start_matches('/');
+    let (service, method) = name.split_once('/').unwrap_or((name, ""));
+    let span = tracing::info_span!(
+        "rpc",
+        otel.name = name,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
+        authz.decision = tracing::field::Empty,
+        authz.status = tracing::field::Empty,
+        authz.decisions = tracing::field::Empty,
+    );
+    let parent = opentelemetry::global::get_text_map_propagator(|p| {
+        p.extract(&HeaderExtractor(req.headers()))
+    });
+    // Without a traceparent the extracted context is empty and the span
+    // starts a trace of its own.
+    let _ = span.set_parent(parent);
+    span
+}
+
+/// Reads propagation headers (`traceparent`, `tracestate`) of a request.
+struct HeaderExtractor<'a>(&'a tonic::codegen::http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
 }
 
 /// Marks the service `S` SERVING in `reporter`.

@@ -25,9 +25,15 @@ impl Drop for Proc {
 /// Starts `authz ARGS`, waits for the line containing `marker`, and returns
 /// the first `http://...` URL printed on it.
 pub fn start(args: &[&str], marker: &str) -> (Proc, String) {
+    start_with_env(args, &[], marker)
+}
+
+/// [`start`] with extra environment variables.
+pub fn start_with_env(args: &[&str], env: &[(&str, &str)], marker: &str) -> (Proc, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_authz"))
         .args(args)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

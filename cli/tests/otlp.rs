@@ -1,0 +1,147 @@
+//! OpenTelemetry traces over OTLP (issue: "traces exported over OTLP when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set"): `authz up` as a real process
+//! exports one span per RPC to a collector on loopback, named after the
+//! gRPC method, carrying the decision, and joined to the caller's trace
+//! through a W3C `traceparent` header.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
+use common::{channel, eventually, is_permit, request, start_with_env, tempdir};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use tokio::sync::mpsc;
+
+/// A collector that forwards every export it receives.
+struct Collector(mpsc::UnboundedSender<ExportTraceServiceRequest>);
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let _ = self.0.send(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+fn string_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match kv.value.as_ref() {
+            Some(AnyValue {
+                value: Some(any_value::Value::StringValue(s)),
+            }) => Some(s.as_str()),
+            _ => None,
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decide_rpcs_are_exported_as_spans_in_the_callers_trace() {
+    // The collector, on a port chosen by the OS.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector_url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, mut exports) = mpsc::unbounded_channel();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(Collector(tx)))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+
+    let data = tempdir("otlp");
+    let (_up, url) = start_with_env(
+        &[
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "off",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector_url.as_str()),
+            // Export batches quickly rather than every 5 s.
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+        "gRPC",
+    );
+    let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
+    let owner_reads = request(
+        "CownerPhone",
+        "frontDoor",
+        authz_proto::pb::Operation::Retrieve,
+    );
+    // The demo policies reach the PDP's replica shortly after start.
+    eventually(&mut pdp, &owner_reads, true).await;
+
+    // The caller's trace (W3C Trace Context: version-traceid-parentid-flags).
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent_span = "00f067aa0ba902b7";
+    let mut req = tonic::Request::new(owner_reads);
+    req.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-{parent_span}-01").parse().unwrap(),
+    );
+    let decision = pdp.decide(req).await.unwrap().into_inner();
+    assert!(is_permit(&decision), "{}", decision.summary);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (span, service_name): (Span, String) = loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let export = tokio::time::timeout(remaining, exports.recv())
+            .await
+            .expect("no span of the traced Decide reached the collector within 30 s")
+            .expect("collector channel open");
+        let found = export.resource_spans.iter().find_map(|rs| {
+            let service = rs
+                .resource
+                .as_ref()
+                .and_then(|r| string_attr(&r.attributes, "service.name"))
+                .unwrap_or_default()
+                .to_owned();
+            rs.scope_spans
+                .iter()
+                .flat_map(|ss| &ss.spans)
+                .find(|s| {
+                    // Decide calls of `eventually` start traces of their own.
+                    s.name == "onem2m.authz.v1.PolicyDecisionPoint/Decide"
+                        && hex(&s.trace_id) == trace_id
+                })
+                .map(|s| (s.clone(), service))
+        });
+        if let Some(found) = found {
+            break found;
+        }
+    };
+    assert_eq!(service_name, "onem2m-authz");
+    assert_eq!(hex(&span.parent_span_id), parent_span);
+    // SpanKind SERVER = 2 in OTLP.
+    assert_eq!(span.kind, 2);
+    assert_eq!(string_attr(&span.attributes, "rpc.system"), Some("grpc"));
+    assert_eq!(string_attr(&span.attributes, "rpc.method"), Some("Decide"));
+    assert_eq!(
+        string_attr(&span.attributes, "authz.decision"),
+        Some("permit")
+    );
+    assert_eq!(
+        string_attr(&span.attributes, "authz.status"),
+        Some("AUTHORIZATION_STATUS_OK")
+    );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
