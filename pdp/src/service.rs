@@ -27,6 +27,7 @@ use authz_proto::pb;
 use authz_proto::pb::echo_server::Echo;
 use authz_proto::pb::policy_decision_point_server::PolicyDecisionPoint;
 use chrono::Utc;
+use smallvec::SmallVec;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -114,7 +115,7 @@ enum Pass<'a> {
 
 /// A resolved applicable set.
 struct Applicables {
-    acps: Vec<(Arc<CompiledAcp>, PrivilegeKind)>,
+    acps: SmallVec<[(Arc<CompiledAcp>, PrivilegeKind); 4]>,
     /// ACP IDs named but not in the replica.
     unknown: Vec<String>,
 }
@@ -356,7 +357,7 @@ impl PdpService {
         let Ok(Applicables { acps, .. }) = self.applicable_set(snap, conv, now) else {
             return Vec::new();
         };
-        let applicable: Vec<Applicable<'_>> = acps
+        let applicable: SmallVec<[Applicable<'_>; 4]> = acps
             .iter()
             .map(|(acp, kind)| Applicable { acp, kind: *kind })
             .collect();
@@ -490,9 +491,11 @@ impl PdpService {
         now: chrono::DateTime<Utc>,
     ) -> Result<Applicables, (AuthorizationStatus, String)> {
         let target = conv.request.target.as_str();
-        let mut acps: Vec<(Arc<CompiledAcp>, PrivilegeKind)> = Vec::new();
+        let mut acps: SmallVec<[(Arc<CompiledAcp>, PrivilegeKind); 4]> = SmallVec::new();
         let mut unknown: Vec<String> = Vec::new();
-        let mut lookup = |acps: &mut Vec<_>, id: &str, kind: PrivilegeKind| match snap.acp(id) {
+        let mut lookup = |acps: &mut SmallVec<[_; 4]>, id: &str, kind: PrivilegeKind| match snap
+            .acp(id)
+        {
             Some(acp) => acps.push((acp.clone(), kind)),
             None => match snap.live_dynamic(id, now) {
                 Some(d) if kind == PrivilegeKind::Privileges => acps.push((d.acp.clone(), kind)),
@@ -599,8 +602,7 @@ impl PdpService {
                 // The engine asks about the originator in absolute form.
                 let originator = hosting
                     .canonicalize(&conv.request.originator)
-                    .map(|c| c.into_owned())
-                    .unwrap_or_else(|_| conv.request.originator.clone());
+                    .unwrap_or(std::borrow::Cow::Borrowed(&conv.request.originator));
                 let view = match pass {
                     Pass::Cached => cache.view(&originator, None),
                     Pass::Fetched(f) => cache.view_fetched(f),
@@ -610,7 +612,7 @@ impl PdpService {
                 if matches!(pass, Pass::Cached) && decision.effect == Effect::Deny && view.missed()
                 {
                     return Ok(Outcome::Fetch(OwnedFetch {
-                        originator,
+                        originator: originator.into_owned(),
                         role_ids: conv.request.role_ids.clone(),
                         at: conv.request.time,
                         ip: conv.request.ip,
