@@ -433,12 +433,17 @@ async fn propagation(prp: &str, pdp: &Channel, originator: &str, rounds: usize) 
                "resources": [{{"ri": "loadtestProbe", "ty": 3, "acpi": ["acpLoadtestProbe"], "cr": "{originator}"}}]}}"#
         )
     };
-    crate::policy::apply(&mut prp, originator, &crate::policy::parse_bundle(&acp(0))?).await?;
+    crate::policy::apply(
+        &mut prp,
+        originator,
+        &crate::policy::Bundle::parse(&acp(0))?,
+    )
+    .await?;
     let probe = short_request_to_pb(r#"{"fr": "CloadtestProbe", "to": "loadtestProbe", "op": 2}"#)?;
     let mut h = histogram()?;
     for round in 0..rounds {
         let permit = round % 2 == 0;
-        let bundle = crate::policy::parse_bundle(&acp(if permit { 2 } else { 0 }))?;
+        let bundle = crate::policy::Bundle::parse(&acp(if permit { 2 } else { 0 }))?;
         let t = Instant::now();
         crate::policy::apply(&mut prp, originator, &bundle).await?;
         loop {

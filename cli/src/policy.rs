@@ -8,14 +8,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use authz_core::json;
-use authz_core::resources::Resource;
-use authz_proto::convert::acp_to_pb;
 use authz_proto::pb;
 use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
 use clap::{Args, Subcommand};
-use serde_json::Value;
 use tonic::transport::Channel;
 
 /// Arguments of `authz policy`.
@@ -59,8 +56,8 @@ pub async fn run(args: PolicyArgs) -> Result<()> {
     match args.command {
         PolicyCommand::Apply { file } => {
             let bundle = read_bundle(&file)?;
-            let summary = apply(&mut client, &args.originator, &bundle).await?;
-            println!("{summary}");
+            let applied = apply(&mut client, &args.originator, &bundle).await?;
+            println!("{applied}");
         }
         PolicyCommand::Get { id } => {
             let rec = client
@@ -116,115 +113,16 @@ pub async fn connect(endpoint: &str) -> Result<PolicyRetrievalPointClient<Channe
     Ok(PolicyRetrievalPointClient::new(channel))
 }
 
-/// ACPs and resources to apply.
-pub struct Bundle {
-    acps: Vec<authz_core::AccessControlPolicy>,
-    resources: Vec<Resource>,
-}
-
 /// Reads an `m2m:acp` document or a bundle, validating everything locally
 /// first so that errors name the file and field before anything is sent.
 pub fn read_bundle(path: &Path) -> Result<Bundle> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read", path.display()))?;
-    parse_bundle(&text).with_context(|| path.display().to_string())
-}
-
-/// Parses the text of an `m2m:acp` document or a bundle.
-pub fn parse_bundle(text: &str) -> Result<Bundle> {
-    let value: Value = serde_json::from_str(text).context("not valid JSON")?;
-    let is_bundle = value
-        .as_object()
-        .is_some_and(|o| o.contains_key("acps") || o.contains_key("resources"));
-    if !is_bundle {
-        return Ok(Bundle {
-            acps: json::parse_and_validate(text)?,
-            resources: Vec::new(),
-        });
-    }
-    let acps = match value.get("acps") {
-        Some(a) => json::parse_and_validate(&a.to_string()).map_err(|e| anyhow!("acps: {e}"))?,
-        None => Vec::new(),
-    };
-    let resources = match value.get("resources") {
-        Some(r) => json::deserialize_at::<Vec<Resource>>("resources", r.clone())
-            .map_err(|e| anyhow!("{e}"))?,
-        None => Vec::new(),
-    };
-    Ok(Bundle { acps, resources })
-}
-
-/// Creates (or updates) every ACP, then puts every resource; returns a summary.
-pub async fn apply(
-    client: &mut PolicyRetrievalPointClient<Channel>,
-    originator: &str,
-    bundle: &Bundle,
-) -> Result<String> {
-    let (mut created, mut updated) = (0, 0);
-    let mut revision = 0;
-    for acp in &bundle.acps {
-        let id = acp
-            .id()
-            .ok_or_else(|| anyhow!("an ACP has neither ri nor rn"))?;
-        let mut acp = acp.clone();
-        acp.resource_id.get_or_insert_with(|| id.to_owned());
-        let pb_acp = acp_to_pb(&acp).map_err(|e| anyhow!("{id}: {e:?}"))?;
-        let create = client
-            .create_acp(pb::CreateAcpRequest {
-                originator: originator.to_owned(),
-                acp: Some(pb_acp.clone()),
-            })
-            .await;
-        revision = match create {
-            Ok(r) => {
-                created += 1;
-                r.into_inner().revision
-            }
-            Err(s) if s.code() == tonic::Code::AlreadyExists => {
-                updated += 1;
-                client
-                    .update_acp(pb::UpdateAcpRequest {
-                        originator: originator.to_owned(),
-                        acp: Some(pb_acp),
-                    })
-                    .await
-                    .map_err(|s| anyhow!("{id}: {}", status_text(&s)))?
-                    .into_inner()
-                    .revision
-            }
-            Err(s) => bail!("{id}: {}", status_text(&s)),
-        };
-    }
-    for r in &bundle.resources {
-        revision = client
-            .put_resource(pb::PutResourceRequest {
-                originator: originator.to_owned(),
-                resource: Some(authz_proto::convert::resource_to_pb(r)),
-            })
-            .await
-            .map_err(|s| anyhow!("resource {}: {}", r.resource_id, status_text(&s)))?
-            .into_inner()
-            .revision;
-    }
-    Ok(format!(
-        "applied {} ACP(s) ({created} created, {updated} updated) and {} resource(s); PRP revision {revision}",
-        bundle.acps.len(),
-        bundle.resources.len()
-    ))
+    Bundle::parse(&text).with_context(|| path.display().to_string())
 }
 
 fn status_error(s: tonic::Status) -> anyhow::Error {
     anyhow!("{}", status_text(&s))
 }
 
-/// A status with its field violations, one per line.
-pub fn status_text(s: &tonic::Status) -> String {
-    use tonic_types::StatusExt;
-    let mut out = format!("{:?}: {}", s.code(), s.message());
-    if let Some(bad) = s.get_details_bad_request() {
-        for v in bad.field_violations {
-            out.push_str(&format!("\n  {}: {}", v.field, v.description));
-        }
-    }
-    out
-}
+pub use authz_prp::bundle::{Bundle, apply, status_text};

@@ -304,7 +304,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
             }),
     );
     if load_demo {
-        let bundle = crate::policy::parse_bundle(DEMO)?;
+        let bundle = crate::policy::Bundle::parse(DEMO)?;
         let mut client = crate::policy::connect(&endpoint).await?;
         let summary = crate::policy::apply(&mut client, &args.admin, &bundle).await?;
         println!("demo policies (door lock, examples/door-lock-demo.json): {summary}");

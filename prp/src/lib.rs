@@ -37,6 +37,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bundle;
 pub mod service;
 pub mod store;
 

@@ -18,6 +18,7 @@ use anyhow::{Context, Result, anyhow};
 use authz_pep::{
     CacheConfig, Clock, CseContext, DenyDetail, ManualClock, PepClient, PepConfig, SystemClock,
 };
+use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
 use clap::Parser;
 use door_lock_cse::credentials::Credentials;
 use door_lock_cse::policies::{self, Bundle};
@@ -116,8 +117,12 @@ async fn main() -> Result<()> {
             .clone()
             .or_else(|| args.pdp.first().cloned())
             .ok_or_else(|| anyhow!("--load-policies needs --prp or --pdp"))?;
-        let mut prp = policies::connect(&prp_endpoint).await?;
-        let revision = policies::apply(&mut prp, &args.admin, &bundle).await?;
+        let mut prp = PolicyRetrievalPointClient::connect(prp_endpoint.clone())
+            .await
+            .with_context(|| format!("cannot connect to the PRP at {prp_endpoint}"))?;
+        let revision = policies::apply(&mut prp, &args.admin, &bundle)
+            .await?
+            .revision;
         let seen = pep
             .wait_for_revision(revision, Duration::from_secs(10))
             .await

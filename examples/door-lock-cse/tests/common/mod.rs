@@ -194,7 +194,8 @@ impl Stack {
         let bundle = Bundle::parse(&test_policies()).expect("bundle");
         let revision = policies::apply(&mut prp, ADMIN, &bundle)
             .await
-            .expect("apply");
+            .expect("apply")
+            .revision;
         let mut config = PepConfig::new([pdp_addr.clone()]).with_deadline(options.deadline);
         config.cache = options.cache;
         config.revision_poll = options.revision_poll;
