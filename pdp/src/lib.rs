@@ -31,6 +31,7 @@
 
 #![warn(missing_docs)]
 
+pub mod decision_metrics;
 pub mod dynamic;
 pub mod pip;
 pub mod replica;

@@ -1,5 +1,5 @@
-//! Observability of the PDP: Prometheus metrics through the `metrics` facade
-//! and tracing with an optional OpenTelemetry OTLP exporter.
+//! Observability of the PDP: Prometheus metrics and tracing with an
+//! optional OpenTelemetry OTLP exporter.
 //!
 //! Metrics (names as exported; no unit suffixes are added):
 //!
@@ -10,12 +10,14 @@
 //! | `authz_replica_revision` | gauge | |
 //! | `authz_replica_staleness_seconds` | gauge | |
 //! | `authz_rpc_errors_total` | counter | `rpc` |
+//! | `authz_pip_fetches_total` | counter | `result` |
 //!
-//! Until a recorder is installed (see [`install_prometheus`]) every metric
-//! call is a no-op.
+//! The two decision metrics are kept per thread by
+//! [`crate::decision_metrics`] and always counted; the others go through the
+//! `metrics` facade and are no-ops until [`install_prometheus`] installs a
+//! recorder. The endpoint renders both.
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use authz_core::decision::{AuthorizationStatus, Effect};
@@ -27,11 +29,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-/// Counter of decisions by result and status.
-pub const DECISIONS_TOTAL: &str = "authz_decisions_total";
-/// Histogram of the time to decide one request (conversion, policy lookup,
-/// evaluation, answer conversion), in seconds.
-pub const DECISION_SECONDS: &str = "authz_decision_seconds";
+pub use crate::decision_metrics::{DECISION_BUCKETS, DECISION_SECONDS, DECISIONS_TOTAL};
 /// Gauge of the replica's PRP revision.
 pub const REPLICA_REVISION: &str = "authz_replica_revision";
 /// Gauge of the seconds since the replica was last known current.
@@ -42,20 +40,8 @@ pub const RPC_ERRORS_TOTAL: &str = "authz_rpc_errors_total";
 /// result (`ok`, `error`, `timeout`).
 pub const PIP_FETCHES_TOTAL: &str = "authz_pip_fetches_total";
 
-/// Histogram buckets of [`DECISION_SECONDS`]: 1 µs to 1 s.
-pub const DECISION_BUCKETS: [f64; 16] = [
-    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 0.1, 0.5,
-    1.0,
-];
-
 /// Registers metric descriptions (shown as `# HELP` lines).
 pub fn describe_metrics() {
-    metrics::describe_counter!(DECISIONS_TOTAL, "Decisions by result and status");
-    metrics::describe_histogram!(
-        DECISION_SECONDS,
-        metrics::Unit::Seconds,
-        "Time to decide one request"
-    );
     metrics::describe_gauge!(REPLICA_REVISION, "PRP revision of the PDP's replica");
     metrics::describe_gauge!(
         REPLICA_STALENESS_SECONDS,
@@ -74,108 +60,78 @@ pub fn record_pip_fetch(result: &'static str) {
     metrics::counter!(PIP_FETCHES_TOTAL, "result" => result).increment(1);
 }
 
-/// Installs the global Prometheus recorder with an HTTP listener serving
-/// `GET /metrics` on `addr`, and returns a handle that renders the same text.
+/// The metrics text a scrape gets.
+#[derive(Clone)]
+pub struct MetricsHandle {
+    prometheus: PrometheusHandle,
+}
+
+impl MetricsHandle {
+    /// Every metric in the Prometheus text format: the decision metrics
+    /// (kept per thread, see [`crate::decision_metrics`]) and those recorded
+    /// through the `metrics` facade.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        crate::decision_metrics::render(&mut out);
+        out.push_str(&self.prometheus.render());
+        out
+    }
+}
+
+/// Installs the global Prometheus recorder and serves `GET /metrics` on
+/// `addr`; returns a handle that renders the same text.
 ///
 /// Must run inside a Tokio runtime. Fails when a recorder is already
-/// installed or the address cannot be bound. The exporter cannot report a
-/// port chosen by the OS, so tests pass a free port found by binding
-/// `127.0.0.1:0` first.
-pub fn install_prometheus(addr: SocketAddr) -> anyhow::Result<PrometheusHandle> {
-    let (recorder, exporter) = PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full(DECISION_SECONDS.to_owned()),
-            &DECISION_BUCKETS,
-        )?
-        .build()?;
-    let handle = recorder.handle();
+/// installed or the address cannot be bound.
+pub fn install_prometheus(addr: SocketAddr) -> anyhow::Result<MetricsHandle> {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = MetricsHandle {
+        prometheus: recorder.handle(),
+    };
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| anyhow::anyhow!("metrics listener on {addr}: {e}"))?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     metrics::set_global_recorder(recorder)
         .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
+    describe_metrics();
+    let served = handle.clone();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let h = served.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    h.render(),
+                )
+            }
+        }),
+    );
     tokio::spawn(async move {
-        if let Err(e) = exporter.await {
-            tracing::error!(error = ?e, "Prometheus exporter stopped");
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics endpoint stopped");
         }
     });
-    describe_metrics();
-    // Bind the decision handles to this recorder once: looking a labelled
-    // metric up in the registry on every decision cost more than deciding.
-    let _ = DECISION_HANDLES.set(DecisionHandles::register());
-    Ok(handle)
-}
-
-/// The decision metrics, registered once with the installed recorder.
-struct DecisionHandles {
-    /// Indexed by `[effect][status]` as in [`DecisionHandles::slot`].
-    counters: [[metrics::Counter; STATUSES.len()]; 2],
-    seconds: metrics::Histogram,
-}
-
-const STATUSES: [AuthorizationStatus; 5] = [
-    AuthorizationStatus::Ok,
-    AuthorizationStatus::NotApplicable,
-    AuthorizationStatus::MissingAttribute,
-    AuthorizationStatus::SyntaxError,
-    AuthorizationStatus::ProcessingError,
-];
-
-static DECISION_HANDLES: OnceLock<DecisionHandles> = OnceLock::new();
-
-impl DecisionHandles {
-    fn register() -> Self {
-        let row = |effect: Effect| {
-            STATUSES.map(|status| {
-                metrics::counter!(DECISIONS_TOTAL, "result" => result_label(effect), "status" => status_label(status))
-            })
-        };
-        Self {
-            counters: [row(Effect::Permit), row(Effect::Deny)],
-            seconds: metrics::histogram!(DECISION_SECONDS),
+    // The facade's histograms and summaries need periodic upkeep (the
+    // exporter's own listener did it); no decision metric depends on it.
+    let upkeep = handle.prometheus.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
         }
-    }
-
-    fn slot(effect: Effect, status: AuthorizationStatus) -> (usize, usize) {
-        let e = match effect {
-            Effect::Permit => 0,
-            Effect::Deny => 1,
-        };
-        let s = STATUSES.iter().position(|x| *x == status).unwrap_or(0);
-        (e, s)
-    }
-}
-
-fn result_label(effect: Effect) -> &'static str {
-    match effect {
-        Effect::Permit => "permit",
-        Effect::Deny => "deny",
-    }
-}
-
-fn status_label(status: AuthorizationStatus) -> &'static str {
-    match status {
-        AuthorizationStatus::Ok => "ok",
-        AuthorizationStatus::NotApplicable => "not_applicable",
-        AuthorizationStatus::MissingAttribute => "missing_attribute",
-        AuthorizationStatus::SyntaxError => "syntax_error",
-        AuthorizationStatus::ProcessingError => "processing_error",
-    }
+    });
+    Ok(handle)
 }
 
 /// Records one decision and how long it took.
 pub fn record_decision(effect: Effect, status: AuthorizationStatus, elapsed: Duration) {
-    match DECISION_HANDLES.get() {
-        Some(h) => {
-            let (e, s) = DecisionHandles::slot(effect, status);
-            h.counters[e][s].increment(1);
-            h.seconds.record(elapsed.as_secs_f64());
-        }
-        // A recorder installed by other means than `install_prometheus`.
-        None => {
-            metrics::counter!(DECISIONS_TOTAL, "result" => result_label(effect), "status" => status_label(status))
-                .increment(1);
-            metrics::histogram!(DECISION_SECONDS).record(elapsed.as_secs_f64());
-        }
-    }
+    crate::decision_metrics::record(effect, status, elapsed);
 }
 
 /// Records an RPC answered with an error.
