@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
-use common::{channel, eventually, is_permit, request, start_with_env, tempdir};
+use common::{channel, eventually, is_permit, request, start_up, tempdir};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -61,22 +61,14 @@ async fn decide_rpcs_are_exported_as_spans_in_the_callers_trace() {
     );
 
     let data = tempdir("otlp");
-    let (_up, url) = start_with_env(
-        &[
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics",
-            "off",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
+    let (_up, url) = start_up(
+        &data,
+        &[],
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", collector_url.as_str()),
             // Export batches quickly rather than every 5 s.
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ],
-        "gRPC",
     );
     let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
     let owner_reads = request(

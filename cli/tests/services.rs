@@ -18,18 +18,7 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_in_one_serves_the_door_lock_demo() {
     let data = tempdir("up");
-    let (_up, url) = start(
-        &[
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics",
-            "off",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        "gRPC",
-    );
+    let (_up, url) = start_up(&data, &[], &[]);
     let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
     // The owner's phone may do everything on the front door (demo acpFrontDoor rule 0).
     let owner = request("CownerPhone", "frontDoor", pb::Operation::Update);
@@ -263,20 +252,7 @@ async fn policy_apply_rejects_an_invalid_file_naming_the_field() {
 async fn all_in_one_with_a_das_names_it_in_token_request_information() {
     let data = tempdir("up-das");
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/das/door-lock-das.json");
-    let (_up, url) = start(
-        &[
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics",
-            "off",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--das-config",
-            config.to_str().unwrap(),
-        ],
-        "gRPC",
-    );
+    let (_up, url) = start_up(&data, &["--das-config", config.to_str().unwrap()], &[]);
     let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
     let owner = request("CownerPhone", "frontDoor", pb::Operation::Update);
     eventually(&mut pdp, &owner, true).await;

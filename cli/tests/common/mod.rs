@@ -58,6 +58,23 @@ pub fn start_with_env(args: &[&str], env: &[(&str, &str)], marker: &str) -> (Pro
     panic!("authz {args:?} did not print '{marker}'");
 }
 
+/// Starts `authz up` on an OS-chosen port, without metrics, on a store in
+/// `data`, with `extra` arguments and `env`; returns it and its gRPC URL.
+pub fn start_up(data: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
+    let data = data.to_str().expect("UTF-8 path");
+    let mut args = vec![
+        "up",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics",
+        "off",
+        "--data-dir",
+        data,
+    ];
+    args.extend_from_slice(extra);
+    start_with_env(&args, env, "gRPC")
+}
+
 pub fn tempdir(name: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
