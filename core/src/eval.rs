@@ -66,16 +66,32 @@ pub fn decide(
     attributes: &dyn AttributeSource,
     options: &DecideOptions<'_>,
 ) -> Decision {
-    let Ok(originator) = ctx.canonicalize(&request.originator) else {
-        return Decision {
+    match ctx.canonicalize(&request.originator) {
+        Ok(originator) => {
+            decide_canonical(request, &originator, ctx, policies, attributes, options)
+        }
+        Err(_) => Decision {
             effect: Effect::Deny,
             status: AuthorizationStatus::SyntaxError,
             permitted_by: None,
             missing: Vec::new(),
             explanation: options.explain.then(Explanation::default),
-        };
-    };
-    let mut ev = Evaluation::new(request, ctx, &originator, attributes, options);
+        },
+    }
+}
+
+/// [`decide`] for a caller that already holds the originator in absolute
+/// form, as [`HostingContext::canonicalize`] returned it for
+/// `request.originator` (a PDP that needed it to key its attribute cache).
+pub fn decide_canonical(
+    request: &DecisionRequest,
+    originator: &str,
+    ctx: &HostingContext,
+    policies: &[Applicable<'_>],
+    attributes: &dyn AttributeSource,
+    options: &DecideOptions<'_>,
+) -> Decision {
+    let mut ev = Evaluation::new(request, ctx, originator, attributes, options);
 
     // First pass: rules that name the originator directly.
     let mut candidates: SmallVec<[EntryRef; 8]> = SmallVec::new();

@@ -29,7 +29,7 @@ pub mod token;
 pub use attributes::{AttributeSource, InMemoryAttributes, Lookup, NoAttributes};
 pub use compile::{CompiledAcp, ValidationError, ValidationErrors};
 pub use decision::{AuthorizationStatus, Decision, Effect, PrivilegeKind, RuleRef};
-pub use eval::{Applicable, DecideOptions, decide, role_ids_for_consultation};
+pub use eval::{Applicable, DecideOptions, decide, decide_canonical, role_ids_for_consultation};
 pub use ids::HostingContext;
 pub use model::{AccessControlPolicy, AccessControlRule, SetOfAcrs, Specialization};
 pub use request::{DecisionRequest, Operation, Position};

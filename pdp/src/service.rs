@@ -19,7 +19,8 @@ use authz_core::compile::CompiledAcp;
 use authz_core::decision::{AuthorizationStatus, Decision, Effect, PrivilegeKind};
 use authz_core::resources::{ApplicableSet, ResolveError, applicable_policies};
 use authz_core::{
-    Applicable, AttributeSource, DecideOptions, HostingContext, decide, role_ids_for_consultation,
+    Applicable, AttributeSource, DecideOptions, HostingContext, decide, decide_canonical,
+    role_ids_for_consultation,
 };
 use authz_proto::ConvertedRequest;
 use authz_proto::convert::{decision_request_from_pb, decision_to_pb, invalid_argument};
@@ -599,27 +600,47 @@ impl PdpService {
                 &options,
             ),
             Some(cache) => {
-                // The engine asks about the originator in absolute form.
-                let originator = hosting
-                    .canonicalize(&conv.request.originator)
-                    .unwrap_or(std::borrow::Cow::Borrowed(&conv.request.originator));
-                let view = match pass {
-                    Pass::Cached => cache.view(&originator, None),
-                    Pass::Fetched(f) => cache.view_fetched(f),
-                    Pass::FetchFailed(reason) => cache.view(&originator, Some(reason.to_owned())),
-                };
-                let decision = decide(&conv.request, hosting, &applicable, &view, &options);
-                if matches!(pass, Pass::Cached) && decision.effect == Effect::Deny && view.missed()
-                {
-                    return Ok(Outcome::Fetch(OwnedFetch {
-                        originator: originator.into_owned(),
-                        role_ids: conv.request.role_ids.clone(),
-                        at: conv.request.time,
-                        ip: conv.request.ip,
-                        position: conv.request.position,
-                    }));
+                // The engine asks about the originator in absolute form; an
+                // originator that is not an ID is a SyntaxError Deny.
+                match hosting.canonicalize(&conv.request.originator) {
+                    Err(_) => decide(
+                        &conv.request,
+                        hosting,
+                        &applicable,
+                        &*self.inner.attributes,
+                        &options,
+                    ),
+                    Ok(originator) => {
+                        let view = match pass {
+                            Pass::Cached => cache.view(&originator, None),
+                            Pass::Fetched(f) => cache.view_fetched(f),
+                            Pass::FetchFailed(reason) => {
+                                cache.view(&originator, Some(reason.to_owned()))
+                            }
+                        };
+                        let decision = decide_canonical(
+                            &conv.request,
+                            &originator,
+                            hosting,
+                            &applicable,
+                            &view,
+                            &options,
+                        );
+                        if matches!(pass, Pass::Cached)
+                            && decision.effect == Effect::Deny
+                            && view.missed()
+                        {
+                            return Ok(Outcome::Fetch(OwnedFetch {
+                                originator: originator.into_owned(),
+                                role_ids: conv.request.role_ids.clone(),
+                                at: conv.request.time,
+                                ip: conv.request.ip,
+                                position: conv.request.position,
+                            }));
+                        }
+                        decision
+                    }
                 }
-                decision
             }
         };
         let mut out = decision_to_pb(&decision);
