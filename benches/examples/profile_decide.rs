@@ -1,5 +1,9 @@
 //! Loops `decide` over the reference workload (10k store) for profiling:
-//! `perf record -D 2000 target/release/examples/profile_decide`.
+//! `perf record -D 2000 target/release/examples/profile_decide [SECONDS]`.
+//!
+//! `profile_decide 0 PASSES` runs exactly PASSES passes over the requests
+//! instead, for deterministic counts under `valgrind --tool=cachegrind`
+//! (subtract a run with 0 passes to leave out building the workload).
 
 use std::time::{Duration, Instant};
 
@@ -14,15 +18,17 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(6);
+    let passes: Option<u64> = std::env::args().nth(2).and_then(|s| s.parse().ok());
     let end = Instant::now() + Duration::from_secs(secs);
-    let (mut n, mut permits) = (0u64, 0u64);
+    let (mut n, mut permits, mut pass) = (0u64, 0u64, 0u64);
     let start = Instant::now();
-    while Instant::now() < end {
+    while passes.map_or(Instant::now() < end, |p| pass < p) {
+        pass += 1;
         for r in &wl.requests {
             permits += engine.decide(&store, &r.request).is_permit() as u64;
             n += 1;
         }
     }
-    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    let ns = start.elapsed().as_nanos() as f64 / n.max(1) as f64;
     println!("{n} decisions, {permits} permits, {ns:.1} ns per decision");
 }
