@@ -10,6 +10,7 @@
 //! `decision_id`, `policy_revision` and `request_id`. Nothing waits on the
 //! network.
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -114,9 +115,11 @@ enum Pass<'a> {
     FetchFailed(&'a str),
 }
 
-/// A resolved applicable set.
-struct Applicables {
-    acps: SmallVec<[(Arc<CompiledAcp>, PrivilegeKind); 4]>,
+/// A resolved applicable set. Stored ACPs are borrowed from the replica
+/// snapshot: cloning their `Arc` would make every decision on a hot ACP
+/// bounce its reference count between cores.
+struct Applicables<'s> {
+    acps: SmallVec<[(Cow<'s, CompiledAcp>, PrivilegeKind); 4]>,
     /// ACP IDs named but not in the replica.
     unknown: Vec<String>,
 }
@@ -485,24 +488,25 @@ impl PdpService {
     /// The applicable set of a converted request (TS-0001 10.2.3.1, or the
     /// explicit `acp_ids`), with the IDs not in the replica; or the status and
     /// reason of a Deny when the target cannot be resolved.
-    fn applicable_set(
+    fn applicable_set<'s>(
         &self,
-        snap: &Snapshot,
+        snap: &'s Snapshot,
         conv: &ConvertedRequest,
         now: chrono::DateTime<Utc>,
-    ) -> Result<Applicables, (AuthorizationStatus, String)> {
+    ) -> Result<Applicables<'s>, (AuthorizationStatus, String)> {
         let target = conv.request.target.as_str();
-        let mut acps: SmallVec<[(Arc<CompiledAcp>, PrivilegeKind); 4]> = SmallVec::new();
+        let mut acps: SmallVec<[(Cow<'s, CompiledAcp>, PrivilegeKind); 4]> = SmallVec::new();
         let mut unknown: Vec<String> = Vec::new();
-        let mut lookup = |acps: &mut SmallVec<[_; 4]>, id: &str, kind: PrivilegeKind| match snap
-            .acp(id)
-        {
-            Some(acp) => acps.push((acp.clone(), kind)),
-            None => match snap.live_dynamic(id, now) {
-                Some(d) if kind == PrivilegeKind::Privileges => acps.push((d.acp.clone(), kind)),
-                _ => unknown.push(id.to_owned()),
-            },
-        };
+        let mut lookup =
+            |acps: &mut SmallVec<[_; 4]>, id: &str, kind: PrivilegeKind| match snap.acp(id) {
+                Some(acp) => acps.push((Cow::Borrowed(&**acp), kind)),
+                None => match snap.live_dynamic(id, now) {
+                    Some(d) if kind == PrivilegeKind::Privileges => {
+                        acps.push((Cow::Borrowed(&*d.acp), kind))
+                    }
+                    _ => unknown.push(id.to_owned()),
+                },
+            };
         if conv.acp_ids.is_empty() {
             match applicable_policies(&snap.view(now), target) {
                 Ok(ApplicableSet::Policies(list)) => {
@@ -512,7 +516,7 @@ impl PdpService {
                 }
                 Ok(ApplicableSet::Default { rules, dynamic }) => {
                     match CompiledAcp::from_privileges(default_policy_id(target), &rules) {
-                        Ok(acp) => acps.push((Arc::new(acp), PrivilegeKind::Privileges)),
+                        Ok(acp) => acps.push((Cow::Owned(acp), PrivilegeKind::Privileges)),
                         Err(e) => {
                             // A creator or custodian that is not a valid acor
                             // entry; the default policy then grants nothing.
@@ -581,9 +585,9 @@ impl PdpService {
             grant
                 .acps
                 .iter()
-                .map(|a| (a.clone(), PrivilegeKind::Privileges)),
+                .map(|a| (Cow::Borrowed(&**a), PrivilegeKind::Privileges)),
         );
-        let applicable: Vec<Applicable<'_>> = acps
+        let applicable: SmallVec<[Applicable<'_>; 4]> = acps
             .iter()
             .map(|(acp, kind)| Applicable { acp, kind: *kind })
             .collect();
