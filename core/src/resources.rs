@@ -15,7 +15,10 @@
 //! Dynamic ACPs granted by Direct Dynamic Authorization join the set of the
 //! target they are bound to until they expire (Decision 7).
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
+use smallvec::{SmallVec, smallvec};
 
 use crate::decision::PrivilegeKind;
 use crate::model::{AccessControlRule, SetOfAcrs, acop};
@@ -70,11 +73,12 @@ pub struct Resource {
 /// `ty` of `<dynamicAuthorizationConsultation>` (TS-0004 6.3.4.2.1).
 pub const DYNAMIC_AUTHORIZATION_CONSULTATION: u32 = 34;
 
-/// What applies to one target.
+/// What applies to one target. ACP IDs are borrowed from the resource view
+/// where they can be (this runs on every decision of a PDP).
 #[derive(Debug, Clone, PartialEq)]
-pub enum ApplicableSet {
+pub enum ApplicableSet<'a> {
     /// These ACPs, with `pv` or `pvs`; dynamic ACPs bound to the target are appended.
-    Policies(Vec<(String, PrivilegeKind)>),
+    Policies(SmallVec<[(Cow<'a, str>, PrivilegeKind); 4]>),
     /// No `acpi`: the default policy, given as the rule set to evaluate.
     Default {
         /// The rules (full access for the custodian or creator; empty when neither is known).
@@ -107,14 +111,14 @@ pub trait ResourceView {
 }
 
 /// Resolves the applicable set of `target` (TS-0001 10.2.3.1).
-pub fn applicable_policies(
-    view: &dyn ResourceView,
-    target: &str,
-) -> Result<ApplicableSet, ResolveError> {
+pub fn applicable_policies<'a>(
+    view: &'a dyn ResourceView,
+    target: &'a str,
+) -> Result<ApplicableSet<'a>, ResolveError> {
     // 1. A request on an ACP is judged by the ACP's own pvs.
     if view.is_acp(target) {
-        return Ok(ApplicableSet::Policies(vec![(
-            target.to_owned(),
+        return Ok(ApplicableSet::Policies(smallvec![(
+            Cow::Borrowed(target),
             PrivilegeKind::SelfPrivileges,
         )]));
     }
@@ -124,8 +128,8 @@ pub fn applicable_policies(
             .resource(id)
             .ok_or_else(|| ResolveError::UnknownResource(id.to_owned()))?;
         if r.resource_type == TY_ACP {
-            return Ok(ApplicableSet::Policies(vec![(
-                id.to_owned(),
+            return Ok(ApplicableSet::Policies(smallvec![(
+                Cow::Borrowed(id),
                 PrivilegeKind::SelfPrivileges,
             )]));
         }
@@ -144,8 +148,9 @@ pub fn applicable_policies(
             // 3. acpi set: the pv of every referenced ACP.
             Some(acpi) => ApplicableSet::Policies(
                 acpi.iter()
-                    .chain(dynamic.iter())
-                    .map(|a| (a.clone(), PrivilegeKind::Privileges))
+                    .map(|a| Cow::Borrowed(a.as_str()))
+                    .chain(dynamic.into_iter().map(Cow::Owned))
+                    .map(|a| (a, PrivilegeKind::Privileges))
                     .collect(),
             ),
             // 4. acpi not set: only the custodian, else the creator, has access.
@@ -237,7 +242,7 @@ mod tests {
     fn ts0001_10_2_3_1_step1_acp_target_uses_self_privileges() {
         assert_eq!(
             applicable_policies(&view(), "acp1").unwrap(),
-            ApplicableSet::Policies(vec![("acp1".into(), PrivilegeKind::SelfPrivileges)])
+            ApplicableSet::Policies(smallvec![("acp1".into(), PrivilegeKind::SelfPrivileges)])
         );
     }
 
@@ -245,7 +250,7 @@ mod tests {
     fn ts0001_10_2_3_1_step2_content_instance_uses_parent_acpi() {
         assert_eq!(
             applicable_policies(&view(), "cin").unwrap(),
-            ApplicableSet::Policies(vec![
+            ApplicableSet::Policies(smallvec![
                 ("acp1".into(), PrivilegeKind::Privileges),
                 ("acp2".into(), PrivilegeKind::Privileges)
             ])

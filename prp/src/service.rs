@@ -255,15 +255,16 @@ fn compile_set(
     match set {
         ApplicableSet::Policies(list) => {
             for (id, kind) in list {
+                let id: &str = id;
                 if let Some(acp) = snap.acps.get(id) {
-                    match CompiledAcp::compile(id.as_str(), acp) {
+                    match CompiledAcp::compile(id, acp) {
                         Ok(c) => out.push((c, *kind)),
                         Err(e) => {
                             tracing::warn!(acp = %id, error = %e, "stored ACP does not compile")
                         }
                     }
                 } else if let Some(d) = snap.dynamic.get(id).filter(|d| !d.is_expired(now)) {
-                    if let Ok(c) = CompiledAcp::from_privileges(id.as_str(), &d.privileges) {
+                    if let Ok(c) = CompiledAcp::from_privileges(id, &d.privileges) {
                         out.push((c, PrivilegeKind::Privileges));
                     }
                 } else {
@@ -708,8 +709,8 @@ impl PolicyRetrievalPoint for PrpService {
                 let mut others = resource.clone();
                 others.acpi = old.acpi.clone();
                 if &others != old {
-                    let set =
-                        applicable_policies(&View { snap, now }, &id).map_err(resolve_status)?;
+                    let view = View { snap, now };
+                    let set = applicable_policies(&view, &id).map_err(resolve_status)?;
                     checks.push((
                         compile_set(snap, &set, now, &id),
                         "update this resource (UPDATE in its applicable policies)",
@@ -794,7 +795,8 @@ impl PolicyRetrievalPoint for PrpService {
         }
         let now = now_secs();
         let out = self.read(|snap| -> Result<pb::ApplicablePolicies, Status> {
-            let set = applicable_policies(&View { snap, now }, &target).map_err(resolve_status)?;
+            let view = View { snap, now };
+            let set = applicable_policies(&view, &target).map_err(resolve_status)?;
             let mut policies = Vec::new();
             let push_dynamic = |id: &str, policies: &mut Vec<pb::ApplicablePolicy>| {
                 if let Some(d) = snap.dynamic.get(id).filter(|d| !d.is_expired(now)) {
@@ -812,6 +814,7 @@ impl PolicyRetrievalPoint for PrpService {
             let default_policy = match &set {
                 ApplicableSet::Policies(list) => {
                     for (id, kind) in list {
+                        let id: &str = id;
                         if let Some(acp) = snap.acps.get(id) {
                             policies.push(pb::ApplicablePolicy {
                                 acp: Some(stored_acp_to_pb(acp)?),
