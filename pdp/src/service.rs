@@ -595,7 +595,14 @@ impl PdpService {
             explain: true,
             granted_roles: &grant.roles,
         };
-        let decision = match &self.inner.pip {
+        // With a PIP cache, the engine asks about the originator in absolute
+        // form, which also keys the cache. Without one, or for an originator
+        // that is not an ID (a SyntaxError Deny), `decide` does it all.
+        let cached = self.inner.pip.as_ref().and_then(|cache| {
+            let originator = hosting.canonicalize(&conv.request.originator).ok()?;
+            Some((cache, originator))
+        });
+        let decision = match cached {
             None => decide(
                 &conv.request,
                 hosting,
@@ -603,48 +610,31 @@ impl PdpService {
                 &*self.inner.attributes,
                 &options,
             ),
-            Some(cache) => {
-                // The engine asks about the originator in absolute form; an
-                // originator that is not an ID is a SyntaxError Deny.
-                match hosting.canonicalize(&conv.request.originator) {
-                    Err(_) => decide(
-                        &conv.request,
-                        hosting,
-                        &applicable,
-                        &*self.inner.attributes,
-                        &options,
-                    ),
-                    Ok(originator) => {
-                        let view = match pass {
-                            Pass::Cached => cache.view(&originator, None),
-                            Pass::Fetched(f) => cache.view_fetched(f),
-                            Pass::FetchFailed(reason) => {
-                                cache.view(&originator, Some(reason.to_owned()))
-                            }
-                        };
-                        let decision = decide_canonical(
-                            &conv.request,
-                            &originator,
-                            hosting,
-                            &applicable,
-                            &view,
-                            &options,
-                        );
-                        if matches!(pass, Pass::Cached)
-                            && decision.effect == Effect::Deny
-                            && view.missed()
-                        {
-                            return Ok(Outcome::Fetch(OwnedFetch {
-                                originator: originator.into_owned(),
-                                role_ids: conv.request.role_ids.clone(),
-                                at: conv.request.time,
-                                ip: conv.request.ip,
-                                position: conv.request.position,
-                            }));
-                        }
-                        decision
-                    }
+            Some((cache, originator)) => {
+                let view = match pass {
+                    Pass::Cached => cache.view(&originator, None),
+                    Pass::Fetched(f) => cache.view_fetched(f),
+                    Pass::FetchFailed(reason) => cache.view(&originator, Some(reason.to_owned())),
+                };
+                let decision = decide_canonical(
+                    &conv.request,
+                    &originator,
+                    hosting,
+                    &applicable,
+                    &view,
+                    &options,
+                );
+                if matches!(pass, Pass::Cached) && decision.effect == Effect::Deny && view.missed()
+                {
+                    return Ok(Outcome::Fetch(OwnedFetch {
+                        originator: originator.into_owned(),
+                        role_ids: conv.request.role_ids.clone(),
+                        at: conv.request.time,
+                        ip: conv.request.ip,
+                        position: conv.request.position,
+                    }));
                 }
+                decision
             }
         };
         let mut out = decision_to_pb(&decision);
