@@ -328,7 +328,7 @@ pub(crate) struct EntryRef {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Key<'a> {
     hash: u64,
-    text: &'a str,
+    pub(crate) text: &'a str,
 }
 
 impl<'a> Key<'a> {
@@ -372,6 +372,34 @@ impl KeyIndex {
             .take_while(move |(h, _, _)| *h == key.hash)
             .filter(move |(_, _, k)| &**k == key.text)
             .map(|(_, r, _)| *r)
+    }
+
+    /// Appends every entry with exactly this key to `out` (the decision's
+    /// hot loop: a plain loop, not an iterator chain that `extend` cannot
+    /// size).
+    #[inline]
+    pub(crate) fn extend_into<A: smallvec::Array<Item = EntryRef>>(
+        &self,
+        key: Key<'_>,
+        out: &mut SmallVec<A>,
+    ) {
+        if self.0.is_empty() {
+            return;
+        }
+        let start = self.0.partition_point(|(h, _, _)| *h < key.hash);
+        for (h, r, k) in &self.0[start..] {
+            if *h != key.hash {
+                break;
+            }
+            if **k == *key.text {
+                out.push(*r);
+            }
+        }
+    }
+
+    /// Does any entry have exactly this key?
+    pub(crate) fn contains(&self, key: Key<'_>) -> bool {
+        self.get(key).next().is_some()
     }
 
     pub(crate) fn is_empty(&self) -> bool {

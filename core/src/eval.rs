@@ -66,9 +66,14 @@ pub fn decide(
     attributes: &dyn AttributeSource,
     options: &DecideOptions<'_>,
 ) -> Decision {
-    match ctx.canonicalize(&request.originator) {
-        Ok(originator) => {
-            decide_canonical(request, &originator, ctx, policies, attributes, options)
+    let with_buffer = |buf: &mut String| match ctx.canonicalize_into(&request.originator, buf) {
+        Ok(written) => {
+            let originator = if written {
+                buf.as_str()
+            } else {
+                &request.originator
+            };
+            decide_canonical(request, originator, ctx, policies, attributes, options)
         }
         Err(_) => Decision {
             effect: Effect::Deny,
@@ -77,8 +82,28 @@ pub fn decide(
             missing: Vec::new(),
             explanation: options.explain.then(Explanation::default),
         },
-    }
+    };
+    // The absolute originator is built in a buffer kept per thread, so a
+    // decision does not allocate for it; a nested decision (an attribute
+    // source that decides) gets a buffer of its own.
+    ORIGINATOR.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            let decision = with_buffer(&mut buf);
+            if buf.capacity() > MAX_KEPT_BUFFER {
+                *buf = String::new();
+            }
+            decision
+        }
+        Err(_) => with_buffer(&mut String::new()),
+    })
 }
+
+thread_local! {
+    static ORIGINATOR: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// A per-thread originator buffer that grew past this is given back.
+const MAX_KEPT_BUFFER: usize = 4096;
 
 /// [`decide`] for a caller that already holds the originator in absolute
 /// form, as [`HostingContext::canonicalize`] returned it for
@@ -127,7 +152,9 @@ pub fn decide_canonical(
             // The source listed the originator's groups: look them up.
             Lookup::Found(groups) => {
                 for group in groups {
-                    candidates.extend(acrs.index.group_candidates.get(Key::new(group)));
+                    acrs.index
+                        .group_candidates
+                        .extend_into(Key::new(group), &mut candidates);
                 }
                 candidates.sort_by_key(|at| (at.rule, at.entry));
             }
@@ -196,11 +223,15 @@ struct OriginatorKeys<'o> {
 }
 
 impl<'o> OriginatorKeys<'o> {
-    fn of(o: &OriginatorParts<'o>, ctx: &HostingContext) -> Self {
+    fn of(
+        o: &OriginatorParts<'o>,
+        sp_relative: Option<&'o str>,
+        cse_stem: Option<&'o str>,
+    ) -> Self {
         Self {
             absolute: Key::new(o.absolute),
-            sp_relative: o.sp_relative(ctx).map(Key::new),
-            cse_stem: o.cse_stem(ctx).map(Key::new),
+            sp_relative: sp_relative.map(Key::new),
+            cse_stem: cse_stem.map(Key::new),
             domain: (!o.rest.is_empty()).then(|| Key::new(o.fqdn)),
         }
     }
@@ -210,9 +241,9 @@ impl<'o> OriginatorKeys<'o> {
 /// what went wrong so far.
 struct Evaluation<'r, 'o> {
     req: &'r DecisionRequest,
-    ctx: &'r HostingContext,
     originator: OriginatorParts<'o>,
     keys: OriginatorKeys<'o>,
+    cse_stem: Option<&'o str>,
     segments: Option<OriginatorSegments<'o>>,
     attrs: &'r dyn AttributeSource,
     options: &'r DecideOptions<'r>,
@@ -237,11 +268,13 @@ impl<'r, 'o> Evaluation<'r, 'o> {
         options: &'r DecideOptions<'r>,
     ) -> Self {
         let parts = OriginatorParts::of(originator);
+        let sp_relative = parts.sp_relative(ctx);
+        let cse_stem = sp_relative.and_then(|rest| OriginatorParts::stem_of(rest, ctx));
         Self {
             req,
-            ctx,
             originator: parts,
-            keys: OriginatorKeys::of(&parts, ctx),
+            keys: OriginatorKeys::of(&parts, sp_relative, cse_stem),
+            cse_stem,
             segments: None,
             attrs,
             options,
@@ -263,17 +296,17 @@ impl<'r, 'o> Evaluation<'r, 'o> {
     fn direct_candidates(&mut self, acrs: &CompiledAcrs, out: &mut SmallVec<[EntryRef; 8]>) {
         let idx = &acrs.index;
         let keys = self.keys;
-        out.extend(idx.all.iter().copied());
-        out.extend(idx.absolute.get(keys.absolute));
+        out.extend_from_slice(&idx.all);
+        idx.absolute.extend_into(keys.absolute, out);
         if let Some(k) = keys.sp_relative {
-            out.extend(idx.sp_relative.get(k));
+            idx.sp_relative.extend_into(k, out);
         }
         if let Some(k) = keys.cse_stem {
-            out.extend(idx.cse_stems.get(k));
+            idx.cse_stems.extend_into(k, out);
         }
         if let Some(k) = keys.domain {
             // An SP domain authorizes every AE-ID and CSE-ID under it.
-            out.extend(idx.domains.get(k));
+            idx.domains.extend_into(k, out);
         }
         for (scope, segments, at) in idx.patterns.iter() {
             if pattern_matches(scope, segments, self.segments()) {
@@ -284,12 +317,12 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             let req = self.req;
             for role in &req.role_ids {
                 let key = Key::new(role);
-                if idx.roles.get(key).next().is_some() && self.role_verified(role) {
-                    out.extend(idx.roles.get(key));
+                if idx.roles.contains(key) && self.role_verified(role) {
+                    idx.roles.extend_into(key, out);
                 }
             }
             for role in self.options.granted_roles {
-                out.extend(idx.roles.get(Key::new(role)));
+                idx.roles.extend_into(Key::new(role), out);
             }
         }
         if out.len() > 1 {
@@ -300,9 +333,10 @@ impl<'r, 'o> Evaluation<'r, 'o> {
 
     /// The originator split into segments, on first use.
     fn segments(&mut self) -> &OriginatorSegments<'o> {
-        let (o, ctx) = (self.originator, self.ctx);
-        self.segments
-            .get_or_insert_with(|| OriginatorSegments::of(&o, ctx))
+        let (o, keys, stem) = (self.originator, self.keys, self.cse_stem);
+        self.segments.get_or_insert_with(|| {
+            OriginatorSegments::with(&o, keys.sp_relative.map(|k| k.text), stem)
+        })
     }
 
     /// `res_acr(k)` for a rule whose originators matched; `Some` is a Permit.

@@ -21,6 +21,10 @@ use thiserror::Error;
 pub struct HostingContext {
     sp: String,
     cse: String,
+    /// `//sp`, and `//sp/cse/`: the prefixes of the absolute forms of
+    /// SP-relative IDs and of stems, built once.
+    sp_prefix: String,
+    cse_prefix: String,
 }
 
 /// An identifier that cannot be used.
@@ -126,8 +130,11 @@ impl HostingContext {
         if cse.contains('/') || cse.contains('*') {
             return Err(IdError::BadCseId(cse_id.to_owned()));
         }
+        let sp = sp.to_ascii_lowercase();
         Ok(Self {
-            sp: sp.to_ascii_lowercase(),
+            sp_prefix: format!("//{sp}"),
+            cse_prefix: format!("//{sp}/{cse}/"),
+            sp,
             cse: cse.to_owned(),
         })
     }
@@ -147,27 +154,40 @@ impl HostingContext {
     /// Fails for IDs that cannot name an originator: empty, with whitespace,
     /// or with a wildcard.
     pub fn canonicalize<'a>(&self, id: &'a str) -> Result<Cow<'a, str>, IdError> {
-        check_originator_id(id)?;
-        // Built by hand: `format!` costs more than the rest of a decision.
-        let build = |parts: &[&str]| {
-            let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-            parts.iter().for_each(|p| s.push_str(p));
-            s
-        };
-        Ok(match Scope::split(id) {
-            Scope::Absolute { fqdn, rest } => {
-                if fqdn.bytes().any(|b| b.is_ascii_uppercase()) {
-                    Cow::Owned(build(&["//", &fqdn.to_ascii_lowercase(), rest]))
-                } else {
-                    Cow::Borrowed(id)
-                }
-            }
-            Scope::SpRelative(rest) => Cow::Owned(build(&["//", &self.sp, rest])),
-            Scope::Stem(stem) if stem.starts_with('S') => {
-                Cow::Owned(build(&["//", &self.sp, "/", stem]))
-            }
-            Scope::Stem(stem) => Cow::Owned(build(&["//", &self.sp, "/", &self.cse, "/", stem])),
+        let mut buf = String::new();
+        Ok(if self.canonicalize_into(id, &mut buf)? {
+            Cow::Owned(buf)
+        } else {
+            Cow::Borrowed(id)
         })
+    }
+
+    /// [`HostingContext::canonicalize`] into a caller's buffer, which a
+    /// decision reuses instead of allocating: `Ok(true)` when the absolute
+    /// form was written into `buf` (cleared first), `Ok(false)` when `id` is
+    /// already absolute and `buf` is left empty.
+    pub fn canonicalize_into(&self, id: &str, buf: &mut String) -> Result<bool, IdError> {
+        check_originator_id(id)?;
+        buf.clear();
+        let parts: [&str; 3] = match Scope::split(id) {
+            Scope::Absolute { fqdn, rest } => {
+                if !fqdn.bytes().any(|b| b.is_ascii_uppercase()) {
+                    return Ok(false);
+                }
+                buf.reserve(id.len());
+                buf.push_str("//");
+                buf.extend(fqdn.chars().map(|c| c.to_ascii_lowercase()));
+                buf.push_str(rest);
+                return Ok(true);
+            }
+            Scope::SpRelative(rest) => [&self.sp_prefix, rest, ""],
+            Scope::Stem(stem) if stem.starts_with('S') => [&self.sp_prefix, "/", stem],
+            Scope::Stem(stem) => [&self.cse_prefix, stem, ""],
+        };
+        // Built by hand: `format!` costs more than the rest of a decision.
+        buf.reserve(parts.iter().map(|p| p.len()).sum());
+        parts.iter().for_each(|p| buf.push_str(p));
+        Ok(true)
     }
 }
 
@@ -212,7 +232,8 @@ impl<'a> OriginatorParts<'a> {
     /// Splits an absolute ID as returned by [`HostingContext::canonicalize`].
     pub fn of(absolute: &'a str) -> Self {
         let abs = absolute.strip_prefix("//").unwrap_or(absolute);
-        let cut = abs.find('/').unwrap_or(abs.len());
+        // A byte loop: IDs are short, and `find` costs a memchr call.
+        let cut = abs.bytes().position(|b| b == b'/').unwrap_or(abs.len());
         Self {
             absolute,
             fqdn: &abs[..cut],
@@ -227,10 +248,14 @@ impl<'a> OriginatorParts<'a> {
 
     /// For an AE registered with the hosting CSE (`//sp/cse/stem`): the stem.
     pub fn cse_stem(&self, ctx: &HostingContext) -> Option<&'a str> {
-        let rest = self.sp_relative(ctx)?;
+        Self::stem_of(self.sp_relative(ctx)?, ctx)
+    }
+
+    /// The stem of an SP-relative path `/cse/stem` under the hosting CSE.
+    pub fn stem_of(rest: &'a str, ctx: &HostingContext) -> Option<&'a str> {
         let after_cse = rest.strip_prefix('/')?.strip_prefix(ctx.cse.as_str())?;
         let stem = after_cse.strip_prefix('/')?;
-        (!stem.is_empty() && !stem.contains('/')).then_some(stem)
+        (!stem.is_empty() && !stem.bytes().any(|b| b == b'/')).then_some(stem)
     }
 }
 
@@ -359,19 +384,33 @@ pub struct OriginatorSegments<'a> {
 impl<'a> OriginatorSegments<'a> {
     /// Splits a canonical originator for matching against wildcard entries.
     pub fn of(originator: &OriginatorParts<'a>, ctx: &HostingContext) -> Self {
-        let absolute = originator
-            .absolute
-            .get(2..)
-            .unwrap_or("")
-            .split('/')
-            .collect();
+        Self::with(
+            originator,
+            originator.sp_relative(ctx),
+            originator.cse_stem(ctx),
+        )
+    }
+
+    /// [`OriginatorSegments::of`] for a caller that already holds the
+    /// originator's [`OriginatorParts::sp_relative`] and
+    /// [`OriginatorParts::cse_stem`].
+    pub fn with(
+        originator: &OriginatorParts<'a>,
+        sp_relative: Option<&'a str>,
+        cse_stem: Option<&'a str>,
+    ) -> Self {
+        let body = originator.absolute.get(2..).unwrap_or("");
+        let mut absolute = smallvec::SmallVec::new();
+        let mut start = 0;
+        for_each_slash(body.as_bytes(), |i| {
+            absolute.push(body.get(start..i).unwrap_or(""));
+            start = i + 1;
+        });
+        absolute.push(body.get(start..).unwrap_or(""));
         Self {
             absolute,
-            sp_relative_from: originator
-                .sp_relative(ctx)
-                .filter(|rest| !rest.is_empty())
-                .map(|_| 1),
-            cse_stem: originator.cse_stem(ctx),
+            sp_relative_from: sp_relative.filter(|rest| !rest.is_empty()).map(|_| 1),
+            cse_stem,
         }
     }
 
@@ -380,6 +419,38 @@ impl<'a> OriginatorSegments<'a> {
             EntryScope::Absolute => Some(&self.absolute),
             EntryScope::SpRelative => self.sp_relative_from.map(|i| &self.absolute[i..]),
             EntryScope::CseStem => self.cse_stem.as_ref().map(std::slice::from_ref),
+        }
+    }
+}
+
+/// Calls `f` with the position of every `/` in `bytes`, in order. Eight
+/// bytes at a time (IDs are a few dozen bytes: `str::split` costs a memchr
+/// call per segment, a byte loop a branch per byte).
+fn for_each_slash(bytes: &[u8], mut f: impl FnMut(usize)) {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const SLASHES: u64 = u64::from_ne_bytes([b'/'; 8]);
+    let mut chunks = bytes.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ SLASHES;
+        // The classic zero-byte test; exact for the lowest zero byte, and
+        // every hit is confirmed below, so borrows cannot report a false one.
+        let mut hits = x.wrapping_sub(ONES) & !x & HIGHS;
+        while hits != 0 {
+            let i = base + (hits.trailing_zeros() / 8) as usize;
+            if bytes[i] == b'/' {
+                f(i);
+            }
+            hits &= hits - 1;
+        }
+        base += 8;
+    }
+    for (i, &b) in chunks.remainder().iter().enumerate() {
+        if b == b'/' {
+            f(base + i);
         }
     }
 }
@@ -508,6 +579,19 @@ mod tests {
         #[test]
         fn one_pass_id_check_equals_reference(id in "[/a*\\t \u{a0}\u{2003}é]{0,7}") {
             proptest::prop_assert_eq!(check_originator_id(&id), check_reference(&id));
+        }
+    }
+
+    proptest::proptest! {
+        /// The word-at-a-time scan finds exactly the `/` of a byte loop,
+        /// including next to `.` (`/` ^ 1, which the zero-byte test can
+        /// flag after a borrow) and across the 8-byte chunk boundaries.
+        #[test]
+        fn slash_scan_equals_byte_loop(text in "[/./a\u{2f}\u{ff}]{0,40}") {
+            let mut found = Vec::new();
+            for_each_slash(text.as_bytes(), |i| found.push(i));
+            let expected: Vec<usize> = text.bytes().enumerate().filter(|(_, b)| *b == b'/').map(|(i, _)| i).collect();
+            proptest::prop_assert_eq!(found, expected);
         }
     }
 
