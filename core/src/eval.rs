@@ -31,7 +31,9 @@ use crate::decision::{
     AuthorizationStatus, ContextFailure, Decision, Effect, Explanation, FailedCondition,
     MissingAttribute, PrivilegeKind, RuleFailure, RuleRef,
 };
-use crate::ids::{HostingContext, OriginatorParts, OriginatorSegments, pattern_matches};
+use crate::ids::{
+    HostingContext, OriginatorParts, OriginatorSegments, pattern_matches, with_canonical_originator,
+};
 use crate::location::pack_country;
 use crate::request::{DecisionRequest, Operation, Position};
 use crate::time_window::TimeParts;
@@ -66,15 +68,8 @@ pub fn decide(
     attributes: &dyn AttributeSource,
     options: &DecideOptions<'_>,
 ) -> Decision {
-    let with_buffer = |buf: &mut String| match ctx.canonicalize_into(&request.originator, buf) {
-        Ok(written) => {
-            let originator = if written {
-                buf.as_str()
-            } else {
-                &request.originator
-            };
-            decide_canonical(request, originator, ctx, policies, attributes, options)
-        }
+    with_canonical_originator(ctx, &request.originator, |originator| match originator {
+        Ok(originator) => decide_canonical(request, originator, ctx, policies, attributes, options),
         Err(_) => Decision {
             effect: Effect::Deny,
             status: AuthorizationStatus::SyntaxError,
@@ -82,28 +77,8 @@ pub fn decide(
             missing: Vec::new(),
             explanation: options.explain.then(Explanation::default),
         },
-    };
-    // The absolute originator is built in a buffer kept per thread, so a
-    // decision does not allocate for it; a nested decision (an attribute
-    // source that decides) gets a buffer of its own.
-    ORIGINATOR.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            let decision = with_buffer(&mut buf);
-            if buf.capacity() > MAX_KEPT_BUFFER {
-                *buf = String::new();
-            }
-            decision
-        }
-        Err(_) => with_buffer(&mut String::new()),
     })
 }
-
-thread_local! {
-    static ORIGINATOR: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-}
-
-/// A per-thread originator buffer that grew past this is given back.
-const MAX_KEPT_BUFFER: usize = 4096;
 
 /// [`decide`] for a caller that already holds the originator in absolute
 /// form, as [`HostingContext::canonicalize`] returned it for

@@ -191,6 +191,39 @@ impl HostingContext {
     }
 }
 
+thread_local! {
+    static ORIGINATOR: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// A per-thread originator buffer that grew past this is given back.
+const MAX_KEPT_BUFFER: usize = 4096;
+
+/// Calls `f` with the absolute form of the originator `id`
+/// ([`HostingContext::canonicalize`]) built in a buffer kept per thread, so
+/// that a decision does not allocate for it. A nested call (an attribute
+/// source that decides) gets a buffer of its own.
+pub fn with_canonical_originator<R>(
+    ctx: &HostingContext,
+    id: &str,
+    f: impl FnOnce(Result<&str, IdError>) -> R,
+) -> R {
+    let run = |buf: &mut String| match ctx.canonicalize_into(id, buf) {
+        Ok(true) => f(Ok(buf.as_str())),
+        Ok(false) => f(Ok(id)),
+        Err(e) => f(Err(e)),
+    };
+    ORIGINATOR.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            let out = run(&mut buf);
+            if buf.capacity() > MAX_KEPT_BUFFER {
+                *buf = String::new();
+            }
+            out
+        }
+        Err(_) => run(&mut String::new()),
+    })
+}
+
 /// How an ID is anchored.
 enum Scope<'a> {
     /// `//fqdn` followed by `rest` (empty or starting with `/`).

@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use authz_core::compile::CompiledAcp;
 use authz_core::decision::{AuthorizationStatus, Decision, Effect, PrivilegeKind};
+use authz_core::ids::with_canonical_originator;
 use authz_core::resources::{ApplicableSet, ResolveError, applicable_policies};
 use authz_core::{
     Applicable, AttributeSource, DecideOptions, HostingContext, decide, decide_canonical,
@@ -596,45 +597,58 @@ impl PdpService {
             granted_roles: &grant.roles,
         };
         // With a PIP cache, the engine asks about the originator in absolute
-        // form, which also keys the cache. Without one, or for an originator
-        // that is not an ID (a SyntaxError Deny), `decide` does it all.
-        let cached = self.inner.pip.as_ref().and_then(|cache| {
-            let originator = hosting.canonicalize(&conv.request.originator).ok()?;
-            Some((cache, originator))
-        });
-        let decision = match cached {
-            None => decide(
+        // form, which also keys the cache (built without an allocation).
+        // Without one, or for an originator that is not an ID (a
+        // SyntaxError Deny), `decide` does it all.
+        let decide_alone = || {
+            decide(
                 &conv.request,
                 hosting,
                 &applicable,
                 &*self.inner.attributes,
                 &options,
-            ),
-            Some((cache, originator)) => {
-                let view = match pass {
-                    Pass::Cached => cache.view(&originator, None),
-                    Pass::Fetched(f) => cache.view_fetched(f),
-                    Pass::FetchFailed(reason) => cache.view(&originator, Some(reason.to_owned())),
-                };
-                let decision = decide_canonical(
-                    &conv.request,
-                    &originator,
-                    hosting,
-                    &applicable,
-                    &view,
-                    &options,
-                );
-                if matches!(pass, Pass::Cached) && decision.effect == Effect::Deny && view.missed()
-                {
-                    return Ok(Outcome::Fetch(OwnedFetch {
-                        originator: originator.into_owned(),
-                        role_ids: conv.request.role_ids.clone(),
-                        at: conv.request.time,
-                        ip: conv.request.ip,
-                        position: conv.request.position,
-                    }));
+            )
+        };
+        let decision = match &self.inner.pip {
+            None => decide_alone(),
+            Some(cache) => {
+                let judged = with_canonical_originator(hosting, &conv.request.originator, |o| {
+                    let Ok(originator) = o else {
+                        return Ok(decide_alone());
+                    };
+                    let view = match pass {
+                        Pass::Cached => cache.view(originator, None),
+                        Pass::Fetched(f) => cache.view_fetched(f),
+                        Pass::FetchFailed(reason) => {
+                            cache.view(originator, Some(reason.to_owned()))
+                        }
+                    };
+                    let decision = decide_canonical(
+                        &conv.request,
+                        originator,
+                        hosting,
+                        &applicable,
+                        &view,
+                        &options,
+                    );
+                    if matches!(pass, Pass::Cached)
+                        && decision.effect == Effect::Deny
+                        && view.missed()
+                    {
+                        return Err(OwnedFetch {
+                            originator: originator.to_owned(),
+                            role_ids: conv.request.role_ids.clone(),
+                            at: conv.request.time,
+                            ip: conv.request.ip,
+                            position: conv.request.position,
+                        });
+                    }
+                    Ok(decision)
+                });
+                match judged {
+                    Ok(decision) => decision,
+                    Err(fetch) => return Ok(Outcome::Fetch(fetch)),
                 }
-                decision
             }
         };
         let mut out = decision_to_pb(&decision);
