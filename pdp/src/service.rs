@@ -10,7 +10,6 @@
 //! `decision_id`, `policy_revision` and `request_id`. Nothing waits on the
 //! network.
 
-use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -120,9 +119,29 @@ enum Pass<'a> {
 /// snapshot: cloning their `Arc` would make every decision on a hot ACP
 /// bounce its reference count between cores.
 struct Applicables<'s> {
-    acps: SmallVec<[(Cow<'s, CompiledAcp>, PrivilegeKind); 4]>,
+    acps: SmallVec<[(AcpRef<'s>, PrivilegeKind); 4]>,
     /// ACP IDs named but not in the replica.
     unknown: Vec<String>,
+}
+
+/// One ACP of an applicable set: borrowed from the replica or a token
+/// grant, or owned (a default policy compiled for this decision) behind a
+/// `Box`, so that the set stays small to move (a `Cow` would hold a whole
+/// `CompiledAcp` inline in every slot).
+enum AcpRef<'s> {
+    Borrowed(&'s CompiledAcp),
+    Owned(Box<CompiledAcp>),
+}
+
+impl std::ops::Deref for AcpRef<'_> {
+    type Target = CompiledAcp;
+
+    fn deref(&self) -> &CompiledAcp {
+        match self {
+            Self::Borrowed(acp) => acp,
+            Self::Owned(acp) => acp,
+        }
+    }
 }
 
 /// The result of one decision pass.
@@ -496,14 +515,14 @@ impl PdpService {
         now: chrono::DateTime<Utc>,
     ) -> Result<Applicables<'s>, (AuthorizationStatus, String)> {
         let target = conv.request.target.as_str();
-        let mut acps: SmallVec<[(Cow<'s, CompiledAcp>, PrivilegeKind); 4]> = SmallVec::new();
+        let mut acps: SmallVec<[(AcpRef<'s>, PrivilegeKind); 4]> = SmallVec::new();
         let mut unknown: Vec<String> = Vec::new();
         let mut lookup =
             |acps: &mut SmallVec<[_; 4]>, id: &str, kind: PrivilegeKind| match snap.acp(id) {
-                Some(acp) => acps.push((Cow::Borrowed(&**acp), kind)),
+                Some(acp) => acps.push((AcpRef::Borrowed(acp), kind)),
                 None => match snap.live_dynamic(id, now) {
                     Some(d) if kind == PrivilegeKind::Privileges => {
-                        acps.push((Cow::Borrowed(&*d.acp), kind))
+                        acps.push((AcpRef::Borrowed(&d.acp), kind))
                     }
                     _ => unknown.push(id.to_owned()),
                 },
@@ -517,7 +536,9 @@ impl PdpService {
                 }
                 Ok(ApplicableSet::Default { rules, dynamic }) => {
                     match CompiledAcp::from_privileges(default_policy_id(target), &rules) {
-                        Ok(acp) => acps.push((Cow::Owned(acp), PrivilegeKind::Privileges)),
+                        Ok(acp) => {
+                            acps.push((AcpRef::Owned(Box::new(acp)), PrivilegeKind::Privileges))
+                        }
                         Err(e) => {
                             // A creator or custodian that is not a valid acor
                             // entry; the default policy then grants nothing.
@@ -586,7 +607,7 @@ impl PdpService {
             grant
                 .acps
                 .iter()
-                .map(|a| (Cow::Borrowed(&**a), PrivilegeKind::Privileges)),
+                .map(|a| (AcpRef::Borrowed(a), PrivilegeKind::Privileges)),
         );
         let applicable: SmallVec<[Applicable<'_>; 4]> = acps
             .iter()
