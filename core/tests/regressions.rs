@@ -39,3 +39,101 @@ fn decision_5_malformed_request_country_is_not_skipped() {
     req.countries = vec!["DEU".into(), "DE".into()];
     assert_eq!(run(&req), Effect::Deny);
 }
+
+/// An attribute source that itself decides (a PIP answering `<group>`
+/// membership from another policy) runs a decision inside a decision. The
+/// inner one must not share the outer one's per-thread originator buffer:
+/// both originators are stems, so both are written out in absolute form
+/// (Decision 2), and the outer one must still be intact after the inner
+/// decision, when its group pass asks about it (TS-0001 9.6.2.1).
+#[test]
+fn a_decision_inside_an_attribute_lookup_keeps_both_originators() {
+    use authz_core::{AttributeSource, Lookup, Position};
+    use std::net::IpAddr;
+    use std::sync::Mutex;
+
+    struct DecidingSource {
+        ctx: HostingContext,
+        inner: CompiledAcp,
+        asked: Mutex<Vec<(String, String)>>,
+    }
+    impl AttributeSource for DecidingSource {
+        fn role_verified(&self, _: &str, _: &str, _: chrono::DateTime<Utc>) -> Lookup<bool> {
+            Lookup::NotFound
+        }
+        fn group_has_member(&self, group_id: &str, originator: &str) -> Lookup<bool> {
+            self.asked
+                .lock()
+                .unwrap()
+                .push((group_id.to_owned(), originator.to_owned()));
+            let req = DecisionRequest::new(
+                "Cinner",
+                Operation::Retrieve,
+                group_id,
+                Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            );
+            let applicable = [Applicable {
+                acp: &self.inner,
+                kind: PrivilegeKind::Privileges,
+            }];
+            let inner = decide(
+                &req,
+                &self.ctx,
+                &applicable,
+                &authz_core::NoAttributes,
+                &DecideOptions::default(),
+            );
+            Lookup::Found(
+                inner.effect == Effect::Permit && originator == "//m2msp.org/myCSE/Cmember",
+            )
+        }
+        fn position(&self, _: &str, _: chrono::DateTime<Utc>) -> Lookup<Position> {
+            Lookup::NotFound
+        }
+        fn countries_of_position(&self, _: &Position) -> Lookup<Vec<String>> {
+            Lookup::NotFound
+        }
+        fn country_of_ip(&self, _: IpAddr) -> Lookup<String> {
+            Lookup::NotFound
+        }
+    }
+
+    let compile = |json: &str| {
+        let acps = parse_and_validate(json).unwrap();
+        CompiledAcp::compile("a", &acps[0]).unwrap()
+    };
+    let outer =
+        compile(r#"{"m2m:acp": {"ri": "a", "pv": {"acr": [{"acor": ["grp1"], "acop": 2}]}}}"#);
+    let source = DecidingSource {
+        ctx: HostingContext::new("//m2msp.org", "/myCSE").unwrap(),
+        inner: compile(
+            r#"{"m2m:acp": {"ri": "b", "pv": {"acr": [{"acor": ["Cinner"], "acop": 2}]}}}"#,
+        ),
+        asked: Mutex::new(Vec::new()),
+    };
+    let applicable = [Applicable {
+        acp: &outer,
+        kind: PrivilegeKind::Privileges,
+    }];
+    let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let run = |originator: &str| {
+        let req = DecisionRequest::new(originator, Operation::Retrieve, "x", at);
+        decide(
+            &req,
+            &source.ctx,
+            &applicable,
+            &source,
+            &DecideOptions::default(),
+        )
+        .effect
+    };
+    assert_eq!(run("Cmember"), Effect::Permit, "member of grp1");
+    assert_eq!(run("Cstranger"), Effect::Deny, "not a member");
+    assert_eq!(
+        source.asked.lock().unwrap().as_slice(),
+        [
+            ("grp1".to_owned(), "//m2msp.org/myCSE/Cmember".to_owned()),
+            ("grp1".to_owned(), "//m2msp.org/myCSE/Cstranger".to_owned()),
+        ]
+    );
+}
