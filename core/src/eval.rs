@@ -353,7 +353,10 @@ impl<'r, 'o> Evaluation<'r, 'o> {
         }
     }
 
-    fn deny(self) -> Decision {
+    /// The Deny after every candidate failed. Takes what it reports out of
+    /// the evaluation instead of consuming it, which would copy the whole
+    /// (large) evaluation state into the call.
+    fn deny(&mut self) -> Decision {
         let status = if !self.missing.is_empty() {
             AuthorizationStatus::MissingAttribute
         } else if self.any_rule_named_originator {
@@ -365,10 +368,10 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             effect: Effect::Deny,
             status,
             permitted_by: None,
-            missing: self.missing,
-            explanation: self.options.explain.then_some(Explanation {
+            missing: std::mem::take(&mut self.missing),
+            explanation: self.options.explain.then(|| Explanation {
                 matched_originator: None,
-                failed_rules: self.failures,
+                failed_rules: std::mem::take(&mut self.failures),
             }),
         }
     }
