@@ -364,14 +364,14 @@ impl KeyIndex {
         Self(slots.into_boxed_slice())
     }
 
-    /// Every entry with exactly this key.
-    pub(crate) fn get<'a>(&'a self, key: Key<'a>) -> impl Iterator<Item = EntryRef> + 'a {
+    /// The slots whose hash is the key's (bisected), in entry order; their
+    /// text still has to be compared.
+    #[inline]
+    fn same_hash(&self, key: Key<'_>) -> impl Iterator<Item = &(u64, EntryRef, Box<str>)> {
         let start = self.0.partition_point(|(h, _, _)| *h < key.hash);
         self.0[start..]
             .iter()
             .take_while(move |(h, _, _)| *h == key.hash)
-            .filter(move |(_, _, k)| &**k == key.text)
-            .map(|(_, r, _)| *r)
     }
 
     /// Appends every entry with exactly this key to `out` (the decision's
@@ -386,11 +386,7 @@ impl KeyIndex {
         if self.0.is_empty() {
             return;
         }
-        let start = self.0.partition_point(|(h, _, _)| *h < key.hash);
-        for (h, r, k) in &self.0[start..] {
-            if *h != key.hash {
-                break;
-            }
+        for (_, r, k) in self.same_hash(key) {
             if **k == *key.text {
                 out.push(*r);
             }
@@ -399,7 +395,7 @@ impl KeyIndex {
 
     /// Does any entry have exactly this key?
     pub(crate) fn contains(&self, key: Key<'_>) -> bool {
-        self.get(key).next().is_some()
+        self.same_hash(key).any(|(_, _, k)| **k == *key.text)
     }
 
     pub(crate) fn is_empty(&self) -> bool {

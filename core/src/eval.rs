@@ -218,7 +218,6 @@ struct Evaluation<'r, 'o> {
     req: &'r DecisionRequest,
     originator: OriginatorParts<'o>,
     keys: OriginatorKeys<'o>,
-    cse_stem: Option<&'o str>,
     segments: Option<OriginatorSegments<'o>>,
     attrs: &'r dyn AttributeSource,
     options: &'r DecideOptions<'r>,
@@ -249,7 +248,6 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             req,
             originator: parts,
             keys: OriginatorKeys::of(&parts, sp_relative, cse_stem),
-            cse_stem,
             segments: None,
             attrs,
             options,
@@ -308,9 +306,13 @@ impl<'r, 'o> Evaluation<'r, 'o> {
 
     /// The originator split into segments, on first use.
     fn segments(&mut self) -> &OriginatorSegments<'o> {
-        let (o, keys, stem) = (self.originator, self.keys, self.cse_stem);
+        let (o, keys) = (self.originator, self.keys);
         self.segments.get_or_insert_with(|| {
-            OriginatorSegments::with(&o, keys.sp_relative.map(|k| k.text), stem)
+            OriginatorSegments::of(
+                &o,
+                keys.sp_relative.map(|k| k.text),
+                keys.cse_stem.map(|k| k.text),
+            )
         })
     }
 

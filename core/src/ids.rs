@@ -279,12 +279,8 @@ impl<'a> OriginatorParts<'a> {
         (self.fqdn == ctx.sp).then_some(self.rest)
     }
 
-    /// For an AE registered with the hosting CSE (`//sp/cse/stem`): the stem.
-    pub fn cse_stem(&self, ctx: &HostingContext) -> Option<&'a str> {
-        Self::stem_of(self.sp_relative(ctx)?, ctx)
-    }
-
-    /// The stem of an SP-relative path `/cse/stem` under the hosting CSE.
+    /// For an AE registered with the hosting CSE (`//sp/cse/stem`): the stem,
+    /// from the originator's [`OriginatorParts::sp_relative`] part `rest`.
     pub fn stem_of(rest: &'a str, ctx: &HostingContext) -> Option<&'a str> {
         let after_cse = rest.strip_prefix('/')?.strip_prefix(ctx.cse.as_str())?;
         let stem = after_cse.strip_prefix('/')?;
@@ -415,19 +411,10 @@ pub struct OriginatorSegments<'a> {
 }
 
 impl<'a> OriginatorSegments<'a> {
-    /// Splits a canonical originator for matching against wildcard entries.
-    pub fn of(originator: &OriginatorParts<'a>, ctx: &HostingContext) -> Self {
-        Self::with(
-            originator,
-            originator.sp_relative(ctx),
-            originator.cse_stem(ctx),
-        )
-    }
-
-    /// [`OriginatorSegments::of`] for a caller that already holds the
-    /// originator's [`OriginatorParts::sp_relative`] and
-    /// [`OriginatorParts::cse_stem`].
-    pub fn with(
+    /// Splits a canonical originator for matching against wildcard entries,
+    /// given its [`OriginatorParts::sp_relative`] part and its stem
+    /// ([`OriginatorParts::stem_of`]), which the caller has already found.
+    pub fn of(
         originator: &OriginatorParts<'a>,
         sp_relative: Option<&'a str>,
         cse_stem: Option<&'a str>,
