@@ -22,7 +22,8 @@ use smallvec::SmallVec;
 use thiserror::Error;
 
 use crate::decision::PrivilegeKind;
-use crate::ids::{EntryScope, Glob, OriginatorEntry};
+use crate::ids::{EntryScope, OriginatorEntry};
+use crate::index::{EntryRef, KeyKind, LiteralIndex, OriginatorIndex, Pattern};
 use crate::location::{Circle, pack_country};
 use crate::model::{
     AccessControlContext, AccessControlPolicy, AccessControlRule, LocationRegion, ObjectDetails,
@@ -316,131 +317,12 @@ mod num_like {
     }
 }
 
-/// Rule and `acor` position of one index entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct EntryRef {
-    pub(crate) rule: u32,
-    pub(crate) entry: u32,
-}
-
-/// A key looked up in a [`KeyIndex`], hashed once per decision so that
-/// every ACP of the applicable set costs only a bisection over hashes.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Key<'a> {
-    hash: u64,
-    pub(crate) text: &'a str,
-}
-
-impl<'a> Key<'a> {
-    pub(crate) fn new(text: &'a str) -> Self {
-        Self {
-            hash: key_hash(text),
-            text,
-        }
-    }
-}
-
-fn key_hash(text: &str) -> u64 {
-    use std::hash::Hasher;
-    let mut h = rustc_hash::FxHasher::default();
-    h.write(text.as_bytes());
-    h.finish()
-}
-
-/// Literal keys sorted by hash for bisection: one allocation per index, the
-/// key text only read to confirm a hash hit. (Compact for the many small
-/// ACPs of a large deployment, where a hash map per ACP would cost more
-/// memory and more cache misses than it saves.)
-#[derive(Debug, Clone, Default)]
-pub(crate) struct KeyIndex(Box<[(u64, EntryRef, Box<str>)]>);
-
-impl KeyIndex {
-    fn build(entries: Vec<(Box<str>, EntryRef)>) -> Self {
-        let mut slots: Vec<(u64, EntryRef, Box<str>)> = entries
-            .into_iter()
-            .map(|(k, r)| (key_hash(&k), r, k))
-            .collect();
-        slots.sort_by_key(|&(h, r, _)| (h, r.rule, r.entry));
-        Self(slots.into_boxed_slice())
-    }
-
-    /// The slots whose hash is the key's (bisected), in entry order; their
-    /// text still has to be compared.
-    #[inline]
-    fn same_hash(&self, key: Key<'_>) -> impl Iterator<Item = &(u64, EntryRef, Box<str>)> {
-        let start = self.0.partition_point(|(h, _, _)| *h < key.hash);
-        self.0[start..]
-            .iter()
-            .take_while(move |(h, _, _)| *h == key.hash)
-    }
-
-    /// Appends every entry with exactly this key to `out` (the decision's
-    /// hot loop: a plain loop, not an iterator chain that `extend` cannot
-    /// size).
-    #[inline]
-    pub(crate) fn extend_into<A: smallvec::Array<Item = EntryRef>>(
-        &self,
-        key: Key<'_>,
-        out: &mut SmallVec<A>,
-    ) {
-        if self.0.is_empty() {
-            return;
-        }
-        for (_, r, k) in self.same_hash(key) {
-            if **k == *key.text {
-                out.push(*r);
-            }
-        }
-    }
-
-    /// Does any entry have exactly this key?
-    pub(crate) fn contains(&self, key: Key<'_>) -> bool {
-        self.same_hash(key).any(|(_, _, k)| **k == *key.text)
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, EntryRef)> + '_ {
-        self.0.iter().map(|(_, r, k)| (&**k, *r))
-    }
-}
-
-/// A wildcard entry: its anchor, its `/` segments, and where it sits.
-pub(crate) type PatternEntry = (EntryScope, Box<[Glob]>, EntryRef);
-
-/// Where each kind of `acor` entry of a rule set is found (TS-0003 7.1.3).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct OriginatorIndex {
-    /// `all`.
-    pub(crate) all: Box<[EntryRef]>,
-    /// `//fqdn` SP domains.
-    pub(crate) domains: KeyIndex,
-    /// Literal absolute IDs.
-    pub(crate) absolute: KeyIndex,
-    /// Literal SP-relative IDs (`/cse/...`, `/S...`).
-    pub(crate) sp_relative: KeyIndex,
-    /// Literal stems relative to the hosting CSE.
-    pub(crate) cse_stems: KeyIndex,
-    /// Role-IDs.
-    pub(crate) roles: KeyIndex,
-    /// Wildcard entries.
-    pub(crate) patterns: Box<[PatternEntry]>,
-    /// Literal entries as written: each may be a `<group>` resource ID.
-    pub(crate) group_candidates: KeyIndex,
-}
-
 fn compile_acrs(name: &str, acrs: &SetOfAcrs, errors: &mut Errors) -> CompiledAcrs {
     let mut rules = Vec::with_capacity(acrs.rules.len());
     let mut all = Vec::new();
-    let mut domains = Vec::new();
-    let mut absolute = Vec::new();
-    let mut sp_relative = Vec::new();
-    let mut cse_stems = Vec::new();
-    let mut roles = Vec::new();
+    let mut literals: Vec<(KeyKind, String, EntryRef)> = Vec::new();
+    let mut groups: Vec<(KeyKind, String, EntryRef)> = Vec::new();
     let mut patterns = Vec::new();
-    let mut groups = Vec::new();
 
     for (k, rule) in acrs.rules.iter().enumerate() {
         let path = format!("{name}.acr[{k}]");
@@ -451,19 +333,19 @@ fn compile_acrs(name: &str, acrs: &SetOfAcrs, errors: &mut Errors) -> CompiledAc
             };
             match OriginatorEntry::parse(raw) {
                 Ok(OriginatorEntry::All) => all.push(at),
-                Ok(OriginatorEntry::Role(role)) => roles.push((role.into(), at)),
-                Ok(OriginatorEntry::Domain(fqdn)) => domains.push((fqdn.into(), at)),
+                Ok(OriginatorEntry::Role(role)) => literals.push((KeyKind::Role, role, at)),
+                Ok(OriginatorEntry::Domain(fqdn)) => literals.push((KeyKind::Domain, fqdn, at)),
                 Ok(OriginatorEntry::Exact { scope, key }) => {
-                    groups.push((raw.as_str().into(), at));
-                    let key: Box<str> = key.into();
-                    match scope {
-                        EntryScope::Absolute => absolute.push((key, at)),
-                        EntryScope::SpRelative => sp_relative.push((key, at)),
-                        EntryScope::CseStem => cse_stems.push((key, at)),
-                    }
+                    groups.push((KeyKind::Group, raw.clone(), at));
+                    let kind = match scope {
+                        EntryScope::Absolute => KeyKind::Absolute,
+                        EntryScope::SpRelative => KeyKind::SpRelative,
+                        EntryScope::CseStem => KeyKind::CseStem,
+                    };
+                    literals.push((kind, key, at));
                 }
                 Ok(OriginatorEntry::Pattern { scope, segments }) => {
-                    patterns.push((scope, segments.iter().map(|s| Glob::new(s)).collect(), at))
+                    patterns.push(Pattern::new(scope, &segments, at))
                 }
                 Err(e) => errors.add(format_args!("{path}.acor[{j}]"), e),
             }
@@ -471,17 +353,20 @@ fn compile_acrs(name: &str, acrs: &SetOfAcrs, errors: &mut Errors) -> CompiledAc
         rules.push(compile_rule(&path, rule, errors));
     }
 
+    let table = |entries: &[(KeyKind, String, EntryRef)]| {
+        let borrowed: Vec<(KeyKind, &str, EntryRef)> = entries
+            .iter()
+            .map(|(kind, text, at)| (*kind, text.as_str(), *at))
+            .collect();
+        LiteralIndex::build(&borrowed)
+    };
     CompiledAcrs {
         rules: rules.into_boxed_slice(),
         index: OriginatorIndex {
             all: all.into_boxed_slice(),
-            domains: KeyIndex::build(domains),
-            absolute: KeyIndex::build(absolute),
-            sp_relative: KeyIndex::build(sp_relative),
-            cse_stems: KeyIndex::build(cse_stems),
-            roles: KeyIndex::build(roles),
+            literals: table(&literals),
             patterns: patterns.into_boxed_slice(),
-            group_candidates: KeyIndex::build(groups),
+            groups: table(&groups),
         },
     }
 }

@@ -25,15 +25,14 @@ use smallvec::SmallVec;
 
 use crate::attributes::{AttributeSource, Lookup};
 use crate::compile::{
-    CompiledAcp, CompiledAcrs, CompiledContext, CompiledRule, EntryRef, Key, LocationConstraint,
+    CompiledAcp, CompiledAcrs, CompiledContext, CompiledRule, LocationConstraint,
 };
 use crate::decision::{
     AuthorizationStatus, ContextFailure, Decision, Effect, Explanation, FailedCondition,
     MissingAttribute, PrivilegeKind, RuleFailure, RuleRef,
 };
-use crate::ids::{
-    HostingContext, OriginatorParts, OriginatorSegments, pattern_matches, with_canonical_originator,
-};
+use crate::ids::{AbsoluteId, HostingContext, with_canonical_originator};
+use crate::index::{EntryRef, Key, KeyKind, Originator};
 use crate::location::pack_country;
 use crate::request::{DecisionRequest, Operation, Position};
 use crate::time_window::TimeParts;
@@ -81,17 +80,18 @@ pub fn decide(
 }
 
 /// [`decide`] for a caller that already holds the originator in absolute
-/// form, as [`HostingContext::canonicalize`] returned it for
-/// `request.originator` (a PDP that needed it to key its attribute cache).
+/// form, as [`with_canonical_originator`] gave it for `request.originator`
+/// (a PDP that needed it to key its attribute cache).
 pub fn decide_canonical(
     request: &DecisionRequest,
-    originator: &str,
+    originator: AbsoluteId<'_>,
     ctx: &HostingContext,
     policies: &[Applicable<'_>],
     attributes: &dyn AttributeSource,
     options: &DecideOptions<'_>,
 ) -> Decision {
-    let mut ev = Evaluation::new(request, ctx, originator, attributes, options);
+    let originator = Originator::new(originator, ctx);
+    let mut ev = Evaluation::new(request, &originator, attributes, options);
 
     // First pass: rules that name the originator directly.
     let mut candidates: SmallVec<[EntryRef; 8]> = SmallVec::new();
@@ -107,35 +107,36 @@ pub fn decide_canonical(
     }
     // Second pass: literal entries that turn out to be groups with the
     // originator among their members (TS-0001 9.6.2.1).
-    if policies
+    if !policies
         .iter()
-        .any(|p| !p.acp.rules(p.kind).index.group_candidates.is_empty())
+        .any(|p| !p.acp.rules(p.kind).index.groups.is_empty())
     {
-        ev.member_of = attributes.groups_containing(ev.originator.absolute);
+        return ev.deny();
     }
-    let in_no_group = matches!(&ev.member_of, Lookup::Found(g) if g.is_empty());
+    let member_of = attributes.groups_containing(ev.originator.absolute);
+    let in_no_group = matches!(&member_of, Lookup::Found(g) if g.is_empty());
     for p in policies.iter().filter(|_| !in_no_group) {
         let acrs = p.acp.rules(p.kind);
-        if acrs.index.group_candidates.is_empty() {
+        if acrs.index.groups.is_empty() {
             continue;
         }
         candidates.clear();
         ev.direct_candidates(acrs, &mut candidates);
         let mut done: SmallVec<[u32; 8]> = candidates.iter().map(|c| c.rule).collect();
         candidates.clear();
-        match &ev.member_of {
+        match &member_of {
             // The source listed the originator's groups: look them up.
             Lookup::Found(groups) => {
                 for group in groups {
                     acrs.index
-                        .group_candidates
-                        .extend_into(Key::new(group), &mut candidates);
+                        .groups
+                        .extend_into(Key::new(KeyKind::Group, group), &mut candidates);
                 }
                 candidates.sort_by_key(|at| (at.rule, at.entry));
             }
             // Otherwise ask entry by entry, which names what is unavailable.
             _ => {
-                for (group, at) in acrs.index.group_candidates.iter() {
+                for (group, at) in acrs.index.groups.iter() {
                     if !done.contains(&at.rule) && ev.is_group_member(group) {
                         candidates.push(at);
                     }
@@ -170,7 +171,8 @@ pub fn role_ids_for_consultation(
         return Vec::new();
     };
     let options = DecideOptions::default();
-    let mut ev = Evaluation::new(request, ctx, &originator, attributes, &options);
+    let originator = Originator::new(AbsoluteId::parse(&originator), ctx);
+    let mut ev = Evaluation::new(request, &originator, attributes, &options);
     let mut out: Vec<String> = Vec::new();
     for p in policies {
         for rule in p.acp.rules(p.kind).rules.iter() {
@@ -188,79 +190,60 @@ pub fn role_ids_for_consultation(
     out
 }
 
-/// The originator's index keys, hashed once per decision.
-#[derive(Clone, Copy)]
-struct OriginatorKeys<'o> {
-    absolute: Key<'o>,
-    sp_relative: Option<Key<'o>>,
-    cse_stem: Option<Key<'o>>,
-    domain: Option<Key<'o>>,
-}
-
-impl<'o> OriginatorKeys<'o> {
-    fn of(
-        o: &OriginatorParts<'o>,
-        sp_relative: Option<&'o str>,
-        cse_stem: Option<&'o str>,
-    ) -> Self {
-        Self {
-            absolute: Key::new(o.absolute),
-            sp_relative: sp_relative.map(Key::new),
-            cse_stem: cse_stem.map(Key::new),
-            domain: (!o.rest.is_empty()).then(|| Key::new(o.fqdn)),
-        }
-    }
-}
-
 /// The state of one decision: the request, lazily fetched attributes, and
 /// what went wrong so far.
 struct Evaluation<'r, 'o> {
     req: &'r DecisionRequest,
-    originator: OriginatorParts<'o>,
-    keys: OriginatorKeys<'o>,
-    segments: Option<OriginatorSegments<'o>>,
+    originator: &'r Originator<'o>,
+    /// The request's claimed Role-IDs (`true`: to be verified) and the
+    /// granted roles (`false`), hashed once.
+    role_keys: SmallVec<[(Key<'r>, bool); 2]>,
     attrs: &'r dyn AttributeSource,
     options: &'r DecideOptions<'r>,
     op_bit: u32,
+    any_rule_named_originator: bool,
+    // Attributes, fetched on first use (plain `Vec`s: most decisions need
+    // none, and an empty `Vec` costs nothing to create or drop).
     time: Option<TimeParts>,
     position: Option<Option<Position>>,
     countries: Option<SmallVec<[u16; 2]>>,
-    roles: SmallVec<[(&'r str, bool); 4]>,
-    groups: SmallVec<[(Box<str>, bool); 4]>,
-    member_of: Lookup<Vec<String>>,
+    roles: Vec<(&'r str, bool)>,
+    groups: Vec<(Box<str>, bool)>,
     missing: Vec<MissingAttribute>,
     failures: Vec<RuleFailure>,
-    any_rule_named_originator: bool,
 }
 
 impl<'r, 'o> Evaluation<'r, 'o> {
+    // Inlined so the state is built in the caller's frame, not copied there.
+    #[inline(always)]
     fn new(
         req: &'r DecisionRequest,
-        ctx: &'r HostingContext,
-        originator: &'o str,
+        originator: &'r Originator<'o>,
         attrs: &'r dyn AttributeSource,
         options: &'r DecideOptions<'r>,
     ) -> Self {
-        let parts = OriginatorParts::of(originator);
-        let sp_relative = parts.sp_relative(ctx);
-        let cse_stem = sp_relative.and_then(|rest| OriginatorParts::stem_of(rest, ctx));
+        let mut role_keys = SmallVec::new();
+        for r in &req.role_ids {
+            role_keys.push((Key::new(KeyKind::Role, r), true));
+        }
+        for r in options.granted_roles {
+            role_keys.push((Key::new(KeyKind::Role, r), false));
+        }
         Self {
             req,
-            originator: parts,
-            keys: OriginatorKeys::of(&parts, sp_relative, cse_stem),
-            segments: None,
+            originator,
+            role_keys,
             attrs,
             options,
             op_bit: req.acop_bit(),
+            any_rule_named_originator: false,
             time: None,
             position: None,
             countries: None,
-            roles: SmallVec::new(),
-            groups: SmallVec::new(),
-            member_of: Lookup::NotFound,
+            roles: Vec::new(),
+            groups: Vec::new(),
             missing: Vec::new(),
             failures: Vec::new(),
-            any_rule_named_originator: false,
         }
     }
 
@@ -268,52 +251,33 @@ impl<'r, 'o> Evaluation<'r, 'o> {
     /// the originator without needing a group lookup, ordered by rule.
     fn direct_candidates(&mut self, acrs: &CompiledAcrs, out: &mut SmallVec<[EntryRef; 8]>) {
         let idx = &acrs.index;
-        let keys = self.keys;
-        out.extend_from_slice(&idx.all);
-        idx.absolute.extend_into(keys.absolute, out);
-        if let Some(k) = keys.sp_relative {
-            idx.sp_relative.extend_into(k, out);
+        if !idx.all.is_empty() {
+            out.extend_from_slice(&idx.all);
         }
-        if let Some(k) = keys.cse_stem {
-            idx.cse_stems.extend_into(k, out);
-        }
-        if let Some(k) = keys.domain {
-            // An SP domain authorizes every AE-ID and CSE-ID under it.
-            idx.domains.extend_into(k, out);
-        }
-        for (scope, segments, at) in idx.patterns.iter() {
-            if pattern_matches(scope, segments, self.segments()) {
-                out.push(*at);
+        if !idx.literals.is_empty() {
+            for key in self.originator.keys() {
+                idx.literals.extend_into(*key, out);
             }
         }
-        if !idx.roles.is_empty() {
-            let req = self.req;
-            for role in &req.role_ids {
-                let key = Key::new(role);
-                if idx.roles.contains(key) && self.role_verified(role) {
-                    idx.roles.extend_into(key, out);
+        for p in idx.patterns.iter() {
+            if p.matches(self.originator) {
+                out.push(p.at);
+            }
+        }
+        if !idx.literals.is_empty() {
+            for i in 0..self.role_keys.len() {
+                let (key, claimed) = self.role_keys[i];
+                // A claimed role counts once the source verifies it; a
+                // granted one is verified already.
+                if idx.literals.contains(key) && (!claimed || self.role_verified(key.text)) {
+                    idx.literals.extend_into(key, out);
                 }
-            }
-            for role in self.options.granted_roles {
-                idx.roles.extend_into(Key::new(role), out);
             }
         }
         if out.len() > 1 {
             out.sort_by_key(|at| (at.rule, at.entry));
             out.dedup_by_key(|at| at.rule);
         }
-    }
-
-    /// The originator split into segments, on first use.
-    fn segments(&mut self) -> &OriginatorSegments<'o> {
-        let (o, keys) = (self.originator, self.keys);
-        self.segments.get_or_insert_with(|| {
-            OriginatorSegments::of(
-                &o,
-                keys.sp_relative.map(|k| k.text),
-                keys.cse_stem.map(|k| k.text),
-            )
-        })
     }
 
     /// `res_acr(k)` for a rule whose originators matched; `Some` is a Permit.

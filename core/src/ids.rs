@@ -154,74 +154,293 @@ impl HostingContext {
     /// Fails for IDs that cannot name an originator: empty, with whitespace,
     /// or with a wildcard.
     pub fn canonicalize<'a>(&self, id: &'a str) -> Result<Cow<'a, str>, IdError> {
-        let mut buf = String::new();
-        Ok(if self.canonicalize_into(id, &mut buf)? {
-            Cow::Owned(buf)
+        let mut buf = IdBuffer::new();
+        let (in_buf, _) = self.canonicalize_into(id, &mut buf)?;
+        Ok(if in_buf {
+            Cow::Owned(buf.as_str().to_owned())
         } else {
             Cow::Borrowed(id)
         })
     }
 
     /// [`HostingContext::canonicalize`] into a caller's buffer, which a
-    /// decision reuses instead of allocating: `Ok(true)` when the absolute
-    /// form was written into `buf` (cleared first), `Ok(false)` when `id` is
-    /// already absolute and `buf` is left empty.
-    pub fn canonicalize_into(&self, id: &str, buf: &mut String) -> Result<bool, IdError> {
-        check_originator_id(id)?;
-        buf.clear();
-        let parts: [&str; 3] = match Scope::split(id) {
-            Scope::Absolute { fqdn, rest } => {
-                if !fqdn.bytes().any(|b| b.is_ascii_uppercase()) {
-                    return Ok(false);
-                }
-                buf.reserve(id.len());
-                buf.push_str("//");
-                buf.extend(fqdn.chars().map(|c| c.to_ascii_lowercase()));
-                buf.push_str(rest);
-                return Ok(true);
+    /// decision keeps on its stack instead of allocating. Returns whether
+    /// the absolute form was written into `buf` (otherwise `id` is already
+    /// absolute and `buf` is left empty), and its [`IdShape`].
+    fn canonicalize_into(&self, id: &str, buf: &mut IdBuffer) -> Result<(bool, IdShape), IdError> {
+        let slashes = Slashes::of(id)?;
+        let bytes = id.as_bytes();
+        if bytes.starts_with(b"//") {
+            let fqdn_end = slashes.first_from(2).unwrap_or(id.len());
+            let shape = IdShape {
+                fqdn_end,
+                last_slash: slashes.last_from(2),
+            };
+            if !slashes.upper_in(id, 2, fqdn_end) {
+                return Ok((false, shape));
             }
-            Scope::SpRelative(rest) => [&self.sp_prefix, rest, ""],
-            Scope::Stem(stem) if stem.starts_with('S') => [&self.sp_prefix, "/", stem],
-            Scope::Stem(stem) => [&self.cse_prefix, stem, ""],
-        };
+            let fqdn = id[2..fqdn_end].to_ascii_lowercase();
+            buf.set(["//", &fqdn, &id[fqdn_end..]]);
+            return Ok((true, shape));
+        }
+        let last = slashes.last_from(0);
         // Built by hand: `format!` costs more than the rest of a decision.
-        buf.reserve(parts.iter().map(|p| p.len()).sum());
-        parts.iter().for_each(|p| buf.push_str(p));
-        Ok(true)
+        let (prefix, separator) = if bytes.first() == Some(&b'/') {
+            (self.sp_prefix.as_str(), "")
+        } else if bytes.first() == Some(&b'S') {
+            (self.sp_prefix.as_str(), "/")
+        } else {
+            (self.cse_prefix.as_str(), "")
+        };
+        buf.set([prefix, separator, id]);
+        let start = prefix.len() + separator.len();
+        Ok((
+            true,
+            IdShape {
+                fqdn_end: self.sp_prefix.len(),
+                // Without a `/` of its own, the ID's last segment follows the prefix.
+                last_slash: Some(last.map_or(start - 1, |i| start + i)),
+            },
+        ))
     }
 }
 
-thread_local! {
-    static ORIGINATOR: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+/// Where the originator's absolute form is built: on the stack when it is
+/// short, as it nearly always is, so a decision does not allocate for it.
+struct IdBuffer {
+    inline: [u8; IdBuffer::INLINE],
+    len: usize,
+    heap: String,
 }
 
-/// A per-thread originator buffer that grew past this is given back.
-const MAX_KEPT_BUFFER: usize = 4096;
+impl IdBuffer {
+    const INLINE: usize = 96;
+
+    fn new() -> Self {
+        Self {
+            inline: [0; Self::INLINE],
+            len: 0,
+            heap: String::new(),
+        }
+    }
+
+    /// Holds the concatenation of `parts`.
+    fn set(&mut self, parts: [&str; 3]) {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total <= Self::INLINE {
+            let mut at = 0;
+            for p in parts {
+                self.inline[at..at + p.len()].copy_from_slice(p.as_bytes());
+                at += p.len();
+            }
+            self.len = total;
+        } else {
+            self.heap = parts.concat();
+            self.len = usize::MAX;
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self.inline.get(..self.len) {
+            // Whole `&str`s were copied in, so this is UTF-8 (the check is
+            // a few word compares on an ASCII ID).
+            Some(bytes) => std::str::from_utf8(bytes).unwrap_or_default(),
+            None => &self.heap,
+        }
+    }
+}
+
+/// Where the parts of an absolute ID are, found while canonicalizing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IdShape {
+    /// End of the SP domain (`//fqdn`).
+    fqdn_end: usize,
+    /// The last `/` after the domain, if the ID has a path.
+    last_slash: Option<usize>,
+}
+
+/// The `/` positions of an ID, found in the pass that checks it.
+///
+/// An ID of at most 64 bytes (nearly all of them) is classified 16 bytes
+/// at a time into bitmasks, a form the compiler turns into a few vector
+/// instructions; a byte that needs the exact check (whitespace, `*`, any
+/// non-ASCII byte) or a longer ID takes [`check_originator_id`].
+enum Slashes {
+    /// A bit per byte: `/`, and ASCII upper case.
+    Short { slash: u64, upper: u64 },
+    /// A longer ID, searched byte by byte.
+    Long(Vec<usize>),
+}
+
+impl Slashes {
+    fn of(id: &str) -> Result<Self, IdError> {
+        let bytes = id.as_bytes();
+        if bytes.is_empty() || bytes.len() > 64 {
+            check_originator_id(id)?;
+            return Ok(Self::Long(
+                bytes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b == b'/')
+                    .map(|(i, _)| i)
+                    .collect(),
+            ));
+        }
+        let mut padded = [0u8; 64];
+        padded[..bytes.len()].copy_from_slice(bytes);
+        let (mut slash, mut upper, mut unusual) = (0u64, 0u64, false);
+        for (k, chunk) in padded.chunks_exact(16).enumerate() {
+            if k * 16 >= bytes.len() {
+                break;
+            }
+            let mut block = [0u8; 16];
+            block.copy_from_slice(chunk);
+            let (s, u, x) = classify16(&block);
+            slash |= u64::from(s) << (16 * k);
+            upper |= u64::from(u) << (16 * k);
+            unusual |= x;
+        }
+        if unusual {
+            check_originator_id(id)?;
+        } else {
+            // `//` anywhere but at the very start, or a trailing `/`, is
+            // an empty segment (as in `check_originator_id`).
+            let pairs = slash & (slash << 1) & !0b10;
+            let trailing = slash >> (bytes.len() - 1) & 1;
+            if pairs | trailing != 0 {
+                return Err(IdError::EmptySegment(id.to_owned()));
+            }
+        }
+        Ok(Self::Short { slash, upper })
+    }
+
+    /// The first `/` at or after `from`.
+    fn first_from(&self, from: usize) -> Option<usize> {
+        match self {
+            Self::Short { slash, .. } => {
+                let m = slash & (u64::MAX << from.min(63));
+                (m != 0).then(|| m.trailing_zeros() as usize)
+            }
+            Self::Long(all) => all.iter().copied().find(|&i| i >= from),
+        }
+    }
+
+    /// The last `/` at or after `from`.
+    fn last_from(&self, from: usize) -> Option<usize> {
+        match self {
+            Self::Short { slash, .. } => {
+                let m = slash & (u64::MAX << from.min(63));
+                (m != 0).then(|| 63 - m.leading_zeros() as usize)
+            }
+            Self::Long(all) => all.last().copied().filter(|&i| i >= from),
+        }
+    }
+
+    /// Is there an ASCII upper-case letter in `id[from..to]`?
+    fn upper_in(&self, id: &str, from: usize, to: usize) -> bool {
+        match self {
+            Self::Short { upper, .. } => {
+                let below_to = if to >= 64 { u64::MAX } else { (1u64 << to) - 1 };
+                upper & below_to & (u64::MAX << from.min(63)) != 0
+            }
+            Self::Long(_) => id
+                .as_bytes()
+                .get(from..to)
+                .is_some_and(|b| b.iter().any(u8::is_ascii_uppercase)),
+        }
+    }
+}
+
+/// One 16-byte block: a bit per `/`, a bit per ASCII upper-case letter,
+/// and whether any byte needs the exact check. Written as plain loops over
+/// a fixed-size array so that it compiles to vector compares.
+#[inline(always)]
+fn classify16(block: &[u8; 16]) -> (u16, u16, bool) {
+    let (mut slash, mut upper, mut unusual) = (0u16, 0u16, 0u16);
+    for (i, &b) in block.iter().enumerate() {
+        slash |= u16::from(b == b'/') << i;
+        upper |= u16::from(b.wrapping_sub(b'A') < 26) << i;
+        // `\t`..`\r`, space, `*`, and every non-ASCII byte (non-short-
+        // circuit `|`, which vectorizes).
+        let odd = (b.wrapping_sub(b'\t') < 5) | (b == b' ') | (b == b'*') | (b >= 0x80);
+        unusual |= u16::from(odd) << i;
+    }
+    (slash, upper, unusual != 0)
+}
+
+/// An originator ID in absolute form, `//fqdn/...`, as
+/// [`HostingContext::canonicalize`] gives it, with where its SP domain and
+/// its last segment start (which canonicalization finds on its way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbsoluteId<'a> {
+    text: &'a str,
+    shape: IdShape,
+}
+
+impl<'a> AbsoluteId<'a> {
+    /// Splits an ID that is already absolute (as
+    /// [`HostingContext::canonicalize`] returned it). Never fails: text that
+    /// is not of that form simply matches no entry that needs the form.
+    pub fn parse(text: &'a str) -> Self {
+        let bytes = text.as_bytes();
+        let start = if text.starts_with("//") { 2 } else { 0 };
+        let fqdn_end = bytes[start..]
+            .iter()
+            .position(|&b| b == b'/')
+            .map_or(text.len(), |i| start + i);
+        let last_slash = bytes[fqdn_end..]
+            .iter()
+            .rposition(|&b| b == b'/')
+            .map(|i| fqdn_end + i);
+        Self {
+            text,
+            shape: IdShape {
+                fqdn_end,
+                last_slash,
+            },
+        }
+    }
+
+    /// The whole ID.
+    pub fn as_str(&self) -> &'a str {
+        self.text
+    }
+
+    /// The SP domain, without `//`.
+    pub fn fqdn(&self) -> &'a str {
+        self.text.get(2..self.shape.fqdn_end).unwrap_or("")
+    }
+
+    /// Everything after the domain: empty, or starting with `/`.
+    pub fn rest(&self) -> &'a str {
+        self.text.get(self.shape.fqdn_end..).unwrap_or("")
+    }
+
+    /// The last `/`-separated segment (the domain when there is no path).
+    pub fn last_segment(&self) -> &'a str {
+        match self.shape.last_slash {
+            Some(i) => self.text.get(i + 1..).unwrap_or(""),
+            None => self.fqdn(),
+        }
+    }
+}
 
 /// Calls `f` with the absolute form of the originator `id`
-/// ([`HostingContext::canonicalize`]) built in a buffer kept per thread, so
-/// that a decision does not allocate for it. A nested call (an attribute
-/// source that decides) gets a buffer of its own.
+/// ([`HostingContext::canonicalize`]), built on the stack so that a
+/// decision does not allocate for it.
 pub fn with_canonical_originator<R>(
     ctx: &HostingContext,
     id: &str,
-    f: impl FnOnce(Result<&str, IdError>) -> R,
+    f: impl FnOnce(Result<AbsoluteId<'_>, IdError>) -> R,
 ) -> R {
-    let run = |buf: &mut String| match ctx.canonicalize_into(id, buf) {
-        Ok(true) => f(Ok(buf.as_str())),
-        Ok(false) => f(Ok(id)),
+    let mut buf = IdBuffer::new();
+    match ctx.canonicalize_into(id, &mut buf) {
+        Ok((in_buf, shape)) => f(Ok(AbsoluteId {
+            text: if in_buf { buf.as_str() } else { id },
+            shape,
+        })),
         Err(e) => f(Err(e)),
-    };
-    ORIGINATOR.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            let out = run(&mut buf);
-            if buf.capacity() > MAX_KEPT_BUFFER {
-                *buf = String::new();
-            }
-            out
-        }
-        Err(_) => run(&mut String::new()),
-    })
+    }
 }
 
 /// How an ID is anchored.
@@ -237,7 +456,8 @@ enum Scope<'a> {
 impl<'a> Scope<'a> {
     fn split(id: &'a str) -> Self {
         if let Some(abs) = id.strip_prefix("//") {
-            let cut = abs.find('/').unwrap_or(abs.len());
+            // A byte loop: IDs are short, and `find` costs a memchr call.
+            let cut = abs.bytes().position(|b| b == b'/').unwrap_or(abs.len());
             Scope::Absolute {
                 fqdn: &abs[..cut],
                 rest: &abs[cut..],
@@ -247,44 +467,6 @@ impl<'a> Scope<'a> {
         } else {
             Scope::Stem(id)
         }
-    }
-}
-
-/// A canonical originator split for matching: `//fqdn` + `rest`.
-#[derive(Debug, Clone, Copy)]
-pub struct OriginatorParts<'a> {
-    /// The full absolute ID.
-    pub absolute: &'a str,
-    /// Its SP domain.
-    pub fqdn: &'a str,
-    /// Everything after the domain, starting with `/` (may be empty).
-    pub rest: &'a str,
-}
-
-impl<'a> OriginatorParts<'a> {
-    /// Splits an absolute ID as returned by [`HostingContext::canonicalize`].
-    pub fn of(absolute: &'a str) -> Self {
-        let abs = absolute.strip_prefix("//").unwrap_or(absolute);
-        // A byte loop: IDs are short, and `find` costs a memchr call.
-        let cut = abs.bytes().position(|b| b == b'/').unwrap_or(abs.len());
-        Self {
-            absolute,
-            fqdn: &abs[..cut],
-            rest: &abs[cut..],
-        }
-    }
-
-    /// For an originator in the hosting SP: the part after the domain.
-    pub fn sp_relative(&self, ctx: &HostingContext) -> Option<&'a str> {
-        (self.fqdn == ctx.sp).then_some(self.rest)
-    }
-
-    /// For an AE registered with the hosting CSE (`//sp/cse/stem`): the stem,
-    /// from the originator's [`OriginatorParts::sp_relative`] part `rest`.
-    pub fn stem_of(rest: &'a str, ctx: &HostingContext) -> Option<&'a str> {
-        let after_cse = rest.strip_prefix('/')?.strip_prefix(ctx.cse.as_str())?;
-        let stem = after_cse.strip_prefix('/')?;
-        (!stem.is_empty() && !stem.bytes().any(|b| b == b'/')).then_some(stem)
     }
 }
 
@@ -399,82 +581,6 @@ pub fn glob_segment(pattern: &str, text: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
-/// The originator's `/` segments as each entry scope sees them, split once
-/// per decision.
-#[derive(Debug, Clone)]
-pub struct OriginatorSegments<'a> {
-    absolute: smallvec::SmallVec<[&'a str; 4]>,
-    /// Index in `absolute` where the SP-relative path starts, when the
-    /// originator is in the hosting SP.
-    sp_relative_from: Option<usize>,
-    cse_stem: Option<&'a str>,
-}
-
-impl<'a> OriginatorSegments<'a> {
-    /// Splits a canonical originator for matching against wildcard entries,
-    /// given its [`OriginatorParts::sp_relative`] part and its stem
-    /// ([`OriginatorParts::stem_of`]), which the caller has already found.
-    pub fn of(
-        originator: &OriginatorParts<'a>,
-        sp_relative: Option<&'a str>,
-        cse_stem: Option<&'a str>,
-    ) -> Self {
-        let body = originator.absolute.get(2..).unwrap_or("");
-        let mut absolute = smallvec::SmallVec::new();
-        let mut start = 0;
-        for_each_slash(body.as_bytes(), |i| {
-            absolute.push(body.get(start..i).unwrap_or(""));
-            start = i + 1;
-        });
-        absolute.push(body.get(start..).unwrap_or(""));
-        Self {
-            absolute,
-            sp_relative_from: sp_relative.filter(|rest| !rest.is_empty()).map(|_| 1),
-            cse_stem,
-        }
-    }
-
-    fn for_scope(&self, scope: &EntryScope) -> Option<&[&'a str]> {
-        match scope {
-            EntryScope::Absolute => Some(&self.absolute),
-            EntryScope::SpRelative => self.sp_relative_from.map(|i| &self.absolute[i..]),
-            EntryScope::CseStem => self.cse_stem.as_ref().map(std::slice::from_ref),
-        }
-    }
-}
-
-/// Calls `f` with the position of every `/` in `bytes`, in order. Eight
-/// bytes at a time (IDs are a few dozen bytes: `str::split` costs a memchr
-/// call per segment, a byte loop a branch per byte).
-fn for_each_slash(bytes: &[u8], mut f: impl FnMut(usize)) {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    const SLASHES: u64 = u64::from_ne_bytes([b'/'; 8]);
-    let mut chunks = bytes.chunks_exact(8);
-    let mut base = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word) ^ SLASHES;
-        // The classic zero-byte test; exact for the lowest zero byte, and
-        // every hit is confirmed below, so borrows cannot report a false one.
-        let mut hits = x.wrapping_sub(ONES) & !x & HIGHS;
-        while hits != 0 {
-            let i = base + (hits.trailing_zeros() / 8) as usize;
-            if bytes[i] == b'/' {
-                f(i);
-            }
-            hits &= hits - 1;
-        }
-        base += 8;
-    }
-    for (i, &b) in chunks.remainder().iter().enumerate() {
-        if b == b'/' {
-            f(base + i);
-        }
-    }
-}
-
 /// One segment of a wildcard entry, compiled for the common shapes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Glob {
@@ -508,18 +614,6 @@ impl Glob {
             Self::General(g) => glob_segment(g, text),
         }
     }
-}
-
-/// Matches a wildcard entry against an originator (Decision 1): the same
-/// number of `/` segments, each matched by its glob.
-pub fn pattern_matches(
-    scope: &EntryScope,
-    segments: &[Glob],
-    originator: &OriginatorSegments<'_>,
-) -> bool {
-    originator.for_scope(scope).is_some_and(|target| {
-        target.len() == segments.len() && segments.iter().zip(target).all(|(g, t)| g.matches(t))
-    })
 }
 
 /// The absolute form of a resource ID (TS-0001 7.2), as token `ris` are
@@ -600,18 +694,48 @@ mod tests {
         fn one_pass_id_check_equals_reference(id in "[/a*\\t \u{a0}\u{2003}é]{0,7}") {
             proptest::prop_assert_eq!(check_originator_id(&id), check_reference(&id));
         }
-    }
 
-    proptest::proptest! {
-        /// The word-at-a-time scan finds exactly the `/` of a byte loop,
-        /// including next to `.` (`/` ^ 1, which the zero-byte test can
-        /// flag after a borrow) and across the 8-byte chunk boundaries.
+        /// The block-wise scan of `canonicalize` (IDs up to 64 bytes) and
+        /// its byte-wise fallback (longer IDs) accept and reject exactly
+        /// what the plain statement does.
         #[test]
-        fn slash_scan_equals_byte_loop(text in "[/./a\u{2f}\u{ff}]{0,40}") {
-            let mut found = Vec::new();
-            for_each_slash(text.as_bytes(), |i| found.push(i));
-            let expected: Vec<usize> = text.bytes().enumerate().filter(|(_, b)| *b == b'/').map(|(i, _)| i).collect();
-            proptest::prop_assert_eq!(found, expected);
+        fn canonicalize_checks_equal_reference(id in "[/aA*\\t\\n \u{a0}\u{2003}é]{0,80}") {
+            proptest::prop_assert_eq!(
+                ctx().canonicalize(&id).map(|_| ()),
+                check_reference(&id)
+            );
+        }
+
+        /// The same for IDs of letters and slashes only (empty segments,
+        /// leading `//`, trailing `/`, either side of 64 bytes).
+        #[test]
+        fn canonicalize_slash_checks_equal_reference(id in "[/aA]{0,80}") {
+            proptest::prop_assert_eq!(
+                ctx().canonicalize(&id).map(|_| ()),
+                check_reference(&id)
+            );
+        }
+
+        /// Where canonicalization says the domain and the last segment are
+        /// is where they are.
+        #[test]
+        fn shape_found_while_canonicalizing_equals_parse(
+            prefix in "(|/|//)",
+            segments in proptest::collection::vec("[a-zA-Z0-9.S]{1,12}", 1..7),
+        ) {
+            let id = format!("{prefix}{}", segments.join("/"));
+            let c = ctx();
+            let found = with_canonical_originator(&c, &id, |r| {
+                r.map(|a| (a.as_str().to_owned(), a.fqdn().to_owned(), a.rest().to_owned(), a.last_segment().to_owned()))
+            });
+            let (text, fqdn, rest, last) = found.expect("a valid ID");
+            let parsed = AbsoluteId::parse(&text);
+            proptest::prop_assert_eq!(&text, &c.canonicalize(&id).unwrap());
+            proptest::prop_assert_eq!(
+                (fqdn.as_str(), rest.as_str(), last.as_str()),
+                (parsed.fqdn(), parsed.rest(), parsed.last_segment())
+            );
+            proptest::prop_assert_eq!(last.as_str(), text.rsplit('/').next().unwrap_or(""));
         }
     }
 

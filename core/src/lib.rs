@@ -18,6 +18,7 @@ pub mod compile;
 pub mod decision;
 pub mod eval;
 pub mod ids;
+mod index;
 pub mod json;
 pub mod location;
 pub mod model;

@@ -638,10 +638,10 @@ impl PdpService {
                         return Ok(decide_alone());
                     };
                     let view = match pass {
-                        Pass::Cached => cache.view(originator, None),
+                        Pass::Cached => cache.view(originator.as_str(), None),
                         Pass::Fetched(f) => cache.view_fetched(f),
                         Pass::FetchFailed(reason) => {
-                            cache.view(originator, Some(reason.to_owned()))
+                            cache.view(originator.as_str(), Some(reason.to_owned()))
                         }
                     };
                     let decision = decide_canonical(
@@ -657,7 +657,7 @@ impl PdpService {
                         && view.missed()
                     {
                         return Err(OwnedFetch {
-                            originator: originator.to_owned(),
+                            originator: originator.as_str().to_owned(),
                             role_ids: conv.request.role_ids.clone(),
                             at: conv.request.time,
                             ip: conv.request.ip,

@@ -1,0 +1,425 @@
+//! The originator index of one set of rules, which answers `res_origs`
+//! (TS-0003 7.1.3, 7.1.5) without scanning every rule, and the originator as
+//! a decision prepares it to probe that index.
+//!
+//! Every `accessControlOriginators` entry is filed once, at compile time, by
+//! kind ([`OriginatorIndex`]): `all`; a literal key (absolute ID,
+//! SP-relative ID, stem of an AE registered with the hosting CSE, SP domain,
+//! Role-ID); a wildcard pattern; and, for each literal ID as written, a
+//! possible `<group>` resource ID. A decision prepares the originator once
+//! ([`Originator`]): its absolute form split into `/` segments and the hashed
+//! key of every literal kind it can match. Probing one rule set is then:
+//!
+//! - per key, a 64-bit Bloom test held inline in the rule set, so a rule set
+//!   that does not name the originator (most of them) costs no memory beyond
+//!   its header; on a hit, a bisection over hashes and a text comparison;
+//! - per wildcard entry, a test of the segment count and of the first bytes
+//!   of the last segment, before the segments are matched one by one.
+//!
+//! Keys are hashed with their kind, so the literal kinds share one table.
+//! A hash hit is always confirmed on the text: a crafted originator that
+//! collides with a listed ID gains nothing.
+
+use smallvec::SmallVec;
+
+use crate::ids::{AbsoluteId, EntryScope, Glob, HostingContext};
+
+/// Rule and `acor` position of one index entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EntryRef {
+    pub(crate) rule: u32,
+    pub(crate) entry: u32,
+}
+
+/// What a literal key is: the same text means different originators in
+/// different kinds (`/id-in` as an SP-relative CSE-ID, `id-in` as a stem).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum KeyKind {
+    /// A whole absolute ID `//fqdn/...`.
+    Absolute = 1,
+    /// An SP-relative ID `/cse/...` of the hosting SP.
+    SpRelative = 2,
+    /// The stem of an AE registered with the hosting CSE.
+    CseStem = 3,
+    /// An SP domain `fqdn`: every ID under it.
+    Domain = 4,
+    /// A Role-ID.
+    Role = 5,
+    /// A literal entry as written, which may be a `<group>` resource ID.
+    Group = 6,
+}
+
+/// A key hashed once per decision (or once at compile time), so that every
+/// rule set of the applicable set costs only Bloom tests and a bisection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Key<'a> {
+    hash: u64,
+    bloom: u64,
+    pub(crate) text: &'a str,
+}
+
+impl<'a> Key<'a> {
+    pub(crate) fn new(kind: KeyKind, text: &'a str) -> Self {
+        use std::hash::Hasher;
+        let mut h = rustc_hash::FxHasher::default();
+        h.write_u8(kind as u8);
+        h.write(text.as_bytes());
+        let hash = h.finish();
+        Self {
+            hash,
+            bloom: bloom_bits(hash),
+            text,
+        }
+    }
+}
+
+/// Two bits of a 64-bit Bloom filter, from bits of the hash that the
+/// bisection order does not already spend.
+fn bloom_bits(hash: u64) -> u64 {
+    (1u64 << (hash >> 58)) | (1u64 << ((hash >> 52) & 63))
+}
+
+/// One literal key of a [`LiteralIndex`]: its hash, where it is, and its
+/// text in the index's text arena.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    hash: u64,
+    at: EntryRef,
+    start: u32,
+    len: u32,
+}
+
+/// Literal keys sorted by hash, behind a Bloom filter; the texts live in
+/// one string so a rule set's index is two allocations, not one per key.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LiteralIndex {
+    bloom: u64,
+    slots: Box<[Slot]>,
+    text: Box<str>,
+}
+
+impl LiteralIndex {
+    pub(crate) fn build(entries: &[(KeyKind, &str, EntryRef)]) -> Self {
+        let mut text = String::new();
+        let mut bloom = 0;
+        let mut slots: Vec<Slot> = entries
+            .iter()
+            .map(|&(kind, key, at)| {
+                let k = Key::new(kind, key);
+                bloom |= k.bloom;
+                let start = text.len();
+                text.push_str(key);
+                Slot {
+                    hash: k.hash,
+                    at,
+                    start: u32::try_from(start).unwrap_or(u32::MAX),
+                    len: u32::try_from(key.len()).unwrap_or(u32::MAX),
+                }
+            })
+            .collect();
+        slots.sort_by_key(|s| (s.hash, s.at.rule, s.at.entry));
+        Self {
+            bloom,
+            slots: slots.into_boxed_slice(),
+            text: text.into_boxed_str(),
+        }
+    }
+
+    fn text_of(&self, s: &Slot) -> &str {
+        let start = s.start as usize;
+        self.text.get(start..start + s.len as usize).unwrap_or("")
+    }
+
+    /// May the index hold this key? False means it certainly does not; the
+    /// test reads only the filter held inline.
+    #[inline(always)]
+    fn may_contain(&self, key: Key<'_>) -> bool {
+        self.bloom & key.bloom == key.bloom
+    }
+
+    /// The slots that hold exactly this key, in entry order.
+    fn matching<'s>(&'s self, key: Key<'s>) -> impl Iterator<Item = EntryRef> + 's {
+        let start = self.slots.partition_point(|s| s.hash < key.hash);
+        self.slots[start..]
+            .iter()
+            .take_while(move |s| s.hash == key.hash)
+            .filter(move |s| self.text_of(s) == key.text)
+            .map(|s| s.at)
+    }
+
+    /// Appends every entry with exactly this key to `out`.
+    #[inline(always)]
+    pub(crate) fn extend_into<A: smallvec::Array<Item = EntryRef>>(
+        &self,
+        key: Key<'_>,
+        out: &mut SmallVec<A>,
+    ) {
+        if self.may_contain(key) {
+            self.extend_matching(key, out);
+        }
+    }
+
+    #[inline(never)]
+    fn extend_matching<A: smallvec::Array<Item = EntryRef>>(
+        &self,
+        key: Key<'_>,
+        out: &mut SmallVec<A>,
+    ) {
+        for at in self.matching(key) {
+            out.push(at);
+        }
+    }
+
+    /// Does any entry have exactly this key?
+    pub(crate) fn contains(&self, key: Key<'_>) -> bool {
+        self.may_contain(key) && self.matching(key).next().is_some()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Every key with where it is, in hash order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, EntryRef)> + '_ {
+        self.slots.iter().map(|s| (self.text_of(s), s.at))
+    }
+}
+
+/// The first (up to) eight bytes of a segment, little-endian, zero-padded:
+/// what a pattern's last segment is pre-tested on.
+fn head_word(text: &str) -> u64 {
+    let mut word = [0u8; 8];
+    let n = text.len().min(8);
+    word[..n].copy_from_slice(&text.as_bytes()[..n]);
+    u64::from_le_bytes(word)
+}
+
+/// A wildcard entry (TS-0003 7.1.3, Decision 1): its anchor, its `/`
+/// segments, where it sits, and a cheap pre-test.
+#[derive(Debug, Clone)]
+pub(crate) struct Pattern {
+    pub(crate) at: EntryRef,
+    scope: EntryScope,
+    /// The literal bytes the last segment starts with (at most eight), and
+    /// which bytes of the originator's last segment they are compared with.
+    head: u64,
+    head_mask: u64,
+    segments: Box<[Glob]>,
+}
+
+impl Pattern {
+    pub(crate) fn new(scope: EntryScope, segments: &[String], at: EntryRef) -> Self {
+        let last = segments.last().map_or("", String::as_str);
+        let literal = &last[..last.find('*').unwrap_or(last.len())];
+        let n = literal.len().min(8);
+        Self {
+            at,
+            scope,
+            head: head_word(literal),
+            head_mask: if n == 8 {
+                u64::MAX
+            } else {
+                (1u64 << (8 * n)) - 1
+            },
+            segments: segments.iter().map(|s| Glob::new(s)).collect(),
+        }
+    }
+
+    /// Does the entry name the originator: the same number of `/`
+    /// segments in the entry's scope, each matched by its glob (a `*` never
+    /// spans a `/`)?
+    #[inline]
+    pub(crate) fn matches(&self, o: &Originator<'_>) -> bool {
+        // The last segment is the same in every scope's view.
+        if o.tail_head & self.head_mask != self.head {
+            return false;
+        }
+        let Some(view) = o.view(&self.scope) else {
+            return false;
+        };
+        let mut parts = view.split('/');
+        self.segments
+            .iter()
+            .all(|g| parts.next().is_some_and(|t| g.matches(t)))
+            && parts.next().is_none()
+    }
+}
+
+/// Where each kind of `acor` entry of a rule set is found (TS-0003 7.1.3).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OriginatorIndex {
+    /// `all`.
+    pub(crate) all: Box<[EntryRef]>,
+    /// Absolute IDs, SP-relative IDs, stems, SP domains and Role-IDs.
+    pub(crate) literals: LiteralIndex,
+    /// Wildcard entries.
+    pub(crate) patterns: Box<[Pattern]>,
+    /// Literal entries as written: each may be a `<group>` resource ID.
+    pub(crate) groups: LiteralIndex,
+}
+
+/// The originator of one decision, in absolute form, prepared to probe
+/// [`OriginatorIndex`]es: its literal keys hashed, and where the views that
+/// wildcard entries of each scope are matched against start.
+#[derive(Debug, Clone)]
+pub(crate) struct Originator<'o> {
+    /// `//fqdn/...`, as [`HostingContext::canonicalize`] gives it.
+    pub(crate) absolute: &'o str,
+    /// The literal keys it can match: absolute ID, SP-relative ID, stem,
+    /// SP domain (those that exist), in `keys[..key_count]`.
+    keys: [Key<'o>; 4],
+    key_count: u8,
+    /// [`head_word`] of the last segment.
+    tail_head: u64,
+    /// The path after the domain, without its leading `/`, when the
+    /// originator is in the hosting SP: what SP-relative entries see.
+    sp_relative: Option<&'o str>,
+    /// The stem, for an AE registered with the hosting CSE (`//sp/cse/stem`).
+    stem: Option<&'o str>,
+}
+
+impl<'o> Originator<'o> {
+    /// Prepares an absolute originator ID for the hosting CSE `ctx`.
+    pub(crate) fn new(id: AbsoluteId<'o>, ctx: &HostingContext) -> Self {
+        let absolute = id.as_str();
+        let (fqdn, rest) = (id.fqdn(), id.rest());
+        let in_sp = fqdn == ctx.sp_fqdn();
+        let sp_relative = rest.get(1..).filter(|r| in_sp && !r.is_empty());
+        let last = id.last_segment();
+        // `cse/stem`, with nothing after the stem (its length says so).
+        let cse = ctx.cse_id();
+        let stem = sp_relative.filter(|r| {
+            !last.is_empty()
+                && r.len() == cse.len() + 1 + last.len()
+                && r.starts_with(cse)
+                && r.as_bytes()[cse.len()] == b'/'
+        });
+        let stem = stem.map(|_| last);
+        let mut keys = [Key::new(KeyKind::Absolute, absolute); 4];
+        let mut n = 1;
+        if let Some(r) = sp_relative {
+            // The SP-relative form keeps its leading `/`.
+            keys[n] = Key::new(KeyKind::SpRelative, &rest[..r.len() + 1]);
+            n += 1;
+        }
+        if let Some(stem) = stem {
+            keys[n] = Key::new(KeyKind::CseStem, stem);
+            n += 1;
+        }
+        if !rest.is_empty() {
+            // An SP domain authorizes every AE-ID and CSE-ID under it.
+            keys[n] = Key::new(KeyKind::Domain, fqdn);
+            n += 1;
+        }
+        Self {
+            absolute,
+            keys,
+            key_count: n as u8,
+            tail_head: head_word(last),
+            sp_relative,
+            stem,
+        }
+    }
+
+    /// The literal keys it can match.
+    #[inline]
+    pub(crate) fn keys(&self) -> &[Key<'o>] {
+        &self.keys[..usize::from(self.key_count)]
+    }
+
+    /// The `/`-separated text an entry of `scope` is matched against, if
+    /// any: the whole ID after `//`, the SP-relative path, or the stem.
+    fn view(&self, scope: &EntryScope) -> Option<&'o str> {
+        match scope {
+            EntryScope::Absolute => self.absolute.get(2..),
+            EntryScope::SpRelative => self.sp_relative,
+            EntryScope::CseStem => self.stem,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn originator<'a>(ctx: &HostingContext, absolute: &'a str) -> Originator<'a> {
+        Originator::new(AbsoluteId::parse(absolute), ctx)
+    }
+
+    proptest::proptest! {
+        /// The pre-test on the last segment never rejects a pattern that
+        /// matches: it compares only the literal bytes before the first `*`.
+        #[test]
+        fn head_pretest_never_rejects_a_match(
+            prefix in "[a-c]{0,10}",
+            star in proptest::bool::ANY,
+            suffix in "[a-c*]{0,4}",
+            text in "[a-c]{1,12}",
+        ) {
+            let glob = if star { format!("{prefix}*{suffix}") } else { prefix.clone() };
+            let ctx = HostingContext::new("//sp", "/cse").unwrap();
+            let p = Pattern::new(EntryScope::CseStem, std::slice::from_ref(&glob), EntryRef { rule: 0, entry: 0 });
+            let absolute = format!("//sp/cse/{text}");
+            proptest::prop_assert_eq!(
+                p.matches(&originator(&ctx, &absolute)),
+                crate::ids::glob_segment(&glob, &text),
+                "glob {} text {}", glob, text
+            );
+        }
+    }
+
+    #[test]
+    fn keys_of_kinds_do_not_mix() {
+        let idx = LiteralIndex::build(&[
+            (
+                KeyKind::SpRelative,
+                "/id-in",
+                EntryRef { rule: 0, entry: 0 },
+            ),
+            (KeyKind::CseStem, "id-in", EntryRef { rule: 1, entry: 0 }),
+        ]);
+        assert!(idx.contains(Key::new(KeyKind::SpRelative, "/id-in")));
+        assert!(!idx.contains(Key::new(KeyKind::Absolute, "/id-in")));
+        assert!(!idx.contains(Key::new(KeyKind::SpRelative, "id-in")));
+        let mut out: SmallVec<[EntryRef; 8]> = SmallVec::new();
+        idx.extend_into(Key::new(KeyKind::CseStem, "id-in"), &mut out);
+        assert_eq!(out.as_slice(), &[EntryRef { rule: 1, entry: 0 }]);
+    }
+
+    #[test]
+    fn originator_keys_and_views() {
+        let ctx = HostingContext::new("//m2m.example.com", "/id-in").unwrap();
+        let o = originator(&ctx, "//m2m.example.com/id-in/Cae1");
+        let texts: Vec<&str> = o.keys().iter().map(|k| k.text).collect();
+        assert_eq!(
+            texts,
+            [
+                "//m2m.example.com/id-in/Cae1",
+                "/id-in/Cae1",
+                "Cae1",
+                "m2m.example.com"
+            ]
+        );
+        assert_eq!(o.view(&EntryScope::SpRelative), Some("id-in/Cae1"));
+        assert_eq!(o.view(&EntryScope::CseStem), Some("Cae1"));
+        // Not a stem: on another CSE, or one segment deeper.
+        for other in [
+            "//m2m.example.com/id-mn/Cae1",
+            "//m2m.example.com/id-in/Cae1/x",
+            "//m2m.example.com/id-inx/Cae1",
+        ] {
+            assert_eq!(
+                originator(&ctx, other).view(&EntryScope::CseStem),
+                None,
+                "{other}"
+            );
+        }
+        let remote = originator(&ctx, "//other.org/cse/Cae1");
+        assert_eq!(remote.keys().len(), 2);
+        assert_eq!(remote.view(&EntryScope::SpRelative), None);
+        assert_eq!(remote.view(&EntryScope::CseStem), None);
+        // A bare SP-ID names no path: only the absolute key.
+        assert_eq!(originator(&ctx, "//m2m.example.com").keys().len(), 1);
+    }
+}
