@@ -207,45 +207,32 @@ impl HostingContext {
 
 /// Where the originator's absolute form is built: on the stack when it is
 /// short, as it nearly always is, so a decision does not allocate for it.
-struct IdBuffer {
-    inline: [u8; IdBuffer::INLINE],
-    len: usize,
-    heap: String,
+enum IdBuffer {
+    Inline(arrayvec::ArrayString<96>),
+    Heap(String),
 }
 
 impl IdBuffer {
-    const INLINE: usize = 96;
-
     fn new() -> Self {
-        Self {
-            inline: [0; Self::INLINE],
-            len: 0,
-            heap: String::new(),
-        }
+        Self::Inline(arrayvec::ArrayString::new())
     }
 
     /// Holds the concatenation of `parts`.
     fn set(&mut self, parts: [&str; 3]) {
-        let total: usize = parts.iter().map(|p| p.len()).sum();
-        if total <= Self::INLINE {
-            let mut at = 0;
-            for p in parts {
-                self.inline[at..at + p.len()].copy_from_slice(p.as_bytes());
-                at += p.len();
+        let mut inline = arrayvec::ArrayString::new();
+        for p in parts {
+            if inline.try_push_str(p).is_err() {
+                *self = Self::Heap(parts.concat());
+                return;
             }
-            self.len = total;
-        } else {
-            self.heap = parts.concat();
-            self.len = usize::MAX;
         }
+        *self = Self::Inline(inline);
     }
 
     fn as_str(&self) -> &str {
-        match self.inline.get(..self.len) {
-            // Whole `&str`s were copied in, so this is UTF-8 (the check is
-            // a few word compares on an ASCII ID).
-            Some(bytes) => std::str::from_utf8(bytes).unwrap_or_default(),
-            None => &self.heap,
+        match self {
+            Self::Inline(s) => s,
+            Self::Heap(s) => s,
         }
     }
 }

@@ -284,7 +284,7 @@ impl<'o> Originator<'o> {
     pub(crate) fn new(id: AbsoluteId<'o>, ctx: &HostingContext) -> Self {
         let absolute = id.as_str();
         let (fqdn, rest) = (id.fqdn(), id.rest());
-        let in_sp = fqdn == ctx.sp_fqdn();
+        let in_sp = short_eq(fqdn.as_bytes(), ctx.sp_fqdn().as_bytes());
         let sp_relative = rest.get(1..).filter(|r| in_sp && !r.is_empty());
         let last = id.last_segment();
         // `cse/stem`, with nothing after the stem (its length says so).
@@ -292,7 +292,7 @@ impl<'o> Originator<'o> {
         let stem = sp_relative.filter(|r| {
             !last.is_empty()
                 && r.len() == cse.len() + 1 + last.len()
-                && r.starts_with(cse)
+                && short_eq(&r.as_bytes()[..cse.len()], cse.as_bytes())
                 && r.as_bytes()[cse.len()] == b'/'
         });
         let stem = stem.map(|_| last);
@@ -339,6 +339,26 @@ impl<'o> Originator<'o> {
     }
 }
 
+/// `a == b` for the short texts IDs are made of, without a call to
+/// `memcmp`: 8 to 16 bytes are compared as two (overlapping) words.
+#[inline(always)]
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    match n {
+        0..8 => a.iter().zip(b).all(|(x, y)| x == y),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,6 +386,14 @@ mod tests {
                 crate::ids::glob_segment(&glob, &text),
                 "glob {} text {}", glob, text
             );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn short_eq_is_eq(a in "[ab]{0,20}", b in "[ab]{0,20}") {
+            proptest::prop_assert_eq!(short_eq(a.as_bytes(), b.as_bytes()), a == b);
+            proptest::prop_assert!(short_eq(a.as_bytes(), a.as_bytes()));
         }
     }
 

@@ -15,7 +15,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 
 /// First year a window can name.
 const FIRST_YEAR: u16 = 2000;
@@ -66,8 +66,20 @@ pub struct TimeParts {
 
 impl TimeParts {
     /// Breaks a UTC instant into fields; the sub-second part is dropped.
+    /// Read off chrono's own fields, which hold the civil date already.
     pub fn of(t: DateTime<Utc>) -> Self {
-        Self::from_unix(t.timestamp())
+        // The naive UTC value: `DateTime`'s own accessors apply the offset.
+        let t = t.naive_utc();
+        let year = t.year().clamp(0, i32::from(u16::MAX)) as u16;
+        Self {
+            sec: t.second() as u8,
+            min: t.minute() as u8,
+            hour: t.hour() as u8,
+            dom: t.day() as u8,
+            mon: t.month() as u8,
+            dow: t.weekday().num_days_from_sunday() as u8,
+            year,
+        }
     }
 
     /// Breaks Unix seconds into fields without going through chrono
@@ -833,6 +845,19 @@ mod tests {
         assert_eq!((p.mon, p.dom), (3, 1));
         assert_eq!(days_in_month(2100, 2), 28);
         assert_eq!(days_in_month(2000, 2), 29);
+    }
+
+    proptest::proptest! {
+        /// Chrono's fields and the civil-from-days arithmetic agree on
+        /// every instant chrono can hold.
+        #[test]
+        fn time_parts_from_chrono_equal_from_unix(
+            secs in chrono::DateTime::<Utc>::MIN_UTC.timestamp()..=chrono::DateTime::<Utc>::MAX_UTC.timestamp(),
+            nanos in 0u32..1_000_000_000,
+        ) {
+            let t = DateTime::<Utc>::from_timestamp(secs, nanos).expect("in range");
+            proptest::prop_assert_eq!(TimeParts::of(t), TimeParts::from_unix(secs));
+        }
     }
 
     #[test]
