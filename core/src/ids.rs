@@ -207,33 +207,33 @@ impl HostingContext {
 
 /// Where the originator's absolute form is built: on the stack when it is
 /// short, as it nearly always is, so a decision does not allocate for it.
-enum IdBuffer {
-    Inline(arrayvec::ArrayString<96>),
-    Heap(String),
+struct IdBuffer {
+    inline: arrayvec::ArrayString<96>,
+    /// Used instead of `inline` when set (a longer ID).
+    heap: Option<String>,
 }
 
 impl IdBuffer {
     fn new() -> Self {
-        Self::Inline(arrayvec::ArrayString::new())
+        Self {
+            inline: arrayvec::ArrayString::new(),
+            heap: None,
+        }
     }
 
     /// Holds the concatenation of `parts`.
     fn set(&mut self, parts: [&str; 3]) {
-        let mut inline = arrayvec::ArrayString::new();
+        self.inline.clear();
         for p in parts {
-            if inline.try_push_str(p).is_err() {
-                *self = Self::Heap(parts.concat());
+            if self.inline.try_push_str(p).is_err() {
+                self.heap = Some(parts.concat());
                 return;
             }
         }
-        *self = Self::Inline(inline);
     }
 
     fn as_str(&self) -> &str {
-        match self {
-            Self::Inline(s) => s,
-            Self::Heap(s) => s,
-        }
+        self.heap.as_deref().unwrap_or(&self.inline)
     }
 }
 
