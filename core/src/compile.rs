@@ -267,12 +267,16 @@ impl IpRanges {
         }
     }
 
-    /// Is `ip` inside one of the ranges? An IPv4-mapped IPv6 address
-    /// (`::ffff:a.b.c.d`, as dual-stack sockets report IPv4 peers) is also
-    /// tested against the IPv4 ranges.
+    /// Is `ip` inside one of the ranges? An IPv4 address and its
+    /// IPv4-mapped IPv6 form (`::ffff:a.b.c.d`, as dual-stack sockets report
+    /// IPv4 peers) are the same peer: each is also tested against the ranges
+    /// of the other family.
     pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         match ip {
-            IpAddr::V4(a) => in_ranges(&self.v4, u32::from(a)),
+            IpAddr::V4(a) => {
+                in_ranges(&self.v4, u32::from(a))
+                    || (!self.v6.is_empty() && in_ranges(&self.v6, u128::from(a.to_ipv6_mapped())))
+            }
             IpAddr::V6(a) => {
                 in_ranges(&self.v6, u128::from(a))
                     || a.to_ipv4_mapped()

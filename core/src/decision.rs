@@ -138,6 +138,11 @@ pub enum MissingAttribute {
         /// Why it could not be resolved.
         reason: String,
     },
+    /// The originator's IP address (`rq_ip`).
+    IpAddress {
+        /// Why it is unknown.
+        reason: String,
+    },
     /// The originator's position.
     Position {
         /// Why it is unknown.
@@ -157,6 +162,7 @@ impl fmt::Display for MissingAttribute {
             Self::GroupMembership { group, reason } => {
                 write!(f, "membership of group {group}: {reason}")
             }
+            Self::IpAddress { reason } => write!(f, "originator IP address: {reason}"),
             Self::Position { reason } => write!(f, "originator position: {reason}"),
             Self::Country { reason } => write!(f, "originator country: {reason}"),
         }

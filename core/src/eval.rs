@@ -420,16 +420,22 @@ impl<'r, 'o> Evaluation<'r, 'o> {
     }
 
     /// `res_ip = ismember(rq_ip, accessControlIpAddress)`.
-    fn res_ip(&self, c: &CompiledContext) -> Result<(), ContextFailure> {
+    fn res_ip(&mut self, c: &CompiledContext) -> Result<(), ContextFailure> {
         let Some(ranges) = &c.ip else { return Ok(()) };
         match self.req.ip {
             Some(ip) if ranges.contains(ip) => Ok(()),
             Some(ip) => Err(ContextFailure::IpAddress {
                 reason: self.why(|| format!("{ip} is in no listed range")),
             }),
-            None => Err(ContextFailure::IpAddress {
-                reason: self.why(|| "originator IP address unknown".to_owned()),
-            }),
+            None => {
+                // Indeterminate, so Deny, reported as such (7.1.4; Decision 10).
+                self.note_missing(MissingAttribute::IpAddress {
+                    reason: "not given in the request".to_owned(),
+                });
+                Err(ContextFailure::IpAddress {
+                    reason: self.why(|| "originator IP address unknown".to_owned()),
+                })
+            }
         }
     }
 
@@ -523,6 +529,28 @@ impl<'r, 'o> Evaluation<'r, 'o> {
         Err(FailedCondition::ObjectDetails { elements: reasons })
     }
 
+    /// Records an attribute the decision needed and could not get (once
+    /// per kind: the first reason is the one reported).
+    fn note_missing(&mut self, missing: MissingAttribute) {
+        let same_kind = |m: &MissingAttribute| {
+            std::mem::discriminant(m) == std::mem::discriminant(&missing)
+                && match (m, &missing) {
+                    (
+                        MissingAttribute::Role { role: a, .. },
+                        MissingAttribute::Role { role: b, .. },
+                    ) => a == b,
+                    (
+                        MissingAttribute::GroupMembership { group: a, .. },
+                        MissingAttribute::GroupMembership { group: b, .. },
+                    ) => a == b,
+                    _ => true,
+                }
+        };
+        if !self.missing.iter().any(same_kind) {
+            self.missing.push(missing);
+        }
+    }
+
     /// A reason text, built only when explaining.
     fn why(&self, text: impl FnOnce() -> String) -> String {
         if self.options.explain {
@@ -581,9 +609,14 @@ impl<'r, 'o> Evaluation<'r, 'o> {
         let p = self.req.position.or_else(|| {
             match self.attrs.position(self.originator.absolute, self.req.time) {
                 Lookup::Found(p) => Some(p),
-                Lookup::NotFound => None,
+                Lookup::NotFound => {
+                    self.note_missing(MissingAttribute::Position {
+                        reason: "not given in the request, and no position is known".to_owned(),
+                    });
+                    None
+                }
                 Lookup::Unavailable(reason) => {
-                    self.missing.push(MissingAttribute::Position { reason });
+                    self.note_missing(MissingAttribute::Position { reason });
                     None
                 }
             }
@@ -612,18 +645,26 @@ impl<'r, 'o> Evaluation<'r, 'o> {
         {
             found.push(c);
         }
+        // Known to be in no country (at sea) is an answer; not known is not.
+        let mut determined = !found.is_empty();
         if found.is_empty()
             && let Some(p) = self.position()
         {
             match self.attrs.countries_of_position(&p) {
                 Lookup::Found(list) => {
+                    determined = true;
                     found.extend(list.iter().map(|cc| pack_country(cc).unwrap_or(UNLISTED)))
                 }
                 Lookup::NotFound => {}
                 Lookup::Unavailable(reason) => {
-                    self.missing.push(MissingAttribute::Country { reason });
+                    self.note_missing(MissingAttribute::Country { reason });
                 }
             }
+        }
+        if !determined {
+            self.note_missing(MissingAttribute::Country {
+                reason: "not given in the request, and neither its IP address nor its position gives one".to_owned(),
+            });
         }
         self.countries = Some(found.clone());
         found
@@ -637,7 +678,7 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             Lookup::Found(cc) => Some(pack_country(&cc).unwrap_or(UNLISTED)),
             Lookup::NotFound => None,
             Lookup::Unavailable(reason) => {
-                self.missing.push(MissingAttribute::Country { reason });
+                self.note_missing(MissingAttribute::Country { reason });
                 None
             }
         }

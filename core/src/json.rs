@@ -117,13 +117,59 @@ pub fn policy_from_value(v: Value) -> Result<AccessControlPolicy, ValidationErro
             message: format!("expected an object, found {}", kind(&v)),
         });
     };
-    Ok(AccessControlPolicy {
+    let acp = AccessControlPolicy {
         resource_name: take_string(&mut map, "rn")?,
         resource_id: take_string(&mut map, "ri")?,
         parent_id: take_string(&mut map, "pi")?,
         privileges: take_acrs(&mut map, "pv")?,
         self_privileges: take_acrs(&mut map, "pvs")?,
         other: map,
+    };
+    // Other attributes are kept as they are, but a long name or a nested
+    // root is a mistake that would silently drop rules (an ACP whose
+    // `privileges` were ignored grants nothing and says nothing).
+    for key in acp.other.keys() {
+        if let Some(short) = short_name_of(key) {
+            return Err(ValidationError {
+                path: key.clone(),
+                message: format!("oneM2M JSON uses short names: write `{short}` (TS-0004 8.2)"),
+            });
+        }
+        if key.starts_with("m2m:") {
+            return Err(ValidationError {
+                path: key.clone(),
+                message: format!(
+                    "a resource root must be the only key of its object; `{key}` stands next to other attributes"
+                ),
+            });
+        }
+    }
+    Ok(acp)
+}
+
+/// The short name of a long `<accessControlPolicy>` attribute name
+/// (TS-0004 8.2.2, 8.2.3).
+fn short_name_of(long: &str) -> Option<&'static str> {
+    Some(match long {
+        "resourceName" => "rn",
+        "resourceType" => "ty",
+        "resourceID" => "ri",
+        "parentID" => "pi",
+        "creationTime" => "ct",
+        "lastModifiedTime" => "lt",
+        "expirationTime" => "et",
+        "labels" => "lbl",
+        "announceTo" => "at",
+        "announcedAttribute" => "aa",
+        "privileges" => "pv",
+        "selfPrivileges" => "pvs",
+        "authorizationDecisionResourceIDs" => "adri",
+        "authorizationPolicyResourceIDs" => "apri",
+        "authorizationInformationResourceIDs" => "airi",
+        "dynamicAuthorizationConsultationIDs" => "daci",
+        "creator" => "cr",
+        "custodian" => "cstn",
+        _ => return None,
     })
 }
 
@@ -262,6 +308,31 @@ mod tests {
             panic!()
         };
         assert_eq!(e.0[0].path, "pv.acr[0].acco[0].acec");
+    }
+
+    /// A long attribute name would otherwise be kept as an unknown
+    /// attribute, leaving the ACP without the rules its author wrote.
+    #[test]
+    fn long_attribute_names_are_rejected_with_the_short_name() {
+        let doc =
+            r#"{"m2m:acp": {"rn": "x", "privileges": {"acr": [{"acor": ["all"], "acop": 2}]}}}"#;
+        let JsonError::Invalid(e) = parse_policies(doc).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(e.0[0].path, "privileges");
+        assert!(e.0[0].message.contains("`pv`"), "{}", e.0[0].message);
+        // Attributes the engine does not use still load unchanged.
+        let kept = r#"{"m2m:acp": {"rn": "x", "et": "20301231T000000", "lbl": ["a"], "adri": [], "pv": {"acr": []}, "pvs": {"acr": []}}}"#;
+        assert_eq!(parse_policies(kept).unwrap()[0].other.len(), 3);
+    }
+
+    #[test]
+    fn a_root_next_to_other_keys_is_rejected() {
+        let doc = r#"{"m2m:acp": {"pv": {"acr": []}}, "lbl": ["x"]}"#;
+        let JsonError::Invalid(e) = parse_policies(doc).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(e.0[0].path, "m2m:acp");
     }
 
     #[test]
@@ -487,6 +558,40 @@ pub fn parse_timestamp(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::NaiveDateTime::parse_from_str(main, "%Y%m%dT%H%M%S")
         .ok()
         .map(|t| t.and_utc())
+}
+
+/// `m2m:absRelTimestamp` (TS-0004 6.3.3): an absolute `m2m:timestamp` or a
+/// time relative to now in milliseconds. The DAS parses `rts` and `ppl` with
+/// it, the PDP the `pl` of a DAS's `dai`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbsRelTimestamp {
+    /// `YYYYMMDDThhmmss` (UTC).
+    Absolute(chrono::DateTime<chrono::Utc>),
+    /// Milliseconds from now (negative: in the past).
+    Relative(chrono::TimeDelta),
+}
+
+impl AbsRelTimestamp {
+    /// Parses either form; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        if let Some(t) = parse_timestamp(text) {
+            return Some(Self::Absolute(t));
+        }
+        let ms: i64 = text.parse().ok()?;
+        chrono::TimeDelta::try_milliseconds(ms).map(Self::Relative)
+    }
+
+    /// The instant it names, relative times counted from `now`; `None` when
+    /// out of range.
+    pub fn resolve(
+        self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self {
+            Self::Absolute(t) => Some(t),
+            Self::Relative(d) => now.checked_add_signed(d),
+        }
+    }
 }
 
 /// Formats an `m2m:timestamp`.

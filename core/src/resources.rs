@@ -174,17 +174,83 @@ pub const DEFAULT_POLICY_PREFIX: &str = "defaultPolicy:";
 
 /// The default access policy of a resource without `acpi` (TS-0001
 /// 9.6.1.3.2): unrestricted access for the custodian if set, else the creator.
+///
+/// The clause grants access to "the Originator of the successful Create
+/// only", so the owner is compiled as an `acor` entry only when it names one
+/// originator ([`check_owner_id`]). An owner value that does not (`all`, an
+/// SP domain, a wildcard, a Role-ID: a record stored before the PRP checked
+/// `cr` and `cstn`) grants nothing; a set custodian still replaces the
+/// creator then. An empty value counts as not set.
 pub fn default_policy(r: &Resource) -> SetOfAcrs {
-    let owner = r.custodian.as_ref().or(r.creator.as_ref());
+    fn set(v: &Option<String>) -> Option<&str> {
+        v.as_deref().filter(|s| !s.is_empty())
+    }
+    let owner = set(&r.custodian).or(set(&r.creator));
     SetOfAcrs {
         rules: owner
+            .filter(|o| check_owner_id(o).is_ok())
             .map(|o| AccessControlRule {
-                originators: vec![o.clone()],
+                originators: vec![o.to_owned()],
                 operations: acop::ALL,
                 ..AccessControlRule::default()
             })
             .into_iter()
             .collect(),
+    }
+}
+
+/// Why a `cr` (creator) or `cstn` (custodian) value does not name one
+/// originator, as the default policy needs ([`check_owner_id`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OwnerIdError {
+    /// `all`.
+    #[error("'all' names every originator, not one originator ID")]
+    All,
+    /// A `*` wildcard.
+    #[error("a wildcard '*' names many originators, not one originator ID")]
+    Wildcard,
+    /// A Role-ID.
+    #[error("'@' marks a Role-ID, not an originator ID (an AE-ID or CSE-ID)")]
+    RoleId,
+    /// Whitespace.
+    #[error("must not contain whitespace")]
+    Whitespace,
+    /// `//fqdn` without a path.
+    #[error(
+        "an SP domain (//fqdn without a path) names every originator of that SP, not one originator ID"
+    )]
+    Domain,
+    /// Not an identifier at all (empty, or an empty path segment).
+    #[error("{0}")]
+    Malformed(crate::ids::IdError),
+}
+
+/// Checks that `id` (a `cr` or `cstn` value) names one originator: an
+/// AE-ID or CSE-ID in stem, SP-relative or absolute form, as opposed to an
+/// `acor` entry that names many (`all`, an SP domain `//fqdn`, a wildcard
+/// `*`, a Role-ID `name@fqdn`). An ID that is also the resource ID of a
+/// `<group>` cannot be told apart here.
+pub fn check_owner_id(id: &str) -> Result<(), OwnerIdError> {
+    use crate::ids::OriginatorEntry;
+    if id == "all" {
+        return Err(OwnerIdError::All);
+    }
+    if id.chars().any(char::is_whitespace) {
+        return Err(OwnerIdError::Whitespace);
+    }
+    if id.contains('*') {
+        return Err(OwnerIdError::Wildcard);
+    }
+    if id.contains('@') {
+        return Err(OwnerIdError::RoleId);
+    }
+    match OriginatorEntry::parse(id) {
+        Ok(OriginatorEntry::Exact { .. }) => Ok(()),
+        Ok(OriginatorEntry::Domain(_)) => Err(OwnerIdError::Domain),
+        Ok(OriginatorEntry::All) => Err(OwnerIdError::All),
+        Ok(OriginatorEntry::Role(_)) => Err(OwnerIdError::RoleId),
+        Ok(OriginatorEntry::Pattern { .. }) => Err(OwnerIdError::Wildcard),
+        Err(e) => Err(OwnerIdError::Malformed(e)),
     }
 }
 
@@ -275,6 +341,61 @@ mod tests {
         assert_eq!(
             default_policy(&r).rules[0].originators,
             vec!["Ccustodian".to_string()]
+        );
+    }
+
+    /// TS-0001 9.6.1.3.2: the default policy is for "the Originator of the
+    /// successful Create only"; a stored `cr`/`cstn` that names many
+    /// originators grants nothing.
+    #[test]
+    fn ts0001_9_6_1_3_2_default_policy_grants_nothing_to_a_non_concrete_owner() {
+        for owner in [
+            "all",
+            "//sp.example.com",
+            "C*",
+            "/id-in/*",
+            "//sp.example.com/id-in/C*",
+            "guest@roles.example.com",
+            "C bob",
+            "//sp.example.com//x",
+        ] {
+            let mut r = res("x", None, 3, None);
+            r.creator = Some(owner.into());
+            assert!(
+                default_policy(&r).rules.is_empty(),
+                "creator {owner:?} must grant nothing"
+            );
+            assert!(check_owner_id(owner).is_err(), "{owner:?}");
+            // A custodian that names many replaces the creator all the same.
+            let mut r = res("x", None, 3, None);
+            r.custodian = Some(owner.into());
+            assert!(
+                default_policy(&r).rules.is_empty(),
+                "custodian {owner:?} must grant nothing (not fall back to the creator)"
+            );
+        }
+        for owner in [
+            "Ccreator",
+            "SmyAE",
+            "/id-in/Cae",
+            "/id-in",
+            "//sp.example.com/id-in/Cae",
+            "//sp.example.com/Sae",
+        ] {
+            let mut r = res("x", None, 3, None);
+            r.creator = Some(owner.into());
+            assert_eq!(
+                default_policy(&r).rules[0].originators,
+                vec![owner.to_string()],
+                "{owner:?}"
+            );
+        }
+        // Empty counts as not set: the creator applies.
+        let mut r = res("x", None, 3, None);
+        r.custodian = Some(String::new());
+        assert_eq!(
+            default_policy(&r).rules[0].originators,
+            vec!["Ccreator".to_string()]
         );
     }
 

@@ -1424,15 +1424,47 @@ fn table_7_1_3_3_acip_families() {
 }
 
 /// 7.1.4 / Decision 10: an acip rule cannot hold for a request whose IP is
-/// unknown; that is Deny, never Permit.
+/// unknown; that is Deny, never Permit, "reported with a status explaining
+/// why": MISSING_ATTRIBUTE, naming the IP address.
 #[test]
 fn table_7_1_3_3_acip_request_without_ip_denies() {
     let d = check(&acip(&["0.0.0.0/0"], &["::/0"]), &retrieve("Cphone"));
     assert_deny(&d);
-    assert_eq!(d.status, AuthorizationStatus::Ok);
+    assert_eq!(d.status, AuthorizationStatus::MissingAttribute);
+    assert!(
+        matches!(d.missing.as_slice(), [MissingAttribute::IpAddress { .. }]),
+        "{d:#?}"
+    );
     assert!(
         matches!(context_failures(&d), [ContextFailure::IpAddress { .. }]),
         "{d:#?}"
+    );
+    // With the IP given and outside the ranges, the Deny is determinate.
+    let d = check(
+        &acip(&["10.0.0.0/8"], &[]),
+        &retrieve_from_ip("Cphone", "11.0.0.1"),
+    );
+    assert_deny(&d);
+    assert_eq!(d.status, AuthorizationStatus::Ok);
+    assert!(d.missing.is_empty(), "{d:#?}");
+}
+
+/// Project choice (README): an IPv4 address and its IPv4-mapped IPv6 form
+/// `::ffff:a.b.c.d` are the same peer, whichever form the entry or the
+/// request uses.
+#[test]
+fn table_7_1_3_3_acip_ipv4_mapped_either_way() {
+    assert_ips(
+        &acip(&["10.0.0.0/8"], &[]),
+        &[("::ffff:10.1.2.3", true), ("::ffff:11.1.2.3", false)],
+    );
+    assert_ips(
+        &acip(&[], &["::ffff:10.0.0.0/104"]),
+        &[
+            ("10.1.2.3", true),
+            ("::ffff:10.1.2.3", true),
+            ("11.1.2.3", false),
+        ],
     );
 }
 
@@ -1585,15 +1617,69 @@ fn decision_5_aclr_country_from_position_via_attributes() {
     assert_deny(&check_with(&acp, &retrieve("Cphone"), &far));
 }
 
-/// Decision 5: unknown country → the location rule does not match (Deny).
+/// Decision 5: unknown country → the location rule does not match (Deny);
+/// Decision 10: the Deny says the country is missing.
 #[test]
 fn decision_5_aclr_country_unknown_denies() {
     let acp = countries(&["DE"]);
-    assert_deny(&check(&acp, &retrieve("Cphone")));
+    let d = check(&acp, &retrieve("Cphone"));
+    assert_deny(&d);
+    assert_eq!(d.status, AuthorizationStatus::MissingAttribute);
+    assert!(
+        d.missing
+            .iter()
+            .any(|m| matches!(m, MissingAttribute::Country { .. })),
+        "{d:#?}"
+    );
     // IP and position known, but the PIP knows no country for them.
     let mut r = retrieve_from_ip("Cphone", "192.0.2.1");
     r.position = Some(pos(0.0, -160.0, 0.0));
-    assert_deny(&check_with(&acp, &r, &InMemoryAttributes::new()));
+    let d = check_with(&acp, &r, &InMemoryAttributes::new());
+    assert_deny(&d);
+    assert_eq!(d.status, AuthorizationStatus::MissingAttribute);
+}
+
+/// Decision 5 / 10: a position known to be in no country (at sea) is an
+/// answer, not a missing attribute: Deny with status OK.
+#[test]
+fn decision_5_aclr_position_in_no_country_is_a_determinate_deny() {
+    /// A source that knows every position lies in no country.
+    struct AtSea;
+    impl AttributeSource for AtSea {
+        fn role_verified(&self, _: &str, _: &str, _: DateTime<Utc>) -> authz_core::Lookup<bool> {
+            authz_core::Lookup::NotFound
+        }
+        fn group_has_member(&self, _: &str, _: &str) -> authz_core::Lookup<bool> {
+            authz_core::Lookup::NotFound
+        }
+        fn position(&self, _: &str, _: DateTime<Utc>) -> authz_core::Lookup<Position> {
+            authz_core::Lookup::NotFound
+        }
+        fn countries_of_position(&self, _: &Position) -> authz_core::Lookup<Vec<String>> {
+            authz_core::Lookup::Found(Vec::new())
+        }
+        fn country_of_ip(&self, _: IpAddr) -> authz_core::Lookup<String> {
+            authz_core::Lookup::NotFound
+        }
+    }
+    let acp = countries(&["DE"]);
+    let d = check_with(&acp, &retrieve_at_position(pos(0.0, -160.0, 0.0)), &AtSea);
+    assert_deny(&d);
+    assert_eq!(d.status, AuthorizationStatus::Ok, "{d:#?}");
+    assert!(d.missing.is_empty(), "{d:#?}");
+}
+
+/// Decision 10: a circle rule for an originator whose position nobody
+/// knows is a Deny that names the missing position.
+#[test]
+fn decision_10_unknown_position_is_reported_missing() {
+    let d = check_with(&circle(), &retrieve("Cphone"), &InMemoryAttributes::new());
+    assert_deny(&d);
+    assert_eq!(d.status, AuthorizationStatus::MissingAttribute);
+    assert!(
+        matches!(d.missing.as_slice(), [MissingAttribute::Position { .. }]),
+        "{d:#?}"
+    );
 }
 
 /// Decision 11: `acco: []` constrains nothing.

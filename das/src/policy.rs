@@ -41,7 +41,7 @@ use std::sync::Arc;
 use authz_core::compile::{CompiledAcp, ValidationError};
 use authz_core::decision::PrivilegeKind;
 pub use authz_core::ids::canonical_resource_id;
-use authz_core::json::{format_timestamp, parse_timestamp};
+use authz_core::json::format_timestamp;
 use authz_core::model::{AccessControlRule, SetOfAcrs, acop};
 use authz_core::request::{DecisionRequest, Operation, Position};
 use authz_core::token::{TokenClaims, TokenPermission, TokenPermissions, issuer_fqdn};
@@ -91,35 +91,9 @@ impl TargetPattern {
     }
 }
 
-/// `m2m:absRelTimestamp`: an absolute `m2m:timestamp` or a time relative to
-/// now in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AbsRelTimestamp {
-    /// `YYYYMMDDThhmmss` (UTC).
-    Absolute(DateTime<Utc>),
-    /// Milliseconds from now (negative: in the past).
-    Relative(TimeDelta),
-}
-
-impl AbsRelTimestamp {
-    /// Parses either form; `None` for anything else.
-    pub fn parse(text: &str) -> Option<Self> {
-        if let Some(t) = parse_timestamp(text) {
-            return Some(Self::Absolute(t));
-        }
-        let ms: i64 = text.parse().ok()?;
-        TimeDelta::try_milliseconds(ms).map(Self::Relative)
-    }
-
-    /// The instant it names, relative times counted from `now`; `None` when
-    /// out of range.
-    pub fn resolve(self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        match self {
-            Self::Absolute(t) => Some(t),
-            Self::Relative(d) => now.checked_add_signed(d),
-        }
-    }
-}
+/// `m2m:absRelTimestamp`, shared with the PDP (which parses the `pl` of a
+/// `dai` with it).
+pub use authz_core::json::AbsRelTimestamp;
 
 /// A checked `dynAuthDasRequest`, IDs absolute.
 #[derive(Debug, Clone, PartialEq)]
@@ -489,6 +463,8 @@ pub fn evaluate(
 
 #[cfg(test)]
 mod tests {
+    use authz_core::json::parse_timestamp;
+
     use super::*;
 
     fn hosting() -> HostingContext {

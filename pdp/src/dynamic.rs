@@ -7,16 +7,21 @@
 //!   `ltids` name tokens this PDP verified before. Each token's permissions
 //!   for the target join the decision (7.3.2.5): its `pv` as extra
 //!   applicable privileges, its `rids` as verified roles. A new token gets a
-//!   Local-Token-ID, returned in the decision (`ati`). Any token that cannot
-//!   be retrieved or fails verification makes the decision a Deny with the
-//!   reason (Decision 9).
+//!   Local-Token-ID, returned in the decision (`ati`). A malformed token in
+//!   `tkns` is an invalid argument; any token that cannot be retrieved, that
+//!   the DAS or PIP returns malformed, or that fails verification makes the
+//!   decision a Deny with the reason (7.3.2.3 step 6.1.4, Decision 9).
 //! - **Direct** (7.3.2.2): when the stored policies deny and the target (or
 //!   its parent) links an enabled `<dynamicAuthorizationConsultation>` whose
 //!   `dap` is a configured DAS — or a default DAS is configured — the PDP
 //!   consults it with the `rfa` Role-IDs and a deadline, verifies and caches
-//!   the returned tokens, stores a `dai` grant in the PRP as a dynamic ACP
-//!   with its lifetime, and decides again. Identical concurrent
-//!   consultations share one call.
+//!   the returned tokens, and decides again with them and the `dai` grant.
+//!   The `dai` is stored in the PRP as a dynamic ACP until its lifetime `pl`
+//!   (m2m:absRelTimestamp: `YYYYMMDDThhmmss`, or milliseconds from the
+//!   decision's time); without `pl` it counts for this decision only, and a
+//!   `dai` that cannot be used (a `pl` that is not an m2m:absRelTimestamp, an
+//!   invalid `gp`) is ignored with a reason while the tokens of the same
+//!   response still count. Identical concurrent consultations share one call.
 //! - **Indirect** (7.3.2.3 steps 1–2): a Deny of a request with the token
 //!   request indicator carries Token Request Information: for each DAS, its
 //!   URI and the `dreq` to present to it.
@@ -30,7 +35,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use authz_core::compile::CompiledAcp;
-use authz_core::json::{format_timestamp, parse_timestamp};
+use authz_core::json::AbsRelTimestamp;
+use authz_core::json::format_timestamp;
 use authz_core::resources::{DYNAMIC_AUTHORIZATION_CONSULTATION, ResourceView};
 use authz_core::token::{
     TokenAlgorithm, TokenError, TrustStore, TrustedIssuer, VerificationKey, VerifiedToken,
@@ -87,10 +93,12 @@ impl DynamicConfig {
 /// Why the tokens of a request are not usable.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TokenFailure {
-    /// A token is not a well-formed oneM2M JWT (an invalid argument, 4000).
+    /// A token the originator sent (`tkns`) is not a well-formed oneM2M JWT,
+    /// or the originator is not an ID (an invalid argument, 4000).
     #[error("{0}")]
     Malformed(String),
-    /// A token was retrieved but rejected (a Deny, 4103).
+    /// A token was rejected, including one the DAS or PIP returned for a
+    /// Token-ID that is not a well-formed oneM2M JWT (a Deny, 4103).
     #[error("{0}")]
     Rejected(String),
     /// A token could not be retrieved (DAS or PIP unreachable; a Deny).
@@ -99,7 +107,7 @@ pub enum TokenFailure {
 }
 
 /// What the tokens of a request grant for its target.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct TokenGrant {
     /// Extra applicable privileges (the tokens' `pv`, 7.3.2.5).
     pub acps: Vec<Arc<CompiledAcp>>,
@@ -135,6 +143,82 @@ impl TokenGrant {
     }
 }
 
+/// What one Direct consultation gave (7.3.2.2 step 4.1).
+#[derive(Debug, Default, Clone)]
+pub struct Consultation {
+    /// What the verified tokens and the usable `dai` grant on the target.
+    pub grant: TokenGrant,
+    /// Why the response's `dai` was not used, when it was not (the tokens of
+    /// the response count all the same).
+    pub dai_ignored: Option<String>,
+}
+
+/// A usable `dai`: the dynamic ACP and until when it may be stored.
+struct DaiGrant {
+    acp: CompiledAcp,
+    /// The end of `pl`; `None` when `pl` is absent: the grant counts for the
+    /// current decision only and is not stored.
+    until: Option<DateTime<Utc>>,
+}
+
+/// The dynamic ACP a `dai` from the DAS at `endpoint` grants; `Ok(None)` when
+/// it grants no rule.
+///
+/// `pl` is an m2m:absRelTimestamp (TS-0004; TS-0003 table 7.3.2.2-2 makes it
+/// optional): `YYYYMMDDThhmmss`, or milliseconds counted from `now` (the
+/// decision's time, taken before the consultation, so a relative lifetime
+/// never ends later than the DAS meant). An empty `pl` is absent.
+fn dai_grant(
+    endpoint: &str,
+    dai: &pb::DynamicAcpInfo,
+    now: DateTime<Utc>,
+) -> Result<Option<DaiGrant>, String> {
+    let privileges: SetOfAcrs = match &dai.granted_privileges {
+        Some(gp) => {
+            let mut errors: Vec<authz_proto::ConversionError> = Vec::new();
+            let set = set_of_acrs_from_pb(gp, "gp", &mut errors);
+            if !errors.is_empty() {
+                return Err(format!(
+                    "gp invalid: {}",
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ));
+            }
+            set
+        }
+        None => SetOfAcrs::default(),
+    };
+    let until = if dai.privileges_lifetime.is_empty() {
+        None
+    } else {
+        let end = AbsRelTimestamp::parse(&dai.privileges_lifetime)
+            .and_then(|t| t.resolve(now))
+            .ok_or_else(|| {
+                format!(
+                    "pl '{}' is not an m2m:absRelTimestamp (YYYYMMDDThhmmss or milliseconds)",
+                    dai.privileges_lifetime
+                )
+            })?;
+        if end <= now {
+            return Err(format!(
+                "pl '{}' ended at {}",
+                dai.privileges_lifetime,
+                format_timestamp(end)
+            ));
+        }
+        Some(end)
+    };
+    if privileges.rules.is_empty() {
+        return Ok(None);
+    }
+    let acp = CompiledAcp::from_privileges(format!("dai:{endpoint}"), &privileges)
+        .map_err(|e| format!("gp invalid: {e}"))?;
+    Ok(Some(DaiGrant { acp, until }))
+}
+
 struct Das {
     endpoint: String,
     client: DynamicAuthorizationServerClient<Channel>,
@@ -143,7 +227,7 @@ struct Das {
 }
 
 /// The outcome of one consultation, shared by coalesced callers.
-type Consulted = Result<pb::DasResponse, String>;
+type Consulted = Result<Consultation, String>;
 
 /// Tokens and dynamic authorization state of a PDP.
 pub struct Dynamic {
@@ -436,7 +520,18 @@ impl Dynamic {
         }
         for token_id in &req.token_ids {
             let compact = self.fetch_token(token_id, &hosting_cse_id).await?;
-            let verified = self.verify(&compact, &ctx, &format!("token {token_id}"))?;
+            // A malformed token from the DAS or PIP is a retrieval failure,
+            // not the originator's invalid argument (7.3.2.3 step 6.1.4,
+            // Decision 9): a Deny.
+            let verified = self.trust().verify(&compact, &ctx).map_err(|e| {
+                if e.is_malformed() {
+                    TokenFailure::Rejected(format!(
+                        "token ID {token_id} cannot be used: its issuer returned a token that is not a well-formed oneM2M JWT ({e})"
+                    ))
+                } else {
+                    TokenFailure::Rejected(format!("token {token_id} rejected: {e}"))
+                }
+            })?;
             if verified.token_id() != token_id {
                 return Err(TokenFailure::Rejected(format!(
                     "token {token_id}: its issuer returned token {}",
@@ -542,22 +637,25 @@ impl Dynamic {
 
     /// Consults `endpoint` with `dreq` (Direct DA, 7.3.2.2), coalescing
     /// identical concurrent consultations; verifies and caches the returned
-    /// tokens, stores a `dai` grant in the PRP, and returns what was granted
-    /// on `target`.
+    /// tokens, stores a `dai` grant that has a lifetime in the PRP (see
+    /// [`Consultation`] for a `dai` that cannot be used), and returns what
+    /// was granted on `target`. An error (DAS unreachable, slow or refusing,
+    /// or a returned token that fails verification) grants nothing.
     pub async fn consult(
         &self,
         endpoint: &str,
         dreq: pb::DasRequest,
         hosting: &HostingContext,
         now: DateTime<Utc>,
-    ) -> Result<TokenGrant, String> {
+    ) -> Result<Consultation, String> {
         let das = self
             .das_for_endpoint(endpoint)
             .ok_or_else(|| format!("DAS {endpoint} is not configured"))?;
         let hosting_cse_id = format!("//{}/{}", hosting.sp_fqdn(), hosting.cse_id());
         let key = format!(
-            "{}|{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}|{}",
             das.endpoint,
+            hosting_cse_id,
             dreq.originator,
             dreq.operation,
             dreq.targeted_resource_id,
@@ -570,6 +668,9 @@ impl Dynamic {
             .or_insert_with(|| Arc::new(OnceCell::new()))
             .clone();
         let deadline = self.config.deadline;
+        // The first caller consults and processes the answer; callers that
+        // asked the same meanwhile share the result, so its tokens are
+        // cached and its dai stored once.
         let outcome = cell
             .get_or_init(|| async {
                 let mut client = das.client.clone();
@@ -577,21 +678,39 @@ impl Dynamic {
                     hosting_cse_id: hosting_cse_id.clone(),
                     das_request: Some(dreq.clone()),
                 });
-                match tokio::time::timeout(deadline, call).await {
-                    Ok(Ok(r)) => Ok(r.into_inner()),
-                    Ok(Err(s)) => Err(format!("DAS {} refused: {}", das.endpoint, s.message())),
-                    Err(_) => Err(format!(
-                        "DAS {} did not answer within {} ms",
-                        das.endpoint,
-                        deadline.as_millis()
-                    )),
-                }
+                let response = match tokio::time::timeout(deadline, call).await {
+                    Ok(Ok(r)) => r.into_inner(),
+                    Ok(Err(s)) => {
+                        return Err(format!("DAS {} refused: {}", das.endpoint, s.message()));
+                    }
+                    Err(_) => {
+                        return Err(format!(
+                            "DAS {} did not answer within {} ms",
+                            das.endpoint,
+                            deadline.as_millis()
+                        ));
+                    }
+                };
+                self.take_response(das, &response, &dreq, hosting, now)
+                    .await
             })
             .await
             .clone();
-        // Later requests consult again (the grant is cached below instead).
+        // Later requests consult again (the grant is cached instead).
         self.inflight.remove(&key);
-        let response = outcome?;
+        outcome
+    }
+
+    /// What a DAS's answer grants (7.3.2.2 step 4.1): its tokens verified
+    /// and cached for the originator, its `dai` stored as a dynamic ACP.
+    async fn take_response(
+        &self,
+        das: &Das,
+        response: &pb::DasResponse,
+        dreq: &pb::DasRequest,
+        hosting: &HostingContext,
+        now: DateTime<Utc>,
+    ) -> Result<Consultation, String> {
         let target = dreq.targeted_resource_id.as_str();
         let ctx = VerifyContext::with_hosting(hosting.clone(), &dreq.originator, now)
             .map_err(|e| format!("originator: {e}"))?;
@@ -620,41 +739,31 @@ impl Dynamic {
                 .or_default()
                 .push(verified);
         }
+        let mut dai_ignored = None;
         if let Some(dai) = &response.dynamic_acp_info {
-            let privileges: SetOfAcrs = match &dai.granted_privileges {
-                Some(gp) => {
-                    let mut errors: Vec<authz_proto::ConversionError> = Vec::new();
-                    let set = set_of_acrs_from_pb(gp, "gp", &mut errors);
-                    if !errors.is_empty() {
-                        return Err(format!(
-                            "DAS grant invalid: {}",
-                            errors
-                                .iter()
-                                .map(ToString::to_string)
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        ));
+            // 7.3.2.2 step 4.1.2; a dai that cannot be used does not take
+            // the tokens verified above with it.
+            match dai_grant(&das.endpoint, dai, now) {
+                Ok(Some(DaiGrant { acp, until })) => {
+                    grant.acps.push(Arc::new(acp));
+                    match until {
+                        Some(until) => {
+                            self.store_dynamic(target, &dai.granted_privileges, until)
+                                .await
+                        }
+                        None => {
+                            tracing::debug!(das = %das.endpoint, target = %target, "dai without pl: counted for this decision only")
+                        }
                     }
-                    set
                 }
-                None => SetOfAcrs::default(),
-            };
-            let expires_at = parse_timestamp(&dai.privileges_lifetime).ok_or_else(|| {
-                format!(
-                    "DAS grant: pl '{}' is not an m2m:timestamp",
-                    dai.privileges_lifetime
-                )
-            })?;
-            if expires_at > now && !privileges.rules.is_empty() {
-                let acp =
-                    CompiledAcp::from_privileges(format!("dai:{}", das.endpoint), &privileges)
-                        .map_err(|e| format!("DAS grant invalid: {e}"))?;
-                grant.acps.push(Arc::new(acp));
-                self.store_dynamic(target, &dai.granted_privileges, expires_at)
-                    .await;
+                Ok(None) => {}
+                Err(why) => {
+                    tracing::warn!(das = %das.endpoint, target = %target, reason = %why, "dai ignored");
+                    dai_ignored = Some(format!("DAS {} dai ignored: {why}", das.endpoint));
+                }
             }
         }
-        Ok(grant)
+        Ok(Consultation { grant, dai_ignored })
     }
 
     /// Stores a `dai` grant as a dynamic ACP of `target` (Decision 7).

@@ -7,8 +7,13 @@
 //! applicable set from the explicit `acp_ids` (the `pv` of each) or, when
 //! there are none, with [`applicable_policies`] over the replica (the
 //! default policy is compiled on the fly); decide with an explanation; fill
-//! `decision_id`, `policy_revision` and `request_id`. Nothing waits on the
-//! network.
+//! `decision_id`, `policy_revision` and `request_id`. The network is waited
+//! on only for a PIP fetch (an attribute a Deny may turn on that the cache
+//! lacks) and for tokens and dynamic authorization ([`crate::dynamic`]).
+//! Without a [`crate::DynamicConfig`], tokens in a request are not used:
+//! the stored policies decide, and a Deny of a request carrying tokens,
+//! Token-IDs or Local-Token-IDs says that they cannot be verified (TS-0003
+//! 7.3.2.3 step 6.1.4).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -281,9 +286,19 @@ impl PdpService {
         at: At,
     ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
         let Some(dynamic) = self.inner.dynamic.clone() else {
-            return self
+            let mut decision = self
                 .decide_attributes(snap, req, at, &TokenGrant::default())
-                .await;
+                .await?;
+            // The stored policies decide first; when they deny, tokens this
+            // PDP cannot verify are an error (TS-0003 7.3.2.3 step 6.1.4,
+            // Decision 9: a Deny with the reason, 4103).
+            if has_tokens(req)
+                && decision.decision == pb::AuthorizationDecision::Deny as i32
+                && decision.status != pb::AuthorizationStatus::SyntaxError as i32
+            {
+                decision.summary.push_str(NO_TOKEN_ISSUER);
+            }
+            return Ok(decision);
         };
         let (start, now) = (at.start, at.now);
         let conv = decision_request_from_pb(req, now)?;
@@ -293,7 +308,7 @@ impl PdpService {
             .unwrap_or_else(|| self.inner.hosting.clone());
         let target = conv.request.target.clone();
         let mut grant = TokenGrant::default();
-        if !(req.tokens.is_empty() && req.token_ids.is_empty() && req.local_token_ids.is_empty()) {
+        if has_tokens(req) {
             match dynamic.resolve_tokens(req, &hosting, &target, now).await {
                 Ok(g) => grant = g,
                 Err(TokenFailure::Malformed(message)) => {
@@ -302,7 +317,18 @@ impl PdpService {
                         message,
                     }]);
                 }
-                Err(failure) => return Ok(self.token_deny(snap, req, &failure, start)),
+                Err(failure) => {
+                    // The stored policies decide first (TS-0001 10.2.3.1 order,
+                    // spec notes §2.3: Indirect Dynamic Authorization only for a
+                    // request they deny), as at a PDP without DASes: their
+                    // Permit stands; otherwise the tokens' failure is the answer.
+                    let stored = dynamic.direct_grant(&hosting, &req.originator, &target, now);
+                    let decision = self.decide_attributes(snap, req, at, &stored).await?;
+                    if decision.decision == pb::AuthorizationDecision::Permit as i32 {
+                        return Ok(decision);
+                    }
+                    return Ok(self.token_deny(snap, req, &failure, start));
+                }
             }
         }
         // Tokens an earlier Direct consultation gave this originator.
@@ -326,11 +352,15 @@ impl PdpService {
                 for_das.role_ids_from_acps =
                     dynamic.roles_for_das(endpoint, &dreq.role_ids_from_acps);
                 match dynamic.consult(endpoint, for_das, &hosting, now).await {
-                    Ok(g) if g.acps.is_empty() && g.roles.is_empty() => {
-                        reasons.push(format!("DAS {endpoint} granted nothing"));
+                    Ok(c) if c.grant.acps.is_empty() && c.grant.roles.is_empty() => {
+                        reasons.push(
+                            c.dai_ignored
+                                .unwrap_or_else(|| format!("DAS {endpoint} granted nothing")),
+                        );
                     }
-                    Ok(g) => {
-                        grant.extend(g);
+                    Ok(c) => {
+                        reasons.extend(c.dai_ignored);
+                        grant.extend(c.grant);
                         decision = self.decide_attributes(snap, req, at, &grant).await?;
                         if decision.decision == pb::AuthorizationDecision::Permit as i32 {
                             break;
@@ -716,6 +746,16 @@ impl PdpService {
             prp_endpoint: s.prp_endpoint.unwrap_or_default(),
         }
     }
+}
+
+/// Appended to the summary of a Deny of a request with tokens at a PDP
+/// without tokens and dynamic authorization.
+const NO_TOKEN_ISSUER: &str =
+    "; the request's tokens cannot be verified: no token issuer (DAS) is configured at this PDP";
+
+/// Whether `req` carries tokens, Token-IDs or Local-Token-IDs.
+fn has_tokens(req: &pb::DecisionRequest) -> bool {
+    !(req.tokens.is_empty() && req.token_ids.is_empty() && req.local_token_ids.is_empty())
 }
 
 fn decision_label(decision: i32) -> &'static str {

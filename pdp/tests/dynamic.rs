@@ -1,6 +1,13 @@
-//! Direct Dynamic Authorization at the PDP against a fake DAS that counts
-//! its consultations (TS-0003 7.3.2.2): identical concurrent consultations
-//! share one call, and the `dreq` carries what the clause asks for.
+//! Tokens and Dynamic Authorization at the PDP (TS-0003 7.3) against fake
+//! DASes served on loopback:
+//!
+//! - Direct (7.3.2.2): identical concurrent consultations share one call,
+//!   and the `dreq` carries what the clause asks for; the `dai` lifetime
+//!   `pl` (m2m:absRelTimestamp, optional in table 7.3.2.2-2) relative,
+//!   absent or malformed, and the tokens of the same response;
+//! - Indirect (7.3.2.3 steps 5 and 6.1.4, Decision 9): a token the DAS
+//!   returns malformed for a Token-ID is a Deny, not an invalid argument;
+//! - a PDP without DASes: tokens cannot be verified, which a Deny says.
 
 mod common;
 
@@ -9,12 +16,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use authz_core::token::{TokenAlgorithm, TokenClaims, TokenPermission, TokenSigner};
+use authz_core::{AccessControlRule, SetOfAcrs};
 use authz_pdp::{DynamicConfig, Pdp, PdpConfig};
 use authz_proto::pb;
 use authz_proto::pb::dynamic_authorization_server_server::{
     DynamicAuthorizationServer, DynamicAuthorizationServerServer,
 };
-use common::{acp, hosting, request, resource, snapshot_event};
+use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
+use chrono::Utc;
+use common::{
+    FakePrp, acp, eventually, hosting, pdp_with, request, resource, serve_pdp, snapshot_event,
+};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -80,7 +93,7 @@ impl DynamicAuthorizationServer for FakeDas {
 
 type ServeTask = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
-async fn serve_das(das: FakeDas) -> (String, ServeTask) {
+async fn serve_das<S: DynamicAuthorizationServer>(das: S) -> (String, ServeTask) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let task = Box::pin(async move {
@@ -147,4 +160,441 @@ async fn identical_concurrent_consultations_are_coalesced_7_3_2_2() {
     assert_eq!(dreq.targeted_resource_id, "cnt");
     assert!(!dreq.request_timestamp.is_empty());
     assert_eq!(dreq.role_ids_from_acps, vec!["visitor@roles.example.com"]);
+}
+
+/// The issuer, FQDN and key of [`ScriptedDas`] (the example DAS key pair).
+const DAS_ISSUER: &str = "//sp.example.com/id-in/CDas";
+const DAS_FQDN: &str = "das.example.com";
+const DAS_KID: &str = "das-es256-1";
+
+fn das_key(file: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/das/keys")
+        .join(file);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A DAS whose answers the test sets: its key set (so the PDP trusts it),
+/// the `dres` of every consultation, and the token it returns for any
+/// Token-ID.
+#[derive(Clone, Default)]
+struct ScriptedDas {
+    response: Arc<Mutex<pb::DasResponse>>,
+    token: Arc<Mutex<String>>,
+    consultations: Arc<AtomicUsize>,
+    /// How long each consultation takes, in milliseconds.
+    delay_ms: Arc<AtomicUsize>,
+}
+
+impl ScriptedDas {
+    async fn answer(&self, response: pb::DasResponse) {
+        *self.response.lock().await = response;
+    }
+}
+
+#[tonic::async_trait]
+impl DynamicAuthorizationServer for ScriptedDas {
+    async fn consult(
+        &self,
+        _request: Request<pb::ConsultRequest>,
+    ) -> Result<Response<pb::DasResponse>, Status> {
+        self.consultations.fetch_add(1, Ordering::SeqCst);
+        let delay = self.delay_ms.load(Ordering::SeqCst) as u64;
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        Ok(Response::new(self.response.lock().await.clone()))
+    }
+
+    async fn issue_token(
+        &self,
+        _request: Request<pb::IssueTokenRequest>,
+    ) -> Result<Response<pb::IssueTokenResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn get_tokens(
+        &self,
+        request: Request<pb::GetDasTokensRequest>,
+    ) -> Result<Response<pb::GetDasTokensResponse>, Status> {
+        let token = self.token.lock().await.clone();
+        Ok(Response::new(pb::GetDasTokensResponse {
+            tokens: request
+                .get_ref()
+                .token_ids
+                .iter()
+                .map(|_| token.clone())
+                .collect(),
+            unknown_ids: Vec::new(),
+        }))
+    }
+
+    async fn get_key_set(
+        &self,
+        _request: Request<pb::GetKeySetRequest>,
+    ) -> Result<Response<pb::KeySet>, Status> {
+        Ok(Response::new(pb::KeySet {
+            issuer: DAS_ISSUER.into(),
+            fqdn: DAS_FQDN.into(),
+            keys: vec![pb::PublicKey {
+                kid: DAS_KID.into(),
+                alg: "ES256".into(),
+                public_key_pem: String::from_utf8(das_key("es256-public.pem")).expect("PEM"),
+            }],
+        }))
+    }
+}
+
+/// `acp1` lets `Cowner` do everything on `cnt`; nobody else may do anything.
+fn owner_only() -> pb::WatchEvent {
+    snapshot_event(
+        1,
+        vec![acp("acp1", &["Cowner"], 63)],
+        vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+    )
+}
+
+/// A PDP that trusts and always consults `das` (its default DAS) and stores
+/// dynamic ACPs in `prp`, once it has loaded the DAS's keys.
+async fn pdp_with_das(das: &ScriptedDas, prp: Option<String>) -> Pdp {
+    let (url, task) = serve_das(das.clone()).await;
+    tokio::spawn(task);
+    let mut dynamic = DynamicConfig::new(vec![url.clone()]);
+    dynamic.default_das = Some(url);
+    dynamic.deadline = Duration::from_secs(5);
+    dynamic.prp = prp;
+    let pdp = Pdp::start(PdpConfig::new(hosting()).with_dynamic(dynamic)).expect("pdp");
+    pdp.apply_event(&owner_only()).expect("snapshot");
+    let loaded = eventually(Duration::from_secs(10), || {
+        let ready = pdp.dynamic().is_some_and(|d| d.keys_loaded());
+        async move { ready }
+    })
+    .await;
+    assert!(loaded, "the PDP never loaded the DAS's keys");
+    pdp
+}
+
+fn absolute(originator: &str) -> String {
+    format!("//sp.example.com/id-in/{originator}")
+}
+
+/// `gp`: RETRIEVE for `originator` (absolute).
+fn retrieve_for(originator: &str) -> pb::SetOfAcrs {
+    pb::SetOfAcrs {
+        rules: vec![pb::AccessControlRule {
+            originators: vec![absolute(originator)],
+            operations: 2,
+            ..Default::default()
+        }],
+    }
+}
+
+fn dai(originator: &str, pl: &str) -> Option<pb::DynamicAcpInfo> {
+    Some(pb::DynamicAcpInfo {
+        granted_privileges: Some(retrieve_for(originator)),
+        privileges_lifetime: pl.into(),
+    })
+}
+
+/// A token of the scripted DAS granting `holder` RETRIEVE on `cnt` for ten
+/// minutes.
+fn retrieve_token(token_id: &str, holder: &str) -> String {
+    let now = Utc::now();
+    let mut claims = TokenClaims::new(
+        token_id,
+        DAS_ISSUER,
+        absolute(holder),
+        now - chrono::Duration::seconds(10),
+        now + chrono::Duration::seconds(600),
+    );
+    claims.audience = vec!["//sp.example.com/id-in".into()];
+    claims.permissions.pm = vec![TokenPermission {
+        ris: vec!["cnt".into()],
+        pv: Some(SetOfAcrs {
+            rules: vec![AccessControlRule {
+                originators: vec![absolute(holder)],
+                operations: 2,
+                ..Default::default()
+            }],
+        }),
+        rids: Vec::new(),
+    }];
+    TokenSigner::from_pem(
+        TokenAlgorithm::Es256,
+        DAS_KID,
+        &das_key("es256-private.pem"),
+    )
+    .expect("signer")
+    .sign(&claims)
+    .expect("sign")
+}
+
+fn permitted_by(d: &pb::Decision) -> &str {
+    d.permitted_by.as_ref().map_or("", |r| r.acp_id.as_str())
+}
+
+const PERMIT: i32 = pb::AuthorizationDecision::Permit as i32;
+const DENY: i32 = pb::AuthorizationDecision::Deny as i32;
+
+/// TS-0003 table 7.3.2.2-2 / TS-0004 m2m:absRelTimestamp: a relative `pl`
+/// ("3600000") is that many milliseconds from now; the grant permits and is
+/// stored in the PRP as a dynamic ACP ending then (Decision 7).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relative_pl_is_milliseconds_from_now_7_3_2_2() {
+    let prp = FakePrp::default();
+    let running = prp.serve(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    let das = ScriptedDas::default();
+    das.answer(pb::DasResponse {
+        dynamic_acp_info: dai("Cvisitor", "3600000"),
+        ..Default::default()
+    })
+    .await;
+    let pdp = pdp_with_das(&das, Some(format!("http://{}", running.addr))).await;
+    let before = Utc::now().timestamp();
+    let d = pdp
+        .service()
+        .decide_resolving_pb(&request("Cvisitor", pb::Operation::Retrieve, "cnt"))
+        .await
+        .expect("decision");
+    let after = Utc::now().timestamp();
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    assert!(permitted_by(&d).starts_with("dai:"), "{d:?}");
+    let stored = prp.dynamic_acps();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].target, "cnt");
+    assert_eq!(stored[0].privileges, Some(retrieve_for("Cvisitor")));
+    let expires = stored[0].expires_at.as_ref().expect("expires_at").seconds;
+    assert!(
+        (before + 3600..=after + 3600).contains(&expires),
+        "an hour from the decision: {expires} not in {}..={}",
+        before + 3600,
+        after + 3600
+    );
+    running.kill().await;
+}
+
+/// 7.3.2.2 step 4.1: requests that share one consultation share its
+/// processing too: the `dai` is stored as one dynamic ACP, not one per
+/// waiting request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_consultation_stores_its_dai_once_7_3_2_2() {
+    let prp = FakePrp::default();
+    let running = prp.serve(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    let das = ScriptedDas::default();
+    das.answer(pb::DasResponse {
+        dynamic_acp_info: dai("Cvisitor", "3600000"),
+        ..Default::default()
+    })
+    .await;
+    das.delay_ms.store(300, Ordering::SeqCst);
+    let pdp = pdp_with_das(&das, Some(format!("http://{}", running.addr))).await;
+    let service = pdp.service();
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                service
+                    .decide_resolving_pb(&request("Cvisitor", pb::Operation::Retrieve, "cnt"))
+                    .await
+            })
+        })
+        .collect();
+    for call in calls {
+        let d = call.await.expect("task").expect("decision");
+        assert_eq!(d.decision, PERMIT, "{d:?}");
+    }
+    assert_eq!(das.consultations.load(Ordering::SeqCst), 1);
+    assert_eq!(prp.dynamic_acps().len(), 1, "{:?}", prp.dynamic_acps());
+    running.kill().await;
+}
+
+/// TS-0003 table 7.3.2.2-2: Privileges Lifetime is optional. Without `pl`
+/// the grant counts for the decision that consulted only: nothing is
+/// stored, and the next request consults the DAS again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absent_pl_grants_for_this_decision_only_7_3_2_2() {
+    let prp = FakePrp::default();
+    let running = prp.serve(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    let das = ScriptedDas::default();
+    das.answer(pb::DasResponse {
+        dynamic_acp_info: dai("Cvisitor", ""),
+        ..Default::default()
+    })
+    .await;
+    let pdp = pdp_with_das(&das, Some(format!("http://{}", running.addr))).await;
+    let visitor = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    for n in 1..=2 {
+        let d = pdp
+            .service()
+            .decide_resolving_pb(&visitor)
+            .await
+            .expect("decision");
+        assert_eq!(d.decision, PERMIT, "request {n}: {d:?}");
+        assert!(permitted_by(&d).starts_with("dai:"), "request {n}: {d:?}");
+        assert_eq!(das.consultations.load(Ordering::SeqCst), n);
+    }
+    assert!(prp.dynamic_acps().is_empty(), "{:?}", prp.dynamic_acps());
+    running.kill().await;
+}
+
+/// TS-0003 7.3.2.2 step 4.1: a `pl` that is not an m2m:absRelTimestamp makes
+/// the `dai` unusable, but the tokens verified from the same response still
+/// permit (4.1.1); without tokens the Deny names the bad `pl`. A `pl` that
+/// has already ended grants nothing either, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_pl_keeps_the_tokens_of_the_response_7_3_2_2() {
+    let prp = FakePrp::default();
+    let running = prp.serve(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    let das = ScriptedDas::default();
+    das.answer(pb::DasResponse {
+        dynamic_acp_info: dai("Cvisitor", "soon"),
+        tokens: vec![retrieve_token("tkv@das.example.com", "Cvisitor")],
+        ..Default::default()
+    })
+    .await;
+    let pdp = pdp_with_das(&das, Some(format!("http://{}", running.addr))).await;
+    let service = pdp.service();
+    let d = service
+        .decide_resolving_pb(&request("Cvisitor", pb::Operation::Retrieve, "cnt"))
+        .await
+        .expect("decision");
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    assert!(permitted_by(&d).starts_with("token:"), "{d:?}");
+
+    // The same bad pl without a token: a Deny that says why.
+    das.answer(pb::DasResponse {
+        dynamic_acp_info: dai("Cother", "soon"),
+        ..Default::default()
+    })
+    .await;
+    let d = service
+        .decide_resolving_pb(&request("Cother", pb::Operation::Retrieve, "cnt"))
+        .await
+        .expect("decision");
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert!(
+        d.summary
+            .contains("dai ignored: pl 'soon' is not an m2m:absRelTimestamp"),
+        "{}",
+        d.summary
+    );
+
+    // A relative pl in the past has ended: nothing granted.
+    das.answer(pb::DasResponse {
+        dynamic_acp_info: dai("Cother", "-1000"),
+        ..Default::default()
+    })
+    .await;
+    let d = service
+        .decide_resolving_pb(&request("Cother", pb::Operation::Retrieve, "cnt"))
+        .await
+        .expect("decision");
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert!(
+        d.summary.contains("dai ignored: pl '-1000' ended at"),
+        "{}",
+        d.summary
+    );
+    assert!(prp.dynamic_acps().is_empty(), "{:?}", prp.dynamic_acps());
+    running.kill().await;
+}
+
+/// TS-0003 7.3.2.3 steps 5 and 6.1.4, Decision 9: a well-formed Token-ID
+/// whose DAS returns a malformed token ("x") is a retrieval failure: a Deny
+/// with the reason (4103), not INVALID_ARGUMENT, which stays for a
+/// malformed token the originator itself sent (4000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_token_from_the_das_is_a_deny_7_3_2_3() {
+    let das = ScriptedDas::default();
+    *das.token.lock().await = "x".into();
+    let pdp = pdp_with_das(&das, None).await;
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+
+    let mut by_id = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    by_id.token_ids = vec!["tk1@das.example.com".into()];
+    let d = client
+        .decide(by_id)
+        .await
+        .expect("a decision, not an error")
+        .into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert_ne!(
+        d.status,
+        pb::AuthorizationStatus::SyntaxError as i32,
+        "{d:?}"
+    );
+    assert!(
+        d.summary
+            .starts_with("DENY (token): token ID tk1@das.example.com")
+            && d.summary.contains("not a well-formed oneM2M JWT"),
+        "{}",
+        d.summary
+    );
+
+    let mut sent = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    sent.tokens = vec!["x".into()];
+    let status = client.decide(sent).await.expect_err("invalid argument");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+
+    // The stored policies decide first (TS-0001 10.2.3.1 order, spec notes
+    // §2.3), as at a PDP without DASes: the owner's Permit stands whatever
+    // its unusable Token-ID or unknown Local-Token-ID.
+    let mut owner = request("Cowner", pb::Operation::Retrieve, "cnt");
+    owner.token_ids = vec!["tk1@das.example.com".into()];
+    owner.local_token_ids = vec!["lt9".into()];
+    let d = client.decide(owner).await.expect("decision").into_inner();
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+}
+
+/// TS-0003 7.3.2.3 step 6.1.4 and Decision 9 at a PDP with no DAS: the
+/// stored ACPs decide first (a Permit stands whatever the tokens); when they
+/// deny, the Deny says the request's tokens cannot be verified because no
+/// token issuer is configured — for `tkns`, `tids` and `ltids` alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_without_a_das_are_denied_with_the_reason_7_3_2_3() {
+    let pdp = pdp_with(&[owner_only()]);
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let visitor = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+
+    let mut with_token = visitor.clone();
+    with_token.tokens = vec![retrieve_token("tkv@das.example.com", "Cvisitor")];
+    let mut with_id = visitor.clone();
+    with_id.token_ids = vec!["tk1@das.example.com".into()];
+    let mut with_local = visitor.clone();
+    with_local.local_token_ids = vec!["lt1".into()];
+    for (name, r) in [
+        ("tkns", with_token),
+        ("tids", with_id),
+        ("ltids", with_local),
+    ] {
+        let d = client.decide(r).await.expect("decision").into_inner();
+        assert_eq!(d.decision, DENY, "{name}: {d:?}");
+        assert!(
+            d.summary
+                .contains("tokens cannot be verified: no token issuer (DAS) is configured"),
+            "{name}: {}",
+            d.summary
+        );
+    }
+
+    // Without tokens, the Deny does not mention them.
+    let d = client.decide(visitor).await.expect("decision").into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert!(!d.summary.contains("token"), "{}", d.summary);
+
+    // The stored ACPs permit: the (well-formed, unverifiable) tokens do not
+    // matter. A malformed one would be INVALID_ARGUMENT whatever the ACPs
+    // say, as the request's conversion checks its syntax (Decision 9).
+    let mut owner = request("Cowner", pb::Operation::Retrieve, "cnt");
+    owner.tokens = vec![retrieve_token("tko@das.example.com", "Cowner")];
+    owner.token_ids = vec!["tk1@das.example.com".into()];
+    owner.local_token_ids = vec!["lt1".into()];
+    let d = client.decide(owner).await.expect("decision").into_inner();
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    assert!(!d.summary.contains("token"), "{}", d.summary);
+
+    let mut malformed = request("Cowner", pb::Operation::Retrieve, "cnt");
+    malformed.tokens = vec!["x".into()];
+    let status = client.decide(malformed).await.expect_err("invalid");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
 }

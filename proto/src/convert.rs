@@ -8,9 +8,10 @@
 //!   typed fields of `pb::AccessControlPolicy`, everything else travels in
 //!   `other_attributes`. `acp_from_pb(acp_to_pb(x)?)? == x` for every policy
 //!   `acp_to_pb` accepts; it refuses only shapes the wire cannot carry, all of
-//!   which the core validator rejects anyway (an `aclr` with both or neither
-//!   of `accc`/`accr`, an `accr` without exactly 3 numbers, an `acod` without
-//!   `chty`).
+//!   which the core validator rejects anyway (an `aclr` with both `accc` and
+//!   `accr`, an `accr` without exactly 3 numbers, an `acod` without `chty`).
+//!   An `aclr` with neither (`{}`, no constraint: Decision 11) travels as a
+//!   `LocationRegion` whose `region` is not set, and comes back as `{}`.
 //! - Requests: [`decision_request_from_pb`] checks a `pb::DecisionRequest`
 //!   and splits it into the engine's [`DecisionRequest`], the hosting CSE and
 //!   the parameters the PDP handles itself ([`ConvertedRequest`]);
@@ -352,10 +353,13 @@ fn location_region_to_pb(
                 return None;
             }
         },
-        (Some(_), Some(_)) | (None, None) => {
-            errors.add_error(path, "must hold exactly one of accc and accr");
+        (Some(_), Some(_)) => {
+            errors.add_error(path, "must hold exactly one of accc and accr, not both");
             return None;
         }
+        // `aclr: {}` constrains nothing (Decision 11); the wire carries it as
+        // a region with neither set.
+        (None, None) => return Some(pb::LocationRegion { region: None }),
     };
     Some(pb::LocationRegion {
         region: Some(region),
@@ -507,12 +511,7 @@ fn rule_from_pb(
     model::AccessControlRule {
         originators: rule.originators.clone(),
         operations: rule.operations,
-        contexts: rule
-            .contexts
-            .iter()
-            .enumerate()
-            .map(|(i, c)| context_from_pb(c, &format!("{path}.contexts[{i}]"), errors))
-            .collect(),
+        contexts: rule.contexts.iter().map(context_from_pb).collect(),
         authentication_flag: rule.authentication_flag,
         object_details: rule
             .object_details
@@ -523,11 +522,7 @@ fn rule_from_pb(
     }
 }
 
-fn context_from_pb(
-    ctx: &pb::AccessControlContext,
-    path: &str,
-    errors: &mut impl ErrorSink,
-) -> model::AccessControlContext {
+fn context_from_pb(ctx: &pb::AccessControlContext) -> model::AccessControlContext {
     use pb::location_region::Region;
     model::AccessControlContext {
         time_windows: ctx.time_windows.clone(),
@@ -535,26 +530,19 @@ fn context_from_pb(
             ipv4: ip.ipv4.clone(),
             ipv6: ip.ipv6.clone(),
         }),
-        location_region: ctx
-            .location_region
-            .as_ref()
-            .and_then(|lr| match &lr.region {
-                Some(Region::CountryCodes(c)) => Some(model::LocationRegion {
-                    country_codes: Some(c.codes.clone()),
-                    circle: None,
-                }),
-                Some(Region::Circle(c)) => Some(model::LocationRegion {
-                    country_codes: None,
-                    circle: Some(vec![c.latitude, c.longitude, c.radius_m]),
-                }),
-                None => {
-                    errors.add_error(
-                        format!("{path}.location_region"),
-                        "one of country_codes or circle must be set",
-                    );
-                    None
-                }
-            }),
+        location_region: ctx.location_region.as_ref().map(|lr| match &lr.region {
+            Some(Region::CountryCodes(c)) => model::LocationRegion {
+                country_codes: Some(c.codes.clone()),
+                circle: None,
+            },
+            Some(Region::Circle(c)) => model::LocationRegion {
+                country_codes: None,
+                circle: Some(vec![c.latitude, c.longitude, c.radius_m]),
+            },
+            // Neither set: no constraint, as `aclr: {}` in JSON (Decision
+            // 11), into which it converts.
+            None => model::LocationRegion::default(),
+        }),
     }
 }
 
@@ -1098,6 +1086,7 @@ fn missing_to_pb(m: &MissingAttribute) -> pb::MissingAttribute {
         MissingAttribute::GroupMembership { group, reason } => {
             ("group_membership", group.as_str(), reason)
         }
+        MissingAttribute::IpAddress { reason } => ("ip_address", "", reason),
         MissingAttribute::Position { reason } => ("position", "", reason),
         MissingAttribute::Country { reason } => ("country", "", reason),
     };
@@ -1375,12 +1364,15 @@ pub fn decision_from_pb(d: &pb::Decision) -> Result<Decision, Vec<ConversionErro
                     group: m.name.clone(),
                     reason,
                 },
+                "ip_address" => MissingAttribute::IpAddress { reason },
                 "position" => MissingAttribute::Position { reason },
                 "country" => MissingAttribute::Country { reason },
                 other => {
                     errors.add(
                         format!("missing[{i}].attribute"),
-                        format!("'{other}' is not role, group_membership, position or country"),
+                        format!(
+                            "'{other}' is not role, group_membership, ip_address, position or country"
+                        ),
                     );
                     return None;
                 }
@@ -1429,6 +1421,11 @@ pub fn decision_from_pb(d: &pb::Decision) -> Result<Decision, Vec<ConversionErro
 
 /// Converts a wire target resource to the core model, naming fields under
 /// `path` (`resource.resource_id: is mandatory`).
+///
+/// `creator` and `custodian` are empty (absent) or one originator ID
+/// ([`check_owner_id`](authz_core::resources::check_owner_id)): the default
+/// policy grants them alone (TS-0001 9.6.1.3.2), so `all`, an SP domain
+/// `//fqdn`, a wildcard `*`, a Role-ID (`@`) or whitespace is an error.
 pub fn resource_from_pb(
     r: &pb::TargetResource,
     path: &str,
@@ -1473,6 +1470,18 @@ pub fn resource_from_pb(
     }
     if !r.dac_lifetime.is_empty() && authz_core::json::parse_timestamp(&r.dac_lifetime).is_none() {
         bad("dac_lifetime", "not an m2m:timestamp YYYYMMDDThhmmss");
+    }
+    // The default policy grants the creator (or custodian) alone (TS-0001
+    // 9.6.1.3.2): each must name one originator, not an acor pattern.
+    for (field, value) in [("creator", &r.creator), ("custodian", &r.custodian)] {
+        if !value.is_empty()
+            && let Err(e) = authz_core::resources::check_owner_id(value)
+        {
+            bad(
+                field,
+                &format!("{value:?} is not one originator ID (AE-ID or CSE-ID): {e}"),
+            );
+        }
     }
     if !errors.is_empty() {
         return Err(errors);

@@ -142,7 +142,6 @@ fn core_shapes_the_wire_cannot_carry_are_errors() {
     let mut acp = acp_json(serde_json::json!({
         "pv": {"acr": [{"acor": ["C1"], "acop": 2,
             "acco": [{"aclr": {"accc": ["DE"], "accr": [1.0, 2.0, 3.0]}},
-                     {"aclr": {}},
                      {"aclr": {"accr": [1.0, 2.0]}}],
             "acod": [{"ty": 3}]}]},
         "huge": 9007199254740993_u64
@@ -155,8 +154,7 @@ fn core_shapes_the_wire_cannot_carry_are_errors() {
             "rn",
             "huge",
             "pv.acr[0].acco[0].aclr",
-            "pv.acr[0].acco[1].aclr",
-            "pv.acr[0].acco[2].aclr.accr",
+            "pv.acr[0].acco[1].aclr.accr",
             "pv.acr[0].acod[0].chty",
         ],
         "{errors:?}"
@@ -180,10 +178,6 @@ fn wire_shapes_the_core_cannot_hold_are_errors() {
             rules: vec![pb::AccessControlRule {
                 originators: vec!["C1".into()],
                 operations: 1,
-                contexts: vec![pb::AccessControlContext {
-                    location_region: Some(pb::LocationRegion { region: None }),
-                    ..Default::default()
-                }],
                 object_details: vec![pb::ObjectDetails {
                     specialization: Some(pb::Specialization { kind: None }),
                     child_resource_types: vec![4],
@@ -201,11 +195,84 @@ fn wire_shapes_the_core_cannot_hold_are_errors() {
         [
             "other_attributes.pv",
             "other_attributes.lbl",
-            "privileges.rules[0].contexts[0].location_region",
             "privileges.rules[0].object_details[0].specialization",
         ],
         "{errors:?}"
     );
+}
+
+/// Decision 11: "An empty list or object imposes no constraint, exactly as
+/// if it were absent" — `aclr: {}` (TS-0003 table 7.1.3-2
+/// accessControlLocationRegion). The wire's `location_region` with neither
+/// `country_codes` nor `circle` is the same: not an error, no constraint,
+/// and `aclr: {}` round-trips through it. Both set stays an error.
+#[test]
+fn decision_11_location_region_with_neither_is_no_constraint() {
+    let wire = pb::AccessControlPolicy {
+        resource_id: Some("acp1".into()),
+        privileges: Some(pb::SetOfAcrs {
+            rules: vec![pb::AccessControlRule {
+                originators: vec!["Cphone".into()],
+                operations: 2,
+                contexts: vec![pb::AccessControlContext {
+                    location_region: Some(pb::LocationRegion { region: None }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }),
+        self_privileges: Some(pb::SetOfAcrs {
+            rules: vec![pb::AccessControlRule {
+                originators: vec!["CAdmin".into()],
+                operations: 63,
+                ..Default::default()
+            }],
+        }),
+        ..Default::default()
+    };
+    let acp = acp_from_pb(&wire).expect("neither set is no error");
+    assert_eq!(
+        serde_json::to_value(&acp).unwrap()["pv"]["acr"][0]["acco"][0],
+        serde_json::json!({"aclr": {}})
+    );
+    // The engine reads it as no constraint: the rule permits without any
+    // location known.
+    let compiled = authz_core::CompiledAcp::compile("acp1", &acp).expect("compiles");
+    let hosting = HostingContext::new("//sp.example.com", "/id-in").unwrap();
+    let request = authz_core::DecisionRequest::new(
+        "Cphone",
+        Operation::Retrieve,
+        "cnt1",
+        at("2026-11-26T16:00:00Z"),
+    );
+    let decision = authz_core::decide(
+        &request,
+        &hosting,
+        &[authz_core::Applicable {
+            acp: &compiled,
+            kind: PrivilegeKind::Privileges,
+        }],
+        &authz_core::NoAttributes,
+        &authz_core::DecideOptions::default(),
+    );
+    assert_eq!(decision.effect, Effect::Permit);
+    // Back to the wire unchanged, and JSON `aclr: {}` takes the same form.
+    assert_eq!(acp_to_pb(&acp).expect("to wire"), wire);
+    let from_json = acp_json(serde_json::json!({
+        "ri": "acp1",
+        "pv": {"acr": [{"acor": ["Cphone"], "acop": 2, "acco": [{"aclr": {}}]}]},
+        "pvs": {"acr": [{"acor": ["CAdmin"], "acop": 63}]}
+    }));
+    assert_eq!(from_json, acp);
+    assert_eq!(acp_to_pb(&from_json).expect("to wire"), wire);
+
+    // Both set is still an error.
+    let both = acp_json(serde_json::json!({
+        "pv": {"acr": [{"acor": ["Cphone"], "acop": 2,
+            "acco": [{"aclr": {"accc": ["DE"], "accr": [1.0, 2.0, 3.0]}}]}]}
+    }));
+    let errors = acp_to_pb(&both).unwrap_err();
+    assert_eq!(fields(&errors), ["pv.acr[0].acco[0].aclr"], "{errors:?}");
 }
 
 fn at(s: &str) -> DateTime<Utc> {

@@ -5,15 +5,16 @@
 //! A bundle is `{"acps": [m2m:acp...], "resources": [{"ri", "pi", "ty",
 //! "acpi", "daci", "cr", "cstn"}...]}`, or a plain `m2m:acp` document (one
 //! resource or a list) with no resources. [`Bundle::parse`] validates every
-//! ACP with the core engine first, so a mistake names its field before
+//! ACP with the core engine and every resource as the PRP will
+//! ([`resource_from_pb`]) first, so a mistake names its field before
 //! anything is sent; [`apply`] then creates each ACP (updating it when it
 //! exists) and puts each resource through the PRP's gRPC API, as one
-//! originator whose selfPrivileges the PRP checks.
+//! originator whose rights the PRP checks (see [`crate::service`]).
 
 use authz_core::AccessControlPolicy;
 use authz_core::json;
 use authz_core::resources::Resource;
-use authz_proto::convert::{acp_to_pb, resource_to_pb};
+use authz_proto::convert::{acp_to_pb, resource_from_pb, resource_to_pb};
 use authz_proto::pb;
 use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
 use serde_json::Value;
@@ -66,7 +67,39 @@ impl Bundle {
                 .map_err(|e| BundleError::Resources(e.to_string()))?,
             None => Vec::new(),
         };
+        check_resources(&resources)?;
         Ok(Self { acps, resources })
+    }
+}
+
+/// Checks each resource as the PRP's `PutResource` will, naming fields by
+/// their short names (`resources[0].cr: ...`).
+fn check_resources(resources: &[Resource]) -> Result<(), BundleError> {
+    let mut messages = Vec::new();
+    for (i, r) in resources.iter().enumerate() {
+        for e in resource_from_pb(&resource_to_pb(r), "")
+            .err()
+            .unwrap_or_default()
+        {
+            let wire = e.field.trim_start_matches('.');
+            let short = match wire {
+                "resource_id" => "ri",
+                "parent_id" => "pi",
+                "resource_type" => "ty",
+                "creator" => "cr",
+                "custodian" => "cstn",
+                "dac_enabled" => "dae",
+                "dac_poa" => "dap",
+                "dac_lifetime" => "dal",
+                other => other,
+            };
+            messages.push(format!("resources[{i}].{short}: {}", e.message));
+        }
+    }
+    if messages.is_empty() {
+        Ok(())
+    } else {
+        Err(BundleError::Resources(messages.join("; ")))
     }
 }
 
@@ -246,6 +279,21 @@ mod tests {
             .expect_err("refused");
         assert!(e.to_string().contains("resources[0].ty"), "{e}");
         assert!(matches!(Bundle::parse("{"), Err(BundleError::Json(_))));
+    }
+
+    /// TS-0001 9.6.1.3.2: the default policy grants the creator alone, so
+    /// `cr` must name one originator; the bundle says so before sending.
+    #[test]
+    fn a_creator_that_names_many_originators_is_refused_locally() {
+        let e = Bundle::parse(
+            r#"{"resources": [{"ri": "cnt1", "ty": 3, "cr": "Cok"},
+                              {"ri": "cnt2", "ty": 3, "cr": "all", "cstn": "//sp.example.com"}]}"#,
+        )
+        .expect_err("refused");
+        let text = e.to_string();
+        assert!(text.contains("resources[1].cr: "), "{text}");
+        assert!(text.contains("resources[1].cstn: "), "{text}");
+        assert!(!text.contains("resources[0]"), "{text}");
     }
 
     #[test]

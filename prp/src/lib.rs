@@ -9,7 +9,8 @@
 //!   redb file on [`authz_store`]; or [`store::memory`]).
 //! - It resolves a target's applicable policies in the order of TS-0001
 //!   10.2.3.1 with [`authz_core::resources::applicable_policies`].
-//! - It authorizes every write with the core engine (an ACP's
+//! - It authorizes every write with the core engine (a Create by the
+//!   parent's applicable policies; changes to an ACP by its
 //!   `selfPrivileges`; `acpi` changes per TS-0001 9.6.1.3.2); see
 //!   [`service`] for the table.
 //! - It streams ordered changes (`Watch`) so that PDPs keep a replica: a

@@ -17,10 +17,10 @@
 //!
 //! | RPC | needs |
 //! | --- | --- |
-//! | `CreateAcp` | CREATE in the new ACP's own `pvs` |
+//! | `CreateAcp` | a `parent_id` naming a resource registered in the PRP, and CREATE in that parent's applicable set (TS-0001 10.2.3.1) with resource type 1 as the created type (`rrt`, for `acod` `chty`) and the parent's `ty` as the target type (for `acod` `ty`) (TS-0001 9.6.2, TS-0003 7.1.1, 7.1.5); no or an unknown parent: PERMISSION_DENIED |
 //! | `UpdateAcp` | UPDATE in the stored ACP's `pvs` |
 //! | `DeleteAcp` | DELETE in the stored ACP's `pvs` |
-//! | `PutResource`, new resource | nothing (the hosting CSE registers what it created) |
+//! | `PutResource`, new resource | as `CreateAcp`, with the new resource's `ty` as the created type: CREATE in its parent's applicable set; no or an unknown parent: PERMISSION_DENIED |
 //! | `PutResource`, `acpi` changed | UPDATE in the `pvs` of the ACPs the resource references now, or in its default policy when `acpi` is not set (TS-0001 9.6.1.3.2) |
 //! | `PutResource`, other attributes changed | UPDATE in the resource's applicable set |
 //! | `DeleteResource` | DELETE in the resource's applicable set |
@@ -301,6 +301,74 @@ fn self_privileges_of(snap: &StoreSnapshot, ids: &[String]) -> Vec<(CompiledAcp,
         .collect()
 }
 
+/// The resource types an authorization check passes to the engine.
+#[derive(Debug, Clone, Copy, Default)]
+struct Types {
+    /// `ty` of the target (for `acod` `ty`).
+    target: Option<u32>,
+    /// `rrt`, the type of the resource a CREATE makes (for `acod` `chty`).
+    created: Option<u32>,
+}
+
+/// One authorization check of a write: `operation` on `target` against
+/// `policies`.
+struct WriteCheck {
+    operation: Operation,
+    target: String,
+    types: Types,
+    policies: Vec<(CompiledAcp, PrivilegeKind)>,
+    what: String,
+}
+
+/// The check of a CREATE of a resource of type `created` under `parent`
+/// (TS-0001 9.6.2 for an ACP, TS-0003 7.1.5): CREATE in the parent's
+/// applicable policies (TS-0001 10.2.3.1), with the parent's `ty` as the
+/// target type and `created` as `rrt`, so that `acod` applies. Without a
+/// parent registered in the PRP there is nothing to authorize against:
+/// PERMISSION_DENIED (the admin, who passes every check, is not asked).
+fn create_check(
+    snap: &StoreSnapshot,
+    now: i64,
+    originator: &str,
+    parent: Option<&str>,
+    created: u32,
+    what: &str,
+) -> Result<WriteCheck, Status> {
+    let kind = if created == TY_ACP {
+        "an ACP"
+    } else {
+        "a resource"
+    };
+    let outside = |why: String| {
+        Status::permission_denied(format!(
+            "{originator} may not {what}: {why}; only the admin may create {kind} \
+             outside a registered parent"
+        ))
+    };
+    let Some(parent) = parent.filter(|p| !p.is_empty()) else {
+        return Err(outside("it names no parent_id".into()));
+    };
+    let Some(parent_resource) = snap.resources.get(parent) else {
+        return Err(outside(format!(
+            "its parent {parent} is not a resource registered in the PRP"
+        )));
+    };
+    let view = View { snap, now };
+    let set = applicable_policies(&view, parent).map_err(resolve_status)?;
+    Ok(WriteCheck {
+        operation: Operation::Create,
+        target: parent.to_owned(),
+        types: Types {
+            target: Some(parent_resource.resource_type),
+            created: Some(created),
+        },
+        policies: compile_set(snap, &set, now, parent),
+        what: format!(
+            "{what} (CREATE of resource type {created} in the applicable policies of its parent {parent})"
+        ),
+    })
+}
+
 // ---------------------------------------------------------------------------
 // The service
 // ---------------------------------------------------------------------------
@@ -420,7 +488,7 @@ impl PrpService {
         originator: &str,
         operation: Operation,
         target: &str,
-        resource_type: Option<u32>,
+        types: Types,
         policies: &[(CompiledAcp, PrivilegeKind)],
         what: &str,
     ) -> Result<(), Status> {
@@ -429,7 +497,8 @@ impl PrpService {
         }
         let mut request = DecisionRequest::new(originator, operation, target, Utc::now());
         request.authenticated = true;
-        request.resource_type = resource_type;
+        request.target_type = types.target;
+        request.resource_type = types.created;
         let applicable: Vec<Applicable<'_>> = policies
             .iter()
             .map(|(acp, kind)| Applicable { acp, kind: *kind })
@@ -543,20 +612,48 @@ impl PolicyRetrievalPoint for PrpService {
         check_originator(&req.originator)?;
         let (id, acp) = acp_input(req.acp.as_ref()).map_err(|e| invalid_argument(&e))?;
         check_create(&acp).map_err(|e| invalid_argument(&validation_errors(e)))?;
-        let compiled = CompiledAcp::compile(id.as_str(), &acp)
-            .map_err(|e| invalid_argument(&validation_errors(e)))?;
         let _guard = self.inner.write_lock.lock().await;
         if self.read(|s| s.acps.contains_key(&id) || s.dynamic.contains_key(&id)) {
             return Err(Status::already_exists(format!("{id} already exists")));
         }
-        self.authorize(
-            &req.originator,
-            Operation::Create,
-            &id,
-            Some(TY_ACP),
-            &[(compiled, PrivilegeKind::SelfPrivileges)],
-            "create this ACP (CREATE in its pvs)",
-        )?;
+        // A Create is addressed to the parent and judged by the parent's
+        // policies (TS-0001 9.6.2, TS-0003 7.1.1): the new ACP's own pvs
+        // govern requests to it only once it exists.
+        if !self.is_admin(&req.originator) {
+            // An ID that resources still reference (its ACP was deleted)
+            // would hand them to whoever re-creates it: the hosting CSE
+            // assigns IDs in oneM2M, so only the admin may reuse one.
+            if let Some(user) = self.read(|s| {
+                s.resources
+                    .values()
+                    .find(|r| r.acpi.iter().flatten().any(|a| *a == id))
+                    .map(|r| r.resource_id.clone())
+            }) {
+                return Err(Status::permission_denied(format!(
+                    "{} may not create ACP {id}: resource {user} still references that ID in its acpi; only the admin may re-create it",
+                    req.originator
+                )));
+            }
+            let now = now_secs();
+            let check = self.read(|snap| {
+                create_check(
+                    snap,
+                    now,
+                    &req.originator,
+                    acp.parent_id.as_deref(),
+                    TY_ACP,
+                    &format!("create ACP {id}"),
+                )
+            })?;
+            self.authorize(
+                &req.originator,
+                check.operation,
+                &check.target,
+                check.types,
+                &check.policies,
+                &check.what,
+            )?;
+        }
         let entry = self.commit(Mutation::CreateAcp(acp.clone())).await?;
         tracing::info!(acp = %id, revision = entry.revision, "ACP created");
         Ok(Response::new(pb::AcpRecord {
@@ -599,7 +696,7 @@ impl PolicyRetrievalPoint for PrpService {
             &req.originator,
             Operation::Update,
             &id,
-            None,
+            Types::default(),
             &[(current, PrivilegeKind::SelfPrivileges)],
             "update this ACP (UPDATE in its pvs)",
         )?;
@@ -641,7 +738,7 @@ impl PolicyRetrievalPoint for PrpService {
             &req.originator,
             Operation::Delete,
             &id,
-            None,
+            Types::default(),
             &[(current, PrivilegeKind::SelfPrivileges)],
             "delete this ACP (DELETE in its pvs)",
         )?;
@@ -681,9 +778,37 @@ impl PolicyRetrievalPoint for PrpService {
         let _guard = self.inner.write_lock.lock().await;
         if !self.is_admin(&req.originator) {
             let now = now_secs();
-            let checks = self.read(|snap| -> Result<Vec<_>, Status> {
+            let checks = self.read(|snap| -> Result<Vec<WriteCheck>, Status> {
                 let Some(old) = snap.resources.get(&id) else {
-                    return Ok(Vec::new());
+                    // A new resource: the hosting CSE's Create of it, which
+                    // CREATE in its parent's applicable policies allows.
+                    return Ok(vec![create_check(
+                        snap,
+                        now,
+                        &req.originator,
+                        resource.parent_id.as_deref(),
+                        resource.resource_type,
+                        &format!("register resource {id}"),
+                    )?]);
+                };
+                // `pi` is fixed once a resource exists (NP on Update, TS-0001
+                // 9.6.1.3): a move would skip CREATE under the new parent.
+                if resource.parent_id != old.parent_id {
+                    return Err(invalid_argument(&[violation(
+                        "resource.parent_id",
+                        format!(
+                            "cannot change from {:?} to {:?}: the parent of a resource is fixed once it exists (TS-0001 9.6.1.3)",
+                            old.parent_id.as_deref().unwrap_or(""),
+                            resource.parent_id.as_deref().unwrap_or("")
+                        ),
+                    )]));
+                }
+                let update = |policies, what: &str| WriteCheck {
+                    operation: Operation::Update,
+                    target: id.clone(),
+                    types: Types::default(),
+                    policies,
+                    what: what.to_owned(),
                 };
                 let mut checks = Vec::new();
                 if old.acpi != resource.acpi {
@@ -701,7 +826,7 @@ impl PolicyRetrievalPoint for PrpService {
                             &id,
                         ),
                     };
-                    checks.push((
+                    checks.push(update(
                         policies,
                         "change its acpi (UPDATE in the pvs of the ACPs it references)",
                     ));
@@ -711,21 +836,21 @@ impl PolicyRetrievalPoint for PrpService {
                 if &others != old {
                     let view = View { snap, now };
                     let set = applicable_policies(&view, &id).map_err(resolve_status)?;
-                    checks.push((
+                    checks.push(update(
                         compile_set(snap, &set, now, &id),
                         "update this resource (UPDATE in its applicable policies)",
                     ));
                 }
                 Ok(checks)
             })?;
-            for (policies, what) in &checks {
+            for check in &checks {
                 self.authorize(
                     &req.originator,
-                    Operation::Update,
-                    &id,
-                    None,
-                    policies,
-                    what,
+                    check.operation,
+                    &check.target,
+                    check.types,
+                    &check.policies,
+                    &check.what,
                 )?;
             }
         }
@@ -773,7 +898,7 @@ impl PolicyRetrievalPoint for PrpService {
                 &req.originator,
                 Operation::Delete,
                 &id,
-                None,
+                Types::default(),
                 &policies,
                 "delete this resource (DELETE in its applicable policies)",
             )?;

@@ -203,27 +203,28 @@ async fn create_without_pvs_rule_is_invalid_ts0004_7_4_2_2_1() {
     prp.shutdown().await;
 }
 
+/// TS-0003 7.1.1: requests *to* an ACP are judged by its selfPrivileges
+/// (its creation is not: see `create_acp_is_authorized_by_the_parent_*`).
 #[tokio::test]
 async fn self_privileges_guard_acp_writes() {
     let mut prp = start(config()).await;
     let c = &mut prp.client;
 
-    // Creating needs CREATE in the new ACP's own pvs.
+    // Being in the new ACP's own pvs does not let Alice create it.
     let err = c
         .create_acp(create_req(
-            "CBob",
+            "CAlice",
             acp("acpA", &["CAlice"], &["CAlice"], ALL),
         ))
         .await
-        .expect_err("Bob is not in pvs");
+        .expect_err("no parent");
     assert_eq!(err.code(), Code::PermissionDenied);
-    assert!(err.message().contains("DENY"), "{}", err.message());
     c.create_acp(create_req(
-        "CAlice",
+        ADMIN,
         acp("acpA", &["CAlice"], &["CAlice"], ALL),
     ))
     .await
-    .expect("Alice is in pvs");
+    .expect("the admin creates it");
 
     // Updating and deleting need UPDATE / DELETE in the stored pvs.
     let update = |originator: &str| pb::UpdateAcpRequest {
@@ -261,6 +262,364 @@ async fn self_privileges_guard_acp_writes() {
         .await
         .expect_err("empty originator");
     assert_eq!(err.code(), Code::InvalidArgument);
+    prp.shutdown().await;
+}
+
+/// An `acod` element (TS-0003 7.1.5): `ty` the parent must have, `chty`
+/// the types that may be created under it.
+fn acod(ty: Option<u32>, chty: &[u32]) -> pb::ObjectDetails {
+    pb::ObjectDetails {
+        resource_type: ty,
+        child_resource_types: chty.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// An ACP with `parent_id` set.
+fn acp_under(id: &str, parent: &str, pvs_originators: &[&str]) -> pb::AccessControlPolicy {
+    let mut a = acp(id, &["all"], pvs_originators, ALL);
+    a.parent_id = Some(parent.into());
+    a
+}
+
+const ONLY_ADMIN_ACP: &str = "only the admin may create an ACP outside a registered parent";
+const ONLY_ADMIN_RESOURCE: &str =
+    "only the admin may create a resource outside a registered parent";
+
+/// TS-0001 9.6.2 / TS-0003 7.1.1, 7.1.5: a Create of an
+/// `<accessControlPolicy>` is addressed to its parent (CSEBase, AE,
+/// remoteCSE) and needs CREATE there, `acod` `chty` applying with resource
+/// type 1; the new ACP's own pvs do not authorize its creation.
+#[tokio::test]
+async fn create_acp_is_authorized_by_the_parent_ts0001_9_6_2_ts0003_7_1_1() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    // pv of acpCb: Alice may create ACPs (chty [1]); Bob only containers
+    // (chty [3]); Carol ACPs, but only under a CSEBase (ty 5).
+    let mut acp_cb = acp("acpCb", &["all"], &[ADMIN], ALL);
+    acp_cb.privileges = Some(set(vec![
+        pb::AccessControlRule {
+            object_details: vec![acod(None, &[1])],
+            ..rule(&["CAlice"], 1)
+        },
+        pb::AccessControlRule {
+            object_details: vec![acod(None, &[3])],
+            ..rule(&["CBob"], 1)
+        },
+        pb::AccessControlRule {
+            object_details: vec![acod(Some(5), &[1])],
+            ..rule(&["CCarol"], 1)
+        },
+    ]));
+    c.create_acp(create_req(ADMIN, acp_cb))
+        .await
+        .expect("acpCb");
+    c.put_resource(put_req(ADMIN, resource("cb", "", 5, Some(&["acpCb"]), "")))
+        .await
+        .expect("cb");
+    c.put_resource(put_req(
+        ADMIN,
+        resource("ae1", "cb", 2, Some(&["acpCb"]), ""),
+    ))
+    .await
+    .expect("ae1");
+
+    // Mallory names herself in the new ACP's pvs: without a parent only
+    // the admin may create it.
+    let err = c
+        .create_acp(create_req(
+            "CMallory",
+            acp("acpX", &["all"], &["CMallory"], ALL),
+        ))
+        .await
+        .expect_err("no parent");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains(ONLY_ADMIN_ACP), "{}", err.message());
+    // ... nor under a parent the PRP does not know.
+    let err = c
+        .create_acp(create_req(
+            "CMallory",
+            acp_under("acpX", "nowhere", &["CMallory"]),
+        ))
+        .await
+        .expect_err("unknown parent");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains(ONLY_ADMIN_ACP), "{}", err.message());
+    // ... nor under cb, whose policies do not name her.
+    let err = c
+        .create_acp(create_req(
+            "CMallory",
+            acp_under("acpX", "cb", &["CMallory"]),
+        ))
+        .await
+        .expect_err("not in cb's pv");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("DENY"), "{}", err.message());
+
+    // chty [1]: Alice may create an ACP under cb.
+    c.create_acp(create_req(
+        "CAlice",
+        acp_under("acpAlice", "cb", &["CAlice"]),
+    ))
+    .await
+    .expect("CREATE with chty [1] in cb's pv");
+    // chty [3] only: Bob may not.
+    let err = c
+        .create_acp(create_req("CBob", acp_under("acpBob", "cb", &["CBob"])))
+        .await
+        .expect_err("chty [3] does not list resource type 1");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("not in chty"), "{}", err.message());
+    // acod ty 5: Carol may create under the CSEBase, not under the AE.
+    c.create_acp(create_req(
+        "CCarol",
+        acp_under("acpCarol", "cb", &["CCarol"]),
+    ))
+    .await
+    .expect("parent of type 5");
+    let err = c
+        .create_acp(create_req(
+            "CCarol",
+            acp_under("acpCarol2", "ae1", &["CCarol"]),
+        ))
+        .await
+        .expect_err("parent of type 2");
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    // The admin always may, with or without a parent.
+    c.create_acp(create_req(ADMIN, acp("acpAdmin", &["all"], &[ADMIN], ALL)))
+        .await
+        .expect("admin, no parent");
+    c.create_acp(create_req(
+        ADMIN,
+        acp_under("acpAdmin2", "nowhere", &[ADMIN]),
+    ))
+    .await
+    .expect("admin, unknown parent");
+
+    // A deleted ACP that a resource still references cannot be re-created
+    // by whoever names themselves in its pvs.
+    c.create_acp(create_req(
+        ADMIN,
+        acp("acpGone", &["CAlice"], &[ADMIN], ALL),
+    ))
+    .await
+    .expect("acpGone");
+    c.put_resource(put_req(
+        ADMIN,
+        resource("cnt", "cb", 3, Some(&["acpGone"]), ""),
+    ))
+    .await
+    .expect("cnt");
+    c.delete_acp(pb::DeleteAcpRequest {
+        originator: ADMIN.into(),
+        acp_id: "acpGone".into(),
+    })
+    .await
+    .expect("delete acpGone");
+    let mut takeover = acp("acpGone", &["CMallory"], &["CMallory"], ALL);
+    takeover.privileges = Some(set(vec![rule(&["CMallory"], ALL)]));
+    let err = c
+        .create_acp(create_req("CMallory", takeover))
+        .await
+        .expect_err("takeover");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // Not even by Alice, who may create ACPs under cb: a referenced ID is
+    // the admin's to reuse.
+    let err = c
+        .create_acp(create_req(
+            "CAlice",
+            acp_under("acpGone", "cb", &["CAlice"]),
+        ))
+        .await
+        .expect_err("referenced ID");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(
+        err.message().contains("still references"),
+        "{}",
+        err.message()
+    );
+    let gone = c
+        .get_acp(pb::GetAcpRequest {
+            acp_id: "acpGone".into(),
+        })
+        .await
+        .expect_err("still deleted");
+    assert_eq!(gone.code(), Code::NotFound);
+    prp.shutdown().await;
+}
+
+/// TS-0001 9.6.1.3: `pi` cannot change once a resource exists; moving it
+/// would skip the CREATE check under the new parent.
+#[tokio::test]
+async fn parent_of_a_stored_resource_is_fixed_ts0001_9_6_1_3() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    c.create_acp(create_req(
+        ADMIN,
+        acp("acp1", &["CAlice"], &["CAlice"], ALL),
+    ))
+    .await
+    .expect("acp1");
+    for (id, parent) in [("cb", ""), ("cb2", "")] {
+        c.put_resource(put_req(ADMIN, resource(id, parent, 5, Some(&["acp1"]), "")))
+            .await
+            .expect("root");
+    }
+    c.put_resource(put_req(
+        ADMIN,
+        resource("cnt", "cb", 3, Some(&["acp1"]), ""),
+    ))
+    .await
+    .expect("cnt");
+    let err = c
+        .put_resource(put_req(
+            "CAlice",
+            resource("cnt", "cb2", 3, Some(&["acp1"]), ""),
+        ))
+        .await
+        .expect_err("move");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(violations(&err), ["resource.parent_id"]);
+    prp.shutdown().await;
+}
+
+/// TS-0001 9.6.1.3.2 / TS-0003 7.1.5: registering a new resource is its
+/// Create, which needs CREATE of its type in the parent's applicable
+/// policies (the parent's default policy when its acpi is not set).
+#[tokio::test]
+async fn new_resource_needs_create_in_its_parent_ts0003_7_1_5() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    // pv of acpCb: Alice may create containers (chty [3]); Bob may retrieve.
+    let mut acp_cb = acp("acpCb", &["CBob"], &[ADMIN], ALL);
+    if let Some(pv) = acp_cb.privileges.as_mut() {
+        pv.rules.push(pb::AccessControlRule {
+            object_details: vec![acod(None, &[3])],
+            ..rule(&["CAlice"], 1)
+        });
+    }
+    c.create_acp(create_req(ADMIN, acp_cb))
+        .await
+        .expect("acpCb");
+    c.put_resource(put_req(ADMIN, resource("cb", "", 5, Some(&["acpCb"]), "")))
+        .await
+        .expect("cb");
+
+    // Bob has no CREATE in cb's policies.
+    let err = c
+        .put_resource(put_req("CBob", resource("cntB", "cb", 3, None, "CBob")))
+        .await
+        .expect_err("Bob may only retrieve");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("DENY"), "{}", err.message());
+    // Alice may create a container, not an AE (chty [3]).
+    c.put_resource(put_req("CAlice", resource("cntA", "cb", 3, None, "CAlice")))
+        .await
+        .expect("Alice creates a container");
+    let err = c
+        .put_resource(put_req("CAlice", resource("aeA", "cb", 2, None, "CAlice")))
+        .await
+        .expect_err("chty [3] does not list 2");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // No parent, or one the PRP does not know: only the admin.
+    for parent in ["", "nowhere"] {
+        let err = c
+            .put_resource(put_req(
+                "CAlice",
+                resource("orphan", parent, 3, None, "CAlice"),
+            ))
+            .await
+            .expect_err("outside a registered parent");
+        assert_eq!(err.code(), Code::PermissionDenied);
+        assert!(
+            err.message().contains(ONLY_ADMIN_RESOURCE),
+            "{}",
+            err.message()
+        );
+        c.put_resource(put_req(ADMIN, resource("orphan", parent, 3, None, "")))
+            .await
+            .expect("the admin may");
+        c.delete_resource(pb::DeleteResourceRequest {
+            originator: ADMIN.into(),
+            resource_id: "orphan".into(),
+        })
+        .await
+        .expect("cleanup");
+    }
+    // cntA has no acpi: its default policy gives its creator, Alice, every
+    // right, so she may create a contentInstance in it; Bob may not.
+    c.put_resource(put_req(
+        "CAlice",
+        resource("cin1", "cntA", 4, None, "CAlice"),
+    ))
+    .await
+    .expect("the creator of the parent");
+    let err = c
+        .put_resource(put_req("CBob", resource("cin2", "cntA", 4, None, "CBob")))
+        .await
+        .expect_err("not the creator of the parent");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    prp.shutdown().await;
+}
+
+/// TS-0001 9.6.1.3.2: the default policy grants "the Originator of the
+/// successful Create only", so `cr` and `cstn` must each name one
+/// originator, not an `acor` pattern that names many.
+#[tokio::test]
+async fn creator_and_custodian_must_name_one_originator_ts0001_9_6_1_3_2() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    for bad in [
+        "all",
+        "//sp.example.com",
+        "C*",
+        "//sp.example.com/id-in/C*",
+        "guest@roles.example.com",
+        "C bob",
+    ] {
+        let err = c
+            .put_resource(put_req(ADMIN, resource("cnt", "", 3, None, bad)))
+            .await
+            .expect_err("creator");
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad}");
+        assert_eq!(
+            violations(&err),
+            vec!["resource.creator".to_string()],
+            "{bad}"
+        );
+        let mut r = resource("cnt", "", 3, None, "CAlice");
+        r.custodian = bad.into();
+        let err = c
+            .put_resource(put_req(ADMIN, r))
+            .await
+            .expect_err("custodian");
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad}");
+        assert_eq!(
+            violations(&err),
+            vec!["resource.custodian".to_string()],
+            "{bad}"
+        );
+    }
+    let err = c
+        .get_resource(pb::GetResourceRequest {
+            resource_id: "cnt".into(),
+        })
+        .await
+        .expect_err("nothing stored");
+    assert_eq!(err.code(), Code::NotFound);
+    // One originator in any form is fine; empty means absent.
+    for good in [
+        "CAlice",
+        "SAlice",
+        "/id-in/CAlice",
+        "//sp.example.com/id-in/CAlice",
+        "",
+    ] {
+        let mut r = resource("cnt", "", 3, None, good);
+        r.custodian = good.into();
+        c.put_resource(put_req(ADMIN, r)).await.expect(good);
+    }
     prp.shutdown().await;
 }
 

@@ -314,10 +314,12 @@ fn res_ip(context: &AccessControlContext, rq: &Rq<'_>) -> bool {
         return false;
     };
     // Project choice (README): an IPv4-mapped IPv6 address `::ffff:a.b.c.d`
-    // is the IPv4 peer of a dual-stack socket and also matches IPv4 entries.
+    // and the IPv4 address `a.b.c.d` are the same peer (a dual-stack socket
+    // reports one, a single-stack one the other), so each also matches the
+    // entries written in the other form.
     let mapped = match rq_ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
-        IpAddr::V4(_) => None,
+        IpAddr::V4(v4) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
     };
     ipv4.iter().chain(ipv6).any(|entry| {
         parse_ip_entry(entry)

@@ -101,9 +101,11 @@ struct PrpState {
     log: Vec<pb::WatchEvent>,
     watchers: Vec<mpsc::Sender<Result<pb::WatchEvent, Status>>>,
     watch_calls: u32,
+    dynamic_acps: Vec<pb::CreateDynamicAcpRequest>,
 }
 
-/// A minimal PRP: `Watch` only, from an in-memory log. The state survives
+/// A minimal PRP: `Watch` from an in-memory log, and `CreateDynamicAcp`,
+/// which only records what it was asked to store. The state survives
 /// restarts of the server.
 #[derive(Clone, Default)]
 pub struct FakePrp {
@@ -125,6 +127,11 @@ impl FakePrp {
         s.resources.retain(|x| x.resource_id != r.resource_id);
         s.resources.push(r.clone());
         Self::publish(&mut s, Event::ResourcePut(r))
+    }
+
+    /// The `CreateDynamicAcp` requests received, in order.
+    pub fn dynamic_acps(&self) -> Vec<pb::CreateDynamicAcpRequest> {
+        self.state.lock().unwrap().dynamic_acps.clone()
     }
 
     /// How many Watch calls the fake has answered.
@@ -264,9 +271,18 @@ impl PolicyRetrievalPoint for FakePrp {
     }
     async fn create_dynamic_acp(
         &self,
-        _: Request<pb::CreateDynamicAcpRequest>,
+        request: Request<pb::CreateDynamicAcpRequest>,
     ) -> Result<Response<pb::DynamicAcpRecord>, Status> {
-        unimplemented()
+        let r = request.into_inner();
+        let mut s = self.state.lock().unwrap();
+        s.dynamic_acps.push(r.clone());
+        Ok(Response::new(pb::DynamicAcpRecord {
+            acp_id: format!("dyn{}", s.dynamic_acps.len()),
+            target: r.target,
+            privileges: r.privileges,
+            expires_at: r.expires_at,
+            revision: s.revision,
+        }))
     }
 
     type WatchStream = WatchStream;
