@@ -254,11 +254,7 @@ impl<'r, 'o> Evaluation<'r, 'o> {
         if !idx.all.is_empty() {
             out.extend_from_slice(&idx.all);
         }
-        if !idx.literals.is_empty() {
-            for key in self.originator.keys() {
-                idx.literals.extend_into(*key, out);
-            }
-        }
+        idx.literals.extend_with_originator(self.originator, out);
         for p in idx.patterns.iter() {
             if p.matches(self.originator) {
                 out.push(p.at);

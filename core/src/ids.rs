@@ -21,10 +21,12 @@ use thiserror::Error;
 pub struct HostingContext {
     sp: String,
     cse: String,
-    /// `//sp`, and `//sp/cse/`: the prefixes of the absolute forms of
-    /// SP-relative IDs and of stems, built once.
+    /// `//sp` and `//sp/cse/`: the prefixes of the absolute forms of
+    /// SP-relative IDs and of `C` stems, built once.
     sp_prefix: String,
     cse_prefix: String,
+    /// `//sp/`, the prefix of an `S` stem.
+    s_prefix: String,
 }
 
 /// An identifier that cannot be used.
@@ -134,6 +136,7 @@ impl HostingContext {
         Ok(Self {
             sp_prefix: format!("//{sp}"),
             cse_prefix: format!("//{sp}/{cse}/"),
+            s_prefix: format!("//{sp}/"),
             sp,
             cse: cse.to_owned(),
         })
@@ -179,21 +182,19 @@ impl HostingContext {
             if !slashes.upper_in(id, 2, fqdn_end) {
                 return Ok((false, shape));
             }
-            let fqdn = id[2..fqdn_end].to_ascii_lowercase();
-            buf.set(["//", &fqdn, &id[fqdn_end..]]);
+            let lower = id[..fqdn_end].to_ascii_lowercase();
+            buf.set(&lower, &id[fqdn_end..]);
             return Ok((true, shape));
         }
         let last = slashes.last_from(0);
         // Built by hand: `format!` costs more than the rest of a decision.
-        let (prefix, separator) = if bytes.first() == Some(&b'/') {
-            (self.sp_prefix.as_str(), "")
-        } else if bytes.first() == Some(&b'S') {
-            (self.sp_prefix.as_str(), "/")
-        } else {
-            (self.cse_prefix.as_str(), "")
+        let prefix = match bytes.first() {
+            Some(b'/') => self.sp_prefix.as_str(),
+            Some(b'S') => self.s_prefix.as_str(),
+            _ => self.cse_prefix.as_str(),
         };
-        buf.set([prefix, separator, id]);
-        let start = prefix.len() + separator.len();
+        buf.set(prefix, id);
+        let start = prefix.len();
         Ok((
             true,
             IdShape {
@@ -221,14 +222,11 @@ impl IdBuffer {
         }
     }
 
-    /// Holds the concatenation of `parts`.
-    fn set(&mut self, parts: [&str; 3]) {
+    /// Holds `prefix` followed by `rest`.
+    fn set(&mut self, prefix: &str, rest: &str) {
         self.inline.clear();
-        for p in parts {
-            if self.inline.try_push_str(p).is_err() {
-                self.heap = Some(parts.concat());
-                return;
-            }
+        if self.inline.try_push_str(prefix).is_err() || self.inline.try_push_str(rest).is_err() {
+            self.heap = Some([prefix, rest].concat());
         }
     }
 
@@ -273,18 +271,23 @@ impl Slashes {
                     .collect(),
             ));
         }
-        let mut padded = [0u8; 64];
-        padded[..bytes.len()].copy_from_slice(bytes);
         let (mut slash, mut upper, mut unusual) = (0u64, 0u64, false);
-        for (k, chunk) in padded.chunks_exact(16).enumerate() {
-            if k * 16 >= bytes.len() {
-                break;
-            }
+        let mut chunks = bytes.chunks_exact(16);
+        let mut at = 0;
+        for chunk in &mut chunks {
             let mut block = [0u8; 16];
             block.copy_from_slice(chunk);
             let (s, u, x) = classify16(&block);
-            slash |= u64::from(s) << (16 * k);
-            upper |= u64::from(u) << (16 * k);
+            slash |= u64::from(s) << at;
+            upper |= u64::from(u) << at;
+            unusual |= x;
+            at += 16;
+        }
+        let tail = chunks.remainder();
+        if !tail.is_empty() {
+            let (s, u, x) = classify16(&zero_padded(tail));
+            slash |= u64::from(s) << at;
+            upper |= u64::from(u) << at;
             unusual |= x;
         }
         if unusual {
@@ -336,6 +339,33 @@ impl Slashes {
                 .is_some_and(|b| b.iter().any(u8::is_ascii_uppercase)),
         }
     }
+}
+
+/// Fewer than 16 bytes, zero-padded to 16 (a zero byte is in no class of
+/// [`classify16`]), read as two overlapping words instead of a `memcpy`.
+#[inline(always)]
+fn zero_padded(tail: &[u8]) -> [u8; 16] {
+    let n = tail.len();
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&tail[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let (lo, hi) = if n >= 8 {
+        // The high word holds bytes n-8..n; drop the ones `lo` has.
+        let drop = 8 * (16 - n) as u32;
+        (word(0), word(n - 8).checked_shr(drop).unwrap_or(0))
+    } else {
+        let lo = tail
+            .iter()
+            .enumerate()
+            .fold(0u64, |w, (i, &b)| w | (u64::from(b) << (8 * i)));
+        (lo, 0)
+    };
+    let mut block = [0u8; 16];
+    block[..8].copy_from_slice(&lo.to_le_bytes());
+    block[8..].copy_from_slice(&hi.to_le_bytes());
+    block
 }
 
 /// One 16-byte block: a bit per `/`, a bit per ASCII upper-case letter,
@@ -401,6 +431,20 @@ impl<'a> AbsoluteId<'a> {
     /// Everything after the domain: empty, or starting with `/`.
     pub fn rest(&self) -> &'a str {
         self.text.get(self.shape.fqdn_end..).unwrap_or("")
+    }
+
+    /// Where the SP domain is in [`AbsoluteId::as_str`] (after `//`).
+    pub(crate) fn fqdn_span(&self) -> (usize, usize) {
+        let end = self.shape.fqdn_end.min(self.text.len());
+        (2.min(end), end)
+    }
+
+    /// Where the last `/`-separated segment starts in
+    /// [`AbsoluteId::as_str`] (the domain when there is no path).
+    pub(crate) fn last_segment_start(&self) -> usize {
+        self.shape
+            .last_slash
+            .map_or(self.fqdn_span().0, |i| (i + 1).min(self.text.len()))
     }
 
     /// The last `/`-separated segment (the domain when there is no path).

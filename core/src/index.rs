@@ -61,17 +61,22 @@ pub(crate) struct Key<'a> {
 
 impl<'a> Key<'a> {
     pub(crate) fn new(kind: KeyKind, text: &'a str) -> Self {
-        use std::hash::Hasher;
-        let mut h = rustc_hash::FxHasher::default();
-        h.write_u8(kind as u8);
-        h.write(text.as_bytes());
-        let hash = h.finish();
+        let hash = key_hash(kind, text.as_bytes());
         Self {
             hash,
             bloom: bloom_bits(hash),
             text,
         }
     }
+}
+
+#[inline(always)]
+fn key_hash(kind: KeyKind, text: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    h.write_u8(kind as u8);
+    h.write(text);
+    h.finish()
 }
 
 /// Two bits of a 64-bit Bloom filter, from bits of the hash that the
@@ -148,6 +153,29 @@ impl LiteralIndex {
             .map(|s| s.at)
     }
 
+    /// Appends every entry named by one of the originator's literal keys
+    /// to `out`. The Bloom tests run without a branch; a key's text is made
+    /// only for one that passes.
+    #[inline(always)]
+    pub(crate) fn extend_with_originator<A: smallvec::Array<Item = EntryRef>>(
+        &self,
+        o: &Originator<'_>,
+        out: &mut SmallVec<A>,
+    ) {
+        let b = self.bloom;
+        let [k0, k1, k2, k3] = o.blooms;
+        let mut hits = (u8::from(b & k0 == k0)
+            | (u8::from(b & k1 == k1) << 1)
+            | (u8::from(b & k2 == k2) << 2)
+            | (u8::from(b & k3 == k3) << 3))
+            & o.key_mask;
+        while hits != 0 {
+            let i = hits.trailing_zeros() as usize;
+            self.extend_matching(o.key(i), out);
+            hits &= hits - 1;
+        }
+    }
+
     /// Appends every entry with exactly this key to `out`.
     #[inline(always)]
     pub(crate) fn extend_into<A: smallvec::Array<Item = EntryRef>>(
@@ -188,10 +216,10 @@ impl LiteralIndex {
 
 /// The first (up to) eight bytes of a segment, little-endian, zero-padded:
 /// what a pattern's last segment is pre-tested on.
-fn head_word(text: &str) -> u64 {
+fn head_word(text: &[u8]) -> u64 {
     let mut word = [0u8; 8];
     let n = text.len().min(8);
-    word[..n].copy_from_slice(&text.as_bytes()[..n]);
+    word[..n].copy_from_slice(&text[..n]);
     u64::from_le_bytes(word)
 }
 
@@ -216,7 +244,7 @@ impl Pattern {
         Self {
             at,
             scope,
-            head: head_word(literal),
+            head: head_word(literal.as_bytes()),
             head_mask: if n == 8 {
                 u64::MAX
             } else {
@@ -262,80 +290,117 @@ pub(crate) struct OriginatorIndex {
 /// The originator of one decision, in absolute form, prepared to probe
 /// [`OriginatorIndex`]es: its literal keys hashed, and where the views that
 /// wildcard entries of each scope are matched against start.
+///
+/// Built on every decision, so it works on byte offsets into the absolute
+/// form and makes a key's text only when a Bloom test passes.
 #[derive(Debug, Clone)]
 pub(crate) struct Originator<'o> {
     /// `//fqdn/...`, as [`HostingContext::canonicalize`] gives it.
     pub(crate) absolute: &'o str,
-    /// The literal keys it can match: absolute ID, SP-relative ID, stem,
-    /// SP domain (those that exist), in `keys[..key_count]`.
-    keys: [Key<'o>; 4],
-    key_count: u8,
+    /// Per key kind ([`Originator::KINDS`] order): the hash and Bloom bits,
+    /// and where its text is in `absolute`.
+    hashes: [u64; 4],
+    blooms: [u64; 4],
+    spans: [(u32, u32); 4],
+    /// Which of the four keys the originator has (a bit per kind).
+    key_mask: u8,
     /// [`head_word`] of the last segment.
     tail_head: u64,
-    /// The path after the domain, without its leading `/`, when the
-    /// originator is in the hosting SP: what SP-relative entries see.
-    sp_relative: Option<&'o str>,
-    /// The stem, for an AE registered with the hosting CSE (`//sp/cse/stem`).
-    stem: Option<&'o str>,
 }
 
 impl<'o> Originator<'o> {
+    /// The key kinds an originator can be named by, in the order of its
+    /// key arrays: absolute ID, SP-relative ID (in the hosting SP), stem
+    /// (of an AE registered with the hosting CSE), SP domain (with a path).
+    const KINDS: [KeyKind; 4] = [
+        KeyKind::Absolute,
+        KeyKind::SpRelative,
+        KeyKind::CseStem,
+        KeyKind::Domain,
+    ];
+
     /// Prepares an absolute originator ID for the hosting CSE `ctx`.
     pub(crate) fn new(id: AbsoluteId<'o>, ctx: &HostingContext) -> Self {
         let absolute = id.as_str();
-        let (fqdn, rest) = (id.fqdn(), id.rest());
-        let in_sp = short_eq(fqdn.as_bytes(), ctx.sp_fqdn().as_bytes());
-        let sp_relative = rest.get(1..).filter(|r| in_sp && !r.is_empty());
-        let last = id.last_segment();
-        // `cse/stem`, with nothing after the stem (its length says so).
-        let cse = ctx.cse_id();
-        let stem = sp_relative.filter(|r| {
-            !last.is_empty()
-                && r.len() == cse.len() + 1 + last.len()
-                && short_eq(&r.as_bytes()[..cse.len()], cse.as_bytes())
-                && r.as_bytes()[cse.len()] == b'/'
-        });
-        let stem = stem.map(|_| last);
-        let mut keys = [Key::new(KeyKind::Absolute, absolute); 4];
-        let mut n = 1;
-        if let Some(r) = sp_relative {
-            // The SP-relative form keeps its leading `/`.
-            keys[n] = Key::new(KeyKind::SpRelative, &rest[..r.len() + 1]);
-            n += 1;
-        }
-        if let Some(stem) = stem {
-            keys[n] = Key::new(KeyKind::CseStem, stem);
-            n += 1;
-        }
-        if !rest.is_empty() {
-            // An SP domain authorizes every AE-ID and CSE-ID under it.
-            keys[n] = Key::new(KeyKind::Domain, fqdn);
-            n += 1;
-        }
-        Self {
+        let b = absolute.as_bytes();
+        let n = b.len();
+        let (fqdn_start, fqdn_end) = id.fqdn_span();
+        let last_start = id.last_segment_start();
+        let mut o = Self {
             absolute,
-            keys,
-            key_count: n as u8,
-            tail_head: head_word(last),
-            sp_relative,
-            stem,
+            hashes: [0; 4],
+            blooms: [0; 4],
+            spans: [(0, 0); 4],
+            key_mask: 0,
+            tail_head: head_word(&b[last_start.min(n)..]),
+        };
+        o.set_key(0, 0, n);
+        let fqdn = &b[fqdn_start..fqdn_end];
+        if fqdn_end < n {
+            // An SP domain authorizes every AE-ID and CSE-ID under it.
+            o.set_key(3, fqdn_start, fqdn_end);
+            if short_eq(fqdn, ctx.sp_fqdn().as_bytes()) {
+                // The SP-relative form keeps its leading `/`.
+                o.set_key(1, fqdn_end, n);
+                // `/cse/stem` with nothing after the stem: the last `/` is
+                // the one after the hosting CSE-ID.
+                let cse = ctx.cse_id().as_bytes();
+                let cse_start = fqdn_end + 1;
+                if last_start == cse_start + cse.len() + 1
+                    && last_start < n
+                    && short_eq(&b[cse_start..cse_start + cse.len()], cse)
+                {
+                    o.set_key(2, last_start, n);
+                }
+            }
+        }
+        o
+    }
+
+    #[inline(always)]
+    fn set_key(&mut self, i: usize, start: usize, end: usize) {
+        let hash = key_hash(Self::KINDS[i], &self.absolute.as_bytes()[start..end]);
+        self.hashes[i] = hash;
+        self.blooms[i] = bloom_bits(hash);
+        self.spans[i] = (start as u32, end as u32);
+        self.key_mask |= 1 << i;
+    }
+
+    /// Key `i`, with its text.
+    fn key(&self, i: usize) -> Key<'o> {
+        let (start, end) = self.spans[i];
+        Key {
+            hash: self.hashes[i],
+            bloom: self.blooms[i],
+            text: self
+                .absolute
+                .get(start as usize..end as usize)
+                .unwrap_or(""),
         }
     }
 
     /// The literal keys it can match.
-    #[inline]
-    pub(crate) fn keys(&self) -> &[Key<'o>] {
-        &self.keys[..usize::from(self.key_count)]
+    #[cfg(test)]
+    pub(crate) fn keys(&self) -> impl Iterator<Item = Key<'o>> + '_ {
+        (0..4)
+            .filter(|i| self.key_mask & (1 << i) != 0)
+            .map(|i| self.key(i))
     }
 
     /// The `/`-separated text an entry of `scope` is matched against, if
     /// any: the whole ID after `//`, the SP-relative path, or the stem.
     fn view(&self, scope: &EntryScope) -> Option<&'o str> {
-        match scope {
-            EntryScope::Absolute => self.absolute.get(2..),
-            EntryScope::SpRelative => self.sp_relative,
-            EntryScope::CseStem => self.stem,
-        }
+        let (i, skip) = match scope {
+            EntryScope::Absolute => (0, 2),
+            EntryScope::SpRelative => (1, 1),
+            EntryScope::CseStem => (2, 0),
+        };
+        (self.key_mask & (1 << i) != 0).then(|| {
+            let (start, end) = self.spans[i];
+            self.absolute
+                .get(start as usize + skip..end as usize)
+                .unwrap_or("")
+        })
     }
 }
 
@@ -419,7 +484,7 @@ mod tests {
     fn originator_keys_and_views() {
         let ctx = HostingContext::new("//m2m.example.com", "/id-in").unwrap();
         let o = originator(&ctx, "//m2m.example.com/id-in/Cae1");
-        let texts: Vec<&str> = o.keys().iter().map(|k| k.text).collect();
+        let texts: Vec<&str> = o.keys().map(|k| k.text).collect();
         assert_eq!(
             texts,
             [
@@ -444,10 +509,10 @@ mod tests {
             );
         }
         let remote = originator(&ctx, "//other.org/cse/Cae1");
-        assert_eq!(remote.keys().len(), 2);
+        assert_eq!(remote.keys().count(), 2);
         assert_eq!(remote.view(&EntryScope::SpRelative), None);
         assert_eq!(remote.view(&EntryScope::CseStem), None);
         // A bare SP-ID names no path: only the absolute key.
-        assert_eq!(originator(&ctx, "//m2m.example.com").keys().len(), 1);
+        assert_eq!(originator(&ctx, "//m2m.example.com").keys().count(), 1);
     }
 }
