@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
+use authz_core::ids::canonical_resource_id;
 use authz_core::json::{self, JsonError};
 use authz_core::{
     Applicable, CompiledAcp, DecideOptions, Decision, HostingContext, InMemoryAttributes,
@@ -74,10 +75,14 @@ fn check(args: &CheckArgs) -> Result<Value> {
     let request = json::request_from_json(&text, chrono::Utc::now())
         .map_err(|e| file_error(&args.request, e))?;
 
-    // TS-0001 10.2.3.1: a request on an ACP is judged by that ACP's pvs only.
-    let target_acp = compiled
-        .iter()
-        .find(|(ri, _)| ri.as_deref() == Some(request.target.as_str()));
+    // TS-0001 10.2.3.1: a request on an ACP is judged by that ACP's pvs
+    // only, whichever form (CSE-relative, SP-relative, absolute) names it.
+    let target = canonical_resource_id(&request.target, &ctx).ok();
+    let target_acp = compiled.iter().find(|(ri, _)| {
+        ri.as_deref()
+            .and_then(|ri| canonical_resource_id(ri, &ctx).ok())
+            .is_some_and(|ri| Some(&ri) == target.as_ref())
+    });
     let applicable: Vec<Applicable<'_>> = match target_acp {
         Some((_, acp)) => vec![Applicable {
             acp,

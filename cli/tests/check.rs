@@ -96,6 +96,42 @@ fn request_on_the_acp_itself_uses_self_privileges() {
     assert_eq!(v["sus"], 2);
 }
 
+/// TS-0001 10.2.3.1: the ACP is the target whether the request names it
+/// by its CSE-relative `ri`, SP-relative or absolute: its pvs decide.
+#[test]
+fn request_on_the_acp_uses_self_privileges_in_every_id_form() {
+    let dir = tempdir();
+    for to in [
+        "acpFrontDoor",
+        "/mn-cse-123456/acpFrontDoor",
+        "//home.example/mn-cse-123456/acpFrontDoor",
+    ] {
+        let req = dir.join("req.json");
+        std::fs::write(
+            &req,
+            format!(r#"{{"fr": "/mn-cse-123456/Clock1", "to": "{to}", "op": 2}}"#),
+        )
+        .unwrap();
+        let (code, out, err) = authz(&[
+            "check",
+            "-p",
+            "examples/door-lock-acp.json",
+            "-r",
+            req.to_str().unwrap(),
+            CTX[0],
+            CTX[1],
+            CTX[2],
+            CTX[3],
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert!(
+            v["permittedBy"].is_null() || v["permittedBy"]["privileges"] == "pvs",
+            "to {to}: judged by pv: {out}"
+        );
+    }
+}
+
 #[test]
 fn invalid_policy_exits_2_naming_file_and_field() {
     let dir = tempdir();
@@ -134,6 +170,29 @@ fn invalid_request_exits_2_naming_the_field() {
     ]);
     assert_eq!(code, 2);
     assert!(err.contains("op: 9 is not an operation"), "{err}");
+
+    // Decision 9: a malformed request is an error naming the field, never
+    // a decision.
+    for (body, field) in [
+        (r#"{"fr": "C 1", "to": "x", "op": 2}"#, "fr:"),
+        (r#"{"fr": "C1", "to": "", "op": 2}"#, "to:"),
+        (
+            r#"{"fr": "C1", "to": "x", "op": 2, "rtm": "20261126T160000.zzz"}"#,
+            "rtm:",
+        ),
+        (r#"{"fr": "C1", "to": "x"}"#, "op:"),
+    ] {
+        std::fs::write(&req, body).unwrap();
+        let (code, out, err) = authz(&[
+            "check",
+            "-p",
+            "examples/door-lock-acp.json",
+            "-r",
+            req.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "{body}: {out}");
+        assert!(err.contains(field), "{body}: {err}");
+    }
 }
 
 fn tempdir() -> PathBuf {

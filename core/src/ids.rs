@@ -78,9 +78,10 @@ const BYTE_CLASS: [u8; 256] = {
 };
 
 /// The checks of [`HostingContext::canonicalize`] in one pass over the
-/// bytes (this runs on every decision): not empty, no whitespace, no `*`,
-/// and every `/` segment non-empty in each form (`//fqdn/a/b`, `/a/b`, `stem`).
-fn check_originator_id(id: &str) -> Result<(), IdError> {
+/// bytes: not empty, no whitespace, no `*`, and every `/` segment non-empty
+/// in each form (`//fqdn/a/b`, `/a/b`, `stem`). What a request's originator
+/// (`fr`) must pass before it is decided on.
+pub fn check_originator_id(id: &str) -> Result<(), IdError> {
     let Some((&first, rest)) = id.as_bytes().split_first() else {
         return Err(IdError::Empty);
     };

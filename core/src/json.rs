@@ -199,6 +199,17 @@ fn take_acrs(
 pub fn deserialize_at<T: DeserializeOwned>(prefix: &str, v: Value) -> Result<T, ValidationError> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let inner = e.path().to_string();
+        let message = e.inner().to_string();
+        // A missing field is reported at its own path, not its parent's.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+            .map(str::to_owned);
+        let inner = match (inner.as_str(), missing) {
+            ("" | ".", Some(field)) => field,
+            (_, Some(field)) => format!("{inner}.{field}"),
+            _ => inner,
+        };
         let path = if inner.is_empty() || inner == "." {
             prefix.to_owned()
         } else if inner.starts_with('[') {
@@ -206,10 +217,7 @@ pub fn deserialize_at<T: DeserializeOwned>(prefix: &str, v: Value) -> Result<T, 
         } else {
             format!("{prefix}.{inner}")
         };
-        ValidationError {
-            path,
-            message: e.into_inner().to_string(),
-        }
+        ValidationError { path, message }
     })
 }
 
@@ -529,8 +537,14 @@ pub fn request_from_json(
     if discovery && operation != Some(Operation::Retrieve) {
         bad("fu", "discovery applies to op 2 (Retrieve) only".to_owned());
     }
-    if short.fr.is_empty() {
-        bad("fr", "the originator must not be empty".to_owned());
+    if let Err(e) = crate::ids::check_originator_id(&short.fr) {
+        // A malformed request is an error, not a decision (Decision 9).
+        bad("fr", format!("'{}' is not an originator ID: {e}", short.fr));
+    }
+    if short.to.is_empty() {
+        bad("to", "the target resource ID must not be empty".to_owned());
+    } else if short.to.chars().any(char::is_whitespace) {
+        bad("to", format!("'{}' must not contain whitespace", short.to));
     }
     match operation {
         Some(operation) if errors.is_empty() => Ok(DecisionRequest {
@@ -553,8 +567,15 @@ pub fn request_from_json(
 }
 
 /// Parses an `m2m:timestamp` (`YYYYMMDDTHHMMSS`, optionally `,ffffff`), UTC.
+/// The fraction, when present, is one or more digits and is dropped.
 pub fn parse_timestamp(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    let (main, _fraction) = s.split_once([',', '.']).unwrap_or((s, ""));
+    let (main, fraction) = match s.split_once([',', '.']) {
+        Some((main, fraction)) => (main, Some(fraction)),
+        None => (s, None),
+    };
+    if fraction.is_some_and(|f| f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
     chrono::NaiveDateTime::parse_from_str(main, "%Y%m%dT%H%M%S")
         .ok()
         .map(|t| t.and_utc())

@@ -71,6 +71,8 @@ pub const X_M2M_RI: &str = "x-m2m-ri";
 pub const X_M2M_RSC: &str = "x-m2m-rsc";
 /// `X-M2M-ATI`.
 pub const X_M2M_ATI: &str = "x-m2m-ati";
+/// `ty` of `<AE>` (TS-0004 6.3.4.2.1).
+const AE_TYPE: u32 = 2;
 
 /// The client's IP address, set by an outer layer that knows better than
 /// the socket (for example behind a trusted reverse proxy).
@@ -369,12 +371,31 @@ struct Shared {
     resolver: Arc<dyn TargetResolver>,
     authenticator: Arc<dyn Authenticator>,
     deny_detail: DenyDetail,
+    registration_without_origin: bool,
 }
 
 /// The outcome of authorizing one HTTP request.
 enum Authorization {
     Proceed(Box<AuthorizedRequest>),
+    /// An AE registration without `From`, passed on undecided
+    /// ([`PepLayer::with_registration_without_origin`]).
+    Register(Box<RegistrationWithoutOrigin>),
     Reject(Rejection),
+}
+
+/// What a handler receives, as a request extension, for an AE registration
+/// that carries no `From` (TS-0001 10.1.2: `From` is optional there, and
+/// the Registrar CSE assigns the AE-ID). No access decision was made: no
+/// originator exists yet for the PDP to judge. The CSE applies its
+/// registration procedure (service subscription, `<serviceSubscribedAppRule>`)
+/// itself; the AE's later requests carry the assigned AE-ID and are decided
+/// as usual.
+#[derive(Debug, Clone)]
+pub struct RegistrationWithoutOrigin {
+    /// The request primitive (`op` Create, `ty` 2, `fr` empty).
+    pub primitive: RequestPrimitive,
+    /// The target (the parent of the new `<AE>`, normally the CSEBase).
+    pub target: Target,
 }
 
 impl Shared {
@@ -390,6 +411,23 @@ impl Shared {
                 format!("resource {} does not exist", primitive.to),
             ));
         };
+        // `From` may be absent only on an AE registration (a Create of type
+        // 2; TS-0001 10.1.2, TS-0004 4000 cases).
+        if primitive.fr.is_empty()
+            && primitive.op == pb::Operation::Create
+            && primitive.ty == Some(AE_TYPE)
+        {
+            if self.registration_without_origin {
+                return Authorization::Register(Box::new(RegistrationWithoutOrigin {
+                    primitive,
+                    target,
+                }));
+            }
+            return Authorization::Reject(bad_request(PepError::BadRequest(
+                "From (fr, X-M2M-Origin) is missing: this CSE does not register AEs without From"
+                    .into(),
+            )));
+        }
         let context = RequestContext {
             client_ip: client_ip(parts),
             authenticated_identity: self.authenticator.authenticate(parts),
@@ -480,6 +518,7 @@ impl PepLayer {
                 resolver,
                 authenticator: Arc::new(ExtensionIdentity),
                 deny_detail: DenyDetail::Minimal,
+                registration_without_origin: false,
             }),
         }
     }
@@ -494,6 +533,7 @@ impl PepLayer {
                 resolver: arc.resolver.clone(),
                 authenticator: arc.authenticator.clone(),
                 deny_detail: arc.deny_detail,
+                registration_without_origin: arc.registration_without_origin,
             },
         };
         f(&mut shared);
@@ -520,6 +560,15 @@ impl PepLayer {
     /// How much a 4103 response says about why.
     pub fn with_deny_detail(self, detail: DenyDetail) -> Self {
         self.map(|s| s.deny_detail = detail)
+    }
+
+    /// Passes an AE registration without `From` (a Create of type 2, which
+    /// TS-0001 10.1.2 allows) to the inner service undecided, with a
+    /// [`RegistrationWithoutOrigin`] extension instead of an
+    /// [`AuthorizedRequest`]; the CSE must then apply its own registration
+    /// checks. Off by default: such a request is answered 400 / 4000.
+    pub fn with_registration_without_origin(self, allow: bool) -> Self {
+        self.map(|s| s.registration_without_origin = allow)
     }
 }
 
@@ -579,6 +628,16 @@ where
                 Authorization::Reject(r) => {
                     Ok(rejection_response(&r, rqi.as_ref()).map(Either::Right))
                 }
+                Authorization::Register(registration) => {
+                    parts.extensions.insert(*registration);
+                    let mut response = inner.call(Request::from_parts(parts, body)).await?;
+                    if let Some(rqi) = rqi
+                        && !response.headers().contains_key(X_M2M_RI)
+                    {
+                        response.headers_mut().insert(X_M2M_RI, rqi);
+                    }
+                    Ok(response.map(Either::Left))
+                }
                 Authorization::Proceed(authorized) => {
                     let ati = ati_header(&authorized.verdict.decision.assigned_token_ids)
                         .and_then(|a| HeaderValue::from_str(&a).ok());
@@ -603,6 +662,73 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// TS-0001 10.1.2: `From` is optional on an AE registration only. By
+    /// default the layer answers 4000; opted in, it passes the request on
+    /// undecided with a [`RegistrationWithoutOrigin`] extension. Any other
+    /// request without `From` stays 4000.
+    #[tokio::test]
+    async fn ae_registration_without_origin() {
+        use tower::ServiceExt;
+        let cse = CseContext::new("//home.example", "/mn-cse-123456").expect("cse");
+        // No PDP runs at this address: a decision would fail closed (4103).
+        let client = PepClient::new(crate::PepConfig::new(["http://127.0.0.1:9"])).expect("client");
+        let inner = tower::service_fn(|req: Request<()>| async move {
+            let seen = req
+                .extensions()
+                .get::<RegistrationWithoutOrigin>()
+                .is_some();
+            Ok::<_, std::convert::Infallible>(Response::new(if seen {
+                "registered"
+            } else {
+                "other"
+            }))
+        });
+        let register = || {
+            Request::builder()
+                .method(Method::POST)
+                .uri("/mn-cse-123456")
+                .header(CONTENT_TYPE, "application/json;ty=2")
+                .header(X_M2M_RI, "r1")
+                .body(())
+                .expect("request")
+        };
+        let rsc = |r: &Response<PepBody<&'static str>>| {
+            r.headers()
+                .get(X_M2M_RSC)
+                .map(|v| v.to_str().unwrap_or("").to_owned())
+        };
+        let default = PepLayer::new(client.clone(), cse.clone());
+        let r = default
+            .layer(inner)
+            .oneshot(register())
+            .await
+            .expect("response");
+        assert_eq!(r.status(), http::StatusCode::BAD_REQUEST);
+        assert_eq!(rsc(&r).as_deref(), Some("4000"));
+
+        let opted_in = PepLayer::new(client, cse).with_registration_without_origin(true);
+        let r = opted_in
+            .clone()
+            .layer(inner)
+            .oneshot(register())
+            .await
+            .expect("response");
+        assert_eq!(r.status(), http::StatusCode::OK);
+        assert!(matches!(r.into_body(), Either::Left("registered")));
+        // A container Create without From is still malformed.
+        let mut container = register();
+        container.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/json;ty=3"),
+        );
+        let r = opted_in
+            .layer(inner)
+            .oneshot(container)
+            .await
+            .expect("response");
+        assert_eq!(rsc(&r).as_deref(), Some("4000"));
+    }
 
     fn parts(method: Method, uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
         let mut b = Request::builder().method(method).uri(uri);

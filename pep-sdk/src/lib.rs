@@ -74,7 +74,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::PepError;
 pub use http::{
     AuthenticatedIdentity, Authenticator, AuthorizedRequest, ExtensionIdentity, OriginatorIp,
-    PepLayer, PepService, Target, TargetResolver, UnstructuredIds,
+    PepLayer, PepService, RegistrationWithoutOrigin, Target, TargetResolver, UnstructuredIds,
 };
 pub use request::{CseContext, DecisionRequestBuilder, RequestContext, RequestPrimitive};
 pub use response::{DenyDetail, Enforcement, Rejection, ResponseStatusCode};

@@ -8,7 +8,7 @@
 //! | Permit | proceed; `ati` = the assigned Local-Token-IDs |
 //! | Deny, status SYNTAX_ERROR (malformed request) | 4000 BAD_REQUEST, `m2m:dbg` = what is malformed |
 //! | Deny with Token Request Information | 4103 ORIGINATOR_HAS_NO_PRIVILEGE, content `m2m:tqf` (and no debug information, TS-0009 6.5) |
-//! | Deny because the PDP was unreachable (fail-closed) | 4103, `m2m:dbg` = the reason |
+//! | Deny because the PDP was unreachable (fail-closed) | 4103, `m2m:dbg` = "PDP unreachable", or the transport error with [`DenyDetail::Summary`] |
 //! | any other Deny | 4103, `m2m:dbg` = a short text with the decision ID, or the PDP's summary with [`DenyDetail::Summary`] |
 //!
 //! `ati` (m2m:dynAuthLocalTokenIdAssignments) travels in the HTTP binding as
@@ -155,10 +155,16 @@ impl Enforcement {
                 assigned_token_ids: Vec::new(),
             }
         } else if verdict.source == DecisionSource::FailClosed {
-            Rejection::debug(
-                ResponseStatusCode::ORIGINATOR_HAS_NO_PRIVILEGE,
-                d.summary.clone(),
-            )
+            // The transport error is for the operator's log, not for the
+            // originator, unless the summary was asked for.
+            let text = match detail {
+                DenyDetail::Summary => d.summary.clone(),
+                DenyDetail::Minimal => {
+                    "originator has no privilege: PDP unreachable, access denied (fail-closed)"
+                        .to_owned()
+                }
+            };
+            Rejection::debug(ResponseStatusCode::ORIGINATOR_HAS_NO_PRIVILEGE, text)
         } else {
             let text = match detail {
                 DenyDetail::Summary if !d.summary.is_empty() => d.summary.clone(),
@@ -280,6 +286,26 @@ mod tests {
             summary: "DENY (ok): acpA.pv.acr[1]: acco[0] outside actw".into(),
             ..Default::default()
         }
+    }
+
+    /// A fail-closed Deny tells the originator only that the PDP was
+    /// unreachable; the transport error is shown with `Summary` only.
+    #[test]
+    fn fail_closed_text_depends_on_the_detail() {
+        let mut d = deny(pb::AuthorizationStatus::ProcessingError);
+        d.summary = "DENY (fail-closed): PDP unreachable: UNAVAILABLE after 4 attempt(s): tcp connect error 10.0.0.7:50051".into();
+        let v = verdict(d, DecisionSource::FailClosed);
+        let text = |detail| match Enforcement::of(&v, detail) {
+            Enforcement::Reject(r) => {
+                assert_eq!(r.rsc, ResponseStatusCode::ORIGINATOR_HAS_NO_PRIVILEGE);
+                r.content.to_string()
+            }
+            other => panic!("{other:?}"),
+        };
+        let minimal = text(DenyDetail::Minimal);
+        assert!(minimal.contains("PDP unreachable"), "{minimal}");
+        assert!(!minimal.contains("10.0.0.7"), "{minimal}");
+        assert!(text(DenyDetail::Summary).contains("10.0.0.7"));
     }
 
     #[test]

@@ -722,9 +722,9 @@ pub fn decision_request_from_pb(
 ) -> Result<ConvertedRequest, Vec<ConversionError>> {
     let mut errors = Errors::default();
 
-    check_id(&req.originator, "originator", &mut errors);
-    if req.originator.contains('*') {
-        errors.add("originator", "must not contain the wildcard '*'");
+    // A malformed originator is an error, not a decision (Decision 9).
+    if let Err(e) = authz_core::ids::check_originator_id(&req.originator) {
+        errors.add("originator", e.to_string());
     }
     if req.target.is_empty() {
         errors.add("target", "must not be empty");

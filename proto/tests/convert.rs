@@ -414,6 +414,23 @@ fn request_errors_name_the_field() {
     );
 }
 
+/// Decision 9: an originator that is not an ID (an empty segment, a
+/// wildcard, whitespace) makes the request malformed: INVALID_ARGUMENT
+/// naming `originator`, not a decision.
+#[test]
+fn malformed_originator_is_an_invalid_argument() {
+    for bad in ["//sp.example.com//x", "/id-in/C*", "C 1", "Cae/"] {
+        let mut wire = full_request();
+        wire.originator = bad.into();
+        let errors = decision_request_from_pb(&wire, Utc::now()).unwrap_err();
+        assert_eq!(
+            errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(),
+            ["originator"],
+            "{bad}: {errors:?}"
+        );
+    }
+}
+
 #[test]
 fn more_request_errors() {
     let mut wire = full_request();
