@@ -20,6 +20,8 @@
 //! A hash hit is always confirmed on the text: a crafted originator that
 //! collides with a listed ID gains nothing.
 
+use std::cell::Cell;
+
 use smallvec::SmallVec;
 
 use crate::ids::{AbsoluteId, EntryScope, Glob, HostingContext};
@@ -100,6 +102,9 @@ struct Slot {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LiteralIndex {
     bloom: u64,
+    /// Which of the originator's key kinds ([`Originator::KINDS`], a bit
+    /// each) occur among the keys: an originator hashes only those.
+    originator_kinds: u8,
     slots: Box<[Slot]>,
     text: Box<str>,
 }
@@ -108,11 +113,15 @@ impl LiteralIndex {
     pub(crate) fn build(entries: &[(KeyKind, &str, EntryRef)]) -> Self {
         let mut text = String::new();
         let mut bloom = 0;
+        let mut originator_kinds = 0;
         let mut slots: Vec<Slot> = entries
             .iter()
             .map(|&(kind, key, at)| {
                 let k = Key::new(kind, key);
                 bloom |= k.bloom;
+                if let Some(i) = Originator::KINDS.iter().position(|&o| o == kind) {
+                    originator_kinds |= 1 << i;
+                }
                 let start = text.len();
                 text.push_str(key);
                 Slot {
@@ -126,6 +135,7 @@ impl LiteralIndex {
         slots.sort_by_key(|s| (s.hash, s.at.rule, s.at.entry));
         Self {
             bloom,
+            originator_kinds,
             slots: slots.into_boxed_slice(),
             text: text.into_boxed_str(),
         }
@@ -162,13 +172,17 @@ impl LiteralIndex {
         o: &Originator<'_>,
         out: &mut SmallVec<A>,
     ) {
+        let wanted = self.originator_kinds & o.key_mask;
+        if wanted == 0 {
+            return;
+        }
         let b = self.bloom;
-        let [k0, k1, k2, k3] = o.blooms;
+        let [k0, k1, k2, k3] = o.blooms(wanted);
         let mut hits = (u8::from(b & k0 == k0)
             | (u8::from(b & k1 == k1) << 1)
             | (u8::from(b & k2 == k2) << 2)
             | (u8::from(b & k3 == k3) << 3))
-            & o.key_mask;
+            & wanted;
         while hits != 0 {
             let i = hits.trailing_zeros() as usize;
             self.extend_matching(o.key(i), out);
@@ -297,13 +311,17 @@ pub(crate) struct OriginatorIndex {
 pub(crate) struct Originator<'o> {
     /// `//fqdn/...`, as [`HostingContext::canonicalize`] gives it.
     pub(crate) absolute: &'o str,
-    /// Per key kind ([`Originator::KINDS`] order): the hash and Bloom bits,
-    /// and where its text is in `absolute`.
-    hashes: [u64; 4],
-    blooms: [u64; 4],
+    /// Per key kind ([`Originator::KINDS`] order): where its text is in
+    /// `absolute`, and its hash and Bloom bits once a rule set holding keys
+    /// of that kind asked for them (most rule sets name stems and
+    /// SP-relative IDs, few absolute IDs or domains).
     spans: [(u32, u32); 4],
-    /// Which of the four keys the originator has (a bit per kind).
+    hashes: [Cell<u64>; 4],
+    blooms: [Cell<u64>; 4],
+    /// Which of the four keys the originator has, and which are hashed (a
+    /// bit per kind).
     key_mask: u8,
+    hashed: Cell<u8>,
     /// [`head_word`] of the last segment.
     tail_head: u64,
 }
@@ -328,10 +346,11 @@ impl<'o> Originator<'o> {
         let last_start = id.last_segment_start();
         let mut o = Self {
             absolute,
-            hashes: [0; 4],
-            blooms: [0; 4],
             spans: [(0, 0); 4],
+            hashes: Default::default(),
+            blooms: Default::default(),
             key_mask: 0,
+            hashed: Cell::new(0),
             tail_head: head_word(&b[last_start.min(n)..]),
         };
         o.set_key(0, 0, n);
@@ -359,29 +378,56 @@ impl<'o> Originator<'o> {
 
     #[inline(always)]
     fn set_key(&mut self, i: usize, start: usize, end: usize) {
-        let hash = key_hash(Self::KINDS[i], &self.absolute.as_bytes()[start..end]);
-        self.hashes[i] = hash;
-        self.blooms[i] = bloom_bits(hash);
         self.spans[i] = (start as u32, end as u32);
         self.key_mask |= 1 << i;
     }
 
-    /// Key `i`, with its text.
-    fn key(&self, i: usize) -> Key<'o> {
+    /// The text of key `i`.
+    fn text(&self, i: usize) -> &'o str {
         let (start, end) = self.spans[i];
+        self.absolute
+            .get(start as usize..end as usize)
+            .unwrap_or("")
+    }
+
+    /// The Bloom bits of the keys in `wanted` (a bit per kind; others 0),
+    /// hashing those not hashed yet.
+    #[inline(always)]
+    fn blooms(&self, wanted: u8) -> [u64; 4] {
+        let mut todo = wanted & !self.hashed.get();
+        if todo != 0 {
+            self.hashed.set(self.hashed.get() | todo);
+            while todo != 0 {
+                let i = todo.trailing_zeros() as usize;
+                let hash = key_hash(Self::KINDS[i], self.text(i).as_bytes());
+                self.hashes[i].set(hash);
+                self.blooms[i].set(bloom_bits(hash));
+                todo &= todo - 1;
+            }
+        }
+        let bloom = |i: usize| {
+            if wanted & (1 << i) != 0 {
+                self.blooms[i].get()
+            } else {
+                0
+            }
+        };
+        [bloom(0), bloom(1), bloom(2), bloom(3)]
+    }
+
+    /// Key `i`, with its text (hashed by [`Originator::blooms`] before).
+    fn key(&self, i: usize) -> Key<'o> {
         Key {
-            hash: self.hashes[i],
-            bloom: self.blooms[i],
-            text: self
-                .absolute
-                .get(start as usize..end as usize)
-                .unwrap_or(""),
+            hash: self.hashes[i].get(),
+            bloom: self.blooms[i].get(),
+            text: self.text(i),
         }
     }
 
     /// The literal keys it can match.
     #[cfg(test)]
     pub(crate) fn keys(&self) -> impl Iterator<Item = Key<'o>> + '_ {
+        self.blooms(self.key_mask);
         (0..4)
             .filter(|i| self.key_mask & (1 << i) != 0)
             .map(|i| self.key(i))
