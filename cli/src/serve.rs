@@ -91,18 +91,40 @@ pub struct DynamicArgs {
     /// Deadline of one DAS call, in milliseconds.
     #[arg(long, default_value_t = 500)]
     das_deadline_ms: u64,
+    /// `URL=FILE`: present the secret in FILE (surrounding whitespace
+    /// trimmed) as `authorization: Bearer <secret>` when calling Consult and
+    /// GetTokens on the DAS at URL (one of --das or --default-das): the
+    /// secret of this PDP's hosting CSE in that DAS's `consultants`;
+    /// repeatable.
+    #[arg(long = "das-secret-file", value_name = "URL=FILE")]
+    das_secret_files: Vec<String>,
 }
 
 impl DynamicArgs {
-    fn config(&self, writer: &str) -> Option<authz_pdp::DynamicConfig> {
+    fn config(&self, writer: &str) -> Result<Option<authz_pdp::DynamicConfig>> {
         if self.dases.is_empty() && self.default_das.is_none() {
-            return None;
+            if let Some(first) = self.das_secret_files.first() {
+                anyhow::bail!("--das-secret-file {first}: no --das or --default-das is given");
+            }
+            return Ok(None);
         }
         let mut c = authz_pdp::DynamicConfig::new(self.dases.clone());
         c.default_das = self.default_das.clone();
         c.deadline = std::time::Duration::from_millis(self.das_deadline_ms);
         c.prp_writer = writer.to_owned();
-        Some(c)
+        for arg in &self.das_secret_files {
+            let (endpoint, file) = arg
+                .rsplit_once('=')
+                .filter(|(e, f)| !e.is_empty() && !f.is_empty())
+                .with_context(|| format!("--das-secret-file {arg}: expected URL=FILE"))?;
+            let secret = std::fs::read_to_string(file)
+                .with_context(|| format!("--das-secret-file {arg}: cannot read {file}"))?;
+            c.das_secrets.push(authz_pdp::DasSecret {
+                endpoint: endpoint.to_owned(),
+                secret: secret.trim().to_owned(),
+            });
+        }
+        Ok(Some(c))
     }
 }
 
@@ -258,12 +280,26 @@ pub async fn up(args: UpArgs) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let endpoint = format!("http://{addr}");
+    // The CSE the PDP consults the DAS as.
+    let hosting_cse = format!("//{}/{}", hosting.sp_fqdn(), hosting.cse_id());
     let mut config = PdpConfig::new(hosting)
         .with_prp(endpoint.clone())
         .with_pip(endpoint.clone());
-    if das.is_some() {
+    if let Some(das) = &das {
         let mut dynamic = authz_pdp::DynamicConfig::new(vec![endpoint.clone()]);
         dynamic.prp_writer = args.admin.clone();
+        // The PDP consults as this CSE: with its secret, when the DAS
+        // configuration gives it one.
+        if let Some(secret) = das
+            .config()
+            .consultant(&hosting_cse)
+            .and_then(|c| c.secret())
+        {
+            dynamic.das_secrets.push(authz_pdp::DasSecret {
+                endpoint: endpoint.clone(),
+                secret: secret.to_owned(),
+            });
+        }
         config = config.with_dynamic(dynamic);
     }
     let pdp = Pdp::start(config)?;
@@ -350,7 +386,7 @@ pub async fn pdp(args: PdpArgs) -> Result<()> {
         config = config.with_pip(args.pip.clone());
     }
     config.pip_deadline = std::time::Duration::from_millis(args.pip_deadline_ms);
-    if let Some(d) = args.dynamic.config(&args.prp_writer) {
+    if let Some(d) = args.dynamic.config(&args.prp_writer)? {
         config = config.with_dynamic(d);
     }
     let pdp = Pdp::start(config)?;

@@ -7,6 +7,9 @@
 //!   at the DAS, and retries with the token, its Token-ID and the
 //!   Local-Token-ID the PDP assigned.
 //! - Attacks: each forged or misused token is denied with its own reason.
+//!
+//! The DAS authenticates the hosting CSE by a secret (`consultants[].secret`)
+//! that the PDP presents (`--das-secret-file`) on `Consult` and `GetTokens`.
 
 mod common;
 
@@ -27,6 +30,7 @@ use tonic::transport::Channel;
 const DAS_ISSUER: &str = "//home.example/mn-cse-123456/CDas";
 const HOSTING_CSE: &str = "//home.example/mn-cse-123456";
 const GUEST_SECRET: &str = "guest-secret-for-tests";
+const CSE_SECRET: &str = "hosting-cse-secret-for-tests";
 
 fn keys_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/das/keys")
@@ -45,6 +49,7 @@ fn das_config(dir: &Path) -> PathBuf {
                           "private_key_pem": key("es256-private.pem"),
                           "public_key_pem": key("es256-public.pem")}],
         "clients": [{"originator": "Cguest", "secret": GUEST_SECRET}],
+        "consultants": [{"cse_id": HOSTING_CSE, "secret": CSE_SECRET}],
         "policies": [
             {"name": "visitor-direct",
              "rule": {"acor": ["Cvisitor"], "acop": 2},
@@ -95,6 +100,9 @@ async fn stack(name: &str) -> Stack {
         "PIP",
     );
     let config = das_config(&dir);
+    let secret_file = dir.join("das-secret");
+    // Surrounding whitespace is trimmed.
+    std::fs::write(&secret_file, format!("{CSE_SECRET}\n")).expect("secret file");
     let (das_proc, das_url) = start(
         &[
             "das",
@@ -120,10 +128,28 @@ async fn stack(name: &str) -> Stack {
             &pip_url,
             "--das",
             &das_url,
+            "--das-secret-file",
+            &format!("{das_url}={}", secret_file.display()),
         ],
         "PDP",
     );
     let mut prp = PolicyRetrievalPointClient::new(channel(&prp_url).await);
+    let revision = door_lock_with_dac(&mut prp, &das_url).await;
+    let mut pdp = PolicyDecisionPointClient::new(channel(&pdp_url).await);
+    caught_up(&mut pdp, revision).await;
+    let das = DynamicAuthorizationServerClient::new(channel(&das_url).await);
+    Stack {
+        _procs: vec![prp_proc, pip_proc, das_proc, pdp_proc],
+        prp,
+        pdp,
+        das,
+        das_url,
+    }
+}
+
+/// `acpOwner` (everything for `CownerPhone`), `frontDoor` linking an enabled
+/// DAC whose `dap` is `das_url`, and `backDoor`; returns the PRP revision.
+async fn door_lock_with_dac(prp: &mut PolicyRetrievalPointClient<Channel>, das_url: &str) -> u64 {
     prp.create_acp(pb::CreateAcpRequest {
         originator: "CAdmin".into(),
         acp: Some(acp("acpOwner", "CownerPhone", 63)),
@@ -134,7 +160,7 @@ async fn stack(name: &str) -> Stack {
         resource_id: "dacFront".into(),
         resource_type: 34,
         dac_enabled: Some(true),
-        dac_poa: vec![das_url.clone()],
+        dac_poa: vec![das_url.to_owned()],
         creator: "CAdmin".into(),
         ..Default::default()
     };
@@ -152,7 +178,11 @@ async fn stack(name: &str) -> Stack {
             .into_inner()
             .revision;
     }
-    let mut pdp = PolicyDecisionPointClient::new(channel(&pdp_url).await);
+    revision
+}
+
+/// Waits until the PDP's replica has reached `revision` (20 s at most).
+async fn caught_up(pdp: &mut PolicyDecisionPointClient<Channel>, revision: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while pdp
         .status(pb::StatusRequest {})
@@ -164,14 +194,6 @@ async fn stack(name: &str) -> Stack {
     {
         assert!(Instant::now() < deadline, "the PDP never caught up");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let das = DynamicAuthorizationServerClient::new(channel(&das_url).await);
-    Stack {
-        _procs: vec![prp_proc, pip_proc, das_proc, pdp_proc],
-        prp,
-        pdp,
-        das,
-        das_url,
     }
 }
 
@@ -330,11 +352,25 @@ async fn indirect_flow_token_then_token_id_then_local_token_id_7_3_2_3() {
     let assigned = ok.assigned_token_ids.clone();
     assert_eq!(assigned.len(), 1, "{ok:?}");
     assert_eq!(assigned[0].token_id, token_id);
-    // With the Token-ID: fetched from the DAS its FQDN names (step 5).
+    // With the Token-ID: fetched from the DAS its FQDN names (step 5), the
+    // PDP presenting the hosting CSE's secret; without it the DAS refuses.
     let mut with_id = unlock.clone();
     with_id.token_ids = vec![token_id.clone()];
     let ok = decide(&mut s.pdp, with_id).await;
     assert!(is_permit(&ok), "{ok:?}");
+    let get = || pb::GetDasTokensRequest {
+        hosting_cse_id: HOSTING_CSE.into(),
+        token_ids: vec![token_id.clone()],
+    };
+    let err = s.das.get_tokens(get()).await.expect_err("no secret");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    let mut call = tonic::Request::new(get());
+    call.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {CSE_SECRET}").parse().expect("metadata"),
+    );
+    let got = s.das.get_tokens(call).await.expect("with the secret");
+    assert_eq!(got.into_inner().tokens, issued.tokens);
     // With the Local-Token-ID.
     let mut with_local = unlock.clone();
     with_local.local_token_ids = vec![assigned[0].local_token_id.clone()];
@@ -525,4 +561,43 @@ async fn das_down_denies_within_the_deadline_with_the_reason() {
         "the reason names the DAS: {}",
         d.summary
     );
+}
+
+/// `authz up --das-config` with a DAS that authenticates its consultants
+/// (TS-0003 7.3.2.2): the in-process PDP consults as the hosting CSE with
+/// that CSE's secret from the DAS configuration, so the direct grant
+/// permits; a caller without the secret is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_in_one_pdp_presents_its_consultant_secret_7_3_2_2() {
+    let dir = tempdir("up-das-secret");
+    let config = das_config(&dir);
+    let data = dir.join("data");
+    let (_up, url) = start_up(
+        &data,
+        &["--no-demo", "--das-config", config.to_str().expect("path")],
+        &[],
+    );
+    let url = url.trim_end_matches('/').to_owned();
+    let mut prp = PolicyRetrievalPointClient::new(channel(&url).await);
+    let revision = door_lock_with_dac(&mut prp, &url).await;
+    let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
+    caught_up(&mut pdp, revision).await;
+    let visitor = request("Cvisitor", "frontDoor", pb::Operation::Retrieve);
+    let d = until(&mut pdp, &visitor, is_permit).await;
+    assert!(permitted_by(&d).starts_with("dai:"), "{d:?}");
+
+    let mut das = DynamicAuthorizationServerClient::new(channel(&url).await);
+    let err = das
+        .consult(pb::ConsultRequest {
+            hosting_cse_id: HOSTING_CSE.into(),
+            das_request: Some(pb::DasRequest {
+                originator: "Cvisitor".into(),
+                operation: pb::Operation::Retrieve as i32,
+                targeted_resource_id: "frontDoor".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect_err("no secret");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
 }

@@ -56,7 +56,9 @@ pub trait AttributeSource: Send + Sync {
     /// uncertainty radius, every country its uncertainty disk may reach, so
     /// that a rule requiring all of them to be listed holds only when the
     /// whole disk lies in listed countries (Decision 5). `Found` with an
-    /// empty list means no country (at sea).
+    /// empty list means no country (at sea). An entry that is not an
+    /// alpha-2 code (the PIP answers `--` for a disk that reaches the sea)
+    /// is in no `accc` list, so a country rule does not hold.
     fn countries_of_position(&self, position: &Position) -> Lookup<Vec<String>>;
 
     /// The ISO 3166-1 alpha-2 country of `ip`.

@@ -682,7 +682,8 @@ impl<'r, 'o> Evaluation<'r, 'o> {
 }
 
 /// A country the originator is in that no `accc` list can contain (a
-/// malformed code from the request or the attribute source).
+/// malformed code from the request or the attribute source, or a marker
+/// such as the PIP's `--` for an uncertainty disk that reaches the sea).
 const UNLISTED: u16 = 0;
 
 fn unpack_countries(codes: &[u16]) -> String {
@@ -691,7 +692,7 @@ fn unpack_countries(codes: &[u16]) -> String {
         .map(|c| {
             let [a, b] = c.to_be_bytes();
             if *c == UNLISTED {
-                "(malformed code)".to_owned()
+                "(no country: at sea, or not a country code)".to_owned()
             } else {
                 format!("{}{}", a as char, b as char)
             }

@@ -19,7 +19,9 @@
 //!      "public_key_pem": "keys/es256-public.pem"}
 //!   ],
 //!   "clients": [{"originator": "Cguest", "secret": "at least 16 characters"}],
-//!   "consultants": ["//home.example/mn-cse-123456"],
+//!   "consultants": [
+//!     {"cse_id": "//home.example/mn-cse-123456", "secret": "at least 16 characters, too"}
+//!   ],
 //!   "policies": [
 //!     {"name": "guest-unlocks-front-door",
 //!      "rule": {"acor": ["Cguest"], "acop": 4,
@@ -38,11 +40,11 @@
 //! | --- | --- |
 //! | `issuer` | the DAS AE-ID, absolute (`//sp-fqdn/...`): the `iss` of every token, compared exactly by verifiers |
 //! | `fqdn` | a lower-case FQDN: Token-IDs are `name@fqdn`, so a Token-ID names this DAS (Decision 8) |
-//! | `sp_id`, `cse_id` | the context in which IDs written in this file (`acor`, `targets`, `clients`, `consultants`) are made absolute, and in which `IssueToken` reads the originator's request |
-//! | `audience` | CSE-IDs (absolute or SP-relative, `*` per segment allowed) put in `aud` of tokens issued through `IssueToken`; at least one |
+//! | `sp_id`, `cse_id` | the context in which IDs written in this file (`acor`, `targets`, `clients`, `consultants`, `audience`) are made absolute, and in which `IssueToken` reads the originator's request |
+//! | `audience` | CSE-IDs (absolute or SP-relative, `*` per segment allowed) put in `aud` of tokens issued through `IssueToken`, made absolute with `sp_id` at load (TS-0003 7.3.2.3 step 6.1.3 speaks of absolute CSE-IDs); at least one |
 //! | `signing_keys` | `{kid, alg, private_key_pem, public_key_pem}`; `alg` is `ES256`, `EdDSA` or `RS256`; paths are relative to this file's directory; the **first** key signs, all are published by `GetKeySet` (keep an old key listed after a rotation until its tokens expire) |
 //! | `clients` | originators that may call `IssueToken`, each with a shared secret of at least 16 characters presented as `authorization: Bearer <secret>`; secrets must differ |
-//! | `consultants` | hosting CSE-IDs allowed to call `Consult` and `GetTokens`; **empty means anyone** |
+//! | `consultants` | hosting CSE-IDs allowed to call `Consult` and `GetTokens`; **empty means anyone**. Each is a CSE-ID, or `{"cse_id", "secret"}`: then a call naming that CSE must present `authorization: Bearer <secret>` (compared in constant time; UNAUTHENTICATED otherwise). Without a secret the DAS takes the caller's `hosting_cse_id` at its word. Secrets: at least 16 printable ASCII characters without spaces, none equal to a client's; CSEs served by one PDP may share one |
 //! | `policies` | in file order; the first that matches a request grants (see [`crate::policy`]) |
 //! | `sweep_interval_s` | how often expired tokens are deleted (default 60) |
 //! | `max_request_skew_s` | how far the `rts` of a consulted request may be from the DAS clock (default 300); policies are evaluated at `rts` for `Consult`, at the DAS clock for `IssueToken` |
@@ -112,9 +114,9 @@ pub struct DasConfigFile {
     #[serde(default)]
     pub clients: Vec<ClientFile>,
     /// Hosting CSE-IDs allowed to call `Consult` and `GetTokens` (empty:
-    /// anyone).
+    /// anyone), each with an optional secret.
     #[serde(default)]
-    pub consultants: Vec<String>,
+    pub consultants: Vec<ConsultantFile>,
     /// The policies, first match grants.
     pub policies: Vec<PolicyFile>,
     /// Seconds between sweeps of expired tokens (default 60).
@@ -180,6 +182,63 @@ impl fmt::Debug for ClientFile {
         f.debug_struct("ClientFile")
             .field("originator", &self.originator)
             .finish_non_exhaustive()
+    }
+}
+
+/// One entry of `consultants` as written: a CSE-ID (`"//sp/cse"`), or
+/// `{"cse_id": "//sp/cse", "secret": "..."}`.
+#[derive(Clone)]
+pub struct ConsultantFile {
+    /// The CSE-ID (absolute or SP-relative).
+    pub cse_id: String,
+    /// The secret a call naming this CSE must present as
+    /// `authorization: Bearer <secret>`; `None`: the CSE-ID is taken at the
+    /// caller's word.
+    pub secret: Option<String>,
+}
+
+impl fmt::Debug for ConsultantFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsultantFile")
+            .field("cse_id", &self.cse_id)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl<'de> Deserialize<'de> for ConsultantFile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// The object form; unknown fields are errors here too.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct WithSecret {
+            cse_id: String,
+            secret: String,
+        }
+        struct Entry;
+        impl<'de> serde::de::Visitor<'de> for Entry {
+            type Value = ConsultantFile;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a CSE-ID, or an object {"cse_id": ..., "secret": ...}"#)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(ConsultantFile {
+                    cse_id: v.to_owned(),
+                    secret: None,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let w = WithSecret::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(ConsultantFile {
+                    cse_id: w.cse_id,
+                    secret: Some(w.secret),
+                })
+            }
+        }
+        d.deserialize_any(Entry)
     }
 }
 
@@ -321,6 +380,45 @@ impl Client {
     }
 }
 
+/// A hosting CSE allowed to call `Consult` and `GetTokens`, with its secret
+/// when one is configured.
+#[derive(Clone)]
+pub struct Consultant {
+    /// Its absolute CSE-ID.
+    pub cse_id: String,
+    secret: Option<String>,
+}
+
+impl fmt::Debug for Consultant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consultant")
+            .field("cse_id", &self.cse_id)
+            .field("has_secret", &self.secret.is_some())
+            .finish()
+    }
+}
+
+impl Consultant {
+    /// Must a call naming this CSE present a secret?
+    pub fn has_secret(&self) -> bool {
+        self.secret.is_some()
+    }
+
+    /// Is `presented` this consultant's secret? Constant time in the
+    /// content; false when it has none.
+    pub fn secret_matches(&self, presented: &[u8]) -> bool {
+        self.secret.as_deref().is_some_and(|s| {
+            s.len() == presented.len() && bool::from(s.as_bytes().ct_eq(presented))
+        })
+    }
+
+    /// The configured secret (for a process that runs the DAS and a PDP
+    /// together and hands the PDP its credentials).
+    pub fn secret(&self) -> Option<&str> {
+        self.secret.as_deref()
+    }
+}
+
 /// A checked DAS configuration: keys loaded, IDs made absolute, policies
 /// compiled.
 #[derive(Debug, Clone)]
@@ -333,14 +431,15 @@ pub struct DasConfig {
     pub fqdn: String,
     /// The context IDs of the file and of `IssueToken` requests are read in.
     pub hosting: HostingContext,
-    /// `aud` of tokens issued through `IssueToken`.
+    /// `aud` of tokens issued through `IssueToken`: absolute CSE-IDs
+    /// (`//sp-fqdn/cse-id`, `*` per segment allowed), without repeats.
     pub audience: Vec<String>,
     /// Signing keys; the first signs.
     pub keys: Vec<SigningKey>,
     /// `IssueToken` clients.
     pub clients: Vec<Client>,
-    /// Absolute CSE-IDs allowed to consult; empty means anyone.
-    pub consultants: Vec<String>,
+    /// The CSEs allowed to consult; empty means anyone.
+    pub consultants: Vec<Consultant>,
     /// The policies, in file order.
     pub policies: Vec<Policy>,
     /// Interval of the expired-token sweeper.
@@ -434,12 +533,14 @@ impl DasConfig {
                 "at least one CSE-ID is needed: tokens without an audience are refused (TS-0003 7.3.2.3 step 6.1.3)",
             ));
         }
+        let mut loaded_audience: Vec<String> = Vec::new();
         for (i, a) in audience.iter().enumerate() {
-            if !a.starts_with('/') || a.len() < 2 || a.chars().any(char::is_whitespace) {
-                errors.push(err(
-                    format!("audience[{i}]"),
-                    format!("'{a}' is not a CSE-ID (//sp-fqdn/cse-id or /cse-id)"),
-                ));
+            if let Some(h) = &hosting {
+                match absolute_audience(a, h.sp_fqdn()) {
+                    Ok(abs) if !loaded_audience.contains(&abs) => loaded_audience.push(abs),
+                    Ok(_) => {}
+                    Err(m) => errors.push(err(format!("audience[{i}]"), m)),
+                }
             }
         }
 
@@ -490,12 +591,54 @@ impl DasConfig {
             }
         }
 
-        let mut loaded_consultants = Vec::new();
+        let mut loaded_consultants: Vec<Consultant> = Vec::new();
+        let mut consultant_ids: HashMap<String, usize> = HashMap::new();
         for (i, c) in consultants.iter().enumerate() {
+            let field = if c.secret.is_some() {
+                format!("consultants[{i}].cse_id")
+            } else {
+                format!("consultants[{i}]")
+            };
+            if let Some(secret) = &c.secret {
+                let field = format!("consultants[{i}].secret");
+                if secret.len() < MIN_CLIENT_SECRET {
+                    errors.push(err(
+                        &field,
+                        format!("must be at least {MIN_CLIENT_SECRET} bytes"),
+                    ));
+                } else if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+                    errors.push(err(
+                        &field,
+                        "must be printable ASCII without spaces: it is sent as gRPC metadata",
+                    ));
+                }
+                if let Some(j) = clients.iter().position(|cl| cl.secret == *secret) {
+                    errors.push(err(
+                        &field,
+                        format!(
+                            "the same as clients[{j}].secret; that originator could call Consult as this CSE"
+                        ),
+                    ));
+                }
+            }
             if let Some(h) = &hosting {
-                match absolute_cse_id(c, h.sp_fqdn()) {
-                    Ok(ctx) => loaded_consultants.push(cse_id_string(&ctx)),
-                    Err(m) => errors.push(err(format!("consultants[{i}]"), m)),
+                match absolute_cse_id(&c.cse_id, h.sp_fqdn()) {
+                    Ok(ctx) => {
+                        let cse_id = cse_id_string(&ctx);
+                        if let Some(&j) = consultant_ids.get(&cse_id) {
+                            errors.push(err(
+                                field,
+                                format!("'{}' is the same CSE as consultants[{j}]", c.cse_id),
+                            ));
+                        } else {
+                            consultant_ids.insert(cse_id.clone(), i);
+                            loaded_consultants.push(Consultant {
+                                cse_id,
+                                secret: c.secret.clone(),
+                            });
+                        }
+                    }
+                    Err(m) => errors.push(err(field, m)),
                 }
             }
         }
@@ -544,7 +687,7 @@ impl DasConfig {
                 issuer,
                 fqdn,
                 hosting,
-                audience,
+                audience: loaded_audience,
                 keys,
                 clients: loaded_clients,
                 consultants: loaded_consultants,
@@ -577,10 +720,49 @@ impl DasConfig {
     }
 
     /// May the CSE with this absolute CSE-ID consult? Anyone may when no
-    /// consultants are configured.
+    /// consultants are configured. (Whether the caller must also present a
+    /// secret: [`DasConfig::consultant`].)
     pub fn is_consultant(&self, cse_id: &str) -> bool {
-        self.consultants.is_empty() || self.consultants.iter().any(|c| c == cse_id)
+        self.consultants.is_empty() || self.consultant(cse_id).is_some()
     }
+
+    /// The configured consultant with this absolute CSE-ID.
+    pub fn consultant(&self, cse_id: &str) -> Option<&Consultant> {
+        self.consultants.iter().find(|c| c.cse_id == cse_id)
+    }
+}
+
+/// An `audience` entry in absolute form: `//sp-fqdn/cse-id` with the SP
+/// domain in lower case, or an SP-relative `/cse-id` read in the SP
+/// `sp_fqdn`. `*` may stand in either segment (TS-0003 7.3.2.3 step 6.1.3:
+/// "Absolute CSE-IDs (optionally including wildcards)"). Anything that does
+/// not name a CSE (no CSE segment, more than one segment, whitespace) is an
+/// error saying why.
+pub fn absolute_audience(entry: &str, sp_fqdn: &str) -> Result<String, String> {
+    let bad = |why: &str| {
+        format!("'{entry}' is not a CSE-ID (//sp-fqdn/cse-id or /cse-id, `*` per segment): {why}")
+    };
+    if entry.chars().any(char::is_whitespace) {
+        return Err(bad("it contains whitespace"));
+    }
+    let (sp, cse) = if let Some(abs) = entry.strip_prefix("//") {
+        abs.split_once('/')
+            .ok_or_else(|| bad("there is no CSE-ID after the SP domain"))?
+    } else if let Some(cse) = entry.strip_prefix('/') {
+        (sp_fqdn, cse)
+    } else {
+        return Err(bad("it starts with neither // nor /"));
+    };
+    if sp.is_empty() {
+        return Err(bad("the SP domain is empty"));
+    }
+    if cse.is_empty() {
+        return Err(bad("the CSE-ID is empty"));
+    }
+    if cse.contains('/') {
+        return Err(bad("a CSE-ID is one segment; this names a resource"));
+    }
+    Ok(format!("//{}/{cse}", sp.to_ascii_lowercase()))
 }
 
 /// The hosting context named by a CSE-ID: absolute `//sp-fqdn/cse-id`, or

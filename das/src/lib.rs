@@ -41,7 +41,7 @@ use tonic::transport::server::Router;
 use tonic_health::server::HealthReporter;
 
 pub use config::{ConfigError, DasConfig};
-pub use service::DasService;
+pub use service::{Caller, DasService};
 
 use crate::state::DasSchema;
 

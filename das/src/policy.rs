@@ -25,6 +25,17 @@
 //! - `acor` Role-IDs and `<group>` IDs cannot match at the DAS, which has no
 //!   role or group repository; Role-IDs are refused in the configuration.
 //!
+//! A granted Role-ID (the token's `rids`) carries no condition: the hosting
+//! CSE adds it to the originator's roles for the token's whole life
+//! (TS-0003 7.3.2.5) and decides with the stored rules that name the role.
+//! So a policy may grant roles only when its rule has no condition to carry:
+//! [`Policy::compile`] refuses `grant.roles` when the rule has an `acco`
+//! element with a time window, an IP range or a region, `acaf` true, or an
+//! `acod`, since the role would hold outside them (a role obtained in a
+//! daytime window would still work at night, and from anywhere). Put such
+//! conditions in the stored rules that name the role, or grant operations,
+//! whose `pv` carries them.
+//!
 //! Lifetime: the grant is valid from now (whole seconds) for
 //! `min(max_lifetime_s, ppl)`, where `ppl` (m2m:absRelTimestamp) is an
 //! absolute `YYYYMMDDThhmmss` end or a relative time in milliseconds from
@@ -33,7 +44,15 @@
 //! Roles: when the request carries `rfa` (Role-IDs the hosting CSE found in
 //! the rules that would permit it), only the policy's `grant.roles` that are
 //! among them are granted, since those are the roles that help; without
-//! `rfa`, all of `grant.roles`.
+//! `rfa`, all of `grant.roles`. Roles are granted in tokens only: a policy
+//! of mode `dynamic_acp` with `grant.roles` is refused at load.
+//!
+//! The request's `oip` and `olo` are what the caller says. From `Consult`
+//! they come from the hosting CSE; from `IssueToken` the DAS replaces `oip`
+//! by the address the call came from, while `olo` is the originator's own
+//! claim, so an `aclr` evaluated here only pre-filters: the hosting CSE
+//! checks the region again, with its own knowledge of the originator, at
+//! every use of the granted `pv`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -42,7 +61,7 @@ use authz_core::compile::{CompiledAcp, ValidationError};
 use authz_core::decision::PrivilegeKind;
 pub use authz_core::ids::canonical_resource_id;
 use authz_core::json::format_timestamp;
-use authz_core::model::{AccessControlRule, SetOfAcrs, acop};
+use authz_core::model::{AccessControlContext, AccessControlRule, SetOfAcrs, acop};
 use authz_core::request::{DecisionRequest, Operation, Position};
 use authz_core::token::{TokenClaims, TokenPermission, TokenPermissions, issuer_fqdn};
 use authz_core::{Applicable, DecideOptions, HostingContext, NoAttributes};
@@ -257,6 +276,29 @@ impl Policy {
                 "grants nothing: give acop or roles",
             ));
         }
+        if !file.grant.roles.is_empty() {
+            if file.grant.mode == GrantMode::DynamicAcp {
+                errors.push(err(
+                    format!("{path}.grant.roles"),
+                    "roles are granted in tokens only; mode dynamic_acp would drop them (use token or both)",
+                ));
+            }
+            let conditions = conditions(&file.rule);
+            if !conditions.is_empty() {
+                errors.push(err(
+                    format!("{path}.grant.roles"),
+                    format!(
+                        "policy '{name}' cannot grant roles under a rule with {c}: a role carries \
+                         no condition, so the hosting CSE could not re-check {c} and the role \
+                         would hold for the token's whole life regardless; grant acop instead \
+                         (its pv carries the conditions), or put them in the stored rules that \
+                         name the role",
+                        name = file.name,
+                        c = conditions.join(", ")
+                    ),
+                ));
+            }
+        }
         if file.grant.mode == GrantMode::DynamicAcp && acop == 0 {
             errors.push(err(
                 format!("{path}.grant.acop"),
@@ -317,6 +359,31 @@ impl Policy {
         )
         .is_permit()
     }
+}
+
+/// The conditions of `rule` that constrain a request (Decision 11: an empty
+/// list or object constrains nothing): `acco` when one of its elements has a
+/// time window, an IP address or a region, `acaf` when true, `acod` when
+/// listed. These travel in a granted `pv` and are lost in a granted role.
+fn conditions(rule: &AccessControlRule) -> Vec<&'static str> {
+    let mut found = Vec::new();
+    let constrains = |c: &AccessControlContext| {
+        !c.time_windows.is_empty()
+            || c.ip_addresses
+                .as_ref()
+                .is_some_and(|ip| !ip.ipv4.is_empty() || !ip.ipv6.is_empty())
+            || c.location_region.is_some()
+    };
+    if rule.contexts.iter().any(constrains) {
+        found.push("acco");
+    }
+    if rule.authentication_flag == Some(true) {
+        found.push("acaf true");
+    }
+    if !rule.object_details.is_empty() {
+        found.push("acod");
+    }
+    found
 }
 
 /// Which grants the caller can receive.
@@ -498,6 +565,17 @@ mod tests {
             "name": "door",
             "rule": {"acor": ["Cguest"], "acop": 4, "acco": [{"actw": ["* * 8-17 * * * *"]}]},
             "targets": ["frontDoor", "/mn-cse-123456/lights/*"],
+            "grant": {"mode": "both"},
+            "max_lifetime_s": 3600
+        }))
+    }
+
+    /// Roles, under a rule without conditions.
+    fn guest_roles() -> Policy {
+        policy(serde_json::json!({
+            "name": "guest-roles",
+            "rule": {"acor": ["Cguest"], "acop": 4},
+            "targets": ["frontDoor"],
             "grant": {"roles": ["guest@das.home.example", "other@das.home.example"], "mode": "both"},
             "max_lifetime_s": 3600
         }))
@@ -566,7 +644,7 @@ mod tests {
 
     #[test]
     fn rfa_narrows_roles_and_ppl_narrows_lifetime() {
-        let policies = [door()];
+        let policies = [guest_roles()];
         let h = hosting();
         let now = parse_timestamp("20260601T120000").expect("now");
         let mut req = request("Cguest", Operation::Update, "frontDoor", "20260601T120000");
@@ -578,6 +656,68 @@ mod tests {
         assert!(!award.dynamic_acp);
         req.proposed_lifetime = AbsRelTimestamp::parse("20260601T115959");
         assert_eq!(evaluate(&policies, &req, &h, now, Channel::Consult), None);
+    }
+
+    /// TS-0003 7.3.2.5: a token's `rids` join the originator's roles with no
+    /// condition, so a role granted under a time window, an IP range, a
+    /// region, `acaf` or `acod` would hold outside them for the token's whole
+    /// life: refused at load, naming the policy's field.
+    #[test]
+    fn roles_are_refused_under_a_rule_with_conditions_7_3_2_5() {
+        let compile = |rule: serde_json::Value, mode: &str| {
+            let file: PolicyFile = serde_json::from_value(serde_json::json!({
+                "name": "guest", "rule": rule, "targets": ["frontDoor"],
+                "grant": {"roles": ["guest@r.example"], "mode": mode},
+                "max_lifetime_s": 86400
+            }))
+            .expect("parses");
+            Policy::compile(&file, &hosting(), "policies[2]")
+        };
+        for (rule, named) in [
+            (
+                serde_json::json!({"acor": ["Cguest"], "acop": 4, "acco": [{
+                    "actw": ["* * 7-19 * * * *"], "acip": {"ipv4": ["192.168.1.0/24"]}}]}),
+                "acco",
+            ),
+            (
+                serde_json::json!({"acor": ["Cguest"], "acop": 4,
+                                   "acco": [{"acip": {"ipv6": ["2001:db8::/32"]}}]}),
+                "acco",
+            ),
+            (
+                serde_json::json!({"acor": ["Cguest"], "acop": 4,
+                                   "acco": [{"aclr": {"accc": ["DE"]}}]}),
+                "acco",
+            ),
+            (
+                serde_json::json!({"acor": ["Cguest"], "acop": 4, "acaf": true}),
+                "acaf",
+            ),
+            (
+                serde_json::json!({"acor": ["Cguest"], "acop": 1, "acod": [{"chty": [4]}]}),
+                "acod",
+            ),
+        ] {
+            let errors = compile(rule.clone(), "token").expect_err("refused");
+            assert_eq!(errors.len(), 1, "{rule}: {errors:?}");
+            assert_eq!(errors[0].path, "policies[2].grant.roles", "{rule}");
+            assert!(errors[0].message.contains(named), "{rule}: {errors:?}");
+        }
+        // Decision 11: empty contexts constrain nothing; acaf false neither.
+        for rule in [
+            serde_json::json!({"acor": ["Cguest"], "acop": 4}),
+            serde_json::json!({"acor": ["Cguest"], "acop": 4, "acco": [{}], "acaf": false}),
+            serde_json::json!({"acor": ["Cguest"], "acop": 4, "acco": [{"actw": [], "acip": {}}]}),
+        ] {
+            compile(rule.clone(), "both").unwrap_or_else(|e| panic!("{rule}: {e:?}"));
+        }
+        // Roles live in tokens only.
+        let errors = compile(
+            serde_json::json!({"acor": ["Cguest"], "acop": 4}),
+            "dynamic_acp",
+        )
+        .expect_err("refused");
+        assert_eq!(errors[0].path, "policies[2].grant.roles");
     }
 
     #[test]

@@ -32,7 +32,8 @@ fn add(errors: &mut Vec<ConversionError>, field: String, message: impl Into<Stri
 /// that from `now` is refused; with `None`, and always for requests
 /// presented by the originator itself, at `now`, since an originator could
 /// otherwise pick a time inside a window. The syntax of `rts` is checked
-/// either way.
+/// either way. `oip` and `olo` are converted as given; `IssueToken` then
+/// replaces the IP with the address its call came from.
 pub fn das_request_from_pb(
     dreq: &pb::DasRequest,
     prefix: &str,

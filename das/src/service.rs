@@ -3,25 +3,36 @@
 //! evaluation, the token signer and the [`Store`] of issued tokens.
 //!
 //! - `Consult` (Direct DA, TS-0003 7.3.2.2): the caller's `hosting_cse_id`
-//!   must be a configured consultant (any CSE when none are configured); the
-//!   `dreq` is checked (INVALID_ARGUMENT naming `das_request.<field>`) and
-//!   evaluated at its `rts`; the first matching policy grants a token whose
-//!   `aud` is **only** the consulting CSE (7.3.2.2 step 3.1) and/or a `dai`.
+//!   must be a configured consultant (any CSE when none are configured), and
+//!   when that consultant has a secret the call must present it as
+//!   `authorization: Bearer <secret>` (UNAUTHENTICATED when missing or
+//!   wrong; without a secret the DAS takes the `hosting_cse_id` at the
+//!   caller's word); the `dreq` is checked (INVALID_ARGUMENT naming
+//!   `das_request.<field>`) and evaluated at its `rts`; the first matching
+//!   policy grants a token whose `aud` is **only** the consulting CSE
+//!   (7.3.2.2 step 3.1) and/or a `dai`.
 //!   Tokens listed in `dreq.tids` that this DAS issued to the same holder
 //!   and that are still valid are returned in `tkns` too. Nothing granted →
 //!   an empty `DasResponse`.
 //! - `IssueToken` (Indirect DA, 7.3.2.3 step 3): the originator
 //!   authenticates with `authorization: Bearer <secret>` (UNAUTHENTICATED
 //!   when missing or unknown); `dreq.or` must be that client's originator
-//!   (PERMISSION_DENIED otherwise); policies are evaluated at the DAS clock;
-//!   tokens carry the configured `audience`.
+//!   (PERMISSION_DENIED otherwise); policies are evaluated at the DAS clock,
+//!   with the address the call came from (the transport peer) as the
+//!   originator's IP: an `oip` in the request is checked for syntax and then
+//!   ignored, since the originator would choose it. Its `olo` is the
+//!   originator's own claim and only pre-filters: the conditions travel in
+//!   the token's `pv`, which the hosting CSE checks at every use. Tokens
+//!   carry the configured `audience`.
 //! - `GetTokens` (7.3.2.3 step 5): valid stored tokens by ID, unknown or
-//!   expired IDs listed apart; restricted to consultants like `Consult`.
+//!   expired IDs listed apart; restricted to consultants, and authenticated,
+//!   like `Consult`.
 //! - `GetKeySet`: the issuer, the FQDN and the public keys, for PDPs to
 //!   configure their trust store.
 //!
 //! Every issued token is stored durably before it is returned.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,6 +93,34 @@ fn new_token_id(fqdn: &str) -> Result<String, Status> {
     Ok(format!("{name}@{fqdn}"))
 }
 
+/// Who is calling, as the transport and the metadata tell: what a handler
+/// needs beyond the message to authenticate and evaluate a call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller<'a> {
+    /// The `authorization` metadata value, if any (`Bearer <secret>`).
+    pub authorization: Option<&'a str>,
+    /// The address the call came from (the TCP peer), if known.
+    pub peer: Option<IpAddr>,
+}
+
+impl<'a> Caller<'a> {
+    /// The caller of a gRPC request: its `authorization` metadata and its
+    /// peer address (an IPv4-mapped IPv6 address as the IPv4 address). A
+    /// non-ASCII `authorization` value is UNAUTHENTICATED.
+    pub fn of<T>(request: &'a Request<T>) -> Result<Self, Status> {
+        let authorization = match request.metadata().get("authorization") {
+            Some(v) => Some(v.to_str().map_err(|_| {
+                Status::unauthenticated("the authorization metadata is not ASCII text")
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            authorization,
+            peer: request.remote_addr().map(|a| a.ip().to_canonical()),
+        })
+    }
+}
+
 /// The secret of `authorization: Bearer <secret>`.
 fn bearer(value: &str) -> Option<&str> {
     let (scheme, secret) = value.trim().split_once(' ')?;
@@ -115,8 +154,14 @@ impl DasService {
     }
 
     /// Resolves the `hosting_cse_id` of a request and checks that it may
-    /// consult; returns its hosting context.
-    fn consultant(&self, hosting_cse_id: &str) -> Result<authz_core::HostingContext, Status> {
+    /// consult: a configured consultant (anyone when none are configured)
+    /// and, when that consultant has a secret, a caller presenting it.
+    /// Returns its hosting context.
+    fn consultant(
+        &self,
+        hosting_cse_id: &str,
+        authorization: Option<&str>,
+    ) -> Result<authz_core::HostingContext, Status> {
         let config = &self.inner.config;
         if hosting_cse_id.is_empty() {
             return Err(bad("hosting_cse_id", "required"));
@@ -124,10 +169,23 @@ impl DasService {
         let hosting = absolute_cse_id(hosting_cse_id, config.hosting.sp_fqdn())
             .map_err(|m| bad("hosting_cse_id", m))?;
         let cse = cse_id_string(&hosting);
-        if !config.is_consultant(&cse) {
-            return Err(Status::permission_denied(format!(
-                "{cse} is not a configured consultant of this DAS"
-            )));
+        if config.consultants.is_empty() {
+            return Ok(hosting);
+        }
+        let consultant = config.consultant(&cse).ok_or_else(|| {
+            Status::permission_denied(format!("{cse} is not a configured consultant of this DAS"))
+        })?;
+        if consultant.has_secret() {
+            let secret = authorization.and_then(bearer).ok_or_else(|| {
+                Status::unauthenticated(format!(
+                    "calls as consultant {cse} need `authorization: Bearer <secret>` metadata"
+                ))
+            })?;
+            if !consultant.secret_matches(secret.as_bytes()) {
+                return Err(Status::unauthenticated(format!(
+                    "the bearer secret is not that of consultant {cse}"
+                )));
+            }
         }
         Ok(hosting)
     }
@@ -185,14 +243,16 @@ impl DasService {
         Ok(())
     }
 
-    /// Answers `Consult` at `now` (also used in-process by tests).
+    /// Answers `Consult` from `caller` at `now` (also used in-process by
+    /// tests).
     pub async fn consult(
         &self,
+        caller: Caller<'_>,
         req: &pb::ConsultRequest,
         now: DateTime<Utc>,
     ) -> Result<pb::DasResponse, Status> {
         let config = &self.inner.config;
-        let hosting = self.consultant(&req.hosting_cse_id)?;
+        let hosting = self.consultant(&req.hosting_cse_id, caller.authorization)?;
         let dreq = req
             .das_request
             .as_ref()
@@ -262,22 +322,33 @@ impl DasService {
         Ok(response)
     }
 
-    /// Answers `IssueToken` for a caller presenting `authorization` (the
-    /// metadata value), at `now`.
+    /// Answers `IssueToken` for `caller` (its `authorization` metadata
+    /// authenticates it; its `peer` address is the originator's IP the
+    /// policies see, whatever `oip` says), at `now`.
     pub async fn issue_token(
         &self,
-        authorization: Option<&str>,
+        caller: Caller<'_>,
         req: &pb::IssueTokenRequest,
         now: DateTime<Utc>,
     ) -> Result<pb::IssueTokenResponse, Status> {
         let config = &self.inner.config;
-        let client = self.authenticate(authorization)?;
+        let client = self.authenticate(caller.authorization)?;
         let dreq = req
             .das_request
             .as_ref()
             .ok_or_else(|| bad("das_request", "required"))?;
-        let request = das_request_from_pb(dreq, "das_request", &config.hosting, now, None)
+        let mut request = das_request_from_pb(dreq, "das_request", &config.hosting, now, None)
             .map_err(|e| invalid_argument(&e))?;
+        // The originator would choose its own `oip`: `acip` is decided on
+        // the address the call came from (none known: an `acip` rule does
+        // not match).
+        if request.ip.is_some_and(|ip| Some(ip) != caller.peer) {
+            tracing::debug!(
+                oip = ?request.ip, peer = ?caller.peer,
+                "IssueToken: oip differs from the caller's address; the address is used"
+            );
+        }
+        request.ip = caller.peer;
         if request.originator != client.originator {
             return Err(Status::permission_denied(format!(
                 "das_request.originator {} is not the authenticated client {}",
@@ -305,14 +376,15 @@ impl DasService {
         Ok(response)
     }
 
-    /// Answers `GetTokens` at `now`.
+    /// Answers `GetTokens` from `caller` at `now`.
     pub fn get_tokens(
         &self,
+        caller: Caller<'_>,
         req: &pb::GetDasTokensRequest,
         now: DateTime<Utc>,
     ) -> Result<pb::GetDasTokensResponse, Status> {
         if !self.inner.config.consultants.is_empty() || !req.hosting_cse_id.is_empty() {
-            self.consultant(&req.hosting_cse_id)?;
+            self.consultant(&req.hosting_cse_id, caller.authorization)?;
         }
         Ok(self.inner.store.read(|_, s| {
             let mut response = pb::GetDasTokensResponse::default();
@@ -392,7 +464,8 @@ impl DynamicAuthorizationServer for DasService {
         &self,
         request: Request<pb::ConsultRequest>,
     ) -> Result<Response<pb::DasResponse>, Status> {
-        DasService::consult(self, request.get_ref(), Utc::now())
+        let caller = Caller::of(&request)?;
+        DasService::consult(self, caller, request.get_ref(), Utc::now())
             .await
             .map(Response::new)
     }
@@ -401,13 +474,8 @@ impl DynamicAuthorizationServer for DasService {
         &self,
         request: Request<pb::IssueTokenRequest>,
     ) -> Result<Response<pb::IssueTokenResponse>, Status> {
-        let authorization = match request.metadata().get("authorization") {
-            Some(v) => Some(v.to_str().map_err(|_| {
-                Status::unauthenticated("the authorization metadata is not ASCII text")
-            })?),
-            None => None,
-        };
-        DasService::issue_token(self, authorization, request.get_ref(), Utc::now())
+        let caller = Caller::of(&request)?;
+        DasService::issue_token(self, caller, request.get_ref(), Utc::now())
             .await
             .map(Response::new)
     }
@@ -416,7 +484,8 @@ impl DynamicAuthorizationServer for DasService {
         &self,
         request: Request<pb::GetDasTokensRequest>,
     ) -> Result<Response<pb::GetDasTokensResponse>, Status> {
-        DasService::get_tokens(self, request.get_ref(), Utc::now()).map(Response::new)
+        let caller = Caller::of(&request)?;
+        DasService::get_tokens(self, caller, request.get_ref(), Utc::now()).map(Response::new)
     }
 
     async fn get_key_set(

@@ -1,8 +1,11 @@
 //! The DAS over gRPC on loopback, with real key files: tokens from `Consult`
 //! verify against the published key set; the policies grant nothing outside
 //! their originators, operations, targets and time windows; dynamic ACPs;
-//! `IssueToken` authentication; `GetTokens`; field-named errors; durability
-//! across a restart and expiry; configuration errors naming file and field.
+//! `IssueToken` authentication, and its originator IP taken from the
+//! transport; consultants authenticated by their secrets on `Consult` and
+//! `GetTokens`; field-named errors; durability across a restart and expiry;
+//! configuration errors naming file and field (roles under conditions,
+//! audiences that name no CSE, consultant secrets).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,6 +32,7 @@ const ISSUER: &str = "//home.example/mn-cse-123456/CDas";
 const FQDN: &str = "das.home.example";
 const GUEST_SECRET: &str = "guest-secret-0123456789";
 const OTHER_SECRET: &str = "other-secret-0123456789";
+const CSE_SECRET: &str = "hosting-cse-secret-0123456789";
 
 fn keys_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/keys")
@@ -81,7 +85,19 @@ fn config_json() -> Value {
              "targets": ["frontDoorState"],
              "grant": {"acop": 2, "roles": ["guest@das.home.example", "visitor@das.home.example"],
                        "mode": "both"},
-             "max_lifetime_s": 1800}
+             "max_lifetime_s": 1800},
+            {"name": "lan-light",
+             "rule": {"acor": ["Cguest"], "acop": 2,
+                      "acco": [{"acip": {"ipv4": ["192.168.1.0/24"]}}]},
+             "targets": ["lanLight"],
+             "grant": {"mode": "token"},
+             "max_lifetime_s": 600},
+            {"name": "loopback-light",
+             "rule": {"acor": ["Cguest"], "acop": 2,
+                      "acco": [{"acip": {"ipv4": ["127.0.0.0/8"], "ipv6": ["::1/128"]}}]},
+             "targets": ["loopLight"],
+             "grant": {"mode": "token"},
+             "max_lifetime_s": 600}
         ],
         "max_request_skew_s": 86400
     })
@@ -445,7 +461,12 @@ async fn issue_token_authenticates_the_originator() {
     assert!(res.token_ids[0].ends_with("@das.home.example"));
     let claims = verify(&trust, &res.tokens[0], HCSE, "Cguest").expect("verifies");
     assert_eq!(claims.token_id, res.token_ids[0]);
-    assert_eq!(claims.audience, vec![HCSE.to_owned(), "/in-cse".to_owned()]);
+    // TS-0003 7.3.2.3 step 6.1.3: absolute CSE-IDs; the SP-relative
+    // `/in-cse` of the configuration is made absolute at load.
+    assert_eq!(
+        claims.audience,
+        vec![HCSE.to_owned(), "//home.example/in-cse".to_owned()]
+    );
     assert_eq!(
         claims.permissions.pm[0].rids,
         vec!["guest@das.home.example", "visitor@das.home.example"],
@@ -654,6 +675,148 @@ async fn issued_tokens_survive_a_restart_and_are_dropped_when_expired() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+fn ip4(a: &str) -> Option<pb::IpAddress> {
+    Some(pb::IpAddress {
+        address: Some(pb::ip_address::Address::Ipv4(a.into())),
+    })
+}
+
+/// IssueToken (TS-0003 7.3.2.3 step 3): `acip` is decided on the address
+/// the call came from, not on the `oip` the originator writes in its own
+/// request. From loopback, an `oip` inside the LAN range gets nothing and
+/// one outside the loopback range does not stop a grant; the granted `pv`
+/// carries the `acip` for the hosting CSE to check at every use. Consult
+/// (7.3.2.2) takes `oip` from the consulting hosting CSE.
+#[tokio::test]
+async fn issue_token_decides_acip_on_the_callers_address_7_3_2_3() {
+    let mut das = Running::start(load(&config_json()), None).await;
+    let trust = trust_store(&mut das.client).await;
+    let c = &mut das.client;
+    let ask = |trid: &str, oip: &str| {
+        let mut d = dreq("Cguest", pb::Operation::Retrieve, trid);
+        d.originator_ip = ip4(oip);
+        pb::IssueTokenRequest {
+            das_request: Some(d),
+        }
+    };
+
+    let res = c
+        .issue_token(with_bearer(
+            ask("lanLight", "192.168.1.5"),
+            Some(GUEST_SECRET),
+        ))
+        .await
+        .expect("answered")
+        .into_inner();
+    assert_eq!(
+        res,
+        pb::IssueTokenResponse::default(),
+        "a self-asserted LAN oip from loopback gets nothing"
+    );
+
+    let res = c
+        .issue_token(with_bearer(
+            ask("loopLight", "192.168.1.5"),
+            Some(GUEST_SECRET),
+        ))
+        .await
+        .expect("answered")
+        .into_inner();
+    assert_eq!(res.tokens.len(), 1, "the caller's loopback address counts");
+    let claims = verify(&trust, &res.tokens[0], HCSE, "Cguest").expect("verifies");
+    let rule = &claims.permissions.pm[0].pv.as_ref().expect("pv").rules[0];
+    let acip = rule.contexts[0].ip_addresses.as_ref().expect("acip");
+    assert_eq!(acip.ipv4, vec!["127.0.0.0/8"], "re-checked at every use");
+
+    // A malformed oip is still an invalid argument.
+    let e = c
+        .issue_token(with_bearer(
+            ask("loopLight", "300.1.1.1"),
+            Some(GUEST_SECRET),
+        ))
+        .await
+        .expect_err("invalid");
+    assert_eq!(fields(&e), vec!["das_request.originator_ip.ipv4"]);
+
+    // Consult: the hosting CSE's oip is used.
+    let mut d = dreq("Cguest", pb::Operation::Retrieve, "lanLight");
+    d.originator_ip = ip4("192.168.1.5");
+    let res = c.consult(consult(d)).await.expect("consult").into_inner();
+    assert_eq!(res.tokens.len(), 1, "the consultant's oip is in the LAN");
+    das.stop().await;
+}
+
+/// Consult (TS-0003 7.3.2.2) and GetTokens (7.3.2.3 step 5) as a consultant
+/// with a secret need `authorization: Bearer <secret>`: missing or wrong is
+/// UNAUTHENTICATED (a client's IssueToken secret too), the right one is
+/// answered. A consultant listed without a secret is still taken at its
+/// word; a CSE not listed is PERMISSION_DENIED.
+#[tokio::test]
+async fn consultants_with_a_secret_must_present_it_7_3_2_2_7_3_2_3() {
+    let mut v = config_json();
+    v["consultants"] = json!([{"cse_id": "/mn-cse-123456", "secret": CSE_SECRET}, "/other-cse"]);
+    let mut das = Running::start(load(&v), None).await;
+    let c = &mut das.client;
+    let ask = || consult(dreq("Cwindow", pb::Operation::Retrieve, "window"));
+    for (what, secret) in [
+        ("no secret", None),
+        ("wrong secret", Some("not-the-cse-secret-at-all")),
+        ("a client's secret", Some(GUEST_SECRET)),
+    ] {
+        let e = c.consult(with_bearer(ask(), secret)).await.expect_err(what);
+        assert_eq!(e.code(), Code::Unauthenticated, "{what}: {e:?}");
+        let e = c
+            .get_tokens(with_bearer(
+                pb::GetDasTokensRequest {
+                    hosting_cse_id: HCSE.into(),
+                    token_ids: vec![],
+                },
+                secret,
+            ))
+            .await
+            .expect_err(what);
+        assert_eq!(e.code(), Code::Unauthenticated, "{what}: {e:?}");
+    }
+    let res = c
+        .consult(with_bearer(ask(), Some(CSE_SECRET)))
+        .await
+        .expect("consult")
+        .into_inner();
+    assert!(res.dynamic_acp_info.is_some());
+    let issued = c
+        .issue_token(with_bearer(
+            pb::IssueTokenRequest {
+                das_request: Some(dreq("Cguest", pb::Operation::Retrieve, "frontDoorState")),
+            },
+            Some(GUEST_SECRET),
+        ))
+        .await
+        .expect("issued")
+        .into_inner();
+    let got = c
+        .get_tokens(with_bearer(
+            pb::GetDasTokensRequest {
+                hosting_cse_id: HCSE.into(),
+                token_ids: issued.token_ids.clone(),
+            },
+            Some(CSE_SECRET),
+        ))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(got.tokens, issued.tokens);
+
+    // Listed without a secret: answered on its word.
+    let mut other = ask();
+    other.hosting_cse_id = "//home.example/other-cse".into();
+    c.consult(other).await.expect("no secret configured for it");
+    let mut stranger = ask();
+    stranger.hosting_cse_id = "/third-cse".into();
+    let e = c.consult(stranger).await.expect_err("not a consultant");
+    assert_eq!(e.code(), Code::PermissionDenied);
+    das.stop().await;
+}
+
 /// Base64url without padding (RFC 4648 5), enough to read a test payload.
 fn base64_url_decode(text: &str) -> Vec<u8> {
     let value = |c: u8| -> u32 {
@@ -720,6 +883,57 @@ fn config_errors_name_the_file_and_the_field() {
     v["policies"][1]["rule"]["acxx"] = json!(1);
     check(&v, "policies[1].rule");
 
+    // TS-0003 7.3.2.5: a granted role carries no condition, so a role under
+    // a time window or an IP range would hold outside them.
+    let mut v = config_json();
+    v["policies"][2] = json!({
+        "name": "guest-role",
+        "rule": {"acor": ["Cguest"], "acop": 4,
+                 "acco": [{"actw": ["* * 7-19 * * * *"], "acip": {"ipv4": ["192.168.1.0/24"]}}]},
+        "targets": ["frontDoor"],
+        "grant": {"roles": ["guest@r.example"], "mode": "token"},
+        "max_lifetime_s": 86400
+    });
+    check(&v, "policies[2].grant.roles");
+
+    // TS-0003 7.3.2.3 step 6.1.3: audience entries must name a CSE.
+    for (bad, field) in [
+        (json!([HCSE, "in-cse"]), "audience[1]"),
+        (json!(["//home.example"]), "audience[0]"),
+        (json!(["/mn-cse-123456/frontDoor"]), "audience[0]"),
+        (json!([HCSE, "/"]), "audience[1]"),
+    ] {
+        let mut v = config_json();
+        v["audience"] = bad;
+        check(&v, field);
+    }
+
+    for (consultants, field) in [
+        (
+            json!([{"cse_id": HCSE, "secret": "short"}]),
+            "consultants[0].secret",
+        ),
+        (
+            json!([{"cse_id": HCSE, "secret": GUEST_SECRET}]),
+            "consultants[0].secret",
+        ),
+        (
+            json!([{"cse_id": HCSE, "secret": "with spaces in the secret"}]),
+            "consultants[0].secret",
+        ),
+        (json!([{"cse_id": HCSE}]), "consultants[0].secret"),
+        (
+            json!([{"cse_id": HCSE, "secret": CSE_SECRET, "scret": 1}]),
+            "consultants[0]",
+        ),
+        (json!([HCSE, "/mn-cse-123456"]), "consultants[1]"),
+        (json!(["mn-cse-123456"]), "consultants[0]"),
+    ] {
+        let mut v = config_json();
+        v["consultants"] = consultants;
+        check(&v, field);
+    }
+
     std::fs::write(&file, "{\"issuer\": ").expect("write");
     let e = DasConfig::load(&file).expect_err("not JSON");
     assert!(e.to_string().contains("das.json"), "{e}");
@@ -737,4 +951,35 @@ fn the_example_config_loads_with_keys_relative_to_it() {
         config.clients[0].originator,
         "//home.example/mn-cse-123456/Cguest"
     );
+}
+
+/// TS-0003 7.3.2.3 step 6.1.3: the configured audience is kept in absolute
+/// form (SP-relative entries read in the DAS's SP, the SP domain in lower
+/// case, `*` kept, repeats dropped); consultants are absolute too.
+#[test]
+fn audience_and_consultants_are_made_absolute_at_load() {
+    let mut v = config_json();
+    v["audience"] = json!([
+        "/mn-cse-123456",
+        "//HOME.example/mn-cse-123456",
+        "/in-*",
+        "//*.example/cse"
+    ]);
+    v["consultants"] =
+        json!(["/mn-cse-123456", {"cse_id": "//Other.example/cse", "secret": CSE_SECRET}]);
+    let config = load(&v);
+    assert_eq!(
+        config.audience,
+        vec![HCSE, "//home.example/in-*", "//*.example/cse"]
+    );
+    let ids: Vec<&str> = config
+        .consultants
+        .iter()
+        .map(|c| c.cse_id.as_str())
+        .collect();
+    assert_eq!(ids, [HCSE, "//other.example/cse"]);
+    assert!(!config.consultants[0].has_secret());
+    assert!(config.consultants[1].secret_matches(CSE_SECRET.as_bytes()));
+    let shown = format!("{:?}", config.consultants);
+    assert!(!shown.contains(CSE_SECRET), "{shown}");
 }

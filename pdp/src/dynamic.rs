@@ -29,6 +29,11 @@
 //! Only DASes in the configuration are consulted or trusted: a `dap` naming
 //! another endpoint is skipped, so a DAC cannot route grants to an
 //! untrusted server.
+//!
+//! A DAS may require its consulting CSEs to authenticate (its
+//! `consultants[].secret`): the PDP then presents the secret configured for
+//! that DAS ([`DynamicConfig::das_secrets`]) as `authorization: Bearer
+//! <secret>` on `Consult` and `GetTokens`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -51,6 +56,7 @@ use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use tokio::sync::OnceCell;
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::replica::Snapshot;
@@ -73,6 +79,28 @@ pub struct DynamicConfig {
     pub pip: Option<String>,
     /// The PRP dynamic ACPs are stored in.
     pub prp: Option<String>,
+    /// Secrets presented to DASes that authenticate their consultants; each
+    /// must name a DAS of `dases` or `default_das`.
+    pub das_secrets: Vec<DasSecret>,
+}
+
+/// The secret this PDP presents to one DAS as `authorization: Bearer
+/// <secret>` when it calls `Consult` and `GetTokens` (the secret of the
+/// hosting CSE in the DAS's `consultants`). `Debug` does not show it.
+#[derive(Clone)]
+pub struct DasSecret {
+    /// The DAS endpoint, as written in `dases` or `default_das`.
+    pub endpoint: String,
+    /// The secret (printable ASCII).
+    pub secret: String,
+}
+
+impl std::fmt::Debug for DasSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DasSecret")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DynamicConfig {
@@ -86,6 +114,7 @@ impl DynamicConfig {
             prp_writer: "CAdmin".to_owned(),
             pip: None,
             prp: None,
+            das_secrets: Vec::new(),
         }
     }
 }
@@ -222,6 +251,8 @@ fn dai_grant(
 struct Das {
     endpoint: String,
     client: DynamicAuthorizationServerClient<Channel>,
+    /// `Bearer <secret>` for `Consult` and `GetTokens`, when configured.
+    authorization: Option<AsciiMetadataValue>,
     /// `(issuer, fqdn)` once its key set was fetched.
     identity: RwLock<Option<(String, String)>>,
 }
@@ -267,6 +298,18 @@ fn canonical_endpoint(e: &str) -> &str {
     e.trim_end_matches('/')
 }
 
+impl Das {
+    /// A call to this DAS, with its `authorization` metadata when a secret
+    /// is configured for it.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(a) = &self.authorization {
+            request.metadata_mut().insert("authorization", a.clone());
+        }
+        request
+    }
+}
+
 impl Dynamic {
     /// State for `config`; connections are made lazily. Call
     /// [`Dynamic::load_keys`] (the PDP spawns it) to trust the DASes.
@@ -285,8 +328,27 @@ impl Dynamic {
             dases.push(Das {
                 endpoint: canonical_endpoint(&endpoint).to_owned(),
                 client: DynamicAuthorizationServerClient::new(channel),
+                authorization: None,
                 identity: RwLock::new(None),
             });
+        }
+        for s in &config.das_secrets {
+            let e = canonical_endpoint(&s.endpoint);
+            let das = dases
+                .iter_mut()
+                .find(|d| d.endpoint == e)
+                .ok_or_else(|| format!("DAS secret for {e}: not a configured DAS"))?;
+            if das.authorization.is_some() {
+                return Err(format!("DAS secret for {e}: given twice"));
+            }
+            if s.secret.is_empty() || !s.secret.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(format!(
+                    "DAS secret for {e}: must be printable ASCII without spaces"
+                ));
+            }
+            let value = MetadataValue::try_from(format!("Bearer {}", s.secret))
+                .map_err(|_| format!("DAS secret for {e}: not valid gRPC metadata"))?;
+            das.authorization = Some(value);
         }
         let pip = match &config.pip {
             Some(e) => Some(PolicyInformationPointClient::new(lazy_channel(
@@ -466,10 +528,10 @@ impl Dynamic {
         let das = issuer_fqdn(token_id).and_then(|f| self.das_for_fqdn(f));
         let answer = if let Some(das) = das {
             let mut client = das.client.clone();
-            let call = client.get_tokens(pb::GetDasTokensRequest {
+            let call = client.get_tokens(das.request(pb::GetDasTokensRequest {
                 hosting_cse_id: hosting_cse_id.to_owned(),
                 token_ids: vec![token_id.to_owned()],
-            });
+            }));
             tokio::time::timeout(self.config.deadline, call)
                 .await
                 .map_err(|_| unavailable(format!("DAS {} timed out", das.endpoint)))?
@@ -674,10 +736,10 @@ impl Dynamic {
         let outcome = cell
             .get_or_init(|| async {
                 let mut client = das.client.clone();
-                let call = client.consult(pb::ConsultRequest {
+                let call = client.consult(das.request(pb::ConsultRequest {
                     hosting_cse_id: hosting_cse_id.clone(),
                     das_request: Some(dreq.clone()),
-                });
+                }));
                 let response = match tokio::time::timeout(deadline, call).await {
                     Ok(Ok(r)) => r.into_inner(),
                     Ok(Err(s)) => {

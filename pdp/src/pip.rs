@@ -10,12 +10,18 @@
 //!
 //! Freshness: a follower task keeps a `Watch` stream open and drops the
 //! cached values of an originator the moment one of its roles, groups or
-//! positions changes (everything on `reset`). Answers are cached only while
-//! that stream is up, and never when they are older than a change already
-//! seen for the same originator, so the cache cannot hold a value the PIP
-//! has since changed. Role validity and position freshness are judged
-//! locally against the request time, so an expired role or a stale
-//! position stops matching without a round trip.
+//! positions changes (everything on `reset`, and everything when the stream
+//! ends or fails). The connection sends HTTP/2 keepalive pings (every 10 s,
+//! 5 s to answer), so a PIP that stops answering without closing the
+//! connection ends the stream too. Answers are cached only while that
+//! stream is up, and never when they are older than a change already seen
+//! for the same originator: the answer's revision is compared with the
+//! originator's last change under the same map-entry lock that the watch
+//! takes to record a change, so an answer fetched before a change can never
+//! be stored after it. Role validity and position freshness are judged
+//! locally against the request time, so an expired role, a stale position
+//! or one measured after the request time does not match, without a round
+//! trip.
 //!
 //! When the PIP cannot answer, the rules that need the attribute do not
 //! match (TS-0003 7.1.4: indeterminate is Deny) and the decision's status is
@@ -63,18 +69,50 @@ struct OriginatorEntry {
     roles: HashMap<String, RoleEntry>,
     /// Sorted group IDs whose members include the originator.
     groups: Vec<String>,
-    /// Position, the time it stops being fresh, and its countries.
-    position: Option<(Position, DateTime<Utc>, Vec<String>)>,
+    /// The PIP's fresh position of the originator.
+    position: Option<CachedFix>,
 }
+
+/// A position of the PIP with the window in which it may be used.
+#[derive(Debug, Clone)]
+struct CachedFix {
+    position: Position,
+    /// When it was measured: it is no position for an earlier request time.
+    measured_at: DateTime<Utc>,
+    /// When it stops being fresh.
+    fresh_until: DateTime<Utc>,
+    /// Its countries (with its uncertainty disk).
+    countries: Vec<String>,
+}
+
+/// One originator's place in the cache.
+#[derive(Debug, Default)]
+struct Slot {
+    /// The cached attributes, if any.
+    entry: Option<Arc<OriginatorEntry>>,
+    /// Revision of the newest answer in `entry`.
+    entry_revision: u64,
+    /// Revision of the last watched change that concerned the originator;
+    /// an answer of an older revision is never stored.
+    changed_at: u64,
+}
+
+/// HTTP/2 keepalive of the connection to the PIP (as the PRP replica's):
+/// a ping every this often, also while no call is in flight...
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// ...and the connection, with the `Watch` stream, is dropped when the
+/// answer takes longer than this.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A cache of PIP attributes, shared by every decision of a PDP.
 pub struct PipCache {
     endpoint: String,
     client: PolicyInformationPointClient<Channel>,
     deadline: Duration,
-    originators: DashMap<String, Arc<OriginatorEntry>>,
-    /// Highest change revision seen per originator (cache insert guard).
-    invalidated: DashMap<String, u64>,
+    /// Cached attributes and the last change seen, per originator. A
+    /// change and an insert for one originator take the same entry lock.
+    originators: DashMap<String, Slot>,
     ip_countries: DashMap<IpAddr, Option<String>>,
     position_countries: DashMap<[u64; 3], Vec<String>>,
     /// Revision of the last `reset` (cache insert guard).
@@ -114,13 +152,16 @@ impl PipCache {
         let channel = Endpoint::from_shared(endpoint.to_owned())
             .map_err(|e| PipCacheError::Endpoint(endpoint.to_owned(), e.to_string()))?
             .connect_timeout(deadline.max(Duration::from_millis(100)))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
             .connect_lazy();
         Ok(Arc::new(Self {
             endpoint: endpoint.to_owned(),
             client: PolicyInformationPointClient::new(channel),
             deadline,
             originators: DashMap::new(),
-            invalidated: DashMap::new(),
             ip_countries: DashMap::new(),
             position_countries: DashMap::new(),
             reset_revision: AtomicU64::new(0),
@@ -141,12 +182,15 @@ impl PipCache {
 
     /// How many originators have cached attributes.
     pub fn len(&self) -> usize {
-        self.originators.len()
+        self.originators
+            .iter()
+            .filter(|s| s.entry.is_some())
+            .count()
     }
 
     /// True when no originator has cached attributes.
     pub fn is_empty(&self) -> bool {
-        self.originators.is_empty()
+        !self.originators.iter().any(|s| s.entry.is_some())
     }
 
     /// A view answering for `originator` (absolute) from the cache; `failure`
@@ -155,7 +199,10 @@ impl PipCache {
     pub fn view(&self, originator: &str, failure: Option<String>) -> CacheView<'_> {
         CacheView {
             cache: self,
-            entry: self.originators.get(originator).map(|e| e.clone()),
+            entry: self
+                .originators
+                .get(originator)
+                .and_then(|s| s.entry.clone()),
             fetched: None,
             failure,
             missed: AtomicBool::new(false),
@@ -176,14 +223,57 @@ impl PipCache {
 
     fn clear(&self) {
         self.originators.clear();
-        self.invalidated.clear();
         self.ip_countries.clear();
         self.position_countries.clear();
     }
 
+    /// Drops the originator's cached attributes and records the change's
+    /// revision, under the originator's entry lock.
     fn invalidate(&self, originator: &str, revision: u64) {
-        self.originators.remove(originator);
-        self.invalidated.insert(originator.to_owned(), revision);
+        let mut slot = self.originators.entry(originator.to_owned()).or_default();
+        slot.entry = None;
+        slot.entry_revision = 0;
+        slot.changed_at = slot.changed_at.max(revision);
+    }
+
+    /// Caches `fresh` (an answer of `revision`) for `originator`, merged
+    /// with what is cached (the newer answer's groups and position win),
+    /// unless the watch is down or the answer predates the last reset or
+    /// the last change seen for the originator. Every check is made under
+    /// the originator's entry lock, the lock [`PipCache::invalidate`] takes:
+    /// a change recorded before the insert is seen by the check, and one
+    /// recorded after it drops the insert.
+    fn insert_if_current(&self, originator: &str, revision: u64, fresh: &OriginatorEntry) {
+        // `reset` and a lost watch change these before they clear the map,
+        // so a check made under an entry lock is either seen by the clear
+        // or sees them.
+        let current = |cache: &Self| {
+            cache.is_watching() && revision >= cache.reset_revision.load(Ordering::Acquire)
+        };
+        match self.originators.entry(originator.to_owned()) {
+            dashmap::Entry::Occupied(mut slot) => {
+                if !current(self) || revision < slot.get().changed_at {
+                    return;
+                }
+                let slot = slot.get_mut();
+                let merged = match &slot.entry {
+                    Some(old) if slot.entry_revision > revision => merge(fresh, old),
+                    Some(old) => merge(old, fresh),
+                    None => fresh.clone(),
+                };
+                slot.entry = Some(Arc::new(merged));
+                slot.entry_revision = slot.entry_revision.max(revision);
+            }
+            dashmap::Entry::Vacant(slot) => {
+                if current(self) {
+                    slot.insert(Slot {
+                        entry: Some(Arc::new(fresh.clone())),
+                        entry_revision: revision,
+                        changed_at: 0,
+                    });
+                }
+            }
+        }
     }
 
     /// Asks the PIP for everything `request` may need and caches the answer
@@ -225,12 +315,6 @@ impl PipCache {
     }
 
     fn store(&self, request: &FetchRequest<'_>, a: &pb::ResolvedAttributes) -> Fetched {
-        let fresh_enough = self.is_watching()
-            && a.revision >= self.reset_revision.load(Ordering::Acquire)
-            && self
-                .invalidated
-                .get(request.originator)
-                .is_none_or(|r| a.revision >= *r);
         // Countries do not depend on the watched state (tables change only
         // with a reset), so they are cached whenever the watch is up.
         if self.is_watching() {
@@ -249,60 +333,10 @@ impl PipCache {
                     .insert(position_key(p), a.request_position_countries.clone());
             }
         }
-        let mut entry = self
-            .originators
-            .get(request.originator)
-            .map(|e| (**e).clone())
-            .unwrap_or_default();
-        for v in &a.roles {
-            let held = match (&v.not_before, &v.not_after) {
-                (Some(nb), Some(na)) => match (
-                    timestamp_field(nb, "not_before"),
-                    timestamp_field(na, "not_after"),
-                ) {
-                    (Ok(not_before), Ok(not_after)) => Some(RoleEntry::Held {
-                        not_before,
-                        not_after,
-                    }),
-                    _ => None,
-                },
-                _ => None,
-            };
-            entry
-                .roles
-                .insert(v.role_id.clone(), held.unwrap_or(RoleEntry::Refused));
-        }
-        entry.groups = a.groups.clone();
-        entry.groups.sort();
-        entry.position = a.position.as_ref().and_then(|fix| {
-            let p = fix.position.as_ref()?;
-            let until = timestamp_field(fix.fresh_until.as_ref()?, "fresh_until").ok()?;
-            Some((
-                Position {
-                    lat: p.latitude,
-                    lon: p.longitude,
-                    uncertainty_m: p.uncertainty_m,
-                },
-                until,
-                a.position_countries.clone(),
-            ))
-        });
-        let entry = Arc::new(entry);
-        if fresh_enough {
-            self.originators
-                .insert(request.originator.to_owned(), entry.clone());
-        }
-        // Not safe to keep otherwise, but this decision may use it.
-        Fetched {
-            entry,
-            ip_country: request
-                .ip
-                .map(|ip| (ip, (!a.ip_country.is_empty()).then(|| a.ip_country.clone()))),
-            position_countries: request
-                .position
-                .as_ref()
-                .map(|p| (position_key(p), a.request_position_countries.clone())),
-        }
+        let fetched = answer_to_fetched(request, a);
+        self.insert_if_current(request.originator, a.revision, &fetched.entry);
+        // Whether or not it could be cached, this decision may use it.
+        fetched
     }
 
     /// Keeps the cache fresh from the PIP's `Watch` stream until the task is
@@ -360,6 +394,67 @@ impl PipCache {
             Some(Change::Token(_)) | None => {}
         }
     }
+}
+
+/// The answer as cache content, for the decision that asked.
+fn answer_to_fetched(request: &FetchRequest<'_>, a: &pb::ResolvedAttributes) -> Fetched {
+    let mut entry = OriginatorEntry::default();
+    for v in &a.roles {
+        let held = match (&v.not_before, &v.not_after) {
+            (Some(nb), Some(na)) => match (
+                timestamp_field(nb, "not_before"),
+                timestamp_field(na, "not_after"),
+            ) {
+                (Ok(not_before), Ok(not_after)) => Some(RoleEntry::Held {
+                    not_before,
+                    not_after,
+                }),
+                _ => None,
+            },
+            _ => None,
+        };
+        entry
+            .roles
+            .insert(v.role_id.clone(), held.unwrap_or(RoleEntry::Refused));
+    }
+    entry.groups = a.groups.clone();
+    entry.groups.sort();
+    entry.position = a.position.as_ref().and_then(|fix| {
+        let p = fix.position.as_ref()?;
+        let measured_at = timestamp_field(fix.measured_at.as_ref()?, "measured_at").ok()?;
+        let fresh_until = timestamp_field(fix.fresh_until.as_ref()?, "fresh_until").ok()?;
+        Some(CachedFix {
+            position: Position {
+                lat: p.latitude,
+                lon: p.longitude,
+                uncertainty_m: p.uncertainty_m,
+            },
+            measured_at,
+            fresh_until,
+            countries: a.position_countries.clone(),
+        })
+    });
+    Fetched {
+        entry: Arc::new(entry),
+        ip_country: request
+            .ip
+            .map(|ip| (ip, (!a.ip_country.is_empty()).then(|| a.ip_country.clone()))),
+        position_countries: request
+            .position
+            .as_ref()
+            .map(|p| (position_key(p), a.request_position_countries.clone())),
+    }
+}
+
+/// Two answers for the same originator, neither older than a change seen
+/// for it: the groups and position of `newer`, and the role verdicts of
+/// both (those of `newer` where both judged a role).
+fn merge(older: &OriginatorEntry, newer: &OriginatorEntry) -> OriginatorEntry {
+    let mut merged = newer.clone();
+    for (role, verdict) in &older.roles {
+        merged.roles.entry(role.clone()).or_insert(*verdict);
+    }
+    merged
 }
 
 /// What a fetch asks the PIP about.
@@ -453,7 +548,9 @@ impl AttributeSource for CacheView<'_> {
     fn position(&self, originator: &str, at: DateTime<Utc>) -> Lookup<Position> {
         match self.entry_for(originator) {
             Some(e) => match &e.position {
-                Some((p, fresh_until, _)) if at < *fresh_until => Lookup::Found(*p),
+                Some(fix) if fix.measured_at <= at && at < fix.fresh_until => {
+                    Lookup::Found(fix.position)
+                }
                 _ => Lookup::NotFound,
             },
             None => self.miss(),
@@ -461,10 +558,10 @@ impl AttributeSource for CacheView<'_> {
     }
 
     fn countries_of_position(&self, position: &Position) -> Lookup<Vec<String>> {
-        if let Some(Some((p, _, countries))) = self.entry.as_deref().map(|e| &e.position)
-            && position_key(p) == position_key(position)
+        if let Some(Some(fix)) = self.entry.as_deref().map(|e| &e.position)
+            && position_key(&fix.position) == position_key(position)
         {
-            return Lookup::Found(countries.clone());
+            return Lookup::Found(fix.countries.clone());
         }
         if let Some((key, countries)) = self.fetched.and_then(|f| f.position_countries.as_ref())
             && *key == position_key(position)
@@ -490,5 +587,237 @@ impl AttributeSource for CacheView<'_> {
             },
             None => self.miss(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The cache's freshness guard (TS-0003 6.2.2 steps 006-007: the PDP
+    //! asks the PIP for what the request does not carry; the cache must
+    //! never answer with a value the PIP has since changed). The race of a
+    //! fetch with a watched change is forced by calling the two halves of
+    //! [`PipCache::store`] around [`PipCache::apply`].
+
+    use super::*;
+
+    const ALICE: &str = "//sp.example.com/id-in/Calice";
+
+    fn cache() -> Arc<PipCache> {
+        // Port 9 (discard) on loopback: nothing in these tests connects.
+        PipCache::new("http://127.0.0.1:9", DEFAULT_FETCH_DEADLINE).expect("endpoint")
+    }
+
+    fn event(revision: u64, change: pb::attribute_change::Change) -> pb::AttributeChange {
+        pb::AttributeChange {
+            revision,
+            change: Some(change),
+        }
+    }
+
+    fn reset(revision: u64) -> pb::AttributeChange {
+        event(revision, pb::attribute_change::Change::Reset(pb::Reset {}))
+    }
+
+    fn group_changed(revision: u64, members: &[&str]) -> pb::AttributeChange {
+        event(
+            revision,
+            pb::attribute_change::Change::Group(pb::GroupChanged {
+                group_id: "/id-in/family".into(),
+                affected_members: members.iter().map(|m| m.to_string()).collect(),
+                deleted: false,
+            }),
+        )
+    }
+
+    fn role_changed(revision: u64, holder: &str) -> pb::AttributeChange {
+        event(
+            revision,
+            pb::attribute_change::Change::Role(pb::RoleChanged {
+                role_id: "guest@roles.example.com".into(),
+                holder: holder.into(),
+                deleted: true,
+            }),
+        )
+    }
+
+    fn answer(revision: u64, groups: &[&str]) -> pb::ResolvedAttributes {
+        pb::ResolvedAttributes {
+            revision,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn request(at: DateTime<Utc>) -> FetchRequest<'static> {
+        FetchRequest {
+            originator: ALICE,
+            role_ids: &[],
+            at,
+            ip: None,
+            position: None,
+        }
+    }
+
+    fn unavailable<T>(lookup: &Lookup<T>) -> bool {
+        matches!(lookup, Lookup::Unavailable(_))
+    }
+
+    fn cached_groups(cache: &PipCache) -> Lookup<Vec<String>> {
+        cache.view(ALICE, None).groups_containing(ALICE)
+    }
+
+    /// The reviewed race: an answer fetched at revision 7 (Alice in the
+    /// group), the watch then records revision 8 (Alice removed), and only
+    /// then the answer is inserted. It must not be stored; with the old
+    /// check-at-start guard it was, and Alice kept her membership until the
+    /// next change.
+    #[tokio::test]
+    async fn an_answer_fetched_before_a_change_is_not_stored_after_it() {
+        let cache = cache();
+        cache.apply(&reset(5));
+        let a = answer(7, &["/id-in/family"]);
+        let fetched = answer_to_fetched(&request(Utc::now()), &a);
+        cache.apply(&group_changed(8, &[ALICE]));
+        cache.insert_if_current(ALICE, a.revision, &fetched.entry);
+        assert!(unavailable(&cached_groups(&cache)), "stale answer cached");
+        assert_eq!(cache.len(), 0);
+        // The decision that asked still uses its own answer.
+        assert_eq!(
+            cache.view_fetched(&fetched).groups_containing(ALICE),
+            Lookup::Found(vec!["/id-in/family".to_owned()])
+        );
+        // An answer at or after the change is stored.
+        cache.store(&request(Utc::now()), &answer(8, &[]));
+        assert_eq!(cached_groups(&cache), Lookup::Found(vec![]));
+    }
+
+    /// The other order: inserted first, the change drops it.
+    #[tokio::test]
+    async fn a_change_after_the_insert_drops_the_answer() {
+        let cache = cache();
+        cache.apply(&reset(5));
+        cache.store(&request(Utc::now()), &answer(7, &["/id-in/family"]));
+        assert_eq!(
+            cached_groups(&cache),
+            Lookup::Found(vec!["/id-in/family".to_owned()])
+        );
+        cache.apply(&group_changed(8, &[ALICE]));
+        assert!(unavailable(&cached_groups(&cache)));
+        assert!(cache.is_empty());
+    }
+
+    /// A reset between fetch and insert, and a lost watch: neither lets an
+    /// older answer in.
+    #[tokio::test]
+    async fn a_reset_or_a_lost_watch_between_fetch_and_insert_keeps_the_answer_out() {
+        let cache = cache();
+        // Not watching yet: nothing is cached.
+        cache.store(&request(Utc::now()), &answer(3, &["/id-in/family"]));
+        assert!(cache.is_empty());
+        cache.apply(&reset(5));
+        let a = answer(7, &["/id-in/family"]);
+        let fetched = answer_to_fetched(&request(Utc::now()), &a);
+        cache.apply(&reset(9));
+        cache.insert_if_current(ALICE, a.revision, &fetched.entry);
+        assert!(cache.is_empty());
+        // The watch is lost (what `follow` does when the stream ends or fails).
+        cache.watching.store(false, Ordering::Release);
+        cache.clear();
+        cache.store(&request(Utc::now()), &answer(10, &["/id-in/family"]));
+        assert!(cache.is_empty());
+    }
+
+    /// Merging a newer answer into the cached entry happens under the same
+    /// lock: a role verdict cached before a change of Alice's roles is not
+    /// carried into the entry stored after it.
+    #[tokio::test]
+    async fn a_merge_never_carries_a_verdict_from_before_a_change() {
+        let cache = cache();
+        cache.apply(&reset(5));
+        let now = Utc::now();
+        let held = pb::ResolvedAttributes {
+            revision: 6,
+            roles: vec![pb::RoleVerdict {
+                role_id: "guest@roles.example.com".into(),
+                verified: true,
+                reason: String::new(),
+                not_before: Some(timestamp_to_pb(&(now - chrono::Duration::hours(1)))),
+                not_after: Some(timestamp_to_pb(&(now + chrono::Duration::hours(1)))),
+            }],
+            ..Default::default()
+        };
+        let claims = vec!["guest@roles.example.com".to_owned()];
+        let with_role = FetchRequest {
+            role_ids: &claims,
+            ..request(now)
+        };
+        cache.store(&with_role, &held);
+        let view = cache.view(ALICE, None);
+        assert_eq!(
+            view.role_verified(ALICE, "guest@roles.example.com", now),
+            Lookup::Found(true)
+        );
+        // A fetch without that claim, answered at 8, races the role's
+        // deletion at 7.
+        let a = answer(8, &[]);
+        let fetched = answer_to_fetched(&request(now), &a);
+        cache.apply(&role_changed(7, ALICE));
+        cache.insert_if_current(ALICE, a.revision, &fetched.entry);
+        let view = cache.view(ALICE, None);
+        assert!(unavailable(&view.role_verified(
+            ALICE,
+            "guest@roles.example.com",
+            now
+        )));
+        assert_eq!(view.groups_containing(ALICE), Lookup::Found(vec![]));
+    }
+
+    /// Two answers arriving out of order (both after the last change): the
+    /// older one does not replace the newer one's groups.
+    #[tokio::test]
+    async fn an_older_answer_does_not_replace_a_newer_one() {
+        let cache = cache();
+        cache.apply(&reset(5));
+        cache.store(&request(Utc::now()), &answer(9, &["/id-in/new"]));
+        cache.store(&request(Utc::now()), &answer(7, &["/id-in/old"]));
+        assert_eq!(
+            cached_groups(&cache),
+            Lookup::Found(vec!["/id-in/new".to_owned()])
+        );
+        cache.store(&request(Utc::now()), &answer(10, &[]));
+        assert_eq!(cached_groups(&cache), Lookup::Found(vec![]));
+    }
+
+    /// Annex F.2.1: a cached fix is a position only from its measuring time
+    /// until it stops being fresh; for an earlier request time it is none.
+    #[tokio::test]
+    async fn a_cached_fix_is_no_position_before_it_was_measured() {
+        let cache = cache();
+        cache.apply(&reset(1));
+        let measured = Utc::now();
+        let until = measured + chrono::Duration::seconds(300);
+        let a = pb::ResolvedAttributes {
+            revision: 2,
+            position: Some(pb::PositionFix {
+                position: Some(pb::Position {
+                    latitude: 48.85,
+                    longitude: 2.35,
+                    uncertainty_m: 10.0,
+                }),
+                measured_at: Some(timestamp_to_pb(&measured)),
+                fresh_until: Some(timestamp_to_pb(&until)),
+            }),
+            ..Default::default()
+        };
+        cache.store(&request(measured), &a);
+        let view = cache.view(ALICE, None);
+        let second = chrono::Duration::seconds(1);
+        assert_eq!(view.position(ALICE, measured - second), Lookup::NotFound);
+        assert!(matches!(view.position(ALICE, measured), Lookup::Found(_)));
+        assert!(matches!(
+            view.position(ALICE, until - second),
+            Lookup::Found(_)
+        ));
+        assert_eq!(view.position(ALICE, until), Lookup::NotFound);
     }
 }

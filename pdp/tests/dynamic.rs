@@ -7,7 +7,9 @@
 //!   absent or malformed, and the tokens of the same response;
 //! - Indirect (7.3.2.3 steps 5 and 6.1.4, Decision 9): a token the DAS
 //!   returns malformed for a Token-ID is a Deny, not an invalid argument;
-//! - a PDP without DASes: tokens cannot be verified, which a Deny says.
+//! - a PDP without DASes: tokens cannot be verified, which a Deny says;
+//! - a DAS that authenticates its consultants: the PDP presents the secret
+//!   configured for it on `Consult` and `GetTokens`.
 
 mod common;
 
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use authz_core::token::{TokenAlgorithm, TokenClaims, TokenPermission, TokenSigner};
 use authz_core::{AccessControlRule, SetOfAcrs};
-use authz_pdp::{DynamicConfig, Pdp, PdpConfig};
+use authz_pdp::{DasSecret, DynamicConfig, Pdp, PdpConfig};
 use authz_proto::pb;
 use authz_proto::pb::dynamic_authorization_server_server::{
     DynamicAuthorizationServer, DynamicAuthorizationServerServer,
@@ -184,6 +186,19 @@ struct ScriptedDas {
     consultations: Arc<AtomicUsize>,
     /// How long each consultation takes, in milliseconds.
     delay_ms: Arc<AtomicUsize>,
+    /// The `authorization` metadata of each `Consult` and `GetTokens` call.
+    authorizations: Arc<Mutex<Vec<Called>>>,
+}
+
+/// An RPC and the `authorization` metadata it came with.
+type Called = (&'static str, Option<String>);
+
+fn authorization<T>(request: &Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 impl ScriptedDas {
@@ -196,8 +211,12 @@ impl ScriptedDas {
 impl DynamicAuthorizationServer for ScriptedDas {
     async fn consult(
         &self,
-        _request: Request<pb::ConsultRequest>,
+        request: Request<pb::ConsultRequest>,
     ) -> Result<Response<pb::DasResponse>, Status> {
+        self.authorizations
+            .lock()
+            .await
+            .push(("Consult", authorization(&request)));
         self.consultations.fetch_add(1, Ordering::SeqCst);
         let delay = self.delay_ms.load(Ordering::SeqCst) as u64;
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -215,6 +234,10 @@ impl DynamicAuthorizationServer for ScriptedDas {
         &self,
         request: Request<pb::GetDasTokensRequest>,
     ) -> Result<Response<pb::GetDasTokensResponse>, Status> {
+        self.authorizations
+            .lock()
+            .await
+            .push(("GetTokens", authorization(&request)));
         let token = self.token.lock().await.clone();
         Ok(Response::new(pb::GetDasTokensResponse {
             tokens: request
@@ -255,12 +278,24 @@ fn owner_only() -> pb::WatchEvent {
 /// A PDP that trusts and always consults `das` (its default DAS) and stores
 /// dynamic ACPs in `prp`, once it has loaded the DAS's keys.
 async fn pdp_with_das(das: &ScriptedDas, prp: Option<String>) -> Pdp {
+    pdp_with_das_secret(das, prp, None).await
+}
+
+/// [`pdp_with_das`], presenting `secret` to the DAS when given.
+async fn pdp_with_das_secret(das: &ScriptedDas, prp: Option<String>, secret: Option<&str>) -> Pdp {
     let (url, task) = serve_das(das.clone()).await;
     tokio::spawn(task);
     let mut dynamic = DynamicConfig::new(vec![url.clone()]);
-    dynamic.default_das = Some(url);
+    dynamic.default_das = Some(url.clone());
     dynamic.deadline = Duration::from_secs(5);
     dynamic.prp = prp;
+    if let Some(secret) = secret {
+        // Written with a trailing `/`: the same DAS.
+        dynamic.das_secrets.push(DasSecret {
+            endpoint: format!("{url}/"),
+            secret: secret.to_owned(),
+        });
+    }
     let pdp = Pdp::start(PdpConfig::new(hosting()).with_dynamic(dynamic)).expect("pdp");
     pdp.apply_event(&owner_only()).expect("snapshot");
     let loaded = eventually(Duration::from_secs(10), || {
@@ -597,4 +632,73 @@ async fn tokens_without_a_das_are_denied_with_the_reason_7_3_2_3() {
     malformed.tokens = vec!["x".into()];
     let status = client.decide(malformed).await.expect_err("invalid");
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+}
+
+/// A DAS that authenticates its consulting CSEs (its `consultants[].secret`):
+/// the PDP presents the secret configured for that DAS as `authorization:
+/// Bearer <secret>` on `Consult` (TS-0003 7.3.2.2 step 3) and on `GetTokens`
+/// (7.3.2.3 step 5), never on the public `GetKeySet`; without a configured
+/// secret it sends none. A secret for a DAS the PDP does not know, or one
+/// that cannot be sent as metadata, is a configuration error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_das_secret_goes_with_consult_and_get_tokens_7_3_2_2_7_3_2_3() {
+    const SECRET: &str = "consultant-secret-0123";
+    let das = ScriptedDas::default();
+    das.answer(pb::DasResponse {
+        dynamic_acp_info: dai("Cvisitor", ""),
+        ..Default::default()
+    })
+    .await;
+    *das.token.lock().await = retrieve_token("tk1@das.example.com", "Cholder");
+    let pdp = pdp_with_das_secret(&das, None, Some(SECRET)).await;
+    let service = pdp.service();
+    let d = service
+        .decide_resolving_pb(&request("Cvisitor", pb::Operation::Retrieve, "cnt"))
+        .await
+        .expect("decision");
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    let mut by_id = request("Cholder", pb::Operation::Retrieve, "cnt");
+    by_id.token_ids = vec!["tk1@das.example.com".into()];
+    let d = service.decide_resolving_pb(&by_id).await.expect("decision");
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    let bearer = Some(format!("Bearer {SECRET}"));
+    assert_eq!(
+        *das.authorizations.lock().await,
+        vec![("Consult", bearer.clone()), ("GetTokens", bearer)]
+    );
+
+    // No secret configured: none sent.
+    let plain = ScriptedDas::default();
+    plain
+        .answer(pb::DasResponse {
+            dynamic_acp_info: dai("Cvisitor", ""),
+            ..Default::default()
+        })
+        .await;
+    let pdp = pdp_with_das(&plain, None).await;
+    let d = pdp
+        .service()
+        .decide_resolving_pb(&request("Cvisitor", pb::Operation::Retrieve, "cnt"))
+        .await
+        .expect("decision");
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    assert_eq!(*plain.authorizations.lock().await, vec![("Consult", None)]);
+
+    for (endpoint, secret, why) in [
+        ("http://127.0.0.1:1", SECRET, "not a configured DAS"),
+        (
+            "http://127.0.0.1:2",
+            "with space 0123456789",
+            "printable ASCII",
+        ),
+    ] {
+        let mut dynamic = DynamicConfig::new(vec!["http://127.0.0.1:2".into()]);
+        dynamic.das_secrets.push(DasSecret {
+            endpoint: endpoint.into(),
+            secret: secret.into(),
+        });
+        let e = authz_pdp::Dynamic::new(dynamic).expect_err("refused");
+        assert!(e.contains(why), "{e}");
+        assert!(!e.contains(secret), "the secret is not shown: {e}");
+    }
 }

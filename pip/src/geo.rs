@@ -3,14 +3,17 @@
 //! its IP address (operator-maintained CSV tables of `cidr,country`, then
 //! MaxMind DB files such as GeoLite2-Country; longest prefix wins) or from a
 //! reported position (the OpenStreetMap-derived boundaries shipped in the
-//! `country-boundaries` crate). Every answer is an ISO 3166-1 alpha-2 code in
-//! uppercase; subdivisions (`US-TX`) and anything else are dropped, because
-//! `accc` only ever lists alpha-2 codes.
+//! `country-boundaries` crate). Every country in an answer is an ISO 3166-1
+//! alpha-2 code in uppercase; subdivisions (`US-TX`) and anything else are
+//! dropped, because `accc` only ever lists alpha-2 codes.
 //!
-//! A position carries an uncertainty radius. The project decision is that a
-//! rule listing countries holds only when the whole uncertainty disk lies
-//! inside listed countries, so [`CountryLocator::countries`] over-approximates:
-//! it returns every country that may meet the disk, never fewer.
+//! A position carries an uncertainty radius. The project reading of Decision
+//! 5 is that a rule listing countries holds only when the whole uncertainty
+//! disk lies inside listed countries, so [`CountryLocator::countries`]
+//! over-approximates: it returns every country that may meet the disk, never
+//! fewer, and adds [`OUTSIDE_EVERY_COUNTRY`] (not a country code, so in no
+//! list) when part of the disk may lie outside every country, at sea for
+//! instance.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -275,19 +278,36 @@ impl MmdbCountries {
 ///
 /// Loading parses the crate's 360×180 raster (about 1 MB of OpenStreetMap
 /// boundaries, © OpenStreetMap contributors, ODbL) twice: once by the crate,
-/// for exact point queries, and once here, keeping only country outlines, for
-/// disk queries. That costs a few tens of milliseconds and a few megabytes,
-/// once per process: build one and share it (`Arc<CountryLocator>`); lookups
-/// take `&self` and never allocate beyond the returned `Vec`.
+/// for exact point queries, and once here, keeping only the rings of
+/// countries and, per cell, the edges among them that bound the land of all
+/// countries together, for disk queries. That costs a few tens of milliseconds and a
+/// few megabytes, once per process: build one and share it
+/// (`Arc<CountryLocator>`); lookups take `&self`.
 #[derive(Debug)]
 pub struct CountryLocator {
     boundaries: CountryBoundaries,
     outlines: Outlines,
 }
 
-/// Mean metres per degree of latitude used for the uncertainty disk
-/// (the equatorial degree, 2π·6 378 137 m / 360).
-const METRES_PER_DEGREE: f64 = 111_320.0;
+/// The entry of a disk answer that stands for "part of the disk may lie
+/// outside every country" (at sea, or in an area the dataset gives to no
+/// country). It is not an ISO 3166-1 alpha-2 code, so no `accc` list can
+/// contain it: the engine reads a code that is not two letters as a country
+/// no list contains, and a country rule then denies.
+pub const OUTSIDE_EVERY_COUNTRY: &str = "--";
+
+/// Mean Earth radius, metres: the one of the haversine distance the engine
+/// uses for circles (the `geo` crate's `Haversine`), so that the disk here is
+/// the disk of positions within the uncertainty radius by that distance.
+const EARTH_MEAN_RADIUS_M: f64 = 6_371_008.8;
+
+/// The uncertainty radius is widened by this fraction and by
+/// [`RADIUS_MARGIN_M`] before the disk's bounding box is computed: far more
+/// than floating-point error, so the box never misses a point of the disk.
+const RADIUS_MARGIN_REL: f64 = 1e-6;
+
+/// See [`RADIUS_MARGIN_REL`].
+const RADIUS_MARGIN_M: f64 = 1.0;
 
 impl CountryLocator {
     /// Loads the shipped dataset (see the type's documentation for its cost).
@@ -305,16 +325,40 @@ impl CountryLocator {
         })
     }
 
-    /// The alpha-2 countries the position may be in. With uncertainty 0: the countries containing the point (usually one; none at sea). With an uncertainty radius r metres: every country that the disk of radius r around the point may intersect (use the bounding box of the disk: lat ± r/111_320 m, lon ± r/(111_320·cos lat), clamped), so that a rule requiring the originator to be in listed countries holds only when the whole uncertainty disk is inside listed countries (project decision: the whole uncertainty disk must lie inside). Sorted, deduplicated.
+    /// The alpha-2 countries the position may be in, sorted and
+    /// deduplicated.
     ///
-    /// The bounding box is tested against the countries' outlines, not only
-    /// against the dataset's 1° cells, so a small disk in a cell crossed by a
-    /// border does not pick up the neighbour. Holes in outlines (enclaves) are
-    /// ignored, which can only add countries. The longitude half-width is
-    /// asin(sin d / cos lat) for the disk's angular radius d, which is
-    /// r/(111 320·cos lat) for small r and never less. Invalid input (NaN,
-    /// latitude outside ±90, longitude outside ±180, negative or NaN
-    /// uncertainty) gives no country.
+    /// With uncertainty 0: the countries containing the point (usually one;
+    /// none at sea).
+    ///
+    /// With an uncertainty radius r metres: the disk is every point within r
+    /// of the position by haversine distance on the mean Earth radius (the
+    /// engine's distance), widened by 1 ppm and 1 m, and the answer holds
+    /// every country that may meet it. A rule listing countries must hold
+    /// only when the whole disk lies inside listed countries (project
+    /// Decision 5), so the answer errs towards more, never fewer:
+    ///
+    /// - the disk is replaced by its latitude/longitude bounding box (lat ±
+    ///   d, lon ± asin(sin d / cos lat) for the angular radius d, split at
+    ///   the antimeridian, every longitude when it reaches a pole), tested
+    ///   against the countries' outer rings, not only against the dataset's
+    ///   1° cells, so a small disk in a cell crossed by a border does not
+    ///   pick up the neighbour; holes in outlines (enclaves) are ignored,
+    ///   which can only add countries;
+    /// - when the box is not wholly covered by the land of the countries
+    ///   found (part of it at sea, or in an area the dataset gives to no
+    ///   country), the answer also holds [`OUTSIDE_EVERY_COUNTRY`], so that
+    ///   no country list matches it. Coverage is proved per cell: the cell
+    ///   lies wholly in a country, or no edge that bounds the countries' land
+    ///   together (an edge of a country ring that is not shared with another
+    ///   country ring, nor on the cell's frame) meets the box, and a point of
+    ///   the box inside the cell lies in a country. A border drawn with
+    ///   different vertices on its two sides counts as a boundary, which
+    ///   again only adds the marker.
+    ///
+    /// A box that meets no country at all gives no country, like a point at
+    /// sea. Invalid input (NaN, latitude outside ±90, longitude outside ±180,
+    /// negative or NaN uncertainty) gives no country.
     pub fn countries(&self, lat: f64, lon: f64, uncertainty_m: f64) -> Vec<String> {
         if !(-90.0..=90.0).contains(&lat)
             || !(-180.0..=180.0).contains(&lon)
@@ -339,11 +383,17 @@ impl CountryLocator {
             return ids;
         }
         let bbox = disk_bbox(lat, lon, uncertainty_m);
-        self.outlines
-            .intersecting(&bbox)
+        let scan = self.outlines.scan(&bbox);
+        let mut out: Vec<String> = scan
+            .countries
             .iter()
             .filter_map(|code| code_str(code).map(str::to_owned))
-            .collect()
+            .collect();
+        if !out.is_empty() && !scan.covered {
+            out.push(OUTSIDE_EVERY_COUNTRY.to_owned());
+            out.sort_unstable();
+        }
+        out
     }
 }
 
@@ -355,20 +405,26 @@ struct GeoBox {
     lon_ranges: Vec<(f64, f64)>,
 }
 
+/// The bounding box of the disk of radius `r` metres around (`lat`, `lon`)
+/// on the sphere of [`EARTH_MEAN_RADIUS_M`], after the margins.
 fn disk_bbox(lat: f64, lon: f64, r: f64) -> GeoBox {
-    let dlat = r / METRES_PER_DEGREE;
+    // Angular radius, radians.
+    let d = (r * (1.0 + RADIUS_MARGIN_REL) + RADIUS_MARGIN_M) / EARTH_MEAN_RADIUS_M;
+    let dlat = d.to_degrees();
     let min_lat = (lat - dlat).max(-90.0);
     let max_lat = (lat + dlat).min(90.0);
     let full = vec![(-180.0, 180.0)];
     // A disk reaching a pole spans every longitude.
-    if lat - dlat <= -90.0 || lat + dlat >= 90.0 {
+    if !dlat.is_finite() || lat - dlat <= -90.0 || lat + dlat >= 90.0 {
         return GeoBox {
             min_lat,
             max_lat,
             lon_ranges: full,
         };
     }
-    let ratio = dlat.to_radians().sin() / lat.to_radians().cos();
+    // Here d < 90° - |lat| < 90°: the widest point of the cap is at
+    // longitude ± asin(sin d / cos lat).
+    let ratio = d.sin() / lat.to_radians().cos();
     if !ratio.is_finite() || ratio >= 1.0 {
         return GeoBox {
             min_lat,
@@ -394,7 +450,7 @@ fn disk_bbox(lat: f64, lon: f64, r: f64) -> GeoBox {
     }
 }
 
-/// The country outlines of the boundaries raster, read from the same bytes as
+/// The country rings of the boundaries raster, read from the same bytes as
 /// the crate reads (format version 2: geometry sizes, then per cell the ids
 /// covering it whole and, per partly covering id, outer and inner rings in
 /// cell-local 16-bit coordinates). The crate keeps its polygons private, and
@@ -410,12 +466,132 @@ struct Outlines {
 struct OutlineCell {
     /// Countries covering the whole cell.
     whole: Vec<Code>,
-    /// Countries covering part of the cell, with their outer rings.
-    partial: Vec<(Code, Vec<Ring>)>,
+    /// Countries covering part of the cell.
+    partial: Vec<Area>,
+    /// The edges bounding the land of all `partial` countries together
+    /// (see [`OutlineCell::border_of`]).
+    border: Vec<Segment>,
+}
+
+/// One country's part of a cell: the crate's multipolygon (a point is in
+/// it when it lies in more outer rings than inner rings).
+#[derive(Debug)]
+struct Area {
+    code: Code,
+    outer: Vec<Ring>,
+    inner: Vec<Ring>,
 }
 
 /// A closed ring in cell-local coordinates (x east, y north, 0..=0xffff).
 type Ring = Vec<(u16, u16)>;
+
+/// An edge, endpoints in cell-local coordinates, the smaller one first.
+type Segment = ((u16, u16), (u16, u16));
+
+/// The largest cell-local coordinate.
+const LOCAL_MAX: u16 = 0xffff;
+
+impl Area {
+    /// The crate's point test (`Multipolygon::covers`): winding numbers,
+    /// more outer rings than inner rings around the point.
+    fn covers(&self, p: Pt) -> bool {
+        let count = |rings: &[Ring]| rings.iter().filter(|r| winds_around(r, p)).count();
+        count(&self.outer) > count(&self.inner)
+    }
+}
+
+/// Whether `ring` winds around `p` (the crate's winding-number test).
+fn winds_around(ring: &[(u16, u16)], p: Pt) -> bool {
+    let Some(&last) = ring.last() else {
+        return false;
+    };
+    let pt = |q: (u16, u16)| (i64::from(q.0), i64::from(q.1));
+    let mut winding = 0i64;
+    let mut a = pt(last);
+    for &q in ring {
+        let b = pt(q);
+        if a.1 <= p.1 {
+            if b.1 > p.1 && orient(a, b, p) > 0 {
+                winding += 1;
+            }
+        } else if b.1 <= p.1 && orient(a, b, p) < 0 {
+            winding -= 1;
+        }
+        a = b;
+    }
+    winding != 0
+}
+
+impl OutlineCell {
+    /// The edges of the country rings (outer and inner) of `partial` that
+    /// bound the countries' land together: an edge drawn the same in two
+    /// rings (a border between two countries, or between two parts of one)
+    /// lies inside that land and is dropped, as is an edge on the cell's
+    /// frame (where the dataset cut the rings at the cell). What is left is
+    /// coast, and borders with areas of no country. Sorted.
+    fn border_of(partial: &[Area]) -> Vec<Segment> {
+        let on_frame = |a: (u16, u16), b: (u16, u16)| {
+            (a.0 == b.0 && (a.0 == 0 || a.0 == LOCAL_MAX))
+                || (a.1 == b.1 && (a.1 == 0 || a.1 == LOCAL_MAX))
+        };
+        let mut edges: Vec<Segment> = Vec::new();
+        for area in partial {
+            for ring in area.outer.iter().chain(&area.inner) {
+                let Some(&last) = ring.last() else {
+                    continue;
+                };
+                let mut a = last;
+                for &b in ring {
+                    if a != b && !on_frame(a, b) {
+                        edges.push(if a < b { (a, b) } else { (b, a) });
+                    }
+                    a = b;
+                }
+            }
+        }
+        edges.sort_unstable();
+        // An edge drawn an even number of times lies inside the land.
+        let mut border = Vec::new();
+        let mut i = 0;
+        while i < edges.len() {
+            let mut j = i + 1;
+            while j < edges.len() && edges[j] == edges[i] {
+                j += 1;
+            }
+            if (j - i) % 2 == 1 {
+                border.push(edges[i]);
+            }
+            i = j;
+        }
+        border
+    }
+
+    /// Whether every point of `rect` that lies in this cell is in a country.
+    fn covers(&self, rect: &Rect) -> bool {
+        if !self.whole.is_empty() {
+            return true;
+        }
+        if self.partial.is_empty() {
+            return false;
+        }
+        let pt = |q: (u16, u16)| (i64::from(q.0), i64::from(q.1));
+        if self
+            .border
+            .iter()
+            .any(|&(a, b)| rect.meets_segment(pt(a), pt(b)))
+        {
+            return false;
+        }
+        // No bounding edge crosses the rectangle, so its part in the cell is
+        // all land or all outside: one point tells which.
+        let max = i64::from(LOCAL_MAX);
+        let probe = (
+            ((rect.x0 + rect.x1) / 2).clamp(0, max),
+            ((rect.y0 + rect.y1) / 2).clamp(0, max),
+        );
+        self.partial.iter().any(|area| area.covers(probe))
+    }
+}
 
 struct Bytes<'a> {
     data: &'a [u8],
@@ -459,6 +635,14 @@ fn id_code(id: &[u8]) -> Option<Code> {
     }
 }
 
+/// What [`Outlines::scan`] finds in a box.
+struct Scan {
+    /// Countries whose outer rings meet the box, sorted.
+    countries: BTreeSet<Code>,
+    /// Whether every point of the box is proved to lie in a country.
+    covered: bool,
+}
+
 impl Outlines {
     fn parse(data: &[u8]) -> Result<Self, GeoError> {
         let mut r = Bytes {
@@ -497,18 +681,17 @@ impl Outlines {
             }
             for _ in 0..r.u8()? {
                 let code = id_code(r.string()?);
-                let mut outer = Vec::new();
-                for kind in 0..2 {
+                let mut rings: [Vec<Ring>; 2] = [Vec::new(), Vec::new()];
+                for kind in &mut rings {
                     for _ in 0..r.u8()? {
                         let n = r.u32()?;
                         let raw = r.take(n.checked_mul(4).ok_or(GeoError::Boundaries {
                             field: "cells",
                             reason: "ring too long".to_owned(),
                         })?)?;
-                        // Inner rings (holes) are skipped: ignoring them can
-                        // only add countries, never lose one.
-                        if kind == 0 && code.is_some() {
-                            outer.push(
+                        // Subdivisions (`US-TX`) are no country: skipped.
+                        if code.is_some() {
+                            kind.push(
                                 raw.chunks_exact(4)
                                     .map(|p| {
                                         (
@@ -522,9 +705,11 @@ impl Outlines {
                     }
                 }
                 if let Some(code) = code {
-                    cell.partial.push((code, outer));
+                    let [outer, inner] = rings;
+                    cell.partial.push(Area { code, outer, inner });
                 }
             }
+            cell.border = OutlineCell::border_of(&cell.partial);
             cells.push(cell);
         }
         Ok(Self {
@@ -534,13 +719,16 @@ impl Outlines {
         })
     }
 
-    /// Countries whose outline meets the box, sorted.
-    fn intersecting(&self, bbox: &GeoBox) -> BTreeSet<Code> {
+    /// The countries whose outer rings meet the box, and whether the box
+    /// lies wholly in countries.
+    fn scan(&self, bbox: &GeoBox) -> Scan {
         let mut found = BTreeSet::new();
+        let mut covered = true;
         let (w, h) = (self.width as f64, self.height as f64);
         let (cell_w, cell_h) = (360.0 / w, 180.0 / h);
         // Rows are numbered from the north. A box edge lying on a cell edge
-        // takes the cells on both sides, which only adds candidates.
+        // takes the cells on both sides, which only adds candidates (and
+        // cells whose coverage must be proved).
         let index = |v: f64, last: usize| (v.max(0.0) as usize).min(last);
         let (last_row, last_col) = (self.height - 1, self.width - 1);
         let top = index(((90.0 - bbox.max_lat) / cell_h).ceil() - 1.0, last_row);
@@ -552,10 +740,13 @@ impl Outlines {
                 let cell_west = -180.0 + x as f64 * cell_w;
                 for y in top..=bottom {
                     let Some(cell) = self.cells.get(y * self.width + x) else {
+                        covered = false;
                         continue;
                     };
                     found.extend(cell.whole.iter().copied());
-                    if cell.partial.iter().all(|(c, _)| found.contains(c)) {
+                    let need_countries = cell.partial.iter().any(|a| !found.contains(&a.code));
+                    let need_coverage = covered && cell.whole.is_empty();
+                    if !need_countries && !need_coverage {
                         continue;
                     }
                     let cell_south = 90.0 - (y + 1) as f64 * cell_h;
@@ -571,15 +762,25 @@ impl Outlines {
                         y0: to_y(bbox.min_lat).floor() as i64 - 1,
                         y1: to_y(bbox.max_lat).ceil() as i64 + 1,
                     };
-                    for (code, rings) in &cell.partial {
-                        if !found.contains(code) && rings.iter().any(|ring| rect.meets_ring(ring)) {
-                            found.insert(*code);
+                    if need_countries {
+                        for area in &cell.partial {
+                            if !found.contains(&area.code)
+                                && area.outer.iter().any(|ring| rect.meets_ring(ring))
+                            {
+                                found.insert(area.code);
+                            }
                         }
+                    }
+                    if need_coverage && !cell.covers(&rect) {
+                        covered = false;
                     }
                 }
             }
         }
-        found
+        Scan {
+            countries: found,
+            covered,
+        }
     }
 }
 
@@ -622,6 +823,31 @@ impl Rect {
         (self.x0..=self.x1).contains(&p.0) && (self.y0..=self.y1).contains(&p.1)
     }
 
+    fn corners(&self) -> [Pt; 4] {
+        [
+            (self.x0, self.y0),
+            (self.x1, self.y0),
+            (self.x1, self.y1),
+            (self.x0, self.y1),
+        ]
+    }
+
+    /// Whether the segment `a`-`b` and this rectangle share a point.
+    fn meets_segment(&self, a: Pt, b: Pt) -> bool {
+        if self.contains(a) || self.contains(b) {
+            return true;
+        }
+        let disjoint = a.0.max(b.0) < self.x0
+            || a.0.min(b.0) > self.x1
+            || a.1.max(b.1) < self.y0
+            || a.1.min(b.1) > self.y1;
+        if disjoint {
+            return false;
+        }
+        let corners = self.corners();
+        (0..4).any(|k| segments_meet(a, b, corners[k], corners[(k + 1) % 4]))
+    }
+
     /// Whether the region bounded by `ring` and this rectangle share a point:
     /// either the ring's boundary meets the rectangle, or the rectangle lies
     /// wholly inside the ring.
@@ -631,24 +857,11 @@ impl Rect {
             return false;
         }
         let pt = |i: usize| (i64::from(ring[i].0), i64::from(ring[i].1));
-        let corners = [
-            (self.x0, self.y0),
-            (self.x1, self.y0),
-            (self.x1, self.y1),
-            (self.x0, self.y1),
-        ];
         let mut inside = false;
-        let probe = corners[0];
+        let probe = self.corners()[0];
         for i in 0..n {
             let (a, b) = (pt(i), pt((i + 1) % n));
-            if self.contains(a) {
-                return true;
-            }
-            let disjoint = a.0.max(b.0) < self.x0
-                || a.0.min(b.0) > self.x1
-                || a.1.max(b.1) < self.y0
-                || a.1.min(b.1) > self.y1;
-            if !disjoint && (0..4).any(|k| segments_meet(a, b, corners[k], corners[(k + 1) % 4])) {
+            if self.meets_segment(a, b) {
                 return true;
             }
             // Crossing number for the probe corner (half-open in y).

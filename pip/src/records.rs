@@ -349,7 +349,14 @@ pub fn group_to_pb(g: &GroupRecord) -> pb::Group {
     }
 }
 
-/// Converts and checks a position report; `now` when it has no time.
+/// How far after the PIP's clock a reported `measured_at` may lie (clock
+/// skew between a Location Server and the PIP). A later time is refused: a
+/// position measured in the future would stay fresh for that much longer.
+pub const MAX_MEASURED_AT_SKEW: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
+/// Converts and checks a position report; `measured_at` is `now` when the
+/// report has none, and may not lie more than [`MAX_MEASURED_AT_SKEW`] after
+/// `now`.
 pub fn position_report_from_pb(
     hosting: &HostingContext,
     r: &pb::ReportPositionRequest,
@@ -373,6 +380,18 @@ pub fn position_report_from_pb(
     let measured_at = check
         .time("measured_at", r.measured_at.as_ref())
         .unwrap_or(now);
+    if now
+        .checked_add_signed(MAX_MEASURED_AT_SKEW)
+        .is_some_and(|latest| measured_at > latest)
+    {
+        check.add(
+            "measured_at",
+            format!(
+                "{measured_at} is more than {} s after the PIP's clock ({now})",
+                MAX_MEASURED_AT_SKEW.num_seconds()
+            ),
+        );
+    }
     let Some(p) = position else {
         return Err(check.0);
     };

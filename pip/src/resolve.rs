@@ -152,8 +152,10 @@ impl Resolver {
             .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
-    /// The subject's last position if it is still fresh at `at`, with the
-    /// time it stops being fresh.
+    /// The subject's last position if it is usable at `at`, with the time
+    /// it stops being fresh: measured at or before `at` (a fix measured
+    /// after the time asked about says nothing about where the subject was
+    /// then), and `at` before the end of its freshness.
     pub fn fresh_position<'s>(
         &self,
         state: &'s PipState,
@@ -162,7 +164,7 @@ impl Resolver {
     ) -> Option<(&'s PositionRecord, DateTime<Utc>)> {
         let p = state.positions.get(subject)?;
         let until = self.fresh_until(p.measured_at);
-        (at < until).then_some((p, until))
+        (p.measured_at <= at && at < until).then_some((p, until))
     }
 
     /// The countries `position` (with its uncertainty disk) may be in; empty

@@ -69,6 +69,7 @@ fn pip_status(e: PipError) -> Status {
     match e {
         PipError::AlreadyExists(id) => Status::already_exists(format!("{id} already exists")),
         PipError::NotFound(id) => Status::not_found(format!("{id} not found")),
+        e @ PipError::OlderPosition { .. } => Status::failed_precondition(e.to_string()),
         PipError::Store(e) => {
             tracing::error!(error = %e, "PIP store failure");
             Status::internal(format!("store: {e}"))

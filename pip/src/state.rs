@@ -107,7 +107,8 @@ pub enum PipMutation {
     PutGroup(GroupRecord),
     /// Delete a group.
     DeleteGroup(String),
-    /// Record a position.
+    /// Record a position, unless the stored one of the subject was measured
+    /// later.
     ReportPosition(PositionRecord),
 }
 
@@ -120,6 +121,19 @@ pub enum PipError {
     /// Nothing is stored under the ID.
     #[error("{0} not found")]
     NotFound(String),
+    /// A position report measured before the stored position of the same
+    /// subject: the newer one is kept.
+    #[error(
+        "measured_at: {reported} is before the stored position of {subject}, measured at {stored}; the newer position is kept"
+    )]
+    OlderPosition {
+        /// Whose position.
+        subject: String,
+        /// When the stored position was measured.
+        stored: chrono::DateTime<chrono::Utc>,
+        /// When the refused report was measured.
+        reported: chrono::DateTime<chrono::Utc>,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -195,7 +209,20 @@ impl Schema for PipSchema {
                 },
                 None => return Err(PipError::NotFound(id)),
             },
-            PipMutation::ReportPosition(p) => PipChange::PositionPut(p),
+            PipMutation::ReportPosition(p) => {
+                // Reports may arrive out of order: an older one never
+                // replaces a newer one (one measured at the same time does).
+                if let Some(stored) = state.positions.get(&p.subject)
+                    && stored.measured_at > p.measured_at
+                {
+                    return Err(PipError::OlderPosition {
+                        subject: p.subject,
+                        stored: stored.measured_at,
+                        reported: p.measured_at,
+                    });
+                }
+                PipChange::PositionPut(p)
+            }
         })
     }
 

@@ -6,7 +6,11 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use authz_pip::geo::{CountryLocator, GeoError, IpCountrySources, IpCountryTable, MmdbCountries};
+use authz_core::Lookup;
+use authz_pip::geo::{
+    CountryLocator, GeoError, IpCountrySources, IpCountryTable, MmdbCountries,
+    OUTSIDE_EVERY_COUNTRY,
+};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -301,16 +305,47 @@ fn invalid_positions_give_no_country() {
     assert!(l.countries(48.85, 2.35, f64::MAX).len() > 200);
     assert_eq!(l.countries(89.999, 0.0, 10.0), none);
     assert_eq!(l.countries(-90.0, 180.0, 0.0), none);
-    // Across the antimeridian: Chukotka on both sides of 180°.
-    assert_eq!(l.countries(65.0, 179.9, 50_000.0), ["RU"]);
-    assert_eq!(l.countries(65.0, -179.9, 50_000.0), ["RU"]);
+    // Across the antimeridian: Chukotka on both sides of 180° (the Gulf of
+    // Anadyr is about 30 km south, so a 50 km disk is partly at sea).
+    assert_eq!(l.countries(65.0, 179.9, 20_000.0), ["RU"]);
+    assert_eq!(l.countries(65.0, -179.9, 20_000.0), ["RU"]);
+    assert_eq!(
+        l.countries(65.0, 179.9, 50_000.0),
+        [OUTSIDE_EVERY_COUNTRY, "RU"]
+    );
 }
 
-/// The disk answer over-approximates: every country found at any point of
-/// the disk's bounding box (by the crate's exact point test) is in it, and it
-/// never holds a country that the crate's per-cell box query rules out.
+/// The point `distance_m` from (`lat`, `lon`) on the great circle leaving at
+/// `bearing_deg`, on the sphere of the engine's haversine distance.
+fn destination(lat: f64, lon: f64, bearing_deg: f64, distance_m: f64) -> (f64, f64) {
+    let d = distance_m / 6_371_008.8;
+    let (phi, theta) = (lat.to_radians(), bearing_deg.to_radians());
+    let phi2 = (phi.sin() * d.cos() + phi.cos() * d.sin() * theta.cos()).asin();
+    let lambda2 = lon.to_radians()
+        + (theta.sin() * d.sin() * phi.cos()).atan2(d.cos() - phi.sin() * phi2.sin());
+    let lon2 = (lambda2.to_degrees() + 540.0).rem_euclid(360.0) - 180.0;
+    (phi2.to_degrees(), lon2)
+}
+
+fn haversine_m(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let p = |(lat, lon)| authz_core::Position {
+        lat,
+        lon,
+        uncertainty_m: 0.0,
+    };
+    authz_core::location::distance_m(&p(a), &p(b))
+}
+
+/// Decision 5 (the whole uncertainty disk must lie inside) over many disks:
+/// the answer is never fewer than what the disk holds. Points of the disk
+/// (haversine, the engine's distance: rings at 0, ¼, ½, ¾ and all of the
+/// radius, 48 bearings) are looked up with the crate's exact point test:
+/// every country found at one is in the answer, and when one is in no
+/// country, the answer holds the marker (or is empty, when no point is in a
+/// country). And the answer holds no country that the crate's per-cell box
+/// query rules out.
 #[test]
-fn disk_answers_cover_every_point_of_the_box() {
+fn decision_5_disk_answers_cover_every_point_of_the_disk() {
     use country_boundaries::{BOUNDARIES_ODBL_360X180, BoundingBox, CountryBoundaries, LatLon};
     let l = locator();
     let crate_boundaries = CountryBoundaries::from_reader(BOUNDARIES_ODBL_360X180).unwrap();
@@ -322,9 +357,9 @@ fn disk_answers_cover_every_point_of_the_box() {
         seed ^= seed >> 27;
         (seed.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
     };
-    let mut multi = 0;
+    let (mut multi, mut marked, mut clean_coast) = (0, 0, 0);
     for case in 0..400 {
-        // Mostly Europe, where borders are dense; some anywhere.
+        // Mostly Europe, where borders and coasts are dense; some anywhere.
         let (lat, lon) = if case % 4 == 0 {
             (-60.0 + 130.0 * next(), -180.0 + 360.0 * next())
         } else {
@@ -332,36 +367,59 @@ fn disk_answers_cover_every_point_of_the_box() {
         };
         let r = 10f64.powf(1.0 + 4.5 * next()); // 10 m .. 300 km
         let got = l.countries(lat, lon, r);
-        if got.len() > 1 {
+        let has_marker = got.iter().any(|g| g == OUTSIDE_EVERY_COUNTRY);
+        if got
+            .iter()
+            .filter(|g| g.len() == 2 && *g != OUTSIDE_EVERY_COUNTRY)
+            .count()
+            > 1
+        {
             multi += 1;
         }
-        let dlat = r / 111_320.0;
-        let dlon = r / (111_320.0 * lat.to_radians().cos());
-        let n = 16;
-        for i in 0..=n {
-            for j in 0..=n {
-                let plat =
-                    (lat - dlat + 2.0 * dlat * f64::from(i) / f64::from(n)).clamp(-90.0, 90.0);
-                let plon = lon - dlon + 2.0 * dlon * f64::from(j) / f64::from(n);
-                for id in crate_boundaries.ids(LatLon::new(plat, plon).unwrap()) {
-                    if id.len() == 2 {
-                        assert!(
-                            got.iter().any(|g| g == id),
-                            "{lat},{lon} r={r}: {id} at {plat},{plon} missing from {got:?}"
-                        );
-                    }
+        if has_marker {
+            marked += 1;
+        }
+        let mut some_point_at_sea = false;
+        for ring in 0..=4 {
+            let distance = r * f64::from(ring) / 4.0;
+            for k in 0..48 {
+                let (plat, plon) = destination(lat, lon, f64::from(k) * 7.5, distance);
+                assert!(haversine_m((lat, lon), (plat, plon)) <= r * 1.000_001 + 1e-6);
+                let ids: Vec<&str> = crate_boundaries
+                    .ids(LatLon::new(plat, plon).unwrap())
+                    .into_iter()
+                    .filter(|id| id.len() == 2)
+                    .collect();
+                for id in &ids {
+                    assert!(
+                        got.iter().any(|g| g == id),
+                        "{lat},{lon} r={r}: {id} at {plat},{plon} missing from {got:?}"
+                    );
+                }
+                if ids.is_empty() {
+                    some_point_at_sea = true;
+                    assert!(
+                        got.is_empty() || has_marker,
+                        "{lat},{lon} r={r}: {plat},{plon} is in no country, but {got:?} has no marker"
+                    );
                 }
             }
         }
+        if !some_point_at_sea && !got.is_empty() && !has_marker {
+            clean_coast += 1;
+        }
+        // The crate's cell query, on a box a little wider than the disk's.
+        let dlat = 1.1 * r / 111_195.0;
+        let dlon = (dlat / lat.to_radians().cos()).min(180.0);
         let wide = BoundingBox::new(
-            (lat - 1.1 * dlat).max(-90.0),
-            lon - 1.1 * dlon,
-            (lat + 1.1 * dlat).min(90.0),
-            lon + 1.1 * dlon,
+            (lat - dlat).max(-90.0),
+            lon - dlon,
+            (lat + dlat).min(90.0),
+            lon + dlon,
         )
         .unwrap();
         let cells = crate_boundaries.intersecting_ids(wide);
-        for g in &got {
+        for g in got.iter().filter(|g| *g != OUTSIDE_EVERY_COUNTRY) {
             assert!(
                 cells.contains(g.as_str()),
                 "{lat},{lon} r={r}: {g} not in {cells:?}"
@@ -369,4 +427,159 @@ fn disk_answers_cover_every_point_of_the_box() {
         }
     }
     assert!(multi > 20, "too few border cases exercised: {multi}");
+    assert!(marked > 20, "too few disks reaching the sea: {marked}");
+    assert!(
+        clean_coast > 20,
+        "too few disks wholly on land: {clean_coast}"
+    );
+}
+
+/// Decision 5 on the reviewed case: a position in the North Sea is in no
+/// country; the same position with a 60 km uncertainty reaches the German
+/// coast, and the disk is partly at sea, so it is in no listed country
+/// either. A rule `accc: ["DE"]` (TS-0003 F.1.2) denies both: a less precise
+/// position never turns a Deny into a Permit. A disk wholly inland is
+/// decided by its countries alone.
+#[test]
+fn decision_5_a_disk_partly_at_sea_matches_no_country_rule() {
+    let l = locator();
+    assert_eq!(l.countries(54.8, 6.0, 0.0), Vec::<String>::new());
+    let wide = l.countries(54.8, 6.0, 60_000.0);
+    assert!(wide.iter().any(|c| c == "DE"), "{wide:?}");
+    assert!(wide.iter().any(|c| c == OUTSIDE_EVERY_COUNTRY), "{wide:?}");
+    assert!(!authz_core::location::is_country_code(
+        OUTSIDE_EVERY_COUNTRY
+    ));
+    // Inland: Germany around Fulda, 100 km.
+    assert_eq!(l.countries(50.5, 10.0, 100_000.0), ["DE"]);
+    // The Strasbourg/Kehl disk crosses the Rhine, a border both countries'
+    // outlines draw alike: land on both sides, no marker.
+    assert_eq!(l.countries(48.5819, 7.7510, 5_000.0), ["DE", "FR"]);
+
+    let germany = country_rule(&["DE"]);
+    let north_sea = |r| authz_core::Position {
+        lat: 54.8,
+        lon: 6.0,
+        uncertainty_m: r,
+    };
+    for r in [0.0, 60_000.0] {
+        let d = decide_at(&germany, north_sea(r));
+        assert_eq!(d.effect, authz_core::Effect::Deny, "r={r}: {d:?}");
+        // Known to be in no (listed) country: an answer, not a missing attribute.
+        assert_eq!(
+            d.status,
+            authz_core::AuthorizationStatus::Ok,
+            "r={r}: {d:?}"
+        );
+    }
+    // Listing every country the disk reaches does not help: part of it is sea.
+    let neighbours = country_rule(&["DE", "DK", "NL"]);
+    assert_eq!(
+        decide_at(&neighbours, north_sea(60_000.0)).effect,
+        authz_core::Effect::Deny
+    );
+    let fulda = authz_core::Position {
+        lat: 50.5,
+        lon: 10.0,
+        uncertainty_m: 100_000.0,
+    };
+    assert_eq!(
+        decide_at(&germany, fulda).effect,
+        authz_core::Effect::Permit
+    );
+}
+
+/// Decision 5 with the engine's distance: the disk is measured by haversine
+/// on the mean Earth radius (about 111 195 m per degree of latitude), not
+/// with 111 320 m per degree, which left a box about 0.11 % too small. North
+/// of (48.1005, -100) the dataset puts Canada less than 100 km away; a
+/// 100 km disk there must include CA.
+#[test]
+fn decision_5_the_disk_is_measured_by_haversine() {
+    let l = locator();
+    let centre = (48.1005, -100.0);
+    // The first point due north that the dataset puts in Canada.
+    let mut lat = 48.99;
+    while l.countries(lat, centre.1, 0.0) != ["CA"] {
+        lat += 0.000_01;
+        assert!(lat < 49.01, "no Canada north of the centre");
+    }
+    let distance = haversine_m(centre, (lat, centre.1));
+    assert!(
+        distance < 100_000.0 && distance > 99_900.0,
+        "Canada at {lat} is {distance} m away"
+    );
+    assert_eq!(l.countries(centre.0, centre.1, 100_000.0), ["CA", "US"]);
+    // Just short of that point, only the United States.
+    assert_eq!(l.countries(centre.0, centre.1, distance - 200.0), ["US"]);
+}
+
+fn country_rule(codes: &[&str]) -> authz_core::CompiledAcp {
+    let doc = serde_json::json!({"m2m:acp": {
+        "ri": "acpCountry",
+        "pv": {"acr": [{"acor": ["Cwalker"], "acop": 2, "acco": [{"aclr": {"accc": codes}}]}]},
+        "pvs": {"acr": [{"acor": ["CAdmin"], "acop": 63}]}
+    }})
+    .to_string();
+    let acps = authz_core::json::parse_and_validate(&doc).expect("valid ACP");
+    authz_core::CompiledAcp::compile(acps[0].id().expect("ri"), &acps[0]).expect("compiles")
+}
+
+/// Decides a Retrieve by `Cwalker`, whose request carries `position`; its
+/// countries come from the locator, as the PIP gives them to the PDP.
+fn decide_at(
+    acp: &authz_core::CompiledAcp,
+    position: authz_core::Position,
+) -> authz_core::Decision {
+    struct Located(&'static CountryLocator);
+    impl authz_core::AttributeSource for Located {
+        fn role_verified(
+            &self,
+            _: &str,
+            _: &str,
+            _: chrono::DateTime<chrono::Utc>,
+        ) -> Lookup<bool> {
+            Lookup::NotFound
+        }
+        fn group_has_member(&self, _: &str, _: &str) -> Lookup<bool> {
+            Lookup::NotFound
+        }
+        fn groups_containing(&self, _: &str) -> Lookup<Vec<String>> {
+            Lookup::Found(Vec::new())
+        }
+        fn position(
+            &self,
+            _: &str,
+            _: chrono::DateTime<chrono::Utc>,
+        ) -> Lookup<authz_core::Position> {
+            Lookup::NotFound
+        }
+        fn countries_of_position(&self, p: &authz_core::Position) -> Lookup<Vec<String>> {
+            Lookup::Found(self.0.countries(p.lat, p.lon, p.uncertainty_m))
+        }
+        fn country_of_ip(&self, _: IpAddr) -> Lookup<String> {
+            Lookup::NotFound
+        }
+    }
+    let hosting = authz_core::HostingContext::new("//sp.example.com", "/id-in").unwrap();
+    let mut request = authz_core::DecisionRequest::new(
+        "Cwalker",
+        authz_core::Operation::Retrieve,
+        "/id-in/cnt1",
+        chrono::Utc::now(),
+    );
+    request.position = Some(position);
+    authz_core::decide(
+        &request,
+        &hosting,
+        &[authz_core::Applicable {
+            acp,
+            kind: authz_core::PrivilegeKind::Privileges,
+        }],
+        &Located(locator()),
+        &authz_core::DecideOptions {
+            explain: false,
+            granted_roles: &[],
+        },
+    )
 }

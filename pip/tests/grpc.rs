@@ -426,3 +426,144 @@ async fn the_store_survives_a_restart() {
     pip.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn position_report(lat: f64, measured_at: Option<DateTime<Utc>>) -> pb::ReportPositionRequest {
+    pb::ReportPositionRequest {
+        originator: "CLocationServer".into(),
+        subject: "Cwalker".into(),
+        position: Some(pb::Position {
+            latitude: lat,
+            longitude: 2.35,
+            uncertainty_m: 10.0,
+        }),
+        measured_at: measured_at.map(ts),
+    }
+}
+
+async fn position_at(
+    c: &mut PolicyInformationPointClient<Channel>,
+    at: DateTime<Utc>,
+) -> Option<pb::PositionFix> {
+    c.get_position(pb::GetPositionRequest {
+        originator: "Cwalker".into(),
+        at: Some(ts(at)),
+    })
+    .await
+    .expect("get position")
+    .into_inner()
+    .fix
+}
+
+/// Annex F.2.1 positions (Decision 5 uses them): a report measured more than
+/// the allowed clock skew in the future is INVALID_ARGUMENT naming
+/// `measured_at` and stores nothing, since it would stay fresh for that much
+/// longer; one within the skew is taken.
+#[tokio::test]
+async fn a_position_measured_in_the_future_is_refused_beyond_the_skew_annex_f() {
+    let mut pip = Running::start(config(None)).await;
+    let c = &mut pip.client;
+    let before = pip.service.revision();
+    let now = Utc::now();
+    let err = c
+        .report_position(position_report(
+            48.0,
+            Some(now + chrono::Duration::seconds(60)),
+        ))
+        .await
+        .expect_err("a minute in the future");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(fields(&err), vec!["measured_at".to_owned()]);
+    assert_eq!(pip.service.revision(), before, "nothing was stored");
+    assert!(
+        position_at(c, now + chrono::Duration::seconds(61))
+            .await
+            .is_none()
+    );
+    // Within the skew (5 s): accepted, and usable from its measuring time.
+    let soon = Utc::now() + chrono::Duration::seconds(2);
+    c.report_position(position_report(48.5, Some(soon)))
+        .await
+        .expect("within the skew");
+    let fix = position_at(c, soon)
+        .await
+        .expect("fresh at its measuring time");
+    assert_eq!(fix.position.map(|p| p.latitude), Some(48.5));
+    pip.stop().await;
+}
+
+/// Reports may arrive out of order: a report measured before the stored one
+/// is FAILED_PRECONDITION and the newer position is kept; one measured at
+/// the same time replaces it.
+#[tokio::test]
+async fn an_older_position_report_never_replaces_a_newer_one_annex_f() {
+    let mut pip = Running::start(config(None)).await;
+    let c = &mut pip.client;
+    let newer = Utc::now() - chrono::Duration::seconds(10);
+    let older = newer - chrono::Duration::seconds(50);
+    c.report_position(position_report(48.1, Some(newer)))
+        .await
+        .expect("newer");
+    let revision = pip.service.revision();
+    let err = c
+        .report_position(position_report(40.0, Some(older)))
+        .await
+        .expect_err("older than the stored one");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().starts_with("measured_at: "),
+        "{}",
+        err.message()
+    );
+    assert_eq!(pip.service.revision(), revision, "nothing was stored");
+    let fix = position_at(c, Utc::now()).await.expect("the newer one");
+    assert_eq!(fix.position.map(|p| p.latitude), Some(48.1));
+    // Same measuring time: the later report wins.
+    c.report_position(position_report(48.2, Some(newer)))
+        .await
+        .expect("same time");
+    let fix = position_at(c, Utc::now()).await.expect("replaced");
+    assert_eq!(fix.position.map(|p| p.latitude), Some(48.2));
+    pip.stop().await;
+}
+
+/// A fix measured after the time a decision is about says nothing about
+/// where the originator was then: `GetPosition` and `ResolveAttributes` do
+/// not give it for an earlier `at`, and give it from its measuring time until
+/// it is stale (`--max-position-age`).
+#[tokio::test]
+async fn a_position_is_usable_only_from_its_measuring_time_until_stale_annex_f() {
+    let mut pip = Running::start(config(None)).await;
+    let c = &mut pip.client;
+    let measured = Utc::now() - chrono::Duration::seconds(30);
+    c.report_position(position_report(48.3, Some(measured)))
+        .await
+        .expect("report");
+    let second = chrono::Duration::seconds(1);
+    assert!(position_at(c, measured - second).await.is_none());
+    assert!(position_at(c, measured).await.is_some());
+    // Default max age: 300 s.
+    let stale = measured + chrono::Duration::seconds(300);
+    assert!(position_at(c, stale - second).await.is_some());
+    assert!(position_at(c, stale).await.is_none());
+    let resolved = c
+        .resolve_attributes(pb::ResolveAttributesRequest {
+            originator: "Cwalker".into(),
+            at: Some(ts(measured - second)),
+            ..Default::default()
+        })
+        .await
+        .expect("resolve")
+        .into_inner();
+    assert!(resolved.position.is_none(), "{resolved:?}");
+    let resolved = c
+        .resolve_attributes(pb::ResolveAttributesRequest {
+            originator: "Cwalker".into(),
+            at: Some(ts(measured + second)),
+            ..Default::default()
+        })
+        .await
+        .expect("resolve")
+        .into_inner();
+    assert!(resolved.position.is_some(), "{resolved:?}");
+    pip.stop().await;
+}

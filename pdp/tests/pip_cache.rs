@@ -1,0 +1,294 @@
+//! The PDP's PIP cache against a PIP whose connection goes half-open: the
+//! peer stops answering without closing the TCP connection (a crashed host,
+//! a dropped NAT mapping). TS-0003 6.2.2 steps 006-007 have the PDP take
+//! attributes from the PIP; a cache that kept answering from a dead watch
+//! would keep a removed group member permitted. The connection's HTTP/2
+//! keepalive (a ping every 10 s, 5 s to answer) ends the `Watch` stream,
+//! and the cache is then cleared and stops caching.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use authz_pdp::pip::{FetchRequest, PipCache};
+use authz_proto::pb;
+use authz_proto::pb::policy_information_point_server::{
+    PolicyInformationPoint, PolicyInformationPointServer,
+};
+use chrono::Utc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::transport::Server;
+use tonic::{Request, Response, Status};
+
+const ALICE: &str = "//sp.example.com/id-in/Calice";
+const FAMILY: &str = "/id-in/family";
+
+/// A PIP that answers `Watch` with a `reset` and then stays silent, and
+/// `ResolveAttributes` with Alice in one group; nothing else.
+struct FakePip {
+    /// Keeps every watch stream open.
+    streams: std::sync::Mutex<Vec<mpsc::Sender<Result<pb::AttributeChange, Status>>>>,
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::AttributeChange, Status>> + Send>>;
+
+fn unused<T>() -> Result<Response<T>, Status> {
+    Err(Status::unimplemented("not used by the PDP's cache"))
+}
+
+#[tonic::async_trait]
+impl PolicyInformationPoint for FakePip {
+    async fn create_role(
+        &self,
+        _: Request<pb::CreateRoleRequest>,
+    ) -> Result<Response<pb::Role>, Status> {
+        unused()
+    }
+    async fn get_role(&self, _: Request<pb::GetRoleRequest>) -> Result<Response<pb::Role>, Status> {
+        unused()
+    }
+    async fn delete_role(
+        &self,
+        _: Request<pb::DeleteRoleRequest>,
+    ) -> Result<Response<pb::PipWriteResponse>, Status> {
+        unused()
+    }
+    async fn list_roles(
+        &self,
+        _: Request<pb::ListRolesRequest>,
+    ) -> Result<Response<pb::ListRolesResponse>, Status> {
+        unused()
+    }
+    async fn resolve_roles(
+        &self,
+        _: Request<pb::ResolveRolesRequest>,
+    ) -> Result<Response<pb::ResolveRolesResponse>, Status> {
+        unused()
+    }
+    async fn put_token(
+        &self,
+        _: Request<pb::PutTokenRequest>,
+    ) -> Result<Response<pb::Token>, Status> {
+        unused()
+    }
+    async fn get_tokens(
+        &self,
+        _: Request<pb::GetTokensRequest>,
+    ) -> Result<Response<pb::GetTokensResponse>, Status> {
+        unused()
+    }
+    async fn delete_token(
+        &self,
+        _: Request<pb::DeleteTokenRequest>,
+    ) -> Result<Response<pb::PipWriteResponse>, Status> {
+        unused()
+    }
+    async fn put_group(
+        &self,
+        _: Request<pb::PutGroupRequest>,
+    ) -> Result<Response<pb::Group>, Status> {
+        unused()
+    }
+    async fn get_group(
+        &self,
+        _: Request<pb::GetGroupRequest>,
+    ) -> Result<Response<pb::Group>, Status> {
+        unused()
+    }
+    async fn delete_group(
+        &self,
+        _: Request<pb::DeleteGroupRequest>,
+    ) -> Result<Response<pb::PipWriteResponse>, Status> {
+        unused()
+    }
+    async fn list_groups(
+        &self,
+        _: Request<pb::ListGroupsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        unused()
+    }
+    async fn check_membership(
+        &self,
+        _: Request<pb::CheckMembershipRequest>,
+    ) -> Result<Response<pb::CheckMembershipResponse>, Status> {
+        unused()
+    }
+    async fn report_position(
+        &self,
+        _: Request<pb::ReportPositionRequest>,
+    ) -> Result<Response<pb::PipWriteResponse>, Status> {
+        unused()
+    }
+    async fn get_position(
+        &self,
+        _: Request<pb::GetPositionRequest>,
+    ) -> Result<Response<pb::GetPositionResponse>, Status> {
+        unused()
+    }
+    async fn locate_ip(
+        &self,
+        _: Request<pb::LocateIpRequest>,
+    ) -> Result<Response<pb::CountryAnswer>, Status> {
+        unused()
+    }
+    async fn locate_position(
+        &self,
+        _: Request<pb::LocatePositionRequest>,
+    ) -> Result<Response<pb::CountryAnswer>, Status> {
+        unused()
+    }
+    async fn resolve_attributes(
+        &self,
+        _: Request<pb::ResolveAttributesRequest>,
+    ) -> Result<Response<pb::ResolvedAttributes>, Status> {
+        Ok(Response::new(pb::ResolvedAttributes {
+            revision: 1,
+            groups: vec![FAMILY.to_owned()],
+            ..Default::default()
+        }))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        _: Request<pb::WatchAttributesRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Ok(pb::AttributeChange {
+            revision: 1,
+            change: Some(pb::attribute_change::Change::Reset(pb::Reset {})),
+        }))
+        .await
+        .map_err(|_| Status::internal("watch closed"))?;
+        self.streams
+            .lock()
+            .map_err(|_| Status::internal("poisoned"))?
+            .push(tx);
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+async fn serve_fake_pip() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let pip = FakePip {
+        streams: std::sync::Mutex::new(Vec::new()),
+    };
+    tokio::spawn(
+        Server::builder()
+            .add_service(PolicyInformationPointServer::new(pip))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    addr
+}
+
+/// Copies `from` to `to` until the proxy freezes; then holds both halves
+/// open and silent forever.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut frozen: watch::Receiver<bool>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        tokio::select! {
+            () = async {
+                // The guard `wait_for` returns is not `Send`: dropped here.
+                let _ = frozen.wait_for(|f| *f).await;
+            } => break,
+            n = from.read(&mut buf) => match n {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            },
+        }
+    }
+    let _held = (from, to);
+    std::future::pending::<()>().await;
+}
+
+/// A TCP proxy to `upstream` that can be frozen: from then on it forwards
+/// nothing in either direction and closes nothing (also for connections it
+/// accepts later), which is what a half-open connection looks like.
+async fn freezable_proxy(upstream: SocketAddr) -> (SocketAddr, watch::Sender<bool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (freeze, frozen) = watch::channel(false);
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            if *frozen.borrow() {
+                tokio::spawn(async move {
+                    let _held = client;
+                    std::future::pending::<()>().await;
+                });
+                continue;
+            }
+            let Ok(server) = TcpStream::connect(upstream).await else {
+                continue;
+            };
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            tokio::spawn(pump(client_read, server_write, frozen.clone()));
+            tokio::spawn(pump(server_read, client_write, frozen.clone()));
+        }
+    });
+    (addr, freeze)
+}
+
+async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_open_pip_connection_ends_the_watch_and_clears_the_cache() {
+    let pip = serve_fake_pip().await;
+    let (proxy, freeze) = freezable_proxy(pip).await;
+    let cache =
+        PipCache::new(&format!("http://{proxy}"), Duration::from_millis(500)).expect("endpoint");
+    let follower = tokio::spawn(cache.clone().follow());
+    assert!(
+        wait_until(Duration::from_secs(10), || cache.is_watching()).await,
+        "the watch came up"
+    );
+    let request = FetchRequest {
+        originator: ALICE,
+        role_ids: &[],
+        at: Utc::now(),
+        ip: None,
+        position: None,
+    };
+    cache.fetch(request.clone()).await.expect("fetch");
+    assert_eq!(cache.len(), 1, "Alice's groups are cached");
+
+    // The PIP goes silent without closing anything.
+    freeze.send_replace(true);
+    let frozen_at = Instant::now();
+    // Keepalive: a ping within 10 s, no answer within 5 s more.
+    assert!(
+        wait_until(Duration::from_secs(40), || !cache.is_watching()).await,
+        "the half-open watch was never noticed"
+    );
+    assert!(cache.is_empty(), "the cache was cleared");
+    assert!(
+        frozen_at.elapsed() >= Duration::from_secs(4),
+        "noticed by keepalive, not by something else: {:?}",
+        frozen_at.elapsed()
+    );
+    // Until the watch is back nothing is cached, and the silent PIP gives
+    // no answer.
+    assert!(cache.fetch(request).await.is_err());
+    assert!(cache.is_empty());
+    follower.abort();
+}
