@@ -299,11 +299,7 @@ impl DasService {
             if !errors.is_empty() {
                 return Err(Status::internal(format!(
                     "granted privileges do not convert: {}",
-                    errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
+                    authz_proto::convert::join_errors(&errors)
                 )));
             }
             response.dynamic_acp_info = Some(pb::DynamicAcpInfo {

@@ -209,11 +209,7 @@ fn dai_grant(
             if !errors.is_empty() {
                 return Err(format!(
                     "gp invalid: {}",
-                    errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
+                    authz_proto::convert::join_errors(&errors)
                 ));
             }
             set

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use authz_core::compile::CompiledAcp;
 use authz_core::resources::{Resource, ResourceView};
-use authz_proto::convert::{ConversionError, acp_from_pb, set_of_acrs_from_pb};
+use authz_proto::convert::{ConversionError, acp_from_pb, join_errors, set_of_acrs_from_pb};
 use authz_proto::pb;
 use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
 use authz_proto::pb::watch_event::Event;
@@ -191,14 +191,6 @@ fn compile_acp(acp: &pb::AccessControlPolicy) -> Result<CompiledAcp, String> {
     }
     let model = acp_from_pb(acp).map_err(|e| join_errors(&e))?;
     CompiledAcp::compile(id, &model).map_err(|e| e.to_string())
-}
-
-fn join_errors(errors: &[ConversionError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// Converts a wire dynamic ACP record; an absent `expires_at` never expires.

@@ -512,11 +512,7 @@ impl PdpService {
         match result {
             Ok(d) => d,
             Err(errors) => {
-                let text = errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                let text = authz_proto::convert::join_errors(&errors);
                 telemetry::record_decision(
                     Effect::Deny,
                     AuthorizationStatus::SyntaxError,

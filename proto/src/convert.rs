@@ -77,19 +77,24 @@ impl Errors {
     }
 }
 
+/// Every error as `field: message`, separated by `; `.
+pub fn join_errors(errors: &[ConversionError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// A gRPC `INVALID_ARGUMENT` status for conversion errors, with a
 /// `google.rpc.BadRequest` detail holding one field violation per error.
 ///
-/// The message lists every error, separated by `; `.
+/// The message lists every error ([`join_errors`]).
 pub fn invalid_argument(errors: &[ConversionError]) -> Status {
     let message = if errors.is_empty() {
         "invalid argument".to_owned()
     } else {
-        errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
+        join_errors(errors)
     };
     let violations: Vec<FieldViolation> = errors
         .iter()

@@ -482,6 +482,18 @@ impl PrpService {
         }
     }
 
+    /// [`Self::authorize`] for one [`WriteCheck`].
+    fn authorize_write(&self, originator: &str, check: &WriteCheck) -> Result<(), Status> {
+        self.authorize(
+            originator,
+            check.operation,
+            &check.target,
+            check.types,
+            &check.policies,
+            &check.what,
+        )
+    }
+
     /// Authorizes `operation` on `target` against `policies`; admin passes.
     fn authorize(
         &self,
@@ -645,14 +657,7 @@ impl PolicyRetrievalPoint for PrpService {
                     &format!("create ACP {id}"),
                 )
             })?;
-            self.authorize(
-                &req.originator,
-                check.operation,
-                &check.target,
-                check.types,
-                &check.policies,
-                &check.what,
-            )?;
+            self.authorize_write(&req.originator, &check)?;
         }
         let entry = self.commit(Mutation::CreateAcp(acp.clone())).await?;
         tracing::info!(acp = %id, revision = entry.revision, "ACP created");
@@ -844,14 +849,7 @@ impl PolicyRetrievalPoint for PrpService {
                 Ok(checks)
             })?;
             for check in &checks {
-                self.authorize(
-                    &req.originator,
-                    check.operation,
-                    &check.target,
-                    check.types,
-                    &check.policies,
-                    &check.what,
-                )?;
+                self.authorize_write(&req.originator, check)?;
             }
         }
         let entry = self.commit(Mutation::PutResource(resource.clone())).await?;
