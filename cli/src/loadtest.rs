@@ -27,8 +27,8 @@ pub struct LoadtestArgs {
     /// The PDP (or all-in-one) endpoint.
     #[arg(long, default_value = "http://127.0.0.1:7171")]
     target: String,
-    /// Seconds per mode.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds per mode (1 to 86 400).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     duration: u64,
     /// Concurrent callers.
     #[arg(long, default_value_t = 64)]

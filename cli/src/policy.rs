@@ -52,10 +52,15 @@ enum PolicyCommand {
 
 /// Runs `authz policy`.
 pub async fn run(args: PolicyArgs) -> Result<()> {
+    // A bad file is reported before the PRP is contacted, even when it is down.
+    let bundle = match &args.command {
+        PolicyCommand::Apply { file } => Some(read_bundle(file)?),
+        _ => None,
+    };
     let mut client = connect(&args.prp).await?;
     match args.command {
-        PolicyCommand::Apply { file } => {
-            let bundle = read_bundle(&file)?;
+        PolicyCommand::Apply { .. } => {
+            let bundle = bundle.ok_or_else(|| anyhow!("no bundle read"))?;
             let applied = apply(&mut client, &args.originator, &bundle).await?;
             println!("{applied}");
         }

@@ -16,7 +16,6 @@ use authz_pip::PipConfig;
 use authz_prp::PrpConfig;
 use clap::Args;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::RoutesBuilder;
 
 /// The demo bundle loaded by `authz up` into an empty store.
@@ -330,7 +329,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         tonic::transport::Server::builder()
             .trace_fn(authz_proto::serving::rpc_span)
             .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            .serve_with_incoming_shutdown(authz_proto::listener::incoming(listener), async move {
                 shutdown_signal().await;
                 closer.shutdown();
                 pip.shutdown();
@@ -404,7 +403,7 @@ pub async fn pdp(args: PdpArgs) -> Result<()> {
     tonic::transport::Server::builder()
         .trace_fn(authz_proto::serving::rpc_span)
         .add_routes(pdp.routes().await?)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
+        .serve_with_incoming_shutdown(authz_proto::listener::incoming(listener), shutdown_signal())
         .await?;
     Ok(())
 }

@@ -245,6 +245,42 @@ async fn policy_apply_rejects_an_invalid_file_naming_the_field() {
     assert!(listed.acps.is_empty(), "nothing may be stored");
 }
 
+/// A bad file is reported (with its field) before the PRP is contacted, so
+/// a PRP that is down does not hide it.
+#[test]
+fn policy_apply_reads_the_file_before_connecting() {
+    let data = tempdir("apply-offline");
+    let file = data.join("bad.json");
+    std::fs::write(&file, r#"{"m2m:acp": {"ri": "a", "pv": {"acr": [{"acor": ["all"], "acop": 99}]}, "pvs": {"acr": [{"acor": ["CAdmin"], "acop": 63}]}}}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args([
+            "policy",
+            "--prp",
+            "http://127.0.0.1:1",
+            "apply",
+            "-f",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pv.acr[0].acop"), "{err}");
+}
+
+/// A flag out of range is a clear error with exit code 2, not a panic
+/// (a `--duration` past what a deadline can hold overflowed before).
+#[test]
+fn loadtest_rejects_an_out_of_range_duration() {
+    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(["loadtest", "--duration", "18446744073709551615"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--duration"), "{err}");
+}
+
 /// `authz up --das-config`: the DAS runs in the same process; a denied
 /// request with the token request indicator is told where to get tokens
 /// (TS-0003 7.3.2.3 step 2), and the DAS there answers with its keys.

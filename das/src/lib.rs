@@ -36,7 +36,6 @@ use std::sync::Arc;
 
 use authz_proto::pb::dynamic_authorization_server_server::DynamicAuthorizationServerServer;
 use authz_store::{Store, StoreError};
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::server::Router;
 use tonic_health::server::HealthReporter;
 
@@ -120,7 +119,7 @@ pub async fn serve(
     let router = router(service).await?;
     tracing::info!(addr = ?listener.local_addr().ok(), issuer = %closer.config().issuer, "DAS serving");
     let served = router
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(authz_proto::listener::incoming(listener), async move {
             shutdown.await;
         })
         .await;

@@ -136,6 +136,20 @@ impl PdpConfig {
     }
 }
 
+/// Why a [`Pdp`] could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The PRP endpoint is not a URI.
+    #[error("PRP endpoint {0}: {1}")]
+    PrpEndpoint(String, String),
+    /// The PIP endpoint is not a URI.
+    #[error(transparent)]
+    Pip(#[from] PipCacheError),
+    /// The dynamic-authorization configuration cannot be used.
+    #[error("dynamic authorization: {0}")]
+    Dynamic(String),
+}
+
 /// A running PDP: the service, its replica, and the background tasks (the
 /// PRP follower, the staleness gauge, health reporting), which stop when the
 /// `Pdp` is dropped.
@@ -151,9 +165,14 @@ pub struct Pdp {
 impl Pdp {
     /// Creates the replica and the service and, when a PRP endpoint is
     /// configured, spawns the follower (and the PIP cache's follower when a
-    /// PIP is configured). Must run inside a Tokio runtime. Fails only on a
-    /// PIP endpoint that is not a URI.
-    pub fn start(config: PdpConfig) -> Result<Self, PipCacheError> {
+    /// PIP is configured). Must run inside a Tokio runtime. Fails on an
+    /// endpoint that is not a URI and on a dynamic-authorization
+    /// configuration that cannot be used.
+    pub fn start(config: PdpConfig) -> Result<Self, StartError> {
+        if let Some(prp) = &config.prp_endpoint {
+            tonic::transport::Endpoint::from_shared(prp.clone())
+                .map_err(|e| StartError::PrpEndpoint(prp.clone(), e.to_string()))?;
+        }
         let replica = Arc::new(Replica::new(config.prp_endpoint.clone()));
         let mut tasks = Vec::new();
         let cache = match &config.pip_endpoint {
@@ -172,8 +191,7 @@ impl Pdp {
                 if d.pip.is_none() {
                     d.pip = config.pip_endpoint.clone();
                 }
-                let dynamic =
-                    Dynamic::new(d).map_err(|e| PipCacheError::Endpoint(e, String::new()))?;
+                let dynamic = Dynamic::new(d).map_err(StartError::Dynamic)?;
                 tasks.push(tokio::spawn(dynamic.clone().load_keys()));
                 Some(dynamic)
             }
@@ -301,10 +319,7 @@ impl Pdp {
             // One span per RPC when traces are exported.
             .trace_fn(authz_proto::serving::rpc_span)
             .add_routes(routes)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                shutdown,
-            )
+            .serve_with_incoming_shutdown(authz_proto::listener::incoming(listener), shutdown)
             .await?;
         Ok(())
     }

@@ -74,6 +74,11 @@ impl Snapshot {
         self.acps.get(id)
     }
 
+    /// The resource a dynamic ACP is bound to.
+    pub fn dynamic_target(&self, id: &str) -> Option<&str> {
+        self.dynamic_targets.get(id).map(String::as_str)
+    }
+
     /// A dynamic ACP by ID when it is still live at `now`.
     pub fn live_dynamic(&self, id: &str, now: DateTime<Utc>) -> Option<&DynamicAcp> {
         let target = self.dynamic_targets.get(id)?;

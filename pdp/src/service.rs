@@ -23,7 +23,7 @@ use std::time::Instant;
 use authz_core::compile::CompiledAcp;
 use authz_core::decision::{AuthorizationStatus, Decision, Effect, PrivilegeKind};
 use authz_core::ids::with_canonical_originator;
-use authz_core::resources::{ApplicableSet, ResolveError, applicable_policies};
+use authz_core::resources::{ApplicableSet, ResolveError, ResourceView, applicable_policies};
 use authz_core::{
     Applicable, AttributeSource, DecideOptions, HostingContext, decide, decide_canonical,
     role_ids_for_consultation,
@@ -543,21 +543,28 @@ impl PdpService {
         let target = conv.request.target.as_str();
         let mut acps: SmallVec<[(AcpRef<'s>, PrivilegeKind); 4]> = SmallVec::new();
         let mut unknown: Vec<String> = Vec::new();
-        let mut lookup =
-            |acps: &mut SmallVec<[_; 4]>, id: &str, kind: PrivilegeKind| match snap.acp(id) {
-                Some(acp) => acps.push((AcpRef::Borrowed(acp), kind)),
-                None => match snap.live_dynamic(id, now) {
-                    Some(d) if kind == PrivilegeKind::Privileges => {
-                        acps.push((AcpRef::Borrowed(&d.acp), kind))
-                    }
-                    _ => unknown.push(id.to_owned()),
-                },
-            };
+        // `bound`: the resource a dynamic ACP must be bound to, when the
+        // caller named it (its own binding otherwise came from resolution).
+        let mut lookup = |acps: &mut SmallVec<[_; 4]>,
+                          id: &str,
+                          kind: PrivilegeKind,
+                          bound: Option<&str>| match snap.acp(id) {
+            Some(acp) => acps.push((AcpRef::Borrowed(acp), kind)),
+            None => match snap.live_dynamic(id, now) {
+                Some(d)
+                    if kind == PrivilegeKind::Privileges
+                        && bound.is_none_or(|t| snap.dynamic_target(id) == Some(t)) =>
+                {
+                    acps.push((AcpRef::Borrowed(&d.acp), kind))
+                }
+                _ => unknown.push(id.to_owned()),
+            },
+        };
         if conv.acp_ids.is_empty() {
             match applicable_policies(&snap.view(now), target) {
                 Ok(ApplicableSet::Policies(list)) => {
                     for (id, kind) in &list {
-                        lookup(&mut acps, id, *kind);
+                        lookup(&mut acps, id, *kind, None);
                     }
                 }
                 Ok(ApplicableSet::Default { rules, dynamic }) => {
@@ -572,7 +579,7 @@ impl PdpService {
                         }
                     }
                     for id in &dynamic {
-                        lookup(&mut acps, id, PrivilegeKind::Privileges);
+                        lookup(&mut acps, id, PrivilegeKind::Privileges, None);
                     }
                 }
                 Err(e) => {
@@ -583,9 +590,15 @@ impl PdpService {
                     return Err((status, e.to_string()));
                 }
             }
+        } else if snap.view(now).is_acp(target) {
+            // A request on an ACP is judged by its own pvs, whatever acpi
+            // the caller names (TS-0003 7.1.1; an ACP has no acpi).
+            lookup(&mut acps, target, PrivilegeKind::SelfPrivileges, None);
         } else {
+            // Explicit acpi: a dynamic ACP counts only for the resource it
+            // is bound to (Decision 7).
             for id in &conv.acp_ids {
-                lookup(&mut acps, id, PrivilegeKind::Privileges);
+                lookup(&mut acps, id, PrivilegeKind::Privileges, Some(target));
             }
         }
         Ok(Applicables { acps, unknown })

@@ -183,6 +183,30 @@ async fn explicit_acp_ids_replace_the_lookup() {
     let d = decide(&mut client, req).await;
     assert_eq!(d.decision, DENY);
     assert!(d.summary.contains("nope"), "{}", d.summary);
+
+    // TS-0003 7.1.1: a request on an ACP is judged by its own pvs, even
+    // when the caller names it in acp_ids: acpA's pv lets Cphone RETRIEVE,
+    // its pvs only Cadmin.
+    let mut on_acp = request("Cphone", pb::Operation::Retrieve, "acpA");
+    on_acp.acp_ids = vec!["acpA".into()];
+    let d = decide(&mut client, on_acp.clone()).await;
+    assert_eq!(d.decision, DENY, "{}", d.summary);
+    on_acp.originator = "Cadmin".into();
+    let d = decide(&mut client, on_acp).await;
+    assert_eq!(d.decision, PERMIT, "{}", d.summary);
+    assert_eq!(
+        d.permitted_by.map(|b| b.privileges),
+        Some(pb::PrivilegeKind::SelfPrivileges as i32)
+    );
+}
+
+/// An endpoint that is not a URI is an error at start, naming it, not a
+/// follower that retries forever.
+#[tokio::test]
+async fn a_prp_endpoint_that_is_not_a_uri_fails_the_start() {
+    let err = Pdp::start(PdpConfig::new(hosting()).with_prp("not a uri"))
+        .expect_err("not a URI");
+    assert!(err.to_string().contains("PRP endpoint not a uri"), "{err}");
 }
 
 #[tokio::test]
@@ -471,10 +495,14 @@ async fn dynamic_acps_join_the_set_until_they_expire() {
     let d = svc.decide_pb(&guest).unwrap();
     assert_eq!(d.decision, PERMIT, "{}", d.summary);
     assert_eq!(d.permitted_by.unwrap().acp_id, "dyn1");
-    // Explicit acp_ids may name a live dynamic ACP too.
+    // Explicit acp_ids may name a live dynamic ACP too, for the resource it
+    // is bound to only (Decision 7).
     let mut explicit = guest.clone();
     explicit.acp_ids = vec!["dyn1".into()];
     assert_eq!(svc.decide_pb(&explicit).unwrap().decision, PERMIT);
+    let mut elsewhere = explicit.clone();
+    elsewhere.target = "other".into();
+    assert_eq!(svc.decide_pb(&elsewhere).unwrap().decision, DENY);
 
     // Expired: filtered at decision time, before the PRP removes it.
     tokio::time::sleep(Duration::from_millis(1100)).await;

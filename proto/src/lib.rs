@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod convert;
+pub mod listener;
 pub mod serving;
 
 pub use convert::{ConversionError, ConvertedRequest, invalid_argument};

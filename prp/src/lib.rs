@@ -49,7 +49,6 @@ use std::time::Duration;
 
 use authz_core::HostingContext;
 use authz_proto::pb::policy_retrieval_point_server::PolicyRetrievalPointServer;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::server::Router;
 use tonic_health::server::HealthReporter;
 
@@ -163,7 +162,7 @@ pub async fn serve(
     let router = router(service).await?;
     tracing::info!(addr = ?listener.local_addr().ok(), "PRP serving");
     router
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(authz_proto::listener::incoming(listener), async move {
             shutdown.await;
             closer.shutdown();
         })
