@@ -767,8 +767,13 @@ pub fn decision_request_from_pb(
     }
     for (i, ltid) in req.local_token_ids.iter().enumerate() {
         let field = format!("local_token_ids[{i}]");
-        if check_id(ltid, &field, &mut errors) && ltid.contains(':') {
-            errors.add(field, format!("'{ltid}' is not an NCName (contains ':')"));
+        if check_id(ltid, &field, &mut errors) && !is_ncname(ltid) {
+            errors.add(
+                field,
+                format!(
+                    "'{ltid}' is not an NCName (a letter or '_', then letters, digits, '.', '-', '_'; TS-0001 7.1.16)"
+                ),
+            );
         }
     }
     for (i, acp) in req.acp_ids.iter().enumerate() {
@@ -909,6 +914,17 @@ fn check_id(id: &str, field: &str, errors: &mut Errors) -> bool {
     } else {
         true
     }
+}
+
+/// Is `s` an XML NCName (a Local-Token-ID, TS-0001 7.1.16)? Letters
+/// include every non-ASCII letter; other characters are the ASCII ones of
+/// the NCName production (no `:`).
+fn is_ncname(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c == '_' || c.is_alphabetic())
+        && chars.all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
 /// Checks a `name@issuer` identifier (m2m:roleID, m2m:tokenID).

@@ -414,6 +414,29 @@ fn request_errors_name_the_field() {
     );
 }
 
+/// TS-0001 7.1.16: a Local-Token-ID is an NCName.
+#[test]
+fn local_token_ids_are_ncnames() {
+    for (ltid, ok) in [
+        ("lt1", true),
+        ("_x.y-z9", true),
+        ("1lt", false),
+        ("lt/1", false),
+        ("a:b", false),
+        ("-x", false),
+    ] {
+        let mut wire = full_request();
+        wire.local_token_ids = vec![ltid.into()];
+        let fields: Vec<String> = decision_request_from_pb(&wire, Utc::now())
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields.is_empty(), ok, "{ltid}: {fields:?}");
+    }
+}
+
 /// Decision 9: an originator that is not an ID (an empty segment, a
 /// wildcard, whitespace) makes the request malformed: INVALID_ARGUMENT
 /// naming `originator`, not a decision.
