@@ -12,7 +12,22 @@
 //! with exponential backoff (100 ms doubling to 5 s), recording whether the
 //! stream is up and since when the replica is possibly stale. Tests (and
 //! processes that feed the replica themselves) call [`Replica::apply_event`].
+//!
+//! A change is applied only on the state it follows: its revision must be
+//! exactly one more than the replica's (lower ones are skipped as already
+//! applied), and, when the stream names the PRP's store (the
+//! `authz-store-id` metadata of `Watch`), the replica's state must come from
+//! that same store. Otherwise nothing of it is applied
+//! ([`ReplicaError::Gap`], [`ReplicaError::OtherStore`]) and the follower
+//! starts over: it reconnects asking from revision 0, so that the PRP sends
+//! a full snapshot, and keeps deciding with the replica it has until then.
+//! The follower also sends the ID of its replica's store when it resumes,
+//! so that a PRP whose store is another (a new in-memory store after a
+//! restart, say) sends a snapshot at once. A PRP that names no store (one
+//! older than store IDs) is followed by revision alone; its restart on a
+//! new store is then noticed only when the revisions do not follow on.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,6 +38,7 @@ use authz_proto::convert::{ConversionError, acp_from_pb, join_errors, set_of_acr
 use authz_proto::pb;
 use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
 use authz_proto::pb::watch_event::Event;
+use authz_proto::serving::STORE_ID_METADATA;
 use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap;
 use tokio::sync::watch;
@@ -53,6 +69,10 @@ pub struct DynamicAcp {
 pub struct Snapshot {
     /// The PRP revision this snapshot reflects (0: nothing received yet).
     pub revision: u64,
+    /// The ID of the PRP store the state comes from, as the Watch stream
+    /// that brought its last snapshot named it; `None` when it named none
+    /// (or the snapshot was fed without a stream).
+    pub store_id: Option<Arc<str>>,
     /// Compiled ACPs by ID.
     pub acps: FxHashMap<Arc<str>, Arc<CompiledAcp>>,
     /// ACPs the PRP sent that could not be converted or compiled, with the
@@ -231,16 +251,49 @@ fn dynamic_from_pb(rec: &pb::DynamicAcpRecord) -> Result<DynamicAcp, String> {
 /// (from a foreign or newer PRP) is logged and left out of the replica.
 fn replicated_resource(r: &pb::TargetResource) -> Option<Resource> {
     authz_proto::convert::resource_from_pb(r, "resource")
-        .map_err(|e| tracing::warn!(errors = ?e, "replicated resource ignored"))
+        .map_err(|e| {
+            tracing::warn!(
+                resource = %r.resource_id,
+                errors = ?e,
+                "PRP sent a resource the PDP cannot convert; left out of the replica, requests on it are denied"
+            )
+        })
         .ok()
 }
 
-/// Why a Watch event could not be applied.
+/// Why Watch events could not be applied (nothing of them was).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplicaError {
     /// The event carried no change.
     #[error("watch event at revision {0} carries no change")]
     EmptyEvent(u64),
+    /// A change that does not follow on the replica's revision: changes in
+    /// between are missing, so the replica needs a snapshot.
+    #[error("watch event at revision {got} does not follow the replica's revision {have}")]
+    Gap {
+        /// The revision the change had to follow: the replica's, or the one
+        /// reached earlier in the same batch.
+        have: u64,
+        /// The event's revision.
+        got: u64,
+    },
+    /// A change from another store than the one the replica's state comes
+    /// from: its revision says nothing about the replica, which needs a
+    /// snapshot of that store.
+    #[error("watch event from store {got} but the replica holds {}", have.as_deref().unwrap_or("a state of no named store"))]
+    OtherStore {
+        /// The store of the replica's state, if named.
+        have: Option<String>,
+        /// The store the event comes from.
+        got: String,
+    },
+}
+
+impl ReplicaError {
+    /// Whether the replica has to start over from a full snapshot.
+    pub fn needs_snapshot(&self) -> bool {
+        matches!(self, Self::Gap { .. } | Self::OtherStore { .. })
+    }
 }
 
 /// What happened to one event.
@@ -290,6 +343,9 @@ pub struct Replica {
     connection: Mutex<Connection>,
     ready: watch::Sender<bool>,
     endpoint: Option<String>,
+    /// Set when events could not be applied for want of a snapshot: the
+    /// follower then watches from revision 0. Cleared by a snapshot.
+    resync: AtomicBool,
 }
 
 impl Replica {
@@ -305,6 +361,7 @@ impl Replica {
             }),
             ready: watch::channel(false).0,
             endpoint,
+            resync: AtomicBool::new(false),
         }
     }
 
@@ -373,18 +430,33 @@ impl Replica {
     }
 
     /// Applies one Watch event: a snapshot replaces the replica; any other
-    /// change at a revision above the current one is applied on a copy that
-    /// is then swapped in; changes at or below it are skipped.
+    /// change is applied on a copy that is then swapped in when its revision
+    /// is the next one, skipped when it is at or below the current one, and
+    /// refused ([`ReplicaError::Gap`]) when revisions are missing in between.
     pub fn apply_event(&self, event: &pb::WatchEvent) -> Result<Applied, ReplicaError> {
         self.apply_events(std::slice::from_ref(event))
     }
 
     /// Applies events in order as [`Replica::apply_event`] does, but on one
     /// copy of the maps swapped in once at the end (the follower's catch-up
-    /// path). An event without a change fails the whole call before anything
-    /// is applied. Returns the final revision, or `Stale` when every event
-    /// was skipped.
+    /// path). An event without a change, or a change that does not follow
+    /// on, fails the whole call and nothing of it is applied. Returns the
+    /// final revision, or `Stale` when every event was skipped.
     pub fn apply_events(&self, events: &[pb::WatchEvent]) -> Result<Applied, ReplicaError> {
+        self.apply_events_from(None, events)
+    }
+
+    /// [`Replica::apply_events`] for events of a Watch stream that named
+    /// its store `store_id`: a snapshot records it as the store of the
+    /// replica's state, and a change is applied only on a state of that
+    /// store ([`ReplicaError::OtherStore`] otherwise). With `None` (a
+    /// stream that named no store) nothing is checked about stores and a
+    /// snapshot records none.
+    pub fn apply_events_from(
+        &self,
+        store_id: Option<&str>,
+        events: &[pb::WatchEvent],
+    ) -> Result<Applied, ReplicaError> {
         if let Some(empty) = events.iter().find(|e| e.event.is_none()) {
             return Err(ReplicaError::EmptyEvent(empty.revision));
         }
@@ -396,14 +468,31 @@ impl Replica {
             let Some(change) = &event.event else {
                 continue;
             };
-            let revision = work.as_ref().map_or(base.revision, |w| w.revision);
             if let Event::Snapshot(s) = change {
-                work = Some(Snapshot::from_pb(event.revision, s));
+                let mut snap = Snapshot::from_pb(event.revision, s);
+                snap.store_id = store_id.map(Arc::from);
+                work = Some(snap);
                 got_snapshot = true;
                 continue;
             }
+            let state = work.as_ref().unwrap_or(&base);
+            if let Some(got) = store_id
+                && state.store_id.as_deref() != Some(got)
+            {
+                return Err(ReplicaError::OtherStore {
+                    have: state.store_id.as_deref().map(str::to_owned),
+                    got: got.to_owned(),
+                });
+            }
+            let revision = state.revision;
             if event.revision <= revision {
                 continue;
+            }
+            if revision.checked_add(1) != Some(event.revision) {
+                return Err(ReplicaError::Gap {
+                    have: revision,
+                    got: event.revision,
+                });
             }
             let next = work.get_or_insert_with(|| Snapshot::clone(&base));
             next.revision = event.revision;
@@ -411,11 +500,16 @@ impl Replica {
                 Event::Snapshot(_) => {}
                 Event::AcpPut(acp) => next.put_acp(acp),
                 Event::AcpDeleted(id) => next.delete_acp(id),
-                Event::ResourcePut(r) => {
-                    if let Some(r) = replicated_resource(r) {
+                Event::ResourcePut(r) => match replicated_resource(r) {
+                    Some(r) => {
                         next.resources.insert(r.resource_id.clone(), r);
                     }
-                }
+                    // Fail closed: the version it replaces (with perhaps a
+                    // more permissive acpi) must not stay in force.
+                    None => {
+                        next.resources.remove(&r.resource_id);
+                    }
+                },
                 Event::ResourceDeleted(id) => {
                     next.resources.remove(id);
                 }
@@ -430,6 +524,7 @@ impl Replica {
         self.current.store(Arc::new(next));
         telemetry::record_revision(revision);
         if got_snapshot {
+            self.resync.store(false, Ordering::SeqCst);
             self.ready.send_replace(true);
         }
         tracing::debug!(
@@ -462,7 +557,13 @@ impl Replica {
         }
     }
 
-    fn apply_batch(&self, batch: &mut Vec<pb::WatchEvent>) {
+    /// Applies a batch of one stream; an error that needs a snapshot is
+    /// returned (the stream has to be dropped), others are logged.
+    fn apply_batch(
+        &self,
+        store_id: Option<&str>,
+        batch: &mut Vec<pb::WatchEvent>,
+    ) -> Result<(), ReplicaError> {
         batch.retain(|e| {
             let keep = e.event.is_some();
             if !keep {
@@ -473,13 +574,23 @@ impl Replica {
             }
             keep
         });
-        if let Err(e) = self.apply_events(batch) {
-            tracing::warn!(error = %e, "ignoring watch events");
-        }
+        let result = self.apply_events_from(store_id, batch);
         batch.clear();
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.needs_snapshot() => {
+                self.resync.store(true, Ordering::SeqCst);
+                Err(e)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring watch events");
+                Ok(())
+            }
+        }
     }
 
-    /// One connection: returns when the stream ends or fails.
+    /// One connection: returns when the stream ends or fails, or when its
+    /// events cannot be applied without a snapshot.
     async fn watch_once(&self, endpoint: &str, backoff: &mut Duration) -> anyhow::Result<()> {
         let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
             .connect_timeout(Duration::from_secs(2))
@@ -491,12 +602,28 @@ impl Replica {
             .await?;
         let mut client =
             PolicyRetrievalPointClient::new(channel).max_decoding_message_size(256 << 20);
-        let from_revision = self.revision();
-        let mut stream = client
-            .watch(pb::WatchRequest { from_revision })
-            .await?
-            .into_inner();
-        tracing::info!(%endpoint, from_revision, "watching the PRP");
+        let current = self.snapshot();
+        let resync = self.resync.load(Ordering::SeqCst);
+        let from_revision = if resync { 0 } else { current.revision };
+        let mut request = tonic::Request::new(pb::WatchRequest { from_revision });
+        if let Some(value) = current
+            .store_id
+            .as_deref()
+            .filter(|_| from_revision > 0)
+            .and_then(|id| tonic::metadata::MetadataValue::try_from(id).ok())
+        {
+            request.metadata_mut().insert(STORE_ID_METADATA, value);
+        }
+        drop(current);
+        let response = client.watch(request).await?;
+        let store_id: Option<String> = response
+            .metadata()
+            .get(STORE_ID_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let store_id = store_id.as_deref();
+        let mut stream = response.into_inner();
+        tracing::info!(%endpoint, from_revision, resync, store = ?store_id, "watching the PRP");
         self.set_connected(true);
         *backoff = BACKOFF_MIN;
         telemetry::record_staleness(Duration::ZERO);
@@ -511,12 +638,15 @@ impl Replica {
                     Ok(Ok(Some(event))) => batch.push(event),
                     Ok(Ok(None)) | Err(_) => break,
                     Ok(Err(e)) => {
-                        self.apply_batch(&mut batch);
+                        self.apply_batch(store_id, &mut batch)?;
                         return Err(e.into());
                     }
                 }
             }
-            self.apply_batch(&mut batch);
+            if let Err(e) = self.apply_batch(store_id, &mut batch) {
+                tracing::warn!(%endpoint, error = %e, "replica out of step with the PRP; starting over from a snapshot");
+                return Err(e.into());
+            }
         }
         Ok(())
     }
@@ -700,6 +830,128 @@ mod tests {
         assert_eq!(r.parent_id, None);
         assert_eq!(r.custodian, None);
         assert_eq!(r.creator.as_deref(), Some("Cc"));
+    }
+
+    #[test]
+    fn a_change_that_skips_revisions_is_refused_and_applies_nothing() {
+        let r = Replica::new(None);
+        r.apply_event(&ev(1, Event::Snapshot(pb::Snapshot::default())))
+            .unwrap();
+        assert_eq!(
+            r.apply_events(&[
+                ev(2, Event::AcpPut(acp("a1", "Cx"))),
+                ev(5, Event::AcpPut(acp("a2", "Cx"))),
+            ]),
+            Err(ReplicaError::Gap { have: 2, got: 5 })
+        );
+        assert!(ReplicaError::Gap { have: 2, got: 5 }.needs_snapshot());
+        assert_eq!(r.revision(), 1, "nothing of the batch is applied");
+        assert!(r.load().acps.is_empty());
+        // Also on an empty replica: a change at 3 is not the first one.
+        let fresh = Replica::new(None);
+        assert_eq!(
+            fresh.apply_event(&ev(3, Event::AcpDeleted("a1".into()))),
+            Err(ReplicaError::Gap { have: 0, got: 3 })
+        );
+        // A snapshot mends it, whatever its revision.
+        assert_eq!(
+            r.apply_events(&[
+                ev(5, Event::Snapshot(pb::Snapshot::default())),
+                ev(6, Event::AcpPut(acp("a2", "Cx"))),
+            ]),
+            Ok(Applied::Revision(6))
+        );
+    }
+
+    #[test]
+    fn a_change_from_another_store_is_refused() {
+        let r = Replica::new(None);
+        r.apply_events_from(
+            Some("store-a"),
+            &[ev(1, Event::Snapshot(pb::Snapshot::default()))],
+        )
+        .unwrap();
+        assert_eq!(r.load().store_id.as_deref(), Some("store-a"));
+        assert_eq!(
+            r.apply_events_from(Some("store-a"), &[ev(2, Event::AcpPut(acp("a1", "Cx")))]),
+            Ok(Applied::Revision(2))
+        );
+        // Revision 3 follows on, but of another store's history.
+        let refused =
+            r.apply_events_from(Some("store-b"), &[ev(3, Event::AcpDeleted("a1".into()))]);
+        assert_eq!(
+            refused,
+            Err(ReplicaError::OtherStore {
+                have: Some("store-a".into()),
+                got: "store-b".into()
+            })
+        );
+        assert!(refused.unwrap_err().needs_snapshot());
+        assert_eq!(r.revision(), 2);
+        assert!(r.load().acp("a1").is_some());
+        // A state of no named store is not taken for one.
+        let unnamed = Replica::new(None);
+        unnamed
+            .apply_event(&ev(1, Event::Snapshot(pb::Snapshot::default())))
+            .unwrap();
+        assert!(matches!(
+            unnamed.apply_events_from(Some("store-b"), &[ev(2, Event::AcpDeleted("x".into()))]),
+            Err(ReplicaError::OtherStore { have: None, .. })
+        ));
+        // A snapshot of store-b, then its changes, are applied.
+        assert_eq!(
+            r.apply_events_from(
+                Some("store-b"),
+                &[
+                    ev(7, Event::Snapshot(pb::Snapshot::default())),
+                    ev(8, Event::AcpPut(acp("b1", "Cx"))),
+                ]
+            ),
+            Ok(Applied::Revision(8))
+        );
+        let snap = r.load();
+        assert_eq!(snap.store_id.as_deref(), Some("store-b"));
+        assert!(snap.acp("a1").is_none() && snap.acp("b1").is_some());
+    }
+
+    #[test]
+    fn an_unconvertible_resource_update_removes_the_old_version() {
+        let r = Replica::new(None);
+        let permissive = pb::TargetResource {
+            resource_id: "cnt".into(),
+            resource_type: 3,
+            acpi_set: true,
+            acpi: vec!["open".into()],
+            ..Default::default()
+        };
+        r.apply_event(&ev(
+            1,
+            Event::Snapshot(pb::Snapshot {
+                resources: vec![permissive.clone()],
+                ..Default::default()
+            }),
+        ))
+        .unwrap();
+        assert!(r.load().resources.contains_key("cnt"));
+        // acpi given while acpi_set is false: not a valid resource.
+        let broken = pb::TargetResource {
+            acpi_set: false,
+            acpi: vec!["strict".into()],
+            ..permissive
+        };
+        assert_eq!(
+            r.apply_event(&ev(2, Event::ResourcePut(broken))),
+            Ok(Applied::Revision(2))
+        );
+        let snap = r.load();
+        assert!(
+            !snap.resources.contains_key("cnt"),
+            "the old version must not stay in force"
+        );
+        assert!(matches!(
+            authz_core::resources::applicable_policies(&snap.view(Utc::now()), "cnt"),
+            Err(authz_core::resources::ResolveError::UnknownResource(_))
+        ));
     }
 
     #[test]

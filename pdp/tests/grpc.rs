@@ -204,8 +204,7 @@ async fn explicit_acp_ids_replace_the_lookup() {
 /// follower that retries forever.
 #[tokio::test]
 async fn a_prp_endpoint_that_is_not_a_uri_fails_the_start() {
-    let err = Pdp::start(PdpConfig::new(hosting()).with_prp("not a uri"))
-        .expect_err("not a URI");
+    let err = Pdp::start(PdpConfig::new(hosting()).with_prp("not a uri")).expect_err("not a URI");
     assert!(err.to_string().contains("PRP endpoint not a uri"), "{err}");
 }
 

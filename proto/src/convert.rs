@@ -921,9 +921,7 @@ fn check_id(id: &str, field: &str, errors: &mut Errors) -> bool {
 /// the NCName production (no `:`).
 fn is_ncname(s: &str) -> bool {
     let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c == '_' || c.is_alphabetic())
+    chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
         && chars.all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 

@@ -1,8 +1,9 @@
 //! What every service binary of the package serves alike: gRPC health and
 //! reflection next to its own service, and the `Watch` stream loop (ordered
 //! events after a start revision, live events from a broadcast, a fresh
-//! start when the watcher falls behind, an end at shutdown), and the span
-//! each RPC gets when traces are exported.
+//! start when the watcher falls behind, at most one of them queued at a
+//! time, an end at shutdown), and the span each RPC gets when traces are
+//! exported.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -130,10 +131,31 @@ pub trait Revisioned {
     fn revision(&self) -> u64;
 }
 
+/// The gRPC metadata key that carries a store ID (made when the store was
+/// created; revisions only mean something within one store) on the PRP's
+/// `Watch`: the server puts its store's ID in the response's initial
+/// metadata, and a watcher resuming from a revision may put the ID of the
+/// store that revision came from in its request, so that a server with
+/// another store starts it over with a snapshot instead of replaying
+/// revisions of an unrelated history.
+pub const STORE_ID_METADATA: &str = "authz-store-id";
+
+/// Capacity of the queue between a `Watch` stream's task and the transport.
+pub const WATCH_QUEUE: usize = 64;
+
 /// Streams `initial` events, then every live event newer than the last sent,
 /// until the client goes away or `closing` turns true. When the watcher lags
 /// behind the broadcast, `restart` gives the event that lets it start over
 /// (a snapshot, a reset).
+///
+/// The events wait in a queue of [`WATCH_QUEUE`] for the transport. A
+/// restart event is built only once that queue is empty, that is once the
+/// transport has taken everything queued before, so a watcher that keeps
+/// lagging has at most one restart event (the whole state, for a snapshot)
+/// in its queue at a time, and the one it gets is built when it can be
+/// sent. The live
+/// subscription is renewed just before `restart` runs, so the changes lost
+/// while waiting, which the restart event covers, do not count as a new lag.
 pub fn watch_stream<E>(
     initial: Vec<E>,
     from: u64,
@@ -144,7 +166,7 @@ pub fn watch_stream<E>(
 where
     E: Revisioned + Clone + Send + 'static,
 {
-    let (tx, rx) = mpsc::channel::<Result<E, Status>>(64);
+    let (tx, rx) = mpsc::channel::<Result<E, Status>>(WATCH_QUEUE);
     tokio::spawn(async move {
         let mut last = from;
         for ev in initial {
@@ -161,18 +183,39 @@ where
             };
             let ev = match next {
                 Ok(ev) if ev.revision() <= last => continue,
-                Ok(ev) => Ok(ev),
+                Ok(ev) => ev,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::info!(missed = n, "watcher lagged; starting it over");
-                    restart()
+                    // Wait until the watcher has taken every queued event.
+                    let permits = tokio::select! {
+                        _ = closing.wait_for(|c| *c) => return,
+                        permits = tx.reserve_many(WATCH_QUEUE) => permits,
+                    };
+                    let Ok(mut permits) = permits else { return };
+                    let Some(permit) = permits.next() else { return };
+                    // Subscribe before reading, so that no change falls in
+                    // between (older ones are skipped by revision).
+                    live = live.resubscribe();
+                    match restart() {
+                        Ok(ev) => {
+                            last = last.max(ev.revision());
+                            permit.send(Ok(ev));
+                            continue;
+                        }
+                        Err(status) => {
+                            permit.send(Err(status));
+                            return;
+                        }
+                    }
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             };
-            if let Ok(ev) = &ev {
-                last = last.max(ev.revision());
-            }
-            let failed = ev.is_err();
-            if tx.send(ev).await.is_err() || failed {
+            last = last.max(ev.revision());
+            let sent = tokio::select! {
+                _ = closing.wait_for(|c| *c) => return,
+                sent = tx.send(Ok(ev)) => sent,
+            };
+            if sent.is_err() {
                 return;
             }
         }
@@ -189,5 +232,119 @@ impl Revisioned for crate::pb::WatchEvent {
 impl Revisioned for crate::pb::AttributeChange {
     fn revision(&self) -> u64 {
         self.revision
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+    use std::time::Duration;
+
+    use tokio_stream::StreamExt;
+
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct Ev {
+        revision: u64,
+        restart: bool,
+    }
+
+    impl Revisioned for Ev {
+        fn revision(&self) -> u64 {
+            self.revision
+        }
+    }
+
+    async fn next(stream: &mut ReceiverStream<Result<Ev, Status>>) -> Ev {
+        tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("event in time")
+            .expect("stream open")
+            .expect("event")
+    }
+
+    /// A watcher that reads one event while many are published, again and
+    /// again: it lags each time, yet never holds more than one restart
+    /// event, built once it has taken the events queued before.
+    #[tokio::test]
+    async fn a_lagging_watcher_holds_at_most_one_restart_event() {
+        let (events, live) = broadcast::channel::<Ev>(2);
+        let (_closing, closing) = watch::channel(false);
+        let head = Arc::new(AtomicU64::new(0));
+        let restarts = Arc::new(AtomicUsize::new(0));
+        let (h, r) = (head.clone(), restarts.clone());
+        let initial = vec![Ev {
+            revision: 0,
+            restart: true,
+        }];
+        let mut stream = watch_stream(initial, 0, live, closing, move || {
+            r.fetch_add(1, SeqCst);
+            Ok(Ev {
+                revision: h.load(SeqCst),
+                restart: true,
+            })
+        });
+        let publish = |n: u64| {
+            for _ in 0..n {
+                let revision = head.fetch_add(1, SeqCst) + 1;
+                let _ = events.send(Ev {
+                    revision,
+                    restart: false,
+                });
+            }
+        };
+        let pause = || tokio::time::sleep(Duration::from_millis(2));
+
+        // Fill the queue one event at a time (the initial event, then
+        // revisions 1..=63), then one more that waits for room, then
+        // overflow the live channel.
+        for _ in 0..WATCH_QUEUE {
+            publish(1);
+            pause().await;
+        }
+        publish(10);
+        pause().await;
+        let mut got = Vec::new();
+        for _ in 0..20 {
+            got.push(next(&mut stream).await);
+            publish(10);
+            pause().await;
+        }
+        assert_eq!(
+            restarts.load(SeqCst),
+            0,
+            "no restart event while the queue still holds events"
+        );
+
+        // Drain: the queued events, then one restart event at the head.
+        loop {
+            let ev = next(&mut stream).await;
+            let done = ev.restart && ev.revision > 0;
+            got.push(ev);
+            if done {
+                break;
+            }
+        }
+        assert_eq!(restarts.load(SeqCst), 1);
+        let revisions: Vec<u64> = got.iter().map(|e| e.revision).collect();
+        assert!(
+            revisions.windows(2).all(|w| w[0] < w[1]),
+            "increasing: {revisions:?}"
+        );
+        assert_eq!(revisions.last().copied(), Some(head.load(SeqCst)));
+        assert_eq!(
+            got.iter().filter(|e| e.restart).count(),
+            2,
+            "the initial event and one restart"
+        );
+
+        // Live again, without a second restart for what it lost while
+        // waiting.
+        publish(1);
+        let ev = next(&mut stream).await;
+        assert_eq!((ev.revision, ev.restart), (head.load(SeqCst), false));
+        assert_eq!(restarts.load(SeqCst), 1);
     }
 }

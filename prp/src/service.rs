@@ -9,9 +9,16 @@
 //!   mirror of the store, authorizes the originator with [`decide`], applies
 //!   the write to the store (durable when it returns), updates the mirror and
 //!   publishes the change to watchers, so live events leave in revision
-//!   order.
+//!   order. The last three steps are one unit that cancelling the request
+//!   (a client gone, a deadline) cannot split: they run on a blocking task
+//!   that holds the lock until all three are done, whether or not the
+//!   request still waits for it.
 //! - Reads are answered from the mirror, a [`StoreSnapshot`] kept equal to
 //!   the store.
+//! - `Watch` tells the watcher the store's ID in the response metadata
+//!   ([`STORE_ID_METADATA`]); a watcher that resumes from a revision and
+//!   names another store in its request gets a snapshot first, as one
+//!   asking from 0 does.
 //!
 //! Write authorization (the configured admin originator always passes):
 //!
@@ -50,6 +57,7 @@ use authz_proto::convert::{
 use authz_proto::invalid_argument;
 use authz_proto::pb;
 use authz_proto::pb::policy_retrieval_point_server::PolicyRetrievalPoint;
+use authz_proto::serving::STORE_ID_METADATA;
 use chrono::Utc;
 use tokio::sync::{broadcast, watch};
 use tokio_stream::Stream;
@@ -90,10 +98,38 @@ struct Inner {
     dynamic_originators: Vec<String>,
     store: Arc<dyn PolicyStore>,
     mirror: RwLock<StoreSnapshot>,
-    write_lock: tokio::sync::Mutex<()>,
+    /// Held from a write's checks until its change is in the store, the
+    /// mirror and the broadcast (see [`PrpService::commit`]).
+    write_lock: Arc<tokio::sync::Mutex<()>>,
     events: broadcast::Sender<pb::WatchEvent>,
     closing: watch::Sender<bool>,
     id_counter: AtomicU64,
+}
+
+/// The write lock, owned so that the commit unit can hold it past the
+/// request that took it.
+struct WriteGuard {
+    _held: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Inner {
+    /// The commit unit of [`PrpService::commit`], blocking: store, mirror,
+    /// broadcast. The caller holds the write lock.
+    fn commit_unit(&self, mutation: Mutation) -> Result<LogEntry, StoreError> {
+        let entry = self.store.apply(mutation)?;
+        self.mirror
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .apply(&entry);
+        match change_event(&entry) {
+            // No receiver is fine.
+            Ok(ev) => {
+                let _ = self.events.send(ev);
+            }
+            Err(e) => tracing::error!(error = %e, "change cannot be streamed"),
+        }
+        Ok(entry)
+    }
 }
 
 impl std::fmt::Debug for PrpService {
@@ -392,7 +428,7 @@ impl PrpService {
             dynamic_originators: config.dynamic_acp_originators.clone(),
             store,
             mirror: RwLock::new(snapshot),
-            write_lock: tokio::sync::Mutex::new(()),
+            write_lock: Arc::new(tokio::sync::Mutex::new(())),
             events,
             closing,
             id_counter: AtomicU64::new(0),
@@ -406,6 +442,11 @@ impl PrpService {
         self.read(|s| s.revision)
     }
 
+    /// The ID of the store served (see [`PolicyStore::store_id`]).
+    pub fn store_id(&self) -> &str {
+        self.inner.store.store_id()
+    }
+
     /// Ends every open `Watch` stream and stops the expiry sweeper (call on
     /// shutdown, so that a graceful server shutdown does not wait for
     /// watchers).
@@ -417,7 +458,6 @@ impl PrpService {
     /// each); the sweeper calls this periodically. Returns how many it
     /// deleted.
     pub async fn sweep_expired(&self) -> Result<usize, Status> {
-        let _guard = self.inner.write_lock.lock().await;
         let now = now_secs();
         let expired: Vec<String> = self.read(|s| {
             s.dynamic
@@ -426,11 +466,19 @@ impl PrpService {
                 .map(|d| d.id.clone())
                 .collect()
         });
-        for id in &expired {
-            self.commit(Mutation::DeleteDynamic(id.clone())).await?;
+        let mut deleted = 0;
+        for id in expired {
+            let guard = self.lock_writes().await;
+            // Replaced (with a later expiry) or removed since it was listed.
+            if !self.read(|s| s.dynamic.get(&id).is_some_and(|d| d.is_expired(now))) {
+                continue;
+            }
+            self.commit(guard, Mutation::DeleteDynamic(id.clone()))
+                .await?;
             tracing::info!(dynamic_acp = %id, "dynamic ACP expired");
+            deleted += 1;
         }
-        Ok(expired.len())
+        Ok(deleted)
     }
 
     fn read<T>(&self, f: impl FnOnce(&StoreSnapshot) -> T) -> T {
@@ -442,26 +490,32 @@ impl PrpService {
         f(&guard)
     }
 
-    /// Applies a write; the caller holds the write lock.
-    async fn commit(&self, mutation: Mutation) -> Result<LogEntry, Status> {
-        let store = self.inner.store.clone();
-        let entry = tokio::task::spawn_blocking(move || store.apply(mutation))
-            .await
-            .map_err(|e| Status::internal(format!("store task failed: {e}")))?
-            .map_err(store_status)?;
-        self.inner
-            .mirror
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .apply(&entry);
-        match change_event(&entry) {
-            // No receiver is fine.
-            Ok(ev) => {
-                let _ = self.inner.events.send(ev);
-            }
-            Err(e) => tracing::error!(error = %e, "change cannot be streamed"),
+    /// Takes the write lock: a writer holds it from reading the mirror for
+    /// its checks until [`Self::commit`] has finished with its change.
+    async fn lock_writes(&self) -> WriteGuard {
+        WriteGuard {
+            _held: self.inner.write_lock.clone().lock_owned().await,
         }
-        Ok(entry)
+    }
+
+    /// Applies a write under the write lock `guard`: commits it to the
+    /// store (durable when that returns), applies it to the mirror and
+    /// broadcasts it to watchers, as one unit that cancelling the caller
+    /// cannot split. The unit runs on a blocking task that owns the guard,
+    /// and a blocking task runs to its end even when its awaiter is dropped
+    /// (a client that disconnects, a deadline, a stream reset). So a change
+    /// on disk is always also in the mirror and on the broadcast, in
+    /// revision order, before the next writer reads the mirror.
+    async fn commit(&self, guard: WriteGuard, mutation: Mutation) -> Result<LogEntry, Status> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = inner.commit_unit(mutation);
+            drop(guard);
+            result
+        })
+        .await
+        .map_err(|e| Status::internal(format!("store task failed: {e}")))?
+        .map_err(store_status)
     }
 
     fn is_one_of(&self, originator: &str, list: &[&str]) -> bool {
@@ -624,7 +678,7 @@ impl PolicyRetrievalPoint for PrpService {
         check_originator(&req.originator)?;
         let (id, acp) = acp_input(req.acp.as_ref()).map_err(|e| invalid_argument(&e))?;
         check_create(&acp).map_err(|e| invalid_argument(&validation_errors(e)))?;
-        let _guard = self.inner.write_lock.lock().await;
+        let guard = self.lock_writes().await;
         if self.read(|s| s.acps.contains_key(&id) || s.dynamic.contains_key(&id)) {
             return Err(Status::already_exists(format!("{id} already exists")));
         }
@@ -659,7 +713,7 @@ impl PolicyRetrievalPoint for PrpService {
             })?;
             self.authorize_write(&req.originator, &check)?;
         }
-        let entry = self.commit(Mutation::CreateAcp(acp.clone())).await?;
+        let entry = self.commit(guard, Mutation::CreateAcp(acp.clone())).await?;
         tracing::info!(acp = %id, revision = entry.revision, "ACP created");
         Ok(Response::new(pb::AcpRecord {
             acp: Some(stored_acp_to_pb(&acp)?),
@@ -674,7 +728,7 @@ impl PolicyRetrievalPoint for PrpService {
         let req = request.into_inner();
         check_originator(&req.originator)?;
         let (id, mut acp) = acp_input(req.acp.as_ref()).map_err(|e| invalid_argument(&e))?;
-        let _guard = self.inner.write_lock.lock().await;
+        let guard = self.lock_writes().await;
         let Some(stored) = self.read(|s| s.acps.get(&id).cloned()) else {
             return Err(Status::not_found(format!("ACP {id} not found")));
         };
@@ -705,7 +759,7 @@ impl PolicyRetrievalPoint for PrpService {
             &[(current, PrivilegeKind::SelfPrivileges)],
             "update this ACP (UPDATE in its pvs)",
         )?;
-        let entry = self.commit(Mutation::UpdateAcp(acp.clone())).await?;
+        let entry = self.commit(guard, Mutation::UpdateAcp(acp.clone())).await?;
         tracing::info!(acp = %id, revision = entry.revision, "ACP updated");
         Ok(Response::new(pb::AcpRecord {
             acp: Some(stored_acp_to_pb(&acp)?),
@@ -733,7 +787,7 @@ impl PolicyRetrievalPoint for PrpService {
         let req = request.into_inner();
         check_originator(&req.originator)?;
         let id = req.acp_id;
-        let _guard = self.inner.write_lock.lock().await;
+        let guard = self.lock_writes().await;
         let Some(stored) = self.read(|s| s.acps.get(&id).cloned()) else {
             return Err(Status::not_found(format!("ACP {id} not found")));
         };
@@ -747,7 +801,7 @@ impl PolicyRetrievalPoint for PrpService {
             &[(current, PrivilegeKind::SelfPrivileges)],
             "delete this ACP (DELETE in its pvs)",
         )?;
-        let entry = self.commit(Mutation::DeleteAcp(id.clone())).await?;
+        let entry = self.commit(guard, Mutation::DeleteAcp(id.clone())).await?;
         tracing::info!(acp = %id, revision = entry.revision, "ACP deleted");
         Ok(Response::new(pb::WriteResponse {
             revision: entry.revision,
@@ -780,7 +834,7 @@ impl PolicyRetrievalPoint for PrpService {
         };
         let resource = resource_from_pb(wire, "resource").map_err(|e| invalid_argument(&e))?;
         let id = resource.resource_id.clone();
-        let _guard = self.inner.write_lock.lock().await;
+        let guard = self.lock_writes().await;
         if !self.is_admin(&req.originator) {
             let now = now_secs();
             let checks = self.read(|snap| -> Result<Vec<WriteCheck>, Status> {
@@ -852,7 +906,9 @@ impl PolicyRetrievalPoint for PrpService {
                 self.authorize_write(&req.originator, check)?;
             }
         }
-        let entry = self.commit(Mutation::PutResource(resource.clone())).await?;
+        let entry = self
+            .commit(guard, Mutation::PutResource(resource.clone()))
+            .await?;
         tracing::info!(resource = %id, revision = entry.revision, "resource stored");
         Ok(Response::new(pb::ResourceRecord {
             resource: Some(resource_to_pb(&resource)),
@@ -881,7 +937,7 @@ impl PolicyRetrievalPoint for PrpService {
         let req = request.into_inner();
         check_originator(&req.originator)?;
         let id = req.resource_id;
-        let _guard = self.inner.write_lock.lock().await;
+        let guard = self.lock_writes().await;
         if !self.read(|s| s.resources.contains_key(&id)) {
             return Err(Status::not_found(format!("resource {id} not found")));
         }
@@ -901,7 +957,9 @@ impl PolicyRetrievalPoint for PrpService {
                 "delete this resource (DELETE in its applicable policies)",
             )?;
         }
-        let entry = self.commit(Mutation::DeleteResource(id.clone())).await?;
+        let entry = self
+            .commit(guard, Mutation::DeleteResource(id.clone()))
+            .await?;
         tracing::info!(resource = %id, revision = entry.revision, "resource removed");
         Ok(Response::new(pb::WriteResponse {
             revision: entry.revision,
@@ -1057,8 +1115,8 @@ impl PolicyRetrievalPoint for PrpService {
             privileges,
             expires_at,
         };
-        let _guard = self.inner.write_lock.lock().await;
-        let entry = self.commit(Mutation::PutDynamic(d.clone())).await?;
+        let guard = self.lock_writes().await;
+        let entry = self.commit(guard, Mutation::PutDynamic(d.clone())).await?;
         tracing::info!(dynamic_acp = %id, target = %d.target, expires_at, revision = entry.revision, "dynamic ACP stored");
         Ok(Response::new(dynamic_to_pb(&d, entry.revision)))
     }
@@ -1069,11 +1127,17 @@ impl PolicyRetrievalPoint for PrpService {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let store_id = self.inner.store.store_id().to_owned();
+        // A revision of another store says nothing about this one.
+        let other_store = request
+            .metadata()
+            .get(STORE_ID_METADATA)
+            .is_some_and(|theirs| theirs.to_str().ok() != Some(store_id.as_str()));
         let from = request.into_inner().from_revision;
         // Subscribe before reading, so that no change falls in between.
         let live = self.inner.events.subscribe();
         let closing = self.inner.closing.subscribe();
-        let initial: Vec<pb::WatchEvent> = if from == 0 {
+        let initial: Vec<pb::WatchEvent> = if from == 0 || other_store {
             vec![self.read(|s| snapshot_event(s, now_secs()))?]
         } else {
             let store = self.inner.store.clone();
@@ -1090,6 +1154,13 @@ impl PolicyRetrievalPoint for PrpService {
         let stream = authz_proto::serving::watch_stream(initial, from, live, closing, move || {
             service.read(|s| snapshot_event(s, now_secs()))
         });
-        Ok(Response::new(Box::pin(stream)))
+        let mut response = Response::new(Box::pin(stream) as Self::WatchStream);
+        match tonic::metadata::MetadataValue::try_from(store_id.as_str()) {
+            Ok(value) => {
+                response.metadata_mut().insert(STORE_ID_METADATA, value);
+            }
+            Err(e) => tracing::error!(error = %e, "store ID cannot be sent as metadata"),
+        }
+        Ok(response)
     }
 }

@@ -406,6 +406,10 @@ pub fn open_with_log_limit(
 /// Implementations serialize writes: each [`apply`](Self::apply) is atomic
 /// and durable when it returns, and revisions increase by one per change.
 pub trait PolicyStore: Send + Sync {
+    /// The store's ID, made when its storage was created (see
+    /// [`authz_store::Store::store_id`]): `Watch` hands it to watchers, so
+    /// that a PDP resuming from a revision of another store starts over.
+    fn store_id(&self) -> &str;
     /// The current revision (0 for an empty store).
     fn revision(&self) -> Result<u64, StoreError>;
     /// The whole state, consistent at one revision.
@@ -419,6 +423,10 @@ pub trait PolicyStore: Send + Sync {
 }
 
 impl PolicyStore for PrpStore {
+    fn store_id(&self) -> &str {
+        Store::store_id(self)
+    }
+
     fn revision(&self) -> Result<u64, StoreError> {
         Ok(Store::revision(self))
     }

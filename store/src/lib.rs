@@ -17,14 +17,27 @@
 //! [`Store::memory`] keeps no durable copy (tests, services without a data
 //! directory); [`Store::open_redb`] keeps everything in one redb file
 //! ([`RedbBackend`]).
+//!
+//! Every store has an ID ([`Store::store_id`]), made when its storage is
+//! created: a redb file keeps its ID for life (a file written by an earlier
+//! version gets one the first time this version opens it), a memory store
+//! gets a new one each time it is made. Revisions only mean something
+//! within one store, so a watcher that resumes from a revision can present
+//! the ID of the store that revision came from, and a different ID means
+//! it has to start over. A copy of a redb file (a restored backup) keeps
+//! the original's ID, so the ID tells stores apart, not two copies of one.
 
 #![warn(missing_docs)]
 
 mod redb_backend;
 
 use std::collections::VecDeque;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -122,9 +135,38 @@ pub struct LogEntry<C> {
     pub change: C,
 }
 
+/// A new store ID: 32 hex digits (128 bits) hashed from the process's
+/// random hash seed (which std draws from the operating system's random
+/// source), the time, the process ID and a counter, so that two stores
+/// made anywhere do not share one in practice.
+pub fn new_store_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let mut words = [0u64; 2];
+    for (i, word) in (0u8..).zip(words.iter_mut()) {
+        // Each `RandomState` has its own keys (seeded once per thread from
+        // the OS, then stepped), so the two words come from different keys.
+        let mut h = RandomState::new().build_hasher();
+        h.write_u8(i);
+        h.write_u128(nanos);
+        h.write_u32(std::process::id());
+        h.write_u64(count);
+        *word = h.finish();
+    }
+    format!("{:016x}{:016x}", words[0], words[1])
+}
+
 /// Everything a [`Backend`] holds, as read when a store opens.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Loaded {
+    /// The store's ID, made when the backend's storage was created (see
+    /// [`Store::store_id`]); `None` when the backend keeps none, in which
+    /// case the [`Store`] makes a new one each time it opens the backend.
+    pub store_id: Option<String>,
     /// The revision of the last committed write (0 when empty).
     pub revision: u64,
     /// Every stored row (`value` is always `Some`).
@@ -139,7 +181,7 @@ pub struct Loaded {
 /// The [`Store`] serializes writes; a backend only has to make each
 /// [`commit`](Self::commit) all-or-nothing and durable when it returns.
 pub trait Backend: Send + Sync {
-    /// Reads the stored revision, rows and change log.
+    /// Reads the stored ID, revision, rows and change log.
     fn load(&self) -> Result<Loaded, StoreError>;
 
     /// In one atomic, durable transaction: writes `rows` (a `None` value
@@ -166,6 +208,7 @@ struct Data<S: Schema> {
 /// write committed to the backend first.
 pub struct Store<S: Schema> {
     backend: Option<Box<dyn Backend>>,
+    id: String,
     log_limit: usize,
     data: RwLock<Data<S>>,
     /// Held for a whole write (check, commit, apply), so that the checked
@@ -177,6 +220,7 @@ pub struct Store<S: Schema> {
 impl<S: Schema> std::fmt::Debug for Store<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
+            .field("id", &self.id)
             .field("revision", &self.revision())
             .field("durable", &self.backend.is_some())
             .field("log_limit", &self.log_limit)
@@ -196,6 +240,7 @@ impl<S: Schema> Store<S> {
     pub fn memory(log_limit: usize) -> Self {
         Self {
             backend: None,
+            id: new_store_id(),
             log_limit: log_limit.max(1),
             data: RwLock::new(Data {
                 revision: 0,
@@ -212,8 +257,10 @@ impl<S: Schema> Store<S> {
         Self::with_backend(Box::new(RedbBackend::open(path)?), log_limit)
     }
 
-    /// A store over `backend`, its state rebuilt from the stored rows and its
-    /// log from the stored log (the last `log_limit` changes, at least 1).
+    /// A store over `backend`, its state rebuilt from the stored rows, its
+    /// log from the stored log (the last `log_limit` changes, at least 1)
+    /// and its ID from the stored ID (a new one when the backend keeps
+    /// none).
     pub fn with_backend(backend: Box<dyn Backend>, log_limit: usize) -> Result<Self, StoreError> {
         let log_limit = log_limit.max(1);
         let loaded = backend.load()?;
@@ -254,8 +301,13 @@ impl<S: Schema> Store<S> {
                 loaded.revision
             )));
         }
+        let id = loaded
+            .store_id
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(new_store_id);
         Ok(Self {
             backend: Some(backend),
+            id,
             log_limit,
             data: RwLock::new(Data {
                 revision: loaded.revision,
@@ -264,6 +316,13 @@ impl<S: Schema> Store<S> {
             }),
             writer: Mutex::new(()),
         })
+    }
+
+    /// The store's ID: made when its storage was created and kept with it
+    /// (for life in a redb file; a memory store's dies with it). Revisions
+    /// of two stores with different IDs have nothing to do with each other.
+    pub fn store_id(&self) -> &str {
+        &self.id
     }
 
     /// The current revision (0 for an empty store).

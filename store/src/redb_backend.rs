@@ -1,18 +1,21 @@
-//! The redb [`Backend`]: one database file with three tables, `meta` (the
-//! revision), `rows` ((collection, key) → JSON text) and `change_log`
-//! (revision → change JSON). Every commit is one write transaction with
+//! The redb [`Backend`]: one database file with four tables, `meta` (the
+//! revision), `identity` (the store ID, made when the file is created, or
+//! when a file without one is first opened), `rows` ((collection, key) →
+//! JSON text) and `change_log` (revision → change JSON). Every commit is one write transaction with
 //! [`Durability::Immediate`], so an acknowledged write survives a crash.
 
 use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
-use crate::{Backend, Loaded, Row, StoreError};
+use crate::{Backend, Loaded, Row, StoreError, new_store_id};
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const ROWS: TableDefinition<(&str, &str), &str> = TableDefinition::new("rows");
 const LOG: TableDefinition<u64, &str> = TableDefinition::new("change_log");
+const IDENTITY: TableDefinition<&str, &str> = TableDefinition::new("identity");
 const REVISION_KEY: &str = "revision";
+const STORE_ID_KEY: &str = "store_id";
 
 /// A [`Backend`] in one redb file.
 pub struct RedbBackend {
@@ -31,7 +34,8 @@ impl std::fmt::Debug for RedbBackend {
 impl RedbBackend {
     /// Opens the redb file at `path`, creating it (and its parent
     /// directories) when missing. A file that exists but is not a redb
-    /// database is an error, never overwritten.
+    /// database is an error, never overwritten. A file without a store ID
+    /// (new, or written by an earlier version) is given one, durably.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
@@ -62,6 +66,13 @@ impl RedbBackend {
             // Create the tables so that readers never meet a missing one.
             txn.open_table(ROWS)?;
             txn.open_table(LOG)?;
+            let mut identity = txn.open_table(IDENTITY)?;
+            let has_id = identity
+                .get(STORE_ID_KEY)?
+                .is_some_and(|g| !g.value().is_empty());
+            if !has_id {
+                identity.insert(STORE_ID_KEY, new_store_id().as_str())?;
+            }
         }
         txn.commit()?;
         Ok(Self {
@@ -99,7 +110,12 @@ impl Backend for RedbBackend {
             let (k, v) = item?;
             log.push((k.value(), v.value().to_owned()));
         }
+        let store_id = txn
+            .open_table(IDENTITY)?
+            .get(STORE_ID_KEY)?
+            .map(|g| g.value().to_owned());
         Ok(Loaded {
+            store_id,
             revision,
             rows,
             log,

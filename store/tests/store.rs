@@ -303,6 +303,7 @@ impl Backend for Torn {
             revision: 3,
             rows: vec![],
             log: vec![(1, change.clone()), (3, change)],
+            ..Loaded::default()
         })
     }
 
