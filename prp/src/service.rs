@@ -591,6 +591,16 @@ impl PrpService {
     }
 }
 
+/// An ID a request names must not be empty (INVALID_ARGUMENT naming the
+/// field, not NOT_FOUND).
+fn check_id_field(id: &str, field: &str) -> Result<(), Status> {
+    if id.is_empty() {
+        Err(invalid_argument(&[violation(field, "is mandatory")]))
+    } else {
+        Ok(())
+    }
+}
+
 fn check_originator(originator: &str) -> Result<(), Status> {
     if originator.is_empty() {
         Err(invalid_argument(&[violation("originator", "is mandatory")]))
@@ -772,6 +782,7 @@ impl PolicyRetrievalPoint for PrpService {
         request: Request<pb::GetAcpRequest>,
     ) -> Result<Response<pb::AcpRecord>, Status> {
         let id = request.into_inner().acp_id;
+        check_id_field(&id, "acp_id")?;
         let (acp, revision) = self.read(|s| (s.acps.get(&id).cloned(), s.revision));
         let acp = acp.ok_or_else(|| Status::not_found(format!("ACP {id} not found")))?;
         Ok(Response::new(pb::AcpRecord {
@@ -786,6 +797,7 @@ impl PolicyRetrievalPoint for PrpService {
     ) -> Result<Response<pb::WriteResponse>, Status> {
         let req = request.into_inner();
         check_originator(&req.originator)?;
+        check_id_field(&req.acp_id, "acp_id")?;
         let id = req.acp_id;
         let guard = self.lock_writes().await;
         let Some(stored) = self.read(|s| s.acps.get(&id).cloned()) else {
@@ -921,6 +933,7 @@ impl PolicyRetrievalPoint for PrpService {
         request: Request<pb::GetResourceRequest>,
     ) -> Result<Response<pb::ResourceRecord>, Status> {
         let id = request.into_inner().resource_id;
+        check_id_field(&id, "resource_id")?;
         let (resource, revision) = self.read(|s| (s.resources.get(&id).cloned(), s.revision));
         let resource =
             resource.ok_or_else(|| Status::not_found(format!("resource {id} not found")))?;
@@ -936,6 +949,7 @@ impl PolicyRetrievalPoint for PrpService {
     ) -> Result<Response<pb::WriteResponse>, Status> {
         let req = request.into_inner();
         check_originator(&req.originator)?;
+        check_id_field(&req.resource_id, "resource_id")?;
         let id = req.resource_id;
         let guard = self.lock_writes().await;
         if !self.read(|s| s.resources.contains_key(&id)) {

@@ -19,6 +19,31 @@ fn violations(status: &tonic::Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// An empty ID is a malformed request naming the field, not a lookup that
+/// finds nothing.
+#[tokio::test]
+async fn empty_ids_are_invalid_arguments() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    let get = c
+        .get_acp(pb::GetAcpRequest {
+            acp_id: String::new(),
+        })
+        .await
+        .expect_err("empty");
+    assert_eq!(get.code(), Code::InvalidArgument);
+    assert_eq!(violations(&get), ["acp_id"]);
+    let delete = c
+        .delete_resource(pb::DeleteResourceRequest {
+            originator: ADMIN.into(),
+            resource_id: String::new(),
+        })
+        .await
+        .expect_err("empty");
+    assert_eq!(violations(&delete), ["resource_id"]);
+    prp.shutdown().await;
+}
+
 #[tokio::test]
 async fn acp_create_get_list_update_delete() {
     let mut prp = start(config()).await;
