@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use authz_proto::pb;
-use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
 use authz_proto::pb::policy_retrieval_point_server::PolicyRetrievalPoint;
 use authz_proto::pb::watch_event::Event;
 use authz_prp::store::{self, LogEntry, Mutation, StoreSnapshot};
@@ -24,8 +23,6 @@ use authz_prp::{PolicyStore, PrpService, PrpStore, StoreError};
 use common::*;
 use tokio::sync::Notify;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Channel, Endpoint};
 
 const ALL: u32 = 63;
 
@@ -185,38 +182,6 @@ async fn assert_reads_match(service: &PrpService, slow: &SlowStore) -> StoreSnap
     stored
 }
 
-/// Serves `service` on 127.0.0.1 (an OS-chosen port); returns a client, the
-/// stop signal and the server task.
-async fn serve(
-    service: PrpService,
-) -> (
-    PolicyRetrievalPointClient<Channel>,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    let router = authz_prp::router(service.clone()).await.expect("router");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                let _ = stopped.await;
-                service.shutdown();
-            })
-            .await
-            .expect("server");
-    });
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
-    (PolicyRetrievalPointClient::new(channel), stop, server)
-}
-
 /// Drops the RPC future `rpc` once the store has started committing it.
 async fn cancel_mid_commit<F: std::future::Future>(slow: &SlowStore, rpc: F) {
     tokio::select! {
@@ -315,7 +280,8 @@ async fn writes_past_their_deadline_reach_reads_and_watchers_over_grpc() {
     let service = PrpService::new(&config(), slow.clone())
         .await
         .expect("service");
-    let (mut client, stop, server) = serve(service.clone()).await;
+    let running = serve(service.clone()).await;
+    let mut client = running.client.clone();
     let mut watch = client
         .watch(pb::WatchRequest { from_revision: 0 })
         .await
@@ -394,6 +360,5 @@ async fn writes_past_their_deadline_reach_reads_and_watchers_over_grpc() {
     from_one.acps = ["a0".to_owned()].into();
     follow_to(&mut resumed, &mut from_one, stored.revision).await;
     assert_eq!(from_one.ids(), ids_of(&stored));
-    let _ = stop.send(());
-    let _ = server.await;
+    running.shutdown().await;
 }

@@ -42,11 +42,16 @@ impl Running {
 }
 
 pub async fn start(config: PrpConfig) -> Running {
+    let service = authz_prp::build(&config).await.expect("build");
+    serve(service).await
+}
+
+/// Serves `service` on 127.0.0.1 (an OS-chosen port) and connects a client.
+pub async fn serve(service: PrpService) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("local addr");
-    let service = authz_prp::build(&config).await.expect("build");
     let router = authz_prp::router(service.clone()).await.expect("router");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let closer = service.clone();
