@@ -126,8 +126,15 @@ impl AttributeSource for CachedAttributes {
             None => Lookup::NotFound,
         }
     }
-    fn groups_containing(&self, originator: &str) -> Lookup<Vec<String>> {
-        Lookup::Found(self.member_of.get(originator).cloned().unwrap_or_default())
+    fn for_each_group_containing(
+        &self,
+        originator: &str,
+        visit: &mut dyn FnMut(&str),
+    ) -> Lookup<()> {
+        for g in self.member_of.get(originator).into_iter().flatten() {
+            visit(g);
+        }
+        Lookup::Found(())
     }
     fn position(&self, _: &str, _: chrono::DateTime<chrono::Utc>) -> Lookup<authz_core::Position> {
         Lookup::NotFound

@@ -40,13 +40,28 @@ pub trait AttributeSource: Send + Sync {
     /// its members? `NotFound` means `group_id` is not a group.
     fn group_has_member(&self, group_id: &str, originator: &str) -> Lookup<bool>;
 
-    /// The `<group>` resource IDs that have `originator` among their
-    /// members, if the source can list them at once. The engine asks this
-    /// once per decision and falls back to [`Self::group_has_member`] per
-    /// candidate entry when the answer is not `Found` (so that an
+    /// Calls `visit` with each `<group>` resource ID that has `originator`
+    /// among its members and answers `Found(())`, if the source can list
+    /// them at once. The engine asks this once per decision (a visitor, so
+    /// that no list is copied) and falls back to [`Self::group_has_member`]
+    /// per candidate entry when the answer is not `Found` (so that an
     /// unavailable group is named in the decision).
-    fn groups_containing(&self, _originator: &str) -> Lookup<Vec<String>> {
+    fn for_each_group_containing(
+        &self,
+        _originator: &str,
+        _visit: &mut dyn FnMut(&str),
+    ) -> Lookup<()> {
         Lookup::Unavailable("listing groups is not supported".to_owned())
+    }
+
+    /// [`Self::for_each_group_containing`], collected.
+    fn groups_containing(&self, originator: &str) -> Lookup<Vec<String>> {
+        let mut groups = Vec::new();
+        match self.for_each_group_containing(originator, &mut |g| groups.push(g.to_owned())) {
+            Lookup::Found(()) => Lookup::Found(groups),
+            Lookup::NotFound => Lookup::NotFound,
+            Lookup::Unavailable(why) => Lookup::Unavailable(why),
+        }
     }
 
     /// The last known position of `originator` that is still fresh at `at`.
@@ -76,8 +91,8 @@ impl AttributeSource for NoAttributes {
     fn group_has_member(&self, _: &str, _: &str) -> Lookup<bool> {
         Lookup::NotFound
     }
-    fn groups_containing(&self, _: &str) -> Lookup<Vec<String>> {
-        Lookup::Found(Vec::new())
+    fn for_each_group_containing(&self, _: &str, _: &mut dyn FnMut(&str)) -> Lookup<()> {
+        Lookup::Found(())
     }
     fn position(&self, _: &str, _: DateTime<Utc>) -> Lookup<Position> {
         Lookup::NotFound
@@ -187,17 +202,20 @@ impl AttributeSource for InMemoryAttributes {
         }
     }
 
-    fn groups_containing(&self, originator: &str) -> Lookup<Vec<String>> {
+    fn for_each_group_containing(
+        &self,
+        originator: &str,
+        visit: &mut dyn FnMut(&str),
+    ) -> Lookup<()> {
         if let Some(down) = self.down() {
             return down;
         }
-        Lookup::Found(
-            self.groups
-                .iter()
-                .filter(|(_, members)| members.contains(originator))
-                .map(|(g, _)| g.clone())
-                .collect(),
-        )
+        for (g, members) in &self.groups {
+            if members.contains(originator) {
+                visit(g);
+            }
+        }
+        Lookup::Found(())
     }
 
     fn position(&self, originator: &str, _at: DateTime<Utc>) -> Lookup<Position> {

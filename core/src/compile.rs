@@ -88,11 +88,16 @@ impl Errors {
 }
 
 /// An `<accessControlPolicy>` compiled for evaluation.
+///
+/// `repr(C)`, `pv` first: most decisions read only the header of `pv`'s
+/// index; `pvs` (requests on the ACP itself) sits behind a pointer so the
+/// ACP stays small where it is stored inline (a hash table's bucket).
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct CompiledAcp {
-    id: Arc<str>,
     privileges: CompiledAcrs,
-    self_privileges: CompiledAcrs,
+    id: Arc<str>,
+    self_privileges: Box<CompiledAcrs>,
 }
 
 impl CompiledAcp {
@@ -116,7 +121,7 @@ impl CompiledAcp {
             Ok(Self {
                 id: id.into(),
                 privileges,
-                self_privileges,
+                self_privileges: Box::new(self_privileges),
             })
         } else {
             Err(ValidationErrors(errors.0))
@@ -135,7 +140,7 @@ impl CompiledAcp {
             Ok(Self {
                 id: id.into(),
                 privileges: compiled,
-                self_privileges: CompiledAcrs::default(),
+                self_privileges: Box::default(),
             })
         } else {
             Err(ValidationErrors(errors.0))
@@ -186,10 +191,13 @@ pub fn check_create(acp: &AccessControlPolicy) -> Result<(), ValidationErrors> {
 }
 
 /// The compiled rules of one `pv` or `pvs`, with their originator index.
+///
+/// `repr(C)`: the index header, which every decision reads, comes first.
 #[derive(Debug, Clone, Default)]
+#[repr(C)]
 pub struct CompiledAcrs {
-    pub(crate) rules: Box<[CompiledRule]>,
     pub(crate) index: OriginatorIndex,
+    pub(crate) rules: Box<[CompiledRule]>,
 }
 
 impl CompiledAcrs {
@@ -365,13 +373,8 @@ fn compile_acrs(name: &str, acrs: &SetOfAcrs, errors: &mut Errors) -> CompiledAc
         LiteralIndex::build(&borrowed)
     };
     CompiledAcrs {
+        index: OriginatorIndex::new(all, table(&literals), patterns, table(&groups)),
         rules: rules.into_boxed_slice(),
-        index: OriginatorIndex {
-            all: all.into_boxed_slice(),
-            literals: table(&literals),
-            patterns: patterns.into_boxed_slice(),
-            groups: table(&groups),
-        },
     }
 }
 

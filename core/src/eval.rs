@@ -109,38 +109,60 @@ pub fn decide_canonical(
     // originator among their members (TS-0001 9.6.2.1).
     if !policies
         .iter()
-        .any(|p| !p.acp.rules(p.kind).index.groups.is_empty())
+        .any(|p| p.acp.rules(p.kind).index.has_groups())
     {
         return ev.deny();
     }
-    let member_of = attributes.groups_containing(ev.originator.absolute);
-    let in_no_group = matches!(&member_of, Lookup::Found(g) if g.is_empty());
-    for p in policies.iter().filter(|_| !in_no_group) {
-        let acrs = p.acp.rules(p.kind);
-        if acrs.index.groups.is_empty() {
-            continue;
+    // The source lists the originator's groups: each is looked up in every
+    // rule set's group entries, without copying the list.
+    let mut named: SmallVec<[(u32, EntryRef); 8]> = SmallVec::new();
+    let listed = attributes.for_each_group_containing(ev.originator.absolute, &mut |group| {
+        let key = Key::new(KeyKind::Group, group);
+        for (i, p) in policies.iter().enumerate() {
+            if let Some(group_index) = p.acp.rules(p.kind).index.groups() {
+                candidates.clear();
+                group_index.extend_into(key, &mut candidates);
+                named.extend(candidates.iter().map(|at| (i as u32, *at)));
+            }
         }
+    });
+    if matches!(listed, Lookup::Found(())) {
+        named.sort_by_key(|&(i, at)| (i, at.rule, at.entry));
+        let mut policy = None;
+        let mut done: SmallVec<[u32; 8]> = SmallVec::new();
+        for (i, at) in named {
+            let p = &policies[i as usize];
+            let acrs = p.acp.rules(p.kind);
+            if policy != Some(i) {
+                // Rules of this policy the first pass evaluated already.
+                policy = Some(i);
+                candidates.clear();
+                ev.direct_candidates(acrs, &mut candidates);
+                done = candidates.iter().map(|c| c.rule).collect();
+            }
+            if done.contains(&at.rule) {
+                continue;
+            }
+            done.push(at.rule);
+            if let Some(permit) = ev.evaluate(p, acrs, at) {
+                return permit;
+            }
+        }
+        return ev.deny();
+    }
+    // Otherwise ask entry by entry, which names what is unavailable.
+    for p in policies {
+        let acrs = p.acp.rules(p.kind);
+        let Some(group_index) = acrs.index.groups() else {
+            continue;
+        };
         candidates.clear();
         ev.direct_candidates(acrs, &mut candidates);
         let mut done: SmallVec<[u32; 8]> = candidates.iter().map(|c| c.rule).collect();
         candidates.clear();
-        match &member_of {
-            // The source listed the originator's groups: look them up.
-            Lookup::Found(groups) => {
-                for group in groups {
-                    acrs.index
-                        .groups
-                        .extend_into(Key::new(KeyKind::Group, group), &mut candidates);
-                }
-                candidates.sort_by_key(|at| (at.rule, at.entry));
-            }
-            // Otherwise ask entry by entry, which names what is unavailable.
-            _ => {
-                for (group, at) in acrs.index.groups.iter() {
-                    if !done.contains(&at.rule) && ev.is_group_member(group) {
-                        candidates.push(at);
-                    }
-                }
+        for (group, at) in group_index.iter() {
+            if !done.contains(&at.rule) && ev.is_group_member(group) {
+                candidates.push(at);
             }
         }
         for at in &candidates {
@@ -251,11 +273,11 @@ impl<'r, 'o> Evaluation<'r, 'o> {
     /// the originator without needing a group lookup, ordered by rule.
     fn direct_candidates(&mut self, acrs: &CompiledAcrs, out: &mut SmallVec<[EntryRef; 8]>) {
         let idx = &acrs.index;
-        if !idx.all.is_empty() {
-            out.extend_from_slice(&idx.all);
+        if idx.has_all() {
+            out.extend_from_slice(idx.all());
         }
         idx.literals.extend_with_originator(self.originator, out);
-        for p in idx.patterns.iter() {
+        for p in idx.patterns_for(self.originator) {
             if p.matches(self.originator) {
                 out.push(p.at);
             }

@@ -99,7 +99,12 @@ struct Slot {
 
 /// Literal keys sorted by hash, behind a Bloom filter; the texts live in
 /// one string so a rule set's index is two allocations, not one per key.
+///
+/// `repr(C)`: the filter and the kinds, read for every rule set of a
+/// decision, come first, so they share a cache line with the header of
+/// [`OriginatorIndex`].
 #[derive(Debug, Clone, Default)]
+#[repr(C)]
 pub(crate) struct LiteralIndex {
     bloom: u64,
     /// Which of the originator's key kinds ([`Originator::KINDS`], a bit
@@ -247,6 +252,8 @@ pub(crate) struct Pattern {
     /// which bytes of the originator's last segment they are compared with.
     head: u64,
     head_mask: u64,
+    /// How many bytes of `head` are literal (0-8).
+    head_len: u8,
     segments: Box<[Glob]>,
 }
 
@@ -259,11 +266,8 @@ impl Pattern {
             at,
             scope,
             head: head_word(literal.as_bytes()),
-            head_mask: if n == 8 {
-                u64::MAX
-            } else {
-                (1u64 << (8 * n)) - 1
-            },
+            head_mask: head_mask(n as u8),
+            head_len: n as u8,
             segments: segments.iter().map(|s| Glob::new(s)).collect(),
         }
     }
@@ -288,17 +292,152 @@ impl Pattern {
     }
 }
 
+/// A 64-bit Bloom filter over the literal heads of a rule set's wildcard
+/// entries, so that a rule set whose patterns cannot match the originator's
+/// last segment is passed over without reading them.
+///
+/// Every pattern's head (the literal bytes its last segment starts with) is
+/// cut to the same length `len`, the shortest head of the set (at most
+/// eight bytes); an originator can match a pattern only if the first `len`
+/// bytes of its last segment equal that cut. A set with a pattern whose
+/// last segment starts with `*` has `len` 0 and a filter that passes all.
+#[derive(Debug, Clone, Copy, Default)]
+struct PatternFilter {
+    bloom: u64,
+    /// [`head_mask`] of the cut length.
+    mask: u64,
+}
+
+impl PatternFilter {
+    fn build(patterns: &[Pattern]) -> Self {
+        let Some(len) = patterns.iter().map(|p| p.head_len).min() else {
+            // No pattern: nothing passes.
+            return Self::default();
+        };
+        let mask = head_mask(len);
+        Self {
+            bloom: patterns.iter().fold(0, |b, p| b | Self::bits(p.head, mask)),
+            mask,
+        }
+    }
+
+    /// The filter bits of a head word cut by `mask`. A zero mask (a pattern
+    /// starting with `*`) gives the bits of 0 for every originator, so the
+    /// filter passes all.
+    #[inline(always)]
+    fn bits(head: u64, mask: u64) -> u64 {
+        bloom_bits((head & mask).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
+    /// May a pattern of the set match an originator whose last segment
+    /// starts with `tail_head`? (Always false for an empty set.)
+    #[inline(always)]
+    fn may_match(&self, tail_head: u64) -> bool {
+        let bits = Self::bits(tail_head, self.mask);
+        self.bloom & bits == bits
+    }
+}
+
+/// The mask of the first `len` (0-8) bytes of a little-endian head word.
+fn head_mask(len: u8) -> u64 {
+    if len >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * u32::from(len))) - 1
+    }
+}
+
 /// Where each kind of `acor` entry of a rule set is found (TS-0003 7.1.3).
+///
+/// `repr(C)`, hot fields first: a decision reads the two filters and the
+/// flags of every applicable rule set (one cache line), and the tables
+/// behind them only when a filter passes. `all` and the group entries,
+/// which few rule sets have, live behind one pointer.
 #[derive(Debug, Clone, Default)]
+#[repr(C)]
 pub(crate) struct OriginatorIndex {
-    /// `all`.
-    pub(crate) all: Box<[EntryRef]>,
     /// Absolute IDs, SP-relative IDs, stems, SP domains and Role-IDs.
     pub(crate) literals: LiteralIndex,
+    patterns_filter: PatternFilter,
+    /// Whether `rare.all` / `rare.groups` hold entries.
+    has_all: bool,
+    has_groups: bool,
     /// Wildcard entries.
     pub(crate) patterns: Box<[Pattern]>,
+    rare: Option<Box<RareEntries>>,
+}
+
+/// The entries of a rule set that few rule sets have.
+#[derive(Debug, Clone, Default)]
+struct RareEntries {
+    /// `all`.
+    all: Box<[EntryRef]>,
     /// Literal entries as written: each may be a `<group>` resource ID.
-    pub(crate) groups: LiteralIndex,
+    groups: LiteralIndex,
+}
+
+impl OriginatorIndex {
+    pub(crate) fn new(
+        all: Vec<EntryRef>,
+        literals: LiteralIndex,
+        patterns: Vec<Pattern>,
+        groups: LiteralIndex,
+    ) -> Self {
+        let (has_all, has_groups) = (!all.is_empty(), !groups.is_empty());
+        Self {
+            literals,
+            patterns_filter: PatternFilter::build(&patterns),
+            has_all,
+            has_groups,
+            patterns: patterns.into_boxed_slice(),
+            rare: (has_all || has_groups).then(|| {
+                Box::new(RareEntries {
+                    all: all.into_boxed_slice(),
+                    groups,
+                })
+            }),
+        }
+    }
+
+    /// The `all` entries.
+    #[inline(always)]
+    pub(crate) fn all(&self) -> &[EntryRef] {
+        match &self.rare {
+            Some(rare) if self.has_all => &rare.all,
+            _ => &[],
+        }
+    }
+
+    /// Whether the rule set has `all` entries.
+    #[inline(always)]
+    pub(crate) fn has_all(&self) -> bool {
+        self.has_all
+    }
+
+    /// Whether any literal entry may be a `<group>` resource ID.
+    #[inline(always)]
+    pub(crate) fn has_groups(&self) -> bool {
+        self.has_groups
+    }
+
+    /// The literal entries as written (possible `<group>` IDs), if any.
+    pub(crate) fn groups(&self) -> Option<&LiteralIndex> {
+        self.rare
+            .as_deref()
+            .filter(|_| self.has_groups)
+            .map(|r| &r.groups)
+    }
+
+    /// The wildcard entries that may name the originator: none without
+    /// reading them when the filter rules them all out.
+    #[inline(always)]
+    pub(crate) fn patterns_for(&self, o: &Originator<'_>) -> &[Pattern] {
+        if self.patterns_filter.may_match(o.tail_head) {
+            &self.patterns
+        } else {
+            &[]
+        }
+    }
 }
 
 /// The originator of one decision, in absolute form, prepared to probe
@@ -498,6 +637,63 @@ mod tests {
                 "glob {} text {}", glob, text
             );
         }
+    }
+
+    proptest::proptest! {
+        /// The filter over a rule set's patterns never hides a pattern that
+        /// matches: patterns with heads of different lengths (including
+        /// none) share one filter cut to the shortest head.
+        #[test]
+        fn pattern_filter_never_hides_a_match(
+            globs in proptest::collection::vec("[ab]{0,9}\\*?[ab]{0,2}", 0..5),
+            text in "[ab]{1,12}",
+        ) {
+            let ctx = HostingContext::new("//sp", "/cse").unwrap();
+            let patterns: Vec<Pattern> = globs
+                .iter()
+                .enumerate()
+                .map(|(i, g)| Pattern::new(EntryScope::CseStem, std::slice::from_ref(g), EntryRef { rule: i as u32, entry: 0 }))
+                .collect();
+            let index = OriginatorIndex::new(Vec::new(), LiteralIndex::default(), patterns, LiteralIndex::default());
+            let absolute = format!("//sp/cse/{text}");
+            let o = originator(&ctx, &absolute);
+            let offered = index.patterns_for(&o);
+            for (i, g) in globs.iter().enumerate() {
+                if crate::ids::glob_segment(g, &text) {
+                    proptest::prop_assert!(
+                        offered.iter().any(|p| p.at.rule == i as u32),
+                        "glob {} matches {} but the filter hid it", g, text
+                    );
+                }
+            }
+        }
+    }
+
+    /// The filter does pass over a rule set whose patterns all start with
+    /// other literal bytes than the originator's last segment, and a set
+    /// without patterns offers none.
+    #[test]
+    fn pattern_filter_rules_out_other_heads() {
+        let ctx = HostingContext::new("//sp", "/cse").unwrap();
+        let at = EntryRef { rule: 0, entry: 0 };
+        let set = |globs: &[&str]| {
+            let patterns = globs
+                .iter()
+                .map(|g| Pattern::new(EntryScope::CseStem, &[g.to_string()], at))
+                .collect();
+            OriginatorIndex::new(
+                Vec::new(),
+                LiteralIndex::default(),
+                patterns,
+                LiteralIndex::default(),
+            )
+        };
+        let o = originator(&ctx, "//sp/cse/Csensor0042");
+        assert_eq!(set(&["Csensor00*", "Cmeter01*"]).patterns_for(&o).len(), 2);
+        assert!(set(&["Cmeter01*", "Ccam7*"]).patterns_for(&o).is_empty());
+        assert!(set(&[]).patterns_for(&o).is_empty());
+        // A pattern without a literal head passes every originator.
+        assert_eq!(set(&["*0042", "Cmeter01*"]).patterns_for(&o).len(), 2);
     }
 
     proptest::proptest! {

@@ -538,9 +538,18 @@ impl AttributeSource for CacheView<'_> {
         }
     }
 
-    fn groups_containing(&self, originator: &str) -> Lookup<Vec<String>> {
+    fn for_each_group_containing(
+        &self,
+        originator: &str,
+        visit: &mut dyn FnMut(&str),
+    ) -> Lookup<()> {
         match self.entry_for(originator) {
-            Some(e) => Lookup::Found(e.groups.clone()),
+            Some(e) => {
+                for g in &e.groups {
+                    visit(g);
+                }
+                Lookup::Found(())
+            }
             None => self.miss(),
         }
     }

@@ -544,8 +544,8 @@ fn decide_at(
         fn group_has_member(&self, _: &str, _: &str) -> Lookup<bool> {
             Lookup::NotFound
         }
-        fn groups_containing(&self, _: &str) -> Lookup<Vec<String>> {
-            Lookup::Found(Vec::new())
+        fn for_each_group_containing(&self, _: &str, _: &mut dyn FnMut(&str)) -> Lookup<()> {
+            Lookup::Found(())
         }
         fn position(
             &self,
