@@ -1649,7 +1649,7 @@ fn decode_object(part: &str, what: &str) -> Result<Map<String, Value>, TokenErro
 /// (`//fqdn/cse`) or SP-relative (`/cse`, read in the hosting SP) CSE-IDs;
 /// `*` matches within one segment (TS-0003 7.3.2.3 step 6.1.3 "optionally
 /// including wildcards"; Decision 1). Other shapes name no CSE.
-fn audience_matches(entry: &str, hosting: &HostingContext) -> bool {
+pub fn audience_matches(entry: &str, hosting: &HostingContext) -> bool {
     let (fqdn, rest) = if let Some(abs) = entry.strip_prefix("//") {
         match abs.split_once('/') {
             Some((fqdn, cse)) => (fqdn.to_ascii_lowercase(), cse),

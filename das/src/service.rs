@@ -24,9 +24,10 @@
 //!   originator's own claim and only pre-filters: the conditions travel in
 //!   the token's `pv`, which the hosting CSE checks at every use. Tokens
 //!   carry the configured `audience`.
-//! - `GetTokens` (7.3.2.3 step 5): valid stored tokens by ID, unknown or
-//!   expired IDs listed apart; restricted to consultants, and authenticated,
-//!   like `Consult`.
+//! - `GetTokens` (7.3.2.3 step 5): valid stored tokens by ID whose
+//!   audience names the caller's `hosting_cse_id` (required); unknown,
+//!   expired IDs and tokens meant for other CSEs are listed apart, alike;
+//!   restricted to consultants, and authenticated, like `Consult`.
 //! - `GetKeySet`: the issuer, the FQDN and the public keys, for PDPs to
 //!   configure their trust store.
 //!
@@ -36,6 +37,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use authz_core::token::audience_matches;
 use authz_proto::convert::set_of_acrs_to_pb;
 use authz_proto::pb::dynamic_authorization_server_server::DynamicAuthorizationServer;
 use authz_proto::{ConversionError, invalid_argument, pb};
@@ -225,6 +227,7 @@ impl DasService {
             jwt: jwt.clone(),
             holder: claims.holder.clone(),
             expires_at: claims.not_after,
+            audience: claims.audience.clone(),
         };
         self.commit(DasMutation::Issue(record)).await?;
         tracing::info!(
@@ -379,15 +382,20 @@ impl DasService {
         req: &pb::GetDasTokensRequest,
         now: DateTime<Utc>,
     ) -> Result<pb::GetDasTokensResponse, Status> {
-        if !self.inner.config.consultants.is_empty() || !req.hosting_cse_id.is_empty() {
-            self.consultant(&req.hosting_cse_id, caller.authorization)?;
-        }
+        // Only a CSE in a token's audience may have it (the one that will
+        // verify it, TS-0003 7.3.2.2 step 4.1.1.2.2): the caller names
+        // itself, as a consultant and authenticated like `Consult`.
+        let hosting = self.consultant(&req.hosting_cse_id, caller.authorization)?;
         Ok(self.inner.store.read(|_, s| {
             let mut response = pb::GetDasTokensResponse::default();
             for id in &req.token_ids {
                 match s.valid(id, now) {
-                    Some(t) => response.tokens.push(t.jwt.clone()),
-                    None => response.unknown_ids.push(id.clone()),
+                    Some(t) if t.audience.iter().any(|a| audience_matches(a, &hosting)) => {
+                        response.tokens.push(t.jwt.clone())
+                    }
+                    // Not told apart from unknown: the caller learns nothing
+                    // of tokens meant for other CSEs.
+                    _ => response.unknown_ids.push(id.clone()),
                 }
             }
             response

@@ -25,6 +25,11 @@ pub struct IssuedToken {
     pub holder: String,
     /// Its notAfter: valid up to and including this instant.
     pub expires_at: DateTime<Utc>,
+    /// Its audience (`aud`), as signed: `GetTokens` gives the token only to
+    /// a CSE it names. Records written before the field existed have none,
+    /// and are given to no one.
+    #[serde(default)]
+    pub audience: Vec<String>,
 }
 
 impl IssuedToken {
@@ -173,6 +178,7 @@ mod tests {
 
     fn token(id: &str, expires_at: DateTime<Utc>) -> IssuedToken {
         IssuedToken {
+            audience: vec!["//sp/cse".into()],
             token_id: id.into(),
             jwt: "a.b.c".into(),
             holder: "//home.example/mn-cse-123456/Cguest".into(),
@@ -222,5 +228,16 @@ mod tests {
             DasChange::Removed(vec!["old@das.example".into()])
         );
         assert_eq!(store.read(|_, s| s.tokens.len()), 1);
+    }
+
+    /// A record stored before tokens kept their audience still loads, with
+    /// none (so `GetTokens` gives it to no CSE).
+    #[test]
+    fn records_without_an_audience_load_with_none() {
+        let t: IssuedToken = serde_json::from_str(
+            r#"{"token_id":"t@das.example","jwt":"a.b.c","holder":"//sp/cse/Cae","expires_at":"2026-12-05T00:00:00Z"}"#,
+        )
+        .expect("old record");
+        assert!(t.audience.is_empty());
     }
 }

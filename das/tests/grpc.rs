@@ -983,3 +983,64 @@ fn audience_and_consultants_are_made_absolute_at_load() {
     let shown = format!("{:?}", config.consultants);
     assert!(!shown.contains(CSE_SECRET), "{shown}");
 }
+
+/// `GetTokens` gives a token only to a CSE its audience names: the CSE that
+/// will verify it (TS-0003 7.3.2.2 step 4.1.1.2.2, 7.3.2.3 step 5). A token
+/// meant for other CSEs is listed with the unknown IDs, so a consultant
+/// learns nothing of it; a call that names no CSE is refused.
+#[tokio::test]
+async fn get_tokens_answers_only_cses_in_the_audience_7_3_2_3() {
+    let mut v = config_json();
+    v["consultants"] = json!([HCSE, "/in-cse", "/other-cse"]);
+    let mut das = Running::start(load(&v), None).await;
+    let trust = trust_store(&mut das.client).await;
+    let c = &mut das.client;
+
+    // Through IssueToken: audience HCSE and /in-cse (configured).
+    let issued = c
+        .issue_token(with_bearer(
+            pb::IssueTokenRequest {
+                das_request: Some(dreq("Cguest", pb::Operation::Retrieve, "frontDoorState")),
+            },
+            Some(GUEST_SECRET),
+        ))
+        .await
+        .expect("issued")
+        .into_inner();
+    let wide = issued.token_ids[0].clone();
+    // Through Consult by HCSE: audience HCSE only.
+    let mut d = dreq("Cguest", pb::Operation::Update, "frontDoor");
+    d.request_timestamp = today_at(12);
+    let res = c.consult(consult(d)).await.expect("consult").into_inner();
+    let narrow = verify(&trust, &res.tokens[0], HCSE, "Cguest")
+        .expect("verifies")
+        .token_id;
+
+    let get = |cse: &str| {
+        let req = pb::GetDasTokensRequest {
+            hosting_cse_id: cse.into(),
+            token_ids: vec![wide.clone(), narrow.clone()],
+        };
+        let mut c = c.clone();
+        async move { c.get_tokens(req).await }
+    };
+    let at_hcse = get(HCSE).await.expect("HCSE").into_inner();
+    assert_eq!(
+        at_hcse.tokens,
+        vec![issued.tokens[0].clone(), res.tokens[0].clone()]
+    );
+    assert!(at_hcse.unknown_ids.is_empty());
+
+    let at_in = get("/in-cse").await.expect("in-cse").into_inner();
+    assert_eq!(at_in.tokens, issued.tokens, "only the token naming /in-cse");
+    assert_eq!(at_in.unknown_ids, vec![narrow.clone()]);
+
+    let elsewhere = get("/other-cse").await.expect("other-cse").into_inner();
+    assert!(elsewhere.tokens.is_empty(), "{elsewhere:?}");
+    assert_eq!(elsewhere.unknown_ids, vec![wide.clone(), narrow.clone()]);
+
+    let e = get("").await.expect_err("no CSE named");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("hosting_cse_id"), "{e:?}");
+    das.stop().await;
+}
