@@ -11,24 +11,19 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use authz_pdp::{Pdp, PdpConfig};
 use authz_proto::pb;
-use authz_proto::pb::policy_retrieval_point_server::{
-    PolicyRetrievalPoint, PolicyRetrievalPointServer,
-};
 use authz_proto::pb::watch_event::Event;
 use authz_proto::serving::STORE_ID_METADATA;
-use common::{acp, eventually, hosting, request, resource};
+use common::{
+    PrpBehaviour, Running, WatchStream, acp, eventually, hosting, request, resource, serve_prp,
+};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
-use tokio_stream::Stream;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tonic::transport::Server;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 const PERMIT: i32 = pb::AuthorizationDecision::Permit as i32;
@@ -135,122 +130,13 @@ impl ScriptedPrp {
         )
     }
 
-    fn serve(&self, listener: TcpListener) -> Running {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let svc = PolicyRetrievalPointServer::new(self.clone());
-        let task = tokio::spawn(async move {
-            Server::builder()
-                .add_service(svc)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
-        Running {
-            prp: self.clone(),
-            stop,
-            task,
-        }
+    fn serve(&self, listener: TcpListener) -> Running<ScriptedPrp> {
+        serve_prp(self, listener)
     }
 }
 
-struct Running {
-    prp: ScriptedPrp,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
-impl Running {
-    /// Ends the Watch streams, then the server.
-    async fn kill(self) {
-        let watchers = std::mem::take(&mut self.prp.state.lock().unwrap().watchers);
-        for w in watchers {
-            let _ = w.try_send(Err(Status::unavailable("PRP shutting down")));
-        }
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("PRP shuts down")
-            .unwrap();
-    }
-}
-
-type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
-
-fn unimplemented<T>() -> Result<Response<T>, Status> {
-    Err(Status::unimplemented("scripted PRP"))
-}
-
-#[tonic::async_trait]
-impl PolicyRetrievalPoint for ScriptedPrp {
-    async fn create_acp(
-        &self,
-        _: Request<pb::CreateAcpRequest>,
-    ) -> Result<Response<pb::AcpRecord>, Status> {
-        unimplemented()
-    }
-    async fn update_acp(
-        &self,
-        _: Request<pb::UpdateAcpRequest>,
-    ) -> Result<Response<pb::AcpRecord>, Status> {
-        unimplemented()
-    }
-    async fn get_acp(
-        &self,
-        _: Request<pb::GetAcpRequest>,
-    ) -> Result<Response<pb::AcpRecord>, Status> {
-        unimplemented()
-    }
-    async fn delete_acp(
-        &self,
-        _: Request<pb::DeleteAcpRequest>,
-    ) -> Result<Response<pb::WriteResponse>, Status> {
-        unimplemented()
-    }
-    async fn list_acps(
-        &self,
-        _: Request<pb::ListAcpsRequest>,
-    ) -> Result<Response<pb::ListAcpsResponse>, Status> {
-        unimplemented()
-    }
-    async fn put_resource(
-        &self,
-        _: Request<pb::PutResourceRequest>,
-    ) -> Result<Response<pb::ResourceRecord>, Status> {
-        unimplemented()
-    }
-    async fn get_resource(
-        &self,
-        _: Request<pb::GetResourceRequest>,
-    ) -> Result<Response<pb::ResourceRecord>, Status> {
-        unimplemented()
-    }
-    async fn delete_resource(
-        &self,
-        _: Request<pb::DeleteResourceRequest>,
-    ) -> Result<Response<pb::WriteResponse>, Status> {
-        unimplemented()
-    }
-    async fn get_applicable_policies(
-        &self,
-        _: Request<pb::GetApplicablePoliciesRequest>,
-    ) -> Result<Response<pb::ApplicablePolicies>, Status> {
-        unimplemented()
-    }
-    async fn create_dynamic_acp(
-        &self,
-        _: Request<pb::CreateDynamicAcpRequest>,
-    ) -> Result<Response<pb::DynamicAcpRecord>, Status> {
-        unimplemented()
-    }
-
-    type WatchStream = WatchStream;
-
-    async fn watch(
-        &self,
-        request: Request<pb::WatchRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+impl PrpBehaviour for ScriptedPrp {
+    fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<WatchStream>, Status> {
         let named = request
             .metadata()
             .get(STORE_ID_METADATA)
@@ -269,13 +155,20 @@ impl PolicyRetrievalPoint for ScriptedPrp {
             }
         }
         s.watchers.push(tx);
-        let mut response = Response::new(Box::pin(ReceiverStream::new(rx)) as Self::WatchStream);
+        let mut response = Response::new(Box::pin(ReceiverStream::new(rx)) as WatchStream);
         if let Some(id) = &s.store_id {
             response
                 .metadata_mut()
                 .insert(STORE_ID_METADATA, id.parse().unwrap());
         }
         Ok(response)
+    }
+
+    fn kill_watchers(&self) {
+        let watchers = std::mem::take(&mut self.state.lock().unwrap().watchers);
+        for w in watchers {
+            let _ = w.try_send(Err(Status::unavailable("PRP shutting down")));
+        }
     }
 }
 

@@ -150,71 +150,93 @@ impl FakePrp {
         s.revision
     }
 
-    /// Ends every open Watch stream with UNAVAILABLE.
+    /// Serves the fake on `listener` until the returned handle stops it.
+    pub fn serve(&self, listener: TcpListener) -> Running<FakePrp> {
+        serve_prp(self, listener)
+    }
+}
+
+impl PrpBehaviour for FakePrp {
+    fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<WatchStream>, Status> {
+        let from = request.get_ref().from_revision;
+        let (tx, rx) = mpsc::channel(1024);
+        let mut s = self.state.lock().unwrap();
+        s.watch_calls += 1;
+        if from == 0 {
+            let snap = pb::WatchEvent {
+                revision: s.revision,
+                event: Some(Event::Snapshot(pb::Snapshot {
+                    acps: s.acps.clone(),
+                    resources: s.resources.clone(),
+                    dynamic_acps: Vec::new(),
+                })),
+            };
+            tx.try_send(Ok(snap)).unwrap();
+        } else {
+            for ev in s.log.iter().filter(|e| e.revision > from) {
+                tx.try_send(Ok(ev.clone())).unwrap();
+            }
+        }
+        s.watchers.push(tx);
+        Ok(Response::new(
+            Box::pin(ReceiverStream::new(rx)) as WatchStream
+        ))
+    }
+
+    fn create_dynamic_acp(
+        &self,
+        request: pb::CreateDynamicAcpRequest,
+    ) -> Result<pb::DynamicAcpRecord, Status> {
+        let r = request;
+        let mut s = self.state.lock().unwrap();
+        s.dynamic_acps.push(r.clone());
+        Ok(pb::DynamicAcpRecord {
+            acp_id: format!("dyn{}", s.dynamic_acps.len()),
+            target: r.target,
+            privileges: r.privileges,
+            expires_at: r.expires_at,
+            revision: s.revision,
+        })
+    }
+
     fn kill_watchers(&self) {
         let watchers = std::mem::take(&mut self.state.lock().unwrap().watchers);
         for w in watchers {
             let _ = w.try_send(Err(Status::unavailable("PRP shutting down")));
         }
     }
+}
 
-    /// Serves the fake on `listener` until the returned handle stops it.
-    pub fn serve(&self, listener: TcpListener) -> Running {
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        let svc = PolicyRetrievalPointServer::new(self.clone());
-        let task = tokio::spawn(async move {
-            Server::builder()
-                .add_service(svc)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-        });
-        Running {
-            prp: self.clone(),
-            addr,
-            stop: Some(tx),
-            task: Some(task),
-        }
+/// The stream a fake PRP's `Watch` answers with.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+
+/// What a fake PRP does: `Watch`, and `CreateDynamicAcp` if it says so;
+/// [`FakePrpServer`] answers every other RPC with UNIMPLEMENTED.
+pub trait PrpBehaviour: Clone + Send + Sync + 'static {
+    /// Answers `Watch`.
+    fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<WatchStream>, Status>;
+
+    /// Answers `CreateDynamicAcp`.
+    fn create_dynamic_acp(
+        &self,
+        _request: pb::CreateDynamicAcpRequest,
+    ) -> Result<pb::DynamicAcpRecord, Status> {
+        Err(Status::unimplemented("fake PRP"))
     }
-}
 
-/// A running fake PRP server.
-pub struct Running {
-    prp: FakePrp,
-    /// Where it listens.
-    pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    /// Ends every open Watch stream with UNAVAILABLE.
+    fn kill_watchers(&self);
 }
-
-impl Running {
-    /// Stops the server: ends the Watch streams, then shuts it down and waits
-    /// until the port is closed.
-    pub async fn kill(mut self) {
-        self.prp.kill_watchers();
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .expect("PRP shuts down")
-                .unwrap();
-        }
-    }
-}
-
-type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
 
 fn unimplemented<T>() -> Result<Response<T>, Status> {
     Err(Status::unimplemented("fake PRP"))
 }
 
+/// A [`PrpBehaviour`] as a `PolicyRetrievalPoint` service.
+pub struct FakePrpServer<B>(pub B);
+
 #[tonic::async_trait]
-impl PolicyRetrievalPoint for FakePrp {
+impl<B: PrpBehaviour> PolicyRetrievalPoint for FakePrpServer<B> {
     async fn create_acp(
         &self,
         _: Request<pb::CreateAcpRequest>,
@@ -273,16 +295,9 @@ impl PolicyRetrievalPoint for FakePrp {
         &self,
         request: Request<pb::CreateDynamicAcpRequest>,
     ) -> Result<Response<pb::DynamicAcpRecord>, Status> {
-        let r = request.into_inner();
-        let mut s = self.state.lock().unwrap();
-        s.dynamic_acps.push(r.clone());
-        Ok(Response::new(pb::DynamicAcpRecord {
-            acp_id: format!("dyn{}", s.dynamic_acps.len()),
-            target: r.target,
-            privileges: r.privileges,
-            expires_at: r.expires_at,
-            revision: s.revision,
-        }))
+        self.0
+            .create_dynamic_acp(request.into_inner())
+            .map(Response::new)
     }
 
     type WatchStream = WatchStream;
@@ -291,27 +306,56 @@ impl PolicyRetrievalPoint for FakePrp {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let from = request.get_ref().from_revision;
-        let (tx, rx) = mpsc::channel(1024);
-        let mut s = self.state.lock().unwrap();
-        s.watch_calls += 1;
-        if from == 0 {
-            let snap = pb::WatchEvent {
-                revision: s.revision,
-                event: Some(Event::Snapshot(pb::Snapshot {
-                    acps: s.acps.clone(),
-                    resources: s.resources.clone(),
-                    dynamic_acps: Vec::new(),
-                })),
-            };
-            tx.try_send(Ok(snap)).unwrap();
-        } else {
-            for ev in s.log.iter().filter(|e| e.revision > from) {
-                tx.try_send(Ok(ev.clone())).unwrap();
-            }
+        self.0.watch(request)
+    }
+}
+
+/// Serves `prp` on `listener` until the returned handle stops it. The
+/// behaviour's state survives: serve it again to restart the "PRP".
+pub fn serve_prp<B: PrpBehaviour>(prp: &B, listener: TcpListener) -> Running<B> {
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let svc = PolicyRetrievalPointServer::new(FakePrpServer(prp.clone()));
+    let task = tokio::spawn(async move {
+        Server::builder()
+            .add_service(svc)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    Running {
+        prp: prp.clone(),
+        addr,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+/// A running fake PRP server.
+pub struct Running<B: PrpBehaviour> {
+    prp: B,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl<B: PrpBehaviour> Running<B> {
+    /// Stops the server: ends the Watch streams, then shuts it down and waits
+    /// until the port is closed.
+    pub async fn kill(mut self) {
+        self.prp.kill_watchers();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
-        s.watchers.push(tx);
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("PRP shuts down")
+                .unwrap();
+        }
     }
 }
 
