@@ -117,6 +117,10 @@ pub struct PipCache {
     position_countries: DashMap<[u64; 3], Vec<String>>,
     /// Revision of the last `reset` (cache insert guard).
     reset_revision: AtomicU64,
+    /// Bumped by every clear (a `reset`, a lost watch): an answer fetched
+    /// before it is not cached after it. Revisions alone cannot tell, since
+    /// a PIP restarted on another store counts its revisions anew.
+    epoch: AtomicU64,
     /// Revision of the last change seen on the watch.
     seen_revision: AtomicU64,
     watching: AtomicBool,
@@ -165,6 +169,7 @@ impl PipCache {
             ip_countries: DashMap::new(),
             position_countries: DashMap::new(),
             reset_revision: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
             seen_revision: AtomicU64::new(0),
             watching: AtomicBool::new(false),
         }))
@@ -222,6 +227,8 @@ impl PipCache {
     }
 
     fn clear(&self) {
+        // Before the maps are cleared, like `watching` and `reset_revision`.
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         self.originators.clear();
         self.ip_countries.clear();
         self.position_countries.clear();
@@ -243,12 +250,20 @@ impl PipCache {
     /// the originator's entry lock, the lock [`PipCache::invalidate`] takes:
     /// a change recorded before the insert is seen by the check, and one
     /// recorded after it drops the insert.
-    fn insert_if_current(&self, originator: &str, revision: u64, fresh: &OriginatorEntry) {
+    fn insert_if_current(
+        &self,
+        originator: &str,
+        epoch: u64,
+        revision: u64,
+        fresh: &OriginatorEntry,
+    ) {
         // `reset` and a lost watch change these before they clear the map,
         // so a check made under an entry lock is either seen by the clear
         // or sees them.
         let current = |cache: &Self| {
-            cache.is_watching() && revision >= cache.reset_revision.load(Ordering::Acquire)
+            cache.is_watching()
+                && cache.epoch.load(Ordering::Acquire) == epoch
+                && revision >= cache.reset_revision.load(Ordering::Acquire)
         };
         match self.originators.entry(originator.to_owned()) {
             dashmap::Entry::Occupied(mut slot) => {
@@ -279,6 +294,7 @@ impl PipCache {
     /// Asks the PIP for everything `request` may need and caches the answer
     /// (when it is safe to). The request's `originator` must be absolute.
     pub async fn fetch(&self, request: FetchRequest<'_>) -> Result<Fetched, String> {
+        let epoch = self.epoch.load(Ordering::Acquire);
         let req = pb::ResolveAttributesRequest {
             originator: request.originator.to_owned(),
             role_ids: request.role_ids.to_vec(),
@@ -311,13 +327,26 @@ impl PipCache {
                 }
             };
         crate::telemetry::record_pip_fetch("ok");
-        Ok(self.store(&request, &answer))
+        Ok(self.store_fetched(epoch, &request, &answer))
     }
 
+    /// [`PipCache::store_fetched`] of an answer fetched just now.
+    #[cfg(test)]
     fn store(&self, request: &FetchRequest<'_>, a: &pb::ResolvedAttributes) -> Fetched {
+        self.store_fetched(self.epoch.load(Ordering::Acquire), request, a)
+    }
+
+    /// Caches an answer fetched in `epoch` where it is still current.
+    fn store_fetched(
+        &self,
+        epoch: u64,
+        request: &FetchRequest<'_>,
+        a: &pb::ResolvedAttributes,
+    ) -> Fetched {
         // Countries do not depend on the watched state (tables change only
-        // with a reset), so they are cached whenever the watch is up.
-        if self.is_watching() {
+        // with a reset), so they are cached whenever the watch is up and
+        // has not been reset since the fetch.
+        if self.is_watching() && self.epoch.load(Ordering::Acquire) == epoch {
             if let Some(ip) = request.ip {
                 if self.ip_countries.len() >= MAX_COUNTRY_ENTRIES {
                     self.ip_countries.clear();
@@ -334,7 +363,7 @@ impl PipCache {
             }
         }
         let fetched = answer_to_fetched(request, a);
-        self.insert_if_current(request.originator, a.revision, &fetched.entry);
+        self.insert_if_current(request.originator, epoch, a.revision, &fetched.entry);
         // Whether or not it could be cached, this decision may use it.
         fetched
     }
@@ -378,7 +407,10 @@ impl PipCache {
         self.seen_revision.fetch_max(ev.revision, Ordering::AcqRel);
         match &ev.change {
             Some(Change::Reset(_)) => {
-                self.reset_revision.fetch_max(ev.revision, Ordering::AcqRel);
+                // Not the maximum: a PIP restarted on another store counts
+                // anew, and its reset is where its revisions start.
+                self.seen_revision.store(ev.revision, Ordering::Release);
+                self.reset_revision.store(ev.revision, Ordering::Release);
                 self.clear();
                 self.watching.store(true, Ordering::Release);
                 tracing::info!(pip = %self.endpoint, revision = ev.revision, "PIP watch up; attribute cache reset");
@@ -684,10 +716,11 @@ mod tests {
     async fn an_answer_fetched_before_a_change_is_not_stored_after_it() {
         let cache = cache();
         cache.apply(&reset(5));
+        let epoch = cache.epoch.load(Ordering::Acquire);
         let a = answer(7, &["/id-in/family"]);
         let fetched = answer_to_fetched(&request(Utc::now()), &a);
         cache.apply(&group_changed(8, &[ALICE]));
-        cache.insert_if_current(ALICE, a.revision, &fetched.entry);
+        cache.insert_if_current(ALICE, epoch, a.revision, &fetched.entry);
         assert!(unavailable(&cached_groups(&cache)), "stale answer cached");
         assert_eq!(cache.len(), 0);
         // The decision that asked still uses its own answer.
@@ -724,16 +757,49 @@ mod tests {
         cache.store(&request(Utc::now()), &answer(3, &["/id-in/family"]));
         assert!(cache.is_empty());
         cache.apply(&reset(5));
+        let epoch = cache.epoch.load(Ordering::Acquire);
         let a = answer(7, &["/id-in/family"]);
         let fetched = answer_to_fetched(&request(Utc::now()), &a);
         cache.apply(&reset(9));
-        cache.insert_if_current(ALICE, a.revision, &fetched.entry);
+        cache.insert_if_current(ALICE, epoch, a.revision, &fetched.entry);
         assert!(cache.is_empty());
         // The watch is lost (what `follow` does when the stream ends or fails).
         cache.watching.store(false, Ordering::Release);
         cache.clear();
         cache.store(&request(Utc::now()), &answer(10, &["/id-in/family"]));
         assert!(cache.is_empty());
+    }
+
+    /// A PIP restarted on another store counts its revisions anew: after
+    /// its reset, its answers are cached again although their revisions
+    /// are lower than the old store's, and an answer fetched from the old
+    /// one before the watch was lost is not, whatever its revision.
+    #[tokio::test]
+    async fn a_pip_on_a_new_store_with_lower_revisions_is_cached_again() {
+        let cache = cache();
+        cache.apply(&reset(500));
+        cache.store(&request(Utc::now()), &answer(501, &["/id-in/old"]));
+        assert_eq!(
+            cached_groups(&cache),
+            Lookup::Found(vec!["/id-in/old".to_owned()])
+        );
+        let epoch = cache.epoch.load(Ordering::Acquire);
+        let in_flight = answer(502, &["/id-in/old"]);
+        let fetched = answer_to_fetched(&request(Utc::now()), &in_flight);
+        // The watch is lost; the new PIP's stream starts with its reset.
+        cache.watching.store(false, Ordering::Release);
+        cache.clear();
+        cache.apply(&reset(3));
+        cache.insert_if_current(ALICE, epoch, in_flight.revision, &fetched.entry);
+        assert!(cache.is_empty(), "an answer of the old store was cached");
+        cache.store(&request(Utc::now()), &answer(4, &["/id-in/new"]));
+        assert_eq!(
+            cached_groups(&cache),
+            Lookup::Found(vec!["/id-in/new".to_owned()])
+        );
+        // Its changes drop what it answered, as ever.
+        cache.apply(&group_changed(5, &[ALICE]));
+        assert!(unavailable(&cached_groups(&cache)));
     }
 
     /// Merging a newer answer into the cached entry happens under the same
@@ -768,10 +834,11 @@ mod tests {
         );
         // A fetch without that claim, answered at 8, races the role's
         // deletion at 7.
+        let epoch = cache.epoch.load(Ordering::Acquire);
         let a = answer(8, &[]);
         let fetched = answer_to_fetched(&request(now), &a);
         cache.apply(&role_changed(7, ALICE));
-        cache.insert_if_current(ALICE, a.revision, &fetched.entry);
+        cache.insert_if_current(ALICE, epoch, a.revision, &fetched.entry);
         let view = cache.view(ALICE, None);
         assert!(unavailable(&view.role_verified(
             ALICE,
