@@ -77,8 +77,15 @@ pub struct Position {
 }
 
 /// One access control decision request (TS-0003 Annex G).
+///
+/// `repr(C)`, in the order a decision reads the fields: the target, the
+/// originator, its roles and the operation first (every decision), then
+/// what only some rules need.
 #[derive(Debug, Clone, PartialEq)]
+#[repr(C)]
 pub struct DecisionRequest {
+    /// `to`: the target resource ID.
+    pub target: String,
     /// `fr`: the (authenticated) originator as sent in From.
     pub originator: String,
     /// `rids`: Role-IDs the originator claims; verified by the attribute source.
@@ -87,24 +94,22 @@ pub struct DecisionRequest {
     pub operation: Operation,
     /// True when the Retrieve carries filterUsage 1 (discovery).
     pub discovery: bool,
-    /// `to`: the target resource ID.
-    pub target: String,
-    /// Resource type of the target (`tgty`); needed by `acod` `ty`.
-    pub target_type: Option<u32>,
-    /// `rrt`: the resource type being created (CREATE only).
-    pub resource_type: Option<u32>,
-    /// `spty`: specialization of the resource being created (CREATE only).
-    pub specialization: Option<Specialization>,
+    /// `rq_authn` (table 7.1.2-3).
+    pub authenticated: bool,
     /// `rq_time`: when the hosting CSE received the request.
     pub time: DateTime<Utc>,
     /// `rq_ip`: the originator's IP address.
     pub ip: Option<IpAddr>,
+    /// Resource type of the target (`tgty`); needed by `acod` `ty`.
+    pub target_type: Option<u32>,
+    /// `rrt`: the resource type being created (CREATE only).
+    pub resource_type: Option<u32>,
     /// `rq_loc` as a position, when the hosting CSE knows it.
     pub position: Option<Position>,
     /// `rq_loc` as country codes, when the hosting CSE knows them.
     pub countries: Vec<String>,
-    /// `rq_authn` (table 7.1.2-3).
-    pub authenticated: bool,
+    /// `spty`: specialization of the resource being created (CREATE only).
+    pub specialization: Option<Specialization>,
 }
 
 impl DecisionRequest {
