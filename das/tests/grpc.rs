@@ -172,6 +172,16 @@ fn consult(d: pb::DasRequest) -> pb::ConsultRequest {
     }
 }
 
+/// `IssueToken` of `d`, as the guest client (its secret presented).
+fn as_guest(d: pb::DasRequest) -> tonic::Request<pb::IssueTokenRequest> {
+    with_bearer(
+        pb::IssueTokenRequest {
+            das_request: Some(d),
+        },
+        Some(GUEST_SECRET),
+    )
+}
+
 fn with_bearer<T>(message: T, secret: Option<&str>) -> tonic::Request<T> {
     let mut r = tonic::Request::new(message);
     if let Some(s) = secret {
@@ -484,12 +494,11 @@ async fn issue_token_authenticates_the_originator() {
     // The originator's rts is ignored: a request for something the policies
     // do not grant it gets nothing, not an error.
     let nothing = c
-        .issue_token(with_bearer(
-            pb::IssueTokenRequest {
-                das_request: Some(dreq("Cguest", pb::Operation::Delete, "frontDoorState")),
-            },
-            Some(GUEST_SECRET),
-        ))
+        .issue_token(as_guest(dreq(
+            "Cguest",
+            pb::Operation::Delete,
+            "frontDoorState",
+        )))
         .await
         .expect("answered")
         .into_inner();
@@ -596,12 +605,11 @@ async fn issued_tokens_survive_a_restart_and_are_dropped_when_expired() {
     let das = Running::start(load(&config_json()), Some(&dir)).await;
     let mut c = das.client.clone();
     let issued = c
-        .issue_token(with_bearer(
-            pb::IssueTokenRequest {
-                das_request: Some(dreq("Cguest", pb::Operation::Retrieve, "frontDoorState")),
-            },
-            Some(GUEST_SECRET),
-        ))
+        .issue_token(as_guest(dreq(
+            "Cguest",
+            pb::Operation::Retrieve,
+            "frontDoorState",
+        )))
         .await
         .expect("issued")
         .into_inner();
@@ -784,12 +792,11 @@ async fn consultants_with_a_secret_must_present_it_7_3_2_2_7_3_2_3() {
         .into_inner();
     assert!(res.dynamic_acp_info.is_some());
     let issued = c
-        .issue_token(with_bearer(
-            pb::IssueTokenRequest {
-                das_request: Some(dreq("Cguest", pb::Operation::Retrieve, "frontDoorState")),
-            },
-            Some(GUEST_SECRET),
-        ))
+        .issue_token(as_guest(dreq(
+            "Cguest",
+            pb::Operation::Retrieve,
+            "frontDoorState",
+        )))
         .await
         .expect("issued")
         .into_inner();
@@ -998,12 +1005,11 @@ async fn get_tokens_answers_only_cses_in_the_audience_7_3_2_3() {
 
     // Through IssueToken: audience HCSE and /in-cse (configured).
     let issued = c
-        .issue_token(with_bearer(
-            pb::IssueTokenRequest {
-                das_request: Some(dreq("Cguest", pb::Operation::Retrieve, "frontDoorState")),
-            },
-            Some(GUEST_SECRET),
-        ))
+        .issue_token(as_guest(dreq(
+            "Cguest",
+            pb::Operation::Retrieve,
+            "frontDoorState",
+        )))
         .await
         .expect("issued")
         .into_inner();
