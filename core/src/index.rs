@@ -236,10 +236,14 @@ impl LiteralIndex {
 /// The first (up to) eight bytes of a segment, little-endian, zero-padded:
 /// what a pattern's last segment is pre-tested on.
 fn head_word(text: &[u8]) -> u64 {
-    let mut word = [0u8; 8];
-    let n = text.len().min(8);
-    word[..n].copy_from_slice(&text[..n]);
-    u64::from_le_bytes(word)
+    // One load for a segment of eight bytes or more (most), without the
+    // `memcpy` call a copy of variable length compiles to.
+    if let Some(head) = text.first_chunk::<8>() {
+        return u64::from_le_bytes(*head);
+    }
+    text.iter()
+        .enumerate()
+        .fold(0, |w, (i, &b)| w | (u64::from(b) << (8 * i)))
 }
 
 /// A wildcard entry (TS-0003 7.1.3, Decision 1): its anchor, its `/`
