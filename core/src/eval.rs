@@ -136,9 +136,7 @@ pub fn decide_canonical(
             if policy != Some(i) {
                 // Rules of this policy the first pass evaluated already.
                 policy = Some(i);
-                candidates.clear();
-                ev.direct_candidates(acrs, &mut candidates);
-                done = candidates.iter().map(|c| c.rule).collect();
+                done = ev.direct_rules(acrs, &mut candidates);
             }
             if done.contains(&at.rule) {
                 continue;
@@ -156,9 +154,7 @@ pub fn decide_canonical(
         let Some(group_index) = acrs.index.groups() else {
             continue;
         };
-        candidates.clear();
-        ev.direct_candidates(acrs, &mut candidates);
-        let mut done: SmallVec<[u32; 8]> = candidates.iter().map(|c| c.rule).collect();
+        let mut done = ev.direct_rules(acrs, &mut candidates);
         candidates.clear();
         for (group, at) in group_index.iter() {
             if !done.contains(&at.rule) && ev.is_group_member(group) {
@@ -296,6 +292,18 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             out.sort_by_key(|at| (at.rule, at.entry));
             out.dedup_by_key(|at| at.rule);
         }
+    }
+
+    /// The rules of `acrs` the first pass evaluated (those of
+    /// [`Evaluation::direct_candidates`]), using `scratch` for the entries.
+    fn direct_rules(
+        &mut self,
+        acrs: &CompiledAcrs,
+        scratch: &mut SmallVec<[EntryRef; 8]>,
+    ) -> SmallVec<[u32; 8]> {
+        scratch.clear();
+        self.direct_candidates(acrs, scratch);
+        scratch.iter().map(|c| c.rule).collect()
     }
 
     /// `res_acr(k)` for a rule whose originators matched; `Some` is a Permit.

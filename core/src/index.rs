@@ -256,8 +256,6 @@ pub(crate) struct Pattern {
     /// which bytes of the originator's last segment they are compared with.
     head: u64,
     head_mask: u64,
-    /// How many bytes of `head` are literal (0-8).
-    head_len: u8,
     segments: Box<[Glob]>,
 }
 
@@ -271,7 +269,6 @@ impl Pattern {
             scope,
             head: head_word(literal.as_bytes()),
             head_mask: head_mask(n as u8),
-            head_len: n as u8,
             segments: segments.iter().map(|s| Glob::new(s)).collect(),
         }
     }
@@ -314,11 +311,11 @@ struct PatternFilter {
 
 impl PatternFilter {
     fn build(patterns: &[Pattern]) -> Self {
-        let Some(len) = patterns.iter().map(|p| p.head_len).min() else {
+        // Heads are prefixes, so the shortest head has the smallest mask.
+        let Some(mask) = patterns.iter().map(|p| p.head_mask).min() else {
             // No pattern: nothing passes.
             return Self::default();
         };
-        let mask = head_mask(len);
         Self {
             bloom: patterns.iter().fold(0, |b, p| b | Self::bits(p.head, mask)),
             mask,
@@ -354,7 +351,7 @@ fn head_mask(len: u8) -> u64 {
 /// Where each kind of `acor` entry of a rule set is found (TS-0003 7.1.3).
 ///
 /// `repr(C)`, hot fields first: a decision reads the two filters and the
-/// flags of every applicable rule set (one cache line), and the tables
+/// flags of every applicable rule set (the first 66 bytes), and the tables
 /// behind them only when a filter passes. `all` and the group entries,
 /// which few rule sets have, live behind one pointer.
 #[derive(Debug, Clone, Default)]
