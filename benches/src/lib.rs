@@ -39,6 +39,7 @@ use authz_core::{
 };
 use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
+use smol_str::SmolStr;
 
 use crate::workload::{CSE_ID, SP_FQDN, Workload, filler_policy, gen_acp};
 
@@ -48,10 +49,10 @@ pub fn hosting_context() -> HostingContext {
 }
 
 /// Compiled ACPs by ID.
-pub type AcpStore = FxHashMap<Arc<str>, CompiledAcp>;
+pub type AcpStore = FxHashMap<SmolStr, CompiledAcp>;
 
 /// Target resource ID -> its `acpi`.
-pub type ResourceTable = FxHashMap<Box<str>, SmallVec<[Arc<str>; 3]>>;
+pub type ResourceTable = FxHashMap<SmolStr, SmallVec<[SmolStr; 3]>>;
 
 fn compile(id: &Arc<str>, acp: &AccessControlPolicy) -> CompiledAcp {
     CompiledAcp::compile(id.clone(), acp).unwrap_or_else(|e| panic!("{id} does not compile: {e}"))
@@ -64,16 +65,16 @@ pub fn build_store(workload: &Workload, full: usize, total: usize) -> AcpStore {
     let mut store = AcpStore::default();
     store.reserve(total);
     for acp in &workload.acps {
-        store.insert(acp.id.clone(), compile(&acp.id, &acp.policy()));
+        store.insert(SmolStr::new(&acp.id), compile(&acp.id, &acp.policy()));
     }
     for i in workload.acps.len()..full.min(total) {
         let acp = gen_acp(workload.config.seed, i);
-        store.insert(acp.id.clone(), compile(&acp.id, &acp.policy()));
+        store.insert(SmolStr::new(&acp.id), compile(&acp.id, &acp.policy()));
     }
     for i in full.max(workload.acps.len())..total {
         let id: Arc<str> = workload::acp_id(i).into();
         let compiled = compile(&id, &filler_policy(i));
-        store.insert(id, compiled);
+        store.insert(SmolStr::new(&id), compiled);
     }
     store
 }
@@ -155,10 +156,10 @@ impl Engine {
             .iter()
             .map(|t| {
                 (
-                    t.id.clone().into_boxed_str(),
+                    SmolStr::new(&t.id),
                     t.acpi
                         .iter()
-                        .map(|&a| workload.acps[a].id.clone())
+                        .map(|&a| SmolStr::new(&workload.acps[a].id))
                         .collect(),
                 )
             })

@@ -15,10 +15,10 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use smallvec::SmallVec;
+use smol_str::SmolStr;
 use thiserror::Error;
 
 use crate::decision::PrivilegeKind;
@@ -96,7 +96,7 @@ impl Errors {
 #[repr(C)]
 pub struct CompiledAcp {
     privileges: CompiledAcrs,
-    id: Arc<str>,
+    id: SmolStr,
     self_privileges: Box<CompiledAcrs>,
 }
 
@@ -106,7 +106,7 @@ impl CompiledAcp {
     /// Absent `pv` or `pvs` compile to empty rule sets; the oneM2M rule that a
     /// created ACP holds at least one `pvs` rule is [`check_create`]'s job.
     pub fn compile(
-        id: impl Into<Arc<str>>,
+        id: impl AsRef<str>,
         acp: &AccessControlPolicy,
     ) -> Result<Self, ValidationErrors> {
         let mut errors = Errors::default();
@@ -119,7 +119,7 @@ impl CompiledAcp {
         );
         if errors.0.is_empty() {
             Ok(Self {
-                id: id.into(),
+                id: SmolStr::new(id),
                 privileges,
                 self_privileges: Box::new(self_privileges),
             })
@@ -131,14 +131,14 @@ impl CompiledAcp {
     /// Compiles a bare set of rules (e.g. a token's or a dynamic grant's `pv`)
     /// as the privileges of a synthetic ACP.
     pub fn from_privileges(
-        id: impl Into<Arc<str>>,
+        id: impl AsRef<str>,
         privileges: &SetOfAcrs,
     ) -> Result<Self, ValidationErrors> {
         let mut errors = Errors::default();
         let compiled = compile_acrs("pv", privileges, &mut errors);
         if errors.0.is_empty() {
             Ok(Self {
-                id: id.into(),
+                id: SmolStr::new(id),
                 privileges: compiled,
                 self_privileges: Box::default(),
             })
@@ -148,7 +148,7 @@ impl CompiledAcp {
     }
 
     /// The ACP's ID.
-    pub fn id(&self) -> &Arc<str> {
+    pub fn id(&self) -> &SmolStr {
         &self.id
     }
 

@@ -4,10 +4,10 @@
 //! originator did not permit.
 
 use std::fmt;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use smol_str::SmolStr;
 
 /// `m2m:authorizationDecision`: 1 PERMIT, 2 DENY.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -87,8 +87,9 @@ impl PrivilegeKind {
 /// Identifies one rule: ACP, which privileges, index in `acr`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct RuleRef {
-    /// The ACP's ID.
-    pub acp: Arc<str>,
+    /// The ACP's ID (held inline when short, so naming it in a Permit
+    /// neither touches another cache line nor counts a reference).
+    pub acp: SmolStr,
     /// `pv` or `pvs`.
     pub privileges: PrivilegeKind,
     /// Index of the rule in `acr`.

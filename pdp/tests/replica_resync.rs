@@ -179,7 +179,7 @@ fn replica_state(pdp: &Pdp) -> (u64, Vec<String>, Vec<String>) {
     let mut acps: Vec<String> = snap.acps.keys().map(|k| k.to_string()).collect();
     acps.extend(snap.rejected.keys().map(|k| k.to_string()));
     acps.sort();
-    let mut resources: Vec<String> = snap.resources.keys().cloned().collect();
+    let mut resources: Vec<String> = snap.resources.keys().map(|k| k.to_string()).collect();
     resources.sort();
     (snap.revision, acps, resources)
 }

@@ -27,7 +27,6 @@
 //! [`invalid_argument`] turns the errors into a gRPC status.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
 
 use authz_core::HostingContext;
 use authz_core::decision::{
@@ -1263,7 +1262,7 @@ fn rule_ref_from_pb(r: &pb::RuleRef, path: &str, errors: &mut Errors) -> Option<
         }
     };
     Some(RuleRef {
-        acp: Arc::from(r.acp_id.as_str()),
+        acp: r.acp_id.as_str().into(),
         privileges,
         rule: r.rule_index as usize,
     })

@@ -1,8 +1,6 @@
 //! Conversions between the wire messages and the core model: lossless policy
 //! round trips, request checks that name the field, and decision encoding.
 
-use std::sync::Arc;
-
 use authz_core::HostingContext;
 use authz_core::decision::{
     AuthorizationStatus, ContextFailure, Decision, Effect, Explanation, FailedCondition,
@@ -552,7 +550,7 @@ fn invalid_argument_carries_field_violations() {
 
 fn rule(acp: &str, kind: PrivilegeKind, index: usize) -> RuleRef {
     RuleRef {
-        acp: Arc::from(acp),
+        acp: acp.into(),
         privileges: kind,
         rule: index,
     }
