@@ -253,6 +253,13 @@ pub(crate) struct CompiledObjectDetails {
 }
 
 /// `acip` as inclusive ranges, sorted and merged, one list per family.
+///
+/// An IPv4 address and its IPv4-mapped IPv6 form (`::ffff:a.b.c.d`, as
+/// dual-stack sockets report IPv4 peers) are the same peer. So an entry
+/// written in the mapped form (inside `::ffff:0:0/96`) is kept as the IPv4
+/// range it stands for, and a mapped request address is tested as the IPv4
+/// address it is. Other IPv6 entries hold IPv6 peers only: `::/0` means
+/// "any IPv6 peer", not "any peer".
 #[derive(Debug, Clone, Default)]
 pub(crate) struct IpRanges {
     v4: Vec<(u32, u32)>,
@@ -266,7 +273,14 @@ impl IpRanges {
         for net in nets {
             match net {
                 IpNet::V4(n) => v4.push((n.network().into(), n.broadcast().into())),
-                IpNet::V6(n) => v6.push((n.network().into(), n.broadcast().into())),
+                IpNet::V6(n) => match (
+                    n.prefix_len() >= 96,
+                    n.network().to_ipv4_mapped(),
+                    n.broadcast().to_ipv4_mapped(),
+                ) {
+                    (true, Some(lo), Some(hi)) => v4.push((lo.into(), hi.into())),
+                    _ => v6.push((n.network().into(), n.broadcast().into())),
+                },
             }
         }
         Self {
@@ -275,21 +289,14 @@ impl IpRanges {
         }
     }
 
-    /// Is `ip` inside one of the ranges? An IPv4 address and its
-    /// IPv4-mapped IPv6 form (`::ffff:a.b.c.d`, as dual-stack sockets report
-    /// IPv4 peers) are the same peer: each is also tested against the ranges
-    /// of the other family.
+    /// Is `ip` inside one of the ranges (a mapped address as its IPv4 form)?
     pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         match ip {
-            IpAddr::V4(a) => {
-                in_ranges(&self.v4, u32::from(a))
-                    || (!self.v6.is_empty() && in_ranges(&self.v6, u128::from(a.to_ipv6_mapped())))
-            }
-            IpAddr::V6(a) => {
-                in_ranges(&self.v6, u128::from(a))
-                    || a.to_ipv4_mapped()
-                        .is_some_and(|v4| in_ranges(&self.v4, u32::from(v4)))
-            }
+            IpAddr::V4(a) => in_ranges(&self.v4, u32::from(a)),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => in_ranges(&self.v4, u32::from(v4)),
+                None => in_ranges(&self.v6, u128::from(a)),
+            },
         }
     }
 }

@@ -1464,7 +1464,34 @@ fn table_7_1_3_3_acip_ipv4_mapped_either_way() {
             ("10.1.2.3", true),
             ("::ffff:10.1.2.3", true),
             ("11.1.2.3", false),
+            ("::ffff:11.1.2.3", false),
         ],
+    );
+}
+
+/// Table 7.1.3-3 lists IPv4 and IPv6 addresses as separate sets: an IPv6
+/// entry that is not in the mapped form (`::/0`, `::/1`, `::ffff:0:0/95`)
+/// admits IPv6 peers only, never an IPv4 peer in either of its forms.
+#[test]
+fn table_7_1_3_3_acip_ipv6_entries_do_not_admit_ipv4_peers() {
+    for (entry, v6_peer) in [
+        ("::/0", "2001:db8::1"),
+        ("::/1", "::1"),
+        ("::ffff:0:0/95", "::fffe:0:1"),
+    ] {
+        assert_ips(
+            &acip(&[], &[entry]),
+            &[
+                ("10.0.0.1", false),
+                ("::ffff:10.0.0.1", false),
+                (v6_peer, true),
+            ],
+        );
+    }
+    // An IPv4 entry admits no IPv6 peer, however wide.
+    assert_ips(
+        &acip(&["0.0.0.0/0"], &[]),
+        &[("2001:db8::1", false), ("::1", false), ("10.0.0.1", true)],
     );
 }
 

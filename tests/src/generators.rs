@@ -65,8 +65,23 @@ const V4: &[&str] = &[
     "8.8.8.8",
 ];
 const V4_NEAR: &[&str] = &["10.0.0.200", "10.9.9.9", "192.168.2.1", "172.16.200.1"];
-const V6: &[&str] = &["fd00::1", "fd00::1:5", "2001:db8::5", "2001:db8:1::9"];
-const V6_NEAR: &[&str] = &["fd00::ffff", "fd12::1", "2001:db8:2::1", "2001:db9::1"];
+// With IPv4-mapped addresses: as entries they give both mapped ranges
+// (prefix 112, 128) and plain IPv6 ranges that cover the mapped block (8-64).
+const V6: &[&str] = &[
+    "fd00::1",
+    "fd00::1:5",
+    "2001:db8::5",
+    "2001:db8:1::9",
+    "::ffff:10.0.0.1",
+    "::ffff:192.168.1.10",
+];
+const V6_NEAR: &[&str] = &[
+    "fd00::ffff",
+    "fd12::1",
+    "2001:db8:2::1",
+    "2001:db9::1",
+    "::ffff:10.0.0.200",
+];
 const V4_PREFIXES: &[u8] = &[8, 16, 24, 32];
 const V6_PREFIXES: &[u8] = &[8, 16, 32, 48, 64, 112, 128];
 

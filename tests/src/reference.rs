@@ -315,15 +315,26 @@ fn res_ip(context: &AccessControlContext, rq: &Rq<'_>) -> bool {
     };
     // Project choice (README): an IPv4-mapped IPv6 address `::ffff:a.b.c.d`
     // and the IPv4 address `a.b.c.d` are the same peer (a dual-stack socket
-    // reports one, a single-stack one the other), so each also matches the
-    // entries written in the other form.
-    let mapped = match rq_ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
-        IpAddr::V4(v4) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
+    // reports one, a single-stack one the other). That peer matches the IPv4
+    // entries and the IPv6 entries written in the mapped form (inside
+    // `::ffff:0:0/96`); any other IPv6 entry admits IPv6 peers only.
+    let peer_v4 = match rq_ip {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped(),
     };
+    let mapped_block: IpNet = "::ffff:0:0/96".parse().expect("valid net");
     ipv4.iter().chain(ipv6).any(|entry| {
-        parse_ip_entry(entry)
-            .is_some_and(|net| net.contains(&rq_ip) || mapped.is_some_and(|m| net.contains(&m)))
+        let Some(net) = parse_ip_entry(entry) else {
+            return false;
+        };
+        match (net, peer_v4) {
+            (IpNet::V4(_), Some(v4)) => net.contains(&IpAddr::V4(v4)),
+            (IpNet::V4(_), None) => false,
+            (IpNet::V6(_), Some(v4)) => {
+                mapped_block.contains(&net) && net.contains(&IpAddr::V6(v4.to_ipv6_mapped()))
+            }
+            (IpNet::V6(_), None) => !mapped_block.contains(&net) && net.contains(&rq_ip),
+        }
     })
 }
 
