@@ -72,7 +72,7 @@ fn check(args: &CheckArgs) -> Result<Value> {
     }
     let text = std::fs::read_to_string(&args.request)
         .with_context(|| format!("{}: cannot read", args.request.display()))?;
-    let request = json::request_from_json(&text, chrono::Utc::now())
+    let mut request = json::request_from_json(&text, chrono::Utc::now())
         .map_err(|e| file_error(&args.request, e))?;
 
     // TS-0001 10.2.3.1: a request on an ACP is judged by that ACP's pvs
@@ -83,6 +83,12 @@ fn check(args: &CheckArgs) -> Result<Value> {
             .and_then(|ri| canonical_resource_id(ri, &ctx).ok())
             .is_some_and(|ri| Some(&ri) == target.as_ref())
     });
+    if target_acp.is_some() && request.target_type.is_none() {
+        // The target is one of the loaded ACPs, so its type is known:
+        // accessControlPolicy (ty 1), what an `acod` `ty` of its pvs is
+        // compared with (TS-0003 7.1.5 res_resourceType).
+        request.target_type = Some(1);
+    }
     let applicable: Vec<Applicable<'_>> = match target_acp {
         Some((_, acp)) => vec![Applicable {
             acp,

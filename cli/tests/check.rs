@@ -132,6 +132,47 @@ fn request_on_the_acp_uses_self_privileges_in_every_id_form() {
     }
 }
 
+/// TS-0003 7.1.5 res_resourceType: an `acod` `ty` is compared with the
+/// type of the targeted resource. When the target is one of the loaded
+/// ACPs, that type is accessControlPolicy (1) without the request saying so.
+#[test]
+fn create_under_an_acp_knows_the_target_is_an_acp_7_1_5() {
+    let dir = tempdir();
+    let acp = dir.join("acp.json");
+    std::fs::write(
+        &acp,
+        r#"{"m2m:acp": {"rn": "acp1", "ri": "acp1",
+        "pv": {"acr": [{"acor": ["all"], "acop": 2}]},
+        "pvs": {"acr": [{"acor": ["Cadmin"], "acop": 63,
+                         "acod": [{"ty": 1, "chty": [23]}]}]}}}"#,
+    )
+    .unwrap();
+    for (request, dec) in [
+        // A subscription (23) under the ACP: ty 1 holds.
+        (r#"{"fr": "Cadmin", "to": "acp1", "op": 1, "rrt": 23}"#, 1),
+        // The request's own tgty is not overridden.
+        (
+            r#"{"fr": "Cadmin", "to": "acp1", "op": 1, "rrt": 23, "tgty": 3}"#,
+            2,
+        ),
+        // Not a listed child type.
+        (r#"{"fr": "Cadmin", "to": "acp1", "op": 1, "rrt": 4}"#, 2),
+    ] {
+        let req = dir.join("req.json");
+        std::fs::write(&req, request).unwrap();
+        let (code, out, err) = authz(&[
+            "check",
+            "-p",
+            acp.to_str().unwrap(),
+            "-r",
+            req.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["dec"], dec, "{request}: {out}");
+    }
+}
+
 #[test]
 fn invalid_policy_exits_2_naming_file_and_field() {
     let dir = tempdir();
