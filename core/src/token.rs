@@ -623,8 +623,9 @@ fn check_plain(s: &str) -> Result<(), &'static str> {
 
 /// Checks the `name@fqdn` form of token IDs and Role-IDs (TS-0004 table
 /// 6.3.3-1; TS-0001 7.1.14, 7.1.15): the name of letters, digits, `.`, `_`
-/// and `-`; the issuer a lower-case FQDN.
-fn check_scoped_id(id: &str) -> Result<(), String> {
+/// and `-`; the issuer a lower-case FQDN. The error says which part is
+/// wrong.
+pub fn check_scoped_id(id: &str) -> Result<(), String> {
     let Some((name, fqdn)) = id.split_once('@') else {
         return Err(format!("'{id}' is not name@fqdn"));
     };

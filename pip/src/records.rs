@@ -9,6 +9,7 @@
 
 use authz_core::HostingContext;
 use authz_core::request::Position;
+use authz_core::token::check_scoped_id;
 use authz_proto::convert::{position_from_pb, position_to_pb, timestamp_field, timestamp_to_pb};
 use authz_proto::{ConversionError, pb};
 use chrono::{DateTime, Utc};
@@ -107,36 +108,6 @@ impl PositionRecord {
     }
 }
 
-/// Checks the `name@fqdn` form of m2m:roleID and m2m:tokenID (TS-0004 table
-/// 6.3.3-1): the name of letters, digits, `.`, `_`, `-`; the issuer a
-/// lowercase FQDN.
-pub fn check_name_at_fqdn(id: &str) -> Result<(), String> {
-    let Some((name, fqdn)) = id.split_once('@') else {
-        return Err(format!("'{id}' is not of the form name@fqdn"));
-    };
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
-        return Err(format!(
-            "'{id}': the part before @ must be letters, digits, '.', '_' or '-'"
-        ));
-    }
-    let labels_ok = !fqdn.is_empty()
-        && fqdn.split('.').all(|l| {
-            !l.is_empty()
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        });
-    if !labels_ok {
-        return Err(format!("'{id}': the part after @ must be a lowercase FQDN"));
-    }
-    Ok(())
-}
-
 /// Collects field errors.
 #[derive(Default)]
 struct Check(Vec<ConversionError>);
@@ -200,7 +171,7 @@ pub fn role_from_pb(
     r: &pb::Role,
 ) -> Result<RoleRecord, Vec<ConversionError>> {
     let mut check = Check::default();
-    if let Err(e) = check_name_at_fqdn(&r.role_id) {
+    if let Err(e) = check_scoped_id(&r.role_id) {
         check.add("role.role_id", e);
     }
     if r.issuer.is_empty() {
@@ -250,7 +221,7 @@ pub fn role_to_pb(r: &RoleRecord) -> pb::Role {
 /// Converts and checks a wire token; fields are named under `token`.
 pub fn token_from_pb(t: &pb::Token) -> Result<TokenRecord, Vec<ConversionError>> {
     let mut check = Check::default();
-    if let Err(e) = check_name_at_fqdn(&t.token_id) {
+    if let Err(e) = check_scoped_id(&t.token_id) {
         check.add("token.token_id", e);
     }
     if t.token_object.is_empty() {
@@ -420,12 +391,12 @@ mod tests {
     #[test]
     fn role_and_token_ids_are_name_at_fqdn() {
         // TS-0004 table 6.3.3-1 (spec notes 7.2).
-        assert!(check_name_at_fqdn("1234abcd@role-issuer.com").is_ok());
-        assert!(check_name_at_fqdn("guest.v1_x-y@roles.example.com").is_ok());
-        assert!(check_name_at_fqdn("guest").is_err());
-        assert!(check_name_at_fqdn("@roles.example.com").is_err());
-        assert!(check_name_at_fqdn("gu est@roles.example.com").is_err());
-        assert!(check_name_at_fqdn("guest@Roles.example.com").is_err());
-        assert!(check_name_at_fqdn("guest@roles..com").is_err());
+        assert!(check_scoped_id("1234abcd@role-issuer.com").is_ok());
+        assert!(check_scoped_id("guest.v1_x-y@roles.example.com").is_ok());
+        assert!(check_scoped_id("guest").is_err());
+        assert!(check_scoped_id("@roles.example.com").is_err());
+        assert!(check_scoped_id("gu est@roles.example.com").is_err());
+        assert!(check_scoped_id("guest@Roles.example.com").is_err());
+        assert!(check_scoped_id("guest@roles..com").is_err());
     }
 }
