@@ -222,6 +222,15 @@ fn invalid_request_exits_2_naming_the_field() {
             "rtm:",
         ),
         (r#"{"fr": "C1", "to": "x"}"#, "op:"),
+        // A claimed Role-ID is name@issuer, as the PDP requires too.
+        (
+            r#"{"fr": "C1", "to": "x", "op": 2, "rids": ["not a role"]}"#,
+            "rids[0]:",
+        ),
+        (
+            r#"{"fr": "C1", "to": "x", "op": 2, "rids": ["r@x.org", "guest"]}"#,
+            "rids[1]:",
+        ),
     ] {
         std::fs::write(&req, body).unwrap();
         let (code, out, err) = authz(&[

@@ -53,6 +53,9 @@ pub enum IdError {
     /// An absolute ID with an empty segment, such as `//sp//x`.
     #[error("'{0}' has an empty path segment")]
     EmptySegment(String),
+    /// A Role-ID or Token-ID that is not `name@issuer`.
+    #[error("'{0}' is not of the form name@issuer")]
+    NotNameAtIssuer(String),
 }
 
 /// Byte classes for [`check_originator_id`].
@@ -107,6 +110,18 @@ pub fn check_originator_id(id: &str) -> Result<(), IdError> {
         return Err(IdError::EmptySegment(id.to_owned()));
     }
     Ok(())
+}
+
+/// What a Role-ID or Token-ID a request claims must be before it is decided
+/// on: not empty, no whitespace, `name@issuer` with both parts given.
+/// Looser than [`crate::token::check_scoped_id`] (the form an issuer gives
+/// them), so that no ID an `acor` entry can name is refused as input.
+pub fn check_claimed_at_id(id: &str) -> Result<(), IdError> {
+    check_plain(id)?;
+    match id.rsplit_once('@') {
+        Some((name, issuer)) if !name.is_empty() && !issuer.is_empty() => Ok(()),
+        _ => Err(IdError::NotNameAtIssuer(id.to_owned())),
+    }
 }
 
 fn check_plain(id: &str) -> Result<(), IdError> {

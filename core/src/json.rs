@@ -541,6 +541,11 @@ pub fn request_from_json(
         // A malformed request is an error, not a decision (Decision 9).
         bad("fr", format!("'{}' is not an originator ID: {e}", short.fr));
     }
+    for (i, rid) in short.rids.iter().enumerate() {
+        if let Err(e) = crate::ids::check_claimed_at_id(rid) {
+            bad(&format!("rids[{i}]"), format!("not a Role-ID: {e}"));
+        }
+    }
     if short.to.is_empty() {
         bad("to", "the target resource ID must not be empty".to_owned());
     } else if short.to.chars().any(char::is_whitespace) {

@@ -926,13 +926,15 @@ fn is_ncname(s: &str) -> bool {
 
 /// Checks a `name@issuer` identifier (m2m:roleID, m2m:tokenID).
 fn check_at_id(id: &str, field: &str, what: &str, errors: &mut Errors) {
-    if check_id(id, field, errors) {
-        let ok = id
-            .rsplit_once('@')
-            .is_some_and(|(name, issuer)| !name.is_empty() && !issuer.is_empty());
-        if !ok {
-            errors.add(field, format!("'{id}' is not a {what} (name@issuer)"));
+    match authz_core::ids::check_claimed_at_id(id) {
+        Ok(()) => {}
+        Err(IdError::NotNameAtIssuer(_)) => {
+            errors.add(field, format!("'{id}' is not a {what} (name@issuer)"))
         }
+        Err(IdError::Whitespace) => {
+            errors.add(field, format!("'{id}' must not contain whitespace"))
+        }
+        Err(e) => errors.add(field, e.to_string()),
     }
 }
 
