@@ -11,9 +11,10 @@
 //!   `das_request.<field>`) and evaluated at its `rts`; the first matching
 //!   policy grants a token whose `aud` is **only** the consulting CSE
 //!   (7.3.2.2 step 3.1) and/or a `dai`.
-//!   Tokens listed in `dreq.tids` that this DAS issued to the same holder
-//!   and that are still valid are returned in `tkns` too. Nothing granted →
-//!   an empty `DasResponse`.
+//!   Tokens listed in `dreq.tids` that this DAS issued to the same holder,
+//!   that are still valid and whose audience names the consulting CSE (as
+//!   for `GetTokens`) are returned in `tkns` too; other IDs are left out
+//!   alike. Nothing granted → an empty `DasResponse`.
 //! - `IssueToken` (Indirect DA, 7.3.2.3 step 3): the originator
 //!   authenticates with `authorization: Bearer <secret>` (UNAUTHENTICATED
 //!   when missing or unknown); `dreq.or` must be that client's originator
@@ -37,7 +38,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use authz_core::token::audience_matches;
 use authz_proto::convert::set_of_acrs_to_pb;
 use authz_proto::pb::dynamic_authorization_server_server::DynamicAuthorizationServer;
 use authz_proto::{ConversionError, invalid_argument, pb};
@@ -269,12 +269,14 @@ impl DasService {
         )
         .map_err(|e| invalid_argument(&e))?;
 
-        // Tokens asked for by ID (`tids`): this holder's, still valid.
+        // Tokens asked for by ID (`tids`): this holder's, still valid, and
+        // meant for this hosting CSE (TS-0003 7.3.2.2 step 3.1: `aud` is the
+        // HCSE). Others are dropped like unknown IDs, as `GetTokens` does.
         let known = self.inner.store.read(|_, s| {
             request
                 .token_ids
                 .iter()
-                .filter_map(|id| s.valid(id, now))
+                .filter_map(|id| s.valid_for(id, &hosting, now))
                 .filter(|t| t.holder == request.originator)
                 .map(|t| t.jwt.clone())
                 .collect()
@@ -389,13 +391,11 @@ impl DasService {
         Ok(self.inner.store.read(|_, s| {
             let mut response = pb::GetDasTokensResponse::default();
             for id in &req.token_ids {
-                match s.valid(id, now) {
-                    Some(t) if t.audience.iter().any(|a| audience_matches(a, &hosting)) => {
-                        response.tokens.push(t.jwt.clone())
-                    }
+                match s.valid_for(id, &hosting, now) {
+                    Some(t) => response.tokens.push(t.jwt.clone()),
                     // Not told apart from unknown: the caller learns nothing
                     // of tokens meant for other CSEs.
-                    _ => response.unknown_ids.push(id.clone()),
+                    None => response.unknown_ids.push(id.clone()),
                 }
             }
             response

@@ -10,6 +10,8 @@
 
 use std::collections::BTreeMap;
 
+use authz_core::HostingContext;
+use authz_core::token::audience_matches;
 use authz_store::{Row, Schema, StoreError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -25,9 +27,9 @@ pub struct IssuedToken {
     pub holder: String,
     /// Its notAfter: valid up to and including this instant.
     pub expires_at: DateTime<Utc>,
-    /// Its audience (`aud`), as signed: `GetTokens` gives the token only to
-    /// a CSE it names. Records written before the field existed have none,
-    /// and are given to no one.
+    /// Its audience (`aud`), as signed: `Consult` and `GetTokens` give the
+    /// token only to a CSE it names ([`DasState::valid_for`]). Records
+    /// written before the field existed have none, and are given to no one.
     #[serde(default)]
     pub audience: Vec<String>,
 }
@@ -50,6 +52,20 @@ impl DasState {
     /// The token with this ID if it is still valid at `now`.
     pub fn valid(&self, token_id: &str, now: DateTime<Utc>) -> Option<&IssuedToken> {
         self.tokens.get(token_id).filter(|t| !t.is_expired(now))
+    }
+
+    /// The token with this ID if it is still valid at `now` and its audience
+    /// names `hosting`: only a CSE that will verify the token may be given it
+    /// (TS-0003 7.3.2.2 step 3.1 for `Consult`, 7.3.2.3 step 5 for
+    /// `GetTokens`).
+    pub fn valid_for(
+        &self,
+        token_id: &str,
+        hosting: &HostingContext,
+        now: DateTime<Utc>,
+    ) -> Option<&IssuedToken> {
+        self.valid(token_id, now)
+            .filter(|t| t.audience.iter().any(|a| audience_matches(a, hosting)))
     }
 
     /// The IDs of the tokens expired at `now`.

@@ -3,7 +3,8 @@
 //! their originators, operations, targets and time windows; dynamic ACPs;
 //! `IssueToken` authentication, and its originator IP taken from the
 //! transport; consultants authenticated by their secrets on `Consult` and
-//! `GetTokens`; field-named errors; durability across a restart and expiry;
+//! `GetTokens`; tokens named by ID given only to CSEs in their audience;
+//! field-named errors; durability across a restart and expiry;
 //! configuration errors naming file and field (roles under conditions,
 //! audiences that name no CSE, consultant secrets).
 
@@ -1048,5 +1049,71 @@ async fn get_tokens_answers_only_cses_in_the_audience_7_3_2_3() {
     let e = get("").await.expect_err("no CSE named");
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().contains("hosting_cse_id"), "{e:?}");
+    das.stop().await;
+}
+
+/// TS-0003 7.3.2.2 step 3.1: the tokens of a Consult answer have only the
+/// consulting hosting CSE in their audience, so a token named in `dreq.tids`
+/// is returned only to a CSE its `aud` names (the check `GetTokens` makes).
+/// A token issued for CSE A and named in a Consult from CSE B is dropped
+/// like an unknown ID (B learns nothing of it); the same token is returned
+/// to A. Tokens from IssueToken, whose audience is the configured one, are
+/// not returned to a CSE outside it either.
+#[tokio::test]
+async fn consult_returns_named_tokens_only_to_cses_in_their_audience_7_3_2_2() {
+    const OTHER: &str = "//home.example/other-cse";
+    let mut v = config_json();
+    v["consultants"] = json!([HCSE, OTHER]);
+    let mut das = Running::start(load(&v), None).await;
+    let trust = trust_store(&mut das.client).await;
+    let c = &mut das.client;
+
+    // Issued for A (HCSE) through Consult: audience A only.
+    let mut d = dreq("Cguest", pb::Operation::Update, "frontDoor");
+    d.request_timestamp = today_at(12);
+    let for_a = c.consult(consult(d)).await.expect("consult").into_inner();
+    assert_eq!(for_a.tokens.len(), 1);
+    let for_a_id = verify(&trust, &for_a.tokens[0], HCSE, "Cguest")
+        .expect("verifies")
+        .token_id;
+    // Issued through IssueToken: the configured audience (HCSE, /in-cse).
+    let wide = c
+        .issue_token(as_guest(dreq(
+            "Cguest",
+            pb::Operation::Retrieve,
+            "frontDoorState",
+        )))
+        .await
+        .expect("issued")
+        .into_inner();
+    let unknown = "00000000000000000000000000000000@das.home.example".to_owned();
+
+    // The same holder (absolute, so it is the same originator at either
+    // CSE) asks for something no policy grants, naming the tokens: only the
+    // tokens themselves could be in the answer.
+    let mut named = dreq(
+        "//home.example/mn-cse-123456/Cguest",
+        pb::Operation::Delete,
+        "frontDoorState",
+    );
+    named.token_ids = vec![for_a_id.clone(), wide.token_ids[0].clone(), unknown];
+    let ask = |cse: &str| pb::ConsultRequest {
+        hosting_cse_id: cse.into(),
+        das_request: Some(named.clone()),
+    };
+
+    let at_b = c.consult(ask(OTHER)).await.expect("B").into_inner();
+    assert_eq!(
+        at_b,
+        pb::DasResponse::default(),
+        "B gets neither A's token nor one whose audience omits B"
+    );
+    let at_a = c.consult(ask(HCSE)).await.expect("A").into_inner();
+    assert_eq!(
+        at_a.tokens,
+        vec![for_a.tokens[0].clone(), wide.tokens[0].clone()],
+        "A gets the tokens naming it, in the order asked"
+    );
+    assert!(at_a.dynamic_acp_info.is_none());
     das.stop().await;
 }
