@@ -5,7 +5,8 @@
 //! Reads answer from the store's in-memory state without I/O. Writes are
 //! checked (INVALID_ARGUMENT naming the field; PERMISSION_DENIED for an
 //! originator that may not write), committed durably one at a time, then
-//! broadcast to `Watch` streams in revision order.
+//! broadcast to `Watch` streams in revision order; the commit and the
+//! broadcast are one unit that a cancelled request cannot split.
 
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -41,9 +42,23 @@ struct Inner {
     store: Arc<Store<PipSchema>>,
     resolver: Resolver,
     writers: Writers,
-    write_lock: tokio::sync::Mutex<()>,
+    /// Held by a write from before its commit until its change is on the
+    /// broadcast (see [`PipService::commit`]), so that changes are
+    /// broadcast in revision order.
+    write_lock: Arc<tokio::sync::Mutex<()>>,
     events: broadcast::Sender<pb::AttributeChange>,
     closing: watch::Sender<bool>,
+}
+
+impl Inner {
+    /// The commit unit of [`PipService::commit`], blocking: store, then
+    /// broadcast. The caller holds the write lock.
+    fn commit_unit(&self, mutation: PipMutation) -> Result<LogEntry<PipChange>, PipError> {
+        let entry = self.store.apply(mutation)?;
+        // No receiver is fine.
+        let _ = self.events.send(change_event(&entry));
+        Ok(entry)
+    }
 }
 
 /// The PIP service; cheap to clone.
@@ -166,7 +181,7 @@ impl PipService {
                 store,
                 resolver,
                 writers,
-                write_lock: tokio::sync::Mutex::new(()),
+                write_lock: Arc::new(tokio::sync::Mutex::new(())),
                 events,
                 closing,
             }),
@@ -221,15 +236,25 @@ impl PipService {
     }
 
     /// Commits a write and broadcasts it; returns the new revision.
+    ///
+    /// The durable commit and the broadcast to watchers run as one unit
+    /// that cancelling the caller cannot split: a blocking task that owns
+    /// the write lock, and a blocking task runs to its end even when its
+    /// awaiter is dropped (a deadline, a disconnect, a stream reset). So a
+    /// change on disk always reaches `Watch` streams, in revision order,
+    /// before the next write commits; without that, a PDP would skip the
+    /// revision and keep the attributes it changed (README "PIP", `Watch`).
     async fn commit(&self, mutation: PipMutation) -> Result<u64, Status> {
-        let _guard = self.inner.write_lock.lock().await;
-        let store = self.inner.store.clone();
-        let entry = tokio::task::spawn_blocking(move || store.apply(mutation))
-            .await
-            .map_err(|e| Status::internal(format!("store task failed: {e}")))?
-            .map_err(pip_status)?;
-        // No receiver is fine.
-        let _ = self.inner.events.send(change_event(&entry));
+        let guard = self.inner.write_lock.clone().lock_owned().await;
+        let inner = self.inner.clone();
+        let entry = tokio::task::spawn_blocking(move || {
+            let result = inner.commit_unit(mutation);
+            drop(guard);
+            result
+        })
+        .await
+        .map_err(|e| Status::internal(format!("store task failed: {e}")))?
+        .map_err(pip_status)?;
         Ok(entry.revision)
     }
 
