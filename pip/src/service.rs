@@ -99,6 +99,36 @@ fn bad(field: &str, message: impl Into<String>) -> Status {
     }])
 }
 
+/// The IDs a request names, as (field, ID), must not be empty: an empty one
+/// is INVALID_ARGUMENT naming its field (every empty one), not NOT_FOUND, an
+/// unknown group or PERMISSION_DENIED; as the PRP's `check_id_field`.
+fn check_ids<'a, F: Into<String>>(
+    ids: impl IntoIterator<Item = (F, &'a str)>,
+) -> Result<(), Status> {
+    let errors: Vec<ConversionError> = ids
+        .into_iter()
+        .filter(|(_, id)| id.is_empty())
+        .map(|(field, _)| ConversionError {
+            field: field.into(),
+            message: "required".to_owned(),
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid_argument(&errors))
+    }
+}
+
+/// [`check_ids`] for a list field: `field[i]` for each empty entry.
+fn check_id_list(field: &str, ids: &[String]) -> Result<(), Status> {
+    check_ids(
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| (format!("{field}[{i}]"), id.as_str())),
+    )
+}
+
 fn time_or_now(ts: Option<&prost_types::Timestamp>, field: &str) -> Result<DateTime<Utc>, Status> {
     match ts {
         Some(t) => timestamp_field(t, field).map_err(|e| invalid_argument(&[e])),
@@ -268,6 +298,7 @@ impl PipService {
         req: &pb::ResolveAttributesRequest,
     ) -> Result<pb::ResolvedAttributes, Status> {
         let originator = self.canonical("originator", &req.originator)?;
+        check_id_list("role_ids", &req.role_ids)?;
         let at = time_or_now(req.at.as_ref(), "at")?;
         let ip: Option<IpAddr> = if req.originator_ip.is_empty() {
             None
@@ -327,6 +358,7 @@ impl PolicyInformationPoint for PipService {
         request: Request<pb::CreateRoleRequest>,
     ) -> Result<Response<pb::Role>, Status> {
         let req = request.into_inner();
+        check_ids([("originator", req.originator.as_str())])?;
         let role = req.role.as_ref().ok_or_else(|| bad("role", "required"))?;
         let record =
             role_from_pb(self.inner.resolver.hosting(), role).map_err(|e| invalid_argument(&e))?;
@@ -341,6 +373,7 @@ impl PolicyInformationPoint for PipService {
         request: Request<pb::GetRoleRequest>,
     ) -> Result<Response<pb::Role>, Status> {
         let id = &request.get_ref().role_id;
+        check_ids([("role_id", id.as_str())])?;
         self.read(|s| s.roles.get(id).map(role_to_pb))
             .map(Response::new)
             .ok_or_else(|| Status::not_found(format!("{id} not found")))
@@ -351,6 +384,10 @@ impl PolicyInformationPoint for PipService {
         request: Request<pb::DeleteRoleRequest>,
     ) -> Result<Response<pb::PipWriteResponse>, Status> {
         let req = request.into_inner();
+        check_ids([
+            ("originator", req.originator.as_str()),
+            ("role_id", req.role_id.as_str()),
+        ])?;
         self.require_admin(&req.originator)?;
         let revision = self.commit(PipMutation::DeleteRole(req.role_id)).await?;
         Ok(Response::new(pb::PipWriteResponse { revision }))
@@ -382,6 +419,7 @@ impl PolicyInformationPoint for PipService {
     ) -> Result<Response<pb::ResolveRolesResponse>, Status> {
         let req = request.get_ref();
         let originator = self.canonical("originator", &req.originator)?;
+        check_id_list("role_ids", &req.role_ids)?;
         let at = time_or_now(req.at.as_ref(), "at")?;
         let verdicts = self.read(|s| {
             req.role_ids
@@ -397,6 +435,7 @@ impl PolicyInformationPoint for PipService {
         request: Request<pb::PutTokenRequest>,
     ) -> Result<Response<pb::Token>, Status> {
         let req = request.into_inner();
+        check_ids([("originator", req.originator.as_str())])?;
         let token = req.token.as_ref().ok_or_else(|| bad("token", "required"))?;
         let record = token_from_pb(token).map_err(|e| invalid_argument(&e))?;
         self.require_admin(&req.originator)?;
@@ -409,6 +448,7 @@ impl PolicyInformationPoint for PipService {
         request: Request<pb::GetTokensRequest>,
     ) -> Result<Response<pb::GetTokensResponse>, Status> {
         let ids = &request.get_ref().token_ids;
+        check_id_list("token_ids", ids)?;
         let (tokens, unknown_ids) = self.read(|s| {
             let mut tokens = Vec::new();
             let mut unknown = Vec::new();
@@ -431,6 +471,10 @@ impl PolicyInformationPoint for PipService {
         request: Request<pb::DeleteTokenRequest>,
     ) -> Result<Response<pb::PipWriteResponse>, Status> {
         let req = request.into_inner();
+        check_ids([
+            ("originator", req.originator.as_str()),
+            ("token_id", req.token_id.as_str()),
+        ])?;
         self.require_admin(&req.originator)?;
         let revision = self.commit(PipMutation::DeleteToken(req.token_id)).await?;
         Ok(Response::new(pb::PipWriteResponse { revision }))
@@ -441,6 +485,7 @@ impl PolicyInformationPoint for PipService {
         request: Request<pb::PutGroupRequest>,
     ) -> Result<Response<pb::Group>, Status> {
         let req = request.into_inner();
+        check_ids([("originator", req.originator.as_str())])?;
         let group = req.group.as_ref().ok_or_else(|| bad("group", "required"))?;
         let record = group_from_pb(self.inner.resolver.hosting(), group)
             .map_err(|e| invalid_argument(&e))?;
@@ -455,6 +500,7 @@ impl PolicyInformationPoint for PipService {
         request: Request<pb::GetGroupRequest>,
     ) -> Result<Response<pb::Group>, Status> {
         let id = &request.get_ref().group_id;
+        check_ids([("group_id", id.as_str())])?;
         self.read(|s| s.groups.get(id).map(group_to_pb))
             .map(Response::new)
             .ok_or_else(|| Status::not_found(format!("{id} not found")))
@@ -465,6 +511,10 @@ impl PolicyInformationPoint for PipService {
         request: Request<pb::DeleteGroupRequest>,
     ) -> Result<Response<pb::PipWriteResponse>, Status> {
         let req = request.into_inner();
+        check_ids([
+            ("originator", req.originator.as_str()),
+            ("group_id", req.group_id.as_str()),
+        ])?;
         self.require_admin(&req.originator)?;
         let revision = self.commit(PipMutation::DeleteGroup(req.group_id)).await?;
         Ok(Response::new(pb::PipWriteResponse { revision }))
@@ -483,6 +533,10 @@ impl PolicyInformationPoint for PipService {
         request: Request<pb::CheckMembershipRequest>,
     ) -> Result<Response<pb::CheckMembershipResponse>, Status> {
         let req = request.get_ref();
+        check_ids([
+            ("originator", req.originator.as_str()),
+            ("group_id", req.group_id.as_str()),
+        ])?;
         let originator = self.canonical("originator", &req.originator)?;
         let (is_group, is_member) = self.read(|s| match s.groups.get(&req.group_id) {
             Some(g) => (true, g.members.binary_search(&originator).is_ok()),
@@ -499,6 +553,7 @@ impl PolicyInformationPoint for PipService {
         request: Request<pb::ReportPositionRequest>,
     ) -> Result<Response<pb::PipWriteResponse>, Status> {
         let req = request.into_inner();
+        check_ids([("originator", req.originator.as_str())])?;
         let record = position_report_from_pb(self.inner.resolver.hosting(), &req, Utc::now())
             .map_err(|e| invalid_argument(&e))?;
         self.require_location_source(&req.originator)?;

@@ -256,6 +256,164 @@ async fn invalid_input_names_the_field_and_stores_nothing() {
     pip.stop().await;
 }
 
+/// An empty ID is invalid input, as in the PRP (README "PIP": invalid input
+/// is INVALID_ARGUMENT naming each field and stores nothing), not a lookup
+/// that finds nothing: every RPC that takes an ID names the empty field, and
+/// changes nothing.
+#[tokio::test]
+async fn an_empty_id_is_invalid_argument_naming_the_field_in_every_rpc() {
+    let mut pip = Running::start(config(None)).await;
+    let c = &mut pip.client;
+    let role_id = "doctor@roles.example.com";
+    let token_id = "tk1@das.example.com";
+    c.create_role(pb::CreateRoleRequest {
+        originator: ADMIN.into(),
+        role: Some(role(role_id, AUTHORITY, "Calice", (-1, 1))),
+    })
+    .await
+    .expect("role");
+    let token = pb::Token {
+        token_id: token_id.into(),
+        token_object: "eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiJ0azEifQ.c2ln".into(),
+        ..Default::default()
+    };
+    c.put_token(pb::PutTokenRequest {
+        originator: ADMIN.into(),
+        token: Some(token.clone()),
+    })
+    .await
+    .expect("token");
+    let group = pb::Group {
+        group_id: "/id-in/grp".into(),
+        member_ids: vec!["Calice".into()],
+    };
+    c.put_group(pb::PutGroupRequest {
+        originator: ADMIN.into(),
+        group: Some(group.clone()),
+    })
+    .await
+    .expect("group");
+    let before = pip.service.revision();
+
+    let expect = |rpc: &str, result: Result<(), tonic::Status>, want: &[&str]| {
+        let err = result.expect_err(rpc);
+        assert_eq!(err.code(), Code::InvalidArgument, "{rpc}: {err:?}");
+        assert_eq!(fields(&err), want, "{rpc}");
+    };
+    let r = c.get_role(pb::GetRoleRequest {
+        role_id: String::new(),
+    });
+    expect("GetRole", r.await.map(drop), &["role_id"]);
+    let r = c.delete_role(pb::DeleteRoleRequest {
+        originator: ADMIN.into(),
+        role_id: String::new(),
+    });
+    expect("DeleteRole", r.await.map(drop), &["role_id"]);
+    let r = c.delete_role(pb::DeleteRoleRequest {
+        originator: String::new(),
+        role_id: role_id.into(),
+    });
+    expect("DeleteRole originator", r.await.map(drop), &["originator"]);
+    let r = c.create_role(pb::CreateRoleRequest {
+        originator: String::new(),
+        role: Some(role("nurse@roles.example.com", AUTHORITY, "Cbob", (-1, 1))),
+    });
+    expect("CreateRole", r.await.map(drop), &["originator"]);
+    let r = c.resolve_roles(pb::ResolveRolesRequest {
+        originator: "Calice".into(),
+        role_ids: vec![role_id.into(), String::new()],
+        at: None,
+    });
+    expect("ResolveRoles", r.await.map(drop), &["role_ids[1]"]);
+    let r = c.put_token(pb::PutTokenRequest {
+        originator: String::new(),
+        token: Some(token),
+    });
+    expect("PutToken", r.await.map(drop), &["originator"]);
+    let r = c.get_tokens(pb::GetTokensRequest {
+        token_ids: vec![String::new(), token_id.into()],
+    });
+    expect("GetTokens", r.await.map(drop), &["token_ids[0]"]);
+    let r = c.delete_token(pb::DeleteTokenRequest {
+        originator: ADMIN.into(),
+        token_id: String::new(),
+    });
+    expect("DeleteToken", r.await.map(drop), &["token_id"]);
+    let r = c.put_group(pb::PutGroupRequest {
+        originator: String::new(),
+        group: Some(group),
+    });
+    expect("PutGroup", r.await.map(drop), &["originator"]);
+    let r = c.get_group(pb::GetGroupRequest {
+        group_id: String::new(),
+    });
+    expect("GetGroup", r.await.map(drop), &["group_id"]);
+    let r = c.delete_group(pb::DeleteGroupRequest {
+        originator: String::new(),
+        group_id: String::new(),
+    });
+    expect(
+        "DeleteGroup",
+        r.await.map(drop),
+        &["originator", "group_id"],
+    );
+    let r = c.check_membership(pb::CheckMembershipRequest {
+        group_id: String::new(),
+        originator: "Calice".into(),
+    });
+    expect("CheckMembership", r.await.map(drop), &["group_id"]);
+    let r = c.report_position(pb::ReportPositionRequest {
+        originator: String::new(),
+        subject: "Calice".into(),
+        position: Some(pb::Position {
+            latitude: 48.85,
+            longitude: 2.35,
+            uncertainty_m: 10.0,
+        }),
+        measured_at: None,
+    });
+    expect("ReportPosition", r.await.map(drop), &["originator"]);
+    let r = c.get_position(pb::GetPositionRequest {
+        originator: String::new(),
+        at: None,
+    });
+    expect("GetPosition", r.await.map(drop), &["originator"]);
+    let r = c.resolve_attributes(pb::ResolveAttributesRequest {
+        originator: "Calice".into(),
+        role_ids: vec![String::new()],
+        ..Default::default()
+    });
+    expect("ResolveAttributes", r.await.map(drop), &["role_ids[0]"]);
+
+    assert_eq!(pip.service.revision(), before, "nothing was written");
+    c.get_role(pb::GetRoleRequest {
+        role_id: role_id.into(),
+    })
+    .await
+    .expect("the role is still there");
+    let tokens = c
+        .get_tokens(pb::GetTokensRequest {
+            token_ids: vec![token_id.into()],
+        })
+        .await
+        .expect("tokens")
+        .into_inner();
+    assert_eq!(tokens.tokens.len(), 1, "the token is still there");
+    let member = c
+        .check_membership(pb::CheckMembershipRequest {
+            group_id: "/id-in/grp".into(),
+            originator: "Calice".into(),
+        })
+        .await
+        .expect("check")
+        .into_inner();
+    assert!(
+        member.is_group && member.is_member,
+        "the group is unchanged"
+    );
+    pip.stop().await;
+}
+
 #[tokio::test]
 async fn only_the_admin_writes_and_location_sources_report() {
     let mut pip = Running::start(config(None)).await;
