@@ -145,6 +145,23 @@ impl Check {
         }
     }
 
+    /// `not_after` may not lie before `not_before` (either may be absent):
+    /// `tknb`/`tkna` bound a validity period (TS-0001 9.6.38 `<role>`,
+    /// 9.6.39 `<token>`), and a reversed one holds at no time. Names
+    /// `{prefix}.not_after`.
+    fn validity_order(
+        &mut self,
+        prefix: &str,
+        not_before: Option<DateTime<Utc>>,
+        not_after: Option<DateTime<Utc>>,
+    ) {
+        if let (Some(nb), Some(na)) = (not_before, not_after)
+            && na < nb
+        {
+            self.add(format!("{prefix}.not_after"), "earlier than not_before");
+        }
+    }
+
     fn finish<T>(self, value: T) -> Result<T, Vec<ConversionError>> {
         if self.0.is_empty() {
             Ok(value)
@@ -186,11 +203,7 @@ pub fn role_from_pb(
     if r.not_after.is_none() {
         check.add("role.not_after", "required");
     }
-    if let (Some(nb), Some(na)) = (not_before, not_after)
-        && na < nb
-    {
-        check.add("role.not_after", "earlier than not_before");
-    }
+    check.validity_order("role", not_before, not_after);
     let (Some(not_before), Some(not_after)) = (not_before, not_after) else {
         return Err(check.0);
     };
@@ -247,6 +260,7 @@ pub fn token_from_pb(t: &pb::Token) -> Result<TokenRecord, Vec<ConversionError>>
     }
     let not_before = check.time("token.not_before", t.not_before.as_ref());
     let not_after = check.time("token.not_after", t.not_after.as_ref());
+    check.validity_order("token", not_before, not_after);
     check.finish(TokenRecord {
         token_id: t.token_id.clone(),
         token_object: t.token_object.clone(),

@@ -414,6 +414,59 @@ async fn an_empty_id_is_invalid_argument_naming_the_field_in_every_rpc() {
     pip.stop().await;
 }
 
+/// A token's validity period (`tknb`, `tkna`, TS-0001 9.6.39) is checked as
+/// a role's (9.6.38): `not_after` before `not_before` is INVALID_ARGUMENT
+/// naming `token.not_after`, and the token stored under that ID stays.
+#[tokio::test]
+async fn a_token_valid_until_before_it_is_valid_from_is_refused() {
+    let mut pip = Running::start(config(None)).await;
+    let c = &mut pip.client;
+    let now = Utc::now();
+    let token = |not_before: DateTime<Utc>, not_after: DateTime<Utc>| pb::Token {
+        token_id: "tk1@das.example.com".into(),
+        token_object: "eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiJ0azEifQ.c2ln".into(),
+        not_before: Some(ts(not_before)),
+        not_after: Some(ts(not_after)),
+        ..Default::default()
+    };
+    let hour = chrono::Duration::hours(1);
+    let stored = c
+        .put_token(pb::PutTokenRequest {
+            originator: ADMIN.into(),
+            token: Some(token(now - hour, now + hour)),
+        })
+        .await
+        .expect("a valid token")
+        .into_inner();
+    let before = pip.service.revision();
+    let err = c
+        .put_token(pb::PutTokenRequest {
+            originator: ADMIN.into(),
+            token: Some(token(now + hour, now - hour)),
+        })
+        .await
+        .expect_err("reversed validity");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(fields(&err), vec!["token.not_after".to_owned()]);
+    assert_eq!(pip.service.revision(), before, "nothing was stored");
+    let tokens = c
+        .get_tokens(pb::GetTokensRequest {
+            token_ids: vec!["tk1@das.example.com".into()],
+        })
+        .await
+        .expect("tokens")
+        .into_inner();
+    assert_eq!(tokens.tokens, vec![stored], "the stored token is unchanged");
+    // An empty period (not_after == not_before) is allowed, as for roles.
+    c.put_token(pb::PutTokenRequest {
+        originator: ADMIN.into(),
+        token: Some(token(now, now)),
+    })
+    .await
+    .expect("not_after equal to not_before");
+    pip.stop().await;
+}
+
 #[tokio::test]
 async fn only_the_admin_writes_and_location_sources_report() {
     let mut pip = Running::start(config(None)).await;
