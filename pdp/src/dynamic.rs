@@ -24,7 +24,9 @@
 //!   response still count. Identical concurrent consultations share one call.
 //! - **Indirect** (7.3.2.3 steps 1–2): a Deny of a request with the token
 //!   request indicator carries Token Request Information: for each DAS, its
-//!   URI and the `dreq` to present to it.
+//!   URI and the `dreq` to present to it, whose `rfa` holds the Role-IDs
+//!   that DAS issues (grouped per DAS as for a consultation, 7.3.2.2 step
+//!   2.2.1).
 //!
 //! Only DASes in the configuration are consulted or trusted: a `dap` naming
 //! another endpoint is skipped, so a DAC cannot route grants to an
@@ -898,14 +900,31 @@ impl Dynamic {
         }
     }
 
-    /// Token Request Information for a denied request (7.3.2.3 step 2).
-    pub fn token_request_info(endpoints: &[String], dreq: &pb::DasRequest) -> pb::TokenRequestInfo {
+    /// `dreq` as sent to, or named for, the DAS at `endpoint`: with only
+    /// the Role-IDs of `rfa` that this DAS issues ([`Self::roles_for_das`]),
+    /// as 7.3.2.2 step 2.2.1 groups them per DAS (7.3.2.3 step 2.2 forms
+    /// the Indirect list the same way).
+    pub fn das_request_for(&self, endpoint: &str, dreq: &pb::DasRequest) -> pb::DasRequest {
+        pb::DasRequest {
+            role_ids_from_acps: self.roles_for_das(endpoint, &dreq.role_ids_from_acps),
+            ..dreq.clone()
+        }
+    }
+
+    /// Token Request Information for a denied request (7.3.2.3 step 2):
+    /// each DAS of `endpoints` with its own `dreq`
+    /// ([`Self::das_request_for`]).
+    pub fn token_request_info(
+        &self,
+        endpoints: &[String],
+        dreq: &pb::DasRequest,
+    ) -> pb::TokenRequestInfo {
         pb::TokenRequestInfo {
             das_info: endpoints
                 .iter()
                 .map(|uri| pb::DasInfo {
                     uri: uri.clone(),
-                    das_request: Some(dreq.clone()),
+                    das_request: Some(self.das_request_for(uri, dreq)),
                     secured_das_request: String::new(),
                 })
                 .collect(),

@@ -348,9 +348,7 @@ impl PdpService {
             let mut reasons = Vec::new();
             for endpoint in &dases {
                 // Each DAS gets the Role-IDs its FQDN issues (7.3.2.2 step 2.2.1).
-                let mut for_das = dreq.clone();
-                for_das.role_ids_from_acps =
-                    dynamic.roles_for_das(endpoint, &dreq.role_ids_from_acps);
+                let for_das = dynamic.das_request_for(endpoint, &dreq);
                 match dynamic.consult(endpoint, for_das, &hosting, now).await {
                     Ok(c) if c.grant.acps.is_empty() && c.grant.roles.is_empty() => {
                         reasons.push(
@@ -383,7 +381,7 @@ impl PdpService {
                     };
                     if !endpoints.is_empty() {
                         decision.token_request_info =
-                            Some(Dynamic::token_request_info(&endpoints, &dreq));
+                            Some(dynamic.token_request_info(&endpoints, &dreq));
                     }
                 }
             }

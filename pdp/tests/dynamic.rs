@@ -7,6 +7,8 @@
 //!   absent or malformed, and the tokens of the same response;
 //! - Indirect (7.3.2.3 steps 5 and 6.1.4, Decision 9): a token the DAS
 //!   returns malformed for a Token-ID is a Deny, not an invalid argument;
+//!   Token Request Information gives each DAS the Role-IDs it issues
+//!   (step 2.2);
 //! - a PDP without DASes: tokens cannot be verified, which a Deny says;
 //! - a DAS that authenticates its consultants: the PDP presents the secret
 //!   configured for it on `Consult` and `GetTokens`.
@@ -181,6 +183,9 @@ fn das_key(file: &str) -> Vec<u8> {
 /// Token-ID.
 #[derive(Clone, Default)]
 struct ScriptedDas {
+    /// Its issuer and FQDN in its key set; `None`: [`DAS_ISSUER`] and
+    /// [`DAS_FQDN`].
+    identity: Option<(&'static str, &'static str)>,
     response: Arc<Mutex<pb::DasResponse>>,
     token: Arc<Mutex<String>>,
     consultations: Arc<AtomicUsize>,
@@ -254,9 +259,10 @@ impl DynamicAuthorizationServer for ScriptedDas {
         &self,
         _request: Request<pb::GetKeySetRequest>,
     ) -> Result<Response<pb::KeySet>, Status> {
+        let (issuer, fqdn) = self.identity.unwrap_or((DAS_ISSUER, DAS_FQDN));
         Ok(Response::new(pb::KeySet {
-            issuer: DAS_ISSUER.into(),
-            fqdn: DAS_FQDN.into(),
+            issuer: issuer.into(),
+            fqdn: fqdn.into(),
             keys: vec![pb::PublicKey {
                 kid: DAS_KID.into(),
                 alg: "ES256".into(),
@@ -296,14 +302,20 @@ async fn pdp_with_das_secret(das: &ScriptedDas, prp: Option<String>, secret: Opt
             secret: secret.to_owned(),
         });
     }
+    pdp_trusting(dynamic, &owner_only()).await
+}
+
+/// A PDP with `dynamic`, its replica fed `snapshot`, once it has loaded
+/// the keys of every DAS it trusts.
+async fn pdp_trusting(dynamic: DynamicConfig, snapshot: &pb::WatchEvent) -> Pdp {
     let pdp = Pdp::start(PdpConfig::new(hosting()).with_dynamic(dynamic)).expect("pdp");
-    pdp.apply_event(&owner_only()).expect("snapshot");
+    pdp.apply_event(snapshot).expect("snapshot");
     let loaded = eventually(Duration::from_secs(10), || {
         let ready = pdp.dynamic().is_some_and(|d| d.keys_loaded());
         async move { ready }
     })
     .await;
-    assert!(loaded, "the PDP never loaded the DAS's keys");
+    assert!(loaded, "the PDP never loaded the DASes' keys");
     pdp
 }
 
@@ -701,4 +713,78 @@ async fn the_das_secret_goes_with_consult_and_get_tokens_7_3_2_2_7_3_2_3() {
         assert!(e.contains(why), "{e}");
         assert!(!e.contains(secret), "the secret is not shown: {e}");
     }
+}
+
+/// TS-0003 7.3.2.3 step 2.2: the Hosting CSE forms the list of DAS Servers
+/// "and associated Role-ID(s)" as in 7.3.2.2 step 2.2.1, which groups the
+/// Role-IDs "according to the DAS Server AE-ID identified by the Role-ID"
+/// (Decision 8: the FQDN after `@`). Each `dasi` entry of the Token Request
+/// Information carries in its `dreq.rfa` only the Role-IDs its DAS issues,
+/// not every Role-ID of the applicable rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_request_info_groups_role_ids_per_das_7_3_2_3() {
+    let first = ScriptedDas::default();
+    let second = ScriptedDas {
+        identity: Some(("//sp.example.com/id-in/CDas2", "das2.example.com")),
+        ..Default::default()
+    };
+    let (first_url, task) = serve_das(first.clone()).await;
+    tokio::spawn(task);
+    let (second_url, task) = serve_das(second.clone()).await;
+    tokio::spawn(task);
+    // No DAC and no default DAS: nothing is consulted, and the Token
+    // Request Information names every configured DAS.
+    let mut dynamic = DynamicConfig::new(vec![first_url.clone(), second_url.clone()]);
+    dynamic.deadline = Duration::from_secs(5);
+    // acp1 grants RETRIEVE to a Role-ID of each DAS and to one that no
+    // configured DAS issues.
+    let mut policy = acp("acp1", &["Cowner"], 63);
+    if let Some(pv) = policy.privileges.as_mut() {
+        pv.rules.push(pb::AccessControlRule {
+            originators: vec![
+                "guest@das.example.com".into(),
+                "guest@das2.example.com".into(),
+                "guest@roles.example.com".into(),
+            ],
+            operations: 2,
+            ..Default::default()
+        });
+    }
+    let pdp = pdp_trusting(
+        dynamic,
+        &snapshot_event(
+            1,
+            vec![policy],
+            vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+        ),
+    )
+    .await;
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+
+    let mut visitor = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    visitor.token_request_indicator = true;
+    let d = client.decide(visitor).await.expect("decision").into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
+    let tqf = d.token_request_info.expect("tqf");
+    let rfa_of = |uri: &str| {
+        tqf.das_info
+            .iter()
+            .find(|i| i.uri == uri)
+            .and_then(|i| i.das_request.as_ref())
+            .map(|r| r.role_ids_from_acps.clone())
+    };
+    assert_eq!(tqf.das_info.len(), 2, "{tqf:?}");
+    assert_eq!(
+        rfa_of(&first_url),
+        Some(vec!["guest@das.example.com".to_owned()]),
+        "{tqf:?}"
+    );
+    assert_eq!(
+        rfa_of(&second_url),
+        Some(vec!["guest@das2.example.com".to_owned()]),
+        "{tqf:?}"
+    );
+    assert_eq!(first.consultations.load(Ordering::SeqCst), 0);
+    assert_eq!(second.consultations.load(Ordering::SeqCst), 0);
 }
