@@ -6,8 +6,10 @@
 //!   their FQDN names (Decision 8), else from the PIP's token repository;
 //!   `ltids` name tokens this PDP verified before. Each token's permissions
 //!   for the target join the decision (7.3.2.5): its `pv` as extra
-//!   applicable privileges, its `rids` as verified roles. A new token gets a
-//!   Local-Token-ID, returned in the decision (`ati`). A malformed token in
+//!   applicable privileges, its `rids` as verified roles. When every token
+//!   of the request passed, each new one gets a Local-Token-ID, returned in
+//!   the decision (`ati`, step 7.1); a request whose tokens fail assigns
+//!   none, so none goes unreported. A malformed token in
 //!   `tkns` is an invalid argument; any token that cannot be retrieved, that
 //!   the DAS or PIP returns malformed, or that fails verification makes the
 //!   decision a Deny with the reason (7.3.2.3 step 6.1.4, Decision 9).
@@ -503,6 +505,8 @@ impl Dynamic {
         })
     }
 
+    /// Gives `token` a Local-Token-ID unless it has one, recording the new
+    /// assignment in `grant` (its only report to the originator).
     fn assign_local(&self, token: &Arc<VerifiedToken>, grant: &mut TokenGrant) {
         let id = token.token_id().to_owned();
         if self.local_by_token.contains_key(&id) {
@@ -561,7 +565,9 @@ impl Dynamic {
     }
 
     /// Resolves and verifies the tokens of a request (`tkns`, `tids`,
-    /// `ltids`) and what they grant on `target`.
+    /// `ltids`) and what they grant on `target`. Local-Token-IDs are
+    /// assigned to its new tokens only when all of them passed, so that each
+    /// assignment reaches the originator in the grant (7.3.2.3 step 7.1).
     pub async fn resolve_tokens(
         &self,
         req: &pb::DecisionRequest,
@@ -573,10 +579,13 @@ impl Dynamic {
             .map_err(|e| TokenFailure::Malformed(format!("originator: {e}")))?;
         let hosting_cse_id = ctx.hosting_cse_id();
         let mut grant = TokenGrant::default();
+        // Tokens from `tkns` and `tids`, which get a Local-Token-ID once
+        // every token of the request passed.
+        let mut fresh: Vec<Arc<VerifiedToken>> = Vec::new();
         for (i, token) in req.tokens.iter().enumerate() {
             let verified = Arc::new(self.verify(token, &ctx, &format!("tokens[{i}]"))?);
-            self.assign_local(&verified, &mut grant);
             grant.add(&verified, target);
+            fresh.push(verified);
         }
         for token_id in &req.token_ids {
             let compact = self.fetch_token(token_id, &hosting_cse_id).await?;
@@ -599,8 +608,8 @@ impl Dynamic {
                 )));
             }
             let verified = Arc::new(verified);
-            self.assign_local(&verified, &mut grant);
             grant.add(&verified, target);
+            fresh.push(verified);
         }
         for lti in &req.local_token_ids {
             let token = self.local.get(lti).map(|t| t.clone()).ok_or_else(|| {
@@ -617,6 +626,12 @@ impl Dynamic {
                 )));
             }
             grant.add(&token, target);
+        }
+        // Only now: a request that fails answers with an error and no `ati`
+        // (7.3.2.3 step 6.1.4), so an ID assigned before a later token
+        // failed would never be reported as new (step 7.1).
+        for token in &fresh {
+            self.assign_local(token, &mut grant);
         }
         Ok(grant)
     }

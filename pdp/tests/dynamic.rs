@@ -8,7 +8,8 @@
 //! - Indirect (7.3.2.3 steps 5 and 6.1.4, Decision 9): a token the DAS
 //!   returns malformed for a Token-ID is a Deny, not an invalid argument;
 //!   Token Request Information gives each DAS the Role-IDs it issues
-//!   (step 2.2);
+//!   (step 2.2); Local-Token-IDs are assigned only with a response that
+//!   reports them (step 7.1);
 //! - a PDP without DASes: tokens cannot be verified, which a Deny says;
 //! - a DAS that authenticates its consultants: the PDP presents the secret
 //!   configured for it on `Consult` and `GetTokens`.
@@ -787,4 +788,54 @@ async fn token_request_info_groups_role_ids_per_das_7_3_2_3() {
     );
     assert_eq!(first.consultations.load(Ordering::SeqCst), 0);
     assert_eq!(second.consultations.load(Ordering::SeqCst), 0);
+}
+
+/// TS-0003 7.3.2.3 step 7.1: "For each new Local-Token-ID(s) that has been
+/// assigned, the Hosting CSE provides the Local-Token-ID and corresponding
+/// tokenID in the response parameters." A request whose second token fails
+/// verification (step 6.1.3: another holder) is answered with an error and
+/// no `ati` (step 6.1.4), so its first, valid token gets no Local-Token-ID
+/// then: the next request presenting it alone is told its new one, which
+/// then names the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_token_ids_are_assigned_only_when_reported_7_3_2_3() {
+    let das = ScriptedDas::default();
+    let pdp = pdp_with_das(&das, None).await;
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let valid = retrieve_token("tkvalid@das.example.com", "Cvisitor");
+    let foreign = retrieve_token("tkforeign@das.example.com", "Cother");
+
+    let mut both = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    both.tokens = vec![valid.clone(), foreign];
+    let d = client.decide(both).await.expect("decision").into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert!(
+        d.summary.starts_with("DENY (token): tokens[1] rejected"),
+        "{}",
+        d.summary
+    );
+    assert!(d.assigned_token_ids.is_empty(), "{d:?}");
+
+    let mut alone = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    alone.tokens = vec![valid];
+    let d = client.decide(alone).await.expect("decision").into_inner();
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    let assigned: Vec<(String, String)> = d
+        .assigned_token_ids
+        .iter()
+        .map(|a| (a.local_token_id.clone(), a.token_id.clone()))
+        .collect();
+    assert_eq!(assigned.len(), 1, "the token is new here: {d:?}");
+    assert_eq!(assigned[0].1, "tkvalid@das.example.com");
+
+    let mut by_local = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    by_local.local_token_ids = vec![assigned[0].0.clone()];
+    let d = client
+        .decide(by_local)
+        .await
+        .expect("decision")
+        .into_inner();
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    assert!(d.assigned_token_ids.is_empty(), "nothing new: {d:?}");
 }
