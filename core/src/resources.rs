@@ -13,7 +13,9 @@
 //!    when set, else for the creator, nobody else.
 //!
 //! Dynamic ACPs granted by Direct Dynamic Authorization join the set of the
-//! target they are bound to until they expire (Decision 7).
+//! target they are bound to until they expire (Decision 7). They are bound
+//! to the resource of step 3 or 4 ([`policy_subject`]), so that one granted
+//! for a contentInstance is found when its parent's set is resolved.
 
 use std::borrow::Cow;
 
@@ -122,43 +124,54 @@ pub fn applicable_policies<'a>(
             PrivilegeKind::SelfPrivileges,
         )]));
     }
+    let r = policy_subject(view, target)?;
+    let id = r.resource_id.as_str();
+    if r.resource_type == TY_ACP {
+        return Ok(ApplicableSet::Policies(smallvec![(
+            Cow::Borrowed(id),
+            PrivilegeKind::SelfPrivileges,
+        )]));
+    }
+    let dynamic = view.dynamic_acps(id);
+    Ok(match r.acpi.as_ref().filter(|a| !a.is_empty()) {
+        // 3. acpi set: the pv of every referenced ACP.
+        Some(acpi) => ApplicableSet::Policies(
+            acpi.iter()
+                .map(|a| Cow::Borrowed(a.as_str()))
+                .chain(dynamic.into_iter().map(Cow::Owned))
+                .map(|a| (a, PrivilegeKind::Privileges))
+                .collect(),
+        ),
+        // 4. acpi not set: only the custodian, else the creator, has access.
+        None => ApplicableSet::Default {
+            rules: default_policy(r),
+            dynamic,
+        },
+    })
+}
+
+/// The registered resource whose policies apply to `target` (TS-0001
+/// 10.2.3.1 step 2): `target` itself, or, when its type has no `acpi`
+/// ([`TYPES_WITHOUT_ACPI`]), its nearest ancestor of a type that has one.
+/// Dynamic ACPs granted for `target` are bound to this resource, the one
+/// [`ResourceView::dynamic_acps`] is asked about (Decision 7).
+pub fn policy_subject<'a>(
+    view: &'a dyn ResourceView,
+    target: &str,
+) -> Result<&'a Resource, ResolveError> {
     let mut id = target;
     for _ in 0..64 {
         let r = view
             .resource(id)
             .ok_or_else(|| ResolveError::UnknownResource(id.to_owned()))?;
-        if r.resource_type == TY_ACP {
-            return Ok(ApplicableSet::Policies(smallvec![(
-                Cow::Borrowed(id),
-                PrivilegeKind::SelfPrivileges,
-            )]));
-        }
         // 2. Types without acpi use their parent's.
-        if TYPES_WITHOUT_ACPI.contains(&r.resource_type) {
-            match r.parent_id.as_deref() {
-                Some(parent) => {
-                    id = parent;
-                    continue;
-                }
-                None => return Err(ResolveError::UnknownResource(format!("parent of {id}"))),
-            }
+        if !TYPES_WITHOUT_ACPI.contains(&r.resource_type) {
+            return Ok(r);
         }
-        let dynamic = view.dynamic_acps(id);
-        return Ok(match r.acpi.as_ref().filter(|a| !a.is_empty()) {
-            // 3. acpi set: the pv of every referenced ACP.
-            Some(acpi) => ApplicableSet::Policies(
-                acpi.iter()
-                    .map(|a| Cow::Borrowed(a.as_str()))
-                    .chain(dynamic.into_iter().map(Cow::Owned))
-                    .map(|a| (a, PrivilegeKind::Privileges))
-                    .collect(),
-            ),
-            // 4. acpi not set: only the custodian, else the creator, has access.
-            None => ApplicableSet::Default {
-                rules: default_policy(r),
-                dynamic,
-            },
-        });
+        id = r
+            .parent_id
+            .as_deref()
+            .ok_or_else(|| ResolveError::UnknownResource(format!("parent of {id}")))?;
     }
     Err(ResolveError::ParentLoop(target.to_owned()))
 }
@@ -404,6 +417,26 @@ mod tests {
         let mut v = view();
         v.dynamic.insert("cnt".into(), vec!["dyn1".into()]);
         let ApplicableSet::Policies(p) = applicable_policies(&v, "cnt").unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.last().unwrap().0, "dyn1");
+    }
+
+    /// TS-0001 10.2.3.1 step 2 and Decision 7: a contentInstance's policies
+    /// are its parent's, so a dynamic ACP granted for it is bound to the
+    /// parent ([`policy_subject`]) and found when its set is resolved.
+    #[test]
+    fn ts0001_10_2_3_1_step2_dynamic_acps_of_a_content_instance_are_its_parents() {
+        let mut v = view();
+        let cnt = policy_subject(&v, "cin").unwrap().resource_id.clone();
+        assert_eq!(cnt, "cnt");
+        assert_eq!(policy_subject(&v, "cnt").unwrap().resource_id, "cnt");
+        assert_eq!(
+            policy_subject(&v, "nope").unwrap_err(),
+            ResolveError::UnknownResource("nope".into())
+        );
+        v.dynamic.insert(cnt, vec!["dyn1".into()]);
+        let ApplicableSet::Policies(p) = applicable_policies(&v, "cin").unwrap() else {
             panic!()
         };
         assert_eq!(p.last().unwrap().0, "dyn1");

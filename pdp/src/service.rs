@@ -349,7 +349,10 @@ impl PdpService {
             for endpoint in &dases {
                 // Each DAS gets the Role-IDs its FQDN issues (7.3.2.2 step 2.2.1).
                 let for_das = dynamic.das_request_for(endpoint, &dreq);
-                match dynamic.consult(endpoint, for_das, &hosting, now).await {
+                match dynamic
+                    .consult(endpoint, for_das, snap, &hosting, now)
+                    .await
+                {
                     Ok(c) if c.grant.acps.is_empty() && c.grant.roles.is_empty() => {
                         reasons.push(
                             c.dai_ignored
@@ -541,8 +544,8 @@ impl PdpService {
         let target = conv.request.target.as_str();
         let mut acps: SmallVec<[(AcpRef<'s>, PrivilegeKind); 4]> = SmallVec::new();
         let mut unknown: Vec<String> = Vec::new();
-        // `bound`: the resource a dynamic ACP must be bound to, when the
-        // caller named it (its own binding otherwise came from resolution).
+        // `bound`: when the caller named the ACPs, the target a dynamic ACP
+        // must be bound for (resolution lists only those bound for it).
         let mut lookup = |acps: &mut SmallVec<[_; 4]>,
                           id: &str,
                           kind: PrivilegeKind,
@@ -551,7 +554,10 @@ impl PdpService {
             None => match snap.live_dynamic(id, now) {
                 Some(d)
                     if kind == PrivilegeKind::Privileges
-                        && bound.is_none_or(|t| snap.dynamic_target(id) == Some(t)) =>
+                        && bound.is_none_or(|t| {
+                            snap.dynamic_target(id)
+                                .is_some_and(|b| b == snap.dynamic_binding(t, now))
+                        }) =>
                 {
                     acps.push((AcpRef::Borrowed(&d.acp), kind))
                 }
@@ -594,7 +600,8 @@ impl PdpService {
             lookup(&mut acps, target, PrivilegeKind::SelfPrivileges, None);
         } else {
             // Explicit acpi: a dynamic ACP counts only for the resource it
-            // is bound to (Decision 7).
+            // is bound to, and those that take their policies from it (a
+            // contentInstance of it; Decision 7).
             for id in &conv.acp_ids {
                 lookup(&mut acps, id, PrivilegeKind::Privileges, Some(target));
             }

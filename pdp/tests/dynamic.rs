@@ -4,7 +4,9 @@
 //! - Direct (7.3.2.2): identical concurrent consultations share one call,
 //!   and the `dreq` carries what the clause asks for; the `dai` lifetime
 //!   `pl` (m2m:absRelTimestamp, optional in table 7.3.2.2-2) relative,
-//!   absent or malformed, and the tokens of the same response;
+//!   absent or malformed, and the tokens of the same response; a `dai` for
+//!   a contentInstance is bound to its parent, whose policies it takes
+//!   (Decision 7);
 //! - Indirect (7.3.2.3 steps 5 and 6.1.4, Decision 9): a token the DAS
 //!   returns malformed for a Token-ID is a Deny, not an invalid argument;
 //!   Token Request Information gives each DAS the Role-IDs it issues
@@ -838,4 +840,78 @@ async fn local_token_ids_are_assigned_only_when_reported_7_3_2_3() {
         .into_inner();
     assert_eq!(d.decision, PERMIT, "{d:?}");
     assert!(d.assigned_token_ids.is_empty(), "nothing new: {d:?}");
+}
+
+/// Decision 7 (TS-0003 7.3.2.2 step 4.1.2): a `dai` grant becomes a dynamic
+/// ACP counted in the target's applicable policy set until `pl` ends. A
+/// contentInstance (ty 4) has no `acpi`: its policies are its parent's
+/// (TS-0001 10.2.3.1 step 2), so the dynamic ACP granted for it is bound to
+/// the parent, where resolution looks. Once the PRP's Watch brings it to the
+/// replica, the next request on the contentInstance is permitted by it
+/// without consulting the DAS again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dai_for_a_content_instance_is_bound_to_its_parent_7_3_2_2() {
+    let prp = FakePrp::default();
+    prp.put_acp(acp("acp1", &["Cowner"], 63));
+    prp.put_resource(resource("cnt", Some(&["acp1"]), "Ccreator"));
+    prp.put_resource(pb::TargetResource {
+        resource_id: "cin".into(),
+        parent_id: "cnt".into(),
+        resource_type: 4,
+        creator: "Cowner".into(),
+        ..Default::default()
+    });
+    let running = prp.serve(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    let prp_url = format!("http://{}", running.addr);
+    let das = ScriptedDas::default();
+    das.answer(pb::DasResponse {
+        dynamic_acp_info: dai("Cvisitor", "3600000"),
+        ..Default::default()
+    })
+    .await;
+    let (das_url, task) = serve_das(das.clone()).await;
+    tokio::spawn(task);
+    let mut dynamic = DynamicConfig::new(vec![das_url.clone()]);
+    dynamic.default_das = Some(das_url);
+    dynamic.deadline = Duration::from_secs(5);
+    dynamic.prp = Some(prp_url.clone());
+    let pdp = Pdp::start(
+        PdpConfig::new(hosting())
+            .with_prp(prp_url)
+            .with_dynamic(dynamic),
+    )
+    .expect("pdp");
+    let ready = eventually(Duration::from_secs(10), || {
+        let ready = pdp.replica().load().resources.contains_key("cin")
+            && pdp.dynamic().is_some_and(|d| d.keys_loaded());
+        async move { ready }
+    })
+    .await;
+    assert!(ready, "the PDP never followed the PRP or trusted the DAS");
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let visitor = request("Cvisitor", pb::Operation::Retrieve, "cin");
+
+    let d = client
+        .decide(visitor.clone())
+        .await
+        .expect("decision")
+        .into_inner();
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    assert!(permitted_by(&d).starts_with("dai:"), "{d:?}");
+    let stored = prp.dynamic_acps();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].target, "cnt", "bound to the parent: {stored:?}");
+
+    let replicated = eventually(Duration::from_secs(10), || {
+        let has = pdp.replica().load().dynamic_target("dyn1").is_some();
+        async move { has }
+    })
+    .await;
+    assert!(replicated, "the dynamic ACP never reached the replica");
+    let d = client.decide(visitor).await.expect("decision").into_inner();
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    assert_eq!(permitted_by(&d), "dyn1", "{d:?}");
+    assert_eq!(das.consultations.load(Ordering::SeqCst), 1);
+    running.kill().await;
 }

@@ -15,6 +15,9 @@
 //!   request still waits for it.
 //! - Reads are answered from the mirror, a [`StoreSnapshot`] kept equal to
 //!   the store.
+//! - `CreateDynamicAcp` binds the dynamic ACP to the resource whose policies
+//!   apply to its target ([`policy_subject`]: the parent of a
+//!   contentInstance), the one resolution looks up (Decision 7).
 //! - `Watch` tells the watcher the store's ID in the response metadata
 //!   ([`STORE_ID_METADATA`]); a watcher that resumes from a revision and
 //!   names another store in its request gets a snapshot first, as one
@@ -46,6 +49,7 @@ use authz_core::decision::Effect;
 use authz_core::model::{AccessControlPolicy, SetOfAcrs};
 use authz_core::resources::{
     ApplicableSet, ResolveError, Resource, ResourceView, TY_ACP, applicable_policies,
+    policy_subject,
 };
 use authz_core::{
     Applicable, CompiledAcp, DecideOptions, DecisionRequest, HostingContext, NoAttributes,
@@ -1123,13 +1127,20 @@ impl PolicyRetrievalPoint for PrpService {
         } else {
             req.acp_id
         };
+        let guard = self.lock_writes().await;
+        // Bound where resolution looks for the target's dynamic ACPs: for a
+        // type without acpi (a contentInstance), its parent (Decision 7). A
+        // target not registered (yet) keeps its ID.
+        let target = self.read(|snap| {
+            policy_subject(&View { snap, now }, &req.target)
+                .map_or_else(|_| req.target.clone(), |r| r.resource_id.clone())
+        });
         let d = DynamicAcp {
             id: id.clone(),
-            target: req.target,
+            target,
             privileges,
             expires_at,
         };
-        let guard = self.lock_writes().await;
         let entry = self.commit(guard, Mutation::PutDynamic(d.clone())).await?;
         tracing::info!(dynamic_acp = %id, target = %d.target, expires_at, revision = entry.revision, "dynamic ACP stored");
         Ok(Response::new(dynamic_to_pb(&d, entry.revision)))

@@ -952,6 +952,71 @@ async fn dynamic_acp_applies_until_it_expires() {
     prp.shutdown().await;
 }
 
+/// Decision 7 with TS-0001 10.2.3.1 step 2: a contentInstance (ty 4) has no
+/// `acpi` and takes its parent's policies, so a dynamic ACP granted for it
+/// is bound to the parent, where resolution looks for it: the record says
+/// so, and the contentInstance's (and the parent's) applicable set counts
+/// it. A target the PRP does not know keeps its ID.
+#[tokio::test]
+async fn a_dynamic_acp_for_a_content_instance_is_bound_to_its_parent() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    c.create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
+        .await
+        .expect("acp1");
+    c.put_resource(put_req(ADMIN, resource("cnt", "", 3, Some(&["acp1"]), "")))
+        .await
+        .expect("cnt");
+    c.put_resource(put_req(ADMIN, resource("cin", "cnt", 4, None, "CAlice")))
+        .await
+        .expect("cin");
+    let expires = chrono::Utc::now().timestamp() + 600;
+    let grant = |target: &str| pb::CreateDynamicAcpRequest {
+        originator: "CPdp".into(),
+        target: target.into(),
+        acp_id: String::new(),
+        privileges: Some(set(vec![rule(&["CBob"], 2)])),
+        expires_at: Some(prost_types::Timestamp {
+            seconds: expires,
+            nanos: 0,
+        }),
+    };
+    let rec = c
+        .create_dynamic_acp(grant("cin"))
+        .await
+        .expect("grant")
+        .into_inner();
+    assert_eq!(rec.target, "cnt");
+    for target in ["cin", "cnt"] {
+        let p = c
+            .get_applicable_policies(pb::GetApplicablePoliciesRequest {
+                target: target.into(),
+            })
+            .await
+            .expect("applicable")
+            .into_inner();
+        assert_eq!(
+            ids(&p),
+            vec![
+                ("acp1".into(), pb::PrivilegeKind::Privileges as i32, false),
+                (
+                    rec.acp_id.clone(),
+                    pb::PrivilegeKind::Privileges as i32,
+                    true
+                )
+            ],
+            "{target}"
+        );
+    }
+    let rec = c
+        .create_dynamic_acp(grant("unknown"))
+        .await
+        .expect("grant")
+        .into_inner();
+    assert_eq!(rec.target, "unknown");
+    prp.shutdown().await;
+}
+
 async fn next(stream: &mut tonic::Streaming<pb::WatchEvent>) -> pb::WatchEvent {
     tokio::time::timeout(Duration::from_secs(5), stream.message())
         .await

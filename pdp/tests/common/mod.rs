@@ -102,10 +102,13 @@ struct PrpState {
     watchers: Vec<mpsc::Sender<Result<pb::WatchEvent, Status>>>,
     watch_calls: u32,
     dynamic_acps: Vec<pb::CreateDynamicAcpRequest>,
+    /// What those requests stored, as a snapshot sends it.
+    dynamic_records: Vec<pb::DynamicAcpRecord>,
 }
 
 /// A minimal PRP: `Watch` from an in-memory log, and `CreateDynamicAcp`,
-/// which only records what it was asked to store. The state survives
+/// which records what it was asked to store and, as the real PRP, publishes
+/// it to watchers (bound to the target as given). The state survives
 /// restarts of the server.
 #[derive(Clone, Default)]
 pub struct FakePrp {
@@ -168,7 +171,7 @@ impl PrpBehaviour for FakePrp {
                 event: Some(Event::Snapshot(pb::Snapshot {
                     acps: s.acps.clone(),
                     resources: s.resources.clone(),
-                    dynamic_acps: Vec::new(),
+                    dynamic_acps: s.dynamic_records.clone(),
                 })),
             };
             tx.try_send(Ok(snap)).unwrap();
@@ -190,13 +193,16 @@ impl PrpBehaviour for FakePrp {
         let r = request;
         let mut s = self.state.lock().unwrap();
         s.dynamic_acps.push(r.clone());
-        Ok(pb::DynamicAcpRecord {
+        let record = pb::DynamicAcpRecord {
             acp_id: format!("dyn{}", s.dynamic_acps.len()),
             target: r.target,
             privileges: r.privileges,
             expires_at: r.expires_at,
-            revision: s.revision,
-        })
+            revision: s.revision + 1,
+        };
+        s.dynamic_records.push(record.clone());
+        Self::publish(&mut s, Event::DynamicPut(record.clone()));
+        Ok(record)
     }
 
     fn kill_watchers(&self) {
