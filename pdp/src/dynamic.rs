@@ -878,9 +878,12 @@ impl Dynamic {
         }
     }
 
-    /// The `dreq` for a request (TS-0004 dynAuthDasRequest).
+    /// The `dreq` for a request (TS-0004 dynAuthDasRequest). Its `trt`,
+    /// mandatory in TS-0003 table 7.3.2.2-1 and TS-0004 7.5.1.2.10, is the
+    /// request's `target_type`, else the target's `ty` in `snap`.
     pub fn das_request(
         req: &pb::DecisionRequest,
+        snap: &Snapshot,
         originator: &str,
         now: DateTime<Utc>,
         rfa: Vec<String>,
@@ -893,7 +896,7 @@ impl Dynamic {
             .unwrap_or(now);
         pb::DasRequest {
             originator: originator.to_owned(),
-            targeted_resource_type: req.target_type,
+            targeted_resource_type: req.target_type.or_else(|| snap.resource_type(&req.target)),
             operation: req.operation,
             originator_ip: req.originator_ip.clone(),
             originator_location: req.originator_location.as_ref().and_then(|l| {

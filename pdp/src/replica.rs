@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use authz_core::compile::CompiledAcp;
-use authz_core::resources::{Resource, ResourceView, policy_subject};
+use authz_core::resources::{Resource, ResourceView, TY_ACP, policy_subject};
 use authz_proto::convert::{ConversionError, acp_from_pb, join_errors, set_of_acrs_from_pb};
 use authz_proto::pb;
 use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
@@ -94,6 +94,20 @@ impl Snapshot {
     /// A stored (static) ACP, compiled.
     pub fn acp(&self, id: &str) -> Option<&Arc<CompiledAcp>> {
         self.acps.get(id)
+    }
+
+    /// Whether `id` is a stored ACP (one the PDP could not compile too).
+    fn holds_acp(&self, id: &str) -> bool {
+        self.acps.contains_key(id) || self.rejected.contains_key(id)
+    }
+
+    /// `ty` of `id` as the replica knows it: 1 for a stored ACP (resolution
+    /// takes an ID that is both as an ACP), else a registered resource's.
+    pub fn resource_type(&self, id: &str) -> Option<u32> {
+        if self.holds_acp(id) {
+            return Some(TY_ACP);
+        }
+        self.resources.get(id).map(|r| r.resource_type)
     }
 
     /// The resource a dynamic ACP is bound to.
@@ -203,7 +217,7 @@ impl ResourceView for SnapshotView<'_> {
     }
 
     fn is_acp(&self, id: &str) -> bool {
-        self.snap.acps.contains_key(id) || self.snap.rejected.contains_key(id)
+        self.snap.holds_acp(id)
     }
 
     fn dynamic_acps(&self, target: &str) -> Vec<String> {

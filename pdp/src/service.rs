@@ -343,7 +343,7 @@ impl PdpService {
                 .map(|c| c.into_owned())
                 .unwrap_or_else(|_| conv.request.originator.clone());
             let rfa = self.role_ids_from_acps(snap, &conv, &hosting, now);
-            let dreq = Dynamic::das_request(req, &originator, now, rfa, lifetime);
+            let dreq = Dynamic::das_request(req, snap, &originator, now, rfa, lifetime);
             // Direct (7.3.2.2): consult the target's DAS(es) and decide again.
             let mut reasons = Vec::new();
             for endpoint in &dases {

@@ -11,7 +11,8 @@
 //!   returns malformed for a Token-ID is a Deny, not an invalid argument;
 //!   Token Request Information gives each DAS the Role-IDs it issues
 //!   (step 2.2); Local-Token-IDs are assigned only with a response that
-//!   reports them (step 7.1);
+//!   reports them (step 7.1); the `dreq`'s mandatory `trt` comes from the
+//!   replica when the request has none;
 //! - a PDP without DASes: tokens cannot be verified, which a Deny says;
 //! - a DAS that authenticates its consultants: the PDP presents the secret
 //!   configured for it on `Consult` and `GetTokens`.
@@ -192,6 +193,8 @@ struct ScriptedDas {
     response: Arc<Mutex<pb::DasResponse>>,
     token: Arc<Mutex<String>>,
     consultations: Arc<AtomicUsize>,
+    /// The `dreq` of each consultation.
+    requests: Arc<Mutex<Vec<pb::DasRequest>>>,
     /// How long each consultation takes, in milliseconds.
     delay_ms: Arc<AtomicUsize>,
     /// The `authorization` metadata of each `Consult` and `GetTokens` call.
@@ -226,6 +229,10 @@ impl DynamicAuthorizationServer for ScriptedDas {
             .await
             .push(("Consult", authorization(&request)));
         self.consultations.fetch_add(1, Ordering::SeqCst);
+        self.requests
+            .lock()
+            .await
+            .push(request.get_ref().das_request.clone().unwrap_or_default());
         let delay = self.delay_ms.load(Ordering::SeqCst) as u64;
         tokio::time::sleep(Duration::from_millis(delay)).await;
         Ok(Response::new(self.response.lock().await.clone()))
@@ -914,4 +921,66 @@ async fn a_dai_for_a_content_instance_is_bound_to_its_parent_7_3_2_2() {
     assert_eq!(permitted_by(&d), "dyn1", "{d:?}");
     assert_eq!(das.consultations.load(Ordering::SeqCst), 1);
     running.kill().await;
+}
+
+/// TS-0003 table 7.3.2.2-1 marks Originator Resource Type (`trt`) M, and
+/// TS-0004 7.5.1.2.10 requires it. A request without `target_type` still
+/// gets one in its `dreq`, consulted (Direct) or named in the Token Request
+/// Information (Indirect): the target's `ty` in the replica (4 for a
+/// contentInstance, 1 for an ACP). A `target_type` the request gives is
+/// kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dreq_trt_falls_back_to_the_replica_7_3_2_2() {
+    let das = ScriptedDas::default();
+    let (url, task) = serve_das(das.clone()).await;
+    tokio::spawn(task);
+    let mut dynamic = DynamicConfig::new(vec![url.clone()]);
+    dynamic.default_das = Some(url);
+    dynamic.deadline = Duration::from_secs(5);
+    let pdp = pdp_trusting(
+        dynamic,
+        &snapshot_event(
+            1,
+            vec![acp("acp1", &["Cowner"], 63)],
+            vec![
+                resource("cnt", Some(&["acp1"]), "Ccreator"),
+                pb::TargetResource {
+                    resource_id: "cin".into(),
+                    parent_id: "cnt".into(),
+                    resource_type: 4,
+                    creator: "Cowner".into(),
+                    ..Default::default()
+                },
+            ],
+        ),
+    )
+    .await;
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+
+    for (target, given, want) in [
+        ("cnt", None, 3),
+        ("cin", None, 4),
+        ("acp1", None, 1),
+        ("cin", Some(3), 3),
+    ] {
+        let mut visitor = request("Cvisitor", pb::Operation::Retrieve, target);
+        visitor.target_type = given;
+        visitor.token_request_indicator = true;
+        let d = client.decide(visitor).await.expect("decision").into_inner();
+        assert_eq!(d.decision, DENY, "{target}: {d:?}");
+        let consulted = das.requests.lock().await.pop().expect("consulted");
+        assert_eq!(
+            consulted.targeted_resource_type,
+            Some(want),
+            "{target}: {consulted:?}"
+        );
+        let named = d
+            .token_request_info
+            .as_ref()
+            .and_then(|t| t.das_info.first())
+            .and_then(|i| i.das_request.as_ref())
+            .and_then(|r| r.targeted_resource_type);
+        assert_eq!(named, Some(want), "{target}: {d:?}");
+    }
 }
