@@ -561,6 +561,24 @@ async fn das_down_denies_within_the_deadline_with_the_reason() {
         "the reason names the DAS: {}",
         d.summary
     );
+    // Indeterminate, not a settled Deny (TS-0003 7.1.4, Decision 10): the
+    // status says so and names the DAS, and the summary's label agrees.
+    assert_eq!(
+        d.status,
+        pb::AuthorizationStatus::MissingAttribute as i32,
+        "{d:?}"
+    );
+    assert!(
+        d.missing
+            .iter()
+            .any(|m| m.attribute == "dynamic_authorization" && !m.name.is_empty()),
+        "{d:?}"
+    );
+    assert!(
+        d.summary.starts_with("DENY (missing attribute): "),
+        "{}",
+        d.summary
+    );
 }
 
 /// `authz up --das-config` with a DAS that authenticates its consultants

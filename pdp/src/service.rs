@@ -346,6 +346,9 @@ impl PdpService {
             let dreq = Dynamic::das_request(req, snap, &originator, now, rfa, lifetime);
             // Direct (7.3.2.2): consult the target's DAS(es) and decide again.
             let mut reasons = Vec::new();
+            // DASes that gave no usable answer (down, slow, refusing, or a
+            // token that fails verification): the Deny is then indeterminate.
+            let mut unanswered: Vec<(String, String)> = Vec::new();
             for endpoint in &dases {
                 // Each DAS gets the Role-IDs its FQDN issues (7.3.2.2 step 2.2.1).
                 let for_das = dynamic.das_request_for(endpoint, &dreq);
@@ -367,10 +370,16 @@ impl PdpService {
                             break;
                         }
                     }
-                    Err(reason) => reasons.push(reason),
+                    Err(reason) => {
+                        unanswered.push((endpoint.clone(), reason.clone()));
+                        reasons.push(reason);
+                    }
                 }
             }
             if decision.decision == pb::AuthorizationDecision::Deny as i32 {
+                if !unanswered.is_empty() {
+                    mark_indeterminate(&mut decision, &unanswered);
+                }
                 if !reasons.is_empty() {
                     decision.summary.push_str("; dynamic authorization: ");
                     decision.summary.push_str(&reasons.join("; "));
@@ -770,6 +779,31 @@ const NO_TOKEN_ISSUER: &str =
 /// Whether `req` carries tokens, Token-IDs or Local-Token-IDs.
 fn has_tokens(req: &pb::DecisionRequest) -> bool {
     !(req.tokens.is_empty() && req.token_ids.is_empty() && req.local_token_ids.is_empty())
+}
+
+/// Marks a Deny that Direct Dynamic Authorization could not settle: a DAS
+/// gave no usable answer, so the decision is indeterminate (TS-0003 7.1.4,
+/// Decision 10). The status becomes MISSING_ATTRIBUTE, with a
+/// `dynamic_authorization` entry naming each such DAS, so that a caller
+/// (the PEP's cache among them) takes it as worth asking again.
+fn mark_indeterminate(decision: &mut pb::Decision, unanswered: &[(String, String)]) {
+    if decision.status == pb::AuthorizationStatus::SyntaxError as i32 {
+        return;
+    }
+    decision.status = pb::AuthorizationStatus::MissingAttribute as i32;
+    decision
+        .missing
+        .extend(unanswered.iter().map(|(das, reason)| pb::MissingAttribute {
+            attribute: "dynamic_authorization".to_owned(),
+            name: das.clone(),
+            reason: reason.clone(),
+        }));
+    // The summary's label names the status: `DENY (ok): …` → `DENY (missing attribute): …`.
+    if let Some(rest) = decision.summary.strip_prefix("DENY (")
+        && let Some(end) = rest.find(')')
+    {
+        decision.summary = format!("DENY (missing attribute){}", &rest[end + 1..]);
+    }
 }
 
 fn decision_label(decision: i32) -> &'static str {
