@@ -627,7 +627,15 @@ impl PdpService {
         grant: &TokenGrant,
     ) -> Result<Outcome, Vec<authz_proto::ConversionError>> {
         let (start, now) = (at.start, at.now);
-        let conv = decision_request_from_pb(req, now)?;
+        let mut conv = decision_request_from_pb(req, now)?;
+        if conv.request.operation == authz_core::request::Operation::Create
+            && conv.request.target_type.is_none()
+        {
+            // An `acod` `ty` is compared with the type of the targeted
+            // (parent) resource (TS-0003 7.1.5 res_resourceType): when the
+            // PEP did not say, the replica knows it. Only a CREATE needs it.
+            conv.request.target_type = snap.resource_type(&conv.request.target);
+        }
         let hosting = conv.hosting.as_ref().unwrap_or(&self.inner.hosting);
 
         let Applicables { mut acps, unknown } = match self.applicable_set(snap, &conv, now) {

@@ -200,6 +200,47 @@ async fn explicit_acp_ids_replace_the_lookup() {
     );
 }
 
+/// TS-0003 7.1.5 res_resourceType: an `acod` `ty` is compared with the
+/// type of the targeted (parent) resource of a CREATE. When the PEP does not
+/// send `target_type`, the PDP takes it from its replica.
+#[tokio::test]
+async fn create_without_target_type_uses_the_replicas_type_7_1_5() {
+    const CREATE: u32 = 1;
+    // Cphone may create contentInstances (4), under a container (3) only.
+    let mut policy = acp("acpC", &["Cphone"], CREATE);
+    if let Some(pv) = policy.privileges.as_mut() {
+        pv.rules[0].object_details = vec![pb::ObjectDetails {
+            resource_type: Some(3),
+            child_resource_types: vec![4],
+            ..Default::default()
+        }];
+    }
+    let mut ae = resource("ae1", Some(&["acpC"]), "Ccreator");
+    ae.resource_type = 2;
+    let pdp = pdp_with(&[snapshot_event(
+        3,
+        vec![policy],
+        vec![resource("cnt", Some(&["acpC"]), "Ccreator"), ae],
+    )]);
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+
+    let create = |target: &str| {
+        let mut r = request("Cphone", pb::Operation::Create, target);
+        r.resource_type = Some(4);
+        r
+    };
+    let d = decide(&mut client, create("cnt")).await;
+    assert_eq!(d.decision, PERMIT, "the container's ty 3: {}", d.summary);
+    let d = decide(&mut client, create("ae1")).await;
+    assert_eq!(d.decision, DENY, "an AE is ty 2: {}", d.summary);
+    // What the PEP says stands.
+    let mut said = create("ae1");
+    said.target_type = Some(3);
+    let d = decide(&mut client, said).await;
+    assert_eq!(d.decision, PERMIT, "{}", d.summary);
+}
+
 /// An endpoint that is not a URI is an error at start, naming it, not a
 /// follower that retries forever.
 #[tokio::test]
