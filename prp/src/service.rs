@@ -13,6 +13,12 @@
 //!   (a client gone, a deadline) cannot split: they run on a blocking task
 //!   that holds the lock until all three are done, whether or not the
 //!   request still waits for it.
+//! - ACPs and resources share one ID space: `CreateAcp` with a resource's
+//!   ID and `PutResource` with an ACP's ID are ALREADY_EXISTS for every
+//!   originator, since a request to an ACP's ID is judged by its `pvs`
+//!   (TS-0001 10.2.3.1). The store checks this when it commits
+//!   ([`Mutation`]'s preconditions); the service asks the same check of its
+//!   mirror first, to name the request field.
 //! - Reads are answered from the mirror, a [`StoreSnapshot`] kept equal to
 //!   the store.
 //! - `CreateDynamicAcp` binds the dynamic ACP to the resource whose policies
@@ -66,6 +72,7 @@ use chrono::Utc;
 use tokio::sync::{broadcast, watch};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::PrpConfig;
 use crate::store::{
@@ -148,6 +155,7 @@ impl std::fmt::Debug for PrpService {
 fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::AlreadyExists(id) => Status::already_exists(format!("{id} already exists")),
+        e @ StoreError::IdInUse { .. } => Status::already_exists(e.to_string()),
         StoreError::NotFound(id) => Status::not_found(format!("{id} not found")),
         StoreError::MissingId => {
             invalid_argument(&[violation("resource_id", "is mandatory: it is the ACP's ID")])
@@ -156,6 +164,26 @@ fn store_status(e: StoreError) -> Status {
             tracing::error!(error = %other, "PRP store failure");
             Status::internal(format!("store: {other}"))
         }
+    }
+}
+
+/// [`store_status`], except that an ID held by a record of the other kind
+/// ([`StoreError::IdInUse`]) is ALREADY_EXISTS naming `field`, the request
+/// field that carries the ID.
+fn id_conflict(e: StoreError, field: &str) -> Status {
+    match e {
+        StoreError::IdInUse { id, holder } => {
+            let reason = format!(
+                "{id} is already the ID of {holder}: ACPs and resources share one ID space, \
+                 because a request to an ACP's ID is judged by that ACP's pvs (TS-0001 10.2.3.1)"
+            );
+            Status::with_error_details(
+                tonic::Code::AlreadyExists,
+                format!("{field}: {reason}"),
+                ErrorDetails::with_bad_request(vec![FieldViolation::new(field, reason)]),
+            )
+        }
+        other => store_status(other),
     }
 }
 
@@ -693,9 +721,11 @@ impl PolicyRetrievalPoint for PrpService {
         let (id, acp) = acp_input(req.acp.as_ref()).map_err(|e| invalid_argument(&e))?;
         check_create(&acp).map_err(|e| invalid_argument(&validation_errors(e)))?;
         let guard = self.lock_writes().await;
-        if self.read(|s| s.acps.contains_key(&id) || s.dynamic.contains_key(&id)) {
-            return Err(Status::already_exists(format!("{id} already exists")));
-        }
+        // The store's own precondition, checked again when it commits: the
+        // ID must not name an ACP, a dynamic ACP or a resource (a request
+        // to an ACP's ID is judged by its pvs, TS-0001 10.2.3.1).
+        self.read(|s| s.check(Mutation::CreateAcp(acp.clone())))
+            .map_err(|e| id_conflict(e, "resource_id"))?;
         // A Create is addressed to the parent and judged by the parent's
         // policies (TS-0001 9.6.2, TS-0003 7.1.1): the new ACP's own pvs
         // govern requests to it only once it exists.
@@ -851,6 +881,10 @@ impl PolicyRetrievalPoint for PrpService {
         let resource = resource_from_pb(wire, "resource").map_err(|e| invalid_argument(&e))?;
         let id = resource.resource_id.clone();
         let guard = self.lock_writes().await;
+        // The store's own precondition, checked again when it commits: the
+        // ID must not name an ACP (TS-0001 10.2.3.1).
+        self.read(|s| s.check(Mutation::PutResource(resource.clone())))
+            .map_err(|e| id_conflict(e, "resource.resource_id"))?;
         if !self.is_admin(&req.originator) {
             let now = now_secs();
             let checks = self.read(|snap| -> Result<Vec<WriteCheck>, Status> {

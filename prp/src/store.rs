@@ -67,13 +67,15 @@ pub type LogEntry = authz_store::LogEntry<Change>;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
     /// Store a new ACP; [`StoreError::AlreadyExists`] when its ID names a
-    /// stored ACP or dynamic ACP.
+    /// stored ACP or dynamic ACP, [`StoreError::IdInUse`] when it names a
+    /// resource.
     CreateAcp(AccessControlPolicy),
     /// Replace a stored ACP; [`StoreError::NotFound`] when absent.
     UpdateAcp(AccessControlPolicy),
     /// Delete a stored ACP; [`StoreError::NotFound`] when absent.
     DeleteAcp(String),
-    /// Register or replace a resource.
+    /// Register or replace a resource; [`StoreError::IdInUse`] when its ID
+    /// names an ACP.
     PutResource(Resource),
     /// Remove a resource; [`StoreError::NotFound`] when absent.
     DeleteResource(String),
@@ -90,6 +92,17 @@ pub enum StoreError {
     /// The ID is taken.
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// The ID is held by a record of the other kind: ACPs and resources
+    /// share one ID space, because a request to an ID that names an ACP is
+    /// judged by that ACP's `pvs` (TS-0001 10.2.3.1), so an ACP that took a
+    /// resource's ID would take over that resource.
+    #[error("{id} is already the ID of {holder}")]
+    IdInUse {
+        /// The ID.
+        id: String,
+        /// What holds it.
+        holder: IdHolder,
+    },
     /// Nothing is stored under the ID.
     #[error("{0} not found")]
     NotFound(String),
@@ -99,6 +112,24 @@ pub enum StoreError {
     /// The storage itself failed: corrupt data or a backend error.
     #[error(transparent)]
     Store(#[from] authz_store::StoreError),
+}
+
+/// The kind of record that holds an ID ([`StoreError::IdInUse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdHolder {
+    /// A stored ACP.
+    Acp,
+    /// A registered resource.
+    Resource,
+}
+
+impl std::fmt::Display for IdHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Acp => "an ACP",
+            Self::Resource => "a resource",
+        })
+    }
 }
 
 impl StoreError {
@@ -201,6 +232,12 @@ fn check(
             if acps.contains_key(&id) || dynamic.contains_key(&id) {
                 return Err(StoreError::AlreadyExists(id));
             }
+            if resources.contains_key(&id) {
+                return Err(StoreError::IdInUse {
+                    id,
+                    holder: IdHolder::Resource,
+                });
+            }
             Change::AcpPut(acp)
         }
         Mutation::UpdateAcp(acp) => {
@@ -216,7 +253,15 @@ fn check(
             }
             Change::AcpDeleted(id)
         }
-        Mutation::PutResource(r) => Change::ResourcePut(r),
+        Mutation::PutResource(r) => {
+            if acps.contains_key(&r.resource_id) {
+                return Err(StoreError::IdInUse {
+                    id: r.resource_id,
+                    holder: IdHolder::Acp,
+                });
+            }
+            Change::ResourcePut(r)
+        }
         Mutation::DeleteResource(id) => {
             if !resources.contains_key(&id) {
                 return Err(StoreError::NotFound(id));

@@ -474,6 +474,133 @@ async fn create_acp_is_authorized_by_the_parent_ts0001_9_6_2_ts0003_7_1_1() {
     prp.shutdown().await;
 }
 
+/// The whole stored state, as a watcher from revision 0 sees it (a
+/// snapshot): a rejected write must leave it equal.
+async fn stored_state(
+    c: &mut pb::policy_retrieval_point_client::PolicyRetrievalPointClient<
+        tonic::transport::Channel,
+    >,
+) -> pb::WatchEvent {
+    let mut w = c
+        .watch(pb::WatchRequest { from_revision: 0 })
+        .await
+        .expect("watch")
+        .into_inner();
+    next(&mut w).await
+}
+
+/// `(ID, pv|pvs, dynamic)` of each policy applicable to `target`.
+async fn applicable_ids(
+    c: &mut pb::policy_retrieval_point_client::PolicyRetrievalPointClient<
+        tonic::transport::Channel,
+    >,
+    target: &str,
+) -> Vec<(String, i32, bool)> {
+    ids(&c
+        .get_applicable_policies(pb::GetApplicablePoliciesRequest {
+            target: target.into(),
+        })
+        .await
+        .expect("applicable")
+        .into_inner())
+}
+
+/// TS-0001 10.2.3.1 step 1 (spec notes §2.3): a target's `pvs` apply only
+/// when the target IS an `<accessControlPolicy>`. An ACP created with a
+/// resource's ID would have every request to that resource judged by the
+/// ACP's pvs, so ACPs and resources share one ID space: CreateAcp refuses a
+/// resource's ID and PutResource an ACP's (ALREADY_EXISTS naming the
+/// field), for the admin too, and the store is left unchanged.
+#[tokio::test]
+async fn acp_cannot_take_a_resource_id_ts0001_10_2_3_1() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    // Alice's container cntAlice, guarded by acpAlice (pv: Alice, all).
+    let mut acp_alice = acp("acpAlice", &["CAlice"], &[ADMIN], ALL);
+    acp_alice.privileges = Some(set(vec![rule(&["CAlice"], ALL)]));
+    c.create_acp(create_req(ADMIN, acp_alice))
+        .await
+        .expect("acpAlice");
+    for r in [
+        resource("cb", "", 5, Some(&["acpAlice"]), ""),
+        // Bob's AE without acpi: the default policy gives its creator, Bob,
+        // every operation on it, CREATE of an ACP under it included.
+        resource("CBob", "cb", 2, None, "CBob"),
+        resource("cntAlice", "cb", 3, Some(&["acpAlice"]), "CAlice"),
+    ] {
+        c.put_resource(put_req(ADMIN, r)).await.expect("resource");
+    }
+    let before = stored_state(c).await;
+    let alice_policies = applicable_ids(c, "cntAlice").await;
+    assert_eq!(
+        alice_policies,
+        vec![(
+            "acpAlice".to_string(),
+            pb::PrivilegeKind::Privileges as i32,
+            false
+        )]
+    );
+
+    // Bob may create ACPs under his AE, but not one named cntAlice.
+    let mut hijack = acp("cntAlice", &["CBob"], &["CBob"], ALL);
+    hijack.parent_id = Some("CBob".into());
+    for originator in ["CBob", ADMIN] {
+        let err = c
+            .create_acp(create_req(originator, hijack.clone()))
+            .await
+            .expect_err("the ID of a resource");
+        assert_eq!(err.code(), Code::AlreadyExists, "{originator}");
+        assert_eq!(violations(&err), ["resource_id"], "{originator}");
+        assert!(
+            err.message()
+                .contains("cntAlice is already the ID of a resource"),
+            "{}",
+            err.message()
+        );
+    }
+    assert_eq!(stored_state(c).await, before, "nothing stored");
+    assert_eq!(
+        applicable_ids(c, "cntAlice").await,
+        alice_policies,
+        "still acpAlice's pv"
+    );
+    let err = c
+        .get_acp(pb::GetAcpRequest {
+            acp_id: "cntAlice".into(),
+        })
+        .await
+        .expect_err("no such ACP");
+    assert_eq!(err.code(), Code::NotFound);
+
+    // The other way round: a resource may not take an ACP's ID.
+    for (originator, parent) in [("CBob", "CBob"), (ADMIN, "cb")] {
+        let err = c
+            .put_resource(put_req(
+                originator,
+                resource("acpAlice", parent, 3, None, "CBob"),
+            ))
+            .await
+            .expect_err("the ID of an ACP");
+        assert_eq!(err.code(), Code::AlreadyExists, "{originator}");
+        assert_eq!(violations(&err), ["resource.resource_id"], "{originator}");
+        assert!(
+            err.message()
+                .contains("acpAlice is already the ID of an ACP"),
+            "{}",
+            err.message()
+        );
+    }
+    assert_eq!(stored_state(c).await, before, "nothing stored");
+
+    // Bob may still create an ACP under his AE with an ID nobody holds.
+    let mut own = acp("acpBob", &["CBob"], &["CBob"], ALL);
+    own.parent_id = Some("CBob".into());
+    c.create_acp(create_req("CBob", own))
+        .await
+        .expect("a fresh ID");
+    prp.shutdown().await;
+}
+
 /// TS-0001 9.6.1.3: `pi` cannot change once a resource exists; moving it
 /// would skip the CREATE check under the new parent.
 #[tokio::test]

@@ -60,6 +60,18 @@ fn exercise(store: &dyn PolicyStore) {
     store
         .apply(Mutation::PutResource(model_resource("cnt")))
         .expect("resource");
+    // ACPs and resources share one ID space (TS-0001 10.2.3.1: a request
+    // to an ACP's ID is judged by its pvs): the store refuses a collision
+    // in the same atomic step as the write, and records nothing.
+    assert!(matches!(
+        store.apply(Mutation::CreateAcp(model_acp("cnt"))),
+        Err(StoreError::IdInUse { ref id, holder: store::IdHolder::Resource }) if id == "cnt"
+    ));
+    assert!(matches!(
+        store.apply(Mutation::PutResource(model_resource("acp1"))),
+        Err(StoreError::IdInUse { ref id, holder: store::IdHolder::Acp }) if id == "acp1"
+    ));
+    assert_eq!(store.revision().expect("rev"), 2);
     let d = DynamicAcp {
         id: "dyn1".into(),
         target: "cnt".into(),
