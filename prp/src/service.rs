@@ -37,7 +37,8 @@
 //! | `UpdateAcp` | UPDATE in the stored ACP's `pvs` |
 //! | `DeleteAcp` | DELETE in the stored ACP's `pvs` |
 //! | `PutResource`, new resource | as `CreateAcp`, with the new resource's `ty` as the created type: CREATE in its parent's applicable set; no or an unknown parent: PERMISSION_DENIED |
-//! | `PutResource`, `acpi` changed | UPDATE in the `pvs` of the ACPs the resource references now, or in its default policy when `acpi` is not set (TS-0001 9.6.1.3.2) |
+//! | `PutResource`, `pi`, `ty` or `cr` changed | INVALID_ARGUMENT naming the field: read-only once the resource exists (TS-0001 9.6.1.3) |
+//! | `PutResource`, `acpi` or `cstn` changed | UPDATE in the `pvs` of the ACPs the resource references now, or in its default policy when `acpi` is not set (TS-0001 9.6.1.3.2; `cstn` replaces the creator in the default policy) |
 //! | `PutResource`, other attributes changed | UPDATE in the resource's applicable set |
 //! | `DeleteResource` | DELETE in the resource's applicable set |
 //! | `CreateDynamicAcp` | originator is the admin or one of `dynamic_acp_originators` |
@@ -900,17 +901,44 @@ impl PolicyRetrievalPoint for PrpService {
                         &format!("register resource {id}"),
                     )?]);
                 };
-                // `pi` is fixed once a resource exists (NP on Update, TS-0001
-                // 9.6.1.3): a move would skip CREATE under the new parent.
+                // `pi`, `ty` and `cr` are fixed once a resource exists (RO,
+                // NP on Update, TS-0001 9.6.1.3): a move would skip CREATE
+                // under the new parent; a new `ty` would change how its
+                // policies resolve (a type without acpi takes its parent's)
+                // and skip the CREATE-time `acod` check; a new `cr` would
+                // change whom its default policy grants.
+                let mut fixed = Vec::new();
                 if resource.parent_id != old.parent_id {
-                    return Err(invalid_argument(&[violation(
+                    fixed.push(violation(
                         "resource.parent_id",
                         format!(
                             "cannot change from {:?} to {:?}: the parent of a resource is fixed once it exists (TS-0001 9.6.1.3)",
                             old.parent_id.as_deref().unwrap_or(""),
                             resource.parent_id.as_deref().unwrap_or("")
                         ),
-                    )]));
+                    ));
+                }
+                if resource.resource_type != old.resource_type {
+                    fixed.push(violation(
+                        "resource.resource_type",
+                        format!(
+                            "cannot change from {} to {}: resourceType is read-only once a resource exists (TS-0001 9.6.1.3)",
+                            old.resource_type, resource.resource_type
+                        ),
+                    ));
+                }
+                if resource.creator != old.creator {
+                    fixed.push(violation(
+                        "resource.creator",
+                        format!(
+                            "cannot change from {:?} to {:?}: creator is read-only once a resource exists (TS-0001 9.6.1.3); it decides the default policy (TS-0001 9.6.1.3.2)",
+                            old.creator.as_deref().unwrap_or(""),
+                            resource.creator.as_deref().unwrap_or("")
+                        ),
+                    ));
+                }
+                if !fixed.is_empty() {
+                    return Err(invalid_argument(&fixed));
                 }
                 let update = |policies, what: &str| WriteCheck {
                     operation: Operation::Update,
@@ -920,7 +948,12 @@ impl PolicyRetrievalPoint for PrpService {
                     what: what.to_owned(),
                 };
                 let mut checks = Vec::new();
-                if old.acpi != resource.acpi {
+                // `cstn` replaces the creator in the default policy, so
+                // changing it is changing who holds the resource: like
+                // `acpi`, it needs UPDATE in the pvs.
+                let acpi_changed = old.acpi != resource.acpi;
+                let custodian_changed = old.custodian != resource.custodian;
+                if acpi_changed || custodian_changed {
                     // TS-0001 9.6.1.3.2: UPDATE in the pvs of the ACPs
                     // referenced now; with acpi not set, the default policy.
                     let policies = match old.acpi.as_ref().filter(|a| !a.is_empty()) {
@@ -935,13 +968,22 @@ impl PolicyRetrievalPoint for PrpService {
                             &id,
                         ),
                     };
+                    let changed = match (acpi_changed, custodian_changed) {
+                        (true, true) => "acpi and custodian",
+                        (true, false) => "acpi",
+                        _ => "custodian",
+                    };
                     checks.push(update(
                         policies,
-                        "change its acpi (UPDATE in the pvs of the ACPs it references)",
+                        &format!(
+                            "change its {changed} (UPDATE in the pvs of the ACPs it references, \
+                             or in its default policy when acpi is not set)"
+                        ),
                     ));
                 }
                 let mut others = resource.clone();
                 others.acpi = old.acpi.clone();
+                others.custodian = old.custodian.clone();
                 if &others != old {
                     let view = View { snap, now };
                     let set = applicable_policies(&view, &id).map_err(resolve_status)?;

@@ -817,7 +817,7 @@ async fn acpi_change_needs_update_in_pvs_of_current_acps_ts0001_9_6_1_3_2() {
 
     // Changing another attribute needs UPDATE in pv: nobody but the admin has it.
     let mut other = to(&["acp1", "acp2"]);
-    other.custodian = "CBob".into();
+    other.daci = vec!["dac1".into()];
     let err = c
         .put_resource(put_req("CBob", other.clone()))
         .await
@@ -866,6 +866,124 @@ async fn acpi_change_needs_update_in_pvs_of_current_acps_ts0001_9_6_1_3_2() {
         .await
         .expect_err("gone");
     assert_eq!(err.code(), Code::NotFound);
+    prp.shutdown().await;
+}
+
+/// TS-0001 9.6.1.3: `ty` (resourceType) and `cr` (creator) are read-only,
+/// like `pi`; spec notes §2.3 / TS-0001 9.6.1.3.2: changing `acpi` needs
+/// UPDATE in the pvs, and `cstn` (custodian), which replaces the creator in
+/// the default policy, is treated the same. UPDATE in pv is not enough for
+/// any of these, and a refused write stores nothing.
+#[tokio::test]
+async fn type_creator_and_custodian_are_not_pv_updates_ts0001_9_6_1_3() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    // acpCb: Bob may do anything under cb. acpCnt: pv gives Bob RETRIEVE
+    // and UPDATE, pvs only the admin.
+    let mut acp_cb = acp("acpCb", &["CBob"], &[ADMIN], ALL);
+    acp_cb.privileges = Some(set(vec![rule(&["CBob"], ALL)]));
+    let mut acp_cnt = acp("acpCnt", &["CBob"], &[ADMIN], ALL);
+    acp_cnt.privileges = Some(set(vec![rule(&["CBob"], 2 | 4)]));
+    for a in [acp_cb, acp_cnt] {
+        c.create_acp(create_req(ADMIN, a)).await.expect("acp");
+    }
+    c.put_resource(put_req(ADMIN, resource("cb", "", 5, Some(&["acpCb"]), "")))
+        .await
+        .expect("cb");
+    c.put_resource(put_req(
+        ADMIN,
+        resource("cnt", "cb", 3, Some(&["acpCnt"]), "CAlice"),
+    ))
+    .await
+    .expect("cnt");
+    // Alice's container without acpi: its default policy is hers.
+    c.put_resource(put_req(ADMIN, resource("cntA", "cb", 3, None, "CAlice")))
+        .await
+        .expect("cntA");
+    let before = stored_state(c).await;
+    let cnt_policies = applicable_ids(c, "cnt").await;
+
+    // UPDATE in pv is enough for other attributes.
+    let mut daci = resource("cnt", "cb", 3, Some(&["acpCnt"]), "CAlice");
+    daci.daci = vec!["dac1".into()];
+    c.put_resource(put_req("CBob", daci))
+        .await
+        .expect("daci with UPDATE in pv");
+    let before_daci = stored_state(c).await;
+    assert_ne!(before_daci, before);
+    let mut base = resource("cnt", "cb", 3, Some(&["acpCnt"]), "CAlice");
+    base.daci = vec!["dac1".into()];
+
+    // ty 3 -> 4 would make cnt take cb's acpi (Bob: all) instead of its own.
+    let mut retyped = base.clone();
+    retyped.resource_type = 4;
+    let err = c
+        .put_resource(put_req("CBob", retyped))
+        .await
+        .expect_err("ty is read-only");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(violations(&err), ["resource.resource_type"]);
+    assert!(err.message().contains("from 3 to 4"), "{}", err.message());
+    // cr is read-only: it decides the default policy once acpi is unset.
+    let mut recreated = base.clone();
+    recreated.creator = "CBob".into();
+    let err = c
+        .put_resource(put_req("CBob", recreated))
+        .await
+        .expect_err("cr is read-only");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(violations(&err), ["resource.creator"]);
+    // Both at once: both named.
+    let mut both = base.clone();
+    both.resource_type = 4;
+    both.creator = String::new();
+    let err = c
+        .put_resource(put_req("CBob", both))
+        .await
+        .expect_err("ty and cr");
+    assert_eq!(
+        violations(&err),
+        ["resource.resource_type", "resource.creator"]
+    );
+    // cstn needs UPDATE in acpCnt's pvs (the admin only), not in its pv.
+    let mut custodian = base.clone();
+    custodian.custodian = "CBob".into();
+    let err = c
+        .put_resource(put_req("CBob", custodian.clone()))
+        .await
+        .expect_err("cstn needs UPDATE in pvs");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(
+        err.message().contains("change its custodian"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(stored_state(c).await, before_daci, "nothing stored");
+    assert_eq!(applicable_ids(c, "cnt").await, cnt_policies);
+
+    // Without acpi the default policy decides: Alice, its creator, may
+    // hand cntA to Carol; then Bob may not take it, nor Alice back.
+    let mut to_carol = resource("cntA", "cb", 3, None, "CAlice");
+    to_carol.custodian = "CCarol".into();
+    c.put_resource(put_req("CAlice", to_carol))
+        .await
+        .expect("the creator sets cstn");
+    let after_carol = stored_state(c).await;
+    for originator in ["CBob", "CAlice"] {
+        let mut take = resource("cntA", "cb", 3, None, "CAlice");
+        take.custodian = originator.into();
+        let err = c
+            .put_resource(put_req(originator, take))
+            .await
+            .expect_err("only the custodian now");
+        assert_eq!(err.code(), Code::PermissionDenied, "{originator}");
+    }
+    assert_eq!(stored_state(c).await, after_carol, "nothing stored");
+    // The admin may still correct any attribute.
+    custodian.resource_type = 3;
+    c.put_resource(put_req(ADMIN, custodian))
+        .await
+        .expect("admin");
     prp.shutdown().await;
 }
 
