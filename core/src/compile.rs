@@ -163,7 +163,7 @@ impl CompiledAcp {
 
 /// The oneM2M rules for *creating* an ACP on top of [`CompiledAcp::compile`]:
 /// `pv` and `pvs` are mandatory and `pvs` holds at least one rule (TS-0004
-/// 7.4.2.2.1).
+/// 7.4.2.2.1), and [`check_authorization_addresses`].
 pub fn check_create(acp: &AccessControlPolicy) -> Result<(), ValidationErrors> {
     let mut errors = Errors::default();
     if acp.privileges.is_none() {
@@ -182,6 +182,53 @@ pub fn check_create(acp: &AccessControlPolicy) -> Result<(), ValidationErrors> {
             "selfPrivileges must hold at least one rule (TS-0004 7.4.2.2.1)",
         ),
         Some(_) => {}
+    }
+    if let Err(e) = check_authorization_addresses(acp) {
+        errors.0.extend(e.0);
+    }
+    if errors.0.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationErrors(errors.0))
+    }
+}
+
+/// TS-0001 9.6.2.0 (spec notes §2.2): `adri` (the PDPs) and `apri` (the
+/// PRPs) of distributed authorization belong to an ACP whose `pv` is NULL:
+/// when `pv` is non-NULL neither may be present, and when it is NULL not
+/// both. `airi` (the PIPs) is not restricted. A `null` or an empty list
+/// counts as absent, since it names no PDP or PRP.
+///
+/// Check an update on the ACP it would leave (its `pv` merged with the
+/// stored one).
+pub fn check_authorization_addresses(acp: &AccessControlPolicy) -> Result<(), ValidationErrors> {
+    let present = |key: &str| match acp.other.get(key) {
+        None | Some(serde_json::Value::Null) => false,
+        Some(serde_json::Value::Array(items)) => !items.is_empty(),
+        Some(_) => true,
+    };
+    let (adri, apri) = (present("adri"), present("apri"));
+    let mut errors = Errors::default();
+    if acp.privileges.is_some() {
+        for (key, what) in [("adri", adri), ("apri", apri)] {
+            if what {
+                errors.add(
+                    key,
+                    "must not be present when pv is non-NULL: the ACP's own privileges decide, \
+                     not a distributed PDP or PRP (TS-0001 9.6.2.0)",
+                );
+            }
+        }
+    } else if adri && apri {
+        for (key, other) in [("adri", "apri"), ("apri", "adri")] {
+            errors.add(
+                key,
+                format_args!(
+                    "must not be present together with {other}: an ACP with a NULL pv \
+                     names a PDP (adri) or a PRP (apri), never both (TS-0001 9.6.2.0)"
+                ),
+            );
+        }
     }
     if errors.0.is_empty() {
         Ok(())

@@ -2014,6 +2014,53 @@ fn ts_0004_7_4_2_2_1_check_create_requires_a_pvs_rule() {
     assert!(e.0.iter().any(|e| e.path == "pv"), "{e:#?}");
 }
 
+/// TS-0001 9.6.2.0 (spec notes §2.2): with a non-NULL pv, adri and apri
+/// shall not be present; with a NULL pv, adri or apri, never both. airi is
+/// free, and an empty list names nothing, so it counts as absent.
+#[test]
+fn ts_0001_9_6_2_0_adri_apri_only_without_pv_and_never_both() {
+    use authz_core::compile::check_authorization_addresses;
+    let parse = |doc: &str| parse_policies(doc).unwrap().remove(0);
+    let paths = |acp: &authz_core::AccessControlPolicy| {
+        check_authorization_addresses(acp)
+            .err()
+            .map(|e| e.0.into_iter().map(|e| e.path).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    const PVS: &str = r#""pvs": {"acr": [{"acor": ["Cowner"], "acop": 63}]}"#;
+    let with_pv = |extra: &str| {
+        parse(&format!(
+            r#"{{"m2m:acp": {{"pv": {{"acr": []}}, {PVS}{extra}}}}}"#
+        ))
+    };
+    let without_pv = |extra: &str| parse(&format!(r#"{{"m2m:acp": {{{PVS}{extra}}}}}"#));
+
+    // pv non-NULL (an empty pv included): neither adri nor apri.
+    assert_eq!(paths(&with_pv(r#", "adri": ["/id-in/pdp1"]"#)), ["adri"]);
+    assert_eq!(paths(&with_pv(r#", "apri": ["/id-in/prp1"]"#)), ["apri"]);
+    assert_eq!(
+        paths(&with_pv(
+            r#", "adri": ["/id-in/pdp1"], "apri": ["/id-in/prp1"]"#
+        )),
+        ["adri", "apri"]
+    );
+    assert_eq!(paths(&with_pv(r#", "adri": "not-a-list""#)), ["adri"]);
+    assert!(paths(&with_pv(r#", "airi": ["/id-in/pip1"]"#)).is_empty());
+    assert!(paths(&with_pv(r#", "adri": [], "apri": null"#)).is_empty());
+    let e = check_create(&with_pv(r#", "apri": ["/id-in/prp1"]"#)).unwrap_err();
+    assert!(e.0.iter().any(|e| e.path == "apri"), "{e:#?}");
+
+    // pv NULL: one of them, never both.
+    assert!(paths(&without_pv(r#", "adri": ["/id-in/pdp1"]"#)).is_empty());
+    assert!(paths(&without_pv(r#", "apri": ["/id-in/prp1"]"#)).is_empty());
+    assert_eq!(
+        paths(&without_pv(
+            r#", "adri": ["/id-in/pdp1"], "apri": ["/id-in/prp1"]"#
+        )),
+        ["adri", "apri"]
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 7.1.5: permit-overrides across rules and ACPs
 // ---------------------------------------------------------------------------

@@ -51,7 +51,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use authz_core::compile::check_create;
+use authz_core::compile::{check_authorization_addresses, check_create};
 use authz_core::decision::Effect;
 use authz_core::model::{AccessControlPolicy, SetOfAcrs};
 use authz_core::resources::{
@@ -201,6 +201,36 @@ fn validation_errors(errors: ValidationErrors) -> Vec<ConversionError> {
         .into_iter()
         .map(|e| violation(e.path, e.message))
         .collect()
+}
+
+/// [`validation_errors`] of an ACP, naming `adri` and `apri` by the request
+/// field that carried them: `pdp_addresses` / `prp_addresses`, or
+/// `other_attributes.adri` / `.apri` for a value that is not a list of
+/// strings.
+fn acp_validation_errors(
+    errors: ValidationErrors,
+    wire: Option<&pb::AccessControlPolicy>,
+) -> Vec<ConversionError> {
+    let mut out = validation_errors(errors);
+    for e in &mut out {
+        let typed = match e.field.as_str() {
+            "adri" => (
+                "pdp_addresses",
+                wire.is_some_and(|w| !w.pdp_addresses.is_empty()),
+            ),
+            "apri" => (
+                "prp_addresses",
+                wire.is_some_and(|w| !w.prp_addresses.is_empty()),
+            ),
+            _ => continue,
+        };
+        e.message = format!("{} {}", e.field, e.message);
+        e.field = match typed {
+            (field, true) => field.to_owned(),
+            (_, false) => format!("other_attributes.{}", e.field),
+        };
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------
@@ -720,7 +750,8 @@ impl PolicyRetrievalPoint for PrpService {
         let req = request.into_inner();
         check_originator(&req.originator)?;
         let (id, acp) = acp_input(req.acp.as_ref()).map_err(|e| invalid_argument(&e))?;
-        check_create(&acp).map_err(|e| invalid_argument(&validation_errors(e)))?;
+        check_create(&acp)
+            .map_err(|e| invalid_argument(&acp_validation_errors(e, req.acp.as_ref())))?;
         let guard = self.lock_writes().await;
         // The store's own precondition, checked again when it commits: the
         // ID must not name an ACP, a dynamic ACP or a resource (a request
@@ -794,6 +825,10 @@ impl PolicyRetrievalPoint for PrpService {
                 "an update must not remove every selfPrivileges rule (TS-0004 7.4.2.2.3)",
             )]));
         }
+        // On the ACP the update leaves: an update that omits pv keeps the
+        // stored, non-NULL one.
+        check_authorization_addresses(&acp)
+            .map_err(|e| invalid_argument(&acp_validation_errors(e, req.acp.as_ref())))?;
         let current = CompiledAcp::compile(id.as_str(), &stored)
             .map_err(|e| Status::internal(format!("stored ACP {id} does not compile: {e}")))?;
         self.authorize(

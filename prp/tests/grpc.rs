@@ -228,6 +228,92 @@ async fn create_without_pvs_rule_is_invalid_ts0004_7_4_2_2_1() {
     prp.shutdown().await;
 }
 
+/// TS-0001 9.6.2.0 (spec notes §2.2): if pv is non-NULL, adri and apri
+/// shall not be present. pv is mandatory on Create and an Update without pv
+/// keeps the stored one, so the PRP refuses both on create and on update,
+/// naming pdp_addresses / prp_addresses, and stores nothing; airi
+/// (pip_addresses) stays allowed.
+#[tokio::test]
+async fn adri_and_apri_need_a_null_pv_ts0001_9_6_2_0() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    c.create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
+        .await
+        .expect("acp1");
+    let before = stored_state(c).await;
+    let with = |id: &str, pdp: &[&str], prp_: &[&str]| {
+        let mut a = acp(id, &["CAlice"], &[ADMIN], ALL);
+        a.pdp_addresses = pdp.iter().map(|s| s.to_string()).collect();
+        a.prp_addresses = prp_.iter().map(|s| s.to_string()).collect();
+        a
+    };
+    for (bad, fields) in [
+        (with("acp2", &["/id-in/pdp1"], &[]), vec!["pdp_addresses"]),
+        (with("acp2", &[], &["/id-in/prp1"]), vec!["prp_addresses"]),
+        (
+            with("acp2", &["/id-in/pdp1"], &["/id-in/prp1"]),
+            vec!["pdp_addresses", "prp_addresses"],
+        ),
+    ] {
+        let err = c
+            .create_acp(create_req(ADMIN, bad))
+            .await
+            .expect_err("create with pv and adri/apri");
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert_eq!(violations(&err), fields);
+        assert!(err.message().contains("non-NULL"), "{}", err.message());
+    }
+    // The same attribute given as an untyped value is named where it was.
+    let mut untyped = acp("acp2", &["CAlice"], &[ADMIN], ALL);
+    untyped.other_attributes = Some(prost_types::Struct {
+        fields: [(
+            "apri".to_string(),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::StringValue("/id-in/prp1".into())),
+            },
+        )]
+        .into(),
+    });
+    let err = c
+        .create_acp(create_req(ADMIN, untyped))
+        .await
+        .expect_err("apri in other_attributes");
+    assert_eq!(violations(&err), ["other_attributes.apri"]);
+
+    // Update: pv omitted (the stored one stays) or given, for the admin too.
+    for (pv, fields) in [
+        (false, vec!["prp_addresses"]),
+        (true, vec!["pdp_addresses"]),
+    ] {
+        let mut update = if pv {
+            with("acp1", &["/id-in/pdp1"], &[])
+        } else {
+            with("acp1", &[], &["/id-in/prp1"])
+        };
+        if !pv {
+            update.privileges = None;
+        }
+        let err = c
+            .update_acp(pb::UpdateAcpRequest {
+                originator: ADMIN.into(),
+                acp: Some(update),
+            })
+            .await
+            .expect_err("update leaving pv with adri/apri");
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert_eq!(violations(&err), fields);
+    }
+    assert_eq!(stored_state(c).await, before, "nothing stored");
+
+    // airi is not restricted.
+    let mut airi = acp("acp3", &["CAlice"], &[ADMIN], ALL);
+    airi.pip_addresses = vec!["/id-in/pip1".into()];
+    c.create_acp(create_req(ADMIN, airi))
+        .await
+        .expect("pip_addresses with pv");
+    prp.shutdown().await;
+}
+
 /// TS-0003 7.1.1: requests *to* an ACP are judged by its selfPrivileges
 /// (its creation is not: see `create_acp_is_authorized_by_the_parent_*`).
 #[tokio::test]
