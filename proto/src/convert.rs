@@ -1469,6 +1469,33 @@ pub fn resource_from_pb(
     if !r.parent_id.is_empty() && r.parent_id == r.resource_id {
         bad("parent_id", "a resource cannot be its own parent");
     }
+    // Types without an acpi attribute (spec notes §2.3): an ACP is judged
+    // by its own pvs, the others by their parent's applicable policies
+    // (TS-0001 10.2.3.1), so an acpi would be stored and never used, and
+    // without a parent nothing would apply.
+    let ty = r.resource_type;
+    let via_parent = authz_core::resources::TYPES_WITHOUT_ACPI.contains(&ty);
+    if r.acpi_set && ty == authz_core::resources::TY_ACP {
+        bad(
+            "acpi",
+            "an <accessControlPolicy> (resource_type 1) has no acpi: requests to it are judged by its own pvs (TS-0001 10.2.3.1)",
+        );
+    } else if r.acpi_set && via_parent {
+        bad(
+            "acpi",
+            &format!(
+                "resource_type {ty} has no acpi attribute: its parent's applicable policies apply (TS-0001 10.2.3.1)"
+            ),
+        );
+    }
+    if via_parent && r.parent_id.is_empty() {
+        bad(
+            "parent_id",
+            &format!(
+                "is mandatory for resource_type {ty}, which has no acpi: its parent's applicable policies apply (TS-0001 10.2.3.1)"
+            ),
+        );
+    }
     let is_dac = r.resource_type == authz_core::resources::DYNAMIC_AUTHORIZATION_CONSULTATION;
     if !is_dac && (r.dac_enabled.is_some() || !r.dac_poa.is_empty() || !r.dac_lifetime.is_empty()) {
         bad(

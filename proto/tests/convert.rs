@@ -759,3 +759,49 @@ fn descriptor_set_lists_the_package() {
         assert!(messages.contains(&m), "{m}");
     }
 }
+
+/// Spec notes §2.3 / TS-0001 10.2.3.1: an ACP and the types without acpi
+/// (contentInstance and the other subordinate types) cannot carry `acpi`,
+/// and the latter take their parent's policies, so they need `parent_id`.
+#[test]
+fn types_without_acpi_reject_acpi_and_need_a_parent() {
+    use authz_core::resources::{TY_ACP, TYPES_WITHOUT_ACPI};
+    use authz_proto::convert::resource_from_pb;
+    let resource = |ty: u32, parent: &str, acpi_set: bool| pb::TargetResource {
+        resource_id: "r".into(),
+        parent_id: parent.into(),
+        resource_type: ty,
+        acpi_set,
+        ..Default::default()
+    };
+    let errors = |r: &pb::TargetResource| {
+        resource_from_pb(r, "resource")
+            .err()
+            .map(|e| e.into_iter().map(|e| e.field).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    for ty in TYPES_WITHOUT_ACPI {
+        assert_eq!(
+            errors(&resource(ty, "cnt", true)),
+            ["resource.acpi"],
+            "{ty}"
+        );
+        assert_eq!(
+            errors(&resource(ty, "", false)),
+            ["resource.parent_id"],
+            "{ty}"
+        );
+        assert_eq!(
+            errors(&resource(ty, "", true)),
+            ["resource.acpi", "resource.parent_id"],
+            "{ty}"
+        );
+        assert!(errors(&resource(ty, "cnt", false)).is_empty(), "{ty}");
+    }
+    assert_eq!(errors(&resource(TY_ACP, "cb", true)), ["resource.acpi"]);
+    assert!(errors(&resource(TY_ACP, "", false)).is_empty());
+    // A type with acpi: set, unset, with or without a parent.
+    for (parent, acpi_set) in [("", true), ("cb", true), ("", false)] {
+        assert!(errors(&resource(3, parent, acpi_set)).is_empty());
+    }
+}

@@ -1000,9 +1000,12 @@ async fn type_creator_and_custodian_are_not_pv_updates_ts0001_9_6_1_3() {
     let mut base = resource("cnt", "cb", 3, Some(&["acpCnt"]), "CAlice");
     base.daci = vec!["dac1".into()];
 
-    // ty 3 -> 4 would make cnt take cb's acpi (Bob: all) instead of its own.
+    // ty 3 -> 4 would make cnt take cb's acpi (Bob: all) instead of its
+    // own (a type 4 cannot carry acpi, so the re-put leaves it unset).
     let mut retyped = base.clone();
     retyped.resource_type = 4;
+    retyped.acpi_set = false;
+    retyped.acpi.clear();
     let err = c
         .put_resource(put_req("CBob", retyped))
         .await
@@ -1010,6 +1013,15 @@ async fn type_creator_and_custodian_are_not_pv_updates_ts0001_9_6_1_3() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(violations(&err), ["resource.resource_type"]);
     assert!(err.message().contains("from 3 to 4"), "{}", err.message());
+    // ... nor to another type with acpi (9, group): it would escape the
+    // CREATE-time acod chty check all the same.
+    let mut regrouped = base.clone();
+    regrouped.resource_type = 9;
+    let err = c
+        .put_resource(put_req("CBob", regrouped))
+        .await
+        .expect_err("ty is read-only");
+    assert_eq!(violations(&err), ["resource.resource_type"]);
     // cr is read-only: it decides the default policy once acpi is unset.
     let mut recreated = base.clone();
     recreated.creator = "CBob".into();
@@ -1021,7 +1033,7 @@ async fn type_creator_and_custodian_are_not_pv_updates_ts0001_9_6_1_3() {
     assert_eq!(violations(&err), ["resource.creator"]);
     // Both at once: both named.
     let mut both = base.clone();
-    both.resource_type = 4;
+    both.resource_type = 9;
     both.creator = String::new();
     let err = c
         .put_resource(put_req("CBob", both))
@@ -1070,6 +1082,69 @@ async fn type_creator_and_custodian_are_not_pv_updates_ts0001_9_6_1_3() {
     c.put_resource(put_req(ADMIN, custodian))
         .await
         .expect("admin");
+    prp.shutdown().await;
+}
+
+/// Spec notes §2.3: every type has acpi except accessControlPolicy,
+/// contentInstance and the other subordinate types; TS-0001 10.2.3.1 step 2
+/// resolves those through their parent. An acpi on such a type would be
+/// stored and silently ignored, and one without parent_id would fail only
+/// when asked about: both are INVALID_ARGUMENT naming the field, for the
+/// admin too, and nothing is stored.
+#[tokio::test]
+async fn types_without_acpi_reject_acpi_and_need_a_parent_ts0001_10_2_3_1() {
+    use authz_core::resources::{TY_ACP, TYPES_WITHOUT_ACPI};
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    c.create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
+        .await
+        .expect("acp1");
+    c.put_resource(put_req(ADMIN, resource("cnt", "", 3, Some(&["acp1"]), "")))
+        .await
+        .expect("cnt");
+    let before = stored_state(c).await;
+    for ty in TYPES_WITHOUT_ACPI {
+        for (parent, acpi, fields) in [
+            ("cnt", Some(&["acp1"][..]), vec!["resource.acpi"]),
+            ("cnt", Some(&[][..]), vec!["resource.acpi"]),
+            ("", None, vec!["resource.parent_id"]),
+            (
+                "",
+                Some(&["acp1"][..]),
+                vec!["resource.acpi", "resource.parent_id"],
+            ),
+        ] {
+            let err = c
+                .put_resource(put_req(ADMIN, resource("child", parent, ty, acpi, "")))
+                .await
+                .expect_err("no acpi on this type");
+            assert_eq!(err.code(), Code::InvalidArgument, "{ty}");
+            assert_eq!(violations(&err), fields, "{ty} {parent:?} {acpi:?}");
+        }
+    }
+    let err = c
+        .put_resource(put_req(
+            ADMIN,
+            resource("child", "cnt", TY_ACP, Some(&["acp1"]), ""),
+        ))
+        .await
+        .expect_err("an ACP has no acpi");
+    assert_eq!(violations(&err), ["resource.acpi"]);
+    assert!(err.message().contains("own pvs"), "{}", err.message());
+    assert_eq!(stored_state(c).await, before, "nothing stored");
+
+    // With a parent and no acpi: stored, and the parent's policies apply.
+    c.put_resource(put_req(ADMIN, resource("cin", "cnt", 4, None, "")))
+        .await
+        .expect("cin");
+    assert_eq!(
+        applicable_ids(c, "cin").await,
+        vec![(
+            "acp1".to_string(),
+            pb::PrivilegeKind::Privileges as i32,
+            false
+        )]
+    );
     prp.shutdown().await;
 }
 
