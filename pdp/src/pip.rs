@@ -185,6 +185,11 @@ impl PipCache {
         self.watching.load(Ordering::Acquire)
     }
 
+    /// The highest PIP revision the watch has applied (0 before it is up).
+    pub fn seen_revision(&self) -> u64 {
+        self.seen_revision.load(Ordering::Acquire)
+    }
+
     /// How many originators have cached attributes.
     pub fn len(&self) -> usize {
         self.originators

@@ -198,6 +198,24 @@ impl Stack {
         self.pdp.decide(req).await.expect("decide").into_inner()
     }
 
+    /// Waits until the PDP's attribute cache has applied every PIP change
+    /// made so far. A change that reaches the cache after an answer it
+    /// already covers still drops that answer (the cache cannot tell which
+    /// parts of a merged answer it covers), so a test that counts cached
+    /// originators settles first.
+    async fn settle(&self) {
+        let revision = self.pip_service.revision();
+        let cache = self._pdp.pip_cache().expect("PIP cache");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while cache.seen_revision() < revision {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the PDP's PIP watch never reached revision {revision}: {cache:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     async fn role(
         &mut self,
         role_id: &str,
@@ -407,6 +425,7 @@ async fn role_ids_permit_only_verified_holders_7_4_3() {
     )
     .await;
 
+    s.settle().await;
     let ok = s
         .decide(with_roles(
             retrieve("Calice", "cntRoles"),
