@@ -1,18 +1,25 @@
 //! The PDP over real gRPC on 127.0.0.1: following a fake PRP through an
-//! outage, explicit ACP IDs, batch and stream order, invalid requests,
-//! health, and Echo.
+//! outage, explicit ACP IDs, batch order, a stream answering each request as
+//! it is decided (a slow one, held at a fake DAS, does not hold up the
+//! others), invalid requests, health, and Echo.
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use authz_pdp::{Pdp, PdpConfig};
+use authz_pdp::{DynamicConfig, Pdp, PdpConfig};
 use authz_proto::pb;
+use authz_proto::pb::dynamic_authorization_server_server::{
+    DynamicAuthorizationServer, DynamicAuthorizationServerServer,
+};
 use authz_proto::pb::echo_client::EchoClient;
 use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
 use common::*;
 use tokio::net::TcpListener;
-use tonic::Code;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Code, Request, Response, Status};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -390,6 +397,130 @@ async fn stream_answers_each_request_in_order() {
             assert!(d.summary.contains("originator"), "{}", d.summary);
         }
     }
+    drop(tx);
+    assert!(answers.message().await.unwrap().is_none());
+}
+
+/// A DAS whose consultations wait until the test releases them, then grant
+/// nothing: a request the stored policies deny stays at the PDP for as long
+/// as the test wants, without any timing.
+#[derive(Clone)]
+struct GatedDas {
+    consulted: Arc<AtomicUsize>,
+    released: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl GatedDas {
+    fn new() -> Self {
+        Self {
+            consulted: Arc::default(),
+            released: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+
+    fn release(&self) {
+        self.released.send_replace(true);
+    }
+
+    /// Serves it on 127.0.0.1:0; returns its URL.
+    async fn serve(&self) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let service = DynamicAuthorizationServerServer::new(self.clone());
+        tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(TcpListenerStream::new(listener))
+                .await;
+        });
+        url
+    }
+}
+
+#[tonic::async_trait]
+impl DynamicAuthorizationServer for GatedDas {
+    async fn consult(
+        &self,
+        _request: Request<pb::ConsultRequest>,
+    ) -> Result<Response<pb::DasResponse>, Status> {
+        self.consulted.fetch_add(1, Ordering::SeqCst);
+        let mut released = self.released.subscribe();
+        let _ = released.wait_for(|r| *r).await;
+        Ok(Response::new(pb::DasResponse::default()))
+    }
+
+    async fn issue_token(
+        &self,
+        _request: Request<pb::IssueTokenRequest>,
+    ) -> Result<Response<pb::IssueTokenResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn get_tokens(
+        &self,
+        _request: Request<pb::GetDasTokensRequest>,
+    ) -> Result<Response<pb::GetDasTokensResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn get_key_set(
+        &self,
+        _request: Request<pb::GetKeySetRequest>,
+    ) -> Result<Response<pb::KeySet>, Status> {
+        Err(Status::unavailable("no keys in this test"))
+    }
+}
+
+/// A request that takes long to decide (a DAS consultation) does not hold up
+/// the requests sent after it on the same stream: each is answered as soon
+/// as it is decided, with its `request_id` echoed to match it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_answers_each_request_as_it_is_decided() {
+    let das = GatedDas::new();
+    let url = das.serve().await;
+    let mut dynamic = DynamicConfig::new(vec![url.clone()]);
+    dynamic.default_das = Some(url);
+    dynamic.deadline = Duration::from_secs(120);
+    let pdp = Pdp::start(PdpConfig::new(hosting()).with_dynamic(dynamic)).unwrap();
+    pdp.apply_event(&snapshot_event(
+        1,
+        vec![acp("acp1", &["Cphone"], RETRIEVE)],
+        vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+    ))
+    .unwrap();
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut answers = client
+        .decide_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Cvisitor is denied by acp1, so the PDP consults the DAS, which holds it.
+    let mut slow = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    slow.request_id = "slow".into();
+    tx.send(slow).await.unwrap();
+    let consulted = || async { das.consulted.load(Ordering::SeqCst) == 1 };
+    assert!(eventually(Duration::from_secs(30), consulted).await);
+
+    let mut fast = request("Cphone", pb::Operation::Retrieve, "cnt");
+    fast.request_id = "fast".into();
+    tx.send(fast).await.unwrap();
+    // Not a speed check: the slow request is held until released below, so
+    // an answer in order would never come before it.
+    let first = tokio::time::timeout(Duration::from_secs(30), answers.message())
+        .await
+        .expect("the fast request answered while the slow one is undecided")
+        .unwrap()
+        .expect("an answer");
+    assert_eq!(first.request_id, "fast");
+    assert_eq!(first.decision, PERMIT, "{}", first.summary);
+
+    das.release();
+    let second = answers.message().await.unwrap().expect("an answer");
+    assert_eq!(second.request_id, "slow");
+    assert_eq!(second.decision, DENY, "{}", second.summary);
     drop(tx);
     assert!(answers.message().await.unwrap().is_none());
 }

@@ -28,13 +28,14 @@
 //! - **Forms**: [`PepClient::decide`] (unary `Decide`),
 //!   [`PepClient::decide_batch`] (`DecideBatch`, answers in request order)
 //!   and [`PepClient::stream`] (a kept-open `DecideStream`, reopened when it
-//!   breaks).
+//!   breaks; see [`DecisionStream`] for how it keeps one slow request from
+//!   holding up the others and how it is bounded).
 //!
 //! Every request is stamped with the request time when it has none, so the
 //! decision (and the cache key) uses the time the CSE asked, not the time the
 //! PDP received it.
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -101,6 +102,9 @@ impl FailOpenRule {
     }
 }
 
+/// Default of [`PepConfig::stream_capacity`].
+pub const DEFAULT_STREAM_CAPACITY: usize = 1024;
+
 /// Configuration of a [`PepClient`].
 #[derive(Debug, Clone)]
 pub struct PepConfig {
@@ -121,6 +125,12 @@ pub struct PepConfig {
     /// policy change drops the cache even when no uncached decision reports
     /// it. `None` learns revisions from decisions only.
     pub revision_poll: Option<Duration>,
+    /// Requests one [`DecisionStream`] holds awaiting their answers at most
+    /// (default [`DEFAULT_STREAM_CAPACITY`]). A decision beyond it fails
+    /// closed at once instead of queueing, so a PDP slower than the
+    /// requests arriving cannot make the backlog, and the memory it takes,
+    /// grow without end.
+    pub stream_capacity: usize,
 }
 
 impl PepConfig {
@@ -139,6 +149,7 @@ impl PepConfig {
             fail_open: Vec::new(),
             cache: None,
             revision_poll: None,
+            stream_capacity: DEFAULT_STREAM_CAPACITY,
         }
     }
 
@@ -163,6 +174,13 @@ impl PepConfig {
     /// Sets the retry policy.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Sets how many requests one [`DecisionStream`] holds awaiting their
+    /// answers at most.
+    pub fn with_stream_capacity(mut self, capacity: usize) -> Self {
+        self.stream_capacity = capacity;
         self
     }
 }
@@ -393,8 +411,8 @@ impl PepClient {
             .collect()
     }
 
-    /// A kept-open `DecideStream` for deciding requests one after another
-    /// over a single HTTP/2 stream.
+    /// A kept-open `DecideStream` for deciding many requests, concurrently
+    /// or one after another, over a single HTTP/2 stream.
     pub fn stream(&self) -> DecisionStream {
         DecisionStream {
             client: self.clone(),
@@ -626,13 +644,42 @@ fn fail_closed_decision(reason: &str, request_id: &str) -> Verdict {
     }
 }
 
-type Pending = Arc<Mutex<VecDeque<oneshot::Sender<Result<pb::Decision, tonic::Status>>>>>;
+/// What a waiter of the stream receives.
+type Answer = Result<pb::Decision, tonic::Status>;
+
+/// The requests of one open stream awaiting their answers, by the number the
+/// client gave each on the stream.
+type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Answer>>>>;
+
+fn lock_waiters(
+    waiters: &Waiters,
+) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Answer>>> {
+    // A panic while holding the lock leaves the map consistent (every
+    // operation on it is a single insert or remove), so a poisoned lock is
+    // still usable.
+    waiters.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The `request_id` a request carries on the stream: its number on the
+/// stream, a colon, and the caller's `rqi` (kept so the PDP still sees it).
+fn stream_request_id(id: u64, rqi: &str) -> String {
+    format!("{id}:{rqi}")
+}
+
+/// The number of the request a decision answers, from its echoed
+/// `request_id` ([`stream_request_id`]).
+fn answered_id(request_id: &str) -> Option<u64> {
+    let (id, _) = request_id.split_once(':')?;
+    id.parse().ok()
+}
 
 /// An open `DecideStream` call.
 struct OpenStream {
-    tx: mpsc::UnboundedSender<pb::DecisionRequest>,
-    pending: Pending,
+    tx: mpsc::Sender<(u64, pb::DecisionRequest)>,
+    waiters: Waiters,
     alive: Arc<AtomicBool>,
+    /// The number of the next request on this stream.
+    next_id: u64,
     reader: JoinHandle<()>,
 }
 
@@ -642,10 +689,36 @@ impl Drop for OpenStream {
     }
 }
 
-/// Decisions over one kept-open `DecideStream` (answers arrive in request
-/// order). Opened on first use and reopened after it breaks; each decision
-/// has the client's deadline, retries, cache and failure mode. Cheap to
-/// clone; clones share the stream.
+/// Removes a waiter when its call ends, whether answered or abandoned: a
+/// caller whose deadline fired drops its call, and with it this guard, so
+/// its entry does not stay behind; the answer that may still come for it is
+/// then dropped by the reader.
+struct WaiterGuard {
+    waiters: Waiters,
+    id: u64,
+}
+
+impl Drop for WaiterGuard {
+    fn drop(&mut self) {
+        lock_waiters(&self.waiters).remove(&self.id);
+    }
+}
+
+/// Decisions over one kept-open `DecideStream`. Opened on first use and
+/// reopened after it breaks; each decision has the client's deadline,
+/// retries, cache and failure mode. Cheap to clone; clones share the stream.
+///
+/// Requests are answered as the PDP decides them, not in request order: the
+/// client gives each request a number unique on the stream, sends it in the
+/// request's `request_id` (`<number>:<rqi>`, which the PDP echoes) and hands
+/// each answer to the caller waiting for that number, with the caller's own
+/// `rqi` put back. So a slow request (a DAS consultation, a PIP fetch) does
+/// not hold up the requests behind it. A caller whose deadline fires stops
+/// waiting and its late answer is dropped; a request that was still queued
+/// then is not sent at all. At most [`PepConfig::stream_capacity`] requests
+/// await answers at once; a decision beyond that fails closed at once (its
+/// reason says the stream is full), as does one that finds the send queue
+/// full because the PDP is not reading.
 #[derive(Clone)]
 pub struct DecisionStream {
     client: PepClient,
@@ -672,8 +745,16 @@ impl DecisionStream {
 
     /// Sends one request on the open stream (opening it first if needed)
     /// and waits for its answer.
-    async fn send(&self, req: pb::DecisionRequest) -> Result<pb::Decision, tonic::Status> {
-        let rx = {
+    async fn send(&self, mut req: pb::DecisionRequest) -> Answer {
+        let capacity = self.client.inner.config.stream_capacity;
+        let full = || {
+            tonic::Status::resource_exhausted(format!(
+                "the decision stream is full: {capacity} requests await answers \
+                 (PepConfig::stream_capacity)"
+            ))
+        };
+        let rqi = std::mem::take(&mut req.request_id);
+        let (rx, _guard) = {
             let mut state = self.state.lock().await;
             if !state
                 .as_ref()
@@ -681,64 +762,113 @@ impl DecisionStream {
             {
                 *state = Some(self.open().await?);
             }
-            let Some(open) = state.as_ref() else {
+            let Some(open) = state.as_mut() else {
                 return Err(tonic::Status::unavailable("stream not open"));
             };
+            let id = open.next_id;
+            open.next_id += 1;
+            req.request_id = stream_request_id(id, &rqi);
             let (tx, rx) = oneshot::channel();
-            let mut pending = open.pending.lock().unwrap_or_else(|e| e.into_inner());
-            pending.push_back(tx);
-            if open.tx.send(req).is_err() {
-                pending.pop_back();
-                open.alive.store(false, Ordering::Release);
-                return Err(tonic::Status::unavailable("decision stream closed"));
+            // The waiter is registered before the request is sent, under
+            // the lock the reader takes too, so an answer cannot arrive
+            // before its waiter.
+            let mut waiters = lock_waiters(&open.waiters);
+            // The reader marks the stream dead and fails its waiters under
+            // this lock: checked here, no waiter is left behind unanswered.
+            if !open.alive.load(Ordering::Acquire) {
+                return Err(tonic::Status::unavailable("decision stream ended"));
             }
-            rx
+            if waiters.len() >= capacity {
+                return Err(full());
+            }
+            waiters.insert(id, tx);
+            match open.tx.try_send((id, req)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    waiters.remove(&id);
+                    return Err(full());
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    waiters.remove(&id);
+                    open.alive.store(false, Ordering::Release);
+                    return Err(tonic::Status::unavailable("decision stream closed"));
+                }
+            }
+            drop(waiters);
+            (
+                rx,
+                WaiterGuard {
+                    waiters: open.waiters.clone(),
+                    id,
+                },
+            )
         };
         match rx.await {
-            Ok(result) => result,
+            Ok(Ok(mut decision)) => {
+                decision.request_id = rqi;
+                Ok(decision)
+            }
+            Ok(Err(status)) => Err(status),
             Err(_) => Err(tonic::Status::unavailable("decision stream closed")),
         }
     }
 
     async fn open(&self) -> Result<OpenStream, tonic::Status> {
-        let (tx, rx) = mpsc::unbounded_channel();
+        // Bounded like the waiters: a PDP that stops reading makes the queue
+        // fill, and further decisions fail closed at once.
+        let capacity = self.client.inner.config.stream_capacity.max(1);
+        let (tx, rx) = mpsc::channel::<(u64, pb::DecisionRequest)>(capacity);
+        let waiters: Waiters = Arc::new(Mutex::new(HashMap::new()));
+        // A request whose caller gave up before it left the queue is not
+        // sent: nobody would read its answer.
+        let outgoing = {
+            let waiters = waiters.clone();
+            tokio_stream::StreamExt::filter_map(
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+                move |(id, req)| lock_waiters(&waiters).contains_key(&id).then_some(req),
+            )
+        };
         let mut client = self.client.inner.client.clone();
         // The stream stays open across decisions: no gRPC timeout on it;
         // each decision is bounded by the client's deadline instead.
-        let mut responses = client
-            .decide_stream(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
-            .await?
-            .into_inner();
-        let pending: Pending = Arc::new(Mutex::new(VecDeque::new()));
+        let mut responses = client.decide_stream(outgoing).await?.into_inner();
         let alive = Arc::new(AtomicBool::new(true));
-        let (p, a) = (pending.clone(), alive.clone());
+        let (w, a) = (waiters.clone(), alive.clone());
         let reader = tokio::spawn(async move {
             let end = loop {
                 match responses.message().await {
                     Ok(Some(d)) => {
-                        let waiter = p.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-                        if let Some(w) = waiter {
-                            let _ = w.send(Ok(d));
+                        let waiter =
+                            answered_id(&d.request_id).and_then(|id| lock_waiters(&w).remove(&id));
+                        match waiter {
+                            Some(waiter) => {
+                                let _ = waiter.send(Ok(d));
+                            }
+                            // Its caller's deadline fired: nobody waits.
+                            None => tracing::debug!(
+                                request_id = %d.request_id,
+                                "answer on the decision stream with no waiter dropped"
+                            ),
                         }
                     }
                     Ok(None) => break tonic::Status::unavailable("decision stream ended"),
                     Err(status) => break status,
                 }
             };
-            a.store(false, Ordering::Release);
-            let waiters: Vec<_> = p
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .drain(..)
-                .collect();
-            for w in waiters {
-                let _ = w.send(Err(end.clone()));
+            let waiters: Vec<_> = {
+                let mut waiters = lock_waiters(&w);
+                a.store(false, Ordering::Release);
+                waiters.drain().map(|(_, tx)| tx).collect()
+            };
+            for waiter in waiters {
+                let _ = waiter.send(Err(end.clone()));
             }
         });
         Ok(OpenStream {
             tx,
-            pending,
+            waiters,
             alive,
+            next_id: 0,
             reader,
         })
     }

@@ -1,0 +1,297 @@
+//! `PepClient::stream()` against a real PDP over gRPC on 127.0.0.1, with a
+//! fake DAS that holds every consultation until the test releases it: a
+//! request the stored policies deny is then as slow at the PDP as the test
+//! wants (a guest whose DAS does not answer), without timing anything.
+//!
+//! - a slow request on the stream does not make a later fast one on the same
+//!   stream fail closed, and its late answer goes to nobody else;
+//! - a caller whose deadline fired frees its place on the stream;
+//! - a full stream fails closed at once instead of queueing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use authz_pdp::{DynamicConfig, Pdp, PdpConfig};
+use authz_pep::{DecisionSource, PepClient, PepConfig, Verdict};
+use authz_proto::pb;
+use authz_proto::pb::dynamic_authorization_server_server::{
+    DynamicAuthorizationServer, DynamicAuthorizationServerServer,
+};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status};
+
+/// A DAS whose consultations wait until released, then grant nothing.
+#[derive(Clone)]
+struct GatedDas {
+    consulted: Arc<AtomicUsize>,
+    released: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl GatedDas {
+    fn new() -> Self {
+        Self {
+            consulted: Arc::default(),
+            released: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+
+    fn consulted(&self) -> usize {
+        self.consulted.load(Ordering::SeqCst)
+    }
+
+    fn release(&self) {
+        self.released.send_replace(true);
+    }
+
+    /// Waits (polling, at most a generous minute) until the DAS has been
+    /// consulted `n` times: the requests are then at the PDP, undecided.
+    async fn wait_consulted(&self, n: usize) {
+        for _ in 0..3000 {
+            if self.consulted() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the DAS was consulted {} times, not {n}", self.consulted());
+    }
+
+    /// Serves it on 127.0.0.1:0; returns its URL.
+    async fn serve(&self) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let service = DynamicAuthorizationServerServer::new(self.clone());
+        tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(TcpListenerStream::new(listener))
+                .await;
+        });
+        url
+    }
+}
+
+#[tonic::async_trait]
+impl DynamicAuthorizationServer for GatedDas {
+    async fn consult(
+        &self,
+        _request: Request<pb::ConsultRequest>,
+    ) -> Result<Response<pb::DasResponse>, Status> {
+        self.consulted.fetch_add(1, Ordering::SeqCst);
+        let mut released = self.released.subscribe();
+        let _ = released.wait_for(|r| *r).await;
+        Ok(Response::new(pb::DasResponse::default()))
+    }
+
+    async fn issue_token(
+        &self,
+        _request: Request<pb::IssueTokenRequest>,
+    ) -> Result<Response<pb::IssueTokenResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn get_tokens(
+        &self,
+        _request: Request<pb::GetDasTokensRequest>,
+    ) -> Result<Response<pb::GetDasTokensResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn get_key_set(
+        &self,
+        _request: Request<pb::GetKeySetRequest>,
+    ) -> Result<Response<pb::KeySet>, Status> {
+        Err(Status::unavailable("no keys in this test"))
+    }
+}
+
+/// A real PDP on 127.0.0.1:0 consulting `das` for every Deny; `acp1` on the
+/// container `door` grants RETRIEVE to `Cowner` only. Returns its URL.
+async fn pdp(das: &GatedDas) -> (String, Pdp) {
+    let das_url = das.serve().await;
+    let mut dynamic = DynamicConfig::new(vec![das_url.clone()]);
+    dynamic.default_das = Some(das_url);
+    // The PDP waits for the DAS as long as the test holds it.
+    dynamic.deadline = Duration::from_secs(300);
+    let hosting =
+        authz_core::HostingContext::new("//home.example", "/mn-cse-123456").expect("hosting CSE");
+    let pdp = Pdp::start(PdpConfig::new(hosting).with_dynamic(dynamic)).expect("pdp");
+    pdp.apply_event(&pb::WatchEvent {
+        revision: 1,
+        event: Some(pb::watch_event::Event::Snapshot(pb::Snapshot {
+            acps: vec![pb::AccessControlPolicy {
+                resource_id: Some("acp1".into()),
+                privileges: Some(pb::SetOfAcrs {
+                    rules: vec![pb::AccessControlRule {
+                        originators: vec!["Cowner".into()],
+                        operations: 2,
+                        ..Default::default()
+                    }],
+                }),
+                self_privileges: Some(pb::SetOfAcrs {
+                    rules: vec![pb::AccessControlRule {
+                        originators: vec!["Cowner".into()],
+                        operations: 63,
+                        ..Default::default()
+                    }],
+                }),
+                ..Default::default()
+            }],
+            resources: vec![pb::TargetResource {
+                resource_id: "door".into(),
+                resource_type: 3,
+                acpi_set: true,
+                acpi: vec!["acp1".into()],
+                creator: "Cowner".into(),
+                ..Default::default()
+            }],
+            dynamic_acps: Vec::new(),
+        })),
+    })
+    .expect("snapshot");
+    let routes = pdp.routes().await.expect("routes");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming(TcpListenerStream::new(listener))
+            .await;
+    });
+    (url, pdp)
+}
+
+fn retrieve(originator: &str, rqi: &str) -> pb::DecisionRequest {
+    pb::DecisionRequest {
+        originator: originator.into(),
+        operation: pb::Operation::Retrieve as i32,
+        target: "door".into(),
+        request_id: rqi.into(),
+        ..Default::default()
+    }
+}
+
+fn assert_pdp_permit(v: &Verdict, rqi: &str) {
+    assert_eq!(v.source, DecisionSource::Pdp, "{v:?}");
+    assert!(v.is_permit(), "{v:?}");
+    assert_eq!(
+        v.decision.request_id, rqi,
+        "the caller's rqi, not the stream's"
+    );
+}
+
+/// The scenario of a guest whose DAS is down: the PEP's deadline is 500 ms,
+/// the guest's request takes longer at the PDP; the owner's request sent
+/// after it on the same stream still gets the PDP's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_does_not_make_the_next_fail_closed() {
+    let das = GatedDas::new();
+    let (url, _pdp) = pdp(&das).await;
+    let client = PepClient::new(PepConfig::new([url]).with_deadline(Duration::from_millis(500)))
+        .expect("client");
+    let stream = client.stream();
+    // The stream is open and working.
+    assert_pdp_permit(&stream.decide(retrieve("Cowner", "rq-0")).await, "rq-0");
+
+    let guest = {
+        let stream = stream.clone();
+        tokio::spawn(async move { stream.decide(retrieve("Cguest", "rq-guest")).await })
+    };
+    das.wait_consulted(1).await;
+    // The guest's request is at the PDP, waiting for the DAS.
+    let owner = stream.decide(retrieve("Cowner", "rq-owner")).await;
+    assert_pdp_permit(&owner, "rq-owner");
+
+    let guest = guest.await.expect("task");
+    assert_eq!(guest.source, DecisionSource::FailClosed, "{guest:?}");
+    assert!(
+        guest.decision.summary.contains("deadline"),
+        "{}",
+        guest.decision.summary
+    );
+    assert_eq!(guest.decision.request_id, "rq-guest");
+
+    // The guest's late answer (a Deny) reaches nobody else: later decisions
+    // on the stream get their own answers.
+    das.release();
+    for i in 0..5 {
+        let rqi = format!("rq-after-{i}");
+        assert_pdp_permit(&stream.decide(retrieve("Cowner", &rqi)).await, &rqi);
+    }
+}
+
+/// With room for one request on the stream, a request whose caller's
+/// deadline fired no longer takes it, though the PDP is still deciding it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_request_frees_its_place() {
+    let das = GatedDas::new();
+    let (url, _pdp) = pdp(&das).await;
+    let client = PepClient::new(
+        PepConfig::new([url])
+            .with_deadline(Duration::from_millis(500))
+            .with_stream_capacity(1),
+    )
+    .expect("client");
+    let stream = client.stream();
+    let guest = stream.decide(retrieve("Cguest", "rq-guest")).await;
+    assert_eq!(guest.source, DecisionSource::FailClosed, "{guest:?}");
+    // Still held at the DAS, so still undecided at the PDP.
+    das.wait_consulted(1).await;
+    assert_pdp_permit(
+        &stream.decide(retrieve("Cowner", "rq-owner")).await,
+        "rq-owner",
+    );
+    das.release();
+}
+
+/// More requests than the stream holds: the one beyond the bound fails
+/// closed at once, saying so, instead of waiting in a queue; once answers
+/// come, the stream takes requests again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_stream_fails_closed_at_once() {
+    let das = GatedDas::new();
+    let (url, _pdp) = pdp(&das).await;
+    // A deadline far longer than the test: only the bound can fail it.
+    let client = PepClient::new(
+        PepConfig::new([url])
+            .with_deadline(Duration::from_secs(300))
+            .with_stream_capacity(2),
+    )
+    .expect("client");
+    let stream = client.stream();
+    let guests: Vec<_> = (1..=2)
+        .map(|i| {
+            let stream = stream.clone();
+            // Two originators: two consultations, not one shared.
+            tokio::spawn(async move {
+                stream
+                    .decide(retrieve(&format!("Cguest{i}"), &format!("rq-guest{i}")))
+                    .await
+            })
+        })
+        .collect();
+    das.wait_consulted(2).await;
+
+    let v = stream.decide(retrieve("Cowner", "rq-owner")).await;
+    assert_eq!(v.source, DecisionSource::FailClosed, "{v:?}");
+    assert!(!v.is_permit());
+    assert!(
+        v.decision.summary.contains("decision stream is full"),
+        "{}",
+        v.decision.summary
+    );
+    assert_eq!(v.decision.request_id, "rq-owner");
+
+    das.release();
+    for (i, g) in guests.into_iter().enumerate() {
+        let v = g.await.expect("task");
+        assert_eq!(v.source, DecisionSource::Pdp, "{v:?}");
+        assert!(!v.is_permit(), "{v:?}");
+        assert_eq!(v.decision.request_id, format!("rq-guest{}", i + 1));
+    }
+    assert_pdp_permit(
+        &stream.decide(retrieve("Cowner", "rq-again")).await,
+        "rq-again",
+    );
+}
