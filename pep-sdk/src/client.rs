@@ -16,12 +16,16 @@
 //!   about 1/2 and the retries are what route around it: measured 1
 //!   fail-closed decision in 300 with 3 attempts, hence 4 by default.
 //! - **Failure mode**: a decision never fails. When the PDP gives no
-//!   decision (unreachable, deadline exceeded, an unexpected error), the
-//!   verdict is a Deny with status PROCESSING_ERROR and a summary starting
-//!   with `PDP unreachable` (fail-closed, [`DecisionSource::FailClosed`]),
-//!   unless the request matches an entry of the explicit fail-open list
-//!   ([`FailOpenRule`], by operation and target prefix), which makes it a
-//!   Permit ([`DecisionSource::FailOpen`]). A request the PDP rejects as
+//!   decision (unreachable, deadline exceeded, a full decision stream, an
+//!   unexpected error), the verdict is a Deny with status PROCESSING_ERROR,
+//!   source [`DecisionSource::FailClosed`] and the summary
+//!   `DENY (fail-closed): PDP unreachable: <reason>`, unless the request
+//!   matches an entry of the explicit fail-open list ([`FailOpenRule`], by
+//!   operation and target prefix), which makes it a Permit with source
+//!   [`DecisionSource::FailOpen`] and the summary
+//!   `PERMIT (fail-open rule for '<prefix>*'): PDP unreachable: <reason>`.
+//!   To tell such a verdict from the PDP's, test [`Verdict::source`]: the
+//!   summary is text for people and logs. A request the PDP rejects as
 //!   malformed (INVALID_ARGUMENT) is a Deny with status SYNTAX_ERROR, which
 //!   [`crate::Enforcement`] answers with 4000.
 //! - **Cache**: see [`crate::cache`]; off unless [`PepConfig::cache`] is set.
@@ -192,9 +196,13 @@ pub enum DecisionSource {
     Pdp,
     /// The decision cache answered (a PDP decision made earlier).
     Cache,
-    /// The PDP gave no decision; denied (fail-closed).
+    /// The PDP gave no decision; denied (fail-closed). The decision's status
+    /// is PROCESSING_ERROR and its summary
+    /// `DENY (fail-closed): PDP unreachable: <reason>`.
     FailClosed,
-    /// The PDP gave no decision; permitted by a fail-open rule.
+    /// The PDP gave no decision; permitted by a fail-open rule. The
+    /// decision's status is PROCESSING_ERROR and its summary
+    /// `PERMIT (fail-open rule for '<prefix>*'): PDP unreachable: <reason>`.
     FailOpen,
 }
 

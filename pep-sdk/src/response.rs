@@ -8,7 +8,7 @@
 //! | Permit | proceed; `ati` = the assigned Local-Token-IDs |
 //! | Deny, status SYNTAX_ERROR (malformed request) | 4000 BAD_REQUEST, `m2m:dbg` = what is malformed |
 //! | Deny with Token Request Information | 4103 ORIGINATOR_HAS_NO_PRIVILEGE, content `m2m:tqf` (and no debug information, TS-0009 6.5) |
-//! | Deny because the PDP was unreachable (fail-closed) | 4103, `m2m:dbg` = "PDP unreachable", or the transport error with [`DenyDetail::Summary`] |
+//! | Deny because the PDP gave no decision (fail-closed, [`DecisionSource::FailClosed`]) | 4103, `m2m:dbg` = "originator has no privilege: PDP unreachable, access denied (fail-closed)", or with [`DenyDetail::Summary`] the summary with the reason ("DENY (fail-closed): PDP unreachable: ...") |
 //! | any other Deny | 4103, `m2m:dbg` = a short text with the decision ID, or the PDP's summary with [`DenyDetail::Summary`] |
 //!
 //! `ati` (m2m:dynAuthLocalTokenIdAssignments) travels in the HTTP binding as

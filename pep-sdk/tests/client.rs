@@ -443,8 +443,11 @@ async fn no_pdp_fails_closed_except_the_fail_open_list() {
         v.decision.status,
         pb::AuthorizationStatus::ProcessingError as i32
     );
+    // The summary the README and the client's docs give.
     assert!(
-        v.decision.summary.contains("PDP unreachable"),
+        v.decision
+            .summary
+            .starts_with("DENY (fail-closed): PDP unreachable: "),
         "{}",
         v.decision.summary
     );
@@ -452,6 +455,17 @@ async fn no_pdp_fails_closed_except_the_fail_open_list() {
     let v = client.decide(request("C1", "public/weather")).await;
     assert_eq!(v.source, DecisionSource::FailOpen);
     assert!(v.is_permit());
+    assert_eq!(
+        v.decision.status,
+        pb::AuthorizationStatus::ProcessingError as i32
+    );
+    assert!(
+        v.decision
+            .summary
+            .starts_with("PERMIT (fail-open rule for 'public/*'): PDP unreachable: "),
+        "{}",
+        v.decision.summary
+    );
     let mut update = request("C1", "public/weather");
     update.operation = pb::Operation::Update as i32;
     let v = client.decide(update).await;
