@@ -109,6 +109,17 @@ impl FailOpenRule {
 /// Default of [`PepConfig::stream_capacity`].
 pub const DEFAULT_STREAM_CAPACITY: usize = 1024;
 
+/// The longest [`PepConfig::deadline`] accepted. Far above any useful
+/// decision deadline, and low enough that the deadline's arithmetic and the
+/// gRPC timeout header it becomes cannot overflow (tonic panics on a timeout
+/// it cannot encode).
+pub const MAX_DEADLINE: Duration = Duration::from_secs(3600);
+
+/// The longest [`PepConfig::revision_poll`] accepted: a longer period could
+/// overflow the poller's timer, and is no use against a cache whose entries
+/// live seconds.
+pub const MAX_REVISION_POLL: Duration = Duration::from_secs(86_400);
+
 /// Configuration of a [`PepClient`].
 #[derive(Debug, Clone)]
 pub struct PepConfig {
@@ -186,6 +197,68 @@ impl PepConfig {
     pub fn with_stream_capacity(mut self, capacity: usize) -> Self {
         self.stream_capacity = capacity;
         self
+    }
+
+    /// Checks the settings that would otherwise fail without an error later
+    /// (a panic in the spawned revision poller stops cache invalidation
+    /// silently; an unrepresentable deadline panics in a decision):
+    /// `deadline` between 1 ns and [`MAX_DEADLINE`], `connect_timeout` above
+    /// zero, `retry.max_attempts` at least 1, `revision_poll` between 1 ns
+    /// and [`MAX_REVISION_POLL`], `stream_capacity` between 1 and
+    /// [`tokio::sync::Semaphore::MAX_PERMITS`]. [`PepClient::new`] and
+    /// [`PepClient::with_channel`] call it; the error names the setting.
+    pub fn validate(&self) -> Result<(), PepError> {
+        let invalid =
+            |setting: &'static str, reason: String| Err(PepError::Config { setting, reason });
+        if self.deadline.is_zero() {
+            return invalid("deadline", "must be longer than zero".into());
+        }
+        if self.deadline > MAX_DEADLINE {
+            return invalid(
+                "deadline",
+                format!(
+                    "{:?} is longer than the maximum of {MAX_DEADLINE:?}",
+                    self.deadline
+                ),
+            );
+        }
+        if self.connect_timeout.is_zero() {
+            return invalid("connect_timeout", "must be longer than zero".into());
+        }
+        if self.retry.max_attempts == 0 {
+            return invalid(
+                "retry.max_attempts",
+                "must be at least 1 (the first attempt counts)".into(),
+            );
+        }
+        match self.revision_poll {
+            Some(every) if every.is_zero() => {
+                return invalid(
+                    "revision_poll",
+                    "must be longer than zero (None turns polling off)".into(),
+                );
+            }
+            Some(every) if every > MAX_REVISION_POLL => {
+                return invalid(
+                    "revision_poll",
+                    format!("{every:?} is longer than the maximum of {MAX_REVISION_POLL:?}"),
+                );
+            }
+            _ => {}
+        }
+        // The stream's send queue is a Tokio channel of this size, which
+        // panics on 0 and above MAX_PERMITS.
+        if self.stream_capacity == 0 || self.stream_capacity > tokio::sync::Semaphore::MAX_PERMITS {
+            return invalid(
+                "stream_capacity",
+                format!(
+                    "{} is not between 1 and {}",
+                    self.stream_capacity,
+                    tokio::sync::Semaphore::MAX_PERMITS
+                ),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -270,8 +343,10 @@ impl std::fmt::Debug for PepClient {
 impl PepClient {
     /// A client for `config.endpoints`. Connects lazily (the first decision
     /// connects), so a PDP that is down at start is not an error. Must run
-    /// inside a Tokio runtime.
+    /// inside a Tokio runtime. Fails on an endpoint that is not a URI, on no
+    /// endpoint, and on a setting [`PepConfig::validate`] rejects.
     pub fn new(config: PepConfig) -> Result<Self, PepError> {
+        config.validate()?;
         let mut endpoints = Vec::with_capacity(config.endpoints.len());
         for e in &config.endpoints {
             let endpoint = Endpoint::from_shared(e.clone())
@@ -291,12 +366,14 @@ impl PepClient {
             1 => endpoints.remove(0).connect_lazy(),
             _ => Channel::balance_list(endpoints.into_iter()),
         };
-        Ok(Self::with_channel(channel, config))
+        Self::with_channel(channel, config)
     }
 
     /// A client over an existing channel (for example one with TLS);
-    /// `config.endpoints` is not used.
-    pub fn with_channel(channel: Channel, config: PepConfig) -> Self {
+    /// `config.endpoints` is not used. Fails on a setting
+    /// [`PepConfig::validate`] rejects.
+    pub fn with_channel(channel: Channel, config: PepConfig) -> Result<Self, PepError> {
+        config.validate()?;
         let client = PolicyDecisionPointClient::new(channel);
         let cache = config.cache.map(|c| Arc::new(DecisionCache::new(c)));
         let poller = match (&cache, config.revision_poll) {
@@ -319,14 +396,14 @@ impl PepClient {
             }
             _ => None,
         };
-        Self {
+        Ok(Self {
             inner: Arc::new(Inner {
                 client,
                 config,
                 cache,
                 poller,
             }),
-        }
+        })
     }
 
     /// The configuration.
@@ -460,14 +537,15 @@ impl PepClient {
         revision: u64,
         timeout: Duration,
     ) -> Result<u64, PepError> {
-        let until = Instant::now() + timeout;
+        // A timeout too long to represent is no timeout.
+        let until = Instant::now().checked_add(timeout);
         loop {
             let last = match self.status().await {
                 Ok(s) if s.replica_revision >= revision => return Ok(s.replica_revision),
                 Ok(s) => format!("replica at revision {}", s.replica_revision),
                 Err(e) => e.to_string(),
             };
-            if Instant::now() >= until {
+            if until.is_some_and(|until| Instant::now() >= until) {
                 return Err(PepError::Unreachable(format!(
                     "the PDP did not reach revision {revision} within {timeout:?} ({last})"
                 )));
@@ -559,8 +637,14 @@ impl PepClient {
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         let config = &self.inner.config;
-        let start = Instant::now();
-        let deadline = start + config.deadline;
+        // PepConfig::validate bounds the deadline; checked all the same, as
+        // an overflow here would panic in the middle of a decision.
+        let Some(deadline) = Instant::now().checked_add(config.deadline) else {
+            return Err(CallFailure::NoAnswer(format!(
+                "the deadline of {:?} cannot be represented",
+                config.deadline
+            )));
+        };
         let mut backoff = config.retry.initial_backoff;
         let mut attempt = 0u32;
         loop {
@@ -590,7 +674,7 @@ impl PepClient {
                         return Err(CallFailure::NoAnswer(unavailable_text(&status, attempt)));
                     }
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(config.retry.max_backoff);
+                    backoff = backoff.saturating_mul(2).min(config.retry.max_backoff);
                 }
                 Code::Unavailable => {
                     return Err(CallFailure::NoAnswer(unavailable_text(&status, attempt)));
@@ -879,5 +963,116 @@ impl DecisionStream {
             next_id: 0,
             reader,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> PepConfig {
+        PepConfig::new(["http://127.0.0.1:9"])
+    }
+
+    /// The setting an invalid configuration is rejected for.
+    fn rejected(config: PepConfig) -> &'static str {
+        match config.validate() {
+            Err(PepError::Config { setting, reason }) => {
+                assert!(!reason.is_empty());
+                setting
+            }
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_errors_naming_the_setting() {
+        assert_eq!(config().validate(), Ok(()));
+        assert_eq!(rejected(config().with_deadline(Duration::ZERO)), "deadline");
+        assert_eq!(rejected(config().with_deadline(Duration::MAX)), "deadline");
+        assert_eq!(
+            rejected(config().with_deadline(MAX_DEADLINE + Duration::from_nanos(1))),
+            "deadline"
+        );
+        assert_eq!(config().with_deadline(MAX_DEADLINE).validate(), Ok(()));
+        let mut c = config();
+        c.connect_timeout = Duration::ZERO;
+        assert_eq!(rejected(c), "connect_timeout");
+        let c = config().with_retry(RetryPolicy {
+            max_attempts: 0,
+            ..RetryPolicy::default()
+        });
+        assert_eq!(rejected(c), "retry.max_attempts");
+        let mut c = config().with_cache(CacheConfig::default());
+        c.revision_poll = Some(Duration::ZERO);
+        assert_eq!(rejected(c.clone()), "revision_poll");
+        c.revision_poll = Some(Duration::MAX);
+        assert_eq!(rejected(c.clone()), "revision_poll");
+        c.revision_poll = Some(MAX_REVISION_POLL);
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(
+            rejected(config().with_stream_capacity(0)),
+            "stream_capacity"
+        );
+        assert_eq!(
+            rejected(config().with_stream_capacity(usize::MAX)),
+            "stream_capacity"
+        );
+        let e = config()
+            .with_deadline(Duration::ZERO)
+            .validate()
+            .expect_err("zero deadline");
+        assert_eq!(
+            e.to_string(),
+            "PepConfig::deadline: must be longer than zero"
+        );
+    }
+
+    /// A zero `revision_poll` used to panic inside the spawned poller
+    /// (`tokio::time::interval(0)`), silently ending cache invalidation by
+    /// polling; now both constructors refuse it.
+    #[tokio::test]
+    async fn the_constructors_refuse_a_bad_configuration() {
+        let mut c = config().with_cache(CacheConfig::default());
+        c.revision_poll = Some(Duration::ZERO);
+        assert!(matches!(
+            PepClient::new(c.clone()),
+            Err(PepError::Config {
+                setting: "revision_poll",
+                ..
+            })
+        ));
+        let channel = Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+        assert!(matches!(
+            PepClient::with_channel(channel, c),
+            Err(PepError::Config {
+                setting: "revision_poll",
+                ..
+            })
+        ));
+    }
+
+    /// The longest deadline accepted decides (here: fails closed against a
+    /// port where nothing listens) without overflowing anything.
+    #[tokio::test]
+    async fn the_longest_deadline_decides() {
+        let client = PepClient::new(
+            config()
+                .with_deadline(MAX_DEADLINE)
+                .with_retry(RetryPolicy {
+                    max_attempts: 1,
+                    ..RetryPolicy::default()
+                }),
+        )
+        .expect("client");
+        let v = client
+            .decide(pb::DecisionRequest {
+                originator: "C1".into(),
+                operation: pb::Operation::Retrieve as i32,
+                target: "x".into(),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(v.source, DecisionSource::FailClosed, "{v:?}");
     }
 }

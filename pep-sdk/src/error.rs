@@ -28,6 +28,14 @@ pub enum PepError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A setting of the configuration cannot be used.
+    #[error("PepConfig::{setting}: {reason}")]
+    Config {
+        /// The setting, as the field of [`crate::PepConfig`] is named.
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The PDP did not answer a call (after the retries, within the deadline).
     #[error("PDP unreachable: {0}")]
     Unreachable(String),

@@ -623,4 +623,13 @@ async fn status_and_wait_for_revision() {
             .await
             .is_err()
     );
+    // A timeout too long to represent as an instant waits without limit
+    // (it used to overflow `Instant + Duration` and panic).
+    assert_eq!(
+        client
+            .wait_for_revision(7, Duration::MAX)
+            .await
+            .expect("at 7"),
+        7
+    );
 }
