@@ -15,6 +15,7 @@
 //! | `rids`, `tids`, `ltids` | query parameters of those names; a value may hold several joined by `+`, and a parameter may repeat |
 //! | `tqi` | query `tqi` (`true`/`false`/`1`/`0`) |
 //! | `to` | the path: `/~/x` is SP-relative (`/x`), `/_/x` absolute (`//x`), any other `/x` CSE-relative (`x`) |
+//! | `spty` of a Create of a `<mgmtObj>` (`ty` 13) or a `<flexContainer>` (`ty` 28) | the content: `mgd` or `cnd` of the resource's single root (`{"m2m:fwr": {"mgd": 1001, ...}}`), read by a [`SpecializationReader`] |
 //!
 //! and from the CSE ([`RequestContext`](crate::RequestContext)): the client's
 //! IP address (an [`OriginatorIp`] extension if an outer layer set one, else
@@ -33,6 +34,17 @@
 //! CSE-ID without its `/` for the CSEBase. A resolver that answers `None`
 //! makes the layer answer 404 with `X-M2M-RSC: 4004`, since existence is
 //! checked before authorization (TS-0004 7.2.2.2).
+//!
+//! **Specialization.** `acod` rules may require the specialization of the
+//! resource a Create creates (`spty`, compared with its `mgd` or `cnd`;
+//! TS-0003 7.1.5), which only the request's content tells. For a Create of
+//! type 13 or 28, and only then, the layer reads the content (at most
+//! [`DEFAULT_CONTENT_LIMIT`] bytes, [`PepLayer::with_content_limit`]; a
+//! larger or unreadable content is answered 400 / 4000), asks its
+//! [`SpecializationReader`] (default [`JsonSpecialization`]; replace it with
+//! [`PepLayer::with_specialization_reader`] for XML or CBOR), and hands the
+//! same bytes on to the inner service. Every other request's body is passed
+//! on untouched, unread.
 //!
 //! **Responses.** A permitted request goes to the inner service with an
 //! [`AuthorizedRequest`] extension (the primitive, the target, the verdict),
@@ -54,7 +66,7 @@ use authz_proto::pb;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response};
-use http_body_util::{Either, Full};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use tower::{Layer, Service};
 
 use crate::client::{PepClient, Verdict};
@@ -73,6 +85,15 @@ pub const X_M2M_RSC: &str = "x-m2m-rsc";
 pub const X_M2M_ATI: &str = "x-m2m-ati";
 /// `ty` of `<AE>` (TS-0004 6.3.4.2.1).
 const AE_TYPE: u32 = 2;
+/// `ty` of `<mgmtObj>`, specialized by `mgd` (TS-0004 6.3.4.2.1).
+pub const MGMT_OBJ_TYPE: u32 = 13;
+/// `ty` of `<flexContainer>`, specialized by `cnd` (TS-0004 6.3.4.2.1).
+pub const FLEX_CONTAINER_TYPE: u32 = 28;
+/// Default of [`PepLayer::with_content_limit`]: the most bytes of a Create's
+/// content the layer reads to find its specialization. A `<mgmtObj>` or
+/// `<flexContainer>` representation is far smaller; the bound keeps one
+/// request from making the layer buffer without limit.
+pub const DEFAULT_CONTENT_LIMIT: usize = 1024 * 1024;
 
 /// The client's IP address, set by an outer layer that knows better than
 /// the socket (for example behind a trusted reverse proxy).
@@ -149,6 +170,103 @@ impl TargetResolver for UnstructuredIds {
             resource_id,
             resource_type: None,
         })
+    }
+}
+
+/// Reads the specialization of the resource a Create creates (`spty`: `mgd`
+/// of a `<mgmtObj>`, `cnd` of a `<flexContainer>`) from the request's
+/// content. The layer asks it for Creates of type [`MGMT_OBJ_TYPE`] and
+/// [`FLEX_CONTAINER_TYPE`] only.
+pub trait SpecializationReader: Send + Sync + 'static {
+    /// The specialization in `content`, the request's body (`ty` is the
+    /// type being created); `None` when the content names none. An error
+    /// makes the layer answer 400 / 4000 with its text.
+    fn specialization(
+        &self,
+        parts: &http::request::Parts,
+        ty: u32,
+        content: &[u8],
+    ) -> Result<Option<pb::Specialization>, PepError>;
+}
+
+/// The default [`SpecializationReader`]: JSON content (TS-0004 JSON
+/// serialization, a media type of `json` or ending in `+json`) holds the
+/// resource under a single root such as `m2m:fwr`; its `mgd` (a number, for
+/// type 13) or `cnd` (a string, for type 28) is the specialization. Content
+/// of another serialization (XML, CBOR) gives `None`: a rule requiring a
+/// `spty` then does not match, so install a reader for it when the CSE
+/// accepts such content.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonSpecialization;
+
+impl SpecializationReader for JsonSpecialization {
+    fn specialization(
+        &self,
+        parts: &http::request::Parts,
+        ty: u32,
+        content: &[u8],
+    ) -> Result<Option<pb::Specialization>, PepError> {
+        let json_content = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|ct| ct.split(';').next())
+            .map(|media| {
+                let media = media.trim().to_ascii_lowercase();
+                media.ends_with("/json") || media.ends_with("+json")
+            })
+            .unwrap_or(false);
+        if !json_content {
+            return Ok(None);
+        }
+        let value: serde_json::Value = serde_json::from_slice(content)
+            .map_err(|e| PepError::BadRequest(format!("the content is not JSON: {e}")))?;
+        let resource = match value.as_object() {
+            Some(root) if root.len() == 1 => root.values().next(),
+            _ => None,
+        };
+        let Some(resource) = resource.and_then(|r| r.as_object()) else {
+            return Err(PepError::BadRequest(
+                "the content is not one resource under a single root such as m2m:fwr".into(),
+            ));
+        };
+        let kind = match ty {
+            MGMT_OBJ_TYPE => match resource.get("mgd") {
+                None => return Ok(None),
+                Some(mgd) => mgd
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .map(pb::specialization::Kind::MgmtDefinition)
+                    .ok_or_else(|| {
+                        PepError::BadRequest(format!("mgd {mgd} is not a mgmtDefinition number"))
+                    })?,
+            },
+            FLEX_CONTAINER_TYPE => match resource.get("cnd") {
+                None => return Ok(None),
+                Some(cnd) => cnd
+                    .as_str()
+                    .map(|c| pb::specialization::Kind::ContainerDefinition(c.to_owned()))
+                    .ok_or_else(|| {
+                        PepError::BadRequest(format!("cnd {cnd} is not a containerDefinition URI"))
+                    })?,
+            },
+            _ => return Ok(None),
+        };
+        Ok(Some(pb::Specialization { kind: Some(kind) }))
+    }
+}
+
+/// The `ty` of a Create whose content carries a specialization (a POST
+/// with `ty` 13 or 28 in its content type), or `None`. A content type the
+/// layer cannot read is left for [`primitive_from_http`] to reject.
+fn specialized_create(parts: &http::request::Parts) -> Option<u32> {
+    if parts.method != Method::POST {
+        return None;
+    }
+    let ct = parts.headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    match content_type_ty(ct) {
+        Ok(Some(ty)) if ty == MGMT_OBJ_TYPE || ty == FLEX_CONTAINER_TYPE => Some(ty),
+        _ => None,
     }
 }
 
@@ -372,6 +490,8 @@ struct Shared {
     authenticator: Arc<dyn Authenticator>,
     deny_detail: DenyDetail,
     registration_without_origin: bool,
+    specialization: Arc<dyn SpecializationReader>,
+    content_limit: usize,
 }
 
 /// The outcome of authorizing one HTTP request.
@@ -399,9 +519,20 @@ pub struct RegistrationWithoutOrigin {
 }
 
 impl Shared {
-    async fn authorize(&self, parts: &http::request::Parts) -> Authorization {
-        let primitive = match primitive_from_http(parts) {
+    /// Authorizes a request; `spty` is what the [`SpecializationReader`]
+    /// found in the content of a Create of type 13 or 28 (`Ok(None)` for
+    /// any other request).
+    async fn authorize(
+        &self,
+        parts: &http::request::Parts,
+        spty: Result<Option<pb::Specialization>, PepError>,
+    ) -> Authorization {
+        let mut primitive = match primitive_from_http(parts) {
             Ok(p) => p,
+            Err(e) => return Authorization::Reject(bad_request(e)),
+        };
+        primitive.spty = match spty {
+            Ok(spty) => spty,
             Err(e) => return Authorization::Reject(bad_request(e)),
         };
         let relative = cse_relative(&primitive.to, &self.cse);
@@ -519,6 +650,8 @@ impl PepLayer {
                 authenticator: Arc::new(ExtensionIdentity),
                 deny_detail: DenyDetail::Minimal,
                 registration_without_origin: false,
+                specialization: Arc::new(JsonSpecialization),
+                content_limit: DEFAULT_CONTENT_LIMIT,
             }),
         }
     }
@@ -534,6 +667,8 @@ impl PepLayer {
                 authenticator: arc.authenticator.clone(),
                 deny_detail: arc.deny_detail,
                 registration_without_origin: arc.registration_without_origin,
+                specialization: arc.specialization.clone(),
+                content_limit: arc.content_limit,
             },
         };
         f(&mut shared);
@@ -570,6 +705,19 @@ impl PepLayer {
     pub fn with_registration_without_origin(self, allow: bool) -> Self {
         self.map(|s| s.registration_without_origin = allow)
     }
+
+    /// Reads the specialization of a Create of type 13 or 28 with `reader`
+    /// instead of [`JsonSpecialization`].
+    pub fn with_specialization_reader(self, reader: impl SpecializationReader) -> Self {
+        self.map(|s| s.specialization = Arc::new(reader))
+    }
+
+    /// The most bytes of a Create's content (type 13 or 28 only) the layer
+    /// reads to find its specialization (default [`DEFAULT_CONTENT_LIMIT`]);
+    /// a larger content is answered 400 / 4000.
+    pub fn with_content_limit(self, bytes: usize) -> Self {
+        self.map(|s| s.content_limit = bytes)
+    }
 }
 
 impl<S> Layer<S> for PepLayer {
@@ -600,12 +748,17 @@ impl<S> std::fmt::Debug for PepService<S> {
 /// layer's own JSON.
 pub type PepBody<B> = Either<B, Full<Bytes>>;
 
+/// The request body must be one the layer can read (for a Create of type 13
+/// or 28) and rebuild from the bytes it read, such as axum's `Body` or
+/// `Full<Bytes>`.
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for PepService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    ReqBody: Send + 'static,
+    ReqBody: http_body::Body + From<Bytes> + Send + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     ResBody: Send + 'static,
 {
     type Response = Response<PepBody<ResBody>>;
@@ -624,7 +777,32 @@ where
         Box::pin(async move {
             let (mut parts, body) = req.into_parts();
             let rqi = parts.headers.get(X_M2M_RI).cloned();
-            match shared.authorize(&parts).await {
+            // Only a Create whose specialization an `acod` may check is
+            // read (bounded); the inner service gets the same bytes.
+            let (body, spty) = match specialized_create(&parts) {
+                None => (body, Ok(None)),
+                Some(ty) => match Limited::new(body, shared.content_limit).collect().await {
+                    Ok(collected) => {
+                        let content = collected.to_bytes();
+                        let spty = shared.specialization.specialization(&parts, ty, &content);
+                        (ReqBody::from(content), spty)
+                    }
+                    Err(e) => {
+                        let reason = if e.is::<http_body_util::LengthLimitError>() {
+                            format!(
+                                "the content is longer than the {} bytes read to find its \
+                                 specialization (mgd/cnd)",
+                                shared.content_limit
+                            )
+                        } else {
+                            format!("the content could not be read: {e}")
+                        };
+                        let r = bad_request(PepError::BadRequest(reason));
+                        return Ok(rejection_response(&r, rqi.as_ref()).map(Either::Right));
+                    }
+                },
+            };
+            match shared.authorize(&parts, spty).await {
                 Authorization::Reject(r) => {
                     Ok(rejection_response(&r, rqi.as_ref()).map(Either::Right))
                 }
@@ -673,7 +851,7 @@ mod tests {
         let cse = CseContext::new("//home.example", "/mn-cse-123456").expect("cse");
         // No PDP runs at this address: a decision would fail closed (4103).
         let client = PepClient::new(crate::PepConfig::new(["http://127.0.0.1:9"])).expect("client");
-        let inner = tower::service_fn(|req: Request<()>| async move {
+        let inner = tower::service_fn(|req: Request<Full<Bytes>>| async move {
             let seen = req
                 .extensions()
                 .get::<RegistrationWithoutOrigin>()
@@ -690,7 +868,7 @@ mod tests {
                 .uri("/mn-cse-123456")
                 .header(CONTENT_TYPE, "application/json;ty=2")
                 .header(X_M2M_RI, "r1")
-                .body(())
+                .body(Full::new(Bytes::new()))
                 .expect("request")
         };
         let rsc = |r: &Response<PepBody<&'static str>>| {

@@ -17,7 +17,9 @@
 //!   Permit → proceed, Deny → 4103 with Token Request Information, malformed
 //!   → 4000, assigned Local-Token-IDs → `ati`;
 //! - [`http`]: [`PepLayer`], a `tower` layer for the oneM2M HTTP binding
-//!   (TS-0009) that authorizes every request before the CSE's handler runs;
+//!   (TS-0009) that authorizes every request before the CSE's handler runs
+//!   (reading the `mgd`/`cnd` of a `<mgmtObj>` or `<flexContainer>` Create
+//!   from its content for `acod` `spty`);
 //! - [`clock`]: where the request time comes from ([`Clock`]).
 //!
 //! Embedding the layer in an axum CSE:
@@ -73,8 +75,9 @@ pub use client::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::PepError;
 pub use http::{
-    AuthenticatedIdentity, Authenticator, AuthorizedRequest, ExtensionIdentity, OriginatorIp,
-    PepLayer, PepService, RegistrationWithoutOrigin, Target, TargetResolver, UnstructuredIds,
+    AuthenticatedIdentity, Authenticator, AuthorizedRequest, ExtensionIdentity, JsonSpecialization,
+    OriginatorIp, PepLayer, PepService, RegistrationWithoutOrigin, SpecializationReader, Target,
+    TargetResolver, UnstructuredIds,
 };
 pub use request::{CseContext, DecisionRequestBuilder, RequestContext, RequestPrimitive};
 pub use response::{DenyDetail, Enforcement, Rejection, ResponseStatusCode};
