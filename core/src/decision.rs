@@ -154,6 +154,14 @@ pub enum MissingAttribute {
         /// Why it is unknown.
         reason: String,
     },
+    /// What a DAS consulted for the request (Direct Dynamic Authorization,
+    /// TS-0003 7.3.2.2) would have granted: it gave no usable answer.
+    DynamicAuthorization {
+        /// The DAS endpoint.
+        das: String,
+        /// Why its answer is missing.
+        reason: String,
+    },
 }
 
 impl fmt::Display for MissingAttribute {
@@ -166,6 +174,9 @@ impl fmt::Display for MissingAttribute {
             Self::IpAddress { reason } => write!(f, "originator IP address: {reason}"),
             Self::Position { reason } => write!(f, "originator position: {reason}"),
             Self::Country { reason } => write!(f, "originator country: {reason}"),
+            Self::DynamicAuthorization { das, reason } => {
+                write!(f, "dynamic authorization by {das}: {reason}")
+            }
         }
     }
 }

@@ -21,7 +21,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use authz_core::compile::CompiledAcp;
-use authz_core::decision::{AuthorizationStatus, Decision, Effect, PrivilegeKind};
+use authz_core::decision::{
+    AuthorizationStatus, Decision, Effect, MissingAttribute, PrivilegeKind,
+};
 use authz_core::ids::with_canonical_originator;
 use authz_core::resources::{ApplicableSet, ResolveError, ResourceView, applicable_policies};
 use authz_core::{
@@ -29,7 +31,9 @@ use authz_core::{
     role_ids_for_consultation,
 };
 use authz_proto::ConvertedRequest;
-use authz_proto::convert::{decision_request_from_pb, decision_to_pb, invalid_argument};
+use authz_proto::convert::{
+    decision_request_from_pb, decision_to_pb, invalid_argument, missing_to_pb,
+};
 use authz_proto::pb;
 use authz_proto::pb::echo_server::Echo;
 use authz_proto::pb::policy_decision_point_server::PolicyDecisionPoint;
@@ -801,10 +805,11 @@ fn mark_indeterminate(decision: &mut pb::Decision, unanswered: &[(String, String
     decision.status = pb::AuthorizationStatus::MissingAttribute as i32;
     decision
         .missing
-        .extend(unanswered.iter().map(|(das, reason)| pb::MissingAttribute {
-            attribute: "dynamic_authorization".to_owned(),
-            name: das.clone(),
-            reason: reason.clone(),
+        .extend(unanswered.iter().map(|(das, reason)| {
+            missing_to_pb(&MissingAttribute::DynamicAuthorization {
+                das: das.clone(),
+                reason: reason.clone(),
+            })
         }));
     // The summary's label names the status: `DENY (ok): …` → `DENY (missing attribute): …`.
     if let Some(rest) = decision.summary.strip_prefix("DENY (")

@@ -1100,7 +1100,8 @@ fn rule_ref_to_pb(r: &RuleRef) -> pb::RuleRef {
     }
 }
 
-fn missing_to_pb(m: &MissingAttribute) -> pb::MissingAttribute {
+/// A missing attribute in its wire form (`attribute`, `name`, `reason`).
+pub fn missing_to_pb(m: &MissingAttribute) -> pb::MissingAttribute {
     let (attribute, name, reason) = match m {
         MissingAttribute::Role { role, reason } => ("role", role.as_str(), reason),
         MissingAttribute::GroupMembership { group, reason } => {
@@ -1109,6 +1110,9 @@ fn missing_to_pb(m: &MissingAttribute) -> pb::MissingAttribute {
         MissingAttribute::IpAddress { reason } => ("ip_address", "", reason),
         MissingAttribute::Position { reason } => ("position", "", reason),
         MissingAttribute::Country { reason } => ("country", "", reason),
+        MissingAttribute::DynamicAuthorization { das, reason } => {
+            ("dynamic_authorization", das.as_str(), reason)
+        }
     };
     pb::MissingAttribute {
         attribute: attribute.to_owned(),
@@ -1387,11 +1391,15 @@ pub fn decision_from_pb(d: &pb::Decision) -> Result<Decision, Vec<ConversionErro
                 "ip_address" => MissingAttribute::IpAddress { reason },
                 "position" => MissingAttribute::Position { reason },
                 "country" => MissingAttribute::Country { reason },
+                "dynamic_authorization" => MissingAttribute::DynamicAuthorization {
+                    das: m.name.clone(),
+                    reason,
+                },
                 other => {
                     errors.add(
                         format!("missing[{i}].attribute"),
                         format!(
-                            "'{other}' is not role, group_membership, ip_address, position or country"
+                            "'{other}' is not role, group_membership, ip_address, position, country or dynamic_authorization"
                         ),
                     );
                     return None;

@@ -576,6 +576,10 @@ fn deny_with_everything() -> Decision {
             MissingAttribute::Country {
                 reason: "not in request".into(),
             },
+            MissingAttribute::DynamicAuthorization {
+                das: "http://das.example.com:7300".into(),
+                reason: "DAS unreachable".into(),
+            },
         ],
         explanation: Some(Explanation {
             matched_originator: None,
