@@ -121,7 +121,7 @@ fn file_error(path: &std::path::Path, e: JsonError) -> anyhow::Error {
 
 /// The decision in short names: `dec` (m2m:authorizationDecision), `sus`
 /// (m2m:authorizationStatus), plus what decided it.
-fn render(d: &Decision) -> Value {
+pub(crate) fn render(d: &Decision) -> Value {
     let mut out = json!({ "dec": d.effect.code(), "sus": d.status.code() });
     if let Some(rule) = &d.permitted_by {
         out["permittedBy"] = json!({ "acp": &*rule.acp, "privileges": rule.privileges.short_name(), "acr": rule.rule });

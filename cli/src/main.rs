@@ -7,6 +7,7 @@
 
 mod check;
 mod das;
+mod decide;
 mod loadtest;
 mod policy;
 mod serve;
@@ -27,6 +28,8 @@ struct Cli {
 enum Command {
     /// Decide one request against m2m:acp policy files and print the decision as JSON.
     Check(check::CheckArgs),
+    /// Ask a running PDP about one request (short names, as for check) and print its decision.
+    Decide(decide::DecideArgs),
     /// Run PRP, PIP and PDP in one process on one port, with an embedded store and demo policies.
     Up(serve::UpArgs),
     /// Run the PRP alone.
@@ -58,9 +61,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Decide(args) = &cli.command {
+        return runtime.block_on(decide::run(args));
+    }
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Check(_) => Ok(()),
+            Command::Check(_) | Command::Decide(_) => Ok(()),
             Command::Up(a) => serve::up(a).await,
             Command::Prp(a) => serve::prp(a).await,
             Command::Pdp(a) => serve::pdp(a).await,

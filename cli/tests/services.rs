@@ -83,6 +83,66 @@ async fn all_in_one_serves_the_door_lock_demo() {
     assert!(!is_permit(&d), "{}", d.summary);
 }
 
+/// `authz decide`, the README's way to ask a running PDP, as a process: the
+/// demo's two example requests decide as the README says, and a PDP that is
+/// not there is exit 1, a bad request file exit 2 naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authz_decide_asks_the_running_pdp() {
+    let data = tempdir("decide");
+    let (_up, url) = start_up(&data, &[], &[]);
+    let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
+    let owner = request("CownerPhone", "frontDoor", pb::Operation::Update);
+    eventually(&mut pdp, &owner, true).await;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let decide = |pdp_url: &str, file: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+            .args(["decide", "--pdp", pdp_url, "--request"])
+            .arg(file)
+            .output()
+            .expect("run authz decide");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = decide(&url, &root.join("examples/request-owner-update.json"));
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["dec"], 1, "{out}");
+    assert_eq!(v["permittedBy"]["acp"], "acpFrontDoor", "{out}");
+    assert!(
+        v["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("PERMIT"))
+    );
+
+    let (code, out, err) = decide(&url, &root.join("examples/request-lock-delete.json"));
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["dec"], 2, "{out}");
+    assert_eq!(
+        v["sus"], 1,
+        "the lock's rule names it, without DELETE: {out}"
+    );
+
+    let bad = data.join("bad.json");
+    std::fs::write(&bad, r#"{"fr": "C 1", "to": "frontDoor", "op": 2}"#).expect("write");
+    let (code, _, err) = decide(&url, &bad);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("fr:"), "{err}");
+
+    // A port nobody listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let nobody = format!("http://127.0.0.1:{port}");
+    let (code, _, err) = decide(&nobody, &root.join("examples/request-owner-update.json"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cannot connect to the PDP"), "{err}");
+}
+
 async fn prp_client(url: &str) -> PolicyRetrievalPointClient<Channel> {
     PolicyRetrievalPointClient::new(channel(url).await)
 }

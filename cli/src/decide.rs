@@ -1,0 +1,104 @@
+//! `authz decide`: ask a running PDP (or `authz up`) about one request,
+//! written in the short names `authz check` reads, and print its decision
+//! in the same form, with the PDP's summary.
+//!
+//! Exit codes: 0 when the PDP decided (Permit or Deny), 2 when the request
+//! file is unreadable or invalid (the message names the file and field) or
+//! the PDP refuses it as invalid, 1 when the PDP cannot be reached.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow};
+use authz_core::json;
+use authz_proto::ConvertedRequest;
+use authz_proto::convert::{decision_from_pb, decision_request_to_pb};
+use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
+use clap::Args;
+use serde_json::Value;
+use tonic::transport::Channel;
+
+use crate::check::render;
+
+/// Arguments of `authz decide`.
+#[derive(Args)]
+pub struct DecideArgs {
+    /// The PDP to ask (`authz up` serves one here by default).
+    #[arg(long, default_value = "http://127.0.0.1:7171")]
+    pdp: String,
+    /// The request in oneM2M short names, as for `authz check` (fr, to, op, fu, rrt, spty, tgty, rids, rtm, oip, olo, authn).
+    #[arg(long, short = 'r')]
+    request: PathBuf,
+}
+
+/// Why `decide` failed: bad input (exit 2) or no answer (exit 1).
+enum Failure {
+    Input(anyhow::Error),
+    Unreachable(anyhow::Error),
+}
+
+/// Runs the command.
+pub async fn run(args: &DecideArgs) -> ExitCode {
+    match decide(args).await {
+        Ok(out) => {
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(Failure::Input(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Unreachable(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn decide(args: &DecideArgs) -> Result<Value, Failure> {
+    let text = std::fs::read_to_string(&args.request)
+        .with_context(|| format!("{}: cannot read", args.request.display()))
+        .map_err(Failure::Input)?;
+    let request = json::request_from_json(&text, chrono::Utc::now())
+        .map_err(|e| Failure::Input(anyhow!("{}: {e}", args.request.display())))?;
+    let wire = decision_request_to_pb(&ConvertedRequest {
+        request,
+        hosting: None,
+        tokens: Vec::new(),
+        token_ids: Vec::new(),
+        local_token_ids: Vec::new(),
+        token_request_indicator: false,
+        acp_ids: Vec::new(),
+        explain: true,
+        request_id: String::new(),
+    });
+    let channel = Channel::from_shared(args.pdp.clone())
+        .with_context(|| format!("--pdp {}: not a URI", args.pdp))
+        .map_err(Failure::Input)?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to the PDP at {}", args.pdp))
+        .map_err(Failure::Unreachable)?;
+    let answer = PolicyDecisionPointClient::new(channel)
+        .decide(wire)
+        .await
+        .map_err(|status| {
+            let e = anyhow!("the PDP at {} answered: {status}", args.pdp);
+            if status.code() == tonic::Code::InvalidArgument {
+                Failure::Input(e)
+            } else {
+                Failure::Unreachable(e)
+            }
+        })?
+        .into_inner();
+    let decision = decision_from_pb(&answer).map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        Failure::Unreachable(anyhow!(
+            "the PDP's answer is not a decision: {}",
+            list.join("; ")
+        ))
+    })?;
+    let mut out = render(&decision);
+    out["summary"] = Value::String(answer.summary);
+    Ok(out)
+}
