@@ -58,7 +58,7 @@
 //! | `targets` | resource IDs the policy covers: exact, or a prefix ending in `*`; CSE-relative and SP-relative forms are made absolute with `sp_id`/`cse_id` |
 //! | `resource_types` | `ty` codes the targeted resource (`trt`) must have; empty means any |
 //! | `grant.acop` | operations granted (default: the rule's `acop`); 0 grants roles only |
-//! | `grant.roles` | Role-IDs (`name@fqdn`) put in the token's `rids` |
+//! | `grant.roles` | Role-IDs (`name@fqdn`) put in the token's `rids`, those among the request's `rfa` only (none when `rfa` is empty) |
 //! | `grant.mode` | `token`, `dynamic_acp` or `both` |
 //! | `max_lifetime_s` | the longest validity of a grant, in seconds (at least 1) |
 

@@ -41,10 +41,14 @@
 //! absolute `YYYYMMDDThhmmss` end or a relative time in milliseconds from
 //! now. A proposed lifetime that has already ended grants nothing.
 //!
-//! Roles: when the request carries `rfa` (Role-IDs the hosting CSE found in
-//! the rules that would permit it), only the policy's `grant.roles` that are
-//! among them are granted, since those are the roles that help; without
-//! `rfa`, all of `grant.roles`. Roles are granted in tokens only: a policy
+//! Roles: only the policy's `grant.roles` that are among the request's `rfa`
+//! (the Role-IDs the hosting CSE found in the rules that would permit it,
+//! those associated with this DAS: TS-0003 table 7.3.2.2-1) are granted,
+//! since those are the roles that help. An empty `rfa` grants no role (the
+//! hosting CSE sends an empty list when its ACPs name no Role-ID of this
+//! DAS, and on the wire an absent `rfa` is an empty one); a policy whose
+//! grant is then left with neither operations nor roles grants nothing, so
+//! no token is issued or stored. Roles are granted in tokens only: a policy
 //! of mode `dynamic_acp` with `grant.roles` is refused at load.
 //!
 //! The request's `oip` and `olo` are what the caller says. From `Consult`
@@ -489,17 +493,18 @@ pub fn evaluate(
         return None;
     }
 
-    let roles: Vec<String> = if req.role_ids_from_acps.is_empty() {
-        policy.grant.roles.clone()
-    } else {
-        policy
-            .grant
-            .roles
-            .iter()
-            .filter(|r| req.role_ids_from_acps.contains(r))
-            .cloned()
-            .collect()
-    };
+    // Only the roles that help: `rfa` is the set of Role-IDs of the ACPs
+    // associated with this DAS (TS-0003 table 7.3.2.2-1). An empty `rfa`
+    // (a protobuf repeated field cannot tell absent from empty; the hosting
+    // CSE sends one per DAS, empty when the ACPs name none of its roles)
+    // means that none of them helps, so none is granted.
+    let roles: Vec<String> = policy
+        .grant
+        .roles
+        .iter()
+        .filter(|r| req.role_ids_from_acps.contains(r))
+        .cloned()
+        .collect();
     let privileges = (policy.grant.acop != 0).then(|| SetOfAcrs {
         rules: vec![AccessControlRule {
             originators: vec![req.originator.clone()],
@@ -656,6 +661,45 @@ mod tests {
         assert!(!award.dynamic_acp);
         req.proposed_lifetime = AbsRelTimestamp::parse("20260601T115959");
         assert_eq!(evaluate(&policies, &req, &h, now, Channel::Consult), None);
+    }
+
+    /// TS-0003 table 7.3.2.2-1: `rfa` is the set of Role-IDs associated
+    /// with this DAS, so an empty one (the ACPs name only other issuers'
+    /// roles, or none) means none of this DAS's roles helps: none is
+    /// granted, and a grant left with nothing is no grant at all.
+    #[test]
+    fn empty_rfa_grants_no_roles_table_7_3_2_2_1() {
+        let h = hosting();
+        let now = parse_timestamp("20260601T120000").expect("now");
+        let mut req = request("Cguest", Operation::Update, "frontDoor", "20260601T120000");
+        for rfa in [vec![], vec!["guest@roles.other.example".to_owned()]] {
+            req.role_ids_from_acps = rfa.clone();
+            for channel in [Channel::Consult, Channel::IssueToken] {
+                // Operations and roles: the operations only.
+                let award =
+                    evaluate(&[guest_roles()], &req, &h, now, channel).expect("operations granted");
+                assert!(award.roles.is_empty(), "rfa {rfa:?}: {:?}", award.roles);
+                assert!(award.privileges.is_some() && award.token);
+                let claims = award
+                    .token_claims("t@das.home.example".into(), "//i/CDas", vec![])
+                    .expect("token");
+                assert!(claims.permissions.pm[0].rids.is_empty());
+
+                // Roles only: nothing at all.
+                let roles_only = policy(serde_json::json!({
+                    "name": "roles-only",
+                    "rule": {"acor": ["Cguest"], "acop": 4},
+                    "targets": ["frontDoor"],
+                    "grant": {"acop": 0, "roles": ["resident@das.home.example"], "mode": "token"},
+                    "max_lifetime_s": 3600
+                }));
+                assert_eq!(
+                    evaluate(&[roles_only], &req, &h, now, channel),
+                    None,
+                    "rfa {rfa:?}"
+                );
+            }
+        }
     }
 
     /// TS-0003 7.3.2.5: a token's `rids` join the originator's roles with no

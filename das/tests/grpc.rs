@@ -437,6 +437,108 @@ async fn dynamic_acp_mode_returns_dai_and_both_mode_narrows_roles_to_rfa() {
     das.stop().await;
 }
 
+/// TS-0003 table 7.3.2.2-1: `rfa` ("Role IDs From ACPs") is the set of
+/// Role-IDs of the ACPs associated with this DAS. The hosting CSE sends one
+/// per DAS, empty when its ACPs name only other issuers' Role-IDs or none,
+/// and on the wire an absent `rfa` is an empty one: either way none of this
+/// DAS's roles helps, so none is granted, on `Consult` as on `IssueToken`
+/// (whose `dreq` is the Token Request Information the hosting CSE built the
+/// same way). A grant left with nothing issues and stores no token.
+#[tokio::test]
+async fn empty_rfa_grants_no_roles_table_7_3_2_2_1() {
+    let mut v = config_json();
+    v["policies"].as_array_mut().expect("policies").push(json!({
+        "name": "resident-only",
+        "rule": {"acor": ["Cguest"], "acop": 2},
+        "targets": ["hallLight"],
+        "grant": {"acop": 0, "roles": ["resident@das.home.example"], "mode": "token"},
+        "max_lifetime_s": 600
+    }));
+    let mut das = Running::start(load(&v), None).await;
+    let trust = trust_store(&mut das.client).await;
+    let c = &mut das.client;
+
+    // The ACP on the target names only guest@roles.other.example: the PDP's
+    // rfa for this DAS is empty; sent unfiltered, it names no role of ours.
+    for rfa in [vec![], vec!["guest@roles.other.example".to_owned()]] {
+        // Operations and roles (guest-state): a token with the operations
+        // and no role.
+        let mut d = dreq("Cguest", pb::Operation::Retrieve, "frontDoorState");
+        d.role_ids_from_acps = rfa.clone();
+        let res = c
+            .consult(consult(d.clone()))
+            .await
+            .expect("consult")
+            .into_inner();
+        assert_eq!(res.tokens.len(), 1, "rfa {rfa:?}");
+        let claims = verify(&trust, &res.tokens[0], HCSE, "Cguest").expect("verifies");
+        let pm = &claims.permissions.pm[0];
+        assert!(pm.rids.is_empty(), "Consult, rfa {rfa:?}: {:?}", pm.rids);
+        assert_eq!(pm.pv.as_ref().expect("pv").rules[0].operations, 2);
+
+        let res = c
+            .issue_token(as_guest(d))
+            .await
+            .expect("issued")
+            .into_inner();
+        assert_eq!(res.tokens.len(), 1, "rfa {rfa:?}");
+        let claims = verify(&trust, &res.tokens[0], HCSE, "Cguest").expect("verifies");
+        assert!(
+            claims.permissions.pm[0].rids.is_empty(),
+            "IssueToken, rfa {rfa:?}: {:?}",
+            claims.permissions.pm[0].rids
+        );
+
+        // Roles only (resident-only): nothing granted, nothing stored.
+        let stored = das.service.stored_tokens();
+        let mut d = dreq("Cguest", pb::Operation::Retrieve, "hallLight");
+        d.role_ids_from_acps = rfa.clone();
+        let res = c
+            .consult(consult(d.clone()))
+            .await
+            .expect("consult")
+            .into_inner();
+        assert_eq!(res, pb::DasResponse::default(), "Consult, rfa {rfa:?}");
+        let res = c
+            .issue_token(as_guest(d))
+            .await
+            .expect("answered")
+            .into_inner();
+        assert_eq!(
+            res,
+            pb::IssueTokenResponse::default(),
+            "IssueToken, rfa {rfa:?}"
+        );
+        assert_eq!(das.service.stored_tokens(), stored, "rfa {rfa:?}");
+    }
+
+    // The role the ACPs ask for is granted.
+    let mut d = dreq("Cguest", pb::Operation::Retrieve, "hallLight");
+    d.role_ids_from_acps = vec!["resident@das.home.example".into()];
+    let res = c
+        .consult(consult(d.clone()))
+        .await
+        .expect("consult")
+        .into_inner();
+    let claims = verify(&trust, &res.tokens[0], HCSE, "Cguest").expect("verifies");
+    assert_eq!(
+        claims.permissions.pm[0].rids,
+        vec!["resident@das.home.example"]
+    );
+    assert!(claims.permissions.pm[0].pv.is_none(), "roles only");
+    let res = c
+        .issue_token(as_guest(d))
+        .await
+        .expect("issued")
+        .into_inner();
+    let claims = verify(&trust, &res.tokens[0], HCSE, "Cguest").expect("verifies");
+    assert_eq!(
+        claims.permissions.pm[0].rids,
+        vec!["resident@das.home.example"]
+    );
+    das.stop().await;
+}
+
 #[tokio::test]
 async fn issue_token_authenticates_the_originator() {
     let mut das = Running::start(load(&config_json()), None).await;
@@ -478,10 +580,9 @@ async fn issue_token_authenticates_the_originator() {
         claims.audience,
         vec![HCSE.to_owned(), "//home.example/in-cse".to_owned()]
     );
-    assert_eq!(
-        claims.permissions.pm[0].rids,
-        vec!["guest@das.home.example", "visitor@das.home.example"],
-        "no rfa: every granted role"
+    assert!(
+        claims.permissions.pm[0].rids.is_empty(),
+        "no rfa: no role helps (TS-0003 table 7.3.2.2-1), only the operations are granted"
     );
     // Also valid at the other audience CSE.
     verify(
