@@ -18,9 +18,9 @@
 //!      "private_key_pem": "keys/es256-private.pem",
 //!      "public_key_pem": "keys/es256-public.pem"}
 //!   ],
-//!   "clients": [{"originator": "Cguest", "secret": "at least 16 characters"}],
+//!   "clients": [{"originator": "Cguest", "secret": "at-least-16-printable-ascii"}],
 //!   "consultants": [
-//!     {"cse_id": "//home.example/mn-cse-123456", "secret": "at least 16 characters, too"}
+//!     {"cse_id": "//home.example/mn-cse-123456", "secret": "also-16-printable-ascii"}
 //!   ],
 //!   "policies": [
 //!     {"name": "guest-unlocks-front-door",
@@ -43,7 +43,7 @@
 //! | `sp_id`, `cse_id` | the context in which IDs written in this file (`acor`, `targets`, `clients`, `consultants`, `audience`) are made absolute, and in which `IssueToken` reads the originator's request |
 //! | `audience` | CSE-IDs (absolute or SP-relative, `*` per segment allowed) put in `aud` of tokens issued through `IssueToken`, made absolute with `sp_id` at load (TS-0003 7.3.2.3 step 6.1.3 speaks of absolute CSE-IDs); at least one |
 //! | `signing_keys` | `{kid, alg, private_key_pem, public_key_pem}`; `alg` is `ES256`, `EdDSA` or `RS256`; paths are relative to this file's directory; the **first** key signs, all are published by `GetKeySet` (keep an old key listed after a rotation until its tokens expire) |
-//! | `clients` | originators that may call `IssueToken`, each with a shared secret of at least 16 characters presented as `authorization: Bearer <secret>`; secrets must differ |
+//! | `clients` | originators that may call `IssueToken`, each with a shared secret presented as `authorization: Bearer <secret>`: at least 16 printable ASCII characters without spaces (gRPC metadata is ASCII, and the presented secret is trimmed), each client its own |
 //! | `consultants` | hosting CSE-IDs allowed to call `Consult` and `GetTokens`; **empty means anyone**. Each is a CSE-ID, or `{"cse_id", "secret"}`: then a call naming that CSE must present `authorization: Bearer <secret>` (compared in constant time; UNAUTHENTICATED otherwise). Without a secret the DAS takes the caller's `hosting_cse_id` at its word. Secrets: at least 16 printable ASCII characters without spaces, none equal to a client's; CSEs served by one PDP may share one |
 //! | `policies` | in file order; the first that matches a request grants (see [`crate::policy`]) |
 //! | `sweep_interval_s` | how often expired tokens are deleted (default 60) |
@@ -566,11 +566,8 @@ impl DasConfig {
         let mut loaded_clients = Vec::new();
         let mut secrets: HashMap<&str, usize> = HashMap::new();
         for (i, c) in clients.iter().enumerate() {
-            if c.secret.len() < MIN_CLIENT_SECRET {
-                errors.push(err(
-                    format!("clients[{i}].secret"),
-                    format!("must be at least {MIN_CLIENT_SECRET} bytes"),
-                ));
+            if let Some(problem) = bearer_secret_problem(&c.secret) {
+                errors.push(err(format!("clients[{i}].secret"), problem));
             } else if let Some(j) = secrets.insert(c.secret.as_str(), i) {
                 errors.push(err(
                     format!("clients[{i}].secret"),
@@ -601,16 +598,8 @@ impl DasConfig {
             };
             if let Some(secret) = &c.secret {
                 let field = format!("consultants[{i}].secret");
-                if secret.len() < MIN_CLIENT_SECRET {
-                    errors.push(err(
-                        &field,
-                        format!("must be at least {MIN_CLIENT_SECRET} bytes"),
-                    ));
-                } else if !secret.bytes().all(|b| b.is_ascii_graphic()) {
-                    errors.push(err(
-                        &field,
-                        "must be printable ASCII without spaces: it is sent as gRPC metadata",
-                    ));
+                if let Some(problem) = bearer_secret_problem(secret) {
+                    errors.push(err(&field, problem));
                 }
                 if let Some(j) = clients.iter().position(|cl| cl.secret == *secret) {
                     errors.push(err(
@@ -784,6 +773,28 @@ pub fn cse_id_string(h: &HostingContext) -> String {
     format!("//{}/{}", h.sp_fqdn(), h.cse_id())
 }
 
+/// Why `secret` (of a client or a consultant) is unfit to authenticate a
+/// call, or `None` when it is fit: at least [`MIN_CLIENT_SECRET`] printable
+/// ASCII characters without spaces. It is presented as the gRPC metadata
+/// `authorization: Bearer <secret>`, whose values are ASCII only (a
+/// non-ASCII value is refused before any comparison) and which the DAS
+/// trims, so a non-ASCII secret or one with a leading or trailing space
+/// could never authenticate; spaces inside are refused too, as they are
+/// easily lost or doubled on the way.
+fn bearer_secret_problem(secret: &str) -> Option<String> {
+    if secret.len() < MIN_CLIENT_SECRET {
+        Some(format!("must be at least {MIN_CLIENT_SECRET} bytes"))
+    } else if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        Some(
+            "must be printable ASCII without spaces: it is sent as gRPC metadata \
+             `authorization: Bearer <secret>`, which carries ASCII only and is trimmed"
+                .to_owned(),
+        )
+    } else {
+        None
+    }
+}
+
 fn err(path: impl Into<String>, message: impl fmt::Display) -> ValidationError {
     ValidationError {
         path: path.into(),
@@ -884,4 +895,85 @@ fn load_key(k: &SigningKeyFile, base: &Path, path: &str) -> Result<SigningKey, V
         public_key,
         public_key_pem,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// A valid configuration with these `clients` and `consultants`, its
+    /// keys from the core test keys.
+    fn config(clients: Value, consultants: Value) -> Value {
+        let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/keys");
+        json!({
+            "issuer": "//home.example/mn-cse-123456/CDas",
+            "fqdn": "das.home.example",
+            "sp_id": "//home.example",
+            "cse_id": "/mn-cse-123456",
+            "audience": ["//home.example/mn-cse-123456"],
+            "signing_keys": [{
+                "kid": "k", "alg": "ES256",
+                "private_key_pem": keys.join("es256-private.pem"),
+                "public_key_pem": keys.join("es256-public.pem"),
+            }],
+            "clients": clients,
+            "consultants": consultants,
+            "policies": [{
+                "name": "p",
+                "rule": {"acor": ["Cguest"], "acop": 4},
+                "targets": ["frontDoor"],
+                "grant": {"mode": "token"},
+                "max_lifetime_s": 60
+            }]
+        })
+    }
+
+    fn fields(v: &Value) -> Vec<String> {
+        match DasConfig::from_json(&v.to_string(), Path::new("das.json"), Path::new(".")) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.fields().into_iter().map(str::to_owned).collect(),
+        }
+    }
+
+    /// A secret is presented as gRPC metadata `authorization: Bearer
+    /// <secret>` (TS-0003 7.3.2.3 leaves the originator-DAS authentication
+    /// to the DAS technology): metadata is ASCII only and the presented
+    /// secret is trimmed, so a client secret with a non-ASCII character or
+    /// a leading or trailing space could never authenticate. Refused at
+    /// load, naming the field, by the same rule as consultant secrets.
+    #[test]
+    fn client_secrets_that_could_never_authenticate_are_refused_naming_the_field() {
+        let good = "guest-secret-0123456789";
+        for bad in [
+            "pässwort-sehr-lang",
+            " guest-secret-0123456789",
+            "guest-secret-0123456789 ",
+            "guest secret 0123456789",
+            "guest-secret\t0123456789",
+            "guest-secret-\u{7f}0123456789",
+            "short",
+        ] {
+            let clients = json!([
+                {"originator": "Cother", "secret": "other-secret-0123456789"},
+                {"originator": "Cguest", "secret": bad}
+            ]);
+            assert_eq!(
+                fields(&config(clients, json!([]))),
+                vec!["clients[1].secret"],
+                "{bad:?}"
+            );
+            // The same rule, from the same check, for consultants.
+            let consultants = json!([{"cse_id": "/mn-cse-123456", "secret": bad}]);
+            assert_eq!(
+                fields(&config(json!([]), consultants)),
+                vec!["consultants[0].secret"],
+                "{bad:?}"
+            );
+        }
+        let clients = json!([{"originator": "Cguest", "secret": good}]);
+        assert_eq!(fields(&config(clients, json!([]))), Vec::<String>::new());
+        assert_eq!(bearer_secret_problem(good), None);
+    }
 }
