@@ -24,9 +24,10 @@ pub struct DasArgs {
     data_dir: String,
 }
 
-/// Runs a standalone DAS until Ctrl-C.
+/// Runs a standalone DAS until SIGINT (Ctrl-C) or SIGTERM.
 pub async fn run(args: DasArgs) -> Result<()> {
     let _tracing = telemetry::init_tracing("onem2m-authz-das")?;
+    let signal = crate::serve::shutdown_signal()?;
     let config = DasConfig::load(&args.config)?;
     let data_dir = crate::serve::data_dir(&args.data_dir)?;
     let listener = TcpListener::bind(args.listen)
@@ -39,9 +40,9 @@ pub async fn run(args: DasArgs) -> Result<()> {
         config.policies.len(),
         config.signing_key().map_or("-", |k| k.kid.as_str()),
     );
-    authz_das::serve(config, data_dir.as_deref(), listener, async {
-        let _ = tokio::signal::ctrl_c().await;
+    crate::serve::until_signal(signal, |shutdown| async move {
+        authz_das::serve(config, data_dir.as_deref(), listener, shutdown).await?;
+        Ok(())
     })
-    .await?;
-    Ok(())
+    .await
 }

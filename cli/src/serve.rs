@@ -8,6 +8,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use authz_core::HostingContext;
@@ -240,13 +242,86 @@ pub fn data_dir(arg: &str) -> Result<Option<PathBuf>> {
     Ok(Some(dir))
 }
 
-async fn shutdown_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+/// How long a server may take, after the shutdown signal, to finish the
+/// calls open on its connections before it is dropped with them: a stream
+/// the client keeps open (the PEP SDK's DecideStream) would keep a graceful
+/// shutdown waiting for ever.
+pub const DRAIN: Duration = Duration::from_secs(5);
+
+/// The shutdown signal of a server subcommand: the returned future completes
+/// on the first SIGINT (Ctrl-C) or SIGTERM (`docker stop`, `systemctl stop`,
+/// Kubernetes), logging which; elsewhere than on unix, on Ctrl-C only. The
+/// handlers are installed here, before the server starts, so that one that
+/// cannot be installed is an error rather than an immediate shutdown.
+pub fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        Ok(async move {
+            let name = tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            };
+            tracing::info!(signal = name, drain_s = DRAIN.as_secs(), "shutting down");
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let mut ctrl_c = tokio::signal::windows::ctrl_c().context("cannot handle Ctrl-C")?;
+        Ok(async move {
+            ctrl_c.recv().await;
+            tracing::info!(
+                signal = "Ctrl-C",
+                drain_s = DRAIN.as_secs(),
+                "shutting down"
+            );
+        })
+    }
+}
+
+/// The shutdown future handed to a server by [`until_signal`].
+pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs the server that `serve` makes with a shutdown future completing on
+/// `signal` (from [`shutdown_signal`]). Once the signal came, the server has
+/// [`DRAIN`] to finish; then it is dropped, cutting the connections still
+/// open, and this returns `Ok`.
+pub async fn until_signal<F>(
+    signal: impl Future<Output = ()> + Send + 'static,
+    serve: impl FnOnce(Shutdown) -> F,
+) -> Result<()>
+where
+    F: Future<Output = Result<()>>,
+{
+    let (signalled, on_signal) = tokio::sync::oneshot::channel();
+    let server = serve(Box::pin(async move {
+        signal.await;
+        let _ = signalled.send(());
+    }));
+    tokio::pin!(server);
+    tokio::select! {
+        served = &mut server => return served,
+        Ok(()) = on_signal => {}
+    }
+    match tokio::time::timeout(DRAIN, server).await {
+        Ok(served) => served,
+        Err(_) => {
+            tracing::warn!(
+                connections = authz_proto::listener::open_connections(),
+                "shutdown: connections still open after {} s were cut",
+                DRAIN.as_secs()
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Runs the all-in-one process.
 pub async fn up(args: UpArgs) -> Result<()> {
     let _tracing = telemetry::init_tracing("onem2m-authz")?;
+    let signal = shutdown_signal()?;
     let hosting = args.hosting.context()?;
     let metrics = metrics(&args.metrics)?;
     std::fs::create_dir_all(&args.data_dir)
@@ -325,19 +400,21 @@ pub async fn up(args: UpArgs) -> Result<()> {
 
     let closer = prp.clone();
     let das_closer = das.clone();
-    let server = tokio::spawn(
+    let server = tokio::spawn(until_signal(signal, move |shutdown| async move {
         tonic::transport::Server::builder()
             .trace_fn(authz_proto::serving::rpc_span)
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(authz_proto::listener::incoming(listener), async move {
-                shutdown_signal().await;
+                shutdown.await;
                 closer.shutdown();
                 pip.shutdown();
                 if let Some(das) = das_closer {
                     das.shutdown();
                 }
-            }),
-    );
+            })
+            .await?;
+        Ok(())
+    }));
     if load_demo {
         let bundle = crate::policy::Bundle::parse(DEMO)?;
         let mut client = crate::policy::connect(&endpoint).await?;
@@ -363,22 +440,23 @@ pub async fn up(args: UpArgs) -> Result<()> {
 /// Runs a standalone PRP.
 pub async fn prp(args: PrpArgs) -> Result<()> {
     let _tracing = telemetry::init_tracing("onem2m-authz-prp")?;
+    let signal = shutdown_signal()?;
     let data_dir = data_dir(&args.data_dir)?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!("onem2m-authz PRP on http://{}", listener.local_addr()?);
-    authz_prp::serve(
-        PrpConfig::new(data_dir, args.admin, args.hosting.context()?),
-        listener,
-        shutdown_signal(),
-    )
+    let config = PrpConfig::new(data_dir, args.admin, args.hosting.context()?);
+    until_signal(signal, |shutdown| {
+        authz_prp::serve(config, listener, shutdown)
+    })
     .await
 }
 
 /// Runs a standalone PDP following a PRP.
 pub async fn pdp(args: PdpArgs) -> Result<()> {
     let _tracing = telemetry::init_tracing("onem2m-authz-pdp")?;
+    let signal = shutdown_signal()?;
     let metrics = metrics(&args.metrics)?;
     let mut config = PdpConfig::new(args.hosting.context()?).with_prp(args.prp.clone());
     if args.pip != "off" {
@@ -400,17 +478,22 @@ pub async fn pdp(args: PdpArgs) -> Result<()> {
     if let Some(m) = metrics {
         println!("  metrics http://{m}/metrics");
     }
-    tonic::transport::Server::builder()
-        .trace_fn(authz_proto::serving::rpc_span)
-        .add_routes(pdp.routes().await?)
-        .serve_with_incoming_shutdown(authz_proto::listener::incoming(listener), shutdown_signal())
-        .await?;
-    Ok(())
+    let routes = pdp.routes().await?;
+    until_signal(signal, |shutdown| async move {
+        tonic::transport::Server::builder()
+            .trace_fn(authz_proto::serving::rpc_span)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(authz_proto::listener::incoming(listener), shutdown)
+            .await?;
+        Ok(())
+    })
+    .await
 }
 
 /// Runs a standalone PIP.
 pub async fn pip(args: PipArgs) -> Result<()> {
     let _tracing = telemetry::init_tracing("onem2m-authz-pip")?;
+    let signal = shutdown_signal()?;
     let data_dir = data_dir(&args.data_dir)?;
     let config = args
         .pip
@@ -419,6 +502,9 @@ pub async fn pip(args: PipArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!("onem2m-authz PIP on http://{}", listener.local_addr()?);
-    authz_pip::serve(config, listener, shutdown_signal()).await?;
-    Ok(())
+    until_signal(signal, |shutdown| async move {
+        authz_pip::serve(config, listener, shutdown).await?;
+        Ok(())
+    })
+    .await
 }
