@@ -45,4 +45,5 @@ pub async fn run(args: DasArgs) -> Result<()> {
         Ok(())
     })
     .await
+    .map_err(|e| crate::serve::store_error(e, &args.data_dir))
 }

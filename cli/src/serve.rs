@@ -242,6 +242,20 @@ pub fn data_dir(arg: &str) -> Result<Option<PathBuf>> {
     Ok(Some(dir))
 }
 
+/// `e`, naming `--data-dir DIR` when it is the failure to open a service's
+/// store in DIR (the file is named by the store's own message).
+pub fn store_error(e: impl Into<anyhow::Error>, dir: &str) -> anyhow::Error {
+    let e = e.into();
+    let store = matches!(e.downcast_ref(), Some(authz_prp::PrpError::Store(_)))
+        || matches!(e.downcast_ref(), Some(authz_pip::PipStartError::Store(_)))
+        || matches!(e.downcast_ref(), Some(authz_das::DasStartError::Store(_)));
+    if store {
+        e.context(format!("--data-dir {dir}"))
+    } else {
+        e
+    }
+}
+
 /// How long a server may take, after the shutdown signal, to finish the
 /// calls open on its connections before it is dropped with them: a stream
 /// the client keeps open (the PEP SDK's DecideStream) would keep a graceful
@@ -326,24 +340,29 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let metrics = metrics(&args.metrics)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("{}: cannot create", args.data_dir.display()))?;
+    let dir = args.data_dir.display().to_string();
     let prp = authz_prp::build(&PrpConfig::new(
         Some(args.data_dir.clone()),
         args.admin.clone(),
         hosting.clone(),
     ))
-    .await?;
+    .await
+    .map_err(|e| store_error(e, &dir))?;
     let load_demo = !args.no_demo && prp.revision() == 0;
     let pip = authz_pip::build(&args.pip.config(
         Some(args.data_dir.clone()),
         &args.admin,
         hosting.clone(),
     ))
-    .await?;
+    .await
+    .map_err(|e| store_error(e, &dir))?;
 
     let das = match &args.das_config {
         Some(path) => {
             let config = authz_das::DasConfig::load(path)?;
-            let das = authz_das::build(config, Some(&args.data_dir)).await?;
+            let das = authz_das::build(config, Some(&args.data_dir))
+                .await
+                .map_err(|e| store_error(e, &dir))?;
             das.start_sweeper();
             Some(das)
         }
@@ -451,6 +470,7 @@ pub async fn prp(args: PrpArgs) -> Result<()> {
         authz_prp::serve(config, listener, shutdown)
     })
     .await
+    .map_err(|e| store_error(e, &args.data_dir))
 }
 
 /// Runs a standalone PDP following a PRP.
@@ -507,4 +527,5 @@ pub async fn pip(args: PipArgs) -> Result<()> {
         Ok(())
     })
     .await
+    .map_err(|e| store_error(e, &args.data_dir))
 }

@@ -501,3 +501,28 @@ async fn all_in_one_ends_on_sigterm_with_an_open_decide_stream() {
     );
     drop((requests, answers));
 }
+
+/// A store that cannot be opened (here: locked by a running PRP, as when
+/// `authz up` and `authz prp` both use `./data`) is an error naming the file
+/// and the flag that chose it.
+#[test]
+fn a_second_prp_on_the_same_data_dir_names_the_file_and_the_flag() {
+    let data = tempdir("prp-locked");
+    let (_prp, _url) = start_prp(&data, "127.0.0.1:0");
+    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(["prp", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("--data-dir {}", data.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains(&data.join("prp.redb").display().to_string()),
+        "{err}"
+    );
+}

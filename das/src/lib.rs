@@ -56,9 +56,9 @@ pub enum DasStartError {
     /// The configuration file is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The token store could not be opened.
+    /// The token store could not be opened (the message names the file).
     #[error("DAS store: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// gRPC reflection could not be set up.
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -68,6 +68,14 @@ pub enum DasStartError {
     /// A loading task panicked or was cancelled.
     #[error("loading task: {0}")]
     Task(String),
+}
+
+// Not `#[from]`: the message holds the store's, so it is not also the
+// `source` (an error chain would print it twice).
+impl From<StoreError> for DasStartError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
 }
 
 /// Opens the token store (`das.redb` in `data_dir`, or in memory when

@@ -95,9 +95,9 @@ impl PipConfig {
 /// Why the PIP could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum PipStartError {
-    /// The store could not be opened.
+    /// The store could not be opened (the message names the file).
     #[error("PIP store: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// A country source could not be loaded.
     #[error("PIP country source: {0}")]
     Geo(#[from] GeoError),
@@ -110,6 +110,14 @@ pub enum PipStartError {
     /// A loading task panicked or was cancelled.
     #[error("loading task: {0}")]
     Task(String),
+}
+
+// Not `#[from]`: the message holds the store's, so it is not also the
+// `source` (an error chain would print it twice).
+impl From<StoreError> for PipStartError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
 }
 
 fn load(config: &PipConfig) -> Result<(Store<PipSchema>, Resolver), PipStartError> {

@@ -100,15 +100,23 @@ impl PrpConfig {
 /// Why the PRP could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum PrpError {
-    /// The store could not be opened or loaded.
+    /// The store could not be opened or loaded (the message names the file).
     #[error("PRP store: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// gRPC reflection could not be set up.
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     /// The server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+}
+
+// Not `#[from]`: the message holds the store's, so it is not also the
+// `source` (an error chain would print it twice).
+impl From<StoreError> for PrpError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
 }
 
 /// Opens the configured store ([`store::open`] in `data_dir`, else

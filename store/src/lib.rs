@@ -66,6 +66,16 @@ macro_rules! backend_errors {
         }
     )*};
 }
+impl StoreError {
+    /// This error of the store in the file at `path`, naming the file.
+    fn in_file(self, path: &Path) -> Self {
+        match self {
+            Self::Corrupt(m) => Self::Corrupt(format!("{}: {m}", path.display())),
+            Self::Backend(m) => Self::Backend(format!("{}: {m}", path.display())),
+        }
+    }
+}
+
 backend_errors!(
     redb::Error,
     redb::DatabaseError,
@@ -252,9 +262,10 @@ impl<S: Schema> Store<S> {
     }
 
     /// Opens (or creates) the redb file at `path`, creating its parent
-    /// directories when needed.
+    /// directories when needed. Its errors name the file.
     pub fn open_redb(path: &Path, log_limit: usize) -> Result<Self, StoreError> {
         Self::with_backend(Box::new(RedbBackend::open(path)?), log_limit)
+            .map_err(|e| e.in_file(path))
     }
 
     /// A store over `backend`, its state rebuilt from the stored rows, its

@@ -35,8 +35,14 @@ impl RedbBackend {
     /// Opens the redb file at `path`, creating it (and its parent
     /// directories) when missing. A file that exists but is not a redb
     /// database is an error, never overwritten. A file without a store ID
-    /// (new, or written by an earlier version) is given one, durably.
+    /// (new, or written by an earlier version) is given one, durably. Its
+    /// errors name the file (a lock held by another process, a directory
+    /// without write permission).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::create(path).map_err(|e| e.in_file(path))
+    }
+
+    fn create(path: &Path) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
@@ -54,8 +60,7 @@ impl RedbBackend {
                 // (e.g. an older PRP); opening it as empty would lose data.
                 Some(revision) if revision > 0 && !had_rows => {
                     return Err(StoreError::Corrupt(format!(
-                        "{} is at revision {revision} but has no `rows` table (not an authz-store file)",
-                        path.display()
+                        "at revision {revision} but has no `rows` table (not an authz-store file)"
                     )));
                 }
                 Some(_) => {}

@@ -256,6 +256,23 @@ fn a_file_that_is_not_redb_is_an_error_and_kept() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// An open error names the file: here a file another store holds open
+/// (another process using the same data directory).
+#[test]
+fn an_open_error_names_the_file() {
+    let dir = temp_path("in-use");
+    let path = dir.join("kv.redb");
+    let _first = Store::<Kv>::open_redb(&path, DEFAULT_LOG_LIMIT).expect("open");
+    match Store::<Kv>::open_redb(&path, DEFAULT_LOG_LIMIT) {
+        Err(e @ StoreError::Backend(_)) => {
+            assert!(e.to_string().contains(&path.display().to_string()), "{e}")
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("opened twice"),
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A backend whose commits fail while its flag is set.
 struct Flaky(Arc<AtomicBool>);
 
