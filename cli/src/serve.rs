@@ -440,16 +440,30 @@ pub async fn up(args: UpArgs) -> Result<()> {
         let summary = crate::policy::apply(&mut client, &args.admin, &bundle).await?;
         println!("demo policies (door lock, examples/door-lock-demo.json): {summary}");
     }
+    let (das_service, das_file) = if das.is_some() {
+        (" DynamicAuthorizationServer,", ", das.redb")
+    } else {
+        ("", "")
+    };
     println!("onem2m-authz up");
     println!(
-        "  gRPC   {endpoint}  (PolicyDecisionPoint, PolicyRetrievalPoint, PolicyInformationPoint, Echo, health, reflection)"
+        "  gRPC   {endpoint}  (PolicyDecisionPoint, PolicyRetrievalPoint, PolicyInformationPoint,{das_service} Echo, health, reflection)"
     );
+    if let Some(das) = &das {
+        let config = das.config();
+        println!(
+            "  DAS    {} ({} policies, signing key {})",
+            config.issuer,
+            config.policies.len(),
+            config.signing_key().map_or("-", |k| k.kid.as_str()),
+        );
+    }
     match metrics {
         Some(m) => println!("  metrics http://{m}/metrics"),
         None => println!("  metrics off"),
     }
     println!(
-        "  store  {} (redb: prp.redb, pip.redb)",
+        "  store  {} (redb: prp.redb, pip.redb{das_file})",
         args.data_dir.display()
     );
     server.await??;
