@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use authz_proto::pb;
 use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use tokio::sync::{Semaphore, mpsc};
 use tonic::transport::Channel;
@@ -44,7 +44,7 @@ pub struct LoadtestArgs {
     window: usize,
     /// Modes to run, comma-separated: unary, batch, stream, echo.
     #[arg(long, default_value = "echo,unary,batch,stream", value_delimiter = ',')]
-    modes: Vec<String>,
+    modes: Vec<Mode>,
     /// The request, in short names as for `authz check` (default: the door-lock demo's owner reading the front door).
     #[arg(long)]
     request: Option<std::path::PathBuf>,
@@ -57,6 +57,31 @@ pub struct LoadtestArgs {
     /// The originator for the PRP writes of --propagation.
     #[arg(long, default_value = "CAdmin")]
     originator: String,
+}
+
+/// A load mode (`--modes`): checked when the flags are parsed, so that a
+/// misspelt one is refused before any other mode runs.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// `Decide`, one request per call.
+    Unary,
+    /// `DecideBatch`, `--batch` requests per call.
+    Batch,
+    /// `DecideStream`, `--window` requests in flight per stream.
+    Stream,
+    /// The no-op `Echo` service.
+    Echo,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Unary => "unary",
+            Self::Batch => "batch",
+            Self::Stream => "stream",
+            Self::Echo => "echo",
+        }
+    }
 }
 
 const DEMO_REQUEST: &str = r#"{"fr": "CownerPhone", "to": "frontDoor", "op": 2}"#;
@@ -81,7 +106,7 @@ fn short_request_to_pb(text: &str) -> Result<pb::DecisionRequest> {
 
 /// One mode's result.
 struct Report {
-    mode: String,
+    mode: Mode,
     calls: u64,
     decisions: u64,
     elapsed: Duration,
@@ -103,13 +128,21 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
         None => DEMO_REQUEST.to_owned(),
     };
     let request = short_request_to_pb(&text)?;
+    let target = Channel::from_shared(args.target.clone())
+        .with_context(|| format!("--target {}: not a URI", args.target))?;
+    if args.propagation > 0
+        && let Some(prp) = &args.prp
+    {
+        Channel::from_shared(prp.clone()).with_context(|| format!("--prp {prp}: not a URI"))?;
+    }
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {
         channels.push(
-            Channel::from_shared(args.target.clone())?
+            target
+                .clone()
                 .connect()
                 .await
-                .with_context(|| format!("cannot connect to {}", args.target))?,
+                .with_context(|| format!("--target {}: cannot connect", args.target))?,
         );
     }
     // A first call shows what the load consists of.
@@ -131,18 +164,18 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
         channels.len()
     );
     let mut reports = Vec::new();
-    for mode in &args.modes {
+    for &mode in &args.modes {
         let r = run_mode(mode, &args, &channels, &request, first.decision).await?;
         print_report(&r);
         reports.push(r);
     }
     let echo = reports
         .iter()
-        .find(|r| r.mode == "echo")
+        .find(|r| r.mode == Mode::Echo)
         .map(Report::decisions_per_s);
     let unary = reports
         .iter()
-        .find(|r| r.mode == "unary")
+        .find(|r| r.mode == Mode::Unary)
         .map(Report::decisions_per_s);
     if let (Some(e), Some(u)) = (echo, unary) {
         println!("unary / echo = {:.1} %", 100.0 * u / e);
@@ -158,7 +191,7 @@ fn print_report(r: &Report) {
     let q = |p: f64| r.latency_us.value_at_quantile(p);
     println!(
         "{:<7} {:>12.0} decisions/s {:>10.0} calls/s   latency per call p50 {} µs  p99 {} µs  p99.9 {} µs",
-        r.mode,
+        r.mode.name(),
         r.decisions_per_s(),
         r.calls as f64 / r.elapsed.as_secs_f64(),
         q(0.5),
@@ -172,7 +205,7 @@ fn histogram() -> Result<Histogram<u64>> {
 }
 
 async fn run_mode(
-    mode: &str,
+    mode: Mode,
     args: &LoadtestArgs,
     channels: &[Channel],
     request: &pb::DecisionRequest,
@@ -186,16 +219,12 @@ async fn run_mode(
         let channel = channels[i % channels.len()].clone();
         let (request, encoded) = (request.clone(), encoded.clone());
         let (batch, window) = (args.batch.max(1), args.window.max(1));
-        let mode = mode.to_owned();
         tasks.push(tokio::spawn(async move {
-            match mode.as_str() {
-                "unary" => unary(channel, encoded, DECIDE, Some(expected), deadline).await,
-                "echo" => unary(channel, encoded, ECHO, None, deadline).await,
-                "batch" => batched(channel, &request, batch, expected, deadline).await,
-                "stream" => stream(channel, encoded, window, expected, deadline).await,
-                other => Err(anyhow!(
-                    "unknown mode '{other}' (unary, batch, stream, echo)"
-                )),
+            match mode {
+                Mode::Unary => unary(channel, encoded, DECIDE, Some(expected), deadline).await,
+                Mode::Echo => unary(channel, encoded, ECHO, None, deadline).await,
+                Mode::Batch => batched(channel, &request, batch, expected, deadline).await,
+                Mode::Stream => stream(channel, encoded, window, expected, deadline).await,
             }
         }));
     }
@@ -208,7 +237,7 @@ async fn run_mode(
         latency_us.add(&h).map_err(|e| anyhow!("histogram: {e}"))?;
     }
     Ok(Report {
-        mode: mode.to_owned(),
+        mode,
         calls,
         decisions,
         elapsed: start.elapsed(),

@@ -526,3 +526,34 @@ fn a_second_prp_on_the_same_data_dir_names_the_file_and_the_flag() {
         "{err}"
     );
 }
+
+/// An unknown `--modes` entry is refused when the flags are read, before
+/// any mode runs (it was refused only when its turn came).
+#[test]
+fn loadtest_rejects_an_unknown_mode_before_running_any() {
+    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args([
+            "loadtest",
+            "--target",
+            "http://127.0.0.1:1",
+            "--modes",
+            "unary,bach",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--modes") && err.contains("bach"), "{err}");
+}
+
+/// A `--target` that is not a URI is named with its flag and value.
+#[test]
+fn loadtest_names_a_target_that_is_not_a_uri() {
+    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(["loadtest", "--target", "127.0.0.1 7171"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--target 127.0.0.1 7171: not a URI"), "{err}");
+}
