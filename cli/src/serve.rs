@@ -6,7 +6,7 @@
 //! The PDP follows the PRP and the PIP through their Watch streams on
 //! loopback, exactly as a separate PDP process would.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
@@ -156,6 +156,11 @@ pub struct UpArgs {
     /// and names it in Token Request Information.
     #[arg(long)]
     das_config: Option<PathBuf>,
+    /// The URL originators and DACs (`dap`) use for the DAS of --das-config,
+    /// as named in Token Request Information (default: the listen URL; the
+    /// PDP itself still reaches the DAS on the listener).
+    #[arg(long, value_name = "URL", requires = "das_config")]
+    advertise_url: Option<String>,
 }
 
 /// Arguments of `authz pip`.
@@ -240,6 +245,28 @@ pub fn data_dir(arg: &str) -> Result<Option<PathBuf>> {
     let dir = PathBuf::from(arg);
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     Ok(Some(dir))
+}
+
+/// The URL this process reaches its own listener at: `addr`, or loopback
+/// when it listens on every address (`0.0.0.0`, `::`).
+fn local_url(mut addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}")
+}
+
+/// The URL the DAS of `authz up` is named by, to originators (Token Request
+/// Information) and DACs: `--advertise-url`, else the URL of the listen
+/// address `addr`.
+fn das_url(advertise_url: Option<&str>, addr: SocketAddr) -> String {
+    match advertise_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("http://{addr}"),
+    }
 }
 
 /// `e`, naming `--data-dir DIR` when it is the failure to open a service's
@@ -337,6 +364,10 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let _tracing = telemetry::init_tracing("onem2m-authz")?;
     let signal = shutdown_signal()?;
     let hosting = args.hosting.context()?;
+    if let Some(url) = &args.advertise_url {
+        tonic::transport::Endpoint::from_shared(url.clone())
+            .with_context(|| format!("--advertise-url {url}: not a URI"))?;
+    }
     let metrics = metrics(&args.metrics)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("{}: cannot create", args.data_dir.display()))?;
@@ -372,14 +403,29 @@ pub async fn up(args: UpArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let endpoint = format!("http://{addr}");
+    // How this process reaches itself (the PDP its PRP, PIP and DAS; the
+    // demo loader its PRP).
+    let endpoint = local_url(addr);
+    let das_url = das_url(args.advertise_url.as_deref(), addr);
     // The CSE the PDP consults the DAS as.
     let hosting_cse = format!("//{}/{}", hosting.sp_fqdn(), hosting.cse_id());
     let mut config = PdpConfig::new(hosting)
         .with_prp(endpoint.clone())
         .with_pip(endpoint.clone());
     if let Some(das) = &das {
-        let mut dynamic = authz_pdp::DynamicConfig::new(vec![endpoint.clone()]);
+        if args.advertise_url.is_none() && addr.ip().is_unspecified() {
+            tracing::warn!(
+                das = %das_url,
+                "originators are told to reach the DAS at an unspecified address: give --advertise-url"
+            );
+        }
+        // The PDP names the DAS by its advertised URL (Token Request
+        // Information, DAC `dap`) and connects to it on the listener.
+        let mut dynamic = authz_pdp::DynamicConfig::new(vec![das_url.clone()]);
+        dynamic.das_addresses.push(authz_pdp::DasAddress {
+            endpoint: das_url.clone(),
+            connect: endpoint.clone(),
+        });
         dynamic.prp_writer = args.admin.clone();
         // The PDP consults as this CSE: with its secret, when the DAS
         // configuration gives it one.
@@ -389,7 +435,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
             .and_then(|c| c.secret())
         {
             dynamic.das_secrets.push(authz_pdp::DasSecret {
-                endpoint: endpoint.clone(),
+                endpoint: das_url.clone(),
                 secret: secret.to_owned(),
             });
         }
@@ -447,12 +493,12 @@ pub async fn up(args: UpArgs) -> Result<()> {
     };
     println!("onem2m-authz up");
     println!(
-        "  gRPC   {endpoint}  (PolicyDecisionPoint, PolicyRetrievalPoint, PolicyInformationPoint,{das_service} Echo, health, reflection)"
+        "  gRPC   http://{addr}  (PolicyDecisionPoint, PolicyRetrievalPoint, PolicyInformationPoint,{das_service} Echo, health, reflection)"
     );
     if let Some(das) = &das {
         let config = das.config();
         println!(
-            "  DAS    {} ({} policies, signing key {})",
+            "  DAS    {} ({} policies, signing key {}), advertised as {das_url}",
             config.issuer,
             config.policies.len(),
             config.signing_key().map_or("-", |k| k.kid.as_str()),
@@ -542,4 +588,26 @@ pub async fn pip(args: PipArgs) -> Result<()> {
     })
     .await
     .map_err(|e| store_error(e, &args.data_dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The process reaches itself on loopback when it listens on every
+    /// address; the DAS is named by --advertise-url, else the listen URL.
+    #[test]
+    fn local_and_das_urls() {
+        let any4: SocketAddr = "0.0.0.0:7171".parse().unwrap();
+        let any6: SocketAddr = "[::]:7171".parse().unwrap();
+        let one: SocketAddr = "10.0.0.5:7171".parse().unwrap();
+        assert_eq!(local_url(any4), "http://127.0.0.1:7171");
+        assert_eq!(local_url(any6), "http://[::1]:7171");
+        assert_eq!(local_url(one), "http://10.0.0.5:7171");
+        assert_eq!(das_url(None, any4), "http://0.0.0.0:7171");
+        assert_eq!(
+            das_url(Some("https://authz.example.com/"), any4),
+            "https://authz.example.com"
+        );
+    }
 }

@@ -619,3 +619,76 @@ async fn all_in_one_pdp_presents_its_consultant_secret_7_3_2_2() {
         .expect_err("no secret");
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
 }
+
+/// `authz up --das-config --advertise-url URL`: the DAS is named by URL
+/// (not by the listen address) in Token Request Information and in the DACs
+/// it serves, while the PDP reaches it on the listener: a DAC whose `dap`
+/// is URL is consulted and grants, although URL itself does not resolve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_in_one_names_its_das_by_the_advertised_url() {
+    const ADVERTISED: &str = "http://authz.home.example.invalid:7171";
+    let dir = tempdir("up-das-advertised");
+    let config = das_config(&dir);
+    let data = dir.join("data");
+    let (_up, url) = start_up(
+        &data,
+        &[
+            "--no-demo",
+            "--das-config",
+            config.to_str().expect("path"),
+            "--advertise-url",
+            &format!("{ADVERTISED}/"),
+        ],
+        &[],
+    );
+    let mut prp = PolicyRetrievalPointClient::new(channel(&url).await);
+    let revision = door_lock_with_dac(&mut prp, ADVERTISED).await;
+    let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
+    caught_up(&mut pdp, revision).await;
+    let visitor = request("Cvisitor", "frontDoor", pb::Operation::Retrieve);
+    let d = until(&mut pdp, &visitor, is_permit).await;
+    assert!(permitted_by(&d).starts_with("dai:"), "{d:?}");
+
+    let unlock = request("Cguest", "backDoor", pb::Operation::Update);
+    let denied = decide(&mut pdp, with_token_request(unlock)).await;
+    assert!(!is_permit(&denied));
+    let tqf = denied
+        .token_request_info
+        .expect("token request information");
+    assert_eq!(tqf.das_info.len(), 1);
+    assert_eq!(tqf.das_info[0].uri, ADVERTISED);
+}
+
+/// --advertise-url is for the DAS of --das-config, and must be a URI.
+#[test]
+fn advertise_url_needs_a_das_config_and_a_uri() {
+    let dir = tempdir("up-advertise-bad");
+    let data = dir.to_str().expect("path");
+    let up = |extra: &[&str]| {
+        let mut args = vec!["up", "--listen", "127.0.0.1:0", "--metrics", "off"];
+        args.extend_from_slice(&["--data-dir", data]);
+        args.extend_from_slice(extra);
+        std::process::Command::new(env!("CARGO_BIN_EXE_authz"))
+            .args(args)
+            .output()
+            .expect("run authz up")
+    };
+    let out = up(&["--advertise-url", "http://authz.example:7171"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--das-config"), "{err}");
+
+    let config = das_config(&dir);
+    let out = up(&[
+        "--das-config",
+        config.to_str().expect("path"),
+        "--advertise-url",
+        "not a url",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--advertise-url not a url: not a URI"),
+        "{err}"
+    );
+}

@@ -88,6 +88,21 @@ pub struct DynamicConfig {
     /// Secrets presented to DASes that authenticate their consultants; each
     /// must name a DAS of `dases` or `default_das`.
     pub das_secrets: Vec<DasSecret>,
+    /// Where to connect to a DAS of `dases` or `default_das` that this PDP
+    /// does not reach at its endpoint; each must name such a DAS.
+    pub das_addresses: Vec<DasAddress>,
+}
+
+/// The address this PDP connects to for one DAS whose endpoint (the URL
+/// that originators are told and DACs name) is not reachable from it, such
+/// as a DAS in the same process advertised under a public URL (`authz up
+/// --advertise-url`).
+#[derive(Debug, Clone)]
+pub struct DasAddress {
+    /// The DAS endpoint, as written in `dases` or `default_das`.
+    pub endpoint: String,
+    /// The URL this PDP connects to instead.
+    pub connect: String,
 }
 
 /// The secret this PDP presents to one DAS as `authorization: Bearer
@@ -121,6 +136,7 @@ impl DynamicConfig {
             pip: None,
             prp: None,
             das_secrets: Vec::new(),
+            das_addresses: Vec::new(),
         }
     }
 }
@@ -325,8 +341,19 @@ impl Dynamic {
         {
             endpoints.push(d.clone());
         }
+        for a in &config.das_addresses {
+            let e = canonical_endpoint(&a.endpoint);
+            if !endpoints.iter().any(|d| canonical_endpoint(d) == e) {
+                return Err(format!("DAS address for {e}: not a configured DAS"));
+            }
+        }
         for endpoint in endpoints {
-            let channel = lazy_channel(&endpoint, config.deadline)?;
+            let connect = config
+                .das_addresses
+                .iter()
+                .find(|a| canonical_endpoint(&a.endpoint) == canonical_endpoint(&endpoint))
+                .map_or(endpoint.as_str(), |a| a.connect.as_str());
+            let channel = lazy_channel(connect, config.deadline)?;
             dases.push(Das {
                 endpoint: canonical_endpoint(&endpoint).to_owned(),
                 client: DynamicAuthorizationServerClient::new(channel),

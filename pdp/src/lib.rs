@@ -50,7 +50,7 @@ use tonic::service::{Routes, RoutesBuilder};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-pub use dynamic::{Consultation, DasSecret, Dynamic, DynamicConfig, TokenFailure};
+pub use dynamic::{Consultation, DasAddress, DasSecret, Dynamic, DynamicConfig, TokenFailure};
 pub use pip::{PipCache, PipCacheError};
 pub use replica::{Applied, Replica, ReplicaError, ReplicaStatus, Snapshot};
 pub use service::{EchoService, PdpService};

@@ -725,6 +725,22 @@ async fn the_das_secret_goes_with_consult_and_get_tokens_7_3_2_2_7_3_2_3() {
     }
 }
 
+/// A DAS address (where the PDP connects to a DAS it names by another
+/// URL) must name a configured DAS.
+#[tokio::test]
+async fn a_das_address_must_name_a_configured_das() {
+    let mut dynamic = DynamicConfig::new(vec!["http://127.0.0.1:2".into()]);
+    dynamic.das_addresses.push(authz_pdp::DasAddress {
+        endpoint: "http://127.0.0.1:1".into(),
+        connect: "http://127.0.0.1:3".into(),
+    });
+    let e = authz_pdp::Dynamic::new(dynamic).expect_err("refused");
+    assert!(
+        e.contains("DAS address for http://127.0.0.1:1: not a configured DAS"),
+        "{e}"
+    );
+}
+
 /// TS-0003 7.3.2.3 step 2.2: the Hosting CSE forms the list of DAS Servers
 /// "and associated Role-ID(s)" as in 7.3.2.2 step 2.2.1, which groups the
 /// Role-IDs "according to the DAS Server AE-ID identified by the Role-ID"
