@@ -13,6 +13,7 @@ use anyhow::{Context, Result, anyhow};
 use authz_core::json;
 use authz_proto::ConvertedRequest;
 use authz_proto::convert::{decision_from_pb, decision_request_to_pb};
+use authz_proto::pb;
 use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
 use clap::Args;
 use serde_json::Value;
@@ -55,13 +56,11 @@ pub async fn run(args: &DecideArgs) -> ExitCode {
     }
 }
 
-async fn decide(args: &DecideArgs) -> Result<Value, Failure> {
-    let text = std::fs::read_to_string(&args.request)
-        .with_context(|| format!("{}: cannot read", args.request.display()))
-        .map_err(Failure::Input)?;
-    let request = json::request_from_json(&text, chrono::Utc::now())
-        .map_err(|e| Failure::Input(anyhow!("{}: {e}", args.request.display())))?;
-    let wire = decision_request_to_pb(&ConvertedRequest {
+/// A request in short names (as `authz check` reads it) in its wire form,
+/// timed now when it names no `rtm`.
+pub(crate) fn short_request_to_pb(text: &str, explain: bool) -> Result<pb::DecisionRequest> {
+    let request = json::request_from_json(text, chrono::Utc::now())?;
+    Ok(decision_request_to_pb(&ConvertedRequest {
         request,
         hosting: None,
         tokens: Vec::new(),
@@ -69,9 +68,17 @@ async fn decide(args: &DecideArgs) -> Result<Value, Failure> {
         local_token_ids: Vec::new(),
         token_request_indicator: false,
         acp_ids: Vec::new(),
-        explain: true,
+        explain,
         request_id: String::new(),
-    });
+    }))
+}
+
+async fn decide(args: &DecideArgs) -> Result<Value, Failure> {
+    let text = std::fs::read_to_string(&args.request)
+        .with_context(|| format!("{}: cannot read", args.request.display()))
+        .map_err(Failure::Input)?;
+    let wire = short_request_to_pb(&text, true)
+        .map_err(|e| Failure::Input(anyhow!("{}: {e}", args.request.display())))?;
     let channel = Channel::from_shared(args.pdp.clone())
         .with_context(|| format!("--pdp {}: not a URI", args.pdp))
         .map_err(Failure::Input)?

@@ -21,6 +21,8 @@ use hdrhistogram::Histogram;
 use tokio::sync::{Semaphore, mpsc};
 use tonic::transport::Channel;
 
+use crate::decide::short_request_to_pb;
+
 /// Arguments of `authz loadtest`.
 #[derive(Args)]
 pub struct LoadtestArgs {
@@ -86,24 +88,6 @@ impl Mode {
 
 const DEMO_REQUEST: &str = r#"{"fr": "CownerPhone", "to": "frontDoor", "op": 2}"#;
 
-/// A request in short names (as `authz check` reads it) in its wire form.
-fn short_request_to_pb(text: &str) -> Result<pb::DecisionRequest> {
-    let request = authz_core::json::request_from_json(text, chrono::Utc::now())?;
-    Ok(authz_proto::convert::decision_request_to_pb(
-        &authz_proto::ConvertedRequest {
-            request,
-            hosting: None,
-            tokens: Vec::new(),
-            token_ids: Vec::new(),
-            local_token_ids: Vec::new(),
-            token_request_indicator: false,
-            acp_ids: Vec::new(),
-            explain: false,
-            request_id: String::new(),
-        },
-    ))
-}
-
 /// One mode's result.
 struct Report {
     mode: Mode,
@@ -127,7 +111,7 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
         }
         None => DEMO_REQUEST.to_owned(),
     };
-    let request = short_request_to_pb(&text)?;
+    let request = short_request_to_pb(&text, false)?;
     let target = Channel::from_shared(args.target.clone())
         .with_context(|| format!("--target {}: not a URI", args.target))?;
     if args.propagation > 0
@@ -468,7 +452,10 @@ async fn propagation(prp: &str, pdp: &Channel, originator: &str, rounds: usize) 
         &crate::policy::Bundle::parse(&acp(0))?,
     )
     .await?;
-    let probe = short_request_to_pb(r#"{"fr": "CloadtestProbe", "to": "loadtestProbe", "op": 2}"#)?;
+    let probe = short_request_to_pb(
+        r#"{"fr": "CloadtestProbe", "to": "loadtestProbe", "op": 2}"#,
+        false,
+    )?;
     let mut h = histogram()?;
     for round in 0..rounds {
         let permit = round % 2 == 0;

@@ -558,16 +558,7 @@ pub async fn pdp(args: PdpArgs) -> Result<()> {
     if let Some(m) = metrics {
         println!("  metrics http://{m}/metrics");
     }
-    let routes = pdp.routes().await?;
-    until_signal(signal, |shutdown| async move {
-        tonic::transport::Server::builder()
-            .trace_fn(authz_proto::serving::rpc_span)
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(authz_proto::listener::incoming(listener), shutdown)
-            .await?;
-        Ok(())
-    })
-    .await
+    until_signal(signal, |shutdown| pdp.serve(listener, shutdown)).await
 }
 
 /// Runs a standalone PIP.
