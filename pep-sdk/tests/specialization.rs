@@ -5,6 +5,8 @@
 //! passes the content on unchanged, bounds what it reads, and takes a
 //! `SpecializationReader` for other serializations.
 
+mod common;
+
 use std::convert::Infallible;
 
 use authz_pdp::{Pdp, PdpConfig};
@@ -14,8 +16,6 @@ use authz_pep::{
 use authz_proto::pb;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tower::{Layer, ServiceExt};
 
 /// A real PDP on 127.0.0.1:0 where `CAdmin` may create, under `node1`, a
@@ -43,49 +43,13 @@ async fn pdp() -> (String, Pdp) {
             ..Default::default()
         },
     ];
-    pdp.apply_event(&pb::WatchEvent {
-        revision: 1,
-        event: Some(pb::watch_event::Event::Snapshot(pb::Snapshot {
-            acps: vec![pb::AccessControlPolicy {
-                resource_id: Some("acp1".into()),
-                privileges: Some(pb::SetOfAcrs {
-                    rules: vec![pb::AccessControlRule {
-                        originators: vec!["CAdmin".into()],
-                        operations: 1,
-                        object_details,
-                        ..Default::default()
-                    }],
-                }),
-                self_privileges: Some(pb::SetOfAcrs {
-                    rules: vec![pb::AccessControlRule {
-                        originators: vec!["CAdmin".into()],
-                        operations: 63,
-                        ..Default::default()
-                    }],
-                }),
-                ..Default::default()
-            }],
-            resources: vec![pb::TargetResource {
-                resource_id: "node1".into(),
-                resource_type: 14,
-                acpi_set: true,
-                acpi: vec!["acp1".into()],
-                creator: "CAdmin".into(),
-                ..Default::default()
-            }],
-            dynamic_acps: Vec::new(),
-        })),
-    })
-    .expect("snapshot");
-    let routes = pdp.routes().await.expect("routes");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
-            .add_routes(routes)
-            .serve_with_incoming(TcpListenerStream::new(listener))
-            .await;
-    });
+    let rule = pb::AccessControlRule {
+        originators: vec!["CAdmin".into()],
+        operations: 1,
+        object_details,
+        ..Default::default()
+    };
+    let url = common::serve_one_acp(&pdp, rule, "CAdmin", "node1", 14).await;
     (url, pdp)
 }
 

@@ -8,6 +8,8 @@
 //! - a caller whose deadline fired frees its place on the stream;
 //! - a full stream fails closed at once instead of queueing.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -117,48 +119,12 @@ async fn pdp(das: &GatedDas) -> (String, Pdp) {
     let hosting =
         authz_core::HostingContext::new("//home.example", "/mn-cse-123456").expect("hosting CSE");
     let pdp = Pdp::start(PdpConfig::new(hosting).with_dynamic(dynamic)).expect("pdp");
-    pdp.apply_event(&pb::WatchEvent {
-        revision: 1,
-        event: Some(pb::watch_event::Event::Snapshot(pb::Snapshot {
-            acps: vec![pb::AccessControlPolicy {
-                resource_id: Some("acp1".into()),
-                privileges: Some(pb::SetOfAcrs {
-                    rules: vec![pb::AccessControlRule {
-                        originators: vec!["Cowner".into()],
-                        operations: 2,
-                        ..Default::default()
-                    }],
-                }),
-                self_privileges: Some(pb::SetOfAcrs {
-                    rules: vec![pb::AccessControlRule {
-                        originators: vec!["Cowner".into()],
-                        operations: 63,
-                        ..Default::default()
-                    }],
-                }),
-                ..Default::default()
-            }],
-            resources: vec![pb::TargetResource {
-                resource_id: "door".into(),
-                resource_type: 3,
-                acpi_set: true,
-                acpi: vec!["acp1".into()],
-                creator: "Cowner".into(),
-                ..Default::default()
-            }],
-            dynamic_acps: Vec::new(),
-        })),
-    })
-    .expect("snapshot");
-    let routes = pdp.routes().await.expect("routes");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
-            .add_routes(routes)
-            .serve_with_incoming(TcpListenerStream::new(listener))
-            .await;
-    });
+    let rule = pb::AccessControlRule {
+        originators: vec!["Cowner".into()],
+        operations: 2,
+        ..Default::default()
+    };
+    let url = common::serve_one_acp(&pdp, rule, "Cowner", "door", 3).await;
     (url, pdp)
 }
 
