@@ -154,6 +154,22 @@ pub enum MissingAttribute {
         /// Why it is unknown.
         reason: String,
     },
+    /// The type of the target resource (`tgty`), which an `acod` `ty` needs.
+    TargetType {
+        /// Why it is unknown.
+        reason: String,
+    },
+    /// The type of the resource a CREATE makes (`rrt`), which `chty` needs.
+    ResourceType {
+        /// Why it is unknown.
+        reason: String,
+    },
+    /// The specialization (`mgd`/`cnd`) of a created `<mgmtObj>` or
+    /// `<flexContainer>`, which an `acod` `spty` needs.
+    Specialization {
+        /// Why it is unknown.
+        reason: String,
+    },
     /// What a DAS consulted for the request (Direct Dynamic Authorization,
     /// TS-0003 7.3.2.2) would have granted: it gave no usable answer.
     DynamicAuthorization {
@@ -174,6 +190,11 @@ impl fmt::Display for MissingAttribute {
             Self::IpAddress { reason } => write!(f, "originator IP address: {reason}"),
             Self::Position { reason } => write!(f, "originator position: {reason}"),
             Self::Country { reason } => write!(f, "originator country: {reason}"),
+            Self::TargetType { reason } => write!(f, "target resource type: {reason}"),
+            Self::ResourceType { reason } => write!(f, "type of the created resource: {reason}"),
+            Self::Specialization { reason } => {
+                write!(f, "specialization of the created resource: {reason}")
+            }
             Self::DynamicAuthorization { das, reason } => {
                 write!(f, "dynamic authorization by {das}: {reason}")
             }

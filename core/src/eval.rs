@@ -507,7 +507,12 @@ impl<'r, 'o> Evaluation<'r, 'o> {
     }
 
     /// `res_objd(k)`: CREATE only (7.1.5), OR over the `acod` elements.
-    fn res_objd(&self, rule: &CompiledRule) -> Result<(), FailedCondition> {
+    ///
+    /// A part the request does not give (the target's type, the created
+    /// resource's type, or the specialization of a created `<mgmtObj>` or
+    /// `<flexContainer>`) is indeterminate: FALSE, and reported as missing
+    /// (Decision 10).
+    fn res_objd(&mut self, rule: &CompiledRule) -> Result<(), FailedCondition> {
         if self.req.operation != Operation::Create || rule.object_details.is_empty() {
             return Ok(());
         }
@@ -517,6 +522,11 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             if let Some(ty) = d.resource_type
                 && self.req.target_type != Some(ty)
             {
+                if self.req.target_type.is_none() {
+                    self.note_missing(MissingAttribute::TargetType {
+                        reason: format!("not given in the request; acod ty {ty} needs it"),
+                    });
+                }
                 if self.options.explain {
                     reasons.push(match self.req.target_type {
                         Some(t) => format!("target type {t} is not ty {ty}"),
@@ -529,10 +539,32 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             if let Some(spty) = &d.specialization
                 && self.req.specialization.as_ref() != Some(spty)
             {
+                // Only a <mgmtObj> or <flexContainer> has one: for another
+                // type (known) its absence is an answer.
+                let specializable = self
+                    .req
+                    .resource_type
+                    .is_none_or(|rt| SPECIALIZED_TYPES.contains(&rt));
+                if self.req.specialization.is_none() && specializable {
+                    self.note_missing(MissingAttribute::Specialization {
+                        reason: format!(
+                            "not given in the request; acod spty {} needs it",
+                            specialization_text(spty)
+                        ),
+                    });
+                }
                 if self.options.explain {
-                    reasons.push(format!(
-                        "specialization of the created resource is not {spty:?}"
-                    ));
+                    reasons.push(match &self.req.specialization {
+                        Some(given) => format!(
+                            "specialization {} of the created resource is not {}",
+                            specialization_text(given),
+                            specialization_text(spty)
+                        ),
+                        None => format!(
+                            "specialization of the created resource unknown, {} required",
+                            specialization_text(spty)
+                        ),
+                    });
                 }
                 continue;
             }
@@ -540,6 +572,12 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             match self.req.resource_type {
                 Some(rt) if d.child_resource_types.contains(&rt) => return Ok(()),
                 rt => {
+                    if rt.is_none() {
+                        self.note_missing(MissingAttribute::ResourceType {
+                            reason: "the type of the resource being created is not given"
+                                .to_owned(),
+                        });
+                    }
                     if self.options.explain {
                         reasons.push(match rt {
                             Some(rt) => format!(
@@ -709,6 +747,15 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             }
         }
     }
+}
+
+/// Resource types that carry a specialization (`spty`): mgmtObj (13, `mgd`)
+/// and flexContainer (28, `cnd`).
+const SPECIALIZED_TYPES: [u32; 2] = [13, 28];
+
+/// A specialization as written in JSON: `{"mgd":1001}` or `{"cnd":"..."}`.
+fn specialization_text(s: &crate::model::Specialization) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
 }
 
 /// A country the originator is in that no `accc` list can contain (a

@@ -28,10 +28,84 @@ pub enum JsonError {
     Invalid(ValidationErrors),
 }
 
+/// Parses JSON text like `serde_json::from_str::<Value>`, except that an
+/// object with the same key twice is an error: for a policy or a request,
+/// silently keeping the last of two `acop` or `fr` values is a guess about
+/// what the author meant.
+pub fn parse_json(text: &str) -> Result<Value, serde_json::Error> {
+    serde_json::from_str::<StrictValue>(text).map(|v| v.0)
+}
+
+/// A [`Value`] whose objects have no duplicate keys.
+struct StrictValue(Value);
+
+impl<'de> serde::Deserialize<'de> for StrictValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictValue(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate key `{key}` in one object"
+                )));
+            }
+            let StrictValue(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
 /// Parses a document into ACP resources, without checking their rules
 /// beyond their JSON shape (see [`parse_and_validate`]).
 pub fn parse_policies(text: &str) -> Result<Vec<AccessControlPolicy>, JsonError> {
-    let doc: Value = serde_json::from_str(text)?;
+    let doc = parse_json(text)?;
     let (items, listed) = split_document(doc);
     let mut out = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
@@ -80,7 +154,7 @@ pub fn parse_and_validate(text: &str) -> Result<Vec<AccessControlPolicy>, JsonEr
 }
 
 fn is_list(text: &str) -> bool {
-    serde_json::from_str::<Value>(text)
+    parse_json(text)
         .map(|v| split_document(v).1)
         .unwrap_or(false)
 }
@@ -117,6 +191,7 @@ pub fn policy_from_value(v: Value) -> Result<AccessControlPolicy, ValidationErro
             message: format!("expected an object, found {}", kind(&v)),
         });
     };
+    let has_privileges = map.contains_key("pv") || map.contains_key("pvs");
     let acp = AccessControlPolicy {
         resource_name: take_string(&mut map, "rn")?,
         resource_id: take_string(&mut map, "ri")?,
@@ -128,24 +203,61 @@ pub fn policy_from_value(v: Value) -> Result<AccessControlPolicy, ValidationErro
     // Other attributes are kept as they are, but a long name or a nested
     // root is a mistake that would silently drop rules (an ACP whose
     // `privileges` were ignored grants nothing and says nothing).
+    let alone = acp.other.len() == 1 && !has_privileges;
     for key in acp.other.keys() {
+        let error = |message: String| ValidationError {
+            path: key.clone(),
+            message,
+        };
         if let Some(short) = short_name_of(key) {
-            return Err(ValidationError {
-                path: key.clone(),
-                message: format!("oneM2M JSON uses short names: write `{short}` (TS-0004 8.2)"),
-            });
+            return Err(error(format!(
+                "oneM2M JSON uses short names: write `{short}` (TS-0004 8.2)"
+            )));
         }
         if key.starts_with("m2m:") {
-            return Err(ValidationError {
-                path: key.clone(),
-                message: format!(
+            return Err(error(if alone {
+                format!("`{key}` is not an `{ROOT}` resource")
+            } else {
+                format!(
                     "a resource root must be the only key of its object; `{key}` stands next to other attributes"
-                ),
-            });
+                )
+            }));
         }
+        if let Some(short) = ["pv", "pvs"].into_iter().find(|s| key.eq_ignore_ascii_case(s)) {
+            return Err(error(format!(
+                "short names are case-sensitive: write `{short}` (TS-0004 8.2)"
+            )));
+        }
+        if RULE_ATTRIBUTES.contains(&key.as_str()) {
+            return Err(error(format!(
+                "`{key}` belongs to a rule inside `pv` or `pvs`: {{\"pv\": {{\"acr\": [{{\"acor\": [...], \"acop\": ...}}]}}}}"
+            )));
+        }
+        if key == "acps" || key == "resources" {
+            return Err(error(
+                "a bundle ({\"acps\": [...], \"resources\": [...]}) is not an m2m:acp document; `authz policy apply` loads bundles".to_owned(),
+            ));
+        }
+    }
+    // Neither `pv` nor `pvs`: not an ACP an author meant (both are
+    // mandatory attributes, TS-0001 9.6.2), rather than one that grants
+    // nothing.
+    if !has_privileges {
+        return Err(ValidationError {
+            path: "pv".to_owned(),
+            message: format!(
+                "missing: an `{ROOT}` resource has `pv` (privileges) and `pvs` (selfPrivileges)"
+            ),
+        });
     }
     Ok(acp)
 }
+
+/// Attribute names of `m2m:accessControlRule` and its parts, which are
+/// mistakes at the level of the resource.
+const RULE_ATTRIBUTES: [&str; 11] = [
+    "acr", "acor", "acop", "acco", "acaf", "acod", "actw", "acip", "aclr", "accc", "accr",
+];
 
 /// The short name of a long `<accessControlPolicy>` attribute name
 /// (TS-0004 8.2.2, 8.2.3).
@@ -191,7 +303,63 @@ fn take_acrs(
     match map.remove(key) {
         // A NULL pv is how distributed authorization is expressed (TS-0001 9.6.2.0).
         None | Some(Value::Null) => Ok(None),
-        Some(v) => deserialize_at(key, v).map(Some),
+        Some(v) => {
+            check_shape(&v, &SET_OF_ACRS, key)?;
+            deserialize_at(key, v).map(Some)
+        }
+    }
+}
+
+/// Where a document must hold objects. serde's derived structs also accept
+/// a list of their fields in order, so `{"acr": [[["Cabc"], 2]]}` would
+/// load as a rule; these positions are checked before deserializing.
+enum Shape {
+    /// An object, with the shapes of some of its attributes.
+    Object(&'static [(&'static str, Shape)]),
+    /// A list whose elements have this shape.
+    ListOf(&'static Shape),
+}
+
+const OBJECT: Shape = Shape::Object(&[]);
+const CONTEXT: Shape = Shape::Object(&[("acip", OBJECT), ("aclr", OBJECT)]);
+const OBJECT_DETAILS: Shape = Shape::Object(&[("spty", OBJECT)]);
+const RULE: Shape = Shape::Object(&[
+    ("acco", Shape::ListOf(&CONTEXT)),
+    ("acod", Shape::ListOf(&OBJECT_DETAILS)),
+]);
+const SET_OF_ACRS: Shape = Shape::Object(&[("acr", Shape::ListOf(&RULE))]);
+const SHORT_REQUEST: Shape = Shape::Object(&[("oip", OBJECT), ("olo", OBJECT), ("spty", OBJECT)]);
+
+/// Checks `v` against `shape`, naming the first position that is not an
+/// object. A null, or a list where an object's attribute should be one,
+/// is left to the deserializer's own error.
+fn check_shape(v: &Value, shape: &Shape, path: &str) -> Result<(), ValidationError> {
+    match (shape, v) {
+        (_, Value::Null) => Ok(()),
+        (Shape::Object(fields), Value::Object(map)) => {
+            for (name, inner) in fields.iter() {
+                if let Some(value) = map.get(*name) {
+                    let at = if path.is_empty() {
+                        (*name).to_owned()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    check_shape(value, inner, &at)?;
+                }
+            }
+            Ok(())
+        }
+        (Shape::Object(_), other) => Err(ValidationError {
+            path: if path.is_empty() { "(top level)" } else { path }.to_owned(),
+            message: format!("expected an object, found {}", kind(other)),
+        }),
+        (Shape::ListOf(inner), Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                check_shape(item, inner, &format!("{path}[{i}]"))?;
+            }
+            Ok(())
+        }
+        (Shape::ListOf(_), _) => Ok(()),
     }
 }
 
@@ -212,7 +380,7 @@ pub fn deserialize_at<T: DeserializeOwned>(prefix: &str, v: Value) -> Result<T, 
         };
         let path = if inner.is_empty() || inner == "." {
             prefix.to_owned()
-        } else if inner.starts_with('[') {
+        } else if inner.starts_with('[') || prefix.is_empty() {
             format!("{prefix}{inner}")
         } else {
             format!("{prefix}.{inner}")
@@ -343,6 +511,120 @@ mod tests {
         assert_eq!(e.0[0].path, "m2m:acp");
     }
 
+    fn invalid(doc: &str) -> ValidationError {
+        match parse_policies(doc) {
+            Err(JsonError::Invalid(mut e)) => e.0.remove(0),
+            other => panic!("{doc}: {other:?}"),
+        }
+    }
+
+    /// Issue #2: a bad file is an error. These shapes used to load as an
+    /// ACP without rules, which denies everything and says nothing.
+    #[test]
+    fn documents_that_are_not_acps_are_rejected() {
+        // Rules without the `pv` wrapper.
+        let e = invalid(r#"{"m2m:acp": {"rn": "x", "acr": [{"acor": ["Cabc"], "acop": 2}]}}"#);
+        assert_eq!(e.path, "acr");
+        assert!(e.message.contains("inside `pv`"), "{}", e.message);
+        // Short names are case-sensitive.
+        let e = invalid(r#"{"m2m:acp": {"pV": {"acr": []}}}"#);
+        assert_eq!(e.path, "pV");
+        assert!(e.message.contains("write `pv`"), "{}", e.message);
+        // A bundle is not an ACP.
+        let e = invalid(r#"{"acps": [], "resources": []}"#);
+        assert_eq!(e.path, "acps");
+        // Another resource type.
+        let e = invalid(r#"{"m2m:cnt": {"rn": "x"}}"#);
+        assert_eq!(e.path, "m2m:cnt");
+        assert!(e.message.contains("is not an `m2m:acp`"), "{}", e.message);
+        // Neither pv nor pvs.
+        let e = invalid(r#"{"m2m:acp": {"rn": "x", "lbl": ["a"]}}"#);
+        assert_eq!(e.path, "pv");
+        // Either one, or a NULL pv (distributed authorization), is an ACP.
+        for ok in [
+            r#"{"m2m:acp": {"pv": {"acr": []}}}"#,
+            r#"{"m2m:acp": {"pvs": {"acr": []}}}"#,
+            r#"{"m2m:acp": {"pv": null, "pvs": {"acr": []}}}"#,
+        ] {
+            assert!(parse_policies(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_are_an_error_not_the_last_one_wins() {
+        let doc = r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["Cabc"], "acop": 2, "acop": 63}]}}}"#;
+        match parse_policies(doc) {
+            Err(JsonError::Syntax(e)) => {
+                assert!(e.to_string().contains("duplicate key `acop`"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let req = r#"{"fr": "Cnobody", "to": "x", "op": 2, "fr": "Cabc"}"#;
+        match request_from_json(req, chrono::Utc::now()) {
+            Err(JsonError::Syntax(e)) => assert!(e.to_string().contains("duplicate key `fr`"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        // The same key in different objects is fine.
+        let ok = r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["a"], "acop": 2}, {"acor": ["b"], "acop": 2}]}, "pvs": {"acr": []}}}"#;
+        assert_eq!(parse_policies(ok).unwrap()[0].privileges.as_ref().unwrap().rules.len(), 2);
+    }
+
+    /// serde's derived structs take a list of their fields in order; a
+    /// policy or request written that way is a mistake.
+    #[test]
+    fn lists_where_objects_belong_are_rejected() {
+        let e = invalid(r#"{"m2m:acp": {"pv": {"acr": [[["Cabc"], 2]]}}}"#);
+        assert_eq!(e.path, "pv.acr[0]");
+        assert!(e.message.contains("expected an object"), "{}", e.message);
+        let e = invalid(r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["a"], "acop": 2, "acco": [[[], {}]]}]}}}"#);
+        assert_eq!(e.path, "pv.acr[0].acco[0]");
+        let e = invalid(r#"{"m2m:acp": {"pv": [[]]}}"#);
+        assert_eq!(e.path, "pv");
+        for (req, path) in [
+            (r#"["Cabc", "x", 2]"#, "(top level)"),
+            (r#"{"fr": "Cabc", "to": "x", "op": 2, "oip": ["1.2.3.4"]}"#, "oip"),
+        ] {
+            match request_from_json(req, chrono::Utc::now()) {
+                Err(JsonError::Invalid(e)) => assert_eq!(e.0[0].path, path, "{req}"),
+                other => panic!("{req}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn request_error_paths_have_no_leading_dot() {
+        for (req, path) in [
+            (r#"{"to": "x", "op": 2}"#, "fr"),
+            (r#"{"fr": "Cabc", "to": "x", "op": 2, "oip": {"ip5": "x"}}"#, "oip.ip5"),
+            (r#"{"fr": "Cabc", "to": "x", "op": "2"}"#, "op"),
+        ] {
+            match request_from_json(req, chrono::Utc::now()) {
+                Err(JsonError::Invalid(e)) => assert_eq!(e.0[0].path, path, "{req}"),
+                other => panic!("{req}: {other:?}"),
+            }
+        }
+    }
+
+    /// `rtm` is exactly `YYYYMMDDTHHMMSS` (m2m:timestamp, TS-0004 6.3.3).
+    #[test]
+    fn timestamps_must_have_every_digit() {
+        for bad in [
+            "2025111T000000",
+            "2025 11 01T 00 00 00",
+            "2025111T0 0 0",
+            " 20251101T000000",
+            "20251101T00000",
+            "20251101 000000",
+            "20251101T000000,",
+        ] {
+            assert_eq!(parse_timestamp(bad), None, "{bad:?}");
+        }
+        for good in ["20251101T000000", "20251101T235959,123456", "20240229T120000"] {
+            assert!(parse_timestamp(good).is_some(), "{good:?}");
+        }
+        assert_eq!(parse_timestamp("20250229T120000"), None, "not a leap year");
+    }
+
     #[test]
     fn list_errors_name_the_resource() {
         let doc = r#"[{"m2m:acp": {"pv": {"acr": []}}}, {"m2m:acp": {"pv": {"acr": [{"acor": ["all"], "acop": 99}]}}}]"#;
@@ -408,15 +690,15 @@ pub fn request_from_json(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<crate::request::DecisionRequest, JsonError> {
     use crate::request::{DecisionRequest, Operation, Position};
-    let value: Value = serde_json::from_str(text)?;
-    let value = match value {
+    let value = match parse_json(text)? {
         Value::Object(mut map) if map.len() == 1 && map.contains_key("m2m:rqp") => {
             map.remove("m2m:rqp").unwrap_or(Value::Null)
         }
         other => other,
     };
-    let short: ShortRequest =
-        deserialize_at("", value).map_err(|e| JsonError::Invalid(ValidationErrors(vec![e])))?;
+    let invalid = |e| JsonError::Invalid(ValidationErrors(vec![e]));
+    check_shape(&value, &SHORT_REQUEST, "").map_err(invalid)?;
+    let short: ShortRequest = deserialize_at("", value).map_err(invalid)?;
     let mut errors = Vec::new();
     let mut bad = |path: &str, message: String| {
         errors.push(ValidationError {
@@ -579,6 +861,13 @@ pub fn parse_timestamp(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         None => (s, None),
     };
     if fraction.is_some_and(|f| f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
+    // Exactly `YYYYMMDDTHHMMSS`: chrono alone would take short fields
+    // (`2025111T000000` as 1 November) and skip spaces.
+    let b = main.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if b.len() != 15 || b[8] != b'T' || !digits(0..8) || !digits(9..15) {
         return None;
     }
     chrono::NaiveDateTime::parse_from_str(main, "%Y%m%dT%H%M%S")

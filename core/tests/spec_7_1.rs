@@ -1924,6 +1924,46 @@ fn clause_7_1_4_create_without_resource_type_fails_acod() {
     assert_deny(&check(&acp, &r));
 }
 
+/// Decision 10 with 7.1.5 res_objdetails: a part of the CREATE that an
+/// `acod` needs and the request does not give is indeterminate: Deny with
+/// status MISSING_ATTRIBUTE naming it, not a plain Deny (which a PEP may
+/// cache as settled).
+#[test]
+fn decision_10_acod_part_not_given_is_a_missing_attribute() {
+    let missing = |d: &Decision| {
+        assert_deny(d);
+        assert_eq!(d.status, AuthorizationStatus::MissingAttribute, "{d:#?}");
+        d.missing.clone()
+    };
+    // tgty absent, acod ty set.
+    let acp = one_rule(json!({"acor": ["Cphone"], "acop": 1, "acod": [{"ty": 3, "chty": [4]}]}));
+    let m = missing(&check(&acp, &create("Cphone", None, 4)));
+    assert!(matches!(m[..], [MissingAttribute::TargetType { .. }]), "{m:#?}");
+    // Given but different: an answer, not a missing attribute.
+    let d = check(&acp, &create("Cphone", Some(2), 4));
+    assert_deny(&d);
+    assert_eq!(d.status, AuthorizationStatus::Ok);
+    // rrt absent.
+    let mut r = create("Cphone", Some(3), 4);
+    r.resource_type = None;
+    let m = missing(&check(&acp, &r));
+    assert!(matches!(m[..], [MissingAttribute::ResourceType { .. }]), "{m:#?}");
+    // spty absent for a created mgmtObj (13).
+    let acp = one_rule(json!({"acor": ["Cphone"], "acop": 1, "acod": [
+        {"ty": 14, "spty": {"mgd": 1001}, "chty": [13]}
+    ]}));
+    let m = missing(&check(&acp, &create("Cphone", Some(14), 13)));
+    assert!(matches!(m[..], [MissingAttribute::Specialization { .. }]), "{m:#?}");
+    // A created contentInstance (4) has no specialization: its absence is
+    // an answer.
+    let acp = one_rule(json!({"acor": ["Cphone"], "acop": 1, "acod": [
+        {"spty": {"mgd": 1001}, "chty": [4, 13]}
+    ]}));
+    let d = check(&acp, &create("Cphone", Some(3), 4));
+    assert_deny(&d);
+    assert_eq!(d.status, AuthorizationStatus::Ok, "{d:#?}");
+}
+
 // ---------------------------------------------------------------------------
 // 7.1.1: privileges and selfPrivileges
 // ---------------------------------------------------------------------------

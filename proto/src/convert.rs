@@ -1110,6 +1110,9 @@ pub fn missing_to_pb(m: &MissingAttribute) -> pb::MissingAttribute {
         MissingAttribute::IpAddress { reason } => ("ip_address", "", reason),
         MissingAttribute::Position { reason } => ("position", "", reason),
         MissingAttribute::Country { reason } => ("country", "", reason),
+        MissingAttribute::TargetType { reason } => ("target_type", "", reason),
+        MissingAttribute::ResourceType { reason } => ("resource_type", "", reason),
+        MissingAttribute::Specialization { reason } => ("specialization", "", reason),
         MissingAttribute::DynamicAuthorization { das, reason } => {
             ("dynamic_authorization", das.as_str(), reason)
         }
@@ -1391,6 +1394,9 @@ pub fn decision_from_pb(d: &pb::Decision) -> Result<Decision, Vec<ConversionErro
                 "ip_address" => MissingAttribute::IpAddress { reason },
                 "position" => MissingAttribute::Position { reason },
                 "country" => MissingAttribute::Country { reason },
+                "target_type" => MissingAttribute::TargetType { reason },
+                "resource_type" => MissingAttribute::ResourceType { reason },
+                "specialization" => MissingAttribute::Specialization { reason },
                 "dynamic_authorization" => MissingAttribute::DynamicAuthorization {
                     das: m.name.clone(),
                     reason,
@@ -1399,7 +1405,7 @@ pub fn decision_from_pb(d: &pb::Decision) -> Result<Decision, Vec<ConversionErro
                     errors.add(
                         format!("missing[{i}].attribute"),
                         format!(
-                            "'{other}' is not role, group_membership, ip_address, position, country or dynamic_authorization"
+                            "'{other}' is not role, group_membership, ip_address, position, country, target_type, resource_type, specialization or dynamic_authorization"
                         ),
                     );
                     return None;
