@@ -368,6 +368,12 @@ pub async fn up(args: UpArgs) -> Result<()> {
         tonic::transport::Endpoint::from_shared(url.clone())
             .with_context(|| format!("--advertise-url {url}: not a URI"))?;
     }
+    // Read before anything is written: a configuration the DAS refuses
+    // leaves the data directory untouched.
+    let das_config = match &args.das_config {
+        Some(path) => Some(authz_das::DasConfig::load(path)?),
+        None => None,
+    };
     let metrics = metrics(&args.metrics)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("{}: cannot create", args.data_dir.display()))?;
@@ -388,9 +394,8 @@ pub async fn up(args: UpArgs) -> Result<()> {
     .await
     .map_err(|e| store_error(e, &dir))?;
 
-    let das = match &args.das_config {
-        Some(path) => {
-            let config = authz_das::DasConfig::load(path)?;
+    let das = match das_config {
+        Some(config) => {
             let das = authz_das::build(config, Some(&args.data_dir))
                 .await
                 .map_err(|e| store_error(e, &dir))?;

@@ -692,3 +692,90 @@ fn advertise_url_needs_a_das_config_and_a_uri() {
         "{err}"
     );
 }
+
+/// Runs `authz ARGS` (logs off) to its exit, at most `limit`; its exit code
+/// and standard error. A process still running then (a server that
+/// started) is killed and the test fails.
+fn run_to_exit(args: &[&str], limit: Duration) -> (Option<i32>, String) {
+    use std::io::Read;
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(args)
+        .env("RUST_LOG", "off")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn authz");
+    let mut proc = Proc(child);
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = proc.0.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "authz {args:?} still running after {limit:?}: it started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut stderr) = proc.0.stderr.take() {
+        stderr.read_to_string(&mut err).expect("stderr");
+    }
+    (status.code(), err)
+}
+
+/// A DAS issues only its own roles (`name@fqdn` with its `fqdn`; TS-0003
+/// 7.3.2.2 step 2.2.1, Decision 8): `authz das` and `authz up --das-config`
+/// refuse a configuration granting a Role-ID of another issuer's domain,
+/// with exit code 2 and an error naming the file, the field and both
+/// issuers, before anything is written to the data directory.
+#[test]
+fn a_das_config_granting_another_issuers_role_is_refused_at_start() {
+    let dir = tempdir("das-foreign-role");
+    let path = das_config(&dir);
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("JSON");
+    config["policies"][2]["grant"]["roles"] = serde_json::json!(["guest@roles.other.example"]);
+    std::fs::write(&path, config.to_string()).expect("write");
+    let config = path.to_str().expect("path");
+    let data = dir.join("data");
+    let data_dir = data.to_str().expect("path");
+    for args in [
+        vec![
+            "das",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config,
+            "--data-dir",
+            data_dir,
+        ],
+        vec![
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "off",
+            "--data-dir",
+            data_dir,
+            "--das-config",
+            config,
+        ],
+    ] {
+        let (code, err) = run_to_exit(&args, Duration::from_secs(30));
+        assert_eq!(code, Some(2), "authz {}: {err}", args[0]);
+        for part in [
+            config,
+            "policies[2].grant.roles[0]",
+            "issuer roles.other.example is not this DAS's issuer das.home.example",
+        ] {
+            assert!(
+                err.contains(part),
+                "authz {}: {part:?} not in {err}",
+                args[0]
+            );
+        }
+        assert!(!data.exists(), "authz {} wrote {data_dir}", args[0]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
