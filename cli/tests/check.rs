@@ -197,6 +197,54 @@ fn invalid_policy_exits_2_naming_file_and_field() {
     assert!(err.contains("day-of-week 7 out of range 0-6"), "{err}");
 }
 
+/// Issue #2, "bad files get a clear error and exit code 2": documents that
+/// used to load as an ACP without rules, or by guessing, and decided Deny
+/// with exit 0.
+#[test]
+fn policy_files_that_are_not_acps_exit_2() {
+    let dir = tempdir();
+    let file = dir.join("policy.json");
+    for (body, says) in [
+        (
+            r#"{"m2m:acp": {"rn": "x", "acr": [{"acor": ["Cabc"], "acop": 2}]}}"#,
+            "acr: `acr` belongs to a rule inside `pv`",
+        ),
+        (
+            r#"{"m2m:acp": {"pV": {"acr": []}}}"#,
+            "pV: short names are case-sensitive",
+        ),
+        (
+            r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["Cabc"], "acop": 2, "acop": 63}]}}}"#,
+            "duplicate key `acop`",
+        ),
+        (
+            r#"{"m2m:acp": {"pv": {"acr": [[["Cabc"], 2]]}}}"#,
+            "pv.acr[0]: expected an object",
+        ),
+    ] {
+        std::fs::write(&file, body).unwrap();
+        let (code, out, err) = authz(&[
+            "check",
+            "-p",
+            file.to_str().unwrap(),
+            "-r",
+            "examples/request-babysitter-weekday.json",
+        ]);
+        assert_eq!(code, 2, "{body}: {out}");
+        assert!(err.contains(says), "{body}: {err}");
+    }
+    // The demo bundle is for `authz policy apply`, not an m2m:acp document.
+    let (code, _, err) = authz(&[
+        "check",
+        "-p",
+        "examples/door-lock-demo.json",
+        "-r",
+        "examples/request-babysitter-weekday.json",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("acps: a bundle"), "{err}");
+}
+
 #[test]
 fn invalid_request_exits_2_naming_the_field() {
     let dir = tempdir();
@@ -222,6 +270,15 @@ fn invalid_request_exits_2_naming_the_field() {
             "rtm:",
         ),
         (r#"{"fr": "C1", "to": "x"}"#, "op:"),
+        // m2m:timestamp has every digit: not 1 November.
+        (
+            r#"{"fr": "C1", "to": "x", "op": 2, "rtm": "2025111T000000"}"#,
+            "rtm:",
+        ),
+        (
+            r#"{"fr": "C1", "to": "x", "op": 2, "fr": "C2"}"#,
+            "duplicate key `fr`",
+        ),
         // A claimed Role-ID is name@issuer, as the PDP requires too.
         (
             r#"{"fr": "C1", "to": "x", "op": 2, "rids": ["not a role"]}"#,
