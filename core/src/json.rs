@@ -223,7 +223,10 @@ pub fn policy_from_value(v: Value) -> Result<AccessControlPolicy, ValidationErro
                 )
             }));
         }
-        if let Some(short) = ["pv", "pvs"].into_iter().find(|s| key.eq_ignore_ascii_case(s)) {
+        if let Some(short) = ["pv", "pvs"]
+            .into_iter()
+            .find(|s| key.eq_ignore_ascii_case(s))
+        {
             return Err(error(format!(
                 "short names are case-sensitive: write `{short}` (TS-0004 8.2)"
             )));
@@ -561,12 +564,22 @@ mod tests {
         }
         let req = r#"{"fr": "Cnobody", "to": "x", "op": 2, "fr": "Cabc"}"#;
         match request_from_json(req, chrono::Utc::now()) {
-            Err(JsonError::Syntax(e)) => assert!(e.to_string().contains("duplicate key `fr`"), "{e}"),
+            Err(JsonError::Syntax(e)) => {
+                assert!(e.to_string().contains("duplicate key `fr`"), "{e}")
+            }
             other => panic!("{other:?}"),
         }
         // The same key in different objects is fine.
         let ok = r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["a"], "acop": 2}, {"acor": ["b"], "acop": 2}]}, "pvs": {"acr": []}}}"#;
-        assert_eq!(parse_policies(ok).unwrap()[0].privileges.as_ref().unwrap().rules.len(), 2);
+        assert_eq!(
+            parse_policies(ok).unwrap()[0]
+                .privileges
+                .as_ref()
+                .unwrap()
+                .rules
+                .len(),
+            2
+        );
     }
 
     /// serde's derived structs take a list of their fields in order; a
@@ -576,13 +589,18 @@ mod tests {
         let e = invalid(r#"{"m2m:acp": {"pv": {"acr": [[["Cabc"], 2]]}}}"#);
         assert_eq!(e.path, "pv.acr[0]");
         assert!(e.message.contains("expected an object"), "{}", e.message);
-        let e = invalid(r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["a"], "acop": 2, "acco": [[[], {}]]}]}}}"#);
+        let e = invalid(
+            r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["a"], "acop": 2, "acco": [[[], {}]]}]}}}"#,
+        );
         assert_eq!(e.path, "pv.acr[0].acco[0]");
         let e = invalid(r#"{"m2m:acp": {"pv": [[]]}}"#);
         assert_eq!(e.path, "pv");
         for (req, path) in [
             (r#"["Cabc", "x", 2]"#, "(top level)"),
-            (r#"{"fr": "Cabc", "to": "x", "op": 2, "oip": ["1.2.3.4"]}"#, "oip"),
+            (
+                r#"{"fr": "Cabc", "to": "x", "op": 2, "oip": ["1.2.3.4"]}"#,
+                "oip",
+            ),
         ] {
             match request_from_json(req, chrono::Utc::now()) {
                 Err(JsonError::Invalid(e)) => assert_eq!(e.0[0].path, path, "{req}"),
@@ -595,7 +613,10 @@ mod tests {
     fn request_error_paths_have_no_leading_dot() {
         for (req, path) in [
             (r#"{"to": "x", "op": 2}"#, "fr"),
-            (r#"{"fr": "Cabc", "to": "x", "op": 2, "oip": {"ip5": "x"}}"#, "oip.ip5"),
+            (
+                r#"{"fr": "Cabc", "to": "x", "op": 2, "oip": {"ip5": "x"}}"#,
+                "oip.ip5",
+            ),
             (r#"{"fr": "Cabc", "to": "x", "op": "2"}"#, "op"),
         ] {
             match request_from_json(req, chrono::Utc::now()) {
@@ -619,7 +640,11 @@ mod tests {
         ] {
             assert_eq!(parse_timestamp(bad), None, "{bad:?}");
         }
-        for good in ["20251101T000000", "20251101T235959,123456", "20240229T120000"] {
+        for good in [
+            "20251101T000000",
+            "20251101T235959,123456",
+            "20240229T120000",
+        ] {
             assert!(parse_timestamp(good).is_some(), "{good:?}");
         }
         assert_eq!(parse_timestamp("20250229T120000"), None, "not a leap year");

@@ -1938,7 +1938,10 @@ fn decision_10_acod_part_not_given_is_a_missing_attribute() {
     // tgty absent, acod ty set.
     let acp = one_rule(json!({"acor": ["Cphone"], "acop": 1, "acod": [{"ty": 3, "chty": [4]}]}));
     let m = missing(&check(&acp, &create("Cphone", None, 4)));
-    assert!(matches!(m[..], [MissingAttribute::TargetType { .. }]), "{m:#?}");
+    assert!(
+        matches!(m[..], [MissingAttribute::TargetType { .. }]),
+        "{m:#?}"
+    );
     // Given but different: an answer, not a missing attribute.
     let d = check(&acp, &create("Cphone", Some(2), 4));
     assert_deny(&d);
@@ -1947,13 +1950,19 @@ fn decision_10_acod_part_not_given_is_a_missing_attribute() {
     let mut r = create("Cphone", Some(3), 4);
     r.resource_type = None;
     let m = missing(&check(&acp, &r));
-    assert!(matches!(m[..], [MissingAttribute::ResourceType { .. }]), "{m:#?}");
+    assert!(
+        matches!(m[..], [MissingAttribute::ResourceType { .. }]),
+        "{m:#?}"
+    );
     // spty absent for a created mgmtObj (13).
     let acp = one_rule(json!({"acor": ["Cphone"], "acop": 1, "acod": [
         {"ty": 14, "spty": {"mgd": 1001}, "chty": [13]}
     ]}));
     let m = missing(&check(&acp, &create("Cphone", Some(14), 13)));
-    assert!(matches!(m[..], [MissingAttribute::Specialization { .. }]), "{m:#?}");
+    assert!(
+        matches!(m[..], [MissingAttribute::Specialization { .. }]),
+        "{m:#?}"
+    );
     // A created contentInstance (4) has no specialization: its absence is
     // an answer.
     let acp = one_rule(json!({"acor": ["Cphone"], "acop": 1, "acod": [
