@@ -39,7 +39,7 @@
 //! | field | meaning |
 //! | --- | --- |
 //! | `issuer` | the DAS AE-ID, absolute (`//sp-fqdn/...`): the `iss` of every token, compared exactly by verifiers |
-//! | `fqdn` | a lower-case FQDN: Token-IDs are `name@fqdn`, so a Token-ID names this DAS (Decision 8); so are the Role-IDs it grants |
+//! | `fqdn` | a lower-case FQDN: Token-IDs are `name@fqdn`, so a Token-ID names this DAS (Decision 8) |
 //! | `sp_id`, `cse_id` | the context in which IDs written in this file (`acor`, `targets`, `clients`, `consultants`, `audience`) are made absolute, and in which `IssueToken` reads the originator's request |
 //! | `audience` | CSE-IDs (absolute or SP-relative, `*` per segment allowed) put in `aud` of tokens issued through `IssueToken`, made absolute with `sp_id` at load (TS-0003 7.3.2.3 step 6.1.3 speaks of absolute CSE-IDs); at least one |
 //! | `signing_keys` | `{kid, alg, private_key_pem, public_key_pem}`; `alg` is `ES256`, `EdDSA` or `RS256`; paths are relative to this file's directory; the **first** key signs, all are published by `GetKeySet` (keep an old key listed after a rotation until its tokens expire) |
@@ -58,7 +58,7 @@
 //! | `targets` | resource IDs the policy covers: exact, or a prefix ending in `*`; CSE-relative and SP-relative forms are made absolute with `sp_id`/`cse_id` |
 //! | `resource_types` | `ty` codes the targeted resource (`trt`) must have; empty means any |
 //! | `grant.acop` | operations granted (default: the rule's `acop`); 0 grants roles only |
-//! | `grant.roles` | Role-IDs of this DAS (`name@fqdn`, `fqdn` this DAS's: another issuer's is refused) put in the token's `rids`, those among the request's `rfa` only (none when `rfa` is empty) |
+//! | `grant.roles` | Role-IDs (`name@fqdn`) put in the token's `rids`, those among the request's `rfa` only (none when `rfa` is empty) |
 //! | `grant.mode` | `token`, `dynamic_acp` or `both` |
 //! | `max_lifetime_s` | the longest validity of a grant, in seconds (at least 1) |
 
@@ -642,7 +642,7 @@ impl DasConfig {
                 ));
             }
             if let Some(h) = &hosting {
-                match Policy::compile(p, h, &fqdn, &format!("policies[{i}]")) {
+                match Policy::compile(p, h, &format!("policies[{i}]")) {
                     Ok(policy) => loaded_policies.push(policy),
                     Err(e) => errors.extend(e),
                 }
@@ -975,42 +975,5 @@ mod tests {
         let clients = json!([{"originator": "Cguest", "secret": good}]);
         assert_eq!(fields(&config(clients, json!([]))), Vec::<String>::new());
         assert_eq!(bearer_secret_problem(good), None);
-    }
-
-    /// A Role-ID is `name@issuer-fqdn` (TS-0001 7.1.14) and a DAS issues
-    /// only its own roles (TS-0003 7.3.2.2 step 2.2.1 groups Role-IDs per
-    /// DAS; Decision 8: by the FQDN after `@`), so a policy granting a role
-    /// of another issuer's domain is refused at load, naming the entry and
-    /// both FQDNs; this DAS's own roles still load.
-    #[test]
-    fn granted_roles_of_another_issuer_are_refused_naming_the_entry() {
-        let mut v = config(json!([]), json!([]));
-        v["policies"].as_array_mut().expect("policies").push(json!({
-            "name": "roles",
-            "rule": {"acor": ["Cguest"], "acop": 2},
-            "targets": ["frontDoorState"],
-            "grant": {"roles": ["guest@das.home.example", "guest@roles.other.example",
-                                "owner@home.example"],
-                      "mode": "token"},
-            "max_lifetime_s": 60
-        }));
-        assert_eq!(
-            fields(&v),
-            vec!["policies[1].grant.roles[1]", "policies[1].grant.roles[2]"]
-        );
-        let e = DasConfig::from_json(&v.to_string(), Path::new("das.json"), Path::new("."))
-            .expect_err("refused");
-        let text = e.to_string();
-        for part in [
-            "das.json",
-            "policies[1].grant.roles[1]",
-            "'guest@roles.other.example'",
-            "issuer roles.other.example is not this DAS's issuer das.home.example",
-        ] {
-            assert!(text.contains(part), "{part:?} not in {text}");
-        }
-
-        v["policies"][1]["grant"]["roles"] = json!(["guest@das.home.example"]);
-        assert_eq!(fields(&v), Vec::<String>::new());
     }
 }

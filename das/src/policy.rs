@@ -51,15 +51,6 @@
 //! no token is issued or stored. Roles are granted in tokens only: a policy
 //! of mode `dynamic_acp` with `grant.roles` is refused at load.
 //!
-//! A DAS grants only its own roles: [`Policy::compile`] refuses a
-//! `grant.roles` entry whose issuer (the FQDN after `@`) is not the DAS's
-//! `fqdn`. A hosting CSE finds the DAS of a Role-ID by that FQDN (Decision
-//! 8) and sends each DAS only its own Role-IDs in `rfa` (TS-0003 7.3.2.2
-//! step 2.2.1), so through `Consult` such a role would never be granted;
-//! through `IssueToken` the originator writes `rfa` itself, and the DAS
-//! would sign another issuer's role, which a hosting CSE counts among the
-//! originator's roles like any `rids` of a token it trusts (7.3.2.5).
-//!
 //! The request's `oip` and `olo` are what the caller says. From `Consult`
 //! they come from the hosting CSE; from `IssueToken` the DAS replaces `oip`
 //! by the address the call came from, while `olo` is the originator's own
@@ -213,13 +204,11 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> ValidationError {
 }
 
 impl Policy {
-    /// Checks and compiles one policy of the file of the DAS whose Role-IDs
-    /// and Token-IDs end with `@das_fqdn` (its `fqdn`); `path` (e.g.
+    /// Checks and compiles one policy of the file; `path` (e.g.
     /// `policies[0]`) prefixes the field of every error.
     pub fn compile(
         file: &PolicyFile,
         hosting: &HostingContext,
-        das_fqdn: &str,
         path: &str,
     ) -> Result<Self, Vec<ValidationError>> {
         let mut errors = Vec::new();
@@ -278,20 +267,11 @@ impl Policy {
             ));
         }
         for (i, r) in file.grant.roles.iter().enumerate() {
-            match issuer_fqdn(r) {
-                None => errors.push(err(
+            if issuer_fqdn(r).is_none() {
+                errors.push(err(
                     format!("{path}.grant.roles[{i}]"),
                     format!("'{r}' is not a Role-ID (name@fqdn)"),
-                )),
-                Some(issuer) if issuer != das_fqdn => errors.push(err(
-                    format!("{path}.grant.roles[{i}]"),
-                    format!(
-                        "'{r}': issuer {issuer} is not this DAS's issuer {das_fqdn} (its fqdn): \
-                         a DAS grants only its own Role-IDs (name@{das_fqdn}); a role of \
-                         {issuer} must come from that issuer"
-                    ),
-                )),
-                Some(_) => {}
+                ));
             }
         }
         if acop == 0 && file.grant.roles.is_empty() {
@@ -565,7 +545,7 @@ mod tests {
 
     fn policy(json: serde_json::Value) -> Policy {
         let file: PolicyFile = serde_json::from_value(json).expect("policy file");
-        Policy::compile(&file, &hosting(), "das.home.example", "policies[0]").expect("compiles")
+        Policy::compile(&file, &hosting(), "policies[0]").expect("compiles")
     }
 
     fn request(or: &str, op: Operation, target: &str, time: &str) -> DasRequest {
@@ -731,11 +711,11 @@ mod tests {
         let compile = |rule: serde_json::Value, mode: &str| {
             let file: PolicyFile = serde_json::from_value(serde_json::json!({
                 "name": "guest", "rule": rule, "targets": ["frontDoor"],
-                "grant": {"roles": ["guest@das.home.example"], "mode": mode},
+                "grant": {"roles": ["guest@r.example"], "mode": mode},
                 "max_lifetime_s": 86400
             }))
             .expect("parses");
-            Policy::compile(&file, &hosting(), "das.home.example", "policies[2]")
+            Policy::compile(&file, &hosting(), "policies[2]")
         };
         for (rule, named) in [
             (
@@ -794,8 +774,7 @@ mod tests {
             "max_lifetime_s": 0
         }))
         .expect("parses");
-        let errors = Policy::compile(&file, &hosting(), "das.home.example", "policies[3]")
-            .expect_err("invalid");
+        let errors = Policy::compile(&file, &hosting(), "policies[3]").expect_err("invalid");
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
         for p in [
             "policies[3].rule.acco[0].actw[0]",
