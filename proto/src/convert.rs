@@ -1456,7 +1456,11 @@ pub fn decision_from_pb(d: &pb::Decision) -> Result<Decision, Vec<ConversionErro
 /// Converts a wire target resource to the core model, naming fields under
 /// `path` (`resource.resource_id: is mandatory`).
 ///
-/// `creator` and `custodian` are empty (absent) or one originator ID
+/// `acpi` and `daci` are refused on the types that have no `acpi`: an
+/// `<accessControlPolicy>` and
+/// [`TYPES_WITHOUT_ACPI`](authz_core::resources::TYPES_WITHOUT_ACPI), which
+/// need a `parent_id` instead. `creator` and `custodian` are empty (absent)
+/// or one originator ID
 /// ([`check_owner_id`](authz_core::resources::check_owner_id)): the default
 /// policy grants them alone (TS-0001 9.6.1.3.2), so `all`, an SP domain
 /// `//fqdn`, a wildcard `*`, a Role-ID (`@`) or whitespace is an error.
@@ -1499,6 +1503,22 @@ pub fn resource_from_pb(
             "acpi",
             &format!(
                 "resource_type {ty} has no acpi attribute: its parent's applicable policies apply (TS-0001 10.2.3.1)"
+            ),
+        );
+    }
+    // daci sits beside acpi, on the same types (spec notes §6.4): an ACP
+    // has neither, and a type without acpi is covered by its parent's DAC
+    // (TS-0001 9.6.1.3.2), so a daci there would be stored and never used.
+    if !r.daci.is_empty() && ty == authz_core::resources::TY_ACP {
+        bad(
+            "daci",
+            "an <accessControlPolicy> (resource_type 1) has no daci: daci sits beside acpi, and requests to an ACP are judged by its own pvs (TS-0001 10.2.3.1)",
+        );
+    } else if !r.daci.is_empty() && via_parent {
+        bad(
+            "daci",
+            &format!(
+                "resource_type {ty} has no daci attribute: daci sits beside acpi, and its parent's applicable policies and dynamicAuthorizationConsultationIDs apply (TS-0001 9.6.1.3.2, 10.2.3.1)"
             ),
         );
     }

@@ -809,3 +809,44 @@ fn types_without_acpi_reject_acpi_and_need_a_parent() {
         assert!(errors(&resource(3, parent, acpi_set)).is_empty());
     }
 }
+
+/// Spec notes §6.4: `daci` sits on every type that has `acpi`, and only
+/// there: an ACP and the types without acpi (which use their parent's DAC,
+/// TS-0001 9.6.1.3.2) cannot carry it.
+#[test]
+fn types_without_acpi_reject_daci() {
+    use authz_core::resources::{TY_ACP, TYPES_WITHOUT_ACPI};
+    use authz_proto::convert::resource_from_pb;
+    let resource = |ty: u32, parent: &str, acpi_set: bool| pb::TargetResource {
+        resource_id: "r".into(),
+        parent_id: parent.into(),
+        resource_type: ty,
+        acpi_set,
+        daci: vec!["dac1".into()],
+        ..Default::default()
+    };
+    let errors = |r: &pb::TargetResource| {
+        resource_from_pb(r, "resource")
+            .err()
+            .map(|e| e.into_iter().map(|e| e.field).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    for ty in TYPES_WITHOUT_ACPI.into_iter().chain([TY_ACP]) {
+        assert_eq!(
+            errors(&resource(ty, "cnt", false)),
+            ["resource.daci"],
+            "{ty}"
+        );
+    }
+    for ty in TYPES_WITHOUT_ACPI {
+        assert_eq!(
+            errors(&resource(ty, "", true)),
+            ["resource.acpi", "resource.daci", "resource.parent_id"],
+            "{ty}"
+        );
+    }
+    // A type with acpi may link DACs, with acpi set or not.
+    for (parent, acpi_set) in [("", true), ("cb", false)] {
+        assert!(errors(&resource(3, parent, acpi_set)).is_empty());
+    }
+}

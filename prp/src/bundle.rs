@@ -296,6 +296,20 @@ mod tests {
         assert!(!text.contains("resources[0]"), "{text}");
     }
 
+    /// Spec notes §6.4: `daci` sits beside `acpi`, so a type without `acpi`
+    /// (a contentInstance) has none; the bundle says so before sending.
+    #[test]
+    fn a_daci_on_a_type_without_acpi_is_refused_locally() {
+        let e = Bundle::parse(
+            r#"{"resources": [{"ri": "cnt1", "ty": 3, "daci": ["dac1"]},
+                              {"ri": "cin1", "pi": "cnt1", "ty": 4, "daci": ["dac1"]}]}"#,
+        )
+        .expect_err("refused");
+        let text = e.to_string();
+        assert!(text.contains("resources[1].daci: "), "{text}");
+        assert!(!text.contains("resources[0]"), "{text}");
+    }
+
     #[test]
     fn applied_reads_like_the_cli_prints_it() {
         let a = Applied {

@@ -1001,11 +1001,13 @@ async fn type_creator_and_custodian_are_not_pv_updates_ts0001_9_6_1_3() {
     base.daci = vec!["dac1".into()];
 
     // ty 3 -> 4 would make cnt take cb's acpi (Bob: all) instead of its
-    // own (a type 4 cannot carry acpi, so the re-put leaves it unset).
+    // own (a type 4 cannot carry acpi or daci, so the re-put leaves them
+    // unset).
     let mut retyped = base.clone();
     retyped.resource_type = 4;
     retyped.acpi_set = false;
     retyped.acpi.clear();
+    retyped.daci.clear();
     let err = c
         .put_resource(put_req("CBob", retyped))
         .await
@@ -1145,6 +1147,51 @@ async fn types_without_acpi_reject_acpi_and_need_a_parent_ts0001_10_2_3_1() {
             false
         )]
     );
+    prp.shutdown().await;
+}
+
+/// Spec notes §6.4: `daci` sits on every resource type that has `acpi`, and
+/// only there. An `<accessControlPolicy>` is judged by its own pvs, and the
+/// types without acpi (a contentInstance, ...) take their parent's
+/// policies and, for Direct Dynamic Authorization, their parent's DAC
+/// (TS-0001 9.6.1.3.2, 10.2.3.1): a daci on one of them would be stored and
+/// never consulted. INVALID_ARGUMENT naming `resource.daci`, for the admin
+/// too, and nothing is stored; a type with acpi keeps its daci.
+#[tokio::test]
+async fn types_without_acpi_reject_daci_ts0001_9_6_1_3_2() {
+    use authz_core::resources::{TY_ACP, TYPES_WITHOUT_ACPI};
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    c.create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
+        .await
+        .expect("acp1");
+    c.put_resource(put_req(ADMIN, resource("cnt", "", 3, Some(&["acp1"]), "")))
+        .await
+        .expect("cnt");
+    let before = stored_state(c).await;
+    for ty in TYPES_WITHOUT_ACPI.into_iter().chain([TY_ACP]) {
+        let mut child = resource("child", "cnt", ty, None, "");
+        child.daci = vec!["dac1".into()];
+        let err = c
+            .put_resource(put_req(ADMIN, child))
+            .await
+            .expect_err("no daci on this type");
+        assert_eq!(err.code(), Code::InvalidArgument, "{ty}");
+        assert_eq!(violations(&err), ["resource.daci"], "{ty}");
+        assert!(err.message().contains("daci"), "{}", err.message());
+    }
+    assert_eq!(stored_state(c).await, before, "nothing stored");
+
+    // A container has acpi, so it may link a DAC; its contentInstance,
+    // without daci, is stored and uses its parent's.
+    let mut cnt = resource("cnt", "", 3, Some(&["acp1"]), "");
+    cnt.daci = vec!["dac1".into()];
+    c.put_resource(put_req(ADMIN, cnt))
+        .await
+        .expect("daci on ty 3");
+    c.put_resource(put_req(ADMIN, resource("cin", "cnt", 4, None, "")))
+        .await
+        .expect("cin without daci");
     prp.shutdown().await;
 }
 
