@@ -13,10 +13,13 @@
 //!   (a client gone, a deadline) cannot split: they run on a blocking task
 //!   that holds the lock until all three are done, whether or not the
 //!   request still waits for it.
-//! - ACPs and resources share one ID space: `CreateAcp` with a resource's
-//!   ID and `PutResource` with an ACP's ID are ALREADY_EXISTS for every
-//!   originator, since a request to an ACP's ID is judged by its `pvs`
-//!   (TS-0001 10.2.3.1). The store checks this when it commits
+//! - ACPs, dynamic ACPs and resources share one ID space: `CreateAcp` with
+//!   a resource's or a dynamic ACP's ID, `PutResource` with an ACP's or a
+//!   dynamic ACP's, and `CreateDynamicAcp` with an ACP's or a resource's are
+//!   ALREADY_EXISTS for every originator, since a request to an ACP's ID is
+//!   judged by its `pvs` (TS-0001 10.2.3.1) and a dynamic ACP is the
+//!   `<accessControlPolicy>` a Direct Dynamic Authorization grant creates
+//!   (TS-0003 7.3.2.2). The store checks this when it commits
 //!   ([`Mutation`]'s preconditions); the service asks the same check of its
 //!   mirror first, to name the request field.
 //! - Reads are answered from the mirror, a [`StoreSnapshot`] kept equal to
@@ -175,8 +178,10 @@ fn id_conflict(e: StoreError, field: &str) -> Status {
     match e {
         StoreError::IdInUse { id, holder } => {
             let reason = format!(
-                "{id} is already the ID of {holder}: ACPs and resources share one ID space, \
-                 because a request to an ACP's ID is judged by that ACP's pvs (TS-0001 10.2.3.1)"
+                "{id} is already the ID of {holder}: ACPs, dynamic ACPs and resources share one \
+                 ID space, because a request to an ACP's ID is judged by that ACP's pvs \
+                 (TS-0001 10.2.3.1), and a dynamic ACP is the <accessControlPolicy> a Direct \
+                 Dynamic Authorization grant creates (TS-0003 7.3.2.2)"
             );
             Status::with_error_details(
                 tonic::Code::AlreadyExists,
@@ -918,7 +923,7 @@ impl PolicyRetrievalPoint for PrpService {
         let id = resource.resource_id.clone();
         let guard = self.lock_writes().await;
         // The store's own precondition, checked again when it commits: the
-        // ID must not name an ACP (TS-0001 10.2.3.1).
+        // ID must not name an ACP or a dynamic ACP (TS-0001 10.2.3.1).
         self.read(|s| s.check(Mutation::PutResource(resource.clone())))
             .map_err(|e| id_conflict(e, "resource.resource_id"))?;
         if !self.is_admin(&req.originator) {
@@ -1229,16 +1234,27 @@ impl PolicyRetrievalPoint for PrpService {
                 req.originator
             )));
         }
+        let guard = self.lock_writes().await;
+        // A generated ID skips any ID already held (ACPs, dynamic ACPs and
+        // resources share one ID space); the counter makes each try new.
         let id = if req.acp_id.is_empty() {
-            format!(
-                "dacp-{}-{}",
-                Utc::now().timestamp_micros(),
-                self.inner.id_counter.fetch_add(1, Ordering::Relaxed)
-            )
+            loop {
+                let candidate = format!(
+                    "dacp-{}-{}",
+                    Utc::now().timestamp_micros(),
+                    self.inner.id_counter.fetch_add(1, Ordering::Relaxed)
+                );
+                if !self.read(|s| {
+                    s.acps.contains_key(&candidate)
+                        || s.dynamic.contains_key(&candidate)
+                        || s.resources.contains_key(&candidate)
+                }) {
+                    break candidate;
+                }
+            }
         } else {
             req.acp_id
         };
-        let guard = self.lock_writes().await;
         // Bound where resolution looks for the target's dynamic ACPs: for a
         // type without acpi (a contentInstance), its parent (Decision 7). A
         // target not registered (yet) keeps its ID.
@@ -1252,6 +1268,11 @@ impl PolicyRetrievalPoint for PrpService {
             privileges,
             expires_at,
         };
+        // The store's own precondition, checked again when it commits: the
+        // ID must not name an ACP or a resource (TS-0003 7.3.2.2: a dynamic
+        // ACP is an <accessControlPolicy>).
+        self.read(|s| s.check(Mutation::PutDynamic(d.clone())))
+            .map_err(|e| id_conflict(e, "acp_id"))?;
         let entry = self.commit(guard, Mutation::PutDynamic(d.clone())).await?;
         tracing::info!(dynamic_acp = %id, target = %d.target, expires_at, revision = entry.revision, "dynamic ACP stored");
         Ok(Response::new(dynamic_to_pb(&d, entry.revision)))

@@ -64,10 +64,14 @@ pub enum Change {
 pub type LogEntry = authz_store::LogEntry<Change>;
 
 /// One write, with its precondition.
+///
+/// ACPs, dynamic ACPs and resources share one ID space: a write that would
+/// give an ID held by a record of one kind to a record of another is
+/// [`StoreError::IdInUse`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
     /// Store a new ACP; [`StoreError::AlreadyExists`] when its ID names a
-    /// stored ACP or dynamic ACP, [`StoreError::IdInUse`] when it names a
+    /// stored ACP, [`StoreError::IdInUse`] when it names a dynamic ACP or a
     /// resource.
     CreateAcp(AccessControlPolicy),
     /// Replace a stored ACP; [`StoreError::NotFound`] when absent.
@@ -75,12 +79,12 @@ pub enum Mutation {
     /// Delete a stored ACP; [`StoreError::NotFound`] when absent.
     DeleteAcp(String),
     /// Register or replace a resource; [`StoreError::IdInUse`] when its ID
-    /// names an ACP.
+    /// names an ACP or a dynamic ACP.
     PutResource(Resource),
     /// Remove a resource; [`StoreError::NotFound`] when absent.
     DeleteResource(String),
-    /// Store or replace a dynamic ACP; [`StoreError::AlreadyExists`] when its
-    /// ID names a (static) ACP.
+    /// Store or replace a dynamic ACP; [`StoreError::IdInUse`] when its ID
+    /// names a (static) ACP or a resource.
     PutDynamic(DynamicAcp),
     /// Remove a dynamic ACP; [`StoreError::NotFound`] when absent.
     DeleteDynamic(String),
@@ -92,10 +96,12 @@ pub enum StoreError {
     /// The ID is taken.
     #[error("{0} already exists")]
     AlreadyExists(String),
-    /// The ID is held by a record of the other kind: ACPs and resources
-    /// share one ID space, because a request to an ID that names an ACP is
-    /// judged by that ACP's `pvs` (TS-0001 10.2.3.1), so an ACP that took a
-    /// resource's ID would take over that resource.
+    /// The ID is held by a record of another kind: ACPs, dynamic ACPs and
+    /// resources share one ID space, because a request to an ID that names
+    /// an ACP is judged by that ACP's `pvs` (TS-0001 10.2.3.1), so an ACP
+    /// that took a resource's ID would take over that resource, and a
+    /// dynamic ACP is the `<accessControlPolicy>` a Direct Dynamic
+    /// Authorization grant creates (TS-0003 7.3.2.2).
     #[error("{id} is already the ID of {holder}")]
     IdInUse {
         /// The ID.
@@ -119,6 +125,8 @@ pub enum StoreError {
 pub enum IdHolder {
     /// A stored ACP.
     Acp,
+    /// A dynamic ACP (Direct Dynamic Authorization).
+    DynamicAcp,
     /// A registered resource.
     Resource,
 }
@@ -127,6 +135,7 @@ impl std::fmt::Display for IdHolder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Acp => "an ACP",
+            Self::DynamicAcp => "a dynamic ACP",
             Self::Resource => "a resource",
         })
     }
@@ -220,6 +229,42 @@ impl StoreSnapshot {
 // The checks and changes are written once, over the three maps, so that the
 // store's state and a service's mirror ([`StoreSnapshot`]) cannot disagree.
 
+/// What holds `id` among the kinds not in `except`.
+fn holder(
+    acps: &Acps,
+    resources: &Resources,
+    dynamic: &Dynamic,
+    id: &str,
+    except: IdHolder,
+) -> Option<IdHolder> {
+    [
+        (IdHolder::Acp, acps.contains_key(id)),
+        (IdHolder::DynamicAcp, dynamic.contains_key(id)),
+        (IdHolder::Resource, resources.contains_key(id)),
+    ]
+    .into_iter()
+    .find(|&(kind, held)| held && kind != except)
+    .map(|(kind, _)| kind)
+}
+
+/// [`StoreError::IdInUse`] when a record of another kind than `kind` holds
+/// `id` (ACPs, dynamic ACPs and resources share one ID space).
+fn id_free(
+    acps: &Acps,
+    resources: &Resources,
+    dynamic: &Dynamic,
+    id: &str,
+    kind: IdHolder,
+) -> Result<(), StoreError> {
+    match holder(acps, resources, dynamic, id, kind) {
+        Some(holder) => Err(StoreError::IdInUse {
+            id: id.to_owned(),
+            holder,
+        }),
+        None => Ok(()),
+    }
+}
+
 fn check(
     acps: &Acps,
     resources: &Resources,
@@ -229,15 +274,10 @@ fn check(
     Ok(match mutation {
         Mutation::CreateAcp(acp) => {
             let id = acp_id(&acp)?;
-            if acps.contains_key(&id) || dynamic.contains_key(&id) {
+            if acps.contains_key(&id) {
                 return Err(StoreError::AlreadyExists(id));
             }
-            if resources.contains_key(&id) {
-                return Err(StoreError::IdInUse {
-                    id,
-                    holder: IdHolder::Resource,
-                });
-            }
+            id_free(acps, resources, dynamic, &id, IdHolder::Acp)?;
             Change::AcpPut(acp)
         }
         Mutation::UpdateAcp(acp) => {
@@ -254,12 +294,7 @@ fn check(
             Change::AcpDeleted(id)
         }
         Mutation::PutResource(r) => {
-            if acps.contains_key(&r.resource_id) {
-                return Err(StoreError::IdInUse {
-                    id: r.resource_id,
-                    holder: IdHolder::Acp,
-                });
-            }
+            id_free(acps, resources, dynamic, &r.resource_id, IdHolder::Resource)?;
             Change::ResourcePut(r)
         }
         Mutation::DeleteResource(id) => {
@@ -269,9 +304,7 @@ fn check(
             Change::ResourceDeleted(id)
         }
         Mutation::PutDynamic(d) => {
-            if acps.contains_key(&d.id) {
-                return Err(StoreError::AlreadyExists(d.id));
-            }
+            id_free(acps, resources, dynamic, &d.id, IdHolder::DynamicAcp)?;
             Change::DynamicPut(d)
         }
         Mutation::DeleteDynamic(id) => {

@@ -1470,6 +1470,98 @@ async fn a_dynamic_acp_for_a_content_instance_is_bound_to_its_parent() {
     prp.shutdown().await;
 }
 
+/// TS-0003 7.3.2.2 and Decision 7: a `dai` grant is stored as a dynamic
+/// ACP, the `<accessControlPolicy>` the hosting CSE creates for the target,
+/// so its ID is an ACP's ID, and a request to an ACP's ID is judged by that
+/// ACP (TS-0001 10.2.3.1 step 1). ACPs, dynamic ACPs and resources share one
+/// ID space: PutResource refuses a dynamic ACP's ID, CreateDynamicAcp a
+/// resource's or an ACP's, CreateAcp a dynamic ACP's (ALREADY_EXISTS naming
+/// the field), for the admin too, and nothing is stored.
+#[tokio::test]
+async fn dynamic_acps_share_the_id_space_ts0003_7_3_2_2() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    c.create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
+        .await
+        .expect("acp1");
+    c.put_resource(put_req(ADMIN, resource("cnt", "", 3, Some(&["acp1"]), "")))
+        .await
+        .expect("cnt");
+    let expires = chrono::Utc::now().timestamp() + 600;
+    let grant = |originator: &str, acp_id: &str| pb::CreateDynamicAcpRequest {
+        originator: originator.into(),
+        target: "cnt".into(),
+        acp_id: acp_id.into(),
+        privileges: Some(set(vec![rule(&["CBob"], 2)])),
+        expires_at: Some(prost_types::Timestamp {
+            seconds: expires,
+            nanos: 0,
+        }),
+    };
+    c.create_dynamic_acp(grant("CPdp", "dyn1"))
+        .await
+        .expect("dyn1");
+    let before = stored_state(c).await;
+    let cnt_policies = applicable_ids(c, "cnt").await;
+
+    // A resource may not take a dynamic ACP's ID.
+    for (originator, parent) in [(ADMIN, ""), ("CAlice", "cnt")] {
+        let err = c
+            .put_resource(put_req(
+                originator,
+                resource("dyn1", parent, 3, None, "CAlice"),
+            ))
+            .await
+            .expect_err("the ID of a dynamic ACP");
+        assert_eq!(err.code(), Code::AlreadyExists, "{originator}");
+        assert_eq!(violations(&err), ["resource.resource_id"], "{originator}");
+        assert!(
+            err.message()
+                .contains("dyn1 is already the ID of a dynamic ACP"),
+            "{}",
+            err.message()
+        );
+    }
+    // A dynamic ACP may not take a resource's ID, nor an ACP's.
+    for (id, holder) in [("cnt", "a resource"), ("acp1", "an ACP")] {
+        for originator in [ADMIN, "CPdp"] {
+            let err = c
+                .create_dynamic_acp(grant(originator, id))
+                .await
+                .expect_err("an ID in use");
+            assert_eq!(err.code(), Code::AlreadyExists, "{id} {originator}");
+            assert_eq!(violations(&err), ["acp_id"], "{id} {originator}");
+            let expected = format!("{id} is already the ID of {holder}");
+            assert!(err.message().contains(&expected), "{}", err.message());
+        }
+    }
+    // An ACP may not take a dynamic ACP's ID.
+    let err = c
+        .create_acp(create_req(ADMIN, acp("dyn1", &["CBob"], &[ADMIN], ALL)))
+        .await
+        .expect_err("the ID of a dynamic ACP");
+    assert_eq!(err.code(), Code::AlreadyExists);
+    assert_eq!(violations(&err), ["resource_id"]);
+    assert!(
+        err.message()
+            .contains("dyn1 is already the ID of a dynamic ACP"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(stored_state(c).await, before, "nothing stored");
+    assert_eq!(applicable_ids(c, "cnt").await, cnt_policies);
+
+    // The dynamic ACP itself may be granted again (replaced), and a fresh
+    // ID is free.
+    c.create_dynamic_acp(grant("CPdp", "dyn1"))
+        .await
+        .expect("dyn1 again");
+    c.create_dynamic_acp(grant("CPdp", "dyn2"))
+        .await
+        .expect("dyn2");
+    prp.shutdown().await;
+}
+
 async fn next(stream: &mut tonic::Streaming<pb::WatchEvent>) -> pb::WatchEvent {
     tokio::time::timeout(Duration::from_secs(5), stream.message())
         .await

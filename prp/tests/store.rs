@@ -81,13 +81,32 @@ fn exercise(store: &dyn PolicyStore) {
     store
         .apply(Mutation::PutDynamic(d.clone()))
         .expect("dynamic");
+    // Dynamic ACPs are in the same ID space (TS-0003 7.3.2.2: one is an
+    // <accessControlPolicy>), every way round.
+    for (id, holder) in [
+        ("acp1", store::IdHolder::Acp),
+        ("cnt", store::IdHolder::Resource),
+    ] {
+        assert!(
+            matches!(
+                store.apply(Mutation::PutDynamic(DynamicAcp {
+                    id: id.into(),
+                    ..d.clone()
+                })),
+                Err(StoreError::IdInUse { id: ref held, holder: h }) if held == id && h == holder
+            ),
+            "{id}"
+        );
+    }
     assert!(matches!(
-        store.apply(Mutation::PutDynamic(DynamicAcp {
-            id: "acp1".into(),
-            ..d.clone()
-        })),
-        Err(StoreError::AlreadyExists(_))
+        store.apply(Mutation::PutResource(model_resource("dyn1"))),
+        Err(StoreError::IdInUse { ref id, holder: store::IdHolder::DynamicAcp }) if id == "dyn1"
     ));
+    assert!(matches!(
+        store.apply(Mutation::CreateAcp(model_acp("dyn1"))),
+        Err(StoreError::IdInUse { ref id, holder: store::IdHolder::DynamicAcp }) if id == "dyn1"
+    ));
+    assert_eq!(store.revision().expect("rev"), 3, "nothing changed");
     store
         .apply(Mutation::DeleteDynamic("dyn1".into()))
         .expect("delete dynamic");
