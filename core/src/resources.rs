@@ -75,6 +75,71 @@ pub struct Resource {
 /// `ty` of `<dynamicAuthorizationConsultation>` (TS-0004 6.3.4.2.1).
 pub const DYNAMIC_AUTHORIZATION_CONSULTATION: u32 = 34;
 
+/// An attribute a stored resource keeps for life: `pi`, `ty` and `cr` are
+/// read-only once the resource exists (TS-0001 9.6.1.3: RO, or WO and not
+/// present in an Update; `ri` is the key it is stored under). Each decides
+/// who may do what with it: a new `pi` would skip the CREATE check under
+/// the new parent, a new `ty` would change how its policies resolve (a type
+/// without `acpi` takes its parent's) and skip the CREATE-time `acod`
+/// check, a new `cr` would change whom its default policy grants (TS-0001
+/// 9.6.1.3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FixedAttribute {
+    /// `pi` (parentID).
+    ParentId,
+    /// `ty` (resourceType).
+    ResourceType,
+    /// `cr` (creator).
+    Creator,
+}
+
+impl FixedAttribute {
+    /// The short name (`pi`, `ty`, `cr`).
+    pub const fn short_name(self) -> &'static str {
+        match self {
+            Self::ParentId => "pi",
+            Self::ResourceType => "ty",
+            Self::Creator => "cr",
+        }
+    }
+
+    /// The long name (`parentID`, `resourceType`, `creator`).
+    pub const fn long_name(self) -> &'static str {
+        match self {
+            Self::ParentId => "parentID",
+            Self::ResourceType => "resourceType",
+            Self::Creator => "creator",
+        }
+    }
+}
+
+impl std::fmt::Display for FixedAttribute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.short_name())
+    }
+}
+
+/// The [`FixedAttribute`]s whose value `new` would change on the stored
+/// `old`, in the order `pi`, `ty`, `cr`; empty when `new` keeps them all
+/// (putting the same values again is no change). An empty `pi` or `cr`
+/// counts as absent.
+pub fn fixed_attribute_changes(old: &Resource, new: &Resource) -> Vec<FixedAttribute> {
+    fn set(v: &Option<String>) -> Option<&str> {
+        v.as_deref().filter(|s| !s.is_empty())
+    }
+    let mut changed = Vec::new();
+    if set(&old.parent_id) != set(&new.parent_id) {
+        changed.push(FixedAttribute::ParentId);
+    }
+    if old.resource_type != new.resource_type {
+        changed.push(FixedAttribute::ResourceType);
+    }
+    if set(&old.creator) != set(&new.creator) {
+        changed.push(FixedAttribute::Creator);
+    }
+    changed
+}
+
 /// What applies to one target. ACP IDs are borrowed from the resource view
 /// where they can be (this runs on every decision of a PDP).
 #[derive(Debug, Clone, PartialEq)]
@@ -440,6 +505,38 @@ mod tests {
             panic!()
         };
         assert_eq!(p.last().unwrap().0, "dyn1");
+    }
+
+    /// TS-0001 9.6.1.3: `pi`, `ty` and `cr` are read-only; the same value
+    /// again, or an empty one for an absent one, is no change.
+    #[test]
+    fn ts0001_9_6_1_3_fixed_attribute_changes() {
+        let old = res("cnt", Some("cb"), 3, Some(&["acp1"]));
+        let mut same = old.clone();
+        same.acpi = None;
+        same.daci = Some(vec!["dac1".into()]);
+        same.custodian = Some("Cother".into());
+        assert!(fixed_attribute_changes(&old, &same).is_empty());
+        let mut moved = old.clone();
+        moved.parent_id = None;
+        moved.resource_type = 9;
+        moved.creator = Some("Cother".into());
+        assert_eq!(
+            fixed_attribute_changes(&old, &moved),
+            [
+                FixedAttribute::ParentId,
+                FixedAttribute::ResourceType,
+                FixedAttribute::Creator
+            ]
+        );
+        let mut root = res("cb", None, 5, None);
+        root.creator = None;
+        let mut empty = root.clone();
+        empty.parent_id = Some(String::new());
+        empty.creator = Some(String::new());
+        assert!(fixed_attribute_changes(&root, &empty).is_empty());
+        assert_eq!(FixedAttribute::Creator.to_string(), "cr");
+        assert_eq!(FixedAttribute::ParentId.long_name(), "parentID");
     }
 
     #[test]

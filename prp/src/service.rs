@@ -22,6 +22,11 @@
 //!   (TS-0003 7.3.2.2). The store checks this when it commits
 //!   ([`Mutation`]'s preconditions); the service asks the same check of its
 //!   mirror first, to name the request field.
+//! - A stored resource's `pi`, `ty` and `cr` never change (TS-0001
+//!   9.6.1.3): `PutResource` that changes one is INVALID_ARGUMENT naming
+//!   the field for every originator, the admin and bundles included, and
+//!   the store refuses it too ([`StoreError::ReadOnly`]). Putting the same
+//!   values again is no change.
 //! - Reads are answered from the mirror, a [`StoreSnapshot`] kept equal to
 //!   the store.
 //! - `CreateDynamicAcp` binds the dynamic ACP to the resource whose policies
@@ -40,7 +45,7 @@
 //! | `UpdateAcp` | UPDATE in the stored ACP's `pvs` |
 //! | `DeleteAcp` | DELETE in the stored ACP's `pvs` |
 //! | `PutResource`, new resource | as `CreateAcp`, with the new resource's `ty` as the created type: CREATE in its parent's applicable set; no or an unknown parent: PERMISSION_DENIED |
-//! | `PutResource`, `pi`, `ty` or `cr` changed | INVALID_ARGUMENT naming the field: read-only once the resource exists (TS-0001 9.6.1.3) |
+//! | `PutResource`, `pi`, `ty` or `cr` changed | INVALID_ARGUMENT naming the field, for the admin too: read-only once the resource exists (TS-0001 9.6.1.3) |
 //! | `PutResource`, `acpi` or `cstn` changed | UPDATE in the `pvs` of the ACPs the resource references now, or in its default policy when `acpi` is not set (TS-0001 9.6.1.3.2; `cstn` replaces the creator in the default policy) |
 //! | `PutResource`, other attributes changed | UPDATE in the resource's applicable set |
 //! | `DeleteResource` | DELETE in the resource's applicable set |
@@ -58,8 +63,8 @@ use authz_core::compile::{check_authorization_addresses, check_create};
 use authz_core::decision::Effect;
 use authz_core::model::{AccessControlPolicy, SetOfAcrs};
 use authz_core::resources::{
-    ApplicableSet, ResolveError, Resource, ResourceView, TY_ACP, applicable_policies,
-    policy_subject,
+    ApplicableSet, FixedAttribute, ResolveError, Resource, ResourceView, TY_ACP,
+    applicable_policies, fixed_attribute_changes, policy_subject,
 };
 use authz_core::{
     Applicable, CompiledAcp, DecideOptions, DecisionRequest, HostingContext, NoAttributes,
@@ -160,6 +165,13 @@ fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::AlreadyExists(id) => Status::already_exists(format!("{id} already exists")),
         e @ StoreError::IdInUse { .. } => Status::already_exists(e.to_string()),
+        // Only PutResource changes a resource: its fields are `resource.*`.
+        ref e @ StoreError::ReadOnly { ref attributes, .. } => invalid_argument(
+            &attributes
+                .iter()
+                .map(|a| violation(format!("resource.{}", fixed_field(*a)), e.to_string()))
+                .collect::<Vec<_>>(),
+        ),
         StoreError::NotFound(id) => Status::not_found(format!("{id} not found")),
         StoreError::MissingId => {
             invalid_argument(&[violation("resource_id", "is mandatory: it is the ACP's ID")])
@@ -191,6 +203,51 @@ fn id_conflict(e: StoreError, field: &str) -> Status {
         }
         other => store_status(other),
     }
+}
+
+/// The wire field (of `TargetResource`) of a [`FixedAttribute`].
+fn fixed_field(attribute: FixedAttribute) -> &'static str {
+    match attribute {
+        FixedAttribute::ParentId => "parent_id",
+        FixedAttribute::ResourceType => "resource_type",
+        FixedAttribute::Creator => "creator",
+    }
+}
+
+/// One violation, naming `resource.<field>`, per [`FixedAttribute`] that
+/// `new` would change on the stored `old` (TS-0001 9.6.1.3).
+fn fixed_violations(old: &Resource, new: &Resource) -> Vec<ConversionError> {
+    let text = |v: &Option<String>| format!("{:?}", v.as_deref().unwrap_or(""));
+    fixed_attribute_changes(old, new)
+        .into_iter()
+        .map(|attribute| {
+            let (from, to, why) = match attribute {
+                FixedAttribute::ParentId => (
+                    text(&old.parent_id),
+                    text(&new.parent_id),
+                    "a move would skip the CREATE check under the new parent",
+                ),
+                FixedAttribute::ResourceType => (
+                    old.resource_type.to_string(),
+                    new.resource_type.to_string(),
+                    "it decides how the resource's policies resolve (TS-0001 10.2.3.1) and was checked against acod at its Create",
+                ),
+                FixedAttribute::Creator => (
+                    text(&old.creator),
+                    text(&new.creator),
+                    "it decides whom the default policy grants (TS-0001 9.6.1.3.2)",
+                ),
+            };
+            violation(
+                format!("resource.{}", fixed_field(attribute)),
+                format!(
+                    "cannot change from {from} to {to}: {} ({}) is read-only once a resource exists (TS-0001 9.6.1.3), for the admin too; {why}; delete the resource and register it again instead",
+                    attribute.long_name(),
+                    attribute.short_name()
+                ),
+            )
+        })
+        .collect()
 }
 
 fn violation(field: impl Into<String>, message: impl Into<String>) -> ConversionError {
@@ -922,6 +979,20 @@ impl PolicyRetrievalPoint for PrpService {
         let resource = resource_from_pb(wire, "resource").map_err(|e| invalid_argument(&e))?;
         let id = resource.resource_id.clone();
         let guard = self.lock_writes().await;
+        // `pi`, `ty` and `cr` are fixed once a resource exists, for every
+        // originator, the admin included (RO, NP on Update, TS-0001
+        // 9.6.1.3; see `FixedAttribute`). Putting the same values again is
+        // no change. The store checks this again when it commits; here each
+        // changed field is named.
+        let fixed = self.read(|s| {
+            s.resources
+                .get(&id)
+                .map(|old| fixed_violations(old, &resource))
+                .unwrap_or_default()
+        });
+        if !fixed.is_empty() {
+            return Err(invalid_argument(&fixed));
+        }
         // The store's own precondition, checked again when it commits: the
         // ID must not name an ACP or a dynamic ACP (TS-0001 10.2.3.1).
         self.read(|s| s.check(Mutation::PutResource(resource.clone())))
@@ -941,45 +1012,6 @@ impl PolicyRetrievalPoint for PrpService {
                         &format!("register resource {id}"),
                     )?]);
                 };
-                // `pi`, `ty` and `cr` are fixed once a resource exists (RO,
-                // NP on Update, TS-0001 9.6.1.3): a move would skip CREATE
-                // under the new parent; a new `ty` would change how its
-                // policies resolve (a type without acpi takes its parent's)
-                // and skip the CREATE-time `acod` check; a new `cr` would
-                // change whom its default policy grants.
-                let mut fixed = Vec::new();
-                if resource.parent_id != old.parent_id {
-                    fixed.push(violation(
-                        "resource.parent_id",
-                        format!(
-                            "cannot change from {:?} to {:?}: the parent of a resource is fixed once it exists (TS-0001 9.6.1.3)",
-                            old.parent_id.as_deref().unwrap_or(""),
-                            resource.parent_id.as_deref().unwrap_or("")
-                        ),
-                    ));
-                }
-                if resource.resource_type != old.resource_type {
-                    fixed.push(violation(
-                        "resource.resource_type",
-                        format!(
-                            "cannot change from {} to {}: resourceType is read-only once a resource exists (TS-0001 9.6.1.3)",
-                            old.resource_type, resource.resource_type
-                        ),
-                    ));
-                }
-                if resource.creator != old.creator {
-                    fixed.push(violation(
-                        "resource.creator",
-                        format!(
-                            "cannot change from {:?} to {:?}: creator is read-only once a resource exists (TS-0001 9.6.1.3); it decides the default policy (TS-0001 9.6.1.3.2)",
-                            old.creator.as_deref().unwrap_or(""),
-                            resource.creator.as_deref().unwrap_or("")
-                        ),
-                    ));
-                }
-                if !fixed.is_empty() {
-                    return Err(invalid_argument(&fixed));
-                }
                 let update = |policies, what: &str| WriteCheck {
                     operation: Operation::Update,
                     target: id.clone(),

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use authz_core::model::{AccessControlPolicy, SetOfAcrs};
-use authz_core::resources::Resource;
+use authz_core::resources::{FixedAttribute, Resource, fixed_attribute_changes};
 use authz_store::{Row, Schema, Store};
 use serde::{Deserialize, Serialize};
 
@@ -79,7 +79,8 @@ pub enum Mutation {
     /// Delete a stored ACP; [`StoreError::NotFound`] when absent.
     DeleteAcp(String),
     /// Register or replace a resource; [`StoreError::IdInUse`] when its ID
-    /// names an ACP or a dynamic ACP.
+    /// names an ACP or a dynamic ACP, [`StoreError::ReadOnly`] when it
+    /// replaces a stored resource with another `pi`, `ty` or `cr`.
     PutResource(Resource),
     /// Remove a resource; [`StoreError::NotFound`] when absent.
     DeleteResource(String),
@@ -109,6 +110,20 @@ pub enum StoreError {
         /// What holds it.
         holder: IdHolder,
     },
+    /// A write would change an attribute of a stored resource that is
+    /// read-only once it exists ([`FixedAttribute`]: `pi`, `ty`, `cr`;
+    /// TS-0001 9.6.1.3).
+    #[error(
+        "resource {id}: {} cannot change once it exists (read-only, TS-0001 9.6.1.3)",
+        names(attributes)
+    )]
+    ReadOnly {
+        /// The resource.
+        id: String,
+        /// The attributes the write would change, in the order `pi`, `ty`,
+        /// `cr`.
+        attributes: Vec<FixedAttribute>,
+    },
     /// Nothing is stored under the ID.
     #[error("{0} not found")]
     NotFound(String),
@@ -118,6 +133,16 @@ pub enum StoreError {
     /// The storage itself failed: corrupt data or a backend error.
     #[error(transparent)]
     Store(#[from] authz_store::StoreError),
+}
+
+/// `pi, ty and cr`.
+fn names(attributes: &[FixedAttribute]) -> String {
+    let names: Vec<&str> = attributes.iter().map(|a| a.short_name()).collect();
+    match names.split_last() {
+        None => String::new(),
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 /// The kind of record that holds an ID ([`StoreError::IdInUse`]).
@@ -295,6 +320,15 @@ fn check(
         }
         Mutation::PutResource(r) => {
             id_free(acps, resources, dynamic, &r.resource_id, IdHolder::Resource)?;
+            if let Some(old) = resources.get(&r.resource_id) {
+                let attributes = fixed_attribute_changes(old, &r);
+                if !attributes.is_empty() {
+                    return Err(StoreError::ReadOnly {
+                        id: r.resource_id,
+                        attributes,
+                    });
+                }
+            }
             Change::ResourcePut(r)
         }
         Mutation::DeleteResource(id) => {

@@ -846,15 +846,19 @@ async fn creator_and_custodian_must_name_one_originator_ts0001_9_6_1_3_2() {
         .await
         .expect_err("nothing stored");
     assert_eq!(err.code(), Code::NotFound);
-    // One originator in any form is fine; empty means absent.
-    for good in [
+    // One originator in any form is fine; empty means absent. (One
+    // resource each: `cr` is read-only once a resource exists.)
+    for (i, good) in [
         "CAlice",
         "SAlice",
         "/id-in/CAlice",
         "//sp.example.com/id-in/CAlice",
         "",
-    ] {
-        let mut r = resource("cnt", "", 3, None, good);
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut r = resource(&format!("cnt{i}"), "", 3, None, good);
         r.custodian = good.into();
         c.put_resource(put_req(ADMIN, r)).await.expect(good);
     }
@@ -1079,8 +1083,8 @@ async fn type_creator_and_custodian_are_not_pv_updates_ts0001_9_6_1_3() {
         assert_eq!(err.code(), Code::PermissionDenied, "{originator}");
     }
     assert_eq!(stored_state(c).await, after_carol, "nothing stored");
-    // The admin may still correct any attribute.
-    custodian.resource_type = 3;
+    // The admin may still change the custodian (not pi, ty or cr: see
+    // parent_type_and_creator_are_fixed_for_the_admin_and_bundles).
     c.put_resource(put_req(ADMIN, custodian))
         .await
         .expect("admin");
@@ -1192,6 +1196,108 @@ async fn types_without_acpi_reject_daci_ts0001_9_6_1_3_2() {
     c.put_resource(put_req(ADMIN, resource("cin", "cnt", 4, None, "")))
         .await
         .expect("cin without daci");
+    prp.shutdown().await;
+}
+
+/// TS-0001 9.6.1.3: `pi`, `ty` and `cr` are read-only once a resource
+/// exists, for every originator, the admin included: PutResource, and a
+/// bundle applied through it (`authz policy apply`, `authz up`), is
+/// INVALID_ARGUMENT naming the field and stores nothing. Re-putting the
+/// same values is no change: an unchanged bundle applies again, and the
+/// admin may still change other attributes. A resource registered wrongly
+/// is deleted and registered again.
+#[tokio::test]
+async fn parent_type_and_creator_are_fixed_for_the_admin_and_bundles_ts0001_9_6_1_3() {
+    use authz_prp::bundle::{ApplyError, Bundle, apply};
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    c.create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
+        .await
+        .expect("acp1");
+    for id in ["cb", "cb2"] {
+        c.put_resource(put_req(ADMIN, resource(id, "", 5, Some(&["acp1"]), "")))
+            .await
+            .expect("root");
+    }
+    let cnt = || resource("cnt", "cb", 3, Some(&["acp1"]), "CAlice");
+    c.put_resource(put_req(ADMIN, cnt())).await.expect("cnt");
+    let before = stored_state(c).await;
+
+    let mut moved = cnt();
+    moved.parent_id = "cb2".into();
+    let mut orphaned = cnt();
+    orphaned.parent_id = String::new();
+    let mut retyped = cnt();
+    retyped.resource_type = 9;
+    let mut taken = cnt();
+    taken.creator = "CBob".into();
+    let mut anonymous = cnt();
+    anonymous.creator = String::new();
+    let mut all = moved.clone();
+    all.resource_type = 9;
+    all.creator = "CBob".into();
+    for (changed, fields) in [
+        (moved, &["resource.parent_id"][..]),
+        (orphaned, &["resource.parent_id"]),
+        (retyped, &["resource.resource_type"]),
+        (taken, &["resource.creator"]),
+        (anonymous, &["resource.creator"]),
+        (
+            all,
+            &[
+                "resource.parent_id",
+                "resource.resource_type",
+                "resource.creator",
+            ],
+        ),
+    ] {
+        let err = c
+            .put_resource(put_req(ADMIN, changed))
+            .await
+            .expect_err("read-only for the admin too");
+        assert_eq!(err.code(), Code::InvalidArgument, "{fields:?}");
+        assert_eq!(violations(&err), fields);
+        assert!(err.message().contains("read-only"), "{}", err.message());
+    }
+    assert_eq!(stored_state(c).await, before, "nothing stored");
+
+    // A bundle goes through the same PutResource.
+    let bundle = |cr: &str, daci: &str| {
+        Bundle::parse(&format!(
+            r#"{{"resources": [{{"ri": "cnt", "pi": "cb", "ty": 3, "acpi": ["acp1"],
+                "cr": "{cr}", "daci": [{daci}]}}]}}"#
+        ))
+        .expect("bundle")
+    };
+    match apply(c, ADMIN, &bundle("CBob", "")).await {
+        Err(ApplyError::Refused { status, .. }) => {
+            assert_eq!(status.code(), Code::InvalidArgument);
+            assert_eq!(violations(&status), ["resource.creator"]);
+        }
+        other => panic!("a bundle changing cr must be refused: {other:?}"),
+    }
+    assert_eq!(stored_state(c).await, before, "nothing stored");
+    // The same values again are no change; other attributes may change.
+    apply(c, ADMIN, &bundle("CAlice", ""))
+        .await
+        .expect("unchanged");
+    apply(c, ADMIN, &bundle("CAlice", r#""dac1""#))
+        .await
+        .expect("daci");
+
+    // Delete and register again to change one.
+    c.delete_resource(pb::DeleteResourceRequest {
+        originator: ADMIN.into(),
+        resource_id: "cnt".into(),
+    })
+    .await
+    .expect("delete");
+    let mut again = cnt();
+    again.creator = "CBob".into();
+    again.parent_id = "cb2".into();
+    c.put_resource(put_req(ADMIN, again))
+        .await
+        .expect("registered anew");
     prp.shutdown().await;
 }
 

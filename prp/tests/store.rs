@@ -4,7 +4,7 @@
 mod common;
 
 use authz_core::model::{AccessControlPolicy, AccessControlRule, SetOfAcrs};
-use authz_core::resources::Resource;
+use authz_core::resources::{FixedAttribute, Resource};
 use authz_proto::pb;
 use authz_proto::pb::policy_retrieval_point_server::PolicyRetrievalPoint;
 use authz_prp::store::{self, Change, DynamicAcp, Mutation, PolicyStore, StoreError};
@@ -106,6 +106,27 @@ fn exercise(store: &dyn PolicyStore) {
         store.apply(Mutation::CreateAcp(model_acp("dyn1"))),
         Err(StoreError::IdInUse { ref id, holder: store::IdHolder::DynamicAcp }) if id == "dyn1"
     ));
+    // A stored resource's pi, ty and cr are read-only (TS-0001 9.6.1.3);
+    // the same values again are no change.
+    let mut changed = model_resource("cnt");
+    changed.parent_id = Some("elsewhere".into());
+    changed.resource_type = 9;
+    changed.creator = None;
+    let err = store
+        .apply(Mutation::PutResource(changed))
+        .expect_err("read-only");
+    assert!(
+        matches!(
+            &err,
+            StoreError::ReadOnly { id, attributes } if id == "cnt"
+                && attributes == &[FixedAttribute::ParentId, FixedAttribute::ResourceType, FixedAttribute::Creator]
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "resource cnt: pi, ty and cr cannot change once it exists (read-only, TS-0001 9.6.1.3)"
+    );
     assert_eq!(store.revision().expect("rev"), 3, "nothing changed");
     store
         .apply(Mutation::DeleteDynamic("dyn1".into()))
