@@ -46,7 +46,8 @@ pub enum BundleError {
 impl Bundle {
     /// Parses and validates a bundle or an `m2m:acp` document.
     pub fn parse(text: &str) -> Result<Self, BundleError> {
-        let value: Value = serde_json::from_str(text)?;
+        // Strict like every policy document: a duplicate key is an error.
+        let value: Value = json::parse_json(text)?;
         let is_bundle = value
             .as_object()
             .is_some_and(|o| o.contains_key("acps") || o.contains_key("resources"));
@@ -271,6 +272,17 @@ mod tests {
         let text = e.to_string();
         assert!(text.starts_with("acps: "), "{text}");
         assert!(text.contains("pv.acr[0].acco[0].actw[0]"), "{text}");
+    }
+
+    /// Two `acpi` for one resource: which one binds is a guess, so the
+    /// bundle is refused (as `authz check` refuses duplicate keys).
+    #[test]
+    fn a_duplicate_key_is_refused() {
+        let e = Bundle::parse(
+            r#"{"resources": [{"ri": "cnt1", "ty": 3, "pi": "ae1", "acpi": ["a"], "acpi": ["b"]}]}"#,
+        )
+        .expect_err("refused");
+        assert!(e.to_string().contains("duplicate key `acpi`"), "{e}");
     }
 
     #[test]
