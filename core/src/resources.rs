@@ -70,6 +70,15 @@ pub struct Resource {
     /// `<dynamicAuthorizationConsultation>` (m2m:timestamp), proposed as `ppl`.
     #[serde(rename = "dal", default, skip_serializing_if = "Option::is_none")]
     pub dac_lifetime: Option<String>,
+    /// `aei` AE-ID of an `<AE>` (ty 2): the originator this resource
+    /// stands for when a `<group>` lists its resource ID in `mid`
+    /// (TS-0001 9.6.2.1; spec notes §2.4). Only on type 2.
+    #[serde(rename = "aei", default, skip_serializing_if = "Option::is_none")]
+    pub ae_id: Option<String>,
+    /// `csi` CSE-ID of a `<remoteCSE>` (ty 16), as `aei` for an `<AE>`.
+    /// Only on type 16.
+    #[serde(rename = "csi", default, skip_serializing_if = "Option::is_none")]
+    pub cse_id: Option<String>,
 }
 
 /// `ty` of `<dynamicAuthorizationConsultation>` (TS-0004 6.3.4.2.1).
@@ -332,6 +341,60 @@ pub fn check_owner_id(id: &str) -> Result<(), OwnerIdError> {
     }
 }
 
+/// `ty` of `<AE>` (TS-0004 6.3.4.2.1).
+pub const TY_AE: u32 = 2;
+
+/// `ty` of `<remoteCSE>` (TS-0004 6.3.4.2.1).
+pub const TY_REMOTE_CSE: u32 = 16;
+
+impl Resource {
+    /// The originator this resource stands for as a `<group>` member: the
+    /// `aei` of an `<AE>` or the `csi` of a `<remoteCSE>` (`mid` holds
+    /// resource IDs, TS-0001 9.6.2.1; spec notes §2.4). `None` for other
+    /// types, and when the attribute is not set or empty.
+    pub fn member_originator(&self) -> Option<&str> {
+        match self.resource_type {
+            TY_AE => self.ae_id.as_deref(),
+            TY_REMOTE_CSE => self.cse_id.as_deref(),
+            _ => None,
+        }
+        .filter(|id| !id.is_empty())
+    }
+}
+
+/// Why an `aei` or `csi` value is refused ([`check_ae_id`], [`check_cse_id`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MemberIdError {
+    /// Not one originator ID.
+    #[error(transparent)]
+    NotOneOriginator(#[from] OwnerIdError),
+    /// A `csi` that is not in CSE-ID form.
+    #[error(
+        "a CSE-ID is /cse-id (SP-relative) or //sp-fqdn/cse-id (absolute): one segment after the SP"
+    )]
+    NotCseId,
+}
+
+/// Checks an `aei` value: one AE-ID (stem, SP-relative or absolute), as
+/// [`check_owner_id`] checks `cr`.
+pub fn check_ae_id(id: &str) -> Result<(), MemberIdError> {
+    Ok(check_owner_id(id)?)
+}
+
+/// Checks a `csi` value: one CSE-ID, `/cse-id` or `//sp-fqdn/cse-id`
+/// (TS-0001 7.2); a stem would be read as an AE-ID of the hosting CSE.
+pub fn check_cse_id(id: &str) -> Result<(), MemberIdError> {
+    check_owner_id(id)?;
+    let path = match id.strip_prefix("//") {
+        Some(abs) => abs.find('/').map_or("", |i| &abs[i..]),
+        None => id,
+    };
+    match path.strip_prefix('/') {
+        Some(cse) if !cse.is_empty() && !cse.contains('/') => Ok(()),
+        _ => Err(MemberIdError::NotCseId),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -545,5 +608,65 @@ mod tests {
             applicable_policies(&view(), "nope").unwrap_err(),
             ResolveError::UnknownResource("nope".into())
         );
+    }
+
+    /// Spec notes §2.4: `mid` holds resource IDs of `<AE>` and `<remoteCSE>`
+    /// resources, which stand for their `aei` and `csi`; other types stand
+    /// for nobody.
+    #[test]
+    fn member_originator_is_aei_of_an_ae_and_csi_of_a_remote_cse() {
+        let mut ae = res("ae1", Some("cb"), TY_AE, None);
+        assert_eq!(ae.member_originator(), None);
+        ae.ae_id = Some("Cae1".into());
+        assert_eq!(ae.member_originator(), Some("Cae1"));
+        ae.ae_id = Some(String::new());
+        assert_eq!(ae.member_originator(), None);
+        let mut csr = res("csr1", Some("cb"), TY_REMOTE_CSE, None);
+        csr.cse_id = Some("/mn-cse".into());
+        csr.ae_id = Some("Cignored".into());
+        assert_eq!(csr.member_originator(), Some("/mn-cse"));
+        let mut cnt = res("cnt9", Some("cb"), 3, None);
+        cnt.ae_id = Some("Cae1".into());
+        assert_eq!(cnt.member_originator(), None);
+    }
+
+    #[test]
+    fn aei_is_one_ae_id_and_csi_one_cse_id() {
+        for good in [
+            "Cae1",
+            "S123",
+            "/mn-cse/Cae1",
+            "//sp.example.com/id-in/Cae1",
+        ] {
+            assert_eq!(check_ae_id(good), Ok(()), "{good}");
+        }
+        for bad in ["", "all", "C*", "//sp.example.com", "a@b.example", "C x"] {
+            assert!(check_ae_id(bad).is_err(), "{bad:?}");
+        }
+        for good in ["/mn-cse", "//sp.example.com/mn-cse"] {
+            assert_eq!(check_cse_id(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "mn-cse",
+            "/mn-cse/Cae1",
+            "//sp.example.com",
+            "//sp.example.com/a/b",
+        ] {
+            assert!(check_cse_id(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(check_cse_id("mn-cse"), Err(MemberIdError::NotCseId));
+    }
+
+    #[test]
+    fn aei_and_csi_use_their_short_names_in_json() {
+        let r: Resource = serde_json::from_str(r#"{"ri": "ae1", "ty": 2, "aei": "Cae1"}"#).unwrap();
+        assert_eq!(r.ae_id.as_deref(), Some("Cae1"));
+        let text = serde_json::to_string(&Resource {
+            cse_id: Some("/mn-cse".into()),
+            ..res("csr1", None, TY_REMOTE_CSE, None)
+        })
+        .unwrap();
+        assert!(text.contains(r#""csi":"/mn-cse""#), "{text}");
+        assert!(!text.contains("aei"), "{text}");
     }
 }

@@ -1564,6 +1564,7 @@ pub fn resource_from_pb(
             );
         }
     }
+    check_member_ids(r, &mut bad);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -1579,7 +1580,46 @@ pub fn resource_from_pb(
         dac_enabled: r.dac_enabled,
         dac_poa: r.dac_poa.clone(),
         dac_lifetime: non_empty(&r.dac_lifetime),
+        ae_id: non_empty(&r.ae_id),
+        cse_id: non_empty(&r.cse_id),
     })
+}
+
+/// `ae_id` (`aei`) only on an `<AE>` and `cse_id` (`csi`) only on a
+/// `<remoteCSE>`, each one ID of its kind: the PDP counts the originator
+/// they name as the resource in `<group>` `mid` lists (TS-0001 9.6.2.1).
+fn check_member_ids(r: &pb::TargetResource, bad: &mut impl FnMut(&str, &str)) {
+    use authz_core::resources::{MemberIdError, TY_AE, TY_REMOTE_CSE, check_ae_id, check_cse_id};
+    type Check = fn(&str) -> Result<(), MemberIdError>;
+    let checks: [(&str, &str, u32, &str, Check); 2] = [
+        (
+            "ae_id",
+            &r.ae_id,
+            TY_AE,
+            "an <AE> (resource_type 2)",
+            check_ae_id,
+        ),
+        (
+            "cse_id",
+            &r.cse_id,
+            TY_REMOTE_CSE,
+            "a <remoteCSE> (resource_type 16)",
+            check_cse_id,
+        ),
+    ];
+    for (field, value, ty, owner, check) in checks {
+        if value.is_empty() {
+            continue;
+        }
+        if r.resource_type != ty {
+            bad(
+                field,
+                &format!("belongs to {owner}, not resource_type {}", r.resource_type),
+            );
+        } else if let Err(e) = check(value) {
+            bad(field, &format!("{value:?}: {e}"));
+        }
+    }
 }
 
 /// Converts a core target resource to its wire form.
@@ -1596,5 +1636,7 @@ pub fn resource_to_pb(r: &authz_core::resources::Resource) -> pb::TargetResource
         dac_enabled: r.dac_enabled,
         dac_poa: r.dac_poa.clone(),
         dac_lifetime: r.dac_lifetime.clone().unwrap_or_default(),
+        ae_id: r.ae_id.clone().unwrap_or_default(),
+        cse_id: r.cse_id.clone().unwrap_or_default(),
     }
 }

@@ -92,6 +92,8 @@ fn check_resources(resources: &[Resource]) -> Result<(), BundleError> {
                 "dac_enabled" => "dae",
                 "dac_poa" => "dap",
                 "dac_lifetime" => "dal",
+                "ae_id" => "aei",
+                "cse_id" => "csi",
                 other => other,
             };
             messages.push(format!("resources[{i}].{short}: {}", e.message));

@@ -46,6 +46,7 @@
 //! | `DeleteAcp` | DELETE in the stored ACP's `pvs` |
 //! | `PutResource`, new resource | as `CreateAcp`, with the new resource's `ty` as the created type: CREATE in its parent's applicable set; no or an unknown parent: PERMISSION_DENIED |
 //! | `PutResource`, `pi`, `ty` or `cr` changed | INVALID_ARGUMENT naming the field, for the admin too: read-only once the resource exists (TS-0001 9.6.1.3) |
+//! | `PutResource`, `aei` or `csi` changed | INVALID_ARGUMENT naming `resource.ae_id` / `resource.cse_id`, for the admin too: fixed once the resource exists (TS-0001 9.6.4, 9.6.5); they decide which `<group>` memberships the resource gives |
 //! | `PutResource`, `acpi` or `cstn` changed | UPDATE in the `pvs` of the ACPs the resource references now, or in its default policy when `acpi` is not set (TS-0001 9.6.1.3.2; `cstn` replaces the creator in the default policy) |
 //! | `PutResource`, other attributes changed | UPDATE in the resource's applicable set |
 //! | `DeleteResource` | DELETE in the resource's applicable set |
@@ -255,6 +256,32 @@ fn violation(field: impl Into<String>, message: impl Into<String>) -> Conversion
         field: field.into(),
         message: message.into(),
     }
+}
+
+/// `aei` and `csi` cannot change once a resource exists (the AE-ID of an
+/// `<AE>` is read-only, the CSE-ID of a `<remoteCSE>` write-once; TS-0001
+/// 9.6.5, 9.6.4): the PDP counts the originator they name as the resource
+/// in `<group>` member lists, so a new value would hand the resource's
+/// group memberships to another originator.
+fn fixed_member_ids(old: &Resource, new: &Resource) -> Vec<ConversionError> {
+    [
+        ("resource.ae_id", &old.ae_id, &new.ae_id, "AE-ID (aei)"),
+        ("resource.cse_id", &old.cse_id, &new.cse_id, "CSE-ID (csi)"),
+    ]
+    .into_iter()
+    .filter(|(_, was, now, _)| was != now)
+    .map(|(field, was, now, name)| {
+        violation(
+            field,
+            format!(
+                "cannot change from {:?} to {:?}: the {name} is fixed once the resource exists \
+                 (TS-0001 9.6.4, 9.6.5); it decides which <group> memberships the resource gives",
+                was.as_deref().unwrap_or(""),
+                now.as_deref().unwrap_or("")
+            ),
+        )
+    })
+    .collect()
 }
 
 fn validation_errors(errors: ValidationErrors) -> Vec<ConversionError> {
@@ -987,7 +1014,11 @@ impl PolicyRetrievalPoint for PrpService {
         let fixed = self.read(|s| {
             s.resources
                 .get(&id)
-                .map(|old| fixed_violations(old, &resource))
+                .map(|old| {
+                    let mut fixed = fixed_violations(old, &resource);
+                    fixed.extend(fixed_member_ids(old, &resource));
+                    fixed
+                })
                 .unwrap_or_default()
         });
         if !fixed.is_empty() {

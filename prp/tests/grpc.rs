@@ -1846,3 +1846,106 @@ async fn a_lagging_watcher_gets_a_new_snapshot() {
     );
     service.shutdown();
 }
+
+/// Spec notes §2.4 (TS-0001 9.6.2.1): `aei` (`ae_id`) belongs to an `<AE>`
+/// (type 2) and `csi` (`cse_id`) to a `<remoteCSE>` (type 16), each one ID
+/// of its kind, since the PDP counts the originator they name as the
+/// resource in `<group>` member lists. Anything else is INVALID_ARGUMENT
+/// naming the field, and stores nothing.
+#[tokio::test]
+async fn aei_and_csi_only_on_their_types_and_valid_spec_notes_2_4() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    c.put_resource(put_req(ADMIN, resource("cb", "", 5, None, "")))
+        .await
+        .expect("cb");
+    let before = stored_state(c).await;
+    let with = |ty: u32, ae_id: &str, cse_id: &str| {
+        let mut r = resource("member", "cb", ty, None, "CAlice");
+        r.ae_id = ae_id.into();
+        r.cse_id = cse_id.into();
+        r
+    };
+    for (r, field) in [
+        (with(3, "Clight", ""), "resource.ae_id"),
+        (with(16, "Clight", "/mn-cse"), "resource.ae_id"),
+        (with(2, "", "/mn-cse"), "resource.cse_id"),
+        (with(2, "all", ""), "resource.ae_id"),
+        (with(2, "C*", ""), "resource.ae_id"),
+        (with(2, "//sp.example.com", ""), "resource.ae_id"),
+        (with(2, "guest@roles.example.com", ""), "resource.ae_id"),
+        (with(16, "", "mn-cse"), "resource.cse_id"),
+        (with(16, "", "/mn-cse/Clight"), "resource.cse_id"),
+    ] {
+        let err = c
+            .put_resource(put_req(ADMIN, r.clone()))
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), Code::InvalidArgument, "{r:?}");
+        assert_eq!(violations(&err), vec![field.to_string()], "{r:?}");
+    }
+    assert_eq!(stored_state(c).await, before, "nothing stored");
+    // Valid ones are stored and read back.
+    for r in [
+        with(2, "Clight", ""),
+        with(2, "//sp.example.com/id-in/Clight", ""),
+        with(16, "", "/mn-cse"),
+        with(16, "", "//sp.example.com/mn-cse"),
+    ] {
+        let mut r = r;
+        r.resource_id = format!("m{}{}", r.resource_type, r.ae_id.len() + r.cse_id.len());
+        c.put_resource(put_req(ADMIN, r.clone()))
+            .await
+            .expect("valid");
+        let got = c
+            .get_resource(pb::GetResourceRequest {
+                resource_id: r.resource_id.clone(),
+            })
+            .await
+            .expect("get")
+            .into_inner()
+            .resource
+            .expect("resource");
+        assert_eq!((got.ae_id, got.cse_id), (r.ae_id, r.cse_id));
+    }
+    prp.shutdown().await;
+}
+
+/// `aei` is read-only and `csi` write-once (TS-0001 9.6.5, 9.6.4): one who
+/// may update an `<AE>` resource cannot point it at another AE-ID, which
+/// would hand that AE-ID the resource's `<group>` memberships.
+#[tokio::test]
+async fn aei_cannot_change_once_the_resource_exists_ts0001_9_6_5() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    let mut acp_cb = acp("acpCb", &["CBob"], &[ADMIN], ALL);
+    acp_cb.privileges = Some(set(vec![rule(&["CBob"], ALL)]));
+    c.create_acp(create_req(ADMIN, acp_cb)).await.expect("acp");
+    c.put_resource(put_req(ADMIN, resource("cb", "", 5, Some(&["acpCb"]), "")))
+        .await
+        .expect("cb");
+    let mut ae = resource("ae-light", "cb", 2, Some(&["acpCb"]), "CBob");
+    ae.ae_id = "Clight".into();
+    c.put_resource(put_req("CBob", ae.clone()))
+        .await
+        .expect("Bob registers the AE resource");
+    let before = stored_state(c).await;
+    for new in ["CBob", ""] {
+        let mut changed = ae.clone();
+        changed.ae_id = new.into();
+        let err = c
+            .put_resource(put_req("CBob", changed))
+            .await
+            .expect_err("aei is read-only");
+        assert_eq!(err.code(), Code::InvalidArgument, "{new:?}");
+        assert_eq!(violations(&err), ["resource.ae_id"], "{new:?}");
+    }
+    assert_eq!(stored_state(c).await, before, "nothing stored");
+    // Other attributes may still change with UPDATE.
+    let mut labelled = ae.clone();
+    labelled.daci = vec!["dac1".into()];
+    c.put_resource(put_req("CBob", labelled))
+        .await
+        .expect("UPDATE of other attributes");
+    prp.shutdown().await;
+}
