@@ -33,6 +33,7 @@
 
 pub mod decision_metrics;
 pub mod dynamic;
+pub mod members;
 pub mod pip;
 pub mod replica;
 pub mod service;

@@ -23,6 +23,13 @@
 //! or one measured after the request time does not match, without a round
 //! trip.
 //!
+//! A `<group>` may list the originator by the resource ID of its `<AE>` or
+//! `<remoteCSE>` resource (TS-0001 9.6.2.1); the groups of such an ID are
+//! fetched with the originator's and cached under the ID like an
+//! originator's ([`FetchRequest::member_resources`],
+//! [`crate::members`]), so the watch drops them when a group listing the ID
+//! changes.
+//!
 //! When the PIP cannot answer, the rules that need the attribute do not
 //! match (TS-0003 7.1.4: indeterminate is Deny) and the decision's status is
 //! `MISSING_ATTRIBUTE`, naming the attribute and the reason.
@@ -205,10 +212,13 @@ impl PipCache {
 
     /// A view answering for `originator` (absolute) from the cache; `failure`
     /// is the reason given for what the cache does not hold (after a failed
-    /// fetch), else "not cached".
-    pub fn view(&self, originator: &str, failure: Option<String>) -> CacheView<'_> {
+    /// fetch), else "not cached". Asked about another ID (a resource ID
+    /// standing for the originator in `<group>` member lists), it answers
+    /// from that ID's cached entry.
+    pub fn view<'c>(&'c self, originator: &'c str, failure: Option<String>) -> CacheView<'c> {
         CacheView {
             cache: self,
+            originator,
             entry: self
                 .originators
                 .get(originator)
@@ -220,10 +230,12 @@ impl PipCache {
     }
 
     /// A view answering from a fresh [`Fetched`] answer first (whether or
-    /// not it could be cached), then from the cache.
+    /// not it could be cached), with the answers for its member resources,
+    /// then from the cache.
     pub fn view_fetched<'c>(&'c self, fetched: &'c Fetched) -> CacheView<'c> {
         CacheView {
             cache: self,
+            originator: &fetched.originator,
             entry: Some(fetched.entry.clone()),
             fetched: Some(fetched),
             failure: None,
@@ -298,6 +310,11 @@ impl PipCache {
 
     /// Asks the PIP for everything `request` may need and caches the answer
     /// (when it is safe to). The request's `originator` must be absolute.
+    ///
+    /// With `member_resources`, the groups of each of those resource IDs
+    /// are asked for as well, in concurrent calls, and cached under the ID
+    /// like an originator's (so the watch drops them when a group listing
+    /// the ID changes). Any call failing fails the fetch.
     pub async fn fetch(&self, request: FetchRequest<'_>) -> Result<Fetched, String> {
         let epoch = self.epoch.load(Ordering::Acquire);
         let req = pb::ResolveAttributesRequest {
@@ -307,6 +324,36 @@ impl PipCache {
             originator_ip: request.ip.map(|ip| ip.to_string()).unwrap_or_default(),
             position: request.position.as_ref().map(position_to_pb),
         };
+        let members = request.member_resources.iter().map(|member| {
+            self.resolve(pb::ResolveAttributesRequest {
+                originator: member.clone(),
+                at: Some(timestamp_to_pb(&request.at)),
+                ..Default::default()
+            })
+        });
+        let (answer, member_answers) =
+            tokio::join!(self.resolve(req), futures_util::future::join_all(members));
+        let mut fetched = self.store_fetched(epoch, &request, &answer?);
+        for (member, answer) in request.member_resources.iter().zip(member_answers) {
+            let as_member = FetchRequest {
+                originator: member,
+                role_ids: &[],
+                at: request.at,
+                ip: None,
+                position: None,
+                member_resources: &[],
+            };
+            let entry = self.store_fetched(epoch, &as_member, &answer?).entry;
+            fetched.members.push((member.clone(), entry));
+        }
+        Ok(fetched)
+    }
+
+    /// One `ResolveAttributes` call, within the deadline.
+    async fn resolve(
+        &self,
+        req: pb::ResolveAttributesRequest,
+    ) -> Result<pb::ResolvedAttributes, String> {
         let mut call = tonic::Request::new(req);
         call.set_timeout(self.deadline);
         let mut client = self.client.clone();
@@ -332,7 +379,7 @@ impl PipCache {
                 }
             };
         crate::telemetry::record_pip_fetch("ok");
-        Ok(self.store_fetched(epoch, &request, &answer))
+        Ok(answer)
     }
 
     /// [`PipCache::store_fetched`] of an answer fetched just now.
@@ -472,7 +519,9 @@ fn answer_to_fetched(request: &FetchRequest<'_>, a: &pb::ResolvedAttributes) -> 
         })
     });
     Fetched {
+        originator: request.originator.to_owned(),
         entry: Arc::new(entry),
+        members: Vec::new(),
         ip_country: request
             .ip
             .map(|ip| (ip, (!a.ip_country.is_empty()).then(|| a.ip_country.clone()))),
@@ -507,13 +556,22 @@ pub struct FetchRequest<'a> {
     pub ip: Option<IpAddr>,
     /// Position the request carries.
     pub position: Option<Position>,
+    /// Resource IDs (absolute) of `<AE>`/`<remoteCSE>` resources that stand
+    /// for the originator in `<group>` member lists, whose groups are
+    /// fetched too (TS-0001 9.6.2.1; spec notes §2.4).
+    pub member_resources: &'a [String],
 }
 
 /// One `ResolveAttributes` answer, usable by the decision that asked for
 /// it even when it could not be cached.
 #[derive(Debug, Clone)]
 pub struct Fetched {
+    /// Whose answer it is (absolute).
+    originator: String,
     entry: Arc<OriginatorEntry>,
+    /// The answers for the resource IDs that stand for the originator in
+    /// `<group>` member lists ([`FetchRequest::member_resources`]).
+    members: Vec<(String, Arc<OriginatorEntry>)>,
     ip_country: Option<(IpAddr, Option<String>)>,
     position_countries: Option<([u64; 3], Vec<String>)>,
 }
@@ -521,6 +579,8 @@ pub struct Fetched {
 /// An [`AttributeSource`] answering one decision from a [`PipCache`].
 pub struct CacheView<'c> {
     cache: &'c PipCache,
+    /// The originator the view is for (absolute).
+    originator: &'c str,
     entry: Option<Arc<OriginatorEntry>>,
     fetched: Option<&'c Fetched>,
     failure: Option<String>,
@@ -542,10 +602,41 @@ impl CacheView<'_> {
         )
     }
 
-    fn entry_for(&self, originator: &str) -> Option<&OriginatorEntry> {
-        // The view is built for one originator; the engine asks only about it.
-        let _ = originator;
-        self.entry.as_deref()
+    /// The entry of `id`: the originator's, held since the view was built;
+    /// another ID's (a resource ID that stands for the originator in
+    /// `<group>` member lists) from the fetched answer, else the cache.
+    fn entry_for(&self, id: &str) -> Option<EntryRef<'_>> {
+        if id == self.originator {
+            return self.entry.as_deref().map(EntryRef::Borrowed);
+        }
+        if let Some((_, e)) = self
+            .fetched
+            .and_then(|f| f.members.iter().find(|(m, _)| m == id))
+        {
+            return Some(EntryRef::Borrowed(e));
+        }
+        self.cache
+            .originators
+            .get(id)
+            .and_then(|s| s.entry.clone())
+            .map(EntryRef::Shared)
+    }
+}
+
+/// A cached entry, borrowed from the view or shared from the cache.
+enum EntryRef<'a> {
+    Borrowed(&'a OriginatorEntry),
+    Shared(Arc<OriginatorEntry>),
+}
+
+impl std::ops::Deref for EntryRef<'_> {
+    type Target = OriginatorEntry;
+
+    fn deref(&self) -> &OriginatorEntry {
+        match self {
+            Self::Borrowed(e) => e,
+            Self::Shared(e) => e,
+        }
     }
 }
 
@@ -553,6 +644,7 @@ impl AttributeSource for CacheView<'_> {
     fn role_verified(&self, originator: &str, role_id: &str, at: DateTime<Utc>) -> Lookup<bool> {
         match self
             .entry_for(originator)
+            .as_deref()
             .and_then(|e| e.roles.get(role_id))
         {
             Some(RoleEntry::Held {
@@ -701,6 +793,7 @@ mod tests {
             at,
             ip: None,
             position: None,
+            member_resources: &[],
         }
     }
 
@@ -867,6 +960,51 @@ mod tests {
         );
         cache.store(&request(Utc::now()), &answer(10, &[]));
         assert_eq!(cached_groups(&cache), Lookup::Found(vec![]));
+    }
+
+    /// Spec notes §2.4: the groups of a resource that stands for the
+    /// originator in `<group>` member lists are cached under the resource's
+    /// ID like an originator's: a cached answer needs no fetch, a group
+    /// change naming the resource drops it, and what is not cached is a
+    /// miss (a fetch; the failure's reason when the PIP cannot answer).
+    #[tokio::test]
+    async fn member_resource_groups_are_cached_like_an_originators() {
+        const LIGHT: &str = "//sp.example.com/id-in/ae-light";
+        let grp = || Lookup::Found(vec!["/id-in/grpLights".to_owned()]);
+        let cache = cache();
+        cache.apply(&reset(5));
+        let now = Utc::now();
+        cache.store(&request(now), &answer(6, &[]));
+        let view = cache.view(ALICE, None);
+        assert!(unavailable(&view.groups_containing(LIGHT)));
+        assert!(view.missed());
+        let as_member = FetchRequest {
+            originator: LIGHT,
+            ..request(now)
+        };
+        cache.store(&as_member, &answer(7, &["/id-in/grpLights"]));
+        let view = cache.view(ALICE, None);
+        assert_eq!(view.groups_containing(LIGHT), grp());
+        assert_eq!(
+            view.group_has_member("/id-in/grpLights", LIGHT),
+            Lookup::Found(true)
+        );
+        assert_eq!(view.groups_containing(ALICE), Lookup::Found(vec![]));
+        assert!(!view.missed(), "a cached answer needs no fetch");
+        cache.apply(&group_changed(8, &[LIGHT]));
+        let view = cache.view(ALICE, None);
+        assert!(unavailable(&view.groups_containing(LIGHT)));
+        assert_eq!(view.groups_containing(ALICE), Lookup::Found(vec![]));
+        // A fetch's answer carries its member resources' answers.
+        let mut fetched = answer_to_fetched(&request(now), &answer(9, &[]));
+        let light = answer_to_fetched(&as_member, &answer(9, &["/id-in/grpLights"]));
+        fetched.members.push((LIGHT.to_owned(), light.entry));
+        assert_eq!(cache.view_fetched(&fetched).groups_containing(LIGHT), grp());
+        let view = cache.view(ALICE, Some("PIP down".into()));
+        assert_eq!(
+            view.groups_containing(LIGHT),
+            Lookup::Unavailable("PIP down".into())
+        );
     }
 
     /// Annex F.2.1: a cached fix is a position only from its measuring time

@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use authz_core::HostingContext;
 use authz_core::compile::CompiledAcp;
 use authz_core::resources::{Resource, ResourceView, TY_ACP, policy_subject};
 use authz_proto::convert::{ConversionError, acp_from_pb, join_errors, set_of_acrs_from_pb};
@@ -41,6 +42,7 @@ use authz_proto::pb::watch_event::Event;
 use authz_proto::serving::STORE_ID_METADATA;
 use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 use smol_str::SmolStr;
 use tokio::sync::watch;
 
@@ -88,6 +90,18 @@ pub struct Snapshot {
     pub dynamic: FxHashMap<String, Vec<DynamicAcp>>,
     /// The target of each dynamic ACP, by dynamic ACP ID.
     pub dynamic_targets: FxHashMap<Arc<str>, String>,
+    /// `<AE>` and `<remoteCSE>` resources with an `aei` or `csi`
+    /// ([`Resource::member_originator`]), by the last `/` segment of that
+    /// ID ([`member_key`]): the part canonicalization never changes, so
+    /// the index holds for every hosting CSE a request may name.
+    pub member_index: FxHashMap<SmolStr, SmallVec<[SmolStr; 1]>>,
+}
+
+/// The key of [`Snapshot::member_index`]: the last `/`-separated segment
+/// of an originator ID, the same in every form of it (`Cae1`,
+/// `/cse/Cae1`, `//sp/cse/Cae1`).
+fn member_key(id: &str) -> &str {
+    id.rsplit('/').next().unwrap_or(id)
 }
 
 impl Snapshot {
@@ -138,6 +152,83 @@ impl Snapshot {
     /// ACPs that expired by `now` are left out).
     pub fn view(&self, now: DateTime<Utc>) -> SnapshotView<'_> {
         SnapshotView { snap: self, now }
+    }
+
+    /// The resources a `<group>` may list in `mid` for `originator`
+    /// (absolute, as `hosting` canonicalized it): the `<AE>` resources
+    /// whose `aei`, and the `<remoteCSE>` resources whose `csi`, is that
+    /// originator, each ID in absolute form ([`HostingContext::canonicalize`],
+    /// the function the PIP canonicalizes `mid` with; TS-0001 9.6.2.1, spec
+    /// notes §2.4). Both IDs are canonicalized with the request's hosting
+    /// CSE, as the originator is. Empty for nearly every originator (one
+    /// hash lookup).
+    pub fn member_resources(&self, hosting: &HostingContext, originator: &str) -> Vec<String> {
+        let Some(ids) = self.member_index.get(member_key(originator)) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = Vec::new();
+        for id in ids {
+            let Some(member) = self.resources.get(id).and_then(Resource::member_originator) else {
+                continue;
+            };
+            if !hosting.canonicalize(member).is_ok_and(|m| m == originator) {
+                continue;
+            }
+            if let Ok(rid) = hosting.canonicalize(id)
+                && rid != originator
+                && !out.iter().any(|o| *o == rid)
+            {
+                out.push(rid.into_owned());
+            }
+        }
+        out
+    }
+
+    /// Stores a resource, keeping [`Snapshot::member_index`] in step.
+    fn put_resource(&mut self, r: Resource) {
+        let id = SmolStr::new(&r.resource_id);
+        if let Some(member) = r.member_originator() {
+            let ids = self
+                .member_index
+                .entry(SmolStr::new(member_key(member)))
+                .or_default();
+            if !ids.contains(&id) {
+                ids.push(id.clone());
+            }
+        }
+        if let Some(old) = self.resources.insert(id, r) {
+            self.unindex(&old);
+        }
+    }
+
+    /// Removes a resource, keeping [`Snapshot::member_index`] in step.
+    fn remove_resource(&mut self, id: &str) {
+        if let Some(old) = self.resources.remove(id) {
+            self.unindex(&old);
+        }
+    }
+
+    /// Drops the index entry of `old` (replaced or removed) unless the
+    /// resource now stored under its ID still has it.
+    fn unindex(&mut self, old: &Resource) {
+        let Some(member) = old.member_originator() else {
+            return;
+        };
+        let key = member_key(member);
+        let still = self
+            .resources
+            .get(old.resource_id.as_str())
+            .and_then(Resource::member_originator)
+            .is_some_and(|m| member_key(m) == key);
+        if still {
+            return;
+        }
+        if let Some(ids) = self.member_index.get_mut(key) {
+            ids.retain(|i| *i != old.resource_id);
+            if ids.is_empty() {
+                self.member_index.remove(key);
+            }
+        }
     }
 
     fn put_acp(&mut self, acp: &pb::AccessControlPolicy) {
@@ -195,7 +286,7 @@ impl Snapshot {
             out.put_acp(acp);
         }
         for r in snap.resources.iter().filter_map(replicated_resource) {
-            out.resources.insert(SmolStr::new(&r.resource_id), r);
+            out.put_resource(r);
         }
         for d in &snap.dynamic_acps {
             out.put_dynamic(d);
@@ -527,18 +618,12 @@ impl Replica {
                 Event::AcpPut(acp) => next.put_acp(acp),
                 Event::AcpDeleted(id) => next.delete_acp(id),
                 Event::ResourcePut(r) => match replicated_resource(r) {
-                    Some(r) => {
-                        next.resources.insert(SmolStr::new(&r.resource_id), r);
-                    }
+                    Some(r) => next.put_resource(r),
                     // Fail closed: the version it replaces (with perhaps a
                     // more permissive acpi) must not stay in force.
-                    None => {
-                        next.resources.remove(r.resource_id.as_str());
-                    }
+                    None => next.remove_resource(r.resource_id.as_str()),
                 },
-                Event::ResourceDeleted(id) => {
-                    next.resources.remove(id.as_str());
-                }
+                Event::ResourceDeleted(id) => next.remove_resource(id.as_str()),
                 Event::DynamicPut(d) => next.put_dynamic(d),
                 Event::DynamicDeleted(id) => next.delete_dynamic(id),
             }

@@ -43,6 +43,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::dynamic::{Dynamic, TokenFailure, TokenGrant};
+use crate::members::WithMemberResources;
 use crate::pip::{FetchRequest, Fetched, PipCache};
 use crate::replica::{Replica, Snapshot};
 use crate::telemetry;
@@ -169,6 +170,7 @@ struct OwnedFetch {
     at: chrono::DateTime<Utc>,
     ip: Option<std::net::IpAddr>,
     position: Option<authz_core::Position>,
+    member_resources: Vec<String>,
 }
 
 impl OwnedFetch {
@@ -179,6 +181,7 @@ impl OwnedFetch {
             at: self.at,
             ip: self.ip,
             position: self.position,
+            member_resources: &self.member_resources,
         }
     }
 }
@@ -686,12 +689,14 @@ impl PdpService {
         // form, which also keys the cache (built without an allocation).
         // Without one, or for an originator that is not an ID (a
         // SyntaxError Deny), `decide` does it all.
+        // `<group>` members given as resource IDs (TS-0001 9.6.2.1) stand
+        // for the originator named by their `aei`/`csi`.
         let decide_alone = || {
             decide(
                 &conv.request,
                 hosting,
                 &applicable,
-                &*self.inner.attributes,
+                &WithMemberResources::new(&*self.inner.attributes, snap, hosting, None),
                 &options,
             )
         };
@@ -709,31 +714,38 @@ impl PdpService {
                             cache.view(originator.as_str(), Some(reason.to_owned()))
                         }
                     };
+                    let source =
+                        WithMemberResources::new(&view, snap, hosting, Some(originator.as_str()));
                     let decision = decide_canonical(
                         &conv.request,
                         originator,
                         hosting,
                         &applicable,
-                        &view,
+                        &source,
                         &options,
                     );
                     if matches!(pass, Pass::Cached)
                         && decision.effect == Effect::Deny
                         && view.missed()
                     {
-                        return Err(OwnedFetch {
+                        return Err(Box::new(OwnedFetch {
                             originator: originator.as_str().to_owned(),
                             role_ids: conv.request.role_ids.clone(),
                             at: conv.request.time,
                             ip: conv.request.ip,
                             position: conv.request.position,
-                        });
+                            member_resources: source
+                                .member_resources()
+                                .map(<[String]>::to_vec)
+                                .unwrap_or_default(),
+                        }));
                     }
                     Ok(decision)
                 });
                 match judged {
                     Ok(decision) => decision,
-                    Err(fetch) => return Ok(Outcome::Fetch(fetch)),
+                    // Boxed out of the closure: it is rare and large.
+                    Err(fetch) => return Ok(Outcome::Fetch(*fetch)),
                 }
             }
         };

@@ -268,6 +268,7 @@ async fn a_half_open_pip_connection_ends_the_watch_and_clears_the_cache() {
         at: Utc::now(),
         ip: None,
         position: None,
+        member_resources: &[],
     };
     cache.fetch(request.clone()).await.expect("fetch");
     assert_eq!(cache.len(), 1, "Alice's groups are cached");

@@ -194,6 +194,55 @@ impl Stack {
         panic!("the PDP's replica never reached revision {revision}");
     }
 
+    /// Registers (or replaces) a resource in the PRP as the admin, then
+    /// waits until the PDP's replica has it.
+    async fn resource(&mut self, resource: pb::TargetResource) {
+        let revision = self
+            .prp
+            .put_resource(pb::PutResourceRequest {
+                originator: ADMIN.into(),
+                resource: Some(resource),
+            })
+            .await
+            .expect("put resource")
+            .into_inner()
+            .revision;
+        self.replica_at(revision).await;
+    }
+
+    /// Removes a resource from the PRP, then waits until the PDP's replica
+    /// has the change.
+    async fn delete_resource(&mut self, id: &str) {
+        let revision = self
+            .prp
+            .delete_resource(pb::DeleteResourceRequest {
+                originator: ADMIN.into(),
+                resource_id: id.into(),
+            })
+            .await
+            .expect("delete resource")
+            .into_inner()
+            .revision;
+        self.replica_at(revision).await;
+    }
+
+    /// Waits until the PDP's replica reaches `revision`.
+    async fn replica_at(&mut self, revision: u64) {
+        for _ in 0..250 {
+            let status = self
+                .pdp
+                .status(pb::StatusRequest {})
+                .await
+                .expect("status")
+                .into_inner();
+            if status.replica_revision >= revision {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the PDP's replica never reached revision {revision}");
+    }
+
     async fn decide(&mut self, req: pb::DecisionRequest) -> pb::Decision {
         self.pdp.decide(req).await.expect("decide").into_inner()
     }
@@ -527,6 +576,105 @@ async fn group_members_are_permitted_and_removal_is_seen_9_6_2_1() {
         .await
         .expect("delete group");
     decides(&s.pdp, retrieve("Cbob", "cntGroup"), DENY).await;
+}
+
+/// An `<AE>` resource registered in the PRP with its AE-ID (`aei`).
+fn ae_resource(id: &str, aei: &str) -> pb::TargetResource {
+    pb::TargetResource {
+        resource_id: id.into(),
+        resource_type: 2,
+        acpi_set: true,
+        acpi: vec!["acp-cntLights".into()],
+        ae_id: aei.into(),
+        ..Default::default()
+    }
+}
+
+/// TS-0001 9.6.2.1 and spec notes §2.4: a `<group>` lists its members by
+/// the resource IDs of `<AE>` resources (`mid`), which the PDP maps to the
+/// AE-IDs the PRP records for them (`aei`): the AE's originator is a
+/// member, others are not, and a member given as an AE-ID still counts.
+/// Deleting the AE resource, or registering it again for another AE-ID,
+/// moves the membership once the PDP's replica has the change; removing the
+/// resource from the group is seen through the PIP's watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_members_given_as_ae_resource_ids_map_to_their_aei_9_6_2_1() {
+    let mut s = Stack::start("group-ae", Duration::from_secs(300)).await;
+    s.policy("cntLights", rule(&["/id-in/grpLights"])).await;
+    s.resource(ae_resource("ae-light", "Clight")).await;
+    s.resource(ae_resource("ae-fan", "//sp.example.com/id-in/Cfan"))
+        .await;
+    // mid: the light's resource ID (SP-relative) and Bob's AE-ID.
+    s.group("/id-in/grpLights", &["/id-in/ae-light", "Cbob"])
+        .await;
+
+    let light = s.decide(retrieve("Clight", "cntLights")).await;
+    assert_eq!(light.decision, PERMIT, "{}", light.summary);
+    // The same originator in absolute form.
+    let light = s
+        .decide(retrieve("//sp.example.com/id-in/Clight", "cntLights"))
+        .await;
+    assert_eq!(light.decision, PERMIT, "{}", light.summary);
+    let bob = s.decide(retrieve("Cbob", "cntLights")).await;
+    assert_eq!(bob.decision, PERMIT, "{}", bob.summary);
+    // The fan's AE resource is in no group; nobody else is the light.
+    for other in ["Cfan", "Ceve", "/mn-cse/Clight"] {
+        let d = s.decide(retrieve(other, "cntLights")).await;
+        assert_eq!(d.decision, DENY, "{other}: {}", d.summary);
+    }
+    // Answered from the cache now: a second decision is the same.
+    s.settle().await;
+    let light = s.decide(retrieve("Clight", "cntLights")).await;
+    assert_eq!(light.decision, PERMIT, "{}", light.summary);
+
+    // The AE resource deleted: its AE-ID no longer stands for it.
+    s.delete_resource("ae-light").await;
+    let light = s.decide(retrieve("Clight", "cntLights")).await;
+    assert_eq!(light.decision, DENY, "{}", light.summary);
+    // Registered again for another AE: that AE is the member now.
+    s.resource(ae_resource("ae-light", "Cnewlight")).await;
+    let new = s.decide(retrieve("Cnewlight", "cntLights")).await;
+    assert_eq!(new.decision, PERMIT, "{}", new.summary);
+    let old = s.decide(retrieve("Clight", "cntLights")).await;
+    assert_eq!(old.decision, DENY, "{}", old.summary);
+
+    // The resource removed from the group (a PIP change the PDP's cache
+    // follows): no longer a member; Bob still is.
+    s.group("/id-in/grpLights", &["Cbob"]).await;
+    decides(&s.pdp, retrieve("Cnewlight", "cntLights"), DENY).await;
+    let bob = s.decide(retrieve("Cbob", "cntLights")).await;
+    assert_eq!(bob.decision, PERMIT, "{}", bob.summary);
+}
+
+/// TS-0001 9.6.2.1: a group that cannot be retrieved rejects the request.
+/// With the PIP down, the groups of the originator's `<AE>` resource are
+/// unknown: Deny with MISSING_ATTRIBUTE naming the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pip_down_with_an_ae_resource_member_is_missing_attribute_9_6_2_1() {
+    let mut s = Stack::start("group-ae-down", Duration::from_secs(300)).await;
+    s.policy("cntLights", rule(&["/id-in/grpLights", "Cowner"]))
+        .await;
+    s.resource(ae_resource("ae-light", "Clight")).await;
+    s.group("/id-in/grpLights", &["/id-in/ae-light"]).await;
+    let light = s.decide(retrieve("Clight", "cntLights")).await;
+    assert_eq!(light.decision, PERMIT, "{}", light.summary);
+
+    s.pip_service.shutdown();
+    if let Some(stop) = s.pip_stop.take() {
+        let _ = stop.send(());
+    }
+    tokio::time::timeout(Duration::from_secs(10), &mut s.pip_server)
+        .await
+        .expect("the PIP stops")
+        .expect("PIP task");
+    let last = decides_with(&s.pdp, retrieve("Clight", "cntLights"), |d| {
+        d.decision == DENY && d.status == pb::AuthorizationStatus::MissingAttribute as i32
+    })
+    .await;
+    assert!(missing_names(&last).contains("grpLights"), "{last:?}");
+    // A rule naming the originator directly needs no PIP.
+    let owner = s.decide(retrieve("Cowner", "cntLights")).await;
+    assert_eq!(owner.decision, PERMIT, "{}", owner.summary);
 }
 
 /// Annex F.2.1 and Decision 5: a circle rule follows the position the
