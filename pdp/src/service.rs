@@ -186,6 +186,32 @@ impl OwnedFetch {
     }
 }
 
+/// How far a decision got without waiting on the network.
+enum Step {
+    /// The decision.
+    Decided(pb::Decision),
+    /// The decision waits for this.
+    Wait(Wait),
+}
+
+/// What an undecided request waits for, with what it has so far.
+enum Wait {
+    /// Its tokens, Token-IDs and Local-Token-IDs to resolve and verify.
+    Tokens(Arc<Dynamic>),
+    /// Attributes from the PIP before the stored policies decide with `grant`.
+    Attributes {
+        grant: TokenGrant,
+        fetch: OwnedFetch,
+    },
+    /// The DASes to consult about a request the stored policies and `grant`
+    /// deny (`decision`).
+    Das {
+        dynamic: Arc<Dynamic>,
+        grant: TokenGrant,
+        decision: pb::Decision,
+    },
+}
+
 /// The `PolicyDecisionPoint` service. Cheap to clone; every clone decides
 /// against the same replica.
 #[derive(Clone)]
@@ -284,136 +310,240 @@ impl PdpService {
         }
     }
 
-    /// A decision with tokens and dynamic authorization (TS-0003 7.3) around
-    /// [`Self::decide_attributes`].
+    /// A decision with tokens and dynamic authorization (TS-0003 7.3): as
+    /// far as it goes without waiting ([`Self::decide_now`]), then, when it
+    /// has to wait on the network, the rest ([`Self::decide_waiting`]).
     async fn decide_resolving(
         &self,
         snap: &Snapshot,
         req: &pb::DecisionRequest,
         at: At,
     ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
-        let Some(dynamic) = self.inner.dynamic.clone() else {
-            let mut decision = self
-                .decide_attributes(snap, req, at, &TokenGrant::default())
-                .await?;
-            // The stored policies decide first; when they deny, tokens this
-            // PDP cannot verify are an error (TS-0003 7.3.2.3 step 6.1.4,
-            // Decision 9: a Deny with the reason, 4103).
-            if has_tokens(req)
-                && decision.decision == pb::AuthorizationDecision::Deny as i32
-                && decision.status != pb::AuthorizationStatus::SyntaxError as i32
-            {
-                decision.summary.push_str(NO_TOKEN_ISSUER);
+        match self.decide_now(snap, req, at)? {
+            Step::Decided(decision) => Ok(decision),
+            Step::Wait(wait) => self.decide_waiting(snap, req, at, wait).await,
+        }
+    }
+
+    /// The part of a decision that needs no network: the stored policies
+    /// (with what an earlier Direct consultation gave the originator) over
+    /// the cached attributes. Most decisions end here; the others say what
+    /// they wait for.
+    fn decide_now(
+        &self,
+        snap: &Snapshot,
+        req: &pb::DecisionRequest,
+        at: At,
+    ) -> Result<Step, Vec<authz_proto::ConversionError>> {
+        let grant = match &self.inner.dynamic {
+            None => TokenGrant::default(),
+            // The request's tokens first (Token-IDs are fetched).
+            Some(dynamic) if has_tokens(req) => {
+                return Ok(Step::Wait(Wait::Tokens(dynamic.clone())));
             }
-            return Ok(decision);
+            Some(dynamic) => {
+                let conv = decision_request_from_pb(req, at.now)?;
+                let hosting = conv.hosting.as_ref().unwrap_or(&self.inner.hosting);
+                // Tokens an earlier Direct consultation gave this originator.
+                dynamic.direct_grant(hosting, &req.originator, &conv.request.target, at.now)
+            }
         };
-        let (start, now) = (at.start, at.now);
+        self.decide_stored(snap, req, at, grant)
+    }
+
+    /// The rest of a decision [`Self::decide_now`] left waiting on the
+    /// network: the request's tokens, attributes from the PIP, the DASes.
+    async fn decide_waiting(
+        &self,
+        snap: &Snapshot,
+        req: &pb::DecisionRequest,
+        at: At,
+        mut wait: Wait,
+    ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
+        loop {
+            let step = match wait {
+                Wait::Tokens(dynamic) => self.decide_tokens(snap, req, at, &dynamic).await?,
+                Wait::Attributes { grant, fetch } => {
+                    let decision = self.decide_fetched(snap, req, at, &grant, fetch).await?;
+                    self.after_stored(req, decision, grant)
+                }
+                Wait::Das {
+                    dynamic,
+                    grant,
+                    decision,
+                } => {
+                    return self
+                        .consult_dases(snap, req, at, &dynamic, grant, decision)
+                        .await;
+                }
+            };
+            match step {
+                Step::Decided(decision) => return Ok(decision),
+                Step::Wait(next) => wait = next,
+            }
+        }
+    }
+
+    /// The stored policies and `grant` decide over the cached attributes,
+    /// then [`Self::after_stored`]; or the attributes to fetch first.
+    fn decide_stored(
+        &self,
+        snap: &Snapshot,
+        req: &pb::DecisionRequest,
+        at: At,
+        grant: TokenGrant,
+    ) -> Result<Step, Vec<authz_proto::ConversionError>> {
+        let step = match self.decide_with(snap, req, at, Pass::Cached, &grant)? {
+            Outcome::Done(decision) => self.after_stored(req, decision, grant),
+            Outcome::Fetch(fetch) => Step::Wait(Wait::Attributes { grant, fetch }),
+        };
+        Ok(step)
+    }
+
+    /// What follows the stored policies' decision. At a PDP without tokens
+    /// and dynamic authorization the decision stands; when it denies, tokens
+    /// the request carries are an error (TS-0003 7.3.2.3 step 6.1.4,
+    /// Decision 9: a Deny with the reason, 4103). With them, a Deny goes to
+    /// the DASes (the stored policies decide first: TS-0001 10.2.3.1 order).
+    fn after_stored(
+        &self,
+        req: &pb::DecisionRequest,
+        mut decision: pb::Decision,
+        grant: TokenGrant,
+    ) -> Step {
+        let denied = decision.decision == pb::AuthorizationDecision::Deny as i32
+            && decision.status != pb::AuthorizationStatus::SyntaxError as i32;
+        match &self.inner.dynamic {
+            None => {
+                if denied && has_tokens(req) {
+                    decision.summary.push_str(NO_TOKEN_ISSUER);
+                }
+                Step::Decided(decision)
+            }
+            Some(dynamic) if denied => Step::Wait(Wait::Das {
+                dynamic: dynamic.clone(),
+                grant,
+                decision,
+            }),
+            Some(_) => Step::Decided(with_assigned_token_ids(decision, &grant)),
+        }
+    }
+
+    /// The request's tokens, Token-IDs and Local-Token-IDs resolved and
+    /// verified (TS-0003 7.3.2.3), then the stored policies with what they
+    /// grant.
+    async fn decide_tokens(
+        &self,
+        snap: &Snapshot,
+        req: &pb::DecisionRequest,
+        at: At,
+        dynamic: &Dynamic,
+    ) -> Result<Step, Vec<authz_proto::ConversionError>> {
+        let now = at.now;
         let conv = decision_request_from_pb(req, now)?;
-        let hosting = conv
-            .hosting
-            .clone()
-            .unwrap_or_else(|| self.inner.hosting.clone());
-        let target = conv.request.target.clone();
-        let mut grant = TokenGrant::default();
-        if has_tokens(req) {
-            match dynamic.resolve_tokens(req, &hosting, &target, now).await {
-                Ok(g) => grant = g,
-                Err(TokenFailure::Malformed(message)) => {
-                    return Err(vec![authz_proto::ConversionError {
-                        field: "tokens".to_owned(),
-                        message,
-                    }]);
-                }
-                Err(failure) => {
-                    // The stored policies decide first (TS-0001 10.2.3.1 order,
-                    // spec notes §2.3: Indirect Dynamic Authorization only for a
-                    // request they deny), as at a PDP without DASes: their
-                    // Permit stands; otherwise the tokens' failure is the answer.
-                    let stored = dynamic.direct_grant(&hosting, &req.originator, &target, now);
-                    let decision = self.decide_attributes(snap, req, at, &stored).await?;
-                    if decision.decision == pb::AuthorizationDecision::Permit as i32 {
-                        return Ok(decision);
-                    }
-                    return Ok(self.token_deny(snap, req, &failure, start));
-                }
+        let hosting = conv.hosting.as_ref().unwrap_or(&self.inner.hosting);
+        let target = conv.request.target.as_str();
+        let mut grant = match dynamic.resolve_tokens(req, hosting, target, now).await {
+            Ok(grant) => grant,
+            Err(TokenFailure::Malformed(message)) => {
+                return Err(vec![authz_proto::ConversionError {
+                    field: "tokens".to_owned(),
+                    message,
+                }]);
             }
-        }
+            Err(failure) => {
+                // The stored policies decide first (TS-0001 10.2.3.1 order,
+                // spec notes §2.3: Indirect Dynamic Authorization only for a
+                // request they deny), as at a PDP without DASes: their
+                // Permit stands; otherwise the tokens' failure is the answer.
+                let stored = dynamic.direct_grant(hosting, &req.originator, target, now);
+                let decision = self.decide_attributes(snap, req, at, &stored).await?;
+                if decision.decision == pb::AuthorizationDecision::Permit as i32 {
+                    return Ok(Step::Decided(decision));
+                }
+                return Ok(Step::Decided(
+                    self.token_deny(snap, req, &failure, at.start),
+                ));
+            }
+        };
         // Tokens an earlier Direct consultation gave this originator.
-        grant.extend(dynamic.direct_grant(&hosting, &req.originator, &target, now));
-        let mut decision = self.decide_attributes(snap, req, at, &grant).await?;
-        if decision.decision == pb::AuthorizationDecision::Deny as i32
-            && decision.status != pb::AuthorizationStatus::SyntaxError as i32
-        {
-            let (dases, lifetime) = dynamic.dases_for(snap, &target, now);
-            let originator = hosting
-                .canonicalize(&conv.request.originator)
-                .map(|c| c.into_owned())
-                .unwrap_or_else(|_| conv.request.originator.clone());
-            let rfa = self.role_ids_from_acps(snap, &conv, &hosting, now);
-            let dreq = Dynamic::das_request(req, snap, &originator, now, rfa, lifetime);
-            // Direct (7.3.2.2): consult the target's DAS(es) and decide again.
-            let mut reasons = Vec::new();
-            // DASes that gave no usable answer (down, slow, refusing, or a
-            // token that fails verification): the Deny is then indeterminate.
-            let mut unanswered: Vec<(String, String)> = Vec::new();
-            for endpoint in &dases {
-                // Each DAS gets the Role-IDs its FQDN issues (7.3.2.2 step 2.2.1).
-                let for_das = dynamic.das_request_for(endpoint, &dreq);
-                match dynamic
-                    .consult(endpoint, for_das, snap, &hosting, now)
-                    .await
-                {
-                    Ok(c) if c.grant.acps.is_empty() && c.grant.roles.is_empty() => {
-                        reasons.push(
-                            c.dai_ignored
-                                .unwrap_or_else(|| format!("DAS {endpoint} granted nothing")),
-                        );
-                    }
-                    Ok(c) => {
-                        reasons.extend(c.dai_ignored);
-                        grant.extend(c.grant);
-                        decision = self.decide_attributes(snap, req, at, &grant).await?;
-                        if decision.decision == pb::AuthorizationDecision::Permit as i32 {
-                            break;
-                        }
-                    }
-                    Err(reason) => {
-                        unanswered.push((endpoint.clone(), reason.clone()));
-                        reasons.push(reason);
+        grant.extend(dynamic.direct_grant(hosting, &req.originator, target, now));
+        self.decide_stored(snap, req, at, grant)
+    }
+
+    /// A request the stored policies and `grant` deny (`decision`): Direct
+    /// Dynamic Authorization (TS-0003 7.3.2.2) with the target's DASes, and
+    /// for a Deny that stays, Token Request Information (7.3.2.3 step 2).
+    async fn consult_dases(
+        &self,
+        snap: &Snapshot,
+        req: &pb::DecisionRequest,
+        at: At,
+        dynamic: &Dynamic,
+        mut grant: TokenGrant,
+        mut decision: pb::Decision,
+    ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
+        let now = at.now;
+        let conv = decision_request_from_pb(req, now)?;
+        let hosting = conv.hosting.as_ref().unwrap_or(&self.inner.hosting);
+        let (dases, lifetime) = dynamic.dases_for(snap, &conv.request.target, now);
+        let originator = hosting
+            .canonicalize(&conv.request.originator)
+            .map(|c| c.into_owned())
+            .unwrap_or_else(|_| conv.request.originator.clone());
+        let rfa = self.role_ids_from_acps(snap, &conv, hosting, now);
+        let dreq = Dynamic::das_request(req, snap, &originator, now, rfa, lifetime);
+        // Direct (7.3.2.2): consult the target's DAS(es) and decide again.
+        let mut reasons = Vec::new();
+        // DASes that gave no usable answer (down, slow, refusing, or a
+        // token that fails verification): the Deny is then indeterminate.
+        let mut unanswered: Vec<(String, String)> = Vec::new();
+        for endpoint in &dases {
+            // Each DAS gets the Role-IDs its FQDN issues (7.3.2.2 step 2.2.1).
+            let for_das = dynamic.das_request_for(endpoint, &dreq);
+            match dynamic.consult(endpoint, for_das, snap, hosting, now).await {
+                Ok(c) if c.grant.acps.is_empty() && c.grant.roles.is_empty() => {
+                    reasons.push(
+                        c.dai_ignored
+                            .unwrap_or_else(|| format!("DAS {endpoint} granted nothing")),
+                    );
+                }
+                Ok(c) => {
+                    reasons.extend(c.dai_ignored);
+                    grant.extend(c.grant);
+                    decision = self.decide_attributes(snap, req, at, &grant).await?;
+                    if decision.decision == pb::AuthorizationDecision::Permit as i32 {
+                        break;
                     }
                 }
-            }
-            if decision.decision == pb::AuthorizationDecision::Deny as i32 {
-                if !unanswered.is_empty() {
-                    mark_indeterminate(&mut decision, &unanswered);
-                }
-                if !reasons.is_empty() {
-                    decision.summary.push_str("; dynamic authorization: ");
-                    decision.summary.push_str(&reasons.join("; "));
-                }
-                // Indirect (7.3.2.3 step 2): tell the originator where to get tokens.
-                if req.token_request_indicator {
-                    let endpoints = if dases.is_empty() {
-                        dynamic.endpoints()
-                    } else {
-                        dases
-                    };
-                    if !endpoints.is_empty() {
-                        decision.token_request_info =
-                            Some(dynamic.token_request_info(&endpoints, &dreq));
-                    }
+                Err(reason) => {
+                    unanswered.push((endpoint.clone(), reason.clone()));
+                    reasons.push(reason);
                 }
             }
         }
-        decision.assigned_token_ids = grant
-            .assigned
-            .iter()
-            .map(|(lti, tkid)| pb::LocalTokenIdAssignment {
-                local_token_id: lti.clone(),
-                token_id: tkid.clone(),
-            })
-            .collect();
-        Ok(decision)
+        if decision.decision == pb::AuthorizationDecision::Deny as i32 {
+            if !unanswered.is_empty() {
+                mark_indeterminate(&mut decision, &unanswered);
+            }
+            if !reasons.is_empty() {
+                decision.summary.push_str("; dynamic authorization: ");
+                decision.summary.push_str(&reasons.join("; "));
+            }
+            // Indirect (7.3.2.3 step 2): tell the originator where to get tokens.
+            if req.token_request_indicator {
+                let endpoints = if dases.is_empty() {
+                    dynamic.endpoints()
+                } else {
+                    dases
+                };
+                if !endpoints.is_empty() {
+                    decision.token_request_info =
+                        Some(dynamic.token_request_info(&endpoints, &dreq));
+                }
+            }
+        }
+        Ok(with_assigned_token_ids(decision, &grant))
     }
 
     /// TS-0003 7.3.2.2 step 2.2.1: the Role-IDs of applicable rules whose
@@ -486,26 +616,35 @@ impl PdpService {
     ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
         match self.decide_with(snap, req, at, Pass::Cached, grant)? {
             Outcome::Done(d) => Ok(d),
-            Outcome::Fetch(fetch) => {
-                let Some(cache) = &self.inner.pip else {
-                    // Only a PIP-backed pass asks for a fetch.
-                    return Err(vec![]);
-                };
-                let outcome = match cache.fetch(fetch.as_request()).await {
-                    Ok(fetched) => {
-                        self.decide_with(snap, req, at, Pass::Fetched(&fetched), grant)?
-                    }
-                    Err(reason) => {
-                        tracing::warn!(error = %reason, "PIP attributes unavailable");
-                        self.decide_with(snap, req, at, Pass::FetchFailed(&reason), grant)?
-                    }
-                };
-                match outcome {
-                    Outcome::Done(d) => Ok(d),
-                    // A pass after a fetch always completes; be safe anyway.
-                    Outcome::Fetch(_) => Err(vec![]),
-                }
+            Outcome::Fetch(fetch) => self.decide_fetched(snap, req, at, grant, fetch).await,
+        }
+    }
+
+    /// The decision pass after fetching what a pass from the cache lacked
+    /// (`fetch`), or after the fetch failed.
+    async fn decide_fetched(
+        &self,
+        snap: &Snapshot,
+        req: &pb::DecisionRequest,
+        at: At,
+        grant: &TokenGrant,
+        fetch: OwnedFetch,
+    ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
+        let Some(cache) = &self.inner.pip else {
+            // Only a PIP-backed pass asks for a fetch.
+            return Err(vec![]);
+        };
+        let outcome = match cache.fetch(fetch.as_request()).await {
+            Ok(fetched) => self.decide_with(snap, req, at, Pass::Fetched(&fetched), grant)?,
+            Err(reason) => {
+                tracing::warn!(error = %reason, "PIP attributes unavailable");
+                self.decide_with(snap, req, at, Pass::FetchFailed(&reason), grant)?
             }
+        };
+        match outcome {
+            Outcome::Done(d) => Ok(d),
+            // A pass after a fetch always completes; be safe anyway.
+            Outcome::Fetch(_) => Err(vec![]),
         }
     }
 
@@ -803,6 +942,20 @@ const NO_TOKEN_ISSUER: &str =
 /// Whether `req` carries tokens, Token-IDs or Local-Token-IDs.
 fn has_tokens(req: &pb::DecisionRequest) -> bool {
     !(req.tokens.is_empty() && req.token_ids.is_empty() && req.local_token_ids.is_empty())
+}
+
+/// `decision` with the Local-Token-IDs `grant` assigned (TS-0003 7.3.2.3
+/// step 7.1).
+fn with_assigned_token_ids(mut decision: pb::Decision, grant: &TokenGrant) -> pb::Decision {
+    decision.assigned_token_ids = grant
+        .assigned
+        .iter()
+        .map(|(lti, tkid)| pb::LocalTokenIdAssignment {
+            local_token_id: lti.clone(),
+            token_id: tkid.clone(),
+        })
+        .collect();
+    decision
 }
 
 /// Marks a Deny that Direct Dynamic Authorization could not settle: a DAS
