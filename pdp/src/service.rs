@@ -18,6 +18,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use authz_core::compile::CompiledAcp;
@@ -38,8 +39,11 @@ use authz_proto::pb;
 use authz_proto::pb::echo_server::Echo;
 use authz_proto::pb::policy_decision_point_server::PolicyDecisionPoint;
 use chrono::Utc;
+use futures_util::StreamExt as _;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
 use smallvec::SmallVec;
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::dynamic::{Dynamic, TokenFailure, TokenGrant};
@@ -1055,32 +1059,26 @@ impl PolicyDecisionPoint for PdpService {
 
     type DecideStreamStream = DecisionStream;
 
-    /// Decides up to [`STREAM_IN_FLIGHT`] requests of the stream at once and
-    /// answers each as soon as it is decided, so the answers may come out of
-    /// request order: the client matches them by `request_id`, which every
-    /// decision echoes. Deciding one at a time would hold every request
-    /// behind a slow one (a DAS consultation, a PIP fetch) until it is done,
-    /// past the PEP's deadline. When the limit is reached no further request
-    /// is read, so HTTP/2 flow control holds the sender back.
+    /// Answers each request of the stream as soon as it is decided, so the
+    /// answers may come out of request order: the client matches them by
+    /// `request_id`, which every decision echoes. A request that needs no
+    /// network (the stored policies over cached attributes, most of them) is
+    /// decided as it is read; one that waits (a PIP fetch, tokens, a DAS
+    /// consultation) joins up to [`STREAM_IN_FLIGHT`] others that wait,
+    /// while the requests behind it are read and answered. Deciding one at a
+    /// time would hold every request behind a slow one until it is done,
+    /// past the PEP's deadline. With that many waiting no further request is
+    /// read, so HTTP/2 flow control holds the sender back.
     async fn decide_stream(
         &self,
         request: Request<Streaming<pb::DecisionRequest>>,
     ) -> Result<Response<Self::DecideStreamStream>, Status> {
-        let service = self.clone();
-        let decisions = request.into_inner().map(move |item| {
-            let service = service.clone();
-            async move {
-                match item {
-                    Ok(req) => Ok(service.decide_or_syntax_error(&req).await),
-                    Err(status) => {
-                        telemetry::record_rpc_error("DecideStream");
-                        Err(status)
-                    }
-                }
-            }
-        });
-        let out = futures_util::StreamExt::buffer_unordered(decisions, STREAM_IN_FLIGHT);
-        Ok(Response::new(Box::pin(out)))
+        Ok(Response::new(Box::pin(StreamDecisions {
+            service: self.clone(),
+            requests: request.into_inner(),
+            requests_ended: false,
+            waiting: FuturesUnordered::new(),
+        })))
     }
 
     async fn status(
@@ -1088,6 +1086,75 @@ impl PolicyDecisionPoint for PdpService {
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         Ok(Response::new(self.status_pb()))
+    }
+}
+
+/// The answers of one `DecideStream` (see `decide_stream`).
+struct StreamDecisions {
+    service: PdpService,
+    requests: Streaming<pb::DecisionRequest>,
+    requests_ended: bool,
+    /// The decisions waiting on the network, at most [`STREAM_IN_FLIGHT`].
+    /// Only these are boxed: a decision made as its request is read goes
+    /// out without a future of its own.
+    waiting: FuturesUnordered<BoxFuture<'static, pb::Decision>>,
+}
+
+impl StreamDecisions {
+    /// Decides `req` now when that needs no network; otherwise it joins
+    /// `waiting`.
+    fn take(&mut self, req: pb::DecisionRequest) -> Option<pb::Decision> {
+        let service = &self.service;
+        let snap = service.inner.replica.load();
+        let at = At::now();
+        let result = match service.decide_now(&snap, &req, at) {
+            Ok(Step::Decided(decision)) => Ok(decision),
+            Ok(Step::Wait(wait)) => {
+                // The same snapshot for the rest: one revision per answer.
+                let snap = arc_swap::Guard::into_inner(snap);
+                let service = service.clone();
+                self.waiting.push(Box::pin(async move {
+                    let result = service.decide_waiting(&snap, &req, at, wait).await;
+                    service.or_syntax_error(&snap, &req, result, at.start)
+                }));
+                return None;
+            }
+            Err(errors) => Err(errors),
+        };
+        Some(service.or_syntax_error(&snap, &req, result, at.start))
+    }
+}
+
+impl Stream for StreamDecisions {
+    type Item = Result<pb::Decision, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Poll::Ready(Some(decision)) = this.waiting.poll_next_unpin(cx) {
+            return Poll::Ready(Some(Ok(decision)));
+        }
+        while !this.requests_ended && this.waiting.len() < STREAM_IN_FLIGHT {
+            match Pin::new(&mut this.requests).poll_next(cx) {
+                Poll::Ready(Some(Ok(req))) => {
+                    if let Some(decision) = this.take(req) {
+                        return Poll::Ready(Some(Ok(decision)));
+                    }
+                }
+                Poll::Ready(Some(Err(status))) => {
+                    telemetry::record_rpc_error("DecideStream");
+                    return Poll::Ready(Some(Err(status)));
+                }
+                Poll::Ready(None) => this.requests_ended = true,
+                Poll::Pending => break,
+            }
+        }
+        // Polls the decisions that just joined (and registers their wakers).
+        match this.waiting.poll_next_unpin(cx) {
+            Poll::Ready(Some(decision)) => Poll::Ready(Some(Ok(decision))),
+            Poll::Ready(None) if this.requests_ended => Poll::Ready(None),
+            // Nothing waits and the requests are pending: their waker is set.
+            Poll::Ready(None) | Poll::Pending => Poll::Pending,
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The PDP over real gRPC on 127.0.0.1: following a fake PRP through an
 //! outage, explicit ACP IDs, batch order, a stream answering each request as
-//! it is decided (a slow one, held at a fake DAS, does not hold up the
-//! others), invalid requests, health, and Echo.
+//! it is decided (slow ones, held at a fake DAS, do not hold up the others;
+//! at most `STREAM_IN_FLIGHT` wait), invalid requests, health, and Echo.
 
 mod common;
 
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use authz_pdp::{DynamicConfig, Pdp, PdpConfig};
+use authz_pdp::{DynamicConfig, Pdp, PdpConfig, STREAM_IN_FLIGHT};
 use authz_proto::pb;
 use authz_proto::pb::dynamic_authorization_server_server::{
     DynamicAuthorizationServer, DynamicAuthorizationServerServer,
@@ -521,6 +521,132 @@ async fn stream_answers_each_request_as_it_is_decided() {
     let second = answers.message().await.unwrap().expect("an answer");
     assert_eq!(second.request_id, "slow");
     assert_eq!(second.decision, DENY, "{}", second.summary);
+    drop(tx);
+    assert!(answers.message().await.unwrap().is_none());
+}
+
+/// Requests decided as they are read (a stored Permit) and requests held at
+/// a DAS interleave on one stream: every fast one is answered while the slow
+/// ones are held, more of them than the stream holds waiting, and the slow
+/// ones are answered once released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_answers_fast_requests_around_held_ones() {
+    let das = GatedDas::new();
+    let url = das.serve().await;
+    let mut dynamic = DynamicConfig::new(vec![url.clone()]);
+    dynamic.default_das = Some(url);
+    dynamic.deadline = Duration::from_secs(120);
+    let pdp = Pdp::start(PdpConfig::new(hosting()).with_dynamic(dynamic)).unwrap();
+    pdp.apply_event(&snapshot_event(
+        1,
+        vec![acp("acp1", &["Cphone"], RETRIEVE)],
+        vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+    ))
+    .unwrap();
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut answers = client
+        .decide_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let fast = STREAM_IN_FLIGHT + 36;
+    let mut expected_fast = std::collections::BTreeSet::new();
+    let mut sent = 0;
+    // Two slow requests (two originators, so two consultations), each
+    // followed by fast ones.
+    for (slow, fast_after) in [("Cvisitor", fast - 10), ("Cguest", 10)] {
+        let mut r = request(slow, pb::Operation::Retrieve, "cnt");
+        r.request_id = format!("slow-{slow}");
+        tx.send(r).await.unwrap();
+        for _ in 0..fast_after {
+            let mut r = request("Cphone", pb::Operation::Retrieve, "cnt");
+            r.request_id = format!("fast-{sent}");
+            expected_fast.insert(r.request_id.clone());
+            sent += 1;
+            tx.send(r).await.unwrap();
+        }
+    }
+    let mut answered_fast = std::collections::BTreeSet::new();
+    while answered_fast.len() < fast {
+        let d = tokio::time::timeout(Duration::from_secs(30), answers.message())
+            .await
+            .expect("the fast requests answered while the slow ones are held")
+            .unwrap()
+            .expect("an answer");
+        assert!(d.request_id.starts_with("fast-"), "{} first", d.request_id);
+        assert_eq!(d.decision, PERMIT, "{}", d.summary);
+        assert!(answered_fast.insert(d.request_id), "answered twice");
+    }
+    assert_eq!(answered_fast, expected_fast);
+    let consulted = || async { das.consulted.load(Ordering::SeqCst) == 2 };
+    assert!(eventually(Duration::from_secs(30), consulted).await);
+
+    das.release();
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let d = answers.message().await.unwrap().expect("an answer");
+        assert_eq!(d.decision, DENY, "{}", d.summary);
+        slow.push(d.request_id);
+    }
+    slow.sort();
+    assert_eq!(slow, ["slow-Cguest", "slow-Cvisitor"]);
+    drop(tx);
+    assert!(answers.message().await.unwrap().is_none());
+}
+
+/// A stream holds at most [`STREAM_IN_FLIGHT`] requests waiting: with that
+/// many held at a DAS, the next request is not read (so not answered, even
+/// one decided without waiting) until one of them is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_reads_no_further_while_its_waiting_requests_are_full() {
+    let das = GatedDas::new();
+    let url = das.serve().await;
+    let mut dynamic = DynamicConfig::new(vec![url.clone()]);
+    dynamic.default_das = Some(url);
+    dynamic.deadline = Duration::from_secs(120);
+    let pdp = Pdp::start(PdpConfig::new(hosting()).with_dynamic(dynamic)).unwrap();
+    pdp.apply_event(&snapshot_event(
+        1,
+        vec![acp("acp1", &["Cphone"], RETRIEVE)],
+        vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+    ))
+    .unwrap();
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut answers = client
+        .decide_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Each its own originator: one consultation each, all held.
+    for i in 0..STREAM_IN_FLIGHT {
+        let mut r = request(&format!("Cvisitor{i}"), pb::Operation::Retrieve, "cnt");
+        r.request_id = format!("slow-{i}");
+        tx.send(r).await.unwrap();
+    }
+    let consulted = || async { das.consulted.load(Ordering::SeqCst) == STREAM_IN_FLIGHT };
+    assert!(eventually(Duration::from_secs(30), consulted).await);
+    let mut fast = request("Cphone", pb::Operation::Retrieve, "cnt");
+    fast.request_id = "fast".into();
+    tx.send(fast).await.unwrap();
+    // Nothing is answered while all are held (the wait only gives an
+    // unbounded stream time to answer the fast request).
+    let early = tokio::time::timeout(Duration::from_millis(300), answers.message()).await;
+    assert!(early.is_err(), "answered with every place taken: {early:?}");
+
+    das.release();
+    let mut ids = std::collections::BTreeSet::new();
+    for _ in 0..=STREAM_IN_FLIGHT {
+        let d = answers.message().await.unwrap().expect("an answer");
+        ids.insert(d.request_id);
+    }
+    assert!(ids.contains("fast"));
+    assert_eq!(ids.len(), STREAM_IN_FLIGHT + 1);
     drop(tx);
     assert!(answers.message().await.unwrap().is_none());
 }
