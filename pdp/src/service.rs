@@ -105,6 +105,14 @@ impl At {
     }
 }
 
+/// One wire request being decided: the request, its conversion (done once,
+/// whatever passes the decision takes), and when it started.
+struct Job<'r> {
+    req: &'r pb::DecisionRequest,
+    conv: ConvertedRequest,
+    at: At,
+}
+
 /// The state shared by every clone of [`PdpService`].
 struct Inner {
     replica: Arc<Replica>,
@@ -291,7 +299,8 @@ impl PdpService {
         req: &pb::DecisionRequest,
     ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
         let snap = self.inner.replica.load();
-        self.decide_resolving(&snap, req, At::now()).await
+        let job = self.prepare(&snap, req, At::now())?;
+        self.decide_resolving(&snap, &job).await
     }
 
     /// Decides one wire request from local data only (replica and attribute
@@ -302,16 +311,40 @@ impl PdpService {
         req: &pb::DecisionRequest,
     ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
         let snap = self.inner.replica.load();
+        let job = self.prepare(&snap, req, At::now())?;
         match self.decide_with(
             &snap,
-            req,
-            At::now(),
+            &job,
             Pass::FetchFailed("not in the PDP's PIP cache (local-only decision)"),
             &TokenGrant::default(),
-        )? {
+        ) {
             Outcome::Done(d) => Ok(d),
             Outcome::Fetch(_) => Err(vec![]),
         }
+    }
+
+    /// Converts and checks a wire request once for every pass of its
+    /// decision. A CREATE that does not say its target's type gets it from
+    /// the replica: an `acod` `ty` is compared with the type of the targeted
+    /// (parent) resource (TS-0003 7.1.5 res_resourceType).
+    fn prepare<'r>(
+        &self,
+        snap: &Snapshot,
+        req: &'r pb::DecisionRequest,
+        at: At,
+    ) -> Result<Job<'r>, Vec<authz_proto::ConversionError>> {
+        let mut conv = decision_request_from_pb(req, at.now)?;
+        if conv.request.operation == authz_core::request::Operation::Create
+            && conv.request.target_type.is_none()
+        {
+            conv.request.target_type = snap.resource_type(&conv.request.target);
+        }
+        Ok(Job { req, conv, at })
+    }
+
+    /// The hosting CSE of a job: the request's, else the configured one.
+    fn hosting<'a>(&'a self, job: &'a Job<'_>) -> &'a HostingContext {
+        job.conv.hosting.as_ref().unwrap_or(&self.inner.hosting)
     }
 
     /// A decision with tokens and dynamic authorization (TS-0003 7.3): as
@@ -320,12 +353,11 @@ impl PdpService {
     async fn decide_resolving(
         &self,
         snap: &Snapshot,
-        req: &pb::DecisionRequest,
-        at: At,
+        job: &Job<'_>,
     ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
-        match self.decide_now(snap, req, at)? {
+        match self.decide_now(snap, job) {
             Step::Decided(decision) => Ok(decision),
-            Step::Wait(wait) => self.decide_waiting(snap, req, at, wait).await,
+            Step::Wait(wait) => self.decide_waiting(snap, job, wait).await,
         }
     }
 
@@ -333,26 +365,22 @@ impl PdpService {
     /// (with what an earlier Direct consultation gave the originator) over
     /// the cached attributes. Most decisions end here; the others say what
     /// they wait for.
-    fn decide_now(
-        &self,
-        snap: &Snapshot,
-        req: &pb::DecisionRequest,
-        at: At,
-    ) -> Result<Step, Vec<authz_proto::ConversionError>> {
+    fn decide_now(&self, snap: &Snapshot, job: &Job<'_>) -> Step {
         let grant = match &self.inner.dynamic {
             None => TokenGrant::default(),
             // The request's tokens first (Token-IDs are fetched).
-            Some(dynamic) if has_tokens(req) => {
-                return Ok(Step::Wait(Wait::Tokens(dynamic.clone())));
+            Some(dynamic) if has_tokens(job.req) => {
+                return Step::Wait(Wait::Tokens(dynamic.clone()));
             }
-            Some(dynamic) => {
-                let conv = decision_request_from_pb(req, at.now)?;
-                let hosting = conv.hosting.as_ref().unwrap_or(&self.inner.hosting);
-                // Tokens an earlier Direct consultation gave this originator.
-                dynamic.direct_grant(hosting, &req.originator, &conv.request.target, at.now)
-            }
+            // Tokens an earlier Direct consultation gave this originator.
+            Some(dynamic) => dynamic.direct_grant(
+                self.hosting(job),
+                &job.req.originator,
+                &job.conv.request.target,
+                job.at.now,
+            ),
         };
-        self.decide_stored(snap, req, at, grant)
+        self.decide_stored(snap, job, grant)
     }
 
     /// The rest of a decision [`Self::decide_now`] left waiting on the
@@ -360,16 +388,15 @@ impl PdpService {
     async fn decide_waiting(
         &self,
         snap: &Snapshot,
-        req: &pb::DecisionRequest,
-        at: At,
+        job: &Job<'_>,
         mut wait: Wait,
     ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
         loop {
             let step = match wait {
-                Wait::Tokens(dynamic) => self.decide_tokens(snap, req, at, &dynamic).await?,
+                Wait::Tokens(dynamic) => self.decide_tokens(snap, job, &dynamic).await?,
                 Wait::Attributes { grant, fetch } => {
-                    let decision = self.decide_fetched(snap, req, at, &grant, fetch).await?;
-                    self.after_stored(req, decision, grant)
+                    let decision = self.decide_fetched(snap, job, &grant, fetch).await?;
+                    self.after_stored(job.req, decision, grant)
                 }
                 Wait::Das {
                     dynamic,
@@ -377,7 +404,7 @@ impl PdpService {
                     decision,
                 } => {
                     return self
-                        .consult_dases(snap, req, at, &dynamic, grant, decision)
+                        .consult_dases(snap, job, &dynamic, grant, decision)
                         .await;
                 }
             };
@@ -390,18 +417,11 @@ impl PdpService {
 
     /// The stored policies and `grant` decide over the cached attributes,
     /// then [`Self::after_stored`]; or the attributes to fetch first.
-    fn decide_stored(
-        &self,
-        snap: &Snapshot,
-        req: &pb::DecisionRequest,
-        at: At,
-        grant: TokenGrant,
-    ) -> Result<Step, Vec<authz_proto::ConversionError>> {
-        let step = match self.decide_with(snap, req, at, Pass::Cached, &grant)? {
-            Outcome::Done(decision) => self.after_stored(req, decision, grant),
+    fn decide_stored(&self, snap: &Snapshot, job: &Job<'_>, grant: TokenGrant) -> Step {
+        match self.decide_with(snap, job, Pass::Cached, &grant) {
+            Outcome::Done(decision) => self.after_stored(job.req, decision, grant),
             Outcome::Fetch(fetch) => Step::Wait(Wait::Attributes { grant, fetch }),
-        };
-        Ok(step)
+        }
     }
 
     /// What follows the stored policies' decision. At a PDP without tokens
@@ -439,14 +459,12 @@ impl PdpService {
     async fn decide_tokens(
         &self,
         snap: &Snapshot,
-        req: &pb::DecisionRequest,
-        at: At,
+        job: &Job<'_>,
         dynamic: &Dynamic,
     ) -> Result<Step, Vec<authz_proto::ConversionError>> {
-        let now = at.now;
-        let conv = decision_request_from_pb(req, now)?;
-        let hosting = conv.hosting.as_ref().unwrap_or(&self.inner.hosting);
-        let target = conv.request.target.as_str();
+        let (req, now) = (job.req, job.at.now);
+        let hosting = self.hosting(job);
+        let target = job.conv.request.target.as_str();
         let mut grant = match dynamic.resolve_tokens(req, hosting, target, now).await {
             Ok(grant) => grant,
             Err(TokenFailure::Malformed(message)) => {
@@ -461,18 +479,21 @@ impl PdpService {
                 // request they deny), as at a PDP without DASes: their
                 // Permit stands; otherwise the tokens' failure is the answer.
                 let stored = dynamic.direct_grant(hosting, &req.originator, target, now);
-                let decision = self.decide_attributes(snap, req, at, &stored).await?;
+                let decision = self.decide_attributes(snap, job, &stored).await?;
                 if decision.decision == pb::AuthorizationDecision::Permit as i32 {
                     return Ok(Step::Decided(decision));
                 }
-                return Ok(Step::Decided(
-                    self.token_deny(snap, req, &failure, at.start),
-                ));
+                return Ok(Step::Decided(self.token_deny(
+                    snap,
+                    req,
+                    &failure,
+                    job.at.start,
+                )));
             }
         };
         // Tokens an earlier Direct consultation gave this originator.
         grant.extend(dynamic.direct_grant(hosting, &req.originator, target, now));
-        self.decide_stored(snap, req, at, grant)
+        Ok(self.decide_stored(snap, job, grant))
     }
 
     /// A request the stored policies and `grant` deny (`decision`): Direct
@@ -481,21 +502,19 @@ impl PdpService {
     async fn consult_dases(
         &self,
         snap: &Snapshot,
-        req: &pb::DecisionRequest,
-        at: At,
+        job: &Job<'_>,
         dynamic: &Dynamic,
         mut grant: TokenGrant,
         mut decision: pb::Decision,
     ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
-        let now = at.now;
-        let conv = decision_request_from_pb(req, now)?;
-        let hosting = conv.hosting.as_ref().unwrap_or(&self.inner.hosting);
+        let (req, conv, now) = (job.req, &job.conv, job.at.now);
+        let hosting = self.hosting(job);
         let (dases, lifetime) = dynamic.dases_for(snap, &conv.request.target, now);
         let originator = hosting
             .canonicalize(&conv.request.originator)
             .map(|c| c.into_owned())
             .unwrap_or_else(|_| conv.request.originator.clone());
-        let rfa = self.role_ids_from_acps(snap, &conv, hosting, now);
+        let rfa = self.role_ids_from_acps(snap, conv, hosting, now);
         let dreq = Dynamic::das_request(req, snap, &originator, now, rfa, lifetime);
         // Direct (7.3.2.2): consult the target's DAS(es) and decide again.
         let mut reasons = Vec::new();
@@ -515,7 +534,7 @@ impl PdpService {
                 Ok(c) => {
                     reasons.extend(c.dai_ignored);
                     grant.extend(c.grant);
-                    decision = self.decide_attributes(snap, req, at, &grant).await?;
+                    decision = self.decide_attributes(snap, job, &grant).await?;
                     if decision.decision == pb::AuthorizationDecision::Permit as i32 {
                         break;
                     }
@@ -614,13 +633,12 @@ impl PdpService {
     async fn decide_attributes(
         &self,
         snap: &Snapshot,
-        req: &pb::DecisionRequest,
-        at: At,
+        job: &Job<'_>,
         grant: &TokenGrant,
     ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
-        match self.decide_with(snap, req, at, Pass::Cached, grant)? {
+        match self.decide_with(snap, job, Pass::Cached, grant) {
             Outcome::Done(d) => Ok(d),
-            Outcome::Fetch(fetch) => self.decide_fetched(snap, req, at, grant, fetch).await,
+            Outcome::Fetch(fetch) => self.decide_fetched(snap, job, grant, fetch).await,
         }
     }
 
@@ -629,8 +647,7 @@ impl PdpService {
     async fn decide_fetched(
         &self,
         snap: &Snapshot,
-        req: &pb::DecisionRequest,
-        at: At,
+        job: &Job<'_>,
         grant: &TokenGrant,
         fetch: OwnedFetch,
     ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
@@ -639,10 +656,10 @@ impl PdpService {
             return Err(vec![]);
         };
         let outcome = match cache.fetch(fetch.as_request()).await {
-            Ok(fetched) => self.decide_with(snap, req, at, Pass::Fetched(&fetched), grant)?,
+            Ok(fetched) => self.decide_with(snap, job, Pass::Fetched(&fetched), grant),
             Err(reason) => {
                 tracing::warn!(error = %reason, "PIP attributes unavailable");
-                self.decide_with(snap, req, at, Pass::FetchFailed(&reason), grant)?
+                self.decide_with(snap, job, Pass::FetchFailed(&reason), grant)
             }
         };
         match outcome {
@@ -658,7 +675,10 @@ impl PdpService {
     pub async fn decide_or_syntax_error(&self, req: &pb::DecisionRequest) -> pb::Decision {
         let snap = self.inner.replica.load();
         let at = At::now();
-        let result = self.decide_resolving(&snap, req, at).await;
+        let result = match self.prepare(&snap, req, at) {
+            Ok(job) => self.decide_resolving(&snap, &job).await,
+            Err(errors) => Err(errors),
+        };
         self.or_syntax_error(&snap, req, result, at.start)
     }
 
@@ -768,27 +788,19 @@ impl PdpService {
         Ok(Applicables { acps, unknown })
     }
 
+    /// One pass of the stored policies (and `grant`) over the attributes of
+    /// `pass`.
     fn decide_with(
         &self,
         snap: &Snapshot,
-        req: &pb::DecisionRequest,
-        at: At,
+        job: &Job<'_>,
         pass: Pass<'_>,
         grant: &TokenGrant,
-    ) -> Result<Outcome, Vec<authz_proto::ConversionError>> {
-        let (start, now) = (at.start, at.now);
-        let mut conv = decision_request_from_pb(req, now)?;
-        if conv.request.operation == authz_core::request::Operation::Create
-            && conv.request.target_type.is_none()
-        {
-            // An `acod` `ty` is compared with the type of the targeted
-            // (parent) resource (TS-0003 7.1.5 res_resourceType): when the
-            // PEP did not say, the replica knows it. Only a CREATE needs it.
-            conv.request.target_type = snap.resource_type(&conv.request.target);
-        }
-        let hosting = conv.hosting.as_ref().unwrap_or(&self.inner.hosting);
+    ) -> Outcome {
+        let (start, now, conv) = (job.at.start, job.at.now, &job.conv);
+        let hosting = self.hosting(job);
 
-        let Applicables { mut acps, unknown } = match self.applicable_set(snap, &conv, now) {
+        let Applicables { mut acps, unknown } = match self.applicable_set(snap, conv, now) {
             Ok(a) => a,
             Err((status, reason)) => {
                 let decision = Decision {
@@ -804,13 +816,7 @@ impl PdpService {
                     _ => "processing error",
                 };
                 out.summary = format!("DENY ({label}): {reason}");
-                return Ok(Outcome::Done(self.finish(
-                    out,
-                    &decision,
-                    snap,
-                    &conv.request_id,
-                    start,
-                )));
+                return Outcome::Done(self.finish(out, &decision, snap, &conv.request_id, start));
             }
         };
         // Token permissions join the applicable policies (TS-0003 7.3.2.5).
@@ -888,7 +894,7 @@ impl PdpService {
                 match judged {
                     Ok(decision) => decision,
                     // Boxed out of the closure: it is rare and large.
-                    Err(fetch) => return Ok(Outcome::Fetch(*fetch)),
+                    Err(fetch) => return Outcome::Fetch(*fetch),
                 }
             }
         };
@@ -899,13 +905,7 @@ impl PdpService {
                 unknown.join(", ")
             ));
         }
-        Ok(Outcome::Done(self.finish(
-            out,
-            &decision,
-            snap,
-            &conv.request_id,
-            start,
-        )))
+        Outcome::Done(self.finish(out, &decision, snap, &conv.request_id, start))
     }
 
     fn finish(
@@ -1050,7 +1050,10 @@ impl PolicyDecisionPoint for PdpService {
                 start: Instant::now(),
                 now,
             };
-            let result = self.decide_resolving(&snap, r, at).await;
+            let result = match self.prepare(&snap, r, at) {
+                Ok(job) => self.decide_resolving(&snap, &job).await,
+                Err(errors) => Err(errors),
+            };
             decisions.push(self.or_syntax_error(&snap, r, result, at.start));
         }
         tracing::Span::current().record("authz.decisions", decisions.len());
@@ -1107,18 +1110,26 @@ impl StreamDecisions {
         let service = &self.service;
         let snap = service.inner.replica.load();
         let at = At::now();
-        let result = match service.decide_now(&snap, &req, at) {
-            Ok(Step::Decided(decision)) => Ok(decision),
-            Ok(Step::Wait(wait)) => {
-                // The same snapshot for the rest: one revision per answer.
-                let snap = arc_swap::Guard::into_inner(snap);
-                let service = service.clone();
-                self.waiting.push(Box::pin(async move {
-                    let result = service.decide_waiting(&snap, &req, at, wait).await;
-                    service.or_syntax_error(&snap, &req, result, at.start)
-                }));
-                return None;
-            }
+        let result = match service.prepare(&snap, &req, at) {
+            Ok(job) => match service.decide_now(&snap, &job) {
+                Step::Decided(decision) => Ok(decision),
+                Step::Wait(wait) => {
+                    // The same snapshot for the rest: one revision per answer.
+                    let snap = arc_swap::Guard::into_inner(snap);
+                    let service = service.clone();
+                    let conv = job.conv;
+                    self.waiting.push(Box::pin(async move {
+                        let job = Job {
+                            req: &req,
+                            conv,
+                            at,
+                        };
+                        let result = service.decide_waiting(&snap, &job, wait).await;
+                        service.or_syntax_error(&snap, &req, result, at.start)
+                    }));
+                    return None;
+                }
+            },
             Err(errors) => Err(errors),
         };
         Some(service.or_syntax_error(&snap, &req, result, at.start))
