@@ -19,11 +19,9 @@ use authz_core::token::{
 use authz_das::DasConfig;
 use authz_proto::pb;
 use authz_proto::pb::dynamic_authorization_server_client::DynamicAuthorizationServerClient;
+use authz_tests::serving::{Served, serve};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
@@ -112,41 +110,23 @@ fn load(v: &Value) -> DasConfig {
 struct Running {
     client: DynamicAuthorizationServerClient<Channel>,
     service: authz_das::DasService,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: JoinHandle<()>,
+    server: Served,
 }
 
 impl Running {
     async fn start(config: DasConfig, data_dir: Option<&Path>) -> Self {
         let service = authz_das::build(config, data_dir).await.expect("build");
-        let router = authz_das::router(service.clone()).await.expect("router");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect");
+        let server = serve(authz_das::router(service.clone()).await.expect("router")).await;
         Self {
-            client: DynamicAuthorizationServerClient::new(channel),
+            client: DynamicAuthorizationServerClient::new(server.channel().await),
             service,
-            stop,
-            task,
+            server,
         }
     }
 
     async fn stop(self) {
         self.service.shutdown();
-        let _ = self.stop.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        self.server.stop().await;
     }
 }
 

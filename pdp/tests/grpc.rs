@@ -5,21 +5,16 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use authz_pdp::{DynamicConfig, Pdp, PdpConfig, STREAM_IN_FLIGHT};
 use authz_proto::pb;
-use authz_proto::pb::dynamic_authorization_server_server::{
-    DynamicAuthorizationServer, DynamicAuthorizationServerServer,
-};
 use authz_proto::pb::echo_client::EchoClient;
 use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
+use authz_tests::serving::GatedDas;
 use common::*;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{Code, Request, Response, Status};
+use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -401,82 +396,12 @@ async fn stream_answers_each_request_in_order() {
     assert!(answers.message().await.unwrap().is_none());
 }
 
-/// A DAS whose consultations wait until the test releases them, then grant
-/// nothing: a request the stored policies deny stays at the PDP for as long
-/// as the test wants, without any timing.
-#[derive(Clone)]
-struct GatedDas {
-    consulted: Arc<AtomicUsize>,
-    released: Arc<tokio::sync::watch::Sender<bool>>,
-}
-
-impl GatedDas {
-    fn new() -> Self {
-        Self {
-            consulted: Arc::default(),
-            released: Arc::new(tokio::sync::watch::channel(false).0),
-        }
-    }
-
-    fn release(&self) {
-        self.released.send_replace(true);
-    }
-
-    /// Serves it on 127.0.0.1:0; returns its URL.
-    async fn serve(&self) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let service = DynamicAuthorizationServerServer::new(self.clone());
-        tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(TcpListenerStream::new(listener))
-                .await;
-        });
-        url
-    }
-}
-
-#[tonic::async_trait]
-impl DynamicAuthorizationServer for GatedDas {
-    async fn consult(
-        &self,
-        _request: Request<pb::ConsultRequest>,
-    ) -> Result<Response<pb::DasResponse>, Status> {
-        self.consulted.fetch_add(1, Ordering::SeqCst);
-        let mut released = self.released.subscribe();
-        let _ = released.wait_for(|r| *r).await;
-        Ok(Response::new(pb::DasResponse::default()))
-    }
-
-    async fn issue_token(
-        &self,
-        _request: Request<pb::IssueTokenRequest>,
-    ) -> Result<Response<pb::IssueTokenResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn get_tokens(
-        &self,
-        _request: Request<pb::GetDasTokensRequest>,
-    ) -> Result<Response<pb::GetDasTokensResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn get_key_set(
-        &self,
-        _request: Request<pb::GetKeySetRequest>,
-    ) -> Result<Response<pb::KeySet>, Status> {
-        Err(Status::unavailable("no keys in this test"))
-    }
-}
-
 /// A request that takes long to decide (a DAS consultation) does not hold up
 /// the requests sent after it on the same stream: each is answered as soon
 /// as it is decided, with its `request_id` echoed to match it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_answers_each_request_as_it_is_decided() {
-    let das = GatedDas::new();
+    let das = GatedDas::default();
     let url = das.serve().await;
     let mut dynamic = DynamicConfig::new(vec![url.clone()]);
     dynamic.default_das = Some(url);
@@ -501,7 +426,7 @@ async fn stream_answers_each_request_as_it_is_decided() {
     let mut slow = request("Cvisitor", pb::Operation::Retrieve, "cnt");
     slow.request_id = "slow".into();
     tx.send(slow).await.unwrap();
-    let consulted = || async { das.consulted.load(Ordering::SeqCst) == 1 };
+    let consulted = || async { das.consulted() == 1 };
     assert!(eventually(Duration::from_secs(30), consulted).await);
 
     let mut fast = request("Cphone", pb::Operation::Retrieve, "cnt");
@@ -531,7 +456,7 @@ async fn stream_answers_each_request_as_it_is_decided() {
 /// ones are answered once released.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_answers_fast_requests_around_held_ones() {
-    let das = GatedDas::new();
+    let das = GatedDas::default();
     let url = das.serve().await;
     let mut dynamic = DynamicConfig::new(vec![url.clone()]);
     dynamic.default_das = Some(url);
@@ -581,7 +506,7 @@ async fn stream_answers_fast_requests_around_held_ones() {
         assert!(answered_fast.insert(d.request_id), "answered twice");
     }
     assert_eq!(answered_fast, expected_fast);
-    let consulted = || async { das.consulted.load(Ordering::SeqCst) == 2 };
+    let consulted = || async { das.consulted() == 2 };
     assert!(eventually(Duration::from_secs(30), consulted).await);
 
     das.release();
@@ -602,7 +527,7 @@ async fn stream_answers_fast_requests_around_held_ones() {
 /// one decided without waiting) until one of them is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_reads_no_further_while_its_waiting_requests_are_full() {
-    let das = GatedDas::new();
+    let das = GatedDas::default();
     let url = das.serve().await;
     let mut dynamic = DynamicConfig::new(vec![url.clone()]);
     dynamic.default_das = Some(url);
@@ -629,7 +554,7 @@ async fn stream_reads_no_further_while_its_waiting_requests_are_full() {
         r.request_id = format!("slow-{i}");
         tx.send(r).await.unwrap();
     }
-    let consulted = || async { das.consulted.load(Ordering::SeqCst) == STREAM_IN_FLIGHT };
+    let consulted = || async { das.consulted() == STREAM_IN_FLIGHT };
     assert!(eventually(Duration::from_secs(30), consulted).await);
     let mut fast = request("Cphone", pb::Operation::Retrieve, "cnt");
     fast.request_id = "fast".into();

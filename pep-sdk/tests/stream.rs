@@ -10,103 +10,12 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use authz_pdp::{DynamicConfig, Pdp, PdpConfig};
 use authz_pep::{DecisionSource, PepClient, PepConfig, Verdict};
 use authz_proto::pb;
-use authz_proto::pb::dynamic_authorization_server_server::{
-    DynamicAuthorizationServer, DynamicAuthorizationServerServer,
-};
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{Request, Response, Status};
-
-/// A DAS whose consultations wait until released, then grant nothing.
-#[derive(Clone)]
-struct GatedDas {
-    consulted: Arc<AtomicUsize>,
-    released: Arc<tokio::sync::watch::Sender<bool>>,
-}
-
-impl GatedDas {
-    fn new() -> Self {
-        Self {
-            consulted: Arc::default(),
-            released: Arc::new(tokio::sync::watch::channel(false).0),
-        }
-    }
-
-    fn consulted(&self) -> usize {
-        self.consulted.load(Ordering::SeqCst)
-    }
-
-    fn release(&self) {
-        self.released.send_replace(true);
-    }
-
-    /// Waits (polling, at most a generous minute) until the DAS has been
-    /// consulted `n` times: the requests are then at the PDP, undecided.
-    async fn wait_consulted(&self, n: usize) {
-        for _ in 0..3000 {
-            if self.consulted() >= n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the DAS was consulted {} times, not {n}", self.consulted());
-    }
-
-    /// Serves it on 127.0.0.1:0; returns its URL.
-    async fn serve(&self) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let service = DynamicAuthorizationServerServer::new(self.clone());
-        tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(TcpListenerStream::new(listener))
-                .await;
-        });
-        url
-    }
-}
-
-#[tonic::async_trait]
-impl DynamicAuthorizationServer for GatedDas {
-    async fn consult(
-        &self,
-        _request: Request<pb::ConsultRequest>,
-    ) -> Result<Response<pb::DasResponse>, Status> {
-        self.consulted.fetch_add(1, Ordering::SeqCst);
-        let mut released = self.released.subscribe();
-        let _ = released.wait_for(|r| *r).await;
-        Ok(Response::new(pb::DasResponse::default()))
-    }
-
-    async fn issue_token(
-        &self,
-        _request: Request<pb::IssueTokenRequest>,
-    ) -> Result<Response<pb::IssueTokenResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn get_tokens(
-        &self,
-        _request: Request<pb::GetDasTokensRequest>,
-    ) -> Result<Response<pb::GetDasTokensResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn get_key_set(
-        &self,
-        _request: Request<pb::GetKeySetRequest>,
-    ) -> Result<Response<pb::KeySet>, Status> {
-        Err(Status::unavailable("no keys in this test"))
-    }
-}
+use authz_tests::serving::GatedDas;
 
 /// A real PDP on 127.0.0.1:0 consulting `das` for every Deny; `acp1` on the
 /// container `door` grants RETRIEVE to `Cowner` only. Returns its URL.
@@ -152,7 +61,7 @@ fn assert_pdp_permit(v: &Verdict, rqi: &str) {
 /// after it on the same stream still gets the PDP's answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_request_does_not_make_the_next_fail_closed() {
-    let das = GatedDas::new();
+    let das = GatedDas::default();
     let (url, _pdp) = pdp(&das).await;
     let client = PepClient::new(PepConfig::new([url]).with_deadline(Duration::from_millis(500)))
         .expect("client");
@@ -191,7 +100,7 @@ async fn a_slow_request_does_not_make_the_next_fail_closed() {
 /// deadline fired no longer takes it, though the PDP is still deciding it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_request_frees_its_place() {
-    let das = GatedDas::new();
+    let das = GatedDas::default();
     let (url, _pdp) = pdp(&das).await;
     let client = PepClient::new(
         PepConfig::new([url])
@@ -216,7 +125,7 @@ async fn an_abandoned_request_frees_its_place() {
 /// come, the stream takes requests again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_stream_fails_closed_at_once() {
-    let das = GatedDas::new();
+    let das = GatedDas::default();
     let (url, _pdp) = pdp(&das).await;
     // A deadline far longer than the test: only the bound can fail it.
     let client = PepClient::new(

@@ -22,10 +22,9 @@ use authz_proto::pb::attribute_change::Change;
 use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
 use authz_proto::pb::policy_information_point_server::PolicyInformationPoint;
 use authz_store::{Backend, Loaded, Row, Store, StoreError};
-use tokio::net::TcpListener;
+use authz_tests::serving::serve;
 use tokio::sync::Notify;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 
 const ADMIN: &str = "CAdmin";
 const ALICE: &str = "//sp.example.com/id-in/Calice";
@@ -282,23 +281,8 @@ async fn a_write_cancelled_mid_commit_reaches_watchers_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_past_their_deadline_reach_watchers_over_grpc() {
     let (service, slow) = service();
-    let router = authz_pip::router(service.clone()).await.expect("router");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let _ = router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
-    let mut client = PolicyInformationPointClient::new(channel);
+    let server = serve(authz_pip::router(service.clone()).await.expect("router")).await;
+    let mut client = PolicyInformationPointClient::new(server.channel().await);
     let mut watch = client
         .watch(pb::WatchAttributesRequest { from_revision: 0 })
         .await
@@ -376,6 +360,5 @@ async fn writes_past_their_deadline_reach_watchers_over_grpc() {
     follow_to(&mut resumed, &mut from_one, revision).await;
     assert_eq!(from_one.groups, follower.groups);
     service.shutdown();
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    server.stop().await;
 }

@@ -3,16 +3,13 @@
 //! permissions, the ordered `Watch` stream, and durability across restarts.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use authz_pip::PipConfig;
 use authz_proto::pb;
 use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
+use authz_tests::serving::{Served, serve};
 use chrono::{DateTime, Utc};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
@@ -43,41 +40,23 @@ fn config(dir: Option<PathBuf>) -> PipConfig {
 struct Running {
     client: PolicyInformationPointClient<Channel>,
     service: authz_pip::PipService,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: JoinHandle<()>,
+    server: Served,
 }
 
 impl Running {
     async fn start(config: PipConfig) -> Self {
         let service = authz_pip::build(&config).await.expect("build");
-        let router = authz_pip::router(service.clone()).await.expect("router");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect");
+        let server = serve(authz_pip::router(service.clone()).await.expect("router")).await;
         Self {
-            client: PolicyInformationPointClient::new(channel),
+            client: PolicyInformationPointClient::new(server.channel().await),
             service,
-            stop,
-            task,
+            server,
         }
     }
 
     async fn stop(self) {
         self.service.shutdown();
-        let _ = self.stop.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        self.server.stop().await;
     }
 }
 

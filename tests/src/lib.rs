@@ -2,7 +2,9 @@
 //! TS-0003 clause 7.1.5 ([`reference`]) and proptest generators of policies,
 //! requests and attributes over a small shared vocabulary ([`generators`]).
 //! `tests/differential.rs` compares the compiled engine with the reference.
+//! [`serving`] starts gRPC servers on loopback for the services' tests.
 
 pub mod generators;
 pub mod mmdb;
 pub mod reference;
+pub mod serving;
