@@ -120,7 +120,8 @@ impl DecisionCache {
         }
     }
 
-    /// Stores `decision` under `key` when it may be cached.
+    /// Stores `decision` under `key` when it may be cached. Whether or not
+    /// it is stored, a newer revision than seen so far drops everything.
     pub(crate) fn insert(&self, key: Vec<u8>, decision: &pb::Decision) {
         let transient = [
             pb::AuthorizationStatus::MissingAttribute as i32,
@@ -128,14 +129,14 @@ impl DecisionCache {
             pb::AuthorizationStatus::ProcessingError as i32,
             pb::AuthorizationStatus::Unspecified as i32,
         ];
-        if transient.contains(&decision.status) || !decision.assigned_token_ids.is_empty() {
-            return;
-        }
         let mut inner = self.lock();
         if decision.policy_revision > inner.revision {
             inner.revision = decision.policy_revision;
             inner.map.clear();
         } else if decision.policy_revision < inner.revision {
+            return;
+        }
+        if transient.contains(&decision.status) || !decision.assigned_token_ids.is_empty() {
             return;
         }
         if inner.map.len() >= self.config.capacity && !inner.map.contains_key(&key) {
@@ -234,6 +235,34 @@ mod tests {
         );
         cache.insert(key.clone(), &permit(6));
         assert!(cache.get(&key).is_some());
+    }
+
+    /// A decision the cache does not store (a transient Deny, or one that
+    /// assigns Local-Token-IDs) still reports the PDP's newer revision: what
+    /// was cached under the older one goes.
+    #[test]
+    fn unstored_decisions_of_a_newer_revision_drop_entries() {
+        let now = Utc::now();
+        let a = DecisionCache::key(&req("C1", 100, 0), now).expect("key");
+        let b = DecisionCache::key(&req("C2", 100, 0), now).expect("key");
+        let missing = pb::Decision {
+            decision: 2,
+            status: pb::AuthorizationStatus::MissingAttribute as i32,
+            policy_revision: 6,
+            ..Default::default()
+        };
+        let with_token_ids = pb::Decision {
+            assigned_token_ids: vec![pb::LocalTokenIdAssignment::default()],
+            ..permit(7)
+        };
+        let cache = DecisionCache::new(CacheConfig::default());
+        for (revision, newer) in [(5, missing), (6, with_token_ids)] {
+            cache.insert(a.clone(), &permit(revision));
+            assert!(cache.get(&a).is_some());
+            cache.insert(b.clone(), &newer);
+            assert!(cache.get(&b).is_none(), "not stored");
+            assert!(cache.get(&a).is_none(), "revision {revision} dropped");
+        }
     }
 
     #[test]

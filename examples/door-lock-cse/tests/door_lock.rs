@@ -579,6 +579,24 @@ async fn the_guest_unlocks_with_a_token_from_the_das_7_3_2_3() {
         .await;
     assert_created(&r, "guest with the Token-ID");
 
+    // The grant carries the DAS rule's acaf: someone who only claims to be
+    // the guest (no PSK: not authenticated) gets nothing from the guest's
+    // token, its Local-Token-ID or its Token-ID (TS-0003 7.1.5 res_authn).
+    for (path, extra) in [
+        (format!("{FRONT}?ltids={lti}"), None),
+        (format!("{FRONT}?tids={token_id}"), None),
+        (FRONT.to_owned(), Some(("Authorization", token.as_str()))),
+    ] {
+        let mut headers = vec![
+            ("X-M2M-Origin", GUEST.0),
+            ("X-M2M-RI", "rq-test"),
+            CIN,
+        ];
+        headers.extend(extra);
+        let r = stack.send(HOME, "POST", &path, &headers, LOCK).await;
+        assert_denied(&r, &format!("unauthenticated 'Cguest' via {path}"));
+    }
+
     // The token grants CREATE in the front door only.
     let r = stack
         .as_(GUEST, "GET", FRONT_LA, &[("Authorization", &token)], "")
