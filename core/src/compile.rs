@@ -111,10 +111,16 @@ impl CompiledAcp {
     ) -> Result<Self, ValidationErrors> {
         let mut errors = Errors::default();
         let empty = SetOfAcrs::default();
-        let privileges = compile_acrs("pv", acp.privileges.as_ref().unwrap_or(&empty), &mut errors);
+        let privileges = compile_acrs(
+            "pv",
+            acp.privileges.as_ref().unwrap_or(&empty),
+            Entries::MayNameGroups,
+            &mut errors,
+        );
         let self_privileges = compile_acrs(
             "pvs",
             acp.self_privileges.as_ref().unwrap_or(&empty),
+            Entries::MayNameGroups,
             &mut errors,
         );
         if errors.0.is_empty() {
@@ -134,8 +140,30 @@ impl CompiledAcp {
         id: impl AsRef<str>,
         privileges: &SetOfAcrs,
     ) -> Result<Self, ValidationErrors> {
+        Self::synthetic(id, privileges, Entries::MayNameGroups)
+    }
+
+    /// Compiles the default access policy of the resource `target`
+    /// ([`crate::resources::default_policy`]) under
+    /// [`crate::resources::default_policy_id`]. Its `acor` names the
+    /// Originator of the successful Create (or the custodian) as an ID only:
+    /// never as a `<group>` whose members it would admit too (TS-0001
+    /// 9.6.1.3.2, "the Originator of the successful Create only").
+    pub fn default_policy(target: &str, rules: &SetOfAcrs) -> Result<Self, ValidationErrors> {
+        Self::synthetic(
+            crate::resources::default_policy_id(target),
+            rules,
+            Entries::OriginatorIdsOnly,
+        )
+    }
+
+    fn synthetic(
+        id: impl AsRef<str>,
+        privileges: &SetOfAcrs,
+        entries: Entries,
+    ) -> Result<Self, ValidationErrors> {
         let mut errors = Errors::default();
-        let compiled = compile_acrs("pv", privileges, &mut errors);
+        let compiled = compile_acrs("pv", privileges, entries, &mut errors);
         if errors.0.is_empty() {
             Ok(Self {
                 id: SmolStr::new(id),
@@ -383,7 +411,21 @@ mod num_like {
     }
 }
 
-fn compile_acrs(name: &str, acrs: &SetOfAcrs, errors: &mut Errors) -> CompiledAcrs {
+/// What the literal `acor` entries of a rule set may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entries {
+    /// An originator ID, or a `<group>` with that resource ID (Decision 3).
+    MayNameGroups,
+    /// An originator ID only (the default policy's owner).
+    OriginatorIdsOnly,
+}
+
+fn compile_acrs(
+    name: &str,
+    acrs: &SetOfAcrs,
+    entries: Entries,
+    errors: &mut Errors,
+) -> CompiledAcrs {
     let mut rules = Vec::with_capacity(acrs.rules.len());
     let mut all = Vec::new();
     let mut literals: Vec<(KeyKind, String, EntryRef)> = Vec::new();
@@ -402,7 +444,9 @@ fn compile_acrs(name: &str, acrs: &SetOfAcrs, errors: &mut Errors) -> CompiledAc
                 Ok(OriginatorEntry::Role(role)) => literals.push((KeyKind::Role, role, at)),
                 Ok(OriginatorEntry::Domain(fqdn)) => literals.push((KeyKind::Domain, fqdn, at)),
                 Ok(OriginatorEntry::Exact { scope, key }) => {
-                    groups.push((KeyKind::Group, raw.clone(), at));
+                    if entries == Entries::MayNameGroups {
+                        groups.push((KeyKind::Group, raw.clone(), at));
+                    }
                     let kind = match scope {
                         EntryScope::Absolute => KeyKind::Absolute,
                         EntryScope::SpRelative => KeyKind::SpRelative,

@@ -852,6 +852,27 @@ fn ts_0001_9_6_2_1_group_non_member_is_denied() {
     }
 }
 
+/// TS-0001 9.6.1.3.2 (spec notes §2.3 step 4): the default policy grants
+/// "the Originator of the successful Create only". A `<group>` whose
+/// resource ID equals the creator's (or custodian's) ID admits none of its
+/// members through it, though the same entry in a stored ACP would.
+#[test]
+fn ts_0001_9_6_1_3_2_default_policy_owner_is_never_a_group() {
+    for owner in ["CBob", "/id-in/grpX"] {
+        let attrs = InMemoryAttributes::new().with_group(owner, ["//m2msp.org/id-in/CMallory"]);
+        let rules: authz_core::SetOfAcrs =
+            serde_json::from_value(json!({"acr": [{"acor": [owner], "acop": 63}]})).expect("rules");
+        let default = CompiledAcp::default_policy("cnt", &rules).expect("compiles");
+        assert_eq!(default.id().as_str(), "defaultPolicy:cnt");
+        assert_deny(&check_with(&default, &retrieve("CMallory"), &attrs));
+        if owner == "CBob" {
+            assert_permit(&check_with(&default, &retrieve("CBob"), &attrs));
+        }
+        let stored = CompiledAcp::from_privileges("acp1", &rules).expect("compiles");
+        assert_permit(&check_with(&stored, &retrieve("CMallory"), &attrs));
+    }
+}
+
 /// TS-0001 9.6.2.1: if the group cannot be retrieved the request shall be
 /// rejected; Decision 10 reports it as a missing attribute naming the group.
 #[test]

@@ -52,6 +52,10 @@ use crate::pip::{FetchRequest, Fetched, PipCache};
 use crate::replica::{Replica, Snapshot};
 use crate::telemetry;
 
+/// Appended to a Deny while the replica has had no snapshot.
+const REPLICA_NOT_LOADED: &str =
+    "; the PDP's replica has no snapshot from the PRP yet, so it holds no policies";
+
 /// Generates unique decision IDs: a per-process random prefix and a counter.
 #[derive(Debug)]
 struct DecisionIds {
@@ -751,7 +755,7 @@ impl PdpService {
                     }
                 }
                 Ok(ApplicableSet::Default { rules, dynamic }) => {
-                    match CompiledAcp::from_privileges(default_policy_id(target), &rules) {
+                    match CompiledAcp::default_policy(target, &rules) {
                         Ok(acp) => {
                             acps.push((AcpRef::Owned(Box::new(acp)), PrivilegeKind::Privileges))
                         }
@@ -916,6 +920,15 @@ impl PdpService {
         request_id: &str,
         start: Instant,
     ) -> pb::Decision {
+        if out.decision != pb::AuthorizationDecision::Permit as i32
+            && !self.inner.replica.is_ready()
+        {
+            // Without a first snapshot the replica is empty, so "not
+            // registered" or "no rule" would be false: the decision is
+            // indeterminate (Decision 10).
+            out.status = pb::AuthorizationStatus::ProcessingError as i32;
+            out.summary.push_str(REPLICA_NOT_LOADED);
+        }
         out.decision_id = self.inner.ids.next();
         out.policy_revision = snap.revision;
         out.request_id = request_id.to_owned();

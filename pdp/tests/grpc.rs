@@ -307,6 +307,33 @@ async fn unknown_target_is_not_applicable_and_no_acpi_means_default_policy() {
     assert_eq!(d.decision, DENY);
 }
 
+/// Before its first snapshot the replica holds no policies: a Deny then is
+/// indeterminate (Decision 10), PROCESSING_ERROR saying so, not "not
+/// applicable" for a resource the PDP merely has not heard of yet.
+#[tokio::test]
+async fn a_pdp_without_a_snapshot_says_so_instead_of_not_applicable() {
+    let pdp = pdp_with(&[]);
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let d = decide(
+        &mut client,
+        request("Cphone", pb::Operation::Retrieve, "cnt"),
+    )
+    .await;
+    assert_eq!(d.decision, DENY);
+    assert_eq!(d.status, pb::AuthorizationStatus::ProcessingError as i32);
+    assert!(d.summary.contains("no snapshot"), "{}", d.summary);
+
+    pdp.apply_event(&snapshot_event(1, vec![], vec![])).unwrap();
+    let d = decide(
+        &mut client,
+        request("Cphone", pb::Operation::Retrieve, "cnt"),
+    )
+    .await;
+    assert_eq!(d.status, pb::AuthorizationStatus::NotApplicable as i32);
+    assert!(!d.summary.contains("no snapshot"), "{}", d.summary);
+}
+
 #[tokio::test]
 async fn batch_answers_in_order_with_syntax_errors_in_place() {
     let pdp = pdp_with(&[snapshot_event(

@@ -461,7 +461,7 @@ fn compile_set(
             }
         }
         ApplicableSet::Default { rules, dynamic } => {
-            if let Ok(c) = CompiledAcp::from_privileges(default_policy_id(target), rules) {
+            if let Ok(c) = CompiledAcp::default_policy(target, rules) {
                 out.push((c, PrivilegeKind::Privileges));
             }
             dynamic_ids = dynamic;

@@ -587,11 +587,7 @@ async fn the_guest_unlocks_with_a_token_from_the_das_7_3_2_3() {
         (format!("{FRONT}?tids={token_id}"), None),
         (FRONT.to_owned(), Some(("Authorization", token.as_str()))),
     ] {
-        let mut headers = vec![
-            ("X-M2M-Origin", GUEST.0),
-            ("X-M2M-RI", "rq-test"),
-            CIN,
-        ];
+        let mut headers = vec![("X-M2M-Origin", GUEST.0), ("X-M2M-RI", "rq-test"), CIN];
         headers.extend(extra);
         let r = stack.send(HOME, "POST", &path, &headers, LOCK).await;
         assert_denied(&r, &format!("unauthenticated 'Cguest' via {path}"));
