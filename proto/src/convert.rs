@@ -1478,6 +1478,30 @@ pub fn resource_from_pb(
     if r.resource_id.is_empty() {
         bad("resource_id", "is mandatory");
     }
+    // IDs a request can name (m2m:ID): an empty entry or one with white
+    // space could never be resolved, so it would be stored and never used.
+    let unusable =
+        |id: &str| id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control());
+    for (field, id) in [("resource_id", &r.resource_id), ("parent_id", &r.parent_id)] {
+        if !id.is_empty() && unusable(id) {
+            bad(
+                field,
+                &format!("{id:?} is not an ID: it contains white space or control characters"),
+            );
+        }
+    }
+    for (field, list) in [("acpi", &r.acpi), ("daci", &r.daci)] {
+        for (i, id) in list.iter().enumerate() {
+            if unusable(id) {
+                bad(
+                    &format!("{field}[{i}]"),
+                    &format!(
+                        "{id:?} is not an ID: empty, or with white space or control characters"
+                    ),
+                );
+            }
+        }
+    }
     if r.resource_type == 0 {
         bad("resource_type", "is mandatory (m2m:resourceType)");
     }

@@ -1154,6 +1154,45 @@ async fn types_without_acpi_reject_acpi_and_need_a_parent_ts0001_10_2_3_1() {
     prp.shutdown().await;
 }
 
+/// An ID no request can name (empty, or with white space) in `resource_id`,
+/// `parent_id`, `acpi` or `daci` would be stored and never used:
+/// INVALID_ARGUMENT naming the field and the entry, and nothing is stored.
+#[tokio::test]
+async fn unusable_ids_are_invalid_arguments() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    c.create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
+        .await
+        .expect("acp1");
+    let before = stored_state(c).await;
+    let mut daci = resource("cnt", "", 3, Some(&["acp1"]), "");
+    daci.daci = vec!["dac 1".into()];
+    for (r, fields) in [
+        (
+            resource("cnt", "", 3, Some(&["", "a b", "acp1"]), ""),
+            vec!["resource.acpi[0]", "resource.acpi[1]"],
+        ),
+        (
+            resource("ws id", "", 3, Some(&["acp1"]), ""),
+            vec!["resource.resource_id"],
+        ),
+        (
+            resource("cin", "par\tent", 4, None, ""),
+            vec!["resource.parent_id"],
+        ),
+        (daci, vec!["resource.daci[0]"]),
+    ] {
+        let err = c
+            .put_resource(put_req(ADMIN, r))
+            .await
+            .expect_err("unusable ID");
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert_eq!(violations(&err), fields);
+    }
+    assert_eq!(stored_state(c).await, before, "nothing stored");
+    prp.shutdown().await;
+}
+
 /// Spec notes §6.4: `daci` sits on every resource type that has `acpi`, and
 /// only there. An `<accessControlPolicy>` is judged by its own pvs, and the
 /// types without acpi (a contentInstance, ...) take their parent's
