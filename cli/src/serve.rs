@@ -193,6 +193,11 @@ pub struct PrpArgs {
     /// The admin originator.
     #[arg(long, default_value = "CAdmin")]
     admin: String,
+    /// An originator besides the admin that may store dynamic ACPs
+    /// (`CreateDynamicAcp`): what a standalone PDP sends as `--prp-writer`.
+    /// Repeatable.
+    #[arg(long = "dynamic-acp-originator", value_name = "ID")]
+    dynamic_acp_originators: Vec<String>,
     #[command(flatten)]
     hosting: HostingArgs,
 }
@@ -525,12 +530,17 @@ pub async fn up(args: UpArgs) -> Result<()> {
 pub async fn prp(args: PrpArgs) -> Result<()> {
     let _tracing = telemetry::init_tracing("onem2m-authz-prp")?;
     let signal = shutdown_signal()?;
+    for id in &args.dynamic_acp_originators {
+        authz_core::resources::check_owner_id(id)
+            .with_context(|| format!("--dynamic-acp-originator {id}: not one originator ID"))?;
+    }
     let data_dir = data_dir(&args.data_dir)?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!("onem2m-authz PRP on http://{}", listener.local_addr()?);
-    let config = PrpConfig::new(data_dir, args.admin, args.hosting.context()?);
+    let mut config = PrpConfig::new(data_dir, args.admin, args.hosting.context()?);
+    config.dynamic_acp_originators = args.dynamic_acp_originators;
     until_signal(signal, |shutdown| {
         authz_prp::serve(config, listener, shutdown)
     })

@@ -164,6 +164,68 @@ fn start_prp(data: &Path, listen: &str) -> (Proc, String) {
     )
 }
 
+/// `authz prp --dynamic-acp-originator CPdp` lets that originator (what a
+/// standalone `authz pdp --prp-writer CPdp` sends) store dynamic ACPs, and
+/// nobody else but the admin; a value that is not one originator ID stops
+/// the PRP before it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prp_takes_dynamic_acp_originators_from_its_flag() {
+    let data = tempdir("prp-dynamic-writer");
+    let (_prp, url) = start(
+        &[
+            "prp",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--dynamic-acp-originator",
+            "CPdp",
+        ],
+        "PRP on",
+    );
+    let mut client = prp_client(&url).await;
+    client
+        .put_resource(pb::PutResourceRequest {
+            originator: "CAdmin".into(),
+            resource: Some(resource("cnt", &[])),
+        })
+        .await
+        .expect("cnt");
+    let grant = |originator: &str| pb::CreateDynamicAcpRequest {
+        originator: originator.into(),
+        target: "cnt".into(),
+        privileges: Some(pb::SetOfAcrs {
+            rules: vec![pb::AccessControlRule {
+                originators: vec!["CGuest".into()],
+                operations: 2,
+                ..Default::default()
+            }],
+        }),
+        expires_at: Some(authz_proto::convert::timestamp_to_pb(
+            &(chrono::Utc::now() + chrono::Duration::minutes(10)),
+        )),
+        ..Default::default()
+    };
+    client
+        .create_dynamic_acp(grant("CPdp"))
+        .await
+        .expect("the flag's originator may store dynamic ACPs");
+    let err = client
+        .create_dynamic_acp(grant("CBob"))
+        .await
+        .expect_err("not named by the flag");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(["prp", "--listen", "127.0.0.1:0", "--data-dir", "memory"])
+        .args(["--dynamic-acp-originator", "all"])
+        .output()
+        .expect("run authz prp");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--dynamic-acp-originator all"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prp_killed_with_sigkill_loses_no_acknowledged_write() {
     let data = tempdir("prp-kill");
