@@ -735,9 +735,13 @@ impl Replica {
         let store_id = store_id.as_deref();
         let mut stream = response.into_inner();
         tracing::info!(%endpoint, from_revision, resync, store = ?store_id, "watching the PRP");
-        self.set_connected(true);
-        *backoff = BACKOFF_MIN;
-        telemetry::record_staleness(Duration::ZERO);
+        // A follower that is up to date may hear nothing for a while: it is
+        // current once the stream is open. One that starts over from a
+        // snapshot knows it lacks changes until that snapshot is applied.
+        let mut current = from_revision > 0;
+        if current {
+            self.now_current(backoff);
+        }
         // Apply what has already arrived as one batch: one copy of the maps
         // per batch, not per event, when catching up.
         let mut batch = Vec::new();
@@ -758,8 +762,19 @@ impl Replica {
                 tracing::warn!(%endpoint, error = %e, "replica out of step with the PRP; starting over from a snapshot");
                 return Err(e.into());
             }
+            if !current {
+                current = true;
+                self.now_current(backoff);
+            }
         }
         Ok(())
+    }
+
+    /// Marks the replica connected and current (staleness 0).
+    fn now_current(&self, backoff: &mut Duration) {
+        self.set_connected(true);
+        *backoff = BACKOFF_MIN;
+        telemetry::record_staleness(Duration::ZERO);
     }
 }
 

@@ -45,6 +45,9 @@ struct State {
     watchers: Vec<Sink>,
     /// Every Watch request: (from_revision, store named).
     requests: Vec<(u64, Option<String>)>,
+    /// Whether a new watcher waits for [`ScriptedPrp::unmute`] before it
+    /// gets anything (a PRP slow to send its snapshot).
+    mute: bool,
 }
 
 impl State {
@@ -117,6 +120,15 @@ impl ScriptedPrp {
         s.revision += 1;
     }
 
+    /// Sends the waiting watchers their snapshot.
+    fn unmute(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.mute = false;
+        let snapshot = s.snapshot();
+        s.watchers
+            .retain(|w| w.try_send(Ok(snapshot.clone())).is_ok());
+    }
+
     fn requests(&self) -> Vec<(u64, Option<String>)> {
         self.state.lock().unwrap().requests.clone()
     }
@@ -147,7 +159,8 @@ impl PrpBehaviour for ScriptedPrp {
         let mut s = self.state.lock().unwrap();
         s.requests.push((from, named.clone()));
         let other_store = s.honours_store_id && named.is_some() && named != s.store_id;
-        if from == 0 || from > s.revision || other_store {
+        if s.mute {
+        } else if from == 0 || from > s.revision || other_store {
             tx.try_send(Ok(s.snapshot())).unwrap();
         } else {
             for ev in s.log.iter().filter(|e| e.revision > from) {
@@ -356,4 +369,45 @@ async fn an_unconvertible_resource_update_denies_instead_of_keeping_the_old_vers
         d.summary
     );
     assert_eq!(pdp.replica().revision(), 2);
+}
+
+/// A replica that starts over from a snapshot lacks changes until that
+/// snapshot is applied: Status does not call it connected (its staleness
+/// grows) while the Watch stream is open but the snapshot has not come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_is_not_current_before_its_snapshot_is_applied() {
+    let prp = ScriptedPrp::new(None, false);
+    prp.publish(Event::AcpPut(acp("acp1", &["Cphone"], RETRIEVE)));
+    prp.state.lock().unwrap().mute = true;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _running = prp.serve(listener);
+    let pdp = Pdp::start(PdpConfig::new(hosting()).with_prp(format!("http://{addr}"))).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let asked = !prp.requests().is_empty();
+            async move { asked }
+        })
+        .await,
+        "the PDP watches"
+    );
+    // The stream is open: give the PDP time to (wrongly) call itself current.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = pdp.replica().status();
+    assert!(!status.ready);
+    assert!(
+        !status.connected,
+        "connected before the snapshot: {status:?}"
+    );
+
+    prp.unmute();
+    assert!(converges(&pdp, &prp).await, "snapshot applied");
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let connected = pdp.replica().status().connected;
+            async move { connected }
+        })
+        .await,
+        "current once the snapshot is applied"
+    );
 }
