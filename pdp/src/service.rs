@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use authz_core::compile::CompiledAcp;
 use authz_core::decision::{
@@ -115,6 +115,8 @@ struct Job<'r> {
     req: &'r pb::DecisionRequest,
     conv: ConvertedRequest,
     at: At,
+    /// When the caller stops waiting (its `grpc-timeout`), if it said.
+    caller_deadline: Option<Instant>,
 }
 
 /// The state shared by every clone of [`PdpService`].
@@ -302,8 +304,20 @@ impl PdpService {
         &self,
         req: &pb::DecisionRequest,
     ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
+        self.decide_until(req, None).await
+    }
+
+    /// [`Self::decide_resolving_pb`] for a caller that stops waiting at
+    /// `caller_deadline`: network waits end a little before it with a Deny
+    /// that says so.
+    async fn decide_until(
+        &self,
+        req: &pb::DecisionRequest,
+        caller_deadline: Option<Instant>,
+    ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
         let snap = self.inner.replica.load();
-        let job = self.prepare(&snap, req, At::now())?;
+        let mut job = self.prepare(&snap, req, At::now())?;
+        job.caller_deadline = caller_deadline;
         self.decide_resolving(&snap, &job).await
     }
 
@@ -343,7 +357,12 @@ impl PdpService {
         {
             conv.request.target_type = snap.resource_type(&conv.request.target);
         }
-        Ok(Job { req, conv, at })
+        Ok(Job {
+            req,
+            conv,
+            at,
+            caller_deadline: None,
+        })
     }
 
     /// The hosting CSE of a job: the request's, else the configured one.
@@ -354,15 +373,47 @@ impl PdpService {
     /// A decision with tokens and dynamic authorization (TS-0003 7.3): as
     /// far as it goes without waiting ([`Self::decide_now`]), then, when it
     /// has to wait on the network, the rest ([`Self::decide_waiting`]).
+    ///
+    /// What waits on the network ends in time for the caller to get the
+    /// answer: a little before its deadline, a Deny saying what did not
+    /// answer (Decision 10), instead of an answer it no longer waits for.
     async fn decide_resolving(
         &self,
         snap: &Snapshot,
         job: &Job<'_>,
     ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
-        match self.decide_now(snap, job) {
-            Step::Decided(decision) => Ok(decision),
-            Step::Wait(wait) => self.decide_waiting(snap, job, wait).await,
+        let wait = match self.decide_now(snap, job) {
+            Step::Decided(decision) => return Ok(decision),
+            Step::Wait(wait) => wait,
+        };
+        let Some(deadline) = job.caller_deadline else {
+            return self.decide_waiting(snap, job, wait).await;
+        };
+        // Time to encode and send the answer before the caller gives up.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let margin = (left / 5).min(Duration::from_millis(50));
+        let until = tokio::time::Instant::from_std(deadline - margin);
+        match tokio::time::timeout_at(until, self.decide_waiting(snap, job, wait)).await {
+            Ok(result) => result,
+            Err(_) => Ok(self.caller_deadline_deny(snap, job)),
         }
+    }
+
+    /// The Deny of a decision still waiting on the PIP, a DAS or a token
+    /// issuer when the caller's deadline comes: indeterminate (Decision 10).
+    fn caller_deadline_deny(&self, snap: &Snapshot, job: &Job<'_>) -> pb::Decision {
+        let decision = Decision {
+            effect: Effect::Deny,
+            status: AuthorizationStatus::MissingAttribute,
+            permitted_by: None,
+            missing: Vec::new(),
+            explanation: None,
+        };
+        let mut out = decision_to_pb(&decision);
+        out.summary = "DENY (indeterminate): the PIP, a DAS or a token issuer did not answer \
+                       within the caller's deadline (grpc-timeout)"
+            .to_owned();
+        self.finish(out, &decision, snap, &job.conv.request_id, job.at.start)
     }
 
     /// The part of a decision that needs no network: the stored policies
@@ -957,6 +1008,27 @@ const NO_TOKEN_ISSUER: &str =
     "; the request's tokens cannot be verified: no token issuer (DAS) is configured at this PDP";
 
 /// Whether `req` carries tokens, Token-IDs or Local-Token-IDs.
+/// When the caller stops waiting: its `grpc-timeout` header (gRPC over
+/// HTTP/2: at most 8 digits and a unit, H M S m u n) from now.
+fn caller_deadline(metadata: &tonic::metadata::MetadataMap) -> Option<Instant> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    let timeout = match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    };
+    Instant::now().checked_add(timeout)
+}
+
 fn has_tokens(req: &pb::DecisionRequest) -> bool {
     !(req.tokens.is_empty() && req.token_ids.is_empty() && req.local_token_ids.is_empty())
 }
@@ -1032,7 +1104,8 @@ impl PolicyDecisionPoint for PdpService {
         &self,
         request: Request<pb::DecisionRequest>,
     ) -> Result<Response<pb::Decision>, Status> {
-        match self.decide_resolving_pb(request.get_ref()).await {
+        let deadline = caller_deadline(request.metadata());
+        match self.decide_until(request.get_ref(), deadline).await {
             Ok(d) => {
                 // The RPC's span (when traces are exported) carries the answer.
                 let span = tracing::Span::current();
@@ -1056,6 +1129,7 @@ impl PolicyDecisionPoint for PdpService {
         // In order, one at a time: a batch whose attributes are cached never
         // awaits anything.
         let requests = &request.get_ref().requests;
+        let deadline = caller_deadline(request.metadata());
         let mut decisions = Vec::with_capacity(requests.len());
         let now = Utc::now();
         for r in requests {
@@ -1064,7 +1138,10 @@ impl PolicyDecisionPoint for PdpService {
                 now,
             };
             let result = match self.prepare(&snap, r, at) {
-                Ok(job) => self.decide_resolving(&snap, &job).await,
+                Ok(mut job) => {
+                    job.caller_deadline = deadline;
+                    self.decide_resolving(&snap, &job).await
+                }
                 Err(errors) => Err(errors),
             };
             decisions.push(self.or_syntax_error(&snap, r, result, at.start));
@@ -1132,10 +1209,13 @@ impl StreamDecisions {
                     let service = service.clone();
                     let conv = job.conv;
                     self.waiting.push(Box::pin(async move {
+                        // A stream's grpc-timeout bounds the whole
+                        // stream, not one answer.
                         let job = Job {
                             req: &req,
                             conv,
                             at,
+                            caller_deadline: None,
                         };
                         let result = service.decide_waiting(&snap, &job, wait).await;
                         service.or_syntax_error(&snap, &req, result, at.start)

@@ -477,6 +477,41 @@ async fn stream_answers_each_request_as_it_is_decided() {
     assert!(answers.message().await.unwrap().is_none());
 }
 
+/// Issue 5: a DAS that does not answer is a Deny within the deadline, with
+/// the reason. The caller's deadline (`grpc-timeout`) bounds the PDP's
+/// network waits even when its own DAS deadline is longer: the caller gets
+/// an indeterminate Deny (Decision 10) saying so, not a timeout of its own
+/// that loses the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_das_ends_before_the_callers_deadline_with_the_reason() {
+    let das = GatedDas::default();
+    let url = das.serve().await;
+    let mut dynamic = DynamicConfig::new(vec![url.clone()]);
+    dynamic.default_das = Some(url);
+    dynamic.deadline = Duration::from_secs(300);
+    let pdp = Pdp::start(PdpConfig::new(hosting()).with_dynamic(dynamic)).unwrap();
+    pdp.apply_event(&snapshot_event(
+        1,
+        vec![acp("acp1", &["Cphone"], RETRIEVE)],
+        vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+    ))
+    .unwrap();
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let mut req = tonic::Request::new(request("Cguest", pb::Operation::Retrieve, "cnt"));
+    req.set_timeout(Duration::from_millis(1500));
+    let d = client
+        .decide(req)
+        .await
+        .expect("an answer before the caller's deadline")
+        .into_inner();
+    assert_eq!(das.consulted(), 1);
+    assert_eq!(d.decision, DENY);
+    assert_eq!(d.status, pb::AuthorizationStatus::MissingAttribute as i32);
+    assert!(d.summary.contains("caller's deadline"), "{}", d.summary);
+    das.release();
+}
+
 /// Requests decided as they are read (a stored Permit) and requests held at
 /// a DAS interleave on one stream: every fast one is answered while the slow
 /// ones are held, more of them than the stream holds waiting, and the slow
