@@ -1517,10 +1517,12 @@ pub fn resource_from_pb(
     // without a parent nothing would apply.
     let ty = r.resource_type;
     let via_parent = authz_core::resources::TYPES_WITHOUT_ACPI.contains(&ty);
-    if r.acpi_set && ty == authz_core::resources::TY_ACP {
+    if ty == authz_core::resources::TY_ACP {
+        // Its rules are what judge requests to it (its own pvs, TS-0001
+        // 10.2.3.1): a record without them would deny everything.
         bad(
-            "acpi",
-            "an <accessControlPolicy> (resource_type 1) has no acpi: requests to it are judged by its own pvs (TS-0001 10.2.3.1)",
+            "resource_type",
+            "1 is an <accessControlPolicy>: create it with its rules (CreateAcp), not as a resource",
         );
     } else if r.acpi_set && via_parent {
         bad(
@@ -1533,12 +1535,7 @@ pub fn resource_from_pb(
     // daci sits beside acpi, on the same types (spec notes §6.4): an ACP
     // has neither, and a type without acpi is covered by its parent's DAC
     // (TS-0001 9.6.1.3.2), so a daci there would be stored and never used.
-    if !r.daci.is_empty() && ty == authz_core::resources::TY_ACP {
-        bad(
-            "daci",
-            "an <accessControlPolicy> (resource_type 1) has no daci: daci sits beside acpi, and requests to an ACP are judged by its own pvs (TS-0001 10.2.3.1)",
-        );
-    } else if !r.daci.is_empty() && via_parent {
+    if !r.daci.is_empty() && via_parent {
         bad(
             "daci",
             &format!(

@@ -1128,15 +1128,16 @@ async fn types_without_acpi_reject_acpi_and_need_a_parent_ts0001_10_2_3_1() {
             assert_eq!(violations(&err), fields, "{ty} {parent:?} {acpi:?}");
         }
     }
-    let err = c
-        .put_resource(put_req(
-            ADMIN,
-            resource("child", "cnt", TY_ACP, Some(&["acp1"]), ""),
-        ))
-        .await
-        .expect_err("an ACP has no acpi");
-    assert_eq!(violations(&err), ["resource.acpi"]);
-    assert!(err.message().contains("own pvs"), "{}", err.message());
+    // An ACP is created with its rules (CreateAcp), never as a bare
+    // resource record, with or without acpi.
+    for acpi in [Some(&["acp1"][..]), None] {
+        let err = c
+            .put_resource(put_req(ADMIN, resource("child", "cnt", TY_ACP, acpi, "")))
+            .await
+            .expect_err("an ACP is no PutResource");
+        assert_eq!(violations(&err), ["resource.resource_type"]);
+        assert!(err.message().contains("CreateAcp"), "{}", err.message());
+    }
     assert_eq!(stored_state(c).await, before, "nothing stored");
 
     // With a parent and no acpi: stored, and the parent's policies apply.
@@ -1202,7 +1203,7 @@ async fn unusable_ids_are_invalid_arguments() {
 /// too, and nothing is stored; a type with acpi keeps its daci.
 #[tokio::test]
 async fn types_without_acpi_reject_daci_ts0001_9_6_1_3_2() {
-    use authz_core::resources::{TY_ACP, TYPES_WITHOUT_ACPI};
+    use authz_core::resources::TYPES_WITHOUT_ACPI;
     let mut prp = start(config()).await;
     let c = &mut prp.client;
     c.create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
@@ -1212,7 +1213,7 @@ async fn types_without_acpi_reject_daci_ts0001_9_6_1_3_2() {
         .await
         .expect("cnt");
     let before = stored_state(c).await;
-    for ty in TYPES_WITHOUT_ACPI.into_iter().chain([TY_ACP]) {
+    for ty in TYPES_WITHOUT_ACPI {
         let mut child = resource("child", "cnt", ty, None, "");
         child.daci = vec!["dac1".into()];
         let err = c
