@@ -802,8 +802,15 @@ fn types_without_acpi_reject_acpi_and_need_a_parent() {
         );
         assert!(errors(&resource(ty, "cnt", false)).is_empty(), "{ty}");
     }
-    assert_eq!(errors(&resource(TY_ACP, "cb", true)), ["resource.acpi"]);
-    assert!(errors(&resource(TY_ACP, "", false)).is_empty());
+    // An ACP is created with its rules (CreateAcp), never as a resource.
+    assert_eq!(
+        errors(&resource(TY_ACP, "cb", true)),
+        ["resource.resource_type"]
+    );
+    assert_eq!(
+        errors(&resource(TY_ACP, "", false)),
+        ["resource.resource_type"]
+    );
     // A type with acpi: set, unset, with or without a parent.
     for (parent, acpi_set) in [("", true), ("cb", true), ("", false)] {
         assert!(errors(&resource(3, parent, acpi_set)).is_empty());
@@ -811,8 +818,8 @@ fn types_without_acpi_reject_acpi_and_need_a_parent() {
 }
 
 /// Spec notes §6.4: `daci` sits on every type that has `acpi`, and only
-/// there: an ACP and the types without acpi (which use their parent's DAC,
-/// TS-0001 9.6.1.3.2) cannot carry it.
+/// there: the types without acpi (which use their parent's DAC, TS-0001
+/// 9.6.1.3.2) cannot carry it (and an ACP is no resource record at all).
 #[test]
 fn types_without_acpi_reject_daci() {
     use authz_core::resources::{TY_ACP, TYPES_WITHOUT_ACPI};
@@ -831,13 +838,17 @@ fn types_without_acpi_reject_daci() {
             .map(|e| e.into_iter().map(|e| e.field).collect::<Vec<_>>())
             .unwrap_or_default()
     };
-    for ty in TYPES_WITHOUT_ACPI.into_iter().chain([TY_ACP]) {
+    for ty in TYPES_WITHOUT_ACPI {
         assert_eq!(
             errors(&resource(ty, "cnt", false)),
             ["resource.daci"],
             "{ty}"
         );
     }
+    assert_eq!(
+        errors(&resource(TY_ACP, "cnt", false)),
+        ["resource.resource_type"]
+    );
     for ty in TYPES_WITHOUT_ACPI {
         assert_eq!(
             errors(&resource(ty, "", true)),
