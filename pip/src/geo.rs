@@ -328,8 +328,10 @@ impl CountryLocator {
     /// The alpha-2 countries the position may be in, sorted and
     /// deduplicated.
     ///
-    /// With uncertainty 0: the countries containing the point (usually one;
-    /// none at sea).
+    /// With uncertainty 0: the one country containing the point (none at
+    /// sea). Where the dataset nests a dependent territory in its sovereign
+    /// (HK in CN, PR in US, AX in FI, RE in FR, ...), the territory's own
+    /// code: the smallest area with an alpha-2 ID.
     ///
     /// With an uncertainty radius r metres: the disk is every point within r
     /// of the position by haversine distance on the mean Earth radius (the
@@ -371,16 +373,21 @@ impl CountryLocator {
             let Ok(position) = LatLon::new(lat, lon) else {
                 return Vec::new();
             };
-            let mut ids: Vec<String> = self
+            // `ids` lists every area containing the point, smallest area
+            // first (the crate's documented order). A dependent territory
+            // lies inside its sovereign's area too (Hong Kong: HK and CN;
+            // San Juan: PR and US), so the first alpha-2 ID is the most
+            // specific country: the territory's own ISO 3166-1 code, as IP
+            // geolocation databases report it. One point is in one country;
+            // answering both would make `accc: ["HK"]` deny a point in Hong
+            // Kong, since every answered country must be listed (Decision 5).
+            return self
                 .boundaries
                 .ids(position)
                 .into_iter()
-                .filter(|id| is_alpha2_id(id))
-                .map(str::to_owned)
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            return ids;
+                .find(|id| is_alpha2_id(id))
+                .map(|id| vec![id.to_owned()])
+                .unwrap_or_default();
         }
         let bbox = disk_bbox(lat, lon, uncertainty_m);
         let scan = self.outlines.scan(&bbox);

@@ -258,6 +258,50 @@ fn positions_in_cities_and_at_sea() {
     assert_eq!(l.countries(47.6973, 8.6910, 0.0), ["DE"]);
 }
 
+/// Decision 5 (TS-0003 F.1.2 `accc`, F.2.2 position to country): one point
+/// is in one country. The dataset nests dependent territories in their
+/// sovereign's area; the answer is the territory's own ISO 3166-1 alpha-2
+/// code (as IP geolocation databases report it), not both, which would make
+/// `accc: ["HK"]` deny a point in Hong Kong.
+#[test]
+fn decision_5_a_point_in_a_dependent_territory_gives_the_territory_alone() {
+    let l = locator();
+    for (lat, lon, code) in [
+        (22.30, 114.17, "HK"),     // Kowloon (CN around it)
+        (18.4655, -66.1057, "PR"), // San Juan (US)
+        (60.0973, 19.9348, "AX"),  // Mariehamn, Åland (FI)
+        (-20.8821, 55.4507, "RE"), // Saint-Denis, Réunion (FR)
+        (13.4745, 144.7504, "GU"), // Hagåtña, Guam (US)
+        (78.2232, 15.6267, "SJ"),  // Longyearbyen, Svalbard (NO)
+        (28.1235, -15.4363, "IC"), // Las Palmas, Canary Islands (ES)
+        (35.8894, -5.3213, "EA"),  // Ceuta (ES)
+    ] {
+        assert_eq!(l.countries(lat, lon, 0.0), [code], "({lat}, {lon})");
+    }
+    // Not a dependent territory: still the one country.
+    assert_eq!(l.countries(50.1109, 8.6821, 0.0), ["DE"]); // Frankfurt
+    assert_eq!(l.countries(40.7128, -74.0060, 0.0), ["US"]); // New York ("US-NY" dropped)
+    // The multi-country disk is unchanged: Basel's corner is CH, DE and FR.
+    let basel = l.countries(47.59, 7.59, 30_000.0);
+    for c in ["CH", "DE", "FR"] {
+        assert!(basel.iter().any(|b| b == c), "{basel:?}");
+    }
+
+    let hong_kong = authz_core::Position {
+        lat: 22.30,
+        lon: 114.17,
+        uncertainty_m: 0.0,
+    };
+    assert_eq!(
+        decide_at(&country_rule(&["HK"]), hong_kong).effect,
+        authz_core::Effect::Permit
+    );
+    assert_eq!(
+        decide_at(&country_rule(&["CN"]), hong_kong).effect,
+        authz_core::Effect::Deny
+    );
+}
+
 #[test]
 fn positions_on_the_rhine_between_strasbourg_and_kehl() {
     let l = locator();
