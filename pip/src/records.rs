@@ -8,7 +8,9 @@
 //! an exact match.
 
 use authz_core::HostingContext;
+use authz_core::ids::OriginatorEntry;
 use authz_core::request::Position;
+use authz_core::resources::check_owner_id;
 use authz_core::token::check_scoped_id;
 use authz_proto::convert::{position_from_pb, position_to_pb, timestamp_field, timestamp_to_pb};
 use authz_proto::{ConversionError, pb};
@@ -134,6 +136,23 @@ impl Check {
         }
     }
 
+    /// An ID that names one originator, an AE-ID or CSE-ID in stem,
+    /// SP-relative or absolute form (a `<group>` member, spec notes §2.4; a
+    /// `<role>` holder, §7.3; a position's subject), canonicalized. `all`,
+    /// an SP domain, a wildcard or a Role-ID name many originators or none,
+    /// so the core's `cr`/`cstn` check ([`check_owner_id`]) refuses them.
+    fn originator_id(&mut self, hosting: &HostingContext, field: &str, id: &str) -> String {
+        if id.is_empty() {
+            self.add(field, "required");
+            return String::new();
+        }
+        if let Err(e) = check_owner_id(id) {
+            self.add(field, format!("not an AE-ID or CSE-ID: {e}"));
+            return String::new();
+        }
+        self.id(hosting, field, id)
+    }
+
     fn time(&mut self, field: &str, ts: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
         match ts.map(|t| timestamp_field(t, field)) {
             Some(Ok(t)) => Some(t),
@@ -160,6 +179,32 @@ impl Check {
         {
             self.add(format!("{prefix}.not_after"), "earlier than not_before");
         }
+    }
+
+    /// `tkis` of a `<role>` (spec notes §7.3: an m2m:ID, the issuing
+    /// Authorization Authority, compared with the trusted issuers): one
+    /// identifier, an AE-ID, CSE-ID or the SP's own domain (`//fqdn`, the
+    /// M2M SP issues Role-IDs, §7.2). Not `all`, not a Role-ID, no
+    /// wildcard or whitespace: none of those names one authority.
+    fn issuer(&mut self, field: &str, issuer: &str) {
+        if issuer.is_empty() {
+            self.add(field, "required");
+            return;
+        }
+        let refused = match OriginatorEntry::parse(issuer) {
+            Ok(OriginatorEntry::Exact { .. } | OriginatorEntry::Domain(_)) => return,
+            Ok(OriginatorEntry::All) => {
+                "'all' names every originator, not one Authorization Authority".to_owned()
+            }
+            Ok(OriginatorEntry::Role(_)) => {
+                "'@' marks a Role-ID, not the m2m:ID of an Authorization Authority".to_owned()
+            }
+            Ok(OriginatorEntry::Pattern { .. }) => {
+                "a wildcard '*' names many originators, not one Authorization Authority".to_owned()
+            }
+            Err(e) => e.to_string(),
+        };
+        self.add(field, refused);
     }
 
     fn finish<T>(self, value: T) -> Result<T, Vec<ConversionError>> {
@@ -191,10 +236,8 @@ pub fn role_from_pb(
     if let Err(e) = check_scoped_id(&r.role_id) {
         check.add("role.role_id", e);
     }
-    if r.issuer.is_empty() {
-        check.add("role.issuer", "required");
-    }
-    let holder = check.id(hosting, "role.holder", &r.holder);
+    check.issuer("role.issuer", &r.issuer);
+    let holder = check.originator_id(hosting, "role.holder", &r.holder);
     let not_before = check.time("role.not_before", r.not_before.as_ref());
     let not_after = check.time("role.not_after", r.not_after.as_ref());
     if r.not_before.is_none() {
@@ -301,22 +344,36 @@ pub fn group_from_pb(
     let mut check = Check::default();
     if g.group_id.is_empty() {
         check.add("group.group_id", "required");
-    } else if g.group_id.contains('@') || g.group_id == "all" {
-        // Decision 3: `@` marks a Role-ID and `all` everyone; neither can
-        // name a group.
-        check.add(
-            "group.group_id",
-            format!(
+    } else {
+        // The group ID is written in acor (spec notes §2.4), where only an
+        // exact ID can be a group (Decision 3: `@` marks a Role-ID, `all`
+        // everyone; `//fqdn` is an SP domain and `*` a wildcard pattern,
+        // both matched as such and never looked up as a group).
+        let refused = match OriginatorEntry::parse(&g.group_id) {
+            Ok(OriginatorEntry::Exact { .. }) => None,
+            Ok(OriginatorEntry::All | OriginatorEntry::Role(_)) => Some(format!(
                 "'{}' would be read as a Role-ID or `all` in acor",
                 g.group_id
-            ),
-        );
+            )),
+            Ok(OriginatorEntry::Domain(_)) => Some(format!(
+                "'{}' would be read as an SP domain in acor, not a group",
+                g.group_id
+            )),
+            Ok(OriginatorEntry::Pattern { .. }) => Some(format!(
+                "'{}' would be read as a wildcard pattern in acor, not a group",
+                g.group_id
+            )),
+            Err(e) => Some(format!("'{}' is not a resource ID: {e}", g.group_id)),
+        };
+        if let Some(reason) = refused {
+            check.add("group.group_id", reason);
+        }
     }
     let mut members: Vec<String> = g
         .member_ids
         .iter()
         .enumerate()
-        .map(|(i, m)| check.id(hosting, &format!("group.member_ids[{i}]"), m))
+        .map(|(i, m)| check.originator_id(hosting, &format!("group.member_ids[{i}]"), m))
         .collect();
     members.sort();
     members.dedup();
@@ -348,7 +405,7 @@ pub fn position_report_from_pb(
     now: DateTime<Utc>,
 ) -> Result<PositionRecord, Vec<ConversionError>> {
     let mut check = Check::default();
-    let subject = check.id(hosting, "subject", &r.subject);
+    let subject = check.originator_id(hosting, "subject", &r.subject);
     let position = match &r.position {
         Some(p) => match position_from_pb(p, "position") {
             Ok(p) => Some(p),

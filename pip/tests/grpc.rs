@@ -235,6 +235,127 @@ async fn invalid_input_names_the_field_and_stores_nothing() {
     pip.stop().await;
 }
 
+/// Group members (`mid`, spec notes §2.4), role holders (§7.3, TS-0003 7.4.3:
+/// `holder` == Originator) and position subjects (Annex F.2.1) name one
+/// originator: an AE-ID or CSE-ID, never `all`, a Role-ID, an SP domain or a
+/// wildcard. A role's issuer (§7.3, m2m:ID of the Authorization Authority) is
+/// one identifier. A group ID is what acor reads as an exact ID (Decision
+/// 3), not an SP domain or a wildcard pattern. Each is INVALID_ARGUMENT
+/// naming the field, and nothing is stored.
+#[tokio::test]
+async fn ids_that_name_no_single_originator_are_refused_2_4_and_7_3() {
+    let mut pip = Running::start(config(None)).await;
+    let before = pip.service.revision();
+    let c = &mut pip.client;
+    for member in ["all", "guest@roles.example.com", "//sp.example.com", "C*"] {
+        let err = c
+            .put_group(pb::PutGroupRequest {
+                originator: ADMIN.into(),
+                group: Some(pb::Group {
+                    group_id: "/id-in/grpFamily".into(),
+                    member_ids: vec![member.into()],
+                }),
+            })
+            .await
+            .expect_err(member);
+        assert_eq!(err.code(), Code::InvalidArgument, "{member}: {err:?}");
+        assert_eq!(fields(&err), ["group.member_ids[0]"], "{member}");
+    }
+    for group_id in ["C*", "//sp.example.com", "/id-in/grp 1", "all"] {
+        let err = c
+            .put_group(pb::PutGroupRequest {
+                originator: ADMIN.into(),
+                group: Some(pb::Group {
+                    group_id: group_id.into(),
+                    member_ids: vec!["Calice".into()],
+                }),
+            })
+            .await
+            .expect_err(group_id);
+        assert_eq!(err.code(), Code::InvalidArgument, "{group_id}: {err:?}");
+        assert_eq!(fields(&err), ["group.group_id"], "{group_id}");
+    }
+    for holder in [
+        "all",
+        "guest@roles.example.com",
+        "//sp.example.com",
+        "/id-in/C*",
+    ] {
+        let err = c
+            .create_role(pb::CreateRoleRequest {
+                originator: ADMIN.into(),
+                role: Some(role("doctor@roles.example.com", AUTHORITY, holder, (-1, 1))),
+            })
+            .await
+            .expect_err(holder);
+        assert_eq!(err.code(), Code::InvalidArgument, "{holder}: {err:?}");
+        assert_eq!(fields(&err), ["role.holder"], "{holder}");
+    }
+    for issuer in [
+        "all",
+        "x y",
+        "guest@roles.example.com",
+        "//sp.example.com/C*",
+    ] {
+        let err = c
+            .create_role(pb::CreateRoleRequest {
+                originator: ADMIN.into(),
+                role: Some(role("doctor@roles.example.com", issuer, "Calice", (-1, 1))),
+            })
+            .await
+            .expect_err(issuer);
+        assert_eq!(err.code(), Code::InvalidArgument, "{issuer}: {err:?}");
+        assert_eq!(fields(&err), ["role.issuer"], "{issuer}");
+    }
+    for subject in ["all", "guest@roles.example.com", "//sp.example.com"] {
+        let err = c
+            .report_position(pb::ReportPositionRequest {
+                originator: ADMIN.into(),
+                subject: subject.into(),
+                position: Some(pb::Position {
+                    latitude: 48.85,
+                    longitude: 2.35,
+                    uncertainty_m: 0.0,
+                }),
+                measured_at: None,
+            })
+            .await
+            .expect_err(subject);
+        assert_eq!(err.code(), Code::InvalidArgument, "{subject}: {err:?}");
+        assert_eq!(fields(&err), ["subject"], "{subject}");
+    }
+    assert_eq!(pip.service.revision(), before, "nothing was stored");
+    let listed = c
+        .list_groups(pb::ListGroupsRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed, pb::ListGroupsResponse::default());
+    // Accepted: an AE-ID stem, an `<AE>` resource ID (SP-relative), a CSE-ID,
+    // and the SP's domain as issuer (the M2M SP issues Role-IDs, §7.2).
+    c.put_group(pb::PutGroupRequest {
+        originator: ADMIN.into(),
+        group: Some(pb::Group {
+            group_id: "/id-in/grpFamily".into(),
+            member_ids: vec!["Calice".into(), "/id-in/ae-light".into(), "/mn-cse".into()],
+        }),
+    })
+    .await
+    .expect("valid group");
+    c.create_role(pb::CreateRoleRequest {
+        originator: ADMIN.into(),
+        role: Some(role(
+            "doctor@roles.example.com",
+            "//sp.example.com",
+            "//sp.example.com/mn-cse",
+            (-1, 1),
+        )),
+    })
+    .await
+    .expect("valid role");
+    pip.stop().await;
+}
+
 /// An empty ID is invalid input, as in the PRP (README "PIP": invalid input
 /// is INVALID_ARGUMENT naming each field and stores nothing), not a lookup
 /// that finds nothing: every RPC that takes an ID names the empty field, and
