@@ -49,10 +49,10 @@ pub struct TokenRecord {
     /// `vr`.
     #[serde(default)]
     pub version: String,
-    /// `tkis`.
+    /// `tkis`, as given.
     #[serde(default)]
     pub issuer: String,
-    /// `tkhd`.
+    /// `tkhd`: the holder, absolute (empty when not given).
     #[serde(default)]
     pub holder: String,
     /// `tknb`.
@@ -151,6 +151,15 @@ impl Check {
             return String::new();
         }
         self.id(hosting, field, id)
+    }
+
+    /// An m2m:ID given as is: not empty, no whitespace.
+    fn plain_id(&mut self, field: &str, id: &str) {
+        if id.trim().is_empty() {
+            self.add(field, "empty or blank");
+        } else if id.chars().any(char::is_whitespace) {
+            self.add(field, "must not contain whitespace");
+        }
     }
 
     fn time(&mut self, field: &str, ts: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
@@ -274,9 +283,27 @@ pub fn role_to_pb(r: &RoleRecord) -> pb::Role {
     }
 }
 
-/// Converts and checks a wire token; fields are named under `token`.
-pub fn token_from_pb(t: &pb::Token) -> Result<TokenRecord, Vec<ConversionError>> {
+/// Converts and checks a wire token; fields are named under `token`. The
+/// optional holder (`tkhd`, TS-0001 9.6.39) is checked and stored like a
+/// role's holder (an AE-ID or CSE-ID, absolute); a given issuer (`tkis`) or
+/// audience entry (`tkau`, a list of m2m:ID) may not be blank or hold
+/// whitespace.
+pub fn token_from_pb(
+    hosting: &HostingContext,
+    t: &pb::Token,
+) -> Result<TokenRecord, Vec<ConversionError>> {
     let mut check = Check::default();
+    let holder = if t.holder.is_empty() {
+        String::new()
+    } else {
+        check.originator_id(hosting, "token.holder", &t.holder)
+    };
+    if !t.issuer.is_empty() {
+        check.plain_id("token.issuer", &t.issuer);
+    }
+    for (i, a) in t.audience.iter().enumerate() {
+        check.plain_id(&format!("token.audience[{i}]"), a);
+    }
     if let Err(e) = check_scoped_id(&t.token_id) {
         check.add("token.token_id", e);
     }
@@ -309,7 +336,7 @@ pub fn token_from_pb(t: &pb::Token) -> Result<TokenRecord, Vec<ConversionError>>
         token_object: t.token_object.clone(),
         version: t.version.clone(),
         issuer: t.issuer.clone(),
-        holder: t.holder.clone(),
+        holder,
         not_before,
         not_after,
         token_name: t.token_name.clone(),

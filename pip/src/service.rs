@@ -437,7 +437,8 @@ impl PolicyInformationPoint for PipService {
         let req = request.into_inner();
         check_ids([("originator", req.originator.as_str())])?;
         let token = req.token.as_ref().ok_or_else(|| bad("token", "required"))?;
-        let record = token_from_pb(token).map_err(|e| invalid_argument(&e))?;
+        let record = token_from_pb(self.inner.resolver.hosting(), token)
+            .map_err(|e| invalid_argument(&e))?;
         self.require_admin(&req.originator)?;
         self.commit(PipMutation::PutToken(record.clone())).await?;
         Ok(Response::new(token_to_pb(&record)))

@@ -356,6 +356,107 @@ async fn ids_that_name_no_single_originator_are_refused_2_4_and_7_3() {
     pip.stop().await;
 }
 
+/// A `<token>` holder (`tkhd`, TS-0001 9.6.39) is stored in absolute form,
+/// as README "PIP" says of every holder (Decision 2), and checked like a
+/// role's holder; a given issuer (`tkis`) or audience entry (`tkau`, m2m:ID
+/// list) may not be blank or hold whitespace. An absent holder stays absent.
+#[tokio::test]
+async fn token_holder_is_stored_absolute_and_ids_are_checked_9_6_39() {
+    let mut pip = Running::start(config(None)).await;
+    let c = &mut pip.client;
+    let token = |id: &str| pb::Token {
+        token_id: id.into(),
+        token_object: "eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiJ0azEifQ.c2ln".into(),
+        ..Default::default()
+    };
+    let put = c
+        .put_token(pb::PutTokenRequest {
+            originator: ADMIN.into(),
+            token: Some(pb::Token {
+                holder: "CAlice".into(),
+                issuer: "//sp.example.com/id-in/Cdas".into(),
+                audience: vec!["/id-in".into()],
+                ..token("tk1@das.example.com")
+            }),
+        })
+        .await
+        .expect("put")
+        .into_inner();
+    assert_eq!(put.holder, "//sp.example.com/id-in/CAlice");
+    let read = c
+        .get_tokens(pb::GetTokensRequest {
+            token_ids: vec!["tk1@das.example.com".into()],
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .tokens;
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].holder, "//sp.example.com/id-in/CAlice");
+    assert_eq!(read[0].issuer, "//sp.example.com/id-in/Cdas");
+    // No holder given: none stored.
+    let put = c
+        .put_token(pb::PutTokenRequest {
+            originator: ADMIN.into(),
+            token: Some(token("tk2@das.example.com")),
+        })
+        .await
+        .expect("put")
+        .into_inner();
+    assert_eq!(put.holder, "");
+
+    let before = pip.service.revision();
+    for (bad, field) in [
+        (
+            pb::Token {
+                holder: "all".into(),
+                ..token("tk3@das.example.com")
+            },
+            "token.holder",
+        ),
+        (
+            pb::Token {
+                holder: "guest@roles.example.com".into(),
+                ..token("tk3@das.example.com")
+            },
+            "token.holder",
+        ),
+        (
+            pb::Token {
+                issuer: "   ".into(),
+                ..token("tk3@das.example.com")
+            },
+            "token.issuer",
+        ),
+        (
+            pb::Token {
+                audience: vec!["/id-in".into(), " ".into()],
+                ..token("tk3@das.example.com")
+            },
+            "token.audience[1]",
+        ),
+        (
+            pb::Token {
+                audience: vec![String::new()],
+                ..token("tk3@das.example.com")
+            },
+            "token.audience[0]",
+        ),
+    ] {
+        let err = c
+            .put_token(pb::PutTokenRequest {
+                originator: ADMIN.into(),
+                token: Some(bad),
+            })
+            .await
+            .expect_err(field);
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}: {err:?}");
+        assert_eq!(fields(&err), [field]);
+    }
+    assert_eq!(pip.service.revision(), before, "nothing was stored");
+    pip.stop().await;
+}
+
 /// An empty ID is invalid input, as in the PRP (README "PIP": invalid input
 /// is INVALID_ARGUMENT naming each field and stores nothing), not a lookup
 /// that finds nothing: every RPC that takes an ID names the empty field, and
