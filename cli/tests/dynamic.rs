@@ -330,7 +330,11 @@ async fn indirect_flow_token_then_token_id_then_local_token_id_7_3_2_3() {
     assert_eq!(tqf.das_info.len(), 1);
     assert_eq!(tqf.das_info[0].uri, s.das_url.trim_end_matches('/'));
     let dreq = tqf.das_info[0].das_request.clone().expect("dreq");
-    assert_eq!(dreq.targeted_resource_id, "backDoor");
+    // Absolute, like `or` (7.3.2.3 steps 2.2 and 3).
+    assert_eq!(
+        dreq.targeted_resource_id,
+        "//home.example/mn-cse-123456/backDoor"
+    );
     assert_eq!(dreq.originator, "//home.example/mn-cse-123456/Cguest");
 
     // The DAS authenticates the originator (7.3.2.3 step 3).

@@ -968,18 +968,27 @@ impl Dynamic {
 
     /// Token Request Information for a denied request (7.3.2.3 step 2):
     /// each DAS of `endpoints` with its own `dreq`
-    /// ([`Self::das_request_for`]).
+    /// ([`Self::das_request_for`]), whose `trid` is absolute at `hosting`
+    /// like its `or`: the originator presents this `dreq` to the DAS (steps
+    /// 2.2 and 3), which reads a relative ID at its own CSE, not at the
+    /// hosting CSE.
     pub fn token_request_info(
         &self,
         endpoints: &[String],
         dreq: &pb::DasRequest,
+        hosting: &HostingContext,
     ) -> pb::TokenRequestInfo {
+        let trid = authz_core::ids::canonical_resource_id(&dreq.targeted_resource_id, hosting)
+            .unwrap_or_else(|_| dreq.targeted_resource_id.clone());
         pb::TokenRequestInfo {
             das_info: endpoints
                 .iter()
                 .map(|uri| pb::DasInfo {
                     uri: uri.clone(),
-                    das_request: Some(self.das_request_for(uri, dreq)),
+                    das_request: Some(pb::DasRequest {
+                        targeted_resource_id: trid.clone(),
+                        ..self.das_request_for(uri, dreq)
+                    }),
                     secured_das_request: String::new(),
                 })
                 .collect(),

@@ -617,7 +617,7 @@ impl PdpService {
                 };
                 if !endpoints.is_empty() {
                     decision.token_request_info =
-                        Some(dynamic.token_request_info(&endpoints, &dreq));
+                        Some(dynamic.token_request_info(&endpoints, &dreq, hosting));
                 }
             }
         }

@@ -10,7 +10,7 @@
 //! - Indirect (7.3.2.3 steps 5 and 6.1.4, Decision 9): a token the DAS
 //!   returns malformed for a Token-ID is a Deny, not an invalid argument;
 //!   Token Request Information gives each DAS the Role-IDs it issues
-//!   (step 2.2); Local-Token-IDs are assigned only with a response that
+//!   (step 2.2) and an absolute `trid`; Local-Token-IDs are assigned only with a response that
 //!   reports them (step 7.1); the `dreq`'s mandatory `trt` comes from the
 //!   replica when the request has none;
 //! - a PDP without DASes: tokens cannot be verified, which a Deny says;
@@ -318,7 +318,16 @@ async fn pdp_with_das_secret(das: &ScriptedDas, prp: Option<String>, secret: Opt
 /// A PDP with `dynamic`, its replica fed `snapshot`, once it has loaded
 /// the keys of every DAS it trusts.
 async fn pdp_trusting(dynamic: DynamicConfig, snapshot: &pb::WatchEvent) -> Pdp {
-    let pdp = Pdp::start(PdpConfig::new(hosting()).with_dynamic(dynamic)).expect("pdp");
+    pdp_trusting_at(hosting(), dynamic, snapshot).await
+}
+
+/// [`pdp_trusting`] for the hosting CSE `at`.
+async fn pdp_trusting_at(
+    at: authz_core::HostingContext,
+    dynamic: DynamicConfig,
+    snapshot: &pb::WatchEvent,
+) -> Pdp {
+    let pdp = Pdp::start(PdpConfig::new(at).with_dynamic(dynamic)).expect("pdp");
     pdp.apply_event(snapshot).expect("snapshot");
     let loaded = eventually(Duration::from_secs(10), || {
         let ready = pdp.dynamic().is_some_and(|d| d.keys_loaded());
@@ -813,6 +822,45 @@ async fn token_request_info_groups_role_ids_per_das_7_3_2_3() {
     );
     assert_eq!(first.consultations.load(Ordering::SeqCst), 0);
     assert_eq!(second.consultations.load(Ordering::SeqCst), 0);
+}
+
+/// TS-0003 7.3.2.3 steps 2.2 and 3: the originator presents the `dreq` of
+/// the Token Request Information to the DAS, which reads a CSE-relative ID
+/// at its own CSE. So `trid` is absolute at the hosting CSE (`/in-cse`
+/// here), like `or`, whatever the PEP sent (`frontDoor`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_request_info_trid_is_absolute_7_3_2_3() {
+    let das = ScriptedDas::default();
+    let (url, task) = serve_das(das.clone()).await;
+    tokio::spawn(task);
+    let mut dynamic = DynamicConfig::new(vec![url.clone()]);
+    dynamic.deadline = Duration::from_secs(5);
+    let at = authz_core::HostingContext::new("//sp.example.com", "/in-cse").expect("hosting");
+    let pdp = pdp_trusting_at(
+        at,
+        dynamic,
+        &snapshot_event(
+            1,
+            vec![acp("acp1", &["Cowner"], 63)],
+            vec![resource("frontDoor", Some(&["acp1"]), "Ccreator")],
+        ),
+    )
+    .await;
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+
+    let mut visitor = request("Cvisitor", pb::Operation::Retrieve, "frontDoor");
+    visitor.token_request_indicator = true;
+    let d = client.decide(visitor).await.expect("decision").into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
+    let tqf = d.token_request_info.expect("tqf");
+    assert_eq!(tqf.das_info.len(), 1, "{tqf:?}");
+    let dreq = tqf.das_info[0].das_request.as_ref().expect("dreq");
+    assert_eq!(
+        dreq.targeted_resource_id,
+        "//sp.example.com/in-cse/frontDoor"
+    );
+    assert_eq!(dreq.originator, "//sp.example.com/in-cse/Cvisitor");
 }
 
 /// TS-0003 7.3.2.3 step 7.1: "For each new Local-Token-ID(s) that has been
