@@ -2,7 +2,9 @@
 //!
 //! - **Tokens in a request** (7.3.2.3 steps 5–7): `tkns` are verified with
 //!   the [`TrustStore`] (the issuers are the configured DASes, whose public
-//!   keys are fetched with `GetKeySet`); `tids` are fetched from the DAS
+//!   keys are fetched with `GetKeySet`, and again, at most once per 5 s,
+//!   when a token names a `kid` its DAS had no key for: a rotation);
+//!   `tids` are fetched from the DAS
 //!   their FQDN names (Decision 8), else from the PIP's token repository;
 //!   `ltids` name tokens this PDP verified before. Each token's permissions
 //!   for the target join the decision (7.3.2.5): its `pv` as extra
@@ -43,7 +45,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use authz_core::compile::CompiledAcp;
 use authz_core::json::AbsRelTimestamp;
@@ -273,7 +275,14 @@ struct Das {
     authorization: Option<AsciiMetadataValue>,
     /// `(issuer, fqdn)` once its key set was fetched.
     identity: RwLock<Option<(String, String)>>,
+    /// When its key set was last fetched again for a token naming a `kid`
+    /// it did not have (at most once per [`KEY_REFETCH_INTERVAL`]).
+    refetched: std::sync::Mutex<Option<Instant>>,
 }
+
+/// The least time between two fetches of one DAS's key set for tokens
+/// whose `kid` it has no key for, however many such tokens arrive.
+const KEY_REFETCH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The outcome of one consultation, shared by coalesced callers.
 type Consulted = Result<Consultation, String>;
@@ -359,6 +368,7 @@ impl Dynamic {
                 client: DynamicAuthorizationServerClient::new(channel),
                 authorization: None,
                 identity: RwLock::new(None),
+                refetched: std::sync::Mutex::new(None),
             });
         }
         for s in &config.das_secrets {
@@ -519,19 +529,72 @@ impl Dynamic {
         self.dases.iter().find(|d| d.endpoint == e)
     }
 
-    fn verify(
+    async fn verify(
         &self,
         token: &str,
         ctx: &VerifyContext,
         what: &str,
     ) -> Result<VerifiedToken, TokenFailure> {
-        self.trust().verify(token, ctx).map_err(|e: TokenError| {
-            if e.is_malformed() {
-                TokenFailure::Malformed(format!("{what}: {e}"))
-            } else {
-                TokenFailure::Rejected(format!("{what} rejected: {e}"))
-            }
-        })
+        self.verify_refetching(token, ctx)
+            .await
+            .map_err(|e: TokenError| {
+                if e.is_malformed() {
+                    TokenFailure::Malformed(format!("{what}: {e}"))
+                } else {
+                    TokenFailure::Rejected(format!("{what} rejected: {e}"))
+                }
+            })
+    }
+
+    /// Verifies `token`; when its issuer is a configured DAS that has no
+    /// key with the token's `kid` (or none of its `alg`) — the DAS rotated its keys, putting the
+    /// new one first, after this PDP fetched them — fetches that DAS's key
+    /// set again (at most once per [`KEY_REFETCH_INTERVAL`]) and verifies
+    /// once more.
+    async fn verify_refetching(
+        &self,
+        token: &str,
+        ctx: &VerifyContext,
+    ) -> Result<VerifiedToken, TokenError> {
+        let first = self.trust().verify(token, ctx);
+        // A new key may also be of an algorithm the old set had none of.
+        let (Err(TokenError::UnknownKey { issuer, .. })
+        | Err(TokenError::AlgorithmNotPermitted { issuer, .. })) = &first
+        else {
+            return first;
+        };
+        let Some(i) = self.dases.iter().position(|d| {
+            d.identity
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .is_some_and(|(iss, _)| iss == issuer)
+        }) else {
+            return first;
+        };
+        if !self.may_refetch(i) {
+            return first;
+        }
+        if let Err(e) = self.load_key_set(i).await {
+            tracing::warn!(das = %self.dases[i].endpoint, error = %e, "DAS key set not fetched again");
+            return first;
+        }
+        self.trust().verify(token, ctx)
+    }
+
+    /// Whether the key set of DAS `i` may be fetched again now; if so,
+    /// records that it is.
+    fn may_refetch(&self, i: usize) -> bool {
+        let mut last = self.dases[i]
+            .refetched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < KEY_REFETCH_INTERVAL) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     /// Gives `token` a Local-Token-ID unless it has one, recording the new
@@ -612,7 +675,7 @@ impl Dynamic {
         // every token of the request passed.
         let mut fresh: Vec<Arc<VerifiedToken>> = Vec::new();
         for (i, token) in req.tokens.iter().enumerate() {
-            let verified = Arc::new(self.verify(token, &ctx, &format!("tokens[{i}]"))?);
+            let verified = Arc::new(self.verify(token, &ctx, &format!("tokens[{i}]")).await?);
             grant.add(&verified, target);
             fresh.push(verified);
         }
@@ -621,7 +684,7 @@ impl Dynamic {
             // A malformed token from the DAS or PIP is a retrieval failure,
             // not the originator's invalid argument (7.3.2.3 step 6.1.4,
             // Decision 9): a Deny.
-            let verified = self.trust().verify(&compact, &ctx).map_err(|e| {
+            let verified = self.verify_refetching(&compact, &ctx).await.map_err(|e| {
                 if e.is_malformed() {
                     TokenFailure::Rejected(format!(
                         "token ID {token_id} cannot be used: its issuer returned a token that is not a well-formed oneM2M JWT ({e})"
@@ -832,6 +895,7 @@ impl Dynamic {
             // 7.3.2.2 step 4.1.1: verify each token before use.
             let verified = self
                 .verify(token, &ctx, &format!("DAS token {i}"))
+                .await
                 .map_err(|e| e.to_string())?;
             if das_issuer.as_deref() != Some(verified.claims().issuer.as_str()) {
                 return Err(format!(

@@ -13,6 +13,8 @@
 //!   (step 2.2) and an absolute `trid`; Local-Token-IDs are assigned only with a response that
 //!   reports them (step 7.1); the `dreq`'s mandatory `trt` comes from the
 //!   replica when the request has none;
+//! - a DAS that rotated its keys: a token under the new `kid` makes the
+//!   PDP fetch its key set again (rate-limited);
 //! - a PDP without DASes: tokens cannot be verified, which a Deny says;
 //! - a DAS that authenticates its consultants: the PDP presents the secret
 //!   configured for it on `Consult` and `GetTokens`.
@@ -182,6 +184,14 @@ fn das_key(file: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+fn public_key(kid: &str, alg: &str, file: &str) -> pb::PublicKey {
+    pb::PublicKey {
+        kid: kid.into(),
+        alg: alg.into(),
+        public_key_pem: String::from_utf8(das_key(file)).expect("PEM"),
+    }
+}
+
 /// A DAS whose answers the test sets: its key set (so the PDP trusts it),
 /// the `dres` of every consultation, and the token it returns for any
 /// Token-ID.
@@ -199,6 +209,10 @@ struct ScriptedDas {
     delay_ms: Arc<AtomicUsize>,
     /// The `authorization` metadata of each `Consult` and `GetTokens` call.
     authorizations: Arc<Mutex<Vec<Called>>>,
+    /// The keys of its key set; empty: the ES256 key [`DAS_KID`].
+    keys: Arc<Mutex<Vec<pb::PublicKey>>>,
+    /// How many times its key set was fetched.
+    key_set_calls: Arc<AtomicUsize>,
 }
 
 /// An RPC and the `authorization` metadata it came with.
@@ -269,15 +283,16 @@ impl DynamicAuthorizationServer for ScriptedDas {
         &self,
         _request: Request<pb::GetKeySetRequest>,
     ) -> Result<Response<pb::KeySet>, Status> {
+        self.key_set_calls.fetch_add(1, Ordering::SeqCst);
         let (issuer, fqdn) = self.identity.unwrap_or((DAS_ISSUER, DAS_FQDN));
+        let mut keys = self.keys.lock().await.clone();
+        if keys.is_empty() {
+            keys.push(public_key(DAS_KID, "ES256", "es256-public.pem"));
+        }
         Ok(Response::new(pb::KeySet {
             issuer: issuer.into(),
             fqdn: fqdn.into(),
-            keys: vec![pb::PublicKey {
-                kid: DAS_KID.into(),
-                alg: "ES256".into(),
-                public_key_pem: String::from_utf8(das_key("es256-public.pem")).expect("PEM"),
-            }],
+            keys,
         }))
     }
 }
@@ -363,6 +378,23 @@ fn dai(originator: &str, pl: &str) -> Option<pb::DynamicAcpInfo> {
 /// A token of the scripted DAS granting `holder` RETRIEVE on `cnt` for ten
 /// minutes.
 fn retrieve_token(token_id: &str, holder: &str) -> String {
+    retrieve_token_signed(
+        token_id,
+        holder,
+        TokenAlgorithm::Es256,
+        DAS_KID,
+        "es256-private.pem",
+    )
+}
+
+/// [`retrieve_token`] signed with the key `kid` (`alg`, private key `file`).
+fn retrieve_token_signed(
+    token_id: &str,
+    holder: &str,
+    alg: TokenAlgorithm,
+    kid: &str,
+    file: &str,
+) -> String {
     let now = Utc::now();
     let mut claims = TokenClaims::new(
         token_id,
@@ -383,14 +415,10 @@ fn retrieve_token(token_id: &str, holder: &str) -> String {
         }),
         rids: Vec::new(),
     }];
-    TokenSigner::from_pem(
-        TokenAlgorithm::Es256,
-        DAS_KID,
-        &das_key("es256-private.pem"),
-    )
-    .expect("signer")
-    .sign(&claims)
-    .expect("sign")
+    TokenSigner::from_pem(alg, kid, &das_key(file))
+        .expect("signer")
+        .sign(&claims)
+        .expect("sign")
 }
 
 fn permitted_by(d: &pb::Decision) -> &str {
@@ -861,6 +889,57 @@ async fn token_request_info_trid_is_absolute_7_3_2_3() {
         "//sp.example.com/in-cse/frontDoor"
     );
     assert_eq!(dreq.originator, "//sp.example.com/in-cse/Cvisitor");
+}
+
+/// A DAS rotates its keys by putting the new key first in its key set
+/// (README, DAS `signing_keys`). A token signed with the new key, whose
+/// `kid` the PDP did not have when it fetched the key set, makes the PDP
+/// fetch that DAS's key set again and verify once more (TS-0003 7.3.2.3
+/// step 6.1.1: the token is verified with its issuer's key); a second
+/// unknown `kid` right after does not make it fetch again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_under_a_rotated_das_key_is_verified_7_3_2_3() {
+    let das = ScriptedDas::default();
+    let pdp = pdp_with_das(&das, None).await;
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let loaded = das.key_set_calls.load(Ordering::SeqCst);
+
+    *das.keys.lock().await = vec![
+        public_key("das-ed25519-2", "EdDSA", "ed25519-public.pem"),
+        public_key(DAS_KID, "ES256", "es256-public.pem"),
+    ];
+    let mut rotated = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    rotated.tokens = vec![retrieve_token_signed(
+        "tkrotated@das.example.com",
+        "Cvisitor",
+        TokenAlgorithm::EdDsa,
+        "das-ed25519-2",
+        "ed25519-private.pem",
+    )];
+    let d = client.decide(rotated).await.expect("decision").into_inner();
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    assert_eq!(das.key_set_calls.load(Ordering::SeqCst), loaded + 1);
+
+    // The old key still verifies.
+    let mut old = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    old.tokens = vec![retrieve_token("tkold@das.example.com", "Cvisitor")];
+    let d = client.decide(old).await.expect("decision").into_inner();
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+
+    // A kid the DAS does not have either: denied, without another fetch
+    // so soon (rate-limited per DAS).
+    let mut unknown = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    unknown.tokens = vec![retrieve_token_signed(
+        "tkunknown@das.example.com",
+        "Cvisitor",
+        TokenAlgorithm::EdDsa,
+        "das-ed25519-3",
+        "ed25519-private.pem",
+    )];
+    let d = client.decide(unknown).await.expect("decision").into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert_eq!(das.key_set_calls.load(Ordering::SeqCst), loaded + 1);
 }
 
 /// TS-0003 7.3.2.3 step 7.1: "For each new Local-Token-ID(s) that has been
