@@ -761,8 +761,19 @@ pub fn decision_request_from_pb(
             );
         }
     }
+    // Token-IDs strictly (Decision 9): their FQDN names the DAS to fetch
+    // them from (Decision 8), so a malformed one is the originator's invalid
+    // argument, not a Deny. Role-IDs stay lax: `acor` may name any.
     for (i, tid) in req.token_ids.iter().enumerate() {
-        check_at_id(tid, &format!("token_ids[{i}]"), "Token-ID", &mut errors);
+        let field = format!("token_ids[{i}]");
+        if check_id(tid, &field, &mut errors)
+            && let Err(why) = authz_core::token::check_scoped_id(tid)
+        {
+            errors.add(
+                field,
+                format!("not a Token-ID (name@fqdn, TS-0001 7.1.15): {why}"),
+            );
+        }
     }
     for (i, ltid) in req.local_token_ids.iter().enumerate() {
         let field = format!("local_token_ids[{i}]");

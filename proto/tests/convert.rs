@@ -435,6 +435,31 @@ fn local_token_ids_are_ncnames() {
     }
 }
 
+/// Decision 9 (TS-0001 7.1.15: a Token-ID is `name@fqdn` naming its
+/// issuer): a malformed Token-ID is INVALID_ARGUMENT naming
+/// `token_ids[i]`, not a Deny after a failed fetch.
+#[test]
+fn malformed_token_ids_are_invalid_arguments_decision_9() {
+    for bad in [
+        "a@b@das.home.example",
+        "x@-bad-",
+        "abc@DAS.HOME.EXAMPLE",
+        "tk@",
+        "tk",
+    ] {
+        let mut wire = full_request();
+        wire.token_ids = vec![bad.into()];
+        let errors = decision_request_from_pb(&wire, Utc::now()).unwrap_err();
+        assert_eq!(fields(&errors), ["token_ids[0]"], "{bad}: {errors:?}");
+        let status = invalid_argument(&errors);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().starts_with("token_ids[0]: "), "{status:?}");
+    }
+    let mut wire = full_request();
+    wire.token_ids = vec!["3f9a0c_x-1.b@das.home.example".into()];
+    assert!(decision_request_from_pb(&wire, Utc::now()).is_ok());
+}
+
 /// Decision 9: an originator that is not an ID (an empty segment, a
 /// wildcard, whitespace) makes the request malformed: INVALID_ARGUMENT
 /// naming `originator`, not a decision.
