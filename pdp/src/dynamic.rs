@@ -147,9 +147,15 @@ impl DynamicConfig {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TokenFailure {
     /// A token the originator sent (`tkns`) is not a well-formed oneM2M JWT,
-    /// or the originator is not an ID (an invalid argument, 4000).
-    #[error("{0}")]
-    Malformed(String),
+    /// or the originator is not an ID (an invalid argument, 4000, naming
+    /// `field`: `tokens[i]`, `originator`).
+    #[error("{field}: {message}")]
+    Malformed {
+        /// The request field, with its index (`tokens[0]`).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A token was rejected, including one the DAS or PIP returned for a
     /// Token-ID that is not a well-formed oneM2M JWT (a Deny, 4103).
     #[error("{0}")]
@@ -539,7 +545,10 @@ impl Dynamic {
             .await
             .map_err(|e: TokenError| {
                 if e.is_malformed() {
-                    TokenFailure::Malformed(format!("{what}: {e}"))
+                    TokenFailure::Malformed {
+                        field: what.to_owned(),
+                        message: e.to_string(),
+                    }
                 } else {
                     TokenFailure::Rejected(format!("{what} rejected: {e}"))
                 }
@@ -667,8 +676,13 @@ impl Dynamic {
         target: &str,
         now: DateTime<Utc>,
     ) -> Result<TokenGrant, TokenFailure> {
-        let ctx = VerifyContext::with_hosting(hosting.clone(), &req.originator, now)
-            .map_err(|e| TokenFailure::Malformed(format!("originator: {e}")))?;
+        let ctx =
+            VerifyContext::with_hosting(hosting.clone(), &req.originator, now).map_err(|e| {
+                TokenFailure::Malformed {
+                    field: "originator".to_owned(),
+                    message: e.to_string(),
+                }
+            })?;
         let hosting_cse_id = ctx.hosting_cse_id();
         let mut grant = TokenGrant::default();
         // Tokens from `tkns` and `tids`, which get a Local-Token-ID once

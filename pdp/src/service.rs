@@ -522,11 +522,10 @@ impl PdpService {
         let target = job.conv.request.target.as_str();
         let mut grant = match dynamic.resolve_tokens(req, hosting, target, now).await {
             Ok(grant) => grant,
-            Err(TokenFailure::Malformed(message)) => {
-                return Err(vec![authz_proto::ConversionError {
-                    field: "tokens".to_owned(),
-                    message,
-                }]);
+            Err(TokenFailure::Malformed { field, message }) => {
+                // The field with its index (`tokens[0]`), as the
+                // conversion names it.
+                return Err(vec![authz_proto::ConversionError { field, message }]);
             }
             Err(failure) => {
                 // The stored policies decide first (TS-0001 10.2.3.1 order,

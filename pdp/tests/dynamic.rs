@@ -15,6 +15,7 @@
 //!   replica when the request has none;
 //! - a DAS that rotated its keys: a token under the new `kid` makes the
 //!   PDP fetch its key set again (rate-limited);
+//! - a malformed token: INVALID_ARGUMENT naming `tokens[i]`;
 //! - a PDP without DASes: tokens cannot be verified, which a Deny says;
 //! - a DAS that authenticates its consultants: the PDP presents the secret
 //!   configured for it on `Consult` and `GetTokens`.
@@ -889,6 +890,33 @@ async fn token_request_info_trid_is_absolute_7_3_2_3() {
         "//sp.example.com/in-cse/frontDoor"
     );
     assert_eq!(dreq.originator, "//sp.example.com/in-cse/Cvisitor");
+}
+
+/// Decision 9: a malformed token in `tkns` is the originator's invalid
+/// argument (4000), and the INVALID_ARGUMENT names the token by its index
+/// (`tokens[1]`), as the request conversion names its fields, on the wire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_token_is_named_by_its_index_decision_9() {
+    let das = ScriptedDas::default();
+    let pdp = pdp_with_das(&das, None).await;
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let mut r = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    // Shaped like a JWS (the conversion passes it), but no JSON header.
+    r.tokens = vec![
+        retrieve_token("tkok@das.example.com", "Cvisitor"),
+        "aaaa.bbbb.cccc".into(),
+    ];
+    let status = client.decide(r).await.expect_err("invalid argument");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().starts_with("tokens[1]: "), "{status:?}");
+    let bad = tonic_types::StatusExt::get_details_bad_request(&status).expect("BadRequest");
+    let fields: Vec<&str> = bad
+        .field_violations
+        .iter()
+        .map(|v| v.field.as_str())
+        .collect();
+    assert_eq!(fields, ["tokens[1]"], "{status:?}");
 }
 
 /// A DAS rotates its keys by putting the new key first in its key set
