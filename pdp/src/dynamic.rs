@@ -9,7 +9,8 @@
 //!   `ltids` name tokens this PDP verified before. Each token's permissions
 //!   for the target join the decision (7.3.2.5): its `pv` as extra
 //!   applicable privileges, its `rids` as verified roles. When every token
-//!   of the request passed, each new one gets a Local-Token-ID, returned in
+//!   of the request passed, each new one gets a Local-Token-ID
+//!   (`lt<16 hex digits random per instance>-<n>`), returned in
 //!   the decision (`ati`, step 7.1); a request whose tokens fail assigns
 //!   none, so none goes unreported. A malformed token in
 //!   `tkns` is an invalid argument; any token that cannot be retrieved, that
@@ -302,6 +303,8 @@ pub struct Dynamic {
     local: DashMap<String, Arc<VerifiedToken>>,
     /// Token-ID → Local-Token-ID.
     local_by_token: DashMap<String, String>,
+    /// This instance's random part of its Local-Token-IDs.
+    local_prefix: String,
     next_local: AtomicU64,
     /// Tokens from Direct consultations, by holder (absolute).
     direct_tokens: DashMap<String, Vec<Arc<VerifiedToken>>>,
@@ -325,6 +328,22 @@ fn lazy_channel(endpoint: &str, deadline: Duration) -> Result<Channel, String> {
         .map_err(|e| format!("{endpoint}: {e}"))?
         .connect_timeout(deadline.max(Duration::from_millis(100)))
         .connect_lazy())
+}
+
+/// 16 hex digits, different for every call: a hash keyed by the process's
+/// random `RandomState` seed (which differs between processes, and between
+/// instances in one process), of the time and process ID.
+fn random_prefix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
 }
 
 fn canonical_endpoint(e: &str) -> &str {
@@ -415,6 +434,7 @@ impl Dynamic {
             trust: RwLock::new(TrustStore::new()),
             local: DashMap::new(),
             local_by_token: DashMap::new(),
+            local_prefix: random_prefix(),
             next_local: AtomicU64::new(1),
             direct_tokens: DashMap::new(),
             inflight: DashMap::new(),
@@ -613,8 +633,14 @@ impl Dynamic {
         if self.local_by_token.contains_key(&id) {
             return;
         }
-        // NCName, unique at this PDP (TS-0001 7.1.16).
-        let lti = format!("lt{}", self.next_local.fetch_add(1, Ordering::Relaxed));
+        // NCName, unique per hosting CSE (TS-0001 7.1.16): the random
+        // prefix of this instance keeps it apart from another PDP of the
+        // CSE's, or from this PDP before a restart.
+        let lti = format!(
+            "lt{}-{}",
+            self.local_prefix,
+            self.next_local.fetch_add(1, Ordering::Relaxed)
+        );
         self.local.insert(lti.clone(), token.clone());
         self.local_by_token.insert(id.clone(), lti.clone());
         grant.assigned.push((lti, id));

@@ -11,7 +11,8 @@
 //!   returns malformed for a Token-ID is a Deny, not an invalid argument;
 //!   Token Request Information gives each DAS the Role-IDs it issues
 //!   (step 2.2) and an absolute `trid`; Local-Token-IDs are assigned only with a response that
-//!   reports them (step 7.1); the `dreq`'s mandatory `trt` comes from the
+//!   reports them (step 7.1), and two PDPs never assign the same one
+//!   (TS-0001 7.1.16); the `dreq`'s mandatory `trt` comes from the
 //!   replica when the request has none;
 //! - a DAS that rotated its keys: a token under the new `kid` makes the
 //!   PDP fetch its key set again (rate-limited);
@@ -1018,6 +1019,43 @@ async fn local_token_ids_are_assigned_only_when_reported_7_3_2_3() {
         .into_inner();
     assert_eq!(d.decision, PERMIT, "{d:?}");
     assert!(d.assigned_token_ids.is_empty(), "nothing new: {d:?}");
+}
+
+/// TS-0001 7.1.16 (spec notes §6.3): a Local-Token-ID is unique per hosting
+/// CSE and reusable only after expiry. Two PDPs of one CSE (or one PDP
+/// before and after a restart) each assign their first one to the same
+/// token: the IDs differ, and each is an NCName that the PDP that assigned
+/// it accepts back in `ltids`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pdps_never_hand_out_the_same_local_token_id_ts_0001_7_1_16() {
+    let token = retrieve_token("tkshared@das.example.com", "Cvisitor");
+    let mut first_ids = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let das = ScriptedDas::default();
+        let pdp = pdp_with_das(&das, None).await;
+        let (channel, server) = serve_pdp(&pdp).await;
+        let mut client = PolicyDecisionPointClient::new(channel);
+        let mut r = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+        r.tokens = vec![token.clone()];
+        let d = client.decide(r).await.expect("decision").into_inner();
+        assert_eq!(d.decision, PERMIT, "{d:?}");
+        assert_eq!(d.assigned_token_ids.len(), 1, "{d:?}");
+        first_ids.push(d.assigned_token_ids[0].local_token_id.clone());
+        clients.push((client, server, pdp));
+    }
+    assert_ne!(first_ids[0], first_ids[1]);
+    for ((client, _, _), lti) in clients.iter_mut().zip(&first_ids) {
+        assert!(lti.starts_with("lt"), "{lti}");
+        let mut by_local = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+        by_local.local_token_ids = vec![lti.clone()];
+        let d = client
+            .decide(by_local)
+            .await
+            .expect("an NCName")
+            .into_inner();
+        assert_eq!(d.decision, PERMIT, "{lti}: {d:?}");
+    }
 }
 
 /// Decision 7 (TS-0003 7.3.2.2 step 4.1.2): a `dai` grant becomes a dynamic
