@@ -506,7 +506,11 @@ async fn the_guest_unlocks_with_a_token_from_the_das_7_3_2_3() {
     assert_eq!(dasi.as_array().map(Vec::len), Some(1), "{r:?}");
     assert_eq!(dasi[0]["uri"], das_url.trim_end_matches('/'));
     let dreq = &dasi[0]["dreq"];
-    assert_eq!(dreq["trid"], "frontDoor", "{dreq}");
+    // Absolute at the hosting CSE, like `or` (TS-0003 7.3.2.3 step 2.2).
+    assert_eq!(
+        dreq["trid"], "//home.example/mn-cse-123456/frontDoor",
+        "{dreq}"
+    );
     assert_eq!(dreq["op"], 1, "CREATE: {dreq}");
     assert!(
         dreq["or"].as_str().unwrap_or_default().ends_with("Cguest"),
