@@ -39,7 +39,8 @@
 //! | field | meaning |
 //! | --- | --- |
 //! | `issuer` | the DAS AE-ID, absolute (`//sp-fqdn/...`): the `iss` of every token, compared exactly by verifiers |
-//! | `fqdn` | a lower-case FQDN: Token-IDs are `name@fqdn`, so a Token-ID names this DAS (Decision 8) |
+//! | `fqdn` | a lower-case FQDN: Token-IDs are `name@fqdn`, so a Token-ID names this DAS (Decision 8); Role-IDs `name@fqdn` are its to grant |
+//! | `role_issuers` | optional: more lower-case FQDNs whose Role-IDs it grants (Decision 8's table from a Role-ID's FQDN to its DAS); published by `GetKeySet`, so a hosting CSE counts this DAS among those a Role-ID `name@<one of them>` identifies and sends it such Role-IDs in `rfa` (TS-0003 7.3.2.2 step 2.2.1) |
 //! | `sp_id`, `cse_id` | the context in which IDs written in this file (`acor`, `targets`, `clients`, `consultants`, `audience`) are made absolute, and in which `IssueToken` reads the originator's request |
 //! | `audience` | CSE-IDs (absolute or SP-relative, `*` per segment allowed) put in `aud` of tokens issued through `IssueToken`, made absolute with `sp_id` at load (TS-0003 7.3.2.3 step 6.1.3 speaks of absolute CSE-IDs); at least one |
 //! | `signing_keys` | `{kid, alg, private_key_pem, public_key_pem}`; `alg` is `ES256`, `EdDSA` or `RS256`; paths are relative to this file's directory; the **first** key signs, all are published by `GetKeySet` (keep an old key listed after a rotation until its tokens expire) |
@@ -58,7 +59,7 @@
 //! | `targets` | resource IDs the policy covers: exact, or a prefix ending in `*`; CSE-relative and SP-relative forms are made absolute with `sp_id`/`cse_id` |
 //! | `resource_types` | `ty` codes the targeted resource (`trt`) must have; empty means any |
 //! | `grant.acop` | operations granted (default: the rule's `acop`); 0 grants roles only |
-//! | `grant.roles` | Role-IDs (`name@fqdn`) put in the token's `rids`, those among the request's `rfa` only (none when `rfa` is empty) |
+//! | `grant.roles` | Role-IDs put in the token's `rids`, those among the request's `rfa` only (none when `rfa` is empty); each `name@x` with `x` the DAS's `fqdn` or one of its `role_issuers` (no hosting CSE would ever send it another) |
 //! | `grant.mode` | `token`, `dynamic_acp` or `both` |
 //! | `max_lifetime_s` | the longest validity of a grant, in seconds (at least 1) |
 
@@ -102,6 +103,9 @@ pub struct DasConfigFile {
     pub issuer: String,
     /// The FQDN Token-IDs end with.
     pub fqdn: String,
+    /// FQDNs of Role-IDs its policies grant besides `fqdn`.
+    #[serde(default)]
+    pub role_issuers: Vec<String>,
     /// SP-ID of the context IDs in this file are read in.
     pub sp_id: String,
     /// CSE-ID of the context IDs in this file are read in.
@@ -429,6 +433,9 @@ pub struct DasConfig {
     pub issuer: String,
     /// The FQDN Token-IDs end with.
     pub fqdn: String,
+    /// FQDNs of Role-IDs it grants besides [`DasConfig::fqdn`], without
+    /// repeats and without `fqdn` itself.
+    pub role_issuers: Vec<String>,
     /// The context IDs of the file and of `IssueToken` requests are read in.
     pub hosting: HostingContext,
     /// `aud` of tokens issued through `IssueToken`: absolute CSE-IDs
@@ -488,6 +495,7 @@ impl DasConfig {
         let DasConfigFile {
             issuer,
             fqdn,
+            role_issuers,
             sp_id,
             cse_id,
             audience,
@@ -501,6 +509,22 @@ impl DasConfig {
 
         if issuer_fqdn(&format!("t@{fqdn}")).is_none() {
             errors.push(err("fqdn", format!("'{fqdn}' is not a lower-case FQDN")));
+        }
+        let mut loaded_role_issuers: Vec<String> = Vec::new();
+        for (i, r) in role_issuers.iter().enumerate() {
+            if issuer_fqdn(&format!("r@{r}")).is_none() {
+                errors.push(err(
+                    format!("role_issuers[{i}]"),
+                    format!("'{r}' is not a lower-case FQDN"),
+                ));
+            } else if *r == fqdn || loaded_role_issuers.contains(r) {
+                errors.push(err(
+                    format!("role_issuers[{i}]"),
+                    format!("'{r}' is listed already (or is `fqdn`)"),
+                ));
+            } else {
+                loaded_role_issuers.push(r.clone());
+            }
         }
         let hosting = match HostingContext::new(&sp_id, &cse_id) {
             Ok(h) => Some(h),
@@ -642,7 +666,10 @@ impl DasConfig {
                 ));
             }
             if let Some(h) = &hosting {
-                match Policy::compile(p, h, &format!("policies[{i}]")) {
+                let issuers: Vec<&str> = std::iter::once(fqdn.as_str())
+                    .chain(role_issuers.iter().map(String::as_str))
+                    .collect();
+                match Policy::compile(p, h, &issuers, &format!("policies[{i}]")) {
                     Ok(policy) => loaded_policies.push(policy),
                     Err(e) => errors.extend(e),
                 }
@@ -675,6 +702,7 @@ impl DasConfig {
                 file: file.to_owned(),
                 issuer,
                 fqdn,
+                role_issuers: loaded_role_issuers,
                 hosting,
                 audience: loaded_audience,
                 keys,
@@ -935,6 +963,30 @@ mod tests {
             Ok(_) => Vec::new(),
             Err(e) => e.fields().into_iter().map(str::to_owned).collect(),
         }
+    }
+
+    /// Decision 8: `role_issuers` are lower-case FQDNs, each once and not
+    /// `fqdn` itself; a policy may grant their Role-IDs.
+    #[test]
+    fn role_issuers_are_fqdns_whose_roles_policies_may_grant() {
+        let mut v = config(json!([]), json!([]));
+        v["role_issuers"] = json!([
+            "roles.example.com",
+            "Roles.Example",
+            "das.home.example",
+            "roles.example.com"
+        ]);
+        assert_eq!(
+            fields(&v),
+            vec!["role_issuers[1]", "role_issuers[2]", "role_issuers[3]"]
+        );
+        v["role_issuers"] = json!(["roles.example.com"]);
+        v["policies"][0]["grant"] = json!({"roles": ["guest@roles.example.com"], "mode": "token"});
+        let loaded = DasConfig::from_json(&v.to_string(), Path::new("das.json"), Path::new("."))
+            .expect("loads");
+        assert_eq!(loaded.role_issuers, ["roles.example.com"]);
+        v["role_issuers"] = json!([]);
+        assert_eq!(fields(&v), vec!["policies[0].grant.roles[0]"]);
     }
 
     /// A secret is presented as gRPC metadata `authorization: Bearer

@@ -206,9 +206,13 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> ValidationError {
 impl Policy {
     /// Checks and compiles one policy of the file; `path` (e.g.
     /// `policies[0]`) prefixes the field of every error.
+    ///
+    /// `role_issuers`: the FQDNs whose Role-IDs the DAS grants (its own
+    /// and its configured `role_issuers`).
     pub fn compile(
         file: &PolicyFile,
         hosting: &HostingContext,
+        role_issuers: &[&str],
         path: &str,
     ) -> Result<Self, Vec<ValidationError>> {
         let mut errors = Vec::new();
@@ -267,11 +271,24 @@ impl Policy {
             ));
         }
         for (i, r) in file.grant.roles.iter().enumerate() {
-            if issuer_fqdn(r).is_none() {
-                errors.push(err(
+            match issuer_fqdn(r) {
+                None => errors.push(err(
                     format!("{path}.grant.roles[{i}]"),
                     format!("'{r}' is not a Role-ID (name@fqdn)"),
-                ));
+                )),
+                // A hosting CSE sends a DAS in `rfa` only the Role-IDs that
+                // identify it (TS-0003 7.3.2.2 step 2.2.1, Decision 8), and
+                // a role is granted only from `rfa`: any other would never be.
+                Some(f) if !role_issuers.contains(&f) => errors.push(err(
+                    format!("{path}.grant.roles[{i}]"),
+                    format!(
+                        "'{r}' is issued by {f}, which is neither this DAS's fqdn nor one of its \
+                         role_issuers ({}): no hosting CSE would send it to this DAS, so it \
+                         could never be granted",
+                        role_issuers.join(", ")
+                    ),
+                )),
+                Some(_) => {}
             }
         }
         if acop == 0 && file.grant.roles.is_empty() {
@@ -545,7 +562,7 @@ mod tests {
 
     fn policy(json: serde_json::Value) -> Policy {
         let file: PolicyFile = serde_json::from_value(json).expect("policy file");
-        Policy::compile(&file, &hosting(), "policies[0]").expect("compiles")
+        Policy::compile(&file, &hosting(), &["das.home.example"], "policies[0]").expect("compiles")
     }
 
     fn request(or: &str, op: Operation, target: &str, time: &str) -> DasRequest {
@@ -715,7 +732,12 @@ mod tests {
                 "max_lifetime_s": 86400
             }))
             .expect("parses");
-            Policy::compile(&file, &hosting(), "policies[2]")
+            Policy::compile(
+                &file,
+                &hosting(),
+                &["das.home.example", "r.example"],
+                "policies[2]",
+            )
         };
         for (rule, named) in [
             (
@@ -764,6 +786,28 @@ mod tests {
         assert_eq!(errors[0].path, "policies[2].grant.roles");
     }
 
+    /// TS-0003 7.3.2.2 step 2.2.1 and Decision 8: a hosting CSE sends a DAS
+    /// in `rfa` only the Role-IDs whose FQDN identifies that DAS, and roles
+    /// are granted only from `rfa`; a role of another FQDN could never be
+    /// granted, so it is refused at load, naming the entry.
+    #[test]
+    fn roles_of_fqdns_the_das_does_not_issue_are_refused() {
+        let file: PolicyFile = serde_json::from_value(serde_json::json!({
+            "name": "guest", "rule": {"acor": ["Cguest"], "acop": 2}, "targets": ["frontDoor"],
+            "grant": {"roles": ["guest@das.home.example", "guest@roles.example.com"], "mode": "token"},
+            "max_lifetime_s": 600
+        }))
+        .expect("parses");
+        let errors = Policy::compile(&file, &hosting(), &["das.home.example"], "policies[0]")
+            .expect_err("refused");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "policies[0].grant.roles[1]");
+        assert!(errors[0].message.contains("role_issuers"), "{errors:?}");
+        let issuers = ["das.home.example", "roles.example.com"];
+        let policy = Policy::compile(&file, &hosting(), &issuers, "policies[0]").expect("compiles");
+        assert_eq!(policy.grant.roles.len(), 2);
+    }
+
     #[test]
     fn compile_errors_name_the_field() {
         let file: PolicyFile = serde_json::from_value(serde_json::json!({
@@ -774,7 +818,8 @@ mod tests {
             "max_lifetime_s": 0
         }))
         .expect("parses");
-        let errors = Policy::compile(&file, &hosting(), "policies[3]").expect_err("invalid");
+        let errors = Policy::compile(&file, &hosting(), &["das.home.example"], "policies[3]")
+            .expect_err("invalid");
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
         for p in [
             "policies[3].rule.acco[0].actw[0]",

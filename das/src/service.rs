@@ -408,6 +408,7 @@ impl DasService {
         pb::KeySet {
             issuer: config.issuer.clone(),
             fqdn: config.fqdn.clone(),
+            role_issuers: config.role_issuers.clone(),
             keys: config
                 .keys
                 .iter()

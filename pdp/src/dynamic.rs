@@ -280,11 +280,39 @@ struct Das {
     client: DynamicAuthorizationServerClient<Channel>,
     /// `Bearer <secret>` for `Consult` and `GetTokens`, when configured.
     authorization: Option<AsciiMetadataValue>,
-    /// `(issuer, fqdn)` once its key set was fetched.
-    identity: RwLock<Option<(String, String)>>,
+    /// Who it is, once its key set was fetched.
+    identity: RwLock<Option<DasIdentity>>,
     /// When its key set was last fetched again for a token naming a `kid`
     /// it did not have (at most once per [`KEY_REFETCH_INTERVAL`]).
     refetched: std::sync::Mutex<Option<Instant>>,
+}
+
+/// A DAS as its key set describes it.
+#[derive(Debug, Clone)]
+struct DasIdentity {
+    /// The `iss` of its tokens.
+    issuer: String,
+    /// The FQDN of its Token-IDs (and of Role-IDs it grants).
+    fqdn: String,
+    /// More FQDNs of Role-IDs it grants (Decision 8's table).
+    role_issuers: Vec<String>,
+}
+
+impl DasIdentity {
+    /// Does `role` identify this DAS (TS-0003 7.3.2.2 step 2.2.1; Decision
+    /// 8: by the FQDN after `@`)?
+    fn issues_role(&self, role: &str) -> bool {
+        issuer_fqdn(role)
+            .is_some_and(|f| f == self.fqdn || self.role_issuers.iter().any(|r| r == f))
+    }
+}
+
+impl Das {
+    fn identity(&self) -> std::sync::RwLockReadGuard<'_, Option<DasIdentity>> {
+        self.identity
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// The least time between two fetches of one DAS's key set for tokens
@@ -503,51 +531,58 @@ impl Dynamic {
             .insert(issuer);
         *das.identity
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((set.issuer.clone(), set.fqdn.clone()));
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(DasIdentity {
+            issuer: set.issuer.clone(),
+            fqdn: set.fqdn.clone(),
+            role_issuers: set.role_issuers.clone(),
+        });
         tracing::info!(das = %das.endpoint, issuer = %set.issuer, keys = set.keys.len(), "DAS trusted");
         Ok(())
     }
 
     /// Whether every DAS's keys are loaded.
     pub fn keys_loaded(&self) -> bool {
-        self.dases.iter().all(|d| {
-            d.identity
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .is_some()
-        })
+        self.dases.iter().all(|d| d.identity().is_some())
     }
 
+    /// The DAS whose Token-IDs end with `@fqdn`.
     fn das_for_fqdn(&self, fqdn: &str) -> Option<&Das> {
-        self.dases.iter().find(|d| {
-            d.identity
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .as_ref()
-                .is_some_and(|(_, f)| f == fqdn)
-        })
+        self.dases
+            .iter()
+            .find(|d| d.identity().as_ref().is_some_and(|i| i.fqdn == fqdn))
     }
 
     /// The Role-IDs of `rfa` that the DAS at `endpoint` issues (TS-0003
     /// 7.3.2.2 step 2.2.1 groups Role-IDs per DAS; Decision 8: by the FQDN
-    /// after `@`). All of them while its identity is not known yet.
+    /// after `@`, its own or one of its `role_issuers`). All of them while
+    /// its identity is not known yet.
     pub fn roles_for_das(&self, endpoint: &str, rfa: &[String]) -> Vec<String> {
-        let fqdn = self.das_for_endpoint(endpoint).and_then(|d| {
-            d.identity
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .as_ref()
-                .map(|(_, f)| f.clone())
-        });
-        match fqdn {
-            Some(f) => rfa
+        let Some(das) = self.das_for_endpoint(endpoint) else {
+            return rfa.to_vec();
+        };
+        match das.identity().as_ref() {
+            Some(identity) => rfa
                 .iter()
-                .filter(|r| issuer_fqdn(r) == Some(f.as_str()))
+                .filter(|r| identity.issues_role(r))
                 .cloned()
                 .collect(),
             None => rfa.to_vec(),
         }
+    }
+
+    /// The DASes the Role-IDs of `rfa` identify (TS-0003 7.3.2.2 step
+    /// 2.2.1, Decision 8), in configuration order: with the DACs' (step
+    /// 2.2.2) they are the DASes a denied request may be authorized by.
+    pub fn dases_for_roles(&self, rfa: &[String]) -> Vec<String> {
+        self.dases
+            .iter()
+            .filter(|d| {
+                d.identity()
+                    .as_ref()
+                    .is_some_and(|i| rfa.iter().any(|r| i.issues_role(r)))
+            })
+            .map(|d| d.endpoint.clone())
+            .collect()
     }
 
     fn das_for_endpoint(&self, endpoint: &str) -> Option<&Das> {
@@ -592,13 +627,11 @@ impl Dynamic {
         else {
             return first;
         };
-        let Some(i) = self.dases.iter().position(|d| {
-            d.identity
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .as_ref()
-                .is_some_and(|(iss, _)| iss == issuer)
-        }) else {
+        let Some(i) = self
+            .dases
+            .iter()
+            .position(|d| d.identity().as_ref().is_some_and(|id| id.issuer == *issuer))
+        else {
             return first;
         };
         if !self.may_refetch(i) {
@@ -924,12 +957,7 @@ impl Dynamic {
         let target = dreq.targeted_resource_id.as_str();
         let ctx = VerifyContext::with_hosting(hosting.clone(), &dreq.originator, now)
             .map_err(|e| format!("originator: {e}"))?;
-        let das_issuer = das
-            .identity
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-            .map(|(i, _)| i.clone());
+        let das_issuer = das.identity().as_ref().map(|i| i.issuer.clone());
         let mut grant = TokenGrant::default();
         for (i, token) in response.tokens.iter().enumerate() {
             // 7.3.2.2 step 4.1.1: verify each token before use.

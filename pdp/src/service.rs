@@ -563,12 +563,19 @@ impl PdpService {
     ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
         let (req, conv, now) = (job.req, &job.conv, job.at.now);
         let hosting = self.hosting(job);
-        let (dases, lifetime) = dynamic.dases_for(snap, &conv.request.target, now);
+        let (mut dases, lifetime) = dynamic.dases_for(snap, &conv.request.target, now);
         let originator = hosting
             .canonicalize(&conv.request.originator)
             .map(|c| c.into_owned())
             .unwrap_or_else(|_| conv.request.originator.clone());
         let rfa = self.role_ids_from_acps(snap, conv, hosting, now);
+        // 7.3.2.2 step 2.2: the DASes the Role-IDs identify (2.2.1) join
+        // those of the target's DACs, or the default DAS (2.2.2).
+        for endpoint in dynamic.dases_for_roles(&rfa) {
+            if !dases.contains(&endpoint) {
+                dases.push(endpoint);
+            }
+        }
         let dreq = Dynamic::das_request(req, snap, &originator, now, rfa, lifetime);
         // Direct (7.3.2.2): consult the target's DAS(es) and decide again.
         let mut reasons = Vec::new();

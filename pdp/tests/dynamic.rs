@@ -211,6 +211,8 @@ struct ScriptedDas {
     delay_ms: Arc<AtomicUsize>,
     /// The `authorization` metadata of each `Consult` and `GetTokens` call.
     authorizations: Arc<Mutex<Vec<Called>>>,
+    /// The `role_issuers` of its key set.
+    role_issuers: Vec<&'static str>,
     /// The keys of its key set; empty: the ES256 key [`DAS_KID`].
     keys: Arc<Mutex<Vec<pb::PublicKey>>>,
     /// How many times its key set was fetched.
@@ -294,6 +296,7 @@ impl DynamicAuthorizationServer for ScriptedDas {
         Ok(Response::new(pb::KeySet {
             issuer: issuer.into(),
             fqdn: fqdn.into(),
+            role_issuers: self.role_issuers.iter().map(|r| r.to_string()).collect(),
             keys,
         }))
     }
@@ -1192,4 +1195,54 @@ async fn dreq_trt_falls_back_to_the_replica_7_3_2_2() {
             .and_then(|r| r.targeted_resource_type);
         assert_eq!(named, Some(want), "{target}: {d:?}");
     }
+}
+
+/// TS-0003 7.3.2.2 step 2.2 and Decision 8: a DAS that a Role-ID of an
+/// applicable rule identifies (by the FQDN after `@`: the DAS's own, or one
+/// of the `role_issuers` its key set publishes) is consulted with that
+/// Role-ID in `rfa` (step 2.2.1), and listed with it in Token Request
+/// Information, also when the target links no DAC and no default DAS is
+/// configured (step 2.2.2 gives none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_das_a_role_id_identifies_is_consulted_7_3_2_2_step_2_2_1() {
+    let das = ScriptedDas {
+        role_issuers: vec!["roles.example.com"],
+        ..ScriptedDas::default()
+    };
+    let (url, task) = serve_das(das.clone()).await;
+    tokio::spawn(task);
+    let mut dynamic = DynamicConfig::new(vec![url]);
+    dynamic.deadline = Duration::from_secs(5);
+    let mut policy = acp("acp1", &["Cowner"], 63);
+    if let Some(pv) = policy.privileges.as_mut() {
+        pv.rules.push(pb::AccessControlRule {
+            originators: vec!["guest@roles.example.com".into()],
+            operations: 2,
+            ..Default::default()
+        });
+    }
+    let snapshot = snapshot_event(
+        1,
+        vec![policy],
+        vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+    );
+    let pdp = pdp_trusting(dynamic, &snapshot).await;
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let mut req = request("Cguest", pb::Operation::Retrieve, "cnt");
+    req.token_request_indicator = true;
+    let d = client.decide(req).await.expect("decide").into_inner();
+    assert_eq!(d.decision, pb::AuthorizationDecision::Deny as i32);
+    assert_eq!(das.consultations.load(Ordering::SeqCst), 1, "{}", d.summary);
+    let rfa = ["guest@roles.example.com".to_string()];
+    assert_eq!(das.requests.lock().await[0].role_ids_from_acps, rfa);
+    let tqf = d.token_request_info.expect("Token Request Information");
+    assert_eq!(tqf.das_info.len(), 1);
+    assert_eq!(
+        tqf.das_info[0]
+            .das_request
+            .as_ref()
+            .map(|r| r.role_ids_from_acps.clone()),
+        Some(rfa.to_vec())
+    );
 }
