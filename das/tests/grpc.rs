@@ -980,7 +980,7 @@ fn config_errors_name_the_file_and_the_field() {
         "rule": {"acor": ["Cguest"], "acop": 4,
                  "acco": [{"actw": ["* * 7-19 * * * *"], "acip": {"ipv4": ["192.168.1.0/24"]}}]},
         "targets": ["frontDoor"],
-        "grant": {"roles": ["guest@r.example"], "mode": "token"},
+        "grant": {"roles": ["guest@das.home.example"], "mode": "token"},
         "max_lifetime_s": 86400
     });
     check(&v, "policies[2].grant.roles");
