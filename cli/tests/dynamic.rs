@@ -543,6 +543,12 @@ async fn forged_and_misused_tokens_are_denied_with_their_reason_7_3_2_6() {
     ];
     let d = decide(&mut s.pdp, r).await;
     assert!(!is_permit(&d), "{d:?}");
+    // Denied with its own reason, naming the resource and `ris` (7.3.2.5).
+    assert!(
+        d.summary.contains("grants nothing on") && d.summary.contains("ris"),
+        "{}",
+        d.summary
+    );
     // An unknown Local-Token-ID.
     let mut r = unlock.clone();
     r.local_token_ids = vec!["lt999".into()];

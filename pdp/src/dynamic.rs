@@ -177,6 +177,9 @@ pub struct TokenGrant {
     pub assigned: Vec<(String, String)>,
     /// Token-IDs used, for the summary.
     pub used: Vec<String>,
+    /// Why a token (verified, held by the originator) grants nothing on
+    /// the target, for the summary of a Deny: one line per such token.
+    pub inapplicable: Vec<String>,
 }
 
 impl TokenGrant {
@@ -186,6 +189,7 @@ impl TokenGrant {
         self.roles.extend(other.roles);
         self.assigned.extend(other.assigned);
         self.used.extend(other.used);
+        self.inapplicable.extend(other.inapplicable);
     }
 
     fn add(&mut self, token: &VerifiedToken, target: &str) {
@@ -197,6 +201,14 @@ impl TokenGrant {
             {
                 self.acps.push(Arc::new(acp));
             }
+        }
+        if granted.privileges.is_empty() && granted.role_ids.is_empty() {
+            // TS-0003 7.3.2.5: a permission applies only to the resources in
+            // its `ris` (every resource when it has none).
+            self.inapplicable.push(format!(
+                "token {} grants nothing on {target}: no permission of it names this resource in ris",
+                token.token_id()
+            ));
         }
         self.roles.extend(granted.role_ids);
         self.used.push(token.token_id().to_owned());

@@ -610,6 +610,10 @@ impl PdpService {
             if !unanswered.is_empty() {
                 mark_indeterminate(&mut decision, &unanswered);
             }
+            if !grant.inapplicable.is_empty() {
+                decision.summary.push_str("; ");
+                decision.summary.push_str(&grant.inapplicable.join("; "));
+            }
             if !reasons.is_empty() {
                 decision.summary.push_str("; dynamic authorization: ");
                 decision.summary.push_str(&reasons.join("; "));
