@@ -372,8 +372,9 @@ fn lazy_channel(endpoint: &str, deadline: Duration) -> Result<Channel, String> {
 
 /// 16 hex digits, different for every call: a hash keyed by the process's
 /// random `RandomState` seed (which differs between processes, and between
-/// instances in one process), of the time and process ID.
-fn random_prefix() -> String {
+/// instances in one process), of the time and process ID. Local-Token-IDs
+/// and decision IDs start with one.
+pub(crate) fn random_prefix() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

@@ -65,18 +65,8 @@ struct DecisionIds {
 
 impl DecisionIds {
     fn new() -> Self {
-        use std::hash::{BuildHasher, Hasher};
-        // RandomState is seeded randomly per process; mix in time and pid.
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default(),
-        );
-        h.write_u32(std::process::id());
         Self {
-            prefix: format!("{:016x}", h.finish()),
+            prefix: crate::dynamic::random_prefix(),
             next: AtomicU64::new(1),
         }
     }

@@ -800,8 +800,9 @@ async fn token_request_info_groups_role_ids_per_das_7_3_2_3() {
     tokio::spawn(task);
     let (second_url, task) = serve_das(second.clone()).await;
     tokio::spawn(task);
-    // No DAC and no default DAS: nothing is consulted, and the Token
-    // Request Information names every configured DAS.
+    // No DAC and no default DAS: the DASes the Role-IDs identify are the
+    // DASes of step 2.2 (7.3.2.2 step 2.2.1); each is consulted and named in
+    // the Token Request Information, with its own Role-IDs.
     let mut dynamic = DynamicConfig::new(vec![first_url.clone(), second_url.clone()]);
     dynamic.deadline = Duration::from_secs(5);
     // acp1 grants RETRIEVE to a Role-ID of each DAS and to one that no
@@ -853,8 +854,17 @@ async fn token_request_info_groups_role_ids_per_das_7_3_2_3() {
         Some(vec!["guest@das2.example.com".to_owned()]),
         "{tqf:?}"
     );
-    assert_eq!(first.consultations.load(Ordering::SeqCst), 0);
-    assert_eq!(second.consultations.load(Ordering::SeqCst), 0);
+    for das in [&first, &second] {
+        assert_eq!(das.consultations.load(Ordering::SeqCst), 1);
+    }
+    assert_eq!(
+        first.requests.lock().await[0].role_ids_from_acps,
+        ["guest@das.example.com"]
+    );
+    assert_eq!(
+        second.requests.lock().await[0].role_ids_from_acps,
+        ["guest@das2.example.com"]
+    );
 }
 
 /// TS-0003 7.3.2.3 steps 2.2 and 3: the originator presents the `dreq` of

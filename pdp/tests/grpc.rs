@@ -423,16 +423,13 @@ async fn stream_answers_each_request_in_order() {
     assert!(answers.message().await.unwrap().is_none());
 }
 
-/// A request that takes long to decide (a DAS consultation) does not hold up
-/// the requests sent after it on the same stream: each is answered as soon
-/// as it is decided, with its `request_id` echoed to match it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_answers_each_request_as_it_is_decided() {
-    let das = GatedDas::default();
+/// A PDP that consults `das` (its default DAS) on every Deny and waits for
+/// it up to `deadline`; `acp1` on `cnt` grants RETRIEVE to `Cphone` only.
+async fn pdp_consulting(das: &GatedDas, deadline: Duration) -> Pdp {
     let url = das.serve().await;
     let mut dynamic = DynamicConfig::new(vec![url.clone()]);
     dynamic.default_das = Some(url);
-    dynamic.deadline = Duration::from_secs(120);
+    dynamic.deadline = deadline;
     let pdp = Pdp::start(PdpConfig::new(hosting()).with_dynamic(dynamic)).unwrap();
     pdp.apply_event(&snapshot_event(
         1,
@@ -440,6 +437,16 @@ async fn stream_answers_each_request_as_it_is_decided() {
         vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
     ))
     .unwrap();
+    pdp
+}
+
+/// A request that takes long to decide (a DAS consultation) does not hold up
+/// the requests sent after it on the same stream: each is answered as soon
+/// as it is decided, with its `request_id` echoed to match it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_answers_each_request_as_it_is_decided() {
+    let das = GatedDas::default();
+    let pdp = pdp_consulting(&das, Duration::from_secs(120)).await;
     let (channel, _server) = serve_pdp(&pdp).await;
     let mut client = PolicyDecisionPointClient::new(channel);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -485,17 +492,7 @@ async fn stream_answers_each_request_as_it_is_decided() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_das_ends_before_the_callers_deadline_with_the_reason() {
     let das = GatedDas::default();
-    let url = das.serve().await;
-    let mut dynamic = DynamicConfig::new(vec![url.clone()]);
-    dynamic.default_das = Some(url);
-    dynamic.deadline = Duration::from_secs(300);
-    let pdp = Pdp::start(PdpConfig::new(hosting()).with_dynamic(dynamic)).unwrap();
-    pdp.apply_event(&snapshot_event(
-        1,
-        vec![acp("acp1", &["Cphone"], RETRIEVE)],
-        vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
-    ))
-    .unwrap();
+    let pdp = pdp_consulting(&das, Duration::from_secs(300)).await;
     let (channel, _server) = serve_pdp(&pdp).await;
     let mut client = PolicyDecisionPointClient::new(channel);
     let mut req = tonic::Request::new(request("Cguest", pb::Operation::Retrieve, "cnt"));
@@ -519,17 +516,7 @@ async fn a_slow_das_ends_before_the_callers_deadline_with_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_answers_fast_requests_around_held_ones() {
     let das = GatedDas::default();
-    let url = das.serve().await;
-    let mut dynamic = DynamicConfig::new(vec![url.clone()]);
-    dynamic.default_das = Some(url);
-    dynamic.deadline = Duration::from_secs(120);
-    let pdp = Pdp::start(PdpConfig::new(hosting()).with_dynamic(dynamic)).unwrap();
-    pdp.apply_event(&snapshot_event(
-        1,
-        vec![acp("acp1", &["Cphone"], RETRIEVE)],
-        vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
-    ))
-    .unwrap();
+    let pdp = pdp_consulting(&das, Duration::from_secs(120)).await;
     let (channel, _server) = serve_pdp(&pdp).await;
     let mut client = PolicyDecisionPointClient::new(channel);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -590,17 +577,7 @@ async fn stream_answers_fast_requests_around_held_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_reads_no_further_while_its_waiting_requests_are_full() {
     let das = GatedDas::default();
-    let url = das.serve().await;
-    let mut dynamic = DynamicConfig::new(vec![url.clone()]);
-    dynamic.default_das = Some(url);
-    dynamic.deadline = Duration::from_secs(120);
-    let pdp = Pdp::start(PdpConfig::new(hosting()).with_dynamic(dynamic)).unwrap();
-    pdp.apply_event(&snapshot_event(
-        1,
-        vec![acp("acp1", &["Cphone"], RETRIEVE)],
-        vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
-    ))
-    .unwrap();
+    let pdp = pdp_consulting(&das, Duration::from_secs(120)).await;
     let (channel, _server) = serve_pdp(&pdp).await;
     let mut client = PolicyDecisionPointClient::new(channel);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
