@@ -224,11 +224,34 @@ struct Evaluation<'r, 'o> {
     // none, and an empty `Vec` costs nothing to create or drop).
     time: Option<TimeParts>,
     position: Option<Option<Position>>,
-    countries: Option<SmallVec<[u16; 2]>>,
+    countries: Option<(SmallVec<[u16; 2]>, bool)>,
+    /// Claimed roles looked up so far, with the answer (a decision with
+    /// claimed roles allocates for these anyway).
     roles: Vec<(&'r str, bool)>,
+    /// Set by the condition just evaluated when it failed for want of an
+    /// attribute (undetermined) rather than being certainly FALSE.
+    undetermined: bool,
+    rare: Option<Box<Rare>>,
+}
+
+/// The state most decisions never touch, behind one pointer: a decision
+/// that needs none of it neither builds nor drops it.
+#[derive(Default)]
+struct Rare {
+    /// Groups looked up so far, with the answer.
     groups: Vec<(Box<str>, bool)>,
+    /// Attributes the decision needed and could not get (Decision 10).
     missing: Vec<MissingAttribute>,
+    /// The rules that named the originator and failed, when explaining.
     failures: Vec<RuleFailure>,
+    /// What the rule being evaluated lacked; it joins `missing` only when
+    /// the rule ends undetermined, not when another of its conditions is
+    /// certainly FALSE (then the Deny is a final result: 7.1.4).
+    pending: Vec<MissingAttribute>,
+    /// What fetching the position and the countries lacked, noted again
+    /// for every rule that uses the cached answer.
+    position_notes: Vec<MissingAttribute>,
+    countries_notes: Vec<MissingAttribute>,
 }
 
 impl<'r, 'o> Evaluation<'r, 'o> {
@@ -259,9 +282,25 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             position: None,
             countries: None,
             roles: Vec::new(),
-            groups: Vec::new(),
-            missing: Vec::new(),
-            failures: Vec::new(),
+            undetermined: false,
+            rare: None,
+        }
+    }
+
+    /// The rare state, made on first use.
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// How many attributes the rule being evaluated has noted as missing.
+    fn pending_len(&self) -> usize {
+        self.rare.as_ref().map_or(0, |r| r.pending.len())
+    }
+
+    /// Forgets the notes of the rule being evaluated from `mark` on.
+    fn truncate_pending(&mut self, mark: usize) {
+        if let Some(r) = &mut self.rare {
+            r.pending.truncate(mark);
         }
     }
 
@@ -321,7 +360,16 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             rule: at.rule as usize,
         };
         let matched = || rule.originators[at.entry as usize].to_string();
-        match self.res_acr(rule) {
+        self.truncate_pending(0);
+        self.undetermined = false;
+        let result = self.res_acr(rule);
+        if result.is_err() && self.undetermined {
+            // Undetermined: what it lacked explains the Deny (Decision 10).
+            for m in std::mem::take(&mut self.rare().pending) {
+                self.record_missing(m);
+            }
+        }
+        match result {
             Ok(()) => Some(Decision {
                 effect: Effect::Permit,
                 status: AuthorizationStatus::Ok,
@@ -334,7 +382,7 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             }),
             Err(failed) => {
                 if self.options.explain {
-                    self.failures.push(RuleFailure {
+                    self.rare().failures.push(RuleFailure {
                         rule: rule_ref(),
                         matched_originator: matched(),
                         failed,
@@ -349,7 +397,11 @@ impl<'r, 'o> Evaluation<'r, 'o> {
     /// the evaluation instead of consuming it, which would copy the whole
     /// (large) evaluation state into the call.
     fn deny(&mut self) -> Decision {
-        let status = if !self.missing.is_empty() {
+        let (missing, failures) = match self.rare.take() {
+            Some(rare) => (rare.missing, rare.failures),
+            None => (Vec::new(), Vec::new()),
+        };
+        let status = if !missing.is_empty() {
             AuthorizationStatus::MissingAttribute
         } else if self.any_rule_named_originator {
             AuthorizationStatus::Ok
@@ -360,21 +412,42 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             effect: Effect::Deny,
             status,
             permitted_by: None,
-            missing: std::mem::take(&mut self.missing),
-            explanation: self.options.explain.then(|| Explanation {
+            missing,
+            explanation: self.options.explain.then_some(Explanation {
                 matched_originator: None,
-                failed_rules: std::mem::take(&mut self.failures),
+                failed_rules: failures,
             }),
         }
     }
 
     /// `res_acr(k)` once `res_origs(k)` holds, reporting the first condition
     /// that failed.
+    ///
+    /// Three-valued: a condition that failed for want of an attribute sets
+    /// `undetermined`, and the conditions after it are still evaluated, since
+    /// one of them certainly FALSE makes the rule certainly FALSE whatever
+    /// the missing attribute would have been.
     fn res_acr(&mut self, rule: &CompiledRule) -> Result<(), FailedCondition> {
         self.res_ops(rule)?;
         self.res_authn(rule)?;
-        self.res_ctxts(rule)?;
-        self.res_objd(rule)
+        self.undetermined = false;
+        let ctxts = self.res_ctxts(rule);
+        if ctxts.is_err() && !self.undetermined {
+            return ctxts;
+        }
+        self.undetermined = false;
+        let objd = self.res_objd(rule);
+        match ctxts {
+            Ok(()) => objd,
+            Err(first) => {
+                // Contexts undetermined: the rule is so too, unless the
+                // object details are certainly FALSE.
+                if objd.is_ok() {
+                    self.undetermined = true;
+                }
+                Err(first)
+            }
+        }
     }
 
     /// `res_ops(k) = ismember(Operation, acr(k)_accessControlOperations)`.
@@ -406,21 +479,53 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             return Ok(());
         }
         let mut elements = Vec::new();
+        let mark = self.pending_len();
+        let mut undetermined = false;
         for context in rule.contexts.iter() {
+            self.undetermined = false;
             match self.res_context(context) {
-                Ok(()) => return Ok(()),
-                Err(f) if self.options.explain => elements.push(f),
-                Err(_) => {}
+                Ok(()) => {
+                    // What the elements before lacked did not matter.
+                    self.truncate_pending(mark);
+                    self.undetermined = false;
+                    return Ok(());
+                }
+                Err(f) => {
+                    undetermined |= self.undetermined;
+                    if self.options.explain {
+                        elements.push(f);
+                    }
+                }
             }
         }
+        self.undetermined = undetermined;
         Err(FailedCondition::Context { elements })
     }
 
     /// `res_context(k,m) = res_time(k,m) AND res_ip(k,m) AND res_loc(k,m)`.
+    /// Certainly FALSE when one part is; otherwise undetermined when one
+    /// part lacked its attribute. The failure reported is the first.
     fn res_context(&mut self, c: &CompiledContext) -> Result<(), ContextFailure> {
+        // The time is always known (7.1.2: the request time).
         self.res_time(c)?;
-        self.res_ip(c)?;
-        self.res_loc(c)
+        self.undetermined = false;
+        let ip = self.res_ip(c);
+        if ip.is_err() && !self.undetermined {
+            return ip;
+        }
+        self.undetermined = false;
+        let loc = self.res_loc(c);
+        match ip {
+            Ok(()) => loc,
+            Err(first) => {
+                // The IP was unknown: undetermined, unless the location is
+                // certainly FALSE (then `undetermined` is already false).
+                if loc.is_ok() {
+                    self.undetermined = true;
+                }
+                Err(first)
+            }
+        }
     }
 
     /// `res_time = ismember(rq_time, accessControlTimeWindow)`.
@@ -455,6 +560,7 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             }),
             None => {
                 // Indeterminate, so Deny, reported as such (7.1.4; Decision 10).
+                self.undetermined = true;
                 self.note_missing(MissingAttribute::IpAddress {
                     reason: "not given in the request".to_owned(),
                 });
@@ -480,15 +586,26 @@ impl<'r, 'o> Evaluation<'r, 'o> {
                         )
                     }),
                 }),
-                None => Err(ContextFailure::Location {
-                    reason: self.why(|| "originator position unknown".to_owned()),
-                }),
+                None => {
+                    self.undetermined = true;
+                    Err(ContextFailure::Location {
+                        reason: self.why(|| "originator position unknown".to_owned()),
+                    })
+                }
             },
             Some(LocationConstraint::Countries(allowed)) => {
-                let countries = self.countries();
+                let (countries, determined) = self.countries();
                 if countries.is_empty() {
+                    // Known to be in no country (at sea) is an answer.
+                    self.undetermined = !determined;
                     Err(ContextFailure::Location {
-                        reason: self.why(|| "originator country unknown".to_owned()),
+                        reason: self.why(|| {
+                            if determined {
+                                "originator is in no country".to_owned()
+                            } else {
+                                "originator country unknown".to_owned()
+                            }
+                        }),
                     })
                 } else if countries.iter().all(|c| allowed.contains(c)) {
                     Ok(())
@@ -517,26 +634,37 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             return Ok(());
         }
         let mut reasons = Vec::new();
+        let mark = self.pending_len();
+        let mut undetermined = false;
         for d in rule.object_details.iter() {
+            // res_objdetails = res_resourceType AND res_specializationID AND
+            // res_childResource: FALSE when one part is; undetermined when
+            // none is and one lacks its input. The reason is the first's.
+            let mut reason: Option<String> = None;
+            let mut certain = false;
+            let mut unknown = false;
             // res_resourceType: the type of the targeted (parent) resource.
             if let Some(ty) = d.resource_type
                 && self.req.target_type != Some(ty)
             {
-                if self.req.target_type.is_none() {
-                    self.note_missing(MissingAttribute::TargetType {
-                        reason: format!("not given in the request; acod ty {ty} needs it"),
-                    });
+                match self.req.target_type {
+                    Some(t) => {
+                        certain = true;
+                        reason = Some(self.why(|| format!("target type {t} is not ty {ty}")));
+                    }
+                    None => {
+                        unknown = true;
+                        self.note_missing(MissingAttribute::TargetType {
+                            reason: format!("not given in the request; acod ty {ty} needs it"),
+                        });
+                        reason =
+                            Some(self.why(|| format!("target type unknown, ty {ty} required")));
+                    }
                 }
-                if self.options.explain {
-                    reasons.push(match self.req.target_type {
-                        Some(t) => format!("target type {t} is not ty {ty}"),
-                        None => format!("target type unknown, ty {ty} required"),
-                    });
-                }
-                continue;
             }
             // res_specializationID: the mgd/cnd of the created resource (Decision 13).
-            if let Some(spty) = &d.specialization
+            if !certain
+                && let Some(spty) = &d.specialization
                 && self.req.specialization.as_ref() != Some(spty)
             {
                 // Only a <mgmtObj> or <flexContainer> has one: for another
@@ -545,57 +673,83 @@ impl<'r, 'o> Evaluation<'r, 'o> {
                     .req
                     .resource_type
                     .is_none_or(|rt| SPECIALIZED_TYPES.contains(&rt));
+                let why = match &self.req.specialization {
+                    Some(given) => self.why(|| {
+                        format!(
+                            "specialization {} of the created resource is not {}",
+                            specialization_text(given),
+                            specialization_text(spty)
+                        )
+                    }),
+                    None => self.why(|| {
+                        format!(
+                            "specialization of the created resource unknown, {} required",
+                            specialization_text(spty)
+                        )
+                    }),
+                };
                 if self.req.specialization.is_none() && specializable {
+                    unknown = true;
                     self.note_missing(MissingAttribute::Specialization {
                         reason: format!(
                             "not given in the request; acod spty {} needs it",
                             specialization_text(spty)
                         ),
                     });
+                } else {
+                    certain = true;
                 }
-                if self.options.explain {
-                    reasons.push(match &self.req.specialization {
-                        Some(given) => format!(
-                            "specialization {} of the created resource is not {}",
-                            specialization_text(given),
-                            specialization_text(spty)
-                        ),
-                        None => format!(
-                            "specialization of the created resource unknown, {} required",
-                            specialization_text(spty)
-                        ),
-                    });
-                }
-                continue;
+                reason.get_or_insert(why);
             }
             // res_childResource = ismember(Resource Type, childResourceType).
-            match self.req.resource_type {
-                Some(rt) if d.child_resource_types.contains(&rt) => return Ok(()),
-                rt => {
-                    if rt.is_none() {
+            if !certain {
+                match self.req.resource_type {
+                    Some(rt) if d.child_resource_types.contains(&rt) => {}
+                    Some(rt) => {
+                        certain = true;
+                        let why = self.why(|| {
+                            format!(
+                                "resource type {rt} not in chty {:?}",
+                                d.child_resource_types
+                            )
+                        });
+                        reason.get_or_insert(why);
+                    }
+                    None => {
+                        unknown = true;
                         self.note_missing(MissingAttribute::ResourceType {
                             reason: "the type of the resource being created is not given"
                                 .to_owned(),
                         });
-                    }
-                    if self.options.explain {
-                        reasons.push(match rt {
-                            Some(rt) => format!(
-                                "resource type {rt} not in chty {:?}",
-                                d.child_resource_types
-                            ),
-                            None => "resource type of the CREATE unknown".to_owned(),
-                        });
+                        let why = self.why(|| "resource type of the CREATE unknown".to_owned());
+                        reason.get_or_insert(why);
                     }
                 }
             }
+            if !certain && !unknown {
+                // What the elements before lacked did not matter.
+                self.truncate_pending(mark);
+                self.undetermined = false;
+                return Ok(());
+            }
+            undetermined |= !certain;
+            if self.options.explain {
+                reasons.extend(reason);
+            }
         }
+        self.undetermined = undetermined;
         Err(FailedCondition::ObjectDetails { elements: reasons })
+    }
+
+    /// Notes an attribute the rule being evaluated needs and could not get
+    /// ([`Evaluation::evaluate`] records it if the rule ends undetermined).
+    fn note_missing(&mut self, missing: MissingAttribute) {
+        self.rare().pending.push(missing);
     }
 
     /// Records an attribute the decision needed and could not get (once
     /// per kind: the first reason is the one reported).
-    fn note_missing(&mut self, missing: MissingAttribute) {
+    fn record_missing(&mut self, missing: MissingAttribute) {
         let same_kind = |m: &MissingAttribute| {
             std::mem::discriminant(m) == std::mem::discriminant(&missing)
                 && match (m, &missing) {
@@ -610,8 +764,9 @@ impl<'r, 'o> Evaluation<'r, 'o> {
                     _ => true,
                 }
         };
-        if !self.missing.iter().any(same_kind) {
-            self.missing.push(missing);
+        let rare = self.rare();
+        if !rare.missing.iter().any(same_kind) {
+            rare.missing.push(missing);
         }
     }
 
@@ -635,7 +790,7 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             Lookup::Found(v) => v,
             Lookup::NotFound => false,
             Lookup::Unavailable(reason) => {
-                self.missing.push(MissingAttribute::Role {
+                self.rare().missing.push(MissingAttribute::Role {
                     role: role.to_owned(),
                     reason,
                 });
@@ -647,29 +802,38 @@ impl<'r, 'o> Evaluation<'r, 'o> {
     }
 
     fn is_group_member(&mut self, group: &str) -> bool {
-        if let Some((_, ok)) = self.groups.iter().find(|(g, _)| &**g == group) {
+        if let Some((_, ok)) = self
+            .rare
+            .as_ref()
+            .and_then(|r| r.groups.iter().find(|(g, _)| &**g == group))
+        {
             return *ok;
         }
         let ok = match self.attrs.group_has_member(group, self.originator.absolute) {
             Lookup::Found(v) => v,
             Lookup::NotFound => false,
             Lookup::Unavailable(reason) => {
-                self.missing.push(MissingAttribute::GroupMembership {
+                self.rare().missing.push(MissingAttribute::GroupMembership {
                     group: group.to_owned(),
                     reason,
                 });
                 false
             }
         };
-        self.groups.push((group.into(), ok));
+        self.rare().groups.push((group.into(), ok));
         ok
     }
 
     /// The originator's position: the request's, else the attribute source's.
     fn position(&mut self) -> Option<Position> {
         if let Some(p) = self.position {
+            if let Some(r) = &mut self.rare {
+                let notes = r.position_notes.clone();
+                r.pending.extend(notes);
+            }
             return p;
         }
+        let mark = self.pending_len();
         let p = self.req.position.or_else(|| {
             match self.attrs.position(self.originator.absolute, self.req.time) {
                 Lookup::Found(p) => Some(p),
@@ -686,15 +850,25 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             }
         });
         self.position = Some(p);
+        if let Some(r) = &mut self.rare {
+            r.position_notes = r.pending[mark..].to_vec();
+        }
         p
     }
 
     /// The originator's countries: the request's, else the country of its IP
-    /// address, else of its position (Annex F.2.2). Empty when unknown.
-    fn countries(&mut self) -> SmallVec<[u16; 2]> {
+    /// address, else of its position (Annex F.2.2); and whether they are
+    /// known (none and known: at sea).
+    fn countries(&mut self) -> (SmallVec<[u16; 2]>, bool) {
         if let Some(c) = &self.countries {
-            return c.clone();
+            let c = c.clone();
+            if let Some(r) = &mut self.rare {
+                let notes = r.countries_notes.clone();
+                r.pending.extend(notes);
+            }
+            return c;
         }
+        let mark = self.pending_len();
         // A code that is not alpha-2 can be in no list: it stays, as
         // UNLISTED, so that it denies instead of being skipped.
         let mut found: SmallVec<[u16; 2]> = self
@@ -730,8 +904,11 @@ impl<'r, 'o> Evaluation<'r, 'o> {
                 reason: "not given in the request, and neither its IP address nor its position gives one".to_owned(),
             });
         }
-        self.countries = Some(found.clone());
-        found
+        self.countries = Some((found.clone(), determined));
+        if let Some(r) = &mut self.rare {
+            r.countries_notes = r.pending[mark..].to_vec();
+        }
+        (found, determined)
     }
 
     fn lookup_country(

@@ -1994,6 +1994,65 @@ fn decision_10_acod_part_not_given_is_a_missing_attribute() {
     assert_eq!(d.status, AuthorizationStatus::Ok, "{d:#?}");
 }
 
+/// 7.1.4 and Decision 10: a rule is undetermined (MISSING_ATTRIBUTE) only
+/// when no condition of it is certainly FALSE. `res_acr` and `res_context`
+/// are ANDs (7.1.5): one FALSE part makes the rule FALSE whatever the
+/// missing attribute would have been, and that Deny is a final result
+/// (status OK, nothing reported missing).
+#[test]
+fn decision_10_a_rule_certainly_false_elsewhere_is_not_undetermined() {
+    let certain = |d: &Decision| {
+        assert_deny(d);
+        assert_eq!(d.status, AuthorizationStatus::Ok, "{d:#?}");
+        assert!(d.missing.is_empty(), "{d:#?}");
+    };
+    // The IP is unknown, but the created type is not in chty.
+    let acp = one_rule(json!({"acor": ["Cphone"], "acop": 63,
+        "acco": [{"acip": {"ipv4": ["10.0.0.0/8"]}}], "acod": [{"chty": [4]}]}));
+    certain(&check(&acp, &create("Cphone", Some(3), 3)));
+    // ... while with an allowed type the IP decides: undetermined.
+    let d = check(&acp, &create("Cphone", Some(3), 4));
+    assert_eq!(d.status, AuthorizationStatus::MissingAttribute, "{d:#?}");
+    assert!(
+        matches!(d.missing[..], [MissingAttribute::IpAddress { .. }]),
+        "{d:#?}"
+    );
+
+    // Inside one acco element: the IP is unknown, the position is far
+    // outside the circle.
+    let acp = one_rule(json!({"acor": ["Cphone"], "acop": 2,
+        "acco": [{"acip": {"ipv4": ["10.0.0.0/8"]}, "aclr": {"accr": [0, 0, 1000]}}]}));
+    let mut r = retrieve("Cphone");
+    r.position = Some(pos(50.0, 50.0, 0.0));
+    certain(&check(&acp, &r));
+
+    // acod: tgty is not given, but chty excludes the created type.
+    let acp = one_rule(json!({"acor": ["Cphone"], "acop": 1, "acod": [{"ty": 3, "chty": [4]}]}));
+    certain(&check(&acp, &create("Cphone", None, 23)));
+}
+
+/// Decision 10 over several rules: a position the attribute source cannot
+/// give is reported for the rule it leaves undetermined, also when an
+/// earlier rule that needed it too was certainly FALSE for another reason.
+#[test]
+fn decision_10_a_missing_attribute_is_reported_for_every_rule_it_leaves_undetermined() {
+    let acp = pv(r#"[
+        {"acor": ["Cphone"], "acop": 1, "acco": [{"aclr": {"accr": [0, 0, 1000]}}], "acod": [{"chty": [4]}]},
+        {"acor": ["Cphone"], "acop": 1, "acco": [{"aclr": {"accr": [0, 0, 1000]}}]}
+    ]"#);
+    let attrs = InMemoryAttributes {
+        unavailable: Some("location server unreachable".to_owned()),
+        ..InMemoryAttributes::new()
+    };
+    let d = check_with(&acp, &create("Cphone", Some(3), 3), &attrs);
+    assert_deny(&d);
+    assert_eq!(d.status, AuthorizationStatus::MissingAttribute, "{d:#?}");
+    assert!(
+        matches!(d.missing[..], [MissingAttribute::Position { .. }]),
+        "{d:#?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 7.1.1: privileges and selfPrivileges
 // ---------------------------------------------------------------------------
