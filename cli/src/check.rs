@@ -60,6 +60,10 @@ fn check(args: &CheckArgs) -> Result<Value> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("{}: cannot read", path.display()))?;
         let acps = json::parse_and_validate(&text).map_err(|e| file_error(path, e))?;
+        if acps.is_empty() {
+            // `[]` or `{"m2m:acp": []}`: most likely not the file meant.
+            return Err(anyhow!("{}: holds no m2m:acp resource", path.display()));
+        }
         for (i, acp) in acps.iter().enumerate() {
             let id: Arc<str> = match acp.id() {
                 Some(id) => id.into(),

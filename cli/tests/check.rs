@@ -221,6 +221,18 @@ fn policy_files_that_are_not_acps_exit_2() {
             r#"{"m2m:acp": {"pv": {"acr": [[["Cabc"], 2]]}}}"#,
             "pv.acr[0]: expected an object",
         ),
+        // TS-0003 7.1.3: wildcards are not applicable to Role-IDs; an
+        // entry that could never match is an error, not a silent Deny.
+        (
+            r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["guest*@roles.example.com"], "acop": 2}]}}}"#,
+            "pv.acr[0].acor[0]",
+        ),
+        (
+            r#"{"m2m:acp": {"pv": {"acr": [{"acor": [], "acop": 2}]}}}"#,
+            "pv.acr[0].acor: names no originator",
+        ),
+        (r#"[]"#, "holds no m2m:acp resource"),
+        (r#"{"m2m:acp": []}"#, "holds no m2m:acp resource"),
     ] {
         std::fs::write(&file, body).unwrap();
         let (code, out, err) = authz(&[
@@ -287,6 +299,23 @@ fn invalid_request_exits_2_naming_the_field() {
         (
             r#"{"fr": "C1", "to": "x", "op": 2, "rids": ["r@x.org", "guest"]}"#,
             "rids[1]:",
+        ),
+        // Spec notes §7.2: issuerRelativeID@issuerID, the issuer a
+        // lower-case FQDN.
+        (
+            r#"{"fr": "C1", "to": "x", "op": 2, "rids": ["a@b@c.org"]}"#,
+            "rids[0]:",
+        ),
+        (
+            r#"{"fr": "C1", "to": "x", "op": 2, "rids": ["guest*@x.org"]}"#,
+            "rids[0]:",
+        ),
+        // Spec notes §8: an AE-ID or CSE-ID holds no `@`.
+        (r#"{"fr": "guest@x.org", "to": "x", "op": 2}"#, "fr:"),
+        // Seconds run 00-59 (chrono would read 60 as a leap second).
+        (
+            r#"{"fr": "C1", "to": "x", "op": 2, "rtm": "20261128T120060"}"#,
+            "rtm:",
         ),
     ] {
         std::fs::write(&req, body).unwrap();

@@ -477,6 +477,15 @@ fn compile_acrs(
 }
 
 fn compile_rule(path: &str, rule: &AccessControlRule, errors: &mut Errors) -> CompiledRule {
+    if rule.originators.is_empty() {
+        // `acor` is mandatory (spec notes §2.1); an empty list is not
+        // "no constraint" (Decision 11 names contexts and object details)
+        // but a rule that can never apply.
+        errors.add(
+            format_args!("{path}.acor"),
+            "names no originator: a rule applies only to the originators it lists",
+        );
+    }
     if rule.operations & !acop::ALL != 0 {
         errors.add(
             format_args!("{path}.acop"),

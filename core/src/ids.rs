@@ -56,6 +56,15 @@ pub enum IdError {
     /// A Role-ID or Token-ID that is not `name@issuer`.
     #[error("'{0}' is not of the form name@issuer")]
     NotNameAtIssuer(String),
+    /// A Role-ID that is not `issuerRelativeID@issuerID` (spec notes §7.2):
+    /// the reason, naming it.
+    #[error("{0}")]
+    BadRoleId(String),
+    /// An `@` in an originator: AE-IDs and CSE-IDs cannot hold one (it is
+    /// not an RFC 3986 unreserved character; spec notes §8), Role-IDs go in
+    /// the role IDs.
+    #[error("'{0}' holds '@': an AE-ID or CSE-ID cannot, and a Role-ID is not an originator")]
+    AtInOriginator(String),
 }
 
 /// Byte classes for [`check_originator_id`].
@@ -63,6 +72,7 @@ const WHITESPACE: u8 = 1;
 const WILDCARD: u8 = 2;
 const NON_ASCII: u8 = 4;
 const SLASH: u8 = 8;
+const AT: u8 = 16;
 const BYTE_CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut b = 0;
@@ -71,6 +81,7 @@ const BYTE_CLASS: [u8; 256] = {
             // The ASCII characters of `char::is_whitespace`.
             b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ' => WHITESPACE,
             b'*' => WILDCARD,
+            b'@' => AT,
             b'/' => SLASH,
             0x80..=0xff => NON_ASCII,
             _ => 0,
@@ -106,22 +117,23 @@ pub fn check_originator_id(id: &str) -> Result<(), IdError> {
     if seen & WILDCARD != 0 {
         return Err(IdError::Wildcard);
     }
+    if seen & AT != 0 {
+        return Err(IdError::AtInOriginator(id.to_owned()));
+    }
     if empty_segment {
         return Err(IdError::EmptySegment(id.to_owned()));
     }
     Ok(())
 }
 
-/// What a Role-ID or Token-ID a request claims must be before it is decided
-/// on: not empty, no whitespace, `name@issuer` with both parts given.
-/// Looser than [`crate::token::check_scoped_id`] (the form an issuer gives
-/// them), so that no ID an `acor` entry can name is refused as input.
-pub fn check_claimed_at_id(id: &str) -> Result<(), IdError> {
+/// A Role-ID (m2m:roleID, spec notes §7.2): `issuerRelativeID@issuerID`,
+/// the first of letters, digits, `.`, `_` and `-`, the second a lower-case
+/// FQDN. Both an `acor` entry and a request's role IDs must be one, so that
+/// no entry loads as something that can never match (TS-0003 7.1.3: no
+/// wildcard in a Role-ID) and no claimed role is silently meaningless.
+pub fn check_role_id(id: &str) -> Result<(), IdError> {
     check_plain(id)?;
-    match id.rsplit_once('@') {
-        Some((name, issuer)) if !name.is_empty() && !issuer.is_empty() => Ok(()),
-        _ => Err(IdError::NotNameAtIssuer(id.to_owned())),
-    }
+    crate::token::check_scoped_id(id).map_err(IdError::BadRoleId)
 }
 
 fn check_plain(id: &str) -> Result<(), IdError> {
@@ -393,9 +405,10 @@ fn classify16(block: &[u8; 16]) -> (u16, u16, bool) {
     for (i, &b) in block.iter().enumerate() {
         slash |= u16::from(b == b'/') << i;
         upper |= u16::from(b.wrapping_sub(b'A') < 26) << i;
-        // `\t`..`\r`, space, `*`, and every non-ASCII byte (non-short-
-        // circuit `|`, which vectorizes).
-        let odd = (b.wrapping_sub(b'\t') < 5) | (b == b' ') | (b == b'*') | (b >= 0x80);
+        // `\t`..`\r`, space, `*`, `@`, and every non-ASCII byte (non-
+        // short-circuit `|`, which vectorizes).
+        let odd =
+            (b.wrapping_sub(b'\t') < 5) | (b == b' ') | (b == b'*') | (b == b'@') | (b >= 0x80);
         unusual |= u16::from(odd) << i;
     }
     (slash, upper, unusual != 0)
@@ -562,6 +575,7 @@ impl OriginatorEntry {
             return Ok(Self::All);
         }
         if entry.contains('@') {
+            check_role_id(entry)?;
             return Ok(Self::Role(entry.to_owned()));
         }
         let (scope, text) = match Scope::split(entry) {

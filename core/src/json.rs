@@ -637,6 +637,9 @@ mod tests {
             "20251101T00000",
             "20251101 000000",
             "20251101T000000,",
+            // Second 60: chrono would read a leap second.
+            "20261128T120060",
+            "20261231T235960",
         ] {
             assert_eq!(parse_timestamp(bad), None, "{bad:?}");
         }
@@ -849,7 +852,7 @@ pub fn request_from_json(
         bad("fr", format!("'{}' is not an originator ID: {e}", short.fr));
     }
     for (i, rid) in short.rids.iter().enumerate() {
-        if let Err(e) = crate::ids::check_claimed_at_id(rid) {
+        if let Err(e) = crate::ids::check_role_id(rid) {
             bad(&format!("rids[{i}]"), format!("not a Role-ID: {e}"));
         }
     }
@@ -893,6 +896,11 @@ pub fn parse_timestamp(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     let b = main.as_bytes();
     let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
     if b.len() != 15 || b[8] != b'T' || !digits(0..8) || !digits(9..15) {
+        return None;
+    }
+    // chrono reads second 60 as a leap second (`12:00:60` as 12:00:59 and a
+    // bit): not a time of day here.
+    if b[13..15] >= b"60"[..] {
         return None;
     }
     chrono::NaiveDateTime::parse_from_str(main, "%Y%m%dT%H%M%S")

@@ -937,10 +937,10 @@ fn is_ncname(s: &str) -> bool {
 
 /// Checks a `name@issuer` identifier (m2m:roleID, m2m:tokenID).
 fn check_at_id(id: &str, field: &str, what: &str, errors: &mut Errors) {
-    match authz_core::ids::check_claimed_at_id(id) {
+    match authz_core::ids::check_role_id(id) {
         Ok(()) => {}
-        Err(IdError::NotNameAtIssuer(_)) => {
-            errors.add(field, format!("'{id}' is not a {what} (name@issuer)"))
+        Err(IdError::BadRoleId(reason)) => {
+            errors.add(field, format!("not a {what} (name@issuer): {reason}"))
         }
         Err(IdError::Whitespace) => {
             errors.add(field, format!("'{id}' must not contain whitespace"))
