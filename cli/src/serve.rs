@@ -243,6 +243,61 @@ fn metrics(addr: &str) -> Result<Option<SocketAddr>> {
 
 /// The `--data-dir` of a standalone service: `memory` for none, else the
 /// directory, created when missing.
+/// A `--flag URL` the process connects to or hands out: `http://` or
+/// `https://` with a host, checked at start rather than failing, unexplained,
+/// on every connection attempt.
+fn check_url(flag: &str, url: &str) -> Result<()> {
+    let uri: tonic::codegen::http::Uri = url
+        .parse()
+        .with_context(|| format!("{flag} {url}: not a URI"))?;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("http" | "https"), Some(_)) => Ok(()),
+        _ => anyhow::bail!("{flag} {url}: expected http://host:port or https://host:port"),
+    }
+}
+
+/// A `--flag ID` that names one originator (an AE-ID or CSE-ID): not `all`,
+/// a pattern, an SP domain, a Role-ID or empty.
+fn check_originator(flag: &str, id: &str) -> Result<()> {
+    authz_core::resources::check_owner_id(id)
+        .with_context(|| format!("{flag} {id:?}: not one originator ID (AE-ID or CSE-ID)"))
+}
+
+impl PipSettings {
+    /// The identities among the settings, as [`check_originator`] and
+    /// (issuers: an ID or an SP domain) the PIP's own rule.
+    fn check(&self) -> Result<()> {
+        for id in &self.location_sources {
+            check_originator("--location-source", id)?;
+        }
+        for issuer in &self.trusted_issuers {
+            match authz_core::ids::OriginatorEntry::parse(issuer) {
+                Ok(
+                    authz_core::ids::OriginatorEntry::Exact { .. }
+                    | authz_core::ids::OriginatorEntry::Domain(_),
+                ) => {}
+                _ => anyhow::bail!(
+                    "--trusted-issuer {issuer:?}: not an Authorization Authority ID (an AE-ID, CSE-ID or SP domain)"
+                ),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DynamicArgs {
+    /// The DAS URLs.
+    fn check(&self) -> Result<()> {
+        for url in &self.dases {
+            check_url("--das", url)?;
+        }
+        if let Some(url) = &self.default_das {
+            check_url("--default-das", url)?;
+        }
+        Ok(())
+    }
+}
+
 pub fn data_dir(arg: &str) -> Result<Option<PathBuf>> {
     if arg == "memory" {
         return Ok(None);
@@ -370,9 +425,10 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let signal = shutdown_signal()?;
     let hosting = args.hosting.context()?;
     if let Some(url) = &args.advertise_url {
-        tonic::transport::Endpoint::from_shared(url.clone())
-            .with_context(|| format!("--advertise-url {url}: not a URI"))?;
+        check_url("--advertise-url", url)?;
     }
+    check_originator("--admin", &args.admin)?;
+    args.pip.check()?;
     // Read before anything is written: a configuration the DAS refuses
     // leaves the data directory untouched.
     let das_config = match &args.das_config {
@@ -530,9 +586,9 @@ pub async fn up(args: UpArgs) -> Result<()> {
 pub async fn prp(args: PrpArgs) -> Result<()> {
     let _tracing = telemetry::init_tracing("onem2m-authz-prp")?;
     let signal = shutdown_signal()?;
+    check_originator("--admin", &args.admin)?;
     for id in &args.dynamic_acp_originators {
-        authz_core::resources::check_owner_id(id)
-            .with_context(|| format!("--dynamic-acp-originator {id}: not one originator ID"))?;
+        check_originator("--dynamic-acp-originator", id)?;
     }
     let data_dir = data_dir(&args.data_dir)?;
     let listener = TcpListener::bind(args.listen)
@@ -553,6 +609,12 @@ pub async fn pdp(args: PdpArgs) -> Result<()> {
     let _tracing = telemetry::init_tracing("onem2m-authz-pdp")?;
     let signal = shutdown_signal()?;
     let metrics = metrics(&args.metrics)?;
+    check_url("--prp", &args.prp)?;
+    if args.pip != "off" {
+        check_url("--pip", &args.pip)?;
+    }
+    check_originator("--prp-writer", &args.prp_writer)?;
+    args.dynamic.check()?;
     let mut config = PdpConfig::new(args.hosting.context()?).with_prp(args.prp.clone());
     if args.pip != "off" {
         config = config.with_pip(args.pip.clone());
@@ -580,6 +642,8 @@ pub async fn pdp(args: PdpArgs) -> Result<()> {
 pub async fn pip(args: PipArgs) -> Result<()> {
     let _tracing = telemetry::init_tracing("onem2m-authz-pip")?;
     let signal = shutdown_signal()?;
+    check_originator("--admin", &args.admin)?;
+    args.pip.check()?;
     let data_dir = data_dir(&args.data_dir)?;
     let config = args
         .pip

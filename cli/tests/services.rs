@@ -164,6 +164,49 @@ fn start_prp(data: &Path, listen: &str) -> (Proc, String) {
     )
 }
 
+/// URLs a process would connect to, and identities it would grant rights
+/// to, are checked at start: a bad one stops it with exit 2 naming the flag,
+/// instead of a server that retries an unusable address forever or an admin
+/// that names nobody (or everybody).
+#[test]
+fn bad_url_and_identity_flags_stop_the_process_naming_the_flag() {
+    let data = tempdir("bad-flags");
+    let data = data.to_str().unwrap();
+    let cases: [(&[&str], &str); 7] = [
+        (&["pdp", "--prp", "notaurl"], "--prp notaurl"),
+        (&["pdp", "--pip", "127.0.0.1:7174"], "--pip 127.0.0.1:7174"),
+        (&["pdp", "--das", "das.example"], "--das das.example"),
+        (&["pdp", "--prp-writer", "all"], "--prp-writer"),
+        (&["prp", "--data-dir", "memory", "--admin", ""], "--admin"),
+        (
+            &["pip", "--data-dir", "memory", "--trusted-issuer", "*"],
+            "--trusted-issuer",
+        ),
+        (
+            &[
+                "up",
+                "--data-dir",
+                data,
+                "--das-config",
+                "examples/door-lock-cse/guest-das.json",
+                "--advertise-url",
+                "notaurl",
+            ],
+            "--advertise-url notaurl",
+        ),
+    ];
+    for (args, says) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .output()
+            .expect("run authz");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
 /// `authz prp --dynamic-acp-originator CPdp` lets that originator (what a
 /// standalone `authz pdp --prp-writer CPdp` sends) store dynamic ACPs, and
 /// nobody else but the admin; a value that is not one originator ID stops

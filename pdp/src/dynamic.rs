@@ -495,11 +495,19 @@ impl Dynamic {
     pub async fn load_keys(self: Arc<Self>) {
         let mut pending: Vec<usize> = (0..self.dases.len()).collect();
         let mut backoff = Duration::from_millis(100);
+        let mut attempts = 0u32;
         while !pending.is_empty() {
+            attempts += 1;
             let mut still = Vec::new();
             for i in pending {
                 if let Err(e) = self.load_key_set(i).await {
-                    tracing::debug!(das = %self.dases[i].endpoint, error = %e, "DAS key set not loaded yet");
+                    // A DAS started alongside may not listen yet; after that
+                    // an operator should hear of it: its tokens are refused.
+                    if attempts > 3 {
+                        tracing::warn!(das = %self.dases[i].endpoint, error = %e, "DAS key set not loaded yet; its tokens and grants are refused until it is");
+                    } else {
+                        tracing::debug!(das = %self.dases[i].endpoint, error = %e, "DAS key set not loaded yet");
+                    }
                     still.push(i);
                 }
             }

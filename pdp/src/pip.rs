@@ -425,10 +425,23 @@ impl PipCache {
     /// is cached (every miss asks the PIP).
     pub async fn follow(self: Arc<Self>) {
         let mut backoff = Duration::from_millis(100);
+        let mut failures = 0u32;
         loop {
             match self.watch_once().await {
-                Ok(()) => backoff = Duration::from_millis(100),
-                Err(e) => tracing::debug!(pip = %self.endpoint, error = %e, "PIP watch failed"),
+                Ok(()) => {
+                    backoff = Duration::from_millis(100);
+                    failures = 0;
+                }
+                Err(e) => {
+                    failures += 1;
+                    // A PIP started alongside may not listen yet; after that
+                    // an operator should hear of it: nothing is cached.
+                    if failures > 3 {
+                        tracing::warn!(pip = %self.endpoint, error = %e, "PIP watch failed; attributes are fetched on every miss until it is back");
+                    } else {
+                        tracing::debug!(pip = %self.endpoint, error = %e, "PIP watch failed");
+                    }
+                }
             }
             if self.watching.swap(false, Ordering::AcqRel) {
                 tracing::warn!(pip = %self.endpoint, "PIP watch lost; attribute cache cleared");

@@ -659,7 +659,8 @@ impl Replica {
         loop {
             match self.watch_once(&endpoint, &mut backoff).await {
                 Ok(()) => tracing::warn!(%endpoint, "PRP ended the watch stream"),
-                Err(e) => tracing::warn!(%endpoint, error = %e, "PRP watch failed"),
+                // `{:#}`: the causes too (an invalid URL, a refused connection).
+                Err(e) => tracing::warn!(%endpoint, error = format!("{e:#}"), "PRP watch failed"),
             }
             self.set_connected(false);
             telemetry::record_staleness(self.status().staleness);

@@ -52,9 +52,9 @@ use crate::pip::{FetchRequest, Fetched, PipCache};
 use crate::replica::{Replica, Snapshot};
 use crate::telemetry;
 
-/// Appended to a Deny while the replica has had no snapshot.
+/// The reason of every Deny while the replica has had no snapshot.
 const REPLICA_NOT_LOADED: &str =
-    "; the PDP's replica has no snapshot from the PRP yet, so it holds no policies";
+    "the PDP's replica has no snapshot from the PRP yet, so it holds no policies";
 
 /// Generates unique decision IDs: a per-process random prefix and a counter.
 #[derive(Debug)]
@@ -978,7 +978,10 @@ impl PdpService {
             // registered" or "no rule" would be false: the decision is
             // indeterminate (Decision 10).
             out.status = pb::AuthorizationStatus::ProcessingError as i32;
-            out.summary.push_str(REPLICA_NOT_LOADED);
+            // The label of what the empty replica made of it would
+            // contradict the status: the reason leads, then that.
+            let detail = out.summary.split_once(": ").map_or("", |(_, d)| d);
+            out.summary = format!("DENY (processing error): {REPLICA_NOT_LOADED}; {detail}");
         }
         out.decision_id = self.inner.ids.next();
         out.policy_revision = snap.revision;

@@ -229,7 +229,12 @@ pub fn init_tracing(service_name: &str) -> anyhow::Result<TracingGuard> {
     // RUST_LOG filters the log lines only: the exported spans have their
     // own filter, so quieter logs do not switch traces off.
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_filter(filter))
+        // Colour only for a terminal: a file or a pipe gets plain text.
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+                .with_filter(filter),
+        )
         .with(otel)
         .try_init()?;
     Ok(TracingGuard { provider })

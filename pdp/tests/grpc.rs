@@ -323,6 +323,11 @@ async fn a_pdp_without_a_snapshot_says_so_instead_of_not_applicable() {
     assert_eq!(d.decision, DENY);
     assert_eq!(d.status, pb::AuthorizationStatus::ProcessingError as i32);
     assert!(d.summary.contains("no snapshot"), "{}", d.summary);
+    assert!(
+        d.summary.starts_with("DENY (processing error): "),
+        "{}",
+        d.summary
+    );
 
     pdp.apply_event(&snapshot_event(1, vec![], vec![])).unwrap();
     let d = decide(
