@@ -59,9 +59,11 @@ pub async fn run(args: PolicyArgs) -> Result<()> {
     };
     let mut client = connect(&args.prp).await?;
     match args.command {
-        PolicyCommand::Apply { .. } => {
+        PolicyCommand::Apply { file } => {
             let bundle = bundle.ok_or_else(|| anyhow!("no bundle read"))?;
-            let applied = apply(&mut client, &args.originator, &bundle).await?;
+            let applied = apply(&mut client, &args.originator, &bundle)
+                .await
+                .with_context(|| file.display().to_string())?;
             println!("{applied}");
         }
         PolicyCommand::Get { id } => {

@@ -408,6 +408,41 @@ async fn policy_apply_rejects_an_invalid_file_naming_the_field() {
         .unwrap()
         .into_inner();
     assert!(listed.acps.is_empty(), "nothing may be stored");
+
+    // A bundle whose second ACP would be created without pvs (TS-0004
+    // 7.4.2.2.1): refused before its first write, naming the file, the
+    // entry and the field; the first ACP is not stored either.
+    let bundle = data.join("half.json");
+    std::fs::write(
+        &bundle,
+        r#"{"acps": [
+            {"m2m:acp": {"ri": "acpOk", "pv": {"acr": [{"acor": ["Cx"], "acop": 2}]}, "pvs": {"acr": [{"acor": ["CAdmin"], "acop": 63}]}}},
+            {"m2m:acp": {"ri": "acpNoPvs", "pv": {"acr": [{"acor": ["Cx"], "acop": 2}]}}}
+        ]}"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args([
+            "policy",
+            "--prp",
+            &url,
+            "apply",
+            "-f",
+            bundle.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("half.json"), "{err}");
+    assert!(err.contains("acps[1] (acpNoPvs).pvs"), "{err}");
+    let listed = prp_client(&url)
+        .await
+        .list_acps(pb::ListAcpsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.acps.is_empty(), "nothing may be stored: {listed:?}");
 }
 
 /// A bad file is reported (with its field) before the PRP is contacted, so

@@ -7,11 +7,14 @@
 //! resource or a list) with no resources. [`Bundle::parse`] validates every
 //! ACP with the core engine and every resource as the PRP will
 //! ([`resource_from_pb`]) first, so a mistake names its field before
-//! anything is sent; [`apply`] then creates each ACP (updating it when it
-//! exists) and puts each resource through the PRP's gRPC API, as one
+//! anything is sent; [`apply`] then asks the PRP which ACPs exist, checks
+//! the new ones as a Create must be (`pv`, `pvs` with a rule, `adri`/`apri`:
+//! [`check_create`]) before its first write, creates each ACP (updating it
+//! when it exists) and puts each resource through the PRP's gRPC API, as one
 //! originator whose rights the PRP checks (see [`crate::service`]).
 
 use authz_core::AccessControlPolicy;
+use authz_core::compile::check_create;
 use authz_core::json;
 use authz_core::resources::Resource;
 use authz_proto::convert::{acp_to_pb, resource_from_pb, resource_to_pb};
@@ -136,6 +139,10 @@ impl std::fmt::Display for Applied {
 /// Why [`apply`] stopped (the writes before it stay applied).
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    /// ACPs the bundle would create that a Create refuses; nothing was
+    /// written. One line per field: `acps[1] (acpX).pvs: ...`.
+    #[error("nothing applied:\n  {}", .0.join("\n  "))]
+    Invalid(Vec<String>),
     /// An ACP with neither `ri` nor `rn`.
     #[error("an ACP has neither ri nor rn")]
     NoId,
@@ -147,13 +154,15 @@ pub enum ApplyError {
         /// Why.
         message: String,
     },
-    /// The PRP refused a write.
-    #[error("{what}: {}", status_text(.status))]
+    /// The PRP refused a write; what came before it stays applied.
+    #[error("{what}: {}; before it, {applied}", status_text(.status))]
     Refused {
         /// The ACP ID, or `resource ID`.
         what: String,
         /// The PRP's answer.
         status: tonic::Status,
+        /// What was applied before the refusal.
+        applied: Applied,
     },
 }
 
@@ -164,7 +173,11 @@ pub fn status_text(s: &tonic::Status) -> String {
     let mut out = format!("{:?}: {}", s.code(), s.message());
     if let Some(bad) = s.get_details_bad_request() {
         for v in bad.field_violations {
-            out.push_str(&format!("\n  {}: {}", v.field, v.description));
+            let line = format!("{}: {}", v.field, v.description);
+            // The message often is the one violation already.
+            if s.message() != line {
+                out.push_str(&format!("\n  {line}"));
+            }
         }
     }
     out
@@ -178,6 +191,38 @@ pub async fn apply(
     bundle: &Bundle,
 ) -> Result<Applied, ApplyError> {
     let mut done = Applied::default();
+    // Before any write: the ACPs that do not exist yet must pass as a
+    // Create, so that a bundle is not left half applied for a reason known
+    // in advance.
+    let mut invalid = Vec::new();
+    for (i, acp) in bundle.acps.iter().enumerate() {
+        let id = acp.id().ok_or(ApplyError::NoId)?;
+        let exists = match prp
+            .get_acp(pb::GetAcpRequest {
+                acp_id: id.to_owned(),
+            })
+            .await
+        {
+            Ok(_) => true,
+            Err(s) if s.code() == tonic::Code::NotFound => false,
+            Err(status) => {
+                return Err(ApplyError::Refused {
+                    what: id.to_owned(),
+                    status,
+                    applied: done,
+                });
+            }
+        };
+        if !exists && let Err(e) = check_create(acp) {
+            invalid.extend(
+                e.0.iter()
+                    .map(|v| format!("acps[{i}] ({id}).{}: {}", v.path, v.message)),
+            );
+        }
+    }
+    if !invalid.is_empty() {
+        return Err(ApplyError::Invalid(invalid));
+    }
     for acp in &bundle.acps {
         let id = acp.id().ok_or(ApplyError::NoId)?.to_owned();
         let mut acp = acp.clone();
@@ -186,9 +231,10 @@ pub async fn apply(
             id: id.clone(),
             message: format!("{e:?}"),
         })?;
-        let refused = |status| ApplyError::Refused {
+        let refused = |status, applied| ApplyError::Refused {
             what: id.clone(),
             status,
+            applied,
         };
         let created = prp
             .create_acp(pb::CreateAcpRequest {
@@ -196,24 +242,24 @@ pub async fn apply(
                 acp: Some(wire.clone()),
             })
             .await;
-        done.revision = match created {
+        match created {
             Ok(r) => {
                 done.created += 1;
-                r.into_inner().revision
+                done.revision = r.into_inner().revision;
             }
             Err(s) if s.code() == tonic::Code::AlreadyExists => {
+                let updated = prp
+                    .update_acp(pb::UpdateAcpRequest {
+                        originator: originator.to_owned(),
+                        acp: Some(wire),
+                    })
+                    .await
+                    .map_err(|s| refused(s, done))?;
                 done.updated += 1;
-                prp.update_acp(pb::UpdateAcpRequest {
-                    originator: originator.to_owned(),
-                    acp: Some(wire),
-                })
-                .await
-                .map_err(refused)?
-                .into_inner()
-                .revision
+                done.revision = updated.into_inner().revision;
             }
-            Err(s) => return Err(refused(s)),
-        };
+            Err(s) => return Err(refused(s, done)),
+        }
     }
     for r in &bundle.resources {
         done.revision = prp
@@ -225,6 +271,7 @@ pub async fn apply(
             .map_err(|status| ApplyError::Refused {
                 what: format!("resource {}", r.resource_id),
                 status,
+                applied: done,
             })?
             .into_inner()
             .revision;
