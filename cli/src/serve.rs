@@ -527,7 +527,23 @@ pub async fn up(args: UpArgs) -> Result<()> {
         routes.add_service(authz_das::server(das.clone()));
     }
     pdp.add_services(&mut routes);
-    authz_pdp::add_health_and_reflection(&mut routes, health)?;
+    let mut served = vec![
+        <authz_proto::pb::policy_retrieval_point_server::PolicyRetrievalPointServer<
+            authz_prp::PrpService,
+        > as tonic::server::NamedService>::NAME,
+        <authz_proto::pb::policy_information_point_server::PolicyInformationPointServer<
+            authz_pip::PipService,
+        > as tonic::server::NamedService>::NAME,
+    ];
+    if das.is_some() {
+        served.push(
+            <authz_proto::pb::dynamic_authorization_server_server::DynamicAuthorizationServerServer<
+                authz_das::DasService,
+            > as tonic::server::NamedService>::NAME,
+        );
+    }
+    served.extend(Pdp::SERVICE_NAMES);
+    authz_pdp::add_health_and_reflection(&mut routes, health, &served)?;
 
     let closer = prp.clone();
     let das_closer = das.clone();
@@ -591,14 +607,18 @@ pub async fn prp(args: PrpArgs) -> Result<()> {
         check_originator("--dynamic-acp-originator", id)?;
     }
     let data_dir = data_dir(&args.data_dir)?;
+    let mut config = PrpConfig::new(data_dir, args.admin, args.hosting.context()?);
+    config.dynamic_acp_originators = args.dynamic_acp_originators;
+    // Opened before the banner: a start that fails does not first say it serves.
+    let service = authz_prp::build(&config)
+        .await
+        .map_err(|e| store_error(e, &args.data_dir))?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!("onem2m-authz PRP on http://{}", listener.local_addr()?);
-    let mut config = PrpConfig::new(data_dir, args.admin, args.hosting.context()?);
-    config.dynamic_acp_originators = args.dynamic_acp_originators;
     until_signal(signal, |shutdown| {
-        authz_prp::serve(config, listener, shutdown)
+        authz_prp::serve_service(service, listener, shutdown)
     })
     .await
     .map_err(|e| store_error(e, &args.data_dir))
@@ -648,12 +668,16 @@ pub async fn pip(args: PipArgs) -> Result<()> {
     let config = args
         .pip
         .config(data_dir, &args.admin, args.hosting.context()?);
+    // Opened before the banner: a start that fails does not first say it serves.
+    let service = authz_pip::build(&config)
+        .await
+        .map_err(|e| store_error(e, &args.data_dir))?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!("onem2m-authz PIP on http://{}", listener.local_addr()?);
     until_signal(signal, |shutdown| async move {
-        authz_pip::serve(config, listener, shutdown).await?;
+        authz_pip::serve_service(service, listener, shutdown).await?;
         Ok(())
     })
     .await

@@ -665,6 +665,9 @@ fn a_second_prp_on_the_same_data_dir_names_the_file_and_the_flag() {
         err.contains(&data.join("prp.redb").display().to_string()),
         "{err}"
     );
+    // It never said it serves.
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!said.contains("PRP on"), "{said}");
 }
 
 /// An unknown `--modes` entry is refused when the flags are read, before

@@ -256,6 +256,9 @@ impl Pdp {
         self.replica.apply_event(event)
     }
 
+    /// The full names of the services [`Pdp::add_services`] adds.
+    pub const SERVICE_NAMES: [&'static str; 2] = [PDP_SERVICE_NAME, ECHO_SERVICE_NAME];
+
     /// Adds the `PolicyDecisionPoint` and `Echo` services to `builder`.
     pub fn add_services(&self, builder: &mut RoutesBuilder) {
         builder
@@ -303,7 +306,7 @@ impl Pdp {
         self.report_health(reporter, true).await;
         let mut builder = RoutesBuilder::default();
         self.add_services(&mut builder);
-        add_health_and_reflection(&mut builder, health)?;
+        add_health_and_reflection(&mut builder, health, &Self::SERVICE_NAMES)?;
         Ok(builder.routes())
     }
 

@@ -95,6 +95,16 @@ pub fn install_prometheus(addr: SocketAddr) -> anyhow::Result<MetricsHandle> {
     metrics::set_global_recorder(recorder)
         .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
     describe_metrics();
+    // Every series the README lists exists from the start (at zero), so an
+    // alert on a rate or an absent series does not mistake "none yet" for
+    // "not exported".
+    record_revision(0);
+    for rpc in ["Decide", "DecideStream"] {
+        metrics::counter!(RPC_ERRORS_TOTAL, "rpc" => rpc).increment(0);
+    }
+    for result in ["ok", "error", "timeout"] {
+        metrics::counter!(PIP_FETCHES_TOTAL, "result" => result).increment(0);
+    }
     let served = handle.clone();
     let app = axum::Router::new().route(
         "/metrics",

@@ -713,6 +713,18 @@ async fn reflection_lists_the_services() {
     ] {
         assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
     }
+    // Only what this server serves: a client calling the package's other
+    // services here would get UNIMPLEMENTED.
+    for other in [
+        "PolicyRetrievalPoint",
+        "PolicyInformationPoint",
+        "DynamicAuthorizationServer",
+    ] {
+        assert!(
+            !names.iter().any(|n| n.ends_with(other)),
+            "{other} in {names:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -26,6 +26,15 @@ async fn metrics_endpoint_reports_decisions() {
         .local_addr()
         .unwrap();
     let handle = authz_pdp::telemetry::install_prometheus(addr).unwrap();
+    // Before any event, every listed series is there, at zero.
+    let first = handle.render();
+    for series in [
+        "authz_replica_revision 0",
+        r#"authz_rpc_errors_total{rpc="Decide"} 0"#,
+        r#"authz_pip_fetches_total{result="timeout"} 0"#,
+    ] {
+        assert!(first.contains(series), "{series} in {first}");
+    }
 
     let pdp = pdp_with(&[snapshot_event(
         4,

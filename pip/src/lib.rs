@@ -187,7 +187,17 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), PipStartError> {
-    let service = build(&config).await?;
+    serve_service(build(&config).await?, listener, shutdown).await
+}
+
+/// Runs a PIP built with [`build`] on `listener` until `shutdown`
+/// completes (a process that reports a failed start before it says it
+/// serves).
+pub async fn serve_service(
+    service: PipService,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), PipStartError> {
     let closer = service.clone();
     let router = router(service).await?;
     tracing::info!(addr = ?listener.local_addr().ok(), "PIP serving");

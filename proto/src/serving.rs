@@ -19,22 +19,31 @@ use tonic_health::server::HealthReporter;
 
 /// Adds gRPC health (reported by `health`) and reflection (v1 and v1alpha,
 /// describing package `onem2m.authz.v1` and `grpc.health.v1`) to `routes`.
-/// Call once per server, whatever services share it.
+/// Reflection lists `services` (the full names of those the server
+/// serves), health and itself: not every service of the package, which a
+/// client would then call in vain. Call once per server, whatever services
+/// share it.
 pub fn add_health_and_reflection<H>(
     routes: &mut tonic::service::RoutesBuilder,
     health: tonic_health::pb::health_server::HealthServer<H>,
+    services: &[&str],
 ) -> Result<(), tonic_reflection::server::Error>
 where
     H: tonic_health::pb::health_server::Health,
 {
-    let v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let configure = || {
+        services.iter().fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name(
+                    <tonic_health::pb::health_server::HealthServer<H> as NamedService>::NAME,
+                ),
+            |b, name| b.with_service_name(*name),
+        )
+    };
+    let v1 = configure().build_v1()?;
+    let v1alpha = configure().build_v1alpha()?;
     routes
         .add_service(health)
         .add_service(v1)
@@ -61,7 +70,7 @@ where
     report_serving::<S>(&reporter).await;
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(service);
-    add_health_and_reflection(&mut routes, health)?;
+    add_health_and_reflection(&mut routes, health, &[S::NAME])?;
     Ok(Server::builder()
         .trace_fn(rpc_span)
         .add_routes(routes.routes()))

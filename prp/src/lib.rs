@@ -165,7 +165,17 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let service = build(&config).await?;
+    serve_service(build(&config).await?, listener, shutdown).await
+}
+
+/// Runs a PRP built with [`build`] on `listener` until `shutdown`
+/// completes (a process that reports a failed start before it says it
+/// serves).
+pub async fn serve_service(
+    service: PrpService,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     let closer = service.clone();
     let router = router(service).await?;
     tracing::info!(addr = ?listener.local_addr().ok(), "PRP serving");
