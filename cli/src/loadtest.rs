@@ -147,6 +147,19 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
         args.concurrency,
         channels.len()
     );
+    // Before the load, so that a PRP that cannot be written (not a PRP, an
+    // originator without rights) is reported at once, not after every mode.
+    if args.propagation > 0 {
+        let prp = args.prp.clone().unwrap_or_else(|| args.target.clone());
+        propagation(&prp, &channels[0], &args.originator, args.propagation)
+            .await
+            .with_context(|| {
+                format!(
+                    "--propagation: policy writes to the PRP at {prp} as {} (give --prp when --target is a PDP alone)",
+                    args.originator
+                )
+            })?;
+    }
     let mut reports = Vec::new();
     for &mode in &args.modes {
         let r = run_mode(mode, &args, &channels, &request, first.decision).await?;
@@ -164,10 +177,7 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
     if let (Some(e), Some(u)) = (echo, unary) {
         println!("unary / echo = {:.1} %", 100.0 * u / e);
     }
-    if args.propagation > 0 {
-        let prp = args.prp.clone().unwrap_or_else(|| args.target.clone());
-        propagation(&prp, &channels[0], &args.originator, args.propagation).await?;
-    }
+
     Ok(())
 }
 
