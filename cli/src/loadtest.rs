@@ -33,16 +33,16 @@ pub struct LoadtestArgs {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     duration: u64,
     /// Concurrent callers.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
     concurrency: usize,
     /// HTTP/2 connections the callers share.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = at_least_one)]
     connections: usize,
     /// Requests per DecideBatch call.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = at_least_one)]
     batch: usize,
     /// Requests in flight per DecideStream stream.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
     window: usize,
     /// Modes to run, comma-separated: unary, batch, stream, echo.
     #[arg(long, default_value = "echo,unary,batch,stream", value_delimiter = ',')]
@@ -104,6 +104,16 @@ impl Report {
 }
 
 /// Runs the load test and prints the report.
+/// A count of callers, connections or requests: 0 would run nothing (or,
+/// silently, one).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 pub async fn run(args: LoadtestArgs) -> Result<()> {
     let text = match &args.request {
         Some(p) => {

@@ -479,6 +479,16 @@ fn loadtest_rejects_an_out_of_range_duration() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--duration"), "{err}");
+    // Zero callers, connections or requests per call would run nothing.
+    for flag in ["--concurrency", "--connections", "--batch", "--window"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+            .args(["loadtest", flag, "0"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag) && err.contains("at least 1"), "{err}");
+    }
 }
 
 /// `authz up --das-config`: the DAS runs in the same process; a denied
