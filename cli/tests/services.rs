@@ -266,7 +266,7 @@ async fn prp_takes_dynamic_acp_originators_from_its_flag() {
         .expect("run authz prp");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--dynamic-acp-originator all"), "{err}");
+    assert!(err.contains("--dynamic-acp-originator \"all\""), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
