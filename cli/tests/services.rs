@@ -385,64 +385,53 @@ async fn pdp_decides_while_the_prp_is_down_and_catches_up_after() {
 async fn policy_apply_rejects_an_invalid_file_naming_the_field() {
     let data = tempdir("apply");
     let (_prp, url) = start_prp(&data, "127.0.0.1:0");
-    let file = data.join("bad.json");
-    std::fs::write(&file, r#"{"m2m:acp": {"ri": "a", "pv": {"acr": [{"acor": ["all"], "acop": 2, "acco": [{"acip": {"ipv4": ["300.1.1.1"]}}]}]}, "pvs": {"acr": [{"acor": ["CAdmin"], "acop": 63}]}}}"#).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-        .args([
-            "policy",
-            "--prp",
-            &url,
-            "apply",
-            "-f",
-            file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    // Applies `body` as a file named `name`: exit code and stderr.
+    let apply = |name: &str, body: &str| {
+        let file = data.join(name);
+        std::fs::write(&file, body).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+            .args(["policy", "--prp", &url, "apply", "-f"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let stored = || async {
+        prp_client(&url)
+            .await
+            .list_acps(pb::ListAcpsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .acps
+    };
+
+    let (code, err) = apply(
+        "bad.json",
+        r#"{"m2m:acp": {"ri": "a", "pv": {"acr": [{"acor": ["all"], "acop": 2, "acco": [{"acip": {"ipv4": ["300.1.1.1"]}}]}]}, "pvs": {"acr": [{"acor": ["CAdmin"], "acop": 63}]}}}"#,
+    );
+    assert_eq!(code, Some(2));
     assert!(err.contains("pv.acr[0].acco[0].acip.ipv4[0]"), "{err}");
-    let listed = prp_client(&url)
-        .await
-        .list_acps(pb::ListAcpsRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(listed.acps.is_empty(), "nothing may be stored");
+    assert!(stored().await.is_empty(), "nothing may be stored");
 
     // A bundle whose second ACP would be created without pvs (TS-0004
     // 7.4.2.2.1): refused before its first write, naming the file, the
     // entry and the field; the first ACP is not stored either.
-    let bundle = data.join("half.json");
-    std::fs::write(
-        &bundle,
+    let (code, err) = apply(
+        "half.json",
         r#"{"acps": [
             {"m2m:acp": {"ri": "acpOk", "pv": {"acr": [{"acor": ["Cx"], "acop": 2}]}, "pvs": {"acr": [{"acor": ["CAdmin"], "acop": 63}]}}},
             {"m2m:acp": {"ri": "acpNoPvs", "pv": {"acr": [{"acor": ["Cx"], "acop": 2}]}}}
         ]}"#,
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-        .args([
-            "policy",
-            "--prp",
-            &url,
-            "apply",
-            "-f",
-            bundle.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
+    assert_eq!(code, Some(2));
     assert!(err.contains("half.json"), "{err}");
     assert!(err.contains("acps[1] (acpNoPvs).pvs"), "{err}");
-    let listed = prp_client(&url)
-        .await
-        .list_acps(pb::ListAcpsRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(listed.acps.is_empty(), "nothing may be stored: {listed:?}");
+    let acps = stored().await;
+    assert!(acps.is_empty(), "nothing may be stored: {acps:?}");
 }
 
 /// A bad file is reported (with its field) before the PRP is contacted, so

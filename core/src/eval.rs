@@ -432,17 +432,30 @@ impl<'r, 'o> Evaluation<'r, 'o> {
         self.res_authn(rule)?;
         self.undetermined = false;
         let ctxts = self.res_ctxts(rule);
-        if ctxts.is_err() && !self.undetermined {
-            return ctxts;
+        self.and_then(ctxts, |ev| ev.res_objd(rule))
+    }
+
+    /// `a AND b` over three values: `a` as evaluated (with `undetermined`
+    /// as it left it), `b` evaluated unless `a` is certainly FALSE. The
+    /// failure reported is the first; the result is undetermined unless a
+    /// side is certainly FALSE.
+    #[inline(always)]
+    fn and_then<F>(
+        &mut self,
+        a: Result<(), F>,
+        b: impl FnOnce(&mut Self) -> Result<(), F>,
+    ) -> Result<(), F> {
+        if a.is_err() && !self.undetermined {
+            return a;
         }
         self.undetermined = false;
-        let objd = self.res_objd(rule);
-        match ctxts {
-            Ok(()) => objd,
+        let b = b(self);
+        match a {
+            Ok(()) => b,
             Err(first) => {
-                // Contexts undetermined: the rule is so too, unless the
-                // object details are certainly FALSE.
-                if objd.is_ok() {
+                // `a` undetermined: so is the conjunction, unless `b` is
+                // certainly FALSE (then `undetermined` is already false).
+                if b.is_ok() {
                     self.undetermined = true;
                 }
                 Err(first)
@@ -510,22 +523,7 @@ impl<'r, 'o> Evaluation<'r, 'o> {
         self.res_time(c)?;
         self.undetermined = false;
         let ip = self.res_ip(c);
-        if ip.is_err() && !self.undetermined {
-            return ip;
-        }
-        self.undetermined = false;
-        let loc = self.res_loc(c);
-        match ip {
-            Ok(()) => loc,
-            Err(first) => {
-                // The IP was unknown: undetermined, unless the location is
-                // certainly FALSE (then `undetermined` is already false).
-                if loc.is_ok() {
-                    self.undetermined = true;
-                }
-                Err(first)
-            }
-        }
+        self.and_then(ip, |ev| ev.res_loc(c))
     }
 
     /// `res_time = ismember(rq_time, accessControlTimeWindow)`.
