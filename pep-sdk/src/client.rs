@@ -343,17 +343,27 @@ impl std::fmt::Debug for PepClient {
 impl PepClient {
     /// A client for `config.endpoints`. Connects lazily (the first decision
     /// connects), so a PDP that is down at start is not an error. Must run
-    /// inside a Tokio runtime. Fails on an endpoint that is not a URI, on no
-    /// endpoint, and on a setting [`PepConfig::validate`] rejects.
+    /// inside a Tokio runtime. Fails on an endpoint that is not an
+    /// `http://` or `https://` URI with a host, on no endpoint, and on a
+    /// setting [`PepConfig::validate`] rejects.
     pub fn new(config: PepConfig) -> Result<Self, PepError> {
         config.validate()?;
         let mut endpoints = Vec::with_capacity(config.endpoints.len());
         for e in &config.endpoints {
-            let endpoint = Endpoint::from_shared(e.clone())
-                .map_err(|err| PepError::Endpoint {
-                    endpoint: e.clone(),
-                    reason: err.to_string(),
-                })?
+            let bad = |reason: String| PepError::Endpoint {
+                endpoint: e.clone(),
+                reason,
+            };
+            let endpoint = Endpoint::from_shared(e.clone()).map_err(|err| bad(err.to_string()))?;
+            // `from_shared` takes `pdp.local` as a path: every call would
+            // then fail closed, which a start-up error says better.
+            let uri = endpoint.uri();
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
+                return Err(bad(
+                    "expected http://host:port or https://host:port".to_owned()
+                ));
+            }
+            let endpoint = endpoint
                 .connect_timeout(config.connect_timeout)
                 .tcp_nodelay(true);
             endpoints.push(endpoint);
@@ -1050,6 +1060,20 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// An endpoint without a scheme or a host would make every call fail
+    /// closed; the constructor refuses it, naming it.
+    #[tokio::test]
+    async fn an_endpoint_that_is_no_http_url_is_refused() {
+        for bad in ["pdp.local:7171", "notaurl", "ftp://pdp.local"] {
+            let c = PepConfig::new([bad]);
+            match PepClient::new(c) {
+                Err(PepError::Endpoint { endpoint, .. }) => assert_eq!(endpoint, bad),
+                other => panic!("{bad}: {:?}", other.err()),
+            }
+        }
+        assert!(PepClient::new(PepConfig::new(["https://pdp.local:7171"])).is_ok());
     }
 
     /// The longest deadline accepted decides (here: fails closed against a
