@@ -195,6 +195,7 @@ pub async fn apply(
     // Create, so that a bundle is not left half applied for a reason known
     // in advance.
     let mut invalid = Vec::new();
+    let mut existing = Vec::with_capacity(bundle.acps.len());
     for (i, acp) in bundle.acps.iter().enumerate() {
         let id = acp.id().ok_or(ApplyError::NoId)?;
         let exists = match prp
@@ -213,6 +214,7 @@ pub async fn apply(
                 });
             }
         };
+        existing.push(exists);
         if !exists && let Err(e) = check_create(acp) {
             invalid.extend(
                 e.0.iter()
@@ -223,7 +225,7 @@ pub async fn apply(
     if !invalid.is_empty() {
         return Err(ApplyError::Invalid(invalid));
     }
-    for acp in &bundle.acps {
+    for (acp, exists) in bundle.acps.iter().zip(existing) {
         let id = acp.id().ok_or(ApplyError::NoId)?.to_owned();
         let mut acp = acp.clone();
         acp.resource_id.get_or_insert_with(|| id.clone());
@@ -236,12 +238,17 @@ pub async fn apply(
             status,
             applied,
         };
-        let created = prp
-            .create_acp(pb::CreateAcpRequest {
+        // An existing ACP is updated (an update may omit pv or pvs); a new
+        // one created, and updated after all if it appeared meanwhile.
+        let created = if exists {
+            Err(tonic::Status::already_exists(id.clone()))
+        } else {
+            prp.create_acp(pb::CreateAcpRequest {
                 originator: originator.to_owned(),
                 acp: Some(wire.clone()),
             })
-            .await;
+            .await
+        };
         match created {
             Ok(r) => {
                 done.created += 1;

@@ -897,12 +897,37 @@ impl PolicyRetrievalPoint for PrpService {
         let Some(stored) = self.read(|s| s.acps.get(&id).cloned()) else {
             return Err(Status::not_found(format!("ACP {id} not found")));
         };
-        // pv and pvs are optional on Update: absent ones keep their value.
+        // `pi` is read-only (TS-0001 9.6.1.3), as for resources: a move
+        // would pass the new parent's CREATE check by an update.
+        if acp
+            .parent_id
+            .as_ref()
+            .is_some_and(|p| Some(p) != stored.parent_id.as_ref())
+        {
+            return Err(invalid_argument(&[violation(
+                "acp.parent_id",
+                format!(
+                    "pi of ACP {id} is {:?} and cannot change (read-only, TS-0001 9.6.1.3)",
+                    stored.parent_id.as_deref().unwrap_or("")
+                ),
+            )]));
+        }
+        // An update changes what it gives: absent pv, pvs, pi, rn and other
+        // attributes keep their stored value.
         if acp.privileges.is_none() {
             acp.privileges = stored.privileges.clone();
         }
         if acp.self_privileges.is_none() {
             acp.self_privileges = stored.self_privileges.clone();
+        }
+        if acp.parent_id.is_none() {
+            acp.parent_id = stored.parent_id.clone();
+        }
+        if acp.resource_name.is_none() {
+            acp.resource_name = stored.resource_name.clone();
+        }
+        for (k, v) in &stored.other {
+            acp.other.entry(k.clone()).or_insert_with(|| v.clone());
         }
         if acp
             .self_privileges
@@ -1032,6 +1057,28 @@ impl PolicyRetrievalPoint for PrpService {
             let now = now_secs();
             let checks = self.read(|snap| -> Result<Vec<WriteCheck>, Status> {
                 let Some(old) = snap.resources.get(&id) else {
+                    // An ID that stored resources still name as their
+                    // parent, or that a live dynamic ACP is bound to (its
+                    // resource was deleted), would hand those children,
+                    // whose policies are their parent's (TS-0001 10.2.3.1),
+                    // or that grant to whoever registers it again: as for
+                    // ACP IDs, only the admin may reuse one.
+                    let child = snap
+                        .resources
+                        .values()
+                        .find(|r| r.parent_id.as_deref() == Some(id.as_str()))
+                        .map(|r| format!("resource {} still names it as its parent", r.resource_id));
+                    let bound = snap
+                        .dynamic
+                        .values()
+                        .find(|d| d.target == id && !d.is_expired(now))
+                        .map(|d| format!("dynamic ACP {} is still bound to it", d.id));
+                    if let Some(why) = child.or(bound) {
+                        return Err(Status::permission_denied(format!(
+                            "{} may not register resource {id}: {why}; only the admin may re-create it",
+                            req.originator
+                        )));
+                    }
                     // A new resource: the hosting CSE's Create of it, which
                     // CREATE in its parent's applicable policies allows.
                     return Ok(vec![create_check(

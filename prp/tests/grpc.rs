@@ -1989,3 +1989,110 @@ async fn aei_cannot_change_once_the_resource_exists_ts0001_9_6_5() {
         .expect("UPDATE of other attributes");
     prp.shutdown().await;
 }
+
+/// A deleted resource's ID is not free for anyone to take: its children,
+/// whose policies are their parent's (TS-0001 10.2.3.1), stay in the store
+/// naming it as `pi`, so whoever registered it again would hold them. As for
+/// an ACP ID still in an `acpi`, only the admin may re-create it.
+#[tokio::test]
+async fn a_deleted_parent_id_is_not_free_for_others_ts0001_10_2_3_1() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    let root_acp = pb::AccessControlPolicy {
+        resource_id: Some("acpRoot".into()),
+        privileges: Some(set(vec![rule(&["CBob", "CAlice"], 1)])),
+        self_privileges: Some(set(vec![rule(&[ADMIN], 63)])),
+        ..Default::default()
+    };
+    c.create_acp(create_req(ADMIN, root_acp))
+        .await
+        .expect("acpRoot");
+    for r in [
+        resource("root", "", 5, Some(&["acpRoot"]), ""),
+        resource("cntA", "root", 3, None, "CAlice"),
+        resource("cinA", "cntA", 4, None, "CAlice"),
+    ] {
+        c.put_resource(put_req(ADMIN, r)).await.expect("resource");
+    }
+    // Alice, the creator, deletes her container; its contentInstance stays.
+    c.delete_resource(pb::DeleteResourceRequest {
+        originator: "CAlice".into(),
+        resource_id: "cntA".into(),
+    })
+    .await
+    .expect("the creator deletes it");
+    // Bob may create under root, but not take cntA's place.
+    let err = c
+        .put_resource(put_req("CBob", resource("cntA", "root", 3, None, "CBob")))
+        .await
+        .expect_err("Bob would hold cinA");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("cinA"), "{}", err.message());
+    c.put_resource(put_req("CBob", resource("cntB", "root", 3, None, "CBob")))
+        .await
+        .expect("a fresh ID under root");
+    c.put_resource(put_req(ADMIN, resource("cntA", "root", 3, None, "CAlice")))
+        .await
+        .expect("the admin may re-create it");
+    prp.shutdown().await;
+}
+
+/// TS-0001 9.6.1.3: an ACP's `pi` is read-only, as a resource's is (a move
+/// would pass the new parent's CREATE check by an update); an update keeps
+/// what it omits (TS-0004 7.4.2.2.3 for pv and pvs), and `authz policy
+/// apply` updates an existing ACP with a document that omits `pv`.
+#[tokio::test]
+async fn acp_updates_keep_pi_and_what_they_omit_ts0001_9_6_1_3() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    let mut stored = acp("acpCb", &["CAlice"], &["CBob"], ALL);
+    stored.parent_id = Some("cb".into());
+    stored.labels = vec!["keep".into()];
+    c.create_acp(create_req(ADMIN, stored))
+        .await
+        .expect("acpCb");
+    let update = |acp: pb::AccessControlPolicy| pb::UpdateAcpRequest {
+        originator: "CBob".into(),
+        acp: Some(acp),
+    };
+    let mut moved = acp("acpCb", &["CAlice"], &["CBob"], ALL);
+    moved.parent_id = Some("other".into());
+    let err = c
+        .update_acp(update(moved))
+        .await
+        .expect_err("pi is read-only");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(violations(&err), ["acp.parent_id"]);
+
+    let mut only_pvs = acp("acpCb", &["CAlice"], &["CBob"], ALL);
+    only_pvs.privileges = None;
+    c.update_acp(update(only_pvs))
+        .await
+        .expect("an update without pv or pi");
+    let got = c
+        .get_acp(pb::GetAcpRequest {
+            acp_id: "acpCb".into(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .acp
+        .expect("acp");
+    assert_eq!(got.parent_id.as_deref(), Some("cb"));
+    assert_eq!(got.labels, ["keep"]);
+    assert!(
+        got.privileges.is_some_and(|p| !p.rules.is_empty()),
+        "pv kept"
+    );
+
+    // The same through a bundle: an existing ACP is updated, pv omitted.
+    let bundle = authz_prp::bundle::Bundle::parse(
+        r#"{"acps": [{"m2m:acp": {"ri": "acpCb", "pvs": {"acr": [{"acor": ["CBob"], "acop": 63}]}}}]}"#,
+    )
+    .expect("bundle");
+    let applied = authz_prp::bundle::apply(c, "CBob", &bundle)
+        .await
+        .expect("an update without pv");
+    assert_eq!((applied.created, applied.updated), (0, 1));
+    prp.shutdown().await;
+}
