@@ -17,7 +17,6 @@ use authz_proto::pb;
 use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
 use clap::Args;
 use serde_json::Value;
-use tonic::transport::Channel;
 
 use crate::check::render;
 
@@ -79,9 +78,8 @@ async fn decide(args: &DecideArgs) -> Result<Value, Failure> {
         .map_err(Failure::Input)?;
     let wire = short_request_to_pb(&text, true)
         .map_err(|e| Failure::Input(anyhow!("{}: {e}", args.request.display())))?;
-    let channel = Channel::from_shared(args.pdp.clone())
-        .with_context(|| format!("--pdp {}: not a URI", args.pdp))
-        .map_err(Failure::Input)?
+    let channel = authz_proto::endpoint::endpoint(&args.pdp)
+        .map_err(|e| Failure::Input(anyhow!("--pdp {}: {e}", args.pdp)))?
         .connect()
         .await
         .with_context(|| format!("cannot connect to the PDP at {}", args.pdp))

@@ -122,12 +122,12 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
         None => DEMO_REQUEST.to_owned(),
     };
     let request = short_request_to_pb(&text, false)?;
-    let target = Channel::from_shared(args.target.clone())
-        .with_context(|| format!("--target {}: not a URI", args.target))?;
+    let target = authz_proto::endpoint::endpoint(&args.target)
+        .map_err(|e| anyhow!("--target {}: {e}", args.target))?;
     if args.propagation > 0
         && let Some(prp) = &args.prp
     {
-        Channel::from_shared(prp.clone()).with_context(|| format!("--prp {prp}: not a URI"))?;
+        authz_proto::endpoint::endpoint(prp).map_err(|e| anyhow!("--prp {prp}: {e}"))?;
     }
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {

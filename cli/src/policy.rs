@@ -112,8 +112,8 @@ pub async fn run(args: PolicyArgs) -> Result<()> {
 
 /// Connects to a PRP.
 pub async fn connect(endpoint: &str) -> Result<PolicyRetrievalPointClient<Channel>> {
-    let channel = Channel::from_shared(endpoint.to_owned())
-        .with_context(|| format!("--prp {endpoint}: not a URI"))?
+    let channel = authz_proto::endpoint::endpoint(endpoint)
+        .map_err(|e| anyhow!("--prp {endpoint}: {e}"))?
         .connect()
         .await
         .with_context(|| format!("cannot connect to the PRP at {endpoint}"))?;

@@ -247,13 +247,9 @@ fn metrics(addr: &str) -> Result<Option<SocketAddr>> {
 /// `https://` with a host, checked at start rather than failing, unexplained,
 /// on every connection attempt.
 fn check_url(flag: &str, url: &str) -> Result<()> {
-    let uri: tonic::codegen::http::Uri = url
-        .parse()
-        .with_context(|| format!("{flag} {url}: not a URI"))?;
-    match (uri.scheme_str(), uri.authority()) {
-        (Some("http" | "https"), Some(_)) => Ok(()),
-        _ => anyhow::bail!("{flag} {url}: expected http://host:port or https://host:port"),
-    }
+    authz_proto::endpoint::endpoint(url)
+        .map(drop)
+        .map_err(|e| anyhow::anyhow!("{flag} {url}: {e}"))
 }
 
 /// A `--flag ID` that names one originator (an AE-ID or CSE-ID): not `all`,

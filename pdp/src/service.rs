@@ -558,7 +558,7 @@ impl PdpService {
             .canonicalize(&conv.request.originator)
             .map(|c| c.into_owned())
             .unwrap_or_else(|_| conv.request.originator.clone());
-        let rfa = self.role_ids_from_acps(snap, conv, hosting, now);
+        let rfa = self.role_ids_from_acps(snap, conv, hosting, &originator, now);
         // 7.3.2.2 step 2.2: the DASes the Role-IDs identify (2.2.1) join
         // those of the target's DACs, or the default DAS (2.2.2).
         for endpoint in dynamic.dases_for_roles(&rfa) {
@@ -625,12 +625,14 @@ impl PdpService {
     }
 
     /// TS-0003 7.3.2.2 step 2.2.1: the Role-IDs of applicable rules whose
-    /// operations and contexts match (`rfa`).
+    /// operations and contexts match (`rfa`). `originator`: the request's,
+    /// in absolute form (it keys the PIP cache).
     fn role_ids_from_acps(
         &self,
         snap: &Snapshot,
         conv: &ConvertedRequest,
         hosting: &HostingContext,
+        originator: &str,
         now: chrono::DateTime<Utc>,
     ) -> Vec<String> {
         let Ok(Applicables { acps, .. }) = self.applicable_set(snap, conv, now) else {
@@ -642,11 +644,7 @@ impl PdpService {
             .collect();
         match &self.inner.pip {
             Some(cache) => {
-                let originator = hosting
-                    .canonicalize(&conv.request.originator)
-                    .map(|c| c.into_owned())
-                    .unwrap_or_else(|_| conv.request.originator.clone());
-                let view = cache.view(&originator, None);
+                let view = cache.view(originator, None);
                 role_ids_for_consultation(&conv.request, hosting, &applicable, &view)
             }
             None => role_ids_for_consultation(

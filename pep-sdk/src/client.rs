@@ -51,7 +51,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::cache::{CacheConfig, DecisionCache};
 use crate::error::PepError;
@@ -350,20 +350,13 @@ impl PepClient {
         config.validate()?;
         let mut endpoints = Vec::with_capacity(config.endpoints.len());
         for e in &config.endpoints {
-            let bad = |reason: String| PepError::Endpoint {
-                endpoint: e.clone(),
-                reason,
-            };
-            let endpoint = Endpoint::from_shared(e.clone()).map_err(|err| bad(err.to_string()))?;
-            // `from_shared` takes `pdp.local` as a path: every call would
-            // then fail closed, which a start-up error says better.
-            let uri = endpoint.uri();
-            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
-                return Err(bad(
-                    "expected http://host:port or https://host:port".to_owned()
-                ));
-            }
-            let endpoint = endpoint
+            // Every call to an endpoint that is no http(s) URL with a host
+            // would fail closed; a start-up error says it better.
+            let endpoint = authz_proto::endpoint::endpoint(e)
+                .map_err(|err| PepError::Endpoint {
+                    endpoint: e.clone(),
+                    reason: err.to_string(),
+                })?
                 .connect_timeout(config.connect_timeout)
                 .tcp_nodelay(true);
             endpoints.push(endpoint);
@@ -1052,7 +1045,7 @@ mod tests {
                 ..
             })
         ));
-        let channel = Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
         assert!(matches!(
             PepClient::with_channel(channel, c),
             Err(PepError::Config {

@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod convert;
+pub mod endpoint;
 pub mod listener;
 pub mod serving;
 
