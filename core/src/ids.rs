@@ -53,9 +53,6 @@ pub enum IdError {
     /// An absolute ID with an empty segment, such as `//sp//x`.
     #[error("'{0}' has an empty path segment")]
     EmptySegment(String),
-    /// A Role-ID or Token-ID that is not `name@issuer`.
-    #[error("'{0}' is not of the form name@issuer")]
-    NotNameAtIssuer(String),
     /// A Role-ID that is not `issuerRelativeID@issuerID` (spec notes §7.2):
     /// the reason, naming it.
     #[error("{0}")]
