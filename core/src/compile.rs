@@ -195,9 +195,18 @@ impl CompiledAcp {
 pub fn check_create(acp: &AccessControlPolicy) -> Result<(), ValidationErrors> {
     let mut errors = Errors::default();
     if acp.privileges.is_none() {
+        let distributed = ["adri", "apri"]
+            .iter()
+            .any(|k| acp.other.get(*k).is_some_and(|v| !v.is_null()));
         errors.add(
             "pv",
-            "privileges are mandatory when an ACP is created (TS-0004 7.4.2.2.1)",
+            if distributed {
+                "a NULL pv with adri or apri (distributed authorization, TS-0001 9.6.2.0) \
+                 is not supported: the PDP decides with the ACP's own privileges, so pv is \
+                 mandatory when an ACP is created (TS-0004 7.4.2.2.1)"
+            } else {
+                "privileges are mandatory when an ACP is created (TS-0004 7.4.2.2.1)"
+            },
         );
     }
     match &acp.self_privileges {

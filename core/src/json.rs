@@ -11,7 +11,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use crate::compile::{CompiledAcp, ValidationError, ValidationErrors};
+use crate::compile::{
+    CompiledAcp, ValidationError, ValidationErrors, check_authorization_addresses,
+};
 use crate::model::{AccessControlPolicy, SetOfAcrs};
 
 /// The root element name of an ACP in oneM2M JSON.
@@ -29,25 +31,59 @@ pub enum JsonError {
 }
 
 /// Parses JSON text like `serde_json::from_str::<Value>`, except that an
-/// object with the same key twice is an error: for a policy or a request,
-/// silently keeping the last of two `acop` or `fr` values is a guess about
-/// what the author meant.
+/// object with the same key twice is an error naming where it is
+/// (`duplicate key `acop` at m2m:acp.pv.acr[0]`): for a policy or a
+/// request, silently keeping the last of two `acop` or `fr` values is a
+/// guess about what the author meant.
 pub fn parse_json(text: &str) -> Result<Value, serde_json::Error> {
-    serde_json::from_str::<StrictValue>(text).map(|v| v.0)
+    use serde::de::DeserializeSeed;
+    let mut path = JsonPath::default();
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = StrictSeed(&mut path).deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
 }
 
-/// A [`Value`] whose objects have no duplicate keys.
-struct StrictValue(Value);
+/// Where the strict parser is in the document, to name a duplicate key.
+#[derive(Default)]
+struct JsonPath(Vec<PathStep>);
 
-impl<'de> serde::Deserialize<'de> for StrictValue {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrictVisitor).map(StrictValue)
+enum PathStep {
+    Key(String),
+    Index(usize),
+}
+
+impl std::fmt::Display for JsonPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("the top level");
+        }
+        for (i, step) in self.0.iter().enumerate() {
+            match step {
+                PathStep::Key(k) if i == 0 => f.write_str(k)?,
+                PathStep::Key(k) => write!(f, ".{k}")?,
+                PathStep::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
     }
 }
 
-struct StrictVisitor;
+/// Reads one [`Value`] whose objects have no duplicate keys, keeping
+/// track of its path.
+struct StrictSeed<'p>(&'p mut JsonPath);
 
-impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+impl<'de> serde::de::DeserializeSeed<'de> for StrictSeed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(StrictVisitor(self.0))
+    }
+}
+
+struct StrictVisitor<'p>(&'p mut JsonPath);
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -82,21 +118,33 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
-        while let Some(StrictValue(v)) = seq.next_element()? {
-            items.push(v);
+        loop {
+            self.0.0.push(PathStep::Index(items.len()));
+            let next = seq.next_element_seed(StrictSeed(&mut *self.0));
+            self.0.0.pop();
+            match next? {
+                Some(v) => items.push(v),
+                None => return Ok(Value::Array(items)),
+            }
         }
-        Ok(Value::Array(items))
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             if out.contains_key(&key) {
                 return Err(serde::de::Error::custom(format_args!(
-                    "duplicate key `{key}` in one object"
+                    "duplicate key `{key}` at {}",
+                    self.0
                 )));
             }
-            let StrictValue(v) = map.next_value()?;
-            out.insert(key, v);
+            self.0.0.push(PathStep::Key(key));
+            let value = map.next_value_seed(StrictSeed(&mut *self.0));
+            let step = self.0.0.pop();
+            let value = value?;
+            // The step pushed above, giving the key back.
+            if let Some(PathStep::Key(key)) = step {
+                out.insert(key, value);
+            }
         }
         Ok(Value::Object(out))
     }
@@ -117,6 +165,12 @@ pub fn parse_policies(text: &str) -> Result<Vec<AccessControlPolicy>, JsonError>
         };
         match policy_from_value(item) {
             Ok(acp) => out.push(acp),
+            // A list item that is no object is the item itself, not a
+            // nested `m2m:acp`.
+            Err(e) if listed && e.path == ROOT => errors.push(ValidationError {
+                path: format!("{ROOT}[{i}]"),
+                message: e.message,
+            }),
             Err(e) => errors.push(ValidationError {
                 path: format!("{prefix}{}", e.path),
                 message: e.message,
@@ -130,19 +184,23 @@ pub fn parse_policies(text: &str) -> Result<Vec<AccessControlPolicy>, JsonError>
     }
 }
 
-/// Parses a document and validates every resource by compiling it, so that
-/// the result is known to be usable.
+/// Parses a document and validates every resource by compiling it and by
+/// [`check_authorization_addresses`], so that the result is known to be
+/// usable.
 pub fn parse_and_validate(text: &str) -> Result<Vec<AccessControlPolicy>, JsonError> {
     let acps = parse_policies(text)?;
     let listed = acps.len() > 1 || is_list(text);
     let mut errors = Vec::new();
     for (i, acp) in acps.iter().enumerate() {
+        let prefix = if listed {
+            format!("{ROOT}[{i}].")
+        } else {
+            String::new()
+        };
         if let Err(e) = CompiledAcp::compile(acp.id().unwrap_or(""), acp) {
-            let prefix = if listed {
-                format!("{ROOT}[{i}].")
-            } else {
-                String::new()
-            };
+            errors.extend(e.prefixed(&prefix).0);
+        }
+        if let Err(e) = check_authorization_addresses(acp) {
             errors.extend(e.prefixed(&prefix).0);
         }
     }
@@ -240,6 +298,16 @@ pub fn policy_from_value(v: Value) -> Result<AccessControlPolicy, ValidationErro
             return Err(error(
                 "a bundle ({\"acps\": [...], \"resources\": [...]}) is not an m2m:acp document; `authz policy apply` loads bundles".to_owned(),
             ));
+        }
+        // `ty` is read-only, but a document that states another type is
+        // not an ACP (spec notes §4: accessControlPolicy is 1).
+        if key == "ty" && acp.other.get(key).and_then(Value::as_u64) != Some(1) {
+            return Err(error(format!(
+                "an accessControlPolicy has resource type 1 (TS-0004 6.3.4.2.1), found {}",
+                acp.other
+                    .get(key)
+                    .map_or_else(String::new, Value::to_string)
+            )));
         }
     }
     // Neither `pv` nor `pvs`: not an ACP an author meant (both are
@@ -558,14 +626,22 @@ mod tests {
         let doc = r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["Cabc"], "acop": 2, "acop": 63}]}}}"#;
         match parse_policies(doc) {
             Err(JsonError::Syntax(e)) => {
-                assert!(e.to_string().contains("duplicate key `acop`"), "{e}")
+                assert!(
+                    e.to_string()
+                        .contains("duplicate key `acop` at m2m:acp.pv.acr[0]"),
+                    "{e}"
+                )
             }
             other => panic!("{other:?}"),
         }
         let req = r#"{"fr": "Cnobody", "to": "x", "op": 2, "fr": "Cabc"}"#;
         match request_from_json(req, chrono::Utc::now()) {
             Err(JsonError::Syntax(e)) => {
-                assert!(e.to_string().contains("duplicate key `fr`"), "{e}")
+                assert!(
+                    e.to_string()
+                        .contains("duplicate key `fr` at the top level"),
+                    "{e}"
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -584,6 +660,81 @@ mod tests {
 
     /// serde's derived structs take a list of their fields in order; a
     /// policy or request written that way is a mistake.
+
+    #[test]
+    fn a_duplicate_key_deep_in_a_list_is_named_by_its_path() {
+        let doc = r#"[{"m2m:acp": {"pvs": {"acr": []}}},
+            {"m2m:acp": {"pv": {"acr": [{"acor": ["a"], "acop": 2},
+                {"acor": ["b"], "acop": 2, "acco": [{"actw": ["* * * * * * *"], "actw": []}]}]}}}]"#;
+        match parse_policies(doc) {
+            Err(JsonError::Syntax(e)) => assert!(
+                e.to_string()
+                    .contains("duplicate key `actw` at [1].m2m:acp.pv.acr[1].acco[0]"),
+                "{e}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_list_item_that_is_no_object_is_named_once() {
+        let e = match parse_policies(r#"{"m2m:acp": [{"pv": {"acr": []}}, 5]}"#) {
+            Err(JsonError::Invalid(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(e.0[0].path, "m2m:acp[1]");
+        assert!(e.0[0].message.contains("expected an object"), "{e}");
+    }
+
+    /// Spec notes §4: `ty` 1 is accessControlPolicy; a document stating
+    /// another type is not an ACP.
+    #[test]
+    fn an_acp_document_states_resource_type_1_or_none() {
+        assert!(parse_policies(r#"{"m2m:acp": {"ty": 1, "pv": {"acr": []}}}"#).is_ok());
+        for bad in [r#"3"#, r#""1""#, r#"[1]"#] {
+            let doc = format!(r#"{{"m2m:acp": {{"ty": {bad}, "pv": {{"acr": []}}}}}}"#);
+            let e = match parse_policies(&doc) {
+                Err(JsonError::Invalid(e)) => e,
+                other => panic!("{doc}: {other:?}"),
+            };
+            assert_eq!(e.0[0].path, "ty", "{doc}");
+            assert!(e.0[0].message.contains("resource type 1"), "{e}");
+        }
+    }
+
+    /// Spec notes §2.2 (TS-0001 9.6.2.0): `adri`/`apri` only with a NULL
+    /// `pv`. A file `authz check` loads is held to it too.
+    #[test]
+    fn parse_and_validate_refuses_authorization_addresses_beside_pv() {
+        let doc = r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["Cowner"], "acop": 63}]},
+            "pvs": {"acr": [{"acor": ["Cowner"], "acop": 63}]}, "adri": ["/id-in/pdp1"]}}"#;
+        let e = match parse_and_validate(doc) {
+            Err(JsonError::Invalid(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(e.0[0].path, "adri");
+        let listed = format!("[{doc}, {doc}]");
+        let e = match parse_and_validate(&listed) {
+            Err(JsonError::Invalid(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        let paths: Vec<_> = e.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["m2m:acp[0].adri", "m2m:acp[1].adri"]);
+    }
+
+    /// A NULL `pv` with `adri` is distributed authorization, which this
+    /// product does not route: the Create is refused saying so.
+    #[test]
+    fn check_create_says_distributed_authorization_is_not_supported() {
+        let acps = parse_policies(
+            r#"{"m2m:acp": {"pv": null, "pvs": {"acr": [{"acor": ["Cadmin"], "acop": 63}]},
+                "adri": ["/id-in/pdp1"]}}"#,
+        )
+        .unwrap();
+        let e = crate::compile::check_create(&acps[0]).unwrap_err();
+        assert_eq!(e.0[0].path, "pv");
+        assert!(e.0[0].message.contains("is not supported"), "{e}");
+    }
     #[test]
     fn lists_where_objects_belong_are_rejected() {
         let e = invalid(r#"{"m2m:acp": {"pv": {"acr": [[["Cabc"], 2]]}}}"#);

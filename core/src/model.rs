@@ -1,6 +1,8 @@
 //! The `<accessControlPolicy>` resource as policy authors write it: oneM2M's
 //! JSON short names (TS-0004 8.2, `m2m:acp`), kept close to the wire so that a
-//! file loads and writes back unchanged.
+//! file loads unchanged and writes back with the same meaning (every value
+//! kept; empty lists and NULLs the model reads as absent are left out, and
+//! `accr` numbers are written as floats).
 //!
 //! These types hold *uncompiled* text (crontab strings, CIDR strings); they
 //! are checked and turned into an evaluation form by [`crate::compile`].
