@@ -30,18 +30,24 @@ pub async fn run(args: DasArgs) -> Result<()> {
     let signal = crate::serve::shutdown_signal()?;
     let config = DasConfig::load(&args.config)?;
     let data_dir = crate::serve::data_dir(&args.data_dir)?;
+    // What the banner says of the configuration, which `build` takes.
+    let (issuer, policies) = (config.issuer.clone(), config.policies.len());
+    let kid = config
+        .signing_key()
+        .map_or_else(|| "-".to_owned(), |k| k.kid.clone());
+    // Opened before the banner: a start that fails does not first say it serves.
+    let service = authz_das::build(config, data_dir.as_deref())
+        .await
+        .map_err(|e| crate::serve::store_error(e, &args.data_dir))?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!(
-        "onem2m-authz DAS {} on http://{} ({} policies, signing key {})",
-        config.issuer,
+        "onem2m-authz DAS {issuer} on http://{} ({policies} policies, signing key {kid})",
         listener.local_addr()?,
-        config.policies.len(),
-        config.signing_key().map_or("-", |k| k.kid.as_str()),
     );
     crate::serve::until_signal(signal, |shutdown| async move {
-        authz_das::serve(config, data_dir.as_deref(), listener, shutdown).await?;
+        authz_das::serve_service(service, listener, shutdown).await?;
         Ok(())
     })
     .await

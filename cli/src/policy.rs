@@ -21,7 +21,9 @@ pub struct PolicyArgs {
     /// The PRP (or all-in-one) endpoint.
     #[arg(long, global = true, default_value = "http://127.0.0.1:7171")]
     prp: String,
-    /// The originator the writes are made as (checked against selfPrivileges).
+    /// The originator the writes are made as: creating an ACP or a resource
+    /// needs CREATE in the parent's applicable policies, changing or
+    /// deleting an ACP its selfPrivileges (README, PRP).
     #[arg(long, global = true, default_value = "CAdmin")]
     originator: String,
     #[command(subcommand)]

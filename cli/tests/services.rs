@@ -669,6 +669,45 @@ fn a_second_prp_on_the_same_data_dir_names_the_file_and_the_flag() {
     assert!(!said.contains("PRP on"), "{said}");
 }
 
+/// The same for the DAS, whose token store (`das.redb`) is opened before
+/// it prints that it serves: it used to print its banner first.
+#[test]
+fn a_second_das_on_the_same_data_dir_never_says_it_serves() {
+    let data = tempdir("das-locked");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/das/door-lock-das.json");
+    let das_args = |listen: &str| -> Vec<String> {
+        vec![
+            "das".into(),
+            "--config".into(),
+            config.display().to_string(),
+            "--listen".into(),
+            listen.into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+        ]
+    };
+    let first = das_args("127.0.0.1:0");
+    let first: Vec<&str> = first.iter().map(String::as_str).collect();
+    let (_das, _url) = start(&first, "DAS //");
+    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(das_args("127.0.0.1:0"))
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("--data-dir {}", data.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains(&data.join("das.redb").display().to_string()),
+        "{err}"
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!said.contains("DAS //"), "{said}");
+}
+
 /// An unknown `--modes` entry is refused when the flags are read, before
 /// any mode runs (it was refused only when its turn came).
 #[test]

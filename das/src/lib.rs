@@ -121,7 +121,16 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DasStartError> {
-    let service = build(config, data_dir).await?;
+    serve_service(build(config, data_dir).await?, listener, shutdown).await
+}
+
+/// [`serve`] for a service already [`build`]t: a process that opens its
+/// store before it says it serves.
+pub async fn serve_service(
+    service: DasService,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), DasStartError> {
     let sweeper = service.start_sweeper();
     let closer = service.clone();
     let router = router(service).await?;
