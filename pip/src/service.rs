@@ -322,8 +322,10 @@ impl PipService {
                 .map(|r| verdict_to_pb(&resolver.verify_role(state, &originator, r, at)))
                 .collect();
             let groups = state.groups_of(&originator);
+            // The consumer (the PDP's cache) uses the fix only for request
+            // times from its measurement to its end of freshness.
             let fix = resolver
-                .fresh_position(state, &originator, at)
+                .current_position(state, &originator, at)
                 .map(|(p, until)| (p.clone(), until));
             (revision, roles, groups, fix)
         });

@@ -939,9 +939,12 @@ async fn an_older_position_report_never_replaces_a_newer_one_annex_f() {
 }
 
 /// A fix measured after the time a decision is about says nothing about
-/// where the originator was then: `GetPosition` and `ResolveAttributes` do
-/// not give it for an earlier `at`, and give it from its measuring time until
-/// it is stale (`--max-position-age`).
+/// where the originator was then: `GetPosition` does not give it for an
+/// earlier `at`, and gives it from its measuring time until it is stale
+/// (`--max-position-age`). `ResolveAttributes`, which fills the PDP's
+/// cache, gives it for an earlier `at` too, with its measuring time, so
+/// that the cache judges each request time and does not keep "no position"
+/// for the later ones; a stale fix it does not give.
 #[tokio::test]
 async fn a_position_is_usable_only_from_its_measuring_time_until_stale_annex_f() {
     let mut pip = Running::start(config(None)).await;
@@ -966,7 +969,22 @@ async fn a_position_is_usable_only_from_its_measuring_time_until_stale_annex_f()
         .await
         .expect("resolve")
         .into_inner();
-    assert!(resolved.position.is_none(), "{resolved:?}");
+    let early = resolved.position.expect("the current fix, for a cache");
+    assert_eq!(
+        early.measured_at.map(|t| t.seconds),
+        Some(measured.timestamp()),
+        "with the time it applies from"
+    );
+    let resolved = c
+        .resolve_attributes(pb::ResolveAttributesRequest {
+            originator: "Cwalker".into(),
+            at: Some(ts(stale)),
+            ..Default::default()
+        })
+        .await
+        .expect("resolve")
+        .into_inner();
+    assert!(resolved.position.is_none(), "stale: {resolved:?}");
     let resolved = c
         .resolve_attributes(pb::ResolveAttributesRequest {
             originator: "Cwalker".into(),

@@ -715,6 +715,36 @@ async fn circle_rules_follow_reported_positions_until_stale_annex_f() {
     assert_eq!(stale.decision, DENY, "{}", stale.summary);
 }
 
+/// Annex F: a fix applies to request times from its measurement on. A
+/// request stamped a little before the fix (sent just before the report
+/// landed) is denied for want of a position, and that answer must not stay
+/// in the PDP's attribute cache as "no position" for the requests after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_older_than_the_fix_does_not_hide_it_from_later_ones_annex_f() {
+    let mut s = Stack::start("circle-early", Duration::from_secs(600)).await;
+    s.policy(
+        "cntCircle",
+        located(
+            &["all"],
+            pb::location_region::Region::Circle(pb::Circle {
+                latitude: 48.8530,
+                longitude: 2.3499,
+                radius_m: 2000.0,
+            }),
+        ),
+    )
+    .await;
+    s.report("Calice", 48.8606, 2.3376).await;
+    s.settle().await;
+    let mut early = retrieve("Calice", "cntCircle");
+    early.request_time = Some(ts(Utc::now() - chrono::Duration::seconds(5)));
+    let d = s.decide(early).await;
+    assert_eq!(d.decision, DENY, "{}", d.summary);
+    assert!(missing_names(&d).contains("position"), "{d:?}");
+    // Requests of now: the fix is fresh, and inside the circle.
+    decides(&s.pdp, retrieve("Calice", "cntCircle"), PERMIT).await;
+}
+
 /// Annex F.2.2: a country rule works from the originator's IP address
 /// (CSV table, longest prefix; and a MaxMind database), and from its
 /// position near a border (Strasbourg and Kehl face each other across the
