@@ -1464,6 +1464,13 @@ pub fn decision_from_pb(d: &pb::Decision) -> Result<Decision, Vec<ConversionErro
     })
 }
 
+/// Whether `id` is an ID a request can name (m2m:ID): an empty one, or one
+/// with white space or control characters, could never be resolved, so a
+/// record under it would be stored and never used.
+pub fn is_usable_id(id: &str) -> bool {
+    !id.is_empty() && !id.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 /// Converts a wire target resource to the core model, naming fields under
 /// `path` (`resource.resource_id: is mandatory`).
 ///
@@ -1489,10 +1496,7 @@ pub fn resource_from_pb(
     if r.resource_id.is_empty() {
         bad("resource_id", "is mandatory");
     }
-    // IDs a request can name (m2m:ID): an empty entry or one with white
-    // space could never be resolved, so it would be stored and never used.
-    let unusable =
-        |id: &str| id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control());
+    let unusable = |id: &str| !is_usable_id(id);
     for (field, id) in [("resource_id", &r.resource_id), ("parent_id", &r.parent_id)] {
         if !id.is_empty() && unusable(id) {
             bad(

@@ -72,7 +72,8 @@ use authz_core::{
     Operation, PrivilegeKind, ValidationErrors, decide,
 };
 use authz_proto::convert::{
-    ConversionError, acp_from_pb, acp_to_pb, set_of_acrs_from_pb, set_of_acrs_to_pb, summary,
+    ConversionError, acp_from_pb, acp_to_pb, is_usable_id, set_of_acrs_from_pb, set_of_acrs_to_pb,
+    summary, timestamp_field,
 };
 use authz_proto::invalid_argument;
 use authz_proto::pb;
@@ -91,7 +92,23 @@ use crate::store::{
 
 pub use authz_core::resources::{DEFAULT_POLICY_PREFIX, default_policy_id};
 
-fn reserved_id(id: &str, field: &str) -> Option<ConversionError> {
+/// An ID no request could name (white space, control characters), which
+/// would be stored and never used. (Emptiness the callers report.)
+fn unusable_id(id: &str, field: &str) -> Option<ConversionError> {
+    (!id.is_empty() && !is_usable_id(id)).then(|| {
+        violation(
+            field,
+            format!("{id:?} is not an ID: it contains white space or control characters"),
+        )
+    })
+}
+
+/// What is wrong with the ID of a new ACP or dynamic ACP, if anything: it
+/// is unusable ([`unusable_id`]) or one of the default policies' reserved IDs.
+fn id_problem(id: &str, field: &str) -> Option<ConversionError> {
+    if let Some(e) = unusable_id(id, field) {
+        return Some(e);
+    }
     id.starts_with(DEFAULT_POLICY_PREFIX).then(|| {
         violation(
             field,
@@ -773,7 +790,7 @@ fn acp_input(
     let id = acp.resource_id.clone().filter(|id| !id.is_empty());
     match &id {
         None => errors.push(violation("resource_id", "is mandatory: it is the ACP's ID")),
-        Some(id) => errors.extend(reserved_id(id, "resource_id")),
+        Some(id) => errors.extend(id_problem(id, "resource_id")),
     }
     let model = match acp_from_pb(acp) {
         Ok(m) => Some(m),
@@ -793,14 +810,12 @@ fn acp_input(
     }
 }
 
+/// A wire time as whole seconds, checked as every service checks one
+/// ([`timestamp_field`]): a time the PDP could not convert would be stored
+/// here and dropped there, so the two would disagree for good. Lifetimes
+/// are kept to the second, rounded down: a grant never outlives its time.
 fn timestamp_secs(ts: &prost_types::Timestamp, field: &str) -> Result<i64, ConversionError> {
-    if !(0..1_000_000_000).contains(&ts.nanos) {
-        return Err(violation(
-            format!("{field}.nanos"),
-            format!("{} out of range 0..999999999", ts.nanos),
-        ));
-    }
-    Ok(ts.seconds)
+    timestamp_field(ts, field).map(|t| t.timestamp())
 }
 
 fn spawn_sweeper(inner: Weak<Inner>, every: Duration) {
@@ -1289,7 +1304,8 @@ impl PolicyRetrievalPoint for PrpService {
         if req.target.is_empty() {
             errors.push(violation("target", "is mandatory"));
         }
-        errors.extend(reserved_id(&req.acp_id, "acp_id"));
+        errors.extend(unusable_id(&req.target, "target"));
+        errors.extend(id_problem(&req.acp_id, "acp_id"));
         let privileges = match &req.privileges {
             None => {
                 errors.push(violation("privileges", "is mandatory"));
@@ -1317,7 +1333,10 @@ impl PolicyRetrievalPoint for PrpService {
             }
             Some(ts) => match timestamp_secs(ts, "expires_at") {
                 Ok(secs) if secs <= now => {
-                    errors.push(violation("expires_at", "lies in the past"));
+                    errors.push(violation(
+                        "expires_at",
+                        "lies in the past (lifetimes are kept to the second, rounded down)",
+                    ));
                     None
                 }
                 Ok(secs) => Some(secs),

@@ -178,6 +178,12 @@ async fn invalid_acp_names_the_field_and_stores_nothing() {
         .await
         .expect_err("reserved");
     assert_eq!(violations(&err), vec!["resource_id".to_string()]);
+    // So is an ID no request could name (an `acpi` entry may not hold it).
+    let err = c
+        .create_acp(create_req(ADMIN, acp("acp 1", &["CAlice"], &[ADMIN], ALL)))
+        .await
+        .expect_err("white space");
+    assert_eq!(violations(&err), vec!["resource_id".to_string()]);
 
     let list = c
         .list_acps(pb::ListAcpsRequest {})
@@ -1496,6 +1502,24 @@ async fn dynamic_acp_applies_until_it_expires() {
     });
     let err = c.create_dynamic_acp(past).await.expect_err("past");
     assert_eq!(violations(&err), vec!["expires_at".to_string()]);
+    // A time the PDP could not convert would be stored here and dropped
+    // there: the PRP and its PDPs would disagree for good.
+    let mut beyond = grant("CPdp");
+    beyond.expires_at = Some(prost_types::Timestamp {
+        seconds: i64::MAX,
+        nanos: 0,
+    });
+    let err = c.create_dynamic_acp(beyond).await.expect_err("beyond");
+    assert_eq!(violations(&err), vec!["expires_at.seconds".to_string()]);
+    // IDs no request could name are refused, not stored and never used.
+    let mut spaced = grant("CPdp");
+    spaced.target = "my cnt".into();
+    spaced.acp_id = "dyn\t1".into();
+    let err = c.create_dynamic_acp(spaced).await.expect_err("spaced");
+    assert_eq!(
+        violations(&err),
+        vec!["target".to_string(), "acp_id".to_string()]
+    );
 
     let rec = c
         .create_dynamic_acp(grant("CPdp"))
