@@ -695,7 +695,20 @@ fn compile_object_details(
             format_args!("{path}.chty"),
             "childResourceType must list at least one resource type",
         ),
-        Some(_) => {}
+        Some(types) => {
+            for (i, _) in types.iter().enumerate().filter(|(_, t)| **t == 0) {
+                errors.add(
+                    format_args!("{path}.chty[{i}]"),
+                    "0 is no resource type (m2m:resourceType starts at 1, spec notes §4)",
+                );
+            }
+        }
+    }
+    if d.resource_type == Some(0) {
+        errors.add(
+            format_args!("{path}.ty"),
+            "0 is no resource type (m2m:resourceType starts at 1, spec notes §4)",
+        );
     }
     if matches!(d.resource_type, Some(13) | Some(28)) && d.specialization.is_none() {
         errors.add(

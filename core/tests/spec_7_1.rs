@@ -1936,6 +1936,23 @@ fn clause_7_1_5_acod_element_without_chty_is_rejected() {
     assert_eq!(errors[0].path, "pv.acr[1].acod[1].chty");
 }
 
+/// Spec notes §4: resource types start at 1 (0 is memberType "mixed", no
+/// resource type), so an acod `ty` or `chty` entry 0 could never match.
+#[test]
+fn acod_resource_type_0_is_rejected_with_its_path() {
+    let errors = rejected(&acp_doc(
+        "acp1",
+        r#"[{"acor": ["Cphone"], "acop": 1, "acod": [{"ty": 0, "chty": [4, 0]}]}]"#,
+        PVS_ADMIN,
+    ));
+    let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["pv.acr[0].acod[0].chty[1]", "pv.acr[0].acod[0].ty"],
+        "{errors:#?}"
+    );
+}
+
 /// 7.1.4: a CREATE whose Resource Type is unknown cannot satisfy an acod.
 #[test]
 fn clause_7_1_4_create_without_resource_type_fails_acod() {
