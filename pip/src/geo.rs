@@ -92,6 +92,23 @@ fn code_str(code: &Code) -> Option<&str> {
     std::str::from_utf8(code).ok()
 }
 
+/// The assigned ISO 3166-1 code of a dataset area: the boundaries dataset
+/// also names areas by *exceptionally reserved* codes (Canary Islands `IC`,
+/// Ceuta and Melilla `EA`, ...), which are no country codes. `accc` holds
+/// country codes and IP databases report these places under their country,
+/// so a position there answers that country (the same rule matching
+/// whichever way the country is found, Decision 5).
+pub fn assigned_code(code: &str) -> &str {
+    match code {
+        "IC" | "EA" => "ES",
+        "AC" | "TA" => "SH",
+        "CP" => "FR",
+        "DG" => "IO",
+        "CQ" => "GG",
+        other => other,
+    }
+}
+
 /// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are the same host as
 /// `a.b.c.d`; dual-stack sockets report IPv4 peers that way.
 fn canonical(ip: IpAddr) -> IpAddr {
@@ -386,7 +403,7 @@ impl CountryLocator {
                 .ids(position)
                 .into_iter()
                 .find(|id| is_alpha2_id(id))
-                .map(|id| vec![id.to_owned()])
+                .map(|id| vec![assigned_code(id).to_owned()])
                 .unwrap_or_default();
         }
         let bbox = disk_bbox(lat, lon, uncertainty_m);
@@ -394,8 +411,11 @@ impl CountryLocator {
         let mut out: Vec<String> = scan
             .countries
             .iter()
-            .filter_map(|code| code_str(code).map(str::to_owned))
+            .filter_map(|code| code_str(code).map(|c| assigned_code(c).to_owned()))
             .collect();
+        // Two reserved codes may map to one country (IC and ES).
+        out.sort_unstable();
+        out.dedup();
         if !out.is_empty() && !scan.covered {
             out.push(OUTSIDE_EVERY_COUNTRY.to_owned());
             out.sort_unstable();

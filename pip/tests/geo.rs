@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use authz_core::Lookup;
 use authz_pip::geo::{
     CountryLocator, GeoError, IpCountrySources, IpCountryTable, MmdbCountries,
-    OUTSIDE_EVERY_COUNTRY,
+    OUTSIDE_EVERY_COUNTRY, assigned_code,
 };
 
 fn ip(s: &str) -> IpAddr {
@@ -259,7 +259,8 @@ fn positions_in_cities_and_at_sea() {
 }
 
 /// Decision 5 (TS-0003 F.1.2 `accc`, F.2.2 position to country): one point
-/// is in one country. The dataset nests dependent territories in their
+/// is in one country (spec notes §2.1: `accc` holds ISO 3166-1 alpha-2
+/// country codes). The dataset nests dependent territories in their
 /// sovereign's area; the answer is the territory's own ISO 3166-1 alpha-2
 /// code (as IP geolocation databases report it), not both, which would make
 /// `accc: ["HK"]` deny a point in Hong Kong.
@@ -273,11 +274,24 @@ fn decision_5_a_point_in_a_dependent_territory_gives_the_territory_alone() {
         (-20.8821, 55.4507, "RE"), // Saint-Denis, Réunion (FR)
         (13.4745, 144.7504, "GU"), // Hagåtña, Guam (US)
         (78.2232, 15.6267, "SJ"),  // Longyearbyen, Svalbard (NO)
-        (28.1235, -15.4363, "IC"), // Las Palmas, Canary Islands (ES)
-        (35.8894, -5.3213, "EA"),  // Ceuta (ES)
     ] {
         assert_eq!(l.countries(lat, lon, 0.0), [code], "({lat}, {lon})");
     }
+    // The dataset also names areas by ISO 3166-1 *exceptionally reserved*
+    // codes, which are no country codes (`accc` lists country codes, and IP
+    // databases report these places under their country): the country's.
+    for (lat, lon, uncertainty_m) in [
+        (28.1235, -15.4363, 0.0),     // Las Palmas, Canary Islands ("IC")
+        (28.4636, -16.2518, 2_000.0), // Santa Cruz de Tenerife, a disk on land
+        (35.8894, -5.3213, 0.0),      // Ceuta ("EA")
+    ] {
+        let found = l.countries(lat, lon, uncertainty_m);
+        assert!(
+            found.iter().any(|c| c == "ES") && !found.iter().any(|c| c == "IC" || c == "EA"),
+            "({lat}, {lon}, {uncertainty_m}): {found:?}"
+        );
+    }
+    assert_eq!(l.countries(28.1235, -15.4363, 0.0), ["ES"]);
     // Not a dependent territory: still the one country.
     assert_eq!(l.countries(50.1109, 8.6821, 0.0), ["DE"]); // Frankfurt
     assert_eq!(l.countries(40.7128, -74.0060, 0.0), ["US"]); // New York ("US-NY" dropped)
@@ -433,6 +447,8 @@ fn decision_5_disk_answers_cover_every_point_of_the_disk() {
                     .ids(LatLon::new(plat, plon).unwrap())
                     .into_iter()
                     .filter(|id| id.len() == 2)
+                    // Reserved codes (IC) stand for their country (ES).
+                    .map(assigned_code)
                     .collect();
                 for id in &ids {
                     assert!(
