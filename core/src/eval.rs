@@ -104,6 +104,7 @@ pub fn decide_canonical(
                 return permit;
             }
         }
+        ev.undetermined_origs(acrs, |rule| candidates.iter().any(|c| c.rule == rule));
     }
     // Second pass: literal entries that turn out to be groups with the
     // originator among their members (TS-0001 9.6.2.1).
@@ -157,8 +158,13 @@ pub fn decide_canonical(
         let mut done = ev.direct_rules(acrs, &mut candidates);
         candidates.clear();
         for (group, at) in group_index.iter() {
-            if !done.contains(&at.rule) && ev.is_group_member(group) {
-                candidates.push(at);
+            if done.contains(&at.rule) {
+                continue;
+            }
+            match ev.is_group_member(group) {
+                Ok(true) => candidates.push(at),
+                Ok(false) => {}
+                Err(missing) => ev.rare().unknown_origs.push((at, missing)),
             }
         }
         for at in &candidates {
@@ -170,6 +176,7 @@ pub fn decide_canonical(
                 return permit;
             }
         }
+        ev.undetermined_origs(acrs, |rule| done.contains(&rule));
     }
     ev.deny()
 }
@@ -227,7 +234,9 @@ struct Evaluation<'r, 'o> {
     countries: Option<(SmallVec<[u16; 2]>, bool)>,
     /// Claimed roles looked up so far, with the answer (a decision with
     /// claimed roles allocates for these anyway).
-    roles: Vec<(&'r str, bool)>,
+    /// `None`: the source could not say (the reason is in
+    /// `Rare::unavailable_roles`).
+    roles: Vec<(&'r str, Option<bool>)>,
     /// Set by the condition just evaluated when it failed for want of an
     /// attribute (undetermined) rather than being certainly FALSE.
     undetermined: bool,
@@ -239,7 +248,13 @@ struct Evaluation<'r, 'o> {
 #[derive(Default)]
 struct Rare {
     /// Groups looked up so far, with the answer.
-    groups: Vec<(Box<str>, bool)>,
+    groups: Vec<(Box<str>, Result<bool, MissingAttribute>)>,
+    /// Claimed roles the source could not verify, with its reason.
+    unavailable_roles: Vec<(String, String)>,
+    /// Entries of the rule set being probed that name the originator only
+    /// if a role the source could not verify is its (`res_origs`
+    /// undetermined), with what is missing.
+    unknown_origs: Vec<(EntryRef, MissingAttribute)>,
     /// Attributes the decision needed and could not get (Decision 10).
     missing: Vec<MissingAttribute>,
     /// The rules that named the originator and failed, when explaining.
@@ -320,10 +335,26 @@ impl<'r, 'o> Evaluation<'r, 'o> {
         if !idx.literals.is_empty() {
             for i in 0..self.role_keys.len() {
                 let (key, claimed) = self.role_keys[i];
+                if !idx.literals.contains(key) {
+                    continue;
+                }
                 // A claimed role counts once the source verifies it; a
                 // granted one is verified already.
-                if idx.literals.contains(key) && (!claimed || self.role_verified(key.text)) {
-                    idx.literals.extend_into(key, out);
+                match if claimed {
+                    self.role_verified(key.text)
+                } else {
+                    Some(true)
+                } {
+                    Some(true) => idx.literals.extend_into(key, out),
+                    Some(false) => {}
+                    None => {
+                        let missing = self.role_missing(key.text);
+                        let mut entries: SmallVec<[EntryRef; 8]> = SmallVec::new();
+                        idx.literals.extend_into(key, &mut entries);
+                        let rare = self.rare();
+                        rare.unknown_origs
+                            .extend(entries.into_iter().map(|at| (at, missing.clone())));
+                    }
                 }
             }
         }
@@ -341,7 +372,12 @@ impl<'r, 'o> Evaluation<'r, 'o> {
         scratch: &mut SmallVec<[EntryRef; 8]>,
     ) -> SmallVec<[u32; 8]> {
         scratch.clear();
+        let unknown = self.rare.as_ref().map_or(0, |r| r.unknown_origs.len());
         self.direct_candidates(acrs, scratch);
+        // The first pass took those entries already.
+        if let Some(r) = &mut self.rare {
+            r.unknown_origs.truncate(unknown);
+        }
         scratch.iter().map(|c| c.rule).collect()
     }
 
@@ -393,6 +429,50 @@ impl<'r, 'o> Evaluation<'r, 'o> {
         }
     }
 
+    /// `res_acr` of the rules of `acrs` whose `res_origs` is undetermined
+    /// (they name the originator only through a role or `<group>` the
+    /// source could not answer), other than those `evaluated` already
+    /// (their `res_origs` held through another entry). Such a rule never
+    /// permits; what it lacks is missing unless another of its conditions
+    /// is certainly FALSE, which makes the rule FALSE whatever the role or
+    /// group would have been (7.1.4; Decision 10).
+    fn undetermined_origs(&mut self, acrs: &CompiledAcrs, evaluated: impl Fn(u32) -> bool) {
+        let Some(mut unknown) = self
+            .rare
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.unknown_origs))
+            .filter(|u| !u.is_empty())
+        else {
+            return;
+        };
+        unknown.sort_by_key(|(at, _)| (at.rule, at.entry));
+        let mut i = 0;
+        while i < unknown.len() {
+            let rule_index = unknown[i].0.rule;
+            let end = i + unknown[i..]
+                .iter()
+                .take_while(|(at, _)| at.rule == rule_index)
+                .count();
+            if !evaluated(rule_index)
+                && let Some(rule) = acrs.rules.get(rule_index as usize)
+            {
+                self.truncate_pending(0);
+                self.undetermined = false;
+                let certainly_false = self.res_acr(rule).is_err() && !self.undetermined;
+                if !certainly_false {
+                    for m in std::mem::take(&mut self.rare().pending) {
+                        self.record_missing(m);
+                    }
+                    for (_, m) in &unknown[i..end] {
+                        self.record_missing(m.clone());
+                    }
+                }
+                self.truncate_pending(0);
+            }
+            i = end;
+        }
+    }
+
     /// The Deny after every candidate failed. Takes what it reports out of
     /// the evaluation instead of consuming it, which would copy the whole
     /// (large) evaluation state into the call.
@@ -427,6 +507,8 @@ impl<'r, 'o> Evaluation<'r, 'o> {
     /// `undetermined`, and the conditions after it are still evaluated, since
     /// one of them certainly FALSE makes the rule certainly FALSE whatever
     /// the missing attribute would have been.
+    // Inlined into `evaluate`, the hot caller (as it was with one caller).
+    #[inline(always)]
     fn res_acr(&mut self, rule: &CompiledRule) -> Result<(), FailedCondition> {
         self.res_ops(rule)?;
         self.res_authn(rule)?;
@@ -496,6 +578,7 @@ impl<'r, 'o> Evaluation<'r, 'o> {
         let mut undetermined = false;
         for context in rule.contexts.iter() {
             self.undetermined = false;
+            let element_mark = self.pending_len();
             match self.res_context(context) {
                 Ok(()) => {
                     // What the elements before lacked did not matter.
@@ -504,6 +587,10 @@ impl<'r, 'o> Evaluation<'r, 'o> {
                     return Ok(());
                 }
                 Err(f) => {
+                    if !self.undetermined {
+                        // Certainly FALSE: what it lacked did not matter.
+                        self.truncate_pending(element_mark);
+                    }
                     undetermined |= self.undetermined;
                     if self.options.explain {
                         elements.push(f);
@@ -635,6 +722,7 @@ impl<'r, 'o> Evaluation<'r, 'o> {
         let mark = self.pending_len();
         let mut undetermined = false;
         for d in rule.object_details.iter() {
+            let element_mark = self.pending_len();
             // res_objdetails = res_resourceType AND res_specializationID AND
             // res_childResource: FALSE when one part is; undetermined when
             // none is and one lacks its input. The reason is the first's.
@@ -730,6 +818,10 @@ impl<'r, 'o> Evaluation<'r, 'o> {
                 self.undetermined = false;
                 return Ok(());
             }
+            if certain {
+                // Certainly FALSE: what it lacked did not matter.
+                self.truncate_pending(element_mark);
+            }
             undetermined |= !certain;
             if self.options.explain {
                 reasons.extend(reason);
@@ -777,49 +869,67 @@ impl<'r, 'o> Evaluation<'r, 'o> {
         }
     }
 
-    fn role_verified(&mut self, role: &'r str) -> bool {
-        if let Some((_, ok)) = self.roles.iter().find(|(r, _)| *r == role) {
-            return *ok;
+    /// Whether the source verifies the claimed role `role` for the
+    /// originator: `Some(bool)`, or `None` when the source cannot say (the
+    /// rules naming the role are then undetermined, not FALSE:
+    /// [`Evaluation::undetermined_origs`]; [`Evaluation::role_missing`]
+    /// says why).
+    fn role_verified(&mut self, role: &'r str) -> Option<bool> {
+        if let Some((_, answer)) = self.roles.iter().find(|(r, _)| *r == role) {
+            return *answer;
         }
-        let ok = match self
+        let answer = match self
             .attrs
             .role_verified(self.originator.absolute, role, self.req.time)
         {
-            Lookup::Found(v) => v,
-            Lookup::NotFound => false,
+            Lookup::Found(v) => Some(v),
+            Lookup::NotFound => Some(false),
             Lookup::Unavailable(reason) => {
-                self.rare().missing.push(MissingAttribute::Role {
-                    role: role.to_owned(),
-                    reason,
-                });
-                false
+                self.rare()
+                    .unavailable_roles
+                    .push((role.to_owned(), reason));
+                None
             }
         };
-        self.roles.push((role, ok));
-        ok
+        self.roles.push((role, answer));
+        answer
     }
 
-    fn is_group_member(&mut self, group: &str) -> bool {
-        if let Some((_, ok)) = self
+    /// What is missing for a role [`Evaluation::role_verified`] could not
+    /// answer.
+    fn role_missing(&self, role: &str) -> MissingAttribute {
+        let reason = self.rare.as_ref().and_then(|r| {
+            r.unavailable_roles
+                .iter()
+                .find(|(name, _)| name == role)
+                .map(|(_, why)| why.clone())
+        });
+        MissingAttribute::Role {
+            role: role.to_owned(),
+            reason: reason.unwrap_or_default(),
+        }
+    }
+
+    /// Whether `group` has the originator among its members, like
+    /// [`Evaluation::role_verified`].
+    fn is_group_member(&mut self, group: &str) -> Result<bool, MissingAttribute> {
+        if let Some((_, answer)) = self
             .rare
             .as_ref()
             .and_then(|r| r.groups.iter().find(|(g, _)| &**g == group))
         {
-            return *ok;
+            return answer.clone();
         }
-        let ok = match self.attrs.group_has_member(group, self.originator.absolute) {
-            Lookup::Found(v) => v,
-            Lookup::NotFound => false,
-            Lookup::Unavailable(reason) => {
-                self.rare().missing.push(MissingAttribute::GroupMembership {
-                    group: group.to_owned(),
-                    reason,
-                });
-                false
-            }
+        let answer = match self.attrs.group_has_member(group, self.originator.absolute) {
+            Lookup::Found(v) => Ok(v),
+            Lookup::NotFound => Ok(false),
+            Lookup::Unavailable(reason) => Err(MissingAttribute::GroupMembership {
+                group: group.to_owned(),
+                reason,
+            }),
         };
-        self.rare().groups.push((group.into(), ok));
-        ok
+        self.rare().groups.push((group.into(), answer.clone()));
+        answer
     }
 
     /// The originator's position: the request's, else the attribute source's.
@@ -877,7 +987,9 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             .collect();
         if found.is_empty()
             && let Some(ip) = self.req.ip
-            && let Some(c) = self.lookup_country(|a| a.country_of_ip(ip))
+            // An IPv4-mapped address is the IPv4 peer it stands for, as
+            // in `acip` (compile.rs).
+            && let Some(c) = self.lookup_country(|a| a.country_of_ip(ip.to_canonical()))
         {
             found.push(c);
         }

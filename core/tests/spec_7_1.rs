@@ -2048,6 +2048,78 @@ fn decision_10_a_rule_certainly_false_elsewhere_is_not_undetermined() {
     certain(&check(&acp, &create("Cphone", None, 23)));
 }
 
+/// Decision 10 for `res_origs`: a rule that names the originator only
+/// through a role or `<group>` the source cannot answer is undetermined,
+/// unless another of its conditions is certainly FALSE. Then the Deny is
+/// final and nothing is reported missing; since no rule is known to name
+/// the originator, its status is NOT_APPLICABLE.
+#[test]
+fn decision_10_an_unanswered_role_or_group_is_missing_only_where_it_decides() {
+    let down = InMemoryAttributes {
+        unavailable: Some("PIP down".to_owned()),
+        ..InMemoryAttributes::default()
+    };
+    // The role's rule allows only CREATE (acop 1); the request is a RETRIEVE.
+    let create_only = one_rule(json!({"acor": [ROLE], "acop": 1}));
+    let d = check_with(&create_only, &retrieve_claiming("Cphone", &[ROLE]), &down);
+    assert_deny(&d);
+    assert_eq!(d.status, AuthorizationStatus::NotApplicable, "{d:#?}");
+    assert!(d.missing.is_empty(), "{d:#?}");
+    // With RETRIEVE allowed, the role decides: missing.
+    let d = check_with(&role_acp(), &retrieve_claiming("Cphone", &[ROLE]), &down);
+    assert_eq!(d.status, AuthorizationStatus::MissingAttribute, "{d:#?}");
+    assert!(
+        matches!(&d.missing[..], [MissingAttribute::Role { role, .. }] if role == ROLE),
+        "{d:#?}"
+    );
+    // The same for a group entry.
+    let d = check_with(
+        &one_rule(json!({"acor": [GROUP], "acop": 1})),
+        &retrieve("Cmember"),
+        &down,
+    );
+    assert_eq!(d.status, AuthorizationStatus::NotApplicable, "{d:#?}");
+    assert!(d.missing.is_empty(), "{d:#?}");
+    let d = check_with(&group_acp(), &retrieve("Cmember"), &down);
+    assert_eq!(d.status, AuthorizationStatus::MissingAttribute, "{d:#?}");
+    assert!(
+        matches!(&d.missing[..], [MissingAttribute::GroupMembership { group, .. }] if group == GROUP),
+        "{d:#?}"
+    );
+}
+
+/// Decision 10 inside `res_ctxts`: an `acco` element that is certainly
+/// FALSE (the country is not listed) leaves nothing missing, although it
+/// also needed the unknown IP; the element after it, which needs the
+/// unknown position, is what is missing.
+#[test]
+fn decision_10_a_certainly_false_acco_element_reports_nothing_missing() {
+    let acp = one_rule(json!({"acor": ["Cphone"], "acop": 2, "acco": [
+        {"acip": {"ipv4": ["10.0.0.0/8"]}, "aclr": {"accc": ["DE"]}},
+        {"aclr": {"accr": [48.0, 11.0, 1000.0]}}]}));
+    let mut r = retrieve("Cphone");
+    r.countries = vec!["FR".to_owned()];
+    let d = check(&acp, &r);
+    assert_eq!(d.status, AuthorizationStatus::MissingAttribute, "{d:#?}");
+    assert!(
+        matches!(&d.missing[..], [MissingAttribute::Position { .. }]),
+        "{d:#?}"
+    );
+}
+
+/// Annex F.2.2 with an IPv4-mapped request address (`::ffff:a.b.c.d`, as
+/// dual-stack sockets report IPv4 peers): its country is the IPv4
+/// address's, as `acip` treats it as that address.
+#[test]
+fn annex_f_the_country_of_a_mapped_ipv4_address_is_the_ipv4_country() {
+    let acp =
+        one_rule(json!({"acor": ["Cphone"], "acop": 2, "acco": [{"aclr": {"accc": ["DE"]}}]}));
+    let attrs = InMemoryAttributes::new().with_ip_country("1.2.3.0/24".parse().unwrap(), "DE");
+    let mut r = retrieve("Cphone");
+    r.ip = Some("::ffff:1.2.3.4".parse().unwrap());
+    assert_permit(&check_with(&acp, &r, &attrs));
+}
+
 /// Decision 10 over several rules: a position the attribute source cannot
 /// give is reported for the rule it leaves undetermined, also when an
 /// earlier rule that needed it too was certainly FALSE for another reason.

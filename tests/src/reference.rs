@@ -404,8 +404,9 @@ fn rq_loc_in_countries(codes: &[String], rq: &Rq<'_>) -> bool {
     if !rq.req.countries.is_empty() {
         return rq.req.countries.iter().all(|country| listed(country));
     }
+    // An IPv4-mapped IPv6 address is the IPv4 peer it stands for.
     if let Some(ip) = rq.req.ip
-        && let Lookup::Found(country) = rq.attrs.country_of_ip(ip)
+        && let Lookup::Found(country) = rq.attrs.country_of_ip(ip.to_canonical())
     {
         return listed(&country);
     }
