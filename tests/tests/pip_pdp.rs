@@ -413,6 +413,19 @@ fn located(originators: &[&str], region: pb::location_region::Region) -> pb::Acc
     }
 }
 
+/// `all` within 2 km of Notre-Dame de Paris (the Louvre is inside, the
+/// Eiffel Tower outside).
+fn notre_dame_2km() -> pb::AccessControlRule {
+    located(
+        &["all"],
+        pb::location_region::Region::Circle(pb::Circle {
+            latitude: 48.8530,
+            longitude: 2.3499,
+            radius_m: 2000.0,
+        }),
+    )
+}
+
 fn countries(codes: &[&str]) -> pb::location_region::Region {
     pb::location_region::Region::CountryCodes(pb::CountryCodes {
         codes: codes.iter().map(|c| c.to_string()).collect(),
@@ -684,19 +697,7 @@ async fn pip_down_with_an_ae_resource_member_is_missing_attribute_9_6_2_1() {
 async fn circle_rules_follow_reported_positions_until_stale_annex_f() {
     let max_age = Duration::from_secs(2);
     let mut s = Stack::start("circle", max_age).await;
-    // 2 km around Notre-Dame de Paris.
-    s.policy(
-        "cntCircle",
-        located(
-            &["all"],
-            pb::location_region::Region::Circle(pb::Circle {
-                latitude: 48.8530,
-                longitude: 2.3499,
-                radius_m: 2000.0,
-            }),
-        ),
-    )
-    .await;
+    s.policy("cntCircle", notre_dame_2km()).await;
     // Unknown position: Deny.
     let d = s.decide(retrieve("Calice", "cntCircle")).await;
     assert_eq!(d.decision, DENY, "{}", d.summary);
@@ -722,18 +723,7 @@ async fn circle_rules_follow_reported_positions_until_stale_annex_f() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_older_than_the_fix_does_not_hide_it_from_later_ones_annex_f() {
     let mut s = Stack::start("circle-early", Duration::from_secs(600)).await;
-    s.policy(
-        "cntCircle",
-        located(
-            &["all"],
-            pb::location_region::Region::Circle(pb::Circle {
-                latitude: 48.8530,
-                longitude: 2.3499,
-                radius_m: 2000.0,
-            }),
-        ),
-    )
-    .await;
+    s.policy("cntCircle", notre_dame_2km()).await;
     s.report("Calice", 48.8606, 2.3376).await;
     s.settle().await;
     let mut early = retrieve("Calice", "cntCircle");
