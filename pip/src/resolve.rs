@@ -162,24 +162,22 @@ impl Resolver {
         subject: &str,
         at: DateTime<Utc>,
     ) -> Option<(&'s PositionRecord, DateTime<Utc>)> {
-        self.current_position(state, subject, at)
-            .filter(|(p, _)| p.measured_at <= at)
+        self.current_position(state, subject)
+            .filter(|(p, until)| p.measured_at <= at && at < *until)
     }
 
-    /// The subject's last position unless it is stale at `at`, with the
-    /// time it stops being fresh, even when it was measured after `at`:
-    /// what a cache keeps, judging each request time by `measured_at` and
-    /// that end. (Answering "none" for a request time just before the fix
-    /// would be cached as "no position" for every later request.)
+    /// The subject's last position, with the time it stops being fresh,
+    /// whatever time a request is about: what a cache keeps, judging each
+    /// request time by `measured_at` and that end. (Answering "none" for a
+    /// request time before the fix, or after its freshness, would be cached
+    /// as "no position" for every later request.)
     pub fn current_position<'s>(
         &self,
         state: &'s PipState,
         subject: &str,
-        at: DateTime<Utc>,
     ) -> Option<(&'s PositionRecord, DateTime<Utc>)> {
         let p = state.positions.get(subject)?;
-        let until = self.fresh_until(p.measured_at);
-        (at < until).then_some((p, until))
+        Some((p, self.fresh_until(p.measured_at)))
     }
 
     /// The countries `position` (with its uncertainty disk) may be in; empty

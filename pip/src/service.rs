@@ -325,7 +325,7 @@ impl PipService {
             // The consumer (the PDP's cache) uses the fix only for request
             // times from its measurement to its end of freshness.
             let fix = resolver
-                .current_position(state, &originator, at)
+                .current_position(state, &originator)
                 .map(|(p, until)| (p.clone(), until));
             (revision, roles, groups, fix)
         });

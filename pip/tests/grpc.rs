@@ -942,9 +942,9 @@ async fn an_older_position_report_never_replaces_a_newer_one_annex_f() {
 /// where the originator was then: `GetPosition` does not give it for an
 /// earlier `at`, and gives it from its measuring time until it is stale
 /// (`--max-position-age`). `ResolveAttributes`, which fills the PDP's
-/// cache, gives it for an earlier `at` too, with its measuring time, so
-/// that the cache judges each request time and does not keep "no position"
-/// for the later ones; a stale fix it does not give.
+/// cache, gives it for any `at`, with its measuring time and end of
+/// freshness, so that the cache judges each request time and does not keep
+/// "no position" for the requests after one stamped too early or too late.
 #[tokio::test]
 async fn a_position_is_usable_only_from_its_measuring_time_until_stale_annex_f() {
     let mut pip = Running::start(config(None)).await;
@@ -984,7 +984,12 @@ async fn a_position_is_usable_only_from_its_measuring_time_until_stale_annex_f()
         .await
         .expect("resolve")
         .into_inner();
-    assert!(resolved.position.is_none(), "stale: {resolved:?}");
+    let late = resolved.position.expect("the current fix, for a cache");
+    assert_eq!(
+        late.fresh_until.map(|t| t.seconds),
+        Some(stale.timestamp()),
+        "with the time it stops applying"
+    );
     let resolved = c
         .resolve_attributes(pb::ResolveAttributesRequest {
             originator: "Cwalker".into(),

@@ -716,12 +716,13 @@ async fn circle_rules_follow_reported_positions_until_stale_annex_f() {
     assert_eq!(stale.decision, DENY, "{}", stale.summary);
 }
 
-/// Annex F: a fix applies to request times from its measurement on. A
-/// request stamped a little before the fix (sent just before the report
-/// landed) is denied for want of a position, and that answer must not stay
-/// in the PDP's attribute cache as "no position" for the requests after it.
+/// Annex F: a fix applies to request times from its measurement until it
+/// is stale. A request stamped a little before the fix (sent just before
+/// the report landed), or after it went stale (a CSE clock ahead), is
+/// denied for want of a position, and that answer must not stay in the
+/// PDP's attribute cache as "no position" for the requests after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_older_than_the_fix_does_not_hide_it_from_later_ones_annex_f() {
+async fn a_request_outside_the_fix_does_not_hide_it_from_later_ones_annex_f() {
     let mut s = Stack::start("circle-early", Duration::from_secs(600)).await;
     s.policy("cntCircle", notre_dame_2km()).await;
     s.report("Calice", 48.8606, 2.3376).await;
@@ -732,6 +733,16 @@ async fn a_request_older_than_the_fix_does_not_hide_it_from_later_ones_annex_f()
     assert_eq!(d.decision, DENY, "{}", d.summary);
     assert!(missing_names(&d).contains("position"), "{d:?}");
     // Requests of now: the fix is fresh, and inside the circle.
+    decides(&s.pdp, retrieve("Calice", "cntCircle"), PERMIT).await;
+
+    // A new fix (dropping the cached one), then a request from an hour
+    // ahead, when that fix is stale (the maximum age is 10 minutes).
+    s.report("Calice", 48.8606, 2.3376).await;
+    s.settle().await;
+    let mut late = retrieve("Calice", "cntCircle");
+    late.request_time = Some(ts(Utc::now() + chrono::Duration::hours(1)));
+    let d = s.decide(late).await;
+    assert_eq!(d.decision, DENY, "{}", d.summary);
     decides(&s.pdp, retrieve("Calice", "cntCircle"), PERMIT).await;
 }
 
