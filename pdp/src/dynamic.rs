@@ -348,7 +348,7 @@ pub struct Dynamic {
     next_local: AtomicU64,
     /// Tokens from Direct consultations, by holder (absolute).
     direct_tokens: DashMap<String, Vec<Arc<VerifiedToken>>>,
-    inflight: DashMap<String, Arc<OnceCell<Consulted>>>,
+    inflight: DashMap<Vec<u8>, Arc<OnceCell<Consulted>>>,
     pip: Option<PolicyInformationPointClient<Channel>>,
     prp: Option<PolicyRetrievalPointClient<Channel>>,
 }
@@ -915,16 +915,18 @@ impl Dynamic {
             .das_for_endpoint(endpoint)
             .ok_or_else(|| format!("DAS {endpoint} is not configured"))?;
         let hosting_cse_id = format!("//{}/{}", hosting.sp_fqdn(), hosting.cse_id());
-        let key = format!(
-            "{}|{}|{}|{}|{}|{}|{}",
-            das.endpoint,
-            hosting_cse_id,
-            dreq.originator,
-            dreq.operation,
-            dreq.targeted_resource_id,
-            dreq.role_ids_from_acps.join(","),
-            dreq.proposed_privileges_lifetime
-        );
+        // Identical means the whole request the DAS would see: two requests
+        // that differ in any of it (IP, location, claimed roles, time,
+        // Token-IDs) may get different answers, so neither may take the
+        // other's tokens or grant.
+        let key = {
+            use prost::Message;
+            let mut key = format!("{}\n{}\n", das.endpoint, hosting_cse_id).into_bytes();
+            // Encoding into a `Vec` cannot run out of room.
+            dreq.encode(&mut key)
+                .map_err(|e| format!("DAS request: {e}"))?;
+            key
+        };
         let cell = self
             .inflight
             .entry(key.clone())

@@ -31,6 +31,7 @@ use std::time::Duration;
 use authz_core::token::{TokenAlgorithm, TokenClaims, TokenPermission, TokenSigner};
 use authz_core::{AccessControlRule, SetOfAcrs};
 use authz_pdp::{DasSecret, DynamicConfig, Pdp, PdpConfig};
+use authz_proto::convert::timestamp_to_pb;
 use authz_proto::pb;
 use authz_proto::pb::dynamic_authorization_server_server::{
     DynamicAuthorizationServer, DynamicAuthorizationServerServer,
@@ -117,16 +118,15 @@ async fn serve_das<S: DynamicAuthorizationServer>(das: S) -> (String, ServeTask)
     (url, task)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn identical_concurrent_consultations_are_coalesced_7_3_2_2() {
-    let das = FakeDas::default();
+/// A PDP whose only DAS is `das`, over `cnt` bound to `acp1`, which names
+/// a Role-ID for UPDATE and RETRIEVE (it goes out as `rfa`).
+async fn pdp_consulting(das: &FakeDas) -> (Pdp, authz_pdp::PdpService) {
     let (url, task) = serve_das(das.clone()).await;
     tokio::spawn(task);
     let mut dynamic = DynamicConfig::new(vec![url.clone()]);
     dynamic.default_das = Some(url);
     dynamic.deadline = Duration::from_secs(5);
     let pdp = Pdp::start(PdpConfig::new(hosting()).with_dynamic(dynamic)).expect("pdp");
-    // acp1 names a Role-ID for UPDATE and RETRIEVE: it goes out as `rfa`.
     let mut policy = acp("acp1", &["Cowner"], 63);
     if let Some(pv) = policy.privileges.as_mut() {
         pv.rules.push(pb::AccessControlRule {
@@ -142,7 +142,16 @@ async fn identical_concurrent_consultations_are_coalesced_7_3_2_2() {
     ))
     .expect("snapshot");
     let service = pdp.service();
-    let visitor = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    (pdp, service)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_concurrent_consultations_are_coalesced_7_3_2_2() {
+    let das = FakeDas::default();
+    let (_pdp, service) = pdp_consulting(&das).await;
+    let mut visitor = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    // One request time for all eight: the DAS sees it (rts).
+    visitor.request_time = Some(timestamp_to_pb(&chrono::Utc::now()));
     let mut calls = Vec::new();
     for _ in 0..8 {
         let service = service.clone();
@@ -172,6 +181,43 @@ async fn identical_concurrent_consultations_are_coalesced_7_3_2_2() {
     assert_eq!(dreq.targeted_resource_id, "cnt");
     assert!(!dreq.request_timestamp.is_empty());
     assert_eq!(dreq.role_ids_from_acps, vec!["visitor@roles.example.com"]);
+}
+
+/// 7.3.2.2: only *identical* consultations share one call. Two concurrent
+/// requests that differ only in what the DAS decides on besides the
+/// originator, operation and target (here the originator's IP) are two
+/// consultations: neither may take the tokens or grant made for the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consultations_that_differ_in_context_are_not_coalesced_7_3_2_2() {
+    let das = FakeDas::default();
+    let (_pdp, service) = pdp_consulting(&das).await;
+    let mut calls = Vec::new();
+    for ip in ["192.0.2.1", "198.51.100.7"] {
+        let service = service.clone();
+        let mut visitor = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+        visitor.originator_ip = Some(pb::IpAddress {
+            address: Some(pb::ip_address::Address::Ipv4(ip.into())),
+        });
+        calls.push(tokio::spawn(async move {
+            service.decide_resolving_pb(&visitor).await
+        }));
+    }
+    for call in calls {
+        call.await.expect("task").expect("decision");
+    }
+    assert_eq!(das.consultations.load(Ordering::SeqCst), 2);
+    let mut ips: Vec<String> = das
+        .seen
+        .lock()
+        .await
+        .iter()
+        .map(|d| format!("{:?}", d.originator_ip))
+        .collect();
+    ips.sort();
+    assert!(
+        ips[0].contains("192.0.2.1") && ips[1].contains("198.51.100.7"),
+        "{ips:?}"
+    );
 }
 
 /// The issuer, FQDN and key of [`ScriptedDas`] (the example DAS key pair).
@@ -486,14 +532,15 @@ async fn a_shared_consultation_stores_its_dai_once_7_3_2_2() {
     das.delay_ms.store(300, Ordering::SeqCst);
     let pdp = pdp_with_das(&das, Some(format!("http://{}", running.addr))).await;
     let service = pdp.service();
+    // One request time for all six: the DAS sees it (rts), so requests in
+    // different seconds would be different consultations.
+    let mut visitor = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    visitor.request_time = Some(timestamp_to_pb(&chrono::Utc::now()));
     let calls: Vec<_> = (0..6)
         .map(|_| {
             let service = service.clone();
-            tokio::spawn(async move {
-                service
-                    .decide_resolving_pb(&request("Cvisitor", pb::Operation::Retrieve, "cnt"))
-                    .await
-            })
+            let visitor = visitor.clone();
+            tokio::spawn(async move { service.decide_resolving_pb(&visitor).await })
         })
         .collect();
     for call in calls {
