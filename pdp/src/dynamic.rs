@@ -334,6 +334,14 @@ const KEY_REFETCH_INTERVAL: Duration = Duration::from_secs(5);
 /// The outcome of one consultation, shared by coalesced callers.
 type Consulted = Result<Consultation, String>;
 
+/// Most tokens held under Local-Token-IDs, and most holders of tokens from
+/// Direct consultations: bounds on memory (every DAS answer adds tokens).
+/// Past the bound, expired tokens are dropped first; a holder's list keeps
+/// its [`MAX_TOKENS_PER_HOLDER`] newest.
+pub const MAX_CACHED_TOKENS: usize = 100_000;
+/// Most tokens from Direct consultations kept for one holder.
+pub const MAX_TOKENS_PER_HOLDER: usize = 32;
+
 /// Tokens and dynamic authorization state of a PDP.
 pub struct Dynamic {
     config: DynamicConfig,
@@ -687,6 +695,18 @@ impl Dynamic {
         if self.local_by_token.contains_key(&id) {
             return;
         }
+        if self.local.len() >= MAX_CACHED_TOKENS {
+            // Expired tokens grant nothing: their Local-Token-IDs go first.
+            let now = Utc::now();
+            self.local.retain(|_, t| t.expires_at() > now);
+            self.local_by_token
+                .retain(|_, lti| self.local.contains_key(lti.as_str()));
+            if self.local.len() >= MAX_CACHED_TOKENS {
+                // Still full of live tokens: this one is used by value only
+                // (the originator keeps sending it, not a Local-Token-ID).
+                return;
+            }
+        }
         // NCName, unique per hosting CSE (TS-0001 7.1.16): the random
         // prefix of this instance keeps it apart from another PDP of the
         // CSE's, or from this PDP before a restart.
@@ -966,6 +986,35 @@ impl Dynamic {
         outcome
     }
 
+    /// How many tokens from Direct consultations are kept for `holder`
+    /// (absolute ID).
+    pub fn direct_tokens_of(&self, holder: &str) -> usize {
+        self.direct_tokens.get(holder).map_or(0, |t| t.len())
+    }
+
+    /// Keeps a token from a Direct consultation for its holder: once per
+    /// Token-ID, without the holder's expired tokens, at most
+    /// [`MAX_TOKENS_PER_HOLDER`] per holder (the newest) and
+    /// [`MAX_CACHED_TOKENS`] holders (past that, holders whose tokens all
+    /// expired are dropped, then everyone: the DAS is consulted again).
+    fn keep_direct_token(&self, holder: &str, token: Arc<VerifiedToken>, now: DateTime<Utc>) {
+        if self.direct_tokens.len() >= MAX_CACHED_TOKENS && !self.direct_tokens.contains_key(holder)
+        {
+            self.direct_tokens.retain(|_, tokens| {
+                tokens.retain(|t| t.expires_at() > now);
+                !tokens.is_empty()
+            });
+            if self.direct_tokens.len() >= MAX_CACHED_TOKENS {
+                self.direct_tokens.clear();
+            }
+        }
+        let mut tokens = self.direct_tokens.entry(holder.to_owned()).or_default();
+        tokens.retain(|t| t.expires_at() > now && t.token_id() != token.token_id());
+        tokens.push(token);
+        let excess = tokens.len().saturating_sub(MAX_TOKENS_PER_HOLDER);
+        tokens.drain(..excess);
+    }
+
     /// What a DAS's answer grants (7.3.2.2 step 4.1): its tokens verified
     /// and cached for the originator, its `dai` stored as a dynamic ACP.
     async fn take_response(
@@ -996,10 +1045,7 @@ impl Dynamic {
             }
             let verified = Arc::new(verified);
             grant.add(&verified, target);
-            self.direct_tokens
-                .entry(ctx.originator().to_owned())
-                .or_default()
-                .push(verified);
+            self.keep_direct_token(ctx.originator(), verified, now);
         }
         let mut dai_ignored = None;
         if let Some(dai) = &response.dynamic_acp_info {

@@ -57,6 +57,12 @@ pub const DEFAULT_FETCH_DEADLINE: Duration = Duration::from_millis(250);
 /// cache of that kind is cleared (a bound on memory, not a policy).
 const MAX_COUNTRY_ENTRIES: usize = 100_000;
 
+/// Most originators whose attributes are cached before the whole cache is
+/// cleared (as after a reset: a new epoch, so no fetch in flight can put a
+/// stale answer back). Originator IDs come from requests, so without a
+/// bound any caller could grow the PDP's memory at will.
+pub const MAX_ORIGINATOR_ENTRIES: usize = 100_000;
+
 /// What the cache knows about one claimed role of an originator.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum RoleEntry {
@@ -415,6 +421,12 @@ impl PipCache {
             }
         }
         let fetched = answer_to_fetched(request, a);
+        if self.originators.len() >= MAX_ORIGINATOR_ENTRIES
+            && !self.originators.contains_key(request.originator)
+        {
+            // This answer is not cached (its epoch is over); the next is.
+            self.clear();
+        }
         self.insert_if_current(request.originator, epoch, a.revision, &fetched.entry);
         // Whether or not it could be cached, this decision may use it.
         fetched
@@ -816,6 +828,37 @@ mod tests {
 
     fn cached_groups(cache: &PipCache) -> Lookup<Vec<String>> {
         cache.view(ALICE, None).groups_containing(ALICE)
+    }
+
+    /// Originator IDs come from requests: past [`MAX_ORIGINATOR_ENTRIES`]
+    /// the cache starts again (a new epoch) instead of growing, and what it
+    /// holds afterwards is cached anew.
+    #[tokio::test]
+    async fn the_cache_is_bounded_in_originators() {
+        let cache = cache();
+        cache.apply(&reset(5));
+        let ids: Vec<String> = (0..MAX_ORIGINATOR_ENTRIES)
+            .map(|i| format!("//sp.example.com/id-in/C{i}"))
+            .collect();
+        let a = answer(7, &["/id-in/family"]);
+        for id in &ids {
+            let mut r = request(Utc::now());
+            r.originator = id;
+            cache.store(&r, &a);
+        }
+        assert_eq!(cache.originators.len(), MAX_ORIGINATOR_ENTRIES);
+        let epoch = cache.epoch.load(Ordering::Acquire);
+        // One more: the cache is cleared, this answer is not kept...
+        cache.store(&request(Utc::now()), &a);
+        assert_eq!(cache.originators.len(), 0);
+        assert_eq!(cache.epoch.load(Ordering::Acquire), epoch + 1);
+        // ... the next one is.
+        cache.store(&request(Utc::now()), &a);
+        assert_eq!(cache.originators.len(), 1);
+        assert_eq!(
+            cached_groups(&cache),
+            Lookup::Found(vec!["/id-in/family".to_owned()])
+        );
     }
 
     /// The reviewed race: an answer fetched at revision 7 (Alice in the

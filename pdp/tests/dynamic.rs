@@ -472,6 +472,33 @@ fn retrieve_token_signed(
         .expect("sign")
 }
 
+/// 7.3.2.2 step 4.1.1: a token the DAS returns is kept for its holder
+/// once per Token-ID. A token that does not grant the request (here
+/// RETRIEVE only, asked DELETE) brings the originator back to the DAS on
+/// every request, each answer returning the same token: it must not pile
+/// up in the PDP's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_token_returned_again_is_kept_once_7_3_2_2() {
+    let das = ScriptedDas::default();
+    das.answer(pb::DasResponse {
+        tokens: vec![retrieve_token("tkv@das.example.com", "Cvisitor")],
+        ..Default::default()
+    })
+    .await;
+    let pdp = pdp_with_das(&das, None).await;
+    let service = pdp.service();
+    for _ in 0..5 {
+        let d = service
+            .decide_resolving_pb(&request("Cvisitor", pb::Operation::Delete, "cnt"))
+            .await
+            .expect("decision");
+        assert_eq!(d.decision, DENY, "{d:?}");
+    }
+    assert_eq!(das.consultations.load(Ordering::SeqCst), 5);
+    let dynamic = pdp.dynamic().expect("dynamic authorization");
+    assert_eq!(dynamic.direct_tokens_of(&absolute("Cvisitor")), 1);
+}
+
 fn permitted_by(d: &pb::Decision) -> &str {
     d.permitted_by.as_ref().map_or("", |r| r.acp_id.as_str())
 }
