@@ -448,6 +448,8 @@ pub struct ReplicaStatus {
     pub ready: bool,
     /// The PRP endpoint followed, if any.
     pub prp_endpoint: Option<String>,
+    /// The ID of the PRP store `revision` counts in, if known.
+    pub store_id: Option<Arc<str>>,
 }
 
 /// The local replica: the current [`Snapshot`], how it is fed, and whether
@@ -535,6 +537,7 @@ impl Replica {
             resources: snap.resources.len(),
             ready: self.is_ready(),
             prp_endpoint: self.endpoint.clone(),
+            store_id: snap.store_id.clone(),
         }
     }
 

@@ -757,6 +757,7 @@ impl PdpService {
                     decision_id: self.inner.ids.next(),
                     summary: format!("DENY (syntax error): {text}"),
                     policy_revision: snap.revision,
+                    policy_store: snap.store_id.as_deref().unwrap_or_default().to_owned(),
                     request_id: req.request_id.clone(),
                     ..pb::Decision::default()
                 }
@@ -983,6 +984,7 @@ impl PdpService {
         }
         out.decision_id = self.inner.ids.next();
         out.policy_revision = snap.revision;
+        out.policy_store = snap.store_id.as_deref().unwrap_or_default().to_owned();
         out.request_id = request_id.to_owned();
         telemetry::record_decision(decision.effect, decision.status, start.elapsed());
         out
@@ -999,6 +1001,7 @@ impl PdpService {
             acps: s.acps as u64,
             resources: s.resources as u64,
             prp_endpoint: s.prp_endpoint.unwrap_or_default(),
+            policy_store: s.store_id.as_deref().unwrap_or_default().to_owned(),
         }
     }
 }

@@ -281,6 +281,18 @@ async fn a_new_store_behind_the_same_address(honours: bool) {
         Some("store-old")
     );
     assert_eq!(decide(&pdp, "Cphone"), PERMIT);
+    // Decisions and the status name the store their revision counts in, so
+    // that a PEP's cache tells the new store's revisions from the old's.
+    let store_of = |pdp: &Pdp| {
+        let d = pdp
+            .service()
+            .decide_pb(&request("Cphone", pb::Operation::Retrieve, "cnt"))
+            .expect("decision");
+        let status = pdp.service().status_pb();
+        assert_eq!(d.policy_store, status.policy_store);
+        d.policy_store
+    };
+    assert_eq!(store_of(&pdp), "store-old");
     running.kill().await;
 
     // The new store: a different history, past revision 3 before the PDP
@@ -310,6 +322,7 @@ async fn a_new_store_behind_the_same_address(honours: bool) {
     );
     assert_eq!(decide(&pdp, "Cphone"), DENY);
     assert_eq!(decide(&pdp, "Cother"), PERMIT);
+    assert_eq!(store_of(&pdp), "store-new");
     let requests = new.requests();
     assert_eq!(
         requests.first(),

@@ -20,7 +20,10 @@
 //!   policy replica. When a decision (or a `Status` poll, see
 //!   [`crate::PepConfig::revision_poll`]) reports a revision newer than the
 //!   cache has seen, the whole cache is dropped, and decisions from an older
-//!   revision are not stored.
+//!   revision are not stored. Revisions compare within one PRP store: a
+//!   decision or poll naming another store (a PRP restarted on a new store
+//!   counts from 1 again) drops the whole cache too, and its revision is
+//!   the one seen from then on.
 //! - **Never cached**: requests carrying tokens, Token-IDs or
 //!   Local-Token-IDs (a token's validity and the Local-Token-ID assignments
 //!   are per request), decisions assigning Local-Token-IDs, and Denies whose
@@ -62,7 +65,29 @@ struct Entry {
 
 struct Inner {
     map: HashMap<Vec<u8>, Entry>,
+    /// The PRP store `revision` counts in ("" until a PDP names one).
+    store: String,
     revision: u64,
+}
+
+impl Inner {
+    /// Notes a store and revision a PDP reported: another store, or a
+    /// newer revision, drops everything. Whether a decision of that
+    /// revision may be stored (it is not older than what was seen). A PDP
+    /// that does not name its store is compared by revision alone.
+    fn observe(&mut self, store: &str, revision: u64) -> bool {
+        if !store.is_empty() && store != self.store {
+            self.store = store.to_owned();
+            self.revision = revision;
+            self.map.clear();
+            return true;
+        }
+        if revision > self.revision {
+            self.revision = revision;
+            self.map.clear();
+        }
+        revision == self.revision
+    }
 }
 
 /// The cache itself (shared by the clones of a client).
@@ -77,6 +102,7 @@ impl DecisionCache {
             config,
             inner: Mutex::new(Inner {
                 map: HashMap::new(),
+                store: String::new(),
                 revision: 0,
             }),
         }
@@ -111,13 +137,10 @@ impl DecisionCache {
         (e.stored.elapsed() < self.config.ttl).then(|| e.decision.clone())
     }
 
-    /// Notes a policy revision a PDP reported; a newer one drops everything.
-    pub(crate) fn observe_revision(&self, revision: u64) {
-        let mut inner = self.lock();
-        if revision > inner.revision {
-            inner.revision = revision;
-            inner.map.clear();
-        }
+    /// Notes a policy store and revision a PDP reported; another store or
+    /// a newer revision drops everything.
+    pub(crate) fn observe_revision(&self, store: &str, revision: u64) {
+        self.lock().observe(store, revision);
     }
 
     /// Stores `decision` under `key` when it may be cached. Whether or not
@@ -130,10 +153,7 @@ impl DecisionCache {
             pb::AuthorizationStatus::Unspecified as i32,
         ];
         let mut inner = self.lock();
-        if decision.policy_revision > inner.revision {
-            inner.revision = decision.policy_revision;
-            inner.map.clear();
-        } else if decision.policy_revision < inner.revision {
+        if !inner.observe(&decision.policy_store, decision.policy_revision) {
             return;
         }
         if transient.contains(&decision.status) || !decision.assigned_token_ids.is_empty() {
@@ -224,9 +244,9 @@ mod tests {
         let key = DecisionCache::key(&req("C1", 100, 0), Utc::now()).expect("key");
         cache.insert(key.clone(), &permit(5));
         assert!(cache.get(&key).is_some());
-        cache.observe_revision(5);
+        cache.observe_revision("", 5);
         assert!(cache.get(&key).is_some(), "same revision keeps entries");
-        cache.observe_revision(6);
+        cache.observe_revision("", 6);
         assert!(cache.get(&key).is_none());
         cache.insert(key.clone(), &permit(5));
         assert!(
@@ -235,6 +255,30 @@ mod tests {
         );
         cache.insert(key.clone(), &permit(6));
         assert!(cache.get(&key).is_some());
+    }
+
+    /// A PRP on a new store counts revisions from 1 again: a decision or a
+    /// poll naming another store drops what the old store's policies
+    /// decided, whatever the revisions, and the new store's revisions are
+    /// cached from then on.
+    #[test]
+    fn another_policy_store_drops_entries_and_starts_the_count_again() {
+        let cache = DecisionCache::new(CacheConfig::default());
+        let key = DecisionCache::key(&req("C1", 100, 0), Utc::now()).expect("key");
+        let in_store = |store: &str, revision| pb::Decision {
+            policy_store: store.into(),
+            ..permit(revision)
+        };
+        cache.insert(key.clone(), &in_store("old", 500));
+        assert!(cache.get(&key).is_some());
+        cache.observe_revision("new", 5);
+        assert!(cache.get(&key).is_none(), "the old store's decision");
+        cache.insert(key.clone(), &in_store("new", 5));
+        assert!(cache.get(&key).is_some(), "revision 5 of the new store");
+        // Through a decision too.
+        let other = DecisionCache::key(&req("C2", 100, 0), Utc::now()).expect("key");
+        cache.insert(other.clone(), &in_store("newer", 1));
+        assert!(cache.get(&key).is_none() && cache.get(&other).is_some());
     }
 
     /// A decision the cache does not store (a transient Deny, or one that

@@ -392,7 +392,10 @@ impl PepClient {
                         req.set_timeout(deadline);
                         if let Ok(Ok(s)) = tokio::time::timeout(deadline, client.status(req)).await
                         {
-                            cache.observe_revision(s.into_inner().replica_revision);
+                            {
+                                let s = s.into_inner();
+                                cache.observe_revision(&s.policy_store, s.replica_revision);
+                            }
                         }
                     }
                 }))
@@ -523,7 +526,7 @@ impl PepClient {
         match result {
             Ok(s) => {
                 if let Some(c) = &self.inner.cache {
-                    c.observe_revision(s.replica_revision);
+                    c.observe_revision(&s.policy_store, s.replica_revision);
                 }
                 Ok(s)
             }
@@ -586,7 +589,9 @@ impl PepClient {
                 if let Some(cache) = &self.inner.cache {
                     match key {
                         Some(key) => cache.insert(key, &decision),
-                        None => cache.observe_revision(decision.policy_revision),
+                        None => {
+                            cache.observe_revision(&decision.policy_store, decision.policy_revision)
+                        }
                     }
                 }
                 Verdict {

@@ -1237,7 +1237,7 @@ pub fn summary(d: &Decision) -> String {
 /// Converts the engine's decision to its wire form, with [`summary`] filled
 /// in.
 ///
-/// `decision_id`, `policy_revision`, `request_id`, `token_request_info` and
+/// `decision_id`, `policy_revision`, `policy_store`, `request_id`, `token_request_info` and
 /// `assigned_token_ids` are left empty for the PDP to set.
 pub fn decision_to_pb(d: &Decision) -> pb::Decision {
     pb::Decision {
@@ -1260,6 +1260,7 @@ pub fn decision_to_pb(d: &Decision) -> pb::Decision {
         }),
         summary: summary(d),
         policy_revision: 0,
+        policy_store: String::new(),
         token_request_info: None,
         assigned_token_ids: Vec::new(),
         request_id: String::new(),
