@@ -295,15 +295,117 @@ proptest! {
         prop_assert_eq!(i64::from(p.year), i64::from(t.year()).clamp(0, 65_535));
     }
 
-    /// Arbitrary text never panics the parser, and whatever parses uses only
-    /// the oneM2M alphabet (digits, `*`, `,`, `-`, `/`, whitespace).
+    /// Arbitrary text never panics the parser. (Random text almost never
+    /// parses; strictness is pinned by the two properties below.)
     #[test]
-    fn time_window_parse_is_total_and_strict(s in "[0-9*,/ \\-A-Za-z?#@+]{0,40}") {
+    fn time_window_parse_never_panics(s in "[0-9*,/ \\-A-Za-z?#@+]{0,40}") {
         if let Ok(w) = TimeWindow::parse(&s) {
-            prop_assert!(s.chars().all(|c| c.is_ascii_digit() || "*,-/ ".contains(c)), "{:?}", s);
-            prop_assert_eq!(w.as_str(), s.as_str());
-            // And matching any instant is panic-free.
             let _ = w.matches(&TimeParts::from_unix(T2000));
+        }
+    }
+}
+
+/// The seven fields' names as the parser's errors give them, and bounds
+/// (TS-0004 7.4.9.1, Table 7.4.9.1-4; Decision 4).
+const FIELDS: [(&str, u32, u32); 7] = [
+    ("second", 0, 59),
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day-of-month", 1, 31),
+    ("month", 1, 12),
+    ("day-of-week", 0, 6),
+    ("year", 2000, 9999),
+];
+
+/// Text that must not be accepted in field `i`: cron/Quartz syntax outside
+/// the oneM2M grammar (names, `?`, `L`, `W`, `#`, macros, a step on a
+/// single value, signs; Decision 4), a number outside the field's bounds
+/// (`60` seconds, day-of-week `7`), a reversed range (Decision 12) or a
+/// zero step. Alone, or as one item of a list whose other item is valid.
+fn forbidden(i: usize) -> BoxedStrategy<String> {
+    let (_, min, max) = FIELDS[i];
+    let mut bad: Vec<String> = [
+        "MON", "JAN", "mon", "?", "L", "5L", "W", "15W", "LW", "#", "1#3", "@daily", "@yearly",
+        "5/10", "+5", "-1", "1-", "1--2", "*/0", "*/", "1-2/0", "1.5", "1,,2", ",1", "**", "*/+2",
+    ]
+    .iter()
+    .map(|b| (*b).to_owned())
+    .collect();
+    bad.push((max + 1).to_string());
+    bad.push(format!("{min}-{}", max + 1));
+    if min > 0 {
+        bad.push((min - 1).to_string());
+    }
+    bad.push(format!("{max}-{min}"));
+    let valid = min.to_string();
+    (proptest::sample::select(bad), 0..3u8)
+        .prop_map(move |(b, shape)| match shape {
+            0 => b,
+            1 => format!("{valid},{b}"),
+            _ => format!("{b},{valid}"),
+        })
+        .boxed()
+}
+
+/// Whitespace between fields: any run of spaces or tabs separates them.
+fn separator() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => Just(" ".to_owned()),
+        1 => "[ \t]{1,3}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 5_000, ..ProptestConfig::default() })]
+
+    /// A valid expression with one field replaced by forbidden text is
+    /// refused, and the error names that field (TS-0004 7.4.9.1; Decisions
+    /// 4 and 12: anything outside the grammar is a validation error).
+    #[test]
+    fn time_window_parse_rejects_a_forbidden_field_naming_it(
+        ((ours, _theirs), i, bad) in (expression(), 0..7usize)
+            .prop_flat_map(|(e, i)| (Just(e), Just(i), forbidden(i))),
+    ) {
+        let mut fields: Vec<&str> = ours.split(' ').collect();
+        prop_assert_eq!(fields.len(), 7, "{}", ours);
+        fields[i] = &bad;
+        let text = fields.join(" ");
+        let name = FIELDS[i].0;
+        match TimeWindow::parse(&text) {
+            Ok(w) => prop_assert!(false, "{:?} parsed: {:?}", text, w),
+            Err(e) => prop_assert!(
+                e.message.starts_with(&format!("{name}:"))
+                    || e.message.starts_with(&format!("{name} ")),
+                "{:?}: the error should name the {} field: {}", text, name, e.message
+            ),
+        }
+    }
+
+    /// Every valid expression parses, and `as_str` gives back exactly the
+    /// text parsed, whatever whitespace separates the fields ("7
+    /// whitespace-separated fields", TS-0004 7.4.9.1).
+    #[test]
+    fn time_window_valid_expressions_parse_and_round_trip(
+        (ours, _theirs) in expression(),
+        seps in proptest::collection::vec(separator(), 6),
+    ) {
+        let mut text = String::new();
+        for (k, field) in ours.split(' ').enumerate() {
+            if k > 0 {
+                text.push_str(&seps[k - 1]);
+            }
+            text.push_str(field);
+        }
+        let w = TimeWindow::parse(&text)
+            .map_err(|e| TestCaseError::fail(format!("{text:?}: {e}")))?;
+        prop_assert_eq!(w.as_str(), text.as_str());
+        prop_assert_eq!(w.to_string(), text.clone());
+        // The same fields with single spaces are the same window.
+        let single = TimeWindow::parse(&ours)
+            .map_err(|e| TestCaseError::fail(format!("{ours:?}: {e}")))?;
+        for secs in [T2000, T2000 + 86_399, 1_700_000_000, T2101 - 1] {
+            let t = TimeParts::from_unix(secs);
+            prop_assert_eq!(w.matches(&t), single.matches(&t), "{:?} at {}", text, secs);
         }
     }
 }
