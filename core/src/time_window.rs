@@ -1040,9 +1040,13 @@ mod tests {
         );
     }
 
+    /// Dates no year has (Feb 30, Apr 31) and dates no year of the window
+    /// has (Feb 29 in 2100-2103; Feb 29 on a Sunday in 2005-2031, as the
+    /// fields are ANDed, Decision 4): `next_match` gives `None` rather than
+    /// searching on, and still finds a rare date that exists. (How fast it
+    /// gives up is for a benchmark to measure, not a test.)
     #[test]
-    fn time_window_next_match_impossible_is_fast() {
-        let start = std::time::Instant::now();
+    fn time_window_next_match_is_none_for_impossible_dates() {
         for s in [
             "0 0 0 31 2 * *",
             "0 0 0 30 2 * *",
@@ -1058,7 +1062,6 @@ mod tests {
             tw("0 0 0 29 2 0 *").next_match(utc(2005, 1, 1, 0, 0, 0)),
             Some(utc(2032, 2, 29, 0, 0, 0))
         );
-        assert!(start.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]
