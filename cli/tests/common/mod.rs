@@ -30,6 +30,18 @@ pub fn start(args: &[&str], marker: &str) -> (Proc, String) {
 
 /// [`start`] with extra environment variables.
 pub fn start_with_env(args: &[&str], env: &[(&str, &str)], marker: &str) -> (Proc, String) {
+    let (proc, url, _output) = start_with_output(args, env, marker);
+    (proc, url)
+}
+
+/// [`start_with_env`], also handing over the lines the process prints on
+/// stdout (its `RUST_LOG=warn` log) after the marker line; the channel
+/// disconnects when the process closes its stdout.
+pub fn start_with_output(
+    args: &[&str],
+    env: &[(&str, &str)],
+    marker: &str,
+) -> (Proc, String, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_authz"))
         .args(args)
         .env("RUST_LOG", "warn")
@@ -50,9 +62,15 @@ pub fn start_with_env(args: &[&str], env: &[(&str, &str)], marker: &str) -> (Pro
                 .find(|w| w.starts_with("http://"))
                 .expect("a URL on the marker line")
                 .to_owned();
-            // Keep draining stdout so the child never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines.by_ref() {});
-            return (proc, url);
+            // Keep draining stdout so the child never blocks on a full pipe
+            // (a send to a dropped receiver is ignored).
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+            return (proc, url, rx);
         }
     }
     panic!("authz {args:?} did not print '{marker}'");
@@ -73,6 +91,26 @@ pub fn start_up(data: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) ->
     ];
     args.extend_from_slice(extra);
     start_with_env(&args, env, "gRPC")
+}
+
+/// [`start_up`], also handing over its later stdout lines
+/// ([`start_with_output`]).
+pub fn start_up_with_output(
+    data: &std::path::Path,
+    extra: &[&str],
+) -> (Proc, String, std::sync::mpsc::Receiver<String>) {
+    let data = data.to_str().expect("UTF-8 path");
+    let mut args = vec![
+        "up",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics",
+        "off",
+        "--data-dir",
+        data,
+    ];
+    args.extend_from_slice(extra);
+    start_with_output(&args, &[], "gRPC")
 }
 
 pub fn tempdir(name: &str) -> PathBuf {
