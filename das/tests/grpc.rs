@@ -279,25 +279,47 @@ async fn consult_grants_a_token_that_verifies_with_the_published_keys() {
         Err(TokenError::WrongAudience { .. })
     ));
 
-    // A proposed lifetime shorter than the maximum is honoured; a longer one
-    // is cut to the maximum.
-    for (ppl, expected) in [
-        ("600000".to_owned(), 600..=600),
-        (
-            format_timestamp(Utc::now() + TimeDelta::minutes(20)),
-            1198..=1200,
-        ),
-        ("86400000".to_owned(), 3600..=3600),
+    // A proposed lifetime shorter than the maximum (3600 s) is honoured; a
+    // longer one is cut to the maximum. notBefore is the DAS's clock at the
+    // consultation, in whole seconds, so it lies in [before, after] taken
+    // around the RPC; a relative `ppl` (milliseconds, m2m:absRelTimestamp)
+    // counts from then, an absolute one is the end itself.
+    enum End {
+        /// notAfter this many seconds after notBefore.
+        After(i64),
+        /// notAfter at this instant (Unix seconds).
+        At(i64),
+    }
+    let in_20_min = format_timestamp(Utc::now() + TimeDelta::minutes(20));
+    let at_20_min = parse_timestamp(&in_20_min).expect("ppl").timestamp();
+    for (ppl, end) in [
+        ("600000".to_owned(), End::After(600)),
+        (in_20_min, End::At(at_20_min)),
+        ("86400000".to_owned(), End::After(3600)),
     ] {
         let mut d = d.clone();
         d.proposed_privileges_lifetime = ppl.clone();
+        let before = Utc::now().timestamp();
         let res = c.consult(consult(d)).await.expect("consult").into_inner();
+        let after = Utc::now().timestamp();
         let claims = verify(&trust, &res.tokens[0], HCSE, "Cguest").expect("verifies");
+        let (nbf, exp) = (claims.not_before.timestamp(), claims.not_after.timestamp());
         assert!(
-            expected.contains(&lifetime(&claims)),
-            "ppl {ppl}: {}",
-            lifetime(&claims)
+            (before..=after).contains(&nbf),
+            "ppl {ppl}: notBefore {nbf} not in {before}..={after}"
         );
+        match end {
+            End::At(at) => assert_eq!(exp, at, "ppl {ppl}: notAfter is the proposed end"),
+            End::After(s) => {
+                assert_eq!(lifetime(&claims), s, "ppl {ppl}");
+                assert!(
+                    (before + s..=after + s).contains(&exp),
+                    "ppl {ppl}: notAfter {exp} not in {}..={}",
+                    before + s,
+                    after + s
+                );
+            }
+        }
     }
 
     // A prefix target; the token names the exact resource asked for.
@@ -378,11 +400,13 @@ async fn dynamic_acp_mode_returns_dai_and_both_mode_narrows_roles_to_rfa() {
     let trust = trust_store(&mut das.client).await;
     let c = &mut das.client;
 
+    let before = Utc::now().timestamp();
     let res = c
         .consult(consult(dreq("Cwindow", pb::Operation::Retrieve, "window")))
         .await
         .expect("consult")
         .into_inner();
+    let after = Utc::now().timestamp();
     assert!(res.tokens.is_empty());
     let dai = res.dynamic_acp_info.expect("dai");
     let gp = dai.granted_privileges.expect("gp");
@@ -392,12 +416,15 @@ async fn dynamic_acp_mode_returns_dai_and_both_mode_narrows_roles_to_rfa() {
         vec!["//home.example/mn-cse-123456/Cwindow"]
     );
     assert_eq!(gp.rules[0].operations, 2);
+    // The policy's maximum lifetime (600 s) from the consultation, in whole
+    // seconds: within [before + 600, after + 600] taken around the RPC.
     let pl: DateTime<Utc> = parse_timestamp(&dai.privileges_lifetime).expect("pl absolute");
-    let left = (pl - Utc::now()).num_seconds();
     assert!(
-        (595..=600).contains(&left),
-        "pl {} is {left} s away",
-        dai.privileges_lifetime
+        (before + 600..=after + 600).contains(&pl.timestamp()),
+        "pl {} not in {}..={}",
+        dai.privileges_lifetime,
+        before + 600,
+        after + 600
     );
 
     let mut d = dreq("Cguest", pb::Operation::Retrieve, "frontDoorState");
