@@ -83,6 +83,53 @@ pub fn reference_decide(
     }
 }
 
+/// The partial results of one rule (7.1.5), for tests that check which
+/// condition decides the generated cases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RulePartials {
+    /// `[res_authn, res_origs, res_ops, res_ctxts, res_objd]`.
+    pub rule: [bool; 5],
+    /// `[res_time, res_ip, res_loc]` of each `acco` element.
+    pub contexts: Vec<[bool; 3]>,
+}
+
+/// [`RulePartials`] of every rule [`reference_decide`] evaluates, in its
+/// order; `reference_decide` is Permit iff one has all of `rule` TRUE.
+pub fn reference_partials(
+    acps: &[(&str, &AccessControlPolicy, PrivilegeKind)],
+    req: &DecisionRequest,
+    ctx: &HostingContext,
+    attrs: &dyn AttributeSource,
+    granted_roles: &[String],
+) -> Vec<RulePartials> {
+    let rq = Rq {
+        req,
+        ctx,
+        attrs,
+        granted_roles,
+        originator: canonicalize(&req.originator, ctx),
+    };
+    let rules = acps.iter().filter_map(|(_, acp, kind)| match kind {
+        PrivilegeKind::Privileges => acp.privileges.as_ref(),
+        PrivilegeKind::SelfPrivileges => acp.self_privileges.as_ref(),
+    });
+    rules
+        .flat_map(|acrs| &acrs.rules)
+        .map(|acr| RulePartials {
+            rule: [
+                res_authn(acr, &rq),
+                res_origs(acr, &rq),
+                res_ops(acr, &rq),
+                res_ctxts(acr, &rq),
+                res_objd(acr, &rq),
+            ],
+            contexts: (acr.contexts.iter())
+                .map(|c| [res_time(c, &rq), res_ip(c, &rq), res_loc(c, &rq)])
+                .collect(),
+        })
+        .collect()
+}
+
 /// "res_acrs = res_acr(1) OR res_acr(2) ... OR res_acr(K)" (7.1.5), taken over
 /// every rule of every ACP of the set: "if multiple ACP instances are assigned
 /// to the protected resource, the reference access decision algorithm
