@@ -616,7 +616,7 @@ async fn every_server_ends_cleanly_on_sigterm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_in_one_ends_on_sigterm_with_an_open_decide_stream() {
     let data = tempdir("sigterm-stream");
-    let (mut up, url, log) = start_up_with_output(&data, &["--no-country-boundaries"]);
+    let (mut up, url, log) = start_up_with_output(&data, &["--no-country-boundaries"], &[]);
     let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
     let (requests, rx) = tokio::sync::mpsc::channel(4);
     requests
@@ -669,6 +669,13 @@ fn a_second_prp_on_the_same_data_dir_names_the_file_and_the_flag() {
         .env("RUST_LOG", "off")
         .output()
         .unwrap();
+    refused_for_its_store(&out, &data, "prp.redb", "PRP on");
+}
+
+/// `out` is a start refused for want of the store `file` in `data`: exit 2,
+/// the error naming the file and the flag, and never `banner` (it never
+/// said it serves).
+fn refused_for_its_store(out: &std::process::Output, data: &Path, file: &str, banner: &str) {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -676,12 +683,11 @@ fn a_second_prp_on_the_same_data_dir_names_the_file_and_the_flag() {
         "{err}"
     );
     assert!(
-        err.contains(&data.join("prp.redb").display().to_string()),
+        err.contains(&data.join(file).display().to_string()),
         "{err}"
     );
-    // It never said it serves.
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(!said.contains("PRP on"), "{said}");
+    assert!(!said.contains(banner), "{said}");
 }
 
 /// The same for the DAS, whose token store (`das.redb`) is opened before
@@ -709,18 +715,7 @@ fn a_second_das_on_the_same_data_dir_never_says_it_serves() {
         .env("RUST_LOG", "off")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!("--data-dir {}", data.display())),
-        "{err}"
-    );
-    assert!(
-        err.contains(&data.join("das.redb").display().to_string()),
-        "{err}"
-    );
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(!said.contains("DAS //"), "{said}");
+    refused_for_its_store(&out, &data, "das.redb", "DAS //");
 }
 
 /// An unknown `--modes` entry is refused when the flags are read, before

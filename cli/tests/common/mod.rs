@@ -79,18 +79,8 @@ pub fn start_with_output(
 /// Starts `authz up` on an OS-chosen port, without metrics, on a store in
 /// `data`, with `extra` arguments and `env`; returns it and its gRPC URL.
 pub fn start_up(data: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
-    let data = data.to_str().expect("UTF-8 path");
-    let mut args = vec![
-        "up",
-        "--listen",
-        "127.0.0.1:0",
-        "--metrics",
-        "off",
-        "--data-dir",
-        data,
-    ];
-    args.extend_from_slice(extra);
-    start_with_env(&args, env, "gRPC")
+    let (proc, url, _output) = start_up_with_output(data, extra, env);
+    (proc, url)
 }
 
 /// [`start_up`], also handing over its later stdout lines
@@ -98,6 +88,7 @@ pub fn start_up(data: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) ->
 pub fn start_up_with_output(
     data: &std::path::Path,
     extra: &[&str],
+    env: &[(&str, &str)],
 ) -> (Proc, String, std::sync::mpsc::Receiver<String>) {
     let data = data.to_str().expect("UTF-8 path");
     let mut args = vec![
@@ -110,7 +101,7 @@ pub fn start_up_with_output(
         data,
     ];
     args.extend_from_slice(extra);
-    start_with_output(&args, &[], "gRPC")
+    start_with_output(&args, env, "gRPC")
 }
 
 pub fn tempdir(name: &str) -> PathBuf {
