@@ -51,6 +51,23 @@ struct Rq<'a> {
     originator: String,
 }
 
+impl<'a> Rq<'a> {
+    fn new(
+        req: &'a DecisionRequest,
+        ctx: &'a HostingContext,
+        attrs: &'a dyn AttributeSource,
+        granted_roles: &'a [String],
+    ) -> Self {
+        Self {
+            req,
+            ctx,
+            attrs,
+            granted_roles,
+            originator: canonicalize(&req.originator, ctx),
+        }
+    }
+}
+
 /// The access decision (7.1.4): Permit iff `res_acrs` is TRUE.
 ///
 /// `acps` is the applicable ACP set with, for each ACP, which of its rule
@@ -65,13 +82,7 @@ pub fn reference_decide(
     attrs: &dyn AttributeSource,
     granted_roles: &[String],
 ) -> Effect {
-    let rq = Rq {
-        req,
-        ctx,
-        attrs,
-        granted_roles,
-        originator: canonicalize(&req.originator, ctx),
-    };
+    let rq = Rq::new(req, ctx, attrs, granted_roles);
     // "If the access decision algorithm yields the result res_acrs = TRUE, then
     // the access decision for the requested resource shall be "Permit". If ...
     // res_acrs = FALSE, or the access decision algorithm is not capable of
@@ -102,13 +113,7 @@ pub fn reference_partials(
     attrs: &dyn AttributeSource,
     granted_roles: &[String],
 ) -> Vec<RulePartials> {
-    let rq = Rq {
-        req,
-        ctx,
-        attrs,
-        granted_roles,
-        originator: canonicalize(&req.originator, ctx),
-    };
+    let rq = Rq::new(req, ctx, attrs, granted_roles);
     let rules = acps.iter().filter_map(|(_, acp, kind)| match kind {
         PrivilegeKind::Privileges => acp.privileges.as_ref(),
         PrivilegeKind::SelfPrivileges => acp.self_privileges.as_ref(),
