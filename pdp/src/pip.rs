@@ -36,7 +36,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -225,10 +225,10 @@ impl PipCache {
         CacheView {
             cache: self,
             originator,
-            entry: self
-                .originators
-                .get(originator)
-                .and_then(|s| s.entry.clone()),
+            // Looked up when the engine first asks: most decisions (a rule
+            // naming the originator by ID) ask nothing, and a lookup takes
+            // a shard lock every decision of that originator shares.
+            entry: OnceLock::new(),
             fetched: None,
             failure,
             missed: AtomicBool::new(false),
@@ -242,7 +242,7 @@ impl PipCache {
         CacheView {
             cache: self,
             originator: &fetched.originator,
-            entry: Some(fetched.entry.clone()),
+            entry: OnceLock::from(Some(fetched.entry.clone())),
             fetched: Some(fetched),
             failure: None,
             missed: AtomicBool::new(false),
@@ -606,7 +606,8 @@ pub struct CacheView<'c> {
     cache: &'c PipCache,
     /// The originator the view is for (absolute).
     originator: &'c str,
-    entry: Option<Arc<OriginatorEntry>>,
+    /// The originator's cached entry, once looked up.
+    entry: OnceLock<Option<Arc<OriginatorEntry>>>,
     fetched: Option<&'c Fetched>,
     failure: Option<String>,
     missed: AtomicBool,
@@ -630,9 +631,21 @@ impl CacheView<'_> {
     /// The entry of `id`: the originator's, held since the view was built;
     /// another ID's (a resource ID that stands for the originator in
     /// `<group>` member lists) from the fetched answer, else the cache.
+    /// The originator's cached entry.
+    fn entry(&self) -> Option<&OriginatorEntry> {
+        self.entry
+            .get_or_init(|| {
+                self.cache
+                    .originators
+                    .get(self.originator)
+                    .and_then(|s| s.entry.clone())
+            })
+            .as_deref()
+    }
+
     fn entry_for(&self, id: &str) -> Option<EntryRef<'_>> {
         if id == self.originator {
-            return self.entry.as_deref().map(EntryRef::Borrowed);
+            return self.entry().map(EntryRef::Borrowed);
         }
         if let Some((_, e)) = self
             .fetched
@@ -721,7 +734,7 @@ impl AttributeSource for CacheView<'_> {
     }
 
     fn countries_of_position(&self, position: &Position) -> Lookup<Vec<String>> {
-        if let Some(Some(fix)) = self.entry.as_deref().map(|e| &e.position)
+        if let Some(Some(fix)) = self.entry().map(|e| &e.position)
             && position_key(&fix.position) == position_key(position)
         {
             return Lookup::Found(fix.countries.clone());
