@@ -1332,11 +1332,18 @@ mod tests {
         }
         assert_eq!(seen.len(), 4000);
 
+        // `a` takes a block; `b`, served next by the same thread, must not
+        // hand out numbers of `a`'s block, which would repeat once `b`
+        // takes blocks of its own counter.
         let (a, b) = (DecisionIds::new(), DecisionIds::new());
-        let mut of_a = HashSet::new();
+        let (mut of_a, mut of_b) = (HashSet::new(), HashSet::new());
+        assert!(of_a.insert(a.next()));
+        for _ in 0..300 {
+            assert!(of_b.insert(b.next()));
+        }
         for _ in 0..600 {
             assert!(of_a.insert(a.next()));
-            let _ = b.next();
+            assert!(of_b.insert(b.next()));
         }
     }
 }

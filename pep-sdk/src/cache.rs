@@ -67,8 +67,14 @@ struct Inner {
     map: HashMap<Vec<u8>, Entry>,
     /// The PRP store `revision` counts in ("" until a PDP names one).
     store: String,
+    /// Stores left for another (the newest last): an answer from one of
+    /// them arriving late is older than anything of the current store.
+    left: Vec<String>,
     revision: u64,
 }
+
+/// How many stores left behind [`Inner`] remembers.
+const STORES_REMEMBERED: usize = 8;
 
 impl Inner {
     /// Notes a store and revision a PDP reported: another store, or a
@@ -77,6 +83,17 @@ impl Inner {
     /// that does not name its store is compared by revision alone.
     fn observe(&mut self, store: &str, revision: u64) -> bool {
         if !store.is_empty() && store != self.store {
+            if self.left.iter().any(|s| s == store) {
+                // A late answer from a store already left: stores have no
+                // order, so going back would cache the old policies.
+                return false;
+            }
+            if !self.store.is_empty() {
+                if self.left.len() == STORES_REMEMBERED {
+                    self.left.remove(0);
+                }
+                self.left.push(std::mem::take(&mut self.store));
+            }
             self.store = store.to_owned();
             self.revision = revision;
             self.map.clear();
@@ -103,6 +120,7 @@ impl DecisionCache {
             inner: Mutex::new(Inner {
                 map: HashMap::new(),
                 store: String::new(),
+                left: Vec::new(),
                 revision: 0,
             }),
         }
@@ -279,6 +297,15 @@ mod tests {
         let other = DecisionCache::key(&req("C2", 100, 0), Utc::now()).expect("key");
         cache.insert(other.clone(), &in_store("newer", 1));
         assert!(cache.get(&key).is_none() && cache.get(&other).is_some());
+        // An answer of a store already left, arriving late, is not stored
+        // and does not take the cache back to that store.
+        let late = DecisionCache::key(&req("C3", 100, 0), Utc::now()).expect("key");
+        cache.insert(late.clone(), &in_store("old", 501));
+        assert!(cache.get(&late).is_none(), "a late answer of the old store");
+        assert!(
+            cache.get(&other).is_some(),
+            "the newer store's entries stay"
+        );
     }
 
     /// A decision the cache does not store (a transient Deny, or one that

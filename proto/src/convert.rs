@@ -819,7 +819,10 @@ pub fn decision_request_from_pb(
                 }
             },
             Some(Address::Ipv6(text)) => match text.parse::<Ipv6Addr>() {
-                Ok(a) => Some(IpAddr::V6(a)),
+                // An IPv4-mapped address (`::ffff:a.b.c.d`, as dual-stack
+                // sockets report IPv4 peers) is that IPv4 peer, for `acip`
+                // and for its country alike: taken as such once, here.
+                Ok(a) => Some(IpAddr::V6(a).to_canonical()),
                 Err(_) => {
                     errors.add(
                         "originator_ip.ipv6",

@@ -375,6 +375,32 @@ fn minimal_request_takes_now() {
     assert_eq!(conv.request.position, None);
 }
 
+/// An IPv4-mapped IPv6 originator address (`::ffff:a.b.c.d`, as dual-stack
+/// sockets report IPv4 peers) is the IPv4 peer: converted once, so that
+/// `acip` lists and the IP's country (Annex F.2.2), looked up and cached by
+/// the PDP, all see the same address. Other IPv6 addresses stay IPv6.
+#[test]
+fn a_mapped_ipv4_originator_address_is_taken_as_ipv4() {
+    let with_ip = |text: &str| pb::DecisionRequest {
+        originator: "Cx".into(),
+        operation: pb::Operation::Retrieve as i32,
+        target: "/id-in/cnt1".into(),
+        originator_ip: Some(pb::IpAddress {
+            address: Some(pb::ip_address::Address::Ipv6(text.into())),
+        }),
+        ..Default::default()
+    };
+    let now = at("2026-11-23T12:00:00Z");
+    let ip = |text: &str| {
+        decision_request_from_pb(&with_ip(text), now)
+            .expect("valid")
+            .request
+            .ip
+    };
+    assert_eq!(ip("::ffff:1.2.3.4"), Some("1.2.3.4".parse().unwrap()));
+    assert_eq!(ip("2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
+}
+
 fn errors_of(wire: &pb::DecisionRequest) -> Vec<String> {
     decision_request_from_pb(wire, Utc::now())
         .unwrap_err()
