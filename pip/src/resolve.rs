@@ -111,8 +111,24 @@ impl Resolver {
             reason,
             validity,
         };
-        let Some(role) = state.roles.get(role_id) else {
-            return refuse("no such role in the role repository".to_owned(), None);
+        // The originator's own `<role>` of that Role-ID; another holder's
+        // says only that the originator does not hold it.
+        let Some(role) = state
+            .roles
+            .get(&(role_id.to_owned(), originator.to_owned()))
+        else {
+            let other = state
+                .roles
+                .range((role_id.to_owned(), String::new())..)
+                .next()
+                .filter(|((id, _), _)| id == role_id);
+            return refuse(
+                match other {
+                    Some((_, r)) => format!("held by {}, not by {originator}", r.holder),
+                    None => "no such role in the role repository".to_owned(),
+                },
+                None,
+            );
         };
         if !self.is_trusted(&role.issuer) {
             return refuse(

@@ -155,7 +155,9 @@ fn change_event(entry: &LogEntry<PipChange>) -> pb::AttributeChange {
             holder: r.holder.clone(),
             deleted: false,
         }),
-        PipChange::RoleDeleted { role_id, holder } => Change::Role(pb::RoleChanged {
+        PipChange::RoleDeleted {
+            role_id, holder, ..
+        } => Change::Role(pb::RoleChanged {
             role_id: role_id.clone(),
             holder: holder.clone(),
             deleted: true,
@@ -288,6 +290,31 @@ impl PipService {
         Ok(entry.revision)
     }
 
+    /// The holder a request on the role `role_id` means: `holder` in
+    /// absolute form; when it is empty, the role's only holder (a Role-ID
+    /// held by several originators needs `holder`).
+    fn role_holder(&self, role_id: &str, holder: &str) -> Result<String, Status> {
+        if !holder.is_empty() {
+            return self.canonical("holder", holder);
+        }
+        let holders: Vec<String> = self.read(|s| {
+            s.roles
+                .range((role_id.to_owned(), String::new())..)
+                .take_while(|((id, _), _)| id == role_id)
+                .take(2)
+                .map(|((_, h), _)| h.clone())
+                .collect()
+        });
+        match holders.as_slice() {
+            [] => Err(Status::not_found(format!("{role_id} not found"))),
+            [only] => Ok(only.clone()),
+            _ => Err(invalid_argument(&[ConversionError {
+                field: "holder".to_owned(),
+                message: format!("required: {role_id} is held by several originators"),
+            }])),
+        }
+    }
+
     fn canonical(&self, field: &str, id: &str) -> Result<String, Status> {
         canonical_id(self.inner.resolver.hosting(), field, id).map_err(|e| invalid_argument(&e))
     }
@@ -374,11 +401,13 @@ impl PolicyInformationPoint for PipService {
         &self,
         request: Request<pb::GetRoleRequest>,
     ) -> Result<Response<pb::Role>, Status> {
-        let id = &request.get_ref().role_id;
-        check_ids([("role_id", id.as_str())])?;
-        self.read(|s| s.roles.get(id).map(role_to_pb))
+        let req = request.get_ref();
+        check_ids([("role_id", req.role_id.as_str())])?;
+        let id = req.role_id.clone();
+        let holder = self.role_holder(&req.role_id, &req.holder)?;
+        self.read(|s| s.roles.get(&(id.clone(), holder.clone())).map(role_to_pb))
             .map(Response::new)
-            .ok_or_else(|| Status::not_found(format!("{id} not found")))
+            .ok_or_else(|| Status::not_found(format!("{id} of {holder} not found")))
     }
 
     async fn delete_role(
@@ -391,7 +420,13 @@ impl PolicyInformationPoint for PipService {
             ("role_id", req.role_id.as_str()),
         ])?;
         self.require_admin(&req.originator)?;
-        let revision = self.commit(PipMutation::DeleteRole(req.role_id)).await?;
+        let holder = self.role_holder(&req.role_id, &req.holder)?;
+        let revision = self
+            .commit(PipMutation::DeleteRole {
+                role_id: req.role_id,
+                holder,
+            })
+            .await?;
         Ok(Response::new(pb::PipWriteResponse { revision }))
     }
 

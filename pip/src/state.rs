@@ -16,8 +16,12 @@ use crate::records::{GroupRecord, PositionRecord, RoleRecord, TokenRecord};
 /// Everything the PIP stores.
 #[derive(Debug, Clone, Default)]
 pub struct PipState {
-    /// Roles by role ID.
-    pub roles: BTreeMap<String, RoleRecord>,
+    /// Roles by (role ID, holder): one Role-ID is held by many originators,
+    /// each through a `<role>` of its own (TS-0003 7.4.2).
+    pub roles: BTreeMap<(String, String), RoleRecord>,
+    /// Roles loaded from rows keyed by the role ID alone (stores written
+    /// when a Role-ID had one holder): deleting one deletes that row too.
+    pub legacy_roles: BTreeSet<(String, String)>,
     /// Tokens by token ID.
     pub tokens: BTreeMap<String, TokenRecord>,
     /// Groups by group ID.
@@ -69,6 +73,9 @@ pub enum PipChange {
         role_id: String,
         /// Its holder.
         holder: String,
+        /// Also stored under the role ID alone ([`PipState::legacy_roles`]).
+        #[serde(default)]
+        legacy: bool,
     },
     /// A token was stored.
     TokenPut(TokenRecord),
@@ -95,10 +102,16 @@ pub enum PipChange {
 /// One write request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PipMutation {
-    /// Create a role; a taken role ID is an error (roles are write-once).
+    /// Create a role; one its holder holds already is an error (roles are
+    /// write-once).
     CreateRole(RoleRecord),
-    /// Delete a role.
-    DeleteRole(String),
+    /// Delete the role `role_id` of `holder` (absolute).
+    DeleteRole {
+        /// Role ID.
+        role_id: String,
+        /// Its holder.
+        holder: String,
+    },
     /// Store or replace a token.
     PutToken(TokenRecord),
     /// Delete a token.
@@ -144,6 +157,17 @@ pub enum PipError {
 pub struct PipSchema;
 
 const ROLES: &str = "roles";
+
+/// Where a role is in [`PipState::roles`].
+fn role_key(r: &RoleRecord) -> (String, String) {
+    (r.role_id.clone(), r.holder.clone())
+}
+
+/// The row key of a role: its role ID and holder (neither holds white
+/// space).
+fn role_row_key(role_id: &str, holder: &str) -> String {
+    format!("{role_id} {holder}")
+}
 const TOKENS: &str = "tokens";
 const GROUPS: &str = "groups";
 const POSITIONS: &str = "positions";
@@ -175,18 +199,27 @@ impl Schema for PipSchema {
     fn check(state: &PipState, mutation: PipMutation) -> Result<PipChange, PipError> {
         Ok(match mutation {
             PipMutation::CreateRole(r) => {
-                if state.roles.contains_key(&r.role_id) {
-                    return Err(PipError::AlreadyExists(r.role_id));
+                if state.roles.contains_key(&role_key(&r)) {
+                    return Err(PipError::AlreadyExists(format!(
+                        "{} of {}",
+                        r.role_id, r.holder
+                    )));
                 }
                 PipChange::RolePut(r)
             }
-            PipMutation::DeleteRole(id) => match state.roles.get(&id) {
-                Some(r) => PipChange::RoleDeleted {
-                    role_id: id,
-                    holder: r.holder.clone(),
-                },
-                None => return Err(PipError::NotFound(id)),
-            },
+            PipMutation::DeleteRole { role_id, holder } => {
+                let key = (role_id, holder);
+                if !state.roles.contains_key(&key) {
+                    return Err(PipError::NotFound(format!("{} of {}", key.0, key.1)));
+                }
+                let legacy = state.legacy_roles.contains(&key);
+                let (role_id, holder) = key;
+                PipChange::RoleDeleted {
+                    role_id,
+                    holder,
+                    legacy,
+                }
+            }
             PipMutation::PutToken(t) => PipChange::TokenPut(t),
             PipMutation::DeleteToken(id) => {
                 if !state.tokens.contains_key(&id) {
@@ -229,10 +262,14 @@ impl Schema for PipSchema {
     fn apply(state: &mut PipState, change: &PipChange) {
         match change {
             PipChange::RolePut(r) => {
-                state.roles.insert(r.role_id.clone(), r.clone());
+                state.roles.insert(role_key(r), r.clone());
             }
-            PipChange::RoleDeleted { role_id, .. } => {
-                state.roles.remove(role_id);
+            PipChange::RoleDeleted {
+                role_id, holder, ..
+            } => {
+                let key = (role_id.clone(), holder.clone());
+                state.roles.remove(&key);
+                state.legacy_roles.remove(&key);
             }
             PipChange::TokenPut(t) => {
                 state.tokens.insert(t.token_id.clone(), t.clone());
@@ -258,9 +295,22 @@ impl Schema for PipSchema {
     }
 
     fn rows(change: &PipChange) -> Result<Vec<Row>, StoreError> {
+        if let PipChange::RoleDeleted {
+            role_id,
+            holder,
+            legacy: true,
+        } = change
+        {
+            return Ok(vec![
+                row(ROLES, &role_row_key(role_id, holder), None),
+                row(ROLES, role_id, None),
+            ]);
+        }
         Ok(vec![match change {
-            PipChange::RolePut(r) => row(ROLES, &r.role_id, json(r)?),
-            PipChange::RoleDeleted { role_id, .. } => row(ROLES, role_id, None),
+            PipChange::RolePut(r) => row(ROLES, &role_row_key(&r.role_id, &r.holder), json(r)?),
+            PipChange::RoleDeleted {
+                role_id, holder, ..
+            } => row(ROLES, &role_row_key(role_id, holder), None),
             PipChange::TokenPut(t) => row(TOKENS, &t.token_id, json(t)?),
             PipChange::TokenDeleted(id) => row(TOKENS, id, None),
             PipChange::GroupPut { group, .. } => row(GROUPS, &group.group_id, json(group)?),
@@ -278,7 +328,10 @@ impl Schema for PipSchema {
         match collection {
             ROLES => {
                 let r: RoleRecord = parse("role", key, value)?;
-                state.roles.insert(r.role_id.clone(), r);
+                if key == r.role_id {
+                    state.legacy_roles.insert(role_key(&r));
+                }
+                state.roles.insert(role_key(&r), r);
             }
             TOKENS => {
                 let t: TokenRecord = parse("token", key, value)?;

@@ -112,6 +112,7 @@ async fn roles_are_verified_per_7_4_3_with_reasons() {
     let stored = c
         .get_role(pb::GetRoleRequest {
             role_id: "doctor@roles.example.com".into(),
+            ..Default::default()
         })
         .await
         .expect("get")
@@ -145,15 +146,63 @@ async fn roles_are_verified_per_7_4_3_with_reasons() {
     assert!(!v[3].0 && v[3].1.contains("not a trusted"), "{v:?}");
     assert!(!v[4].0 && v[4].1.contains("held by"), "{v:?}");
     assert!(!v[5].0 && v[5].1.contains("no such role"), "{v:?}");
-    // A role is write-once (TS-0001 9.6.38: NP on update).
+    // A role is write-once (TS-0001 9.6.38: NP on update): the same
+    // Role-ID for the same holder again is taken.
     let again = c
         .create_role(pb::CreateRoleRequest {
             originator: ADMIN.into(),
-            role: Some(role("doctor@roles.example.com", AUTHORITY, "Cbob", (-1, 1))),
+            role: Some(role(
+                "doctor@roles.example.com",
+                AUTHORITY,
+                "Calice",
+                (-1, 1),
+            )),
         })
         .await
         .expect_err("taken");
     assert_eq!(again.code(), Code::AlreadyExists);
+    // Another originator holds the same Role-ID through a <role> of its own
+    // (TS-0003 7.4.2: a <role> describes the role assigned to one
+    // originator; the Role-ID names the role, which many may hold).
+    c.create_role(pb::CreateRoleRequest {
+        originator: ADMIN.into(),
+        role: Some(role("doctor@roles.example.com", AUTHORITY, "Cbob", (-1, 1))),
+    })
+    .await
+    .expect("a second holder");
+    let verified = |c: &mut PolicyInformationPointClient<Channel>, who: &'static str| {
+        let mut c = c.clone();
+        async move {
+            c.resolve_roles(pb::ResolveRolesRequest {
+                originator: who.into(),
+                role_ids: vec!["doctor@roles.example.com".into()],
+                at: None,
+            })
+            .await
+            .expect("resolve")
+            .into_inner()
+            .verdicts[0]
+                .verified
+        }
+    };
+    assert!(verified(c, "Calice").await && verified(c, "Cbob").await);
+    // Reading or deleting it then names the holder.
+    let which = c
+        .get_role(pb::GetRoleRequest {
+            role_id: "doctor@roles.example.com".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("two holders");
+    assert_eq!(fields(&which), ["holder"]);
+    c.delete_role(pb::DeleteRoleRequest {
+        originator: ADMIN.into(),
+        role_id: "doctor@roles.example.com".into(),
+        holder: "Calice".into(),
+    })
+    .await
+    .expect("delete Alice's");
+    assert!(!verified(c, "Calice").await && verified(c, "Cbob").await);
     let listed = c
         .list_roles(pb::ListRolesRequest {
             holder: "Cbob".into(),
@@ -162,7 +211,7 @@ async fn roles_are_verified_per_7_4_3_with_reasons() {
         .expect("list")
         .into_inner()
         .roles;
-    assert_eq!(listed.len(), 1);
+    assert_eq!(listed.len(), 2);
     pip.stop().await;
 }
 
@@ -503,16 +552,19 @@ async fn an_empty_id_is_invalid_argument_naming_the_field_in_every_rpc() {
     };
     let r = c.get_role(pb::GetRoleRequest {
         role_id: String::new(),
+        ..Default::default()
     });
     expect("GetRole", r.await.map(drop), &["role_id"]);
     let r = c.delete_role(pb::DeleteRoleRequest {
         originator: ADMIN.into(),
         role_id: String::new(),
+        ..Default::default()
     });
     expect("DeleteRole", r.await.map(drop), &["role_id"]);
     let r = c.delete_role(pb::DeleteRoleRequest {
         originator: String::new(),
         role_id: role_id.into(),
+        ..Default::default()
     });
     expect("DeleteRole originator", r.await.map(drop), &["originator"]);
     let r = c.create_role(pb::CreateRoleRequest {
@@ -589,6 +641,7 @@ async fn an_empty_id_is_invalid_argument_naming_the_field_in_every_rpc() {
     assert_eq!(pip.service.revision(), before, "nothing was written");
     c.get_role(pb::GetRoleRequest {
         role_id: role_id.into(),
+        ..Default::default()
     })
     .await
     .expect("the role is still there");
@@ -799,6 +852,25 @@ async fn the_store_survives_a_restart() {
         })
         .await
         .expect("create");
+    // One Role-ID, two holders, one of them deleted again: each <role> is
+    // its own row.
+    for holder in ["Cbob", "Ccarol"] {
+        pip.client
+            .create_role(pb::CreateRoleRequest {
+                originator: ADMIN.into(),
+                role: Some(role("doctor@roles.example.com", AUTHORITY, holder, (-1, 1))),
+            })
+            .await
+            .expect("another holder");
+    }
+    pip.client
+        .delete_role(pb::DeleteRoleRequest {
+            originator: ADMIN.into(),
+            role_id: "doctor@roles.example.com".into(),
+            holder: "Ccarol".into(),
+        })
+        .await
+        .expect("delete Carol's");
     pip.client
         .put_token(pb::PutTokenRequest {
             originator: ADMIN.into(),
@@ -813,18 +885,20 @@ async fn the_store_survives_a_restart() {
     pip.stop().await;
 
     let mut pip = Running::start(config(Some(dir.clone()))).await;
-    assert_eq!(pip.service.revision(), 2);
-    let v = pip
-        .client
-        .resolve_roles(pb::ResolveRolesRequest {
-            originator: "Calice".into(),
-            role_ids: vec!["doctor@roles.example.com".into()],
-            at: None,
-        })
-        .await
-        .expect("resolve")
-        .into_inner();
-    assert!(v.verdicts[0].verified, "{v:?}");
+    assert_eq!(pip.service.revision(), 5);
+    for (who, held) in [("Calice", true), ("Cbob", true), ("Ccarol", false)] {
+        let v = pip
+            .client
+            .resolve_roles(pb::ResolveRolesRequest {
+                originator: who.into(),
+                role_ids: vec!["doctor@roles.example.com".into()],
+                at: None,
+            })
+            .await
+            .expect("resolve")
+            .into_inner();
+        assert_eq!(v.verdicts[0].verified, held, "{who}: {v:?}");
+    }
     let tokens = pip
         .client
         .get_tokens(pb::GetTokensRequest {

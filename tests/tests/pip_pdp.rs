@@ -542,6 +542,7 @@ async fn role_ids_permit_only_verified_holders_7_4_3() {
         .delete_role(pb::DeleteRoleRequest {
             originator: ADMIN.into(),
             role_id: "doctor@roles.example.com".into(),
+            ..Default::default()
         })
         .await
         .expect("delete role");
