@@ -252,7 +252,7 @@ struct Rare {
     /// Claimed roles the source could not verify, with its reason.
     unavailable_roles: Vec<(String, String)>,
     /// Entries of the rule set being probed that name the originator only
-    /// if a role the source could not verify is its (`res_origs`
+    /// through a role or `<group>` the source could not answer (`res_origs`
     /// undetermined), with what is missing.
     unknown_origs: Vec<(EntryRef, MissingAttribute)>,
     /// Attributes the decision needed and could not get (Decision 10).
