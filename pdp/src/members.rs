@@ -239,6 +239,24 @@ mod tests {
         assert_eq!(other.member_resources(), Some(&[][..]));
     }
 
+    /// Decision 2: an `aei` stem names an AE of the CSE that hosts the
+    /// `<AE>` resource. With the resource's ID naming its CSE (`/id-in/...`),
+    /// the stem `Clight` is `//sp/id-in/Clight`, whichever CSE the request
+    /// comes through: the AE `Clight` of another CSE is not that member.
+    #[test]
+    fn an_aei_stem_is_an_ae_of_the_resource_cse() {
+        let r = replica(vec![ae("/id-in/ae-light", "Clight")]);
+        let via_mn = HostingContext::new(SP, "/mn-cse").expect("hosting");
+        let other = "//sp.example.com/mn-cse/Clight";
+        assert!(r.load().member_resources(&via_mn, other).is_empty());
+        let light = "//sp.example.com/id-in/Clight";
+        assert_eq!(
+            r.load().member_resources(&via_mn, light),
+            vec!["//sp.example.com/id-in/ae-light".to_owned()]
+        );
+        assert_eq!(r.load().member_resources(&hosting(), light).len(), 1);
+    }
+
     /// A remoteCSE's `csi`, and the index following a changed `aei` and a
     /// deleted resource.
     #[test]

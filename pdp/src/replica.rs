@@ -100,6 +100,18 @@ pub struct Snapshot {
 /// The key of [`Snapshot::member_index`]: the last `/`-separated segment
 /// of an originator ID, the same in every form of it (`Cae1`,
 /// `/cse/Cae1`, `//sp/cse/Cae1`).
+/// The CSE that hosts the resource `id`, as a hosting context, when the ID
+/// names it: `/cse/...` (in the hosting SP) or `//sp/cse/...`. `None` for
+/// a CSE-relative ID.
+fn resource_cse(id: &str, hosting: &HostingContext) -> Option<HostingContext> {
+    let (sp, rest) = match id.strip_prefix("//") {
+        Some(abs) => abs.split_once('/')?,
+        None => (hosting.sp_fqdn(), id.strip_prefix('/')?),
+    };
+    let cse = rest.split('/').next()?;
+    HostingContext::new(sp, cse).ok()
+}
+
 fn member_key(id: &str) -> &str {
     id.rsplit('/').next().unwrap_or(id)
 }
@@ -159,9 +171,11 @@ impl Snapshot {
     /// whose `aei`, and the `<remoteCSE>` resources whose `csi`, is that
     /// originator, each ID in absolute form ([`HostingContext::canonicalize`],
     /// the function the PIP canonicalizes `mid` with; TS-0001 9.6.2.1, spec
-    /// notes §2.4). Both IDs are canonicalized with the request's hosting
-    /// CSE, as the originator is. Empty for nearly every originator (one
-    /// hash lookup).
+    /// notes §2.4). An `aei`/`csi` is canonicalized with the CSE its
+    /// resource's ID names (an AE's stem belongs to the CSE that hosts its
+    /// `<AE>`), with the request's hosting CSE when the ID is CSE-relative;
+    /// the resource ID with the request's, as the PIP does with `mid`.
+    /// Empty for nearly every originator (one hash lookup).
     pub fn member_resources(&self, hosting: &HostingContext, originator: &str) -> Vec<String> {
         let Some(ids) = self.member_index.get(member_key(originator)) else {
             return Vec::new();
@@ -171,7 +185,16 @@ impl Snapshot {
             let Some(member) = self.resources.get(id).and_then(Resource::member_originator) else {
                 continue;
             };
-            if !hosting.canonicalize(member).is_ok_and(|m| m == originator) {
+            // An `aei` stem names an AE of the CSE that hosts the `<AE>`
+            // resource: the CSE its ID names, when it names one (Decision
+            // 2); only a CSE-relative resource ID is taken as the request's.
+            let own_cse = resource_cse(id, hosting);
+            if !own_cse
+                .as_ref()
+                .unwrap_or(hosting)
+                .canonicalize(member)
+                .is_ok_and(|m| m == originator)
+            {
                 continue;
             }
             if let Ok(rid) = hosting.canonicalize(id)
