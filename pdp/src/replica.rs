@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use authz_core::HostingContext;
 use authz_core::compile::CompiledAcp;
+use authz_core::ids::canonical_resource_id;
 use authz_core::resources::{Resource, ResourceView, TY_ACP, policy_subject};
 use authz_proto::convert::{ConversionError, acp_from_pb, join_errors, set_of_acrs_from_pb};
 use authz_proto::pb;
@@ -100,16 +101,13 @@ pub struct Snapshot {
 /// The key of [`Snapshot::member_index`]: the last `/`-separated segment
 /// of an originator ID, the same in every form of it (`Cae1`,
 /// `/cse/Cae1`, `//sp/cse/Cae1`).
-/// The CSE that hosts the resource `id`, as a hosting context, when the ID
-/// names it: `/cse/...` (in the hosting SP) or `//sp/cse/...`. `None` for
-/// a CSE-relative ID.
+/// The CSE that hosts the resource `id`, as a hosting context: the one its
+/// absolute form ([`canonical_resource_id`]) names, which for a
+/// CSE-relative ID is `hosting`'s own.
 fn resource_cse(id: &str, hosting: &HostingContext) -> Option<HostingContext> {
-    let (sp, rest) = match id.strip_prefix("//") {
-        Some(abs) => abs.split_once('/')?,
-        None => (hosting.sp_fqdn(), id.strip_prefix('/')?),
-    };
-    let cse = rest.split('/').next()?;
-    HostingContext::new(sp, cse).ok()
+    let abs = canonical_resource_id(id, hosting).ok()?;
+    let (sp, rest) = abs.strip_prefix("//")?.split_once('/')?;
+    HostingContext::new(sp, rest.split('/').next()?).ok()
 }
 
 fn member_key(id: &str) -> &str {
