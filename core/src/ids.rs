@@ -577,12 +577,13 @@ impl OriginatorEntry {
         }
         let (scope, text) = match Scope::split(entry) {
             Scope::Absolute { fqdn, rest } => {
+                // `///x` has no domain at all, whatever follows.
+                if fqdn.is_empty() {
+                    return Err(IdError::EmptySegment(entry.to_owned()));
+                }
                 if rest.is_empty() {
                     if fqdn.contains('*') {
                         return Err(IdError::WildcardInDomain);
-                    }
-                    if fqdn.is_empty() {
-                        return Err(IdError::EmptySegment(entry.to_owned()));
                     }
                     return Ok(Self::Domain(fqdn.to_ascii_lowercase()));
                 }
@@ -611,7 +612,8 @@ impl OriginatorEntry {
 
 fn segments_of<'a>(scope: &EntryScope, text: &'a str) -> std::str::Split<'a, char> {
     match scope {
-        EntryScope::Absolute => text.trim_start_matches('/').split('/'),
+        // Exactly the two slashes of the anchor: a third is an empty segment.
+        EntryScope::Absolute => text[2..].split('/'),
         EntryScope::SpRelative => text[1..].split('/'),
         EntryScope::CseStem => text.split('/'),
     }
@@ -826,6 +828,17 @@ mod tests {
         );
         // Decision 1 names `//fqdn`; `//fqdn/` is an ID with an empty segment.
         assert!(OriginatorEntry::parse("//m2msp.org/").is_err());
+        // TS-0003 7.1.3: no wildcard in an SP domain, and a third leading
+        // slash leaves no domain to scope `*` to: `///*` must not become a
+        // pattern that admits every bare `//fqdn` (nor `///x/C1` a key no
+        // originator can equal).
+        for entry in ["///*", "///x*", "///id-in/Cae", "///"] {
+            assert_eq!(
+                OriginatorEntry::parse(entry).unwrap_err(),
+                IdError::EmptySegment(entry.to_owned()),
+                "{entry}"
+            );
+        }
         assert_eq!(
             OriginatorEntry::parse("SmyAE").unwrap(),
             OriginatorEntry::Exact {
