@@ -31,6 +31,11 @@
 //!   turn on the next try), nor fail-closed or fail-open verdicts.
 //! - **Bound**: at most [`CacheConfig::capacity`] entries; when full, expired
 //!   entries are dropped, and if that frees nothing the cache is cleared.
+//!   A request whose encoded key, or a decision whose encoding, exceeds
+//!   [`MAX_ENTRY_BYTES`] is not cached, so the bound in entries is also one
+//!   in bytes (about `capacity` × 8 KiB at most) whatever requests an
+//!   originator crafts. An expired entry is dropped when it is next looked
+//!   up.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -72,6 +77,12 @@ struct Inner {
     left: Vec<String>,
     revision: u64,
 }
+
+/// The largest encoded request key, and the largest encoded decision, the
+/// cache keeps. Ordinary requests encode to a few hundred bytes; a longer
+/// one (a crafted path, a long Role-ID list) is decided every time rather
+/// than letting input size drive the cache's memory.
+pub const MAX_ENTRY_BYTES: usize = 4096;
 
 /// How many stores left behind [`Inner`] remembers.
 const STORES_REMEMBERED: usize = 8;
@@ -145,14 +156,18 @@ impl DecisionCache {
         keyed.request_id.clear();
         keyed.explain = false;
         keyed.request_time = Some(prost_types::Timestamp { seconds, nanos: 0 });
-        Some(keyed.encode_to_vec())
+        (keyed.encoded_len() <= MAX_ENTRY_BYTES).then(|| keyed.encode_to_vec())
     }
 
-    /// The cached decision for `key`, if fresh.
+    /// The cached decision for `key`, if fresh; a stale one is dropped.
     pub(crate) fn get(&self, key: &[u8]) -> Option<pb::Decision> {
-        let inner = self.lock();
+        let mut inner = self.lock();
         let e = inner.map.get(key)?;
-        (e.stored.elapsed() < self.config.ttl).then(|| e.decision.clone())
+        if e.stored.elapsed() < self.config.ttl {
+            return Some(e.decision.clone());
+        }
+        inner.map.remove(key);
+        None
     }
 
     /// Notes a policy store and revision a PDP reported; another store or
@@ -174,7 +189,11 @@ impl DecisionCache {
         if !inner.observe(&decision.policy_store, decision.policy_revision) {
             return;
         }
-        if transient.contains(&decision.status) || !decision.assigned_token_ids.is_empty() {
+        if transient.contains(&decision.status)
+            || !decision.assigned_token_ids.is_empty()
+            || key.len() > MAX_ENTRY_BYTES
+            || decision.encoded_len() > MAX_ENTRY_BYTES
+        {
             return;
         }
         if inner.map.len() >= self.config.capacity && !inner.map.contains_key(&key) {
@@ -352,6 +371,38 @@ mod tests {
         assert!(cache.get(&key).is_some());
         std::thread::sleep(Duration::from_millis(40));
         assert!(cache.get(&key).is_none());
+    }
+
+    /// Memory follows the entry count, not what originators send: a key
+    /// or decision over [`MAX_ENTRY_BYTES`] is decided every time, and a
+    /// stale entry goes when it is looked up.
+    #[test]
+    fn oversized_entries_are_not_cached_and_stale_ones_are_dropped() {
+        let now = Utc::now();
+        let mut long = req("C1", 100, 0);
+        long.target = format!("/id-in/{}", "x".repeat(MAX_ENTRY_BYTES));
+        assert_eq!(DecisionCache::key(&long, now), None, "oversized key");
+        let mut roles = req("C1", 100, 0);
+        roles.role_ids = (0..400)
+            .map(|i| format!("r{i}@roles.example.com"))
+            .collect();
+        assert_eq!(DecisionCache::key(&roles, now), None, "long Role-ID list");
+
+        let cache = DecisionCache::new(CacheConfig {
+            capacity: 10,
+            ttl: Duration::from_millis(30),
+        });
+        let key = DecisionCache::key(&req("C1", 100, 0), now).expect("key");
+        let mut big = permit(1);
+        big.policy_store = "s".repeat(MAX_ENTRY_BYTES + 1);
+        cache.insert(key.clone(), &big);
+        assert_eq!(cache.len(), 0, "oversized decision");
+
+        cache.insert(key.clone(), &permit(2));
+        assert_eq!(cache.len(), 1);
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(cache.get(&key).is_none());
+        assert_eq!(cache.len(), 0, "the stale entry was dropped on lookup");
     }
 
     #[test]
