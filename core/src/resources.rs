@@ -12,10 +12,12 @@
 //! 4. `acpi` is not set → the default policy: full access for the custodian
 //!    when set, else for the creator, nobody else.
 //!
-//! Dynamic ACPs granted by Direct Dynamic Authorization join the set of the
-//! target they are bound to until they expire (Decision 7). They are bound
-//! to the resource of step 3 or 4 ([`policy_subject`]), so that one granted
-//! for a contentInstance is found when its parent's set is resolved.
+//! Dynamic ACPs granted by Direct Dynamic Authorization are bound to the
+//! resource the grant targeted and join its set until they expire
+//! (Decision 7). A resource that takes its policies from its parent (step
+//! 2; a contentInstance) counts its own and those of the resources it takes
+//! them from ([`dynamic_acp_holders`]), so a grant for a container covers
+//! its contentInstances, but one for a contentInstance covers only it.
 
 use std::borrow::Cow;
 
@@ -153,13 +155,15 @@ pub fn fixed_attribute_changes(old: &Resource, new: &Resource) -> Vec<FixedAttri
 /// where they can be (this runs on every decision of a PDP).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApplicableSet<'a> {
-    /// These ACPs, with `pv` or `pvs`; dynamic ACPs bound to the target are appended.
+    /// These ACPs, with `pv` or `pvs`; dynamic ACPs bound to the target (and
+    /// to the resources it takes its policies from) are appended.
     Policies(SmallVec<[(Cow<'a, str>, PrivilegeKind); 4]>),
     /// No `acpi`: the default policy, given as the rule set to evaluate.
     Default {
         /// The rules (full access for the custodian or creator; empty when neither is known).
         rules: SetOfAcrs,
-        /// Dynamic ACPs bound to the target, which still apply.
+        /// Dynamic ACPs bound to the target (and to the resources it takes
+        /// its policies from), which still apply.
         dynamic: Vec<String>,
     },
 }
@@ -198,7 +202,10 @@ pub fn applicable_policies<'a>(
             PrivilegeKind::SelfPrivileges,
         )]));
     }
-    let r = policy_subject(view, target)?;
+    let chain = policy_chain(view, target)?;
+    let Some(r) = chain.last().copied() else {
+        return Err(ResolveError::UnknownResource(target.to_owned()));
+    };
     let id = r.resource_id.as_str();
     if r.resource_type == TY_ACP {
         return Ok(ApplicableSet::Policies(smallvec![(
@@ -206,7 +213,10 @@ pub fn applicable_policies<'a>(
             PrivilegeKind::SelfPrivileges,
         )]));
     }
-    let dynamic = view.dynamic_acps(id);
+    let dynamic: Vec<String> = chain
+        .iter()
+        .flat_map(|r| view.dynamic_acps(&r.resource_id))
+        .collect();
     Ok(match r.acpi.as_ref().filter(|a| !a.is_empty()) {
         // 3. acpi set: the pv of every referenced ACP.
         Some(acpi) => ApplicableSet::Policies(
@@ -227,20 +237,48 @@ pub fn applicable_policies<'a>(
 /// The registered resource whose policies apply to `target` (TS-0001
 /// 10.2.3.1 step 2): `target` itself, or, when its type has no `acpi`
 /// ([`TYPES_WITHOUT_ACPI`]), its nearest ancestor of a type that has one.
-/// Dynamic ACPs granted for `target` are bound to this resource, the one
-/// [`ResourceView::dynamic_acps`] is asked about (Decision 7).
 pub fn policy_subject<'a>(
     view: &'a dyn ResourceView,
     target: &str,
 ) -> Result<&'a Resource, ResolveError> {
+    policy_chain(view, target)?
+        .last()
+        .copied()
+        .ok_or_else(|| ResolveError::UnknownResource(target.to_owned()))
+}
+
+/// The resources whose dynamic ACPs count for a request on `target`
+/// (Decision 7): `target` itself and, when it takes its policies from its
+/// parent (TS-0001 10.2.3.1 step 2), each resource up to its
+/// [`policy_subject`]. A grant bound to a container thus covers its
+/// contentInstances, which are judged by the container's policies; one
+/// bound to a contentInstance covers nothing else.
+pub fn dynamic_acp_holders<'a>(
+    view: &'a dyn ResourceView,
+    target: &str,
+) -> Result<SmallVec<[&'a str; 2]>, ResolveError> {
+    Ok(policy_chain(view, target)?
+        .iter()
+        .map(|r| r.resource_id.as_str())
+        .collect())
+}
+
+/// `target` and the ancestors it takes its policies from, ending with its
+/// [`policy_subject`]; never empty.
+fn policy_chain<'a>(
+    view: &'a dyn ResourceView,
+    target: &str,
+) -> Result<SmallVec<[&'a Resource; 2]>, ResolveError> {
+    let mut chain = SmallVec::new();
     let mut id = target;
     for _ in 0..64 {
         let r = view
             .resource(id)
             .ok_or_else(|| ResolveError::UnknownResource(id.to_owned()))?;
+        chain.push(r);
         // 2. Types without acpi use their parent's.
         if !TYPES_WITHOUT_ACPI.contains(&r.resource_type) {
-            return Ok(r);
+            return Ok(chain);
         }
         id = r
             .parent_id
@@ -550,24 +588,51 @@ mod tests {
         assert_eq!(p.last().unwrap().0, "dyn1");
     }
 
-    /// TS-0001 10.2.3.1 step 2 and Decision 7: a contentInstance's policies
-    /// are its parent's, so a dynamic ACP granted for it is bound to the
-    /// parent ([`policy_subject`]) and found when its set is resolved.
+    /// Decision 7 ("a dynamic ACP bound to the targeted resource") with
+    /// TS-0001 10.2.3.1 step 2: a grant bound to a container counts for the
+    /// container and for its contentInstances, which are judged by its
+    /// policies; one bound to a contentInstance counts for that
+    /// contentInstance only, not for its container or a sibling.
     #[test]
-    fn ts0001_10_2_3_1_step2_dynamic_acps_of_a_content_instance_are_its_parents() {
+    fn decision7_dynamic_acps_count_for_the_bound_resource_and_those_judged_by_it() {
         let mut v = view();
-        let cnt = policy_subject(&v, "cin").unwrap().resource_id.clone();
-        assert_eq!(cnt, "cnt");
+        let cin2 = res("cin2", Some("cnt"), 4, None);
+        v.resources.insert(cin2.resource_id.clone(), cin2);
+        assert_eq!(policy_subject(&v, "cin").unwrap().resource_id, "cnt");
         assert_eq!(policy_subject(&v, "cnt").unwrap().resource_id, "cnt");
         assert_eq!(
             policy_subject(&v, "nope").unwrap_err(),
             ResolveError::UnknownResource("nope".into())
         );
-        v.dynamic.insert(cnt, vec!["dyn1".into()]);
-        let ApplicableSet::Policies(p) = applicable_policies(&v, "cin").unwrap() else {
-            panic!()
+        assert_eq!(
+            dynamic_acp_holders(&v, "cin").unwrap().as_slice(),
+            ["cin", "cnt"]
+        );
+        assert_eq!(dynamic_acp_holders(&v, "cnt").unwrap().as_slice(), ["cnt"]);
+        let counted = |v: &View, target: &str| -> Vec<String> {
+            match applicable_policies(v, target).unwrap() {
+                ApplicableSet::Policies(p) => p
+                    .iter()
+                    .map(|(id, _)| id.to_string())
+                    .filter(|id| id.starts_with("dyn"))
+                    .collect(),
+                ApplicableSet::Default { dynamic, .. } => dynamic,
+            }
         };
-        assert_eq!(p.last().unwrap().0, "dyn1");
+        v.dynamic.insert("cin".into(), vec!["dynCin".into()]);
+        assert_eq!(counted(&v, "cin"), ["dynCin"]);
+        assert!(
+            counted(&v, "cnt").is_empty(),
+            "a grant for cin must not cover cnt"
+        );
+        assert!(
+            counted(&v, "cin2").is_empty(),
+            "a grant for cin must not cover cin2"
+        );
+        v.dynamic.insert("cnt".into(), vec!["dynCnt".into()]);
+        assert_eq!(counted(&v, "cin"), ["dynCin", "dynCnt"]);
+        assert_eq!(counted(&v, "cin2"), ["dynCnt"]);
+        assert_eq!(counted(&v, "cnt"), ["dynCnt"]);
     }
 
     /// TS-0001 9.6.1.3: `pi`, `ty` and `cr` are read-only; the same value

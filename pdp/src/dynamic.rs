@@ -23,9 +23,10 @@
 //!   the returned tokens, and decides again with them and the `dai` grant.
 //!   The `dai` is stored in the PRP as a dynamic ACP until its lifetime `pl`
 //!   (m2m:absRelTimestamp: `YYYYMMDDThhmmss`, or milliseconds from the
-//!   decision's time), bound to the resource whose policies apply to the
-//!   target (the parent of a contentInstance) so that later requests on the
-//!   target find it; without `pl` it counts for this decision only, and a
+//!   decision's time), bound to the target itself (Decision 7; for a
+//!   contentInstance, not its parent, whose other children it would cover)
+//!   so that later requests on the target find it; without `pl` it counts
+//!   for this decision only, and a
 //!   `dai` that cannot be used (a `pl` that is not an m2m:absRelTimestamp, an
 //!   invalid `gp`) is ignored with a reason while the tokens of the same
 //!   response still count. Identical concurrent consultations share one call.
@@ -919,7 +920,7 @@ impl Dynamic {
     /// Consults `endpoint` with `dreq` (Direct DA, 7.3.2.2), coalescing
     /// identical concurrent consultations; verifies and caches the returned
     /// tokens, stores a `dai` grant that has a lifetime in the PRP, bound to
-    /// the resource `snap` resolves the target to (see [`Consultation`] for
+    /// the target (see [`Consultation`] for
     /// a `dai` that cannot be used), and returns what was granted on the
     /// target. An error (DAS unreachable, slow or refusing, or a returned
     /// token that fails verification) grants nothing.
@@ -927,7 +928,6 @@ impl Dynamic {
         &self,
         endpoint: &str,
         dreq: pb::DasRequest,
-        snap: &Snapshot,
         hosting: &HostingContext,
         now: DateTime<Utc>,
     ) -> Result<Consultation, String> {
@@ -976,7 +976,7 @@ impl Dynamic {
                         ));
                     }
                 };
-                self.take_response(das, &response, &dreq, snap, hosting, now)
+                self.take_response(das, &response, &dreq, hosting, now)
                     .await
             })
             .await
@@ -1022,7 +1022,6 @@ impl Dynamic {
         das: &Das,
         response: &pb::DasResponse,
         dreq: &pb::DasRequest,
-        snap: &Snapshot,
         hosting: &HostingContext,
         now: DateTime<Utc>,
     ) -> Result<Consultation, String> {
@@ -1056,11 +1055,10 @@ impl Dynamic {
                     grant.acps.push(Arc::new(acp));
                     match until {
                         Some(until) => {
-                            // Bound where resolution looks for the target's
-                            // dynamic ACPs: for a type without acpi (a
-                            // contentInstance), its parent (Decision 7).
-                            let bound_to = snap.dynamic_binding(target, now);
-                            self.store_dynamic(&bound_to, &dai.granted_privileges, until)
+                            // Bound to the target itself (Decision 7): bound
+                            // to a contentInstance's parent, it would also
+                            // grant on the parent and its other children.
+                            self.store_dynamic(target, &dai.granted_privileges, until)
                                 .await
                         }
                         None => {
@@ -1079,7 +1077,7 @@ impl Dynamic {
     }
 
     /// Stores a `dai` grant as a dynamic ACP bound to `target`, the
-    /// resource its policies resolve to (Decision 7).
+    /// resource the grant was for (Decision 7).
     async fn store_dynamic(
         &self,
         target: &str,

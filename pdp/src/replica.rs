@@ -35,7 +35,7 @@ use arc_swap::ArcSwap;
 use authz_core::HostingContext;
 use authz_core::compile::CompiledAcp;
 use authz_core::ids::canonical_resource_id;
-use authz_core::resources::{Resource, ResourceView, TY_ACP, policy_subject};
+use authz_core::resources::{Resource, ResourceView, TY_ACP};
 use authz_proto::convert::{ConversionError, acp_from_pb, join_errors, set_of_acrs_from_pb};
 use authz_proto::pb;
 use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
@@ -137,16 +137,6 @@ impl Snapshot {
     /// The resource a dynamic ACP is bound to.
     pub fn dynamic_target(&self, id: &str) -> Option<&str> {
         self.dynamic_targets.get(id).map(String::as_str)
-    }
-
-    /// The resource a dynamic ACP granted for `target` is to be bound to
-    /// (Decision 7): the one applicable-policy resolution resolves `target`
-    /// to ([`policy_subject`]; a contentInstance's parent, say), whose
-    /// dynamic ACPs a request on `target` counts. `target` itself when it
-    /// does not resolve (not in the replica).
-    pub fn dynamic_binding(&self, target: &str, now: DateTime<Utc>) -> String {
-        policy_subject(&self.view(now), target)
-            .map_or_else(|_| target.to_owned(), |r| r.resource_id.clone())
     }
 
     /// A dynamic ACP by ID when it is still live at `now`.

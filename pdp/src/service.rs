@@ -26,7 +26,9 @@ use authz_core::decision::{
     AuthorizationStatus, Decision, Effect, MissingAttribute, PrivilegeKind,
 };
 use authz_core::ids::with_canonical_originator;
-use authz_core::resources::{ApplicableSet, ResolveError, ResourceView, applicable_policies};
+use authz_core::resources::{
+    ApplicableSet, ResolveError, ResourceView, applicable_policies, dynamic_acp_holders,
+};
 use authz_core::{
     Applicable, AttributeSource, DecideOptions, HostingContext, decide, decide_canonical,
     role_ids_for_consultation,
@@ -42,7 +44,7 @@ use chrono::Utc;
 use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
-use smallvec::SmallVec;
+use smallvec::{SmallVec, smallvec};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -599,7 +601,7 @@ impl PdpService {
         for endpoint in &dases {
             // Each DAS gets the Role-IDs its FQDN issues (7.3.2.2 step 2.2.1).
             let for_das = dynamic.das_request_for(endpoint, &dreq);
-            match dynamic.consult(endpoint, for_das, snap, hosting, now).await {
+            match dynamic.consult(endpoint, for_das, hosting, now).await {
                 Ok(c) if c.grant.acps.is_empty() && c.grant.roles.is_empty() => {
                     reasons.push(
                         c.dai_ignored
@@ -801,19 +803,19 @@ impl PdpService {
         let target = conv.request.target.as_str();
         let mut acps: SmallVec<[(AcpRef<'s>, PrivilegeKind); 4]> = SmallVec::new();
         let mut unknown: Vec<String> = Vec::new();
-        // `bound`: when the caller named the ACPs, the target a dynamic ACP
-        // must be bound for (resolution lists only those bound for it).
+        // `bound`: when the caller named the ACPs, the resources a dynamic
+        // ACP must be bound to (resolution lists only those bound to them).
         let mut lookup = |acps: &mut SmallVec<[_; 4]>,
                           id: &str,
                           kind: PrivilegeKind,
-                          bound: Option<&str>| match snap.acp(id) {
+                          bound: Option<&[&str]>| match snap.acp(id) {
             Some(acp) => acps.push((AcpRef::Borrowed(acp), kind)),
             None => match snap.live_dynamic(id, now) {
                 Some(d)
                     if kind == PrivilegeKind::Privileges
-                        && bound.is_none_or(|t| {
+                        && bound.is_none_or(|holders| {
                             snap.dynamic_target(id)
-                                .is_some_and(|b| b == snap.dynamic_binding(t, now))
+                                .is_some_and(|b| holders.contains(&b))
                         }) =>
                 {
                     acps.push((AcpRef::Borrowed(&d.acp), kind))
@@ -858,9 +860,12 @@ impl PdpService {
         } else {
             // Explicit acpi: a dynamic ACP counts only for the resource it
             // is bound to, and those that take their policies from it (a
-            // contentInstance of it; Decision 7).
+            // contentInstance of it; Decision 7), as in resolution. A target
+            // not in the replica counts only those bound to itself.
+            let view = snap.view(now);
+            let holders = dynamic_acp_holders(&view, target).unwrap_or_else(|_| smallvec![target]);
             for id in &conv.acp_ids {
-                lookup(&mut acps, id, PrivilegeKind::Privileges, Some(target));
+                lookup(&mut acps, id, PrivilegeKind::Privileges, Some(&holders));
             }
         }
         Ok(Applicables { acps, unknown })

@@ -5,7 +5,7 @@
 //!   and the `dreq` carries what the clause asks for; the `dai` lifetime
 //!   `pl` (m2m:absRelTimestamp, optional in table 7.3.2.2-2) relative,
 //!   absent or malformed, and the tokens of the same response; a `dai` for
-//!   a contentInstance is bound to its parent, whose policies it takes
+//!   a contentInstance is bound to that contentInstance, not to its parent
 //!   (Decision 7);
 //! - Indirect (7.3.2.3 steps 5 and 6.1.4, Decision 9): a token the DAS
 //!   returns malformed for a Token-ID is a Deny, not an invalid argument;
@@ -1146,29 +1146,38 @@ async fn two_pdps_never_hand_out_the_same_local_token_id_ts_0001_7_1_16() {
 }
 
 /// Decision 7 (TS-0003 7.3.2.2 step 4.1.2): a `dai` grant becomes a dynamic
-/// ACP counted in the target's applicable policy set until `pl` ends. A
-/// contentInstance (ty 4) has no `acpi`: its policies are its parent's
-/// (TS-0001 10.2.3.1 step 2), so the dynamic ACP granted for it is bound to
-/// the parent, where resolution looks. Once the PRP's Watch brings it to the
-/// replica, the next request on the contentInstance is permitted by it
-/// without consulting the DAS again.
+/// ACP "bound to the targeted resource and counted in its applicable policy
+/// set" until `pl` ends. A contentInstance (ty 4) has no `acpi` and is
+/// judged by its container's policies (TS-0001 10.2.3.1 step 2), but a
+/// grant for it is bound to it, not to the container: it must not let the
+/// originator DELETE the container or RETRIEVE a sibling. Once the PRP's
+/// Watch brings it to the replica, the next request on the contentInstance
+/// is permitted by it without consulting the DAS again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dai_for_a_content_instance_is_bound_to_its_parent_7_3_2_2() {
+async fn decision_7_a_dai_for_a_content_instance_is_bound_to_it_not_its_parent() {
     let prp = FakePrp::default();
-    prp.put_acp(acp("acp1", &["Cowner"], 63));
-    prp.put_resource(resource("cnt", Some(&["acp1"]), "Ccreator"));
-    prp.put_resource(pb::TargetResource {
-        resource_id: "cin".into(),
-        parent_id: "cnt".into(),
-        resource_type: 4,
-        creator: "Cowner".into(),
-        ..Default::default()
-    });
+    prp.put_acp(acp("acpOwner", &["Cowner"], 63));
+    prp.put_resource(resource("cnt", Some(&["acpOwner"]), "Ccreator"));
+    for cin in ["cin1", "cin2"] {
+        prp.put_resource(pb::TargetResource {
+            resource_id: cin.into(),
+            parent_id: "cnt".into(),
+            resource_type: 4,
+            creator: "Cowner".into(),
+            ..Default::default()
+        });
+    }
     let running = prp.serve(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
     let prp_url = format!("http://{}", running.addr);
     let das = ScriptedDas::default();
+    // RETRIEVE + DELETE for the guest, as the DAS's policy for cnt/cin1 says.
+    let mut granted = retrieve_for("Cguest");
+    granted.rules[0].operations = 2 | 8;
     das.answer(pb::DasResponse {
-        dynamic_acp_info: dai("Cvisitor", "3600000"),
+        dynamic_acp_info: Some(pb::DynamicAcpInfo {
+            granted_privileges: Some(granted),
+            privileges_lifetime: "3600000".into(),
+        }),
         ..Default::default()
     })
     .await;
@@ -1185,7 +1194,7 @@ async fn a_dai_for_a_content_instance_is_bound_to_its_parent_7_3_2_2() {
     )
     .expect("pdp");
     let ready = eventually(Duration::from_secs(10), || {
-        let ready = pdp.replica().load().resources.contains_key("cin")
+        let ready = pdp.replica().load().resources.contains_key("cin2")
             && pdp.dynamic().is_some_and(|d| d.keys_loaded());
         async move { ready }
     })
@@ -1193,10 +1202,10 @@ async fn a_dai_for_a_content_instance_is_bound_to_its_parent_7_3_2_2() {
     assert!(ready, "the PDP never followed the PRP or trusted the DAS");
     let (channel, _server) = serve_pdp(&pdp).await;
     let mut client = PolicyDecisionPointClient::new(channel);
-    let visitor = request("Cvisitor", pb::Operation::Retrieve, "cin");
+    let guest = |op, target: &str| request("Cguest", op, target);
 
     let d = client
-        .decide(visitor.clone())
+        .decide(guest(pb::Operation::Retrieve, "cin1"))
         .await
         .expect("decision")
         .into_inner();
@@ -1204,7 +1213,10 @@ async fn a_dai_for_a_content_instance_is_bound_to_its_parent_7_3_2_2() {
     assert!(permitted_by(&d).starts_with("dai:"), "{d:?}");
     let stored = prp.dynamic_acps();
     assert_eq!(stored.len(), 1, "{stored:?}");
-    assert_eq!(stored[0].target, "cnt", "bound to the parent: {stored:?}");
+    assert_eq!(
+        stored[0].target, "cin1",
+        "bound to the targeted resource: {stored:?}"
+    );
 
     let replicated = eventually(Duration::from_secs(10), || {
         let has = pdp.replica().load().dynamic_target("dyn1").is_some();
@@ -1212,10 +1224,31 @@ async fn a_dai_for_a_content_instance_is_bound_to_its_parent_7_3_2_2() {
     })
     .await;
     assert!(replicated, "the dynamic ACP never reached the replica");
-    let d = client.decide(visitor).await.expect("decision").into_inner();
-    assert_eq!(d.decision, PERMIT, "{d:?}");
-    assert_eq!(permitted_by(&d), "dyn1", "{d:?}");
+    // From now on the DAS grants nothing: what is permitted, dyn1 permits.
+    das.answer(pb::DasResponse::default()).await;
+    for op in [pb::Operation::Retrieve, pb::Operation::Delete] {
+        let d = client
+            .decide(guest(op, "cin1"))
+            .await
+            .expect("decision")
+            .into_inner();
+        assert_eq!(d.decision, PERMIT, "{op:?} cin1: {d:?}");
+        assert_eq!(permitted_by(&d), "dyn1", "{d:?}");
+    }
     assert_eq!(das.consultations.load(Ordering::SeqCst), 1);
+    for (op, target) in [
+        (pb::Operation::Delete, "cnt"),
+        (pb::Operation::Retrieve, "cnt"),
+        (pb::Operation::Retrieve, "cin2"),
+        (pb::Operation::Delete, "cin2"),
+    ] {
+        let d = client
+            .decide(guest(op, target))
+            .await
+            .expect("decision")
+            .into_inner();
+        assert_eq!(d.decision, DENY, "{op:?} {target}: {d:?}");
+    }
     running.kill().await;
 }
 

@@ -788,6 +788,82 @@ async fn dynamic_acps_join_the_set_until_they_expire() {
     assert_eq!(svc.decide_pb(&explicit).unwrap().decision, DENY);
 }
 
+/// Decision 7: "a dynamicACPInfo (dai) grant becomes a dynamic ACP bound to
+/// the targeted resource and counted in its applicable policy set". One
+/// bound to a contentInstance counts for it alone, not for its container
+/// or a sibling; one bound to the container counts for its contentInstances
+/// too, which take their policies from it (TS-0001 10.2.3.1 step 2). The
+/// same holds when the request names the ACPs (`acp_ids`).
+#[tokio::test]
+async fn decision_7_a_dynamic_acp_counts_for_the_resource_it_is_bound_to() {
+    let cin = |id: &str| pb::TargetResource {
+        resource_id: id.into(),
+        parent_id: "cnt".into(),
+        resource_type: 4,
+        ..Default::default()
+    };
+    let pdp = pdp_with(&[snapshot_event(
+        1,
+        vec![acp("acpOwner", &["Cowner"], 63)],
+        vec![
+            resource("cnt", Some(&["acpOwner"]), "Ccreator"),
+            cin("cin1"),
+            cin("cin2"),
+        ],
+    )]);
+    let at = chrono::Utc::now() + chrono::Duration::minutes(10);
+    let grant = |revision: u64, id: &str, target: &str, who: &str| pb::WatchEvent {
+        revision,
+        event: Some(pb::watch_event::Event::DynamicPut(pb::DynamicAcpRecord {
+            acp_id: id.to_owned(),
+            target: target.into(),
+            // RETRIEVE + DELETE
+            privileges: acp(id, &[who], 2 | 8).privileges,
+            expires_at: Some(prost_types::Timestamp {
+                seconds: at.timestamp(),
+                nanos: 0,
+            }),
+            revision,
+        })),
+    };
+    pdp.apply_event(&grant(2, "dynCin1", "cin1", "Cguest"))
+        .unwrap();
+    pdp.apply_event(&grant(3, "dynCnt", "cnt", "Cvisitor"))
+        .unwrap();
+    let svc = pdp.service();
+    let decide = |who: &str, op: pb::Operation, target: &str, acp_ids: &[&str]| {
+        let mut req = request(who, op, target);
+        req.acp_ids = acp_ids.iter().map(|s| s.to_string()).collect();
+        let d = svc.decide_pb(&req).unwrap();
+        (d.decision, d.permitted_by.map(|p| p.acp_id), d.summary)
+    };
+    use pb::Operation::{Delete, Retrieve};
+    for explicit in [&[][..], &["dynCin1", "dynCnt"]] {
+        // The grant for cin1: cin1 only.
+        let (d, by, why) = decide("Cguest", Retrieve, "cin1", explicit);
+        assert_eq!(
+            (d, by.as_deref()),
+            (PERMIT, Some("dynCin1")),
+            "{explicit:?}: {why}"
+        );
+        let (d, _, why) = decide("Cguest", Delete, "cin1", explicit);
+        assert_eq!(d, PERMIT, "{explicit:?}: {why}");
+        for (op, target) in [(Delete, "cnt"), (Retrieve, "cnt"), (Retrieve, "cin2")] {
+            let (d, _, why) = decide("Cguest", op, target, explicit);
+            assert_eq!(d, DENY, "{explicit:?} {op:?} {target}: {why}");
+        }
+        // The grant for cnt: cnt and both its contentInstances.
+        for target in ["cnt", "cin1", "cin2"] {
+            let (d, by, why) = decide("Cvisitor", Retrieve, target, explicit);
+            assert_eq!(
+                (d, by.as_deref()),
+                (PERMIT, Some("dynCnt")),
+                "{explicit:?} {target}: {why}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn serve_runs_until_shutdown() {
     let pdp = pdp_with(&[snapshot_event(1, vec![], vec![])]);

@@ -29,9 +29,10 @@
 //!   values again is no change.
 //! - Reads are answered from the mirror, a [`StoreSnapshot`] kept equal to
 //!   the store.
-//! - `CreateDynamicAcp` binds the dynamic ACP to the resource whose policies
-//!   apply to its target ([`policy_subject`]: the parent of a
-//!   contentInstance), the one resolution looks up (Decision 7).
+//! - `CreateDynamicAcp` binds the dynamic ACP to its target itself
+//!   (Decision 7): resolution counts it for the target and for the
+//!   resources that take their policies from it (a container's
+//!   contentInstances), never for the target's parent or siblings.
 //! - `Watch` tells the watcher the store's ID in the response metadata
 //!   ([`STORE_ID_METADATA`]); a watcher that resumes from a revision and
 //!   names another store in its request gets a snapshot first, as one
@@ -65,7 +66,7 @@ use authz_core::decision::Effect;
 use authz_core::model::{AccessControlPolicy, SetOfAcrs};
 use authz_core::resources::{
     ApplicableSet, FixedAttribute, ResolveError, Resource, ResourceView, TY_ACP,
-    applicable_policies, fixed_attribute_changes, policy_subject,
+    applicable_policies, fixed_attribute_changes,
 };
 use authz_core::{
     Applicable, CompiledAcp, DecideOptions, DecisionRequest, HostingContext, NoAttributes,
@@ -1384,16 +1385,12 @@ impl PolicyRetrievalPoint for PrpService {
         } else {
             req.acp_id
         };
-        // Bound where resolution looks for the target's dynamic ACPs: for a
-        // type without acpi (a contentInstance), its parent (Decision 7). A
-        // target not registered (yet) keeps its ID.
-        let target = self.read(|snap| {
-            policy_subject(&View { snap, now }, &req.target)
-                .map_or_else(|_| req.target.clone(), |r| r.resource_id.clone())
-        });
+        // Bound to the target itself (Decision 7): bound to a
+        // contentInstance's parent, it would grant on the parent and its
+        // other children too.
         let d = DynamicAcp {
             id: id.clone(),
-            target,
+            target: req.target,
             privileges,
             expires_at,
         };

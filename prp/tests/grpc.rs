@@ -1575,13 +1575,16 @@ async fn dynamic_acp_applies_until_it_expires() {
     prp.shutdown().await;
 }
 
-/// Decision 7 with TS-0001 10.2.3.1 step 2: a contentInstance (ty 4) has no
-/// `acpi` and takes its parent's policies, so a dynamic ACP granted for it
-/// is bound to the parent, where resolution looks for it: the record says
-/// so, and the contentInstance's (and the parent's) applicable set counts
-/// it. A target the PRP does not know keeps its ID.
+/// Decision 7: a `dai` grant becomes a dynamic ACP "bound to the targeted
+/// resource and counted in its applicable policy set". A contentInstance
+/// (ty 4) has no `acpi` and takes its container's policies (TS-0001
+/// 10.2.3.1 step 2), but a grant for it is bound to it: the record says so,
+/// its applicable set counts it, and neither the container's nor a
+/// sibling's does, so it gives no DELETE of the container. A grant for the
+/// container counts for the container and its contentInstances. A target
+/// the PRP does not know keeps its ID.
 #[tokio::test]
-async fn a_dynamic_acp_for_a_content_instance_is_bound_to_its_parent() {
+async fn decision_7_a_dynamic_acp_for_a_content_instance_is_bound_to_it() {
     let mut prp = start(config()).await;
     let c = &mut prp.client;
     c.create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
@@ -1590,27 +1593,40 @@ async fn a_dynamic_acp_for_a_content_instance_is_bound_to_its_parent() {
     c.put_resource(put_req(ADMIN, resource("cnt", "", 3, Some(&["acp1"]), "")))
         .await
         .expect("cnt");
-    c.put_resource(put_req(ADMIN, resource("cin", "cnt", 4, None, "CAlice")))
-        .await
-        .expect("cin");
+    for cin in ["cin", "cin2"] {
+        c.put_resource(put_req(ADMIN, resource(cin, "cnt", 4, None, "CAlice")))
+            .await
+            .expect("cin");
+    }
     let expires = chrono::Utc::now().timestamp() + 600;
+    // RETRIEVE + DELETE for Bob.
     let grant = |target: &str| pb::CreateDynamicAcpRequest {
         originator: "CPdp".into(),
         target: target.into(),
         acp_id: String::new(),
-        privileges: Some(set(vec![rule(&["CBob"], 2)])),
+        privileges: Some(set(vec![rule(&["CBob"], 2 | 8)])),
         expires_at: Some(prost_types::Timestamp {
             seconds: expires,
             nanos: 0,
         }),
     };
+    let acp1 = (
+        "acp1".to_string(),
+        pb::PrivilegeKind::Privileges as i32,
+        false,
+    );
+    let dynamic = |id: &str| (id.to_string(), pb::PrivilegeKind::Privileges as i32, true);
     let rec = c
         .create_dynamic_acp(grant("cin"))
         .await
         .expect("grant")
         .into_inner();
-    assert_eq!(rec.target, "cnt");
-    for target in ["cin", "cnt"] {
+    assert_eq!(rec.target, "cin");
+    for (target, want) in [
+        ("cin", vec![acp1.clone(), dynamic(&rec.acp_id)]),
+        ("cin2", vec![acp1.clone()]),
+        ("cnt", vec![acp1.clone()]),
+    ] {
         let p = c
             .get_applicable_policies(pb::GetApplicablePoliciesRequest {
                 target: target.into(),
@@ -1618,18 +1634,39 @@ async fn a_dynamic_acp_for_a_content_instance_is_bound_to_its_parent() {
             .await
             .expect("applicable")
             .into_inner();
-        assert_eq!(
-            ids(&p),
-            vec![
-                ("acp1".into(), pb::PrivilegeKind::Privileges as i32, false),
-                (
-                    rec.acp_id.clone(),
-                    pb::PrivilegeKind::Privileges as i32,
-                    true
-                )
-            ],
-            "{target}"
-        );
+        assert_eq!(ids(&p), want, "{target}");
+    }
+    let err = c
+        .delete_resource(pb::DeleteResourceRequest {
+            originator: "CBob".into(),
+            resource_id: "cnt".into(),
+        })
+        .await
+        .expect_err("the grant for cin gives nothing on cnt");
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    let on_cnt = c
+        .create_dynamic_acp(grant("cnt"))
+        .await
+        .expect("grant")
+        .into_inner();
+    assert_eq!(on_cnt.target, "cnt");
+    for (target, want) in [
+        (
+            "cin",
+            vec![acp1.clone(), dynamic(&rec.acp_id), dynamic(&on_cnt.acp_id)],
+        ),
+        ("cin2", vec![acp1.clone(), dynamic(&on_cnt.acp_id)]),
+        ("cnt", vec![acp1.clone(), dynamic(&on_cnt.acp_id)]),
+    ] {
+        let p = c
+            .get_applicable_policies(pb::GetApplicablePoliciesRequest {
+                target: target.into(),
+            })
+            .await
+            .expect("applicable")
+            .into_inner();
+        assert_eq!(ids(&p), want, "{target}");
     }
     let rec = c
         .create_dynamic_acp(grant("unknown"))
