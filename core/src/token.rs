@@ -1257,7 +1257,6 @@ pub struct VerifiedToken {
     compact: String,
     claims: TokenClaims,
     security: TokenSecurity,
-    hosting: HostingContext,
 }
 
 impl VerifiedToken {
@@ -1291,20 +1290,25 @@ impl VerifiedToken {
         &self.security
     }
 
-    /// What the token grants for a request on `target` (TS-0003 7.3.2.5,
-    /// "Token permissions evaluation"): for each permission whose `ris`
-    /// includes the target, or that has no `ris`, its `pv` joins the
-    /// applicable policies and its `rids` the originator's verified roles.
+    /// What the token grants for a request on `target` received by the
+    /// hosting CSE `hosting` (TS-0003 7.3.2.5, "Token permissions
+    /// evaluation"): for each permission whose `ris` includes the target, or
+    /// that has no `ris`, its `pv` joins the applicable policies and its
+    /// `rids` the originator's verified roles.
     ///
     /// `ris` entries match the target **exactly**, after both are made
-    /// absolute in the hosting CSE (`//sp/...`, `/cse/...` and CSE-relative
-    /// forms of one ID are equal). The spec says the permission applies "only
-    /// to the resources specified by this element", with no word of children,
-    /// so a permission on a parent grants nothing on its descendants. A
-    /// structured and an unstructured ID of one resource are different
-    /// strings: call once per form the request is known by.
-    pub fn token_permissions_for(&self, target: &str) -> Granted {
-        self.claims.permissions_for(target, &self.hosting)
+    /// absolute in `hosting` (`//sp/...`, `/cse/...` and CSE-relative forms
+    /// of one ID are equal). `hosting` is the CSE of the request at hand, not
+    /// of the one the token was first verified for: a cached token (a
+    /// Local-Token-ID) used at another CSE must not have that CSE's
+    /// CSE-relative target read as a resource of the first. The spec says
+    /// the permission applies "only to the resources specified by this
+    /// element", with no word of children, so a permission on a parent
+    /// grants nothing on its descendants. A structured and an unstructured
+    /// ID of one resource are different strings: call once per form the
+    /// request is known by.
+    pub fn token_permissions_for(&self, target: &str, hosting: &HostingContext) -> Granted {
+        self.claims.permissions_for(target, hosting)
     }
 }
 
@@ -1510,7 +1514,6 @@ impl TrustStore {
             compact: token.to_owned(),
             claims,
             security,
-            hosting: ctx.hosting.clone(),
         })
     }
 

@@ -1040,7 +1040,11 @@ fn clause_7_3_2_5_permissions_ris_includes_target() {
         "//SP.example.com/id-in/cnt7Xk2",
         "cnt7Xk2",
     ] {
-        assert_eq!(v.token_permissions_for(target), expected, "{target}");
+        assert_eq!(
+            v.token_permissions_for(target, ctx().hosting()),
+            expected,
+            "{target}"
+        );
     }
 }
 
@@ -1054,9 +1058,14 @@ fn clause_7_3_2_5_permissions_other_resources_get_nothing() {
         rids: vec![ROLE.into()],
     }];
     let v = verified(&c);
-    assert_eq!(v.token_permissions_for(TARGET).privileges.len(), 1);
     assert_eq!(
-        v.token_permissions_for(TARGET).role_ids,
+        v.token_permissions_for(TARGET, ctx().hosting())
+            .privileges
+            .len(),
+        1
+    );
+    assert_eq!(
+        v.token_permissions_for(TARGET, ctx().hosting()).role_ids,
         vec![ROLE.to_owned()]
     );
     // Another resource, a child, a parent, another CSE's resource with the
@@ -1071,14 +1080,58 @@ fn clause_7_3_2_5_permissions_other_resources_get_nothing() {
         "",
         "cnt 7Xk2",
     ] {
-        let g = v.token_permissions_for(target);
+        let g = v.token_permissions_for(target, ctx().hosting());
         assert!(g.is_empty(), "{target}: {g:?}");
     }
     // In the two-permission example, the rids-only permission still applies.
     let v = verified(&claims());
-    let g = v.token_permissions_for("/id-in/cnt-other");
+    let g = v.token_permissions_for("/id-in/cnt-other", ctx().hosting());
     assert!(g.privileges.is_empty());
     assert_eq!(g.role_ids, vec![ROLE.to_owned()]);
+}
+
+/// TS-0003 7.3.2.5: with `ris`, "the authorization information ... shall
+/// apply only to the resources specified by this element", and a
+/// CSE-relative resource ID names a resource of the CSE that receives the
+/// request. A token verified at CSE A and cached (a Local-Token-ID) is
+/// judged, when used at CSE B, with B's context: B's `door` is not A's
+/// `//sp.example.com/cse-a/door`, though the token names both CSEs in its
+/// audience.
+#[test]
+fn clause_7_3_2_5_permissions_are_scoped_to_the_requests_hosting_cse() {
+    const DOOR_A: &str = "//sp.example.com/cse-a/door";
+    let mut c = claims();
+    c.audience = vec![
+        "//sp.example.com/cse-a".into(),
+        "//sp.example.com/cse-b".into(),
+    ];
+    c.permissions.pm = vec![TokenPermission {
+        ris: vec![DOOR_A.into()],
+        pv: Some(read_by(PHONE)),
+        rids: vec![],
+    }];
+    let token = es_signer().sign(&c).unwrap();
+    let at_a = VerifyContext::new("//sp.example.com/cse-a", PHONE, now()).unwrap();
+    let at_b = VerifyContext::new("//sp.example.com/cse-b", PHONE, now()).unwrap();
+    // First used at A: A's `door` is the resource the token names.
+    let v = store().verify(&token, &at_a).unwrap();
+    assert_eq!(
+        v.token_permissions_for("door", at_a.hosting())
+            .privileges
+            .len(),
+        1
+    );
+    // Reused at B (checked as a cached token there: time, audience, holder).
+    store().check_cached(&v, &at_b).unwrap();
+    for target in ["door", "/cse-b/door", "//sp.example.com/cse-b/door"] {
+        let g = v.token_permissions_for(target, at_b.hosting());
+        assert!(g.is_empty(), "{target} at B: {g:?}");
+    }
+    // A's door named absolutely (or SP-relative) is still A's door.
+    for target in [DOOR_A, "/cse-a/door"] {
+        let g = v.token_permissions_for(target, at_b.hosting());
+        assert_eq!(g.privileges.len(), 1, "{target} at B");
+    }
 }
 
 #[test]
@@ -1102,7 +1155,7 @@ fn clause_7_3_2_5_permissions_join_the_decision() {
     let v = verified(&c);
     let hosting = ctx().hosting().clone();
     let permit = |target: &str, op: Operation, stored: &[CompiledAcp]| {
-        let granted = v.token_permissions_for(target);
+        let granted = v.token_permissions_for(target, ctx().hosting());
         let from_token: Vec<CompiledAcp> = granted
             .privileges
             .iter()

@@ -193,8 +193,11 @@ impl TokenGrant {
         self.inapplicable.extend(other.inapplicable);
     }
 
-    fn add(&mut self, token: &VerifiedToken, target: &str) {
-        let granted = token.token_permissions_for(target);
+    /// Adds what `token` grants on `target` at the hosting CSE `hosting`:
+    /// the CSE of this request, since a cached token may be used at another
+    /// CSE than the one it was first verified for (TS-0003 7.3.2.5, `ris`).
+    fn add(&mut self, token: &VerifiedToken, target: &str, hosting: &HostingContext) {
+        let granted = token.token_permissions_for(target, hosting);
         for (i, pv) in granted.privileges.iter().enumerate() {
             // The claims were validated, so this compiles; a failure grants nothing.
             if let Ok(acp) =
@@ -791,7 +794,7 @@ impl Dynamic {
         let mut fresh: Vec<Arc<VerifiedToken>> = Vec::new();
         for (i, token) in req.tokens.iter().enumerate() {
             let verified = Arc::new(self.verify(token, &ctx, &format!("tokens[{i}]")).await?);
-            grant.add(&verified, target);
+            grant.add(&verified, target, ctx.hosting());
             fresh.push(verified);
         }
         for token_id in &req.token_ids {
@@ -815,7 +818,7 @@ impl Dynamic {
                 )));
             }
             let verified = Arc::new(verified);
-            grant.add(&verified, target);
+            grant.add(&verified, target, ctx.hosting());
             fresh.push(verified);
         }
         for lti in &req.local_token_ids {
@@ -832,7 +835,7 @@ impl Dynamic {
                     token.token_id()
                 )));
             }
-            grant.add(&token, target);
+            grant.add(&token, target, ctx.hosting());
         }
         // Only now: a request that fails answers with an error and no `ati`
         // (7.3.2.3 step 6.1.4), so an ID assigned before a later token
@@ -863,7 +866,7 @@ impl Dynamic {
             });
             for t in tokens.iter() {
                 if trust.check_cached(t, &ctx).is_ok() {
-                    grant.add(t, target);
+                    grant.add(t, target, ctx.hosting());
                 }
             }
         }
@@ -1043,7 +1046,7 @@ impl Dynamic {
                 ));
             }
             let verified = Arc::new(verified);
-            grant.add(&verified, target);
+            grant.add(&verified, target, ctx.hosting());
             self.keep_direct_token(ctx.originator(), verified, now);
         }
         let mut dai_ignored = None;

@@ -1108,6 +1108,165 @@ async fn local_token_ids_are_assigned_only_when_reported_7_3_2_3() {
     assert!(d.assigned_token_ids.is_empty(), "nothing new: {d:?}");
 }
 
+/// A token of the scripted DAS for `holder` (absolute), for CSE A and CSE B
+/// of `sp.example.com`, granting it UPDATE on the resources `ris` only.
+fn door_token(token_id: &str, holder: &str, ris: &[&str]) -> String {
+    let now = Utc::now();
+    let mut claims = TokenClaims::new(
+        token_id,
+        DAS_ISSUER,
+        holder,
+        now - chrono::Duration::seconds(10),
+        now + chrono::Duration::seconds(600),
+    );
+    claims.audience = vec![
+        "//sp.example.com/cse-a".into(),
+        "//sp.example.com/cse-b".into(),
+    ];
+    claims.permissions.pm = vec![TokenPermission {
+        ris: ris.iter().map(|r| r.to_string()).collect(),
+        pv: Some(SetOfAcrs {
+            rules: vec![AccessControlRule {
+                originators: vec![holder.to_owned()],
+                operations: 4,
+                ..Default::default()
+            }],
+        }),
+        rids: Vec::new(),
+    }];
+    TokenSigner::from_pem(
+        TokenAlgorithm::Es256,
+        DAS_KID,
+        &das_key("es256-private.pem"),
+    )
+    .expect("signer")
+    .sign(&claims)
+    .expect("sign")
+}
+
+/// TS-0003 7.3.2.5: a token permission with `ris` "shall apply only to the
+/// resources specified by this element", and a CSE-relative resource ID
+/// names a resource of the CSE that received the request. One PDP serves
+/// CSE A and CSE B; a token for A's `door` (`ris`
+/// `//sp.example.com/cse-a/door`, audience A and B) first used at A gets a
+/// Local-Token-ID. Presented by it at B, for B's `door`, it grants nothing:
+/// its permissions are read in B's context, not in that of its first use.
+/// At A the Local-Token-ID still permits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_token_id_reused_at_another_cse_is_scoped_to_it_7_3_2_5() {
+    let (url, task) = serve_das(ScriptedDas::default()).await;
+    tokio::spawn(task);
+    // No default DAS: a Deny of the tokens is not followed by a consultation.
+    let mut dynamic = DynamicConfig::new(vec![url]);
+    dynamic.deadline = Duration::from_secs(5);
+    let pdp = pdp_trusting(
+        dynamic,
+        &snapshot_event(
+            1,
+            vec![acp("acpOwner", &["Cowner"], 63)],
+            vec![resource("door", Some(&["acpOwner"]), "Ccreator")],
+        ),
+    )
+    .await;
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let visitor = "//sp.example.com/cse-a/Cvisitor";
+    let at = |cse: &str| {
+        let mut r = request(visitor, pb::Operation::Update, "door");
+        r.hosting_sp_id = "//sp.example.com".into();
+        r.hosting_cse_id = cse.into();
+        r
+    };
+
+    let mut first = at("/cse-a");
+    first.tokens = vec![door_token(
+        "tkdoor@das.example.com",
+        visitor,
+        &["//sp.example.com/cse-a/door"],
+    )];
+    let d = client.decide(first).await.expect("decision").into_inner();
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    assert_eq!(d.assigned_token_ids.len(), 1, "{d:?}");
+    let lti = d.assigned_token_ids[0].local_token_id.clone();
+
+    let mut at_b = at("/cse-b");
+    at_b.local_token_ids = vec![lti.clone()];
+    let d = client.decide(at_b).await.expect("decision").into_inner();
+    assert_eq!(d.decision, DENY, "B's door is not A's: {d:?}");
+    assert!(
+        d.summary.contains("grants nothing on door"),
+        "{}",
+        d.summary
+    );
+
+    let mut at_a = at("/cse-a");
+    at_a.local_token_ids = vec![lti];
+    let d = client.decide(at_a).await.expect("decision").into_inner();
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+}
+
+/// TS-0003 7.3.2.5 for the tokens a Direct consultation (7.3.2.2 step
+/// 4.1.1) gave: they are kept for their holder and used for its later
+/// requests, each judged at the CSE that received that request. A token
+/// the DAS returned when CSE A consulted it, for A's `door`, grants nothing
+/// on B's `door` when the holder's next request comes through B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_token_kept_for_its_holder_is_scoped_to_each_requests_cse_7_3_2_5() {
+    let das = ScriptedDas::default();
+    let visitor = "//sp.example.com/cse-a/Cvisitor";
+    das.answer(pb::DasResponse {
+        tokens: vec![door_token(
+            "tkdirect@das.example.com",
+            visitor,
+            &["//sp.example.com/cse-a/door"],
+        )],
+        ..Default::default()
+    })
+    .await;
+    let (url, task) = serve_das(das.clone()).await;
+    tokio::spawn(task);
+    let mut dynamic = DynamicConfig::new(vec![url.clone()]);
+    dynamic.default_das = Some(url);
+    dynamic.deadline = Duration::from_secs(5);
+    let pdp = pdp_trusting(
+        dynamic,
+        &snapshot_event(
+            1,
+            vec![acp("acpOwner", &["Cowner"], 63)],
+            vec![resource("door", Some(&["acpOwner"]), "Ccreator")],
+        ),
+    )
+    .await;
+    let service = pdp.service();
+    let at = |cse: &str| {
+        let mut r = request(visitor, pb::Operation::Update, "door");
+        r.hosting_sp_id = "//sp.example.com".into();
+        r.hosting_cse_id = cse.into();
+        r
+    };
+    let d = service
+        .decide_resolving_pb(&at("/cse-a"))
+        .await
+        .expect("decision");
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    assert_eq!(das.consultations.load(Ordering::SeqCst), 1);
+    let dynamic = pdp.dynamic().expect("dynamic authorization");
+    assert_eq!(dynamic.direct_tokens_of(visitor), 1);
+
+    // From now on the DAS grants nothing: only the kept token could permit.
+    das.answer(pb::DasResponse::default()).await;
+    let d = service
+        .decide_resolving_pb(&at("/cse-b"))
+        .await
+        .expect("decision");
+    assert_eq!(d.decision, DENY, "B's door is not A's: {d:?}");
+    let d = service
+        .decide_resolving_pb(&at("/cse-a"))
+        .await
+        .expect("decision");
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+}
+
 /// TS-0001 7.1.16 (spec notes §6.3): a Local-Token-ID is unique per hosting
 /// CSE and reusable only after expiry. Two PDPs of one CSE (or one PDP
 /// before and after a restart) each assign their first one to the same
