@@ -1046,7 +1046,7 @@ impl VerifyContext {
     ///
     /// An SP-relative CSE-ID (`/cse-id`) names no SP, so it is refused here;
     /// use [`VerifyContext::with_hosting`] with the SP-ID. Audience entries
-    /// may still be SP-relative: they are read in the hosting SP.
+    /// must be absolute ([`audience_matches`]).
     pub fn new(
         hosting_cse_id: &str,
         originator: &str,
@@ -1649,22 +1649,17 @@ fn decode_object(part: &str, what: &str) -> Result<Map<String, Value>, TokenErro
     }
 }
 
-/// Does an audience entry name the hosting CSE? Entries are absolute
-/// (`//fqdn/cse`) or SP-relative (`/cse`, read in the hosting SP) CSE-IDs;
-/// `*` matches within one segment (TS-0003 7.3.2.3 step 6.1.3 "optionally
-/// including wildcards"; Decision 1). Other shapes name no CSE.
+/// Does an audience entry name the hosting CSE? Only absolute CSE-IDs
+/// (`//fqdn/cse`) count, `*` matching within one segment: "The HCSE's
+/// CSE-ID shall match one of the Absolute CSE-IDs (optionally including
+/// wildcards) in the "audience" parameter" (TS-0003 7.3.2.3 step 6.1.3;
+/// Decision 1). An SP-relative `/cse` names no SP, so it would be good in
+/// every SP that has a CSE of that name; it and other shapes match nothing.
 pub fn audience_matches(entry: &str, hosting: &HostingContext) -> bool {
-    let (fqdn, rest) = if let Some(abs) = entry.strip_prefix("//") {
-        match abs.split_once('/') {
-            Some((fqdn, cse)) => (fqdn.to_ascii_lowercase(), cse),
-            None => return false,
-        }
-    } else if let Some(cse) = entry.strip_prefix('/') {
-        (hosting.sp_fqdn().to_owned(), cse)
-    } else {
+    let Some((fqdn, rest)) = entry.strip_prefix("//").and_then(|a| a.split_once('/')) else {
         return false;
     };
     !rest.contains('/')
-        && glob_segment(&fqdn, hosting.sp_fqdn())
+        && glob_segment(&fqdn.to_ascii_lowercase(), hosting.sp_fqdn())
         && glob_segment(rest, hosting.cse_id())
 }

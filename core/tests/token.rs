@@ -17,7 +17,7 @@
 use authz_core::token::{
     DEFAULT_MAX_TOKEN_SIZE, Granted, KeyError, SignError, TokenAlgorithm, TokenClaims, TokenError,
     TokenPermission, TokenPermissions, TokenSecurity, TokenSigner, TrustStore, TrustedIssuer,
-    VerificationKey, VerifyContext, encode_unsecured, issuer_fqdn,
+    VerificationKey, VerifyContext, audience_matches, encode_unsecured, issuer_fqdn,
 };
 use authz_core::{
     Applicable, CompiledAcp, DecideOptions, DecisionRequest, Effect, NoAttributes, Operation,
@@ -696,6 +696,9 @@ fn attack_wrong_audience_clause_7_3_2_3_step_6_1_3() {
         &["//sp.example.com"],
         &["id-in"],
         &["//sp.example.com/id-*/x"],
+        // SP-relative CSE-IDs: step 6.1.3 asks for Absolute CSE-IDs.
+        &["/id-in"],
+        &["/*"],
     ] {
         assert!(
             matches!(denied(verify_aud(aud)), TokenError::WrongAudience { .. }),
@@ -707,20 +710,42 @@ fn attack_wrong_audience_clause_7_3_2_3_step_6_1_3() {
         denied(verify_aud(&[])),
         TokenError::NoAudience { .. }
     ));
-    // Matching forms: absolute, SP-relative, upper-case domain, wildcards
-    // within one segment, and one match among several entries.
+    // Matching forms: absolute, upper-case domain, wildcards within one
+    // segment, and one match among several entries.
     for aud in [
         &[HCSE][..],
-        &["/id-in"],
         &["//SP.Example.com/id-in"],
         &["//*/id-in"],
         &["//sp.example.com/id-*"],
         &["//*.example.com/*"],
-        &["/*"],
         &["//sp.example.com/mn-cse", HCSE],
+        &["/id-in", HCSE],
     ] {
         assert!(verify_aud(aud).is_ok(), "{aud:?}");
     }
+}
+
+/// TS-0003 7.3.2.3 step 6.1.3: "The HCSE's CSE-ID shall match one of the
+/// Absolute CSE-IDs (optionally including wildcards) in the "audience"
+/// parameter in the Token." An SP-relative entry (`/id-in`) names a CSE of
+/// no particular SP: it matches no hosting CSE, here or in another SP.
+#[test]
+fn clause_7_3_2_3_step_6_1_3_audience_entries_must_be_absolute() {
+    let here = ctx().hosting().clone();
+    let other_sp = authz_core::HostingContext::new("//other.example.com", "/id-in").unwrap();
+    for entry in ["/id-in", "/*", "/id-*", "id-in", ""] {
+        assert!(!audience_matches(entry, &here), "{entry:?}");
+        assert!(!audience_matches(entry, &other_sp), "{entry:?}");
+    }
+    assert!(audience_matches(HCSE, &here));
+    assert!(!audience_matches(HCSE, &other_sp));
+    assert!(audience_matches("//*/id-in", &other_sp));
+    let mut c = claims();
+    c.audience = vec!["/id-in".into()];
+    assert!(matches!(
+        denied(store().verify(&es_signer().sign(&c).unwrap(), &ctx())),
+        TokenError::WrongAudience { .. }
+    ));
 }
 
 #[test]
