@@ -351,7 +351,11 @@ pub struct Dynamic {
     config: DynamicConfig,
     dases: Vec<Das>,
     trust: RwLock<TrustStore>,
-    /// Local-Token-ID → token.
+    /// Local-Token-ID → token. In this process only: an ID is valid on the
+    /// PDP that assigned it, unknown (a Deny) on another PDP of the same CSE
+    /// or after a restart. A PEP balancing over several PDPs should send the
+    /// token or its Token-ID instead, or pin a hosting CSE to one PDP
+    /// (README, Tokens and Dynamic Authorization).
     local: DashMap<String, Arc<VerifiedToken>>,
     /// Token-ID → Local-Token-ID.
     local_by_token: DashMap<String, String>,
