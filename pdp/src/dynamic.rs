@@ -181,6 +181,11 @@ pub struct TokenGrant {
     /// Why a token (verified, held by the originator) grants nothing on
     /// the target, for the summary of a Deny: one line per such token.
     pub inapplicable: Vec<String>,
+    /// The earliest end of what `acps` and `roles` hold (a token's
+    /// `notAfter`, a `dai`'s `pl`, the decision's own time for a `dai`
+    /// without `pl`); `None` while they hold nothing. A Permit resting on
+    /// them must not be reused from then on (`reusable_until`).
+    pub valid_until: Option<DateTime<Utc>>,
 }
 
 impl TokenGrant {
@@ -191,6 +196,14 @@ impl TokenGrant {
         self.assigned.extend(other.assigned);
         self.used.extend(other.used);
         self.inapplicable.extend(other.inapplicable);
+        if let Some(until) = other.valid_until {
+            self.limit(until);
+        }
+    }
+
+    /// Notes that something granted ends at `until`.
+    pub fn limit(&mut self, until: DateTime<Utc>) {
+        self.valid_until = Some(self.valid_until.map_or(until, |v| v.min(until)));
     }
 
     /// Adds what `token` grants on `target` at the hosting CSE `hosting`:
@@ -213,6 +226,9 @@ impl TokenGrant {
                 "token {} grants nothing on {target}: no permission of it names this resource in ris",
                 token.token_id()
             ));
+        }
+        if !granted.privileges.is_empty() || !granted.role_ids.is_empty() {
+            self.limit(token.expires_at());
         }
         self.roles.extend(granted.role_ids);
         self.used.push(token.token_id().to_owned());
@@ -1060,6 +1076,8 @@ impl Dynamic {
             match dai_grant(&das.endpoint, dai, now) {
                 Ok(Some(DaiGrant { acp, until })) => {
                     grant.acps.push(Arc::new(acp));
+                    // Without `pl` it counts for this decision only.
+                    grant.limit(until.unwrap_or(now));
                     match until {
                         Some(until) => {
                             // Bound to the target itself (Decision 7): bound

@@ -982,6 +982,10 @@ impl PdpService {
             }
         };
         let mut out = decision_to_pb(&decision);
+        if decision.effect == Effect::Permit {
+            out.reusable_until = reusable_until(snap, &decision, grant, now)
+                .map(|t| authz_proto::convert::timestamp_to_pb(&t));
+        }
         if decision.effect == Effect::Deny && !unknown.is_empty() {
             out.summary.push_str(&format!(
                 "; ACPs not in the replica: {}",
@@ -1068,6 +1072,28 @@ fn has_tokens(req: &pb::DecisionRequest) -> bool {
 
 /// `decision` with the Local-Token-IDs `grant` assigned (TS-0003 7.3.2.3
 /// step 7.1).
+/// Until when a Permit may be reused (`reusable_until`): the end of the
+/// dynamic ACP that permitted, and of anything tokens or a DAS granted for
+/// the decision (its roles may be what matched); `None` for a Permit by
+/// stored policies alone, which holds until the revision changes.
+fn reusable_until(
+    snap: &Snapshot,
+    decision: &Decision,
+    grant: &TokenGrant,
+    now: chrono::DateTime<Utc>,
+) -> Option<chrono::DateTime<Utc>> {
+    let dynamic = decision
+        .permitted_by
+        .as_ref()
+        .filter(|r| snap.acp(&r.acp).is_none())
+        .and_then(|r| snap.live_dynamic(&r.acp, now))
+        .map(|d| d.expires_at);
+    match (dynamic, grant.valid_until) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 fn with_assigned_token_ids(mut decision: pb::Decision, grant: &TokenGrant) -> pb::Decision {
     decision.assigned_token_ids = grant
         .assigned

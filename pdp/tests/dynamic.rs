@@ -497,6 +497,20 @@ async fn a_direct_token_returned_again_is_kept_once_7_3_2_2() {
     assert_eq!(das.consultations.load(Ordering::SeqCst), 5);
     let dynamic = pdp.dynamic().expect("dynamic authorization");
     assert_eq!(dynamic.direct_tokens_of(&absolute("Cvisitor")), 1);
+
+    // The kept token permits a RETRIEVE; the Permit is reusable only until
+    // the token's notAfter (ten minutes from its signing), not longer.
+    let before = chrono::Utc::now().timestamp();
+    let d = service
+        .decide_resolving_pb(&request("Cvisitor", pb::Operation::Retrieve, "cnt"))
+        .await
+        .expect("decision");
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    let until = d.reusable_until.expect("reusable_until").seconds;
+    assert!(
+        (before..=before + 600).contains(&until),
+        "the token's end, not later: {until} vs {before}"
+    );
 }
 
 fn permitted_by(d: &pb::Decision) -> &str {
@@ -603,6 +617,13 @@ async fn absent_pl_grants_for_this_decision_only_7_3_2_2() {
         assert_eq!(d.decision, PERMIT, "request {n}: {d:?}");
         assert!(permitted_by(&d).starts_with("dai:"), "request {n}: {d:?}");
         assert_eq!(das.consultations.load(Ordering::SeqCst), n);
+        // For this decision only: a PEP must not reuse it
+        // (`reusable_until` at or before the decision).
+        let until = d.reusable_until.expect("reusable_until").seconds;
+        assert!(
+            until <= chrono::Utc::now().timestamp(),
+            "request {n}: {d:?}"
+        );
     }
     assert!(prp.dynamic_acps().is_empty(), "{:?}", prp.dynamic_acps());
     running.kill().await;

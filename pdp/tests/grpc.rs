@@ -862,6 +862,19 @@ async fn decision_7_a_dynamic_acp_counts_for_the_resource_it_is_bound_to() {
             );
         }
     }
+    // A Permit by a dynamic ACP is reusable only until the ACP ends
+    // (`reusable_until`, which a PEP's cache honours); one by a stored ACP
+    // is not limited.
+    let by_grant = svc.decide_pb(&request("Cguest", Retrieve, "cin1")).unwrap();
+    assert_eq!(by_grant.decision, PERMIT);
+    assert_eq!(
+        by_grant.reusable_until.map(|t| t.seconds),
+        Some(at.timestamp()),
+        "{by_grant:?}"
+    );
+    let by_stored = svc.decide_pb(&request("Cowner", Retrieve, "cin1")).unwrap();
+    assert_eq!(by_stored.decision, PERMIT, "{}", by_stored.summary);
+    assert_eq!(by_stored.reusable_until, None);
 }
 
 #[tokio::test]

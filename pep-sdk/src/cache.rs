@@ -24,6 +24,10 @@
 //!   decision or poll naming another store (a PRP restarted on a new store
 //!   counts from 1 again) drops the whole cache too, and its revision is
 //!   the one seen from then on.
+//! - **Reusable until**: a Permit the PDP says rests on something that
+//!   ends (`reusable_until`: a dynamic ACP's lifetime, a token's
+//!   `notAfter`, a DAS grant for that decision only) is used no longer
+//!   than that, and not at all when the time has passed.
 //! - **Never cached**: requests carrying tokens, Token-IDs or
 //!   Local-Token-IDs (a token's validity and the Local-Token-ID assignments
 //!   are per request), decisions assigning Local-Token-IDs, and Denies whose
@@ -65,7 +69,9 @@ impl Default for CacheConfig {
 
 struct Entry {
     decision: pb::Decision,
-    stored: Instant,
+    /// When it stops being used: `ttl` after it was stored, or earlier
+    /// when the PDP said the Permit rests on something that ends sooner.
+    expires: Instant,
 }
 
 struct Inner {
@@ -163,7 +169,7 @@ impl DecisionCache {
     pub(crate) fn get(&self, key: &[u8]) -> Option<pb::Decision> {
         let mut inner = self.lock();
         let e = inner.map.get(key)?;
-        if e.stored.elapsed() < self.config.ttl {
+        if Instant::now() < e.expires {
             return Some(e.decision.clone());
         }
         inner.map.remove(key);
@@ -196,9 +202,23 @@ impl DecisionCache {
         {
             return;
         }
+        let now = Instant::now();
+        let mut expires = now + self.config.ttl;
+        if let Some(until) = &decision.reusable_until {
+            // A Permit resting on a dynamic ACP, a token or a one-off DAS
+            // grant is used no longer than that lasts (Decision 7); an
+            // unreadable time is taken as already past.
+            let left = authz_proto::convert::timestamp_field(until, "reusable_until")
+                .ok()
+                .and_then(|until| (until - Utc::now()).to_std().ok())
+                .filter(|left| !left.is_zero());
+            match left {
+                Some(left) => expires = expires.min(now + left),
+                None => return,
+            }
+        }
         if inner.map.len() >= self.config.capacity && !inner.map.contains_key(&key) {
-            let ttl = self.config.ttl;
-            inner.map.retain(|_, e| e.stored.elapsed() < ttl);
+            inner.map.retain(|_, e| now < e.expires);
             if inner.map.len() >= self.config.capacity {
                 inner.map.clear();
             }
@@ -210,7 +230,7 @@ impl DecisionCache {
             key,
             Entry {
                 decision: decision.clone(),
-                stored: Instant::now(),
+                expires,
             },
         );
     }
@@ -371,6 +391,46 @@ mod tests {
         assert!(cache.get(&key).is_some());
         std::thread::sleep(Duration::from_millis(40));
         assert!(cache.get(&key).is_none());
+    }
+
+    /// Decision 7: a Permit resting on a dynamic ACP is used only while
+    /// the ACP lasts, and a grant for that decision only (its end at or
+    /// before now) is not reused at all.
+    #[test]
+    fn reusable_until_bounds_an_entry() {
+        let cache = DecisionCache::new(CacheConfig {
+            capacity: 10,
+            ttl: Duration::from_secs(60),
+        });
+        let key = DecisionCache::key(&req("C1", 100, 0), Utc::now()).expect("key");
+        let until = |ms: i64| {
+            Some(authz_proto::convert::timestamp_to_pb(
+                &(Utc::now() + chrono::Duration::milliseconds(ms)),
+            ))
+        };
+        let one_off = pb::Decision {
+            reusable_until: until(0),
+            ..permit(1)
+        };
+        cache.insert(key.clone(), &one_off);
+        assert!(cache.get(&key).is_none(), "a one-off grant is not reused");
+        let ended = pb::Decision {
+            reusable_until: until(-5_000),
+            ..permit(1)
+        };
+        cache.insert(key.clone(), &ended);
+        assert!(cache.get(&key).is_none(), "already ended");
+        let short = pb::Decision {
+            reusable_until: until(1_000),
+            ..permit(1)
+        };
+        cache.insert(key.clone(), &short);
+        assert!(cache.get(&key).is_some(), "while the grant lasts");
+        std::thread::sleep(Duration::from_millis(1_100));
+        assert!(
+            cache.get(&key).is_none(),
+            "not past its end, though the ttl is a minute"
+        );
     }
 
     /// Memory follows the entry count, not what originators send: a key

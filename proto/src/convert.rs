@@ -1240,8 +1240,8 @@ pub fn summary(d: &Decision) -> String {
 /// Converts the engine's decision to its wire form, with [`summary`] filled
 /// in.
 ///
-/// `decision_id`, `policy_revision`, `policy_store`, `request_id`, `token_request_info` and
-/// `assigned_token_ids` are left empty for the PDP to set.
+/// `decision_id`, `policy_revision`, `policy_store`, `request_id`, `token_request_info`,
+/// `assigned_token_ids` and `reusable_until` are left empty for the PDP to set.
 pub fn decision_to_pb(d: &Decision) -> pb::Decision {
     pb::Decision {
         decision: pb::AuthorizationDecision::from(d.effect) as i32,
@@ -1262,6 +1262,7 @@ pub fn decision_to_pb(d: &Decision) -> pb::Decision {
                 .collect(),
         }),
         summary: summary(d),
+        reusable_until: None,
         policy_revision: 0,
         policy_store: String::new(),
         token_request_info: None,
