@@ -712,11 +712,19 @@ impl Dynamic {
         true
     }
 
-    /// Gives `token` a Local-Token-ID unless it has one, recording the new
-    /// assignment in `grant` (its only report to the originator).
+    /// Gives `token` a Local-Token-ID unless it has one, recording the
+    /// assignment in `grant`.
+    ///
+    /// A token that has one already reports it again: every answer to a
+    /// request presenting the token names its Local-Token-ID, so an answer
+    /// that never reached the originator (a caller's deadline, a dropped
+    /// stream) does not lose the assignment for good (TS-0003 7.3.2.3 steps
+    /// 7.1, 7.2). Only the holder gets here: the token was verified for the
+    /// request's originator.
     fn assign_local(&self, token: &Arc<VerifiedToken>, grant: &mut TokenGrant) {
         let id = token.token_id().to_owned();
-        if self.local_by_token.contains_key(&id) {
+        if let Some(lti) = self.local_by_token.get(&id) {
+            grant.assigned.push((lti.clone(), id));
             return;
         }
         if self.local.len() >= MAX_CACHED_TOKENS {

@@ -1118,6 +1118,20 @@ async fn local_token_ids_are_assigned_only_when_reported_7_3_2_3() {
     assert_eq!(assigned.len(), 1, "the token is new here: {d:?}");
     assert_eq!(assigned[0].1, "tkvalid@das.example.com");
 
+    // Presented again by value, the token's Local-Token-ID is reported
+    // again: had the answer above been lost, the originator would
+    // otherwise never learn it (step 7.2 needs it).
+    let mut again = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    again.tokens = vec![retrieve_token("tkvalid@das.example.com", "Cvisitor")];
+    let d = client.decide(again).await.expect("decision").into_inner();
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    let again: Vec<(String, String)> = d
+        .assigned_token_ids
+        .iter()
+        .map(|a| (a.local_token_id.clone(), a.token_id.clone()))
+        .collect();
+    assert_eq!(again, assigned, "the same assignment, reported again");
+
     let mut by_local = request("Cvisitor", pb::Operation::Retrieve, "cnt");
     by_local.local_token_ids = vec![assigned[0].0.clone()];
     let d = client
