@@ -36,13 +36,17 @@ pub trait AttributeSource: Send + Sync {
     /// both mean the claim is not honoured.
     fn role_verified(&self, originator: &str, role_id: &str, at: DateTime<Utc>) -> Lookup<bool>;
 
-    /// If `group_id` names a `<group>`, is `originator` (absolute ID) one of
+    /// If `group_id` (an absolute resource ID, `//sp/cse/...`: TS-0001 7.2,
+    /// Decision 2) names a `<group>`, is `originator` (absolute ID) one of
     /// its members? `NotFound` means `group_id` is not a group.
     fn group_has_member(&self, group_id: &str, originator: &str) -> Lookup<bool>;
 
-    /// Calls `visit` with each `<group>` resource ID that has `originator`
-    /// among its members and answers `Found(())`, if the source can list
-    /// them at once. The engine asks this once per decision (a visitor, so
+    /// Calls `visit` with the absolute resource ID (`//sp/cse/...`) of each
+    /// `<group>` that has `originator` among its members and answers
+    /// `Found(())`, if the source can list them at once. The engine matches
+    /// `acor` entries of any form against them for the request's hosting
+    /// CSE, so a group must not be listed by a relative ID, whose CSE the
+    /// engine could only guess. The engine asks this once per decision (a visitor, so
     /// that no list is copied) and falls back to [`Self::group_has_member`]
     /// per candidate entry when the answer is not `Found` (so that an
     /// unavailable group is named in the decision).
@@ -115,7 +119,8 @@ pub struct InMemoryAttributes {
     pub trust_claimed_roles: bool,
     /// Verified roles: (absolute originator, role ID).
     pub roles: HashSet<(String, String)>,
-    /// Groups by resource ID, with their members' absolute IDs.
+    /// Groups by absolute resource ID (`//sp/cse/...`), with their members'
+    /// absolute IDs.
     pub groups: HashMap<String, HashSet<String>>,
     /// Known positions by absolute originator ID.
     pub positions: HashMap<String, Position>,
@@ -140,7 +145,7 @@ impl InMemoryAttributes {
         self
     }
 
-    /// Adds a group with its members' absolute IDs.
+    /// Adds a group by absolute resource ID, with its members' absolute IDs.
     pub fn with_group<'a>(
         mut self,
         group_id: &str,

@@ -454,7 +454,16 @@ fn compile_acrs(
                 Ok(OriginatorEntry::Domain(fqdn)) => literals.push((KeyKind::Domain, fqdn, at)),
                 Ok(OriginatorEntry::Exact { scope, key }) => {
                     if entries == Entries::MayNameGroups {
-                        groups.push((KeyKind::Group, raw.clone(), at));
+                        // A possible `<group>` resource ID, as written: its
+                        // scope is read against each request's hosting CSE
+                        // (TS-0001 7.2, Decision 2). An absolute one is the
+                        // key, whose SP domain is lower-cased (domains
+                        // compare case-insensitively).
+                        let group = match scope {
+                            EntryScope::Absolute => key.clone(),
+                            _ => raw.clone(),
+                        };
+                        groups.push((KeyKind::Group, group, at));
                     }
                     let kind = match scope {
                         EntryScope::Absolute => KeyKind::Absolute,

@@ -21,6 +21,8 @@
 //! unavailable attribute) makes its condition FALSE: indeterminate is Deny
 //! (7.1.4).
 
+use std::borrow::Cow;
+
 use smallvec::SmallVec;
 
 use crate::attributes::{AttributeSource, Lookup};
@@ -31,7 +33,9 @@ use crate::decision::{
     AuthorizationStatus, ContextFailure, Decision, Effect, Explanation, FailedCondition,
     MissingAttribute, PrivilegeKind, RuleFailure, RuleRef,
 };
-use crate::ids::{AbsoluteId, HostingContext, with_canonical_originator};
+use crate::ids::{
+    AbsoluteId, HostingContext, canonical_resource_id, with_canonical_originator,
+};
 use crate::index::{EntryRef, Key, KeyKind, Originator};
 use crate::location::pack_country;
 use crate::request::{DecisionRequest, Operation, Position};
@@ -114,16 +118,22 @@ pub fn decide_canonical(
     {
         return ev.deny();
     }
-    // The source lists the originator's groups: each is looked up in every
-    // rule set's group entries, without copying the list.
+    // The source lists the originator's groups (absolute IDs): each is
+    // looked up in every rule set's group entries under every form an
+    // entry of this hosting CSE may name it by, without copying the list.
     let mut named: SmallVec<[(u32, EntryRef); 8]> = SmallVec::new();
     let listed = attributes.for_each_group_containing(ev.originator.absolute, &mut |group| {
-        let key = Key::new(KeyKind::Group, group);
-        for (i, p) in policies.iter().enumerate() {
-            if let Some(group_index) = p.acp.rules(p.kind).index.groups() {
-                candidates.clear();
-                group_index.extend_into(key, &mut candidates);
-                named.extend(candidates.iter().map(|at| (i as u32, *at)));
+        let Some(absolute) = absolute_group_id(group, ctx) else {
+            return;
+        };
+        for form in group_entry_forms(&absolute, ctx).into_iter().flatten() {
+            let key = Key::new(KeyKind::Group, form);
+            for (i, p) in policies.iter().enumerate() {
+                if let Some(group_index) = p.acp.rules(p.kind).index.groups() {
+                    candidates.clear();
+                    group_index.extend_into(key, &mut candidates);
+                    named.extend(candidates.iter().map(|at| (i as u32, *at)));
+                }
             }
         }
     });
@@ -161,7 +171,12 @@ pub fn decide_canonical(
             if done.contains(&at.rule) {
                 continue;
             }
-            match ev.is_group_member(group) {
+            // The source knows groups by absolute ID; an entry that is no
+            // resource ID names no group.
+            let Ok(group) = canonical_resource_id(group, ctx) else {
+                continue;
+            };
+            match ev.is_group_member(&group) {
                 Ok(true) => candidates.push(at),
                 Ok(false) => {}
                 Err(missing) => ev.rare().unknown_origs.push((at, missing)),
@@ -179,6 +194,48 @@ pub fn decide_canonical(
         ev.undetermined_origs(acrs, |rule| done.contains(&rule));
     }
     ev.deny()
+}
+
+/// The absolute form of a group ID an attribute source lists (sources list
+/// absolute IDs; the domain is lower-cased, and anything else is read as
+/// [`canonical_resource_id`] reads it), borrowed when it is one already.
+fn absolute_group_id<'g>(group: &'g str, ctx: &HostingContext) -> Option<Cow<'g, str>> {
+    let canonical = group.strip_prefix("//").is_some_and(|abs| {
+        !abs.bytes()
+            .take_while(|&b| b != b'/')
+            .any(|b| b.is_ascii_uppercase())
+    });
+    if canonical {
+        Some(Cow::Borrowed(group))
+    } else {
+        canonical_resource_id(group, ctx).ok().map(Cow::Owned)
+    }
+}
+
+/// The texts by which an `acor` entry of a request hosted at `ctx` names the
+/// `<group>` with the absolute ID `group` (TS-0001 7.2; Decision 2): the
+/// absolute ID itself; in the hosting SP, its SP-relative form `/cse/rest`;
+/// on the hosting CSE, also its CSE-relative form `rest`. Slices of
+/// `group`: a group of another CSE is never named by a CSE-relative entry.
+fn group_entry_forms<'g>(group: &'g str, ctx: &HostingContext) -> [Option<&'g str>; 3] {
+    let mut forms = [Some(group), None, None];
+    let Some(abs) = group.strip_prefix("//") else {
+        return forms;
+    };
+    let domain_end = abs.find('/').unwrap_or(abs.len());
+    let sp_relative = &abs[domain_end..];
+    if &abs[..domain_end] != ctx.sp_fqdn() || sp_relative.is_empty() {
+        return forms;
+    }
+    forms[1] = Some(sp_relative);
+    let cse_and_rest = &sp_relative[1..];
+    if let Some((cse, rest)) = cse_and_rest.split_once('/')
+        && cse == ctx.cse_id()
+        && !rest.is_empty()
+    {
+        forms[2] = Some(rest);
+    }
+    forms
 }
 
 /// The Role-IDs a hosting CSE sends a DAS as `rfa` (roleIDsFromACPs; TS-0003

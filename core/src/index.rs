@@ -48,7 +48,8 @@ pub(crate) enum KeyKind {
     Domain = 4,
     /// A Role-ID.
     Role = 5,
-    /// A literal entry as written, which may be a `<group>` resource ID.
+    /// A literal entry as written (an absolute one with its domain
+    /// lower-cased), which may be a `<group>` resource ID.
     Group = 6,
 }
 

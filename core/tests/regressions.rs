@@ -132,8 +132,14 @@ fn a_decision_inside_an_attribute_lookup_keeps_both_originators() {
     assert_eq!(
         source.asked.lock().unwrap().as_slice(),
         [
-            ("grp1".to_owned(), "//m2msp.org/myCSE/Cmember".to_owned()),
-            ("grp1".to_owned(), "//m2msp.org/myCSE/Cstranger".to_owned()),
+            (
+                "//m2msp.org/myCSE/grp1".to_owned(),
+                "//m2msp.org/myCSE/Cmember".to_owned()
+            ),
+            (
+                "//m2msp.org/myCSE/grp1".to_owned(),
+                "//m2msp.org/myCSE/Cstranger".to_owned()
+            ),
         ]
     );
 }

@@ -813,6 +813,8 @@ fn decision_10_role_verification_unavailable_is_missing_attribute() {
 }
 
 const GROUP: &str = "/id-in/grp01";
+/// [`GROUP`] as attribute sources know it: absolute (Decision 2).
+const GROUP_ID: &str = "//m2msp.org/id-in/grp01";
 
 fn group_acp() -> CompiledAcp {
     one_rule(json!({"acor": [GROUP], "acop": 2}))
@@ -820,7 +822,7 @@ fn group_acp() -> CompiledAcp {
 
 fn group_attrs() -> InMemoryAttributes {
     InMemoryAttributes::new().with_group(
-        GROUP,
+        GROUP_ID,
         ["//m2msp.org/id-in/Cmember", "//m2msp.org/other-cse"],
     )
 }
@@ -852,14 +854,82 @@ fn ts_0001_9_6_2_1_group_non_member_is_denied() {
     }
 }
 
+/// An attribute source that answers group questions one by one and cannot
+/// list an originator's groups, so that the engine asks entry by entry.
+struct AskEachGroup(InMemoryAttributes);
+
+impl AttributeSource for AskEachGroup {
+    fn role_verified(&self, o: &str, r: &str, at: DateTime<Utc>) -> authz_core::Lookup<bool> {
+        self.0.role_verified(o, r, at)
+    }
+    fn group_has_member(&self, group_id: &str, originator: &str) -> authz_core::Lookup<bool> {
+        self.0.group_has_member(group_id, originator)
+    }
+    fn position(&self, o: &str, at: DateTime<Utc>) -> authz_core::Lookup<Position> {
+        self.0.position(o, at)
+    }
+    fn countries_of_position(&self, p: &Position) -> authz_core::Lookup<Vec<String>> {
+        self.0.countries_of_position(p)
+    }
+    fn country_of_ip(&self, ip: std::net::IpAddr) -> authz_core::Lookup<String> {
+        self.0.country_of_ip(ip)
+    }
+}
+
+/// TS-0001 9.6.2.1 with TS-0003 7.1.3 and Decision 2: a `<group>` resource
+/// ID in acor names the group in any of its forms (TS-0001 7.2), read
+/// against the hosting CSE of the request: CSE-relative `grp01`,
+/// SP-relative `/id-in/grp01`, absolute with the SP domain in any case. A
+/// CSE-relative entry at another hosting CSE names that CSE's group, never
+/// the group of `/id-in`. Whether the source lists the originator's groups
+/// or is asked entry by entry.
+#[test]
+fn ts_0001_9_6_2_1_group_ids_in_acor_are_read_against_the_hosting_cse() {
+    let member = "//m2msp.org/id-in/Cmember";
+    let groups = InMemoryAttributes::new()
+        .with_group(GROUP_ID, [member])
+        .with_group("//m2msp.org/id-in/Sgrp", [member]);
+    let asked = AskEachGroup(groups.clone());
+    for attrs in [&groups as &dyn AttributeSource, &asked] {
+        for (entry, cse, permit) in [
+            ("grp01", "/id-in", true),
+            ("/id-in/grp01", "/id-in", true),
+            ("//m2msp.org/id-in/grp01", "/id-in", true),
+            ("//M2MSP.Org/id-in/grp01", "/id-in", true),
+            // An `S...` stem is a CSE-relative resource ID here.
+            ("Sgrp", "/id-in", true),
+            ("grp01", "/id-mn", false),
+            ("Sgrp", "/id-mn", false),
+            ("/id-in/grp01", "/id-mn", true),
+            ("//M2MSP.org/id-in/grp01", "/id-mn", true),
+            ("/id-mn/grp01", "/id-in", false),
+            ("//other.org/id-in/grp01", "/id-in", false),
+            // Only the domain is case-insensitive.
+            ("//m2msp.org/id-in/GRP01", "/id-in", false),
+            ("/ID-IN/grp01", "/id-in", false),
+        ] {
+            let acp = one_rule(json!({"acor": [entry], "acop": 2}));
+            let d = run(&[pv_of(&acp)], &retrieve(member), &host_at(cse), attrs, &[]);
+            assert_eq!(
+                d.effect,
+                if permit { Effect::Permit } else { Effect::Deny },
+                "acor {entry} at {cse}: {d:#?}"
+            );
+        }
+    }
+}
+
 /// TS-0001 9.6.1.3.2 (spec notes §2.3 step 4): the default policy grants
 /// "the Originator of the successful Create only". A `<group>` whose
 /// resource ID equals the creator's (or custodian's) ID admits none of its
 /// members through it, though the same entry in a stored ACP would.
 #[test]
 fn ts_0001_9_6_1_3_2_default_policy_owner_is_never_a_group() {
-    for owner in ["CBob", "/id-in/grpX"] {
-        let attrs = InMemoryAttributes::new().with_group(owner, ["//m2msp.org/id-in/CMallory"]);
+    for (owner, group) in [
+        ("CBob", "//m2msp.org/id-in/CBob"),
+        ("/id-in/grpX", "//m2msp.org/id-in/grpX"),
+    ] {
+        let attrs = InMemoryAttributes::new().with_group(group, ["//m2msp.org/id-in/CMallory"]);
         let rules: authz_core::SetOfAcrs =
             serde_json::from_value(json!({"acr": [{"acor": [owner], "acop": 63}]})).expect("rules");
         let default = CompiledAcp::default_policy("cnt", &rules).expect("compiles");
@@ -887,7 +957,7 @@ fn ts_0001_9_6_2_1_group_unavailable_denies_with_missing_attribute() {
     assert!(
         d.missing.iter().any(|m| matches!(
             m,
-            MissingAttribute::GroupMembership { group, .. } if group == GROUP
+            MissingAttribute::GroupMembership { group, .. } if group == GROUP_ID
         )),
         "{d:#?}"
     );
@@ -2083,7 +2153,7 @@ fn decision_10_an_unanswered_role_or_group_is_missing_only_where_it_decides() {
     let d = check_with(&group_acp(), &retrieve("Cmember"), &down);
     assert_eq!(d.status, AuthorizationStatus::MissingAttribute, "{d:#?}");
     assert!(
-        matches!(&d.missing[..], [MissingAttribute::GroupMembership { group, .. }] if group == GROUP),
+        matches!(&d.missing[..], [MissingAttribute::GroupMembership { group, .. }] if group == GROUP_ID),
         "{d:#?}"
     );
 }
@@ -2855,7 +2925,7 @@ fn clause_7_1_4_odd_inputs_never_panic() {
     ]"#);
     let attrs = InMemoryAttributes::new()
         .with_country_circle(pos(51.0, 10.0, 0.0), 300_000.0, "DE")
-        .with_group(GROUP, ["//m2msp.org/id-in/Cmember"]);
+        .with_group(GROUP_ID, ["//m2msp.org/id-in/Cmember"]);
     let originators = [
         "/",
         "//",

@@ -50,12 +50,40 @@ pub const ROLES: &[&str] = &[
     "admin@roles.example.com",
     "op@other.example.com",
 ];
-/// `<group>` resource IDs as written in `acor` (one looks like an AE stem).
+/// `<group>` resource IDs as written in `acor`, in every form (TS-0001 7.2):
+/// CSE-relative, SP-relative, absolute with the domain in any case. Which
+/// group a relative one names depends on the hosting CSE (Decision 2).
+/// One looks like an AE stem, one like an `S` AE-ID stem.
 ///
-/// The last is a PIP key with a wildcard: as an `acor` entry it is a pattern,
-/// never a group ("Wildcard characters are not applicable to ... resource-IDs
-/// of <group> resources", TS-0003 7.1.3).
-pub const GROUPS: &[&str] = &["grp1", "/myCSE/grp2", "//m2msp.org/cse2/grp3", "C2", "C*"];
+/// `C*` is a pattern, never a group ("Wildcard characters are not applicable
+/// to ... resource-IDs of <group> resources", TS-0003 7.1.3), although the
+/// source has a group of that ID.
+pub const GROUPS: &[&str] = &[
+    "grp1",
+    "/myCSE/grp2",
+    "//m2msp.org/cse2/grp3",
+    "C2",
+    "C*",
+    "//M2MSP.org/myCSE/grp1",
+    "/cse2/grp1",
+    "grp3",
+    "Sgrp",
+];
+
+/// The `<group>`s an attribute source knows, by absolute resource ID: the
+/// same relative ID on several CSEs and SPs, so that reading an entry against
+/// the wrong CSE or SP shows.
+pub const GROUP_IDS: &[&str] = &[
+    "//m2msp.org/myCSE/grp1",
+    "//m2msp.org/myCSE/grp2",
+    "//m2msp.org/cse2/grp3",
+    "//m2msp.org/cse2/grp1",
+    "//other.org/myCSE/grp1",
+    "//m2msp.org/myCSE/C2",
+    "//m2msp.org/myCSE/C*",
+    "//m2msp.org/cse2/Sgrp",
+    "//other.org/myCSE/Sgrp",
+];
 
 const V4: &[&str] = &[
     "10.0.0.1",
@@ -618,7 +646,7 @@ fn attributes() -> BoxedStrategy<InMemoryAttributes> {
     (
         prop_oneof![9 => Just(false), 1 => Just(true)],
         vec((any_ident_abs.clone(), select(ROLES)), 0..=4),
-        vec(vec(any_ident_abs.clone(), 0..=4), GROUPS.len()),
+        vec(vec(any_ident_abs.clone(), 0..=4), GROUP_IDS.len()),
         vec((any_ident_abs, position()), 0..=3),
         subsequence((0..4).collect::<Vec<usize>>(), 0..=4),
         subsequence((0..5).collect::<Vec<usize>>(), 0..=5),
@@ -631,7 +659,7 @@ fn attributes() -> BoxedStrategy<InMemoryAttributes> {
                 for (id, role) in roles {
                     a.roles.insert((id, role.to_owned()));
                 }
-                for (group, members) in GROUPS.iter().zip(groups) {
+                for (group, members) in GROUP_IDS.iter().zip(groups) {
                     a.groups.insert(
                         (*group).to_owned(),
                         members.into_iter().collect::<HashSet<_>>(),
@@ -736,7 +764,7 @@ pub fn case() -> BoxedStrategy<Case> {
     ];
     let bias = (
         proptest::option::weighted(0.5, 0..ROLES.len()),
-        proptest::option::weighted(0.4, 0..GROUPS.len()),
+        proptest::option::weighted(0.4, 0..GROUP_IDS.len()),
         proptest::option::weighted(0.4, position()),
     )
         .prop_map(|(role, group, position)| OriginatorBias {
@@ -797,7 +825,7 @@ pub fn case() -> BoxedStrategy<Case> {
                 if let Some(g) = bias.group {
                     attrs
                         .groups
-                        .entry(GROUPS[g].to_owned())
+                        .entry(GROUP_IDS[g].to_owned())
                         .or_default()
                         .insert(originator.clone());
                 }

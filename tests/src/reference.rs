@@ -225,7 +225,37 @@ fn ismember_originator_entry(entry: &str, rq: &Rq<'_>) -> bool {
     // ... or, without wildcard, the resource-ID of a <group> whose members
     // include the Originator ("Wildcard characters are not applicable to ...
     // resource-IDs of <group> resources", 7.1.3; spec-notes §2.4, Decision 3).
-    !entry.contains('*') && rq.attrs.group_has_member(entry, &rq.originator) == Lookup::Found(true)
+    !entry.contains('*') && group_entry_matches(entry, rq)
+}
+
+/// Does the `acor` entry name a `<group>` that has the Originator among its
+/// members? The entry is a resource ID, read against the hosting CSE
+/// (Decision 2; TS-0001 7.2); the attribute source names the Originator's
+/// groups by resource ID too. Both are made absolute and compared.
+fn group_entry_matches(entry: &str, rq: &Rq<'_>) -> bool {
+    let wanted = absolute_resource_id(entry, rq.ctx);
+    match rq.attrs.groups_containing(&rq.originator) {
+        Lookup::Found(groups) => groups
+            .iter()
+            .any(|g| absolute_resource_id(g, rq.ctx) == wanted),
+        // A group that cannot be retrieved matches nothing (TS-0001 9.6.2.1).
+        Lookup::NotFound | Lookup::Unavailable(_) => false,
+    }
+}
+
+/// The absolute form of a resource ID (TS-0001 7.2; Decision 2): `//fqdn/...`
+/// as is (the domain compared lower-case); SP-relative `/cse/...` under the
+/// hosting SP; CSE-relative `x/...` under the hosting CSE, whatever its first
+/// letter (unlike an AE-ID stem, an `S...` resource ID is not SP-relative).
+pub fn absolute_resource_id(id: &str, ctx: &HostingContext) -> String {
+    if let Some(after) = id.strip_prefix("//") {
+        let (fqdn, rest) = after.split_at(after.find('/').unwrap_or(after.len()));
+        format!("//{}{}", fqdn.to_ascii_lowercase(), rest)
+    } else if id.starts_with('/') {
+        format!("//{}{}", ctx.sp_fqdn(), id)
+    } else {
+        format!("//{}/{}/{}", ctx.sp_fqdn(), ctx.cse_id(), id)
+    }
 }
 
 /// A Role-ID entry matches a role of the Originator that is verified (spec

@@ -357,7 +357,7 @@ fn reference_roles_and_groups() {
     let acp = policy(vec![rule(&["guest@roles.example.com", "grp1"], 2)]);
     let attrs = InMemoryAttributes::new()
         .with_role("//m2msp.org/myCSEID/C1", "guest@roles.example.com")
-        .with_group("grp1", ["//m2msp.org/S7"]);
+        .with_group("//m2msp.org/myCSEID/grp1", ["//m2msp.org/S7"]);
     let mut req = request("C1", Operation::Retrieve);
     // Verified but not claimed.
     assert_eq!(decide_ref(&acp, &req, &attrs), Effect::Deny);
@@ -398,6 +398,36 @@ fn reference_roles_and_groups() {
         ..attrs
     };
     assert_eq!(decide_ref(&acp, &req, &down), Effect::Deny);
+}
+
+/// A `<group>` resource ID in acor, in any form (TS-0001 7.2), names the
+/// group with that absolute ID for the hosting CSE (Decision 2): the
+/// CSE-relative `grp1` of another hosting CSE is another group
+/// (TS-0001 9.6.2.1; TS-0003 7.1.3).
+#[test]
+fn reference_group_ids_are_read_against_the_hosting_cse() {
+    let member = "//m2msp.org/myCSEID/C1";
+    let attrs = InMemoryAttributes::new().with_group("//m2msp.org/myCSEID/grp1", [member]);
+    let other_cse = HostingContext::new("//m2msp.org", "/otherCSE").unwrap();
+    for (entry, ctx, expected) in [
+        ("grp1", ctx(), Effect::Permit),
+        ("/myCSEID/grp1", ctx(), Effect::Permit),
+        ("//M2MSP.org/myCSEID/grp1", ctx(), Effect::Permit),
+        ("grp1", other_cse.clone(), Effect::Deny),
+        ("/myCSEID/grp1", other_cse.clone(), Effect::Permit),
+        ("/otherCSE/grp1", ctx(), Effect::Deny),
+        ("//m2msp.org/myCSEID/GRP1", ctx(), Effect::Deny),
+    ] {
+        let acp = policy(vec![rule(&[entry], 2)]);
+        let applicable = [("acp1", &acp, PrivilegeKind::Privileges)];
+        let req = request(member, Operation::Retrieve);
+        assert_eq!(
+            reference_decide(&applicable, &req, &ctx, &attrs, &[]),
+            expected,
+            "acor {entry} at {}",
+            ctx.cse_id()
+        );
+    }
 }
 
 /// acop bits and discovery (spec notes §1; TS-0003 7.1.3).
