@@ -38,7 +38,7 @@ pub use resolve::Resolver;
 pub use service::{PipService, Writers};
 
 use crate::geo::{CountryLocator, GeoError, IpCountrySources, IpCountryTable, MmdbCountries};
-use crate::state::PipSchema;
+use crate::state::{PipSchema, PipState};
 
 /// Name of the redb file inside the data directory.
 pub const REDB_FILE: &str = "pip.redb";
@@ -122,7 +122,12 @@ impl From<StoreError> for PipStartError {
 
 fn load(config: &PipConfig) -> Result<(Store<PipSchema>, Resolver), PipStartError> {
     let store = match &config.data_dir {
-        Some(dir) => Store::open_redb(&dir.join(REDB_FILE), config.log_limit)?,
+        // Group rows of older stores are read against the hosting CSE.
+        Some(dir) => Store::open_redb_with_state(
+            &dir.join(REDB_FILE),
+            config.log_limit,
+            PipState::hosted(config.hosting.clone()),
+        )?,
         None => Store::memory(config.log_limit),
     };
     let mut ip = IpCountrySources::new();

@@ -5,10 +5,11 @@
 //! IDs of holders, members and subjects are kept in absolute form
 //! (`//sp/cse/...`, project Decision 2), canonicalized with the PIP's hosting
 //! CSE on the way in, so that a lookup by the PDP's canonical originator is
-//! an exact match.
+//! an exact match. So are `<group>` resource IDs, so that the groups the PIP
+//! reports name one group each, whichever CSE hosts the request.
 
 use authz_core::HostingContext;
-use authz_core::ids::OriginatorEntry;
+use authz_core::ids::{OriginatorEntry, canonical_resource_id};
 use authz_core::request::Position;
 use authz_core::resources::check_owner_id;
 use authz_core::token::check_scoped_id;
@@ -78,10 +79,33 @@ pub struct TokenRecord {
 /// A `<group>`: its resource ID and its members (absolute IDs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupRecord {
-    /// The resource ID as written in `acor`.
+    /// The resource ID in absolute form (`//sp/cse/...`, Decision 2), as
+    /// [`canonical_resource_id`] gives it for the PIP's hosting CSE; rows of
+    /// older stores hold it as written ([`crate::state`] reads them).
     pub group_id: String,
     /// `mid`, absolute, sorted and deduplicated.
     pub members: Vec<String>,
+    /// For each member written as an `S...` stem, its other reading: an
+    /// AE-ID stem is SP-relative (`//sp/S...`, in `members`), but a `mid`
+    /// may also be the CSE-relative resource ID of an `<AE>` (`//sp/cse/S...`,
+    /// TS-0001 7.2; spec notes §2.4). Indexed too, so that either finds the
+    /// group. Sorted, deduplicated, none also in `members`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub member_aliases: Vec<String>,
+}
+
+impl GroupRecord {
+    /// Every ID the group is found by as a member: `members` and
+    /// `member_aliases`.
+    pub fn member_keys(&self) -> impl Iterator<Item = &String> + '_ {
+        self.members.iter().chain(&self.member_aliases)
+    }
+
+    /// Whether `id` (absolute) is one of [`GroupRecord::member_keys`].
+    pub fn has_member(&self, id: &str) -> bool {
+        let find = |list: &[String]| list.binary_search_by(|m| m.as_str().cmp(id)).is_ok();
+        find(&self.members) || find(&self.member_aliases)
+    }
 }
 
 /// The last reported position of an originator.
@@ -404,9 +428,39 @@ pub fn group_from_pb(
         .collect();
     members.sort();
     members.dedup();
+    let mut member_aliases: Vec<String> = g
+        .member_ids
+        .iter()
+        .filter(|m| m.starts_with('S'))
+        .filter_map(|m| canonical_resource_id(m, hosting).ok())
+        .filter(|m| members.binary_search(m).is_err())
+        .collect();
+    member_aliases.sort();
+    member_aliases.dedup();
+    // Stored and looked up in absolute form (Decision 2), so that an `acor`
+    // entry of any form and any hosting CSE is compared with the group it
+    // names, not with text that means another group elsewhere.
+    let group_id = canonical_resource_id(&g.group_id, hosting).unwrap_or_default();
     check.finish(GroupRecord {
-        group_id: g.group_id.clone(),
+        group_id,
         members,
+        member_aliases,
+    })
+}
+
+/// The absolute form of a `<group>` resource ID given in any form
+/// (`grp`, `/cse/grp`, `//sp/cse/grp`: TS-0001 7.2), as the PIP stores it,
+/// or names `field`.
+pub fn canonical_group_id(
+    hosting: &HostingContext,
+    field: &str,
+    id: &str,
+) -> Result<String, Vec<ConversionError>> {
+    canonical_resource_id(id, hosting).map_err(|message| {
+        vec![ConversionError {
+            field: field.to_owned(),
+            message,
+        }]
     })
 }
 

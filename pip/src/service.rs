@@ -23,8 +23,8 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::records::{
-    canonical_id, fix_to_pb, group_from_pb, group_to_pb, position_report_from_pb, role_from_pb,
-    role_to_pb, token_from_pb, token_to_pb,
+    canonical_group_id, canonical_id, fix_to_pb, group_from_pb, group_to_pb,
+    position_report_from_pb, role_from_pb, role_to_pb, token_from_pb, token_to_pb,
 };
 use crate::resolve::{Resolver, RoleVerdict};
 use crate::state::{PipChange, PipError, PipMutation, PipSchema, PipState};
@@ -170,8 +170,10 @@ fn change_event(entry: &LogEntry<PipChange>) -> pb::AttributeChange {
             token_id: id.clone(),
             deleted: true,
         }),
-        PipChange::GroupPut { group, previous } => {
-            let mut affected: Vec<String> = group.members.iter().chain(previous).cloned().collect();
+        PipChange::GroupPut {
+            group, previous, ..
+        } => {
+            let mut affected: Vec<String> = group.member_keys().chain(previous).cloned().collect();
             affected.sort();
             affected.dedup();
             Change::Group(pb::GroupChanged {
@@ -180,7 +182,9 @@ fn change_event(entry: &LogEntry<PipChange>) -> pb::AttributeChange {
                 deleted: false,
             })
         }
-        PipChange::GroupDeleted { group_id, members } => Change::Group(pb::GroupChanged {
+        PipChange::GroupDeleted {
+            group_id, members, ..
+        } => Change::Group(pb::GroupChanged {
             group_id: group_id.clone(),
             affected_members: members.clone(),
             deleted: true,
@@ -317,6 +321,12 @@ impl PipService {
 
     fn canonical(&self, field: &str, id: &str) -> Result<String, Status> {
         canonical_id(self.inner.resolver.hosting(), field, id).map_err(|e| invalid_argument(&e))
+    }
+
+    /// A `<group>` ID in any form, absolute as groups are stored.
+    fn group_id(&self, field: &str, id: &str) -> Result<String, Status> {
+        canonical_group_id(self.inner.resolver.hosting(), field, id)
+            .map_err(|e| invalid_argument(&e))
     }
 
     /// Answers `ResolveAttributes` (also used in-process by tests).
@@ -539,7 +549,8 @@ impl PolicyInformationPoint for PipService {
     ) -> Result<Response<pb::Group>, Status> {
         let id = &request.get_ref().group_id;
         check_ids([("group_id", id.as_str())])?;
-        self.read(|s| s.groups.get(id).map(group_to_pb))
+        let id = self.group_id("group_id", id)?;
+        self.read(|s| s.groups.get(&id).map(group_to_pb))
             .map(Response::new)
             .ok_or_else(|| Status::not_found(format!("{id} not found")))
     }
@@ -553,8 +564,9 @@ impl PolicyInformationPoint for PipService {
             ("originator", req.originator.as_str()),
             ("group_id", req.group_id.as_str()),
         ])?;
+        let group_id = self.group_id("group_id", &req.group_id)?;
         self.require_admin(&req.originator)?;
-        let revision = self.commit(PipMutation::DeleteGroup(req.group_id)).await?;
+        let revision = self.commit(PipMutation::DeleteGroup(group_id)).await?;
         Ok(Response::new(pb::PipWriteResponse { revision }))
     }
 
@@ -576,8 +588,9 @@ impl PolicyInformationPoint for PipService {
             ("group_id", req.group_id.as_str()),
         ])?;
         let originator = self.canonical("originator", &req.originator)?;
-        let (is_group, is_member) = self.read(|s| match s.groups.get(&req.group_id) {
-            Some(g) => (true, g.members.binary_search(&originator).is_ok()),
+        let group_id = self.group_id("group_id", &req.group_id)?;
+        let (is_group, is_member) = self.read(|s| match s.groups.get(&group_id) {
+            Some(g) => (true, g.has_member(&originator)),
             None => (false, false),
         });
         Ok(Response::new(pb::CheckMembershipResponse {

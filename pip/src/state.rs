@@ -5,9 +5,16 @@
 //! Besides the records, the state keeps a reverse index from member to the
 //! groups that list it, so that "which groups is this originator in" is one
 //! lookup (the PDP asks it once per decision).
+//!
+//! Groups are kept by absolute resource ID. Older stores keyed a group's row
+//! by its ID as written (`grpFamily`, `/id-in/grpFamily`); such a row is read
+//! under the absolute ID for the PIP's hosting CSE ([`PipState::hosted`]),
+//! and deleted with the group or when it is replaced.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use authz_core::HostingContext;
+use authz_core::ids::canonical_resource_id;
 use authz_store::{Row, Schema, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -24,17 +31,33 @@ pub struct PipState {
     pub legacy_roles: BTreeSet<(String, String)>,
     /// Tokens by token ID.
     pub tokens: BTreeMap<String, TokenRecord>,
-    /// Groups by group ID.
+    /// Groups by absolute group ID.
     pub groups: BTreeMap<String, GroupRecord>,
+    /// Groups loaded from rows keyed by the ID as written (stores written
+    /// before group IDs were stored absolute): absolute ID → those row keys,
+    /// deleted when the group is deleted or replaced.
+    pub legacy_groups: BTreeMap<String, BTreeSet<String>>,
     /// Member (absolute ID) → the groups listing it.
     pub member_of: HashMap<String, BTreeSet<String>>,
     /// Last position by subject (absolute ID).
     pub positions: HashMap<String, PositionRecord>,
+    /// The hosting CSE that group IDs of older rows are read against when a
+    /// store loads (`None`: read as written).
+    pub hosting: Option<HostingContext>,
 }
 
 impl PipState {
+    /// An empty state that reads the group rows of older stores against
+    /// `hosting` (the PIP's hosting CSE) when a store loads into it.
+    pub fn hosted(hosting: HostingContext) -> Self {
+        Self {
+            hosting: Some(hosting),
+            ..Self::default()
+        }
+    }
+
     fn index_group(&mut self, g: &GroupRecord) {
-        for m in &g.members {
+        for m in g.member_keys() {
             self.member_of
                 .entry(m.clone())
                 .or_default()
@@ -43,7 +66,7 @@ impl PipState {
     }
 
     fn unindex_group(&mut self, g: &GroupRecord) {
-        for m in &g.members {
+        for m in g.member_keys() {
             if let Some(set) = self.member_of.get_mut(m) {
                 set.remove(&g.group_id);
                 if set.is_empty() {
@@ -85,15 +108,22 @@ pub enum PipChange {
     GroupPut {
         /// The new content.
         group: GroupRecord,
-        /// Members before the write.
+        /// Members before the write ([`GroupRecord::member_keys`]).
         previous: Vec<String>,
+        /// Rows of older stores that held the group, keyed by its ID as
+        /// written ([`PipState::legacy_groups`]): deleted.
+        #[serde(default)]
+        legacy_keys: Vec<String>,
     },
     /// A group was deleted, with the members it had.
     GroupDeleted {
-        /// Group ID.
+        /// Group ID (absolute).
         group_id: String,
-        /// Its members.
+        /// Its members ([`GroupRecord::member_keys`]).
         members: Vec<String>,
+        /// Rows of older stores that held the group: deleted too.
+        #[serde(default)]
+        legacy_keys: Vec<String>,
     },
     /// A position was reported.
     PositionPut(PositionRecord),
@@ -116,9 +146,9 @@ pub enum PipMutation {
     PutToken(TokenRecord),
     /// Delete a token.
     DeleteToken(String),
-    /// Store or replace a group.
+    /// Store or replace a group (its ID absolute).
     PutGroup(GroupRecord),
-    /// Delete a group.
+    /// Delete a group (by absolute ID).
     DeleteGroup(String),
     /// Record a position, unless the stored one of the subject was measured
     /// later.
@@ -157,6 +187,16 @@ pub enum PipError {
 pub struct PipSchema;
 
 const ROLES: &str = "roles";
+
+impl PipState {
+    /// The rows of older stores that hold the group `group_id` (absolute).
+    fn legacy_keys(&self, group_id: &str) -> Vec<String> {
+        self.legacy_groups
+            .get(group_id)
+            .map(|keys| keys.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
 
 /// Where a role is in [`PipState::roles`].
 fn role_key(r: &RoleRecord) -> (String, String) {
@@ -231,14 +271,16 @@ impl Schema for PipSchema {
                 previous: state
                     .groups
                     .get(&g.group_id)
-                    .map(|old| old.members.clone())
+                    .map(|old| old.member_keys().cloned().collect())
                     .unwrap_or_default(),
+                legacy_keys: state.legacy_keys(&g.group_id),
                 group: g,
             },
             PipMutation::DeleteGroup(id) => match state.groups.get(&id) {
                 Some(g) => PipChange::GroupDeleted {
+                    members: g.member_keys().cloned().collect(),
+                    legacy_keys: state.legacy_keys(&id),
                     group_id: id,
-                    members: g.members.clone(),
                 },
                 None => return Err(PipError::NotFound(id)),
             },
@@ -282,11 +324,13 @@ impl Schema for PipSchema {
                     state.unindex_group(&old);
                 }
                 state.index_group(group);
+                state.legacy_groups.remove(&group.group_id);
             }
             PipChange::GroupDeleted { group_id, .. } => {
                 if let Some(old) = state.groups.remove(group_id) {
                     state.unindex_group(&old);
                 }
+                state.legacy_groups.remove(group_id);
             }
             PipChange::PositionPut(p) => {
                 state.positions.insert(p.subject.clone(), p.clone());
@@ -295,28 +339,39 @@ impl Schema for PipSchema {
     }
 
     fn rows(change: &PipChange) -> Result<Vec<Row>, StoreError> {
-        if let PipChange::RoleDeleted {
-            role_id,
-            holder,
-            legacy: true,
-        } = change
-        {
-            return Ok(vec![
+        // A group's own row, and the rows of older stores that held it.
+        let group_rows = |own: Row, legacy_keys: &[String]| {
+            let mut rows = vec![own];
+            rows.extend(legacy_keys.iter().map(|k| row(GROUPS, k, None)));
+            rows
+        };
+        Ok(match change {
+            PipChange::RoleDeleted {
+                role_id,
+                holder,
+                legacy: true,
+            } => vec![
                 row(ROLES, &role_row_key(role_id, holder), None),
                 row(ROLES, role_id, None),
-            ]);
-        }
-        Ok(vec![match change {
-            PipChange::RolePut(r) => row(ROLES, &role_row_key(&r.role_id, &r.holder), json(r)?),
+            ],
+            PipChange::RolePut(r) => {
+                vec![row(ROLES, &role_row_key(&r.role_id, &r.holder), json(r)?)]
+            }
             PipChange::RoleDeleted {
                 role_id, holder, ..
-            } => row(ROLES, &role_row_key(role_id, holder), None),
-            PipChange::TokenPut(t) => row(TOKENS, &t.token_id, json(t)?),
-            PipChange::TokenDeleted(id) => row(TOKENS, id, None),
-            PipChange::GroupPut { group, .. } => row(GROUPS, &group.group_id, json(group)?),
-            PipChange::GroupDeleted { group_id, .. } => row(GROUPS, group_id, None),
-            PipChange::PositionPut(p) => row(POSITIONS, &p.subject, json(p)?),
-        }])
+            } => vec![row(ROLES, &role_row_key(role_id, holder), None)],
+            PipChange::TokenPut(t) => vec![row(TOKENS, &t.token_id, json(t)?)],
+            PipChange::TokenDeleted(id) => vec![row(TOKENS, id, None)],
+            PipChange::GroupPut {
+                group, legacy_keys, ..
+            } => group_rows(row(GROUPS, &group.group_id, json(group)?), legacy_keys),
+            PipChange::GroupDeleted {
+                group_id,
+                legacy_keys,
+                ..
+            } => group_rows(row(GROUPS, group_id, None), legacy_keys),
+            PipChange::PositionPut(p) => vec![row(POSITIONS, &p.subject, json(p)?)],
+        })
     }
 
     fn load(
@@ -338,9 +393,26 @@ impl Schema for PipSchema {
                 state.tokens.insert(t.token_id.clone(), t);
             }
             GROUPS => {
-                let g: GroupRecord = parse("group", key, value)?;
-                state.index_group(&g);
-                state.groups.insert(g.group_id.clone(), g);
+                let mut g: GroupRecord = parse("group", key, value)?;
+                if let Some(hosting) = &state.hosting
+                    && let Ok(absolute) = canonical_resource_id(&g.group_id, hosting)
+                {
+                    g.group_id = absolute;
+                }
+                if key != g.group_id {
+                    state
+                        .legacy_groups
+                        .entry(g.group_id.clone())
+                        .or_default()
+                        .insert(key.to_owned());
+                }
+                // Rows come in key order, absolute keys (`//...`) first: one
+                // under the absolute ID wins over older rows of the same
+                // group, which are only deleted with it.
+                if !state.groups.contains_key(&g.group_id) {
+                    state.index_group(&g);
+                    state.groups.insert(g.group_id.clone(), g);
+                }
             }
             POSITIONS => {
                 let p: PositionRecord = parse("position", key, value)?;
@@ -364,7 +436,47 @@ mod tests {
         GroupRecord {
             group_id: id.into(),
             members: members.iter().map(|m| m.to_string()).collect(),
+            member_aliases: Vec::new(),
         }
+    }
+
+    /// A group held both by a row under its absolute ID and by a row of an
+    /// older store under the ID as written: the absolute row's content
+    /// counts (rows load in key order, `//...` first), and deleting the
+    /// group deletes both rows.
+    #[test]
+    fn an_older_row_of_a_group_is_deleted_with_it() {
+        let hosting = HostingContext::new("//sp.example.com", "/id-in").expect("hosting");
+        let mut s = PipState::hosted(hosting);
+        let abs = "//sp.example.com/id-in/grp";
+        let rows = [
+            (abs, group(abs, &["//sp.example.com/id-in/Cnew"])),
+            ("/id-in/grp", group("/id-in/grp", &["//sp.example.com/id-in/Cold"])),
+            ("grp", group("grp", &["//sp.example.com/id-in/Cold"])),
+        ];
+        for (key, g) in &rows {
+            let text = serde_json::to_string(g).expect("json");
+            PipSchema::load(&mut s, GROUPS, key, &text).expect("load");
+        }
+        assert_eq!(s.groups.len(), 1);
+        assert_eq!(s.groups_of("//sp.example.com/id-in/Cnew"), vec![abs]);
+        assert!(s.groups_of("//sp.example.com/id-in/Cold").is_empty());
+        let c = PipSchema::check(&s, PipMutation::DeleteGroup(abs.into())).expect("delete");
+        let keys: Vec<(String, bool)> = PipSchema::rows(&c)
+            .expect("rows")
+            .into_iter()
+            .map(|r| (r.key, r.value.is_some()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (abs.to_owned(), false),
+                ("/id-in/grp".to_owned(), false),
+                ("grp".to_owned(), false)
+            ]
+        );
+        PipSchema::apply(&mut s, &c);
+        assert!(s.groups.is_empty() && s.legacy_groups.is_empty());
     }
 
     #[test]

@@ -1076,3 +1076,313 @@ async fn a_position_is_usable_only_from_its_measuring_time_until_stale_annex_f()
     assert!(resolved.position.is_some(), "{resolved:?}");
     pip.stop().await;
 }
+
+async fn groups_of(c: &mut PolicyInformationPointClient<Channel>, originator: &str) -> Vec<String> {
+    c.resolve_attributes(pb::ResolveAttributesRequest {
+        originator: originator.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("resolve")
+    .into_inner()
+    .groups
+}
+
+async fn is_member(
+    c: &mut PolicyInformationPointClient<Channel>,
+    group_id: &str,
+    originator: &str,
+) -> (bool, bool) {
+    let m = c
+        .check_membership(pb::CheckMembershipRequest {
+            group_id: group_id.into(),
+            originator: originator.into(),
+        })
+        .await
+        .expect("check")
+        .into_inner();
+    (m.is_group, m.is_member)
+}
+
+/// TS-0001 9.6.2.1 and 7.2 with Decision 2: a `<group>` resource ID names one
+/// group in each of its forms (CSE-relative `grpFamily`, SP-relative
+/// `/id-in/grpFamily`, absolute `//sp/id-in/grpFamily` with the domain in any
+/// case), read against the PIP's hosting CSE. The group is stored and
+/// reported by its absolute ID, so that the PDP matches `acor` entries of any
+/// hosting CSE against the group they name; `/id-mn/grpFamily` is another
+/// CSE's group.
+#[tokio::test]
+async fn group_ids_are_absolute_and_accepted_in_any_form_9_6_2_1() {
+    let mut pip = Running::start(config(None)).await;
+    let c = &mut pip.client;
+    const ABSOLUTE: &str = "//sp.example.com/id-in/grpFamily";
+    let put = c
+        .put_group(pb::PutGroupRequest {
+            originator: ADMIN.into(),
+            group: Some(pb::Group {
+                group_id: "grpFamily".into(),
+                member_ids: vec!["Calice".into()],
+            }),
+        })
+        .await
+        .expect("put")
+        .into_inner();
+    assert_eq!(put.group_id, ABSOLUTE);
+    // The SP-relative form is the same group: this replaces it.
+    c.put_group(pb::PutGroupRequest {
+        originator: ADMIN.into(),
+        group: Some(pb::Group {
+            group_id: "/id-in/grpFamily".into(),
+            member_ids: vec!["Cbob".into()],
+        }),
+    })
+    .await
+    .expect("put again");
+    let listed = c
+        .list_groups(pb::ListGroupsRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .groups;
+    assert_eq!(
+        listed,
+        [pb::Group {
+            group_id: ABSOLUTE.into(),
+            member_ids: vec!["//sp.example.com/id-in/Cbob".into()],
+        }]
+    );
+    for form in [
+        "grpFamily",
+        "/id-in/grpFamily",
+        ABSOLUTE,
+        "//SP.Example.com/id-in/grpFamily",
+    ] {
+        let got = c
+            .get_group(pb::GetGroupRequest {
+                group_id: form.into(),
+            })
+            .await
+            .expect(form)
+            .into_inner();
+        assert_eq!(got.group_id, ABSOLUTE, "{form}");
+        assert_eq!(is_member(c, form, "Cbob").await, (true, true), "{form}");
+        assert_eq!(is_member(c, form, "Calice").await, (true, false), "{form}");
+    }
+    assert_eq!(groups_of(c, "Cbob").await, [ABSOLUTE]);
+    assert!(groups_of(c, "Calice").await.is_empty());
+    // Another CSE's group of the same relative ID, and another path case.
+    for other in ["/id-mn/grpFamily", "//sp.example.com/id-in/GRPFAMILY"] {
+        let err = c
+            .get_group(pb::GetGroupRequest {
+                group_id: other.into(),
+            })
+            .await
+            .expect_err(other);
+        assert_eq!(err.code(), Code::NotFound, "{other}: {err:?}");
+        assert_eq!(is_member(c, other, "Cbob").await, (false, false), "{other}");
+    }
+    let err = c
+        .get_group(pb::GetGroupRequest {
+            group_id: "grp Family".into(),
+        })
+        .await
+        .expect_err("whitespace");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(fields(&err), ["group_id"]);
+    c.delete_group(pb::DeleteGroupRequest {
+        originator: ADMIN.into(),
+        group_id: "//SP.EXAMPLE.COM/id-in/grpFamily".into(),
+    })
+    .await
+    .expect("delete in another form");
+    assert!(groups_of(c, "Cbob").await.is_empty());
+    assert_eq!(is_member(c, "grpFamily", "Cbob").await, (false, false));
+    pip.stop().await;
+}
+
+/// Spec notes §2.4 with TS-0001 7.2: a member `mid` written `Slight` is an
+/// SP-relative AE-ID stem (`//sp/Slight`) or the CSE-relative resource ID of
+/// an `<AE>` (`//sp/id-in/Slight`); the group is found by either, and a
+/// change of the group names both as affected (the PDP's cache drops both).
+/// `GetGroup` reports the member as an AE-ID, as given.
+#[tokio::test]
+async fn an_s_member_is_found_as_ae_id_and_as_resource_id_2_4() {
+    let pip = Running::start(config(None)).await;
+    let mut c = pip.client.clone();
+    let mut watch = c
+        .watch(pb::WatchAttributesRequest { from_revision: 0 })
+        .await
+        .expect("watch")
+        .into_inner();
+    let _reset = watch.next().await.expect("event").expect("ok");
+    const GROUP: &str = "//sp.example.com/id-in/grpLights";
+    let put = c
+        .put_group(pb::PutGroupRequest {
+            originator: ADMIN.into(),
+            group: Some(pb::Group {
+                group_id: "grpLights".into(),
+                member_ids: vec!["Slight".into(), "Cbob".into()],
+            }),
+        })
+        .await
+        .expect("put")
+        .into_inner();
+    assert_eq!(
+        put.member_ids,
+        ["//sp.example.com/Slight", "//sp.example.com/id-in/Cbob"]
+    );
+    for who in [
+        "Slight",
+        "//sp.example.com/Slight",
+        "/id-in/Slight",
+        "//sp.example.com/id-in/Slight",
+    ] {
+        assert_eq!(groups_of(&mut c, who).await, [GROUP], "{who}");
+        assert_eq!(
+            is_member(&mut c, "grpLights", who).await,
+            (true, true),
+            "{who}"
+        );
+    }
+    // Not the same AE on another CSE.
+    assert!(
+        groups_of(&mut c, "//sp.example.com/id-mn/Slight")
+            .await
+            .is_empty()
+    );
+    match watch.next().await.expect("event").expect("ok").change {
+        Some(pb::attribute_change::Change::Group(g)) => {
+            for id in ["//sp.example.com/Slight", "//sp.example.com/id-in/Slight"] {
+                assert!(g.affected_members.contains(&id.to_owned()), "{id}: {g:?}");
+            }
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    c.put_group(pb::PutGroupRequest {
+        originator: ADMIN.into(),
+        group: Some(pb::Group {
+            group_id: "grpLights".into(),
+            member_ids: vec!["Cbob".into()],
+        }),
+    })
+    .await
+    .expect("put without the light");
+    for who in ["Slight", "//sp.example.com/id-in/Slight"] {
+        assert!(groups_of(&mut c, who).await.is_empty(), "{who}");
+    }
+    match watch.next().await.expect("event").expect("ok").change {
+        Some(pb::attribute_change::Change::Group(g)) => {
+            for id in ["//sp.example.com/Slight", "//sp.example.com/id-in/Slight"] {
+                assert!(g.affected_members.contains(&id.to_owned()), "{id}: {g:?}");
+            }
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    pip.stop().await;
+}
+
+/// Writes rows as a PIP did when it kept a group under its ID as written in
+/// `acor`: `(key, group JSON)` in the `groups` collection, one revision each.
+fn write_old_group_rows(path: &std::path::Path, rows: &[(&str, &str)]) {
+    use authz_store::Backend;
+    let backend = authz_store::RedbBackend::open(path).expect("open redb");
+    for (i, (key, group)) in rows.iter().enumerate() {
+        let revision = i as u64 + 1;
+        let change = format!(r#"{{"GroupPut":{{"group":{group},"previous":[]}}}}"#);
+        backend
+            .commit(
+                revision,
+                &[authz_store::Row {
+                    collection: "groups".into(),
+                    key: (*key).into(),
+                    value: Some((*group).into()),
+                }],
+                &change,
+                0,
+            )
+            .expect("commit");
+    }
+}
+
+/// A store written before group IDs were stored absolute keeps a group's row
+/// under the ID as written (`grpFamily`, `/id-in/grpOld`). Such a group is
+/// read under its absolute ID for the hosting CSE (TS-0001 7.2, Decision 2),
+/// found in any form, deletable, and replaced without its old row coming
+/// back after a restart.
+#[tokio::test]
+async fn group_rows_of_older_stores_are_read_and_deleted() {
+    let dir = temp_dir("old-groups");
+    write_old_group_rows(
+        &dir.join(authz_pip::REDB_FILE),
+        &[
+            (
+                "grpFamily",
+                r#"{"group_id":"grpFamily","members":["//sp.example.com/id-in/Calice"]}"#,
+            ),
+            (
+                "/id-in/grpOld",
+                r#"{"group_id":"/id-in/grpOld","members":["//sp.example.com/id-in/Calice"]}"#,
+            ),
+        ],
+    );
+    const FAMILY: &str = "//sp.example.com/id-in/grpFamily";
+    const OLD: &str = "//sp.example.com/id-in/grpOld";
+    let mut pip = Running::start(config(Some(dir.clone()))).await;
+    assert_eq!(pip.service.revision(), 2);
+    let c = &mut pip.client;
+    assert_eq!(groups_of(c, "Calice").await, [FAMILY, OLD]);
+    for form in ["grpFamily", "/id-in/grpFamily", FAMILY] {
+        let got = c
+            .get_group(pb::GetGroupRequest {
+                group_id: form.into(),
+            })
+            .await
+            .expect(form)
+            .into_inner();
+        assert_eq!(got.group_id, FAMILY, "{form}");
+        assert_eq!(is_member(c, form, "Calice").await, (true, true), "{form}");
+    }
+    c.delete_group(pb::DeleteGroupRequest {
+        originator: ADMIN.into(),
+        group_id: "/id-in/grpFamily".into(),
+    })
+    .await
+    .expect("delete the old row's group");
+    c.put_group(pb::PutGroupRequest {
+        originator: ADMIN.into(),
+        group: Some(pb::Group {
+            group_id: "grpOld".into(),
+            member_ids: vec!["Cbob".into()],
+        }),
+    })
+    .await
+    .expect("replace the other");
+    assert_eq!(groups_of(c, "Calice").await, Vec::<String>::new());
+    pip.stop().await;
+
+    let mut pip = Running::start(config(Some(dir.clone()))).await;
+    let c = &mut pip.client;
+    let listed = c
+        .list_groups(pb::ListGroupsRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .groups;
+    assert_eq!(
+        listed,
+        [pb::Group {
+            group_id: OLD.into(),
+            member_ids: vec!["//sp.example.com/id-in/Cbob".into()],
+        }]
+    );
+    assert!(groups_of(c, "Calice").await.is_empty());
+    let err = c
+        .get_group(pb::GetGroupRequest {
+            group_id: "grpFamily".into(),
+        })
+        .await
+        .expect_err("deleted for good");
+    assert_eq!(err.code(), Code::NotFound);
+    pip.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

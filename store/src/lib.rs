@@ -264,7 +264,18 @@ impl<S: Schema> Store<S> {
     /// Opens (or creates) the redb file at `path`, creating its parent
     /// directories when needed. Its errors name the file.
     pub fn open_redb(path: &Path, log_limit: usize) -> Result<Self, StoreError> {
-        Self::with_backend(Box::new(RedbBackend::open(path)?), log_limit)
+        Self::open_redb_with_state(path, log_limit, S::State::default())
+    }
+
+    /// [`Store::open_redb`], loading the stored rows into `initial` instead
+    /// of an empty state: for a schema whose [`Schema::load`] needs
+    /// configuration (which the state then carries).
+    pub fn open_redb_with_state(
+        path: &Path,
+        log_limit: usize,
+        initial: S::State,
+    ) -> Result<Self, StoreError> {
+        Self::with_backend_and_state(Box::new(RedbBackend::open(path)?), log_limit, initial)
             .map_err(|e| e.in_file(path))
     }
 
@@ -273,9 +284,18 @@ impl<S: Schema> Store<S> {
     /// and its ID from the stored ID (a new one when the backend keeps
     /// none).
     pub fn with_backend(backend: Box<dyn Backend>, log_limit: usize) -> Result<Self, StoreError> {
+        Self::with_backend_and_state(backend, log_limit, S::State::default())
+    }
+
+    /// [`Store::with_backend`], loading the stored rows into `initial`.
+    pub fn with_backend_and_state(
+        backend: Box<dyn Backend>,
+        log_limit: usize,
+        initial: S::State,
+    ) -> Result<Self, StoreError> {
         let log_limit = log_limit.max(1);
         let loaded = backend.load()?;
-        let mut state = S::State::default();
+        let mut state = initial;
         for row in &loaded.rows {
             if let Some(value) = &row.value {
                 S::load(&mut state, &row.collection, &row.key, value)?;
