@@ -176,7 +176,9 @@ pub fn policy_text(rule: &GenRule, target: &str) -> String {
                 }
                 OrigEntry::Pattern { absolute, .. } => format!("principal.aid like \"{absolute}\""),
                 OrigEntry::Role(r) => format!("principal.roles.contains(\"{r}\")"),
-                OrigEntry::Group(g) => format!("principal in Group::\"{g}\""),
+                OrigEntry::Group { group_id, .. } => {
+                    format!("principal in Group::\"{group_id}\"")
+                }
             })
             .collect();
         let _ = writeln!(s, "when {{ {} }}", origs.join(" || "));

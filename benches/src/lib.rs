@@ -99,7 +99,7 @@ pub struct CachedAttributes {
 }
 
 impl CachedAttributes {
-    /// Indexes `groups` (group ID, members' absolute IDs).
+    /// Indexes `groups` (absolute group ID, members' absolute IDs).
     pub fn new(groups: &[(String, Vec<String>)]) -> Self {
         let mut member_of: FxHashMap<String, Vec<String>> = FxHashMap::default();
         for (g, members) in groups {

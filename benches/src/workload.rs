@@ -147,7 +147,13 @@ pub enum OrigEntry {
     /// A Role-ID.
     Role(String),
     /// The resource ID of a `<group>`.
-    Group(String),
+    Group {
+        /// As written in `acor`: CSE-relative, SP-relative or absolute
+        /// (TS-0001 7.2), so that a decision maps it to the group.
+        entry: String,
+        /// The group's absolute ID, as the attribute source knows it.
+        group_id: String,
+    },
 }
 
 impl OrigEntry {
@@ -155,8 +161,10 @@ impl OrigEntry {
     pub fn text(&self) -> &str {
         match self {
             Self::All => "all",
-            Self::Exact { entry, .. } | Self::Pattern { entry, .. } => entry,
-            Self::Role(r) | Self::Group(r) => r,
+            Self::Exact { entry, .. } | Self::Pattern { entry, .. } | Self::Group { entry, .. } => {
+                entry
+            }
+            Self::Role(r) => r,
         }
     }
 }
@@ -312,7 +320,7 @@ pub struct Workload {
     pub acps: Vec<GenAcp>,
     /// Target resources.
     pub targets: Vec<Target>,
-    /// `<group>` resource IDs and their members' absolute IDs.
+    /// `<group>` resource IDs (absolute) and their members' absolute IDs.
     pub groups: Vec<(String, Vec<String>)>,
     /// The requests.
     pub requests: Vec<GenRequest>,
@@ -395,7 +403,7 @@ fn gen_groups(seed: u64) -> Vec<(String, Vec<String>)> {
                     .absolute
                 })
                 .collect();
-            (format!("/{CSE_ID}/grp{g}"), members)
+            (format!("//{SP_FQDN}/{CSE_ID}/grp{g}"), members)
         })
         .collect()
 }
@@ -465,7 +473,22 @@ fn gen_entry(rng: &mut Rng) -> OrigEntry {
             }
         }
         7 => OrigEntry::Role(random_role(rng)),
-        8 => OrigEntry::Group(format!("/{CSE_ID}/grp{}", rng.index(GROUPS))),
+        8 => {
+            let g = rng.index(GROUPS);
+            // The written form follows the AE number drawn above, which a
+            // group entry does not use otherwise (no extra draw: the rest of
+            // the workload stays as it was).
+            let entry = match n % 4 {
+                0 => format!("grp{g}"),
+                1 => format!("/{CSE_ID}/grp{g}"),
+                2 => format!("//{SP_FQDN}/{CSE_ID}/grp{g}"),
+                _ => format!("//{}/{CSE_ID}/grp{g}", SP_FQDN.to_ascii_uppercase()),
+            };
+            OrigEntry::Group {
+                entry,
+                group_id: format!("//{SP_FQDN}/{CSE_ID}/grp{g}"),
+            }
+        }
         _ => OrigEntry::All,
     }
 }
@@ -767,7 +790,7 @@ fn gen_target(seed: u64, i: usize, referenced: usize) -> Target {
 /// What the oracle needs besides the policies.
 pub struct Oracle<'a> {
     acps: &'a [GenAcp],
-    /// Group ID -> members (absolute IDs).
+    /// Absolute group ID -> members (absolute IDs).
     groups: FxHashMap<&'a str, &'a [String]>,
 }
 
@@ -815,9 +838,9 @@ impl<'a> Oracle<'a> {
             OrigEntry::Exact { identity, .. } => identity.absolute == absolute,
             OrigEntry::Pattern { absolute: p, .. } => segment_glob(p, absolute),
             OrigEntry::Role(role) => req.role_ids.iter().any(|r| r == role),
-            OrigEntry::Group(g) => self
+            OrigEntry::Group { group_id, .. } => self
                 .groups
-                .get(g.as_str())
+                .get(group_id.as_str())
                 .is_some_and(|m| m.iter().any(|x| x == absolute)),
         }
     }
@@ -1025,11 +1048,11 @@ impl Builder<'_> {
                 }
                 id
             }
-            OrigEntry::Group(g) => {
+            OrigEntry::Group { group_id, .. } => {
                 let (_, members) = self
                     .groups
                     .iter()
-                    .find(|(id, _)| id == g)
+                    .find(|(id, _)| id == group_id)
                     .expect("generated group exists");
                 let abs = rng.pick(members).clone();
                 let stem = abs.rsplit('/').next().expect("non-empty").to_owned();

@@ -196,40 +196,40 @@ mod tests {
         let snap = r.load();
         let h = hosting();
         let attrs = InMemoryAttributes::default()
-            .with_group("grpLights", ["//sp.example.com/id-in/ae-light"])
-            .with_group("grpFans", ["//sp.example.com/id-in/ae-fan"])
-            .with_group("grpIds", ["//sp.example.com/id-in/Cbob"]);
+            .with_group("//sp.example.com/id-in/grpLights", ["//sp.example.com/id-in/ae-light"])
+            .with_group("//sp.example.com/id-in/grpFans", ["//sp.example.com/id-in/ae-fan"])
+            .with_group("//sp.example.com/id-in/grpIds", ["//sp.example.com/id-in/Cbob"]);
         let light = "//sp.example.com/id-in/Clight";
         let source = WithMemberResources::new(&attrs, &snap, &h, Some(light));
         assert_eq!(source.member_resources(), None);
         assert_eq!(
             source.groups_containing(light),
-            Lookup::Found(vec!["grpLights".to_owned()])
+            Lookup::Found(vec!["//sp.example.com/id-in/grpLights".to_owned()])
         );
         assert_eq!(
             source.member_resources(),
             Some(&["//sp.example.com/id-in/ae-light".to_owned()][..])
         );
         assert_eq!(
-            source.group_has_member("grpLights", light),
+            source.group_has_member("//sp.example.com/id-in/grpLights", light),
             Lookup::Found(true)
         );
         assert_eq!(
-            source.group_has_member("grpFans", light),
+            source.group_has_member("//sp.example.com/id-in/grpFans", light),
             Lookup::Found(false)
         );
         // An absolute aei and an SP-relative resource ID.
         let fan = WithMemberResources::new(&attrs, &snap, &h, None);
         assert_eq!(
             fan.groups_containing("//sp.example.com/id-in/Cfan"),
-            Lookup::Found(vec!["grpFans".to_owned()])
+            Lookup::Found(vec!["//sp.example.com/id-in/grpFans".to_owned()])
         );
         // A member given as an AE-ID, as before.
         let bob_id = "//sp.example.com/id-in/Cbob";
         let bob = WithMemberResources::new(&attrs, &snap, &h, Some(bob_id));
         assert_eq!(
             bob.groups_containing(bob_id),
-            Lookup::Found(vec!["grpIds".to_owned()])
+            Lookup::Found(vec!["//sp.example.com/id-in/grpIds".to_owned()])
         );
         assert_eq!(bob.member_resources(), Some(&[][..]));
         // Another originator whose ID ends like the AE-ID's is not the AE.

@@ -80,7 +80,8 @@ enum RoleEntry {
 #[derive(Debug, Clone, Default)]
 struct OriginatorEntry {
     roles: HashMap<String, RoleEntry>,
-    /// Sorted group IDs whose members include the originator.
+    /// Sorted group IDs (absolute, as the PIP reports them) whose members
+    /// include the originator.
     groups: Vec<String>,
     /// The PIP's fresh position of the originator.
     position: Option<CachedFix>,
@@ -798,7 +799,7 @@ mod tests {
         event(
             revision,
             pb::attribute_change::Change::Group(pb::GroupChanged {
-                group_id: "/id-in/family".into(),
+                group_id: "//sp.example.com/id-in/family".into(),
                 affected_members: members.iter().map(|m| m.to_string()).collect(),
                 deleted: false,
             }),
@@ -853,7 +854,7 @@ mod tests {
         let ids: Vec<String> = (0..MAX_ORIGINATOR_ENTRIES)
             .map(|i| format!("//sp.example.com/id-in/C{i}"))
             .collect();
-        let a = answer(7, &["/id-in/family"]);
+        let a = answer(7, &["//sp.example.com/id-in/family"]);
         for id in &ids {
             let mut r = request(Utc::now());
             r.originator = id;
@@ -870,7 +871,7 @@ mod tests {
         assert_eq!(cache.originators.len(), 1);
         assert_eq!(
             cached_groups(&cache),
-            Lookup::Found(vec!["/id-in/family".to_owned()])
+            Lookup::Found(vec!["//sp.example.com/id-in/family".to_owned()])
         );
     }
 
@@ -884,7 +885,7 @@ mod tests {
         let cache = cache();
         cache.apply(&reset(5));
         let epoch = cache.epoch.load(Ordering::Acquire);
-        let a = answer(7, &["/id-in/family"]);
+        let a = answer(7, &["//sp.example.com/id-in/family"]);
         let fetched = answer_to_fetched(&request(Utc::now()), &a);
         cache.apply(&group_changed(8, &[ALICE]));
         cache.insert_if_current(ALICE, epoch, a.revision, &fetched.entry);
@@ -893,7 +894,7 @@ mod tests {
         // The decision that asked still uses its own answer.
         assert_eq!(
             cache.view_fetched(&fetched).groups_containing(ALICE),
-            Lookup::Found(vec!["/id-in/family".to_owned()])
+            Lookup::Found(vec!["//sp.example.com/id-in/family".to_owned()])
         );
         // An answer at or after the change is stored.
         cache.store(&request(Utc::now()), &answer(8, &[]));
@@ -905,10 +906,10 @@ mod tests {
     async fn a_change_after_the_insert_drops_the_answer() {
         let cache = cache();
         cache.apply(&reset(5));
-        cache.store(&request(Utc::now()), &answer(7, &["/id-in/family"]));
+        cache.store(&request(Utc::now()), &answer(7, &["//sp.example.com/id-in/family"]));
         assert_eq!(
             cached_groups(&cache),
-            Lookup::Found(vec!["/id-in/family".to_owned()])
+            Lookup::Found(vec!["//sp.example.com/id-in/family".to_owned()])
         );
         cache.apply(&group_changed(8, &[ALICE]));
         assert!(unavailable(&cached_groups(&cache)));
@@ -921,11 +922,11 @@ mod tests {
     async fn a_reset_or_a_lost_watch_between_fetch_and_insert_keeps_the_answer_out() {
         let cache = cache();
         // Not watching yet: nothing is cached.
-        cache.store(&request(Utc::now()), &answer(3, &["/id-in/family"]));
+        cache.store(&request(Utc::now()), &answer(3, &["//sp.example.com/id-in/family"]));
         assert!(cache.is_empty());
         cache.apply(&reset(5));
         let epoch = cache.epoch.load(Ordering::Acquire);
-        let a = answer(7, &["/id-in/family"]);
+        let a = answer(7, &["//sp.example.com/id-in/family"]);
         let fetched = answer_to_fetched(&request(Utc::now()), &a);
         cache.apply(&reset(9));
         cache.insert_if_current(ALICE, epoch, a.revision, &fetched.entry);
@@ -933,7 +934,7 @@ mod tests {
         // The watch is lost (what `follow` does when the stream ends or fails).
         cache.watching.store(false, Ordering::Release);
         cache.clear();
-        cache.store(&request(Utc::now()), &answer(10, &["/id-in/family"]));
+        cache.store(&request(Utc::now()), &answer(10, &["//sp.example.com/id-in/family"]));
         assert!(cache.is_empty());
     }
 
@@ -945,13 +946,13 @@ mod tests {
     async fn a_pip_on_a_new_store_with_lower_revisions_is_cached_again() {
         let cache = cache();
         cache.apply(&reset(500));
-        cache.store(&request(Utc::now()), &answer(501, &["/id-in/old"]));
+        cache.store(&request(Utc::now()), &answer(501, &["//sp.example.com/id-in/old"]));
         assert_eq!(
             cached_groups(&cache),
-            Lookup::Found(vec!["/id-in/old".to_owned()])
+            Lookup::Found(vec!["//sp.example.com/id-in/old".to_owned()])
         );
         let epoch = cache.epoch.load(Ordering::Acquire);
-        let in_flight = answer(502, &["/id-in/old"]);
+        let in_flight = answer(502, &["//sp.example.com/id-in/old"]);
         let fetched = answer_to_fetched(&request(Utc::now()), &in_flight);
         // The watch is lost; the new PIP's stream starts with its reset.
         cache.watching.store(false, Ordering::Release);
@@ -959,10 +960,10 @@ mod tests {
         cache.apply(&reset(3));
         cache.insert_if_current(ALICE, epoch, in_flight.revision, &fetched.entry);
         assert!(cache.is_empty(), "an answer of the old store was cached");
-        cache.store(&request(Utc::now()), &answer(4, &["/id-in/new"]));
+        cache.store(&request(Utc::now()), &answer(4, &["//sp.example.com/id-in/new"]));
         assert_eq!(
             cached_groups(&cache),
-            Lookup::Found(vec!["/id-in/new".to_owned()])
+            Lookup::Found(vec!["//sp.example.com/id-in/new".to_owned()])
         );
         // Its changes drop what it answered, as ever.
         cache.apply(&group_changed(5, &[ALICE]));
@@ -1021,11 +1022,11 @@ mod tests {
     async fn an_older_answer_does_not_replace_a_newer_one() {
         let cache = cache();
         cache.apply(&reset(5));
-        cache.store(&request(Utc::now()), &answer(9, &["/id-in/new"]));
-        cache.store(&request(Utc::now()), &answer(7, &["/id-in/old"]));
+        cache.store(&request(Utc::now()), &answer(9, &["//sp.example.com/id-in/new"]));
+        cache.store(&request(Utc::now()), &answer(7, &["//sp.example.com/id-in/old"]));
         assert_eq!(
             cached_groups(&cache),
-            Lookup::Found(vec!["/id-in/new".to_owned()])
+            Lookup::Found(vec!["//sp.example.com/id-in/new".to_owned()])
         );
         cache.store(&request(Utc::now()), &answer(10, &[]));
         assert_eq!(cached_groups(&cache), Lookup::Found(vec![]));
@@ -1039,7 +1040,7 @@ mod tests {
     #[tokio::test]
     async fn member_resource_groups_are_cached_like_an_originators() {
         const LIGHT: &str = "//sp.example.com/id-in/ae-light";
-        let grp = || Lookup::Found(vec!["/id-in/grpLights".to_owned()]);
+        let grp = || Lookup::Found(vec!["//sp.example.com/id-in/grpLights".to_owned()]);
         let cache = cache();
         cache.apply(&reset(5));
         let now = Utc::now();
@@ -1051,11 +1052,11 @@ mod tests {
             originator: LIGHT,
             ..request(now)
         };
-        cache.store(&as_member, &answer(7, &["/id-in/grpLights"]));
+        cache.store(&as_member, &answer(7, &["//sp.example.com/id-in/grpLights"]));
         let view = cache.view(ALICE, None);
         assert_eq!(view.groups_containing(LIGHT), grp());
         assert_eq!(
-            view.group_has_member("/id-in/grpLights", LIGHT),
+            view.group_has_member("//sp.example.com/id-in/grpLights", LIGHT),
             Lookup::Found(true)
         );
         assert_eq!(view.groups_containing(ALICE), Lookup::Found(vec![]));
@@ -1066,7 +1067,7 @@ mod tests {
         assert_eq!(view.groups_containing(ALICE), Lookup::Found(vec![]));
         // A fetch's answer carries its member resources' answers.
         let mut fetched = answer_to_fetched(&request(now), &answer(9, &[]));
-        let light = answer_to_fetched(&as_member, &answer(9, &["/id-in/grpLights"]));
+        let light = answer_to_fetched(&as_member, &answer(9, &["//sp.example.com/id-in/grpLights"]));
         fetched.members.push((LIGHT.to_owned(), light.entry));
         assert_eq!(cache.view_fetched(&fetched).groups_containing(LIGHT), grp());
         let view = cache.view(ALICE, Some("PIP down".into()));

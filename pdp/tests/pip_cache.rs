@@ -26,7 +26,7 @@ use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
 const ALICE: &str = "//sp.example.com/id-in/Calice";
-const FAMILY: &str = "/id-in/family";
+const FAMILY: &str = "//sp.example.com/id-in/family";
 
 /// A PIP that answers `Watch` with a `reset` and then stays silent, and
 /// `ResolveAttributes` with Alice in one group; nothing else.
