@@ -592,6 +592,54 @@ async fn group_members_are_permitted_and_removal_is_seen_9_6_2_1() {
     decides(&s.pdp, retrieve("Cbob", "cntGroup"), DENY).await;
 }
 
+/// `retrieve` decided by a hosting CSE of the SP other than the PDP's
+/// configured one (the request's `hosting_cse_id`).
+fn retrieve_at(cse: &str, originator: &str, target: &str) -> pb::DecisionRequest {
+    pb::DecisionRequest {
+        hosting_sp_id: SP.into(),
+        hosting_cse_id: cse.into(),
+        ..retrieve(originator, target)
+    }
+}
+
+/// TS-0001 9.6.2.1 and 7.2 with TS-0003 7.1.3 and Decision 2: a `<group>`
+/// resource ID names one group whichever form `PutGroup` and `acor` use.
+/// The group put as `grpFamily` (CSE-relative, at the PIP's `/id-in`) is the
+/// group an acor entry `/id-in/grpFamily` or `//SP.EXAMPLE.COM/id-in/grpFamily`
+/// names: its members are permitted. An acor entry `grpFamily` names the
+/// group of the CSE deciding the request: at `/id-in` this one, at `/id-mn`
+/// that CSE's own `grpFamily`, never the group of `/id-in` (no Permit for
+/// `/id-in`'s members there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_id_names_one_group_in_every_form_9_6_2_1() {
+    let mut s = Stack::start("group-forms", Duration::from_secs(300)).await;
+    s.group("grpFamily", &["Calice"]).await;
+    s.policy("cntSpRelative", rule(&["/id-in/grpFamily"])).await;
+    s.policy("cntAbsolute", rule(&["//SP.EXAMPLE.COM/id-in/grpFamily"]))
+        .await;
+    s.policy("cntCseRelative", rule(&["grpFamily"])).await;
+    const ALICE: &str = "//sp.example.com/id-in/Calice";
+    let here = s.decide(retrieve("Calice", "cntCseRelative")).await;
+    assert_eq!(here.decision, PERMIT, "{}", here.summary);
+    // Decided at /id-mn: `grpFamily` is /id-mn's group, which does not
+    // exist; Alice of /id-in is no member of it.
+    let there = s
+        .decide(retrieve_at("/id-mn", ALICE, "cntCseRelative"))
+        .await;
+    assert_eq!(there.decision, DENY, "{}", there.summary);
+    for target in ["cntSpRelative", "cntAbsolute", "cntCseRelative"] {
+        let alice = s.decide(retrieve("Calice", target)).await;
+        assert_eq!(alice.decision, PERMIT, "{target}: {}", alice.summary);
+        let eve = s.decide(retrieve("Ceve", target)).await;
+        assert_eq!(eve.decision, DENY, "{target}: {}", eve.summary);
+    }
+    // The entries naming /id-in's group name it at /id-mn too.
+    for target in ["cntSpRelative", "cntAbsolute"] {
+        let d = s.decide(retrieve_at("/id-mn", ALICE, target)).await;
+        assert_eq!(d.decision, PERMIT, "{target}: {}", d.summary);
+    }
+}
+
 /// An `<AE>` resource registered in the PRP with its AE-ID (`aei`).
 fn ae_resource(id: &str, aei: &str) -> pb::TargetResource {
     pb::TargetResource {
