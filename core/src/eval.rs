@@ -33,9 +33,7 @@ use crate::decision::{
     AuthorizationStatus, ContextFailure, Decision, Effect, Explanation, FailedCondition,
     MissingAttribute, PrivilegeKind, RuleFailure, RuleRef,
 };
-use crate::ids::{
-    AbsoluteId, HostingContext, canonical_resource_id, with_canonical_originator,
-};
+use crate::ids::{AbsoluteId, HostingContext, canonical_resource_id, with_canonical_originator};
 use crate::index::{EntryRef, Key, KeyKind, Originator};
 use crate::location::pack_country;
 use crate::request::{DecisionRequest, Operation, Position};

@@ -196,9 +196,18 @@ mod tests {
         let snap = r.load();
         let h = hosting();
         let attrs = InMemoryAttributes::default()
-            .with_group("//sp.example.com/id-in/grpLights", ["//sp.example.com/id-in/ae-light"])
-            .with_group("//sp.example.com/id-in/grpFans", ["//sp.example.com/id-in/ae-fan"])
-            .with_group("//sp.example.com/id-in/grpIds", ["//sp.example.com/id-in/Cbob"]);
+            .with_group(
+                "//sp.example.com/id-in/grpLights",
+                ["//sp.example.com/id-in/ae-light"],
+            )
+            .with_group(
+                "//sp.example.com/id-in/grpFans",
+                ["//sp.example.com/id-in/ae-fan"],
+            )
+            .with_group(
+                "//sp.example.com/id-in/grpIds",
+                ["//sp.example.com/id-in/Cbob"],
+            );
         let light = "//sp.example.com/id-in/Clight";
         let source = WithMemberResources::new(&attrs, &snap, &h, Some(light));
         assert_eq!(source.member_resources(), None);

@@ -906,7 +906,10 @@ mod tests {
     async fn a_change_after_the_insert_drops_the_answer() {
         let cache = cache();
         cache.apply(&reset(5));
-        cache.store(&request(Utc::now()), &answer(7, &["//sp.example.com/id-in/family"]));
+        cache.store(
+            &request(Utc::now()),
+            &answer(7, &["//sp.example.com/id-in/family"]),
+        );
         assert_eq!(
             cached_groups(&cache),
             Lookup::Found(vec!["//sp.example.com/id-in/family".to_owned()])
@@ -922,7 +925,10 @@ mod tests {
     async fn a_reset_or_a_lost_watch_between_fetch_and_insert_keeps_the_answer_out() {
         let cache = cache();
         // Not watching yet: nothing is cached.
-        cache.store(&request(Utc::now()), &answer(3, &["//sp.example.com/id-in/family"]));
+        cache.store(
+            &request(Utc::now()),
+            &answer(3, &["//sp.example.com/id-in/family"]),
+        );
         assert!(cache.is_empty());
         cache.apply(&reset(5));
         let epoch = cache.epoch.load(Ordering::Acquire);
@@ -934,7 +940,10 @@ mod tests {
         // The watch is lost (what `follow` does when the stream ends or fails).
         cache.watching.store(false, Ordering::Release);
         cache.clear();
-        cache.store(&request(Utc::now()), &answer(10, &["//sp.example.com/id-in/family"]));
+        cache.store(
+            &request(Utc::now()),
+            &answer(10, &["//sp.example.com/id-in/family"]),
+        );
         assert!(cache.is_empty());
     }
 
@@ -946,7 +955,10 @@ mod tests {
     async fn a_pip_on_a_new_store_with_lower_revisions_is_cached_again() {
         let cache = cache();
         cache.apply(&reset(500));
-        cache.store(&request(Utc::now()), &answer(501, &["//sp.example.com/id-in/old"]));
+        cache.store(
+            &request(Utc::now()),
+            &answer(501, &["//sp.example.com/id-in/old"]),
+        );
         assert_eq!(
             cached_groups(&cache),
             Lookup::Found(vec!["//sp.example.com/id-in/old".to_owned()])
@@ -960,7 +972,10 @@ mod tests {
         cache.apply(&reset(3));
         cache.insert_if_current(ALICE, epoch, in_flight.revision, &fetched.entry);
         assert!(cache.is_empty(), "an answer of the old store was cached");
-        cache.store(&request(Utc::now()), &answer(4, &["//sp.example.com/id-in/new"]));
+        cache.store(
+            &request(Utc::now()),
+            &answer(4, &["//sp.example.com/id-in/new"]),
+        );
         assert_eq!(
             cached_groups(&cache),
             Lookup::Found(vec!["//sp.example.com/id-in/new".to_owned()])
@@ -1022,8 +1037,14 @@ mod tests {
     async fn an_older_answer_does_not_replace_a_newer_one() {
         let cache = cache();
         cache.apply(&reset(5));
-        cache.store(&request(Utc::now()), &answer(9, &["//sp.example.com/id-in/new"]));
-        cache.store(&request(Utc::now()), &answer(7, &["//sp.example.com/id-in/old"]));
+        cache.store(
+            &request(Utc::now()),
+            &answer(9, &["//sp.example.com/id-in/new"]),
+        );
+        cache.store(
+            &request(Utc::now()),
+            &answer(7, &["//sp.example.com/id-in/old"]),
+        );
         assert_eq!(
             cached_groups(&cache),
             Lookup::Found(vec!["//sp.example.com/id-in/new".to_owned()])
@@ -1052,7 +1073,10 @@ mod tests {
             originator: LIGHT,
             ..request(now)
         };
-        cache.store(&as_member, &answer(7, &["//sp.example.com/id-in/grpLights"]));
+        cache.store(
+            &as_member,
+            &answer(7, &["//sp.example.com/id-in/grpLights"]),
+        );
         let view = cache.view(ALICE, None);
         assert_eq!(view.groups_containing(LIGHT), grp());
         assert_eq!(
@@ -1067,7 +1091,10 @@ mod tests {
         assert_eq!(view.groups_containing(ALICE), Lookup::Found(vec![]));
         // A fetch's answer carries its member resources' answers.
         let mut fetched = answer_to_fetched(&request(now), &answer(9, &[]));
-        let light = answer_to_fetched(&as_member, &answer(9, &["//sp.example.com/id-in/grpLights"]));
+        let light = answer_to_fetched(
+            &as_member,
+            &answer(9, &["//sp.example.com/id-in/grpLights"]),
+        );
         fetched.members.push((LIGHT.to_owned(), light.entry));
         assert_eq!(cache.view_fetched(&fetched).groups_containing(LIGHT), grp());
         let view = cache.view(ALICE, Some("PIP down".into()));

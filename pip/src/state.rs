@@ -451,7 +451,10 @@ mod tests {
         let abs = "//sp.example.com/id-in/grp";
         let rows = [
             (abs, group(abs, &["//sp.example.com/id-in/Cnew"])),
-            ("/id-in/grp", group("/id-in/grp", &["//sp.example.com/id-in/Cold"])),
+            (
+                "/id-in/grp",
+                group("/id-in/grp", &["//sp.example.com/id-in/Cold"]),
+            ),
             ("grp", group("grp", &["//sp.example.com/id-in/Cold"])),
         ];
         for (key, g) in &rows {
