@@ -45,8 +45,8 @@ pub trait AttributeSource: Send + Sync {
     /// `<group>` that has `originator` among its members and answers
     /// `Found(())`, if the source can list them at once. The engine matches
     /// `acor` entries of any form against them for the request's hosting
-    /// CSE, so a group must not be listed by a relative ID, whose CSE the
-    /// engine could only guess. The engine asks this once per decision (a visitor, so
+    /// CSE; a relative ID would be read against that CSE too, which need
+    /// not be the one the source meant. The engine asks this once per decision (a visitor, so
     /// that no list is copied) and falls back to [`Self::group_has_member`]
     /// per candidate entry when the answer is not `Found` (so that an
     /// unavailable group is named in the decision).

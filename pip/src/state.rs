@@ -76,6 +76,14 @@ impl PipState {
         }
     }
 
+    /// The rows of older stores that hold the group `group_id` (absolute).
+    fn legacy_keys(&self, group_id: &str) -> Vec<String> {
+        self.legacy_groups
+            .get(group_id)
+            .map(|keys| keys.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// The groups listing `member` (absolute), sorted.
     pub fn groups_of(&self, member: &str) -> Vec<String> {
         self.member_of
@@ -187,16 +195,6 @@ pub enum PipError {
 pub struct PipSchema;
 
 const ROLES: &str = "roles";
-
-impl PipState {
-    /// The rows of older stores that hold the group `group_id` (absolute).
-    fn legacy_keys(&self, group_id: &str) -> Vec<String> {
-        self.legacy_groups
-            .get(group_id)
-            .map(|keys| keys.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-}
 
 /// Where a role is in [`PipState::roles`].
 fn role_key(r: &RoleRecord) -> (String, String) {
