@@ -239,16 +239,13 @@ async fn invalid_input_names_the_field_and_stores_nothing() {
     ] {
         assert!(f.iter().any(|x| x == field), "{field} in {f:?}");
     }
-    let err = c
-        .put_group(pb::PutGroupRequest {
-            originator: ADMIN.into(),
-            group: Some(pb::Group {
-                group_id: "family@roles.example.com".into(),
-                member_ids: vec!["Calice".into(), "//bad//id".into()],
-            }),
-        })
-        .await
-        .expect_err("invalid");
+    let err = put_group(
+        c,
+        "family@roles.example.com".into(),
+        vec!["Calice".into(), "//bad//id".into()],
+    )
+    .await
+    .expect_err("invalid");
     let f = fields(&err);
     assert!(f.contains(&"group.group_id".to_owned()), "{f:?}");
     assert!(f.contains(&"group.member_ids[1]".to_owned()), "{f:?}");
@@ -297,28 +294,14 @@ async fn ids_that_name_no_single_originator_are_refused_2_4_and_7_3() {
     let before = pip.service.revision();
     let c = &mut pip.client;
     for member in ["all", "guest@roles.example.com", "//sp.example.com", "C*"] {
-        let err = c
-            .put_group(pb::PutGroupRequest {
-                originator: ADMIN.into(),
-                group: Some(pb::Group {
-                    group_id: "/id-in/grpFamily".into(),
-                    member_ids: vec![member.into()],
-                }),
-            })
+        let err = put_group(c, "/id-in/grpFamily".into(), vec![member.into()])
             .await
             .expect_err(member);
         assert_eq!(err.code(), Code::InvalidArgument, "{member}: {err:?}");
         assert_eq!(fields(&err), ["group.member_ids[0]"], "{member}");
     }
     for group_id in ["C*", "//sp.example.com", "/id-in/grp 1", "all"] {
-        let err = c
-            .put_group(pb::PutGroupRequest {
-                originator: ADMIN.into(),
-                group: Some(pb::Group {
-                    group_id: group_id.into(),
-                    member_ids: vec!["Calice".into()],
-                }),
-            })
+        let err = put_group(c, group_id.into(), vec!["Calice".into()])
             .await
             .expect_err(group_id);
         assert_eq!(err.code(), Code::InvalidArgument, "{group_id}: {err:?}");
@@ -382,13 +365,11 @@ async fn ids_that_name_no_single_originator_are_refused_2_4_and_7_3() {
     assert_eq!(listed, pb::ListGroupsResponse::default());
     // Accepted: an AE-ID stem, an `<AE>` resource ID (SP-relative), a CSE-ID,
     // and the SP's domain as issuer (the M2M SP issues Role-IDs, §7.2).
-    c.put_group(pb::PutGroupRequest {
-        originator: ADMIN.into(),
-        group: Some(pb::Group {
-            group_id: "/id-in/grpFamily".into(),
-            member_ids: vec!["Calice".into(), "/id-in/ae-light".into(), "/mn-cse".into()],
-        }),
-    })
+    put_group(
+        c,
+        "/id-in/grpFamily".into(),
+        vec!["Calice".into(), "/id-in/ae-light".into(), "/mn-cse".into()],
+    )
     .await
     .expect("valid group");
     c.create_role(pb::CreateRoleRequest {
@@ -782,24 +763,14 @@ async fn watch_streams_changes_in_order_and_resumes() {
         first.change,
         Some(pb::attribute_change::Change::Reset(_))
     ));
-    pip.client
-        .put_group(pb::PutGroupRequest {
-            originator: ADMIN.into(),
-            group: Some(pb::Group {
-                group_id: "/id-in/grp".into(),
-                member_ids: vec!["Calice".into(), "Cbob".into()],
-            }),
-        })
-        .await
-        .expect("put");
-    pip.client
-        .put_group(pb::PutGroupRequest {
-            originator: ADMIN.into(),
-            group: Some(pb::Group {
-                group_id: "/id-in/grp".into(),
-                member_ids: vec!["Cbob".into()],
-            }),
-        })
+    put_group(
+        &mut pip.client,
+        "/id-in/grp".into(),
+        vec!["Calice".into(), "Cbob".into()],
+    )
+    .await
+    .expect("put");
+    put_group(&mut pip.client, "/id-in/grp".into(), vec!["Cbob".into()])
         .await
         .expect("put");
     let e1 = stream.next().await.expect("event").expect("ok");
@@ -1077,6 +1048,22 @@ async fn a_position_is_usable_only_from_its_measuring_time_until_stale_annex_f()
     pip.stop().await;
 }
 
+/// `PutGroup` as the admin.
+async fn put_group(
+    c: &mut PolicyInformationPointClient<Channel>,
+    group_id: String,
+    member_ids: Vec<String>,
+) -> Result<tonic::Response<pb::Group>, tonic::Status> {
+    c.put_group(pb::PutGroupRequest {
+        originator: ADMIN.into(),
+        group: Some(pb::Group {
+            group_id,
+            member_ids,
+        }),
+    })
+    .await
+}
+
 async fn groups_of(c: &mut PolicyInformationPointClient<Channel>, originator: &str) -> Vec<String> {
     c.resolve_attributes(pb::ResolveAttributesRequest {
         originator: originator.into(),
@@ -1116,28 +1103,15 @@ async fn group_ids_are_absolute_and_accepted_in_any_form_9_6_2_1() {
     let mut pip = Running::start(config(None)).await;
     let c = &mut pip.client;
     const ABSOLUTE: &str = "//sp.example.com/id-in/grpFamily";
-    let put = c
-        .put_group(pb::PutGroupRequest {
-            originator: ADMIN.into(),
-            group: Some(pb::Group {
-                group_id: "grpFamily".into(),
-                member_ids: vec!["Calice".into()],
-            }),
-        })
+    let put = put_group(c, "grpFamily".into(), vec!["Calice".into()])
         .await
         .expect("put")
         .into_inner();
     assert_eq!(put.group_id, ABSOLUTE);
     // The SP-relative form is the same group: this replaces it.
-    c.put_group(pb::PutGroupRequest {
-        originator: ADMIN.into(),
-        group: Some(pb::Group {
-            group_id: "/id-in/grpFamily".into(),
-            member_ids: vec!["Cbob".into()],
-        }),
-    })
-    .await
-    .expect("put again");
+    put_group(c, "/id-in/grpFamily".into(), vec!["Cbob".into()])
+        .await
+        .expect("put again");
     let listed = c
         .list_groups(pb::ListGroupsRequest {})
         .await
@@ -1216,17 +1190,14 @@ async fn an_s_member_is_found_as_ae_id_and_as_resource_id_2_4() {
         .into_inner();
     let _reset = watch.next().await.expect("event").expect("ok");
     const GROUP: &str = "//sp.example.com/id-in/grpLights";
-    let put = c
-        .put_group(pb::PutGroupRequest {
-            originator: ADMIN.into(),
-            group: Some(pb::Group {
-                group_id: "grpLights".into(),
-                member_ids: vec!["Slight".into(), "Cbob".into()],
-            }),
-        })
-        .await
-        .expect("put")
-        .into_inner();
+    let put = put_group(
+        &mut c,
+        "grpLights".into(),
+        vec!["Slight".into(), "Cbob".into()],
+    )
+    .await
+    .expect("put")
+    .into_inner();
     assert_eq!(
         put.member_ids,
         ["//sp.example.com/Slight", "//sp.example.com/id-in/Cbob"]
@@ -1258,15 +1229,9 @@ async fn an_s_member_is_found_as_ae_id_and_as_resource_id_2_4() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    c.put_group(pb::PutGroupRequest {
-        originator: ADMIN.into(),
-        group: Some(pb::Group {
-            group_id: "grpLights".into(),
-            member_ids: vec!["Cbob".into()],
-        }),
-    })
-    .await
-    .expect("put without the light");
+    put_group(&mut c, "grpLights".into(), vec!["Cbob".into()])
+        .await
+        .expect("put without the light");
     for who in ["Slight", "//sp.example.com/id-in/Slight"] {
         assert!(groups_of(&mut c, who).await.is_empty(), "{who}");
     }
@@ -1348,15 +1313,9 @@ async fn group_rows_of_older_stores_are_read_and_deleted() {
     })
     .await
     .expect("delete the old row's group");
-    c.put_group(pb::PutGroupRequest {
-        originator: ADMIN.into(),
-        group: Some(pb::Group {
-            group_id: "grpOld".into(),
-            member_ids: vec!["Cbob".into()],
-        }),
-    })
-    .await
-    .expect("replace the other");
+    put_group(c, "grpOld".into(), vec!["Cbob".into()])
+        .await
+        .expect("replace the other");
     assert_eq!(groups_of(c, "Calice").await, Vec::<String>::new());
     pip.stop().await;
 
