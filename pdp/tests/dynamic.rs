@@ -1179,6 +1179,29 @@ fn door_token(token_id: &str, holder: &str, ris: &[&str]) -> String {
     .expect("sign")
 }
 
+/// A PDP trusting the scripted DAS, with `door` under `acpOwner` (which
+/// grants `Cowner` only), for the tokens-at-two-CSEs tests.
+async fn door_pdp(dynamic: DynamicConfig) -> Pdp {
+    pdp_trusting(
+        dynamic,
+        &snapshot_event(
+            1,
+            vec![acp("acpOwner", &["Cowner"], 63)],
+            vec![resource("door", Some(&["acpOwner"]), "Ccreator")],
+        ),
+    )
+    .await
+}
+
+/// UPDATE of `door` by `originator` received by the CSE `cse` of
+/// `//sp.example.com`.
+fn door_update_at(originator: &str, cse: &str) -> pb::DecisionRequest {
+    let mut r = request(originator, pb::Operation::Update, "door");
+    r.hosting_sp_id = "//sp.example.com".into();
+    r.hosting_cse_id = cse.into();
+    r
+}
+
 /// TS-0003 7.3.2.5: a token permission with `ris` "shall apply only to the
 /// resources specified by this element", and a CSE-relative resource ID
 /// names a resource of the CSE that received the request. One PDP serves
@@ -1194,24 +1217,11 @@ async fn a_local_token_id_reused_at_another_cse_is_scoped_to_it_7_3_2_5() {
     // No default DAS: a Deny of the tokens is not followed by a consultation.
     let mut dynamic = DynamicConfig::new(vec![url]);
     dynamic.deadline = Duration::from_secs(5);
-    let pdp = pdp_trusting(
-        dynamic,
-        &snapshot_event(
-            1,
-            vec![acp("acpOwner", &["Cowner"], 63)],
-            vec![resource("door", Some(&["acpOwner"]), "Ccreator")],
-        ),
-    )
-    .await;
+    let pdp = door_pdp(dynamic).await;
     let (channel, _server) = serve_pdp(&pdp).await;
     let mut client = PolicyDecisionPointClient::new(channel);
     let visitor = "//sp.example.com/cse-a/Cvisitor";
-    let at = |cse: &str| {
-        let mut r = request(visitor, pb::Operation::Update, "door");
-        r.hosting_sp_id = "//sp.example.com".into();
-        r.hosting_cse_id = cse.into();
-        r
-    };
+    let at = |cse: &str| door_update_at(visitor, cse);
 
     let mut first = at("/cse-a");
     first.tokens = vec![door_token(
@@ -1263,22 +1273,9 @@ async fn a_direct_token_kept_for_its_holder_is_scoped_to_each_requests_cse_7_3_2
     let mut dynamic = DynamicConfig::new(vec![url.clone()]);
     dynamic.default_das = Some(url);
     dynamic.deadline = Duration::from_secs(5);
-    let pdp = pdp_trusting(
-        dynamic,
-        &snapshot_event(
-            1,
-            vec![acp("acpOwner", &["Cowner"], 63)],
-            vec![resource("door", Some(&["acpOwner"]), "Ccreator")],
-        ),
-    )
-    .await;
+    let pdp = door_pdp(dynamic).await;
     let service = pdp.service();
-    let at = |cse: &str| {
-        let mut r = request(visitor, pb::Operation::Update, "door");
-        r.hosting_sp_id = "//sp.example.com".into();
-        r.hosting_cse_id = cse.into();
-        r
-    };
+    let at = |cse: &str| door_update_at(visitor, cse);
     let d = service
         .decide_resolving_pb(&at("/cse-a"))
         .await
