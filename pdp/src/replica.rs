@@ -110,6 +110,23 @@ fn resource_cse(id: &str, hosting: &HostingContext) -> Option<HostingContext> {
     HostingContext::new(sp, rest.split('/').next()?).ok()
 }
 
+/// Whether a resource ID, in the absolute form `mid` is read in, has the
+/// shape of another originator's own ID: a CSE-ID or SP-relative AE-ID
+/// (`//sp/x`), or an AE-ID whose stem starts with `C` or `S` (TS-0001 7.2).
+/// A `<group>` listing that ID lists that originator (spec notes §2.4:
+/// both readings are possible), so an `<AE>` or `<remoteCSE>` registered
+/// under it must not stand for its own `aei`/`csi` too: otherwise
+/// registering `<AE>` `Cmom` with `aei` `Cevil` would make Cevil a member
+/// of every group of Cmom.
+fn names_another_originator(rid: &str) -> bool {
+    let path = rid
+        .strip_prefix("//")
+        .and_then(|r| r.split_once('/'))
+        .map_or("", |(_, path)| path);
+    let last = path.rsplit('/').next().unwrap_or(path);
+    !path.contains('/') || last.starts_with('C') || last.starts_with('S')
+}
+
 fn member_key(id: &str) -> &str {
     id.rsplit('/').next().unwrap_or(id)
 }
@@ -187,6 +204,7 @@ impl Snapshot {
             }
             if let Ok(rid) = hosting.canonicalize(id)
                 && rid != originator
+                && !names_another_originator(&rid)
                 && !out.iter().any(|o| *o == rid)
             {
                 out.push(rid.into_owned());

@@ -708,6 +708,27 @@ async fn group_members_given_as_ae_resource_ids_map_to_their_aei_9_6_2_1() {
     assert_eq!(bob.decision, PERMIT, "{}", bob.summary);
 }
 
+/// Spec notes §2.4: a `mid` entry may be read as an AE-ID or as an `<AE>`
+/// resource ID. An `<AE>` registered under a resource ID that is another
+/// AE's AE-ID (`Cmom`, `aei` `Cevil`) must not hand Cevil the groups that
+/// list Cmom: Cmom is permitted, Cevil is not. A resource ID that is no
+/// AE-ID (`ae-light`) still stands for its `aei`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ae_resource_named_like_another_ae_id_does_not_take_its_groups_9_6_2_1() {
+    let mut s = Stack::start("group-ae-spoof", Duration::from_secs(300)).await;
+    s.policy("cntLights", rule(&["/id-in/grpFamily"])).await;
+    s.resource(ae_resource("Cmom", "Cevil")).await;
+    s.resource(ae_resource("ae-light", "Clight")).await;
+    s.group("/id-in/grpFamily", &["Cmom", "ae-light"]).await;
+
+    let mom = s.decide(retrieve("Cmom", "cntLights")).await;
+    assert_eq!(mom.decision, PERMIT, "{}", mom.summary);
+    let light = s.decide(retrieve("Clight", "cntLights")).await;
+    assert_eq!(light.decision, PERMIT, "{}", light.summary);
+    let evil = s.decide(retrieve("Cevil", "cntLights")).await;
+    assert_eq!(evil.decision, DENY, "{}", evil.summary);
+}
+
 /// TS-0001 9.6.2.1: a group that cannot be retrieved rejects the request.
 /// With the PIP down, the groups of the originator's `<AE>` resource are
 /// unknown: Deny with MISSING_ATTRIBUTE naming the group.
