@@ -32,7 +32,13 @@
 //! - `GetKeySet`: the issuer, the FQDN and the public keys, for PDPs to
 //!   configure their trust store.
 //!
-//! Every issued token is stored durably before it is returned.
+//! Every issued token is stored durably before it is returned. A request
+//! that would get a token equal to one stored (same holder, audience,
+//! policy, target, privileges, roles, issuer and signing key) that ends no
+//! later and has at least half the new lifetime left gets that token again,
+//! Token-ID included, and nothing is written; and a holder keeps at most
+//! [`MAX_TOKENS_PER_HOLDER`](crate::state::MAX_TOKENS_PER_HOLDER) tokens
+//! (see [`state`](crate::state)).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -50,7 +56,7 @@ use tonic::{Request, Response, Status};
 use crate::config::{Client, DasConfig, absolute_cse_id, cse_id_string};
 use crate::policy::{Award, Channel, evaluate};
 use crate::request::das_request_from_pb;
-use crate::state::{DasMutation, DasSchema, DasStoreError, IssuedToken};
+use crate::state::{DasMutation, DasSchema, DasStoreError, IssuedToken, TokenGrant};
 
 struct Inner {
     config: Arc<DasConfig>,
@@ -204,16 +210,51 @@ impl DasService {
             .ok_or_else(|| Status::unauthenticated("the bearer secret is not that of a client"))
     }
 
-    /// Signs and stores the token of `award`; returns its ID and the token.
+    /// The token of `award` for `audience` at `now`: a stored one with the
+    /// same holder, audience and grant when it ends no later than a new one
+    /// would and has at least half a new one's lifetime left, else a new
+    /// one, signed and stored. Returns its ID and the token.
+    ///
+    /// Reuse keeps a client that repeats a request (a retry loop) from
+    /// adding a durable token each time; the half keeps it from being
+    /// handed a token about to expire.
     async fn issue(
         &self,
         award: &Award,
         audience: Vec<String>,
+        now: DateTime<Utc>,
     ) -> Result<(String, String), Status> {
         let config = &self.inner.config;
         let key = config
             .signing_key()
             .ok_or_else(|| Status::internal("no signing key configured"))?;
+        let grant = TokenGrant {
+            issuer: config.issuer.clone(),
+            kid: key.kid.clone(),
+            policy: award.policy.clone(),
+            target: award.target.clone(),
+            privileges: award.privileges.clone(),
+            roles: award.roles.clone(),
+        };
+        let min_remaining = (award.not_after - award.not_before) / 2;
+        let reused = self.inner.store.read(|_, s| {
+            s.reusable(
+                &award.holder,
+                &audience,
+                &grant,
+                now,
+                award.not_after,
+                min_remaining,
+            )
+            .map(|t| (t.token_id.clone(), t.jwt.clone(), t.expires_at))
+        });
+        if let Some((token_id, jwt, not_after)) = reused {
+            tracing::info!(
+                token_id = %token_id, holder = %award.holder, policy = %award.policy,
+                target = %award.target, not_after = %not_after, "stored token given again"
+            );
+            return Ok((token_id, jwt));
+        }
         let token_id = new_token_id(&config.fqdn)?;
         let claims = award
             .token_claims(token_id.clone(), &config.issuer, audience)
@@ -228,6 +269,7 @@ impl DasService {
             holder: claims.holder.clone(),
             expires_at: claims.not_after,
             audience: claims.audience.clone(),
+            grant: Some(Box::new(grant)),
         };
         self.commit(DasMutation::Issue(record)).await?;
         tracing::info!(
@@ -317,8 +359,13 @@ impl DasService {
             );
         }
         if award.token {
-            let (_, jwt) = self.issue(&award, vec![cse_id_string(&hosting)]).await?;
-            response.tokens.push(jwt);
+            let (_, jwt) = self
+                .issue(&award, vec![cse_id_string(&hosting)], now)
+                .await?;
+            // A reused token may also have been asked for in `tids`.
+            if !response.tokens.contains(&jwt) {
+                response.tokens.push(jwt);
+            }
         }
         Ok(response)
     }
@@ -365,7 +412,7 @@ impl DasService {
             Channel::IssueToken,
         ) && award.token
         {
-            let (token_id, jwt) = self.issue(&award, config.audience.clone()).await?;
+            let (token_id, jwt) = self.issue(&award, config.audience.clone(), now).await?;
             response.token_ids.push(token_id);
             response.tokens.push(jwt);
         } else {

@@ -7,14 +7,48 @@
 //! Expired tokens are deleted by a sweeper ([`DasSchema`] mutation
 //! [`DasMutation::Remove`]); reads also skip expired tokens, so an answer
 //! never depends on when the sweeper last ran.
+//!
+//! Client requests decide what is issued, so the store is bounded per
+//! holder: at most [`MAX_TOKENS_PER_HOLDER`] tokens each. Issuing one more
+//! removes, in the same write, the holder's tokens that end soonest
+//! (expired ones first, as they end before any valid one). A token removed
+//! so is no longer given out by Token-ID (`GetTokens`, `Consult`'s `tids`),
+//! like an unknown one. The service also hands out a stored token again
+//! rather than issuing an equal one ([`DasState::reusable`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use authz_core::HostingContext;
+use authz_core::model::SetOfAcrs;
 use authz_core::token::audience_matches;
 use authz_store::{Row, Schema, StoreError};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
+
+/// The most tokens stored per holder (as the PDP keeps at most 32 Direct
+/// tokens per holder): past it, issuing removes the holder's tokens that
+/// end soonest.
+pub const MAX_TOKENS_PER_HOLDER: usize = 32;
+
+/// What a token grants besides its holder, audience and validity, and who
+/// signed it: two tokens of the same holder and audience with equal grants
+/// are interchangeable, so the DAS may give out a stored one again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenGrant {
+    /// The issuer (`iss`).
+    pub issuer: String,
+    /// The `kid` of the key that signed it: after a key change a stored
+    /// token is not reused, since PDPs may no longer trust the old key.
+    pub kid: String,
+    /// The DAS policy that granted it (`tknm`).
+    pub policy: String,
+    /// The target (`ris` of its one permission), absolute.
+    pub target: String,
+    /// The granted rules (`pv`).
+    pub privileges: Option<SetOfAcrs>,
+    /// The granted Role-IDs (`rids`).
+    pub roles: Vec<String>,
+}
 
 /// One issued token.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +66,10 @@ pub struct IssuedToken {
     /// written before the field existed have none, and are given to no one.
     #[serde(default)]
     pub audience: Vec<String>,
+    /// What it grants (boxed: most of a record's size). Records written
+    /// before the field existed have none, and are never reused.
+    #[serde(default)]
+    pub grant: Option<Box<TokenGrant>>,
 }
 
 impl IssuedToken {
@@ -46,9 +84,82 @@ impl IssuedToken {
 pub struct DasState {
     /// Issued tokens by Token-ID.
     pub tokens: BTreeMap<String, IssuedToken>,
+    /// The Token-IDs of each holder, so that reuse and the per-holder cap
+    /// look at that holder's tokens only.
+    by_holder: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl DasState {
+    /// Every stored token of `holder` (expired ones included until swept).
+    pub fn holder_tokens<'a>(&'a self, holder: &str) -> impl Iterator<Item = &'a IssuedToken> {
+        self.by_holder
+            .get(holder)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.tokens.get(id))
+    }
+
+    /// A stored token that may be given out again instead of issuing a new
+    /// one to `holder` for `audience` with `grant`, ending at `not_after`:
+    /// the same holder, audience and grant, ending no later than the new
+    /// one would (it grants nothing a new one would not) and valid for at
+    /// least `min_remaining` more from `now` (so that it is not nearly
+    /// over). The one ending last, if several.
+    pub fn reusable(
+        &self,
+        holder: &str,
+        audience: &[String],
+        grant: &TokenGrant,
+        now: DateTime<Utc>,
+        not_after: DateTime<Utc>,
+        min_remaining: TimeDelta,
+    ) -> Option<&IssuedToken> {
+        self.holder_tokens(holder)
+            .filter(|t| t.audience == audience && t.grant.as_deref() == Some(grant))
+            .filter(|t| {
+                !t.is_expired(now)
+                    && t.expires_at <= not_after
+                    && t.expires_at - now >= min_remaining
+            })
+            .max_by_key(|t| t.expires_at)
+    }
+
+    /// The IDs of the tokens to remove so that `holder` may have one more
+    /// within [`MAX_TOKENS_PER_HOLDER`]: those ending soonest (expired ones
+    /// first, since they end before any valid one).
+    fn over_cap(&self, holder: &str) -> Vec<String> {
+        let mut held: Vec<&IssuedToken> = self.holder_tokens(holder).collect();
+        let excess = (held.len() + 1).saturating_sub(MAX_TOKENS_PER_HOLDER);
+        if excess == 0 {
+            return Vec::new();
+        }
+        held.sort_by(|a, b| (a.expires_at, &a.token_id).cmp(&(b.expires_at, &b.token_id)));
+        held.into_iter()
+            .take(excess)
+            .map(|t| t.token_id.clone())
+            .collect()
+    }
+
+    fn insert(&mut self, t: IssuedToken) {
+        self.by_holder
+            .entry(t.holder.clone())
+            .or_default()
+            .insert(t.token_id.clone());
+        self.tokens.insert(t.token_id.clone(), t);
+    }
+
+    fn remove(&mut self, id: &str) {
+        let Some(t) = self.tokens.remove(id) else {
+            return;
+        };
+        if let Some(ids) = self.by_holder.get_mut(&t.holder) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_holder.remove(&t.holder);
+            }
+        }
+    }
+
     /// The token with this ID if it is still valid at `now`.
     pub fn valid(&self, token_id: &str, now: DateTime<Utc>) -> Option<&IssuedToken> {
         self.tokens.get(token_id).filter(|t| !t.is_expired(now))
@@ -85,12 +196,24 @@ pub enum DasChange {
     Issued(IssuedToken),
     /// Tokens were removed (expired).
     Removed(Vec<String>),
+    /// A token was issued to a holder that had [`MAX_TOKENS_PER_HOLDER`]
+    /// already, and these of the holder's tokens were removed to make room.
+    /// A variant of its own, so that change-log entries written before the
+    /// cap still read as [`DasChange::Issued`].
+    IssuedOverCap {
+        /// The new token.
+        token: IssuedToken,
+        /// The IDs removed.
+        removed: Vec<String>,
+    },
 }
 
 /// One write request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DasMutation {
-    /// Store a newly issued token; its ID must be new.
+    /// Store a newly issued token; its ID must be new. When its holder has
+    /// [`MAX_TOKENS_PER_HOLDER`] tokens already, those ending soonest are
+    /// removed in the same write.
     Issue(IssuedToken),
     /// Remove these tokens; IDs not stored are ignored.
     Remove(Vec<String>),
@@ -125,7 +248,12 @@ impl Schema for DasSchema {
                 if state.tokens.contains_key(&t.token_id) {
                     return Err(DasStoreError::AlreadyExists(t.token_id));
                 }
-                DasChange::Issued(t)
+                let removed = state.over_cap(&t.holder);
+                if removed.is_empty() {
+                    DasChange::Issued(t)
+                } else {
+                    DasChange::IssuedOverCap { token: t, removed }
+                }
             }
             DasMutation::Remove(ids) => DasChange::Removed(
                 ids.into_iter()
@@ -137,34 +265,44 @@ impl Schema for DasSchema {
 
     fn apply(state: &mut DasState, change: &DasChange) {
         match change {
-            DasChange::Issued(t) => {
-                state.tokens.insert(t.token_id.clone(), t.clone());
-            }
+            DasChange::Issued(t) => state.insert(t.clone()),
             DasChange::Removed(ids) => {
                 for id in ids {
-                    state.tokens.remove(id);
+                    state.remove(id);
                 }
+            }
+            DasChange::IssuedOverCap { token, removed } => {
+                for id in removed {
+                    state.remove(id);
+                }
+                state.insert(token.clone());
             }
         }
     }
 
     fn rows(change: &DasChange) -> Result<Vec<Row>, StoreError> {
-        Ok(match change {
-            DasChange::Issued(t) => vec![Row {
+        let put = |t: &IssuedToken| -> Result<Row, StoreError> {
+            Ok(Row {
                 collection: TOKENS.to_owned(),
                 key: t.token_id.clone(),
                 value: Some(
                     serde_json::to_string(t).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 ),
-            }],
-            DasChange::Removed(ids) => ids
-                .iter()
-                .map(|id| Row {
-                    collection: TOKENS.to_owned(),
-                    key: id.clone(),
-                    value: None,
-                })
-                .collect(),
+            })
+        };
+        let delete = |id: &String| Row {
+            collection: TOKENS.to_owned(),
+            key: id.clone(),
+            value: None,
+        };
+        Ok(match change {
+            DasChange::Issued(t) => vec![put(t)?],
+            DasChange::Removed(ids) => ids.iter().map(delete).collect(),
+            DasChange::IssuedOverCap { token, removed } => {
+                let mut rows: Vec<Row> = removed.iter().map(delete).collect();
+                rows.push(put(token)?);
+                rows
+            }
         })
     }
 
@@ -181,7 +319,7 @@ impl Schema for DasSchema {
         }
         let t: IssuedToken = serde_json::from_str(value)
             .map_err(|e| StoreError::Corrupt(format!("token {key}: {e}")))?;
-        state.tokens.insert(t.token_id.clone(), t);
+        state.insert(t);
         Ok(())
     }
 }
@@ -199,7 +337,145 @@ mod tests {
             jwt: "a.b.c".into(),
             holder: "//home.example/mn-cse-123456/Cguest".into(),
             expires_at,
+            grant: None,
         }
+    }
+
+    fn grant(target: &str) -> TokenGrant {
+        TokenGrant {
+            issuer: "//sp/cse/CDas".into(),
+            kid: "k1".into(),
+            policy: "p".into(),
+            target: target.into(),
+            privileges: None,
+            roles: vec!["r@das.example".into()],
+        }
+    }
+
+    /// The cap keeps a holder's tokens that end last: expired ones go
+    /// first, then those ending soonest; other holders are untouched; the
+    /// index follows removals and reloads.
+    #[test]
+    fn issuing_past_the_cap_removes_the_holders_tokens_ending_soonest() {
+        let store: Store<DasSchema> = Store::memory(1);
+        let now = Utc::now();
+        let mut other = token("other@das.example", now - TimeDelta::hours(1));
+        other.holder = "//sp/cse/Cother".into();
+        store.apply(DasMutation::Issue(other)).expect("other");
+        store
+            .apply(DasMutation::Issue(token(
+                "expired@das.example",
+                now - TimeDelta::seconds(1),
+            )))
+            .expect("expired");
+        for i in 1..MAX_TOKENS_PER_HOLDER {
+            let id = format!("t{i:02}@das.example");
+            let ends = now + TimeDelta::minutes(i64::try_from(i).expect("small"));
+            store
+                .apply(DasMutation::Issue(token(&id, ends)))
+                .expect("issue");
+        }
+        let holder = "//home.example/mn-cse-123456/Cguest";
+        assert_eq!(
+            store.read(|_, s| s.holder_tokens(holder).count()),
+            MAX_TOKENS_PER_HOLDER
+        );
+        let entry = store
+            .apply(DasMutation::Issue(token(
+                "new@das.example",
+                now + TimeDelta::hours(2),
+            )))
+            .expect("issue");
+        assert_eq!(
+            entry.change,
+            DasChange::IssuedOverCap {
+                token: token("new@das.example", now + TimeDelta::hours(2)),
+                removed: vec!["expired@das.example".into()],
+            }
+        );
+        let entry = store
+            .apply(DasMutation::Issue(token(
+                "newer@das.example",
+                now + TimeDelta::hours(3),
+            )))
+            .expect("issue");
+        assert!(
+            matches!(&entry.change, DasChange::IssuedOverCap { removed, .. } if removed == &["t01@das.example"]),
+            "{entry:?}"
+        );
+        store.read(|_, s| {
+            assert_eq!(s.holder_tokens(holder).count(), MAX_TOKENS_PER_HOLDER);
+            assert!(s.tokens.contains_key("other@das.example"));
+            assert!(!s.tokens.contains_key("t01@das.example"));
+        });
+        // The rows remove what the change removes.
+        let rows = DasSchema::rows(&entry.change).expect("rows");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (rows[0].key.as_str(), rows[0].value.is_none()),
+            ("t01@das.example", true)
+        );
+        assert_eq!(rows[1].key, "newer@das.example");
+    }
+
+    #[test]
+    fn a_token_is_reusable_only_with_the_same_grant_and_enough_time_left() {
+        let store: Store<DasSchema> = Store::memory(1);
+        let now = Utc::now();
+        let holder = "//home.example/mn-cse-123456/Cguest";
+        let aud = vec!["//sp/cse".to_owned()];
+        let mut t = token("t@das.example", now + TimeDelta::minutes(50));
+        t.grant = Some(Box::new(grant("//sp/cse/door")));
+        store.apply(DasMutation::Issue(t)).expect("issue");
+        let end = now + TimeDelta::hours(1);
+        let half = TimeDelta::minutes(30);
+        store.read(|_, s| {
+            let found = |holder: &str, aud: &[String], g: &TokenGrant, end, min| {
+                s.reusable(holder, aud, g, now, end, min)
+                    .map(|t| t.token_id.clone())
+            };
+            let g = grant("//sp/cse/door");
+            assert_eq!(
+                found(holder, &aud, &g, end, half).as_deref(),
+                Some("t@das.example")
+            );
+            // Another target, holder, audience or key: not the same token.
+            assert_eq!(
+                found(holder, &aud, &grant("//sp/cse/window"), end, half),
+                None
+            );
+            assert_eq!(found("//sp/cse/Cother", &aud, &g, end, half), None);
+            assert_eq!(
+                found(holder, &["//sp/other".to_owned()], &g, end, half),
+                None
+            );
+            let mut rotated = g.clone();
+            rotated.kid = "k2".into();
+            assert_eq!(found(holder, &aud, &rotated, end, half), None);
+            // Too little left, or ending after the new one would.
+            assert_eq!(found(holder, &aud, &g, end, TimeDelta::minutes(51)), None);
+            assert_eq!(
+                found(holder, &aud, &g, now + TimeDelta::minutes(49), half),
+                None
+            );
+        });
+        // Records without a grant are never reused.
+        let mut old = token("old@das.example", now + TimeDelta::minutes(50));
+        old.holder = "//sp/cse/Cold".into();
+        store.apply(DasMutation::Issue(old)).expect("issue");
+        store.read(|_, s| {
+            assert!(
+                s.reusable(
+                    "//sp/cse/Cold",
+                    &aud,
+                    &grant("//sp/cse/door"),
+                    now,
+                    end,
+                    half
+                )
+                .is_none()
+            );
+        });
     }
 
     #[test]

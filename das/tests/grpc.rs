@@ -283,7 +283,8 @@ async fn consult_grants_a_token_that_verifies_with_the_published_keys() {
     // longer one is cut to the maximum. notBefore is the DAS's clock at the
     // consultation, in whole seconds, so it lies in [before, after] taken
     // around the RPC; a relative `ppl` (milliseconds, m2m:absRelTimestamp)
-    // counts from then, an absolute one is the end itself.
+    // counts from then, an absolute one is the end itself. Each case asks
+    // for another light, so that none is answered with a stored token.
     enum End {
         /// notAfter this many seconds after notBefore.
         After(i64),
@@ -292,12 +293,16 @@ async fn consult_grants_a_token_that_verifies_with_the_published_keys() {
     }
     let in_20_min = format_timestamp(Utc::now() + TimeDelta::minutes(20));
     let at_20_min = parse_timestamp(&in_20_min).expect("ppl").timestamp();
-    for (ppl, end) in [
+    for (i, (ppl, end)) in [
         ("600000".to_owned(), End::After(600)),
         (in_20_min, End::At(at_20_min)),
         ("86400000".to_owned(), End::After(3600)),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let mut d = d.clone();
+        d.targeted_resource_id = format!("/mn-cse-123456/lights/ppl{i}");
         d.proposed_privileges_lifetime = ppl.clone();
         let before = Utc::now().timestamp();
         let res = c.consult(consult(d)).await.expect("consult").into_inner();
@@ -1223,5 +1228,152 @@ async fn consult_returns_named_tokens_only_to_cses_in_their_audience_7_3_2_2() {
         "A gets the tokens naming it, in the order asked"
     );
     assert!(at_a.dynamic_acp_info.is_none());
+    das.stop().await;
+}
+
+/// The Token-ID (`jti`) of a compact token, read without verifying it.
+fn jti(token: &str) -> String {
+    let claims: Value = serde_json::from_slice(&base64_url_decode(
+        token.split('.').nth(1).expect("payload"),
+    ))
+    .expect("claims");
+    claims["jti"].as_str().expect("jti").to_owned()
+}
+
+/// A client that repeats a request (a retry loop: a PDP consults again for
+/// each retry of a request that `acaf` then denies) gets the stored token
+/// again, Token-ID included, and nothing more is stored, on `Consult` as on
+/// `IssueToken`, across a restart too. A stored token that would outlast
+/// the new one, or has less than half the new one's lifetime left, is not
+/// reused.
+#[tokio::test]
+async fn repeated_requests_get_the_stored_token_again() {
+    let dir = temp_dir("reuse");
+    let das = Running::start(load(&config_json()), Some(&dir)).await;
+    let mut c = das.client.clone();
+    let mut d = dreq("Cguest", pb::Operation::Update, "frontDoor");
+    d.request_timestamp = today_at(12);
+    let first = c
+        .consult(consult(d.clone()))
+        .await
+        .expect("consult")
+        .into_inner();
+    assert_eq!(first.tokens.len(), 1);
+    for _ in 0..4 {
+        let again = c
+            .consult(consult(d.clone()))
+            .await
+            .expect("consult")
+            .into_inner();
+        assert_eq!(again.tokens, first.tokens, "the same token, same Token-ID");
+    }
+    assert_eq!(das.service.stored_tokens(), 1);
+
+    // Named in `tids` as well: listed once.
+    let mut named = d.clone();
+    named.token_ids = vec![jti(&first.tokens[0])];
+    let res = c
+        .consult(consult(named))
+        .await
+        .expect("consult")
+        .into_inner();
+    assert_eq!(res.tokens, first.tokens);
+
+    let issued = c
+        .issue_token(as_guest(dreq(
+            "Cguest",
+            pb::Operation::Retrieve,
+            "frontDoorState",
+        )))
+        .await
+        .expect("issued")
+        .into_inner();
+    for _ in 0..3 {
+        let again = c
+            .issue_token(as_guest(dreq(
+                "Cguest",
+                pb::Operation::Retrieve,
+                "frontDoorState",
+            )))
+            .await
+            .expect("issued")
+            .into_inner();
+        assert_eq!(again, issued);
+    }
+    assert_eq!(das.service.stored_tokens(), 2);
+
+    // A shorter proposed lifetime: the stored hour-long token would outlast
+    // it, so a new one (4 s), given again while it has at least 2 s left.
+    let mut short = d.clone();
+    short.proposed_privileges_lifetime = "4000".into();
+    let short_1 = c
+        .consult(consult(short.clone()))
+        .await
+        .expect("consult")
+        .into_inner();
+    assert_ne!(short_1.tokens, first.tokens);
+    let short_2 = c
+        .consult(consult(short.clone()))
+        .await
+        .expect("consult")
+        .into_inner();
+    assert_eq!(short_2.tokens, short_1.tokens);
+    assert_eq!(das.service.stored_tokens(), 3);
+    // Past half its lifetime (notAfter is at most 4 s after the first
+    // consultation began): a new one.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let short_3 = c
+        .consult(consult(short))
+        .await
+        .expect("consult")
+        .into_inner();
+    assert_ne!(short_3.tokens, short_1.tokens);
+    assert_eq!(das.service.stored_tokens(), 4);
+    das.stop().await;
+
+    // What makes a token reusable is stored with it.
+    let das = Running::start(load(&config_json()), Some(&dir)).await;
+    let mut c = das.client.clone();
+    let res = c.consult(consult(d)).await.expect("consult").into_inner();
+    assert_eq!(res.tokens, first.tokens, "reused after a restart");
+    das.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Distinct requests each get a token, but a holder keeps at most
+/// `MAX_TOKENS_PER_HOLDER` (32): each one past it removes the holder's
+/// token that ends soonest, which `GetTokens` then lists as unknown.
+#[tokio::test]
+async fn a_holder_keeps_at_most_32_tokens_the_ones_ending_last() {
+    const CAP: usize = authz_das::state::MAX_TOKENS_PER_HOLDER;
+    let mut das = Running::start(load(&config_json()), None).await;
+    let c = &mut das.client;
+    let mut ids = Vec::new();
+    let mut tokens = Vec::new();
+    for i in 0..CAP + 8 {
+        let mut d = dreq(
+            "Cguest",
+            pb::Operation::Update,
+            &format!("/mn-cse-123456/lights/l{i}"),
+        );
+        d.request_timestamp = today_at(12);
+        // Each ends a second after the one before.
+        d.proposed_privileges_lifetime = format!("{}", (600 + i) * 1000);
+        let res = c.consult(consult(d)).await.expect("consult").into_inner();
+        assert_eq!(res.tokens.len(), 1, "light {i}");
+        ids.push(jti(&res.tokens[0]));
+        tokens.push(res.tokens[0].clone());
+    }
+    assert_eq!(das.service.stored_tokens(), CAP);
+    let got = c
+        .get_tokens(pb::GetDasTokensRequest {
+            hosting_cse_id: HCSE.into(),
+            token_ids: ids.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(got.unknown_ids, ids[..8].to_vec(), "the 8 ending soonest");
+    assert_eq!(got.tokens, tokens[8..].to_vec());
     das.stop().await;
 }
