@@ -33,6 +33,12 @@
 //!   (Decision 7): resolution counts it for the target and for the
 //!   resources that take their policies from it (a container's
 //!   contentInstances), never for the target's parent or siblings.
+//!   Without an `acp_id`, a grant equal to a live dynamic ACP (same target,
+//!   same privileges) is that ACP: its expiry moves to the later of the two
+//!   (one revision, streamed as a put of that ID) or stays, and its ID is
+//!   returned, so a repeated request stores nothing new. A target holds at
+//!   most [`MAX_DYNAMIC_ACPS_PER_TARGET`] live dynamic ACPs; one more is
+//!   RESOURCE_EXHAUSTED naming the target.
 //! - `Watch` tells the watcher the store's ID in the response metadata
 //!   ([`STORE_ID_METADATA`]); a watcher that resumes from a revision and
 //!   names another store in its request gets a snapshot first, as one
@@ -119,6 +125,12 @@ fn id_problem(id: &str, field: &str) -> Option<ConversionError> {
         )
     })
 }
+
+/// The most live dynamic ACPs one target may have. Grants come from
+/// consultations that originators trigger, so without a bound a client
+/// could grow the store, and every PDP's replica, at will; equal grants
+/// are merged (`CreateDynamicAcp`), so this bounds distinct ones.
+pub const MAX_DYNAMIC_ACPS_PER_TARGET: usize = 64;
 
 /// The current time in Unix seconds.
 fn now_secs() -> i64 {
@@ -1365,6 +1377,31 @@ impl PolicyRetrievalPoint for PrpService {
             )));
         }
         let guard = self.lock_writes().await;
+        if req.acp_id.is_empty() {
+            // The same grant again (a retried request, another PDP): the
+            // live dynamic ACP that has it lasts until the later end, never
+            // shortened, instead of a new one per request.
+            let same = self.read(|s| {
+                s.dynamic
+                    .values()
+                    .filter(|d| {
+                        d.target == req.target && d.privileges == privileges && !d.is_expired(now)
+                    })
+                    .max_by_key(|d| d.expires_at)
+                    .map(|d| (d.clone(), s.revision))
+            });
+            if let Some((mut d, revision)) = same {
+                if d.expires_at >= expires_at {
+                    drop(guard);
+                    tracing::info!(dynamic_acp = %d.id, target = %d.target, expires_at = d.expires_at, "dynamic ACP granted again: already stored");
+                    return Ok(Response::new(dynamic_to_pb(&d, revision)));
+                }
+                d.expires_at = expires_at;
+                let entry = self.commit(guard, Mutation::PutDynamic(d.clone())).await?;
+                tracing::info!(dynamic_acp = %d.id, target = %d.target, expires_at, revision = entry.revision, "dynamic ACP granted again: extended");
+                return Ok(Response::new(dynamic_to_pb(&d, entry.revision)));
+            }
+        }
         // A generated ID skips any ID already held (ACPs, dynamic ACPs and
         // resources share one ID space); the counter makes each try new.
         let id = if req.acp_id.is_empty() {
@@ -1399,6 +1436,21 @@ impl PolicyRetrievalPoint for PrpService {
         // ACP is an <accessControlPolicy>).
         self.read(|s| s.check(Mutation::PutDynamic(d.clone())))
             .map_err(|e| id_conflict(e, "acp_id"))?;
+        // Expired ones do not count (they grant nothing and the sweeper
+        // removes them), nor the one this put replaces.
+        let live = self.read(|s| {
+            s.dynamic
+                .values()
+                .filter(|o| o.target == d.target && o.id != d.id && !o.is_expired(now))
+                .count()
+        });
+        if live >= MAX_DYNAMIC_ACPS_PER_TARGET {
+            return Err(Status::resource_exhausted(format!(
+                "target {} already has {live} live dynamic ACPs, the most one target may have \
+                 ({MAX_DYNAMIC_ACPS_PER_TARGET}); a new one may be stored once one expires",
+                d.target
+            )));
+        }
         let entry = self.commit(guard, Mutation::PutDynamic(d.clone())).await?;
         tracing::info!(dynamic_acp = %id, target = %d.target, expires_at, revision = entry.revision, "dynamic ACP stored");
         Ok(Response::new(dynamic_to_pb(&d, entry.revision)))

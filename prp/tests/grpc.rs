@@ -2157,3 +2157,189 @@ async fn acp_updates_keep_pi_and_what_they_omit_ts0001_9_6_1_3() {
     assert_eq!((applied.created, applied.updated), (0, 1));
     prp.shutdown().await;
 }
+
+/// A dynamic ACP grant for `target` until `expires_at` (Unix seconds),
+/// stored by the PDP's originator, its ID generated.
+fn dynamic_grant(
+    target: &str,
+    privileges: pb::SetOfAcrs,
+    expires_at: i64,
+) -> pb::CreateDynamicAcpRequest {
+    pb::CreateDynamicAcpRequest {
+        originator: "CPdp".into(),
+        target: target.into(),
+        acp_id: String::new(),
+        privileges: Some(privileges),
+        expires_at: Some(prost_types::Timestamp {
+            seconds: expires_at,
+            nanos: 0,
+        }),
+    }
+}
+
+/// A PDP that consults again for each retry of a request stores the same
+/// grant each time: it is one dynamic ACP, whose expiry moves to the later
+/// end (one revision, streamed as a put of that ID) and never back, and
+/// whose ID is returned each time. Other privileges, or an explicit
+/// `acp_id`, are another dynamic ACP.
+#[tokio::test]
+async fn an_equal_grant_extends_the_stored_dynamic_acp_and_never_shortens_it() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    c.create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
+        .await
+        .expect("acp1");
+    c.put_resource(put_req(ADMIN, resource("cnt", "", 3, Some(&["acp1"]), "")))
+        .await
+        .expect("cnt");
+    let mut watch = c
+        .watch(pb::WatchRequest { from_revision: 2 })
+        .await
+        .expect("watch")
+        .into_inner();
+    let now = chrono::Utc::now().timestamp();
+    let bob = || set(vec![rule(&["CBob"], 2)]);
+
+    let first = c
+        .create_dynamic_acp(dynamic_grant("cnt", bob(), now + 600))
+        .await
+        .expect("grant")
+        .into_inner();
+    assert_eq!(first.revision, 3);
+    let later = c
+        .create_dynamic_acp(dynamic_grant("cnt", bob(), now + 900))
+        .await
+        .expect("again, later")
+        .into_inner();
+    assert_eq!(later.acp_id, first.acp_id, "the same dynamic ACP");
+    assert_eq!(
+        later.expires_at.as_ref().map(|t| t.seconds),
+        Some(now + 900)
+    );
+    assert_eq!(later.revision, 4, "one revision for the extension");
+    let earlier = c
+        .create_dynamic_acp(dynamic_grant("cnt", bob(), now + 300))
+        .await
+        .expect("again, earlier")
+        .into_inner();
+    assert_eq!(earlier.acp_id, first.acp_id);
+    assert_eq!(
+        earlier.expires_at.as_ref().map(|t| t.seconds),
+        Some(now + 900),
+        "never shortened"
+    );
+    assert_eq!(earlier.revision, 4, "nothing written");
+
+    let ev = next(&mut watch).await;
+    assert_eq!(ev.revision, 3);
+    assert!(matches!(ev.event, Some(Event::DynamicPut(ref d)) if d.acp_id == first.acp_id));
+    let ev = next(&mut watch).await;
+    assert_eq!(ev.revision, 4);
+    assert_eq!(ev.event, Some(Event::DynamicPut(later.clone())));
+
+    let dynamic = |id: &str| (id.to_string(), pb::PrivilegeKind::Privileges as i32, true);
+    let acp1 = (
+        "acp1".to_string(),
+        pb::PrivilegeKind::Privileges as i32,
+        false,
+    );
+    assert_eq!(
+        applicable_ids(c, "cnt").await,
+        vec![acp1.clone(), dynamic(&first.acp_id)]
+    );
+    let Some(Event::Snapshot(s)) = stored_state(c).await.event else {
+        panic!("expected a snapshot")
+    };
+    assert_eq!(s.dynamic_acps, vec![later.clone()]);
+
+    // Other privileges, or a named ID: other dynamic ACPs.
+    let other = c
+        .create_dynamic_acp(dynamic_grant(
+            "cnt",
+            set(vec![rule(&["CBob"], 2 | 8)]),
+            now + 600,
+        ))
+        .await
+        .expect("other privileges")
+        .into_inner();
+    assert_ne!(other.acp_id, first.acp_id);
+    let mut named = dynamic_grant("cnt", bob(), now + 600);
+    named.acp_id = "dyn-named".into();
+    c.create_dynamic_acp(named).await.expect("named");
+    assert_eq!(
+        applicable_ids(c, "cnt").await,
+        vec![
+            acp1,
+            dynamic(&first.acp_id),
+            dynamic(&other.acp_id),
+            dynamic("dyn-named")
+        ]
+    );
+    // The no-op wrote nothing: the next change is revision 5.
+    let ev = next(&mut watch).await;
+    assert_eq!(ev.revision, 5);
+    assert!(matches!(ev.event, Some(Event::DynamicPut(ref d)) if d.acp_id == other.acp_id));
+    prp.shutdown().await;
+}
+
+/// A target holds at most 64 live dynamic ACPs: one more is
+/// RESOURCE_EXHAUSTED naming the target, while an equal grant (an
+/// extension), a replacement by ID and another target are not refused, and
+/// expired ones do not count.
+#[tokio::test]
+async fn a_target_holds_at_most_64_live_dynamic_acps() {
+    const CAP: usize = authz_prp::service::MAX_DYNAMIC_ACPS_PER_TARGET;
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    let now = chrono::Utc::now().timestamp();
+    let for_originator = |o: &str| set(vec![rule(&[o], 2)]);
+    let mut ids = Vec::new();
+    for i in 0..CAP - 1 {
+        let rec = c
+            .create_dynamic_acp(dynamic_grant(
+                "cnt",
+                for_originator(&format!("CGuest{i}")),
+                now + 600,
+            ))
+            .await
+            .expect("under the cap")
+            .into_inner();
+        ids.push(rec.acp_id);
+    }
+    // The 64th ends in (at least) a second.
+    let short_end = chrono::Utc::now().timestamp() + 2;
+    c.create_dynamic_acp(dynamic_grant("cnt", for_originator("CShort"), short_end))
+        .await
+        .expect("the 64th");
+
+    let err = c
+        .create_dynamic_acp(dynamic_grant("cnt", for_originator("CExtra"), now + 600))
+        .await
+        .expect_err("the 65th");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.message().contains("target cnt"), "{}", err.message());
+
+    let again = c
+        .create_dynamic_acp(dynamic_grant("cnt", for_originator("CGuest0"), now + 900))
+        .await
+        .expect("an equal grant adds nothing")
+        .into_inner();
+    assert_eq!(again.acp_id, ids[0]);
+    let mut replace = dynamic_grant("cnt", for_originator("CGuest1b"), now + 600);
+    replace.acp_id = ids[1].clone();
+    c.create_dynamic_acp(replace)
+        .await
+        .expect("a replacement adds nothing");
+    c.create_dynamic_acp(dynamic_grant("cnt2", for_originator("CExtra"), now + 600))
+        .await
+        .expect("another target");
+
+    // Once CShort's has expired (swept or not), there is room again.
+    while chrono::Utc::now().timestamp() < short_end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.create_dynamic_acp(dynamic_grant("cnt", for_originator("CExtra"), now + 600))
+        .await
+        .expect("expired ones do not count");
+    prp.shutdown().await;
+}
