@@ -354,7 +354,8 @@ mod tests {
 
     /// The cap keeps a holder's tokens that end last: expired ones go
     /// first, then those ending soonest; other holders are untouched; the
-    /// index follows removals and reloads.
+    /// holder index follows the removals, and the rows delete what the
+    /// change removes.
     #[test]
     fn issuing_past_the_cap_removes_the_holders_tokens_ending_soonest() {
         let store: Store<DasSchema> = Store::memory(1);
