@@ -527,6 +527,12 @@ impl Area {
     }
 }
 
+/// Whether the edge `a`-`b` lies on the cell's frame, where the dataset cut
+/// the rings at the cell: no boundary of the area inside the cell.
+fn on_frame(a: (u16, u16), b: (u16, u16)) -> bool {
+    (a.0 == b.0 && (a.0 == 0 || a.0 == LOCAL_MAX)) || (a.1 == b.1 && (a.1 == 0 || a.1 == LOCAL_MAX))
+}
+
 /// Whether `ring` winds around `p` (the crate's winding-number test).
 fn winds_around(ring: &[(u16, u16)], p: Pt) -> bool {
     let Some(&last) = ring.last() else {
@@ -557,10 +563,6 @@ impl OutlineCell {
     /// frame (where the dataset cut the rings at the cell). What is left is
     /// coast, and borders with areas of no country. Sorted.
     fn border_of(partial: &[Area]) -> Vec<Segment> {
-        let on_frame = |a: (u16, u16), b: (u16, u16)| {
-            (a.0 == b.0 && (a.0 == 0 || a.0 == LOCAL_MAX))
-                || (a.1 == b.1 && (a.1 == 0 || a.1 == LOCAL_MAX))
-        };
         let mut edges: Vec<Segment> = Vec::new();
         for area in partial {
             for ring in area.outer.iter().chain(&area.inner) {
@@ -611,11 +613,7 @@ impl OutlineCell {
         }
         // No bounding edge crosses the rectangle, so its part in the cell is
         // all land or all outside: one point tells which.
-        let max = i64::from(LOCAL_MAX);
-        let probe = (
-            ((rect.x0 + rect.x1) / 2).clamp(0, max),
-            ((rect.y0 + rect.y1) / 2).clamp(0, max),
-        );
+        let probe = rect.probe();
         self.partial.iter().any(|area| area.covers(probe))
     }
 }
@@ -846,6 +844,16 @@ fn segments_meet(a: Pt, b: Pt, c: Pt, d: Pt) -> bool {
 }
 
 impl Rect {
+    /// The rectangle's centre moved into the cell: a point of the
+    /// rectangle's part in the cell, for a rectangle that meets the cell.
+    fn probe(&self) -> Pt {
+        let max = i64::from(LOCAL_MAX);
+        (
+            ((self.x0 + self.x1) / 2).clamp(0, max),
+            ((self.y0 + self.y1) / 2).clamp(0, max),
+        )
+    }
+
     fn contains(&self, p: Pt) -> bool {
         (self.x0..=self.x1).contains(&p.0) && (self.y0..=self.y1).contains(&p.1)
     }
