@@ -10,12 +10,13 @@
 //! A position carries an uncertainty radius. The project reading of Decision
 //! 5 is that a rule listing countries holds only when the whole uncertainty
 //! disk lies inside listed countries, so [`CountryLocator::countries`]
-//! over-approximates: it returns every country that may meet the disk, never
-//! fewer, and adds [`OUTSIDE_EVERY_COUNTRY`] (not a country code, so in no
-//! list) when part of the disk may lie outside every country, at sea for
-//! instance.
+//! over-approximates: it returns every country that a point of the disk may
+//! be in (a dependent territory rather than its sovereign, as for a single
+//! point), never fewer, and adds [`OUTSIDE_EVERY_COUNTRY`] (not a country
+//! code, so in no list) when part of the disk may lie outside every country,
+//! at sea for instance.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -353,9 +354,10 @@ impl CountryLocator {
     /// With an uncertainty radius r metres: the disk is every point within r
     /// of the position by haversine distance on the mean Earth radius (the
     /// engine's distance), widened by 1 ppm and 1 m, and the answer holds
-    /// every country that may meet it. A rule listing countries must hold
-    /// only when the whole disk lies inside listed countries (project
-    /// Decision 5), so the answer errs towards more, never fewer:
+    /// every country that a point of it may be in by the point rule above. A
+    /// rule listing countries must hold only when the whole disk lies inside
+    /// listed countries (project Decision 5), so the answer errs towards
+    /// more, never fewer:
     ///
     /// - the disk is replaced by its latitude/longitude bounding box (lat ±
     ///   d, lon ± asin(sin d / cos lat) for the angular radius d, split at
@@ -364,10 +366,23 @@ impl CountryLocator {
     ///   1° cells, so a small disk in a cell crossed by a border does not
     ///   pick up the neighbour; holes in outlines (enclaves) are ignored,
     ///   which can only add countries;
-    /// - when the box is not wholly covered by the land of the countries
-    ///   found (part of it at sea, or in an area the dataset gives to no
-    ///   country), the answer also holds [`OUTSIDE_EVERY_COUNTRY`], so that
-    ///   no country list matches it. Coverage is proved per cell: the cell
+    /// - when the box lies wholly inside the area of a country found, every
+    ///   point of the disk is in that area, so none answers a larger area:
+    ///   of the countries found, only the smallest such area and any smaller
+    ///   area the box meets are kept (smallest by the dataset's size, the
+    ///   order the point rule takes), and the marker below is not added (the
+    ///   box is land). So a disk wholly inside Hong Kong gives `HK` alone,
+    ///   though China's area holds it too; a disk reaching over the border
+    ///   gives `CN` and `HK`; a disk in mainland China gives `CN`. That the
+    ///   box lies inside an area is proved per cell the box touches: the
+    ///   cell lies wholly in the area, or no edge of the area's rings (outer
+    ///   or inner, except on the cell's frame) meets the box and a point of
+    ///   the box inside the cell lies in the area. Where it cannot be
+    ///   proved, nothing is left out;
+    /// - otherwise, when the box is not wholly covered by the land of the
+    ///   countries found (part of it at sea, or in an area the dataset gives
+    ///   to no country), the answer also holds [`OUTSIDE_EVERY_COUNTRY`], so
+    ///   that no country list matches it. Coverage is proved per cell: the cell
     ///   lies wholly in a country, or no edge that bounds the countries' land
     ///   together (an edge of a country ring that is not shared with another
     ///   country ring, nor on the cell's frame) meets the box, and a point of
@@ -408,15 +423,27 @@ impl CountryLocator {
         }
         let bbox = disk_bbox(lat, lon, uncertainty_m);
         let scan = self.outlines.scan(&bbox);
+        let size = |code: &Code| self.outlines.size(code);
+        // The smallest area holding the whole box is what every point of the
+        // box is in, so no point of the box answers a larger area.
+        let smallest_within = scan
+            .within
+            .iter()
+            .min_by(|a, b| size(a).total_cmp(&size(b)))
+            .map(size);
         let mut out: Vec<String> = scan
             .countries
             .iter()
+            .filter(|code| smallest_within.is_none_or(|limit| size(code) <= limit))
             .filter_map(|code| code_str(code).map(|c| assigned_code(c).to_owned()))
             .collect();
         // Two reserved codes may map to one country (IC and ES).
         out.sort_unstable();
         out.dedup();
-        if !out.is_empty() && !scan.covered {
+        // An area holding the box is land: no point of the box is outside
+        // every country.
+        let covered = scan.covered || smallest_within.is_some();
+        if !out.is_empty() && !covered {
             out.push(OUTSIDE_EVERY_COUNTRY.to_owned());
             out.sort_unstable();
         }
@@ -487,6 +514,9 @@ struct Outlines {
     width: usize,
     height: usize,
     cells: Vec<OutlineCell>,
+    /// The dataset's size of each country area: the order in which the
+    /// crate's `ids` lists the areas containing a point, smallest first.
+    sizes: HashMap<Code, f64>,
 }
 
 #[derive(Debug, Default)]
@@ -524,6 +554,28 @@ impl Area {
     fn covers(&self, p: Pt) -> bool {
         let count = |rings: &[Ring]| rings.iter().filter(|r| winds_around(r, p)).count();
         count(&self.outer) > count(&self.inner)
+    }
+
+    /// Whether every point of `rect` that lies in this cell is in this area:
+    /// no edge of its rings (outer or inner, the cell's frame aside) meets
+    /// the rectangle, so the rectangle's part in the cell is all in the area
+    /// or all out of it, and one point of that part, by the crate's point
+    /// test, tells which.
+    fn holds(&self, rect: &Rect) -> bool {
+        let pt = |q: (u16, u16)| (i64::from(q.0), i64::from(q.1));
+        for ring in self.outer.iter().chain(&self.inner) {
+            let Some(&last) = ring.last() else {
+                continue;
+            };
+            let mut a = last;
+            for &b in ring {
+                if a != b && !on_frame(a, b) && rect.meets_segment(pt(a), pt(b)) {
+                    return false;
+                }
+                a = b;
+            }
+        }
+        self.covers(rect.probe())
     }
 }
 
@@ -666,6 +718,9 @@ struct Scan {
     countries: BTreeSet<Code>,
     /// Whether every point of the box is proved to lie in a country.
     covered: bool,
+    /// The countries whose areas are proved to hold the whole box (a
+    /// territory and its sovereign, say); empty when none is.
+    within: BTreeSet<Code>,
 }
 
 impl Outlines {
@@ -682,9 +737,16 @@ impl Outlines {
             });
         }
         r.field = "geometry sizes";
-        for _ in 0..r.u32()? {
-            r.string()?;
-            r.take(8)?;
+        let count = r.u32()?;
+        let mut sizes = HashMap::new();
+        for _ in 0..count {
+            let id = id_code(r.string()?);
+            let raw = r.take(8)?;
+            if let Some(code) = id {
+                let mut bytes = [0; 8];
+                bytes.copy_from_slice(raw);
+                sizes.insert(code, f64::from_be_bytes(bytes));
+            }
         }
         r.field = "raster size";
         let width = r.u32()?;
@@ -741,14 +803,24 @@ impl Outlines {
             width,
             height: size / width,
             cells,
+            sizes,
         })
     }
 
-    /// The countries whose outer rings meet the box, and whether the box
-    /// lies wholly in countries.
+    /// The dataset's size of a country area, by which the crate orders
+    /// `ids` (an area without one counts as 0, as there).
+    fn size(&self, code: &Code) -> f64 {
+        self.sizes.get(code).copied().unwrap_or(0.0)
+    }
+
+    /// The countries whose outer rings meet the box, whether the box lies
+    /// wholly in countries, and which countries' areas hold it whole.
     fn scan(&self, bbox: &GeoBox) -> Scan {
         let mut found = BTreeSet::new();
         let mut covered = true;
+        // The areas that hold the box in every cell seen so far; `None`
+        // before the first cell.
+        let mut within: Option<BTreeSet<Code>> = None;
         let (w, h) = (self.width as f64, self.height as f64);
         let (cell_w, cell_h) = (360.0 / w, 180.0 / h);
         // Rows are numbered from the north. A box edge lying on a cell edge
@@ -766,12 +838,17 @@ impl Outlines {
                 for y in top..=bottom {
                     let Some(cell) = self.cells.get(y * self.width + x) else {
                         covered = false;
+                        within = Some(BTreeSet::new());
                         continue;
                     };
                     found.extend(cell.whole.iter().copied());
                     let need_countries = cell.partial.iter().any(|a| !found.contains(&a.code));
                     let need_coverage = covered && cell.whole.is_empty();
-                    if !need_countries && !need_coverage {
+                    // An area lying over the whole cell holds the box's part in it.
+                    let need_within = within
+                        .as_ref()
+                        .is_none_or(|w| w.iter().any(|c| !cell.whole.contains(c)));
+                    if !need_countries && !need_coverage && !need_within {
                         continue;
                     }
                     let cell_south = 90.0 - (y + 1) as f64 * cell_h;
@@ -799,12 +876,32 @@ impl Outlines {
                     if need_coverage && !cell.covers(&rect) {
                         covered = false;
                     }
+                    if need_within {
+                        let holds = |code: &Code| {
+                            cell.whole.contains(code)
+                                || cell
+                                    .partial
+                                    .iter()
+                                    .any(|a| a.code == *code && a.holds(&rect))
+                        };
+                        within = Some(match within.take() {
+                            None => cell
+                                .whole
+                                .iter()
+                                .chain(cell.partial.iter().map(|a| &a.code))
+                                .filter(|code| holds(code))
+                                .copied()
+                                .collect(),
+                            Some(w) => w.into_iter().filter(|code| holds(code)).collect(),
+                        });
+                    }
                 }
             }
         }
         Scan {
             countries: found,
             covered,
+            within: within.unwrap_or_default(),
         }
     }
 }

@@ -316,6 +316,64 @@ fn decision_5_a_point_in_a_dependent_territory_gives_the_territory_alone() {
     );
 }
 
+/// Decision 5 with an uncertainty radius (TS-0003 F.2.2, position to
+/// country): a disk wholly inside a dependent territory is in the territory
+/// alone, as every point of it is. The dataset's area of the sovereign holds
+/// the territory too (HK in CN, PR in US), but no point of the disk answers
+/// the sovereign, and answering both would make `accc: ["HK"]` and
+/// `accc: ["CN"]` both deny. A disk reaching over the territory's border may
+/// be in either; a disk in the sovereign's own land is in it alone.
+#[test]
+fn decision_5_a_disk_inside_a_dependent_territory_gives_the_territory_alone() {
+    let l = locator();
+    for (lat, lon, r, code) in [
+        (22.30, 114.17, 10.0, "HK"),     // Kowloon (CN around it)
+        (22.30, 114.17, 500.0, "HK"),    // the same, ± 500 m
+        (22.38, 114.13, 2_000.0, "HK"),  // New Territories
+        (18.4655, -66.1057, 10.0, "PR"), // San Juan (US)
+        (18.40, -66.06, 2_000.0, "PR"),
+        (18.30, -66.00, 2_000.0, "PR"), // over the dataset's cell line at 66° W
+        (60.0973, 19.9348, 10.0, "AX"), // Mariehamn, Åland (FI)
+        (-21.1, 55.5, 3_000.0, "RE"),   // Réunion (FR)
+        (13.45, 144.78, 2_000.0, "GU"), // Guam (US)
+        (78.2232, 15.6267, 10.0, "SJ"), // Longyearbyen, Svalbard (NO)
+        (43.94, 12.45, 1_000.0, "SM"),  // San Marino, inside Italy
+    ] {
+        assert_eq!(l.countries(lat, lon, r), [code], "({lat}, {lon}, {r})");
+    }
+    // Over the Shenzhen River at Lok Ma Chau: land on both sides, either
+    // country, no marker.
+    let lok_ma_chau = (22.51, 114.08);
+    assert_eq!(
+        l.countries(lok_ma_chau.0, lok_ma_chau.1, 3_000.0),
+        ["CN", "HK"]
+    );
+    assert_eq!(l.countries(43.94, 12.45, 20_000.0), ["IT", "SM"]);
+    // Mainland China, next to Hong Kong (Shenzhen) and far from it.
+    assert_eq!(l.countries(22.60, 114.10, 1_000.0), ["CN"]);
+    assert_eq!(l.countries(30.0, 110.0, 10_000.0), ["CN"]);
+    assert_eq!(l.countries(39.9, 116.4, 10.0), ["CN"]); // Beijing
+
+    let at = |(lat, lon): (f64, f64), uncertainty_m| authz_core::Position {
+        lat,
+        lon,
+        uncertainty_m,
+    };
+    let effect = |codes: &[&str], p| decide_at(&country_rule(codes), p).effect;
+    use authz_core::Effect::{Deny, Permit};
+    let kowloon = at((22.30, 114.17), 500.0);
+    assert_eq!(effect(&["HK"], kowloon), Permit);
+    assert_eq!(effect(&["CN"], kowloon), Deny);
+    let san_juan = at((18.4655, -66.1057), 10.0);
+    assert_eq!(effect(&["PR"], san_juan), Permit);
+    assert_eq!(effect(&["US"], san_juan), Deny);
+    let border = at(lok_ma_chau, 3_000.0);
+    assert_eq!(effect(&["CN", "HK"], border), Permit);
+    assert_eq!(effect(&["HK"], border), Deny);
+    assert_eq!(effect(&["CN"], border), Deny);
+    assert_eq!(effect(&["CN"], at((22.60, 114.10), 1_000.0)), Permit);
+}
+
 #[test]
 fn positions_on_the_rhine_between_strasbourg_and_kehl() {
     let l = locator();
@@ -398,10 +456,11 @@ fn haversine_m(a: (f64, f64), b: (f64, f64)) -> f64 {
 /// the answer is never fewer than what the disk holds. Points of the disk
 /// (haversine, the engine's distance: rings at 0, ¼, ½, ¾ and all of the
 /// radius, 48 bearings) are looked up with the crate's exact point test:
-/// every country found at one is in the answer, and when one is in no
-/// country, the answer holds the marker (or is empty, when no point is in a
-/// country). And the answer holds no country that the crate's per-cell box
-/// query rules out.
+/// the country a point there answers (the smallest area containing it, a
+/// dependent territory rather than its sovereign) is in the answer, and when
+/// one is in no country, the answer holds the marker (or is empty, when no
+/// point is in a country). And the answer holds no country that the crate's
+/// per-cell box query rules out.
 #[test]
 fn decision_5_disk_answers_cover_every_point_of_the_disk() {
     use country_boundaries::{BOUNDARIES_ODBL_360X180, BoundingBox, CountryBoundaries, LatLon};
@@ -450,7 +509,8 @@ fn decision_5_disk_answers_cover_every_point_of_the_disk() {
                     // Reserved codes (IC) stand for their country (ES).
                     .map(assigned_code)
                     .collect();
-                for id in &ids {
+                // Smallest area first: the point's own answer.
+                if let Some(id) = ids.first() {
                     assert!(
                         got.iter().any(|g| g == id),
                         "{lat},{lon} r={r}: {id} at {plat},{plon} missing from {got:?}"
@@ -572,6 +632,67 @@ fn decision_5_the_disk_is_measured_by_haversine() {
     assert_eq!(l.countries(centre.0, centre.1, 100_000.0), ["CA", "US"]);
     // Just short of that point, only the United States.
     assert_eq!(l.countries(centre.0, centre.1, distance - 200.0), ["US"]);
+}
+
+/// Decision 5 around dependent territories and enclaves, where a disk may
+/// leave out the sovereign: every point of a disk (rings at 0, ¼, ½, ¾ and
+/// all of the radius, 48 bearings) answers, as a point, a country of the
+/// disk's answer, and a point in no country comes with the marker. Centres
+/// on a grid over Hong Kong and Shenzhen, Puerto Rico, Åland, San Marino
+/// and the Vatican, radii 10 m to 20 km.
+#[test]
+fn decision_5_disks_around_territories_cover_every_point() {
+    let l = locator();
+    let (mut alone, mut both) = (0, 0);
+    for (lat0, lon0, span) in [
+        (22.45, 114.10, 0.30),  // Hong Kong, Shenzhen
+        (18.25, -66.40, 0.60),  // Puerto Rico
+        (60.15, 19.95, 0.30),   // Åland
+        (43.94, 12.46, 0.10),   // San Marino
+        (41.903, 12.453, 0.01), // Vatican City
+    ] {
+        for i in 0..5 {
+            for j in 0..5 {
+                let lat = lat0 + span * (f64::from(i) / 4.0 - 0.5);
+                let lon = lon0 + span * (f64::from(j) / 4.0 - 0.5);
+                for r in [10.0, 300.0, 3_000.0, 20_000.0] {
+                    let got = l.countries(lat, lon, r);
+                    let has_marker = got.iter().any(|g| g == OUTSIDE_EVERY_COUNTRY);
+                    let territories = ["HK", "PR", "AX", "SM", "VA"];
+                    if let [one] = &got[..]
+                        && territories.contains(&one.as_str())
+                    {
+                        alone += 1;
+                    } else if got.len() > 1 {
+                        both += 1;
+                    }
+                    for ring in 0..=4 {
+                        let distance = r * f64::from(ring) / 4.0;
+                        for k in 0..48 {
+                            let (plat, plon) = destination(lat, lon, f64::from(k) * 7.5, distance);
+                            let point = l.countries(plat, plon, 0.0);
+                            for c in &point {
+                                assert!(
+                                    got.contains(c),
+                                    "{lat},{lon} r={r}: {c} at {plat},{plon} missing from {got:?}"
+                                );
+                            }
+                            assert!(
+                                !point.is_empty() || got.is_empty() || has_marker,
+                                "{lat},{lon} r={r}: {plat},{plon} is in no country, but {got:?} has no marker"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("alone {alone} both {both}");
+    assert!(
+        alone > 20,
+        "too few disks inside a territory alone: {alone}"
+    );
+    assert!(both > 50, "too few disks over a border: {both}");
 }
 
 fn country_rule(codes: &[&str]) -> authz_core::CompiledAcp {
