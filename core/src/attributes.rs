@@ -41,6 +41,27 @@ pub trait AttributeSource: Send + Sync {
     /// its members? `NotFound` means `group_id` is not a group.
     fn group_has_member(&self, group_id: &str, originator: &str) -> Lookup<bool>;
 
+    /// Whether the source may know any `<group>` at all. `false` promises
+    /// that [`Self::is_group`] answers no ID `Found(true)`, so the engine
+    /// skips asking it: it would otherwise ask on every decision a literal
+    /// `acor` entry decides (the default: no groups).
+    fn knows_groups(&self) -> bool {
+        false
+    }
+
+    /// Is `group_id` (an absolute resource ID, `//sp/cse/...`) a `<group>`
+    /// the source knows? `Found(true)`: it is, and an `acor` entry naming
+    /// it is that group and nothing else (Decision 3): it matches the
+    /// group's members, never the originator whose ID it is spelled like.
+    /// `Found(false)` or `NotFound`: it is not a group. `Unavailable`: the
+    /// engine reads the entry as an originator ID (the source is meant to
+    /// answer from group IDs it holds locally, without a round trip, so
+    /// this is a source that has not loaded them yet). The default knows
+    /// no group.
+    fn is_group(&self, _group_id: &str) -> Lookup<bool> {
+        Lookup::NotFound
+    }
+
     /// Calls `visit` with the absolute resource ID (`//sp/cse/...`) of each
     /// `<group>` that has `originator` among its members and answers
     /// `Found(())`, if the source can list them at once. The engine matches
@@ -195,6 +216,17 @@ impl AttributeSource for InMemoryAttributes {
                     .roles
                     .contains(&(originator.to_owned(), role_id.to_owned())),
         )
+    }
+
+    fn knows_groups(&self) -> bool {
+        !self.groups.is_empty()
+    }
+
+    fn is_group(&self, group_id: &str) -> Lookup<bool> {
+        if let Some(down) = self.down() {
+            return down;
+        }
+        Lookup::Found(self.groups.contains_key(group_id))
     }
 
     fn group_has_member(&self, group_id: &str, originator: &str) -> Lookup<bool> {

@@ -15,7 +15,9 @@
 //! are evaluated, and the first that permits ends the decision (7.1.5: the
 //! algorithm "can stop without evaluating any other applicable access control
 //! rules"). Entries that may be `<group>` resource IDs need the attribute
-//! source, so they are tried only when no direct match permits.
+//! source, so they are tried only when no direct match permits. An ID entry
+//! that the source knows as a `<group>` is that group only (Decision 3): it
+//! is no direct match, whatever originator ID it is spelled like.
 //!
 //! Whatever cannot be determined (an unknown IP, position or country, an
 //! unavailable attribute) makes its condition FALSE: indeterminate is Deny
@@ -33,7 +35,10 @@ use crate::decision::{
     AuthorizationStatus, ContextFailure, Decision, Effect, Explanation, FailedCondition,
     MissingAttribute, PrivilegeKind, RuleFailure, RuleRef,
 };
-use crate::ids::{AbsoluteId, HostingContext, canonical_resource_id, with_canonical_originator};
+use crate::ids::{
+    AbsoluteId, HostingContext, canonical_resource_id, with_canonical_originator,
+    with_canonical_resource_id,
+};
 use crate::index::{EntryRef, Key, KeyKind, Originator};
 use crate::location::pack_country;
 use crate::request::{DecisionRequest, Operation, Position};
@@ -93,7 +98,7 @@ pub fn decide_canonical(
     options: &DecideOptions<'_>,
 ) -> Decision {
     let originator = Originator::new(originator, ctx);
-    let mut ev = Evaluation::new(request, &originator, attributes, options);
+    let mut ev = Evaluation::new(request, &originator, ctx, attributes, options);
 
     // First pass: rules that name the originator directly.
     let mut candidates: SmallVec<[EntryRef; 8]> = SmallVec::new();
@@ -252,7 +257,7 @@ pub fn role_ids_for_consultation(
     };
     let options = DecideOptions::default();
     let originator = Originator::new(AbsoluteId::parse(&originator), ctx);
-    let mut ev = Evaluation::new(request, &originator, attributes, &options);
+    let mut ev = Evaluation::new(request, &originator, ctx, attributes, &options);
     let mut out: Vec<String> = Vec::new();
     for p in policies {
         for rule in p.acp.rules(p.kind).rules.iter() {
@@ -278,6 +283,7 @@ struct Evaluation<'r, 'o> {
     /// The request's claimed Role-IDs (`true`: to be verified) and the
     /// granted roles (`false`), hashed once.
     role_keys: SmallVec<[(Key<'r>, bool); 2]>,
+    ctx: &'r HostingContext,
     attrs: &'r dyn AttributeSource,
     options: &'r DecideOptions<'r>,
     op_bit: u32,
@@ -292,6 +298,10 @@ struct Evaluation<'r, 'o> {
     /// `None`: the source could not say (the reason is in
     /// `Rare::unavailable_roles`).
     roles: Vec<(&'r str, Option<bool>)>,
+    /// Whether the source may know groups, and whether the originator's
+    /// absolute ID is a `<group>` it knows (Decision 3), once asked.
+    knows_groups: Option<bool>,
+    originator_is_group: Option<bool>,
     /// Set by the condition just evaluated when it failed for want of an
     /// attribute (undetermined) rather than being certainly FALSE.
     undetermined: bool,
@@ -330,6 +340,7 @@ impl<'r, 'o> Evaluation<'r, 'o> {
     fn new(
         req: &'r DecisionRequest,
         originator: &'r Originator<'o>,
+        ctx: &'r HostingContext,
         attrs: &'r dyn AttributeSource,
         options: &'r DecideOptions<'r>,
     ) -> Self {
@@ -344,6 +355,7 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             req,
             originator,
             role_keys,
+            ctx,
             attrs,
             options,
             op_bit: req.acop_bit(),
@@ -352,6 +364,8 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             position: None,
             countries: None,
             roles: Vec::new(),
+            knows_groups: None,
+            originator_is_group: None,
             undetermined: false,
             rare: None,
         }
@@ -381,7 +395,13 @@ impl<'r, 'o> Evaluation<'r, 'o> {
         if idx.has_all() {
             out.extend_from_slice(idx.all());
         }
-        idx.literals.extend_with_originator(self.originator, out);
+        let ids_start = out.len();
+        let ids_end = idx.literals.extend_with_originator(self.originator, out);
+        // Only a rule set whose ID entries may be groups (not the default
+        // policy's owner) has entries to drop.
+        if ids_end > ids_start && idx.has_groups() {
+            self.drop_known_groups(acrs, ids_start, ids_end, out);
+        }
         for p in idx.patterns_for(self.originator) {
             if p.matches(self.originator) {
                 out.push(p.at);
@@ -417,6 +437,84 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             out.sort_by_key(|at| (at.rule, at.entry));
             out.dedup_by_key(|at| at.rule);
         }
+    }
+
+    /// Decision 3: drops from `out[start..end]` (entries naming the
+    /// originator by ID) those that, read as resource IDs of the hosting
+    /// CSE, are `<group>`s the source knows. Such an entry is that group
+    /// only; the second pass matches it against the group's members.
+    ///
+    /// An entry that names the originator by ID reads, as a resource ID,
+    /// as the originator's own absolute ID (an absolute entry is it, `/cse/x`
+    /// is `//sp/cse/x`, a stem `x` is `//sp/hosting-cse/x`), so one question
+    /// about the originator settles them all. The exception is an `S` stem:
+    /// as an AE-ID `Sxyz` is `//sp/Sxyz`, as a resource ID
+    /// `//sp/hosting-cse/Sxyz`, asked about on its own.
+    ///
+    /// A source that cannot answer leaves the entry an originator ID: it
+    /// answers from group IDs it keeps locally (no round trip on the path
+    /// of a Permit), so it is one that has not loaded them yet.
+    fn drop_known_groups(
+        &mut self,
+        acrs: &CompiledAcrs,
+        start: usize,
+        end: usize,
+        out: &mut SmallVec<[EntryRef; 8]>,
+    ) {
+        let knows_groups = *self
+            .knows_groups
+            .get_or_insert_with(|| self.attrs.knows_groups());
+        if !knows_groups {
+            return;
+        }
+        // `//sp/Sxyz`: an `S` stem entry may have named it.
+        let s_ae = self
+            .originator
+            .sp_relative()
+            .is_some_and(|r| r.starts_with("/S"));
+        if !s_ae {
+            if self.originator_is_group() {
+                out.drain(start..end);
+            }
+            return;
+        }
+        let mut i = start;
+        let mut end = end;
+        while i < end {
+            let at = out[i];
+            let entry = acrs
+                .rules
+                .get(at.rule as usize)
+                .and_then(|r| r.originators.get(at.entry as usize))
+                .map_or("", |e| &**e);
+            let is_group = if entry.starts_with('S') {
+                with_canonical_resource_id(entry, self.ctx, |g| {
+                    matches!(self.attrs.is_group(g), Lookup::Found(true))
+                })
+            } else {
+                self.originator_is_group()
+            };
+            if is_group {
+                out.remove(i);
+                end -= 1;
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Whether the originator's absolute ID is a `<group>` the source
+    /// knows (asked once per decision).
+    fn originator_is_group(&mut self) -> bool {
+        if let Some(answer) = self.originator_is_group {
+            return answer;
+        }
+        let answer = matches!(
+            self.attrs.is_group(self.originator.absolute),
+            Lookup::Found(true)
+        );
+        self.originator_is_group = Some(answer);
+        answer
     }
 
     /// The rules of `acrs` the first pass evaluated (those of

@@ -697,9 +697,52 @@ pub fn canonical_resource_id(id: &str, hosting: &HostingContext) -> Result<Strin
     })
 }
 
+/// Calls `f` with [`canonical_resource_id`] of an `acor` entry (not
+/// empty, no whitespace: as compiled), built on the stack so that a
+/// decision does not allocate for it. An absolute entry whose domain holds
+/// upper case (rare: compiled keys are lower-cased) is lowered on the heap.
+pub(crate) fn with_canonical_resource_id<R>(
+    id: &str,
+    hosting: &HostingContext,
+    f: impl FnOnce(&str) -> R,
+) -> R {
+    let mut buf = IdBuffer::new();
+    if let Some(abs) = id.strip_prefix("//") {
+        let domain = abs.split('/').next().unwrap_or("");
+        if !domain.bytes().any(|b| b.is_ascii_uppercase()) {
+            return f(id);
+        }
+        let cut = domain.len();
+        buf.set(&format!("//{}", domain.to_ascii_lowercase()), &abs[cut..]);
+    } else if id.starts_with('/') {
+        buf.set(&hosting.sp_prefix, id);
+    } else {
+        buf.set(&hosting.cse_prefix, id);
+    }
+    f(buf.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The stack-built resource ID is [`canonical_resource_id`]'s.
+    #[test]
+    fn resource_id_on_the_stack_equals_canonical() {
+        let c = ctx();
+        for id in [
+            "grp1",
+            "Sgrp",
+            "/cse2/grp1",
+            "/Sgrp",
+            "//m2msp.org/myCSEID/grp1",
+            "//M2MSP.Org/myCSEID/Grp1",
+            "//m2msp.org",
+        ] {
+            let expected = canonical_resource_id(id, &c).expect("resource ID");
+            with_canonical_resource_id(id, &c, |got| assert_eq!(got, expected, "{id}"));
+        }
+    }
 
     fn ctx() -> HostingContext {
         HostingContext::new("//m2msp.org", "/myCSEID").unwrap()

@@ -170,17 +170,19 @@ impl LiteralIndex {
     }
 
     /// Appends every entry named by one of the originator's literal keys
-    /// to `out`. The Bloom tests run without a branch; a key's text is made
-    /// only for one that passes.
+    /// to `out`, those naming its SP domain last, and returns where they
+    /// start: the entries before are ID entries (absolute, SP-relative,
+    /// stem), which may also be `<group>` IDs. The Bloom tests run without
+    /// a branch; a key's text is made only for one that passes.
     #[inline(always)]
     pub(crate) fn extend_with_originator<A: smallvec::Array<Item = EntryRef>>(
         &self,
         o: &Originator<'_>,
         out: &mut SmallVec<A>,
-    ) {
+    ) -> usize {
         let wanted = self.originator_kinds & o.key_mask;
         if wanted == 0 {
-            return;
+            return out.len();
         }
         let b = self.bloom;
         let [k0, k1, k2, k3] = o.blooms(wanted);
@@ -189,11 +191,19 @@ impl LiteralIndex {
             | (u8::from(b & k2 == k2) << 2)
             | (u8::from(b & k3 == k3) << 3))
             & wanted;
+        // Bit 3 is the domain (`Originator::KINDS`), taken last.
+        let domain = hits & (1 << 3);
+        hits &= !domain;
         while hits != 0 {
             let i = hits.trailing_zeros() as usize;
             self.extend_matching(o.key(i), out);
             hits &= hits - 1;
         }
+        let ids_end = out.len();
+        if domain != 0 {
+            self.extend_matching(o.key(3), out);
+        }
+        ids_end
     }
 
     /// Appends every entry with exactly this key to `out`.
@@ -563,6 +573,12 @@ impl<'o> Originator<'o> {
             bloom: self.blooms[i].get(),
             text: self.text(i),
         }
+    }
+
+    /// Its SP-relative form (`/cse/...`, `/Sxyz`), when it is of the
+    /// hosting SP.
+    pub(crate) fn sp_relative(&self) -> Option<&'o str> {
+        (self.key_mask & (1 << 1) != 0).then(|| self.text(1))
     }
 
     /// The literal keys it can match.

@@ -943,6 +943,66 @@ fn ts_0001_9_6_1_3_2_default_policy_owner_is_never_a_group() {
     }
 }
 
+/// Decision 3: an `acor` entry that the attribute source knows as a
+/// `<group>` resource ID is that group and nothing else. The PIP's group
+/// `grp1` of `/id-in` (known by its absolute ID) lists `Cae2`; a rule with
+/// acor `grp1` (in any form) permits `Cae2` and denies the AE-ID stem
+/// `grp1`, whose absolute ID `//sp.example.com/id-in/grp1` is spelled like
+/// the entry but is no member. An `S` stem entry is the CSE-relative
+/// resource ID `//sp/id-in/Sgrp` (a group here), not the AE-ID `//sp/Sgrp`;
+/// `/Sgrp` is that AE-ID, no group, and still names it. A source that
+/// cannot answer leaves the entry an originator ID.
+#[test]
+fn decision_3_an_acor_entry_known_as_a_group_is_not_an_originator_id() {
+    let ctx = HostingContext::new("//sp.example.com", "/id-in").expect("hosting");
+    let attrs = InMemoryAttributes::new()
+        .with_group(
+            "//sp.example.com/id-in/grp1",
+            ["//sp.example.com/id-in/Cae2"],
+        )
+        .with_group(
+            "//sp.example.com/id-in/Sgrp",
+            ["//sp.example.com/id-in/Cae2"],
+        );
+    let decide_one = |entry: &str, originator: &str, attrs: &dyn AttributeSource| {
+        let acp = one_rule(json!({"acor": [entry], "acop": 2}));
+        run(&[pv_of(&acp)], &retrieve(originator), &ctx, attrs, &[]).effect
+    };
+    for entry in [
+        "grp1",
+        "/id-in/grp1",
+        "//sp.example.com/id-in/grp1",
+        "//SP.example.com/id-in/grp1",
+    ] {
+        for originator in ["grp1", "/id-in/grp1", "//sp.example.com/id-in/grp1"] {
+            assert_eq!(
+                decide_one(entry, originator, &attrs),
+                Effect::Deny,
+                "acor {entry}, originator {originator}"
+            );
+        }
+        assert_eq!(decide_one(entry, "Cae2", &attrs), Effect::Permit, "{entry}");
+    }
+    assert_eq!(decide_one("Sgrp", "Sgrp", &attrs), Effect::Deny);
+    assert_eq!(decide_one("Sgrp", "Cae2", &attrs), Effect::Permit);
+    assert_eq!(decide_one("/Sgrp", "Sgrp", &attrs), Effect::Permit);
+    // A rule naming the originator by another entry (its SP domain, a
+    // wildcard) still permits it.
+    for other in ["//sp.example.com", "grp*"] {
+        let acp = one_rule(json!({"acor": ["grp1", other], "acop": 2}));
+        let d = run(&[pv_of(&acp)], &retrieve("grp1"), &ctx, &attrs, &[]);
+        assert_permit(&d);
+    }
+    // Not a group the source knows: an originator ID as ever.
+    assert_eq!(decide_one("grp2", "grp2", &attrs), Effect::Permit);
+    let down = InMemoryAttributes {
+        unavailable: Some("PIP down".to_owned()),
+        ..attrs.clone()
+    };
+    assert_eq!(decide_one("grp1", "grp1", &down), Effect::Permit);
+    assert_eq!(decide_one("grp1", "grp1", &NoAttributes), Effect::Permit);
+}
+
 /// TS-0001 9.6.2.1: if the group cannot be retrieved the request shall be
 /// rejected; Decision 10 reports it as a missing attribute naming the group.
 #[test]
