@@ -85,6 +85,21 @@ pub const GROUP_IDS: &[&str] = &[
     "//other.org/myCSE/Sgrp",
 ];
 
+/// Originator IDs spelled like `<group>` resource IDs of [`GROUP_IDS`]
+/// (for some hosting CSE), so that an `acor` entry the source knows as a
+/// group is often written like the originator too, and mostly the group
+/// does not list it (Decision 3). `Sgrp` is the AE-ID `//sp/Sgrp`, while
+/// the entry `Sgrp` is the resource ID `//sp/cse/Sgrp`.
+const GROUP_LIKE_ORIGINATORS: &[&str] = &[
+    "grp1",
+    "/myCSE/grp2",
+    "//m2msp.org/cse2/grp3",
+    "//M2MSP.org/myCSE/grp1",
+    "/cse2/grp1",
+    "grp3",
+    "Sgrp",
+];
+
 const V4: &[&str] = &[
     "10.0.0.1",
     "10.0.1.5",
@@ -585,7 +600,10 @@ fn operation() -> BoxedStrategy<Operation> {
 pub fn request() -> BoxedStrategy<DecisionRequest> {
     (
         (
-            originator_id(),
+            prop_oneof![
+                9 => originator_id(),
+                1 => select(GROUP_LIKE_ORIGINATORS).prop_map(str::to_owned),
+            ],
             subsequence(ROLES, 0..=2),
             operation(),
             any::<bool>(),

@@ -218,14 +218,27 @@ fn ismember_originator_entry(entry: &str, rq: &Rq<'_>) -> bool {
         let prefix = format!("//{}/", fqdn.to_ascii_lowercase());
         return rq.originator.starts_with(&prefix);
     }
+    // Decision 3: "an entry that the PIP knows as a <group> resource ID is a
+    // group": then it contains the group's members only, whatever
+    // originator ID it is spelled like. No wildcard in a group ID ("Wildcard
+    // characters are not applicable to ... resource-IDs of <group>
+    // resources", 7.1.3). A source that cannot say leaves it an ID.
+    if !entry.contains('*') && is_known_group(entry, rq) {
+        return group_entry_matches(entry, rq);
+    }
     // A CSE-ID or AE-ID, possibly with wildcards (Decision 1, 2) ...
     if id_matches(&canonicalize(entry, rq.ctx), &rq.originator) {
         return true;
     }
     // ... or, without wildcard, the resource-ID of a <group> whose members
-    // include the Originator ("Wildcard characters are not applicable to ...
-    // resource-IDs of <group> resources", 7.1.3; spec-notes §2.4, Decision 3).
+    // include the Originator (spec-notes §2.4).
     !entry.contains('*') && group_entry_matches(entry, rq)
+}
+
+/// Does the attribute source know the `acor` entry, read as a resource ID
+/// of the hosting CSE (Decision 2), as a `<group>`?
+fn is_known_group(entry: &str, rq: &Rq<'_>) -> bool {
+    rq.attrs.is_group(&absolute_resource_id(entry, rq.ctx)) == Lookup::Found(true)
 }
 
 /// Does the `acor` entry name a `<group>` that has the Originator among its

@@ -430,6 +430,42 @@ fn reference_group_ids_are_read_against_the_hosting_cse() {
     }
 }
 
+/// Decision 3: an `acor` entry the attribute source knows as a `<group>`
+/// is a group only: the originator whose ID it is spelled like is not
+/// named by it unless the group lists it. `Sgrp` as an entry is the
+/// resource ID `//m2msp.org/myCSEID/Sgrp`, as an originator the AE-ID
+/// `//m2msp.org/Sgrp`. A source that cannot answer leaves the entry an ID.
+#[test]
+fn reference_decision_3_a_known_group_entry_is_no_originator_id() {
+    let attrs = InMemoryAttributes::new()
+        .with_group("//m2msp.org/myCSEID/grp1", ["//m2msp.org/myCSEID/C2"])
+        .with_group("//m2msp.org/myCSEID/Sgrp", ["//m2msp.org/myCSEID/C2"]);
+    for (entry, originator, expected) in [
+        ("grp1", "grp1", Effect::Deny),
+        ("/myCSEID/grp1", "//M2MSP.org/myCSEID/grp1", Effect::Deny),
+        ("grp1", "C2", Effect::Permit),
+        ("Sgrp", "Sgrp", Effect::Deny),
+        ("/Sgrp", "Sgrp", Effect::Permit),
+        ("Sgrp", "C2", Effect::Permit),
+        ("grp2", "grp2", Effect::Permit),
+    ] {
+        let acp = policy(vec![rule(&[entry], 2)]);
+        let req = request(originator, Operation::Retrieve);
+        assert_eq!(
+            decide_ref(&acp, &req, &attrs),
+            expected,
+            "acor {entry} vs From {originator}"
+        );
+    }
+    let down = InMemoryAttributes {
+        unavailable: Some("down".into()),
+        ..attrs
+    };
+    let acp = policy(vec![rule(&["grp1"], 2)]);
+    let req = request("grp1", Operation::Retrieve);
+    assert_eq!(decide_ref(&acp, &req, &down), Effect::Permit);
+}
+
 /// acop bits and discovery (spec notes §1; TS-0003 7.1.3).
 #[test]
 fn reference_operations_and_discovery() {
