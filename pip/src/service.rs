@@ -572,10 +572,25 @@ impl PolicyInformationPoint for PipService {
 
     async fn list_groups(
         &self,
-        _request: Request<pb::ListGroupsRequest>,
+        request: Request<pb::ListGroupsRequest>,
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
-        let groups = self.read(|s| s.groups.values().map(group_to_pb).collect());
-        Ok(Response::new(pb::ListGroupsResponse { groups }))
+        let ids_only = request.get_ref().ids_only;
+        // The revision read with the groups, so that a watcher knows which
+        // of its changes the listing holds already.
+        let (revision, groups) = self.inner.store.read(|revision, s| {
+            let groups = s.groups.values().map(|g| {
+                if ids_only {
+                    pb::Group {
+                        group_id: g.group_id.clone(),
+                        member_ids: Vec::new(),
+                    }
+                } else {
+                    group_to_pb(g)
+                }
+            });
+            (revision, groups.collect())
+        });
+        Ok(Response::new(pb::ListGroupsResponse { groups, revision }))
     }
 
     async fn check_membership(

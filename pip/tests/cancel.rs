@@ -175,7 +175,7 @@ where
 /// The groups the service serves.
 async fn served_groups(service: &PipService) -> BTreeSet<String> {
     service
-        .list_groups(tonic::Request::new(pb::ListGroupsRequest {}))
+        .list_groups(tonic::Request::new(pb::ListGroupsRequest::default()))
         .await
         .expect("list")
         .into_inner()

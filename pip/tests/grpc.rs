@@ -358,11 +358,11 @@ async fn ids_that_name_no_single_originator_are_refused_2_4_and_7_3() {
     }
     assert_eq!(pip.service.revision(), before, "nothing was stored");
     let listed = c
-        .list_groups(pb::ListGroupsRequest {})
+        .list_groups(pb::ListGroupsRequest::default())
         .await
         .expect("list")
         .into_inner();
-    assert_eq!(listed, pb::ListGroupsResponse::default());
+    assert_eq!(listed.groups, []);
     // Accepted: an AE-ID stem, an `<AE>` resource ID (SP-relative), a CSE-ID,
     // and the SP's domain as issuer (the M2M SP issues Role-IDs, §7.2).
     put_group(
@@ -1113,7 +1113,7 @@ async fn group_ids_are_absolute_and_accepted_in_any_form_9_6_2_1() {
         .await
         .expect("put again");
     let listed = c
-        .list_groups(pb::ListGroupsRequest {})
+        .list_groups(pb::ListGroupsRequest::default())
         .await
         .expect("list")
         .into_inner()
@@ -1125,6 +1125,21 @@ async fn group_ids_are_absolute_and_accepted_in_any_form_9_6_2_1() {
             member_ids: vec!["//sp.example.com/id-in/Cbob".into()],
         }]
     );
+    // The IDs alone (what a PDP loads, Decision 3), with the revision they
+    // reflect, so that a watcher skips the changes the listing holds.
+    let ids = c
+        .list_groups(pb::ListGroupsRequest { ids_only: true })
+        .await
+        .expect("list IDs")
+        .into_inner();
+    assert_eq!(
+        ids.groups,
+        [pb::Group {
+            group_id: ABSOLUTE.into(),
+            member_ids: Vec::new(),
+        }]
+    );
+    assert_eq!(ids.revision, pip.service.revision());
     for form in [
         "grpFamily",
         "/id-in/grpFamily",
@@ -1322,7 +1337,7 @@ async fn group_rows_of_older_stores_are_read_and_deleted() {
     let mut pip = Running::start(config(Some(dir.clone()))).await;
     let c = &mut pip.client;
     let listed = c
-        .list_groups(pb::ListGroupsRequest {})
+        .list_groups(pb::ListGroupsRequest::default())
         .await
         .expect("list")
         .into_inner()
