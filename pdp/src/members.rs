@@ -95,6 +95,15 @@ impl AttributeSource for WithMemberResources<'_> {
         self.inner.role_verified(originator, role_id, at)
     }
 
+    fn knows_groups(&self) -> bool {
+        self.inner.knows_groups()
+    }
+
+    // Whether an ID is a group does not depend on who asks.
+    fn is_group(&self, group_id: &str) -> Lookup<bool> {
+        self.inner.is_group(group_id)
+    }
+
     fn group_has_member(&self, group_id: &str, originator: &str) -> Lookup<bool> {
         let mut answer = self.inner.group_has_member(group_id, originator);
         for id in self.resources_of(originator).iter() {

@@ -33,13 +33,25 @@
 //! When the PIP cannot answer, the rules that need the attribute do not
 //! match (TS-0003 7.1.4: indeterminate is Deny) and the decision's status is
 //! `MISSING_ATTRIBUTE`, naming the attribute and the reason.
+//!
+//! Which IDs are `<group>`s (Decision 3: an `acor` entry the PIP knows as a
+//! group is a group, not an originator ID) is asked on the path of a Permit,
+//! so the cache keeps every group ID the PIP holds, without members: listed
+//! (`ListGroups`, IDs only) each time the watch comes up, before its
+//! `reset` is applied, and kept by the watch's group changes after the
+//! listing's revision. While the watch is down the set stays as last known
+//! (group IDs change rarely, and dropping them would turn every group entry
+//! into an originator ID); the memberships themselves are not cached then.
+//! Before the first listing, or from a PIP that has no `ListGroups`, no ID
+//! is known as a group and every entry is also read as an originator ID.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use authz_core::attributes::{AttributeSource, Lookup};
 use authz_core::request::Position;
 use authz_proto::convert::{position_to_pb, timestamp_field, timestamp_to_pb};
@@ -119,6 +131,21 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// answer takes longer than this.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long listing the PIP's group IDs may take when the watch comes up
+/// (the watch waits for it; failing, it is set up again).
+const LIST_GROUPS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `<group>` IDs the PIP holds (Decision 3), as last known.
+#[derive(Debug, Clone, Default)]
+struct KnownGroups {
+    /// Listed at least once (before, no ID is known as a group or not).
+    loaded: bool,
+    /// The PIP revision of the listing: watched changes up to it are in it.
+    revision: u64,
+    /// Absolute group IDs, as the PIP reports them.
+    ids: HashSet<Box<str>>,
+}
+
 /// A cache of PIP attributes, shared by every decision of a PDP.
 pub struct PipCache {
     endpoint: String,
@@ -138,6 +165,9 @@ pub struct PipCache {
     /// Revision of the last change seen on the watch.
     seen_revision: AtomicU64,
     watching: AtomicBool,
+    /// Every group ID the PIP holds, swapped whole: read by decisions
+    /// without a lock, written by the watch only.
+    known_groups: ArcSwap<KnownGroups>,
 }
 
 impl std::fmt::Debug for PipCache {
@@ -147,6 +177,7 @@ impl std::fmt::Debug for PipCache {
             .field("deadline", &self.deadline)
             .field("originators", &self.originators.len())
             .field("watching", &self.watching.load(Ordering::Relaxed))
+            .field("known_groups", &self.known_groups.load().ids.len())
             .finish_non_exhaustive()
     }
 }
@@ -186,6 +217,7 @@ impl PipCache {
             epoch: AtomicU64::new(0),
             seen_revision: AtomicU64::new(0),
             watching: AtomicBool::new(false),
+            known_groups: ArcSwap::from_pointee(KnownGroups::default()),
         }))
     }
 
@@ -202,6 +234,13 @@ impl PipCache {
     /// The highest PIP revision the watch has applied (0 before it is up).
     pub fn seen_revision(&self) -> u64 {
         self.seen_revision.load(Ordering::Acquire)
+    }
+
+    /// Whether `group_id` (absolute) is a `<group>` the PIP holds, as last
+    /// listed and watched; `None` before the PIP's groups were listed.
+    pub fn is_known_group(&self, group_id: &str) -> Option<bool> {
+        let known = self.known_groups.load();
+        known.loaded.then(|| known.ids.contains(group_id))
     }
 
     /// How many originators have cached attributes.
@@ -474,9 +513,68 @@ impl PipCache {
             .into_inner();
         while let Some(ev) = stream.next().await {
             let ev = ev?;
+            if matches!(ev.change, Some(pb::attribute_change::Change::Reset(_))) {
+                // Before the reset is applied: the watch is reported up
+                // (`seen_revision`) only with the group IDs in place. The
+                // changes after the reset wait in the stream meanwhile.
+                self.list_groups().await?;
+            }
             self.apply(&ev);
         }
         Ok(())
+    }
+
+    /// Lists the PIP's group IDs into [`PipCache::known_groups`]. A PIP
+    /// without `ListGroups` leaves them as they were, unknown unless listed
+    /// before (every `acor` entry is then also read as an originator ID);
+    /// any other failure fails the watch, which is set up again.
+    async fn list_groups(&self) -> Result<(), tonic::Status> {
+        let mut call = tonic::Request::new(pb::ListGroupsRequest { ids_only: true });
+        call.set_timeout(LIST_GROUPS_TIMEOUT);
+        let mut client = self.client.clone();
+        let listing = match client.list_groups(call).await {
+            Ok(listing) => listing.into_inner(),
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                tracing::warn!(pip = %self.endpoint, "PIP cannot list groups; acor entries naming groups are also read as originator IDs");
+                return Ok(());
+            }
+            Err(status) => return Err(status),
+        };
+        self.set_known_groups(
+            listing.groups.into_iter().map(|g| g.group_id),
+            listing.revision,
+        );
+        Ok(())
+    }
+
+    /// Replaces the known group IDs with a listing of `revision`.
+    fn set_known_groups(&self, ids: impl IntoIterator<Item = String>, revision: u64) {
+        self.known_groups.store(Arc::new(KnownGroups {
+            loaded: true,
+            revision,
+            ids: ids.into_iter().map(String::into_boxed_str).collect(),
+        }));
+    }
+
+    /// Follows a watched group change: `group_id` stored, or deleted. A
+    /// change the listing holds already (not after its revision) is
+    /// skipped; a listing of revision 0 (a PIP that does not say) takes
+    /// every change, which ends in the same set.
+    fn note_group(&self, group_id: &str, deleted: bool, revision: u64) {
+        self.known_groups.rcu(|known| {
+            let stale = !known.loaded || (known.revision != 0 && revision <= known.revision);
+            if stale || known.ids.contains(group_id) != deleted {
+                // Nothing to do (present when stored, absent when deleted).
+                return Arc::clone(known);
+            }
+            let mut next = KnownGroups::clone(known);
+            if deleted {
+                next.ids.remove(group_id);
+            } else {
+                next.ids.insert(group_id.into());
+            }
+            Arc::new(next)
+        });
     }
 
     /// Applies one watch event (public for tests that feed events).
@@ -498,6 +596,7 @@ impl PipCache {
                 for m in &g.affected_members {
                     self.invalidate(m, ev.revision);
                 }
+                self.note_group(&g.group_id, g.deleted, ev.revision);
             }
             Some(Change::Position(p)) => self.invalidate(&p.subject, ev.revision),
             // Tokens are not cached here.
@@ -680,6 +779,20 @@ impl std::ops::Deref for EntryRef<'_> {
 }
 
 impl AttributeSource for CacheView<'_> {
+    fn knows_groups(&self) -> bool {
+        let known = self.cache.known_groups.load();
+        known.loaded && !known.ids.is_empty()
+    }
+
+    fn is_group(&self, group_id: &str) -> Lookup<bool> {
+        // From the IDs kept locally, never a fetch: this is asked on the
+        // path of a Permit.
+        match self.cache.is_known_group(group_id) {
+            Some(known) => Lookup::Found(known),
+            None => Lookup::Unavailable("the PIP's group IDs are not listed yet".to_owned()),
+        }
+    }
+
     fn role_verified(&self, originator: &str, role_id: &str, at: DateTime<Utc>) -> Lookup<bool> {
         match self
             .entry_for(originator)
@@ -1102,6 +1215,60 @@ mod tests {
             view.groups_containing(LIGHT),
             Lookup::Unavailable("PIP down".into())
         );
+    }
+
+    fn group_event(revision: u64, group_id: &str, deleted: bool) -> pb::AttributeChange {
+        event(
+            revision,
+            pb::attribute_change::Change::Group(pb::GroupChanged {
+                group_id: group_id.into(),
+                affected_members: Vec::new(),
+                deleted,
+            }),
+        )
+    }
+
+    /// Decision 3: which IDs are groups is answered from the IDs the
+    /// watch keeps, without a fetch: unknown before the first listing, then
+    /// the listing, then the watched changes after its revision (those up
+    /// to it are in the listing already); kept as last known when the
+    /// watch is lost.
+    #[tokio::test]
+    async fn group_ids_follow_the_listing_and_the_watch() {
+        const FAMILY: &str = "//sp.example.com/id-in/family";
+        const LIGHTS: &str = "//sp.example.com/id-in/lights";
+        let cache = cache();
+        let view = cache.view(ALICE, None);
+        assert!(!view.knows_groups());
+        assert!(unavailable(&view.is_group(FAMILY)));
+        // Changes before the first listing are in it.
+        cache.apply(&group_event(3, LIGHTS, false));
+        assert_eq!(cache.is_known_group(LIGHTS), None);
+        cache.set_known_groups([FAMILY.to_owned()], 5);
+        cache.apply(&reset(4));
+        let view = cache.view(ALICE, None);
+        assert!(view.knows_groups());
+        assert_eq!(view.is_group(FAMILY), Lookup::Found(true));
+        assert_eq!(view.is_group(LIGHTS), Lookup::Found(false));
+        assert!(!view.missed(), "no fetch for a group ID");
+        // A change up to the listing's revision is skipped: the listing
+        // says what holds at 5, whatever the changes before it said.
+        cache.apply(&group_event(5, LIGHTS, false));
+        assert_eq!(cache.is_known_group(LIGHTS), Some(false));
+        cache.apply(&group_event(6, LIGHTS, false));
+        assert_eq!(cache.is_known_group(LIGHTS), Some(true));
+        cache.apply(&group_event(7, FAMILY, true));
+        assert_eq!(cache.is_known_group(FAMILY), Some(false));
+        // The watch is lost: memberships go, the group IDs stay.
+        cache.watching.store(false, Ordering::Release);
+        cache.clear();
+        assert_eq!(cache.is_known_group(LIGHTS), Some(true));
+        // The next listing replaces them.
+        cache.set_known_groups(Vec::new(), 2);
+        cache.apply(&reset(2));
+        let view = cache.view(ALICE, None);
+        assert!(!view.knows_groups());
+        assert_eq!(view.is_group(LIGHTS), Lookup::Found(false));
     }
 
     /// Annex F.2.1: a cached fix is a position only from its measuring time

@@ -75,6 +75,32 @@ struct Stack {
     _pdp: Pdp,
     _tasks: Vec<JoinHandle<()>>,
     dir: PathBuf,
+    prp_addr: String,
+    pip_addr: String,
+}
+
+/// A PDP following the PRP at `prp_addr` and asking the PIP at `pip_addr`,
+/// served on its own loopback port.
+async fn start_pdp(
+    prp_addr: &str,
+    pip_addr: &str,
+) -> (Pdp, PolicyDecisionPointClient<Channel>, JoinHandle<()>) {
+    let pdp = Pdp::start(
+        PdpConfig::new(hosting())
+            .with_prp(prp_addr.to_owned())
+            .with_pip(pip_addr.to_owned()),
+    )
+    .expect("pdp");
+    let routes = pdp.routes().await.expect("routes");
+    let (l, pdp_addr) = listen().await;
+    let task = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming(TcpListenerStream::new(l))
+            .await;
+    });
+    let client = PolicyDecisionPointClient::new(channel(&pdp_addr).await);
+    (pdp, client, task)
 }
 
 impl Stack {
@@ -112,30 +138,19 @@ impl Stack {
                 .await;
         });
         // PDP following the PRP, asking the PIP.
-        let pdp = Pdp::start(
-            PdpConfig::new(hosting())
-                .with_prp(prp_addr.clone())
-                .with_pip(pip_addr.clone()),
-        )
-        .expect("pdp");
-        let routes = pdp.routes().await.expect("routes");
-        let (l, pdp_addr) = listen().await;
-        let pdp_task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_routes(routes)
-                .serve_with_incoming(TcpListenerStream::new(l))
-                .await;
-        });
+        let (pdp, pdp_client, pdp_task) = start_pdp(&prp_addr, &pip_addr).await;
         Self {
             prp: PolicyRetrievalPointClient::new(channel(&prp_addr).await),
             pip: PolicyInformationPointClient::new(channel(&pip_addr).await),
-            pdp: PolicyDecisionPointClient::new(channel(&pdp_addr).await),
+            pdp: pdp_client,
             pip_server,
             pip_stop: Some(pip_stop),
             pip_service,
             _pdp: pdp,
             _tasks: vec![prp_task, pdp_task],
             dir,
+            prp_addr,
+            pip_addr,
         }
     }
 
@@ -638,6 +653,84 @@ async fn a_group_id_names_one_group_in_every_form_9_6_2_1() {
         let d = s.decide(retrieve_at("/id-mn", ALICE, target)).await;
         assert_eq!(d.decision, PERMIT, "{target}: {}", d.summary);
     }
+}
+
+/// Decision 3 end to end: an `acor` entry that the PIP knows as a `<group>`
+/// is a group only (TS-0001 9.6.2.1 for its members). The rule's entry
+/// `grp1` reads, before the group exists, as the AE-ID stem `grp1`
+/// (`//sp.example.com/id-in/grp1`), which it permits. Once the PIP holds
+/// the group `grp1` of `/id-in` listing `Cae2`, the entry is that group:
+/// `Cae2` is permitted, the originator `grp1` is not (it is no member). A
+/// PDP started while the group exists knows it from its first decision
+/// (listed when its watch comes up); deleting the group makes the entry an
+/// originator ID again once the watch delivers; and with the PIP gone the
+/// group IDs stay as last known (the member question is then unanswerable:
+/// MISSING_ATTRIBUTE, never a Permit for `grp1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acor_entry_the_pip_knows_as_a_group_is_a_group_only_decision_3() {
+    let mut s = Stack::start("group-only", Duration::from_secs(300)).await;
+    s.policy("cntGrp1", rule(&["grp1"])).await;
+    let before = s.decide(retrieve("grp1", "cntGrp1")).await;
+    assert_eq!(before.decision, PERMIT, "{}", before.summary);
+
+    s.group("grp1", &["Cae2"]).await;
+    decides(&s.pdp, retrieve("grp1", "cntGrp1"), DENY).await;
+    for originator in ["grp1", "/id-in/grp1", "//sp.example.com/id-in/grp1"] {
+        let d = s.decide(retrieve(originator, "cntGrp1")).await;
+        assert_eq!(d.decision, DENY, "{originator}: {}", d.summary);
+    }
+    let member = s.decide(retrieve("Cae2", "cntGrp1")).await;
+    assert_eq!(member.decision, PERMIT, "{}", member.summary);
+
+    // A PDP whose watch comes up after the group was put: no group change
+    // reaches it, the listing does.
+    let (late, mut late_client, late_task) = start_pdp(&s.prp_addr, &s.pip_addr).await;
+    decides(&late_client, retrieve("Cae2", "cntGrp1"), PERMIT).await;
+    let cache = late.pip_cache().expect("PIP cache");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cache.is_watching() {
+        assert!(tokio::time::Instant::now() < deadline, "{cache:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let d = late_client
+        .decide(retrieve("grp1", "cntGrp1"))
+        .await
+        .expect("decide")
+        .into_inner();
+    assert_eq!(d.decision, DENY, "{}", d.summary);
+    late_task.abort();
+    drop(late);
+
+    // Deleted: an originator ID again, once the watch delivers.
+    s.pip
+        .delete_group(pb::DeleteGroupRequest {
+            originator: ADMIN.into(),
+            group_id: "grp1".into(),
+        })
+        .await
+        .expect("delete group");
+    decides(&s.pdp, retrieve("grp1", "cntGrp1"), PERMIT).await;
+    let member = s.decide(retrieve("Cae2", "cntGrp1")).await;
+    assert_eq!(member.decision, DENY, "{}", member.summary);
+
+    // Put again, then the PIP goes away: the PDP still knows `grp1` as a
+    // group and cannot tell its members.
+    s.group("//sp.example.com/id-in/grp1", &["Cae2"]).await;
+    decides(&s.pdp, retrieve("grp1", "cntGrp1"), DENY).await;
+    s.pip_service.shutdown();
+    if let Some(stop) = s.pip_stop.take() {
+        let _ = stop.send(());
+    }
+    tokio::time::timeout(Duration::from_secs(10), &mut s.pip_server)
+        .await
+        .expect("the PIP stops")
+        .expect("PIP task");
+    let d = decides_with(&s.pdp, retrieve("grp1", "cntGrp1"), |d| {
+        d.status == pb::AuthorizationStatus::MissingAttribute as i32
+    })
+    .await;
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert!(missing_names(&d).contains("grp1"), "{d:?}");
 }
 
 /// An `<AE>` resource registered in the PRP with its AE-ID (`aei`).
