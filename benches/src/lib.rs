@@ -121,6 +121,12 @@ impl AttributeSource for CachedAttributes {
     fn role_verified(&self, _: &str, _: &str, _: chrono::DateTime<chrono::Utc>) -> Lookup<bool> {
         Lookup::Found(true)
     }
+    fn knows_groups(&self) -> bool {
+        !self.members.is_empty()
+    }
+    fn is_group(&self, group_id: &str) -> Lookup<bool> {
+        Lookup::Found(self.members.contains_key(group_id))
+    }
     fn group_has_member(&self, group_id: &str, originator: &str) -> Lookup<bool> {
         match self.members.get(group_id) {
             Some(m) => Lookup::Found(m.contains(originator)),
@@ -229,5 +235,33 @@ mod tests {
         }
         let share = permits as f64 / wl.requests.len() as f64;
         assert!((0.45..=0.55).contains(&share), "{share}");
+    }
+
+    /// The oracle matches an exact entry by the originator's ID alone,
+    /// which Decision 3 allows only for an entry that is no `<group>` ID:
+    /// no exact entry of the workload, read as a resource ID of the hosting
+    /// CSE, is one of its groups (AE-IDs and `grpN` never meet).
+    #[test]
+    fn no_exact_entry_is_a_group_id() {
+        let wl = Workload::generate(WorkloadConfig {
+            requests: 10,
+            ..WorkloadConfig::default()
+        });
+        let ctx = hosting_context();
+        let groups: FxHashSet<&str> = wl.groups.iter().map(|(g, _)| g.as_str()).collect();
+        let mut exact = 0;
+        for acp in &wl.acps {
+            for rule in &acp.rules {
+                for o in &rule.originators {
+                    if let workload::OrigEntry::Exact { entry, .. } = o {
+                        let id = authz_core::ids::canonical_resource_id(entry, &ctx)
+                            .expect("resource ID");
+                        assert!(!groups.contains(id.as_str()), "{entry} is a group");
+                        exact += 1;
+                    }
+                }
+            }
+        }
+        assert!(exact > 1_000, "{exact}");
     }
 }

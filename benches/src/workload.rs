@@ -835,6 +835,8 @@ impl<'a> Oracle<'a> {
     fn originator_matches(&self, o: &OrigEntry, req: &DecisionRequest, absolute: &str) -> bool {
         match o {
             OrigEntry::All => true,
+            // No exact entry is a group ID (Decision 3 would make it one):
+            // `no_exact_entry_is_a_group_id` checks.
             OrigEntry::Exact { identity, .. } => identity.absolute == absolute,
             OrigEntry::Pattern { absolute: p, .. } => segment_glob(p, absolute),
             OrigEntry::Role(role) => req.role_ids.iter().any(|r| r == role),
