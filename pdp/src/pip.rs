@@ -45,7 +45,7 @@
 //! Before the first listing, or from a PIP that has no `ListGroups`, no ID
 //! is known as a group and every entry is also read as an originator ID.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -59,6 +59,7 @@ use authz_proto::pb;
 use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
+use rustc_hash::FxHashSet;
 use tokio_stream::StreamExt;
 use tonic::transport::{Channel, Endpoint};
 
@@ -142,8 +143,9 @@ struct KnownGroups {
     loaded: bool,
     /// The PIP revision of the listing: watched changes up to it are in it.
     revision: u64,
-    /// Absolute group IDs, as the PIP reports them.
-    ids: HashSet<Box<str>>,
+    /// Absolute group IDs, as the PIP reports them (an admin writes them,
+    /// so a fast hash: a decision hashes its originator's ID against them).
+    ids: FxHashSet<Box<str>>,
 }
 
 /// A cache of PIP attributes, shared by every decision of a PDP.
