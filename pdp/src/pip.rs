@@ -210,7 +210,10 @@ impl PipCache {
             .connect_lazy();
         Ok(Arc::new(Self {
             endpoint: endpoint.to_owned(),
-            client: PolicyInformationPointClient::new(channel),
+            // A group listing (or a PIP that predates `ids_only` and lists
+            // members too) may exceed tonic's 4 MiB default, which would fail
+            // every watch set-up; as for the PRP's snapshots.
+            client: PolicyInformationPointClient::new(channel).max_decoding_message_size(256 << 20),
             deadline,
             originators: DashMap::new(),
             ip_countries: DashMap::new(),

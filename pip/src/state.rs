@@ -404,12 +404,33 @@ impl Schema for PipSchema {
                         .or_default()
                         .insert(key.to_owned());
                 }
-                // Rows come in key order, absolute keys (`//...`) first: one
-                // under the absolute ID wins over older rows of the same
-                // group, which are only deleted with it.
-                if !state.groups.contains_key(&g.group_id) {
-                    state.index_group(&g);
-                    state.groups.insert(g.group_id.clone(), g);
+                // The row under the absolute ID wins over older rows of the
+                // same group (written in another form, deleted with it);
+                // among older rows only, the first in key order. Rows that
+                // disagree were two groups before IDs were made absolute:
+                // say so, since one of them is no longer used.
+                let current = key == g.group_id;
+                match state.groups.get(&g.group_id) {
+                    None => {
+                        state.index_group(&g);
+                        state.groups.insert(g.group_id.clone(), g);
+                    }
+                    Some(kept) => {
+                        if kept.members != g.members {
+                            tracing::warn!(
+                                group = %g.group_id,
+                                row = key,
+                                used = if current { "this row" } else { "another row" },
+                                "rows written in different forms of one <group> ID list different members; one set is used: put the group again to settle it"
+                            );
+                        }
+                        if current {
+                            let old = kept.clone();
+                            state.unindex_group(&old);
+                            state.index_group(&g);
+                            state.groups.insert(g.group_id.clone(), g);
+                        }
+                    }
                 }
             }
             POSITIONS => {
@@ -478,6 +499,28 @@ mod tests {
         );
         PipSchema::apply(&mut s, &c);
         assert!(s.groups.is_empty() && s.legacy_groups.is_empty());
+    }
+
+    /// Whatever order the rows come in (a key below `/`, such as `-grp`,
+    /// sorts first), the row under the absolute ID is the group.
+    #[test]
+    fn the_row_under_the_absolute_id_wins_in_any_order() {
+        let hosting = HostingContext::new("//sp.example.com", "/id-in").expect("hosting");
+        let abs = "//sp.example.com/id-in/-grp";
+        let current = group(abs, &["//sp.example.com/id-in/Cnew"]);
+        let older = group("-grp", &["//sp.example.com/id-in/Cold"]);
+        for rows in [
+            [("-grp", &older), (abs, &current)],
+            [(abs, &current), ("-grp", &older)],
+        ] {
+            let mut s = PipState::hosted(hosting.clone());
+            for (key, g) in rows {
+                let text = serde_json::to_string(g).expect("json");
+                PipSchema::load(&mut s, GROUPS, key, &text).expect("load");
+            }
+            assert_eq!(s.groups_of("//sp.example.com/id-in/Cnew"), vec![abs]);
+            assert!(s.groups_of("//sp.example.com/id-in/Cold").is_empty());
+        }
     }
 
     #[test]
