@@ -687,19 +687,12 @@ pub fn canonical_resource_id(id: &str, hosting: &HostingContext) -> Result<Strin
     if id.chars().any(char::is_whitespace) {
         return Err(format!("'{id}' must not contain whitespace"));
     }
-    Ok(if let Some(abs) = id.strip_prefix("//") {
-        let cut = abs.find('/').unwrap_or(abs.len());
-        format!("//{}{}", abs[..cut].to_ascii_lowercase(), &abs[cut..])
-    } else if id.starts_with('/') {
-        format!("//{}{id}", hosting.sp_fqdn())
-    } else {
-        format!("//{}/{}/{id}", hosting.sp_fqdn(), hosting.cse_id())
-    })
+    Ok(with_canonical_resource_id(id, hosting, str::to_owned))
 }
 
 /// Calls `f` with [`canonical_resource_id`] of an `acor` entry (not
 /// empty, no whitespace: as compiled), built on the stack so that a
-/// decision does not allocate for it. An absolute entry whose domain holds
+/// decision does not allocate for it; the one place the rule is written. An absolute entry whose domain holds
 /// upper case (rare: compiled keys are lower-cased) is lowered on the heap.
 pub(crate) fn with_canonical_resource_id<R>(
     id: &str,

@@ -1088,10 +1088,7 @@ fn reusable_until(
         .filter(|r| snap.acp(&r.acp).is_none())
         .and_then(|r| snap.live_dynamic(&r.acp, now))
         .map(|d| d.expires_at);
-    match (dynamic, grant.valid_until) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    [dynamic, grant.valid_until].into_iter().flatten().min()
 }
 
 fn with_assigned_token_ids(mut decision: pb::Decision, grant: &TokenGrant) -> pb::Decision {
