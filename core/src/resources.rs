@@ -37,7 +37,12 @@ pub const TY_ACP: u32 = 1;
 pub const TYPES_WITHOUT_ACPI: [u32; 5] = [4, 15, 26, 30, 58];
 
 /// A target resource as the PRP records it.
+///
+/// Read strictly, like every policy document: a misspelled attribute
+/// (`acpii`) would otherwise leave the resource without its `acpi`, under
+/// the default policy, without a word.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Resource {
     /// `ri`.
     #[serde(rename = "ri")]

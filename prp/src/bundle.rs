@@ -37,20 +37,44 @@ pub struct Bundle {
 pub enum BundleError {
     /// Not JSON at all.
     #[error("not valid JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(String),
     /// An ACP that is not a valid `m2m:acp`.
     #[error("{0}")]
     Acps(String),
     /// A resource that is not a valid binding.
     #[error("{0}")]
     Resources(String),
+    /// A bundle key other than `acps` and `resources`.
+    #[error("{0}: unknown field, expected `acps` or `resources`")]
+    Unknown(String),
+}
+
+/// Two entries of one list with the same ID would be written one over the
+/// other, the last silently winning: refused, naming both.
+fn check_unique<'a>(
+    ids: impl Iterator<Item = &'a str>,
+    list: &str,
+    field: &str,
+) -> Result<(), String> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, id) in ids.enumerate() {
+        if id.is_empty() {
+            continue;
+        }
+        if let Some(first) = seen.insert(id, i) {
+            return Err(format!(
+                "{list}[{i}].{field}: {id} is also {list}[{first}].{field}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Bundle {
     /// Parses and validates a bundle or an `m2m:acp` document.
     pub fn parse(text: &str) -> Result<Self, BundleError> {
         // Strict like every policy document: a duplicate key is an error.
-        let value: Value = json::parse_json(text)?;
+        let value: Value = json::parse_json(text).map_err(|e| BundleError::Json(e.to_string()))?;
         let is_bundle = value
             .as_object()
             .is_some_and(|o| o.contains_key("acps") || o.contains_key("resources"));
@@ -61,16 +85,37 @@ impl Bundle {
                 resources: Vec::new(),
             });
         }
-        let acps = match value.get("acps") {
+        // Strict like the documents inside it: `resourcez` would otherwise
+        // apply nothing and say so only in a count.
+        if let Some(key) = value.as_object().and_then(|o| {
+            o.keys()
+                .find(|k| !matches!(k.as_str(), "acps" | "resources"))
+        }) {
+            return Err(BundleError::Unknown(key.clone()));
+        }
+        let acps: Vec<AccessControlPolicy> = match value.get("acps") {
             Some(a) => json::parse_and_validate(&a.to_string())
                 .map_err(|e| BundleError::Acps(format!("acps: {e}")))?,
             None => Vec::new(),
         };
+        check_unique(
+            acps.iter().map(|a| a.id().unwrap_or_default()),
+            "acps",
+            "ri",
+        )
+        .map_err(BundleError::Acps)?;
+
         let resources = match value.get("resources") {
             Some(r) => json::deserialize_at::<Vec<Resource>>("resources", r.clone())
                 .map_err(|e| BundleError::Resources(e.to_string()))?,
             None => Vec::new(),
         };
+        check_unique(
+            resources.iter().map(|r| r.resource_id.as_str()),
+            "resources",
+            "ri",
+        )
+        .map_err(BundleError::Resources)?;
         check_resources(&resources)?;
         Ok(Self { acps, resources })
     }
@@ -124,6 +169,10 @@ pub struct Applied {
 
 impl std::fmt::Display for Applied {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // No write, no revision to report (0 would read as the PRP's).
+        if self.created + self.updated + self.resources == 0 {
+            return f.write_str("nothing applied");
+        }
         write!(
             f,
             "applied {} ACP(s) ({} created, {} updated) and {} resource(s); PRP revision {}",
@@ -313,6 +362,53 @@ mod tests {
         .expect("parses");
         assert_eq!(b.resources.len(), 1);
         assert_eq!(b.resources[0].resource_id, "cnt1");
+    }
+
+    const ACP1: &str = r#"{"m2m:acp": {"ri": "acp1", "pv": {"acr": [{"acor": ["Cx"], "acop": 2}]},
+        "pvs": {"acr": [{"acor": ["CAdmin"], "acop": 63}]}}}"#;
+
+    /// A misspelled resource attribute would leave the resource without
+    /// its `acpi`, under the default policy (TS-0003 7.1.1, spec notes
+    /// 2.3): refused, naming it.
+    #[test]
+    fn an_unknown_resource_attribute_is_refused_with_its_name() {
+        let e = Bundle::parse(&format!(
+            r#"{{"acps": [{ACP1}], "resources": [{{"ri": "cnt1", "ty": 3, "acpii": ["acp1"]}}]}}"#
+        ))
+        .expect_err("refused");
+        let text = e.to_string();
+        assert!(text.contains("resources[0]"), "{text}");
+        assert!(text.contains("acpii"), "{text}");
+    }
+
+    #[test]
+    fn an_unknown_bundle_key_is_refused() {
+        let e = Bundle::parse(&format!(
+            r#"{{"acps": [{ACP1}], "resourcez": [{{"ri": "cnt1", "ty": 3}}]}}"#
+        ))
+        .expect_err("refused");
+        assert!(e.to_string().starts_with("resourcez: unknown field"), "{e}");
+    }
+
+    /// Two entries with one ID would be written one over the other.
+    #[test]
+    fn a_bundle_with_one_id_twice_is_refused_naming_both() {
+        let e = Bundle::parse(&format!(r#"{{"acps": [{ACP1}, {ACP1}]}}"#)).expect_err("refused");
+        assert_eq!(e.to_string(), "acps[1].ri: acp1 is also acps[0].ri");
+        let e = Bundle::parse(
+            r#"{"resources": [{"ri": "cnt1", "ty": 3}, {"ri": "cnt2", "ty": 3}, {"ri": "cnt1", "ty": 3}]}"#,
+        )
+        .expect_err("refused");
+        assert_eq!(
+            e.to_string(),
+            "resources[2].ri: cnt1 is also resources[0].ri"
+        );
+    }
+
+    /// Nothing written, no revision to report.
+    #[test]
+    fn applying_nothing_says_so() {
+        assert_eq!(Applied::default().to_string(), "nothing applied");
     }
 
     /// A time window's day of week is 0-6 (spec notes, extended crontab);
