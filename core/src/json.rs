@@ -35,8 +35,12 @@ pub enum JsonError {
 /// (`duplicate key `acop` at m2m:acp.pv.acr[0]`): for a policy or a
 /// request, silently keeping the last of two `acop` or `fr` values is a
 /// guess about what the author meant.
+///
+/// A leading byte order mark is skipped (RFC 8259 8.1 lets a parser ignore
+/// it): editors on Windows write one, and such a file must load unchanged.
 pub fn parse_json(text: &str) -> Result<Value, serde_json::Error> {
     use serde::de::DeserializeSeed;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut path = JsonPath::default();
     let mut de = serde_json::Deserializer::from_str(text);
     let value = StrictSeed(&mut path).deserialize(&mut de)?;
@@ -658,8 +662,15 @@ mod tests {
         );
     }
 
-    /// serde's derived structs take a list of their fields in order; a
-    /// policy or request written that way is a mistake.
+    /// A file saved with a byte order mark (RFC 8259 8.1) loads unchanged.
+    #[test]
+    fn a_leading_byte_order_mark_is_skipped() {
+        let doc = "\u{feff}{\"m2m:acp\": {\"ri\": \"a\", \"pv\": {\"acr\": [{\"acor\": [\"all\"], \"acop\": 2}]}}}";
+        let acps = parse_and_validate(doc).expect("loads");
+        assert_eq!(acps[0].id(), Some("a"));
+        // Only at the start: elsewhere it is not JSON whitespace.
+        assert!(parse_json("{\"a\": 1}\u{feff}").is_err());
+    }
 
     #[test]
     fn a_duplicate_key_deep_in_a_list_is_named_by_its_path() {
