@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use authz_proto::pb;
 use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
+use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use tokio::sync::{Semaphore, mpsc};
@@ -145,7 +146,7 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
         .await
         .map_err(|s| anyhow!("Decide failed: {s}"))?
         .into_inner();
-    println!(
+    outln!(
         "request decided {} ({}); {} s per mode, {} callers over {} connections",
         if first.decision == pb::AuthorizationDecision::Permit as i32 {
             "PERMIT"
@@ -185,7 +186,7 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
         .find(|r| r.mode == Mode::Unary)
         .map(Report::decisions_per_s);
     if let (Some(e), Some(u)) = (echo, unary) {
-        println!("unary / echo = {:.1} %", 100.0 * u / e);
+        outln!("unary / echo = {:.1} %", 100.0 * u / e);
     }
 
     Ok(())
@@ -193,7 +194,7 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
 
 fn print_report(r: &Report) {
     let q = |p: f64| r.latency_us.value_at_quantile(p);
-    println!(
+    outln!(
         "{:<7} {:>12.0} decisions/s {:>10.0} calls/s   latency per call p50 {} µs  p99 {} µs  p99.9 {} µs",
         r.mode.name(),
         r.decisions_per_s(),
@@ -472,6 +473,29 @@ async fn propagation(prp: &str, pdp: &Channel, originator: &str, rounds: usize) 
         &crate::policy::Bundle::parse(&acp(0))?,
     )
     .await?;
+    let measured = flips(&mut prp, &mut pdp, originator, rounds, acp).await;
+    // The probe is the load test's, not the operator's: removed whether or
+    // not the rounds succeeded (the resource first: it names the ACP).
+    let removed = remove_probe(&mut prp, originator).await;
+    let h = measured?;
+    removed?;
+    outln!(
+        "policy propagation over {rounds} changes (PRP write sent → PDP decision follows): p50 {} µs  p99 {} µs  max {} µs",
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.max()
+    );
+    Ok(())
+}
+
+/// The rounds of [`propagation`]: a histogram of the flip times in µs.
+async fn flips(
+    prp: &mut PolicyRetrievalPointClient<Channel>,
+    pdp: &mut PolicyDecisionPointClient<Channel>,
+    originator: &str,
+    rounds: usize,
+    acp: impl Fn(u32) -> String,
+) -> Result<Histogram<u64>> {
     let probe = short_request_to_pb(
         r#"{"fr": "CloadtestProbe", "to": "loadtestProbe", "op": 2}"#,
         false,
@@ -481,7 +505,7 @@ async fn propagation(prp: &str, pdp: &Channel, originator: &str, rounds: usize) 
         let permit = round % 2 == 0;
         let bundle = crate::policy::Bundle::parse(&acp(if permit { 2 } else { 0 }))?;
         let t = Instant::now();
-        crate::policy::apply(&mut prp, originator, &bundle).await?;
+        crate::policy::apply(prp, originator, &bundle).await?;
         loop {
             let d = pdp.decide(probe.clone()).await?.into_inner();
             if (d.decision == pb::AuthorizationDecision::Permit as i32) == permit {
@@ -493,11 +517,35 @@ async fn propagation(prp: &str, pdp: &Channel, originator: &str, rounds: usize) 
         }
         h.saturating_record(t.elapsed().as_micros() as u64);
     }
-    println!(
-        "policy propagation over {rounds} changes (PRP write sent → PDP decision follows): p50 {} µs  p99 {} µs  max {} µs",
-        h.value_at_quantile(0.5),
-        h.value_at_quantile(0.99),
-        h.max()
-    );
+    Ok(h)
+}
+
+/// Deletes the probe's resource and ACP.
+async fn remove_probe(
+    prp: &mut PolicyRetrievalPointClient<Channel>,
+    originator: &str,
+) -> Result<()> {
+    prp.delete_resource(pb::DeleteResourceRequest {
+        originator: originator.to_owned(),
+        resource_id: "loadtestProbe".to_owned(),
+    })
+    .await
+    .map_err(|s| {
+        anyhow!(
+            "removing the probe resource loadtestProbe: {}",
+            crate::policy::status_text(&s)
+        )
+    })?;
+    prp.delete_acp(pb::DeleteAcpRequest {
+        originator: originator.to_owned(),
+        acp_id: "acpLoadtestProbe".to_owned(),
+    })
+    .await
+    .map_err(|s| {
+        anyhow!(
+            "removing the probe ACP acpLoadtestProbe: {}",
+            crate::policy::status_text(&s)
+        )
+    })?;
     Ok(())
 }
