@@ -503,7 +503,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         }
         config = config.with_dynamic(dynamic);
     }
-    let pdp = Pdp::start(config)?;
+    let pdp = std::sync::Arc::new(Pdp::start(config)?);
 
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
@@ -543,12 +543,16 @@ pub async fn up(args: UpArgs) -> Result<()> {
 
     let closer = prp.clone();
     let das_closer = das.clone();
+    let follower = pdp.clone();
     let server = tokio::spawn(until_signal(signal, move |shutdown| async move {
         tonic::transport::Server::builder()
             .trace_fn(authz_proto::serving::rpc_span)
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(authz_proto::listener::incoming(listener), async move {
                 shutdown.await;
+                // First, or the PDP reports the PRP's and PIP's streams
+                // ending, and its reconnections, as failures.
+                follower.stop_following();
                 closer.shutdown();
                 pip.shutdown();
                 if let Some(das) = das_closer {

@@ -329,11 +329,26 @@ impl Pdp {
     }
 }
 
-impl Drop for Pdp {
-    fn drop(&mut self) {
-        for task in self.tasks.get_mut().unwrap_or_else(|e| e.into_inner()) {
+impl Pdp {
+    /// Stops the background tasks: following the PRP and the PIP, loading
+    /// DAS keys. A process that shuts its own PRP and PIP down calls it
+    /// first, so that their streams ending is not reported as a failure;
+    /// decisions still answer from what is held.
+    pub fn stop_following(&self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             task.abort();
         }
+    }
+}
+
+impl Drop for Pdp {
+    fn drop(&mut self) {
+        self.stop_following();
     }
 }
 
