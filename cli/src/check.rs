@@ -42,11 +42,11 @@ pub struct CheckArgs {
 pub fn run(args: &CheckArgs) -> ExitCode {
     match check(args) {
         Ok(out) => {
-            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::error_text(&e));
             ExitCode::from(2)
         }
     }

@@ -41,15 +41,15 @@ enum Failure {
 pub async fn run(args: &DecideArgs) -> ExitCode {
     match decide(args).await {
         Ok(out) => {
-            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
             ExitCode::SUCCESS
         }
         Err(Failure::Input(e)) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::error_text(&e));
             ExitCode::from(2)
         }
         Err(Failure::Unreachable(e)) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::error_text(&e));
             ExitCode::FAILURE
         }
     }

@@ -5,6 +5,15 @@
 //! them alone; `authz policy` manages a running PRP; `authz loadtest`
 //! measures a PDP.
 
+/// `println!` for a command's result: a stdout closed early (`authz policy
+/// list | head -1`) ends the command quietly with status 141, as SIGPIPE
+/// ends Unix tools, instead of the panic `println!` gives.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_line(format_args!($($arg)*))
+    };
+}
+
 mod check;
 mod das;
 mod decide;
@@ -46,6 +55,40 @@ enum Command {
     Loadtest(loadtest::LoadtestArgs),
 }
 
+/// Writes one line to stdout for [`outln!`].
+fn write_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(line)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    if let Err(e) = written {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write to stdout: {e}");
+        }
+        std::process::exit(141);
+    }
+}
+
+/// An error and its causes, `a: b: c` like anyhow's `{:#}`, leaving out a
+/// cause whose text is already said: many errors quote their source in
+/// their own message, and `{:#}` would print it two or three times.
+pub(crate) fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Check(args) = &cli.command {
@@ -79,8 +122,30 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cause the message above it quotes is said once.
+    #[test]
+    fn error_text_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        // As a library error that quotes its source gives it.
+        let e = anyhow::Error::new(io)
+            .context("cannot read x.csv: no such file")
+            .context("PIP country source: cannot read x.csv: no such file");
+        assert_eq!(
+            error_text(&e),
+            "PIP country source: cannot read x.csv: no such file"
+        );
+        // A cause that adds something is kept.
+        let e = anyhow::anyhow!("refused").context("policy.json");
+        assert_eq!(error_text(&e), "policy.json: refused");
     }
 }

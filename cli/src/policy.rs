@@ -66,7 +66,7 @@ pub async fn run(args: PolicyArgs) -> Result<()> {
             let applied = apply(&mut client, &args.originator, &bundle)
                 .await
                 .with_context(|| file.display().to_string())?;
-            println!("{applied}");
+            outln!("{applied}");
         }
         PolicyCommand::Get { id } => {
             let rec = client
@@ -78,7 +78,7 @@ pub async fn run(args: PolicyArgs) -> Result<()> {
                 .acp
                 .ok_or_else(|| anyhow!("the PRP answered without an ACP"))?;
             let acp = authz_proto::convert::acp_from_pb(&acp).map_err(|e| anyhow!("{e:?}"))?;
-            println!("{}", serde_json::to_string_pretty(&json::to_value(&acp))?);
+            outln!("{}", serde_json::to_string_pretty(&json::to_value(&acp))?);
         }
         PolicyCommand::List => {
             let list = client
@@ -92,7 +92,7 @@ pub async fn run(args: PolicyArgs) -> Result<()> {
                 .map(authz_proto::convert::acp_from_pb)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| anyhow!("{e:?}"))?;
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&json::list_to_value(&acps))?
             );
@@ -106,7 +106,7 @@ pub async fn run(args: PolicyArgs) -> Result<()> {
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            println!("deleted {id} (revision {})", r.revision);
+            outln!("deleted {id} (revision {})", r.revision);
         }
     }
     Ok(())
