@@ -432,6 +432,42 @@ async fn policy_apply_rejects_an_invalid_file_naming_the_field() {
     assert!(err.contains("acps[1] (acpNoPvs).pvs"), "{err}");
     let acps = stored().await;
     assert!(acps.is_empty(), "nothing may be stored: {acps:?}");
+
+    // A misspelled `acpi` would leave the resource under the default
+    // policy (TS-0003 7.1.1): refused, naming it, nothing stored.
+    let (code, err) = apply(
+        "typo.json",
+        r#"{"acps": [{"m2m:acp": {"ri": "acpOk", "pv": {"acr": [{"acor": ["Cx"], "acop": 2}]}, "pvs": {"acr": [{"acor": ["CAdmin"], "acop": 63}]}}}],
+            "resources": [{"ri": "w", "ty": 3, "acpii": ["acpOk"]}]}"#,
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("resources[0]") && err.contains("acpii"),
+        "{err}"
+    );
+    let acps = stored().await;
+    assert!(acps.is_empty(), "nothing may be stored: {acps:?}");
+}
+
+/// A reader that goes away (`authz check ... | head -c0`) ends the command
+/// quietly with status 141, as SIGPIPE ends Unix tools, not with a panic.
+#[test]
+fn a_closed_stdout_ends_a_command_without_a_panic() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(["check", "-p"])
+        .arg(format!("{examples}/door-lock-acp.json"))
+        .arg("-r")
+        .arg(format!("{examples}/request-owner-update.json"))
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 /// A bad file is reported (with its field) before the PRP is contacted, so
@@ -455,6 +491,63 @@ fn policy_apply_reads_the_file_before_connecting() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("pv.acr[0].acop"), "{err}");
+}
+
+/// `--propagation` measures with an ACP and a resource of its own, and
+/// removes both afterwards: they are not the operator's policies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadtest_propagation_leaves_no_probe_behind() {
+    let data = tempdir("loadtest-probe");
+    let (_up, url) = start_up(&data, &[], &[]);
+    let mut prp = prp_client(&url).await;
+    let out = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_authz"))
+                .args(["loadtest", "--target", &url, "--duration", "1"])
+                .args([
+                    "--modes",
+                    "echo",
+                    "--concurrency",
+                    "2",
+                    "--connections",
+                    "1",
+                ])
+                .args(["--propagation", "4"])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("policy propagation over 4 changes"),
+        "{stdout}"
+    );
+    let acps = prp
+        .list_acps(pb::ListAcpsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .acps;
+    assert!(!acps.is_empty(), "the demo policies stay");
+    assert!(
+        acps.iter()
+            .all(|a| a.resource_id.as_deref() != Some("acpLoadtestProbe")),
+        "{acps:?}"
+    );
+    let probe = prp
+        .get_resource(pb::GetResourceRequest {
+            resource_id: "loadtestProbe".into(),
+        })
+        .await;
+    assert_eq!(probe.map(|_| ()).unwrap_err().code(), tonic::Code::NotFound);
 }
 
 /// A flag out of range is a clear error with exit code 2, not a panic
@@ -607,6 +700,28 @@ async fn every_server_ends_cleanly_on_sigterm() {
         let status = exit_within(&mut proc, Duration::from_secs(30));
         assert!(status.success(), "authz {args:?} on SIGTERM: {status}");
     }
+}
+
+/// A clean stop is no failure: `authz up` stops its PDP following the PRP
+/// and PIP before it closes them, so no warning is logged (operators alert
+/// on warnings, and every `docker stop` would fire one).
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_in_one_stops_without_a_warning() {
+    let data = tempdir("sigterm-quiet");
+    let (mut proc, url, output) = start_up_with_output(&data, &[], &[]);
+    let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
+    // Followed and serving: the demo's owner is permitted.
+    let owner = request("CownerPhone", "frontDoor", pb::Operation::Update);
+    eventually(&mut pdp, &owner, true).await;
+    drop(pdp);
+    send_signal(&proc, "TERM");
+    let status = exit_within(&mut proc, Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+    // The process has exited: its stdout is closed, so this ends.
+    let logged: Vec<String> = output.iter().collect();
+    let warnings: Vec<&String> = logged.iter().filter(|l| l.contains("WARN")).collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
 }
 
 /// An open DecideStream (the PEP SDK keeps one) does not hold the shutdown
