@@ -662,6 +662,27 @@ mod tests {
         );
     }
 
+    /// A created resource of another type has no specialization (`mgd`
+    /// belongs to a mgmtObj, 13; `cnd` to a flexContainer, 28): naming the
+    /// field (TS-0003 7.1.5; Decision 13).
+    #[test]
+    fn a_request_spty_of_another_created_type_is_named() {
+        let now = chrono::Utc::now();
+        let req = |rrt: u32| {
+            format!(
+                r#"{{"fr": "Cx", "to": "cnt1", "op": 1, "rrt": {rrt}, "spty": {{"mgd": 1001}}}}"#
+            )
+        };
+        assert!(request_from_json(&req(13), now).is_ok());
+        match request_from_json(&req(3), now) {
+            Err(JsonError::Invalid(e)) => {
+                assert_eq!(e.0[0].path, "spty");
+                assert!(e.0[0].message.contains("resource type 13"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// A file saved with a byte order mark (RFC 8259 8.1) loads unchanged.
     #[test]
     fn a_leading_byte_order_mark_is_skipped() {
@@ -1005,6 +1026,11 @@ pub fn request_from_json(
             "rrt",
             "the resource type being created is mandatory for op 1 (Create)".to_owned(),
         );
+    }
+    if let (Some(s), Some(ty)) = (&short.spty, short.rrt)
+        && let Err(why) = s.check_created_type(ty)
+    {
+        bad("spty", why);
     }
     if discovery && operation != Some(Operation::Retrieve) {
         bad("fu", "discovery applies to op 2 (Retrieve) only".to_owned());

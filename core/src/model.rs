@@ -143,6 +143,26 @@ pub enum Specialization {
     ContainerDefinition(String),
 }
 
+impl Specialization {
+    /// Checks a request's specialization against the type of the resource
+    /// it creates: another type has no specialization, so a request that
+    /// pairs them is malformed (and would otherwise match an `acod`'s
+    /// `spty` for a resource that has none).
+    pub fn check_created_type(&self, created: u32) -> Result<(), String> {
+        let (name, owner, ty) = match self {
+            Self::MgmtDefinition(_) => ("mgd (mgmtDefinition)", "<mgmtObj>", 13),
+            Self::ContainerDefinition(_) => ("cnd (containerDefinition)", "<flexContainer>", 28),
+        };
+        if created == ty {
+            Ok(())
+        } else {
+            Err(format!(
+                "{name} belongs to a {owner} (resource type {ty}), not to the created resource type {created}"
+            ))
+        }
+    }
+}
+
 /// Access control operation bits of `acop` (TS-0004 6.3.4.2.29).
 pub mod acop {
     /// CREATE.

@@ -799,6 +799,11 @@ pub fn decision_request_from_pb(
     {
         errors.add("specialization.container_definition", "must not be empty");
     }
+    if let (Some(s), Some(ty)) = (&specialization, req.resource_type)
+        && let Err(why) = s.check_created_type(ty)
+    {
+        errors.add("specialization", why);
+    }
 
     let time = match &req.request_time {
         None => now,

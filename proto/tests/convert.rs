@@ -438,6 +438,39 @@ fn request_errors_name_the_field() {
     );
 }
 
+/// `mgd` is an attribute of a `<mgmtObj>` (13), `cnd` of a
+/// `<flexContainer>` (28): a Create of another type has no specialization,
+/// so one in the request is malformed (TS-0003 7.1.5 matches `spty`
+/// against "the mgmtDefinition or containerDefinition attributes" of the
+/// created resource; Decision 13), not a match for an `acod`'s `spty`.
+#[test]
+fn a_specialization_of_another_resource_type_is_an_invalid_argument() {
+    let mgd = Some(pb::Specialization {
+        kind: Some(pb::specialization::Kind::MgmtDefinition(1001)),
+    });
+    let with = |ty: u32, specialization: Option<pb::Specialization>| pb::DecisionRequest {
+        resource_type: Some(ty),
+        specialization,
+        ..full_request()
+    };
+    assert_eq!(
+        errors_of(&with(3, mgd.clone())),
+        [
+            "specialization: mgd (mgmtDefinition) belongs to a <mgmtObj> (resource type 13), not to the created resource type 3"
+        ]
+    );
+    assert!(decision_request_from_pb(&with(13, mgd), Utc::now()).is_ok());
+    // full_request: a flexContainer (28) with its cnd.
+    let cnd = full_request().specialization;
+    assert!(decision_request_from_pb(&with(28, cnd.clone()), Utc::now()).is_ok());
+    assert_eq!(
+        errors_of(&with(13, cnd)),
+        [
+            "specialization: cnd (containerDefinition) belongs to a <flexContainer> (resource type 28), not to the created resource type 13"
+        ]
+    );
+}
+
 /// TS-0001 7.1.16: a Local-Token-ID is an NCName.
 #[test]
 fn local_token_ids_are_ncnames() {
