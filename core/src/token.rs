@@ -1397,28 +1397,15 @@ impl TrustStore {
                 limit: self.max_token_size,
             });
         }
-        let parts: Vec<&str> = token.split('.').collect();
-        let [header_b64, payload_b64, signature_b64] = parts[..] else {
-            return Err(if parts.len() == 5 {
-                TokenError::Unsupported(
-                    "JWE (encrypted oneM2M JWT) is not supported; send a signed JWS".into(),
-                )
-            } else {
-                TokenError::Malformed(format!(
-                    "a JWS compact serialization has 3 dot-separated parts, found {}",
-                    parts.len()
-                ))
-            });
-        };
-        let header = decode_object(header_b64, "JOSE header")?;
-        let alg = match header.get("alg") {
-            Some(Value::String(a)) => a.as_str(),
-            _ => {
-                return Err(TokenError::Malformed(
-                    "JOSE header has no string alg".into(),
-                ));
-            }
-        };
+        let Jws {
+            header_b64,
+            payload_b64,
+            signature_b64,
+            header,
+            alg,
+            payload,
+        } = Jws::parse(token)?;
+        let alg = alg.as_str();
         if header.contains_key("crit") {
             // RFC 7515 4.1.11: critical extensions must be understood; none are.
             return Err(TokenError::Unsupported(
@@ -1435,7 +1422,7 @@ impl TrustStore {
             let cty = cty.as_str().map_or_else(|| cty.to_string(), str::to_owned);
             return Err(TokenError::ContentTypePresent(cty));
         }
-        let payload = Value::Object(decode_object(payload_b64, "payload")?);
+        let payload = Value::Object(payload);
         // The issuer picks the keys, so it is read before the signature is
         // checked; nothing else in the payload is trusted until then.
         let issuer_id = match payload.get("iss") {
@@ -1634,6 +1621,79 @@ fn is_jwt_type(typ: &str) -> bool {
         .filter(|p| p.eq_ignore_ascii_case("application/"))
         .map_or(typ, |_| &typ[12..]);
     t.eq_ignore_ascii_case("JWT")
+}
+
+/// A JWS compact serialization taken apart (RFC 7515 7.1): its three
+/// base64url parts as received, and the decoded header (with its `alg`)
+/// and payload. Nothing in it is verified.
+struct Jws<'t> {
+    header_b64: &'t str,
+    payload_b64: &'t str,
+    signature_b64: &'t str,
+    header: Map<String, Value>,
+    alg: String,
+    payload: Map<String, Value>,
+}
+
+impl<'t> Jws<'t> {
+    fn parse(token: &'t str) -> Result<Self, TokenError> {
+        let parts: Vec<&str> = token.split('.').collect();
+        let [header_b64, payload_b64, signature_b64] = parts[..] else {
+            return Err(if parts.len() == 5 {
+                TokenError::Unsupported(
+                    "JWE (encrypted oneM2M JWT) is not supported; send a signed JWS".into(),
+                )
+            } else {
+                TokenError::Malformed(format!(
+                    "a JWS compact serialization has 3 dot-separated parts, found {}",
+                    parts.len()
+                ))
+            });
+        };
+        let header = decode_object(header_b64, "JOSE header")?;
+        let alg = match header.get("alg") {
+            Some(Value::String(a)) => a.clone(),
+            _ => {
+                return Err(TokenError::Malformed(
+                    "JOSE header has no string alg".into(),
+                ));
+            }
+        };
+        let payload = decode_object(payload_b64, "payload")?;
+        Ok(Self {
+            header_b64,
+            payload_b64,
+            signature_b64,
+            header,
+            alg,
+            payload,
+        })
+    }
+}
+
+/// Checks what a token must be before anything is asked of it: a JWS
+/// compact serialization whose header (with a string `alg`) and payload are
+/// base64url JSON objects, or the five base64url parts of a JWE (which a
+/// PDP then refuses as unsupported, a Deny). A PDP checks it for every
+/// token whatever DASes it trusts, so that a malformed token is the
+/// originator's invalid argument everywhere (Decision 9), not a Deny here
+/// and an error there.
+pub fn check_syntax(token: &str) -> Result<(), TokenError> {
+    let base64url = |p: &str| {
+        p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let parts: Vec<&str> = token.split('.').collect();
+    if parts.len() == 5 {
+        return if !parts[0].is_empty() && parts.iter().all(|p| base64url(p)) {
+            Ok(())
+        } else {
+            Err(TokenError::Malformed(
+                "a JWE compact serialization has 5 base64url parts".into(),
+            ))
+        };
+    }
+    Jws::parse(token).map(|_| ())
 }
 
 fn decode_object(part: &str, what: &str) -> Result<Map<String, Value>, TokenError> {

@@ -791,6 +791,17 @@ async fn tokens_without_a_das_are_denied_with_the_reason_7_3_2_3() {
     malformed.tokens = vec!["x".into()];
     let status = client.decide(malformed).await.expect_err("invalid");
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    // Shaped like a JWS but with no JSON header: malformed here too, as at
+    // a PDP with DASes (a_malformed_token_is_named_by_its_index_decision_9),
+    // though the stored ACPs permit the owner.
+    let mut shaped = request("Cowner", pb::Operation::Retrieve, "cnt");
+    shaped.tokens = vec![
+        retrieve_token("tko@das.example.com", "Cowner"),
+        "aaaa.bbbb.cccc".into(),
+    ];
+    let status = client.decide(shaped).await.expect_err("invalid");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("tokens[1]"), "{status:?}");
 }
 
 /// A DAS that authenticates its consulting CSEs (its `consultants[].secret`):

@@ -753,12 +753,10 @@ pub fn decision_request_from_pb(
     for (i, rid) in req.role_ids.iter().enumerate() {
         check_at_id(rid, &format!("role_ids[{i}]"), "Role-ID", &mut errors);
     }
+    // Syntax only (Decision 9), whatever DASes the PDP trusts.
     for (i, token) in req.tokens.iter().enumerate() {
-        if !is_compact_jose(token) {
-            errors.add(
-                format!("tokens[{i}]"),
-                "not a JWS or JWE compact serialization (3 or 5 base64url parts separated by '.')",
-            );
+        if let Err(e) = authz_core::token::check_syntax(token) {
+            errors.add(format!("tokens[{i}]"), e.to_string());
         }
     }
     // Token-IDs strictly (Decision 9): their FQDN names the DAS to fetch
@@ -959,16 +957,6 @@ fn check_at_id(id: &str, field: &str, what: &str, errors: &mut Errors) {
 
 /// Is `token` shaped like a JWS (3 parts) or JWE (5 parts) compact
 /// serialization: base64url parts separated by `.`, the header non-empty?
-fn is_compact_jose(token: &str) -> bool {
-    let parts: Vec<&str> = token.split('.').collect();
-    (parts.len() == 3 || parts.len() == 5)
-        && !parts[0].is_empty()
-        && parts.iter().all(|p| {
-            p.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-}
-
 fn timestamp_from_pb(
     ts: &prost_types::Timestamp,
     field: &str,
