@@ -166,6 +166,9 @@ struct Applicables<'s> {
     acps: SmallVec<[(AcpRef<'s>, PrivilegeKind); 4]>,
     /// ACP IDs named but not in the replica.
     unknown: Vec<String>,
+    /// ACPs named that the replica holds but this PDP could not compile,
+    /// with why: what their rules say is unknown (7.1.4).
+    rejected: Vec<(String, String)>,
 }
 
 /// One ACP of an applicable set: borrowed from the replica or a token
@@ -803,6 +806,7 @@ impl PdpService {
         let target = conv.request.target.as_str();
         let mut acps: SmallVec<[(AcpRef<'s>, PrivilegeKind); 4]> = SmallVec::new();
         let mut unknown: Vec<String> = Vec::new();
+        let mut rejected: Vec<(String, String)> = Vec::new();
         // `bound`: when the caller named the ACPs, the resources a dynamic
         // ACP must be bound to (resolution lists only those bound to them).
         let mut lookup = |acps: &mut SmallVec<[_; 4]>,
@@ -820,7 +824,10 @@ impl PdpService {
                 {
                     acps.push((AcpRef::Borrowed(&d.acp), kind))
                 }
-                _ => unknown.push(id.to_owned()),
+                _ => match snap.rejected.get(id) {
+                    Some(why) => rejected.push((id.to_owned(), why.clone())),
+                    None => unknown.push(id.to_owned()),
+                },
             },
         };
         if conv.acp_ids.is_empty() {
@@ -868,7 +875,11 @@ impl PdpService {
                 lookup(&mut acps, id, PrivilegeKind::Privileges, Some(&holders));
             }
         }
-        Ok(Applicables { acps, unknown })
+        Ok(Applicables {
+            acps,
+            unknown,
+            rejected,
+        })
     }
 
     /// One pass of the stored policies (and `grant`) over the attributes of
@@ -883,7 +894,11 @@ impl PdpService {
         let (start, now, conv) = (job.at.start, job.at.now, &job.conv);
         let hosting = self.hosting(job);
 
-        let Applicables { mut acps, unknown } = match self.applicable_set(snap, conv, now) {
+        let Applicables {
+            mut acps,
+            unknown,
+            rejected,
+        } = match self.applicable_set(snap, conv, now) {
             Ok(a) => a,
             Err((status, reason)) => {
                 let decision = Decision {
@@ -981,7 +996,29 @@ impl PdpService {
                 }
             }
         };
+        let mut decision = decision;
+        // A Deny where an ACP that could not be compiled applies is no final
+        // result: its rules might have permitted (indeterminate, 7.1.4;
+        // Decision 10).
+        let indeterminate = decision.effect == Effect::Deny
+            && !rejected.is_empty()
+            && decision.status != AuthorizationStatus::SyntaxError;
+        if indeterminate {
+            decision.status = AuthorizationStatus::ProcessingError;
+        }
         let mut out = decision_to_pb(&decision);
+        if indeterminate {
+            let listed: Vec<String> = rejected
+                .iter()
+                .map(|(id, why)| format!("{id} ({why})"))
+                .collect();
+            let head = "DENY (processing error): ";
+            let rest = out.summary.strip_prefix(head).unwrap_or(&out.summary);
+            out.summary = format!(
+                "{head}applicable ACPs this PDP could not compile: {}; {rest}",
+                listed.join(", ")
+            );
+        }
         if decision.effect == Effect::Permit {
             out.reusable_until = reusable_until(snap, &decision, grant, now)
                 .map(|t| authz_proto::convert::timestamp_to_pb(&t));

@@ -152,6 +152,51 @@ async fn follows_the_prp_through_an_outage() {
     assert_eq!(status(&mut client).await.staleness_ms, 0);
 }
 
+/// An ACP the replica holds but this PDP cannot compile (a PRP of a newer
+/// version, say) leaves its rules unknown: where it applies, a Deny is
+/// indeterminate (TS-0003 7.1.4; Decision 10), PROCESSING_ERROR naming it,
+/// not NOT_APPLICABLE; another applicable ACP still permits
+/// (permit-overrides, 7.1.5).
+#[tokio::test]
+async fn an_applicable_acp_the_pdp_cannot_compile_makes_a_deny_indeterminate_7_1_4() {
+    let mut bad = acp("acpBad", &["Calice"], RETRIEVE);
+    bad.privileges.as_mut().unwrap().rules[0].originators = vec!["has space".into()];
+    let pdp = pdp_with(&[snapshot_event(
+        3,
+        vec![bad, acp("acpOk", &["Cbob"], RETRIEVE)],
+        vec![resource("cntB", Some(&["acpBad", "acpOk"]), "Ccreator")],
+    )]);
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+
+    let d = decide(
+        &mut client,
+        request("Calice", pb::Operation::Retrieve, "cntB"),
+    )
+    .await;
+    assert_eq!(d.decision, DENY);
+    assert_eq!(
+        d.status,
+        pb::AuthorizationStatus::ProcessingError as i32,
+        "{}",
+        d.summary
+    );
+    assert!(
+        d.summary.starts_with(
+            "DENY (processing error): applicable ACPs this PDP could not compile: acpBad ("
+        ),
+        "{}",
+        d.summary
+    );
+    assert!(!d.summary.contains("not in the replica"), "{}", d.summary);
+    let d = decide(
+        &mut client,
+        request("Cbob", pb::Operation::Retrieve, "cntB"),
+    )
+    .await;
+    assert_eq!(d.decision, PERMIT, "{}", d.summary);
+}
+
 #[tokio::test]
 async fn explicit_acp_ids_replace_the_lookup() {
     let pdp = pdp_with(&[snapshot_event(
