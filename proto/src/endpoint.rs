@@ -2,8 +2,15 @@
 //! `https://` URIs with a host. `Endpoint::from_shared` alone takes
 //! `notaurl` or `pdp.local:7171`, and every call to such an endpoint then
 //! fails; a process checks them when it starts instead.
+//!
+//! Every endpoint a process builds from a configured URL is made here: an
+//! `http://` one speaks plain-text HTTP/2, an `https://` one TLS with the
+//! server's certificate verified as a [`ClientTls`] says (the webpki roots,
+//! plus extra roots such as a private CA), never plain text.
 
 use tonic::transport::Endpoint;
+
+use crate::tls::ClientTls;
 
 /// Why a URL cannot be a gRPC endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -14,17 +21,50 @@ pub enum EndpointError {
     /// A URI without an `http`/`https` scheme or without a host.
     #[error("expected http://host:port or https://host:port")]
     NotHttp,
+    /// An `https://` URI TLS cannot be set up for (a host that is no DNS
+    /// name or IP address).
+    #[error("cannot use TLS: {0}")]
+    Tls(String),
 }
 
-/// The endpoint `url` names, if it is `http://` or `https://` with a host.
+/// The endpoint `url` names, if it is `http://` or `https://` with a host;
+/// `https://` verifies the server against the webpki roots.
 pub fn endpoint(url: &str) -> Result<Endpoint, EndpointError> {
+    endpoint_with(url, &ClientTls::default())
+}
+
+/// The endpoint `url` names, if it is `http://` or `https://` with a host;
+/// `https://` verifies the server as `tls` says.
+pub fn endpoint_with(url: &str, tls: &ClientTls) -> Result<Endpoint, EndpointError> {
     let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|_| EndpointError::NotUri)?;
     let uri = endpoint.uri();
-    if matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some() {
-        Ok(endpoint)
-    } else {
-        Err(EndpointError::NotHttp)
+    if uri.authority().is_none() {
+        return Err(EndpointError::NotHttp);
     }
+    match uri.scheme_str() {
+        Some("http") => Ok(endpoint),
+        Some("https") => tls
+            .apply(endpoint)
+            .map_err(|e| EndpointError::Tls(error_chain(&e))),
+        _ => Err(EndpointError::NotHttp),
+    }
+}
+
+/// `e` and its sources, `: `-separated: a tonic transport error alone says
+/// only "transport error", its sources say why (a certificate the client
+/// does not trust, a refused connection).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 #[cfg(test)]

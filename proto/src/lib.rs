@@ -26,6 +26,7 @@ pub mod convert;
 pub mod endpoint;
 pub mod listener;
 pub mod serving;
+pub mod tls;
 
 pub use convert::{ConversionError, ConvertedRequest, invalid_argument};
 

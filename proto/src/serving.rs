@@ -13,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use tonic::body::Body;
 use tonic::server::NamedService;
+use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::Router;
 use tonic_health::server::HealthReporter;
@@ -51,9 +52,20 @@ where
     Ok(())
 }
 
-/// A router for a standalone service: `service`, reported SERVING by gRPC
+/// The server builder of every service binary: a span per RPC
+/// ([`rpc_span`]), and TLS with `tls` (the port then serves TLS only),
+/// applied to the connections of `serve_with_incoming*` too.
+pub fn server(tls: Option<&crate::tls::ServerTls>) -> Result<Server, tonic::transport::Error> {
+    let builder = match tls {
+        Some(tls) => Server::builder().tls_config(tls.config())?,
+        None => Server::builder(),
+    };
+    Ok(builder.trace_fn(rpc_span))
+}
+
+/// The routes of a standalone service: `service`, reported SERVING by gRPC
 /// health, and reflection.
-pub async fn standalone_router<S>(service: S) -> Result<Router, tonic_reflection::server::Error>
+pub async fn standalone_routes<S>(service: S) -> Result<Routes, tonic_reflection::server::Error>
 where
     S: tonic::codegen::Service<
             tonic::codegen::http::Request<Body>,
@@ -71,9 +83,26 @@ where
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(service);
     add_health_and_reflection(&mut routes, health, &[S::NAME])?;
+    Ok(routes.routes())
+}
+
+/// A plain-text router for a standalone service ([`standalone_routes`]).
+pub async fn standalone_router<S>(service: S) -> Result<Router, tonic_reflection::server::Error>
+where
+    S: tonic::codegen::Service<
+            tonic::codegen::http::Request<Body>,
+            Response = tonic::codegen::http::Response<Body>,
+            Error = Infallible,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     Ok(Server::builder()
         .trace_fn(rpc_span)
-        .add_routes(routes.routes()))
+        .add_routes(standalone_routes(service).await?))
 }
 
 static RPC_SPANS: AtomicBool = AtomicBool::new(false);

@@ -1,0 +1,220 @@
+//! TLS on loopback: a server with a certificate from a test CA, served on
+//! the same path the service binaries use (`serving::server` and
+//! `serve_with_incoming_shutdown(listener::incoming(..))`), and clients made
+//! by `endpoint_with`: trusted with the CA, refused without it (no
+//! plain-text fallback), refused over `http://`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use authz_proto::endpoint::{EndpointError, endpoint, endpoint_with, error_chain};
+use authz_proto::tls::{ClientTls, ServerTls, TlsError};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use tokio::net::TcpListener;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+/// A test CA, and a server certificate signed by it (PEM).
+struct Pki {
+    ca: String,
+    cert: String,
+    key: String,
+}
+
+fn pki(names: &[&str]) -> Pki {
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "authz test CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let cert = CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    Pki {
+        ca: ca.pem(),
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    }
+}
+
+/// Serves gRPC health (SERVING) with `tls` on an OS-chosen loopback port
+/// until the returned sender is dropped.
+async fn serve(tls: Option<&ServerTls>) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let server = authz_proto::serving::server(tls)
+        .expect("TLS config")
+        .add_service(health);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        server
+            .serve_with_incoming_shutdown(authz_proto::listener::incoming(listener), async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    (addr, stop)
+}
+
+/// One health check through an endpoint made of `url` with `tls`: `Ok` when
+/// the server answered, else the whole error chain.
+async fn check(url: &str, tls: &ClientTls) -> Result<(), String> {
+    let channel = endpoint_with(url, tls)
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| error_chain(&e))?;
+    HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await
+        .map(drop)
+        .map_err(|e| error_chain(&e))
+}
+
+#[tokio::test]
+async fn https_with_the_ca_is_trusted_and_without_it_refused() {
+    let pki = pki(&["localhost", "127.0.0.1"]);
+    let server = ServerTls::from_pem(pki.cert.as_bytes(), pki.key.as_bytes()).unwrap();
+    let (addr, _stop) = serve(Some(&server)).await;
+    let port = addr.port();
+    let with_ca = ClientTls::default().with_ca_pem(pki.ca.as_bytes()).unwrap();
+
+    // Trusted: the name (DNS or IP) is in the certificate, its CA is trusted.
+    check(&format!("https://localhost:{port}"), &with_ca)
+        .await
+        .expect("https://localhost with the CA");
+    check(&format!("https://127.0.0.1:{port}"), &with_ca)
+        .await
+        .expect("https://127.0.0.1 with the CA");
+
+    // Fail closed: webpki roots alone do not know the test CA.
+    let e = check(&format!("https://localhost:{port}"), &ClientTls::default())
+        .await
+        .expect_err("an unknown CA must be refused");
+    println!("without the CA: {e}");
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    // endpoint() is the same as endpoint_with the default.
+    let e = endpoint(&format!("https://localhost:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .map(drop)
+        .map_err(|e| error_chain(&e))
+        .expect_err("an unknown CA must be refused");
+    assert!(e.contains("UnknownIssuer"), "{e}");
+
+    // Plain text to the TLS port gets no answer.
+    check(&format!("http://127.0.0.1:{port}"), &with_ca)
+        .await
+        .expect_err("http:// to a TLS port must fail");
+}
+
+#[tokio::test]
+async fn a_name_the_certificate_lacks_is_refused() {
+    let pki = pki(&["pdp.example.com"]);
+    let server = ServerTls::from_pem(pki.cert.as_bytes(), pki.key.as_bytes()).unwrap();
+    let (addr, _stop) = serve(Some(&server)).await;
+    let with_ca = ClientTls::default().with_ca_pem(pki.ca.as_bytes()).unwrap();
+    let e = check(&format!("https://127.0.0.1:{}", addr.port()), &with_ca)
+        .await
+        .expect_err("127.0.0.1 is not in the certificate");
+    assert!(e.contains("not valid for name"), "{e}");
+}
+
+/// A process reaching its own listener trusts exactly its certificate,
+/// whatever names it has, and no other.
+#[tokio::test]
+async fn pinned_trusts_exactly_its_own_certificate() {
+    let own = pki(&["authz.example.com"]);
+    let own = ServerTls::from_pem(own.cert.as_bytes(), own.key.as_bytes()).unwrap();
+    let (addr, _stop) = serve(Some(&own)).await;
+    let url = format!("https://127.0.0.1:{}", addr.port());
+    check(&url, &ClientTls::pinned(&own))
+        .await
+        .expect("own certificate, pinned");
+
+    let other = pki(&["localhost", "127.0.0.1"]);
+    let other_tls = ServerTls::from_pem(other.cert.as_bytes(), other.key.as_bytes()).unwrap();
+    let (other_addr, _stop2) = serve(Some(&other_tls)).await;
+    let e = check(
+        &format!("https://127.0.0.1:{}", other_addr.port()),
+        &ClientTls::pinned(&own),
+    )
+    .await
+    .expect_err("another certificate than the pinned one");
+    assert!(e.contains("certificate"), "{e}");
+}
+
+#[tokio::test]
+async fn plain_http_stays_plain() {
+    let (addr, _stop) = serve(None).await;
+    check(
+        &format!("http://127.0.0.1:{}", addr.port()),
+        &ClientTls::default(),
+    )
+    .await
+    .expect("plain text");
+    // https:// to a plain-text port is no silent downgrade.
+    check(
+        &format!("https://127.0.0.1:{}", addr.port()),
+        &ClientTls::default(),
+    )
+    .await
+    .expect_err("https:// to a plain-text port must fail");
+}
+
+#[test]
+fn bad_pem_is_refused() {
+    let pki = pki(&["localhost"]);
+    let other = pki_key();
+    assert!(matches!(
+        ClientTls::default().with_ca_pem(b"not pem"),
+        Err(TlsError::Certificate(_))
+    ));
+    assert!(matches!(
+        ClientTls::default().with_ca_pem(pki.key.as_bytes()),
+        Err(TlsError::Certificate(_))
+    ));
+    assert!(matches!(
+        ClientTls::default()
+            .with_ca_pem(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+        Err(TlsError::Certificate(_))
+    ));
+    assert!(matches!(
+        ServerTls::from_pem(pki.key.as_bytes(), pki.key.as_bytes()),
+        Err(TlsError::Certificate(_))
+    ));
+    assert!(matches!(
+        ServerTls::from_pem(pki.cert.as_bytes(), pki.cert.as_bytes()),
+        Err(TlsError::Key(_))
+    ));
+    let e = ServerTls::from_pem(pki.cert.as_bytes(), other.as_bytes()).unwrap_err();
+    assert!(
+        matches!(&e, TlsError::Key(m) if m.contains("does not belong")),
+        "{e}"
+    );
+    assert!(ServerTls::from_pem(pki.cert.as_bytes(), pki.key.as_bytes()).is_ok());
+}
+
+fn pki_key() -> String {
+    KeyPair::generate().unwrap().serialize_pem()
+}
+
+#[test]
+fn urls_are_checked_before_tls() {
+    assert_eq!(
+        endpoint_with("ftp://x", &ClientTls::default()).err(),
+        Some(EndpointError::NotHttp)
+    );
+    assert_eq!(
+        endpoint_with("https://", &ClientTls::default()).err(),
+        Some(EndpointError::NotUri)
+    );
+}
