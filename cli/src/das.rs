@@ -22,12 +22,15 @@ pub struct DasArgs {
     /// Directory of the issued-token store (`das.redb`); `memory` for a volatile store.
     #[arg(long, default_value = "./data")]
     data_dir: String,
+    #[command(flatten)]
+    tls: crate::serve::ServerTlsArgs,
 }
 
 /// Runs a standalone DAS until SIGINT (Ctrl-C) or SIGTERM.
-pub async fn run(args: DasArgs) -> Result<()> {
-    let _tracing = telemetry::init_tracing("onem2m-authz-das")?;
+pub async fn run(args: DasArgs, tls: &authz_proto::tls::ClientTls) -> Result<()> {
+    let _tracing = telemetry::init_tracing_with_tls("onem2m-authz-das", tls)?;
     let signal = crate::serve::shutdown_signal()?;
+    let server_tls = args.tls.load()?;
     let config = DasConfig::load(&args.config)?;
     let data_dir = crate::serve::data_dir(&args.data_dir)?;
     // What the banner says of the configuration, which `build` takes.
@@ -43,11 +46,12 @@ pub async fn run(args: DasArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!(
-        "onem2m-authz DAS {issuer} on http://{} ({policies} policies, signing key {kid})",
+        "onem2m-authz DAS {issuer} on {}://{} ({policies} policies, signing key {kid})",
+        crate::serve::scheme(server_tls.as_ref()),
         listener.local_addr()?,
     );
     crate::serve::until_signal(signal, |shutdown| async move {
-        authz_das::serve_service(service, listener, shutdown).await?;
+        authz_das::serve_service(service, listener, server_tls.as_ref(), shutdown).await?;
         Ok(())
     })
     .await

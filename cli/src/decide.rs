@@ -15,6 +15,7 @@ use authz_proto::ConvertedRequest;
 use authz_proto::convert::{decision_from_pb, decision_request_to_pb};
 use authz_proto::pb;
 use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
+use authz_proto::tls::ClientTls;
 use clap::Args;
 use serde_json::Value;
 
@@ -38,8 +39,8 @@ enum Failure {
 }
 
 /// Runs the command.
-pub async fn run(args: &DecideArgs) -> ExitCode {
-    match decide(args).await {
+pub async fn run(args: &DecideArgs, tls: &ClientTls) -> ExitCode {
+    match decide(args, tls).await {
         Ok(out) => {
             outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
             ExitCode::SUCCESS
@@ -72,18 +73,25 @@ pub(crate) fn short_request_to_pb(text: &str, explain: bool) -> Result<pb::Decis
     }))
 }
 
-async fn decide(args: &DecideArgs) -> Result<Value, Failure> {
+async fn decide(args: &DecideArgs, tls: &ClientTls) -> Result<Value, Failure> {
     let text = std::fs::read_to_string(&args.request)
         .with_context(|| format!("{}: cannot read", args.request.display()))
         .map_err(Failure::Input)?;
     let wire = short_request_to_pb(&text, true)
         .map_err(|e| Failure::Input(anyhow!("{}: {e}", args.request.display())))?;
-    let channel = authz_proto::endpoint::endpoint(&args.pdp)
+    let channel = authz_proto::endpoint::endpoint_with(&args.pdp, tls)
         .map_err(|e| Failure::Input(anyhow!("--pdp {}: {e}", args.pdp)))?
         .connect()
         .await
-        .with_context(|| format!("cannot connect to the PDP at {}", args.pdp))
-        .map_err(Failure::Unreachable)?;
+        .map_err(|e| {
+            // The sources once each: why (a certificate not trusted, a
+            // refused connection), not only "transport error".
+            Failure::Unreachable(anyhow!(
+                "cannot connect to the PDP at {}: {}",
+                args.pdp,
+                authz_proto::endpoint::error_chain(&e)
+            ))
+        })?;
     let answer = PolicyDecisionPointClient::new(channel)
         .decide(wire)
         .await

@@ -17,6 +17,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use authz_proto::pb;
 use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
 use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
+use authz_proto::tls::ClientTls;
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use tokio::sync::{Semaphore, mpsc};
@@ -115,7 +116,7 @@ fn at_least_one(s: &str) -> Result<usize, String> {
     }
 }
 
-pub async fn run(args: LoadtestArgs) -> Result<()> {
+pub async fn run(args: LoadtestArgs, tls: &ClientTls) -> Result<()> {
     let text = match &args.request {
         Some(p) => {
             std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?
@@ -123,22 +124,22 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
         None => DEMO_REQUEST.to_owned(),
     };
     let request = short_request_to_pb(&text, false)?;
-    let target = authz_proto::endpoint::endpoint(&args.target)
+    let target = authz_proto::endpoint::endpoint_with(&args.target, tls)
         .map_err(|e| anyhow!("--target {}: {e}", args.target))?;
     if args.propagation > 0
         && let Some(prp) = &args.prp
     {
-        authz_proto::endpoint::endpoint(prp).map_err(|e| anyhow!("--prp {prp}: {e}"))?;
+        authz_proto::endpoint::endpoint_with(prp, tls).map_err(|e| anyhow!("--prp {prp}: {e}"))?;
     }
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {
-        channels.push(
-            target
-                .clone()
-                .connect()
-                .await
-                .with_context(|| format!("--target {}: cannot connect", args.target))?,
-        );
+        channels.push(target.clone().connect().await.map_err(|e| {
+            anyhow!(
+                "--target {}: cannot connect: {}",
+                args.target,
+                authz_proto::endpoint::error_chain(&e)
+            )
+        })?);
     }
     // A first call shows what the load consists of.
     let first = PolicyDecisionPointClient::new(channels[0].clone())
@@ -162,7 +163,7 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
     // originator without rights) is reported at once, not after every mode.
     if args.propagation > 0 {
         let prp = args.prp.clone().unwrap_or_else(|| args.target.clone());
-        propagation(&prp, &channels[0], &args.originator, args.propagation)
+        propagation(&prp, tls, &channels[0], &args.originator, args.propagation)
             .await
             .with_context(|| {
                 format!(
@@ -457,8 +458,14 @@ async fn stream(
 /// Flips the ACP `acpLoadtestProbe` between granting and denying RETRIEVE to
 /// `CloadtestProbe` and measures, per flip, the time from sending the PRP
 /// write until the PDP's decision follows.
-async fn propagation(prp: &str, pdp: &Channel, originator: &str, rounds: usize) -> Result<()> {
-    let mut prp = crate::policy::connect(prp).await?;
+async fn propagation(
+    prp: &str,
+    tls: &ClientTls,
+    pdp: &Channel,
+    originator: &str,
+    rounds: usize,
+) -> Result<()> {
+    let mut prp = crate::policy::connect(prp, tls).await?;
     let mut pdp = PolicyDecisionPointClient::new(pdp.clone());
     let acp = |acop: u32| {
         format!(

@@ -21,16 +21,37 @@ mod loadtest;
 mod policy;
 mod serve;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
+use authz_proto::tls::ClientTls;
 use clap::{Parser, Subcommand};
 
 /// onem2m-authz: oneM2M TS-0003 authorization.
 #[derive(Parser)]
 #[command(name = "authz", version, about)]
 struct Cli {
+    /// A PEM file of CA certificates trusted for https:// URLs besides the
+    /// public (webpki) roots, such as a private CA; repeatable.
+    #[arg(long = "tls-ca", value_name = "FILE", global = true)]
+    tls_ca: Vec<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// What https:// URLs are verified against: the webpki roots and the
+/// certificates of the --tls-ca files.
+fn client_tls(files: &[PathBuf]) -> anyhow::Result<ClientTls> {
+    let mut tls = ClientTls::default();
+    for file in files {
+        let pem = std::fs::read(file)
+            .with_context(|| format!("--tls-ca {}: cannot read", file.display()))?;
+        tls = tls
+            .with_ca_pem(&pem)
+            .with_context(|| format!("--tls-ca {}", file.display()))?;
+    }
+    Ok(tls)
 }
 
 #[derive(Subcommand)]
@@ -94,6 +115,13 @@ fn main() -> ExitCode {
     if let Command::Check(args) = &cli.command {
         return check::run(args);
     }
+    let tls = match client_tls(&cli.tls_ca) {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -105,18 +133,18 @@ fn main() -> ExitCode {
         }
     };
     if let Command::Decide(args) = &cli.command {
-        return runtime.block_on(decide::run(args));
+        return runtime.block_on(decide::run(args, &tls));
     }
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Check(_) | Command::Decide(_) => Ok(()),
-            Command::Up(a) => serve::up(a).await,
-            Command::Prp(a) => serve::prp(a).await,
-            Command::Pdp(a) => serve::pdp(a).await,
-            Command::Pip(a) => serve::pip(a).await,
-            Command::Das(a) => das::run(a).await,
-            Command::Policy(a) => policy::run(a).await,
-            Command::Loadtest(a) => loadtest::run(a).await,
+            Command::Up(a) => serve::up(a, &tls).await,
+            Command::Prp(a) => serve::prp(a, &tls).await,
+            Command::Pdp(a) => serve::pdp(a, &tls).await,
+            Command::Pip(a) => serve::pip(a, &tls).await,
+            Command::Das(a) => das::run(a, &tls).await,
+            Command::Policy(a) => policy::run(a, &tls).await,
+            Command::Loadtest(a) => loadtest::run(a, &tls).await,
         }
     });
     match result {

@@ -12,6 +12,7 @@ use anyhow::{Context, Result, anyhow};
 use authz_core::json;
 use authz_proto::pb;
 use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
+use authz_proto::tls::ClientTls;
 use clap::{Args, Subcommand};
 use tonic::transport::Channel;
 
@@ -53,13 +54,13 @@ enum PolicyCommand {
 }
 
 /// Runs `authz policy`.
-pub async fn run(args: PolicyArgs) -> Result<()> {
+pub async fn run(args: PolicyArgs, tls: &ClientTls) -> Result<()> {
     // A bad file is reported before the PRP is contacted, even when it is down.
     let bundle = match &args.command {
         PolicyCommand::Apply { file } => Some(read_bundle(file)?),
         _ => None,
     };
-    let mut client = connect(&args.prp).await?;
+    let mut client = connect(&args.prp, tls).await?;
     match args.command {
         PolicyCommand::Apply { file } => {
             let bundle = bundle.ok_or_else(|| anyhow!("no bundle read"))?;
@@ -112,13 +113,21 @@ pub async fn run(args: PolicyArgs) -> Result<()> {
     Ok(())
 }
 
-/// Connects to a PRP.
-pub async fn connect(endpoint: &str) -> Result<PolicyRetrievalPointClient<Channel>> {
-    let channel = authz_proto::endpoint::endpoint(endpoint)
+/// Connects to a PRP, verifying an `https://` one as `tls` says.
+pub async fn connect(
+    endpoint: &str,
+    tls: &ClientTls,
+) -> Result<PolicyRetrievalPointClient<Channel>> {
+    let channel = authz_proto::endpoint::endpoint_with(endpoint, tls)
         .map_err(|e| anyhow!("--prp {endpoint}: {e}"))?
         .connect()
         .await
-        .with_context(|| format!("cannot connect to the PRP at {endpoint}"))?;
+        .map_err(|e| {
+            anyhow!(
+                "cannot connect to the PRP at {endpoint}: {}",
+                authz_proto::endpoint::error_chain(&e)
+            )
+        })?;
     Ok(PolicyRetrievalPointClient::new(channel))
 }
 

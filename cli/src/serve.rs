@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 use authz_core::HostingContext;
 use authz_pdp::{Pdp, PdpConfig, telemetry};
 use authz_pip::PipConfig;
+use authz_proto::tls::{ClientTls, ServerTls, TlsError};
 use authz_prp::PrpConfig;
 use clap::Args;
 use tokio::net::TcpListener;
@@ -39,6 +40,43 @@ impl HostingArgs {
         HostingContext::new(&self.sp_id, &self.cse_id)
             .map_err(|e| anyhow::anyhow!("--sp-id/--cse-id: {e}"))
     }
+}
+
+/// TLS of a serving command's port.
+#[derive(Args, Clone)]
+pub struct ServerTlsArgs {
+    /// Serve TLS only, presenting this PEM certificate chain (the server's
+    /// certificate first, then intermediates); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl ServerTlsArgs {
+    /// The certificate and key, read and checked (before anything starts),
+    /// when given; an error names the flag and the file.
+    pub fn load(&self) -> Result<Option<ServerTls>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let read = |flag: &str, file: &PathBuf| {
+            std::fs::read(file).with_context(|| format!("{flag} {}: cannot read", file.display()))
+        };
+        let (cert_pem, key_pem) = (read("--tls-cert", cert)?, read("--tls-key", key)?);
+        ServerTls::from_pem(&cert_pem, &key_pem)
+            .map(Some)
+            .map_err(|e| match e {
+                TlsError::Certificate(_) => anyhow::anyhow!("--tls-cert {}: {e}", cert.display()),
+                TlsError::Key(_) => anyhow::anyhow!("--tls-key {}: {e}", key.display()),
+            })
+    }
+}
+
+/// The URL scheme of a port: `https` with TLS.
+pub fn scheme(tls: Option<&ServerTls>) -> &'static str {
+    if tls.is_some() { "https" } else { "http" }
 }
 
 /// Settings of the PIP (`authz pip` and `authz up`).
@@ -161,6 +199,8 @@ pub struct UpArgs {
     /// PDP itself still reaches the DAS on the listener).
     #[arg(long, value_name = "URL", requires = "das_config")]
     advertise_url: Option<String>,
+    #[command(flatten)]
+    tls: ServerTlsArgs,
 }
 
 /// Arguments of `authz pip`.
@@ -179,6 +219,8 @@ pub struct PipArgs {
     hosting: HostingArgs,
     #[command(flatten)]
     pip: PipSettings,
+    #[command(flatten)]
+    tls: ServerTlsArgs,
 }
 
 /// Arguments of `authz prp`.
@@ -200,6 +242,8 @@ pub struct PrpArgs {
     dynamic_acp_originators: Vec<String>,
     #[command(flatten)]
     hosting: HostingArgs,
+    #[command(flatten)]
+    tls: ServerTlsArgs,
 }
 
 /// Arguments of `authz pdp`.
@@ -228,6 +272,8 @@ pub struct PdpArgs {
     metrics: String,
     #[command(flatten)]
     hosting: HostingArgs,
+    #[command(flatten)]
+    tls: ServerTlsArgs,
 }
 
 fn metrics(addr: &str) -> Result<Option<SocketAddr>> {
@@ -304,24 +350,24 @@ pub fn data_dir(arg: &str) -> Result<Option<PathBuf>> {
 }
 
 /// The URL this process reaches its own listener at: `addr`, or loopback
-/// when it listens on every address (`0.0.0.0`, `::`).
-fn local_url(mut addr: SocketAddr) -> String {
+/// when it listens on every address (`0.0.0.0`, `::`); `https` with TLS.
+fn local_url(mut addr: SocketAddr, tls: Option<&ServerTls>) -> String {
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr {
             SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
             SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
         });
     }
-    format!("http://{addr}")
+    format!("{}://{addr}", scheme(tls))
 }
 
 /// The URL the DAS of `authz up` is named by, to originators (Token Request
 /// Information) and DACs: `--advertise-url`, else the URL of the listen
-/// address `addr`.
-fn das_url(advertise_url: Option<&str>, addr: SocketAddr) -> String {
+/// address `addr` (`https` with TLS).
+fn das_url(advertise_url: Option<&str>, addr: SocketAddr, tls: Option<&ServerTls>) -> String {
     match advertise_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
-        None => format!("http://{addr}"),
+        None => format!("{}://{addr}", scheme(tls)),
     }
 }
 
@@ -416,13 +462,14 @@ where
 }
 
 /// Runs the all-in-one process.
-pub async fn up(args: UpArgs) -> Result<()> {
-    let _tracing = telemetry::init_tracing("onem2m-authz")?;
+pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
+    let _tracing = telemetry::init_tracing_with_tls("onem2m-authz", tls)?;
     let signal = shutdown_signal()?;
     let hosting = args.hosting.context()?;
     if let Some(url) = &args.advertise_url {
         check_url("--advertise-url", url)?;
     }
+    let server_tls = args.tls.load()?;
     check_originator("--admin", &args.admin)?;
     args.pip.check()?;
     // Read before anything is written: a configuration the DAS refuses
@@ -467,13 +514,24 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let addr = listener.local_addr()?;
     // How this process reaches itself (the PDP its PRP, PIP and DAS; the
     // demo loader its PRP).
-    let endpoint = local_url(addr);
-    let das_url = das_url(args.advertise_url.as_deref(), addr);
+    let endpoint = local_url(addr, server_tls.as_ref());
+    let das_url = das_url(args.advertise_url.as_deref(), addr, server_tls.as_ref());
+    // With TLS, those self-connections go through the TLS listener too (it
+    // serves nothing else) and trust exactly this process's certificate:
+    // its names are those others reach it by (a public host name), not the
+    // loopback address it is reached at here, and the CA that signed it may
+    // not be at hand. A second, plain-text listener for them would be one
+    // more port open to every local user; checking the name against an
+    // added CA would fail for the loopback address.
+    let own_tls = server_tls
+        .as_ref()
+        .map_or_else(ClientTls::default, ClientTls::pinned);
     // The CSE the PDP consults the DAS as.
     let hosting_cse = format!("//{}/{}", hosting.sp_fqdn(), hosting.cse_id());
     let mut config = PdpConfig::new(hosting)
         .with_prp(endpoint.clone())
-        .with_pip(endpoint.clone());
+        .with_pip(endpoint.clone())
+        .with_tls(own_tls.clone());
     if let Some(das) = &das {
         if args.advertise_url.is_none() && addr.ip().is_unspecified() {
             tracing::warn!(
@@ -544,9 +602,9 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let closer = prp.clone();
     let das_closer = das.clone();
     let follower = pdp.clone();
+    let mut builder = authz_proto::serving::server(server_tls.as_ref())?;
     let server = tokio::spawn(until_signal(signal, move |shutdown| async move {
-        tonic::transport::Server::builder()
-            .trace_fn(authz_proto::serving::rpc_span)
+        builder
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(authz_proto::listener::incoming(listener), async move {
                 shutdown.await;
@@ -564,7 +622,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     }));
     if load_demo {
         let bundle = crate::policy::Bundle::parse(DEMO)?;
-        let mut client = crate::policy::connect(&endpoint).await?;
+        let mut client = crate::policy::connect(&endpoint, &own_tls).await?;
         let summary = crate::policy::apply(&mut client, &args.admin, &bundle).await?;
         println!("demo policies (door lock, examples/door-lock-demo.json): {summary}");
     }
@@ -575,7 +633,8 @@ pub async fn up(args: UpArgs) -> Result<()> {
     };
     println!("onem2m-authz up");
     println!(
-        "  gRPC   http://{addr}  (PolicyDecisionPoint, PolicyRetrievalPoint, PolicyInformationPoint,{das_service} Echo, health, reflection)"
+        "  gRPC   {}://{addr}  (PolicyDecisionPoint, PolicyRetrievalPoint, PolicyInformationPoint,{das_service} Echo, health, reflection)",
+        scheme(server_tls.as_ref())
     );
     if let Some(das) = &das {
         let config = das.config();
@@ -599,9 +658,10 @@ pub async fn up(args: UpArgs) -> Result<()> {
 }
 
 /// Runs a standalone PRP.
-pub async fn prp(args: PrpArgs) -> Result<()> {
-    let _tracing = telemetry::init_tracing("onem2m-authz-prp")?;
+pub async fn prp(args: PrpArgs, tls: &ClientTls) -> Result<()> {
+    let _tracing = telemetry::init_tracing_with_tls("onem2m-authz-prp", tls)?;
     let signal = shutdown_signal()?;
+    let server_tls = args.tls.load()?;
     check_originator("--admin", &args.admin)?;
     for id in &args.dynamic_acp_originators {
         check_originator("--dynamic-acp-originator", id)?;
@@ -616,18 +676,23 @@ pub async fn prp(args: PrpArgs) -> Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    println!("onem2m-authz PRP on http://{}", listener.local_addr()?);
+    println!(
+        "onem2m-authz PRP on {}://{}",
+        scheme(server_tls.as_ref()),
+        listener.local_addr()?
+    );
     until_signal(signal, |shutdown| {
-        authz_prp::serve_service(service, listener, shutdown)
+        authz_prp::serve_service(service, listener, server_tls.as_ref(), shutdown)
     })
     .await
     .map_err(|e| store_error(e, &args.data_dir))
 }
 
 /// Runs a standalone PDP following a PRP.
-pub async fn pdp(args: PdpArgs) -> Result<()> {
-    let _tracing = telemetry::init_tracing("onem2m-authz-pdp")?;
+pub async fn pdp(args: PdpArgs, tls: &ClientTls) -> Result<()> {
+    let _tracing = telemetry::init_tracing_with_tls("onem2m-authz-pdp", tls)?;
     let signal = shutdown_signal()?;
+    let server_tls = args.tls.load()?;
     let metrics = metrics(&args.metrics)?;
     check_url("--prp", &args.prp)?;
     if args.pip != "off" {
@@ -635,7 +700,9 @@ pub async fn pdp(args: PdpArgs) -> Result<()> {
     }
     check_originator("--prp-writer", &args.prp_writer)?;
     args.dynamic.check()?;
-    let mut config = PdpConfig::new(args.hosting.context()?).with_prp(args.prp.clone());
+    let mut config = PdpConfig::new(args.hosting.context()?)
+        .with_prp(args.prp.clone())
+        .with_tls(tls.clone());
     if args.pip != "off" {
         config = config.with_pip(args.pip.clone());
     }
@@ -648,20 +715,25 @@ pub async fn pdp(args: PdpArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!(
-        "onem2m-authz PDP on http://{} following {}",
+        "onem2m-authz PDP on {}://{} following {}",
+        scheme(server_tls.as_ref()),
         listener.local_addr()?,
         args.prp
     );
     if let Some(m) = metrics {
         println!("  metrics http://{m}/metrics");
     }
-    until_signal(signal, |shutdown| pdp.serve(listener, shutdown)).await
+    until_signal(signal, |shutdown| {
+        pdp.serve(listener, server_tls.as_ref(), shutdown)
+    })
+    .await
 }
 
 /// Runs a standalone PIP.
-pub async fn pip(args: PipArgs) -> Result<()> {
-    let _tracing = telemetry::init_tracing("onem2m-authz-pip")?;
+pub async fn pip(args: PipArgs, tls: &ClientTls) -> Result<()> {
+    let _tracing = telemetry::init_tracing_with_tls("onem2m-authz-pip", tls)?;
     let signal = shutdown_signal()?;
+    let server_tls = args.tls.load()?;
     check_originator("--admin", &args.admin)?;
     args.pip.check()?;
     let data_dir = data_dir(&args.data_dir)?;
@@ -675,9 +747,13 @@ pub async fn pip(args: PipArgs) -> Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    println!("onem2m-authz PIP on http://{}", listener.local_addr()?);
+    println!(
+        "onem2m-authz PIP on {}://{}",
+        scheme(server_tls.as_ref()),
+        listener.local_addr()?
+    );
     until_signal(signal, |shutdown| async move {
-        authz_pip::serve_service(service, listener, shutdown).await?;
+        authz_pip::serve_service(service, listener, server_tls.as_ref(), shutdown).await?;
         Ok(())
     })
     .await
@@ -695,12 +771,12 @@ mod tests {
         let any4: SocketAddr = "0.0.0.0:7171".parse().unwrap();
         let any6: SocketAddr = "[::]:7171".parse().unwrap();
         let one: SocketAddr = "10.0.0.5:7171".parse().unwrap();
-        assert_eq!(local_url(any4), "http://127.0.0.1:7171");
-        assert_eq!(local_url(any6), "http://[::1]:7171");
-        assert_eq!(local_url(one), "http://10.0.0.5:7171");
-        assert_eq!(das_url(None, any4), "http://0.0.0.0:7171");
+        assert_eq!(local_url(any4, None), "http://127.0.0.1:7171");
+        assert_eq!(local_url(any6, None), "http://[::1]:7171");
+        assert_eq!(local_url(one, None), "http://10.0.0.5:7171");
+        assert_eq!(das_url(None, any4, None), "http://0.0.0.0:7171");
         assert_eq!(
-            das_url(Some("https://authz.example.com/"), any4),
+            das_url(Some("https://authz.example.com/"), any4, None),
             "https://authz.example.com"
         );
     }

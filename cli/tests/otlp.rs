@@ -137,3 +137,65 @@ async fn decide_rpcs_are_exported_as_spans_in_the_callers_trace() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// An `https://` collector (a test CA's certificate, trusted with
+/// `--tls-ca`) receives the spans over TLS: the collector serves TLS only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_https_collector_trusted_with_tls_ca() {
+    let data = tempdir("otlp-tls");
+    let files = authz_tests::tls::TestPki::new(&["localhost"]).write(&data);
+    let tls = authz_proto::tls::ServerTls::from_pem(
+        &std::fs::read(&files.cert).unwrap(),
+        &std::fs::read(&files.key).unwrap(),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector_url = format!(
+        "https://localhost:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let (tx, mut exports) = mpsc::unbounded_channel();
+    tokio::spawn(
+        authz_proto::serving::server(Some(&tls))
+            .unwrap()
+            .add_service(TraceServiceServer::new(Collector(tx)))
+            .serve_with_incoming(authz_proto::listener::incoming(listener)),
+    );
+
+    let ca = files.ca.to_str().unwrap();
+    let (_prp, url) = common::start_with_env(
+        &[
+            "prp",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "memory",
+            "--tls-ca",
+            ca,
+        ],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector_url.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+        "PRP on",
+    );
+    let mut prp = authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient::new(
+        channel(&url).await,
+    );
+    prp.list_acps(authz_proto::pb::ListAcpsRequest {})
+        .await
+        .expect("ListAcps");
+    let export = tokio::time::timeout(Duration::from_secs(30), exports.recv())
+        .await
+        .expect("no span reached the https collector within 30 s")
+        .expect("collector channel open");
+    assert!(
+        export
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+            .any(|s| s.name == "onem2m.authz.v1.PolicyRetrievalPoint/ListAcps"),
+        "{export:?}"
+    );
+}

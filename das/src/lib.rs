@@ -121,21 +121,24 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DasStartError> {
-    serve_service(build(config, data_dir).await?, listener, shutdown).await
+    serve_service(build(config, data_dir).await?, listener, None, shutdown).await
 }
 
 /// [`serve`] for a service already [`build`]t: a process that opens its
-/// store before it says it serves.
+/// store before it says it serves; TLS only with `tls`.
 pub async fn serve_service(
     service: DasService,
     listener: tokio::net::TcpListener,
+    tls: Option<&authz_proto::tls::ServerTls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DasStartError> {
+    let mut builder = authz_proto::serving::server(tls)?;
     let sweeper = service.start_sweeper();
     let closer = service.clone();
-    let router = router(service).await?;
-    tracing::info!(addr = ?listener.local_addr().ok(), issuer = %closer.config().issuer, "DAS serving");
-    let served = router
+    let routes = authz_proto::serving::standalone_routes(server(service)).await?;
+    tracing::info!(addr = ?listener.local_addr().ok(), tls = tls.is_some(), issuer = %closer.config().issuer, "DAS serving");
+    let served = builder
+        .add_routes(routes)
         .serve_with_incoming_shutdown(authz_proto::listener::incoming(listener), async move {
             shutdown.await;
         })

@@ -67,7 +67,7 @@ use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use tokio::sync::OnceCell;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::replica::Snapshot;
 
@@ -95,6 +95,10 @@ pub struct DynamicConfig {
     /// Where to connect to a DAS of `dases` or `default_das` that this PDP
     /// does not reach at its endpoint; each must name such a DAS.
     pub das_addresses: Vec<DasAddress>,
+    /// How `https://` DAS, PIP and PRP endpoints are verified (webpki
+    /// roots by default); a [`crate::Pdp`] sets its own
+    /// ([`crate::PdpConfig::tls`]).
+    pub tls: authz_proto::tls::ClientTls,
 }
 
 /// The address this PDP connects to for one DAS whose endpoint (the URL
@@ -141,6 +145,7 @@ impl DynamicConfig {
             prp: None,
             das_secrets: Vec::new(),
             das_addresses: Vec::new(),
+            tls: authz_proto::tls::ClientTls::default(),
         }
     }
 }
@@ -395,8 +400,12 @@ impl std::fmt::Debug for Dynamic {
     }
 }
 
-fn lazy_channel(endpoint: &str, deadline: Duration) -> Result<Channel, String> {
-    Ok(Endpoint::from_shared(endpoint.to_owned())
+fn lazy_channel(
+    endpoint: &str,
+    deadline: Duration,
+    tls: &authz_proto::tls::ClientTls,
+) -> Result<Channel, String> {
+    Ok(authz_proto::endpoint::endpoint_with(endpoint, tls)
         .map_err(|e| format!("{endpoint}: {e}"))?
         .connect_timeout(deadline.max(Duration::from_millis(100)))
         .connect_lazy())
@@ -460,7 +469,7 @@ impl Dynamic {
                 .iter()
                 .find(|a| canonical_endpoint(&a.endpoint) == canonical_endpoint(&endpoint))
                 .map_or(endpoint.as_str(), |a| a.connect.as_str());
-            let channel = lazy_channel(connect, config.deadline)?;
+            let channel = lazy_channel(connect, config.deadline, &config.tls)?;
             dases.push(Das {
                 endpoint: canonical_endpoint(&endpoint).to_owned(),
                 client: DynamicAuthorizationServerClient::new(channel),
@@ -491,6 +500,7 @@ impl Dynamic {
             Some(e) => Some(PolicyInformationPointClient::new(lazy_channel(
                 e,
                 config.deadline,
+                &config.tls,
             )?)),
             None => None,
         };
@@ -498,6 +508,7 @@ impl Dynamic {
             Some(e) => Some(PolicyRetrievalPointClient::new(lazy_channel(
                 e,
                 config.deadline,
+                &config.tls,
             )?)),
             None => None,
         };

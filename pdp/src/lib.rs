@@ -85,6 +85,9 @@ pub struct PdpConfig {
     pub pip_deadline: Duration,
     /// Tokens and dynamic authorization (TS-0003 7.3): the trusted DASes.
     pub dynamic: Option<DynamicConfig>,
+    /// How `https://` endpoints (PRP, PIP, DASes) are verified: the webpki
+    /// roots by default. Replaces [`DynamicConfig::tls`].
+    pub tls: authz_proto::tls::ClientTls,
 }
 
 impl std::fmt::Debug for PdpConfig {
@@ -93,6 +96,7 @@ impl std::fmt::Debug for PdpConfig {
             .field("prp_endpoint", &self.prp_endpoint)
             .field("hosting", &self.hosting)
             .field("pip_endpoint", &self.pip_endpoint)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -107,7 +111,14 @@ impl PdpConfig {
             pip_endpoint: None,
             pip_deadline: pip::DEFAULT_FETCH_DEADLINE,
             dynamic: None,
+            tls: authz_proto::tls::ClientTls::default(),
         }
+    }
+
+    /// Verifies `https://` endpoints (PRP, PIP, DASes) as `tls` says.
+    pub fn with_tls(mut self, tls: authz_proto::tls::ClientTls) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Trusts and consults DASes as `dynamic` says. Unless it names them,
@@ -140,7 +151,7 @@ impl PdpConfig {
 /// Why a [`Pdp`] could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The PRP endpoint is not a URI.
+    /// The PRP endpoint is not an `http://` or `https://` URI with a host.
     #[error("PRP endpoint {0}: {1}")]
     PrpEndpoint(String, String),
     /// The PIP endpoint is not a URI.
@@ -171,14 +182,17 @@ impl Pdp {
     /// configuration that cannot be used.
     pub fn start(config: PdpConfig) -> Result<Self, StartError> {
         if let Some(prp) = &config.prp_endpoint {
-            tonic::transport::Endpoint::from_shared(prp.clone())
+            authz_proto::endpoint::endpoint_with(prp, &config.tls)
                 .map_err(|e| StartError::PrpEndpoint(prp.clone(), e.to_string()))?;
         }
-        let replica = Arc::new(Replica::new(config.prp_endpoint.clone()));
+        let replica = Arc::new(Replica::new_with_tls(
+            config.prp_endpoint.clone(),
+            config.tls.clone(),
+        ));
         let mut tasks = Vec::new();
         let cache = match &config.pip_endpoint {
             Some(endpoint) => {
-                let cache = PipCache::new(endpoint, config.pip_deadline)?;
+                let cache = PipCache::new_with_tls(endpoint, config.pip_deadline, &config.tls)?;
                 tasks.push(tokio::spawn(cache.clone().follow()));
                 Some(cache)
             }
@@ -192,6 +206,7 @@ impl Pdp {
                 if d.pip.is_none() {
                     d.pip = config.pip_endpoint.clone();
                 }
+                d.tls = config.tls.clone();
                 let dynamic = Dynamic::new(d).map_err(StartError::Dynamic)?;
                 tasks.push(tokio::spawn(dynamic.clone().load_keys()));
                 Some(dynamic)
@@ -311,17 +326,18 @@ impl Pdp {
     }
 
     /// Serves a standalone PDP ([`Pdp::routes`]) on `listener` until
-    /// `shutdown` completes, with a span per RPC when traces are exported.
+    /// `shutdown` completes, with a span per RPC when traces are exported;
+    /// TLS only with `tls`.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
+        tls: Option<&authz_proto::tls::ServerTls>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
         let routes = self.routes().await?;
-        tracing::info!(addr = %listener.local_addr()?, prp = ?self.replica.endpoint(), "PDP serving");
-        tonic::transport::Server::builder()
-            // One span per RPC when traces are exported.
-            .trace_fn(authz_proto::serving::rpc_span)
+        tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), prp = ?self.replica.endpoint(), "PDP serving");
+        // One span per RPC when traces are exported.
+        authz_proto::serving::server(tls)?
             .add_routes(routes)
             .serve_with_incoming_shutdown(authz_proto::listener::incoming(listener), shutdown)
             .await?;

@@ -61,7 +61,7 @@ use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use rustc_hash::FxHashSet;
 use tokio_stream::StreamExt;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Default deadline of a `ResolveAttributes` call on a cache miss.
 pub const DEFAULT_FETCH_DEADLINE: Duration = Duration::from_millis(250);
@@ -187,7 +187,7 @@ impl std::fmt::Debug for PipCache {
 /// Why the PIP could not be asked.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PipCacheError {
-    /// The endpoint is not a valid URI.
+    /// The endpoint is not an `http://` or `https://` URI with a host.
     #[error("PIP endpoint {0}: {1}")]
     Endpoint(String, String),
 }
@@ -200,7 +200,16 @@ impl PipCache {
     /// A cache in front of the PIP at `endpoint` (`http://host:port`); the
     /// connection is made lazily. Call [`PipCache::follow`] to keep it fresh.
     pub fn new(endpoint: &str, deadline: Duration) -> Result<Arc<Self>, PipCacheError> {
-        let channel = Endpoint::from_shared(endpoint.to_owned())
+        Self::new_with_tls(endpoint, deadline, &authz_proto::tls::ClientTls::default())
+    }
+
+    /// [`PipCache::new`], verifying an `https://` endpoint as `tls` says.
+    pub fn new_with_tls(
+        endpoint: &str,
+        deadline: Duration,
+        tls: &authz_proto::tls::ClientTls,
+    ) -> Result<Arc<Self>, PipCacheError> {
+        let channel = authz_proto::endpoint::endpoint_with(endpoint, tls)
             .map_err(|e| PipCacheError::Endpoint(endpoint.to_owned(), e.to_string()))?
             .connect_timeout(deadline.max(Duration::from_millis(100)))
             .tcp_nodelay(true)

@@ -491,6 +491,8 @@ pub struct Replica {
     connection: Mutex<Connection>,
     ready: watch::Sender<bool>,
     endpoint: Option<String>,
+    /// How an `https://` endpoint is verified.
+    tls: authz_proto::tls::ClientTls,
     /// Set when events could not be applied for want of a snapshot: the
     /// follower then watches from revision 0. Cleared by a snapshot.
     resync: AtomicBool,
@@ -500,6 +502,11 @@ impl Replica {
     /// An empty replica (revision 0, not ready) that follows `endpoint` once
     /// [`Replica::follow`] runs.
     pub fn new(endpoint: Option<String>) -> Self {
+        Self::new_with_tls(endpoint, authz_proto::tls::ClientTls::default())
+    }
+
+    /// [`Replica::new`], verifying an `https://` endpoint as `tls` says.
+    pub fn new_with_tls(endpoint: Option<String>, tls: authz_proto::tls::ClientTls) -> Self {
         Self {
             current: ArcSwap::from_pointee(Snapshot::default()),
             writer: Mutex::new(()),
@@ -509,6 +516,7 @@ impl Replica {
             }),
             ready: watch::channel(false).0,
             endpoint,
+            tls,
             resync: AtomicBool::new(false),
         }
     }
@@ -736,7 +744,7 @@ impl Replica {
     /// One connection: returns when the stream ends or fails, or when its
     /// events cannot be applied without a snapshot.
     async fn watch_once(&self, endpoint: &str, backoff: &mut Duration) -> anyhow::Result<()> {
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
+        let channel = authz_proto::endpoint::endpoint_with(endpoint, &self.tls)?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))

@@ -201,12 +201,28 @@ impl Drop for TracingGuard {
 /// Call once per process, from inside a Tokio runtime when OTLP is used.
 /// Fails when a global subscriber is already set or the exporter cannot be
 /// built. Keep the returned guard until exit.
+///
+/// An `https://` collector is verified against the webpki roots; see
+/// [`init_tracing_with_tls`] for more.
 pub fn init_tracing(service_name: &str) -> anyhow::Result<TracingGuard> {
+    init_tracing_with_tls(service_name, &authz_proto::tls::ClientTls::default())
+}
+
+/// [`init_tracing`], verifying an `https://` collector against the webpki
+/// roots and the extra roots of `tls` (an `http://` one stays plain text).
+pub fn init_tracing_with_tls(
+    service_name: &str,
+    tls: &authz_proto::tls::ClientTls,
+) -> anyhow::Result<TracingGuard> {
+    use opentelemetry_otlp::WithTonicConfig;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let provider = match std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT") {
         Some(_) => {
+            // Without a configuration of ours the exporter's TLS trusts no
+            // root at all; tonic uses it for https:// only.
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
+                .with_tls_config(tls.tonic_config())
                 .build()?;
             Some(
                 SdkTracerProvider::builder()

@@ -929,7 +929,7 @@ async fn serve_runs_until_shutdown() {
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = async {
-        pdp.serve(listener, async {
+        pdp.serve(listener, None, async {
             let _ = stopped.await;
         })
         .await

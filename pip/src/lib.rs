@@ -192,21 +192,23 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), PipStartError> {
-    serve_service(build(&config).await?, listener, shutdown).await
+    serve_service(build(&config).await?, listener, None, shutdown).await
 }
 
 /// Runs a PIP built with [`build`] on `listener` until `shutdown`
 /// completes (a process that reports a failed start before it says it
-/// serves).
+/// serves); TLS only with `tls`.
 pub async fn serve_service(
     service: PipService,
     listener: tokio::net::TcpListener,
+    tls: Option<&authz_proto::tls::ServerTls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), PipStartError> {
     let closer = service.clone();
-    let router = router(service).await?;
-    tracing::info!(addr = ?listener.local_addr().ok(), "PIP serving");
-    router
+    let routes = authz_proto::serving::standalone_routes(server(service)).await?;
+    tracing::info!(addr = ?listener.local_addr().ok(), tls = tls.is_some(), "PIP serving");
+    authz_proto::serving::server(tls)?
+        .add_routes(routes)
         .serve_with_incoming_shutdown(authz_proto::listener::incoming(listener), async move {
             shutdown.await;
             closer.shutdown();

@@ -107,9 +107,13 @@ impl ClientTls {
         }
     }
 
-    /// Whether extra roots or a pinned certificate are configured.
-    pub fn is_default(&self) -> bool {
-        self.roots.is_empty() && self.pinned.is_none()
+    /// The webpki roots and the extra roots as a tonic client configuration,
+    /// for clients built elsewhere (the OTLP exporter); a pinned
+    /// certificate is not part of it.
+    pub fn tonic_config(&self) -> ClientTlsConfig {
+        ClientTlsConfig::new()
+            .with_webpki_roots()
+            .trust_anchors(self.roots.iter().cloned())
     }
 
     /// `endpoint` with TLS as configured (the caller checked that it is
@@ -119,11 +123,7 @@ impl ClientTls {
             Some(verifier) => {
                 endpoint.tls_config_with_verifier(ClientTlsConfig::new(), verifier.clone())
             }
-            None => endpoint.tls_config(
-                ClientTlsConfig::new()
-                    .with_webpki_roots()
-                    .trust_anchors(self.roots.iter().cloned()),
-            ),
+            None => endpoint.tls_config(self.tonic_config()),
         }
     }
 }

@@ -2,9 +2,11 @@
 //! TS-0003 clause 7.1.5 ([`reference`]) and proptest generators of policies,
 //! requests and attributes over a small shared vocabulary ([`generators`]).
 //! `tests/differential.rs` compares the compiled engine with the reference.
-//! [`serving`] starts gRPC servers on loopback for the services' tests.
+//! [`serving`] starts gRPC servers on loopback for the services' tests;
+//! [`tls`] makes certificates for their TLS tests.
 
 pub mod generators;
 pub mod mmdb;
 pub mod reference;
 pub mod serving;
+pub mod tls;

@@ -23,7 +23,7 @@ impl Drop for Proc {
 }
 
 /// Starts `authz ARGS`, waits for the line containing `marker`, and returns
-/// the first `http://...` URL printed on it.
+/// the first `http://...` or `https://...` URL printed on it.
 pub fn start(args: &[&str], marker: &str) -> (Proc, String) {
     start_with_env(args, &[], marker)
 }
@@ -59,7 +59,7 @@ pub fn start_with_output(
         if line.contains(marker) {
             let url = line
                 .split_whitespace()
-                .find(|w| w.starts_with("http://"))
+                .find(|w| w.starts_with("http://") || w.starts_with("https://"))
                 .expect("a URL on the marker line")
                 .to_owned();
             // Keep draining stdout so the child never blocks on a full pipe

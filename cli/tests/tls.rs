@@ -1,0 +1,282 @@
+//! TLS as a process sees it: `--tls-cert`/`--tls-key` on the serving
+//! commands, `--tls-ca` on the clients, with a test CA written to files.
+//! An `https://` URL is TLS with the certificate verified, never plain text.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use authz_tests::tls::{PkiFiles, TestPki};
+use common::*;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn owner_update() -> PathBuf {
+    root().join("examples/request-owner-update.json")
+}
+
+/// Runs `authz ARGS`: exit code, stdout, stderr.
+fn authz(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(args)
+        .output()
+        .expect("run authz");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+/// `authz decide` with `extra` arguments until the demo's owner request is
+/// permitted (the PDP follows its PRP after the start); its JSON output.
+fn decide_until_permit(pdp: &str, extra: &[&str]) -> serde_json::Value {
+    let request = owner_update();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut args = vec!["decide", "--pdp", pdp, "-r", path(&request)];
+        args.extend_from_slice(extra);
+        let (code, out, err) = authz(&args);
+        assert_eq!(code, Some(0), "authz decide --pdp {pdp}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        if v["dec"] == 1 {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "no Permit: {out}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn pki(dir: &Path, names: &[&str]) -> PkiFiles {
+    TestPki::new(names).write(dir)
+}
+
+/// `authz up` with a certificate for `localhost` only: it serves TLS (the
+/// banner says https), its own PDP reaches its PRP, PIP and DAS through
+/// that listener at 127.0.0.1 (a name the certificate lacks), and `authz
+/// decide` trusts it with `--tls-ca`, refuses it without, and gets nothing
+/// over plain text.
+#[test]
+fn up_serves_tls_and_decide_verifies_it() {
+    let data = tempdir("tls-up");
+    let files = pki(&data, &["localhost"]);
+    let das_config = root().join("examples/das/door-lock-das.json");
+    let (_up, url, log) = start_up_with_output(
+        &data.join("store"),
+        &[
+            "--tls-cert",
+            path(&files.cert),
+            "--tls-key",
+            path(&files.key),
+            "--das-config",
+            path(&das_config),
+        ],
+        &[],
+    );
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let port = url.rsplit(':').next().expect("port");
+    let https = format!("https://localhost:{port}");
+
+    // Trusted with the CA: the owner may update the front door.
+    let v = decide_until_permit(&https, &["--tls-ca", path(&files.ca)]);
+    assert_eq!(v["permittedBy"]["acp"], "acpFrontDoor", "{v}");
+    // --tls-ca is global: before the subcommand too.
+    let request = owner_update();
+    let (code, _, err) = authz(&[
+        "--tls-ca",
+        path(&files.ca),
+        "decide",
+        "--pdp",
+        &https,
+        "-r",
+        path(&request),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+
+    // Without the CA: refused, saying why; no fallback to plain text.
+    let (code, out, err) = authz(&["decide", "--pdp", &https, "-r", path(&request)]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("certificate") && err.contains("UnknownIssuer"),
+        "{err}"
+    );
+
+    // Plain text to the TLS port gets no decision.
+    let (code, out, err) = authz(&[
+        "decide",
+        "--pdp",
+        &format!("http://127.0.0.1:{port}"),
+        "-r",
+        path(&request),
+    ]);
+    assert_eq!(code, Some(1), "{out}{err}");
+
+    // The DAS is advertised with https, and the PDP reached it (and its
+    // PRP and PIP) without a certificate complaint in the log.
+    let (code, out, err) = authz(&[
+        "policy",
+        "--prp",
+        &https,
+        "--tls-ca",
+        path(&files.ca),
+        "list",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("acpFrontDoor"), "{out}");
+    std::thread::sleep(Duration::from_millis(500));
+    let lines: Vec<String> = log.try_iter().collect();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("certificate") || l.contains("watch failed")),
+        "{lines:#?}"
+    );
+}
+
+/// A standalone PRP and a PDP following it, both on TLS: the PDP verifies
+/// the PRP with `--tls-ca`, `authz policy` loads the demo over TLS, and
+/// `authz decide` asks the PDP over TLS.
+#[test]
+fn standalone_prp_and_pdp_over_tls() {
+    let data = tempdir("tls-standalone");
+    let files = pki(&data, &["localhost", "127.0.0.1"]);
+    let (cert, key, ca) = (path(&files.cert), path(&files.key), path(&files.ca));
+    let (_prp, prp_url) = start(
+        &[
+            "prp",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "memory",
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+        ],
+        "PRP on",
+    );
+    assert!(prp_url.starts_with("https://"), "{prp_url}");
+    let demo = root().join("examples/door-lock-demo.json");
+    let (code, _, err) = authz(&[
+        "policy",
+        "--prp",
+        &prp_url,
+        "--tls-ca",
+        ca,
+        "apply",
+        "-f",
+        path(&demo),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    // Without the CA the PRP is not trusted.
+    let (code, _, err) = authz(&["policy", "--prp", &prp_url, "list"]);
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("UnknownIssuer"), "{err}");
+
+    let (_pdp, pdp_url) = start(
+        &[
+            "pdp",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "off",
+            "--prp",
+            &prp_url,
+            "--pip",
+            "off",
+            "--tls-ca",
+            ca,
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+        ],
+        "PDP on",
+    );
+    assert!(pdp_url.starts_with("https://"), "{pdp_url}");
+    decide_until_permit(&pdp_url, &["--tls-ca", ca]);
+}
+
+/// `--tls-cert` and `--tls-key` go together, and unusable files stop the
+/// process before it starts, exit 2 naming the flag and the file.
+#[test]
+fn bad_tls_flags_stop_the_process_naming_them() {
+    let data = tempdir("tls-flags");
+    let files = pki(&data, &["localhost"]);
+    let (cert, key, ca) = (path(&files.cert), path(&files.key), path(&files.ca));
+    let missing = data.join("missing.pem");
+    let missing = path(&missing);
+    let store = data.join("store");
+    let store = path(&store);
+    let serving = ["--listen", "127.0.0.1:0", "--data-dir", store];
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (vec!["up", "--tls-cert", cert], vec!["--tls-key"]),
+        (vec!["prp", "--tls-key", key], vec!["--tls-cert"]),
+        (
+            vec!["up", "--tls-cert", missing, "--tls-key", key],
+            vec!["--tls-cert", missing, "cannot read"],
+        ),
+        (
+            vec!["pdp", "--tls-cert", cert, "--tls-key", cert],
+            vec!["--tls-key", cert, "private key"],
+        ),
+        (
+            vec!["pip", "--tls-cert", key, "--tls-key", key],
+            vec!["--tls-cert", key, "certificate"],
+        ),
+        (
+            vec![
+                "das",
+                "--config",
+                "x.json",
+                "--tls-cert",
+                cert,
+                "--tls-key",
+                ca,
+            ],
+            vec!["--tls-key", ca],
+        ),
+        (
+            vec![
+                "decide",
+                "--pdp",
+                "https://localhost:1",
+                "-r",
+                "x.json",
+                "--tls-ca",
+                key,
+            ],
+            vec!["--tls-ca", key, "certificate"],
+        ),
+        (
+            vec!["policy", "--tls-ca", missing, "list"],
+            vec!["--tls-ca", missing, "cannot read"],
+        ),
+    ];
+    for (mut args, says) in cases {
+        match args[0] {
+            "up" | "prp" | "pip" | "das" => args.extend_from_slice(&serving),
+            "pdp" => args.extend_from_slice(&["--listen", "127.0.0.1:0", "--metrics", "off"]),
+            _ => {}
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+            .args(&args)
+            .output()
+            .expect("run authz");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        for s in says {
+            assert!(err.contains(s), "{args:?} should say {s}: {err}");
+        }
+    }
+    // Nothing started: no store was made.
+    assert!(!Path::new(store).join("prp.redb").exists());
+}
