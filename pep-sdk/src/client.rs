@@ -123,7 +123,8 @@ pub const MAX_REVISION_POLL: Duration = Duration::from_secs(86_400);
 /// Configuration of a [`PepClient`].
 #[derive(Debug, Clone)]
 pub struct PepConfig {
-    /// PDP endpoints (`http://host:port`); several are load-balanced.
+    /// PDP endpoints (`http://host:port`, or `https://host:port` for TLS
+    /// with the PDP's certificate verified); several are load-balanced.
     pub endpoints: Vec<String>,
     /// Time budget of one decision, retries included.
     pub deadline: Duration,
@@ -146,6 +147,11 @@ pub struct PepConfig {
     /// requests arriving cannot make the backlog, and the memory it takes,
     /// grow without end.
     pub stream_capacity: usize,
+    /// CA certificates (a PEM bundle, such as a private CA's) trusted for
+    /// `https://` endpoints besides the webpki roots (the public CAs);
+    /// `None` (the default): the webpki roots only. Client certificates
+    /// (mutual TLS) are not supported.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl PepConfig {
@@ -165,6 +171,26 @@ impl PepConfig {
             cache: None,
             revision_poll: None,
             stream_capacity: DEFAULT_STREAM_CAPACITY,
+            tls_ca: None,
+        }
+    }
+
+    /// Trusts the CA certificates of the PEM bundle `pem` for `https://`
+    /// endpoints, besides the webpki roots.
+    pub fn with_tls_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_ca = Some(pem.into());
+        self
+    }
+
+    /// What `https://` endpoints are verified against.
+    fn client_tls(&self) -> Result<authz_proto::tls::ClientTls, PepError> {
+        let tls = authz_proto::tls::ClientTls::default();
+        match &self.tls_ca {
+            Some(pem) => tls.with_ca_pem(pem).map_err(|e| PepError::Config {
+                setting: "tls_ca",
+                reason: e.to_string(),
+            }),
+            None => Ok(tls),
         }
     }
 
@@ -205,7 +231,8 @@ impl PepConfig {
     /// `deadline` between 1 ns and [`MAX_DEADLINE`], `connect_timeout` above
     /// zero, `retry.max_attempts` at least 1, `revision_poll` between 1 ns
     /// and [`MAX_REVISION_POLL`], `stream_capacity` between 1 and
-    /// [`tokio::sync::Semaphore::MAX_PERMITS`]. [`PepClient::new`] and
+    /// [`tokio::sync::Semaphore::MAX_PERMITS`], `tls_ca` (when set) PEM
+    /// with at least one certificate, each valid. [`PepClient::new`] and
     /// [`PepClient::with_channel`] call it; the error names the setting.
     pub fn validate(&self) -> Result<(), PepError> {
         let invalid =
@@ -258,6 +285,7 @@ impl PepConfig {
                 ),
             );
         }
+        self.client_tls()?;
         Ok(())
     }
 }
@@ -348,11 +376,12 @@ impl PepClient {
     /// setting [`PepConfig::validate`] rejects.
     pub fn new(config: PepConfig) -> Result<Self, PepError> {
         config.validate()?;
+        let tls = config.client_tls()?;
         let mut endpoints = Vec::with_capacity(config.endpoints.len());
         for e in &config.endpoints {
             // Every call to an endpoint that is no http(s) URL with a host
             // would fail closed; a start-up error says it better.
-            let endpoint = authz_proto::endpoint::endpoint(e)
+            let endpoint = authz_proto::endpoint::endpoint_with(e, &tls)
                 .map_err(|err| PepError::Endpoint {
                     endpoint: e.clone(),
                     reason: err.to_string(),

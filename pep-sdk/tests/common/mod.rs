@@ -1,6 +1,9 @@
 //! A real PDP for the PEP's tests: one ACP on one resource, served over
 //! gRPC on 127.0.0.1 with a port the OS chooses.
 
+// Each test binary uses some of these.
+#![allow(dead_code)]
+
 use authz_pdp::Pdp;
 use authz_proto::pb;
 use tokio::net::TcpListener;
@@ -16,6 +19,21 @@ pub async fn serve_one_acp(
     resource: &str,
     ty: u32,
 ) -> String {
+    feed_one_acp(pdp, rule, owner, resource, ty);
+    let routes = pdp.routes().await.expect("routes");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming(TcpListenerStream::new(listener))
+            .await;
+    });
+    url
+}
+
+/// Feeds `pdp` the snapshot of [`serve_one_acp`].
+pub fn feed_one_acp(pdp: &Pdp, rule: pb::AccessControlRule, owner: &str, resource: &str, ty: u32) {
     pdp.apply_event(&pb::WatchEvent {
         revision: 1,
         event: Some(pb::watch_event::Event::Snapshot(pb::Snapshot {
@@ -43,14 +61,4 @@ pub async fn serve_one_acp(
         })),
     })
     .expect("snapshot");
-    let routes = pdp.routes().await.expect("routes");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
-            .add_routes(routes)
-            .serve_with_incoming(TcpListenerStream::new(listener))
-            .await;
-    });
-    url
 }
