@@ -15,13 +15,14 @@ pub enum GuestError {
     /// The `m2m:tqf` / `dreq` JSON is not usable.
     #[error("token request information: {0}")]
     Tqf(String),
-    /// The DAS could not be reached.
+    /// The DAS could not be reached (or its URI is no `http://` or
+    /// `https://` URL; `https://` is TLS, verified against the webpki roots).
     #[error("DAS {uri}: {error}")]
     Connect {
         /// The DAS's URI.
         uri: String,
-        /// What failed.
-        error: tonic::transport::Error,
+        /// What failed, with its causes.
+        error: String,
     },
     /// The DAS refused.
     #[error("DAS {uri}: {status}")]
@@ -106,11 +107,12 @@ pub async fn issue_token(
         uri: uri.to_owned(),
         error,
     };
-    let channel = tonic::transport::Endpoint::from_shared(uri.to_owned())
-        .map_err(connect)?
+    // The client secret goes to this URI: https:// must be TLS.
+    let channel = authz_proto::endpoint::endpoint(uri)
+        .map_err(|e| connect(e.to_string()))?
         .connect()
         .await
-        .map_err(connect)?;
+        .map_err(|e| connect(authz_proto::endpoint::error_chain(&e)))?;
     let mut call = tonic::Request::new(pb::IssueTokenRequest {
         das_request: Some(dreq),
     });
