@@ -809,6 +809,41 @@ mod tests {
         }
     }
 
+    /// `uacpi` (no oneM2M short name): an Update that changes only the
+    /// target's acpi (TS-0001 9.6.1.3.2); with another op, or a `tgty`
+    /// without acpi (spec notes §2.3), it is an error naming `uacpi`.
+    #[test]
+    fn ts0001_9_6_1_3_2_uacpi_marks_an_acpi_change() {
+        let now = chrono::Utc::now();
+        let r = request_from_json(r#"{"fr": "C1", "to": "cnt1", "op": 3, "uacpi": true}"#, now)
+            .unwrap();
+        assert!(r.updates_acpi);
+        let r = request_from_json(r#"{"fr": "C1", "to": "cnt1", "op": 3}"#, now).unwrap();
+        assert!(!r.updates_acpi);
+        for (req, why) in [
+            (
+                r#"{"fr": "C1", "to": "cnt1", "op": 2, "uacpi": true}"#,
+                "op 3",
+            ),
+            (
+                r#"{"fr": "C1", "to": "acp1", "op": 3, "tgty": 1, "uacpi": true}"#,
+                "tgty 1",
+            ),
+            (
+                r#"{"fr": "C1", "to": "cin1", "op": 3, "tgty": 4, "uacpi": true}"#,
+                "tgty 4",
+            ),
+        ] {
+            match request_from_json(req, now) {
+                Err(JsonError::Invalid(e)) => {
+                    assert_eq!(e.0[0].path, "uacpi", "{req}");
+                    assert!(e.0[0].message.contains(why), "{req}: {}", e.0[0].message);
+                }
+                other => panic!("{req}: {other:?}"),
+            }
+        }
+    }
+
     /// `rtm` is exactly `YYYYMMDDTHHMMSS` (m2m:timestamp, TS-0004 6.3.3).
     #[test]
     fn timestamps_must_have_every_digit() {
@@ -873,6 +908,10 @@ struct ShortRequest {
     olo: Option<ShortLocation>,
     #[serde(default)]
     authn: bool,
+    /// Not a oneM2M short name (the primitive has none): the Update changes
+    /// the target's `acpi` and nothing else (TS-0001 9.6.1.3.2).
+    #[serde(default)]
+    uacpi: bool,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -894,8 +933,11 @@ struct ShortLocation {
 }
 
 /// Reads a decision request in short names (`fr`, `to`, `op`, `fu`, `rrt`,
-/// `spty`, `tgty`, `rids`, `rtm`, `oip`, `olo`, `authn`). `now` is the
-/// request time when `rtm` is absent.
+/// `spty`, `tgty`, `rids`, `rtm`, `oip`, `olo`, `authn`), and `uacpi`, which
+/// is no oneM2M short name: `true` when the Update changes the target's
+/// `acpi` and nothing else (TS-0001 9.6.1.3.2; op 3 only, and not with a
+/// `tgty` that has no `acpi`). `now` is the request time when `rtm` is
+/// absent.
 pub fn request_from_json(
     text: &str,
     now: chrono::DateTime<chrono::Utc>,
@@ -1035,6 +1077,23 @@ pub fn request_from_json(
     if discovery && operation != Some(Operation::Retrieve) {
         bad("fu", "discovery applies to op 2 (Retrieve) only".to_owned());
     }
+    if short.uacpi {
+        if operation.is_some_and(|op| op != Operation::Update) {
+            bad(
+                "uacpi",
+                "an acpi change (TS-0001 9.6.1.3.2) is an op 3 (Update)".to_owned(),
+            );
+        }
+        if let Some(ty) = short
+            .tgty
+            .filter(|ty| !crate::resources::type_has_acpi(*ty))
+        {
+            bad(
+                "uacpi",
+                format!("a target of tgty {ty} has no acpi to change (spec notes §2.3)"),
+            );
+        }
+    }
     if let Err(e) = crate::ids::check_originator_id(&short.fr) {
         // A malformed request is an error, not a decision (Decision 9).
         bad("fr", format!("'{}' is not an originator ID: {e}", short.fr));
@@ -1055,6 +1114,7 @@ pub fn request_from_json(
             role_ids: short.rids,
             operation,
             discovery,
+            updates_acpi: short.uacpi,
             target: short.to,
             target_type: short.tgty,
             resource_type: short.rrt,

@@ -94,6 +94,12 @@ pub struct DecisionRequest {
     pub operation: Operation,
     /// True when the Retrieve carries filterUsage 1 (discovery).
     pub discovery: bool,
+    /// True when the Update changes the target's `acpi` and nothing else
+    /// (TS-0001 9.6.1.3.2): the applicable rules are then the `pvs` of the
+    /// ACPs the target references now, not their `pv`
+    /// ([`crate::resources::applicable_policies_for`]). The engine itself
+    /// does not read it: only which ACPs, with which privileges, apply.
+    pub updates_acpi: bool,
     /// `rq_authn` (table 7.1.2-3).
     pub authenticated: bool,
     /// `rq_time`: when the hosting CSE received the request.
@@ -125,6 +131,7 @@ impl DecisionRequest {
             role_ids: Vec::new(),
             operation,
             discovery: false,
+            updates_acpi: false,
             target: target.into(),
             target_type: None,
             resource_type: None,

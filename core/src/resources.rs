@@ -12,6 +12,13 @@
 //! 4. `acpi` is not set → the default policy: full access for the custodian
 //!    when set, else for the creator, nobody else.
 //!
+//! An Update that changes only the target's `acpi` (TS-0001 9.6.1.3.2) is
+//! judged differently, by [`acpi_change_policies`]: UPDATE in the `pvs` of
+//! the ACPs the target references now; with `acpi` not set, its default
+//! policy (as step 4); a target without `acpi` (an ACP, a type of
+//! [`TYPES_WITHOUT_ACPI`]) has none to change. [`applicable_policies_for`]
+//! picks one or the other for a request.
+//!
 //! Dynamic ACPs granted by Direct Dynamic Authorization are bound to the
 //! resource the grant targeted and join its set until they expire
 //! (Decision 7). A resource that takes its policies from its parent (step
@@ -35,6 +42,13 @@ pub const TY_ACP: u32 = 1;
 /// notificationTargetPolicy (26), timeSeriesInstance (30),
 /// flexContainerInstance (58) (TS-0001 short-name table; spec notes §2.3).
 pub const TYPES_WITHOUT_ACPI: [u32; 5] = [4, 15, 26, 30, 58];
+
+/// Whether a resource of type `ty` has an `accessControlPolicyIDs`
+/// attribute: every type but `<accessControlPolicy>` and
+/// [`TYPES_WITHOUT_ACPI`] (spec notes §2.3).
+pub fn type_has_acpi(ty: u32) -> bool {
+    ty != TY_ACP && !TYPES_WITHOUT_ACPI.contains(&ty)
+}
 
 /// A target resource as the PRP records it.
 ///
@@ -183,6 +197,17 @@ pub enum ResolveError {
     /// A parent chain that loops or is too deep.
     #[error("parent chain of {0} does not end")]
     ParentLoop(String),
+    /// An `acpi` change of a target that has no `acpi`: an ACP, or a type
+    /// of [`TYPES_WITHOUT_ACPI`] (TS-0001 9.6.1.3.2; spec notes §2.3).
+    #[error(
+        "resource {target} (ty {resource_type}) has no accessControlPolicyIDs (acpi) to change"
+    )]
+    NoAcpi {
+        /// The target.
+        target: String,
+        /// Its type.
+        resource_type: u32,
+    },
 }
 
 /// The resources and ACP IDs resolution looks at.
@@ -237,6 +262,78 @@ pub fn applicable_policies<'a>(
             dynamic,
         },
     })
+}
+
+/// The applicable set of a request on `target`: with `updates_acpi` (an
+/// Update of the target's `acpi` alone) that of [`acpi_change_policies`],
+/// otherwise that of [`applicable_policies`].
+pub fn applicable_policies_for<'a>(
+    view: &'a dyn ResourceView,
+    target: &'a str,
+    updates_acpi: bool,
+) -> Result<ApplicableSet<'a>, ResolveError> {
+    if updates_acpi {
+        acpi_change_policies(view, target)
+    } else {
+        applicable_policies(view, target)
+    }
+}
+
+/// Resolves what authorizes a change of `target`'s `acpi` (TS-0001
+/// 9.6.1.3.2): UPDATE in the `pvs` of the ACPs it references now
+/// ([`acpi_change_set`]).
+///
+/// `target` itself is looked at, never its parent: a target without `acpi`
+/// (a stored ACP, or a resource of type 1 or of [`TYPES_WITHOUT_ACPI`]) has
+/// none to change, which is [`ResolveError::NoAcpi`] rather than a decision
+/// on its parent's policies.
+pub fn acpi_change_policies<'a>(
+    view: &'a dyn ResourceView,
+    target: &str,
+) -> Result<ApplicableSet<'a>, ResolveError> {
+    let no_acpi = |resource_type| ResolveError::NoAcpi {
+        target: target.to_owned(),
+        resource_type,
+    };
+    if view.is_acp(target) {
+        return Err(no_acpi(TY_ACP));
+    }
+    let r = view
+        .resource(target)
+        .ok_or_else(|| ResolveError::UnknownResource(target.to_owned()))?;
+    if !type_has_acpi(r.resource_type) {
+        return Err(no_acpi(r.resource_type));
+    }
+    Ok(acpi_change_set(r))
+}
+
+/// The applicable set of a change of `r`'s own `acpi` (TS-0001 9.6.1.3.2),
+/// the one rule both the PDP (an Update with `updates_acpi`) and the PRP
+/// (its `PutResource` writes) apply:
+///
+/// - `acpi` set (non-empty): the `pvs` (selfPrivileges) of each ACP it
+///   references now, "UPDATE in the selfPrivileges of the currently
+///   referenced ACPs";
+/// - `acpi` not set: the default policy of `r` (full access for its
+///   custodian, else its creator), as for any other request on it (TS-0001
+///   9.6.1.3.2 gives that originator unrestricted access, and nobody else
+///   holds a `pvs` over it).
+///
+/// Dynamic ACPs never count: a Direct Dynamic Authorization grant is a set
+/// of privileges for the target (its `pv`), never selfPrivileges
+/// (Decision 7; TS-0001 11.5.2).
+pub fn acpi_change_set(r: &Resource) -> ApplicableSet<'_> {
+    match r.acpi.as_ref().filter(|a| !a.is_empty()) {
+        Some(acpi) => ApplicableSet::Policies(
+            acpi.iter()
+                .map(|a| (Cow::Borrowed(a.as_str()), PrivilegeKind::SelfPrivileges))
+                .collect(),
+        ),
+        None => ApplicableSet::Default {
+            rules: default_policy(r),
+            dynamic: Vec::new(),
+        },
+    }
 }
 
 /// The registered resource whose policies apply to `target` (TS-0001
@@ -516,6 +613,111 @@ mod tests {
         };
         assert_eq!(rules.rules[0].originators, vec!["Ccreator".to_string()]);
         assert_eq!(rules.rules[0].operations, 63);
+    }
+
+    /// TS-0001 9.6.1.3.2: changing `acpi` is authorized by UPDATE in the
+    /// `pvs` of the ACPs the target references now; any other request by
+    /// their `pv` (spec notes §2.3).
+    #[test]
+    fn ts0001_9_6_1_3_2_an_acpi_change_uses_pvs_of_the_referenced_acps() {
+        let v = view();
+        assert_eq!(
+            applicable_policies_for(&v, "cnt", true).unwrap(),
+            ApplicableSet::Policies(smallvec![
+                ("acp1".into(), PrivilegeKind::SelfPrivileges),
+                ("acp2".into(), PrivilegeKind::SelfPrivileges)
+            ])
+        );
+        assert_eq!(
+            applicable_policies_for(&v, "cnt", false).unwrap(),
+            ApplicableSet::Policies(smallvec![
+                ("acp1".into(), PrivilegeKind::Privileges),
+                ("acp2".into(), PrivilegeKind::Privileges)
+            ])
+        );
+        assert_eq!(
+            applicable_policies_for(&v, "cnt", false).unwrap(),
+            applicable_policies(&v, "cnt").unwrap()
+        );
+        // The CSEBase too: its own acpi, not a parent's.
+        assert_eq!(
+            acpi_change_policies(&v, "cb").unwrap(),
+            ApplicableSet::Policies(smallvec![("acpCb".into(), PrivilegeKind::SelfPrivileges)])
+        );
+    }
+
+    /// An acpi change of a resource whose acpi is not set: its default
+    /// policy (the creator, or the custodian), as for its other requests,
+    /// without the dynamic ACPs bound to it (Decision 7: no pvs).
+    #[test]
+    fn ts0001_9_6_1_3_2_an_acpi_change_without_acpi_uses_the_default_policy() {
+        let mut v = view();
+        v.dynamic.insert("cnt2".into(), vec!["dyn2".into()]);
+        let ApplicableSet::Default { rules, dynamic } =
+            applicable_policies_for(&v, "cnt2", true).unwrap()
+        else {
+            panic!("expected the default policy")
+        };
+        assert_eq!(rules.rules[0].originators, vec!["Ccreator".to_string()]);
+        assert!(dynamic.is_empty(), "{dynamic:?}");
+        // An empty acpi is not set.
+        let empty = res("cnt3", Some("cb"), 3, Some(&[]));
+        assert!(matches!(
+            acpi_change_set(&empty),
+            ApplicableSet::Default { .. }
+        ));
+    }
+
+    /// Decision 7: a dynamic ACP grants privileges for its target (a `pv`),
+    /// never selfPrivileges, so it does not count for an acpi change, with
+    /// acpi set or not; it still counts for every other request.
+    #[test]
+    fn decision7_dynamic_acps_do_not_count_for_an_acpi_change() {
+        let mut v = view();
+        v.dynamic.insert("cnt".into(), vec!["dyn1".into()]);
+        v.dynamic.insert("cnt2".into(), vec!["dyn2".into()]);
+        let ApplicableSet::Policies(p) = applicable_policies_for(&v, "cnt", true).unwrap() else {
+            panic!()
+        };
+        assert!(p.iter().all(|(id, _)| !id.starts_with("dyn")), "{p:?}");
+        let ApplicableSet::Policies(p) = applicable_policies_for(&v, "cnt", false).unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.last().unwrap().0, "dyn1");
+        let ApplicableSet::Default { dynamic, .. } =
+            applicable_policies_for(&v, "cnt2", false).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(dynamic, ["dyn2"]);
+    }
+
+    /// Spec notes §2.3: an ACP and the types of [`TYPES_WITHOUT_ACPI`] have
+    /// no acpi, so there is none to change (not their parent's: step 2 of
+    /// TS-0001 10.2.3.1 is for requests on them, not for an acpi change).
+    #[test]
+    fn an_acpi_change_of_a_target_without_acpi_is_an_error() {
+        let mut v = view();
+        v.resources
+            .insert("acpR".into(), res("acpR", Some("cb"), TY_ACP, None));
+        for (target, ty) in [("acp1", TY_ACP), ("acpR", TY_ACP), ("cin", 4)] {
+            assert_eq!(
+                acpi_change_policies(&v, target).unwrap_err(),
+                ResolveError::NoAcpi {
+                    target: target.into(),
+                    resource_type: ty
+                },
+                "{target}"
+            );
+        }
+        assert_eq!(
+            acpi_change_policies(&v, "nope").unwrap_err(),
+            ResolveError::UnknownResource("nope".into())
+        );
+        assert!(type_has_acpi(3) && type_has_acpi(5) && type_has_acpi(2));
+        for ty in [TY_ACP, 4, 15, 26, 30, 58] {
+            assert!(!type_has_acpi(ty), "{ty}");
+        }
     }
 
     #[test]

@@ -856,6 +856,8 @@ impl PdpService {
                     let status = match e {
                         ResolveError::UnknownResource(_) => AuthorizationStatus::NotApplicable,
                         ResolveError::ParentLoop(_) => AuthorizationStatus::ProcessingError,
+                        // Refused before (`prepare`); a syntax error all the same.
+                        ResolveError::NoAcpi { .. } => AuthorizationStatus::SyntaxError,
                     };
                     return Err((status, e.to_string()));
                 }

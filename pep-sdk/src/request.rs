@@ -283,6 +283,7 @@ impl<'a> DecisionRequestBuilder<'a> {
             acp_ids: c.acp_ids,
             explain: c.explain,
             request_id: p.rqi.clone(),
+            updates_acpi: false,
         })
     }
 }

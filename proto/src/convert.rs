@@ -749,6 +749,30 @@ pub fn decision_request_from_pb(
             "a discovery (filterUsage 1) must be an OPERATION_RETRIEVE",
         );
     }
+    // TS-0001 9.6.1.3.2: an acpi change is an Update of a resource that has
+    // acpi; an ACP and the types without acpi have none (spec notes §2.3).
+    // A target the request gives no type for is checked by the PDP against
+    // its replica.
+    if req.updates_acpi {
+        if operation.is_some_and(|op| op != Operation::Update) {
+            errors.add(
+                "updates_acpi",
+                "an acpi change (TS-0001 9.6.1.3.2) must be an OPERATION_UPDATE",
+            );
+        }
+        if let Some(ty) = req
+            .target_type
+            .filter(|ty| !authz_core::resources::type_has_acpi(*ty))
+        {
+            errors.add(
+                "updates_acpi",
+                format!(
+                    "a target of type {ty} has no accessControlPolicyIDs (acpi) to change \
+                     (an ACP, or a type without acpi; spec notes §2.3)"
+                ),
+            );
+        }
+    }
 
     for (i, rid) in req.role_ids.iter().enumerate() {
         check_at_id(rid, &format!("role_ids[{i}]"), "Role-ID", &mut errors);
@@ -896,6 +920,7 @@ pub fn decision_request_from_pb(
         role_ids: req.role_ids.clone(),
         operation,
         discovery: req.discovery,
+        updates_acpi: req.updates_acpi,
         target: req.target.clone(),
         target_type: req.target_type,
         resource_type: req.resource_type,
@@ -1092,6 +1117,7 @@ pub fn decision_request_to_pb(req: &ConvertedRequest) -> pb::DecisionRequest {
         acp_ids: req.acp_ids.clone(),
         explain: req.explain,
         request_id: req.request_id.clone(),
+        updates_acpi: r.updates_acpi,
     }
 }
 

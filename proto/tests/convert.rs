@@ -316,6 +316,7 @@ fn full_request() -> pb::DecisionRequest {
         acp_ids: vec!["acp7Xk2".into()],
         explain: true,
         request_id: "rqi-17".into(),
+        updates_acpi: false,
     }
 }
 
@@ -605,6 +606,78 @@ fn more_request_errors() {
             "hosting_sp_id: '//sp/x' is not an SP-ID (expected //fqdn)",
         ]
     );
+}
+
+/// TS-0001 9.6.1.3.2: `updates_acpi` marks an Update that changes only the
+/// target's acpi; it is carried both ways, and is an INVALID_ARGUMENT
+/// naming the field with another operation or with a target type that
+/// has no acpi (an ACP, a contentInstance; spec notes §2.3).
+#[test]
+fn ts0001_9_6_1_3_2_updates_acpi_is_an_update_of_a_resource_with_acpi() {
+    let mut wire = full_request();
+    wire.operation = pb::Operation::Update as i32;
+    wire.target_type = Some(3);
+    wire.resource_type = None;
+    wire.specialization = None;
+    wire.updates_acpi = true;
+    let conv = decision_request_from_pb(&wire, Utc::now()).expect("valid");
+    assert!(conv.request.updates_acpi);
+    assert_eq!(decision_request_to_pb(&conv), wire);
+    wire.updates_acpi = false;
+    let conv = decision_request_from_pb(&wire, Utc::now()).expect("valid");
+    assert!(!conv.request.updates_acpi, "default: an ordinary request");
+
+    let mut retrieve = request_with_acpi_change(pb::Operation::Retrieve, None);
+    assert_eq!(
+        errors_of(&retrieve),
+        ["updates_acpi: an acpi change (TS-0001 9.6.1.3.2) must be an OPERATION_UPDATE"]
+    );
+    retrieve.updates_acpi = false;
+    assert!(decision_request_from_pb(&retrieve, Utc::now()).is_ok());
+    for ty in [1, 4, 58] {
+        let errors = errors_of(&request_with_acpi_change(pb::Operation::Update, Some(ty)));
+        assert_eq!(errors.len(), 1, "{ty}: {errors:?}");
+        assert!(
+            errors[0].starts_with(&format!(
+                "updates_acpi: a target of type {ty} has no accessControlPolicyIDs"
+            )),
+            "{errors:?}"
+        );
+    }
+    assert!(
+        decision_request_from_pb(
+            &request_with_acpi_change(pb::Operation::Update, Some(2)),
+            Utc::now()
+        )
+        .is_ok()
+    );
+
+    let errors = decision_request_from_pb(
+        &request_with_acpi_change(pb::Operation::Retrieve, Some(1)),
+        Utc::now(),
+    )
+    .unwrap_err();
+    let status = invalid_argument(&errors);
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let bad = status.get_details_bad_request().expect("BadRequest detail");
+    assert_eq!(bad.field_violations.len(), 2);
+    assert!(
+        bad.field_violations
+            .iter()
+            .all(|v| v.field == "updates_acpi"),
+        "{bad:?}"
+    );
+}
+
+fn request_with_acpi_change(op: pb::Operation, target_type: Option<u32>) -> pb::DecisionRequest {
+    pb::DecisionRequest {
+        originator: "Calice".into(),
+        operation: op as i32,
+        target: "cnt1".into(),
+        target_type,
+        updates_acpi: true,
+        ..Default::default()
+    }
 }
 
 #[test]

@@ -458,6 +458,7 @@ fn resolve_status(e: ResolveError) -> Status {
     match e {
         ResolveError::UnknownResource(_) => Status::not_found(e.to_string()),
         ResolveError::ParentLoop(_) => Status::failed_precondition(e.to_string()),
+        ResolveError::NoAcpi { .. } => Status::invalid_argument(e.to_string()),
     }
 }
 
