@@ -71,7 +71,7 @@ use authz_core::compile::{check_authorization_addresses, check_create};
 use authz_core::decision::Effect;
 use authz_core::model::{AccessControlPolicy, SetOfAcrs};
 use authz_core::resources::{
-    ApplicableSet, FixedAttribute, ResolveError, Resource, ResourceView, TY_ACP,
+    ApplicableSet, FixedAttribute, ResolveError, Resource, ResourceView, TY_ACP, acpi_change_set,
     applicable_policies, fixed_attribute_changes,
 };
 use authz_core::{
@@ -483,7 +483,11 @@ fn compile_set(
                         }
                     }
                 } else if let Some(d) = snap.dynamic.get(id).filter(|d| !d.is_expired(now)) {
-                    if let Ok(c) = CompiledAcp::from_privileges(id, &d.privileges) {
+                    // A dynamic ACP holds privileges only: nothing for a set
+                    // of selfPrivileges (an acpi change, Decision 7).
+                    if *kind == PrivilegeKind::Privileges
+                        && let Ok(c) = CompiledAcp::from_privileges(id, &d.privileges)
+                    {
                         out.push((c, PrivilegeKind::Privileges));
                     }
                 } else {
@@ -506,18 +510,6 @@ fn compile_set(
         }
     }
     out
-}
-
-/// The `pvs` of the stored ACPs among `ids` (missing ones are skipped).
-fn self_privileges_of(snap: &StoreSnapshot, ids: &[String]) -> Vec<(CompiledAcp, PrivilegeKind)> {
-    ids.iter()
-        .filter_map(|id| {
-            let acp = snap.acps.get(id)?;
-            CompiledAcp::compile(id.as_str(), acp)
-                .ok()
-                .map(|c| (c, PrivilegeKind::SelfPrivileges))
-        })
-        .collect()
 }
 
 /// The resource types an authorization check passes to the engine.
@@ -1134,19 +1126,9 @@ impl PolicyRetrievalPoint for PrpService {
                 let custodian_changed = old.custodian != resource.custodian;
                 if acpi_changed || custodian_changed {
                     // TS-0001 9.6.1.3.2: UPDATE in the pvs of the ACPs
-                    // referenced now; with acpi not set, the default policy.
-                    let policies = match old.acpi.as_ref().filter(|a| !a.is_empty()) {
-                        Some(acpi) => self_privileges_of(snap, acpi),
-                        None => compile_set(
-                            snap,
-                            &ApplicableSet::Default {
-                                rules: authz_core::resources::default_policy(old),
-                                dynamic: Vec::new(),
-                            },
-                            now,
-                            &id,
-                        ),
-                    };
+                    // referenced now; with acpi not set, the default
+                    // policy. The PDP's rule for `updates_acpi`, from core.
+                    let policies = compile_set(snap, &acpi_change_set(old), now, &id);
                     let changed = match (acpi_changed, custodian_changed) {
                         (true, true) => "acpi and custodian",
                         (true, false) => "acpi",
