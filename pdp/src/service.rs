@@ -5,8 +5,11 @@
 //! Per request: convert and check it ([`decision_request_from_pb`]); take
 //! the hosting CSE from the request or the configured default; build the
 //! applicable set from the explicit `acp_ids` (the `pv` of each) or, when
-//! there are none, with [`applicable_policies`] over the replica (the
-//! default policy is compiled on the fly); decide with an explanation; fill
+//! there are none, with [`applicable_policies_for`] over the replica (the
+//! default policy is compiled on the fly); an `updates_acpi` request (an
+//! Update of the target's `acpi` alone) takes the `pvs` of those ACPs
+//! instead, and no dynamic ACP, token `pv` or DAS consultation (TS-0001
+//! 9.6.1.3.2); decide with an explanation; fill
 //! `decision_id`, `policy_revision` and `request_id`. The network is waited
 //! on only for a PIP fetch (an attribute a Deny may turn on that the cache
 //! lacks) and for tokens and dynamic authorization ([`crate::dynamic`]).
@@ -27,7 +30,8 @@ use authz_core::decision::{
 };
 use authz_core::ids::with_canonical_originator;
 use authz_core::resources::{
-    ApplicableSet, ResolveError, ResourceView, applicable_policies, dynamic_acp_holders,
+    ApplicableSet, ResolveError, ResourceView, acpi_change_policies, applicable_policies_for,
+    dynamic_acp_holders,
 };
 use authz_core::{
     Applicable, AttributeSource, DecideOptions, HostingContext, decide, decide_canonical,
@@ -376,6 +380,19 @@ impl PdpService {
         {
             conv.request.target_type = snap.resource_type(&conv.request.target);
         }
+        // An acpi change of a target the replica knows has none (an ACP, a
+        // contentInstance): as invalid as one whose `target_type` says so
+        // (TS-0001 9.6.1.3.2; spec notes §2.3). A type never changes
+        // (TS-0001 9.6.1.3), so the replica's is not stale.
+        if conv.request.updates_acpi
+            && let Err(e @ ResolveError::NoAcpi { .. }) =
+                acpi_change_policies(&snap.view(at.now), &conv.request.target)
+        {
+            return Err(vec![authz_proto::ConversionError {
+                field: "updates_acpi".to_owned(),
+                message: e.to_string(),
+            }]);
+        }
         Ok(Job {
             req,
             conv,
@@ -517,6 +534,13 @@ impl PdpService {
                     decision.summary.push_str(NO_TOKEN_ISSUER);
                 }
                 Step::Decided(decision)
+            }
+            // What a DAS grants for the target (a `dai`, a token's `pv`) are
+            // privileges, never selfPrivileges: an acpi change is not taken
+            // to the DASes (TS-0001 9.6.1.3.2; Decision 7).
+            Some(_) if denied && req.updates_acpi => {
+                decision.summary.push_str(ACPI_CHANGE_NOT_CONSULTED);
+                Step::Decided(with_assigned_token_ids(decision, &grant))
             }
             Some(dynamic) if denied => Step::Wait(Wait::Das {
                 dynamic: dynamic.clone(),
@@ -824,14 +848,20 @@ impl PdpService {
                 {
                     acps.push((AcpRef::Borrowed(&d.acp), kind))
                 }
+                // A dynamic ACP holds privileges for its target, no
+                // selfPrivileges: nothing for an acpi change (Decision 7).
+                Some(_) if kind == PrivilegeKind::SelfPrivileges => {}
                 _ => match snap.rejected.get(id) {
                     Some(why) => rejected.push((id.to_owned(), why.clone())),
                     None => unknown.push(id.to_owned()),
                 },
             },
         };
+        // An acpi change is judged by the pvs of the target's ACPs (TS-0001
+        // 9.6.1.3.2), any other request by their pv.
+        let updates_acpi = conv.request.updates_acpi;
         if conv.acp_ids.is_empty() {
-            match applicable_policies(&snap.view(now), target) {
+            match applicable_policies_for(&snap.view(now), target, updates_acpi) {
                 Ok(ApplicableSet::Policies(list)) => {
                     for (id, kind) in &list {
                         lookup(&mut acps, id, *kind, None);
@@ -866,6 +896,12 @@ impl PdpService {
             // A request on an ACP is judged by its own pvs, whatever acpi
             // the caller names (TS-0003 7.1.1; an ACP has no acpi).
             lookup(&mut acps, target, PrivilegeKind::SelfPrivileges, None);
+        } else if updates_acpi {
+            // Explicit acpi, changed: the pvs of each ACP named (TS-0001
+            // 9.6.1.3.2); a dynamic ACP among them has none.
+            for id in &conv.acp_ids {
+                lookup(&mut acps, id, PrivilegeKind::SelfPrivileges, None);
+            }
         } else {
             // Explicit acpi: a dynamic ACP counts only for the resource it
             // is bound to, and those that take their policies from it (a
@@ -919,13 +955,18 @@ impl PdpService {
                 return Outcome::Done(self.finish(out, &decision, snap, &conv.request_id, start));
             }
         };
-        // Token permissions join the applicable policies (TS-0003 7.3.2.5).
-        acps.extend(
-            grant
-                .acps
-                .iter()
-                .map(|a| (AcpRef::Borrowed(a), PrivilegeKind::Privileges)),
-        );
+        // Token permissions join the applicable policies (TS-0003 7.3.2.5),
+        // as privileges (`pv`) of the target: never for an acpi change,
+        // which needs selfPrivileges (TS-0001 9.6.1.3.2). Roles the tokens
+        // give still count there (`granted_roles`).
+        if !conv.request.updates_acpi {
+            acps.extend(
+                grant
+                    .acps
+                    .iter()
+                    .map(|a| (AcpRef::Borrowed(a), PrivilegeKind::Privileges)),
+            );
+        }
         let applicable: SmallVec<[Applicable<'_>; 4]> = acps
             .iter()
             .map(|(acp, kind)| Applicable { acp, kind: *kind })
@@ -1031,6 +1072,9 @@ impl PdpService {
                 unknown.join(", ")
             ));
         }
+        if decision.effect == Effect::Deny && conv.request.updates_acpi && !grant.acps.is_empty() {
+            out.summary.push_str(TOKEN_PV_NOT_PVS);
+        }
         Outcome::Done(self.finish(out, &decision, snap, &conv.request_id, start))
     }
 
@@ -1082,6 +1126,17 @@ impl PdpService {
 /// without tokens and dynamic authorization.
 const NO_TOKEN_ISSUER: &str =
     "; the request's tokens cannot be verified: no token issuer (DAS) is configured at this PDP";
+
+/// Appended to the summary of a Deny of an acpi change at a PDP with
+/// dynamic authorization: the DASes were not asked.
+const ACPI_CHANGE_NOT_CONSULTED: &str = "; an acpi change needs selfPrivileges (pvs) of the \
+     target's ACPs (TS-0001 9.6.1.3.2), which dynamic authorization does not grant: no DAS \
+     was consulted";
+
+/// Appended to the summary of a Deny of an acpi change whose tokens grant
+/// privileges: those are `pv`, not `pvs`.
+const TOKEN_PV_NOT_PVS: &str = "; the tokens' privileges (pv) do not authorize an acpi change, \
+     which needs selfPrivileges (pvs; TS-0001 9.6.1.3.2)";
 
 /// Whether `req` carries tokens, Token-IDs or Local-Token-IDs.
 /// When the caller stops waiting: its `grpc-timeout` header (gRPC over

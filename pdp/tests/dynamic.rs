@@ -1565,3 +1565,83 @@ async fn a_das_a_role_id_identifies_is_consulted_7_3_2_2_step_2_2_1() {
         Some(rfa.to_vec())
     );
 }
+
+/// TS-0001 9.6.1.3.2 with Decision 7: an acpi change needs UPDATE in the
+/// selfPrivileges (`pvs`) of the target's ACPs. What Dynamic Authorization
+/// grants for a target are privileges (a `dai`'s `gp`, a token's `pv`),
+/// never selfPrivileges: the DAS is not consulted for an acpi change, and a
+/// token granting UPDATE permits the ordinary Update only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_authorization_does_not_authorize_an_acpi_change_ts0001_9_6_1_3_2() {
+    // Direct: the DAS would grant the visitor UPDATE on cnt for a minute.
+    let das = ScriptedDas::default();
+    let until = Utc::now() + chrono::Duration::seconds(60);
+    das.answer(pb::DasResponse {
+        dynamic_acp_info: Some(pb::DynamicAcpInfo {
+            granted_privileges: Some(pb::SetOfAcrs {
+                rules: vec![pb::AccessControlRule {
+                    originators: vec![absolute("Cvisitor")],
+                    operations: 4,
+                    ..Default::default()
+                }],
+            }),
+            privileges_lifetime: authz_core::json::format_timestamp(until),
+        }),
+        ..Default::default()
+    })
+    .await;
+    let pdp = pdp_with_das(&das, None).await;
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let mut change = request("Cvisitor", pb::Operation::Update, "cnt");
+    change.updates_acpi = true;
+    let d = client
+        .decide(change.clone())
+        .await
+        .expect("decision")
+        .into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert!(d.summary.contains("no DAS was consulted"), "{}", d.summary);
+    assert_eq!(das.consultations.load(Ordering::SeqCst), 0);
+    // The ordinary Update is granted by the DAS, and the grant, now held
+    // for the target, still does not authorize the acpi change.
+    let update = request("Cvisitor", pb::Operation::Update, "cnt");
+    let d = client.decide(update).await.expect("decision").into_inner();
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    assert_eq!(das.consultations.load(Ordering::SeqCst), 1);
+    let d = client.decide(change).await.expect("decision").into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert_eq!(das.consultations.load(Ordering::SeqCst), 1);
+
+    // Indirect: a token granting the visitor UPDATE on the door (its pv).
+    let (url, task) = serve_das(ScriptedDas::default()).await;
+    tokio::spawn(task);
+    let mut dynamic = DynamicConfig::new(vec![url]);
+    dynamic.deadline = Duration::from_secs(5);
+    let pdp = door_pdp(dynamic).await;
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let visitor = "//sp.example.com/cse-a/Cvisitor";
+    let mut update = door_update_at(visitor, "/cse-a");
+    update.tokens = vec![door_token(
+        "tkacpi@das.example.com",
+        visitor,
+        &["//sp.example.com/cse-a/door"],
+    )];
+    let d = client
+        .decide(update.clone())
+        .await
+        .expect("decision")
+        .into_inner();
+    assert_eq!(d.decision, PERMIT, "the ordinary Update: {d:?}");
+    let mut change = update;
+    change.updates_acpi = true;
+    let d = client.decide(change).await.expect("decision").into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert!(
+        d.summary
+            .contains("the tokens' privileges (pv) do not authorize an acpi change"),
+        "{}",
+        d.summary
+    );
+}

@@ -950,3 +950,221 @@ async fn serve_runs_until_shutdown() {
     .await
     .expect("the server stops");
 }
+
+/// The replica of the acpi-change tests: `cnt1` references `acp1`, whose
+/// `pv` grants Calice everything and whose `pvs` grants only Cadmin
+/// (`acp`'s selfPrivileges); `cnt2` has no acpi (created by Calice);
+/// `cin1` is a contentInstance of `cnt1`; `acpMine` is Calice's own.
+fn acpi_change_replica() -> Pdp {
+    let cin = pb::TargetResource {
+        resource_id: "cin1".into(),
+        parent_id: "cnt1".into(),
+        resource_type: 4,
+        ..Default::default()
+    };
+    pdp_with(&[snapshot_event(
+        1,
+        vec![
+            acp("acp1", &["Calice"], 63),
+            acp("acpMine", &["Calice"], 63),
+        ],
+        vec![
+            resource("cnt1", Some(&["acp1"]), "Ccreator"),
+            resource("cnt2", None, "Calice"),
+            cin,
+        ],
+    )])
+}
+
+/// `who` changes the acpi of `target` (an UPDATE with `updates_acpi`).
+fn acpi_change(who: &str, target: &str) -> pb::DecisionRequest {
+    let mut r = request(who, pb::Operation::Update, target);
+    r.updates_acpi = true;
+    r
+}
+
+/// TS-0001 9.6.1.3.2 (spec notes §2.3): "Changing acpi ... is authorized
+/// by UPDATE in pvs of the currently referenced ACPs". Calice holds UPDATE
+/// in acp1's pv, not in its pvs: she may update cnt1, but not re-point it
+/// to her own ACP; Cadmin may, by acp1.pvs.acr[0]. With the ACPs named in
+/// the request (`acp_ids`) the same; a resource without acpi is judged by
+/// its default policy (its creator).
+#[tokio::test]
+async fn ts0001_9_6_1_3_2_an_acpi_change_is_judged_by_pvs_of_the_referenced_acps() {
+    let pdp = acpi_change_replica();
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+
+    let d = decide(&mut client, acpi_change("Calice", "cnt1")).await;
+    assert_eq!(d.decision, DENY, "{}", d.summary);
+    assert_eq!(
+        d.status,
+        pb::AuthorizationStatus::NotApplicable as i32,
+        "no pvs rule names Calice: {}",
+        d.summary
+    );
+    let d = decide(&mut client, acpi_change("Cadmin", "cnt1")).await;
+    assert_eq!(d.decision, PERMIT, "{}", d.summary);
+    let by = d.permitted_by.clone().expect("permitted_by");
+    assert_eq!(
+        (by.acp_id.as_str(), by.privileges, by.rule_index),
+        ("acp1", pb::PrivilegeKind::SelfPrivileges as i32, 0)
+    );
+    assert!(d.summary.contains("acp1.pvs.acr[0]"), "{}", d.summary);
+
+    // Without the flag: the ordinary Update, by pv, as before.
+    let d = decide(
+        &mut client,
+        request("Calice", pb::Operation::Update, "cnt1"),
+    )
+    .await;
+    assert_eq!(d.decision, PERMIT, "{}", d.summary);
+    assert!(d.summary.contains("acp1.pv.acr[0]"), "{}", d.summary);
+    let d = decide(
+        &mut client,
+        request("Cadmin", pb::Operation::Update, "cnt1"),
+    )
+    .await;
+    assert_eq!(d.decision, DENY, "{}", d.summary);
+
+    // The ACPs named in the request: their pvs.
+    let named = |who: &str| {
+        let mut r = acpi_change(who, "cnt1");
+        r.acp_ids = vec!["acp1".into()];
+        r
+    };
+    assert_eq!(decide(&mut client, named("Calice")).await.decision, DENY);
+    let d = decide(&mut client, named("Cadmin")).await;
+    assert_eq!(d.decision, PERMIT, "{}", d.summary);
+    assert!(d.summary.contains("acp1.pvs.acr[0]"), "{}", d.summary);
+
+    // acpi not set: the default policy, as for cnt2's other requests.
+    let d = decide(&mut client, acpi_change("Calice", "cnt2")).await;
+    assert_eq!(d.decision, PERMIT, "the creator: {}", d.summary);
+    assert_eq!(
+        decide(&mut client, acpi_change("Cadmin", "cnt2"))
+            .await
+            .decision,
+        DENY
+    );
+}
+
+/// An acpi change is an UPDATE of a resource that has acpi (TS-0001
+/// 9.6.1.3.2; spec notes §2.3: not an ACP, not a contentInstance):
+/// anything else is INVALID_ARGUMENT with a BadRequest naming
+/// `updates_acpi`, whether the request gives the target's type or the
+/// replica knows it. In a batch, a Deny with status SYNTAX_ERROR.
+#[tokio::test]
+async fn ts0001_9_6_1_3_2_updates_acpi_on_a_retrieve_or_a_target_without_acpi_is_invalid() {
+    let pdp = acpi_change_replica();
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+
+    let mut retrieve = acpi_change("Cadmin", "cnt1");
+    retrieve.operation = pb::Operation::Retrieve as i32;
+    let mut typed_acp = acpi_change("Cadmin", "cnt1");
+    typed_acp.target_type = Some(1);
+    let mut named_acp = acpi_change("Cadmin", "acp1");
+    named_acp.acp_ids = vec!["acp1".into()];
+    for (what, req, reason) in [
+        ("RETRIEVE", retrieve, "must be an OPERATION_UPDATE"),
+        (
+            "an ACP target",
+            acpi_change("Cadmin", "acp1"),
+            "has no accessControlPolicyIDs",
+        ),
+        (
+            "an ACP target with acp_ids",
+            named_acp,
+            "has no accessControlPolicyIDs",
+        ),
+        ("target_type 1", typed_acp, "has no accessControlPolicyIDs"),
+        (
+            "a contentInstance",
+            acpi_change("Cadmin", "cin1"),
+            "has no accessControlPolicyIDs",
+        ),
+    ] {
+        let err = client.decide(req.clone()).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
+        let bad = err.get_details_bad_request().expect("a BadRequest detail");
+        assert_eq!(bad.field_violations.len(), 1, "{what}: {bad:?}");
+        assert_eq!(bad.field_violations[0].field, "updates_acpi", "{what}");
+        assert!(
+            bad.field_violations[0].description.contains(reason),
+            "{what}: {}",
+            bad.field_violations[0].description
+        );
+        let out = client
+            .decide_batch(pb::DecideBatchRequest {
+                requests: vec![req],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .decisions;
+        assert_eq!(out[0].decision, DENY, "{what}");
+        assert_eq!(
+            out[0].status,
+            pb::AuthorizationStatus::SyntaxError as i32,
+            "{what}"
+        );
+        assert!(
+            out[0].summary.contains("updates_acpi"),
+            "{what}: {}",
+            out[0].summary
+        );
+    }
+    // The same requests without the flag are decided.
+    let d = decide(
+        &mut client,
+        request("Cadmin", pb::Operation::Update, "acp1"),
+    )
+    .await;
+    assert_eq!(d.decision, PERMIT, "{}", d.summary);
+}
+
+/// Decision 7: a dynamic ACP bound to cnt1 grants Cguest UPDATE, a `pv`
+/// for the target; it is no `pvs`, so it does not authorize an acpi change
+/// (TS-0001 9.6.1.3.2), resolved or named in `acp_ids`, while it still
+/// permits the ordinary Update.
+#[tokio::test]
+async fn decision_7_a_dynamic_acp_does_not_authorize_an_acpi_change() {
+    let pdp = acpi_change_replica();
+    let at = chrono::Utc::now() + chrono::Duration::minutes(10);
+    pdp.apply_event(&pb::WatchEvent {
+        revision: 2,
+        event: Some(pb::watch_event::Event::DynamicPut(pb::DynamicAcpRecord {
+            acp_id: "dyn1".into(),
+            target: "cnt1".into(),
+            privileges: acp("dyn1", &["Cguest"], UPDATE).privileges,
+            expires_at: Some(prost_types::Timestamp {
+                seconds: at.timestamp(),
+                nanos: 0,
+            }),
+            revision: 2,
+        })),
+    })
+    .unwrap();
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+
+    let d = decide(
+        &mut client,
+        request("Cguest", pb::Operation::Update, "cnt1"),
+    )
+    .await;
+    assert_eq!(d.decision, PERMIT, "{}", d.summary);
+    assert_eq!(d.permitted_by.expect("permitted_by").acp_id, "dyn1");
+    let d = decide(&mut client, acpi_change("Cguest", "cnt1")).await;
+    assert_eq!(d.decision, DENY, "{}", d.summary);
+    let mut named = acpi_change("Cguest", "cnt1");
+    named.acp_ids = vec!["acp1".into(), "dyn1".into()];
+    let d = decide(&mut client, named).await;
+    assert_eq!(d.decision, DENY, "{}", d.summary);
+    assert!(
+        !d.summary.contains("not in the replica"),
+        "dyn1 is in the replica, it only has no pvs: {}",
+        d.summary
+    );
+}
