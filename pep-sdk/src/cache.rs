@@ -4,9 +4,10 @@
 //! Semantics, chosen to be correct rather than clever:
 //!
 //! - **Key**: the whole decision request (originator, operation, discovery
-//!   flag, target, target and created types, specialization, IP address,
-//!   location, authentication flag, Role-IDs, `tqi`, hosting CSE, explicit
-//!   ACP IDs) with the request time **truncated to the second**; only the
+//!   flag, acpi-change flag, target, target and created types,
+//!   specialization, IP address, location, authentication flag, Role-IDs,
+//!   `tqi`, hosting CSE, explicit ACP IDs) with the request time
+//!   **truncated to the second**; only the
 //!   request identifier and the `explain` flag are left out. Time windows
 //!   (`actw`) have a granularity of one second, so two requests in the same
 //!   second get the same answer from the same policies; a request in the
@@ -279,6 +280,27 @@ mod tests {
         );
         assert_ne!(a, c);
         assert_ne!(a, d);
+    }
+
+    /// TS-0001 9.6.1.3.2: an acpi change is judged by `pvs`, the same
+    /// Update otherwise by `pv`; the key tells them apart, or a Permit of
+    /// one would answer the other.
+    #[test]
+    fn ts0001_9_6_1_3_2_an_acpi_change_is_another_key() {
+        let now = Utc::now();
+        let mut update = req("C1", 100, 0);
+        update.operation = pb::Operation::Update as i32;
+        let mut acpi = update.clone();
+        acpi.updates_acpi = true;
+        let (a, b) = (
+            DecisionCache::key(&update, now),
+            DecisionCache::key(&acpi, now),
+        );
+        assert!(a.is_some() && b.is_some());
+        assert_ne!(a, b);
+        let cache = DecisionCache::new(CacheConfig::default());
+        cache.insert(a.clone().expect("key"), &permit(1));
+        assert!(cache.get(&b.expect("key")).is_none());
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! | `tqi` | query `tqi` (`true`/`false`/`1`/`0`) |
 //! | `to` | the path: `/~/x` is SP-relative (`/x`), `/_/x` absolute (`//x`), any other `/x` CSE-relative (`x`) |
 //! | `spty` of a Create of a `<mgmtObj>` (`ty` 13) or a `<flexContainer>` (`ty` 28) | the content: `mgd` or `cnd` of the resource's single root (`{"m2m:fwr": {"mgd": 1001, ...}}`), read by a [`SpecializationReader`] |
+//! | `updates_acpi` of an Update | the content, read by an [`AcpiChangeReader`]: true when the resource under its single root holds only `acpi` (`{"m2m:cnt": {"acpi": [...]}}`); `acpi` with other attributes is 400 / 4000 (TS-0001 9.6.1.3.2) |
 //!
 //! and from the CSE ([`RequestContext`](crate::RequestContext)): the client's
 //! IP address (an [`OriginatorIp`] extension if an outer layer set one, else
@@ -43,8 +44,19 @@
 //! larger or unreadable content is answered 400 / 4000), asks its
 //! [`SpecializationReader`] (default [`JsonSpecialization`]; replace it with
 //! [`PepLayer::with_specialization_reader`] for XML or CBOR), and hands the
-//! same bytes on to the inner service. Every other request's body is passed
-//! on untouched, unread.
+//! same bytes on to the inner service.
+//!
+//! **Changing `acpi`.** An Update that changes the target's `acpi` is
+//! authorized by UPDATE in the `pvs` of the ACPs the target references now,
+//! not by their `pv`, and must change nothing else (TS-0001 9.6.1.3.2;
+//! otherwise 4000). Only the content tells, so the layer reads the content
+//! of every Update (PUT) the same way (bounded, handed on), asks its
+//! [`AcpiChangeReader`] (default [`JsonAcpiChange`];
+//! [`PepLayer::with_acpi_change_reader`]), and sends the PDP `updates_acpi`
+//! when the content holds only `acpi`. Content it cannot read (not JSON, for
+//! the default reader) is 400 / 4000 rather than an Update judged by `pv`
+//! that might re-point the resource's ACPs. Every other request's body is
+//! passed on untouched, unread.
 //!
 //! **Responses.** A permitted request goes to the inner service with an
 //! [`AuthorizedRequest`] extension (the primitive, the target, the verdict),
@@ -253,6 +265,95 @@ impl SpecializationReader for JsonSpecialization {
             _ => return Ok(None),
         };
         Ok(Some(pb::Specialization { kind: Some(kind) }))
+    }
+}
+
+/// Whether a request's `Content-Type` names JSON (a media type of `json`
+/// or ending in `+json`); `None` without the header.
+fn json_media_type(parts: &http::request::Parts) -> Option<bool> {
+    let ct = parts.headers.get(CONTENT_TYPE)?;
+    Some(
+        ct.to_str()
+            .ok()
+            .and_then(|ct| ct.split(';').next())
+            .map(|media| {
+                let media = media.trim().to_ascii_lowercase();
+                media.ends_with("/json") || media.ends_with("+json")
+            })
+            .unwrap_or(false),
+    )
+}
+
+/// The resource under the single root of JSON content (`{"m2m:cnt": {...}}`).
+fn json_resource(content: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, PepError> {
+    let value: serde_json::Value = serde_json::from_slice(content)
+        .map_err(|e| PepError::BadRequest(format!("the content is not JSON: {e}")))?;
+    match value {
+        serde_json::Value::Object(root) if root.len() == 1 => match root.into_iter().next() {
+            Some((_, serde_json::Value::Object(resource))) => Ok(resource),
+            _ => Err(not_one_resource()),
+        },
+        _ => Err(not_one_resource()),
+    }
+}
+
+fn not_one_resource() -> PepError {
+    PepError::BadRequest(
+        "the content is not one resource under a single root such as m2m:cnt".into(),
+    )
+}
+
+/// Tells from an Update's content whether it changes the target's `acpi`
+/// (TS-0001 9.6.1.3.2). The layer asks it for every Update (PUT).
+pub trait AcpiChangeReader: Send + Sync + 'static {
+    /// `Ok(true)` when `content` (the Update's body) changes `acpi` and
+    /// nothing else, `Ok(false)` when it does not change `acpi`. An error
+    /// makes the layer answer 400 / 4000 with its text: for content that
+    /// changes `acpi` and other attributes too (TS-0001 9.6.1.3.2), and
+    /// for content the reader cannot tell about.
+    fn updates_acpi(&self, parts: &http::request::Parts, content: &[u8]) -> Result<bool, PepError>;
+}
+
+/// The default [`AcpiChangeReader`]: JSON content (a media type of `json`
+/// or ending in `+json`, or no `Content-Type`) holds the resource under a
+/// single root such as `m2m:cnt`; it changes `acpi` when that resource has
+/// the attribute `acpi` (or its long name `accessControlPolicyIDs`), a
+/// `null` (which removes it) included. Content of another serialization
+/// (XML, CBOR) is an error, not "no acpi change": install a reader for it
+/// when the CSE accepts such content.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonAcpiChange;
+
+/// The names of `accessControlPolicyIDs` in JSON content.
+const ACPI_NAMES: [&str; 2] = ["acpi", "accessControlPolicyIDs"];
+
+impl AcpiChangeReader for JsonAcpiChange {
+    fn updates_acpi(&self, parts: &http::request::Parts, content: &[u8]) -> Result<bool, PepError> {
+        if json_media_type(parts) == Some(false) {
+            return Err(PepError::BadRequest(
+                "the content of an Update is read as JSON to tell whether it changes acpi \
+                 (TS-0001 9.6.1.3.2); this CSE takes no other serialization"
+                    .into(),
+            ));
+        }
+        let resource = json_resource(content)?;
+        if !resource.keys().any(|k| ACPI_NAMES.contains(&k.as_str())) {
+            return Ok(false);
+        }
+        let others: Vec<&str> = resource
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !ACPI_NAMES.contains(k))
+            .collect();
+        if others.is_empty() {
+            Ok(true)
+        } else {
+            Err(PepError::BadRequest(format!(
+                "an Update that changes acpi must hold only acpi (TS-0001 9.6.1.3.2); \
+                 this one also holds {}",
+                others.join(", ")
+            )))
+        }
     }
 }
 
@@ -491,7 +592,44 @@ struct Shared {
     deny_detail: DenyDetail,
     registration_without_origin: bool,
     specialization: Arc<dyn SpecializationReader>,
+    acpi_change: Arc<dyn AcpiChangeReader>,
     content_limit: usize,
+}
+
+/// What the layer read of a request's content for the decision.
+#[derive(Debug, Clone, Default)]
+struct ContentFacts {
+    /// The specialization of a Create of type 13 or 28.
+    spty: Option<pb::Specialization>,
+    /// An Update that changes `acpi` alone.
+    updates_acpi: bool,
+}
+
+/// Why the layer reads a request's content.
+#[derive(Debug, Clone, Copy)]
+enum ContentUse {
+    /// A Create of this type (13 or 28): its specialization.
+    Specialization(u32),
+    /// An Update: whether it changes `acpi`.
+    Update,
+}
+
+impl ContentUse {
+    /// The content the layer reads of `parts`, if any.
+    fn of(parts: &http::request::Parts) -> Option<Self> {
+        if parts.method == Method::PUT {
+            return Some(Self::Update);
+        }
+        specialized_create(parts).map(Self::Specialization)
+    }
+
+    /// What the layer reads the content for, in a 4000's reason.
+    fn purpose(self) -> &'static str {
+        match self {
+            Self::Specialization(_) => "to find its specialization (mgd/cnd)",
+            Self::Update => "to tell whether it changes acpi",
+        }
+    }
 }
 
 /// The outcome of authorizing one HTTP request.
@@ -519,22 +657,24 @@ pub struct RegistrationWithoutOrigin {
 }
 
 impl Shared {
-    /// Authorizes a request; `spty` is what the [`SpecializationReader`]
-    /// found in the content of a Create of type 13 or 28 (`Ok(None)` for
-    /// any other request).
+    /// Authorizes a request; `facts` is what the [`SpecializationReader`]
+    /// found in the content of a Create of type 13 or 28 and the
+    /// [`AcpiChangeReader`] in that of an Update (nothing for any other
+    /// request).
     async fn authorize(
         &self,
         parts: &http::request::Parts,
-        spty: Result<Option<pb::Specialization>, PepError>,
+        facts: Result<ContentFacts, PepError>,
     ) -> Authorization {
         let mut primitive = match primitive_from_http(parts) {
             Ok(p) => p,
             Err(e) => return Authorization::Reject(bad_request(e)),
         };
-        primitive.spty = match spty {
-            Ok(spty) => spty,
+        let facts = match facts {
+            Ok(facts) => facts,
             Err(e) => return Authorization::Reject(bad_request(e)),
         };
+        primitive.spty = facts.spty;
         let relative = cse_relative(&primitive.to, &self.cse);
         let Some(target) = self.resolver.resolve(&primitive.to, relative.as_deref()) else {
             return Authorization::Reject(Rejection::debug(
@@ -565,6 +705,7 @@ impl Shared {
             target_id: Some(target.resource_id.clone()),
             target_type: target.resource_type,
             request_time: Some(self.clock.now()),
+            updates_acpi: facts.updates_acpi,
             ..RequestContext::default()
         };
         let request = match DecisionRequestBuilder::new(&self.cse, &primitive)
@@ -651,6 +792,7 @@ impl PepLayer {
                 deny_detail: DenyDetail::Minimal,
                 registration_without_origin: false,
                 specialization: Arc::new(JsonSpecialization),
+                acpi_change: Arc::new(JsonAcpiChange),
                 content_limit: DEFAULT_CONTENT_LIMIT,
             }),
         }
@@ -668,6 +810,7 @@ impl PepLayer {
                 deny_detail: arc.deny_detail,
                 registration_without_origin: arc.registration_without_origin,
                 specialization: arc.specialization.clone(),
+                acpi_change: arc.acpi_change.clone(),
                 content_limit: arc.content_limit,
             },
         };
@@ -712,9 +855,16 @@ impl PepLayer {
         self.map(|s| s.specialization = Arc::new(reader))
     }
 
-    /// The most bytes of a Create's content (type 13 or 28 only) the layer
-    /// reads to find its specialization (default [`DEFAULT_CONTENT_LIMIT`]);
-    /// a larger content is answered 400 / 4000.
+    /// Tells whether an Update changes `acpi` with `reader` instead of
+    /// [`JsonAcpiChange`].
+    pub fn with_acpi_change_reader(self, reader: impl AcpiChangeReader) -> Self {
+        self.map(|s| s.acpi_change = Arc::new(reader))
+    }
+
+    /// The most bytes of a Create's content (type 13 or 28 only) or an
+    /// Update's content the layer reads, to find the specialization or to
+    /// tell an acpi change (default [`DEFAULT_CONTENT_LIMIT`]); a larger
+    /// content is answered 400 / 4000.
     pub fn with_content_limit(self, bytes: usize) -> Self {
         self.map(|s| s.content_limit = bytes)
     }
@@ -749,8 +899,8 @@ impl<S> std::fmt::Debug for PepService<S> {
 pub type PepBody<B> = Either<B, Full<Bytes>>;
 
 /// The request body must be one the layer can read (for a Create of type 13
-/// or 28) and rebuild from the bytes it read, such as axum's `Body` or
-/// `Full<Bytes>`.
+/// or 28, and for an Update) and rebuild from the bytes it read, such as
+/// axum's `Body` or `Full<Bytes>`.
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for PepService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -777,22 +927,38 @@ where
         Box::pin(async move {
             let (mut parts, body) = req.into_parts();
             let rqi = parts.headers.get(X_M2M_RI).cloned();
-            // Only a Create whose specialization an `acod` may check is
-            // read (bounded); the inner service gets the same bytes.
-            let (body, spty) = match specialized_create(&parts) {
-                None => (body, Ok(None)),
-                Some(ty) => match Limited::new(body, shared.content_limit).collect().await {
+            // Only a Create whose specialization an `acod` may check, and
+            // an Update (an acpi change?), are read (bounded); the inner
+            // service gets the same bytes.
+            let (body, facts) = match ContentUse::of(&parts) {
+                None => (body, Ok(ContentFacts::default())),
+                Some(usage) => match Limited::new(body, shared.content_limit).collect().await {
                     Ok(collected) => {
                         let content = collected.to_bytes();
-                        let spty = shared.specialization.specialization(&parts, ty, &content);
-                        (ReqBody::from(content), spty)
+                        let facts = match usage {
+                            ContentUse::Specialization(ty) => shared
+                                .specialization
+                                .specialization(&parts, ty, &content)
+                                .map(|spty| ContentFacts {
+                                    spty,
+                                    ..ContentFacts::default()
+                                }),
+                            ContentUse::Update => shared
+                                .acpi_change
+                                .updates_acpi(&parts, &content)
+                                .map(|updates_acpi| ContentFacts {
+                                    updates_acpi,
+                                    ..ContentFacts::default()
+                                }),
+                        };
+                        (ReqBody::from(content), facts)
                     }
                     Err(e) => {
                         let reason = if e.is::<http_body_util::LengthLimitError>() {
                             format!(
-                                "the content is longer than the {} bytes read to find its \
-                                 specialization (mgd/cnd)",
-                                shared.content_limit
+                                "the content is longer than the {} bytes read {}",
+                                shared.content_limit,
+                                usage.purpose()
                             )
                         } else {
                             format!("the content could not be read: {e}")
@@ -802,7 +968,7 @@ where
                     }
                 },
             };
-            match shared.authorize(&parts, spty).await {
+            match shared.authorize(&parts, facts).await {
                 Authorization::Reject(r) => {
                     Ok(rejection_response(&r, rqi.as_ref()).map(Either::Right))
                 }
@@ -983,6 +1149,59 @@ mod tests {
             ))
             .is_err()
         );
+    }
+
+    /// TS-0001 9.6.1.3.2: an Update holding only `acpi` is an acpi change;
+    /// one holding `acpi` and other attributes is 4000; content that
+    /// cannot be read is not taken for "no acpi change".
+    #[test]
+    fn ts0001_9_6_1_3_2_json_acpi_change() {
+        let json = parts(
+            Method::PUT,
+            "/x",
+            &[("Content-Type", "application/vnd.onem2m-res+json")],
+        );
+        let read = |p: &http::request::Parts, content: &str| {
+            JsonAcpiChange.updates_acpi(p, content.as_bytes())
+        };
+        assert!(matches!(
+            read(&json, r#"{"m2m:cnt": {"acpi": ["acpMine"]}}"#),
+            Ok(true)
+        ));
+        assert!(matches!(
+            read(&json, r#"{"m2m:cnt": {"acpi": null}}"#),
+            Ok(true)
+        ));
+        assert!(matches!(
+            read(&json, r#"{"m2m:cnt": {"accessControlPolicyIDs": []}}"#),
+            Ok(true)
+        ));
+        assert!(matches!(
+            read(&json, r#"{"m2m:cnt": {"lbl": ["front"]}}"#),
+            Ok(false)
+        ));
+        let no_type = parts(Method::PUT, "/x", &[]);
+        assert!(matches!(
+            read(&no_type, r#"{"m2m:cnt": {"acpi": ["a"]}}"#),
+            Ok(true)
+        ));
+        match read(
+            &json,
+            r#"{"m2m:cnt": {"acpi": ["acpMine"], "lbl": ["x"], "et": "x"}}"#,
+        ) {
+            Err(PepError::BadRequest(m)) => {
+                assert!(
+                    m.contains("must hold only acpi") && m.contains("lbl") && m.contains("et"),
+                    "{m}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in ["", "[]", r#"{"a": {}, "b": {}}"#, r#"{"m2m:cnt": 5}"#] {
+            assert!(read(&json, bad).is_err(), "{bad:?}");
+        }
+        let xml = parts(Method::PUT, "/x", &[("Content-Type", "application/xml")]);
+        assert!(read(&xml, "<m2m:cnt><acpi>a</acpi></m2m:cnt>").is_err());
     }
 
     #[test]

@@ -75,9 +75,9 @@ pub use client::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::PepError;
 pub use http::{
-    AuthenticatedIdentity, Authenticator, AuthorizedRequest, ExtensionIdentity, JsonSpecialization,
-    OriginatorIp, PepLayer, PepService, RegistrationWithoutOrigin, SpecializationReader, Target,
-    TargetResolver, UnstructuredIds,
+    AcpiChangeReader, AuthenticatedIdentity, Authenticator, AuthorizedRequest, ExtensionIdentity,
+    JsonAcpiChange, JsonSpecialization, OriginatorIp, PepLayer, PepService,
+    RegistrationWithoutOrigin, SpecializationReader, Target, TargetResolver, UnstructuredIds,
 };
 pub use request::{CseContext, DecisionRequestBuilder, RequestContext, RequestPrimitive};
 pub use response::{DenyDetail, Enforcement, Rejection, ResponseStatusCode};

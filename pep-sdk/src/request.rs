@@ -18,10 +18,17 @@
 //!   authenticated identity and `fr` are the same originator once both are
 //!   made absolute with the hosting CSE's SP-ID and CSE-ID;
 //! - the tokens and token IDs (`tkns`, `tids`, `ltids`) and `tqi` are
-//!   forwarded as received; the PDP checks their syntax.
+//!   forwarded as received; the PDP checks their syntax;
+//! - an Update whose content holds only `acpi` is an acpi change
+//!   ([`DecisionRequestBuilder::updates_acpi`], `updates_acpi` on the wire):
+//!   the PDP judges it by the `pvs` of the target's ACPs, not their `pv`
+//!   (TS-0001 9.6.1.3.2). Telling it is the CSE's part, from the content
+//!   (the HTTP layer does it, [`crate::http`]); an Update mixing `acpi` with
+//!   other attributes is the CSE's 4000 before any decision.
 //!
 //! Local checks are the ones no PDP is needed for (a missing `fr`, `to` or
-//! `rqi`, a Create without `ty`, a `fu` out of range); each fails with
+//! `rqi`, a Create without `ty`, a `fu` out of range, an acpi change that
+//! is not an Update); each fails with
 //! [`PepError::BadRequest`], which a CSE answers with 4000 BAD_REQUEST.
 
 use std::net::IpAddr;
@@ -163,6 +170,10 @@ pub struct RequestContext {
     pub acp_ids: Vec<String>,
     /// Ask the PDP for an explanation.
     pub explain: bool,
+    /// The Update changes the target's `acpi` and nothing else (TS-0001
+    /// 9.6.1.3.2), as the CSE read from its content: the PDP then judges
+    /// it by the `pvs` of the target's ACPs.
+    pub updates_acpi: bool,
 }
 
 /// Builds a decision request from a primitive, its context and the hosting
@@ -215,6 +226,15 @@ impl<'a> DecisionRequestBuilder<'a> {
         self
     }
 
+    /// Whether the Update changes the target's `acpi` and nothing else
+    /// (its content holds only `acpi`; TS-0001 9.6.1.3.2): the PDP then
+    /// judges it by UPDATE in the `pvs` of the ACPs the target references
+    /// now. Only an Update may be one ([`Self::build`] fails otherwise).
+    pub fn updates_acpi(mut self, yes: bool) -> Self {
+        self.context.updates_acpi = yes;
+        self
+    }
+
     /// Checks the primitive and builds the wire request.
     pub fn build(self) -> Result<pb::DecisionRequest, PepError> {
         let p = self.primitive;
@@ -240,6 +260,12 @@ impl<'a> DecisionRequestBuilder<'a> {
         {
             return Err(PepError::BadRequest(format!(
                 "filterUsage (fu) {fu} is not 1, 2 or 3"
+            )));
+        }
+        if c.updates_acpi && p.op != pb::Operation::Update {
+            return Err(PepError::BadRequest(format!(
+                "only an Update changes acpi (TS-0001 9.6.1.3.2), not a {:?}",
+                p.op
             )));
         }
         let resource_type = match (p.op, p.ty) {
@@ -283,7 +309,7 @@ impl<'a> DecisionRequestBuilder<'a> {
             acp_ids: c.acp_ids,
             explain: c.explain,
             request_id: p.rqi.clone(),
-            updates_acpi: false,
+            updates_acpi: c.updates_acpi,
         })
     }
 }
@@ -394,5 +420,30 @@ mod tests {
         );
         let p = RequestPrimitive::new(pb::Operation::Retrieve, "x", "C1", "");
         assert!(DecisionRequestBuilder::new(&cse, &p).build().is_err());
+    }
+
+    /// TS-0001 9.6.1.3.2: an Update of `acpi` alone is marked for the PDP;
+    /// nothing else may be one (a local 4000), and by default nothing is.
+    #[test]
+    fn ts0001_9_6_1_3_2_an_acpi_change_is_marked_on_updates_only() {
+        let cse = cse();
+        let update = RequestPrimitive::new(pb::Operation::Update, "frontDoor", "CownerPhone", "r1");
+        let req = DecisionRequestBuilder::new(&cse, &update)
+            .build()
+            .expect("request");
+        assert!(!req.updates_acpi);
+        let req = DecisionRequestBuilder::new(&cse, &update)
+            .updates_acpi(true)
+            .build()
+            .expect("request");
+        assert!(req.updates_acpi);
+        let retrieve =
+            RequestPrimitive::new(pb::Operation::Retrieve, "frontDoor", "CownerPhone", "r1");
+        assert!(matches!(
+            DecisionRequestBuilder::new(&cse, &retrieve)
+                .updates_acpi(true)
+                .build(),
+            Err(PepError::BadRequest(m)) if m.contains("only an Update changes acpi")
+        ));
     }
 }
