@@ -25,6 +25,7 @@
 //! | GET with `fu=1` (discovery, optional `ty` filter) | 200 / 2000, `m2m:uril` of the descendants the originator may DISCOVER (checked with one `DecideBatch`) |
 //! | POST `ty=4` `{"m2m:cin": {"con": "UNLOCKED"}}` to a door's container | 201 / 2001: the command, and the door's new state |
 //! | PUT `{"m2m:cnt": {"lbl": [...]}}` on a container | 200 / 2004 |
+//! | PUT `{"m2m:cnt": {"acpi": [...]}}` (or `m2m:ae`, `m2m:cb`; `acpi` and nothing else) on a container, an AE or the CSEBase | 200 / 2004 once the PRP took the new `acpi` (written there as the originator); the PEP had the PDP judge it by the `pvs` of the resource's ACPs (TS-0001 9.6.1.3.2); `acpi` with other attributes is 4000 from the PEP layer, a contentInstance's `acpi` 4000, and without a PRP ([`AppConfig::prp`]) 4005 |
 //! | DELETE a contentInstance (or `la`/`ol`) | 200 / 2002 |
 //! | anything else | 4005 OPERATION_NOT_ALLOWED, 4102 for content other than `LOCKED`/`UNLOCKED`, 4004 for an unknown resource |
 
@@ -42,6 +43,8 @@ use authz_pep::{
     AuthorizedRequest, Clock, CseContext, DenyDetail, PepClient, PepLayer, ResponseStatusCode,
     Target, TargetResolver,
 };
+use authz_proto::pb;
+use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -70,6 +73,10 @@ pub struct AppConfig {
     pub bundle: Bundle,
     /// How much a 4103 says.
     pub deny_detail: DenyDetail,
+    /// The PRP the resources' `acpi` live in (the PDP decides with what it
+    /// holds): an acpi change is written there, as its originator, before
+    /// the tree takes it. `None`: an acpi change is 4005.
+    pub prp: Option<PolicyRetrievalPointClient<tonic::transport::Channel>>,
 }
 
 /// The CSE's state.
@@ -78,6 +85,7 @@ struct App {
     cse: CseContext,
     pep: PepClient,
     clock: Arc<dyn Clock>,
+    prp: Option<PolicyRetrievalPointClient<tonic::transport::Channel>>,
 }
 
 /// The PEP's view of the tree: an address to the resource access control is
@@ -115,6 +123,7 @@ pub fn router(config: AppConfig) -> Result<(Router, SharedStore), StoreError> {
         cse: config.cse,
         pep: config.pep,
         clock: config.clock,
+        prp: config.prp,
     });
     let router = Router::new().fallback(handle).with_state(app).layer(layer);
     Ok((router, store))
@@ -189,6 +198,11 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
         }
         Op::Retrieve => retrieve(&app, &addressed, &rqi),
         Op::Create => create(&app, &auth, &addressed, &body),
+        // An Update holding only acpi (TS-0001 9.6.1.3.2); the layer
+        // answered 4000 to one holding acpi and more.
+        Op::Update if auth.request.updates_acpi => {
+            update_acpi(&app, &auth, &addressed, &body).await
+        }
         Op::Update => update(&app, &addressed, &body, &rqi),
         Op::Delete => delete(&app, &addressed, &rqi),
         Op::Notify | Op::Unspecified => error(
@@ -345,6 +359,133 @@ fn update(app: &App, addressed: &Addressed, body: &[u8], rqi: &str) -> Response 
         ),
         Err(e) => error(e, rqi),
     }
+}
+
+/// An Update that changes the resource's `acpi` and nothing else, which
+/// the PDP judged by UPDATE in the `pvs` of the ACPs the resource
+/// references now (TS-0001 9.6.1.3.2): the PDP decides with the PRP's
+/// records, so the new `acpi` goes to the PRP first, as the originator's
+/// `PutResource` (which the PRP authorizes by the same `pvs`), then into the
+/// tree. `"acpi": null` removes it (the default policy then applies).
+async fn update_acpi(
+    app: &App,
+    auth: &AuthorizedRequest,
+    addressed: &Addressed,
+    body: &[u8],
+) -> Response {
+    let rqi = &auth.primitive.rqi;
+    let Addressed::Resource(ri) = addressed else {
+        return error(
+            StoreError::NotAllowed("la/ol cannot be updated".into()),
+            rqi,
+        );
+    };
+    {
+        // A contentInstance is authorized as its container, but has no
+        // acpi of its own (spec notes §2.3).
+        let store = app.store.read().unwrap_or_else(|e| e.into_inner());
+        match store.get(ri) {
+            None => return error(StoreError::NotFound(ri.clone()), rqi),
+            Some(r) if r.ty == ty::CONTENT_INSTANCE => {
+                return error(
+                    StoreError::Bad("a contentInstance has no acpi to change".into()),
+                    rqi,
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    let acpi = match new_acpi(body) {
+        Ok(acpi) => acpi,
+        Err(e) => return error(e, rqi),
+    };
+    let Some(mut prp) = app.prp.clone() else {
+        return error(
+            StoreError::NotAllowed(
+                "this CSE has no PRP to keep the resources' acpi in, so acpi cannot change".into(),
+            ),
+            rqi,
+        );
+    };
+    let record = match prp
+        .get_resource(pb::GetResourceRequest {
+            resource_id: ri.clone(),
+        })
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(status) => return prp_error(&status, rqi),
+    };
+    let mut resource = record.resource.unwrap_or_default();
+    resource.acpi_set = acpi.is_some();
+    resource.acpi = acpi.clone().unwrap_or_default();
+    if let Err(status) = prp
+        .put_resource(pb::PutResourceRequest {
+            originator: auth.primitive.fr.clone(),
+            resource: Some(resource),
+        })
+        .await
+    {
+        return prp_error(&status, rqi);
+    }
+    tracing::info!(resource = %ri, acpi = ?acpi, by = %auth.primitive.fr, "acpi changed");
+    let mut store = app.store.write().unwrap_or_else(|e| e.into_inner());
+    match store.update_acpi(ri, acpi.unwrap_or_default(), app.clock.now()) {
+        Ok(r) => respond(
+            ResponseStatusCode::UPDATED,
+            rqi,
+            store.to_json(&r, app.cse.cse_id()),
+        ),
+        Err(e) => error(e, rqi),
+    }
+}
+
+/// The new `acpi` of an acpi change's content (`{"m2m:cnt": {"acpi":
+/// [...]}}`): the ACP IDs, or `None` for `null` (remove it).
+fn new_acpi(body: &[u8]) -> Result<Option<Vec<String>>, StoreError> {
+    let content: Value = serde_json::from_slice(body)
+        .map_err(|e| StoreError::Bad(format!("content is not JSON: {e}")))?;
+    let value = content
+        .as_object()
+        .and_then(|root| root.values().next())
+        .and_then(Value::as_object)
+        .and_then(|r| r.get("acpi").or_else(|| r.get("accessControlPolicyIDs")))
+        .ok_or_else(|| {
+            StoreError::Bad("an acpi change takes {\"m2m:cnt\": {\"acpi\": [...]}}".into())
+        })?;
+    match value {
+        Value::Null => Ok(None),
+        Value::Array(ids) => ids
+            .iter()
+            .map(|id| match id.as_str() {
+                Some(id) if !id.is_empty() && !id.chars().any(char::is_whitespace) => {
+                    Ok(id.to_owned())
+                }
+                _ => Err(StoreError::Bad(format!("acpi: {id} is not an ACP ID"))),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        other => Err(StoreError::Bad(format!(
+            "acpi must be a list of ACP IDs or null, not {other}"
+        ))),
+    }
+}
+
+/// A PRP's refusal of a write as the CSE's response.
+fn prp_error(status: &tonic::Status, rqi: &str) -> Response {
+    let rsc = match status.code() {
+        tonic::Code::PermissionDenied => ResponseStatusCode::ORIGINATOR_HAS_NO_PRIVILEGE,
+        tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => {
+            ResponseStatusCode::BAD_REQUEST
+        }
+        tonic::Code::NotFound => ResponseStatusCode::NOT_FOUND,
+        _ => ResponseStatusCode::INTERNAL_SERVER_ERROR,
+    };
+    respond(
+        rsc,
+        rqi,
+        json!({ "m2m:dbg": format!("PRP: {}", status.message()) }),
+    )
 }
 
 fn delete(app: &App, addressed: &Addressed, rqi: &str) -> Response {

@@ -37,7 +37,7 @@ struct Args {
     /// PDP endpoint (repeatable: several are load-balanced).
     #[arg(long = "pdp", default_value = "http://127.0.0.1:7171")]
     pdp: Vec<String>,
-    /// PRP endpoint for --load-policies (default: the first --pdp, as with `authz up`).
+    /// PRP endpoint for --load-policies and for acpi changes (default: the first --pdp, as with `authz up`).
     #[arg(long)]
     prp: Option<String>,
     /// Load the policy bundle into the PRP at startup and wait for the PDP to have it.
@@ -111,12 +111,19 @@ async fn main() -> Result<()> {
     }
     let pep = PepClient::new(config)?;
 
+    let prp_endpoint = args.prp.clone().or_else(|| args.pdp.first().cloned());
+    // Where acpi changes are written (connected on first use).
+    let prp = match &prp_endpoint {
+        Some(endpoint) => Some(PolicyRetrievalPointClient::new(
+            tonic::transport::Endpoint::from_shared(endpoint.clone())
+                .with_context(|| format!("--prp {endpoint}"))?
+                .connect_lazy(),
+        )),
+        None => None,
+    };
     if args.load_policies {
-        let prp_endpoint = args
-            .prp
-            .clone()
-            .or_else(|| args.pdp.first().cloned())
-            .ok_or_else(|| anyhow!("--load-policies needs --prp or --pdp"))?;
+        let prp_endpoint =
+            prp_endpoint.ok_or_else(|| anyhow!("--load-policies needs --prp or --pdp"))?;
         let mut prp = PolicyRetrievalPointClient::connect(prp_endpoint.clone())
             .await
             .with_context(|| format!("cannot connect to the PRP at {prp_endpoint}"))?;
@@ -145,6 +152,7 @@ async fn main() -> Result<()> {
         } else {
             DenyDetail::Minimal
         },
+        prp,
     })?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

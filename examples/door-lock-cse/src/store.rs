@@ -357,6 +357,28 @@ impl Store {
         Ok(r.clone())
     }
 
+    /// Sets the `acpi` of a resource that has one (the CSEBase, an AE, a
+    /// container; a contentInstance has none); empty means not set.
+    pub fn update_acpi(
+        &mut self,
+        ri: &str,
+        acpi: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Resource, StoreError> {
+        let r = self
+            .resources
+            .get_mut(ri)
+            .ok_or_else(|| StoreError::NotFound(ri.to_owned()))?;
+        if r.ty == ty::CONTENT_INSTANCE {
+            return Err(StoreError::Bad(
+                "a contentInstance has no acpi to change".into(),
+            ));
+        }
+        r.acpi = acpi;
+        r.lt = now;
+        Ok(r.clone())
+    }
+
     /// Deletes a contentInstance.
     pub fn delete_instance(&mut self, ri: &str) -> Result<Resource, StoreError> {
         match self.resources.get(ri) {

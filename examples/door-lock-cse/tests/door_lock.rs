@@ -630,3 +630,114 @@ async fn the_guest_unlocks_with_a_token_from_the_das_7_3_2_3() {
         .map(str::to_owned);
     assert_eq!(state.as_deref(), Some("UNLOCKED"));
 }
+
+/// Sets the `pvs` of `acpFrontDoor` to one rule for `acor` (acop 63,
+/// `acaf`), as the admin; returns the PRP revision.
+async fn set_front_door_pvs(stack: &mut Stack, acor: &[&str]) -> u64 {
+    let mut acp = stack
+        .prp
+        .get_acp(pb::GetAcpRequest {
+            acp_id: "acpFrontDoor".into(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .acp
+        .expect("acp");
+    let rule = &mut acp.self_privileges.as_mut().expect("pvs").rules[0];
+    rule.originators = acor.iter().map(|s| s.to_string()).collect();
+    stack
+        .prp
+        .update_acp(pb::UpdateAcpRequest {
+            originator: ADMIN.into(),
+            acp: Some(acp),
+        })
+        .await
+        .expect("update")
+        .into_inner()
+        .revision
+}
+
+/// TS-0001 9.6.1.3.2 (spec notes §2.3): an Update that holds only `acpi`
+/// is authorized by UPDATE in the `pvs` of the ACPs the resource references
+/// now, not by their `pv`, and one that holds `acpi` and other attributes
+/// is 4000. The PEP layer tells the two from the content; the CSE writes a
+/// permitted change to the PRP, after which the new ACPs decide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_acpi_is_judged_by_pvs_ts0001_9_6_1_3_2() {
+    const JSON: (&str, &str) = ("Content-Type", "application/json");
+    const TO_BACK_ACP: &str = r#"{"m2m:cnt": {"acpi": ["acpBackDoor"]}}"#;
+    let mut stack = Stack::start(Options::default()).await;
+
+    // acpi and lbl in one Update: 4000 from the layer, no decision asked.
+    let calls = stack.decides();
+    let r = stack
+        .as_(
+            OWNER,
+            "PUT",
+            FRONT,
+            &[JSON],
+            r#"{"m2m:cnt": {"acpi": ["acpBackDoor"], "lbl": ["front"]}}"#,
+        )
+        .await;
+    assert_eq!((r.status, r.rsc()), (400, 4000), "{r:?}");
+    assert!(r.dbg().contains("must hold only acpi"), "{}", r.dbg());
+    assert_eq!(stack.decides(), calls, "4000 before any decision");
+
+    // The owner is in acpFrontDoor's pv and pvs. Taken out of the pvs, the
+    // owner may still update the labels (pv) but not the acpi (pvs).
+    let revision = set_front_door_pvs(&mut stack, &[ADMIN]).await;
+    wait_for_revision(&stack.pdp_status, revision).await;
+    let r = stack.as_(OWNER, "PUT", FRONT, &[JSON], TO_BACK_ACP).await;
+    assert_denied(&r, "owner without pvs changes acpi");
+    let r = stack
+        .as_(
+            OWNER,
+            "PUT",
+            FRONT,
+            &[JSON],
+            r#"{"m2m:cnt": {"lbl": ["front"]}}"#,
+        )
+        .await;
+    assert_eq!((r.status, r.rsc()), (200, 2004), "labels by pv: {r:?}");
+
+    // Back in the pvs (whose rule asks for authentication): the owner
+    // without credentials is refused by that rule, named in the summary.
+    let revision = set_front_door_pvs(&mut stack, &[OWNER.0, ADMIN]).await;
+    wait_for_revision(&stack.pdp_status, revision).await;
+    let r = stack
+        .send(
+            HOME,
+            "PUT",
+            FRONT,
+            &[("X-M2M-Origin", OWNER.0), ("X-M2M-RI", "rq-test"), JSON],
+            TO_BACK_ACP,
+        )
+        .await;
+    assert_denied(&r, "owner not authenticated changes acpi");
+    assert!(r.dbg().contains("acpFrontDoor.pvs.acr[0]"), "{}", r.dbg());
+
+    // The owner with credentials: permitted by the pvs; the PRP takes the
+    // new acpi, and from then on acpBackDoor decides on frontDoor.
+    let r = stack.as_(OWNER, "PUT", FRONT, &[JSON], TO_BACK_ACP).await;
+    assert_eq!((r.status, r.rsc()), (200, 2004), "{r:?}");
+    assert_eq!(
+        r.json()["m2m:cnt"]["acpi"],
+        serde_json::json!(["acpBackDoor"])
+    );
+    let record = stack
+        .prp
+        .get_resource(pb::GetResourceRequest {
+            resource_id: "frontDoor".into(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    let resource = record.resource.expect("resource");
+    assert_eq!(resource.acpi, ["acpBackDoor"]);
+    wait_for_revision(&stack.pdp_status, record.revision).await;
+    let r = stack.as_(LOCK1, "POST", FRONT, &[CIN], LOCK).await;
+    assert_denied(&r, "the front lock under acpBackDoor");
+    let r = stack.as_(LOCK2, "POST", FRONT, &[CIN], LOCK).await;
+    assert_created(&r, "the back lock under acpBackDoor");
+}

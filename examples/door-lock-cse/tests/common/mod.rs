@@ -212,6 +212,7 @@ impl Stack {
                 .expect("credentials"),
             bundle,
             deny_detail: DenyDetail::Summary,
+            prp: Some(prp.clone()),
         })
         .expect("router");
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
