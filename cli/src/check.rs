@@ -1,5 +1,8 @@
 //! `authz check`: load `m2m:acp` files as the target's applicable ACP set,
-//! decide a request given in short names, print the decision.
+//! decide a request given in short names, print the decision. The files'
+//! `pv` decide, or their `pvs` for a request with `"uacpi": true` (an
+//! Update of the target's acpi alone, TS-0001 9.6.1.3.2) and for a request
+//! on one of the loaded ACPs.
 //!
 //! Exit codes: 0 when a decision was printed (Permit or Deny), 2 when an
 //! input file is unreadable or invalid (the message names the file and field).
@@ -24,7 +27,7 @@ pub struct CheckArgs {
     /// m2m:acp JSON file(s): one resource or a list each. Together they are the target's applicable ACPs.
     #[arg(long = "policy", short = 'p', required = true, num_args = 1..)]
     policies: Vec<PathBuf>,
-    /// The request in oneM2M short names (fr, to, op, fu, rrt, spty, tgty, rids, rtm, oip, olo, authn).
+    /// The request in oneM2M short names (fr, to, op, fu, rrt, spty, tgty, rids, rtm, oip, olo, authn), and uacpi (an Update of acpi alone, judged by the ACPs' pvs).
     #[arg(long, short = 'r')]
     request: PathBuf,
     /// The hosting CSE's CSE-ID, used to make originator IDs absolute.
@@ -87,6 +90,16 @@ fn check(args: &CheckArgs) -> Result<Value> {
             .and_then(|ri| canonical_resource_id(ri, &ctx).ok())
             .is_some_and(|ri| Some(&ri) == target.as_ref())
     });
+    if let Some((ri, _)) = target_acp
+        && request.updates_acpi
+    {
+        // An ACP has no acpi (spec notes §2.3).
+        return Err(anyhow!(
+            "{}: uacpi: the target {} is an ACP, which has no acpi to change",
+            args.request.display(),
+            ri.as_deref().unwrap_or_default()
+        ));
+    }
     if target_acp.is_some() && request.target_type.is_none() {
         // The target is one of the loaded ACPs, so its type is known:
         // accessControlPolicy (ty 1), what an `acod` `ty` of its pvs is
@@ -98,11 +111,17 @@ fn check(args: &CheckArgs) -> Result<Value> {
             acp,
             kind: PrivilegeKind::SelfPrivileges,
         }],
+        // The loaded ACPs are the target's acpi: their pv decide, and
+        // for a change of that acpi their pvs (TS-0001 9.6.1.3.2).
         None => compiled
             .iter()
             .map(|(_, acp)| Applicable {
                 acp,
-                kind: PrivilegeKind::Privileges,
+                kind: if request.updates_acpi {
+                    PrivilegeKind::SelfPrivileges
+                } else {
+                    PrivilegeKind::Privileges
+                },
             })
             .collect(),
     };

@@ -27,7 +27,7 @@ pub struct DecideArgs {
     /// The PDP to ask (`authz up` serves one here by default).
     #[arg(long, default_value = "http://127.0.0.1:7171")]
     pdp: String,
-    /// The request in oneM2M short names, as for `authz check` (fr, to, op, fu, rrt, spty, tgty, rids, rtm, oip, olo, authn).
+    /// The request in oneM2M short names, as for `authz check` (fr, to, op, fu, rrt, spty, tgty, rids, rtm, oip, olo, authn, uacpi).
     #[arg(long, short = 'r')]
     request: PathBuf,
 }
@@ -57,7 +57,8 @@ pub async fn run(args: &DecideArgs, tls: &ClientTls) -> ExitCode {
 }
 
 /// A request in short names (as `authz check` reads it) in its wire form,
-/// timed now when it names no `rtm`.
+/// timed now when it names no `rtm`; `"uacpi": true` becomes
+/// `updates_acpi`.
 pub(crate) fn short_request_to_pb(text: &str, explain: bool) -> Result<pb::DecisionRequest> {
     let request = json::request_from_json(text, chrono::Utc::now())?;
     Ok(decision_request_to_pb(&ConvertedRequest {
@@ -114,4 +115,25 @@ async fn decide(args: &DecideArgs, tls: &ClientTls) -> Result<Value, Failure> {
     let mut out = render(&decision);
     out["summary"] = Value::String(answer.summary);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `"uacpi": true` (an Update of the target's acpi alone, TS-0001
+    /// 9.6.1.3.2) reaches the PDP as `updates_acpi`; absent, it is false.
+    #[test]
+    fn uacpi_becomes_updates_acpi() {
+        let wire = short_request_to_pb(
+            r#"{"fr": "C1", "to": "cnt1", "op": 3, "uacpi": true}"#,
+            true,
+        )
+        .expect("request");
+        assert!(wire.updates_acpi);
+        assert_eq!(wire.operation, pb::Operation::Update as i32);
+        let wire =
+            short_request_to_pb(r#"{"fr": "C1", "to": "cnt1", "op": 3}"#, true).expect("request");
+        assert!(!wire.updates_acpi);
+    }
 }

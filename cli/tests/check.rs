@@ -257,6 +257,75 @@ fn policy_files_that_are_not_acps_exit_2() {
     assert!(err.contains("acps: a bundle"), "{err}");
 }
 
+/// TS-0001 9.6.1.3.2: `"uacpi": true` marks an Update of the target's acpi
+/// alone, which the loaded ACPs' pvs judge, not their pv. The babysitter
+/// holds UPDATE in acpFrontDoor's pv (weekday afternoons, from home), not
+/// in its pvs; the owner holds both.
+#[test]
+fn uacpi_is_judged_by_the_pvs_of_the_loaded_acps_ts0001_9_6_1_3_2() {
+    let dir = tempdir();
+    let req = dir.join("req.json");
+    let run = |body: &str| {
+        std::fs::write(&req, body).unwrap();
+        let (code, out, err) = authz(&[
+            "check",
+            "-p",
+            "examples/door-lock-acp.json",
+            "-r",
+            req.to_str().unwrap(),
+            CTX[0],
+            CTX[1],
+            CTX[2],
+            CTX[3],
+        ]);
+        assert_eq!(code, 0, "{body}: {err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let babysitter = |uacpi: bool| {
+        format!(
+            r#"{{"fr": "Cbabysitter", "to": "frontDoor", "op": 3, "uacpi": {uacpi},
+            "rtm": "20261126T160000", "oip": {{"ip4": "192.168.1.23"}}, "authn": true}}"#
+        )
+    };
+    let v = run(&babysitter(false));
+    assert_eq!(v["dec"], 1, "an ordinary Update, by pv: {v}");
+    assert_eq!(v["permittedBy"]["privileges"], "pv");
+    let v = run(&babysitter(true));
+    assert_eq!(v["dec"], 2, "an acpi change, by pvs: {v}");
+    assert_eq!(v["sus"], 2);
+    let v = run(r#"{"fr": "CownerPhone", "to": "frontDoor", "op": 3, "uacpi": true}"#);
+    assert_eq!(v["dec"], 1, "{v}");
+    assert_eq!(v["permittedBy"]["acp"], "acpFrontDoor");
+    assert_eq!(v["permittedBy"]["privileges"], "pvs");
+
+    // Only an Update, and not of an ACP (which has no acpi): exit 2.
+    for (body, why) in [
+        (
+            r#"{"fr": "CownerPhone", "to": "frontDoor", "op": 2, "uacpi": true}"#,
+            "uacpi: an acpi change (TS-0001 9.6.1.3.2) is an op 3",
+        ),
+        (
+            r#"{"fr": "CownerPhone", "to": "frontDoor", "op": 3, "tgty": 4, "uacpi": true}"#,
+            "uacpi: a target of tgty 4 has no acpi",
+        ),
+        (
+            r#"{"fr": "CownerPhone", "to": "acpFrontDoor", "op": 3, "uacpi": true}"#,
+            "uacpi: the target acpFrontDoor is an ACP",
+        ),
+    ] {
+        std::fs::write(&req, body).unwrap();
+        let (code, out, err) = authz(&[
+            "check",
+            "-p",
+            "examples/door-lock-acp.json",
+            "-r",
+            req.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "{body}: {out}");
+        assert!(err.contains(why), "{body}: {err}");
+    }
+}
+
 #[test]
 fn invalid_request_exits_2_naming_the_field() {
     let dir = tempdir();
