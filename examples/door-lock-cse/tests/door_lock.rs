@@ -690,6 +690,11 @@ async fn changing_acpi_is_judged_by_pvs_ts0001_9_6_1_3_2() {
     wait_for_revision(&stack.pdp_status, revision).await;
     let r = stack.as_(OWNER, "PUT", FRONT, &[JSON], TO_BACK_ACP).await;
     assert_denied(&r, "owner without pvs changes acpi");
+    assert!(
+        r.dbg().starts_with("DENY"),
+        "the PDP's Deny, not the PRP's refusal of the write: {}",
+        r.dbg()
+    );
     let r = stack
         .as_(
             OWNER,
