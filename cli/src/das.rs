@@ -45,7 +45,7 @@ pub async fn run(args: DasArgs, tls: &authz_proto::tls::ClientTls) -> Result<()>
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    println!(
+    bannerln!(
         "onem2m-authz DAS {issuer} on {}://{} ({policies} policies, signing key {kid})",
         crate::serve::scheme(server_tls.as_ref()),
         listener.local_addr()?,

@@ -14,6 +14,20 @@ macro_rules! outln {
     };
 }
 
+/// `println!` for a server's start banner: a server outlives a stdout that
+/// closes (`authz up | head -1`), as its log lines do, so a failed write is
+/// ignored instead of panicking.
+macro_rules! bannerln {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out
+            .write_fmt(format_args!($($arg)*))
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush());
+    }};
+}
+
 mod check;
 mod das;
 mod decide;
@@ -118,7 +132,7 @@ fn main() -> ExitCode {
     let tls = match client_tls(&cli.tls_ca) {
         Ok(tls) => tls,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             return ExitCode::from(2);
         }
     };

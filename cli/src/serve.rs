@@ -624,21 +624,21 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
         let bundle = crate::policy::Bundle::parse(DEMO)?;
         let mut client = crate::policy::connect(&endpoint, &own_tls).await?;
         let summary = crate::policy::apply(&mut client, &args.admin, &bundle).await?;
-        println!("demo policies (door lock, examples/door-lock-demo.json): {summary}");
+        bannerln!("demo policies (door lock, examples/door-lock-demo.json): {summary}");
     }
     let (das_service, das_file) = if das.is_some() {
         (" DynamicAuthorizationServer,", ", das.redb")
     } else {
         ("", "")
     };
-    println!("onem2m-authz up");
-    println!(
+    bannerln!("onem2m-authz up");
+    bannerln!(
         "  gRPC   {}://{addr}  (PolicyDecisionPoint, PolicyRetrievalPoint, PolicyInformationPoint,{das_service} Echo, health, reflection)",
         scheme(server_tls.as_ref())
     );
     if let Some(das) = &das {
         let config = das.config();
-        println!(
+        bannerln!(
             "  DAS    {} ({} policies, signing key {}), advertised as {das_url}",
             config.issuer,
             config.policies.len(),
@@ -646,10 +646,10 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
         );
     }
     match metrics {
-        Some(m) => println!("  metrics http://{m}/metrics"),
-        None => println!("  metrics off"),
+        Some(m) => bannerln!("  metrics http://{m}/metrics"),
+        None => bannerln!("  metrics off"),
     }
-    println!(
+    bannerln!(
         "  store  {} (redb: prp.redb, pip.redb{das_file})",
         args.data_dir.display()
     );
@@ -676,7 +676,7 @@ pub async fn prp(args: PrpArgs, tls: &ClientTls) -> Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    println!(
+    bannerln!(
         "onem2m-authz PRP on {}://{}",
         scheme(server_tls.as_ref()),
         listener.local_addr()?
@@ -714,14 +714,14 @@ pub async fn pdp(args: PdpArgs, tls: &ClientTls) -> Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    println!(
+    bannerln!(
         "onem2m-authz PDP on {}://{} following {}",
         scheme(server_tls.as_ref()),
         listener.local_addr()?,
         args.prp
     );
     if let Some(m) = metrics {
-        println!("  metrics http://{m}/metrics");
+        bannerln!("  metrics http://{m}/metrics");
     }
     until_signal(signal, |shutdown| {
         pdp.serve(listener, server_tls.as_ref(), shutdown)
@@ -747,7 +747,7 @@ pub async fn pip(args: PipArgs, tls: &ClientTls) -> Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    println!(
+    bannerln!(
         "onem2m-authz PIP on {}://{}",
         scheme(server_tls.as_ref()),
         listener.local_addr()?

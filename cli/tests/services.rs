@@ -493,6 +493,47 @@ fn policy_apply_reads_the_file_before_connecting() {
     assert!(err.contains("pv.acr[0].acop"), "{err}");
 }
 
+/// A server outlives a stdout that closes before its banner (`authz up |
+/// head -0`): the banner is lost, the service is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_in_one_serves_when_its_stdout_is_closed() {
+    let data = tempdir("up-closed-stdout");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args([
+            "up",
+            "--listen",
+            &listen,
+            "--metrics",
+            "off",
+            "--no-country-boundaries",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(writer)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut proc = Proc(child);
+    let mut pdp = PolicyDecisionPointClient::new(channel(&format!("http://{listen}")).await);
+    // The demo policies are loaded just before the banner is written.
+    let owner = request("CownerPhone", "frontDoor", pb::Operation::Update);
+    eventually(&mut pdp, &owner, true).await;
+    // Written by now; a panic on it would have ended the process.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        assert!(proc.0.try_wait().unwrap().is_none(), "authz up ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(is_permit(&decide(&mut pdp, owner).await));
+}
+
 /// `--propagation` measures with an ACP and a resource of its own, and
 /// removes both afterwards: they are not the operator's policies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
