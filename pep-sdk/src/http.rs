@@ -699,9 +699,25 @@ impl Shared {
                     .into(),
             )));
         }
+        let identity = self.authenticator.authenticate(parts);
+        // An AE's security association is with its Registrar CSE, which
+        // checks From against it (TS-0003 7.2.1): another From is 4106,
+        // before any decision. A CSE's (forwarding for others) is not.
+        if let Some(id) = identity.as_deref()
+            && self.cse.names_ae(id)
+            && !self.cse.same_originator(id, &primitive.fr)
+        {
+            return Authorization::Reject(Rejection::debug(
+                ResponseStatusCode::ORIGINATOR_NOT_AUTHENTICATED,
+                format!(
+                    "From {} is not the AE this request is authenticated as ({id}) (TS-0003 7.2.1)",
+                    primitive.fr
+                ),
+            ));
+        }
         let context = RequestContext {
             client_ip: client_ip(parts),
-            authenticated_identity: self.authenticator.authenticate(parts),
+            authenticated_identity: identity,
             target_id: Some(target.resource_id.clone()),
             target_type: target.resource_type,
             request_time: Some(self.clock.now()),

@@ -76,6 +76,23 @@ impl CseContext {
         &self.hosting
     }
 
+    /// Whether an ID names an AE rather than a CSE (TS-0001 7.2): in
+    /// absolute form `//sp/cse/C...` or `//sp/cse/S...`, or `//sp/S...`
+    /// (an SP-assigned AE-ID); a CSE-ID is `//sp/cse`.
+    pub fn names_ae(&self, id: &str) -> bool {
+        let Ok(absolute) = self.hosting.canonicalize(id) else {
+            return false;
+        };
+        let path = absolute
+            .strip_prefix("//")
+            .and_then(|a| a.split_once('/'))
+            .map_or("", |(_, path)| path);
+        match path.split_once('/') {
+            Some((_, ae)) => !ae.contains('/') && (ae.starts_with('C') || ae.starts_with('S')),
+            None => path.starts_with('S'),
+        }
+    }
+
     /// Whether two originator IDs name the same originator: equal once both
     /// are absolute (an AE-ID stem is relative to this CSE).
     pub fn same_originator(&self, a: &str, b: &str) -> bool {
@@ -328,6 +345,33 @@ pub fn ip_to_pb(ip: IpAddr) -> pb::IpAddress {
 
 #[cfg(test)]
 mod tests {
+    /// TS-0001 7.2: AE-IDs (`C`/`S` stems, `/cse/C...`, `/S...`, absolute)
+    /// against CSE-IDs (`/cse`, `//sp/cse`).
+    #[test]
+    fn names_ae_tells_ae_ids_from_cse_ids() {
+        let cse = CseContext::new("//home.example", "/mn-cse").expect("cse");
+        for ae in [
+            "Cphone",
+            "Sphone",
+            "/mn-cse/Cphone",
+            "/in-cse/Cmeter",
+            "/Sphone",
+            "//home.example/mn-cse/Cphone",
+            "//other.example/Sx",
+        ] {
+            assert!(cse.names_ae(ae), "{ae}");
+        }
+        for not in [
+            "/mn-cse",
+            "/in-cse",
+            "//home.example/in-cse",
+            "C x",
+            "/in-cse/cnt1/Cx",
+        ] {
+            assert!(!cse.names_ae(not), "{not}");
+        }
+    }
+
     use super::*;
 
     fn cse() -> CseContext {

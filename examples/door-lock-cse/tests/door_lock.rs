@@ -114,7 +114,8 @@ async fn the_owners_phone_may_do_everything() {
         )
         .await;
     assert_denied(&r, "owner not authenticated");
-    // Nor may another authenticated sender use the owner's From.
+    // Nor may another authenticated AE use the owner's From: its
+    // Registrar CSE answers 4106 before any decision (TS-0003 7.2.1).
     let r = stack
         .send(
             HOME,
@@ -128,7 +129,8 @@ async fn the_owners_phone_may_do_everything() {
             "",
         )
         .await;
-    assert_denied(&r, "babysitter impersonating the owner");
+    assert_eq!((r.status, r.rsc()), (403, 4106), "{r:?}");
+    assert_eq!(r.header("X-M2M-RI"), Some("rq-test"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
