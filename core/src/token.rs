@@ -1650,6 +1650,10 @@ impl<'t> Jws<'t> {
                 ))
             });
         };
+        // Empty for `alg: none`; otherwise decoded when it is verified.
+        if !is_base64url(signature_b64) {
+            return Err(TokenError::Malformed("signature is not base64url".into()));
+        }
         let header = decode_object(header_b64, "JOSE header")?;
         let alg = match header.get("alg") {
             Some(Value::String(a)) => a.clone(),
@@ -1679,13 +1683,9 @@ impl<'t> Jws<'t> {
 /// originator's invalid argument everywhere (Decision 9), not a Deny here
 /// and an error there.
 pub fn check_syntax(token: &str) -> Result<(), TokenError> {
-    let base64url = |p: &str| {
-        p.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
     let parts: Vec<&str> = token.split('.').collect();
     if parts.len() == 5 {
-        return if !parts[0].is_empty() && parts.iter().all(|p| base64url(p)) {
+        return if !parts[0].is_empty() && parts.iter().all(|p| is_base64url(p)) {
             Ok(())
         } else {
             Err(TokenError::Malformed(
@@ -1694,6 +1694,12 @@ pub fn check_syntax(token: &str) -> Result<(), TokenError> {
         };
     }
     Jws::parse(token).map(|_| ())
+}
+
+/// Only the base64url alphabet (RFC 4648 5), without padding.
+fn is_base64url(part: &str) -> bool {
+    part.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn decode_object(part: &str, what: &str) -> Result<Map<String, Value>, TokenError> {

@@ -980,8 +980,6 @@ fn check_at_id(id: &str, field: &str, what: &str, errors: &mut Errors) {
     }
 }
 
-/// Is `token` shaped like a JWS (3 parts) or JWE (5 parts) compact
-/// serialization: base64url parts separated by `.`, the header non-empty?
 fn timestamp_from_pb(
     ts: &prost_types::Timestamp,
     field: &str,
@@ -1260,7 +1258,8 @@ pub fn summary(d: &Decision) -> String {
 /// in.
 ///
 /// `decision_id`, `policy_revision`, `policy_store`, `request_id`, `token_request_info`,
-/// `assigned_token_ids` and `reusable_until` are left empty for the PDP to set.
+/// `assigned_token_ids`, `reusable_until` and `judged_acpi_change` are left
+/// empty for the PDP to set.
 pub fn decision_to_pb(d: &Decision) -> pb::Decision {
     pb::Decision {
         decision: pb::AuthorizationDecision::from(d.effect) as i32,
@@ -1282,6 +1281,7 @@ pub fn decision_to_pb(d: &Decision) -> pb::Decision {
         }),
         summary: summary(d),
         reusable_until: None,
+        judged_acpi_change: false,
         policy_revision: 0,
         policy_store: String::new(),
         token_request_info: None,

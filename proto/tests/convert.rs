@@ -520,6 +520,45 @@ fn malformed_token_ids_are_invalid_arguments_decision_9() {
     assert!(decision_request_from_pb(&wire, Utc::now()).is_ok());
 }
 
+/// Decision 9: a token that is no JWS (RFC 7515 7.1: three base64url
+/// parts, the header and payload JSON objects, the header with `alg`) or
+/// no JWE (five base64url parts) is INVALID_ARGUMENT naming `tokens[i]`,
+/// whatever DASes the PDP trusts.
+#[test]
+fn malformed_tokens_are_invalid_arguments_decision_9() {
+    // {"alg":"ES256"} and {"jti":"tk"}.
+    let (header, payload) = ("eyJhbGciOiJFUzI1NiJ9", "eyJqdGkiOiJ0ayJ9");
+    for bad in [
+        "x".to_owned(),
+        "aaaa.bbbb.cccc".to_owned(),
+        format!("{header}.{payload}.%%%%"),
+        format!("{header}.{payload}.a+b/="),
+        // {"typ":"JWT"}: no alg.
+        format!("eyJ0eXAiOiJKV1QifQ.{payload}.c2ln"),
+        format!("{header}.bm90IGpzb24.c2ln"),
+        "a.b.c.d".to_owned(),
+        "a.b.c.d.e%".to_owned(),
+    ] {
+        let mut wire = full_request();
+        wire.tokens = vec![bad.clone()];
+        let errors = decision_request_from_pb(&wire, Utc::now()).unwrap_err();
+        assert_eq!(fields(&errors), ["tokens[0]"], "{bad}: {errors:?}");
+    }
+    for good in [
+        format!("{header}.{payload}.c2ln"),
+        // alg none has an empty signature.
+        format!("eyJhbGciOiJub25lIn0.{payload}."),
+        "aaaa.bbbb.cccc.dddd.eeee".to_owned(),
+    ] {
+        let mut wire = full_request();
+        wire.tokens = vec![good.clone()];
+        assert!(
+            decision_request_from_pb(&wire, Utc::now()).is_ok(),
+            "{good}"
+        );
+    }
+}
+
 /// Decision 9: an originator that is not an ID (an empty segment, a
 /// wildcard, whitespace) makes the request malformed: INVALID_ARGUMENT
 /// naming `originator`, not a decision.
