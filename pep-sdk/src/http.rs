@@ -285,8 +285,14 @@ fn json_media_type(parts: &http::request::Parts) -> Option<bool> {
 }
 
 /// The resource under the single root of JSON content (`{"m2m:cnt": {...}}`).
+///
+/// Read strictly (one key twice is an error): of `{"m2m:cnt": {"acpi":
+/// [..]}, "m2m:cnt": {"lbl": [..]}}` a reader keeping the last key would
+/// judge by `pv` what a CSE keeping the first applies as an acpi change.
 fn json_resource(content: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, PepError> {
-    let value: serde_json::Value = serde_json::from_slice(content)
+    let text = std::str::from_utf8(content)
+        .map_err(|e| PepError::BadRequest(format!("the content is not UTF-8: {e}")))?;
+    let value = authz_core::json::parse_json(text)
         .map_err(|e| PepError::BadRequest(format!("the content is not JSON: {e}")))?;
     match value {
         serde_json::Value::Object(root) if root.len() == 1 => match root.into_iter().next() {
@@ -1200,6 +1206,14 @@ mod tests {
         assert!(matches!(
             read(&no_type, r#"{"m2m:cnt": {"acpi": ["a"]}}"#),
             Ok(true)
+        ));
+        // One root twice: which one a CSE applies is its parser's guess.
+        assert!(matches!(
+            read(
+                &json,
+                r#"{"m2m:cnt": {"acpi": ["mine"]}, "m2m:cnt": {"lbl": ["x"]}}"#
+            ),
+            Err(PepError::BadRequest(_))
         ));
         match read(
             &json,
