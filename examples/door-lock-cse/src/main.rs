@@ -115,7 +115,7 @@ async fn main() -> Result<()> {
     // Where acpi changes are written (connected on first use).
     let prp = match &prp_endpoint {
         Some(endpoint) => Some(PolicyRetrievalPointClient::new(
-            tonic::transport::Endpoint::from_shared(endpoint.clone())
+            authz_proto::endpoint::endpoint(endpoint)
                 .with_context(|| format!("--prp {endpoint}"))?
                 .connect_lazy(),
         )),
