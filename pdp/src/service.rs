@@ -1062,6 +1062,7 @@ impl PdpService {
                 listed.join(", ")
             );
         }
+        out.judged_acpi_change = conv.request.updates_acpi;
         if decision.effect == Effect::Permit {
             out.reusable_until = reusable_until(snap, &decision, grant, now)
                 .map(|t| authz_proto::convert::timestamp_to_pb(&t));

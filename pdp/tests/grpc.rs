@@ -1011,6 +1011,7 @@ async fn ts0001_9_6_1_3_2_an_acpi_change_is_judged_by_pvs_of_the_referenced_acps
         ("acp1", pb::PrivilegeKind::SelfPrivileges as i32, 0)
     );
     assert!(d.summary.contains("acp1.pvs.acr[0]"), "{}", d.summary);
+    assert!(d.judged_acpi_change, "echoed for the PEP");
 
     // Without the flag: the ordinary Update, by pv, as before.
     let d = decide(

@@ -614,6 +614,27 @@ impl PepClient {
         result: Result<pb::Decision, CallFailure>,
     ) -> Verdict {
         match result {
+            // A PDP that predates `updates_acpi` judged an acpi change by
+            // `pv` (TS-0001 9.6.1.3.2 wants `pvs`): its Permit is no answer.
+            Ok(decision)
+                if req.updates_acpi
+                    && decision.decision == pb::AuthorizationDecision::Permit as i32
+                    && !decision.judged_acpi_change =>
+            {
+                tracing::warn!(target = %req.target, "the PDP ignores updates_acpi (older than the field); failing closed");
+                Verdict {
+                    decision: pb::Decision {
+                        decision: pb::AuthorizationDecision::Deny as i32,
+                        status: pb::AuthorizationStatus::ProcessingError as i32,
+                        summary: "DENY (fail-closed): the PDP did not judge the request as an \
+                                  acpi change (it is older than updates_acpi; upgrade it)"
+                            .to_owned(),
+                        request_id: req.request_id.clone(),
+                        ..Default::default()
+                    },
+                    source: DecisionSource::FailClosed,
+                }
+            }
             Ok(decision) => {
                 if let Some(cache) = &self.inner.cache {
                     match key {

@@ -377,6 +377,48 @@ async fn invalid_argument_is_a_bad_request() {
     assert!(body.contains("role_ids[0]"), "{body}");
 }
 
+/// TS-0001 9.6.1.3.2: an acpi change is judged by pvs. A PDP older than
+/// `updates_acpi` ignores the field and judges by pv: its Permit (without
+/// `judged_acpi_change`) is no answer, and the PEP fails closed, by every
+/// call shape; a PDP that echoes the flag is believed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pdp_that_ignores_updates_acpi_fails_closed() {
+    let old = FakePdp::new(|_| Ok(permit()));
+    let (addr, _stop) = old.serve().await;
+    let client = PepClient::new(PepConfig::new([addr])).expect("client");
+    let mut change = request("C1", "x");
+    change.operation = pb::Operation::Update as i32;
+    change.updates_acpi = true;
+    let v = client.decide(change.clone()).await;
+    assert_eq!(v.source, DecisionSource::FailClosed, "{v:?}");
+    assert!(!v.is_permit());
+    assert!(
+        v.decision.summary.contains("updates_acpi"),
+        "{}",
+        v.decision.summary
+    );
+    let batch = client.decide_batch(vec![change.clone()]).await;
+    assert_eq!(batch[0].source, DecisionSource::FailClosed, "{batch:?}");
+    let v = client.stream().decide(change.clone()).await;
+    assert_eq!(v.source, DecisionSource::FailClosed, "{v:?}");
+    // An ordinary Update is not affected.
+    let mut update = change.clone();
+    update.updates_acpi = false;
+    assert!(client.decide(update).await.is_permit());
+
+    let current = FakePdp::new(|r| {
+        Ok(pb::Decision {
+            judged_acpi_change: r.updates_acpi,
+            ..permit()
+        })
+    });
+    let (addr, _stop) = current.serve().await;
+    let client = PepClient::new(PepConfig::new([addr])).expect("client");
+    let v = client.decide(change).await;
+    assert_eq!(v.source, DecisionSource::Pdp);
+    assert!(v.is_permit(), "{v:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_is_retried_with_backoff() {
     let pdp = FakePdp::new(|_| Ok(permit()));
