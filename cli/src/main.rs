@@ -110,18 +110,7 @@ fn write_line(line: std::fmt::Arguments<'_>) {
 /// cause whose text is already said: many errors quote their source in
 /// their own message, and `{:#}` would print it two or three times.
 pub(crate) fn error_text(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
+    authz_proto::endpoint::error_chain(e.as_ref())
 }
 
 fn main() -> ExitCode {

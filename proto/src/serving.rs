@@ -56,11 +56,15 @@ where
 /// ([`rpc_span`]), and TLS with `tls` (the port then serves TLS only),
 /// applied to the connections of `serve_with_incoming*` too.
 pub fn server(tls: Option<&crate::tls::ServerTls>) -> Result<Server, tonic::transport::Error> {
-    let builder = match tls {
-        Some(tls) => Server::builder().tls_config(tls.config())?,
-        None => Server::builder(),
-    };
-    Ok(builder.trace_fn(rpc_span))
+    match tls {
+        Some(tls) => plain_server().tls_config(tls.config()),
+        None => Ok(plain_server()),
+    }
+}
+
+/// A server without TLS, with a span per RPC.
+fn plain_server() -> Server {
+    Server::builder().trace_fn(rpc_span)
 }
 
 /// The routes of a standalone service: `service`, reported SERVING by gRPC
@@ -100,9 +104,7 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    Ok(Server::builder()
-        .trace_fn(rpc_span)
-        .add_routes(standalone_routes(service).await?))
+    Ok(plain_server().add_routes(standalone_routes(service).await?))
 }
 
 static RPC_SPANS: AtomicBool = AtomicBool::new(false);

@@ -98,7 +98,6 @@ async fn https_with_the_ca_is_trusted_and_without_it_refused() {
     let e = check(&format!("https://localhost:{port}"), &ClientTls::default())
         .await
         .expect_err("an unknown CA must be refused");
-    println!("without the CA: {e}");
     assert!(e.contains("UnknownIssuer"), "{e}");
     // endpoint() is the same as endpoint_with the default.
     let e = endpoint(&format!("https://localhost:{port}"))
