@@ -1650,10 +1650,6 @@ impl<'t> Jws<'t> {
                 ))
             });
         };
-        // Empty for `alg: none`; otherwise decoded when it is verified.
-        if !is_base64url(signature_b64) {
-            return Err(TokenError::Malformed("signature is not base64url".into()));
-        }
         let header = decode_object(header_b64, "JOSE header")?;
         let alg = match header.get("alg") {
             Some(Value::String(a)) => a.clone(),
@@ -1677,7 +1673,7 @@ impl<'t> Jws<'t> {
 
 /// Checks what a token must be before anything is asked of it: a JWS
 /// compact serialization whose header (with a string `alg`) and payload are
-/// base64url JSON objects, or the five base64url parts of a JWE (which a
+/// base64url JSON objects and whose signature is base64url, or the five base64url parts of a JWE (which a
 /// PDP then refuses as unsupported, a Deny). A PDP checks it for every
 /// token whatever DASes it trusts, so that a malformed token is the
 /// originator's invalid argument everywhere (Decision 9), not a Deny here
@@ -1693,7 +1689,15 @@ pub fn check_syntax(token: &str) -> Result<(), TokenError> {
             ))
         };
     }
-    Jws::parse(token).map(|_| ())
+    let jws = Jws::parse(token)?;
+    // Empty for `alg: none`. Verification takes an undecodable signature
+    // for one that does not verify (a token a DAS handed over is no
+    // argument of the originator's); in a request it is malformed.
+    if is_base64url(jws.signature_b64) {
+        Ok(())
+    } else {
+        Err(TokenError::Malformed("signature is not base64url".into()))
+    }
 }
 
 /// Only the base64url alphabet (RFC 4648 5), without padding.
