@@ -512,15 +512,17 @@ impl<'o> Originator<'o> {
             if short_eq(fqdn, ctx.sp_fqdn().as_bytes()) {
                 // The SP-relative form keeps its leading `/`.
                 o.set_key(1, fqdn_end, n);
-                // `/cse/stem` with nothing after the stem: the last `/` is
-                // the one after the hosting CSE-ID.
+                // `/cse/rest` under the hosting CSE: `rest` is what a stem
+                // entry names (Decision 2: `x` is `//sp/hosting-cse/x`,
+                // whatever `x` holds).
                 let cse = ctx.cse_id().as_bytes();
                 let cse_start = fqdn_end + 1;
-                if last_start == cse_start + cse.len() + 1
-                    && last_start < n
+                let rest_start = cse_start + cse.len() + 1;
+                if rest_start < n
+                    && b[rest_start - 1] == b'/'
                     && short_eq(&b[cse_start..cse_start + cse.len()], cse)
                 {
-                    o.set_key(2, last_start, n);
+                    o.set_key(2, rest_start, n);
                 }
             }
         }
@@ -756,11 +758,17 @@ mod tests {
         );
         assert_eq!(o.view(&EntryScope::SpRelative), Some("id-in/Cae1"));
         assert_eq!(o.view(&EntryScope::CseStem), Some("Cae1"));
-        // Not a stem: on another CSE, or one segment deeper.
+        // Deeper under the hosting CSE: what a CSE-relative entry
+        // `Cae1/x` names (Decision 2).
+        assert_eq!(
+            originator(&ctx, "//m2m.example.com/id-in/Cae1/x").view(&EntryScope::CseStem),
+            Some("Cae1/x")
+        );
+        // Not under it: on another CSE, or the hosting CSE itself.
         for other in [
             "//m2m.example.com/id-mn/Cae1",
-            "//m2m.example.com/id-in/Cae1/x",
             "//m2m.example.com/id-inx/Cae1",
+            "//m2m.example.com/id-in",
         ] {
             assert_eq!(
                 originator(&ctx, other).view(&EntryScope::CseStem),

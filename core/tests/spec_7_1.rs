@@ -1096,6 +1096,28 @@ fn decision_2_s_stem_forms_are_one_originator() {
     }
 }
 
+/// Decision 2 whatever a CSE-relative entry holds: `Cx/y` is
+/// `//m2msp.org/id-in/Cx/y`, as `/id-in/Cx/y` is, so the three forms match
+/// one another, and a stem wildcard of two segments matches too.
+#[test]
+fn decision_2_a_cse_relative_entry_with_a_slash_is_one_originator() {
+    let forms = ["Cx/y", "/id-in/Cx/y", "//m2msp.org/id-in/Cx/y"];
+    for entry in forms.into_iter().chain(["C*/y"]) {
+        assert_acor(
+            entry,
+            &host(),
+            &[
+                (forms[0], true),
+                (forms[1], true),
+                (forms[2], true),
+                ("Cx", false),
+                ("/other-cse/Cx/y", false),
+                ("Cx/y/z", false),
+            ],
+        );
+    }
+}
+
 /// Decision 2: a stem means an AE registered with the *hosting* CSE; the
 /// same policy hosted elsewhere admits another AE.
 #[test]

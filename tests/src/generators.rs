@@ -38,8 +38,9 @@ pub const HOSTING: &[(&str, &str)] = &[
 const DOMAINS: &[&str] = &["m2msp.org", "other.org"];
 /// CSE-IDs without the leading `/`.
 const CSES: &[&str] = &["myCSE", "cse2"];
-/// Registrar-assigned AE-ID stems.
-const C_AES: &[&str] = &["C1", "C2", "Cab"];
+/// Registrar-assigned AE-ID stems, and a CSE-relative ID with a `/`
+/// (Decision 2 reads `Cab/x` as `//sp/hosting-cse/Cab/x` like any other).
+const C_AES: &[&str] = &["C1", "C2", "Cab", "Cab/x"];
 /// SP-assigned AE-ID stems.
 const S_AES: &[&str] = &["S1", "SmyAE"];
 /// SP domain `acor` entries (no wildcard, Decision 1).
