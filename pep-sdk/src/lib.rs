@@ -42,7 +42,7 @@
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
 //! use authz_pep::{CseContext, DecisionRequestBuilder, PepClient, PepConfig, RequestPrimitive};
-//! use authz_proto::pb::Operation;
+//! use authz_pep::Operation;
 //!
 //! let pdp = PepClient::new(PepConfig::new(["http://127.0.0.1:7171"]))?;
 //! let cse = CseContext::new("//home.example", "/mn-cse-123456")?;
@@ -81,3 +81,10 @@ pub use http::{
 };
 pub use request::{CseContext, DecisionRequestBuilder, RequestContext, RequestPrimitive};
 pub use response::{DenyDetail, Enforcement, Rejection, ResponseStatusCode};
+
+/// The wire types the SDK's API takes and gives (`pb::Operation`,
+/// `pb::DecisionRequest`, `pb::Decision`), so that an embedding CSE needs
+/// no direct dependency on `authz-proto`.
+pub use authz_proto::pb;
+/// The operation of a request primitive (TS-0004 6.4.1 `op`).
+pub use authz_proto::pb::Operation;
