@@ -20,6 +20,22 @@ fn authz(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `authz check` of the request `body` (written to `req`) against the
+/// door-lock ACPs exits 2 with `why` in its error.
+#[track_caller]
+fn assert_request_refused(req: &std::path::Path, body: &str, why: &str) {
+    std::fs::write(req, body).unwrap();
+    let (code, out, err) = authz(&[
+        "check",
+        "-p",
+        "examples/door-lock-acp.json",
+        "-r",
+        req.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{body}: {out}");
+    assert!(err.contains(why), "{body}: {err}");
+}
+
 const CTX: [&str; 4] = ["--cse-id", "/mn-cse-123456", "--sp-id", "//home.example"];
 
 #[test]
@@ -313,16 +329,7 @@ fn uacpi_is_judged_by_the_pvs_of_the_loaded_acps_ts0001_9_6_1_3_2() {
             "uacpi: the target acpFrontDoor is an ACP",
         ),
     ] {
-        std::fs::write(&req, body).unwrap();
-        let (code, out, err) = authz(&[
-            "check",
-            "-p",
-            "examples/door-lock-acp.json",
-            "-r",
-            req.to_str().unwrap(),
-        ]);
-        assert_eq!(code, 2, "{body}: {out}");
-        assert!(err.contains(why), "{body}: {err}");
+        assert_request_refused(&req, body, why);
     }
 }
 
@@ -387,16 +394,7 @@ fn invalid_request_exits_2_naming_the_field() {
             "rtm:",
         ),
     ] {
-        std::fs::write(&req, body).unwrap();
-        let (code, out, err) = authz(&[
-            "check",
-            "-p",
-            "examples/door-lock-acp.json",
-            "-r",
-            req.to_str().unwrap(),
-        ]);
-        assert_eq!(code, 2, "{body}: {out}");
-        assert!(err.contains(field), "{body}: {err}");
+        assert_request_refused(&req, body, field);
     }
 }
 
