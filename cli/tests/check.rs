@@ -21,6 +21,26 @@ fn authz(args: &[&str]) -> (i32, String, String) {
 }
 
 /// `authz check` of the request `body` (written to `req`) against the
+/// door-lock ACPs at the demo's hosting CSE: its decision JSON.
+#[track_caller]
+fn check_door_lock(req: &std::path::Path, body: &str) -> serde_json::Value {
+    std::fs::write(req, body).unwrap();
+    let (code, out, err) = authz(&[
+        "check",
+        "-p",
+        "examples/door-lock-acp.json",
+        "-r",
+        req.to_str().unwrap(),
+        CTX[0],
+        CTX[1],
+        CTX[2],
+        CTX[3],
+    ]);
+    assert_eq!(code, 0, "{body}: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// `authz check` of the request `body` (written to `req`) against the
 /// door-lock ACPs exits 2 with `why` in its error.
 #[track_caller]
 fn assert_request_refused(req: &std::path::Path, body: &str, why: &str) {
@@ -123,27 +143,13 @@ fn request_on_the_acp_uses_self_privileges_in_every_id_form() {
         "//home.example/mn-cse-123456/acpFrontDoor",
     ] {
         let req = dir.join("req.json");
-        std::fs::write(
+        let v = check_door_lock(
             &req,
-            format!(r#"{{"fr": "/mn-cse-123456/Clock1", "to": "{to}", "op": 2}}"#),
-        )
-        .unwrap();
-        let (code, out, err) = authz(&[
-            "check",
-            "-p",
-            "examples/door-lock-acp.json",
-            "-r",
-            req.to_str().unwrap(),
-            CTX[0],
-            CTX[1],
-            CTX[2],
-            CTX[3],
-        ]);
-        assert_eq!(code, 0, "{err}");
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            &format!(r#"{{"fr": "/mn-cse-123456/Clock1", "to": "{to}", "op": 2}}"#),
+        );
         assert!(
             v["permittedBy"].is_null() || v["permittedBy"]["privileges"] == "pvs",
-            "to {to}: judged by pv: {out}"
+            "to {to}: judged by pv: {v}"
         );
     }
 }
@@ -281,22 +287,7 @@ fn policy_files_that_are_not_acps_exit_2() {
 fn uacpi_is_judged_by_the_pvs_of_the_loaded_acps_ts0001_9_6_1_3_2() {
     let dir = tempdir();
     let req = dir.join("req.json");
-    let run = |body: &str| {
-        std::fs::write(&req, body).unwrap();
-        let (code, out, err) = authz(&[
-            "check",
-            "-p",
-            "examples/door-lock-acp.json",
-            "-r",
-            req.to_str().unwrap(),
-            CTX[0],
-            CTX[1],
-            CTX[2],
-            CTX[3],
-        ]);
-        assert_eq!(code, 0, "{body}: {err}");
-        serde_json::from_str::<serde_json::Value>(&out).unwrap()
-    };
+    let run = |body: &str| check_door_lock(&req, body);
     let babysitter = |uacpi: bool| {
         format!(
             r#"{{"fr": "Cbabysitter", "to": "frontDoor", "op": 3, "uacpi": {uacpi},
