@@ -36,9 +36,10 @@
 //! that would get a token equal to one stored (same holder, audience,
 //! policy, target, privileges, roles, issuer and signing key) that ends no
 //! later and has at least half the new lifetime left gets that token again,
-//! Token-ID included, and nothing is written; and a holder keeps at most
-//! [`MAX_TOKENS_PER_HOLDER`](crate::state::MAX_TOKENS_PER_HOLDER) tokens
-//! (see [`state`](crate::state)).
+//! Token-ID included, and nothing is written; and a holder holds at most
+//! [`MAX_TOKENS_PER_HOLDER`](crate::state::MAX_TOKENS_PER_HOLDER) valid
+//! tokens: past that, issuing is RESOURCE_EXHAUSTED until one expires (see
+//! [`state`](crate::state)).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -87,6 +88,11 @@ fn bad(field: &str, message: impl Into<String>) -> Status {
 }
 
 fn store_status(e: DasStoreError) -> Status {
+    if let DasStoreError::HolderFull { .. } = e {
+        // The client's own doing, not a fault of the DAS.
+        tracing::warn!(error = %e, "token refused");
+        return Status::resource_exhausted(e.to_string());
+    }
     tracing::error!(error = %e, "DAS store failure");
     Status::internal(format!("store: {e}"))
 }
@@ -271,7 +277,8 @@ impl DasService {
             audience: claims.audience.clone(),
             grant: Some(Box::new(grant)),
         };
-        self.commit(DasMutation::Issue(record)).await?;
+        self.commit(DasMutation::Issue { token: record, now })
+            .await?;
         tracing::info!(
             token_id = %token_id, holder = %claims.holder, policy = %award.policy,
             target = %award.target, not_after = %claims.not_after, "token issued"

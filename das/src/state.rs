@@ -10,11 +10,13 @@
 //!
 //! Client requests decide what is issued, so the store is bounded per
 //! holder: at most [`MAX_TOKENS_PER_HOLDER`] tokens each. Issuing one more
-//! removes, in the same write, the holder's tokens that end soonest
-//! (expired ones first, as they end before any valid one). A token removed
-//! so is no longer given out by Token-ID (`GetTokens`, `Consult`'s `tids`),
-//! like an unknown one. The service also hands out a stored token again
-//! rather than issuing an equal one ([`DasState::reusable`]).
+//! removes, in the same write, the holder's expired tokens; a holder with
+//! that many valid tokens gets no new one ([`DasStoreError::HolderFull`])
+//! until one expires, since a token is kept, and given out by Token-ID,
+//! until it expires (TS-0003 7.3.2.3 step 5). The service also hands out a
+//! stored token again rather than issuing an equal one
+//! ([`DasState::reusable`]), so a client retrying one request does not
+//! fill its quota.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,8 +28,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The most tokens stored per holder (as the PDP keeps at most 32 Direct
-/// tokens per holder): past it, issuing removes the holder's tokens that
-/// end soonest.
+/// tokens per holder): past it, a holder gets no new token until one of its
+/// tokens expires.
 pub const MAX_TOKENS_PER_HOLDER: usize = 32;
 
 /// What a token grants besides its holder, audience and validity, and who
@@ -124,20 +126,25 @@ impl DasState {
             .max_by_key(|t| t.expires_at)
     }
 
-    /// The IDs of the tokens to remove so that `holder` may have one more
-    /// within [`MAX_TOKENS_PER_HOLDER`]: those ending soonest (expired ones
-    /// first, since they end before any valid one).
-    fn over_cap(&self, holder: &str) -> Vec<String> {
-        let mut held: Vec<&IssuedToken> = self.holder_tokens(holder).collect();
-        let excess = (held.len() + 1).saturating_sub(MAX_TOKENS_PER_HOLDER);
-        if excess == 0 {
-            return Vec::new();
+    /// Makes room for one more token of `holder` within
+    /// [`MAX_TOKENS_PER_HOLDER`] at `now`: the IDs of its expired tokens to
+    /// remove (none while it is under the cap), or, when its valid tokens
+    /// alone fill the cap, [`DasStoreError::HolderFull`]: a valid token is
+    /// never removed to make room.
+    fn room_for_one(&self, holder: &str, now: DateTime<Utc>) -> Result<Vec<String>, DasStoreError> {
+        let held: Vec<&IssuedToken> = self.holder_tokens(holder).collect();
+        if held.len() < MAX_TOKENS_PER_HOLDER {
+            return Ok(Vec::new());
         }
-        held.sort_by(|a, b| (a.expires_at, &a.token_id).cmp(&(b.expires_at, &b.token_id)));
-        held.into_iter()
-            .take(excess)
-            .map(|t| t.token_id.clone())
-            .collect()
+        let (expired, valid): (Vec<&IssuedToken>, Vec<&IssuedToken>) =
+            held.into_iter().partition(|t| t.is_expired(now));
+        if valid.len() >= MAX_TOKENS_PER_HOLDER {
+            return Err(DasStoreError::HolderFull {
+                holder: holder.to_owned(),
+                first_expiry: valid.iter().map(|t| t.expires_at).min().unwrap_or(now),
+            });
+        }
+        Ok(expired.into_iter().map(|t| t.token_id.clone()).collect())
     }
 
     fn insert(&mut self, t: IssuedToken) {
@@ -197,7 +204,8 @@ pub enum DasChange {
     /// Tokens were removed (expired).
     Removed(Vec<String>),
     /// A token was issued to a holder that had [`MAX_TOKENS_PER_HOLDER`]
-    /// already, and these of the holder's tokens were removed to make room.
+    /// already, and these expired tokens of the holder's were removed to
+    /// make room.
     /// A variant of its own, so that change-log entries written before the
     /// cap still read as [`DasChange::Issued`].
     IssuedOverCap {
@@ -212,9 +220,15 @@ pub enum DasChange {
 #[derive(Debug, Clone, PartialEq)]
 pub enum DasMutation {
     /// Store a newly issued token; its ID must be new. When its holder has
-    /// [`MAX_TOKENS_PER_HOLDER`] tokens already, those ending soonest are
-    /// removed in the same write.
-    Issue(IssuedToken),
+    /// [`MAX_TOKENS_PER_HOLDER`] tokens already, those expired at `now` are
+    /// removed in the same write; when they are all valid, the write is
+    /// refused ([`DasStoreError::HolderFull`]).
+    Issue {
+        /// The token.
+        token: IssuedToken,
+        /// When it is issued.
+        now: DateTime<Utc>,
+    },
     /// Remove these tokens; IDs not stored are ignored.
     Remove(Vec<String>),
 }
@@ -225,6 +239,16 @@ pub enum DasStoreError {
     /// A token with this ID exists already.
     #[error("token {0} already exists")]
     AlreadyExists(String),
+    /// The holder has [`MAX_TOKENS_PER_HOLDER`] valid tokens already.
+    #[error(
+        "holder {holder} holds {MAX_TOKENS_PER_HOLDER} valid tokens, the most the DAS keeps per holder; the first of them expires at {first_expiry}"
+    )]
+    HolderFull {
+        /// The holder.
+        holder: String,
+        /// When the first of its tokens expires (and a new one may be issued).
+        first_expiry: DateTime<Utc>,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -244,15 +268,15 @@ impl Schema for DasSchema {
 
     fn check(state: &DasState, mutation: DasMutation) -> Result<DasChange, DasStoreError> {
         Ok(match mutation {
-            DasMutation::Issue(t) => {
-                if state.tokens.contains_key(&t.token_id) {
-                    return Err(DasStoreError::AlreadyExists(t.token_id));
+            DasMutation::Issue { token, now } => {
+                if state.tokens.contains_key(&token.token_id) {
+                    return Err(DasStoreError::AlreadyExists(token.token_id));
                 }
-                let removed = state.over_cap(&t.holder);
+                let removed = state.room_for_one(&token.holder, now)?;
                 if removed.is_empty() {
-                    DasChange::Issued(t)
+                    DasChange::Issued(token)
                 } else {
-                    DasChange::IssuedOverCap { token: t, removed }
+                    DasChange::IssuedOverCap { token, removed }
                 }
             }
             DasMutation::Remove(ids) => DasChange::Removed(
@@ -341,6 +365,10 @@ mod tests {
         }
     }
 
+    fn issue(now: DateTime<Utc>, token: IssuedToken) -> DasMutation {
+        DasMutation::Issue { token, now }
+    }
+
     fn grant(target: &str) -> TokenGrant {
         TokenGrant {
             issuer: "//sp/cse/CDas".into(),
@@ -352,29 +380,28 @@ mod tests {
         }
     }
 
-    /// The cap keeps a holder's tokens that end last: expired ones go
-    /// first, then those ending soonest; other holders are untouched; the
-    /// holder index follows the removals, and the rows delete what the
-    /// change removes.
+    /// At the cap, issuing removes the holder's expired tokens only; with
+    /// the cap filled by valid tokens, issuing is refused and nothing
+    /// changes, since a token is kept until it expires (TS-0003 7.3.2.3
+    /// step 5). Other holders are untouched; the holder index follows the
+    /// removals, and the rows delete what the change removes.
     #[test]
-    fn issuing_past_the_cap_removes_the_holders_tokens_ending_soonest() {
+    fn at_the_cap_only_expired_tokens_make_room_and_valid_ones_are_kept() {
         let store: Store<DasSchema> = Store::memory(1);
         let now = Utc::now();
         let mut other = token("other@das.example", now - TimeDelta::hours(1));
         other.holder = "//sp/cse/Cother".into();
-        store.apply(DasMutation::Issue(other)).expect("other");
+        store.apply(issue(now, other)).expect("other");
         store
-            .apply(DasMutation::Issue(token(
-                "expired@das.example",
-                now - TimeDelta::seconds(1),
-            )))
+            .apply(issue(
+                now,
+                token("expired@das.example", now - TimeDelta::seconds(1)),
+            ))
             .expect("expired");
         for i in 1..MAX_TOKENS_PER_HOLDER {
             let id = format!("t{i:02}@das.example");
             let ends = now + TimeDelta::minutes(i64::try_from(i).expect("small"));
-            store
-                .apply(DasMutation::Issue(token(&id, ends)))
-                .expect("issue");
+            store.apply(issue(now, token(&id, ends))).expect("issue");
         }
         let holder = "//home.example/mn-cse-123456/Cguest";
         assert_eq!(
@@ -382,10 +409,10 @@ mod tests {
             MAX_TOKENS_PER_HOLDER
         );
         let entry = store
-            .apply(DasMutation::Issue(token(
-                "new@das.example",
-                now + TimeDelta::hours(2),
-            )))
+            .apply(issue(
+                now,
+                token("new@das.example", now + TimeDelta::hours(2)),
+            ))
             .expect("issue");
         assert_eq!(
             entry.change,
@@ -394,29 +421,46 @@ mod tests {
                 removed: vec!["expired@das.example".into()],
             }
         );
-        let entry = store
-            .apply(DasMutation::Issue(token(
-                "newer@das.example",
-                now + TimeDelta::hours(3),
-            )))
-            .expect("issue");
-        assert!(
-            matches!(&entry.change, DasChange::IssuedOverCap { removed, .. } if removed == &["t01@das.example"]),
-            "{entry:?}"
-        );
-        store.read(|_, s| {
-            assert_eq!(s.holder_tokens(holder).count(), MAX_TOKENS_PER_HOLDER);
-            assert!(s.tokens.contains_key("other@das.example"));
-            assert!(!s.tokens.contains_key("t01@das.example"));
-        });
-        // The rows remove what the change removes.
         let rows = DasSchema::rows(&entry.change).expect("rows");
         assert_eq!(rows.len(), 2);
         assert_eq!(
             (rows[0].key.as_str(), rows[0].value.is_none()),
-            ("t01@das.example", true)
+            ("expired@das.example", true)
         );
-        assert_eq!(rows[1].key, "newer@das.example");
+        assert_eq!(rows[1].key, "new@das.example");
+        // Now all 32 are valid: the next is refused, naming the holder and
+        // when room frees up (t01 ends first, in a minute).
+        match store.apply(issue(
+            now,
+            token("newer@das.example", now + TimeDelta::hours(3)),
+        )) {
+            Err(DasStoreError::HolderFull {
+                holder: h,
+                first_expiry,
+            }) => {
+                assert_eq!(h, holder);
+                assert_eq!(first_expiry, now + TimeDelta::minutes(1));
+            }
+            other => panic!("expected HolderFull, got {other:?}"),
+        }
+        store.read(|_, s| {
+            assert_eq!(s.holder_tokens(holder).count(), MAX_TOKENS_PER_HOLDER);
+            assert!(s.valid("t01@das.example", now).is_some());
+            assert!(!s.tokens.contains_key("newer@das.example"));
+            assert!(s.tokens.contains_key("other@das.example"));
+        });
+        // Once t01 has expired, it makes room.
+        let later = now + TimeDelta::minutes(1) + TimeDelta::seconds(1);
+        let entry = store
+            .apply(issue(
+                later,
+                token("newer@das.example", now + TimeDelta::hours(3)),
+            ))
+            .expect("issue after an expiry");
+        assert!(
+            matches!(&entry.change, DasChange::IssuedOverCap { removed, .. } if removed == &["t01@das.example"]),
+            "{entry:?}"
+        );
     }
 
     #[test]
@@ -427,7 +471,7 @@ mod tests {
         let aud = vec!["//sp/cse".to_owned()];
         let mut t = token("t@das.example", now + TimeDelta::minutes(50));
         t.grant = Some(Box::new(grant("//sp/cse/door")));
-        store.apply(DasMutation::Issue(t)).expect("issue");
+        store.apply(issue(now, t)).expect("issue");
         let end = now + TimeDelta::hours(1);
         let half = TimeDelta::minutes(30);
         store.read(|_, s| {
@@ -463,7 +507,7 @@ mod tests {
         // Records without a grant are never reused.
         let mut old = token("old@das.example", now + TimeDelta::minutes(50));
         old.holder = "//sp/cse/Cold".into();
-        store.apply(DasMutation::Issue(old)).expect("issue");
+        store.apply(issue(now, old)).expect("issue");
         store.read(|_, s| {
             assert!(
                 s.reusable(
@@ -484,19 +528,19 @@ mod tests {
         let store: Store<DasSchema> = Store::memory(1);
         let now = Utc::now();
         store
-            .apply(DasMutation::Issue(token(
-                "old@das.example",
-                now - TimeDelta::seconds(1),
-            )))
+            .apply(issue(
+                now,
+                token("old@das.example", now - TimeDelta::seconds(1)),
+            ))
             .expect("issue");
         store
-            .apply(DasMutation::Issue(token(
-                "new@das.example",
-                now + TimeDelta::hours(1),
-            )))
+            .apply(issue(
+                now,
+                token("new@das.example", now + TimeDelta::hours(1)),
+            ))
             .expect("issue");
         assert!(matches!(
-            store.apply(DasMutation::Issue(token("new@das.example", now))),
+            store.apply(issue(now, token("new@das.example", now))),
             Err(DasStoreError::AlreadyExists(_))
         ));
         store.read(|_, s| {

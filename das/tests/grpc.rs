@@ -1340,30 +1340,62 @@ async fn repeated_requests_get_the_stored_token_again() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Distinct requests each get a token, but a holder keeps at most
-/// `MAX_TOKENS_PER_HOLDER` (32): each one past it removes the holder's
-/// token that ends soonest, which `GetTokens` then lists as unknown.
+/// Distinct requests each get a token, but a holder holds at most
+/// `MAX_TOKENS_PER_HOLDER` (32) valid tokens: the next distinct request is
+/// RESOURCE_EXHAUSTED naming the holder, and every token issued stays
+/// retrievable by Token-ID until it expires (TS-0003 7.3.2.3 step 5; issue
+/// 5: "kept until they expire"). A request equal to an earlier one still
+/// gets its stored token.
 #[tokio::test]
-async fn a_holder_keeps_at_most_32_tokens_the_ones_ending_last() {
+async fn a_holder_with_32_valid_tokens_gets_no_more_and_keeps_them_all() {
     const CAP: usize = authz_das::state::MAX_TOKENS_PER_HOLDER;
     let mut das = Running::start(load(&config_json()), None).await;
     let c = &mut das.client;
-    let mut ids = Vec::new();
-    let mut tokens = Vec::new();
-    for i in 0..CAP + 8 {
+    let request = |i: usize| {
         let mut d = dreq(
             "Cguest",
             pb::Operation::Update,
             &format!("/mn-cse-123456/lights/l{i}"),
         );
         d.request_timestamp = today_at(12);
-        // Each ends a second after the one before.
         d.proposed_privileges_lifetime = format!("{}", (600 + i) * 1000);
-        let res = c.consult(consult(d)).await.expect("consult").into_inner();
+        d
+    };
+    let mut ids = Vec::new();
+    let mut tokens = Vec::new();
+    for i in 0..CAP {
+        let res = c
+            .consult(consult(request(i)))
+            .await
+            .expect("consult")
+            .into_inner();
         assert_eq!(res.tokens.len(), 1, "light {i}");
         ids.push(jti(&res.tokens[0]));
         tokens.push(res.tokens[0].clone());
     }
+    let refused = c
+        .consult(consult(request(CAP)))
+        .await
+        .expect_err("the 33rd distinct token");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .message()
+            .contains("//home.example/mn-cse-123456/Cguest")
+            && refused.message().contains("32 valid tokens"),
+        "{refused:?}"
+    );
+    // The same request as the first: its stored token again.
+    let again = c
+        .consult(consult(request(0)))
+        .await
+        .expect("consult again")
+        .into_inner();
+    assert_eq!(again.tokens, vec![tokens[0].clone()]);
     assert_eq!(das.service.stored_tokens(), CAP);
     let got = c
         .get_tokens(pb::GetDasTokensRequest {
@@ -1373,7 +1405,7 @@ async fn a_holder_keeps_at_most_32_tokens_the_ones_ending_last() {
         .await
         .expect("get")
         .into_inner();
-    assert_eq!(got.unknown_ids, ids[..8].to_vec(), "the 8 ending soonest");
-    assert_eq!(got.tokens, tokens[8..].to_vec());
+    assert!(got.unknown_ids.is_empty(), "{:?}", got.unknown_ids);
+    assert_eq!(got.tokens, tokens);
     das.stop().await;
 }
