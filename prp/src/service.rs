@@ -72,7 +72,7 @@ use authz_core::decision::Effect;
 use authz_core::model::{AccessControlPolicy, SetOfAcrs};
 use authz_core::resources::{
     ApplicableSet, FixedAttribute, ResolveError, Resource, ResourceView, TY_ACP, acpi_change_set,
-    applicable_policies, fixed_attribute_changes,
+    applicable_policies, applicable_policies_for, fixed_attribute_changes,
 };
 use authz_core::{
     Applicable, CompiledAcp, DecideOptions, DecisionRequest, HostingContext, NoAttributes,
@@ -1225,14 +1225,22 @@ impl PolicyRetrievalPoint for PrpService {
         &self,
         request: Request<pb::GetApplicablePoliciesRequest>,
     ) -> Result<Response<pb::ApplicablePolicies>, Status> {
-        let target = request.into_inner().target;
+        let pb::GetApplicablePoliciesRequest {
+            target,
+            updates_acpi,
+        } = request.into_inner();
         if target.is_empty() {
             return Err(invalid_argument(&[violation("target", "is mandatory")]));
         }
         let now = now_secs();
         let out = self.read(|snap| -> Result<pb::ApplicablePolicies, Status> {
             let view = View { snap, now };
-            let set = applicable_policies(&view, &target).map_err(resolve_status)?;
+            let set = applicable_policies_for(&view, &target, updates_acpi).map_err(|e| match e {
+                ResolveError::NoAcpi { .. } => {
+                    invalid_argument(&[violation("updates_acpi", &e.to_string())])
+                }
+                e => resolve_status(e),
+            })?;
             let mut policies = Vec::new();
             let push_dynamic = |id: &str, policies: &mut Vec<pb::ApplicablePolicy>| {
                 if let Some(d) = snap.dynamic.get(id).filter(|d| !d.is_expired(now)) {

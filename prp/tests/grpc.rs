@@ -591,6 +591,7 @@ async fn applicable_ids(
     ids(&c
         .get_applicable_policies(pb::GetApplicablePoliciesRequest {
             target: target.into(),
+            ..Default::default()
         })
         .await
         .expect("applicable")
@@ -1382,6 +1383,7 @@ async fn applicable_policies_follow_ts0001_10_2_3_1() {
     }
     let get = |target: &str| pb::GetApplicablePoliciesRequest {
         target: target.into(),
+        ..Default::default()
     };
     const PV: i32 = pb::PrivilegeKind::Privileges as i32;
     const PVS: i32 = pb::PrivilegeKind::SelfPrivileges as i32;
@@ -1463,6 +1465,74 @@ async fn applicable_policies_follow_ts0001_10_2_3_1() {
     prp.shutdown().await;
 }
 
+/// TS-0001 9.6.1.3.2: an Update of a resource's `acpi` is authorized by
+/// the `pvs` of the ACPs it references now, so `updates_acpi` answers those
+/// (in `acpi` order), never the `pv`, never the parent's; a resource
+/// without `acpi` gives the default policy, which is what judges the change
+/// then; a target that has no `acpi` to change is INVALID_ARGUMENT naming
+/// `updates_acpi`.
+#[tokio::test]
+async fn applicable_policies_of_an_acpi_change_are_the_referenced_pvs_ts0001_9_6_1_3_2() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    for id in ["acp1", "acp2", "acpCb"] {
+        c.create_acp(create_req(ADMIN, acp(id, &["CAlice"], &[ADMIN], ALL)))
+            .await
+            .expect("acp");
+    }
+    for r in [
+        resource("cb", "", 5, Some(&["acpCb"]), ""),
+        resource("cnt", "cb", 3, Some(&["acp2", "acp1"]), "CAlice"),
+        resource("cin", "cnt", 4, None, "CAlice"),
+        resource("cnt2", "cb", 3, None, "CCreator"),
+    ] {
+        c.put_resource(put_req(ADMIN, r)).await.expect("resource");
+    }
+    let change = |target: &str| pb::GetApplicablePoliciesRequest {
+        target: target.into(),
+        updates_acpi: true,
+    };
+    const PV: i32 = pb::PrivilegeKind::Privileges as i32;
+    const PVS: i32 = pb::PrivilegeKind::SelfPrivileges as i32;
+
+    let p = c
+        .get_applicable_policies(change("cnt"))
+        .await
+        .expect("cnt")
+        .into_inner();
+    assert_eq!(
+        ids(&p),
+        vec![("acp2".into(), PVS, false), ("acp1".into(), PVS, false)]
+    );
+    assert!(!p.default_policy);
+
+    let p = c
+        .get_applicable_policies(change("cnt2"))
+        .await
+        .expect("cnt2")
+        .into_inner();
+    assert!(p.default_policy);
+    assert_eq!(
+        ids(&p),
+        vec![(authz_prp::default_policy_id("cnt2"), PV, false)]
+    );
+
+    for target in ["cin", "acp1"] {
+        let err = c
+            .get_applicable_policies(change(target))
+            .await
+            .expect_err(target);
+        assert_eq!(err.code(), Code::InvalidArgument, "{target}: {err:?}");
+        assert_eq!(violations(&err), ["updates_acpi"], "{target}");
+    }
+    let err = c
+        .get_applicable_policies(change("nope"))
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), Code::NotFound);
+    prp.shutdown().await;
+}
+
 #[tokio::test]
 async fn dynamic_acp_applies_until_it_expires() {
     let mut prp = start(config()).await;
@@ -1532,6 +1602,7 @@ async fn dynamic_acp_applies_until_it_expires() {
     let p = c
         .get_applicable_policies(pb::GetApplicablePoliciesRequest {
             target: "cnt".into(),
+            ..Default::default()
         })
         .await
         .expect("applicable")
@@ -1567,6 +1638,7 @@ async fn dynamic_acp_applies_until_it_expires() {
     let p = c
         .get_applicable_policies(pb::GetApplicablePoliciesRequest {
             target: "cnt".into(),
+            ..Default::default()
         })
         .await
         .expect("applicable")
@@ -1630,6 +1702,7 @@ async fn decision_7_a_dynamic_acp_for_a_content_instance_is_bound_to_it() {
         let p = c
             .get_applicable_policies(pb::GetApplicablePoliciesRequest {
                 target: target.into(),
+                ..Default::default()
             })
             .await
             .expect("applicable")
@@ -1662,6 +1735,7 @@ async fn decision_7_a_dynamic_acp_for_a_content_instance_is_bound_to_it() {
         let p = c
             .get_applicable_policies(pb::GetApplicablePoliciesRequest {
                 target: target.into(),
+                ..Default::default()
             })
             .await
             .expect("applicable")

@@ -250,6 +250,7 @@ async fn service_state_survives_a_restart_on_redb() {
     let p = service
         .get_applicable_policies(tonic::Request::new(pb::GetApplicablePoliciesRequest {
             target: "cnt".into(),
+            ..Default::default()
         }))
         .await
         .expect("applicable")
