@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use authz_core::compile::CompiledAcp;
 use authz_core::decision::{
-    AuthorizationStatus, Decision, Effect, MissingAttribute, PrivilegeKind,
+    AuthorizationStatus, Decision, Effect, Explanation, MissingAttribute, PrivilegeKind,
 };
 use authz_core::ids::with_canonical_originator;
 use authz_core::resources::{
@@ -443,7 +443,8 @@ impl PdpService {
             status: AuthorizationStatus::MissingAttribute,
             permitted_by: None,
             missing: Vec::new(),
-            explanation: None,
+            // No rule was evaluated: an explanation without rules.
+            explanation: Some(Explanation::default()),
         };
         let mut out = decision_to_pb(&decision);
         out.summary = "DENY (indeterminate): the PIP, a DAS or a token issuer did not answer \
@@ -727,7 +728,8 @@ impl PdpService {
             status,
             permitted_by: None,
             missing: Vec::new(),
-            explanation: None,
+            // No rule was evaluated: an explanation without rules.
+            explanation: Some(Explanation::default()),
         };
         let mut out = decision_to_pb(&decision);
         out.summary = format!("DENY (token): {failure}");
@@ -812,6 +814,8 @@ impl PdpService {
                     policy_revision: snap.revision,
                     policy_store: snap.store_id.as_deref().unwrap_or_default().to_owned(),
                     request_id: req.request_id.clone(),
+                    // Every decision carries one; no rule was evaluated.
+                    explanation: Some(pb::Explanation::default()),
                     ..pb::Decision::default()
                 }
             }
@@ -944,7 +948,8 @@ impl PdpService {
                     status,
                     permitted_by: None,
                     missing: Vec::new(),
-                    explanation: None,
+                    // No rule was evaluated: an explanation without rules.
+                    explanation: Some(Explanation::default()),
                 };
                 let mut out = decision_to_pb(&decision);
                 let label = match status {

@@ -723,6 +723,7 @@ async fn malformed_token_from_the_das_is_a_deny_7_3_2_3() {
         "{}",
         d.summary
     );
+    assert_eq!(d.explanation, Some(pb::Explanation::default()), "{d:?}");
 
     let mut sent = request("Cvisitor", pb::Operation::Retrieve, "cnt");
     sent.tokens = vec!["x".into()];

@@ -336,6 +336,9 @@ async fn unknown_target_is_not_applicable_and_no_acpi_means_default_policy() {
     assert_eq!(d.status, pb::AuthorizationStatus::NotApplicable as i32);
     assert!(d.summary.contains("ghost"), "{}", d.summary);
     assert_eq!(d.policy_revision, 3);
+    // Every decision carries an explanation (decision.proto), even one
+    // made before any rule is evaluated: without rules.
+    assert_eq!(d.explanation, Some(pb::Explanation::default()));
 
     let d = decide(
         &mut client,
@@ -421,6 +424,7 @@ async fn batch_answers_in_order_with_syntax_errors_in_place() {
             assert_eq!(d.decision, DENY);
             assert_eq!(d.status, pb::AuthorizationStatus::SyntaxError as i32);
             assert!(d.summary.contains("operation"), "{}", d.summary);
+            assert_eq!(d.explanation, Some(pb::Explanation::default()));
         } else {
             let want = if i % 2 == 0 { PERMIT } else { DENY };
             assert_eq!(d.decision, want, "request {i}: {}", d.summary);
