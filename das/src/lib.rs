@@ -109,7 +109,9 @@ pub async fn report_health(health: &HealthReporter) {
 }
 
 /// A router with the DAS service, gRPC health and reflection v1.
-pub async fn router(service: DasService) -> Result<Router, DasStartError> {
+pub async fn router(
+    service: DasService,
+) -> Result<Router<authz_proto::serving::ServiceLayers>, DasStartError> {
     Ok(authz_proto::serving::standalone_router(server(service)).await?)
 }
 

@@ -182,7 +182,9 @@ pub async fn report_health(health: &HealthReporter) {
 }
 
 /// A router with the PIP service, gRPC health and reflection v1.
-pub async fn router(service: PipService) -> Result<Router, PipStartError> {
+pub async fn router(
+    service: PipService,
+) -> Result<Router<authz_proto::serving::ServiceLayers>, PipStartError> {
     Ok(authz_proto::serving::standalone_router(server(service)).await?)
 }
 

@@ -85,19 +85,55 @@ pub fn join_errors(errors: &[ConversionError]) -> String {
         .join("; ")
 }
 
+/// The most bytes of one field violation's description (and field path) in
+/// an INVALID_ARGUMENT status, and the most violations it lists: a status
+/// travels in HTTP/2 headers (`grpc-message`, `grpc-status-details-bin`),
+/// which a peer may cap at 16 KiB, so a long value echoed back (a
+/// 5 000-byte country code) must not make the answer a protocol error
+/// instead of the error it is.
+pub const MAX_VIOLATION_BYTES: usize = 256;
+/// See [`MAX_VIOLATION_BYTES`].
+pub const MAX_VIOLATIONS: usize = 16;
+
+/// `text` cut to at most `max` bytes at a character boundary, with `…` and
+/// the full length when cut.
+fn bounded(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}… ({} bytes)", &text[..end], text.len()))
+}
+
 /// A gRPC `INVALID_ARGUMENT` status for conversion errors, with a
 /// `google.rpc.BadRequest` detail holding one field violation per error.
 ///
-/// The message lists every error ([`join_errors`]).
+/// The message lists every error ([`join_errors`]), each cut to
+/// [`MAX_VIOLATION_BYTES`], at most [`MAX_VIOLATIONS`] of them (then how
+/// many more there were), so the status fits the headers it travels in.
 pub fn invalid_argument(errors: &[ConversionError]) -> Status {
-    let message = if errors.is_empty() {
+    let shown: Vec<ConversionError> = errors
+        .iter()
+        .take(MAX_VIOLATIONS)
+        .map(|e| ConversionError {
+            field: bounded(&e.field, MAX_VIOLATION_BYTES).into_owned(),
+            message: bounded(&e.message, MAX_VIOLATION_BYTES).into_owned(),
+        })
+        .collect();
+    let mut message = if shown.is_empty() {
         "invalid argument".to_owned()
     } else {
-        join_errors(errors)
+        join_errors(&shown)
     };
-    let violations: Vec<FieldViolation> = errors
-        .iter()
-        .map(|e| FieldViolation::new(e.field.clone(), e.message.clone()))
+    if errors.len() > shown.len() {
+        message.push_str(&format!("; and {} more", errors.len() - shown.len()));
+    }
+    let violations: Vec<FieldViolation> = shown
+        .into_iter()
+        .map(|e| FieldViolation::new(e.field, e.message))
         .collect();
     Status::with_error_details(
         Code::InvalidArgument,

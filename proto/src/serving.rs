@@ -52,20 +52,80 @@ where
     Ok(())
 }
 
+/// The layers every service binary's server has ([`server`]).
+pub type ServiceLayers = tower::layer::util::Stack<
+    tower::util::MapResponseLayer<fn(http::Response<Body>) -> http::Response<Body>>,
+    tower::layer::util::Identity,
+>;
+
+/// The server builder of every service binary ([`server`]).
+pub type ServiceServer = Server<ServiceLayers>;
+
 /// The server builder of every service binary: a span per RPC
-/// ([`rpc_span`]), and TLS with `tls` (the port then serves TLS only),
-/// applied to the connections of `serve_with_incoming*` too.
-pub fn server(tls: Option<&crate::tls::ServerTls>) -> Result<Server, tonic::transport::Error> {
-    match tls {
-        Some(tls) => plain_server().tls_config(tls.config()),
-        None => Ok(plain_server()),
-    }
+/// ([`rpc_span`]), status messages bounded ([`bound_status_message`]), and
+/// TLS with `tls` (the port then serves TLS only), applied to the
+/// connections of `serve_with_incoming*` too.
+pub fn server(
+    tls: Option<&crate::tls::ServerTls>,
+) -> Result<ServiceServer, tonic::transport::Error> {
+    let builder = match tls {
+        Some(tls) => Server::builder().tls_config(tls.config())?,
+        None => Server::builder(),
+    };
+    Ok(with_defaults(builder))
 }
 
-/// A server without TLS, with a span per RPC.
-fn plain_server() -> Server {
-    Server::builder().trace_fn(rpc_span)
+/// A server without TLS, with a span per RPC and bounded status messages.
+fn plain_server() -> ServiceServer {
+    with_defaults(Server::builder())
 }
+
+fn with_defaults(builder: Server) -> ServiceServer {
+    let bound: fn(http::Response<Body>) -> http::Response<Body> = bound_status_message;
+    builder
+        .trace_fn(rpc_span)
+        .layer(tower::util::MapResponseLayer::new(bound))
+}
+
+/// The most bytes of a `grpc-message` header a service sends.
+pub const MAX_STATUS_MESSAGE_BYTES: usize = 2048;
+
+/// Cuts the `grpc-message` of an error answered in headers (every error of
+/// a unary call, and of a stream that fails before its first message) to
+/// [`MAX_STATUS_MESSAGE_BYTES`], ending it with `…`. Messages echo what
+/// the client sent (an unknown 40 000-byte resource ID), and headers are
+/// capped by peers (often at 16 KiB): past that, the client would get an
+/// HTTP/2 protocol error (`INTERNAL`) instead of the status the service
+/// meant. The message is percent-encoded (gRPC over HTTP/2); the cut never
+/// splits an escape or a UTF-8 sequence.
+pub fn bound_status_message<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers_mut();
+    let Some(value) = headers.get("grpc-message") else {
+        return response;
+    };
+    if value.len() <= MAX_STATUS_MESSAGE_BYTES {
+        return response;
+    }
+    let decoded = percent_encoding::percent_decode(value.as_bytes()).decode_utf8_lossy();
+    let encode =
+        |text: &str| percent_encoding::utf8_percent_encode(text, GRPC_MESSAGE_ESCAPES).to_string();
+    let suffix = encode(&format!("… (cut from {} bytes)", decoded.len()));
+    // An encoded byte takes at most three.
+    let mut end = (MAX_STATUS_MESSAGE_BYTES.saturating_sub(suffix.len()) / 3).min(decoded.len());
+    while !decoded.is_char_boundary(end) {
+        end -= 1;
+    }
+    let encoded = encode(&decoded[..end]) + &suffix;
+    if let Ok(v) = http::HeaderValue::from_str(&encoded) {
+        headers.insert("grpc-message", v);
+    }
+    response
+}
+
+/// What gRPC over HTTP/2 escapes in `grpc-message`: `%` and every byte
+/// outside printable ASCII.
+const GRPC_MESSAGE_ESCAPES: &percent_encoding::AsciiSet =
+    &percent_encoding::CONTROLS.add(b'%').add(0x7f);
 
 /// The routes of a standalone service: `service`, reported SERVING by gRPC
 /// health, and reflection.
@@ -91,7 +151,9 @@ where
 }
 
 /// A plain-text router for a standalone service ([`standalone_routes`]).
-pub async fn standalone_router<S>(service: S) -> Result<Router, tonic_reflection::server::Error>
+pub async fn standalone_router<S>(
+    service: S,
+) -> Result<Router<ServiceLayers>, tonic_reflection::server::Error>
 where
     S: tonic::codegen::Service<
             tonic::codegen::http::Request<Body>,
@@ -386,5 +448,44 @@ mod tests {
         let ev = next(&mut stream).await;
         assert_eq!((ev.revision, ev.restart), (head.load(SeqCst), false));
         assert_eq!(restarts.load(SeqCst), 1);
+    }
+
+    /// A long `grpc-message` is cut to the bound at a character boundary,
+    /// stays valid percent-encoding of UTF-8 (what tonic decodes), and says
+    /// how long it was; a short one, or a response without one, is left
+    /// as it is.
+    #[test]
+    fn status_messages_are_bounded() {
+        let long = format!("resource {} not found", "é".repeat(5_000));
+        let status = tonic::Status::not_found(long.clone());
+        let response = bound_status_message(status.into_http::<()>());
+        let value = response.headers().get("grpc-message").expect("message");
+        assert!(value.len() <= MAX_STATUS_MESSAGE_BYTES, "{}", value.len());
+        let back = tonic::Status::from_header_map(response.headers()).expect("a status");
+        assert_eq!(back.code(), tonic::Code::NotFound);
+        assert!(
+            back.message().starts_with("resource éé"),
+            "{}",
+            back.message()
+        );
+        assert!(
+            back.message()
+                .ends_with(&format!("… (cut from {} bytes)", long.len())),
+            "{}",
+            back.message()
+        );
+
+        let short = tonic::Status::not_found("resource cnt not found");
+        let response = bound_status_message(short.into_http::<()>());
+        let back = tonic::Status::from_header_map(response.headers()).expect("a status");
+        assert_eq!(back.message(), "resource cnt not found");
+
+        let ok = http::Response::new(());
+        assert!(
+            bound_status_message(ok)
+                .headers()
+                .get("grpc-message")
+                .is_none()
+        );
     }
 }

@@ -744,6 +744,48 @@ fn invalid_argument_carries_field_violations() {
     );
 }
 
+/// An INVALID_ARGUMENT status travels in HTTP/2 headers: a long value
+/// echoed in a message is cut (at a character boundary, saying how long it
+/// was), and at most `MAX_VIOLATIONS` violations are listed, so the status
+/// stays far below a peer's 16 KiB header limit.
+#[test]
+fn invalid_argument_stays_small_whatever_it_echoes() {
+    use authz_proto::convert::{MAX_VIOLATION_BYTES, MAX_VIOLATIONS};
+    // `'` and the x's fill all but one byte of the limit: the two-byte `é`
+    // straddles it.
+    let long = format!("{}é", "x".repeat(MAX_VIOLATION_BYTES - 2));
+    let errors: Vec<ConversionError> = (0..MAX_VIOLATIONS + 5)
+        .map(|i| ConversionError {
+            field: format!("originator_location.country_codes[{i}]"),
+            message: format!("'{long}' is not a country code"),
+        })
+        .collect();
+    let status = invalid_argument(&errors);
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().ends_with("; and 5 more"),
+        "{}",
+        status.message()
+    );
+    let bad = status.get_details_bad_request().expect("BadRequest detail");
+    assert_eq!(bad.field_violations.len(), MAX_VIOLATIONS);
+    let first = &bad.field_violations[0];
+    assert_eq!(first.field, "originator_location.country_codes[0]");
+    assert!(
+        first
+            .description
+            .starts_with(&format!("'{}… (", "x".repeat(MAX_VIOLATION_BYTES - 2))),
+        "{}",
+        first.description
+    );
+    assert!(
+        first
+            .description
+            .ends_with(&format!("({} bytes)", errors[0].message.len()))
+    );
+    assert!(status.message().len() < 8 * 1024);
+}
+
 fn rule(acp: &str, kind: PrivilegeKind, index: usize) -> RuleRef {
     RuleRef {
         acp: acp.into(),

@@ -145,7 +145,11 @@ pub fn server(service: PrpService) -> PolicyRetrievalPointServer<PrpService> {
 
 /// Adds the PRP service to `router` and marks it serving in `health` (for a
 /// process that mounts several services and owns health and reflection).
-pub async fn add_to_router(router: Router, service: PrpService, health: &HealthReporter) -> Router {
+pub async fn add_to_router<L>(
+    router: Router<L>,
+    service: PrpService,
+    health: &HealthReporter,
+) -> Router<L> {
     health
         .set_serving::<PolicyRetrievalPointServer<PrpService>>()
         .await;
@@ -154,7 +158,9 @@ pub async fn add_to_router(router: Router, service: PrpService, health: &HealthR
 
 /// A router with the PRP service, gRPC health (PRP set serving) and gRPC
 /// reflection v1 (the `onem2m.authz.v1` package and health).
-pub async fn router(service: PrpService) -> Result<Router, PrpError> {
+pub async fn router(
+    service: PrpService,
+) -> Result<Router<authz_proto::serving::ServiceLayers>, PrpError> {
     Ok(authz_proto::serving::standalone_router(server(service)).await?)
 }
 

@@ -1237,7 +1237,7 @@ impl PolicyRetrievalPoint for PrpService {
             let view = View { snap, now };
             let set = applicable_policies_for(&view, &target, updates_acpi).map_err(|e| match e {
                 ResolveError::NoAcpi { .. } => {
-                    invalid_argument(&[violation("updates_acpi", &e.to_string())])
+                    invalid_argument(&[violation("updates_acpi", e.to_string())])
                 }
                 e => resolve_status(e),
             })?;

@@ -1533,6 +1533,38 @@ async fn applicable_policies_of_an_acpi_change_are_the_referenced_pvs_ts0001_9_6
     prp.shutdown().await;
 }
 
+/// An error that echoes what the client sent is still that error when the
+/// echo is long: a 40 000-byte unknown ID gives NOT_FOUND with the message
+/// cut, not an HTTP/2 protocol error (INTERNAL) from headers too large.
+#[tokio::test]
+async fn an_error_echoing_a_huge_id_keeps_its_code() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    let long = "y".repeat(40_000);
+    let e = c
+        .get_acp(pb::GetAcpRequest {
+            acp_id: long.clone(),
+        })
+        .await
+        .expect_err("no such ACP");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    assert!(e.message().contains("yyyy"), "{}", e.message());
+    assert!(
+        e.message().len() <= authz_proto::serving::MAX_STATUS_MESSAGE_BYTES,
+        "{}",
+        e.message().len()
+    );
+    let e = c
+        .get_applicable_policies(pb::GetApplicablePoliciesRequest {
+            target: long,
+            ..Default::default()
+        })
+        .await
+        .expect_err("no such resource");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    prp.shutdown().await;
+}
+
 #[tokio::test]
 async fn dynamic_acp_applies_until_it_expires() {
     let mut prp = start(config()).await;

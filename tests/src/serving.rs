@@ -30,7 +30,7 @@ pub struct Served {
 }
 
 /// Serves `router` on 127.0.0.1 with an OS-chosen port.
-pub async fn serve(router: Router) -> Served {
+pub async fn serve(router: Router<authz_proto::serving::ServiceLayers>) -> Served {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let (stop, stopped) = oneshot::channel::<()>();
@@ -129,7 +129,8 @@ impl GatedDas {
 
     /// Serves it until the runtime ends; returns its URL.
     pub async fn serve(&self) -> String {
-        let router = tonic::transport::Server::builder()
+        let router = authz_proto::serving::server(None)
+            .expect("a server without TLS")
             .add_service(DynamicAuthorizationServerServer::new(self.clone()));
         serve(router).await.detach()
     }

@@ -371,7 +371,9 @@ pub async fn serve_pdp(pdp: &Pdp) -> (Channel, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
-        Server::builder()
+        // The builder the PDP binary serves with.
+        authz_proto::serving::server(None)
+            .unwrap()
             .add_routes(routes)
             .serve_with_incoming(TcpListenerStream::new(listener))
             .await
