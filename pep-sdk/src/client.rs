@@ -737,6 +737,18 @@ impl PepClient {
                 Code::Unavailable => {
                     return Err(CallFailure::NoAnswer(unavailable_text(&status, attempt)));
                 }
+                // The call's own timer (`set_timeout`, tonic reports it as
+                // CANCELLED "Timeout expired") or the PDP's: either way the
+                // deadline ran out, which is what the caller set.
+                Code::DeadlineExceeded | Code::Cancelled
+                    if status.code() == Code::DeadlineExceeded
+                        || deadline.saturating_duration_since(Instant::now()) < DEADLINE_SLACK =>
+                {
+                    return Err(CallFailure::NoAnswer(format!(
+                        "deadline of {} ms exceeded after {attempt} attempt(s)",
+                        config.deadline.as_millis()
+                    )));
+                }
                 code => {
                     return Err(CallFailure::NoAnswer(format!(
                         "{code:?}: {}",
@@ -747,6 +759,10 @@ impl PepClient {
         }
     }
 }
+
+/// How close to the deadline a cancelled call counts as timed out: the
+/// transport's timer and ours fire a hair apart.
+const DEADLINE_SLACK: Duration = Duration::from_millis(5);
 
 fn unavailable_text(status: &tonic::Status, attempts: u32) -> String {
     format!(

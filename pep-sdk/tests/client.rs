@@ -618,6 +618,37 @@ async fn futures_join(
     out
 }
 
+/// A PDP that answers after the PEP's deadline: the verdict fails closed,
+/// and its reason says the deadline ran out (README, Failure modes), not
+/// the transport's wording for its own timer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn a_pdp_slower_than_the_deadline_fails_closed_naming_the_deadline() {
+    let pdp = FakePdp::new(|_| {
+        std::thread::sleep(Duration::from_millis(800));
+        Ok(permit())
+    });
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr: SocketAddr = l.local_addr().expect("addr");
+    let (_server, _stop) = pdp.serve_on(l);
+    let client = PepClient::new(
+        PepConfig::new([format!("http://{addr}")]).with_deadline(Duration::from_millis(200)),
+    )
+    .expect("client");
+    for v in [
+        client.decide(request("C1", "x")).await,
+        client.stream().decide(request("C1", "x")).await,
+    ] {
+        assert_eq!(v.source, DecisionSource::FailClosed, "{v:?}");
+        assert!(
+            v.decision
+                .summary
+                .starts_with("DENY (fail-closed): PDP unreachable: deadline of 200 ms exceeded"),
+            "{}",
+            v.decision.summary
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_reopens_after_the_pdp_restarts() {
     let pdp = FakePdp::new(|_| Ok(permit()));
