@@ -9,7 +9,8 @@
 //!
 //! - [`store`]: the resource tree (CSEBase, the lock AEs `Clock-AE1` and
 //!   `Clock-AE2`, the containers `frontDoor` and `backDoor` whose latest
-//!   contentInstance is the lock state `LOCKED` or `UNLOCKED`);
+//!   contentInstance is the lock state `LOCKED` or `UNLOCKED`, and the
+//!   front door's unlock-command container `frontDoor/unlock`);
 //! - [`credentials`]: who the sender is (a stand-in for the guide's TLS-PSK
 //!   security association);
 //! - [`policies`]: the example's ACPs and resources, loaded into the PRP;
@@ -24,10 +25,11 @@
 //! | GET a resource (`/~/mn-cse-123456/frontDoor`, `.../frontDoor/la`) | 200, `X-M2M-RSC: 2000`, `m2m:cb`/`m2m:ae`/`m2m:cnt`/`m2m:cin` |
 //! | GET with `fu=1` (discovery, optional `ty` filter) | 200 / 2000, `m2m:uril` of the descendants the originator may DISCOVER (checked with one `DecideBatch`) |
 //! | POST `ty=4` `{"m2m:cin": {"con": "UNLOCKED"}}` to a door's container | 201 / 2001: the command, and the door's new state |
+//! | POST `ty=4` `{"m2m:cin": {"con": "UNLOCKED"}}` to an unlock-command container (`frontDoor/unlock`) | 201 / 2001: the command, kept there; the door's container gets `UNLOCKED` by the same originator. Other content: 4000 (an ACP cannot tell an unlock from a lock, so whoever may only unlock is granted CREATE here and not in the door's container) |
 //! | PUT `{"m2m:cnt": {"lbl": [...]}}` on a container | 200 / 2004 |
 //! | PUT `{"m2m:cnt": {"acpi": [...]}}` (or `m2m:ae`, `m2m:cb`; `acpi` and nothing else) on a container, an AE or the CSEBase | 200 / 2004 once the PRP took the new `acpi` (written there as the originator); the PEP had the PDP judge it by the `pvs` of the resource's ACPs (TS-0001 9.6.1.3.2); `acpi` with other attributes is 4000 from the PEP layer, a contentInstance's `acpi` 4000, and without a PRP ([`AppConfig::prp`]) 4005 |
 //! | DELETE a contentInstance (or `la`/`ol`) | 200 / 2002 |
-//! | anything else | 4005 OPERATION_NOT_ALLOWED, 4102 for content other than `LOCKED`/`UNLOCKED`, 4004 for an unknown resource |
+//! | anything else | 4005 OPERATION_NOT_ALLOWED, 4102 for content other than `LOCKED`/`UNLOCKED` in a door's container, 4004 for an unknown resource |
 
 #![warn(missing_docs)]
 
@@ -304,9 +306,13 @@ fn create(app: &App, auth: &AuthorizedRequest, addressed: &Addressed, body: &[u8
     };
     let rn = cin.get("rn").and_then(Value::as_str);
     let mut store = app.store.write().unwrap_or_else(|e| e.into_inner());
+    let door = store
+        .commanded_door(container)
+        .unwrap_or(container)
+        .to_owned();
     match store.create_instance(container, rn, con, &auth.primitive.fr, app.clock.now()) {
         Ok(r) => {
-            tracing::info!(door = %container, state = %con, by = %auth.primitive.fr, "lock command");
+            tracing::info!(%door, via = %container, state = %con, by = %auth.primitive.fr, "lock command");
             let mut response = respond(
                 ResponseStatusCode::CREATED,
                 rqi,

@@ -15,7 +15,15 @@ mod tests {
     fn the_shipped_bundle_is_valid() {
         let b = Bundle::parse(DEFAULT_POLICIES).expect("bundle");
         let ids: Vec<_> = b.acps.iter().filter_map(|a| a.id()).collect();
-        assert_eq!(ids, ["acpHome", "acpFrontDoor", "acpBackDoor"]);
+        assert_eq!(
+            ids,
+            [
+                "acpHome",
+                "acpFrontDoor",
+                "acpFrontDoorUnlock",
+                "acpBackDoor"
+            ]
+        );
         assert!(b.resources.iter().any(|r| r.resource_id == "frontDoor"));
     }
 }

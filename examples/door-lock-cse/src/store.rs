@@ -6,6 +6,17 @@
 //! (read through the `la` virtual resource); creating one is the command that
 //! changes it.
 //!
+//! Unlock-command containers: a `<container>` whose parent is a door's
+//! container (`frontDoor/unlock` in the example) takes unlock commands only.
+//! An ACP cannot look at the content of a request, so "may unlock but not
+//! lock" is given by structure: the babysitter's ACP grants CREATE of
+//! contentInstances in the unlock container, and none in the door's. A
+//! contentInstance created there must hold [`UNLOCK_COMMAND`] (anything else
+//! is [`StoreError::Bad`], 4000); it stays there as the record of the
+//! command (`cr` is who sent it), and the door's container gets an
+//! `UNLOCKED` contentInstance with the same `cr`, so the door's `la` is its
+//! state whichever way it was commanded. A command container starts empty.
+//!
 //! The tree is built from the `resources` of the policy bundle (`ri`, `pi`,
 //! `ty`), the same records the PRP gets, so the CSE and the PDP agree on
 //! resource IDs. Every resource's name (`rn`) is its ID, so a resource can be
@@ -27,6 +38,9 @@ pub const MAX_INSTANCES: usize = 20;
 
 /// The states a door lock can be in (the content of a contentInstance).
 pub const STATES: [&str; 2] = ["LOCKED", "UNLOCKED"];
+
+/// The only content an unlock-command container takes.
+pub const UNLOCK_COMMAND: &str = "UNLOCKED";
 
 /// Resource type codes used here (TS-0004 6.3.4.2.1).
 pub mod ty {
@@ -125,8 +139,9 @@ pub struct Store {
 
 impl Store {
     /// The tree of the bundle's `resources` (CSEBase, AEs and containers;
-    /// other types are skipped), each container starting `LOCKED`. Fails
-    /// when there is no CSEBase or a parent is missing.
+    /// other types are skipped), each door's container starting `LOCKED`
+    /// and each unlock-command container empty. Fails when there is no
+    /// CSEBase or a parent is missing.
     pub fn from_bundle(resources: &[PrpResource], now: DateTime<Utc>) -> Result<Self, StoreError> {
         let mut store = Store::default();
         for r in resources {
@@ -163,14 +178,14 @@ impl Store {
                 )));
             }
         }
-        let containers: Vec<(String, String)> = store
+        let doors: Vec<(String, String)> = store
             .resources
             .values()
-            .filter(|r| r.ty == ty::CONTAINER)
+            .filter(|r| r.ty == ty::CONTAINER && store.commanded_door(&r.ri).is_none())
             .map(|r| (r.ri.clone(), r.pi.clone()))
             .collect();
-        for (container, lock_ae) in containers {
-            store.create_instance(&container, None, "LOCKED", &lock_ae, now)?;
+        for (door, lock_ae) in doors {
+            store.create_instance(&door, None, "LOCKED", &lock_ae, now)?;
         }
         Ok(store)
     }
@@ -266,8 +281,22 @@ impl Store {
             .and_then(|r| r.con.as_deref())
     }
 
-    /// Creates a contentInstance with content `con` (`LOCKED` or
-    /// `UNLOCKED`) in `container`, named `rn` or a generated name.
+    /// The door whose unlock-command container `container` is: its
+    /// parent, when `container` is a container under a container.
+    pub fn commanded_door(&self, container: &str) -> Option<&str> {
+        let r = self.get(container).filter(|r| r.ty == ty::CONTAINER)?;
+        self.get(&r.pi)
+            .filter(|p| p.ty == ty::CONTAINER)
+            .map(|p| p.ri.as_str())
+    }
+
+    /// Creates a contentInstance with content `con` in `container`, named
+    /// `rn` or a generated name, and returns it. In a door's container
+    /// `con` is the new state, `LOCKED` or `UNLOCKED` (else
+    /// [`StoreError::Contents`]). In an unlock-command container `con` must
+    /// be [`UNLOCK_COMMAND`] (else [`StoreError::Bad`]): the command is
+    /// kept there and the door's container gets an `UNLOCKED`
+    /// contentInstance by the same `creator`. Nothing changes on an error.
     pub fn create_instance(
         &mut self,
         container: &str,
@@ -284,11 +313,39 @@ impl Store {
                 "{container} is not a container: only contentInstances are created, in a door's container"
             )));
         }
-        if !STATES.contains(&con) {
-            return Err(StoreError::Contents(format!(
-                "con must be LOCKED or UNLOCKED, not '{con}'"
-            )));
+        match self.commanded_door(container).map(str::to_owned) {
+            Some(door) => {
+                if con != UNLOCK_COMMAND {
+                    return Err(StoreError::Bad(format!(
+                        "{container} takes only the unlock command (con {UNLOCK_COMMAND}), not '{con}'; \
+                         other states are set in {door}"
+                    )));
+                }
+                let command = self.insert_instance(container, rn, con, creator, now)?;
+                self.insert_instance(&door, None, "UNLOCKED", creator, now)?;
+                Ok(command)
+            }
+            None => {
+                if !STATES.contains(&con) {
+                    return Err(StoreError::Contents(format!(
+                        "con must be LOCKED or UNLOCKED, not '{con}'"
+                    )));
+                }
+                self.insert_instance(container, rn, con, creator, now)
+            }
         }
+    }
+
+    /// Stores a contentInstance in the container `container` (checked by
+    /// the caller) and drops the oldest beyond [`MAX_INSTANCES`].
+    fn insert_instance(
+        &mut self,
+        container: &str,
+        rn: Option<&str>,
+        con: &str,
+        creator: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Resource, StoreError> {
         self.next += 1;
         let ri = match rn {
             Some(rn) => {
@@ -304,7 +361,15 @@ impl Store {
                 }
                 rn.to_owned()
             }
-            None => format!("cin{}-{}", now.format("%Y%m%dT%H%M%S"), self.next),
+            None => loop {
+                // A generated name never replaces a resource named so by a
+                // client.
+                let ri = format!("cin{}-{}", now.format("%Y%m%dT%H%M%S"), self.next);
+                if !self.resources.contains_key(&ri) {
+                    break ri;
+                }
+                self.next += 1;
+            },
         };
         let r = Resource {
             ri: ri.clone(),
@@ -463,7 +528,8 @@ mod tests {
         let bundle: Vec<PrpResource> = serde_json::from_value(json!([
             {"ri": "mn-cse-123456", "ty": 5, "acpi": ["acpHome"]},
             {"ri": "Clock-AE1", "pi": "mn-cse-123456", "ty": 2, "acpi": ["acpFrontDoor"]},
-            {"ri": "frontDoor", "pi": "Clock-AE1", "ty": 3, "acpi": ["acpFrontDoor"]}
+            {"ri": "frontDoor", "pi": "Clock-AE1", "ty": 3, "acpi": ["acpFrontDoor"]},
+            {"ri": "unlock", "pi": "frontDoor", "ty": 3, "acpi": ["acpFrontDoorUnlock"]}
         ]))
         .expect("resources");
         Store::from_bundle(&bundle, Utc::now()).expect("store")
@@ -499,6 +565,50 @@ mod tests {
             "mn-cse-123456/Clock-AE1/frontDoor"
         );
         assert_eq!(s.state("frontDoor"), Some("LOCKED"));
+        assert_eq!(
+            s.resolve("frontDoor/unlock"),
+            Some(Addressed::Resource("unlock".into()))
+        );
+        assert_eq!(
+            s.structured("unlock"),
+            "mn-cse-123456/Clock-AE1/frontDoor/unlock"
+        );
+        assert_eq!(s.commanded_door("unlock"), Some("frontDoor"));
+        assert_eq!(s.commanded_door("frontDoor"), None);
+        assert_eq!(s.state("unlock"), None, "a command container starts empty");
+    }
+
+    #[test]
+    fn an_unlock_command_unlocks_the_door_and_nothing_else_is_taken() {
+        let mut s = store();
+        let now = Utc::now();
+        let command = s
+            .create_instance("unlock", Some("u1"), "UNLOCKED", "Cbabysitter", now)
+            .expect("unlock command");
+        assert_eq!((command.pi.as_str(), command.ri.as_str()), ("unlock", "u1"));
+        let state = s
+            .instance(&Addressed::Latest("frontDoor".into()))
+            .expect("state")
+            .clone();
+        assert_eq!(state.con.as_deref(), Some("UNLOCKED"));
+        assert_eq!(state.cr.as_deref(), Some("Cbabysitter"));
+
+        s.create_instance("frontDoor", None, "LOCKED", "CownerPhone", now)
+            .expect("lock");
+        let before = s.clone();
+        for (con, rn) in [("LOCKED", None), ("OPEN", None), ("UNLOCKED", Some("u1"))] {
+            let err = s
+                .create_instance("unlock", rn, con, "Cbabysitter", now)
+                .expect_err(con);
+            let expected_bad = rn.is_none();
+            assert_eq!(matches!(err, StoreError::Bad(_)), expected_bad, "{err:?}");
+        }
+        assert_eq!(s.state("frontDoor"), Some("LOCKED"));
+        assert_eq!(s.children("unlock").len(), 1, "only the first command");
+        assert_eq!(
+            s.children("frontDoor").len(),
+            before.children("frontDoor").len()
+        );
     }
 
     #[test]

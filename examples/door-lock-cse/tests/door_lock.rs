@@ -26,6 +26,8 @@ const LOCK: &str = r#"{"m2m:cin": {"con": "LOCKED"}}"#;
 const CIN: (&str, &str) = ("Content-Type", "application/json;ty=4");
 const FRONT: &str = "/~/mn-cse-123456/frontDoor";
 const FRONT_LA: &str = "/~/mn-cse-123456/frontDoor/la";
+/// The front door's unlock-command container.
+const FRONT_UNLOCK: &str = "/~/mn-cse-123456/frontDoor/unlock";
 const BACK_LA: &str = "/~/mn-cse-123456/backDoor/la";
 
 fn assert_denied(r: &Reply, what: &str) {
@@ -78,7 +80,8 @@ async fn the_owners_phone_may_do_everything() {
         r.json()["m2m:uril"],
         serde_json::json!([
             "mn-cse-123456/Clock-AE1/frontDoor",
-            "mn-cse-123456/Clock-AE2/backDoor"
+            "mn-cse-123456/Clock-AE2/backDoor",
+            "mn-cse-123456/Clock-AE1/frontDoor/unlock"
         ])
     );
 
@@ -102,6 +105,18 @@ async fn the_owners_phone_may_do_everything() {
 
     let r = stack.as_(OWNER, "DELETE", FRONT_LA, &[], "").await;
     assert_eq!((r.status, r.rsc()), (200, 2002), "{r:?}");
+
+    // The unlock container is the owner's too: an unlock command there,
+    // read back, and the door it unlocked.
+    let r = stack.as_(OWNER, "POST", FRONT_UNLOCK, &[CIN], UNLOCK).await;
+    assert_created(&r, "owner unlocks through the unlock container");
+    let r = stack
+        .as_(OWNER, "GET", &format!("{FRONT_UNLOCK}/la"), &[], "")
+        .await;
+    assert_eq!((r.status, r.rsc()), (200, 2000), "{r:?}");
+    assert_eq!(r.json()["m2m:cin"]["cr"], "CownerPhone");
+    let r = stack.as_(OWNER, "GET", FRONT_LA, &[], "").await;
+    assert_eq!(r.json()["m2m:cin"]["con"], "UNLOCKED", "{r:?}");
 
     // acaf: the same originator without its credentials is refused.
     let r = stack
@@ -133,6 +148,29 @@ async fn the_owners_phone_may_do_everything() {
     assert_eq!(r.header("X-M2M-RI"), Some("rq-test"));
 }
 
+/// The front door's state as the front lock reads it over HTTP
+/// (`frontDoor/la`): `(con, cr)`.
+async fn front_door_state(stack: &Stack) -> (String, String) {
+    let r = stack.as_(LOCK1, "GET", FRONT_LA, &[], "").await;
+    assert_eq!((r.status, r.rsc()), (200, 2000), "{r:?}");
+    let cin = &r.json()["m2m:cin"];
+    let text = |k: &str| cin[k].as_str().unwrap_or_default().to_owned();
+    (text("con"), text("cr"))
+}
+
+/// The owner locks the front door.
+async fn owner_locks(stack: &Stack) {
+    let r = stack.as_(OWNER, "POST", FRONT, &[CIN], LOCK).await;
+    assert_created(&r, "owner locks the front door");
+}
+
+/// The babysitter's rule (in `acpFrontDoorUnlock`, the ACP of the unlock
+/// container `frontDoor/unlock`) permits CREATE of a contentInstance there
+/// when the request is authenticated (`acaf`), its time is in
+/// `* * 15-18 * * 1-5 *` AND its IP in the home network (one `acco`
+/// element: its tests are ANDed, TS-0003 7.1.5 and 7.1.3; the crontab in UTC,
+/// Decision 4). The CSE carries the command out on the door, which the
+/// front lock reads as its state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_babysitter_unlocks_on_weekdays_15_to_19_from_home_only() {
     let stack = Stack::start(Options::default()).await;
@@ -172,25 +210,84 @@ async fn the_babysitter_unlocks_on_weekdays_15_to_19_from_home_only() {
     ];
     for (at, from, permitted, what) in cases {
         stack.clock.set(at);
+        owner_locks(&stack).await;
         let r = stack
-            .as_from(BABYSITTER, from, "POST", FRONT, &[CIN], UNLOCK)
+            .as_from(BABYSITTER, from, "POST", FRONT_UNLOCK, &[CIN], UNLOCK)
             .await;
+        let state = front_door_state(&stack).await;
         if permitted {
             assert_created(&r, what);
+            let cin = &r.json()["m2m:cin"];
+            assert_eq!(
+                (&cin["pi"], &cin["con"], &cin["cr"]),
+                (
+                    &Value::from("unlock"),
+                    &Value::from("UNLOCKED"),
+                    &Value::from("Cbabysitter")
+                ),
+                "{what}: the command, kept in the unlock container"
+            );
+            assert_eq!(
+                state,
+                ("UNLOCKED".to_owned(), "Cbabysitter".to_owned()),
+                "{what}: the door follows the command"
+            );
         } else {
             assert_denied(&r, what);
             assert!(!r.dbg().is_empty(), "{what}: a reason");
+            assert_eq!(state.0, "LOCKED", "{what}: the door stays locked");
         }
     }
     // The window's explanation names the next opening (explain-denials on).
     stack.clock.set(saturday(16, 0, 0));
-    let r = stack.as_(BABYSITTER, "POST", FRONT, &[CIN], UNLOCK).await;
+    let r = stack
+        .as_(BABYSITTER, "POST", FRONT_UNLOCK, &[CIN], UNLOCK)
+        .await;
     assert!(r.dbg().contains("20261130T150000"), "{}", r.dbg());
+    assert!(
+        r.dbg().contains("acpFrontDoorUnlock.pv.acr[1]"),
+        "{}",
+        r.dbg()
+    );
 
-    // Inside the window, everything else stays refused.
+    // Inside the window, from home: she may unlock, not lock. The door's
+    // own container grants her no CREATE, whatever the content (an ACP
+    // cannot look at it): 4103 by the PDP, before the CSE reads the body.
     stack.clock.set(thursday(16, 0, 0));
+    owner_locks(&stack).await;
+    for body in [LOCK, UNLOCK] {
+        let r = stack.as_(BABYSITTER, "POST", FRONT, &[CIN], body).await;
+        assert_denied(&r, &format!("babysitter posts {body} to frontDoor"));
+        assert!(
+            r.dbg()
+                .contains("no rule of the applicable policies names the originator"),
+            "{}",
+            r.dbg()
+        );
+    }
+    // The unlock container takes the unlock command only: a permitted
+    // CREATE with other content is 4000 from the CSE, and changes nothing.
+    for body in [LOCK, r#"{"m2m:cin": {"con": "OPEN"}}"#] {
+        let r = stack
+            .as_(BABYSITTER, "POST", FRONT_UNLOCK, &[CIN], body)
+            .await;
+        assert_eq!((r.status, r.rsc()), (400, 4000), "{body}: {r:?}");
+        assert_eq!(r.header("X-M2M-RI"), Some("rq-test"));
+        assert!(
+            r.dbg().contains("takes only the unlock command"),
+            "{}",
+            r.dbg()
+        );
+    }
+    assert_eq!(front_door_state(&stack).await.0, "LOCKED");
+
+    // Everything else stays refused.
     let r = stack.as_(BABYSITTER, "GET", FRONT_LA, &[], "").await;
     assert_denied(&r, "babysitter reads the state");
+    let r = stack
+        .as_(BABYSITTER, "GET", &format!("{FRONT_UNLOCK}/la"), &[], "")
+        .await;
+    assert_denied(&r, "babysitter reads the commands");
     let r = stack
         .as_(
             BABYSITTER,
@@ -202,12 +299,16 @@ async fn the_babysitter_unlocks_on_weekdays_15_to_19_from_home_only() {
         .await;
     assert_denied(&r, "babysitter unlocks the back door");
     let r = stack.as_(BABYSITTER, "DELETE", FRONT_LA, &[], "").await;
+    assert_denied(&r, "babysitter deletes the state");
+    let r = stack
+        .as_(BABYSITTER, "DELETE", &format!("{FRONT_UNLOCK}/la"), &[], "")
+        .await;
     assert_denied(&r, "babysitter deletes the command history");
     let r = stack
         .as_(
             BABYSITTER,
             "POST",
-            FRONT,
+            FRONT_UNLOCK,
             &[("Content-Type", "application/json;ty=23")],
             "{}",
         )
@@ -221,7 +322,7 @@ async fn the_babysitter_unlocks_on_weekdays_15_to_19_from_home_only() {
         .send(
             HOME,
             "POST",
-            FRONT,
+            FRONT_UNLOCK,
             &[
                 ("X-M2M-Origin", "Cbabysitter"),
                 ("X-M2M-RI", "rq-test"),
@@ -231,14 +332,7 @@ async fn the_babysitter_unlocks_on_weekdays_15_to_19_from_home_only() {
         )
         .await;
     assert_denied(&r, "babysitter not authenticated (acaf)");
-    // The door is unlocked by the permitted commands.
-    let state = stack
-        .store
-        .read()
-        .expect("store")
-        .state("frontDoor")
-        .map(str::to_owned);
-    assert_eq!(state.as_deref(), Some("UNLOCKED"));
+    assert_eq!(front_door_state(&stack).await.0, "LOCKED");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,6 +347,8 @@ async fn each_lock_ae_reaches_its_own_door_only() {
     assert_denied(&r, "front lock deletes");
     let r = stack.as_(LOCK1, "GET", BACK_LA, &[], "").await;
     assert_denied(&r, "front lock reads the back door");
+    let r = stack.as_(LOCK1, "POST", FRONT_UNLOCK, &[CIN], UNLOCK).await;
+    assert_denied(&r, "front lock posts to the unlock container");
     let r = stack.as_(LOCK2, "GET", BACK_LA, &[], "").await;
     assert_eq!((r.status, r.rsc()), (200, 2000), "{r:?}");
     let r = stack.as_(LOCK2, "GET", FRONT_LA, &[], "").await;
