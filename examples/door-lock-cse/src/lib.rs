@@ -14,6 +14,8 @@
 //! - [`credentials`]: who the sender is (a stand-in for the guide's TLS-PSK
 //!   security association);
 //! - [`policies`]: the example's ACPs and resources, loaded into the PRP;
+//! - [`groups`]: the example's `<group>`s (the babysitters), loaded into the
+//!   PIP;
 //! - [`guest`]: the guest's side of indirect dynamic authorization (a token
 //!   from the DAS named in a 4103's `m2m:tqf`);
 //! - [`router`]: the CSE itself, the layer in front.
@@ -34,6 +36,7 @@
 #![warn(missing_docs)]
 
 pub mod credentials;
+pub mod groups;
 pub mod guest;
 pub mod policies;
 pub mod store;

@@ -6,8 +6,9 @@
 //! cargo run -p door-lock-cse -- --load-policies
 //! ```
 //!
-//! loads `examples/door-lock-cse/policies.json` into the PRP (as `CAdmin`),
-//! waits until the PDP has it, and serves on 127.0.0.1:8080.
+//! loads `examples/door-lock-cse/policies.json` into the PRP and
+//! `examples/door-lock-cse/groups.json` into the PIP (as `CAdmin`), waits
+//! until the PDP has the policies, and serves on 127.0.0.1:8080.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,9 +19,11 @@ use anyhow::{Context, Result, anyhow};
 use authz_pep::{
     CacheConfig, Clock, CseContext, DenyDetail, ManualClock, PepClient, PepConfig, SystemClock,
 };
+use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
 use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
 use clap::Parser;
 use door_lock_cse::credentials::Credentials;
+use door_lock_cse::groups;
 use door_lock_cse::policies::{self, Bundle};
 use door_lock_cse::{AppConfig, router};
 
@@ -40,12 +43,19 @@ struct Args {
     /// PRP endpoint for --load-policies and for acpi changes (default: the first --pdp, as with `authz up`).
     #[arg(long)]
     prp: Option<String>,
-    /// Load the policy bundle into the PRP at startup and wait for the PDP to have it.
+    /// PIP endpoint for the groups of --load-policies (default: the PRP's, as with `authz up`).
+    #[arg(long)]
+    pip: Option<String>,
+    /// Load the policy bundle into the PRP and the groups into the PIP at
+    /// startup, and wait for the PDP to have the policies.
     #[arg(long)]
     load_policies: bool,
     /// The policy bundle (default: the built-in examples/door-lock-cse/policies.json).
     #[arg(long)]
     policies: Option<PathBuf>,
+    /// The groups (default: the built-in examples/door-lock-cse/groups.json).
+    #[arg(long)]
+    groups: Option<PathBuf>,
     /// The psk-lookup-table (default: the built-in examples/door-lock-cse/credentials.json).
     #[arg(long)]
     credentials: Option<PathBuf>,
@@ -94,6 +104,8 @@ async fn main() -> Result<()> {
     let cse = CseContext::new(&args.sp_id, &args.cse_id)?;
     let bundle_text = read_or(&args.policies, policies::DEFAULT_POLICIES)?;
     let bundle = Bundle::parse(&bundle_text).context("policies")?;
+    let groups =
+        groups::parse(&read_or(&args.groups, groups::DEFAULT_GROUPS)?).context("groups")?;
     let credentials = Credentials::parse(&read_or(&args.credentials, DEFAULT_CREDENTIALS)?)
         .context("credentials")?;
     let clock: Arc<dyn Clock> = match &args.at {
@@ -138,6 +150,15 @@ async fn main() -> Result<()> {
             "loaded {} ACP(s) and {} resource(s) into the PRP at {prp_endpoint} (revision {revision}; PDP at {seen})",
             bundle.acps.len(),
             bundle.resources.len()
+        );
+        let pip_endpoint = args.pip.clone().unwrap_or(prp_endpoint);
+        let mut pip = PolicyInformationPointClient::connect(pip_endpoint.clone())
+            .await
+            .with_context(|| format!("cannot connect to the PIP at {pip_endpoint}"))?;
+        let revision = groups::apply(&mut pip, &args.admin, &groups).await?;
+        println!(
+            "stored {} group(s) in the PIP at {pip_endpoint} (revision {revision})",
+            groups.len()
         );
     }
 

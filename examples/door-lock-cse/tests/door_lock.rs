@@ -1,6 +1,7 @@
-//! The door-lock CSE end to end over real HTTP, with a real PRP and PDP on
-//! loopback: every case of the example gets the response status code and
-//! headers of TS-0004 / TS-0009 (2001 CREATED, 2000 OK, 4103
+//! The door-lock CSE end to end over real HTTP, with a real PRP, PIP and
+//! PDP on loopback (the babysitters are a `<group>` the PIP holds): every
+//! case of the example gets the response status code and headers of
+//! TS-0004 / TS-0009 (2001 CREATED, 2000 OK, 4103
 //! ORIGINATOR_HAS_NO_PRIVILEGE → 403, 4000 → 400, 4004 → 404, `X-M2M-RI`
 //! echoed); the PDP stopped → fail-closed 403 with the reason; the decision
 //! cache answers a repeated request without a PDP round trip and drops its
@@ -843,4 +844,60 @@ async fn changing_acpi_is_judged_by_pvs_ts0001_9_6_1_3_2() {
     assert_denied(&r, "the front lock under acpBackDoor");
     let r = stack.as_(LOCK2, "POST", FRONT, &[CIN], LOCK).await;
     assert_created(&r, "the back lock under acpBackDoor");
+}
+
+/// The babysitter's rule names the `<group>` `grpBabysitters`, which the
+/// PIP holds (`groups.json`), not her AE-ID: a `<group>` in `acor` grants
+/// its members (TS-0001 9.6.2.1), an `acor` entry the PIP knows as a group
+/// is that group (project Decision 3), and the PDP asks the PIP for the
+/// membership the request does not carry (TS-0003 6.2.2 steps 006-007).
+/// Who may unlock through `frontDoor/unlock` changes with the group's
+/// members in the PIP, with no ACP change; the rest of the rule (window,
+/// home network, `acaf`) holds for every member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_babysitters_are_a_group_in_the_pip_9_6_2_1() {
+    let mut stack = Stack::start(Options::default()).await;
+    // Thursday 16:00, from home.
+    let r = stack
+        .as_(BABYSITTER, "POST", FRONT_UNLOCK, &[CIN], UNLOCK)
+        .await;
+    assert_created(&r, "Cbabysitter, a member of grpBabysitters");
+    let r = stack.as_(GUEST, "POST", FRONT_UNLOCK, &[CIN], UNLOCK).await;
+    assert_denied(&r, "Cguest, authenticated but no member");
+
+    // The babysitter leaves: the group in the PIP no longer lists her.
+    stack.put_group("grpBabysitters", &[]).await;
+    let r = stack
+        .as_(BABYSITTER, "POST", FRONT_UNLOCK, &[CIN], UNLOCK)
+        .await;
+    assert_denied(&r, "Cbabysitter out of the group");
+    assert!(
+        r.dbg()
+            .contains("no rule of the applicable policies names the originator"),
+        "{}",
+        r.dbg()
+    );
+
+    // Another sitter joins, under the same rule: the window and the home
+    // network hold for her too.
+    stack.put_group("grpBabysitters", &[GUEST.0]).await;
+    let r = stack.as_(GUEST, "POST", FRONT_UNLOCK, &[CIN], UNLOCK).await;
+    assert_created(&r, "Cguest in the group");
+    assert_eq!(r.json()["m2m:cin"]["cr"], "Cguest");
+    let r = stack
+        .as_from(GUEST, OUTSIDE, "POST", FRONT_UNLOCK, &[CIN], UNLOCK)
+        .await;
+    assert_denied(&r, "Cguest in the group, from outside");
+    assert!(r.dbg().contains("acip"), "{}", r.dbg());
+    let r = stack.as_(GUEST, "POST", FRONT, &[CIN], LOCK).await;
+    assert_denied(&r, "Cguest in the group locks frontDoor");
+
+    // The babysitter is back.
+    stack.put_group("grpBabysitters", &[BABYSITTER.0]).await;
+    let r = stack
+        .as_(BABYSITTER, "POST", FRONT_UNLOCK, &[CIN], UNLOCK)
+        .await;
+    assert_created(&r, "Cbabysitter back in the group");
+    let r = stack.as_(GUEST, "POST", FRONT_UNLOCK, &[CIN], UNLOCK).await;
+    assert_denied(&r, "Cguest out of the group again");
 }

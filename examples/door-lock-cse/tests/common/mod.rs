@@ -1,6 +1,8 @@
-//! The door-lock CSE with a real PRP and a real PDP, each on its own
-//! 127.0.0.1 port, and a raw HTTP/1.1 client that can send from 127.0.0.1
-//! or 127.0.0.2 (the loopback network stands in for the home network).
+//! The door-lock CSE with a real PRP, a real PIP (holding the example's
+//! groups) and a real PDP following the PRP and asking the PIP, each on its
+//! own 127.0.0.1 port (and a real DAS when asked for), and a raw HTTP/1.1
+//! client that can send from 127.0.0.1 or 127.0.0.2 (the loopback network
+//! stands in for the home network).
 
 #![allow(dead_code)]
 
@@ -14,10 +16,12 @@ use authz_pdp::{Pdp, PdpConfig};
 use authz_pep::{CacheConfig, CseContext, DenyDetail, ManualClock, PepClient, PepConfig};
 use authz_proto::pb;
 use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
+use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
 use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
 use authz_prp::PrpConfig;
 use chrono::{DateTime, TimeZone, Utc};
 use door_lock_cse::credentials::Credentials;
+use door_lock_cse::groups::{self, DEFAULT_GROUPS};
 use door_lock_cse::policies::{self, Bundle, DEFAULT_POLICIES};
 use door_lock_cse::{AppConfig, SharedStore, router};
 use serde_json::Value;
@@ -104,12 +108,14 @@ impl Default for Options {
     }
 }
 
-/// PRP, PDP and the door-lock CSE.
+/// PRP, PIP, PDP and the door-lock CSE.
 pub struct Stack {
     pub cse: SocketAddr,
     pub clock: ManualClock,
     pub store: SharedStore,
     pub prp: PolicyRetrievalPointClient<Channel>,
+    /// The PIP, holding the example's groups (`groups.json`).
+    pub pip: PolicyInformationPointClient<Channel>,
     pub pdp_status: PolicyDecisionPointClient<Channel>,
     pub pep: PepClient,
     /// `Decide` RPCs the PDP received.
@@ -118,7 +124,7 @@ pub struct Stack {
     pub das_url: Option<String>,
     pdp_stop: Option<tokio::sync::oneshot::Sender<()>>,
     pdp_server: Option<JoinHandle<()>>,
-    _pdp: Pdp,
+    pdp: Pdp,
     _tasks: Vec<JoinHandle<()>>,
 }
 
@@ -136,6 +142,17 @@ impl Stack {
                 .await;
         });
         let mut tasks = vec![prp_task];
+        // PIP (in memory; no country dataset: no policy here locates anyone).
+        let mut pip_config = authz_pip::PipConfig::new(None, ADMIN, hosting());
+        pip_config.country_boundaries = false;
+        let pip_service = authz_pip::build(&pip_config).await.expect("pip");
+        let pip_router = authz_pip::router(pip_service).await.expect("pip router");
+        let (l, pip_addr) = listen().await;
+        tasks.push(tokio::spawn(async move {
+            let _ = pip_router
+                .serve_with_incoming(TcpListenerStream::new(l))
+                .await;
+        }));
         // The DAS (in memory), when asked for.
         let mut das_url = None;
         if let Some(das) = &options.das {
@@ -153,8 +170,24 @@ impl Stack {
             }));
             das_url = Some(url);
         }
-        // PDP following the PRP (and trusting the DAS), counting Decide calls.
-        let mut pdp_config = PdpConfig::new(hosting()).with_prp(prp_addr.clone());
+        let channel = |addr: String| async move {
+            tonic::transport::Endpoint::from_shared(addr)
+                .expect("endpoint")
+                .connect()
+                .await
+                .expect("connect")
+        };
+        // The example's groups, into the PIP as the example does it.
+        let mut pip = PolicyInformationPointClient::new(channel(pip_addr.clone()).await);
+        let groups = groups::parse(DEFAULT_GROUPS).expect("groups");
+        groups::apply(&mut pip, ADMIN, &groups)
+            .await
+            .expect("groups into the PIP");
+        // PDP following the PRP, asking the PIP (and trusting the DAS),
+        // counting Decide calls.
+        let mut pdp_config = PdpConfig::new(hosting())
+            .with_prp(prp_addr.clone())
+            .with_pip(pip_addr.clone());
         if let Some(url) = &das_url {
             pdp_config = pdp_config.with_dynamic(authz_pdp::DynamicConfig::new(vec![url.clone()]));
         }
@@ -180,13 +213,6 @@ impl Stack {
                 })
                 .await;
         });
-        let channel = |addr: String| async move {
-            tonic::transport::Endpoint::from_shared(addr)
-                .expect("endpoint")
-                .connect()
-                .await
-                .expect("connect")
-        };
         let mut prp = PolicyRetrievalPointClient::new(channel(prp_addr.clone()).await);
         let pdp_status = PolicyDecisionPointClient::new(channel(pdp_addr.clone()).await);
 
@@ -225,13 +251,14 @@ impl Stack {
             clock,
             store,
             prp,
+            pip,
             pdp_status,
             pep,
             decide_calls,
             das_url,
             pdp_stop: Some(pdp_stop),
             pdp_server: Some(pdp_server),
-            _pdp: pdp,
+            pdp,
             _tasks: tasks,
         }
     }
@@ -245,6 +272,26 @@ impl Stack {
             let stopped = tokio::time::timeout(Duration::from_secs(5), server).await;
             assert!(stopped.is_ok(), "the PDP did not stop");
         }
+    }
+
+    /// Stores the group `ri` with the members `mid` in the PIP, as the
+    /// admin, and waits until the PDP's watch of the PIP has applied it.
+    pub async fn put_group(&mut self, ri: &str, mid: &[&str]) {
+        let group = groups::Group {
+            ri: ri.to_owned(),
+            mid: mid.iter().map(|m| m.to_string()).collect(),
+        };
+        let revision = groups::apply(&mut self.pip, ADMIN, &[group])
+            .await
+            .expect("put group");
+        let cache = self.pdp.pip_cache().expect("the PDP asks a PIP");
+        for _ in 0..500 {
+            if cache.is_watching() && cache.seen_revision() >= revision {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the PDP never saw PIP revision {revision}: {cache:?}");
     }
 
     /// `Decide` RPCs so far.
