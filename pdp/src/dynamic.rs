@@ -788,6 +788,7 @@ impl Dynamic {
             let mut client = pip.clone();
             let call = client.get_tokens(pb::GetTokensRequest {
                 token_ids: vec![token_id.to_owned()],
+                local_token_ids: Vec::new(),
             });
             tokio::time::timeout(self.config.deadline, call)
                 .await

@@ -52,6 +52,9 @@ pub struct PipConfig {
     pub admin_originator: String,
     /// Originators that may report positions, besides the admin.
     pub location_sources: Vec<String>,
+    /// Originators that may store tokens, besides the admin: PDPs recording
+    /// the Local-Token-IDs they assign (their `--pip-writer`).
+    pub token_writers: Vec<String>,
     /// The hosting CSE IDs are canonicalized with.
     pub hosting: HostingContext,
     /// Trusted Authorization Authorities: the `tkis` of roles that count.
@@ -81,6 +84,7 @@ impl PipConfig {
             data_dir,
             admin_originator: admin_originator.into(),
             location_sources: Vec::new(),
+            token_writers: Vec::new(),
             hosting,
             trusted_issuers: Vec::new(),
             max_position_age: Duration::from_secs(300),
@@ -164,6 +168,7 @@ pub async fn build(config: &PipConfig) -> Result<PipService, PipStartError> {
         Writers {
             admin: config.admin_originator.clone(),
             location_sources: config.location_sources.clone(),
+            token_writers: config.token_writers.clone(),
         },
     ))
 }

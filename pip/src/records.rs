@@ -13,7 +13,9 @@ use authz_core::ids::{OriginatorEntry, canonical_resource_id};
 use authz_core::request::Position;
 use authz_core::resources::check_owner_id;
 use authz_core::token::check_scoped_id;
-use authz_proto::convert::{position_from_pb, position_to_pb, timestamp_field, timestamp_to_pb};
+use authz_proto::convert::{
+    is_ncname, position_from_pb, position_to_pb, timestamp_field, timestamp_to_pb,
+};
 use authz_proto::{ConversionError, pb};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -74,6 +76,20 @@ pub struct TokenRecord {
     /// `tkex`.
     #[serde(default)]
     pub extension: String,
+    /// The Local-Token-ID the hosting CSE assigned to it (an NCName,
+    /// TS-0001 7.1.16); empty: none. Rows written before the field have
+    /// none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub local_token_id: String,
+}
+
+impl TokenRecord {
+    /// Whether the token has expired at `at` (after its `tkna`): its
+    /// Local-Token-ID may then go to another token (TS-0001 7.1.16). A
+    /// token without `tkna` never expires here.
+    pub fn expired_at(&self, at: DateTime<Utc>) -> bool {
+        self.not_after.is_some_and(|na| at > na)
+    }
 }
 
 /// A `<group>`: its resource ID and its members (absolute IDs).
@@ -311,7 +327,7 @@ pub fn role_to_pb(r: &RoleRecord) -> pb::Role {
 /// optional holder (`tkhd`, TS-0001 9.6.39) is checked and stored like a
 /// role's holder (an AE-ID or CSE-ID, absolute); a given issuer (`tkis`) or
 /// audience entry (`tkau`, a list of m2m:ID) may not be blank or hold
-/// whitespace.
+/// whitespace; a given Local-Token-ID must be an NCName (TS-0001 7.1.16).
 pub fn token_from_pb(
     hosting: &HostingContext,
     t: &pb::Token,
@@ -347,6 +363,17 @@ pub fn token_from_pb(
             );
         }
     }
+    // An `ltids` entry of a request must be an NCName (TS-0001 7.1.16), so
+    // an ID that is none could never be used.
+    if !t.local_token_id.is_empty() && !is_ncname(&t.local_token_id) {
+        check.add(
+            "token.local_token_id",
+            format!(
+                "'{}' is not an NCName (a letter or '_', then letters, digits, '.', '-', '_'; TS-0001 7.1.16)",
+                t.local_token_id
+            ),
+        );
+    }
     if !t.permissions_json.is_empty()
         && serde_json::from_str::<serde_json::Value>(&t.permissions_json).is_err()
     {
@@ -367,6 +394,7 @@ pub fn token_from_pb(
         audience: t.audience.clone(),
         permissions_json: t.permissions_json.clone(),
         extension: t.extension.clone(),
+        local_token_id: t.local_token_id.clone(),
     })
 }
 
@@ -384,6 +412,7 @@ pub fn token_to_pb(t: &TokenRecord) -> pb::Token {
         audience: t.audience.clone(),
         permissions_json: t.permissions_json.clone(),
         extension: t.extension.clone(),
+        local_token_id: t.local_token_id.clone(),
     }
 }
 

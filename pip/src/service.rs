@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use authz_core::request::Position;
-use authz_proto::convert::{position_from_pb, timestamp_field, timestamp_to_pb};
+use authz_proto::convert::{is_ncname, position_from_pb, timestamp_field, timestamp_to_pb};
 use authz_proto::pb::policy_information_point_server::PolicyInformationPoint;
 use authz_proto::{ConversionError, invalid_argument, pb};
 use authz_store::{LogEntry, Store};
@@ -36,6 +36,9 @@ pub struct Writers {
     pub admin: String,
     /// May report positions, besides the admin.
     pub location_sources: Vec<String>,
+    /// May store tokens (`PutToken`), besides the admin: the PDPs that
+    /// record the Local-Token-IDs they assign (TS-0003 7.3.2.3 step 6.2).
+    pub token_writers: Vec<String>,
 }
 
 struct Inner {
@@ -85,6 +88,18 @@ fn pip_status(e: PipError) -> Status {
         PipError::AlreadyExists(id) => Status::already_exists(format!("{id} already exists")),
         PipError::NotFound(id) => Status::not_found(format!("{id} not found")),
         e @ PipError::OlderPosition { .. } => Status::failed_precondition(e.to_string()),
+        PipError::LocalTokenIdTaken {
+            local_token_id,
+            holder,
+        } => authz_proto::convert::field_status(
+            tonic::Code::AlreadyExists,
+            &[ConversionError {
+                field: "token.local_token_id".to_owned(),
+                message: format!(
+                    "{local_token_id} is the Local-Token-ID of token {holder}, which has not expired"
+                ),
+            }],
+        ),
         PipError::Store(e) => {
             tracing::error!(error = %e, "PIP store failure");
             Status::internal(format!("store: {e}"))
@@ -162,10 +177,14 @@ fn change_event(entry: &LogEntry<PipChange>) -> pb::AttributeChange {
             holder: holder.clone(),
             deleted: true,
         }),
-        PipChange::TokenPut(t) => Change::Token(pb::TokenChanged {
-            token_id: t.token_id.clone(),
-            deleted: false,
-        }),
+        // The expired token whose Local-Token-ID was reused changed too,
+        // but only in that ID, which no watcher caches.
+        PipChange::TokenPut(t) | PipChange::TokenPutReusingLocalId { token: t, .. } => {
+            Change::Token(pb::TokenChanged {
+                token_id: t.token_id.clone(),
+                deleted: false,
+            })
+        }
         PipChange::TokenDeleted(id) => Change::Token(pb::TokenChanged {
             token_id: id.clone(),
             deleted: true,
@@ -254,6 +273,23 @@ impl PipService {
         }
     }
 
+    fn require_token_writer(&self, originator: &str) -> Result<(), Status> {
+        if self.require_admin(originator).is_ok()
+            || self
+                .inner
+                .writers
+                .token_writers
+                .iter()
+                .any(|s| self.same_id(originator, s))
+        {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "originator '{originator}' may not store tokens in the PIP"
+            )))
+        }
+    }
+
     fn require_location_source(&self, originator: &str) -> Result<(), Status> {
         if self.require_admin(originator).is_ok()
             || self
@@ -281,6 +317,12 @@ impl PipService {
     /// before the next write commits; without that, a PDP would skip the
     /// revision and keep the attributes it changed (README "PIP", `Watch`).
     async fn commit(&self, mutation: PipMutation) -> Result<u64, Status> {
+        Ok(self.commit_entry(mutation).await?.revision)
+    }
+
+    /// [`Self::commit`], returning the committed change (what was stored,
+    /// which a check may have changed from what was asked).
+    async fn commit_entry(&self, mutation: PipMutation) -> Result<LogEntry<PipChange>, Status> {
         let guard = self.inner.write_lock.clone().lock_owned().await;
         let inner = self.inner.clone();
         let entry = tokio::task::spawn_blocking(move || {
@@ -291,7 +333,7 @@ impl PipService {
         .await
         .map_err(|e| Status::internal(format!("store task failed: {e}")))?
         .map_err(pip_status)?;
-        Ok(entry.revision)
+        Ok(entry)
     }
 
     /// The holder a request on the role `role_id` means: `holder` in
@@ -486,17 +528,50 @@ impl PolicyInformationPoint for PipService {
         let token = req.token.as_ref().ok_or_else(|| bad("token", "required"))?;
         let record = token_from_pb(self.inner.resolver.hosting(), token)
             .map_err(|e| invalid_argument(&e))?;
-        self.require_admin(&req.originator)?;
-        self.commit(PipMutation::PutToken(record.clone())).await?;
-        Ok(Response::new(token_to_pb(&record)))
+        self.require_token_writer(&req.originator)?;
+        let entry = self
+            .commit_entry(PipMutation::PutToken {
+                token: record,
+                at: Utc::now(),
+            })
+            .await?;
+        // As stored: with the Local-Token-ID the token already had, when it
+        // had one, whatever this request asked.
+        let stored = match entry.change {
+            PipChange::TokenPut(t) | PipChange::TokenPutReusingLocalId { token: t, .. } => t,
+            other => {
+                return Err(Status::internal(format!(
+                    "PutToken committed an unexpected change: {other:?}"
+                )));
+            }
+        };
+        if !stored.local_token_id.is_empty() {
+            tracing::debug!(token = %stored.token_id, local_token_id = %stored.local_token_id, revision = entry.revision, "token stored with its Local-Token-ID");
+        }
+        Ok(Response::new(token_to_pb(&stored)))
     }
 
     async fn get_tokens(
         &self,
         request: Request<pb::GetTokensRequest>,
     ) -> Result<Response<pb::GetTokensResponse>, Status> {
-        let ids = &request.get_ref().token_ids;
+        let req = request.get_ref();
+        let ids = &req.token_ids;
         check_id_list("token_ids", ids)?;
+        check_id_list("local_token_ids", &req.local_token_ids)?;
+        let not_ncname: Vec<ConversionError> = req
+            .local_token_ids
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| !is_ncname(l))
+            .map(|(i, l)| ConversionError {
+                field: format!("local_token_ids[{i}]"),
+                message: format!("'{l}' is not an NCName (TS-0001 7.1.16)"),
+            })
+            .collect();
+        if !not_ncname.is_empty() {
+            return Err(invalid_argument(&not_ncname));
+        }
         let (tokens, unknown_ids) = self.read(|s| {
             let mut tokens = Vec::new();
             let mut unknown = Vec::new();
@@ -504,6 +579,14 @@ impl PolicyInformationPoint for PipService {
                 match s.tokens.get(id) {
                     Some(t) => tokens.push(token_to_pb(t)),
                     None => unknown.push(id.clone()),
+                }
+            }
+            // TS-0003 7.3.2.3 step 6.1.2, for a PDP that did not assign
+            // the ID: expired tokens too, so that its Deny says so.
+            for lti in &req.local_token_ids {
+                match s.token_by_local_id(lti) {
+                    Some(t) => tokens.push(token_to_pb(t)),
+                    None => unknown.push(lti.clone()),
                 }
             }
             (tokens, unknown)

@@ -4,7 +4,15 @@
 //!
 //! Besides the records, the state keeps a reverse index from member to the
 //! groups that list it, so that "which groups is this originator in" is one
-//! lookup (the PDP asks it once per decision).
+//! lookup (the PDP asks it once per decision), and one from Local-Token-ID
+//! to token, so that a PDP meeting an `ltids` entry it did not assign finds
+//! the token (TS-0003 7.3.2.3 step 6.1.2).
+//!
+//! A token's Local-Token-ID is write-once, and one Local-Token-ID names one
+//! token at a time: the checks run in [`Schema::check`], against the state
+//! of the one write that commits at a time, so two PDPs that race to assign
+//! one to a token both get the first (TS-0001 7.1.16: unique per hosting
+//! CSE).
 //!
 //! Groups are kept by absolute resource ID. Older stores keyed a group's row
 //! by its ID as written (`grpFamily`, `/id-in/grpFamily`); such a row is read
@@ -12,6 +20,8 @@
 //! and deleted with the group or when it is replaced.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
 
 use authz_core::HostingContext;
 use authz_core::ids::canonical_resource_id;
@@ -31,6 +41,8 @@ pub struct PipState {
     pub legacy_roles: BTreeSet<(String, String)>,
     /// Tokens by token ID.
     pub tokens: BTreeMap<String, TokenRecord>,
+    /// Local-Token-ID → the token ID of the token that holds it.
+    pub local_token_ids: HashMap<String, String>,
     /// Groups by absolute group ID.
     pub groups: BTreeMap<String, GroupRecord>,
     /// Groups loaded from rows keyed by the ID as written (stores written
@@ -84,6 +96,33 @@ impl PipState {
             .unwrap_or_default()
     }
 
+    /// Stores `t`, indexing its Local-Token-ID (and dropping from the index
+    /// the one a token it replaces held, should they differ).
+    fn put_token(&mut self, t: &TokenRecord) {
+        if let Some(old) = self.tokens.insert(t.token_id.clone(), t.clone()) {
+            self.unindex_token(&old);
+        }
+        if !t.local_token_id.is_empty() {
+            self.local_token_ids
+                .insert(t.local_token_id.clone(), t.token_id.clone());
+        }
+    }
+
+    fn unindex_token(&mut self, t: &TokenRecord) {
+        if !t.local_token_id.is_empty()
+            && self.local_token_ids.get(&t.local_token_id) == Some(&t.token_id)
+        {
+            self.local_token_ids.remove(&t.local_token_id);
+        }
+    }
+
+    /// The token the Local-Token-ID `lti` was assigned to.
+    pub fn token_by_local_id(&self, lti: &str) -> Option<&TokenRecord> {
+        self.local_token_ids
+            .get(lti)
+            .and_then(|id| self.tokens.get(id))
+    }
+
     /// The groups listing `member` (absolute), sorted.
     pub fn groups_of(&self, member: &str) -> Vec<String> {
         self.member_of
@@ -110,6 +149,15 @@ pub enum PipChange {
     },
     /// A token was stored.
     TokenPut(TokenRecord),
+    /// A token was stored under the Local-Token-ID of a token that had
+    /// expired (TS-0001 7.1.16: reusable after expiry); that token is
+    /// stored again without it.
+    TokenPutReusingLocalId {
+        /// The token stored.
+        token: TokenRecord,
+        /// The expired token, without its Local-Token-ID.
+        expired: TokenRecord,
+    },
     /// A token was deleted.
     TokenDeleted(String),
     /// A group was stored; `previous` are the members it had before.
@@ -150,8 +198,15 @@ pub enum PipMutation {
         /// Its holder.
         holder: String,
     },
-    /// Store or replace a token.
-    PutToken(TokenRecord),
+    /// Store or replace a token. A token that has a Local-Token-ID keeps it
+    /// (the record's is replaced by it); a new one must not be held by
+    /// another token that has not expired at `at`.
+    PutToken {
+        /// The token.
+        token: TokenRecord,
+        /// When expiry is judged (now).
+        at: DateTime<Utc>,
+    },
     /// Delete a token.
     DeleteToken(String),
     /// Store or replace a group (its ID absolute).
@@ -184,6 +239,17 @@ pub enum PipError {
         stored: chrono::DateTime<chrono::Utc>,
         /// When the refused report was measured.
         reported: chrono::DateTime<chrono::Utc>,
+    },
+    /// The Local-Token-ID of a PutToken is held by another token that has
+    /// not expired (TS-0001 7.1.16: unique per hosting CSE).
+    #[error(
+        "token.local_token_id: {local_token_id} is the Local-Token-ID of token {holder}, which has not expired"
+    )]
+    LocalTokenIdTaken {
+        /// The Local-Token-ID.
+        local_token_id: String,
+        /// The token ID of the token that holds it.
+        holder: String,
     },
     /// The store failed.
     #[error(transparent)]
@@ -258,7 +324,38 @@ impl Schema for PipSchema {
                     legacy,
                 }
             }
-            PipMutation::PutToken(t) => PipChange::TokenPut(t),
+            PipMutation::PutToken { mut token, at } => {
+                let stored = state
+                    .tokens
+                    .get(&token.token_id)
+                    .map(|t| t.local_token_id.as_str())
+                    .filter(|l| !l.is_empty());
+                if let Some(kept) = stored {
+                    // The first assignment stands (TS-0003 7.3.2.3 step
+                    // 6.2): the originator may have been told it already,
+                    // by this PDP or another one racing with it.
+                    token.local_token_id = kept.to_owned();
+                    return Ok(PipChange::TokenPut(token));
+                }
+                match state.token_by_local_id(&token.local_token_id) {
+                    Some(holder) if holder.token_id != token.token_id => {
+                        if !holder.expired_at(at) {
+                            return Err(PipError::LocalTokenIdTaken {
+                                local_token_id: token.local_token_id,
+                                holder: holder.token_id.clone(),
+                            });
+                        }
+                        PipChange::TokenPutReusingLocalId {
+                            expired: TokenRecord {
+                                local_token_id: String::new(),
+                                ..holder.clone()
+                            },
+                            token,
+                        }
+                    }
+                    _ => PipChange::TokenPut(token),
+                }
+            }
             PipMutation::DeleteToken(id) => {
                 if !state.tokens.contains_key(&id) {
                     return Err(PipError::NotFound(id));
@@ -311,11 +408,15 @@ impl Schema for PipSchema {
                 state.roles.remove(&key);
                 state.legacy_roles.remove(&key);
             }
-            PipChange::TokenPut(t) => {
-                state.tokens.insert(t.token_id.clone(), t.clone());
+            PipChange::TokenPut(t) => state.put_token(t),
+            PipChange::TokenPutReusingLocalId { token, expired } => {
+                state.put_token(expired);
+                state.put_token(token);
             }
             PipChange::TokenDeleted(id) => {
-                state.tokens.remove(id);
+                if let Some(old) = state.tokens.remove(id) {
+                    state.unindex_token(&old);
+                }
             }
             PipChange::GroupPut { group, .. } => {
                 if let Some(old) = state.groups.insert(group.group_id.clone(), group.clone()) {
@@ -359,6 +460,10 @@ impl Schema for PipSchema {
                 role_id, holder, ..
             } => vec![row(ROLES, &role_row_key(role_id, holder), None)],
             PipChange::TokenPut(t) => vec![row(TOKENS, &t.token_id, json(t)?)],
+            PipChange::TokenPutReusingLocalId { token, expired } => vec![
+                row(TOKENS, &expired.token_id, json(expired)?),
+                row(TOKENS, &token.token_id, json(token)?),
+            ],
             PipChange::TokenDeleted(id) => vec![row(TOKENS, id, None)],
             PipChange::GroupPut {
                 group, legacy_keys, ..
@@ -387,8 +492,28 @@ impl Schema for PipSchema {
                 state.roles.insert(role_key(&r), r);
             }
             TOKENS => {
-                let t: TokenRecord = parse("token", key, value)?;
-                state.tokens.insert(t.token_id.clone(), t);
+                let mut t: TokenRecord = parse("token", key, value)?;
+                // Writes keep one token per Local-Token-ID; should rows
+                // disagree all the same, the token valid longer keeps it
+                // (an expired one's may be reused, TS-0001 7.1.16).
+                if let Some(other) = state.token_by_local_id(&t.local_token_id)
+                    && other.token_id != t.token_id
+                {
+                    let ends = |r: &TokenRecord| r.not_after.unwrap_or(DateTime::<Utc>::MAX_UTC);
+                    tracing::warn!(
+                        local_token_id = %t.local_token_id,
+                        tokens = %format!("{}, {}", other.token_id, t.token_id),
+                        "two stored tokens hold one Local-Token-ID; the one valid longer keeps it"
+                    );
+                    if ends(other) >= ends(&t) {
+                        t.local_token_id.clear();
+                    } else {
+                        let mut other = other.clone();
+                        other.local_token_id.clear();
+                        state.put_token(&other);
+                    }
+                }
+                state.put_token(&t);
             }
             GROUPS => {
                 let mut g: GroupRecord = parse("group", key, value)?;
@@ -520,6 +645,53 @@ mod tests {
             }
             assert_eq!(s.groups_of("//sp.example.com/id-in/Cnew"), vec![abs]);
             assert!(s.groups_of("//sp.example.com/id-in/Cold").is_empty());
+        }
+    }
+
+    fn token(id: &str, lti: &str, not_after: chrono::DateTime<Utc>) -> TokenRecord {
+        TokenRecord {
+            token_id: id.into(),
+            token_object: "a.b.c".into(),
+            version: String::new(),
+            issuer: String::new(),
+            holder: String::new(),
+            not_before: None,
+            not_after: Some(not_after),
+            token_name: String::new(),
+            audience: Vec::new(),
+            permissions_json: String::new(),
+            extension: String::new(),
+            local_token_id: lti.into(),
+        }
+    }
+
+    /// Rows that give one Local-Token-ID to two tokens (writes never do):
+    /// whatever their order, the token valid longer keeps it when the store
+    /// loads, and the other has none (TS-0001 7.1.16: one token per ID).
+    #[test]
+    fn of_two_rows_holding_one_local_token_id_the_longer_valid_keeps_it() {
+        let now = Utc::now();
+        let old = token(
+            "tkold@das.example.com",
+            "ltZ",
+            now - chrono::Duration::hours(1),
+        );
+        let new = token(
+            "tknew@das.example.com",
+            "ltZ",
+            now + chrono::Duration::hours(1),
+        );
+        for rows in [[&old, &new], [&new, &old]] {
+            let mut s = PipState::default();
+            for t in rows {
+                let text = serde_json::to_string(t).expect("json");
+                PipSchema::load(&mut s, TOKENS, &t.token_id, &text).expect("load");
+            }
+            assert_eq!(
+                s.token_by_local_id("ltZ").map(|t| t.token_id.as_str()),
+                Some("tknew@das.example.com")
+            );
+            assert_eq!(s.tokens["tkold@das.example.com"].local_token_id, "");
         }
     }
 

@@ -75,6 +75,7 @@ fn service() -> (PipService, Arc<Slow>) {
     let writers = Writers {
         admin: ADMIN.to_owned(),
         location_sources: Vec::new(),
+        token_writers: Vec::new(),
     };
     (PipService::new(Arc::new(store), resolver, writers), slow)
 }

@@ -416,6 +416,7 @@ async fn token_holder_is_stored_absolute_and_ids_are_checked_9_6_39() {
     let read = c
         .get_tokens(pb::GetTokensRequest {
             token_ids: vec!["tk1@das.example.com".into()],
+            local_token_ids: Vec::new(),
         })
         .await
         .expect("get")
@@ -566,6 +567,7 @@ async fn an_empty_id_is_invalid_argument_naming_the_field_in_every_rpc() {
     expect("PutToken", r.await.map(drop), &["originator"]);
     let r = c.get_tokens(pb::GetTokensRequest {
         token_ids: vec![String::new(), token_id.into()],
+        local_token_ids: Vec::new(),
     });
     expect("GetTokens", r.await.map(drop), &["token_ids[0]"]);
     let r = c.delete_token(pb::DeleteTokenRequest {
@@ -629,6 +631,7 @@ async fn an_empty_id_is_invalid_argument_naming_the_field_in_every_rpc() {
     let tokens = c
         .get_tokens(pb::GetTokensRequest {
             token_ids: vec![token_id.into()],
+            local_token_ids: Vec::new(),
         })
         .await
         .expect("tokens")
@@ -687,6 +690,7 @@ async fn a_token_valid_until_before_it_is_valid_from_is_refused() {
     let tokens = c
         .get_tokens(pb::GetTokensRequest {
             token_ids: vec!["tk1@das.example.com".into()],
+            local_token_ids: Vec::new(),
         })
         .await
         .expect("tokens")
@@ -874,6 +878,7 @@ async fn the_store_survives_a_restart() {
         .client
         .get_tokens(pb::GetTokensRequest {
             token_ids: vec!["tk1@das.example.com".into(), "tk2@das.example.com".into()],
+            local_token_ids: Vec::new(),
         })
         .await
         .expect("tokens")
@@ -1357,6 +1362,275 @@ async fn group_rows_of_older_stores_are_read_and_deleted() {
         .await
         .expect_err("deleted for good");
     assert_eq!(err.code(), Code::NotFound);
+    pip.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A token stored with `local_token_id` (as a PDP stores the Local-Token-IDs
+/// it assigns), valid from an hour ago for `hours` hours (negative: expired).
+fn token_with_lti(id: &str, lti: &str, hours: i64) -> pb::Token {
+    let now = Utc::now();
+    pb::Token {
+        token_id: id.into(),
+        token_object: "eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiJ0azEifQ.c2ln".into(),
+        holder: "Cguest".into(),
+        not_before: Some(ts(now - chrono::Duration::hours(1))),
+        not_after: Some(ts(now + chrono::Duration::hours(hours))),
+        local_token_id: lti.into(),
+        ..Default::default()
+    }
+}
+
+async fn put_token_as(
+    c: &mut PolicyInformationPointClient<Channel>,
+    originator: &str,
+    token: pb::Token,
+) -> Result<pb::Token, tonic::Status> {
+    c.put_token(pb::PutTokenRequest {
+        originator: originator.into(),
+        token: Some(token),
+    })
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+async fn tokens_by(
+    c: &mut PolicyInformationPointClient<Channel>,
+    token_ids: &[&str],
+    local_token_ids: &[&str],
+) -> pb::GetTokensResponse {
+    c.get_tokens(pb::GetTokensRequest {
+        token_ids: token_ids.iter().map(|t| t.to_string()).collect(),
+        local_token_ids: local_token_ids.iter().map(|t| t.to_string()).collect(),
+    })
+    .await
+    .expect("get tokens")
+    .into_inner()
+}
+
+/// TS-0003 7.3.2.3 step 6.2 with several PDPs per hosting CSE: a token's
+/// Local-Token-ID is assigned once. A PutToken for a token that has one
+/// keeps it, whatever the request names (or when it names none), and
+/// answers it; GetTokens finds the token by it (step 6.1.2), listing
+/// unknown Local-Token-IDs with the unknown IDs, after the token IDs.
+#[tokio::test]
+async fn a_tokens_first_local_token_id_is_kept_ts_0003_7_3_2_3_step_6_2() {
+    let mut pip = Running::start(config(None)).await;
+    let c = &mut pip.client;
+    let first = put_token_as(c, ADMIN, token_with_lti("tk1@das.example.com", "ltA-1", 1))
+        .await
+        .expect("put");
+    assert_eq!(first.local_token_id, "ltA-1");
+    for asked in ["ltB-1", ""] {
+        let again = put_token_as(c, ADMIN, token_with_lti("tk1@das.example.com", asked, 1))
+            .await
+            .expect("put again");
+        assert_eq!(again.local_token_id, "ltA-1", "asked {asked:?}");
+    }
+    put_token_as(c, ADMIN, token_with_lti("tk2@das.example.com", "", 1))
+        .await
+        .expect("a token without one");
+    let got = tokens_by(
+        c,
+        &["tk2@das.example.com", "tk9@das.example.com"],
+        &["ltB-1", "ltA-1"],
+    )
+    .await;
+    let found: Vec<(&str, &str)> = got
+        .tokens
+        .iter()
+        .map(|t| (t.token_id.as_str(), t.local_token_id.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("tk2@das.example.com", ""),
+            ("tk1@das.example.com", "ltA-1")
+        ]
+    );
+    assert_eq!(got.unknown_ids, ["tk9@das.example.com", "ltB-1"]);
+    pip.stop().await;
+}
+
+/// TS-0001 7.1.16: Local-Token-IDs are unique per hosting CSE and may be
+/// reused once their token has expired. One a live token holds is refused
+/// for another token (ALREADY_EXISTS naming `token.local_token_id`, nothing
+/// stored); an expired token's goes to the new token, and the expired one
+/// no longer has it; a deleted token's is free.
+#[tokio::test]
+async fn a_local_token_id_names_one_live_token_ts_0001_7_1_16() {
+    let mut pip = Running::start(config(None)).await;
+    let c = &mut pip.client;
+    put_token_as(c, ADMIN, token_with_lti("tk1@das.example.com", "ltX", 1))
+        .await
+        .expect("put");
+    let before = pip.service.revision();
+    let err = put_token_as(c, ADMIN, token_with_lti("tk2@das.example.com", "ltX", 1))
+        .await
+        .expect_err("taken");
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    assert_eq!(fields(&err), ["token.local_token_id"]);
+    assert!(err.message().contains("tk1@das.example.com"), "{err:?}");
+    assert_eq!(pip.service.revision(), before, "nothing was stored");
+    let got = tokens_by(c, &["tk2@das.example.com"], &["ltX"]).await;
+    assert_eq!(got.unknown_ids, ["tk2@das.example.com"]);
+    assert_eq!(got.tokens[0].token_id, "tk1@das.example.com");
+
+    // Expired: its Local-Token-ID may be reused.
+    put_token_as(c, ADMIN, token_with_lti("tk3@das.example.com", "ltY", -1))
+        .await
+        .expect("an expired token");
+    let reused = put_token_as(c, ADMIN, token_with_lti("tk4@das.example.com", "ltY", 1))
+        .await
+        .expect("reuse");
+    assert_eq!(reused.local_token_id, "ltY");
+    let got = tokens_by(c, &["tk3@das.example.com"], &["ltY"]).await;
+    let found: Vec<(&str, &str)> = got
+        .tokens
+        .iter()
+        .map(|t| (t.token_id.as_str(), t.local_token_id.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [("tk3@das.example.com", ""), ("tk4@das.example.com", "ltY")]
+    );
+
+    // Deleted: free.
+    c.delete_token(pb::DeleteTokenRequest {
+        originator: ADMIN.into(),
+        token_id: "tk1@das.example.com".into(),
+    })
+    .await
+    .expect("delete");
+    assert_eq!(tokens_by(c, &[], &["ltX"]).await.unknown_ids, ["ltX"]);
+    let taken = put_token_as(c, ADMIN, token_with_lti("tk2@das.example.com", "ltX", 1))
+        .await
+        .expect("free again");
+    assert_eq!(taken.local_token_id, "ltX");
+    pip.stop().await;
+}
+
+/// TS-0001 7.1.16: a Local-Token-ID is an NCName (`ltids` is a list of
+/// xs:NCName, spec notes §6.1). PutToken refuses another one naming
+/// `token.local_token_id`, GetTokens naming `local_token_ids[i]`; an empty
+/// entry of the list is invalid as in `token_ids`.
+#[tokio::test]
+async fn local_token_ids_are_ncnames_ts_0001_7_1_16() {
+    let mut pip = Running::start(config(None)).await;
+    let c = &mut pip.client;
+    let before = pip.service.revision();
+    for bad in ["1lt", "lt:1", "lt 1", "-lt", "lt/1"] {
+        let err = put_token_as(c, ADMIN, token_with_lti("tk1@das.example.com", bad, 1))
+            .await
+            .expect_err(bad);
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad}: {err:?}");
+        assert_eq!(fields(&err), ["token.local_token_id"], "{bad}");
+    }
+    assert_eq!(pip.service.revision(), before, "nothing was stored");
+    for (asked, field) in [
+        (vec!["lt1", "lt:2"], "local_token_ids[1]"),
+        (vec![""], "local_token_ids[0]"),
+    ] {
+        let err = c
+            .get_tokens(pb::GetTokensRequest {
+                token_ids: Vec::new(),
+                local_token_ids: asked.iter().map(|a| a.to_string()).collect(),
+            })
+            .await
+            .expect_err(field);
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert_eq!(fields(&err), [field]);
+    }
+    pip.stop().await;
+}
+
+/// TS-0003 7.3.2.3 step 6.2, two PDPs of one hosting CSE assigning a
+/// Local-Token-ID to the same new token at once: every PutToken answers the
+/// one that committed first, so both report one ID (TS-0001 7.1.16).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_assignments_yield_one_local_token_id_ts_0001_7_1_16() {
+    let pip = Running::start(config(None)).await;
+    let mut calls = Vec::new();
+    for i in 0..8 {
+        let mut c = pip.client.clone();
+        calls.push(tokio::spawn(async move {
+            put_token_as(
+                &mut c,
+                ADMIN,
+                token_with_lti("tkrace@das.example.com", &format!("ltPdp{i}-1"), 1),
+            )
+            .await
+            .expect("put")
+            .local_token_id
+        }));
+    }
+    let mut answered = Vec::new();
+    for call in calls {
+        answered.push(call.await.expect("task"));
+    }
+    answered.dedup();
+    assert_eq!(answered.len(), 1, "{answered:?}");
+    let mut c = pip.client.clone();
+    let got = tokens_by(&mut c, &[], &[answered[0].as_str()]).await;
+    assert_eq!(got.tokens[0].token_id, "tkrace@das.example.com");
+    pip.stop().await;
+}
+
+/// The PIP's token writers (`--token-writer`, a PDP's `--pip-writer`) may
+/// store tokens and nothing else; Local-Token-IDs survive a restart of a
+/// durable PIP, still indexed (TS-0003 7.3.2.3 step 6.1.2 after a restart).
+#[tokio::test]
+async fn token_writers_store_local_token_ids_that_survive_a_restart() {
+    let dir = temp_dir("lti");
+    let mut cfg = config(Some(dir.clone()));
+    cfg.token_writers = vec!["CPdp".into()];
+    let mut pip = Running::start(cfg.clone()).await;
+    let c = &mut pip.client;
+    put_token_as(c, "CPdp", token_with_lti("tk1@das.example.com", "ltP-1", 1))
+        .await
+        .expect("a token writer stores tokens");
+    let err = put_token_as(
+        c,
+        "Cmallory",
+        token_with_lti("tk2@das.example.com", "ltM-1", 1),
+    )
+    .await
+    .expect_err("not a token writer");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let err = c
+        .delete_token(pb::DeleteTokenRequest {
+            originator: "CPdp".into(),
+            token_id: "tk1@das.example.com".into(),
+        })
+        .await
+        .expect_err("token writers only store");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let err = c
+        .put_group(pb::PutGroupRequest {
+            originator: "CPdp".into(),
+            group: Some(pb::Group {
+                group_id: "/id-in/grp".into(),
+                member_ids: vec!["CPdp".into()],
+            }),
+        })
+        .await
+        .expect_err("token writers only store tokens");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    pip.stop().await;
+
+    let mut pip = Running::start(cfg).await;
+    let got = tokens_by(&mut pip.client, &[], &["ltP-1"]).await;
+    assert_eq!(got.tokens.len(), 1, "{got:?}");
+    assert_eq!(got.tokens[0].token_id, "tk1@das.example.com");
+    // Still write-once after the restart.
+    let again = put_token_as(
+        &mut pip.client,
+        "CPdp",
+        token_with_lti("tk1@das.example.com", "ltQ-1", 1),
+    )
+    .await
+    .expect("put again");
+    assert_eq!(again.local_token_id, "ltP-1");
     pip.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -115,6 +115,15 @@ fn bounded(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
 /// [`MAX_VIOLATION_BYTES`], at most [`MAX_VIOLATIONS`] of them (then how
 /// many more there were), so the status fits the headers it travels in.
 pub fn invalid_argument(errors: &[ConversionError]) -> Status {
+    field_status(Code::InvalidArgument, errors)
+}
+
+/// A gRPC status of `code` for errors tied to request fields, with the
+/// same message and `google.rpc.BadRequest` detail as [`invalid_argument`]
+/// (bounded alike): for a refusal that is not a syntax error but still
+/// names the field it is about (a PIP's `ALREADY_EXISTS` for
+/// `token.local_token_id`).
+pub fn field_status(code: Code, errors: &[ConversionError]) -> Status {
     let shown: Vec<ConversionError> = errors
         .iter()
         .take(MAX_VIOLATIONS)
@@ -135,11 +144,7 @@ pub fn invalid_argument(errors: &[ConversionError]) -> Status {
         .into_iter()
         .map(|e| FieldViolation::new(e.field, e.message))
         .collect();
-    Status::with_error_details(
-        Code::InvalidArgument,
-        message,
-        ErrorDetails::with_bad_request(violations),
-    )
+    Status::with_error_details(code, message, ErrorDetails::with_bad_request(violations))
 }
 
 // ---------------------------------------------------------------------------
@@ -996,7 +1001,7 @@ fn check_id(id: &str, field: &str, errors: &mut Errors) -> bool {
 /// Is `s` an XML NCName (a Local-Token-ID, TS-0001 7.1.16)? Letters
 /// include every non-ASCII letter; other characters are the ASCII ones of
 /// the NCName production (no `:`).
-fn is_ncname(s: &str) -> bool {
+pub fn is_ncname(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
         && chars.all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_'))
