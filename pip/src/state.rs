@@ -155,8 +155,9 @@ pub enum PipChange {
     TokenPutReusingLocalId {
         /// The token stored.
         token: TokenRecord,
-        /// The expired token, without its Local-Token-ID.
-        expired: TokenRecord,
+        /// The expired token, without its Local-Token-ID (boxed: the
+        /// variant would otherwise double the size of every change).
+        expired: Box<TokenRecord>,
     },
     /// A token was deleted.
     TokenDeleted(String),
@@ -346,10 +347,10 @@ impl Schema for PipSchema {
                             });
                         }
                         PipChange::TokenPutReusingLocalId {
-                            expired: TokenRecord {
+                            expired: Box::new(TokenRecord {
                                 local_token_id: String::new(),
                                 ..holder.clone()
-                            },
+                            }),
                             token,
                         }
                     }
