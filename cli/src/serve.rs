@@ -89,6 +89,11 @@ pub struct PipSettings {
     /// An originator allowed to report positions, besides the admin (repeatable).
     #[arg(long = "location-source")]
     location_sources: Vec<String>,
+    /// An originator allowed to store tokens (PutToken), besides the admin:
+    /// what a standalone PDP sends as `--pip-writer` to record the
+    /// Local-Token-IDs it assigns (repeatable).
+    #[arg(long = "token-writer", value_name = "ID")]
+    token_writers: Vec<String>,
     /// Seconds a reported position stays usable.
     #[arg(long, default_value_t = 300)]
     max_position_age: u64,
@@ -108,6 +113,7 @@ impl PipSettings {
         let mut c = PipConfig::new(data_dir, admin, hosting);
         c.trusted_issuers = self.trusted_issuers.clone();
         c.location_sources = self.location_sources.clone();
+        c.token_writers = self.token_writers.clone();
         c.max_position_age = std::time::Duration::from_secs(self.max_position_age);
         c.ip_csv = self.ip_csv.clone();
         c.ip_mmdb = self.ip_mmdb.clone();
@@ -140,7 +146,9 @@ pub struct DynamicArgs {
 }
 
 impl DynamicArgs {
-    fn config(&self, writer: &str) -> Result<Option<authz_pdp::DynamicConfig>> {
+    /// The configuration, storing dynamic ACPs in the PRP as `writer` and
+    /// tokens with their Local-Token-IDs in the PIP as `pip_writer`.
+    fn config(&self, writer: &str, pip_writer: &str) -> Result<Option<authz_pdp::DynamicConfig>> {
         if self.dases.is_empty() && self.default_das.is_none() {
             if let Some(first) = self.das_secret_files.first() {
                 anyhow::bail!("--das-secret-file {first}: no --das or --default-das is given");
@@ -151,6 +159,7 @@ impl DynamicArgs {
         c.default_das = self.default_das.clone();
         c.deadline = std::time::Duration::from_millis(self.das_deadline_ms);
         c.prp_writer = writer.to_owned();
+        c.pip_writer = pip_writer.to_owned();
         for arg in &self.das_secret_files {
             let (endpoint, file) = arg
                 .rsplit_once('=')
@@ -259,6 +268,11 @@ pub struct PdpArgs {
     /// the PRP's admin or dynamic-ACP originators).
     #[arg(long, default_value = "CAdmin")]
     prp_writer: String,
+    /// The originator this PDP stores tokens in the PIP as, with the
+    /// Local-Token-IDs it assigns, so that every PDP of the hosting CSE
+    /// knows them (the PIP's admin or one of its `--token-writer`s).
+    #[arg(long, default_value = "CAdmin")]
+    pip_writer: String,
     /// The PIP to ask for roles, groups, positions and countries; `off` for none.
     #[arg(long, default_value = "http://127.0.0.1:7174")]
     pip: String,
@@ -311,6 +325,9 @@ impl PipSettings {
     fn check(&self) -> Result<()> {
         for id in &self.location_sources {
             check_originator("--location-source", id)?;
+        }
+        for id in &self.token_writers {
+            check_originator("--token-writer", id)?;
         }
         for issuer in &self.trusted_issuers {
             match authz_core::ids::OriginatorEntry::parse(issuer) {
@@ -547,6 +564,9 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
             connect: endpoint.clone(),
         });
         dynamic.prp_writer = args.admin.clone();
+        // Its PIP's admin too: the PDP records there the Local-Token-IDs it
+        // assigns, so that they survive a restart.
+        dynamic.pip_writer = args.admin.clone();
         // The PDP consults as this CSE: with its secret, when the DAS
         // configuration gives it one.
         if let Some(secret) = das
@@ -699,6 +719,7 @@ pub async fn pdp(args: PdpArgs, tls: &ClientTls) -> Result<()> {
         check_url("--pip", &args.pip)?;
     }
     check_originator("--prp-writer", &args.prp_writer)?;
+    check_originator("--pip-writer", &args.pip_writer)?;
     args.dynamic.check()?;
     let mut config = PdpConfig::new(args.hosting.context()?)
         .with_prp(args.prp.clone())
@@ -707,7 +728,7 @@ pub async fn pdp(args: PdpArgs, tls: &ClientTls) -> Result<()> {
         config = config.with_pip(args.pip.clone());
     }
     config.pip_deadline = std::time::Duration::from_millis(args.pip_deadline_ms);
-    if let Some(d) = args.dynamic.config(&args.prp_writer)? {
+    if let Some(d) = args.dynamic.config(&args.prp_writer, &args.pip_writer)? {
         config = config.with_dynamic(d);
     }
     let pdp = Pdp::start(config)?;

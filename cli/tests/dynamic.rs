@@ -691,6 +691,50 @@ async fn all_in_one_pdp_presents_its_consultant_secret_7_3_2_2() {
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
 }
 
+/// `authz up --das-config` wires its PDP to its PIP, whose token repository
+/// holds the Local-Token-IDs the PDP assigns (TS-0003 7.3.2.3 step 6.2;
+/// TS-0001 7.1.16: unique per hosting CSE, not per process): the ID
+/// reported with the guest's token (step 7.1) still names it after `authz
+/// up` restarts on the same data directory (step 7.2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_in_one_local_token_ids_survive_a_restart_7_3_2_3() {
+    let dir = tempdir("up-lti-restart");
+    let config = das_config(&dir);
+    let data = dir.join("data");
+    let args = ["--no-demo", "--das-config", config.to_str().expect("path")];
+    let (up, url) = start_up(&data, &args, &[]);
+    let url = url.trim_end_matches('/').to_owned();
+    let mut prp = PolicyRetrievalPointClient::new(channel(&url).await);
+    let revision = door_lock_with_dac(&mut prp, &url).await;
+    let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
+    caught_up(&mut pdp, revision).await;
+    let unlock = request("Cguest", "backDoor", pb::Operation::Update);
+    let denied = decide(&mut pdp, with_token_request(unlock.clone())).await;
+    let dreq = denied
+        .token_request_info
+        .and_then(|t| t.das_info.into_iter().next())
+        .and_then(|d| d.das_request)
+        .expect("dreq");
+    let mut das = DynamicAuthorizationServerClient::new(channel(&url).await);
+    let issued = issue_token(&mut das, dreq, GUEST_SECRET)
+        .await
+        .expect("tokens");
+    let mut with_token = unlock.clone();
+    with_token.tokens = issued.tokens;
+    let ok = until(&mut pdp, &with_token, is_permit).await;
+    assert_eq!(ok.assigned_token_ids.len(), 1, "{ok:?}");
+    let lti = ok.assigned_token_ids[0].local_token_id.clone();
+    drop(up);
+
+    let (_up, url) = start_up(&data, &args, &[]);
+    let mut pdp = PolicyDecisionPointClient::new(channel(url.trim_end_matches('/')).await);
+    let mut with_local = unlock;
+    with_local.local_token_ids = vec![lti];
+    // Until the restarted PDP has its snapshot and the DAS's keys.
+    let ok = until(&mut pdp, &with_local, is_permit).await;
+    assert!(ok.assigned_token_ids.is_empty(), "{ok:?}");
+}
+
 /// `authz up --das-config --advertise-url URL`: the DAS is named by URL
 /// (not by the listen address) in Token Request Information and in the DACs
 /// it serves, while the PDP reaches it on the listener: a DAC whose `dap`

@@ -172,11 +172,25 @@ fn start_prp(data: &Path, listen: &str) -> (Proc, String) {
 fn bad_url_and_identity_flags_stop_the_process_naming_the_flag() {
     let data = tempdir("bad-flags");
     let data = data.to_str().unwrap();
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 9] = [
         (&["pdp", "--prp", "notaurl"], "--prp notaurl"),
         (&["pdp", "--pip", "127.0.0.1:7174"], "--pip 127.0.0.1:7174"),
         (&["pdp", "--das", "das.example"], "--das das.example"),
         (&["pdp", "--prp-writer", "all"], "--prp-writer"),
+        (
+            &["pdp", "--pip-writer", "guest@roles.example"],
+            "--pip-writer",
+        ),
+        (
+            &[
+                "pip",
+                "--data-dir",
+                "memory",
+                "--token-writer",
+                "//sp.example",
+            ],
+            "--token-writer",
+        ),
         (&["prp", "--data-dir", "memory", "--admin", ""], "--admin"),
         (
             &["pip", "--data-dir", "memory", "--trusted-issuer", "*"],

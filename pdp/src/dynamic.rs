@@ -6,13 +6,20 @@
 //!   when a token names a `kid` its DAS had no key for: a rotation);
 //!   `tids` are fetched from the DAS
 //!   their FQDN names (Decision 8), else from the PIP's token repository;
-//!   `ltids` name tokens this PDP verified before. Each token's permissions
-//!   for the target join the decision (7.3.2.5): its `pv` as extra
-//!   applicable privileges, its `rids` as verified roles. When every token
-//!   of the request passed, each new one gets a Local-Token-ID
-//!   (`lt<16 hex digits random per instance>-<n>`), returned in
-//!   the decision (`ati`, step 7.1); a request whose tokens fail assigns
-//!   none, so none goes unreported. A malformed token in
+//!   `ltids` name tokens verified before (step 6.1.2). Each token's
+//!   permissions for the target join the decision (7.3.2.5): its `pv` as
+//!   extra applicable privileges, its `rids` as verified roles. When every
+//!   token of the request passed, each new one gets a Local-Token-ID
+//!   (`lt<16 hex digits random per instance>-<n>`), returned in the
+//!   decision (`ati`, step 7.1); a request whose tokens fail assigns none,
+//!   so none goes unreported. With a PIP, Local-Token-IDs belong to the
+//!   hosting CSE, not to this process (TS-0001 7.1.16: unique per hosting
+//!   CSE): an assignment is stored in the PIP's token repository before it
+//!   is reported (the PIP keeps a token's first one, so PDPs racing to
+//!   assign one agree), and an `ltids` entry this PDP does not hold is
+//!   fetched from the PIP and verified like any token, so that another PDP
+//!   of the CSE, or this one after a restart, accepts it. Without a PIP
+//!   they live in this process only. A malformed token in
 //!   `tkns` is an invalid argument; any token that cannot be retrieved, that
 //!   the DAS or PIP returns malformed, or that fails verification makes the
 //!   decision a Deny with the reason (7.3.2.3 step 6.1.4, Decision 9).
@@ -85,8 +92,12 @@ pub struct DynamicConfig {
     pub deadline: Duration,
     /// The originator the PDP writes dynamic ACPs to the PRP as.
     pub prp_writer: String,
-    /// The PIP whose token repository resolves Token-IDs no DAS claims.
+    /// The PIP whose token repository resolves Token-IDs no DAS claims and
+    /// holds the Local-Token-IDs this PDP assigns.
     pub pip: Option<String>,
+    /// The originator this PDP stores tokens in the PIP as, with their
+    /// Local-Token-IDs (the PIP's admin or one of its token writers).
+    pub pip_writer: String,
     /// The PRP dynamic ACPs are stored in.
     pub prp: Option<String>,
     /// Secrets presented to DASes that authenticate their consultants; each
@@ -134,7 +145,7 @@ impl std::fmt::Debug for DasSecret {
 
 impl DynamicConfig {
     /// Trusts `dases`, consults them only for targets with a DAC, 500 ms
-    /// deadline, writes dynamic ACPs as `CAdmin`.
+    /// deadline, writes dynamic ACPs and tokens as `CAdmin`.
     pub fn new(dases: Vec<String>) -> Self {
         Self {
             dases,
@@ -142,6 +153,7 @@ impl DynamicConfig {
             deadline: Duration::from_millis(500),
             prp_writer: "CAdmin".to_owned(),
             pip: None,
+            pip_writer: "CAdmin".to_owned(),
             prp: None,
             das_secrets: Vec::new(),
             das_addresses: Vec::new(),
@@ -372,11 +384,11 @@ pub struct Dynamic {
     config: DynamicConfig,
     dases: Vec<Das>,
     trust: RwLock<TrustStore>,
-    /// Local-Token-ID → token. In this process only: an ID is valid on the
-    /// PDP that assigned it, unknown (a Deny) on another PDP of the same CSE
-    /// or after a restart. A PEP balancing over several PDPs should send the
-    /// token or its Token-ID instead, or pin a hosting CSE to one PDP
-    /// (README, Tokens and Dynamic Authorization).
+    /// Local-Token-ID → token. With a PIP, a cache of the assignments the
+    /// PIP holds (those this PDP made or fetched); without one, the only
+    /// record: an ID is then valid on the PDP that assigned it, unknown (a
+    /// Deny) on another PDP of the same CSE or after a restart (README,
+    /// Tokens and Dynamic Authorization).
     local: DashMap<String, Arc<VerifiedToken>>,
     /// Token-ID → Local-Token-ID.
     local_by_token: DashMap<String, String>,
@@ -732,35 +744,203 @@ impl Dynamic {
     /// stream) does not lose the assignment for good (TS-0003 7.3.2.3 steps
     /// 7.1, 7.2). Only the holder gets here: the token was verified for the
     /// request's originator.
-    fn assign_local(&self, token: &Arc<VerifiedToken>, grant: &mut TokenGrant) {
+    ///
+    /// With a PIP, the assignment is stored there first and the ID the PIP
+    /// answers is the one used: the token's first, when this PDP or another
+    /// one of the CSE assigned it one before (TS-0001 7.1.16: unique per
+    /// hosting CSE). A PIP that cannot store it leaves the token without
+    /// one: the originator keeps presenting it by value or Token-ID, and the
+    /// next request tries again. Reporting an ID the PIP does not hold would
+    /// have the other PDPs of the CSE deny it.
+    async fn assign_local(&self, token: &Arc<VerifiedToken>, grant: &mut TokenGrant) {
         let id = token.token_id().to_owned();
         if let Some(lti) = self.local_by_token.get(&id) {
             grant.assigned.push((lti.clone(), id));
             return;
         }
-        if self.local.len() >= MAX_CACHED_TOKENS {
-            // Expired tokens grant nothing: their Local-Token-IDs go first.
-            let now = Utc::now();
-            self.local.retain(|_, t| t.expires_at() > now);
-            self.local_by_token
-                .retain(|_, lti| self.local.contains_key(lti.as_str()));
-            if self.local.len() >= MAX_CACHED_TOKENS {
-                // Still full of live tokens: this one is used by value only
-                // (the originator keeps sending it, not a Local-Token-ID).
-                return;
-            }
+        if !self.make_room() {
+            // Still full of live tokens: this one is used by value only
+            // (the originator keeps sending it, not a Local-Token-ID).
+            return;
         }
         // NCName, unique per hosting CSE (TS-0001 7.1.16): the random
         // prefix of this instance keeps it apart from another PDP of the
         // CSE's, or from this PDP before a restart.
-        let lti = format!(
+        let proposed = format!(
             "lt{}-{}",
             self.local_prefix,
             self.next_local.fetch_add(1, Ordering::Relaxed)
         );
-        self.local.insert(lti.clone(), token.clone());
-        self.local_by_token.insert(id.clone(), lti.clone());
+        let lti = match &self.pip {
+            None => proposed,
+            Some(pip) => match self.store_local(pip, token, &proposed).await {
+                Ok(Some(lti)) => lti,
+                Ok(None) => {
+                    // A PIP that predates Local-Token-IDs stored the token
+                    // without one: the ID is this process's, as without a
+                    // PIP.
+                    tracing::warn!(token = %id, "the PIP keeps no Local-Token-IDs (an older version); this one is valid on this PDP only");
+                    proposed
+                }
+                Err(why) => {
+                    tracing::warn!(token = %id, reason = %why, "no Local-Token-ID assigned: the PIP did not store it");
+                    return;
+                }
+            },
+        };
+        self.cache_local(&lti, token);
         grant.assigned.push((lti, id));
+    }
+
+    /// Whether the Local-Token-ID cache has room for one more token, after
+    /// dropping expired ones when it was full (they grant nothing).
+    fn make_room(&self) -> bool {
+        if self.local.len() < MAX_CACHED_TOKENS {
+            return true;
+        }
+        let now = Utc::now();
+        self.local.retain(|_, t| t.expires_at() > now);
+        self.local_by_token
+            .retain(|_, lti| self.local.contains_key(lti.as_str()));
+        self.local.len() < MAX_CACHED_TOKENS
+    }
+
+    /// Caches `lti` as the Local-Token-ID of `token`. An ID the PIP gave
+    /// another, expired, token before (7.1.16 lets it be reused) no longer
+    /// names that one here either.
+    fn cache_local(&self, lti: &str, token: &Arc<VerifiedToken>) {
+        if let Some(old) = self.local.insert(lti.to_owned(), token.clone())
+            && old.token_id() != token.token_id()
+        {
+            self.local_by_token
+                .remove_if(old.token_id(), |_, l| l.as_str() == lti);
+        }
+        self.local_by_token
+            .insert(token.token_id().to_owned(), lti.to_owned());
+    }
+
+    /// Stores `token` in the PIP's token repository with the Local-Token-ID
+    /// `proposed`, and returns the one the PIP holds for it: `proposed`, or
+    /// the token's first when it had one (TS-0003 7.3.2.3 step 6.2). `None`:
+    /// the PIP stored the token without one (it predates the field).
+    async fn store_local(
+        &self,
+        pip: &PolicyInformationPointClient<Channel>,
+        token: &VerifiedToken,
+        proposed: &str,
+    ) -> Result<Option<String>, String> {
+        let claims = token.claims();
+        let record = pb::Token {
+            token_id: claims.token_id.clone(),
+            token_object: token.compact().to_owned(),
+            version: claims.version.clone(),
+            issuer: claims.issuer.clone(),
+            holder: claims.holder.clone(),
+            not_before: Some(authz_proto::convert::timestamp_to_pb(&claims.not_before)),
+            not_after: Some(authz_proto::convert::timestamp_to_pb(&claims.not_after)),
+            token_name: claims.token_name.clone().unwrap_or_default(),
+            audience: claims.audience.clone(),
+            // `tkps` in its short-name form, as the `<token>` resource holds it.
+            permissions_json: claims
+                .to_claim_set()
+                .get("tkps")
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            extension: claims.extension.clone().unwrap_or_default(),
+            local_token_id: proposed.to_owned(),
+        };
+        let mut client = pip.clone();
+        let call = client.put_token(pb::PutTokenRequest {
+            originator: self.config.pip_writer.clone(),
+            token: Some(record),
+        });
+        let stored = tokio::time::timeout(self.config.deadline, call)
+            .await
+            .map_err(|_| "PIP timed out".to_owned())?
+            .map_err(|s| format!("PIP refused: {}", s.message()))?
+            .into_inner();
+        if stored.local_token_id.is_empty() {
+            return Ok(None);
+        }
+        // Reported to the originator as is, and sent back in `ltids`, which
+        // must be an NCName.
+        if stored.token_id != claims.token_id
+            || !authz_proto::convert::is_ncname(&stored.local_token_id)
+        {
+            return Err(format!(
+                "the PIP answered token {} with Local-Token-ID '{}'",
+                stored.token_id, stored.local_token_id
+            ));
+        }
+        Ok(Some(stored.local_token_id))
+    }
+
+    /// The token of a Local-Token-ID this PDP does not hold (TS-0003
+    /// 7.3.2.3 step 6.1.2): from the PIP, where another PDP of the hosting
+    /// CSE, or this one before a restart, stored it; verified like a token
+    /// in the request (signature, issuer, audience, holder, validity: step
+    /// 6.1.3), then cached. Without a PIP the ID is unknown: a Deny.
+    async fn fetch_local(
+        &self,
+        lti: &str,
+        ctx: &VerifyContext,
+    ) -> Result<Arc<VerifiedToken>, TokenFailure> {
+        let Some(pip) = &self.pip else {
+            return Err(TokenFailure::Rejected(format!(
+                "local token ID {lti} is not assigned here"
+            )));
+        };
+        let unavailable = |why: String| {
+            TokenFailure::Unavailable(format!("local token ID {lti} cannot be retrieved: {why}"))
+        };
+        let mut client = pip.clone();
+        let call = client.get_tokens(pb::GetTokensRequest {
+            token_ids: Vec::new(),
+            local_token_ids: vec![lti.to_owned()],
+        });
+        let answer = tokio::time::timeout(self.config.deadline, call)
+            .await
+            .map_err(|_| unavailable("PIP timed out".to_owned()))?
+            .map_err(|s| unavailable(format!("PIP: {}", s.message())))?
+            .into_inner();
+        let stored = answer
+            .tokens
+            .into_iter()
+            .find(|t| t.local_token_id == lti)
+            .ok_or_else(|| {
+                TokenFailure::Rejected(format!(
+                    "local token ID {lti} is not assigned at this hosting CSE (the PIP's token repository does not hold it)"
+                ))
+            })?;
+        // A token from the repository is the originator's only once it
+        // passes every check a token in the request passes.
+        let verified = self
+            .verify_refetching(&stored.token_object, ctx)
+            .await
+            .map_err(|e| {
+                if e.is_malformed() {
+                    TokenFailure::Rejected(format!(
+                        "local token ID {lti} cannot be used: the PIP holds a token for it that is not a well-formed oneM2M JWT ({e})"
+                    ))
+                } else {
+                    TokenFailure::Rejected(format!(
+                        "local token ID {lti} (token {}) rejected: {e}",
+                        stored.token_id
+                    ))
+                }
+            })?;
+        if verified.token_id() != stored.token_id {
+            return Err(TokenFailure::Rejected(format!(
+                "local token ID {lti}: the PIP holds token {} under token ID {}",
+                verified.token_id(),
+                stored.token_id
+            )));
+        }
+        let verified = Arc::new(verified);
+        if self.make_room() {
+            self.cache_local(lti, &verified);
+        }
+        Ok(verified)
     }
 
     async fn fetch_token(
@@ -862,26 +1042,30 @@ impl Dynamic {
             fresh.push(verified);
         }
         for lti in &req.local_token_ids {
-            let token = self.local.get(lti).map(|t| t.clone()).ok_or_else(|| {
-                TokenFailure::Rejected(format!("local token ID {lti} is not assigned here"))
-            })?;
-            if let Err(e) = self.trust().check_cached(&token, &ctx) {
-                if matches!(e, TokenError::Expired { .. }) {
-                    self.local.remove(lti);
-                    self.local_by_token.remove(token.token_id());
+            let cached = self.local.get(lti).map(|t| t.clone());
+            let token = match cached {
+                Some(token) => {
+                    if let Err(e) = self.trust().check_cached(&token, &ctx) {
+                        if matches!(e, TokenError::Expired { .. }) {
+                            self.local.remove(lti);
+                            self.local_by_token.remove(token.token_id());
+                        }
+                        return Err(TokenFailure::Rejected(format!(
+                            "local token ID {lti} (token {}) rejected: {e}",
+                            token.token_id()
+                        )));
+                    }
+                    token
                 }
-                return Err(TokenFailure::Rejected(format!(
-                    "local token ID {lti} (token {}) rejected: {e}",
-                    token.token_id()
-                )));
-            }
+                None => self.fetch_local(lti, &ctx).await?,
+            };
             grant.add(&token, target, ctx.hosting());
         }
         // Only now: a request that fails answers with an error and no `ati`
         // (7.3.2.3 step 6.1.4), so an ID assigned before a later token
         // failed would never be reported as new (step 7.1).
         for token in &fresh {
-            self.assign_local(token, &mut grant);
+            self.assign_local(token, &mut grant).await;
         }
         Ok(grant)
     }
