@@ -122,8 +122,10 @@ impl PdpConfig {
     }
 
     /// Trusts and consults DASes as `dynamic` says. Unless it names them,
-    /// dynamic ACPs are stored in the PRP this PDP follows and Token-IDs no
-    /// DAS claims are fetched from its PIP.
+    /// dynamic ACPs are stored in the PRP this PDP follows, and Token-IDs no
+    /// DAS claims are fetched from its PIP, which also holds the
+    /// Local-Token-IDs it assigns (shared with the other PDPs of the
+    /// hosting CSE).
     pub fn with_dynamic(mut self, dynamic: DynamicConfig) -> Self {
         self.dynamic = Some(dynamic);
         self

@@ -11,8 +11,8 @@
 //!   returns malformed for a Token-ID is a Deny, not an invalid argument;
 //!   Token Request Information gives each DAS the Role-IDs it issues
 //!   (step 2.2) and an absolute `trid`; Local-Token-IDs are assigned only with a response that
-//!   reports them (step 7.1), and two PDPs never assign the same one
-//!   (TS-0001 7.1.16); the `dreq`'s mandatory `trt` comes from the
+//!   reports them (step 7.1), and two PDPs without a PIP never assign the
+//!   same one (TS-0001 7.1.16); the `dreq`'s mandatory `trt` comes from the
 //!   replica when the request has none;
 //! - a DAS that rotated its keys: a token under the new `kid` makes the
 //!   PDP fetch its key set again (rate-limited);
@@ -1312,10 +1312,11 @@ async fn a_direct_token_kept_for_its_holder_is_scoped_to_each_requests_cse_7_3_2
 }
 
 /// TS-0001 7.1.16 (spec notes §6.3): a Local-Token-ID is unique per hosting
-/// CSE and reusable only after expiry. Two PDPs of one CSE (or one PDP
-/// before and after a restart) each assign their first one to the same
-/// token: the IDs differ, and each is an NCName that the PDP that assigned
-/// it accepts back in `ltids`.
+/// CSE and reusable only after expiry. Two PDPs of one CSE without a PIP
+/// (or one PDP before and after a restart) each assign their first one to
+/// the same token: the IDs differ, and each is an NCName that the PDP that
+/// assigned it accepts back in `ltids`. (PDPs sharing a PIP share their
+/// assignments: `tests/tests/local_token_ids.rs`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pdps_never_hand_out_the_same_local_token_id_ts_0001_7_1_16() {
     let token = retrieve_token("tkshared@das.example.com", "Cvisitor");
