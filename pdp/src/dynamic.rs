@@ -1045,17 +1045,29 @@ impl Dynamic {
             let cached = self.local.get(lti).map(|t| t.clone());
             let token = match cached {
                 Some(token) => {
-                    if let Err(e) = self.trust().check_cached(&token, &ctx) {
-                        if matches!(e, TokenError::Expired { .. }) {
-                            self.local.remove(lti);
-                            self.local_by_token.remove(token.token_id());
+                    // Bound first: the trust store's guard must not live
+                    // across the PIP call below.
+                    let checked = self.trust().check_cached(&token, &ctx);
+                    match checked {
+                        Ok(()) => token,
+                        Err(e) => {
+                            let expired = matches!(e, TokenError::Expired { .. });
+                            if expired {
+                                self.local.remove(lti);
+                                self.local_by_token.remove(token.token_id());
+                            }
+                            if expired && self.pip.is_some() {
+                                // TS-0001 7.1.16: once its token expired, the
+                                // PIP may have given the ID to another token.
+                                self.fetch_local(lti, &ctx).await?
+                            } else {
+                                return Err(TokenFailure::Rejected(format!(
+                                    "local token ID {lti} (token {}) rejected: {e}",
+                                    token.token_id()
+                                )));
+                            }
                         }
-                        return Err(TokenFailure::Rejected(format!(
-                            "local token ID {lti} (token {}) rejected: {e}",
-                            token.token_id()
-                        )));
                     }
-                    token
                 }
                 None => self.fetch_local(lti, &ctx).await?,
             };

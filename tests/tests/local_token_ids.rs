@@ -94,13 +94,18 @@ fn absolute(originator: &str) -> String {
 /// A token of the DAS granting `holder` RETRIEVE on `cnt`, valid for ten
 /// minutes.
 fn token(token_id: &str, holder: &str) -> String {
+    token_for(token_id, holder, 600)
+}
+
+/// [`token`], valid for `seconds` from now.
+fn token_for(token_id: &str, holder: &str, seconds: i64) -> String {
     let now = Utc::now();
     let mut claims = TokenClaims::new(
         token_id,
         DAS_ISSUER,
         absolute(holder),
         now - chrono::Duration::seconds(10),
-        now + chrono::Duration::seconds(600),
+        now + chrono::Duration::seconds(seconds),
     );
     claims.audience = vec!["//sp.example.com/id-in".into()];
     claims.permissions.pm = vec![TokenPermission {
@@ -439,6 +444,58 @@ async fn an_unknown_or_forged_ltid_is_a_deny_ts_0003_7_3_2_3_step_6_1_4() {
         "{}",
         d.summary
     );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// TS-0001 7.1.16: a Local-Token-ID "may be reused" once its token has
+/// expired. PDP B cached the visitor's short-lived token under its ID; after
+/// it expired, the hosting CSE's PIP gives the ID to the courier's token.
+/// The courier presenting the ID at B is permitted (B asks the PIP again
+/// rather than taking its expired cache entry for the answer), and the
+/// visitor is denied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_tokens_ltid_reused_at_the_pip_is_followed_ts_0001_7_1_16() {
+    let mut cse = Cse::start().await;
+    let mut a = cse.pdp().await;
+    let mut b = cse.pdp().await;
+    let d = a
+        .retrieve(
+            "Cvisitor",
+            &[&token_for("tkbrief@das.example.com", "Cvisitor", 1)],
+            &[],
+        )
+        .await;
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    let lti = ati(&d)[0].0.clone();
+    let d = b.retrieve("Cvisitor", &[], &[&lti]).await;
+    assert_eq!(d.decision, PERMIT, "cached at B now: {d:?}");
+    // Past its notAfter (whole seconds) at the PDPs and at the PIP.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    let courier = token("tkcourier@das.example.com", "Ccourier");
+    let stored = cse
+        .pip_client
+        .put_token(pb::PutTokenRequest {
+            originator: ADMIN.into(),
+            token: Some(pb::Token {
+                token_id: "tkcourier@das.example.com".into(),
+                token_object: courier,
+                not_after: Some(authz_proto::convert::timestamp_to_pb(
+                    &(Utc::now() + chrono::Duration::seconds(600)),
+                )),
+                local_token_id: lti.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("the expired token's ID is free")
+        .into_inner();
+    assert_eq!(stored.local_token_id, lti);
+    let d = b.retrieve("Ccourier", &[], &[&lti]).await;
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    let d = b.retrieve("Cvisitor", &[], &[&lti]).await;
+    assert_eq!(d.decision, DENY, "{d:?}");
     a.stop().await;
     b.stop().await;
 }
