@@ -175,7 +175,8 @@ struct Cse {
 impl Cse {
     async fn start() -> Self {
         let das_url = serve(
-            tonic::transport::Server::builder()
+            authz_proto::serving::server(None)
+                .expect("a server")
                 .add_service(DynamicAuthorizationServerServer::new(KeyDas)),
         )
         .await
@@ -220,7 +221,9 @@ impl Cse {
             "the PDP never loaded the DAS's keys"
         );
         let served = serve(
-            tonic::transport::Server::builder().add_routes(pdp.routes().await.expect("routes")),
+            authz_proto::serving::server(None)
+                .expect("a server")
+                .add_routes(pdp.routes().await.expect("routes")),
         )
         .await;
         let client = PolicyDecisionPointClient::new(served.channel().await);
