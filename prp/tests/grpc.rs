@@ -1364,10 +1364,15 @@ fn ids(p: &pb::ApplicablePolicies) -> Vec<(String, i32, bool)> {
         .collect()
 }
 
-#[tokio::test]
-async fn applicable_policies_follow_ts0001_10_2_3_1() {
-    let mut prp = start(config()).await;
-    let c = &mut prp.client;
+/// ACPs `acp1`, `acp2`, `acpCb` (Alice, all operations), and a CSE base
+/// `cb` (acpi `acpCb`) with a container `cnt` (acpi `acp2`, `acp1`), its
+/// contentInstance `cin`, and a container `cnt2` without `acpi` created by
+/// `CCreator`.
+async fn store_cb_cnt_cin_cnt2(
+    c: &mut pb::policy_retrieval_point_client::PolicyRetrievalPointClient<
+        tonic::transport::Channel,
+    >,
+) {
     for id in ["acp1", "acp2", "acpCb"] {
         c.create_acp(create_req(ADMIN, acp(id, &["CAlice"], &[ADMIN], ALL)))
             .await
@@ -1381,6 +1386,13 @@ async fn applicable_policies_follow_ts0001_10_2_3_1() {
     ] {
         c.put_resource(put_req(ADMIN, r)).await.expect("resource");
     }
+}
+
+#[tokio::test]
+async fn applicable_policies_follow_ts0001_10_2_3_1() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    store_cb_cnt_cin_cnt2(c).await;
     let get = |target: &str| pb::GetApplicablePoliciesRequest {
         target: target.into(),
         ..Default::default()
@@ -1475,19 +1487,7 @@ async fn applicable_policies_follow_ts0001_10_2_3_1() {
 async fn applicable_policies_of_an_acpi_change_are_the_referenced_pvs_ts0001_9_6_1_3_2() {
     let mut prp = start(config()).await;
     let c = &mut prp.client;
-    for id in ["acp1", "acp2", "acpCb"] {
-        c.create_acp(create_req(ADMIN, acp(id, &["CAlice"], &[ADMIN], ALL)))
-            .await
-            .expect("acp");
-    }
-    for r in [
-        resource("cb", "", 5, Some(&["acpCb"]), ""),
-        resource("cnt", "cb", 3, Some(&["acp2", "acp1"]), "CAlice"),
-        resource("cin", "cnt", 4, None, "CAlice"),
-        resource("cnt2", "cb", 3, None, "CCreator"),
-    ] {
-        c.put_resource(put_req(ADMIN, r)).await.expect("resource");
-    }
+    store_cb_cnt_cin_cnt2(c).await;
     let change = |target: &str| pb::GetApplicablePoliciesRequest {
         target: target.into(),
         updates_acpi: true,
