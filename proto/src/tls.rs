@@ -5,10 +5,16 @@
 //!   (`--tls-ca`), or, for a process reaching its own TLS listener, exactly
 //!   its own certificate. [`crate::endpoint::endpoint_with`] applies it; an
 //!   `https://` endpoint is never used without TLS.
+//!   With a [`ClientIdentity`] (`--tls-client-cert`, `--tls-client-key`)
+//!   it also presents a client certificate to servers that ask for one.
 //! - [`ServerTls`]: the certificate chain and key a server presents
-//!   (`--tls-cert`, `--tls-key`), checked when loaded.
+//!   (`--tls-cert`, `--tls-key`), checked when loaded; with client CAs
+//!   ([`ServerTls::with_client_ca_pem`], `--tls-client-ca`) it requires
+//!   every client to present a certificate chaining to one of them (mutual
+//!   TLS), and refuses the handshake otherwise.
 //!
-//! Client certificates (mutual TLS) are not implemented.
+//! Revocation (CRLs, OCSP) is not checked: tonic builds the client
+//! verifier and takes no revocation lists.
 
 use std::sync::Arc;
 
@@ -16,8 +22,10 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, TrustAnchor, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use tonic::transport::{ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 
 /// Why PEM data cannot be used for TLS; the message is about the data
 /// only, so that the caller names the file or setting it came from.
@@ -45,6 +53,50 @@ fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
+/// The trust anchors of the PEM bundle `pem` added to `roots`: fails on a
+/// bundle without a certificate or with one that cannot be an anchor.
+fn add_anchors(
+    roots: &[TrustAnchor<'static>],
+    pem: &[u8],
+) -> Result<Vec<TrustAnchor<'static>>, TlsError> {
+    let mut store = rustls::RootCertStore {
+        roots: roots.to_vec(),
+    };
+    for (i, cert) in certificates(pem)?.into_iter().enumerate() {
+        store.add(cert).map_err(|e| {
+            TlsError::Certificate(format!("certificate {}: not a CA certificate: {e}", i + 1))
+        })?;
+    }
+    Ok(store.roots)
+}
+
+/// A certificate chain and its private key (PEM), checked as rustls checks
+/// them when it uses them (a key it can sign with, belonging to the first
+/// certificate), so that a bad pair fails the start instead of every
+/// handshake.
+fn certified_key(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let chain = certificates(cert_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            TlsError::Key("no PEM private key (-----BEGIN PRIVATE KEY-----) in it".into())
+        }
+        e => TlsError::Key(format!("not valid PEM: {e}")),
+    })?;
+    CertifiedKey::from_der(chain.clone(), key, &provider()).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => {
+            TlsError::Key("does not belong to the (first) certificate".into())
+        }
+        rustls::Error::InvalidCertificate(_) => {
+            TlsError::Certificate(format!("not a valid certificate: {e}"))
+        }
+        e => TlsError::Key(format!("not usable: {e}")),
+    })?;
+    Ok(chain)
+}
+
 /// The crypto provider of every TLS connection of the package: ring, as
 /// tonic's `tls-ring` uses (rustls 0.23.48 deprecates it for lacking
 /// post-quantum key exchange; aws-lc-rs has it but is a C build of its own).
@@ -53,15 +105,52 @@ fn provider() -> CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
 
-/// What a client trusts for `https://` endpoints. The default trusts the
-/// webpki roots (Mozilla's list of public CAs); [`ClientTls::with_ca_pem`]
-/// adds more. A cheap clone.
+/// A client certificate chain and its private key, which a client presents
+/// to servers that ask for one (mutual TLS). Checked when made, as
+/// [`ServerTls::from_pem`] checks a server's. A cheap clone.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    identity: Identity,
+    /// The chain, the client's certificate first (for
+    /// [`ServerTls::check_client`]).
+    chain: Arc<Vec<CertificateDer<'static>>>,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key stays out of logs.
+        f.debug_struct("ClientIdentity")
+            .field("chain", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientIdentity {
+    /// From a PEM certificate chain (the client's certificate first, then
+    /// any intermediates) and a PEM private key (PKCS#8, PKCS#1 or SEC1)
+    /// belonging to the first certificate.
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, TlsError> {
+        let chain = certified_key(cert_pem, key_pem)?;
+        Ok(Self {
+            identity: Identity::from_pem(cert_pem, key_pem),
+            chain: Arc::new(chain),
+        })
+    }
+}
+
+/// What a client trusts for `https://` endpoints, and the certificate it
+/// presents when a server asks for one. The default trusts the webpki roots
+/// (Mozilla's list of public CAs) and presents none;
+/// [`ClientTls::with_ca_pem`] adds roots, [`ClientTls::with_identity_pem`]
+/// a client certificate. A cheap clone.
 #[derive(Clone, Default)]
 pub struct ClientTls {
     /// Trust anchors besides the webpki roots.
     roots: Arc<Vec<TrustAnchor<'static>>>,
     /// Set by [`ClientTls::pinned`]: the one server certificate trusted.
     pinned: Option<Arc<PinnedVerifier>>,
+    /// The client certificate presented (mutual TLS).
+    identity: Option<ClientIdentity>,
 }
 
 impl std::fmt::Debug for ClientTls {
@@ -69,6 +158,7 @@ impl std::fmt::Debug for ClientTls {
         f.debug_struct("ClientTls")
             .field("extra_roots", &self.roots.len())
             .field("pinned", &self.pinned.is_some())
+            .field("identity", &self.identity.is_some())
             .finish()
     }
 }
@@ -78,18 +168,32 @@ impl ClientTls {
     /// CA). Fails on a bundle without a certificate or with one that is not
     /// valid.
     pub fn with_ca_pem(self, pem: &[u8]) -> Result<Self, TlsError> {
-        let mut store = rustls::RootCertStore {
-            roots: self.roots.as_ref().clone(),
-        };
-        for (i, cert) in certificates(pem)?.into_iter().enumerate() {
-            store.add(cert).map_err(|e| {
-                TlsError::Certificate(format!("certificate {}: not a CA certificate: {e}", i + 1))
-            })?;
-        }
+        let roots = add_anchors(&self.roots, pem)?;
         Ok(Self {
-            roots: Arc::new(store.roots),
-            pinned: self.pinned,
+            roots: Arc::new(roots),
+            ..self
         })
+    }
+
+    /// Presents the client certificate chain `cert_pem` (the client's
+    /// certificate first) with its private key `key_pem` to servers that
+    /// ask for one, on every connection made with this configuration,
+    /// pinned or not. Fails as [`ClientIdentity::from_pem`] does.
+    pub fn with_identity_pem(self, cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, TlsError> {
+        Ok(self.with_identity(ClientIdentity::from_pem(cert_pem, key_pem)?))
+    }
+
+    /// Presents `identity` to servers that ask for a client certificate.
+    pub fn with_identity(self, identity: ClientIdentity) -> Self {
+        Self {
+            identity: Some(identity),
+            ..self
+        }
+    }
+
+    /// The client certificate presented, if any.
+    pub fn identity(&self) -> Option<&ClientIdentity> {
+        self.identity.as_ref()
     }
 
     /// Trusts exactly the certificate `server` presents (whatever names it
@@ -97,6 +201,8 @@ impl ClientTls {
     /// listener on loopback, where the certificate's names (a public host
     /// name) do not match `127.0.0.1` and its CA may not be at hand. Only
     /// the holder of `server`'s private key can complete such a handshake.
+    /// It presents no client certificate; [`ClientTls::with_identity`]
+    /// adds one.
     pub fn pinned(server: &ServerTls) -> Self {
         Self {
             roots: Arc::default(),
@@ -104,14 +210,25 @@ impl ClientTls {
                 cert: server.cert.clone(),
                 provider: Arc::new(provider()),
             })),
+            identity: None,
         }
     }
 
-    /// The webpki roots and the extra roots as a tonic client configuration,
-    /// for clients built elsewhere (the OTLP exporter); a pinned
-    /// certificate is not part of it.
+    /// The tonic configuration without trust: the client certificate, if
+    /// any.
+    fn base_config(&self) -> ClientTlsConfig {
+        let config = ClientTlsConfig::new();
+        match &self.identity {
+            Some(id) => config.identity(id.identity.clone()),
+            None => config,
+        }
+    }
+
+    /// The webpki roots, the extra roots and the client certificate as a
+    /// tonic client configuration, for clients built elsewhere (the OTLP
+    /// exporter); a pinned certificate is not part of it.
     pub fn tonic_config(&self) -> ClientTlsConfig {
-        ClientTlsConfig::new()
+        self.base_config()
             .with_webpki_roots()
             .trust_anchors(self.roots.iter().cloned())
     }
@@ -121,7 +238,7 @@ impl ClientTls {
     pub(crate) fn apply(&self, endpoint: Endpoint) -> Result<Endpoint, tonic::transport::Error> {
         match &self.pinned {
             Some(verifier) => {
-                endpoint.tls_config_with_verifier(ClientTlsConfig::new(), verifier.clone())
+                endpoint.tls_config_with_verifier(self.base_config(), verifier.clone())
             }
             None => endpoint.tls_config(self.tonic_config()),
         }
@@ -189,62 +306,113 @@ impl ServerCertVerifier for PinnedVerifier {
     }
 }
 
-/// The certificate chain and private key a server presents. Checked when
-/// made: the chain has a certificate, the key is one rustls can use, and it
-/// belongs to the first certificate.
+/// The certificate chain and private key a server presents, and the CAs
+/// its clients' certificates must chain to, if it requires them. Checked
+/// when made: the chain has a certificate, the key is one rustls can use,
+/// and it belongs to the first certificate.
 #[derive(Clone)]
 pub struct ServerTls {
     identity: Identity,
     /// The end-entity certificate (for [`ClientTls::pinned`]).
     cert: CertificateDer<'static>,
+    /// The client CAs as given (PEM, each bundle checked), for tonic; empty
+    /// without mutual TLS.
+    client_ca_pem: Vec<u8>,
+    /// The same as trust anchors (for [`ServerTls::check_client`]).
+    client_roots: Arc<Vec<TrustAnchor<'static>>>,
 }
 
 impl std::fmt::Debug for ServerTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerTls").finish_non_exhaustive()
+        f.debug_struct("ServerTls")
+            .field("client_cas", &self.client_roots.len())
+            .finish_non_exhaustive()
     }
 }
 
 impl ServerTls {
     /// From a PEM certificate chain (the server's certificate first, then
     /// any intermediates) and a PEM private key (PKCS#8, PKCS#1 or SEC1).
+    /// It requires no client certificate.
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, TlsError> {
-        let chain = certificates(cert_pem)?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
-            rustls::pki_types::pem::Error::NoItemsFound => {
-                TlsError::Key("no PEM private key (-----BEGIN PRIVATE KEY-----) in it".into())
-            }
-            e => TlsError::Key(format!("not valid PEM: {e}")),
-        })?;
-        // What tonic does with them when serving, done now so that a bad
-        // key fails the start instead of every handshake.
-        let cert = chain[0].clone();
-        rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
-            .with_safe_default_protocol_versions()
-            .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
-            .map_err(|e| match e {
-                rustls::Error::InconsistentKeys(_) => {
-                    TlsError::Key("does not belong to the (first) certificate".into())
-                }
-                rustls::Error::InvalidCertificate(_) => {
-                    TlsError::Certificate(format!("not a valid certificate: {e}"))
-                }
-                e => TlsError::Key(format!("not usable: {e}")),
-            })?;
-        // tonic builds its server configuration with the process's default
-        // provider: make it ring, which the package is built with, unless
-        // the process chose one.
-        if CryptoProvider::get_default().is_none() {
-            let _ = provider().install_default();
-        }
+        let chain = certified_key(cert_pem, key_pem)?;
+        install_provider();
         Ok(Self {
             identity: Identity::from_pem(cert_pem, key_pem),
-            cert,
+            cert: chain[0].clone(),
+            client_ca_pem: Vec::new(),
+            client_roots: Arc::default(),
         })
+    }
+
+    /// Requires every client to present a certificate chaining to one of
+    /// the CA certificates of the PEM bundle `pem`, or to one of those added
+    /// before (repeatable); a client without one, or with one from another
+    /// CA, fails the handshake. Fails on a bundle without a certificate or
+    /// with one that cannot be a trust anchor.
+    pub fn with_client_ca_pem(self, pem: &[u8]) -> Result<Self, TlsError> {
+        let roots = add_anchors(&self.client_roots, pem)?;
+        let mut client_ca_pem = self.client_ca_pem;
+        // PEM bundles concatenate; a bundle need not end with a newline.
+        client_ca_pem.extend_from_slice(pem);
+        client_ca_pem.push(b'\n');
+        Ok(Self {
+            client_ca_pem,
+            client_roots: Arc::new(roots),
+            ..self
+        })
+    }
+
+    /// Whether clients must present a certificate (client CAs were added).
+    pub fn requires_client_certificates(&self) -> bool {
+        !self.client_roots.is_empty()
+    }
+
+    /// Whether this server would accept `client`'s certificate now: it
+    /// chains to a client CA, is valid at this time and may authenticate
+    /// a client (its extended key usage, if any, allows `clientAuth`). Any
+    /// certificate passes when no client CA was added. For a process that
+    /// connects to its own listener, so that a certificate the listener
+    /// would refuse stops the start instead of every connection.
+    pub fn check_client(&self, client: &ClientIdentity) -> Result<(), TlsError> {
+        if !self.requires_client_certificates() {
+            return Ok(());
+        }
+        let roots = rustls::RootCertStore {
+            roots: self.client_roots.as_ref().clone(),
+        };
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider()))
+                .build()
+                .map_err(|e| TlsError::Certificate(format!("client CAs not usable: {e}")))?;
+        let (end_entity, intermediates) = client
+            .chain
+            .split_first()
+            .ok_or_else(|| TlsError::Certificate("no certificate".into()))?;
+        verifier
+            .verify_client_cert(end_entity, intermediates, UnixTime::now())
+            .map(drop)
+            .map_err(|e| TlsError::Certificate(format!("not accepted by the client CAs: {e}")))
     }
 
     /// The configuration for `tonic::transport::Server::tls_config`.
     pub fn config(&self) -> ServerTlsConfig {
-        ServerTlsConfig::new().identity(self.identity.clone())
+        let config = ServerTlsConfig::new().identity(self.identity.clone());
+        if self.requires_client_certificates() {
+            // Required, not optional: tonic's verifier then refuses a
+            // handshake without a certificate chaining to these roots.
+            config.client_ca_root(Certificate::from_pem(&self.client_ca_pem))
+        } else {
+            config
+        }
+    }
+}
+
+/// tonic builds its server configuration (and the client-certificate
+/// verifier) with the process's default provider: make it ring, which the
+/// package is built with, unless the process chose one.
+fn install_provider() {
+    if CryptoProvider::get_default().is_none() {
+        let _ = provider().install_default();
     }
 }

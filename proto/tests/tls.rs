@@ -2,30 +2,45 @@
 //! the same path the service binaries use (`serving::server` and
 //! `serve_with_incoming_shutdown(listener::incoming(..))`), and clients made
 //! by `endpoint_with`: trusted with the CA, refused without it (no
-//! plain-text fallback), refused over `http://`.
+//! plain-text fallback), refused over `http://`; and mutual TLS: a server
+//! with client CAs refuses a client without a certificate or with one from
+//! another CA, and accepts one its client CA signed.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use authz_proto::endpoint::{EndpointError, endpoint, endpoint_with, error_chain};
-use authz_proto::tls::{ClientTls, ServerTls, TlsError};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use authz_proto::tls::{ClientIdentity, ClientTls, ServerTls, TlsError};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair,
+};
 use tokio::net::TcpListener;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-/// A test CA, and a server certificate signed by it (PEM).
+/// A number for the next CA's name: two CAs of a test have different
+/// names, as real ones do (a verifier finds the issuer by name).
+fn next_ca() -> usize {
+    static CAS: AtomicUsize = AtomicUsize::new(1);
+    CAS.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A test CA, and a server and a client certificate signed by it (PEM).
 struct Pki {
     ca: String,
     cert: String,
     key: String,
+    client_cert: String,
+    client_key: String,
 }
 
 fn pki(names: &[&str]) -> Pki {
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name
-        .push(DnType::CommonName, "authz test CA");
+        .push(DnType::CommonName, format!("authz test CA {}", next_ca()));
     let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
     let key = KeyPair::generate().unwrap();
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
@@ -33,10 +48,19 @@ fn pki(names: &[&str]) -> Pki {
         .unwrap()
         .signed_by(&key, &ca)
         .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client
+        .distinguished_name
+        .push(DnType::CommonName, "authz test client");
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client.signed_by(&client_key, &ca).unwrap();
     Pki {
         ca: ca.pem(),
         cert: cert.pem(),
         key: key.serialize_pem(),
+        client_cert: client.pem(),
+        client_key: client_key.serialize_pem(),
     }
 }
 
@@ -204,6 +228,155 @@ fn bad_pem_is_refused() {
 
 fn pki_key() -> String {
     KeyPair::generate().unwrap().serialize_pem()
+}
+
+/// A server with a client CA: the handshake of a client without a
+/// certificate, or with one another CA signed, is refused; one its client
+/// CA signed is served, through a pinned verifier too.
+#[tokio::test]
+async fn a_server_with_client_cas_requires_a_certificate_they_signed() {
+    let own = pki(&["localhost", "127.0.0.1"]);
+    let other = pki(&["localhost"]);
+    let server = ServerTls::from_pem(own.cert.as_bytes(), own.key.as_bytes())
+        .unwrap()
+        .with_client_ca_pem(own.ca.as_bytes())
+        .unwrap();
+    assert!(server.requires_client_certificates());
+    let (addr, _stop) = serve(Some(&server)).await;
+    let url = format!("https://localhost:{}", addr.port());
+    let trusting = ClientTls::default().with_ca_pem(own.ca.as_bytes()).unwrap();
+
+    let e = check(&url, &trusting)
+        .await
+        .expect_err("no client certificate must be refused");
+    assert!(e.contains("CertificateRequired"), "{e}");
+
+    let foreign = trusting
+        .clone()
+        .with_identity_pem(other.client_cert.as_bytes(), other.client_key.as_bytes())
+        .unwrap();
+    let e = check(&url, &foreign)
+        .await
+        .expect_err("a client certificate from another CA must be refused");
+    assert!(
+        e.contains("UnknownCA") || e.contains("BadCertificate"),
+        "{e}"
+    );
+
+    let signed = trusting
+        .with_identity_pem(own.client_cert.as_bytes(), own.client_key.as_bytes())
+        .unwrap();
+    check(&url, &signed)
+        .await
+        .expect("a client certificate from the client CA");
+
+    // The pinned path (a process reaching its own listener) presents the
+    // identity too.
+    let identity =
+        ClientIdentity::from_pem(own.client_cert.as_bytes(), own.client_key.as_bytes()).unwrap();
+    let pinned = format!("https://127.0.0.1:{}", addr.port());
+    check(&pinned, &ClientTls::pinned(&server))
+        .await
+        .expect_err("pinned, without a client certificate");
+    check(&pinned, &ClientTls::pinned(&server).with_identity(identity))
+        .await
+        .expect("pinned, with a client certificate from the client CA");
+}
+
+/// Client CAs add up (repeatable flag, or a PEM bundle): a certificate from
+/// either is accepted; a server without client CAs asks for none and
+/// ignores one a client would present.
+#[tokio::test]
+async fn client_cas_add_up_and_are_optional() {
+    let a = pki(&["localhost"]);
+    let b = pki(&["localhost"]);
+    let identity = |p: &Pki| {
+        ClientTls::default()
+            .with_ca_pem(a.ca.as_bytes())
+            .unwrap()
+            .with_identity_pem(p.client_cert.as_bytes(), p.client_key.as_bytes())
+            .unwrap()
+    };
+    let bundle = format!("{}{}", a.ca, b.ca);
+    for server in [
+        ServerTls::from_pem(a.cert.as_bytes(), a.key.as_bytes())
+            .unwrap()
+            .with_client_ca_pem(a.ca.as_bytes())
+            .unwrap()
+            .with_client_ca_pem(b.ca.as_bytes())
+            .unwrap(),
+        ServerTls::from_pem(a.cert.as_bytes(), a.key.as_bytes())
+            .unwrap()
+            .with_client_ca_pem(bundle.as_bytes())
+            .unwrap(),
+    ] {
+        let (addr, _stop) = serve(Some(&server)).await;
+        let url = format!("https://localhost:{}", addr.port());
+        check(&url, &identity(&a)).await.expect("client of CA a");
+        check(&url, &identity(&b)).await.expect("client of CA b");
+    }
+
+    let plain = ServerTls::from_pem(a.cert.as_bytes(), a.key.as_bytes()).unwrap();
+    assert!(!plain.requires_client_certificates());
+    let (addr, _stop) = serve(Some(&plain)).await;
+    let url = format!("https://localhost:{}", addr.port());
+    check(&url, &identity(&b))
+        .await
+        .expect("a certificate nobody asked for");
+    check(
+        &url,
+        &ClientTls::default().with_ca_pem(a.ca.as_bytes()).unwrap(),
+    )
+    .await
+    .expect("no client certificate, none required");
+}
+
+/// `check_client` says at start what the handshake would say.
+#[test]
+fn check_client_accepts_what_the_handshake_accepts() {
+    let own = pki(&["localhost"]);
+    let other = pki(&["localhost"]);
+    let id = |p: &Pki| {
+        ClientIdentity::from_pem(p.client_cert.as_bytes(), p.client_key.as_bytes()).unwrap()
+    };
+    let plain = ServerTls::from_pem(own.cert.as_bytes(), own.key.as_bytes()).unwrap();
+    assert!(plain.check_client(&id(&other)).is_ok());
+    let server = plain.with_client_ca_pem(own.ca.as_bytes()).unwrap();
+    assert!(server.check_client(&id(&own)).is_ok());
+    let e = server.check_client(&id(&other)).unwrap_err();
+    assert!(
+        matches!(&e, TlsError::Certificate(m) if m.contains("UnknownIssuer")),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_client_pem_is_refused() {
+    let pki = pki(&["localhost"]);
+    let server = || ServerTls::from_pem(pki.cert.as_bytes(), pki.key.as_bytes()).unwrap();
+    assert!(matches!(
+        server().with_client_ca_pem(b"not pem"),
+        Err(TlsError::Certificate(_))
+    ));
+    assert!(matches!(
+        server().with_client_ca_pem(pki.key.as_bytes()),
+        Err(TlsError::Certificate(_))
+    ));
+    assert!(matches!(
+        ClientIdentity::from_pem(pki.client_key.as_bytes(), pki.client_key.as_bytes()),
+        Err(TlsError::Certificate(_))
+    ));
+    assert!(matches!(
+        ClientTls::default().with_identity_pem(pki.client_cert.as_bytes(), b"not pem"),
+        Err(TlsError::Key(_))
+    ));
+    let e = ClientTls::default()
+        .with_identity_pem(pki.client_cert.as_bytes(), pki.key.as_bytes())
+        .unwrap_err();
+    assert!(
+        matches!(&e, TlsError::Key(m) if m.contains("does not belong")),
+        "{e}"
+    );
 }
 
 #[test]
