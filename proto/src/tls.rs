@@ -15,8 +15,18 @@
 //!
 //! Revocation (CRLs, OCSP) is not checked: tonic builds the client
 //! verifier and takes no revocation lists.
+//!
+//! With TLS 1.3 a client's handshake is done before the server has checked
+//! the client's certificate; a server that refuses it sends an alert the
+//! client often never reads (its first request is already on the way, and
+//! the server's close resets the connection), so the call fails with
+//! `connection closed` or `broken pipe`. [`ClientTls::handshake_refusal`]
+//! asks the server again, waiting for its answer, to say why.
 
+use std::io::Read;
+use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -77,7 +87,7 @@ fn add_anchors(
 fn certified_key(
     cert_pem: &[u8],
     key_pem: &[u8],
-) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let chain = certificates(cert_pem)?;
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
         rustls::pki_types::pem::Error::NoItemsFound => {
@@ -85,7 +95,7 @@ fn certified_key(
         }
         e => TlsError::Key(format!("not valid PEM: {e}")),
     })?;
-    CertifiedKey::from_der(chain.clone(), key, &provider()).map_err(|e| match e {
+    CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider()).map_err(|e| match e {
         rustls::Error::InconsistentKeys(_) => {
             TlsError::Key("does not belong to the (first) certificate".into())
         }
@@ -94,7 +104,7 @@ fn certified_key(
         }
         e => TlsError::Key(format!("not usable: {e}")),
     })?;
-    Ok(chain)
+    Ok((chain, key))
 }
 
 /// The crypto provider of every TLS connection of the package: ring, as
@@ -112,8 +122,10 @@ fn provider() -> CryptoProvider {
 pub struct ClientIdentity {
     identity: Identity,
     /// The chain, the client's certificate first (for
-    /// [`ServerTls::check_client`]).
+    /// [`ServerTls::check_client`] and [`ClientTls::handshake_refusal`]).
     chain: Arc<Vec<CertificateDer<'static>>>,
+    /// Its key (for [`ClientTls::handshake_refusal`]).
+    key: Arc<PrivateKeyDer<'static>>,
 }
 
 impl std::fmt::Debug for ClientIdentity {
@@ -130,10 +142,11 @@ impl ClientIdentity {
     /// any intermediates) and a PEM private key (PKCS#8, PKCS#1 or SEC1)
     /// belonging to the first certificate.
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, TlsError> {
-        let chain = certified_key(cert_pem, key_pem)?;
+        let (chain, key) = certified_key(cert_pem, key_pem)?;
         Ok(Self {
             identity: Identity::from_pem(cert_pem, key_pem),
             chain: Arc::new(chain),
+            key: Arc::new(key),
         })
     }
 }
@@ -243,6 +256,98 @@ impl ClientTls {
             None => endpoint.tls_config(self.tonic_config()),
         }
     }
+
+    /// The rustls configuration of a connection as [`ClientTls::apply`]
+    /// makes it (the same trust, the same client certificate), for
+    /// [`ClientTls::handshake_refusal`].
+    fn rustls_config(&self) -> Result<rustls::ClientConfig, rustls::Error> {
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
+            .with_safe_default_protocol_versions()?;
+        let builder = match &self.pinned {
+            Some(verifier) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(verifier.clone()),
+            None => {
+                let mut roots = rustls::RootCertStore::from_iter(self.roots.iter().cloned());
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                builder.with_root_certificates(roots)
+            }
+        };
+        let mut config = match &self.identity {
+            Some(id) => {
+                builder.with_client_auth_cert(id.chain.as_ref().clone(), id.key.clone_key())?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(config)
+    }
+
+    /// Why the server at `url` (`https://host:port`) refuses a TLS
+    /// connection made with this configuration, if it does: connects once,
+    /// completes the handshake, then sends nothing and waits up to `wait`
+    /// for the server's first data, so that a server refusing the client's
+    /// certificate (or its lack of one) closes a connection with nothing
+    /// unread and the client reads its alert (`received fatal alert:
+    /// CertificateRequired`, `UnknownCA`, ...). `None` when the server
+    /// accepted the connection, when it could not be reached at all (the
+    /// call's own error says so), and for an `http://` URL. For a client
+    /// whose call failed without saying why; it blocks a thread of the
+    /// blocking pool for up to about twice `wait`.
+    pub async fn handshake_refusal(&self, url: &str, wait: Duration) -> Option<String> {
+        let uri: http::Uri = url.parse().ok()?;
+        if uri.scheme_str() != Some("https") {
+            return None;
+        }
+        let host = uri.host()?;
+        // `[::1]` in a URI, `::1` as a name and an address.
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(443);
+        let config = Arc::new(self.rustls_config().ok()?);
+        tokio::task::spawn_blocking(move || refusal(config, &host, port, wait))
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+/// [`ClientTls::handshake_refusal`], blocking.
+fn refusal(
+    config: Arc<rustls::ClientConfig>,
+    host: &str,
+    port: u16,
+    wait: Duration,
+) -> Option<String> {
+    let name = ServerName::try_from(host.to_owned()).ok()?;
+    let addr = (host, port).to_socket_addrs().ok()?.next()?;
+    let mut sock = TcpStream::connect_timeout(&addr, wait).ok()?;
+    sock.set_read_timeout(Some(wait)).ok()?;
+    sock.set_write_timeout(Some(wait)).ok()?;
+    let mut conn = rustls::ClientConnection::new(config, name).ok()?;
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(&mut sock) {
+            return tls_failure(&e);
+        }
+    }
+    // Nothing is written now: the server's close then leaves nothing
+    // unread on its side, so it does not reset the connection, which
+    // would drop its alert before this reads it.
+    let mut stream = rustls::Stream::new(&mut conn, &mut sock);
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(_) => None,
+        Err(e) => tls_failure(&e),
+    }
+}
+
+/// The text of a TLS failure (rustls reports them as `InvalidData`); `None`
+/// for I/O errors, such as a timeout while the server says nothing.
+fn tls_failure(e: &std::io::Error) -> Option<String> {
+    (e.kind() == std::io::ErrorKind::InvalidData).then(|| e.to_string())
 }
 
 /// Accepts exactly one server certificate, checking that the server holds
@@ -335,7 +440,7 @@ impl ServerTls {
     /// any intermediates) and a PEM private key (PKCS#8, PKCS#1 or SEC1).
     /// It requires no client certificate.
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, TlsError> {
-        let chain = certified_key(cert_pem, key_pem)?;
+        let (chain, _) = certified_key(cert_pem, key_pem)?;
         install_provider();
         Ok(Self {
             identity: Identity::from_pem(cert_pem, key_pem),

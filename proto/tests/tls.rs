@@ -246,21 +246,30 @@ async fn a_server_with_client_cas_requires_a_certificate_they_signed() {
     let url = format!("https://localhost:{}", addr.port());
     let trusting = ClientTls::default().with_ca_pem(own.ca.as_bytes()).unwrap();
 
-    let e = check(&url, &trusting)
+    // The call fails; its error may or may not carry the server's alert
+    // (TLS 1.3: the client's request races the server's refusal), the
+    // probe always does.
+    check(&url, &trusting)
         .await
         .expect_err("no client certificate must be refused");
-    assert!(e.contains("CertificateRequired"), "{e}");
+    let why = trusting.handshake_refusal(&url, WAIT).await;
+    assert!(
+        why.as_deref()
+            .is_some_and(|w| w.contains("CertificateRequired")),
+        "{why:?}"
+    );
 
     let foreign = trusting
         .clone()
         .with_identity_pem(other.client_cert.as_bytes(), other.client_key.as_bytes())
         .unwrap();
-    let e = check(&url, &foreign)
+    check(&url, &foreign)
         .await
         .expect_err("a client certificate from another CA must be refused");
+    let why = foreign.handshake_refusal(&url, WAIT).await;
     assert!(
-        e.contains("UnknownCA") || e.contains("BadCertificate"),
-        "{e}"
+        why.as_deref().is_some_and(|w| w.contains("UnknownCA")),
+        "{why:?}"
     );
 
     let signed = trusting
@@ -269,6 +278,7 @@ async fn a_server_with_client_cas_requires_a_certificate_they_signed() {
     check(&url, &signed)
         .await
         .expect("a client certificate from the client CA");
+    assert_eq!(signed.handshake_refusal(&url, WAIT).await, None);
 
     // The pinned path (a process reaching its own listener) presents the
     // identity too.
@@ -278,9 +288,46 @@ async fn a_server_with_client_cas_requires_a_certificate_they_signed() {
     check(&pinned, &ClientTls::pinned(&server))
         .await
         .expect_err("pinned, without a client certificate");
-    check(&pinned, &ClientTls::pinned(&server).with_identity(identity))
+    let why = ClientTls::pinned(&server)
+        .handshake_refusal(&pinned, WAIT)
+        .await;
+    assert!(
+        why.as_deref()
+            .is_some_and(|w| w.contains("CertificateRequired")),
+        "{why:?}"
+    );
+    let with_identity = ClientTls::pinned(&server).with_identity(identity);
+    check(&pinned, &with_identity)
         .await
         .expect("pinned, with a client certificate from the client CA");
+    assert_eq!(with_identity.handshake_refusal(&pinned, WAIT).await, None);
+}
+
+/// How long a test's handshake probe waits for the server.
+const WAIT: Duration = Duration::from_secs(5);
+
+/// The probe says why a server refuses a client's certificate, the server
+/// certificate a client does not trust, and nothing for plain text or a
+/// server that accepts.
+#[tokio::test]
+async fn the_probe_says_why_a_handshake_is_refused() {
+    let pki = pki(&["localhost"]);
+    let server = ServerTls::from_pem(pki.cert.as_bytes(), pki.key.as_bytes()).unwrap();
+    let (addr, _stop) = serve(Some(&server)).await;
+    let url = format!("https://localhost:{}", addr.port());
+    let why = ClientTls::default().handshake_refusal(&url, WAIT).await;
+    assert!(
+        why.as_deref().is_some_and(|w| w.contains("UnknownIssuer")),
+        "{why:?}"
+    );
+    let trusting = ClientTls::default().with_ca_pem(pki.ca.as_bytes()).unwrap();
+    assert_eq!(trusting.handshake_refusal(&url, WAIT).await, None);
+    assert_eq!(
+        trusting
+            .handshake_refusal(&format!("http://localhost:{}", addr.port()), WAIT)
+            .await,
+        None
+    );
 }
 
 /// Client CAs add up (repeatable flag, or a PEM bundle): a certificate from
