@@ -216,10 +216,23 @@ pub enum ApplyError {
 }
 
 /// A status with its field violations (`google.rpc.BadRequest`), one per
-/// line.
+/// line, and, for one the client made from a transport error, that
+/// error's causes: its message alone is `transport error`, the causes say
+/// why (a refused connection, a TLS alert such as a server wanting a
+/// client certificate).
 pub fn status_text(s: &tonic::Status) -> String {
     use tonic_types::StatusExt;
     let mut out = format!("{:?}: {}", s.code(), s.message());
+    if let Some(source) = std::error::Error::source(s) {
+        let causes = authz_proto::endpoint::error_chain(source);
+        if causes.starts_with(s.message()) {
+            // The message is the first cause (`transport error`).
+            out = format!("{:?}: {causes}", s.code());
+        } else if !out.contains(&causes) {
+            out.push_str(": ");
+            out.push_str(&causes);
+        }
+    }
     if let Some(bad) = s.get_details_bad_request() {
         for v in bad.field_violations {
             let line = format!("{}: {}", v.field, v.description);
