@@ -50,6 +50,7 @@ pub async fn run(args: &DecideArgs, tls: &ClientTls) -> ExitCode {
             ExitCode::from(2)
         }
         Err(Failure::Unreachable(e)) => {
+            let e = crate::explain_refusal(e, &args.pdp, tls).await;
             eprintln!("error: {}", crate::error_text(&e));
             ExitCode::FAILURE
         }
@@ -97,7 +98,11 @@ async fn decide(args: &DecideArgs, tls: &ClientTls) -> Result<Value, Failure> {
         .decide(wire)
         .await
         .map_err(|status| {
-            let e = anyhow!("the PDP at {} answered: {status}", args.pdp);
+            let e = anyhow!(
+                "the PDP at {} answered: {}",
+                args.pdp,
+                crate::policy::status_text(&status)
+            );
             if status.code() == tonic::Code::InvalidArgument {
                 Failure::Input(e)
             } else {

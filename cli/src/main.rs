@@ -39,7 +39,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use authz_proto::tls::ClientTls;
+use authz_proto::tls::{ClientTls, TlsError};
 use clap::{Parser, Subcommand};
 
 /// onem2m-authz: oneM2M TS-0003 authorization.
@@ -50,20 +50,51 @@ struct Cli {
     /// public (webpki) roots, such as a private CA; repeatable.
     #[arg(long = "tls-ca", value_name = "FILE", global = true)]
     tls_ca: Vec<PathBuf>,
+    /// A PEM client certificate chain (the client's certificate first)
+    /// presented to https:// servers that require one (mutual TLS), on
+    /// every connection the command makes; needs --tls-client-key.
+    #[arg(long = "tls-client-cert", value_name = "FILE", global = true)]
+    tls_client_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-client-cert.
+    #[arg(long = "tls-client-key", value_name = "FILE", global = true)]
+    tls_client_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
-/// What https:// URLs are verified against: the webpki roots and the
-/// certificates of the --tls-ca files.
-fn client_tls(files: &[PathBuf]) -> anyhow::Result<ClientTls> {
+/// What https:// URLs are verified against (the webpki roots and the
+/// certificates of the --tls-ca files), and the client certificate
+/// presented (--tls-client-cert and --tls-client-key, both or neither).
+fn client_tls(cli: &Cli) -> anyhow::Result<ClientTls> {
+    let read = |flag: &str, file: &PathBuf| {
+        std::fs::read(file).with_context(|| format!("{flag} {}: cannot read", file.display()))
+    };
     let mut tls = ClientTls::default();
-    for file in files {
-        let pem = std::fs::read(file)
-            .with_context(|| format!("--tls-ca {}: cannot read", file.display()))?;
+    for file in &cli.tls_ca {
         tls = tls
-            .with_ca_pem(&pem)
+            .with_ca_pem(&read("--tls-ca", file)?)
             .with_context(|| format!("--tls-ca {}", file.display()))?;
+    }
+    match (&cli.tls_client_cert, &cli.tls_client_key) {
+        (None, None) => {}
+        (Some(_), None) => anyhow::bail!("--tls-client-cert needs --tls-client-key"),
+        (None, Some(_)) => anyhow::bail!("--tls-client-key needs --tls-client-cert"),
+        (Some(cert), Some(key)) => {
+            let (cert_pem, key_pem) = (
+                read("--tls-client-cert", cert)?,
+                read("--tls-client-key", key)?,
+            );
+            tls = tls
+                .with_identity_pem(&cert_pem, &key_pem)
+                .map_err(|e| match e {
+                    TlsError::Certificate(_) => {
+                        anyhow::anyhow!("--tls-client-cert {}: {e}", cert.display())
+                    }
+                    TlsError::Key(_) => {
+                        anyhow::anyhow!("--tls-client-key {}: {e}", key.display())
+                    }
+                })?;
+        }
     }
     Ok(tls)
 }
@@ -108,9 +139,58 @@ fn write_line(line: std::fmt::Arguments<'_>) {
 
 /// An error and its causes, `a: b: c` like anyhow's `{:#}`, leaving out a
 /// cause whose text is already said: many errors quote their source in
-/// their own message, and `{:#}` would print it two or three times.
+/// their own message, and `{:#}` would print it two or three times. A
+/// handshake a server refused for the client certificate says which flags
+/// are about it ([`tls_hint`]).
 pub(crate) fn error_text(e: &anyhow::Error) -> String {
-    authz_proto::endpoint::error_chain(e.as_ref())
+    let text = authz_proto::endpoint::error_chain(e.as_ref());
+    match tls_hint(&text) {
+        Some(hint) => format!("{text} ({hint})"),
+        None => text,
+    }
+}
+
+/// How long [`explain_refusal`] waits for a server's answer.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// `e`, a failure to reach the server at `url`, with why the server refuses
+/// this process's TLS handshake, when it does and `e` does not say: with
+/// TLS 1.3 the alert of a server refusing the client certificate, or its
+/// lack, races the first request and is often lost (the call then fails
+/// with `connection closed` or `broken pipe`), so the server is asked
+/// again, once ([`ClientTls::handshake_refusal`]). Only for transport
+/// failures, which a server's answer is not.
+pub(crate) async fn explain_refusal(e: anyhow::Error, url: &str, tls: &ClientTls) -> anyhow::Error {
+    let text = authz_proto::endpoint::error_chain(e.as_ref());
+    if !text.contains("transport error") || tls_hint(&text).is_some() {
+        return e;
+    }
+    match tls.handshake_refusal(url, PROBE_WAIT).await {
+        Some(why) if !text.contains(&why) => {
+            anyhow::anyhow!("{text}; the server refuses the TLS handshake: {why}")
+        }
+        _ => e,
+    }
+}
+
+/// What to do about a TLS alert a server sent about the client's
+/// certificate: rustls names only the alert (`received fatal alert:
+/// CertificateRequired`), which does not say that it is about mutual TLS.
+fn tls_hint(text: &str) -> Option<&'static str> {
+    if text.contains("CertificateRequired") {
+        Some(
+            "the server requires a client certificate (mutual TLS): give --tls-client-cert and --tls-client-key",
+        )
+    } else if text.contains("received fatal alert: UnknownCA")
+        || text.contains("received fatal alert: BadCertificate")
+        || text.contains("received fatal alert: CertificateUnknown")
+    {
+        Some(
+            "the server refused the client certificate of --tls-client-cert: it accepts only certificates of its client CAs",
+        )
+    } else {
+        None
+    }
 }
 
 fn main() -> ExitCode {
@@ -118,7 +198,7 @@ fn main() -> ExitCode {
     if let Command::Check(args) = &cli.command {
         return check::run(args);
     }
-    let tls = match client_tls(&cli.tls_ca) {
+    let tls = match client_tls(&cli) {
         Ok(tls) => tls,
         Err(e) => {
             eprintln!("error: {}", error_text(&e));
@@ -178,5 +258,24 @@ mod tests {
         // A cause that adds something is kept.
         let e = anyhow::anyhow!("refused").context("policy.json");
         assert_eq!(error_text(&e), "policy.json: refused");
+    }
+
+    /// A TLS alert about the client certificate names the flags to look at.
+    #[test]
+    fn client_certificate_alerts_name_the_flags() {
+        let e = anyhow::anyhow!("connection error: received fatal alert: CertificateRequired");
+        assert!(
+            error_text(&e).ends_with("give --tls-client-cert and --tls-client-key)"),
+            "{}",
+            error_text(&e)
+        );
+        let e = anyhow::anyhow!("connection error: received fatal alert: UnknownCA");
+        assert!(
+            error_text(&e).contains("refused the client certificate of --tls-client-cert"),
+            "{}",
+            error_text(&e)
+        );
+        let e = anyhow::anyhow!("invalid peer certificate: UnknownIssuer");
+        assert_eq!(error_text(&e), "invalid peer certificate: UnknownIssuer");
     }
 }

@@ -53,8 +53,17 @@ enum PolicyCommand {
     },
 }
 
-/// Runs `authz policy`.
+/// Runs `authz policy`; a failure to reach the PRP says why a PRP refused
+/// the TLS handshake, when it did ([`crate::explain_refusal`]).
 pub async fn run(args: PolicyArgs, tls: &ClientTls) -> Result<()> {
+    let prp = args.prp.clone();
+    match command(args, tls).await {
+        Err(e) => Err(crate::explain_refusal(e, &prp, tls).await),
+        ok => ok,
+    }
+}
+
+async fn command(args: PolicyArgs, tls: &ClientTls) -> Result<()> {
     // A bad file is reported before the PRP is contacted, even when it is down.
     let bundle = match &args.command {
         PolicyCommand::Apply { file } => Some(read_bundle(file)?),

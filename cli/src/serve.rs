@@ -52,25 +52,43 @@ pub struct ServerTlsArgs {
     /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Require every client to present a certificate chaining to a CA
+    /// certificate of this PEM file (mutual TLS); the handshake of any
+    /// other client is refused. Repeatable, or a bundle; needs --tls-cert
+    /// and --tls-key.
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Vec<PathBuf>,
 }
 
 impl ServerTlsArgs {
-    /// The certificate and key, read and checked (before anything starts),
-    /// when given; an error names the flag and the file.
+    /// The certificate, key and client CAs, read and checked (before
+    /// anything starts), when given; an error names the flag and the file.
     pub fn load(&self) -> Result<Option<ServerTls>> {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            // Client certificates are asked for in a TLS handshake: without
+            // TLS, the flag would leave the port open to every client.
+            if let Some(ca) = self.tls_client_ca.first() {
+                anyhow::bail!(
+                    "--tls-client-ca {}: needs --tls-cert and --tls-key (client certificates are asked for in a TLS handshake)",
+                    ca.display()
+                );
+            }
             return Ok(None);
         };
         let read = |flag: &str, file: &PathBuf| {
             std::fs::read(file).with_context(|| format!("{flag} {}: cannot read", file.display()))
         };
         let (cert_pem, key_pem) = (read("--tls-cert", cert)?, read("--tls-key", key)?);
-        ServerTls::from_pem(&cert_pem, &key_pem)
-            .map(Some)
-            .map_err(|e| match e {
-                TlsError::Certificate(_) => anyhow::anyhow!("--tls-cert {}: {e}", cert.display()),
-                TlsError::Key(_) => anyhow::anyhow!("--tls-key {}: {e}", key.display()),
-            })
+        let mut tls = ServerTls::from_pem(&cert_pem, &key_pem).map_err(|e| match e {
+            TlsError::Certificate(_) => anyhow::anyhow!("--tls-cert {}: {e}", cert.display()),
+            TlsError::Key(_) => anyhow::anyhow!("--tls-key {}: {e}", key.display()),
+        })?;
+        for ca in &self.tls_client_ca {
+            tls = tls
+                .with_client_ca_pem(&read("--tls-client-ca", ca)?)
+                .map_err(|e| anyhow::anyhow!("--tls-client-ca {}: {e}", ca.display()))?;
+        }
+        Ok(Some(tls))
     }
 }
 
@@ -478,6 +496,35 @@ where
     }
 }
 
+/// How `authz up` reaches its own listener: plain text without TLS; with
+/// TLS, trusting exactly its own certificate ([`ClientTls::pinned`]).
+/// When the listener requires client certificates (`--tls-client-ca`),
+/// these connections present the process's client certificate
+/// (`--tls-client-cert`, `--tls-client-key`), which is then required and
+/// must be one the listener accepts. Giving the PDP a way around the
+/// requirement instead (a certificate of its own, a plain-text port on
+/// loopback) would let any local user, or whoever holds that way, in.
+fn own_tls(server: Option<&ServerTls>, tls: &ClientTls) -> Result<ClientTls> {
+    let Some(server) = server else {
+        return Ok(ClientTls::default());
+    };
+    let pinned = ClientTls::pinned(server);
+    if !server.requires_client_certificates() {
+        return Ok(pinned);
+    }
+    let Some(identity) = tls.identity() else {
+        anyhow::bail!(
+            "--tls-client-ca needs --tls-client-cert and --tls-client-key with authz up: its PDP connects to its own PRP and PIP (and DAS) through this listener, which then requires a client certificate"
+        );
+    };
+    server.check_client(identity).map_err(|e| {
+        anyhow::anyhow!(
+            "--tls-client-cert: {e}: authz up's PDP presents it to its own listener, which would refuse it"
+        )
+    })?;
+    Ok(pinned.with_identity(identity.clone()))
+}
+
 /// Runs the all-in-one process.
 pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
     let _tracing = telemetry::init_tracing_with_tls("onem2m-authz", tls)?;
@@ -487,6 +534,15 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
         check_url("--advertise-url", url)?;
     }
     let server_tls = args.tls.load()?;
+    // With TLS, this process's connections to itself (the PDP to its PRP,
+    // PIP and DAS; the demo loader to its PRP) go through the TLS listener
+    // too (it serves nothing else) and trust exactly this process's
+    // certificate: its names are those others reach it by (a public host
+    // name), not the loopback address it is reached at here, and the CA
+    // that signed it may not be at hand. A second, plain-text listener for
+    // them would be one more port open to every local user; checking the
+    // name against an added CA would fail for the loopback address.
+    let own_tls = own_tls(server_tls.as_ref(), tls)?;
     check_originator("--admin", &args.admin)?;
     args.pip.check()?;
     // Read before anything is written: a configuration the DAS refuses
@@ -533,16 +589,6 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
     // demo loader its PRP).
     let endpoint = local_url(addr, server_tls.as_ref());
     let das_url = das_url(args.advertise_url.as_deref(), addr, server_tls.as_ref());
-    // With TLS, those self-connections go through the TLS listener too (it
-    // serves nothing else) and trust exactly this process's certificate:
-    // its names are those others reach it by (a public host name), not the
-    // loopback address it is reached at here, and the CA that signed it may
-    // not be at hand. A second, plain-text listener for them would be one
-    // more port open to every local user; checking the name against an
-    // added CA would fail for the loopback address.
-    let own_tls = server_tls
-        .as_ref()
-        .map_or_else(ClientTls::default, ClientTls::pinned);
     // The CSE the PDP consults the DAS as.
     let hosting_cse = format!("//{}/{}", hosting.sp_fqdn(), hosting.cse_id());
     let mut config = PdpConfig::new(hosting)

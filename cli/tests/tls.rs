@@ -1,6 +1,8 @@
 //! TLS as a process sees it: `--tls-cert`/`--tls-key` on the serving
 //! commands, `--tls-ca` on the clients, with a test CA written to files.
 //! An `https://` URL is TLS with the certificate verified, never plain text.
+//! Mutual TLS: `--tls-client-ca` on the serving commands,
+//! `--tls-client-cert`/`--tls-client-key` on every command that connects.
 
 mod common;
 
@@ -205,6 +207,166 @@ fn standalone_prp_and_pdp_over_tls() {
     decide_until_permit(&pdp_url, &["--tls-ca", ca]);
 }
 
+/// A PRP and a PDP that require client certificates (`--tls-client-ca`):
+/// the PDP follows the PRP presenting its own (`--tls-client-cert`,
+/// `--tls-client-key`), `authz policy` and `authz decide` get through with
+/// one and are refused without one, or with one of another CA, saying
+/// that the server wants a client certificate.
+#[test]
+fn standalone_prp_and_pdp_require_client_certificates() {
+    let data = tempdir("mtls-standalone");
+    let files = pki(&data, &["localhost", "127.0.0.1"]);
+    let other_dir = data.join("other");
+    std::fs::create_dir_all(&other_dir).expect("mkdir");
+    let other = pki(&other_dir, &["localhost"]);
+    let (cert, key, ca) = (path(&files.cert), path(&files.key), path(&files.ca));
+    let client = [
+        "--tls-ca",
+        ca,
+        "--tls-client-cert",
+        path(&files.client_cert),
+        "--tls-client-key",
+        path(&files.client_key),
+    ];
+    let (_prp, prp_url) = start(
+        &[
+            "prp",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "memory",
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+            "--tls-client-ca",
+            ca,
+        ],
+        "PRP on",
+    );
+    let demo = root().join("examples/door-lock-demo.json");
+    let mut args = vec!["policy", "--prp", &prp_url, "apply", "-f", path(&demo)];
+    args.extend_from_slice(&client);
+    let (code, _, err) = authz(&args);
+    assert_eq!(code, Some(0), "{err}");
+    // Without a client certificate: refused, saying so.
+    let (code, _, err) = authz(&["policy", "--prp", &prp_url, "--tls-ca", ca, "list"]);
+    assert_ne!(code, Some(0), "{err}");
+    assert!(
+        err.contains("CertificateRequired") && err.contains("--tls-client-cert"),
+        "{err}"
+    );
+
+    let mut pdp_args = vec![
+        "pdp",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics",
+        "off",
+        "--prp",
+        &prp_url,
+        "--pip",
+        "off",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+        "--tls-client-ca",
+        ca,
+    ];
+    pdp_args.extend_from_slice(&client);
+    let (_pdp, pdp_url) = start(&pdp_args, "PDP on");
+    assert!(pdp_url.starts_with("https://"), "{pdp_url}");
+    // The PDP followed the PRP through mutual TLS: the demo permits.
+    let v = decide_until_permit(&pdp_url, &client);
+    assert_eq!(v["permittedBy"]["acp"], "acpFrontDoor", "{v}");
+
+    let request = owner_update();
+    // No client certificate: no decision (exit 1), and a clear error.
+    let (code, out, err) = authz(&[
+        "decide",
+        "--pdp",
+        &pdp_url,
+        "-r",
+        path(&request),
+        "--tls-ca",
+        ca,
+    ]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("requires a client certificate")
+            && err.contains("--tls-client-cert and --tls-client-key"),
+        "{err}"
+    );
+    // A client certificate of another CA: refused too.
+    let (code, out, err) = authz(&[
+        "decide",
+        "--pdp",
+        &pdp_url,
+        "-r",
+        path(&request),
+        "--tls-ca",
+        ca,
+        "--tls-client-cert",
+        path(&other.client_cert),
+        "--tls-client-key",
+        path(&other.client_key),
+    ]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("refused the client certificate"), "{err}");
+}
+
+/// `authz up --tls-client-ca` reaches its own PRP, PIP and DAS presenting
+/// the process's client certificate, so it requires one; with it, clients
+/// with a certificate of the client CA get decisions.
+#[test]
+fn up_with_client_cas_presents_its_client_certificate_to_itself() {
+    let data = tempdir("mtls-up");
+    let files = pki(&data, &["localhost"]);
+    let das_config = root().join("examples/das/door-lock-das.json");
+    let client = [
+        "--tls-ca",
+        path(&files.ca),
+        "--tls-client-cert",
+        path(&files.client_cert),
+        "--tls-client-key",
+        path(&files.client_key),
+    ];
+    let mut args = vec![
+        "--tls-cert",
+        path(&files.cert),
+        "--tls-key",
+        path(&files.key),
+        "--tls-client-ca",
+        path(&files.ca),
+        "--das-config",
+        path(&das_config),
+    ];
+    args.extend_from_slice(&client);
+    let (_up, url, log) = start_up_with_output(&data.join("store"), &args, &[]);
+    let port = url.rsplit(':').next().expect("port");
+    let https = format!("https://localhost:{port}");
+    let v = decide_until_permit(&https, &client);
+    assert_eq!(v["permittedBy"]["acp"], "acpFrontDoor", "{v}");
+    let (code, _, err) = authz(&[
+        "policy",
+        "--prp",
+        &https,
+        "--tls-ca",
+        path(&files.ca),
+        "list",
+    ]);
+    assert_ne!(code, Some(0), "{err}");
+    std::thread::sleep(Duration::from_millis(500));
+    let lines: Vec<String> = log.try_iter().collect();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("certificate") || l.contains("watch failed")),
+        "{lines:#?}"
+    );
+}
+
 /// `--tls-cert` and `--tls-key` go together, and unusable files stop the
 /// process before it starts, exit 2 naming the flag and the file.
 #[test]
@@ -212,6 +374,11 @@ fn bad_tls_flags_stop_the_process_naming_them() {
     let data = tempdir("tls-flags");
     let files = pki(&data, &["localhost"]);
     let (cert, key, ca) = (path(&files.cert), path(&files.key), path(&files.ca));
+    let (client_cert, client_key) = (path(&files.client_cert), path(&files.client_key));
+    let other_dir = data.join("other");
+    std::fs::create_dir_all(&other_dir).expect("mkdir");
+    let other = pki(&other_dir, &["localhost"]);
+    let (other_client_cert, other_client_key) = (path(&other.client_cert), path(&other.client_key));
     let missing = data.join("missing.pem");
     let missing = path(&missing);
     let store = data.join("store");
@@ -259,6 +426,113 @@ fn bad_tls_flags_stop_the_process_naming_them() {
         (
             vec!["policy", "--tls-ca", missing, "list"],
             vec!["--tls-ca", missing, "cannot read"],
+        ),
+        // Mutual TLS: client CAs need TLS; a client certificate needs its
+        // key and the other way round; unusable files are named.
+        (
+            vec!["prp", "--tls-client-ca", ca],
+            vec!["--tls-client-ca", ca, "needs --tls-cert and --tls-key"],
+        ),
+        (
+            vec![
+                "das",
+                "--config",
+                "x.json",
+                "--tls-key",
+                key,
+                "--tls-client-ca",
+                ca,
+            ],
+            vec!["--tls-cert"],
+        ),
+        (
+            vec![
+                "pip",
+                "--tls-cert",
+                cert,
+                "--tls-key",
+                key,
+                "--tls-client-ca",
+                key,
+            ],
+            vec!["--tls-client-ca", key, "certificate"],
+        ),
+        (
+            vec![
+                "pdp",
+                "--tls-cert",
+                cert,
+                "--tls-key",
+                key,
+                "--tls-client-ca",
+                missing,
+            ],
+            vec!["--tls-client-ca", missing, "cannot read"],
+        ),
+        (
+            vec![
+                "up",
+                "--tls-cert",
+                cert,
+                "--tls-key",
+                key,
+                "--tls-client-ca",
+                ca,
+            ],
+            vec!["--tls-client-ca needs --tls-client-cert and --tls-client-key"],
+        ),
+        (
+            vec![
+                "up",
+                "--tls-cert",
+                cert,
+                "--tls-key",
+                key,
+                "--tls-client-ca",
+                ca,
+                "--tls-client-cert",
+                other_client_cert,
+                "--tls-client-key",
+                other_client_key,
+            ],
+            vec!["--tls-client-cert", "not accepted by the client CAs"],
+        ),
+        (
+            vec![
+                "decide",
+                "--pdp",
+                "https://localhost:1",
+                "-r",
+                "x.json",
+                "--tls-client-cert",
+                client_cert,
+            ],
+            vec!["--tls-client-cert needs --tls-client-key"],
+        ),
+        (
+            vec!["--tls-client-key", client_key, "policy", "list"],
+            vec!["--tls-client-key needs --tls-client-cert"],
+        ),
+        (
+            vec![
+                "loadtest",
+                "--tls-client-cert",
+                client_key,
+                "--tls-client-key",
+                client_key,
+            ],
+            vec!["--tls-client-cert", client_key, "certificate"],
+        ),
+        (
+            vec![
+                "policy",
+                "--tls-client-cert",
+                client_cert,
+                "--tls-client-key",
+                key,
+                "list",
+            ],
+            vec!["--tls-client-key", key, "does not belong"],
         ),
     ];
     for (mut args, says) in cases {
