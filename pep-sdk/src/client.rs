@@ -149,9 +149,31 @@ pub struct PepConfig {
     pub stream_capacity: usize,
     /// CA certificates (a PEM bundle, such as a private CA's) trusted for
     /// `https://` endpoints besides the webpki roots (the public CAs);
-    /// `None` (the default): the webpki roots only. Client certificates
-    /// (mutual TLS) are not supported.
+    /// `None` (the default): the webpki roots only.
     pub tls_ca: Option<Vec<u8>>,
+    /// The client certificate presented to `https://` PDPs that require
+    /// one (mutual TLS, `authz pdp --tls-client-ca`); `None` (the default):
+    /// none. See [`PepConfig::with_tls_identity`].
+    pub tls_identity: Option<TlsIdentity>,
+}
+
+/// A client certificate chain and its private key, PEM
+/// ([`PepConfig::with_tls_identity`]). Its `Debug` leaves the key out.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    /// The certificate chain, the client's certificate first, then any
+    /// intermediates.
+    pub cert_pem: Vec<u8>,
+    /// The private key of the first certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity")
+            .field("cert_pem", &String::from_utf8_lossy(&self.cert_pem))
+            .finish_non_exhaustive()
+    }
 }
 
 impl PepConfig {
@@ -172,6 +194,7 @@ impl PepConfig {
             revision_poll: None,
             stream_capacity: DEFAULT_STREAM_CAPACITY,
             tls_ca: None,
+            tls_identity: None,
         }
     }
 
@@ -182,16 +205,47 @@ impl PepConfig {
         self
     }
 
-    /// What `https://` endpoints are verified against.
+    /// Presents the client certificate chain `cert_pem` (PEM, the client's
+    /// certificate first, then any intermediates) with its private key
+    /// `key_pem` (PEM: PKCS#8, PKCS#1 or SEC1) to `https://` PDPs that
+    /// require client certificates (mutual TLS). The key must belong to the
+    /// first certificate; [`PepConfig::validate`] checks both. A PDP that
+    /// refuses the certificate gives no decision: the request fails closed
+    /// (or open, for a fail-open rule).
+    pub fn with_tls_identity(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls_identity = Some(TlsIdentity {
+            cert_pem: cert_pem.into(),
+            key_pem: key_pem.into(),
+        });
+        self
+    }
+
+    /// What `https://` endpoints are verified against, and the client
+    /// certificate presented to them.
     fn client_tls(&self) -> Result<authz_proto::tls::ClientTls, PepError> {
-        let tls = authz_proto::tls::ClientTls::default();
-        match &self.tls_ca {
-            Some(pem) => tls.with_ca_pem(pem).map_err(|e| PepError::Config {
+        let mut tls = authz_proto::tls::ClientTls::default();
+        if let Some(pem) = &self.tls_ca {
+            tls = tls.with_ca_pem(pem).map_err(|e| PepError::Config {
                 setting: "tls_ca",
                 reason: e.to_string(),
-            }),
-            None => Ok(tls),
+            })?;
         }
+        if let Some(id) = &self.tls_identity {
+            tls = tls
+                .with_identity_pem(&id.cert_pem, &id.key_pem)
+                .map_err(|e| PepError::Config {
+                    setting: match e {
+                        authz_proto::tls::TlsError::Certificate(_) => "tls_identity.cert_pem",
+                        authz_proto::tls::TlsError::Key(_) => "tls_identity.key_pem",
+                    },
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(tls)
     }
 
     /// Sets the deadline of one decision.
@@ -232,7 +286,9 @@ impl PepConfig {
     /// zero, `retry.max_attempts` at least 1, `revision_poll` between 1 ns
     /// and [`MAX_REVISION_POLL`], `stream_capacity` between 1 and
     /// [`tokio::sync::Semaphore::MAX_PERMITS`], `tls_ca` (when set) PEM
-    /// with at least one certificate, each valid. [`PepClient::new`] and
+    /// with at least one certificate, each valid, `tls_identity` (when set)
+    /// a PEM certificate chain and a PEM key that belongs to its first
+    /// certificate. [`PepClient::new`] and
     /// [`PepClient::with_channel`] call it; the error names the setting.
     pub fn validate(&self) -> Result<(), PepError> {
         let invalid =

@@ -70,7 +70,8 @@ pub mod response;
 
 pub use cache::CacheConfig;
 pub use client::{
-    DecisionSource, DecisionStream, FailOpenRule, PepClient, PepConfig, RetryPolicy, Verdict,
+    DecisionSource, DecisionStream, FailOpenRule, PepClient, PepConfig, RetryPolicy, TlsIdentity,
+    Verdict,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::PepError;
