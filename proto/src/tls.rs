@@ -339,7 +339,8 @@ fn refusal(
     let mut stream = rustls::Stream::new(&mut conn, &mut sock);
     let mut byte = [0u8; 1];
     match stream.read(&mut byte) {
-        Ok(_) => None,
+        // Data (the server's HTTP/2 settings): accepted; 0: closed cleanly.
+        Ok(1..) | Ok(0) => None,
         Err(e) => tls_failure(&e),
     }
 }
