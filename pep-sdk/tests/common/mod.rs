@@ -7,7 +7,6 @@
 use authz_pdp::Pdp;
 use authz_proto::pb;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// Feeds `pdp` a snapshot holding `acp1`, whose `pv` is `rule` and whose
 /// `pvs` gives `owner` everything, linked by `resource` (of type `ty`,
@@ -24,9 +23,13 @@ pub async fn serve_one_acp(
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
+        // The builder the PDP binary serves with (bounded status messages).
+        let _ = authz_proto::serving::server(None)
+            .expect("a server without TLS")
             .add_routes(routes)
-            .serve_with_incoming(TcpListenerStream::new(listener))
+            // The binaries' listener: TCP_NODELAY, or each call waits for a
+            // delayed ACK (about 40 ms).
+            .serve_with_incoming(authz_proto::listener::incoming(listener))
             .await;
     });
     url
