@@ -118,11 +118,12 @@ pub fn invalid_argument(errors: &[ConversionError]) -> Status {
     field_status(Code::InvalidArgument, errors)
 }
 
-/// A gRPC status of `code` for errors tied to request fields, with the
-/// same message and `google.rpc.BadRequest` detail as [`invalid_argument`]
-/// (bounded alike): for a refusal that is not a syntax error but still
-/// names the field it is about (a PIP's `ALREADY_EXISTS` for
-/// `token.local_token_id`).
+/// A gRPC status of `code` about request fields (an `ALREADY_EXISTS` for
+/// an ID a field gives, a PIP's for `token.local_token_id`, say), with a `google.rpc.BadRequest` naming them,
+/// bounded as [`invalid_argument`] describes. Every status with details
+/// goes through here: the servers' cut of `grpc-message`
+/// ([`crate::serving::bound_status_message`]) cannot shorten the details,
+/// which travel in headers too.
 pub fn field_status(code: Code, errors: &[ConversionError]) -> Status {
     let shown: Vec<ConversionError> = errors
         .iter()
@@ -133,7 +134,7 @@ pub fn field_status(code: Code, errors: &[ConversionError]) -> Status {
         })
         .collect();
     let mut message = if shown.is_empty() {
-        "invalid argument".to_owned()
+        code.description().to_owned()
     } else {
         join_errors(&shown)
     };
@@ -145,6 +146,16 @@ pub fn field_status(code: Code, errors: &[ConversionError]) -> Status {
         .map(|e| FieldViolation::new(e.field, e.message))
         .collect();
     Status::with_error_details(code, message, ErrorDetails::with_bad_request(violations))
+}
+
+/// The most bytes of a value a client sent that [`echo`] keeps.
+pub const MAX_ECHO_BYTES: usize = 64;
+
+/// `value`, a value a client sent, as an error message quotes it: cut to
+/// [`MAX_ECHO_BYTES`] (with `…` and its full length when cut), so that the
+/// rest of a bounded message ([`field_status`]) still says what is wrong.
+pub fn echo(value: &str) -> std::borrow::Cow<'_, str> {
+    bounded(value, MAX_ECHO_BYTES)
 }
 
 // ---------------------------------------------------------------------------

@@ -79,8 +79,8 @@ use authz_core::{
     Operation, PrivilegeKind, ValidationErrors, decide,
 };
 use authz_proto::convert::{
-    ConversionError, acp_from_pb, acp_to_pb, is_usable_id, set_of_acrs_from_pb, set_of_acrs_to_pb,
-    summary, timestamp_field,
+    ConversionError, acp_from_pb, acp_to_pb, echo, field_status, is_usable_id, set_of_acrs_from_pb,
+    set_of_acrs_to_pb, summary, timestamp_field,
 };
 use authz_proto::invalid_argument;
 use authz_proto::pb;
@@ -90,7 +90,6 @@ use chrono::Utc;
 use tokio::sync::{broadcast, watch};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
-use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::PrpConfig;
 use crate::store::{
@@ -216,22 +215,23 @@ fn store_status(e: StoreError) -> Status {
 
 /// [`store_status`], except that an ID held by a record of the other kind
 /// ([`StoreError::IdInUse`]) is ALREADY_EXISTS naming `field`, the request
-/// field that carries the ID.
+/// field that carries the ID. The ID is quoted cut ([`echo`]) and the
+/// status bounded ([`field_status`]): its `BadRequest` travels in headers,
+/// and echoing a 40 000-byte ID whole made them too large for the client,
+/// which then got an HTTP/2 error instead of ALREADY_EXISTS.
 fn id_conflict(e: StoreError, field: &str) -> Status {
     match e {
-        StoreError::IdInUse { id, holder } => {
-            let reason = format!(
-                "{id} is already the ID of {holder}: ACPs, dynamic ACPs and resources share one \
-                 ID space, because a request to an ACP's ID is judged by that ACP's pvs \
-                 (TS-0001 10.2.3.1), and a dynamic ACP is the <accessControlPolicy> a Direct \
-                 Dynamic Authorization grant creates (TS-0003 7.3.2.2)"
-            );
-            Status::with_error_details(
-                tonic::Code::AlreadyExists,
-                format!("{field}: {reason}"),
-                ErrorDetails::with_bad_request(vec![FieldViolation::new(field, reason)]),
-            )
-        }
+        StoreError::IdInUse { id, holder } => field_status(
+            tonic::Code::AlreadyExists,
+            &[violation(
+                field,
+                format!(
+                    "{} is already the ID of {holder}: ACPs, dynamic ACPs and resources share \
+                     one ID space (TS-0001 10.2.3.1, TS-0003 7.3.2.2)",
+                    echo(&id)
+                ),
+            )],
+        ),
         other => store_status(other),
     }
 }

@@ -1565,6 +1565,47 @@ async fn an_error_echoing_a_huge_id_keeps_its_code() {
     prp.shutdown().await;
 }
 
+/// Pins a defect `robustness.rs` found: an ID already held by a record of the
+/// other kind was echoed whole in the ALREADY_EXISTS `BadRequest`, whose
+/// headers a 40 000-byte ID made too large for the client, so it got an
+/// HTTP/2 error (RESOURCE_EXHAUSTED) instead. Every conflict of the shared
+/// ID space is ALREADY_EXISTS naming the field, with the ID quoted cut.
+#[tokio::test]
+async fn a_huge_id_already_in_use_is_already_exists() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    let long = "y".repeat(40_000);
+    c.put_resource(put_req(ADMIN, resource(&long, "", 3, None, "")))
+        .await
+        .expect("a resource with a long ID");
+    let e = c
+        .create_acp(create_req(ADMIN, acp(&long, &["all"], &[ADMIN], ALL)))
+        .await
+        .expect_err("the ID of a resource");
+    assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+    assert_eq!(violations(&e), ["resource_id"]);
+    assert!(
+        e.message().contains("is already the ID of a resource"),
+        "{}",
+        e.message()
+    );
+    let e = c
+        .create_dynamic_acp(pb::CreateDynamicAcpRequest {
+            originator: ADMIN.into(),
+            target: "cnt".into(),
+            acp_id: long,
+            privileges: Some(set(vec![rule(&["CAlice"], 2)])),
+            expires_at: Some(prost_types::Timestamp {
+                seconds: chrono::Utc::now().timestamp() + 3_600,
+                nanos: 0,
+            }),
+        })
+        .await
+        .expect_err("the ID of a resource");
+    assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+    prp.shutdown().await;
+}
+
 #[tokio::test]
 async fn dynamic_acp_applies_until_it_expires() {
     let mut prp = start(config()).await;
