@@ -11,7 +11,8 @@
 //! UNKNOWN (a panicking handler or an HTTP/2 error would be one of those);
 //! INVALID_ARGUMENT carries a `BadRequest` naming at least one field; an
 //! answer other than OK leaves the store revision and every ACP as they
-//! were; and the PRP keeps serving.
+//! were; the PRP keeps serving; and after a restart on the same store it
+//! sends the same snapshot.
 
 mod common;
 
@@ -187,8 +188,9 @@ fn any_timestamp() -> BoxedStrategy<Option<prost_types::Timestamp>> {
                     Just(0i64),
                     Just(i64::MAX),
                     Just(i64::MIN),
-                    Just(8_210_298_412_799i64),
-                    Just(8_210_298_412_800i64),
+                    Just(chrono::DateTime::<chrono::Utc>::MAX_UTC.timestamp()),
+                    Just(chrono::DateTime::<chrono::Utc>::MAX_UTC.timestamp() + 1),
+                    Just(chrono::DateTime::<chrono::Utc>::MIN_UTC.timestamp()),
                     any::<i64>(),
                 ],
                 prop_oneof![Just(0i32), any::<i32>()],
@@ -669,6 +671,20 @@ async fn state(
     Ok((service.revision(), list.acps))
 }
 
+/// The first event of a watch from revision 0: the whole stored state.
+async fn snapshot(client: &mut Client) -> Result<pb::WatchEvent, String> {
+    let mut watch = client
+        .watch(pb::WatchRequest { from_revision: 0 })
+        .await
+        .map_err(|s| format!("Watch: {s:?}"))?
+        .into_inner();
+    watch
+        .message()
+        .await
+        .map_err(|s| format!("snapshot: {s:?}"))?
+        .ok_or_else(|| "no snapshot".to_owned())
+}
+
 fn admin_put(r: pb::TargetResource) -> pb::PutResourceRequest {
     put_req(ADMIN, r)
 }
@@ -724,13 +740,13 @@ async fn seed(running: &mut Running) {
 fn any_request_gets_a_proper_status_refusals_change_nothing_and_the_prp_keeps_serving() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = temp_dir("robustness");
+    let mut prp_config = config();
+    prp_config.data_dir = Some(dir.clone());
+    // Generated lifetimes end an hour or more from now: no sweep may change
+    // the store between the two reads of a check.
+    prp_config.sweep_interval = Duration::from_secs(3_600);
     let mut running = rt.block_on(async {
-        let mut c = config();
-        c.data_dir = Some(dir.clone());
-        // Generated lifetimes end an hour or more from now: no sweep may
-        // change the store between the two reads of a check.
-        c.sweep_interval = Duration::from_secs(3_600);
-        let mut running = start(c).await;
+        let mut running = start(prp_config.clone()).await;
         seed(&mut running).await;
         running
     });
@@ -775,18 +791,13 @@ fn any_request_gets_a_proper_status_refusals_change_nothing_and_the_prp_keeps_se
             }
             // A watcher's snapshot holds everything stored: every stored
             // record converts to its wire form.
-            let mut watch = client
-                .watch(pb::WatchRequest { from_revision: 0 })
-                .await
-                .map_err(|s| format!("Watch: {s:?}"))?
-                .into_inner();
-            watch.message().await.map_err(|s| format!("snapshot: {s:?}"))?;
-            Ok(())
+            snapshot(&mut client).await.map(drop)
         });
         outcome.map_err(TestCaseError::fail)?;
     });
     // Still serving: the admin creates an ACP under the CSEBase, and reads
-    // what applies to it.
+    // what applies to it. And what was stored loads again: a restart on the
+    // same store sends the same snapshot.
     rt.block_on(async {
         let c = &mut running.client;
         let mut fresh = acp("acpAfterwards", &["all"], &[ADMIN], ALL);
@@ -800,7 +811,18 @@ fn any_request_gets_a_proper_status_refusals_change_nothing_and_the_prp_keeps_se
         })
         .await
         .expect("still serving reads");
+        let stored = snapshot(c).await.expect("a snapshot");
         running.shutdown().await;
+        let mut restarted = start(prp_config).await;
+        let reloaded = snapshot(&mut restarted.client)
+            .await
+            .expect("a snapshot after a restart");
+        if reloaded != stored {
+            std::fs::write("/tmp/snap-before.txt", format!("{stored:#?}")).unwrap();
+            std::fs::write("/tmp/snap-after.txt", format!("{reloaded:#?}")).unwrap();
+        }
+        assert_eq!(reloaded, stored, "the store loads as it was");
+        restarted.shutdown().await;
     });
     let _ = std::fs::remove_dir_all(dir);
 }
