@@ -66,7 +66,9 @@
 //! assigned, and a JSON body ([`crate::response`]): 403 / 4103 for a Deny
 //! (the Token Request Information as `m2m:tqf` when the PDP gave some) and
 //! for a PDP that gave no decision (fail-closed, the reason in `m2m:dbg`);
-//! 400 / 4000 for a malformed request; 404 / 4004 for an unknown target.
+//! 400 / 4000 for a malformed request (one of the headers above given
+//! twice included: the layer would decide on one value, the CSE might act
+//! on the other); 404 / 4004 for an unknown target.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -396,14 +398,23 @@ pub struct AuthorizedRequest {
 
 /// Reads the request primitive of an HTTP request (see the module table).
 pub fn primitive_from_http(parts: &http::request::Parts) -> Result<RequestPrimitive, PepError> {
+    // Each header read here carries one value (From, Request Identifier,
+    // the content type, the tokens joined by `+`): given twice, the layer
+    // would decide on one while the CSE might act on the other (a From of
+    // CAlice authorized, another served), so that is a 4000 too.
     let header = |name: &str| -> Result<Option<String>, PepError> {
-        match parts.headers.get(name) {
-            None => Ok(None),
-            Some(v) => v
-                .to_str()
-                .map(|s| Some(s.trim().to_owned()))
-                .map_err(|_| PepError::BadRequest(format!("header {name} is not visible ASCII"))),
+        let mut values = parts.headers.get_all(name).iter();
+        let Some(v) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(PepError::BadRequest(format!(
+                "header {name} appears more than once"
+            )));
         }
+        v.to_str()
+            .map(|s| Some(s.trim().to_owned()))
+            .map_err(|_| PepError::BadRequest(format!("header {name} is not visible ASCII")))
     };
     let fr = header(X_M2M_ORIGIN)?.unwrap_or_default();
     let rqi = header(X_M2M_RI)?.unwrap_or_default();
@@ -1171,6 +1182,30 @@ mod tests {
             ))
             .is_err()
         );
+    }
+
+    /// Pins a defect the PEP robustness property found: a request with two
+    /// `X-M2M-Origin` headers was decided on the first, so `CAlice, Cbob`
+    /// reached a CSE that might act as Cbob on CAlice's permit. Each header
+    /// the layer reads is given once, or the request is 4000 naming it.
+    #[test]
+    fn a_header_given_twice_is_a_bad_request() {
+        for name in ["X-M2M-Origin", "X-M2M-RI", "Content-Type", "Authorization"] {
+            let mut headers = vec![
+                ("X-M2M-Origin", "CAlice"),
+                ("X-M2M-RI", "r1"),
+                ("Content-Type", "application/json"),
+                ("Authorization", "aaa.bbb.ccc"),
+            ];
+            headers.push((name, "Cbob"));
+            match primitive_from_http(&parts(Method::GET, "/x", &headers)) {
+                Err(PepError::BadRequest(m)) => assert!(
+                    m.contains(&name.to_ascii_lowercase()) && m.contains("more than once"),
+                    "{m}"
+                ),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
     }
 
     /// TS-0001 9.6.1.3.2: an Update holding only `acpi` is an acpi change;
