@@ -348,12 +348,15 @@ fn any_token() -> BoxedStrategy<pb::Token> {
             ),
             any_label(),
         ),
+        // `<token>`'s localTokenID: an NCName or not (TS-0001 7.1.16).
+        mostly(one_of(&["", "lt1", "lt-a.b_c", "lt2"]), any_text()),
     )
         .prop_map(
             |(
                 (token_id, token_object, version, issuer),
                 (holder, (not_before, not_after)),
                 (token_name, audience, permissions_json, extension),
+                local_token_id,
             )| pb::Token {
                 token_id,
                 token_object,
@@ -366,6 +369,7 @@ fn any_token() -> BoxedStrategy<pb::Token> {
                 audience,
                 permissions_json,
                 extension,
+                local_token_id,
             },
         )
         .boxed()
@@ -483,7 +487,19 @@ fn any_op() -> BoxedStrategy<Op> {
                 at,
             })
         ),
-        any_scoped_ids().prop_map(|token_ids| Op::GetTokens(pb::GetTokensRequest { token_ids })),
+        (
+            any_scoped_ids(),
+            mostly(
+                prop::collection::vec(one_of(&["lt1", "lt2"]), 0..2),
+                any_texts()
+            )
+        )
+            .prop_map(
+                |(token_ids, local_token_ids)| Op::GetTokens(pb::GetTokensRequest {
+                    token_ids,
+                    local_token_ids,
+                })
+            ),
         any_group_id().prop_map(|group_id| Op::GetGroup(pb::GetGroupRequest { group_id })),
         (any_group_id(), any_originator()).prop_map(|(group_id, originator)| {
             Op::CheckMembership(pb::CheckMembershipRequest {
@@ -617,6 +633,7 @@ async fn positions_and_tokens(c: &mut Client) -> (Vec<Option<pb::PositionFix>>, 
     let tokens = c
         .get_tokens(pb::GetTokensRequest {
             token_ids: vec!["t1@das.example.com".into()],
+            local_token_ids: vec!["lt1".into(), "lt2".into()],
         })
         .await
         .expect("GetTokens")
