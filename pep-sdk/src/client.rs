@@ -158,7 +158,8 @@ pub struct PepConfig {
 }
 
 /// A client certificate chain and its private key, PEM
-/// ([`PepConfig::with_tls_identity`]). Its `Debug` leaves the key out.
+/// ([`PepConfig::with_tls_identity`]). Its `Debug` shows only sizes: a
+/// certificate file may hold the key too.
 #[derive(Clone)]
 pub struct TlsIdentity {
     /// The certificate chain, the client's certificate first, then any
@@ -171,7 +172,7 @@ pub struct TlsIdentity {
 impl std::fmt::Debug for TlsIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsIdentity")
-            .field("cert_pem", &String::from_utf8_lossy(&self.cert_pem))
+            .field("cert_pem_bytes", &self.cert_pem.len())
             .finish_non_exhaustive()
     }
 }
@@ -765,19 +766,13 @@ impl PepClient {
             attempt += 1;
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(CallFailure::NoAnswer(format!(
-                    "deadline of {} ms exceeded",
-                    config.deadline.as_millis()
-                )));
+                return Err(CallFailure::NoAnswer(deadline_text(config, attempt - 1)));
             }
             let status = match tokio::time::timeout(remaining, call(remaining)).await {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(status)) => status,
                 Err(_) => {
-                    return Err(CallFailure::NoAnswer(format!(
-                        "deadline of {} ms exceeded after {attempt} attempt(s)",
-                        config.deadline.as_millis()
-                    )));
+                    return Err(CallFailure::NoAnswer(deadline_text(config, attempt)));
                 }
             };
             match status.code() {
@@ -800,10 +795,7 @@ impl PepClient {
                     if status.code() == Code::DeadlineExceeded
                         || deadline.saturating_duration_since(Instant::now()) < DEADLINE_SLACK =>
                 {
-                    return Err(CallFailure::NoAnswer(format!(
-                        "deadline of {} ms exceeded after {attempt} attempt(s)",
-                        config.deadline.as_millis()
-                    )));
+                    return Err(CallFailure::NoAnswer(deadline_text(config, attempt)));
                 }
                 code => {
                     return Err(CallFailure::NoAnswer(format!(
@@ -814,6 +806,14 @@ impl PepClient {
             }
         }
     }
+}
+
+/// The reason of a call whose deadline ran out.
+fn deadline_text(config: &PepConfig, attempts: u32) -> String {
+    format!(
+        "deadline of {} ms exceeded after {attempts} attempt(s)",
+        config.deadline.as_millis()
+    )
 }
 
 /// How close to the deadline a cancelled call counts as timed out: the
@@ -1098,6 +1098,21 @@ impl DecisionStream {
 
 #[cfg(test)]
 mod tests {
+    /// A certificate file may hold the key as well: the identity's Debug
+    /// (and so a `PepConfig`'s) prints neither PEM.
+    #[test]
+    fn a_tls_identity_debug_shows_no_key() {
+        let id = super::TlsIdentity {
+            cert_pem: b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nsecret\n-----END PRIVATE KEY-----\n".to_vec(),
+            key_pem: b"-----BEGIN PRIVATE KEY-----\nsecret\n-----END PRIVATE KEY-----\n".to_vec(),
+        };
+        let shown = format!("{id:?}");
+        assert!(
+            !shown.contains("secret") && !shown.contains("PRIVATE"),
+            "{shown}"
+        );
+    }
+
     use super::*;
 
     fn config() -> PepConfig {

@@ -368,10 +368,7 @@ pub fn token_from_pb(
     if !t.local_token_id.is_empty() && !is_ncname(&t.local_token_id) {
         check.add(
             "token.local_token_id",
-            format!(
-                "'{}' is not an NCName (a letter or '_', then letters, digits, '.', '-', '_'; TS-0001 7.1.16)",
-                t.local_token_id
-            ),
+            authz_proto::convert::not_ncname_message(&t.local_token_id),
         );
     }
     if !t.permissions_json.is_empty()

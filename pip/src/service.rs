@@ -273,36 +273,21 @@ impl PipService {
         }
     }
 
-    fn require_token_writer(&self, originator: &str) -> Result<(), Status> {
-        if self.require_admin(originator).is_ok()
-            || self
-                .inner
-                .writers
-                .token_writers
-                .iter()
-                .any(|s| self.same_id(originator, s))
-        {
-            Ok(())
+    /// The admin, or one of `writers`: whether it is the admin (who may
+    /// replace what others wrote), else PERMISSION_DENIED with `denial`.
+    fn require_writer(
+        &self,
+        originator: &str,
+        writers: &[String],
+        denial: &str,
+    ) -> Result<bool, Status> {
+        if self.require_admin(originator).is_ok() {
+            Ok(true)
+        } else if writers.iter().any(|s| self.same_id(originator, s)) {
+            Ok(false)
         } else {
             Err(Status::permission_denied(format!(
-                "originator '{originator}' may not store tokens in the PIP"
-            )))
-        }
-    }
-
-    fn require_location_source(&self, originator: &str) -> Result<(), Status> {
-        if self.require_admin(originator).is_ok()
-            || self
-                .inner
-                .writers
-                .location_sources
-                .iter()
-                .any(|s| self.same_id(originator, s))
-        {
-            Ok(())
-        } else {
-            Err(Status::permission_denied(format!(
-                "originator '{originator}' is not a configured location source"
+                "originator '{originator}' {denial}"
             )))
         }
     }
@@ -528,11 +513,16 @@ impl PolicyInformationPoint for PipService {
         let token = req.token.as_ref().ok_or_else(|| bad("token", "required"))?;
         let record = token_from_pb(self.inner.resolver.hosting(), token)
             .map_err(|e| invalid_argument(&e))?;
-        self.require_token_writer(&req.originator)?;
+        let admin = self.require_writer(
+            &req.originator,
+            &self.inner.writers.token_writers,
+            "may not store tokens in the PIP",
+        )?;
         let entry = self
             .commit_entry(PipMutation::PutToken {
                 token: record,
                 at: Utc::now(),
+                replace: admin,
             })
             .await?;
         // As stored: with the Local-Token-ID the token already had, when it
@@ -566,7 +556,7 @@ impl PolicyInformationPoint for PipService {
             .filter(|(_, l)| !is_ncname(l))
             .map(|(i, l)| ConversionError {
                 field: format!("local_token_ids[{i}]"),
-                message: format!("'{l}' is not an NCName (TS-0001 7.1.16)"),
+                message: authz_proto::convert::not_ncname_message(l),
             })
             .collect();
         if !not_ncname.is_empty() {
@@ -705,7 +695,11 @@ impl PolicyInformationPoint for PipService {
         check_ids([("originator", req.originator.as_str())])?;
         let record = position_report_from_pb(self.inner.resolver.hosting(), &req, Utc::now())
             .map_err(|e| invalid_argument(&e))?;
-        self.require_location_source(&req.originator)?;
+        self.require_writer(
+            &req.originator,
+            &self.inner.writers.location_sources,
+            "is not a configured location source",
+        )?;
         let revision = self.commit(PipMutation::ReportPosition(record)).await?;
         Ok(Response::new(pb::PipWriteResponse { revision }))
     }

@@ -207,6 +207,13 @@ pub enum PipMutation {
         token: TokenRecord,
         /// When expiry is judged (now).
         at: DateTime<Utc>,
+        /// Whether a stored token of that ID may be replaced (the admin).
+        /// A token writer (a PDP recording the Local-Token-IDs it assigns)
+        /// may store a new token, or give a stored one without a
+        /// Local-Token-ID its first, but not change what is stored: else it
+        /// could rewrite another token's holder or notAfter, and so free
+        /// its Local-Token-ID for another token while it is still valid.
+        replace: bool,
     },
     /// Delete a token.
     DeleteToken(String),
@@ -325,7 +332,17 @@ impl Schema for PipSchema {
                     legacy,
                 }
             }
-            PipMutation::PutToken { mut token, at } => {
+            PipMutation::PutToken {
+                mut token,
+                at,
+                replace,
+            } => {
+                if !replace && let Some(existing) = state.tokens.get(&token.token_id) {
+                    token = TokenRecord {
+                        local_token_id: std::mem::take(&mut token.local_token_id),
+                        ..existing.clone()
+                    };
+                }
                 let stored = state
                     .tokens
                     .get(&token.token_id)

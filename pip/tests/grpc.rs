@@ -1616,6 +1616,35 @@ async fn token_writers_store_local_token_ids_that_survive_a_restart() {
         .await
         .expect_err("token writers only store tokens");
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    // A token writer cannot rewrite a stored token (here the admin's):
+    // made expired, its Local-Token-ID would be free for another token
+    // while it is still valid (TS-0001 7.1.16). It may give a token
+    // without one its first.
+    put_token_as(c, ADMIN, token_with_lti("tk3@das.example.com", "ltA-1", 1))
+        .await
+        .expect("the admin stores a token");
+    let mut rewrite = token_with_lti("tk3@das.example.com", "ltA-1", -1);
+    rewrite.holder = "Cmallory".into();
+    let kept = put_token_as(c, "CPdp", rewrite)
+        .await
+        .expect("answered with what is stored");
+    assert_eq!(kept.holder, "//sp.example.com/id-in/Cguest", "{kept:?}");
+    assert!(
+        kept.not_after.as_ref().map(|t| t.seconds) > Some(Utc::now().timestamp()),
+        "{kept:?}"
+    );
+    let err = put_token_as(c, "CPdp", token_with_lti("tk4@das.example.com", "ltA-1", 1))
+        .await
+        .expect_err("ltA-1 is still tk3's");
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    put_token_as(c, ADMIN, token_with_lti("tk5@das.example.com", "", 1))
+        .await
+        .expect("the admin stores a token without a Local-Token-ID");
+    let mut late = token_with_lti("tk5@das.example.com", "ltP-5", -1);
+    late.holder = "Cmallory".into();
+    let kept = put_token_as(c, "CPdp", late).await.expect("an assignment");
+    assert_eq!(kept.local_token_id, "ltP-5");
+    assert_eq!(kept.holder, "//sp.example.com/id-in/Cguest", "{kept:?}");
     pip.stop().await;
 
     let mut pip = Running::start(cfg).await;

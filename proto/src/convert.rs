@@ -852,12 +852,7 @@ pub fn decision_request_from_pb(
     for (i, ltid) in req.local_token_ids.iter().enumerate() {
         let field = format!("local_token_ids[{i}]");
         if check_id(ltid, &field, &mut errors) && !is_ncname(ltid) {
-            errors.add(
-                field,
-                format!(
-                    "'{ltid}' is not an NCName (a letter or '_', then letters, digits, '.', '-', '_'; TS-0001 7.1.16)"
-                ),
-            );
+            errors.add(field, not_ncname_message(ltid));
         }
     }
     for (i, acp) in req.acp_ids.iter().enumerate() {
@@ -1007,6 +1002,15 @@ fn check_id(id: &str, field: &str, errors: &mut Errors) -> bool {
     } else {
         true
     }
+}
+
+/// What is wrong with a Local-Token-ID that is no NCName, for an error
+/// naming its field (the one wording of the PDP and the PIP).
+pub fn not_ncname_message(value: &str) -> String {
+    format!(
+        "'{}' is not an NCName (a letter or '_', then letters, digits, '.', '-', '_'; TS-0001 7.1.16)",
+        echo(value)
+    )
 }
 
 /// Is `s` an XML NCName (a Local-Token-ID, TS-0001 7.1.16)? Letters
