@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use authz_das::DasConfig;
 use authz_proto::pb;
 use authz_proto::pb::dynamic_authorization_server_client::DynamicAuthorizationServerClient;
+use authz_tests::arbitrary::{hostile_f64, mostly, one_of};
 use authz_tests::serving::{Served, serve};
 use chrono::Utc;
 use proptest::prelude::*;
@@ -115,19 +116,6 @@ fn any_text() -> BoxedStrategy<String> {
     .boxed()
 }
 
-/// Mostly `valid`, now and then `junk`: a request then has one or two bad
-/// fields among good ones, and as many requests are granted as refused.
-fn mostly<T: std::fmt::Debug + Clone + 'static>(
-    valid: impl Strategy<Value = T> + 'static,
-    junk: impl Strategy<Value = T> + 'static,
-) -> BoxedStrategy<T> {
-    prop_oneof![14 => valid, 1 => junk].boxed()
-}
-
-fn one_of(values: &'static [&'static str]) -> BoxedStrategy<String> {
-    prop::sample::select(values).prop_map(str::to_owned).boxed()
-}
-
 fn any_originator() -> BoxedStrategy<String> {
     mostly(
         one_of(&[
@@ -214,19 +202,6 @@ fn any_abs_rel() -> BoxedStrategy<String> {
     )
 }
 
-fn any_f64() -> BoxedStrategy<f64> {
-    prop_oneof![
-        Just(f64::NAN),
-        Just(f64::INFINITY),
-        Just(-0.0),
-        Just(90.0),
-        Just(1e308),
-        -200.0..200.0f64,
-        any::<f64>(),
-    ]
-    .boxed()
-}
-
 fn any_das_request() -> BoxedStrategy<pb::DasRequest> {
     use pb::ip_address::Address;
     use pb::location_region::Region;
@@ -262,7 +237,7 @@ fn any_das_request() -> BoxedStrategy<pb::DasRequest> {
             Just(Some(None)),
             prop::collection::vec(prop_oneof![one_of(&["de", "DEU", ""]), any_text()], 0..3)
                 .prop_map(codes),
-            (any_f64(), any_f64(), any_f64()).prop_map(circle),
+            (hostile_f64(), hostile_f64(), hostile_f64()).prop_map(circle),
         ],
     );
     (

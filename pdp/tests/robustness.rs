@@ -12,6 +12,7 @@ mod common;
 
 use authz_proto::pb;
 use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
+use authz_tests::arbitrary::hostile_f64;
 use common::*;
 use proptest::prelude::*;
 use tonic::Code;
@@ -129,20 +130,6 @@ fn any_texts() -> impl Strategy<Value = Vec<String>> {
     prop::collection::vec(any_text(), 0..3)
 }
 
-fn any_f64() -> impl Strategy<Value = f64> {
-    prop_oneof![
-        Just(f64::NAN),
-        Just(f64::INFINITY),
-        Just(f64::NEG_INFINITY),
-        Just(-0.0),
-        Just(90.0),
-        Just(-180.0),
-        Just(1e308),
-        -200.0..200.0f64,
-        any::<f64>(),
-    ]
-}
-
 fn any_request() -> impl Strategy<Value = pb::DecisionRequest> {
     let ids = (
         any_text(),
@@ -175,7 +162,7 @@ fn any_request() -> impl Strategy<Value = pb::DecisionRequest> {
             Just(pb::ip_address::Address::Ipv6("::ffff:192.168.0.1".into())),
         ]),
         prop::option::of((
-            prop::option::of((any_f64(), any_f64(), any_f64())),
+            prop::option::of((hostile_f64(), hostile_f64(), hostile_f64())),
             any_texts(),
         )),
     );

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use authz_pip::PipConfig;
 use authz_proto::pb;
 use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
+use authz_tests::arbitrary::{hostile_f64, mostly, one_of};
 use authz_tests::serving::{Served, serve};
 use chrono::Utc;
 use proptest::prelude::*;
@@ -67,20 +68,6 @@ fn any_text() -> BoxedStrategy<String> {
 
 fn any_texts() -> BoxedStrategy<Vec<String>> {
     prop::collection::vec(any_text(), 0..3).boxed()
-}
-
-/// Mostly `valid`, now and then `junk`: a request then has one or two bad
-/// fields among good ones, and as many good requests pass and change the
-/// store as are refused.
-fn mostly<T: std::fmt::Debug + Clone + 'static>(
-    valid: impl Strategy<Value = T> + 'static,
-    junk: impl Strategy<Value = T> + 'static,
-) -> BoxedStrategy<T> {
-    prop_oneof![14 => valid, 1 => junk].boxed()
-}
-
-fn one_of(values: &'static [&'static str]) -> BoxedStrategy<String> {
-    prop::sample::select(values).prop_map(str::to_owned).boxed()
 }
 
 /// An originator, holder, member or subject ID.
@@ -156,25 +143,6 @@ fn any_group_id() -> BoxedStrategy<String> {
     )
 }
 
-fn any_f64() -> BoxedStrategy<f64> {
-    prop_oneof![
-        Just(f64::NAN),
-        Just(f64::INFINITY),
-        Just(f64::NEG_INFINITY),
-        Just(-0.0),
-        Just(0.0),
-        Just(90.0),
-        Just(-90.0),
-        Just(180.0),
-        Just(-180.0),
-        Just(1e308),
-        Just(f64::MIN_POSITIVE),
-        -200.0..200.0f64,
-        any::<f64>(),
-    ]
-    .boxed()
-}
-
 /// A position: on land, at sea, near a pole or the antimeridian, with
 /// any uncertainty from none to the whole Earth and beyond; else junk.
 fn any_position() -> BoxedStrategy<pb::Position> {
@@ -205,7 +173,7 @@ fn any_position() -> BoxedStrategy<pb::Position> {
             ],
         )
             .prop_map(at),
-        ((any_f64(), any_f64()), any_f64()).prop_map(at),
+        ((hostile_f64(), hostile_f64()), hostile_f64()).prop_map(at),
     )
 }
 

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use authz_proto::pb;
 use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
+use authz_tests::arbitrary::{hostile_f64, mostly, one_of, some};
 use common::*;
 use proptest::prelude::*;
 use tonic::Code;
@@ -66,28 +67,6 @@ fn any_text() -> BoxedStrategy<String> {
     .boxed()
 }
 
-/// Mostly `valid`, now and then `junk`: a request then has one or two bad
-/// fields among good ones, and as many good requests pass and change the
-/// store as are refused.
-fn mostly<T: std::fmt::Debug + Clone + 'static>(
-    valid: impl Strategy<Value = T> + 'static,
-    junk: impl Strategy<Value = T> + 'static,
-) -> BoxedStrategy<T> {
-    prop_oneof![14 => valid, 1 => junk].boxed()
-}
-
-fn one_of(values: &'static [&'static str]) -> BoxedStrategy<String> {
-    prop::sample::select(values).prop_map(str::to_owned).boxed()
-}
-
-/// Up to `n` of `item`.
-fn some<T: std::fmt::Debug + Clone + 'static>(
-    item: BoxedStrategy<T>,
-    n: usize,
-) -> BoxedStrategy<Vec<T>> {
-    prop::collection::vec(item, 0..=n).boxed()
-}
-
 /// A stored ID, a fresh well-formed one, or any text.
 fn any_id() -> BoxedStrategy<String> {
     mostly(
@@ -129,22 +108,6 @@ fn any_originator() -> BoxedStrategy<String> {
         ],
         any_text(),
     )
-}
-
-fn any_f64() -> BoxedStrategy<f64> {
-    prop_oneof![
-        Just(f64::NAN),
-        Just(f64::INFINITY),
-        Just(f64::NEG_INFINITY),
-        Just(-0.0),
-        Just(90.0),
-        Just(-180.0),
-        Just(1e308),
-        Just(9.007_199_254_740_993e15),
-        -200.0..200.0f64,
-        any::<f64>(),
-    ]
-    .boxed()
 }
 
 /// A resource type: common ones, or any number.
@@ -280,7 +243,7 @@ fn any_region() -> BoxedStrategy<Option<pb::location_region::Region>> {
                 3
             )
             .prop_map(codes),
-            (any_f64(), any_f64(), any_f64()).prop_map(circle),
+            (hostile_f64(), hostile_f64(), hostile_f64()).prop_map(circle),
         ],
     )
 }
@@ -383,7 +346,7 @@ fn any_value() -> BoxedStrategy<prost_types::Value> {
         Just(Some(Kind::NullValue(0))),
         Just(Some(Kind::NullValue(7))),
         any::<bool>().prop_map(|b| Some(Kind::BoolValue(b))),
-        any_f64().prop_map(|f| Some(Kind::NumberValue(f))),
+        hostile_f64().prop_map(|f| Some(Kind::NumberValue(f))),
         any_text().prop_map(|s| Some(Kind::StringValue(s))),
     ]
     .prop_map(|kind| prost_types::Value { kind });

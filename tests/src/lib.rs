@@ -5,6 +5,7 @@
 //! [`serving`] starts gRPC servers on loopback for the services' tests;
 //! [`tls`] makes certificates for their TLS tests.
 
+pub mod arbitrary;
 pub mod generators;
 pub mod mmdb;
 pub mod reference;

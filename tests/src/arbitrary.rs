@@ -1,0 +1,52 @@
+//! Strategy helpers the services' robustness property tests share: requests
+//! that are mostly valid with now and then a hostile field, and hostile
+//! doubles.
+
+use proptest::prelude::*;
+
+/// Mostly `valid`, now and then `junk`: a request then has one or two bad
+/// fields among good ones, and as many good requests pass (and change
+/// state) as are refused.
+pub fn mostly<T: std::fmt::Debug + Clone + 'static>(
+    valid: impl Strategy<Value = T> + 'static,
+    junk: impl Strategy<Value = T> + 'static,
+) -> BoxedStrategy<T> {
+    prop_oneof![14 => valid, 1 => junk].boxed()
+}
+
+/// One of `values`.
+pub fn one_of(values: &'static [&'static str]) -> BoxedStrategy<String> {
+    prop::sample::select(values).prop_map(str::to_owned).boxed()
+}
+
+/// Up to `n` of `item`.
+pub fn some<T: std::fmt::Debug + Clone + 'static>(
+    item: BoxedStrategy<T>,
+    n: usize,
+) -> BoxedStrategy<Vec<T>> {
+    prop::collection::vec(item, 0..=n).boxed()
+}
+
+/// Any double, biased to what breaks arithmetic and bounds checks: NaN,
+/// the infinities, signed zero, the coordinate bounds, the extremes, a
+/// value that does not survive a round trip through a careless parser, and
+/// plain coordinates.
+pub fn hostile_f64() -> BoxedStrategy<f64> {
+    prop_oneof![
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(f64::NEG_INFINITY),
+        Just(-0.0),
+        Just(0.0),
+        Just(90.0),
+        Just(-90.0),
+        Just(180.0),
+        Just(-180.0),
+        Just(1e308),
+        Just(f64::MIN_POSITIVE),
+        Just(9.007_199_254_740_993e15),
+        -200.0..200.0f64,
+        any::<f64>(),
+    ]
+    .boxed()
+}
