@@ -14,12 +14,12 @@
 //! serving; and after a restart on the same store it answers the issued
 //! tokens as before.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use authz_das::DasConfig;
 use authz_proto::pb;
 use authz_proto::pb::dynamic_authorization_server_client::DynamicAuthorizationServerClient;
-use authz_tests::arbitrary::{hostile_f64, mostly, one_of};
+use authz_tests::arbitrary::{hostile_f64, mostly, one_of, shown, temp_dir};
 use authz_tests::serving::{Served, serve};
 use chrono::Utc;
 use proptest::prelude::*;
@@ -83,16 +83,6 @@ fn config() -> DasConfig {
     });
     DasConfig::from_json(&v.to_string(), Path::new("robust-das.json"), Path::new("."))
         .expect("valid config")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "authz-das-{name}-{}-{}",
-        std::process::id(),
-        Utc::now().timestamp_nanos_opt().unwrap_or_default()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
 }
 
 fn any_text() -> BoxedStrategy<String> {
@@ -387,15 +377,6 @@ async fn tokens(client: &Client, ids: &[String]) -> pb::GetDasTokensResponse {
         .into_inner()
 }
 
-/// `op` for a failure message, cut: a request may hold 40 000-byte IDs.
-fn show(op: &Op) -> String {
-    let text = format!("{op:?}");
-    match text.char_indices().nth(2_000) {
-        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], text.len()),
-        None => text,
-    }
-}
-
 /// A compact JWS: three base64url parts.
 fn is_jws(token: &str) -> bool {
     let parts: Vec<&str> = token.split('.').collect();
@@ -485,7 +466,7 @@ fn check_status(status: &tonic::Status) -> Result<(), String> {
 #[test]
 fn any_request_gets_a_proper_status_refusals_store_nothing_and_the_das_keeps_serving() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let dir = temp_dir("robustness");
+    let dir = temp_dir("das-robustness", "robustness");
     let (service, server, client) = rt.block_on(start(&dir));
     // The Token-IDs issued, to ask for after a restart.
     let issued = std::sync::Mutex::new(Vec::<String>::new());
@@ -503,20 +484,20 @@ fn any_request_gets_a_proper_status_refusals_store_nothing_and_the_das_keeps_ser
                 let after = service.stored_tokens();
                 match answer {
                     Ok(checked) => {
-                        let ids = checked.map_err(|e| format!("{e}\nfor {}", show(&op)))?;
+                        let ids = checked.map_err(|e| format!("{e}\nfor {}", shown(&op)))?;
                         issued
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
                             .extend(ids);
                     }
                     Err(status) => {
-                        check_status(&status).map_err(|e| format!("{e}\nfor {}", show(&op)))?;
+                        check_status(&status).map_err(|e| format!("{e}\nfor {}", shown(&op)))?;
                         if before != after {
                             return Err(format!(
                                 "refused with {:?} ({}) yet tokens were stored: {before} -> {after}\nfor {}",
                                 status.code(),
                                 status.message(),
-                                show(&op)
+                                shown(&op)
                             ));
                         }
                     }

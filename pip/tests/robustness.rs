@@ -14,12 +14,10 @@
 //! and after a restart on the same store it answers the same roles,
 //! groups, positions and tokens.
 
-use std::path::PathBuf;
-
 use authz_pip::PipConfig;
 use authz_proto::pb;
 use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
-use authz_tests::arbitrary::{hostile_f64, mostly, one_of};
+use authz_tests::arbitrary::{hostile_f64, mostly, one_of, shown, temp_dir};
 use authz_tests::serving::{Served, serve};
 use chrono::Utc;
 use proptest::prelude::*;
@@ -30,16 +28,6 @@ use tonic_types::StatusExt;
 const ADMIN: &str = "CAdmin";
 const SOURCE: &str = "CLocationServer";
 const AUTHORITY: &str = "//sp.example.com/id-in/CAuthority";
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "authz-pip-{name}-{}-{}",
-        std::process::id(),
-        Utc::now().timestamp_nanos_opt().unwrap_or_default()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
 
 fn any_text() -> BoxedStrategy<String> {
     prop_oneof![
@@ -503,15 +491,6 @@ fn any_op() -> BoxedStrategy<Op> {
 
 type Client = PolicyInformationPointClient<Channel>;
 
-/// `op` for a failure message, cut: a request may hold 40 000-byte IDs.
-fn show(op: &Op) -> String {
-    let text = format!("{op:?}");
-    match text.char_indices().nth(2_000) {
-        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], text.len()),
-        None => text,
-    }
-}
-
 /// Sends `op`; the status when it failed.
 async fn send(c: &mut Client, op: Op) -> Result<(), tonic::Status> {
     match op {
@@ -689,7 +668,7 @@ async fn seed(c: &mut Client) {
 #[test]
 fn any_request_gets_a_proper_status_refusals_change_nothing_and_the_pip_keeps_serving() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let dir = temp_dir("robustness");
+    let dir = temp_dir("pip-robustness", "robustness");
     let csv = dir.join("countries.csv");
     std::fs::write(&csv, "10.0.0.0/8,DE\n2001:db8::/32,FR\n").expect("csv");
     let mut config = PipConfig::new(
@@ -718,16 +697,16 @@ fn any_request_gets_a_proper_status_refusals_change_nothing_and_the_pip_keeps_se
                 let before = state(&mut client, service).await?;
                 let answer = send(&mut client, op.clone()).await;
                 if let Err(status) = &answer {
-                    check_status(status).map_err(|e| format!("{e}\nfor {}", show(&op)))?;
+                    check_status(status).map_err(|e| format!("{e}\nfor {}", shown(&op)))?;
                 }
                 let after = state(&mut client, service)
                     .await
-                    .map_err(|e| format!("{e}\nafter {}", show(&op)))?;
+                    .map_err(|e| format!("{e}\nafter {}", shown(&op)))?;
                 let changed = before != after;
                 match answer {
                     Ok(()) if op.is_write() => {}
                     Ok(()) if changed => {
-                        return Err(format!("a read changed the store: {}", show(&op)));
+                        return Err(format!("a read changed the store: {}", shown(&op)));
                     }
                     Ok(()) => {}
                     Err(status) if changed => {
@@ -737,7 +716,7 @@ fn any_request_gets_a_proper_status_refusals_change_nothing_and_the_pip_keeps_se
                             status.message(),
                             before.0,
                             after.0,
-                            show(&op)
+                            shown(&op)
                         ));
                     }
                     Err(_) => {}

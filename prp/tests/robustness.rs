@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use authz_proto::pb;
 use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
-use authz_tests::arbitrary::{hostile_f64, mostly, one_of, some};
+use authz_tests::arbitrary::{hostile_f64, mostly, one_of, shown, some};
 use common::*;
 use proptest::prelude::*;
 use tonic::Code;
@@ -566,15 +566,6 @@ fn any_op() -> BoxedStrategy<Op> {
 
 type Client = PolicyRetrievalPointClient<Channel>;
 
-/// `op` for a failure message, cut: a request may hold 40 000-byte IDs.
-fn show(op: &Op) -> String {
-    let text = format!("{op:?}");
-    match text.char_indices().nth(2_000) {
-        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], text.len()),
-        None => text,
-    }
-}
-
 /// Sends `op`; the status when it failed.
 async fn send(client: &mut Client, op: Op) -> Result<(), tonic::Status> {
     match op {
@@ -726,16 +717,16 @@ fn any_request_gets_a_proper_status_refusals_change_nothing_and_the_prp_keeps_se
                 let before = state(&mut client, service).await?;
                 let answer = send(&mut client, op.clone()).await;
                 if let Err(status) = &answer {
-                    check_status(status, &op).map_err(|e| format!("{e}\nfor {}", show(&op)))?;
+                    check_status(status, &op).map_err(|e| format!("{e}\nfor {}", shown(&op)))?;
                 }
                 let after = state(&mut client, service)
                     .await
-                    .map_err(|e| format!("{e}\nafter {}", show(&op)))?;
+                    .map_err(|e| format!("{e}\nafter {}", shown(&op)))?;
                 match answer {
                     Ok(()) if op.is_write() => {}
                     Ok(()) => {
                         if before != after {
-                            return Err(format!("a read changed the store: {}", show(&op)));
+                            return Err(format!("a read changed the store: {}", shown(&op)));
                         }
                     }
                     Err(status) => {
@@ -746,7 +737,7 @@ fn any_request_gets_a_proper_status_refusals_change_nothing_and_the_prp_keeps_se
                                 status.message(),
                                 before.0,
                                 after.0,
-                                show(&op)
+                                shown(&op)
                             ));
                         }
                     }

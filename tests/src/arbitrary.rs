@@ -50,3 +50,27 @@ pub fn hostile_f64() -> BoxedStrategy<f64> {
     ]
     .boxed()
 }
+
+/// `value`'s Debug for a failure message, cut to 2 000 characters: a
+/// generated request may hold 40 000-byte IDs.
+pub fn shown(value: &impl std::fmt::Debug) -> String {
+    let text = format!("{value:?}");
+    match text.char_indices().nth(2_000) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], text.len()),
+        None => text,
+    }
+}
+
+/// A fresh directory under the system's temporary one, named after the
+/// test (`prefix`, `name`), the process and the time.
+pub fn temp_dir(prefix: &str, name: &str) -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!(
+        "authz-{prefix}-{name}-{}-{nanos}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
