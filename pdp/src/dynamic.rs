@@ -76,6 +76,7 @@ use tokio::sync::OnceCell;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::Channel;
 
+use crate::pip::{PipCache, TokensChanged};
 use crate::replica::Snapshot;
 
 /// Configuration of tokens and dynamic authorization.
@@ -392,6 +393,17 @@ pub struct Dynamic {
     local: DashMap<String, Arc<VerifiedToken>>,
     /// Token-ID → Local-Token-ID.
     local_by_token: DashMap<String, String>,
+    /// With a PIP whose watch the PDP follows: the PDP's cache of it. The
+    /// `<token>` repository's deletions then drop cached Local-Token-IDs,
+    /// and IDs are cached only while the watch is up, so a PDP does not
+    /// accept an ID the PIP no longer holds while its other PDPs deny it
+    /// ([`Dynamic::follow_pip_tokens`]).
+    pip_watch: std::sync::OnceLock<Arc<PipCache>>,
+    /// Bumped by every drop of cached Local-Token-IDs, under
+    /// `token_cache_lock` like every insert: an ID fetched or assigned
+    /// before a drop is not cached after it.
+    token_epoch: AtomicU64,
+    token_cache_lock: std::sync::Mutex<()>,
     /// This instance's random part of its Local-Token-IDs.
     local_prefix: String,
     next_local: AtomicU64,
@@ -530,6 +542,9 @@ impl Dynamic {
             trust: RwLock::new(TrustStore::new()),
             local: DashMap::new(),
             local_by_token: DashMap::new(),
+            pip_watch: std::sync::OnceLock::new(),
+            token_epoch: AtomicU64::new(0),
+            token_cache_lock: std::sync::Mutex::new(()),
             local_prefix: random_prefix(),
             next_local: AtomicU64::new(1),
             direct_tokens: DashMap::new(),
@@ -771,6 +786,7 @@ impl Dynamic {
             self.local_prefix,
             self.next_local.fetch_add(1, Ordering::Relaxed)
         );
+        let epoch = self.token_epoch();
         let lti = match &self.pip {
             None => proposed,
             Some(pip) => match self.store_local(pip, token, &proposed).await {
@@ -788,7 +804,7 @@ impl Dynamic {
                 }
             },
         };
-        self.cache_local(&lti, token);
+        self.cache_local(&lti, token, epoch);
         grant.assigned.push((lti, id));
     }
 
@@ -808,7 +824,20 @@ impl Dynamic {
     /// Caches `lti` as the Local-Token-ID of `token`. An ID the PIP gave
     /// another, expired, token before (7.1.16 lets it be reused) no longer
     /// names that one here either.
-    fn cache_local(&self, lti: &str, token: &Arc<VerifiedToken>) {
+    ///
+    /// `epoch` is [`Dynamic::token_epoch`] read before the PIP was asked:
+    /// nothing is cached when cached IDs were dropped since, or while the
+    /// PIP's watch, which would report a deletion, is down.
+    fn cache_local(&self, lti: &str, token: &Arc<VerifiedToken>, epoch: u64) {
+        let _guard = self
+            .token_cache_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.token_epoch.load(Ordering::Acquire) != epoch
+            || self.pip_watch.get().is_some_and(|c| !c.is_watching())
+        {
+            return;
+        }
         if let Some(old) = self.local.insert(lti.to_owned(), token.clone())
             && old.token_id() != token.token_id()
         {
@@ -817,6 +846,60 @@ impl Dynamic {
         }
         self.local_by_token
             .insert(token.token_id().to_owned(), lti.to_owned());
+    }
+
+    /// The count of drops of cached Local-Token-IDs so far: read before
+    /// asking the PIP, passed to [`Dynamic::cache_local`] after.
+    fn token_epoch(&self) -> u64 {
+        self.token_epoch.load(Ordering::Acquire)
+    }
+
+    /// Follows the `<token>` repository of the PIP `cache` watches, when it
+    /// is the PIP this PDP stores Local-Token-IDs in: a deleted `<token>`'s
+    /// ID is dropped from this PDP's cache, every cached ID is dropped when
+    /// the cache is cleared (a `reset`, a lost watch), and none is cached
+    /// while the watch is down. The next request naming a dropped ID asks
+    /// the PIP, as any PDP of the CSE would. False when the PIPs differ or
+    /// this was set up before.
+    pub fn follow_pip_tokens(self: &Arc<Self>, cache: &Arc<PipCache>) -> bool {
+        let same_pip = self
+            .config
+            .pip
+            .as_deref()
+            .is_some_and(|e| canonical_endpoint(e) == canonical_endpoint(cache.endpoint()));
+        if !same_pip || self.pip_watch.set(cache.clone()).is_err() {
+            return false;
+        }
+        let this = Arc::downgrade(self);
+        cache.on_tokens_changed(move |change| {
+            if let Some(this) = this.upgrade() {
+                this.forget_local(change);
+            }
+        })
+    }
+
+    /// Drops the cached Local-Token-IDs a change of the PIP's `<token>`
+    /// repository may have made wrong.
+    fn forget_local(&self, change: TokensChanged<'_>) {
+        let _guard = self
+            .token_cache_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match change {
+            // Write-once: a stored token keeps the ID it has (TS-0001 7.1.16).
+            TokensChanged::Stored(_) => {}
+            TokensChanged::Deleted(token_id) => {
+                self.token_epoch.fetch_add(1, Ordering::AcqRel);
+                if let Some((_, lti)) = self.local_by_token.remove(token_id) {
+                    self.local.remove_if(&lti, |_, t| t.token_id() == token_id);
+                }
+            }
+            TokensChanged::All => {
+                self.token_epoch.fetch_add(1, Ordering::AcqRel);
+                self.local.clear();
+                self.local_by_token.clear();
+            }
+        }
     }
 
     /// Stores `token` in the PIP's token repository with the Local-Token-ID
@@ -893,6 +976,7 @@ impl Dynamic {
         let unavailable = |why: String| {
             TokenFailure::Unavailable(format!("local token ID {lti} cannot be retrieved: {why}"))
         };
+        let epoch = self.token_epoch();
         let mut client = pip.clone();
         let call = client.get_tokens(pb::GetTokensRequest {
             token_ids: Vec::new(),
@@ -938,7 +1022,7 @@ impl Dynamic {
         }
         let verified = Arc::new(verified);
         if self.make_room() {
-            self.cache_local(lti, &verified);
+            self.cache_local(lti, &verified, epoch);
         }
         Ok(verified)
     }

@@ -52,7 +52,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 pub use dynamic::{Consultation, DasAddress, DasSecret, Dynamic, DynamicConfig, TokenFailure};
-pub use pip::{PipCache, PipCacheError};
+pub use pip::{PipCache, PipCacheError, TokensChanged};
 pub use replica::{Applied, Replica, ReplicaError, ReplicaStatus, Snapshot};
 pub use service::{EchoService, PdpService, STREAM_IN_FLIGHT};
 
@@ -210,6 +210,9 @@ impl Pdp {
                 }
                 d.tls = config.tls.clone();
                 let dynamic = Dynamic::new(d).map_err(StartError::Dynamic)?;
+                if let Some(cache) = &cache {
+                    dynamic.follow_pip_tokens(cache);
+                }
                 tasks.push(tokio::spawn(dynamic.clone().load_keys()));
                 Some(dynamic)
             }

@@ -170,6 +170,26 @@ pub struct PipCache {
     /// Every group ID the PIP holds, swapped whole: read by decisions
     /// without a lock, written by the watch only.
     known_groups: ArcSwap<KnownGroups>,
+    /// Told of every `<token>` change the watch reports and of every
+    /// clear, so the Local-Token-IDs a PDP caches follow the PIP's token
+    /// repository ([`PipCache::on_tokens_changed`]).
+    token_listener: OnceLock<TokenListener>,
+}
+
+/// What [`PipCache::on_tokens_changed`] calls.
+type TokenListener = Box<dyn Fn(TokensChanged<'_>) + Send + Sync>;
+
+/// A change of the PIP's `<token>` repository, as the watch reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokensChanged<'a> {
+    /// The token with this Token-ID was stored (its Local-Token-ID, once
+    /// it has one, never changes: TS-0001 7.1.16).
+    Stored(&'a str),
+    /// The token with this Token-ID was deleted.
+    Deleted(&'a str),
+    /// Anything may have changed: the cache was cleared (a `reset`, or the
+    /// watch was lost and changes may go unseen until it is back).
+    All,
 }
 
 impl std::fmt::Debug for PipCache {
@@ -232,6 +252,7 @@ impl PipCache {
             seen_revision: AtomicU64::new(0),
             watching: AtomicBool::new(false),
             known_groups: ArcSwap::from_pointee(KnownGroups::default()),
+            token_listener: OnceLock::new(),
         }))
     }
 
@@ -309,6 +330,23 @@ impl PipCache {
         self.originators.clear();
         self.ip_countries.clear();
         self.position_countries.clear();
+        self.tokens_changed(TokensChanged::All);
+    }
+
+    /// Has `listener` told of every `<token>` change the watch reports,
+    /// and of every clear of the cache (at a `reset`, and when the watch is
+    /// lost). One listener per cache: false when one is set already.
+    pub fn on_tokens_changed(
+        &self,
+        listener: impl Fn(TokensChanged<'_>) + Send + Sync + 'static,
+    ) -> bool {
+        self.token_listener.set(Box::new(listener)).is_ok()
+    }
+
+    fn tokens_changed(&self, change: TokensChanged<'_>) {
+        if let Some(listener) = self.token_listener.get() {
+            listener(change);
+        }
     }
 
     /// Drops the originator's cached attributes and records the change's
@@ -613,8 +651,13 @@ impl PipCache {
                 self.note_group(&g.group_id, g.deleted, ev.revision);
             }
             Some(Change::Position(p)) => self.invalidate(&p.subject, ev.revision),
-            // Tokens are not cached here.
-            Some(Change::Token(_)) | None => {}
+            // Tokens are not cached here; the PDP's Local-Token-IDs are.
+            Some(Change::Token(t)) => self.tokens_changed(if t.deleted {
+                TokensChanged::Deleted(&t.token_id)
+            } else {
+                TokensChanged::Stored(&t.token_id)
+            }),
+            None => {}
         }
     }
 }

@@ -220,6 +220,13 @@ impl Cse {
             pdp.dynamic().is_some_and(|d| d.keys_loaded()),
             "the PDP never loaded the DAS's keys"
         );
+        // Local-Token-IDs are cached only while the PIP's watch is up.
+        for _ in 0..500 {
+            if pdp.pip_cache().is_some_and(|p| p.is_watching()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let served = serve(
             authz_proto::serving::server(None)
                 .expect("a server")
@@ -303,6 +310,65 @@ async fn an_ltid_assigned_by_one_pdp_is_accepted_by_another_ts_0003_7_3_2_3_step
     let d = b.retrieve("Cvisitor", &[&visitor], &[]).await;
     assert_eq!(d.decision, PERMIT, "{d:?}");
     assert_eq!(ati(&d), assigned, "the hosting CSE's one assignment");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Deleting a `<token>` from the hosting CSE's repository takes its
+/// Local-Token-ID from every PDP of the CSE, also those that cached it (A,
+/// which assigned it, and B, which fetched it): TS-0003 7.3.2.3 step 6.1.2
+/// finds the token of an ID in the hosting CSE's repository, and a PDP
+/// that kept honouring a deleted one would permit what its siblings deny.
+/// Presented by value again, the token (still valid) gets a new ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_token_s_ltid_is_refused_by_the_pdps_that_cached_it_ts_0003_7_3_2_3_step_6_1_2() {
+    let cse = Cse::start().await;
+    let mut a = cse.pdp().await;
+    let mut b = cse.pdp().await;
+    let visitor = token("tkrevoked@das.example.com", "Cvisitor");
+    let d = a.retrieve("Cvisitor", &[&visitor], &[]).await;
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    let lti = ati(&d)[0].0.clone();
+    for pdp in [&mut a, &mut b] {
+        let d = pdp.retrieve("Cvisitor", &[], &[&lti]).await;
+        assert_eq!(d.decision, PERMIT, "cached from now on: {d:?}");
+    }
+
+    let mut pip = cse.pip_client.clone();
+    pip.delete_token(pb::DeleteTokenRequest {
+        originator: ADMIN.into(),
+        token_id: "tkrevoked@das.example.com".into(),
+    })
+    .await
+    .expect("delete the token");
+
+    for (name, pdp) in [("A", &mut a), ("B", &mut b)] {
+        // The deletion reaches the PDP on the PIP's watch.
+        let mut d = pdp.retrieve("Cvisitor", &[], &[&lti]).await;
+        for _ in 0..250 {
+            if d.decision == DENY {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            d = pdp.retrieve("Cvisitor", &[], &[&lti]).await;
+        }
+        assert_eq!(
+            d.decision, DENY,
+            "{name} still honours the deleted token's ID: {d:?}"
+        );
+        assert!(
+            d.summary.contains(&lti),
+            "{name}'s Deny names the ID: {}",
+            d.summary
+        );
+    }
+    let d = a.retrieve("Cvisitor", &[&visitor], &[]).await;
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    let again = ati(&d);
+    assert_eq!(again.len(), 1, "{d:?}");
+    assert_ne!(again[0].0, lti, "a new assignment, not the deleted one");
+    let d = b.retrieve("Cvisitor", &[], &[&again[0].0]).await;
+    assert_eq!(d.decision, PERMIT, "{d:?}");
     a.stop().await;
     b.stop().await;
 }
