@@ -62,6 +62,16 @@ pub enum IdError {
     /// the role IDs.
     #[error("'{0}' holds '@': an AE-ID or CSE-ID cannot, and a Role-ID is not an originator")]
     AtInOriginator(String),
+    /// A control character or a non-ASCII character: identifiers are
+    /// printable ASCII (RFC 3986 characters; spec notes §8), so such an ID
+    /// names nothing, and invisible characters would make two IDs that
+    /// look alike differ. Shown escaped.
+    #[error("'{}' holds a control or non-ASCII character: IDs are printable ASCII", .0.escape_debug())]
+    NotPrintable(String),
+    /// `//fqdn` alone is an SP-ID: an originator is an AE-ID or CSE-ID,
+    /// which has a path (`//fqdn/cse-id`, TS-0001 7.2).
+    #[error("'{0}' is an SP-ID, not an AE-ID or CSE-ID (absolute IDs are //fqdn/cse-id/...)")]
+    SpIdAsOriginator(String),
 }
 
 /// Byte classes for [`check_originator_id`].
@@ -70,6 +80,7 @@ const WILDCARD: u8 = 2;
 const NON_ASCII: u8 = 4;
 const SLASH: u8 = 8;
 const AT: u8 = 16;
+const CONTROL: u8 = 32;
 const BYTE_CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut b = 0;
@@ -80,6 +91,7 @@ const BYTE_CLASS: [u8; 256] = {
             b'*' => WILDCARD,
             b'@' => AT,
             b'/' => SLASH,
+            0x00..=0x1f | 0x7f => CONTROL,
             0x80..=0xff => NON_ASCII,
             _ => 0,
         };
@@ -89,9 +101,10 @@ const BYTE_CLASS: [u8; 256] = {
 };
 
 /// The checks of [`HostingContext::canonicalize`] in one pass over the
-/// bytes: not empty, no whitespace, no `*`, and every `/` segment non-empty
-/// in each form (`//fqdn/a/b`, `/a/b`, `stem`). What a request's originator
-/// (`fr`) must pass before it is decided on.
+/// bytes: not empty, no whitespace, printable ASCII, no `*`, no `@`, every
+/// `/` segment non-empty in each form (`//fqdn/a/b`, `/a/b`, `stem`), and
+/// a path after `//fqdn`. What a request's originator (`fr`) must pass
+/// before it is decided on.
 pub fn check_originator_id(id: &str) -> Result<(), IdError> {
     let Some((&first, rest)) = id.as_bytes().split_first() else {
         return Err(IdError::Empty);
@@ -111,6 +124,9 @@ pub fn check_originator_id(id: &str) -> Result<(), IdError> {
     if seen & WHITESPACE != 0 || (seen & NON_ASCII != 0 && id.chars().any(char::is_whitespace)) {
         return Err(IdError::Whitespace);
     }
+    if seen & (CONTROL | NON_ASCII) != 0 {
+        return Err(IdError::NotPrintable(id.to_owned()));
+    }
     if seen & WILDCARD != 0 {
         return Err(IdError::Wildcard);
     }
@@ -119,6 +135,9 @@ pub fn check_originator_id(id: &str) -> Result<(), IdError> {
     }
     if empty_segment {
         return Err(IdError::EmptySegment(id.to_owned()));
+    }
+    if id.starts_with("//") && !id[2..].contains('/') {
+        return Err(IdError::SpIdAsOriginator(id.to_owned()));
     }
     Ok(())
 }
@@ -140,6 +159,9 @@ fn check_plain(id: &str) -> Result<(), IdError> {
     if id.chars().any(char::is_whitespace) {
         return Err(IdError::Whitespace);
     }
+    if !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(IdError::NotPrintable(id.to_owned()));
+    }
     Ok(())
 }
 
@@ -148,13 +170,21 @@ impl HostingContext {
     /// and a CSE-ID (`/id-in` or `id-in`).
     pub fn new(sp_id: &str, cse_id: &str) -> Result<Self, IdError> {
         let sp = sp_id.strip_prefix("//").unwrap_or(sp_id);
-        check_plain(sp).map_err(|_| IdError::BadSpId(sp_id.to_owned()))?;
-        if sp.contains('/') || sp.contains('*') {
+        // An FQDN: labels of letters, digits and `-` (any case: domains
+        // compare case-insensitively, and are kept lower case).
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if sp.len() > 253 || !sp.split('.').all(label_ok) {
             return Err(IdError::BadSpId(sp_id.to_owned()));
         }
         let cse = cse_id.strip_prefix('/').unwrap_or(cse_id);
         check_plain(cse).map_err(|_| IdError::BadCseId(cse_id.to_owned()))?;
-        if cse.contains('/') || cse.contains('*') {
+        if cse.contains(['/', '*', '@']) {
             return Err(IdError::BadCseId(cse_id.to_owned()));
         }
         let sp = sp.to_ascii_lowercase();
@@ -199,7 +229,9 @@ impl HostingContext {
         let slashes = Slashes::of(id)?;
         let bytes = id.as_bytes();
         if bytes.starts_with(b"//") {
-            let fqdn_end = slashes.first_from(2).unwrap_or(id.len());
+            let Some(fqdn_end) = slashes.first_from(2) else {
+                return Err(IdError::SpIdAsOriginator(id.to_owned()));
+            };
             let shape = IdShape {
                 fqdn_end,
                 last_slash: slashes.last_from(2),
@@ -402,10 +434,9 @@ fn classify16(block: &[u8; 16]) -> (u16, u16, bool) {
     for (i, &b) in block.iter().enumerate() {
         slash |= u16::from(b == b'/') << i;
         upper |= u16::from(b.wrapping_sub(b'A') < 26) << i;
-        // `\t`..`\r`, space, `*`, `@`, and every non-ASCII byte (non-
+        // Controls, space, `*`, `@`, DEL and every non-ASCII byte (non-
         // short-circuit `|`, which vectorizes).
-        let odd =
-            (b.wrapping_sub(b'\t') < 5) | (b == b' ') | (b == b'*') | (b == b'@') | (b >= 0x80);
+        let odd = (b <= b' ') | (b == b'*') | (b == b'@') | (b >= 0x7f);
         unusual |= u16::from(odd) << i;
     }
     (slash, upper, unusual != 0)
@@ -741,6 +772,64 @@ mod tests {
         HostingContext::new("//m2msp.org", "/myCSEID").unwrap()
     }
 
+    /// An originator is an AE-ID or CSE-ID (TS-0003 table 7.1.2-1 `From`;
+    /// TS-0001 7.2): `//fqdn` alone is an SP-ID, and an ID with a control
+    /// or invisible character names nobody (spec notes §8: IDs are made of
+    /// RFC 3986 characters). Neither is decided on, nor loaded as an
+    /// `acor` entry that could never match.
+    #[test]
+    fn sp_ids_and_unprintable_ids_are_no_originators_table_7_1_2_1() {
+        let c = ctx();
+        for (id, expected) in [
+            ("//evil.example", "is an SP-ID, not an AE-ID or CSE-ID"),
+            ("//M2MSP.org", "is an SP-ID"),
+            ("C\u{0}x", "'C\\0x' holds a control or non-ASCII character"),
+            ("C\u{7f}x", "control or non-ASCII"),
+            (
+                "C\u{200b}x",
+                "'C\\u{200b}x' holds a control or non-ASCII character",
+            ),
+            ("/cse/Cé", "control or non-ASCII"),
+        ] {
+            let e = c.canonicalize(id).expect_err(id).to_string();
+            assert!(e.contains(expected), "{id:?}: {e}");
+            assert_eq!(
+                check_originator_id(id).map_err(|e| e.to_string()),
+                Err(e),
+                "{id:?}"
+            );
+        }
+        for entry in ["C\u{200b}x", "//sp\u{0}/C1", "Cé*"] {
+            let e = OriginatorEntry::parse(entry).expect_err(entry).to_string();
+            assert!(e.contains("control or non-ASCII"), "{entry:?}: {e}");
+        }
+        // `//fqdn` stays an SP domain entry (TS-0003 7.1.3).
+        assert_eq!(
+            OriginatorEntry::parse("//evil.example").expect("domain entry"),
+            OriginatorEntry::Domain("evil.example".into())
+        );
+    }
+
+    /// The hosting CSE's own identity: an SP-ID is `//` and an FQDN, a
+    /// CSE-ID `/` and one segment that could be an ID.
+    #[test]
+    fn hosting_context_takes_an_fqdn_and_a_cse_id() {
+        for (sp, cse) in [
+            ("//a@b:99", "/cse"),
+            ("//sp..example", "/cse"),
+            ("//-sp.example", "/cse"),
+            ("//sp.example", "/@x"),
+            ("//sp.example", "/c\u{0}"),
+            ("//sp.example", "/a/b"),
+            ("//sp.example", "/c*"),
+        ] {
+            assert!(HostingContext::new(sp, cse).is_err(), "{sp:?} {cse:?}");
+        }
+        let c = HostingContext::new("//M2M-sp.Example.com", "id-in").expect("valid");
+        assert_eq!(c.sp_fqdn(), "m2m-sp.example.com");
+        assert_eq!(c.cse_id(), "id-in");
+    }
+
     #[test]
     fn canonical_forms_decision_2() {
         let c = ctx();
@@ -775,6 +864,9 @@ mod tests {
         if id.contains('*') {
             return Err(IdError::Wildcard);
         }
+        if id.contains('@') {
+            return Err(IdError::AtInOriginator(id.to_owned()));
+        }
         let body = id
             .strip_prefix("//")
             .or_else(|| id.strip_prefix('/'))
@@ -782,12 +874,15 @@ mod tests {
         if body.split('/').any(str::is_empty) {
             return Err(IdError::EmptySegment(id.to_owned()));
         }
+        if id.starts_with("//") && !body.contains('/') {
+            return Err(IdError::SpIdAsOriginator(id.to_owned()));
+        }
         Ok(())
     }
 
     proptest::proptest! {
         #[test]
-        fn one_pass_id_check_equals_reference(id in "[/a*\\t \u{a0}\u{2003}é]{0,7}") {
+        fn one_pass_id_check_equals_reference(id in "[/a*@\\t\\x00\\x7f \u{a0}\u{2003}\u{200b}é]{0,7}") {
             proptest::prop_assert_eq!(check_originator_id(&id), check_reference(&id));
         }
 
@@ -795,7 +890,7 @@ mod tests {
         /// its byte-wise fallback (longer IDs) accept and reject exactly
         /// what the plain statement does.
         #[test]
-        fn canonicalize_checks_equal_reference(id in "[/aA*\\t\\n \u{a0}\u{2003}é]{0,80}") {
+        fn canonicalize_checks_equal_reference(id in "[/aA*@\\t\\n\\x01\\x7f \u{a0}\u{2003}\u{200b}é]{0,80}") {
             proptest::prop_assert_eq!(
                 ctx().canonicalize(&id).map(|_| ()),
                 check_reference(&id)
@@ -819,6 +914,8 @@ mod tests {
             prefix in "(|/|//)",
             segments in proptest::collection::vec("[a-zA-Z0-9.S]{1,12}", 1..7),
         ) {
+            // `//fqdn` alone is an SP-ID, no originator.
+            proptest::prop_assume!(prefix != "//" || segments.len() > 1);
             let id = format!("{prefix}{}", segments.join("/"));
             let c = ctx();
             let found = with_canonical_originator(&c, &id, |r| {
