@@ -595,29 +595,41 @@ fn compile_context(
 }
 
 fn parse_v4(s: &str) -> Result<Ipv4Net, String> {
-    let net = if s.contains('/') {
-        s.parse::<Ipv4Net>()
-            .map_err(|_| format!("'{s}' is not an IPv4 address with optional /0-32 suffix"))?
-    } else {
-        Ipv4Net::from(
-            s.parse::<std::net::Ipv4Addr>()
-                .map_err(|_| format!("'{s}' is not an IPv4 address in dotted decimal"))?,
-        )
-    };
-    Ok(net.trunc())
+    let (addr, prefix) = split_cidr(s, 32)
+        .ok_or_else(|| format!("'{s}' is not an IPv4 address with optional /0-32 suffix"))?;
+    let addr = addr
+        .parse::<std::net::Ipv4Addr>()
+        .map_err(|_| format!("'{s}' is not an IPv4 address in dotted decimal"))?;
+    Ipv4Net::new(addr, prefix.unwrap_or(32))
+        .map(|n| n.trunc())
+        .map_err(|_| format!("'{s}' is not an IPv4 address with optional /0-32 suffix"))
 }
 
 fn parse_v6(s: &str) -> Result<Ipv6Net, String> {
-    let net = if s.contains('/') {
-        s.parse::<Ipv6Net>()
-            .map_err(|_| format!("'{s}' is not an IPv6 address with optional /0-128 suffix"))?
-    } else {
-        Ipv6Net::from(
-            s.parse::<std::net::Ipv6Addr>()
-                .map_err(|_| format!("'{s}' is not an IPv6 address"))?,
-        )
+    let (addr, prefix) = split_cidr(s, 128)
+        .ok_or_else(|| format!("'{s}' is not an IPv6 address with optional /0-128 suffix"))?;
+    let addr = addr
+        .parse::<std::net::Ipv6Addr>()
+        .map_err(|_| format!("'{s}' is not an IPv6 address"))?;
+    Ipv6Net::new(addr, prefix.unwrap_or(128))
+        .map(|n| n.trunc())
+        .map_err(|_| format!("'{s}' is not an IPv6 address with optional /0-128 suffix"))
+}
+
+/// `address[/prefix]`: the address (parsed by the standard library either
+/// way, so `192.168.001.010` is refused with a suffix as without one: a
+/// leading zero reads as octal to some tools) and the prefix length, plain
+/// decimal without a leading zero, at most `max`. `None` for a bad prefix.
+fn split_cidr(s: &str, max: u8) -> Option<(&str, Option<u8>)> {
+    let Some((addr, prefix)) = s.split_once('/') else {
+        return Some((s, None));
     };
-    Ok(net.trunc())
+    let plain = !prefix.is_empty()
+        && prefix.len() <= 3
+        && prefix.bytes().all(|b| b.is_ascii_digit())
+        && (prefix == "0" || !prefix.starts_with('0'));
+    let n: u8 = prefix.parse().ok().filter(|_| plain)?;
+    (n <= max).then_some((addr, Some(n)))
 }
 
 fn compile_location(

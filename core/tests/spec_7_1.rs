@@ -1579,6 +1579,48 @@ fn table_7_1_3_3_acip_ipv6_bare_address() {
     );
 }
 
+/// Table 7.1.3-3 and spec notes §2.1: dotted decimal with an optional CIDR
+/// suffix, read the same with or without it. A zero-padded octet
+/// (`192.168.001.010`, which some tools read as octal) or prefix (`/08`) is
+/// refused both ways, never read one way with a suffix and refused without.
+#[test]
+fn table_7_1_3_3_acip_one_reading_with_or_without_a_suffix() {
+    for (v4, v6, path) in [
+        (r#"["192.168.001.010"]"#, "[]", "ipv4[0]"),
+        (r#"["192.168.001.010/32"]"#, "[]", "ipv4[0]"),
+        (r#"["010.0.0.1/32"]"#, "[]", "ipv4[0]"),
+        (r#"["10.0.0.0/08"]"#, "[]", "ipv4[0]"),
+        (r#"["10.0.0.0/"]"#, "[]", "ipv4[0]"),
+        (r#"["10.0.0.0/+8"]"#, "[]", "ipv4[0]"),
+        (r#"["10.0.0.0/33"]"#, "[]", "ipv4[0]"),
+        ("[]", r#"["::ffff:010.0.0.1"]"#, "ipv6[0]"),
+        ("[]", r#"["::ffff:010.0.0.1/128"]"#, "ipv6[0]"),
+        ("[]", r#"["fd00::/0129"]"#, "ipv6[0]"),
+        ("[]", r#"["fd00::/129"]"#, "ipv6[0]"),
+    ] {
+        let errors = rejected(&acp_doc(
+            "acp1",
+            &format!(
+                r#"[{{"acor": ["C0"], "acop": 2, "acco": [{{"acip": {{"ipv4": {v4}, "ipv6": {v6}}}}}]}}]"#
+            ),
+            PVS_ADMIN,
+        ));
+        assert_error_at(
+            &errors,
+            &format!("pv.acr[0].acco[0].acip.{path}"),
+            "is not an IPv",
+        );
+    }
+    assert_ips(
+        &acip(&["192.168.1.10/32", "10.0.0.0/8"], &["::ffff:10.0.0.1/128"]),
+        &[
+            ("192.168.1.10", true),
+            ("10.9.9.9", true),
+            ("192.168.1.11", false),
+        ],
+    );
+}
+
 /// Spec-notes §2.1: acip may carry ipv4, ipv6 or both; a match in either list
 /// is enough, and an address of the other family never matches a list.
 #[test]
@@ -2161,6 +2203,15 @@ fn decision_10_acod_part_not_given_is_a_missing_attribute() {
     let d = check(&acp, &create("Cphone", Some(3), 4));
     assert_deny(&d);
     assert_eq!(d.status, AuthorizationStatus::Ok, "{d:#?}");
+    // ... and the explanation says so, not that it is unknown.
+    match first_failed(&d) {
+        FailedCondition::ObjectDetails { elements } => assert!(
+            elements[0].contains("the created resource (ty 4) has no specialization")
+                && !elements[0].contains("unknown"),
+            "{elements:?}"
+        ),
+        other => panic!("expected object details, got {other:?}"),
+    }
 }
 
 /// 7.1.4 and Decision 10: a rule is undetermined (MISSING_ATTRIBUTE) only
