@@ -920,9 +920,17 @@ impl<'r, 'o> Evaluation<'r, 'o> {
                             specialization_text(spty)
                         )
                     }),
-                    None => self.why(|| {
+                    None if specializable => self.why(|| {
                         format!(
                             "specialization of the created resource unknown, {} required",
+                            specialization_text(spty)
+                        )
+                    }),
+                    // Known to have none: a certain FALSE, not an unknown.
+                    None => self.why(|| {
+                        format!(
+                            "the created resource (ty {}) has no specialization, {} required",
+                            self.req.resource_type.unwrap_or_default(),
                             specialization_text(spty)
                         )
                     }),

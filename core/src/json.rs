@@ -305,7 +305,11 @@ pub fn policy_from_value(v: Value) -> Result<AccessControlPolicy, ValidationErro
         }
         // `ty` is read-only, but a document that states another type is
         // not an ACP (spec notes §4: accessControlPolicy is 1).
-        if key == "ty" && acp.other.get(key).and_then(Value::as_u64) != Some(1) {
+        let ty = acp.other.get(key);
+        if key == "ty"
+            && ty.and_then(Value::as_u64) != Some(1)
+            && ty.and_then(Value::as_str) != Some("1")
+        {
             return Err(error(format!(
                 "an accessControlPolicy has resource type 1 (TS-0004 6.3.4.2.1), found {}",
                 acp.other
@@ -378,9 +382,76 @@ fn take_acrs(
     match map.remove(key) {
         // A NULL pv is how distributed authorization is expressed (TS-0001 9.6.2.0).
         None | Some(Value::Null) => Ok(None),
-        Some(v) => {
+        Some(mut v) => {
+            normalize_acrs(&mut v);
             check_shape(&v, &SET_OF_ACRS, key)?;
             deserialize_at(key, v).map(Some)
+        }
+    }
+}
+
+/// Reads a set of rules as CSEs write them, in place, before its shape is
+/// checked:
+/// - an optional attribute given as `null` is absent (as `acaf`, `acip`
+///   and `aclr` always were; TS-0004 JSON writes NULL for an attribute
+///   without a value), so every one of them reads alike;
+/// - a number written as a decimal string (`"acop": "63"`, `"ty": "13"`,
+///   `"accr": ["52.52", "13.40", "1000"]`), as some CSEs emit them, is that
+///   number: a policy author's files load unchanged. Only a string that is
+///   a JSON number exactly is read so; anything else stays a type error.
+fn normalize_acrs(set: &mut Value) {
+    fn drop_nulls(map: &mut Map<String, Value>, keys: &[&str]) {
+        for key in keys {
+            if map.get(*key).is_some_and(Value::is_null) {
+                map.remove(*key);
+            }
+        }
+    }
+    fn number(v: &mut Value) {
+        if let Value::String(s) = v
+            && let Ok(n) = s.parse::<serde_json::Number>()
+        {
+            *v = Value::Number(n);
+        }
+    }
+    fn numbers(v: Option<&mut Value>) {
+        match v {
+            Some(Value::Array(items)) => items.iter_mut().for_each(number),
+            Some(v) => number(v),
+            None => {}
+        }
+    }
+    fn objects(v: Option<&mut Value>) -> impl Iterator<Item = &mut Map<String, Value>> {
+        let items = match v {
+            Some(Value::Array(items)) => items.as_mut_slice(),
+            _ => &mut [],
+        };
+        items.iter_mut().filter_map(Value::as_object_mut)
+    }
+    let Some(set) = set.as_object_mut() else {
+        return;
+    };
+    drop_nulls(set, &["acr"]);
+    for rule in objects(set.get_mut("acr")) {
+        drop_nulls(rule, &["acco", "acod", "acaf"]);
+        numbers(rule.get_mut("acop"));
+        for context in objects(rule.get_mut("acco")) {
+            drop_nulls(context, &["actw", "acip", "aclr"]);
+            if let Some(ips) = context.get_mut("acip").and_then(Value::as_object_mut) {
+                drop_nulls(ips, &["ipv4", "ipv6"]);
+            }
+            if let Some(region) = context.get_mut("aclr").and_then(Value::as_object_mut) {
+                drop_nulls(region, &["accc", "accr"]);
+                numbers(region.get_mut("accr"));
+            }
+        }
+        for details in objects(rule.get_mut("acod")) {
+            drop_nulls(details, &["ty", "spty", "chty"]);
+            numbers(details.get_mut("ty"));
+            numbers(details.get_mut("chty"));
+            if let Some(spty) = details.get_mut("spty").and_then(Value::as_object_mut) {
+                numbers(spty.get_mut("mgd"));
+            }
         }
     }
 }
@@ -719,11 +790,13 @@ mod tests {
     }
 
     /// Spec notes §4: `ty` 1 is accessControlPolicy; a document stating
-    /// another type is not an ACP.
+    /// another type is not an ACP. (`"1"`, a number as some CSEs write it,
+    /// is 1.)
     #[test]
     fn an_acp_document_states_resource_type_1_or_none() {
         assert!(parse_policies(r#"{"m2m:acp": {"ty": 1, "pv": {"acr": []}}}"#).is_ok());
-        for bad in [r#"3"#, r#""1""#, r#"[1]"#] {
+        assert!(parse_policies(r#"{"m2m:acp": {"ty": "1", "pv": {"acr": []}}}"#).is_ok());
+        for bad in [r#"3"#, r#""3""#, r#"[1]"#] {
             let doc = format!(r#"{{"m2m:acp": {{"ty": {bad}, "pv": {{"acr": []}}}}}}"#);
             let e = match parse_policies(&doc) {
                 Err(JsonError::Invalid(e)) => e,
@@ -878,6 +951,55 @@ mod tests {
             panic!()
         };
         assert_eq!(e.0[0].path, "m2m:acp[1].pv.acr[0].acop");
+    }
+    /// A real CSE's `m2m:acp` (a published retrieve response) writes its
+    /// numbers as strings: it loads unchanged, as the same ACP with JSON
+    /// numbers, and only strings that are JSON numbers exactly are read so.
+    #[test]
+    fn numbers_written_as_strings_load_as_those_numbers() {
+        let real = r#"{"m2m:acp":{"rn":"EgmAcp13","ty":"1","pi":"xe5vJKz8n","ri":"eZBI52UFb8",
+            "ct":"20190613T142024","et":"20220613T142024","lt":"20190613T142024",
+            "pv":{"acr":[{"acor":["Cegm"],"acop":"63","acco":[{"aclr":{"accr":["52.52","13.405","1000"]}}],
+                "acod":[{"ty":"13","spty":{"mgd":"1001"},"chty":["23","4"]}]}]},
+            "pvs":{"acr":[{"acor":["Cegm"],"acop":"63"}]}}}"#;
+        let numeric = r#"{"m2m:acp":{"rn":"EgmAcp13","ty":1,"pi":"xe5vJKz8n","ri":"eZBI52UFb8",
+            "ct":"20190613T142024","et":"20220613T142024","lt":"20190613T142024",
+            "pv":{"acr":[{"acor":["Cegm"],"acop":63,"acco":[{"aclr":{"accr":[52.52,13.405,1000]}}],
+                "acod":[{"ty":13,"spty":{"mgd":1001},"chty":[23,4]}]}]},
+            "pvs":{"acr":[{"acor":["Cegm"],"acop":63}]}}}"#;
+        let a = parse_and_validate(real).expect("loads unchanged");
+        let b = parse_and_validate(numeric).expect("loads");
+        assert_eq!(a[0].privileges, b[0].privileges);
+        assert_eq!(a[0].self_privileges, b[0].self_privileges);
+        assert_eq!(a[0].privileges.as_ref().unwrap().rules[0].operations, 63);
+        for bad in ["\"63 \"", "\"063\"", "\"0x3f\"", "\"sixty\"", "\"\""] {
+            let doc =
+                format!(r#"{{"m2m:acp":{{"pv":{{"acr":[{{"acor":["C1"],"acop":{bad}}}]}}}}}}"#);
+            let JsonError::Invalid(e) = parse_and_validate(&doc).unwrap_err() else {
+                panic!("{doc}")
+            };
+            assert_eq!(e.0[0].path, "pv.acr[0].acop", "{doc}");
+        }
+    }
+
+    /// An optional attribute written as `null` is absent, whichever it is
+    /// (TS-0004: NULL is an attribute without a value).
+    #[test]
+    fn null_optional_attributes_are_absent() {
+        let with_nulls = r#"{"m2m:acp":{"pv":{"acr":[
+            {"acor":["C1"],"acop":2,"acco":null,"acod":null,"acaf":null},
+            {"acor":["C2"],"acop":2,"acco":[{"actw":null,"acip":{"ipv4":null,"ipv6":["fd00::/8"]},"aclr":{"accc":null,"accr":[1,2,3]}}]},
+            {"acor":["C3"],"acop":1,"acod":[{"ty":null,"spty":null,"chty":[4]}]}]},
+            "pvs":{"acr":null}}}"#;
+        let without = r#"{"m2m:acp":{"pv":{"acr":[
+            {"acor":["C1"],"acop":2},
+            {"acor":["C2"],"acop":2,"acco":[{"acip":{"ipv6":["fd00::/8"]},"aclr":{"accr":[1,2,3]}}]},
+            {"acor":["C3"],"acop":1,"acod":[{"chty":[4]}]}]},
+            "pvs":{}}}"#;
+        let a = parse_and_validate(with_nulls).expect("loads");
+        let b = parse_and_validate(without).expect("loads");
+        assert_eq!(a[0].privileges, b[0].privileges);
+        assert_eq!(a[0].self_privileges, b[0].self_privileges);
     }
 }
 
@@ -1067,6 +1189,23 @@ pub fn request_from_json(
         bad(
             "rrt",
             "the resource type being created is mandatory for op 1 (Create)".to_owned(),
+        );
+    }
+    for (name, ty) in [("rrt", short.rrt), ("tgty", short.tgty)] {
+        if ty == Some(0) {
+            // As in a policy's `acod` (compile.rs).
+            bad(
+                name,
+                "0 is no resource type (m2m:resourceType starts at 1, spec notes §4)".to_owned(),
+            );
+        }
+    }
+    if let Some(crate::model::Specialization::ContainerDefinition(uri)) = &short.spty
+        && uri.is_empty()
+    {
+        bad(
+            "spty.cnd",
+            "containerDefinition must not be empty".to_owned(),
         );
     }
     if let (Some(s), Some(ty)) = (&short.spty, short.rrt)
