@@ -59,6 +59,8 @@ fn check(args: &CheckArgs) -> Result<Value> {
     let ctx = HostingContext::new(&args.sp_id, &args.cse_id)
         .map_err(|e| anyhow!("--sp-id/--cse-id: {e}"))?;
     let mut compiled: Vec<(Option<String>, CompiledAcp)> = Vec::new();
+    // The file each of `compiled` came from.
+    let mut origins: Vec<&std::path::Path> = Vec::new();
     for path in &args.policies {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("{}: cannot read", path.display()))?;
@@ -75,7 +77,24 @@ fn check(args: &CheckArgs) -> Result<Value> {
             let c =
                 CompiledAcp::compile(id, acp).map_err(|e| anyhow!("{}: {e}", path.display()))?;
             compiled.push((acp.resource_id.clone(), c));
+            origins.push(path);
         }
+    }
+    // One resource ID names one ACP (TS-0003 7.1.1: a request on an ACP is
+    // judged by the selfPrivileges of *that* ACP): two loaded ACPs with the
+    // same `ri`, in whatever form, would decide by file order.
+    let mut seen: Vec<(String, &std::path::Path)> = Vec::new();
+    for ((ri, _), path) in compiled.iter().zip(&origins) {
+        let Some(ri) = ri else { continue };
+        let canonical = canonical_resource_id(ri, &ctx).unwrap_or_else(|_| ri.clone());
+        if let Some((_, first)) = seen.iter().find(|(c, _)| *c == canonical) {
+            return Err(anyhow!(
+                "{}: ri: '{ri}' names an ACP loaded from {} already: one resource ID names one ACP",
+                path.display(),
+                first.display()
+            ));
+        }
+        seen.push((canonical, path));
     }
     let text = std::fs::read_to_string(&args.request)
         .with_context(|| format!("{}: cannot read", args.request.display()))?;
@@ -99,6 +118,26 @@ fn check(args: &CheckArgs) -> Result<Value> {
             args.request.display(),
             ri.as_deref().unwrap_or_default()
         ));
+    }
+    match (target_acp, request.target_type) {
+        (Some((ri, _)), Some(ty)) if ty != 1 => {
+            return Err(anyhow!(
+                "{}: tgty: the target is the loaded ACP {}, of resource type 1, not {ty}",
+                args.request.display(),
+                ri.as_deref().unwrap_or_default()
+            ));
+        }
+        (None, Some(1)) => {
+            // An ACP has no acpi (spec notes §2.3): the loaded ACPs cannot
+            // be its applicable set; only its own pvs decide (TS-0001
+            // 10.2.3.1), and they are not loaded.
+            return Err(anyhow!(
+                "{}: tgty: the target {} is an ACP (tgty 1), but no loaded ACP has that ri; a request on an ACP is decided by that ACP's own pvs (TS-0001 10.2.3.1), so load it",
+                args.request.display(),
+                request.target
+            ));
+        }
+        _ => {}
     }
     if target_acp.is_some() && request.target_type.is_none() {
         // The target is one of the loaded ACPs, so its type is known:

@@ -130,10 +130,13 @@ fn write_line(line: std::fmt::Arguments<'_>) {
         .and_then(|()| out.write_all(b"\n"))
         .and_then(|()| out.flush());
     if let Err(e) = written {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("error: cannot write to stdout: {e}");
+        // The reader went away: end quietly, as a tool ended by SIGPIPE
+        // (128 + 13). Anything else (a full disk) is a failure to report.
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
         }
-        std::process::exit(141);
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
     }
 }
 

@@ -172,10 +172,11 @@ fn create_under_an_acp_knows_the_target_is_an_acp_7_1_5() {
     for (request, dec) in [
         // A subscription (23) under the ACP: ty 1 holds.
         (r#"{"fr": "Cadmin", "to": "acp1", "op": 1, "rrt": 23}"#, 1),
-        // The request's own tgty is not overridden.
+        // Said, it must be 1 (a contradicting tgty exits 2: see
+        // invalid_request_exits_2_naming_the_field).
         (
-            r#"{"fr": "Cadmin", "to": "acp1", "op": 1, "rrt": 23, "tgty": 3}"#,
-            2,
+            r#"{"fr": "Cadmin", "to": "acp1", "op": 1, "rrt": 23, "tgty": 1}"#,
+            1,
         ),
         // Not a listed child type.
         (r#"{"fr": "Cadmin", "to": "acp1", "op": 1, "rrt": 4}"#, 2),
@@ -384,9 +385,117 @@ fn invalid_request_exits_2_naming_the_field() {
             r#"{"fr": "C1", "to": "x", "op": 2, "rtm": "20261128T120060"}"#,
             "rtm:",
         ),
+        // Table 7.1.2-1 `From`: an AE-ID or CSE-ID; `//fqdn` alone is an
+        // SP-ID, and an invisible or control character names nobody.
+        (
+            r#"{"fr": "//evil.example", "to": "x", "op": 2}"#,
+            "fr: '//evil.example' is not an originator ID: '//evil.example' is an SP-ID",
+        ),
+        (r#"{"fr": "C\u0000x", "to": "x", "op": 2}"#, "fr:"),
+        (r#"{"fr": "C\u200bx", "to": "x", "op": 2}"#, "fr:"),
+        // As in a policy's acod: 0 is no m2m:resourceType, and a
+        // containerDefinition is a URI.
+        (
+            r#"{"fr": "C1", "to": "x", "op": 1, "rrt": 0}"#,
+            "rrt: 0 is no resource type",
+        ),
+        (
+            r#"{"fr": "C1", "to": "x", "op": 2, "tgty": 0}"#,
+            "tgty: 0 is no resource type",
+        ),
+        (
+            r#"{"fr": "C1", "to": "x", "op": 1, "rrt": 28, "spty": {"cnd": ""}}"#,
+            "spty.cnd: containerDefinition must not be empty",
+        ),
+        // TS-0003 7.1.1, TS-0001 10.2.3.1: a request on an ACP is decided by
+        // that ACP's pvs; the loaded ACPs cannot be an ACP's applicable set
+        // (an ACP has no acpi), so an ACP that is not loaded cannot be
+        // decided on, and a loaded one is of type 1.
+        (
+            r#"{"fr": "CownerPhone", "to": "acpOther", "op": 4, "tgty": 1}"#,
+            "tgty: the target acpOther is an ACP (tgty 1), but no loaded ACP has that ri",
+        ),
+        (
+            r#"{"fr": "CownerPhone", "to": "acpFrontDoor", "op": 2, "tgty": 3}"#,
+            "tgty: the target is the loaded ACP acpFrontDoor, of resource type 1, not 3",
+        ),
     ] {
         assert_request_refused(&req, body, field);
     }
+    // The hosting CSE's identity: an SP-ID is an FQDN, a CSE-ID one ID
+    // segment.
+    std::fs::write(&req, r#"{"fr": "C1", "to": "x", "op": 2}"#).unwrap();
+    for ctx in [["--cse-id", "/@x"], ["--sp-id", "//a@b:99"]] {
+        let (code, _, err) = authz(&[
+            "check",
+            "-p",
+            "examples/door-lock-acp.json",
+            "-r",
+            req.to_str().unwrap(),
+            ctx[0],
+            ctx[1],
+        ]);
+        assert_eq!(code, 2, "{ctx:?}");
+        assert!(err.contains("--sp-id/--cse-id:"), "{ctx:?}: {err}");
+    }
+}
+
+/// TS-0003 7.1.1: a request on an ACP is judged by the selfPrivileges of
+/// *that* ACP, so one resource ID names one loaded ACP; two files giving
+/// the same `ri` (in any ID form) exit 2 instead of deciding by file order.
+#[test]
+fn two_loaded_acps_with_one_resource_id_exit_2_ts_0003_7_1_1() {
+    let dir = tempdir();
+    let a = dir.join("a.json");
+    let b = dir.join("b.json");
+    let req = dir.join("req.json");
+    std::fs::write(
+        &a,
+        r#"{"m2m:acp": {"ri": "acp1", "pv": {"acr": []}, "pvs": {"acr": [{"acor": ["Ca"], "acop": 63}]}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        &b,
+        r#"{"m2m:acp": {"ri": "/cse/acp1", "pv": {"acr": []}, "pvs": {"acr": [{"acor": ["Cb"], "acop": 63}]}}}"#,
+    )
+    .unwrap();
+    std::fs::write(&req, r#"{"fr": "Cb", "to": "acp1", "op": 2}"#).unwrap();
+    for (first, second) in [(&a, &b), (&b, &a)] {
+        let (code, out, err) = authz(&[
+            "check",
+            "-p",
+            first.to_str().unwrap(),
+            "-p",
+            second.to_str().unwrap(),
+            "-r",
+            req.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "{out}");
+        assert!(
+            err.contains("names an ACP loaded from") && err.contains(first.to_str().unwrap()),
+            "{err}"
+        );
+    }
+    // Different IDs load together.
+    std::fs::write(
+        &b,
+        r#"{"m2m:acp": {"ri": "acp2", "pv": {"acr": []}, "pvs": {"acr": [{"acor": ["Cb"], "acop": 63}]}}}"#,
+    )
+    .unwrap();
+    let (code, out, err) = authz(&[
+        "check",
+        "-p",
+        a.to_str().unwrap(),
+        "-p",
+        b.to_str().unwrap(),
+        "-r",
+        req.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("\"dec\": 2"),
+        "acp1's pvs do not name Cb: {out}"
+    );
 }
 
 fn tempdir() -> PathBuf {
@@ -404,4 +513,27 @@ fn rand_suffix() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0)
+}
+
+/// Status 141 means the reader went away (SIGPIPE's 128 + 13); output that
+/// cannot be written for another reason (a full disk) is a failure, 1,
+/// with the reason on stderr.
+#[test]
+fn a_full_disk_is_a_failure_not_a_broken_pipe() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        return; // Not Linux: no device that is always full.
+    };
+    let dir = tempdir();
+    let req = dir.join("req.json");
+    std::fs::write(&req, r#"{"fr": "C1", "to": "x", "op": 2}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(["check", "-p", "examples/door-lock-acp.json", "-r"])
+        .arg(&req)
+        .current_dir(root())
+        .stdout(full)
+        .output()
+        .expect("run authz");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write to stdout"), "{err}");
 }
