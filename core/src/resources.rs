@@ -365,6 +365,28 @@ pub fn dynamic_acp_holders<'a>(
         .collect())
 }
 
+/// The cycle of parents that registering `id` under `parent` would close,
+/// as the IDs along it (`[a, b, a]`), if any. A resource tree has no
+/// cycles (TS-0001 9.6.1.3: `pi` names the parent, fixed at creation); a
+/// registrar that names a parent before it exists can close one, and the
+/// policies of a resource in it could not be resolved (TS-0001 10.2.3.1).
+/// A cycle elsewhere in the chain, not through `id`, is not this one's.
+pub fn closes_parent_cycle(view: &dyn ResourceView, id: &str, parent: &str) -> Option<Vec<String>> {
+    let mut path = vec![id.to_owned()];
+    let mut seen = std::collections::HashSet::new();
+    let mut at = parent;
+    loop {
+        path.push(at.to_owned());
+        if at == id {
+            return Some(path);
+        }
+        if !seen.insert(at) {
+            return None;
+        }
+        at = view.resource(at)?.parent_id.as_deref()?;
+    }
+}
+
 /// `target` and the ancestors it takes its policies from, ending with its
 /// [`policy_subject`]; never empty.
 fn policy_chain<'a>(

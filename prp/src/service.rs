@@ -72,7 +72,7 @@ use authz_core::decision::Effect;
 use authz_core::model::{AccessControlPolicy, SetOfAcrs};
 use authz_core::resources::{
     ApplicableSet, FixedAttribute, ResolveError, Resource, ResourceView, TY_ACP, acpi_change_set,
-    applicable_policies, applicable_policies_for, fixed_attribute_changes,
+    applicable_policies, applicable_policies_for, closes_parent_cycle, fixed_attribute_changes,
 };
 use authz_core::{
     Applicable, CompiledAcp, DecideOptions, DecisionRequest, HostingContext, NoAttributes,
@@ -1069,6 +1069,25 @@ impl PolicyRetrievalPoint for PrpService {
         });
         if !fixed.is_empty() {
             return Err(invalid_argument(&fixed));
+        }
+        // A parent named before it exists (the admin may) can close a cycle,
+        // on whose resources no policy could be resolved: refused for
+        // everyone, as bad input. `pi` is fixed, so only a new resource can.
+        let cycle = resource.parent_id.as_deref().and_then(|parent| {
+            self.read(|s| closes_parent_cycle(&View { snap: s, now: 0 }, &id, parent))
+        });
+        if let Some(cycle) = cycle {
+            return Err(invalid_argument(&[violation(
+                "resource.parent_id",
+                format!(
+                    "closes a cycle of parents ({}): a resource cannot be its own ancestor",
+                    cycle
+                        .iter()
+                        .map(|r| authz_proto::convert::echo(r))
+                        .collect::<Vec<_>>()
+                        .join(" → ")
+                ),
+            )]));
         }
         // The store's own precondition, checked again when it commits: the
         // ID must not name an ACP or a dynamic ACP (TS-0001 10.2.3.1).

@@ -2490,3 +2490,59 @@ async fn a_target_holds_at_most_64_live_dynamic_acps() {
         .expect("expired ones do not count");
     prp.shutdown().await;
 }
+
+/// A resource tree has no cycles (TS-0001 9.6.1.3: `pi` names the parent,
+/// fixed at creation), and the policies of a resource in one could not be
+/// resolved (TS-0001 10.2.3.1 step 2 follows `pi`). The admin may register
+/// a child before its parent; registering that parent under the child, or
+/// a resource under itself, is INVALID_ARGUMENT naming
+/// `resource.parent_id` with the cycle, for the admin too, and stores
+/// nothing.
+#[tokio::test]
+async fn a_write_that_closes_a_cycle_of_parents_is_refused_ts0001_10_2_3_1() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    c.create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
+        .await
+        .expect("acp1");
+    // a ← b ← c, with `a` under `c`, which is not registered yet.
+    for (id, parent) in [("a", "c"), ("b", "a")] {
+        c.put_resource(put_req(ADMIN, resource(id, parent, 4, None, "")))
+            .await
+            .expect(id);
+    }
+    let before = stored_state(c).await;
+    for (id, parent, cycle) in [
+        ("c", "b", "c → b → a → c"),
+        ("self", "self", "its own parent"),
+    ] {
+        let err = c
+            .put_resource(put_req(ADMIN, resource(id, parent, 3, Some(&["acp1"]), "")))
+            .await
+            .expect_err("a cycle");
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert_eq!(violations(&err), ["resource.parent_id"]);
+        assert!(err.message().contains(cycle), "{}", err.message());
+    }
+    assert_eq!(stored_state(c).await, before, "nothing stored");
+    // `c` under a resource outside the chain ends it.
+    c.put_resource(put_req(ADMIN, resource("root", "", 5, Some(&["acp1"]), "")))
+        .await
+        .expect("root");
+    c.put_resource(put_req(
+        ADMIN,
+        resource("c", "root", 3, Some(&["acp1"]), ""),
+    ))
+    .await
+    .expect("c");
+    assert_eq!(
+        applicable_ids(c, "b").await,
+        vec![(
+            "acp1".to_string(),
+            pb::PrivilegeKind::Privileges as i32,
+            false
+        )],
+        "b → a → c, whose acpi apply"
+    );
+    prp.shutdown().await;
+}

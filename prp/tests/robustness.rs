@@ -7,7 +7,8 @@
 //! `other_attributes` of every JSON kind), by the admin, by permitted and by
 //! unknown originators, against a real PRP on a redb store over gRPC, whose
 //! resources include a parent chain deeper than resolution follows and a
-//! parent cycle. Every answer is OK or a proper status, never INTERNAL or
+//! child registered before its parent (whose registration under the child,
+//! closing a cycle, is refused). Every answer is OK or a proper status, never INTERNAL or
 //! UNKNOWN (a panicking handler or an HTTP/2 error would be one of those);
 //! INVALID_ARGUMENT carries a `BadRequest` naming at least one field; an
 //! answer other than OK leaves the store revision and every ACP as they
@@ -681,13 +682,22 @@ async fn seed(running: &mut Running) {
         .await
         .expect("seed chain");
     }
-    // A cycle: each registered under a parent the admin may name before it
-    // exists.
-    for (id, parent) in [("loopA", "loopB"), ("loopB", "loopA")] {
-        c.put_resource(admin_put(resource(id, parent, 4, None, "")))
-            .await
-            .expect("seed cycle");
-    }
+    // A parent the admin may name before it exists; registering that
+    // parent under its child would close a cycle, refused as bad input
+    // and changing nothing.
+    c.put_resource(admin_put(resource("loopA", "loopB", 4, None, "")))
+        .await
+        .expect("seed a resource under a parent not registered yet");
+    let refused = c
+        .put_resource(admin_put(resource("loopB", "loopA", 4, None, "")))
+        .await
+        .expect_err("a cycle of parents");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused.message().contains("resource.parent_id")
+            && refused.message().contains("loopB → loopA → loopB"),
+        "{refused:?}"
+    );
 }
 
 #[test]
