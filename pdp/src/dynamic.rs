@@ -258,9 +258,11 @@ impl TokenGrant {
 pub struct Consultation {
     /// What the verified tokens and the usable `dai` grant on the target.
     pub grant: TokenGrant,
-    /// Why the response's `dai` was not used, when it was not (the tokens of
-    /// the response count all the same).
-    pub dai_ignored: Option<String>,
+    /// Why parts of the response were not used: each token that failed
+    /// verification, and the `dai` when it could not be used. The other
+    /// parts count all the same (7.3.2.2 step 4.1.1 verifies each token on
+    /// its own; step 4.1.2 creates the dynamic ACP whatever the tokens).
+    pub ignored: Vec<String>,
 }
 
 /// A usable `dai`: the dynamic ACP and until when it may be stored.
@@ -1353,23 +1355,29 @@ impl Dynamic {
             .map_err(|e| format!("originator: {e}"))?;
         let das_issuer = das.identity().as_ref().map(|i| i.issuer.clone());
         let mut grant = TokenGrant::default();
+        let mut ignored = Vec::new();
         for (i, token) in response.tokens.iter().enumerate() {
-            // 7.3.2.2 step 4.1.1: verify each token before use.
-            let verified = self
-                .verify(token, &ctx, &format!("DAS token {i}"))
-                .await
-                .map_err(|e| e.to_string())?;
+            // 7.3.2.2 step 4.1.1: verify each token before use; one that
+            // fails is not used, and takes nothing else with it.
+            let verified = match self.verify(token, &ctx, &format!("DAS token {i}")).await {
+                Ok(v) => v,
+                Err(e) => {
+                    ignored.push(e.to_string());
+                    continue;
+                }
+            };
             if das_issuer.as_deref() != Some(verified.claims().issuer.as_str()) {
-                return Err(format!(
+                ignored.push(format!(
                     "DAS token {i} was issued by {}, not by the consulted DAS",
                     verified.claims().issuer
                 ));
+                continue;
             }
             let verified = Arc::new(verified);
             grant.add(&verified, target, ctx.hosting());
             self.keep_direct_token(ctx.originator(), verified, now);
         }
-        let mut dai_ignored = None;
+        let tokens_failed = !ignored.is_empty();
         if let Some(dai) = &response.dynamic_acp_info {
             // 7.3.2.2 step 4.1.2; a dai that cannot be used does not take
             // the tokens verified above with it.
@@ -1394,11 +1402,19 @@ impl Dynamic {
                 Ok(None) => {}
                 Err(why) => {
                     tracing::warn!(das = %das.endpoint, target = %target, reason = %why, "dai ignored");
-                    dai_ignored = Some(format!("DAS {} dai ignored: {why}", das.endpoint));
+                    ignored.push(format!("DAS {} dai ignored: {why}", das.endpoint));
                 }
             }
         }
-        Ok(Consultation { grant, dai_ignored })
+        // Nothing usable, and a token failed: no usable answer (the Deny is
+        // then indeterminate, as for a DAS that did not answer).
+        if tokens_failed && grant.acps.is_empty() && grant.roles.is_empty() {
+            return Err(ignored.join("; "));
+        }
+        for why in &ignored {
+            tracing::warn!(das = %das.endpoint, target = %target, reason = %why, "part of a DAS answer ignored");
+        }
+        Ok(Consultation { grant, ignored })
     }
 
     /// Stores a `dai` grant as a dynamic ACP bound to `target`, the

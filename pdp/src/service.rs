@@ -631,13 +631,13 @@ impl PdpService {
             let for_das = dynamic.das_request_for(endpoint, &dreq);
             match dynamic.consult(endpoint, for_das, hosting, now).await {
                 Ok(c) if c.grant.acps.is_empty() && c.grant.roles.is_empty() => {
-                    reasons.push(
-                        c.dai_ignored
-                            .unwrap_or_else(|| format!("DAS {endpoint} granted nothing")),
-                    );
+                    if c.ignored.is_empty() {
+                        reasons.push(format!("DAS {endpoint} granted nothing"));
+                    }
+                    reasons.extend(c.ignored);
                 }
                 Ok(c) => {
-                    reasons.extend(c.dai_ignored);
+                    reasons.extend(c.ignored);
                     grant.extend(c.grant);
                     decision = self.decide_attributes(snap, job, &grant).await?;
                     if decision.decision == pb::AuthorizationDecision::Permit as i32 {

@@ -691,6 +691,52 @@ async fn malformed_pl_keeps_the_tokens_of_the_response_7_3_2_2() {
     running.kill().await;
 }
 
+/// TS-0003 7.3.2.2 step 4.1.1 verifies each returned token on its own, and
+/// step 4.1.2 "shall create" the dynamic ACP of a `dai` whatever the tokens:
+/// a token that fails (held by another originator) is left out and named,
+/// and the `dai` still permits and is stored. A failing token alone is no
+/// usable answer: an indeterminate Deny that names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_token_does_not_take_the_dai_with_it_7_3_2_2_step_4_1() {
+    let prp = FakePrp::default();
+    let running = prp.serve(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    let das = ScriptedDas::default();
+    das.answer(pb::DasResponse {
+        dynamic_acp_info: dai("Cvisitor", "600"),
+        tokens: vec![retrieve_token("tkother@das.example.com", "Cother")],
+        ..Default::default()
+    })
+    .await;
+    let pdp = pdp_with_das(&das, Some(format!("http://{}", running.addr))).await;
+    let service = pdp.service();
+    let d = service
+        .decide_resolving_pb(&request("Cvisitor", pb::Operation::Retrieve, "cnt"))
+        .await
+        .expect("decision");
+    assert_eq!(d.decision, PERMIT, "the dai permits: {d:?}");
+    assert!(!permitted_by(&d).starts_with("token:"), "{d:?}");
+    assert_eq!(prp.dynamic_acps().len(), 1, "the dai is stored");
+
+    // The failing token alone: nothing usable, an indeterminate Deny.
+    das.answer(pb::DasResponse {
+        tokens: vec![retrieve_token("tkother2@das.example.com", "Cother")],
+        ..Default::default()
+    })
+    .await;
+    let d = service
+        .decide_resolving_pb(&request("Cstranger", pb::Operation::Retrieve, "cnt"))
+        .await
+        .expect("decision");
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert_eq!(
+        d.status,
+        pb::AuthorizationStatus::MissingAttribute as i32,
+        "{d:?}"
+    );
+    assert!(d.summary.contains("DAS token 0"), "{}", d.summary);
+    running.kill().await;
+}
+
 /// TS-0003 7.3.2.3 steps 5 and 6.1.4, Decision 9: a well-formed Token-ID
 /// whose DAS returns a malformed token ("x") is a retrieval failure: a Deny
 /// with the reason (4103), not INVALID_ARGUMENT, which stays for a
