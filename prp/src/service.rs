@@ -1164,7 +1164,10 @@ impl PolicyRetrievalPoint for PrpService {
                 let mut others = resource.clone();
                 others.acpi = old.acpi.clone();
                 others.custodian = old.custodian.clone();
-                if &others != old {
+                // The same values again are still an Update, by whoever may
+                // update the resource: nobody else learns from an OK that
+                // they match what is stored.
+                if &others != old || checks.is_empty() {
                     let view = View { snap, now };
                     let set = applicable_policies(&view, &id).map_err(resolve_status)?;
                     checks.push(update(
@@ -1177,6 +1180,16 @@ impl PolicyRetrievalPoint for PrpService {
             for check in &checks {
                 self.authorize_write(&req.originator, check)?;
             }
+        }
+        // No change: nothing is written, no revision made, nothing sent to
+        // the PDPs; the answer names the revision that holds these values.
+        let unchanged =
+            self.read(|s| (s.resources.get(&id) == Some(&resource)).then_some(s.revision));
+        if let Some(revision) = unchanged {
+            return Ok(Response::new(pb::ResourceRecord {
+                resource: Some(resource_to_pb(&resource)),
+                revision,
+            }));
         }
         let entry = self
             .commit(guard, Mutation::PutResource(resource.clone()))

@@ -2546,3 +2546,47 @@ async fn a_write_that_closes_a_cycle_of_parents_is_refused_ts0001_10_2_3_1() {
     );
     prp.shutdown().await;
 }
+
+/// Putting a resource's stored values again is an Update (TS-0001
+/// 10.2.3.1): refused to an originator without UPDATE in its applicable
+/// policies, as any other change is; for one with it, no change: OK with
+/// the revision that holds the values, and nothing committed or sent to
+/// the PDPs.
+#[tokio::test]
+async fn the_same_resource_again_needs_update_and_writes_nothing() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    // CAlice may update (pv: all operations); CBob is named nowhere.
+    let mut acp1 = acp("acp1", &[], &[ADMIN], ALL);
+    acp1.privileges = Some(common::set(vec![common::rule(&["CAlice"], ALL)]));
+    c.create_acp(create_req(ADMIN, acp1)).await.expect("acp1");
+    c.put_resource(put_req(ADMIN, resource("cnt", "", 3, Some(&["acp1"]), "")))
+        .await
+        .expect("cnt");
+    let stored = c
+        .put_resource(put_req(ADMIN, resource("cin", "cnt", 4, None, "")))
+        .await
+        .expect("cin")
+        .into_inner();
+    let before = stored_state(c).await;
+    for id in ["cnt", "cin"] {
+        let again = if id == "cnt" {
+            resource("cnt", "", 3, Some(&["acp1"]), "")
+        } else {
+            resource("cin", "cnt", 4, None, "")
+        };
+        let err = c
+            .put_resource(put_req("CBob", again.clone()))
+            .await
+            .expect_err("CBob may not update");
+        assert_eq!(err.code(), Code::PermissionDenied, "{id}: {err:?}");
+        let ok = c
+            .put_resource(put_req("CAlice", again))
+            .await
+            .expect("no change")
+            .into_inner();
+        assert_eq!(ok.revision, stored.revision, "{id}: no new revision");
+    }
+    assert_eq!(stored_state(c).await, before, "nothing committed");
+    prp.shutdown().await;
+}
