@@ -873,6 +873,18 @@ pub fn decision_request_from_pb(
     {
         errors.add("specialization", why);
     }
+    // Given, a type is one (as in a policy's acod and `authz check`).
+    for (field, ty) in [
+        ("target_type", req.target_type),
+        ("resource_type", req.resource_type),
+    ] {
+        if ty == Some(0) {
+            errors.add(
+                field,
+                "0 is no resource type (m2m:resourceType starts at 1, spec notes §4)",
+            );
+        }
+    }
 
     let time = match &req.request_time {
         None => now,
