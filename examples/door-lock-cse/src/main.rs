@@ -81,6 +81,29 @@ struct Args {
     /// Deadline of one decision, retries included, in milliseconds.
     #[arg(long, default_value_t = 500)]
     deadline_ms: u64,
+    /// PEM CA certificates to trust for `https://` PDP, PRP and PIP
+    /// endpoints, besides the webpki roots (as `authz --tls-ca`).
+    #[arg(long = "tls-ca", value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// PEM client certificate chain presented to services that require one
+    /// (mutual TLS); needs --tls-client-key.
+    #[arg(
+        long = "tls-client-cert",
+        value_name = "FILE",
+        requires = "tls_client_key"
+    )]
+    tls_client_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-client-cert.
+    #[arg(
+        long = "tls-client-key",
+        value_name = "FILE",
+        requires = "tls_client_cert"
+    )]
+    tls_client_key: Option<PathBuf>,
+}
+
+fn read_file(flag: &str, path: &PathBuf) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("{flag} {}: cannot read", path.display()))
 }
 
 fn read_or(path: &Option<PathBuf>, built_in: &str) -> Result<String> {
@@ -117,6 +140,24 @@ async fn main() -> Result<()> {
     };
     let mut config =
         PepConfig::new(args.pdp.clone()).with_deadline(Duration::from_millis(args.deadline_ms));
+    // The same trust and client certificate for the PDP (through the PEP)
+    // and for the PRP and PIP this CSE writes to.
+    let mut tls = authz_proto::tls::ClientTls::default();
+    if let Some(ca) = &args.tls_ca {
+        let pem = read_file("--tls-ca", ca)?;
+        tls = tls.with_ca_pem(&pem).context("--tls-ca")?;
+        config = config.with_tls_ca(pem);
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_client_cert, &args.tls_client_key) {
+        let (cert, key) = (
+            read_file("--tls-client-cert", cert)?,
+            read_file("--tls-client-key", key)?,
+        );
+        tls = tls
+            .with_identity_pem(&cert, &key)
+            .context("--tls-client-cert/--tls-client-key")?;
+        config = config.with_tls_identity(cert, key);
+    }
     if args.cache {
         config = config.with_cache(CacheConfig::default());
         config.revision_poll = Some(Duration::from_millis(250));
@@ -127,7 +168,7 @@ async fn main() -> Result<()> {
     // Where acpi changes are written (connected on first use).
     let prp = match &prp_endpoint {
         Some(endpoint) => Some(PolicyRetrievalPointClient::new(
-            authz_proto::endpoint::endpoint(endpoint)
+            authz_proto::endpoint::endpoint_with(endpoint, &tls)
                 .with_context(|| format!("--prp {endpoint}"))?
                 .connect_lazy(),
         )),
@@ -136,9 +177,12 @@ async fn main() -> Result<()> {
     if args.load_policies {
         let prp_endpoint =
             prp_endpoint.ok_or_else(|| anyhow!("--load-policies needs --prp or --pdp"))?;
-        let mut prp = PolicyRetrievalPointClient::connect(prp_endpoint.clone())
+        let channel = authz_proto::endpoint::endpoint_with(&prp_endpoint, &tls)
+            .with_context(|| format!("--prp {prp_endpoint}"))?
+            .connect()
             .await
             .with_context(|| format!("cannot connect to the PRP at {prp_endpoint}"))?;
+        let mut prp = PolicyRetrievalPointClient::new(channel);
         let revision = policies::apply(&mut prp, &args.admin, &bundle)
             .await?
             .revision;
@@ -152,9 +196,12 @@ async fn main() -> Result<()> {
             bundle.resources.len()
         );
         let pip_endpoint = args.pip.clone().unwrap_or(prp_endpoint);
-        let mut pip = PolicyInformationPointClient::connect(pip_endpoint.clone())
+        let channel = authz_proto::endpoint::endpoint_with(&pip_endpoint, &tls)
+            .with_context(|| format!("--pip {pip_endpoint}"))?
+            .connect()
             .await
             .with_context(|| format!("cannot connect to the PIP at {pip_endpoint}"))?;
+        let mut pip = PolicyInformationPointClient::new(channel);
         let revision = groups::apply(&mut pip, &args.admin, &groups).await?;
         println!(
             "stored {} group(s) in the PIP at {pip_endpoint} (revision {revision})",
