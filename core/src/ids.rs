@@ -337,7 +337,7 @@ impl Slashes {
             let (s, u, x) = classify16(&block);
             slash |= u64::from(s) << at;
             upper |= u64::from(u) << at;
-            unusual |= x;
+            unusual |= x != 0;
             at += 16;
         }
         let tail = chunks.remainder();
@@ -345,7 +345,8 @@ impl Slashes {
             let (s, u, x) = classify16(&zero_padded(tail));
             slash |= u64::from(s) << at;
             upper |= u64::from(u) << at;
-            unusual |= x;
+            // The padding is NUL, a control byte: only the tail's own count.
+            unusual |= x & ((1u16 << tail.len()) - 1) != 0;
         }
         if unusual {
             check_originator_id(id)?;
@@ -426,10 +427,10 @@ fn zero_padded(tail: &[u8]) -> [u8; 16] {
 }
 
 /// One 16-byte block: a bit per `/`, a bit per ASCII upper-case letter,
-/// and whether any byte needs the exact check. Written as plain loops over
-/// a fixed-size array so that it compiles to vector compares.
+/// and a bit per byte that needs the exact check. Written as plain loops
+/// over a fixed-size array so that it compiles to vector compares.
 #[inline(always)]
-fn classify16(block: &[u8; 16]) -> (u16, u16, bool) {
+fn classify16(block: &[u8; 16]) -> (u16, u16, u16) {
     let (mut slash, mut upper, mut unusual) = (0u16, 0u16, 0u16);
     for (i, &b) in block.iter().enumerate() {
         slash |= u16::from(b == b'/') << i;
@@ -439,7 +440,7 @@ fn classify16(block: &[u8; 16]) -> (u16, u16, bool) {
         let odd = (b <= b' ') | (b == b'*') | (b == b'@') | (b >= 0x7f);
         unusual |= u16::from(odd) << i;
     }
-    (slash, upper, unusual != 0)
+    (slash, upper, unusual)
 }
 
 /// An originator ID in absolute form, `//fqdn/...`, as
