@@ -692,6 +692,14 @@ impl Shared {
             Err(e) => return Authorization::Reject(bad_request(e)),
         };
         primitive.spty = facts.spty;
+        // `From` may be absent only on an AE registration (a Create of type
+        // 2; TS-0001 10.1.2, TS-0004 4000 cases). A primitive missing a
+        // mandatory parameter is 4000 before the target is looked up, so
+        // that it does not learn which resources exist (4004).
+        let registration = primitive.op == pb::Operation::Create && primitive.ty == Some(AE_TYPE);
+        if let Err(e) = primitive.check_mandatory(registration) {
+            return Authorization::Reject(bad_request(e));
+        }
         let relative = cse_relative(&primitive.to, &self.cse);
         let Some(target) = self.resolver.resolve(&primitive.to, relative.as_deref()) else {
             return Authorization::Reject(Rejection::debug(
@@ -699,12 +707,7 @@ impl Shared {
                 format!("resource {} does not exist", primitive.to),
             ));
         };
-        // `From` may be absent only on an AE registration (a Create of type
-        // 2; TS-0001 10.1.2, TS-0004 4000 cases).
-        if primitive.fr.is_empty()
-            && primitive.op == pb::Operation::Create
-            && primitive.ty == Some(AE_TYPE)
-        {
+        if primitive.fr.is_empty() && registration {
             if self.registration_without_origin {
                 return Authorization::Register(Box::new(RegistrationWithoutOrigin {
                     primitive,

@@ -202,6 +202,33 @@ pub struct DecisionRequestBuilder<'a> {
     context: RequestContext,
 }
 
+impl RequestPrimitive {
+    /// Checks that the mandatory parameters are there: From (except, with
+    /// `from_optional`, on an AE registration), To, Request Identifier and
+    /// Operation. A primitive without them is 4000 BAD_REQUEST, before
+    /// anything else is looked at, so that a caller without an identity
+    /// learns nothing else about the CSE (such as which resources exist).
+    pub fn check_mandatory(&self, from_optional: bool) -> Result<(), PepError> {
+        if self.fr.is_empty() && !from_optional {
+            return Err(PepError::BadRequest(
+                "From (fr, X-M2M-Origin) is missing".into(),
+            ));
+        }
+        if self.to.is_empty() {
+            return Err(PepError::BadRequest("To (to) is missing".into()));
+        }
+        if self.rqi.is_empty() {
+            return Err(PepError::BadRequest(
+                "Request Identifier (rqi, X-M2M-RI) is missing".into(),
+            ));
+        }
+        if self.op == pb::Operation::Unspecified {
+            return Err(PepError::BadRequest("Operation (op) is missing".into()));
+        }
+        Ok(())
+    }
+}
+
 impl<'a> DecisionRequestBuilder<'a> {
     /// Starts from `primitive` received by the hosting CSE `cse`.
     pub fn new(cse: &'a CseContext, primitive: &'a RequestPrimitive) -> Self {
@@ -256,22 +283,7 @@ impl<'a> DecisionRequestBuilder<'a> {
     pub fn build(self) -> Result<pb::DecisionRequest, PepError> {
         let p = self.primitive;
         let c = self.context;
-        if p.fr.is_empty() {
-            return Err(PepError::BadRequest(
-                "From (fr, X-M2M-Origin) is missing".into(),
-            ));
-        }
-        if p.to.is_empty() {
-            return Err(PepError::BadRequest("To (to) is missing".into()));
-        }
-        if p.rqi.is_empty() {
-            return Err(PepError::BadRequest(
-                "Request Identifier (rqi, X-M2M-RI) is missing".into(),
-            ));
-        }
-        if p.op == pb::Operation::Unspecified {
-            return Err(PepError::BadRequest("Operation (op) is missing".into()));
-        }
+        p.check_mandatory(false)?;
         if let Some(fu) = p.fu
             && !(1..=3).contains(&fu)
         {

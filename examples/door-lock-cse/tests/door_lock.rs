@@ -366,6 +366,30 @@ async fn malformed_requests_and_unknown_resources() {
     assert_eq!((r.status, r.rsc()), (400, 4000), "{r:?}");
     assert_eq!(r.header("X-M2M-RI"), Some("rq-test"));
     assert!(r.dbg().contains("From"), "{}", r.dbg());
+    // ... also on a resource that does not exist: a primitive without its
+    // mandatory parameters is 4000 before existence (4004) is looked at,
+    // so a caller without an identity does not learn what exists.
+    let r = stack
+        .send(
+            HOME,
+            "GET",
+            "/~/mn-cse-123456/garageDoor",
+            &[("X-M2M-RI", "rq-test")],
+            "",
+        )
+        .await;
+    assert_eq!((r.status, r.rsc()), (400, 4000), "{r:?}");
+    assert!(r.dbg().contains("From"), "{}", r.dbg());
+    let r = stack
+        .send(
+            HOME,
+            "GET",
+            "/~/mn-cse-123456/garageDoor",
+            &[("X-M2M-Origin", OWNER.0), ("X-Demo-Psk", OWNER.1)],
+            "",
+        )
+        .await;
+    assert_eq!((r.status, r.rsc()), (400, 4000), "no X-M2M-RI: {r:?}");
     // A tqi that is not a boolean.
     let r = stack
         .as_(OWNER, "GET", &format!("{FRONT_LA}?tqi=maybe"), &[], "")
