@@ -771,6 +771,10 @@ impl Dynamic {
     /// have the other PDPs of the CSE deny it.
     async fn assign_local(&self, token: &Arc<VerifiedToken>, grant: &mut TokenGrant) {
         let id = token.token_id().to_owned();
+        // The same token twice in one request is reported once.
+        if grant.assigned.iter().any(|(_, t)| *t == id) {
+            return;
+        }
         if let Some(lti) = self.local_by_token.get(&id) {
             grant.assigned.push((lti.clone(), id));
             return;

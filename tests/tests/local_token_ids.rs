@@ -310,6 +310,10 @@ async fn an_ltid_assigned_by_one_pdp_is_accepted_by_another_ts_0003_7_3_2_3_step
     let d = b.retrieve("Cvisitor", &[&visitor], &[]).await;
     assert_eq!(d.decision, PERMIT, "{d:?}");
     assert_eq!(ati(&d), assigned, "the hosting CSE's one assignment");
+    // The same token twice in one request: its ID once (step 7.1 reports
+    // each Local-Token-ID).
+    let d = b.retrieve("Cvisitor", &[&visitor, &visitor], &[]).await;
+    assert_eq!(ati(&d), assigned, "{d:?}");
     a.stop().await;
     b.stop().await;
 }
