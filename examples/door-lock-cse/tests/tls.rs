@@ -146,7 +146,12 @@ async fn the_door_lock_cse_reaches_mutual_tls_services_with_its_client_certifica
         "started without a client certificate"
     );
     let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(err.contains("CertificateRequired"), "{err}");
+    // The server's alert may reach the client, or only the closed
+    // connection: either way nothing was loaded.
+    assert!(
+        err.contains("nothing applied") || err.contains("cannot connect to the PRP"),
+        "{err}"
+    );
 
     let mut cse = door_lock(&prp_url, &pdp_url, &files, true);
     let stdout = cse.stdout.take().expect("stdout");
