@@ -1146,17 +1146,29 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             .iter()
             .map(|c| pack_country(c).unwrap_or(UNLISTED))
             .collect();
+        // The position counts only when the IP address gives no country
+        // (Annex F.2.2: "if [it] cannot distinguish the country using the
+        // Originator's IP address"), not while the IP's country is
+        // unavailable: that one might be another country.
+        let mut ip_unavailable = false;
         if found.is_empty()
             && let Some(ip) = self.req.ip
+        {
             // An IPv4-mapped address is the IPv4 peer it stands for, as
             // in `acip` (compile.rs).
-            && let Some(c) = self.lookup_country(|a| a.country_of_ip(ip.to_canonical()))
-        {
-            found.push(c);
+            match self.attrs.country_of_ip(ip.to_canonical()) {
+                Lookup::Found(cc) => found.push(pack_country(&cc).unwrap_or(UNLISTED)),
+                Lookup::NotFound => {}
+                Lookup::Unavailable(reason) => {
+                    self.note_missing(MissingAttribute::Country { reason });
+                    ip_unavailable = true;
+                }
+            }
         }
         // Known to be in no country (at sea) is an answer; not known is not.
         let mut determined = !found.is_empty();
         if found.is_empty()
+            && !ip_unavailable
             && let Some(p) = self.position()
         {
             match self.attrs.countries_of_position(&p) {
@@ -1170,7 +1182,7 @@ impl<'r, 'o> Evaluation<'r, 'o> {
                 }
             }
         }
-        if !determined {
+        if !determined && !ip_unavailable {
             self.note_missing(MissingAttribute::Country {
                 reason: "not given in the request, and neither its IP address nor its position gives one".to_owned(),
             });
@@ -1180,20 +1192,6 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             r.countries_notes = r.pending[mark..].to_vec();
         }
         (found, determined)
-    }
-
-    fn lookup_country(
-        &mut self,
-        f: impl FnOnce(&dyn AttributeSource) -> Lookup<String>,
-    ) -> Option<u16> {
-        match f(self.attrs) {
-            Lookup::Found(cc) => Some(pack_country(&cc).unwrap_or(UNLISTED)),
-            Lookup::NotFound => None,
-            Lookup::Unavailable(reason) => {
-                self.note_missing(MissingAttribute::Country { reason });
-                None
-            }
-        }
     }
 }
 

@@ -2323,6 +2323,53 @@ fn annex_f_the_country_of_a_mapped_ipv4_address_is_the_ipv4_country() {
     assert_permit(&check_with(&acp, &r, &attrs));
 }
 
+/// Annex F.2.2: the country comes from the IP address; the position counts
+/// only "if [the] Hosting CSE cannot distinguish the country using the
+/// Originator's IP address". While the IP's country is unavailable (a PDP
+/// cache that has not fetched it yet) the position, whose country is known,
+/// does not decide: the IP might be in another country. The Deny is
+/// undetermined, naming the country; with the IP's country known, that
+/// decides, and only an IP in no known country lets the position decide.
+#[test]
+fn annex_f_2_2_an_unavailable_ip_country_is_not_replaced_by_the_position() {
+    struct Source(authz_core::Lookup<String>);
+    impl AttributeSource for Source {
+        fn role_verified(&self, _: &str, _: &str, _: DateTime<Utc>) -> authz_core::Lookup<bool> {
+            authz_core::Lookup::NotFound
+        }
+        fn group_has_member(&self, _: &str, _: &str) -> authz_core::Lookup<bool> {
+            authz_core::Lookup::NotFound
+        }
+        fn position(&self, _: &str, _: DateTime<Utc>) -> authz_core::Lookup<Position> {
+            authz_core::Lookup::Found(pos(48.137, 11.575, 10.0))
+        }
+        fn countries_of_position(&self, _: &Position) -> authz_core::Lookup<Vec<String>> {
+            authz_core::Lookup::Found(vec!["DE".to_owned()])
+        }
+        fn country_of_ip(&self, _: std::net::IpAddr) -> authz_core::Lookup<String> {
+            self.0.clone()
+        }
+    }
+    let acp =
+        one_rule(json!({"acor": ["Cphone"], "acop": 2, "acco": [{"aclr": {"accc": ["DE"]}}]}));
+    let r = retrieve_from_ip("Cphone", "10.1.0.1");
+    let d = check_with(
+        &acp,
+        &r,
+        &Source(authz_core::Lookup::Unavailable("not cached yet".into())),
+    );
+    assert_deny(&d);
+    assert_eq!(d.status, AuthorizationStatus::MissingAttribute, "{d:#?}");
+    assert!(
+        matches!(&d.missing[..], [MissingAttribute::Country { reason }] if reason == "not cached yet"),
+        "{d:#?}"
+    );
+    let d = check_with(&acp, &r, &Source(authz_core::Lookup::Found("FR".into())));
+    assert_deny(&d);
+    assert_eq!(d.status, AuthorizationStatus::Ok, "{d:#?}");
+    assert_permit(&check_with(&acp, &r, &Source(authz_core::Lookup::NotFound)));
+}
+
 /// Decision 10 over several rules: a position the attribute source cannot
 /// give is reported for the rule it leaves undetermined, also when an
 /// earlier rule that needed it too was certainly FALSE for another reason.

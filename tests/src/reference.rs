@@ -492,18 +492,22 @@ fn rq_loc_in_circle(circle: &[f64], rq: &Rq<'_>) -> bool {
 
 /// Decision 5: the originator's country is in the list. The countries are
 /// those of the request if it names any (then every one must be listed),
-/// else the country of the request's IP address, else the country of the
-/// originator's position; unknown does not match.
+/// else the country of the request's IP address, else (when the IP gives
+/// none) the country of the originator's position; unknown does not match.
 fn rq_loc_in_countries(codes: &[String], rq: &Rq<'_>) -> bool {
     let listed = |country: &str| codes.iter().any(|code| code.eq_ignore_ascii_case(country));
     if !rq.req.countries.is_empty() {
         return rq.req.countries.iter().all(|country| listed(country));
     }
-    // An IPv4-mapped IPv6 address is the IPv4 peer it stands for.
-    if let Some(ip) = rq.req.ip
-        && let Lookup::Found(country) = rq.attrs.country_of_ip(ip.to_canonical())
-    {
-        return listed(&country);
+    // An IPv4-mapped IPv6 address is the IPv4 peer it stands for. The
+    // position counts only when the IP gives no country (Annex F.2.2), not
+    // when the IP's country is unavailable.
+    if let Some(ip) = rq.req.ip {
+        match rq.attrs.country_of_ip(ip.to_canonical()) {
+            Lookup::Found(country) => return listed(&country),
+            Lookup::NotFound => {}
+            Lookup::Unavailable(_) => return false,
+        }
     }
     if let Some(position) = rq_position(rq)
         && let Lookup::Found(countries) = rq.attrs.countries_of_position(&position)

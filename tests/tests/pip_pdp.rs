@@ -961,6 +961,25 @@ async fn country_rules_from_ip_and_from_position_annex_f_2_2() {
         decides(&s.pdp, retrieve(who, target), expect).await;
     }
 
+    // Annex F.2.2: the IP's country first, the position's only when the IP
+    // gives none. Kehl's position (DE) is cached now; a request from a
+    // French IP the PDP has not looked up yet is decided by that IP, not
+    // by the cached position, and so is every repeat.
+    for _ in 0..3 {
+        let d = s
+            .decide(with_ip(retrieve("Ckehl", "cntGermany"), "10.1.7.7"))
+            .await;
+        assert_eq!(d.decision, DENY, "the IP is French: {}", d.summary);
+    }
+    let d = s
+        .decide(with_ip(retrieve("Ckehl", "cntGermany"), "203.0.113.9"))
+        .await;
+    assert_eq!(
+        d.decision, PERMIT,
+        "an IP in no known country: the position decides: {}",
+        d.summary
+    );
+
     // The request's own country wins over the PIP's (README: the hosting
     // CSE's knowledge of the request comes first).
     let mut req = with_ip(retrieve("Cx", "cntFrance"), "10.2.0.1");
