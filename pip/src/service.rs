@@ -135,6 +135,35 @@ fn check_ids<'a, F: Into<String>>(
     }
 }
 
+/// Role-IDs asked about: each must be `issuerRelativeID@issuerID` (spec
+/// notes §7.2; the PDP refuses the same in `role_ids`), so that a typo is
+/// INVALID_ARGUMENT naming it rather than "no such role".
+fn check_role_ids<'a>(ids: impl IntoIterator<Item = (String, &'a str)>) -> Result<(), Status> {
+    let errors: Vec<ConversionError> = ids
+        .into_iter()
+        .filter_map(|(field, id)| {
+            let message = if id.is_empty() {
+                "required".to_owned()
+            } else {
+                authz_core::ids::check_role_id(id).err()?.to_string()
+            };
+            Some(ConversionError { field, message })
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid_argument(&errors))
+    }
+}
+
+/// The `role_ids[i]` of a request, for [`check_role_ids`].
+fn role_id_list(ids: &[String]) -> impl Iterator<Item = (String, &str)> {
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| (format!("role_ids[{i}]"), id.as_str()))
+}
+
 /// [`check_ids`] for a list field: `field[i]` for each empty entry.
 fn check_id_list(field: &str, ids: &[String]) -> Result<(), Status> {
     check_ids(
@@ -362,7 +391,7 @@ impl PipService {
         req: &pb::ResolveAttributesRequest,
     ) -> Result<pb::ResolvedAttributes, Status> {
         let originator = self.canonical("originator", &req.originator)?;
-        check_id_list("role_ids", &req.role_ids)?;
+        check_role_ids(role_id_list(&req.role_ids))?;
         let at = time_or_now(req.at.as_ref(), "at")?;
         let ip: Option<IpAddr> = if req.originator_ip.is_empty() {
             None
@@ -439,7 +468,7 @@ impl PolicyInformationPoint for PipService {
         request: Request<pb::GetRoleRequest>,
     ) -> Result<Response<pb::Role>, Status> {
         let req = request.get_ref();
-        check_ids([("role_id", req.role_id.as_str())])?;
+        check_role_ids([("role_id".to_owned(), req.role_id.as_str())])?;
         let id = req.role_id.clone();
         let holder = self.role_holder(&req.role_id, &req.holder)?;
         self.read(|s| s.roles.get(&(id.clone(), holder.clone())).map(role_to_pb))
@@ -493,7 +522,7 @@ impl PolicyInformationPoint for PipService {
     ) -> Result<Response<pb::ResolveRolesResponse>, Status> {
         let req = request.get_ref();
         let originator = self.canonical("originator", &req.originator)?;
-        check_id_list("role_ids", &req.role_ids)?;
+        check_role_ids(role_id_list(&req.role_ids))?;
         let at = time_or_now(req.at.as_ref(), "at")?;
         let verdicts = self.read(|s| {
             req.role_ids

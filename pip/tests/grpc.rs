@@ -560,6 +560,27 @@ async fn an_empty_id_is_invalid_argument_naming_the_field_in_every_rpc() {
         at: None,
     });
     expect("ResolveRoles", r.await.map(drop), &["role_ids[1]"]);
+    // A Role-ID that is no `issuerRelativeID@issuerID` (spec notes §7.2)
+    // is named too, as the PDP names it in `role_ids`, not "no such role".
+    let r = c.resolve_roles(pb::ResolveRolesRequest {
+        originator: "Calice".into(),
+        role_ids: vec![
+            "BAD ROLE".into(),
+            role_id.into(),
+            "guest*@roles.example.com".into(),
+        ],
+        at: None,
+    });
+    expect(
+        "ResolveRoles",
+        r.await.map(drop),
+        &["role_ids[0]", "role_ids[2]"],
+    );
+    let r = c.get_role(pb::GetRoleRequest {
+        role_id: "Bad Role".into(),
+        ..Default::default()
+    });
+    expect("GetRole", r.await.map(drop), &["role_id"]);
     let r = c.put_token(pb::PutTokenRequest {
         originator: String::new(),
         token: Some(token),
