@@ -873,15 +873,17 @@ impl Dynamic {
             .pip
             .as_deref()
             .is_some_and(|e| canonical_endpoint(e) == canonical_endpoint(cache.endpoint()));
-        if !same_pip || self.pip_watch.set(cache.clone()).is_err() {
+        if !same_pip || self.pip_watch.get().is_some() {
             return false;
         }
         let this = Arc::downgrade(self);
-        cache.on_tokens_changed(move |change| {
+        let listening = cache.on_tokens_changed(move |change| {
             if let Some(this) = this.upgrade() {
                 this.forget_local(change);
             }
-        })
+        });
+        // Caching waits on the watch only once deletions are heard.
+        listening && self.pip_watch.set(cache.clone()).is_ok()
     }
 
     /// Drops the cached Local-Token-IDs a change of the PIP's `<token>`
@@ -892,8 +894,18 @@ impl Dynamic {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match change {
-            // Write-once: a stored token keeps the ID it has (TS-0001 7.1.16).
-            TokensChanged::Stored(_) => {}
+            // Its ID is write-once (TS-0001 7.1.16), so the token keeps the
+            // one this PDP knows (and reports when it is presented again,
+            // without writing to the PIP); but the admin may replace the
+            // token object, which is fetched again at its next use by ID,
+            // so that every PDP of the CSE uses the one the PIP holds. (A
+            // fetch already under way may still cache the object it got.)
+            TokensChanged::Stored(token_id) => {
+                if let Some(lti) = self.local_by_token.get(token_id) {
+                    self.local
+                        .remove_if(lti.as_str(), |_, t| t.token_id() == token_id);
+                }
+            }
             TokensChanged::Deleted(token_id) => {
                 self.token_epoch.fetch_add(1, Ordering::AcqRel);
                 if let Some((_, lti)) = self.local_by_token.remove(token_id) {

@@ -210,8 +210,10 @@ impl Pdp {
                 }
                 d.tls = config.tls.clone();
                 let dynamic = Dynamic::new(d).map_err(StartError::Dynamic)?;
-                if let Some(cache) = &cache {
-                    dynamic.follow_pip_tokens(cache);
+                if let Some(cache) = &cache
+                    && !dynamic.follow_pip_tokens(cache)
+                {
+                    tracing::warn!(pip = %cache.endpoint(), "Local-Token-IDs are kept in another PIP than the one this PDP watches: a deleted <token>'s ID stays valid on this PDP until its token expires");
                 }
                 tasks.push(tokio::spawn(dynamic.clone().load_keys()));
                 Some(dynamic)

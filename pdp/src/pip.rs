@@ -324,12 +324,19 @@ impl PipCache {
         }
     }
 
+    /// Drops every cached attribute (a full cache makes room this way).
     fn clear(&self) {
         // Before the maps are cleared, like `watching` and `reset_revision`.
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.originators.clear();
         self.ip_countries.clear();
         self.position_countries.clear();
+    }
+
+    /// [`PipCache::clear`] where changes may have gone unseen (a `reset`, a
+    /// lost watch): the Local-Token-IDs the PDP caches are dropped too.
+    fn clear_unseen(&self) {
+        self.clear();
         self.tokens_changed(TokensChanged::All);
     }
 
@@ -550,7 +557,7 @@ impl PipCache {
             if self.watching.swap(false, Ordering::AcqRel) {
                 tracing::warn!(pip = %self.endpoint, "PIP watch lost; attribute cache cleared");
             }
-            self.clear();
+            self.clear_unseen();
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
@@ -639,7 +646,7 @@ impl PipCache {
                 // anew, and its reset is where its revisions start.
                 self.seen_revision.store(ev.revision, Ordering::Release);
                 self.reset_revision.store(ev.revision, Ordering::Release);
-                self.clear();
+                self.clear_unseen();
                 self.watching.store(true, Ordering::Release);
                 tracing::info!(pip = %self.endpoint, revision = ev.revision, "PIP watch up; attribute cache reset");
             }

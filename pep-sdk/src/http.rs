@@ -697,6 +697,12 @@ impl Shared {
         // mandatory parameter is 4000 before the target is looked up, so
         // that it does not learn which resources exist (4004).
         let registration = primitive.op == pb::Operation::Create && primitive.ty == Some(AE_TYPE);
+        if primitive.fr.is_empty() && registration && !self.registration_without_origin {
+            return Authorization::Reject(bad_request(PepError::BadRequest(
+                "From (fr, X-M2M-Origin) is missing: this CSE does not register AEs without From"
+                    .into(),
+            )));
+        }
         if let Err(e) = primitive.check_mandatory(registration) {
             return Authorization::Reject(bad_request(e));
         }
@@ -707,17 +713,12 @@ impl Shared {
                 format!("resource {} does not exist", primitive.to),
             ));
         };
-        if primitive.fr.is_empty() && registration {
-            if self.registration_without_origin {
-                return Authorization::Register(Box::new(RegistrationWithoutOrigin {
-                    primitive,
-                    target,
-                }));
-            }
-            return Authorization::Reject(bad_request(PepError::BadRequest(
-                "From (fr, X-M2M-Origin) is missing: this CSE does not register AEs without From"
-                    .into(),
-            )));
+        if primitive.fr.is_empty() {
+            // An AE registration at a CSE that opted in (checked above).
+            return Authorization::Register(Box::new(RegistrationWithoutOrigin {
+                primitive,
+                target,
+            }));
         }
         let identity = self.authenticator.authenticate(parts);
         // An AE's security association is with its Registrar CSE, which

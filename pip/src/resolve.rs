@@ -62,12 +62,7 @@ impl Resolver {
     ) -> Self {
         let trusted = trusted_issuers
             .iter()
-            .map(|t| {
-                (
-                    t.clone(),
-                    hosting.canonicalize(t).ok().map(|c| c.into_owned()),
-                )
-            })
+            .map(|t| (t.clone(), canonical_issuer(&hosting, t)))
             .collect();
         Self {
             hosting,
@@ -89,9 +84,9 @@ impl Resolver {
     }
 
     fn is_trusted(&self, issuer: &str) -> bool {
-        let canon = self.hosting.canonicalize(issuer).ok();
+        let canon = canonical_issuer(&self.hosting, issuer);
         self.trusted.iter().any(|(given, c)| {
-            given == issuer || matches!((c, &canon), (Some(a), Some(b)) if a.as_str() == b.as_ref())
+            given == issuer || matches!((c, &canon), (Some(a), Some(b)) if a == b)
         })
     }
 
@@ -208,5 +203,16 @@ impl Resolver {
     /// The country of `ip`, if a source knows it.
     pub fn country_of_ip(&self, ip: IpAddr) -> Option<String> {
         self.ip.lookup(ip)
+    }
+}
+
+/// An Authorization Authority's ID in one form, to compare issuers: an
+/// AE-ID or CSE-ID in absolute form, or the SP's own domain `//fqdn` (which
+/// issues Role-IDs, spec notes §7.2) lower-cased, since no originator ID is
+/// an SP-ID alone.
+fn canonical_issuer(hosting: &HostingContext, issuer: &str) -> Option<String> {
+    match issuer.strip_prefix("//") {
+        Some(fqdn) if !fqdn.is_empty() && !fqdn.contains('/') => Some(issuer.to_ascii_lowercase()),
+        _ => hosting.canonicalize(issuer).ok().map(|c| c.into_owned()),
     }
 }

@@ -136,19 +136,12 @@ fn check_ids<'a, F: Into<String>>(
 }
 
 /// Role-IDs asked about: each must be `issuerRelativeID@issuerID` (spec
-/// notes §7.2; the PDP refuses the same in `role_ids`), so that a typo is
-/// INVALID_ARGUMENT naming it rather than "no such role".
+/// notes §7.2), named as the PDP names it in `role_ids`, so that a typo is
+/// INVALID_ARGUMENT rather than "no such role".
 fn check_role_ids<'a>(ids: impl IntoIterator<Item = (String, &'a str)>) -> Result<(), Status> {
     let errors: Vec<ConversionError> = ids
         .into_iter()
-        .filter_map(|(field, id)| {
-            let message = if id.is_empty() {
-                "required".to_owned()
-            } else {
-                authz_core::ids::check_role_id(id).err()?.to_string()
-            };
-            Some(ConversionError { field, message })
-        })
+        .filter_map(|(field, id)| authz_proto::convert::role_id_violation(id, &field))
         .collect();
     if errors.is_empty() {
         Ok(())

@@ -1684,3 +1684,41 @@ async fn token_writers_store_local_token_ids_that_survive_a_restart() {
     pip.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// TS-0003 7.4.3 step 4: a trusted Authorization Authority named by the
+/// SP's own domain (`//fqdn`, which issues Role-IDs, spec notes §7.2)
+/// trusts a role whose issuer names that domain in another case: domains
+/// compare case-insensitively. Another domain stays untrusted.
+#[tokio::test]
+async fn an_sp_domain_issuer_is_trusted_in_any_case_7_4_3() {
+    let mut config = config(None);
+    config.trusted_issuers = vec!["//roles.example.com".to_owned()];
+    let mut pip = Running::start(config).await;
+    let c = &mut pip.client;
+    for (id, issuer) in [
+        ("a@roles.example.com", "//Roles.Example.com"),
+        ("b@roles.example.com", "//other.example.com"),
+    ] {
+        c.create_role(pb::CreateRoleRequest {
+            originator: ADMIN.into(),
+            role: Some(role(id, issuer, "Calice", (-1, 1))),
+        })
+        .await
+        .expect("create");
+    }
+    let verdicts = c
+        .resolve_roles(pb::ResolveRolesRequest {
+            originator: "Calice".into(),
+            role_ids: vec!["a@roles.example.com".into(), "b@roles.example.com".into()],
+            at: None,
+        })
+        .await
+        .expect("resolve")
+        .into_inner()
+        .verdicts;
+    assert!(verdicts[0].verified, "{verdicts:?}");
+    assert!(
+        !verdicts[1].verified && verdicts[1].reason.contains("not a trusted"),
+        "{verdicts:?}"
+    );
+}

@@ -1034,6 +1034,19 @@ pub fn is_ncname(s: &str) -> bool {
         && chars.all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
+/// The violation of a claimed Role-ID in `field`, if it is none (empty, or
+/// not `issuerRelativeID@issuerID`): what the PDP says of `role_ids[i]`,
+/// for other services that take Role-IDs.
+pub fn role_id_violation(id: &str, field: &str) -> Option<ConversionError> {
+    let mut errors = Errors(Vec::new());
+    if id.is_empty() {
+        errors.add(field, "required");
+    } else {
+        check_at_id(id, field, "Role-ID", &mut errors);
+    }
+    errors.0.pop()
+}
+
 /// Checks a `name@issuer` identifier (m2m:roleID, m2m:tokenID).
 fn check_at_id(id: &str, field: &str, what: &str, errors: &mut Errors) {
     match authz_core::ids::check_role_id(id) {

@@ -1070,25 +1070,6 @@ impl PolicyRetrievalPoint for PrpService {
         if !fixed.is_empty() {
             return Err(invalid_argument(&fixed));
         }
-        // A parent named before it exists (the admin may) can close a cycle,
-        // on whose resources no policy could be resolved: refused for
-        // everyone, as bad input. `pi` is fixed, so only a new resource can.
-        let cycle = resource.parent_id.as_deref().and_then(|parent| {
-            self.read(|s| closes_parent_cycle(&View { snap: s, now: 0 }, &id, parent))
-        });
-        if let Some(cycle) = cycle {
-            return Err(invalid_argument(&[violation(
-                "resource.parent_id",
-                format!(
-                    "closes a cycle of parents ({}): a resource cannot be its own ancestor",
-                    cycle
-                        .iter()
-                        .map(|r| authz_proto::convert::echo(r))
-                        .collect::<Vec<_>>()
-                        .join(" → ")
-                ),
-            )]));
-        }
         // The store's own precondition, checked again when it commits: the
         // ID must not name an ACP or a dynamic ACP (TS-0001 10.2.3.1).
         self.read(|s| s.check(Mutation::PutResource(resource.clone())))
@@ -1181,8 +1162,30 @@ impl PolicyRetrievalPoint for PrpService {
                 self.authorize_write(&req.originator, check)?;
             }
         }
+        // A parent named before it exists (the admin may) can close a cycle,
+        // on whose resources no policy could be resolved: refused for
+        // everyone, as bad input. `pi` is fixed, so only a new resource can.
+        // Checked once the write is authorized, so that the cycle it names
+        // is shown to nobody who may not make it.
+        let cycle = resource.parent_id.as_deref().and_then(|parent| {
+            self.read(|s| closes_parent_cycle(&View { snap: s, now: 0 }, &id, parent))
+        });
+        if let Some(cycle) = cycle {
+            return Err(invalid_argument(&[violation(
+                "resource.parent_id",
+                format!(
+                    "closes a cycle of parents ({}): a resource cannot be its own ancestor",
+                    cycle
+                        .iter()
+                        .map(|r| authz_proto::convert::echo(r))
+                        .collect::<Vec<_>>()
+                        .join(" → ")
+                ),
+            )]));
+        }
         // No change: nothing is written, no revision made, nothing sent to
-        // the PDPs; the answer names the revision that holds these values.
+        // the PDPs; the answer names the current revision, which holds
+        // these values.
         let unchanged =
             self.read(|s| (s.resources.get(&id) == Some(&resource)).then_some(s.revision));
         if let Some(revision) = unchanged {

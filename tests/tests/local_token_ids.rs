@@ -196,7 +196,12 @@ impl Cse {
     /// A PDP of this CSE asking its PIP (as `pip_writer`), served on its
     /// own port, once it trusts the DAS.
     async fn pdp(&self) -> RunningPdp {
-        self.pdp_with_pip(&self.pip.url(), ADMIN).await
+        let running = self.pdp_with_pip(&self.pip.url(), ADMIN).await;
+        assert!(
+            running.pdp.pip_cache().is_some_and(|p| p.is_watching()),
+            "the PDP's PIP watch never came up"
+        );
+        running
     }
 
     async fn pdp_with_pip(&self, pip_url: &str, pip_writer: &str) -> RunningPdp {
@@ -237,7 +242,7 @@ impl Cse {
         RunningPdp {
             client,
             served,
-            _pdp: pdp,
+            pdp,
         }
     }
 }
@@ -245,7 +250,7 @@ impl Cse {
 struct RunningPdp {
     client: PolicyDecisionPointClient<Channel>,
     served: Served,
-    _pdp: Pdp,
+    pdp: Pdp,
 }
 
 impl RunningPdp {
@@ -269,6 +274,17 @@ impl RunningPdp {
 
     async fn stop(self) {
         self.served.stop().await;
+    }
+
+    /// How many Local-Token-IDs the PDP caches (its `Dynamic`'s Debug).
+    fn local_tokens(&self) -> usize {
+        let dynamic = format!("{:?}", self.pdp.dynamic().expect("dynamic"));
+        dynamic
+            .split("local_tokens: ")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .expect("local_tokens in Debug")
     }
 }
 
@@ -334,8 +350,23 @@ async fn a_deleted_token_s_ltid_is_refused_by_the_pdps_that_cached_it_ts_0003_7_
     assert_eq!(d.decision, PERMIT, "{d:?}");
     let lti = ati(&d)[0].0.clone();
     for pdp in [&mut a, &mut b] {
-        let d = pdp.retrieve("Cvisitor", &[], &[&lti]).await;
-        assert_eq!(d.decision, PERMIT, "cached from now on: {d:?}");
+        // Each PDP caches it once it uses it and has seen the PIP's own
+        // record of the assignment (which drops a cached object: the admin
+        // may replace it).
+        let mut cached = false;
+        for _ in 0..100 {
+            let d = pdp.retrieve("Cvisitor", &[], &[&lti]).await;
+            assert_eq!(d.decision, PERMIT, "{d:?}");
+            if pdp.local_tokens() == 1 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if pdp.local_tokens() == 1 {
+                    cached = true;
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(cached, "the ID is cached before the deletion");
     }
 
     let mut pip = cse.pip_client.clone();

@@ -390,6 +390,26 @@ async fn malformed_requests_and_unknown_resources() {
         )
         .await;
     assert_eq!((r.status, r.rsc()), (400, 4000), "no X-M2M-RI: {r:?}");
+    // An AE registration without From at this CSE, which does not register
+    // AEs without From: 4000 before the target is looked up, too.
+    let r = stack
+        .send(
+            HOME,
+            "POST",
+            "/~/mn-cse-123456/garageDoor",
+            &[
+                ("X-M2M-RI", "rq-test"),
+                ("Content-Type", "application/json;ty=2"),
+            ],
+            r#"{"m2m:ae": {"api": "Nlock", "rr": false}}"#,
+        )
+        .await;
+    assert_eq!((r.status, r.rsc()), (400, 4000), "{r:?}");
+    assert!(
+        r.dbg().contains("does not register AEs without From"),
+        "{}",
+        r.dbg()
+    );
     // A tqi that is not a boolean.
     let r = stack
         .as_(OWNER, "GET", &format!("{FRONT_LA}?tqi=maybe"), &[], "")

@@ -152,6 +152,12 @@ async fn the_door_lock_cse_reaches_mutual_tls_services_with_its_client_certifica
         err.contains("nothing applied") || err.contains("cannot connect to the PRP"),
         "{err}"
     );
+    assert!(
+        ["CertificateRequired", "certificate", "connection closed"]
+            .iter()
+            .any(|why| err.contains(why)),
+        "refused for its missing certificate: {err}"
+    );
 
     let mut cse = door_lock(&prp_url, &pdp_url, &files, true);
     let stdout = cse.stdout.take().expect("stdout");
