@@ -272,7 +272,7 @@ pub fn canonical_id(
     id: &str,
 ) -> Result<String, Vec<ConversionError>> {
     let mut check = Check::default();
-    let id = check.id(hosting, field, id);
+    let id = check.originator_id(hosting, field, id);
     check.finish(id)
 }
 

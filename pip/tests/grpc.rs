@@ -1722,3 +1722,41 @@ async fn an_sp_domain_issuer_is_trusted_in_any_case_7_4_3() {
         "{verdicts:?}"
     );
 }
+
+/// A read about an originator names one AE-ID or CSE-ID, as a role's
+/// holder or a position's subject does when stored: `all`, an SP domain, a
+/// wildcard or a Role-ID name many originators or none, and are
+/// INVALID_ARGUMENT naming `originator`, not an answer about nobody.
+#[tokio::test]
+async fn reads_about_an_originator_take_one_originator_id() {
+    let mut pip = Running::start(config(None)).await;
+    let c = &mut pip.client;
+    for who in ["all", "//sp.example.com", "C*", "guest@roles.example.com"] {
+        let err = c
+            .resolve_roles(pb::ResolveRolesRequest {
+                originator: who.into(),
+                role_ids: Vec::new(),
+                at: None,
+            })
+            .await
+            .expect_err(who);
+        assert_eq!(err.code(), Code::InvalidArgument, "{who}");
+        assert_eq!(fields(&err), ["originator"], "{who}");
+        let err = c
+            .get_position(pb::GetPositionRequest {
+                originator: who.into(),
+                at: None,
+            })
+            .await
+            .expect_err(who);
+        assert_eq!(fields(&err), ["originator"], "{who}");
+        let err = c
+            .check_membership(pb::CheckMembershipRequest {
+                group_id: "/id-in/grp".into(),
+                originator: who.into(),
+            })
+            .await
+            .expect_err(who);
+        assert_eq!(fields(&err), ["originator"], "{who}");
+    }
+}
