@@ -72,6 +72,10 @@ pub enum IdError {
     /// which has a path (`//fqdn/cse-id`, TS-0001 7.2).
     #[error("'{0}' is an SP-ID, not an AE-ID or CSE-ID (absolute IDs are //fqdn/cse-id/...)")]
     SpIdAsOriginator(String),
+    /// `all`, the `acor` keyword for every originator (TS-0003 7.1.3), as
+    /// an originator: it names no one AE or CSE.
+    #[error("'all' is the acor keyword for every originator, not an AE-ID or CSE-ID")]
+    AllAsOriginator,
 }
 
 /// Byte classes for [`check_originator_id`].
@@ -138,6 +142,9 @@ pub fn check_originator_id(id: &str) -> Result<(), IdError> {
     }
     if id.starts_with("//") && !id[2..].contains('/') {
         return Err(IdError::SpIdAsOriginator(id.to_owned()));
+    }
+    if id == "all" {
+        return Err(IdError::AllAsOriginator);
     }
     Ok(())
 }
@@ -228,6 +235,9 @@ impl HostingContext {
     fn canonicalize_into(&self, id: &str, buf: &mut IdBuffer) -> Result<(bool, IdShape), IdError> {
         let slashes = Slashes::of(id)?;
         let bytes = id.as_bytes();
+        if bytes == b"all" {
+            return Err(IdError::AllAsOriginator);
+        }
         if bytes.starts_with(b"//") {
             let Some(fqdn_end) = slashes.first_from(2) else {
                 return Err(IdError::SpIdAsOriginator(id.to_owned()));
@@ -783,6 +793,7 @@ mod tests {
         let c = ctx();
         for (id, expected) in [
             ("//evil.example", "is an SP-ID, not an AE-ID or CSE-ID"),
+            ("all", "'all' is the acor keyword for every originator"),
             ("//M2MSP.org", "is an SP-ID"),
             ("C\u{0}x", "'C\\0x' holds a control or non-ASCII character"),
             ("C\u{7f}x", "control or non-ASCII"),
@@ -877,6 +888,9 @@ mod tests {
         }
         if id.starts_with("//") && !body.contains('/') {
             return Err(IdError::SpIdAsOriginator(id.to_owned()));
+        }
+        if id == "all" {
+            return Err(IdError::AllAsOriginator);
         }
         Ok(())
     }
