@@ -720,16 +720,13 @@ fn compile_object_details(
             for (i, _) in types.iter().enumerate().filter(|(_, t)| **t == 0) {
                 errors.add(
                     format_args!("{path}.chty[{i}]"),
-                    "0 is no resource type (m2m:resourceType starts at 1, spec notes §4)",
+                    crate::model::NO_RESOURCE_TYPE_0,
                 );
             }
         }
     }
     if d.resource_type == Some(0) {
-        errors.add(
-            format_args!("{path}.ty"),
-            "0 is no resource type (m2m:resourceType starts at 1, spec notes §4)",
-        );
+        errors.add(format_args!("{path}.ty"), crate::model::NO_RESOURCE_TYPE_0);
     }
     if matches!(d.resource_type, Some(13) | Some(28)) && d.specialization.is_none() {
         errors.add(

@@ -1194,10 +1194,7 @@ pub fn request_from_json(
     for (name, ty) in [("rrt", short.rrt), ("tgty", short.tgty)] {
         if ty == Some(0) {
             // As in a policy's `acod` (compile.rs).
-            bad(
-                name,
-                "0 is no resource type (m2m:resourceType starts at 1, spec notes §4)".to_owned(),
-            );
+            bad(name, crate::model::NO_RESOURCE_TYPE_0.to_owned());
         }
     }
     if let Some(crate::model::Specialization::ContainerDefinition(uri)) = &short.spty

@@ -163,6 +163,11 @@ impl Specialization {
     }
 }
 
+/// Why a resource type of 0 is refused wherever one is given (a policy's
+/// `acod`, a request's created or target type).
+pub const NO_RESOURCE_TYPE_0: &str =
+    "0 is no resource type (m2m:resourceType starts at 1, spec notes §4)";
+
 /// Access control operation bits of `acop` (TS-0004 6.3.4.2.29).
 pub mod acop {
     /// CREATE.

@@ -879,10 +879,7 @@ pub fn decision_request_from_pb(
         ("resource_type", req.resource_type),
     ] {
         if ty == Some(0) {
-            errors.add(
-                field,
-                "0 is no resource type (m2m:resourceType starts at 1, spec notes §4)",
-            );
+            errors.add(field, authz_core::model::NO_RESOURCE_TYPE_0);
         }
     }
 
