@@ -172,21 +172,26 @@ fn check_plain(id: &str) -> Result<(), IdError> {
     Ok(())
 }
 
+/// Whether `name` is an FQDN: dot-separated labels of letters, digits and
+/// `-` (any case: domains compare case-insensitively), neither starting
+/// nor ending with `-`, at most 63 bytes each and 253 in all.
+pub fn is_fqdn(name: &str) -> bool {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    name.len() <= 253 && name.split('.').all(label_ok)
+}
+
 impl HostingContext {
     /// Builds a context from an SP-ID (`//sp.example.com` or `sp.example.com`)
     /// and a CSE-ID (`/id-in` or `id-in`).
     pub fn new(sp_id: &str, cse_id: &str) -> Result<Self, IdError> {
         let sp = sp_id.strip_prefix("//").unwrap_or(sp_id);
-        // An FQDN: labels of letters, digits and `-` (any case: domains
-        // compare case-insensitively, and are kept lower case).
-        let label_ok = |l: &str| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        };
-        if sp.len() > 253 || !sp.split('.').all(label_ok) {
+        if !is_fqdn(sp) {
             return Err(IdError::BadSpId(sp_id.to_owned()));
         }
         let cse = cse_id.strip_prefix('/').unwrap_or(cse_id);

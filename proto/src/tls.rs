@@ -421,6 +421,9 @@ pub struct ServerTls {
     identity: Identity,
     /// The end-entity certificate (for [`ClientTls::pinned`]).
     cert: CertificateDer<'static>,
+    /// The chain and key again, for [`ServerTls::rustls_config`].
+    chain: Arc<Vec<CertificateDer<'static>>>,
+    key: Arc<PrivateKeyDer<'static>>,
     /// The client CAs as given (PEM, each bundle checked), for tonic; empty
     /// without mutual TLS.
     client_ca_pem: Vec<u8>,
@@ -441,11 +444,13 @@ impl ServerTls {
     /// any intermediates) and a PEM private key (PKCS#8, PKCS#1 or SEC1).
     /// It requires no client certificate.
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, TlsError> {
-        let (chain, _) = certified_key(cert_pem, key_pem)?;
+        let (chain, key) = certified_key(cert_pem, key_pem)?;
         install_provider();
         Ok(Self {
             identity: Identity::from_pem(cert_pem, key_pem),
             cert: chain[0].clone(),
+            chain: Arc::new(chain),
+            key: Arc::new(key),
             client_ca_pem: Vec::new(),
             client_roots: Arc::default(),
         })
@@ -501,6 +506,41 @@ impl ServerTls {
             .map_err(|e| TlsError::Certificate(format!("not accepted by the client CAs: {e}")))
     }
 
+    /// A rustls configuration with the same certificate, key and client
+    /// CAs, for a listener that is not a tonic server (a CSE's HTTPS
+    /// listener). With client CAs, `client_certificates` says whether a
+    /// client must present a certificate chaining to one of them, or may
+    /// connect without one (and then is not authenticated); a certificate
+    /// it does present must chain to them either way. Without client CAs no
+    /// certificate is asked for.
+    pub fn rustls_config(
+        &self,
+        client_certificates: ClientCertificates,
+    ) -> Result<rustls::ServerConfig, TlsError> {
+        let builder = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Key(format!("no protocol version usable: {e}")))?;
+        let builder = if self.requires_client_certificates() {
+            let roots = rustls::RootCertStore {
+                roots: self.client_roots.as_ref().clone(),
+            };
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider()));
+            if client_certificates == ClientCertificates::Optional {
+                verifier = verifier.allow_unauthenticated();
+            }
+            let verifier = verifier
+                .build()
+                .map_err(|e| TlsError::Certificate(format!("client CAs not usable: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        builder
+            .with_single_cert(self.chain.as_ref().clone(), self.key.clone_key())
+            .map_err(|e| TlsError::Key(format!("not usable: {e}")))
+    }
+
     /// The configuration for `tonic::transport::Server::tls_config`.
     pub fn config(&self) -> ServerTlsConfig {
         let config = ServerTlsConfig::new().identity(self.identity.clone());
@@ -512,6 +552,16 @@ impl ServerTls {
             config
         }
     }
+}
+
+/// Whether a server with client CAs ([`ServerTls::rustls_config`]) requires
+/// every client to present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCertificates {
+    /// A client without a certificate fails the handshake (mutual TLS).
+    Required,
+    /// A client may connect without one; it is then not authenticated.
+    Optional,
 }
 
 /// tonic builds its server configuration (and the client-certificate
