@@ -20,6 +20,9 @@
 //!   (TS-0009) that authorizes every request before the CSE's handler runs
 //!   (reading the `mgd`/`cnd` of a `<mgmtObj>` or `<flexContainer>` Create
 //!   from its content for `acod` `spty`);
+//! - [`certificate`]: who a TLS client certificate says its holder is
+//!   ([`CertifiedIds`], [`CertificateAuthenticator`]: the AE-ID of its
+//!   subjectAltName URI, or a configured CSE-ID for its DNS name);
 //! - [`clock`]: where the request time comes from ([`Clock`]).
 //!
 //! Embedding the layer in an axum CSE:
@@ -61,6 +64,7 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod certificate;
 pub mod client;
 pub mod clock;
 pub mod error;
@@ -69,6 +73,7 @@ pub mod request;
 pub mod response;
 
 pub use cache::CacheConfig;
+pub use certificate::{CertificateAuthenticator, CertificateError, CertifiedIds};
 pub use client::{
     DecisionSource, DecisionStream, FailOpenRule, PepClient, PepConfig, RetryPolicy, TlsIdentity,
     Verdict,

@@ -80,17 +80,9 @@ impl CseContext {
     /// absolute form `//sp/cse/C...` or `//sp/cse/S...`, or `//sp/S...`
     /// (an SP-assigned AE-ID); a CSE-ID is `//sp/cse`.
     pub fn names_ae(&self, id: &str) -> bool {
-        let Ok(absolute) = self.hosting.canonicalize(id) else {
-            return false;
-        };
-        let path = absolute
-            .strip_prefix("//")
-            .and_then(|a| a.split_once('/'))
-            .map_or("", |(_, path)| path);
-        match path.split_once('/') {
-            Some((_, ae)) => !ae.contains('/') && (ae.starts_with('C') || ae.starts_with('S')),
-            None => path.starts_with('S'),
-        }
+        self.hosting
+            .canonicalize(id)
+            .is_ok_and(|absolute| is_absolute_ae_id(&absolute))
     }
 
     /// Whether two originator IDs name the same originator: equal once both
@@ -100,6 +92,20 @@ impl CseContext {
             (Ok(a), Ok(b)) => a == b,
             _ => false,
         }
+    }
+}
+
+/// Whether an absolute ID (`//sp/...`) has the shape of an AE-ID
+/// (TS-0001 7.2): `//sp/cse/C...`, `//sp/cse/S...` or `//sp/S...` (an
+/// SP-assigned AE-ID); a CSE-ID is `//sp/cse`.
+pub(crate) fn is_absolute_ae_id(absolute: &str) -> bool {
+    let path = absolute
+        .strip_prefix("//")
+        .and_then(|a| a.split_once('/'))
+        .map_or("", |(_, path)| path);
+    match path.split_once('/') {
+        Some((_, ae)) => !ae.contains('/') && (ae.starts_with('C') || ae.starts_with('S')),
+        None => path.starts_with('S'),
     }
 }
 

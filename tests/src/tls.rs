@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair,
+    KeyPair, SanType,
 };
 
 /// A number for the next CA's name: two CAs of a test have different
@@ -33,6 +33,15 @@ pub struct TestPki {
     pub client_key_pem: String,
 }
 
+/// A name in a client certificate's subjectAltName.
+#[derive(Debug, Clone, Copy)]
+pub enum ClientName<'a> {
+    /// A `uniformResourceIdentifier` (an AE-ID certificate's).
+    Uri(&'a str),
+    /// A `dNSName` (a CSE-ID certificate's).
+    Dns(&'a str),
+}
+
 /// Where [`TestPki::write`] put the PEM files.
 #[derive(Debug, Clone)]
 pub struct PkiFiles {
@@ -52,6 +61,13 @@ impl TestPki {
     /// A new CA, a server certificate for `names` (DNS names, or IP
     /// addresses such as `127.0.0.1`) and a client certificate.
     pub fn new(names: &[&str]) -> Self {
+        Self::with_client_names(names, &[])
+    }
+
+    /// [`TestPki::new`] with a client certificate whose subjectAltName
+    /// holds `client_names` (as an AE-ID or CSE-ID certificate does,
+    /// TS-0003 10.1.1.5, 10.1.1.7).
+    pub fn with_client_names(names: &[&str], client_names: &[ClientName<'_>]) -> Self {
         let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca.distinguished_name.push(
@@ -72,6 +88,13 @@ impl TestPki {
             .distinguished_name
             .push(DnType::CommonName, "onem2m-authz test client");
         client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        client.subject_alt_names = client_names
+            .iter()
+            .map(|n| match n {
+                ClientName::Uri(u) => SanType::URI((*u).try_into().expect("an IA5 URI")),
+                ClientName::Dns(d) => SanType::DnsName((*d).try_into().expect("an IA5 name")),
+            })
+            .collect();
         let client = client
             .signed_by(&client_key, &ca)
             .expect("client certificate");
