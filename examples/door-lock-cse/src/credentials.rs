@@ -7,12 +7,16 @@
 //! up in the same kind of table ([`Credentials`], loaded from
 //! `credentials.json`). A match makes the table's AE-ID the authenticated
 //! identity; the PEP then sets `authenticated` when `X-M2M-Origin` names that
-//! AE (`acaf` rules need it). A real CSE takes the identity from the TLS
-//! session instead and sets [`authz_pep::AuthenticatedIdentity`]; nothing
-//! else changes. **The header is not a security mechanism**: over plain HTTP
-//! anyone on the path can read the key.
+//! AE (`acaf` rules need it). **The header is not a security mechanism**:
+//! over plain HTTP anyone on the path can read the key.
+//!
+//! Served over HTTPS with client CAs (`--tls-client-ca`), the CSE takes the
+//! identity from the client's certificate instead, as a real CSE does: the
+//! AE-ID in its subjectAltName (TS-0003 10.1.1.5,
+//! [`authz_pep::CertificateAuthenticator`]). [`Senders`] asks the
+//! certificate first and the header only for a client that presented none.
 
-use authz_pep::Authenticator;
+use authz_pep::{Authenticator, CertificateAuthenticator, CseContext};
 use serde::Deserialize;
 
 /// The demo's PSK header.
@@ -59,6 +63,31 @@ impl Authenticator for Credentials {
         let value = parts.headers.get(X_DEMO_PSK)?.to_str().ok()?;
         let (id, key) = value.trim().rsplit_once(':')?;
         self.lookup(id, key).map(str::to_owned)
+    }
+}
+
+/// Who the sender is: the AE-ID of its TLS client certificate, if it
+/// presented one that certifies an ID, otherwise the PSK header's.
+pub struct Senders {
+    certificates: CertificateAuthenticator,
+    psk: Credentials,
+}
+
+impl Senders {
+    /// For the hosting CSE `cse`, with the psk-lookup-table `psk`.
+    pub fn new(cse: CseContext, psk: Credentials) -> Self {
+        Self {
+            certificates: CertificateAuthenticator::new(cse),
+            psk,
+        }
+    }
+}
+
+impl Authenticator for Senders {
+    fn authenticate(&self, parts: &http::request::Parts) -> Option<String> {
+        self.certificates
+            .authenticate(parts)
+            .or_else(|| self.psk.authenticate(parts))
     }
 }
 

@@ -11,8 +11,10 @@
 //!   `Clock-AE2`, the containers `frontDoor` and `backDoor` whose latest
 //!   contentInstance is the lock state `LOCKED` or `UNLOCKED`, and the
 //!   front door's unlock-command container `frontDoor/unlock`);
-//! - [`credentials`]: who the sender is (a stand-in for the guide's TLS-PSK
-//!   security association);
+//! - [`credentials`]: who the sender is (its TLS client certificate, or a
+//!   stand-in for the guide's TLS-PSK security association);
+//! - [`https`]: serving the binding over TLS, with the client's certificate
+//!   read once per connection;
 //! - [`policies`]: the example's ACPs and resources, loaded into the PRP;
 //! - [`groups`]: the example's `<group>`s (the babysitters), loaded into the
 //!   PIP;
@@ -38,6 +40,7 @@
 pub mod credentials;
 pub mod groups;
 pub mod guest;
+pub mod https;
 pub mod policies;
 pub mod store;
 
@@ -57,7 +60,7 @@ use axum::response::Response;
 use http::HeaderValue;
 use serde_json::{Value, json};
 
-use crate::credentials::Credentials;
+use crate::credentials::{Credentials, Senders};
 use crate::policies::Bundle;
 use crate::store::{Addressed, Store, StoreError, ty};
 
@@ -121,7 +124,7 @@ pub fn router(config: AppConfig) -> Result<(Router, SharedStore), StoreError> {
     let layer = PepLayer::new(config.pep.clone(), config.cse.clone())
         .with_clock(config.clock.clone())
         .with_resolver(StoreResolver(store.clone()))
-        .with_authenticator(config.credentials)
+        .with_authenticator(Senders::new(config.cse.clone(), config.credentials))
         .with_deny_detail(config.deny_detail);
     let app = Arc::new(App {
         store: store.clone(),

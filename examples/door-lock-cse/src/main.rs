@@ -100,6 +100,19 @@ struct Args {
         requires = "tls_client_cert"
     )]
     tls_client_key: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (the CSE's certificate
+    /// first); needs --tls-key.
+    #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long = "tls-key", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With --tls-cert: PEM CA certificates whose client certificates
+    /// authenticate the sender as the AE-ID in their subjectAltName URI
+    /// (TS-0003 10.1.1.5); a client may still connect without one.
+    /// Repeatable.
+    #[arg(long = "tls-client-ca", value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Vec<PathBuf>,
 }
 
 fn read_file(flag: &str, path: &PathBuf) -> Result<Vec<u8>> {
@@ -222,23 +235,56 @@ async fn main() -> Result<()> {
         },
         prp,
     })?;
+    let serving_tls = serving_tls(&args)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!(
-        "door-lock CSE {}{} on http://{} (PDP {})",
+        "door-lock CSE {}{} on {}://{} (PDP {})",
         cse.sp_id(),
         cse.cse_id(),
+        if serving_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         listener.local_addr()?,
         args.pdp.join(", ")
     );
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
+    let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    };
+    match serving_tls {
+        Some(tls) => door_lock_cse::https::serve(listener, app, Arc::new(tls), shutdown).await,
+        None => {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await?
+        }
+    }
     Ok(())
+}
+
+/// The TLS configuration of the listener, if --tls-cert is given.
+fn serving_tls(args: &Args) -> Result<Option<rustls::ServerConfig>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let mut tls = authz_proto::tls::ServerTls::from_pem(
+        &read_file("--tls-cert", cert)?,
+        &read_file("--tls-key", key)?,
+    )
+    .context("--tls-cert/--tls-key")?;
+    for ca in &args.tls_client_ca {
+        tls = tls
+            .with_client_ca_pem(&read_file("--tls-client-ca", ca)?)
+            .with_context(|| format!("--tls-client-ca {}", ca.display()))?;
+    }
+    let config = tls
+        .rustls_config(authz_proto::tls::ClientCertificates::Optional)
+        .context("--tls-cert")?;
+    Ok(Some(config))
 }

@@ -1,8 +1,13 @@
-//! The door-lock CSE as a real process against services that serve TLS
-//! and require client certificates (mutual TLS): with `--tls-ca`,
-//! `--tls-client-cert` and `--tls-client-key` it loads its policies into
-//! the PRP and its groups into the PIP, waits for the PDP, and its PEP gets
-//! decisions; without its client certificate it cannot start.
+//! The door-lock CSE as a real process with TLS on both sides:
+//!
+//! - against services that serve TLS and require client certificates
+//!   (mutual TLS): with `--tls-ca`, `--tls-client-cert` and
+//!   `--tls-client-key` it loads its policies into the PRP and its groups
+//!   into the PIP, waits for the PDP, and its PEP gets decisions; without
+//!   its client certificate it cannot start;
+//! - serving HTTPS itself (`--tls-cert`, `--tls-key`, `--tls-client-ca`):
+//!   an AE's client certificate authenticates it as the AE-ID in its
+//!   subjectAltName (TS-0003 10.1.1.5), which `acaf` rules need.
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -14,7 +19,7 @@ use authz_pdp::{Pdp, PdpConfig};
 use authz_pip::PipConfig;
 use authz_proto::tls::{ClientTls, ServerTls};
 use authz_prp::PrpConfig;
-use authz_tests::tls::{PkiFiles, TestPki};
+use authz_tests::tls::{ClientName, TestPki};
 use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 
@@ -25,15 +30,18 @@ fn hosting() -> authz_core::HostingContext {
 }
 
 /// Serves `routes` with TLS requiring client certificates of `pki`'s CA,
-/// on an OS-chosen loopback port: its `https://127.0.0.1:PORT`.
-async fn serve_mtls(routes: tonic::service::Routes, pki: &TestPki) -> String {
-    let tls = ServerTls::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes())
-        .expect("server TLS")
-        .with_client_ca_pem(pki.ca_pem.as_bytes())
-        .expect("client CA");
+/// or without TLS, on an OS-chosen loopback port: its URL.
+async fn serve(routes: tonic::service::Routes, pki: Option<&TestPki>) -> String {
+    let tls = pki.map(|pki| {
+        ServerTls::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes())
+            .expect("server TLS")
+            .with_client_ca_pem(pki.ca_pem.as_bytes())
+            .expect("client CA")
+    });
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("https://{}", listener.local_addr().expect("addr"));
-    let mut server = authz_proto::serving::server(Some(&tls)).expect("server");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}", listener.local_addr().expect("addr"));
+    let mut server = authz_proto::serving::server(tls.as_ref()).expect("server");
     let router = server.add_routes(routes);
     tokio::spawn(async move {
         let _ = router
@@ -43,48 +51,106 @@ async fn serve_mtls(routes: tonic::service::Routes, pki: &TestPki) -> String {
     url
 }
 
-/// The door-lock CSE loading its policies into `prp` (PRP + PIP) and asking
-/// `pdp`, trusting the test CA, presenting the client certificate when
-/// `client_cert`, listening on a port of its own choosing.
-fn door_lock(prp: &str, pdp: &str, files: &PkiFiles, client_cert: bool) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_door-lock-cse"));
-    cmd.args([
-        "--listen",
-        "127.0.0.1:0",
-        "--load-policies",
-        "--prp",
-        prp,
-        "--pdp",
-        pdp,
-    ])
-    .arg("--tls-ca")
-    .arg(&files.ca);
-    if client_cert {
-        cmd.arg("--tls-client-cert")
-            .arg(&files.client_cert)
-            .arg("--tls-client-key")
-            .arg(&files.client_key);
+/// A PRP and a PIP on one port and a PDP following them on another, all
+/// serving TLS with client certificates of `pki` required when given:
+/// the PRP's (and PIP's) URL, the PDP's, and the PDP (which stops
+/// following the PRP when dropped).
+async fn services(pki: Option<&TestPki>) -> (String, String, Pdp) {
+    let prp = authz_prp::build(&PrpConfig::new(None, ADMIN, hosting()))
+        .await
+        .expect("prp");
+    let mut pip_config = PipConfig::new(None, ADMIN, hosting());
+    pip_config.country_boundaries = false;
+    let pip = authz_pip::build(&pip_config).await.expect("pip");
+    let mut routes = RoutesBuilder::default();
+    routes.add_service(authz_prp::server(prp));
+    routes.add_service(authz_pip::server(pip));
+    let prp_url = serve(routes.routes(), pki).await;
+    let mut pdp_config = PdpConfig::new(hosting())
+        .with_prp(prp_url.clone())
+        .with_pip(prp_url.clone());
+    if let Some(pki) = pki {
+        let client = ClientTls::default()
+            .with_ca_pem(pki.ca_pem.as_bytes())
+            .expect("CA")
+            .with_identity_pem(
+                pki.client_cert_pem.as_bytes(),
+                pki.client_key_pem.as_bytes(),
+            )
+            .expect("identity");
+        pdp_config = pdp_config.with_tls(client);
     }
-    cmd.stdout(Stdio::piped())
+    let pdp = Pdp::start(pdp_config).expect("pdp");
+    let pdp_url = serve(pdp.routes().await.expect("routes"), pki).await;
+    (prp_url, pdp_url, pdp)
+}
+
+/// The door-lock CSE loading its policies into `prp` (PRP + PIP) and asking
+/// `pdp`, with the further arguments `tls`, listening on a port of its own
+/// choosing.
+fn door_lock(prp: &str, pdp: &str, tls: &[&Path]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_door-lock-cse"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--load-policies",
+            "--prp",
+            prp,
+            "--pdp",
+            pdp,
+        ])
+        .args(tls)
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run door-lock-cse")
 }
 
-/// A minimal HTTP/1.1 GET: the status code and the `X-M2M-RSC` header.
-async fn get(to: SocketAddr, path: &str, origin: &str, psk: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(to).await.expect("connect");
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\nX-M2M-Origin: {origin}\r\nX-Demo-Psk: {psk}\r\nX-M2M-RI: rq-tls\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+/// Waits until `cse` says it serves, and returns where (after
+/// `http://` or `https://`, as `scheme`), having checked that it loaded its
+/// policies and groups.
+async fn serving_address(cse: &mut Child, scheme: &str) -> SocketAddr {
+    let stdout = cse.stdout.take().expect("stdout");
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let serving = line.starts_with("door-lock CSE");
+            seen.push(line);
+            if serving {
+                break;
+            }
+        }
+        seen
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(60), lines)
         .await
-        .expect("answer in time")
-        .expect("read");
-    let text = String::from_utf8_lossy(&raw);
+        .expect("the CSE serves in time")
+        .expect("reader");
+    let serving = lines.last().cloned().unwrap_or_default();
+    if !serving.starts_with("door-lock CSE") {
+        let mut err = String::new();
+        if let Some(mut stderr) = cse.stderr.take() {
+            use std::io::Read;
+            let _ = cse.kill();
+            let _ = stderr.read_to_string(&mut err);
+        }
+        panic!("the CSE does not serve: {lines:?}\n{err}");
+    }
+    assert!(lines.iter().any(|l| l.starts_with("loaded ")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("stored ")), "{lines:?}");
+    let addr: SocketAddr = serving
+        .split(&format!(" {scheme}://"))
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|a| a.parse().ok())
+        .expect("listen address");
+    assert_eq!(addr.ip(), Ipv4Addr::LOCALHOST);
+    addr
+}
+
+/// The status code and the `X-M2M-RSC` header of a raw HTTP/1.1 answer.
+fn status_and_rsc(raw: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(raw);
     let status = text
         .split(' ')
         .nth(1)
@@ -101,44 +167,84 @@ async fn get(to: SocketAddr, path: &str, origin: &str, psk: &str) -> (u16, Strin
     (status, rsc)
 }
 
+/// A minimal HTTP/1.1 GET of `path` as `origin` (with the PSK header when
+/// `psk` is not empty) over `stream`: the status code and `X-M2M-RSC`.
+async fn get_over<S>(mut stream: S, path: &str, origin: &str, psk: &str) -> (u16, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let psk = if psk.is_empty() {
+        String::new()
+    } else {
+        format!("X-Demo-Psk: {psk}\r\n")
+    };
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-M2M-Origin: {origin}\r\n{psk}X-M2M-RI: rq-tls\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    status_and_rsc(&raw)
+}
+
+/// A TLS connection to `to` trusting `ca_pem`, presenting the client
+/// certificate of `client` when given.
+async fn tls_connect(
+    to: SocketAddr,
+    ca_pem: &str,
+    client: Option<&TestPki>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("CA PEM")).expect("CA");
+    }
+    // ring, as the services use (deprecated in rustls 0.23.48 for lacking
+    // post-quantum key exchange, which these tests do not need).
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let config = match client {
+        Some(pki) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(pki.client_cert_pem.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .expect("client PEM"),
+                PrivateKeyDer::from_pem_slice(pki.client_key_pem.as_bytes()).expect("key"),
+            )
+            .expect("client certificate"),
+        None => builder.with_no_client_auth(),
+    };
+    let tcp = tokio::net::TcpStream::connect(to).await?;
+    let name = ServerName::try_from("127.0.0.1").expect("name");
+    let mut stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await?;
+    // TLS 1.3: the server checks the client's certificate after the
+    // client's handshake is done; a refusal shows on the first read.
+    use tokio::io::AsyncWriteExt;
+    stream.flush().await?;
+    Ok(stream)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_door_lock_cse_reaches_mutual_tls_services_with_its_client_certificate() {
     let dir = std::env::temp_dir().join(format!("door-lock-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let pki = TestPki::new(&["127.0.0.1"]);
     let files = pki.write(&dir);
-
-    // PRP and PIP on one port, the PDP (following them over mutual TLS)
-    // on another.
-    let prp = authz_prp::build(&PrpConfig::new(None, ADMIN, hosting()))
-        .await
-        .expect("prp");
-    let mut pip_config = PipConfig::new(None, ADMIN, hosting());
-    pip_config.country_boundaries = false;
-    let pip = authz_pip::build(&pip_config).await.expect("pip");
-    let mut routes = RoutesBuilder::default();
-    routes.add_service(authz_prp::server(prp));
-    routes.add_service(authz_pip::server(pip));
-    let prp_url = serve_mtls(routes.routes(), &pki).await;
-    let client = ClientTls::default()
-        .with_ca_pem(pki.ca_pem.as_bytes())
-        .expect("CA")
-        .with_identity_pem(
-            pki.client_cert_pem.as_bytes(),
-            pki.client_key_pem.as_bytes(),
-        )
-        .expect("identity");
-    let pdp = Pdp::start(
-        PdpConfig::new(hosting())
-            .with_prp(prp_url.clone())
-            .with_pip(prp_url.clone())
-            .with_tls(client),
-    )
-    .expect("pdp");
-    let pdp_url = serve_mtls(pdp.routes().await.expect("routes"), &pki).await;
+    let (prp_url, pdp_url, _pdp) = services(Some(&pki)).await;
 
     // Without its client certificate the CSE cannot load its policies.
-    let refused = door_lock(&prp_url, &pdp_url, &files, false)
+    let refused = door_lock(&prp_url, &pdp_url, &[Path::new("--tls-ca"), &files.ca])
         .wait_with_output()
         .expect("door-lock-cse ends");
     assert!(
@@ -159,39 +265,25 @@ async fn the_door_lock_cse_reaches_mutual_tls_services_with_its_client_certifica
         "refused for its missing certificate: {err}"
     );
 
-    let mut cse = door_lock(&prp_url, &pdp_url, &files, true);
-    let stdout = cse.stdout.take().expect("stdout");
-    let lines = tokio::task::spawn_blocking(move || {
-        let mut seen = Vec::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let serving = line.starts_with("door-lock CSE");
-            seen.push(line);
-            if serving {
-                break;
-            }
-        }
-        seen
-    });
-    let lines = tokio::time::timeout(Duration::from_secs(60), lines)
-        .await
-        .expect("the CSE serves in time")
-        .expect("reader");
-    let serving = lines.last().cloned().unwrap_or_default();
-    assert!(serving.starts_with("door-lock CSE"), "{lines:?}");
-    assert!(lines.iter().any(|l| l.starts_with("loaded ")), "{lines:?}");
-    assert!(lines.iter().any(|l| l.starts_with("stored ")), "{lines:?}");
-    let addr: SocketAddr = serving
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|a| a.parse().ok())
-        .expect("listen address");
-    assert_eq!(addr.ip(), Ipv4Addr::LOCALHOST);
+    let mut cse = door_lock(
+        &prp_url,
+        &pdp_url,
+        &[
+            Path::new("--tls-ca"),
+            &files.ca,
+            Path::new("--tls-client-cert"),
+            &files.client_cert,
+            Path::new("--tls-client-key"),
+            &files.client_key,
+        ],
+    );
+    let addr = serving_address(&mut cse, "http").await;
 
     // A decision over mutual TLS: the owner's phone retrieves the front
     // door (a Permit; a PDP out of reach would fail closed, 403).
-    let (status, rsc) = get(
-        addr,
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (status, rsc) = get_over(
+        tcp,
         "/~/mn-cse-123456/frontDoor",
         "CownerPhone",
         "owner-phone@home.example:0a1b2c3d4e5f6a7b",
@@ -201,4 +293,106 @@ async fn the_door_lock_cse_reaches_mutual_tls_services_with_its_client_certifica
     let _ = cse.wait();
     assert_eq!((status, rsc.as_str()), (200, "2000"));
     let _ = std::fs::remove_dir_all(Path::new(&dir));
+}
+
+/// TS-0003 10.1.1.5 and 8.1.2.4: an AE-ID certificate holds the absolute
+/// AE-ID as a subjectAltName URI. Served over HTTPS with a client CA, the
+/// CSE authenticates the owner's phone by its certificate alone, so the
+/// owner's `acaf` rules permit; without a certificate they do not; the
+/// certificate does not let its holder state another AE's From (7.2.1:
+/// 4106); a certificate from another CA fails the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_door_lock_cse_authenticates_aes_by_their_certificates_10_1_1_5() {
+    let dir = std::env::temp_dir().join(format!("door-lock-https-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let owner = TestPki::with_client_names(
+        &["127.0.0.1"],
+        &[ClientName::Uri("//home.example/mn-cse-123456/CownerPhone")],
+    );
+    let files = owner.write(&dir);
+    let stranger = TestPki::with_client_names(
+        &["127.0.0.1"],
+        &[ClientName::Uri(
+            "https://home.example/mn-cse-123456/CownerPhone",
+        )],
+    );
+    let (prp_url, pdp_url, _pdp) = services(None).await;
+    let mut cse = door_lock(
+        &prp_url,
+        &pdp_url,
+        &[
+            Path::new("--tls-cert"),
+            &files.cert,
+            Path::new("--tls-key"),
+            &files.key,
+            Path::new("--tls-client-ca"),
+            &files.ca,
+        ],
+    );
+    let addr = serving_address(&mut cse, "https").await;
+    let door = "/~/mn-cse-123456/frontDoor";
+
+    let with_cert = tls_connect(addr, &owner.ca_pem, Some(&owner))
+        .await
+        .expect("handshake");
+    let by_certificate = get_over(with_cert, door, "CownerPhone", "").await;
+    let with_cert = tls_connect(addr, &owner.ca_pem, Some(&owner))
+        .await
+        .expect("handshake");
+    let other_from = get_over(with_cert, door, "Cbabysitter", "").await;
+    let without = tls_connect(addr, &owner.ca_pem, None)
+        .await
+        .expect("handshake");
+    let no_cert = get_over(without, door, "CownerPhone", "").await;
+    let without = tls_connect(addr, &owner.ca_pem, None)
+        .await
+        .expect("handshake");
+    let by_psk = get_over(
+        without,
+        door,
+        "CownerPhone",
+        "owner-phone@home.example:0a1b2c3d4e5f6a7b",
+    )
+    .await;
+    let foreign = match tls_connect(addr, &owner.ca_pem, Some(&stranger)).await {
+        Ok(stream) => {
+            let mut stream = stream;
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let _ = stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
+            let mut raw = Vec::new();
+            stream.read_to_end(&mut raw).await.map(|_| raw)
+        }
+        Err(e) => Err(e),
+    };
+    let _ = cse.kill();
+    let _ = cse.wait();
+    let _ = std::fs::remove_dir_all(Path::new(&dir));
+
+    assert_eq!(
+        by_certificate,
+        (200, "2000".to_owned()),
+        "owner by certificate"
+    );
+    assert_eq!(
+        other_from,
+        (403, "4106".to_owned()),
+        "owner's certificate, another From"
+    );
+    assert_eq!(
+        no_cert,
+        (403, "4103".to_owned()),
+        "no certificate: acaf not met"
+    );
+    assert_eq!(
+        by_psk,
+        (200, "2000".to_owned()),
+        "no certificate, the PSK header"
+    );
+    assert!(
+        foreign.as_ref().map_or(true, Vec::is_empty),
+        "a certificate of another CA got an answer: {:?}",
+        foreign.map(|raw| String::from_utf8_lossy(&raw).into_owned())
+    );
 }
