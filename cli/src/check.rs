@@ -174,7 +174,18 @@ fn check(args: &CheckArgs) -> Result<Value> {
         granted_roles: &[],
     };
     let decision = decide(&request, &ctx, &applicable, &attributes, &options);
-    Ok(render(&decision))
+    let mut out = render(&decision);
+    if let Some(explanation) = out.get_mut("explanation") {
+        // Which rule sets decided: on an ACP only its pvs (TS-0001
+        // 10.2.3.1), which a Deny alone would not tell its author.
+        explanation["evaluated"] = json!(
+            applicable
+                .iter()
+                .map(|a| format!("{}.{}", a.acp.id(), a.kind.short_name()))
+                .collect::<Vec<_>>()
+        );
+    }
+    Ok(out)
 }
 
 fn file_error(path: &std::path::Path, e: JsonError) -> anyhow::Error {

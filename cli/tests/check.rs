@@ -130,6 +130,46 @@ fn request_on_the_acp_itself_uses_self_privileges() {
         "pv would permit this UPDATE, pvs does not: {out}"
     );
     assert_eq!(v["sus"], 2);
+    // With --explain the author sees that only that ACP's pvs decided,
+    // which the Deny alone does not say.
+    let (code, out, _) = authz(&[
+        "check",
+        "-p",
+        "examples/door-lock-acp.json",
+        "-r",
+        req.to_str().unwrap(),
+        "--explain",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["explanation"]["evaluated"],
+        serde_json::json!(["acpFrontDoor.pvs"]),
+        "{out}"
+    );
+    // A request on another resource: every loaded ACP's pv.
+    std::fs::write(
+        &req,
+        r#"{"fr": "Cbabysitter", "to": "frontDoor", "op": 2, "authn": true}"#,
+    )
+    .unwrap();
+    let (_, out, _) = authz(&[
+        "check",
+        "-p",
+        "examples/door-lock-acp.json",
+        "-r",
+        req.to_str().unwrap(),
+        "--explain",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let evaluated = v["explanation"]["evaluated"].as_array().expect("a list");
+    assert!(
+        !evaluated.is_empty()
+            && evaluated
+                .iter()
+                .all(|e| e.as_str().is_some_and(|e| e.ends_with(".pv"))),
+        "{out}"
+    );
 }
 
 /// TS-0001 10.2.3.1: the ACP is the target whether the request names it

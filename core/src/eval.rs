@@ -672,8 +672,9 @@ impl<'r, 'o> Evaluation<'r, 'o> {
 
     /// `a AND b` over three values: `a` as evaluated (with `undetermined`
     /// as it left it), `b` evaluated unless `a` is certainly FALSE. The
-    /// failure reported is the first; the result is undetermined unless a
-    /// side is certainly FALSE.
+    /// result is undetermined unless a side is certainly FALSE; the failure
+    /// reported is the one that decides: a certainly FALSE side, else the
+    /// first.
     #[inline(always)]
     fn and_then<F>(
         &mut self,
@@ -685,14 +686,14 @@ impl<'r, 'o> Evaluation<'r, 'o> {
         }
         self.undetermined = false;
         let b = b(self);
-        match a {
-            Ok(()) => b,
-            Err(first) => {
-                // `a` undetermined: so is the conjunction, unless `b` is
-                // certainly FALSE (then `undetermined` is already false).
-                if b.is_ok() {
-                    self.undetermined = true;
-                }
+        match (a, b) {
+            (Ok(()), b) => b,
+            // `a` undetermined, `b` certainly FALSE (`undetermined` is
+            // false already): `b` is why, whatever `a` would have been.
+            (Err(_), Err(decisive)) if !self.undetermined => Err(decisive),
+            (Err(first), _) => {
+                // `a` undetermined: so is the conjunction.
+                self.undetermined = true;
                 Err(first)
             }
         }
@@ -757,7 +758,8 @@ impl<'r, 'o> Evaluation<'r, 'o> {
 
     /// `res_context(k,m) = res_time(k,m) AND res_ip(k,m) AND res_loc(k,m)`.
     /// Certainly FALSE when one part is; otherwise undetermined when one
-    /// part lacked its attribute. The failure reported is the first.
+    /// part lacked its attribute. The failure reported is the first that
+    /// is certainly FALSE, else the first.
     fn res_context(&mut self, c: &CompiledContext) -> Result<(), ContextFailure> {
         // The time is always known (7.1.2: the request time).
         self.res_time(c)?;
@@ -878,7 +880,8 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             let element_mark = self.pending_len();
             // res_objdetails = res_resourceType AND res_specializationID AND
             // res_childResource: FALSE when one part is; undetermined when
-            // none is and one lacks its input. The reason is the first's.
+            // none is and one lacks its input. The reason is the first
+            // certainly FALSE part's, else the first's.
             let mut reason: Option<String> = None;
             let mut certain = false;
             let mut unknown = false;
@@ -943,10 +946,12 @@ impl<'r, 'o> Evaluation<'r, 'o> {
                             specialization_text(spty)
                         ),
                     });
+                    reason.get_or_insert(why);
                 } else {
+                    // Certainly FALSE: it, not an unknown before, is why.
                     certain = true;
+                    reason = Some(why);
                 }
-                reason.get_or_insert(why);
             }
             // res_childResource = ismember(Resource Type, childResourceType).
             if !certain {
@@ -954,13 +959,12 @@ impl<'r, 'o> Evaluation<'r, 'o> {
                     Some(rt) if d.child_resource_types.contains(&rt) => {}
                     Some(rt) => {
                         certain = true;
-                        let why = self.why(|| {
+                        reason = Some(self.why(|| {
                             format!(
                                 "resource type {rt} not in chty {:?}",
                                 d.child_resource_types
                             )
-                        });
-                        reason.get_or_insert(why);
+                        }));
                     }
                     None => {
                         unknown = true;

@@ -2251,6 +2251,54 @@ fn decision_10_a_rule_certainly_false_elsewhere_is_not_undetermined() {
     certain(&check(&acp, &create("Cphone", None, 23)));
 }
 
+/// 7.1.4 with Decision 10, in the explanation: when a condition lacks its
+/// attribute and a later one of the same AND is certainly FALSE, the Deny
+/// is final (status OK) because of the later one, so the explanation names
+/// it, not the unknown attribute, which would not have helped.
+#[test]
+fn decision_10_the_explanation_names_the_condition_certainly_false() {
+    // One acco element: the IP is unknown, the position outside the circle.
+    let acp = one_rule(json!({"acor": ["Cphone"], "acop": 2,
+        "acco": [{"acip": {"ipv4": ["10.0.0.0/8"]}, "aclr": {"accr": [0, 0, 1000]}}]}));
+    let mut r = retrieve("Cphone");
+    r.position = Some(pos(5.0, 5.0, 0.0));
+    let d = check(&acp, &r);
+    assert_eq!(d.status, AuthorizationStatus::Ok, "{d:#?}");
+    assert!(
+        matches!(context_failures(&d), [ContextFailure::Location { reason }]
+            if reason.contains("not inside the circle")),
+        "{d:#?}"
+    );
+    // Contexts undetermined (no IP), object details certainly FALSE.
+    let acp = one_rule(json!({"acor": ["Cphone"], "acop": 1,
+        "acco": [{"acip": {"ipv4": ["10.0.0.0/8"]}}], "acod": [{"chty": [4]}]}));
+    let d = check(&acp, &create("Cphone", Some(3), 23));
+    assert_eq!(d.status, AuthorizationStatus::Ok, "{d:#?}");
+    assert!(
+        matches!(first_failed(&d), FailedCondition::ObjectDetails { elements }
+            if elements.len() == 1 && elements[0].contains("resource type 23 not in chty [4]")),
+        "{d:#?}"
+    );
+    // Inside one acod element: the target's type unknown, the created type
+    // not in chty.
+    let acp = one_rule(json!({"acor": ["Cphone"], "acop": 1, "acod": [{"ty": 3, "chty": [4]}]}));
+    let d = check(&acp, &create("Cphone", None, 23));
+    assert_eq!(d.status, AuthorizationStatus::Ok, "{d:#?}");
+    assert!(
+        matches!(first_failed(&d), FailedCondition::ObjectDetails { elements }
+            if elements.len() == 1 && elements[0].contains("resource type 23 not in chty [4]")),
+        "{d:#?}"
+    );
+    // Only unknowns: the first is named, and the Deny is undetermined.
+    let d = check(&acp, &create("Cphone", None, 4));
+    assert_eq!(d.status, AuthorizationStatus::MissingAttribute, "{d:#?}");
+    assert!(
+        matches!(first_failed(&d), FailedCondition::ObjectDetails { elements }
+            if elements[0].contains("target type unknown")),
+        "{d:#?}"
+    );
+}
+
 /// Decision 10 for `res_origs`: a rule that names the originator only
 /// through a role or `<group>` the source cannot answer is undetermined,
 /// unless another of its conditions is certainly FALSE. Then the Deny is
