@@ -308,15 +308,17 @@ pub struct PdpArgs {
     tls: ServerTlsArgs,
 }
 
-fn metrics(addr: &str) -> Result<Option<SocketAddr>> {
+/// Serves the metrics on `--metrics` (unless `off`), with the service's
+/// TLS when it has one: its `http(s)://addr/metrics` for the banner.
+fn metrics(addr: &str, tls: Option<&ServerTls>) -> Result<Option<String>> {
     if addr == "off" {
         return Ok(None);
     }
     let addr: SocketAddr = addr
         .parse()
         .with_context(|| format!("--metrics {addr}: not an address"))?;
-    telemetry::install_prometheus(addr)?;
-    Ok(Some(addr))
+    let served = telemetry::install_prometheus(addr, tls)?.local_addr();
+    Ok(Some(format!("{}://{served}/metrics", scheme(tls))))
 }
 
 /// The `--data-dir` of a standalone service: `memory` for none, else the
@@ -551,7 +553,7 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
         Some(path) => Some(authz_das::DasConfig::load(path)?),
         None => None,
     };
-    let metrics = metrics(&args.metrics)?;
+    let metrics = metrics(&args.metrics, server_tls.as_ref())?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("{}: cannot create", args.data_dir.display()))?;
     let dir = args.data_dir.display().to_string();
@@ -712,7 +714,7 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
         );
     }
     match metrics {
-        Some(m) => bannerln!("  metrics http://{m}/metrics"),
+        Some(m) => bannerln!("  metrics {m}"),
         None => bannerln!("  metrics off"),
     }
     bannerln!(
@@ -759,7 +761,7 @@ pub async fn pdp(args: PdpArgs, tls: &ClientTls) -> Result<()> {
     let _tracing = telemetry::init_tracing_with_tls("onem2m-authz-pdp", tls)?;
     let signal = shutdown_signal()?;
     let server_tls = args.tls.load()?;
-    let metrics = metrics(&args.metrics)?;
+    let metrics = metrics(&args.metrics, server_tls.as_ref())?;
     check_url("--prp", &args.prp)?;
     if args.pip != "off" {
         check_url("--pip", &args.pip)?;
@@ -788,7 +790,7 @@ pub async fn pdp(args: PdpArgs, tls: &ClientTls) -> Result<()> {
         args.prp
     );
     if let Some(m) = metrics {
-        bannerln!("  metrics http://{m}/metrics");
+        bannerln!("  metrics {m}");
     }
     until_signal(signal, |shutdown| {
         pdp.serve(listener, server_tls.as_ref(), shutdown)

@@ -316,6 +316,78 @@ fn standalone_prp_and_pdp_require_client_certificates() {
     assert!(err.contains("refused the client certificate"), "{err}");
 }
 
+/// The metrics endpoint of a service that serves TLS serves TLS too, with
+/// the same certificate and client CAs: a scraper with a client certificate
+/// of the CA gets the metrics over https; one without, and plain text, get
+/// none.
+#[test]
+fn metrics_are_served_with_the_services_tls() {
+    let data = tempdir("tls-metrics");
+    let pki = TestPki::new(&["127.0.0.1"]);
+    let files = pki.write(&data);
+    let (cert, key, ca) = (path(&files.cert), path(&files.key), path(&files.ca));
+    let (_pdp, _url, log) = start_with_output(
+        &[
+            "pdp",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--prp",
+            "http://127.0.0.1:1",
+            "--pip",
+            "off",
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+            "--tls-client-ca",
+            ca,
+        ],
+        &[],
+        "PDP on",
+    );
+    let banner = log
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the metrics line");
+    let metrics: std::net::SocketAddr = banner
+        .trim()
+        .strip_prefix("metrics https://")
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("metrics https://ADDR/metrics: {banner}"));
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        use authz_tests::tls::{connect, http_get};
+        let stream = connect(metrics, &pki.ca_pem, Some(&pki))
+            .await
+            .expect("handshake");
+        let answer = http_get(stream, "/metrics", &[]).await.expect("answer");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("authz_replica_revision"), "{answer}");
+
+        // No client certificate: refused.
+        let refused = match connect(metrics, &pki.ca_pem, None).await {
+            Ok(stream) => http_get(stream, "/metrics", &[]).await,
+            Err(e) => Err(e),
+        };
+        assert!(
+            refused.as_ref().map_or(true, String::is_empty),
+            "{refused:?}"
+        );
+        // Plain text: no metrics.
+        let tcp = tokio::net::TcpStream::connect(metrics).await.expect("tcp");
+        let plain = http_get(tcp, "/metrics", &[]).await;
+        assert!(
+            plain
+                .as_ref()
+                .map_or(true, |a| !a.contains("authz_replica_revision")),
+            "{plain:?}"
+        );
+    });
+}
+
 /// `authz up --tls-client-ca` reaches its own PRP, PIP and DAS presenting
 /// the process's client certificate, so it requires one; with it, clients
 /// with a certificate of the client CA get decisions.

@@ -64,9 +64,16 @@ pub fn record_pip_fetch(result: &'static str) {
 #[derive(Clone)]
 pub struct MetricsHandle {
     prometheus: PrometheusHandle,
+    /// Where `/metrics` is served (the port the OS chose for port 0).
+    local_addr: SocketAddr,
 }
 
 impl MetricsHandle {
+    /// Where `/metrics` is served.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
     /// Every metric in the Prometheus text format: the decision metrics
     /// (kept per thread, see [`crate::decision_metrics`]) and those recorded
     /// through the `metrics` facade.
@@ -79,17 +86,28 @@ impl MetricsHandle {
 }
 
 /// Installs the global Prometheus recorder and serves `GET /metrics` on
-/// `addr`; returns a handle that renders the same text.
+/// `addr`, over TLS with `tls` (the service's own certificate, and its
+/// client CAs: with them a scraper must present a certificate of one, as
+/// any client of the service must); returns a handle that renders the same
+/// text.
 ///
 /// Must run inside a Tokio runtime. Fails when a recorder is already
 /// installed or the address cannot be bound.
-pub fn install_prometheus(addr: SocketAddr) -> anyhow::Result<MetricsHandle> {
+pub fn install_prometheus(
+    addr: SocketAddr,
+    tls: Option<&authz_proto::tls::ServerTls>,
+) -> anyhow::Result<MetricsHandle> {
+    let tls = tls
+        .map(|t| t.rustls_config(authz_proto::tls::ClientCertificates::Required))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("metrics endpoint TLS: {e}"))?;
     let recorder = PrometheusBuilder::new().build_recorder();
-    let handle = MetricsHandle {
-        prometheus: recorder.handle(),
-    };
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| anyhow::anyhow!("metrics listener on {addr}: {e}"))?;
+    let handle = MetricsHandle {
+        prometheus: recorder.handle(),
+        local_addr: listener.local_addr()?,
+    };
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     metrics::set_global_recorder(recorder)
@@ -121,11 +139,24 @@ pub fn install_prometheus(addr: SocketAddr) -> anyhow::Result<MetricsHandle> {
             }
         }),
     );
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "metrics endpoint stopped");
+    match tls {
+        Some(tls) => {
+            tokio::spawn(authz_proto::https::serve(
+                listener,
+                app,
+                std::sync::Arc::new(tls),
+                std::future::pending(),
+                |_, _| axum::http::Extensions::new(),
+            ));
         }
-    });
+        None => {
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "metrics endpoint stopped");
+                }
+            });
+        }
+    }
     // The facade's histograms and summaries need periodic upkeep (the
     // exporter's own listener did it); no decision metric depends on it.
     let upkeep = handle.prometheus.clone();

@@ -25,7 +25,7 @@ async fn metrics_endpoint_reports_decisions() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let handle = authz_pdp::telemetry::install_prometheus(addr).unwrap();
+    let handle = authz_pdp::telemetry::install_prometheus(addr, None).unwrap();
     // Before any event, every listed series is there, at zero.
     let first = handle.render();
     for series in [

@@ -19,11 +19,16 @@
 //! Errors from converting a request surface to gRPC callers through
 //! [`invalid_argument`], which carries a `google.rpc.BadRequest` naming each
 //! field.
+//!
+//! Around the contract, what every process shares to serve and to connect:
+//! [`tls`] (certificates, keys, client CAs), [`endpoint`], [`serving`] and
+//! [`listener`] (the gRPC servers), and [`https`] (HTTP endpoints over TLS).
 
 #![warn(missing_docs)]
 
 pub mod convert;
 pub mod endpoint;
+pub mod https;
 pub mod listener;
 pub mod serving;
 pub mod tls;

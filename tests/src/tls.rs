@@ -1,5 +1,6 @@
 //! Certificates for TLS tests, made on the fly: a test CA, and a server
-//! and a client certificate it signed, as PEM text and as files.
+//! and a client certificate it signed, as PEM text and as files; and a
+//! TLS client for the HTTPS endpoints ([`connect`], [`http_get`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -124,4 +125,73 @@ impl TestPki {
         std::fs::write(&files.client_key, &self.client_key_pem).expect("write client-key.pem");
         files
     }
+}
+
+/// A TLS connection to `to` (a certificate for `127.0.0.1`) trusting the
+/// CA of `ca_pem`, presenting the client certificate of `client` when
+/// given. With TLS 1.3 a server refuses a client's certificate after the
+/// client's handshake is done: the refusal shows on the first read.
+pub async fn connect(
+    to: std::net::SocketAddr,
+    ca_pem: &str,
+    client: Option<&TestPki>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("CA PEM")).expect("CA");
+    }
+    // ring, as the services use (deprecated in rustls 0.23.48 for lacking
+    // post-quantum key exchange, which these tests do not need).
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let config = match client {
+        Some(pki) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(pki.client_cert_pem.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .expect("client PEM"),
+                PrivateKeyDer::from_pem_slice(pki.client_key_pem.as_bytes()).expect("key"),
+            )
+            .expect("client certificate"),
+        None => builder.with_no_client_auth(),
+    };
+    let tcp = tokio::net::TcpStream::connect(to).await?;
+    let name = ServerName::try_from("127.0.0.1").expect("name");
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+}
+
+/// A minimal HTTP/1.1 GET of `path` with `headers` over `stream`
+/// (`Connection: close`): the whole answer as text, or the error that
+/// ended it (a refused TLS client certificate shows here).
+pub async fn http_get<S>(
+    mut stream: S,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut raw),
+    )
+    .await
+    .map_err(|_| std::io::Error::other("no answer in 10 s"))??;
+    Ok(String::from_utf8_lossy(&raw).into_owned())
 }

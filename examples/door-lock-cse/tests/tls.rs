@@ -19,7 +19,7 @@ use authz_pdp::{Pdp, PdpConfig};
 use authz_pip::PipConfig;
 use authz_proto::tls::{ClientTls, ServerTls};
 use authz_prp::PrpConfig;
-use authz_tests::tls::{ClientName, TestPki};
+use authz_tests::tls::{ClientName, TestPki, connect, http_get};
 use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 
@@ -149,8 +149,7 @@ async fn serving_address(cse: &mut Child, scheme: &str) -> SocketAddr {
 }
 
 /// The status code and the `X-M2M-RSC` header of a raw HTTP/1.1 answer.
-fn status_and_rsc(raw: &[u8]) -> (u16, String) {
-    let text = String::from_utf8_lossy(raw);
+fn status_and_rsc(text: &str) -> (u16, String) {
     let status = text
         .split(' ')
         .nth(1)
@@ -167,72 +166,18 @@ fn status_and_rsc(raw: &[u8]) -> (u16, String) {
     (status, rsc)
 }
 
-/// A minimal HTTP/1.1 GET of `path` as `origin` (with the PSK header when
-/// `psk` is not empty) over `stream`: the status code and `X-M2M-RSC`.
-async fn get_over<S>(mut stream: S, path: &str, origin: &str, psk: &str) -> (u16, String)
+/// GET `path` as `origin` (with the PSK header when `psk` is not empty)
+/// over `stream`: the status code and `X-M2M-RSC`.
+async fn get_over<S>(stream: S, path: &str, origin: &str, psk: &str) -> (u16, String)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let psk = if psk.is_empty() {
-        String::new()
-    } else {
-        format!("X-Demo-Psk: {psk}\r\n")
-    };
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-M2M-Origin: {origin}\r\n{psk}X-M2M-RI: rq-tls\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
-        .await
-        .expect("answer in time")
-        .expect("read");
-    status_and_rsc(&raw)
-}
-
-/// A TLS connection to `to` trusting `ca_pem`, presenting the client
-/// certificate of `client` when given.
-async fn tls_connect(
-    to: SocketAddr,
-    ca_pem: &str,
-    client: Option<&TestPki>,
-) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.expect("CA PEM")).expect("CA");
+    let mut headers = vec![("X-M2M-Origin", origin), ("X-M2M-RI", "rq-tls")];
+    if !psk.is_empty() {
+        headers.push(("X-Demo-Psk", psk));
     }
-    // ring, as the services use (deprecated in rustls 0.23.48 for lacking
-    // post-quantum key exchange, which these tests do not need).
-    #[allow(deprecated)]
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots);
-    let config = match client {
-        Some(pki) => builder
-            .with_client_auth_cert(
-                CertificateDer::pem_slice_iter(pki.client_cert_pem.as_bytes())
-                    .collect::<Result<Vec<_>, _>>()
-                    .expect("client PEM"),
-                PrivateKeyDer::from_pem_slice(pki.client_key_pem.as_bytes()).expect("key"),
-            )
-            .expect("client certificate"),
-        None => builder.with_no_client_auth(),
-    };
-    let tcp = tokio::net::TcpStream::connect(to).await?;
-    let name = ServerName::try_from("127.0.0.1").expect("name");
-    let mut stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect(name, tcp)
-        .await?;
-    // TLS 1.3: the server checks the client's certificate after the
-    // client's handshake is done; a refusal shows on the first read.
-    use tokio::io::AsyncWriteExt;
-    stream.flush().await?;
-    Ok(stream)
+    let answer = http_get(stream, path, &headers).await.expect("an answer");
+    status_and_rsc(&answer)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,21 +277,17 @@ async fn the_door_lock_cse_authenticates_aes_by_their_certificates_10_1_1_5() {
     let addr = serving_address(&mut cse, "https").await;
     let door = "/~/mn-cse-123456/frontDoor";
 
-    let with_cert = tls_connect(addr, &owner.ca_pem, Some(&owner))
+    let with_cert = connect(addr, &owner.ca_pem, Some(&owner))
         .await
         .expect("handshake");
     let by_certificate = get_over(with_cert, door, "CownerPhone", "").await;
-    let with_cert = tls_connect(addr, &owner.ca_pem, Some(&owner))
+    let with_cert = connect(addr, &owner.ca_pem, Some(&owner))
         .await
         .expect("handshake");
     let other_from = get_over(with_cert, door, "Cbabysitter", "").await;
-    let without = tls_connect(addr, &owner.ca_pem, None)
-        .await
-        .expect("handshake");
+    let without = connect(addr, &owner.ca_pem, None).await.expect("handshake");
     let no_cert = get_over(without, door, "CownerPhone", "").await;
-    let without = tls_connect(addr, &owner.ca_pem, None)
-        .await
-        .expect("handshake");
+    let without = connect(addr, &owner.ca_pem, None).await.expect("handshake");
     let by_psk = get_over(
         without,
         door,
@@ -354,16 +295,8 @@ async fn the_door_lock_cse_authenticates_aes_by_their_certificates_10_1_1_5() {
         "owner-phone@home.example:0a1b2c3d4e5f6a7b",
     )
     .await;
-    let foreign = match tls_connect(addr, &owner.ca_pem, Some(&stranger)).await {
-        Ok(stream) => {
-            let mut stream = stream;
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let _ = stream
-                .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .await;
-            let mut raw = Vec::new();
-            stream.read_to_end(&mut raw).await.map(|_| raw)
-        }
+    let foreign = match connect(addr, &owner.ca_pem, Some(&stranger)).await {
+        Ok(stream) => http_get(stream, door, &[("X-M2M-Origin", "CownerPhone")]).await,
         Err(e) => Err(e),
     };
     let _ = cse.kill();
@@ -391,8 +324,7 @@ async fn the_door_lock_cse_authenticates_aes_by_their_certificates_10_1_1_5() {
         "no certificate, the PSK header"
     );
     assert!(
-        foreign.as_ref().map_or(true, Vec::is_empty),
-        "a certificate of another CA got an answer: {:?}",
-        foreign.map(|raw| String::from_utf8_lossy(&raw).into_owned())
+        foreign.as_ref().map_or(true, String::is_empty),
+        "a certificate of another CA got an answer: {foreign:?}"
     );
 }
