@@ -1,6 +1,7 @@
 //! `authz decide`: ask a running PDP (or `authz up`) about one request,
-//! written in the short names `authz check` reads, and print its decision
-//! in the same form, with the PDP's summary.
+//! written in the short names `authz check` reads (with the tokens of
+//! Dynamic Authorization as flags), and print its decision in the same
+//! form, with the PDP's summary, `ati` and `tqf`.
 //!
 //! Exit codes: 0 when the PDP decided (Permit or Deny), 2 when the request
 //! file is unreadable or invalid (the message names the file and field) or
@@ -30,6 +31,19 @@ pub struct DecideArgs {
     /// The request in oneM2M short names, as for `authz check` (fr, to, op, fu, rrt, spty, tgty, rids, rtm, oip, olo, authn, uacpi).
     #[arg(long, short = 'r')]
     request: PathBuf,
+    /// A token (a oneM2M JWT, `tkns`) the originator presents; repeatable.
+    #[arg(long = "token", value_name = "JWT")]
+    tokens: Vec<String>,
+    /// A Token-ID (`tids`) the originator presents; repeatable.
+    #[arg(long = "token-id", value_name = "ID")]
+    token_ids: Vec<String>,
+    /// A Local-Token-ID (`ltids`) the originator presents; repeatable.
+    #[arg(long = "local-token-id", value_name = "ID")]
+    local_token_ids: Vec<String>,
+    /// Ask for Token Request Information (`tqi`): a Deny then names the
+    /// DASes to get tokens from (`tqf`).
+    #[arg(long)]
+    tqi: bool,
 }
 
 /// Why `decide` failed: bad input (exit 2) or no answer (exit 1).
@@ -79,8 +93,14 @@ async fn decide(args: &DecideArgs, tls: &ClientTls) -> Result<Value, Failure> {
     let text = std::fs::read_to_string(&args.request)
         .with_context(|| format!("{}: cannot read", args.request.display()))
         .map_err(Failure::Input)?;
-    let wire = short_request_to_pb(&text, true)
+    let mut wire = short_request_to_pb(&text, true)
         .map_err(|e| Failure::Input(anyhow!("{}: {e}", args.request.display())))?;
+    // What Dynamic Authorization (TS-0003 7.3) adds to a request; the PDP
+    // checks them (a malformed one is its invalid argument: exit 2).
+    wire.tokens.clone_from(&args.tokens);
+    wire.token_ids.clone_from(&args.token_ids);
+    wire.local_token_ids.clone_from(&args.local_token_ids);
+    wire.token_request_indicator = args.tqi;
     let channel = authz_proto::endpoint::endpoint_with(&args.pdp, tls)
         .map_err(|e| Failure::Input(anyhow!("--pdp {}: {e}", args.pdp)))?
         .connect()
@@ -119,6 +139,20 @@ async fn decide(args: &DecideArgs, tls: &ClientTls) -> Result<Value, Failure> {
     })?;
     let mut out = render(&decision);
     out["summary"] = Value::String(answer.summary);
+    // `ati` (m2m:dynAuthLocalTokenIdAssignments) and `tqf`, in the short
+    // names a CSE would answer them with.
+    if !answer.assigned_token_ids.is_empty() {
+        out["ati"] = Value::Array(
+            answer
+                .assigned_token_ids
+                .iter()
+                .map(|a| serde_json::json!({"lti": a.local_token_id, "tkid": a.token_id}))
+                .collect(),
+        );
+    }
+    if let Some(tqf) = &answer.token_request_info {
+        out["tqf"] = authz_pep::response::token_request_info_json(tqf);
+    }
     Ok(out)
 }
 

@@ -80,6 +80,8 @@ struct Stack {
     pdp: PolicyDecisionPointClient<Channel>,
     das: DynamicAuthorizationServerClient<Channel>,
     das_url: String,
+    pdp_url: String,
+    dir: PathBuf,
 }
 
 async fn stack(name: &str) -> Stack {
@@ -144,6 +146,8 @@ async fn stack(name: &str) -> Stack {
         pdp,
         das,
         das_url,
+        pdp_url,
+        dir,
     }
 }
 
@@ -385,6 +389,92 @@ async fn indirect_flow_token_then_token_id_then_local_token_id_7_3_2_3() {
     elsewhere.tokens = issued.tokens.clone();
     let d = decide(&mut s.pdp, elsewhere).await;
     assert!(!is_permit(&d), "{d:?}");
+}
+
+/// `authz decide` as a process through the same flow: `--tqi` prints the
+/// Token Request Information (`tqf`, TS-0003 7.3.2.3 step 2), `--token`
+/// the Local-Token-ID assigned (`ati`, step 7.1), `--local-token-id` and
+/// `--token-id` are permitted, and a malformed token is exit 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decide_carries_tokens_and_prints_tqf_and_ati_7_3_2_3() {
+    let mut s = stack("decide-tokens").await;
+    let request = s.dir.join("unlock.json");
+    std::fs::write(&request, r#"{"fr": "Cguest", "to": "backDoor", "op": 3}"#).expect("write");
+    let decide_cli = |extra: &[&str]| {
+        let mut args = vec![
+            "decide",
+            "--pdp",
+            &s.pdp_url,
+            "-r",
+            request.to_str().expect("path"),
+        ];
+        args.extend_from_slice(extra);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_authz"))
+            .args(&args)
+            .output()
+            .expect("authz decide");
+        let json = serde_json::from_slice::<serde_json::Value>(&out.stdout).ok();
+        (
+            out.status.code(),
+            json,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = decide_cli(&["--tqi"]);
+    assert_eq!(code, Some(0), "{err}");
+    let out = out.expect("JSON");
+    assert_eq!(out["dec"], 2, "{out}");
+    assert_eq!(
+        out["tqf"]["dasi"][0]["uri"],
+        s.das_url.trim_end_matches('/'),
+        "{out}"
+    );
+    assert_eq!(
+        out["tqf"]["dasi"][0]["dreq"]["or"], "//home.example/mn-cse-123456/Cguest",
+        "{out}"
+    );
+    let (code, out, _) = decide_cli(&[]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.expect("JSON").get("tqf").is_none(),
+        "no tqf without --tqi"
+    );
+
+    let dreq = decide(&mut s.pdp, with_token_request(request_cguest_unlock()))
+        .await
+        .token_request_info
+        .and_then(|t| t.das_info.into_iter().next())
+        .and_then(|d| d.das_request)
+        .expect("dreq");
+    let issued = issue_token(&mut s.das, dreq, GUEST_SECRET)
+        .await
+        .expect("tokens");
+    let token = issued.tokens[0].clone();
+    // The PDP may still be loading the DAS's keys.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let out = loop {
+        let (code, out, err) = decide_cli(&["--token", &token]);
+        assert_eq!(code, Some(0), "{err}");
+        let out = out.expect("JSON");
+        if out["dec"] == 1 || Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(out["dec"], 1, "{out}");
+    assert_eq!(out["ati"][0]["tkid"], issued.token_ids[0].as_str(), "{out}");
+    let lti = out["ati"][0]["lti"].as_str().expect("lti").to_owned();
+    let (_, out, _) = decide_cli(&["--local-token-id", &lti]);
+    assert_eq!(out.expect("JSON")["dec"], 1);
+    let (_, out, _) = decide_cli(&["--token-id", &issued.token_ids[0]]);
+    assert_eq!(out.expect("JSON")["dec"], 1);
+    let (code, _, err) = decide_cli(&["--token", "not-a-token"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("tokens[0]"), "{err}");
+}
+
+fn request_cguest_unlock() -> pb::DecisionRequest {
+    request("Cguest", "backDoor", pb::Operation::Update)
 }
 
 fn signer() -> TokenSigner {

@@ -347,8 +347,10 @@ fn metrics_are_served_with_the_services_tls() {
         &[],
         "PDP on",
     );
-    let banner = log
-        .recv_timeout(Duration::from_secs(10))
+    // The banner's metrics line (log lines, such as the PRP it cannot
+    // reach, may come first).
+    let banner = std::iter::from_fn(|| log.recv_timeout(Duration::from_secs(10)).ok())
+        .find(|line| line.trim_start().starts_with("metrics "))
         .expect("the metrics line");
     let metrics: std::net::SocketAddr = banner
         .trim()

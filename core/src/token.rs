@@ -1218,6 +1218,20 @@ pub enum TokenError {
         /// The hosting CSE-ID.
         hosting: String,
     },
+    /// The Token-ID (`jti`) is not under the FQDN of the DAS that issued
+    /// the token: "A Token-ID shall identify the issuer of the Token"
+    /// (TS-0001 7.1.15; Decision 8 resolves Token-IDs by that FQDN).
+    #[error(
+        "token ID {token_id} does not name its issuer {issuer}, whose Token-IDs end with @{fqdn} (TS-0001 7.1.15)"
+    )]
+    ForeignTokenId {
+        /// The token's ID.
+        token_id: String,
+        /// The token's issuer.
+        issuer: String,
+        /// The FQDN of that issuer's Token-IDs.
+        fqdn: String,
+    },
     /// The holder is not the originator: a token of someone else, or replayed.
     #[error("token holder {holder:?} is not the originator {originator:?}")]
     WrongHolder {
@@ -1673,11 +1687,15 @@ impl<'t> Jws<'t> {
 
 /// Checks what a token must be before anything is asked of it: a JWS
 /// compact serialization whose header (with a string `alg`) and payload are
-/// base64url JSON objects and whose signature is base64url, or the five base64url parts of a JWE (which a
-/// PDP then refuses as unsupported, a Deny). A PDP checks it for every
-/// token whatever DASes it trusts, so that a malformed token is the
-/// originator's invalid argument everywhere (Decision 9), not a Deny here
-/// and an error there.
+/// base64url JSON objects, whose payload is a oneM2M JWT claim set (table
+/// 7.3.2.6.2-1: it maps to an `m2m:tokenClaimSet`) and whose signature is
+/// base64url, or the five base64url parts of a JWE (which a PDP then
+/// refuses as unsupported, a Deny). A PDP checks it for every token
+/// whatever DASes it trusts and whatever its ACPs decide, so that a
+/// malformed token is the originator's invalid argument everywhere
+/// (Decision 9), not a Deny here and an error there: a claim set that is no
+/// `m2m:tokenClaimSet` is refused alike from a trusted, an untrusted or an
+/// unknown issuer.
 pub fn check_syntax(token: &str) -> Result<(), TokenError> {
     let parts: Vec<&str> = token.split('.').collect();
     if parts.len() == 5 {
@@ -1693,11 +1711,13 @@ pub fn check_syntax(token: &str) -> Result<(), TokenError> {
     // Empty for `alg: none`. Verification takes an undecodable signature
     // for one that does not verify (a token a DAS handed over is no
     // argument of the originator's); in a request it is malformed.
-    if is_base64url(jws.signature_b64) {
-        Ok(())
-    } else {
-        Err(TokenError::Malformed("signature is not base64url".into()))
+    if !is_base64url(jws.signature_b64) {
+        return Err(TokenError::Malformed("signature is not base64url".into()));
     }
+    // Read, not trusted: nothing of it counts until the signature verifies.
+    TokenClaims::from_jwt_claims(&Value::Object(jws.payload))
+        .map(drop)
+        .map_err(TokenError::InvalidClaims)
 }
 
 /// Only the base64url alphabet (RFC 4648 5), without padding.

@@ -1041,6 +1041,55 @@ fn decision_9_malformed_tokens_are_invalid_arguments() {
     }
 }
 
+/// Decision 9 before any key is looked at: a claim set that is no
+/// `m2m:tokenClaimSet` (table 7.3.2.6.2-1) makes the token malformed
+/// whoever signed it, a trusted DAS, an unknown issuer or nobody, so that
+/// every PDP answers it alike (4000), with or without DASes configured.
+#[test]
+fn decision_9_check_syntax_reads_the_claim_set_whoever_the_issuer() {
+    use authz_core::token::check_syntax;
+    let good = es_signer().sign(&claims()).unwrap();
+    check_syntax(&good).expect("a well-formed token");
+    let mut untrusted = claims();
+    untrusted.issuer = "//elsewhere.example/cse/CDas".into();
+    check_syntax(&es_signer().sign(&untrusted).unwrap()).expect("well-formed, if untrusted");
+    for (what, change) in [
+        ("jti", json!({"jti": "notanid"})),
+        (
+            "nbf after exp",
+            json!({"nbf": 2_000_000_000, "exp": 1_000_000_000}),
+        ),
+        ("pm", json!({"tkps": {"pm": [{"ris": [TARGET]}]}})),
+        ("iss", json!({"iss": null})),
+    ] {
+        for issuer in [DAS, "//elsewhere.example/cse/CDas"] {
+            let mut p = jwt_payload(&claims());
+            p["iss"] = json!(issuer);
+            for (k, v) in change.as_object().unwrap() {
+                if v.is_null() {
+                    p.as_object_mut().unwrap().remove(k);
+                } else {
+                    p[k] = v.clone();
+                }
+            }
+            for token in [
+                sign_raw(es_header(), p.clone(), &es_key(), Algorithm::ES256),
+                format!(
+                    "{}.{}.",
+                    b64(&json!({"alg": "none", "typ": "JWT"})),
+                    b64(&p)
+                ),
+            ] {
+                let e = check_syntax(&token).expect_err(what);
+                assert!(
+                    matches!(e, TokenError::InvalidClaims(_)) && e.is_malformed(),
+                    "{what} from {issuer}: {e:?}"
+                );
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Permission evaluation (TS-0003 7.3.2.5)
 // ---------------------------------------------------------------------------

@@ -58,14 +58,23 @@ pub fn das_request_from_pb(
     let converted = match decision_request_from_pb(&equivalent, now) {
         Ok(c) => Some(c.request),
         Err(e) => {
+            // The decision request's names of the parameters back to the
+            // DAS request's (`role_ids[0]` → `originator_role_ids[0]`).
+            const RENAMED: [(&str, &str); 3] = [
+                ("target_type", "targeted_resource_type"),
+                ("target", "targeted_resource_id"),
+                ("role_ids", "originator_role_ids"),
+            ];
             for c in e {
-                let name = if c.field == "target" {
-                    "targeted_resource_id".to_owned()
-                } else if let Some(rest) = c.field.strip_prefix("role_ids") {
-                    format!("originator_role_ids{rest}")
-                } else {
-                    c.field
-                };
+                let name = RENAMED
+                    .iter()
+                    .find_map(|(pdp, das)| {
+                        c.field
+                            .strip_prefix(pdp)
+                            .filter(|rest| rest.is_empty() || rest.starts_with(['[', '.']))
+                            .map(|rest| format!("{das}{rest}"))
+                    })
+                    .unwrap_or(c.field);
                 add(&mut errors, field(&name), c.message);
             }
             None
@@ -245,6 +254,7 @@ mod tests {
             originator_ip: Some(pb::IpAddress {
                 address: Some(pb::ip_address::Address::Ipv4("300.1.1.1".into())),
             }),
+            targeted_resource_type: Some(0),
             originator_role_ids: vec!["nobody".into()],
             role_ids_from_acps: vec!["x".into()],
             request_timestamp: "yesterday".into(),
@@ -265,6 +275,7 @@ mod tests {
             "das_request.originator",
             "das_request.operation",
             "das_request.targeted_resource_id",
+            "das_request.targeted_resource_type",
             "das_request.originator_ip.ipv4",
             "das_request.originator_role_ids[0]",
             "das_request.role_ids_from_acps[0]",

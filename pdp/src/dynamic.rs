@@ -703,12 +703,41 @@ impl Dynamic {
             })
     }
 
+    /// Verifies `token` ([`Dynamic::verify_once_refetching`]), and that
+    /// its Token-ID names its issuer: "A Token-ID shall identify the issuer
+    /// of the Token" (TS-0001 7.1.15), and Token-IDs are resolved to a DAS
+    /// by their FQDN (Decision 8), so a DAS whose tokens carried IDs under
+    /// another DAS's FQDN could stand in for that DAS's tokens.
+    async fn verify_refetching(
+        &self,
+        token: &str,
+        ctx: &VerifyContext,
+    ) -> Result<VerifiedToken, TokenError> {
+        let verified = self.verify_once_refetching(token, ctx).await?;
+        let own_fqdn = self.dases.iter().find_map(|d| {
+            d.identity()
+                .as_ref()
+                .filter(|i| i.issuer == verified.claims().issuer)
+                .map(|i| i.fqdn.clone())
+        });
+        match own_fqdn {
+            Some(fqdn) if issuer_fqdn(verified.token_id()) != Some(fqdn.as_str()) => {
+                Err(TokenError::ForeignTokenId {
+                    token_id: verified.token_id().to_owned(),
+                    issuer: verified.claims().issuer.clone(),
+                    fqdn,
+                })
+            }
+            _ => Ok(verified),
+        }
+    }
+
     /// Verifies `token`; when its issuer is a configured DAS that has no
     /// key with the token's `kid` (or none of its `alg`) — the DAS rotated its keys, putting the
     /// new one first, after this PDP fetched them — fetches that DAS's key
     /// set again (at most once per [`KEY_REFETCH_INTERVAL`]) and verifies
     /// once more.
-    async fn verify_refetching(
+    async fn verify_once_refetching(
         &self,
         token: &str,
         ctx: &VerifyContext,

@@ -1086,6 +1086,31 @@ async fn a_malformed_token_is_named_by_its_index_decision_9() {
     assert_eq!(fields, ["tokens[1]"], "{status:?}");
 }
 
+/// TS-0001 7.1.15: "A Token-ID shall identify the issuer of the Token",
+/// and a Token-ID's FQDN names the DAS it is fetched from (Decision 8). A
+/// token signed by the trusted DAS whose Token-ID is under another FQDN
+/// would let that DAS mint IDs in another's name: a Deny saying so. The
+/// same token under the DAS's own FQDN permits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_id_under_another_issuers_fqdn_is_refused_ts_0001_7_1_15() {
+    let das = ScriptedDas::default();
+    let pdp = pdp_with_das(&das, None).await;
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let mut foreign = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    foreign.tokens = vec![retrieve_token("tkforeign@other.example.com", "Cvisitor")];
+    let d = client.decide(foreign).await.expect("decision").into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert!(
+        d.summary.contains("does not name its issuer") && d.summary.contains(DAS_FQDN),
+        "{d:?}"
+    );
+    let mut own = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    own.tokens = vec![retrieve_token(&format!("tkown@{DAS_FQDN}"), "Cvisitor")];
+    let d = client.decide(own).await.expect("decision").into_inner();
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+}
+
 /// A DAS rotates its keys by putting the new key first in its key set
 /// (README, DAS `signing_keys`). A token signed with the new key, whose
 /// `kid` the PDP did not have when it fetched the key set, makes the PDP

@@ -784,8 +784,18 @@ pub fn decision_request_from_pb(
     }
     if req.target.is_empty() {
         errors.add("target", "must not be empty");
-    } else if req.target.chars().any(char::is_whitespace) {
-        errors.add("target", "must not contain whitespace");
+    } else if !is_usable_id(&req.target) {
+        // As the PRP refuses such an ID: no resource has it (Decision 9).
+        errors.add(
+            "target",
+            "must not contain white space or control characters",
+        );
+    } else if req
+        .target
+        .strip_prefix("//")
+        .is_some_and(|sp| sp.split('/').next().is_none_or(|fqdn| fqdn.is_empty()))
+    {
+        errors.add("target", "an absolute ID names its SP domain after //");
     }
 
     let operation = operation_from_pb(req.operation);

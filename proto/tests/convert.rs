@@ -277,11 +277,15 @@ fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
+/// A oneM2M JWT claim set (table 7.3.2.6.2-1), base64url: `jti`
+/// `tk@das.example.com`, `iss`, `azp`, `nbf`, `exp`, `tkvr` and `aud`.
+const CLAIMS: &str = "eyJqdGkiOiJ0a0BkYXMuZXhhbXBsZS5jb20iLCJpc3MiOiIvL3NwLmV4YW1wbGUuY29tL2lkLWluL0NEYXMiLCJhenAiOiIvL3NwLmV4YW1wbGUuY29tL2lkLWluL0NwaG9uZUFwcCIsIm5iZiI6MTcwMDAwMDAwMCwiZXhwIjoyMDAwMDAwMDAwLCJ0a3ZyIjoiMSIsImF1ZCI6WyIvL3NwLmV4YW1wbGUuY29tL2lkLWluIl19";
+
 fn full_request() -> pb::DecisionRequest {
     pb::DecisionRequest {
         originator: "CphoneApp".into(),
         role_ids: vec!["guest@roles.example.com".into()],
-        tokens: vec!["eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiJ0ayJ9.c2ln".into()],
+        tokens: vec![format!("eyJhbGciOiJFUzI1NiJ9.{CLAIMS}.c2ln")],
         token_ids: vec!["tk42@das.example.com".into()],
         local_token_ids: vec!["lt1".into()],
         token_request_indicator: true,
@@ -521,15 +525,19 @@ fn malformed_token_ids_are_invalid_arguments_decision_9() {
 }
 
 /// Decision 9: a token that is no JWS (RFC 7515 7.1: three base64url
-/// parts, the header and payload JSON objects, the header with `alg`) or
-/// no JWE (five base64url parts) is INVALID_ARGUMENT naming `tokens[i]`,
-/// whatever DASes the PDP trusts.
+/// parts, the header and payload JSON objects, the header with `alg`, the
+/// payload a oneM2M claim set) or no JWE (five base64url parts) is
+/// INVALID_ARGUMENT naming `tokens[i]`, whatever DASes the PDP trusts.
 #[test]
 fn malformed_tokens_are_invalid_arguments_decision_9() {
-    // {"alg":"ES256"} and {"jti":"tk"}.
-    let (header, payload) = ("eyJhbGciOiJFUzI1NiJ9", "eyJqdGkiOiJ0ayJ9");
+    // {"alg":"ES256"} and a claim set.
+    let (header, payload) = ("eyJhbGciOiJFUzI1NiJ9", CLAIMS);
     for bad in [
         "x".to_owned(),
+        // {"jti":"tk"}: no m2m:tokenClaimSet (no iss, azp, nbf, exp, tkvr).
+        format!("{header}.eyJqdGkiOiJ0ayJ9.c2ln"),
+        // The same with alg none.
+        "eyJhbGciOiJub25lIn0.eyJqdGkiOiJ0ayJ9.".to_owned(),
         "aaaa.bbbb.cccc".to_owned(),
         format!("{header}.{payload}.%%%%"),
         format!("{header}.{payload}.a+b/="),
@@ -645,6 +653,36 @@ fn more_request_errors() {
             "hosting_sp_id: '//sp/x' is not an SP-ID (expected //fqdn)",
         ]
     );
+}
+
+/// Decision 9: a target no resource can have (white space or control
+/// characters, as the PRP refuses them; `//` without an SP domain) is the
+/// caller's invalid argument, not a NOT_APPLICABLE Deny.
+#[test]
+fn a_target_no_resource_can_have_is_an_invalid_argument_decision_9() {
+    for bad in ["front\u{1}door", "front door", "//", "///cse/x", "x\u{7f}"] {
+        let mut wire = full_request();
+        wire.target = bad.into();
+        let errors = decision_request_from_pb(&wire, Utc::now()).unwrap_err();
+        assert_eq!(
+            errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(),
+            ["target"],
+            "{bad:?}: {errors:?}"
+        );
+    }
+    for good in [
+        "frontDoor",
+        "/id-in/cnt1",
+        "//sp.example.com/id-in/cnt1",
+        "caf\u{e9}",
+    ] {
+        let mut wire = full_request();
+        wire.target = good.into();
+        assert!(
+            decision_request_from_pb(&wire, Utc::now()).is_ok(),
+            "{good:?}"
+        );
+    }
 }
 
 /// TS-0001 9.6.1.3.2: `updates_acpi` marks an Update that changes only the
