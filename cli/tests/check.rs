@@ -132,20 +132,11 @@ fn request_on_the_acp_itself_uses_self_privileges() {
     assert_eq!(v["sus"], 2);
     // With --explain the author sees that only that ACP's pvs decided,
     // which the Deny alone does not say.
-    let (code, out, _) = authz(&[
-        "check",
-        "-p",
-        "examples/door-lock-acp.json",
-        "-r",
-        req.to_str().unwrap(),
-        "--explain",
-    ]);
-    assert_eq!(code, 0);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = explain_door_lock(&req);
     assert_eq!(
         v["explanation"]["evaluated"],
         serde_json::json!(["acpFrontDoor.pvs"]),
-        "{out}"
+        "{v}"
     );
     // A request on another resource: every loaded ACP's pv.
     std::fs::write(
@@ -153,7 +144,22 @@ fn request_on_the_acp_itself_uses_self_privileges() {
         r#"{"fr": "Cbabysitter", "to": "frontDoor", "op": 2, "authn": true}"#,
     )
     .unwrap();
-    let (_, out, _) = authz(&[
+    let v = explain_door_lock(&req);
+    let evaluated = v["explanation"]["evaluated"].as_array().expect("a list");
+    assert!(
+        !evaluated.is_empty()
+            && evaluated
+                .iter()
+                .all(|e| e.as_str().is_some_and(|e| e.ends_with(".pv"))),
+        "{v}"
+    );
+}
+
+/// `authz check --explain` of the request file `req` against the
+/// door-lock ACPs: its decision JSON.
+#[track_caller]
+fn explain_door_lock(req: &std::path::Path) -> serde_json::Value {
+    let (code, out, err) = authz(&[
         "check",
         "-p",
         "examples/door-lock-acp.json",
@@ -161,15 +167,8 @@ fn request_on_the_acp_itself_uses_self_privileges() {
         req.to_str().unwrap(),
         "--explain",
     ]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let evaluated = v["explanation"]["evaluated"].as_array().expect("a list");
-    assert!(
-        !evaluated.is_empty()
-            && evaluated
-                .iter()
-                .all(|e| e.as_str().is_some_and(|e| e.ends_with(".pv"))),
-        "{out}"
-    );
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
 }
 
 /// TS-0001 10.2.3.1: the ACP is the target whether the request names it
