@@ -608,6 +608,7 @@ struct Shared {
     authenticator: Arc<dyn Authenticator>,
     deny_detail: DenyDetail,
     registration_without_origin: bool,
+    discovery_by_result: bool,
     specialization: Arc<dyn SpecializationReader>,
     acpi_change: Arc<dyn AcpiChangeReader>,
     content_limit: usize,
@@ -655,6 +656,9 @@ enum Authorization {
     /// An AE registration without `From`, passed on undecided
     /// ([`PepLayer::with_registration_without_origin`]).
     Register(Box<RegistrationWithoutOrigin>),
+    /// A discovery whose results the handler authorizes one by one
+    /// ([`PepLayer::with_discovery_by_result`]).
+    Discover(Box<DiscoveryRequest>),
     Reject(Rejection),
 }
 
@@ -671,6 +675,45 @@ pub struct RegistrationWithoutOrigin {
     pub primitive: RequestPrimitive,
     /// The target (the parent of the new `<AE>`, normally the CSEBase).
     pub target: Target,
+}
+
+/// What a handler receives, as a request extension, for a discovery (a
+/// Retrieve with `fu` 1 or 3) when the CSE authorizes its results itself
+/// ([`PepLayer::with_discovery_by_result`]). TS-0004 7.3.3.14 skips the
+/// access check of the target: the result is the resources under it that
+/// match the filter *and* on which the originator holds DISCOVER. No
+/// decision was made here: the handler decides `request` (DISCOVERY, with
+/// the originator's context and tokens) for each candidate, with the
+/// candidate as `target` and its type as `target_type` (one
+/// [`crate::PepClient::decide_batch`]), and lists only the permitted ones.
+#[derive(Debug, Clone)]
+pub struct DiscoveryRequest {
+    /// The request primitive.
+    pub primitive: RequestPrimitive,
+    /// `to` relative to the hosting CSE (`None`: another CSE).
+    pub cse_relative: Option<String>,
+    /// The resource the discovery starts from.
+    pub target: Target,
+    /// The decision request for the target, `discovery` set: a template
+    /// for the candidates' decisions.
+    pub request: pb::DecisionRequest,
+    /// The `ty` filter criteria (query `ty`, repeated or joined by `+`):
+    /// a resource matches when its type is one of them; empty, any type.
+    pub resource_types: Vec<u32>,
+}
+
+/// The `ty` filter criteria of a discovery's query, percent-decoded.
+fn discovery_types(parts: &http::request::Parts) -> Result<Vec<u32>, PepError> {
+    Query::parse(parts.uri.query().unwrap_or(""))?
+        .list("ty")
+        .iter()
+        .map(|t| match t.parse::<u32>() {
+            Ok(ty) if ty > 0 => Ok(ty),
+            _ => Err(PepError::BadRequest(format!(
+                "filter criterion ty '{t}' is not a resource type (m2m:resourceType)"
+            ))),
+        })
+        .collect()
 }
 
 impl Shared {
@@ -752,6 +795,19 @@ impl Shared {
             Ok(r) => r,
             Err(e) => return Authorization::Reject(bad_request(e)),
         };
+        if self.discovery_by_result && request.discovery {
+            let types = match discovery_types(parts) {
+                Ok(types) => types,
+                Err(e) => return Authorization::Reject(bad_request(e)),
+            };
+            return Authorization::Discover(Box::new(DiscoveryRequest {
+                primitive,
+                cse_relative: relative,
+                target,
+                request,
+                resource_types: types,
+            }));
+        }
         let verdict = self.client.decide(request.clone()).await;
         tracing::debug!(
             originator = %primitive.fr, target = %target.resource_id, op = ?primitive.op,
@@ -828,6 +884,7 @@ impl PepLayer {
                 authenticator: Arc::new(ExtensionIdentity),
                 deny_detail: DenyDetail::Minimal,
                 registration_without_origin: false,
+                discovery_by_result: false,
                 specialization: Arc::new(JsonSpecialization),
                 acpi_change: Arc::new(JsonAcpiChange),
                 content_limit: DEFAULT_CONTENT_LIMIT,
@@ -846,6 +903,7 @@ impl PepLayer {
                 authenticator: arc.authenticator.clone(),
                 deny_detail: arc.deny_detail,
                 registration_without_origin: arc.registration_without_origin,
+                discovery_by_result: arc.discovery_by_result,
                 specialization: arc.specialization.clone(),
                 acpi_change: arc.acpi_change.clone(),
                 content_limit: arc.content_limit,
@@ -884,6 +942,17 @@ impl PepLayer {
     /// checks. Off by default: such a request is answered 400 / 4000.
     pub fn with_registration_without_origin(self, allow: bool) -> Self {
         self.map(|s| s.registration_without_origin = allow)
+    }
+
+    /// Passes a discovery (a Retrieve with `fu` 1 or 3) to the inner
+    /// service undecided, with a [`DiscoveryRequest`] extension instead of
+    /// an [`AuthorizedRequest`], for a CSE that decides DISCOVERY on each
+    /// resource it would list, as TS-0004 7.3.3.14 does (the target's own
+    /// privileges are not checked). Off by default: the layer then requires
+    /// DISCOVER on the target itself, stricter than the procedure but safe
+    /// for a handler that does not check its results.
+    pub fn with_discovery_by_result(self, yes: bool) -> Self {
+        self.map(|s| s.discovery_by_result = yes)
     }
 
     /// Reads the specialization of a Create of type 13 or 28 with `reader`
@@ -1009,8 +1078,17 @@ where
                 Authorization::Reject(r) => {
                     Ok(rejection_response(&r, rqi.as_ref()).map(Either::Right))
                 }
-                Authorization::Register(registration) => {
-                    parts.extensions.insert(*registration);
+                // Passed on undecided, with what the handler must decide on.
+                undecided @ (Authorization::Register(_) | Authorization::Discover(_)) => {
+                    match undecided {
+                        Authorization::Register(registration) => {
+                            parts.extensions.insert(*registration);
+                        }
+                        Authorization::Discover(discovery) => {
+                            parts.extensions.insert(*discovery);
+                        }
+                        _ => {}
+                    }
                     let mut response = inner.call(Request::from_parts(parts, body)).await?;
                     if let Some(rqi) = rqi
                         && !response.headers().contains_key(X_M2M_RI)

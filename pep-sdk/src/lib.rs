@@ -81,8 +81,8 @@ pub use client::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::PepError;
 pub use http::{
-    AcpiChangeReader, AuthenticatedIdentity, Authenticator, AuthorizedRequest, ExtensionIdentity,
-    JsonAcpiChange, JsonSpecialization, OriginatorIp, PepLayer, PepService,
+    AcpiChangeReader, AuthenticatedIdentity, Authenticator, AuthorizedRequest, DiscoveryRequest,
+    ExtensionIdentity, JsonAcpiChange, JsonSpecialization, OriginatorIp, PepLayer, PepService,
     RegistrationWithoutOrigin, SpecializationReader, Target, TargetResolver, UnstructuredIds,
 };
 pub use request::{CseContext, DecisionRequestBuilder, RequestContext, RequestPrimitive};

@@ -43,6 +43,8 @@ impl ResponseStatusCode {
     pub const NOT_FOUND: Self = Self(4004);
     /// 4005 OPERATION_NOT_ALLOWED.
     pub const OPERATION_NOT_ALLOWED: Self = Self(4005);
+    /// 4015 UNSUPPORTED_MEDIA_TYPE.
+    pub const UNSUPPORTED_MEDIA_TYPE: Self = Self(4015);
     /// 4102 CONTENTS_UNACCEPTABLE.
     pub const CONTENTS_UNACCEPTABLE: Self = Self(4102);
     /// 4103 ORIGINATOR_HAS_NO_PRIVILEGE.
@@ -56,8 +58,9 @@ impl ResponseStatusCode {
 
     /// The HTTP status of this code in the HTTP binding (TS-0009 6.3.2):
     /// 2000, 2002 and 2004 → 200; 2001 → 201; 1xxx → 202; 4000 and 4102 →
-    /// 400; 4004 → 404; 4005 → 405; 4103, 4106, 4107 and 4116 → 403; 4105 →
-    /// 409; 5000 → 500; any other 4xxx → 400, 5xxx and 6xxx → 500.
+    /// 400; 4004 → 404; 4005 → 405; 4015 → 415; 4103, 4106, 4107 and 4116
+    /// → 403; 4105 → 409; 5000 → 500; any other 4xxx → 400, 5xxx and 6xxx
+    /// → 500.
     pub fn http_status(self) -> http::StatusCode {
         use http::StatusCode as S;
         match self.0 {
@@ -66,6 +69,7 @@ impl ResponseStatusCode {
             1000..=1999 => S::ACCEPTED,
             4004 => S::NOT_FOUND,
             4005 => S::METHOD_NOT_ALLOWED,
+            4015 => S::UNSUPPORTED_MEDIA_TYPE,
             4103 | 4106 | 4107 | 4116 => S::FORBIDDEN,
             4105 => S::CONFLICT,
             4000..=4999 => S::BAD_REQUEST,
@@ -319,6 +323,8 @@ mod tests {
             (4000, S::BAD_REQUEST),
             (4102, S::BAD_REQUEST),
             (4004, S::NOT_FOUND),
+            (4005, S::METHOD_NOT_ALLOWED),
+            (4015, S::UNSUPPORTED_MEDIA_TYPE),
             (4103, S::FORBIDDEN),
             (4106, S::FORBIDDEN),
             (4107, S::FORBIDDEN),

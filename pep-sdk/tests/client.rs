@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use authz_pep::{
-    CacheConfig, CseContext, DecisionSource, FailOpenRule, OriginatorIp, PepClient, PepConfig,
-    PepLayer, RetryPolicy,
+    CacheConfig, CseContext, DecisionSource, DiscoveryRequest, FailOpenRule, OriginatorIp,
+    PepClient, PepConfig, PepLayer, RetryPolicy,
 };
 use authz_proto::pb;
 use authz_proto::pb::policy_decision_point_server::{
@@ -375,6 +375,61 @@ async fn invalid_argument_is_a_bad_request() {
     assert_eq!(status.as_u16(), 400);
     assert_eq!(headers["x-m2m-rsc"], "4000");
     assert!(body.contains("role_ids[0]"), "{body}");
+}
+
+/// TS-0004 7.3.3.14 skips the target's access check for a discovery: with
+/// `with_discovery_by_result` the layer passes it on undecided (no call to
+/// the PDP) with a `DiscoveryRequest` holding the `ty` criteria, for the
+/// handler to decide each result; by default it requires DISCOVER on the
+/// target (the PDP's Deny is a 4103, the handler never runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_is_passed_on_for_the_handler_to_decide_by_result() {
+    let pdp = FakePdp::new(|_| Ok(deny()));
+    let (addr, _stop) = pdp.serve().await;
+    let client = PepClient::new(PepConfig::new([addr])).expect("client");
+    let headers = [("X-M2M-Origin", "C1"), ("X-M2M-RI", "r")];
+
+    let strict = PepLayer::new(client.clone(), cse());
+    let (status, headers_out, _) = call_layer(&strict, http_get("/x?fu=1&ty=3", &headers)).await;
+    assert_eq!(status.as_u16(), 403);
+    assert_eq!(headers_out["x-m2m-rsc"], "4103");
+    assert_eq!(pdp.calls(), 1);
+    assert!(pdp.last().discovery);
+
+    let by_result = PepLayer::new(client, cse()).with_discovery_by_result(true);
+    let seen: Arc<Mutex<Option<DiscoveryRequest>>> = Arc::default();
+    let handler = {
+        let seen = seen.clone();
+        tower::service_fn(move |req: http::Request<Full<Bytes>>| {
+            *seen.lock().expect("seen") = req.extensions().get::<DiscoveryRequest>().cloned();
+            async { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"{}")))) }
+        })
+    };
+    let response = by_result
+        .layer(handler)
+        .oneshot(http_get("/x?fu=1&ty=3+4&t%79=2", &headers))
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-m2m-ri"], "r");
+    assert_eq!(pdp.calls(), 1, "no decision on the target");
+    let discovery = seen
+        .lock()
+        .expect("seen")
+        .clone()
+        .expect("a DiscoveryRequest");
+    assert!(discovery.request.discovery);
+    assert_eq!(discovery.resource_types, [3, 4, 2]);
+    // A plain Retrieve is still decided.
+    let (status, _, _) = call_layer(&by_result, http_get("/x", &headers)).await;
+    assert_eq!(status.as_u16(), 403);
+    assert_eq!(pdp.calls(), 2);
+    // A `ty` criterion that is no resource type: 4000.
+    let (status, headers_out, body) =
+        call_layer(&by_result, http_get("/x?fu=1&ty=door", &headers)).await;
+    assert_eq!(status.as_u16(), 400);
+    assert_eq!(headers_out["x-m2m-rsc"], "4000");
+    assert!(body.contains("ty 'door'"), "{body}");
 }
 
 /// TS-0001 9.6.1.3.2: an acpi change is judged by pvs. A PDP older than

@@ -27,13 +27,13 @@
 //! | request | answer |
 //! | --- | --- |
 //! | GET a resource (`/~/mn-cse-123456/frontDoor`, `.../frontDoor/la`) | 200, `X-M2M-RSC: 2000`, `m2m:cb`/`m2m:ae`/`m2m:cnt`/`m2m:cin` |
-//! | GET with `fu=1` (discovery, optional `ty` filter) | 200 / 2000, `m2m:uril` of the descendants the originator may DISCOVER (checked with one `DecideBatch`) |
+//! | GET with `fu=1` (discovery, optional `ty` filter, several ORed) | 200 / 2000, `m2m:uril` of the descendants the originator may DISCOVER (checked with one `DecideBatch`; the target's own privileges are not checked, TS-0004 7.3.3.14), possibly empty |
 //! | POST `ty=4` `{"m2m:cin": {"con": "UNLOCKED"}}` to a door's container | 201 / 2001: the command, and the door's new state |
 //! | POST `ty=4` `{"m2m:cin": {"con": "UNLOCKED"}}` to an unlock-command container (`frontDoor/unlock`) | 201 / 2001: the command, kept there; the door's container gets `UNLOCKED` by the same originator. Other content: 4000 (an ACP cannot tell an unlock from a lock, so whoever may only unlock is granted CREATE here and not in the door's container) |
 //! | PUT `{"m2m:cnt": {"lbl": [...]}}` on a container | 200 / 2004 |
-//! | PUT `{"m2m:cnt": {"acpi": [...]}}` (or `m2m:ae`, `m2m:cb`; `acpi` and nothing else) on a container, an AE or the CSEBase | 200 / 2004 once the PRP took the new `acpi` (written there as the originator); the PEP had the PDP judge it by the `pvs` of the resource's ACPs (TS-0001 9.6.1.3.2); `acpi` with other attributes is 4000 from the PEP layer, a contentInstance's `acpi` 4000, and without a PRP ([`AppConfig::prp`]) 4005 |
+//! | PUT `{"m2m:cnt": {"acpi": [...]}}` (or `m2m:ae`, `m2m:cb`; `acpi` and nothing else) on a container, an AE or the CSEBase | 200 / 2004 once the PRP took the new `acpi` (written there as the originator) and the PDP decides with it; the PEP had the PDP judge it by the `pvs` of the resource's ACPs (TS-0001 9.6.1.3.2); `acpi` with other attributes is 4000 from the PEP layer, a contentInstance's `acpi` 4000, and without a PRP ([`AppConfig::prp`]) 4005 |
 //! | DELETE a contentInstance (or `la`/`ol`) | 200 / 2002 |
-//! | anything else | 4005 OPERATION_NOT_ALLOWED, 4102 for content other than `LOCKED`/`UNLOCKED` in a door's container, 4004 for an unknown resource |
+//! | anything else | 4005 OPERATION_NOT_ALLOWED, 4102 for content other than `LOCKED`/`UNLOCKED` in a door's container, 4015 for content that is not JSON, 4004 for an unknown resource (also anything under `la`/`ol`) |
 
 #![warn(missing_docs)]
 
@@ -48,8 +48,8 @@ use std::sync::{Arc, RwLock};
 
 use authz_pep::http::{X_M2M_RI, X_M2M_RSC};
 use authz_pep::{
-    AuthorizedRequest, Clock, CseContext, DenyDetail, PepClient, PepLayer, ResponseStatusCode,
-    Target, TargetResolver,
+    AuthorizedRequest, Clock, CseContext, DenyDetail, DiscoveryRequest, PepClient, PepLayer,
+    ResponseStatusCode, Target, TargetResolver,
 };
 use authz_proto::pb;
 use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
@@ -122,6 +122,7 @@ pub fn router(config: AppConfig) -> Result<(Router, SharedStore), StoreError> {
         config.clock.now(),
     )?));
     let layer = PepLayer::new(config.pep.clone(), config.cse.clone())
+        .with_discovery_by_result(true)
         .with_clock(config.clock.clone())
         .with_resolver(StoreResolver(store.clone()))
         .with_authenticator(Senders::new(config.cse.clone(), config.credentials))
@@ -163,14 +164,43 @@ fn error(e: StoreError, rqi: &str) -> Response {
         StoreError::Conflict(_) => ResponseStatusCode::CONFLICT,
         StoreError::NotAllowed(_) => ResponseStatusCode::OPERATION_NOT_ALLOWED,
         StoreError::NotFound(_) => ResponseStatusCode::NOT_FOUND,
+        StoreError::MediaType(_) => ResponseStatusCode::UNSUPPORTED_MEDIA_TYPE,
     };
     respond(rsc, rqi, json!({ "m2m:dbg": e.to_string() }))
+}
+
+/// The content of a Create or Update must be JSON (TS-0009 6.7:
+/// `application/json` or `application/vnd.onem2m-res+json`, parameters
+/// such as `ty` after `;`), the only serialization this CSE reads; other
+/// media types are 4015. An Update without a Content-Type is read as JSON.
+fn json_content(request: &Request) -> Result<(), StoreError> {
+    if !matches!(*request.method(), http::Method::POST | http::Method::PUT) {
+        return Ok(());
+    }
+    let Some(value) = request.headers().get(http::header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let media = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase());
+    match media.as_deref() {
+        Some("application/json" | "application/vnd.onem2m-res+json") => Ok(()),
+        _ => Err(StoreError::MediaType(format!(
+            "content type {} is not JSON (application/json or application/vnd.onem2m-res+json), the only serialization this CSE reads",
+            String::from_utf8_lossy(value.as_bytes())
+        ))),
+    }
 }
 
 /// Most bytes of a request body.
 const MAX_BODY: usize = 64 * 1024;
 
 async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
+    if let Some(discovery) = request.extensions().get::<DiscoveryRequest>().cloned() {
+        return discover(&app, &discovery).await;
+    }
     let Some(auth) = request.extensions().get::<AuthorizedRequest>().cloned() else {
         // Only reachable when the router is used without the layer.
         return respond(
@@ -180,12 +210,9 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
         );
     };
     let rqi = auth.primitive.rqi.clone();
-    let ty_filter: Option<u32> = request.uri().query().and_then(|q| {
-        q.split('&')
-            .filter_map(|p| p.split_once('='))
-            .find(|(k, _)| *k == "ty")
-            .and_then(|(_, v)| v.parse().ok())
-    });
+    if let Err(e) = json_content(&request) {
+        return error(e, &rqi);
+    }
     let body = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
         Ok(b) => b,
         Err(e) => return error(StoreError::Bad(format!("body: {e}")), &rqi),
@@ -201,9 +228,6 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
     };
     use authz_proto::pb::Operation as Op;
     match auth.primitive.op {
-        Op::Retrieve if auth.primitive.is_discovery() => {
-            discover(&app, &auth, &addressed, ty_filter).await
-        }
         Op::Retrieve => retrieve(&app, &addressed, &rqi),
         Op::Create => create(&app, &auth, &addressed, &body),
         // An Update holding only acpi (TS-0001 9.6.1.3.2); the layer
@@ -235,27 +259,35 @@ fn retrieve(app: &App, addressed: &Addressed, rqi: &str) -> Response {
     }
 }
 
-/// Discovery (TS-0004 7.3.3.14): the descendants matching the filter for
-/// which the originator holds DISCOVER, each checked in one batch.
-async fn discover(
-    app: &App,
-    auth: &AuthorizedRequest,
-    addressed: &Addressed,
-    ty_filter: Option<u32>,
-) -> Response {
-    let rqi = &auth.primitive.rqi;
-    let Addressed::Resource(base) = addressed else {
-        return error(
-            StoreError::Bad("discovery needs a resource, not la/ol".into()),
-            rqi,
-        );
+/// Discovery (TS-0004 7.3.3.14): the descendants matching the filter (`ty`
+/// criteria ORed) for which the originator holds DISCOVER, each checked in
+/// one batch; the target's own privileges are not checked (the layer
+/// passes discoveries on undecided, `with_discovery_by_result`).
+async fn discover(app: &App, discovery: &DiscoveryRequest) -> Response {
+    let rqi = &discovery.primitive.rqi;
+    let addressed = {
+        let store = app.store.read().unwrap_or_else(|e| e.into_inner());
+        discovery
+            .cse_relative
+            .as_deref()
+            .and_then(|rel| store.resolve(rel))
     };
+    let Some(Addressed::Resource(base)) = addressed else {
+        return match addressed {
+            None => error(StoreError::NotFound(discovery.primitive.to.clone()), rqi),
+            Some(_) => error(
+                StoreError::Bad("discovery needs a resource, not la/ol".into()),
+                rqi,
+            ),
+        };
+    };
+    let types = &discovery.resource_types;
     let candidates: Vec<(String, String, u32)> = {
         let store = app.store.read().unwrap_or_else(|e| e.into_inner());
         store
-            .descendants(base)
+            .descendants(&base)
             .into_iter()
-            .filter(|r| ty_filter.is_none_or(|t| r.ty == t))
+            .filter(|r| types.is_empty() || types.contains(&r.ty))
             .filter_map(|r| {
                 let (target, target_ty) =
                     Addressed::Resource(r.ri.clone()).authorization_target(&store)?;
@@ -267,7 +299,7 @@ async fn discover(
         .iter()
         .enumerate()
         .map(|(i, (_, target, target_ty))| {
-            let mut r = auth.request.clone();
+            let mut r = discovery.request.clone();
             r.target = target.clone();
             r.target_type = Some(*target_ty);
             r.request_id = format!("{rqi}/{i}");
@@ -431,26 +463,44 @@ async fn update_acpi(
     let mut resource = record.resource.unwrap_or_default();
     resource.acpi_set = acpi.is_some();
     resource.acpi = acpi.clone().unwrap_or_default();
-    if let Err(status) = prp
+    let written = match prp
         .put_resource(pb::PutResourceRequest {
             originator: auth.primitive.fr.clone(),
             resource: Some(resource),
         })
         .await
     {
-        return prp_error(&status, rqi);
-    }
+        Ok(r) => r.into_inner().revision,
+        Err(status) => return prp_error(&status, rqi),
+    };
     tracing::info!(resource = %ri, acpi = ?acpi, by = %auth.primitive.fr, "acpi changed");
-    let mut store = app.store.write().unwrap_or_else(|e| e.into_inner());
-    match store.update_acpi(ri, acpi.unwrap_or_default(), app.clock.now()) {
-        Ok(r) => respond(
-            ResponseStatusCode::UPDATED,
-            rqi,
-            store.to_json(&r, app.cse.cse_id()),
-        ),
+    let updated = {
+        let mut store = app.store.write().unwrap_or_else(|e| e.into_inner());
+        store
+            .update_acpi(ri, acpi.unwrap_or_default(), app.clock.now())
+            .map(|r| store.to_json(&r, app.cse.cse_id()))
+    };
+    // 2004 says the new acpi is in force: wait until the PDP decides with
+    // it (its replica follows the PRP a few milliseconds behind; asking its
+    // Status also drops the PEP's cached decisions of older revisions), so
+    // that no request answered after this one is judged by the old acpi.
+    if let Err(e) = app
+        .pep
+        .wait_for_revision(written, ACPI_CHANGE_PROPAGATION)
+        .await
+    {
+        // Stored, and in force once the PDP catches up: still UPDATED.
+        tracing::warn!(resource = %ri, revision = written, error = %e, "acpi change stored, not yet in force at the PDP");
+    }
+    match updated {
+        Ok(r) => respond(ResponseStatusCode::UPDATED, rqi, r),
         Err(e) => error(e, rqi),
     }
 }
+
+/// How long an acpi change may take to reach the PDP before the CSE
+/// answers that it is not in force yet.
+const ACPI_CHANGE_PROPAGATION: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The new `acpi` of an acpi change's content (`{"m2m:cnt": {"acpi":
 /// [...]}}`): the ACP IDs, or `None` for `null` (remove it).

@@ -127,6 +127,9 @@ pub enum StoreError {
     /// The resource does not exist (4004).
     #[error("resource {0} does not exist")]
     NotFound(String),
+    /// The content is in a serialization this CSE does not read (4015).
+    #[error("{0}")]
+    MediaType(String),
 }
 
 /// The resource tree.
@@ -246,8 +249,13 @@ impl Store {
         let mut segments = address.split('/');
         let first = segments.next()?;
         let mut at = self.get(first)?;
-        for seg in segments {
+        while let Some(seg) = segments.next() {
             if at.ty == ty::CONTAINER && (seg == "la" || seg == "ol") {
+                // `la`/`ol` address a resource, not a parent: nothing may
+                // follow them.
+                if segments.next().is_some() {
+                    return None;
+                }
                 let virtual_ = if seg == "la" {
                     Addressed::Latest(at.ri.clone())
                 } else {
@@ -560,6 +568,9 @@ mod tests {
             "not a child of the CSEBase"
         );
         assert_eq!(s.resolve("nothing"), None);
+        // Nothing is under `la` or `ol`.
+        assert_eq!(s.resolve("frontDoor/la/garbage"), None);
+        assert_eq!(s.resolve("frontDoor/ol/x/y"), None);
         assert_eq!(
             s.structured("frontDoor"),
             "mn-cse-123456/Clock-AE1/frontDoor"

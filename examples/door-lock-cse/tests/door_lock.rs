@@ -315,10 +315,12 @@ async fn the_babysitter_unlocks_on_weekdays_15_to_19_from_home_only() {
         )
         .await;
     assert_denied(&r, "babysitter subscribes (acod chty is [4])");
+    // Discovery lists what she may DISCOVER: nothing (TS-0004 7.3.3.14).
     let r = stack
         .as_(BABYSITTER, "GET", "/~/mn-cse-123456?fu=1", &[], "")
         .await;
-    assert_denied(&r, "babysitter discovers");
+    assert_eq!((r.status, r.rsc()), (200, 2000), "{r:?}");
+    assert_eq!(r.json()["m2m:uril"], serde_json::json!([]), "{r:?}");
     let r = stack
         .send(
             HOME,
@@ -359,6 +361,24 @@ async fn each_lock_ae_reaches_its_own_door_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_and_unknown_resources() {
     let stack = Stack::start(Options::default()).await;
+    // Nothing is under `la`: 4004, not the latest contentInstance.
+    let r = stack
+        .as_(OWNER, "GET", &format!("{FRONT_LA}/garbage/more"), &[], "")
+        .await;
+    assert_eq!((r.status, r.rsc()), (404, 4004), "{r:?}");
+    // Content in a serialization the CSE does not read: 4015 (TS-0009
+    // 6.7), and the door keeps its state.
+    let r = stack
+        .as_(
+            OWNER,
+            "POST",
+            FRONT,
+            &[("Content-Type", "application/xml;ty=4")],
+            UNLOCK,
+        )
+        .await;
+    assert_eq!((r.status, r.rsc()), (415, 4015), "{r:?}");
+    assert_eq!(front_door_state(&stack).await.0, "LOCKED");
     // No X-M2M-Origin: 4000, decided by the PEP without the PDP.
     let r = stack
         .send(HOME, "GET", FRONT_LA, &[("X-M2M-RI", "rq-test")], "")
@@ -888,6 +908,139 @@ async fn changing_acpi_is_judged_by_pvs_ts0001_9_6_1_3_2() {
     assert_denied(&r, "the front lock under acpBackDoor");
     let r = stack.as_(LOCK2, "POST", FRONT, &[CIN], LOCK).await;
     assert_created(&r, "the back lock under acpBackDoor");
+}
+
+/// Discovery (TS-0004 7.3.3.14; spec notes §1): the target's own access
+/// check is skipped, and the result is the resources under it that match
+/// the filter and on which the originator holds DISCOVER (acop bit 32).
+/// The front lock, given DISCOVER on the unlock container only, discovers
+/// it from the front door, on which it holds no DISCOVER; `ty` criteria
+/// are ORed; a `ty` that is no resource type is 4000.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_lists_what_the_originator_may_discover_ts0004_7_3_3_14() {
+    let mut stack = Stack::start(Options::default()).await;
+    let r = stack
+        .as_(LOCK1, "GET", &format!("{FRONT}?fu=1"), &[], "")
+        .await;
+    assert_eq!((r.status, r.rsc()), (200, 2000), "{r:?}");
+    assert_eq!(
+        r.json()["m2m:uril"],
+        serde_json::json!([]),
+        "no DISCOVER yet"
+    );
+
+    let mut acp = stack
+        .prp
+        .get_acp(pb::GetAcpRequest {
+            acp_id: "acpFrontDoorUnlock".into(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .acp
+        .expect("acp");
+    acp.privileges
+        .as_mut()
+        .expect("pv")
+        .rules
+        .push(pb::AccessControlRule {
+            originators: vec![LOCK1.0.into()],
+            operations: 32,
+            authentication_flag: Some(true),
+            ..Default::default()
+        });
+    let revision = stack
+        .prp
+        .update_acp(pb::UpdateAcpRequest {
+            originator: ADMIN.into(),
+            acp: Some(acp),
+        })
+        .await
+        .expect("update")
+        .into_inner()
+        .revision;
+    wait_for_revision(&stack.pdp_status, revision).await;
+    let r = stack
+        .as_(LOCK1, "GET", &format!("{FRONT}?fu=1"), &[], "")
+        .await;
+    assert_eq!((r.status, r.rsc()), (200, 2000), "{r:?}");
+    assert_eq!(
+        r.json()["m2m:uril"],
+        serde_json::json!(["mn-cse-123456/Clock-AE1/frontDoor/unlock"])
+    );
+    // DISCOVER is not RETRIEVE: the container itself stays closed to it.
+    let r = stack.as_(LOCK1, "GET", FRONT_UNLOCK, &[], "").await;
+    assert_denied(&r, "the front lock retrieves the unlock container");
+
+    // `ty` criteria are ORed (repeated or joined by `+`, percent-encoded
+    // alike); a type that is no resource type is malformed.
+    let containers = [
+        "mn-cse-123456/Clock-AE1/frontDoor",
+        "mn-cse-123456/Clock-AE2/backDoor",
+        "mn-cse-123456/Clock-AE1/frontDoor/unlock",
+    ];
+    for query in ["fu=1&ty=2&ty=3", "fu=1&ty=2+3", "fu=1&t%79=2&ty=3"] {
+        let r = stack
+            .as_(OWNER, "GET", &format!("/~/mn-cse-123456?{query}"), &[], "")
+            .await;
+        assert_eq!((r.status, r.rsc()), (200, 2000), "{query}: {r:?}");
+        let uril: Vec<String> = serde_json::from_value(r.json()["m2m:uril"].clone()).expect("uril");
+        for c in containers {
+            assert!(uril.iter().any(|u| u == c), "{query}: {c} in {uril:?}");
+        }
+        assert!(
+            uril.iter().any(|u| u.ends_with("/Clock-AE1")),
+            "{query}: the AEs too: {uril:?}"
+        );
+        assert!(
+            uril.iter()
+                .all(|u| !u.contains("/frontDoor/") || u.ends_with("/unlock")),
+            "{query}: no contentInstances: {uril:?}"
+        );
+    }
+    let r = stack
+        .as_(OWNER, "GET", "/~/mn-cse-123456?fu=1&ty=door", &[], "")
+        .await;
+    assert_eq!((r.status, r.rsc()), (400, 4000), "{r:?}");
+}
+
+/// An acpi change the CSE answers with 2004 is in force for every request
+/// after it (TS-0001 9.6.1.3.2: the new ACPs decide from then on): the CSE
+/// answers once the PDP decides with the new acpi, which also drops the
+/// PEP's cached decisions of the old one. The front lock's Retrieve of the
+/// front door, permitted and cached under `acpFrontDoor`, is denied right
+/// after the owner moves the door to `acpBackDoor`, with no wait between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acpi_change_is_in_force_when_answered_ts0001_9_6_1_3_2() {
+    let stack = Stack::start(Options {
+        cache: Some(CacheConfig {
+            capacity: 100,
+            // Long enough that only the revision can drop the entry here.
+            ttl: Duration::from_secs(60),
+        }),
+        ..Options::default()
+    })
+    .await;
+    let r = stack.as_(LOCK1, "GET", FRONT, &[], "").await;
+    assert_eq!((r.status, r.rsc()), (200, 2000), "{r:?}");
+    let r = stack.as_(LOCK1, "GET", FRONT, &[], "").await;
+    assert_eq!((r.status, r.rsc()), (200, 2000), "{r:?}");
+    assert_eq!(stack.pep.cache_len(), 1, "the Permit is cached");
+    let r = stack
+        .as_(
+            OWNER,
+            "PUT",
+            FRONT,
+            &[("Content-Type", "application/json")],
+            r#"{"m2m:cnt": {"acpi": ["acpBackDoor"]}}"#,
+        )
+        .await;
+    assert_eq!((r.status, r.rsc()), (200, 2004), "{r:?}");
+    let r = stack.as_(LOCK1, "GET", FRONT, &[], "").await;
+    assert_denied(
+        &r,
+        "the front lock right after the door moved to acpBackDoor",
+    );
 }
 
 /// The babysitter's rule names the `<group>` `grpBabysitters`, which the
