@@ -91,7 +91,7 @@ pub struct Engine {
 
 /// An attribute source shaped like the PDP's attribute cache: group
 /// membership indexed both ways, so a decision costs one lookup for the
-/// originator's groups (the [`InMemoryAttributes`] test double scans every
+/// originator's groups (the [`InMemoryAttributes`](authz_core::InMemoryAttributes) test double scans every
 /// group instead). Claimed roles are taken as verified.
 pub struct CachedAttributes {
     members: FxHashMap<String, FxHashSet<String>>,

@@ -8,7 +8,7 @@
 //!
 //! The generator keeps its own structured form of every rule ([`GenRule`]).
 //! The oneM2M model ([`GenAcp::policy`]), the Cedar translation
-//! ([`crate::cedar`]) and the oracle ([`expected_permit`]) are all derived
+//! ([`crate::cedar`]) and the oracle ([`Oracle`]) are all derived
 //! from it, so the three describe the same policies.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -148,7 +148,7 @@ pub struct DynamicArgs {
     #[arg(long = "das")]
     dases: Vec<String>,
     /// The DAS consulted (Direct Dynamic Authorization) for targets that link
-    /// no enabled <dynamicAuthorizationConsultation>.
+    /// no enabled `<dynamicAuthorizationConsultation>`.
     #[arg(long)]
     default_das: Option<String>,
     /// Deadline of one DAS call, in milliseconds.

@@ -9,7 +9,7 @@
 //! - time windows (`actw`) as per-field bitsets ([`TimeWindow`]);
 //! - IP lists (`acip`) as sorted, merged address ranges searched by bisection;
 //! - location regions (`aclr`) as a circle or a packed set of country codes;
-//! - originators (`acor`) as an [`OriginatorIndex`] per set of rules, so a
+//! - originators (`acor`) as an `OriginatorIndex` per set of rules, so a
 //!   decision looks up the rules that name the originator instead of scanning
 //!   them all.
 

@@ -93,7 +93,7 @@ pub struct Snapshot {
     pub dynamic_targets: FxHashMap<Arc<str>, String>,
     /// `<AE>` and `<remoteCSE>` resources with an `aei` or `csi`
     /// ([`Resource::member_originator`]), by the last `/` segment of that
-    /// ID ([`member_key`]): the part canonicalization never changes, so
+    /// ID (`member_key`): the part canonicalization never changes, so
     /// the index holds for every hosting CSE a request may name.
     pub member_index: FxHashMap<SmolStr, SmallVec<[SmolStr; 1]>>,
 }

@@ -18,7 +18,7 @@
 //! | `spty` of a Create of a `<mgmtObj>` (`ty` 13) or a `<flexContainer>` (`ty` 28) | the content: `mgd` or `cnd` of the resource's single root (`{"m2m:fwr": {"mgd": 1001, ...}}`), read by a [`SpecializationReader`] |
 //! | `updates_acpi` of an Update | the content, read by an [`AcpiChangeReader`]: true when the resource under its single root holds only `acpi` (`{"m2m:cnt": {"acpi": [...]}}`); `acpi` with other attributes is 400 / 4000 (TS-0001 9.6.1.3.2) |
 //!
-//! and from the CSE ([`RequestContext`](crate::RequestContext)): the client's
+//! and from the CSE ([`RequestContext`]): the client's
 //! IP address (an [`OriginatorIp`] extension if an outer layer set one, else
 //! axum's `ConnectInfo<SocketAddr>`, else a `SocketAddr` extension), the
 //! authenticated identity ([`Authenticator`]; by default an

@@ -35,9 +35,16 @@ pub mod tls;
 
 pub use convert::{ConversionError, ConvertedRequest, invalid_argument};
 
-/// Messages (and, once services are added, clients and servers) generated
-/// from package `onem2m.authz.v1`.
-#[allow(clippy::all)]
+/// Messages, clients and servers generated from package
+/// `onem2m.authz.v1`.
+// The .proto comments name oneM2M resources as the specifications write
+// them (`<role>`, `<mgmtObj>`), which rustdoc would read as HTML tags.
+#[allow(
+    clippy::all,
+    rustdoc::invalid_html_tags,
+    rustdoc::bare_urls,
+    rustdoc::broken_intra_doc_links
+)]
 pub mod pb {
     tonic::include_proto!("onem2m.authz.v1");
 

@@ -57,7 +57,7 @@ pub const ROLES: &[&str] = &[
 /// One looks like an AE stem, one like an `S` AE-ID stem.
 ///
 /// `C*` is a pattern, never a group ("Wildcard characters are not applicable
-/// to ... resource-IDs of <group> resources", TS-0003 7.1.3), although the
+/// to ... resource-IDs of `<group>` resources", TS-0003 7.1.3), although the
 /// source has a group of that ID.
 pub const GROUPS: &[&str] = &[
     "grp1",

@@ -1,5 +1,5 @@
 //! Test support: an independent, deliberately naive reference evaluator of
-//! TS-0003 clause 7.1.5 ([`reference`]) and proptest generators of policies,
+//! TS-0003 clause 7.1.5 ([`mod@reference`]) and proptest generators of policies,
 //! requests and attributes over a small shared vocabulary ([`generators`]).
 //! `tests/differential.rs` compares the compiled engine with the reference.
 //! [`serving`] starts gRPC servers on loopback for the services' tests;
