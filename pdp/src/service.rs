@@ -606,6 +606,19 @@ impl PdpService {
         mut decision: pb::Decision,
     ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
         let (req, conv, now) = (job.req, &job.conv, job.at.now);
+        // Existence (4004) comes before authorization (spec notes §2.3): a
+        // target the replica holds neither as a resource nor as an ACP is
+        // not taken to a DAS, so that nothing is granted, and no dynamic ACP
+        // stored, for a resource that does not exist (and would apply to
+        // whatever is registered under its ID later). With the applicable
+        // ACPs named in the request, the resource is the CSE's own affair.
+        if conv.acp_ids.is_empty() {
+            let view = snap.view(now);
+            let target = conv.request.target.as_str();
+            if view.resource(target).is_none() && !view.is_acp(target) {
+                return Ok(with_assigned_token_ids(decision, &grant));
+            }
+        }
         let hosting = self.hosting(job);
         let (mut dases, lifetime) = dynamic.dases_for(snap, &conv.request.target, now);
         let originator = hosting

@@ -557,6 +557,45 @@ async fn relative_pl_is_milliseconds_from_now_7_3_2_2() {
     running.kill().await;
 }
 
+/// Existence (4004) is checked before authorization (spec notes §2.3): a
+/// target the replica does not hold is denied without consulting a DAS, so
+/// nothing is granted or stored for a resource that does not exist (a grant
+/// stored for its ID would apply to whatever is registered there later).
+/// Named with explicit `acp_ids`, the resource is the CSE's affair and the
+/// DAS is consulted as ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_das_is_consulted_for_a_target_that_is_not_registered() {
+    let prp = FakePrp::default();
+    let running = prp.serve(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    let das = ScriptedDas::default();
+    das.answer(pb::DasResponse {
+        dynamic_acp_info: dai("Cvisitor", "3600000"),
+        ..Default::default()
+    })
+    .await;
+    let pdp = pdp_with_das(&das, Some(format!("http://{}", running.addr))).await;
+    let d = pdp
+        .service()
+        .decide_resolving_pb(&request("Cvisitor", pb::Operation::Retrieve, "ghost"))
+        .await
+        .expect("decision");
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert!(d.summary.contains("not registered"), "{d:?}");
+    assert_eq!(das.consultations.load(Ordering::SeqCst), 0);
+    assert!(prp.dynamic_acps().is_empty());
+
+    let mut named = request("Cvisitor", pb::Operation::Retrieve, "ghost");
+    named.acp_ids = vec!["acp1".into()];
+    let d = pdp
+        .service()
+        .decide_resolving_pb(&named)
+        .await
+        .expect("decision");
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    assert_eq!(das.consultations.load(Ordering::SeqCst), 1);
+    running.kill().await;
+}
+
 /// 7.3.2.2 step 4.1: requests that share one consultation share its
 /// processing too: the `dai` is stored as one dynamic ACP, not one per
 /// waiting request.

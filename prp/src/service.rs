@@ -693,6 +693,29 @@ impl PrpService {
         .map_err(store_status)
     }
 
+    /// [`Self::commit`] of several writes in order, under one `guard`, so
+    /// that no other write comes between them: each is its own revision
+    /// (and watch event). Stops at the first that fails; the ones before
+    /// stay committed.
+    async fn commit_all(
+        &self,
+        guard: WriteGuard,
+        mutations: Vec<Mutation>,
+    ) -> Result<Vec<LogEntry>, Status> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = mutations
+                .into_iter()
+                .map(|m| inner.commit_unit(m))
+                .collect::<Result<Vec<_>, _>>();
+            drop(guard);
+            result
+        })
+        .await
+        .map_err(|e| Status::internal(format!("store task failed: {e}")))?
+        .map_err(store_status)
+    }
+
     fn is_one_of(&self, originator: &str, list: &[&str]) -> bool {
         let canon = self.inner.hosting.canonicalize(originator).ok();
         list.iter().any(|candidate| {
@@ -1247,13 +1270,25 @@ impl PolicyRetrievalPoint for PrpService {
                 "delete this resource (DELETE in its applicable policies)",
             )?;
         }
-        let entry = self
-            .commit(guard, Mutation::DeleteResource(id.clone()))
-            .await?;
-        tracing::info!(resource = %id, revision = entry.revision, "resource removed");
-        Ok(Response::new(pb::WriteResponse {
-            revision: entry.revision,
-        }))
+        // The dynamic ACPs bound to it go with it: a `dai` grant is a child
+        // <accessControlPolicy> of the targeted resource (TS-0003 7.3.2.2),
+        // and a resource registered under the ID later must not inherit it.
+        // Removed first and under the same lock: no other write comes
+        // between, and a crash between them leaves the grants gone and the
+        // resource still there, never a grant without its resource.
+        let mut writes: Vec<Mutation> = self.read(|snap| {
+            snap.dynamic
+                .values()
+                .filter(|d| d.target == id)
+                .map(|d| Mutation::DeleteDynamic(d.id.clone()))
+                .collect()
+        });
+        let grants = writes.len();
+        writes.push(Mutation::DeleteResource(id.clone()));
+        let entries = self.commit_all(guard, writes).await?;
+        let revision = entries.last().map_or(0, |e| e.revision);
+        tracing::info!(resource = %id, revision, dynamic_acps = grants, "resource removed");
+        Ok(Response::new(pb::WriteResponse { revision }))
     }
 
     async fn get_applicable_policies(

@@ -2305,6 +2305,84 @@ async fn acp_updates_keep_pi_and_what_they_omit_ts0001_9_6_1_3() {
     prp.shutdown().await;
 }
 
+/// TS-0003 7.3.2.2: a `dai` grant is a child `<accessControlPolicy>` of
+/// the targeted resource, so deleting the resource deletes its dynamic
+/// ACPs (each a revision of its own, streamed as a delete, before the
+/// resource's): a resource the admin registers under the ID afterwards
+/// does not inherit them, and others may register it again.
+#[tokio::test]
+async fn deleting_a_resource_deletes_its_dynamic_acps_ts0003_7_3_2_2() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    c.create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
+        .await
+        .expect("acp1");
+    c.put_resource(put_req(ADMIN, resource("cnt", "", 3, Some(&["acp1"]), "")))
+        .await
+        .expect("cnt");
+    c.put_resource(put_req(
+        ADMIN,
+        resource("other", "", 3, Some(&["acp1"]), ""),
+    ))
+    .await
+    .expect("other");
+    let now = chrono::Utc::now().timestamp();
+    let everyone = || set(vec![rule(&["all"], ALL)]);
+    let on_cnt = c
+        .create_dynamic_acp(dynamic_grant("cnt", everyone(), now + 600))
+        .await
+        .expect("grant")
+        .into_inner();
+    let on_other = c
+        .create_dynamic_acp(dynamic_grant("other", everyone(), now + 600))
+        .await
+        .expect("grant")
+        .into_inner();
+    let mut watch = c
+        .watch(pb::WatchRequest {
+            from_revision: on_other.revision,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+
+    let deleted = c
+        .delete_resource(pb::DeleteResourceRequest {
+            originator: ADMIN.into(),
+            resource_id: "cnt".into(),
+        })
+        .await
+        .expect("delete")
+        .into_inner();
+    assert_eq!(
+        deleted.revision,
+        on_other.revision + 2,
+        "the grant, then the resource"
+    );
+    let ev = next(&mut watch).await;
+    assert_eq!(ev.event, Some(Event::DynamicDeleted(on_cnt.acp_id.clone())));
+    let ev = next(&mut watch).await;
+    assert_eq!(ev.event, Some(Event::ResourceDeleted("cnt".into())));
+    let Some(Event::Snapshot(s)) = stored_state(c).await.event else {
+        panic!("expected a snapshot")
+    };
+    let left: Vec<&str> = s.dynamic_acps.iter().map(|d| d.acp_id.as_str()).collect();
+    assert_eq!(left, [on_other.acp_id.as_str()], "the other grant stays");
+
+    // Registered again (by the admin, under the default policy of its new
+    // creator): no grant of the old resource applies to it.
+    c.put_resource(put_req(ADMIN, resource("cnt", "", 3, None, "CNew")))
+        .await
+        .expect("cnt again");
+    let ids: Vec<String> = applicable_ids(c, "cnt")
+        .await
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
+    assert!(!ids.contains(&on_cnt.acp_id), "{ids:?}");
+    prp.shutdown().await;
+}
+
 /// A dynamic ACP grant for `target` until `expires_at` (Unix seconds),
 /// stored by the PDP's originator, its ID generated.
 fn dynamic_grant(
