@@ -541,6 +541,13 @@ impl Replica {
         *self.ready.borrow()
     }
 
+    /// Whether the replica is known to be out of step with the PRP (a
+    /// change missing, another store) and waits for a snapshot: what it
+    /// holds may have been superseded.
+    pub fn is_out_of_step(&self) -> bool {
+        self.resync.load(Ordering::Relaxed)
+    }
+
     /// A receiver that turns true when the first snapshot arrives.
     pub fn subscribe_ready(&self) -> watch::Receiver<bool> {
         self.ready.subscribe()

@@ -62,6 +62,11 @@ use crate::telemetry;
 const REPLICA_NOT_LOADED: &str =
     "the PDP's replica has no snapshot from the PRP yet, so it holds no policies";
 
+/// Why a PDP whose replica is known to be out of step denies.
+const REPLICA_OUT_OF_STEP: &str = "the PDP's replica is out of step with the PRP (a change \
+     is missing, or the PRP holds another store) and waits for a snapshot: the policies it \
+     holds may have been superseded";
+
 /// Generates unique decision IDs: a per-process random prefix and a counter.
 #[derive(Debug)]
 struct DecisionIds {
@@ -1105,7 +1110,17 @@ impl PdpService {
         request_id: &str,
         start: Instant,
     ) -> pb::Decision {
-        if out.decision != pb::AuthorizationDecision::Permit as i32
+        let mut recorded = (decision.effect, decision.status);
+        if self.inner.replica.is_out_of_step() {
+            // Known superseded data (Decision 10: expired data is
+            // indeterminate): not even a Permit stands until the snapshot.
+            out.decision = pb::AuthorizationDecision::Deny as i32;
+            out.status = pb::AuthorizationStatus::ProcessingError as i32;
+            out.permitted_by = None;
+            out.reusable_until = None;
+            out.summary = format!("DENY (processing error): {REPLICA_OUT_OF_STEP}");
+            recorded = (Effect::Deny, AuthorizationStatus::ProcessingError);
+        } else if out.decision != pb::AuthorizationDecision::Permit as i32
             && !self.inner.replica.is_ready()
         {
             // Without a first snapshot the replica is empty, so "not
@@ -1121,7 +1136,7 @@ impl PdpService {
         out.policy_revision = snap.revision;
         out.policy_store = snap.store_id.as_deref().unwrap_or_default().to_owned();
         out.request_id = request_id.to_owned();
-        telemetry::record_decision(decision.effect, decision.status, start.elapsed());
+        telemetry::record_decision(recorded.0, recorded.1, start.elapsed());
         out
     }
 

@@ -258,6 +258,60 @@ async fn a_gap_makes_the_replica_start_over_from_a_snapshot() {
     running.kill().await;
 }
 
+/// Decision 10 (expired data is indeterminate): once the replica knows it
+/// is out of step (a change is missing), what it holds may have been
+/// superseded, so not even its Permits stand: every decision is a Deny
+/// with PROCESSING_ERROR until the snapshot arrives (here a PRP slow to
+/// send it), then the PRP's policies decide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_out_of_step_replica_denies_until_its_snapshot_decision_10() {
+    let prp = ScriptedPrp::new(None, false);
+    prp.publish(Event::AcpPut(acp("acp1", &["Cphone"], RETRIEVE)));
+    prp.publish(Event::ResourcePut(resource(
+        "cnt",
+        Some(&["acp1"]),
+        "Ccreator",
+    )));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let running = prp.serve(listener);
+    let pdp = Pdp::start(PdpConfig::new(hosting()).with_prp(format!("http://{addr}"))).unwrap();
+    assert!(converges(&pdp, &prp).await, "first snapshot");
+    assert_eq!(decide(&pdp, "Cphone"), PERMIT);
+
+    prp.state.lock().unwrap().mute = true;
+    prp.lose(Event::ResourcePut(resource(
+        "cnt",
+        Some(&["acp2"]),
+        "Ccreator",
+    )));
+    prp.publish(Event::AcpPut(acp("acp2", &["Cother"], RETRIEVE)));
+    let noticed = eventually(Duration::from_secs(10), || {
+        let out = pdp.replica().is_out_of_step();
+        async move { out }
+    })
+    .await;
+    assert!(noticed, "the gap was never noticed");
+    let d = pdp
+        .service()
+        .decide_pb(&request("Cphone", pb::Operation::Retrieve, "cnt"))
+        .expect("decision");
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert_eq!(
+        d.status,
+        pb::AuthorizationStatus::ProcessingError as i32,
+        "{d:?}"
+    );
+    assert!(d.summary.contains("out of step"), "{d:?}");
+
+    prp.unmute();
+    assert!(converges(&pdp, &prp).await, "the snapshot");
+    assert!(!pdp.replica().is_out_of_step());
+    assert_eq!(decide(&pdp, "Cphone"), DENY, "the revocation holds");
+    assert_eq!(decide(&pdp, "Cother"), PERMIT);
+    running.kill().await;
+}
+
 /// A PRP restarted on a new store whose revisions passed the replica's
 /// while the PDP was away: a real PRP sends a snapshot when the watcher
 /// names another store; one that does not (`honours` false) is caught by
