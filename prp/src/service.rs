@@ -1072,9 +1072,29 @@ impl PolicyRetrievalPoint for PrpService {
         let Some(wire) = req.resource.as_ref() else {
             return Err(invalid_argument(&[violation("resource", "is mandatory")]));
         };
-        let resource = resource_from_pb(wire, "resource").map_err(|e| invalid_argument(&e))?;
+        let mut resource = resource_from_pb(wire, "resource").map_err(|e| invalid_argument(&e))?;
         let id = resource.resource_id.clone();
         let guard = self.lock_writes().await;
+        // `cr` is the originator of the successful Create (TS-0001
+        // 9.6.1.3.2): a registration by anyone but the admin (who loads the
+        // resources of others) is by its creator, named or not.
+        if !self.is_admin(&req.originator) && self.read(|s| !s.resources.contains_key(&id)) {
+            match &resource.creator {
+                None => resource.creator = Some(req.originator.clone()),
+                Some(cr) if self.is_one_of(cr, &[req.originator.as_str()]) => {}
+                Some(cr) => {
+                    return Err(invalid_argument(&[violation(
+                        "resource.creator",
+                        format!(
+                            "{cr} is not {}: the creator of a resource is the originator of \
+                             its Create (TS-0001 9.6.1.3.2); only the admin registers \
+                             resources for others",
+                            req.originator
+                        ),
+                    )]));
+                }
+            }
+        }
         // `pi`, `ty` and `cr` are fixed once a resource exists, for every
         // originator, the admin included (RO, NP on Update, TS-0001
         // 9.6.1.3; see `FixedAttribute`). Putting the same values again is

@@ -2383,6 +2383,67 @@ async fn deleting_a_resource_deletes_its_dynamic_acps_ts0003_7_3_2_2() {
     prp.shutdown().await;
 }
 
+/// TS-0001 9.6.1.3.2: `cr` is the originator of the successful Create, so
+/// a registration by anyone but the admin names its originator as creator
+/// or none (the PRP sets it): Alice cannot make a resource she creates
+/// Bob's (or nobody's), which would hand it to him under the default policy.
+#[tokio::test]
+async fn the_creator_of_a_registration_is_its_originator_ts0001_9_6_1_3_2() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    let root_acp = pb::AccessControlPolicy {
+        resource_id: Some("acpRoot".into()),
+        privileges: Some(set(vec![rule(&["CAlice"], 1)])),
+        self_privileges: Some(set(vec![rule(&[ADMIN], 63)])),
+        ..Default::default()
+    };
+    c.create_acp(create_req(ADMIN, root_acp))
+        .await
+        .expect("acpRoot");
+    c.put_resource(put_req(
+        ADMIN,
+        resource("root", "", 5, Some(&["acpRoot"]), ""),
+    ))
+    .await
+    .expect("root");
+
+    let err = c
+        .put_resource(put_req("CAlice", resource("c1", "root", 3, None, "CBob")))
+        .await
+        .expect_err("another creator");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message()
+            .starts_with("resource.creator: CBob is not CAlice"),
+        "{err:?}"
+    );
+
+    let stored = c
+        .put_resource(put_req("CAlice", resource("c2", "root", 3, None, "")))
+        .await
+        .expect("no creator named")
+        .into_inner();
+    assert_eq!(stored.resource.expect("resource").creator, "CAlice");
+    // Her ID in another form is her.
+    let stored = c
+        .put_resource(put_req(
+            "CAlice",
+            resource("c3", "root", 3, None, "//sp.example.com/id-in/CAlice"),
+        ))
+        .await
+        .expect("herself, absolute")
+        .into_inner();
+    assert_eq!(
+        stored.resource.expect("resource").creator,
+        "//sp.example.com/id-in/CAlice"
+    );
+    // The admin loads resources for others.
+    c.put_resource(put_req(ADMIN, resource("c4", "root", 3, None, "CBob")))
+        .await
+        .expect("the admin");
+    prp.shutdown().await;
+}
+
 /// A dynamic ACP grant for `target` until `expires_at` (Unix seconds),
 /// stored by the PDP's originator, its ID generated.
 fn dynamic_grant(
