@@ -786,10 +786,7 @@ pub fn decision_request_from_pb(
         errors.add("target", "must not be empty");
     } else if !is_usable_id(&req.target) {
         // As the PRP refuses such an ID: no resource has it (Decision 9).
-        errors.add(
-            "target",
-            "must not contain white space or control characters",
-        );
+        errors.add("target", unusable_id_reason(&req.target));
     } else if req
         .target
         .strip_prefix("//")
@@ -1576,11 +1573,35 @@ pub fn decision_from_pb(d: &pb::Decision) -> Result<Decision, Vec<ConversionErro
     })
 }
 
+/// The most bytes an ID (of a resource, an ACP, a parent, an `acpi`
+/// entry, a decision's target) may have: far more than any structured
+/// resource ID, and a bound on what one record, every snapshot that holds
+/// it and every message that names it carry.
+pub const MAX_ID_BYTES: usize = 2048;
+
 /// Whether `id` is an ID a request can name (m2m:ID): an empty one, or one
 /// with white space or control characters, could never be resolved, so a
-/// record under it would be stored and never used.
+/// record under it would be stored and never used; and at most
+/// [`MAX_ID_BYTES`].
 pub fn is_usable_id(id: &str) -> bool {
-    !id.is_empty() && !id.chars().any(|c| c.is_whitespace() || c.is_control())
+    !id.is_empty()
+        && id.len() <= MAX_ID_BYTES
+        && !id.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Why [`is_usable_id`] refuses `id`, for an error naming its field; an ID
+/// too long is not quoted.
+pub fn unusable_id_reason(id: &str) -> String {
+    if id.is_empty() {
+        "must not be empty".to_owned()
+    } else if id.len() > MAX_ID_BYTES {
+        format!(
+            "is {} bytes long; an ID has at most {MAX_ID_BYTES}",
+            id.len()
+        )
+    } else {
+        format!("{id:?} is not an ID: it contains white space or control characters")
+    }
 }
 
 /// Converts a wire target resource to the core model, naming fields under
@@ -1608,24 +1629,15 @@ pub fn resource_from_pb(
     if r.resource_id.is_empty() {
         bad("resource_id", "is mandatory");
     }
-    let unusable = |id: &str| !is_usable_id(id);
     for (field, id) in [("resource_id", &r.resource_id), ("parent_id", &r.parent_id)] {
-        if !id.is_empty() && unusable(id) {
-            bad(
-                field,
-                &format!("{id:?} is not an ID: it contains white space or control characters"),
-            );
+        if !id.is_empty() && !is_usable_id(id) {
+            bad(field, &unusable_id_reason(id));
         }
     }
     for (field, list) in [("acpi", &r.acpi), ("daci", &r.daci)] {
         for (i, id) in list.iter().enumerate() {
-            if unusable(id) {
-                bad(
-                    &format!("{field}[{i}]"),
-                    &format!(
-                        "{id:?} is not an ID: empty, or with white space or control characters"
-                    ),
-                );
+            if !is_usable_id(id) {
+                bad(&format!("{field}[{i}]"), &unusable_id_reason(id));
             }
         }
     }

@@ -80,7 +80,7 @@ use authz_core::{
 };
 use authz_proto::convert::{
     ConversionError, acp_from_pb, acp_to_pb, echo, field_status, is_usable_id, set_of_acrs_from_pb,
-    set_of_acrs_to_pb, summary, timestamp_field,
+    set_of_acrs_to_pb, summary, timestamp_field, unusable_id_reason,
 };
 use authz_proto::invalid_argument;
 use authz_proto::pb;
@@ -98,15 +98,11 @@ use crate::store::{
 
 pub use authz_core::resources::{DEFAULT_POLICY_PREFIX, default_policy_id};
 
-/// An ID no request could name (white space, control characters), which
-/// would be stored and never used. (Emptiness the callers report.)
+/// An ID no request could name (white space, control characters) or too
+/// long to carry ([`authz_proto::convert::MAX_ID_BYTES`]), which would be
+/// stored and never used. (Emptiness the callers report.)
 fn unusable_id(id: &str, field: &str) -> Option<ConversionError> {
-    (!id.is_empty() && !is_usable_id(id)).then(|| {
-        violation(
-            field,
-            format!("{id:?} is not an ID: it contains white space or control characters"),
-        )
-    })
+    (!id.is_empty() && !is_usable_id(id)).then(|| violation(field, unusable_id_reason(id)))
 }
 
 /// What is wrong with the ID of a new ACP or dynamic ACP, if anything: it

@@ -1569,12 +1569,25 @@ async fn an_error_echoing_a_huge_id_keeps_its_code() {
 /// other kind was echoed whole in the ALREADY_EXISTS `BadRequest`, whose
 /// headers a 40 000-byte ID made too large for the client, so it got an
 /// HTTP/2 error (RESOURCE_EXHAUSTED) instead. Every conflict of the shared
-/// ID space is ALREADY_EXISTS naming the field, with the ID quoted cut.
+/// ID space is ALREADY_EXISTS naming the field, with the ID quoted cut. An
+/// ID longer than `MAX_ID_BYTES` is refused, not quoted.
 #[tokio::test]
 async fn a_huge_id_already_in_use_is_already_exists() {
     let mut prp = start(config()).await;
     let c = &mut prp.client;
-    let long = "y".repeat(40_000);
+    let huge = "y".repeat(40_000);
+    let e = c
+        .put_resource(put_req(ADMIN, resource(&huge, "", 3, None, "")))
+        .await
+        .expect_err("an ID of 40 000 bytes");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert_eq!(violations(&e), ["resource.resource_id"]);
+    assert!(
+        e.message().contains("at most 2048") && e.message().len() < 200,
+        "{}",
+        e.message()
+    );
+    let long = "y".repeat(authz_proto::convert::MAX_ID_BYTES);
     c.put_resource(put_req(ADMIN, resource(&long, "", 3, None, "")))
         .await
         .expect("a resource with a long ID");
