@@ -209,6 +209,30 @@ impl HostingContext {
         })
     }
 
+    /// The CSE-relative form of a resource ID of this CSE (TS-0001 7.2:
+    /// `x`, SP-relative `/cse-id/x` or absolute `//sp/cse-id/x`, the domain
+    /// in any case), as its records name resources and ACPs: the ID itself
+    /// when already CSE-relative, `None` for an ID of another CSE or SP, or
+    /// of the CSEBase itself.
+    pub fn cse_relative<'a>(&self, id: &'a str) -> Option<&'a str> {
+        let sp_relative = match id.strip_prefix("//") {
+            Some(abs) => {
+                let (fqdn, rest) = abs.split_at(abs.find('/')?);
+                if !fqdn.eq_ignore_ascii_case(&self.sp) {
+                    return None;
+                }
+                rest
+            }
+            None if id.starts_with('/') => id,
+            None => return Some(id),
+        };
+        sp_relative
+            .strip_prefix('/')?
+            .strip_prefix(self.cse.as_str())?
+            .strip_prefix('/')
+            .filter(|rest| !rest.is_empty())
+    }
+
     /// The SP domain, lower case, without the leading `//`.
     pub fn sp_fqdn(&self) -> &str {
         &self.sp
@@ -829,6 +853,26 @@ mod tests {
 
     /// The hosting CSE's own identity: an SP-ID is `//` and an FQDN, a
     /// CSE-ID `/` and one segment that could be an ID.
+    /// TS-0001 7.2: one resource of the hosting CSE in its three forms.
+    #[test]
+    fn cse_relative_forms_of_the_hosting_cses_resources() {
+        let c = HostingContext::new("//sp.example.com", "/id-in").unwrap();
+        for (id, rel) in [
+            ("acp1", Some("acp1")),
+            ("/id-in/acp1", Some("acp1")),
+            ("//sp.example.com/id-in/acp1", Some("acp1")),
+            ("//SP.Example.com/id-in/ae/cnt", Some("ae/cnt")),
+            ("/id-mn/acp1", None),
+            ("//other.example/id-in/acp1", None),
+            ("/id-in", None),
+            ("/id-in/", None),
+            ("//sp.example.com", None),
+            ("/id-input/acp1", None),
+        ] {
+            assert_eq!(c.cse_relative(id), rel, "{id}");
+        }
+    }
+
     #[test]
     fn hosting_context_takes_an_fqdn_and_a_cse_id() {
         for (sp, cse) in [

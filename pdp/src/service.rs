@@ -850,6 +850,13 @@ impl PdpService {
         now: chrono::DateTime<Utc>,
     ) -> Result<Applicables<'s>, (AuthorizationStatus, String)> {
         let target = conv.request.target.as_str();
+        // Explicit ACP IDs in any form (TS-0001 7.2) name the hosting CSE's
+        // ACPs, held under their CSE-relative IDs.
+        let hosting = conv.hosting.as_ref().unwrap_or(&self.inner.hosting);
+        let acp_ids = conv
+            .acp_ids
+            .iter()
+            .map(|id| hosting.cse_relative(id).unwrap_or(id));
         let mut acps: SmallVec<[(AcpRef<'s>, PrivilegeKind); 4]> = SmallVec::new();
         let mut unknown: Vec<String> = Vec::new();
         let mut rejected: Vec<(String, String)> = Vec::new();
@@ -921,7 +928,7 @@ impl PdpService {
         } else if updates_acpi {
             // Explicit acpi, changed: the pvs of each ACP named (TS-0001
             // 9.6.1.3.2); a dynamic ACP among them has none.
-            for id in &conv.acp_ids {
+            for id in acp_ids {
                 lookup(&mut acps, id, PrivilegeKind::SelfPrivileges, None);
             }
         } else {
@@ -931,7 +938,7 @@ impl PdpService {
             // not in the replica counts only those bound to itself.
             let view = snap.view(now);
             let holders = dynamic_acp_holders(&view, target).unwrap_or_else(|_| smallvec![target]);
-            for id in &conv.acp_ids {
+            for id in acp_ids {
                 lookup(&mut acps, id, PrivilegeKind::Privileges, Some(&holders));
             }
         }

@@ -225,6 +225,12 @@ async fn explicit_acp_ids_replace_the_lookup() {
     assert_eq!((by.acp_id.as_str(), by.rule_index), ("acpA", 0));
     assert_eq!(d.request_id, "rq-1");
 
+    // TS-0001 7.2: the same ACP named SP-relative or absolute.
+    for form in ["/id-in/acpA", "//SP.example.com/id-in/acpA"] {
+        req.acp_ids = vec![form.into()];
+        let d = decide(&mut client, req.clone()).await;
+        assert_eq!(d.decision, PERMIT, "{form}: {}", d.summary);
+    }
     // An ID the replica does not hold grants nothing and is named.
     req.acp_ids = vec!["nope".into()];
     let d = decide(&mut client, req).await;

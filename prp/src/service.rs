@@ -1069,6 +1069,26 @@ impl PolicyRetrievalPoint for PrpService {
             return Err(invalid_argument(&[violation("resource", "is mandatory")]));
         };
         let mut resource = resource_from_pb(wire, "resource").map_err(|e| invalid_argument(&e))?;
+        // `acpi` names ACPs in any ID form (TS-0001 7.2); they are this
+        // CSE's, held under their CSE-relative IDs, so that is how they are
+        // stored and resolved. One of another CSE would never resolve.
+        let mut foreign = Vec::new();
+        for (i, entry) in resource.acpi.iter_mut().flatten().enumerate() {
+            match self.inner.hosting.cse_relative(entry) {
+                Some(relative) => *entry = relative.to_owned(),
+                None => foreign.push(violation(
+                    format!("resource.acpi[{i}]"),
+                    format!(
+                        "{entry} is not an ACP of this CSE ({}/{}); only its own ACPs are held and resolved here",
+                        self.inner.hosting.sp_fqdn(),
+                        self.inner.hosting.cse_id()
+                    ),
+                )),
+            }
+        }
+        if !foreign.is_empty() {
+            return Err(invalid_argument(&foreign));
+        }
         let id = resource.resource_id.clone();
         let guard = self.lock_writes().await;
         // `cr` is the originator of the successful Create (TS-0001

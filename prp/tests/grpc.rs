@@ -2457,6 +2457,54 @@ async fn the_creator_of_a_registration_is_its_originator_ts0001_9_6_1_3_2() {
     prp.shutdown().await;
 }
 
+/// TS-0001 7.2: `acpi` names ACPs in any ID form; the PRP holds this CSE's
+/// ACPs under their CSE-relative IDs, so an SP-relative or absolute entry
+/// of this CSE is stored in that form (and resolves), and one of another
+/// CSE, which would never resolve, is INVALID_ARGUMENT naming it.
+#[tokio::test]
+async fn acpi_entries_in_any_id_form_name_this_cses_acps_ts0001_7_2() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    c.create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
+        .await
+        .expect("acp1");
+    let stored = c
+        .put_resource(put_req(
+            ADMIN,
+            resource(
+                "cnt",
+                "",
+                3,
+                Some(&["/id-in/acp1", "//SP.example.com/id-in/acp1"]),
+                "",
+            ),
+        ))
+        .await
+        .expect("cnt")
+        .into_inner();
+    assert_eq!(stored.resource.expect("resource").acpi, ["acp1", "acp1"]);
+    let ids: Vec<String> = applicable_ids(c, "cnt")
+        .await
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
+    assert!(
+        ids.iter().all(|id| id == "acp1") && !ids.is_empty(),
+        "{ids:?}"
+    );
+
+    let err = c
+        .put_resource(put_req(
+            ADMIN,
+            resource("cnt2", "", 3, Some(&["acp1", "/id-mn/acp1"]), ""),
+        ))
+        .await
+        .expect_err("another CSE's ACP");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(violations(&err), ["resource.acpi[1]"]);
+    prp.shutdown().await;
+}
+
 /// A dynamic ACP grant for `target` until `expires_at` (Unix seconds),
 /// stored by the PDP's originator, its ID generated.
 fn dynamic_grant(
