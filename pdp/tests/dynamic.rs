@@ -472,6 +472,22 @@ fn retrieve_token_signed(
         .expect("sign")
 }
 
+/// A PRP, a DAS granting `Cvisitor` RETRIEVE for an hour (a `dai` with
+/// `pl` 3600000), and a PDP consulting it and storing dynamic ACPs in the
+/// PRP.
+async fn visitor_granted_an_hour() -> (FakePrp, common::Running<FakePrp>, ScriptedDas, Pdp) {
+    let prp = FakePrp::default();
+    let running = prp.serve(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    let das = ScriptedDas::default();
+    das.answer(pb::DasResponse {
+        dynamic_acp_info: dai("Cvisitor", "3600000"),
+        ..Default::default()
+    })
+    .await;
+    let pdp = pdp_with_das(&das, Some(format!("http://{}", running.addr))).await;
+    (prp, running, das, pdp)
+}
+
 /// 7.3.2.2 step 4.1.1: a token the DAS returns is kept for its holder
 /// once per Token-ID. A token that does not grant the request (here
 /// RETRIEVE only, asked DELETE) brings the originator back to the DAS on
@@ -525,15 +541,7 @@ const DENY: i32 = pb::AuthorizationDecision::Deny as i32;
 /// stored in the PRP as a dynamic ACP ending then (Decision 7).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relative_pl_is_milliseconds_from_now_7_3_2_2() {
-    let prp = FakePrp::default();
-    let running = prp.serve(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
-    let das = ScriptedDas::default();
-    das.answer(pb::DasResponse {
-        dynamic_acp_info: dai("Cvisitor", "3600000"),
-        ..Default::default()
-    })
-    .await;
-    let pdp = pdp_with_das(&das, Some(format!("http://{}", running.addr))).await;
+    let (prp, running, _das, pdp) = visitor_granted_an_hour().await;
     let before = Utc::now().timestamp();
     let d = pdp
         .service()
@@ -565,15 +573,7 @@ async fn relative_pl_is_milliseconds_from_now_7_3_2_2() {
 /// DAS is consulted as ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_das_is_consulted_for_a_target_that_is_not_registered() {
-    let prp = FakePrp::default();
-    let running = prp.serve(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
-    let das = ScriptedDas::default();
-    das.answer(pb::DasResponse {
-        dynamic_acp_info: dai("Cvisitor", "3600000"),
-        ..Default::default()
-    })
-    .await;
-    let pdp = pdp_with_das(&das, Some(format!("http://{}", running.addr))).await;
+    let (prp, running, das, pdp) = visitor_granted_an_hour().await;
     let d = pdp
         .service()
         .decide_resolving_pb(&request("Cvisitor", pb::Operation::Retrieve, "ghost"))
@@ -601,16 +601,8 @@ async fn no_das_is_consulted_for_a_target_that_is_not_registered() {
 /// waiting request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_consultation_stores_its_dai_once_7_3_2_2() {
-    let prp = FakePrp::default();
-    let running = prp.serve(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
-    let das = ScriptedDas::default();
-    das.answer(pb::DasResponse {
-        dynamic_acp_info: dai("Cvisitor", "3600000"),
-        ..Default::default()
-    })
-    .await;
+    let (prp, running, das, pdp) = visitor_granted_an_hour().await;
     das.delay_ms.store(300, Ordering::SeqCst);
-    let pdp = pdp_with_das(&das, Some(format!("http://{}", running.addr))).await;
     let service = pdp.service();
     // One request time for all six: the DAS sees it (rts), so requests in
     // different seconds would be different consultations.

@@ -212,9 +212,10 @@ fn decide(pdp: &Pdp, originator: &str) -> i32 {
         .decision
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gap_makes_the_replica_start_over_from_a_snapshot() {
-    // A PRP that names no store: only revisions tell the replica anything.
+/// A PRP that names no store (only revisions tell the replica anything)
+/// holding `acp1` (RETRIEVE for `Cphone`) and `cnt` linking it, and a PDP
+/// that has followed it: `Cphone` may retrieve `cnt`.
+async fn following_acp1_on_cnt() -> (ScriptedPrp, Running<ScriptedPrp>, Pdp) {
     let prp = ScriptedPrp::new(None, false);
     prp.publish(Event::AcpPut(acp("acp1", &["Cphone"], RETRIEVE)));
     prp.publish(Event::ResourcePut(resource(
@@ -228,6 +229,12 @@ async fn a_gap_makes_the_replica_start_over_from_a_snapshot() {
     let pdp = Pdp::start(PdpConfig::new(hosting()).with_prp(format!("http://{addr}"))).unwrap();
     assert!(converges(&pdp, &prp).await, "first snapshot");
     assert_eq!(decide(&pdp, "Cphone"), PERMIT);
+    (prp, running, pdp)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_makes_the_replica_start_over_from_a_snapshot() {
+    let (prp, running, pdp) = following_acp1_on_cnt().await;
 
     // The PRP revokes acp1 (cnt now links acp2) but that change never
     // reaches the watcher; the next one does.
@@ -265,19 +272,7 @@ async fn a_gap_makes_the_replica_start_over_from_a_snapshot() {
 /// send it), then the PRP's policies decide.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_out_of_step_replica_denies_until_its_snapshot_decision_10() {
-    let prp = ScriptedPrp::new(None, false);
-    prp.publish(Event::AcpPut(acp("acp1", &["Cphone"], RETRIEVE)));
-    prp.publish(Event::ResourcePut(resource(
-        "cnt",
-        Some(&["acp1"]),
-        "Ccreator",
-    )));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let running = prp.serve(listener);
-    let pdp = Pdp::start(PdpConfig::new(hosting()).with_prp(format!("http://{addr}"))).unwrap();
-    assert!(converges(&pdp, &prp).await, "first snapshot");
-    assert_eq!(decide(&pdp, "Cphone"), PERMIT);
+    let (prp, running, pdp) = following_acp1_on_cnt().await;
 
     prp.state.lock().unwrap().mute = true;
     prp.lose(Event::ResourcePut(resource(

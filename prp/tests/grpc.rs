@@ -2211,6 +2211,32 @@ async fn aei_cannot_change_once_the_resource_exists_ts0001_9_6_5() {
     prp.shutdown().await;
 }
 
+/// `acpRoot` (CREATE for `creators`, everything in its pvs for the admin)
+/// and the resource `root` (type 5) that references it, stored by the
+/// admin.
+async fn root_granting_create(
+    c: &mut pb::policy_retrieval_point_client::PolicyRetrievalPointClient<
+        tonic::transport::Channel,
+    >,
+    creators: &[&str],
+) {
+    let root_acp = pb::AccessControlPolicy {
+        resource_id: Some("acpRoot".into()),
+        privileges: Some(set(vec![rule(creators, 1)])),
+        self_privileges: Some(set(vec![rule(&[ADMIN], 63)])),
+        ..Default::default()
+    };
+    c.create_acp(create_req(ADMIN, root_acp))
+        .await
+        .expect("acpRoot");
+    c.put_resource(put_req(
+        ADMIN,
+        resource("root", "", 5, Some(&["acpRoot"]), ""),
+    ))
+    .await
+    .expect("root");
+}
+
 /// A deleted resource's ID is not free for anyone to take: its children,
 /// whose policies are their parent's (TS-0001 10.2.3.1), stay in the store
 /// naming it as `pi`, so whoever registered it again would hold them. As for
@@ -2219,17 +2245,8 @@ async fn aei_cannot_change_once_the_resource_exists_ts0001_9_6_5() {
 async fn a_deleted_parent_id_is_not_free_for_others_ts0001_10_2_3_1() {
     let mut prp = start(config()).await;
     let c = &mut prp.client;
-    let root_acp = pb::AccessControlPolicy {
-        resource_id: Some("acpRoot".into()),
-        privileges: Some(set(vec![rule(&["CBob", "CAlice"], 1)])),
-        self_privileges: Some(set(vec![rule(&[ADMIN], 63)])),
-        ..Default::default()
-    };
-    c.create_acp(create_req(ADMIN, root_acp))
-        .await
-        .expect("acpRoot");
+    root_granting_create(c, &["CBob", "CAlice"]).await;
     for r in [
-        resource("root", "", 5, Some(&["acpRoot"]), ""),
         resource("cntA", "root", 3, None, "CAlice"),
         resource("cinA", "cntA", 4, None, "CAlice"),
     ] {
@@ -2404,21 +2421,7 @@ async fn deleting_a_resource_deletes_its_dynamic_acps_ts0003_7_3_2_2() {
 async fn the_creator_of_a_registration_is_its_originator_ts0001_9_6_1_3_2() {
     let mut prp = start(config()).await;
     let c = &mut prp.client;
-    let root_acp = pb::AccessControlPolicy {
-        resource_id: Some("acpRoot".into()),
-        privileges: Some(set(vec![rule(&["CAlice"], 1)])),
-        self_privileges: Some(set(vec![rule(&[ADMIN], 63)])),
-        ..Default::default()
-    };
-    c.create_acp(create_req(ADMIN, root_acp))
-        .await
-        .expect("acpRoot");
-    c.put_resource(put_req(
-        ADMIN,
-        resource("root", "", 5, Some(&["acpRoot"]), ""),
-    ))
-    .await
-    .expect("root");
+    root_granting_create(c, &["CAlice"]).await;
 
     let err = c
         .put_resource(put_req("CAlice", resource("c1", "root", 3, None, "CBob")))
