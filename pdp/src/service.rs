@@ -463,6 +463,25 @@ impl PdpService {
     /// the cached attributes. Most decisions end here; the others say what
     /// they wait for.
     fn decide_now(&self, snap: &Snapshot, job: &Job<'_>) -> Step {
+        if self.inner.replica.is_out_of_step() {
+            // Decided by `finish` alone: no token is taken up, no DAS asked
+            // about what the superseded replica holds.
+            let decision = Decision {
+                effect: Effect::Deny,
+                status: AuthorizationStatus::ProcessingError,
+                permitted_by: None,
+                missing: Vec::new(),
+                explanation: None,
+            };
+            let out = decision_to_pb(&decision);
+            return Step::Decided(self.finish(
+                out,
+                &decision,
+                snap,
+                &job.conv.request_id,
+                job.at.start,
+            ));
+        }
         let grant = match &self.inner.dynamic {
             None => TokenGrant::default(),
             // The request's tokens first (Token-IDs are fetched).
@@ -615,8 +634,9 @@ impl PdpService {
         // target the replica holds neither as a resource nor as an ACP is
         // not taken to a DAS, so that nothing is granted, and no dynamic ACP
         // stored, for a resource that does not exist (and would apply to
-        // whatever is registered under its ID later). With the applicable
-        // ACPs named in the request, the resource is the CSE's own affair.
+        // whatever is registered under its ID later; the PRP deletes the
+        // grants of a resource or ACP with it). With the applicable ACPs
+        // named in the request, the resource is the CSE's own affair.
         if conv.acp_ids.is_empty() {
             let view = snap.view(now);
             let target = conv.request.target.as_str();
@@ -1125,6 +1145,8 @@ impl PdpService {
             out.status = pb::AuthorizationStatus::ProcessingError as i32;
             out.permitted_by = None;
             out.reusable_until = None;
+            // What the superseded replica made of it is no account of this.
+            out.explanation = out.explanation.map(|_| pb::Explanation::default());
             out.summary = format!("DENY (processing error): {REPLICA_OUT_OF_STEP}");
             recorded = (Effect::Deny, AuthorizationStatus::ProcessingError);
         } else if out.decision != pb::AuthorizationDecision::Permit as i32

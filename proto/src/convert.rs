@@ -1007,16 +1007,15 @@ pub fn decision_request_from_pb(
     })
 }
 
-/// Checks that an identifier is non-empty and has no whitespace; true if so.
+/// Checks that an identifier is one a request can name ([`is_usable_id`]:
+/// not empty, no white space or control characters, at most
+/// [`MAX_ID_BYTES`]); true if so.
 fn check_id(id: &str, field: &str, errors: &mut Errors) -> bool {
-    if id.is_empty() {
-        errors.add(field, "must not be empty");
-        false
-    } else if id.chars().any(char::is_whitespace) {
-        errors.add(field, format!("'{id}' must not contain whitespace"));
-        false
-    } else {
+    if is_usable_id(id) {
         true
+    } else {
+        errors.add(field, unusable_id_reason(id));
+        false
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
@@ -22,7 +22,11 @@ use tower::ServiceExt;
 /// How long a client may take to complete its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `app` over TLS on `listener` until `shutdown` completes.
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves `app` over TLS on `listener` until `shutdown` completes (then
+/// it accepts no more connections; those open finish on their own).
 /// `per_connection` gives, from the established session and the client's
 /// address, the extensions every request of the connection gets.
 /// Connections that fail their handshake are logged and dropped; they do
@@ -90,10 +94,12 @@ async fn connection<F>(
         request.extensions_mut().extend(extensions.clone());
         app.clone().oneshot(request)
     });
-    if let Err(e) = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
+    // A client that does not finish sending a request's headers in time is
+    // dropped, so slow clients cannot hold connections open indefinitely.
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    if let Err(e) = http.serve_connection(TokioIo::new(stream), service).await {
         tracing::debug!(%peer, "connection ended: {e}");
     }
 }

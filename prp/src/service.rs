@@ -111,6 +111,17 @@ fn id_problem(id: &str, field: &str) -> Option<ConversionError> {
     if let Some(e) = unusable_id(id, field) {
         return Some(e);
     }
+    // An ACP's ID is its resource ID, `ri`, which is CSE-relative (TS-0001
+    // 7.2): the form `acpi` entries are stored and resolved in.
+    if id.starts_with('/') {
+        return Some(violation(
+            field,
+            format!(
+                "{id} is not an ACP's own ID: an ACP is held under its CSE-relative ri \
+                 (no leading /); acpi entries may name it in any form"
+            ),
+        ));
+    }
     id.starts_with(DEFAULT_POLICY_PREFIX).then(|| {
         violation(
             field,
@@ -712,6 +723,24 @@ impl PrpService {
         .map_err(store_status)
     }
 
+    /// `delete` preceded by the deletion of every dynamic ACP bound to `id`:
+    /// a `dai` grant is a child `<accessControlPolicy>` of its target
+    /// (TS-0003 7.3.2.2), gone with it, so that whatever is registered under
+    /// the ID later inherits none. Committed with [`Self::commit_all`], the
+    /// grants first: a crash between leaves them gone and the record still
+    /// there, never a grant without its target.
+    fn deleting_bound_grants(&self, id: &str, delete: Mutation) -> Vec<Mutation> {
+        let mut writes: Vec<Mutation> = self.read(|snap| {
+            snap.dynamic
+                .values()
+                .filter(|d| d.target == id)
+                .map(|d| Mutation::DeleteDynamic(d.id.clone()))
+                .collect()
+        });
+        writes.push(delete);
+        writes
+    }
+
     fn is_one_of(&self, originator: &str, list: &[&str]) -> bool {
         let canon = self.inner.hosting.canonicalize(originator).ok();
         list.iter().any(|candidate| {
@@ -1037,11 +1066,11 @@ impl PolicyRetrievalPoint for PrpService {
             &[(current, PrivilegeKind::SelfPrivileges)],
             "delete this ACP (DELETE in its pvs)",
         )?;
-        let entry = self.commit(guard, Mutation::DeleteAcp(id.clone())).await?;
-        tracing::info!(acp = %id, revision = entry.revision, "ACP deleted");
-        Ok(Response::new(pb::WriteResponse {
-            revision: entry.revision,
-        }))
+        let writes = self.deleting_bound_grants(&id, Mutation::DeleteAcp(id.clone()));
+        let entries = self.commit_all(guard, writes).await?;
+        let revision = entries.last().map_or(0, |e| e.revision);
+        tracing::info!(acp = %id, revision, "ACP deleted");
+        Ok(Response::new(pb::WriteResponse { revision }))
     }
 
     async fn list_acps(
@@ -1306,21 +1335,8 @@ impl PolicyRetrievalPoint for PrpService {
                 "delete this resource (DELETE in its applicable policies)",
             )?;
         }
-        // The dynamic ACPs bound to it go with it: a `dai` grant is a child
-        // <accessControlPolicy> of the targeted resource (TS-0003 7.3.2.2),
-        // and a resource registered under the ID later must not inherit it.
-        // Removed first and under the same lock: no other write comes
-        // between, and a crash between them leaves the grants gone and the
-        // resource still there, never a grant without its resource.
-        let mut writes: Vec<Mutation> = self.read(|snap| {
-            snap.dynamic
-                .values()
-                .filter(|d| d.target == id)
-                .map(|d| Mutation::DeleteDynamic(d.id.clone()))
-                .collect()
-        });
-        let grants = writes.len();
-        writes.push(Mutation::DeleteResource(id.clone()));
+        let writes = self.deleting_bound_grants(&id, Mutation::DeleteResource(id.clone()));
+        let grants = writes.len() - 1;
         let entries = self.commit_all(guard, writes).await?;
         let revision = entries.last().map_or(0, |e| e.revision);
         tracing::info!(resource = %id, revision, dynamic_acps = grants, "resource removed");

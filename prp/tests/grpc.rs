@@ -2413,6 +2413,54 @@ async fn deleting_a_resource_deletes_its_dynamic_acps_ts0003_7_3_2_2() {
     prp.shutdown().await;
 }
 
+/// The same for an ACP: a grant bound to its ID (a consultation about a
+/// request on the ACP) goes with it, so a resource the admin registers
+/// under the freed ID inherits none. And an ACP is held under its
+/// CSE-relative `ri` (TS-0001 7.2), the form `acpi` entries are stored in:
+/// an ID with a leading `/` is refused.
+#[tokio::test]
+async fn deleting_an_acp_deletes_its_dynamic_acps_and_acp_ids_are_relative() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    c.create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
+        .await
+        .expect("acp1");
+    let now = chrono::Utc::now().timestamp();
+    let grant = c
+        .create_dynamic_acp(dynamic_grant(
+            "acp1",
+            set(vec![rule(&["all"], ALL)]),
+            now + 600,
+        ))
+        .await
+        .expect("grant")
+        .into_inner();
+    c.delete_acp(pb::DeleteAcpRequest {
+        originator: ADMIN.into(),
+        acp_id: "acp1".into(),
+    })
+    .await
+    .expect("delete");
+    let Some(Event::Snapshot(s)) = stored_state(c).await.event else {
+        panic!("expected a snapshot")
+    };
+    assert!(
+        s.dynamic_acps.iter().all(|d| d.acp_id != grant.acp_id),
+        "{:?}",
+        s.dynamic_acps
+    );
+
+    for id in ["/id-in/acp2", "//sp.example.com/id-in/acp2"] {
+        let err = c
+            .create_acp(create_req(ADMIN, acp(id, &["CAlice"], &[ADMIN], ALL)))
+            .await
+            .expect_err(id);
+        assert_eq!(err.code(), Code::InvalidArgument, "{id}: {err:?}");
+        assert_eq!(violations(&err), ["resource_id"], "{id}");
+    }
+    prp.shutdown().await;
+}
+
 /// TS-0001 9.6.1.3.2: `cr` is the originator of the successful Create, so
 /// a registration by anyone but the admin names its originator as creator
 /// or none (the PRP sets it): Alice cannot make a resource she creates

@@ -14,7 +14,8 @@
 //! identity from the client's certificate instead, as a real CSE does: the
 //! AE-ID in its subjectAltName (TS-0003 10.1.1.5,
 //! [`authz_pep::CertificateAuthenticator`]). [`Senders`] asks the
-//! certificate first and the header only for a client that presented none.
+//! certificate first, and the header when the client presented none (or one
+//! that certifies no ID this CSE knows).
 
 use authz_pep::{Authenticator, CertificateAuthenticator, CseContext};
 use serde::Deserialize;

@@ -172,7 +172,7 @@ fn error(e: StoreError, rqi: &str) -> Response {
 /// The content of a Create or Update must be JSON (TS-0009 6.7:
 /// `application/json` or `application/vnd.onem2m-res+json`, parameters
 /// such as `ty` after `;`), the only serialization this CSE reads; other
-/// media types are 4015. An Update without a Content-Type is read as JSON.
+/// media types are 4015. Content without a Content-Type is read as JSON.
 fn json_content(request: &Request) -> Result<(), StoreError> {
     if !matches!(*request.method(), http::Method::POST | http::Method::PUT) {
         return Ok(());
@@ -307,6 +307,26 @@ async fn discover(app: &App, discovery: &DiscoveryRequest) -> Response {
         })
         .collect();
     let verdicts = app.pep.decide_batch(requests).await;
+    // A candidate the PDP could not decide (fail-closed) would be left out
+    // silently, as if denied: the list would look complete. Answer as the
+    // layer answers an undecidable request instead.
+    if let Some(failed) = verdicts
+        .iter()
+        .find(|v| v.source == authz_pep::DecisionSource::FailClosed)
+    {
+        return match failed.enforcement(DenyDetail::Minimal) {
+            authz_pep::Enforcement::Reject(r) => {
+                authz_pep::http::rejection_response(&r, HeaderValue::from_str(rqi).ok().as_ref())
+                    .map(Body::new)
+            }
+            // A fail-closed verdict is a Deny; nothing else is expected.
+            authz_pep::Enforcement::Proceed { .. } => respond(
+                ResponseStatusCode::INTERNAL_SERVER_ERROR,
+                rqi,
+                json!({"m2m:dbg": "the PDP could not decide the discovery"}),
+            ),
+        };
+    }
     let uril: Vec<&str> = candidates
         .iter()
         .zip(&verdicts)

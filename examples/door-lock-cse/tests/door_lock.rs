@@ -515,6 +515,12 @@ async fn a_stopped_pdp_fails_closed() {
     );
     let r = stack.as_(OWNER, "POST", FRONT, &[CIN], UNLOCK).await;
     assert_denied(&r, "PDP stopped, unlock");
+    // A discovery, whose results the CSE decides: not an empty list, as if
+    // nothing were there, but the same fail-closed answer.
+    let r = stack
+        .as_(OWNER, "GET", "/~/mn-cse-123456?fu=1", &[], "")
+        .await;
+    assert_denied(&r, "PDP stopped, discovery");
     let state = stack
         .store
         .read()
