@@ -524,23 +524,21 @@ pub fn to_from_path(path: &str) -> Result<String, PepError> {
 /// CSE: `//sp/cse/x` and `/cse/x` become `x`, `/cse` and `//sp/cse` the
 /// empty address (the CSEBase); a CSE-relative `x` stays `x`.
 pub fn cse_relative(to: &str, cse: &CseContext) -> Option<String> {
-    let sp_relative = if let Some(abs) = to.strip_prefix("//") {
-        let (fqdn, rest) = abs.split_once('/').unwrap_or((abs, ""));
-        if !fqdn.eq_ignore_ascii_case(cse.hosting().sp_fqdn()) {
-            return None;
-        }
-        format!("/{rest}")
-    } else if to.starts_with('/') {
-        to.to_owned()
-    } else {
-        return Some(to.to_owned());
-    };
-    let rest = sp_relative.strip_prefix(cse.cse_id())?;
-    if rest.is_empty() {
-        Some(String::new())
-    } else {
-        rest.strip_prefix('/').map(str::to_owned)
+    if let Some(relative) = cse.hosting().cse_relative(to) {
+        return Some(relative.to_owned());
     }
+    // The CSEBase itself, which the engine's form has no CSE-relative ID for.
+    let sp_relative = match to.strip_prefix("//") {
+        Some(abs) => {
+            let (fqdn, rest) = abs.split_at(abs.find('/').unwrap_or(abs.len()));
+            if !fqdn.eq_ignore_ascii_case(cse.hosting().sp_fqdn()) {
+                return None;
+            }
+            rest
+        }
+        None => to,
+    };
+    (sp_relative.strip_suffix('/').unwrap_or(sp_relative) == cse.cse_id()).then(String::new)
 }
 
 /// Query parameters, percent-decoded (`+` stays `+`: it joins list values).
