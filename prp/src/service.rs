@@ -689,15 +689,10 @@ impl PrpService {
     /// on disk is always also in the mirror and on the broadcast, in
     /// revision order, before the next writer reads the mirror.
     async fn commit(&self, guard: WriteGuard, mutation: Mutation) -> Result<LogEntry, Status> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let result = inner.commit_unit(mutation);
-            drop(guard);
-            result
-        })
-        .await
-        .map_err(|e| Status::internal(format!("store task failed: {e}")))?
-        .map_err(store_status)
+        self.commit_all(guard, vec![mutation])
+            .await?
+            .pop()
+            .ok_or_else(|| Status::internal("a committed write left no log entry"))
     }
 
     /// [`Self::commit`] of several writes in order, under one `guard`, so
