@@ -110,6 +110,7 @@ async fn setup() -> Pdp {
     };
     pdp.apply_event(&pb::WatchEvent {
         revision: 1,
+        tag: 0,
         event: Some(pb::watch_event::Event::Snapshot(pb::Snapshot {
             acps: vec![acp],
             resources: vec![pb::TargetResource {

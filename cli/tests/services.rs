@@ -325,6 +325,92 @@ async fn prp_killed_with_sigkill_loses_no_acknowledged_write() {
     );
 }
 
+/// A PRP restored from a backup keeps its store ID, and once it has
+/// written again its revision numbers name other changes than the ones a
+/// PDP saw before the restore. The PDP resumes with the tag of its
+/// revision, the PRP no longer has that change, and the PDP gets a
+/// snapshot: it decides by the restored history, not by a mix of both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pdp_follows_a_prp_restored_from_a_backup_into_its_new_history() {
+    let data = tempdir("prp-restore");
+    let file = data.join("prp.redb");
+    let backup = data.with_extension("backup.redb");
+    let (prp, prp_url) = start_prp(&data, "127.0.0.1:0");
+    let port = port_of(&prp_url);
+    let mut client = prp_client(&prp_url).await;
+    let put_acp = |who: &'static str| pb::UpdateAcpRequest {
+        originator: "CAdmin".into(),
+        acp: Some(acp("acpDoor", who, 2)),
+    };
+    client
+        .create_acp(pb::CreateAcpRequest {
+            originator: "CAdmin".into(),
+            acp: Some(acp("acpDoor", "Cguest", 2)),
+        })
+        .await
+        .unwrap();
+    client
+        .put_resource(pb::PutResourceRequest {
+            originator: "CAdmin".into(),
+            resource: Some(resource("door", &["acpDoor"])),
+        })
+        .await
+        .unwrap();
+    drop(prp);
+    std::fs::copy(&file, &backup).expect("back up");
+
+    // Revision 3 of the original history: Cthief may read.
+    let (prp, prp_url) = start_prp(&data, &format!("127.0.0.1:{port}"));
+    let (_pdp, pdp_url) = start(
+        &[
+            "pdp",
+            "--listen",
+            "127.0.0.1:0",
+            "--prp",
+            &prp_url,
+            "--metrics",
+            "off",
+        ],
+        "PDP on",
+    );
+    let mut pdp = PolicyDecisionPointClient::new(channel(&pdp_url).await);
+    let thief = request("Cthief", "door", pb::Operation::Retrieve);
+    let friend = request("Cfriend", "door", pb::Operation::Retrieve);
+    prp_client(&prp_url)
+        .await
+        .update_acp(put_acp("Cthief"))
+        .await
+        .unwrap();
+    eventually(&mut pdp, &thief, true).await;
+    drop(prp);
+
+    // The backup comes back and writes its own revision 3 (Cfriend) before
+    // the PDP reconnects: on another port, so the PDP cannot see it yet.
+    std::fs::copy(&backup, &file).expect("restore");
+    let (restored, restored_url) = start_prp(&data, "127.0.0.1:0");
+    let rev = prp_client(&restored_url)
+        .await
+        .update_acp(put_acp("Cfriend"))
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    assert_eq!(rev, 3, "the restored store reuses revision 3");
+    drop(restored);
+
+    let (_prp, _) = start_prp(&data, &format!("127.0.0.1:{port}"));
+    eventually(&mut pdp, &friend, true).await;
+    let d = decide(&mut pdp, thief).await;
+    assert!(
+        !is_permit(&d),
+        "a change of the lost history: {}",
+        d.summary
+    );
+    let s = pdp.status(pb::StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(s.replica_revision, 3);
+    let _ = std::fs::remove_file(backup);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pdp_decides_while_the_prp_is_down_and_catches_up_after() {
     let data = tempdir("prp-down");

@@ -184,6 +184,7 @@ mod tests {
         let r = Replica::new(None);
         r.apply_event(&pb::WatchEvent {
             revision: 1,
+            tag: 0,
             event: Some(Event::Snapshot(pb::Snapshot {
                 resources,
                 ..Default::default()
@@ -299,6 +300,7 @@ mod tests {
         assert_eq!(r.load().member_resources(&h, light).len(), 1);
         r.apply_event(&pb::WatchEvent {
             revision: 2,
+            tag: 0,
             event: Some(Event::ResourcePut(ae("ae-light", "Cdark"))),
         })
         .expect("put");
@@ -311,6 +313,7 @@ mod tests {
         );
         r.apply_event(&pb::WatchEvent {
             revision: 3,
+            tag: 0,
             event: Some(Event::ResourceDeleted("ae-light".into())),
         })
         .expect("delete");

@@ -73,6 +73,11 @@ pub struct DynamicAcp {
 pub struct Snapshot {
     /// The PRP revision this snapshot reflects (0: nothing received yet).
     pub revision: u64,
+    /// The tag the PRP sent with that revision (`WatchEvent.tag`; 0 when
+    /// unknown), presented when resuming so that a PRP whose history has
+    /// changed under that revision (restored from a backup) sends a
+    /// snapshot.
+    pub tag: u64,
     /// The ID of the PRP store the state comes from, as the Watch stream
     /// that brought its last snapshot named it; `None` when it named none
     /// (or the snapshot was fed without a stream).
@@ -635,6 +640,7 @@ impl Replica {
             if let Event::Snapshot(s) = change {
                 let mut snap = Snapshot::from_pb(event.revision, s);
                 snap.store_id = store_id.map(Arc::from);
+                snap.tag = event.tag;
                 work = Some(snap);
                 got_snapshot = true;
                 continue;
@@ -660,6 +666,7 @@ impl Replica {
             }
             let next = work.get_or_insert_with(|| Snapshot::clone(&base));
             next.revision = event.revision;
+            next.tag = event.tag;
             match change {
                 Event::Snapshot(_) => {}
                 Event::AcpPut(acp) => next.put_acp(acp),
@@ -764,7 +771,10 @@ impl Replica {
         let current = self.snapshot();
         let resync = self.resync.load(Ordering::SeqCst);
         let from_revision = if resync { 0 } else { current.revision };
-        let mut request = tonic::Request::new(pb::WatchRequest { from_revision });
+        let mut request = tonic::Request::new(pb::WatchRequest {
+            from_revision,
+            from_tag: if from_revision > 0 { current.tag } else { 0 },
+        });
         if let Some(value) = current
             .store_id
             .as_deref()
@@ -847,6 +857,7 @@ mod tests {
     fn ev(revision: u64, event: Event) -> pb::WatchEvent {
         pb::WatchEvent {
             revision,
+            tag: 0,
             event: Some(event),
         }
     }
@@ -910,6 +921,7 @@ mod tests {
         assert_eq!(
             r.apply_event(&pb::WatchEvent {
                 revision: 9,
+                tag: 0,
                 event: None
             }),
             Err(ReplicaError::EmptyEvent(9))
@@ -934,6 +946,7 @@ mod tests {
         assert_eq!(r.apply_events(&events[1..3]), Ok(Applied::Stale));
         let empty = pb::WatchEvent {
             revision: 9,
+            tag: 0,
             event: None,
         };
         assert_eq!(

@@ -821,6 +821,7 @@ async fn dynamic_acps_join_the_set_until_they_expire() {
         let at = chrono::Utc::now() + expires_in;
         pb::WatchEvent {
             revision: 0,
+            tag: 0,
             event: Some(pb::watch_event::Event::DynamicPut(pb::DynamicAcpRecord {
                 acp_id: id.to_owned(),
                 target: "cnt".into(),
@@ -884,6 +885,7 @@ async fn decision_7_a_dynamic_acp_counts_for_the_resource_it_is_bound_to() {
     let at = chrono::Utc::now() + chrono::Duration::minutes(10);
     let grant = |revision: u64, id: &str, target: &str, who: &str| pb::WatchEvent {
         revision,
+        tag: 0,
         event: Some(pb::watch_event::Event::DynamicPut(pb::DynamicAcpRecord {
             acp_id: id.to_owned(),
             target: target.into(),
@@ -1160,6 +1162,7 @@ async fn decision_7_a_dynamic_acp_does_not_authorize_an_acpi_change() {
     let at = chrono::Utc::now() + chrono::Duration::minutes(10);
     pdp.apply_event(&pb::WatchEvent {
         revision: 2,
+        tag: 0,
         event: Some(pb::watch_event::Event::DynamicPut(pb::DynamicAcpRecord {
             acp_id: "dyn1".into(),
             target: "cnt1".into(),

@@ -54,6 +54,7 @@ impl State {
     fn snapshot(&self) -> pb::WatchEvent {
         pb::WatchEvent {
             revision: self.revision,
+            tag: 0,
             event: Some(Event::Snapshot(pb::Snapshot {
                 acps: self.acps.values().cloned().collect(),
                 resources: self.resources.values().cloned().collect(),
@@ -105,6 +106,7 @@ impl ScriptedPrp {
         s.revision += 1;
         let ev = pb::WatchEvent {
             revision: s.revision,
+            tag: 0,
             event: Some(event),
         };
         s.log.push(ev.clone());
@@ -416,6 +418,7 @@ async fn an_unconvertible_resource_update_denies_instead_of_keeping_the_old_vers
     broken.acpi = vec!["strict".into()];
     pdp.apply_event(&pb::WatchEvent {
         revision: 2,
+        tag: 0,
         event: Some(Event::ResourcePut(broken)),
     })
     .unwrap();

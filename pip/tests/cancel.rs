@@ -21,7 +21,7 @@ use authz_proto::pb;
 use authz_proto::pb::attribute_change::Change;
 use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
 use authz_proto::pb::policy_information_point_server::PolicyInformationPoint;
-use authz_store::{Backend, Loaded, Row, Store, StoreError};
+use authz_store::{Backend, Loaded, LoggedChange, Row, Store, StoreError};
 use authz_tests::serving::serve;
 use tokio::sync::Notify;
 use tokio_stream::StreamExt;
@@ -50,7 +50,7 @@ impl Backend for SlowBackend {
         Ok(Loaded::default())
     }
 
-    fn commit(&self, _: u64, _: &[Row], _: &str, _: u64) -> Result<(), StoreError> {
+    fn commit(&self, _: &[Row], _: &LoggedChange, _: u64) -> Result<(), StoreError> {
         self.0.started.notify_one();
         let ms = self.0.delay_ms.load(Ordering::SeqCst);
         if ms > 0 {

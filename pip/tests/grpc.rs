@@ -1297,13 +1297,17 @@ fn write_old_group_rows(path: &std::path::Path, rows: &[(&str, &str)]) {
         let change = format!(r#"{{"GroupPut":{{"group":{group},"previous":[]}}}}"#);
         backend
             .commit(
-                revision,
                 &[authz_store::Row {
                     collection: "groups".into(),
                     key: (*key).into(),
                     value: Some((*group).into()),
                 }],
-                &change,
+                // Versions of that time kept no tags.
+                &authz_store::LoggedChange {
+                    revision,
+                    change,
+                    tag: 0,
+                },
                 0,
             )
             .expect("commit");

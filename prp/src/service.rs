@@ -42,7 +42,9 @@
 //! - `Watch` tells the watcher the store's ID in the response metadata
 //!   ([`STORE_ID_METADATA`]); a watcher that resumes from a revision and
 //!   names another store in its request gets a snapshot first, as one
-//!   asking from 0 does.
+//!   asking from 0 does; so does one whose `from_tag` is not the tag of
+//!   the change at its revision (another history of this store: one
+//!   restored from a backup that has written since).
 //!
 //! Write authorization (the configured admin originator always passes):
 //!
@@ -402,6 +404,7 @@ fn snapshot_event(snap: &StoreSnapshot, now: i64) -> Result<pb::WatchEvent, Stat
         .collect::<Result<Vec<_>, _>>()?;
     Ok(pb::WatchEvent {
         revision: snap.revision,
+        tag: snap.tag,
         event: Some(pb::watch_event::Event::Snapshot(pb::Snapshot {
             acps,
             resources: snap.resources.values().map(resource_to_pb).collect(),
@@ -427,6 +430,7 @@ fn change_event(entry: &LogEntry) -> Result<pb::WatchEvent, Status> {
     };
     Ok(pb::WatchEvent {
         revision: entry.revision,
+        tag: entry.tag,
         event: Some(event),
     })
 }
@@ -1576,7 +1580,10 @@ impl PolicyRetrievalPoint for PrpService {
             .metadata()
             .get(STORE_ID_METADATA)
             .is_some_and(|theirs| theirs.to_str().ok() != Some(store_id.as_str()));
-        let from = request.into_inner().from_revision;
+        let pb::WatchRequest {
+            from_revision: from,
+            from_tag,
+        } = request.into_inner();
         // Subscribe before reading, so that no change falls in between.
         let live = self.inner.events.subscribe();
         let closing = self.inner.closing.subscribe();
@@ -1584,7 +1591,7 @@ impl PolicyRetrievalPoint for PrpService {
             vec![self.read(|s| snapshot_event(s, now_secs()))?]
         } else {
             let store = self.inner.store.clone();
-            let log = tokio::task::spawn_blocking(move || store.changes_since(from))
+            let log = tokio::task::spawn_blocking(move || store.changes_since(from, from_tag))
                 .await
                 .map_err(|e| Status::internal(format!("store task failed: {e}")))?
                 .map_err(store_status)?;

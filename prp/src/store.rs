@@ -210,6 +210,9 @@ impl PolicyState {
 pub struct StoreSnapshot {
     /// The revision of the last change included.
     pub revision: u64,
+    /// The tag of that change ([`authz_store::LogEntry::tag`]; 0 when
+    /// unknown).
+    pub tag: u64,
     /// ACPs by ID.
     pub acps: Acps,
     /// Resources by ID.
@@ -219,8 +222,8 @@ pub struct StoreSnapshot {
 }
 
 impl StoreSnapshot {
-    /// `state` at `revision`.
-    pub fn new(revision: u64, state: PolicyState) -> Self {
+    /// `state` at `revision`, whose change had tag `tag`.
+    pub fn new(revision: u64, tag: u64, state: PolicyState) -> Self {
         let PolicyState {
             acps,
             resources,
@@ -228,6 +231,7 @@ impl StoreSnapshot {
         } = state;
         Self {
             revision,
+            tag,
             acps,
             resources,
             dynamic,
@@ -248,6 +252,7 @@ impl StoreSnapshot {
             &entry.change,
         );
         self.revision = entry.revision;
+        self.tag = entry.tag;
     }
 }
 
@@ -527,9 +532,16 @@ pub trait PolicyStore: Send + Sync {
     /// The whole state, consistent at one revision.
     fn snapshot(&self) -> Result<StoreSnapshot, StoreError>;
     /// The changes after `from_revision`, in order; `None` when the log no
-    /// longer holds all of them (or `from_revision` is ahead of the store),
-    /// in which case the caller needs a snapshot.
-    fn changes_since(&self, from_revision: u64) -> Result<Option<Vec<LogEntry>>, StoreError>;
+    /// longer holds all of them, `from_revision` is ahead of the store, or
+    /// `from_tag` is not 0 and the change that brought the store to
+    /// `from_revision` is not logged or has another tag (the watcher saw
+    /// another history of the store, e.g. before it was restored from a
+    /// backup): the caller needs a snapshot.
+    fn changes_since(
+        &self,
+        from_revision: u64,
+        from_tag: u64,
+    ) -> Result<Option<Vec<LogEntry>>, StoreError>;
     /// Checks and performs one write; returns the logged change.
     fn apply(&self, mutation: Mutation) -> Result<LogEntry, StoreError>;
 }
@@ -544,11 +556,25 @@ impl PolicyStore for PrpStore {
     }
 
     fn snapshot(&self) -> Result<StoreSnapshot, StoreError> {
-        let (revision, state) = Store::snapshot(self);
-        Ok(StoreSnapshot::new(revision, state))
+        let (revision, tag, state) = Store::tagged_snapshot(self);
+        Ok(StoreSnapshot::new(revision, tag, state))
     }
 
-    fn changes_since(&self, from_revision: u64) -> Result<Option<Vec<LogEntry>>, StoreError> {
+    fn changes_since(
+        &self,
+        from_revision: u64,
+        from_tag: u64,
+    ) -> Result<Option<Vec<LogEntry>>, StoreError> {
+        // A tag of 0 on either side is unknown (a watcher or a log entry of
+        // a version without tags): nothing to compare.
+        if from_tag != 0
+            && from_revision > 0
+            && !self
+                .tag_at(from_revision)
+                .is_some_and(|tag| tag == from_tag || tag == 0)
+        {
+            return Ok(None);
+        }
         Ok(Store::changes_since(self, from_revision))
     }
 

@@ -60,8 +60,8 @@ impl PolicyStore for SlowStore {
     fn snapshot(&self) -> Result<StoreSnapshot, StoreError> {
         PolicyStore::snapshot(&self.inner)
     }
-    fn changes_since(&self, from: u64) -> Result<Option<Vec<LogEntry>>, StoreError> {
-        PolicyStore::changes_since(&self.inner, from)
+    fn changes_since(&self, from: u64, tag: u64) -> Result<Option<Vec<LogEntry>>, StoreError> {
+        PolicyStore::changes_since(&self.inner, from, tag)
     }
     fn apply(&self, mutation: Mutation) -> Result<LogEntry, StoreError> {
         let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
@@ -197,7 +197,10 @@ async fn a_write_cancelled_mid_commit_reaches_reads_and_watchers() {
         .await
         .expect("service");
     let mut watch = service
-        .watch(tonic::Request::new(pb::WatchRequest { from_revision: 0 }))
+        .watch(tonic::Request::new(pb::WatchRequest {
+            from_revision: 0,
+            from_tag: 0,
+        }))
         .await
         .expect("watch")
         .into_inner();
@@ -283,7 +286,10 @@ async fn writes_past_their_deadline_reach_reads_and_watchers_over_grpc() {
     let running = serve(service.clone()).await;
     let mut client = running.client.clone();
     let mut watch = client
-        .watch(pb::WatchRequest { from_revision: 0 })
+        .watch(pb::WatchRequest {
+            from_revision: 0,
+            from_tag: 0,
+        })
         .await
         .expect("watch")
         .into_inner();
@@ -351,7 +357,10 @@ async fn writes_past_their_deadline_reach_reads_and_watchers_over_grpc() {
     assert_eq!(follower.ids(), ids_of(&stored));
     // A watcher that resumes from any revision sees the same history.
     let mut resumed = client
-        .watch(pb::WatchRequest { from_revision: 1 })
+        .watch(pb::WatchRequest {
+            from_revision: 1,
+            from_tag: 0,
+        })
         .await
         .expect("resume")
         .into_inner();

@@ -574,7 +574,10 @@ async fn stored_state(
     >,
 ) -> pb::WatchEvent {
     let mut w = c
-        .watch(pb::WatchRequest { from_revision: 0 })
+        .watch(pb::WatchRequest {
+            from_revision: 0,
+            from_tag: 0,
+        })
         .await
         .expect("watch")
         .into_inner();
@@ -1630,7 +1633,10 @@ async fn dynamic_acp_applies_until_it_expires() {
         .await
         .expect("cnt");
     let mut watch = c
-        .watch(pb::WatchRequest { from_revision: 2 })
+        .watch(pb::WatchRequest {
+            from_revision: 2,
+            from_tag: 0,
+        })
         .await
         .expect("watch")
         .into_inner();
@@ -1948,7 +1954,10 @@ async fn watch_sends_a_snapshot_then_ordered_changes_and_resumes() {
         .expect("acp1");
 
     let mut w = c
-        .watch(pb::WatchRequest { from_revision: 0 })
+        .watch(pb::WatchRequest {
+            from_revision: 0,
+            from_tag: 0,
+        })
         .await
         .expect("watch")
         .into_inner();
@@ -1984,7 +1993,10 @@ async fn watch_sends_a_snapshot_then_ordered_changes_and_resumes() {
 
     // Resume from 3: only revision 4, then live events.
     let mut r = c
-        .watch(pb::WatchRequest { from_revision: 3 })
+        .watch(pb::WatchRequest {
+            from_revision: 3,
+            from_tag: 0,
+        })
         .await
         .expect("resume")
         .into_inner();
@@ -2004,7 +2016,10 @@ async fn watch_sends_a_snapshot_then_ordered_changes_and_resumes() {
 
     // Up to date: nothing to replay.
     let mut current = c
-        .watch(pb::WatchRequest { from_revision: 5 })
+        .watch(pb::WatchRequest {
+            from_revision: 5,
+            from_tag: 0,
+        })
         .await
         .expect("current")
         .into_inner();
@@ -2017,7 +2032,10 @@ async fn watch_sends_a_snapshot_then_ordered_changes_and_resumes() {
 
     // From 1 the log (3 entries: 3, 4, 5) no longer has revision 2: snapshot.
     let mut old = c
-        .watch(pb::WatchRequest { from_revision: 1 })
+        .watch(pb::WatchRequest {
+            from_revision: 1,
+            from_tag: 0,
+        })
         .await
         .expect("old")
         .into_inner();
@@ -2026,7 +2044,10 @@ async fn watch_sends_a_snapshot_then_ordered_changes_and_resumes() {
     assert!(matches!(ev.event, Some(Event::Snapshot(_))));
     // From 2 it does.
     let mut two = c
-        .watch(pb::WatchRequest { from_revision: 2 })
+        .watch(pb::WatchRequest {
+            from_revision: 2,
+            from_tag: 0,
+        })
         .await
         .expect("two")
         .into_inner();
@@ -2068,7 +2089,10 @@ async fn a_lagging_watcher_gets_a_new_snapshot() {
     // stream's own buffer (64) fills, then the live channel (4) overflows.
     let service = authz_prp::build(&cfg).await.expect("build");
     let mut w = service
-        .watch(tonic::Request::new(pb::WatchRequest { from_revision: 0 }))
+        .watch(tonic::Request::new(pb::WatchRequest {
+            from_revision: 0,
+            from_tag: 0,
+        }))
         .await
         .expect("watch")
         .into_inner();
@@ -2371,6 +2395,7 @@ async fn deleting_a_resource_deletes_its_dynamic_acps_ts0003_7_3_2_2() {
     let mut watch = c
         .watch(pb::WatchRequest {
             from_revision: on_other.revision,
+            from_tag: 0,
         })
         .await
         .expect("watch")
@@ -2591,7 +2616,10 @@ async fn an_equal_grant_extends_the_stored_dynamic_acp_and_never_shortens_it() {
         .await
         .expect("cnt");
     let mut watch = c
-        .watch(pb::WatchRequest { from_revision: 2 })
+        .watch(pb::WatchRequest {
+            from_revision: 2,
+            from_tag: 0,
+        })
         .await
         .expect("watch")
         .into_inner();

@@ -629,7 +629,10 @@ async fn state(
 /// The first event of a watch from revision 0: the whole stored state.
 async fn snapshot(client: &mut Client) -> Result<pb::WatchEvent, String> {
     let mut watch = client
-        .watch(pb::WatchRequest { from_revision: 0 })
+        .watch(pb::WatchRequest {
+            from_revision: 0,
+            from_tag: 0,
+        })
         .await
         .map_err(|s| format!("Watch: {s:?}"))?
         .into_inner();

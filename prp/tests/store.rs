@@ -137,15 +137,15 @@ fn exercise(store: &dyn PolicyStore) {
     assert_eq!(snap.resources.get("cnt"), Some(&model_resource("cnt")));
     assert!(snap.dynamic.is_empty());
 
-    let log = store.changes_since(2).expect("log").expect("in window");
+    let log = store.changes_since(2, 0).expect("log").expect("in window");
     assert_eq!(
         log.iter().map(|e| e.revision).collect::<Vec<_>>(),
         vec![3, 4]
     );
     assert_eq!(log[0].change, Change::DynamicPut(d));
     assert_eq!(log[1].change, Change::DynamicDeleted("dyn1".into()));
-    assert_eq!(store.changes_since(4).expect("log"), Some(vec![]));
-    assert_eq!(store.changes_since(9).expect("ahead"), None);
+    assert_eq!(store.changes_since(4, 0).expect("log"), Some(vec![]));
+    assert_eq!(store.changes_since(9, 0).expect("ahead"), None);
 }
 
 #[test]
@@ -170,8 +170,12 @@ fn log_is_trimmed_to_its_limit() {
             .apply(Mutation::PutResource(model_resource(&format!("r{i}"))))
             .expect("put");
     }
-    assert_eq!(store.changes_since(2).expect("log"), None, "3 was trimmed");
-    let log = store.changes_since(3).expect("log").expect("window");
+    assert_eq!(
+        store.changes_since(2, 0).expect("log"),
+        None,
+        "3 was trimmed"
+    );
+    let log = store.changes_since(3, 0).expect("log").expect("window");
     assert_eq!(
         log.iter().map(|e| e.revision).collect::<Vec<_>>(),
         vec![4, 5]
@@ -201,7 +205,7 @@ fn redb_data_and_revision_survive_a_reopen() {
     assert_eq!(snap.revision, 2);
     assert_eq!(snap.acps.get("acp1"), Some(&model_acp("acp1")));
     assert_eq!(snap.resources.get("cnt"), Some(&model_resource("cnt")));
-    let log = store.changes_since(0).expect("log").expect("window");
+    let log = store.changes_since(0, 0).expect("log").expect("window");
     assert_eq!(log.len(), 2);
     // The next write continues the revision sequence.
     let e = store

@@ -30,8 +30,19 @@ async fn watch(
     from: u64,
     store: Option<&str>,
 ) -> (String, tonic::Streaming<pb::WatchEvent>) {
+    watch_tagged(prp, from, 0, store).await
+}
+
+/// [`watch`] presenting `tag` as the tag of revision `from`.
+async fn watch_tagged(
+    prp: &mut Running,
+    from: u64,
+    tag: u64,
+    store: Option<&str>,
+) -> (String, tonic::Streaming<pb::WatchEvent>) {
     let mut req = tonic::Request::new(pb::WatchRequest {
         from_revision: from,
+        from_tag: tag,
     });
     if let Some(id) = store {
         req.metadata_mut()
@@ -87,6 +98,49 @@ async fn a_watcher_naming_another_store_gets_a_snapshot() {
     // Then live changes, as for any watcher.
     write_acps(&mut prp, &["a4"]).await;
     assert_eq!(next(&mut foreign).await.revision, 4);
+    prp.shutdown().await;
+}
+
+/// Every event carries the tag drawn for its revision (a snapshot, its
+/// revision's); a watcher that presents the tag of its revision resumes,
+/// one that presents another (it saw another history under that number)
+/// or a revision the log no longer holds gets a snapshot, and 0 (a watcher
+/// without tags) is not checked.
+#[tokio::test]
+async fn a_watcher_whose_tag_is_not_the_revisions_gets_a_snapshot() {
+    let mut prp = start(config()).await;
+    write_acps(&mut prp, &["a1", "a2", "a3"]).await;
+    let (id, mut all) = watch(&mut prp, 0, None).await;
+    let snapshot = next(&mut all).await;
+    assert!(matches!(snapshot.event, Some(Event::Snapshot(_))));
+    let (_, mut from_one) = watch(&mut prp, 1, Some(&id)).await;
+    let (second, third) = (next(&mut from_one).await, next(&mut from_one).await);
+    assert_eq!((second.revision, third.revision), (2, 3));
+    assert_ne!(second.tag, 0);
+    assert_ne!(second.tag, third.tag);
+    assert_eq!(
+        snapshot.tag, third.tag,
+        "a snapshot carries its revision's tag"
+    );
+
+    let (_, mut same) = watch_tagged(&mut prp, 2, second.tag, Some(&id)).await;
+    let ev = next(&mut same).await;
+    assert_eq!((ev.revision, ev.tag), (3, third.tag));
+    assert!(matches!(ev.event, Some(Event::AcpPut(_))), "{ev:?}");
+
+    let (_, mut other) = watch_tagged(&mut prp, 2, second.tag ^ 1, Some(&id)).await;
+    let ev = next(&mut other).await;
+    assert_eq!(ev.revision, 3);
+    let Some(Event::Snapshot(s)) = ev.event else {
+        panic!("expected a snapshot, got {ev:?}")
+    };
+    assert_eq!(s.acps.len(), 3);
+
+    let (_, mut untagged) = watch_tagged(&mut prp, 2, 0, Some(&id)).await;
+    assert!(matches!(
+        next(&mut untagged).await.event,
+        Some(Event::AcpPut(_))
+    ));
     prp.shutdown().await;
 }
 

@@ -26,6 +26,11 @@
 //! the ID of the store that revision came from, and a different ID means
 //! it has to start over. A copy of a redb file (a restored backup) keeps
 //! the original's ID, so the ID tells stores apart, not two copies of one.
+//! What tells two histories of one store apart is the tag of each change
+//! ([`LogEntry::tag`]): a random number drawn when the change is committed
+//! and logged with it, so a watcher that resumes can present the tag of its
+//! revision ([`Store::tag_at`]) and one restored from a backup that has
+//! written since holds another change under that revision number.
 
 #![warn(missing_docs)]
 
@@ -143,6 +148,10 @@ pub struct LogEntry<C> {
     pub revision: u64,
     /// The change.
     pub change: C,
+    /// A random number drawn when the change was committed ([`new_tag`]);
+    /// 0 when unknown (logged by a version without tags).
+    #[serde(default)]
+    pub tag: u64,
 }
 
 /// A new store ID: 32 hex digits (128 bits) hashed from the process's
@@ -150,24 +159,32 @@ pub struct LogEntry<C> {
 /// source), the time, the process ID and a counter, so that two stores
 /// made anywhere do not share one in practice.
 pub fn new_store_id() -> String {
+    format!("{:016x}{:016x}", random_word(), random_word())
+}
+
+/// A new change tag ([`LogEntry::tag`]): 64 random bits, never 0 (which
+/// means unknown).
+pub fn new_tag() -> u64 {
+    random_word().max(1)
+}
+
+/// 64 bits hashed from the process's random hash seed (which std draws
+/// from the operating system's random source), the time, the process ID
+/// and a counter.
+fn random_word() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    let mut words = [0u64; 2];
-    for (i, word) in (0u8..).zip(words.iter_mut()) {
-        // Each `RandomState` has its own keys (seeded once per thread from
-        // the OS, then stepped), so the two words come from different keys.
-        let mut h = RandomState::new().build_hasher();
-        h.write_u8(i);
-        h.write_u128(nanos);
-        h.write_u32(std::process::id());
-        h.write_u64(count);
-        *word = h.finish();
-    }
-    format!("{:016x}{:016x}", words[0], words[1])
+    // Each `RandomState` has its own keys (seeded once per thread from the
+    // OS, then stepped), so two words come from different keys.
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(nanos);
+    h.write_u32(std::process::id());
+    h.write_u64(count);
+    h.finish()
 }
 
 /// Everything a [`Backend`] holds, as read when a store opens.
@@ -181,8 +198,19 @@ pub struct Loaded {
     pub revision: u64,
     /// Every stored row (`value` is always `Some`).
     pub rows: Vec<Row>,
-    /// The change log in increasing revision order: (revision, change JSON).
-    pub log: Vec<(u64, String)>,
+    /// The change log in increasing revision order.
+    pub log: Vec<LoggedChange>,
+}
+
+/// One change-log entry as a [`Backend`] stores it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoggedChange {
+    /// The revision after the change.
+    pub revision: u64,
+    /// The change as JSON.
+    pub change: String,
+    /// Its tag ([`LogEntry::tag`]); 0 when the backend kept none.
+    pub tag: u64,
 }
 
 /// A durable backend: loads everything at open, commits one write atomically
@@ -195,13 +223,12 @@ pub trait Backend: Send + Sync {
     fn load(&self) -> Result<Loaded, StoreError>;
 
     /// In one atomic, durable transaction: writes `rows` (a `None` value
-    /// deletes), sets the revision to `revision`, logs `change` (JSON) under
-    /// `revision` and deletes the log entries below `keep_log_from`.
+    /// deletes), sets the revision to `change.revision`, logs `change` and
+    /// deletes the log entries below `keep_log_from`.
     fn commit(
         &self,
-        revision: u64,
         rows: &[Row],
-        change: &str,
+        change: &LoggedChange,
         keep_log_from: u64,
     ) -> Result<(), StoreError>;
 }
@@ -304,8 +331,8 @@ impl<S: Schema> Store<S> {
         let keep_from = keep_log_from(loaded.revision, log_limit);
         let mut log = VecDeque::new();
         let mut previous: Option<u64> = None;
-        for (revision, text) in &loaded.log {
-            let revision = *revision;
+        for logged in &loaded.log {
+            let revision = logged.revision;
             // A gap or an entry past the revision means a torn or foreign
             // log: resuming from it would skip changes silently.
             if previous.is_some_and(|p| p.checked_add(1) != Some(revision))
@@ -320,9 +347,13 @@ impl<S: Schema> Store<S> {
             if revision < keep_from {
                 continue;
             }
-            let change = serde_json::from_str(text)
+            let change = serde_json::from_str(&logged.change)
                 .map_err(|e| StoreError::Corrupt(format!("change log entry {revision}: {e}")))?;
-            log.push_back(LogEntry { revision, change });
+            log.push_back(LogEntry {
+                revision,
+                change,
+                tag: logged.tag,
+            });
         }
         if let Some(last) = previous
             && last != loaded.revision
@@ -393,6 +424,28 @@ impl<S: Schema> Store<S> {
         Some(data.log.iter().skip(skip).cloned().collect())
     }
 
+    /// The tag of the change that brought the store to `revision`
+    /// ([`LogEntry::tag`]), while the log holds it; `None` otherwise
+    /// (revision 0 included).
+    pub fn tag_at(&self, revision: u64) -> Option<u64> {
+        let data = self.data.read().unwrap_or_else(PoisonError::into_inner);
+        let oldest = data.log.front()?.revision;
+        let index = usize::try_from(revision.checked_sub(oldest)?).ok()?;
+        data.log.get(index).map(|e| e.tag)
+    }
+
+    /// Like [`Store::snapshot`], with the tag of the current revision
+    /// ([`Store::tag_at`]; 0 when the log does not hold it).
+    pub fn tagged_snapshot(&self) -> (u64, u64, S::State) {
+        let data = self.data.read().unwrap_or_else(PoisonError::into_inner);
+        let tag = data
+            .log
+            .back()
+            .filter(|e| e.revision == data.revision)
+            .map_or(0, |e| e.tag);
+        (data.revision, tag, data.state.clone())
+    }
+
     /// Checks `mutation`, commits the change to the backend (durable when
     /// this returns), applies it in memory and appends it to the log. One
     /// write at a time; a failed write changes nothing, not even the
@@ -404,18 +457,26 @@ impl<S: Schema> Store<S> {
         let revision = current
             .checked_add(1)
             .ok_or_else(|| StoreError::Backend("revision counter exhausted".into()))?;
+        let tag = new_tag();
         if let Some(backend) = &self.backend {
             let rows = S::rows(&change)?;
             let json = serde_json::to_string(&change)
                 .map_err(|e| StoreError::Corrupt(format!("change does not serialize: {e}")))?;
             backend.commit(
-                revision,
                 &rows,
-                &json,
+                &LoggedChange {
+                    revision,
+                    change: json,
+                    tag,
+                },
                 keep_log_from(revision, self.log_limit),
             )?;
         }
-        let entry = LogEntry { revision, change };
+        let entry = LogEntry {
+            revision,
+            change,
+            tag,
+        };
         let mut data = self.data.write().unwrap_or_else(PoisonError::into_inner);
         S::apply(&mut data.state, &entry.change);
         data.revision = revision;

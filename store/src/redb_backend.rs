@@ -1,18 +1,21 @@
-//! The redb [`Backend`]: one database file with four tables, `meta` (the
+//! The redb [`Backend`]: one database file with five tables, `meta` (the
 //! revision), `identity` (the store ID, made when the file is created, or
 //! when a file without one is first opened), `rows` ((collection, key) →
-//! JSON text) and `change_log` (revision → change JSON). Every commit is one write transaction with
+//! JSON text), `change_log` (revision → change JSON) and `change_tag`
+//! (revision → the change's tag; a file written before tags has none for
+//! its older entries). Every commit is one write transaction with
 //! [`Durability::Immediate`], so an acknowledged write survives a crash.
 
 use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
-use crate::{Backend, Loaded, Row, StoreError, new_store_id};
+use crate::{Backend, Loaded, LoggedChange, Row, StoreError, new_store_id};
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const ROWS: TableDefinition<(&str, &str), &str> = TableDefinition::new("rows");
 const LOG: TableDefinition<u64, &str> = TableDefinition::new("change_log");
+const TAGS: TableDefinition<u64, u64> = TableDefinition::new("change_tag");
 const IDENTITY: TableDefinition<&str, &str> = TableDefinition::new("identity");
 const REVISION_KEY: &str = "revision";
 const STORE_ID_KEY: &str = "store_id";
@@ -71,6 +74,7 @@ impl RedbBackend {
             // Create the tables so that readers never meet a missing one.
             txn.open_table(ROWS)?;
             txn.open_table(LOG)?;
+            txn.open_table(TAGS)?;
             let mut identity = txn.open_table(IDENTITY)?;
             let has_id = identity
                 .get(STORE_ID_KEY)?
@@ -110,10 +114,16 @@ impl Backend for RedbBackend {
                 value: Some(v.value().to_owned()),
             });
         }
+        let tags = txn.open_table(TAGS)?;
         let mut log = Vec::new();
         for item in txn.open_table(LOG)?.iter()? {
             let (k, v) = item?;
-            log.push((k.value(), v.value().to_owned()));
+            let revision = k.value();
+            log.push(LoggedChange {
+                revision,
+                change: v.value().to_owned(),
+                tag: tags.get(revision)?.map_or(0, |g| g.value()),
+            });
         }
         let store_id = txn
             .open_table(IDENTITY)?
@@ -129,11 +139,11 @@ impl Backend for RedbBackend {
 
     fn commit(
         &self,
-        revision: u64,
         rows: &[Row],
-        change: &str,
+        change: &LoggedChange,
         keep_log_from: u64,
     ) -> Result<(), StoreError> {
+        let revision = change.revision;
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         {
@@ -150,8 +160,11 @@ impl Backend for RedbBackend {
                 }
             }
             let mut log = txn.open_table(LOG)?;
-            log.insert(revision, change)?;
+            log.insert(revision, change.change.as_str())?;
             log.retain_in(..keep_log_from, |_, _| false)?;
+            let mut tags = txn.open_table(TAGS)?;
+            tags.insert(revision, change.tag)?;
+            tags.retain_in(..keep_log_from, |_, _| false)?;
             txn.open_table(META)?.insert(REVISION_KEY, revision)?;
         }
         // An early return above drops `txn` uncommitted: nothing is written.

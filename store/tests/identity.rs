@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use authz_store::{Backend, Loaded, Row, Schema, Store, StoreError};
+use authz_store::{Backend, Loaded, LoggedChange, Row, Schema, Store, StoreError};
 use redb::{Database, TableDefinition};
 use serde::{Deserialize, Serialize};
 
@@ -137,7 +137,7 @@ impl Backend for NoId {
         Ok(Loaded::default())
     }
 
-    fn commit(&self, _: u64, _: &[Row], _: &str, _: u64) -> Result<(), StoreError> {
+    fn commit(&self, _: &[Row], _: &LoggedChange, _: u64) -> Result<(), StoreError> {
         Ok(())
     }
 }

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use authz_store::{Backend, DEFAULT_LOG_LIMIT, Loaded, LogEntry, Row, Schema, Store, StoreError};
+use authz_store::{
+    Backend, DEFAULT_LOG_LIMIT, Loaded, LogEntry, LoggedChange, Row, Schema, Store, StoreError,
+};
 use serde::{Deserialize, Serialize};
 
 /// A map of strings; one collection, `kv`.
@@ -127,9 +129,11 @@ fn exercise(store: &Store<Kv>) {
         e,
         LogEntry {
             revision: 4,
-            change: Change::Deleted("b".into())
+            change: Change::Deleted("b".into()),
+            tag: e.tag,
         }
     );
+    assert_ne!(e.tag, 0, "a committed change has a tag");
     let (revision, state) = store.snapshot();
     assert_eq!(revision, 4);
     assert_eq!(state, BTreeMap::from([("a".to_string(), "3".to_string())]));
@@ -239,6 +243,54 @@ fn redb_reopen_restores_state_revision_and_log() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A copy of a store's file (a backup) shares its ID and, up to the copy's
+/// revision, its tags; a change the restored copy commits under a revision
+/// number the original had used gets another tag, which is how a watcher
+/// that saw the original's tells the two histories apart.
+#[test]
+fn a_restored_backup_shares_tags_up_to_its_revision_and_no_further() {
+    let dir = temp_path("backup");
+    let (path, backup) = (dir.join("kv.redb"), dir.join("backup.redb"));
+    let original = Store::<Kv>::open_redb(&path, DEFAULT_LOG_LIMIT).expect("open");
+    assert_eq!(original.tag_at(0), None, "revision 0 has no change");
+    original.apply(Mutation::Put("a", "1")).expect("put");
+    original.apply(Mutation::Put("b", "2")).expect("put");
+    drop(original);
+    std::fs::copy(&path, &backup).expect("back up");
+    let original = Store::<Kv>::open_redb(&path, DEFAULT_LOG_LIMIT).expect("reopen");
+    let third = original.apply(Mutation::Put("c", "3")).expect("put");
+    let (tag1, tag2) = (original.tag_at(1), original.tag_at(2));
+    assert!(tag1.is_some_and(|t| t != 0) && tag2.is_some_and(|t| t != 0));
+    assert_ne!(tag1, tag2);
+    assert_eq!(original.tag_at(3), Some(third.tag));
+    assert_eq!(original.tag_at(4), None, "ahead of the store");
+    let (revision, tag, state) = original.tagged_snapshot();
+    assert_eq!((revision, tag, state.len()), (3, third.tag, 3));
+    let id = original.store_id().to_owned();
+    drop(original);
+
+    std::fs::copy(&backup, &path).expect("restore");
+    let restored = Store::<Kv>::open_redb(&path, DEFAULT_LOG_LIMIT).expect("open restored");
+    assert_eq!(restored.store_id(), id, "a copy keeps the ID");
+    assert_eq!((restored.tag_at(1), restored.tag_at(2)), (tag1, tag2));
+    assert_eq!(restored.tag_at(3), None);
+    let other = restored.apply(Mutation::Put("d", "4")).expect("put");
+    assert_eq!(other.revision, 3);
+    assert_ne!(other.tag, third.tag, "another change under revision 3");
+    drop(restored);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// With a one-entry log, only the current revision's tag is known.
+#[test]
+fn tags_leave_the_log_with_their_changes() {
+    let store = Store::<Kv>::memory(1);
+    store.apply(Mutation::Put("a", "1")).expect("put");
+    let second = store.apply(Mutation::Put("a", "2")).expect("put");
+    assert_eq!(store.tag_at(1), None, "trimmed");
+    assert_eq!(store.tag_at(2), Some(second.tag));
+}
+
 #[test]
 fn a_file_that_is_not_redb_is_an_error_and_kept() {
     let dir = temp_path("garbage");
@@ -281,7 +333,7 @@ impl Backend for Flaky {
         Ok(Loaded::default())
     }
 
-    fn commit(&self, _: u64, _: &[Row], _: &str, _: u64) -> Result<(), StoreError> {
+    fn commit(&self, _: &[Row], _: &LoggedChange, _: u64) -> Result<(), StoreError> {
         if self.0.load(Ordering::SeqCst) {
             Err(StoreError::Backend("disk full".into()))
         } else {
@@ -319,12 +371,18 @@ impl Backend for Torn {
         Ok(Loaded {
             revision: 3,
             rows: vec![],
-            log: vec![(1, change.clone()), (3, change)],
+            log: [1, 3]
+                .map(|revision| LoggedChange {
+                    revision,
+                    change: change.clone(),
+                    tag: 0,
+                })
+                .to_vec(),
             ..Loaded::default()
         })
     }
 
-    fn commit(&self, _: u64, _: &[Row], _: &str, _: u64) -> Result<(), StoreError> {
+    fn commit(&self, _: &[Row], _: &LoggedChange, _: u64) -> Result<(), StoreError> {
         Ok(())
     }
 }

@@ -133,6 +133,7 @@ fn token_for(token_id: &str, holder: &str, seconds: i64) -> String {
 fn owner_only() -> pb::WatchEvent {
     pb::WatchEvent {
         revision: 1,
+        tag: 0,
         event: Some(Event::Snapshot(pb::Snapshot {
             acps: vec![pb::AccessControlPolicy {
                 resource_id: Some("acp1".into()),

@@ -74,6 +74,7 @@ pub fn snapshot_event(
 ) -> pb::WatchEvent {
     pb::WatchEvent {
         revision,
+        tag: 0,
         event: Some(Event::Snapshot(pb::Snapshot {
             acps,
             resources,
@@ -146,6 +147,7 @@ impl FakePrp {
         s.revision += 1;
         let ev = pb::WatchEvent {
             revision: s.revision,
+            tag: 0,
             event: Some(event),
         };
         s.log.push(ev.clone());
@@ -168,6 +170,7 @@ impl PrpBehaviour for FakePrp {
         if from == 0 {
             let snap = pb::WatchEvent {
                 revision: s.revision,
+                tag: 0,
                 event: Some(Event::Snapshot(pb::Snapshot {
                     acps: s.acps.clone(),
                     resources: s.resources.clone(),

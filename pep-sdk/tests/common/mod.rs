@@ -39,6 +39,7 @@ pub async fn serve_one_acp(
 pub fn feed_one_acp(pdp: &Pdp, rule: pb::AccessControlRule, owner: &str, resource: &str, ty: u32) {
     pdp.apply_event(&pb::WatchEvent {
         revision: 1,
+        tag: 0,
         event: Some(pb::watch_event::Event::Snapshot(pb::Snapshot {
             acps: vec![pb::AccessControlPolicy {
                 resource_id: Some("acp1".into()),
