@@ -599,9 +599,14 @@ impl PdpService {
                 // The stored policies decide first (TS-0001 10.2.3.1 order,
                 // spec notes §2.3: Indirect Dynamic Authorization only for a
                 // request they deny), as at a PDP without DASes: their
-                // Permit stands; otherwise the tokens' failure is the answer.
-                let stored = dynamic.direct_grant(hosting, &req.originator, target, now);
-                let decision = self.decide_attributes(snap, job, &stored).await?;
+                // Permit stands; otherwise the tokens' failure is the answer
+                // (7.3.2.3 step 6.1.4). Alone: tokens an earlier Direct
+                // consultation left for the originator are dynamic
+                // authorization too, and a rejected token is not excused by
+                // what this PDP happens to hold.
+                let decision = self
+                    .decide_attributes(snap, job, &TokenGrant::default())
+                    .await?;
                 if decision.decision == pb::AuthorizationDecision::Permit as i32 {
                     return Ok(Step::Decided(decision));
                 }

@@ -529,6 +529,37 @@ async fn a_direct_token_returned_again_is_kept_once_7_3_2_2() {
     );
 }
 
+/// 7.3.2.3 step 6.1.4: a token the request carries that fails
+/// verification is an error, whatever tokens an earlier Direct
+/// consultation left this PDP for the originator: the stored policies
+/// alone may still permit (TS-0001 10.2.3.1 order), a kept Direct token
+/// may not, so the answer does not depend on what the PDP holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_direct_token_does_not_excuse_a_rejected_one_7_3_2_3_step_6_1_4() {
+    let das = ScriptedDas::default();
+    das.answer(pb::DasResponse {
+        tokens: vec![retrieve_token("tkv@das.example.com", "Cvisitor")],
+        ..Default::default()
+    })
+    .await;
+    let pdp = pdp_with_das(&das, None).await;
+    let service = pdp.service();
+    let plain = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    let d = service.decide_resolving_pb(&plain).await.expect("decision");
+    assert_eq!(d.decision, PERMIT, "by the Direct token: {d:?}");
+
+    // Held by someone else: rejected, though the kept token would permit.
+    let mut foreign = plain.clone();
+    foreign.tokens = vec![retrieve_token("tkx@das.example.com", "Cother")];
+    let d = service.decide_resolving_pb(&foreign).await.expect("decision");
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert!(d.summary.contains("rejected"), "{}", d.summary);
+    // Without the bad token the kept one permits again.
+    let d = service.decide_resolving_pb(&plain).await.expect("decision");
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    assert_eq!(das.consultations.load(Ordering::SeqCst), 1);
+}
+
 fn permitted_by(d: &pb::Decision) -> &str {
     d.permitted_by.as_ref().map_or("", |r| r.acp_id.as_str())
 }
