@@ -212,6 +212,10 @@ fn store_status(e: StoreError) -> Status {
                 .collect::<Vec<_>>(),
         ),
         StoreError::NotFound(id) => Status::not_found(format!("{id} not found")),
+        ref e @ StoreError::UnknownTarget(_) => field_status(
+            tonic::Code::FailedPrecondition,
+            &[violation("target", e.to_string())],
+        ),
         StoreError::MissingId => {
             invalid_argument(&[violation("resource_id", "is mandatory: it is the ACP's ID")])
         }

@@ -127,6 +127,13 @@ pub enum StoreError {
     /// Nothing is stored under the ID.
     #[error("{0} not found")]
     NotFound(String),
+    /// A dynamic ACP for a target that is neither a resource nor an ACP
+    /// of the store: a grant is a child `<accessControlPolicy>` of the
+    /// resource it is bound to (TS-0003 7.3.2.2 step 4.1.2; Decision 7),
+    /// and one stored before its resource would go to whatever is
+    /// registered under the ID later.
+    #[error("{0} is neither a registered resource nor an ACP")]
+    UnknownTarget(String),
     /// An ACP without `ri`.
     #[error("the ACP has no resource ID")]
     MissingId,
@@ -344,6 +351,9 @@ fn check(
         }
         Mutation::PutDynamic(d) => {
             id_free(acps, resources, dynamic, &d.id, IdHolder::DynamicAcp)?;
+            if !resources.contains_key(&d.target) && !acps.contains_key(&d.target) {
+                return Err(StoreError::UnknownTarget(d.target));
+            }
             Change::DynamicPut(d)
         }
         Mutation::DeleteDynamic(id) => {

@@ -1834,12 +1834,19 @@ async fn decision_7_a_dynamic_acp_for_a_content_instance_is_bound_to_it() {
             .into_inner();
         assert_eq!(ids(&p), want, "{target}");
     }
-    let rec = c
+    // No resource, no child ACP (7.3.2.2 step 4.1.2): a grant for an ID
+    // nothing is registered under is refused, naming the target, so that
+    // a resource registered there later inherits nothing.
+    let err = c
         .create_dynamic_acp(grant("unknown"))
         .await
-        .expect("grant")
-        .into_inner();
-    assert_eq!(rec.target, "unknown");
+        .expect_err("no such target");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains("target") && err.message().contains("unknown"),
+        "{}",
+        err.message()
+    );
     prp.shutdown().await;
 }
 
@@ -2717,6 +2724,11 @@ async fn a_target_holds_at_most_64_live_dynamic_acps() {
     const CAP: usize = authz_prp::service::MAX_DYNAMIC_ACPS_PER_TARGET;
     let mut prp = start(config()).await;
     let c = &mut prp.client;
+    for id in ["cnt", "cnt2"] {
+        c.put_resource(put_req(ADMIN, resource(id, "", 3, None, "")))
+            .await
+            .expect(id);
+    }
     let now = chrono::Utc::now().timestamp();
     let for_originator = |o: &str| set(vec![rule(&[o], 2)]);
     let mut ids = Vec::new();
