@@ -1165,6 +1165,9 @@ impl PdpService {
             // contradict the status: the reason leads, then that.
             let detail = out.summary.split_once(": ").map_or("", |(_, d)| d);
             out.summary = format!("DENY (processing error): {REPLICA_NOT_LOADED}; {detail}");
+            // Counted as answered, so that an alert on processing errors
+            // sees a PDP that started without its PRP.
+            recorded = (Effect::Deny, AuthorizationStatus::ProcessingError);
         }
         out.decision_id = self.inner.ids.next();
         out.policy_revision = snap.revision;

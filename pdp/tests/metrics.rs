@@ -50,6 +50,19 @@ async fn metrics_endpoint_reports_decisions() {
     }
     svc.decide_pb(&request("Cphone", pb::Operation::Delete, "cnt"))
         .unwrap();
+    // A PDP without its first snapshot answers PROCESSING_ERROR (Decision
+    // 10), and the metric counts what it answered, not NOT_APPLICABLE.
+    let cold = pdp_with(&[]);
+    let d = cold
+        .service()
+        .decide_pb(&request("Cphone", pb::Operation::Retrieve, "cnt"))
+        .unwrap();
+    assert_eq!(
+        d.status,
+        pb::AuthorizationStatus::ProcessingError as i32,
+        "{}",
+        d.summary
+    );
 
     let mut text = String::new();
     for _ in 0..100 {
@@ -61,6 +74,14 @@ async fn metrics_endpoint_reports_decisions() {
     }
     assert!(
         text.contains(r#"authz_decisions_total{result="permit",status="ok"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"authz_decisions_total{result="deny",status="processing_error"} 1"#),
+        "{text}"
+    );
+    assert!(
+        !text.contains(r#"authz_decisions_total{result="deny",status="not_applicable"} 2"#),
         "{text}"
     );
     assert!(text.contains("authz_decision_seconds_bucket"), "{text}");
