@@ -179,6 +179,17 @@ pub fn decide_canonical(
             let Ok(group) = canonical_resource_id(group, ctx) else {
                 continue;
             };
+            // Nor does one the source knows is no group (from the group IDs
+            // it keeps, also while it cannot list members): it is an
+            // originator ID only, which the first pass matched already, and
+            // asking about its members would report a group that does not
+            // exist as missing (Decision 3).
+            if matches!(
+                ev.attrs.is_group(&group),
+                Lookup::Found(false) | Lookup::NotFound
+            ) {
+                continue;
+            }
             match ev.is_group_member(&group) {
                 Ok(true) => candidates.push(at),
                 Ok(false) => {}

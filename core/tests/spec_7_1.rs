@@ -27,8 +27,8 @@ use authz_core::decision::{ContextFailure, FailedCondition, MissingAttribute, Ru
 use authz_core::json::{JsonError, parse_and_validate, parse_policies, request_from_json};
 use authz_core::{
     Applicable, AttributeSource, AuthorizationStatus, CompiledAcp, DecideOptions, Decision,
-    DecisionRequest, Effect, HostingContext, InMemoryAttributes, NoAttributes, Operation, Position,
-    PrivilegeKind, Specialization, decide,
+    DecisionRequest, Effect, HostingContext, InMemoryAttributes, Lookup, NoAttributes, Operation,
+    Position, PrivilegeKind, Specialization, decide,
 };
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use serde_json::{Value, json};
@@ -3292,4 +3292,63 @@ fn table_7_1_2_2_context_parameters_from_request_json() {
         &acp,
         &request_from_json(&doc("192.168.1.20", 400.0), now).unwrap(),
     ));
+}
+
+/// A source that keeps the IDs of its groups but cannot list members (a
+/// PDP whose PIP watch is down after its first listing).
+struct GroupIdsOnly;
+
+impl AttributeSource for GroupIdsOnly {
+    fn role_verified(&self, _: &str, _: &str, _: DateTime<Utc>) -> Lookup<bool> {
+        Lookup::NotFound
+    }
+    fn knows_groups(&self) -> bool {
+        true
+    }
+    fn is_group(&self, group_id: &str) -> Lookup<bool> {
+        Lookup::Found(group_id == GROUP_ID)
+    }
+    fn group_has_member(&self, _: &str, _: &str) -> Lookup<bool> {
+        Lookup::Unavailable("PIP down".to_owned())
+    }
+    fn for_each_group_containing(&self, _: &str, _: &mut dyn FnMut(&str)) -> Lookup<()> {
+        Lookup::Unavailable("PIP down".to_owned())
+    }
+    fn position(&self, _: &str, _: DateTime<Utc>) -> Lookup<Position> {
+        Lookup::NotFound
+    }
+    fn countries_of_position(&self, _: &Position) -> Lookup<Vec<String>> {
+        Lookup::NotFound
+    }
+    fn country_of_ip(&self, _: IpAddr) -> Lookup<String> {
+        Lookup::NotFound
+    }
+}
+
+/// Decisions 3 and 10: while members cannot be asked, only the entries the
+/// source knows as `<group>`s are missing; an entry it knows is no group is
+/// an originator ID, which either names the originator or not: a rule that
+/// names `Cowner` alone gives a final Deny to `Cstranger`, with nothing
+/// missing, and the group rule's membership is the one thing missing.
+#[test]
+fn decision_3_an_entry_known_as_no_group_is_not_reported_as_a_missing_group() {
+    let owner_only = one_rule(json!({"acor": ["Cowner"], "acop": 63}));
+    let d = check_with(&owner_only, &retrieve("Cstranger"), &GroupIdsOnly);
+    assert_deny(&d);
+    assert_eq!(d.status, AuthorizationStatus::NotApplicable, "{d:#?}");
+    assert!(d.missing.is_empty(), "{d:#?}");
+    let d = check_with(&owner_only, &retrieve("Cowner"), &GroupIdsOnly);
+    assert_eq!(d.effect, Effect::Permit, "{d:#?}");
+
+    let both = pv(&json!([
+        {"acor": ["Cowner"], "acop": 63},
+        {"acor": [GROUP], "acop": 2}
+    ])
+    .to_string());
+    let d = check_with(&both, &retrieve("Cstranger"), &GroupIdsOnly);
+    assert_eq!(d.status, AuthorizationStatus::MissingAttribute, "{d:#?}");
+    assert!(
+        matches!(&d.missing[..], [MissingAttribute::GroupMembership { group, .. }] if group == GROUP_ID),
+        "{d:#?}"
+    );
 }

@@ -551,7 +551,10 @@ async fn a_kept_direct_token_does_not_excuse_a_rejected_one_7_3_2_3_step_6_1_4()
     // Held by someone else: rejected, though the kept token would permit.
     let mut foreign = plain.clone();
     foreign.tokens = vec![retrieve_token("tkx@das.example.com", "Cother")];
-    let d = service.decide_resolving_pb(&foreign).await.expect("decision");
+    let d = service
+        .decide_resolving_pb(&foreign)
+        .await
+        .expect("decision");
     assert_eq!(d.decision, DENY, "{d:?}");
     assert!(d.summary.contains("rejected"), "{}", d.summary);
     // Without the bad token the kept one permits again.
