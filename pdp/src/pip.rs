@@ -915,15 +915,15 @@ impl AttributeSource for CacheView<'_> {
         if let Some(Some(fix)) = self.entry().map(|e| &e.position)
             && position_key(&fix.position) == position_key(position)
         {
-            return Lookup::Found(fix.countries.clone());
+            return known_countries(&fix.countries);
         }
         if let Some((key, countries)) = self.fetched.and_then(|f| f.position_countries.as_ref())
             && *key == position_key(position)
         {
-            return Lookup::Found(countries.clone());
+            return known_countries(countries);
         }
         match self.cache.position_countries.get(&position_key(position)) {
-            Some(c) => Lookup::Found(c.clone()),
+            Some(c) => known_countries(&c),
             None => self.miss(),
         }
     }
@@ -941,6 +941,17 @@ impl AttributeSource for CacheView<'_> {
             },
             None => self.miss(),
         }
+    }
+}
+
+/// The PIP's answer on a position's countries: empty means it does not know
+/// (a PIP without a country dataset; `CountryAnswer`), which is not "in no
+/// country" (at sea, answered as `--`): the country is missing.
+fn known_countries(countries: &[String]) -> Lookup<Vec<String>> {
+    if countries.is_empty() {
+        Lookup::NotFound
+    } else {
+        Lookup::Found(countries.to_vec())
     }
 }
 

@@ -11,7 +11,7 @@ use authz_core::HostingContext;
 use authz_core::request::Position;
 use chrono::{DateTime, Utc};
 
-use crate::geo::{CountryLocator, IpCountrySources};
+use crate::geo::{CountryLocator, IpCountrySources, OUTSIDE_EVERY_COUNTRY};
 use crate::records::PositionRecord;
 use crate::state::PipState;
 
@@ -191,11 +191,21 @@ impl Resolver {
         Some((p, self.fresh_until(p.measured_at)))
     }
 
-    /// The countries `position` (with its uncertainty disk) may be in; empty
-    /// without a country dataset.
+    /// The countries `position` (with its uncertainty disk) may be in:
+    /// [`OUTSIDE_EVERY_COUNTRY`] alone for a disk that meets no country (at
+    /// sea), and empty, meaning unknown (the wire's `CountryAnswer`),
+    /// without a country dataset, so that a PDP reports the country as
+    /// missing rather than the originator as in no country.
     pub fn countries_of_position(&self, position: &Position) -> Vec<String> {
         match &self.locator {
-            Some(l) => l.countries(position.lat, position.lon, position.uncertainty_m),
+            Some(l) => {
+                let countries = l.countries(position.lat, position.lon, position.uncertainty_m);
+                if countries.is_empty() {
+                    vec![OUTSIDE_EVERY_COUNTRY.to_owned()]
+                } else {
+                    countries
+                }
+            }
             None => Vec::new(),
         }
     }

@@ -105,6 +105,15 @@ async fn start_pdp(
 
 impl Stack {
     async fn start(name: &str, max_position_age: Duration) -> Self {
+        Self::start_with(name, max_position_age, |_| {}).await
+    }
+
+    /// [`Stack::start`] with the PIP's configuration changed by `configure`.
+    async fn start_with(
+        name: &str,
+        max_position_age: Duration,
+        configure: impl FnOnce(&mut PipConfig),
+    ) -> Self {
         let dir = temp_dir(name);
         // PRP
         let prp_service = authz_prp::build(&PrpConfig::new(None, ADMIN, hosting()))
@@ -124,6 +133,7 @@ impl Stack {
         config.max_position_age = max_position_age;
         config.ip_csv = vec![csv];
         config.ip_mmdb = vec![mmdb_path];
+        configure(&mut config);
         let pip_service = authz_pip::build(&config).await.expect("pip");
         let (l, pip_addr) = listen().await;
         let router = authz_pip::router(pip_service.clone())
@@ -991,6 +1001,50 @@ async fn country_rules_from_ip_and_from_position_annex_f_2_2() {
     assert_eq!(d.decision, PERMIT, "{}", d.summary);
 }
 
+/// Annex F.2.2, Decision 10: a PIP without a country dataset does not know
+/// which country a position is in, and says so (an empty answer): a
+/// country rule is then undetermined, MISSING_ATTRIBUTE naming the
+/// country, not "in no country". With the dataset, a position that meets
+/// no country (at sea) is in none: a final Deny.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_country_the_pip_cannot_tell_is_missing_not_none_annex_f_2_2() {
+    let mut s = Stack::start_with("no-boundaries", Duration::from_secs(300), |c| {
+        c.country_boundaries = false;
+    })
+    .await;
+    s.policy("cntGermany", located(&["all"], countries(&["DE"])))
+        .await;
+    // Munich, reported to the PIP.
+    s.report("Cmunich", 48.1374, 11.5755).await;
+    let d = decides_with(&s.pdp, retrieve("Cmunich", "cntGermany"), |d| {
+        d.status != pb::AuthorizationStatus::NotApplicable as i32 || d.decision == PERMIT
+    })
+    .await;
+    assert_eq!(d.decision, DENY, "{}", d.summary);
+    assert_eq!(
+        d.status,
+        pb::AuthorizationStatus::MissingAttribute as i32,
+        "{}",
+        d.summary
+    );
+    assert!(d.summary.contains("country"), "{}", d.summary);
+    assert!(!d.summary.contains("in no country"), "{}", d.summary);
+
+    let mut s = Stack::start("at-sea", Duration::from_secs(300)).await;
+    s.policy("cntGermany", located(&["all"], countries(&["DE"])))
+        .await;
+    // The middle of the North Atlantic.
+    s.report("Cship", 40.0, -40.0).await;
+    let d = s.decide(retrieve("Cship", "cntGermany")).await;
+    assert_eq!(d.decision, DENY, "{}", d.summary);
+    assert_eq!(
+        d.status,
+        pb::AuthorizationStatus::Ok as i32,
+        "in no country is an answer: {}",
+        d.summary
+    );
+}
+
 /// TS-0003 7.1.4 and Decision 10: with the PIP down, a rule that needs a PIP
 /// attribute does not match, and the Deny says MISSING_ATTRIBUTE naming it.
 /// Rules that need no attribute still decide.
@@ -1016,6 +1070,10 @@ async fn pip_down_denies_with_the_missing_attribute_named_7_1_4() {
         ))
         .await;
     assert_eq!(up.decision, PERMIT, "{}", up.summary);
+    // A group the PDP knows by ID (its listing) but whose members it will
+    // not be able to ask about.
+    s.group("/id-in/grpFamily", &["Cbob"]).await;
+    s.settle().await;
 
     // Stop the PIP: close its watch streams, then its server (graceful:
     // open connections are told to go away).
@@ -1051,6 +1109,10 @@ async fn pip_down_denies_with_the_missing_attribute_named_7_1_4() {
         "{grp:?}"
     );
     assert!(missing_names(&grp).contains("grpFamily"), "{grp:?}");
+    // Only the role is missing for cntRole: `Cowner`, which the PDP knows
+    // is no group, is an originator ID that does not name Calice
+    // (Decision 3), not a group whose members are unknown.
+    assert!(!missing_names(&last).contains("Cowner"), "{last:?}");
     // A rule that needs nothing from the PIP still permits.
     let owner = s
         .pdp
