@@ -42,7 +42,7 @@ pub mod telemetry;
 use std::sync::Arc;
 use std::time::Duration;
 
-use authz_core::{AttributeSource, HostingContext, NoAttributes};
+use authz_core::{AttributeSource, HostingContext, Lookup, NoAttributes, Position};
 use authz_proto::pb;
 use authz_proto::pb::echo_server::EchoServer;
 use authz_proto::pb::policy_decision_point_server::PolicyDecisionPointServer;
@@ -76,7 +76,7 @@ pub struct PdpConfig {
     /// The hosting CSE for requests that name none.
     pub hosting: HostingContext,
     /// Where attributes the request does not carry come from when no PIP
-    /// is configured ([`NoAttributes`] by default).
+    /// is configured ([`WithoutPip`] by default).
     pub attributes: Arc<dyn AttributeSource>,
     /// The PIP to ask for attributes (`http://host:port`), through a cache
     /// kept fresh by its `Watch` stream; replaces `attributes` when set.
@@ -102,12 +102,12 @@ impl std::fmt::Debug for PdpConfig {
 }
 
 impl PdpConfig {
-    /// A configuration without a PRP and with [`NoAttributes`].
+    /// A configuration without a PRP, a PIP or DASes ([`WithoutPip`]).
     pub fn new(hosting: HostingContext) -> Self {
         Self {
             prp_endpoint: None,
             hosting,
-            attributes: Arc::new(NoAttributes),
+            attributes: Arc::new(WithoutPip),
             pip_endpoint: None,
             pip_deadline: pip::DEFAULT_FETCH_DEADLINE,
             dynamic: None,
@@ -376,3 +376,37 @@ impl Drop for Pdp {
 }
 
 pub use authz_proto::serving::add_health_and_reflection;
+
+/// The attributes of a PDP without a PIP: none is known. A claimed role
+/// cannot be verified (`Unavailable`, not "not held": no `<role>`
+/// repository was asked), so a rule that needs one is undetermined and its
+/// Deny says MISSING_ATTRIBUTE (TS-0003 7.4.3 step 4; Decision 10), as one
+/// that needs a position does. No `<group>` exists for it: group entries
+/// are originator IDs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WithoutPip;
+
+impl AttributeSource for WithoutPip {
+    fn role_verified(&self, _: &str, _: &str, _: chrono::DateTime<chrono::Utc>) -> Lookup<bool> {
+        Lookup::Unavailable("no PIP is configured to verify roles".to_owned())
+    }
+    fn group_has_member(&self, group_id: &str, originator: &str) -> Lookup<bool> {
+        NoAttributes.group_has_member(group_id, originator)
+    }
+    fn for_each_group_containing(
+        &self,
+        originator: &str,
+        visit: &mut dyn FnMut(&str),
+    ) -> Lookup<()> {
+        NoAttributes.for_each_group_containing(originator, visit)
+    }
+    fn position(&self, originator: &str, at: chrono::DateTime<chrono::Utc>) -> Lookup<Position> {
+        NoAttributes.position(originator, at)
+    }
+    fn countries_of_position(&self, position: &Position) -> Lookup<Vec<String>> {
+        NoAttributes.countries_of_position(position)
+    }
+    fn country_of_ip(&self, ip: std::net::IpAddr) -> Lookup<String> {
+        NoAttributes.country_of_ip(ip)
+    }
+}

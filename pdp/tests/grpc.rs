@@ -152,6 +152,46 @@ async fn follows_the_prp_through_an_outage() {
     assert_eq!(status(&mut client).await.staleness_ms, 0);
 }
 
+/// A PDP without a PIP cannot verify a claimed role (TS-0003 7.4.3 step 4:
+/// the hosting CSE verifies the role through the `<role>` repository): a
+/// rule that names the originator only through that Role-ID is
+/// undetermined, a Deny with MISSING_ATTRIBUTE naming the role (Decision
+/// 10), not NOT_APPLICABLE; a rule naming the originator's ID still permits.
+#[tokio::test]
+async fn without_a_pip_a_claimed_role_is_missing_not_absent_7_4_3() {
+    let pdp = pdp_with(&[snapshot_event(
+        2,
+        vec![acp(
+            "acp1",
+            &["nurse@roles.example.com", "Cowner"],
+            RETRIEVE,
+        )],
+        vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+    )]);
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let mut claim = request("Cnurse", pb::Operation::Retrieve, "cnt");
+    claim.role_ids = vec!["nurse@roles.example.com".into()];
+    let d = decide(&mut client, claim).await;
+    assert_eq!(d.decision, DENY);
+    assert_eq!(
+        d.status,
+        pb::AuthorizationStatus::MissingAttribute as i32,
+        "{}",
+        d.summary
+    );
+    assert!(
+        format!("{:?}", d.missing).contains("nurse@roles.example.com"),
+        "{d:?}"
+    );
+    let d = decide(
+        &mut client,
+        request("Cowner", pb::Operation::Retrieve, "cnt"),
+    )
+    .await;
+    assert_eq!(d.decision, PERMIT, "{}", d.summary);
+}
+
 /// An ACP the replica holds but this PDP cannot compile (a PRP of a newer
 /// version, say) leaves its rules unknown: where it applies, a Deny is
 /// indeterminate (TS-0003 7.1.4; Decision 10), PROCESSING_ERROR naming it,
