@@ -24,6 +24,12 @@ use tonic::service::RoutesBuilder;
 /// The demo bundle loaded by `authz up` into an empty store.
 pub const DEMO: &str = include_str!("../../examples/door-lock-demo.json");
 
+/// The file in the data directory that says a load of the demo began and
+/// has not finished: the demo is several writes, so a process stopped
+/// between them leaves part of it, and the next start (whose store is no
+/// longer empty) completes it instead of serving half a demo.
+pub const DEMO_PENDING: &str = "demo-load.pending";
+
 /// The hosting CSE's identity.
 #[derive(Args, Clone)]
 pub struct HostingArgs {
@@ -564,7 +570,9 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
     ))
     .await
     .map_err(|e| store_error(e, &dir))?;
-    let load_demo = !args.no_demo && prp.revision() == 0;
+    let demo_pending = args.data_dir.join(DEMO_PENDING);
+    let resume_demo = !args.no_demo && demo_pending.exists();
+    let load_demo = !args.no_demo && (prp.revision() == 0 || resume_demo);
     let pip = authz_pip::build(&args.pip.config(
         Some(args.data_dir.clone()),
         &args.admin,
@@ -690,9 +698,19 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
     }));
     if load_demo {
         let bundle = crate::policy::Bundle::parse(DEMO)?;
+        // Before the first write, durably: see DEMO_PENDING.
+        write_durably(&demo_pending, b"the door-lock demo is being loaded\n")?;
         let mut client = crate::policy::connect(&endpoint, &own_tls).await?;
+        // Creates or updates each record, so a second run completes the first.
         let summary = crate::policy::apply(&mut client, &args.admin, &bundle).await?;
-        bannerln!("demo policies (door lock, examples/door-lock-demo.json): {summary}");
+        std::fs::remove_file(&demo_pending)
+            .with_context(|| format!("{}: cannot remove", demo_pending.display()))?;
+        let resumed = if resume_demo {
+            " (completing a load that was interrupted)"
+        } else {
+            ""
+        };
+        bannerln!("demo policies (door lock, examples/door-lock-demo.json){resumed}: {summary}");
     }
     let (das_service, das_file) = if das.is_some() {
         (" DynamicAuthorizationServer,", ", das.redb")
@@ -849,4 +867,20 @@ mod tests {
             "https://authz.example.com"
         );
     }
+}
+
+/// Writes `path` and syncs it and its directory, so that it is there after
+/// a crash whenever a write that followed it is.
+fn write_durably(path: &std::path::Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let context = || format!("{}: cannot write", path.display());
+    let mut file = std::fs::File::create(path).with_context(context)?;
+    file.write_all(contents).with_context(context)?;
+    file.sync_all().with_context(context)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("{}: cannot sync", dir.display()))?;
+    }
+    Ok(())
 }
