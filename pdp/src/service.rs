@@ -642,12 +642,17 @@ impl PdpService {
         // whatever is registered under its ID later; the PRP deletes the
         // grants of a resource or ACP with it). With the applicable ACPs
         // named in the request, the resource is the CSE's own affair.
-        if conv.acp_ids.is_empty() {
-            let view = snap.view(now);
-            let target = conv.request.target.as_str();
-            if view.resource(target).is_none() && !view.is_acp(target) {
-                return Ok(with_assigned_token_ids(decision, &grant));
-            }
+        let view = snap.view(now);
+        let target = conv.request.target.as_str();
+        if conv.acp_ids.is_empty() && view.resource(target).is_none() && !view.is_acp(target) {
+            return Ok(with_assigned_token_ids(decision, &grant));
+        }
+        // A request on an ACP is authorized by its selfPrivileges alone
+        // (TS-0003 7.1.1); what a DAS grants is privileges (a `dai`, a
+        // token's `pv`), so it is not asked, as for an acpi change.
+        if view.is_acp(target) {
+            decision.summary.push_str(ACP_TARGET_NOT_CONSULTED);
+            return Ok(with_assigned_token_ids(decision, &grant));
         }
         let hosting = self.hosting(job);
         let (mut dases, lifetime) = dynamic.dases_for(snap, &conv.request.target, now);
@@ -1012,9 +1017,11 @@ impl PdpService {
         };
         // Token permissions join the applicable policies (TS-0003 7.3.2.5),
         // as privileges (`pv`) of the target: never for an acpi change,
-        // which needs selfPrivileges (TS-0001 9.6.1.3.2). Roles the tokens
-        // give still count there (`granted_roles`).
-        if !conv.request.updates_acpi {
+        // which needs selfPrivileges (TS-0001 9.6.1.3.2), nor for a request
+        // on an ACP, which only its selfPrivileges authorize (TS-0003
+        // 7.1.1). Roles the tokens give still count there (`granted_roles`).
+        let needs_pvs = conv.request.updates_acpi || snap.view(now).is_acp(&conv.request.target);
+        if !needs_pvs {
             acps.extend(
                 grant
                     .acps
@@ -1128,8 +1135,12 @@ impl PdpService {
                 unknown.join(", ")
             ));
         }
-        if decision.effect == Effect::Deny && conv.request.updates_acpi && !grant.acps.is_empty() {
-            out.summary.push_str(TOKEN_PV_NOT_PVS);
+        if decision.effect == Effect::Deny && needs_pvs && !grant.acps.is_empty() {
+            out.summary.push_str(if conv.request.updates_acpi {
+                TOKEN_PV_NOT_PVS
+            } else {
+                TOKEN_PV_NOT_ACP
+            });
         }
         Outcome::Done(self.finish(out, &decision, snap, &conv.request_id, start))
     }
@@ -1203,6 +1214,16 @@ const NO_TOKEN_ISSUER: &str =
 const ACPI_CHANGE_NOT_CONSULTED: &str = "; an acpi change needs selfPrivileges (pvs) of the \
      target's ACPs (TS-0001 9.6.1.3.2), which dynamic authorization does not grant: no DAS \
      was consulted";
+
+/// Appended to the summary of a Deny of a request on an ACP at a PDP with
+/// dynamic authorization: the DASes were not asked.
+const ACP_TARGET_NOT_CONSULTED: &str = "; a request on an ACP needs its selfPrivileges (pvs; \
+     TS-0003 7.1.1), which dynamic authorization does not grant: no DAS was consulted";
+
+/// Appended to the summary of a Deny of a request on an ACP whose tokens
+/// grant privileges: those are `pv`, not `pvs`.
+const TOKEN_PV_NOT_ACP: &str = "; the tokens' privileges (pv) do not authorize a request on an \
+     ACP, which needs its selfPrivileges (pvs; TS-0003 7.1.1)";
 
 /// Appended to the summary of a Deny of an acpi change whose tokens grant
 /// privileges: those are `pv`, not `pvs`.

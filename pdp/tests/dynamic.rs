@@ -1350,6 +1350,43 @@ fn door_update_at(originator: &str, cse: &str) -> pb::DecisionRequest {
     r
 }
 
+/// TS-0003 7.1.1: "For requests to <accessControlPolicy> resource type,
+/// authorization is granted if the request is evaluated to Permit for at
+/// least one selfPrivileges attribute". A token's permissions are
+/// privileges (`pv`): one naming the ACP in `ris` does not authorize an
+/// UPDATE of that ACP, and the Deny says why; it still authorizes one on
+/// the resource it names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokens_privileges_do_not_authorize_a_request_on_an_acp_7_1_1() {
+    let (url, task) = serve_das(ScriptedDas::default()).await;
+    tokio::spawn(task);
+    let mut dynamic = DynamicConfig::new(vec![url]);
+    dynamic.deadline = Duration::from_secs(5);
+    let pdp = door_pdp(dynamic).await;
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let visitor = "//sp.example.com/cse-a/Cvisitor";
+    let token = door_token(
+        "tkacp@das.example.com",
+        visitor,
+        &[
+            "//sp.example.com/cse-a/acpOwner",
+            "//sp.example.com/cse-a/door",
+        ],
+    );
+    let mut on_acp = request(visitor, pb::Operation::Update, "acpOwner");
+    on_acp.hosting_sp_id = "//sp.example.com".into();
+    on_acp.hosting_cse_id = "/cse-a".into();
+    on_acp.tokens = vec![token.clone()];
+    let d = client.decide(on_acp).await.expect("decision").into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert!(d.summary.contains("selfPrivileges"), "{}", d.summary);
+    let mut on_door = door_update_at(visitor, "/cse-a");
+    on_door.tokens = vec![token];
+    let d = client.decide(on_door).await.expect("decision").into_inner();
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+}
+
 /// TS-0003 7.3.2.5: a token permission with `ris` "shall apply only to the
 /// resources specified by this element", and a CSE-relative resource ID
 /// names a resource of the CSE that received the request. One PDP serves
@@ -1596,8 +1633,9 @@ async fn decision_7_a_dai_for_a_content_instance_is_bound_to_it_not_its_parent()
 /// TS-0004 7.5.1.2.10 requires it. A request without `target_type` still
 /// gets one in its `dreq`, consulted (Direct) or named in the Token Request
 /// Information (Indirect): the target's `ty` in the replica (4 for a
-/// contentInstance, 1 for an ACP). A `target_type` the request gives is
-/// kept.
+/// contentInstance). A `target_type` the request gives is kept. A request
+/// on an ACP is not taken to a DAS at all: only the ACP's selfPrivileges
+/// authorize it (TS-0003 7.1.1), and a DAS grants privileges.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dreq_trt_falls_back_to_the_replica_7_3_2_2() {
     let das = ScriptedDas::default();
@@ -1627,12 +1665,7 @@ async fn dreq_trt_falls_back_to_the_replica_7_3_2_2() {
     let (channel, _server) = serve_pdp(&pdp).await;
     let mut client = PolicyDecisionPointClient::new(channel);
 
-    for (target, given, want) in [
-        ("cnt", None, 3),
-        ("cin", None, 4),
-        ("acp1", None, 1),
-        ("cin", Some(3), 3),
-    ] {
+    for (target, given, want) in [("cnt", None, 3), ("cin", None, 4), ("cin", Some(3), 3)] {
         let mut visitor = request("Cvisitor", pb::Operation::Retrieve, target);
         visitor.target_type = given;
         visitor.token_request_indicator = true;
@@ -1652,6 +1685,13 @@ async fn dreq_trt_falls_back_to_the_replica_7_3_2_2() {
             .and_then(|r| r.targeted_resource_type);
         assert_eq!(named, Some(want), "{target}: {d:?}");
     }
+    let mut on_acp = request("Cvisitor", pb::Operation::Update, "acp1");
+    on_acp.token_request_indicator = true;
+    let d = client.decide(on_acp).await.expect("decision").into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert!(das.requests.lock().await.is_empty(), "the DAS was asked");
+    assert!(d.token_request_info.is_none(), "{d:?}");
+    assert!(d.summary.contains("no DAS was consulted"), "{}", d.summary);
 }
 
 /// TS-0003 7.3.2.2 step 2.2 and Decision 8: a DAS that a Role-ID of an

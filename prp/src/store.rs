@@ -127,12 +127,15 @@ pub enum StoreError {
     /// Nothing is stored under the ID.
     #[error("{0} not found")]
     NotFound(String),
-    /// A dynamic ACP for a target that is neither a resource nor an ACP
-    /// of the store: a grant is a child `<accessControlPolicy>` of the
-    /// resource it is bound to (TS-0003 7.3.2.2 step 4.1.2; Decision 7),
-    /// and one stored before its resource would go to whatever is
-    /// registered under the ID later.
-    #[error("{0} is neither a registered resource nor an ACP")]
+    /// A dynamic ACP for a target that is no resource of the store: a
+    /// grant is a child `<accessControlPolicy>` of the resource it is bound
+    /// to (TS-0003 7.3.2.2 step 4.1.2; Decision 7), and one stored before
+    /// its resource would go to whatever is registered under the ID later;
+    /// nor is one for an ACP, which only its own selfPrivileges authorize
+    /// requests on (TS-0003 7.1.1), while a grant is privileges.
+    #[error(
+        "{0} is not a registered resource (an ACP is authorized by its selfPrivileges alone, which no grant gives)"
+    )]
     UnknownTarget(String),
     /// An ACP without `ri`.
     #[error("the ACP has no resource ID")]
@@ -351,7 +354,7 @@ fn check(
         }
         Mutation::PutDynamic(d) => {
             id_free(acps, resources, dynamic, &d.id, IdHolder::DynamicAcp)?;
-            if !resources.contains_key(&d.target) && !acps.contains_key(&d.target) {
+            if !resources.contains_key(&d.target) {
                 return Err(StoreError::UnknownTarget(d.target));
             }
             Change::DynamicPut(d)

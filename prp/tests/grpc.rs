@@ -2445,42 +2445,29 @@ async fn deleting_a_resource_deletes_its_dynamic_acps_ts0003_7_3_2_2() {
     prp.shutdown().await;
 }
 
-/// The same for an ACP: a grant bound to its ID (a consultation about a
-/// request on the ACP) goes with it, so a resource the admin registers
-/// under the freed ID inherits none. And an ACP is held under its
+/// An ACP gets no dynamic ACP: a request on it is authorized by its
+/// selfPrivileges alone (TS-0003 7.1.1), and a grant is privileges, so
+/// one bound to its ID could only outlive it. And an ACP is held under its
 /// CSE-relative `ri` (TS-0001 7.2), the form `acpi` entries are stored in:
 /// an ID with a leading `/` is refused.
 #[tokio::test]
-async fn deleting_an_acp_deletes_its_dynamic_acps_and_acp_ids_are_relative() {
+async fn an_acp_gets_no_dynamic_acp_and_acp_ids_are_relative() {
     let mut prp = start(config()).await;
     let c = &mut prp.client;
     c.create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
         .await
         .expect("acp1");
     let now = chrono::Utc::now().timestamp();
-    let grant = c
+    let err = c
         .create_dynamic_acp(dynamic_grant(
             "acp1",
             set(vec![rule(&["all"], ALL)]),
             now + 600,
         ))
         .await
-        .expect("grant")
-        .into_inner();
-    c.delete_acp(pb::DeleteAcpRequest {
-        originator: ADMIN.into(),
-        acp_id: "acp1".into(),
-    })
-    .await
-    .expect("delete");
-    let Some(Event::Snapshot(s)) = stored_state(c).await.event else {
-        panic!("expected a snapshot")
-    };
-    assert!(
-        s.dynamic_acps.iter().all(|d| d.acp_id != grant.acp_id),
-        "{:?}",
-        s.dynamic_acps
-    );
+        .expect_err("a grant on an ACP");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("selfPrivileges"), "{err:?}");
 
     for id in ["/id-in/acp2", "//sp.example.com/id-in/acp2"] {
         let err = c
