@@ -847,6 +847,22 @@ pub async fn pip(args: PipArgs, tls: &ClientTls) -> Result<()> {
     .map_err(|e| store_error(e, &args.data_dir))
 }
 
+/// Writes `path` and syncs it and its directory, so that it is there after
+/// a crash whenever a write that followed it is.
+fn write_durably(path: &std::path::Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let context = || format!("{}: cannot write", path.display());
+    let mut file = std::fs::File::create(path).with_context(context)?;
+    file.write_all(contents).with_context(context)?;
+    file.sync_all().with_context(context)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("{}: cannot sync", dir.display()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -867,20 +883,4 @@ mod tests {
             "https://authz.example.com"
         );
     }
-}
-
-/// Writes `path` and syncs it and its directory, so that it is there after
-/// a crash whenever a write that followed it is.
-fn write_durably(path: &std::path::Path, contents: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let context = || format!("{}: cannot write", path.display());
-    let mut file = std::fs::File::create(path).with_context(context)?;
-    file.write_all(contents).with_context(context)?;
-    file.sync_all().with_context(context)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("{}: cannot sync", dir.display()))?;
-    }
-    Ok(())
 }
