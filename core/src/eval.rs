@@ -184,10 +184,9 @@ pub fn decide_canonical(
             // originator ID only, which the first pass matched already, and
             // asking about its members would report a group that does not
             // exist as missing (Decision 3).
-            if matches!(
-                ev.attrs.is_group(&group),
-                Lookup::Found(false) | Lookup::NotFound
-            ) {
+            // (Only a `Found(false)`: a source that does not keep group IDs
+            // answers `NotFound` and may still know the members.)
+            if matches!(ev.attrs.is_group(&group), Lookup::Found(false)) {
                 continue;
             }
             match ev.is_group_member(&group) {

@@ -246,7 +246,15 @@ pub fn init_tracing_with_tls(
     tls: &authz_proto::tls::ClientTls,
 ) -> anyhow::Result<TracingGuard> {
     use opentelemetry_otlp::WithTonicConfig;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // An unset RUST_LOG means `info`; one that does not parse is said, once
+    // the subscriber is up, rather than dropped in silence.
+    let (filter, bad_filter) = match EnvFilter::try_from_default_env() {
+        Ok(filter) => (filter, None),
+        Err(e) => {
+            let set = std::env::var_os(EnvFilter::DEFAULT_ENV).is_some();
+            (EnvFilter::new("info"), set.then(|| e.to_string()))
+        }
+    };
     let provider = match std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT") {
         Some(_) => {
             // Without a configuration of ours the exporter's TLS trusts no
@@ -294,5 +302,8 @@ pub fn init_tracing_with_tls(
         )
         .with(otel)
         .try_init()?;
+    if let Some(error) = bad_filter {
+        tracing::warn!(%error, "RUST_LOG is not a valid filter; logging at info");
+    }
     Ok(TracingGuard { provider })
 }
