@@ -1764,3 +1764,100 @@ async fn reads_about_an_originator_take_one_originator_id() {
         assert_eq!(fields(&err), ["originator"], "{who}");
     }
 }
+
+/// Every timestamp the PIP takes lies in the protobuf Timestamp range
+/// 0001-01-01T00:00:00Z ..= 9999-12-31T23:59:59Z (nanos 0..=999999999): a
+/// stored time outside it would be answered in GetRole, ListRoles and the
+/// verdicts as a Timestamp standard clients cannot serialize. Outside is
+/// INVALID_ARGUMENT naming `<field>.seconds` and stores nothing; the bounds
+/// themselves are accepted and read back.
+#[tokio::test]
+async fn timestamps_are_bounded_to_the_protobuf_timestamp_range() {
+    const MIN: i64 = -62_135_596_800;
+    const MAX: i64 = 253_402_300_799;
+    let mut pip = Running::start(config(None)).await;
+    let c = &mut pip.client;
+    let at = |seconds, nanos| Some(prost_types::Timestamp { seconds, nanos });
+    let before = pip.service.revision();
+    for (not_before, not_after, field) in [
+        (at(0, 0), at(2_534_023_008_000, 0), "role.not_after.seconds"),
+        (at(0, 0), at(MAX + 1, 0), "role.not_after.seconds"),
+        (at(-62_135_596_900, 0), at(0, 0), "role.not_before.seconds"),
+        (
+            at(MIN - 1, 999_999_999),
+            at(0, 0),
+            "role.not_before.seconds",
+        ),
+    ] {
+        let err = c
+            .create_role(pb::CreateRoleRequest {
+                originator: ADMIN.into(),
+                role: Some(pb::Role {
+                    not_before,
+                    not_after,
+                    ..role("r@roles.example.com", AUTHORITY, "Calice", (-1, 1))
+                }),
+            })
+            .await
+            .expect_err(field);
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}: {err:?}");
+        assert_eq!(fields(&err), [field]);
+        assert!(err.message().contains("0001-01-01T00:00:00Z"), "{err:?}");
+    }
+    let err = c
+        .report_position(pb::ReportPositionRequest {
+            originator: "CLocationServer".into(),
+            subject: "Calice".into(),
+            position: Some(pb::Position {
+                latitude: 48.0,
+                longitude: 2.0,
+                uncertainty_m: 0.0,
+            }),
+            measured_at: at(MIN - 100, 0),
+        })
+        .await
+        .expect_err("before year 1");
+    assert_eq!(fields(&err), ["measured_at.seconds"]);
+    let err = put_token_as(
+        c,
+        ADMIN,
+        pb::Token {
+            not_after: at(MAX + 1, 0),
+            ..token_with_lti("tk1@das.example.com", "", 1)
+        },
+    )
+    .await
+    .expect_err("after 9999");
+    assert_eq!(fields(&err), ["token.not_after.seconds"]);
+    let err = c
+        .resolve_roles(pb::ResolveRolesRequest {
+            originator: "Calice".into(),
+            role_ids: Vec::new(),
+            at: at(MAX + 1, 0),
+        })
+        .await
+        .expect_err("at after 9999");
+    assert_eq!(fields(&err), ["at.seconds"]);
+    assert_eq!(pip.service.revision(), before, "nothing was stored");
+
+    // The bounds: stored and read back as given.
+    c.create_role(pb::CreateRoleRequest {
+        originator: ADMIN.into(),
+        role: Some(pb::Role {
+            not_before: at(MIN, 0),
+            not_after: at(MAX, 999_999_999),
+            ..role("r@roles.example.com", AUTHORITY, "Calice", (-1, 1))
+        }),
+    })
+    .await
+    .expect("the whole range");
+    let listed = c
+        .list_roles(pb::ListRolesRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .roles;
+    assert_eq!(listed[0].not_before, at(MIN, 0));
+    assert_eq!(listed[0].not_after, at(MAX, 999_999_999));
+    pip.stop().await;
+}
