@@ -90,6 +90,47 @@ impl TokenRecord {
     pub fn expired_at(&self, at: DateTime<Utc>) -> bool {
         self.not_after.is_some_and(|na| at > na)
     }
+
+    /// The attributes (wire field names) in which `other` differs from this
+    /// token, the Local-Token-ID aside: that is the hosting CSE's, assigned
+    /// once, not one of the token's.
+    pub fn differing_attributes(&self, other: &TokenRecord) -> Vec<&'static str> {
+        // Destructured, so that a new attribute cannot be left out.
+        let TokenRecord {
+            token_id,
+            token_object,
+            version,
+            issuer,
+            holder,
+            not_before,
+            not_after,
+            token_name,
+            audience,
+            permissions_json,
+            extension,
+            local_token_id: _,
+        } = self;
+        let same = [
+            ("token_id", *token_id == other.token_id),
+            ("token_object", *token_object == other.token_object),
+            ("version", *version == other.version),
+            ("issuer", *issuer == other.issuer),
+            ("holder", *holder == other.holder),
+            ("not_before", *not_before == other.not_before),
+            ("not_after", *not_after == other.not_after),
+            ("token_name", *token_name == other.token_name),
+            ("audience", *audience == other.audience),
+            (
+                "permissions_json",
+                *permissions_json == other.permissions_json,
+            ),
+            ("extension", *extension == other.extension),
+        ];
+        same.into_iter()
+            .filter(|(_, same)| !same)
+            .map(|(name, _)| name)
+            .collect()
+    }
 }
 
 /// A `<group>`: its resource ID and its members (absolute IDs).

@@ -86,6 +86,7 @@ pub type AttributeChangeStream =
 fn pip_status(e: PipError) -> Status {
     match e {
         PipError::AlreadyExists(id) => Status::already_exists(format!("{id} already exists")),
+        e @ PipError::TokenExists { .. } => Status::already_exists(e.to_string()),
         PipError::NotFound(id) => Status::not_found(format!("{id} not found")),
         e @ PipError::OlderPosition { .. } => Status::failed_precondition(e.to_string()),
         PipError::LocalTokenIdTaken {
@@ -295,18 +296,18 @@ impl PipService {
         }
     }
 
-    /// The admin, or one of `writers`: whether it is the admin (who may
-    /// replace what others wrote), else PERMISSION_DENIED with `denial`.
+    /// The admin, or one of `writers`, else PERMISSION_DENIED with
+    /// `denial`.
     fn require_writer(
         &self,
         originator: &str,
         writers: &[String],
         denial: &str,
-    ) -> Result<bool, Status> {
-        if self.require_admin(originator).is_ok() {
-            Ok(true)
-        } else if writers.iter().any(|s| self.same_id(originator, s)) {
-            Ok(false)
+    ) -> Result<(), Status> {
+        if self.require_admin(originator).is_ok()
+            || writers.iter().any(|s| self.same_id(originator, s))
+        {
+            Ok(())
         } else {
             Err(Status::permission_denied(format!(
                 "originator '{originator}' {denial}"
@@ -535,7 +536,7 @@ impl PolicyInformationPoint for PipService {
         let token = req.token.as_ref().ok_or_else(|| bad("token", "required"))?;
         let record = token_from_pb(self.inner.resolver.hosting(), token)
             .map_err(|e| invalid_argument(&e))?;
-        let admin = self.require_writer(
+        self.require_writer(
             &req.originator,
             &self.inner.writers.token_writers,
             "may not store tokens in the PIP",
@@ -544,7 +545,6 @@ impl PolicyInformationPoint for PipService {
             .commit_entry(PipMutation::PutToken {
                 token: record,
                 at: Utc::now(),
-                replace: admin,
             })
             .await?;
         // As stored: with the Local-Token-ID the token already had, when it

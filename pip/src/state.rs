@@ -199,21 +199,16 @@ pub enum PipMutation {
         /// Its holder.
         holder: String,
     },
-    /// Store or replace a token. A token that has a Local-Token-ID keeps it
-    /// (the record's is replaced by it); a new one must not be held by
-    /// another token that has not expired at `at`.
+    /// Store a token, write-once: a token of that ID with other attributes
+    /// is an error; the same one again may give it its first
+    /// Local-Token-ID. A token that has a Local-Token-ID keeps it (the
+    /// record's is replaced by it); a new one must not be held by another
+    /// token that has not expired at `at`.
     PutToken {
         /// The token.
         token: TokenRecord,
         /// When expiry is judged (now).
         at: DateTime<Utc>,
-        /// Whether a stored token of that ID may be replaced (the admin).
-        /// A token writer (a PDP recording the Local-Token-IDs it assigns)
-        /// may store a new token, or give a stored one without a
-        /// Local-Token-ID its first, but not change what is stored: else it
-        /// could rewrite another token's holder or notAfter, and so free
-        /// its Local-Token-ID for another token while it is still valid.
-        replace: bool,
     },
     /// Delete a token.
     DeleteToken(String),
@@ -232,6 +227,18 @@ pub enum PipError {
     /// The ID is taken.
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// A token of that ID is stored with other attributes: `<token>`
+    /// attributes are NP on Update (spec notes §7.4).
+    #[error(
+        "token {token_id} already exists with another {}; a <token> cannot be updated (delete it first)",
+        differing.join(", ")
+    )]
+    TokenExists {
+        /// The token ID.
+        token_id: String,
+        /// The wire names of the attributes that differ.
+        differing: Vec<&'static str>,
+    },
     /// Nothing is stored under the ID.
     #[error("{0} not found")]
     NotFound(String),
@@ -332,20 +339,23 @@ impl Schema for PipSchema {
                     legacy,
                 }
             }
-            PipMutation::PutToken {
-                mut token,
-                at,
-                replace,
-            } => {
-                if !replace && let Some(existing) = state.tokens.get(&token.token_id) {
-                    token = TokenRecord {
-                        local_token_id: std::mem::take(&mut token.local_token_id),
-                        ..existing.clone()
-                    };
+            PipMutation::PutToken { mut token, at } => {
+                let existing = state.tokens.get(&token.token_id);
+                if let Some(existing) = existing {
+                    // Every `<token>` attribute is NP on Update (spec notes
+                    // §7.4): only the same record again (a PDP retrying, or
+                    // another PDP of the CSE storing the token it was
+                    // shown) is accepted. Else a writer could, say, make a
+                    // valid token expired and free its Local-Token-ID.
+                    let differing = existing.differing_attributes(&token);
+                    if !differing.is_empty() {
+                        return Err(PipError::TokenExists {
+                            token_id: token.token_id,
+                            differing,
+                        });
+                    }
                 }
-                let stored = state
-                    .tokens
-                    .get(&token.token_id)
+                let stored = existing
                     .map(|t| t.local_token_id.as_str())
                     .filter(|l| !l.is_empty());
                 if let Some(kept) = stored {

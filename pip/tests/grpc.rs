@@ -682,7 +682,12 @@ async fn a_token_valid_until_before_it_is_valid_from_is_refused() {
     let c = &mut pip.client;
     let now = Utc::now();
     let token = |not_before: DateTime<Utc>, not_after: DateTime<Utc>| pb::Token {
-        token_id: "tk1@das.example.com".into(),
+        token_id: if not_before == not_after {
+            // Another token: a stored one is write-once.
+            "tk2@das.example.com".into()
+        } else {
+            "tk1@das.example.com".into()
+        },
         token_object: "eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiJ0azEifQ.c2ln".into(),
         not_before: Some(ts(not_before)),
         not_after: Some(ts(not_after)),
@@ -1392,9 +1397,16 @@ async fn group_rows_of_older_stores_are_read_and_deleted() {
 }
 
 /// A token stored with `local_token_id` (as a PDP stores the Local-Token-IDs
-/// it assigns), valid from an hour ago for `hours` hours (negative: expired).
+/// it assigns), valid from an hour ago for `hours` hours (negative: expired),
+/// in whole seconds.
 fn token_with_lti(id: &str, lti: &str, hours: i64) -> pb::Token {
     let now = Utc::now();
+    token_at(id, lti, hours, now)
+}
+
+/// [`token_with_lti`] as it would be at `now`: the same record again for
+/// the same `now` (a `<token>` is write-once, spec notes §7.4).
+fn token_at(id: &str, lti: &str, hours: i64, now: DateTime<Utc>) -> pb::Token {
     pb::Token {
         token_id: id.into(),
         token_object: "eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiJ0azEifQ.c2ln".into(),
@@ -1442,12 +1454,13 @@ async fn tokens_by(
 async fn a_tokens_first_local_token_id_is_kept_ts_0003_7_3_2_3_step_6_2() {
     let mut pip = Running::start(config(None)).await;
     let c = &mut pip.client;
-    let first = put_token_as(c, ADMIN, token_with_lti("tk1@das.example.com", "ltA-1", 1))
+    let now = Utc::now();
+    let first = put_token_as(c, ADMIN, token_at("tk1@das.example.com", "ltA-1", 1, now))
         .await
         .expect("put");
     assert_eq!(first.local_token_id, "ltA-1");
     for asked in ["ltB-1", ""] {
-        let again = put_token_as(c, ADMIN, token_with_lti("tk1@das.example.com", asked, 1))
+        let again = put_token_as(c, ADMIN, token_at("tk1@das.example.com", asked, 1, now))
             .await
             .expect("put again");
         assert_eq!(again.local_token_id, "ltA-1", "asked {asked:?}");
@@ -1576,13 +1589,14 @@ async fn local_token_ids_are_ncnames_ts_0001_7_1_16() {
 async fn racing_assignments_yield_one_local_token_id_ts_0001_7_1_16() {
     let pip = Running::start(config(None)).await;
     let mut calls = Vec::new();
+    let now = Utc::now();
     for i in 0..8 {
         let mut c = pip.client.clone();
         calls.push(tokio::spawn(async move {
             put_token_as(
                 &mut c,
                 ADMIN,
-                token_with_lti("tkrace@das.example.com", &format!("ltPdp{i}-1"), 1),
+                token_at("tkrace@das.example.com", &format!("ltPdp{i}-1"), 1, now),
             )
             .await
             .expect("put")
@@ -1611,7 +1625,8 @@ async fn token_writers_store_local_token_ids_that_survive_a_restart() {
     cfg.token_writers = vec!["CPdp".into()];
     let mut pip = Running::start(cfg.clone()).await;
     let c = &mut pip.client;
-    put_token_as(c, "CPdp", token_with_lti("tk1@das.example.com", "ltP-1", 1))
+    let now = Utc::now();
+    put_token_as(c, "CPdp", token_at("tk1@das.example.com", "ltP-1", 1, now))
         .await
         .expect("a token writer stores tokens");
     let err = put_token_as(
@@ -1643,31 +1658,27 @@ async fn token_writers_store_local_token_ids_that_survive_a_restart() {
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     // A token writer cannot rewrite a stored token (here the admin's):
     // made expired, its Local-Token-ID would be free for another token
-    // while it is still valid (TS-0001 7.1.16). It may give a token
-    // without one its first.
-    put_token_as(c, ADMIN, token_with_lti("tk3@das.example.com", "ltA-1", 1))
+    // while it is still valid (TS-0001 7.1.16; spec notes §7.4: NP on
+    // Update). It may give the same token without one its first.
+    put_token_as(c, ADMIN, token_at("tk3@das.example.com", "ltA-1", 1, now))
         .await
         .expect("the admin stores a token");
-    let mut rewrite = token_with_lti("tk3@das.example.com", "ltA-1", -1);
+    let mut rewrite = token_at("tk3@das.example.com", "ltA-1", -1, now);
     rewrite.holder = "Cmallory".into();
-    let kept = put_token_as(c, "CPdp", rewrite)
+    let err = put_token_as(c, "CPdp", rewrite)
         .await
-        .expect("answered with what is stored");
-    assert_eq!(kept.holder, "//sp.example.com/id-in/Cguest", "{kept:?}");
-    assert!(
-        kept.not_after.as_ref().map(|t| t.seconds) > Some(Utc::now().timestamp()),
-        "{kept:?}"
-    );
-    let err = put_token_as(c, "CPdp", token_with_lti("tk4@das.example.com", "ltA-1", 1))
+        .expect_err("a <token> is write-once");
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    let err = put_token_as(c, "CPdp", token_at("tk4@das.example.com", "ltA-1", 1, now))
         .await
         .expect_err("ltA-1 is still tk3's");
     assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
-    put_token_as(c, ADMIN, token_with_lti("tk5@das.example.com", "", 1))
+    put_token_as(c, ADMIN, token_at("tk5@das.example.com", "", 1, now))
         .await
         .expect("the admin stores a token without a Local-Token-ID");
-    let mut late = token_with_lti("tk5@das.example.com", "ltP-5", -1);
-    late.holder = "Cmallory".into();
-    let kept = put_token_as(c, "CPdp", late).await.expect("an assignment");
+    let kept = put_token_as(c, "CPdp", token_at("tk5@das.example.com", "ltP-5", 1, now))
+        .await
+        .expect("an assignment");
     assert_eq!(kept.local_token_id, "ltP-5");
     assert_eq!(kept.holder, "//sp.example.com/id-in/Cguest", "{kept:?}");
     pip.stop().await;
@@ -1680,7 +1691,7 @@ async fn token_writers_store_local_token_ids_that_survive_a_restart() {
     let again = put_token_as(
         &mut pip.client,
         "CPdp",
-        token_with_lti("tk1@das.example.com", "ltQ-1", 1),
+        token_at("tk1@das.example.com", "ltQ-1", 1, now),
     )
     .await
     .expect("put again");
@@ -1763,6 +1774,71 @@ async fn reads_about_an_originator_take_one_originator_id() {
             .expect_err(who);
         assert_eq!(fields(&err), ["originator"], "{who}");
     }
+}
+
+/// Spec notes §7.4: every `<token>` attribute is NP on Update, so a token is
+/// write-once. A PutToken naming a stored token ID with other attributes is
+/// ALREADY_EXISTS naming the token ID (from the admin as from a token
+/// writer) and changes nothing; the same record again stays OK (PDPs retry,
+/// and the PDPs of one CSE store the token they were shown), and may give
+/// the token its first Local-Token-ID, which then stays.
+#[tokio::test]
+async fn a_token_is_write_once_spec_notes_7_4_np_on_update() {
+    let mut cfg = config(None);
+    cfg.token_writers = vec!["CPdp".into()];
+    let mut pip = Running::start(cfg).await;
+    let c = &mut pip.client;
+    let now = Utc::now();
+    let id = "tk1@das.example.com";
+    let original = token_at(id, "", 1, now);
+    put_token_as(c, ADMIN, original.clone())
+        .await
+        .expect("stored");
+    let before = pip.service.revision();
+    let mut later = original.clone();
+    later.not_after = Some(ts(now + chrono::Duration::hours(5)));
+    let mut other_object = original.clone();
+    other_object.token_object = "eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiJ0azIifQ.c2ln".into();
+    let mut other_holder = original.clone();
+    other_holder.holder = "Cmallory".into();
+    for (what, changed) in [
+        ("not_after", later),
+        ("token_object", other_object),
+        ("holder", other_holder),
+    ] {
+        for writer in [ADMIN, "CPdp"] {
+            let err = put_token_as(c, writer, changed.clone())
+                .await
+                .expect_err(what);
+            assert_eq!(
+                err.code(),
+                Code::AlreadyExists,
+                "{what} by {writer}: {err:?}"
+            );
+            assert!(err.message().contains(id), "{err:?}");
+            assert!(err.message().contains(what), "{err:?}");
+        }
+    }
+    assert_eq!(pip.service.revision(), before, "nothing was stored");
+    let got = tokens_by(c, &[id], &[]).await;
+    assert_eq!(got.tokens[0].not_after, original.not_after);
+    assert_eq!(got.tokens[0].token_object, original.token_object);
+    assert_eq!(got.tokens[0].holder, "//sp.example.com/id-in/Cguest");
+
+    // The same record again: OK, from either writer; with a Local-Token-ID
+    // it is the token's first, kept by later ones.
+    put_token_as(c, ADMIN, original.clone())
+        .await
+        .expect("idempotent");
+    let assigned = put_token_as(c, "CPdp", token_at(id, "ltP-1", 1, now))
+        .await
+        .expect("the same token with a Local-Token-ID");
+    assert_eq!(assigned.local_token_id, "ltP-1");
+    let again = put_token_as(c, "CPdp", token_at(id, "ltQ-1", 1, now))
+        .await
+        .expect("a retry");
+    assert_eq!(again.local_token_id, "ltP-1");
+    pip.stop().await;
 }
 
 /// Every timestamp the PIP takes lies in the protobuf Timestamp range
