@@ -364,6 +364,17 @@ pub fn role_to_pb(r: &RoleRecord) -> pb::Role {
     }
 }
 
+/// Why `id` is not a Token-ID (`name@fqdn`, TS-0001 7.1.15), naming
+/// `field`: the check of a stored token's ID, also applied to the IDs that
+/// reads and deletes name, so that a malformed one is INVALID_ARGUMENT
+/// rather than unknown.
+pub fn token_id_violation(id: &str, field: &str) -> Option<ConversionError> {
+    check_scoped_id(id).err().map(|e| ConversionError {
+        field: field.to_owned(),
+        message: e,
+    })
+}
+
 /// Converts and checks a wire token; fields are named under `token`. The
 /// optional holder (`tkhd`, TS-0001 9.6.39) is checked and stored like a
 /// role's holder (an AE-ID or CSE-ID, absolute); a given issuer (`tkis`) or
@@ -385,8 +396,8 @@ pub fn token_from_pb(
     for (i, a) in t.audience.iter().enumerate() {
         check.plain_id(&format!("token.audience[{i}]"), a);
     }
-    if let Err(e) = check_scoped_id(&t.token_id) {
-        check.add("token.token_id", e);
+    if let Some(e) = token_id_violation(&t.token_id, "token.token_id") {
+        check.0.push(e);
     }
     if t.token_object.is_empty() {
         check.add("token.token_object", "required");
@@ -454,6 +465,27 @@ pub fn token_to_pb(t: &TokenRecord) -> pb::Token {
     }
 }
 
+/// Why `id` (not empty) cannot be a `<group>` ID, if it cannot. The group ID
+/// is written in acor (spec notes §2.4), where only an exact ID can be a
+/// group (Decision 3: `@` marks a Role-ID, `all` everyone; `//fqdn` is an SP
+/// domain and `*` a wildcard pattern, both matched as such and never looked
+/// up as a group).
+fn group_id_refusal(id: &str) -> Option<String> {
+    match OriginatorEntry::parse(id) {
+        Ok(OriginatorEntry::Exact { .. }) => None,
+        Ok(OriginatorEntry::All | OriginatorEntry::Role(_)) => Some(format!(
+            "'{id}' would be read as a Role-ID or `all` in acor"
+        )),
+        Ok(OriginatorEntry::Domain(_)) => Some(format!(
+            "'{id}' would be read as an SP domain in acor, not a group"
+        )),
+        Ok(OriginatorEntry::Pattern { .. }) => Some(format!(
+            "'{id}' would be read as a wildcard pattern in acor, not a group"
+        )),
+        Err(e) => Some(format!("'{id}' is not a resource ID: {e}")),
+    }
+}
+
 /// Converts and checks a wire group; fields are named under `group`.
 pub fn group_from_pb(
     hosting: &HostingContext,
@@ -462,30 +494,8 @@ pub fn group_from_pb(
     let mut check = Check::default();
     if g.group_id.is_empty() {
         check.add("group.group_id", "required");
-    } else {
-        // The group ID is written in acor (spec notes §2.4), where only an
-        // exact ID can be a group (Decision 3: `@` marks a Role-ID, `all`
-        // everyone; `//fqdn` is an SP domain and `*` a wildcard pattern,
-        // both matched as such and never looked up as a group).
-        let refused = match OriginatorEntry::parse(&g.group_id) {
-            Ok(OriginatorEntry::Exact { .. }) => None,
-            Ok(OriginatorEntry::All | OriginatorEntry::Role(_)) => Some(format!(
-                "'{}' would be read as a Role-ID or `all` in acor",
-                g.group_id
-            )),
-            Ok(OriginatorEntry::Domain(_)) => Some(format!(
-                "'{}' would be read as an SP domain in acor, not a group",
-                g.group_id
-            )),
-            Ok(OriginatorEntry::Pattern { .. }) => Some(format!(
-                "'{}' would be read as a wildcard pattern in acor, not a group",
-                g.group_id
-            )),
-            Err(e) => Some(format!("'{}' is not a resource ID: {e}", g.group_id)),
-        };
-        if let Some(reason) = refused {
-            check.add("group.group_id", reason);
-        }
+    } else if let Some(reason) = group_id_refusal(&g.group_id) {
+        check.add("group.group_id", reason);
     }
     let mut members: Vec<String> = g
         .member_ids
@@ -518,11 +528,20 @@ pub fn group_from_pb(
 /// The absolute form of a `<group>` resource ID given in any form
 /// (`grp`, `/cse/grp`, `//sp/cse/grp`: TS-0001 7.2), as the PIP stores it,
 /// or names `field`.
+///
+/// An ID no group can have (see [`group_from_pb`]) is refused too, so that a
+/// read or delete of one is INVALID_ARGUMENT, not NOT_FOUND.
 pub fn canonical_group_id(
     hosting: &HostingContext,
     field: &str,
     id: &str,
 ) -> Result<String, Vec<ConversionError>> {
+    if let Some(message) = group_id_refusal(id) {
+        return Err(vec![ConversionError {
+            field: field.to_owned(),
+            message,
+        }]);
+    }
     canonical_resource_id(id, hosting).map_err(|message| {
         vec![ConversionError {
             field: field.to_owned(),

@@ -24,7 +24,8 @@ use tonic::{Request, Response, Status};
 
 use crate::records::{
     canonical_group_id, canonical_id, fix_to_pb, group_from_pb, group_to_pb,
-    position_report_from_pb, role_from_pb, role_to_pb, token_from_pb, token_to_pb,
+    position_report_from_pb, role_from_pb, role_to_pb, token_from_pb, token_id_violation,
+    token_to_pb,
 };
 use crate::resolve::{Resolver, RoleVerdict};
 use crate::state::{PipChange, PipError, PipMutation, PipSchema, PipState};
@@ -479,6 +480,9 @@ impl PolicyInformationPoint for PipService {
             ("originator", req.originator.as_str()),
             ("role_id", req.role_id.as_str()),
         ])?;
+        // As GetRole: a malformed Role-ID names no role (NOT_FOUND would
+        // hide the typo).
+        check_role_ids([("role_id".to_owned(), req.role_id.as_str())])?;
         self.require_admin(&req.originator)?;
         let holder = self.role_holder(&req.role_id, &req.holder)?;
         let revision = self
@@ -571,6 +575,16 @@ impl PolicyInformationPoint for PipService {
         let ids = &req.token_ids;
         check_id_list("token_ids", ids)?;
         check_id_list("local_token_ids", &req.local_token_ids)?;
+        // A malformed Token-ID is no token's: INVALID_ARGUMENT, as in
+        // PutToken, not an unknown ID.
+        let malformed: Vec<ConversionError> = ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| token_id_violation(id, &format!("token_ids[{i}]")))
+            .collect();
+        if !malformed.is_empty() {
+            return Err(invalid_argument(&malformed));
+        }
         let not_ncname: Vec<ConversionError> = req
             .local_token_ids
             .iter()
@@ -618,6 +632,9 @@ impl PolicyInformationPoint for PipService {
             ("originator", req.originator.as_str()),
             ("token_id", req.token_id.as_str()),
         ])?;
+        if let Some(e) = token_id_violation(&req.token_id, "token_id") {
+            return Err(invalid_argument(&[e]));
+        }
         self.require_admin(&req.originator)?;
         let revision = self.commit(PipMutation::DeleteToken(req.token_id)).await?;
         Ok(Response::new(pb::PipWriteResponse { revision }))

@@ -1937,3 +1937,119 @@ async fn timestamps_are_bounded_to_the_protobuf_timestamp_range() {
     assert_eq!(listed[0].not_after, at(MAX, 999_999_999));
     pip.stop().await;
 }
+
+/// README "PIP": invalid input is INVALID_ARGUMENT naming the field, in
+/// reads and deletes as in writes. An ID no role, token or group can have
+/// (checked as CreateRole, PutToken and PutGroup check it: a Role-ID or
+/// Token-ID is `name@fqdn` with a lower-case FQDN, spec notes §7.2; a group
+/// ID is what acor reads as an exact ID, Decision 3) is refused, never
+/// NOT_FOUND, an unknown ID or "no group". A well-formed unknown ID stays
+/// NOT_FOUND (or unknown).
+#[tokio::test]
+async fn malformed_ids_are_invalid_argument_on_reads_and_deletes() {
+    let mut pip = Running::start(config(None)).await;
+    let c = &mut pip.client;
+    let before = pip.service.revision();
+    for role_id in ["bad", "x*@roles.example", "x@Roles.example"] {
+        let err = c
+            .delete_role(pb::DeleteRoleRequest {
+                originator: ADMIN.into(),
+                role_id: role_id.into(),
+                holder: String::new(),
+            })
+            .await
+            .expect_err(role_id);
+        assert_eq!(err.code(), Code::InvalidArgument, "{role_id}: {err:?}");
+        assert_eq!(fields(&err), ["role_id"], "{role_id}");
+    }
+    let err = c
+        .delete_token(pb::DeleteTokenRequest {
+            originator: ADMIN.into(),
+            token_id: "bad".into(),
+        })
+        .await
+        .expect_err("bad");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(fields(&err), ["token_id"]);
+    for group_id in ["all", "grp*"] {
+        let err = c
+            .delete_group(pb::DeleteGroupRequest {
+                originator: ADMIN.into(),
+                group_id: group_id.into(),
+            })
+            .await
+            .expect_err(group_id);
+        assert_eq!(err.code(), Code::InvalidArgument, "{group_id}: {err:?}");
+        assert_eq!(fields(&err), ["group_id"], "{group_id}");
+    }
+    let err = c
+        .get_group(pb::GetGroupRequest {
+            group_id: "a@b.example".into(),
+        })
+        .await
+        .expect_err("a Role-ID");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(fields(&err), ["group_id"]);
+    let err = c
+        .check_membership(pb::CheckMembershipRequest {
+            group_id: "all".into(),
+            originator: "Calice".into(),
+        })
+        .await
+        .expect_err("all");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(fields(&err), ["group_id"]);
+    for (ids, field) in [
+        (vec!["bad id"], "token_ids[0]"),
+        (vec![""], "token_ids[0]"),
+        (vec!["tk1@das.example.com", "bad"], "token_ids[1]"),
+    ] {
+        let err = c
+            .get_tokens(pb::GetTokensRequest {
+                token_ids: ids.iter().map(|i| i.to_string()).collect(),
+                local_token_ids: Vec::new(),
+            })
+            .await
+            .expect_err(field);
+        assert_eq!(err.code(), Code::InvalidArgument, "{ids:?}: {err:?}");
+        assert_eq!(fields(&err), [field], "{ids:?}");
+    }
+    assert_eq!(pip.service.revision(), before, "nothing changed");
+
+    // Well-formed and unknown.
+    let err = c
+        .delete_role(pb::DeleteRoleRequest {
+            originator: ADMIN.into(),
+            role_id: "none@roles.example.com".into(),
+            holder: String::new(),
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let err = c
+        .delete_token(pb::DeleteTokenRequest {
+            originator: ADMIN.into(),
+            token_id: "tk9@das.example.com".into(),
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let err = c
+        .delete_group(pb::DeleteGroupRequest {
+            originator: ADMIN.into(),
+            group_id: "grpNone".into(),
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let err = c
+        .get_group(pb::GetGroupRequest {
+            group_id: "/id-in/grpNone".into(),
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let unknown = tokens_by(c, &["tk9@das.example.com"], &[]).await;
+    assert_eq!(unknown.unknown_ids, ["tk9@das.example.com"]);
+    pip.stop().await;
+}
