@@ -14,7 +14,7 @@ use authz_core::request::Position;
 use authz_core::resources::check_owner_id;
 use authz_core::token::check_scoped_id;
 use authz_proto::convert::{
-    is_ncname, position_from_pb, position_to_pb, timestamp_field, timestamp_to_pb,
+    MAX_ID_BYTES, is_ncname, position_from_pb, position_to_pb, timestamp_field, timestamp_to_pb,
 };
 use authz_proto::{ConversionError, pb};
 use chrono::{DateTime, Utc};
@@ -297,6 +297,24 @@ impl Check {
         self.add(field, refused);
     }
 
+    /// `rltl` of a `<role>` (optional): an anyURI pointing to a `<token>`
+    /// (spec notes §7.3). White space and control characters are not URI
+    /// characters (RFC 3986), and such a link could not be followed.
+    fn token_link(&mut self, field: &str, link: &str) {
+        if link.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            self.add(
+                field,
+                format!("{link:?} is not an anyURI: it contains white space or control characters"),
+            );
+        } else if link.len() > MAX_ID_BYTES {
+            // As long as the longest ID it may name.
+            self.add(
+                field,
+                format!("is {} bytes long; at most {MAX_ID_BYTES}", link.len()),
+            );
+        }
+    }
+
     fn finish<T>(self, value: T) -> Result<T, Vec<ConversionError>> {
         if self.0.is_empty() {
             Ok(value)
@@ -337,6 +355,7 @@ pub fn role_from_pb(
         check.add("role.not_after", "required");
     }
     check.validity_order("role", not_before, not_after);
+    check.token_link("role.token_link", &r.token_link);
     let (Some(not_before), Some(not_after)) = (not_before, not_after) else {
         return Err(check.0);
     };

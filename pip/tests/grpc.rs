@@ -2053,3 +2053,48 @@ async fn malformed_ids_are_invalid_argument_on_reads_and_deletes() {
     assert_eq!(unknown.unknown_ids, ["tk9@das.example.com"]);
     pip.stop().await;
 }
+
+/// Spec notes §7.3: a role's tokenLink (`rltl`) is an anyURI, which holds no
+/// white space or control characters (RFC 3986): such a link is
+/// INVALID_ARGUMENT naming `role.token_link` and nothing is stored. A URI
+/// (or none) is accepted.
+#[tokio::test]
+async fn a_token_link_is_an_any_uri_spec_notes_7_3() {
+    let mut pip = Running::start(config(None)).await;
+    let c = &mut pip.client;
+    let before = pip.service.revision();
+    for link in [
+        "a b",
+        " /id-in/tk1",
+        "/id-in/tk1\n",
+        "/id-in/\u{7}tk1",
+        "a\tb",
+    ] {
+        let err = c
+            .create_role(pb::CreateRoleRequest {
+                originator: ADMIN.into(),
+                role: Some(pb::Role {
+                    token_link: link.into(),
+                    ..role("r@roles.example.com", AUTHORITY, "Calice", (-1, 1))
+                }),
+            })
+            .await
+            .expect_err(link);
+        assert_eq!(err.code(), Code::InvalidArgument, "{link:?}: {err:?}");
+        assert_eq!(fields(&err), ["role.token_link"], "{link:?}");
+    }
+    assert_eq!(pip.service.revision(), before, "nothing was stored");
+    let stored = c
+        .create_role(pb::CreateRoleRequest {
+            originator: ADMIN.into(),
+            role: Some(pb::Role {
+                token_link: "//sp.example.com/id-in/tk-1".into(),
+                ..role("r@roles.example.com", AUTHORITY, "Calice", (-1, 1))
+            }),
+        })
+        .await
+        .expect("a URI")
+        .into_inner();
+    assert_eq!(stored.token_link, "//sp.example.com/id-in/tk-1");
+    pip.stop().await;
+}
