@@ -370,6 +370,14 @@ pub fn role_from_pb(
     })
 }
 
+/// Checks a role's tokenLink (`rltl`, an anyURI) as [`role_from_pb`] does,
+/// naming `field`.
+pub fn check_token_link(field: &str, link: &str) -> Result<(), Vec<ConversionError>> {
+    let mut check = Check::default();
+    check.token_link(field, link);
+    check.finish(())
+}
+
 /// A role as its wire form.
 pub fn role_to_pb(r: &RoleRecord) -> pb::Role {
     pb::Role {

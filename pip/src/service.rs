@@ -23,7 +23,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::records::{
-    canonical_group_id, canonical_id, fix_to_pb, group_from_pb, group_to_pb,
+    canonical_group_id, canonical_id, check_token_link, fix_to_pb, group_from_pb, group_to_pb,
     position_report_from_pb, role_from_pb, role_to_pb, token_from_pb, token_id_violation,
     token_to_pb,
 };
@@ -190,6 +190,11 @@ fn change_event(entry: &LogEntry<PipChange>) -> pb::AttributeChange {
     use pb::attribute_change::Change;
     let change = match &entry.change {
         PipChange::RolePut(r) => Change::Role(pb::RoleChanged {
+            role_id: r.role_id.clone(),
+            holder: r.holder.clone(),
+            deleted: false,
+        }),
+        PipChange::RoleUpdated { role: r, .. } => Change::Role(pb::RoleChanged {
             role_id: r.role_id.clone(),
             holder: r.holder.clone(),
             deleted: false,
@@ -492,6 +497,36 @@ impl PolicyInformationPoint for PipService {
             })
             .await?;
         Ok(Response::new(pb::PipWriteResponse { revision }))
+    }
+
+    async fn update_role_token_link(
+        &self,
+        request: Request<pb::UpdateRoleTokenLinkRequest>,
+    ) -> Result<Response<pb::Role>, Status> {
+        let req = request.into_inner();
+        check_ids([
+            ("originator", req.originator.as_str()),
+            ("role_id", req.role_id.as_str()),
+        ])?;
+        check_role_ids([("role_id".to_owned(), req.role_id.as_str())])?;
+        check_token_link("token_link", &req.token_link).map_err(|e| invalid_argument(&e))?;
+        self.require_admin(&req.originator)?;
+        let holder = self.role_holder(&req.role_id, &req.holder)?;
+        let entry = self
+            .commit_entry(PipMutation::UpdateRoleTokenLink {
+                role_id: req.role_id,
+                holder,
+                token_link: req.token_link,
+            })
+            .await?;
+        let PipChange::RoleUpdated { role, .. } = entry.change else {
+            return Err(Status::internal(format!(
+                "UpdateRoleTokenLink committed an unexpected change: {:?}",
+                entry.change
+            )));
+        };
+        tracing::info!(role = %role.role_id, holder = %role.holder, revision = entry.revision, "role tokenLink updated");
+        Ok(Response::new(role_to_pb(&role)))
     }
 
     async fn list_roles(

@@ -2098,3 +2098,114 @@ async fn a_token_link_is_an_any_uri_spec_notes_7_3() {
     assert_eq!(stored.token_link, "//sp.example.com/id-in/tk-1");
     pip.stop().await;
 }
+
+/// TS-0003 7.4.2.3 step 5: the Authorization Authority updates the tokenLink
+/// of a `<role>` with the address of the `<token>` it issued; spec notes
+/// §7.3: tokenLink is O on Update (every other attribute NP).
+/// UpdateRoleTokenLink changes that one attribute of a stored role (the
+/// admin only), durably, streamed to watchers as a role change; an unknown
+/// role is NOT_FOUND, a link that is no anyURI INVALID_ARGUMENT naming
+/// `token_link`, and neither changes anything.
+#[tokio::test]
+async fn a_roles_token_link_is_updated_ts_0003_7_4_2_3_step_5() {
+    let dir = temp_dir("token-link");
+    let mut pip = Running::start(config(Some(dir.clone()))).await;
+    let c = &mut pip.client;
+    let created = c
+        .create_role(pb::CreateRoleRequest {
+            originator: ADMIN.into(),
+            role: Some(role("r@roles.example.com", AUTHORITY, "Calice", (-1, 1))),
+        })
+        .await
+        .expect("create")
+        .into_inner();
+    let mut watch = c
+        .watch(pb::WatchAttributesRequest {
+            from_revision: pip.service.revision(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let update = |role_id: &str, link: &str| pb::UpdateRoleTokenLinkRequest {
+        originator: ADMIN.into(),
+        role_id: role_id.into(),
+        holder: "Calice".into(),
+        token_link: link.into(),
+    };
+    let before = pip.service.revision();
+    for (req, code, field) in [
+        (
+            update("r@roles.example.com", "a b"),
+            Code::InvalidArgument,
+            "token_link",
+        ),
+        (
+            update("r@Roles.example.com", "/id-in/tk1"),
+            Code::InvalidArgument,
+            "role_id",
+        ),
+        (
+            update("none@roles.example.com", "/id-in/tk1"),
+            Code::NotFound,
+            "",
+        ),
+        (
+            pb::UpdateRoleTokenLinkRequest {
+                originator: "Cmallory".into(),
+                ..update("r@roles.example.com", "/id-in/tk1")
+            },
+            Code::PermissionDenied,
+            "",
+        ),
+    ] {
+        let err = c
+            .update_role_token_link(req.clone())
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), code, "{req:?}: {err:?}");
+        if !field.is_empty() {
+            assert_eq!(fields(&err), [field], "{req:?}");
+        }
+    }
+    assert_eq!(pip.service.revision(), before, "nothing changed");
+
+    let link = "//sp.example.com/id-in/tk-1";
+    let updated = c
+        .update_role_token_link(update("r@roles.example.com", link))
+        .await
+        .expect("update")
+        .into_inner();
+    assert_eq!(
+        updated,
+        pb::Role {
+            token_link: link.into(),
+            ..created.clone()
+        },
+        "only the tokenLink changed"
+    );
+    let event = watch.next().await.expect("event").expect("ok");
+    assert_eq!(event.revision, before + 1);
+    assert_eq!(
+        event.change,
+        Some(pb::attribute_change::Change::Role(pb::RoleChanged {
+            role_id: "r@roles.example.com".into(),
+            holder: "//sp.example.com/id-in/Calice".into(),
+            deleted: false,
+        }))
+    );
+    pip.stop().await;
+
+    let mut pip = Running::start(config(Some(dir.clone()))).await;
+    let stored = pip
+        .client
+        .get_role(pb::GetRoleRequest {
+            role_id: "r@roles.example.com".into(),
+            holder: String::new(),
+        })
+        .await
+        .expect("after a restart")
+        .into_inner();
+    assert_eq!(stored.token_link, link);
+    pip.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
