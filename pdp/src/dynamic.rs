@@ -925,10 +925,11 @@ impl Dynamic {
         match change {
             // Its ID is write-once (TS-0001 7.1.16), so the token keeps the
             // one this PDP knows (and reports when it is presented again,
-            // without writing to the PIP); but the admin may replace the
-            // token object, which is fetched again at its next use by ID,
-            // so that every PDP of the CSE uses the one the PIP holds. (A
-            // fetch already under way may still cache the object it got.)
+            // without writing to the PIP); the PIP's `<token>` is write-once
+            // too, but one deleted and stored again may hold another object,
+            // which is fetched again at its next use by ID, so that every
+            // PDP of the CSE uses the one the PIP holds. (A fetch already
+            // under way may still cache the object it got.)
             TokensChanged::Stored(token_id) => {
                 if let Some(lti) = self.local_by_token.get(token_id) {
                     self.local

@@ -58,6 +58,12 @@ impl PolicyInformationPoint for FakePip {
     ) -> Result<Response<pb::PipWriteResponse>, Status> {
         unused()
     }
+    async fn update_role_token_link(
+        &self,
+        _: Request<pb::UpdateRoleTokenLinkRequest>,
+    ) -> Result<Response<pb::Role>, Status> {
+        unused()
+    }
     async fn list_roles(
         &self,
         _: Request<pb::ListRolesRequest>,

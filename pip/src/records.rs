@@ -14,7 +14,7 @@ use authz_core::request::Position;
 use authz_core::resources::check_owner_id;
 use authz_core::token::check_scoped_id;
 use authz_proto::convert::{
-    is_ncname, position_from_pb, position_to_pb, timestamp_field, timestamp_to_pb,
+    MAX_ID_BYTES, is_ncname, position_from_pb, position_to_pb, timestamp_field, timestamp_to_pb,
 };
 use authz_proto::{ConversionError, pb};
 use chrono::{DateTime, Utc};
@@ -89,6 +89,47 @@ impl TokenRecord {
     /// token without `tkna` never expires here.
     pub fn expired_at(&self, at: DateTime<Utc>) -> bool {
         self.not_after.is_some_and(|na| at > na)
+    }
+
+    /// The attributes (wire field names) in which `other` differs from this
+    /// token, the Local-Token-ID aside: that is the hosting CSE's, assigned
+    /// once, not one of the token's.
+    pub fn differing_attributes(&self, other: &TokenRecord) -> Vec<&'static str> {
+        // Destructured, so that a new attribute cannot be left out.
+        let TokenRecord {
+            token_id,
+            token_object,
+            version,
+            issuer,
+            holder,
+            not_before,
+            not_after,
+            token_name,
+            audience,
+            permissions_json,
+            extension,
+            local_token_id: _,
+        } = self;
+        let same = [
+            ("token_id", *token_id == other.token_id),
+            ("token_object", *token_object == other.token_object),
+            ("version", *version == other.version),
+            ("issuer", *issuer == other.issuer),
+            ("holder", *holder == other.holder),
+            ("not_before", *not_before == other.not_before),
+            ("not_after", *not_after == other.not_after),
+            ("token_name", *token_name == other.token_name),
+            ("audience", *audience == other.audience),
+            (
+                "permissions_json",
+                *permissions_json == other.permissions_json,
+            ),
+            ("extension", *extension == other.extension),
+        ];
+        same.into_iter()
+            .filter(|(_, same)| !same)
+            .map(|(name, _)| name)
+            .collect()
     }
 }
 
@@ -256,6 +297,24 @@ impl Check {
         self.add(field, refused);
     }
 
+    /// `rltl` of a `<role>` (optional): an anyURI pointing to a `<token>`
+    /// (spec notes §7.3). White space and control characters are not URI
+    /// characters (RFC 3986), and such a link could not be followed.
+    fn token_link(&mut self, field: &str, link: &str) {
+        if link.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            self.add(
+                field,
+                format!("{link:?} is not an anyURI: it contains white space or control characters"),
+            );
+        } else if link.len() > MAX_ID_BYTES {
+            // As long as the longest ID it may name.
+            self.add(
+                field,
+                format!("is {} bytes long; at most {MAX_ID_BYTES}", link.len()),
+            );
+        }
+    }
+
     fn finish<T>(self, value: T) -> Result<T, Vec<ConversionError>> {
         if self.0.is_empty() {
             Ok(value)
@@ -296,6 +355,7 @@ pub fn role_from_pb(
         check.add("role.not_after", "required");
     }
     check.validity_order("role", not_before, not_after);
+    check.token_link("role.token_link", &r.token_link);
     let (Some(not_before), Some(not_after)) = (not_before, not_after) else {
         return Err(check.0);
     };
@@ -310,6 +370,14 @@ pub fn role_from_pb(
     })
 }
 
+/// Checks a role's tokenLink (`rltl`, an anyURI) as [`role_from_pb`] does,
+/// naming `field`.
+pub fn check_token_link(field: &str, link: &str) -> Result<(), Vec<ConversionError>> {
+    let mut check = Check::default();
+    check.token_link(field, link);
+    check.finish(())
+}
+
 /// A role as its wire form.
 pub fn role_to_pb(r: &RoleRecord) -> pb::Role {
     pb::Role {
@@ -321,6 +389,17 @@ pub fn role_to_pb(r: &RoleRecord) -> pb::Role {
         role_name: r.role_name.clone(),
         token_link: r.token_link.clone(),
     }
+}
+
+/// Why `id` is not a Token-ID (`name@fqdn`, TS-0001 7.1.15), naming
+/// `field`: the check of a stored token's ID, also applied to the IDs that
+/// reads and deletes name, so that a malformed one is INVALID_ARGUMENT
+/// rather than unknown.
+pub fn token_id_violation(id: &str, field: &str) -> Option<ConversionError> {
+    check_scoped_id(id).err().map(|e| ConversionError {
+        field: field.to_owned(),
+        message: e,
+    })
 }
 
 /// Converts and checks a wire token; fields are named under `token`. The
@@ -344,8 +423,8 @@ pub fn token_from_pb(
     for (i, a) in t.audience.iter().enumerate() {
         check.plain_id(&format!("token.audience[{i}]"), a);
     }
-    if let Err(e) = check_scoped_id(&t.token_id) {
-        check.add("token.token_id", e);
+    if let Some(e) = token_id_violation(&t.token_id, "token.token_id") {
+        check.0.push(e);
     }
     if t.token_object.is_empty() {
         check.add("token.token_object", "required");
@@ -413,6 +492,27 @@ pub fn token_to_pb(t: &TokenRecord) -> pb::Token {
     }
 }
 
+/// Why `id` (not empty) cannot be a `<group>` ID, if it cannot. The group ID
+/// is written in acor (spec notes §2.4), where only an exact ID can be a
+/// group (Decision 3: `@` marks a Role-ID, `all` everyone; `//fqdn` is an SP
+/// domain and `*` a wildcard pattern, both matched as such and never looked
+/// up as a group).
+fn group_id_refusal(id: &str) -> Option<String> {
+    match OriginatorEntry::parse(id) {
+        Ok(OriginatorEntry::Exact { .. }) => None,
+        Ok(OriginatorEntry::All | OriginatorEntry::Role(_)) => Some(format!(
+            "'{id}' would be read as a Role-ID or `all` in acor"
+        )),
+        Ok(OriginatorEntry::Domain(_)) => Some(format!(
+            "'{id}' would be read as an SP domain in acor, not a group"
+        )),
+        Ok(OriginatorEntry::Pattern { .. }) => Some(format!(
+            "'{id}' would be read as a wildcard pattern in acor, not a group"
+        )),
+        Err(e) => Some(format!("'{id}' is not a resource ID: {e}")),
+    }
+}
+
 /// Converts and checks a wire group; fields are named under `group`.
 pub fn group_from_pb(
     hosting: &HostingContext,
@@ -421,30 +521,8 @@ pub fn group_from_pb(
     let mut check = Check::default();
     if g.group_id.is_empty() {
         check.add("group.group_id", "required");
-    } else {
-        // The group ID is written in acor (spec notes §2.4), where only an
-        // exact ID can be a group (Decision 3: `@` marks a Role-ID, `all`
-        // everyone; `//fqdn` is an SP domain and `*` a wildcard pattern,
-        // both matched as such and never looked up as a group).
-        let refused = match OriginatorEntry::parse(&g.group_id) {
-            Ok(OriginatorEntry::Exact { .. }) => None,
-            Ok(OriginatorEntry::All | OriginatorEntry::Role(_)) => Some(format!(
-                "'{}' would be read as a Role-ID or `all` in acor",
-                g.group_id
-            )),
-            Ok(OriginatorEntry::Domain(_)) => Some(format!(
-                "'{}' would be read as an SP domain in acor, not a group",
-                g.group_id
-            )),
-            Ok(OriginatorEntry::Pattern { .. }) => Some(format!(
-                "'{}' would be read as a wildcard pattern in acor, not a group",
-                g.group_id
-            )),
-            Err(e) => Some(format!("'{}' is not a resource ID: {e}", g.group_id)),
-        };
-        if let Some(reason) = refused {
-            check.add("group.group_id", reason);
-        }
+    } else if let Some(reason) = group_id_refusal(&g.group_id) {
+        check.add("group.group_id", reason);
     }
     let mut members: Vec<String> = g
         .member_ids
@@ -477,11 +555,20 @@ pub fn group_from_pb(
 /// The absolute form of a `<group>` resource ID given in any form
 /// (`grp`, `/cse/grp`, `//sp/cse/grp`: TS-0001 7.2), as the PIP stores it,
 /// or names `field`.
+///
+/// An ID no group can have (see [`group_from_pb`]) is refused too, so that a
+/// read or delete of one is INVALID_ARGUMENT, not NOT_FOUND.
 pub fn canonical_group_id(
     hosting: &HostingContext,
     field: &str,
     id: &str,
 ) -> Result<String, Vec<ConversionError>> {
+    if let Some(message) = group_id_refusal(id) {
+        return Err(vec![ConversionError {
+            field: field.to_owned(),
+            message,
+        }]);
+    }
     canonical_resource_id(id, hosting).map_err(|message| {
         vec![ConversionError {
             field: field.to_owned(),

@@ -23,8 +23,9 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::records::{
-    canonical_group_id, canonical_id, fix_to_pb, group_from_pb, group_to_pb,
-    position_report_from_pb, role_from_pb, role_to_pb, token_from_pb, token_to_pb,
+    canonical_group_id, canonical_id, check_token_link, fix_to_pb, group_from_pb, group_to_pb,
+    position_report_from_pb, role_from_pb, role_to_pb, token_from_pb, token_id_violation,
+    token_to_pb,
 };
 use crate::resolve::{Resolver, RoleVerdict};
 use crate::state::{PipChange, PipError, PipMutation, PipSchema, PipState};
@@ -86,6 +87,7 @@ pub type AttributeChangeStream =
 fn pip_status(e: PipError) -> Status {
     match e {
         PipError::AlreadyExists(id) => Status::already_exists(format!("{id} already exists")),
+        e @ PipError::TokenExists { .. } => Status::already_exists(e.to_string()),
         PipError::NotFound(id) => Status::not_found(format!("{id} not found")),
         e @ PipError::OlderPosition { .. } => Status::failed_precondition(e.to_string()),
         PipError::LocalTokenIdTaken {
@@ -188,6 +190,11 @@ fn change_event(entry: &LogEntry<PipChange>) -> pb::AttributeChange {
     use pb::attribute_change::Change;
     let change = match &entry.change {
         PipChange::RolePut(r) => Change::Role(pb::RoleChanged {
+            role_id: r.role_id.clone(),
+            holder: r.holder.clone(),
+            deleted: false,
+        }),
+        PipChange::RoleUpdated { role: r, .. } => Change::Role(pb::RoleChanged {
             role_id: r.role_id.clone(),
             holder: r.holder.clone(),
             deleted: false,
@@ -295,18 +302,18 @@ impl PipService {
         }
     }
 
-    /// The admin, or one of `writers`: whether it is the admin (who may
-    /// replace what others wrote), else PERMISSION_DENIED with `denial`.
+    /// The admin, or one of `writers`, else PERMISSION_DENIED with
+    /// `denial`.
     fn require_writer(
         &self,
         originator: &str,
         writers: &[String],
         denial: &str,
-    ) -> Result<bool, Status> {
-        if self.require_admin(originator).is_ok() {
-            Ok(true)
-        } else if writers.iter().any(|s| self.same_id(originator, s)) {
-            Ok(false)
+    ) -> Result<(), Status> {
+        if self.require_admin(originator).is_ok()
+            || writers.iter().any(|s| self.same_id(originator, s))
+        {
+            Ok(())
         } else {
             Err(Status::permission_denied(format!(
                 "originator '{originator}' {denial}"
@@ -478,6 +485,9 @@ impl PolicyInformationPoint for PipService {
             ("originator", req.originator.as_str()),
             ("role_id", req.role_id.as_str()),
         ])?;
+        // As GetRole: a malformed Role-ID names no role (NOT_FOUND would
+        // hide the typo).
+        check_role_ids([("role_id".to_owned(), req.role_id.as_str())])?;
         self.require_admin(&req.originator)?;
         let holder = self.role_holder(&req.role_id, &req.holder)?;
         let revision = self
@@ -487,6 +497,36 @@ impl PolicyInformationPoint for PipService {
             })
             .await?;
         Ok(Response::new(pb::PipWriteResponse { revision }))
+    }
+
+    async fn update_role_token_link(
+        &self,
+        request: Request<pb::UpdateRoleTokenLinkRequest>,
+    ) -> Result<Response<pb::Role>, Status> {
+        let req = request.into_inner();
+        check_ids([
+            ("originator", req.originator.as_str()),
+            ("role_id", req.role_id.as_str()),
+        ])?;
+        check_role_ids([("role_id".to_owned(), req.role_id.as_str())])?;
+        check_token_link("token_link", &req.token_link).map_err(|e| invalid_argument(&e))?;
+        self.require_admin(&req.originator)?;
+        let holder = self.role_holder(&req.role_id, &req.holder)?;
+        let entry = self
+            .commit_entry(PipMutation::UpdateRoleTokenLink {
+                role_id: req.role_id,
+                holder,
+                token_link: req.token_link,
+            })
+            .await?;
+        let PipChange::RoleUpdated { role, .. } = entry.change else {
+            return Err(Status::internal(format!(
+                "UpdateRoleTokenLink committed an unexpected change: {:?}",
+                entry.change
+            )));
+        };
+        tracing::info!(role = %role.role_id, holder = %role.holder, revision = entry.revision, "role tokenLink updated");
+        Ok(Response::new(role_to_pb(&role)))
     }
 
     async fn list_roles(
@@ -535,7 +575,7 @@ impl PolicyInformationPoint for PipService {
         let token = req.token.as_ref().ok_or_else(|| bad("token", "required"))?;
         let record = token_from_pb(self.inner.resolver.hosting(), token)
             .map_err(|e| invalid_argument(&e))?;
-        let admin = self.require_writer(
+        self.require_writer(
             &req.originator,
             &self.inner.writers.token_writers,
             "may not store tokens in the PIP",
@@ -544,7 +584,6 @@ impl PolicyInformationPoint for PipService {
             .commit_entry(PipMutation::PutToken {
                 token: record,
                 at: Utc::now(),
-                replace: admin,
             })
             .await?;
         // As stored: with the Local-Token-ID the token already had, when it
@@ -571,6 +610,16 @@ impl PolicyInformationPoint for PipService {
         let ids = &req.token_ids;
         check_id_list("token_ids", ids)?;
         check_id_list("local_token_ids", &req.local_token_ids)?;
+        // A malformed Token-ID is no token's: INVALID_ARGUMENT, as in
+        // PutToken, not an unknown ID.
+        let malformed: Vec<ConversionError> = ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| token_id_violation(id, &format!("token_ids[{i}]")))
+            .collect();
+        if !malformed.is_empty() {
+            return Err(invalid_argument(&malformed));
+        }
         let not_ncname: Vec<ConversionError> = req
             .local_token_ids
             .iter()
@@ -618,6 +667,9 @@ impl PolicyInformationPoint for PipService {
             ("originator", req.originator.as_str()),
             ("token_id", req.token_id.as_str()),
         ])?;
+        if let Some(e) = token_id_violation(&req.token_id, "token_id") {
+            return Err(invalid_argument(&[e]));
+        }
         self.require_admin(&req.originator)?;
         let revision = self.commit(PipMutation::DeleteToken(req.token_id)).await?;
         Ok(Response::new(pb::PipWriteResponse { revision }))

@@ -137,6 +137,15 @@ impl PipState {
 pub enum PipChange {
     /// A role was created.
     RolePut(RoleRecord),
+    /// A role's tokenLink was updated: the role as it is now.
+    RoleUpdated {
+        /// The role.
+        role: RoleRecord,
+        /// Stored under the role ID alone ([`PipState::legacy_roles`]):
+        /// that row is replaced by one under the role ID and holder.
+        #[serde(default)]
+        legacy: bool,
+    },
     /// A role was deleted (with its holder, for cache invalidation).
     RoleDeleted {
         /// Role ID.
@@ -192,6 +201,16 @@ pub enum PipMutation {
     /// Create a role; one its holder holds already is an error (roles are
     /// write-once).
     CreateRole(RoleRecord),
+    /// Set the tokenLink of the role `role_id` of `holder` (absolute), the
+    /// one attribute of a `<role>` that may be updated (spec notes §7.3).
+    UpdateRoleTokenLink {
+        /// Role ID.
+        role_id: String,
+        /// Its holder.
+        holder: String,
+        /// The new tokenLink (empty: none).
+        token_link: String,
+    },
     /// Delete the role `role_id` of `holder` (absolute).
     DeleteRole {
         /// Role ID.
@@ -199,21 +218,16 @@ pub enum PipMutation {
         /// Its holder.
         holder: String,
     },
-    /// Store or replace a token. A token that has a Local-Token-ID keeps it
-    /// (the record's is replaced by it); a new one must not be held by
-    /// another token that has not expired at `at`.
+    /// Store a token, write-once: a token of that ID with other attributes
+    /// is an error; the same one again may give it its first
+    /// Local-Token-ID. A token that has a Local-Token-ID keeps it (the
+    /// record's is replaced by it); a new one must not be held by another
+    /// token that has not expired at `at`.
     PutToken {
         /// The token.
         token: TokenRecord,
         /// When expiry is judged (now).
         at: DateTime<Utc>,
-        /// Whether a stored token of that ID may be replaced (the admin).
-        /// A token writer (a PDP recording the Local-Token-IDs it assigns)
-        /// may store a new token, or give a stored one without a
-        /// Local-Token-ID its first, but not change what is stored: else it
-        /// could rewrite another token's holder or notAfter, and so free
-        /// its Local-Token-ID for another token while it is still valid.
-        replace: bool,
     },
     /// Delete a token.
     DeleteToken(String),
@@ -232,6 +246,18 @@ pub enum PipError {
     /// The ID is taken.
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// A token of that ID is stored with other attributes: `<token>`
+    /// attributes are NP on Update (spec notes §7.4).
+    #[error(
+        "token {token_id} already exists with another {}; a <token> cannot be updated (delete it first)",
+        differing.join(", ")
+    )]
+    TokenExists {
+        /// The token ID.
+        token_id: String,
+        /// The wire names of the attributes that differ.
+        differing: Vec<&'static str>,
+    },
     /// Nothing is stored under the ID.
     #[error("{0} not found")]
     NotFound(String),
@@ -319,6 +345,23 @@ impl Schema for PipSchema {
                 }
                 PipChange::RolePut(r)
             }
+            PipMutation::UpdateRoleTokenLink {
+                role_id,
+                holder,
+                token_link,
+            } => {
+                let key = (role_id, holder);
+                let Some(stored) = state.roles.get(&key) else {
+                    return Err(PipError::NotFound(format!("{} of {}", key.0, key.1)));
+                };
+                PipChange::RoleUpdated {
+                    role: RoleRecord {
+                        token_link,
+                        ..stored.clone()
+                    },
+                    legacy: state.legacy_roles.contains(&key),
+                }
+            }
             PipMutation::DeleteRole { role_id, holder } => {
                 let key = (role_id, holder);
                 if !state.roles.contains_key(&key) {
@@ -332,20 +375,23 @@ impl Schema for PipSchema {
                     legacy,
                 }
             }
-            PipMutation::PutToken {
-                mut token,
-                at,
-                replace,
-            } => {
-                if !replace && let Some(existing) = state.tokens.get(&token.token_id) {
-                    token = TokenRecord {
-                        local_token_id: std::mem::take(&mut token.local_token_id),
-                        ..existing.clone()
-                    };
+            PipMutation::PutToken { mut token, at } => {
+                let existing = state.tokens.get(&token.token_id);
+                if let Some(existing) = existing {
+                    // Every `<token>` attribute is NP on Update (spec notes
+                    // §7.4): only the same record again (a PDP retrying, or
+                    // another PDP of the CSE storing the token it was
+                    // shown) is accepted. Else a writer could, say, make a
+                    // valid token expired and free its Local-Token-ID.
+                    let differing = existing.differing_attributes(&token);
+                    if !differing.is_empty() {
+                        return Err(PipError::TokenExists {
+                            token_id: token.token_id,
+                            differing,
+                        });
+                    }
                 }
-                let stored = state
-                    .tokens
-                    .get(&token.token_id)
+                let stored = existing
                     .map(|t| t.local_token_id.as_str())
                     .filter(|l| !l.is_empty());
                 if let Some(kept) = stored {
@@ -419,6 +465,10 @@ impl Schema for PipSchema {
             PipChange::RolePut(r) => {
                 state.roles.insert(role_key(r), r.clone());
             }
+            PipChange::RoleUpdated { role, .. } => {
+                state.legacy_roles.remove(&role_key(role));
+                state.roles.insert(role_key(role), role.clone());
+            }
             PipChange::RoleDeleted {
                 role_id, holder, ..
             } => {
@@ -473,6 +523,17 @@ impl Schema for PipSchema {
             ],
             PipChange::RolePut(r) => {
                 vec![row(ROLES, &role_row_key(&r.role_id, &r.holder), json(r)?)]
+            }
+            PipChange::RoleUpdated { role, legacy } => {
+                let mut rows = vec![row(
+                    ROLES,
+                    &role_row_key(&role.role_id, &role.holder),
+                    json(role)?,
+                )];
+                if *legacy {
+                    rows.push(row(ROLES, &role.role_id, None));
+                }
+                rows
             }
             PipChange::RoleDeleted {
                 role_id, holder, ..
@@ -711,6 +772,49 @@ mod tests {
             );
             assert_eq!(s.tokens["tkold@das.example.com"].local_token_id, "");
         }
+    }
+
+    /// A role loaded from a row of an older store (keyed by its role ID
+    /// alone) whose tokenLink is updated moves to a row under its role ID
+    /// and holder: the old row is deleted, so no stale copy loads again.
+    #[test]
+    fn a_token_link_update_replaces_an_older_row_of_the_role() {
+        let r = RoleRecord {
+            role_id: "r@roles.example.com".into(),
+            issuer: "//sp.example.com".into(),
+            holder: "//sp.example.com/id-in/Calice".into(),
+            not_before: Utc::now(),
+            not_after: Utc::now(),
+            role_name: String::new(),
+            token_link: String::new(),
+        };
+        let mut s = PipState::default();
+        let text = serde_json::to_string(&r).expect("json");
+        PipSchema::load(&mut s, ROLES, &r.role_id, &text).expect("load");
+        let c = PipSchema::check(
+            &s,
+            PipMutation::UpdateRoleTokenLink {
+                role_id: r.role_id.clone(),
+                holder: r.holder.clone(),
+                token_link: "/id-in/tk1".into(),
+            },
+        )
+        .expect("update");
+        let keys: Vec<(String, bool)> = PipSchema::rows(&c)
+            .expect("rows")
+            .into_iter()
+            .map(|row| (row.key, row.value.is_some()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (role_row_key(&r.role_id, &r.holder), true),
+                (r.role_id.clone(), false)
+            ]
+        );
+        PipSchema::apply(&mut s, &c);
+        assert!(s.legacy_roles.is_empty());
+        assert_eq!(s.roles[&role_key(&r)].token_link, "/id-in/tk1");
     }
 
     #[test]

@@ -682,7 +682,12 @@ async fn a_token_valid_until_before_it_is_valid_from_is_refused() {
     let c = &mut pip.client;
     let now = Utc::now();
     let token = |not_before: DateTime<Utc>, not_after: DateTime<Utc>| pb::Token {
-        token_id: "tk1@das.example.com".into(),
+        token_id: if not_before == not_after {
+            // Another token: a stored one is write-once.
+            "tk2@das.example.com".into()
+        } else {
+            "tk1@das.example.com".into()
+        },
         token_object: "eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiJ0azEifQ.c2ln".into(),
         not_before: Some(ts(not_before)),
         not_after: Some(ts(not_after)),
@@ -1392,9 +1397,16 @@ async fn group_rows_of_older_stores_are_read_and_deleted() {
 }
 
 /// A token stored with `local_token_id` (as a PDP stores the Local-Token-IDs
-/// it assigns), valid from an hour ago for `hours` hours (negative: expired).
+/// it assigns), valid from an hour ago for `hours` hours (negative: expired),
+/// in whole seconds.
 fn token_with_lti(id: &str, lti: &str, hours: i64) -> pb::Token {
     let now = Utc::now();
+    token_at(id, lti, hours, now)
+}
+
+/// [`token_with_lti`] as it would be at `now`: the same record again for
+/// the same `now` (a `<token>` is write-once, spec notes §7.4).
+fn token_at(id: &str, lti: &str, hours: i64, now: DateTime<Utc>) -> pb::Token {
     pb::Token {
         token_id: id.into(),
         token_object: "eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiJ0azEifQ.c2ln".into(),
@@ -1442,12 +1454,13 @@ async fn tokens_by(
 async fn a_tokens_first_local_token_id_is_kept_ts_0003_7_3_2_3_step_6_2() {
     let mut pip = Running::start(config(None)).await;
     let c = &mut pip.client;
-    let first = put_token_as(c, ADMIN, token_with_lti("tk1@das.example.com", "ltA-1", 1))
+    let now = Utc::now();
+    let first = put_token_as(c, ADMIN, token_at("tk1@das.example.com", "ltA-1", 1, now))
         .await
         .expect("put");
     assert_eq!(first.local_token_id, "ltA-1");
     for asked in ["ltB-1", ""] {
-        let again = put_token_as(c, ADMIN, token_with_lti("tk1@das.example.com", asked, 1))
+        let again = put_token_as(c, ADMIN, token_at("tk1@das.example.com", asked, 1, now))
             .await
             .expect("put again");
         assert_eq!(again.local_token_id, "ltA-1", "asked {asked:?}");
@@ -1576,13 +1589,14 @@ async fn local_token_ids_are_ncnames_ts_0001_7_1_16() {
 async fn racing_assignments_yield_one_local_token_id_ts_0001_7_1_16() {
     let pip = Running::start(config(None)).await;
     let mut calls = Vec::new();
+    let now = Utc::now();
     for i in 0..8 {
         let mut c = pip.client.clone();
         calls.push(tokio::spawn(async move {
             put_token_as(
                 &mut c,
                 ADMIN,
-                token_with_lti("tkrace@das.example.com", &format!("ltPdp{i}-1"), 1),
+                token_at("tkrace@das.example.com", &format!("ltPdp{i}-1"), 1, now),
             )
             .await
             .expect("put")
@@ -1611,7 +1625,8 @@ async fn token_writers_store_local_token_ids_that_survive_a_restart() {
     cfg.token_writers = vec!["CPdp".into()];
     let mut pip = Running::start(cfg.clone()).await;
     let c = &mut pip.client;
-    put_token_as(c, "CPdp", token_with_lti("tk1@das.example.com", "ltP-1", 1))
+    let now = Utc::now();
+    put_token_as(c, "CPdp", token_at("tk1@das.example.com", "ltP-1", 1, now))
         .await
         .expect("a token writer stores tokens");
     let err = put_token_as(
@@ -1643,31 +1658,27 @@ async fn token_writers_store_local_token_ids_that_survive_a_restart() {
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     // A token writer cannot rewrite a stored token (here the admin's):
     // made expired, its Local-Token-ID would be free for another token
-    // while it is still valid (TS-0001 7.1.16). It may give a token
-    // without one its first.
-    put_token_as(c, ADMIN, token_with_lti("tk3@das.example.com", "ltA-1", 1))
+    // while it is still valid (TS-0001 7.1.16; spec notes §7.4: NP on
+    // Update). It may give the same token without one its first.
+    put_token_as(c, ADMIN, token_at("tk3@das.example.com", "ltA-1", 1, now))
         .await
         .expect("the admin stores a token");
-    let mut rewrite = token_with_lti("tk3@das.example.com", "ltA-1", -1);
+    let mut rewrite = token_at("tk3@das.example.com", "ltA-1", -1, now);
     rewrite.holder = "Cmallory".into();
-    let kept = put_token_as(c, "CPdp", rewrite)
+    let err = put_token_as(c, "CPdp", rewrite)
         .await
-        .expect("answered with what is stored");
-    assert_eq!(kept.holder, "//sp.example.com/id-in/Cguest", "{kept:?}");
-    assert!(
-        kept.not_after.as_ref().map(|t| t.seconds) > Some(Utc::now().timestamp()),
-        "{kept:?}"
-    );
-    let err = put_token_as(c, "CPdp", token_with_lti("tk4@das.example.com", "ltA-1", 1))
+        .expect_err("a <token> is write-once");
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    let err = put_token_as(c, "CPdp", token_at("tk4@das.example.com", "ltA-1", 1, now))
         .await
         .expect_err("ltA-1 is still tk3's");
     assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
-    put_token_as(c, ADMIN, token_with_lti("tk5@das.example.com", "", 1))
+    put_token_as(c, ADMIN, token_at("tk5@das.example.com", "", 1, now))
         .await
         .expect("the admin stores a token without a Local-Token-ID");
-    let mut late = token_with_lti("tk5@das.example.com", "ltP-5", -1);
-    late.holder = "Cmallory".into();
-    let kept = put_token_as(c, "CPdp", late).await.expect("an assignment");
+    let kept = put_token_as(c, "CPdp", token_at("tk5@das.example.com", "ltP-5", 1, now))
+        .await
+        .expect("an assignment");
     assert_eq!(kept.local_token_id, "ltP-5");
     assert_eq!(kept.holder, "//sp.example.com/id-in/Cguest", "{kept:?}");
     pip.stop().await;
@@ -1680,7 +1691,7 @@ async fn token_writers_store_local_token_ids_that_survive_a_restart() {
     let again = put_token_as(
         &mut pip.client,
         "CPdp",
-        token_with_lti("tk1@das.example.com", "ltQ-1", 1),
+        token_at("tk1@das.example.com", "ltQ-1", 1, now),
     )
     .await
     .expect("put again");
@@ -1763,4 +1774,438 @@ async fn reads_about_an_originator_take_one_originator_id() {
             .expect_err(who);
         assert_eq!(fields(&err), ["originator"], "{who}");
     }
+}
+
+/// Spec notes §7.4: every `<token>` attribute is NP on Update, so a token is
+/// write-once. A PutToken naming a stored token ID with other attributes is
+/// ALREADY_EXISTS naming the token ID (from the admin as from a token
+/// writer) and changes nothing; the same record again stays OK (PDPs retry,
+/// and the PDPs of one CSE store the token they were shown), and may give
+/// the token its first Local-Token-ID, which then stays.
+#[tokio::test]
+async fn a_token_is_write_once_spec_notes_7_4_np_on_update() {
+    let mut cfg = config(None);
+    cfg.token_writers = vec!["CPdp".into()];
+    let mut pip = Running::start(cfg).await;
+    let c = &mut pip.client;
+    let now = Utc::now();
+    let id = "tk1@das.example.com";
+    let original = token_at(id, "", 1, now);
+    put_token_as(c, ADMIN, original.clone())
+        .await
+        .expect("stored");
+    let before = pip.service.revision();
+    let mut later = original.clone();
+    later.not_after = Some(ts(now + chrono::Duration::hours(5)));
+    let mut other_object = original.clone();
+    other_object.token_object = "eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiJ0azIifQ.c2ln".into();
+    let mut other_holder = original.clone();
+    other_holder.holder = "Cmallory".into();
+    for (what, changed) in [
+        ("not_after", later),
+        ("token_object", other_object),
+        ("holder", other_holder),
+    ] {
+        for writer in [ADMIN, "CPdp"] {
+            let err = put_token_as(c, writer, changed.clone())
+                .await
+                .expect_err(what);
+            assert_eq!(
+                err.code(),
+                Code::AlreadyExists,
+                "{what} by {writer}: {err:?}"
+            );
+            assert!(err.message().contains(id), "{err:?}");
+            assert!(err.message().contains(what), "{err:?}");
+        }
+    }
+    assert_eq!(pip.service.revision(), before, "nothing was stored");
+    let got = tokens_by(c, &[id], &[]).await;
+    assert_eq!(got.tokens[0].not_after, original.not_after);
+    assert_eq!(got.tokens[0].token_object, original.token_object);
+    assert_eq!(got.tokens[0].holder, "//sp.example.com/id-in/Cguest");
+
+    // The same record again: OK, from either writer; with a Local-Token-ID
+    // it is the token's first, kept by later ones.
+    put_token_as(c, ADMIN, original.clone())
+        .await
+        .expect("idempotent");
+    let assigned = put_token_as(c, "CPdp", token_at(id, "ltP-1", 1, now))
+        .await
+        .expect("the same token with a Local-Token-ID");
+    assert_eq!(assigned.local_token_id, "ltP-1");
+    let again = put_token_as(c, "CPdp", token_at(id, "ltQ-1", 1, now))
+        .await
+        .expect("a retry");
+    assert_eq!(again.local_token_id, "ltP-1");
+    pip.stop().await;
+}
+
+/// Every timestamp the PIP takes lies in the protobuf Timestamp range
+/// 0001-01-01T00:00:00Z ..= 9999-12-31T23:59:59Z (nanos 0..=999999999): a
+/// stored time outside it would be answered in GetRole, ListRoles and the
+/// verdicts as a Timestamp standard clients cannot serialize. Outside is
+/// INVALID_ARGUMENT naming `<field>.seconds` and stores nothing; the bounds
+/// themselves are accepted and read back.
+#[tokio::test]
+async fn timestamps_are_bounded_to_the_protobuf_timestamp_range() {
+    const MIN: i64 = -62_135_596_800;
+    const MAX: i64 = 253_402_300_799;
+    let mut pip = Running::start(config(None)).await;
+    let c = &mut pip.client;
+    let at = |seconds, nanos| Some(prost_types::Timestamp { seconds, nanos });
+    let before = pip.service.revision();
+    for (not_before, not_after, field) in [
+        (at(0, 0), at(2_534_023_008_000, 0), "role.not_after.seconds"),
+        (at(0, 0), at(MAX + 1, 0), "role.not_after.seconds"),
+        (at(-62_135_596_900, 0), at(0, 0), "role.not_before.seconds"),
+        (
+            at(MIN - 1, 999_999_999),
+            at(0, 0),
+            "role.not_before.seconds",
+        ),
+    ] {
+        let err = c
+            .create_role(pb::CreateRoleRequest {
+                originator: ADMIN.into(),
+                role: Some(pb::Role {
+                    not_before,
+                    not_after,
+                    ..role("r@roles.example.com", AUTHORITY, "Calice", (-1, 1))
+                }),
+            })
+            .await
+            .expect_err(field);
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}: {err:?}");
+        assert_eq!(fields(&err), [field]);
+        assert!(err.message().contains("0001-01-01T00:00:00Z"), "{err:?}");
+    }
+    let err = c
+        .report_position(pb::ReportPositionRequest {
+            originator: "CLocationServer".into(),
+            subject: "Calice".into(),
+            position: Some(pb::Position {
+                latitude: 48.0,
+                longitude: 2.0,
+                uncertainty_m: 0.0,
+            }),
+            measured_at: at(MIN - 100, 0),
+        })
+        .await
+        .expect_err("before year 1");
+    assert_eq!(fields(&err), ["measured_at.seconds"]);
+    let err = put_token_as(
+        c,
+        ADMIN,
+        pb::Token {
+            not_after: at(MAX + 1, 0),
+            ..token_with_lti("tk1@das.example.com", "", 1)
+        },
+    )
+    .await
+    .expect_err("after 9999");
+    assert_eq!(fields(&err), ["token.not_after.seconds"]);
+    let err = c
+        .resolve_roles(pb::ResolveRolesRequest {
+            originator: "Calice".into(),
+            role_ids: Vec::new(),
+            at: at(MAX + 1, 0),
+        })
+        .await
+        .expect_err("at after 9999");
+    assert_eq!(fields(&err), ["at.seconds"]);
+    assert_eq!(pip.service.revision(), before, "nothing was stored");
+
+    // The bounds: stored and read back as given.
+    c.create_role(pb::CreateRoleRequest {
+        originator: ADMIN.into(),
+        role: Some(pb::Role {
+            not_before: at(MIN, 0),
+            not_after: at(MAX, 999_999_999),
+            ..role("r@roles.example.com", AUTHORITY, "Calice", (-1, 1))
+        }),
+    })
+    .await
+    .expect("the whole range");
+    let listed = c
+        .list_roles(pb::ListRolesRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .roles;
+    assert_eq!(listed[0].not_before, at(MIN, 0));
+    assert_eq!(listed[0].not_after, at(MAX, 999_999_999));
+    pip.stop().await;
+}
+
+/// README "PIP": invalid input is INVALID_ARGUMENT naming the field, in
+/// reads and deletes as in writes. An ID no role, token or group can have
+/// (checked as CreateRole, PutToken and PutGroup check it: a Role-ID or
+/// Token-ID is `name@fqdn` with a lower-case FQDN, spec notes §7.2; a group
+/// ID is what acor reads as an exact ID, Decision 3) is refused, never
+/// NOT_FOUND, an unknown ID or "no group". A well-formed unknown ID stays
+/// NOT_FOUND (or unknown).
+#[tokio::test]
+async fn malformed_ids_are_invalid_argument_on_reads_and_deletes() {
+    let mut pip = Running::start(config(None)).await;
+    let c = &mut pip.client;
+    let before = pip.service.revision();
+    for role_id in ["bad", "x*@roles.example", "x@Roles.example"] {
+        let err = c
+            .delete_role(pb::DeleteRoleRequest {
+                originator: ADMIN.into(),
+                role_id: role_id.into(),
+                holder: String::new(),
+            })
+            .await
+            .expect_err(role_id);
+        assert_eq!(err.code(), Code::InvalidArgument, "{role_id}: {err:?}");
+        assert_eq!(fields(&err), ["role_id"], "{role_id}");
+    }
+    let err = c
+        .delete_token(pb::DeleteTokenRequest {
+            originator: ADMIN.into(),
+            token_id: "bad".into(),
+        })
+        .await
+        .expect_err("bad");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(fields(&err), ["token_id"]);
+    for group_id in ["all", "grp*"] {
+        let err = c
+            .delete_group(pb::DeleteGroupRequest {
+                originator: ADMIN.into(),
+                group_id: group_id.into(),
+            })
+            .await
+            .expect_err(group_id);
+        assert_eq!(err.code(), Code::InvalidArgument, "{group_id}: {err:?}");
+        assert_eq!(fields(&err), ["group_id"], "{group_id}");
+    }
+    let err = c
+        .get_group(pb::GetGroupRequest {
+            group_id: "a@b.example".into(),
+        })
+        .await
+        .expect_err("a Role-ID");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(fields(&err), ["group_id"]);
+    let err = c
+        .check_membership(pb::CheckMembershipRequest {
+            group_id: "all".into(),
+            originator: "Calice".into(),
+        })
+        .await
+        .expect_err("all");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(fields(&err), ["group_id"]);
+    for (ids, field) in [
+        (vec!["bad id"], "token_ids[0]"),
+        (vec![""], "token_ids[0]"),
+        (vec!["tk1@das.example.com", "bad"], "token_ids[1]"),
+    ] {
+        let err = c
+            .get_tokens(pb::GetTokensRequest {
+                token_ids: ids.iter().map(|i| i.to_string()).collect(),
+                local_token_ids: Vec::new(),
+            })
+            .await
+            .expect_err(field);
+        assert_eq!(err.code(), Code::InvalidArgument, "{ids:?}: {err:?}");
+        assert_eq!(fields(&err), [field], "{ids:?}");
+    }
+    assert_eq!(pip.service.revision(), before, "nothing changed");
+
+    // Well-formed and unknown.
+    let err = c
+        .delete_role(pb::DeleteRoleRequest {
+            originator: ADMIN.into(),
+            role_id: "none@roles.example.com".into(),
+            holder: String::new(),
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let err = c
+        .delete_token(pb::DeleteTokenRequest {
+            originator: ADMIN.into(),
+            token_id: "tk9@das.example.com".into(),
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let err = c
+        .delete_group(pb::DeleteGroupRequest {
+            originator: ADMIN.into(),
+            group_id: "grpNone".into(),
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let err = c
+        .get_group(pb::GetGroupRequest {
+            group_id: "/id-in/grpNone".into(),
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let unknown = tokens_by(c, &["tk9@das.example.com"], &[]).await;
+    assert_eq!(unknown.unknown_ids, ["tk9@das.example.com"]);
+    pip.stop().await;
+}
+
+/// Spec notes §7.3: a role's tokenLink (`rltl`) is an anyURI, which holds no
+/// white space or control characters (RFC 3986): such a link is
+/// INVALID_ARGUMENT naming `role.token_link` and nothing is stored. A URI
+/// (or none) is accepted.
+#[tokio::test]
+async fn a_token_link_is_an_any_uri_spec_notes_7_3() {
+    let mut pip = Running::start(config(None)).await;
+    let c = &mut pip.client;
+    let before = pip.service.revision();
+    for link in [
+        "a b",
+        " /id-in/tk1",
+        "/id-in/tk1\n",
+        "/id-in/\u{7}tk1",
+        "a\tb",
+    ] {
+        let err = c
+            .create_role(pb::CreateRoleRequest {
+                originator: ADMIN.into(),
+                role: Some(pb::Role {
+                    token_link: link.into(),
+                    ..role("r@roles.example.com", AUTHORITY, "Calice", (-1, 1))
+                }),
+            })
+            .await
+            .expect_err(link);
+        assert_eq!(err.code(), Code::InvalidArgument, "{link:?}: {err:?}");
+        assert_eq!(fields(&err), ["role.token_link"], "{link:?}");
+    }
+    assert_eq!(pip.service.revision(), before, "nothing was stored");
+    let stored = c
+        .create_role(pb::CreateRoleRequest {
+            originator: ADMIN.into(),
+            role: Some(pb::Role {
+                token_link: "//sp.example.com/id-in/tk-1".into(),
+                ..role("r@roles.example.com", AUTHORITY, "Calice", (-1, 1))
+            }),
+        })
+        .await
+        .expect("a URI")
+        .into_inner();
+    assert_eq!(stored.token_link, "//sp.example.com/id-in/tk-1");
+    pip.stop().await;
+}
+
+/// TS-0003 7.4.2.3 step 5: the Authorization Authority updates the tokenLink
+/// of a `<role>` with the address of the `<token>` it issued; spec notes
+/// §7.3: tokenLink is O on Update (every other attribute NP).
+/// UpdateRoleTokenLink changes that one attribute of a stored role (the
+/// admin only), durably, streamed to watchers as a role change; an unknown
+/// role is NOT_FOUND, a link that is no anyURI INVALID_ARGUMENT naming
+/// `token_link`, and neither changes anything.
+#[tokio::test]
+async fn a_roles_token_link_is_updated_ts_0003_7_4_2_3_step_5() {
+    let dir = temp_dir("token-link");
+    let mut pip = Running::start(config(Some(dir.clone()))).await;
+    let c = &mut pip.client;
+    let created = c
+        .create_role(pb::CreateRoleRequest {
+            originator: ADMIN.into(),
+            role: Some(role("r@roles.example.com", AUTHORITY, "Calice", (-1, 1))),
+        })
+        .await
+        .expect("create")
+        .into_inner();
+    let mut watch = c
+        .watch(pb::WatchAttributesRequest {
+            from_revision: pip.service.revision(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let update = |role_id: &str, link: &str| pb::UpdateRoleTokenLinkRequest {
+        originator: ADMIN.into(),
+        role_id: role_id.into(),
+        holder: "Calice".into(),
+        token_link: link.into(),
+    };
+    let before = pip.service.revision();
+    for (req, code, field) in [
+        (
+            update("r@roles.example.com", "a b"),
+            Code::InvalidArgument,
+            "token_link",
+        ),
+        (
+            update("r@Roles.example.com", "/id-in/tk1"),
+            Code::InvalidArgument,
+            "role_id",
+        ),
+        (
+            update("none@roles.example.com", "/id-in/tk1"),
+            Code::NotFound,
+            "",
+        ),
+        (
+            pb::UpdateRoleTokenLinkRequest {
+                originator: "Cmallory".into(),
+                ..update("r@roles.example.com", "/id-in/tk1")
+            },
+            Code::PermissionDenied,
+            "",
+        ),
+    ] {
+        let err = c
+            .update_role_token_link(req.clone())
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), code, "{req:?}: {err:?}");
+        if !field.is_empty() {
+            assert_eq!(fields(&err), [field], "{req:?}");
+        }
+    }
+    assert_eq!(pip.service.revision(), before, "nothing changed");
+
+    let link = "//sp.example.com/id-in/tk-1";
+    let updated = c
+        .update_role_token_link(update("r@roles.example.com", link))
+        .await
+        .expect("update")
+        .into_inner();
+    assert_eq!(
+        updated,
+        pb::Role {
+            token_link: link.into(),
+            ..created.clone()
+        },
+        "only the tokenLink changed"
+    );
+    let event = watch.next().await.expect("event").expect("ok");
+    assert_eq!(event.revision, before + 1);
+    assert_eq!(
+        event.change,
+        Some(pb::attribute_change::Change::Role(pb::RoleChanged {
+            role_id: "r@roles.example.com".into(),
+            holder: "//sp.example.com/id-in/Calice".into(),
+            deleted: false,
+        }))
+    );
+    pip.stop().await;
+
+    let mut pip = Running::start(config(Some(dir.clone()))).await;
+    let stored = pip
+        .client
+        .get_role(pb::GetRoleRequest {
+            role_id: "r@roles.example.com".into(),
+            holder: String::new(),
+        })
+        .await
+        .expect("after a restart")
+        .into_inner();
+    assert_eq!(stored.token_link, link);
+    pip.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -336,6 +336,7 @@ fn any_token() -> BoxedStrategy<pb::Token> {
 enum Op {
     CreateRole(pb::CreateRoleRequest),
     DeleteRole(pb::DeleteRoleRequest),
+    UpdateRoleTokenLink(pb::UpdateRoleTokenLinkRequest),
     GetRole(pb::GetRoleRequest),
     ListRoles(pb::ListRolesRequest),
     ResolveRoles(pb::ResolveRolesRequest),
@@ -359,6 +360,7 @@ impl Op {
             self,
             Op::CreateRole(_)
                 | Op::DeleteRole(_)
+                | Op::UpdateRoleTokenLink(_)
                 | Op::PutToken(_)
                 | Op::DeleteToken(_)
                 | Op::PutGroup(_)
@@ -380,6 +382,20 @@ fn any_op() -> BoxedStrategy<Op> {
                 holder,
             })
         ),
+        (
+            any_writer(),
+            any_scoped_id(),
+            any_originator(),
+            mostly(Just("/id-in/tk1".to_owned()), any_text())
+        )
+            .prop_map(|(originator, role_id, holder, token_link)| {
+                Op::UpdateRoleTokenLink(pb::UpdateRoleTokenLinkRequest {
+                    originator,
+                    role_id,
+                    holder,
+                    token_link,
+                })
+            }),
         (any_writer(), mostly(any_token().prop_map(Some), Just(None))).prop_map(
             |(originator, token)| { Op::PutToken(pb::PutTokenRequest { originator, token }) }
         ),
@@ -496,6 +512,7 @@ async fn send(c: &mut Client, op: Op) -> Result<(), tonic::Status> {
     match op {
         Op::CreateRole(r) => c.create_role(r).await.map(drop),
         Op::DeleteRole(r) => c.delete_role(r).await.map(drop),
+        Op::UpdateRoleTokenLink(r) => c.update_role_token_link(r).await.map(drop),
         Op::GetRole(r) => c.get_role(r).await.map(drop),
         Op::ListRoles(r) => c.list_roles(r).await.map(drop),
         Op::ResolveRoles(r) => c.resolve_roles(r).await.map(drop),

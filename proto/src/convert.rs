@@ -1083,15 +1083,29 @@ fn timestamp_from_pb(
         );
         return None;
     }
-    let t = DateTime::from_timestamp(ts.seconds, nanos);
+    // The protobuf Timestamp range, not chrono's wider one: a time outside
+    // it is refused by standard clients when it is answered back (its JSON
+    // form has 4-digit years), so it may not be stored in the first place.
+    let t = DateTime::from_timestamp(ts.seconds, nanos)
+        .filter(|_| (MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&ts.seconds));
     if t.is_none() {
         errors.add(
             format!("{field}.seconds"),
-            format!("{} is outside the representable time range", ts.seconds),
+            format!(
+                "{} is outside the representable time range \
+                 0001-01-01T00:00:00Z..=9999-12-31T23:59:59Z of a protobuf Timestamp",
+                ts.seconds
+            ),
         );
     }
     t
 }
+
+/// The first second of a protobuf `Timestamp`, 0001-01-01T00:00:00Z.
+pub const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
+
+/// The last second of a protobuf `Timestamp`, 9999-12-31T23:59:59Z.
+pub const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
 
 /// Converts and checks a wire position (latitude -90..90, longitude
 /// -180..180, uncertainty a finite number of metres >= 0), naming fields
