@@ -86,6 +86,37 @@ async fn all_in_one_serves_the_door_lock_demo() {
 /// `authz decide`, the README's way to ask a running PDP, as a process: the
 /// demo's two example requests decide as the README says, and a PDP that is
 /// not there is exit 1, a bad request file exit 2 naming the field.
+/// A `RUST_LOG` that does not parse is said on the log, not dropped in
+/// silence; the process logs at `info` and serves.
+#[test]
+fn an_invalid_rust_log_is_reported() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(["pdp", "--listen", "127.0.0.1:0", "--pip", "off"])
+        .args(["--metrics", "off"])
+        .env("RUST_LOG", "[[[bad")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn authz");
+    let stdout = child.stdout.take().expect("stdout");
+    let proc = Proc(child);
+    let mut seen = Vec::new();
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let done = line.contains("PDP on");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    drop(proc);
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("WARN") && l.contains("RUST_LOG is not a valid filter")),
+        "{seen:#?}"
+    );
+}
+
 /// Waits until the PDP's replica has reached `revision`.
 async fn replica_at(pdp: &mut PolicyDecisionPointClient<Channel>, revision: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
