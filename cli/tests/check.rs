@@ -539,6 +539,70 @@ fn two_loaded_acps_with_one_resource_id_exit_2_ts_0003_7_1_1() {
     );
 }
 
+/// `authz check` of `request` against the policy files `policies` (in
+/// `dir`) at the hosting CSE `/mn1` of `//sp.example`: exit code, stdout,
+/// stderr.
+fn check_in(dir: &std::path::Path, policies: &[&str], request: &str) -> (i32, String, String) {
+    let req = dir.join("req.json");
+    std::fs::write(&req, request).unwrap();
+    let mut args = vec!["check".to_owned(), "--explain".to_owned()];
+    for p in policies {
+        args.push("-p".to_owned());
+        args.push(dir.join(p).to_str().unwrap().to_owned());
+    }
+    args.extend(
+        [
+            "-r",
+            req.to_str().unwrap(),
+            "--cse-id",
+            "/mn1",
+            "--sp-id",
+            "//sp.example",
+        ]
+        .map(String::from),
+    );
+    authz(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// TS-0001 10.2.3.1 (a request on an ACP is judged by its own pvs) and
+/// TS-0001 7.2: `/mn1/acpZ/` and `/mn1//acpZ` are not the ACP `/mn1/acpZ`
+/// nor any resource, so they exit 2 naming `to`, as an `fr` with an empty
+/// segment does, rather than being permitted by the loaded ACP's `pv`.
+#[test]
+fn a_target_with_an_empty_segment_exits_2_ts_0001_10_2_3_1() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.join("z.json"),
+        r#"{"m2m:acp":{"rn":"acpZ","ri":"acpZ","pv":{"acr":[{"acor":["Cw"],"acop":4}]},"pvs":{"acr":[{"acor":["Cadmin"],"acop":63}]}}}"#,
+    )
+    .unwrap();
+    let (code, out, err) = check_in(&dir, &["z.json"], r#"{"fr":"Cw","to":"/mn1/acpZ","op":3}"#);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["dec"], 2, "the ACP's pvs decide: {out}");
+    assert_eq!(
+        v["explanation"]["evaluated"],
+        serde_json::json!(["acpZ.pvs"])
+    );
+    for to in ["/mn1/acpZ/", "/mn1//acpZ", "/", "//", "a//b"] {
+        let (code, out, err) = check_in(
+            &dir,
+            &["z.json"],
+            &format!(r#"{{"fr":"Cw","to":"{to}","op":3}}"#),
+        );
+        assert_eq!(code, 2, "{to}: {out}");
+        assert!(
+            err.contains(&format!(
+                "req.json: to: '{to}' is not a resource ID: '{to}' has an empty path segment"
+            )),
+            "{to}: {err}"
+        );
+    }
+    // A `*` is a resource name character, no wildcard, in a target.
+    let (code, _, err) = check_in(&dir, &["z.json"], r#"{"fr":"Cw","to":"ae1/cnt*","op":3}"#);
+    assert_eq!(code, 0, "{err}");
+}
+
 fn tempdir() -> PathBuf {
     let d = std::env::temp_dir().join(format!(
         "authz-cli-{}-{}",

@@ -882,6 +882,53 @@ mod tests {
         }
     }
 
+    /// TS-0001 7.2 and 10.2.3.1: a target with an empty path segment names
+    /// no resource, so it is refused as `fr` is (Decision 9), rather than
+    /// taken for a resource other than the ACP it spells and judged by the
+    /// loaded ACPs' `pv`; `*` stays allowed (resource names may hold it).
+    #[test]
+    fn a_target_with_an_empty_segment_is_refused_ts_0001_7_2() {
+        let now = chrono::Utc::now();
+        for to in ["/mn1/acpZ/", "/mn1//acpZ", "/", "//", "a//b", "///x"] {
+            let req = format!(r#"{{"fr": "Cw", "to": "{to}", "op": 3}}"#);
+            match request_from_json(&req, now) {
+                Err(JsonError::Invalid(e)) => {
+                    assert_eq!(e.0.len(), 1, "{req}: {e}");
+                    assert_eq!(e.0[0].path, "to", "{req}");
+                    assert!(
+                        e.0[0].message.contains("has an empty path segment"),
+                        "{req}: {}",
+                        e.0[0].message
+                    );
+                }
+                other => panic!("{req}: {other:?}"),
+            }
+        }
+        for (to, why) in [
+            ("a\\u0001b", "control character"),
+            ("a b", "whitespace"),
+            ("", "must not be empty"),
+        ] {
+            let req = format!(r#"{{"fr": "Cw", "to": "{to}", "op": 3}}"#);
+            match request_from_json(&req, now) {
+                Err(JsonError::Invalid(e)) => {
+                    assert_eq!(e.0[0].path, "to", "{req}");
+                    assert!(e.0[0].message.contains(why), "{req}: {}", e.0[0].message);
+                }
+                other => panic!("{req}: {other:?}"),
+            }
+        }
+        for to in [
+            "/mn1/acpZ",
+            "//sp.example/mn1/acpZ",
+            "ae1/cnt*",
+            "caf\\u00e9",
+        ] {
+            let req = format!(r#"{{"fr": "Cw", "to": "{to}", "op": 3}}"#);
+            assert!(request_from_json(&req, now).is_ok(), "{req}");
+        }
+    }
+
     /// `uacpi` (no oneM2M short name): an Update that changes only the
     /// target's acpi (TS-0001 9.6.1.3.2); with another op, or a `tgty`
     /// without acpi (spec notes §2.3), it is an error naming `uacpi`.
@@ -1239,10 +1286,11 @@ pub fn request_from_json(
             bad(&format!("rids[{i}]"), format!("not a Role-ID: {e}"));
         }
     }
-    if short.to.is_empty() {
-        bad("to", "the target resource ID must not be empty".to_owned());
-    } else if short.to.chars().any(char::is_whitespace) {
-        bad("to", format!("'{}' must not contain whitespace", short.to));
+    // The check the PDP makes of its `target` too: a target with an empty
+    // segment (`/mn1/acp1/`) would be taken for no loaded ACP and judged by
+    // the loaded ACPs' pv instead of that ACP's pvs (TS-0001 10.2.3.1).
+    if let Err(e) = crate::ids::check_resource_id(&short.to) {
+        bad("to", resource_id_error(&short.to, &e));
     }
     match operation {
         Some(operation) if errors.is_empty() => Ok(DecisionRequest {
@@ -1262,6 +1310,18 @@ pub fn request_from_json(
             authenticated: short.authn,
         }),
         _ => Err(JsonError::Invalid(ValidationErrors(errors))),
+    }
+}
+
+/// Why `id` is no resource ID ([`crate::ids::check_resource_id`]), for
+/// an error naming its field: the ID quoted, unless it is empty or too
+/// long to quote.
+fn resource_id_error(id: &str, e: &crate::ids::IdError) -> String {
+    use crate::ids::IdError;
+    match e {
+        IdError::Empty => "the resource ID must not be empty".to_owned(),
+        IdError::TooLong(_) => format!("not a resource ID: {e}"),
+        _ => format!("'{}' is not a resource ID: {e}", id.escape_debug()),
     }
 }
 
