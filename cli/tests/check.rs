@@ -603,6 +603,45 @@ fn a_target_with_an_empty_segment_exits_2_ts_0001_10_2_3_1() {
     assert_eq!(code, 0, "{err}");
 }
 
+/// TS-0001 10.2.3.1: a request names an ACP by its `ri`, so an `ri` no
+/// request can name (white space, an empty segment, empty) exits 2 naming
+/// the file and the path of the `ri`, rather than loading an ACP that is
+/// never recognised as a target.
+#[test]
+fn an_acp_ri_that_is_no_resource_id_exits_2_ts_0001_10_2_3_1() {
+    let dir = tempdir();
+    let acp = |ri: &str| {
+        format!(
+            r#"{{"m2m:acp":{{"ri":"{ri}","pv":{{"acr":[]}},"pvs":{{"acr":[{{"acor":["Ca"],"acop":63}}]}}}}}}"#
+        )
+    };
+    for (ri, why) in [
+        (
+            "a b",
+            "ri: 'a b' is not a resource ID: must not contain whitespace",
+        ),
+        (
+            "acp/",
+            "ri: 'acp/' is not a resource ID: 'acp/' has an empty path segment",
+        ),
+        ("", "ri: the resource ID must not be empty"),
+    ] {
+        std::fs::write(dir.join("p.json"), acp(ri)).unwrap();
+        let (code, out, err) = check_in(&dir, &["p.json"], r#"{"fr":"Ca","to":"x","op":2}"#);
+        assert_eq!(code, 2, "{ri:?}: {out}");
+        assert!(err.contains(&format!("p.json: {why}")), "{ri:?}: {err}");
+    }
+    // In a list, the path names the resource.
+    std::fs::write(
+        dir.join("p.json"),
+        format!("[{}, {}]", acp("acp1"), acp("acp/")),
+    )
+    .unwrap();
+    let (code, _, err) = check_in(&dir, &["p.json"], r#"{"fr":"Ca","to":"x","op":2}"#);
+    assert_eq!(code, 2);
+    assert!(err.contains("p.json: m2m:acp[1].ri: 'acp/'"), "{err}");
+}
+
 fn tempdir() -> PathBuf {
     let d = std::env::temp_dir().join(format!(
         "authz-cli-{}-{}",

@@ -207,6 +207,17 @@ pub fn parse_and_validate(text: &str) -> Result<Vec<AccessControlPolicy>, JsonEr
         if let Err(e) = check_authorization_addresses(acp) {
             errors.extend(e.prefixed(&prefix).0);
         }
+        // A request on an ACP names it by its `ri` (TS-0001 10.2.3.1): an
+        // `ri` no request can name (`acp/`, `a b`, empty) would load an ACP
+        // that is never recognised as a target. The check of a target.
+        if let Some(ri) = &acp.resource_id
+            && let Err(e) = crate::ids::check_resource_id(ri)
+        {
+            errors.push(ValidationError {
+                path: format!("{prefix}ri"),
+                message: resource_id_error(ri, &e),
+            });
+        }
     }
     if errors.is_empty() {
         Ok(acps)
@@ -879,6 +890,55 @@ mod tests {
                 Err(JsonError::Invalid(e)) => assert_eq!(e.0[0].path, path, "{req}"),
                 other => panic!("{req}: {other:?}"),
             }
+        }
+    }
+
+    /// TS-0001 10.2.3.1: an ACP is the target of a request that names its
+    /// `ri`, so an `ri` that no request can name (the check of a target,
+    /// `check_resource_id`) is an error naming its path, not an ACP that is
+    /// silently never recognised.
+    #[test]
+    fn an_acp_ri_is_a_resource_id_ts_0001_10_2_3_1() {
+        let acp = |ri: &str| {
+            format!(
+                r#"{{"m2m:acp": {{"ri": "{ri}", "pv": {{"acr": []}}, "pvs": {{"acr": [{{"acor": ["Ca"], "acop": 63}}]}}}}}}"#
+            )
+        };
+        for (ri, why) in [
+            (
+                "a b",
+                "'a b' is not a resource ID: must not contain whitespace",
+            ),
+            ("acp/", "'acp/' has an empty path segment"),
+            ("/cse//acp", "has an empty path segment"),
+            ("", "must not be empty"),
+            ("a\\u0007", "control character"),
+        ] {
+            match parse_and_validate(&acp(ri)) {
+                Err(JsonError::Invalid(e)) => {
+                    assert_eq!(e.0.len(), 1, "{ri:?}: {e}");
+                    assert_eq!(e.0[0].path, "ri", "{ri:?}");
+                    assert!(e.0[0].message.contains(why), "{ri:?}: {}", e.0[0].message);
+                }
+                other => panic!("{ri:?}: {other:?}"),
+            }
+        }
+        let long = "x".repeat(crate::ids::MAX_ID_BYTES + 1);
+        match parse_and_validate(&acp(&long)) {
+            Err(JsonError::Invalid(e)) => {
+                assert_eq!(e.0[0].path, "ri");
+                assert!(e.0[0].message.contains("bytes long"), "{}", e.0[0].message);
+            }
+            other => panic!("{other:?}"),
+        }
+        // In a list the path names the resource.
+        let list = format!("[{}, {}]", acp("acp1"), acp("acp/"));
+        match parse_and_validate(&list) {
+            Err(JsonError::Invalid(e)) => assert_eq!(e.0[0].path, "m2m:acp[1].ri"),
+            other => panic!("{other:?}"),
+        }
+        for ri in ["acp1", "/cse/acp1", "//sp.example/cse/acp1", "acp*"] {
+            assert!(parse_and_validate(&acp(ri)).is_ok(), "{ri}");
         }
     }
 
