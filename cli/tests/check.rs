@@ -642,6 +642,63 @@ fn an_acp_ri_that_is_no_resource_id_exits_2_ts_0001_10_2_3_1() {
     assert!(err.contains("p.json: m2m:acp[1].ri: 'acp/'"), "{err}");
 }
 
+/// Decisions and explanations name an ACP by its label, `ri` else `rn`
+/// (`permittedBy`, `evaluated`, `failedRules`), so two ACPs with one label
+/// could not be told apart (`"evaluated": ["same.pv", "same.pv"]`): exit
+/// 2 naming both files and positions, as for one `ri` (TS-0003 7.1.1).
+#[test]
+fn two_loaded_acps_with_one_label_exit_2_ts_0003_7_1_1() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.join("same.json"),
+        r#"[{"m2m:acp":{"rn":"same","pv":{"acr":[{"acor":["Cae1"],"acop":4}]}}},{"m2m:acp":{"rn":"same","pv":{"acr":[{"acor":["Cae1"],"acop":8}]}}}]"#,
+    )
+    .unwrap();
+    let request = r#"{"fr":"Cae1","to":"r","op":2}"#;
+    let (code, out, err) = check_in(&dir, &["same.json"], request);
+    assert_eq!(code, 2, "{out}");
+    let same = dir.join("same.json").display().to_string();
+    assert!(
+        err.contains(&format!(
+            "{same}[1]: rn: 'same' names an ACP loaded from {same}[0] (rn 'same') already"
+        )),
+        "{err}"
+    );
+    // An rn in one file, the same ID as ri in another, in either order.
+    std::fs::write(
+        dir.join("rn.json"),
+        r#"{"m2m:acp":{"rn":"acpQ","pv":{"acr":[{"acor":["Cae1"],"acop":4}]}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("ri.json"),
+        r#"{"m2m:acp":{"ri":"acpQ","pv":{"acr":[{"acor":["Cae1"],"acop":8}]},"pvs":{"acr":[{"acor":["Cae1"],"acop":63}]}}}"#,
+    )
+    .unwrap();
+    for (first, second) in [("rn.json", "ri.json"), ("ri.json", "rn.json")] {
+        let (code, out, err) = check_in(&dir, &[first, second], request);
+        assert_eq!(code, 2, "{out}");
+        let (second_part, first_part) = err
+            .split_once("names an ACP loaded from")
+            .expect("the refusal");
+        assert!(second_part.contains(second), "{err}");
+        assert!(first_part.contains(first), "{err}");
+    }
+    // Different labels load, and each rule set is named apart.
+    std::fs::write(
+        dir.join("rn.json"),
+        r#"{"m2m:acp":{"rn":"acpP","pv":{"acr":[{"acor":["Cae1"],"acop":4}]}}}"#,
+    )
+    .unwrap();
+    let (code, out, err) = check_in(&dir, &["rn.json", "ri.json"], request);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["explanation"]["evaluated"],
+        serde_json::json!(["acpP.pv", "acpQ.pv"])
+    );
+}
+
 fn tempdir() -> PathBuf {
     let d = std::env::temp_dir().join(format!(
         "authz-cli-{}-{}",
