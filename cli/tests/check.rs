@@ -446,6 +446,13 @@ fn invalid_request_exits_2_naming_the_field() {
             r#"{"fr": "C1", "to": "x", "op": 1, "rrt": 28, "spty": {"cnd": ""}}"#,
             "spty.cnd: containerDefinition must not be empty",
         ),
+        // README table: `spty` is the created resource's (Decision 13),
+        // `mgd` only with `rrt` 13, `cnd` only with 28; without `rrt` it
+        // would be silently ignored.
+        (
+            r#"{"fr": "Cd", "to": "r", "op": 2, "spty": {"mgd": 1001}}"#,
+            "spty: the specialization of a created resource goes with its type rrt",
+        ),
         // TS-0003 7.1.1, TS-0001 10.2.3.1: a request on an ACP is decided by
         // that ACP's pvs; the loaded ACPs cannot be an ACP's applicable set
         // (an ACP has no acpi), so an ACP that is not loaded cannot be

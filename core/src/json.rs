@@ -765,6 +765,39 @@ mod tests {
         }
     }
 
+    /// README `authz check` table: `spty` goes `mgd` only with `rrt` 13,
+    /// `cnd` only with 28 (Decision 13: it is the created resource's), so
+    /// an `spty` without `rrt` (on a Retrieve, say) is an error naming
+    /// `spty`, not a field silently ignored.
+    #[test]
+    fn a_request_spty_without_rrt_is_named_decision_13() {
+        let now = chrono::Utc::now();
+        for req in [
+            r#"{"fr": "Cd", "to": "r", "op": 2, "spty": {"mgd": 1001}}"#,
+            r#"{"fr": "Cd", "to": "r", "op": 3, "spty": {"cnd": "org.example.x"}}"#,
+        ] {
+            match request_from_json(req, now) {
+                Err(JsonError::Invalid(e)) => {
+                    assert_eq!(e.0.len(), 1, "{req}: {e}");
+                    assert_eq!(e.0[0].path, "spty", "{req}");
+                    assert!(e.0[0].message.contains("with its type rrt"), "{e}");
+                }
+                other => panic!("{req}: {other:?}"),
+            }
+        }
+        // A Create without rrt: both are named.
+        match request_from_json(
+            r#"{"fr": "Cd", "to": "r", "op": 1, "spty": {"mgd": 1001}}"#,
+            now,
+        ) {
+            Err(JsonError::Invalid(e)) => {
+                let paths: Vec<&str> = e.0.iter().map(|e| e.path.as_str()).collect();
+                assert_eq!(paths, ["rrt", "spty"], "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// A file saved with a byte order mark (RFC 8259 8.1) loads unchanged.
     #[test]
     fn a_leading_byte_order_mark_is_skipped() {
@@ -1312,10 +1345,21 @@ pub fn request_from_json(
             "containerDefinition must not be empty".to_owned(),
         );
     }
-    if let (Some(s), Some(ty)) = (&short.spty, short.rrt)
-        && let Err(why) = s.check_created_type(ty)
-    {
-        bad("spty", why);
+    match (&short.spty, short.rrt) {
+        (Some(s), Some(ty)) => {
+            if let Err(why) = s.check_created_type(ty) {
+                bad("spty", why);
+            }
+        }
+        // `spty` is the specialization of the created resource (Decision
+        // 13): without the created type it belongs to nothing, and would
+        // otherwise be silently ignored (as on a Retrieve) or taken alone.
+        (Some(_), None) => bad(
+            "spty",
+            "the specialization of a created resource goes with its type rrt (mgd with rrt 13, cnd with rrt 28)"
+                .to_owned(),
+        ),
+        (None, _) => {}
     }
     if discovery && operation != Some(Operation::Retrieve) {
         bad("fu", "discovery applies to op 2 (Retrieve) only".to_owned());
