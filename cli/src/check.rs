@@ -59,8 +59,11 @@ fn check(args: &CheckArgs) -> Result<Value> {
     let ctx = HostingContext::new(&args.sp_id, &args.cse_id)
         .map_err(|e| anyhow!("--sp-id/--cse-id: {e}"))?;
     let mut compiled: Vec<(Option<String>, CompiledAcp)> = Vec::new();
-    // The file each of `compiled` came from.
-    let mut origins: Vec<&std::path::Path> = Vec::new();
+    // Where each of `compiled` came from: its file, and its position
+    // there when the file holds several.
+    let mut origins: Vec<String> = Vec::new();
+    // The field each ACP's label came from: `ri`, else `rn`.
+    let mut label_fields: Vec<&str> = Vec::new();
     for path in &args.policies {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("{}: cannot read", path.display()))?;
@@ -77,24 +80,43 @@ fn check(args: &CheckArgs) -> Result<Value> {
             let c =
                 CompiledAcp::compile(id, acp).map_err(|e| anyhow!("{}: {e}", path.display()))?;
             compiled.push((acp.resource_id.clone(), c));
-            origins.push(path);
+            origins.push(if acps.len() > 1 {
+                format!("{}[{i}]", path.display())
+            } else {
+                path.display().to_string()
+            });
+            label_fields.push(match (&acp.resource_id, &acp.resource_name) {
+                (Some(_), _) => "ri",
+                (None, Some(_)) => "rn",
+                (None, None) => "position",
+            });
         }
     }
-    // One resource ID names one ACP (TS-0003 7.1.1: a request on an ACP is
-    // judged by the selfPrivileges of *that* ACP): two loaded ACPs with the
-    // same `ri`, in whatever form, would decide by file order.
-    let mut seen: Vec<(String, &std::path::Path)> = Vec::new();
-    for ((ri, _), path) in compiled.iter().zip(&origins) {
-        let Some(ri) = ri else { continue };
-        let canonical = canonical_resource_id(ri, &ctx).unwrap_or_else(|_| ri.clone());
-        if let Some((_, first)) = seen.iter().find(|(c, _)| *c == canonical) {
+    // One label names one ACP: a request on an ACP is judged by the
+    // selfPrivileges of *that* ACP (TS-0003 7.1.1), and decisions and
+    // explanations name an ACP by its label (ri, else rn), so two ACPs with
+    // one label, in whatever ID form, would decide by file order or be
+    // told apart by nobody.
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for (n, (_, acp)) in compiled.iter().enumerate() {
+        let label = acp.id();
+        let key = canonical_resource_id(label, &ctx).unwrap_or_else(|_| label.to_string());
+        if let Some(&(_, first)) = seen.iter().find(|(k, _)| *k == key) {
+            let kind = if label_fields[n] == "ri" && label_fields[first] == "ri" {
+                "one resource ID names one ACP"
+            } else {
+                "an ACP is named by its ri, else its rn, in decisions and explanations, so each names one ACP; give each its own ri"
+            };
             return Err(anyhow!(
-                "{}: ri: '{ri}' names an ACP loaded from {} already: one resource ID names one ACP",
-                path.display(),
-                first.display()
+                "{}: {}: '{label}' names an ACP loaded from {} ({} '{}') already: {kind}",
+                origins[n],
+                label_fields[n],
+                origins[first],
+                label_fields[first],
+                compiled[first].1.id(),
             ));
         }
-        seen.push((canonical, path));
+        seen.push((key, n));
     }
     let text = std::fs::read_to_string(&args.request)
         .with_context(|| format!("{}: cannot read", args.request.display()))?;

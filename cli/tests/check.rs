@@ -446,6 +446,13 @@ fn invalid_request_exits_2_naming_the_field() {
             r#"{"fr": "C1", "to": "x", "op": 1, "rrt": 28, "spty": {"cnd": ""}}"#,
             "spty.cnd: containerDefinition must not be empty",
         ),
+        // README table: `spty` is the created resource's (Decision 13),
+        // `mgd` only with `rrt` 13, `cnd` only with 28; without `rrt` it
+        // would be silently ignored.
+        (
+            r#"{"fr": "Cd", "to": "r", "op": 2, "spty": {"mgd": 1001}}"#,
+            "spty: the specialization of a created resource goes with its type rrt",
+        ),
         // TS-0003 7.1.1, TS-0001 10.2.3.1: a request on an ACP is decided by
         // that ACP's pvs; the loaded ACPs cannot be an ACP's applicable set
         // (an ACP has no acpi), so an ACP that is not loaded cannot be
@@ -536,6 +543,166 @@ fn two_loaded_acps_with_one_resource_id_exit_2_ts_0003_7_1_1() {
     assert!(
         out.contains("\"dec\": 2"),
         "acp1's pvs do not name Cb: {out}"
+    );
+}
+
+/// `authz check` of `request` against the policy files `policies` (in
+/// `dir`) at the hosting CSE `/mn1` of `//sp.example`: exit code, stdout,
+/// stderr.
+fn check_in(dir: &std::path::Path, policies: &[&str], request: &str) -> (i32, String, String) {
+    let req = dir.join("req.json");
+    std::fs::write(&req, request).unwrap();
+    let mut args = vec!["check".to_owned(), "--explain".to_owned()];
+    for p in policies {
+        args.push("-p".to_owned());
+        args.push(dir.join(p).to_str().unwrap().to_owned());
+    }
+    args.extend(
+        [
+            "-r",
+            req.to_str().unwrap(),
+            "--cse-id",
+            "/mn1",
+            "--sp-id",
+            "//sp.example",
+        ]
+        .map(String::from),
+    );
+    authz(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// TS-0001 10.2.3.1 (a request on an ACP is judged by its own pvs) and
+/// TS-0001 7.2: `/mn1/acpZ/` and `/mn1//acpZ` are not the ACP `/mn1/acpZ`
+/// nor any resource, so they exit 2 naming `to`, as an `fr` with an empty
+/// segment does, rather than being permitted by the loaded ACP's `pv`.
+#[test]
+fn a_target_with_an_empty_segment_exits_2_ts_0001_10_2_3_1() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.join("z.json"),
+        r#"{"m2m:acp":{"rn":"acpZ","ri":"acpZ","pv":{"acr":[{"acor":["Cw"],"acop":4}]},"pvs":{"acr":[{"acor":["Cadmin"],"acop":63}]}}}"#,
+    )
+    .unwrap();
+    let (code, out, err) = check_in(&dir, &["z.json"], r#"{"fr":"Cw","to":"/mn1/acpZ","op":3}"#);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["dec"], 2, "the ACP's pvs decide: {out}");
+    assert_eq!(
+        v["explanation"]["evaluated"],
+        serde_json::json!(["acpZ.pvs"])
+    );
+    for to in ["/mn1/acpZ/", "/mn1//acpZ", "/", "//", "a//b"] {
+        let (code, out, err) = check_in(
+            &dir,
+            &["z.json"],
+            &format!(r#"{{"fr":"Cw","to":"{to}","op":3}}"#),
+        );
+        assert_eq!(code, 2, "{to}: {out}");
+        assert!(
+            err.contains(&format!(
+                "req.json: to: '{to}' is not a resource ID: '{to}' has an empty path segment"
+            )),
+            "{to}: {err}"
+        );
+    }
+    // A `*` is a resource name character, no wildcard, in a target.
+    let (code, _, err) = check_in(&dir, &["z.json"], r#"{"fr":"Cw","to":"ae1/cnt*","op":3}"#);
+    assert_eq!(code, 0, "{err}");
+}
+
+/// TS-0001 10.2.3.1: a request names an ACP by its `ri`, so an `ri` no
+/// request can name (white space, an empty segment, empty) exits 2 naming
+/// the file and the path of the `ri`, rather than loading an ACP that is
+/// never recognised as a target.
+#[test]
+fn an_acp_ri_that_is_no_resource_id_exits_2_ts_0001_10_2_3_1() {
+    let dir = tempdir();
+    let acp = |ri: &str| {
+        format!(
+            r#"{{"m2m:acp":{{"ri":"{ri}","pv":{{"acr":[]}},"pvs":{{"acr":[{{"acor":["Ca"],"acop":63}}]}}}}}}"#
+        )
+    };
+    for (ri, why) in [
+        (
+            "a b",
+            "ri: 'a b' is not a resource ID: must not contain whitespace",
+        ),
+        (
+            "acp/",
+            "ri: 'acp/' is not a resource ID: 'acp/' has an empty path segment",
+        ),
+        ("", "ri: the resource ID must not be empty"),
+    ] {
+        std::fs::write(dir.join("p.json"), acp(ri)).unwrap();
+        let (code, out, err) = check_in(&dir, &["p.json"], r#"{"fr":"Ca","to":"x","op":2}"#);
+        assert_eq!(code, 2, "{ri:?}: {out}");
+        assert!(err.contains(&format!("p.json: {why}")), "{ri:?}: {err}");
+    }
+    // In a list, the path names the resource.
+    std::fs::write(
+        dir.join("p.json"),
+        format!("[{}, {}]", acp("acp1"), acp("acp/")),
+    )
+    .unwrap();
+    let (code, _, err) = check_in(&dir, &["p.json"], r#"{"fr":"Ca","to":"x","op":2}"#);
+    assert_eq!(code, 2);
+    assert!(err.contains("p.json: m2m:acp[1].ri: 'acp/'"), "{err}");
+}
+
+/// Decisions and explanations name an ACP by its label, `ri` else `rn`
+/// (`permittedBy`, `evaluated`, `failedRules`), so two ACPs with one label
+/// could not be told apart (`"evaluated": ["same.pv", "same.pv"]`): exit
+/// 2 naming both files and positions, as for one `ri` (TS-0003 7.1.1).
+#[test]
+fn two_loaded_acps_with_one_label_exit_2_ts_0003_7_1_1() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.join("same.json"),
+        r#"[{"m2m:acp":{"rn":"same","pv":{"acr":[{"acor":["Cae1"],"acop":4}]}}},{"m2m:acp":{"rn":"same","pv":{"acr":[{"acor":["Cae1"],"acop":8}]}}}]"#,
+    )
+    .unwrap();
+    let request = r#"{"fr":"Cae1","to":"r","op":2}"#;
+    let (code, out, err) = check_in(&dir, &["same.json"], request);
+    assert_eq!(code, 2, "{out}");
+    let same = dir.join("same.json").display().to_string();
+    assert!(
+        err.contains(&format!(
+            "{same}[1]: rn: 'same' names an ACP loaded from {same}[0] (rn 'same') already"
+        )),
+        "{err}"
+    );
+    // An rn in one file, the same ID as ri in another, in either order.
+    std::fs::write(
+        dir.join("rn.json"),
+        r#"{"m2m:acp":{"rn":"acpQ","pv":{"acr":[{"acor":["Cae1"],"acop":4}]}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("ri.json"),
+        r#"{"m2m:acp":{"ri":"acpQ","pv":{"acr":[{"acor":["Cae1"],"acop":8}]},"pvs":{"acr":[{"acor":["Cae1"],"acop":63}]}}}"#,
+    )
+    .unwrap();
+    for (first, second) in [("rn.json", "ri.json"), ("ri.json", "rn.json")] {
+        let (code, out, err) = check_in(&dir, &[first, second], request);
+        assert_eq!(code, 2, "{out}");
+        let (second_part, first_part) = err
+            .split_once("names an ACP loaded from")
+            .expect("the refusal");
+        assert!(second_part.contains(second), "{err}");
+        assert!(first_part.contains(first), "{err}");
+    }
+    // Different labels load, and each rule set is named apart.
+    std::fs::write(
+        dir.join("rn.json"),
+        r#"{"m2m:acp":{"rn":"acpP","pv":{"acr":[{"acor":["Cae1"],"acop":4}]}}}"#,
+    )
+    .unwrap();
+    let (code, out, err) = check_in(&dir, &["rn.json", "ri.json"], request);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["explanation"]["evaluated"],
+        serde_json::json!(["acpP.pv", "acpQ.pv"])
     );
 }
 

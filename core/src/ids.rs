@@ -76,6 +76,52 @@ pub enum IdError {
     /// an originator: it names no one AE or CSE.
     #[error("'all' is the acor keyword for every originator, not an AE-ID or CSE-ID")]
     AllAsOriginator,
+    /// A resource ID with a control character (non-ASCII is allowed in a
+    /// resource ID, unlike in an originator). Shown escaped.
+    #[error("'{}' holds a control character", .0.escape_debug())]
+    Control(String),
+    /// An ID longer than [`MAX_ID_BYTES`]: its length (the ID itself is
+    /// not quoted).
+    #[error("is {0} bytes long; an ID has at most {MAX_ID_BYTES}")]
+    TooLong(usize),
+}
+
+/// The most bytes an ID (of a resource, an ACP, a parent, an `acpi`
+/// entry, a decision's target) may have: far more than any structured
+/// resource ID, and a bound on what one record, every snapshot that holds
+/// it and every message that names it carry.
+pub const MAX_ID_BYTES: usize = 2048;
+
+/// Checks a resource ID in any of its forms (TS-0001 7.2: CSE-relative
+/// `x/y`, SP-relative `/cse/x`, absolute `//fqdn/cse/x`): what a request's
+/// target (`to`) and an ACP's `ri` must be. Not empty, at most
+/// [`MAX_ID_BYTES`], no white space or control character, and no empty
+/// `/` segment after the `//` or `/` prefix (`x/`, `a//b`, `/`, `//`,
+/// `///x`): such an ID names no resource, yet `/mn1/acp1/` would otherwise
+/// be taken for some resource other than the ACP `/mn1/acp1` and be judged
+/// by other rules (TS-0001 10.2.3.1). `*` and non-ASCII characters are
+/// allowed: resource names may hold them.
+pub fn check_resource_id(id: &str) -> Result<(), IdError> {
+    if id.is_empty() {
+        return Err(IdError::Empty);
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(IdError::TooLong(id.len()));
+    }
+    if id.chars().any(char::is_whitespace) {
+        return Err(IdError::Whitespace);
+    }
+    if id.chars().any(char::is_control) {
+        return Err(IdError::Control(id.to_owned()));
+    }
+    let body = id
+        .strip_prefix("//")
+        .or_else(|| id.strip_prefix('/'))
+        .unwrap_or(id);
+    if body.split('/').any(str::is_empty) {
+        return Err(IdError::EmptySegment(id.to_owned()));
+    }
+    Ok(())
 }
 
 /// Byte classes for [`check_originator_id`].
@@ -993,6 +1039,48 @@ mod tests {
                 (parsed.fqdn(), parsed.rest(), parsed.last_segment())
             );
             proptest::prop_assert_eq!(last.as_str(), text.rsplit('/').next().unwrap_or(""));
+        }
+    }
+
+    /// TS-0001 7.2 and 10.2.3.1: a resource ID with an empty path segment
+    /// names no resource (`/mn1/acpZ/` is not the ACP `/mn1/acpZ`, nor any
+    /// other resource), so a target or an ACP `ri` with one is refused, as
+    /// an originator with one is; `*` and non-ASCII are resource name
+    /// characters and stay allowed.
+    #[test]
+    fn resource_ids_have_no_empty_segment_ts_0001_7_2() {
+        for (id, expected) in [
+            ("", IdError::Empty),
+            ("/", IdError::EmptySegment("/".into())),
+            ("//", IdError::EmptySegment("//".into())),
+            ("///x", IdError::EmptySegment("///x".into())),
+            ("a//b", IdError::EmptySegment("a//b".into())),
+            ("/mn1/acpZ/", IdError::EmptySegment("/mn1/acpZ/".into())),
+            ("/mn1//acpZ", IdError::EmptySegment("/mn1//acpZ".into())),
+            ("//sp//acpZ", IdError::EmptySegment("//sp//acpZ".into())),
+            ("acp/", IdError::EmptySegment("acp/".into())),
+            ("a b", IdError::Whitespace),
+            ("a\u{2003}b", IdError::Whitespace),
+            ("a\u{1}b", IdError::Control("a\u{1}b".into())),
+            ("a\u{7f}", IdError::Control("a\u{7f}".into())),
+        ] {
+            assert_eq!(check_resource_id(id), Err(expected), "{id:?}");
+        }
+        let long = "x".repeat(MAX_ID_BYTES + 1);
+        assert_eq!(
+            check_resource_id(&long),
+            Err(IdError::TooLong(MAX_ID_BYTES + 1))
+        );
+        assert_eq!(check_resource_id(&long[1..]), Ok(()));
+        for id in [
+            "acpZ",
+            "/mn1/acpZ",
+            "//sp.example/mn1/acpZ",
+            "ae1/cnt*",
+            "caf\u{e9}",
+            "//sp.example",
+        ] {
+            assert_eq!(check_resource_id(id), Ok(()), "{id:?}");
         }
     }
 

@@ -207,6 +207,17 @@ pub fn parse_and_validate(text: &str) -> Result<Vec<AccessControlPolicy>, JsonEr
         if let Err(e) = check_authorization_addresses(acp) {
             errors.extend(e.prefixed(&prefix).0);
         }
+        // A request on an ACP names it by its `ri` (TS-0001 10.2.3.1): an
+        // `ri` no request can name (`acp/`, `a b`, empty) would load an ACP
+        // that is never recognised as a target. The check of a target.
+        if let Some(ri) = &acp.resource_id
+            && let Err(e) = crate::ids::check_resource_id(ri)
+        {
+            errors.push(ValidationError {
+                path: format!("{prefix}ri"),
+                message: resource_id_error(ri, &e),
+            });
+        }
     }
     if errors.is_empty() {
         Ok(acps)
@@ -754,6 +765,39 @@ mod tests {
         }
     }
 
+    /// README `authz check` table: `spty` goes `mgd` only with `rrt` 13,
+    /// `cnd` only with 28 (Decision 13: it is the created resource's), so
+    /// an `spty` without `rrt` (on a Retrieve, say) is an error naming
+    /// `spty`, not a field silently ignored.
+    #[test]
+    fn a_request_spty_without_rrt_is_named_decision_13() {
+        let now = chrono::Utc::now();
+        for req in [
+            r#"{"fr": "Cd", "to": "r", "op": 2, "spty": {"mgd": 1001}}"#,
+            r#"{"fr": "Cd", "to": "r", "op": 3, "spty": {"cnd": "org.example.x"}}"#,
+        ] {
+            match request_from_json(req, now) {
+                Err(JsonError::Invalid(e)) => {
+                    assert_eq!(e.0.len(), 1, "{req}: {e}");
+                    assert_eq!(e.0[0].path, "spty", "{req}");
+                    assert!(e.0[0].message.contains("with its type rrt"), "{e}");
+                }
+                other => panic!("{req}: {other:?}"),
+            }
+        }
+        // A Create without rrt: both are named.
+        match request_from_json(
+            r#"{"fr": "Cd", "to": "r", "op": 1, "spty": {"mgd": 1001}}"#,
+            now,
+        ) {
+            Err(JsonError::Invalid(e)) => {
+                let paths: Vec<&str> = e.0.iter().map(|e| e.path.as_str()).collect();
+                assert_eq!(paths, ["rrt", "spty"], "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// A file saved with a byte order mark (RFC 8259 8.1) loads unchanged.
     #[test]
     fn a_leading_byte_order_mark_is_skipped() {
@@ -879,6 +923,102 @@ mod tests {
                 Err(JsonError::Invalid(e)) => assert_eq!(e.0[0].path, path, "{req}"),
                 other => panic!("{req}: {other:?}"),
             }
+        }
+    }
+
+    /// TS-0001 10.2.3.1: an ACP is the target of a request that names its
+    /// `ri`, so an `ri` that no request can name (the check of a target,
+    /// `check_resource_id`) is an error naming its path, not an ACP that is
+    /// silently never recognised.
+    #[test]
+    fn an_acp_ri_is_a_resource_id_ts_0001_10_2_3_1() {
+        let acp = |ri: &str| {
+            format!(
+                r#"{{"m2m:acp": {{"ri": "{ri}", "pv": {{"acr": []}}, "pvs": {{"acr": [{{"acor": ["Ca"], "acop": 63}}]}}}}}}"#
+            )
+        };
+        for (ri, why) in [
+            (
+                "a b",
+                "'a b' is not a resource ID: must not contain whitespace",
+            ),
+            ("acp/", "'acp/' has an empty path segment"),
+            ("/cse//acp", "has an empty path segment"),
+            ("", "must not be empty"),
+            ("a\\u0007", "control character"),
+        ] {
+            match parse_and_validate(&acp(ri)) {
+                Err(JsonError::Invalid(e)) => {
+                    assert_eq!(e.0.len(), 1, "{ri:?}: {e}");
+                    assert_eq!(e.0[0].path, "ri", "{ri:?}");
+                    assert!(e.0[0].message.contains(why), "{ri:?}: {}", e.0[0].message);
+                }
+                other => panic!("{ri:?}: {other:?}"),
+            }
+        }
+        let long = "x".repeat(crate::ids::MAX_ID_BYTES + 1);
+        match parse_and_validate(&acp(&long)) {
+            Err(JsonError::Invalid(e)) => {
+                assert_eq!(e.0[0].path, "ri");
+                assert!(e.0[0].message.contains("bytes long"), "{}", e.0[0].message);
+            }
+            other => panic!("{other:?}"),
+        }
+        // In a list the path names the resource.
+        let list = format!("[{}, {}]", acp("acp1"), acp("acp/"));
+        match parse_and_validate(&list) {
+            Err(JsonError::Invalid(e)) => assert_eq!(e.0[0].path, "m2m:acp[1].ri"),
+            other => panic!("{other:?}"),
+        }
+        for ri in ["acp1", "/cse/acp1", "//sp.example/cse/acp1", "acp*"] {
+            assert!(parse_and_validate(&acp(ri)).is_ok(), "{ri}");
+        }
+    }
+
+    /// TS-0001 7.2 and 10.2.3.1: a target with an empty path segment names
+    /// no resource, so it is refused as `fr` is (Decision 9), rather than
+    /// taken for a resource other than the ACP it spells and judged by the
+    /// loaded ACPs' `pv`; `*` stays allowed (resource names may hold it).
+    #[test]
+    fn a_target_with_an_empty_segment_is_refused_ts_0001_7_2() {
+        let now = chrono::Utc::now();
+        for to in ["/mn1/acpZ/", "/mn1//acpZ", "/", "//", "a//b", "///x"] {
+            let req = format!(r#"{{"fr": "Cw", "to": "{to}", "op": 3}}"#);
+            match request_from_json(&req, now) {
+                Err(JsonError::Invalid(e)) => {
+                    assert_eq!(e.0.len(), 1, "{req}: {e}");
+                    assert_eq!(e.0[0].path, "to", "{req}");
+                    assert!(
+                        e.0[0].message.contains("has an empty path segment"),
+                        "{req}: {}",
+                        e.0[0].message
+                    );
+                }
+                other => panic!("{req}: {other:?}"),
+            }
+        }
+        for (to, why) in [
+            ("a\\u0001b", "control character"),
+            ("a b", "whitespace"),
+            ("", "must not be empty"),
+        ] {
+            let req = format!(r#"{{"fr": "Cw", "to": "{to}", "op": 3}}"#);
+            match request_from_json(&req, now) {
+                Err(JsonError::Invalid(e)) => {
+                    assert_eq!(e.0[0].path, "to", "{req}");
+                    assert!(e.0[0].message.contains(why), "{req}: {}", e.0[0].message);
+                }
+                other => panic!("{req}: {other:?}"),
+            }
+        }
+        for to in [
+            "/mn1/acpZ",
+            "//sp.example/mn1/acpZ",
+            "ae1/cnt*",
+            "caf\\u00e9",
+        ] {
+            let req = format!(r#"{{"fr": "Cw", "to": "{to}", "op": 3}}"#);
+            assert!(request_from_json(&req, now).is_ok(), "{req}");
         }
     }
 
@@ -1205,10 +1345,21 @@ pub fn request_from_json(
             "containerDefinition must not be empty".to_owned(),
         );
     }
-    if let (Some(s), Some(ty)) = (&short.spty, short.rrt)
-        && let Err(why) = s.check_created_type(ty)
-    {
-        bad("spty", why);
+    match (&short.spty, short.rrt) {
+        (Some(s), Some(ty)) => {
+            if let Err(why) = s.check_created_type(ty) {
+                bad("spty", why);
+            }
+        }
+        // `spty` is the specialization of the created resource (Decision
+        // 13): without the created type it belongs to nothing, and would
+        // otherwise be silently ignored (as on a Retrieve) or taken alone.
+        (Some(_), None) => bad(
+            "spty",
+            "the specialization of a created resource goes with its type rrt (mgd with rrt 13, cnd with rrt 28)"
+                .to_owned(),
+        ),
+        (None, _) => {}
     }
     if discovery && operation != Some(Operation::Retrieve) {
         bad("fu", "discovery applies to op 2 (Retrieve) only".to_owned());
@@ -1239,10 +1390,11 @@ pub fn request_from_json(
             bad(&format!("rids[{i}]"), format!("not a Role-ID: {e}"));
         }
     }
-    if short.to.is_empty() {
-        bad("to", "the target resource ID must not be empty".to_owned());
-    } else if short.to.chars().any(char::is_whitespace) {
-        bad("to", format!("'{}' must not contain whitespace", short.to));
+    // The check the PDP makes of its `target` too: a target with an empty
+    // segment (`/mn1/acp1/`) would be taken for no loaded ACP and judged by
+    // the loaded ACPs' pv instead of that ACP's pvs (TS-0001 10.2.3.1).
+    if let Err(e) = crate::ids::check_resource_id(&short.to) {
+        bad("to", resource_id_error(&short.to, &e));
     }
     match operation {
         Some(operation) if errors.is_empty() => Ok(DecisionRequest {
@@ -1262,6 +1414,18 @@ pub fn request_from_json(
             authenticated: short.authn,
         }),
         _ => Err(JsonError::Invalid(ValidationErrors(errors))),
+    }
+}
+
+/// Why `id` is no resource ID ([`crate::ids::check_resource_id`]), for
+/// an error naming its field: the ID quoted, unless it is empty or too
+/// long to quote.
+fn resource_id_error(id: &str, e: &crate::ids::IdError) -> String {
+    use crate::ids::IdError;
+    match e {
+        IdError::Empty => "the resource ID must not be empty".to_owned(),
+        IdError::TooLong(_) => format!("not a resource ID: {e}"),
+        _ => format!("'{}' is not a resource ID: {e}", id.escape_debug()),
     }
 }
 

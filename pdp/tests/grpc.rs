@@ -751,6 +751,18 @@ async fn invalid_request_is_invalid_argument_naming_the_field() {
         refused(client.decide(req).await.unwrap_err()),
         ["originator", "target_type", "resource_type"]
     );
+
+    // TS-0001 7.2 / 10.2.3.1: a target with an empty path segment names no
+    // resource (`/mn1/acpZ/` is not the ACP `/mn1/acpZ`): the core check
+    // `authz check` makes of `to`.
+    for target in ["/mn1/acpZ/", "/mn1//acpZ", "/", "//"] {
+        let req = request("Cphone", pb::Operation::Update, target);
+        assert_eq!(
+            refused(client.decide(req).await.unwrap_err()),
+            ["target"],
+            "{target}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -782,17 +782,11 @@ pub fn decision_request_from_pb(
     if let Err(e) = authz_core::ids::check_originator_id(&req.originator) {
         errors.add("originator", e.to_string());
     }
-    if req.target.is_empty() {
-        errors.add("target", "must not be empty");
-    } else if !is_usable_id(&req.target) {
-        // As the PRP refuses such an ID: no resource has it (Decision 9).
-        errors.add("target", unusable_id_reason(&req.target));
-    } else if req
-        .target
-        .strip_prefix("//")
-        .is_some_and(|sp| sp.split('/').next().is_none_or(|fqdn| fqdn.is_empty()))
-    {
-        errors.add("target", "an absolute ID names its SP domain after //");
+    // No resource has such an ID (Decision 9): the one check of a target,
+    // `authz check`'s `to` included (an empty segment, `/acp1/`, would
+    // otherwise be taken for a resource other than the ACP `/acp1`).
+    if let Err(e) = authz_core::ids::check_resource_id(&req.target) {
+        errors.add("target", e.to_string());
     }
 
     let operation = operation_from_pb(req.operation);
@@ -1586,11 +1580,7 @@ pub fn decision_from_pb(d: &pb::Decision) -> Result<Decision, Vec<ConversionErro
     })
 }
 
-/// The most bytes an ID (of a resource, an ACP, a parent, an `acpi`
-/// entry, a decision's target) may have: far more than any structured
-/// resource ID, and a bound on what one record, every snapshot that holds
-/// it and every message that names it carry.
-pub const MAX_ID_BYTES: usize = 2048;
+pub use authz_core::ids::MAX_ID_BYTES;
 
 /// Whether `id` is an ID a request can name (m2m:ID): an empty one, or one
 /// with white space or control characters, could never be resolved, so a

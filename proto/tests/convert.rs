@@ -670,11 +670,31 @@ fn a_target_no_resource_can_have_is_an_invalid_argument_decision_9() {
             "{bad:?}: {errors:?}"
         );
     }
+    // TS-0001 7.2 / 10.2.3.1: an empty path segment names no resource
+    // (`/mn1/acpZ/` is not the ACP `/mn1/acpZ`): the check `authz check`
+    // makes of `to` (core's `check_resource_id`).
+    for bad in ["/mn1/acpZ/", "/mn1//acpZ", "/", "a//b"] {
+        let mut wire = full_request();
+        wire.target = bad.into();
+        let errors = decision_request_from_pb(&wire, Utc::now()).unwrap_err();
+        assert_eq!(
+            errors
+                .iter()
+                .map(|e| (e.field.as_str(), e.message.as_str()))
+                .collect::<Vec<_>>(),
+            [(
+                "target",
+                format!("'{bad}' has an empty path segment").as_str()
+            )],
+            "{bad:?}"
+        );
+    }
     for good in [
         "frontDoor",
         "/id-in/cnt1",
         "//sp.example.com/id-in/cnt1",
         "caf\u{e9}",
+        "ae1/cnt*",
     ] {
         let mut wire = full_request();
         wire.target = good.into();

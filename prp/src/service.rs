@@ -113,6 +113,14 @@ fn id_problem(id: &str, field: &str) -> Option<ConversionError> {
     if let Some(e) = unusable_id(id, field) {
         return Some(e);
     }
+    // The rule `authz check` holds an ACP's `ri` to (core): an empty `/`
+    // segment, beyond what `unusable_id` refuses, names no ACP either.
+    // (Emptiness the callers report, or fill in an ID.)
+    if !id.is_empty()
+        && let Err(e) = authz_core::ids::check_resource_id(id)
+    {
+        return Some(violation(field, e.to_string()));
+    }
     // An ACP's ID is its resource ID, `ri`, which is CSE-relative (TS-0001
     // 7.2): the form `acpi` entries are stored and resolved in.
     if id.starts_with('/') {

@@ -1622,6 +1622,30 @@ async fn a_huge_id_already_in_use_is_already_exists() {
     prp.shutdown().await;
 }
 
+/// The rule `authz check` holds an ACP's `ri` to (core
+/// `check_resource_id`): an ID with an empty `/` segment names no ACP that
+/// a request could target (TS-0001 7.2, 10.2.3.1), so CreateAcp refuses it
+/// naming `resource_id`, as it refuses white space.
+#[tokio::test]
+async fn an_acp_id_with_an_empty_segment_is_invalid_ts_0001_7_2() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    for bad in ["acp/", "a//b"] {
+        let e = c
+            .create_acp(create_req(ADMIN, acp(bad, &["all"], &[ADMIN], ALL)))
+            .await
+            .expect_err(bad);
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert_eq!(violations(&e), ["resource_id"]);
+        assert!(
+            e.message().contains("has an empty path segment"),
+            "{}",
+            e.message()
+        );
+    }
+    prp.shutdown().await;
+}
+
 #[tokio::test]
 async fn dynamic_acp_applies_until_it_expires() {
     let mut prp = start(config()).await;
