@@ -236,6 +236,42 @@ fn port_of(url: &str) -> String {
     url.rsplit(':').next().unwrap().to_owned()
 }
 
+/// `authz pdp` following the PRP at `prp_url` (default PIP, no metrics),
+/// and a client of it.
+async fn start_pdp_following(prp_url: &str) -> (Proc, PolicyDecisionPointClient<Channel>) {
+    let (pdp, pdp_url) = start(
+        &[
+            "pdp",
+            "--listen",
+            "127.0.0.1:0",
+            "--prp",
+            prp_url,
+            "--metrics",
+            "off",
+        ],
+        "PDP on",
+    );
+    (pdp, PolicyDecisionPointClient::new(channel(&pdp_url).await))
+}
+
+/// Stores `acpDoor` (Cguest may RETRIEVE) and registers `door` under it.
+async fn guest_may_read_the_door(client: &mut PolicyRetrievalPointClient<Channel>) {
+    client
+        .create_acp(pb::CreateAcpRequest {
+            originator: "CAdmin".into(),
+            acp: Some(acp("acpDoor", "Cguest", 2)),
+        })
+        .await
+        .unwrap();
+    client
+        .put_resource(pb::PutResourceRequest {
+            originator: "CAdmin".into(),
+            resource: Some(resource("door", &["acpDoor"])),
+        })
+        .await
+        .unwrap();
+}
+
 fn start_prp(data: &Path, listen: &str) -> (Proc, String) {
     start(
         &[
@@ -427,38 +463,13 @@ async fn a_pdp_follows_a_prp_restored_from_a_backup_into_its_new_history() {
         originator: "CAdmin".into(),
         acp: Some(acp("acpDoor", who, 2)),
     };
-    client
-        .create_acp(pb::CreateAcpRequest {
-            originator: "CAdmin".into(),
-            acp: Some(acp("acpDoor", "Cguest", 2)),
-        })
-        .await
-        .unwrap();
-    client
-        .put_resource(pb::PutResourceRequest {
-            originator: "CAdmin".into(),
-            resource: Some(resource("door", &["acpDoor"])),
-        })
-        .await
-        .unwrap();
+    guest_may_read_the_door(&mut client).await;
     drop(prp);
     std::fs::copy(&file, &backup).expect("back up");
 
     // Revision 3 of the original history: Cthief may read.
     let (prp, prp_url) = start_prp(&data, &format!("127.0.0.1:{port}"));
-    let (_pdp, pdp_url) = start(
-        &[
-            "pdp",
-            "--listen",
-            "127.0.0.1:0",
-            "--prp",
-            &prp_url,
-            "--metrics",
-            "off",
-        ],
-        "PDP on",
-    );
-    let mut pdp = PolicyDecisionPointClient::new(channel(&pdp_url).await);
+    let (_pdp, mut pdp) = start_pdp_following(&prp_url).await;
     let thief = request("Cthief", "door", pb::Operation::Retrieve);
     let friend = request("Cfriend", "door", pb::Operation::Retrieve);
     prp_client(&prp_url)
@@ -502,33 +513,8 @@ async fn pdp_decides_while_the_prp_is_down_and_catches_up_after() {
     let (prp, prp_url) = start_prp(&data, "127.0.0.1:0");
     let port = port_of(&prp_url);
     let mut client = prp_client(&prp_url).await;
-    client
-        .create_acp(pb::CreateAcpRequest {
-            originator: "CAdmin".into(),
-            acp: Some(acp("acpDoor", "Cguest", 2)),
-        })
-        .await
-        .unwrap();
-    client
-        .put_resource(pb::PutResourceRequest {
-            originator: "CAdmin".into(),
-            resource: Some(resource("door", &["acpDoor"])),
-        })
-        .await
-        .unwrap();
-    let (_pdp, pdp_url) = start(
-        &[
-            "pdp",
-            "--listen",
-            "127.0.0.1:0",
-            "--prp",
-            &prp_url,
-            "--metrics",
-            "off",
-        ],
-        "PDP on",
-    );
-    let mut pdp = PolicyDecisionPointClient::new(channel(&pdp_url).await);
+    guest_may_read_the_door(&mut client).await;
+    let (_pdp, mut pdp) = start_pdp_following(&prp_url).await;
     let guest_reads = request("Cguest", "door", pb::Operation::Retrieve);
     eventually(&mut pdp, &guest_reads, true).await;
 

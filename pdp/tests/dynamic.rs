@@ -488,13 +488,9 @@ async fn visitor_granted_an_hour() -> (FakePrp, common::Running<FakePrp>, Script
     (prp, running, das, pdp)
 }
 
-/// 7.3.2.2 step 4.1.1: a token the DAS returns is kept for its holder
-/// once per Token-ID. A token that does not grant the request (here
-/// RETRIEVE only, asked DELETE) brings the originator back to the DAS on
-/// every request, each answer returning the same token: it must not pile
-/// up in the PDP's memory.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_direct_token_returned_again_is_kept_once_7_3_2_2() {
+/// A DAS that answers every consultation with a token granting `Cvisitor`
+/// RETRIEVE on `cnt`, and a PDP consulting it.
+async fn visitor_given_a_retrieve_token() -> (ScriptedDas, Pdp) {
     let das = ScriptedDas::default();
     das.answer(pb::DasResponse {
         tokens: vec![retrieve_token("tkv@das.example.com", "Cvisitor")],
@@ -502,6 +498,17 @@ async fn a_direct_token_returned_again_is_kept_once_7_3_2_2() {
     })
     .await;
     let pdp = pdp_with_das(&das, None).await;
+    (das, pdp)
+}
+
+/// 7.3.2.2 step 4.1.1: a token the DAS returns is kept for its holder
+/// once per Token-ID. A token that does not grant the request (here
+/// RETRIEVE only, asked DELETE) brings the originator back to the DAS on
+/// every request, each answer returning the same token: it must not pile
+/// up in the PDP's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_token_returned_again_is_kept_once_7_3_2_2() {
+    let (das, pdp) = visitor_given_a_retrieve_token().await;
     let service = pdp.service();
     for _ in 0..5 {
         let d = service
@@ -536,13 +543,7 @@ async fn a_direct_token_returned_again_is_kept_once_7_3_2_2() {
 /// may not, so the answer does not depend on what the PDP holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_direct_token_does_not_excuse_a_rejected_one_7_3_2_3_step_6_1_4() {
-    let das = ScriptedDas::default();
-    das.answer(pb::DasResponse {
-        tokens: vec![retrieve_token("tkv@das.example.com", "Cvisitor")],
-        ..Default::default()
-    })
-    .await;
-    let pdp = pdp_with_das(&das, None).await;
+    let (das, pdp) = visitor_given_a_retrieve_token().await;
     let service = pdp.service();
     let plain = request("Cvisitor", pb::Operation::Retrieve, "cnt");
     let d = service.decide_resolving_pb(&plain).await.expect("decision");

@@ -353,6 +353,24 @@ impl PipService {
     /// The holder a request on the role `role_id` means: `holder` in
     /// absolute form; when it is empty, the role's only holder (a Role-ID
     /// held by several originators needs `holder`).
+    /// The holder of the stored role an admin's write names (DeleteRole,
+    /// UpdateRoleTokenLink), after checking the IDs (as GetRole: a
+    /// malformed Role-ID names no role, and NOT_FOUND would hide the typo),
+    /// the request's `other` fields, and that the originator is the admin.
+    fn admin_role_write(
+        &self,
+        originator: &str,
+        role_id: &str,
+        holder: &str,
+        other: impl FnOnce() -> Result<(), Status>,
+    ) -> Result<String, Status> {
+        check_ids([("originator", originator), ("role_id", role_id)])?;
+        check_role_ids([("role_id".to_owned(), role_id)])?;
+        other()?;
+        self.require_admin(originator)?;
+        self.role_holder(role_id, holder)
+    }
+
     fn role_holder(&self, role_id: &str, holder: &str) -> Result<String, Status> {
         if !holder.is_empty() {
             return self.canonical("holder", holder);
@@ -481,15 +499,8 @@ impl PolicyInformationPoint for PipService {
         request: Request<pb::DeleteRoleRequest>,
     ) -> Result<Response<pb::PipWriteResponse>, Status> {
         let req = request.into_inner();
-        check_ids([
-            ("originator", req.originator.as_str()),
-            ("role_id", req.role_id.as_str()),
-        ])?;
-        // As GetRole: a malformed Role-ID names no role (NOT_FOUND would
-        // hide the typo).
-        check_role_ids([("role_id".to_owned(), req.role_id.as_str())])?;
-        self.require_admin(&req.originator)?;
-        let holder = self.role_holder(&req.role_id, &req.holder)?;
+        let holder =
+            self.admin_role_write(&req.originator, &req.role_id, &req.holder, || Ok(()))?;
         let revision = self
             .commit(PipMutation::DeleteRole {
                 role_id: req.role_id,
@@ -504,14 +515,9 @@ impl PolicyInformationPoint for PipService {
         request: Request<pb::UpdateRoleTokenLinkRequest>,
     ) -> Result<Response<pb::Role>, Status> {
         let req = request.into_inner();
-        check_ids([
-            ("originator", req.originator.as_str()),
-            ("role_id", req.role_id.as_str()),
-        ])?;
-        check_role_ids([("role_id".to_owned(), req.role_id.as_str())])?;
-        check_token_link("token_link", &req.token_link).map_err(|e| invalid_argument(&e))?;
-        self.require_admin(&req.originator)?;
-        let holder = self.role_holder(&req.role_id, &req.holder)?;
+        let holder = self.admin_role_write(&req.originator, &req.role_id, &req.holder, || {
+            check_token_link("token_link", &req.token_link).map_err(|e| invalid_argument(&e))
+        })?;
         let entry = self
             .commit_entry(PipMutation::UpdateRoleTokenLink {
                 role_id: req.role_id,
