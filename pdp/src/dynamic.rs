@@ -1491,11 +1491,13 @@ impl Dynamic {
         }
     }
 
-    /// The `dreq` for a request (TS-0004 dynAuthDasRequest). Its `trt`,
-    /// mandatory in TS-0003 table 7.3.2.2-1 and TS-0004 7.5.1.2.10, is the
-    /// request's `target_type`, else the target's `ty` in `snap`.
+    /// The `dreq` for a request (TS-0004 dynAuthDasRequest) on `target`
+    /// (the request's, CSE-relative when it is of the hosting CSE). Its
+    /// `trt`, mandatory in TS-0003 table 7.3.2.2-1 and TS-0004 7.5.1.2.10,
+    /// is the request's `target_type`, else the target's `ty` in `snap`.
     pub fn das_request(
         req: &pb::DecisionRequest,
+        target: &str,
         snap: &Snapshot,
         originator: &str,
         now: DateTime<Utc>,
@@ -1509,7 +1511,7 @@ impl Dynamic {
             .unwrap_or(now);
         pb::DasRequest {
             originator: originator.to_owned(),
-            targeted_resource_type: req.target_type.or_else(|| snap.resource_type(&req.target)),
+            targeted_resource_type: req.target_type.or_else(|| snap.resource_type(target)),
             operation: req.operation,
             originator_ip: req.originator_ip.clone(),
             originator_location: req.originator_location.as_ref().and_then(|l| {
@@ -1533,7 +1535,7 @@ impl Dynamic {
             }),
             originator_role_ids: req.role_ids.clone(),
             request_timestamp: format_timestamp(rts),
-            targeted_resource_id: req.target.clone(),
+            targeted_resource_id: target.to_owned(),
             proposed_privileges_lifetime: lifetime.unwrap_or_default(),
             role_ids_from_acps: rfa,
             token_ids: req.token_ids.clone(),

@@ -380,6 +380,16 @@ impl PdpService {
         at: At,
     ) -> Result<Job<'r>, Vec<authz_proto::ConversionError>> {
         let mut conv = decision_request_from_pb(req, at.now)?;
+        // A target in any ID form of the hosting CSE (TS-0001 7.2: `x`,
+        // `/cse/x`, `//sp/cse/x`) names the resource the replica holds
+        // under its CSE-relative ID; a forwarded request names it
+        // SP-relative. One of another CSE is no resource of this one.
+        let hosting = conv.hosting.as_ref().unwrap_or(&self.inner.hosting);
+        if let Some(relative) = hosting.cse_relative(&conv.request.target)
+            && relative.len() != conv.request.target.len()
+        {
+            conv.request.target = relative.to_owned();
+        }
         if conv.request.operation == authz_core::request::Operation::Create
             && conv.request.target_type.is_none()
         {
@@ -668,7 +678,15 @@ impl PdpService {
                 dases.push(endpoint);
             }
         }
-        let dreq = Dynamic::das_request(req, snap, &originator, now, rfa, lifetime);
+        let dreq = Dynamic::das_request(
+            req,
+            &conv.request.target,
+            snap,
+            &originator,
+            now,
+            rfa,
+            lifetime,
+        );
         // Direct (7.3.2.2): consult the target's DAS(es) and decide again.
         let mut reasons = Vec::new();
         // DASes that gave no usable answer (down, slow, refusing, or a

@@ -152,6 +152,56 @@ async fn follows_the_prp_through_an_outage() {
     assert_eq!(status(&mut client).await.staleness_ms, 0);
 }
 
+/// TS-0003 7.1.1 and table 7.1.2-1: the target (`To`) selects the ACPs of
+/// the resource it addresses, in any ID form of the hosting CSE (TS-0001
+/// 7.2): CSE-relative `cnt`, SP-relative `/id-in/cnt` (how a request
+/// forwarded between CSEs names it), absolute `//sp.example.com/id-in/cnt`.
+/// An ACP named so is judged by its pvs. A resource of another CSE is no
+/// resource of this one.
+#[tokio::test]
+async fn a_target_in_any_id_form_of_the_hosting_cse_is_the_same_resource_7_1_1() {
+    let pdp = pdp_with(&[snapshot_event(
+        2,
+        vec![acp("acp1", &["Cphone"], RETRIEVE)],
+        vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+    )]);
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    for target in [
+        "cnt",
+        "/id-in/cnt",
+        "//sp.example.com/id-in/cnt",
+        "//SP.example.com/id-in/cnt",
+    ] {
+        let d = decide(
+            &mut client,
+            request("Cphone", pb::Operation::Retrieve, target),
+        )
+        .await;
+        assert_eq!(d.decision, PERMIT, "{target}: {}", d.summary);
+        assert_eq!(
+            d.permitted_by.as_ref().map(|r| r.acp_id.as_str()),
+            Some("acp1"),
+            "{target}"
+        );
+    }
+    // acp1's pvs grant Cadmin, its pv Cphone: the pvs decide.
+    for target in ["acp1", "/id-in/acp1", "//sp.example.com/id-in/acp1"] {
+        let admin = request("Cadmin", pb::Operation::Retrieve, target);
+        let d = decide(&mut client, admin).await;
+        assert_eq!(d.decision, PERMIT, "{target}: {}", d.summary);
+        let phone = request("Cphone", pb::Operation::Retrieve, target);
+        let d = decide(&mut client, phone).await;
+        assert_eq!(d.decision, DENY, "{target}: {}", d.summary);
+    }
+    let d = decide(
+        &mut client,
+        request("Cphone", pb::Operation::Retrieve, "/id-mn/cnt"),
+    )
+    .await;
+    assert_eq!(d.decision, DENY, "{}", d.summary);
+}
+
 /// A PDP without a PIP cannot verify a claimed role (TS-0003 7.4.3 step 4:
 /// the hosting CSE verifies the role through the `<role>` repository): a
 /// rule that names the originator only through that Role-ID is
