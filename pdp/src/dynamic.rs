@@ -1243,24 +1243,37 @@ impl Dynamic {
 
     /// The DASes to consult or name for `target`: the `dap` of an enabled
     /// DAC of the target, else of its parent, that are configured DASes;
-    /// else the default DAS. With the DAC's `dal`.
+    /// else the default DAS. With the DAC's `dal`. `None` when the `daci`
+    /// that decides (the target's, else its parent's) links DACs but none
+    /// enabled: dynamic authorization is switched off for the target (spec
+    /// notes §6.3 step 3: 4103, no other DAS either).
     pub fn dases_for(
         &self,
         snap: &Snapshot,
         target: &str,
         now: DateTime<Utc>,
-    ) -> (Vec<String>, Option<String>) {
+    ) -> Option<(Vec<String>, Option<String>)> {
         let view = snap.view(now);
         let mut subject = view.resource(target);
         for _ in 0..2 {
             let Some(r) = subject else { break };
             let mut found = Vec::new();
             let mut lifetime = None;
+            // Whether `daci` links any DAC at all: then it is set and valid,
+            // and it decides, also when every DAC it links is disabled (the
+            // owner's off switch: 4103, no parent, no default; spec notes
+            // §6.3 steps 2-3).
+            let (mut linked, mut enabled) = (false, false);
             for dac_id in r.daci.iter().flatten() {
-                if let Some(dac) = view.resource(dac_id)
-                    && dac.resource_type == DYNAMIC_AUTHORIZATION_CONSULTATION
-                    && dac.dac_enabled == Some(true)
-                {
+                let Some(dac) = view
+                    .resource(dac_id)
+                    .filter(|d| d.resource_type == DYNAMIC_AUTHORIZATION_CONSULTATION)
+                else {
+                    continue;
+                };
+                linked = true;
+                if dac.dac_enabled == Some(true) {
+                    enabled = true;
                     for poa in &dac.dac_poa {
                         match self.das_for_endpoint(poa) {
                             Some(d) => found.push(d.endpoint.clone()),
@@ -1272,20 +1285,20 @@ impl Dynamic {
                     lifetime = lifetime.or_else(|| dac.dac_lifetime.clone());
                 }
             }
-            if !found.is_empty() {
-                return (found, lifetime);
+            if linked {
+                return enabled.then_some((found, lifetime));
             }
-            // TS-0001 9.6.1.3.2: no usable DAC of its own → the parent's.
+            // TS-0001 9.6.1.3.2: `daci` unset or invalid → the parent's.
             subject = r.parent_id.as_deref().and_then(|p| view.resource(p));
         }
-        (
+        Some((
             self.config
                 .default_das
                 .iter()
                 .map(|d| canonical_endpoint(d).to_owned())
                 .collect(),
             None,
-        )
+        ))
     }
 
     /// Consults `endpoint` with `dreq` (Direct DA, 7.3.2.2), coalescing

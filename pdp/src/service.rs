@@ -665,7 +665,10 @@ impl PdpService {
             return Ok(with_assigned_token_ids(decision, &grant));
         }
         let hosting = self.hosting(job);
-        let (mut dases, lifetime) = dynamic.dases_for(snap, &conv.request.target, now);
+        let Some((mut dases, lifetime)) = dynamic.dases_for(snap, &conv.request.target, now) else {
+            decision.summary.push_str(DAC_DISABLED);
+            return Ok(with_assigned_token_ids(decision, &grant));
+        };
         let originator = hosting
             .canonicalize(&conv.request.originator)
             .map(|c| c.into_owned())
@@ -1232,6 +1235,11 @@ const NO_TOKEN_ISSUER: &str =
 const ACPI_CHANGE_NOT_CONSULTED: &str = "; an acpi change needs selfPrivileges (pvs) of the \
      target's ACPs (TS-0001 9.6.1.3.2), which dynamic authorization does not grant: no DAS \
      was consulted";
+
+/// Appended to the summary of a Deny of a request whose target (or, when
+/// it links none, its parent) links only disabled DACs.
+const DAC_DISABLED: &str = "; dynamic authorization is disabled for the target (its DACs have \
+     dae false; TS-0001 9.6.40): no DAS was consulted";
 
 /// Appended to the summary of a Deny of a request on an ACP at a PDP with
 /// dynamic authorization: the DASes were not asked.

@@ -1695,6 +1695,75 @@ async fn dreq_trt_falls_back_to_the_replica_7_3_2_2() {
     assert!(d.summary.contains("no DAS was consulted"), "{}", d.summary);
 }
 
+/// Spec notes §6.3 steps 2-3 (TS-0001 9.6.1.3.2, 9.6.40): the target's
+/// `daci` decides which DAS is consulted; only when it is unset or
+/// invalid (it links no DAC) do the parent's DACs or the default DAS
+/// apply. A target linking only a disabled DAC (`dae` false) is not taken
+/// to any DAS: the owner switched dynamic authorization off for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_dac_switches_dynamic_authorization_off_ts_0001_9_6_40() {
+    let das = ScriptedDas::default();
+    let (url, task) = serve_das(das.clone()).await;
+    tokio::spawn(task);
+    let mut dynamic = DynamicConfig::new(vec![url.clone()]);
+    dynamic.default_das = Some(url.clone());
+    dynamic.deadline = Duration::from_secs(5);
+    let dac = |id: &str, enabled: bool| pb::TargetResource {
+        resource_id: id.into(),
+        resource_type: 34,
+        dac_enabled: Some(enabled),
+        dac_poa: vec![url.clone()],
+        creator: "Cowner".into(),
+        ..Default::default()
+    };
+    let door = |id: &str, daci: &[&str]| {
+        let mut r = resource(id, Some(&["acp1"]), "Ccreator");
+        r.parent_id = "home".into();
+        r.daci = daci.iter().map(|d| d.to_string()).collect();
+        r
+    };
+    let mut home = resource("home", Some(&["acp1"]), "Ccreator");
+    home.daci = vec!["dacOn".into()];
+    let pdp = pdp_trusting(
+        dynamic,
+        &snapshot_event(
+            1,
+            vec![acp("acp1", &["Cowner"], 63)],
+            vec![
+                home,
+                dac("dacOn", true),
+                dac("dacOff", false),
+                door("doorOff", &["dacOff"]),
+                door("doorLost", &["nosuchdac"]),
+                door("doorPlain", &[]),
+            ],
+        ),
+    )
+    .await;
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let visitor = |target: &str| request("Cvisitor", pb::Operation::Retrieve, target);
+
+    let d = client
+        .decide(visitor("doorOff"))
+        .await
+        .expect("decision")
+        .into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert!(d.summary.contains("disabled"), "{}", d.summary);
+    assert_eq!(das.consultations.load(Ordering::SeqCst), 0, "no DAS asked");
+    // An invalid daci, or none: the parent's enabled DAC.
+    for (i, target) in ["doorLost", "doorPlain"].into_iter().enumerate() {
+        let d = client
+            .decide(visitor(target))
+            .await
+            .expect("decision")
+            .into_inner();
+        assert_eq!(d.decision, DENY, "{target}: {d:?}");
+        assert_eq!(das.consultations.load(Ordering::SeqCst), i + 1, "{target}");
+    }
+}
+
 /// TS-0003 7.3.2.2 step 2.2 and Decision 8: a DAS that a Role-ID of an
 /// applicable rule identifies (by the FQDN after `@`: the DAS's own, or one
 /// of the `role_issuers` its key set publishes) is consulted with that
