@@ -690,6 +690,13 @@ impl PdpService {
             rfa,
             lifetime,
         );
+        // `trt` is mandatory (TS-0003 table 7.3.2.2-1): a target the
+        // replica does not hold (explicit `acp_ids`), of a request that
+        // gives no `target_type`, cannot be described to a DAS.
+        if dreq.targeted_resource_type.is_none() {
+            decision.summary.push_str(TARGET_TYPE_UNKNOWN);
+            return Ok(with_assigned_token_ids(decision, &grant));
+        }
         // Direct (7.3.2.2): consult the target's DAS(es) and decide again.
         let mut reasons = Vec::new();
         // DASes that gave no usable answer (down, slow, refusing, or a
@@ -1235,6 +1242,12 @@ const NO_TOKEN_ISSUER: &str =
 const ACPI_CHANGE_NOT_CONSULTED: &str = "; an acpi change needs selfPrivileges (pvs) of the \
      target's ACPs (TS-0001 9.6.1.3.2), which dynamic authorization does not grant: no DAS \
      was consulted";
+
+/// Appended to the summary of a Deny that no DAS could be asked about for
+/// want of the target's type.
+const TARGET_TYPE_UNKNOWN: &str = "; no DAS was consulted: the target's type (trt, mandatory \
+     in TS-0003 table 7.3.2.2-1) is unknown, as the replica does not hold the target; give \
+     target_type";
 
 /// Appended to the summary of a Deny of a request whose target (or, when
 /// it links none, its parent) links only disabled DACs.

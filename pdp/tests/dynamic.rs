@@ -1695,6 +1695,39 @@ async fn dreq_trt_falls_back_to_the_replica_7_3_2_2() {
     assert!(d.summary.contains("no DAS was consulted"), "{}", d.summary);
 }
 
+/// TS-0003 table 7.3.2.2-1 makes `trt` mandatory in a `dreq`: a request
+/// naming its ACPs (`acp_ids`) on a target the replica does not hold, and
+/// giving no `target_type`, is not taken to a DAS (the Deny says why); with
+/// `target_type` it is, and the `dreq` carries it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_dreq_without_its_mandatory_trt_7_3_2_2() {
+    let das = ScriptedDas::default();
+    let (url, task) = serve_das(das.clone()).await;
+    tokio::spawn(task);
+    let mut dynamic = DynamicConfig::new(vec![url.clone()]);
+    dynamic.default_das = Some(url);
+    dynamic.deadline = Duration::from_secs(5);
+    let pdp = pdp_trusting(dynamic, &owner_only()).await;
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let mut untyped = request("Cvisitor", pb::Operation::Retrieve, "elsewhere");
+    untyped.acp_ids = vec!["acp1".into()];
+    let d = client
+        .decide(untyped.clone())
+        .await
+        .expect("decision")
+        .into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert!(d.summary.contains("trt"), "{}", d.summary);
+    assert_eq!(das.consultations.load(Ordering::SeqCst), 0);
+    let mut typed = untyped;
+    typed.target_type = Some(3);
+    let d = client.decide(typed).await.expect("decision").into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
+    let consulted = das.requests.lock().await.pop().expect("consulted");
+    assert_eq!(consulted.targeted_resource_type, Some(3));
+}
+
 /// Spec notes §6.3 steps 2-3 (TS-0001 9.6.1.3.2, 9.6.40): the target's
 /// `daci` decides which DAS is consulted; only when it is unset or
 /// invalid (it links no DAC) do the parent's DACs or the default DAS
