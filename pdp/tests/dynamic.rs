@@ -604,8 +604,8 @@ async fn relative_pl_is_milliseconds_from_now_7_3_2_2() {
 /// target the replica does not hold is denied without consulting a DAS, so
 /// nothing is granted or stored for a resource that does not exist (a grant
 /// stored for its ID would apply to whatever is registered there later).
-/// Named with explicit `acp_ids`, the resource is the CSE's affair and the
-/// DAS is consulted as ever.
+/// Named with explicit `acp_ids` (and its type), the resource is the CSE's
+/// affair and the DAS is consulted as ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_das_is_consulted_for_a_target_that_is_not_registered() {
     let (prp, running, das, pdp) = visitor_granted_an_hour().await;
@@ -621,6 +621,8 @@ async fn no_das_is_consulted_for_a_target_that_is_not_registered() {
 
     let mut named = request("Cvisitor", pb::Operation::Retrieve, "ghost");
     named.acp_ids = vec!["acp1".into()];
+    // The replica cannot give its type (`trt`), so the request does.
+    named.target_type = Some(3);
     let d = pdp
         .service()
         .decide_resolving_pb(&named)
@@ -1630,6 +1632,18 @@ async fn decision_7_a_dai_for_a_content_instance_is_bound_to_it_not_its_parent()
     running.kill().await;
 }
 
+/// A scripted DAS on a loopback port, a configuration trusting it as the
+/// default DAS (5 s deadline), and its URL.
+async fn scripted_default_das() -> (ScriptedDas, DynamicConfig, String) {
+    let das = ScriptedDas::default();
+    let (url, task) = serve_das(das.clone()).await;
+    tokio::spawn(task);
+    let mut dynamic = DynamicConfig::new(vec![url.clone()]);
+    dynamic.default_das = Some(url.clone());
+    dynamic.deadline = Duration::from_secs(5);
+    (das, dynamic, url)
+}
+
 /// TS-0003 table 7.3.2.2-1 marks Originator Resource Type (`trt`) M, and
 /// TS-0004 7.5.1.2.10 requires it. A request without `target_type` still
 /// gets one in its `dreq`, consulted (Direct) or named in the Token Request
@@ -1639,12 +1653,7 @@ async fn decision_7_a_dai_for_a_content_instance_is_bound_to_it_not_its_parent()
 /// authorize it (TS-0003 7.1.1), and a DAS grants privileges.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dreq_trt_falls_back_to_the_replica_7_3_2_2() {
-    let das = ScriptedDas::default();
-    let (url, task) = serve_das(das.clone()).await;
-    tokio::spawn(task);
-    let mut dynamic = DynamicConfig::new(vec![url.clone()]);
-    dynamic.default_das = Some(url);
-    dynamic.deadline = Duration::from_secs(5);
+    let (das, dynamic, _) = scripted_default_das().await;
     let pdp = pdp_trusting(
         dynamic,
         &snapshot_event(
@@ -1701,12 +1710,7 @@ async fn dreq_trt_falls_back_to_the_replica_7_3_2_2() {
 /// `target_type` it is, and the `dreq` carries it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_dreq_without_its_mandatory_trt_7_3_2_2() {
-    let das = ScriptedDas::default();
-    let (url, task) = serve_das(das.clone()).await;
-    tokio::spawn(task);
-    let mut dynamic = DynamicConfig::new(vec![url.clone()]);
-    dynamic.default_das = Some(url);
-    dynamic.deadline = Duration::from_secs(5);
+    let (das, dynamic, _) = scripted_default_das().await;
     let pdp = pdp_trusting(dynamic, &owner_only()).await;
     let (channel, _server) = serve_pdp(&pdp).await;
     let mut client = PolicyDecisionPointClient::new(channel);
@@ -1735,12 +1739,7 @@ async fn no_dreq_without_its_mandatory_trt_7_3_2_2() {
 /// to any DAS: the owner switched dynamic authorization off for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_dac_switches_dynamic_authorization_off_ts_0001_9_6_40() {
-    let das = ScriptedDas::default();
-    let (url, task) = serve_das(das.clone()).await;
-    tokio::spawn(task);
-    let mut dynamic = DynamicConfig::new(vec![url.clone()]);
-    dynamic.default_das = Some(url.clone());
-    dynamic.deadline = Duration::from_secs(5);
+    let (das, dynamic, url) = scripted_default_das().await;
     let dac = |id: &str, enabled: bool| pb::TargetResource {
         resource_id: id.into(),
         resource_type: 34,
