@@ -308,18 +308,20 @@ async fn discover(app: &App, discovery: &DiscoveryRequest) -> Response {
         .collect();
     let verdicts = app.pep.decide_batch(requests).await;
     // A candidate the PDP could not decide (fail-closed) would be left out
-    // silently, as if denied: the list would look complete. Answer as the
-    // layer answers an undecidable request instead.
-    if let Some(failed) = verdicts
-        .iter()
-        .find(|v| v.source == authz_pep::DecisionSource::FailClosed)
-    {
+    // silently, as if denied: the list would look complete. So would every
+    // candidate of a malformed request (a token, Role-ID or Local-Token-ID
+    // the PDP refuses as INVALID_ARGUMENT: SYNTAX_ERROR, the same for each).
+    // Answer as the layer answers such a request instead: 4103, or 4000.
+    if let Some(failed) = verdicts.iter().find(|v| {
+        v.source == authz_pep::DecisionSource::FailClosed
+            || v.decision.status == authz_proto::pb::AuthorizationStatus::SyntaxError as i32
+    }) {
         return match failed.enforcement(DenyDetail::Minimal) {
             authz_pep::Enforcement::Reject(r) => {
                 authz_pep::http::rejection_response(&r, HeaderValue::from_str(rqi).ok().as_ref())
                     .map(Body::new)
             }
-            // A fail-closed verdict is a Deny; nothing else is expected.
+            // Both are Denies; nothing else is expected.
             authz_pep::Enforcement::Proceed { .. } => respond(
                 ResponseStatusCode::INTERNAL_SERVER_ERROR,
                 rqi,

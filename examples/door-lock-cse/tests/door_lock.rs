@@ -86,6 +86,19 @@ async fn the_owners_phone_may_do_everything() {
         ])
     );
 
+    // A malformed token, Role-ID or Local-Token-ID makes the discovery as
+    // malformed as any request (Decision 9: 4000), not an empty list that
+    // would look complete.
+    for (query, headers) in [
+        ("", &[("Authorization", "hello")][..]),
+        ("&rids=not_a_role", &[][..]),
+        ("&ltids=a:b", &[][..]),
+    ] {
+        let path = format!("/~/mn-cse-123456?fu=1&ty=3{query}");
+        let r = stack.as_(OWNER, "GET", &path, headers, "").await;
+        assert_eq!((r.status, r.rsc()), (400, 4000), "{path}: {r:?}");
+    }
+
     // Structured and unstructured addresses name the same container.
     let r = stack
         .as_(OWNER, "GET", "/mn-cse-123456/Clock-AE1/frontDoor", &[], "")
