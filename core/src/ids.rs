@@ -151,7 +151,8 @@ const BYTE_CLASS: [u8; 256] = {
 };
 
 /// The checks of [`HostingContext::canonicalize`] in one pass over the
-/// bytes: not empty, no whitespace, printable ASCII, no `*`, no `@`, every
+/// bytes: not empty, at most [`MAX_ID_BYTES`], no whitespace, printable
+/// ASCII, no `*`, no `@`, every
 /// `/` segment non-empty in each form (`//fqdn/a/b`, `/a/b`, `stem`), and
 /// a path after `//fqdn`. What a request's originator (`fr`) must pass
 /// before it is decided on.
@@ -159,6 +160,9 @@ pub fn check_originator_id(id: &str) -> Result<(), IdError> {
     let Some((&first, rest)) = id.as_bytes().split_first() else {
         return Err(IdError::Empty);
     };
+    if id.len() > MAX_ID_BYTES {
+        return Err(IdError::TooLong(id.len()));
+    }
     let mut seen = BYTE_CLASS[first as usize];
     // `//` anywhere but at the very start is an empty segment: a pair is
     // counted from the pair (1, 2) on.
@@ -208,6 +212,9 @@ pub fn check_role_id(id: &str) -> Result<(), IdError> {
 fn check_plain(id: &str) -> Result<(), IdError> {
     if id.is_empty() {
         return Err(IdError::Empty);
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(IdError::TooLong(id.len()));
     }
     if id.chars().any(char::is_whitespace) {
         return Err(IdError::Whitespace);
@@ -1047,6 +1054,26 @@ mod tests {
     /// other resource), so a target or an ACP `ri` with one is refused, as
     /// an originator with one is; `*` and non-ASCII are resource name
     /// characters and stay allowed.
+    /// Every ID a request or a record carries is bounded: an originator, a
+    /// Role-ID or Token-ID, an `acor` entry, a member or a holder longer
+    /// than [`MAX_ID_BYTES`] is refused as such.
+    #[test]
+    fn ids_are_at_most_max_id_bytes_long() {
+        let long = format!("C{}", "x".repeat(MAX_ID_BYTES));
+        assert_eq!(
+            check_originator_id(&long),
+            Err(IdError::TooLong(MAX_ID_BYTES + 1))
+        );
+        assert_eq!(check_originator_id(&long[1..]), Ok(()));
+        assert_eq!(
+            OriginatorEntry::parse(&long),
+            Err(IdError::TooLong(MAX_ID_BYTES + 1))
+        );
+        let role = format!("{}@roles.example.com", "r".repeat(MAX_ID_BYTES));
+        assert!(check_role_id(&role).is_err());
+        assert!(crate::token::check_scoped_id(&role).is_err());
+    }
+
     #[test]
     fn resource_ids_have_no_empty_segment_ts_0001_7_2() {
         for (id, expected) in [

@@ -626,6 +626,13 @@ fn check_plain(s: &str) -> Result<(), &'static str> {
 /// and `-`; the issuer a lower-case FQDN. The error says which part is
 /// wrong.
 pub fn check_scoped_id(id: &str) -> Result<(), String> {
+    if id.len() > crate::ids::MAX_ID_BYTES {
+        return Err(format!(
+            "is {} bytes long; an ID has at most {}",
+            id.len(),
+            crate::ids::MAX_ID_BYTES
+        ));
+    }
     let Some((name, fqdn)) = id.split_once('@') else {
         return Err(format!("'{id}' is not name@fqdn"));
     };

@@ -137,6 +137,18 @@ fn check_ids<'a, F: Into<String>>(
     }
 }
 
+/// A write's originator is an AE-ID or CSE-ID, checked as a decision's
+/// (Decision 9): one that is none is INVALID_ARGUMENT naming `originator`,
+/// not a PERMISSION_DENIED that would hide the typo.
+fn check_writer_id(originator: &str) -> Result<(), Status> {
+    authz_core::ids::check_originator_id(originator).map_err(|e| {
+        invalid_argument(&[ConversionError {
+            field: "originator".to_owned(),
+            message: e.to_string(),
+        }])
+    })
+}
+
 /// Role-IDs asked about: each must be `issuerRelativeID@issuerID` (spec
 /// notes §7.2), named as the PDP names it in `role_ids`, so that a typo is
 /// INVALID_ARGUMENT rather than "no such role".
@@ -292,6 +304,7 @@ impl PipService {
     }
 
     fn require_admin(&self, originator: &str) -> Result<(), Status> {
+        check_writer_id(originator)?;
         let admin = &self.inner.writers.admin;
         if !admin.is_empty() && self.same_id(originator, admin) {
             Ok(())
@@ -310,6 +323,7 @@ impl PipService {
         writers: &[String],
         denial: &str,
     ) -> Result<(), Status> {
+        check_writer_id(originator)?;
         if self.require_admin(originator).is_ok()
             || writers.iter().any(|s| self.same_id(originator, s))
         {

@@ -2209,3 +2209,43 @@ async fn a_roles_token_link_is_updated_ts_0003_7_4_2_3_step_5() {
     pip.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Decision 9: a write whose originator is no AE-ID or CSE-ID is the
+/// request's fault, INVALID_ARGUMENT naming `originator` (not a
+/// PERMISSION_DENIED that hides the typo); an ID longer than 2048 bytes is
+/// refused naming its field. Nothing is stored.
+#[tokio::test]
+async fn malformed_writers_and_overlong_ids_are_invalid_arguments_decision_9() {
+    let mut pip = Running::start(config(None)).await;
+    let c = &mut pip.client;
+    let long_stem = format!("C{}", "x".repeat(2048));
+    for who in ["a b", "all", "Cx*", long_stem.as_str()] {
+        let err = c
+            .put_group(pb::PutGroupRequest {
+                originator: who.into(),
+                group: Some(pb::Group {
+                    group_id: "grpW".into(),
+                    member_ids: vec!["Calice".into()],
+                }),
+            })
+            .await
+            .expect_err(who);
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{who}: {err:?}");
+        assert_eq!(fields(&err), ["originator"], "{who}");
+    }
+    let err = put_group(c, "grpW".into(), vec![long_stem.clone()])
+        .await
+        .expect_err("an overlong member");
+    assert_eq!(fields(&err), ["group.member_ids[0]"], "{err:?}");
+    let long_role = format!("{}@roles.example.com", "r".repeat(2048));
+    let err = c
+        .create_role(pb::CreateRoleRequest {
+            originator: ADMIN.into(),
+            role: Some(role(&long_role, AUTHORITY, "Calice", (-1, 1))),
+        })
+        .await
+        .expect_err("an overlong Role-ID");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert_eq!(fields(&err), ["role.role_id"], "{err:?}");
+    assert_eq!(pip.service.revision(), 0, "nothing stored");
+}

@@ -835,12 +835,15 @@ fn check_id_field(id: &str, field: &str) -> Result<(), Status> {
     }
 }
 
+/// A write's originator is an AE-ID or CSE-ID, checked as a decision's
+/// (Decision 9): one that is none is the request's fault, INVALID_ARGUMENT
+/// naming `originator`, not a PERMISSION_DENIED that would hide the typo.
 fn check_originator(originator: &str) -> Result<(), Status> {
     if originator.is_empty() {
-        Err(invalid_argument(&[violation("originator", "is mandatory")]))
-    } else {
-        Ok(())
+        return Err(invalid_argument(&[violation("originator", "is mandatory")]));
     }
+    authz_core::ids::check_originator_id(originator)
+        .map_err(|e| invalid_argument(&[violation("originator", e.to_string())]))
 }
 
 /// Converts and validates a wire ACP: `resource_id` mandatory, conversion

@@ -2892,3 +2892,23 @@ async fn the_same_resource_again_needs_update_and_writes_nothing() {
     assert_eq!(stored_state(c).await, before, "nothing committed");
     prp.shutdown().await;
 }
+
+/// Decision 9: a write whose originator is no AE-ID or CSE-ID is the
+/// request's fault, INVALID_ARGUMENT naming `originator` (not a
+/// PERMISSION_DENIED that hides the typo), and nothing is stored.
+#[tokio::test]
+async fn a_malformed_writer_is_an_invalid_argument_decision_9() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    let long_stem = format!("C{}", "x".repeat(2048));
+    for who in ["a b", "all", "Cx*", long_stem.as_str()] {
+        let err = c
+            .create_acp(create_req(who, acp("acpW", &["CAlice"], &[ADMIN], ALL)))
+            .await
+            .expect_err(who);
+        assert_eq!(err.code(), Code::InvalidArgument, "{who}: {err:?}");
+        assert_eq!(violations(&err), ["originator"], "{who}");
+    }
+    assert_eq!(prp.service.revision(), 0, "nothing stored");
+    prp.shutdown().await;
+}
