@@ -1129,6 +1129,40 @@ impl PolicyRetrievalPoint for PrpService {
                 )),
             }
         }
+        // Every ID as the PDP reads a target (TS-0001 7.2): one with an
+        // empty `/` segment names no resource, and the record's own and
+        // its parent's are held CSE-relative, the form a decision's
+        // target is read in, so `/cse/x` or `//sp/cse/x` would never be
+        // found.
+        let mut ids: Vec<(String, &str)> = vec![(
+            "resource.resource_id".to_owned(),
+            resource.resource_id.as_str(),
+        )];
+        ids.extend(
+            resource
+                .parent_id
+                .as_deref()
+                .map(|p| ("resource.parent_id".to_owned(), p)),
+        );
+        for (i, a) in resource.acpi.iter().flatten().enumerate() {
+            ids.push((format!("resource.acpi[{i}]"), a.as_str()));
+        }
+        for (i, d) in resource.daci.iter().flatten().enumerate() {
+            ids.push((format!("resource.daci[{i}]"), d.as_str()));
+        }
+        for (field, id) in ids {
+            if let Err(e) = authz_core::ids::check_resource_id(id) {
+                foreign.push(violation(field, e.to_string()));
+            } else if id.starts_with('/') && !field.contains("[") {
+                foreign.push(violation(
+                    field,
+                    format!(
+                        "{id} is held under its CSE-relative ID (no leading /), the form \
+                         a decision's target is read in"
+                    ),
+                ));
+            }
+        }
         if !foreign.is_empty() {
             return Err(invalid_argument(&foreign));
         }

@@ -2912,3 +2912,44 @@ async fn a_malformed_writer_is_an_invalid_argument_decision_9() {
     assert_eq!(prp.service.revision(), 0, "nothing stored");
     prp.shutdown().await;
 }
+
+/// TS-0001 7.2 and Decision 9: a registration whose IDs no decision could
+/// name is refused, naming the field: an empty `/` segment anywhere, and a
+/// resource or parent ID not in the CSE-relative form the PDP reads a
+/// target in. Nothing is stored.
+#[tokio::test]
+async fn a_registration_with_ids_no_target_could_name_is_refused_ts_0001_7_2() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    c.create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
+        .await
+        .expect("acp1");
+    let before = prp.service.revision();
+    for (id, parent, acpi, field) in [
+        ("resSl/", "", "acp1", "resource.resource_id"),
+        ("a//b", "", "acp1", "resource.resource_id"),
+        ("/id-in/resAbs", "", "acp1", "resource.resource_id"),
+        (
+            "//sp.example.com/id-in/resAbs",
+            "",
+            "acp1",
+            "resource.resource_id",
+        ),
+        ("res1", "cnt/", "acp1", "resource.parent_id"),
+        ("res1", "/id-in/cnt", "acp1", "resource.parent_id"),
+        ("res1", "", "acp1/", "resource.acpi[0]"),
+    ] {
+        let err = c
+            .put_resource(put_req(ADMIN, resource(id, parent, 3, Some(&[acpi]), "")))
+            .await
+            .expect_err(id);
+        assert_eq!(
+            err.code(),
+            Code::InvalidArgument,
+            "{id} {parent} {acpi}: {err:?}"
+        );
+        assert_eq!(violations(&err), [field], "{id} {parent} {acpi}");
+    }
+    assert_eq!(prp.service.revision(), before, "nothing stored");
+    prp.shutdown().await;
+}
