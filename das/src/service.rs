@@ -442,6 +442,28 @@ impl DasService {
         // verify it, TS-0003 7.3.2.2 step 4.1.1.2.2): the caller names
         // itself, as a consultant and authenticated like `Consult`.
         let hosting = self.consultant(&req.hosting_cse_id, caller.authorization)?;
+        // A malformed Token-ID is the request's fault, named as `Consult`
+        // names one in `das_request.token_ids` (Decision 9).
+        let malformed: Vec<_> = req
+            .token_ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| {
+                authz_core::token::check_scoped_id(id)
+                    .err()
+                    .map(|e| authz_proto::ConversionError {
+                        field: format!("token_ids[{i}]"),
+                        message: if id.is_empty() {
+                            "must not be empty".to_owned()
+                        } else {
+                            format!("not a Token-ID: {e}")
+                        },
+                    })
+            })
+            .collect();
+        if !malformed.is_empty() {
+            return Err(invalid_argument(&malformed));
+        }
         Ok(self.inner.store.read(|_, s| {
             let mut response = pb::GetDasTokensResponse::default();
             for id in &req.token_ids {

@@ -788,6 +788,21 @@ async fn issued_tokens_survive_a_restart_and_are_dropped_when_expired() {
         .into_inner();
     assert!(got.tokens.is_empty());
     assert_eq!(got.unknown_ids, vec![short_id]);
+    // A malformed Token-ID is no unknown one: INVALID_ARGUMENT naming it,
+    // as Consult names `das_request.token_ids[i]` (Decision 9).
+    let err = c
+        .get_tokens(pb::GetDasTokensRequest {
+            hosting_cse_id: HCSE.into(),
+            token_ids: vec!["ok@das.example.com".into(), "bad id".into(), String::new()],
+        })
+        .await
+        .expect_err("malformed Token-IDs");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    let fields: Vec<String> = err
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default();
+    assert_eq!(fields, ["token_ids[1]", "token_ids[2]"], "{err:?}");
     assert_eq!(
         das.service.sweep_expired(Utc::now()).await.expect("sweep"),
         1
