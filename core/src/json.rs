@@ -218,6 +218,14 @@ pub fn parse_and_validate(text: &str) -> Result<Vec<AccessControlPolicy>, JsonEr
                 message: resource_id_error(ri, &e),
             });
         }
+        errors.extend(
+            acp.common_attribute_errors()
+                .into_iter()
+                .map(|(name, message)| ValidationError {
+                    path: format!("{prefix}{name}"),
+                    message,
+                }),
+        );
     }
     if errors.is_empty() {
         Ok(acps)
@@ -930,6 +938,36 @@ mod tests {
     /// `ri`, so an `ri` that no request can name (the check of a target,
     /// `check_resource_id`) is an error naming its path, not an ACP that is
     /// silently never recognised.
+    /// The common attributes an author writes are read as what they are
+    /// (TS-0001 7.2, TS-0004 m2m:timestamp): `pi` a resource ID, `rn` one
+    /// path segment, `et` a timestamp; each wrong one is named.
+    #[test]
+    fn common_attributes_are_checked_pi_rn_et() {
+        let doc = |attrs: &str| {
+            format!(
+                r#"{{"m2m:acp": {{"ri": "acpC", {attrs}, "pv": {{"acr": []}}, "pvs": {{"acr": [{{"acor": ["Ca"], "acop": 63}}]}}}}}}"#
+            )
+        };
+        for (attrs, path) in [
+            (r#""pi": "a b""#, "pi"),
+            (r#""pi": "cnt/""#, "pi"),
+            (r#""rn": "a/b""#, "rn"),
+            (r#""rn": "a b""#, "rn"),
+            (r#""et": "notatime""#, "et"),
+            (r#""et": "20250230T000000""#, "et"),
+        ] {
+            match parse_and_validate(&doc(attrs)) {
+                Err(JsonError::Invalid(e)) => {
+                    assert_eq!(e.0.len(), 1, "{attrs}: {e}");
+                    assert_eq!(e.0[0].path, path, "{attrs}: {e}");
+                }
+                other => panic!("{attrs}: {other:?}"),
+            }
+        }
+        let ok = doc(r#""pi": "/id-in/cnt", "rn": "acpC", "et": "20301231T235959""#);
+        assert!(parse_and_validate(&ok).is_ok());
+    }
+
     #[test]
     fn an_acp_ri_is_a_resource_id_ts_0001_10_2_3_1() {
         let acp = |ri: &str| {

@@ -43,6 +43,42 @@ impl AccessControlPolicy {
             .as_deref()
             .or(self.resource_name.as_deref())
     }
+
+    /// What is wrong with the common attributes it carries, by short name
+    /// (`pi`, `rn`, `et`), if anything: a parent ID no request could name
+    /// (TS-0001 7.2), a resource name that is empty or holds a `/`, white
+    /// space or a control character (it is one path segment), an `et` that
+    /// is no m2m:timestamp `YYYYMMDDThhmmss`.
+    pub fn common_attribute_errors(&self) -> Vec<(&'static str, String)> {
+        let mut errors = Vec::new();
+        if let Some(pi) = &self.parent_id
+            && let Err(e) = crate::ids::check_resource_id(pi)
+        {
+            errors.push(("pi", format!("'{pi}' is not a resource ID: {e}")));
+        }
+        if let Some(rn) = &self.resource_name
+            && (rn.is_empty()
+                || rn.contains('/')
+                || rn.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            errors.push((
+                "rn",
+                format!(
+                    "'{}' is not a resource name (one non-empty path segment, no white space)",
+                    rn.escape_debug()
+                ),
+            ));
+        }
+        match self.other.get("et") {
+            None => {}
+            Some(serde_json::Value::String(et)) if crate::json::parse_timestamp(et).is_some() => {}
+            Some(et) => errors.push((
+                "et",
+                format!("{et} is not an m2m:timestamp YYYYMMDDThhmmss"),
+            )),
+        }
+        errors
+    }
 }
 
 /// `m2m:setOfAcrs` (TS-0004 6.3.5.26): the value of `pv` and `pvs`.

@@ -1712,6 +1712,20 @@ pub fn resource_from_pb(
             "is mandatory and non-empty for a <dynamicAuthorizationConsultation> (dap)",
         );
     }
+    // A `dap` entry is an address a hosting CSE consults (m2m:poaList):
+    // one that names no scheme and place could never be.
+    for (i, poa) in r.dac_poa.iter().enumerate() {
+        let usable = poa
+            .split_once("://")
+            .is_some_and(|(scheme, rest)| !scheme.is_empty() && !rest.is_empty())
+            && !poa.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !usable {
+            bad(
+                &format!("dac_poa[{i}]"),
+                "not an address (scheme://host...), as a hosting CSE consults a DAS at",
+            );
+        }
+    }
     if !r.dac_lifetime.is_empty() && authz_core::json::parse_timestamp(&r.dac_lifetime).is_none() {
         bad("dac_lifetime", "not an m2m:timestamp YYYYMMDDThhmmss");
     }

@@ -867,6 +867,23 @@ fn acp_input(
             None
         }
     };
+    if let Some(model) = &model {
+        // Named as the wire names them.
+        errors.extend(
+            model
+                .common_attribute_errors()
+                .into_iter()
+                .map(|(name, message)| {
+                    let field = match name {
+                        "pi" => "parent_id",
+                        "rn" => "resource_name",
+                        "et" => "expiration_time",
+                        other => other,
+                    };
+                    violation(field, message)
+                }),
+        );
+    }
     if let (Some(id), Some(model)) = (&id, &model)
         && let Err(e) = CompiledAcp::compile(id.as_str(), model)
     {

@@ -2950,6 +2950,30 @@ async fn a_registration_with_ids_no_target_could_name_is_refused_ts_0001_7_2() {
         );
         assert_eq!(violations(&err), [field], "{id} {parent} {acpi}");
     }
+    // A DAC's `dap` entries are addresses a hosting CSE consults.
+    for poa in ["", "not a url", "das.example.com"] {
+        let mut dac = resource("dac1", "", 34, None, "");
+        dac.dac_enabled = Some(true);
+        dac.dac_poa = vec![poa.to_owned()];
+        let err = c.put_resource(put_req(ADMIN, dac)).await.expect_err(poa);
+        assert_eq!(violations(&err), ["resource.dac_poa[0]"], "{poa:?}");
+    }
+    // An ACP's own common attributes: its parent, name and expiry.
+    let mut bad = acp("acpX", &["CAlice"], &[ADMIN], ALL);
+    bad.parent_id = Some("a b".into());
+    bad.resource_name = Some("a/b".into());
+    bad.expiration_time = "notatime".into();
+    let err = c
+        .create_acp(create_req(ADMIN, bad))
+        .await
+        .expect_err("bad attributes");
+    let mut fields = violations(&err);
+    fields.sort();
+    assert_eq!(
+        fields,
+        ["expiration_time", "parent_id", "resource_name"],
+        "{err:?}"
+    );
     assert_eq!(prp.service.revision(), before, "nothing stored");
     prp.shutdown().await;
 }
