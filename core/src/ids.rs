@@ -102,15 +102,7 @@ pub const MAX_ID_BYTES: usize = 2048;
 /// by other rules (TS-0001 10.2.3.1). `*` and non-ASCII characters are
 /// allowed: resource names may hold them.
 pub fn check_resource_id(id: &str) -> Result<(), IdError> {
-    if id.is_empty() {
-        return Err(IdError::Empty);
-    }
-    if id.len() > MAX_ID_BYTES {
-        return Err(IdError::TooLong(id.len()));
-    }
-    if id.chars().any(char::is_whitespace) {
-        return Err(IdError::Whitespace);
-    }
+    check_bounded(id)?;
     if id.chars().any(char::is_control) {
         return Err(IdError::Control(id.to_owned()));
     }
@@ -209,7 +201,8 @@ pub fn check_role_id(id: &str) -> Result<(), IdError> {
     crate::token::check_scoped_id(id).map_err(IdError::BadRoleId)
 }
 
-fn check_plain(id: &str) -> Result<(), IdError> {
+/// Not empty, at most [`MAX_ID_BYTES`], no white space: what every ID is.
+fn check_bounded(id: &str) -> Result<(), IdError> {
     if id.is_empty() {
         return Err(IdError::Empty);
     }
@@ -219,6 +212,11 @@ fn check_plain(id: &str) -> Result<(), IdError> {
     if id.chars().any(char::is_whitespace) {
         return Err(IdError::Whitespace);
     }
+    Ok(())
+}
+
+fn check_plain(id: &str) -> Result<(), IdError> {
+    check_bounded(id)?;
     if !id.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(IdError::NotPrintable(id.to_owned()));
     }

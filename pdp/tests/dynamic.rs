@@ -1344,6 +1344,23 @@ async fn door_pdp(dynamic: DynamicConfig) -> Pdp {
     .await
 }
 
+/// [`door_pdp`] trusting the scripted DAS (no default DAS: a Deny of the
+/// tokens is not followed by a consultation), served on a loopback port,
+/// and a client of it.
+async fn door_pdp_served() -> (
+    Pdp,
+    tokio::task::JoinHandle<()>,
+    PolicyDecisionPointClient<tonic::transport::Channel>,
+) {
+    let (url, task) = serve_das(ScriptedDas::default()).await;
+    tokio::spawn(task);
+    let mut dynamic = DynamicConfig::new(vec![url]);
+    dynamic.deadline = Duration::from_secs(5);
+    let pdp = door_pdp(dynamic).await;
+    let (channel, server) = serve_pdp(&pdp).await;
+    (pdp, server, PolicyDecisionPointClient::new(channel))
+}
+
 /// UPDATE of `door` by `originator` received by the CSE `cse` of
 /// `//sp.example.com`.
 fn door_update_at(originator: &str, cse: &str) -> pb::DecisionRequest {
@@ -1361,13 +1378,7 @@ fn door_update_at(originator: &str, cse: &str) -> pb::DecisionRequest {
 /// the resource it names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tokens_privileges_do_not_authorize_a_request_on_an_acp_7_1_1() {
-    let (url, task) = serve_das(ScriptedDas::default()).await;
-    tokio::spawn(task);
-    let mut dynamic = DynamicConfig::new(vec![url]);
-    dynamic.deadline = Duration::from_secs(5);
-    let pdp = door_pdp(dynamic).await;
-    let (channel, _server) = serve_pdp(&pdp).await;
-    let mut client = PolicyDecisionPointClient::new(channel);
+    let (_pdp, _server, mut client) = door_pdp_served().await;
     let visitor = "//sp.example.com/cse-a/Cvisitor";
     let token = door_token(
         "tkacp@das.example.com",
@@ -1400,14 +1411,7 @@ async fn a_tokens_privileges_do_not_authorize_a_request_on_an_acp_7_1_1() {
 /// At A the Local-Token-ID still permits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_token_id_reused_at_another_cse_is_scoped_to_it_7_3_2_5() {
-    let (url, task) = serve_das(ScriptedDas::default()).await;
-    tokio::spawn(task);
-    // No default DAS: a Deny of the tokens is not followed by a consultation.
-    let mut dynamic = DynamicConfig::new(vec![url]);
-    dynamic.deadline = Duration::from_secs(5);
-    let pdp = door_pdp(dynamic).await;
-    let (channel, _server) = serve_pdp(&pdp).await;
-    let mut client = PolicyDecisionPointClient::new(channel);
+    let (_pdp, _server, mut client) = door_pdp_served().await;
     let visitor = "//sp.example.com/cse-a/Cvisitor";
     let at = |cse: &str| door_update_at(visitor, cse);
 
@@ -1894,13 +1898,7 @@ async fn dynamic_authorization_does_not_authorize_an_acpi_change_ts0001_9_6_1_3_
     assert_eq!(das.consultations.load(Ordering::SeqCst), 1);
 
     // Indirect: a token granting the visitor UPDATE on the door (its pv).
-    let (url, task) = serve_das(ScriptedDas::default()).await;
-    tokio::spawn(task);
-    let mut dynamic = DynamicConfig::new(vec![url]);
-    dynamic.deadline = Duration::from_secs(5);
-    let pdp = door_pdp(dynamic).await;
-    let (channel, _server) = serve_pdp(&pdp).await;
-    let mut client = PolicyDecisionPointClient::new(channel);
+    let (_pdp, _server, mut client) = door_pdp_served().await;
     let visitor = "//sp.example.com/cse-a/Cvisitor";
     let mut update = door_update_at(visitor, "/cse-a");
     update.tokens = vec![door_token(
