@@ -827,11 +827,18 @@ impl PrpService {
 
 /// An ID a request names must not be empty (INVALID_ARGUMENT naming the
 /// field, not NOT_FOUND).
+/// The ID a read or delete names: mandatory, and one a record could have
+/// (no white space or control character, at most 2048 bytes), else
+/// INVALID_ARGUMENT naming `field` rather than a NOT_FOUND hiding the typo.
+/// (An empty `/` segment is not refused here: a store written before such
+/// IDs were refused may hold one, which must stay readable and deletable.)
 fn check_id_field(id: &str, field: &str) -> Result<(), Status> {
     if id.is_empty() {
-        Err(invalid_argument(&[violation(field, "is mandatory")]))
-    } else {
-        Ok(())
+        return Err(invalid_argument(&[violation(field, "is mandatory")]));
+    }
+    match unusable_id(id, field) {
+        Some(v) => Err(invalid_argument(&[v])),
+        None => Ok(()),
     }
 }
 
@@ -1416,9 +1423,7 @@ impl PolicyRetrievalPoint for PrpService {
             target,
             updates_acpi,
         } = request.into_inner();
-        if target.is_empty() {
-            return Err(invalid_argument(&[violation("target", "is mandatory")]));
-        }
+        check_id_field(&target, "target")?;
         let now = now_secs();
         let out = self.read(|snap| -> Result<pb::ApplicablePolicies, Status> {
             let view = View { snap, now };

@@ -1537,16 +1537,18 @@ async fn applicable_policies_of_an_acpi_change_are_the_referenced_pvs_ts0001_9_6
 }
 
 /// An error that echoes what the client sent is still that error when the
-/// echo is long: a 40 000-byte unknown ID gives NOT_FOUND with the message
-/// cut, not an HTTP/2 protocol error (INTERNAL) from headers too large.
+/// echo is long: the longest unknown ID a record could have (2048 bytes)
+/// gives NOT_FOUND with the message cut, not an HTTP/2 protocol error
+/// (INTERNAL) from headers too large; a 40 000-byte one no record could
+/// have is INVALID_ARGUMENT naming the field, not quoted.
 #[tokio::test]
 async fn an_error_echoing_a_huge_id_keeps_its_code() {
     let mut prp = start(config()).await;
     let c = &mut prp.client;
-    let long = "y".repeat(40_000);
+    let longest = "y".repeat(2048);
     let e = c
         .get_acp(pb::GetAcpRequest {
-            acp_id: long.clone(),
+            acp_id: longest.clone(),
         })
         .await
         .expect_err("no such ACP");
@@ -1559,12 +1561,55 @@ async fn an_error_echoing_a_huge_id_keeps_its_code() {
     );
     let e = c
         .get_applicable_policies(pb::GetApplicablePoliciesRequest {
-            target: long,
+            target: longest,
             ..Default::default()
         })
         .await
         .expect_err("no such resource");
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    let huge = "y".repeat(40_000);
+    let e = c
+        .get_acp(pb::GetAcpRequest { acp_id: huge })
+        .await
+        .expect_err("no ACP has such an ID");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert_eq!(violations(&e), ["acp_id"]);
+    assert!(e.message().len() < 200, "{}", e.message());
+    prp.shutdown().await;
+}
+
+/// A read or delete naming an ID no record could have (white space, a
+/// control character) is INVALID_ARGUMENT naming the field, not a
+/// NOT_FOUND that hides the typo (Decision 9).
+#[tokio::test]
+async fn reads_and_deletes_of_impossible_ids_are_invalid_arguments_decision_9() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    for id in ["a b", "x\u{0}y"] {
+        let e = c
+            .get_resource(pb::GetResourceRequest {
+                resource_id: id.into(),
+            })
+            .await
+            .expect_err(id);
+        assert_eq!(violations(&e), ["resource_id"], "{id:?}: {e:?}");
+        let e = c
+            .delete_acp(pb::DeleteAcpRequest {
+                originator: ADMIN.into(),
+                acp_id: id.into(),
+            })
+            .await
+            .expect_err(id);
+        assert_eq!(violations(&e), ["acp_id"], "{id:?}: {e:?}");
+        let e = c
+            .get_applicable_policies(pb::GetApplicablePoliciesRequest {
+                target: id.into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err(id);
+        assert_eq!(violations(&e), ["target"], "{id:?}: {e:?}");
+    }
     prp.shutdown().await;
 }
 
