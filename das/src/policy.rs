@@ -7,7 +7,8 @@
 //! `dynAuthDasRequest`: originator `or`, operation `op`, target `trid`,
 //! target type `trt`, time `rts` (or now), IP `oip`, location `olo`. A policy
 //! matches when its rule permits that request, `trid` is one of its
-//! `targets` and `trt` one of its `resource_types` (when listed). Policies
+//! `targets` and `trt` one of its `resource_types` (when listed; such a
+//! policy grants through `Consult` only, see [`Channel`]). Policies
 //! are tried in file order; **the first that matches decides**, and grants
 //! what its `grant` says, or nothing at all when that is empty.
 //!
@@ -413,7 +414,8 @@ pub enum Channel {
     /// `Consult` from a hosting CSE: tokens and dynamic ACPs.
     Consult,
     /// `IssueToken` from the originator: tokens only; policies granting only
-    /// dynamic ACPs are skipped.
+    /// dynamic ACPs are skipped, and so are policies with `resource_types`
+    /// (the originator's `trt` is no evidence of the target's type).
     IssueToken,
 }
 
@@ -496,7 +498,13 @@ pub fn evaluate(
 ) -> Option<Award> {
     let policy = policies
         .iter()
-        .filter(|p| channel == Channel::Consult || p.grant.mode.tokens())
+        .filter(|p| match channel {
+            Channel::Consult => true,
+            // The originator states `trt` itself, which proves nothing, and
+            // a token has no field to bind the type to: a policy that asks
+            // for a type grants through a hosting CSE's `Consult` only.
+            Channel::IssueToken => p.grant.mode.tokens() && p.resource_types.is_empty(),
+        })
         .find(|p| p.matches(req, hosting))?;
 
     let not_before = DateTime::from_timestamp(now.timestamp(), 0)?;

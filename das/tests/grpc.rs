@@ -551,6 +551,53 @@ async fn empty_rfa_grants_no_roles_table_7_3_2_2_1() {
     das.stop().await;
 }
 
+/// The `trt` of an `IssueToken` is the originator's own word (TS-0003
+/// 7.3.2.3 step 3), and a token has no field binding a type: a policy that
+/// lists `resource_types` grants through a hosting CSE's `Consult` only,
+/// where the hosting CSE states the type, never to an originator claiming
+/// it (a container claimed as a `<contentInstance>` got a token for it).
+#[tokio::test]
+async fn issue_token_does_not_take_the_originators_word_for_the_target_type() {
+    let mut v = config_json();
+    v["policies"] = json!([
+        {"name": "guest-instances",
+         "rule": {"acor": ["Cguest"], "acop": 2},
+         "targets": ["backDoor"],
+         "resource_types": [4],
+         "grant": {"acop": 2, "mode": "token"},
+         "max_lifetime_s": 600}
+    ]);
+    let mut das = Running::start(load(&v), None).await;
+    let c = &mut das.client;
+    for trt in [3, 4] {
+        let mut d = dreq("Cguest", pb::Operation::Retrieve, "backDoor");
+        d.targeted_resource_type = Some(trt);
+        let res = c
+            .issue_token(as_guest(d))
+            .await
+            .expect("answered")
+            .into_inner();
+        assert_eq!(
+            res,
+            pb::IssueTokenResponse::default(),
+            "IssueToken, trt {trt}"
+        );
+    }
+    // Through a hosting CSE, which states the type, the policy grants.
+    let mut d = dreq("Cguest", pb::Operation::Retrieve, "backDoor");
+    d.targeted_resource_type = Some(4);
+    let res = c
+        .consult(consult(d.clone()))
+        .await
+        .expect("consult")
+        .into_inner();
+    assert_eq!(res.tokens.len(), 1, "{res:?}");
+    d.targeted_resource_type = Some(3);
+    let res = c.consult(consult(d)).await.expect("consult").into_inner();
+    assert!(res.tokens.is_empty(), "{res:?}");
+    das.stop().await;
+}
+
 #[tokio::test]
 async fn issue_token_authenticates_the_originator() {
     let mut das = Running::start(load(&config_json()), None).await;
