@@ -246,6 +246,10 @@ async fn start_pdp_following(prp_url: &str) -> (Proc, PolicyDecisionPointClient<
             "127.0.0.1:0",
             "--prp",
             prp_url,
+            // No PIP runs here: one that never answers would leave every
+            // `acor` entry undetermined (Decision 3, 10).
+            "--pip",
+            "off",
             "--metrics",
             "off",
         ],

@@ -42,9 +42,10 @@ pub trait AttributeSource: Send + Sync {
     fn group_has_member(&self, group_id: &str, originator: &str) -> Lookup<bool>;
 
     /// Whether the source may know any `<group>` at all. `false` promises
-    /// that [`Self::is_group`] answers no ID `Found(true)`, so the engine
-    /// skips asking it: it would otherwise ask on every decision a literal
-    /// `acor` entry decides (the default: no groups).
+    /// that [`Self::is_group`] answers no ID `Found(true)` nor
+    /// `Unavailable`, so the engine skips asking it: it would otherwise ask
+    /// on every decision a literal `acor` entry decides (the default: no
+    /// groups). A source that cannot tell yet answers `true`.
     fn knows_groups(&self) -> bool {
         false
     }
@@ -54,10 +55,12 @@ pub trait AttributeSource: Send + Sync {
     /// it is that group and nothing else (Decision 3): it matches the
     /// group's members, never the originator whose ID it is spelled like.
     /// `Found(false)` or `NotFound`: it is not a group. `Unavailable`: the
-    /// engine reads the entry as an originator ID (the source is meant to
-    /// answer from group IDs it holds locally, without a round trip, so
-    /// this is a source that has not loaded them yet). The default knows
-    /// no group.
+    /// source cannot tell yet (it is meant to answer from group IDs it
+    /// holds locally, without a round trip, so this is a source that has
+    /// not loaded them): the entry may be a group or an originator ID, so
+    /// as an ID it is undetermined (7.1.4; Decision 10) and matches only
+    /// as a group whose members the source lists. The default knows no
+    /// group.
     fn is_group(&self, _group_id: &str) -> Lookup<bool> {
         Lookup::NotFound
     }
@@ -219,7 +222,8 @@ impl AttributeSource for InMemoryAttributes {
     }
 
     fn knows_groups(&self) -> bool {
-        !self.groups.is_empty()
+        // A source that is down cannot promise that no ID is a group.
+        self.unavailable.is_some() || !self.groups.is_empty()
     }
 
     fn is_group(&self, group_id: &str) -> Lookup<bool> {

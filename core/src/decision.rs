@@ -139,6 +139,15 @@ pub enum MissingAttribute {
         /// Why it could not be resolved.
         reason: String,
     },
+    /// Whether an `acor` entry, read as a resource ID, names a `<group>`
+    /// (Decision 3): until that is known the entry is undetermined as an
+    /// originator ID.
+    GroupKind {
+        /// The entry as an absolute resource ID.
+        id: String,
+        /// Why it could not be told.
+        reason: String,
+    },
     /// The originator's IP address (`rq_ip`).
     IpAddress {
         /// Why it is unknown.
@@ -187,6 +196,7 @@ impl fmt::Display for MissingAttribute {
             Self::GroupMembership { group, reason } => {
                 write!(f, "membership of group {group}: {reason}")
             }
+            Self::GroupKind { id, reason } => write!(f, "whether {id} is a <group>: {reason}"),
             Self::IpAddress { reason } => write!(f, "originator IP address: {reason}"),
             Self::Position { reason } => write!(f, "originator position: {reason}"),
             Self::Country { reason } => write!(f, "originator country: {reason}"),

@@ -311,7 +311,7 @@ struct Evaluation<'r, 'o> {
     /// Whether the source may know groups, and whether the originator's
     /// absolute ID is a `<group>` it knows (Decision 3), once asked.
     knows_groups: Option<bool>,
-    originator_is_group: Option<bool>,
+    originator_is_group: Option<Result<bool, MissingAttribute>>,
     /// Set by the condition just evaluated when it failed for want of an
     /// attribute (undetermined) rather than being certainly FALSE.
     undetermined: bool,
@@ -461,9 +461,10 @@ impl<'r, 'o> Evaluation<'r, 'o> {
     /// as an AE-ID `Sxyz` is `//sp/Sxyz`, as a resource ID
     /// `//sp/hosting-cse/Sxyz`, asked about on its own.
     ///
-    /// A source that cannot answer leaves the entry an originator ID: it
-    /// answers from group IDs it keeps locally (no round trip on the path
-    /// of a Permit), so it is one that has not loaded them yet.
+    /// An entry the source cannot tell a group or not (one that has not
+    /// loaded its group IDs yet) is dropped too: as an originator ID it is
+    /// undetermined (7.1.4; Decision 10), noted with what is missing; as a
+    /// group it may still match in the second pass.
     fn drop_known_groups(
         &mut self,
         acrs: &CompiledAcrs,
@@ -483,8 +484,15 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             .sp_relative()
             .is_some_and(|r| r.starts_with("/S"));
         if !s_ae {
-            if self.originator_is_group() {
-                out.drain(start..end);
+            match self.originator_is_group() {
+                Ok(false) => {}
+                Ok(true) => {
+                    out.drain(start..end);
+                }
+                Err(missing) => {
+                    let undetermined: SmallVec<[EntryRef; 8]> = out.drain(start..end).collect();
+                    self.note_undetermined(&undetermined, &missing);
+                }
             }
             return;
         }
@@ -498,32 +506,57 @@ impl<'r, 'o> Evaluation<'r, 'o> {
                 .and_then(|r| r.originators.get(at.entry as usize))
                 .map_or("", |e| &**e);
             let is_group = if entry.starts_with('S') {
-                with_canonical_resource_id(entry, self.ctx, |g| {
-                    matches!(self.attrs.is_group(g), Lookup::Found(true))
+                with_canonical_resource_id(entry, self.ctx, |g| match self.attrs.is_group(g) {
+                    Lookup::Found(known) => Ok(known),
+                    Lookup::NotFound => Ok(false),
+                    Lookup::Unavailable(reason) => Err(MissingAttribute::GroupKind {
+                        id: g.to_owned(),
+                        reason,
+                    }),
                 })
             } else {
                 self.originator_is_group()
             };
-            if is_group {
-                out.remove(i);
-                end -= 1;
-            } else {
-                i += 1;
+            match is_group {
+                Ok(false) => i += 1,
+                Ok(true) => {
+                    out.remove(i);
+                    end -= 1;
+                }
+                Err(missing) => {
+                    out.remove(i);
+                    end -= 1;
+                    self.note_undetermined(&[at], &missing);
+                }
             }
         }
     }
 
-    /// Whether the originator's absolute ID is a `<group>` the source
-    /// knows (asked once per decision).
-    fn originator_is_group(&mut self) -> bool {
-        if let Some(answer) = self.originator_is_group {
-            return answer;
+    /// Notes entries whose `res_origs` is undetermined for want of `missing`.
+    fn note_undetermined(&mut self, entries: &[EntryRef], missing: &MissingAttribute) {
+        if entries.is_empty() {
+            return;
         }
-        let answer = matches!(
-            self.attrs.is_group(self.originator.absolute),
-            Lookup::Found(true)
-        );
-        self.originator_is_group = Some(answer);
+        let rare = self.rare();
+        rare.unknown_origs
+            .extend(entries.iter().map(|&at| (at, missing.clone())));
+    }
+
+    /// Whether the originator's absolute ID is a `<group>` the source
+    /// knows (asked once per decision); `Err` when the source cannot tell.
+    fn originator_is_group(&mut self) -> Result<bool, MissingAttribute> {
+        if let Some(answer) = &self.originator_is_group {
+            return answer.clone();
+        }
+        let answer = match self.attrs.is_group(self.originator.absolute) {
+            Lookup::Found(known) => Ok(known),
+            Lookup::NotFound => Ok(false),
+            Lookup::Unavailable(reason) => Err(MissingAttribute::GroupKind {
+                id: self.originator.absolute.to_owned(),
+                reason,
+            }),
+        };
+        self.originator_is_group = Some(answer.clone());
         answer
     }
 
@@ -1025,6 +1058,10 @@ impl<'r, 'o> Evaluation<'r, 'o> {
                     (
                         MissingAttribute::GroupMembership { group: a, .. },
                         MissingAttribute::GroupMembership { group: b, .. },
+                    )
+                    | (
+                        MissingAttribute::GroupKind { id: a, .. },
+                        MissingAttribute::GroupKind { id: b, .. },
                     ) => a == b,
                     _ => true,
                 }

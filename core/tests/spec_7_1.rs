@@ -951,7 +951,9 @@ fn ts_0001_9_6_1_3_2_default_policy_owner_is_never_a_group() {
 /// the entry but is no member. An `S` stem entry is the CSE-relative
 /// resource ID `//sp/id-in/Sgrp` (a group here), not the AE-ID `//sp/Sgrp`;
 /// `/Sgrp` is that AE-ID, no group, and still names it. A source that
-/// cannot answer leaves the entry an originator ID.
+/// cannot tell whether the entry is a group leaves it undetermined as an
+/// originator ID (7.1.4; Decision 10): a Deny naming what is missing; a
+/// source that keeps no group IDs (`NotFound`) leaves it an ID.
 #[test]
 fn decision_3_an_acor_entry_known_as_a_group_is_not_an_originator_id() {
     let ctx = HostingContext::new("//sp.example.com", "/id-in").expect("hosting");
@@ -999,7 +1001,25 @@ fn decision_3_an_acor_entry_known_as_a_group_is_not_an_originator_id() {
         unavailable: Some("PIP down".to_owned()),
         ..attrs.clone()
     };
-    assert_eq!(decide_one("grp1", "grp1", &down), Effect::Permit);
+    let d = run(
+        &[pv_of(&one_rule(json!({"acor": ["grp1"], "acop": 2})))],
+        &retrieve("grp1"),
+        &ctx,
+        &down,
+        &[],
+    );
+    assert_deny(&d);
+    assert_eq!(d.status, AuthorizationStatus::MissingAttribute, "{d:#?}");
+    assert!(
+        d.missing.iter().any(|m| matches!(
+            m,
+            MissingAttribute::GroupKind { id, reason }
+                if id == "//sp.example.com/id-in/grp1" && reason == "PIP down"
+        )),
+        "{d:#?}"
+    );
+    // `S` stem entries are asked about one by one, with the same outcome.
+    assert_eq!(decide_one("Sgrp", "Sgrp", &down), Effect::Deny);
     assert_eq!(decide_one("grp1", "grp1", &NoAttributes), Effect::Permit);
 }
 
@@ -1035,15 +1055,20 @@ fn ts_0001_9_6_2_1_group_that_does_not_exist_denies() {
 }
 
 /// Permit-overrides (7.1.5): an unavailable group does not stop another rule
-/// that names the originator directly from permitting.
+/// that names the originator directly from permitting, when the source can
+/// tell that the direct entry is no group. When it cannot even tell that,
+/// the direct entry is undetermined too (Decision 3, 10): Deny.
 #[test]
 fn clause_7_1_5_unavailable_group_does_not_block_a_direct_permit() {
-    let attrs = InMemoryAttributes {
+    let acp = pv(r#"[{"acor": ["/id-in/grp01"], "acop": 63}, {"acor": ["Cmember"], "acop": 2}]"#);
+    assert_permit(&check_with(&acp, &retrieve("Cmember"), &GroupIdsOnly));
+    let down = InMemoryAttributes {
         unavailable: Some("group host unreachable".to_owned()),
         ..group_attrs()
     };
-    let acp = pv(r#"[{"acor": ["/id-in/grp01"], "acop": 63}, {"acor": ["Cmember"], "acop": 2}]"#);
-    assert_permit(&check_with(&acp, &retrieve("Cmember"), &attrs));
+    let d = check_with(&acp, &retrieve("Cmember"), &down);
+    assert_deny(&d);
+    assert_eq!(d.status, AuthorizationStatus::MissingAttribute, "{d:#?}");
 }
 
 /// 7.1.3: "Wildcard characters are not applicable to ... resource-IDs of
@@ -2434,8 +2459,22 @@ fn decision_10_a_missing_attribute_is_reported_for_every_rule_it_leaves_undeterm
     let d = check_with(&acp, &create("Cphone", Some(3), 3), &attrs);
     assert_deny(&d);
     assert_eq!(d.status, AuthorizationStatus::MissingAttribute, "{d:#?}");
+    // Reported once, for the second rule. (The source, down, cannot tell
+    // either whether `Cphone` names a `<group>`, nor that group's members:
+    // those are missing too.)
+    let positions = d
+        .missing
+        .iter()
+        .filter(|m| matches!(m, MissingAttribute::Position { .. }))
+        .count();
+    assert_eq!(positions, 1, "{d:#?}");
     assert!(
-        matches!(d.missing[..], [MissingAttribute::Position { .. }]),
+        d.missing.iter().all(|m| matches!(
+            m,
+            MissingAttribute::Position { .. }
+                | MissingAttribute::GroupKind { .. }
+                | MissingAttribute::GroupMembership { .. }
+        )),
         "{d:#?}"
     );
 }

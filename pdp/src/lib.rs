@@ -289,7 +289,9 @@ impl Pdp {
     }
 
     /// Reports the PDP's health through `reporter`: the PDP service is
-    /// NOT_SERVING until the replica's first snapshot arrived, then SERVING;
+    /// NOT_SERVING until the replica's first snapshot arrived and, with a
+    /// PIP, its group IDs were listed (before, an `acor` entry that may name
+    /// a `<group>` decides nothing: Decision 3, 10), then SERVING;
     /// Echo is SERVING at once. With `overall`, the server-wide status `""`
     /// follows the PDP's too (a standalone PDP).
     pub async fn report_health(&self, reporter: HealthReporter, overall: bool) {
@@ -305,14 +307,20 @@ impl Pdp {
                 }
             }
         };
-        if self.replica.is_ready() {
+        let groups_known =
+            |pip: &Option<Arc<PipCache>>| pip.as_ref().is_none_or(|p| p.groups_known());
+        if self.replica.is_ready() && groups_known(&self.pip) {
             set(ServingStatus::Serving).await;
             return;
         }
         set(ServingStatus::NotServing).await;
         let replica = self.replica.clone();
+        let pip = self.pip.clone();
         let task = tokio::spawn(async move {
             replica.wait_ready().await;
+            if let Some(pip) = pip {
+                pip.wait_groups_known().await;
+            }
             set(ServingStatus::Serving).await;
         });
         self.tasks

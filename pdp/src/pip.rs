@@ -136,11 +136,17 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// (the watch waits for it; failing, it is set up again).
 const LIST_GROUPS_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why an `acor` entry cannot be told a `<group>` or an originator ID.
+const GROUPS_NOT_LISTED: &str = "the PIP's group IDs are not listed yet";
+
 /// The `<group>` IDs the PIP holds (Decision 3), as last known.
 #[derive(Debug, Clone, Default)]
 struct KnownGroups {
     /// Listed at least once (before, no ID is known as a group or not).
     loaded: bool,
+    /// The PIP cannot list its groups (no `ListGroups`): every `acor` entry
+    /// is then also read as an originator ID, as before such a listing.
+    unlistable: bool,
     /// The PIP revision of the listing: watched changes up to it are in it.
     revision: u64,
     /// Absolute group IDs, as the PIP reports them (an admin writes them,
@@ -170,6 +176,8 @@ pub struct PipCache {
     /// Every group ID the PIP holds, swapped whole: read by decisions
     /// without a lock, written by the watch only.
     known_groups: ArcSwap<KnownGroups>,
+    /// [`PipCache::groups_known`], for those who wait for it.
+    groups_known: tokio::sync::watch::Sender<bool>,
     /// Told of every `<token>` change the watch reports and of every
     /// clear, so the Local-Token-IDs a PDP caches follow the PIP's token
     /// repository ([`PipCache::on_tokens_changed`]).
@@ -252,6 +260,7 @@ impl PipCache {
             seen_revision: AtomicU64::new(0),
             watching: AtomicBool::new(false),
             known_groups: ArcSwap::from_pointee(KnownGroups::default()),
+            groups_known: tokio::sync::watch::channel(false).0,
             token_listener: OnceLock::new(),
         }))
     }
@@ -276,6 +285,22 @@ impl PipCache {
     pub fn is_known_group(&self, group_id: &str) -> Option<bool> {
         let known = self.known_groups.load();
         known.loaded.then(|| known.ids.contains(group_id))
+    }
+
+    /// Whether the PIP's group IDs are in place (listed, or the PIP cannot
+    /// list them): before, an `acor` entry that may name a `<group>` is
+    /// undetermined as an originator ID (Decision 3, 10).
+    pub fn groups_known(&self) -> bool {
+        let known = self.known_groups.load();
+        known.loaded || known.unlistable
+    }
+
+    /// Waits until [`PipCache::groups_known`] (the watch lists them once it
+    /// reaches the PIP).
+    pub async fn wait_groups_known(&self) {
+        let mut rx = self.groups_known.subscribe();
+        // The sender lives in `self`, so the wait ends only when they are.
+        let _ = rx.wait_for(|known| *known).await;
     }
 
     /// How many originators have cached attributes.
@@ -595,6 +620,7 @@ impl PipCache {
             Ok(listing) => listing.into_inner(),
             Err(status) if status.code() == tonic::Code::Unimplemented => {
                 tracing::warn!(pip = %self.endpoint, "PIP cannot list groups; acor entries naming groups are also read as originator IDs");
+                self.mark_groups_unlistable();
                 return Ok(());
             }
             Err(status) => return Err(status),
@@ -606,13 +632,26 @@ impl PipCache {
         Ok(())
     }
 
+    /// Notes that the PIP cannot list its groups: the IDs listed before,
+    /// if any, stay as last known; without them no ID is known as a group.
+    fn mark_groups_unlistable(&self) {
+        self.known_groups.rcu(|known| {
+            let mut next = KnownGroups::clone(known);
+            next.unlistable = true;
+            next
+        });
+        self.groups_known.send_replace(true);
+    }
+
     /// Replaces the known group IDs with a listing of `revision`.
     fn set_known_groups(&self, ids: impl IntoIterator<Item = String>, revision: u64) {
         self.known_groups.store(Arc::new(KnownGroups {
             loaded: true,
+            unlistable: false,
             revision,
             ids: ids.into_iter().map(String::into_boxed_str).collect(),
         }));
+        self.groups_known.send_replace(true);
     }
 
     /// Follows a watched group change: `group_id` stored, or deleted. A
@@ -845,7 +884,9 @@ impl std::ops::Deref for EntryRef<'_> {
 impl AttributeSource for CacheView<'_> {
     fn knows_groups(&self) -> bool {
         let known = self.cache.known_groups.load();
-        known.loaded && !known.ids.is_empty()
+        // Before the first listing any ID may be a group (Decision 3):
+        // the engine asks, and hears that it cannot be told yet.
+        (!known.loaded && !known.unlistable) || !known.ids.is_empty()
     }
 
     fn is_group(&self, group_id: &str) -> Lookup<bool> {
@@ -853,7 +894,10 @@ impl AttributeSource for CacheView<'_> {
         // path of a Permit.
         match self.cache.is_known_group(group_id) {
             Some(known) => Lookup::Found(known),
-            None => Lookup::Unavailable("the PIP's group IDs are not listed yet".to_owned()),
+            // A PIP that cannot list its groups keeps no group IDs: it
+            // knows members only (`NotFound`, as the trait says).
+            None if self.cache.known_groups.load().unlistable => Lookup::NotFound,
+            None => Lookup::Unavailable(GROUPS_NOT_LISTED.to_owned()),
         }
     }
 
@@ -1314,7 +1358,10 @@ mod tests {
         const LIGHTS: &str = "//sp.example.com/id-in/lights";
         let cache = cache();
         let view = cache.view(ALICE, None);
-        assert!(!view.knows_groups());
+        // Before the listing any ID may be a group: the engine must ask,
+        // and hears that it cannot be told (Decision 10).
+        assert!(view.knows_groups());
+        assert!(!cache.groups_known());
         assert!(unavailable(&view.is_group(FAMILY)));
         // Changes before the first listing are in it.
         cache.apply(&group_event(3, LIGHTS, false));
@@ -1323,6 +1370,7 @@ mod tests {
         cache.apply(&reset(4));
         let view = cache.view(ALICE, None);
         assert!(view.knows_groups());
+        assert!(cache.groups_known());
         assert_eq!(view.is_group(FAMILY), Lookup::Found(true));
         assert_eq!(view.is_group(LIGHTS), Lookup::Found(false));
         assert!(!view.missed(), "no fetch for a group ID");
@@ -1344,6 +1392,22 @@ mod tests {
         let view = cache.view(ALICE, None);
         assert!(!view.knows_groups());
         assert_eq!(view.is_group(LIGHTS), Lookup::Found(false));
+    }
+
+    /// A PIP without `ListGroups` keeps no group IDs: the engine reads
+    /// every `acor` entry as an originator ID too, and a group's members
+    /// are asked entry by entry (`NotFound`, not undetermined).
+    #[tokio::test]
+    async fn a_pip_that_cannot_list_groups_leaves_entries_ids() {
+        let cache = cache();
+        cache.mark_groups_unlistable();
+        let view = cache.view(ALICE, None);
+        assert!(!view.knows_groups());
+        assert!(cache.groups_known());
+        assert_eq!(
+            view.is_group("//sp.example.com/id-in/family"),
+            Lookup::NotFound
+        );
     }
 
     /// Annex F.2.1: a cached fix is a position only from its measuring time

@@ -1230,6 +1230,7 @@ pub fn missing_to_pb(m: &MissingAttribute) -> pb::MissingAttribute {
         MissingAttribute::GroupMembership { group, reason } => {
             ("group_membership", group.as_str(), reason)
         }
+        MissingAttribute::GroupKind { id, reason } => ("group_kind", id.as_str(), reason),
         MissingAttribute::IpAddress { reason } => ("ip_address", "", reason),
         MissingAttribute::Position { reason } => ("position", "", reason),
         MissingAttribute::Country { reason } => ("country", "", reason),
@@ -1516,6 +1517,10 @@ pub fn decision_from_pb(d: &pb::Decision) -> Result<Decision, Vec<ConversionErro
                 },
                 "group_membership" => MissingAttribute::GroupMembership {
                     group: m.name.clone(),
+                    reason,
+                },
+                "group_kind" => MissingAttribute::GroupKind {
+                    id: m.name.clone(),
                     reason,
                 },
                 "ip_address" => MissingAttribute::IpAddress { reason },

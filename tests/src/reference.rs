@@ -222,9 +222,14 @@ fn ismember_originator_entry(entry: &str, rq: &Rq<'_>) -> bool {
     // group": then it contains the group's members only, whatever
     // originator ID it is spelled like. No wildcard in a group ID ("Wildcard
     // characters are not applicable to ... resource-IDs of <group>
-    // resources", 7.1.3). A source that cannot say leaves it an ID.
-    if !entry.contains('*') && is_known_group(entry, rq) {
-        return group_entry_matches(entry, rq);
+    // resources", 7.1.3). A source that cannot say whether it is a group
+    // leaves it undetermined as an ID (7.1.4; Decision 10): it may still
+    // match as a group whose members the source lists.
+    if !entry.contains('*') {
+        match rq.attrs.is_group(&absolute_resource_id(entry, rq.ctx)) {
+            Lookup::Found(true) | Lookup::Unavailable(_) => return group_entry_matches(entry, rq),
+            Lookup::Found(false) | Lookup::NotFound => {}
+        }
     }
     // A CSE-ID or AE-ID, possibly with wildcards (Decision 1, 2) ...
     if id_matches(&canonicalize(entry, rq.ctx), &rq.originator) {
@@ -233,12 +238,6 @@ fn ismember_originator_entry(entry: &str, rq: &Rq<'_>) -> bool {
     // ... or, without wildcard, the resource-ID of a <group> whose members
     // include the Originator (spec-notes §2.4).
     !entry.contains('*') && group_entry_matches(entry, rq)
-}
-
-/// Does the attribute source know the `acor` entry, read as a resource ID
-/// of the hosting CSE (Decision 2), as a `<group>`?
-fn is_known_group(entry: &str, rq: &Rq<'_>) -> bool {
-    rq.attrs.is_group(&absolute_resource_id(entry, rq.ctx)) == Lookup::Found(true)
 }
 
 /// Does the `acor` entry name a `<group>` that has the Originator among its

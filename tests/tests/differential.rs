@@ -434,7 +434,9 @@ fn reference_group_ids_are_read_against_the_hosting_cse() {
 /// is a group only: the originator whose ID it is spelled like is not
 /// named by it unless the group lists it. `Sgrp` as an entry is the
 /// resource ID `//m2msp.org/myCSEID/Sgrp`, as an originator the AE-ID
-/// `//m2msp.org/Sgrp`. A source that cannot answer leaves the entry an ID.
+/// `//m2msp.org/Sgrp`. A source that cannot answer leaves the entry
+/// undetermined as an ID (7.1.4; Decision 10): no match, so Deny; one that
+/// keeps no group IDs (`NotFound`) leaves it an ID.
 #[test]
 fn reference_decision_3_a_known_group_entry_is_no_originator_id() {
     let attrs = InMemoryAttributes::new()
@@ -463,7 +465,8 @@ fn reference_decision_3_a_known_group_entry_is_no_originator_id() {
     };
     let acp = policy(vec![rule(&["grp1"], 2)]);
     let req = request("grp1", Operation::Retrieve);
-    assert_eq!(decide_ref(&acp, &req, &down), Effect::Permit);
+    assert_eq!(decide_ref(&acp, &req, &down), Effect::Deny);
+    assert_eq!(decide_ref(&acp, &req, &NoAttributes), Effect::Permit);
 }
 
 /// acop bits and discovery (spec notes §1; TS-0003 7.1.3).
