@@ -406,9 +406,6 @@ pub struct Dynamic {
     /// before a drop is not cached after it.
     token_epoch: AtomicU64,
     token_cache_lock: std::sync::Mutex<()>,
-    /// This instance's random part of its Local-Token-IDs.
-    local_prefix: String,
-    next_local: AtomicU64,
     /// Tokens from Direct consultations, by holder (absolute).
     direct_tokens: DashMap<String, Vec<Arc<VerifiedToken>>>,
     inflight: DashMap<Vec<u8>, Arc<OnceCell<Consulted>>>,
@@ -452,6 +449,18 @@ pub(crate) fn random_prefix() -> String {
     );
     h.write_u32(std::process::id());
     format!("{:016x}", h.finish())
+}
+
+/// A new Local-Token-ID: `lt` and 128 random bits in hex. An NCName,
+/// unique per hosting CSE (TS-0001 7.1.16) without coordination between
+/// its PDPs or across restarts, and not guessable: a request that is not
+/// authenticated names its holder in From, so an ID that could be
+/// counted on from one seen would let anyone use another holder's token.
+fn new_local_token_id() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("lt{hex}"))
 }
 
 fn canonical_endpoint(e: &str) -> &str {
@@ -547,8 +556,6 @@ impl Dynamic {
             pip_watch: std::sync::OnceLock::new(),
             token_epoch: AtomicU64::new(0),
             token_cache_lock: std::sync::Mutex::new(()),
-            local_prefix: random_prefix(),
-            next_local: AtomicU64::new(1),
             direct_tokens: DashMap::new(),
             inflight: DashMap::new(),
             pip,
@@ -813,14 +820,10 @@ impl Dynamic {
             // (the originator keeps sending it, not a Local-Token-ID).
             return;
         }
-        // NCName, unique per hosting CSE (TS-0001 7.1.16): the random
-        // prefix of this instance keeps it apart from another PDP of the
-        // CSE's, or from this PDP before a restart.
-        let proposed = format!(
-            "lt{}-{}",
-            self.local_prefix,
-            self.next_local.fetch_add(1, Ordering::Relaxed)
-        );
+        let Some(proposed) = new_local_token_id() else {
+            tracing::warn!(token = %id, "no Local-Token-ID assigned: no randomness");
+            return;
+        };
         let epoch = self.token_epoch();
         let lti = match &self.pip {
             None => proposed,
