@@ -120,6 +120,10 @@ pub const MAX_DEADLINE: Duration = Duration::from_secs(3600);
 /// live seconds.
 pub const MAX_REVISION_POLL: Duration = Duration::from_secs(86_400);
 
+/// Default [`PepConfig::keepalive`]: a connection that stopped answering
+/// is dropped within about twice this.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(5);
+
 /// Configuration of a [`PepClient`].
 #[derive(Debug, Clone)]
 pub struct PepConfig {
@@ -130,6 +134,13 @@ pub struct PepConfig {
     pub deadline: Duration,
     /// Timeout of establishing a connection to one endpoint.
     pub connect_timeout: Duration,
+    /// HTTP/2 keepalive: a PING this often on every connection (also while
+    /// idle), and the connection dropped when one is not answered within
+    /// as long again, so that a connection that died without a word (a
+    /// crashed host, a partition, a load balancer that forgot it, a frozen
+    /// PDP) is dialled anew instead of failing every decision closed until
+    /// TCP gives up. `None` sends no PING.
+    pub keepalive: Option<Duration>,
     /// Retries of UNAVAILABLE calls.
     pub retry: RetryPolicy,
     /// Requests permitted when the PDP gives no decision; empty (the
@@ -179,7 +190,8 @@ impl std::fmt::Debug for TlsIdentity {
 
 impl PepConfig {
     /// Defaults for `endpoints`: a 500 ms deadline, 250 ms connect timeout,
-    /// 4 attempts, fail-closed, no cache.
+    /// keepalive every [`DEFAULT_KEEPALIVE`], 4 attempts, fail-closed, no
+    /// cache.
     pub fn new<I, S>(endpoints: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -189,6 +201,7 @@ impl PepConfig {
             endpoints: endpoints.into_iter().map(Into::into).collect(),
             deadline: Duration::from_millis(500),
             connect_timeout: Duration::from_millis(250),
+            keepalive: Some(DEFAULT_KEEPALIVE),
             retry: RetryPolicy::default(),
             fail_open: Vec::new(),
             cache: None,
@@ -283,8 +296,8 @@ impl PepConfig {
     /// Checks the settings that would otherwise fail without an error later
     /// (a panic in the spawned revision poller stops cache invalidation
     /// silently; an unrepresentable deadline panics in a decision):
-    /// `deadline` between 1 ns and [`MAX_DEADLINE`], `connect_timeout` above
-    /// zero, `retry.max_attempts` at least 1, `revision_poll` between 1 ns
+    /// `deadline` between 1 ns and [`MAX_DEADLINE`], `connect_timeout` and
+    /// `keepalive` (when set) above zero, `retry.max_attempts` at least 1, `revision_poll` between 1 ns
     /// and [`MAX_REVISION_POLL`], `stream_capacity` between 1 and
     /// [`tokio::sync::Semaphore::MAX_PERMITS`], `tls_ca` (when set) PEM
     /// with at least one certificate, each valid, `tls_identity` (when set)
@@ -308,6 +321,12 @@ impl PepConfig {
         }
         if self.connect_timeout.is_zero() {
             return invalid("connect_timeout", "must be longer than zero".into());
+        }
+        if self.keepalive.is_some_and(|k| k.is_zero()) {
+            return invalid(
+                "keepalive",
+                "must be longer than zero (None sends no PING)".into(),
+            );
         }
         if self.retry.max_attempts == 0 {
             return invalid(
@@ -445,6 +464,13 @@ impl PepClient {
                 })?
                 .connect_timeout(config.connect_timeout)
                 .tcp_nodelay(true);
+            let endpoint = match config.keepalive {
+                Some(every) => endpoint
+                    .http2_keep_alive_interval(every)
+                    .keep_alive_timeout(every)
+                    .keep_alive_while_idle(true),
+                None => endpoint,
+            };
             endpoints.push(endpoint);
         }
         let channel = match endpoints.len() {

@@ -75,8 +75,8 @@ pub mod response;
 pub use cache::CacheConfig;
 pub use certificate::{CertificateAuthenticator, CertificateError, CertifiedIds};
 pub use client::{
-    DecisionSource, DecisionStream, FailOpenRule, PepClient, PepConfig, RetryPolicy, TlsIdentity,
-    Verdict,
+    DEFAULT_KEEPALIVE, DecisionSource, DecisionStream, FailOpenRule, PepClient, PepConfig,
+    RetryPolicy, TlsIdentity, Verdict,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::PepError;

@@ -682,9 +682,24 @@ async fn a_pdp_slower_than_the_deadline_fails_closed_naming_the_deadline() {
         std::thread::sleep(Duration::from_millis(800));
         Ok(permit())
     });
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr: SocketAddr = l.local_addr().expect("addr");
-    let (_server, _stop) = pdp.serve_on(l);
+    // On a runtime of its own: the slow answer blocks a thread, and on the
+    // client's runtime it could hold the client's task (in that worker's
+    // LIFO slot, which no other worker steals) until the answer is there.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            tx.send(l.local_addr().expect("addr")).expect("send");
+            let (server, _stop) = pdp.serve_on(l);
+            let _ = server.await;
+        });
+    });
+    let addr: SocketAddr = rx.recv().expect("the PDP listens");
     let client = PepClient::new(
         PepConfig::new([format!("http://{addr}")]).with_deadline(Duration::from_millis(200)),
     )
@@ -702,6 +717,92 @@ async fn a_pdp_slower_than_the_deadline_fails_closed_naming_the_deadline() {
             v.decision.summary
         );
     }
+}
+
+/// A TCP relay to `to` whose connections can be frozen: they stay open
+/// but carry nothing more (a crashed host, a partition, a load balancer
+/// that lost its state), while connections made after the freeze work.
+async fn freezable_relay(to: SocketAddr) -> (SocketAddr, tokio::sync::watch::Sender<u64>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let (freeze, generation) = tokio::sync::watch::channel(0u64);
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = l.accept().await {
+            let mut generation = generation.clone();
+            let born = *generation.borrow_and_update();
+            tokio::spawn(async move {
+                let Ok(outbound) = tokio::net::TcpStream::connect(to).await else {
+                    return;
+                };
+                let (mut ri, mut wi) = inbound.into_split();
+                let (mut ro, mut wo) = outbound.into_split();
+                let relay = async {
+                    tokio::select! {
+                        _ = tokio::io::copy(&mut ri, &mut wo) => {}
+                        _ = tokio::io::copy(&mut ro, &mut wi) => {}
+                    }
+                };
+                let frozen = async {
+                    let _ = generation.wait_for(|g| *g > born).await;
+                };
+                tokio::select! {
+                    () = relay => {}
+                    () = frozen => {
+                        // Frozen: hold both sockets open, silent, for good.
+                        std::future::pending::<()>().await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, freeze)
+}
+
+/// A connection that dies without a word (no FIN, no RST) is found dead by
+/// the keepalive PING and dialled anew: decisions fail closed only until
+/// then, not until TCP gives up after many minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_went_silent_is_dialled_anew() {
+    let pdp = FakePdp::new(|_| Ok(permit()));
+    let (pdp_url, _server) = pdp.serve().await;
+    let pdp_addr: SocketAddr = pdp_url.trim_start_matches("http://").parse().expect("addr");
+    let (relay, freeze) = freezable_relay(pdp_addr).await;
+    let mut config =
+        PepConfig::new([format!("http://{relay}")]).with_deadline(Duration::from_millis(300));
+    config.keepalive = Some(Duration::from_millis(200));
+    let client = PepClient::new(config).expect("client");
+    let stream = client.stream();
+    assert!(client.decide(request("C1", "x")).await.is_permit());
+    assert!(stream.decide(request("C1", "x")).await.is_permit());
+
+    freeze.send_modify(|g| *g += 1);
+    let v = client.decide(request("C1", "x")).await;
+    assert_eq!(v.source, DecisionSource::FailClosed, "frozen: {v:?}");
+    // Within a few PING intervals both the unary path and the stream are
+    // back on a new connection.
+    let mut unary = false;
+    let mut streamed = false;
+    for _ in 0..100 {
+        unary = unary || client.decide(request("C1", "x")).await.is_permit();
+        streamed = streamed || stream.decide(request("C1", "x")).await.is_permit();
+        if unary && streamed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(unary, "unary decisions recovered");
+    assert!(streamed, "the stream recovered");
+}
+
+/// `keepalive` must be above zero when set (`None` turns it off).
+#[test]
+fn a_zero_keepalive_is_refused_naming_it() {
+    let mut config = PepConfig::new(["http://127.0.0.1:1"]);
+    config.keepalive = Some(Duration::ZERO);
+    let e = config.validate().expect_err("zero keepalive");
+    assert!(e.to_string().contains("keepalive"), "{e}");
+    config.keepalive = None;
+    config.validate().expect("no keepalive");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
