@@ -470,6 +470,8 @@ struct Connection {
 pub struct ReplicaStatus {
     /// Revision of the current snapshot.
     pub revision: u64,
+    /// The tag of that revision (0: unknown).
+    pub tag: u64,
     /// Whether the Watch stream to the PRP is up.
     pub connected: bool,
     /// Time since the replica was last known current (zero while connected).
@@ -576,6 +578,7 @@ impl Replica {
         let conn = *self.connection.lock().unwrap_or_else(|e| e.into_inner());
         ReplicaStatus {
             revision: snap.revision,
+            tag: snap.tag,
             connected: conn.connected,
             staleness: if conn.connected {
                 Duration::ZERO
@@ -873,6 +876,7 @@ mod tests {
                 nanos: 0,
             }),
             revision: 0,
+            version: None,
         }
     }
 

@@ -1228,6 +1228,7 @@ impl PdpService {
             resources: s.resources as u64,
             prp_endpoint: s.prp_endpoint.unwrap_or_default(),
             policy_store: s.store_id.as_deref().unwrap_or_default().to_owned(),
+            replica_tag: s.tag,
         }
     }
 }

@@ -933,6 +933,7 @@ async fn dynamic_acps_join_the_set_until_they_expire() {
                     nanos: at.timestamp_subsec_nanos() as i32,
                 }),
                 revision: 0,
+                version: None,
             })),
         }
     };
@@ -998,6 +999,7 @@ async fn decision_7_a_dynamic_acp_counts_for_the_resource_it_is_bound_to() {
                 nanos: 0,
             }),
             revision,
+            version: None,
         })),
     };
     pdp.apply_event(&grant(2, "dynCin1", "cin1", "Cguest"))
@@ -1274,6 +1276,7 @@ async fn decision_7_a_dynamic_acp_does_not_authorize_an_acpi_change() {
                 nanos: 0,
             }),
             revision: 2,
+            version: None,
         })),
     })
     .unwrap();

@@ -647,29 +647,88 @@ impl PepClient {
         }
     }
 
-    /// Waits until the PDP's replica has reached `revision` (for example
-    /// after writing policies to the PRP), polling `Status`; returns the
-    /// revision seen. Fails when `timeout` passes first.
-    pub async fn wait_for_revision(
+    /// Waits until the PDP decides with the PRP write whose answer named
+    /// `version` (its `version` field), polling `Status`; returns the
+    /// revision seen. The PDP must follow that store (`policy_store`) and
+    /// hold that revision with the same tag, or a later one: revision
+    /// numbers alone mislead when the PDP still holds a PRP's earlier store
+    /// (one restarted on a fresh store, or restored from a backup, counts
+    /// anew). A `version` without a store ID (a PRP of an earlier version)
+    /// is waited for by revision only. Fails when `timeout` passes first.
+    ///
+    /// One case stays open: after a restore, a PDP that still holds a
+    /// *later* revision of the lost history than `version` counts as there
+    /// until it reconnects (within seconds, when the PRP's tags send it a
+    /// snapshot); tags are compared only at equal revisions.
+    pub async fn wait_for_version(
         &self,
-        revision: u64,
+        version: &pb::StoreVersion,
         timeout: Duration,
+    ) -> Result<u64, PepError> {
+        let reached = |s: &pb::StatusResponse| {
+            if version.store_id.is_empty() {
+                return s.replica_revision >= version.revision;
+            }
+            s.policy_store == version.store_id
+                && (s.replica_revision > version.revision
+                    || (s.replica_revision == version.revision
+                        && (version.tag == 0
+                            || s.replica_tag == 0
+                            || s.replica_tag == version.tag)))
+        };
+        self.wait_for_status(reached, timeout, || {
+            format!(
+                "revision {} of store {}",
+                version.revision, version.store_id
+            )
+        })
+        .await
+    }
+
+    /// Polls `Status` until `reached`; the revision seen.
+    async fn wait_for_status(
+        &self,
+        reached: impl Fn(&pb::StatusResponse) -> bool,
+        timeout: Duration,
+        wanted: impl Fn() -> String,
     ) -> Result<u64, PepError> {
         // A timeout too long to represent is no timeout.
         let until = Instant::now().checked_add(timeout);
         loop {
             let last = match self.status().await {
-                Ok(s) if s.replica_revision >= revision => return Ok(s.replica_revision),
-                Ok(s) => format!("replica at revision {}", s.replica_revision),
+                Ok(s) if reached(&s) => return Ok(s.replica_revision),
+                Ok(s) => format!(
+                    "replica at revision {} of store {}",
+                    s.replica_revision, s.policy_store
+                ),
                 Err(e) => e.to_string(),
             };
             if until.is_some_and(|until| Instant::now() >= until) {
                 return Err(PepError::Unreachable(format!(
-                    "the PDP did not reach revision {revision} within {timeout:?} ({last})"
+                    "the PDP did not reach {} within {timeout:?} ({last})",
+                    wanted()
                 )));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Waits until the PDP's replica has reached `revision`, polling
+    /// `Status`; returns the revision seen. Fails when `timeout` passes
+    /// first. The number alone: after a PRP write prefer
+    /// [`PepClient::wait_for_version`] with the version its answer names,
+    /// which also tells one store's revision from another's.
+    pub async fn wait_for_revision(
+        &self,
+        revision: u64,
+        timeout: Duration,
+    ) -> Result<u64, PepError> {
+        self.wait_for_status(
+            |s| s.replica_revision >= revision,
+            timeout,
+            || format!("revision {revision}"),
+        )
+        .await
     }
 
     /// `Some(Ok(hit))` on a cache hit, `Some(Err(key))` on a miss of a

@@ -155,7 +155,7 @@ fn check_resources(resources: &[Resource]) -> Result<(), BundleError> {
 }
 
 /// What [`apply`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Applied {
     /// ACPs created.
     pub created: usize,
@@ -165,6 +165,10 @@ pub struct Applied {
     pub resources: usize,
     /// The PRP revision after the last write.
     pub revision: u64,
+    /// Which change of which store that revision is, for
+    /// `PepClient::wait_for_version` (`None` without a write, or from a
+    /// PRP of an earlier version).
+    pub version: Option<pb::StoreVersion>,
 }
 
 impl std::fmt::Display for Applied {
@@ -313,8 +317,10 @@ pub async fn apply(
         };
         match created {
             Ok(r) => {
+                let r = r.into_inner();
                 done.created += 1;
-                done.revision = r.into_inner().revision;
+                done.revision = r.revision;
+                done.version = r.version;
             }
             Err(s) if s.code() == tonic::Code::AlreadyExists => {
                 let updated = prp
@@ -323,15 +329,17 @@ pub async fn apply(
                         acp: Some(wire),
                     })
                     .await
-                    .map_err(|s| refused(s, done))?;
+                    .map_err(|s| refused(s, done.clone()))?
+                    .into_inner();
                 done.updated += 1;
-                done.revision = updated.into_inner().revision;
+                done.revision = updated.revision;
+                done.version = updated.version;
             }
             Err(s) => return Err(refused(s, done)),
         }
     }
     for r in &bundle.resources {
-        done.revision = prp
+        let record = prp
             .put_resource(pb::PutResourceRequest {
                 originator: originator.to_owned(),
                 resource: Some(resource_to_pb(r)),
@@ -340,10 +348,11 @@ pub async fn apply(
             .map_err(|status| ApplyError::Refused {
                 what: format!("resource {}", r.resource_id),
                 status,
-                applied: done,
+                applied: done.clone(),
             })?
-            .into_inner()
-            .revision;
+            .into_inner();
+        done.revision = record.revision;
+        done.version = record.version;
         done.resources += 1;
     }
     Ok(done)
@@ -494,6 +503,7 @@ mod tests {
             updated: 1,
             resources: 4,
             revision: 9,
+            version: None,
         };
         assert_eq!(
             a.to_string(),

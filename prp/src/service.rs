@@ -405,6 +405,7 @@ fn dynamic_to_pb(d: &DynamicAcp, revision: u64) -> pb::DynamicAcpRecord {
             nanos: 0,
         }),
         revision,
+        version: None,
     }
 }
 
@@ -643,6 +644,25 @@ impl PrpService {
     /// The ID of the store served (see [`PolicyStore::store_id`]).
     pub fn store_id(&self) -> &str {
         self.inner.store.store_id()
+    }
+
+    /// Which change of this store's history `revision` is, as write answers
+    /// name it for a caller that waits until a PDP decides with it (the
+    /// tag 0 once the log no longer holds the revision).
+    fn version(&self, revision: u64) -> Option<pb::StoreVersion> {
+        Some(pb::StoreVersion {
+            store_id: self.store_id().to_owned(),
+            revision,
+            tag: self.inner.store.tag_at(revision).unwrap_or(0),
+        })
+    }
+
+    /// A dynamic ACP as a write answers it, with its [`Self::version`].
+    fn dynamic_record(&self, d: &DynamicAcp, revision: u64) -> pb::DynamicAcpRecord {
+        pb::DynamicAcpRecord {
+            version: self.version(revision),
+            ..dynamic_to_pb(d, revision)
+        }
     }
 
     /// Ends every open `Watch` stream and stops the expiry sweeper (call on
@@ -990,6 +1010,7 @@ impl PolicyRetrievalPoint for PrpService {
         Ok(Response::new(pb::AcpRecord {
             acp: Some(stored_acp_to_pb(&acp)?),
             revision: entry.revision,
+            version: self.version(entry.revision),
         }))
     }
 
@@ -1065,6 +1086,7 @@ impl PolicyRetrievalPoint for PrpService {
         Ok(Response::new(pb::AcpRecord {
             acp: Some(stored_acp_to_pb(&acp)?),
             revision: entry.revision,
+            version: self.version(entry.revision),
         }))
     }
 
@@ -1079,6 +1101,7 @@ impl PolicyRetrievalPoint for PrpService {
         Ok(Response::new(pb::AcpRecord {
             acp: Some(stored_acp_to_pb(&acp)?),
             revision,
+            version: self.version(revision),
         }))
     }
 
@@ -1108,7 +1131,10 @@ impl PolicyRetrievalPoint for PrpService {
         let entries = self.commit_all(guard, writes).await?;
         let revision = entries.last().map_or(0, |e| e.revision);
         tracing::info!(acp = %id, revision, "ACP deleted");
-        Ok(Response::new(pb::WriteResponse { revision }))
+        Ok(Response::new(pb::WriteResponse {
+            revision,
+            version: self.version(revision),
+        }))
     }
 
     async fn list_acps(
@@ -1352,6 +1378,7 @@ impl PolicyRetrievalPoint for PrpService {
             return Ok(Response::new(pb::ResourceRecord {
                 resource: Some(resource_to_pb(&resource)),
                 revision,
+                version: self.version(revision),
             }));
         }
         let entry = self
@@ -1361,6 +1388,7 @@ impl PolicyRetrievalPoint for PrpService {
         Ok(Response::new(pb::ResourceRecord {
             resource: Some(resource_to_pb(&resource)),
             revision: entry.revision,
+            version: self.version(entry.revision),
         }))
     }
 
@@ -1376,6 +1404,7 @@ impl PolicyRetrievalPoint for PrpService {
         Ok(Response::new(pb::ResourceRecord {
             resource: Some(resource_to_pb(&resource)),
             revision,
+            version: self.version(revision),
         }))
     }
 
@@ -1412,7 +1441,10 @@ impl PolicyRetrievalPoint for PrpService {
         let entries = self.commit_all(guard, writes).await?;
         let revision = entries.last().map_or(0, |e| e.revision);
         tracing::info!(resource = %id, revision, dynamic_acps = grants, "resource removed");
-        Ok(Response::new(pb::WriteResponse { revision }))
+        Ok(Response::new(pb::WriteResponse {
+            revision,
+            version: self.version(revision),
+        }))
     }
 
     async fn get_applicable_policies(
@@ -1577,12 +1609,12 @@ impl PolicyRetrievalPoint for PrpService {
                 if d.expires_at >= expires_at {
                     drop(guard);
                     tracing::info!(dynamic_acp = %d.id, target = %d.target, expires_at = d.expires_at, "dynamic ACP granted again: already stored");
-                    return Ok(Response::new(dynamic_to_pb(&d, revision)));
+                    return Ok(Response::new(self.dynamic_record(&d, revision)));
                 }
                 d.expires_at = expires_at;
                 let entry = self.commit(guard, Mutation::PutDynamic(d.clone())).await?;
                 tracing::info!(dynamic_acp = %d.id, target = %d.target, expires_at, revision = entry.revision, "dynamic ACP granted again: extended");
-                return Ok(Response::new(dynamic_to_pb(&d, entry.revision)));
+                return Ok(Response::new(self.dynamic_record(&d, entry.revision)));
             }
         }
         // A generated ID skips any ID already held (ACPs, dynamic ACPs and
@@ -1636,7 +1668,7 @@ impl PolicyRetrievalPoint for PrpService {
         }
         let entry = self.commit(guard, Mutation::PutDynamic(d.clone())).await?;
         tracing::info!(dynamic_acp = %id, target = %d.target, expires_at, revision = entry.revision, "dynamic ACP stored");
-        Ok(Response::new(dynamic_to_pb(&d, entry.revision)))
+        Ok(Response::new(self.dynamic_record(&d, entry.revision)))
     }
 
     type WatchStream = WatchStream;

@@ -557,6 +557,12 @@ pub trait PolicyStore: Send + Sync {
     ) -> Result<Option<Vec<LogEntry>>, StoreError>;
     /// Checks and performs one write; returns the logged change.
     fn apply(&self, mutation: Mutation) -> Result<LogEntry, StoreError>;
+    /// The tag of the change that made `revision`, while the log holds it
+    /// (see [`authz_store::Store::tag_at`]); `None` otherwise, and from a
+    /// backend that keeps no tags (the default).
+    fn tag_at(&self, _revision: u64) -> Option<u64> {
+        None
+    }
 }
 
 impl PolicyStore for PrpStore {
@@ -593,5 +599,9 @@ impl PolicyStore for PrpStore {
 
     fn apply(&self, mutation: Mutation) -> Result<LogEntry, StoreError> {
         Store::apply(self, mutation)
+    }
+
+    fn tag_at(&self, revision: u64) -> Option<u64> {
+        Store::tag_at(self, revision)
     }
 }

@@ -492,7 +492,7 @@ async fn update_acpi(
         })
         .await
     {
-        Ok(r) => r.into_inner().revision,
+        Ok(r) => r.into_inner(),
         Err(status) => return prp_error(&status, rqi),
     };
     tracing::info!(resource = %ri, acpi = ?acpi, by = %auth.primitive.fr, "acpi changed");
@@ -506,13 +506,20 @@ async fn update_acpi(
     // it (its replica follows the PRP a few milliseconds behind; asking its
     // Status also drops the PEP's cached decisions of older revisions), so
     // that no request answered after this one is judged by the old acpi.
+    // The store's version, not the bare revision: a PDP still holding
+    // another store's (or another history's) revision of that number has
+    // not seen this write.
+    let version = written.version.unwrap_or(pb::StoreVersion {
+        revision: written.revision,
+        ..Default::default()
+    });
     if let Err(e) = app
         .pep
-        .wait_for_revision(written, ACPI_CHANGE_PROPAGATION)
+        .wait_for_version(&version, ACPI_CHANGE_PROPAGATION)
         .await
     {
         // Stored, and in force once the PDP catches up: still UPDATED.
-        tracing::warn!(resource = %ri, revision = written, error = %e, "acpi change stored, not yet in force at the PDP");
+        tracing::warn!(resource = %ri, revision = written.revision, error = %e, "acpi change stored, not yet in force at the PDP");
     }
     match updated {
         Ok(r) => respond(ResponseStatusCode::UPDATED, rqi, r),

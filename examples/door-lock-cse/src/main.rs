@@ -196,11 +196,14 @@ async fn main() -> Result<()> {
             .await
             .with_context(|| format!("cannot connect to the PRP at {prp_endpoint}"))?;
         let mut prp = PolicyRetrievalPointClient::new(channel);
-        let revision = policies::apply(&mut prp, &args.admin, &bundle)
-            .await?
-            .revision;
+        let applied = policies::apply(&mut prp, &args.admin, &bundle).await?;
+        let revision = applied.revision;
+        let version = applied.version.unwrap_or(authz_pep::pb::StoreVersion {
+            revision,
+            ..Default::default()
+        });
         let seen = pep
-            .wait_for_revision(revision, Duration::from_secs(10))
+            .wait_for_version(&version, Duration::from_secs(10))
             .await
             .context("waiting for the PDP to follow the PRP")?;
         println!(

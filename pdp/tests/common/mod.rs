@@ -202,6 +202,7 @@ impl PrpBehaviour for FakePrp {
             privileges: r.privileges,
             expires_at: r.expires_at,
             revision: s.revision + 1,
+            version: None,
         };
         s.dynamic_records.push(record.clone());
         Self::publish(&mut s, Event::DynamicPut(record.clone()));
