@@ -1413,12 +1413,11 @@ impl PolicyDecisionPoint for PdpService {
         let requests = &request.get_ref().requests;
         let deadline = caller_deadline(request.metadata());
         let mut decisions = Vec::with_capacity(requests.len());
-        let now = Utc::now();
         for r in requests {
-            let at = At {
-                start: Instant::now(),
-                now,
-            };
+            // Each request at its own time: one decided after others waited
+            // on the network must not see a lifetime that ended meanwhile
+            // as still running.
+            let at = At::now();
             let result = match self.prepare(&snap, r, at) {
                 Ok(mut job) => {
                     job.caller_deadline = deadline;
