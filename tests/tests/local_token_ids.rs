@@ -614,12 +614,22 @@ async fn an_expired_tokens_ltid_reused_at_the_pip_is_followed_ts_0001_7_1_16() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_pip_that_answers_ltids_are_denied_and_none_assigned_7_1_4() {
     let cse = Cse::start().await;
-    // A port nothing listens on any more.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        format!("http://{}", l.local_addr().expect("addr"))
-    };
-    let mut down = cse.pdp_with_pip(&closed, ADMIN).await;
+    // A PIP the PDP reached once (so it holds the group IDs: before, no ID
+    // entry decides anything, Decision 3 and 10), and that is gone now.
+    let mut config = PipConfig::new(None, ADMIN, hosting());
+    config.country_boundaries = false;
+    let gone = serve(
+        authz_pip::router(authz_pip::build(&config).await.expect("pip"))
+            .await
+            .expect("router"),
+    )
+    .await;
+    let mut down = cse.pdp_with_pip(&gone.url(), ADMIN).await;
+    assert!(
+        down.pdp.pip_cache().is_some_and(|p| p.groups_known()),
+        "the PDP listed the PIP's groups"
+    );
+    gone.stop().await;
     let d = down.retrieve("Cvisitor", &[], &["ltsomewhere-1"]).await;
     assert_eq!(d.decision, DENY, "{d:?}");
     assert_eq!(
