@@ -311,7 +311,7 @@ struct Evaluation<'r, 'o> {
     /// Whether the source may know groups, and whether the originator's
     /// absolute ID is a `<group>` it knows (Decision 3), once asked.
     knows_groups: Option<bool>,
-    originator_is_group: Option<Result<bool, MissingAttribute>>,
+    originator_is_group: Option<bool>,
     /// Set by the condition just evaluated when it failed for want of an
     /// attribute (undetermined) rather than being certainly FALSE.
     undetermined: bool,
@@ -545,19 +545,23 @@ impl<'r, 'o> Evaluation<'r, 'o> {
     /// Whether the originator's absolute ID is a `<group>` the source
     /// knows (asked once per decision); `Err` when the source cannot tell.
     fn originator_is_group(&mut self) -> Result<bool, MissingAttribute> {
-        if let Some(answer) = &self.originator_is_group {
-            return answer.clone();
+        if let Some(known) = self.originator_is_group {
+            return Ok(known);
         }
-        let answer = match self.attrs.is_group(self.originator.absolute) {
-            Lookup::Found(known) => Ok(known),
-            Lookup::NotFound => Ok(false),
-            Lookup::Unavailable(reason) => Err(MissingAttribute::GroupKind {
-                id: self.originator.absolute.to_owned(),
-                reason,
-            }),
+        let known = match self.attrs.is_group(self.originator.absolute) {
+            Lookup::Found(known) => known,
+            Lookup::NotFound => false,
+            // Not kept: asked again, which a source without its group IDs
+            // answers at once (and this is rare).
+            Lookup::Unavailable(reason) => {
+                return Err(MissingAttribute::GroupKind {
+                    id: self.originator.absolute.to_owned(),
+                    reason,
+                });
+            }
         };
-        self.originator_is_group = Some(answer.clone());
-        answer
+        self.originator_is_group = Some(known);
+        Ok(known)
     }
 
     /// The rules of `acrs` the first pass evaluated (those of
