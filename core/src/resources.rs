@@ -218,6 +218,11 @@ pub trait ResourceView {
     fn is_acp(&self, id: &str) -> bool;
     /// IDs of live dynamic ACPs bound to `target`.
     fn dynamic_acps(&self, target: &str) -> Vec<String>;
+    /// The resource the dynamic ACP `id` is bound to, if `id` is one
+    /// (live or not); `None` for any other ID (the default).
+    fn dynamic_target(&self, _id: &str) -> Option<&str> {
+        None
+    }
 }
 
 /// Resolves the applicable set of `target` (TS-0001 10.2.3.1).
@@ -247,10 +252,19 @@ pub fn applicable_policies<'a>(
         .iter()
         .flat_map(|r| view.dynamic_acps(&r.resource_id))
         .collect();
+    // A dynamic ACP is a grant for the resource it is bound to (Decision
+    // 7), which counts through `dynamic` above for that resource and those
+    // that take their policies from it; an `acpi` elsewhere naming it gives
+    // it no effect there.
+    let bound_here = |id: &str| {
+        view.dynamic_target(id)
+            .is_none_or(|bound| chain.iter().any(|r| r.resource_id == bound))
+    };
     Ok(match r.acpi.as_ref().filter(|a| !a.is_empty()) {
         // 3. acpi set: the pv of every referenced ACP.
         Some(acpi) => ApplicableSet::Policies(
             acpi.iter()
+                .filter(|a| bound_here(a))
                 .map(|a| Cow::Borrowed(a.as_str()))
                 .chain(dynamic.into_iter().map(Cow::Owned))
                 .map(|a| (a, PrivilegeKind::Privileges))
@@ -509,6 +523,13 @@ pub const TY_AE: u32 = 2;
 /// `ty` of `<remoteCSE>` (TS-0004 6.3.4.2.1).
 pub const TY_REMOTE_CSE: u32 = 16;
 
+/// `ty` of `<CSEBase>` (TS-0004 6.3.4.2.1).
+pub const TY_CSE_BASE: u32 = 5;
+
+/// The types an `<accessControlPolicy>` may be created under: CSEBase, AE
+/// and remoteCSE (spec notes §2.2).
+pub const ACP_PARENT_TYPES: [u32; 3] = [TY_CSE_BASE, TY_AE, TY_REMOTE_CSE];
+
 impl Resource {
     /// The originator this resource stands for as a `<group>` member: the
     /// `aei` of an `<AE>` or the `csi` of a `<remoteCSE>` (`mid` holds
@@ -579,6 +600,12 @@ mod tests {
         }
         fn dynamic_acps(&self, target: &str) -> Vec<String> {
             self.dynamic.get(target).cloned().unwrap_or_default()
+        }
+        fn dynamic_target(&self, id: &str) -> Option<&str> {
+            self.dynamic
+                .iter()
+                .find(|(_, ids)| ids.iter().any(|d| d == id))
+                .map(|(target, _)| target.as_str())
         }
     }
 
@@ -815,6 +842,35 @@ mod tests {
             panic!()
         };
         assert_eq!(p.last().unwrap().0, "dyn1");
+    }
+
+    /// Decision 7: a dynamic ACP is "bound to the targeted resource". An
+    /// `acpi` of another resource naming it gives it no effect there (it
+    /// would grant a Direct Dynamic Authorization for resources it was not
+    /// asked for); on its own target, or one judged by it, it counts once.
+    #[test]
+    fn decision7_an_acpi_elsewhere_does_not_extend_a_dynamic_acp() {
+        let mut v = view();
+        v.dynamic.insert("cnt".into(), vec!["dynCnt".into()]);
+        let other = res("other", Some("cb"), 3, Some(&["dynCnt", "acp1"]));
+        v.resources.insert(other.resource_id.clone(), other);
+        assert_eq!(
+            applicable_policies(&v, "other").unwrap(),
+            ApplicableSet::Policies(smallvec![("acp1".into(), PrivilegeKind::Privileges)])
+        );
+        // Only the dynamic ACP elsewhere in acpi: nothing applies (acpi is
+        // set, so not the default policy either).
+        let only = res("only", Some("cb"), 3, Some(&["dynCnt"]));
+        v.resources.insert(only.resource_id.clone(), only);
+        assert_eq!(
+            applicable_policies(&v, "only").unwrap(),
+            ApplicableSet::Policies(smallvec![])
+        );
+        // Its own target and the contentInstances judged by it still count it.
+        let ApplicableSet::Policies(p) = applicable_policies(&v, "cin").unwrap() else {
+            panic!("cnt's acpi is set")
+        };
+        assert!(p.iter().any(|(id, _)| id == "dynCnt"), "{p:?}");
     }
 
     /// Decision 7 ("a dynamic ACP bound to the targeted resource") with

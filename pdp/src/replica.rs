@@ -357,6 +357,10 @@ impl ResourceView for SnapshotView<'_> {
             })
             .unwrap_or_default()
     }
+
+    fn dynamic_target(&self, id: &str) -> Option<&str> {
+        self.snap.dynamic_target(id)
+    }
 }
 
 /// Converts a wire ACP and compiles it under its `resource_id`.

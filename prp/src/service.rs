@@ -73,8 +73,9 @@ use authz_core::compile::{check_authorization_addresses, check_create};
 use authz_core::decision::Effect;
 use authz_core::model::{AccessControlPolicy, SetOfAcrs};
 use authz_core::resources::{
-    ApplicableSet, FixedAttribute, ResolveError, Resource, ResourceView, TY_ACP, acpi_change_set,
-    applicable_policies, applicable_policies_for, closes_parent_cycle, fixed_attribute_changes,
+    ACP_PARENT_TYPES, ApplicableSet, FixedAttribute, ResolveError, Resource, ResourceView, TY_ACP,
+    acpi_change_set, applicable_policies, applicable_policies_for, closes_parent_cycle,
+    fixed_attribute_changes,
 };
 use authz_core::{
     Applicable, CompiledAcp, DecideOptions, DecisionRequest, HostingContext, NoAttributes,
@@ -475,6 +476,10 @@ impl ResourceView for View<'_> {
             .filter(|d| d.target == target && !d.is_expired(self.now))
             .map(|d| d.id.clone())
             .collect()
+    }
+
+    fn dynamic_target(&self, id: &str) -> Option<&str> {
+        self.snap.dynamic.get(id).map(|d| d.target.as_str())
     }
 }
 
@@ -974,6 +979,23 @@ impl PolicyRetrievalPoint for PrpService {
         // to an ACP's ID is judged by its pvs, TS-0001 10.2.3.1).
         self.read(|s| s.check(Mutation::CreateAcp(acp.clone())))
             .map_err(|e| id_conflict(e, "resource_id"))?;
+        // An ACP is a child of a CSEBase, an AE or a remoteCSE only.
+        let misplaced = self.read(|s| {
+            acp.parent_id
+                .as_deref()
+                .and_then(|pi| s.resources.get(pi))
+                .filter(|parent| !ACP_PARENT_TYPES.contains(&parent.resource_type))
+                .map(|parent| (parent.resource_id.clone(), parent.resource_type))
+        });
+        if let Some((parent, ty)) = misplaced {
+            return Err(invalid_argument(&[violation(
+                "acp.parent_id",
+                format!(
+                    "{parent} is of type {ty}: an ACP is created under a CSEBase (5), an AE \
+                     (2) or a remoteCSE (16) only"
+                ),
+            )]));
+        }
         // A Create is addressed to the parent and judged by the parent's
         // policies (TS-0001 9.6.2, TS-0003 7.1.1): the new ACP's own pvs
         // govern requests to it only once it exists.
@@ -1218,6 +1240,38 @@ impl PolicyRetrievalPoint for PrpService {
         }
         let id = resource.resource_id.clone();
         let guard = self.lock_writes().await;
+        // A dynamic ACP is a grant bound to its target (Decision 7), not a
+        // policy other resources can reference: named in an `acpi` it would
+        // extend a Direct Dynamic Authorization to resources it was never
+        // asked for (resolution ignores it there too).
+        let dynamic_refs: Vec<ConversionError> = self.read(|s| {
+            resource
+                .acpi
+                .iter()
+                .flatten()
+                .enumerate()
+                .filter_map(|(i, a)| {
+                    s.dynamic.get(a).map(|d| {
+                        violation(
+                            format!("resource.acpi[{i}]"),
+                            format!(
+                                "{a} is a dynamic ACP, a grant bound to {} (Decision 7),                                  not an ACP a resource can reference",
+                                d.target
+                            ),
+                        )
+                    })
+                })
+                .collect()
+        });
+        if !dynamic_refs.is_empty() {
+            return Err(invalid_argument(&dynamic_refs));
+        }
+        // `cr` is read-only once the resource exists (TS-0001 9.6.1.3): a
+        // put that leaves it out keeps it, so an unchanged bundle without
+        // `cr` applies again.
+        if resource.creator.is_none() {
+            resource.creator = self.read(|s| s.resources.get(&id).and_then(|r| r.creator.clone()));
+        }
         // `cr` is the originator of the successful Create (TS-0001
         // 9.6.1.3.2): a registration by anyone but the admin (who loads the
         // resources of others) is by its creator, named or not.

@@ -1050,7 +1050,7 @@ async fn type_creator_and_custodian_are_not_pv_updates_ts0001_9_6_1_3() {
     // Both at once: both named.
     let mut both = base.clone();
     both.resource_type = 9;
-    both.creator = String::new();
+    both.creator = "CBob".into();
     let err = c
         .put_resource(put_req("CBob", both))
         .await
@@ -1281,8 +1281,6 @@ async fn parent_type_and_creator_are_fixed_for_the_admin_and_bundles_ts0001_9_6_
     retyped.resource_type = 9;
     let mut taken = cnt();
     taken.creator = "CBob".into();
-    let mut anonymous = cnt();
-    anonymous.creator = String::new();
     let mut all = moved.clone();
     all.resource_type = 9;
     all.creator = "CBob".into();
@@ -1291,7 +1289,6 @@ async fn parent_type_and_creator_are_fixed_for_the_admin_and_bundles_ts0001_9_6_
         (orphaned, &["resource.parent_id"]),
         (retyped, &["resource.resource_type"]),
         (taken, &["resource.creator"]),
-        (anonymous, &["resource.creator"]),
         (
             all,
             &[
@@ -1310,6 +1307,16 @@ async fn parent_type_and_creator_are_fixed_for_the_admin_and_bundles_ts0001_9_6_
         assert!(err.message().contains("read-only"), "{}", err.message());
     }
     assert_eq!(stored_state(c).await, before, "nothing stored");
+    // Left out (NP on Update), `cr` is kept, not erased: no change.
+    let mut anonymous = cnt();
+    anonymous.creator = String::new();
+    let kept = c
+        .put_resource(put_req(ADMIN, anonymous))
+        .await
+        .expect("cr left out")
+        .into_inner();
+    assert_eq!(kept.resource.expect("resource").creator, "CAlice");
+    assert_eq!(stored_state(c).await, before, "nothing written");
 
     // A bundle goes through the same PutResource.
     let bundle = |cr: &str, daci: &str| {
@@ -3028,5 +3035,87 @@ async fn a_registration_with_ids_no_target_could_name_is_refused_ts_0001_7_2() {
         "{err:?}"
     );
     assert_eq!(prp.service.revision(), before, "nothing stored");
+    prp.shutdown().await;
+}
+
+/// Decision 7: a dynamic ACP is a grant bound to its target, not a policy a
+/// resource can reference; naming one in an `acpi` is INVALID_ARGUMENT
+/// naming the entry, and stores nothing.
+#[tokio::test]
+async fn an_acpi_cannot_name_a_dynamic_acp_decision_7() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    store_cb_cnt_cin_cnt2(c).await;
+    let now = chrono::Utc::now().timestamp();
+    let granted = c
+        .create_dynamic_acp(dynamic_grant(
+            "cnt",
+            set(vec![rule(&["CBob"], 63)]),
+            now + 600,
+        ))
+        .await
+        .expect("grant")
+        .into_inner();
+    let before = stored_state(c).await;
+    let err = c
+        .put_resource(put_req(
+            ADMIN,
+            resource("other", "cb", 3, Some(&["acp1", &granted.acp_id]), "CAlice"),
+        ))
+        .await
+        .expect_err("a dynamic ACP in acpi");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert_eq!(violations(&err), ["resource.acpi[1]"], "{err:?}");
+    assert!(err.message().contains("bound to cnt"), "{err:?}");
+    assert_eq!(stored_state(c).await, before, "nothing stored");
+    prp.shutdown().await;
+}
+
+/// TS-0001 9.6.1.3: `cr` is read-only once the resource exists, so a put
+/// that leaves it out keeps it: a registration by its creator, put again
+/// unchanged without `cr` (an unchanged bundle applied again), is no change.
+#[tokio::test]
+async fn a_put_without_cr_keeps_the_creator_ts0001_9_6_1_3() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    root_granting_create(c, &["CAlice"]).await;
+    let first = c
+        .put_resource(put_req("CAlice", resource("c1", "root", 3, None, "")))
+        .await
+        .expect("registered")
+        .into_inner();
+    assert_eq!(first.resource.as_ref().expect("resource").creator, "CAlice");
+    let again = c
+        .put_resource(put_req("CAlice", resource("c1", "root", 3, None, "")))
+        .await
+        .expect("the same again, without cr")
+        .into_inner();
+    assert_eq!(again.revision, first.revision, "no change");
+    assert_eq!(again.resource.expect("resource").creator, "CAlice");
+    prp.shutdown().await;
+}
+
+/// Spec notes §2.2: an `<accessControlPolicy>` is created under a CSEBase,
+/// an AE or a remoteCSE only; under a container it is INVALID_ARGUMENT
+/// naming `acp.parent_id`, for the admin too.
+#[tokio::test]
+async fn an_acp_is_created_under_a_cse_base_ae_or_remote_cse_only() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    store_cb_cnt_cin_cnt2(c).await;
+    for parent in ["cnt", "cin"] {
+        let err = c
+            .create_acp(create_req(
+                ADMIN,
+                acp_under("acpMisplaced", parent, &[ADMIN]),
+            ))
+            .await
+            .expect_err("under a container or a contentInstance");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert_eq!(violations(&err), ["acp.parent_id"], "{err:?}");
+    }
+    c.create_acp(create_req(ADMIN, acp_under("acpPlaced", "cb", &[ADMIN])))
+        .await
+        .expect("under the CSEBase");
     prp.shutdown().await;
 }

@@ -767,8 +767,16 @@ fn any_request_gets_a_proper_status_refusals_change_nothing_and_the_prp_keeps_se
     // same store sends the same snapshot.
     rt.block_on(async {
         let c = &mut running.client;
+        // Under a CSEBase of its own: the random writes may have made `cse`
+        // a resource no ACP can be created under.
+        c.put_resource(put_req(
+            ADMIN,
+            resource("cseAfterwards", "", 5, Some(&["acpOpen"]), ""),
+        ))
+        .await
+        .expect("still serving writes");
         let mut fresh = acp("acpAfterwards", &["all"], &[ADMIN], ALL);
-        fresh.parent_id = Some("cse".into());
+        fresh.parent_id = Some("cseAfterwards".into());
         c.create_acp(create_req(ADMIN, fresh))
             .await
             .expect("still serving writes");
