@@ -273,6 +273,12 @@ pub struct PrpArgs {
     /// Repeatable.
     #[arg(long = "dynamic-acp-originator", value_name = "ID")]
     dynamic_acp_originators: Vec<String>,
+    /// The PIP asked, on every write by someone other than the admin, which
+    /// `acor` entries are `<group>`s and which list the writer (Decision
+    /// 3); `off` (the default): no ID is a group, so no group member may
+    /// write by its group.
+    #[arg(long, default_value = "off")]
+    pip: String,
     #[command(flatten)]
     hosting: HostingArgs,
     #[command(flatten)]
@@ -598,6 +604,9 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
     // How this process reaches itself (the PDP its PRP, PIP and DAS; the
     // demo loader its PRP).
     let endpoint = local_url(addr, server_tls.as_ref());
+    // The PRP authorizes writes with the groups of this process's PIP.
+    prp.ask_pip_for_writers(&endpoint, &own_tls)
+        .map_err(|e| anyhow::anyhow!(e))?;
     let das_url = das_url(args.advertise_url.as_deref(), addr, server_tls.as_ref());
     // The CSE the PDP consults the DAS as.
     let hosting_cse = format!("//{}/{}", hosting.sp_fqdn(), hosting.cse_id());
@@ -753,8 +762,13 @@ pub async fn prp(args: PrpArgs, tls: &ClientTls) -> Result<()> {
         check_originator("--dynamic-acp-originator", id)?;
     }
     let data_dir = data_dir(&args.data_dir)?;
+    if args.pip != "off" {
+        check_url("--pip", &args.pip)?;
+    }
     let mut config = PrpConfig::new(data_dir, args.admin, args.hosting.context()?);
     config.dynamic_acp_originators = args.dynamic_acp_originators;
+    config.pip_endpoint = (args.pip != "off").then_some(args.pip);
+    config.tls = tls.clone();
     // Opened before the banner: a start that fails does not first say it serves.
     let service = authz_prp::build(&config)
         .await

@@ -1079,3 +1079,56 @@ fn loadtest_names_a_target_that_is_not_a_uri() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--target 127.0.0.1 7171: not a URI"), "{err}");
 }
+
+/// Decision 3 at the PRP, as at the PDP: an `acor` entry that the PIP knows
+/// as a `<group>` is that group. `authz up` authorizes writes with its
+/// PIP's groups: a member of the group may change an ACP whose pvs names
+/// the group, and an originator whose ID is spelled like the group's may
+/// not (it used to be the other way round).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prp_writes_by_a_group_are_its_members_decision_3() {
+    let data = tempdir("prp-groups");
+    let (_up, url) = start_up(&data, &["--no-demo"], &[]);
+    let mut pip = PolicyInformationPointClient::new(channel(&url).await);
+    pip.put_group(pb::PutGroupRequest {
+        originator: "CAdmin".into(),
+        group: Some(pb::Group {
+            group_id: "grpFam".into(),
+            member_ids: vec!["Cmom".into()],
+        }),
+    })
+    .await
+    .expect("put group");
+    let mut prp = prp_client(&url).await;
+    let by_the_group = |acop: u32| {
+        let text = format!(
+            r#"{{"ri": "acpG", "pv": {{"acr": [{{"acor": ["grpFam"], "acop": {acop}}}]}},
+                "pvs": {{"acr": [{{"acor": ["grpFam"], "acop": 63}}]}}}}"#
+        );
+        let model = authz_core::json::parse_policies(&text).unwrap().remove(0);
+        authz_proto::convert::acp_to_pb(&model).unwrap()
+    };
+    prp.create_acp(pb::CreateAcpRequest {
+        originator: "CAdmin".into(),
+        acp: Some(by_the_group(2)),
+    })
+    .await
+    .expect("the admin creates acpG");
+    let update = |who: &str, acop: u32| pb::UpdateAcpRequest {
+        originator: who.into(),
+        acp: Some(by_the_group(acop)),
+    };
+    let e = prp
+        .update_acp(update("grpFam", 63))
+        .await
+        .expect_err("an AE spelled like the group");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    prp.update_acp(update("Cmom", 6))
+        .await
+        .expect("a member of the group (UPDATE in pvs)");
+    let e = prp
+        .update_acp(update("Cstranger", 63))
+        .await
+        .expect_err("no member");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+}

@@ -41,6 +41,7 @@
 pub mod bundle;
 pub mod service;
 pub mod store;
+mod writers;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -74,6 +75,12 @@ pub struct PrpConfig {
     /// How many live changes a `Watch` stream may fall behind before it is
     /// sent a new snapshot instead.
     pub event_capacity: usize,
+    /// The PIP asked which `acor` entries are `<group>`s, and which list a
+    /// writer, when a write is authorized (Decision 3); `None`: no ID is a
+    /// group.
+    pub pip_endpoint: Option<String>,
+    /// Verifies an `https://` PIP endpoint.
+    pub tls: authz_proto::tls::ClientTls,
 }
 
 impl PrpConfig {
@@ -93,6 +100,8 @@ impl PrpConfig {
             sweep_interval: Duration::from_secs(1),
             log_limit: store::DEFAULT_LOG_LIMIT,
             event_capacity: 1024,
+            pip_endpoint: None,
+            tls: authz_proto::tls::ClientTls::default(),
         }
     }
 }
@@ -109,6 +118,9 @@ pub enum PrpError {
     /// The server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The PIP endpoint cannot be used.
+    #[error("{0}")]
+    Pip(String),
 }
 
 // Not `#[from]`: the message holds the store's, so it is not also the
@@ -135,7 +147,13 @@ pub async fn build(config: &PrpConfig) -> Result<PrpService, PrpError> {
         }
         None => Arc::new(store::memory(config.log_limit)),
     };
-    Ok(PrpService::new(config, store).await?)
+    let service = PrpService::new(config, store).await?;
+    if let Some(pip) = &config.pip_endpoint {
+        service
+            .ask_pip_for_writers(pip, &config.tls)
+            .map_err(PrpError::Pip)?;
+    }
+    Ok(service)
 }
 
 /// The tonic server wrapper of the service.

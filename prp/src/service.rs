@@ -98,6 +98,7 @@ use crate::PrpConfig;
 use crate::store::{
     Change, DynamicAcp, LogEntry, Mutation, PolicyStore, StoreError, StoreSnapshot,
 };
+use crate::writers::{WriterAttributes, WriterGroups};
 
 pub use authz_core::resources::{DEFAULT_POLICY_PREFIX, default_policy_id};
 
@@ -172,6 +173,8 @@ struct Inner {
     events: broadcast::Sender<pb::WatchEvent>,
     closing: watch::Sender<bool>,
     id_counter: AtomicU64,
+    /// Where a writer's groups are learned (Decision 3).
+    writers: std::sync::OnceLock<WriterGroups>,
 }
 
 /// The write lock, owned so that the commit unit can hold it past the
@@ -636,9 +639,34 @@ impl PrpService {
             events,
             closing,
             id_counter: AtomicU64::new(0),
+            writers: std::sync::OnceLock::new(),
         });
         spawn_sweeper(Arc::downgrade(&inner), config.sweep_interval);
         Ok(Self { inner })
+    }
+
+    /// Authorizes writes with the `<group>`s the PIP at `endpoint` holds
+    /// (Decision 3; see the `writers` module): once, before the first
+    /// write (later calls change nothing). Without it no ID is a group.
+    pub fn ask_pip_for_writers(
+        &self,
+        endpoint: &str,
+        tls: &authz_proto::tls::ClientTls,
+    ) -> Result<(), String> {
+        let writers = WriterGroups::new(Some(endpoint), tls)?;
+        let _ = self.inner.writers.set(writers);
+        Ok(())
+    }
+
+    /// The attributes `originator` writes with: none for the admin, who
+    /// passes every check.
+    async fn writer_attributes(&self, originator: &str) -> Result<WriterAttributes, Status> {
+        match self.inner.writers.get() {
+            Some(writers) if !self.is_admin(originator) => {
+                writers.of(originator, &self.inner.hosting).await
+            }
+            _ => Ok(WriterAttributes::NoGroups(NoAttributes)),
+        }
     }
 
     /// The current revision of the served state.
@@ -796,9 +824,15 @@ impl PrpService {
     }
 
     /// [`Self::authorize`] for one [`WriteCheck`].
-    fn authorize_write(&self, originator: &str, check: &WriteCheck) -> Result<(), Status> {
+    fn authorize_write(
+        &self,
+        originator: &str,
+        attrs: &WriterAttributes,
+        check: &WriteCheck,
+    ) -> Result<(), Status> {
         self.authorize(
             originator,
+            attrs,
             check.operation,
             &check.target,
             check.types,
@@ -808,9 +842,11 @@ impl PrpService {
     }
 
     /// Authorizes `operation` on `target` against `policies`; admin passes.
+    #[allow(clippy::too_many_arguments)]
     fn authorize(
         &self,
         originator: &str,
+        attrs: &WriterAttributes,
         operation: Operation,
         target: &str,
         types: Types,
@@ -832,7 +868,7 @@ impl PrpService {
             &request,
             &self.inner.hosting,
             &applicable,
-            &NoAttributes,
+            attrs.source(),
             &DecideOptions {
                 explain: true,
                 granted_roles: &[],
@@ -973,6 +1009,8 @@ impl PolicyRetrievalPoint for PrpService {
         let (id, acp) = acp_input(req.acp.as_ref()).map_err(|e| invalid_argument(&e))?;
         check_create(&acp)
             .map_err(|e| invalid_argument(&acp_validation_errors(e, req.acp.as_ref())))?;
+        // Before the write lock: a slow PIP holds up no other write.
+        let attrs = self.writer_attributes(&req.originator).await?;
         let guard = self.lock_writes().await;
         // The store's own precondition, checked again when it commits: the
         // ID must not name an ACP, a dynamic ACP or a resource (a request
@@ -1025,7 +1063,7 @@ impl PolicyRetrievalPoint for PrpService {
                     &format!("create ACP {id}"),
                 )
             })?;
-            self.authorize_write(&req.originator, &check)?;
+            self.authorize_write(&req.originator, &attrs, &check)?;
         }
         let entry = self.commit(guard, Mutation::CreateAcp(acp.clone())).await?;
         tracing::info!(acp = %id, revision = entry.revision, "ACP created");
@@ -1043,6 +1081,8 @@ impl PolicyRetrievalPoint for PrpService {
         let req = request.into_inner();
         check_originator(&req.originator)?;
         let (id, mut acp) = acp_input(req.acp.as_ref()).map_err(|e| invalid_argument(&e))?;
+        // Before the write lock: a slow PIP holds up no other write.
+        let attrs = self.writer_attributes(&req.originator).await?;
         let guard = self.lock_writes().await;
         let Some(stored) = self.read(|s| s.acps.get(&id).cloned()) else {
             return Err(Status::not_found(format!("ACP {id} not found")));
@@ -1097,6 +1137,7 @@ impl PolicyRetrievalPoint for PrpService {
             .map_err(|e| Status::internal(format!("stored ACP {id} does not compile: {e}")))?;
         self.authorize(
             &req.originator,
+            &attrs,
             Operation::Update,
             &id,
             Types::default(),
@@ -1135,6 +1176,8 @@ impl PolicyRetrievalPoint for PrpService {
         check_originator(&req.originator)?;
         check_id_field(&req.acp_id, "acp_id")?;
         let id = req.acp_id;
+        // Before the write lock: a slow PIP holds up no other write.
+        let attrs = self.writer_attributes(&req.originator).await?;
         let guard = self.lock_writes().await;
         let Some(stored) = self.read(|s| s.acps.get(&id).cloned()) else {
             return Err(Status::not_found(format!("ACP {id} not found")));
@@ -1143,6 +1186,7 @@ impl PolicyRetrievalPoint for PrpService {
             .map_err(|e| Status::internal(format!("stored ACP {id} does not compile: {e}")))?;
         self.authorize(
             &req.originator,
+            &attrs,
             Operation::Delete,
             &id,
             Types::default(),
@@ -1239,6 +1283,8 @@ impl PolicyRetrievalPoint for PrpService {
             return Err(invalid_argument(&foreign));
         }
         let id = resource.resource_id.clone();
+        // Before the write lock: a slow PIP holds up no other write.
+        let attrs = self.writer_attributes(&req.originator).await?;
         let guard = self.lock_writes().await;
         // A dynamic ACP is a grant bound to its target (Decision 7), not a
         // policy other resources can reference: named in an `acpi` it would
@@ -1399,7 +1445,7 @@ impl PolicyRetrievalPoint for PrpService {
                 Ok(checks)
             })?;
             for check in &checks {
-                self.authorize_write(&req.originator, check)?;
+                self.authorize_write(&req.originator, &attrs, check)?;
             }
         }
         // A parent named before it exists (the admin may) can close a cycle,
@@ -1470,6 +1516,8 @@ impl PolicyRetrievalPoint for PrpService {
         check_originator(&req.originator)?;
         check_id_field(&req.resource_id, "resource_id")?;
         let id = req.resource_id;
+        // Before the write lock: a slow PIP holds up no other write.
+        let attrs = self.writer_attributes(&req.originator).await?;
         let guard = self.lock_writes().await;
         if !self.read(|s| s.resources.contains_key(&id)) {
             return Err(Status::not_found(format!("resource {id} not found")));
@@ -1483,6 +1531,7 @@ impl PolicyRetrievalPoint for PrpService {
             })?;
             self.authorize(
                 &req.originator,
+                &attrs,
                 Operation::Delete,
                 &id,
                 Types::default(),

@@ -3119,3 +3119,39 @@ async fn an_acp_is_created_under_a_cse_base_ae_or_remote_cse_only() {
         .expect("under the CSEBase");
     prp.shutdown().await;
 }
+
+/// Decision 3 and 10 at the PRP: with a PIP to ask which `acor` entries are
+/// `<group>`s, a PIP that does not answer leaves no entry decidable, so a
+/// write by anyone but the admin is UNAVAILABLE (and stores nothing); the
+/// admin, who passes every check, still writes.
+#[tokio::test]
+async fn a_write_that_cannot_learn_the_groups_is_unavailable_decision_3() {
+    // A port nothing listens on any more.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", l.local_addr().expect("addr"))
+    };
+    let mut config = config();
+    config.pip_endpoint = Some(closed);
+    let mut prp = start(config).await;
+    let c = &mut prp.client;
+    store_cb_cnt_cin_cnt2(c).await;
+    let before = stored_state(c).await;
+    let err = c
+        .update_acp(pb::UpdateAcpRequest {
+            originator: "CAlice".into(),
+            acp: Some(acp("acp1", &["CAlice"], &["CAlice"], ALL)),
+        })
+        .await
+        .expect_err("no PIP to ask");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("Decision 3"), "{err:?}");
+    assert_eq!(stored_state(c).await, before, "nothing stored");
+    c.update_acp(pb::UpdateAcpRequest {
+        originator: ADMIN.into(),
+        acp: Some(acp("acp1", &["CAlice"], &[ADMIN], ALL)),
+    })
+    .await
+    .expect("the admin");
+    prp.shutdown().await;
+}
