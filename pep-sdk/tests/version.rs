@@ -16,6 +16,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
+mod common;
+
 const ADMIN: &str = "CAdmin";
 
 fn hosting() -> HostingContext {
@@ -124,27 +126,43 @@ fn guest_reads_the_door() -> pb::DecisionRequest {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_is_in_force_once_the_pdp_holds_it_in_that_store() {
+/// A PRP on a store in memory, a PDP following it (without a PIP: one it
+/// waited for would leave ID entries undetermined) and a PEP asking the PDP.
+struct Stack {
+    prp_addr: SocketAddr,
+    stop_prp: oneshot::Sender<()>,
+    prp: PolicyRetrievalPointClient<Channel>,
+    _pdp: Pdp,
+    pep: PepClient,
+}
+
+async fn stack() -> Stack {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let prp_addr = listener.local_addr().expect("addr");
-    let stop_first = prp_on(listener).await;
-    let mut prp = prp_client(prp_addr).await;
-
-    // No PIP here: a PDP waiting for one would leave ID entries undetermined.
+    let stop_prp = prp_on(listener).await;
+    let prp = prp_client(prp_addr).await;
     let pdp =
         Pdp::start(PdpConfig::new(hosting()).with_prp(format!("http://{prp_addr}"))).expect("PDP");
-    let routes = pdp.routes().await.expect("routes");
-    let pdp_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let pdp_url = format!("http://{}", pdp_listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = authz_proto::serving::server(None)
-            .expect("server")
-            .add_routes(routes)
-            .serve_with_incoming(authz_proto::listener::incoming(pdp_listener))
-            .await;
-    });
+    let pdp_url = common::serve_pdp(&pdp).await;
     let pep = PepClient::new(PepConfig::new([pdp_url])).expect("client");
+    Stack {
+        prp_addr,
+        stop_prp,
+        prp,
+        _pdp: pdp,
+        pep,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_in_force_once_the_pdp_holds_it_in_that_store() {
+    let Stack {
+        prp_addr,
+        stop_prp: stop_first,
+        mut prp,
+        _pdp,
+        pep,
+    } = stack().await;
 
     // The first store, written up to a few revisions: the guest may read.
     door_policy(&mut prp, 2).await;
@@ -197,23 +215,13 @@ async fn a_write_is_in_force_once_the_pdp_holds_it_in_that_store() {
 /// A version the PDP never reaches times out, naming what it waited for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_of_another_store_is_never_reached() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let prp_addr = listener.local_addr().expect("addr");
-    let _stop = prp_on(listener).await;
-    let mut prp = prp_client(prp_addr).await;
-    let pdp =
-        Pdp::start(PdpConfig::new(hosting()).with_prp(format!("http://{prp_addr}"))).expect("PDP");
-    let routes = pdp.routes().await.expect("routes");
-    let pdp_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let pdp_url = format!("http://{}", pdp_listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = authz_proto::serving::server(None)
-            .expect("server")
-            .add_routes(routes)
-            .serve_with_incoming(authz_proto::listener::incoming(pdp_listener))
-            .await;
-    });
-    let pep = PepClient::new(PepConfig::new([pdp_url])).expect("client");
+    let Stack {
+        stop_prp: _stop,
+        mut prp,
+        _pdp,
+        pep,
+        ..
+    } = stack().await;
     let written = door_policy(&mut prp, 2).await;
     pep.wait_for_version(&written, Duration::from_secs(30))
         .await

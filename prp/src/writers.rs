@@ -88,21 +88,17 @@ impl WriterGroups {
             ))
         };
         let mut client = client.clone();
-        let mut listing = tonic::Request::new(pb::ListGroupsRequest { ids_only: true });
-        listing.set_timeout(PIP_DEADLINE);
         let groups = client
-            .list_groups(listing)
+            .list_groups(bounded(pb::ListGroupsRequest { ids_only: true }))
             .await
             .map_err(unavailable)?
             .into_inner()
             .groups;
-        let mut resolve = tonic::Request::new(pb::ResolveAttributesRequest {
-            originator: originator.to_owned(),
-            ..Default::default()
-        });
-        resolve.set_timeout(PIP_DEADLINE);
         let containing = client
-            .resolve_attributes(resolve)
+            .resolve_attributes(bounded(pb::ResolveAttributesRequest {
+                originator: originator.to_owned(),
+                ..Default::default()
+            }))
             .await
             .map_err(unavailable)?
             .into_inner()
@@ -117,4 +113,11 @@ impl WriterGroups {
         }
         Ok(WriterAttributes::Listed(Box::new(attrs)))
     }
+}
+
+/// `message` as a call the PIP must answer within [`PIP_DEADLINE`].
+fn bounded<T>(message: T) -> tonic::Request<T> {
+    let mut call = tonic::Request::new(message);
+    call.set_timeout(PIP_DEADLINE);
+    call
 }

@@ -19,6 +19,11 @@ pub async fn serve_one_acp(
     ty: u32,
 ) -> String {
     feed_one_acp(pdp, rule, owner, resource, ty);
+    serve_pdp(pdp).await
+}
+
+/// Serves `pdp` on 127.0.0.1 with a port the OS chooses; its URL.
+pub async fn serve_pdp(pdp: &Pdp) -> String {
     let routes = pdp.routes().await.expect("routes");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
