@@ -275,9 +275,9 @@ pub struct PrpArgs {
     dynamic_acp_originators: Vec<String>,
     /// The PIP asked, on every write by someone other than the admin, which
     /// `acor` entries are `<group>`s and which list the writer (Decision
-    /// 3); `off` (the default): no ID is a group, so no group member may
-    /// write by its group.
-    #[arg(long, default_value = "off")]
+    /// 3), as `authz pdp` asks it; `off`: no ID is a group (an originator
+    /// spelled like a group's ID then writes as that ID).
+    #[arg(long, default_value = "http://127.0.0.1:7174")]
     pip: String,
     #[command(flatten)]
     hosting: HostingArgs,

@@ -9,7 +9,8 @@
 //! groups (`ListGroups`) and which of them list the originator
 //! (`ResolveAttributes`); a PIP that does not answer refuses the write
 //! (UNAVAILABLE), since no entry could be told a group or an ID. Without a
-//! PIP no ID is a group (as for a PDP with `--pip off`).
+//! PIP, or from one without `ListGroups`, no ID is a group (as for a PDP
+//! with `--pip off`).
 //!
 //! Not asked: members given as the resource ID of an `<AE>` or
 //! `<remoteCSE>` (the PDP counts them; here they admit no write), and
@@ -88,12 +89,18 @@ impl WriterGroups {
             ))
         };
         let mut client = client.clone();
-        let groups = client
+        let groups = match client
             .list_groups(bounded(pb::ListGroupsRequest { ids_only: true }))
             .await
-            .map_err(unavailable)?
-            .into_inner()
-            .groups;
+        {
+            Ok(listing) => listing.into_inner().groups,
+            // A PIP that cannot list its groups keeps no group IDs, as a
+            // PDP reads it: no ID is a group.
+            Err(e) if e.code() == tonic::Code::Unimplemented => {
+                return Ok(WriterAttributes::NoGroups(NoAttributes));
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
         let containing = client
             .resolve_attributes(bounded(pb::ResolveAttributesRequest {
                 originator: originator.to_owned(),
