@@ -669,6 +669,17 @@ impl PrpService {
         }
     }
 
+    /// A resource or ACP ID a read, a delete or a grant names, in the
+    /// CSE-relative form records are held under: SP-relative `/cse-id/x`
+    /// and absolute `//sp/cse-id/x` of this CSE name `x`, as in a decision
+    /// (TS-0001 7.2); any other ID is kept as given.
+    fn held_id(&self, id: String) -> String {
+        match self.inner.hosting.cse_relative(&id) {
+            Some(local) if local.len() != id.len() => local.to_owned(),
+            _ => id,
+        }
+    }
+
     /// The current revision of the served state.
     pub fn revision(&self) -> u64 {
         self.read(|s| s.revision)
@@ -1159,6 +1170,7 @@ impl PolicyRetrievalPoint for PrpService {
     ) -> Result<Response<pb::AcpRecord>, Status> {
         let id = request.into_inner().acp_id;
         check_id_field(&id, "acp_id")?;
+        let id = self.held_id(id);
         let (acp, revision) = self.read(|s| (s.acps.get(&id).cloned(), s.revision));
         let acp = acp.ok_or_else(|| Status::not_found(format!("ACP {id} not found")))?;
         Ok(Response::new(pb::AcpRecord {
@@ -1175,7 +1187,7 @@ impl PolicyRetrievalPoint for PrpService {
         let req = request.into_inner();
         check_originator(&req.originator)?;
         check_id_field(&req.acp_id, "acp_id")?;
-        let id = req.acp_id;
+        let id = self.held_id(req.acp_id);
         // Before the write lock: a slow PIP holds up no other write.
         let attrs = self.writer_attributes(&req.originator).await?;
         let guard = self.lock_writes().await;
@@ -1498,6 +1510,7 @@ impl PolicyRetrievalPoint for PrpService {
     ) -> Result<Response<pb::ResourceRecord>, Status> {
         let id = request.into_inner().resource_id;
         check_id_field(&id, "resource_id")?;
+        let id = self.held_id(id);
         let (resource, revision) = self.read(|s| (s.resources.get(&id).cloned(), s.revision));
         let resource =
             resource.ok_or_else(|| Status::not_found(format!("resource {id} not found")))?;
@@ -1515,7 +1528,7 @@ impl PolicyRetrievalPoint for PrpService {
         let req = request.into_inner();
         check_originator(&req.originator)?;
         check_id_field(&req.resource_id, "resource_id")?;
-        let id = req.resource_id;
+        let id = self.held_id(req.resource_id);
         // Before the write lock: a slow PIP holds up no other write.
         let attrs = self.writer_attributes(&req.originator).await?;
         let guard = self.lock_writes().await;
@@ -1559,6 +1572,7 @@ impl PolicyRetrievalPoint for PrpService {
             updates_acpi,
         } = request.into_inner();
         check_id_field(&target, "target")?;
+        let target = self.held_id(target);
         let now = now_secs();
         let out = self.read(|snap| -> Result<pb::ApplicablePolicies, Status> {
             let view = View { snap, now };
@@ -1629,13 +1643,14 @@ impl PolicyRetrievalPoint for PrpService {
         &self,
         request: Request<pb::CreateDynamicAcpRequest>,
     ) -> Result<Response<pb::DynamicAcpRecord>, Status> {
-        let req = request.into_inner();
+        let mut req = request.into_inner();
         check_originator(&req.originator)?;
         let mut errors = Vec::new();
         if req.target.is_empty() {
             errors.push(violation("target", "is mandatory"));
         }
         errors.extend(unusable_id(&req.target, "target"));
+        req.target = self.held_id(std::mem::take(&mut req.target));
         errors.extend(id_problem(&req.acp_id, "acp_id"));
         let privileges = match &req.privileges {
             None => {

@@ -3155,3 +3155,61 @@ async fn a_write_that_cannot_learn_the_groups_is_unavailable_decision_3() {
     .expect("the admin");
     prp.shutdown().await;
 }
+
+/// TS-0001 7.2: a resource or ACP ID of this CSE may be given CSE-relative,
+/// SP-relative or absolute; reads, deletes, applicable policies and grants
+/// take every form, as a decision takes its target, and an ID of another
+/// CSE stays NOT_FOUND.
+#[tokio::test]
+async fn reads_deletes_and_grants_take_any_id_form_of_this_cse_ts0001_7_2() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    store_cb_cnt_cin_cnt2(c).await;
+    for form in ["/id-in/cnt", "//SP.example.com/id-in/cnt"] {
+        let r = c
+            .get_resource(pb::GetResourceRequest {
+                resource_id: form.into(),
+            })
+            .await
+            .expect(form)
+            .into_inner();
+        assert_eq!(r.resource.expect("resource").resource_id, "cnt");
+        assert_eq!(
+            applicable_ids(c, form).await,
+            applicable_ids(c, "cnt").await
+        );
+    }
+    let acp = c
+        .get_acp(pb::GetAcpRequest {
+            acp_id: "//sp.example.com/id-in/acp1".into(),
+        })
+        .await
+        .expect("absolute ACP ID")
+        .into_inner();
+    assert_eq!(acp.acp.expect("acp").resource_id.as_deref(), Some("acp1"));
+    let now = chrono::Utc::now().timestamp();
+    let granted = c
+        .create_dynamic_acp(dynamic_grant(
+            "/id-in/cnt2",
+            set(vec![rule(&["CBob"], 2)]),
+            now + 600,
+        ))
+        .await
+        .expect("a grant naming its target SP-relative")
+        .into_inner();
+    assert_eq!(granted.target, "cnt2");
+    c.delete_resource(pb::DeleteResourceRequest {
+        originator: ADMIN.into(),
+        resource_id: "/id-in/cin".into(),
+    })
+    .await
+    .expect("delete by SP-relative ID");
+    let err = c
+        .get_resource(pb::GetResourceRequest {
+            resource_id: "/other-cse/cnt".into(),
+        })
+        .await
+        .expect_err("another CSE's");
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    prp.shutdown().await;
+}
