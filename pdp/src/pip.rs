@@ -291,8 +291,7 @@ impl PipCache {
     /// list them): before, an `acor` entry that may name a `<group>` is
     /// undetermined as an originator ID (Decision 3, 10).
     pub fn groups_known(&self) -> bool {
-        let known = self.known_groups.load();
-        known.loaded || known.unlistable
+        *self.groups_known.borrow()
     }
 
     /// Waits until [`PipCache::groups_known`] (the watch lists them once it
@@ -892,12 +891,15 @@ impl AttributeSource for CacheView<'_> {
     fn is_group(&self, group_id: &str) -> Lookup<bool> {
         // From the IDs kept locally, never a fetch: this is asked on the
         // path of a Permit.
-        match self.cache.is_known_group(group_id) {
-            Some(known) => Lookup::Found(known),
+        let known = self.cache.known_groups.load();
+        if known.loaded {
+            Lookup::Found(known.ids.contains(group_id))
+        } else if known.unlistable {
             // A PIP that cannot list its groups keeps no group IDs: it
             // knows members only (`NotFound`, as the trait says).
-            None if self.cache.known_groups.load().unlistable => Lookup::NotFound,
-            None => Lookup::Unavailable(GROUPS_NOT_LISTED.to_owned()),
+            Lookup::NotFound
+        } else {
+            Lookup::Unavailable(GROUPS_NOT_LISTED.to_owned())
         }
     }
 

@@ -158,6 +158,11 @@ impl Snapshot {
 
     /// The resource a dynamic ACP is bound to.
     pub fn dynamic_target(&self, id: &str) -> Option<&str> {
+        // Asked for every `acpi` entry of a decision: without dynamic ACPs
+        // (most replicas, most of the time) no key is hashed.
+        if self.dynamic_targets.is_empty() {
+            return None;
+        }
         self.dynamic_targets.get(id).map(String::as_str)
     }
 
