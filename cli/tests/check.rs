@@ -109,7 +109,7 @@ fn babysitter_is_permitted_on_a_weekday_afternoon() {
 fn request_on_the_acp_itself_uses_self_privileges() {
     // TS-0001 10.2.3.1: a request targeting an ACP is judged by its pvs.
     let dir = tempdir();
-    let req = dir.join("req.json");
+    let req = dir.path().join("req.json");
     std::fs::write(
         &req,
         r#"{"fr": "Cbabysitter", "to": "acpFrontDoor", "op": 3, "authn": true,
@@ -181,7 +181,7 @@ fn request_on_the_acp_uses_self_privileges_in_every_id_form() {
         "/mn-cse-123456/acpFrontDoor",
         "//home.example/mn-cse-123456/acpFrontDoor",
     ] {
-        let req = dir.join("req.json");
+        let req = dir.path().join("req.json");
         let v = check_door_lock(
             &req,
             &format!(r#"{{"fr": "/mn-cse-123456/Clock1", "to": "{to}", "op": 2}}"#),
@@ -199,7 +199,7 @@ fn request_on_the_acp_uses_self_privileges_in_every_id_form() {
 #[test]
 fn create_under_an_acp_knows_the_target_is_an_acp_7_1_5() {
     let dir = tempdir();
-    let acp = dir.join("acp.json");
+    let acp = dir.path().join("acp.json");
     std::fs::write(
         &acp,
         r#"{"m2m:acp": {"rn": "acp1", "ri": "acp1",
@@ -220,7 +220,7 @@ fn create_under_an_acp_knows_the_target_is_an_acp_7_1_5() {
         // Not a listed child type.
         (r#"{"fr": "Cadmin", "to": "acp1", "op": 1, "rrt": 4}"#, 2),
     ] {
-        let req = dir.join("req.json");
+        let req = dir.path().join("req.json");
         std::fs::write(&req, request).unwrap();
         let (code, out, err) = authz(&[
             "check",
@@ -238,7 +238,7 @@ fn create_under_an_acp_knows_the_target_is_an_acp_7_1_5() {
 #[test]
 fn invalid_policy_exits_2_naming_file_and_field() {
     let dir = tempdir();
-    let bad = dir.join("bad.json");
+    let bad = dir.path().join("bad.json");
     std::fs::write(
         &bad,
         r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["all"], "acop": 2,
@@ -265,7 +265,7 @@ fn invalid_policy_exits_2_naming_file_and_field() {
 #[test]
 fn policy_files_that_are_not_acps_exit_2() {
     let dir = tempdir();
-    let file = dir.join("policy.json");
+    let file = dir.path().join("policy.json");
     for (body, says) in [
         (
             r#"{"m2m:acp": {"rn": "x", "acr": [{"acor": ["Cabc"], "acop": 2}]}}"#,
@@ -326,7 +326,7 @@ fn policy_files_that_are_not_acps_exit_2() {
 #[test]
 fn uacpi_is_judged_by_the_pvs_of_the_loaded_acps_ts0001_9_6_1_3_2() {
     let dir = tempdir();
-    let req = dir.join("req.json");
+    let req = dir.path().join("req.json");
     let run = |body: &str| check_door_lock(&req, body);
     let babysitter = |uacpi: bool| {
         format!(
@@ -367,7 +367,7 @@ fn uacpi_is_judged_by_the_pvs_of_the_loaded_acps_ts0001_9_6_1_3_2() {
 #[test]
 fn invalid_request_exits_2_naming_the_field() {
     let dir = tempdir();
-    let req = dir.join("req.json");
+    let req = dir.path().join("req.json");
     std::fs::write(&req, r#"{"fr": "C1", "to": "x", "op": 9}"#).unwrap();
     let (code, _, err) = authz(&[
         "check",
@@ -492,9 +492,9 @@ fn invalid_request_exits_2_naming_the_field() {
 #[test]
 fn two_loaded_acps_with_one_resource_id_exit_2_ts_0003_7_1_1() {
     let dir = tempdir();
-    let a = dir.join("a.json");
-    let b = dir.join("b.json");
-    let req = dir.join("req.json");
+    let a = dir.path().join("a.json");
+    let b = dir.path().join("b.json");
+    let req = dir.path().join("req.json");
     std::fs::write(
         &a,
         r#"{"m2m:acp": {"ri": "acp1", "pv": {"acr": []}, "pvs": {"acr": [{"acor": ["Ca"], "acop": 63}]}}}"#,
@@ -579,11 +579,15 @@ fn check_in(dir: &std::path::Path, policies: &[&str], request: &str) -> (i32, St
 fn a_target_with_an_empty_segment_exits_2_ts_0001_10_2_3_1() {
     let dir = tempdir();
     std::fs::write(
-        dir.join("z.json"),
+        dir.path().join("z.json"),
         r#"{"m2m:acp":{"rn":"acpZ","ri":"acpZ","pv":{"acr":[{"acor":["Cw"],"acop":4}]},"pvs":{"acr":[{"acor":["Cadmin"],"acop":63}]}}}"#,
     )
     .unwrap();
-    let (code, out, err) = check_in(&dir, &["z.json"], r#"{"fr":"Cw","to":"/mn1/acpZ","op":3}"#);
+    let (code, out, err) = check_in(
+        dir.path(),
+        &["z.json"],
+        r#"{"fr":"Cw","to":"/mn1/acpZ","op":3}"#,
+    );
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["dec"], 2, "the ACP's pvs decide: {out}");
@@ -593,7 +597,7 @@ fn a_target_with_an_empty_segment_exits_2_ts_0001_10_2_3_1() {
     );
     for to in ["/mn1/acpZ/", "/mn1//acpZ", "/", "//", "a//b"] {
         let (code, out, err) = check_in(
-            &dir,
+            dir.path(),
             &["z.json"],
             &format!(r#"{{"fr":"Cw","to":"{to}","op":3}}"#),
         );
@@ -606,7 +610,11 @@ fn a_target_with_an_empty_segment_exits_2_ts_0001_10_2_3_1() {
         );
     }
     // A `*` is a resource name character, no wildcard, in a target.
-    let (code, _, err) = check_in(&dir, &["z.json"], r#"{"fr":"Cw","to":"ae1/cnt*","op":3}"#);
+    let (code, _, err) = check_in(
+        dir.path(),
+        &["z.json"],
+        r#"{"fr":"Cw","to":"ae1/cnt*","op":3}"#,
+    );
     assert_eq!(code, 0, "{err}");
 }
 
@@ -633,18 +641,18 @@ fn an_acp_ri_that_is_no_resource_id_exits_2_ts_0001_10_2_3_1() {
         ),
         ("", "ri: the resource ID must not be empty"),
     ] {
-        std::fs::write(dir.join("p.json"), acp(ri)).unwrap();
-        let (code, out, err) = check_in(&dir, &["p.json"], r#"{"fr":"Ca","to":"x","op":2}"#);
+        std::fs::write(dir.path().join("p.json"), acp(ri)).unwrap();
+        let (code, out, err) = check_in(dir.path(), &["p.json"], r#"{"fr":"Ca","to":"x","op":2}"#);
         assert_eq!(code, 2, "{ri:?}: {out}");
         assert!(err.contains(&format!("p.json: {why}")), "{ri:?}: {err}");
     }
     // In a list, the path names the resource.
     std::fs::write(
-        dir.join("p.json"),
+        dir.path().join("p.json"),
         format!("[{}, {}]", acp("acp1"), acp("acp/")),
     )
     .unwrap();
-    let (code, _, err) = check_in(&dir, &["p.json"], r#"{"fr":"Ca","to":"x","op":2}"#);
+    let (code, _, err) = check_in(dir.path(), &["p.json"], r#"{"fr":"Ca","to":"x","op":2}"#);
     assert_eq!(code, 2);
     assert!(err.contains("p.json: m2m:acp[1].ri: 'acp/'"), "{err}");
 }
@@ -657,14 +665,14 @@ fn an_acp_ri_that_is_no_resource_id_exits_2_ts_0001_10_2_3_1() {
 fn two_loaded_acps_with_one_label_exit_2_ts_0003_7_1_1() {
     let dir = tempdir();
     std::fs::write(
-        dir.join("same.json"),
+        dir.path().join("same.json"),
         r#"[{"m2m:acp":{"rn":"same","pv":{"acr":[{"acor":["Cae1"],"acop":4}]}}},{"m2m:acp":{"rn":"same","pv":{"acr":[{"acor":["Cae1"],"acop":8}]}}}]"#,
     )
     .unwrap();
     let request = r#"{"fr":"Cae1","to":"r","op":2}"#;
-    let (code, out, err) = check_in(&dir, &["same.json"], request);
+    let (code, out, err) = check_in(dir.path(), &["same.json"], request);
     assert_eq!(code, 2, "{out}");
-    let same = dir.join("same.json").display().to_string();
+    let same = dir.path().join("same.json").display().to_string();
     assert!(
         err.contains(&format!(
             "{same}[1]: rn: 'same' names an ACP loaded from {same}[0] (rn 'same') already"
@@ -673,17 +681,17 @@ fn two_loaded_acps_with_one_label_exit_2_ts_0003_7_1_1() {
     );
     // An rn in one file, the same ID as ri in another, in either order.
     std::fs::write(
-        dir.join("rn.json"),
+        dir.path().join("rn.json"),
         r#"{"m2m:acp":{"rn":"acpQ","pv":{"acr":[{"acor":["Cae1"],"acop":4}]}}}"#,
     )
     .unwrap();
     std::fs::write(
-        dir.join("ri.json"),
+        dir.path().join("ri.json"),
         r#"{"m2m:acp":{"ri":"acpQ","pv":{"acr":[{"acor":["Cae1"],"acop":8}]},"pvs":{"acr":[{"acor":["Cae1"],"acop":63}]}}}"#,
     )
     .unwrap();
     for (first, second) in [("rn.json", "ri.json"), ("ri.json", "rn.json")] {
-        let (code, out, err) = check_in(&dir, &[first, second], request);
+        let (code, out, err) = check_in(dir.path(), &[first, second], request);
         assert_eq!(code, 2, "{out}");
         let (second_part, first_part) = err
             .split_once("names an ACP loaded from")
@@ -693,11 +701,11 @@ fn two_loaded_acps_with_one_label_exit_2_ts_0003_7_1_1() {
     }
     // Different labels load, and each rule set is named apart.
     std::fs::write(
-        dir.join("rn.json"),
+        dir.path().join("rn.json"),
         r#"{"m2m:acp":{"rn":"acpP","pv":{"acr":[{"acor":["Cae1"],"acop":4}]}}}"#,
     )
     .unwrap();
-    let (code, out, err) = check_in(&dir, &["rn.json", "ri.json"], request);
+    let (code, out, err) = check_in(dir.path(), &["rn.json", "ri.json"], request);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
@@ -706,21 +714,13 @@ fn two_loaded_acps_with_one_label_exit_2_ts_0003_7_1_1() {
     );
 }
 
-fn tempdir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "authz-cli-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+/// A fresh `authz-cli-…` directory under the system temp dir, removed with
+/// its files when the returned guard drops.
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("authz-cli-")
+        .tempdir()
+        .unwrap()
 }
 
 /// Status 141 means the reader went away (SIGPIPE's 128 + 13); output that
@@ -732,7 +732,7 @@ fn a_full_disk_is_a_failure_not_a_broken_pipe() {
         return; // Not Linux: no device that is always full.
     };
     let dir = tempdir();
-    let req = dir.join("req.json");
+    let req = dir.path().join("req.json");
     std::fs::write(&req, r#"{"fr": "C1", "to": "x", "op": 2}"#).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_authz"))
         .args(["check", "-p", "examples/door-lock-acp.json", "-r"])

@@ -81,7 +81,8 @@ struct Stack {
     das: DynamicAuthorizationServerClient<Channel>,
     das_url: String,
     pdp_url: String,
-    dir: PathBuf,
+    /// Removed when the stack drops, after its processes (declared first).
+    dir: tempfile::TempDir,
 }
 
 async fn stack(name: &str) -> Stack {
@@ -101,8 +102,8 @@ async fn stack(name: &str) -> Stack {
         ],
         "PIP",
     );
-    let config = das_config(&dir);
-    let secret_file = dir.join("das-secret");
+    let config = das_config(dir.path());
+    let secret_file = dir.path().join("das-secret");
     // Surrounding whitespace is trimmed.
     std::fs::write(&secret_file, format!("{CSE_SECRET}\n")).expect("secret file");
     let (das_proc, das_url) = start(
@@ -398,7 +399,7 @@ async fn indirect_flow_token_then_token_id_then_local_token_id_7_3_2_3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decide_carries_tokens_and_prints_tqf_and_ati_7_3_2_3() {
     let mut s = stack("decide-tokens").await;
-    let request = s.dir.join("unlock.json");
+    let request = s.dir.path().join("unlock.json");
     std::fs::write(&request, r#"{"fr": "Cguest", "to": "backDoor", "op": 3}"#).expect("write");
     let decide_cli = |extra: &[&str]| {
         let mut args = vec![
@@ -749,8 +750,8 @@ async fn das_down_denies_within_the_deadline_with_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_in_one_pdp_presents_its_consultant_secret_7_3_2_2() {
     let dir = tempdir("up-das-secret");
-    let config = das_config(&dir);
-    let data = dir.join("data");
+    let config = das_config(dir.path());
+    let data = dir.path().join("data");
     let (_up, url) = start_up(
         &data,
         &["--no-demo", "--das-config", config.to_str().expect("path")],
@@ -789,8 +790,8 @@ async fn all_in_one_pdp_presents_its_consultant_secret_7_3_2_2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_in_one_local_token_ids_survive_a_restart_7_3_2_3() {
     let dir = tempdir("up-lti-restart");
-    let config = das_config(&dir);
-    let data = dir.join("data");
+    let config = das_config(dir.path());
+    let data = dir.path().join("data");
     let args = ["--no-demo", "--das-config", config.to_str().expect("path")];
     let (up, url) = start_up(&data, &args, &[]);
     let url = url.trim_end_matches('/').to_owned();
@@ -833,8 +834,8 @@ async fn all_in_one_local_token_ids_survive_a_restart_7_3_2_3() {
 async fn all_in_one_names_its_das_by_the_advertised_url() {
     const ADVERTISED: &str = "http://authz.home.example.invalid:7171";
     let dir = tempdir("up-das-advertised");
-    let config = das_config(&dir);
-    let data = dir.join("data");
+    let config = das_config(dir.path());
+    let data = dir.path().join("data");
     let (_up, url) = start_up(
         &data,
         &[
@@ -868,7 +869,7 @@ async fn all_in_one_names_its_das_by_the_advertised_url() {
 #[test]
 fn advertise_url_needs_a_das_config_and_a_uri() {
     let dir = tempdir("up-advertise-bad");
-    let data = dir.to_str().expect("path");
+    let data = dir.path().to_str().expect("path");
     let up = |extra: &[&str]| {
         let mut args = vec!["up", "--listen", "127.0.0.1:0", "--metrics", "off"];
         args.extend_from_slice(&["--data-dir", data]);
@@ -883,7 +884,7 @@ fn advertise_url_needs_a_das_config_and_a_uri() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--das-config"), "{err}");
 
-    let config = das_config(&dir);
+    let config = das_config(dir.path());
     let out = up(&[
         "--das-config",
         config.to_str().expect("path"),
@@ -936,13 +937,13 @@ fn run_to_exit(args: &[&str], limit: Duration) -> (Option<i32>, String) {
 #[test]
 fn a_das_config_that_does_not_load_stops_before_the_data_directory() {
     let dir = tempdir("das-foreign-role");
-    let path = das_config(&dir);
+    let path = das_config(dir.path());
     let mut config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("JSON");
     config["policies"][2]["grant"]["roles"] = serde_json::json!(["guest"]);
     std::fs::write(&path, config.to_string()).expect("write");
     let config = path.to_str().expect("path");
-    let data = dir.join("data");
+    let data = dir.path().join("data");
     let data_dir = data.to_str().expect("path");
     for args in [
         vec![
@@ -981,5 +982,4 @@ fn a_das_config_that_does_not_load_stops_before_the_data_directory() {
         }
         assert!(!data.exists(), "authz {} wrote {data_dir}", args[0]);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

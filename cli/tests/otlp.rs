@@ -62,7 +62,7 @@ async fn decide_rpcs_are_exported_as_spans_in_the_callers_trace() {
 
     let data = tempdir("otlp");
     let (_up, url) = start_up(
-        &data,
+        data.path(),
         &[],
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", collector_url.as_str()),
@@ -143,7 +143,7 @@ fn hex(bytes: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_an_https_collector_trusted_with_tls_ca() {
     let data = tempdir("otlp-tls");
-    let files = authz_tests::tls::TestPki::new(&["localhost"]).write(&data);
+    let files = authz_tests::tls::TestPki::new(&["localhost"]).write(data.path());
     let tls = authz_proto::tls::ServerTls::from_pem(
         &std::fs::read(&files.cert).unwrap(),
         &std::fs::read(&files.key).unwrap(),

@@ -18,7 +18,7 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_in_one_serves_the_door_lock_demo() {
     let data = tempdir("up");
-    let (_up, url) = start_up(&data, &[], &[]);
+    let (_up, url) = start_up(data.path(), &[], &[]);
     let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
     // The owner's phone may do everything on the front door (demo acpFrontDoor rule 0).
     let owner = request("CownerPhone", "frontDoor", pb::Operation::Update);
@@ -137,9 +137,9 @@ async fn replica_at(pdp: &mut PolicyDecisionPointClient<Channel>, revision: u64)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_in_one_completes_an_interrupted_demo_load_only() {
     let data = tempdir("up-demo");
-    let pending = data.join("demo-load.pending");
+    let pending = data.path().join("demo-load.pending");
     let owner = request("CownerPhone", "frontDoor", pb::Operation::Update);
-    let (up, url) = start_up(&data, &[], &[]);
+    let (up, url) = start_up(data.path(), &[], &[]);
     let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
     eventually(&mut pdp, &owner, true).await;
     assert!(!pending.exists(), "a finished load leaves no marker");
@@ -156,7 +156,7 @@ async fn all_in_one_completes_an_interrupted_demo_load_only() {
     drop(up);
 
     // Not empty, nothing interrupted: the operator's deletion stands.
-    let (up, url) = start_up(&data, &[], &[]);
+    let (up, url) = start_up(data.path(), &[], &[]);
     let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
     replica_at(&mut pdp, deleted).await;
     let d = decide(&mut pdp, owner.clone()).await;
@@ -165,7 +165,7 @@ async fn all_in_one_completes_an_interrupted_demo_load_only() {
 
     // As if the first start had been killed before frontDoor was written.
     std::fs::write(&pending, "").expect("marker");
-    let (_up, url) = start_up(&data, &[], &[]);
+    let (_up, url) = start_up(data.path(), &[], &[]);
     let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
     eventually(&mut pdp, &owner, true).await;
     assert!(!pending.exists(), "the completed load removes its marker");
@@ -174,7 +174,7 @@ async fn all_in_one_completes_an_interrupted_demo_load_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authz_decide_asks_the_running_pdp() {
     let data = tempdir("decide");
-    let (_up, url) = start_up(&data, &[], &[]);
+    let (_up, url) = start_up(data.path(), &[], &[]);
     let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
     let owner = request("CownerPhone", "frontDoor", pb::Operation::Update);
     eventually(&mut pdp, &owner, true).await;
@@ -211,7 +211,7 @@ async fn authz_decide_asks_the_running_pdp() {
         "the lock's rule names it, without DELETE: {out}"
     );
 
-    let bad = data.join("bad.json");
+    let bad = data.path().join("bad.json");
     std::fs::write(&bad, r#"{"fr": "C 1", "to": "frontDoor", "op": 2}"#).expect("write");
     let (code, _, err) = decide(&url, &bad);
     assert_eq!(code, Some(2), "{err}");
@@ -295,8 +295,8 @@ fn start_prp(data: &Path, listen: &str) -> (Proc, String) {
 /// that names nobody (or everybody).
 #[test]
 fn bad_url_and_identity_flags_stop_the_process_naming_the_flag() {
-    let data = tempdir("bad-flags");
-    let data = data.to_str().unwrap();
+    let dir = tempdir("bad-flags");
+    let data = dir.path().to_str().unwrap();
     let cases: [(&[&str], &str); 9] = [
         (&["pdp", "--prp", "notaurl"], "--prp notaurl"),
         (&["pdp", "--pip", "127.0.0.1:7174"], "--pip 127.0.0.1:7174"),
@@ -359,7 +359,7 @@ async fn prp_takes_dynamic_acp_originators_from_its_flag() {
             "--listen",
             "127.0.0.1:0",
             "--data-dir",
-            data.to_str().unwrap(),
+            data.path().to_str().unwrap(),
             "--dynamic-acp-originator",
             "CPdp",
         ],
@@ -411,7 +411,7 @@ async fn prp_takes_dynamic_acp_originators_from_its_flag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prp_killed_with_sigkill_loses_no_acknowledged_write() {
     let data = tempdir("prp-kill");
-    let (prp, url) = start_prp(&data, "127.0.0.1:0");
+    let (prp, url) = start_prp(data.path(), "127.0.0.1:0");
     let mut client = prp_client(&url).await;
     let mut acked = Vec::new();
     for i in 0..40 {
@@ -428,7 +428,7 @@ async fn prp_killed_with_sigkill_loses_no_acknowledged_write() {
         acked.push((id, rev));
     }
     drop(prp); // SIGKILL: no shutdown path runs.
-    let (_prp, url) = start_prp(&data, "127.0.0.1:0");
+    let (_prp, url) = start_prp(data.path(), "127.0.0.1:0");
     let mut client = prp_client(&url).await;
     let listed = client
         .list_acps(pb::ListAcpsRequest {})
@@ -458,9 +458,11 @@ async fn prp_killed_with_sigkill_loses_no_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pdp_follows_a_prp_restored_from_a_backup_into_its_new_history() {
     let data = tempdir("prp-restore");
-    let file = data.join("prp.redb");
-    let backup = data.with_extension("backup.redb");
-    let (prp, prp_url) = start_prp(&data, "127.0.0.1:0");
+    let file = data.path().join("prp.redb");
+    // Outside the data directory, as an operator's backup would be.
+    let backups = tempdir("prp-restore-backup");
+    let backup = backups.path().join("prp.redb");
+    let (prp, prp_url) = start_prp(data.path(), "127.0.0.1:0");
     let port = port_of(&prp_url);
     let mut client = prp_client(&prp_url).await;
     let put_acp = |who: &'static str| pb::UpdateAcpRequest {
@@ -472,7 +474,7 @@ async fn a_pdp_follows_a_prp_restored_from_a_backup_into_its_new_history() {
     std::fs::copy(&file, &backup).expect("back up");
 
     // Revision 3 of the original history: Cthief may read.
-    let (prp, prp_url) = start_prp(&data, &format!("127.0.0.1:{port}"));
+    let (prp, prp_url) = start_prp(data.path(), &format!("127.0.0.1:{port}"));
     let (_pdp, mut pdp) = start_pdp_following(&prp_url).await;
     let thief = request("Cthief", "door", pb::Operation::Retrieve);
     let friend = request("Cfriend", "door", pb::Operation::Retrieve);
@@ -487,7 +489,7 @@ async fn a_pdp_follows_a_prp_restored_from_a_backup_into_its_new_history() {
     // The backup comes back and writes its own revision 3 (Cfriend) before
     // the PDP reconnects: on another port, so the PDP cannot see it yet.
     std::fs::copy(&backup, &file).expect("restore");
-    let (restored, restored_url) = start_prp(&data, "127.0.0.1:0");
+    let (restored, restored_url) = start_prp(data.path(), "127.0.0.1:0");
     let rev = prp_client(&restored_url)
         .await
         .update_acp(put_acp("Cfriend"))
@@ -498,7 +500,7 @@ async fn a_pdp_follows_a_prp_restored_from_a_backup_into_its_new_history() {
     assert_eq!(rev, 3, "the restored store reuses revision 3");
     drop(restored);
 
-    let (_prp, _) = start_prp(&data, &format!("127.0.0.1:{port}"));
+    let (_prp, _) = start_prp(data.path(), &format!("127.0.0.1:{port}"));
     eventually(&mut pdp, &friend, true).await;
     let d = decide(&mut pdp, thief).await;
     assert!(
@@ -508,13 +510,12 @@ async fn a_pdp_follows_a_prp_restored_from_a_backup_into_its_new_history() {
     );
     let s = pdp.status(pb::StatusRequest {}).await.unwrap().into_inner();
     assert_eq!(s.replica_revision, 3);
-    let _ = std::fs::remove_file(backup);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pdp_decides_while_the_prp_is_down_and_catches_up_after() {
     let data = tempdir("prp-down");
-    let (prp, prp_url) = start_prp(&data, "127.0.0.1:0");
+    let (prp, prp_url) = start_prp(data.path(), "127.0.0.1:0");
     let port = port_of(&prp_url);
     let mut client = prp_client(&prp_url).await;
     guest_may_read_the_door(&mut client).await;
@@ -542,7 +543,7 @@ async fn pdp_decides_while_the_prp_is_down_and_catches_up_after() {
 
     // The PRP comes back on the same port with its durable store; a change
     // made there reaches the PDP.
-    let (_prp, prp_url) = start_prp(&data, &format!("127.0.0.1:{port}"));
+    let (_prp, prp_url) = start_prp(data.path(), &format!("127.0.0.1:{port}"));
     let mut client = prp_client(&prp_url).await;
     client
         .update_acp(pb::UpdateAcpRequest {
@@ -559,10 +560,10 @@ async fn pdp_decides_while_the_prp_is_down_and_catches_up_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_apply_rejects_an_invalid_file_naming_the_field() {
     let data = tempdir("apply");
-    let (_prp, url) = start_prp(&data, "127.0.0.1:0");
+    let (_prp, url) = start_prp(data.path(), "127.0.0.1:0");
     // Applies `body` as a file named `name`: exit code and stderr.
     let apply = |name: &str, body: &str| {
-        let file = data.join(name);
+        let file = data.path().join(name);
         std::fs::write(&file, body).unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_authz"))
             .args(["policy", "--prp", &url, "apply", "-f"])
@@ -650,7 +651,7 @@ fn a_closed_stdout_ends_a_command_without_a_panic() {
 #[test]
 fn policy_apply_reads_the_file_before_connecting() {
     let data = tempdir("apply-offline");
-    let file = data.join("bad.json");
+    let file = data.path().join("bad.json");
     std::fs::write(&file, r#"{"m2m:acp": {"ri": "a", "pv": {"acr": [{"acor": ["all"], "acop": 99}]}, "pvs": {"acr": [{"acor": ["CAdmin"], "acop": 63}]}}}"#).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_authz"))
         .args([
@@ -690,7 +691,7 @@ async fn all_in_one_serves_when_its_stdout_is_closed() {
             "--no-country-boundaries",
         ])
         .arg("--data-dir")
-        .arg(&data)
+        .arg(data.path())
         .stdout(writer)
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -714,7 +715,7 @@ async fn all_in_one_serves_when_its_stdout_is_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loadtest_propagation_leaves_no_probe_behind() {
     let data = tempdir("loadtest-probe");
-    let (_up, url) = start_up(&data, &[], &[]);
+    let (_up, url) = start_up(data.path(), &[], &[]);
     let mut prp = prp_client(&url).await;
     let out = tokio::task::spawn_blocking({
         let url = url.clone();
@@ -796,7 +797,11 @@ fn loadtest_rejects_an_out_of_range_duration() {
 async fn all_in_one_with_a_das_names_it_in_token_request_information() {
     let data = tempdir("up-das");
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/das/door-lock-das.json");
-    let (_up, url) = start_up(&data, &["--das-config", config.to_str().unwrap()], &[]);
+    let (_up, url) = start_up(
+        data.path(),
+        &["--das-config", config.to_str().unwrap()],
+        &[],
+    );
     let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
     let owner = request("CownerPhone", "frontDoor", pb::Operation::Update);
     eventually(&mut pdp, &owner, true).await;
@@ -851,7 +856,7 @@ async fn every_server_ends_cleanly_on_sigterm() {
     let das_config =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/das/door-lock-das.json");
     let das_config = das_config.to_str().unwrap();
-    let data_dir = data.to_str().unwrap();
+    let data_dir = data.path().to_str().unwrap();
     let servers: [(&[&str], &str); 5] = [
         (
             &[
@@ -925,7 +930,7 @@ async fn every_server_ends_cleanly_on_sigterm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_in_one_stops_without_a_warning() {
     let data = tempdir("sigterm-quiet");
-    let (mut proc, url, output) = start_up_with_output(&data, &[], &[]);
+    let (mut proc, url, output) = start_up_with_output(data.path(), &[], &[]);
     let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
     // Followed and serving: the demo's owner is permitted.
     let owner = request("CownerPhone", "frontDoor", pb::Operation::Update);
@@ -947,7 +952,7 @@ async fn all_in_one_stops_without_a_warning() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_in_one_ends_on_sigterm_with_an_open_decide_stream() {
     let data = tempdir("sigterm-stream");
-    let (mut up, url, log) = start_up_with_output(&data, &["--no-country-boundaries"], &[]);
+    let (mut up, url, log) = start_up_with_output(data.path(), &["--no-country-boundaries"], &[]);
     let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
     let (requests, rx) = tokio::sync::mpsc::channel(4);
     requests
@@ -993,14 +998,14 @@ async fn all_in_one_ends_on_sigterm_with_an_open_decide_stream() {
 #[test]
 fn a_second_prp_on_the_same_data_dir_names_the_file_and_the_flag() {
     let data = tempdir("prp-locked");
-    let (_prp, _url) = start_prp(&data, "127.0.0.1:0");
+    let (_prp, _url) = start_prp(data.path(), "127.0.0.1:0");
     let out = Command::new(env!("CARGO_BIN_EXE_authz"))
         .args(["prp", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
+        .arg(data.path())
         .env("RUST_LOG", "off")
         .output()
         .unwrap();
-    refused_for_its_store(&out, &data, "prp.redb", "PRP on");
+    refused_for_its_store(&out, data.path(), "prp.redb", "PRP on");
 }
 
 /// `out` is a start refused for want of the store `file` in `data`: exit 2,
@@ -1035,7 +1040,7 @@ fn a_second_das_on_the_same_data_dir_never_says_it_serves() {
             "--listen".into(),
             listen.into(),
             "--data-dir".into(),
-            data.display().to_string(),
+            data.path().display().to_string(),
         ]
     };
     let first = das_args("127.0.0.1:0");
@@ -1046,7 +1051,7 @@ fn a_second_das_on_the_same_data_dir_never_says_it_serves() {
         .env("RUST_LOG", "off")
         .output()
         .unwrap();
-    refused_for_its_store(&out, &data, "das.redb", "DAS //");
+    refused_for_its_store(&out, data.path(), "das.redb", "DAS //");
 }
 
 /// An unknown `--modes` entry is refused when the flags are read, before
@@ -1088,7 +1093,7 @@ fn loadtest_names_a_target_that_is_not_a_uri() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prp_writes_by_a_group_are_its_members_decision_3() {
     let data = tempdir("prp-groups");
-    let (_up, url) = start_up(&data, &["--no-demo"], &[]);
+    let (_up, url) = start_up(data.path(), &["--no-demo"], &[]);
     let mut pip = PolicyInformationPointClient::new(channel(&url).await);
     pip.put_group(pb::PutGroupRequest {
         originator: "CAdmin".into(),

@@ -69,10 +69,10 @@ fn pki(dir: &Path, names: &[&str]) -> PkiFiles {
 #[test]
 fn up_serves_tls_and_decide_verifies_it() {
     let data = tempdir("tls-up");
-    let files = pki(&data, &["localhost"]);
+    let files = pki(data.path(), &["localhost"]);
     let das_config = root().join("examples/das/door-lock-das.json");
     let (_up, url, log) = start_up_with_output(
-        &data.join("store"),
+        &data.path().join("store"),
         &[
             "--tls-cert",
             path(&files.cert),
@@ -149,7 +149,7 @@ fn up_serves_tls_and_decide_verifies_it() {
 #[test]
 fn standalone_prp_and_pdp_over_tls() {
     let data = tempdir("tls-standalone");
-    let files = pki(&data, &["localhost", "127.0.0.1"]);
+    let files = pki(data.path(), &["localhost", "127.0.0.1"]);
     let (cert, key, ca) = (path(&files.cert), path(&files.key), path(&files.ca));
     let (_prp, prp_url) = start(
         &[
@@ -215,8 +215,8 @@ fn standalone_prp_and_pdp_over_tls() {
 #[test]
 fn standalone_prp_and_pdp_require_client_certificates() {
     let data = tempdir("mtls-standalone");
-    let files = pki(&data, &["localhost", "127.0.0.1"]);
-    let other_dir = data.join("other");
+    let files = pki(data.path(), &["localhost", "127.0.0.1"]);
+    let other_dir = data.path().join("other");
     std::fs::create_dir_all(&other_dir).expect("mkdir");
     let other = pki(&other_dir, &["localhost"]);
     let (cert, key, ca) = (path(&files.cert), path(&files.key), path(&files.ca));
@@ -324,7 +324,7 @@ fn standalone_prp_and_pdp_require_client_certificates() {
 fn metrics_are_served_with_the_services_tls() {
     let data = tempdir("tls-metrics");
     let pki = TestPki::new(&["127.0.0.1"]);
-    let files = pki.write(&data);
+    let files = pki.write(data.path());
     let (cert, key, ca) = (path(&files.cert), path(&files.key), path(&files.ca));
     let (_pdp, _url, log) = start_with_output(
         &[
@@ -396,7 +396,7 @@ fn metrics_are_served_with_the_services_tls() {
 #[test]
 fn up_with_client_cas_presents_its_client_certificate_to_itself() {
     let data = tempdir("mtls-up");
-    let files = pki(&data, &["localhost"]);
+    let files = pki(data.path(), &["localhost"]);
     let das_config = root().join("examples/das/door-lock-das.json");
     let client = [
         "--tls-ca",
@@ -417,7 +417,7 @@ fn up_with_client_cas_presents_its_client_certificate_to_itself() {
         path(&das_config),
     ];
     args.extend_from_slice(&client);
-    let (_up, url, log) = start_up_with_output(&data.join("store"), &args, &[]);
+    let (_up, url, log) = start_up_with_output(&data.path().join("store"), &args, &[]);
     let port = url.rsplit(':').next().expect("port");
     let https = format!("https://localhost:{port}");
     let v = decide_until_permit(&https, &client);
@@ -446,16 +446,16 @@ fn up_with_client_cas_presents_its_client_certificate_to_itself() {
 #[test]
 fn bad_tls_flags_stop_the_process_naming_them() {
     let data = tempdir("tls-flags");
-    let files = pki(&data, &["localhost"]);
+    let files = pki(data.path(), &["localhost"]);
     let (cert, key, ca) = (path(&files.cert), path(&files.key), path(&files.ca));
     let (client_cert, client_key) = (path(&files.client_cert), path(&files.client_key));
-    let other_dir = data.join("other");
+    let other_dir = data.path().join("other");
     std::fs::create_dir_all(&other_dir).expect("mkdir");
     let other = pki(&other_dir, &["localhost"]);
     let (other_client_cert, other_client_key) = (path(&other.client_cert), path(&other.client_key));
-    let missing = data.join("missing.pem");
+    let missing = data.path().join("missing.pem");
     let missing = path(&missing);
-    let store = data.join("store");
+    let store = data.path().join("store");
     let store = path(&store);
     let serving = ["--listen", "127.0.0.1:0", "--data-dir", store];
     let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![

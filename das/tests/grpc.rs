@@ -37,12 +37,16 @@ fn keys_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/keys")
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "authz-das-grpc-{name}-{}-{}",
-        std::process::id(),
-        Utc::now().timestamp_nanos_opt().unwrap_or_default()
-    ))
+/// A path not yet created, in a fresh directory `authz-das-grpc-{name}-…`
+/// under the system temp dir; the guard removes that directory and
+/// everything in it when it drops, so keep it bound while the path is used.
+fn temp_dir(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let guard = tempfile::Builder::new()
+        .prefix(&format!("authz-das-grpc-{name}-"))
+        .tempdir()
+        .expect("temp dir");
+    let path = guard.path().join(name);
+    (guard, path)
 }
 
 fn key(kid: &str, alg: &str, name: &str) -> Value {
@@ -762,7 +766,7 @@ async fn callers_and_arguments_are_checked_with_named_fields() {
 
 #[tokio::test]
 async fn issued_tokens_survive_a_restart_and_are_dropped_when_expired() {
-    let dir = temp_dir("restart");
+    let (_guard, dir) = temp_dir("restart");
     let das = Running::start(load(&config_json()), Some(&dir)).await;
     let mut c = das.client.clone();
     let issued = c
@@ -856,7 +860,6 @@ async fn issued_tokens_survive_a_restart_and_are_dropped_when_expired() {
     );
     assert_eq!(das.service.stored_tokens(), 1);
     das.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn ip4(a: &str) -> Option<pb::IpAddress> {
@@ -1027,7 +1030,7 @@ fn base64_url_decode(text: &str) -> Vec<u8> {
 
 #[test]
 fn config_errors_name_the_file_and_the_field() {
-    let dir = temp_dir("config");
+    let (_guard, dir) = temp_dir("config");
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("das.json");
     let check = |v: &Value, field: &str| {
@@ -1120,7 +1123,6 @@ fn config_errors_name_the_file_and_the_field() {
     std::fs::write(&file, "{\"issuer\": ").expect("write");
     let e = DasConfig::load(&file).expect_err("not JSON");
     assert!(e.to_string().contains("das.json"), "{e}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -1310,7 +1312,7 @@ fn jti(token: &str) -> String {
 /// reused.
 #[tokio::test]
 async fn repeated_requests_get_the_stored_token_again() {
-    let dir = temp_dir("reuse");
+    let (_guard, dir) = temp_dir("reuse");
     let das = Running::start(load(&config_json()), Some(&dir)).await;
     let mut c = das.client.clone();
     let mut d = dreq("Cguest", pb::Operation::Update, "frontDoor");
@@ -1399,7 +1401,6 @@ async fn repeated_requests_get_the_stored_token_again() {
     let res = c.consult(consult(d)).await.expect("consult").into_inner();
     assert_eq!(res.tokens, first.tokens, "reused after a restart");
     das.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Distinct requests each get a token, but a holder holds at most

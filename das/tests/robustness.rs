@@ -467,7 +467,7 @@ fn check_status(status: &tonic::Status) -> Result<(), String> {
 fn any_request_gets_a_proper_status_refusals_store_nothing_and_the_das_keeps_serving() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = temp_dir("das-robustness", "robustness");
-    let (service, server, client) = rt.block_on(start(&dir));
+    let (service, server, client) = rt.block_on(start(dir.path()));
     // The Token-IDs issued, to ask for after a restart.
     let issued = std::sync::Mutex::new(Vec::<String>::new());
     let proptest_config = ProptestConfig {
@@ -540,11 +540,10 @@ fn any_request_gets_a_proper_status_refusals_store_nothing_and_the_das_keeps_ser
     // The last handle on the store: it must be closed to be opened again.
     drop(service);
     rt.block_on(async {
-        let (service, server, client) = start(&dir).await;
+        let (service, server, client) = start(dir.path()).await;
         let reloaded = (service.stored_tokens(), tokens(&client, &ids).await);
         assert_eq!(reloaded, stored, "the store loads as it was");
         service.shutdown();
         server.stop().await;
     });
-    let _ = std::fs::remove_dir_all(dir);
 }

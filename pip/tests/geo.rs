@@ -16,19 +16,13 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// A fresh directory under the system temp dir, unique per test and process.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "authz-pip-geo-{}-{}-{}",
-        name,
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory `authz-pip-geo-{name}-…` under the system temp dir,
+/// removed with everything in it when the returned guard drops.
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("authz-pip-geo-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 // ---------------------------------------------------------------- CSV tables
@@ -106,7 +100,7 @@ fn csv_errors_name_file_and_line() {
         ("# c\n10.1.0.0/16,FR\nnot-an-ip,DE\n", "not-an-ip"),
     ];
     for (i, (text, needle)) in cases.iter().enumerate() {
-        let path = dir.join(format!("bad{i}.csv"));
+        let path = dir.path().join(format!("bad{i}.csv"));
         std::fs::write(&path, text).unwrap();
         let err = IpCountryTable::load_csv(&path).unwrap_err();
         let msg = err.to_string();
@@ -120,7 +114,7 @@ fn csv_errors_name_file_and_line() {
         );
         assert!(msg.contains(needle), "case {i}: {msg}");
     }
-    let good = dir.join("good.csv");
+    let good = dir.path().join("good.csv");
     std::fs::write(&good, "10.0.0.0/8,DE\n").unwrap();
     assert_eq!(
         IpCountryTable::load_csv(&good)
@@ -128,11 +122,11 @@ fn csv_errors_name_file_and_line() {
             .lookup(ip("10.0.0.1")),
         Some("DE")
     );
-    let missing = dir.join("missing.csv");
+    let missing = dir.path().join("missing.csv");
     let err = IpCountryTable::load_csv(&missing).unwrap_err();
     assert!(matches!(err, GeoError::Io { .. }));
     assert!(err.to_string().contains("missing.csv"), "{err}");
-    std::fs::remove_dir_all(&dir).unwrap();
+    dir.close().unwrap();
 }
 
 // ---------------------------------------------------------------- MaxMind DB
@@ -171,7 +165,7 @@ fn write_test_mmdb(dir: &std::path::Path, record_size: u16) -> PathBuf {
 fn mmdb_lookups() {
     let dir = temp_dir("mmdb");
     for record_size in [24, 28] {
-        let path = write_test_mmdb(&dir, record_size);
+        let path = write_test_mmdb(dir.path(), record_size);
         let db = MmdbCountries::open(&path).unwrap();
         assert_eq!(db.path(), path.as_path());
         assert_eq!(db.lookup(ip("10.2.3.4")).as_deref(), Some("DE"));
@@ -187,31 +181,31 @@ fn mmdb_lookups() {
         assert_eq!(db.lookup(ip("2001:db9::1")), None);
         assert_eq!(db.lookup(ip("::1")), None);
     }
-    std::fs::remove_dir_all(&dir).unwrap();
+    dir.close().unwrap();
 }
 
 #[test]
 fn mmdb_errors_name_the_path() {
     let dir = temp_dir("mmdb-bad");
-    let corrupt = dir.join("corrupt.mmdb");
+    let corrupt = dir.path().join("corrupt.mmdb");
     std::fs::write(&corrupt, b"this is not a MaxMind database at all").unwrap();
     let err = MmdbCountries::open(&corrupt).unwrap_err();
     assert!(matches!(err, GeoError::Mmdb { .. }), "{err}");
     assert!(err.to_string().contains("corrupt.mmdb"), "{err}");
 
     // A real database cut short: the metadata is gone.
-    let good = write_test_mmdb(&dir, 24);
+    let good = write_test_mmdb(dir.path(), 24);
     let bytes = std::fs::read(&good).unwrap();
-    let truncated = dir.join("truncated.mmdb");
+    let truncated = dir.path().join("truncated.mmdb");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     let err = MmdbCountries::open(&truncated).unwrap_err();
     assert!(err.to_string().contains("truncated.mmdb"), "{err}");
 
-    let missing = dir.join("missing.mmdb");
+    let missing = dir.path().join("missing.mmdb");
     let err = MmdbCountries::open(&missing).unwrap_err();
     assert!(matches!(err, GeoError::Io { .. }), "{err}");
     assert!(err.to_string().contains("missing.mmdb"), "{err}");
-    std::fs::remove_dir_all(&dir).unwrap();
+    dir.close().unwrap();
 }
 
 #[test]
@@ -227,7 +221,7 @@ fn sources_tables_first_then_mmdb() {
     sources.add_table(override_table);
     sources
         .add_table(IpCountryTable::from_csv("second", "10.1.3.0/24,NL\n10.1.2.0/24,LU\n").unwrap());
-    sources.add_mmdb(MmdbCountries::open(&write_test_mmdb(&dir, 28)).unwrap());
+    sources.add_mmdb(MmdbCountries::open(&write_test_mmdb(dir.path(), 28)).unwrap());
     assert!(!sources.is_empty());
     // The first table wins over the second, and both over the mmdb file,
     // even where the mmdb file has a longer prefix.
@@ -236,7 +230,7 @@ fn sources_tables_first_then_mmdb() {
     assert_eq!(sources.lookup(ip("10.1.4.9")).as_deref(), Some("FR"));
     assert_eq!(sources.lookup(ip("2001:db8::5")).as_deref(), Some("JP"));
     assert_eq!(sources.lookup(ip("203.0.113.1")), None);
-    std::fs::remove_dir_all(&dir).unwrap();
+    dir.close().unwrap();
 }
 
 // ---------------------------------------------------------------- positions

@@ -21,12 +21,16 @@ fn hosting() -> authz_core::HostingContext {
     authz_core::HostingContext::new("//sp.example.com", "/id-in").expect("hosting")
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "authz-pip-grpc-{name}-{}-{}",
-        std::process::id(),
-        Utc::now().timestamp_nanos_opt().unwrap_or_default()
-    ))
+/// A path not yet created, in a fresh directory `authz-pip-grpc-{name}-…`
+/// under the system temp dir; the guard removes that directory and
+/// everything in it when it drops, so keep it bound while the path is used.
+fn temp_dir(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let guard = tempfile::Builder::new()
+        .prefix(&format!("authz-pip-grpc-{name}-"))
+        .tempdir()
+        .expect("temp dir");
+    let path = guard.path().join(name);
+    (guard, path)
 }
 
 fn config(dir: Option<PathBuf>) -> PipConfig {
@@ -839,7 +843,7 @@ async fn watch_streams_changes_in_order_and_resumes() {
 
 #[tokio::test]
 async fn the_store_survives_a_restart() {
-    let dir = temp_dir("durable");
+    let (_guard, dir) = temp_dir("durable");
     let mut pip = Running::start(config(Some(dir.clone()))).await;
     pip.client
         .create_role(pb::CreateRoleRequest {
@@ -912,7 +916,6 @@ async fn the_store_survives_a_restart() {
     assert_eq!(tokens.tokens.len(), 1);
     assert_eq!(tokens.unknown_ids, vec!["tk2@das.example.com".to_owned()]);
     pip.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn position_report(lat: f64, measured_at: Option<DateTime<Utc>>) -> pb::ReportPositionRequest {
@@ -1326,7 +1329,7 @@ fn write_old_group_rows(path: &std::path::Path, rows: &[(&str, &str)]) {
 /// back after a restart.
 #[tokio::test]
 async fn group_rows_of_older_stores_are_read_and_deleted() {
-    let dir = temp_dir("old-groups");
+    let (_guard, dir) = temp_dir("old-groups");
     write_old_group_rows(
         &dir.join(authz_pip::REDB_FILE),
         &[
@@ -1393,7 +1396,6 @@ async fn group_rows_of_older_stores_are_read_and_deleted() {
         .expect_err("deleted for good");
     assert_eq!(err.code(), Code::NotFound);
     pip.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A token stored with `local_token_id` (as a PDP stores the Local-Token-IDs
@@ -1620,7 +1622,7 @@ async fn racing_assignments_yield_one_local_token_id_ts_0001_7_1_16() {
 /// durable PIP, still indexed (TS-0003 7.3.2.3 step 6.1.2 after a restart).
 #[tokio::test]
 async fn token_writers_store_local_token_ids_that_survive_a_restart() {
-    let dir = temp_dir("lti");
+    let (_guard, dir) = temp_dir("lti");
     let mut cfg = config(Some(dir.clone()));
     cfg.token_writers = vec!["CPdp".into()];
     let mut pip = Running::start(cfg.clone()).await;
@@ -1697,7 +1699,6 @@ async fn token_writers_store_local_token_ids_that_survive_a_restart() {
     .expect("put again");
     assert_eq!(again.local_token_id, "ltP-1");
     pip.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// TS-0003 7.4.3 step 4: a trusted Authorization Authority named by the
@@ -2108,7 +2109,7 @@ async fn a_token_link_is_an_any_uri_spec_notes_7_3() {
 /// `token_link`, and neither changes anything.
 #[tokio::test]
 async fn a_roles_token_link_is_updated_ts_0003_7_4_2_3_step_5() {
-    let dir = temp_dir("token-link");
+    let (_guard, dir) = temp_dir("token-link");
     let mut pip = Running::start(config(Some(dir.clone()))).await;
     let c = &mut pip.client;
     let created = c
@@ -2207,7 +2208,6 @@ async fn a_roles_token_link_is_updated_ts_0003_7_4_2_3_step_5() {
         .into_inner();
     assert_eq!(stored.token_link, link);
     pip.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Decision 9: a write whose originator is no AE-ID or CSE-ID is the

@@ -686,10 +686,10 @@ async fn seed(c: &mut Client) {
 fn any_request_gets_a_proper_status_refusals_change_nothing_and_the_pip_keeps_serving() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = temp_dir("pip-robustness", "robustness");
-    let csv = dir.join("countries.csv");
+    let csv = dir.path().join("countries.csv");
     std::fs::write(&csv, "10.0.0.0/8,DE\n2001:db8::/32,FR\n").expect("csv");
     let mut config = PipConfig::new(
-        Some(dir.clone()),
+        Some(dir.path().to_path_buf()),
         ADMIN,
         authz_core::HostingContext::new("//sp.example.com", "/id-in").expect("hosting"),
     );
@@ -786,5 +786,4 @@ fn any_request_gets_a_proper_status_refusals_change_nothing_and_the_pip_keeps_se
         assert_eq!(reloaded, stored, "the store loads as it was");
         restarted.stop().await;
     });
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -156,14 +156,13 @@ fn memory_store_applies_writes_atomically() {
 #[test]
 fn redb_store_applies_writes_atomically() {
     let dir = temp_dir("atomic");
-    exercise(&store::open(&dir).expect("open"));
-    let _ = std::fs::remove_dir_all(dir);
+    exercise(&store::open(dir.path()).expect("open"));
 }
 
 #[test]
 fn log_is_trimmed_to_its_limit() {
     let dir = temp_dir("trim");
-    let opened = store::open_with_log_limit(&dir, 2).expect("open");
+    let opened = store::open_with_log_limit(dir.path(), 2).expect("open");
     let store: &dyn PolicyStore = &opened;
     for i in 0..5 {
         store
@@ -181,14 +180,13 @@ fn log_is_trimmed_to_its_limit() {
         vec![4, 5]
     );
     drop(opened);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn redb_data_and_revision_survive_a_reopen() {
     let dir = temp_dir("reopen");
     {
-        let store = store::open(&dir).expect("open");
+        let store = store::open(dir.path()).expect("open");
         let store: &dyn PolicyStore = &store;
         store
             .apply(Mutation::CreateAcp(model_acp("acp1")))
@@ -196,10 +194,10 @@ fn redb_data_and_revision_survive_a_reopen() {
         store
             .apply(Mutation::PutResource(model_resource("cnt")))
             .expect("put");
-        assert!(store::redb_path(&dir).ends_with("prp.redb"));
-        assert!(store::redb_path(&dir).is_file());
+        assert!(store::redb_path(dir.path()).ends_with("prp.redb"));
+        assert!(store::redb_path(dir.path()).is_file());
     }
-    let reopened = store::open(&dir).expect("reopen");
+    let reopened = store::open(dir.path()).expect("reopen");
     let store: &dyn PolicyStore = &reopened;
     let snap = store.snapshot().expect("snapshot");
     assert_eq!(snap.revision, 2);
@@ -213,7 +211,6 @@ fn redb_data_and_revision_survive_a_reopen() {
         .expect("delete");
     assert_eq!(e.revision, 3);
     drop(reopened);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Pins a defect `robustness.rs` found: records are kept as JSON, which
@@ -241,21 +238,20 @@ fn redb_circles_read_back_as_the_same_doubles() {
         }];
     }
     {
-        let store = store::open(&dir).expect("open");
+        let store = store::open(dir.path()).expect("open");
         PolicyStore::apply(&store, Mutation::CreateAcp(acp.clone())).expect("create");
     }
-    let reopened = store::open(&dir).expect("reopen");
+    let reopened = store::open(dir.path()).expect("reopen");
     let snap = PolicyStore::snapshot(&reopened).expect("snapshot");
     assert_eq!(snap.acps.get("acpCircle"), Some(&acp));
     drop(reopened);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
 async fn service_state_survives_a_restart_on_redb() {
     let dir = temp_dir("service");
     let mut cfg = config();
-    cfg.data_dir = Some(dir.clone());
+    cfg.data_dir = Some(dir.path().to_path_buf());
     {
         let service = authz_prp::build(&cfg).await.expect("build");
         service
@@ -296,5 +292,4 @@ async fn service_state_survives_a_restart_on_redb() {
         .into_inner();
     assert_eq!(p.policies.len(), 1);
     drop(service);
-    let _ = std::fs::remove_dir_all(dir);
 }

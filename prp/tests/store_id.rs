@@ -148,7 +148,7 @@ async fn a_watcher_whose_tag_is_not_the_revisions_gets_a_snapshot() {
 async fn a_redb_store_keeps_its_id_across_restarts_and_a_memory_store_does_not() {
     let dir = temp_dir("store-id");
     let mut cfg = config();
-    cfg.data_dir = Some(dir.clone());
+    cfg.data_dir = Some(dir.path().to_path_buf());
     let first = {
         // In process and without watchers, so that the file is closed when
         // the service is dropped.
@@ -195,5 +195,4 @@ async fn a_redb_store_keeps_its_id_across_restarts_and_a_memory_store_does_not()
     ids.sort();
     assert_eq!(ids, ["y1", "y2", "y3"]);
     b.shutdown().await;
-    let _ = std::fs::remove_dir_all(dir);
 }

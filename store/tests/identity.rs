@@ -43,15 +43,16 @@ impl Schema for Set {
     }
 }
 
-fn temp_path(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    std::env::temp_dir().join(format!(
-        "authz-store-id-{name}-{}-{nanos}",
-        std::process::id()
-    ))
+/// A path not yet created, in a fresh directory `authz-store-id-{name}-…`
+/// under the system temp dir; the guard removes that directory and
+/// everything in it when it drops, so keep it bound while the path is used.
+fn temp_path(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let guard = tempfile::Builder::new()
+        .prefix(&format!("authz-store-id-{name}-"))
+        .tempdir()
+        .expect("temp dir");
+    let path = guard.path().join(name);
+    (guard, path)
 }
 
 fn is_id(id: &str) -> bool {
@@ -69,7 +70,7 @@ fn every_memory_store_has_its_own_id() {
 
 #[test]
 fn a_redb_file_keeps_its_id_and_another_file_has_another() {
-    let dir = temp_path("redb");
+    let (_guard, dir) = temp_path("redb");
     let path = dir.join("a.redb");
     let first = {
         let store = Store::<Set>::open_redb(&path, 10).expect("open");
@@ -84,7 +85,6 @@ fn a_redb_file_keeps_its_id_and_another_file_has_another() {
     let other = Store::<Set>::open_redb(&dir.join("b.redb"), 10).expect("other");
     assert_ne!(other.store_id(), first);
     drop(other);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -93,7 +93,7 @@ fn a_file_written_before_ids_gets_one_on_first_open_and_keeps_it() {
     const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
     const ROWS: TableDefinition<(&str, &str), &str> = TableDefinition::new("rows");
     const LOG: TableDefinition<u64, &str> = TableDefinition::new("change_log");
-    let dir = temp_path("old");
+    let (_guard, dir) = temp_path("old");
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("old.redb");
     {
@@ -126,7 +126,6 @@ fn a_file_written_before_ids_gets_one_on_first_open_and_keeps_it() {
     let store = Store::<Set>::open_redb(&path, 10).expect("reopen");
     assert_eq!(store.store_id(), id, "the ID given on first open is kept");
     drop(store);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// A backend that keeps no ID (nor anything else).

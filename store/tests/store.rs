@@ -86,13 +86,17 @@ impl Schema for Kv {
     }
 }
 
-/// A unique path under the system temp directory.
-fn temp_path(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    std::env::temp_dir().join(format!("authz-store-{name}-{}-{nanos}", std::process::id()))
+/// A unique path, not yet created, in a fresh directory
+/// `authz-store-{name}-…` under the system temp dir; the guard removes that
+/// directory and everything in it when it drops, so keep it bound while the
+/// path is used.
+fn temp_path(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let guard = tempfile::Builder::new()
+        .prefix(&format!("authz-store-{name}-"))
+        .tempdir()
+        .expect("temp dir");
+    let path = guard.path().join(name);
+    (guard, path)
 }
 
 fn revisions(log: &[LogEntry<Change>]) -> Vec<u64> {
@@ -175,9 +179,8 @@ fn memory_store_revisions_failures_and_log() {
 
 #[test]
 fn redb_store_revisions_failures_and_log() {
-    let dir = temp_path("exercise");
+    let (_guard, dir) = temp_path("exercise");
     exercise(&Store::open_redb(&dir.join("kv.redb"), DEFAULT_LOG_LIMIT).expect("open"));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -193,7 +196,7 @@ fn memory_log_is_trimmed_to_its_limit() {
 
 #[test]
 fn redb_log_is_trimmed_to_its_limit_also_on_disk() {
-    let dir = temp_path("trim");
+    let (_guard, dir) = temp_path("trim");
     let path = dir.join("nested").join("kv.redb");
     exercise_trim(&Store::open_redb(&path, 2).expect("open"));
     // Reopened with a larger limit, the log still starts at 4: the file was
@@ -205,12 +208,11 @@ fn redb_log_is_trimmed_to_its_limit_also_on_disk() {
         vec![4, 5]
     );
     drop(store);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn redb_reopen_restores_state_revision_and_log() {
-    let dir = temp_path("reopen");
+    let (_guard, dir) = temp_path("reopen");
     let path = dir.join("kv.redb");
     let (before, log_before) = {
         let store = Store::<Kv>::open_redb(&path, DEFAULT_LOG_LIMIT).expect("open");
@@ -240,7 +242,6 @@ fn redb_reopen_restores_state_revision_and_log() {
     assert_eq!(store.changes_since(3), None);
     assert_eq!(revisions(&store.changes_since(4).expect("window")), vec![5]);
     drop(store);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// A copy of a store's file (a backup) shares its ID and, up to the copy's
@@ -249,7 +250,7 @@ fn redb_reopen_restores_state_revision_and_log() {
 /// that saw the original's tells the two histories apart.
 #[test]
 fn a_restored_backup_shares_tags_up_to_its_revision_and_no_further() {
-    let dir = temp_path("backup");
+    let (_guard, dir) = temp_path("backup");
     let (path, backup) = (dir.join("kv.redb"), dir.join("backup.redb"));
     let original = Store::<Kv>::open_redb(&path, DEFAULT_LOG_LIMIT).expect("open");
     assert_eq!(original.tag_at(0), None, "revision 0 has no change");
@@ -278,7 +279,6 @@ fn a_restored_backup_shares_tags_up_to_its_revision_and_no_further() {
     assert_eq!(other.revision, 3);
     assert_ne!(other.tag, third.tag, "another change under revision 3");
     drop(restored);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// With a one-entry log, only the current revision's tag is known.
@@ -293,7 +293,7 @@ fn tags_leave_the_log_with_their_changes() {
 
 #[test]
 fn a_file_that_is_not_redb_is_an_error_and_kept() {
-    let dir = temp_path("garbage");
+    let (_guard, dir) = temp_path("garbage");
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("kv.redb");
     std::fs::write(&path, b"not a database, but not empty either").expect("write");
@@ -305,14 +305,13 @@ fn a_file_that_is_not_redb_is_an_error_and_kept() {
         std::fs::read(&path).expect("read"),
         b"not a database, but not empty either"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// An open error names the file: here a file another store holds open
 /// (another process using the same data directory).
 #[test]
 fn an_open_error_names_the_file() {
-    let dir = temp_path("in-use");
+    let (_guard, dir) = temp_path("in-use");
     let path = dir.join("kv.redb");
     let _first = Store::<Kv>::open_redb(&path, DEFAULT_LOG_LIMIT).expect("open");
     match Store::<Kv>::open_redb(&path, DEFAULT_LOG_LIMIT) {
@@ -322,7 +321,6 @@ fn an_open_error_names_the_file() {
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("opened twice"),
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// A backend whose commits fail while its flag is set.

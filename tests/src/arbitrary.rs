@@ -62,15 +62,11 @@ pub fn shown(value: &impl std::fmt::Debug) -> String {
 }
 
 /// A fresh directory under the system's temporary one, named after the
-/// test (`prefix`, `name`), the process and the time.
-pub fn temp_dir(prefix: &str, name: &str) -> std::path::PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let dir = std::env::temp_dir().join(format!(
-        "authz-{prefix}-{name}-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+/// test (`authz-{prefix}-{name}-…`), removed with everything in it when the
+/// returned guard drops: keep it bound for as long as the test uses it.
+pub fn temp_dir(prefix: &str, name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("authz-{prefix}-{name}-"))
+        .tempdir()
+        .expect("temp dir")
 }

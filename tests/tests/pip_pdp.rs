@@ -40,14 +40,13 @@ fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
     authz_proto::convert::timestamp_to_pb(&t)
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "authz-pip-pdp-{name}-{}-{}",
-        std::process::id(),
-        Utc::now().timestamp_nanos_opt().unwrap_or_default()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+/// A fresh directory `authz-pip-pdp-{name}-…` under the system temp dir,
+/// removed with everything in it when the returned guard drops.
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("authz-pip-pdp-{name}-"))
+        .tempdir()
+        .expect("temp dir")
 }
 
 async fn listen() -> (TcpListener, String) {
@@ -74,7 +73,8 @@ struct Stack {
     pip_service: authz_pip::PipService,
     _pdp: Pdp,
     _tasks: Vec<JoinHandle<()>>,
-    dir: PathBuf,
+    /// The PIP's store and sources; removed when the stack drops.
+    _dir: tempfile::TempDir,
     prp_addr: String,
     pip_addr: String,
 }
@@ -125,10 +125,10 @@ impl Stack {
             let _ = router.serve_with_incoming(TcpListenerStream::new(l)).await;
         });
         // PIP: a CSV table and an .mmdb database for IP → country.
-        let csv = dir.join("countries.csv");
+        let csv = dir.path().join("countries.csv");
         std::fs::write(&csv, "cidr,country\n10.0.0.0/8,DE\n10.1.0.0/16,FR\n").expect("csv");
-        let mmdb_path = write_mmdb(&dir);
-        let mut config = PipConfig::new(Some(dir.join("pip")), ADMIN, hosting());
+        let mmdb_path = write_mmdb(dir.path());
+        let mut config = PipConfig::new(Some(dir.path().join("pip")), ADMIN, hosting());
         config.trusted_issuers = vec![AUTHORITY.to_owned()];
         config.max_position_age = max_position_age;
         config.ip_csv = vec![csv];
@@ -158,7 +158,7 @@ impl Stack {
             pip_service,
             _pdp: pdp,
             _tasks: vec![prp_task, pdp_task],
-            dir,
+            _dir: dir,
             prp_addr,
             pip_addr,
         }
@@ -341,12 +341,6 @@ impl Stack {
             })
             .await
             .expect("report position");
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

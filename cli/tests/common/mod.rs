@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -104,14 +103,14 @@ pub fn start_up_with_output(
     start_with_output(&args, env, "gRPC")
 }
 
-pub fn tempdir(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let d = std::env::temp_dir().join(format!("authz-{name}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh directory `authz-{name}-…` under the system temp dir, removed
+/// with everything in it when the returned guard drops: keep it bound
+/// (`let dir = tempdir(..)`) for as long as the test or its processes use it.
+pub fn tempdir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("authz-{name}-"))
+        .tempdir()
+        .expect("temp dir")
 }
 
 pub async fn channel(url: &str) -> Channel {

@@ -182,10 +182,12 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_door_lock_cse_reaches_mutual_tls_services_with_its_client_certificate() {
-    let dir = std::env::temp_dir().join(format!("door-lock-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = tempfile::Builder::new()
+        .prefix("authz-door-lock-tls-")
+        .tempdir()
+        .expect("temp dir");
     let pki = TestPki::new(&["127.0.0.1"]);
-    let files = pki.write(&dir);
+    let files = pki.write(dir.path());
     let (prp_url, pdp_url, _pdp) = services(Some(&pki)).await;
 
     // Without its client certificate the CSE cannot load its policies.
@@ -245,7 +247,6 @@ async fn the_door_lock_cse_reaches_mutual_tls_services_with_its_client_certifica
     let _ = cse.kill();
     let _ = cse.wait();
     assert_eq!((status, rsc.as_str()), (200, "2000"));
-    let _ = std::fs::remove_dir_all(Path::new(&dir));
 }
 
 /// TS-0003 10.1.1.5 and 8.1.2.4: an AE-ID certificate holds the absolute
@@ -256,13 +257,15 @@ async fn the_door_lock_cse_reaches_mutual_tls_services_with_its_client_certifica
 /// 4106); a certificate from another CA fails the handshake.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_door_lock_cse_authenticates_aes_by_their_certificates_10_1_1_5() {
-    let dir = std::env::temp_dir().join(format!("door-lock-https-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = tempfile::Builder::new()
+        .prefix("authz-door-lock-https-")
+        .tempdir()
+        .expect("temp dir");
     let owner = TestPki::with_client_names(
         &["127.0.0.1"],
         &[ClientName::Uri("//home.example/mn-cse-123456/CownerPhone")],
     );
-    let files = owner.write(&dir);
+    let files = owner.write(dir.path());
     let stranger = TestPki::with_client_names(
         &["127.0.0.1"],
         &[ClientName::Uri(
@@ -309,7 +312,6 @@ async fn the_door_lock_cse_authenticates_aes_by_their_certificates_10_1_1_5() {
     };
     let _ = cse.kill();
     let _ = cse.wait();
-    let _ = std::fs::remove_dir_all(Path::new(&dir));
 
     assert_eq!(
         by_certificate,

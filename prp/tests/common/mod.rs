@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use authz_core::HostingContext;
@@ -142,13 +141,12 @@ pub fn put_req(originator: &str, r: pb::TargetResource) -> pb::PutResourceReques
     }
 }
 
-/// A fresh directory under the system temp dir.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let dir = std::env::temp_dir().join(format!("authz-prp-{name}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+/// A fresh directory `authz-prp-{name}-…` under the system temp dir, removed
+/// with everything in it when the returned guard drops: keep it bound for as
+/// long as the test uses the directory.
+pub fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("authz-prp-{name}-"))
+        .tempdir()
+        .expect("temp dir")
 }
