@@ -7,7 +7,7 @@
 //! loopback, exactly as a separate PDP process would.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -167,6 +167,20 @@ pub struct DynamicArgs {
     /// repeatable.
     #[arg(long = "das-secret-file", value_name = "URL=FILE")]
     das_secret_files: Vec<String>,
+    /// A JWK Set (RFC 7517) of the keys JWE tokens sent to this CSE are
+    /// decrypted with (TS-0003 7.3.2.6.2): private `RSA-OAEP-256` or
+    /// `ECDH-ES+A*KW` (P-256) keys of this CSE, or secrets (`dir`, `A*KW`)
+    /// shared with a DAS; without it a JWE token is refused.
+    #[arg(long = "token-decryption-keys", value_name = "FILE")]
+    token_decryption_keys: Option<PathBuf>,
+}
+
+/// The JWK Set of `--token-decryption-keys`.
+fn decryption_keys(file: &Path) -> Result<authz_core::jwe::DecryptionKeys> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("--token-decryption-keys {}: cannot read", file.display()))?;
+    authz_core::jwe::DecryptionKeys::from_jwk_set(&text)
+        .with_context(|| format!("--token-decryption-keys {}", file.display()))
 }
 
 impl DynamicArgs {
@@ -177,6 +191,12 @@ impl DynamicArgs {
             if let Some(first) = self.das_secret_files.first() {
                 anyhow::bail!("--das-secret-file {first}: no --das or --default-das is given");
             }
+            if let Some(file) = &self.token_decryption_keys {
+                anyhow::bail!(
+                    "--token-decryption-keys {}: no --das is given, so no token issuer is trusted",
+                    file.display()
+                );
+            }
             return Ok(None);
         }
         let mut c = authz_pdp::DynamicConfig::new(self.dases.clone());
@@ -184,6 +204,9 @@ impl DynamicArgs {
         c.deadline = std::time::Duration::from_millis(self.das_deadline_ms);
         c.prp_writer = writer.to_owned();
         c.pip_writer = pip_writer.to_owned();
+        if let Some(file) = &self.token_decryption_keys {
+            c.decryption_keys = decryption_keys(file)?;
+        }
         for arg in &self.das_secret_files {
             let (endpoint, file) = arg
                 .rsplit_once('=')
@@ -232,6 +255,10 @@ pub struct UpArgs {
     /// PDP itself still reaches the DAS on the listener).
     #[arg(long, value_name = "URL", requires = "das_config")]
     advertise_url: Option<String>,
+    /// A JWK Set of the keys the PDP decrypts JWE tokens with (as for `authz
+    /// pdp`), for example the private key of a DAS `token_encryption` entry.
+    #[arg(long, value_name = "FILE", requires = "das_config")]
+    token_decryption_keys: Option<PathBuf>,
     #[command(flatten)]
     tls: ServerTlsArgs,
 }
@@ -565,6 +592,10 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
         Some(path) => Some(authz_das::DasConfig::load(path)?),
         None => None,
     };
+    let decryption = match &args.token_decryption_keys {
+        Some(file) => Some(decryption_keys(file)?),
+        None => None,
+    };
     let metrics = metrics(&args.metrics, server_tls.as_ref())?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("{}: cannot create", args.data_dir.display()))?;
@@ -629,6 +660,9 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
             connect: endpoint.clone(),
         });
         dynamic.prp_writer = args.admin.clone();
+        if let Some(keys) = decryption {
+            dynamic.decryption_keys = keys;
+        }
         // Its PIP's admin too: the PDP records there the Local-Token-IDs it
         // assigns, so that they survive a restart.
         dynamic.pip_writer = args.admin.clone();

@@ -36,10 +36,10 @@ fn keys_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/das/keys")
 }
 
-fn das_config(dir: &Path) -> PathBuf {
+fn das_config(dir: &Path, encrypt: bool) -> PathBuf {
     let keys = keys_dir();
     let key = |f: &str| keys.join(f).to_string_lossy().into_owned();
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "issuer": DAS_ISSUER,
         "fqdn": "das.home.example",
         "sp_id": "//home.example",
@@ -68,6 +68,12 @@ fn das_config(dir: &Path) -> PathBuf {
              "max_lifetime_s": 600}
         ]
     });
+    if encrypt {
+        // Nested Sign-then-encrypt to the hosting CSE's P-256 key.
+        config["token_encryption"] = serde_json::json!([
+            {"cse_id": HOSTING_CSE, "jwk": key("cse-encryption-public.jwk.json")}
+        ]);
+    }
     let path = dir.join("das.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("json")).expect("write");
     path
@@ -86,6 +92,12 @@ struct Stack {
 }
 
 async fn stack(name: &str) -> Stack {
+    stack_with(name, false).await
+}
+
+/// [`stack`], with the DAS encrypting tokens to the hosting CSE and the PDP
+/// holding the key when `encrypt`.
+async fn stack_with(name: &str, encrypt: bool) -> Stack {
     let dir = tempdir(name);
     let (prp_proc, prp_url) = start(
         &["prp", "--listen", "127.0.0.1:0", "--data-dir", "memory"],
@@ -102,7 +114,7 @@ async fn stack(name: &str) -> Stack {
         ],
         "PIP",
     );
-    let config = das_config(dir.path());
+    let config = das_config(dir.path(), encrypt);
     let secret_file = dir.path().join("das-secret");
     // Surrounding whitespace is trimmed.
     std::fs::write(&secret_file, format!("{CSE_SECRET}\n")).expect("secret file");
@@ -133,6 +145,16 @@ async fn stack(name: &str) -> Stack {
             &das_url,
             "--das-secret-file",
             &format!("{das_url}={}", secret_file.display()),
+            "--token-decryption-keys",
+            &if encrypt {
+                keys_dir().join("cse-decryption-keys.json")
+            } else {
+                // An empty set: a JWE is refused.
+                let empty = dir.path().join("no-keys.json");
+                std::fs::write(&empty, r#"{"keys": []}"#).expect("write");
+                empty
+            }
+            .to_string_lossy(),
         ],
         "PDP",
     );
@@ -392,6 +414,64 @@ async fn indirect_flow_token_then_token_id_then_local_token_id_7_3_2_3() {
     assert!(!is_permit(&d), "{d:?}");
 }
 
+/// TS-0003 7.3.2.6.2: a DAS configured to encrypt to the hosting CSE
+/// issues Nested Sign-then-encrypt tokens (a JWE whose header says `cty`
+/// JWT, its plaintext the signed JWS), which the PDP decrypts with the
+/// CSE's key: the flow permits as with a JWS, by the token, its Token-ID
+/// and its Local-Token-ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indirect_flow_with_a_nested_sign_then_encrypt_token_7_3_2_6_2() {
+    use base64::Engine;
+    let mut s = stack_with("indirect-jwe", true).await;
+    let unlock = request("Cguest", "backDoor", pb::Operation::Update);
+    let denied = decide(&mut s.pdp, with_token_request(unlock.clone())).await;
+    let dreq = denied.token_request_info.expect("tqf").das_info[0]
+        .das_request
+        .clone()
+        .expect("dreq");
+    let issued = issue_token(&mut s.das, dreq, GUEST_SECRET)
+        .await
+        .expect("tokens");
+    let jwe = issued.tokens[0].clone();
+    let parts: Vec<&str> = jwe.split('.').collect();
+    assert_eq!(parts.len(), 5, "a JWE compact serialization: {jwe}");
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(parts[0])
+            .expect("base64url"),
+    )
+    .expect("JSON");
+    assert_eq!(header["typ"], "JWT");
+    assert_eq!(header["cty"], "JWT", "nested: the plaintext is a JWT");
+    assert_eq!(header["alg"], "ECDH-ES+A256KW");
+    assert_eq!(header["enc"], "A256GCM");
+    assert_eq!(header["kid"], "mn-cse-enc-1");
+
+    let mut with_token = unlock.clone();
+    with_token.tokens = vec![jwe.clone()];
+    let ok = until(&mut s.pdp, &with_token, is_permit).await;
+    let assigned = ok.assigned_token_ids.clone();
+    assert_eq!(assigned.len(), 1, "{ok:?}");
+    let mut with_id = unlock.clone();
+    with_id.token_ids = issued.token_ids.clone();
+    let ok = decide(&mut s.pdp, with_id).await;
+    assert!(is_permit(&ok), "{ok:?}");
+    let mut with_local = unlock.clone();
+    with_local.local_token_ids = vec![assigned[0].local_token_id.clone()];
+    let ok = decide(&mut s.pdp, with_local).await;
+    assert!(is_permit(&ok), "{ok:?}");
+
+    // The same token tampered with (another first ciphertext character)
+    // does not decrypt.
+    let mut bad = parts.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    let first = if bad[3].starts_with('A') { "B" } else { "A" };
+    bad[3].replace_range(..1, first);
+    let mut tampered = unlock.clone();
+    tampered.tokens = vec![bad.join(".")];
+    let d = decide(&mut s.pdp, tampered).await;
+    assert!(!is_permit(&d), "{d:?}");
+}
+
 /// `authz decide` as a process through the same flow: `--tqi` prints the
 /// Token Request Information (`tqf`, TS-0003 7.3.2.3 step 2), `--token`
 /// the Local-Token-ID assigned (`ati`, step 7.1), `--local-token-id` and
@@ -476,6 +556,23 @@ async fn decide_carries_tokens_and_prints_tqf_and_ati_7_3_2_3() {
 
 fn request_cguest_unlock() -> pb::DecisionRequest {
     request("Cguest", "backDoor", pb::Operation::Update)
+}
+
+/// `jws` as the plaintext of a Nested Sign-then-encrypt JWE to the demo
+/// key of the hosting CSE (`examples/das/keys/cse-encryption-public.jwk.json`).
+fn encrypted_to_the_cse(jws: &str) -> String {
+    let public: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(keys_dir().join("cse-encryption-public.jwk.json")).expect("read"),
+    )
+    .expect("JSON");
+    let key = authz_core::jwe::EncryptionKey::from_jwk(&public, "jwk").expect("key");
+    authz_core::jwe::encrypt(
+        jws.as_bytes(),
+        &key,
+        authz_core::jwe::ContentEncryption::A128Gcm,
+        true,
+    )
+    .expect("encrypt")
 }
 
 fn signer() -> TokenSigner {
@@ -644,6 +741,14 @@ async fn forged_and_misused_tokens_are_denied_with_their_reason_7_3_2_6() {
             "Cguest",
             InvalidArgument("malformed token: payload is not JSON"),
         ),
+        // `good` encrypted to a CSE key this PDP does not hold (TS-0003
+        // 7.3.2.6.2; this stack's PDP has an empty key set).
+        (
+            "encrypted to a key the PDP lacks",
+            encrypted_to_the_cse(&good),
+            "Cguest",
+            Deny("no decryption key \"mn-cse-enc-1\""),
+        ),
     ];
     for (name, token, originator, expect) in cases {
         let mut r = request(originator, "backDoor", pb::Operation::Update);
@@ -750,7 +855,7 @@ async fn das_down_denies_within_the_deadline_with_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_in_one_pdp_presents_its_consultant_secret_7_3_2_2() {
     let dir = tempdir("up-das-secret");
-    let config = das_config(dir.path());
+    let config = das_config(dir.path(), false);
     let data = dir.path().join("data");
     let (_up, url) = start_up(
         &data,
@@ -790,7 +895,7 @@ async fn all_in_one_pdp_presents_its_consultant_secret_7_3_2_2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_in_one_local_token_ids_survive_a_restart_7_3_2_3() {
     let dir = tempdir("up-lti-restart");
-    let config = das_config(dir.path());
+    let config = das_config(dir.path(), false);
     let data = dir.path().join("data");
     let args = ["--no-demo", "--das-config", config.to_str().expect("path")];
     let (up, url) = start_up(&data, &args, &[]);
@@ -834,7 +939,7 @@ async fn all_in_one_local_token_ids_survive_a_restart_7_3_2_3() {
 async fn all_in_one_names_its_das_by_the_advertised_url() {
     const ADVERTISED: &str = "http://authz.home.example.invalid:7171";
     let dir = tempdir("up-das-advertised");
-    let config = das_config(dir.path());
+    let config = das_config(dir.path(), false);
     let data = dir.path().join("data");
     let (_up, url) = start_up(
         &data,
@@ -884,7 +989,7 @@ fn advertise_url_needs_a_das_config_and_a_uri() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--das-config"), "{err}");
 
-    let config = das_config(dir.path());
+    let config = das_config(dir.path(), false);
     let out = up(&[
         "--das-config",
         config.to_str().expect("path"),
@@ -937,7 +1042,7 @@ fn run_to_exit(args: &[&str], limit: Duration) -> (Option<i32>, String) {
 #[test]
 fn a_das_config_that_does_not_load_stops_before_the_data_directory() {
     let dir = tempdir("das-foreign-role");
-    let path = das_config(dir.path());
+    let path = das_config(dir.path(), false);
     let mut config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("JSON");
     config["policies"][2]["grant"]["roles"] = serde_json::json!(["guest"]);

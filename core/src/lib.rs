@@ -20,6 +20,7 @@ pub mod eval;
 pub mod ids;
 mod index;
 pub mod json;
+pub mod jwe;
 pub mod location;
 pub mod model;
 pub mod request;

@@ -21,8 +21,9 @@
 //! - [`VerifiedToken::token_permissions_for`] applies the permission rules of
 //!   TS-0003 7.3.2.5 ("Token permissions evaluation") to one target resource.
 //!
-//! JWE (encrypted tokens) is not supported: such a token is rejected with
-//! [`TokenError::Unsupported`].
+//! A JWE token (Encryption-only or Nested Sign-then-encrypt ESData class)
+//! is decrypted with the CSE's [`DecryptionKeys`] ([`crate::jwe`]) and then
+//! checked like a JWS.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -38,6 +39,7 @@ use thiserror::Error;
 use crate::compile::{CompiledAcp, ValidationError, ValidationErrors};
 use crate::ids::{HostingContext, IdError, glob_segment};
 use crate::json::{deserialize_at, format_timestamp, parse_timestamp};
+use crate::jwe::{self, ContentEncryption, DecryptionKeys, JweError, KeyManagement};
 use crate::model::SetOfAcrs;
 
 /// The default limit on the size of a compact token, in bytes.
@@ -1123,7 +1125,8 @@ pub enum TokenError {
     /// Not a JWS compact serialization (bad parts, base64url or JSON).
     #[error("malformed token: {0}")]
     Malformed(String),
-    /// A well-formed token of a kind this CSE does not process (JWE, `crit`).
+    /// A well-formed token of a kind this CSE does not process (`crit`, an
+    /// algorithm outside ESData's, a JWE inside a JWE).
     #[error("unsupported token: {0}")]
     Unsupported(String),
     /// The JOSE header's `typ` is missing or not `JWT` (TS-0003 7.3.2.6.2).
@@ -1133,6 +1136,25 @@ pub enum TokenError {
     /// The JOSE header of the JWS has a `cty` (TS-0003 7.3.2.6.2).
     #[error("JOSE header carries cty {0:?}; the JWS of a oneM2M JWT must not (TS-0003 7.3.2.6.2)")]
     ContentTypePresent(String),
+    /// A JWE's `cty` is neither absent (Encryption-only) nor `JWT` (Nested
+    /// Sign-then-encrypt), TS-0003 7.3.2.6.2.
+    #[error("JWE header cty is {0:?}; a oneM2M JWT's JWE has none or \"JWT\" (TS-0003 7.3.2.6.2)")]
+    NotNestedJwt(String),
+    /// The JWE does not decrypt (no such key, another key's, tampered).
+    #[error("{0}")]
+    Decryption(JweError),
+    /// An Encryption-only token (the claims encrypted, not signed) whose key
+    /// does not authenticate its issuer: the CSE's public key, which anyone
+    /// may encrypt to, or a shared key that does not belong to that issuer.
+    #[error(
+        "encryption-only token of issuer {issuer:?} under key {kid:?}, which is not a secret shared with that issuer; such an issuer must sign (Nested Sign-then-encrypt)"
+    )]
+    EncryptionOnlyNotAuthenticated {
+        /// The claimed issuer.
+        issuer: String,
+        /// The key that decrypted it.
+        kid: String,
+    },
     /// No trusted issuer has this `iss`.
     #[error("issuer {0:?} is not a trusted token issuer")]
     UntrustedIssuer(String),
@@ -1254,6 +1276,16 @@ pub enum TokenError {
 }
 
 impl TokenError {
+    /// A JWE failure as a token failure: a malformed or unsupported JWE is
+    /// one like any other token's.
+    fn from_jwe(e: JweError) -> Self {
+        match e {
+            JweError::Malformed(m) => Self::Malformed(m),
+            JweError::Unsupported(m) => Self::Unsupported(m),
+            other => Self::Decryption(other),
+        }
+    }
+
     /// True for a token that is not syntactically a oneM2M JWT (bad compact
     /// form, JSON or claim set): an invalid argument (4000) rather than a
     /// Deny (4103), per Decision 9.
@@ -1274,6 +1306,28 @@ pub enum TokenSecurity {
     },
     /// `alg: none`, from an issuer that allows it.
     Unsecured,
+    /// Encryption-only: the claims are a JWE's plaintext, under a secret
+    /// shared with the issuer.
+    Encrypted(Encryption),
+    /// Nested Sign-then-encrypt: a JWE whose plaintext is a JWS.
+    SignedThenEncrypted {
+        /// The JWE.
+        encryption: Encryption,
+        /// The inner JWS ([`TokenSecurity::Signed`] or
+        /// [`TokenSecurity::Unsecured`]).
+        signature: Box<TokenSecurity>,
+    },
+}
+
+/// How a token's JWE was encrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encryption {
+    /// The key management algorithm (`alg`).
+    pub algorithm: KeyManagement,
+    /// The content encryption algorithm (`enc`).
+    pub content: ContentEncryption,
+    /// The key that decrypted it.
+    pub kid: String,
 }
 
 /// A token that passed [`TrustStore::verify`].
@@ -1342,6 +1396,7 @@ impl VerifiedToken {
 #[derive(Debug, Clone)]
 pub struct TrustStore {
     issuers: HashMap<String, TrustedIssuer>,
+    decryption: std::sync::Arc<DecryptionKeys>,
     max_token_size: usize,
     leeway: TimeDelta,
 }
@@ -1357,6 +1412,7 @@ impl TrustStore {
     pub fn new() -> Self {
         Self {
             issuers: HashMap::new(),
+            decryption: std::sync::Arc::default(),
             max_token_size: DEFAULT_MAX_TOKEN_SIZE,
             leeway: TimeDelta::zero(),
         }
@@ -1383,6 +1439,18 @@ impl TrustStore {
         self.issuers.get(id)
     }
 
+    /// Sets the keys JWE tokens are decrypted with (none by default: every
+    /// JWE is then refused as undecryptable).
+    pub fn with_decryption_keys(mut self, keys: DecryptionKeys) -> Self {
+        self.decryption = std::sync::Arc::new(keys);
+        self
+    }
+
+    /// The keys JWE tokens are decrypted with.
+    pub fn decryption_keys(&self) -> &DecryptionKeys {
+        &self.decryption
+    }
+
     /// Sets the size limit of a compact token, in bytes.
     pub fn with_max_token_size(mut self, bytes: usize) -> Self {
         self.max_token_size = bytes;
@@ -1400,8 +1468,10 @@ impl TrustStore {
     /// Verifies a oneM2M JWT for one request (TS-0003 7.3.2.5; 7.3.2.6.2,
     /// "Validating a oneM2M JWT"; 7.3.2.2 step 4.1.1; 7.3.2.3 step 6.1.3).
     ///
-    /// In order, each failure its own [`TokenError`]: the size limit; the
-    /// compact form (five parts, a JWE, is [`TokenError::Unsupported`]); the
+    /// In order, each failure its own [`TokenError`]: the size limit; for a
+    /// JWE (five parts), its decryption and what its plaintext must be
+    /// (Encryption-only under a secret shared with the issuer, or a signed
+    /// JWS inside); the compact form of the JWS; the
     /// JOSE header (`typ` "JWT" compared case-insensitively with an optional
     /// `application/` prefix, RFC 7515 4.1.9 and RFC 7519 5.1; no `cty`; no
     /// `crit`); a trusted `iss`; an `alg` permitted for that issuer (`none`
@@ -1422,6 +1492,85 @@ impl TrustStore {
                 limit: self.max_token_size,
             });
         }
+        let (claims, security) = match jwe::Compact::parse(token) {
+            Some(compact) => self.verify_jwe(&compact.map_err(TokenError::from_jwe)?)?,
+            None => self.verify_jws(token)?,
+        };
+        self.check_content(&claims, ctx)?;
+        Ok(VerifiedToken {
+            compact: token.to_owned(),
+            claims,
+            security,
+        })
+    }
+
+    /// A JWE (TS-0003 7.3.2.6.2): `typ` "JWT"; `cty` absent (Encryption-only:
+    /// the claims are the plaintext) or "JWT" (Nested Sign-then-encrypt: the
+    /// plaintext is a JWS, verified like any JWS);
+    /// decrypted with [`crate::jwe::decrypt`]. An Encryption-only token is
+    /// authenticated by its key alone, so it is accepted only under a
+    /// secret shared with the issuer it names (the key's `iss`).
+    fn verify_jwe(
+        &self,
+        compact: &jwe::Compact<'_>,
+    ) -> Result<(TokenClaims, TokenSecurity), TokenError> {
+        check_jwt_type(&compact.header)?;
+        let nested = match compact.header.get("cty") {
+            None => false,
+            Some(Value::String(c)) if is_jwt_type(c) => true,
+            Some(Value::String(c)) => return Err(TokenError::NotNestedJwt(c.clone())),
+            Some(other) => return Err(TokenError::NotNestedJwt(other.to_string())),
+        };
+        let decrypted =
+            jwe::decrypt_compact(compact, &self.decryption).map_err(TokenError::from_jwe)?;
+        let encryption = Encryption {
+            algorithm: decrypted.algorithm,
+            content: decrypted.encryption,
+            kid: decrypted.kid.clone(),
+        };
+        if nested {
+            let inner = std::str::from_utf8(&decrypted.plaintext).map_err(|_| {
+                TokenError::Malformed("the JWT nested in the JWE is not UTF-8".into())
+            })?;
+            if jwe::Compact::parse(inner).is_some() {
+                return Err(TokenError::Unsupported(
+                    "a JWE nested in a JWE; Nested Sign-then-encrypt carries a JWS".into(),
+                ));
+            }
+            let (claims, signature) = self.verify_jws(inner)?;
+            return Ok((
+                claims,
+                TokenSecurity::SignedThenEncrypted {
+                    encryption,
+                    signature: Box::new(signature),
+                },
+            ));
+        }
+        let payload = match serde_json::from_slice(&decrypted.plaintext) {
+            Ok(Value::Object(m)) => Value::Object(m),
+            _ => {
+                return Err(TokenError::Malformed(
+                    "the plaintext of an Encryption-only JWE is not a JSON claim set".into(),
+                ));
+            }
+        };
+        let issuer_id = claimed_issuer(&payload)?;
+        if !self.issuers.contains_key(issuer_id) {
+            return Err(TokenError::UntrustedIssuer(issuer_id.to_owned()));
+        }
+        if decrypted.key_issuer.as_deref() != Some(issuer_id) {
+            return Err(TokenError::EncryptionOnlyNotAuthenticated {
+                issuer: issuer_id.to_owned(),
+                kid: decrypted.kid.clone(),
+            });
+        }
+        let claims = TokenClaims::from_jwt_claims(&payload).map_err(TokenError::InvalidClaims)?;
+        Ok((claims, TokenSecurity::Encrypted(encryption)))
+    }
+
+    /// A JWS (the Signature-only class, or the inside of a nested JWT):
+    /// the checks of [`TrustStore::verify`] up to the claim set.
+    fn verify_jws(&self, token: &str) -> Result<(TokenClaims, TokenSecurity), TokenError> {
         let Jws {
             header_b64,
             payload_b64,
@@ -1437,12 +1586,7 @@ impl TrustStore {
                 "JOSE header has crit extensions, none of which are supported".into(),
             ));
         }
-        match header.get("typ") {
-            Some(Value::String(t)) if is_jwt_type(t) => {}
-            Some(Value::String(t)) => return Err(TokenError::NotJwtType(Some(t.clone()))),
-            Some(other) => return Err(TokenError::NotJwtType(Some(other.to_string()))),
-            None => return Err(TokenError::NotJwtType(None)),
-        }
+        check_jwt_type(&header)?;
         if let Some(cty) = header.get("cty") {
             let cty = cty.as_str().map_or_else(|| cty.to_string(), str::to_owned);
             return Err(TokenError::ContentTypePresent(cty));
@@ -1450,20 +1594,7 @@ impl TrustStore {
         let payload = Value::Object(payload);
         // The issuer picks the keys, so it is read before the signature is
         // checked; nothing else in the payload is trusted until then.
-        let issuer_id = match payload.get("iss") {
-            Some(Value::String(s)) => s.as_str(),
-            Some(_) => {
-                return Err(TokenError::InvalidClaims(ValidationErrors(vec![err(
-                    "iss",
-                    "expected a string",
-                )])));
-            }
-            None => {
-                return Err(TokenError::InvalidClaims(ValidationErrors(vec![missing(
-                    "iss",
-                )])));
-            }
-        };
+        let issuer_id = claimed_issuer(&payload)?;
         let issuer = self
             .issuers
             .get(issuer_id)
@@ -1521,12 +1652,7 @@ impl TrustStore {
             }
         };
         let claims = TokenClaims::from_jwt_claims(&payload).map_err(TokenError::InvalidClaims)?;
-        self.check_content(&claims, ctx)?;
-        Ok(VerifiedToken {
-            compact: token.to_owned(),
-            claims,
-            security,
-        })
+        Ok((claims, security))
     }
 
     /// Re-checks a cached token for a new request (TS-0003 7.3.2.3 step
@@ -1648,6 +1774,31 @@ fn is_jwt_type(typ: &str) -> bool {
     t.eq_ignore_ascii_case("JWT")
 }
 
+/// The JOSE header's `typ` must say JWT (TS-0003 7.3.2.6.2).
+fn check_jwt_type(header: &Map<String, Value>) -> Result<(), TokenError> {
+    match header.get("typ") {
+        Some(Value::String(t)) if is_jwt_type(t) => Ok(()),
+        Some(Value::String(t)) => Err(TokenError::NotJwtType(Some(t.clone()))),
+        Some(other) => Err(TokenError::NotJwtType(Some(other.to_string()))),
+        None => Err(TokenError::NotJwtType(None)),
+    }
+}
+
+/// The `iss` of a claim set, read before anything is verified because it
+/// picks the keys; nothing else in it is trusted until then.
+fn claimed_issuer(payload: &Value) -> Result<&str, TokenError> {
+    match payload.get("iss") {
+        Some(Value::String(s)) => Ok(s.as_str()),
+        Some(_) => Err(TokenError::InvalidClaims(ValidationErrors(vec![err(
+            "iss",
+            "expected a string",
+        )]))),
+        None => Err(TokenError::InvalidClaims(ValidationErrors(vec![missing(
+            "iss",
+        )]))),
+    }
+}
+
 /// A JWS compact serialization taken apart (RFC 7515 7.1): its three
 /// base64url parts as received, and the decoded header (with its `alg`)
 /// and payload. Nothing in it is verified.
@@ -1664,16 +1815,10 @@ impl<'t> Jws<'t> {
     fn parse(token: &'t str) -> Result<Self, TokenError> {
         let parts: Vec<&str> = token.split('.').collect();
         let [header_b64, payload_b64, signature_b64] = parts[..] else {
-            return Err(if parts.len() == 5 {
-                TokenError::Unsupported(
-                    "JWE (encrypted oneM2M JWT) is not supported; send a signed JWS".into(),
-                )
-            } else {
-                TokenError::Malformed(format!(
-                    "a JWS compact serialization has 3 dot-separated parts, found {}",
-                    parts.len()
-                ))
-            });
+            return Err(TokenError::Malformed(format!(
+                "a JWS compact serialization has 3 dot-separated parts (a JWE 5), found {}",
+                parts.len()
+            )));
         };
         let header = decode_object(header_b64, "JOSE header")?;
         let alg = match header.get("alg") {
@@ -1700,8 +1845,8 @@ impl<'t> Jws<'t> {
 /// compact serialization whose header (with a string `alg`) and payload are
 /// base64url JSON objects, whose payload is a oneM2M JWT claim set (table
 /// 7.3.2.6.2-1: it maps to an `m2m:tokenClaimSet`) and whose signature is
-/// base64url, or the five base64url parts of a JWE (which a PDP then
-/// refuses as unsupported, a Deny). A PDP checks it for every token
+/// base64url, or the five base64url parts of a JWE whose header is a JSON
+/// object with `alg` and `enc` (its content is read once decrypted). A PDP checks it for every token
 /// whatever DASes it trusts and whatever its ACPs decide, so that a
 /// malformed token is the originator's invalid argument everywhere
 /// (Decision 9), not a Deny here and an error there: a claim set that is no
@@ -1716,9 +1861,16 @@ pub fn check_syntax(token: &str) -> Result<(), TokenError> {
             limit: SYNTAX_CHECK_LIMIT,
         });
     }
-    let parts: Vec<&str> = token.split('.').collect();
-    if parts.len() == 5 {
-        return if !parts[0].is_empty() && parts.iter().all(|p| is_base64url(p)) {
+    if let Some(compact) = jwe::Compact::parse(token) {
+        // The header is read (a JSON object naming `alg` and `enc`); what it
+        // names, and the rest, only the decryption can judge.
+        let compact = compact.map_err(TokenError::from_jwe)?;
+        for name in ["alg", "enc"] {
+            if compact.param(name).map_err(TokenError::from_jwe)?.is_none() {
+                return Err(TokenError::Malformed(format!("JWE header has no {name}")));
+            }
+        }
+        return if token.split('.').all(is_base64url) {
             Ok(())
         } else {
             Err(TokenError::Malformed(

@@ -47,6 +47,7 @@
 //! | `clients` | originators that may call `IssueToken`, each with a shared secret presented as `authorization: Bearer <secret>`: at least 16 printable ASCII characters without spaces (gRPC metadata is ASCII, and the presented secret is trimmed), each client its own |
 //! | `consultants` | hosting CSE-IDs allowed to call `Consult` and `GetTokens`; **empty means anyone**. Each is a CSE-ID, or `{"cse_id", "secret"}`: then a call naming that CSE must present `authorization: Bearer <secret>` (compared in constant time; UNAUTHENTICATED otherwise). Without a secret the DAS takes the caller's `hosting_cse_id` at its word. Secrets: at least 16 printable ASCII characters without spaces, none equal to a client's; CSEs served by one PDP may share one |
 //! | `policies` | in file order; the first that matches a request grants (see [`crate::policy`]) |
+//! | `token_encryption` | optional: CSEs whose tokens are encrypted (Nested Sign-then-encrypt, TS-0003 7.3.2.6.2), each `{"cse_id", "jwk", "enc"}`: a token whose `aud` is exactly that one CSE (absolute, no `*`) is signed, then encrypted to `jwk` (a JWK, inline or the path of a file holding it: the CSE's public key, `RSA-OAEP-256` or `ECDH-ES+A*KW` on P-256, or a secret shared with it, `dir` or `A*KW`; `alg` and `kid` required) with `enc` (`A128GCM`, `A192GCM` or `A256GCM`, default `A256GCM`) |
 //! | `sweep_interval_s` | how often expired tokens are deleted (default 60) |
 //! | `max_request_skew_s` | how far the `rts` of a consulted request may be from the DAS clock (default 300); policies are evaluated at `rts` for `Consult`, at the DAS clock for `IssueToken` |
 //!
@@ -71,6 +72,7 @@ use std::time::Duration;
 use authz_core::HostingContext;
 use authz_core::compile::{ValidationError, ValidationErrors};
 use authz_core::ids::IdError;
+use authz_core::jwe::{ContentEncryption, EncryptionKey, encrypt};
 use authz_core::model::AccessControlRule;
 use authz_core::token::{
     TokenAlgorithm, TokenClaims, TokenSigner, TrustStore, TrustedIssuer, VerificationKey,
@@ -123,6 +125,9 @@ pub struct DasConfigFile {
     pub consultants: Vec<ConsultantFile>,
     /// The policies, first match grants.
     pub policies: Vec<PolicyFile>,
+    /// CSEs whose tokens are encrypted to them.
+    #[serde(default)]
+    pub token_encryption: Vec<TokenEncryptionFile>,
     /// Seconds between sweeps of expired tokens (default 60).
     #[serde(default)]
     pub sweep_interval_s: Option<u64>,
@@ -130,6 +135,31 @@ pub struct DasConfigFile {
     /// seconds (default 300).
     #[serde(default)]
     pub max_request_skew_s: Option<u64>,
+}
+
+/// A CSE whose tokens are encrypted to it, as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEncryptionFile {
+    /// The CSE-ID (absolute or SP-relative, no `*`).
+    pub cse_id: String,
+    /// Its key, a JWK (RFC 7517) with `alg` and `kid`, or the path of a
+    /// file holding one (relative to the configuration file's directory).
+    pub jwk: serde_json::Value,
+    /// Content encryption (default `A256GCM`).
+    #[serde(default)]
+    pub enc: Option<String>,
+}
+
+/// A CSE whose tokens are encrypted to it (Nested Sign-then-encrypt).
+#[derive(Debug, Clone)]
+pub struct TokenEncryption {
+    /// Its absolute CSE-ID.
+    pub cse_id: String,
+    /// The key tokens are encrypted to.
+    pub key: EncryptionKey,
+    /// The content encryption.
+    pub enc: ContentEncryption,
 }
 
 /// The JOSE algorithm of a signing key. HS256 is not offered: a DAS
@@ -449,6 +479,8 @@ pub struct DasConfig {
     pub consultants: Vec<Consultant>,
     /// The policies, in file order.
     pub policies: Vec<Policy>,
+    /// The CSEs tokens are encrypted to.
+    pub token_encryption: Vec<TokenEncryption>,
     /// Interval of the expired-token sweeper.
     pub sweep_interval: Duration,
     /// How far a consulted request's `rts` may be from the DAS clock.
@@ -503,6 +535,7 @@ impl DasConfig {
             clients,
             consultants,
             policies,
+            token_encryption,
             sweep_interval_s,
             max_request_skew_s,
         } = parsed;
@@ -697,6 +730,74 @@ impl DasConfig {
             Some(s) => TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX)),
         };
 
+        let mut loaded_encryption: Vec<TokenEncryption> = Vec::new();
+        for (i, t) in token_encryption.iter().enumerate() {
+            let at = |f: &str| format!("token_encryption[{i}].{f}");
+            let cse_id = match &hosting {
+                Some(h) if !t.cse_id.contains('*') => {
+                    match absolute_audience(&t.cse_id, h.sp_fqdn()) {
+                        Ok(abs) if loaded_encryption.iter().any(|e| e.cse_id == abs) => {
+                            errors.push(err(at("cse_id"), format!("'{abs}' is listed already")));
+                            None
+                        }
+                        Ok(abs) => Some(abs),
+                        Err(m) => {
+                            errors.push(err(at("cse_id"), m));
+                            None
+                        }
+                    }
+                }
+                Some(_) => {
+                    errors.push(err(
+                        at("cse_id"),
+                        "names one CSE: a token is encrypted to one recipient",
+                    ));
+                    None
+                }
+                None => None,
+            };
+            // Inline, or a file holding it (relative to this file's directory).
+            let jwk = match &t.jwk {
+                serde_json::Value::String(path) => {
+                    let file = base_dir.join(path);
+                    std::fs::read_to_string(&file)
+                        .map_err(|e| format!("cannot read {}: {e}", file.display()))
+                        .and_then(|text| {
+                            serde_json::from_str(&text)
+                                .map_err(|e| format!("{}: not JSON: {e}", file.display()))
+                        })
+                        .map_err(|m| errors.push(err(at("jwk"), m)))
+                        .ok()
+                }
+                inline => Some(inline.clone()),
+            };
+            let key = jwk.and_then(|jwk| {
+                EncryptionKey::from_jwk(&jwk, &at("jwk"))
+                    .map_err(|e| errors.push(err(e.path, e.reason)))
+                    .ok()
+            });
+            let enc = match t.enc.as_deref() {
+                None => Some(ContentEncryption::A256Gcm),
+                Some(name) => ContentEncryption::from_name(name).or_else(|| {
+                    errors.push(err(
+                        at("enc"),
+                        format!(
+                            "'{name}' is not A128GCM, A192GCM or A256GCM (TS-0003 table 8.5.3.2-4)"
+                        ),
+                    ));
+                    None
+                }),
+            };
+            if let (Some(cse_id), Some(key), Some(enc)) = (cse_id, key, enc) {
+                // A `dir` key is the content key: its size fixes `enc`.
+                if let Err(e) = encrypt(b"", &key, enc, true) {
+                    errors.push(err(at("enc"), e.to_string()));
+                } else {
+                    loaded_encryption.push(TokenEncryption { cse_id, key, enc });
+                }
+            }
+        }
+
         match hosting {
             Some(hosting) if errors.is_empty() => Ok(Self {
                 file: file.to_owned(),
@@ -709,6 +810,7 @@ impl DasConfig {
                 clients: loaded_clients,
                 consultants: loaded_consultants,
                 policies: loaded_policies,
+                token_encryption: loaded_encryption,
                 sweep_interval,
                 max_request_skew,
             }),
@@ -716,6 +818,16 @@ impl DasConfig {
                 file: file.to_owned(),
                 errors: ValidationErrors(errors),
             }),
+        }
+    }
+
+    /// Where a token with this audience is encrypted to: the
+    /// `token_encryption` entry of its one CSE, if the audience is exactly
+    /// one CSE that has one.
+    pub fn encryption_for(&self, audience: &[String]) -> Option<&TokenEncryption> {
+        match audience {
+            [only] => self.token_encryption.iter().find(|e| &e.cse_id == only),
+            _ => None,
         }
     }
 

@@ -265,10 +265,16 @@ impl DasService {
         let claims = award
             .token_claims(token_id.clone(), &config.issuer, audience)
             .ok_or_else(|| Status::internal("the grant has no token"))?;
-        let jwt = key
+        let mut jwt = key
             .signer
             .sign(&claims)
             .map_err(|e| Status::internal(format!("cannot sign: {e}")))?;
+        // Nested Sign-then-encrypt for a CSE configured for it (TS-0003
+        // 7.3.2.6.2).
+        if let Some(e) = config.encryption_for(&claims.audience) {
+            jwt = authz_core::jwe::encrypt(jwt.as_bytes(), &e.key, e.enc, true)
+                .map_err(|e| Status::internal(e.to_string()))?;
+        }
         let record = IssuedToken {
             token_id: token_id.clone(),
             jwt: jwt.clone(),

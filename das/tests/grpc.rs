@@ -1472,3 +1472,70 @@ async fn a_holder_with_32_valid_tokens_gets_no_more_and_keeps_them_all() {
     assert_eq!(got.tokens, tokens);
     das.stop().await;
 }
+
+/// `token_encryption` (TS-0003 7.3.2.6.2, Nested Sign-then-encrypt): each
+/// entry names one CSE, a usable JWK (inline or a file) and an `enc` of
+/// table 8.5.3.2-4; errors name the entry's field. A token is encrypted
+/// only when its audience is exactly that CSE.
+#[test]
+fn token_encryption_entries_are_checked_at_load_7_3_2_6_2() {
+    let public = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/das/keys/cse-encryption-public.jwk.json");
+    let mut v = config_json();
+    v["token_encryption"] = json!([
+        {"cse_id": "/mn-cse-123456", "jwk": public.to_string_lossy()},
+        {"cse_id": "/in-cse", "enc": "A128GCM",
+         "jwk": {"kty": "oct", "kid": "shared", "alg": "A128KW", "k": "AAAAAAAAAAAAAAAAAAAAAA"}}
+    ]);
+    let config = load(&v);
+    let first = config
+        .encryption_for(&[HCSE.to_owned()])
+        .expect("the hosting CSE's");
+    assert_eq!(first.key.kid(), "mn-cse-enc-1");
+    assert_eq!(
+        first.enc,
+        authz_core::jwe::ContentEncryption::A256Gcm,
+        "the default"
+    );
+    assert!(
+        config
+            .encryption_for(&["//home.example/in-cse".to_owned()])
+            .is_some()
+    );
+    // Two recipients cannot share one compact JWE: such a token is signed only.
+    assert!(
+        config
+            .encryption_for(&[HCSE.to_owned(), "//home.example/in-cse".to_owned()])
+            .is_none()
+    );
+
+    for (entry, field) in [
+        (
+            json!({"cse_id": "/in-*", "jwk": public.to_string_lossy()}),
+            "token_encryption[0].cse_id",
+        ),
+        (
+            json!({"cse_id": "/in-cse", "jwk": public.to_string_lossy(), "enc": "A128CBC-HS256"}),
+            "token_encryption[0].enc",
+        ),
+        (
+            json!({"cse_id": "/in-cse", "jwk": "no-such-file.json"}),
+            "token_encryption[0].jwk",
+        ),
+        (
+            json!({"cse_id": "/in-cse", "jwk": {"kty": "EC", "crv": "P-256", "alg": "ECDH-ES+A128KW", "x": "AA", "y": "AA"}}),
+            "token_encryption[0].jwk.kid",
+        ),
+        // A 16-byte `dir` key is the content key of A128GCM only.
+        (
+            json!({"cse_id": "/in-cse", "jwk": {"kty": "oct", "kid": "d", "alg": "dir", "k": "AAAAAAAAAAAAAAAAAAAAAA"}}),
+            "token_encryption[0].enc",
+        ),
+    ] {
+        let mut v = config_json();
+        v["token_encryption"] = json!([entry]);
+        let e = DasConfig::from_json(&v.to_string(), Path::new("test-das.json"), Path::new("."))
+            .expect_err("invalid");
+        assert_eq!(e.fields(), [field], "{e}");
+    }
+}

@@ -107,6 +107,9 @@ pub struct DynamicConfig {
     /// Where to connect to a DAS of `dases` or `default_das` that this PDP
     /// does not reach at its endpoint; each must name such a DAS.
     pub das_addresses: Vec<DasAddress>,
+    /// The keys JWE tokens sent to this CSE are decrypted with (TS-0003
+    /// 7.3.2.6.2; [`authz_core::jwe`]); none: every JWE is refused.
+    pub decryption_keys: authz_core::jwe::DecryptionKeys,
     /// How `https://` DAS, PIP and PRP endpoints are verified (webpki
     /// roots by default); a [`crate::Pdp`] sets its own
     /// ([`crate::PdpConfig::tls`]).
@@ -158,6 +161,7 @@ impl DynamicConfig {
             prp: None,
             das_secrets: Vec::new(),
             das_addresses: Vec::new(),
+            decryption_keys: authz_core::jwe::DecryptionKeys::new(),
             tls: authz_proto::tls::ClientTls::default(),
         }
     }
@@ -547,10 +551,11 @@ impl Dynamic {
             )?)),
             None => None,
         };
+        let trust = TrustStore::new().with_decryption_keys(config.decryption_keys.clone());
         Ok(Arc::new(Self {
             config,
             dases,
-            trust: RwLock::new(TrustStore::new()),
+            trust: RwLock::new(trust),
             local: DashMap::new(),
             local_by_token: DashMap::new(),
             pip_watch: std::sync::OnceLock::new(),

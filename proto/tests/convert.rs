@@ -526,7 +526,8 @@ fn malformed_token_ids_are_invalid_arguments_decision_9() {
 
 /// Decision 9: a token that is no JWS (RFC 7515 7.1: three base64url
 /// parts, the header and payload JSON objects, the header with `alg`, the
-/// payload a oneM2M claim set) or no JWE (five base64url parts) is
+/// payload a oneM2M claim set) or no JWE (five base64url parts, the header
+/// a JSON object with `alg` and `enc`) is
 /// INVALID_ARGUMENT naming `tokens[i]`, whatever DASes the PDP trusts.
 #[test]
 fn malformed_tokens_are_invalid_arguments_decision_9() {
@@ -546,6 +547,8 @@ fn malformed_tokens_are_invalid_arguments_decision_9() {
         format!("{header}.bm90IGpzb24.c2ln"),
         "a.b.c.d".to_owned(),
         "a.b.c.d.e%".to_owned(),
+        // Five parts, but the header is no JSON object.
+        "aaaa.bbbb.cccc.dddd.eeee".to_owned(),
     ] {
         let mut wire = full_request();
         wire.tokens = vec![bad.clone()];
@@ -556,7 +559,8 @@ fn malformed_tokens_are_invalid_arguments_decision_9() {
         format!("{header}.{payload}.c2ln"),
         // alg none has an empty signature.
         format!("eyJhbGciOiJub25lIn0.{payload}."),
-        "aaaa.bbbb.cccc.dddd.eeee".to_owned(),
+        // {"alg":"dir","enc":"A128GCM"}: read once decrypted.
+        "eyJhbGciOiJkaXIiLCJlbmMiOiJBMTI4R0NNIn0.bbbb.cccc.dddd.eeee".to_owned(),
     ] {
         let mut wire = full_request();
         wire.tokens = vec![good.clone()];
