@@ -158,11 +158,67 @@ impl GroupRecord {
         self.members.iter().chain(&self.member_aliases)
     }
 
-    /// Whether `id` (absolute) is one of [`GroupRecord::member_keys`].
+    /// Whether `id` (absolute) is one of [`GroupRecord::member_keys`]: the
+    /// stored content only; whether the entry names a sub-group, and so
+    /// admits no originator spelled like it, is the state's question
+    /// ([`crate::state::PipState::groups_of`]).
     pub fn has_member(&self, id: &str) -> bool {
         let find = |list: &[String]| list.binary_search_by(|m| m.as_str().cmp(id)).is_ok();
         find(&self.members) || find(&self.member_aliases)
     }
+
+    /// The readings of the one `mid` entry that the member key `key` reads:
+    /// `key` itself and, for an entry written as an `S...` stem, its other
+    /// reading (the AE-ID `//sp/S...` in `members` with the resource ID
+    /// `//sp/cse/S...` in `member_aliases`). Empty when `key` is no member
+    /// key. An entry is a sub-group when any of its readings is a stored
+    /// `<group>` ID (Decision 3).
+    pub fn entry_readings<'a>(&'a self, key: &'a str) -> Vec<&'a str> {
+        let find = |list: &'a [String]| {
+            list.binary_search_by(|m| m.as_str().cmp(key))
+                .ok()
+                .map(|i| list[i].as_str())
+        };
+        if let Some(alias) = find(&self.member_aliases) {
+            let mut readings = vec![alias];
+            readings.extend(
+                self.members
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|m| is_stem_pair(alias, m)),
+            );
+            return readings;
+        }
+        let Some(member) = find(&self.members) else {
+            return Vec::new();
+        };
+        let mut readings = vec![member];
+        readings.extend(
+            self.member_aliases
+                .iter()
+                .map(String::as_str)
+                .filter(|a| is_stem_pair(a, member)),
+        );
+        readings
+    }
+}
+
+/// Whether `alias` (`//sp/cse/S...`) and `member` (`//sp/S...`) are the two
+/// readings of one `S...` stem entry (see [`GroupRecord::member_aliases`]):
+/// the same SP and the same stem, the alias with the hosting CSE between
+/// (a CSE-ID is one segment).
+fn is_stem_pair(alias: &str, member: &str) -> bool {
+    let (Some(alias), Some(member)) = (alias.strip_prefix("//"), member.strip_prefix("//")) else {
+        return false;
+    };
+    let (Some((alias_sp, in_cse)), Some((member_sp, stem))) =
+        (alias.split_once('/'), member.split_once('/'))
+    else {
+        return false;
+    };
+    alias_sp == member_sp
+        && stem.starts_with('S')
+        && in_cse.split_once('/').is_some_and(|(_, s)| s == stem)
 }
 
 /// The last reported position of an originator.
@@ -652,6 +708,29 @@ pub fn fix_to_pb(p: &PositionRecord, fresh_until: DateTime<Utc>) -> pb::Position
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The two readings of one `S...` entry pair up: same SP, same stem, the
+    /// hosting CSE in between (nested groups, spec notes §2.4, Decision 3).
+    #[test]
+    fn the_readings_of_an_s_entry_pair_up() {
+        assert!(is_stem_pair("//sp/id-in/Sx", "//sp/Sx"));
+        assert!(!is_stem_pair("//sp/id-in/Sx", "//other/Sx"));
+        assert!(!is_stem_pair("//sp/id-in/Sx", "//sp/Sy"));
+        assert!(!is_stem_pair("//sp/id-in/Cx", "//sp/Cx"));
+        assert!(!is_stem_pair("//sp/Sx", "//sp/Sx"));
+        let g = GroupRecord {
+            group_id: "//sp/id-in/grp".into(),
+            members: vec!["//sp/Sx".into(), "//sp/id-in/Cy".into()],
+            member_aliases: vec!["//sp/id-in/Sx".into()],
+        };
+        assert_eq!(g.entry_readings("//sp/Sx"), ["//sp/Sx", "//sp/id-in/Sx"]);
+        assert_eq!(
+            g.entry_readings("//sp/id-in/Sx"),
+            ["//sp/id-in/Sx", "//sp/Sx"]
+        );
+        assert_eq!(g.entry_readings("//sp/id-in/Cy"), ["//sp/id-in/Cy"]);
+        assert!(g.entry_readings("//sp/id-in/Cz").is_empty());
+    }
 
     #[test]
     fn role_and_token_ids_are_name_at_fqdn() {

@@ -231,9 +231,17 @@ fn change_event(entry: &LogEntry<PipChange>) -> pb::AttributeChange {
             deleted: true,
         }),
         PipChange::GroupPut {
-            group, previous, ..
+            group,
+            previous,
+            nested,
+            ..
         } => {
-            let mut affected: Vec<String> = group.member_keys().chain(previous).cloned().collect();
+            let mut affected: Vec<String> = group
+                .member_keys()
+                .chain(previous)
+                .chain(nested)
+                .cloned()
+                .collect();
             affected.sort();
             affected.dedup();
             Change::Group(pb::GroupChanged {
@@ -243,12 +251,20 @@ fn change_event(entry: &LogEntry<PipChange>) -> pb::AttributeChange {
             })
         }
         PipChange::GroupDeleted {
-            group_id, members, ..
-        } => Change::Group(pb::GroupChanged {
-            group_id: group_id.clone(),
-            affected_members: members.clone(),
-            deleted: true,
-        }),
+            group_id,
+            members,
+            nested,
+            ..
+        } => {
+            let mut affected: Vec<String> = members.iter().chain(nested).cloned().collect();
+            affected.sort();
+            affected.dedup();
+            Change::Group(pb::GroupChanged {
+                group_id: group_id.clone(),
+                affected_members: affected,
+                deleted: true,
+            })
+        }
         PipChange::PositionPut(p) => Change::Position(pb::PositionChanged {
             subject: p.subject.clone(),
         }),
@@ -771,9 +787,12 @@ impl PolicyInformationPoint for PipService {
         ])?;
         let originator = self.canonical("originator", &req.originator)?;
         let group_id = self.group_id("group_id", &req.group_id)?;
-        let (is_group, is_member) = self.read(|s| match s.groups.get(&group_id) {
-            Some(g) => (true, g.has_member(&originator)),
-            None => (false, false),
+        // Through sub-groups too, as `ResolveAttributes` answers.
+        let (is_group, is_member) = self.read(|s| {
+            (
+                s.groups.contains_key(&group_id),
+                s.is_member(&group_id, &originator),
+            )
         });
         Ok(Response::new(pb::CheckMembershipResponse {
             is_group,

@@ -3,10 +3,10 @@
 //! (redb, one durable transaction per write, a change log for `Watch`).
 //!
 //! Besides the records, the state keeps a reverse index from member to the
-//! groups that list it, so that "which groups is this originator in" is one
-//! lookup (the PDP asks it once per decision), and one from Local-Token-ID
-//! to token, so that a PDP meeting an `ltids` entry it did not assign finds
-//! the token (TS-0003 7.3.2.3 step 6.1.2).
+//! groups that list it, so that "which groups is this originator in"
+//! starts with one lookup (the PDP asks it once per decision), and one from
+//! Local-Token-ID to token, so that a PDP meeting an `ltids` entry it did
+//! not assign finds the token (TS-0003 7.3.2.3 step 6.1.2).
 //!
 //! A token's Local-Token-ID is write-once, and one Local-Token-ID names one
 //! token at a time: the checks run in [`Schema::check`], against the state
@@ -14,12 +14,27 @@
 //! one to a token both get the first (TS-0001 7.1.16: unique per hosting
 //! CSE).
 //!
+//! # Nested groups
+//!
+//! A `mid` entry that is itself a stored `<group>` ID (in either reading of
+//! an `S...` entry, see [`GroupRecord::entry_readings`]) is that sub-group,
+//! as Decision 3 reads `acor` entries (TS-0001 9.6.2.1; spec notes §2.4):
+//! its members, transitively, are members of the outer group, and no
+//! originator spelled like it is admitted through it. Membership is worked
+//! out when asked ([`PipState::groups_of`]), over the reverse index, so a
+//! change of a sub-group shows at once, and a cycle ends: each group is
+//! visited once, so an answer costs at most one step per stored member
+//! entry of the groups reached; there is no depth limit. Once a sub-group is
+//! deleted, an entry naming it is an originator ID again, like every entry
+//! that names no stored group (and as the PDP reads an `acor` entry that is
+//! no group). The groups as stored and listed keep their own entries.
+//!
 //! Groups are kept by absolute resource ID. Older stores keyed a group's row
 //! by its ID as written (`grpFamily`, `/id-in/grpFamily`); such a row is read
 //! under the absolute ID for the PIP's hosting CSE ([`PipState::hosted`]),
 //! and deleted with the group or when it is replaced.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -123,12 +138,90 @@ impl PipState {
             .and_then(|id| self.tokens.get(id))
     }
 
-    /// The groups listing `member` (absolute), sorted.
+    /// Whether the entry of `g` that the member key `key` reads names a
+    /// stored group (then it is a sub-group, not an originator ID).
+    fn names_group(&self, g: &GroupRecord, key: &str) -> bool {
+        g.entry_readings(key)
+            .into_iter()
+            .any(|r| self.groups.contains_key(r))
+    }
+
+    /// The groups that contain `member` (absolute), sorted: those listing it
+    /// in an entry that names no stored group, and, transitively, those
+    /// listing one of these as a sub-group (see the module doc). An ID that
+    /// is a stored group's is in no group: an entry spelled like it names
+    /// that group. Each group is visited once, so cycles end.
     pub fn groups_of(&self, member: &str) -> Vec<String> {
-        self.member_of
-            .get(member)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()
+        let mut found: BTreeSet<&str> = BTreeSet::new();
+        let mut pending: Vec<&str> = Vec::new();
+        for id in self.member_of.get(member).into_iter().flatten() {
+            let admits = self
+                .groups
+                .get(id)
+                .is_some_and(|g| !self.names_group(g, member));
+            if admits && found.insert(id) {
+                pending.push(id);
+            }
+        }
+        while let Some(sub) = pending.pop() {
+            // `sub` is a stored group, so every entry reading it names it.
+            for id in self.member_of.get(sub).into_iter().flatten() {
+                if found.insert(id) {
+                    pending.push(id);
+                }
+            }
+        }
+        found.into_iter().map(str::to_owned).collect()
+    }
+
+    /// Whether `member` (absolute) is in the stored group `group_id`
+    /// (absolute), directly or through sub-groups: exactly when
+    /// [`PipState::groups_of`] names it.
+    pub fn is_member(&self, group_id: &str, member: &str) -> bool {
+        self.groups.contains_key(group_id)
+            && self
+                .groups_of(member)
+                .binary_search_by(|g| g.as_str().cmp(group_id))
+                .is_ok()
+    }
+
+    /// The IDs, besides the members of `group_id` before and after, whose
+    /// groups change when `group_id` becomes `new` (`None`: deleted): the
+    /// members of its sub-groups, transitively, before and after; and, when
+    /// the group comes into or goes out of existence, the readings of the
+    /// entries of other groups that name it (an originator spelled like it
+    /// stops or starts being a member). Sorted.
+    fn nested_affected(&self, group_id: &str, new: Option<&GroupRecord>) -> Vec<String> {
+        let old = self.groups.get(group_id);
+        let mut out: BTreeSet<&str> = BTreeSet::new();
+        if old.is_none() != new.is_none() {
+            for id in self.member_of.get(group_id).into_iter().flatten() {
+                if let Some(outer) = self.groups.get(id) {
+                    out.extend(outer.entry_readings(group_id));
+                }
+            }
+        }
+        // Stored groups other than `group_id` are the same before and
+        // after: one walk over the old and new entries covers both.
+        let mut seen: HashSet<&str> = HashSet::from([group_id]);
+        let mut pending: Vec<&GroupRecord> = old.into_iter().chain(new).collect();
+        while let Some(g) = pending.pop() {
+            for key in g.member_keys() {
+                out.insert(key.as_str());
+                if seen.insert(key.as_str())
+                    && let Some(sub) = self.groups.get(key)
+                {
+                    pending.push(sub);
+                }
+            }
+        }
+        // The event names the group's own members anyway.
+        for g in old.into_iter().chain(new) {
+            for key in g.member_keys() {
+                out.remove(key.as_str());
+            }
+        }
+        out.into_iter().map(str::to_owned).collect()
     }
 }
 
@@ -180,6 +273,11 @@ pub enum PipChange {
         /// written ([`PipState::legacy_groups`]): deleted.
         #[serde(default)]
         legacy_keys: Vec<String>,
+        /// Other IDs whose groups changed through nesting (members of
+        /// sub-groups, originators spelled like the group): see
+        /// `PipState::nested_affected`. Empty in older logs.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        nested: Vec<String>,
     },
     /// A group was deleted, with the members it had.
     GroupDeleted {
@@ -190,6 +288,10 @@ pub enum PipChange {
         /// Rows of older stores that held the group: deleted too.
         #[serde(default)]
         legacy_keys: Vec<String>,
+        /// Other IDs whose groups changed through nesting, as in
+        /// [`PipChange::GroupPut`].
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        nested: Vec<String>,
     },
     /// A position was reported.
     PositionPut(PositionRecord),
@@ -433,12 +535,14 @@ impl Schema for PipSchema {
                     .map(|old| old.member_keys().cloned().collect())
                     .unwrap_or_default(),
                 legacy_keys: state.legacy_keys(&g.group_id),
+                nested: state.nested_affected(&g.group_id, Some(&g)),
                 group: g,
             },
             PipMutation::DeleteGroup(id) => match state.groups.get(&id) {
                 Some(g) => PipChange::GroupDeleted {
                     members: g.member_keys().cloned().collect(),
                     legacy_keys: state.legacy_keys(&id),
+                    nested: state.nested_affected(&id, None),
                     group_id: id,
                 },
                 None => return Err(PipError::NotFound(id)),
