@@ -3156,6 +3156,53 @@ async fn a_write_that_cannot_learn_the_groups_is_unavailable_decision_3() {
     prp.shutdown().await;
 }
 
+/// Decision 3 at the PRP with a PIP that keeps no group IDs: a PIP without
+/// `ListGroups` (it answers UNIMPLEMENTED, as a server without the PIP
+/// service does) is read as a PDP reads it, with no ID a group, so the
+/// write is decided on the entries as originator IDs rather than refused.
+#[tokio::test]
+async fn a_pip_without_list_groups_keeps_no_group_ids_decision_3() {
+    // A gRPC server with the health service only: every PIP call is
+    // UNIMPLEMENTED.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let mut config = config();
+    config.pip_endpoint = Some(url);
+    let mut prp = start(config).await;
+    let c = &mut prp.client;
+    store_cb_cnt_cin_cnt2(c).await;
+    c.update_acp(pb::UpdateAcpRequest {
+        originator: ADMIN.into(),
+        acp: Some(acp("acp1", &["CAlice"], &["CAlice"], ALL)),
+    })
+    .await
+    .expect("the admin");
+    c.update_acp(pb::UpdateAcpRequest {
+        originator: "CAlice".into(),
+        acp: Some(acp("acp1", &["CAlice", "CBob"], &["CAlice"], ALL)),
+    })
+    .await
+    .expect("CAlice is named in pvs: decided, not UNAVAILABLE");
+    let err = c
+        .update_acp(pb::UpdateAcpRequest {
+            originator: "CBob".into(),
+            acp: Some(acp("acp1", &["CBob"], &["CBob"], ALL)),
+        })
+        .await
+        .expect_err("CBob is not in pvs");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    prp.shutdown().await;
+    server.abort();
+}
+
 /// TS-0001 7.2: a resource or ACP ID of this CSE may be given CSE-relative,
 /// SP-relative or absolute; reads, deletes, applicable policies and grants
 /// take every form, as a decision takes its target, and an ID of another
