@@ -634,6 +634,58 @@ async fn stream_answers_each_request_as_it_is_decided() {
     assert!(answers.message().await.unwrap().is_none());
 }
 
+/// `DecideBatch` decides its requests in order, each at its own time: a
+/// request decided after an earlier one waited on a DAS must not be
+/// permitted by a dynamic ACP whose lifetime ended meanwhile (Decision 7;
+/// TS-0003 7.3.2.2, the grant counts "until its privilegesLifetime ends").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_decides_each_request_at_its_own_time_decision_7() {
+    let das = GatedDas::default();
+    let pdp = pdp_consulting(&das, Duration::from_secs(120)).await;
+    let at = chrono::Utc::now() + chrono::Duration::milliseconds(800);
+    pdp.apply_event(&pb::WatchEvent {
+        revision: 2,
+        tag: 0,
+        event: Some(pb::watch_event::Event::DynamicPut(pb::DynamicAcpRecord {
+            acp_id: "dynGuest".into(),
+            target: "cnt".into(),
+            privileges: acp("dynGuest", &["Cguest"], RETRIEVE).privileges,
+            expires_at: Some(prost_types::Timestamp {
+                seconds: at.timestamp(),
+                nanos: at.timestamp_subsec_nanos() as i32,
+            }),
+            revision: 2,
+            version: None,
+        })),
+    })
+    .unwrap();
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let guest = request("Cguest", pb::Operation::Retrieve, "cnt");
+    // Alone, now, the grant permits.
+    let d = client.decide(guest.clone()).await.unwrap().into_inner();
+    assert_eq!(d.decision, PERMIT, "{}", d.summary);
+
+    // Cvisitor is denied, so the PDP consults the DAS, which holds the
+    // batch until the grant has expired.
+    let batch = pb::DecideBatchRequest {
+        requests: vec![request("Cvisitor", pb::Operation::Retrieve, "cnt"), guest],
+    };
+    let call = tokio::spawn(async move { client.decide_batch(batch).await });
+    das.wait_consulted(1).await;
+    let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(300)).await;
+    das.release();
+    let answers = call.await.unwrap().unwrap().into_inner().decisions;
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[0].decision, DENY, "{}", answers[0].summary);
+    assert_eq!(
+        answers[1].decision, DENY,
+        "decided after the grant's lifetime: {}",
+        answers[1].summary
+    );
+}
+
 /// Issue 5: a DAS that does not answer is a Deny within the deadline, with
 /// the reason. The caller's deadline (`grpc-timeout`) bounds the PDP's
 /// network waits even when its own DAS deadline is longer: the caller gets
