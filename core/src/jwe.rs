@@ -256,137 +256,23 @@ impl DecryptionKey {
     /// shared (`oct`) key belongs to, which lets it carry Encryption-only
     /// tokens of that issuer. `path` prefixes error paths.
     pub fn from_jwk(jwk: &Value, path: &str) -> Result<Self, JwkError> {
-        let obj = jwk
-            .as_object()
-            .ok_or_else(|| jwk_err(path, "a JWK is a JSON object"))?;
-        let text = |name: &str| -> Result<Option<&str>, JwkError> {
-            match obj.get(name) {
-                None => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.as_str())),
-                Some(_) => Err(jwk_err(format!("{path}.{name}"), "expected a string")),
+        let read = read_jwk(jwk, path, true)?;
+        let material = match read.key {
+            ReadKey::Secret(k) => Material::Secret(k),
+            ReadKey::RsaPrivate(k) => Material::Rsa(k),
+            ReadKey::P256Private(k) => Material::P256(k),
+            ReadKey::RsaPublic(_) | ReadKey::P256Public(_) => {
+                return Err(jwk_err(
+                    format!("{path}.d"),
+                    "missing: a decryption key is private",
+                ));
             }
         };
-        let required = |name: &str| -> Result<&str, JwkError> {
-            text(name)?.ok_or_else(|| jwk_err(format!("{path}.{name}"), "missing"))
-        };
-        let bytes = |name: &str| -> Result<Zeroizing<Vec<u8>>, JwkError> {
-            URL_SAFE_NO_PAD
-                .decode(required(name)?)
-                .map(Zeroizing::new)
-                .map_err(|e| jwk_err(format!("{path}.{name}"), format!("not base64url: {e}")))
-        };
-        let kid = required("kid")?;
-        if kid.is_empty() {
-            return Err(jwk_err(format!("{path}.kid"), "must not be empty"));
-        }
-        let alg_name = required("alg")?;
-        let algorithm = KeyManagement::from_name(alg_name).ok_or_else(|| {
-            jwk_err(
-                format!("{path}.alg"),
-                format!(
-                    "{alg_name:?} is not a JWE key management algorithm of TS-0003 table 8.5.3.2-3 ({})",
-                    KeyManagement::ALL.map(KeyManagement::name).join(", ")
-                ),
-            )
-        })?;
-        if let Some(u) = text("use")?
-            && u != "enc"
-        {
-            return Err(jwk_err(
-                format!("{path}.use"),
-                "a decryption key's use is \"enc\"",
-            ));
-        }
-        let kty = required("kty")?;
-        let want = match algorithm {
-            KeyManagement::RsaOaep256 => "RSA",
-            KeyManagement::EcdhEsA128Kw
-            | KeyManagement::EcdhEsA192Kw
-            | KeyManagement::EcdhEsA256Kw => "EC",
-            _ => "oct",
-        };
-        if kty != want {
-            return Err(jwk_err(
-                format!("{path}.kty"),
-                format!("{alg_name} takes a kty {want:?} key, not {kty:?}"),
-            ));
-        }
-        let material = match want {
-            "oct" => {
-                let k = bytes("k")?;
-                let ok = match algorithm.wrap_key_len() {
-                    Some(n) => k.len() == n,
-                    None => ContentEncryption::ALL
-                        .iter()
-                        .any(|e| e.key_len() == k.len()),
-                };
-                if !ok {
-                    let want = algorithm
-                        .wrap_key_len()
-                        .map_or("16, 24 or 32".to_owned(), |n| n.to_string());
-                    return Err(jwk_err(
-                        format!("{path}.k"),
-                        format!("{alg_name} needs a key of {want} bytes, got {}", k.len()),
-                    ));
-                }
-                Material::Secret(k)
-            }
-            "RSA" => {
-                let int = |name: &str| bytes(name).map(|b| BigUint::from_bytes_be(&b));
-                let key = RsaPrivateKey::from_components(
-                    int("n")?,
-                    int("e")?,
-                    int("d")?,
-                    vec![int("p")?, int("q")?],
-                )
-                .and_then(|k| k.validate().map(|()| k))
-                .map_err(|e| jwk_err(path, format!("not a valid RSA private key: {e}")))?;
-                if key.size() * 8 < MIN_RSA_BITS {
-                    return Err(jwk_err(
-                        format!("{path}.n"),
-                        format!(
-                            "an RSA key needs at least {MIN_RSA_BITS} bits, got {}",
-                            key.size() * 8
-                        ),
-                    ));
-                }
-                Material::Rsa(Box::new(key))
-            }
-            _ => {
-                let crv = required("crv")?;
-                if crv != "P-256" {
-                    return Err(jwk_err(
-                        format!("{path}.crv"),
-                        format!("only P-256 keys are supported, not {crv:?}"),
-                    ));
-                }
-                let parsed: p256::elliptic_curve::JwkEcKey =
-                    serde_json::from_value(ec_members(jwk))
-                        .map_err(|e| jwk_err(path, format!("not an EC JWK: {e}")))?;
-                if !parsed.is_keypair() {
-                    return Err(jwk_err(
-                        format!("{path}.d"),
-                        "missing: a decryption key is private",
-                    ));
-                }
-                // Also checks that x and y are the public key of d.
-                let key = p256::SecretKey::from_jwk(&parsed)
-                    .map_err(|_| jwk_err(path, "d, x and y are not one P-256 key pair"))?;
-                Material::P256(key)
-            }
-        };
-        let issuer = text("iss")?.map(str::to_owned);
-        if issuer.is_some() && !algorithm.is_shared_secret() {
-            return Err(jwk_err(
-                format!("{path}.iss"),
-                "only a shared (oct) key can belong to an issuer: anyone may encrypt to a public key",
-            ));
-        }
         Ok(Self {
-            kid: kid.to_owned(),
-            algorithm,
+            kid: read.kid,
+            algorithm: read.algorithm,
             material,
-            issuer,
+            issuer: read.issuer,
         })
     }
 
@@ -404,6 +290,183 @@ impl DecryptionKey {
     pub fn issuer(&self) -> Option<&str> {
         self.issuer.as_deref()
     }
+}
+
+/// A key as a JWK gives it.
+enum ReadKey {
+    Secret(Zeroizing<Vec<u8>>),
+    RsaPrivate(Box<RsaPrivateKey>),
+    RsaPublic(Box<RsaPublicKey>),
+    P256Private(p256::SecretKey),
+    P256Public(p256::PublicKey),
+}
+
+/// What [`read_jwk`] reads.
+struct ReadJwk {
+    kid: String,
+    algorithm: KeyManagement,
+    issuer: Option<String>,
+    key: ReadKey,
+}
+
+/// Reads one JWK as [`DecryptionKey::from_jwk`] describes; an RSA or EC key
+/// without `d` is read as a public key unless `private` is asked for.
+fn read_jwk(jwk: &Value, path: &str, private: bool) -> Result<ReadJwk, JwkError> {
+    let obj = jwk
+        .as_object()
+        .ok_or_else(|| jwk_err(path, "a JWK is a JSON object"))?;
+    let text = |name: &str| -> Result<Option<&str>, JwkError> {
+        match obj.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(jwk_err(format!("{path}.{name}"), "expected a string")),
+        }
+    };
+    let required = |name: &str| -> Result<&str, JwkError> {
+        text(name)?.ok_or_else(|| jwk_err(format!("{path}.{name}"), "missing"))
+    };
+    let bytes = |name: &str| -> Result<Zeroizing<Vec<u8>>, JwkError> {
+        URL_SAFE_NO_PAD
+            .decode(required(name)?)
+            .map(Zeroizing::new)
+            .map_err(|e| jwk_err(format!("{path}.{name}"), format!("not base64url: {e}")))
+    };
+    let kid = required("kid")?;
+    if kid.is_empty() {
+        return Err(jwk_err(format!("{path}.kid"), "must not be empty"));
+    }
+    let alg_name = required("alg")?;
+    let algorithm = KeyManagement::from_name(alg_name).ok_or_else(|| {
+        jwk_err(
+            format!("{path}.alg"),
+            format!(
+                "{alg_name:?} is not a JWE key management algorithm of TS-0003 table 8.5.3.2-3 ({})",
+                KeyManagement::ALL.map(KeyManagement::name).join(", ")
+            ),
+        )
+    })?;
+    if let Some(u) = text("use")?
+        && u != "enc"
+    {
+        return Err(jwk_err(
+            format!("{path}.use"),
+            "an encryption key's use is \"enc\"",
+        ));
+    }
+    let kty = required("kty")?;
+    let want = match algorithm {
+        KeyManagement::RsaOaep256 => "RSA",
+        KeyManagement::EcdhEsA128Kw | KeyManagement::EcdhEsA192Kw | KeyManagement::EcdhEsA256Kw => {
+            "EC"
+        }
+        _ => "oct",
+    };
+    if kty != want {
+        return Err(jwk_err(
+            format!("{path}.kty"),
+            format!("{alg_name} takes a kty {want:?} key, not {kty:?}"),
+        ));
+    }
+    let has_private = obj.contains_key("d");
+    if want != "oct" && private != has_private {
+        return Err(if private {
+            jwk_err(format!("{path}.d"), "missing: a decryption key is private")
+        } else {
+            // A token issuer needs the recipient's public key only; holding
+            // its private key would let the issuer read every token.
+            jwk_err(
+                format!("{path}.d"),
+                "an encryption key is the recipient's public key: leave out the private members",
+            )
+        });
+    }
+    let key = match want {
+        "oct" => {
+            let k = bytes("k")?;
+            let ok = match algorithm.wrap_key_len() {
+                Some(n) => k.len() == n,
+                None => ContentEncryption::ALL
+                    .iter()
+                    .any(|e| e.key_len() == k.len()),
+            };
+            if !ok {
+                let want = algorithm
+                    .wrap_key_len()
+                    .map_or("16, 24 or 32".to_owned(), |n| n.to_string());
+                return Err(jwk_err(
+                    format!("{path}.k"),
+                    format!("{alg_name} needs a key of {want} bytes, got {}", k.len()),
+                ));
+            }
+            ReadKey::Secret(k)
+        }
+        "RSA" => {
+            let int = |name: &str| bytes(name).map(|b| BigUint::from_bytes_be(&b));
+            let too_small = |bits: usize| {
+                jwk_err(
+                    format!("{path}.n"),
+                    format!("an RSA key needs at least {MIN_RSA_BITS} bits, got {bits}"),
+                )
+            };
+            if has_private {
+                let key = RsaPrivateKey::from_components(
+                    int("n")?,
+                    int("e")?,
+                    int("d")?,
+                    vec![int("p")?, int("q")?],
+                )
+                .and_then(|k| k.validate().map(|()| k))
+                .map_err(|e| jwk_err(path, format!("not a valid RSA private key: {e}")))?;
+                if key.size() * 8 < MIN_RSA_BITS {
+                    return Err(too_small(key.size() * 8));
+                }
+                ReadKey::RsaPrivate(Box::new(key))
+            } else {
+                let key = RsaPublicKey::new(int("n")?, int("e")?)
+                    .map_err(|e| jwk_err(path, format!("not a valid RSA public key: {e}")))?;
+                if key.size() * 8 < MIN_RSA_BITS {
+                    return Err(too_small(key.size() * 8));
+                }
+                ReadKey::RsaPublic(Box::new(key))
+            }
+        }
+        _ => {
+            let crv = required("crv")?;
+            if crv != "P-256" {
+                return Err(jwk_err(
+                    format!("{path}.crv"),
+                    format!("only P-256 keys are supported, not {crv:?}"),
+                ));
+            }
+            let parsed: p256::elliptic_curve::JwkEcKey = serde_json::from_value(ec_members(jwk))
+                .map_err(|e| jwk_err(path, format!("not an EC JWK: {e}")))?;
+            if has_private {
+                // Also checks that x and y are the public key of d.
+                ReadKey::P256Private(
+                    p256::SecretKey::from_jwk(&parsed)
+                        .map_err(|_| jwk_err(path, "d, x and y are not one P-256 key pair"))?,
+                )
+            } else {
+                ReadKey::P256Public(
+                    p256::PublicKey::from_jwk(&parsed)
+                        .map_err(|_| jwk_err(path, "x and y are not a point of P-256"))?,
+                )
+            }
+        }
+    };
+    let issuer = text("iss")?.map(str::to_owned);
+    if issuer.is_some() && !algorithm.is_shared_secret() {
+        return Err(jwk_err(
+            format!("{path}.iss"),
+            "only a shared (oct) key can belong to an issuer: anyone may encrypt to a public key",
+        ));
+    }
+    Ok(ReadJwk {
+        kid: kid.to_owned(),
+        algorithm,
+        issuer,
+        key,
+    })
 }
 
 /// The keys a CSE decrypts JWE tokens with, by `kid`.
@@ -455,6 +518,11 @@ impl DecryptionKeys {
     /// The number of keys.
     pub fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// The keys, by `kid`.
+    pub fn iter(&self) -> impl Iterator<Item = &DecryptionKey> {
+        self.keys.values()
     }
 
     /// The key a JWE header names: by `kid`, or without one the only key of
@@ -627,10 +695,12 @@ fn decode_object(part: &str) -> Result<Map<String, Value>, JweError> {
 
 /// Decrypts a JWE compact serialization (RFC 7516 5.2) with one of `keys`.
 ///
-/// In order: five parts; the protected header (a JSON object; no `zip`,
-/// which ESData does not use, nor `crit`); `alg` and `enc` from TS-0003
-/// tables 8.5.3.2-3/-4; the key by `kid` (or the only key of the algorithm)
-/// and of that algorithm; a 96-bit IV and 128-bit tag; the content key
+/// In order: five parts; the protected header (a JSON object); what needs
+/// no key (base64url parts, a 96-bit IV and 128-bit tag; no `zip`, which
+/// ESData does not use, nor `crit`; `alg` and `enc` from TS-0003 tables
+/// 8.5.3.2-3/-4; for `dir` an empty encrypted key, for ECDH-ES an `epk`
+/// on P-256); the key by `kid` (or the only key of the algorithm) and of
+/// that algorithm; the content key
 /// (RFC 7518 4.4 AES Key Wrap, 4.3 RSA-OAEP-256, 4.6 ECDH-ES with the
 /// header's `epk` on P-256 and Concat KDF over `alg`, `apu`, `apv`, or the
 /// key itself for `dir`) of the size `enc` needs; then AES-GCM with the
@@ -651,64 +721,45 @@ pub(crate) fn decrypt_compact(
     jwe: &Compact<'_>,
     keys: &DecryptionKeys,
 ) -> Result<Decrypted, JweError> {
-    if jwe.header.contains_key("zip") {
-        return Err(JweError::Unsupported(
-            "compressed (zip) plaintext is not an ESData option".into(),
-        ));
-    }
-    if jwe.header.contains_key("crit") {
-        return Err(JweError::Unsupported(
-            "JOSE header has crit extensions, none of which are supported".into(),
-        ));
-    }
-    let (alg, enc) = jwe.algorithms()?;
+    // Everything that can be judged without a key first, so that a token is
+    // malformed or unsupported alike at every CSE, whatever keys it holds
+    // (Decision 9).
+    let shape = jwe.shape()?;
+    let (alg, enc) = (shape.alg, shape.enc);
     let key = keys.select(jwe.param("kid")?, alg)?;
-    let encrypted_key = decode(jwe.encrypted_key_b64, "encrypted key")?;
-    let iv = decode(jwe.iv_b64, "initialization vector")?;
-    let ciphertext = decode(jwe.ciphertext_b64, "ciphertext")?;
-    let tag = decode(jwe.tag_b64, "authentication tag")?;
-    if iv.len() != 12 {
-        return Err(JweError::Malformed(format!(
-            "{enc} takes a 96-bit initialization vector, got {} bytes",
-            iv.len()
-        )));
-    }
-    if tag.len() != 16 {
-        return Err(JweError::Malformed(format!(
-            "{enc} takes a 128-bit authentication tag, got {} bytes",
-            tag.len()
-        )));
-    }
     let undecryptable = || JweError::Undecryptable(key.kid.clone());
-    let cek: Zeroizing<Vec<u8>> = match (&key.material, alg) {
-        (Material::Secret(k), KeyManagement::Dir) => {
-            if !encrypted_key.is_empty() {
-                return Err(JweError::Malformed(
-                    "dir has an empty encrypted key (RFC 7518 4.5)".into(),
-                ));
-            }
-            k.clone()
+    let cek: Zeroizing<Vec<u8>> = match (&key.material, &shape.epk) {
+        (Material::Secret(k), _) if alg == KeyManagement::Dir => k.clone(),
+        (Material::Secret(k), _) => {
+            unwrap_key(k, &shape.encrypted_key).ok_or_else(undecryptable)?
         }
-        (Material::Secret(k), _) => unwrap_key(k, &encrypted_key).ok_or_else(undecryptable)?,
+        // Blinded: the private-key operation on a ciphertext the sender
+        // chose must not leak timing (RUSTSEC-2023-0071).
         (Material::Rsa(k), _) => Zeroizing::new(
-            k.decrypt(Oaep::new::<sha2::Sha256>(), &encrypted_key)
-                .map_err(|_| undecryptable())?,
+            k.decrypt_blinded(
+                &mut OsRng,
+                Oaep::new::<sha2::Sha256>(),
+                &shape.encrypted_key,
+            )
+            .map_err(|_| undecryptable())?,
         ),
-        (Material::P256(k), _) => {
-            let epk = ephemeral_public_key(jwe)?;
+        (Material::P256(k), Some(epk)) => {
             let (apu, apv) = (party_info(jwe, "apu")?, party_info(jwe, "apv")?);
             let shared = p256::ecdh::diffie_hellman(k.to_nonzero_scalar(), epk.as_affine());
             let kek = concat_kdf(shared.raw_secret_bytes(), alg, &apu, &apv)?;
-            unwrap_key(&kek, &encrypted_key).ok_or_else(undecryptable)?
+            unwrap_key(&kek, &shape.encrypted_key).ok_or_else(undecryptable)?
         }
+        // `select` bound the key to `alg`, and `shape` read an `epk` for
+        // every ECDH-ES algorithm.
+        (Material::P256(_), None) => return Err(undecryptable()),
     };
     if cek.len() != enc.key_len() {
         return Err(undecryptable());
     }
-    let mut sealed = ciphertext;
-    sealed.extend_from_slice(&tag);
+    let mut sealed = shape.ciphertext;
+    sealed.extend_from_slice(&shape.tag);
     let plaintext = enc
-        .open(&cek, &iv, jwe.header_b64.as_bytes(), &sealed)
+        .open(&cek, &shape.iv, jwe.header_b64.as_bytes(), &sealed)
         .ok_or_else(undecryptable)?;
     Ok(Decrypted {
         header: jwe.header.clone(),
@@ -718,6 +769,75 @@ pub(crate) fn decrypt_compact(
         kid: key.kid.clone(),
         key_issuer: key.issuer.clone(),
     })
+}
+
+/// A JWE's parts decoded and checked for what needs no key.
+pub(crate) struct Shape {
+    alg: KeyManagement,
+    enc: ContentEncryption,
+    encrypted_key: Vec<u8>,
+    iv: Vec<u8>,
+    ciphertext: Vec<u8>,
+    tag: Vec<u8>,
+    epk: Option<p256::PublicKey>,
+}
+
+impl Compact<'_> {
+    /// Checks what can be judged without a key: every part base64url, a
+    /// 96-bit IV and a 128-bit tag (AES-GCM, RFC 7518 5.3), then no `zip`
+    /// (not an ESData option) nor `crit`, `alg` and `enc` of TS-0003 tables
+    /// 8.5.3.2-3/-4 ([`JweError::Unsupported`] otherwise), an empty
+    /// encrypted key for `dir` (RFC 7518 4.5) and an `epk` on P-256 for
+    /// ECDH-ES (RFC 7518 4.6.1.1).
+    pub(crate) fn shape(&self) -> Result<Shape, JweError> {
+        let encrypted_key = decode(self.encrypted_key_b64, "encrypted key")?;
+        let iv = decode(self.iv_b64, "initialization vector")?;
+        let ciphertext = decode(self.ciphertext_b64, "ciphertext")?;
+        let tag = decode(self.tag_b64, "authentication tag")?;
+        if iv.len() != 12 {
+            return Err(JweError::Malformed(format!(
+                "AES-GCM takes a 96-bit initialization vector, got {} bytes",
+                iv.len()
+            )));
+        }
+        if tag.len() != 16 {
+            return Err(JweError::Malformed(format!(
+                "AES-GCM takes a 128-bit authentication tag, got {} bytes",
+                tag.len()
+            )));
+        }
+        if self.header.contains_key("zip") {
+            return Err(JweError::Unsupported(
+                "compressed (zip) plaintext is not an ESData option".into(),
+            ));
+        }
+        if self.header.contains_key("crit") {
+            return Err(JweError::Unsupported(
+                "JOSE header has crit extensions, none of which are supported".into(),
+            ));
+        }
+        let (alg, enc) = self.algorithms()?;
+        if alg == KeyManagement::Dir && !encrypted_key.is_empty() {
+            return Err(JweError::Malformed(
+                "dir has an empty encrypted key (RFC 7518 4.5)".into(),
+            ));
+        }
+        let epk = match alg {
+            KeyManagement::EcdhEsA128Kw
+            | KeyManagement::EcdhEsA192Kw
+            | KeyManagement::EcdhEsA256Kw => Some(ephemeral_public_key(self)?),
+            _ => None,
+        };
+        Ok(Shape {
+            alg,
+            enc,
+            encrypted_key,
+            iv,
+            ciphertext,
+            tag,
+            epk,
+        })
+    }
 }
 
 /// RFC 3394 unwrap with a 128/192/256-bit key.
@@ -835,94 +955,23 @@ impl fmt::Debug for EncryptionKey {
 }
 
 impl EncryptionKey {
-    /// Reads a JWK as [`DecryptionKey::from_jwk`] does, except that for
-    /// RSA and EC only the public members (`n`, `e`; `crv`, `x`, `y`) are
-    /// needed.
+    /// Reads a JWK as [`DecryptionKey::from_jwk`] does, except that an RSA
+    /// or EC key is the recipient's public key (`n`, `e`; `crv`, `x`, `y`):
+    /// one with private members (`d`) is refused.
     pub fn from_jwk(jwk: &Value, path: &str) -> Result<Self, JwkError> {
-        let obj = jwk
-            .as_object()
-            .ok_or_else(|| jwk_err(path, "a JWK is a JSON object"))?;
-        let public_only = matches!(obj.get("kty").and_then(Value::as_str), Some("RSA" | "EC"));
-        if public_only && !obj.contains_key("d") {
-            let alg = obj.get("alg").and_then(Value::as_str).unwrap_or_default();
-            let algorithm = KeyManagement::from_name(alg).ok_or_else(|| {
-                jwk_err(
-                    format!("{path}.alg"),
-                    format!(
-                        "{alg:?} is not a JWE key management algorithm of TS-0003 table 8.5.3.2-3"
-                    ),
-                )
-            })?;
-            let kid = obj
-                .get("kid")
-                .and_then(Value::as_str)
-                .filter(|k| !k.is_empty())
-                .ok_or_else(|| jwk_err(format!("{path}.kid"), "missing"))?;
-            let material = match (obj.get("kty").and_then(Value::as_str), algorithm) {
-                (Some("RSA"), KeyManagement::RsaOaep256) => {
-                    let int = |name: &str| -> Result<BigUint, JwkError> {
-                        let text = obj
-                            .get(name)
-                            .and_then(Value::as_str)
-                            .ok_or_else(|| jwk_err(format!("{path}.{name}"), "missing"))?;
-                        URL_SAFE_NO_PAD
-                            .decode(text)
-                            .map(|b| BigUint::from_bytes_be(&b))
-                            .map_err(|e| {
-                                jwk_err(format!("{path}.{name}"), format!("not base64url: {e}"))
-                            })
-                    };
-                    let key = RsaPublicKey::new(int("n")?, int("e")?)
-                        .map_err(|e| jwk_err(path, format!("not a valid RSA public key: {e}")))?;
-                    if key.size() * 8 < MIN_RSA_BITS {
-                        return Err(jwk_err(
-                            format!("{path}.n"),
-                            format!(
-                                "an RSA key needs at least {MIN_RSA_BITS} bits, got {}",
-                                key.size() * 8
-                            ),
-                        ));
-                    }
-                    PublicMaterial::Rsa(Box::new(key))
-                }
-                (
-                    Some("EC"),
-                    KeyManagement::EcdhEsA128Kw
-                    | KeyManagement::EcdhEsA192Kw
-                    | KeyManagement::EcdhEsA256Kw,
-                ) => {
-                    if obj.get("crv").and_then(Value::as_str) != Some("P-256") {
-                        return Err(jwk_err(
-                            format!("{path}.crv"),
-                            "only P-256 keys are supported",
-                        ));
-                    }
-                    let parsed: p256::elliptic_curve::JwkEcKey =
-                        serde_json::from_value(ec_members(jwk))
-                            .map_err(|e| jwk_err(path, format!("not an EC JWK: {e}")))?;
-                    PublicMaterial::P256(
-                        p256::PublicKey::from_jwk(&parsed)
-                            .map_err(|_| jwk_err(path, "x and y are not a point of P-256"))?,
-                    )
-                }
-                (kty, _) => {
-                    return Err(jwk_err(
-                        format!("{path}.kty"),
-                        format!(
-                            "{alg} does not take a kty {} key",
-                            kty.unwrap_or("(missing)")
-                        ),
-                    ));
-                }
-            };
-            return Ok(Self {
-                kid: kid.to_owned(),
-                algorithm,
-                material,
-            });
-        }
-        let key = DecryptionKey::from_jwk(jwk, path)?;
-        Ok(Self::from(&key))
+        let read = read_jwk(jwk, path, false)?;
+        let material = match read.key {
+            ReadKey::Secret(k) => PublicMaterial::Secret(k),
+            ReadKey::RsaPrivate(k) => PublicMaterial::Rsa(Box::new(k.to_public_key())),
+            ReadKey::RsaPublic(k) => PublicMaterial::Rsa(k),
+            ReadKey::P256Private(k) => PublicMaterial::P256(k.public_key()),
+            ReadKey::P256Public(k) => PublicMaterial::P256(k),
+        };
+        Ok(Self {
+            kid: read.kid,
+            algorithm: read.algorithm,
+            material,
+        })
     }
 
     /// The key ID put in the header.

@@ -1143,6 +1143,18 @@ pub enum TokenError {
     /// The JWE does not decrypt (no such key, another key's, tampered).
     #[error("{0}")]
     Decryption(JweError),
+    /// A JWE under a secret shared with one issuer, carrying another's token.
+    #[error(
+        "JWE under key {kid:?}, which is shared with issuer {owner:?}, carries a token of {issuer:?}"
+    )]
+    KeyOfAnotherIssuer {
+        /// The key.
+        kid: String,
+        /// The issuer the key is shared with.
+        owner: String,
+        /// The token's issuer.
+        issuer: String,
+    },
     /// An Encryption-only token (the claims encrypted, not signed) whose key
     /// does not authenticate its issuer: the CSE's public key, which anyone
     /// may encrypt to, or a shared key that does not belong to that issuer.
@@ -1538,6 +1550,17 @@ impl TrustStore {
                 ));
             }
             let (claims, signature) = self.verify_jws(inner)?;
+            // A secret shared with one issuer carries that issuer's tokens
+            // only.
+            if let Some(owner) = &decrypted.key_issuer
+                && *owner != claims.issuer
+            {
+                return Err(TokenError::KeyOfAnotherIssuer {
+                    kid: decrypted.kid.clone(),
+                    owner: owner.clone(),
+                    issuer: claims.issuer.clone(),
+                });
+            }
             return Ok((
                 claims,
                 TokenSecurity::SignedThenEncrypted {
@@ -1865,17 +1888,17 @@ pub fn check_syntax(token: &str) -> Result<(), TokenError> {
         // The header is read (a JSON object naming `alg` and `enc`); what it
         // names, and the rest, only the decryption can judge.
         let compact = compact.map_err(TokenError::from_jwe)?;
-        for name in ["alg", "enc"] {
-            if compact.param(name).map_err(TokenError::from_jwe)?.is_none() {
-                return Err(TokenError::Malformed(format!("JWE header has no {name}")));
-            }
-        }
-        return if token.split('.').all(is_base64url) {
-            Ok(())
-        } else {
-            Err(TokenError::Malformed(
+        if !token.split('.').all(is_base64url) {
+            return Err(TokenError::Malformed(
                 "a JWE compact serialization has 5 base64url parts".into(),
-            ))
+            ));
+        }
+        // What the decryption would find malformed whatever the key: so a
+        // token is an invalid argument at every CSE alike. An algorithm
+        // outside ESData's is no syntax error (a Deny, as unsupported).
+        return match compact.shape() {
+            Err(JweError::Malformed(m)) => Err(TokenError::Malformed(m)),
+            _ => Ok(()),
         };
     }
     let jws = Jws::parse(token)?;

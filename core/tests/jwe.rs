@@ -389,3 +389,104 @@ fn jwk_set_errors_name_the_member() {
     assert_eq!(e.path, "keys[1].kid");
     assert_eq!(err(json!([])).path, "keys");
 }
+
+/// Decision 9: what makes a JWE malformed whatever the key (an IV or tag of
+/// the wrong size, `dir` with an encrypted key, an `epk` off P-256) is
+/// found before any key is chosen, so the token is an invalid argument at
+/// every CSE alike, one holding the `kid` or not.
+#[test]
+fn decision_9_a_malformed_jwe_is_malformed_whatever_keys_the_cse_holds() {
+    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let good = token("nested_dir_a128gcm");
+    let parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+    let with = |i: usize, part: String| {
+        let mut p = parts.clone();
+        p[i] = part;
+        p.join(".")
+    };
+    let header = |kid: &str| {
+        b64(&json!({"alg": "dir", "enc": "A128GCM", "typ": "JWT", "cty": "JWT", "kid": kid}))
+    };
+    let ecdh = |kid: &str, x: &str| {
+        b64(
+            &json!({"alg": "ECDH-ES+A128KW", "enc": "A128GCM", "typ": "JWT", "cty": "JWT",
+                    "kid": kid, "epk": {"kty": "EC", "crv": "P-256", "x": x, "y": x}}),
+        )
+    };
+    for kid in ["shared-dir", "nobody"] {
+        let headed = |h: String| {
+            let mut p = parts.clone();
+            p[0] = h;
+            p
+        };
+        let mut no_iv = headed(header(kid));
+        no_iv[2] = String::new();
+        let mut short_tag = headed(header(kid));
+        short_tag[4] = URL_SAFE_NO_PAD.encode([0u8; 15]);
+        let mut dir_with_key = headed(header(kid));
+        dir_with_key[1] = URL_SAFE_NO_PAD.encode([1u8; 24]);
+        let off_curve = headed(ecdh(kid, &URL_SAFE_NO_PAD.encode([7u8; 32])));
+        for (what, bad) in [
+            ("empty IV", no_iv),
+            ("15-byte tag", short_tag),
+            ("dir with an encrypted key", dir_with_key),
+            ("epk off P-256", off_curve),
+        ] {
+            let bad = bad.join(".");
+            let e = check_syntax(&bad).unwrap_err();
+            assert!(e.is_malformed(), "{what}, kid {kid}: {e}");
+            let e = store().verify(&bad, &ctx()).unwrap_err();
+            assert!(e.is_malformed(), "{what}, kid {kid}: {e}");
+        }
+    }
+    // The untouched token is well-formed.
+    check_syntax(&with(0, parts[0].clone())).unwrap();
+}
+
+/// A secret shared with one issuer (its JWK's `iss`) carries that issuer's
+/// tokens only, nested ones too: a token of another issuer under it is
+/// refused even when its signature verifies.
+#[test]
+fn a_key_shared_with_one_issuer_carries_only_its_tokens() {
+    let partner = json!({"kty": "oct", "kid": "partner", "alg": "A128KW",
+                         "k": URL_SAFE_NO_PAD.encode([9u8; 16]),
+                         "iss": "//sp.example.com/id-in/Cpartner"});
+    let mut keys = keys();
+    keys.insert(DecryptionKey::from_jwk(&partner, "partner").unwrap());
+    let store = store().with_decryption_keys(keys.clone());
+    let inner = fixtures()["inner_jws"].as_str().unwrap().to_owned();
+    let key = EncryptionKey::from_jwk(&partner, "partner").unwrap();
+    let jwe = encrypt(inner.as_bytes(), &key, ContentEncryption::A128Gcm, true).unwrap();
+    assert_eq!(
+        store.verify(&jwe, &ctx()).unwrap_err(),
+        TokenError::KeyOfAnotherIssuer {
+            kid: "partner".into(),
+            owner: "//sp.example.com/id-in/Cpartner".into(),
+            issuer: DAS.into(),
+        }
+    );
+    // Under the key shared with the token's own issuer, it is accepted.
+    let das_only = keys.iter().find(|k| k.kid() == "das-only").unwrap();
+    let jwe = encrypt(
+        inner.as_bytes(),
+        &EncryptionKey::from(das_only),
+        ContentEncryption::A128Gcm,
+        true,
+    )
+    .unwrap();
+    assert!(store.verify(&jwe, &ctx()).is_ok());
+}
+
+/// A token issuer holds the recipient's public key only: a JWK with the
+/// private member `d` is refused as an encryption key.
+#[test]
+fn an_encryption_key_with_private_members_is_refused() {
+    let private = fixtures()["jwks"]["keys"][1].clone();
+    let e = EncryptionKey::from_jwk(&private, "jwk").unwrap_err();
+    assert_eq!(e.path, "jwk.d", "{e}");
+    let rsa = fixtures()["jwks"]["keys"][0].clone();
+    assert_eq!(
+        EncryptionKey::from_jwk(&rsa, "jwk").unwrap_err().path,
+        "jwk.d"
+    );
+}

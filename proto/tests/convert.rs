@@ -527,7 +527,7 @@ fn malformed_token_ids_are_invalid_arguments_decision_9() {
 /// Decision 9: a token that is no JWS (RFC 7515 7.1: three base64url
 /// parts, the header and payload JSON objects, the header with `alg`, the
 /// payload a oneM2M claim set) or no JWE (five base64url parts, the header
-/// a JSON object with `alg` and `enc`) is
+/// a JSON object with `alg` and `enc`, a 96-bit IV and a 128-bit tag) is
 /// INVALID_ARGUMENT naming `tokens[i]`, whatever DASes the PDP trusts.
 #[test]
 fn malformed_tokens_are_invalid_arguments_decision_9() {
@@ -549,6 +549,8 @@ fn malformed_tokens_are_invalid_arguments_decision_9() {
         "a.b.c.d.e%".to_owned(),
         // Five parts, but the header is no JSON object.
         "aaaa.bbbb.cccc.dddd.eeee".to_owned(),
+        // A readable header, but a 24-bit IV (AES-GCM takes 96 bits).
+        "eyJhbGciOiJkaXIiLCJlbmMiOiJBMTI4R0NNIn0..cccc.dddd.AAAAAAAAAAAAAAAAAAAAAA".to_owned(),
     ] {
         let mut wire = full_request();
         wire.tokens = vec![bad.clone()];
@@ -559,8 +561,9 @@ fn malformed_tokens_are_invalid_arguments_decision_9() {
         format!("{header}.{payload}.c2ln"),
         // alg none has an empty signature.
         format!("eyJhbGciOiJub25lIn0.{payload}."),
-        // {"alg":"dir","enc":"A128GCM"}: read once decrypted.
-        "eyJhbGciOiJkaXIiLCJlbmMiOiJBMTI4R0NNIn0.bbbb.cccc.dddd.eeee".to_owned(),
+        // {"alg":"dir","enc":"A128GCM"}, no encrypted key, a 96-bit IV and
+        // a 128-bit tag: what it holds is read once decrypted.
+        "eyJhbGciOiJkaXIiLCJlbmMiOiJBMTI4R0NNIn0..AAAAAAAAAAAAAAAA.dddd.AAAAAAAAAAAAAAAAAAAAAA".to_owned(),
     ] {
         let mut wire = full_request();
         wire.tokens = vec![good.clone()];
