@@ -2,12 +2,14 @@
 //! 7.4.3 step 4), field-named INVALID_ARGUMENT that stores nothing, write
 //! permissions, the ordered `Watch` stream, and durability across restarts.
 
+mod common;
+
+use common::Running;
 use std::path::PathBuf;
 
 use authz_pip::PipConfig;
 use authz_proto::pb;
 use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
-use authz_tests::serving::{Served, serve};
 use chrono::{DateTime, Utc};
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -41,29 +43,6 @@ fn config(dir: Option<PathBuf>) -> PipConfig {
     c
 }
 
-struct Running {
-    client: PolicyInformationPointClient<Channel>,
-    service: authz_pip::PipService,
-    server: Served,
-}
-
-impl Running {
-    async fn start(config: PipConfig) -> Self {
-        let service = authz_pip::build(&config).await.expect("build");
-        let server = serve(authz_pip::router(service.clone()).await.expect("router")).await;
-        Self {
-            client: PolicyInformationPointClient::new(server.channel().await),
-            service,
-            server,
-        }
-    }
-
-    async fn stop(self) {
-        self.service.shutdown();
-        self.server.stop().await;
-    }
-}
-
 fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
     authz_proto::convert::timestamp_to_pb(&t)
 }
@@ -91,7 +70,7 @@ fn fields(status: &tonic::Status) -> Vec<String> {
 
 #[tokio::test]
 async fn roles_are_verified_per_7_4_3_with_reasons() {
-    let mut pip = Running::start(config(None)).await;
+    let mut pip = Running::start(&config(None)).await;
     let c = &mut pip.client;
     for (id, issuer, holder, hours) in [
         ("doctor@roles.example.com", AUTHORITY, "Calice", (-1, 1)),
@@ -221,7 +200,7 @@ async fn roles_are_verified_per_7_4_3_with_reasons() {
 
 #[tokio::test]
 async fn invalid_input_names_the_field_and_stores_nothing() {
-    let mut pip = Running::start(config(None)).await;
+    let mut pip = Running::start(&config(None)).await;
     let before = pip.service.revision();
     let c = &mut pip.client;
     let mut bad = role("no-at-sign", "", "", (1, -1));
@@ -294,7 +273,7 @@ async fn invalid_input_names_the_field_and_stores_nothing() {
 /// naming the field, and nothing is stored.
 #[tokio::test]
 async fn ids_that_name_no_single_originator_are_refused_2_4_and_7_3() {
-    let mut pip = Running::start(config(None)).await;
+    let mut pip = Running::start(&config(None)).await;
     let before = pip.service.revision();
     let c = &mut pip.client;
     for member in ["all", "guest@roles.example.com", "//sp.example.com", "C*"] {
@@ -396,7 +375,7 @@ async fn ids_that_name_no_single_originator_are_refused_2_4_and_7_3() {
 /// list) may not be blank or hold whitespace. An absent holder stays absent.
 #[tokio::test]
 async fn token_holder_is_stored_absolute_and_ids_are_checked_9_6_39() {
-    let mut pip = Running::start(config(None)).await;
+    let mut pip = Running::start(&config(None)).await;
     let c = &mut pip.client;
     let token = |id: &str| pb::Token {
         token_id: id.into(),
@@ -498,7 +477,7 @@ async fn token_holder_is_stored_absolute_and_ids_are_checked_9_6_39() {
 /// changes nothing.
 #[tokio::test]
 async fn an_empty_id_is_invalid_argument_naming_the_field_in_every_rpc() {
-    let mut pip = Running::start(config(None)).await;
+    let mut pip = Running::start(&config(None)).await;
     let c = &mut pip.client;
     let role_id = "doctor@roles.example.com";
     let token_id = "tk1@das.example.com";
@@ -682,7 +661,7 @@ async fn an_empty_id_is_invalid_argument_naming_the_field_in_every_rpc() {
 /// naming `token.not_after`, and the token stored under that ID stays.
 #[tokio::test]
 async fn a_token_valid_until_before_it_is_valid_from_is_refused() {
-    let mut pip = Running::start(config(None)).await;
+    let mut pip = Running::start(&config(None)).await;
     let c = &mut pip.client;
     let now = Utc::now();
     let token = |not_before: DateTime<Utc>, not_after: DateTime<Utc>| pb::Token {
@@ -738,7 +717,7 @@ async fn a_token_valid_until_before_it_is_valid_from_is_refused() {
 
 #[tokio::test]
 async fn only_the_admin_writes_and_location_sources_report() {
-    let mut pip = Running::start(config(None)).await;
+    let mut pip = Running::start(&config(None)).await;
     let c = &mut pip.client;
     let err = c
         .put_group(pb::PutGroupRequest {
@@ -785,7 +764,7 @@ async fn only_the_admin_writes_and_location_sources_report() {
 
 #[tokio::test]
 async fn watch_streams_changes_in_order_and_resumes() {
-    let mut pip = Running::start(config(None)).await;
+    let mut pip = Running::start(&config(None)).await;
     let mut c = pip.client.clone();
     let mut stream = c
         .watch(pb::WatchAttributesRequest { from_revision: 0 })
@@ -844,7 +823,7 @@ async fn watch_streams_changes_in_order_and_resumes() {
 #[tokio::test]
 async fn the_store_survives_a_restart() {
     let (_guard, dir) = temp_dir("durable");
-    let mut pip = Running::start(config(Some(dir.clone()))).await;
+    let mut pip = Running::start(&config(Some(dir.clone()))).await;
     pip.client
         .create_role(pb::CreateRoleRequest {
             originator: ADMIN.into(),
@@ -889,7 +868,7 @@ async fn the_store_survives_a_restart() {
         .expect("token");
     pip.stop().await;
 
-    let mut pip = Running::start(config(Some(dir.clone()))).await;
+    let mut pip = Running::start(&config(Some(dir.clone()))).await;
     assert_eq!(pip.service.revision(), 5);
     for (who, held) in [("Calice", true), ("Cbob", true), ("Ccarol", false)] {
         let v = pip
@@ -951,7 +930,7 @@ async fn position_at(
 /// longer; one within the skew is taken.
 #[tokio::test]
 async fn a_position_measured_in_the_future_is_refused_beyond_the_skew_annex_f() {
-    let mut pip = Running::start(config(None)).await;
+    let mut pip = Running::start(&config(None)).await;
     let c = &mut pip.client;
     let before = pip.service.revision();
     let now = Utc::now();
@@ -987,7 +966,7 @@ async fn a_position_measured_in_the_future_is_refused_beyond_the_skew_annex_f() 
 /// the same time replaces it.
 #[tokio::test]
 async fn an_older_position_report_never_replaces_a_newer_one_annex_f() {
-    let mut pip = Running::start(config(None)).await;
+    let mut pip = Running::start(&config(None)).await;
     let c = &mut pip.client;
     let newer = Utc::now() - chrono::Duration::seconds(10);
     let older = newer - chrono::Duration::seconds(50);
@@ -1026,7 +1005,7 @@ async fn an_older_position_report_never_replaces_a_newer_one_annex_f() {
 /// "no position" for the requests after one stamped too early or too late.
 #[tokio::test]
 async fn a_position_is_usable_only_from_its_measuring_time_until_stale_annex_f() {
-    let mut pip = Running::start(config(None)).await;
+    let mut pip = Running::start(&config(None)).await;
     let c = &mut pip.client;
     let measured = Utc::now() - chrono::Duration::seconds(30);
     c.report_position(position_report(48.3, Some(measured)))
@@ -1134,7 +1113,7 @@ async fn is_member(
 /// CSE's group.
 #[tokio::test]
 async fn group_ids_are_absolute_and_accepted_in_any_form_9_6_2_1() {
-    let mut pip = Running::start(config(None)).await;
+    let mut pip = Running::start(&config(None)).await;
     let c = &mut pip.client;
     const ABSOLUTE: &str = "//sp.example.com/id-in/grpFamily";
     let put = put_group(c, "grpFamily".into(), vec!["Calice".into()])
@@ -1230,7 +1209,7 @@ async fn group_ids_are_absolute_and_accepted_in_any_form_9_6_2_1() {
 /// `GetGroup` reports the member as an AE-ID, as given.
 #[tokio::test]
 async fn an_s_member_is_found_as_ae_id_and_as_resource_id_2_4() {
-    let pip = Running::start(config(None)).await;
+    let pip = Running::start(&config(None)).await;
     let mut c = pip.client.clone();
     let mut watch = c
         .watch(pb::WatchAttributesRequest { from_revision: 0 })
@@ -1345,7 +1324,7 @@ async fn group_rows_of_older_stores_are_read_and_deleted() {
     );
     const FAMILY: &str = "//sp.example.com/id-in/grpFamily";
     const OLD: &str = "//sp.example.com/id-in/grpOld";
-    let mut pip = Running::start(config(Some(dir.clone()))).await;
+    let mut pip = Running::start(&config(Some(dir.clone()))).await;
     assert_eq!(pip.service.revision(), 2);
     let c = &mut pip.client;
     assert_eq!(groups_of(c, "Calice").await, [FAMILY, OLD]);
@@ -1372,7 +1351,7 @@ async fn group_rows_of_older_stores_are_read_and_deleted() {
     assert_eq!(groups_of(c, "Calice").await, Vec::<String>::new());
     pip.stop().await;
 
-    let mut pip = Running::start(config(Some(dir.clone()))).await;
+    let mut pip = Running::start(&config(Some(dir.clone()))).await;
     let c = &mut pip.client;
     let listed = c
         .list_groups(pb::ListGroupsRequest::default())
@@ -1454,7 +1433,7 @@ async fn tokens_by(
 /// unknown Local-Token-IDs with the unknown IDs, after the token IDs.
 #[tokio::test]
 async fn a_tokens_first_local_token_id_is_kept_ts_0003_7_3_2_3_step_6_2() {
-    let mut pip = Running::start(config(None)).await;
+    let mut pip = Running::start(&config(None)).await;
     let c = &mut pip.client;
     let now = Utc::now();
     let first = put_token_as(c, ADMIN, token_at("tk1@das.example.com", "ltA-1", 1, now))
@@ -1499,7 +1478,7 @@ async fn a_tokens_first_local_token_id_is_kept_ts_0003_7_3_2_3_step_6_2() {
 /// no longer has it; a deleted token's is free.
 #[tokio::test]
 async fn a_local_token_id_names_one_live_token_ts_0001_7_1_16() {
-    let mut pip = Running::start(config(None)).await;
+    let mut pip = Running::start(&config(None)).await;
     let c = &mut pip.client;
     put_token_as(c, ADMIN, token_with_lti("tk1@das.example.com", "ltX", 1))
         .await
@@ -1556,7 +1535,7 @@ async fn a_local_token_id_names_one_live_token_ts_0001_7_1_16() {
 /// entry of the list is invalid as in `token_ids`.
 #[tokio::test]
 async fn local_token_ids_are_ncnames_ts_0001_7_1_16() {
-    let mut pip = Running::start(config(None)).await;
+    let mut pip = Running::start(&config(None)).await;
     let c = &mut pip.client;
     let before = pip.service.revision();
     for bad in ["1lt", "lt:1", "lt 1", "-lt", "lt/1"] {
@@ -1589,7 +1568,7 @@ async fn local_token_ids_are_ncnames_ts_0001_7_1_16() {
 /// one that committed first, so both report one ID (TS-0001 7.1.16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_assignments_yield_one_local_token_id_ts_0001_7_1_16() {
-    let pip = Running::start(config(None)).await;
+    let pip = Running::start(&config(None)).await;
     let mut calls = Vec::new();
     let now = Utc::now();
     for i in 0..8 {
@@ -1625,7 +1604,7 @@ async fn token_writers_store_local_token_ids_that_survive_a_restart() {
     let (_guard, dir) = temp_dir("lti");
     let mut cfg = config(Some(dir.clone()));
     cfg.token_writers = vec!["CPdp".into()];
-    let mut pip = Running::start(cfg.clone()).await;
+    let mut pip = Running::start(&cfg).await;
     let c = &mut pip.client;
     let now = Utc::now();
     put_token_as(c, "CPdp", token_at("tk1@das.example.com", "ltP-1", 1, now))
@@ -1685,7 +1664,7 @@ async fn token_writers_store_local_token_ids_that_survive_a_restart() {
     assert_eq!(kept.holder, "//sp.example.com/id-in/Cguest", "{kept:?}");
     pip.stop().await;
 
-    let mut pip = Running::start(cfg).await;
+    let mut pip = Running::start(&cfg).await;
     let got = tokens_by(&mut pip.client, &[], &["ltP-1"]).await;
     assert_eq!(got.tokens.len(), 1, "{got:?}");
     assert_eq!(got.tokens[0].token_id, "tk1@das.example.com");
@@ -1709,7 +1688,7 @@ async fn token_writers_store_local_token_ids_that_survive_a_restart() {
 async fn an_sp_domain_issuer_is_trusted_in_any_case_7_4_3() {
     let mut config = config(None);
     config.trusted_issuers = vec!["//roles.example.com".to_owned()];
-    let mut pip = Running::start(config).await;
+    let mut pip = Running::start(&config).await;
     let c = &mut pip.client;
     for (id, issuer) in [
         ("a@roles.example.com", "//Roles.Example.com"),
@@ -1745,7 +1724,7 @@ async fn an_sp_domain_issuer_is_trusted_in_any_case_7_4_3() {
 /// INVALID_ARGUMENT naming `originator`, not an answer about nobody.
 #[tokio::test]
 async fn reads_about_an_originator_take_one_originator_id() {
-    let mut pip = Running::start(config(None)).await;
+    let mut pip = Running::start(&config(None)).await;
     let c = &mut pip.client;
     for who in ["all", "//sp.example.com", "C*", "guest@roles.example.com"] {
         let err = c
@@ -1787,7 +1766,7 @@ async fn reads_about_an_originator_take_one_originator_id() {
 async fn a_token_is_write_once_spec_notes_7_4_np_on_update() {
     let mut cfg = config(None);
     cfg.token_writers = vec!["CPdp".into()];
-    let mut pip = Running::start(cfg).await;
+    let mut pip = Running::start(&cfg).await;
     let c = &mut pip.client;
     let now = Utc::now();
     let id = "tk1@das.example.com";
@@ -1852,7 +1831,7 @@ async fn a_token_is_write_once_spec_notes_7_4_np_on_update() {
 async fn timestamps_are_bounded_to_the_protobuf_timestamp_range() {
     const MIN: i64 = -62_135_596_800;
     const MAX: i64 = 253_402_300_799;
-    let mut pip = Running::start(config(None)).await;
+    let mut pip = Running::start(&config(None)).await;
     let c = &mut pip.client;
     let at = |seconds, nanos| Some(prost_types::Timestamp { seconds, nanos });
     let before = pip.service.revision();
@@ -1948,7 +1927,7 @@ async fn timestamps_are_bounded_to_the_protobuf_timestamp_range() {
 /// NOT_FOUND (or unknown).
 #[tokio::test]
 async fn malformed_ids_are_invalid_argument_on_reads_and_deletes() {
-    let mut pip = Running::start(config(None)).await;
+    let mut pip = Running::start(&config(None)).await;
     let c = &mut pip.client;
     let before = pip.service.revision();
     for role_id in ["bad", "x*@roles.example", "x@Roles.example"] {
@@ -2061,7 +2040,7 @@ async fn malformed_ids_are_invalid_argument_on_reads_and_deletes() {
 /// (or none) is accepted.
 #[tokio::test]
 async fn a_token_link_is_an_any_uri_spec_notes_7_3() {
-    let mut pip = Running::start(config(None)).await;
+    let mut pip = Running::start(&config(None)).await;
     let c = &mut pip.client;
     let before = pip.service.revision();
     for link in [
@@ -2110,7 +2089,7 @@ async fn a_token_link_is_an_any_uri_spec_notes_7_3() {
 #[tokio::test]
 async fn a_roles_token_link_is_updated_ts_0003_7_4_2_3_step_5() {
     let (_guard, dir) = temp_dir("token-link");
-    let mut pip = Running::start(config(Some(dir.clone()))).await;
+    let mut pip = Running::start(&config(Some(dir.clone()))).await;
     let c = &mut pip.client;
     let created = c
         .create_role(pb::CreateRoleRequest {
@@ -2196,7 +2175,7 @@ async fn a_roles_token_link_is_updated_ts_0003_7_4_2_3_step_5() {
     );
     pip.stop().await;
 
-    let mut pip = Running::start(config(Some(dir.clone()))).await;
+    let mut pip = Running::start(&config(Some(dir.clone()))).await;
     let stored = pip
         .client
         .get_role(pb::GetRoleRequest {
@@ -2216,7 +2195,7 @@ async fn a_roles_token_link_is_updated_ts_0003_7_4_2_3_step_5() {
 /// refused naming its field. Nothing is stored.
 #[tokio::test]
 async fn malformed_writers_and_overlong_ids_are_invalid_arguments_decision_9() {
-    let mut pip = Running::start(config(None)).await;
+    let mut pip = Running::start(&config(None)).await;
     let c = &mut pip.client;
     let long_stem = format!("C{}", "x".repeat(2048));
     for who in ["a b", "all", "Cx*", long_stem.as_str()] {

@@ -10,12 +10,14 @@
 //! a change of a sub-group shows at once, cycles end, and `Watch` names
 //! every originator whose groups changed, so that a PDP's cache drops them.
 
+mod common;
+
+use common::Running;
 use std::time::Duration;
 
 use authz_pip::PipConfig;
 use authz_proto::pb;
 use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
-use authz_tests::serving::{Served, serve};
 use tokio_stream::StreamExt;
 use tonic::Streaming;
 use tonic::transport::Channel;
@@ -30,29 +32,6 @@ fn config() -> PipConfig {
     let mut c = PipConfig::new(None, ADMIN, hosting);
     c.country_boundaries = false;
     c
-}
-
-struct Running {
-    client: PolicyInformationPointClient<Channel>,
-    service: authz_pip::PipService,
-    server: Served,
-}
-
-impl Running {
-    async fn start() -> Self {
-        let service = authz_pip::build(&config()).await.expect("build");
-        let server = serve(authz_pip::router(service.clone()).await.expect("router")).await;
-        Self {
-            client: PolicyInformationPointClient::new(server.channel().await),
-            service,
-            server,
-        }
-    }
-
-    async fn stop(self) {
-        self.service.shutdown();
-        self.server.stop().await;
-    }
 }
 
 /// Every answer is awaited under this bound: a cycle that did not end would
@@ -169,7 +148,7 @@ fn assert_affected(g: &pb::GroupChanged, ids: &[&str]) {
 /// a member of the outer group, three levels down too, in both APIs.
 #[tokio::test]
 async fn a_sub_groups_member_is_a_member_of_the_outer_group_decision_3() {
-    let mut pip = Running::start().await;
+    let mut pip = Running::start(&config()).await;
     let c = &mut pip.client;
     const TOP: &str = "//sp.example.com/id-in/grpTop";
     put_group(c, "grpOuter", &["CkidsGrp", "Cparent"]).await;
@@ -204,7 +183,7 @@ async fn a_sub_groups_member_is_a_member_of_the_outer_group_decision_3() {
 /// that the AE's groups changed.
 #[tokio::test]
 async fn an_originator_spelled_like_a_sub_group_is_not_admitted_decision_3() {
-    let pip = Running::start().await;
+    let pip = Running::start(&config()).await;
     let mut c = pip.client.clone();
     let mut events = watch(&mut c).await;
     put_group(&mut c, "grpOuter", &["CkidsGrp"]).await;
@@ -245,7 +224,7 @@ async fn an_originator_spelled_like_a_sub_group_is_not_admitted_decision_3() {
 /// groups is in each of them, and a group's ID is no member of itself.
 #[tokio::test]
 async fn a_cycle_of_groups_ends_and_answers_decision_3() {
-    let mut pip = Running::start().await;
+    let mut pip = Running::start(&config()).await;
     let c = &mut pip.client;
     const A: &str = "//sp.example.com/id-in/grpA";
     const B: &str = "//sp.example.com/id-in/grpB";
@@ -277,7 +256,7 @@ async fn a_cycle_of_groups_ends_and_answers_decision_3() {
 /// its cached answer), live and when a watcher resumes.
 #[tokio::test]
 async fn a_sub_groups_change_shows_in_the_outer_group_at_once_decision_3() {
-    let pip = Running::start().await;
+    let pip = Running::start(&config()).await;
     let mut c = pip.client.clone();
     const OTHER: &str = "//sp.example.com/id-in/Cother";
     const GRANDCHILD: &str = "//sp.example.com/id-in/Cgrandchild";
@@ -332,7 +311,7 @@ async fn a_sub_groups_change_shows_in_the_outer_group_at_once_decision_3() {
 /// of that ID is a member again. `Watch` names both.
 #[tokio::test]
 async fn deleting_a_sub_group_makes_its_entry_an_originator_id_decision_3() {
-    let pip = Running::start().await;
+    let pip = Running::start(&config()).await;
     let mut c = pip.client.clone();
     put_group(&mut c, "grpOuter", &["CkidsGrp"]).await;
     put_group(&mut c, "CkidsGrp", &["Cchild"]).await;

@@ -14,12 +14,14 @@
 //! and after a restart on the same store it answers the same roles,
 //! groups, positions and tokens.
 
+mod common;
+
 use authz_pip::PipConfig;
 use authz_proto::pb;
 use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
 use authz_tests::arbitrary::{hostile_f64, mostly, one_of, shown, temp_dir};
-use authz_tests::serving::{Served, serve};
 use chrono::Utc;
+use common::Running;
 use proptest::prelude::*;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -604,31 +606,6 @@ async fn positions_and_tokens(c: &mut Client) -> (Vec<Option<pb::PositionFix>>, 
         .into_inner()
         .tokens;
     (fixes, tokens)
-}
-
-struct Running {
-    client: Client,
-    service: authz_pip::PipService,
-    server: Served,
-}
-
-impl Running {
-    /// The PIP of `config`, served over gRPC on 127.0.0.1.
-    async fn start(config: &PipConfig) -> Self {
-        let service = authz_pip::build(config).await.expect("build");
-        let server = serve(authz_pip::router(service.clone()).await.expect("router")).await;
-        Self {
-            client: PolicyInformationPointClient::new(server.channel().await),
-            service,
-            server,
-        }
-    }
-
-    /// Stops it and waits until its store is closed.
-    async fn stop(self) {
-        self.service.shutdown();
-        self.server.stop().await;
-    }
 }
 
 /// A role `doctor@roles.example.com` of Calice, a token `t1@das.example.com`,

@@ -563,7 +563,8 @@ fn malformed_tokens_are_invalid_arguments_decision_9() {
         format!("eyJhbGciOiJub25lIn0.{payload}."),
         // {"alg":"dir","enc":"A128GCM"}, no encrypted key, a 96-bit IV and
         // a 128-bit tag: what it holds is read once decrypted.
-        "eyJhbGciOiJkaXIiLCJlbmMiOiJBMTI4R0NNIn0..AAAAAAAAAAAAAAAA.dddd.AAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+        "eyJhbGciOiJkaXIiLCJlbmMiOiJBMTI4R0NNIn0..AAAAAAAAAAAAAAAA.dddd.AAAAAAAAAAAAAAAAAAAAAA"
+            .to_owned(),
     ] {
         let mut wire = full_request();
         wire.tokens = vec![good.clone()];
