@@ -44,7 +44,7 @@ pub async fn run(args: DasArgs, tls: &authz_proto::tls::ClientTls) -> Result<()>
         .map_err(|e| crate::serve::store_error(e, &args.data_dir))?;
     let listener = TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
     bannerln!(
         "onem2m-authz DAS {issuer} on {}://{} ({policies} policies, signing key {kid})",
         crate::serve::scheme(server_tls.as_ref()),

@@ -158,7 +158,7 @@ pub struct DynamicArgs {
     #[arg(long)]
     default_das: Option<String>,
     /// Deadline of one DAS call, in milliseconds.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
     das_deadline_ms: u64,
     /// `URL=FILE`: present the secret in FILE (surrounding whitespace
     /// trimmed) as `authorization: Bearer <secret>` when calling Consult and
@@ -334,7 +334,7 @@ pub struct PdpArgs {
     #[arg(long, default_value = "http://127.0.0.1:7174")]
     pip: String,
     /// Deadline of one PIP fetch on a cache miss, in milliseconds.
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..))]
     pip_deadline_ms: u64,
     #[command(flatten)]
     dynamic: DynamicArgs,
@@ -356,12 +356,12 @@ fn metrics(addr: &str, tls: Option<&ServerTls>) -> Result<Option<String>> {
     let addr: SocketAddr = addr
         .parse()
         .with_context(|| format!("--metrics {addr}: not an address"))?;
-    let served = telemetry::install_prometheus(addr, tls)?.local_addr();
+    let served = telemetry::install_prometheus(addr, tls)
+        .with_context(|| format!("--metrics {addr}"))?
+        .local_addr();
     Ok(Some(format!("{}://{served}/metrics", scheme(tls))))
 }
 
-/// The `--data-dir` of a standalone service: `memory` for none, else the
-/// directory, created when missing.
 /// A `--flag URL` the process connects to or hands out: `http://` or
 /// `https://` with a host, checked at start rather than failing, unexplained,
 /// on every connection attempt.
@@ -416,12 +416,18 @@ impl DynamicArgs {
     }
 }
 
+/// The `--data-dir` of a standalone service: `memory` for none, else the
+/// directory, created when missing.
 pub fn data_dir(arg: &str) -> Result<Option<PathBuf>> {
     if arg == "memory" {
         return Ok(None);
     }
+    if arg.is_empty() {
+        anyhow::bail!("--data-dir: empty; give a directory, or memory");
+    }
     let dir = PathBuf::from(arg);
-    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("--data-dir {}: cannot create", dir.display()))?;
     Ok(Some(dir))
 }
 
@@ -597,8 +603,11 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
         None => None,
     };
     let metrics = metrics(&args.metrics, server_tls.as_ref())?;
+    if args.data_dir.as_os_str().is_empty() {
+        anyhow::bail!("--data-dir: empty; give a directory");
+    }
     std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("{}: cannot create", args.data_dir.display()))?;
+        .with_context(|| format!("--data-dir {}: cannot create", args.data_dir.display()))?;
     let dir = args.data_dir.display().to_string();
     let prp = authz_prp::build(&PrpConfig::new(
         Some(args.data_dir.clone()),
@@ -630,7 +639,7 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
     };
     let listener = TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
     let addr = listener.local_addr()?;
     // How this process reaches itself (the PDP its PRP, PIP and DAS; the
     // demo loader its PRP).
@@ -809,7 +818,7 @@ pub async fn prp(args: PrpArgs, tls: &ClientTls) -> Result<()> {
         .map_err(|e| store_error(e, &args.data_dir))?;
     let listener = TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
     bannerln!(
         "onem2m-authz PRP on {}://{}",
         scheme(server_tls.as_ref()),
@@ -848,7 +857,7 @@ pub async fn pdp(args: PdpArgs, tls: &ClientTls) -> Result<()> {
     let pdp = Pdp::start(config)?;
     let listener = TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
     bannerln!(
         "onem2m-authz PDP on {}://{} following {}",
         scheme(server_tls.as_ref()),
@@ -881,7 +890,7 @@ pub async fn pip(args: PipArgs, tls: &ClientTls) -> Result<()> {
         .map_err(|e| store_error(e, &args.data_dir))?;
     let listener = TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
     bannerln!(
         "onem2m-authz PIP on {}://{}",
         scheme(server_tls.as_ref()),

@@ -297,8 +297,37 @@ fn start_prp(data: &Path, listen: &str) -> (Proc, String) {
 fn bad_url_and_identity_flags_stop_the_process_naming_the_flag() {
     let dir = tempdir("bad-flags");
     let data = dir.path().to_str().unwrap();
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 14] = [
         (&["pdp", "--prp", "notaurl"], "--prp notaurl"),
+        // A deadline of zero would time every fetch out.
+        (&["pdp", "--pip-deadline-ms", "0"], "--pip-deadline-ms"),
+        (
+            &[
+                "pdp",
+                "--das",
+                "http://127.0.0.1:1",
+                "--das-deadline-ms",
+                "0",
+            ],
+            "--das-deadline-ms",
+        ),
+        // An empty data directory would be the working directory.
+        (&["prp", "--data-dir", ""], "--data-dir"),
+        // Decryption keys need a trusted DAS; a key file must be a JWK Set.
+        (
+            &["pdp", "--token-decryption-keys", "keys.json"],
+            "--token-decryption-keys keys.json: no --das",
+        ),
+        (
+            &[
+                "pdp",
+                "--das",
+                "http://127.0.0.1:1",
+                "--token-decryption-keys",
+                "Cargo.toml",
+            ],
+            "--token-decryption-keys Cargo.toml",
+        ),
         (&["pdp", "--pip", "127.0.0.1:7174"], "--pip 127.0.0.1:7174"),
         (&["pdp", "--das", "das.example"], "--das das.example"),
         (&["pdp", "--prp-writer", "all"], "--prp-writer"),
@@ -765,6 +794,66 @@ async fn loadtest_propagation_leaves_no_probe_behind() {
         })
         .await;
     assert_eq!(probe.map(|_| ()).unwrap_err().code(), tonic::Code::NotFound);
+}
+
+/// What an operator meets at start: a metrics port in use names
+/// `--metrics`; an OTLP endpoint that is no URL is refused before anything
+/// starts, naming the variable; an empty `RUST_LOG` (as `Environment=RUST_LOG=`
+/// sets it) logs at `info`, not errors only.
+#[test]
+fn start_up_errors_name_their_flag_and_an_empty_rust_log_means_info() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let pdp = |env: &[(&str, &str)], metrics: &str| {
+        Command::new(env!("CARGO_BIN_EXE_authz"))
+            .args(["pdp", "--listen", "127.0.0.1:0", "--pip", "off"])
+            .args(["--prp", "http://127.0.0.1:1", "--metrics", metrics])
+            .envs(env.iter().copied())
+            .output()
+            .expect("run authz")
+    };
+    let out = pdp(&[], &addr);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("--metrics {addr}")), "{err}");
+    for bad in ["notaurl", "ftp://collector.example"] {
+        let out = pdp(&[("OTEL_EXPORTER_OTLP_ENDPOINT", bad)], "off");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{err}");
+    }
+    // Empty RUST_LOG and OTEL_EXPORTER_OTLP_ENDPOINT: as if unset, so the
+    // PDP starts, without export, and logs (here, its PRP is unreachable)
+    // rather than staying silent.
+    let (_pdp, _url, lines) = start_with_output(
+        &[
+            "pdp",
+            "--listen",
+            "127.0.0.1:0",
+            "--pip",
+            "off",
+            "--metrics",
+            "off",
+            "--prp",
+            "http://127.0.0.1:1",
+        ],
+        &[("RUST_LOG", ""), ("OTEL_EXPORTER_OTLP_ENDPOINT", "")],
+        "PDP on",
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let logged = loop {
+        match lines.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) if line.contains("PRP watch failed") => break Some(line),
+            _ if Instant::now() > deadline => break None,
+            _ => {}
+        }
+    };
+    let line = logged.expect("a WARN line with an empty RUST_LOG");
+    // Each cause once (it used to read "tcp connect error: tcp connect error").
+    assert!(
+        !line.contains("tcp connect error: tcp connect error"),
+        "{line}"
+    );
 }
 
 /// A flag out of range is a clear error with exit code 2, not a panic

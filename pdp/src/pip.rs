@@ -572,9 +572,9 @@ impl PipCache {
                     // A PIP started alongside may not listen yet; after that
                     // an operator should hear of it: nothing is cached.
                     if failures > 3 {
-                        tracing::warn!(pip = %self.endpoint, error = %e, "PIP watch failed; attributes are fetched on every miss until it is back");
+                        tracing::warn!(pip = %self.endpoint, error = %authz_proto::endpoint::status_chain(&e), "PIP watch failed; attributes are fetched on every miss until it is back");
                     } else {
-                        tracing::debug!(pip = %self.endpoint, error = %e, "PIP watch failed");
+                        tracing::debug!(pip = %self.endpoint, error = %authz_proto::endpoint::status_chain(&e), "PIP watch failed");
                     }
                 }
             }

@@ -725,8 +725,13 @@ impl Replica {
         loop {
             match self.watch_once(&endpoint, &mut backoff).await {
                 Ok(()) => tracing::warn!(%endpoint, "PRP ended the watch stream"),
-                // `{:#}`: the causes too (an invalid URL, a refused connection).
-                Err(e) => tracing::warn!(%endpoint, error = format!("{e:#}"), "PRP watch failed"),
+                // The causes too (an invalid URL, a refused connection), each
+                // once.
+                Err(e) => tracing::warn!(
+                    %endpoint,
+                    error = %authz_proto::endpoint::error_chain(e.as_ref()),
+                    "PRP watch failed"
+                ),
             }
             self.set_connected(false);
             telemetry::record_staleness(self.status().staleness);

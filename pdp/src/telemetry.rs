@@ -102,8 +102,8 @@ pub fn install_prometheus(
         .transpose()
         .map_err(|e| anyhow::anyhow!("metrics endpoint TLS: {e}"))?;
     let recorder = PrometheusBuilder::new().build_recorder();
-    let listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| anyhow::anyhow!("metrics listener on {addr}: {e}"))?;
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen: {e}"))?;
     let handle = MetricsHandle {
         prometheus: recorder.handle(),
         local_addr: listener.local_addr()?,
@@ -239,6 +239,11 @@ pub fn init_tracing(service_name: &str) -> anyhow::Result<TracingGuard> {
     init_tracing_with_tls(service_name, &authz_proto::tls::ClientTls::default())
 }
 
+/// An environment variable that is set and not empty.
+fn non_empty_var(name: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
+}
+
 /// [`init_tracing`], verifying an `https://` collector against the webpki
 /// roots and the extra roots of `tls` (an `http://` one stays plain text).
 pub fn init_tracing_with_tls(
@@ -246,17 +251,31 @@ pub fn init_tracing_with_tls(
     tls: &authz_proto::tls::ClientTls,
 ) -> anyhow::Result<TracingGuard> {
     use opentelemetry_otlp::WithTonicConfig;
-    // An unset RUST_LOG means `info`; one that does not parse is said, once
-    // the subscriber is up, rather than dropped in silence.
-    let (filter, bad_filter) = match EnvFilter::try_from_default_env() {
-        Ok(filter) => (filter, None),
-        Err(e) => {
-            let set = std::env::var_os(EnvFilter::DEFAULT_ENV).is_some();
-            (EnvFilter::new("info"), set.then(|| e.to_string()))
-        }
+    // An unset or empty RUST_LOG (`Environment=RUST_LOG=`) means `info`,
+    // not errors only; one that does not parse is said, once the subscriber
+    // is up, rather than dropped in silence.
+    let (filter, bad_filter) = match non_empty_var(EnvFilter::DEFAULT_ENV) {
+        None => (EnvFilter::new("info"), None),
+        Some(_) => match EnvFilter::try_from_default_env() {
+            Ok(filter) => (filter, None),
+            Err(e) => (EnvFilter::new("info"), Some(e.to_string())),
+        },
     };
-    let provider = match std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT") {
-        Some(_) => {
+    // Unset or empty: no export (OpenTelemetry reads an empty variable as
+    // unset). Otherwise an http(s) URL, checked before anything starts.
+    let provider = match non_empty_var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        Some(endpoint) => {
+            let endpoint = endpoint.to_string_lossy();
+            let ok = endpoint
+                .parse::<tonic::codegen::http::Uri>()
+                .is_ok_and(|u| {
+                    matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+                });
+            if !ok {
+                anyhow::bail!(
+                    "OTEL_EXPORTER_OTLP_ENDPOINT {endpoint:?}: not an http:// or https:// URL of an OTLP collector"
+                );
+            }
             // Without a configuration of ours the exporter's TLS trusts no
             // root at all; tonic uses it for https:// only.
             let exporter = opentelemetry_otlp::SpanExporter::builder()

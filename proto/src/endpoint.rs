@@ -67,9 +67,39 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// A failed call in one line: its code, its message, then each cause of
+/// its source that the line does not say yet (tonic's own `Display` of a
+/// status dumps the source's debug form).
+pub fn status_chain(s: &tonic::Status) -> String {
+    let mut text = format!("{:?}: {}", s.code(), s.message());
+    let mut source = std::error::Error::source(s);
+    while let Some(e) = source {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = e.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_says_its_code_message_and_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let s = tonic::Status::from_error(Box::new(io));
+        let line = status_chain(&s);
+        assert!(line.starts_with("Unknown: connection refused"), "{line}");
+        assert_eq!(line.matches("connection refused").count(), 1, "{line}");
+        assert_eq!(
+            status_chain(&tonic::Status::unavailable("PIP down")),
+            "Unavailable: PIP down"
+        );
+    }
 
     #[test]
     fn only_http_urls_with_a_host() {
