@@ -717,6 +717,8 @@ pub fn decrypt(token: &str, keys: &DecryptionKeys) -> Result<Decrypted, JweError
     decrypt_compact(&jwe, keys)
 }
 
+/// [`decrypt`] of a token already split ([`crate::token::TrustStore`]
+/// reads its header first).
 pub(crate) fn decrypt_compact(
     jwe: &Compact<'_>,
     keys: &DecryptionKeys,
