@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Running;
+use common::{Running, groups_of, is_member};
 use std::path::PathBuf;
 
 use authz_pip::PipConfig;
@@ -1075,33 +1075,6 @@ async fn put_group(
         }),
     })
     .await
-}
-
-async fn groups_of(c: &mut PolicyInformationPointClient<Channel>, originator: &str) -> Vec<String> {
-    c.resolve_attributes(pb::ResolveAttributesRequest {
-        originator: originator.into(),
-        ..Default::default()
-    })
-    .await
-    .expect("resolve")
-    .into_inner()
-    .groups
-}
-
-async fn is_member(
-    c: &mut PolicyInformationPointClient<Channel>,
-    group_id: &str,
-    originator: &str,
-) -> (bool, bool) {
-    let m = c
-        .check_membership(pb::CheckMembershipRequest {
-            group_id: group_id.into(),
-            originator: originator.into(),
-        })
-        .await
-        .expect("check")
-        .into_inner();
-    (m.is_group, m.is_member)
 }
 
 /// TS-0001 9.6.2.1 and 7.2 with Decision 2: a `<group>` resource ID names one

@@ -12,8 +12,7 @@
 
 mod common;
 
-use common::Running;
-use std::time::Duration;
+use common::{ANSWER_WITHIN, Running, groups_of, is_member};
 
 use authz_pip::PipConfig;
 use authz_proto::pb;
@@ -34,10 +33,6 @@ fn config() -> PipConfig {
     c
 }
 
-/// Every answer is awaited under this bound: a cycle that did not end would
-/// fail the test rather than hang it.
-const ANSWER_WITHIN: Duration = Duration::from_secs(10);
-
 async fn put_group(c: &mut PolicyInformationPointClient<Channel>, id: &str, members: &[&str]) {
     c.put_group(pb::PutGroupRequest {
         originator: ADMIN.into(),
@@ -57,39 +52,6 @@ async fn delete_group(c: &mut PolicyInformationPointClient<Channel>, id: &str) {
     })
     .await
     .unwrap_or_else(|e| panic!("delete {id}: {e:?}"));
-}
-
-/// The groups the PIP says contain `originator` (what the PDP and the PRP
-/// ask, `ResolveAttributes`).
-async fn groups_of(c: &mut PolicyInformationPointClient<Channel>, originator: &str) -> Vec<String> {
-    let call = c.resolve_attributes(pb::ResolveAttributesRequest {
-        originator: originator.into(),
-        ..Default::default()
-    });
-    tokio::time::timeout(ANSWER_WITHIN, call)
-        .await
-        .expect("ResolveAttributes answers in time")
-        .expect("resolve")
-        .into_inner()
-        .groups
-}
-
-/// `CheckMembership`: (is a group, is a member).
-async fn is_member(
-    c: &mut PolicyInformationPointClient<Channel>,
-    group_id: &str,
-    originator: &str,
-) -> (bool, bool) {
-    let call = c.check_membership(pb::CheckMembershipRequest {
-        group_id: group_id.into(),
-        originator: originator.into(),
-    });
-    let m = tokio::time::timeout(ANSWER_WITHIN, call)
-        .await
-        .expect("CheckMembership answers in time")
-        .expect("check")
-        .into_inner();
-    (m.is_group, m.is_member)
 }
 
 /// Both APIs agree that `originator` is in exactly `expected` (absolute,
