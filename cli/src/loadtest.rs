@@ -533,6 +533,7 @@ async fn remove_probe(
     originator: &str,
 ) -> Result<()> {
     prp.delete_resource(pb::DeleteResourceRequest {
+        role_ids: Vec::new(),
         originator: originator.to_owned(),
         resource_id: "loadtestProbe".to_owned(),
     })
@@ -544,6 +545,7 @@ async fn remove_probe(
         )
     })?;
     prp.delete_acp(pb::DeleteAcpRequest {
+        role_ids: Vec::new(),
         originator: originator.to_owned(),
         acp_id: "acpLoadtestProbe".to_owned(),
     })

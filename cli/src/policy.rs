@@ -27,6 +27,11 @@ pub struct PolicyArgs {
     /// deleting an ACP its selfPrivileges (README, PRP).
     #[arg(long, global = true, default_value = "CAdmin")]
     originator: String,
+    /// A Role-ID the originator claims (`issuerRelativeID@issuerID`;
+    /// repeatable): a rule naming it grants the writes when the PRP's PIP
+    /// verifies it for the originator (TS-0003 7.4.3).
+    #[arg(long = "role-id", global = true, value_name = "ROLE_ID")]
+    role_ids: Vec<String>,
     #[command(subcommand)]
     command: PolicyCommand,
 }
@@ -64,6 +69,10 @@ pub async fn run(args: PolicyArgs, tls: &ClientTls) -> Result<()> {
 }
 
 async fn command(args: PolicyArgs, tls: &ClientTls) -> Result<()> {
+    for (i, r) in args.role_ids.iter().enumerate() {
+        authz_core::ids::check_role_id(r)
+            .map_err(|e| anyhow!("--role-id {r} (#{}): {e}", i + 1))?;
+    }
     // A bad file is reported before the PRP is contacted, even when it is down.
     let bundle = match &args.command {
         PolicyCommand::Apply { file } => Some(read_bundle(file)?),
@@ -73,7 +82,7 @@ async fn command(args: PolicyArgs, tls: &ClientTls) -> Result<()> {
     match args.command {
         PolicyCommand::Apply { file } => {
             let bundle = bundle.ok_or_else(|| anyhow!("no bundle read"))?;
-            let applied = apply(&mut client, &args.originator, &bundle)
+            let applied = apply_with_roles(&mut client, &args.originator, &args.role_ids, &bundle)
                 .await
                 .with_context(|| file.display().to_string())?;
             outln!("{applied}");
@@ -110,6 +119,7 @@ async fn command(args: PolicyArgs, tls: &ClientTls) -> Result<()> {
         PolicyCommand::Delete { id } => {
             let r = client
                 .delete_acp(pb::DeleteAcpRequest {
+                    role_ids: args.role_ids,
                     originator: args.originator,
                     acp_id: id.clone(),
                 })
@@ -152,4 +162,4 @@ fn status_error(s: tonic::Status) -> anyhow::Error {
     anyhow!("{}", status_text(&s))
 }
 
-pub use authz_prp::bundle::{Bundle, apply, status_text};
+pub use authz_prp::bundle::{Bundle, apply, apply_with_roles, status_text};

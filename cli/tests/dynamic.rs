@@ -178,6 +178,7 @@ async fn stack_with(name: &str, encrypt: bool) -> Stack {
 /// DAC whose `dap` is `das_url`, and `backDoor`; returns the PRP revision.
 async fn door_lock_with_dac(prp: &mut PolicyRetrievalPointClient<Channel>, das_url: &str) -> u64 {
     prp.create_acp(pb::CreateAcpRequest {
+        role_ids: Vec::new(),
         originator: "CAdmin".into(),
         acp: Some(acp("acpOwner", "CownerPhone", 63)),
     })
@@ -197,6 +198,7 @@ async fn door_lock_with_dac(prp: &mut PolicyRetrievalPointClient<Channel>, das_u
     for r in [dac, front, resource("backDoor", &["acpOwner"])] {
         revision = prp
             .put_resource(pb::PutResourceRequest {
+                role_ids: Vec::new(),
                 originator: "CAdmin".into(),
                 resource: Some(r),
             })
@@ -271,6 +273,7 @@ async fn direct_grant_becomes_a_dynamic_acp_that_expires_7_3_2_2() {
     };
     s.prp
         .put_resource(pb::PutResourceRequest {
+            role_ids: Vec::new(),
             originator: "CAdmin".into(),
             resource: Some(dac.clone()),
         })
@@ -288,6 +291,7 @@ async fn direct_grant_becomes_a_dynamic_acp_that_expires_7_3_2_2() {
     dac.dac_enabled = Some(true);
     s.prp
         .put_resource(pb::PutResourceRequest {
+            role_ids: Vec::new(),
             originator: "CAdmin".into(),
             resource: Some(dac),
         })

@@ -146,6 +146,7 @@ async fn all_in_one_completes_an_interrupted_demo_load_only() {
     let deleted = prp_client(&url)
         .await
         .delete_resource(pb::DeleteResourceRequest {
+            role_ids: Vec::new(),
             originator: "CAdmin".into(),
             resource_id: "frontDoor".into(),
         })
@@ -262,6 +263,7 @@ async fn start_pdp_following(prp_url: &str) -> (Proc, PolicyDecisionPointClient<
 async fn guest_may_read_the_door(client: &mut PolicyRetrievalPointClient<Channel>) {
     client
         .create_acp(pb::CreateAcpRequest {
+            role_ids: Vec::new(),
             originator: "CAdmin".into(),
             acp: Some(acp("acpDoor", "Cguest", 2)),
         })
@@ -269,6 +271,7 @@ async fn guest_may_read_the_door(client: &mut PolicyRetrievalPointClient<Channel
         .unwrap();
     client
         .put_resource(pb::PutResourceRequest {
+            role_ids: Vec::new(),
             originator: "CAdmin".into(),
             resource: Some(resource("door", &["acpDoor"])),
         })
@@ -397,6 +400,7 @@ async fn prp_takes_dynamic_acp_originators_from_its_flag() {
     let mut client = prp_client(&url).await;
     client
         .put_resource(pb::PutResourceRequest {
+            role_ids: Vec::new(),
             originator: "CAdmin".into(),
             resource: Some(resource("cnt", &[])),
         })
@@ -447,6 +451,7 @@ async fn prp_killed_with_sigkill_loses_no_acknowledged_write() {
         let id = format!("acp{i}");
         let rev = client
             .create_acp(pb::CreateAcpRequest {
+                role_ids: Vec::new(),
                 originator: "CAdmin".into(),
                 acp: Some(acp(&id, "Cx", 2)),
             })
@@ -495,6 +500,7 @@ async fn a_pdp_follows_a_prp_restored_from_a_backup_into_its_new_history() {
     let port = port_of(&prp_url);
     let mut client = prp_client(&prp_url).await;
     let put_acp = |who: &'static str| pb::UpdateAcpRequest {
+        role_ids: Vec::new(),
         originator: "CAdmin".into(),
         acp: Some(acp("acpDoor", who, 2)),
     };
@@ -576,6 +582,7 @@ async fn pdp_decides_while_the_prp_is_down_and_catches_up_after() {
     let mut client = prp_client(&prp_url).await;
     client
         .update_acp(pb::UpdateAcpRequest {
+            role_ids: Vec::new(),
             originator: "CAdmin".into(),
             acp: Some(acp("acpDoor", "Cguest", 0)),
         })
@@ -1203,12 +1210,14 @@ async fn prp_writes_by_a_group_are_its_members_decision_3() {
         authz_proto::convert::acp_to_pb(&model).unwrap()
     };
     prp.create_acp(pb::CreateAcpRequest {
+        role_ids: Vec::new(),
         originator: "CAdmin".into(),
         acp: Some(by_the_group(2)),
     })
     .await
     .expect("the admin creates acpG");
     let update = |who: &str, acop: u32| pb::UpdateAcpRequest {
+        role_ids: Vec::new(),
         originator: who.into(),
         acp: Some(by_the_group(acop)),
     };
@@ -1225,4 +1234,98 @@ async fn prp_writes_by_a_group_are_its_members_decision_3() {
         .await
         .expect_err("no member");
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+}
+
+/// TS-0003 7.4.3 at the PRP: a write may claim Role-IDs, and a rule naming
+/// one grants the write when the PIP verifies it for the writer (a trusted
+/// issuer, the writer as holder, valid now); an unclaimed, a foreign or an
+/// expired role grants nothing. `authz policy --role-id` carries the claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prp_writes_count_the_roles_the_pip_verifies_7_4_3() {
+    const ISSUER: &str = "//roles.home.example/CAuthority";
+    const EDITOR: &str = "editor@roles.home.example";
+    let data = tempdir("prp-roles");
+    let (_up, url) = start_up(data.path(), &["--no-demo", "--trusted-issuer", ISSUER], &[]);
+    let mut pip = PolicyInformationPointClient::new(channel(&url).await);
+    let now = chrono::Utc::now();
+    let ts = |t: chrono::DateTime<chrono::Utc>| Some(authz_proto::convert::timestamp_to_pb(&t));
+    for (holder, from, to) in [
+        (
+            "Cmom",
+            now - chrono::Duration::hours(1),
+            now + chrono::Duration::hours(1),
+        ),
+        (
+            "Cdad",
+            now - chrono::Duration::hours(2),
+            now - chrono::Duration::hours(1),
+        ),
+    ] {
+        pip.create_role(pb::CreateRoleRequest {
+            originator: "CAdmin".into(),
+            role: Some(pb::Role {
+                role_id: EDITOR.into(),
+                issuer: ISSUER.into(),
+                holder: holder.into(),
+                not_before: ts(from),
+                not_after: ts(to),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("role of {holder}: {e:?}"));
+    }
+    let mut prp = prp_client(&url).await;
+    let acp = |acop: u32| {
+        let text = format!(
+            r#"{{"ri": "acpR", "pv": {{"acr": [{{"acor": ["CAdmin"], "acop": {acop}}}]}},
+                "pvs": {{"acr": [{{"acor": ["{EDITOR}"], "acop": 63}}]}}}}"#
+        );
+        let model = authz_core::json::parse_policies(&text).unwrap().remove(0);
+        authz_proto::convert::acp_to_pb(&model).unwrap()
+    };
+    prp.create_acp(pb::CreateAcpRequest {
+        originator: "CAdmin".into(),
+        acp: Some(acp(2)),
+        role_ids: Vec::new(),
+    })
+    .await
+    .expect("the admin creates acpR");
+    let update = |who: &str, roles: &[&str]| pb::UpdateAcpRequest {
+        originator: who.into(),
+        acp: Some(acp(6)),
+        role_ids: roles.iter().map(|r| (*r).to_owned()).collect(),
+    };
+    for (who, roles, why) in [
+        ("Cmom", &[][..], "the role not claimed"),
+        ("Cdad", &[EDITOR][..], "an expired role"),
+        ("Cstranger", &[EDITOR][..], "a role of others"),
+    ] {
+        let e = prp.update_acp(update(who, roles)).await.expect_err(why);
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{why}: {e:?}");
+    }
+    prp.update_acp(update("Cmom", &[EDITOR]))
+        .await
+        .expect("the holder of a valid role claims it");
+
+    // The CLI carries the claim (`--role-id`, repeatable).
+    let policy = |roles: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_authz"));
+        cmd.args(["policy", "--prp", &url, "--originator", "Cmom"]);
+        for r in roles {
+            cmd.args(["--role-id", r]);
+        }
+        cmd.args(["delete", "acpR"]).output().expect("run authz")
+    };
+    let out = policy(&[]);
+    assert_eq!(out.status.code(), Some(2), "without the role");
+    let out = policy(&["not a role id"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--role-id"));
+    let out = policy(&[EDITOR]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

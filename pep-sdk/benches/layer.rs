@@ -67,6 +67,7 @@ async fn setup() -> anyhow::Result<Setup> {
     };
     client
         .create_acp(pb::CreateAcpRequest {
+            role_ids: Vec::new(),
             originator: "CAdmin".into(),
             acp: Some(pb::AccessControlPolicy {
                 resource_id: Some("acpFrontDoor".into()),
@@ -82,6 +83,7 @@ async fn setup() -> anyhow::Result<Setup> {
         .await?;
     let revision = client
         .put_resource(pb::PutResourceRequest {
+            role_ids: Vec::new(),
             originator: "CAdmin".into(),
             resource: Some(pb::TargetResource {
                 resource_id: "frontDoor".into(),

@@ -80,6 +80,7 @@ async fn door_policy(prp: &mut PolicyRetrievalPointClient<Channel>, acop: u32) -
         .is_ok();
     if exists {
         prp.update_acp(pb::UpdateAcpRequest {
+            role_ids: Vec::new(),
             originator: ADMIN.into(),
             acp: Some(acp),
         })
@@ -87,6 +88,7 @@ async fn door_policy(prp: &mut PolicyRetrievalPointClient<Channel>, acop: u32) -
         .expect("update");
     } else {
         prp.create_acp(pb::CreateAcpRequest {
+            role_ids: Vec::new(),
             originator: ADMIN.into(),
             acp: Some(acp),
         })
@@ -95,6 +97,7 @@ async fn door_policy(prp: &mut PolicyRetrievalPointClient<Channel>, acop: u32) -
     }
     let record = prp
         .put_resource(pb::PutResourceRequest {
+            role_ids: Vec::new(),
             originator: ADMIN.into(),
             resource: Some(pb::TargetResource {
                 resource_id: "door".into(),

@@ -256,6 +256,17 @@ pub async fn apply(
     originator: &str,
     bundle: &Bundle,
 ) -> Result<Applied, ApplyError> {
+    apply_with_roles(prp, originator, &[], bundle).await
+}
+
+/// [`apply`] by an originator that also claims `role_ids`, which count
+/// where the PRP's PIP verifies them (TS-0003 7.4.3).
+pub async fn apply_with_roles(
+    prp: &mut PolicyRetrievalPointClient<Channel>,
+    originator: &str,
+    role_ids: &[String],
+    bundle: &Bundle,
+) -> Result<Applied, ApplyError> {
     let mut done = Applied::default();
     // Before any write: the ACPs that do not exist yet must pass as a
     // Create, so that a bundle is not left half applied for a reason known
@@ -312,6 +323,7 @@ pub async fn apply(
             prp.create_acp(pb::CreateAcpRequest {
                 originator: originator.to_owned(),
                 acp: Some(wire.clone()),
+                role_ids: role_ids.to_vec(),
             })
             .await
         };
@@ -327,6 +339,7 @@ pub async fn apply(
                     .update_acp(pb::UpdateAcpRequest {
                         originator: originator.to_owned(),
                         acp: Some(wire),
+                        role_ids: role_ids.to_vec(),
                     })
                     .await
                     .map_err(|s| refused(s, done.clone()))?
@@ -343,6 +356,7 @@ pub async fn apply(
             .put_resource(pb::PutResourceRequest {
                 originator: originator.to_owned(),
                 resource: Some(resource_to_pb(r)),
+                role_ids: role_ids.to_vec(),
             })
             .await
             .map_err(|status| ApplyError::Refused {

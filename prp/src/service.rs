@@ -78,8 +78,8 @@ use authz_core::resources::{
     fixed_attribute_changes,
 };
 use authz_core::{
-    Applicable, CompiledAcp, DecideOptions, DecisionRequest, HostingContext, NoAttributes,
-    Operation, PrivilegeKind, ValidationErrors, decide,
+    Applicable, CompiledAcp, DecideOptions, DecisionRequest, HostingContext, Operation,
+    PrivilegeKind, ValidationErrors, decide,
 };
 use authz_proto::convert::{
     ConversionError, acp_from_pb, acp_to_pb, echo, field_status, is_usable_id, set_of_acrs_from_pb,
@@ -660,12 +660,16 @@ impl PrpService {
 
     /// The attributes `originator` writes with: none for the admin, who
     /// passes every check.
-    async fn writer_attributes(&self, originator: &str) -> Result<WriterAttributes, Status> {
+    async fn writer_attributes(
+        &self,
+        originator: &str,
+        role_ids: &[String],
+    ) -> Result<WriterAttributes, Status> {
         match self.inner.writers.get() {
             Some(writers) if !self.is_admin(originator) => {
-                writers.of(originator, &self.inner.hosting).await
+                writers.of(originator, role_ids, &self.inner.hosting).await
             }
-            _ => Ok(WriterAttributes::NoGroups(NoAttributes)),
+            _ => Ok(WriterAttributes::none()),
         }
     }
 
@@ -882,7 +886,8 @@ impl PrpService {
             attrs.source(),
             &DecideOptions {
                 explain: true,
-                granted_roles: &[],
+                // Verified by the PIP already (TS-0003 7.4.3).
+                granted_roles: attrs.verified_roles(),
             },
         );
         if decision.effect == Effect::Permit {
@@ -1021,7 +1026,9 @@ impl PolicyRetrievalPoint for PrpService {
         check_create(&acp)
             .map_err(|e| invalid_argument(&acp_validation_errors(e, req.acp.as_ref())))?;
         // Before the write lock: a slow PIP holds up no other write.
-        let attrs = self.writer_attributes(&req.originator).await?;
+        let attrs = self
+            .writer_attributes(&req.originator, &req.role_ids)
+            .await?;
         let guard = self.lock_writes().await;
         // The store's own precondition, checked again when it commits: the
         // ID must not name an ACP, a dynamic ACP or a resource (a request
@@ -1093,7 +1100,9 @@ impl PolicyRetrievalPoint for PrpService {
         check_originator(&req.originator)?;
         let (id, mut acp) = acp_input(req.acp.as_ref()).map_err(|e| invalid_argument(&e))?;
         // Before the write lock: a slow PIP holds up no other write.
-        let attrs = self.writer_attributes(&req.originator).await?;
+        let attrs = self
+            .writer_attributes(&req.originator, &req.role_ids)
+            .await?;
         let guard = self.lock_writes().await;
         let Some(stored) = self.read(|s| s.acps.get(&id).cloned()) else {
             return Err(Status::not_found(format!("ACP {id} not found")));
@@ -1189,7 +1198,9 @@ impl PolicyRetrievalPoint for PrpService {
         check_id_field(&req.acp_id, "acp_id")?;
         let id = self.held_id(req.acp_id);
         // Before the write lock: a slow PIP holds up no other write.
-        let attrs = self.writer_attributes(&req.originator).await?;
+        let attrs = self
+            .writer_attributes(&req.originator, &req.role_ids)
+            .await?;
         let guard = self.lock_writes().await;
         let Some(stored) = self.read(|s| s.acps.get(&id).cloned()) else {
             return Err(Status::not_found(format!("ACP {id} not found")));
@@ -1296,7 +1307,9 @@ impl PolicyRetrievalPoint for PrpService {
         }
         let id = resource.resource_id.clone();
         // Before the write lock: a slow PIP holds up no other write.
-        let attrs = self.writer_attributes(&req.originator).await?;
+        let attrs = self
+            .writer_attributes(&req.originator, &req.role_ids)
+            .await?;
         let guard = self.lock_writes().await;
         // A dynamic ACP is a grant bound to its target (Decision 7), not a
         // policy other resources can reference: named in an `acpi` it would
@@ -1530,7 +1543,9 @@ impl PolicyRetrievalPoint for PrpService {
         check_id_field(&req.resource_id, "resource_id")?;
         let id = self.held_id(req.resource_id);
         // Before the write lock: a slow PIP holds up no other write.
-        let attrs = self.writer_attributes(&req.originator).await?;
+        let attrs = self
+            .writer_attributes(&req.originator, &req.role_ids)
+            .await?;
         let guard = self.lock_writes().await;
         if !self.read(|s| s.resources.contains_key(&id)) {
             return Err(Status::not_found(format!("resource {id} not found")));

@@ -12,9 +12,12 @@
 //! PIP, or from one without `ListGroups`, no ID is a group (as for a PDP
 //! with `--pip off`).
 //!
+//! A write may claim Role-IDs (`role_ids`): the PIP verifies them in the
+//! same call (TS-0003 7.4.3), and a verified one counts as the writer's
+//! role; without a PIP, none does.
+//!
 //! Not asked: members given as the resource ID of an `<AE>` or
-//! `<remoteCSE>` (the PDP counts them; here they admit no write), and
-//! roles (a write carries no Role-IDs).
+//! `<remoteCSE>` (the PDP counts them; here they admit no write).
 
 use std::time::Duration;
 
@@ -34,21 +37,41 @@ pub(crate) struct WriterGroups {
     pip: Option<(String, PolicyInformationPointClient<Channel>)>,
 }
 
-/// The groups of one writer, as a decision's attribute source.
-pub(crate) enum WriterAttributes {
+/// The groups of one writer, as a decision's attribute source, and the
+/// Role-IDs the PIP verified for it.
+pub(crate) struct WriterAttributes {
+    groups: Groups,
+    roles: Vec<String>,
+}
+
+enum Groups {
     /// No PIP: no ID is a group.
-    NoGroups(NoAttributes),
+    None(NoAttributes),
     /// What the PIP said.
     Listed(Box<InMemoryAttributes>),
 }
 
 impl WriterAttributes {
+    /// No groups and no roles (the admin's, or without a PIP).
+    pub(crate) fn none() -> Self {
+        Self {
+            groups: Groups::None(NoAttributes),
+            roles: Vec::new(),
+        }
+    }
+
     /// As an attribute source.
     pub(crate) fn source(&self) -> &dyn AttributeSource {
-        match self {
-            Self::NoGroups(none) => none,
-            Self::Listed(listed) => listed.as_ref(),
+        match &self.groups {
+            Groups::None(none) => none,
+            Groups::Listed(listed) => listed.as_ref(),
         }
+    }
+
+    /// The claimed Role-IDs the PIP verified for the writer (TS-0003
+    /// 7.4.3): they count as its roles.
+    pub(crate) fn verified_roles(&self) -> &[String] {
+        &self.roles
     }
 }
 
@@ -76,10 +99,11 @@ impl WriterGroups {
     pub(crate) async fn of(
         &self,
         originator: &str,
+        role_ids: &[String],
         hosting: &HostingContext,
     ) -> Result<WriterAttributes, Status> {
         let Some((endpoint, client)) = &self.pip else {
-            return Ok(WriterAttributes::NoGroups(NoAttributes));
+            return Ok(WriterAttributes::none());
         };
         let unavailable = |e: Status| {
             Status::unavailable(format!(
@@ -93,32 +117,50 @@ impl WriterGroups {
             .list_groups(bounded(pb::ListGroupsRequest { ids_only: true }))
             .await
         {
-            Ok(listing) => listing.into_inner().groups,
+            Ok(listing) => Some(listing.into_inner().groups),
             // A PIP that cannot list its groups keeps no group IDs, as a
             // PDP reads it: no ID is a group.
-            Err(e) if e.code() == tonic::Code::Unimplemented => {
-                return Ok(WriterAttributes::NoGroups(NoAttributes));
-            }
+            Err(e) if e.code() == tonic::Code::Unimplemented => None,
             Err(e) => return Err(unavailable(e)),
         };
-        let containing = client
+        if groups.is_none() && role_ids.is_empty() {
+            return Ok(WriterAttributes::none());
+        }
+        let resolved = client
             .resolve_attributes(bounded(pb::ResolveAttributesRequest {
                 originator: originator.to_owned(),
+                role_ids: role_ids.to_vec(),
                 ..Default::default()
             }))
             .await
             .map_err(unavailable)?
-            .into_inner()
-            .groups;
+            .into_inner();
+        // A claimed role counts when the PIP verifies it: issued by a
+        // trusted authority to this originator, valid now (TS-0003 7.4.3).
+        let roles = resolved
+            .roles
+            .into_iter()
+            .filter(|v| v.verified && role_ids.contains(&v.role_id))
+            .map(|v| v.role_id)
+            .collect();
+        let Some(groups) = groups else {
+            return Ok(WriterAttributes {
+                groups: Groups::None(NoAttributes),
+                roles,
+            });
+        };
         let absolute = hosting
             .canonicalize(originator)
             .map_err(|e| Status::invalid_argument(format!("originator: {e}")))?;
         let mut attrs = InMemoryAttributes::new();
         for g in groups {
-            let member = containing.contains(&g.group_id);
+            let member = resolved.groups.contains(&g.group_id);
             attrs = attrs.with_group(&g.group_id, member.then_some(absolute.as_ref()));
         }
-        Ok(WriterAttributes::Listed(Box::new(attrs)))
+        Ok(WriterAttributes {
+            groups: Groups::Listed(Box::new(attrs)),
+            roles,
+        })
     }
 }
 

@@ -249,6 +249,7 @@ async fn a_write_cancelled_mid_commit_reaches_reads_and_watchers() {
     cancel_mid_commit(
         &slow,
         service.delete_acp(tonic::Request::new(pb::DeleteAcpRequest {
+            role_ids: Vec::new(),
             originator: ADMIN.into(),
             acp_id: "acp1".into(),
         })),
@@ -316,6 +317,7 @@ async fn writes_past_their_deadline_reach_reads_and_watchers_over_grpc() {
             client.create_acp(req).await.map(|_| ())
         } else {
             let mut req = tonic::Request::new(pb::DeleteAcpRequest {
+                role_ids: Vec::new(),
                 originator: ADMIN.into(),
                 acp_id: format!("a{}", i / 2),
             });

@@ -35,6 +35,7 @@ async fn empty_ids_are_invalid_arguments() {
     assert_eq!(violations(&get), ["acp_id"]);
     let delete = c
         .delete_resource(pb::DeleteResourceRequest {
+            role_ids: Vec::new(),
             originator: ADMIN.into(),
             resource_id: String::new(),
         })
@@ -91,6 +92,7 @@ async fn acp_create_get_list_update_delete() {
     new.self_privileges = None;
     let updated = c
         .update_acp(pb::UpdateAcpRequest {
+            role_ids: Vec::new(),
             originator: ADMIN.into(),
             acp: Some(new),
         })
@@ -112,6 +114,7 @@ async fn acp_create_get_list_update_delete() {
 
     let missing = c
         .update_acp(pb::UpdateAcpRequest {
+            role_ids: Vec::new(),
             originator: ADMIN.into(),
             acp: Some(acp("nope", &["x"], &[ADMIN], ALL)),
         })
@@ -121,6 +124,7 @@ async fn acp_create_get_list_update_delete() {
 
     let deleted = c
         .delete_acp(pb::DeleteAcpRequest {
+            role_ids: Vec::new(),
             originator: ADMIN.into(),
             acp_id: "acp1".into(),
         })
@@ -225,6 +229,7 @@ async fn create_without_pvs_rule_is_invalid_ts0004_7_4_2_2_1() {
     wipe.self_privileges = Some(set(vec![]));
     let err = c
         .update_acp(pb::UpdateAcpRequest {
+            role_ids: Vec::new(),
             originator: ADMIN.into(),
             acp: Some(wipe),
         })
@@ -301,6 +306,7 @@ async fn adri_and_apri_need_a_null_pv_ts0001_9_6_2_0() {
         }
         let err = c
             .update_acp(pb::UpdateAcpRequest {
+                role_ids: Vec::new(),
                 originator: ADMIN.into(),
                 acp: Some(update),
             })
@@ -345,6 +351,7 @@ async fn self_privileges_guard_acp_writes() {
 
     // Updating and deleting need UPDATE / DELETE in the stored pvs.
     let update = |originator: &str| pb::UpdateAcpRequest {
+        role_ids: Vec::new(),
         originator: originator.into(),
         acp: Some(acp("acpA", &["CAlice", "CBob"], &["CAlice"], ALL)),
     };
@@ -358,12 +365,14 @@ async fn self_privileges_guard_acp_writes() {
 
     // Alice keeps only RETRIEVE|UPDATE in pvs: she can no longer delete.
     c.update_acp(pb::UpdateAcpRequest {
+        role_ids: Vec::new(),
         originator: "CAlice".into(),
         acp: Some(acp("acpA", &["CAlice"], &["CAlice"], 2 | 4)),
     })
     .await
     .expect("Alice narrows pvs");
     let delete = |originator: &str| pb::DeleteAcpRequest {
+        role_ids: Vec::new(),
         originator: originator.into(),
         acp_id: "acpA".into(),
     };
@@ -529,6 +538,7 @@ async fn create_acp_is_authorized_by_the_parent_ts0001_9_6_2_ts0003_7_1_1() {
     .await
     .expect("cnt");
     c.delete_acp(pb::DeleteAcpRequest {
+        role_ids: Vec::new(),
         originator: ADMIN.into(),
         acp_id: "acpGone".into(),
     })
@@ -789,6 +799,7 @@ async fn new_resource_needs_create_in_its_parent_ts0003_7_1_5() {
             .await
             .expect("the admin may");
         c.delete_resource(pb::DeleteResourceRequest {
+            role_ids: Vec::new(),
             originator: ADMIN.into(),
             resource_id: "orphan".into(),
         })
@@ -947,6 +958,7 @@ async fn acpi_change_needs_update_in_pvs_of_current_acps_ts0001_9_6_1_3_2() {
     // Deleting a resource needs DELETE in its applicable set.
     let err = c
         .delete_resource(pb::DeleteResourceRequest {
+            role_ids: Vec::new(),
             originator: "CCarol".into(),
             resource_id: "cnt2".into(),
         })
@@ -954,6 +966,7 @@ async fn acpi_change_needs_update_in_pvs_of_current_acps_ts0001_9_6_1_3_2() {
         .expect_err("acp2's pv has RETRIEVE only");
     assert_eq!(err.code(), Code::PermissionDenied);
     c.delete_resource(pb::DeleteResourceRequest {
+        role_ids: Vec::new(),
         originator: ADMIN.into(),
         resource_id: "cnt2".into(),
     })
@@ -1344,6 +1357,7 @@ async fn parent_type_and_creator_are_fixed_for_the_admin_and_bundles_ts0001_9_6_
 
     // Delete and register again to change one.
     c.delete_resource(pb::DeleteResourceRequest {
+        role_ids: Vec::new(),
         originator: ADMIN.into(),
         resource_id: "cnt".into(),
     })
@@ -1602,6 +1616,7 @@ async fn reads_and_deletes_of_impossible_ids_are_invalid_arguments_decision_9() 
         assert_eq!(violations(&e), ["resource_id"], "{id:?}: {e:?}");
         let e = c
             .delete_acp(pb::DeleteAcpRequest {
+                role_ids: Vec::new(),
                 originator: ADMIN.into(),
                 acp_id: id.into(),
             })
@@ -1879,6 +1894,7 @@ async fn decision_7_a_dynamic_acp_for_a_content_instance_is_bound_to_it() {
     }
     let err = c
         .delete_resource(pb::DeleteResourceRequest {
+            role_ids: Vec::new(),
             originator: "CBob".into(),
             resource_id: "cnt".into(),
         })
@@ -2058,6 +2074,7 @@ async fn watch_sends_a_snapshot_then_ordered_changes_and_resumes() {
         .await
         .expect("acp2");
     c.delete_acp(pb::DeleteAcpRequest {
+        role_ids: Vec::new(),
         originator: ADMIN.into(),
         acp_id: "acp2".into(),
     })
@@ -2087,6 +2104,7 @@ async fn watch_sends_a_snapshot_then_ordered_changes_and_resumes() {
     assert_eq!(ev.revision, 4);
     assert_eq!(ev.event, Some(Event::AcpDeleted("acp2".into())));
     c.delete_resource(pb::DeleteResourceRequest {
+        role_ids: Vec::new(),
         originator: ADMIN.into(),
         resource_id: "cb".into(),
     })
@@ -2361,6 +2379,7 @@ async fn a_deleted_parent_id_is_not_free_for_others_ts0001_10_2_3_1() {
     }
     // Alice, the creator, deletes her container; its contentInstance stays.
     c.delete_resource(pb::DeleteResourceRequest {
+        role_ids: Vec::new(),
         originator: "CAlice".into(),
         resource_id: "cntA".into(),
     })
@@ -2397,6 +2416,7 @@ async fn acp_updates_keep_pi_and_what_they_omit_ts0001_9_6_1_3() {
         .await
         .expect("acpCb");
     let update = |acp: pb::AccessControlPolicy| pb::UpdateAcpRequest {
+        role_ids: Vec::new(),
         originator: "CBob".into(),
         acp: Some(acp),
     };
@@ -2486,6 +2506,7 @@ async fn deleting_a_resource_deletes_its_dynamic_acps_ts0003_7_3_2_2() {
 
     let deleted = c
         .delete_resource(pb::DeleteResourceRequest {
+            role_ids: Vec::new(),
             originator: ADMIN.into(),
             resource_id: "cnt".into(),
         })
@@ -3139,6 +3160,7 @@ async fn a_write_that_cannot_learn_the_groups_is_unavailable_decision_3() {
     let before = stored_state(c).await;
     let err = c
         .update_acp(pb::UpdateAcpRequest {
+            role_ids: Vec::new(),
             originator: "CAlice".into(),
             acp: Some(acp("acp1", &["CAlice"], &["CAlice"], ALL)),
         })
@@ -3148,6 +3170,7 @@ async fn a_write_that_cannot_learn_the_groups_is_unavailable_decision_3() {
     assert!(err.message().contains("Decision 3"), "{err:?}");
     assert_eq!(stored_state(c).await, before, "nothing stored");
     c.update_acp(pb::UpdateAcpRequest {
+        role_ids: Vec::new(),
         originator: ADMIN.into(),
         acp: Some(acp("acp1", &["CAlice"], &[ADMIN], ALL)),
     })
@@ -3180,12 +3203,14 @@ async fn a_pip_without_list_groups_keeps_no_group_ids_decision_3() {
     let c = &mut prp.client;
     store_cb_cnt_cin_cnt2(c).await;
     c.update_acp(pb::UpdateAcpRequest {
+        role_ids: Vec::new(),
         originator: ADMIN.into(),
         acp: Some(acp("acp1", &["CAlice"], &["CAlice"], ALL)),
     })
     .await
     .expect("the admin");
     c.update_acp(pb::UpdateAcpRequest {
+        role_ids: Vec::new(),
         originator: "CAlice".into(),
         acp: Some(acp("acp1", &["CAlice", "CBob"], &["CAlice"], ALL)),
     })
@@ -3193,6 +3218,7 @@ async fn a_pip_without_list_groups_keeps_no_group_ids_decision_3() {
     .expect("CAlice is named in pvs: decided, not UNAVAILABLE");
     let err = c
         .update_acp(pb::UpdateAcpRequest {
+            role_ids: Vec::new(),
             originator: "CBob".into(),
             acp: Some(acp("acp1", &["CBob"], &["CBob"], ALL)),
         })
@@ -3246,6 +3272,7 @@ async fn reads_deletes_and_grants_take_any_id_form_of_this_cse_ts0001_7_2() {
         .into_inner();
     assert_eq!(granted.target, "cnt2");
     c.delete_resource(pb::DeleteResourceRequest {
+        role_ids: Vec::new(),
         originator: ADMIN.into(),
         resource_id: "/id-in/cin".into(),
     })

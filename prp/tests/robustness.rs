@@ -515,24 +515,26 @@ fn any_op() -> BoxedStrategy<Op> {
     let acp = || mostly(any_acp().prop_map(Some), Just(None));
     prop_oneof![
         3 => (any_originator(), acp()).prop_map(|(originator, acp)| {
-            Op::CreateAcp(pb::CreateAcpRequest { originator, acp })
+            Op::CreateAcp(pb::CreateAcpRequest { originator, acp, role_ids: Vec::new() })
         }),
         2 => (any_originator(), acp()).prop_map(|(originator, acp)| {
-            Op::UpdateAcp(pb::UpdateAcpRequest { originator, acp })
+            Op::UpdateAcp(pb::UpdateAcpRequest { originator, acp, role_ids: Vec::new() })
         }),
         1 => (any_originator(), any_acp_id()).prop_map(|(originator, acp_id)| {
-            Op::DeleteAcp(pb::DeleteAcpRequest { originator, acp_id })
+            Op::DeleteAcp(pb::DeleteAcpRequest { originator, acp_id, role_ids: Vec::new() })
         }),
         4 => (any_originator(), mostly(any_resource().prop_map(Some), Just(None))).prop_map(
             |(originator, resource)| Op::PutResource(pb::PutResourceRequest {
                 originator,
                 resource,
+                role_ids: Vec::new(),
             })
         ),
         1 => (any_originator(), any_resource_id()).prop_map(|(originator, resource_id)| {
             Op::DeleteResource(pb::DeleteResourceRequest {
                 originator,
                 resource_id,
+                role_ids: Vec::new(),
             })
         }),
         2 => (any_id(), any::<bool>()).prop_map(|(target, updates_acpi)| {

@@ -170,6 +170,7 @@ impl Stack {
         let acp_id = format!("acp-{target}");
         self.prp
             .create_acp(pb::CreateAcpRequest {
+                role_ids: Vec::new(),
                 originator: ADMIN.into(),
                 acp: Some(pb::AccessControlPolicy {
                     resource_id: Some(acp_id.clone()),
@@ -189,6 +190,7 @@ impl Stack {
         let revision = self
             .prp
             .put_resource(pb::PutResourceRequest {
+                role_ids: Vec::new(),
                 originator: ADMIN.into(),
                 resource: Some(pb::TargetResource {
                     resource_id: target.into(),
@@ -225,6 +227,7 @@ impl Stack {
         let revision = self
             .prp
             .put_resource(pb::PutResourceRequest {
+                role_ids: Vec::new(),
                 originator: ADMIN.into(),
                 resource: Some(resource),
             })
@@ -241,6 +244,7 @@ impl Stack {
         let revision = self
             .prp
             .delete_resource(pb::DeleteResourceRequest {
+                role_ids: Vec::new(),
                 originator: ADMIN.into(),
                 resource_id: id.into(),
             })

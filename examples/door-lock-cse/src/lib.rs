@@ -489,6 +489,8 @@ async fn update_acpi(
         .put_resource(pb::PutResourceRequest {
             originator: auth.primitive.fr.clone(),
             resource: Some(resource),
+            // The PRP verifies the request's Role-IDs as the PDP does.
+            role_ids: auth.primitive.rids.clone(),
         })
         .await
     {

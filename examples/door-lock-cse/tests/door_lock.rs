@@ -561,6 +561,7 @@ async fn owner_loses_retrieve(stack: &mut Stack) -> u64 {
     stack
         .prp
         .update_acp(pb::UpdateAcpRequest {
+            role_ids: Vec::new(),
             originator: ADMIN.into(),
             acp: Some(acp),
         })
@@ -831,6 +832,7 @@ async fn set_front_door_pvs(stack: &mut Stack, acor: &[&str]) -> u64 {
     stack
         .prp
         .update_acp(pb::UpdateAcpRequest {
+            role_ids: Vec::new(),
             originator: ADMIN.into(),
             acp: Some(acp),
         })
@@ -971,6 +973,7 @@ async fn discovery_lists_what_the_originator_may_discover_ts0004_7_3_3_14() {
     let revision = stack
         .prp
         .update_acp(pb::UpdateAcpRequest {
+            role_ids: Vec::new(),
             originator: ADMIN.into(),
             acp: Some(acp),
         })

@@ -129,6 +129,7 @@ pub fn resource(
 
 pub fn create_req(originator: &str, acp: pb::AccessControlPolicy) -> pb::CreateAcpRequest {
     pb::CreateAcpRequest {
+        role_ids: Vec::new(),
         originator: originator.into(),
         acp: Some(acp),
     }
@@ -136,6 +137,7 @@ pub fn create_req(originator: &str, acp: pb::AccessControlPolicy) -> pb::CreateA
 
 pub fn put_req(originator: &str, r: pb::TargetResource) -> pb::PutResourceRequest {
     pb::PutResourceRequest {
+        role_ids: Vec::new(),
         originator: originator.into(),
         resource: Some(r),
     }
