@@ -1326,7 +1326,8 @@ impl PolicyRetrievalPoint for PrpService {
                         violation(
                             format!("resource.acpi[{i}]"),
                             format!(
-                                "{a} is a dynamic ACP, a grant bound to {} (Decision 7),                                  not an ACP a resource can reference",
+                                "{a} is a dynamic ACP, a grant bound to {} (Decision 7), \
+                                 not an ACP a resource can reference",
                                 d.target
                             ),
                         )
@@ -1336,6 +1337,39 @@ impl PolicyRetrievalPoint for PrpService {
         });
         if !dynamic_refs.is_empty() {
             return Err(invalid_argument(&dynamic_refs));
+        }
+        // A reference the put adds must name a stored ACP: an `acpi` of
+        // missing ACPs gives its resource no policy at all, and its `acpi`
+        // could then be changed by no one but the admin (an `acpi` change is
+        // judged by the pvs of the ACPs referenced now, spec notes §2.3).
+        // References the resource holds already are kept as they are, so a
+        // put of its other attributes goes through after an ACP's deletion.
+        let missing_refs: Vec<ConversionError> = self.read(|s| {
+            let held: &[String] = s
+                .resources
+                .get(&id)
+                .and_then(|r| r.acpi.as_deref())
+                .unwrap_or_default();
+            resource
+                .acpi
+                .iter()
+                .flatten()
+                .enumerate()
+                .filter(|(_, a)| {
+                    !held.contains(a)
+                        && !s.acps.contains_key(a.as_str())
+                        && !s.acps.contains_key(self.held_id((*a).clone()).as_str())
+                })
+                .map(|(i, a)| {
+                    violation(
+                        format!("resource.acpi[{i}]"),
+                        format!("{a} names no stored ACP; create the ACP first"),
+                    )
+                })
+                .collect()
+        });
+        if !missing_refs.is_empty() {
+            return Err(invalid_argument(&missing_refs));
         }
         // `cr` is read-only once the resource exists (TS-0001 9.6.1.3): a
         // put that leaves it out keeps it, so an unchanged bundle without

@@ -259,7 +259,7 @@ async fn a_write_cancelled_mid_commit_reaches_reads_and_watchers() {
     service
         .put_resource(tonic::Request::new(put_req(
             ADMIN,
-            resource("cnt", "", 3, Some(&["acp1"]), ""),
+            resource("cnt", "", 3, Some(&["acp2"]), ""),
         )))
         .await
         .expect("cnt");

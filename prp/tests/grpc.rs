@@ -3179,6 +3179,53 @@ async fn a_write_that_cannot_learn_the_groups_is_unavailable_decision_3() {
     prp.shutdown().await;
 }
 
+/// An `acpi` change to an ACP that does not exist would leave its resource
+/// with no policy, and its `acpi` changeable by no one but the admin (an
+/// `acpi` change is judged by the pvs of the ACPs referenced now, spec
+/// notes §2.3): a reference a put adds must name a stored ACP
+/// (INVALID_ARGUMENT naming `resource.acpi[i]`, nothing stored). A
+/// reference the resource holds already stays, so its other attributes can
+/// still be put after that ACP is deleted.
+#[tokio::test]
+async fn an_acpi_may_add_only_stored_acps_spec_notes_2_3() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    store_cb_cnt_cin_cnt2(c).await;
+    let before = stored_state(c).await;
+    let err = c
+        .put_resource(put_req(
+            ADMIN,
+            resource("cnt", "cb", 3, Some(&["acp1", "nope"]), "CAlice"),
+        ))
+        .await
+        .expect_err("nope names no ACP");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert_eq!(violations(&err), ["resource.acpi[1]"], "{err:?}");
+    assert_eq!(stored_state(c).await, before, "nothing stored");
+    // Referenced in any ID form of this CSE.
+    c.put_resource(put_req(
+        ADMIN,
+        resource("cnt2", "cb", 3, Some(&["/id-in/acp2"]), "CCreator"),
+    ))
+    .await
+    .expect("acp2, SP-relative");
+    // After acp1's deletion, cnt (which references it) can still be put.
+    c.delete_acp(pb::DeleteAcpRequest {
+        originator: ADMIN.into(),
+        acp_id: "acp1".into(),
+        role_ids: Vec::new(),
+    })
+    .await
+    .expect("delete acp1");
+    c.put_resource(put_req(
+        ADMIN,
+        resource("cnt", "cb", 3, Some(&["acp2", "acp1"]), "CAlice"),
+    ))
+    .await
+    .expect("a reference held already");
+    prp.shutdown().await;
+}
+
 /// Decision 3 at the PRP with a PIP that keeps no group IDs: a PIP without
 /// `ListGroups` (it answers UNIMPLEMENTED, as a server without the PIP
 /// service does) is read as a PDP reads it, with no ID a group, so the
