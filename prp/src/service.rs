@@ -665,6 +665,18 @@ impl PrpService {
         originator: &str,
         role_ids: &[String],
     ) -> Result<WriterAttributes, Status> {
+        let malformed: Vec<ConversionError> = role_ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                authz_core::ids::check_role_id(r)
+                    .err()
+                    .map(|e| violation(format!("role_ids[{i}]"), e.to_string()))
+            })
+            .collect();
+        if !malformed.is_empty() {
+            return Err(invalid_argument(&malformed));
+        }
         match self.inner.writers.get() {
             Some(writers) if !self.is_admin(originator) => {
                 writers.of(originator, role_ids, &self.inner.hosting).await

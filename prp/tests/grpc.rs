@@ -3226,6 +3226,44 @@ async fn an_acpi_may_add_only_stored_acps_spec_notes_2_3() {
     prp.shutdown().await;
 }
 
+/// A claimed Role-ID that is no `issuerRelativeID@issuerID` (spec notes
+/// §7.2) is the writer's invalid argument, naming `role_ids[i]`, and the
+/// write stores nothing; a well-formed one no PIP verifies counts for
+/// nothing (TS-0003 7.4.3).
+#[tokio::test]
+async fn claimed_role_ids_are_checked_and_count_only_verified() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    store_cb_cnt_cin_cnt2(c).await;
+    c.update_acp(pb::UpdateAcpRequest {
+        originator: ADMIN.into(),
+        acp: Some(acp("acp1", &["CAlice"], &["editor@roles.example.com"], ALL)),
+        role_ids: Vec::new(),
+    })
+    .await
+    .expect("the admin");
+    let before = stored_state(c).await;
+    let update = |roles: &[&str]| pb::UpdateAcpRequest {
+        originator: "CAlice".into(),
+        acp: Some(acp("acp1", &["CAlice"], &["CAlice"], ALL)),
+        role_ids: roles.iter().map(|r| (*r).to_owned()).collect(),
+    };
+    let err = c
+        .update_acp(update(&["editor@roles.example.com", "no role"]))
+        .await
+        .expect_err("malformed");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert_eq!(violations(&err), ["role_ids[1]"], "{err:?}");
+    // This PRP asks no PIP: the claim is not verified.
+    let err = c
+        .update_acp(update(&["editor@roles.example.com"]))
+        .await
+        .expect_err("unverified");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    assert_eq!(stored_state(c).await, before, "nothing stored");
+    prp.shutdown().await;
+}
+
 /// Decision 3 at the PRP with a PIP that keeps no group IDs: a PIP without
 /// `ListGroups` (it answers UNIMPLEMENTED, as a server without the PIP
 /// service does) is read as a PDP reads it, with no ID a group, so the
