@@ -19,6 +19,7 @@ use authz_core::token::{
 use authz_das::DasConfig;
 use authz_proto::pb;
 use authz_proto::pb::dynamic_authorization_server_client::DynamicAuthorizationServerClient;
+use authz_tests::arbitrary::temp_path;
 use authz_tests::serving::{Served, serve};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
@@ -35,18 +36,6 @@ const CSE_SECRET: &str = "hosting-cse-secret-0123456789";
 
 fn keys_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/keys")
-}
-
-/// A path not yet created, in a fresh directory `authz-das-grpc-{name}-…`
-/// under the system temp dir; the guard removes that directory and
-/// everything in it when it drops, so keep it bound while the path is used.
-fn temp_dir(name: &str) -> (tempfile::TempDir, PathBuf) {
-    let guard = tempfile::Builder::new()
-        .prefix(&format!("authz-das-grpc-{name}-"))
-        .tempdir()
-        .expect("temp dir");
-    let path = guard.path().join(name);
-    (guard, path)
 }
 
 fn key(kid: &str, alg: &str, name: &str) -> Value {
@@ -766,7 +755,7 @@ async fn callers_and_arguments_are_checked_with_named_fields() {
 
 #[tokio::test]
 async fn issued_tokens_survive_a_restart_and_are_dropped_when_expired() {
-    let (_guard, dir) = temp_dir("restart");
+    let (_guard, dir) = temp_path("das-grpc", "restart");
     let das = Running::start(load(&config_json()), Some(&dir)).await;
     let mut c = das.client.clone();
     let issued = c
@@ -1030,7 +1019,7 @@ fn base64_url_decode(text: &str) -> Vec<u8> {
 
 #[test]
 fn config_errors_name_the_file_and_the_field() {
-    let (_guard, dir) = temp_dir("config");
+    let (_guard, dir) = temp_path("das-grpc", "config");
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("das.json");
     let check = |v: &Value, field: &str| {
@@ -1312,7 +1301,7 @@ fn jti(token: &str) -> String {
 /// reused.
 #[tokio::test]
 async fn repeated_requests_get_the_stored_token_again() {
-    let (_guard, dir) = temp_dir("reuse");
+    let (_guard, dir) = temp_path("das-grpc", "reuse");
     let das = Running::start(load(&config_json()), Some(&dir)).await;
     let mut c = das.client.clone();
     let mut d = dreq("Cguest", pb::Operation::Update, "frontDoor");

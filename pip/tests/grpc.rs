@@ -4,13 +4,14 @@
 
 mod common;
 
-use common::{Running, groups_of, is_member};
 use std::path::PathBuf;
 
 use authz_pip::PipConfig;
 use authz_proto::pb;
 use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
+use authz_tests::arbitrary::temp_path;
 use chrono::{DateTime, Utc};
+use common::{Running, groups_of, is_member};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -21,18 +22,6 @@ const AUTHORITY: &str = "//sp.example.com/id-in/CAuthority";
 
 fn hosting() -> authz_core::HostingContext {
     authz_core::HostingContext::new("//sp.example.com", "/id-in").expect("hosting")
-}
-
-/// A path not yet created, in a fresh directory `authz-pip-grpc-{name}-…`
-/// under the system temp dir; the guard removes that directory and
-/// everything in it when it drops, so keep it bound while the path is used.
-fn temp_dir(name: &str) -> (tempfile::TempDir, PathBuf) {
-    let guard = tempfile::Builder::new()
-        .prefix(&format!("authz-pip-grpc-{name}-"))
-        .tempdir()
-        .expect("temp dir");
-    let path = guard.path().join(name);
-    (guard, path)
 }
 
 fn config(dir: Option<PathBuf>) -> PipConfig {
@@ -822,7 +811,7 @@ async fn watch_streams_changes_in_order_and_resumes() {
 
 #[tokio::test]
 async fn the_store_survives_a_restart() {
-    let (_guard, dir) = temp_dir("durable");
+    let (_guard, dir) = temp_path("pip-grpc", "durable");
     let mut pip = Running::start(&config(Some(dir.clone()))).await;
     pip.client
         .create_role(pb::CreateRoleRequest {
@@ -1281,7 +1270,7 @@ fn write_old_group_rows(path: &std::path::Path, rows: &[(&str, &str)]) {
 /// back after a restart.
 #[tokio::test]
 async fn group_rows_of_older_stores_are_read_and_deleted() {
-    let (_guard, dir) = temp_dir("old-groups");
+    let (_guard, dir) = temp_path("pip-grpc", "old-groups");
     write_old_group_rows(
         &dir.join(authz_pip::REDB_FILE),
         &[
@@ -1574,7 +1563,7 @@ async fn racing_assignments_yield_one_local_token_id_ts_0001_7_1_16() {
 /// durable PIP, still indexed (TS-0003 7.3.2.3 step 6.1.2 after a restart).
 #[tokio::test]
 async fn token_writers_store_local_token_ids_that_survive_a_restart() {
-    let (_guard, dir) = temp_dir("lti");
+    let (_guard, dir) = temp_path("pip-grpc", "lti");
     let mut cfg = config(Some(dir.clone()));
     cfg.token_writers = vec!["CPdp".into()];
     let mut pip = Running::start(&cfg).await;
@@ -2061,7 +2050,7 @@ async fn a_token_link_is_an_any_uri_spec_notes_7_3() {
 /// `token_link`, and neither changes anything.
 #[tokio::test]
 async fn a_roles_token_link_is_updated_ts_0003_7_4_2_3_step_5() {
-    let (_guard, dir) = temp_dir("token-link");
+    let (_guard, dir) = temp_path("pip-grpc", "token-link");
     let mut pip = Running::start(&config(Some(dir.clone()))).await;
     let c = &mut pip.client;
     let created = c

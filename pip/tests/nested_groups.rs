@@ -12,11 +12,10 @@
 
 mod common;
 
-use common::{ANSWER_WITHIN, Running, groups_of, is_member};
-
 use authz_pip::PipConfig;
 use authz_proto::pb;
 use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
+use common::{ANSWER_WITHIN, Running, groups_of, is_member};
 use tokio_stream::StreamExt;
 use tonic::Streaming;
 use tonic::transport::Channel;

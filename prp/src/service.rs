@@ -1367,11 +1367,8 @@ impl PolicyRetrievalPoint for PrpService {
                 .iter()
                 .flatten()
                 .enumerate()
-                .filter(|(_, a)| {
-                    !held.contains(a)
-                        && !s.acps.contains_key(a.as_str())
-                        && !s.acps.contains_key(self.held_id((*a).clone()).as_str())
-                })
+                // Entries are CSE-relative by now, as ACPs are held.
+                .filter(|(_, a)| !held.contains(a) && !s.acps.contains_key(a.as_str()))
                 .map(|(i, a)| {
                     violation(
                         format!("resource.acpi[{i}]"),

@@ -2,10 +2,12 @@
 //! life (also one written before IDs existed, from its first open on), new
 //! for every memory store and for a backend that keeps none.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
 use authz_store::{Backend, Loaded, LoggedChange, Row, Schema, Store, StoreError};
+use common::temp_path;
 use redb::{Database, TableDefinition};
 use serde::{Deserialize, Serialize};
 
@@ -43,18 +45,6 @@ impl Schema for Set {
     }
 }
 
-/// A path not yet created, in a fresh directory `authz-store-id-{name}-…`
-/// under the system temp dir; the guard removes that directory and
-/// everything in it when it drops, so keep it bound while the path is used.
-fn temp_path(name: &str) -> (tempfile::TempDir, PathBuf) {
-    let guard = tempfile::Builder::new()
-        .prefix(&format!("authz-store-id-{name}-"))
-        .tempdir()
-        .expect("temp dir");
-    let path = guard.path().join(name);
-    (guard, path)
-}
-
 fn is_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -70,7 +60,7 @@ fn every_memory_store_has_its_own_id() {
 
 #[test]
 fn a_redb_file_keeps_its_id_and_another_file_has_another() {
-    let (_guard, dir) = temp_path("redb");
+    let (_guard, dir) = temp_path("store-id", "redb");
     let path = dir.join("a.redb");
     let first = {
         let store = Store::<Set>::open_redb(&path, 10).expect("open");
@@ -93,7 +83,7 @@ fn a_file_written_before_ids_gets_one_on_first_open_and_keeps_it() {
     const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
     const ROWS: TableDefinition<(&str, &str), &str> = TableDefinition::new("rows");
     const LOG: TableDefinition<u64, &str> = TableDefinition::new("change_log");
-    let (_guard, dir) = temp_path("old");
+    let (_guard, dir) = temp_path("store-id", "old");
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("old.redb");
     {

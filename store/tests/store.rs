@@ -2,14 +2,16 @@
 //! revisions, failed writes, change-log windows, durability across a reopen
 //! and a backend that fails.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use authz_store::{
     Backend, DEFAULT_LOG_LIMIT, Loaded, LogEntry, LoggedChange, Row, Schema, Store, StoreError,
 };
+use common::temp_path;
 use serde::{Deserialize, Serialize};
 
 /// A map of strings; one collection, `kv`.
@@ -84,19 +86,6 @@ impl Schema for Kv {
         state.insert(key.into(), value);
         Ok(())
     }
-}
-
-/// A unique path, not yet created, in a fresh directory
-/// `authz-store-{name}-…` under the system temp dir; the guard removes that
-/// directory and everything in it when it drops, so keep it bound while the
-/// path is used.
-fn temp_path(name: &str) -> (tempfile::TempDir, PathBuf) {
-    let guard = tempfile::Builder::new()
-        .prefix(&format!("authz-store-{name}-"))
-        .tempdir()
-        .expect("temp dir");
-    let path = guard.path().join(name);
-    (guard, path)
 }
 
 fn revisions(log: &[LogEntry<Change>]) -> Vec<u64> {
@@ -179,7 +168,7 @@ fn memory_store_revisions_failures_and_log() {
 
 #[test]
 fn redb_store_revisions_failures_and_log() {
-    let (_guard, dir) = temp_path("exercise");
+    let (_guard, dir) = temp_path("store", "exercise");
     exercise(&Store::open_redb(&dir.join("kv.redb"), DEFAULT_LOG_LIMIT).expect("open"));
 }
 
@@ -196,7 +185,7 @@ fn memory_log_is_trimmed_to_its_limit() {
 
 #[test]
 fn redb_log_is_trimmed_to_its_limit_also_on_disk() {
-    let (_guard, dir) = temp_path("trim");
+    let (_guard, dir) = temp_path("store", "trim");
     let path = dir.join("nested").join("kv.redb");
     exercise_trim(&Store::open_redb(&path, 2).expect("open"));
     // Reopened with a larger limit, the log still starts at 4: the file was
@@ -212,7 +201,7 @@ fn redb_log_is_trimmed_to_its_limit_also_on_disk() {
 
 #[test]
 fn redb_reopen_restores_state_revision_and_log() {
-    let (_guard, dir) = temp_path("reopen");
+    let (_guard, dir) = temp_path("store", "reopen");
     let path = dir.join("kv.redb");
     let (before, log_before) = {
         let store = Store::<Kv>::open_redb(&path, DEFAULT_LOG_LIMIT).expect("open");
@@ -250,7 +239,7 @@ fn redb_reopen_restores_state_revision_and_log() {
 /// that saw the original's tells the two histories apart.
 #[test]
 fn a_restored_backup_shares_tags_up_to_its_revision_and_no_further() {
-    let (_guard, dir) = temp_path("backup");
+    let (_guard, dir) = temp_path("store", "backup");
     let (path, backup) = (dir.join("kv.redb"), dir.join("backup.redb"));
     let original = Store::<Kv>::open_redb(&path, DEFAULT_LOG_LIMIT).expect("open");
     assert_eq!(original.tag_at(0), None, "revision 0 has no change");
@@ -293,7 +282,7 @@ fn tags_leave_the_log_with_their_changes() {
 
 #[test]
 fn a_file_that_is_not_redb_is_an_error_and_kept() {
-    let (_guard, dir) = temp_path("garbage");
+    let (_guard, dir) = temp_path("store", "garbage");
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("kv.redb");
     std::fs::write(&path, b"not a database, but not empty either").expect("write");
@@ -311,7 +300,7 @@ fn a_file_that_is_not_redb_is_an_error_and_kept() {
 /// (another process using the same data directory).
 #[test]
 fn an_open_error_names_the_file() {
-    let (_guard, dir) = temp_path("in-use");
+    let (_guard, dir) = temp_path("store", "in-use");
     let path = dir.join("kv.redb");
     let _first = Store::<Kv>::open_redb(&path, DEFAULT_LOG_LIMIT).expect("open");
     match Store::<Kv>::open_redb(&path, DEFAULT_LOG_LIMIT) {

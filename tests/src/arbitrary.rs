@@ -70,3 +70,12 @@ pub fn temp_dir(prefix: &str, name: &str) -> tempfile::TempDir {
         .tempdir()
         .expect("temp dir")
 }
+
+/// A path not yet created, `name` in a fresh [`temp_dir`]: for what the
+/// code under test creates itself (a store file, a data directory). Keep
+/// the guard bound while the path is used.
+pub fn temp_path(prefix: &str, name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let guard = temp_dir(prefix, name);
+    let path = guard.path().join(name);
+    (guard, path)
+}
