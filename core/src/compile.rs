@@ -338,12 +338,15 @@ pub(crate) struct CompiledObjectDetails {
 
 /// `acip` as inclusive ranges, sorted and merged, one list per family.
 ///
-/// An IPv4 address and its IPv4-mapped IPv6 form (`::ffff:a.b.c.d`, as
-/// dual-stack sockets report IPv4 peers) are the same peer. So an entry
-/// written in the mapped form (inside `::ffff:0:0/96`) is kept as the IPv4
-/// range it stands for, and a mapped request address is tested as the IPv4
-/// address it is. Other IPv6 entries hold IPv6 peers only: `::/0` means
-/// "any IPv6 peer", not "any peer".
+/// A request address is in the ranges of its own family that contain it
+/// (`ismember`, TS-0003 7.1.5). An IPv4 address and its IPv4-mapped IPv6
+/// form (`::ffff:a.b.c.d`, as dual-stack sockets report IPv4 peers) are
+/// also the same peer: an entry written in the mapped form (inside
+/// `::ffff:0:0/96`) is kept as the IPv4 range it stands for, and a mapped
+/// request address is tested as the IPv4 address it is as well as
+/// literally. Other IPv6 entries hold IPv6 addresses only: `::/0` holds
+/// every IPv6 address, mapped ones included, but no address given as IPv4
+/// (table 7.1.3-3 keeps the two lists apart).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct IpRanges {
     v4: Vec<(u32, u32)>,
@@ -373,14 +376,16 @@ impl IpRanges {
         }
     }
 
-    /// Is `ip` inside one of the ranges (a mapped address as its IPv4 form)?
+    /// Is `ip` inside one of the ranges (a mapped address as its IPv4 form
+    /// or as itself)?
     pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         match ip {
             IpAddr::V4(a) => in_ranges(&self.v4, u32::from(a)),
-            IpAddr::V6(a) => match a.to_ipv4_mapped() {
-                Some(v4) => in_ranges(&self.v4, u32::from(v4)),
-                None => in_ranges(&self.v6, u128::from(a)),
-            },
+            IpAddr::V6(a) => {
+                a.to_ipv4_mapped()
+                    .is_some_and(|v4| in_ranges(&self.v4, u32::from(v4)))
+                    || in_ranges(&self.v6, u128::from(a))
+            }
         }
     }
 }

@@ -1711,23 +1711,32 @@ fn table_7_1_3_3_acip_ipv4_mapped_either_way() {
 
 /// Table 7.1.3-3 lists IPv4 and IPv6 addresses as separate sets: an IPv6
 /// entry that is not in the mapped form (`::/0`, `::/1`, `::ffff:0:0/95`)
-/// admits IPv6 peers only, never an IPv4 peer in either of its forms.
+/// holds IPv6 addresses only. It admits no address given as IPv4; an
+/// IPv4-mapped address given as IPv6 is an IPv6 address it contains
+/// (`ismember`, 7.1.5), so a wider entry never admits less than the
+/// mapped block inside it.
 #[test]
-fn table_7_1_3_3_acip_ipv6_entries_do_not_admit_ipv4_peers() {
+fn table_7_1_3_3_acip_ipv6_entries_hold_ipv6_addresses_only() {
     for (entry, v6_peer) in [
         ("::/0", "2001:db8::1"),
         ("::/1", "::1"),
+        ("::/80", "::1"),
         ("::ffff:0:0/95", "::fffe:0:1"),
     ] {
         assert_ips(
             &acip(&[], &[entry]),
             &[
                 ("10.0.0.1", false),
-                ("::ffff:10.0.0.1", false),
+                ("::ffff:10.0.0.1", true),
                 (v6_peer, true),
             ],
         );
     }
+    // Outside the entry, the mapped form is refused like any address.
+    assert_ips(
+        &acip(&[], &["2001:db8::/32"]),
+        &[("::ffff:10.0.0.1", false), ("10.0.0.1", false)],
+    );
     // An IPv4 entry admits no IPv6 peer, however wide.
     assert_ips(
         &acip(&["0.0.0.0/0"], &[]),

@@ -407,11 +407,13 @@ fn res_ip(context: &AccessControlContext, rq: &Rq<'_>) -> bool {
     let Some(rq_ip) = rq.req.ip else {
         return false;
     };
-    // Project choice (README): an IPv4-mapped IPv6 address `::ffff:a.b.c.d`
-    // and the IPv4 address `a.b.c.d` are the same peer (a dual-stack socket
-    // reports one, a single-stack one the other). That peer matches the IPv4
+    // `ismember` in the request address's own family. Project choice
+    // (README): an IPv4-mapped IPv6 address `::ffff:a.b.c.d` and the IPv4
+    // address `a.b.c.d` are also the same peer (a dual-stack socket reports
+    // one, a single-stack one the other). That peer matches the IPv4
     // entries and the IPv6 entries written in the mapped form (inside
-    // `::ffff:0:0/96`); any other IPv6 entry admits IPv6 peers only.
+    // `::ffff:0:0/96`); any other IPv6 entry holds IPv6 addresses only, so
+    // it admits the mapped form (as an IPv6 address) but not `a.b.c.d`.
     let peer_v4 = match rq_ip {
         IpAddr::V4(v4) => Some(v4),
         IpAddr::V6(v6) => v6.to_ipv4_mapped(),
@@ -425,7 +427,8 @@ fn res_ip(context: &AccessControlContext, rq: &Rq<'_>) -> bool {
             (IpNet::V4(_), Some(v4)) => net.contains(&IpAddr::V4(v4)),
             (IpNet::V4(_), None) => false,
             (IpNet::V6(_), Some(v4)) => {
-                mapped_block.contains(&net) && net.contains(&IpAddr::V6(v4.to_ipv6_mapped()))
+                (mapped_block.contains(&net) && net.contains(&IpAddr::V6(v4.to_ipv6_mapped())))
+                    || (rq_ip.is_ipv6() && net.contains(&rq_ip))
             }
             (IpNet::V6(_), None) => !mapped_block.contains(&net) && net.contains(&rq_ip),
         }
