@@ -735,8 +735,14 @@ impl PepClient {
     /// cacheable request, `None` without a cache or for an uncacheable one.
     fn cached(&self, req: &pb::DecisionRequest) -> Option<Result<Verdict, Vec<u8>>> {
         let cache = self.inner.cache.as_ref()?;
-        let key = DecisionCache::key(req, Utc::now())?;
-        Some(match cache.get(&key) {
+        let now = Utc::now();
+        let key = DecisionCache::key(req, now)?;
+        let at = req
+            .request_time
+            .as_ref()
+            .and_then(|t| authz_proto::convert::timestamp_field(t, "request_time").ok())
+            .unwrap_or(now);
+        Some(match cache.get(&key, at) {
             Some(mut decision) => {
                 decision.request_id = req.request_id.clone();
                 Ok(Verdict {
@@ -771,6 +777,32 @@ impl PepClient {
                         summary: "DENY (fail-closed): the PDP did not judge the request as an \
                                   acpi change (it is older than updates_acpi; upgrade it)"
                             .to_owned(),
+                        request_id: req.request_id.clone(),
+                        ..Default::default()
+                    },
+                    source: DecisionSource::FailClosed,
+                }
+            }
+            // A Permit is final only with status OK (TS-0003 7.1.4: a
+            // decision that reached no final result is a Deny; Decision 10).
+            Ok(decision)
+                if decision.decision == pb::AuthorizationDecision::Permit as i32
+                    && decision.status != pb::AuthorizationStatus::Ok as i32 =>
+            {
+                let status = pb::AuthorizationStatus::try_from(decision.status)
+                    .ok()
+                    .filter(|s| *s != pb::AuthorizationStatus::Unspecified)
+                    .unwrap_or(pb::AuthorizationStatus::ProcessingError);
+                tracing::warn!(target = %req.target, status = decision.status, "the PDP answered PERMIT without status OK; failing closed");
+                Verdict {
+                    decision: pb::Decision {
+                        decision: pb::AuthorizationDecision::Deny as i32,
+                        status: status as i32,
+                        summary: format!(
+                            "DENY (fail-closed): the PDP answered PERMIT with status {}, which is \
+                             no final result",
+                            decision.status
+                        ),
                         request_id: req.request_id.clone(),
                         ..Default::default()
                     },

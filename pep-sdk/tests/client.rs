@@ -474,6 +474,51 @@ async fn a_pdp_that_ignores_updates_acpi_fails_closed() {
     assert!(v.is_permit(), "{v:?}");
 }
 
+/// TS-0003 7.1.4 (Decision 10): a decision that reached no final result is
+/// a Deny. A PERMIT whose status is not OK (missing attribute, syntax or
+/// processing error, unspecified, a status this client does not know) is
+/// enforced as a Deny, keeps a known status, and is not cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permit_without_status_ok_fails_closed_and_is_not_cached() {
+    for (status, kept) in [
+        (
+            pb::AuthorizationStatus::Unspecified as i32,
+            pb::AuthorizationStatus::ProcessingError,
+        ),
+        (
+            pb::AuthorizationStatus::MissingAttribute as i32,
+            pb::AuthorizationStatus::MissingAttribute,
+        ),
+        (
+            pb::AuthorizationStatus::SyntaxError as i32,
+            pb::AuthorizationStatus::SyntaxError,
+        ),
+        (
+            pb::AuthorizationStatus::ProcessingError as i32,
+            pb::AuthorizationStatus::ProcessingError,
+        ),
+        (99, pb::AuthorizationStatus::ProcessingError),
+    ] {
+        let pdp = FakePdp::new(move |_| Ok(pb::Decision { status, ..permit() }));
+        let (addr, _stop) = pdp.serve().await;
+        let client = PepClient::new(PepConfig::new([addr]).with_cache(CacheConfig::default()))
+            .expect("client");
+        for _ in 0..2 {
+            let v = client.decide(request("Cphone", "frontDoor")).await;
+            assert!(!v.is_permit(), "status {status}: {v:?}");
+            assert_eq!(v.source, DecisionSource::FailClosed, "status {status}");
+            assert_eq!(v.decision.status, kept as i32, "status {status}");
+        }
+        assert_eq!(client.cache_len(), 0, "status {status}");
+        let batch = client
+            .decide_batch(vec![request("Cphone", "frontDoor")])
+            .await;
+        assert!(!batch[0].is_permit(), "status {status}: {batch:?}");
+        let streamed = client.stream().decide(request("Cphone", "frontDoor")).await;
+        assert!(!streamed.is_permit(), "status {status}: {streamed:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_is_retried_with_backoff() {
     let pdp = FakePdp::new(|_| Ok(permit()));
