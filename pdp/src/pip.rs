@@ -845,6 +845,37 @@ impl CacheView<'_> {
             .as_deref()
     }
 
+    /// The first time after `at` at which what the view holds of the
+    /// originator may judge a request differently: a role of it becoming
+    /// valid or ceasing to be, its position starting or ending to be
+    /// fresh. A decision at `at` is not reused for a request from then on
+    /// (`reusable_until`), however the request's time is rounded.
+    pub fn changes_after(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let entry = self.entry()?;
+        let roles = entry.roles.values().filter_map(|r| match r {
+            RoleEntry::Held {
+                not_before,
+                not_after,
+            } => {
+                if at < *not_before {
+                    Some(*not_before)
+                } else {
+                    // Valid up to and including `not_after`.
+                    (at <= *not_after).then(|| *not_after + chrono::TimeDelta::nanoseconds(1))
+                }
+            }
+            RoleEntry::Refused => None,
+        });
+        let position = entry.position.as_ref().and_then(|fix| {
+            if at < fix.measured_at {
+                Some(fix.measured_at)
+            } else {
+                (at < fix.fresh_until).then_some(fix.fresh_until)
+            }
+        });
+        roles.chain(position).min()
+    }
+
     fn entry_for(&self, id: &str) -> Option<EntryRef<'_>> {
         if id == self.originator {
             return self.entry().map(EntryRef::Borrowed);

@@ -1080,12 +1080,12 @@ impl PdpService {
                 &options,
             )
         };
-        let decision = match &self.inner.pip {
-            None => decide_alone(),
+        let (decision, attributes_change) = match &self.inner.pip {
+            None => (decide_alone(), None),
             Some(cache) => {
                 let judged = with_canonical_originator(hosting, &conv.request.originator, |o| {
                     let Ok(originator) = o else {
-                        return Ok(decide_alone());
+                        return Ok((decide_alone(), None));
                     };
                     let view = match pass {
                         Pass::Cached => cache.view(originator.as_str(), None),
@@ -1104,6 +1104,7 @@ impl PdpService {
                         &source,
                         &options,
                     );
+                    let changes = view.changes_after(conv.request.time);
                     if matches!(pass, Pass::Cached)
                         && decision.effect == Effect::Deny
                         && view.missed()
@@ -1120,10 +1121,10 @@ impl PdpService {
                                 .unwrap_or_default(),
                         }));
                     }
-                    Ok(decision)
+                    Ok((decision, changes))
                 });
                 match judged {
-                    Ok(decision) => decision,
+                    Ok(judged) => judged,
                     // Boxed out of the closure: it is rare and large.
                     Err(fetch) => return Outcome::Fetch(*fetch),
                 }
@@ -1153,10 +1154,16 @@ impl PdpService {
             );
         }
         out.judged_acpi_change = conv.request.updates_acpi;
-        if decision.effect == Effect::Permit {
-            out.reusable_until = reusable_until(snap, &decision, grant, now)
-                .map(|t| authz_proto::convert::timestamp_to_pb(&t));
-        }
+        let permit_ends = (decision.effect == Effect::Permit)
+            .then(|| reusable_until(snap, &decision, grant, now))
+            .flatten();
+        // Permit or Deny, a decision that may turn when a role's validity
+        // or a position's freshness does is not reused past that.
+        out.reusable_until = [permit_ends, attributes_change]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| authz_proto::convert::timestamp_to_pb(&t));
         if decision.effect == Effect::Deny && !unknown.is_empty() {
             out.summary.push_str(&format!(
                 "; ACPs not in the replica: {}",

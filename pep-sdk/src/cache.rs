@@ -25,10 +25,12 @@
 //!   decision or poll naming another store (a PRP restarted on a new store
 //!   counts from 1 again) drops the whole cache too, and its revision is
 //!   the one seen from then on.
-//! - **Reusable until**: a Permit the PDP says rests on something that
+//! - **Reusable until**: a decision the PDP says rests on something that
 //!   ends (`reusable_until`: a dynamic ACP's lifetime, a token's
-//!   `notAfter`, a DAS grant for that decision only) is used no longer
-//!   than that, and not at all when the time has passed.
+//!   `notAfter`, a DAS grant for that decision only, the validity of the
+//!   originator's roles, the freshness of its position) is used no longer
+//!   than that, not at all when the time has passed, and only for requests
+//!   whose time is earlier (the key's second may straddle that end).
 //! - **Never cached**: requests carrying tokens, Token-IDs or
 //!   Local-Token-IDs (a token's validity and the Local-Token-ID assignments
 //!   are per request), decisions assigning Local-Token-IDs, and Denies whose
@@ -71,8 +73,12 @@ impl Default for CacheConfig {
 struct Entry {
     decision: pb::Decision,
     /// When it stops being used: `ttl` after it was stored, or earlier
-    /// when the PDP said the Permit rests on something that ends sooner.
+    /// when the PDP said the decision rests on something that ends sooner.
     expires: Instant,
+    /// The PDP's `reusable_until`: the entry answers only requests whose
+    /// time is earlier (a role that expires, or a position that goes
+    /// stale, within the second the key is truncated to).
+    reusable_until: Option<DateTime<Utc>>,
 }
 
 struct Inner {
@@ -166,11 +172,15 @@ impl DecisionCache {
         (keyed.encoded_len() <= MAX_ENTRY_BYTES).then(|| keyed.encode_to_vec())
     }
 
-    /// The cached decision for `key`, if fresh; a stale one is dropped.
-    pub(crate) fn get(&self, key: &[u8]) -> Option<pb::Decision> {
+    /// The cached decision for `key`, for a request at `at`, if fresh and
+    /// reusable at that time; a stale one is dropped.
+    pub(crate) fn get(&self, key: &[u8], at: DateTime<Utc>) -> Option<pb::Decision> {
         let mut inner = self.lock();
         let e = inner.map.get(key)?;
         if Instant::now() < e.expires {
+            if e.reusable_until.is_some_and(|until| at >= until) {
+                return None;
+            }
             return Some(e.decision.clone());
         }
         inner.map.remove(key);
@@ -205,18 +215,21 @@ impl DecisionCache {
         }
         let now = Instant::now();
         let mut expires = now + self.config.ttl;
+        let mut reusable_until = None;
         if let Some(until) = &decision.reusable_until {
-            // A Permit resting on a dynamic ACP, a token or a one-off DAS
-            // grant is used no longer than that lasts (Decision 7); an
-            // unreadable time is taken as already past.
-            let left = authz_proto::convert::timestamp_field(until, "reusable_until")
-                .ok()
-                .and_then(|until| (until - Utc::now()).to_std().ok())
-                .filter(|left| !left.is_zero());
+            // A decision resting on a dynamic ACP, a token, a one-off DAS
+            // grant, a role's validity or a position's freshness is used no
+            // longer than that lasts (Decision 7); an unreadable time is
+            // taken as already past.
+            let Ok(until) = authz_proto::convert::timestamp_field(until, "reusable_until") else {
+                return;
+            };
+            let left = (until - Utc::now()).to_std().ok().filter(|l| !l.is_zero());
             match left {
                 Some(left) => expires = expires.min(now + left),
                 None => return,
             }
+            reusable_until = Some(until);
         }
         if inner.map.len() >= self.config.capacity && !inner.map.contains_key(&key) {
             inner.map.retain(|_, e| now < e.expires);
@@ -232,6 +245,7 @@ impl DecisionCache {
             Entry {
                 decision: decision.clone(),
                 expires,
+                reusable_until,
             },
         );
     }
@@ -300,7 +314,7 @@ mod tests {
         assert_ne!(a, b);
         let cache = DecisionCache::new(CacheConfig::default());
         cache.insert(a.clone().expect("key"), &permit(1));
-        assert!(cache.get(&b.expect("key")).is_none());
+        assert!(cache.get(&b.expect("key"), Utc::now()).is_none());
     }
 
     #[test]
@@ -322,18 +336,21 @@ mod tests {
         let cache = DecisionCache::new(CacheConfig::default());
         let key = DecisionCache::key(&req("C1", 100, 0), Utc::now()).expect("key");
         cache.insert(key.clone(), &permit(5));
-        assert!(cache.get(&key).is_some());
+        assert!(cache.get(&key, Utc::now()).is_some());
         cache.observe_revision("", 5);
-        assert!(cache.get(&key).is_some(), "same revision keeps entries");
+        assert!(
+            cache.get(&key, Utc::now()).is_some(),
+            "same revision keeps entries"
+        );
         cache.observe_revision("", 6);
-        assert!(cache.get(&key).is_none());
+        assert!(cache.get(&key, Utc::now()).is_none());
         cache.insert(key.clone(), &permit(5));
         assert!(
-            cache.get(&key).is_none(),
+            cache.get(&key, Utc::now()).is_none(),
             "a decision from an older replica"
         );
         cache.insert(key.clone(), &permit(6));
-        assert!(cache.get(&key).is_some());
+        assert!(cache.get(&key, Utc::now()).is_some());
     }
 
     /// A PRP on a new store counts revisions from 1 again: a decision or a
@@ -349,22 +366,31 @@ mod tests {
             ..permit(revision)
         };
         cache.insert(key.clone(), &in_store("old", 500));
-        assert!(cache.get(&key).is_some());
+        assert!(cache.get(&key, Utc::now()).is_some());
         cache.observe_revision("new", 5);
-        assert!(cache.get(&key).is_none(), "the old store's decision");
+        assert!(
+            cache.get(&key, Utc::now()).is_none(),
+            "the old store's decision"
+        );
         cache.insert(key.clone(), &in_store("new", 5));
-        assert!(cache.get(&key).is_some(), "revision 5 of the new store");
+        assert!(
+            cache.get(&key, Utc::now()).is_some(),
+            "revision 5 of the new store"
+        );
         // Through a decision too.
         let other = DecisionCache::key(&req("C2", 100, 0), Utc::now()).expect("key");
         cache.insert(other.clone(), &in_store("newer", 1));
-        assert!(cache.get(&key).is_none() && cache.get(&other).is_some());
+        assert!(cache.get(&key, Utc::now()).is_none() && cache.get(&other, Utc::now()).is_some());
         // An answer of a store already left, arriving late, is not stored
         // and does not take the cache back to that store.
         let late = DecisionCache::key(&req("C3", 100, 0), Utc::now()).expect("key");
         cache.insert(late.clone(), &in_store("old", 501));
-        assert!(cache.get(&late).is_none(), "a late answer of the old store");
         assert!(
-            cache.get(&other).is_some(),
+            cache.get(&late, Utc::now()).is_none(),
+            "a late answer of the old store"
+        );
+        assert!(
+            cache.get(&other, Utc::now()).is_some(),
             "the newer store's entries stay"
         );
     }
@@ -390,10 +416,13 @@ mod tests {
         let cache = DecisionCache::new(CacheConfig::default());
         for (revision, newer) in [(5, missing), (6, with_token_ids)] {
             cache.insert(a.clone(), &permit(revision));
-            assert!(cache.get(&a).is_some());
+            assert!(cache.get(&a, Utc::now()).is_some());
             cache.insert(b.clone(), &newer);
-            assert!(cache.get(&b).is_none(), "not stored");
-            assert!(cache.get(&a).is_none(), "revision {revision} dropped");
+            assert!(cache.get(&b, Utc::now()).is_none(), "not stored");
+            assert!(
+                cache.get(&a, Utc::now()).is_none(),
+                "revision {revision} dropped"
+            );
         }
     }
 
@@ -408,11 +437,11 @@ mod tests {
         d.decision = 2;
         d.status = pb::AuthorizationStatus::MissingAttribute as i32;
         cache.insert(key.clone(), &d);
-        assert!(cache.get(&key).is_none());
+        assert!(cache.get(&key, Utc::now()).is_none());
         cache.insert(key.clone(), &permit(1));
-        assert!(cache.get(&key).is_some());
+        assert!(cache.get(&key, Utc::now()).is_some());
         std::thread::sleep(Duration::from_millis(40));
-        assert!(cache.get(&key).is_none());
+        assert!(cache.get(&key, Utc::now()).is_none());
     }
 
     /// Decision 7: a Permit resting on a dynamic ACP is used only while
@@ -435,24 +464,55 @@ mod tests {
             ..permit(1)
         };
         cache.insert(key.clone(), &one_off);
-        assert!(cache.get(&key).is_none(), "a one-off grant is not reused");
+        assert!(
+            cache.get(&key, Utc::now()).is_none(),
+            "a one-off grant is not reused"
+        );
         let ended = pb::Decision {
             reusable_until: until(-5_000),
             ..permit(1)
         };
         cache.insert(key.clone(), &ended);
-        assert!(cache.get(&key).is_none(), "already ended");
+        assert!(cache.get(&key, Utc::now()).is_none(), "already ended");
         let short = pb::Decision {
             reusable_until: until(1_000),
             ..permit(1)
         };
         cache.insert(key.clone(), &short);
-        assert!(cache.get(&key).is_some(), "while the grant lasts");
+        assert!(
+            cache.get(&key, Utc::now()).is_some(),
+            "while the grant lasts"
+        );
         std::thread::sleep(Duration::from_millis(1_100));
         assert!(
-            cache.get(&key).is_none(),
+            cache.get(&key, Utc::now()).is_none(),
             "not past its end, though the ttl is a minute"
         );
+    }
+
+    /// An entry answers only request times before its `reusable_until`,
+    /// though later ones in the same second share its key: a role that
+    /// expires at .500 permits a request at .200 and not one at .700.
+    #[test]
+    fn reusable_until_bounds_the_request_time_within_the_key_second() {
+        let cache = DecisionCache::new(CacheConfig {
+            capacity: 10,
+            ttl: Duration::from_secs(60),
+        });
+        let second = Utc::now().timestamp() + 30;
+        let at = |ms: u32| DateTime::from_timestamp(second, ms * 1_000_000).expect("time");
+        let early = req("C1", second, 200_000_000);
+        let late = req("C1", second, 700_000_000);
+        let key = DecisionCache::key(&early, Utc::now()).expect("key");
+        assert_eq!(DecisionCache::key(&late, Utc::now()), Some(key.clone()));
+        let permit = pb::Decision {
+            reusable_until: Some(authz_proto::convert::timestamp_to_pb(&at(500))),
+            ..permit(1)
+        };
+        cache.insert(key.clone(), &permit);
+        assert!(cache.get(&key, at(200)).is_some());
+        assert!(cache.get(&key, at(500)).is_none(), "not from then on");
+        assert!(cache.get(&key, at(700)).is_none());
     }
 
     /// Memory follows the entry count, not what originators send: a key
@@ -483,7 +543,7 @@ mod tests {
         cache.insert(key.clone(), &permit(2));
         assert_eq!(cache.len(), 1);
         std::thread::sleep(Duration::from_millis(40));
-        assert!(cache.get(&key).is_none());
+        assert!(cache.get(&key, Utc::now()).is_none());
         assert_eq!(cache.len(), 0, "the stale entry was dropped on lookup");
     }
 

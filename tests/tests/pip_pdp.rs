@@ -459,6 +459,75 @@ fn missing_names(d: &pb::Decision) -> String {
     format!("{:?}", d.missing)
 }
 
+/// A decision that rests on a role's validity is not reused past it: the
+/// PDP bounds `reusable_until` by the next start or end of a role the
+/// originator holds, Permit or Deny, to the nanosecond. A cache keyed on
+/// the second (the PEP's) would otherwise serve a Permit made at .200 for
+/// a request at .700 when the role ends at .500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reusable_until_follows_the_validity_of_the_originators_roles_7_4_3() {
+    let mut s = Stack::start("role-validity", Duration::from_secs(300)).await;
+    let second = |t: DateTime<Utc>| DateTime::from_timestamp(t.timestamp(), 0).expect("time");
+    let ends =
+        second(Utc::now() + chrono::Duration::hours(1)) + chrono::Duration::milliseconds(500);
+    let starts = ends + chrono::Duration::hours(1);
+    s.policy(
+        "cntValidity",
+        rule(&["doctor@roles.example.com", "nurse@roles.example.com"]),
+    )
+    .await;
+    let hour = chrono::Duration::hours(1);
+    s.role(
+        "doctor@roles.example.com",
+        AUTHORITY,
+        "Calice",
+        ends - hour * 2,
+        ends,
+    )
+    .await;
+    s.role(
+        "nurse@roles.example.com",
+        AUTHORITY,
+        "Calice",
+        starts,
+        starts + hour,
+    )
+    .await;
+    s.settle().await;
+    let at = |t: DateTime<Utc>| {
+        let mut r = with_roles(
+            retrieve("Calice", "cntValidity"),
+            &["doctor@roles.example.com", "nurse@roles.example.com"],
+        );
+        r.request_time = Some(ts(t));
+        r
+    };
+    let until = |d: &pb::Decision| {
+        d.reusable_until
+            .as_ref()
+            .and_then(|t| authz_proto::convert::timestamp_field(t, "reusable_until").ok())
+    };
+    let early = ends - chrono::Duration::milliseconds(300);
+    let d = s.decide(at(early)).await;
+    assert_eq!(d.decision, PERMIT, "{}", d.summary);
+    let bound = until(&d).expect("bounded by the doctor role's end");
+    assert!(
+        bound > ends && bound <= ends + chrono::Duration::microseconds(1),
+        "{bound}"
+    );
+    // Within the same second, after the end: denied (the nurse role has
+    // not started), and bounded by the nurse role's start.
+    let late = ends + chrono::Duration::milliseconds(200);
+    assert_eq!(second(late), second(early));
+    let d = s.decide(at(late)).await;
+    assert_eq!(d.decision, DENY, "{}", d.summary);
+    assert_eq!(until(&d), Some(starts));
+    // Once every role has ended, nothing bounds it.
+    let d = s.decide(at(starts + hour * 2)).await;
+    assert_eq!(d.decision, DENY, "{}", d.summary);
+    assert_eq!(until(&d), None);
+}
+
 /// TS-0003 7.4.3 step 4: a Role-ID in acor grants access only to an
 /// originator that claims it and holds a verified role: issued by a trusted
 /// Authorization Authority, held by exactly that originator, valid now.
