@@ -98,6 +98,40 @@ async fn stack(name: &str) -> Stack {
 /// [`stack`], with the DAS encrypting tokens to the hosting CSE and the PDP
 /// holding the key when `encrypt`.
 async fn stack_with(name: &str, encrypt: bool) -> Stack {
+    stack_full(name, encrypt, false).await
+}
+
+/// The Role-ID the DAS grants in the stacks with secured requests.
+const LOCKSMITH: &str = "locksmith@das.home.example";
+
+/// Makes the DAS of the config at `path` read secured DAS requests (its
+/// `request_decryption_keys`, published by `GetKeySet`) and grant the guest
+/// only the role [`LOCKSMITH`] for `backDoor`. It takes consultations from
+/// another CSE only, so the hosting CSE's Direct consultation for the role
+/// (7.3.2.2 step 2.2.1) is refused and the grant is the Indirect flow's.
+fn secure_requests(path: &Path) {
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).expect("read")).expect("json");
+    config["request_decryption_keys"] = keys_dir()
+        .join("das-request-keys.json")
+        .to_string_lossy()
+        .into_owned()
+        .into();
+    let policies = config["policies"].as_array_mut().expect("policies");
+    policies.retain(|p| p["name"] != "guest-indirect");
+    policies.push(serde_json::json!({
+        "name": "guest-locksmith-role",
+        "rule": {"acor": ["Cguest"], "acop": 4},
+        "targets": ["backDoor"],
+        "grant": {"acop": 0, "roles": [LOCKSMITH], "mode": "token"},
+        "max_lifetime_s": 600}));
+    config["consultants"] = serde_json::json!(["//home.example/other-cse"]);
+    std::fs::write(path, serde_json::to_vec_pretty(&config).expect("json")).expect("write");
+}
+
+/// [`stack_with`], and with the DAS reading secured DAS requests
+/// ([`secure_requests`]) when `secured`.
+async fn stack_full(name: &str, encrypt: bool, secured: bool) -> Stack {
     let dir = tempdir(name);
     let (prp_proc, prp_url) = start(
         &["prp", "--listen", "127.0.0.1:0", "--data-dir", "memory"],
@@ -115,6 +149,9 @@ async fn stack_with(name: &str, encrypt: bool) -> Stack {
         "PIP",
     );
     let config = das_config(dir.path(), encrypt);
+    if secured {
+        secure_requests(&config);
+    }
     let secret_file = dir.path().join("das-secret");
     // Surrounding whitespace is trimmed.
     std::fs::write(&secret_file, format!("{CSE_SECRET}\n")).expect("secret file");
@@ -338,6 +375,7 @@ async fn issue_token(
 ) -> Result<pb::IssueTokenResponse, tonic::Status> {
     let mut call = tonic::Request::new(pb::IssueTokenRequest {
         das_request: Some(dreq),
+        secured_das_request: String::new(),
     });
     call.metadata_mut().insert(
         "authorization",
@@ -474,6 +512,118 @@ async fn indirect_flow_with_a_nested_sign_then_encrypt_token_7_3_2_6_2() {
     tampered.tokens = vec![bad.join(".")];
     let d = decide(&mut s.pdp, tampered).await;
     assert!(!is_permit(&d), "{d:?}");
+}
+
+/// TS-0003 7.3.2.3 step 2.2: the hosting CSE may apply ESData to the
+/// Role-IDs so the originator does not see them. With a DAS that publishes
+/// a request key, Token Request Information carries `sdr` (the `dreq`
+/// encrypted to the DAS, Role-IDs included) and a `dreq` without `rfa`;
+/// `IssueToken` with the `sdr` grants the role, with the clear `dreq` it
+/// grants nothing (no Role-ID of the ACPs was named), and the role's token
+/// permits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indirect_flow_with_a_secured_das_request_hides_the_role_ids_7_3_2_3() {
+    let mut s = stack_full("indirect-sdr", false, true).await;
+    // backDoor also links an ACP that grants Update to the locksmith role.
+    s.prp
+        .create_acp(pb::CreateAcpRequest {
+            role_ids: Vec::new(),
+            originator: "CAdmin".into(),
+            acp: Some(acp("acpLocksmith", LOCKSMITH, 4)),
+        })
+        .await
+        .expect("acp");
+    let revision = s
+        .prp
+        .put_resource(pb::PutResourceRequest {
+            role_ids: Vec::new(),
+            originator: "CAdmin".into(),
+            resource: Some(resource("backDoor", &["acpOwner", "acpLocksmith"])),
+        })
+        .await
+        .expect("resource")
+        .into_inner()
+        .revision;
+    caught_up(&mut s.pdp, revision).await;
+
+    let unlock = request("Cguest", "backDoor", pb::Operation::Update);
+    // The PDP reads the DAS's request key with its key set, which it may
+    // still be fetching.
+    let denied = until(&mut s.pdp, &with_token_request(unlock.clone()), |d| {
+        d.token_request_info
+            .as_ref()
+            .is_some_and(|t| !t.das_info[0].secured_das_request.is_empty())
+    })
+    .await;
+    assert!(!is_permit(&denied));
+    let info = denied.token_request_info.expect("tqf").das_info[0].clone();
+    let dreq = info.das_request.clone().expect("dreq");
+    assert!(dreq.role_ids_from_acps.is_empty(), "hidden: {dreq:?}");
+    assert_eq!(dreq.originator, "//home.example/mn-cse-123456/Cguest");
+    let sdr = info.secured_das_request.clone();
+    assert_eq!(
+        sdr.split('.').count(),
+        5,
+        "a JWE compact serialization: {sdr}"
+    );
+    assert!(!sdr.contains(LOCKSMITH));
+
+    // What the DAS reads: the whole dreq, decrypted with its private key
+    // (the same key file the DAS is configured with).
+    let keys = authz_core::jwe::DecryptionKeys::from_jwk_set(
+        &std::fs::read_to_string(keys_dir().join("das-request-keys.json")).expect("keys"),
+    )
+    .expect("jwk set");
+    let plain = authz_core::jwe::decrypt(&sdr, &keys).expect("decrypts");
+    let inner: serde_json::Value = serde_json::from_slice(&plain.plaintext).expect("json");
+    assert_eq!(inner["rfa"], serde_json::json!([LOCKSMITH]), "{inner}");
+    assert_eq!(inner["or"], "//home.example/mn-cse-123456/Cguest");
+    assert_eq!(inner["trid"], "//home.example/mn-cse-123456/backDoor");
+    assert_eq!(inner["op"], pb::Operation::Update as i32);
+
+    // The clear dreq names no role of the ACPs: the DAS grants none.
+    let clear = issue_token(&mut s.das, dreq, GUEST_SECRET)
+        .await
+        .expect("answer");
+    assert!(clear.tokens.is_empty(), "{clear:?}");
+
+    // The secured request: a token with the role, which permits.
+    let issued = issue_secured(&mut s.das, &sdr, GUEST_SECRET)
+        .await
+        .expect("tokens");
+    assert_eq!(issued.tokens.len(), 1, "{issued:?}");
+    let mut with_token = unlock.clone();
+    with_token.tokens = issued.tokens.clone();
+    let ok = until(&mut s.pdp, &with_token, is_permit).await;
+    assert_eq!(permitted_by(&ok), "acpLocksmith", "{ok:?}");
+
+    // Another client cannot present the guest's sdr, nor can anyone
+    // present one the DAS cannot decrypt.
+    let err = issue_secured(&mut s.das, &sdr, "wrong")
+        .await
+        .expect_err("unauthenticated");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let err = issue_secured(&mut s.das, "a.b.c.d.e", GUEST_SECRET)
+        .await
+        .expect_err("garbage");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("secured_das_request"), "{err:?}");
+}
+
+async fn issue_secured(
+    das: &mut DynamicAuthorizationServerClient<Channel>,
+    sdr: &str,
+    secret: &str,
+) -> Result<pb::IssueTokenResponse, tonic::Status> {
+    let mut call = tonic::Request::new(pb::IssueTokenRequest {
+        das_request: None,
+        secured_das_request: sdr.to_owned(),
+    });
+    call.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {secret}").parse().expect("metadata"),
+    );
+    das.issue_token(call).await.map(|r| r.into_inner())
 }
 
 /// `authz decide` as a process through the same flow: `--tqi` prints the

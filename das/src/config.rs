@@ -48,6 +48,7 @@
 //! | `consultants` | hosting CSE-IDs allowed to call `Consult` and `GetTokens`; **empty means anyone**. Each is a CSE-ID, or `{"cse_id", "secret"}`: then a call naming that CSE must present `authorization: Bearer <secret>` (compared in constant time; UNAUTHENTICATED otherwise). Without a secret the DAS takes the caller's `hosting_cse_id` at its word. Secrets: at least 16 printable ASCII characters without spaces, none equal to a client's; CSEs served by one PDP may share one |
 //! | `policies` | in file order; the first that matches a request grants (see [`crate::policy`]) |
 //! | `token_encryption` | optional: CSEs whose tokens are encrypted (Nested Sign-then-encrypt, TS-0003 7.3.2.6.2), each `{"cse_id", "jwk", "enc"}`: a token whose `aud` is exactly that one CSE (absolute, no `*`) is signed, then encrypted to `jwk` (a JWK, inline or the path of a file holding it: the CSE's public key, `RSA-OAEP-256` or `ECDH-ES+A*KW` on P-256, or a secret shared with it, `dir` or `A*KW`; `alg` and `kid` required) with `enc` (`A128GCM`, `A192GCM` or `A256GCM`, default `A256GCM`) |
+//! | `request_decryption_keys` | optional: a JWK Set (inline, or the path of a file holding it) of this DAS's private `RSA-OAEP-256` or `ECDH-ES+A*KW` (P-256) keys (`kid` and `alg` required; shared secrets refused): `GetKeySet` publishes the public part of the **first**, hosting CSEs encrypt the `dreq` of Token Request Information to it as `sdr` (TS-0003 7.3.2.3 step 2.2, the Role-IDs hidden from the originator), and `IssueToken` decrypts an `sdr` with any of them |
 //! | `sweep_interval_s` | how often expired tokens are deleted (default 60) |
 //! | `max_request_skew_s` | how far the `rts` of a consulted request may be from the DAS clock (default 300); policies are evaluated at `rts` for `Consult`, at the DAS clock for `IssueToken` |
 //!
@@ -72,7 +73,7 @@ use std::time::Duration;
 use authz_core::HostingContext;
 use authz_core::compile::{ValidationError, ValidationErrors};
 use authz_core::ids::IdError;
-use authz_core::jwe::{ContentEncryption, EncryptionKey, encrypt};
+use authz_core::jwe::{ContentEncryption, DecryptionKey, DecryptionKeys, EncryptionKey, encrypt};
 use authz_core::model::AccessControlRule;
 use authz_core::token::{
     TokenAlgorithm, TokenClaims, TokenSigner, TrustStore, TrustedIssuer, VerificationKey,
@@ -128,6 +129,10 @@ pub struct DasConfigFile {
     /// CSEs whose tokens are encrypted to them.
     #[serde(default)]
     pub token_encryption: Vec<TokenEncryptionFile>,
+    /// The private keys secured DAS requests (`sdr`) are decrypted with: a
+    /// JWK Set, inline or the path of a file holding it.
+    #[serde(default)]
+    pub request_decryption_keys: Option<serde_json::Value>,
     /// Seconds between sweeps of expired tokens (default 60).
     #[serde(default)]
     pub sweep_interval_s: Option<u64>,
@@ -481,10 +486,74 @@ pub struct DasConfig {
     pub policies: Vec<Policy>,
     /// The CSEs tokens are encrypted to.
     pub token_encryption: Vec<TokenEncryption>,
+    /// The keys secured DAS requests (`sdr`) are decrypted with (none: an
+    /// `sdr` is refused).
+    pub request_keys: DecryptionKeys,
+    /// The public JWK of the first of `request_keys` (JSON text), which
+    /// `GetKeySet` publishes for hosting CSEs to encrypt `sdr` to.
+    pub request_encryption_jwk: Option<String>,
     /// Interval of the expired-token sweeper.
     pub sweep_interval: Duration,
     /// How far a consulted request's `rts` may be from the DAS clock.
     pub max_request_skew: TimeDelta,
+}
+
+/// A JSON value written inline, or the path (relative to the
+/// configuration's directory) of a file holding it.
+fn inline_or_file(value: &serde_json::Value, base_dir: &Path) -> Result<serde_json::Value, String> {
+    match value {
+        serde_json::Value::String(path) => {
+            let file = base_dir.join(path);
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", file.display()))
+        }
+        inline => Ok(inline.clone()),
+    }
+}
+
+/// JWK members that are private (RFC 7518 6.2.2, 6.3.2): left out of the
+/// published key.
+const PRIVATE_JWK_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
+
+/// `request_decryption_keys`: the keys, and the public JWK of the first,
+/// which `GetKeySet` publishes. Every key must be a private key of a
+/// key pair (`RSA-OAEP-256`, `ECDH-ES+A*KW`): a hosting CSE learns the
+/// key to encrypt to from the published key set, where a shared secret
+/// cannot go.
+fn request_keys(
+    value: &serde_json::Value,
+    base_dir: &Path,
+) -> Result<(DecryptionKeys, String), ValidationError> {
+    const FIELD: &str = "request_decryption_keys";
+    let set = inline_or_file(value, base_dir).map_err(|m| err(FIELD, m))?;
+    let list = set
+        .get("keys")
+        .and_then(serde_json::Value::as_array)
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| err(FIELD, "a JWK Set with at least one key in \"keys\""))?;
+    let mut keys = DecryptionKeys::new();
+    for (i, jwk) in list.iter().enumerate() {
+        let at = format!("{FIELD}.keys[{i}]");
+        let key = DecryptionKey::from_jwk(jwk, &at).map_err(|e| err(e.path, e.reason))?;
+        if key.algorithm().is_shared_secret() {
+            return Err(err(
+                format!("{at}.alg"),
+                "a shared secret cannot be published to hosting CSEs: use RSA-OAEP-256 or ECDH-ES+A*KW",
+            ));
+        }
+        if keys.iter().any(|k| k.kid() == key.kid()) {
+            return Err(err(format!("{at}.kid"), "the kid of an earlier key"));
+        }
+        keys.insert(key);
+    }
+    let mut public = list[0].clone();
+    if let Some(members) = public.as_object_mut() {
+        for m in PRIVATE_JWK_MEMBERS {
+            members.remove(m);
+        }
+    }
+    Ok((keys, public.to_string()))
 }
 
 impl DasConfig {
@@ -536,6 +605,7 @@ impl DasConfig {
             consultants,
             policies,
             token_encryption,
+            request_decryption_keys,
             sweep_interval_s,
             max_request_skew_s,
         } = parsed;
@@ -756,21 +826,9 @@ impl DasConfig {
                 }
                 None => None,
             };
-            // Inline, or a file holding it (relative to this file's directory).
-            let jwk = match &t.jwk {
-                serde_json::Value::String(path) => {
-                    let file = base_dir.join(path);
-                    std::fs::read_to_string(&file)
-                        .map_err(|e| format!("cannot read {}: {e}", file.display()))
-                        .and_then(|text| {
-                            serde_json::from_str(&text)
-                                .map_err(|e| format!("{}: not JSON: {e}", file.display()))
-                        })
-                        .map_err(|m| errors.push(err(at("jwk"), m)))
-                        .ok()
-                }
-                inline => Some(inline.clone()),
-            };
+            let jwk = inline_or_file(&t.jwk, base_dir)
+                .map_err(|m| errors.push(err(at("jwk"), m)))
+                .ok();
             let key = jwk.and_then(|jwk| {
                 EncryptionKey::from_jwk(&jwk, &at("jwk"))
                     .map_err(|e| errors.push(err(e.path, e.reason)))
@@ -798,6 +856,17 @@ impl DasConfig {
             }
         }
 
+        let (request_keys, request_encryption_jwk) = match &request_decryption_keys {
+            None => (DecryptionKeys::new(), None),
+            Some(value) => match request_keys(value, base_dir) {
+                Ok((keys, public)) => (keys, Some(public)),
+                Err(e) => {
+                    errors.push(e);
+                    (DecryptionKeys::new(), None)
+                }
+            },
+        };
+
         match hosting {
             Some(hosting) if errors.is_empty() => Ok(Self {
                 file: file.to_owned(),
@@ -811,6 +880,8 @@ impl DasConfig {
                 consultants: loaded_consultants,
                 policies: loaded_policies,
                 token_encryption: loaded_encryption,
+                request_keys,
+                request_encryption_jwk,
                 sweep_interval,
                 max_request_skew,
             }),

@@ -394,11 +394,20 @@ impl DasService {
     ) -> Result<pb::IssueTokenResponse, Status> {
         let config = &self.inner.config;
         let client = self.authenticate(caller.authorization)?;
-        let dreq = req
-            .das_request
-            .as_ref()
-            .ok_or_else(|| bad("das_request", "required"))?;
-        let mut request = das_request_from_pb(dreq, "das_request", &config.hosting, now, None)
+        // Decrypted only for an authenticated client: the DAS is no
+        // decryption service for anyone who asks.
+        let secured;
+        let (dreq, field) = if req.secured_das_request.is_empty() {
+            let dreq = req
+                .das_request
+                .as_ref()
+                .ok_or_else(|| bad("das_request", "required (or secured_das_request)"))?;
+            (dreq, "das_request")
+        } else {
+            secured = self.secured_request(&req.secured_das_request)?;
+            (&secured, "secured_das_request")
+        };
+        let mut request = das_request_from_pb(dreq, field, &config.hosting, now, None)
             .map_err(|e| invalid_argument(&e))?;
         // The originator would choose its own `oip`: `acip` is decided on
         // the address the call came from (none known: an `acip` rule does
@@ -435,6 +444,28 @@ impl DasService {
             );
         }
         Ok(response)
+    }
+
+    /// The `dreq` a secured DAS request (`sdr`) carries: a JWE to one of
+    /// this DAS's `request_decryption_keys` whose plaintext is the `dreq`
+    /// in JSON short names (TS-0003 7.3.2.3 step 2.2). Anyone may encrypt
+    /// to the published key, so it proves nothing of who wrote it: it is
+    /// read like a `dreq` in the clear.
+    fn secured_request(&self, sdr: &str) -> Result<pb::DasRequest, Status> {
+        const FIELD: &str = "secured_das_request";
+        let keys = &self.inner.config.request_keys;
+        if keys.is_empty() {
+            return Err(bad(
+                FIELD,
+                "this DAS publishes no request encryption key, so it reads no secured DAS request",
+            ));
+        }
+        let decrypted = authz_core::jwe::decrypt(sdr, keys)
+            .map_err(|e| bad(FIELD, format!("cannot be decrypted: {e}")))?;
+        let value: serde_json::Value = serde_json::from_slice(&decrypted.plaintext)
+            .map_err(|_| bad(FIELD, "its plaintext is not a dreq in JSON"))?;
+        authz_proto::das_json::das_request_from_json(&value, FIELD)
+            .map_err(|e| invalid_argument(&e))
     }
 
     /// Answers `GetTokens` from `caller` at `now`.
@@ -491,6 +522,7 @@ impl DasService {
             issuer: config.issuer.clone(),
             fqdn: config.fqdn.clone(),
             role_issuers: config.role_issuers.clone(),
+            request_encryption_jwk: config.request_encryption_jwk.clone().unwrap_or_default(),
             keys: config
                 .keys
                 .iter()

@@ -151,6 +151,7 @@ fn as_guest(d: pb::DasRequest) -> tonic::Request<pb::IssueTokenRequest> {
     with_bearer(
         pb::IssueTokenRequest {
             das_request: Some(d),
+            ..Default::default()
         },
         Some(GUEST_SECRET),
     )
@@ -598,6 +599,7 @@ async fn issue_token_authenticates_the_originator() {
     let c = &mut das.client;
     let ask = || pb::IssueTokenRequest {
         das_request: Some(dreq("Cguest", pb::Operation::Retrieve, "frontDoorState")),
+        ..Default::default()
     };
 
     let e = c
@@ -744,6 +746,7 @@ async fn callers_and_arguments_are_checked_with_named_fields() {
         .issue_token(with_bearer(
             pb::IssueTokenRequest {
                 das_request: Some(dreq("Cguest", pb::Operation::Update, "front door")),
+                ..Default::default()
             },
             Some(GUEST_SECRET),
         ))
@@ -873,6 +876,7 @@ async fn issue_token_decides_acip_on_the_callers_address_7_3_2_3() {
         d.originator_ip = ip4(oip);
         pb::IssueTokenRequest {
             das_request: Some(d),
+            ..Default::default()
         }
     };
 
@@ -1523,6 +1527,127 @@ fn token_encryption_entries_are_checked_at_load_7_3_2_6_2() {
     ] {
         let mut v = config_json();
         v["token_encryption"] = json!([entry]);
+        let e = DasConfig::from_json(&v.to_string(), Path::new("test-das.json"), Path::new("."))
+            .expect_err("invalid");
+        assert_eq!(e.fields(), [field], "{e}");
+    }
+}
+
+/// `request_decryption_keys` (secured DAS requests, TS-0003 7.3.2.3 step
+/// 2.2): a JWK Set of private keys of key pairs, inline or a file; the
+/// public half of the first is published by `GetKeySet` (no private
+/// member), and a shared secret, which cannot be published, is refused.
+#[tokio::test]
+async fn request_decryption_keys_are_checked_and_the_first_is_published_7_3_2_3() {
+    let file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/das/keys/das-request-keys.json");
+    let mut v = config_json();
+    v["request_decryption_keys"] = json!(file.to_string_lossy());
+    let config = load(&v);
+    assert_eq!(config.request_keys.len(), 1);
+    let mut das = Running::start(config, None).await;
+    let set = das
+        .client
+        .get_key_set(pb::GetKeySetRequest {})
+        .await
+        .expect("key set")
+        .into_inner();
+    let published: Value = serde_json::from_str(&set.request_encryption_jwk).expect("a JWK");
+    assert_eq!(published["kid"], "das-request-1");
+    assert_eq!(published["alg"], "ECDH-ES+A256KW");
+    assert!(
+        published.get("d").is_none(),
+        "no private member: {published}"
+    );
+    // It is a key a hosting CSE can encrypt to, and the DAS decrypts.
+    let key = authz_core::jwe::EncryptionKey::from_jwk(&published, "jwk").expect("public key");
+    let dreq = dreq("Cguest", pb::Operation::Retrieve, "frontDoorState");
+    let sdr = authz_core::jwe::encrypt(
+        authz_proto::das_json::das_request_to_json(&dreq)
+            .to_string()
+            .as_bytes(),
+        &key,
+        authz_core::jwe::ContentEncryption::A256Gcm,
+        false,
+    )
+    .expect("encrypts");
+    let secured = |sdr: String| {
+        with_bearer(
+            pb::IssueTokenRequest {
+                secured_das_request: sdr,
+                ..Default::default()
+            },
+            Some(GUEST_SECRET),
+        )
+    };
+    let issued = das
+        .client
+        .issue_token(secured(sdr.clone()))
+        .await
+        .expect("issued")
+        .into_inner();
+    assert_eq!(issued.tokens.len(), 1, "the guest-state grant: {issued:?}");
+    // Another client presenting the guest's sdr is not its `or`.
+    let err = das
+        .client
+        .issue_token(with_bearer(
+            pb::IssueTokenRequest {
+                secured_das_request: sdr,
+                ..Default::default()
+            },
+            Some(OTHER_SECRET),
+        ))
+        .await
+        .expect_err("not the other client's");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    // Encrypted text that is no dreq names the field.
+    let not_dreq = authz_core::jwe::encrypt(
+        b"[1, 2]",
+        &key,
+        authz_core::jwe::ContentEncryption::A256Gcm,
+        false,
+    )
+    .expect("encrypts");
+    let err = das
+        .client
+        .issue_token(secured(not_dreq))
+        .await
+        .expect_err("no dreq");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("secured_das_request"), "{err:?}");
+    das.stop().await;
+
+    // Without keys an sdr is refused, and none is published.
+    let mut plain = Running::start(load(&config_json()), None).await;
+    let set = plain
+        .client
+        .get_key_set(pb::GetKeySetRequest {})
+        .await
+        .expect("key set")
+        .into_inner();
+    assert!(set.request_encryption_jwk.is_empty());
+    let err = plain
+        .client
+        .issue_token(secured("a.b.c.d.e".into()))
+        .await
+        .expect_err("no key");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    plain.stop().await;
+
+    for (keys, field) in [
+        (
+            json!({"keys": [{"kty": "oct", "kid": "s", "alg": "A128KW", "k": "AAAAAAAAAAAAAAAAAAAAAA"}]}),
+            "request_decryption_keys.keys[0].alg",
+        ),
+        (json!({"keys": []}), "request_decryption_keys"),
+        (json!("no-such-file.json"), "request_decryption_keys"),
+        (
+            json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "p", "alg": "ECDH-ES+A128KW", "x": "AA", "y": "AA"}]}),
+            "request_decryption_keys.keys[0].d",
+        ),
+    ] {
+        let mut v = config_json();
+        v["request_decryption_keys"] = keys;
         let e = DasConfig::from_json(&v.to_string(), Path::new("test-das.json"), Path::new("."))
             .expect_err("invalid");
         assert_eq!(e.fields(), [field], "{e}");

@@ -79,10 +79,55 @@ fn config() -> DasConfig {
              "grant": {"mode": "token"},
              "max_lifetime_s": 600}
         ],
+        "request_decryption_keys": request_keys_file(),
         "max_request_skew_s": 86400
     });
     DasConfig::from_json(&v.to_string(), Path::new("robust-das.json"), Path::new("."))
         .expect("valid config")
+}
+
+/// The demo DAS's key pair for secured DAS requests (`sdr`).
+fn request_keys_file() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/das/keys/das-request-keys.json")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `plaintext` encrypted to the DAS's published request key.
+fn encrypted_for_das(plaintext: &[u8]) -> String {
+    let keys = authz_core::jwe::DecryptionKeys::from_jwk_set(
+        &std::fs::read_to_string(request_keys_file()).expect("keys"),
+    )
+    .expect("jwk set");
+    let key = keys.iter().next().expect("a key");
+    authz_core::jwe::encrypt(
+        plaintext,
+        &key.into(),
+        authz_core::jwe::ContentEncryption::A128Gcm,
+        false,
+    )
+    .expect("encrypts")
+}
+
+/// `secured_das_request`: mostly none; else any `dreq` encrypted to the
+/// DAS, encrypted text that is no `dreq`, or no JWE at all.
+fn any_sdr() -> BoxedStrategy<String> {
+    mostly(
+        Just(String::new()),
+        prop_oneof![
+            any_das_request().prop_map(|d| {
+                encrypted_for_das(
+                    authz_proto::das_json::das_request_to_json(&d)
+                        .to_string()
+                        .as_bytes(),
+                )
+            }),
+            any_text().prop_map(|t| encrypted_for_das(t.as_bytes())),
+            any_text(),
+            Just("a.b.c.d.e".to_owned()),
+        ],
+    )
 }
 
 fn any_text() -> BoxedStrategy<String> {
@@ -325,9 +370,15 @@ fn any_call() -> BoxedStrategy<(Op, Option<Vec<u8>>)> {
                 authorization
             )
         ),
-        3 => (dreq(), any_authorization(GUEST_SECRET)).prop_map(|(das_request, authorization)| {
-            (Op::IssueToken(pb::IssueTokenRequest { das_request }), authorization)
-        }),
+        3 => (dreq(), any_sdr(), any_authorization(GUEST_SECRET)).prop_map(
+            |(das_request, secured_das_request, authorization)| (
+                Op::IssueToken(pb::IssueTokenRequest {
+                    das_request,
+                    secured_das_request,
+                }),
+                authorization
+            )
+        ),
         1 => ((any_hosting_cse(), any_scoped_ids()), any_authorization(CSE_SECRET)).prop_map(
             |((hosting_cse_id, token_ids), authorization)| (
                 Op::GetTokens(pb::GetDasTokensRequest {

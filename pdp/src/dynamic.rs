@@ -352,6 +352,8 @@ struct DasIdentity {
     fqdn: String,
     /// More FQDNs of Role-IDs it grants (Decision 8's table).
     role_issuers: Vec<String>,
+    /// The key it reads secured DAS requests (`sdr`) with, if it publishes one.
+    request_key: Option<authz_core::jwe::EncryptionKey>,
 }
 
 impl DasIdentity {
@@ -369,6 +371,27 @@ impl Das {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// The key a DAS's key set publishes for secured DAS requests
+/// (`request_encryption_jwk`; empty: none). A key set with one that is no
+/// public key of a key pair is refused like one with a bad verification
+/// key: a shared secret published to all is no secret.
+fn request_key(jwk: &str) -> Result<Option<authz_core::jwe::EncryptionKey>, String> {
+    if jwk.is_empty() {
+        return Ok(None);
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(jwk).map_err(|e| format!("request_encryption_jwk: not JSON: {e}"))?;
+    let key = authz_core::jwe::EncryptionKey::from_jwk(&value, "request_encryption_jwk")
+        .map_err(|e| e.to_string())?;
+    if key.algorithm().is_shared_secret() {
+        return Err(format!(
+            "request_encryption_jwk: {} is a shared secret, not a public key",
+            key.algorithm()
+        ));
+    }
+    Ok(Some(key))
 }
 
 /// The least time between two fetches of one DAS's key set for tokens
@@ -626,6 +649,7 @@ impl Dynamic {
             }
             keys.push((k.kid.clone(), key));
         }
+        let request_key = request_key(&set.request_encryption_jwk)?;
         let mut issuer = TrustedIssuer::new(set.issuer.clone(), &algorithms);
         for (kid, key) in keys {
             issuer = issuer.with_key(kid, key).map_err(|e| e.to_string())?;
@@ -640,6 +664,7 @@ impl Dynamic {
             issuer: set.issuer.clone(),
             fqdn: set.fqdn.clone(),
             role_issuers: set.role_issuers.clone(),
+            request_key,
         });
         tracing::info!(das = %das.endpoint, issuer = %set.issuer, keys = set.keys.len(), "DAS trusted");
         Ok(())
@@ -1592,20 +1617,82 @@ impl Dynamic {
         pb::TokenRequestInfo {
             das_info: endpoints
                 .iter()
-                .map(|uri| pb::DasInfo {
-                    uri: uri.clone(),
-                    das_request: Some(pb::DasRequest {
+                .map(|uri| {
+                    let full = pb::DasRequest {
                         targeted_resource_id: trid.clone(),
                         ..self.das_request_for(uri, dreq)
-                    }),
-                    secured_das_request: String::new(),
+                    };
+                    match self.secured_das_request(uri, &full) {
+                        // The Role-IDs go to the DAS only (7.3.2.3 step 2.2).
+                        Some(sdr) => pb::DasInfo {
+                            uri: uri.clone(),
+                            das_request: Some(pb::DasRequest {
+                                role_ids_from_acps: Vec::new(),
+                                ..full
+                            }),
+                            secured_das_request: sdr,
+                        },
+                        None => pb::DasInfo {
+                            uri: uri.clone(),
+                            das_request: Some(full),
+                            secured_das_request: String::new(),
+                        },
+                    }
                 })
                 .collect(),
         }
     }
 
+    /// `sdr` for the DAS at `endpoint`: `dreq` in JSON short names,
+    /// encrypted to the key the DAS publishes (TS-0003 7.3.2.3 step 2.2:
+    /// ESData applied so the originator does not see the Role-IDs); `None`
+    /// when it publishes none. A failure to encrypt (the system's random
+    /// source) leaves `sdr` out too, and the Role-IDs with it.
+    fn secured_das_request(&self, endpoint: &str, dreq: &pb::DasRequest) -> Option<String> {
+        let das = self.das_for_endpoint(endpoint)?;
+        let identity = das.identity();
+        let key = identity.as_ref()?.request_key.as_ref()?;
+        let plaintext = authz_proto::das_json::das_request_to_json(dreq).to_string();
+        authz_core::jwe::encrypt(
+            plaintext.as_bytes(),
+            key,
+            authz_core::jwe::ContentEncryption::A256Gcm,
+            false,
+        )
+        .map_err(|e| tracing::error!(das = %endpoint, error = %e, "sdr not made"))
+        .ok()
+    }
+
     /// The configured DAS endpoints.
     pub fn endpoints(&self) -> Vec<String> {
         self.dases.iter().map(|d| d.endpoint.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DAS's published request key: none when empty; a public key of a
+    /// key pair; anything else (no JSON, no usable JWK, a shared secret,
+    /// which a published set cannot hold secretly) refuses the key set.
+    #[test]
+    fn request_key_is_a_public_key_or_none() {
+        assert!(matches!(request_key(""), Ok(None)));
+        let public = r#"{"kty":"EC","crv":"P-256","kid":"k","alg":"ECDH-ES+A256KW",
+            "x":"CIstZ1YmRPTBW4JBwzMHFXJMWGWd13n8ndFpKXdJ5eU",
+            "y":"lEbmBsk_LG9TLPtBO7JdP4UriumjeEKD2S37uVh3WEk"}"#;
+        match request_key(public) {
+            Ok(Some(key)) => assert_eq!(key.kid(), "k"),
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            "not json",
+            r#"{"kty":"oct","kid":"s","alg":"A128KW","k":"AAAAAAAAAAAAAAAAAAAAAA"}"#,
+            r#"{"kty":"EC","crv":"P-256","alg":"ECDH-ES+A256KW","x":"AA","y":"AA"}"#,
+        ] {
+            let e = request_key(bad).expect_err(bad);
+            assert!(e.contains("request_encryption_jwk"), "{e}");
+        }
     }
 }

@@ -263,6 +263,8 @@ struct ScriptedDas {
     keys: Arc<Mutex<Vec<pb::PublicKey>>>,
     /// How many times its key set was fetched.
     key_set_calls: Arc<AtomicUsize>,
+    /// The `request_encryption_jwk` of its key set.
+    request_jwk: String,
 }
 
 /// An RPC and the `authorization` metadata it came with.
@@ -344,6 +346,7 @@ impl DynamicAuthorizationServer for ScriptedDas {
             fqdn: fqdn.into(),
             role_issuers: self.role_issuers.iter().map(|r| r.to_string()).collect(),
             keys,
+            request_encryption_jwk: self.request_jwk.clone(),
         }))
     }
 }
@@ -1084,6 +1087,94 @@ async fn token_request_info_groups_role_ids_per_das_7_3_2_3() {
     );
     assert_eq!(
         second.requests.lock().await[0].role_ids_from_acps,
+        ["guest@das2.example.com"]
+    );
+}
+
+/// TS-0003 7.3.2.3 step 2.2: for a DAS that publishes a request key, the
+/// Token Request Information carries `sdr`, the whole `dreq` encrypted to
+/// that key, and a clear `dreq` without the Role-IDs; a DAS that publishes
+/// none gets the clear `dreq` with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_request_info_encrypts_the_dreq_for_a_das_that_publishes_a_key_7_3_2_3() {
+    let keys_file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/das/keys/das-request-keys.json");
+    let set: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&keys_file).expect("keys")).expect("json");
+    let mut public = set["keys"][0].clone();
+    public.as_object_mut().expect("jwk").remove("d");
+    let first = ScriptedDas {
+        request_jwk: public.to_string(),
+        ..Default::default()
+    };
+    let second = ScriptedDas {
+        identity: Some(("//sp.example.com/id-in/CDas2", "das2.example.com")),
+        ..Default::default()
+    };
+    let (first_url, task) = serve_das(first.clone()).await;
+    tokio::spawn(task);
+    let (second_url, task) = serve_das(second.clone()).await;
+    tokio::spawn(task);
+    let mut dynamic = DynamicConfig::new(vec![first_url.clone(), second_url.clone()]);
+    dynamic.deadline = Duration::from_secs(5);
+    let mut policy = acp("acp1", &["Cowner"], 63);
+    if let Some(pv) = policy.privileges.as_mut() {
+        pv.rules.push(pb::AccessControlRule {
+            originators: vec![
+                "guest@das.example.com".into(),
+                "guest@das2.example.com".into(),
+            ],
+            operations: 2,
+            ..Default::default()
+        });
+    }
+    let pdp = pdp_trusting(
+        dynamic,
+        &snapshot_event(
+            1,
+            vec![policy],
+            vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+        ),
+    )
+    .await;
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let mut visitor = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    visitor.token_request_indicator = true;
+    let d = client.decide(visitor).await.expect("decision").into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
+    let tqf = d.token_request_info.expect("tqf");
+    let info = |uri: &str| {
+        tqf.das_info
+            .iter()
+            .find(|i| i.uri == uri)
+            .cloned()
+            .expect("named")
+    };
+    let secured = info(&first_url);
+    let clear = secured.das_request.clone().expect("dreq");
+    assert!(clear.role_ids_from_acps.is_empty(), "hidden: {clear:?}");
+    assert_eq!(clear.originator, "//sp.example.com/id-in/Cvisitor");
+    let keys = authz_core::jwe::DecryptionKeys::from_jwk_set(
+        &std::fs::read_to_string(&keys_file).expect("keys"),
+    )
+    .expect("jwk set");
+    let plain = authz_core::jwe::decrypt(&secured.secured_das_request, &keys).expect("decrypts");
+    let inner: serde_json::Value = serde_json::from_slice(&plain.plaintext).expect("json");
+    let read = authz_proto::das_json::das_request_from_json(&inner, "sdr").expect("a dreq");
+    assert_eq!(read.role_ids_from_acps, ["guest@das.example.com"]);
+    assert_eq!(
+        read,
+        pb::DasRequest {
+            role_ids_from_acps: read.role_ids_from_acps.clone(),
+            ..clear
+        },
+        "the clear dreq is the secured one without rfa"
+    );
+    let plain_das = info(&second_url);
+    assert!(plain_das.secured_das_request.is_empty());
+    assert_eq!(
+        plain_das.das_request.expect("dreq").role_ids_from_acps,
         ["guest@das2.example.com"]
     );
 }

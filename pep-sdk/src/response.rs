@@ -218,60 +218,10 @@ pub fn token_request_info_json(tqf: &pb::TokenRequestInfo) -> Value {
     json!({ "dasi": dasi })
 }
 
-/// m2m:dynAuthDasRequest (`dreq`) in JSON short names.
+/// m2m:dynAuthDasRequest (`dreq`) in JSON short names
+/// ([`authz_proto::das_json::das_request_to_json`]).
 pub fn das_request_json(r: &pb::DasRequest) -> Value {
-    let mut m = Map::new();
-    m.insert("or".into(), json!(r.originator));
-    if let Some(trt) = r.targeted_resource_type {
-        m.insert("trt".into(), json!(trt));
-    }
-    m.insert("op".into(), json!(r.operation));
-    if let Some(ip) = r.originator_ip.as_ref().and_then(|ip| ip.address.as_ref()) {
-        m.insert(
-            "oip".into(),
-            match ip {
-                pb::ip_address::Address::Ipv4(a) => json!({ "ip4": a }),
-                pb::ip_address::Address::Ipv6(a) => json!({ "ip6": a }),
-            },
-        );
-    }
-    if let Some(region) = r
-        .originator_location
-        .as_ref()
-        .and_then(|l| l.region.as_ref())
-    {
-        m.insert(
-            "olo".into(),
-            match region {
-                pb::location_region::Region::CountryCodes(c) => json!({ "accc": c.codes }),
-                pb::location_region::Region::Circle(c) => {
-                    json!({ "accr": [c.latitude, c.longitude, c.radius_m] })
-                }
-            },
-        );
-    }
-    if !r.originator_role_ids.is_empty() {
-        m.insert("orid".into(), json!(r.originator_role_ids));
-    }
-    if !r.request_timestamp.is_empty() {
-        m.insert("rts".into(), json!(r.request_timestamp));
-    }
-    if !r.targeted_resource_id.is_empty() {
-        m.insert("trid".into(), json!(r.targeted_resource_id));
-    }
-    if !r.proposed_privileges_lifetime.is_empty() {
-        m.insert("ppl".into(), json!(r.proposed_privileges_lifetime));
-    }
-    if !r.role_ids_from_acps.is_empty() {
-        m.insert("rfa".into(), json!(r.role_ids_from_acps));
-    }
-    if !r.token_ids.is_empty() {
-        m.insert("tids".into(), json!(r.token_ids));
-    }
-    if let Some(asi) = r.author_sign_indicator {
-        m.insert("asi".into(), json!(asi));
-    }
-    Value::Object(m)
+    authz_proto::das_json::das_request_to_json(r)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! The wire contract of onem2m-authz: the protobuf package `onem2m.authz.v1`
 //! ([`pb`]) whose shared messages every service (PDP, PRP, PIP, DAS) uses,
 //! and the conversions between those messages and the core model
-//! ([`convert`]).
+//! ([`convert`]) or oneM2M's JSON short names ([`das_json`] for `dreq`).
 //!
 //! The `.proto` files live in `proto/onem2m/authz/v1/` of this crate and are
 //! compiled by `build.rs` with protox, so no system `protoc` is needed:
@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod convert;
+pub mod das_json;
 pub mod endpoint;
 pub mod https;
 pub mod listener;

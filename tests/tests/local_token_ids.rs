@@ -78,6 +78,7 @@ impl DynamicAuthorizationServer for KeyDas {
             issuer: DAS_ISSUER.into(),
             fqdn: DAS_FQDN.into(),
             role_issuers: Vec::new(),
+            request_encryption_jwk: String::new(),
             keys: vec![pb::PublicKey {
                 kid: DAS_KID.into(),
                 alg: "ES256".into(),

@@ -31,11 +31,11 @@ async fn main() -> Result<()> {
     std::io::stdin().read_to_string(&mut input)?;
     let body: serde_json::Value =
         serde_json::from_str(&input).context("stdin is not a JSON response body")?;
-    let Some((uri, dreq)) = guest::das_infos(&body)?.into_iter().next() else {
+    let Some((uri, request)) = guest::das_infos(&body)?.into_iter().next() else {
         bail!("the m2m:tqf names no DAS");
     };
     let uri = args.das.unwrap_or(uri);
-    let issued = guest::issue_token(&uri, dreq, &args.secret).await?;
+    let issued = guest::issue_token(&uri, request, &args.secret).await?;
     if issued.tokens.is_empty() {
         bail!("the DAS at {uri} granted no token (no policy of it matches the request)");
     }
