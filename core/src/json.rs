@@ -322,19 +322,13 @@ pub fn policy_from_value(v: Value) -> Result<AccessControlPolicy, ValidationErro
                 "a bundle ({\"acps\": [...], \"resources\": [...]}) is not an m2m:acp document; `authz policy apply` loads bundles".to_owned(),
             ));
         }
-        // `ty` is read-only, but a document that states another type is
-        // not an ACP (spec notes §4: accessControlPolicy is 1).
-        let ty = acp.other.get(key);
         if key == "ty"
-            && ty.and_then(Value::as_u64) != Some(1)
-            && ty.and_then(Value::as_str) != Some("1")
+            && let Some(e) = acp
+                .other
+                .get(key)
+                .and_then(crate::model::resource_type_error)
         {
-            return Err(error(format!(
-                "an accessControlPolicy has resource type 1 (TS-0004 6.3.4.2.1), found {}",
-                acp.other
-                    .get(key)
-                    .map_or_else(String::new, Value::to_string)
-            )));
+            return Err(error(e));
         }
     }
     // Neither `pv` nor `pvs`: not an ACP an author meant (both are

@@ -45,12 +45,17 @@ impl AccessControlPolicy {
     }
 
     /// What is wrong with the common attributes it carries, by short name
-    /// (`pi`, `rn`, `et`), if anything: a parent ID no request could name
-    /// (TS-0001 7.2), a resource name that is empty or holds a `/`, white
-    /// space or a control character (it is one path segment), an `et` that
-    /// is no m2m:timestamp `YYYYMMDDThhmmss`.
+    /// (`ty`, `pi`, `rn`, `et`), if anything: a `ty` other than 1 (it is
+    /// read-only, but one that states another type is no ACP; spec notes
+    /// §4), a parent ID no request could name (TS-0001 7.2), a resource
+    /// name that is empty or holds a `/`, white space or a control
+    /// character (it is one path segment), an `et` that is no m2m:timestamp
+    /// `YYYYMMDDThhmmss`.
     pub fn common_attribute_errors(&self) -> Vec<(&'static str, String)> {
         let mut errors = Vec::new();
+        if let Some(e) = self.other.get("ty").and_then(resource_type_error) {
+            errors.push(("ty", e));
+        }
         if let Some(pi) = &self.parent_id
             && let Err(e) = crate::ids::check_resource_id(pi)
         {
@@ -79,6 +84,15 @@ impl AccessControlPolicy {
         }
         errors
     }
+}
+
+/// What is wrong with the `ty` an ACP states, if anything: it is read-only,
+/// but one other than 1 (or `"1"`, as some CSEs write numbers) is no ACP
+/// (spec notes §4).
+pub(crate) fn resource_type_error(ty: &serde_json::Value) -> Option<String> {
+    (ty.as_u64() != Some(1) && ty.as_str() != Some("1")).then(|| {
+        format!("an accessControlPolicy has resource type 1 (TS-0004 6.3.4.2.1), found {ty}")
+    })
 }
 
 /// `m2m:setOfAcrs` (TS-0004 6.3.5.26): the value of `pv` and `pvs`.

@@ -974,6 +974,7 @@ fn acp_input(
                         "pi" => "parent_id",
                         "rn" => "resource_name",
                         "et" => "expiration_time",
+                        "ty" => "other_attributes.ty",
                         other => other,
                     };
                     violation(field, message)

@@ -3055,7 +3055,42 @@ async fn a_registration_with_ids_no_target_could_name_is_refused_ts_0001_7_2() {
         ["expiration_time", "parent_id", "resource_name"],
         "{err:?}"
     );
-    assert_eq!(prp.service.revision(), before, "nothing stored");
+    // A `ty` other than 1 (spec notes §4), on create and on update alike:
+    // what `authz check` refuses is not stored either.
+    let stated = |ty: prost_types::value::Kind| {
+        let mut a = acp("acpTy", &["CAlice"], &[ADMIN], ALL);
+        a.other_attributes = Some(prost_types::Struct {
+            fields: [("ty".to_owned(), prost_types::Value { kind: Some(ty) })]
+                .into_iter()
+                .collect(),
+        });
+        a
+    };
+    use prost_types::value::Kind;
+    for ty in [Kind::NumberValue(2.0), Kind::StringValue("x".into())] {
+        let err = c
+            .create_acp(create_req(ADMIN, stated(ty.clone())))
+            .await
+            .expect_err("not an ACP's type");
+        assert_eq!(violations(&err), ["other_attributes.ty"], "{err:?}");
+        let err = c
+            .update_acp(pb::UpdateAcpRequest {
+                role_ids: Vec::new(),
+                originator: ADMIN.into(),
+                acp: Some(stated(ty)),
+            })
+            .await
+            .expect_err("not an ACP's type");
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    }
+    c.create_acp(create_req(ADMIN, stated(Kind::NumberValue(1.0))))
+        .await
+        .expect("ty 1 is an ACP's");
+    assert_eq!(
+        prp.service.revision(),
+        before + 1,
+        "only the valid one stored"
+    );
     prp.shutdown().await;
 }
 
