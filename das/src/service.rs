@@ -421,7 +421,7 @@ impl DasService {
         request.ip = caller.peer;
         if request.originator != client.originator {
             return Err(Status::permission_denied(format!(
-                "das_request.originator {} is not the authenticated client {}",
+                "{field}.originator {} is not the authenticated client {}",
                 request.originator, client.originator
             )));
         }

@@ -394,6 +394,19 @@ fn request_key(jwk: &str) -> Result<Option<authz_core::jwe::EncryptionKey>, Stri
     Ok(Some(key))
 }
 
+/// How a `dreq` goes in Token Request Information ([`Dynamic::protect`]).
+enum Protection {
+    /// As `sdr`, encrypted to the DAS; the clear `dreq` without `rfa`.
+    Secured(String),
+    /// In the clear, `rfa` included: the DAS publishes no request key.
+    Clear,
+    /// Without `rfa`, and no `sdr`: the DAS's key set is not known.
+    Withheld,
+}
+
+/// The `sdr` plaintext is padded to a multiple of this many bytes.
+const SDR_PADDING_BLOCK: usize = 256;
+
 /// The least time between two fetches of one DAS's key set for tokens
 /// whose `kid` it has no key for, however many such tokens arrive.
 const KEY_REFETCH_INTERVAL: Duration = Duration::from_secs(5);
@@ -1622,45 +1635,67 @@ impl Dynamic {
                         targeted_resource_id: trid.clone(),
                         ..self.das_request_for(uri, dreq)
                     };
-                    match self.secured_das_request(uri, &full) {
-                        // The Role-IDs go to the DAS only (7.3.2.3 step 2.2).
-                        Some(sdr) => pb::DasInfo {
-                            uri: uri.clone(),
-                            das_request: Some(pb::DasRequest {
+                    let (das_request, secured_das_request) = match self.protect(uri, &full) {
+                        // The DAS shows none: its Role-IDs in the clear.
+                        Protection::Clear => (full, String::new()),
+                        // The Role-IDs go to the DAS only (7.3.2.3 step 2.2),
+                        // and, while this PDP cannot encrypt to it (its key
+                        // set not known yet, or no key), to no one.
+                        protection => (
+                            pb::DasRequest {
                                 role_ids_from_acps: Vec::new(),
                                 ..full
-                            }),
-                            secured_das_request: sdr,
-                        },
-                        None => pb::DasInfo {
-                            uri: uri.clone(),
-                            das_request: Some(full),
-                            secured_das_request: String::new(),
-                        },
+                            },
+                            match protection {
+                                Protection::Secured(sdr) => sdr,
+                                _ => String::new(),
+                            },
+                        ),
+                    };
+                    pb::DasInfo {
+                        uri: uri.clone(),
+                        das_request: Some(das_request),
+                        secured_das_request,
                     }
                 })
                 .collect(),
         }
     }
 
-    /// `sdr` for the DAS at `endpoint`: `dreq` in JSON short names,
-    /// encrypted to the key the DAS publishes (TS-0003 7.3.2.3 step 2.2:
-    /// ESData applied so the originator does not see the Role-IDs); `None`
-    /// when it publishes none. A failure to encrypt (the system's random
-    /// source) leaves `sdr` out too, and the Role-IDs with it.
-    fn secured_das_request(&self, endpoint: &str, dreq: &pb::DasRequest) -> Option<String> {
-        let das = self.das_for_endpoint(endpoint)?;
+    /// How the `dreq` for the DAS at `endpoint` goes in Token Request
+    /// Information: encrypted to the key the DAS publishes, as `sdr`
+    /// (TS-0003 7.3.2.3 step 2.2: ESData applied so the originator does not
+    /// see the Role-IDs), in the clear when the DAS publishes none, and
+    /// withheld while this PDP does not know the DAS's key set (it may
+    /// publish one) or cannot encrypt (the system's random source).
+    fn protect(&self, endpoint: &str, dreq: &pb::DasRequest) -> Protection {
+        let Some(das) = self.das_for_endpoint(endpoint) else {
+            return Protection::Withheld;
+        };
         let identity = das.identity();
-        let key = identity.as_ref()?.request_key.as_ref()?;
-        let plaintext = authz_proto::das_json::das_request_to_json(dreq).to_string();
-        authz_core::jwe::encrypt(
+        let Some(identity) = identity.as_ref() else {
+            return Protection::Withheld;
+        };
+        let Some(key) = identity.request_key.as_ref() else {
+            return Protection::Clear;
+        };
+        let mut plaintext = authz_proto::das_json::das_request_to_json(dreq).to_string();
+        // Padded with JSON white space to a multiple of the block, so that
+        // the ciphertext's length says little about the Role-IDs inside.
+        let padded = plaintext.len().div_ceil(SDR_PADDING_BLOCK) * SDR_PADDING_BLOCK;
+        plaintext.extend(std::iter::repeat_n(' ', padded - plaintext.len()));
+        match authz_core::jwe::encrypt(
             plaintext.as_bytes(),
             key,
             authz_core::jwe::ContentEncryption::A256Gcm,
             false,
-        )
-        .map_err(|e| tracing::error!(das = %endpoint, error = %e, "sdr not made"))
-        .ok()
+        ) {
+            Ok(sdr) => Protection::Secured(sdr),
+            Err(e) => {
+                tracing::error!(das = %endpoint, error = %e, "sdr not made; the Role-IDs are withheld");
+                Protection::Withheld
+            }
+        }
     }
 
     /// The configured DAS endpoints.

@@ -1013,32 +1013,25 @@ async fn a_das_address_must_name_a_configured_das() {
 /// (Decision 8: the FQDN after `@`). Each `dasi` entry of the Token Request
 /// Information carries in its `dreq.rfa` only the Role-IDs its DAS issues,
 /// not every Role-ID of the applicable rules.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn token_request_info_groups_role_ids_per_das_7_3_2_3() {
-    let first = ScriptedDas::default();
-    let second = ScriptedDas {
-        identity: Some(("//sp.example.com/id-in/CDas2", "das2.example.com")),
-        ..Default::default()
-    };
-    let (first_url, task) = serve_das(first.clone()).await;
-    tokio::spawn(task);
-    let (second_url, task) = serve_das(second.clone()).await;
-    tokio::spawn(task);
-    // No DAC and no default DAS: the DASes the Role-IDs identify are the
-    // DASes of step 2.2 (7.3.2.2 step 2.2.1); each is consulted and named in
-    // the Token Request Information, with its own Role-IDs.
-    let mut dynamic = DynamicConfig::new(vec![first_url.clone(), second_url.clone()]);
+/// Two DASes trusted (no DAC, no default DAS) and `acp1` granting RETRIEVE
+/// of `cnt` to `roles`: the Token Request Information of a visitor's
+/// denied RETRIEVE with `tqi`, and the DASes' URLs.
+async fn denied_with_tqf(
+    dases: [&ScriptedDas; 2],
+    roles: &[&str],
+) -> ([String; 2], pb::TokenRequestInfo) {
+    let mut urls = Vec::new();
+    for das in dases {
+        let (url, task) = serve_das(das.clone()).await;
+        tokio::spawn(task);
+        urls.push(url);
+    }
+    let mut dynamic = DynamicConfig::new(urls.clone());
     dynamic.deadline = Duration::from_secs(5);
-    // acp1 grants RETRIEVE to a Role-ID of each DAS and to one that no
-    // configured DAS issues.
     let mut policy = acp("acp1", &["Cowner"], 63);
     if let Some(pv) = policy.privileges.as_mut() {
         pv.rules.push(pb::AccessControlRule {
-            originators: vec![
-                "guest@das.example.com".into(),
-                "guest@das2.example.com".into(),
-                "guest@roles.example.com".into(),
-            ],
+            originators: roles.iter().map(|r| r.to_string()).collect(),
             operations: 2,
             ..Default::default()
         });
@@ -1054,12 +1047,36 @@ async fn token_request_info_groups_role_ids_per_das_7_3_2_3() {
     .await;
     let (channel, _server) = serve_pdp(&pdp).await;
     let mut client = PolicyDecisionPointClient::new(channel);
-
     let mut visitor = request("Cvisitor", pb::Operation::Retrieve, "cnt");
     visitor.token_request_indicator = true;
     let d = client.decide(visitor).await.expect("decision").into_inner();
     assert_eq!(d.decision, DENY, "{d:?}");
     let tqf = d.token_request_info.expect("tqf");
+    assert_eq!(tqf.das_info.len(), 2, "{tqf:?}");
+    let [a, b]: [String; 2] = urls.try_into().expect("two");
+    ([a, b], tqf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_request_info_groups_role_ids_per_das_7_3_2_3() {
+    let first = ScriptedDas::default();
+    let second = ScriptedDas {
+        identity: Some(("//sp.example.com/id-in/CDas2", "das2.example.com")),
+        ..Default::default()
+    };
+    // No DAC and no default DAS: the DASes the Role-IDs identify are the
+    // DASes of step 2.2 (7.3.2.2 step 2.2.1); each is consulted and named in
+    // the Token Request Information, with its own Role-IDs. One Role-ID no
+    // configured DAS issues.
+    let ([first_url, second_url], tqf) = denied_with_tqf(
+        [&first, &second],
+        &[
+            "guest@das.example.com",
+            "guest@das2.example.com",
+            "guest@roles.example.com",
+        ],
+    )
+    .await;
     let rfa_of = |uri: &str| {
         tqf.das_info
             .iter()
@@ -1111,39 +1128,11 @@ async fn token_request_info_encrypts_the_dreq_for_a_das_that_publishes_a_key_7_3
         identity: Some(("//sp.example.com/id-in/CDas2", "das2.example.com")),
         ..Default::default()
     };
-    let (first_url, task) = serve_das(first.clone()).await;
-    tokio::spawn(task);
-    let (second_url, task) = serve_das(second.clone()).await;
-    tokio::spawn(task);
-    let mut dynamic = DynamicConfig::new(vec![first_url.clone(), second_url.clone()]);
-    dynamic.deadline = Duration::from_secs(5);
-    let mut policy = acp("acp1", &["Cowner"], 63);
-    if let Some(pv) = policy.privileges.as_mut() {
-        pv.rules.push(pb::AccessControlRule {
-            originators: vec![
-                "guest@das.example.com".into(),
-                "guest@das2.example.com".into(),
-            ],
-            operations: 2,
-            ..Default::default()
-        });
-    }
-    let pdp = pdp_trusting(
-        dynamic,
-        &snapshot_event(
-            1,
-            vec![policy],
-            vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
-        ),
+    let ([first_url, second_url], tqf) = denied_with_tqf(
+        [&first, &second],
+        &["guest@das.example.com", "guest@das2.example.com"],
     )
     .await;
-    let (channel, _server) = serve_pdp(&pdp).await;
-    let mut client = PolicyDecisionPointClient::new(channel);
-    let mut visitor = request("Cvisitor", pb::Operation::Retrieve, "cnt");
-    visitor.token_request_indicator = true;
-    let d = client.decide(visitor).await.expect("decision").into_inner();
-    assert_eq!(d.decision, DENY, "{d:?}");
-    let tqf = d.token_request_info.expect("tqf");
     let info = |uri: &str| {
         tqf.das_info
             .iter()
@@ -1176,6 +1165,62 @@ async fn token_request_info_encrypts_the_dreq_for_a_das_that_publishes_a_key_7_3
     assert_eq!(
         plain_das.das_request.expect("dreq").role_ids_from_acps,
         ["guest@das2.example.com"]
+    );
+}
+
+/// TS-0003 7.3.2.3 step 2.2: while the PDP does not know a DAS's key set
+/// (the DAS is down, or publishes a request key that is no public key), it
+/// cannot tell whether the DAS wants the Role-IDs hidden, so the Token
+/// Request Information names the DAS without them (and without `sdr`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_request_info_withholds_role_ids_while_the_das_key_set_is_unknown_7_3_2_3() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let down = format!("http://{}", listener.local_addr().expect("addr"));
+    drop(listener);
+    let secret_key = ScriptedDas {
+        request_jwk: r#"{"kty":"oct","kid":"s","alg":"A128KW","k":"AAAAAAAAAAAAAAAAAAAAAA"}"#
+            .into(),
+        ..Default::default()
+    };
+    let (published, task) = serve_das(secret_key.clone()).await;
+    tokio::spawn(task);
+    for url in [down, published] {
+        let mut dynamic = DynamicConfig::new(vec![url.clone()]);
+        dynamic.deadline = Duration::from_millis(300);
+        let mut policy = acp("acp1", &["Cowner"], 63);
+        if let Some(pv) = policy.privileges.as_mut() {
+            pv.rules.push(pb::AccessControlRule {
+                originators: vec!["guest@das.example.com".into()],
+                operations: 2,
+                ..Default::default()
+            });
+        }
+        let pdp = Pdp::start(PdpConfig::new(hosting()).with_dynamic(dynamic)).expect("pdp");
+        pdp.apply_event(&snapshot_event(
+            1,
+            vec![policy],
+            vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+        ))
+        .expect("snapshot");
+        let (channel, _server) = serve_pdp(&pdp).await;
+        let mut client = PolicyDecisionPointClient::new(channel);
+        let mut visitor = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+        visitor.token_request_indicator = true;
+        let d = client.decide(visitor).await.expect("decision").into_inner();
+        assert_eq!(d.decision, DENY, "{d:?}");
+        let tqf = d.token_request_info.expect("tqf");
+        assert_eq!(tqf.das_info.len(), 1, "{tqf:?}");
+        assert_eq!(tqf.das_info[0].uri, url);
+        let dreq = tqf.das_info[0].das_request.clone().expect("dreq");
+        assert!(dreq.role_ids_from_acps.is_empty(), "{url}: {dreq:?}");
+        assert!(tqf.das_info[0].secured_das_request.is_empty());
+        assert!(!pdp.dynamic().is_some_and(|d| d.keys_loaded()), "{url}");
+    }
+    assert!(
+        secret_key.key_set_calls.load(Ordering::SeqCst) >= 1,
+        "the key set was asked for, and refused"
     );
 }
 

@@ -5,8 +5,9 @@
 //! (TS-0003 7.3.2.3 step 2.2).
 //!
 //! Reading checks the JSON types only and names each member by its short
-//! name (`sdr.rfa[0]`); what the values mean (an ID, a Role-ID, a time) is
-//! checked by whoever uses the request, as for the gRPC message.
+//! name (`sdr.rfa[0]`), at most [`MAX_ERRORS`] of them; what the values
+//! mean (an ID, a Role-ID, a time) is checked by whoever uses the request,
+//! as for the gRPC message, and named as its fields are.
 
 use serde_json::{Map, Value, json};
 
@@ -130,6 +131,10 @@ pub fn das_request_from_json(
     }
 }
 
+/// Most errors one [`das_request_from_json`] reports: a list of a million
+/// bad items costs no more to refuse than one of a few.
+pub const MAX_ERRORS: usize = 32;
+
 /// Collects the errors of one [`das_request_from_json`].
 struct Reader<'p> {
     path: &'p str,
@@ -138,6 +143,9 @@ struct Reader<'p> {
 
 impl Reader<'_> {
     fn error(&mut self, name: &str, message: &str) {
+        if self.errors.len() >= MAX_ERRORS {
+            return;
+        }
         let field = match (self.path.is_empty(), name.is_empty()) {
             (true, _) => name.to_owned(),
             (false, true) => self.path.to_owned(),
@@ -309,5 +317,9 @@ mod tests {
         assert_eq!(fields, ["dreq.or", "dreq.op"]);
         let not_object = das_request_from_json(&json!([1]), "sdr").expect_err("refused");
         assert_eq!(not_object[0].field, "sdr");
+        let many = json!({"or": "C", "op": 2, "rfa": vec![1; 100_000]});
+        let errors = das_request_from_json(&many, "sdr").expect_err("refused");
+        assert_eq!(errors.len(), MAX_ERRORS);
+        assert_eq!(errors[0].field, "sdr.rfa[0]");
     }
 }
