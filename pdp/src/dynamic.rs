@@ -1640,7 +1640,7 @@ impl Dynamic {
                         Protection::Clear => (full, String::new()),
                         // The Role-IDs go to the DAS only (7.3.2.3 step 2.2),
                         // and, while this PDP cannot encrypt to it (its key
-                        // set not known yet, or no key), to no one.
+                        // set not known yet), to no one.
                         protection => (
                             pb::DasRequest {
                                 role_ids_from_acps: Vec::new(),
