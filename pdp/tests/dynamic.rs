@@ -1026,8 +1026,19 @@ async fn denied_with_tqf(
         tokio::spawn(task);
         urls.push(url);
     }
-    let mut dynamic = DynamicConfig::new(urls.clone());
-    dynamic.deadline = Duration::from_secs(5);
+    let (_pdp, tqf) = tqf_at(&urls, roles, true).await;
+    assert_eq!(tqf.das_info.len(), 2, "{tqf:?}");
+    let [a, b]: [String; 2] = urls.try_into().expect("two");
+    ([a, b], tqf)
+}
+
+/// A PDP trusting the DASes at `urls` (no DAC, no default DAS), once it
+/// has their key sets when `keys_first`, with `acp1` granting RETRIEVE of
+/// `cnt` to `roles`; and the Token Request Information of a visitor's
+/// denied RETRIEVE with `tqi`.
+async fn tqf_at(urls: &[String], roles: &[&str], keys_first: bool) -> (Pdp, pb::TokenRequestInfo) {
+    let mut dynamic = DynamicConfig::new(urls.to_vec());
+    dynamic.deadline = Duration::from_secs(if keys_first { 5 } else { 1 });
     let mut policy = acp("acp1", &["Cowner"], 63);
     if let Some(pv) = policy.privileges.as_mut() {
         pv.rules.push(pb::AccessControlRule {
@@ -1036,15 +1047,18 @@ async fn denied_with_tqf(
             ..Default::default()
         });
     }
-    let pdp = pdp_trusting(
-        dynamic,
-        &snapshot_event(
-            1,
-            vec![policy],
-            vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
-        ),
-    )
-    .await;
+    let snapshot = snapshot_event(
+        1,
+        vec![policy],
+        vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+    );
+    let pdp = if keys_first {
+        pdp_trusting(dynamic, &snapshot).await
+    } else {
+        let pdp = Pdp::start(PdpConfig::new(hosting()).with_dynamic(dynamic)).expect("pdp");
+        pdp.apply_event(&snapshot).expect("snapshot");
+        pdp
+    };
     let (channel, _server) = serve_pdp(&pdp).await;
     let mut client = PolicyDecisionPointClient::new(channel);
     let mut visitor = request("Cvisitor", pb::Operation::Retrieve, "cnt");
@@ -1052,9 +1066,7 @@ async fn denied_with_tqf(
     let d = client.decide(visitor).await.expect("decision").into_inner();
     assert_eq!(d.decision, DENY, "{d:?}");
     let tqf = d.token_request_info.expect("tqf");
-    assert_eq!(tqf.das_info.len(), 2, "{tqf:?}");
-    let [a, b]: [String; 2] = urls.try_into().expect("two");
-    ([a, b], tqf)
+    (pdp, tqf)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1187,30 +1199,12 @@ async fn token_request_info_withholds_role_ids_while_the_das_key_set_is_unknown_
     let (published, task) = serve_das(secret_key.clone()).await;
     tokio::spawn(task);
     for url in [down, published] {
-        let mut dynamic = DynamicConfig::new(vec![url.clone()]);
-        dynamic.deadline = Duration::from_millis(300);
-        let mut policy = acp("acp1", &["Cowner"], 63);
-        if let Some(pv) = policy.privileges.as_mut() {
-            pv.rules.push(pb::AccessControlRule {
-                originators: vec!["guest@das.example.com".into()],
-                operations: 2,
-                ..Default::default()
-            });
-        }
-        let pdp = Pdp::start(PdpConfig::new(hosting()).with_dynamic(dynamic)).expect("pdp");
-        pdp.apply_event(&snapshot_event(
-            1,
-            vec![policy],
-            vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
-        ))
-        .expect("snapshot");
-        let (channel, _server) = serve_pdp(&pdp).await;
-        let mut client = PolicyDecisionPointClient::new(channel);
-        let mut visitor = request("Cvisitor", pb::Operation::Retrieve, "cnt");
-        visitor.token_request_indicator = true;
-        let d = client.decide(visitor).await.expect("decision").into_inner();
-        assert_eq!(d.decision, DENY, "{d:?}");
-        let tqf = d.token_request_info.expect("tqf");
+        let (pdp, tqf) = tqf_at(
+            std::slice::from_ref(&url),
+            &["guest@das.example.com"],
+            false,
+        )
+        .await;
         assert_eq!(tqf.das_info.len(), 1, "{tqf:?}");
         assert_eq!(tqf.das_info[0].uri, url);
         let dreq = tqf.das_info[0].das_request.clone().expect("dreq");
