@@ -1202,12 +1202,10 @@ async fn prp_writes_by_a_group_are_its_members_decision_3() {
     .expect("put group");
     let mut prp = prp_client(&url).await;
     let by_the_group = |acop: u32| {
-        let text = format!(
+        acp_json(&format!(
             r#"{{"ri": "acpG", "pv": {{"acr": [{{"acor": ["grpFam"], "acop": {acop}}}]}},
                 "pvs": {{"acr": [{{"acor": ["grpFam"], "acop": 63}}]}}}}"#
-        );
-        let model = authz_core::json::parse_policies(&text).unwrap().remove(0);
-        authz_proto::convert::acp_to_pb(&model).unwrap()
+        ))
     };
     prp.create_acp(pb::CreateAcpRequest {
         role_ids: Vec::new(),
@@ -1277,12 +1275,10 @@ async fn prp_writes_count_the_roles_the_pip_verifies_7_4_3() {
     }
     let mut prp = prp_client(&url).await;
     let acp = |acop: u32| {
-        let text = format!(
+        acp_json(&format!(
             r#"{{"ri": "acpR", "pv": {{"acr": [{{"acor": ["CAdmin"], "acop": {acop}}}]}},
                 "pvs": {{"acr": [{{"acor": ["{EDITOR}"], "acop": 63}}]}}}}"#
-        );
-        let model = authz_core::json::parse_policies(&text).unwrap().remove(0);
-        authz_proto::convert::acp_to_pb(&model).unwrap()
+        ))
     };
     prp.create_acp(pb::CreateAcpRequest {
         originator: "CAdmin".into(),

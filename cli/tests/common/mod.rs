@@ -171,11 +171,15 @@ pub async fn eventually(
 }
 
 pub fn acp(id: &str, originator: &str, acop: u32) -> pb::AccessControlPolicy {
-    let text = format!(
+    acp_json(&format!(
         r#"{{"ri": "{id}", "pv": {{"acr": [{{"acor": ["{originator}"], "acop": {acop}}}]}},
             "pvs": {{"acr": [{{"acor": ["CAdmin"], "acop": 63}}]}}}}"#
-    );
-    let model = authz_core::json::parse_policies(&text).unwrap().remove(0);
+    ))
+}
+
+/// The wire form of one ACP written in oneM2M JSON short names.
+pub fn acp_json(text: &str) -> pb::AccessControlPolicy {
+    let model = authz_core::json::parse_policies(text).unwrap().remove(0);
     authz_proto::convert::acp_to_pb(&model).unwrap()
 }
 
