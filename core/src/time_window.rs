@@ -240,6 +240,7 @@ impl fmt::Debug for YearSet {
 }
 
 /// One crontab field's name and bounds.
+#[derive(Clone, Copy)]
 struct Field {
     name: &'static str,
     min: u32,
@@ -283,7 +284,7 @@ const YEAR: Field = Field {
 };
 
 /// One list element: values `lo, lo+step, ...` up to `hi`.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct Element {
     lo: u32,
     hi: u32,
@@ -291,6 +292,58 @@ struct Element {
 }
 
 impl Element {
+    /// The bits `0, step, 2 * step, ...` of one word: the shape of the
+    /// element's values in any word, before [`Element::word`] moves it.
+    fn pattern(self) -> u64 {
+        if self.step >= 64 {
+            1
+        } else {
+            // Doubling: a step of 1 takes six rounds, not 64.
+            let mut p = 1u64;
+            let mut span = self.step;
+            while span < 64 {
+                p |= p << span;
+                span *= 2;
+            }
+            p
+        }
+    }
+
+    /// The element's values `base..base + 64` as bits of one word (bit
+    /// `i` = value `base + i`), given its [`Element::pattern`].
+    ///
+    /// Word by word rather than value by value, so that a field costs the
+    /// same whatever its steps: a year list of many items would otherwise
+    /// cost up to 8 000 bit settings per item, and an ACP of such windows
+    /// seconds to compile.
+    fn word(self, pattern: u64, base: u32) -> u64 {
+        let (lo, hi, step) = (u64::from(self.lo), u64::from(self.hi), u64::from(self.step));
+        let (base, end) = (u64::from(base), u64::from(base) + 63);
+        if hi < base || lo > end || step == 0 {
+            return 0;
+        }
+        // The first value at or after `base`, and the last within the word.
+        let first = if lo >= base {
+            lo
+        } else {
+            lo + (base - lo).div_ceil(step) * step
+        };
+        let last = hi.min(end);
+        if first > last {
+            return 0;
+        }
+        let (from, to) = (first - base, last - base);
+        let below_to = if to >= 63 {
+            u64::MAX
+        } else {
+            (1u64 << (to + 1)) - 1
+        };
+        (pattern << from) & below_to
+    }
+
+    /// Each value, in order: the plain definition [`Element::word`] is
+    /// tested against.
+    #[cfg(test)]
     fn for_each(self, mut f: impl FnMut(u32)) {
         let mut v = self.lo;
         while v <= self.hi {
@@ -390,7 +443,7 @@ impl Field {
         let mut m = 0u64;
         match self.parse(text)? {
             None => (self.min..=self.max).for_each(|v| m |= 1 << v),
-            Some(els) => els.into_iter().for_each(|e| e.for_each(|v| m |= 1 << v)),
+            Some(els) => els.into_iter().for_each(|e| m |= e.word(e.pattern(), 0)),
         }
         Ok(m)
     }
@@ -402,12 +455,13 @@ impl Field {
         };
         let mut words = Box::new([0u64; YEAR_WORDS]);
         for e in els {
-            e.for_each(|v| {
-                let i = (v - self.min) as usize;
-                if let Some(w) = words.get_mut(i >> 6) {
-                    *w |= 1 << (i & 63);
-                }
-            });
+            let pattern = e.pattern();
+            // Only the words the element spans.
+            let first = ((e.lo - self.min) >> 6) as usize;
+            let last = ((e.hi - self.min) >> 6) as usize;
+            for (i, w) in words.iter_mut().enumerate().take(last + 1).skip(first) {
+                *w |= e.word(pattern, self.min + 64 * i as u32);
+            }
         }
         if words.iter().all(|&w| w == u64::MAX) {
             return Ok(YearSet::All);
@@ -452,7 +506,18 @@ impl TimeWindow {
     /// The error names the field and the reason, e.g.
     /// `day-of-week 7 out of range 0-6` or `expected 7 fields, found 6`.
     pub fn parse(s: &str) -> Result<Self, TimeWindowError> {
-        let fields: Vec<&str> = s.split_whitespace().collect();
+        // Decision 4: anything but numbers, `*`, lists, ranges and steps is
+        // an error, so a Unicode space (which looks like a separator) too.
+        if let Some(c) = s
+            .chars()
+            .find(|c| c.is_whitespace() && !c.is_ascii_whitespace())
+        {
+            return Err(TimeWindowError::new(format!(
+                "U+{:04X} is no field separator: fields are separated by ASCII spaces",
+                u32::from(c)
+            )));
+        }
+        let fields: Vec<&str> = s.split_ascii_whitespace().collect();
         let [sec, min, hour, dom, mon, dow, year] = fields[..] else {
             return Err(TimeWindowError::new(format!(
                 "expected 7 fields, found {}",
@@ -643,6 +708,11 @@ mod tests {
         assert_eq!(err(""), "expected 7 fields, found 0");
         assert_eq!(err("   "), "expected 7 fields, found 0");
         assert_eq!(err("@daily"), "expected 7 fields, found 1");
+        // Decision 4: a no-break space is none of the allowed forms.
+        assert_eq!(
+            err("*\u{a0}* 15-18 * * 1-5 *"),
+            "U+00A0 is no field separator: fields are separated by ASCII spaces"
+        );
     }
 
     #[test]
@@ -845,6 +915,85 @@ mod tests {
         assert_eq!((p.mon, p.dom), (3, 1));
         assert_eq!(days_in_month(2100, 2), 28);
         assert_eq!(days_in_month(2000, 2), 29);
+    }
+
+    /// Every field, as [`Element::for_each`] defines it value by value.
+    fn element_strategy(field: Field) -> impl proptest::strategy::Strategy<Value = Element> {
+        use proptest::strategy::Strategy;
+        (field.min..=field.max, field.min..=field.max, 1u32..=200).prop_map(|(a, b, step)| {
+            Element {
+                lo: a.min(b),
+                hi: a.max(b),
+                step,
+            }
+        })
+    }
+
+    fn item_text(e: Element) -> String {
+        format!("{}-{}/{}", e.lo, e.hi, e.step)
+    }
+
+    proptest::proptest! {
+        /// A year list filled a word at a time holds exactly the years its
+        /// items list one by one (Decision 4: ranges and steps), whatever
+        /// the steps and where the ranges start and end in a word.
+        #[test]
+        fn year_set_word_fill_equals_value_by_value(
+            items in proptest::collection::vec(element_strategy(YEAR), 1..6),
+        ) {
+            let text = items.iter().map(|e| item_text(*e)).collect::<Vec<_>>().join(",");
+            let set = YEAR.years(&text).expect("valid year list");
+            let mut expected = [false; 8000];
+            for e in &items {
+                e.for_each(|v| expected[(v - YEAR.min) as usize] = true);
+            }
+            for (i, want) in expected.iter().enumerate() {
+                let year = YEAR.min as u16 + i as u16;
+                proptest::prop_assert_eq!(set.contains(year), *want, "{} in {}", year, text);
+            }
+        }
+
+        /// The same for the fields of up to 64 values.
+        #[test]
+        fn field_mask_word_fill_equals_value_by_value(
+            which in 0usize..6,
+            seed in proptest::collection::vec((0u32..64, 0u32..64, 1u32..70), 1..5),
+        ) {
+            let field = [SECOND, MINUTE, HOUR, DAY_OF_MONTH, MONTH, DAY_OF_WEEK][which];
+            let span = field.max - field.min + 1;
+            let items: Vec<Element> = seed
+                .iter()
+                .map(|&(a, b, step)| {
+                    let (a, b) = (field.min + a % span, field.min + b % span);
+                    Element { lo: a.min(b), hi: a.max(b), step }
+                })
+                .collect();
+            let text = items.iter().map(|e| item_text(*e)).collect::<Vec<_>>().join(",");
+            let mut expected = 0u64;
+            for e in &items {
+                e.for_each(|v| expected |= 1 << v);
+            }
+            proptest::prop_assert_eq!(field.mask(&text).expect("valid list"), expected, "{}", text);
+        }
+    }
+
+    /// A year list of thousands of items (TS-0004 sets no bound on a
+    /// scheduleEntry) compiles to the years it names: every even year
+    /// (`2000-9999/2`, repeated) and 2001.
+    #[test]
+    fn time_window_long_year_list() {
+        let items = vec!["2000-9999/2"; 20_000].join(",");
+        let w = tw(&format!("* * * * * * {items},2001"));
+        for (year, open) in [
+            (2000, true),
+            (2001, true),
+            (2003, false),
+            (2026, true),
+            (9998, true),
+            (9999, false),
+        ] {
+            assert_eq!(at(&w, utc(year, 6, 1, 0, 0, 0)), open, "{year}");
+        }
     }
 
     proptest::proptest! {
