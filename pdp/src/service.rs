@@ -1113,7 +1113,9 @@ impl PdpService {
                             originator: originator.as_str().to_owned(),
                             role_ids: conv.request.role_ids.clone(),
                             at: conv.request.time,
-                            ip: conv.request.ip,
+                            // The engine asks for the country of a mapped
+                            // address's IPv4 peer (Annex F.2.2): fetch that.
+                            ip: conv.request.ip.map(|ip| ip.to_canonical()),
                             position: conv.request.position,
                             member_resources: source
                                 .member_resources()

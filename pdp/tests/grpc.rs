@@ -202,6 +202,84 @@ async fn a_target_in_any_id_form_of_the_hosting_cse_is_the_same_resource_7_1_1()
     assert_eq!(d.decision, DENY, "{}", d.summary);
 }
 
+/// `acip` through the PDP decides as `authz check` does (TS-0003 7.1.5
+/// `res_ip = ismember(rq_ip, ...)`, table 7.1.3-3): an IPv4-mapped
+/// `originator_ip` (`::ffff:a.b.c.d`) is in `::/0` like every address given
+/// as IPv6, and in the IPv4 entries as its IPv4 peer; an address given as
+/// IPv4 is in no IPv6 entry but the mapped form's.
+#[tokio::test]
+async fn a_mapped_originator_ip_matches_as_in_the_engine_7_1_5() {
+    let rule = |ipv4: &[&str], ipv6: &[&str]| pb::AccessControlRule {
+        originators: vec!["Cphone".into()],
+        operations: RETRIEVE,
+        contexts: vec![pb::AccessControlContext {
+            ip_addresses: Some(pb::IpAddresses {
+                ipv4: ipv4.iter().map(|s| s.to_string()).collect(),
+                ipv6: ipv6.iter().map(|s| s.to_string()).collect(),
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let with_rule = |id: &str, r: pb::AccessControlRule| {
+        let mut a = acp(id, &["Cphone"], RETRIEVE);
+        a.privileges = Some(pb::SetOfAcrs { rules: vec![r] });
+        a
+    };
+    let pdp = pdp_with(&[snapshot_event(
+        2,
+        vec![
+            with_rule("acpAny6", rule(&[], &["::/0"])),
+            with_rule("acpTen", rule(&["10.0.0.0/8"], &[])),
+        ],
+        vec![
+            resource("cntAny6", Some(&["acpAny6"]), "Ccreator"),
+            resource("cntTen", Some(&["acpTen"]), "Ccreator"),
+        ],
+    )]);
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    for (target, ip, expected) in [
+        (
+            "cntAny6",
+            pb::ip_address::Address::Ipv6("::ffff:10.0.0.1".into()),
+            PERMIT,
+        ),
+        (
+            "cntAny6",
+            pb::ip_address::Address::Ipv6("2001:db8::1".into()),
+            PERMIT,
+        ),
+        (
+            "cntAny6",
+            pb::ip_address::Address::Ipv4("10.0.0.1".into()),
+            DENY,
+        ),
+        (
+            "cntTen",
+            pb::ip_address::Address::Ipv6("::ffff:10.0.0.1".into()),
+            PERMIT,
+        ),
+        (
+            "cntTen",
+            pb::ip_address::Address::Ipv6("::ffff:11.0.0.1".into()),
+            DENY,
+        ),
+        (
+            "cntTen",
+            pb::ip_address::Address::Ipv4("10.0.0.1".into()),
+            PERMIT,
+        ),
+    ] {
+        let mut req = request("Cphone", pb::Operation::Retrieve, target);
+        req.originator_ip = Some(pb::IpAddress {
+            address: Some(ip.clone()),
+        });
+        let d = decide(&mut client, req).await;
+        assert_eq!(d.decision, expected, "{target} {ip:?}: {}", d.summary);
+    }
+}
+
 /// A PDP without a PIP cannot verify a claimed role (TS-0003 7.4.3 step 4:
 /// the hosting CSE verifies the role through the `<role>` repository): a
 /// rule that names the originator only through that Role-ID is

@@ -903,10 +903,10 @@ pub fn decision_request_from_pb(
                 }
             },
             Some(Address::Ipv6(text)) => match text.parse::<Ipv6Addr>() {
-                // An IPv4-mapped address (`::ffff:a.b.c.d`, as dual-stack
-                // sockets report IPv4 peers) is that IPv4 peer, for `acip`
-                // and for its country alike: taken as such once, here.
-                Ok(a) => Some(IpAddr::V6(a).to_canonical()),
+                // Kept as given: the engine matches an IPv4-mapped address
+                // (`::ffff:a.b.c.d`) both as its IPv4 peer and as the IPv6
+                // address it was written as, like `authz check` does.
+                Ok(a) => Some(IpAddr::V6(a)),
                 Err(_) => {
                     errors.add(
                         "originator_ip.ipv6",

@@ -381,11 +381,12 @@ fn minimal_request_takes_now() {
 }
 
 /// An IPv4-mapped IPv6 originator address (`::ffff:a.b.c.d`, as dual-stack
-/// sockets report IPv4 peers) is the IPv4 peer: converted once, so that
-/// `acip` lists and the IP's country (Annex F.2.2), looked up and cached by
-/// the PDP, all see the same address. Other IPv6 addresses stay IPv6.
+/// sockets report IPv4 peers) is kept as the IPv6 address it was sent as:
+/// the engine matches it against the IPv4 entries as its IPv4 peer and
+/// against the IPv6 entries as written (`::/0` holds it), the same for a
+/// PDP as for `authz check`.
 #[test]
-fn a_mapped_ipv4_originator_address_is_taken_as_ipv4() {
+fn a_mapped_ipv4_originator_address_is_kept_as_sent() {
     let with_ip = |text: &str| pb::DecisionRequest {
         originator: "Cx".into(),
         operation: pb::Operation::Retrieve as i32,
@@ -402,7 +403,10 @@ fn a_mapped_ipv4_originator_address_is_taken_as_ipv4() {
             .request
             .ip
     };
-    assert_eq!(ip("::ffff:1.2.3.4"), Some("1.2.3.4".parse().unwrap()));
+    assert_eq!(
+        ip("::ffff:1.2.3.4"),
+        Some("::ffff:1.2.3.4".parse().unwrap())
+    );
     assert_eq!(ip("2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
 }
 

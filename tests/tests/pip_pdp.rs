@@ -1020,6 +1020,11 @@ async fn country_rules_from_ip_and_from_position_annex_f_2_2() {
         .decide(with_ip(retrieve("Cx", "cntFrance"), "2001:db8::5"))
         .await;
     assert_eq!(jp.decision, DENY, "{}", jp.summary);
+    // An IPv4-mapped address is in its IPv4 peer's country (10.1.2.3: FR).
+    let mapped = s
+        .decide(with_ip(retrieve("Cx", "cntFrance"), "::ffff:10.1.2.3"))
+        .await;
+    assert_eq!(mapped.decision, PERMIT, "{}", mapped.summary);
     // No source knows it: unknown country, Deny (not missing: the PIP answered).
     let none = s
         .decide(with_ip(retrieve("Cx", "cntFrance"), "203.0.113.9"))
