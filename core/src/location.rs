@@ -23,15 +23,22 @@ pub struct Circle {
     pub radius_m: f64,
 }
 
+/// How far outside a circle a disk may reach and still count as inside:
+/// the rounding of the haversine formula, which puts one point written two
+/// ways (longitude 180 and -180, a pole at any longitude) about 1e-9 m
+/// apart. A millimetre is far below any position's accuracy.
+pub const ROUNDING_TOLERANCE_M: f64 = 1e-3;
+
 impl Circle {
-    /// Decision 5: the whole uncertainty disk of `p` must lie inside the circle.
+    /// Decision 5: the whole uncertainty disk of `p` must lie inside the
+    /// circle (within [`ROUNDING_TOLERANCE_M`]).
     pub fn contains(&self, p: &Position) -> bool {
         let centre = Position {
             lat: self.lat,
             lon: self.lon,
             uncertainty_m: 0.0,
         };
-        distance_m(&centre, p) + p.uncertainty_m <= self.radius_m
+        distance_m(&centre, p) + p.uncertainty_m <= self.radius_m + ROUNDING_TOLERANCE_M
     }
 }
 

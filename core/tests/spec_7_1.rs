@@ -1811,6 +1811,37 @@ fn decision_5_aclr_circle_uncertainty_disk_partly_outside_denies() {
     ));
 }
 
+/// Decision 5 (haversine distance <= radius): one point written two ways
+/// is at distance 0 from itself, so it lies in a circle of radius 0 around
+/// the other spelling, and a disk whose uncertainty equals the radius fits.
+/// The formula's rounding (about 1e-9 m for these) must not exclude it;
+/// a point a metre away stays outside.
+#[test]
+fn decision_5_aclr_circle_one_point_written_two_ways_is_inside() {
+    let around = |lat: f64, lon: f64, radius: f64| {
+        one_rule(json!({"acor": ["Cphone"], "acop": 2, "acco": [
+            {"aclr": {"accr": [lat, lon, radius]}}
+        ]}))
+    };
+    for (centre, at, uncertainty) in [
+        ((0.0, 180.0), (0.0, -180.0), 0.0),
+        ((0.0, 180.0), (0.0, -180.0), 100.0),
+        ((90.0, 0.0), (90.0, 123.0), 0.0),
+        ((-90.0, 45.0), (-90.0, -170.0), 0.0),
+    ] {
+        let acp = around(centre.0, centre.1, uncertainty);
+        assert_permit(&check(
+            &acp,
+            &retrieve_at_position(pos(at.0, at.1, uncertainty)),
+        ));
+    }
+    // About 1.1 m east of the antimeridian point: outside a 1 m circle.
+    assert_deny(&check(
+        &around(0.0, 180.0, 1.0),
+        &retrieve_at_position(pos(0.0, -179.99999, 0.0)),
+    ));
+}
+
 /// Decision 5: the position may come from the attribute source.
 #[test]
 fn decision_5_aclr_circle_position_from_attributes() {
