@@ -982,7 +982,15 @@ impl AttributeSource for CacheView<'_> {
                 Some(fix) if fix.measured_at <= at && at < fix.fresh_until => {
                     Lookup::Found(fix.position)
                 }
-                _ => Lookup::NotFound,
+                // Known, but not for this instant (Decision 10: say why).
+                Some(fix) => Lookup::Unavailable(format!(
+                    "the last position reported was measured at {} and is fresh until {}, \
+                     which does not cover the request time {}",
+                    fix.measured_at.format("%Y%m%dT%H%M%S"),
+                    fix.fresh_until.format("%Y%m%dT%H%M%S"),
+                    at.format("%Y%m%dT%H%M%S"),
+                )),
+                None => Lookup::NotFound,
             },
             None => self.miss(),
         }
@@ -1444,7 +1452,8 @@ mod tests {
     }
 
     /// Annex F.2.1: a cached fix is a position only from its measuring time
-    /// until it stops being fresh; for an earlier request time it is none.
+    /// until it stops being fresh; for an earlier or a later request time it
+    /// is none.
     #[tokio::test]
     async fn a_cached_fix_is_no_position_before_it_was_measured() {
         let cache = cache();
@@ -1467,12 +1476,19 @@ mod tests {
         cache.store(&request(measured), &a);
         let view = cache.view(ALICE, None);
         let second = chrono::Duration::seconds(1);
-        assert_eq!(view.position(ALICE, measured - second), Lookup::NotFound);
+        // Outside it, no position, and the reason says one is known
+        // (Decision 10), without counting as a cache miss to fetch again.
+        let not_fresh = |at| match view.position(ALICE, at) {
+            Lookup::Unavailable(reason) => reason.contains("does not cover the request time"),
+            _ => false,
+        };
+        assert!(not_fresh(measured - second));
         assert!(matches!(view.position(ALICE, measured), Lookup::Found(_)));
         assert!(matches!(
             view.position(ALICE, until - second),
             Lookup::Found(_)
         ));
-        assert_eq!(view.position(ALICE, until), Lookup::NotFound);
+        assert!(not_fresh(until));
+        assert!(!view.missed());
     }
 }

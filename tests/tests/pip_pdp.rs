@@ -938,9 +938,21 @@ async fn circle_rules_follow_reported_positions_until_stale_annex_f() {
     let max_age = Duration::from_secs(2);
     let mut s = Stack::start("circle", max_age).await;
     s.policy("cntCircle", notre_dame_2km()).await;
-    // Unknown position: Deny.
+    // Unknown position: Deny, undetermined, saying none is known
+    // (Decision 10: a status explaining why).
     let d = s.decide(retrieve("Calice", "cntCircle")).await;
     assert_eq!(d.decision, DENY, "{}", d.summary);
+    assert_eq!(
+        d.status,
+        pb::AuthorizationStatus::MissingAttribute as i32,
+        "{}",
+        d.summary
+    );
+    assert!(
+        missing_names(&d).contains("no position is known"),
+        "{}",
+        missing_names(&d)
+    );
 
     // The Louvre, about 1.2 km away: inside.
     s.report("Calice", 48.8606, 2.3376).await;
@@ -954,6 +966,18 @@ async fn circle_rules_follow_reported_positions_until_stale_annex_f() {
     tokio::time::sleep(max_age + Duration::from_millis(300)).await;
     let stale = s.decide(retrieve("Calice", "cntCircle")).await;
     assert_eq!(stale.decision, DENY, "{}", stale.summary);
+    // A position is known, only not fresh: the reason says so.
+    assert_eq!(
+        stale.status,
+        pb::AuthorizationStatus::MissingAttribute as i32,
+        "{}",
+        stale.summary
+    );
+    assert!(
+        missing_names(&stale).contains("last position reported was measured at"),
+        "{}",
+        missing_names(&stale)
+    );
 }
 
 /// Annex F: a fix applies to request times from its measurement until it
