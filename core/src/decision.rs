@@ -187,6 +187,15 @@ pub enum MissingAttribute {
         /// Why its answer is missing.
         reason: String,
     },
+    /// A token the request names by Token-ID or Local-Token-ID that could
+    /// not be retrieved (TS-0003 7.3.2.3 steps 5 and 6.1.2: DAS or PIP
+    /// unreachable).
+    Token {
+        /// The Token-ID or Local-Token-ID as the request gives it.
+        id: String,
+        /// Why it could not be retrieved.
+        reason: String,
+    },
 }
 
 impl fmt::Display for MissingAttribute {
@@ -208,6 +217,7 @@ impl fmt::Display for MissingAttribute {
             Self::DynamicAuthorization { das, reason } => {
                 write!(f, "dynamic authorization by {das}: {reason}")
             }
+            Self::Token { id, reason } => write!(f, "token {id}: {reason}"),
         }
     }
 }

@@ -184,9 +184,17 @@ pub enum TokenFailure {
     /// Token-ID that is not a well-formed oneM2M JWT (a Deny, 4103).
     #[error("{0}")]
     Rejected(String),
-    /// A token could not be retrieved (DAS or PIP unreachable; a Deny).
-    #[error("{0}")]
-    Unavailable(String),
+    /// A token could not be retrieved (DAS or PIP unreachable; a Deny with
+    /// the token missing).
+    #[error("{what} {id} cannot be retrieved: {reason}")]
+    Unavailable {
+        /// `token ID` or `local token ID`.
+        what: &'static str,
+        /// The Token-ID or Local-Token-ID as the request gives it.
+        id: String,
+        /// Why it could not be retrieved.
+        reason: String,
+    },
 }
 
 /// What the tokens of a request grant for its target.
@@ -1067,8 +1075,10 @@ impl Dynamic {
                 "local token ID {lti} is not assigned here"
             )));
         };
-        let unavailable = |why: String| {
-            TokenFailure::Unavailable(format!("local token ID {lti} cannot be retrieved: {why}"))
+        let unavailable = |why: String| TokenFailure::Unavailable {
+            what: "local token ID",
+            id: lti.to_owned(),
+            reason: why,
         };
         let epoch = self.token_epoch();
         let mut client = pip.clone();
@@ -1126,8 +1136,10 @@ impl Dynamic {
         token_id: &str,
         hosting_cse_id: &str,
     ) -> Result<String, TokenFailure> {
-        let unavailable = |why: String| {
-            TokenFailure::Unavailable(format!("token ID {token_id} cannot be retrieved: {why}"))
+        let unavailable = |why: String| TokenFailure::Unavailable {
+            what: "token ID",
+            id: token_id.to_owned(),
+            reason: why,
         };
         let das = issuer_fqdn(token_id).and_then(|f| self.das_for_fqdn(f));
         let answer = if let Some(das) = das {

@@ -620,12 +620,17 @@ impl PdpService {
                 if decision.decision == pb::AuthorizationDecision::Permit as i32 {
                     return Ok(Step::Decided(decision));
                 }
-                return Ok(Step::Decided(self.token_deny(
-                    snap,
-                    req,
-                    &failure,
-                    job.at.start,
-                )));
+                let mut deny = self.token_deny(snap, req, &failure, job.at.start);
+                // An originator whose token expired or cannot be found is
+                // the one that needs new tokens: with the indicator, its
+                // error names the DASes too (7.3.2.3 steps 1 and 2.3).
+                if req.token_request_indicator
+                    && let Ok((dases, dreq)) = self.das_request_for(snap, job, dynamic)
+                {
+                    deny.token_request_info =
+                        Self::token_request_info(dynamic, dases, &dreq, self.hosting(job));
+                }
+                return Ok(Step::Decided(deny));
             }
         };
         // Tokens an earlier Direct consultation gave this originator.
@@ -644,59 +649,15 @@ impl PdpService {
         mut grant: TokenGrant,
         mut decision: pb::Decision,
     ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
-        let (req, conv, now) = (job.req, &job.conv, job.at.now);
-        // Existence (4004) comes before authorization (spec notes §2.3): a
-        // target the replica holds neither as a resource nor as an ACP is
-        // not taken to a DAS, so that nothing is granted, and no dynamic ACP
-        // stored, for a resource that does not exist (and would apply to
-        // whatever is registered under its ID later; the PRP deletes the
-        // grants of a resource or ACP with it). With the applicable ACPs
-        // named in the request, the resource is the CSE's own affair.
-        let view = snap.view(now);
-        let target = conv.request.target.as_str();
-        if conv.acp_ids.is_empty() && view.resource(target).is_none() && !view.is_acp(target) {
-            return Ok(with_assigned_token_ids(decision, &grant));
-        }
-        // A request on an ACP is authorized by its selfPrivileges alone
-        // (TS-0003 7.1.1); what a DAS grants is privileges (a `dai`, a
-        // token's `pv`), so it is not asked, as for an acpi change.
-        if view.is_acp(target) {
-            decision.summary.push_str(ACP_TARGET_NOT_CONSULTED);
-            return Ok(with_assigned_token_ids(decision, &grant));
-        }
+        let (req, now) = (job.req, job.at.now);
         let hosting = self.hosting(job);
-        let Some((mut dases, lifetime)) = dynamic.dases_for(snap, &conv.request.target, now) else {
-            decision.summary.push_str(DAC_DISABLED);
-            return Ok(with_assigned_token_ids(decision, &grant));
-        };
-        let originator = hosting
-            .canonicalize(&conv.request.originator)
-            .map(|c| c.into_owned())
-            .unwrap_or_else(|_| conv.request.originator.clone());
-        let rfa = self.role_ids_from_acps(snap, conv, hosting, &originator, now);
-        // 7.3.2.2 step 2.2: the DASes the Role-IDs identify (2.2.1) join
-        // those of the target's DACs, or the default DAS (2.2.2).
-        for endpoint in dynamic.dases_for_roles(&rfa) {
-            if !dases.contains(&endpoint) {
-                dases.push(endpoint);
+        let (dases, dreq) = match self.das_request_for(snap, job, dynamic) {
+            Ok(set_up) => set_up,
+            Err(why) => {
+                decision.summary.push_str(why);
+                return Ok(with_assigned_token_ids(decision, &grant));
             }
-        }
-        let dreq = Dynamic::das_request(
-            req,
-            &conv.request.target,
-            snap,
-            &originator,
-            now,
-            rfa,
-            lifetime,
-        );
-        // `trt` is mandatory (TS-0003 table 7.3.2.2-1): a target the
-        // replica does not hold (explicit `acp_ids`), of a request that
-        // gives no `target_type`, cannot be described to a DAS.
-        if dreq.targeted_resource_type.is_none() {
-            decision.summary.push_str(TARGET_TYPE_UNKNOWN);
-            return Ok(with_assigned_token_ids(decision, &grant));
-        }
+        };
         // Direct (7.3.2.2): consult the target's DAS(es) and decide again.
         let mut reasons = Vec::new();
         // DASes that gave no usable answer (down, slow, refusing, or a
@@ -740,18 +701,93 @@ impl PdpService {
             }
             // Indirect (7.3.2.3 step 2): tell the originator where to get tokens.
             if req.token_request_indicator {
-                let endpoints = if dases.is_empty() {
-                    dynamic.endpoints()
-                } else {
-                    dases
-                };
-                if !endpoints.is_empty() {
-                    decision.token_request_info =
-                        Some(dynamic.token_request_info(&endpoints, &dreq, hosting));
-                }
+                decision.token_request_info =
+                    Self::token_request_info(dynamic, dases, &dreq, hosting);
             }
         }
         Ok(with_assigned_token_ids(decision, &grant))
+    }
+
+    /// What Dynamic Authorization asks DASes about a request (TS-0003
+    /// 7.3.2.2 steps 2.1-2.2): the DASes of the target's DACs (or the
+    /// default DAS) and those the applicable Role-IDs identify, and the DAS
+    /// request; or, for a request no DAS is asked
+    /// about, what the summary adds to say why.
+    fn das_request_for(
+        &self,
+        snap: &Snapshot,
+        job: &Job<'_>,
+        dynamic: &Dynamic,
+    ) -> Result<(Vec<String>, pb::DasRequest), &'static str> {
+        let (req, conv, now) = (job.req, &job.conv, job.at.now);
+        // Existence (4004) comes before authorization (spec notes §2.3): a
+        // target the replica holds neither as a resource nor as an ACP is
+        // not taken to a DAS, so that nothing is granted, and no dynamic ACP
+        // stored, for a resource that does not exist (and would apply to
+        // whatever is registered under its ID later; the PRP deletes the
+        // grants of a resource or ACP with it). With the applicable ACPs
+        // named in the request, the resource is the CSE's own affair.
+        let view = snap.view(now);
+        let target = conv.request.target.as_str();
+        if conv.acp_ids.is_empty() && view.resource(target).is_none() && !view.is_acp(target) {
+            return Err("");
+        }
+        // A request on an ACP is authorized by its selfPrivileges alone
+        // (TS-0003 7.1.1); what a DAS grants is privileges (a `dai`, a
+        // token's `pv`), so it is not asked, as for an acpi change.
+        if view.is_acp(target) {
+            return Err(ACP_TARGET_NOT_CONSULTED);
+        }
+        let hosting = self.hosting(job);
+        let Some((mut dases, lifetime)) = dynamic.dases_for(snap, &conv.request.target, now) else {
+            return Err(DAC_DISABLED);
+        };
+        let originator = hosting
+            .canonicalize(&conv.request.originator)
+            .map(|c| c.into_owned())
+            .unwrap_or_else(|_| conv.request.originator.clone());
+        let rfa = self.role_ids_from_acps(snap, conv, hosting, &originator, now);
+        // 7.3.2.2 step 2.2: the DASes the Role-IDs identify (2.2.1) join
+        // those of the target's DACs, or the default DAS (2.2.2).
+        for endpoint in dynamic.dases_for_roles(&rfa) {
+            if !dases.contains(&endpoint) {
+                dases.push(endpoint);
+            }
+        }
+        let dreq = Dynamic::das_request(
+            req,
+            &conv.request.target,
+            snap,
+            &originator,
+            now,
+            rfa,
+            lifetime,
+        );
+        // `trt` is mandatory (TS-0003 table 7.3.2.2-1): a target the
+        // replica does not hold (explicit `acp_ids`), of a request that
+        // gives no `target_type`, cannot be described to a DAS.
+        if dreq.targeted_resource_type.is_none() {
+            return Err(TARGET_TYPE_UNKNOWN);
+        }
+        Ok((dases, dreq))
+    }
+
+    /// Token Request Information for a Deny of a request with the token
+    /// request indicator (TS-0003 7.3.2.3 step 2.3): the DASes to get
+    /// tokens from (all configured ones when the request names none), with
+    /// the DAS request.
+    fn token_request_info(
+        dynamic: &Dynamic,
+        dases: Vec<String>,
+        dreq: &pb::DasRequest,
+        hosting: &HostingContext,
+    ) -> Option<pb::TokenRequestInfo> {
+        let endpoints = if dases.is_empty() {
+            dynamic.endpoints()
+        } else {
+            dases
+        };
+        (!endpoints.is_empty()).then(|| dynamic.token_request_info(&endpoints, dreq, hosting))
     }
 
     /// TS-0003 7.3.2.2 step 2.2.1: the Role-IDs of applicable rules whose
@@ -795,15 +831,21 @@ impl PdpService {
         failure: &TokenFailure,
         start: Instant,
     ) -> pb::Decision {
-        let status = match failure {
-            TokenFailure::Unavailable(_) => AuthorizationStatus::MissingAttribute,
-            _ => AuthorizationStatus::Ok,
+        let (status, missing) = match failure {
+            TokenFailure::Unavailable { what, id, reason } => (
+                AuthorizationStatus::MissingAttribute,
+                vec![MissingAttribute::Token {
+                    id: id.clone(),
+                    reason: format!("{what} cannot be retrieved: {reason}"),
+                }],
+            ),
+            _ => (AuthorizationStatus::Ok, Vec::new()),
         };
         let decision = Decision {
             effect: Effect::Deny,
             status,
             permitted_by: None,
-            missing: Vec::new(),
+            missing,
             // No rule was evaluated: an explanation without rules.
             explanation: Some(Explanation::default()),
         };

@@ -1069,6 +1069,43 @@ async fn tqf_at(urls: &[String], roles: &[&str], keys_first: bool) -> (Pdp, pb::
     (pdp, tqf)
 }
 
+/// TS-0003 7.3.2.3 step 1: the request with the token request indicator
+/// "may include a combination of Tokens, tokenIDs, Local-Token-IDs" that do
+/// not suffice, and step 2.3 answers it with the DASes to ask. A token that
+/// fails verification (step 6.1.4: an error) is no exception: its holder
+/// is the one that needs a new token, so the error carries `tqf` too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_failure_with_the_indicator_carries_token_request_info_7_3_2_3() {
+    let das = ScriptedDas::default();
+    let (url, task) = serve_das(das.clone()).await;
+    tokio::spawn(task);
+    let (pdp, _) = tqf_at(std::slice::from_ref(&url), &[], true).await;
+    let service = pdp.service();
+    let mut visitor = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    // Held by someone else: rejected (step 6.1.3).
+    visitor.tokens = vec![retrieve_token("tkx@das.example.com", "Cother")];
+    let d = service
+        .decide_resolving_pb(&visitor)
+        .await
+        .expect("decision");
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert!(d.summary.contains("rejected"), "{}", d.summary);
+    assert!(
+        d.token_request_info.is_none(),
+        "no indicator, no tqf: {d:?}"
+    );
+    visitor.token_request_indicator = true;
+    let d = service
+        .decide_resolving_pb(&visitor)
+        .await
+        .expect("decision");
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert!(d.summary.contains("rejected"), "{}", d.summary);
+    let tqf = d.token_request_info.expect("tqf with the token's error");
+    assert_eq!(tqf.das_info.len(), 1, "{tqf:?}");
+    assert_eq!(tqf.das_info[0].uri, url, "{tqf:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_request_info_groups_role_ids_per_das_7_3_2_3() {
     let first = ScriptedDas::default();

@@ -1240,6 +1240,7 @@ pub fn missing_to_pb(m: &MissingAttribute) -> pb::MissingAttribute {
         MissingAttribute::DynamicAuthorization { das, reason } => {
             ("dynamic_authorization", das.as_str(), reason)
         }
+        MissingAttribute::Token { id, reason } => ("token", id.as_str(), reason),
     };
     pb::MissingAttribute {
         attribute: attribute.to_owned(),
@@ -1533,11 +1534,15 @@ pub fn decision_from_pb(d: &pb::Decision) -> Result<Decision, Vec<ConversionErro
                     das: m.name.clone(),
                     reason,
                 },
+                "token" => MissingAttribute::Token {
+                    id: m.name.clone(),
+                    reason,
+                },
                 other => {
                     errors.add(
                         format!("missing[{i}].attribute"),
                         format!(
-                            "'{other}' is not role, group_membership, ip_address, position, country, target_type, resource_type, specialization or dynamic_authorization"
+                            "'{other}' is not role, group_membership, group_kind, ip_address, position, country, target_type, resource_type, specialization, dynamic_authorization or token"
                         ),
                     );
                     return None;

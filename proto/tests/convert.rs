@@ -888,6 +888,10 @@ fn deny_with_everything() -> Decision {
                 das: "http://das.example.com:7300".into(),
                 reason: "DAS unreachable".into(),
             },
+            MissingAttribute::Token {
+                id: "00ff@das.example.com".into(),
+                reason: "token ID cannot be retrieved: DAS unreachable".into(),
+            },
         ],
         explanation: Some(Explanation {
             matched_originator: None,

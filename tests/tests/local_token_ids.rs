@@ -644,6 +644,14 @@ async fn without_a_pip_that_answers_ltids_are_denied_and_none_assigned_7_1_4() {
         "{}",
         d.summary
     );
+    // Decision 10: the status comes with the attribute it lacked, named.
+    assert!(
+        d.missing.iter().any(|m| m.attribute == "token"
+            && m.name == "ltsomewhere-1"
+            && m.reason.contains("cannot be retrieved: PIP")),
+        "{:?}",
+        d.missing
+    );
     let d = down
         .retrieve(
             "Cvisitor",
