@@ -403,6 +403,42 @@ fn take_acrs(
     }
 }
 
+/// A number written as a decimal string (`"63"`), as some CSEs emit them,
+/// made that number; only a string that is a JSON number exactly.
+fn number(v: &mut Value) {
+    if let Value::String(s) = v
+        && let Ok(n) = s.parse::<serde_json::Number>()
+    {
+        *v = Value::Number(n);
+    }
+}
+
+/// [`number`] for a value or each item of a list.
+fn numbers(v: Option<&mut Value>) {
+    match v {
+        Some(Value::Array(items)) => items.iter_mut().for_each(number),
+        Some(v) => number(v),
+        None => {}
+    }
+}
+
+/// Reads a request as CSEs write it, in place, like a set of rules
+/// ([`normalize_acrs`]): its numbers written as strings are numbers.
+fn normalize_request(request: &mut Value) {
+    let Some(map) = request.as_object_mut() else {
+        return;
+    };
+    for key in ["op", "fu", "rrt", "tgty"] {
+        numbers(map.get_mut(key));
+    }
+    if let Some(spty) = map.get_mut("spty").and_then(Value::as_object_mut) {
+        numbers(spty.get_mut("mgd"));
+    }
+    if let Some(olo) = map.get_mut("olo").and_then(Value::as_object_mut) {
+        numbers(olo.get_mut("accr"));
+    }
+}
+
 /// Reads a set of rules as CSEs write them, in place, before its shape is
 /// checked:
 /// - an optional attribute given as `null` is absent (as `acaf`, `acip`
@@ -418,20 +454,6 @@ fn normalize_acrs(set: &mut Value) {
             if map.get(*key).is_some_and(Value::is_null) {
                 map.remove(*key);
             }
-        }
-    }
-    fn number(v: &mut Value) {
-        if let Value::String(s) = v
-            && let Ok(n) = s.parse::<serde_json::Number>()
-        {
-            *v = Value::Number(n);
-        }
-    }
-    fn numbers(v: Option<&mut Value>) {
-        match v {
-            Some(Value::Array(items)) => items.iter_mut().for_each(number),
-            Some(v) => number(v),
-            None => {}
         }
     }
     fn objects(v: Option<&mut Value>) -> impl Iterator<Item = &mut Map<String, Value>> {
@@ -1116,6 +1138,28 @@ mod tests {
         assert_eq!(parse_timestamp("20250229T120000"), None, "not a leap year");
     }
 
+    /// A request's numbers written as strings, as some CSEs write them,
+    /// read as those numbers, like a policy's; anything else that is not a
+    /// number stays an error naming the field.
+    #[test]
+    fn request_numbers_written_as_strings_are_numbers() {
+        let now = chrono::Utc::now();
+        let as_strings = r#"{"fr":"Cx","to":"cnt","op":"1","rrt":"13","tgty":"3",
+            "spty":{"mgd":"1001"},"olo":{"accr":["52.5","13.4","10"]},"rtm":"20261126T190000"}"#;
+        let as_numbers = r#"{"fr":"Cx","to":"cnt","op":1,"rrt":13,"tgty":3,
+            "spty":{"mgd":1001},"olo":{"accr":[52.5,13.4,10]},"rtm":"20261126T190000"}"#;
+        let a = request_from_json(as_strings, now).expect("strings");
+        let b = request_from_json(as_numbers, now).expect("numbers");
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        let discovery = request_from_json(r#"{"fr":"Cx","to":"cnt","op":"2","fu":"1"}"#, now)
+            .expect("discovery");
+        assert!(discovery.discovery);
+        match request_from_json(r#"{"fr":"Cx","to":"cnt","op":"three"}"#, now) {
+            Err(JsonError::Invalid(e)) => assert_eq!(e.0[0].path, "op", "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn list_errors_name_the_resource() {
         let doc = r#"[{"m2m:acp": {"pv": {"acr": []}}}, {"m2m:acp": {"pv": {"acr": [{"acor": ["all"], "acop": 99}]}}}]"#;
@@ -1237,12 +1281,13 @@ pub fn request_from_json(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<crate::request::DecisionRequest, JsonError> {
     use crate::request::{DecisionRequest, Operation, Position};
-    let value = match parse_json(text)? {
+    let mut value = match parse_json(text)? {
         Value::Object(mut map) if map.len() == 1 && map.contains_key("m2m:rqp") => {
             map.remove("m2m:rqp").unwrap_or(Value::Null)
         }
         other => other,
     };
+    normalize_request(&mut value);
     let invalid = |e| JsonError::Invalid(ValidationErrors(vec![e]));
     check_shape(&value, &SHORT_REQUEST, "").map_err(invalid)?;
     let short: ShortRequest = deserialize_at("", value).map_err(invalid)?;
