@@ -118,8 +118,15 @@ async fn decide(args: &DecideArgs, tls: &ClientTls) -> Result<Value, Failure> {
         .decide(wire)
         .await
         .map_err(|status| {
+            // A status with a source was made on this side (the connection
+            // failed); one without is the PDP's own answer.
+            let (what, verb) = if std::error::Error::source(&status).is_some() {
+                ("the call to the PDP at", "failed")
+            } else {
+                ("the PDP at", "answered")
+            };
             let e = anyhow!(
-                "the PDP at {} answered: {}",
+                "{what} {} {verb}: {}",
                 args.pdp,
                 crate::policy::status_text(&status)
             );

@@ -57,14 +57,26 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
+        append_new(&mut text, &s.to_string());
         source = s.source();
     }
     text
+}
+
+/// Appends to `text` the `: `-separated parts of a cause's message that
+/// `text` does not say yet (a cause often repeats its own source's words:
+/// `operation was canceled: connection closed` after `operation was
+/// canceled`).
+fn append_new(text: &mut String, cause: &str) {
+    if text.contains(cause) {
+        return;
+    }
+    for part in cause.split(": ") {
+        if !part.is_empty() && !text.contains(part) {
+            text.push_str(": ");
+            text.push_str(part);
+        }
+    }
 }
 
 /// A failed call in one line: its code, its message, then each cause of
@@ -74,11 +86,7 @@ pub fn status_chain(s: &tonic::Status) -> String {
     let mut text = format!("{:?}: {}", s.code(), s.message());
     let mut source = std::error::Error::source(s);
     while let Some(e) = source {
-        let more = e.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
+        append_new(&mut text, &e.to_string());
         source = e.source();
     }
     text
@@ -87,6 +95,34 @@ pub fn status_chain(s: &tonic::Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cause that repeats the words before it adds only what is new.
+    #[test]
+    fn a_cause_repeating_its_predecessor_adds_only_the_rest() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let e = E(
+            "operation was canceled",
+            Some(Box::new(E(
+                "transport error",
+                Some(Box::new(E("operation was canceled: connection closed", None))),
+            ))),
+        );
+        assert_eq!(
+            error_chain(&e),
+            "operation was canceled: transport error: connection closed"
+        );
+    }
 
     #[test]
     fn a_status_says_its_code_message_and_each_cause_once() {
