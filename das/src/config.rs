@@ -789,6 +789,15 @@ impl DasConfig {
         };
         let max_request_skew = match max_request_skew_s {
             None => DEFAULT_MAX_REQUEST_SKEW,
+            // `rts` has whole seconds and the clock does not: 0 would
+            // refuse every request that carries one.
+            Some(0) => {
+                errors.push(err(
+                    "max_request_skew_s",
+                    "must be at least 1 (a request timestamp has whole seconds)",
+                ));
+                DEFAULT_MAX_REQUEST_SKEW
+            }
             Some(s) if s > MAX_LIFETIME_S => {
                 errors.push(err(
                     "max_request_skew_s",

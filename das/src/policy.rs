@@ -327,6 +327,15 @@ impl Policy {
                 "a dynamic ACP grants operations: acop must not be 0",
             ));
         }
+        // A request's `trt` of 0 is refused, so such an entry matches nothing.
+        for (i, ty) in file.resource_types.iter().enumerate() {
+            if *ty == 0 {
+                errors.push(err(
+                    format!("{path}.resource_types[{i}]"),
+                    authz_core::model::NO_RESOURCE_TYPE_0,
+                ));
+            }
+        }
         if file.max_lifetime_s == 0 || file.max_lifetime_s > MAX_LIFETIME_S {
             errors.push(err(
                 format!("{path}.max_lifetime_s"),
@@ -509,8 +518,9 @@ pub fn evaluate(
 
     let not_before = DateTime::from_timestamp(now.timestamp(), 0)?;
     let mut not_after = not_before.checked_add_signed(policy.max_lifetime)?;
-    if let Some(proposed) = req.proposed_lifetime {
-        let end = proposed.resolve(now)?;
+    // A proposed end beyond the clock's range bounds nothing: the
+    // policy's maximum does.
+    if let Some(end) = req.proposed_lifetime.and_then(|p| p.resolve(now)) {
         let end = DateTime::from_timestamp(end.timestamp(), 0)?;
         not_after = not_after.min(end);
     }

@@ -234,6 +234,9 @@ impl DasService {
         let key = config
             .signing_key()
             .ok_or_else(|| Status::internal("no signing key configured"))?;
+        // Nested Sign-then-encrypt for a CSE configured for it (TS-0003
+        // 7.3.2.6.2).
+        let encryption = config.encryption_for(&audience);
         let grant = TokenGrant {
             issuer: config.issuer.clone(),
             kid: key.kid.clone(),
@@ -241,6 +244,15 @@ impl DasService {
             target: award.target.clone(),
             privileges: award.privileges.clone(),
             roles: award.roles.clone(),
+            encrypted_to: encryption.map(|e| {
+                format!(
+                    "{} {} {} {}",
+                    e.cse_id,
+                    e.key.kid(),
+                    e.key.algorithm().name(),
+                    e.enc.name()
+                )
+            }),
         };
         let min_remaining = (award.not_after - award.not_before) / 2;
         let reused = self.inner.store.read(|_, s| {
@@ -269,9 +281,7 @@ impl DasService {
             .signer
             .sign(&claims)
             .map_err(|e| Status::internal(format!("cannot sign: {e}")))?;
-        // Nested Sign-then-encrypt for a CSE configured for it (TS-0003
-        // 7.3.2.6.2).
-        if let Some(e) = config.encryption_for(&claims.audience) {
+        if let Some(e) = encryption {
             jwt = authz_core::jwe::encrypt(jwt.as_bytes(), &e.key, e.enc, true)
                 .map_err(|e| Status::internal(e.to_string()))?;
         }
@@ -325,13 +335,16 @@ impl DasService {
         .map_err(|e| invalid_argument(&e))?;
 
         // Tokens asked for by ID (`tids`): this holder's, still valid, and
-        // meant for this hosting CSE (TS-0003 7.3.2.2 step 3.1: `aud` is the
-        // HCSE). Others are dropped like unknown IDs, as `GetTokens` does.
+        // meant for this hosting CSE only (TS-0003 7.3.2.2 step 3.1: "The
+        // 'audience' parameter shall contain only the HCSEs CSE-ID"; a token
+        // also naming other CSEs, as IssueToken's configured audience may,
+        // is not a Direct token). Others are dropped like unknown IDs.
         let known = self.inner.store.read(|_, s| {
             request
                 .token_ids
                 .iter()
                 .filter_map(|id| s.valid_for(id, &hosting, now))
+                .filter(|t| t.audience.len() == 1)
                 .filter(|t| t.holder == request.originator)
                 .map(|t| t.jwt.clone())
                 .collect()

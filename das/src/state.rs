@@ -50,6 +50,13 @@ pub struct TokenGrant {
     pub privileges: Option<SetOfAcrs>,
     /// The granted Role-IDs (`rids`).
     pub roles: Vec<String>,
+    /// The key it is encrypted to (`cse-id kid alg enc`), or `None` for a
+    /// plain JWS: after the CSE's `token_encryption` changes (a new key, or
+    /// none) a stored token is not reused, since that CSE may no longer
+    /// hold the old key. Records from before the field are plain here, and
+    /// [`DasState::reusable`] checks their form as well.
+    #[serde(default)]
+    pub encrypted_to: Option<String>,
 }
 
 /// One issued token.
@@ -116,8 +123,11 @@ impl DasState {
         not_after: DateTime<Utc>,
         min_remaining: TimeDelta,
     ) -> Option<&IssuedToken> {
+        // A JWE compact serialization has five parts, a JWS three.
+        let encrypted = |t: &IssuedToken| t.jwt.split('.').count() == 5;
         self.holder_tokens(holder)
             .filter(|t| t.audience == audience && t.grant.as_deref() == Some(grant))
+            .filter(|t| encrypted(t) == grant.encrypted_to.is_some())
             .filter(|t| {
                 !t.is_expired(now)
                     && t.expires_at <= not_after
@@ -377,6 +387,7 @@ mod tests {
             target: target.into(),
             privileges: None,
             roles: vec!["r@das.example".into()],
+            encrypted_to: None,
         }
     }
 

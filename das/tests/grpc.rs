@@ -291,6 +291,9 @@ async fn consult_grants_a_token_that_verifies_with_the_published_keys() {
         ("600000".to_owned(), End::After(600)),
         (in_20_min, End::At(at_20_min)),
         ("86400000".to_owned(), End::After(3600)),
+        // Milliseconds beyond the clock's range: no less well-formed, and
+        // bounded by the policy like any long proposal.
+        ("9000000000000000".to_owned(), End::After(3600)),
     ]
     .into_iter()
     .enumerate()
@@ -780,6 +783,16 @@ async fn issued_tokens_survive_a_restart_and_are_dropped_when_expired() {
         .into_inner()
         .tokens
         .remove(0);
+    // A Direct token, for this hosting CSE alone.
+    let mut direct = dreq("Cguest", pb::Operation::Update, "frontDoor");
+    direct.request_timestamp = today_at(12);
+    let direct_token = c
+        .consult(consult(direct))
+        .await
+        .expect("consult")
+        .into_inner()
+        .tokens
+        .remove(0);
     das.stop().await;
 
     let das = Running::start(load(&config_json()), Some(&dir)).await;
@@ -796,13 +809,13 @@ async fn issued_tokens_survive_a_restart_and_are_dropped_when_expired() {
 
     // Consult with tids returns the holder's stored tokens, not others'.
     let mut with_tids = dreq("Cguest", pb::Operation::Delete, "frontDoorState");
-    with_tids.token_ids = issued.token_ids.clone();
+    with_tids.token_ids = vec![jti(&direct_token)];
     let res = c
         .consult(consult(with_tids.clone()))
         .await
         .expect("consult")
         .into_inner();
-    assert_eq!(res.tokens, issued.tokens);
+    assert_eq!(res.tokens, vec![direct_token]);
     with_tids.originator = "Cwindow".into();
     let res = c
         .consult(consult(with_tids))
@@ -812,7 +825,7 @@ async fn issued_tokens_survive_a_restart_and_are_dropped_when_expired() {
     assert!(res.tokens.is_empty());
 
     // Expiry: hidden at once, deleted by the sweeper.
-    assert_eq!(das.service.stored_tokens(), 2);
+    assert_eq!(das.service.stored_tokens(), 3);
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let short_id = {
         let claims: Value = serde_json::from_slice(&base64_url_decode(
@@ -850,7 +863,7 @@ async fn issued_tokens_survive_a_restart_and_are_dropped_when_expired() {
         das.service.sweep_expired(Utc::now()).await.expect("sweep"),
         1
     );
-    assert_eq!(das.service.stored_tokens(), 1);
+    assert_eq!(das.service.stored_tokens(), 2);
     das.stop().await;
 }
 
@@ -1062,6 +1075,17 @@ fn config_errors_name_the_file_and_the_field() {
     v["policies"][1]["rule"]["acxx"] = json!(1);
     check(&v, "policies[1].rule");
 
+    // A `trt` of 0 is refused in every request, so the entry could never
+    // match (spec notes §4: m2m:resourceType starts at 1).
+    let mut v = config_json();
+    v["policies"][0]["resource_types"] = json!([3, 0]);
+    check(&v, "policies[0].resource_types[1]");
+
+    // `rts` has whole seconds: a skew of 0 would refuse every Consult.
+    let mut v = config_json();
+    v["max_request_skew_s"] = json!(0);
+    check(&v, "max_request_skew_s");
+
     // TS-0003 7.3.2.5: a granted role carries no condition, so a role under
     // a time window or an IP range would hold outside them.
     let mut v = config_json();
@@ -1222,13 +1246,12 @@ async fn get_tokens_answers_only_cses_in_the_audience_7_3_2_3() {
     das.stop().await;
 }
 
-/// TS-0003 7.3.2.2 step 3.1: the tokens of a Consult answer have only the
-/// consulting hosting CSE in their audience, so a token named in `dreq.tids`
-/// is returned only to a CSE its `aud` names (the check `GetTokens` makes).
-/// A token issued for CSE A and named in a Consult from CSE B is dropped
-/// like an unknown ID (B learns nothing of it); the same token is returned
-/// to A. Tokens from IssueToken, whose audience is the configured one, are
-/// not returned to a CSE outside it either.
+/// TS-0003 7.3.2.2 step 3.1: "The 'audience' parameter shall contain only
+/// the HCSEs CSE-ID", so a token named in `dreq.tids` is returned only to
+/// the one CSE its `aud` names. A token issued for CSE A and named in a
+/// Consult from CSE B is dropped like an unknown ID (B learns nothing of
+/// it); the same token is returned to A. A token from IssueToken, whose
+/// audience is the configured one (A and /in-cse), is returned to neither.
 #[tokio::test]
 async fn consult_returns_named_tokens_only_to_cses_in_their_audience_7_3_2_2() {
     const OTHER: &str = "//home.example/other-cse";
@@ -1281,8 +1304,8 @@ async fn consult_returns_named_tokens_only_to_cses_in_their_audience_7_3_2_2() {
     let at_a = c.consult(ask(HCSE)).await.expect("A").into_inner();
     assert_eq!(
         at_a.tokens,
-        vec![for_a.tokens[0].clone(), wide.tokens[0].clone()],
-        "A gets the tokens naming it, in the order asked"
+        vec![for_a.tokens[0].clone()],
+        "A gets the token naming A alone, not the one also naming /in-cse"
     );
     assert!(at_a.dynamic_acp_info.is_none());
     das.stop().await;
@@ -1394,6 +1417,60 @@ async fn repeated_requests_get_the_stored_token_again() {
     let res = c.consult(consult(d)).await.expect("consult").into_inner();
     assert_eq!(res.tokens, first.tokens, "reused after a restart");
     das.stop().await;
+}
+
+/// A stored token is given again only in the form the configuration asks
+/// for now (TS-0003 7.3.2.2 step 3.1: encrypted "such that the Token can be
+/// decrypted by the Hosting CSE"): after the CSE's `token_encryption` key
+/// changes, or encryption is dropped, a new token is issued, not the JWE
+/// for a key the CSE may no longer hold.
+#[tokio::test]
+async fn a_stored_token_is_not_reused_after_token_encryption_changes_7_3_2_2() {
+    let public = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/das/keys/cse-encryption-public.jwk.json");
+    let published: Value =
+        serde_json::from_str(&std::fs::read_to_string(&public).expect("jwk")).expect("json");
+    let with_key = |kid: &str| {
+        let mut jwk = published.clone();
+        jwk["kid"] = json!(kid);
+        let mut v = config_json();
+        v["token_encryption"] = json!([{"cse_id": "/mn-cse-123456", "jwk": jwk}]);
+        v
+    };
+    let kid_of = |token: &str| -> String {
+        let header = token.split('.').next().expect("header");
+        let header: Value =
+            serde_json::from_slice(&base64_url_decode(header)).expect("header json");
+        header["kid"].as_str().unwrap_or("").to_owned()
+    };
+    let (_guard, dir) = temp_path("das-grpc", "reuse-encryption");
+    let mut d = dreq("Cguest", pb::Operation::Update, "frontDoor");
+    d.request_timestamp = today_at(12);
+    let consult_once = |config: Value| {
+        let (dir, d) = (dir.clone(), d.clone());
+        async move {
+            let das = Running::start(load(&config), Some(&dir)).await;
+            let mut c = das.client.clone();
+            let token = c
+                .consult(consult(d.clone()))
+                .await
+                .expect("consult")
+                .into_inner()
+                .tokens
+                .remove(0);
+            let again = c.consult(consult(d)).await.expect("consult").into_inner();
+            assert_eq!(again.tokens, vec![token.clone()], "reused while unchanged");
+            das.stop().await;
+            token
+        }
+    };
+    let first = consult_once(with_key("cse-enc-1")).await;
+    assert_eq!(first.split('.').count(), 5, "a JWE");
+    assert_eq!(kid_of(&first), "cse-enc-1");
+    let rotated = consult_once(with_key("cse-enc-2")).await;
+    assert_eq!(kid_of(&rotated), "cse-enc-2", "encrypted to the new key");
+    let plain = consult_once(config_json()).await;
+    assert_eq!(plain.split('.').count(), 3, "a JWS once encryption is off");
 }
 
 /// Distinct requests each get a token, but a holder holds at most

@@ -115,7 +115,10 @@ mod tests {
             "operation was canceled",
             Some(Box::new(E(
                 "transport error",
-                Some(Box::new(E("operation was canceled: connection closed", None))),
+                Some(Box::new(E(
+                    "operation was canceled: connection closed",
+                    None,
+                ))),
             ))),
         );
         assert_eq!(
