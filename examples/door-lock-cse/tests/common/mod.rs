@@ -227,6 +227,16 @@ impl Stack {
         config.revision_poll = options.revision_poll;
         let pep = PepClient::new(config).expect("pep");
         wait_for_revision(&pdp_status, revision).await;
+        // Until the PDP has listed the PIP's group IDs, an ID entry decides
+        // nothing (Decision 3, 10): tests start from the settled state.
+        let listed = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !pdp.pip_cache().is_some_and(|p| p.groups_known()) {
+            assert!(
+                tokio::time::Instant::now() < listed,
+                "the PDP never listed the PIP's groups"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
 
         // The CSE.
         let clock = ManualClock::new(thursday(16, 0, 0));
