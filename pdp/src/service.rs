@@ -711,8 +711,8 @@ impl PdpService {
     /// What Dynamic Authorization asks DASes about a request (TS-0003
     /// 7.3.2.2 steps 2.1-2.2): the DASes of the target's DACs (or the
     /// default DAS) and those the applicable Role-IDs identify, and the DAS
-    /// request; or, for a request no DAS is asked
-    /// about, what the summary adds to say why.
+    /// request; or, for a request no DAS is asked about, what the summary
+    /// adds to say why.
     fn das_request_for(
         &self,
         snap: &Snapshot,
