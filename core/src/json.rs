@@ -941,7 +941,8 @@ mod tests {
                 r#"{"fr": "Cabc", "to": "x", "op": 2, "oip": {"ip5": "x"}}"#,
                 "oip.ip5",
             ),
-            (r#"{"fr": "Cabc", "to": "x", "op": "2"}"#, "op"),
+            // A string that is no number (`"2"` is read as 2, as CSEs write it).
+            (r#"{"fr": "Cabc", "to": "x", "op": "two"}"#, "op"),
         ] {
             match request_from_json(req, chrono::Utc::now()) {
                 Err(JsonError::Invalid(e)) => assert_eq!(e.0[0].path, path, "{req}"),
