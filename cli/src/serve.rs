@@ -118,8 +118,8 @@ pub struct PipSettings {
     /// Local-Token-IDs it assigns (repeatable).
     #[arg(long = "token-writer", value_name = "ID")]
     token_writers: Vec<String>,
-    /// Seconds a reported position stays usable.
-    #[arg(long, default_value_t = 300)]
+    /// Seconds a reported position stays usable (1 to 31 622 400, a year).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=31_622_400))]
     max_position_age: u64,
     /// A `cidr,country` CSV table for IP → country (repeatable; looked up first).
     #[arg(long = "ip-csv")]

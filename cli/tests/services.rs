@@ -349,6 +349,22 @@ fn bad_url_and_identity_flags_stop_the_process_naming_the_flag() {
             "--token-writer",
         ),
         (&["prp", "--data-dir", "memory", "--admin", ""], "--admin"),
+        // 0 would make every position unusable; past a year, freshness
+        // means little (and must stay within a Timestamp).
+        (
+            &["pip", "--data-dir", "memory", "--max-position-age", "0"],
+            "--max-position-age",
+        ),
+        (
+            &[
+                "pip",
+                "--data-dir",
+                "memory",
+                "--max-position-age",
+                "1000000000000",
+            ],
+            "--max-position-age",
+        ),
         (
             &["pip", "--data-dir", "memory", "--trusted-issuer", "*"],
             "--trusted-issuer",

@@ -574,13 +574,13 @@ fn compile_context(
     let ip = ctx.ip_addresses.as_ref().and_then(|acip| {
         let mut nets = Vec::new();
         for (i, s) in acip.ipv4.iter().enumerate() {
-            match parse_v4(s) {
+            match parse_ipv4_cidr(s) {
                 Ok(n) => nets.push(IpNet::V4(n)),
                 Err(m) => errors.add(format_args!("{path}.acip.ipv4[{i}]"), m),
             }
         }
         for (i, s) in acip.ipv6.iter().enumerate() {
-            match parse_v6(s) {
+            match parse_ipv6_cidr(s) {
                 Ok(n) => nets.push(IpNet::V6(n)),
                 Err(m) => errors.add(format_args!("{path}.acip.ipv6[{i}]"), m),
             }
@@ -599,7 +599,11 @@ fn compile_context(
     })
 }
 
-fn parse_v4(s: &str) -> Result<Ipv4Net, String> {
+/// An `acip` IPv4 entry, `a.b.c.d[/n]` (TS-0003 table 7.1.3-3): dotted
+/// decimal without leading zeros, host bits cleared; the error says why.
+/// Every reader of IPv4 prefixes (the PIP's country tables too) uses it,
+/// so a spelling means the same wherever it is written.
+pub fn parse_ipv4_cidr(s: &str) -> Result<Ipv4Net, String> {
     let (addr, prefix) = split_cidr(s, 32)
         .ok_or_else(|| format!("'{s}' is not an IPv4 address with optional /0-32 suffix"))?;
     let addr = addr
@@ -610,7 +614,9 @@ fn parse_v4(s: &str) -> Result<Ipv4Net, String> {
         .map_err(|_| format!("'{s}' is not an IPv4 address with optional /0-32 suffix"))
 }
 
-fn parse_v6(s: &str) -> Result<Ipv6Net, String> {
+/// An `acip` IPv6 entry, `addr[/n]`, host bits cleared (see
+/// [`parse_ipv4_cidr`]).
+pub fn parse_ipv6_cidr(s: &str) -> Result<Ipv6Net, String> {
     let (addr, prefix) = split_cidr(s, 128)
         .ok_or_else(|| format!("'{s}' is not an IPv6 address with optional /0-128 suffix"))?;
     let addr = addr

@@ -375,6 +375,23 @@ impl TokenClaims {
     }
 }
 
+impl TokenPermissions {
+    /// Reads `m2m:tokenPermissions` from JSON text (a `<token>` resource's
+    /// `tkps` as a repository stores it) and checks each permission as a
+    /// token's are checked, errors named under `path` (`path.pm[0].ris`).
+    pub fn from_json(text: &str, path: &str) -> Result<Self, ValidationErrors> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| ValidationErrors(vec![err(path, format!("not valid JSON: {e}"))]))?;
+        let permissions: Self =
+            deserialize_at(path, value).map_err(|e| ValidationErrors(vec![e]))?;
+        let mut errors = Vec::new();
+        for (i, p) in permissions.pm.iter().enumerate() {
+            p.check(&format!("{path}.pm[{i}]"), &mut errors);
+        }
+        finish(errors).map(|()| permissions)
+    }
+}
+
 impl TokenPermission {
     fn check(&self, path: &str, errors: &mut Vec<ValidationError>) {
         if self.pv.is_none() && self.rids.is_empty() {

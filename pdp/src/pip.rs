@@ -873,7 +873,15 @@ impl CacheView<'_> {
                 (at < fix.fresh_until).then_some(fix.fresh_until)
             }
         });
-        roles.chain(position).min()
+        // A change past the last instant a Timestamp holds (a role valid
+        // to 9999-12-31T23:59:59.999999999) never comes: no bound, rather
+        // than a `reusable_until` clients cannot read.
+        let last =
+            DateTime::from_timestamp(authz_proto::convert::MAX_TIMESTAMP_SECONDS, 999_999_999);
+        roles
+            .chain(position)
+            .filter(|t| last.is_some_and(|last| *t <= last))
+            .min()
     }
 
     fn entry_for(&self, id: &str) -> Option<EntryRef<'_>> {

@@ -144,6 +144,9 @@ impl IpCountryTable {
     pub fn from_csv(source: &str, text: &str) -> Result<Self, GeoError> {
         let mut table = Self::new();
         let mut seen_content = false;
+        // Where each prefix was given, and as which country: the same
+        // prefix twice with two countries is a mistake, not "last wins".
+        let mut given: HashMap<IpNet, (usize, String)> = HashMap::new();
         for (index, raw) in text.lines().enumerate() {
             let line_no = index + 1;
             // A file saved by a spreadsheet may start with a byte-order mark.
@@ -178,6 +181,18 @@ impl IpCountryTable {
             }
             let net = parse_net(cidr).map_err(bad)?;
             table.insert(net, country).map_err(|e| bad(e.to_string()))?;
+            let upper = country.to_ascii_uppercase();
+            match given.get(&canonical_net(net)) {
+                Some((line, earlier)) if *earlier != upper => {
+                    return Err(bad(format!(
+                        "{cidr} is {earlier} on line {line} and {upper} here: one country per prefix"
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    given.insert(canonical_net(net), (line_no, upper));
+                }
+            }
         }
         Ok(table)
     }
@@ -222,14 +237,13 @@ fn canonical_net(net: IpNet) -> IpNet {
     net
 }
 
+/// A prefix or bare address, read as `acip` entries are (no zero-padded
+/// octet, which some tools read as octal, nor prefix length).
 fn parse_net(s: &str) -> Result<IpNet, String> {
-    if s.contains('/') {
-        s.parse::<IpNet>()
-            .map_err(|_| format!("invalid prefix {s:?}: expected e.g. 10.0.0.0/8 or 2001:db8::/32"))
+    if s.contains(':') {
+        authz_core::compile::parse_ipv6_cidr(s).map(IpNet::V6)
     } else {
-        s.parse::<IpAddr>()
-            .map(IpNet::from)
-            .map_err(|_| format!("invalid address or prefix {s:?}"))
+        authz_core::compile::parse_ipv4_cidr(s).map(IpNet::V4)
     }
 }
 

@@ -290,12 +290,21 @@ impl Check {
         self.id(hosting, field, id)
     }
 
-    /// An m2m:ID given as is: not empty, no whitespace.
+    /// An m2m:ID given as is: not empty, no whitespace, printable ASCII
+    /// (as every ID the project reads).
     fn plain_id(&mut self, field: &str, id: &str) {
         if id.trim().is_empty() {
             self.add(field, "empty or blank");
         } else if id.chars().any(char::is_whitespace) {
             self.add(field, "must not contain whitespace");
+        } else if !id.bytes().all(|b| b.is_ascii_graphic()) {
+            self.add(
+                field,
+                format!(
+                    "'{}' holds a control or non-ASCII character: IDs are printable ASCII",
+                    id.escape_debug()
+                ),
+            );
         }
     }
 
@@ -506,10 +515,16 @@ pub fn token_from_pb(
             authz_proto::convert::not_ncname_message(&t.local_token_id),
         );
     }
+    // `tkps`, m2m:tokenPermissions, checked as a token's own are.
     if !t.permissions_json.is_empty()
-        && serde_json::from_str::<serde_json::Value>(&t.permissions_json).is_err()
+        && let Err(errors) = authz_core::token::TokenPermissions::from_json(
+            &t.permissions_json,
+            "token.permissions_json",
+        )
     {
-        check.add("token.permissions_json", "not valid JSON");
+        for e in errors.0 {
+            check.add(&e.path, e.message);
+        }
     }
     let not_before = check.time("token.not_before", t.not_before.as_ref());
     let not_after = check.time("token.not_after", t.not_after.as_ref());

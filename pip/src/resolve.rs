@@ -155,12 +155,16 @@ impl Resolver {
         }
     }
 
-    /// Until when a position measured at `measured_at` may be used.
+    /// Until when a position measured at `measured_at` may be used: at the
+    /// latest the last second a protobuf Timestamp holds, so that the
+    /// answer stays readable by every client.
     pub fn fresh_until(&self, measured_at: DateTime<Utc>) -> DateTime<Utc> {
+        let last = DateTime::from_timestamp(authz_proto::convert::MAX_TIMESTAMP_SECONDS, 0)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         chrono::Duration::from_std(self.max_position_age)
             .ok()
             .and_then(|d| measured_at.checked_add_signed(d))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+            .map_or(last, |t| t.min(last))
     }
 
     /// The subject's last position if it is usable at `at`, with the time

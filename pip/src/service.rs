@@ -171,15 +171,6 @@ fn role_id_list(ids: &[String]) -> impl Iterator<Item = (String, &str)> {
         .map(|(i, id)| (format!("role_ids[{i}]"), id.as_str()))
 }
 
-/// [`check_ids`] for a list field: `field[i]` for each empty entry.
-fn check_id_list(field: &str, ids: &[String]) -> Result<(), Status> {
-    check_ids(
-        ids.iter()
-            .enumerate()
-            .map(|(i, id)| (format!("{field}[{i}]"), id.as_str())),
-    )
-}
-
 fn time_or_now(ts: Option<&prost_types::Timestamp>, field: &str) -> Result<DateTime<Utc>, Status> {
     match ts {
         Some(t) => timestamp_field(t, field).map_err(|e| invalid_argument(&[e])),
@@ -644,30 +635,35 @@ impl PolicyInformationPoint for PipService {
     ) -> Result<Response<pb::GetTokensResponse>, Status> {
         let req = request.get_ref();
         let ids = &req.token_ids;
-        check_id_list("token_ids", ids)?;
-        check_id_list("local_token_ids", &req.local_token_ids)?;
-        // A malformed Token-ID is no token's: INVALID_ARGUMENT, as in
-        // PutToken, not an unknown ID.
-        let malformed: Vec<ConversionError> = ids
-            .iter()
-            .enumerate()
-            .filter_map(|(i, id)| token_id_violation(id, &format!("token_ids[{i}]")))
-            .collect();
-        if !malformed.is_empty() {
-            return Err(invalid_argument(&malformed));
+        // Every field at fault, named once: empty, or a malformed Token-ID
+        // (no token's: INVALID_ARGUMENT, as in PutToken, not an unknown
+        // ID), or a Local-Token-ID that is no NCName.
+        let required = |field: String| ConversionError {
+            field,
+            message: "required".to_owned(),
+        };
+        let mut errors: Vec<ConversionError> = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let field = format!("token_ids[{i}]");
+            if id.is_empty() {
+                errors.push(required(field));
+            } else if let Some(e) = token_id_violation(id, &field) {
+                errors.push(e);
+            }
         }
-        let not_ncname: Vec<ConversionError> = req
-            .local_token_ids
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| !is_ncname(l))
-            .map(|(i, l)| ConversionError {
-                field: format!("local_token_ids[{i}]"),
-                message: authz_proto::convert::not_ncname_message(l),
-            })
-            .collect();
-        if !not_ncname.is_empty() {
-            return Err(invalid_argument(&not_ncname));
+        for (i, l) in req.local_token_ids.iter().enumerate() {
+            let field = format!("local_token_ids[{i}]");
+            if l.is_empty() {
+                errors.push(required(field));
+            } else if !is_ncname(l) {
+                errors.push(ConversionError {
+                    field,
+                    message: authz_proto::convert::not_ncname_message(l),
+                });
+            }
+        }
+        if !errors.is_empty() {
+            return Err(invalid_argument(&errors));
         }
         let (tokens, unknown_ids) = self.read(|s| {
             let mut tokens = Vec::new();

@@ -98,6 +98,14 @@ fn csv_errors_name_file_and_line() {
         ("# c\n10.0.0.0/8,DE\n10.0.0.0/8,DE,extra\n", "field"),
         ("cidr,country\n10.0.0.0/8,DE\ncidr,country\n", "cidr"),
         ("# c\n10.1.0.0/16,FR\nnot-an-ip,DE\n", "not-an-ip"),
+        // Read as `acip` entries are: no zero-padded octet (octal to some
+        // tools) or prefix length.
+        ("# c\n10.1.0.0/16,FR\n010.0.0.0/8,DE\n", "010.0.0.0/8"),
+        ("# c\n10.1.0.0/16,FR\n10.0.0.0/08,DE\n", "10.0.0.0/08"),
+        // One country per prefix (also when written another way), not
+        // "the last line wins".
+        ("10.0.0.0/8,DE\n# c\n10.0.0.0/8,AT\n", "DE on line 1 and AT"),
+        ("10.0.0.0/8,DE\n# c\n10.9.9.9/8,AT\n", "DE on line 1 and AT"),
     ];
     for (i, (text, needle)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("bad{i}.csv"));
@@ -115,7 +123,8 @@ fn csv_errors_name_file_and_line() {
         assert!(msg.contains(needle), "case {i}: {msg}");
     }
     let good = dir.path().join("good.csv");
-    std::fs::write(&good, "10.0.0.0/8,DE\n").unwrap();
+    // The same prefix and country twice is no conflict.
+    std::fs::write(&good, "10.0.0.0/8,DE\n10.0.0.0/8,de\n").unwrap();
     assert_eq!(
         IpCountryTable::load_csv(&good)
             .unwrap()

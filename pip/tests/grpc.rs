@@ -361,7 +361,9 @@ async fn ids_that_name_no_single_originator_are_refused_2_4_and_7_3() {
 /// A `<token>` holder (`tkhd`, TS-0001 9.6.39) is stored in absolute form,
 /// as README "PIP" says of every holder (Decision 2), and checked like a
 /// role's holder; a given issuer (`tkis`) or audience entry (`tkau`, m2m:ID
-/// list) may not be blank or hold whitespace. An absent holder stays absent.
+/// list) may not be blank or hold whitespace or other than printable ASCII,
+/// and permissions (`tkps`) are m2m:tokenPermissions. An absent holder
+/// stays absent.
 #[tokio::test]
 async fn token_holder_is_stored_absolute_and_ids_are_checked_9_6_39() {
     let mut pip = Running::start(&config(None)).await;
@@ -444,6 +446,52 @@ async fn token_holder_is_stored_absolute_and_ids_are_checked_9_6_39() {
                 ..token("tk3@das.example.com")
             },
             "token.audience[0]",
+        ),
+        // IDs are printable ASCII.
+        (
+            pb::Token {
+                issuer: "a\u{1}b".into(),
+                ..token("tk3@das.example.com")
+            },
+            "token.issuer",
+        ),
+        (
+            pb::Token {
+                audience: vec!["/id-in".into(), "\u{e9}".into()],
+                ..token("tk3@das.example.com")
+            },
+            "token.audience[1]",
+        ),
+        // `tkps` is m2m:tokenPermissions (TS-0004 6.3.5.41), each
+        // permission with pv or rids, and ris with pv (TS-0001 table
+        // 9.6.39-3), as in a token's own claims.
+        (
+            pb::Token {
+                permissions_json: "42".into(),
+                ..token("tk3@das.example.com")
+            },
+            "token.permissions_json",
+        ),
+        (
+            pb::Token {
+                permissions_json: r#"{"pm":[{"ris":["x"]}]}"#.into(),
+                ..token("tk3@das.example.com")
+            },
+            "token.permissions_json.pm[0]",
+        ),
+        (
+            pb::Token {
+                permissions_json: r#"{"pm":[{"pv":{"acr":[]}}]}"#.into(),
+                ..token("tk3@das.example.com")
+            },
+            "token.permissions_json.pm[0].ris",
+        ),
+        (
+            pb::Token {
+                permissions_json: r#"{"pm":[{"rids":["bad"]}]}"#.into(),
+                ..token("tk3@das.example.com")
+            },
+            "token.permissions_json.pm[0].rids[0]",
         ),
     ] {
         let err = c
@@ -1522,6 +1570,19 @@ async fn local_token_ids_are_ncnames_ts_0001_7_1_16() {
         assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
         assert_eq!(fields(&err), [field]);
     }
+    // Every field at fault is named, not only those of the first kind.
+    let err = c
+        .get_tokens(pb::GetTokensRequest {
+            token_ids: vec!["bad".into(), "tk1@das.example.com".into()],
+            local_token_ids: vec!["1x".into(), String::new()],
+        })
+        .await
+        .expect_err("three bad fields");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(
+        fields(&err),
+        ["token_ids[0]", "local_token_ids[0]", "local_token_ids[1]"]
+    );
     pip.stop().await;
 }
 

@@ -526,6 +526,22 @@ async fn reusable_until_follows_the_validity_of_the_originators_roles_7_4_3() {
     let d = s.decide(at(starts + hour * 2)).await;
     assert_eq!(d.decision, DENY, "{}", d.summary);
     assert_eq!(until(&d), None);
+
+    // A role valid to the last instant a Timestamp holds never ends within
+    // it: no bound, not one past 9999-12-31 that clients cannot read.
+    let last = DateTime::from_timestamp(authz_proto::convert::MAX_TIMESTAMP_SECONDS, 999_999_999)
+        .expect("last instant");
+    s.role("doctor@roles.example.com", AUTHORITY, "Cbob", starts, last)
+        .await;
+    s.settle().await;
+    let mut bob = with_roles(
+        retrieve("Cbob", "cntValidity"),
+        &["doctor@roles.example.com"],
+    );
+    bob.request_time = Some(ts(starts + hour));
+    let d = s.decide(bob).await;
+    assert_eq!(d.decision, PERMIT, "{}", d.summary);
+    assert_eq!(d.reusable_until, None, "{:?}", d.reusable_until);
 }
 
 /// TS-0003 7.4.3 step 4: a Role-ID in acor grants access only to an
