@@ -300,7 +300,7 @@ fn start_prp(data: &Path, listen: &str) -> (Proc, String) {
 fn bad_url_and_identity_flags_stop_the_process_naming_the_flag() {
     let dir = tempdir("bad-flags");
     let data = dir.path().to_str().unwrap();
-    let cases: [(&[&str], &str); 14] = [
+    let cases: [(&[&str], &str); 16] = [
         (&["pdp", "--prp", "notaurl"], "--prp notaurl"),
         // A deadline of zero would time every fetch out.
         (&["pdp", "--pip-deadline-ms", "0"], "--pip-deadline-ms"),
