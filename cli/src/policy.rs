@@ -147,7 +147,9 @@ pub async fn connect(
                 authz_proto::endpoint::error_chain(&e)
             )
         })?;
-    Ok(PolicyRetrievalPointClient::new(channel))
+    // A store's listing may exceed gRPC's default 4 MiB, as the PRP
+    // accepts writes up to that each; the PDP's replica reads as much.
+    Ok(PolicyRetrievalPointClient::new(channel).max_decoding_message_size(256 << 20))
 }
 
 /// Reads an `m2m:acp` document or a bundle, validating everything locally

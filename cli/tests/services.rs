@@ -609,6 +609,43 @@ async fn pdp_decides_while_the_prp_is_down_and_catches_up_after() {
     assert!(s.prp_connected);
 }
 
+/// `authz policy list` prints a store larger than gRPC's default 4 MiB
+/// message: the PRP takes writes of up to that each, so two of them
+/// already exceed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_list_prints_a_store_larger_than_4_mib() {
+    let data = tempdir("list-large");
+    let (_prp, url) = start_prp(data.path(), "127.0.0.1:0");
+    let mut prp = prp_client(&url).await;
+    // A year list of 2.5 MB: every year from 2000, over and over.
+    let years = vec!["2000-9999"; 250_000].join(",");
+    for id in ["acpBig1", "acpBig2"] {
+        let mut big = acp(id, "Cguest", 2);
+        if let Some(rule) = big.privileges.as_mut().and_then(|p| p.rules.first_mut()) {
+            rule.contexts = vec![pb::AccessControlContext {
+                time_windows: vec![format!("* * * * * * {years}")],
+                ..Default::default()
+            }];
+        }
+        prp.create_acp(pb::CreateAcpRequest {
+            role_ids: Vec::new(),
+            originator: "CAdmin".into(),
+            acp: Some(big),
+        })
+        .await
+        .expect("a 2.5 MB ACP");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(["policy", "--prp", &url, "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(out.stdout.len() > 5_000_000, "{}", out.stdout.len());
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("acpBig1") && listed.contains("acpBig2"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_apply_rejects_an_invalid_file_naming_the_field() {
     let data = tempdir("apply");

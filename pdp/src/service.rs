@@ -949,6 +949,11 @@ impl PdpService {
         conv: &ConvertedRequest,
         now: chrono::DateTime<Utc>,
     ) -> Result<Applicables<'s>, (AuthorizationStatus, String)> {
+        // A dynamic ACP counts until its lifetime ends (Decision 7), both
+        // at the PDP's clock (the PRP removes it then) and at the request's
+        // time (7.1.2 rq_time), so that a Permit never outlasts its own
+        // `reusable_until`.
+        let now = now.max(conv.request.time);
         let target = conv.request.target.as_str();
         // Explicit ACP IDs in any form (TS-0001 7.2) name the hosting CSE's
         // ACPs, held under their CSE-relative IDs.

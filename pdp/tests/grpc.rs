@@ -764,6 +764,57 @@ async fn a_batch_decides_each_request_at_its_own_time_decision_7() {
     );
 }
 
+/// Decision 7: a dynamic ACP counts "until its privilegesLifetime (pl)
+/// ends", judged at the request's time (TS-0003 table 7.1.2-2 rq_time) as
+/// well as at the PDP's clock: a request stamped after the end is denied,
+/// and a Permit's `reusable_until` is never before its request time.
+#[tokio::test]
+async fn a_dynamic_acp_ends_for_requests_stamped_after_its_lifetime_decision_7() {
+    let now = chrono::Utc::now();
+    let ends = now + chrono::Duration::hours(1);
+    let pdp = pdp_with(&[snapshot_event(
+        1,
+        vec![acp("acp1", &["Cowner"], RETRIEVE)],
+        vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+    )]);
+    pdp.apply_event(&pb::WatchEvent {
+        revision: 2,
+        tag: 0,
+        event: Some(pb::watch_event::Event::DynamicPut(pb::DynamicAcpRecord {
+            acp_id: "dynGuest".into(),
+            target: "cnt".into(),
+            privileges: acp("dynGuest", &["Cguest"], RETRIEVE).privileges,
+            expires_at: Some(prost_types::Timestamp {
+                seconds: ends.timestamp(),
+                nanos: 0,
+            }),
+            revision: 2,
+            version: None,
+        })),
+    })
+    .unwrap();
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let at = |t: chrono::DateTime<chrono::Utc>| {
+        let mut r = request("Cguest", pb::Operation::Retrieve, "cnt");
+        r.request_time = Some(prost_types::Timestamp {
+            seconds: t.timestamp(),
+            nanos: 0,
+        });
+        r
+    };
+    let d = decide(&mut client, at(now + chrono::Duration::minutes(30))).await;
+    assert_eq!(d.decision, PERMIT, "{}", d.summary);
+    let until = d.reusable_until.expect("bounded by the grant's end");
+    assert!(until.seconds <= ends.timestamp(), "{until:?}");
+    let d = decide(&mut client, at(now + chrono::Duration::hours(2))).await;
+    assert_eq!(
+        d.decision, DENY,
+        "stamped after the grant's end: {}",
+        d.summary
+    );
+}
+
 /// Issue 5: a DAS that does not answer is a Deny within the deadline, with
 /// the reason. The caller's deadline (`grpc-timeout`) bounds the PDP's
 /// network waits even when its own DAS deadline is longer: the caller gets

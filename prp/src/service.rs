@@ -1048,10 +1048,16 @@ impl PolicyRetrievalPoint for PrpService {
         // to an ACP's ID is judged by its pvs, TS-0001 10.2.3.1).
         self.read(|s| s.check(Mutation::CreateAcp(acp.clone())))
             .map_err(|e| id_conflict(e, "resource_id"))?;
+        // The parent as resources are held, CSE-relative (TS-0001 7.2): a
+        // `pi` in another form names the same parent, and passes its checks
+        // (its type, who may create under it) only as that parent.
+        let parent = acp
+            .parent_id
+            .as_deref()
+            .map(|pi| self.inner.hosting.cse_relative(pi).unwrap_or(pi));
         // An ACP is a child of a CSEBase, an AE or a remoteCSE only.
         let misplaced = self.read(|s| {
-            acp.parent_id
-                .as_deref()
+            parent
                 .and_then(|pi| s.resources.get(pi))
                 .filter(|parent| !ACP_PARENT_TYPES.contains(&parent.resource_type))
                 .map(|parent| (parent.resource_id.clone(), parent.resource_type))
@@ -1089,7 +1095,7 @@ impl PolicyRetrievalPoint for PrpService {
                     snap,
                     now,
                     &req.originator,
-                    acp.parent_id.as_deref(),
+                    parent,
                     TY_ACP,
                     &format!("create ACP {id}"),
                 )
@@ -1279,6 +1285,20 @@ impl PolicyRetrievalPoint for PrpService {
                         self.inner.hosting.cse_id()
                     ),
                 )),
+            }
+        }
+        // The same ACP twice (in any form) adds nothing but work to every
+        // decision on the resource: a mistake, named.
+        for (field, list) in [("acpi", &resource.acpi), ("daci", &resource.daci)] {
+            let mut first: std::collections::HashMap<&str, usize> = Default::default();
+            for (i, entry) in list.iter().flatten().enumerate() {
+                if let Some(j) = first.insert(entry.as_str(), i) {
+                    first.insert(entry.as_str(), j);
+                    foreign.push(violation(
+                        format!("resource.{field}[{i}]"),
+                        format!("{entry} is listed already, as {field}[{j}]"),
+                    ));
+                }
             }
         }
         // Every ID as the PDP reads a target (TS-0001 7.2): one with an

@@ -2627,7 +2627,8 @@ async fn the_creator_of_a_registration_is_its_originator_ts0001_9_6_1_3_2() {
 /// TS-0001 7.2: `acpi` names ACPs in any ID form; the PRP holds this CSE's
 /// ACPs under their CSE-relative IDs, so an SP-relative or absolute entry
 /// of this CSE is stored in that form (and resolves), and one of another
-/// CSE, which would never resolve, is INVALID_ARGUMENT naming it.
+/// CSE, which would never resolve, or one naming an ACP listed already, is
+/// INVALID_ARGUMENT naming it.
 #[tokio::test]
 async fn acpi_entries_in_any_id_form_name_this_cses_acps_ts0001_7_2() {
     let mut prp = start(config()).await;
@@ -2635,6 +2636,9 @@ async fn acpi_entries_in_any_id_form_name_this_cses_acps_ts0001_7_2() {
     c.create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
         .await
         .expect("acp1");
+    c.create_acp(create_req(ADMIN, acp("acp2", &["CBob"], &[ADMIN], ALL)))
+        .await
+        .expect("acp2");
     let stored = c
         .put_resource(put_req(
             ADMIN,
@@ -2642,23 +2646,37 @@ async fn acpi_entries_in_any_id_form_name_this_cses_acps_ts0001_7_2() {
                 "cnt",
                 "",
                 3,
-                Some(&["/id-in/acp1", "//SP.example.com/id-in/acp1"]),
+                Some(&["/id-in/acp1", "//SP.example.com/id-in/acp2"]),
                 "",
             ),
         ))
         .await
         .expect("cnt")
         .into_inner();
-    assert_eq!(stored.resource.expect("resource").acpi, ["acp1", "acp1"]);
+    assert_eq!(stored.resource.expect("resource").acpi, ["acp1", "acp2"]);
     let ids: Vec<String> = applicable_ids(c, "cnt")
         .await
         .into_iter()
         .map(|(id, _, _)| id)
         .collect();
-    assert!(
-        ids.iter().all(|id| id == "acp1") && !ids.is_empty(),
-        "{ids:?}"
-    );
+    assert_eq!(ids, ["acp1", "acp2"]);
+
+    // The same ACP twice, in two forms: a mistake, named, nothing stored.
+    let err = c
+        .put_resource(put_req(
+            ADMIN,
+            resource(
+                "cnt3",
+                "",
+                3,
+                Some(&["acp1", "//sp.example.com/id-in/acp1"]),
+                "",
+            ),
+        ))
+        .await
+        .expect_err("acp1 twice");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(violations(&err), ["resource.acpi[1]"]);
 
     let err = c
         .put_resource(put_req(
@@ -3153,7 +3171,7 @@ async fn a_put_without_cr_keeps_the_creator_ts0001_9_6_1_3() {
 
 /// Spec notes §2.2: an `<accessControlPolicy>` is created under a CSEBase,
 /// an AE or a remoteCSE only; under a container it is INVALID_ARGUMENT
-/// naming `acp.parent_id`, for the admin too.
+/// naming `acp.parent_id`, for the admin too, whatever ID form names it.
 #[tokio::test]
 async fn an_acp_is_created_under_a_cse_base_ae_or_remote_cse_only() {
     let mut prp = start(config()).await;
@@ -3170,9 +3188,28 @@ async fn an_acp_is_created_under_a_cse_base_ae_or_remote_cse_only() {
         assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
         assert_eq!(violations(&err), ["acp.parent_id"], "{err:?}");
     }
+    // The container in another ID form (TS-0001 7.2) is the same parent,
+    // refused too, not taken for an unregistered one that escapes the check.
+    for parent in ["/id-in/cnt", "//SP.example.com/id-in/cnt", "/id-in/cin"] {
+        let err = c
+            .create_acp(create_req(
+                ADMIN,
+                acp_under("acpMisplaced", parent, &[ADMIN]),
+            ))
+            .await
+            .expect_err(parent);
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert_eq!(violations(&err), ["acp.parent_id"], "{parent}: {err:?}");
+    }
     c.create_acp(create_req(ADMIN, acp_under("acpPlaced", "cb", &[ADMIN])))
         .await
         .expect("under the CSEBase");
+    c.create_acp(create_req(
+        ADMIN,
+        acp_under("acpPlaced2", "/id-in/cb", &[ADMIN]),
+    ))
+    .await
+    .expect("under the CSEBase, named SP-relative");
     prp.shutdown().await;
 }
 
