@@ -25,6 +25,7 @@ pub const X_DEMO_PSK: &str = "x-demo-psk";
 
 /// One row of the psk-lookup-table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Credential {
     /// `KpsaID`, the PSK identity.
     #[serde(rename = "kpsaId")]
@@ -38,15 +39,76 @@ pub struct Credential {
 
 /// The psk-lookup-table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Credentials {
     /// The rows.
     pub credentials: Vec<Credential>,
 }
 
+/// Why a psk-lookup-table does not load.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    /// Not the table's JSON shape.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// A row that could never authenticate anyone as meant.
+    #[error("credentials[{row}].{field}: {reason}")]
+    Invalid {
+        /// The row, from 0.
+        row: usize,
+        /// `kpsaId`, `aeId` or `kpsa`.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The shortest key taken: 64 bits in hex, as the example's keys.
+const MIN_KEY_HEX_DIGITS: usize = 16;
+
 impl Credentials {
-    /// Parses `{"credentials": [{"kpsaId", "aeId", "kpsa"}, ...]}`.
-    pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(text)
+    /// Parses `{"credentials": [{"kpsaId", "aeId", "kpsa"}, ...]}`: each
+    /// `kpsaId` once, without white space or `:` (the header's separator),
+    /// each `aeId` an AE-ID or CSE-ID, each `kpsa` at least
+    /// 16 hexadecimal digits, since an empty or short key authenticates
+    /// anyone who guesses it.
+    pub fn parse(text: &str) -> Result<Self, CredentialsError> {
+        let table: Self = serde_json::from_str(text)?;
+        let invalid = |row, field, reason: String| CredentialsError::Invalid { row, field, reason };
+        for (row, c) in table.credentials.iter().enumerate() {
+            if c.kpsa_id.is_empty() || !c.kpsa_id.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+            {
+                return Err(invalid(
+                    row,
+                    "kpsaId",
+                    format!(
+                        "'{}' is not a PSK identity (printable, no ':')",
+                        c.kpsa_id.escape_debug()
+                    ),
+                ));
+            }
+            if let Some(first) = table.credentials[..row]
+                .iter()
+                .position(|e| e.kpsa_id == c.kpsa_id)
+            {
+                return Err(invalid(
+                    row,
+                    "kpsaId",
+                    format!("{} is credentials[{first}]'s already", c.kpsa_id),
+                ));
+            }
+            if let Err(e) = authz_core::ids::check_originator_id(&c.ae_id) {
+                return Err(invalid(row, "aeId", e.to_string()));
+            }
+            if c.kpsa.len() < MIN_KEY_HEX_DIGITS || !c.kpsa.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid(
+                    row,
+                    "kpsa",
+                    format!("a key is at least {MIN_KEY_HEX_DIGITS} hexadecimal digits"),
+                ));
+            }
+        }
+        Ok(table)
     }
 
     /// The AE-ID of `kpsa_id` when `kpsa` is its key.
@@ -127,5 +189,49 @@ mod tests {
             .into_parts()
             .0;
         assert_eq!(c.authenticate(&parts).as_deref(), Some("Clock-AE1"));
+    }
+
+    /// A row that could not authenticate anyone as meant (an empty key, a
+    /// second row for one identity, an AE-ID no request can carry) stops
+    /// the load, naming the row and field.
+    #[test]
+    fn rows_that_cannot_authenticate_as_meant_are_refused() {
+        let row = |id: &str, ae: &str, key: &str| {
+            format!(r#"{{"kpsaId": "{id}", "aeId": "{ae}", "kpsa": "{key}"}}"#)
+        };
+        let ok = row("x", "Cx", "0a1b2c3d4e5f6a7b");
+        for (rows, says) in [
+            (vec![row("x", "Cx", "")], "credentials[0].kpsa"),
+            (vec![row("x", "Cx", "short")], "credentials[0].kpsa"),
+            (
+                vec![ok.clone(), row("x", "Cy", "1a2b3c4d5e6f7a8b")],
+                "credentials[1].kpsaId",
+            ),
+            (
+                vec![row("a:b", "Cx", "0a1b2c3d4e5f6a7b")],
+                "credentials[0].kpsaId",
+            ),
+            (
+                vec![row("x", "C x", "0a1b2c3d4e5f6a7b")],
+                "credentials[0].aeId",
+            ),
+            (
+                vec![row("x", "all", "0a1b2c3d4e5f6a7b")],
+                "credentials[0].aeId",
+            ),
+            (
+                vec![row("x", "", "0a1b2c3d4e5f6a7b")],
+                "credentials[0].aeId",
+            ),
+        ] {
+            let text = format!(r#"{{"credentials": [{}]}}"#, rows.join(","));
+            let e = Credentials::parse(&text).expect_err(says);
+            assert!(e.to_string().starts_with(says), "{says}: {e}");
+        }
+        let unknown = r#"{"credentials": [{"kpsaId": "x", "aeId": "Cx", "kpsa": "0a1b2c3d4e5f6a7b", "note": 1}]}"#;
+        assert!(Credentials::parse(unknown).is_err());
+        assert!(Credentials::parse(&format!(r#"{{"credentials": [{ok}]}}"#)).is_ok());
+        // The example's own table loads.
+        assert!(Credentials::parse(include_str!("../credentials.json")).is_ok());
     }
 }

@@ -400,21 +400,9 @@ fn update(app: &App, addressed: &Addressed, body: &[u8], rqi: &str) -> Response 
         Ok(v) => v,
         Err(e) => return error(StoreError::Bad(format!("content is not JSON: {e}")), rqi),
     };
-    let lbl = content
-        .get("m2m:cnt")
-        .and_then(|c| c.get("lbl"))
-        .and_then(Value::as_array)
-        .map(|l| {
-            l.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        });
-    let Some(lbl) = lbl else {
-        return error(
-            StoreError::Bad("an update takes {\"m2m:cnt\": {\"lbl\": [...]}}".into()),
-            rqi,
-        );
+    let lbl = match updated_labels(&content) {
+        Ok(lbl) => lbl,
+        Err(why) => return error(StoreError::Bad(why), rqi),
     };
     let mut store = app.store.write().unwrap_or_else(|e| e.into_inner());
     match store.update_labels(ri, lbl, app.clock.now()) {
@@ -425,6 +413,39 @@ fn update(app: &App, addressed: &Addressed, body: &[u8], rqi: &str) -> Response 
         ),
         Err(e) => error(e, rqi),
     }
+}
+
+/// The labels of an Update `{"m2m:cnt": {"lbl": [...]}}`, the one
+/// attribute this CSE updates besides `acpi`: anything else, or a label
+/// that is no string, is refused naming it (4000), rather than answered
+/// 2004 for a change that did not happen.
+fn updated_labels(content: &Value) -> Result<Vec<String>, String> {
+    const SHAPE: &str = "an update takes {\"m2m:cnt\": {\"lbl\": [...]}}";
+    let Some(root) = content.as_object() else {
+        return Err(SHAPE.into());
+    };
+    if let Some(other) = root.keys().find(|k| *k != "m2m:cnt") {
+        return Err(format!("{other}: {SHAPE}"));
+    }
+    let Some(cnt) = root.get("m2m:cnt").and_then(Value::as_object) else {
+        return Err(SHAPE.into());
+    };
+    if let Some(other) = cnt.keys().find(|k| *k != "lbl") {
+        return Err(format!(
+            "m2m:cnt.{other}: not updatable here (only lbl, or acpi alone)"
+        ));
+    }
+    let Some(list) = cnt.get("lbl").and_then(Value::as_array) else {
+        return Err(format!("m2m:cnt.lbl: {SHAPE}"));
+    };
+    list.iter()
+        .enumerate()
+        .map(|(i, l)| {
+            l.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("m2m:cnt.lbl[{i}]: a label is a string"))
+        })
+        .collect()
 }
 
 /// An Update that changes the resource's `acpi` and nothing else, which

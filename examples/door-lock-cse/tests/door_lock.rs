@@ -116,6 +116,36 @@ async fn the_owners_phone_may_do_everything() {
         )
         .await;
     assert_eq!((r.status, r.rsc()), (200, 2004), "{r:?}");
+    // What this CSE does not update, or a label that is no string, is a
+    // bad request naming it (4000), not a 2004 for a change never made;
+    // the labels stay as they were.
+    for (body, names) in [
+        (r#"{"m2m:cnt": {"lbl": [1, null]}}"#, "m2m:cnt.lbl[0]"),
+        (
+            r#"{"m2m:cnt": {"lbl": ["x"], "rn": "renamed"}}"#,
+            "m2m:cnt.rn",
+        ),
+        (r#"{"m2m:cnt": {"mni": 5}}"#, "m2m:cnt.mni"),
+        (r#"{"m2m:cin": {"lbl": ["x"]}}"#, "m2m:cin"),
+    ] {
+        let r = stack
+            .as_(
+                OWNER,
+                "PUT",
+                FRONT,
+                &[("Content-Type", "application/json")],
+                body,
+            )
+            .await;
+        assert_eq!((r.status, r.rsc()), (400, 4000), "{body}: {r:?}");
+        assert!(r.body.contains(names), "{body}: {r:?}");
+    }
+    let r = stack.as_(OWNER, "GET", FRONT, &[], "").await;
+    assert_eq!(
+        r.json()["m2m:cnt"]["lbl"],
+        serde_json::json!(["front"]),
+        "{r:?}"
+    );
 
     let r = stack.as_(OWNER, "DELETE", FRONT_LA, &[], "").await;
     assert_eq!((r.status, r.rsc()), (200, 2002), "{r:?}");
