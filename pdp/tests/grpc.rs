@@ -20,6 +20,33 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_types::StatusExt;
 
+/// A Watch event putting the dynamic ACP `id` on `target` (Decision 7):
+/// `operations` for `who`, until `until`.
+fn dynamic_put(
+    revision: u64,
+    id: &str,
+    target: &str,
+    who: &str,
+    operations: u32,
+    until: chrono::DateTime<chrono::Utc>,
+) -> pb::WatchEvent {
+    pb::WatchEvent {
+        revision,
+        tag: 0,
+        event: Some(pb::watch_event::Event::DynamicPut(pb::DynamicAcpRecord {
+            acp_id: id.to_owned(),
+            target: target.into(),
+            privileges: acp(id, &[who], operations).privileges,
+            expires_at: Some(prost_types::Timestamp {
+                seconds: until.timestamp(),
+                nanos: until.timestamp_subsec_nanos() as i32,
+            }),
+            revision,
+            version: None,
+        })),
+    }
+}
+
 const PERMIT: i32 = pb::AuthorizationDecision::Permit as i32;
 const DENY: i32 = pb::AuthorizationDecision::Deny as i32;
 const RETRIEVE: u32 = 2;
@@ -239,37 +266,14 @@ async fn a_mapped_originator_ip_matches_as_in_the_engine_7_1_5() {
     )]);
     let (channel, _server) = serve_pdp(&pdp).await;
     let mut client = PolicyDecisionPointClient::new(channel);
+    use pb::ip_address::Address::{Ipv4 as V4, Ipv6 as V6};
     for (target, ip, expected) in [
-        (
-            "cntAny6",
-            pb::ip_address::Address::Ipv6("::ffff:10.0.0.1".into()),
-            PERMIT,
-        ),
-        (
-            "cntAny6",
-            pb::ip_address::Address::Ipv6("2001:db8::1".into()),
-            PERMIT,
-        ),
-        (
-            "cntAny6",
-            pb::ip_address::Address::Ipv4("10.0.0.1".into()),
-            DENY,
-        ),
-        (
-            "cntTen",
-            pb::ip_address::Address::Ipv6("::ffff:10.0.0.1".into()),
-            PERMIT,
-        ),
-        (
-            "cntTen",
-            pb::ip_address::Address::Ipv6("::ffff:11.0.0.1".into()),
-            DENY,
-        ),
-        (
-            "cntTen",
-            pb::ip_address::Address::Ipv4("10.0.0.1".into()),
-            PERMIT,
-        ),
+        ("cntAny6", V6("::ffff:10.0.0.1".into()), PERMIT),
+        ("cntAny6", V6("2001:db8::1".into()), PERMIT),
+        ("cntAny6", V4("10.0.0.1".into()), DENY),
+        ("cntTen", V6("::ffff:10.0.0.1".into()), PERMIT),
+        ("cntTen", V6("::ffff:11.0.0.1".into()), DENY),
+        ("cntTen", V4("10.0.0.1".into()), PERMIT),
     ] {
         let mut req = request("Cphone", pb::Operation::Retrieve, target);
         req.originator_ip = Some(pb::IpAddress {
@@ -721,22 +725,8 @@ async fn a_batch_decides_each_request_at_its_own_time_decision_7() {
     let das = GatedDas::default();
     let pdp = pdp_consulting(&das, Duration::from_secs(120)).await;
     let at = chrono::Utc::now() + chrono::Duration::milliseconds(800);
-    pdp.apply_event(&pb::WatchEvent {
-        revision: 2,
-        tag: 0,
-        event: Some(pb::watch_event::Event::DynamicPut(pb::DynamicAcpRecord {
-            acp_id: "dynGuest".into(),
-            target: "cnt".into(),
-            privileges: acp("dynGuest", &["Cguest"], RETRIEVE).privileges,
-            expires_at: Some(prost_types::Timestamp {
-                seconds: at.timestamp(),
-                nanos: at.timestamp_subsec_nanos() as i32,
-            }),
-            revision: 2,
-            version: None,
-        })),
-    })
-    .unwrap();
+    pdp.apply_event(&dynamic_put(2, "dynGuest", "cnt", "Cguest", RETRIEVE, at))
+        .unwrap();
     let (channel, _server) = serve_pdp(&pdp).await;
     let mut client = PolicyDecisionPointClient::new(channel);
     let guest = request("Cguest", pb::Operation::Retrieve, "cnt");
@@ -777,22 +767,8 @@ async fn a_dynamic_acp_ends_for_requests_stamped_after_its_lifetime_decision_7()
         vec![acp("acp1", &["Cowner"], RETRIEVE)],
         vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
     )]);
-    pdp.apply_event(&pb::WatchEvent {
-        revision: 2,
-        tag: 0,
-        event: Some(pb::watch_event::Event::DynamicPut(pb::DynamicAcpRecord {
-            acp_id: "dynGuest".into(),
-            target: "cnt".into(),
-            privileges: acp("dynGuest", &["Cguest"], RETRIEVE).privileges,
-            expires_at: Some(prost_types::Timestamp {
-                seconds: ends.timestamp(),
-                nanos: 0,
-            }),
-            revision: 2,
-            version: None,
-        })),
-    })
-    .unwrap();
+    pdp.apply_event(&dynamic_put(2, "dynGuest", "cnt", "Cguest", RETRIEVE, ends))
+        .unwrap();
     let (channel, _server) = serve_pdp(&pdp).await;
     let mut client = PolicyDecisionPointClient::new(channel);
     let at = |t: chrono::DateTime<chrono::Utc>| {
@@ -1101,22 +1077,14 @@ async fn dynamic_acps_join_the_set_until_they_expire() {
         vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
     )]);
     let grant = |id: &str, expires_in: chrono::Duration| {
-        let at = chrono::Utc::now() + expires_in;
-        pb::WatchEvent {
-            revision: 0,
-            tag: 0,
-            event: Some(pb::watch_event::Event::DynamicPut(pb::DynamicAcpRecord {
-                acp_id: id.to_owned(),
-                target: "cnt".into(),
-                privileges: acp(id, &["Cguest"], RETRIEVE).privileges,
-                expires_at: Some(prost_types::Timestamp {
-                    seconds: at.timestamp(),
-                    nanos: at.timestamp_subsec_nanos() as i32,
-                }),
-                revision: 0,
-                version: None,
-            })),
-        }
+        dynamic_put(
+            0,
+            id,
+            "cnt",
+            "Cguest",
+            RETRIEVE,
+            chrono::Utc::now() + expires_in,
+        )
     };
     let svc = pdp.service();
     let guest = request("Cguest", pb::Operation::Retrieve, "cnt");
@@ -1167,21 +1135,9 @@ async fn decision_7_a_dynamic_acp_counts_for_the_resource_it_is_bound_to() {
         ],
     )]);
     let at = chrono::Utc::now() + chrono::Duration::minutes(10);
-    let grant = |revision: u64, id: &str, target: &str, who: &str| pb::WatchEvent {
-        revision,
-        tag: 0,
-        event: Some(pb::watch_event::Event::DynamicPut(pb::DynamicAcpRecord {
-            acp_id: id.to_owned(),
-            target: target.into(),
-            // RETRIEVE + DELETE
-            privileges: acp(id, &[who], 2 | 8).privileges,
-            expires_at: Some(prost_types::Timestamp {
-                seconds: at.timestamp(),
-                nanos: 0,
-            }),
-            revision,
-            version: None,
-        })),
+    // RETRIEVE + DELETE
+    let grant = |revision: u64, id: &str, target: &str, who: &str| {
+        dynamic_put(revision, id, target, who, 2 | 8, at)
     };
     pdp.apply_event(&grant(2, "dynCin1", "cin1", "Cguest"))
         .unwrap();
@@ -1445,22 +1401,8 @@ async fn ts0001_9_6_1_3_2_updates_acpi_on_a_retrieve_or_a_target_without_acpi_is
 async fn decision_7_a_dynamic_acp_does_not_authorize_an_acpi_change() {
     let pdp = acpi_change_replica();
     let at = chrono::Utc::now() + chrono::Duration::minutes(10);
-    pdp.apply_event(&pb::WatchEvent {
-        revision: 2,
-        tag: 0,
-        event: Some(pb::watch_event::Event::DynamicPut(pb::DynamicAcpRecord {
-            acp_id: "dyn1".into(),
-            target: "cnt1".into(),
-            privileges: acp("dyn1", &["Cguest"], UPDATE).privileges,
-            expires_at: Some(prost_types::Timestamp {
-                seconds: at.timestamp(),
-                nanos: 0,
-            }),
-            revision: 2,
-            version: None,
-        })),
-    })
-    .unwrap();
+    pdp.apply_event(&dynamic_put(2, "dyn1", "cnt1", "Cguest", UPDATE, at))
+        .unwrap();
     let (channel, _server) = serve_pdp(&pdp).await;
     let mut client = PolicyDecisionPointClient::new(channel);
 

@@ -459,6 +459,19 @@ fn missing_names(d: &pb::Decision) -> String {
     format!("{:?}", d.missing)
 }
 
+/// An undetermined Deny (7.1.4, Decision 10) whose missing attributes say
+/// `why`.
+fn assert_undetermined(d: &pb::Decision, why: &str) {
+    assert_eq!(d.decision, DENY, "{}", d.summary);
+    assert_eq!(
+        d.status,
+        pb::AuthorizationStatus::MissingAttribute as i32,
+        "{}",
+        d.summary
+    );
+    assert!(missing_names(d).contains(why), "{}", missing_names(d));
+}
+
 /// A decision that rests on a role's validity is not reused past it: the
 /// PDP bounds `reusable_until` by the next start or end of a role the
 /// originator holds, Permit or Deny, to the nanosecond. A cache keyed on
@@ -957,18 +970,7 @@ async fn circle_rules_follow_reported_positions_until_stale_annex_f() {
     // Unknown position: Deny, undetermined, saying none is known
     // (Decision 10: a status explaining why).
     let d = s.decide(retrieve("Calice", "cntCircle")).await;
-    assert_eq!(d.decision, DENY, "{}", d.summary);
-    assert_eq!(
-        d.status,
-        pb::AuthorizationStatus::MissingAttribute as i32,
-        "{}",
-        d.summary
-    );
-    assert!(
-        missing_names(&d).contains("no position is known"),
-        "{}",
-        missing_names(&d)
-    );
+    assert_undetermined(&d, "no position is known");
 
     // The Louvre, about 1.2 km away: inside.
     s.report("Calice", 48.8606, 2.3376).await;
@@ -981,19 +983,8 @@ async fn circle_rules_follow_reported_positions_until_stale_annex_f() {
     decides(&s.pdp, retrieve("Calice", "cntCircle"), PERMIT).await;
     tokio::time::sleep(max_age + Duration::from_millis(300)).await;
     let stale = s.decide(retrieve("Calice", "cntCircle")).await;
-    assert_eq!(stale.decision, DENY, "{}", stale.summary);
     // A position is known, only not fresh: the reason says so.
-    assert_eq!(
-        stale.status,
-        pb::AuthorizationStatus::MissingAttribute as i32,
-        "{}",
-        stale.summary
-    );
-    assert!(
-        missing_names(&stale).contains("last position reported was measured at"),
-        "{}",
-        missing_names(&stale)
-    );
+    assert_undetermined(&stale, "last position reported was measured at");
 }
 
 /// Annex F: a fix applies to request times from its measurement until it
