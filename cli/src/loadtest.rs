@@ -40,8 +40,9 @@ pub struct LoadtestArgs {
     /// HTTP/2 connections the callers share.
     #[arg(long, default_value_t = 4, value_parser = at_least_one)]
     connections: usize,
-    /// Requests per DecideBatch call.
-    #[arg(long, default_value_t = 256, value_parser = at_least_one)]
+    /// Requests per DecideBatch call (1 to 10 000: each caller holds its
+    /// batch, and a call must stay under the PDP's 4 MiB message limit).
+    #[arg(long, default_value_t = 256, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     batch: usize,
     /// Requests in flight per DecideStream stream.
     #[arg(long, default_value_t = 64, value_parser = at_least_one)]
@@ -480,7 +481,11 @@ async fn propagation(
         &crate::policy::Bundle::parse(&acp(0))?,
     )
     .await?;
-    let measured = flips(&mut prp, &mut pdp, originator, rounds, acp).await;
+    // Ctrl-C ends the rounds early: the probe is removed all the same.
+    let measured = tokio::select! {
+        m = flips(&mut prp, &mut pdp, originator, rounds, acp) => m,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
     // The probe is the load test's, not the operator's: removed whether or
     // not the rounds succeeded (the resource first: it names the ACP).
     let removed = remove_probe(&mut prp, originator).await;

@@ -157,8 +157,8 @@ pub struct DynamicArgs {
     /// no enabled `<dynamicAuthorizationConsultation>`.
     #[arg(long)]
     default_das: Option<String>,
-    /// Deadline of one DAS call, in milliseconds.
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Deadline of one DAS call, in milliseconds (1 to 3 600 000, an hour).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     das_deadline_ms: u64,
     /// `URL=FILE`: present the secret in FILE (surrounding whitespace
     /// trimmed) as `authorization: Bearer <secret>` when calling Consult and
@@ -333,8 +333,9 @@ pub struct PdpArgs {
     /// The PIP to ask for roles, groups, positions and countries; `off` for none.
     #[arg(long, default_value = "http://127.0.0.1:7174")]
     pip: String,
-    /// Deadline of one PIP fetch on a cache miss, in milliseconds.
-    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Deadline of one PIP fetch on a cache miss, in milliseconds (1 to
+    /// 3 600 000, an hour).
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pip_deadline_ms: u64,
     #[command(flatten)]
     dynamic: DynamicArgs,
@@ -763,6 +764,14 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
             ""
         };
         bannerln!("demo policies (door lock, examples/door-lock-demo.json){resumed}: {summary}");
+    }
+    // The banner says the services answer: the PDP with the PRP's state
+    // too (on a restart without the demo load nothing else waits for it).
+    if tokio::time::timeout(Duration::from_secs(30), pdp.replica().wait_ready())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the PDP has no snapshot from the PRP after 30 s; serving anyway");
     }
     let (das_service, das_file) = if das.is_some() {
         (" DynamicAuthorizationServer,", ", das.redb")

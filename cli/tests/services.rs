@@ -15,6 +15,28 @@ mod common;
 
 use common::*;
 
+/// The banner says the services answer: after a restart on the same data
+/// (no demo load to wait for), the first decision after it is decided by
+/// the stored policies, not a PROCESSING_ERROR for a replica still empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_in_one_decides_at_once_after_a_restart() {
+    let data = tempdir("up-restart");
+    {
+        let (_up, url) = start_up(data.path(), &[], &[]);
+        let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
+        let owner = request("CownerPhone", "frontDoor", pb::Operation::Update);
+        eventually(&mut pdp, &owner, true).await;
+    }
+    let (_up, url) = start_up(data.path(), &[], &[]);
+    let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
+    let d = decide(
+        &mut pdp,
+        request("CownerPhone", "frontDoor", pb::Operation::Update),
+    )
+    .await;
+    assert!(is_permit(&d), "{}", d.summary);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_in_one_serves_the_door_lock_demo() {
     let data = tempdir("up");
@@ -300,7 +322,7 @@ fn start_prp(data: &Path, listen: &str) -> (Proc, String) {
 fn bad_url_and_identity_flags_stop_the_process_naming_the_flag() {
     let dir = tempdir("bad-flags");
     let data = dir.path().to_str().unwrap();
-    let cases: [(&[&str], &str); 16] = [
+    let cases: [(&[&str], &str); 18] = [
         (&["pdp", "--prp", "notaurl"], "--prp notaurl"),
         // A deadline of zero would time every fetch out.
         (&["pdp", "--pip-deadline-ms", "0"], "--pip-deadline-ms"),
@@ -349,6 +371,15 @@ fn bad_url_and_identity_flags_stop_the_process_naming_the_flag() {
             "--token-writer",
         ),
         (&["prp", "--data-dir", "memory", "--admin", ""], "--admin"),
+        // A deadline gRPC cannot carry made every PIP fetch panic.
+        (
+            &["pdp", "--pip-deadline-ms", "360000000000000000"],
+            "--pip-deadline-ms",
+        ),
+        (
+            &["pdp", "--das-deadline-ms", "3600001"],
+            "--das-deadline-ms",
+        ),
         // 0 would make every position unusable; past a year, freshness
         // means little (and must stay within a Timestamp).
         (
@@ -935,8 +966,21 @@ fn loadtest_rejects_an_out_of_range_duration() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{flag}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(flag) && err.contains("at least 1"), "{err}");
+        let says = if flag == "--batch" {
+            "not in 1..=10000"
+        } else {
+            "at least 1"
+        };
+        assert!(err.contains(flag) && err.contains(says), "{err}");
     }
+    // Each caller holds its batch: 10 000 at most, not a gigabyte of
+    // requests the PDP refuses anyway (4 MiB per call).
+    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(["loadtest", "--batch", "10001"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--batch"));
 }
 
 /// `authz up --das-config`: the DAS runs in the same process; a denied

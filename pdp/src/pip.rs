@@ -484,12 +484,18 @@ impl PipCache {
         req: pb::ResolveAttributesRequest,
     ) -> Result<pb::ResolvedAttributes, String> {
         let mut call = tonic::Request::new(req);
-        call.set_timeout(self.deadline);
+        // gRPC carries at most 99 999 999 hours (tonic panics beyond); a
+        // day is longer than any deadline worth waiting for.
+        call.set_timeout(self.deadline.min(Duration::from_secs(86_400)));
         let mut client = self.client.clone();
+        // A fetch the caller gives up on (its own deadline came first) is
+        // dropped unfinished: it still counts, as a timeout.
+        let mut unfinished = FetchCount::default();
         let answer =
             match tokio::time::timeout(self.deadline, client.resolve_attributes(call)).await {
                 Ok(Ok(a)) => a.into_inner(),
                 Ok(Err(status)) => {
+                    unfinished.counted();
                     crate::telemetry::record_pip_fetch("error");
                     return Err(format!(
                         "PIP {} unavailable: {} ({:?})",
@@ -499,6 +505,7 @@ impl PipCache {
                     ));
                 }
                 Err(_) => {
+                    unfinished.counted();
                     crate::telemetry::record_pip_fetch("timeout");
                     return Err(format!(
                         "PIP {} did not answer within {} ms",
@@ -507,6 +514,7 @@ impl PipCache {
                     ));
                 }
             };
+        unfinished.counted();
         crate::telemetry::record_pip_fetch("ok");
         Ok(answer)
     }
@@ -768,6 +776,27 @@ fn merge(older: &OriginatorEntry, newer: &OriginatorEntry) -> OriginatorEntry {
         merged.roles.entry(role.clone()).or_insert(*verdict);
     }
     merged
+}
+
+/// Counts a PIP fetch as a `timeout` when it is dropped before it was
+/// counted otherwise (the caller's deadline ended the decision first).
+#[derive(Default)]
+struct FetchCount {
+    done: bool,
+}
+
+impl FetchCount {
+    fn counted(&mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for FetchCount {
+    fn drop(&mut self) {
+        if !self.done {
+            crate::telemetry::record_pip_fetch("timeout");
+        }
+    }
 }
 
 /// What a fetch asks the PIP about.
@@ -1057,6 +1086,26 @@ mod tests {
     //! [`PipCache::store`] around [`PipCache::apply`].
 
     use super::*;
+
+    /// README: `authz_pip_fetches_total{result}` counts every fetch on a
+    /// cache miss. One the caller's deadline cut short is dropped before
+    /// it ends: it counts as a timeout; one that ended counts as it ended.
+    #[test]
+    fn a_fetch_dropped_unfinished_counts_as_a_timeout() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            drop(FetchCount::default());
+            let mut ended = FetchCount::default();
+            ended.counted();
+            drop(ended);
+        });
+        let text = handle.render();
+        assert!(
+            text.contains(r#"authz_pip_fetches_total{result="timeout"} 1"#),
+            "{text}"
+        );
+    }
 
     const ALICE: &str = "//sp.example.com/id-in/Calice";
 

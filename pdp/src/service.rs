@@ -440,10 +440,7 @@ impl PdpService {
         let Some(deadline) = job.caller_deadline else {
             return self.decide_waiting(snap, job, wait).await;
         };
-        // Time to encode and send the answer before the caller gives up.
-        let left = deadline.saturating_duration_since(Instant::now());
-        let margin = (left / 5).min(Duration::from_millis(50));
-        let until = tokio::time::Instant::from_std(deadline - margin);
+        let until = tokio::time::Instant::from_std(answer_by(deadline));
         match tokio::time::timeout_at(until, self.decide_waiting(snap, job, wait)).await {
             Ok(result) => result,
             Err(_) => Ok(self.caller_deadline_deny(snap, job)),
@@ -1390,6 +1387,14 @@ fn with_assigned_token_ids(mut decision: pb::Decision, grant: &TokenGrant) -> pb
 /// Decision 10). The status becomes MISSING_ATTRIBUTE, with a
 /// `dynamic_authorization` entry naming each such DAS, so that a caller
 /// (the PEP's cache among them) takes it as worth asking again.
+/// When an answer due by the caller's `deadline` must be ready: a fifth of
+/// the time left, at most 50 ms, before it, to encode and send the answer
+/// before the caller gives up.
+fn answer_by(deadline: Instant) -> Instant {
+    let left = deadline.saturating_duration_since(Instant::now());
+    deadline - (left / 5).min(Duration::from_millis(50))
+}
+
 fn mark_indeterminate(decision: &mut pb::Decision, unanswered: &[(String, String)]) {
     if decision.status == pb::AuthorizationStatus::SyntaxError as i32 {
         return;
@@ -1467,7 +1472,10 @@ impl PolicyDecisionPoint for PdpService {
         // In order, one at a time: a batch whose attributes are cached never
         // awaits anything.
         let requests = &request.get_ref().requests;
-        let deadline = caller_deadline(request.metadata());
+        // The time to send the answer is kept once for the whole batch:
+        // each item keeping its own out of what the items before it left
+        // would end the last ones too close to the caller's deadline.
+        let deadline = caller_deadline(request.metadata()).map(answer_by);
         let mut decisions = Vec::with_capacity(requests.len());
         for r in requests {
             // Each request at its own time: one decided after others waited

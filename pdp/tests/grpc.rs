@@ -816,6 +816,42 @@ async fn a_slow_das_ends_before_the_callers_deadline_with_the_reason() {
     das.release();
 }
 
+/// The same for a batch with several items waiting on the DAS in turn:
+/// the time to answer is kept once for the batch, so the caller gets every
+/// item's Deny with the reason, not a timeout of its own (README: a
+/// `DecideBatch` call's own deadline bounds it too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_waiting_on_a_slow_das_ends_before_the_callers_deadline() {
+    let das = GatedDas::default();
+    let pdp = pdp_consulting(&das, Duration::from_secs(300)).await;
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let slow = |who: &str| request(who, pb::Operation::Retrieve, "cnt");
+    // Many, so that what each item costs after the first ran out of time
+    // adds up to more than the last item's share of the time to answer.
+    let mut req = tonic::Request::new(pb::DecideBatchRequest {
+        requests: (0..20).map(|i| slow(&format!("Cguest{i}"))).collect(),
+    });
+    req.set_timeout(Duration::from_millis(1500));
+    let answers = client
+        .decide_batch(req)
+        .await
+        .expect("an answer before the caller's deadline")
+        .into_inner()
+        .decisions;
+    assert_eq!(answers.len(), 20);
+    for d in &answers {
+        assert_eq!(d.decision, DENY, "{}", d.summary);
+        assert_eq!(
+            d.status,
+            pb::AuthorizationStatus::MissingAttribute as i32,
+            "{}",
+            d.summary
+        );
+    }
+    das.release();
+}
+
 /// Requests decided as they are read (a stored Permit) and requests held at
 /// a DAS interleave on one stream: every fast one is answered while the slow
 /// ones are held, more of them than the stream holds waiting, and the slow
