@@ -743,6 +743,33 @@ async fn policy_apply_rejects_an_invalid_file_naming_the_field() {
     );
     let acps = stored().await;
     assert!(acps.is_empty(), "nothing may be stored: {acps:?}");
+
+    // What the file alone tells is found before the first write too: a
+    // number protobuf cannot carry exactly, and an update that would leave
+    // an ACP without selfPrivileges (TS-0004 7.4.2.2.3).
+    const OK: &str = r#"{"m2m:acp": {"ri": "acpOk", "pv": {"acr": [{"acor": ["Cx"], "acop": 2}]}, "pvs": {"acr": [{"acor": ["CAdmin"], "acop": 63}]}}}"#;
+    let (code, err) = apply(
+        "big.json",
+        &format!(
+            r#"{{"acps": [{OK}, {{"m2m:acp": {{"ri": "acpBig", "xbig": 9007199254740993, "pv": {{"acr": [{{"acor": ["Cx"], "acop": 2}}]}}, "pvs": {{"acr": [{{"acor": ["CAdmin"], "acop": 63}}]}}}}}}]}}"#
+        ),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("acps[1] (acpBig).xbig"), "{err}");
+    assert!(stored().await.is_empty(), "nothing may be stored");
+    let (code, err) = apply(
+        "first.json",
+        r#"{"m2m:acp": {"ri": "acpKept", "pv": {"acr": [{"acor": ["Cx"], "acop": 2}]}, "pvs": {"acr": [{"acor": ["CAdmin"], "acop": 63}]}}}"#,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = apply(
+        "nopvs.json",
+        &format!(r#"{{"acps": [{OK}, {{"m2m:acp": {{"ri": "acpKept", "pvs": {{"acr": []}}}}}}]}}"#),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("acps[1] (acpKept).pvs.acr"), "{err}");
+    let acps = stored().await;
+    assert_eq!(acps.len(), 1, "only acpKept: {acps:?}");
 }
 
 /// A reader that goes away (`authz check ... | head -c0`) ends the command

@@ -1217,6 +1217,14 @@ mod tests {
         let b = parse_and_validate(without).expect("loads");
         assert_eq!(a[0].privileges, b[0].privileges);
         assert_eq!(a[0].self_privileges, b[0].self_privileges);
+        // The resource's own optional attributes too.
+        let common = r#"{"m2m:acp":{"ri":"a","rn":null,"pi":null,"et":null,"ty":null,
+            "pv":{"acr":[{"acor":["C1"],"acop":2}]},"pvs":{"acr":[{"acor":["C1"],"acop":63}]}}}"#;
+        assert!(
+            parse_and_validate(common).is_ok(),
+            "{:?}",
+            parse_and_validate(common).err()
+        );
     }
 }
 

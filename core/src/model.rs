@@ -75,7 +75,8 @@ impl AccessControlPolicy {
             ));
         }
         match self.other.get("et") {
-            None => {}
+            // `null` is absent (README: attributes as CSEs write them).
+            None | Some(serde_json::Value::Null) => {}
             Some(serde_json::Value::String(et)) if crate::json::parse_timestamp(et).is_some() => {}
             Some(et) => errors.push((
                 "et",
@@ -90,7 +91,8 @@ impl AccessControlPolicy {
 /// but one other than 1 (or `"1"`, as some CSEs write numbers) is no ACP
 /// (spec notes §4).
 pub(crate) fn resource_type_error(ty: &serde_json::Value) -> Option<String> {
-    (ty.as_u64() != Some(1) && ty.as_str() != Some("1")).then(|| {
+    // `null` is absent (README: attributes as CSEs write them).
+    (!ty.is_null() && ty.as_u64() != Some(1) && ty.as_str() != Some("1")).then(|| {
         format!("an accessControlPolicy has resource type 1 (TS-0004 6.3.4.2.1), found {ty}")
     })
 }

@@ -79,9 +79,13 @@ impl Bundle {
             .as_object()
             .is_some_and(|o| o.contains_key("acps") || o.contains_key("resources"));
         if !is_bundle {
+            let acps =
+                json::parse_and_validate(text).map_err(|e| BundleError::Acps(e.to_string()))?;
+            // As in a bundle: one `ri` twice is a mistake, not "the last
+            // one wins".
+            check_acp_ids(&acps, "m2m:acp")?;
             return Ok(Self {
-                acps: json::parse_and_validate(text)
-                    .map_err(|e| BundleError::Acps(e.to_string()))?,
+                acps,
                 resources: Vec::new(),
             });
         }
@@ -98,12 +102,7 @@ impl Bundle {
                 .map_err(|e| BundleError::Acps(format!("acps: {e}")))?,
             None => Vec::new(),
         };
-        check_unique(
-            acps.iter().map(|a| a.id().unwrap_or_default()),
-            "acps",
-            "ri",
-        )
-        .map_err(BundleError::Acps)?;
+        check_acp_ids(&acps, "acps")?;
 
         let resources = match value.get("resources") {
             Some(r) => json::deserialize_at::<Vec<Resource>>("resources", r.clone())
@@ -117,8 +116,33 @@ impl Bundle {
         )
         .map_err(BundleError::Resources)?;
         check_resources(&resources)?;
+        // A resource may not take an ACP's ID: the PRP would refuse it
+        // after the ACP was written.
+        for (i, r) in resources.iter().enumerate() {
+            if let Some(j) = acps
+                .iter()
+                .position(|a| a.id() == Some(r.resource_id.as_str()))
+            {
+                return Err(BundleError::Resources(format!(
+                    "resources[{i}].ri: {} is also acps[{j}].ri",
+                    r.resource_id
+                )));
+            }
+        }
         Ok(Self { acps, resources })
     }
+}
+
+/// Each ACP's `ri` once, and CSE-relative, as the PRP holds ACPs.
+fn check_acp_ids(acps: &[AccessControlPolicy], list: &str) -> Result<(), BundleError> {
+    check_unique(acps.iter().map(|a| a.id().unwrap_or_default()), list, "ri")
+        .map_err(BundleError::Acps)?;
+    for (i, a) in acps.iter().enumerate() {
+        if let Some(why) = a.id().and_then(crate::service::acp_id_not_cse_relative) {
+            return Err(BundleError::Acps(format!("{list}[{i}].ri: {why}")));
+        }
+    }
+    Ok(())
 }
 
 /// Checks each resource as the PRP's `PutResource` will, naming fields by
@@ -199,14 +223,6 @@ pub enum ApplyError {
     /// An ACP with neither `ri` nor `rn`.
     #[error("an ACP has neither ri nor rn")]
     NoId,
-    /// An ACP that has no wire form.
-    #[error("{id}: {message}")]
-    Convert {
-        /// The ACP.
-        id: String,
-        /// Why.
-        message: String,
-    },
     /// The PRP refused a write; what came before it stays applied.
     #[error("{what}: {}; before it, {applied}", status_text(.status))]
     Refused {
@@ -273,6 +289,7 @@ pub async fn apply_with_roles(
     // in advance.
     let mut invalid = Vec::new();
     let mut existing = Vec::with_capacity(bundle.acps.len());
+    let mut wires = Vec::with_capacity(bundle.acps.len());
     for (i, acp) in bundle.acps.iter().enumerate() {
         let id = acp.id().ok_or(ApplyError::NoId)?;
         let exists = match prp
@@ -298,18 +315,35 @@ pub async fn apply_with_roles(
                     .map(|v| format!("acps[{i}] ({id}).{}: {}", v.path, v.message)),
             );
         }
+        // The PRP's own rule for an update, known from the file.
+        if exists
+            && acp
+                .self_privileges
+                .as_ref()
+                .is_some_and(|p| p.rules.is_empty())
+        {
+            invalid.push(format!(
+                "acps[{i}] ({id}).pvs.acr: {}",
+                crate::service::PVS_REMOVED
+            ));
+        }
+        // The wire form too (a number protobuf cannot carry exactly).
+        let mut with_id = acp.clone();
+        with_id.resource_id.get_or_insert_with(|| id.to_owned());
+        match acp_to_pb(&with_id) {
+            Ok(wire) => wires.push(wire),
+            Err(errors) => invalid.extend(
+                errors
+                    .iter()
+                    .map(|e| format!("acps[{i}] ({id}).{}: {}", e.field, e.message)),
+            ),
+        }
     }
     if !invalid.is_empty() {
         return Err(ApplyError::Invalid(invalid));
     }
-    for (acp, exists) in bundle.acps.iter().zip(existing) {
+    for ((acp, exists), wire) in bundle.acps.iter().zip(existing).zip(wires) {
         let id = acp.id().ok_or(ApplyError::NoId)?.to_owned();
-        let mut acp = acp.clone();
-        acp.resource_id.get_or_insert_with(|| id.clone());
-        let wire = acp_to_pb(&acp).map_err(|e| ApplyError::Convert {
-            id: id.clone(),
-            message: format!("{e:?}"),
-        })?;
         let refused = |status, applied| ApplyError::Refused {
             what: id.clone(),
             status,
@@ -439,6 +473,39 @@ mod tests {
             e.to_string(),
             "resources[2].ri: cnt1 is also resources[0].ri"
         );
+        // A plain list of m2m:acp, or a JSON array of them: the same rule,
+        // not "the last one wins".
+        for doc in [
+            format!(r#"{{"m2m:acp": [{}, {}]}}"#, inner(ACP1), inner(ACP1)),
+            format!(r#"[{ACP1}, {ACP1}]"#),
+        ] {
+            let e = Bundle::parse(&doc).expect_err("refused");
+            assert_eq!(
+                e.to_string(),
+                "m2m:acp[1].ri: acp1 is also m2m:acp[0].ri",
+                "{doc}"
+            );
+        }
+        // A resource may not take an ACP's ID (the PRP would refuse it
+        // after the ACP was written), nor an ACP an SP-relative ID.
+        let e = Bundle::parse(&format!(
+            r#"{{"acps": [{ACP1}], "resources": [{{"ri": "acp1", "ty": 3}}]}}"#
+        ))
+        .expect_err("refused");
+        assert_eq!(e.to_string(), "resources[0].ri: acp1 is also acps[0].ri");
+        let e = Bundle::parse(&ACP1.replace(r#""ri": "acp1""#, r#""ri": "/id-in/acp1""#))
+            .expect_err("refused");
+        assert!(
+            e.to_string()
+                .starts_with("m2m:acp[0].ri: /id-in/acp1 is not an ACP's own ID"),
+            "{e}"
+        );
+    }
+
+    /// The `m2m:acp` object of a document `{"m2m:acp": {...}}`.
+    fn inner(doc: &str) -> String {
+        let v: serde_json::Value = serde_json::from_str(doc).expect("json");
+        v["m2m:acp"].to_string()
     }
 
     /// Nothing written, no revision to report.

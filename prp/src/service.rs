@@ -111,6 +111,20 @@ fn unusable_id(id: &str, field: &str) -> Option<ConversionError> {
 
 /// What is wrong with the ID of a new ACP or dynamic ACP, if anything: it
 /// is unusable ([`unusable_id`]) or one of the default policies' reserved IDs.
+/// Why an update may not leave an ACP without selfPrivileges.
+pub(crate) const PVS_REMOVED: &str =
+    "an update must not remove every selfPrivileges rule (TS-0004 7.4.2.2.3)";
+
+/// Why an ACP's own ID may not be SP-relative or absolute.
+pub(crate) fn acp_id_not_cse_relative(id: &str) -> Option<String> {
+    id.starts_with('/').then(|| {
+        format!(
+            "{id} is not an ACP's own ID: an ACP is held under its CSE-relative ri \
+             (no leading /); acpi entries may name it in any form"
+        )
+    })
+}
+
 fn id_problem(id: &str, field: &str) -> Option<ConversionError> {
     if let Some(e) = unusable_id(id, field) {
         return Some(e);
@@ -125,14 +139,8 @@ fn id_problem(id: &str, field: &str) -> Option<ConversionError> {
     }
     // An ACP's ID is its resource ID, `ri`, which is CSE-relative (TS-0001
     // 7.2): the form `acpi` entries are stored and resolved in.
-    if id.starts_with('/') {
-        return Some(violation(
-            field,
-            format!(
-                "{id} is not an ACP's own ID: an ACP is held under its CSE-relative ri \
-                 (no leading /); acpi entries may name it in any form"
-            ),
-        ));
+    if let Some(why) = acp_id_not_cse_relative(id) {
+        return Some(violation(field, why));
     }
     id.starts_with(DEFAULT_POLICY_PREFIX).then(|| {
         violation(
@@ -1163,10 +1171,7 @@ impl PolicyRetrievalPoint for PrpService {
             .as_ref()
             .is_none_or(|p| p.rules.is_empty())
         {
-            return Err(invalid_argument(&[violation(
-                "pvs.acr",
-                "an update must not remove every selfPrivileges rule (TS-0004 7.4.2.2.3)",
-            )]));
+            return Err(invalid_argument(&[violation("pvs.acr", PVS_REMOVED)]));
         }
         // On the ACP the update leaves: an update that omits pv keeps the
         // stored, non-NULL one.
