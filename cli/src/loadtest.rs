@@ -489,6 +489,14 @@ async fn propagation(
     // The probe is the load test's, not the operator's: removed whether or
     // not the rounds succeeded (the resource first: it names the ACP).
     let removed = remove_probe(&mut prp, originator).await;
+    // Listening for Ctrl-C replaced its default action for the rest of the
+    // process: from here on it ends the run at once again, as it would have.
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted");
+            std::process::exit(130);
+        }
+    });
     let h = measured?;
     removed?;
     outln!(
