@@ -488,15 +488,13 @@ impl PipCache {
         // day is longer than any deadline worth waiting for.
         call.set_timeout(self.deadline.min(Duration::from_secs(86_400)));
         let mut client = self.client.clone();
-        // A fetch the caller gives up on (its own deadline came first) is
-        // dropped unfinished: it still counts, as a timeout.
-        let mut unfinished = FetchCount::default();
+        // Counted when this ends, also when the caller gives up on it.
+        let mut count = FetchCount::default();
         let answer =
             match tokio::time::timeout(self.deadline, client.resolve_attributes(call)).await {
                 Ok(Ok(a)) => a.into_inner(),
                 Ok(Err(status)) => {
-                    unfinished.counted();
-                    crate::telemetry::record_pip_fetch("error");
+                    count.result = "error";
                     return Err(format!(
                         "PIP {} unavailable: {} ({:?})",
                         self.endpoint,
@@ -505,8 +503,6 @@ impl PipCache {
                     ));
                 }
                 Err(_) => {
-                    unfinished.counted();
-                    crate::telemetry::record_pip_fetch("timeout");
                     return Err(format!(
                         "PIP {} did not answer within {} ms",
                         self.endpoint,
@@ -514,8 +510,7 @@ impl PipCache {
                     ));
                 }
             };
-        unfinished.counted();
-        crate::telemetry::record_pip_fetch("ok");
+        count.result = "ok";
         Ok(answer)
     }
 
@@ -778,24 +773,22 @@ fn merge(older: &OriginatorEntry, newer: &OriginatorEntry) -> OriginatorEntry {
     merged
 }
 
-/// Counts a PIP fetch as a `timeout` when it is dropped before it was
-/// counted otherwise (the caller's deadline ended the decision first).
-#[derive(Default)]
+/// Counts one PIP fetch in `authz_pip_fetches_total` when it ends, by its
+/// `result`: `timeout` unless set otherwise, so that a fetch dropped
+/// unfinished (the caller's deadline ended the decision first) counts too.
 struct FetchCount {
-    done: bool,
+    result: &'static str,
 }
 
-impl FetchCount {
-    fn counted(&mut self) {
-        self.done = true;
+impl Default for FetchCount {
+    fn default() -> Self {
+        Self { result: "timeout" }
     }
 }
 
 impl Drop for FetchCount {
     fn drop(&mut self) {
-        if !self.done {
-            crate::telemetry::record_pip_fetch("timeout");
-        }
+        crate::telemetry::record_pip_fetch(self.result);
     }
 }
 
@@ -1096,9 +1089,7 @@ mod tests {
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
             drop(FetchCount::default());
-            let mut ended = FetchCount::default();
-            ended.counted();
-            drop(ended);
+            drop(FetchCount { result: "ok" });
         });
         let text = handle.render();
         assert!(
