@@ -146,11 +146,29 @@ fn write_line(line: std::fmt::Arguments<'_>) {
 /// handshake a server refused for the client certificate says which flags
 /// are about it ([`tls_hint`]).
 pub(crate) fn error_text(e: &anyhow::Error) -> String {
-    let text = authz_proto::endpoint::error_chain(e.as_ref());
+    let text = printable(authz_proto::endpoint::error_chain(e.as_ref()));
     match tls_hint(&text) {
         Some(hint) => format!("{text} ({hint})"),
         None => text,
     }
+}
+
+/// `text` with each control character but the line break escaped (`\u{1b}`):
+/// a message quotes the bad value of a file or an answer, which must not
+/// drive the terminal it is printed on.
+fn printable(text: String) -> String {
+    if !text.chars().any(|c| c.is_control() && c != '\n') {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// How long [`explain_refusal`] waits for a server's answer.
@@ -245,6 +263,16 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A control character a bad value carries is printed escaped.
+    #[test]
+    fn error_text_escapes_control_characters() {
+        let e = anyhow::anyhow!("rtm: '2026\u{1b}[31m' is not a timestamp\ntwo\tlines");
+        assert_eq!(
+            error_text(&e),
+            "rtm: '2026\\u{1b}[31m' is not a timestamp\ntwo\\tlines"
+        );
+    }
 
     /// A cause the message above it quotes is said once.
     #[test]

@@ -422,12 +422,35 @@ fn numbers(v: Option<&mut Value>) {
     }
 }
 
+/// Removes the attributes of `keys` that `map` gives as `null`: an optional
+/// attribute written so is absent (TS-0004 JSON writes NULL for an
+/// attribute without a value).
+fn drop_nulls(map: &mut Map<String, Value>, keys: &[&str]) {
+    for key in keys {
+        if map.get(*key).is_some_and(Value::is_null) {
+            map.remove(*key);
+        }
+    }
+}
+
 /// Reads a request as CSEs write it, in place, like a set of rules
-/// ([`normalize_acrs`]): its numbers written as strings are numbers.
+/// ([`normalize_acrs`]): its numbers written as strings are numbers, its
+/// optional attributes written as `null` absent.
 fn normalize_request(request: &mut Value) {
     let Some(map) = request.as_object_mut() else {
         return;
     };
+    drop_nulls(
+        map,
+        &[
+            "fu", "rrt", "spty", "tgty", "rids", "rtm", "oip", "olo", "authn", "uacpi",
+        ],
+    );
+    for key in ["oip", "olo"] {
+        if let Some(inner) = map.get_mut(key).and_then(Value::as_object_mut) {
+            drop_nulls(inner, &["ip4", "ip6", "accr", "accc"]);
+        }
+    }
     for key in ["op", "fu", "rrt", "tgty"] {
         numbers(map.get_mut(key));
     }
@@ -449,13 +472,6 @@ fn normalize_request(request: &mut Value) {
 ///   number: a policy author's files load unchanged. Only a string that is
 ///   a JSON number exactly is read so; anything else stays a type error.
 fn normalize_acrs(set: &mut Value) {
-    fn drop_nulls(map: &mut Map<String, Value>, keys: &[&str]) {
-        for key in keys {
-            if map.get(*key).is_some_and(Value::is_null) {
-                map.remove(*key);
-            }
-        }
-    }
     fn objects(v: Option<&mut Value>) -> impl Iterator<Item = &mut Map<String, Value>> {
         let items = match v {
             Some(Value::Array(items)) => items.as_mut_slice(),
@@ -1161,6 +1177,59 @@ mod tests {
         }
     }
 
+    /// Every optional attribute of a request written as `null` is absent,
+    /// as in a policy (TS-0004 JSON writes NULL for an attribute without a
+    /// value); a mandatory one stays an error naming it.
+    #[test]
+    fn request_null_optional_attributes_are_absent() {
+        let now = chrono::Utc::now();
+        let with_nulls = r#"{"fr":"Cx","to":"cnt","op":2,"fu":null,"rrt":null,"spty":null,
+            "tgty":null,"rids":null,"rtm":null,"oip":{"ip4":null,"ip6":"fd00::1"},
+            "olo":{"accr":null,"accc":["DE"]},"authn":null,"uacpi":null}"#;
+        let without = r#"{"fr":"Cx","to":"cnt","op":2,"oip":{"ip6":"fd00::1"},
+            "olo":{"accc":["DE"]}}"#;
+        let a = request_from_json(with_nulls, now).expect("nulls are absent");
+        let b = request_from_json(without, now).expect("without");
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert!(!a.authenticated && a.role_ids.is_empty() && !a.updates_acpi);
+        match request_from_json(r#"{"fr":null,"to":"cnt","op":2}"#, now) {
+            Err(JsonError::Invalid(e)) => assert_eq!(e.0[0].path, "fr", "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A bad value is quoted with its control characters escaped, as every
+    /// field's message does.
+    #[test]
+    fn request_errors_escape_the_values_they_quote() {
+        let now = chrono::Utc::now();
+        for (doc, path) in [
+            (r#"{"fr":"C\u001b[31m","to":"cnt","op":2}"#, "fr"),
+            (r#"{"fr":"Cx","to":"cnt","op":2,"rtm":"2026\u001b"}"#, "rtm"),
+            (
+                r#"{"fr":"Cx","to":"cnt","op":2,"oip":{"ip4":"1\u001b"}}"#,
+                "oip.ip4",
+            ),
+            (
+                r#"{"fr":"Cx","to":"cnt","op":2,"oip":{"ip6":"1\u001b"}}"#,
+                "oip.ip6",
+            ),
+            (
+                r#"{"fr":"Cx","to":"cnt","op":2,"olo":{"accc":["D\u001b"]}}"#,
+                "olo.accc[0]",
+            ),
+        ] {
+            match request_from_json(doc, now) {
+                Err(JsonError::Invalid(e)) => {
+                    assert_eq!(e.0[0].path, path, "{e}");
+                    assert!(!e.0[0].message.contains('\u{1b}'), "{e}");
+                    assert!(e.0[0].message.contains("\\u{1b}"), "{e}");
+                }
+                other => panic!("{doc}: {other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn list_errors_name_the_resource() {
         let doc = r#"[{"m2m:acp": {"pv": {"acr": []}}}, {"m2m:acp": {"pv": {"acr": [{"acor": ["all"], "acop": 99}]}}}]"#;
@@ -1336,7 +1405,10 @@ pub fn request_from_json(
         Some(s) => parse_timestamp(s).unwrap_or_else(|| {
             bad(
                 "rtm",
-                format!("'{s}' is not an m2m:timestamp (YYYYMMDDTHHMMSS, UTC)"),
+                format!(
+                    "'{}' is not an m2m:timestamp (YYYYMMDDTHHMMSS, UTC)",
+                    s.escape_debug()
+                ),
             );
             now
         }),
@@ -1348,12 +1420,22 @@ pub fn request_from_json(
             (Some(a), None) => a
                 .parse::<std::net::Ipv4Addr>()
                 .map(Into::into)
-                .map_err(|_| bad("oip.ip4", format!("'{a}' is not an IPv4 address")))
+                .map_err(|_| {
+                    bad(
+                        "oip.ip4",
+                        format!("'{}' is not an IPv4 address", a.escape_debug()),
+                    )
+                })
                 .ok(),
             (None, Some(a)) => a
                 .parse::<std::net::Ipv6Addr>()
                 .map(Into::into)
-                .map_err(|_| bad("oip.ip6", format!("'{a}' is not an IPv6 address")))
+                .map_err(|_| {
+                    bad(
+                        "oip.ip6",
+                        format!("'{}' is not an IPv6 address", a.escape_debug()),
+                    )
+                })
                 .ok(),
             _ => {
                 bad("oip", "holds exactly one of ip4 and ip6".to_owned());
@@ -1406,7 +1488,10 @@ pub fn request_from_json(
             } else {
                 bad(
                     &format!("olo.accc[{i}]"),
-                    format!("'{c}' is not an ISO 3166-1 alpha-2 country code"),
+                    format!(
+                        "'{}' is not an ISO 3166-1 alpha-2 country code",
+                        c.escape_debug()
+                    ),
                 );
             }
         }
@@ -1469,7 +1554,10 @@ pub fn request_from_json(
     }
     if let Err(e) = crate::ids::check_originator_id(&short.fr) {
         // A malformed request is an error, not a decision (Decision 9).
-        bad("fr", format!("'{}' is not an originator ID: {e}", short.fr));
+        bad(
+            "fr",
+            format!("'{}' is not an originator ID: {e}", short.fr.escape_debug()),
+        );
     }
     for (i, rid) in short.rids.iter().enumerate() {
         if let Err(e) = crate::ids::check_role_id(rid) {
