@@ -696,9 +696,9 @@ fn decode_object(part: &str) -> Result<Map<String, Value>, JweError> {
 /// Decrypts a JWE compact serialization (RFC 7516 5.2) with one of `keys`.
 ///
 /// In order: five parts; the protected header (a JSON object); what needs
-/// no key (base64url parts, a 96-bit IV and 128-bit tag; no `zip`, which
-/// ESData does not use, nor `crit`; `alg` and `enc` from TS-0003 tables
-/// 8.5.3.2-3/-4; for `dir` an empty encrypted key, for ECDH-ES an `epk`
+/// no key (base64url parts; no `zip`, which ESData does not use, nor
+/// `crit`; `alg` and `enc` from TS-0003 tables 8.5.3.2-3/-4; a 96-bit IV
+/// and 128-bit tag; for `dir` an empty encrypted key, for ECDH-ES an `epk`
 /// on P-256); the key by `kid` (or the only key of the algorithm) and of
 /// that algorithm; the content key
 /// (RFC 7518 4.4 AES Key Wrap, 4.3 RSA-OAEP-256, 4.6 ECDH-ES with the
@@ -785,10 +785,10 @@ pub(crate) struct Shape {
 }
 
 impl Compact<'_> {
-    /// Checks what can be judged without a key: every part base64url, a
-    /// 96-bit IV and a 128-bit tag (AES-GCM, RFC 7518 5.3), then no `zip`
-    /// (not an ESData option) nor `crit`, `alg` and `enc` of TS-0003 tables
-    /// 8.5.3.2-3/-4 ([`JweError::Unsupported`] otherwise), an empty
+    /// Checks what can be judged without a key: every part base64url, then
+    /// no `zip` (not an ESData option) nor `crit`, `alg` and `enc` of TS-0003
+    /// tables 8.5.3.2-3/-4 ([`JweError::Unsupported`] otherwise), then a
+    /// 96-bit IV and a 128-bit tag (AES-GCM, RFC 7518 5.3), an empty
     /// encrypted key for `dir` (RFC 7518 4.5) and an `epk` on P-256 for
     /// ECDH-ES (RFC 7518 4.6.1.1).
     pub(crate) fn shape(&self) -> Result<Shape, JweError> {
@@ -796,6 +796,19 @@ impl Compact<'_> {
         let iv = decode(self.iv_b64, "initialization vector")?;
         let ciphertext = decode(self.ciphertext_b64, "ciphertext")?;
         let tag = decode(self.tag_b64, "authentication tag")?;
+        if self.header.contains_key("zip") {
+            return Err(JweError::Unsupported(
+                "compressed (zip) plaintext is not an ESData option".into(),
+            ));
+        }
+        if self.header.contains_key("crit") {
+            return Err(JweError::Unsupported(
+                "JOSE header has crit extensions, none of which are supported".into(),
+            ));
+        }
+        // The algorithms first: a JWE of another content encryption (an
+        // AES-CBC one has a 128-bit IV) is unsupported, not a malformed GCM.
+        let (alg, enc) = self.algorithms()?;
         if iv.len() != 12 {
             return Err(JweError::Malformed(format!(
                 "AES-GCM takes a 96-bit initialization vector, got {} bytes",
@@ -808,17 +821,6 @@ impl Compact<'_> {
                 tag.len()
             )));
         }
-        if self.header.contains_key("zip") {
-            return Err(JweError::Unsupported(
-                "compressed (zip) plaintext is not an ESData option".into(),
-            ));
-        }
-        if self.header.contains_key("crit") {
-            return Err(JweError::Unsupported(
-                "JOSE header has crit extensions, none of which are supported".into(),
-            ));
-        }
-        let (alg, enc) = self.algorithms()?;
         if alg == KeyManagement::Dir && !encrypted_key.is_empty() {
             return Err(JweError::Malformed(
                 "dir has an empty encrypted key (RFC 7518 4.5)".into(),

@@ -909,6 +909,30 @@ fn attack_jwe_outside_esdata_algorithms_is_unsupported() {
     );
 }
 
+/// A JWE of a content encryption outside TS-0003 table 8.5.3.2-4 (AES-CBC
+/// with HMAC, RFC 7518 5.2, whose IV is 128 bits) is well formed and
+/// unsupported (7.3.2.6.2: "algorithms which are not permitted"), not a
+/// malformed AES-GCM token (Decision 9 keeps 4000 for malformed ones).
+#[test]
+fn attack_jwe_cbc_content_encryption_is_unsupported_not_malformed() {
+    for (enc, tag) in [
+        ("A128CBC-HS256", "AAAAAAAAAAAAAAAAAAAAAA"),
+        (
+            "A256CBC-HS512",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ),
+    ] {
+        let header = b64(&json!({"alg": "dir", "enc": enc, "typ": "JWT"}));
+        let jwe = format!("{header}..AAAAAAAAAAAAAAAAAAAAAA.Y2lwaGVydGV4dA.{tag}");
+        assert!(authz_core::token::check_syntax(&jwe).is_ok(), "{enc}");
+        let e = denied(store().verify(&jwe, &ctx()));
+        assert!(
+            matches!(&e, TokenError::Unsupported(m) if m.contains("8.5.3.2-4")),
+            "{enc}: {e}"
+        );
+    }
+}
+
 #[test]
 fn attack_typ_missing_or_wrong_clause_7_3_2_6_2() {
     for (header, found) in [
