@@ -155,6 +155,8 @@ fn check_resources(resources: &[Resource]) -> Result<(), BundleError> {
             .unwrap_or_default()
         {
             let wire = e.field.trim_start_matches('.');
+            // An entry of a list (`dac_poa[0]`) keeps its index.
+            let (wire, index) = wire.split_at(wire.find('[').unwrap_or(wire.len()));
             let short = match wire {
                 "resource_id" => "ri",
                 "parent_id" => "pi",
@@ -168,7 +170,7 @@ fn check_resources(resources: &[Resource]) -> Result<(), BundleError> {
                 "cse_id" => "csi",
                 other => other,
             };
-            messages.push(format!("resources[{i}].{short}: {}", e.message));
+            messages.push(format!("resources[{i}].{short}{index}: {}", e.message));
         }
     }
     if messages.is_empty() {
@@ -575,6 +577,23 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("resources[1].daci: "), "{text}");
         assert!(!text.contains("resources[0]"), "{text}");
+    }
+
+    /// An entry of a resource's list is named by the list's short name and
+    /// its index, as the file writes it.
+    #[test]
+    fn a_bad_list_entry_is_named_by_its_short_name_and_index() {
+        let e = Bundle::parse(
+            r#"{"resources": [{"ri": "dac1", "pi": "cse", "ty": 34, "dae": true,
+                               "dap": ["http://das.example.com", "not a url"]}]}"#,
+        )
+        .expect_err("refused");
+        let text = e.to_string();
+        assert!(
+            text.contains("resources[0].dap[1]: not an address"),
+            "{text}"
+        );
+        assert!(!text.contains("dac_poa"), "{text}");
     }
 
     #[test]
