@@ -599,6 +599,21 @@ fn on_frame(a: (u16, u16), b: (u16, u16)) -> bool {
     (a.0 == b.0 && (a.0 == 0 || a.0 == LOCAL_MAX)) || (a.1 == b.1 && (a.1 == 0 || a.1 == LOCAL_MAX))
 }
 
+/// Twice the signed area of `ring` (shoelace formula): positive when it runs
+/// counter-clockwise with x east and y north.
+fn signed_twice_area(ring: &[(u16, u16)]) -> i64 {
+    let Some(&last) = ring.last() else {
+        return 0;
+    };
+    let mut a = last;
+    let mut sum = 0i64;
+    for &b in ring {
+        sum += i64::from(a.0) * i64::from(b.1) - i64::from(b.0) * i64::from(a.1);
+        a = b;
+    }
+    sum
+}
+
 /// Whether `ring` winds around `p` (the crate's winding-number test).
 fn winds_around(ring: &[(u16, u16)], p: Pt) -> bool {
     let Some(&last) = ring.last() else {
@@ -623,40 +638,55 @@ fn winds_around(ring: &[(u16, u16)], p: Pt) -> bool {
 
 impl OutlineCell {
     /// The edges of the country rings (outer and inner) of `partial` that
-    /// bound the countries' land together: an edge drawn the same in two
-    /// rings (a border between two countries, or between two parts of one)
-    /// lies inside that land and is dropped, as is an edge on the cell's
-    /// frame (where the dataset cut the rings at the cell). What is left is
-    /// coast, and borders with areas of no country. Sorted.
+    /// bound the countries' land together: an edge with land on both of its
+    /// sides (a border between two countries, between two parts of one, or
+    /// of an enclave and the hole it fills) lies inside that land and is
+    /// dropped, as is an edge on the cell's frame (where the dataset cut the
+    /// rings at the cell). An edge drawn twice with land on the same side
+    /// stays: a territory's coast is drawn in its own area and again in its
+    /// sovereign's (Puerto Rico in the United States'), and is still coast.
+    /// The side is the ring's inside for an outer ring, its outside for an
+    /// inner one, by the ring's orientation; a ring without one (no area)
+    /// keeps its edges. What is left is coast, and borders with areas of no
+    /// country. Sorted.
     fn border_of(partial: &[Area]) -> Vec<Segment> {
-        let mut edges: Vec<Segment> = Vec::new();
+        /// Land to the left of the edge as its smaller endpoint first
+        /// writes it, and land to the right.
+        const LEFT: u8 = 1;
+        const RIGHT: u8 = 2;
+        let mut edges: Vec<(Segment, u8)> = Vec::new();
         for area in partial {
-            for ring in area.outer.iter().chain(&area.inner) {
+            let rings = area.outer.iter().map(|r| (r, true));
+            for (ring, outer) in rings.chain(area.inner.iter().map(|r| (r, false))) {
                 let Some(&last) = ring.last() else {
                     continue;
                 };
+                let twice_area = signed_twice_area(ring);
                 let mut a = last;
                 for &b in ring {
                     if a != b && !on_frame(a, b) {
-                        edges.push(if a < b { (a, b) } else { (b, a) });
+                        // Counter-clockwise (x east, y north): the inside is
+                        // on the left of each edge.
+                        let inside_left = twice_area > 0;
+                        let land_left = inside_left == outer;
+                        let sides = match (twice_area == 0, land_left == (a < b)) {
+                            (true, _) => 0,
+                            (false, true) => LEFT,
+                            (false, false) => RIGHT,
+                        };
+                        edges.push((if a < b { (a, b) } else { (b, a) }, sides));
                     }
                     a = b;
                 }
             }
         }
         edges.sort_unstable();
-        // An edge drawn an even number of times lies inside the land.
         let mut border = Vec::new();
-        let mut i = 0;
-        while i < edges.len() {
-            let mut j = i + 1;
-            while j < edges.len() && edges[j] == edges[i] {
-                j += 1;
+        for drawn in edges.chunk_by(|x, y| x.0 == y.0) {
+            let sides = drawn.iter().fold(0, |s, e| s | e.1);
+            if sides != LEFT | RIGHT || drawn.iter().any(|e| e.1 == 0) {
+                border.push(drawn[0].0);
             }
-            if (j - i) % 2 == 1 {
-                border.push(edges[i]);
-            }
-            i = j;
         }
         border
     }

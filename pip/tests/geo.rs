@@ -640,9 +640,10 @@ fn decision_5_the_disk_is_measured_by_haversine() {
 /// Decision 5 around dependent territories and enclaves, where a disk may
 /// leave out the sovereign: every point of a disk (rings at 0, ¼, ½, ¾ and
 /// all of the radius, 48 bearings) answers, as a point, a country of the
-/// disk's answer, and a point in no country comes with the marker. Centres
-/// on a grid over Hong Kong and Shenzhen, Puerto Rico, Åland, San Marino
-/// and the Vatican, radii 10 m to 20 km.
+/// disk's answer, and a point in no country comes with the marker (a
+/// territory's coast is drawn in its sovereign's area too, and is coast
+/// still). Centres on a grid over Hong Kong and Shenzhen, Puerto Rico,
+/// Guam, Åland, San Marino and the Vatican, radii 10 m to 20 km.
 #[test]
 fn decision_5_disks_around_territories_cover_every_point() {
     let l = locator();
@@ -650,6 +651,8 @@ fn decision_5_disks_around_territories_cover_every_point() {
     for (lat0, lon0, span) in [
         (22.45, 114.10, 0.30),  // Hong Kong, Shenzhen
         (18.25, -66.40, 0.60),  // Puerto Rico
+        (17.80, -66.59, 0.20),  // Puerto Rico's south coast, disks reaching the sea
+        (13.45, 144.75, 0.50),  // Guam (US)
         (60.15, 19.95, 0.30),   // Åland
         (43.94, 12.46, 0.10),   // San Marino
         (41.903, 12.453, 0.01), // Vatican City
@@ -661,7 +664,7 @@ fn decision_5_disks_around_territories_cover_every_point() {
                 for r in [10.0, 300.0, 3_000.0, 20_000.0] {
                     let got = l.countries(lat, lon, r);
                     let has_marker = got.iter().any(|g| g == OUTSIDE_EVERY_COUNTRY);
-                    let territories = ["HK", "PR", "AX", "SM", "VA"];
+                    let territories = ["HK", "PR", "GU", "AX", "SM", "VA"];
                     if let [one] = &got[..]
                         && territories.contains(&one.as_str())
                     {
