@@ -122,6 +122,10 @@ fn check(args: &CheckArgs) -> Result<Value> {
         .with_context(|| format!("{}: cannot read", args.request.display()))?;
     let mut request = json::request_from_json(&text, chrono::Utc::now())
         .map_err(|e| file_error(&args.request, e))?;
+    // Judged in absolute form, which must be a valid ID too.
+    if let Err(e) = ctx.check_absolute_length(&request.originator) {
+        return Err(anyhow!("{}: fr: {e}", args.request.display()));
+    }
 
     // TS-0001 10.2.3.1: a request on an ACP is judged by that ACP's pvs
     // only, whichever form (CSE-relative, SP-relative, absolute) names it.

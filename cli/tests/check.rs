@@ -468,6 +468,10 @@ fn invalid_request_exits_2_naming_the_field() {
     ] {
         assert_request_refused(&req, body, field);
     }
+    // An originator of 2048 bytes (the most an ID has) as given is longer
+    // in the absolute form it is judged in (Decision 2).
+    let grows = format!(r#"{{"fr": "C{}", "to": "x", "op": 2}}"#, "x".repeat(2047));
+    assert_request_refused(&req, &grows, "fr: is 2064 bytes long in absolute form");
     // The hosting CSE's identity: an SP-ID is an FQDN, a CSE-ID one ID
     // segment.
     std::fs::write(&req, r#"{"fr": "C1", "to": "x", "op": 2}"#).unwrap();

@@ -84,6 +84,13 @@ pub enum IdError {
     /// not quoted).
     #[error("is {0} bytes long; an ID has at most {MAX_ID_BYTES}")]
     TooLong(usize),
+    /// An originator ID whose absolute form (with the hosting SP-ID and
+    /// CSE-ID in front, Decision 2), the form it is stored, compared and
+    /// sent in, is longer than [`MAX_ID_BYTES`]: that length.
+    #[error(
+        "is {0} bytes long in absolute form (with the hosting SP-ID and CSE-ID); an ID has at most {MAX_ID_BYTES}"
+    )]
+    TooLongAbsolute(usize),
 }
 
 /// The most bytes an ID (of a resource, an ACP, a parent, an `acpi`
@@ -294,10 +301,38 @@ impl HostingContext {
         &self.cse
     }
 
+    /// What makes the relative originator ID `id` absolute (Decision 2):
+    /// `//sp` before an SP-relative ID, `//sp/` before an `S` stem, the
+    /// hosting CSE's `//sp/cse/` before any other.
+    fn absolute_prefix(&self, id: &str) -> &str {
+        match id.as_bytes().first() {
+            Some(b'/') => self.sp_prefix.as_str(),
+            Some(b'S') => self.s_prefix.as_str(),
+            _ => self.cse_prefix.as_str(),
+        }
+    }
+
+    /// Whether the absolute form of the originator ID `id` is at most
+    /// [`MAX_ID_BYTES`] long ([`IdError::TooLongAbsolute`] otherwise), without
+    /// building it: the form the PIP stores and is asked, so one an ID
+    /// given relative grows past the bound is refused where it is given.
+    pub fn check_absolute_length(&self, id: &str) -> Result<(), IdError> {
+        let len = if id.starts_with("//") {
+            id.len()
+        } else {
+            self.absolute_prefix(id).len() + id.len()
+        };
+        if len > MAX_ID_BYTES {
+            return Err(IdError::TooLongAbsolute(len));
+        }
+        Ok(())
+    }
+
     /// The absolute form `//sp/...` of an originator ID (Decision 2).
     ///
     /// Fails for IDs that cannot name an originator: empty, with whitespace,
-    /// or with a wildcard.
+    /// with a wildcard, or whose absolute form is longer than
+    /// [`MAX_ID_BYTES`].
     pub fn canonicalize<'a>(&self, id: &'a str) -> Result<Cow<'a, str>, IdError> {
         let mut buf = IdBuffer::new();
         let (in_buf, _) = self.canonicalize_into(id, &mut buf)?;
@@ -335,11 +370,10 @@ impl HostingContext {
         }
         let last = slashes.last_from(0);
         // Built by hand: `format!` costs more than the rest of a decision.
-        let prefix = match bytes.first() {
-            Some(b'/') => self.sp_prefix.as_str(),
-            Some(b'S') => self.s_prefix.as_str(),
-            _ => self.cse_prefix.as_str(),
-        };
+        let prefix = self.absolute_prefix(id);
+        // Checked on the form everything downstream holds (the PIP stores
+        // and is asked absolute IDs), not only on the form given.
+        self.check_absolute_length(id)?;
         buf.set(prefix, id);
         let start = prefix.len();
         Ok((
@@ -1047,11 +1081,6 @@ mod tests {
         }
     }
 
-    /// TS-0001 7.2 and 10.2.3.1: a resource ID with an empty path segment
-    /// names no resource (`/mn1/acpZ/` is not the ACP `/mn1/acpZ`, nor any
-    /// other resource), so a target or an ACP `ri` with one is refused, as
-    /// an originator with one is; `*` and non-ASCII are resource name
-    /// characters and stay allowed.
     /// Every ID a request or a record carries is bounded: an originator, a
     /// Role-ID or Token-ID, an `acor` entry, a member or a holder longer
     /// than [`MAX_ID_BYTES`] is refused as such.
@@ -1070,8 +1099,44 @@ mod tests {
         let role = format!("{}@roles.example.com", "r".repeat(MAX_ID_BYTES));
         assert!(check_role_id(&role).is_err());
         assert!(crate::token::check_scoped_id(&role).is_err());
+        // The absolute form (Decision 2) is bounded too: it is what the PIP
+        // stores and is asked by.
+        let ctx = HostingContext::new("//sp.example.com", "/id-in").unwrap();
+        for (prefix, given) in [
+            (
+                "//sp.example.com/id-in/",
+                format!("C{}", "x".repeat(MAX_ID_BYTES - 1)),
+            ),
+            (
+                "//sp.example.com/",
+                format!("S{}", "x".repeat(MAX_ID_BYTES - 1)),
+            ),
+            (
+                "//sp.example.com",
+                format!("/id-in/{}", "x".repeat(MAX_ID_BYTES - 7)),
+            ),
+        ] {
+            assert_eq!(check_originator_id(&given), Ok(()));
+            let absolute = prefix.len() + given.len();
+            assert_eq!(
+                ctx.canonicalize(&given),
+                Err(IdError::TooLongAbsolute(absolute))
+            );
+            assert_eq!(
+                ctx.check_absolute_length(&given),
+                Err(IdError::TooLongAbsolute(absolute))
+            );
+            let fits = &given[..given.len() - (absolute - MAX_ID_BYTES)];
+            assert_eq!(ctx.canonicalize(fits).map(|a| a.len()), Ok(MAX_ID_BYTES));
+            assert_eq!(ctx.check_absolute_length(fits), Ok(()));
+        }
     }
 
+    /// TS-0001 7.2 and 10.2.3.1: a resource ID with an empty path segment
+    /// names no resource (`/mn1/acpZ/` is not the ACP `/mn1/acpZ`, nor any
+    /// other resource), so a target or an ACP `ri` with one is refused, as
+    /// an originator with one is; `*` and non-ASCII are resource name
+    /// characters and stay allowed.
     #[test]
     fn resource_ids_have_no_empty_segment_ts_0001_7_2() {
         for (id, expected) in [

@@ -385,6 +385,14 @@ impl PdpService {
         // under its CSE-relative ID; a forwarded request names it
         // SP-relative. One of another CSE is no resource of this one.
         let hosting = conv.hosting.as_ref().unwrap_or(&self.inner.hosting);
+        // The originator is judged, cached and sent to the PIP in absolute
+        // form, which must be a valid ID too.
+        if let Err(e) = hosting.check_absolute_length(&conv.request.originator) {
+            return Err(vec![authz_proto::ConversionError {
+                field: "originator".to_owned(),
+                message: e.to_string(),
+            }]);
+        }
         if let Some(relative) = hosting.cse_relative(&conv.request.target)
             && relative.len() != conv.request.target.len()
         {

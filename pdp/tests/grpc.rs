@@ -995,6 +995,24 @@ async fn invalid_request_is_invalid_argument_naming_the_field() {
         ["originator", "target_type", "resource_type"]
     );
 
+    // An originator of 2048 bytes as given is longer in the absolute form
+    // it is judged and sent to the PIP in (Decision 2): refused naming it,
+    // not left to fail at the PIP as if the PIP were down.
+    let grows = format!("C{}", "x".repeat(2047));
+    let fields = refused(
+        client
+            .decide(request(&grows, pb::Operation::Retrieve, "cnt"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(fields, ["originator"]);
+    let prefix = "//other.example.com/cse1/";
+    let fits = format!("{prefix}{}", &grows[..2048 - prefix.len()]);
+    let ok = client
+        .decide(request(&fits, pb::Operation::Retrieve, "cnt"))
+        .await;
+    assert!(ok.is_ok(), "an absolute ID of 2048 bytes: {ok:?}");
+
     // TS-0001 7.2 / 10.2.3.1: a target with an empty path segment names no
     // resource (`/mn1/acpZ/` is not the ACP `/mn1/acpZ`): the core check
     // `authz check` makes of `to`.

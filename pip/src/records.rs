@@ -9,7 +9,7 @@
 //! reports name one group each, whichever CSE hosts the request.
 
 use authz_core::HostingContext;
-use authz_core::ids::{OriginatorEntry, canonical_resource_id};
+use authz_core::ids::{IdError, OriginatorEntry, canonical_resource_id};
 use authz_core::request::Position;
 use authz_core::resources::check_owner_id;
 use authz_core::token::check_scoped_id;
@@ -568,9 +568,15 @@ pub fn token_to_pb(t: &TokenRecord) -> pb::Token {
 /// group (Decision 3: `@` marks a Role-ID, `all` everyone; `//fqdn` is an SP
 /// domain and `*` a wildcard pattern, both matched as such and never looked
 /// up as a group).
-fn group_id_refusal(id: &str) -> Option<String> {
+///
+/// Its absolute form, which the PIP stores and is asked by, is an ID too:
+/// at most [`MAX_ID_BYTES`] long.
+fn group_id_refusal(hosting: &HostingContext, id: &str) -> Option<String> {
     match OriginatorEntry::parse(id) {
-        Ok(OriginatorEntry::Exact { .. }) => None,
+        Ok(OriginatorEntry::Exact { .. }) => canonical_resource_id(id, hosting)
+            .ok()
+            .filter(|abs| abs.len() > MAX_ID_BYTES)
+            .map(|abs| IdError::TooLongAbsolute(abs.len()).to_string()),
         Ok(OriginatorEntry::All | OriginatorEntry::Role(_)) => Some(format!(
             "'{id}' would be read as a Role-ID or `all` in acor"
         )),
@@ -592,7 +598,7 @@ pub fn group_from_pb(
     let mut check = Check::default();
     if g.group_id.is_empty() {
         check.add("group.group_id", "required");
-    } else if let Some(reason) = group_id_refusal(&g.group_id) {
+    } else if let Some(reason) = group_id_refusal(hosting, &g.group_id) {
         check.add("group.group_id", reason);
     }
     let mut members: Vec<String> = g
@@ -634,7 +640,7 @@ pub fn canonical_group_id(
     field: &str,
     id: &str,
 ) -> Result<String, Vec<ConversionError>> {
-    if let Some(message) = group_id_refusal(id) {
+    if let Some(message) = group_id_refusal(hosting, id) {
         return Err(vec![ConversionError {
             field: field.to_owned(),
             message,

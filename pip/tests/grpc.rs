@@ -2214,8 +2214,9 @@ async fn a_roles_token_link_is_updated_ts_0003_7_4_2_3_step_5() {
 
 /// Decision 9: a write whose originator is no AE-ID or CSE-ID is the
 /// request's fault, INVALID_ARGUMENT naming `originator` (not a
-/// PERMISSION_DENIED that hides the typo); an ID longer than 2048 bytes is
-/// refused naming its field. Nothing is stored.
+/// PERMISSION_DENIED that hides the typo); an ID longer than 2048 bytes,
+/// as given or in the absolute form the PIP stores, is refused naming its
+/// field. Nothing is stored.
 #[tokio::test]
 async fn malformed_writers_and_overlong_ids_are_invalid_arguments_decision_9() {
     let mut pip = Running::start(&config(None)).await;
@@ -2239,6 +2240,27 @@ async fn malformed_writers_and_overlong_ids_are_invalid_arguments_decision_9() {
         .await
         .expect_err("an overlong member");
     assert_eq!(fields(&err), ["group.member_ids[0]"], "{err:?}");
+    // A member of 2048 bytes as given is longer in the absolute form the
+    // PIP stores it in and the PDP asks about it by: refused too, or it
+    // could never be asked about.
+    let grows = format!("C{}", "x".repeat(2047));
+    let err = put_group(c, "grpW".into(), vec!["Cok".into(), grows.clone()])
+        .await
+        .expect_err("a member too long in absolute form");
+    assert_eq!(fields(&err), ["group.member_ids[1]"], "{err:?}");
+    assert!(err.message().contains("absolute form"), "{err:?}");
+    let err = put_group(c, grows.clone(), vec!["Cok".into()])
+        .await
+        .expect_err("a group ID too long in absolute form");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    let err = c
+        .create_role(pb::CreateRoleRequest {
+            originator: ADMIN.into(),
+            role: Some(role("r1@roles.example.com", AUTHORITY, &grows, (-1, 1))),
+        })
+        .await
+        .expect_err("a holder too long in absolute form");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     let long_role = format!("{}@roles.example.com", "r".repeat(2048));
     let err = c
         .create_role(pb::CreateRoleRequest {
