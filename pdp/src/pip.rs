@@ -490,9 +490,28 @@ impl PipCache {
         let mut client = self.client.clone();
         // Counted when this ends, also when the caller gives up on it.
         let mut count = FetchCount::default();
+        let started = std::time::Instant::now();
+        let no_answer = || {
+            format!(
+                "PIP {} did not answer within {} ms",
+                self.endpoint,
+                self.deadline.as_millis()
+            )
+        };
         let answer =
             match tokio::time::timeout(self.deadline, client.resolve_attributes(call)).await {
                 Ok(Ok(a)) => a.into_inner(),
+                // The call's own timer (`set_timeout`, which tonic reports
+                // as CANCELLED "Timeout expired") or the PIP's ran out
+                // before ours: the deadline passed all the same.
+                Ok(Err(status))
+                    if matches!(
+                        status.code(),
+                        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+                    ) && started.elapsed() + TIMER_SLACK >= self.deadline =>
+                {
+                    return Err(no_answer());
+                }
                 Ok(Err(status)) => {
                     count.result = "error";
                     return Err(format!(
@@ -502,13 +521,7 @@ impl PipCache {
                         status.code()
                     ));
                 }
-                Err(_) => {
-                    return Err(format!(
-                        "PIP {} did not answer within {} ms",
-                        self.endpoint,
-                        self.deadline.as_millis()
-                    ));
-                }
+                Err(_) => return Err(no_answer()),
             };
         count.result = "ok";
         Ok(answer)
@@ -772,6 +785,10 @@ fn merge(older: &OriginatorEntry, newer: &OriginatorEntry) -> OriginatorEntry {
     }
     merged
 }
+
+/// How much earlier than the fetch's deadline another timer may report it
+/// ran out (timers count from slightly different instants).
+const TIMER_SLACK: Duration = Duration::from_millis(2);
 
 /// Counts one PIP fetch in `authz_pip_fetches_total` when it ends, by its
 /// `result`: `timeout` unless set otherwise, so that a fetch dropped
@@ -1096,6 +1113,47 @@ mod tests {
             text.contains(r#"authz_pip_fetches_total{result="timeout"} 1"#),
             "{text}"
         );
+    }
+
+    /// A PIP that accepts the connection and never answers (frozen): each
+    /// fetch ends at the deadline and counts as a timeout, whichever timer
+    /// (the call's own, which tonic reports as CANCELLED, or ours) ends it
+    /// first.
+    #[test]
+    fn a_fetch_the_pip_never_answers_counts_as_a_timeout() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        rt.spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let cache = {
+            let _entered = rt.enter();
+            PipCache::new(&format!("http://{addr}"), Duration::from_millis(150)).expect("cache")
+        };
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            for _ in 0..4 {
+                let answer = rt.block_on(cache.resolve(pb::ResolveAttributesRequest::default()));
+                let reason = answer.expect_err("no answer");
+                assert!(reason.contains("did not answer within 150 ms"), "{reason}");
+            }
+        });
+        let text = handle.render();
+        assert!(
+            text.contains(r#"authz_pip_fetches_total{result="timeout"} 4"#),
+            "{text}"
+        );
+        assert!(!text.contains(r#"result="error""#), "{text}");
     }
 
     const ALICE: &str = "//sp.example.com/id-in/Calice";
