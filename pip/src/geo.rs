@@ -143,10 +143,37 @@ impl IpCountryTable {
     /// CSV text `cidr,country` per line; blank lines and lines starting with '#' skipped; an optional header line `cidr,country` skipped; a bare address means /32 or /128; whitespace trimmed. Errors name `source` and the 1-based line.
     pub fn from_csv(source: &str, text: &str) -> Result<Self, GeoError> {
         let mut table = Self::new();
+        table.read_csv(&mut HashMap::new(), source, text)?;
+        Ok(table)
+    }
+
+    /// Reads `cidr,country` CSV files ([`IpCountryTable::from_csv`]) into one
+    /// table, so the longest prefix wins whichever file gives it, and one
+    /// prefix given two countries is an error whether the two lines are in
+    /// one file or two. Errors name the path.
+    pub fn load_csvs(paths: &[PathBuf]) -> Result<Self, GeoError> {
+        let mut table = Self::new();
+        let mut given = HashMap::new();
+        for path in paths {
+            let text = std::fs::read_to_string(path).map_err(|source| GeoError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            table.read_csv(&mut given, &path.display().to_string(), &text)?;
+        }
+        Ok(table)
+    }
+
+    /// Reads CSV text into this table; `given` holds where each prefix was
+    /// given before (file, line) and as which country: the same prefix
+    /// twice with two countries is a mistake, not "last wins".
+    fn read_csv(
+        &mut self,
+        given: &mut HashMap<IpNet, (String, usize, String)>,
+        source: &str,
+        text: &str,
+    ) -> Result<(), GeoError> {
         let mut seen_content = false;
-        // Where each prefix was given, and as which country: the same
-        // prefix twice with two countries is a mistake, not "last wins".
-        let mut given: HashMap<IpNet, (usize, String)> = HashMap::new();
         for (index, raw) in text.lines().enumerate() {
             let line_no = index + 1;
             // A file saved by a spreadsheet may start with a byte-order mark.
@@ -180,31 +207,32 @@ impl IpCountryTable {
                 continue;
             }
             let net = parse_net(cidr).map_err(bad)?;
-            table.insert(net, country).map_err(|e| bad(e.to_string()))?;
+            self.insert(net, country).map_err(|e| bad(e.to_string()))?;
             let upper = country.to_ascii_uppercase();
             match given.get(&canonical_net(net)) {
-                Some((line, earlier)) if *earlier != upper => {
+                Some((file, line, earlier)) if *earlier != upper => {
+                    let place = if file == source {
+                        format!("line {line}")
+                    } else {
+                        format!("line {line} of {file}")
+                    };
                     return Err(bad(format!(
-                        "{cidr} is {earlier} on line {line} and {upper} here: one country per prefix"
+                        "{cidr} is {earlier} on {place} and {upper} here: one country per prefix"
                     )));
                 }
                 Some(_) => {}
                 None => {
-                    given.insert(canonical_net(net), (line_no, upper));
+                    given.insert(canonical_net(net), (source.to_owned(), line_no, upper));
                 }
             }
         }
-        Ok(table)
+        Ok(())
     }
 
     /// Reads a `cidr,country` CSV file (see [`IpCountryTable::from_csv`]);
     /// errors name the path.
     pub fn load_csv(path: &Path) -> Result<Self, GeoError> {
-        let text = std::fs::read_to_string(path).map_err(|source| GeoError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_csv(&path.display().to_string(), &text)
+        Self::load_csvs(&[path.to_owned()])
     }
 
     /// The country of the longest prefix containing `ip`.

@@ -135,8 +135,9 @@ fn load(config: &PipConfig) -> Result<(Store<PipSchema>, Resolver), PipStartErro
         None => Store::memory(config.log_limit),
     };
     let mut ip = IpCountrySources::new();
-    for path in &config.ip_csv {
-        ip.add_table(IpCountryTable::load_csv(path)?);
+    // One table of every CSV file: the longest prefix wins across files.
+    if !config.ip_csv.is_empty() {
+        ip.add_table(IpCountryTable::load_csvs(&config.ip_csv)?);
     }
     for path in &config.ip_mmdb {
         ip.add_mmdb(MmdbCountries::open(path)?);

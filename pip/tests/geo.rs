@@ -135,6 +135,47 @@ fn csv_errors_name_file_and_line() {
     let err = IpCountryTable::load_csv(&missing).unwrap_err();
     assert!(matches!(err, GeoError::Io { .. }));
     assert!(err.to_string().contains("missing.csv"), "{err}");
+
+    // Several files (`--ip-csv` repeated) are one table: the longest prefix
+    // wins whichever file gives it, and one prefix with two countries is a
+    // conflict across files too, naming both places.
+    let wide = dir.path().join("wide.csv");
+    let narrow = dir.path().join("narrow.csv");
+    let other = dir.path().join("other.csv");
+    std::fs::write(
+        &wide,
+        "10.0.0.0/8,DE
+",
+    )
+    .unwrap();
+    std::fs::write(
+        &narrow,
+        "# more specific
+10.1.0.0/16,FR
+",
+    )
+    .unwrap();
+    std::fs::write(
+        &other,
+        "# c
+10.0.0.0/8,FR
+",
+    )
+    .unwrap();
+    let both = IpCountryTable::load_csvs(&[wide.clone(), narrow.clone()]).unwrap();
+    assert_eq!(both.lookup(ip("10.1.1.1")), Some("FR"));
+    assert_eq!(both.lookup(ip("10.2.1.1")), Some("DE"));
+    let err = IpCountryTable::load_csvs(&[wide.clone(), other.clone()]).unwrap_err();
+    assert!(matches!(err, GeoError::CsvLine { line: 2, .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!("{}:2: ", other.display())),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("DE on line 1 of {} and FR", wide.display())),
+        "{msg}"
+    );
     dir.close().unwrap();
 }
 
