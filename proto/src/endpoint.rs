@@ -38,7 +38,19 @@ pub fn endpoint(url: &str) -> Result<Endpoint, EndpointError> {
 pub fn endpoint_with(url: &str, tls: &ClientTls) -> Result<Endpoint, EndpointError> {
     let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|_| EndpointError::NotUri)?;
     let uri = endpoint.uri();
-    if uri.authority().is_none() {
+    // `http://:80` has an authority with an empty host, and
+    // `http://h:99999` a port no socket has: neither can be dialled.
+    let dialable = uri.authority().is_some_and(|a| {
+        // The text after the host's last `:` (none inside `[::1]`): the
+        // parser leaves a port that is no u16 out rather than refusing it.
+        let port = a
+            .as_str()
+            .rsplit_once(':')
+            .map(|(_, p)| p)
+            .filter(|p| !p.contains(']'));
+        !a.host().is_empty() && port.is_none_or(|p| p.parse::<u16>().is_ok())
+    });
+    if !dialable {
         return Err(EndpointError::NotHttp);
     }
     match uri.scheme_str() {
@@ -142,7 +154,12 @@ mod tests {
 
     #[test]
     fn only_http_urls_with_a_host() {
-        for good in ["http://127.0.0.1:7171", "https://pdp.example:443/"] {
+        for good in [
+            "http://127.0.0.1:7171",
+            "https://pdp.example:443/",
+            "http://[::1]:65535",
+            "http://pdp.local",
+        ] {
             assert!(endpoint(good).is_ok(), "{good}");
         }
         for (bad, why) in [
@@ -150,6 +167,10 @@ mod tests {
             ("notaurl", EndpointError::NotHttp),
             ("pdp.local:7171", EndpointError::NotHttp),
             ("ftp://pdp.local", EndpointError::NotHttp),
+            // An empty host, or a port out of range: nothing to dial.
+            ("http://:80", EndpointError::NotHttp),
+            ("https://:443", EndpointError::NotHttp),
+            ("http://127.0.0.1:99999", EndpointError::NotHttp),
         ] {
             assert_eq!(endpoint(bad).err(), Some(why), "{bad}");
         }
