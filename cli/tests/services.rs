@@ -1165,6 +1165,42 @@ async fn all_in_one_stops_without_a_warning() {
     assert!(warnings.is_empty(), "{warnings:#?}");
 }
 
+/// README: a PEP that keeps the reasons of a Deny from the originator
+/// shows only the decision ID, which finds the PDP's account of it in its
+/// log (`RUST_LOG=authz_pdp::decision=debug`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_id_finds_the_decision_in_the_pdp_log() {
+    let data = tempdir("decision-log");
+    let (_up, url, output) = start_up_with_output(
+        data.path(),
+        &["--no-country-boundaries"],
+        &[("RUST_LOG", "warn,authz_pdp::decision=debug")],
+    );
+    let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
+    let owner = request("CownerPhone", "frontDoor", pb::Operation::Update);
+    eventually(&mut pdp, &owner, true).await;
+    // The lock's rule names it, without DELETE (the demo's policies).
+    let denied = decide(
+        &mut pdp,
+        request("Clock-AE1", "frontDoor", pb::Operation::Delete),
+    )
+    .await;
+    assert!(!is_permit(&denied), "{}", denied.summary);
+    let id = denied.decision_id.clone();
+    assert!(!id.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match output.recv_timeout(left) {
+            Ok(line) if line.contains(&id) => break line,
+            Ok(_) => {}
+            Err(e) => panic!("no log line with decision {id}: {e}"),
+        }
+    };
+    assert!(line.contains("DENY"), "{line}");
+    assert!(line.contains(&denied.summary), "{line}");
+}
+
 /// An open DecideStream (the PEP SDK keeps one) does not hold the shutdown
 /// up: after SIGTERM the server waits a bounded drain, then cuts the
 /// stream and exits with 0.

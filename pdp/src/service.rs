@@ -929,7 +929,7 @@ impl PdpService {
                     AuthorizationStatus::SyntaxError,
                     start.elapsed(),
                 );
-                pb::Decision {
+                let out = pb::Decision {
                     decision: pb::AuthorizationDecision::Deny as i32,
                     status: pb::AuthorizationStatus::SyntaxError as i32,
                     decision_id: self.inner.ids.next(),
@@ -940,7 +940,9 @@ impl PdpService {
                     // Every decision carries one; no rule was evaluated.
                     explanation: Some(pb::Explanation::default()),
                     ..pb::Decision::default()
-                }
+                };
+                log_decision(&out);
+                out
             }
         }
     }
@@ -1274,6 +1276,7 @@ impl PdpService {
         out.policy_store = snap.store_id.as_deref().unwrap_or_default().to_owned();
         out.request_id = request_id.to_owned();
         telemetry::record_decision(recorded.0, recorded.1, start.elapsed());
+        log_decision(&out);
         out
     }
 
@@ -1292,6 +1295,24 @@ impl PdpService {
             replica_tag: s.tag,
         }
     }
+}
+
+/// Logs a decision at debug level under the target `authz_pdp::decision`
+/// (`RUST_LOG=authz_pdp::decision=debug`): a PEP that keeps the reasons
+/// from the originator shows only the decision ID, and this is where an
+/// operator finds them. Formatted only when enabled.
+fn log_decision(out: &pb::Decision) {
+    let permit = out.decision == pb::AuthorizationDecision::Permit as i32;
+    tracing::debug!(
+        target: "authz_pdp::decision",
+        decision_id = %out.decision_id,
+        request_id = %out.request_id,
+        decision = if permit { "PERMIT" } else { "DENY" },
+        status = ?pb::AuthorizationStatus::try_from(out.status).unwrap_or_default(),
+        summary = %out.summary,
+        explanation = ?out.explanation,
+        "decided"
+    );
 }
 
 /// Appended to the summary of a Deny of a request with tokens at a PDP
