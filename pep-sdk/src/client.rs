@@ -1,20 +1,20 @@
 //! [`PepClient`]: the PEP's connection to the PDP (TS-0003 6.2.2 step 003).
 //!
-//! - **Endpoints**: one or more PDP endpoints (`http://host:port`). One
-//!   endpoint is one lazily connected HTTP/2 channel; several are one
-//!   channel load-balanced over them ([`Channel::balance_list`],
-//!   power-of-two-choices). Clones of a client share the channel.
+//! - **Endpoints**: one or more PDP endpoints (`http://host:port`), each a
+//!   lazily connected HTTP/2 channel. Decisions go round robin over the
+//!   endpoints in service; one that gives no answer (unreachable, or the
+//!   deadline passed) is set aside until a `Status` probe in the background
+//!   answers ([`crate::FIRST_PROBE_AFTER`] later, then twice as long each
+//!   time up to [`crate::LAST_PROBE_AFTER`]), so a frozen PDP costs the
+//!   decision that found it, not half of all decisions. Clones of a client
+//!   share the channels.
 //! - **Deadline**: [`PepConfig::deadline`] bounds one decision *including
 //!   its retries*; it is also sent to the PDP as the gRPC timeout.
 //! - **Retries**: a call that fails with UNAVAILABLE (connection refused or
 //!   reset, a PDP shutting down) is retried after an exponential backoff
 //!   ([`RetryPolicy`], default 4 attempts from 10 ms) while the deadline
-//!   allows; with several endpoints the balancer picks again. Other errors
-//!   are not retried. tonic's balancer keeps offering an endpoint that is
-//!   down (it reports a failed reconnect as ready; grpc-rust issue #2839),
-//!   so with one of two endpoints down each attempt fails with probability
-//!   about 1/2 and the retries are what route around it: measured 1
-//!   fail-closed decision in 300 with 3 attempts, hence 4 by default.
+//!   allows; with several endpoints the retry goes to another in service.
+//!   Other errors are not retried.
 //! - **Failure mode**: a decision never fails. When the PDP gives no
 //!   decision (unreachable, deadline exceeded, a full decision stream, an
 //!   unexpected error), the verdict is a Deny with status PROCESSING_ERROR,
@@ -40,7 +40,7 @@
 //! PDP received it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,6 +54,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::cache::{CacheConfig, DecisionCache};
+use crate::endpoints::{Client, Endpoints};
 use crate::error::PepError;
 use crate::response::{DenyDetail, Enforcement};
 
@@ -415,7 +416,7 @@ enum CallFailure {
 }
 
 struct Inner {
-    client: PolicyDecisionPointClient<Channel>,
+    endpoints: Arc<Endpoints>,
     config: PepConfig,
     cache: Option<Arc<DecisionCache>>,
     poller: Option<JoinHandle<()>>,
@@ -473,33 +474,41 @@ impl PepClient {
             };
             endpoints.push(endpoint);
         }
-        let channel = match endpoints.len() {
-            0 => return Err(PepError::NoEndpoint),
-            // One endpoint: a plain lazy channel reports a refused
-            // connection at once (UNAVAILABLE) instead of waiting for the
-            // balancer to find a ready endpoint.
-            1 => endpoints.remove(0).connect_lazy(),
-            _ => Channel::balance_list(endpoints.into_iter()),
-        };
-        Self::with_channel(channel, config)
+        if endpoints.is_empty() {
+            return Err(PepError::NoEndpoint);
+        }
+        // A lazy channel per endpoint, not one balanced channel: a refused
+        // connection is UNAVAILABLE at once, and the client itself sets
+        // aside an endpoint that stops answering (`endpoints`).
+        let clients = endpoints
+            .into_iter()
+            .map(|e| PolicyDecisionPointClient::new(e.connect_lazy()))
+            .collect();
+        Self::with_clients(clients, config)
     }
 
     /// A client over an existing channel (for example one with TLS);
     /// `config.endpoints` is not used. Fails on a setting
     /// [`PepConfig::validate`] rejects.
     pub fn with_channel(channel: Channel, config: PepConfig) -> Result<Self, PepError> {
+        Self::with_clients(vec![PolicyDecisionPointClient::new(channel)], config)
+    }
+
+    /// A client over one client per endpoint.
+    fn with_clients(clients: Vec<Client>, config: PepConfig) -> Result<Self, PepError> {
         config.validate()?;
-        let client = PolicyDecisionPointClient::new(channel);
+        let endpoints = Arc::new(Endpoints::new(clients, config.deadline));
         let cache = config.cache.map(|c| Arc::new(DecisionCache::new(c)));
         let poller = match (&cache, config.revision_poll) {
             (Some(cache), Some(every)) => {
                 let cache = cache.clone();
-                let mut client = client.clone();
+                let endpoints = endpoints.clone();
                 let deadline = config.deadline;
                 Some(tokio::spawn(async move {
                     let mut tick = tokio::time::interval(every);
                     loop {
                         tick.tick().await;
+                        let (_, mut client) = endpoints.pick();
                         let mut req = tonic::Request::new(pb::StatusRequest {});
                         req.set_timeout(deadline);
                         if let Ok(Ok(s)) = tokio::time::timeout(deadline, client.status(req)).await
@@ -516,7 +525,7 @@ impl PepClient {
         };
         Ok(Self {
             inner: Arc::new(Inner {
-                client,
+                endpoints,
                 config,
                 cache,
                 poller,
@@ -541,10 +550,8 @@ impl PepClient {
         if let Some(Ok(hit)) = &key {
             return hit.clone();
         }
-        let client = self.inner.client.clone();
         let result = self
-            .with_retries(|remaining| {
-                let mut client = client.clone();
+            .with_retries(|mut client, remaining| {
                 let mut call = tonic::Request::new(req.clone());
                 call.set_timeout(remaining);
                 async move { client.decide(call).await.map(|r| r.into_inner()) }
@@ -572,10 +579,8 @@ impl PepClient {
             let batch = pb::DecideBatchRequest {
                 requests: misses.iter().map(|(_, r, _)| r.clone()).collect(),
             };
-            let client = self.inner.client.clone();
             let result = self
-                .with_retries(|remaining| {
-                    let mut client = client.clone();
+                .with_retries(|mut client, remaining| {
                     let mut call = tonic::Request::new(batch.clone());
                     call.set_timeout(remaining);
                     async move { client.decide_batch(call).await.map(|r| r.into_inner()) }
@@ -620,16 +625,15 @@ impl PepClient {
         DecisionStream {
             client: self.clone(),
             state: Arc::new(tokio::sync::Mutex::new(None)),
+            slot: Arc::new(AtomicUsize::new(0)),
         }
     }
 
     /// The PDP's replica status (`Status`), with the same deadline and
     /// retries as a decision.
     pub async fn status(&self) -> Result<pb::StatusResponse, PepError> {
-        let client = self.inner.client.clone();
         let result = self
-            .with_retries(|remaining| {
-                let mut client = client.clone();
+            .with_retries(|mut client, remaining| {
                 let mut call = tonic::Request::new(pb::StatusRequest {});
                 call.set_timeout(remaining);
                 async move { client.status(call).await.map(|r| r.into_inner()) }
@@ -860,15 +864,34 @@ impl PepClient {
         }
     }
 
-    /// Runs `call` (given the remaining time) until it succeeds, fails with
-    /// something other than UNAVAILABLE, runs out of attempts, or the
-    /// deadline passes.
+    /// Runs `call` (given a client of the endpoint [`Endpoints::pick`]
+    /// chose for the attempt, and the remaining time) until it succeeds,
+    /// fails with something other than UNAVAILABLE, runs out of attempts, or
+    /// the deadline passes. An endpoint that gives no answer is set aside
+    /// (a retry goes to another), one that answers is in service.
     async fn with_retries<T, F, Fut>(&self, mut call: F) -> Result<T, CallFailure>
     where
-        F: FnMut(Duration) -> Fut,
+        F: FnMut(Client, Duration) -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
+        let endpoints = &self.inner.endpoints;
+        self.retry_loop(|remaining| {
+            let (slot, client) = endpoints.pick();
+            (Some(slot), call(client, remaining))
+        })
+        .await
+    }
+
+    /// [`Self::with_retries`] for calls that choose their endpoint
+    /// themselves (`None`: not reported on any).
+    async fn retry_loop<T, F, Fut>(&self, mut call: F) -> Result<T, CallFailure>
+    where
+        F: FnMut(Duration) -> (Option<usize>, Fut),
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         let config = &self.inner.config;
+        let endpoints = &self.inner.endpoints;
+        let missed = |slot: Option<usize>| slot.into_iter().for_each(|i| endpoints.missed(i));
         // PepConfig::validate bounds the deadline; checked all the same, as
         // an overflow here would panic in the middle of a decision.
         let Some(deadline) = Instant::now().checked_add(config.deadline) else {
@@ -885,13 +908,26 @@ impl PepClient {
             if remaining.is_zero() {
                 return Err(CallFailure::NoAnswer(deadline_text(config, attempt - 1)));
             }
-            let status = match tokio::time::timeout(remaining, call(remaining)).await {
-                Ok(Ok(v)) => return Ok(v),
+            let (slot, attempted) = call(remaining);
+            let status = match tokio::time::timeout(remaining, attempted).await {
+                Ok(Ok(v)) => {
+                    slot.into_iter().for_each(|i| endpoints.answered(i));
+                    return Ok(v);
+                }
                 Ok(Err(status)) => status,
                 Err(_) => {
+                    missed(slot);
                     return Err(CallFailure::NoAnswer(deadline_text(config, attempt)));
                 }
             };
+            let timed_out = matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled)
+                && (status.code() == Code::DeadlineExceeded
+                    || deadline.saturating_duration_since(Instant::now()) < DEADLINE_SLACK);
+            if status.code() == Code::Unavailable || timed_out {
+                missed(slot);
+            } else {
+                slot.into_iter().for_each(|i| endpoints.answered(i));
+            }
             match status.code() {
                 Code::InvalidArgument => return Err(CallFailure::Invalid(invalid_text(&status))),
                 Code::Unavailable if attempt < config.retry.max_attempts => {
@@ -908,10 +944,7 @@ impl PepClient {
                 // The call's own timer (`set_timeout`, tonic reports it as
                 // CANCELLED "Timeout expired") or the PDP's: either way the
                 // deadline ran out, which is what the caller set.
-                Code::DeadlineExceeded | Code::Cancelled
-                    if status.code() == Code::DeadlineExceeded
-                        || deadline.saturating_duration_since(Instant::now()) < DEADLINE_SLACK =>
-                {
+                _ if timed_out => {
                     return Err(CallFailure::NoAnswer(deadline_text(config, attempt)));
                 }
                 code => {
@@ -1062,6 +1095,8 @@ impl Drop for WaiterGuard {
 pub struct DecisionStream {
     client: PepClient,
     state: Arc<tokio::sync::Mutex<Option<OpenStream>>>,
+    /// The endpoint the stream was last opened to.
+    slot: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for DecisionStream {
@@ -1078,7 +1113,26 @@ impl DecisionStream {
         if let Some(Ok(hit)) = &key {
             return hit.clone();
         }
-        let result = self.client.with_retries(|_| self.send(req.clone())).await;
+        let started = Instant::now();
+        let result = self
+            .client
+            .retry_loop(|_| (None, self.send(req.clone())))
+            .await;
+        // No answer within the deadline: the endpoint is set aside like one
+        // a unary call got nothing from, and the next decision opens the
+        // stream anew, to an endpoint in service (a frozen PDP keeps the
+        // stream open and would take every decision sent on it).
+        if result.is_err()
+            && started.elapsed() + DEADLINE_SLACK >= self.client.inner.config.deadline
+        {
+            self.client
+                .inner
+                .endpoints
+                .missed(self.slot.load(Ordering::Acquire));
+            if let Some(open) = self.state.lock().await.as_ref() {
+                open.alive.store(false, Ordering::Release);
+            }
+        }
         self.client.settle(&req, key.and_then(Result::err), result)
     }
 
@@ -1167,10 +1221,20 @@ impl DecisionStream {
                 move |(id, req)| lock_waiters(&waiters).contains_key(&id).then_some(req),
             )
         };
-        let mut client = self.client.inner.client.clone();
+        let endpoints = &self.client.inner.endpoints;
+        let (slot, mut client) = endpoints.pick();
+        self.slot.store(slot, Ordering::Release);
         // The stream stays open across decisions: no gRPC timeout on it;
         // each decision is bounded by the client's deadline instead.
-        let mut responses = client.decide_stream(outgoing).await?.into_inner();
+        let mut responses = match client.decide_stream(outgoing).await {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                if status.code() == Code::Unavailable {
+                    endpoints.missed(slot);
+                }
+                return Err(status);
+            }
+        };
         let alive = Arc::new(AtomicBool::new(true));
         let (w, a) = (waiters.clone(), alive.clone());
         let reader = tokio::spawn(async move {

@@ -8,10 +8,12 @@
 //! - [`request`]: a oneM2M request primitive ([`RequestPrimitive`]) and the
 //!   hosting CSE's knowledge about it ([`RequestContext`]) into a decision
 //!   request ([`DecisionRequestBuilder`]);
-//! - [`client`]: [`PepClient`], a client of one or more PDPs (one shared,
-//!   load-balanced HTTP/2 channel, per-decision deadline, retries of
-//!   unavailable endpoints, fail-closed by default with an opt-in fail-open
-//!   list) deciding one request, a batch, or over a kept-open stream;
+//! - [`client`]: [`PepClient`], a client of one or more PDPs (an HTTP/2
+//!   channel each, round robin over those in service, an endpoint that
+//!   stops answering set aside until a probe answers, per-decision
+//!   deadline, retries of unavailable endpoints, fail-closed by default
+//!   with an opt-in fail-open list) deciding one request, a batch, or over
+//!   a kept-open stream;
 //! - [`cache`]: the optional decision cache ([`CacheConfig`]);
 //! - [`response`]: a decision as a oneM2M response ([`Enforcement`]):
 //!   Permit → proceed, Deny → 4103 with Token Request Information, malformed
@@ -67,6 +69,7 @@ pub mod cache;
 pub mod certificate;
 pub mod client;
 pub mod clock;
+mod endpoints;
 pub mod error;
 pub mod http;
 pub mod request;
@@ -79,6 +82,7 @@ pub use client::{
     RetryPolicy, TlsIdentity, Verdict,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use endpoints::{FIRST_PROBE_AFTER, LAST_PROBE_AFTER};
 pub use error::PepError;
 pub use http::{
     AcpiChangeReader, AuthenticatedIdentity, Authenticator, AuthorizedRequest, DiscoveryRequest,

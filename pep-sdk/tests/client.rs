@@ -839,6 +839,104 @@ async fn a_connection_that_went_silent_is_dialled_anew() {
     assert!(streamed, "the stream recovered");
 }
 
+/// A TCP relay to `to` that can be frozen like a stopped PDP process: while
+/// frozen, every connection, open or new (the kernel still completes the
+/// handshake of a stopped process), stays open and carries nothing; once
+/// thawed, new connections relay again.
+async fn stoppable_relay(to: SocketAddr) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let (stopped, state) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = l.accept().await {
+            let mut state = state.clone();
+            tokio::spawn(async move {
+                let stopped_now = *state.borrow_and_update();
+                if stopped_now {
+                    // Held open, silent, for good.
+                    let _held = inbound;
+                    std::future::pending::<()>().await;
+                    return;
+                }
+                let Ok(outbound) = tokio::net::TcpStream::connect(to).await else {
+                    return;
+                };
+                let (mut ri, mut wi) = inbound.into_split();
+                let (mut ro, mut wo) = outbound.into_split();
+                let relay = async {
+                    tokio::select! {
+                        _ = tokio::io::copy(&mut ri, &mut wo) => {}
+                        _ = tokio::io::copy(&mut ro, &mut wi) => {}
+                    }
+                };
+                let stopped = async {
+                    let _ = state.wait_for(|stopped| *stopped).await;
+                };
+                tokio::select! {
+                    () = relay => {}
+                    () = stopped => {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, stopped)
+}
+
+/// One of two PDPs freezes (a stopped process: connections, new ones too,
+/// are accepted and never answered). The call that lands on it fails
+/// closed at its deadline; then it is set aside and every decision, unary
+/// and streamed, goes to the other, where before about half kept failing
+/// closed for as long as it stayed frozen. Once it answers a probe again
+/// it is back in service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_pdp_among_several_is_set_aside_until_it_answers() {
+    let a = FakePdp::new(|_| Ok(permit()));
+    let b = FakePdp::new(|_| Ok(permit()));
+    let (a_url, _a) = a.serve().await;
+    let (b_url, _b) = b.serve().await;
+    let b_addr: SocketAddr = b_url.trim_start_matches("http://").parse().expect("addr");
+    let (relay, stop) = stoppable_relay(b_addr).await;
+    let mut config = PepConfig::new([format!("http://{relay}"), a_url])
+        .with_deadline(Duration::from_millis(200));
+    config.keepalive = Some(Duration::from_millis(200));
+    let client = PepClient::new(config).expect("client");
+    for _ in 0..4 {
+        assert!(client.decide(request("C1", "x")).await.is_permit());
+    }
+    let seen = |p: &FakePdp| p.seen.lock().expect("seen").len();
+    assert!(seen(&a) >= 1 && seen(&b) >= 1, "round robin over both");
+
+    stop.send_replace(true);
+    let stream = client.stream();
+    let mut failed = 0;
+    for i in 0..40 {
+        let v = if i % 2 == 0 {
+            client.decide(request("C1", "x")).await
+        } else {
+            stream.decide(request("C1", "x")).await
+        };
+        if v.source == DecisionSource::FailClosed {
+            failed += 1;
+        }
+    }
+    // The unary call and the stream each may meet the frozen PDP once.
+    assert!(failed <= 2, "{failed} of 40 failed closed");
+
+    let before = seen(&b);
+    stop.send_replace(false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while seen(&b) == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the thawed PDP got no decision again"
+        );
+        assert!(client.decide(request("C1", "x")).await.is_permit());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `keepalive` must be above zero when set (`None` turns it off).
 #[test]
 fn a_zero_keepalive_is_refused_naming_it() {
