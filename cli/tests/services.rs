@@ -770,6 +770,33 @@ async fn policy_apply_rejects_an_invalid_file_naming_the_field() {
     assert!(err.contains("acps[1] (acpKept).pvs.acr"), "{err}");
     let acps = stored().await;
     assert_eq!(acps.len(), 1, "only acpKept: {acps:?}");
+
+    // A resource's `acpi` the PRP would refuse after the ACPs were written:
+    // one ACP twice (the file's as written, the PRP's in two ID forms),
+    // one in neither the file nor the PRP, one of another CSE. Refused
+    // before the first write, each named; the file's new ACP is not
+    // stored, an ACP of the PRP counts.
+    let (code, err) = apply(
+        "refs.json",
+        &format!(
+            r#"{{"acps": [{OK}], "resources": [
+                {{"ri": "r1", "ty": 3, "acpi": ["acpOk", "acpOk"]}},
+                {{"ri": "r2", "ty": 3, "acpi": ["acpKept", "acpNowhere", "/other-cse/acpKept",
+                    "//home.example/mn-cse-123456/acpKept"]}}]}}"#
+        ),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    for named in [
+        "resources[0] (r1).acpi[1]: acpOk is listed already, as acpi[0]",
+        "resources[1] (r2).acpi[1]: acpNowhere names no ACP",
+        "resources[1] (r2).acpi[2]: /other-cse/acpKept names no ACP",
+        "resources[1] (r2).acpi[3]: //home.example/mn-cse-123456/acpKept is listed already, as acpi[0]",
+    ] {
+        assert!(err.contains(named), "{named}: {err}");
+    }
+    assert!(!err.contains("acpi[0]:"), "{err}");
+    let acps = stored().await;
+    assert_eq!(acps.len(), 1, "only acpKept: {acps:?}");
 }
 
 /// A reader that goes away (`authz check ... | head -c0`) ends the command

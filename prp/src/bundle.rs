@@ -267,6 +267,24 @@ pub fn status_text(s: &tonic::Status) -> String {
     out
 }
 
+/// The part of an ACP ID that names it within its CSE: `x` of `x`,
+/// `/cse/x` and `//sp/cse/x` (TS-0001 7.2), so that two forms of one ID
+/// compare equal without knowing the hosting CSE (the PRP refuses an ACP of
+/// another CSE itself).
+fn cse_relative_tail(id: &str) -> &str {
+    let skip = if id.starts_with("//") {
+        2
+    } else if id.starts_with('/') {
+        1
+    } else {
+        return id;
+    };
+    id.trim_start_matches('/')
+        .splitn(skip + 1, '/')
+        .nth(skip)
+        .unwrap_or(id)
+}
+
 /// Creates (or, when it exists, updates) every ACP, then puts every
 /// resource, as `originator`.
 pub async fn apply(
@@ -339,6 +357,78 @@ pub async fn apply_with_roles(
                     .iter()
                     .map(|e| format!("acps[{i}] ({id}).{}: {}", e.field, e.message)),
             ),
+        }
+    }
+    // The resources' `acpi` too, as the PRP's put will judge it after the
+    // ACPs are written: each ACP once, and each an ACP of the file or of
+    // the PRP (or one the resource holds already). An entry naming a file's
+    // ACP in another ID form is left to the PRP, which knows its CSE-ID.
+    let in_file: Vec<&str> = bundle.acps.iter().filter_map(|a| a.id()).collect();
+    for (i, r) in bundle.resources.iter().enumerate() {
+        let acpi = r.acpi.as_deref().unwrap_or_default();
+        let mut held: Option<Vec<String>> = None;
+        // Each entry's ACP: its ID as the file or the PRP holds it.
+        let mut named: Vec<Option<String>> = Vec::with_capacity(acpi.len());
+        for (k, entry) in acpi.iter().enumerate() {
+            let at = || format!("resources[{i}] ({}).acpi[{k}]", r.resource_id);
+            let acp = if in_file.contains(&entry.as_str()) {
+                Some(entry.clone())
+            } else {
+                let stored = prp
+                    .get_acp(pb::GetAcpRequest {
+                        acp_id: entry.clone(),
+                    })
+                    .await;
+                match stored {
+                    Ok(rec) => rec.into_inner().acp.and_then(|a| a.resource_id),
+                    Err(s) if s.code() == tonic::Code::NotFound => None,
+                    Err(status) => {
+                        return Err(ApplyError::Refused {
+                            what: entry.clone(),
+                            status,
+                            applied: done,
+                        });
+                    }
+                }
+            };
+            let twice = acpi[..k]
+                .iter()
+                .zip(&named)
+                .position(|(e, a)| e == entry || (acp.is_some() && *a == acp));
+            named.push(acp.clone());
+            if let Some(j) = twice {
+                invalid.push(format!("{}: {entry} is listed already, as acpi[{j}]", at()));
+                continue;
+            }
+            if acp.is_some() || in_file.contains(&cse_relative_tail(entry)) {
+                continue;
+            }
+            if held.is_none() {
+                let record = prp
+                    .get_resource(pb::GetResourceRequest {
+                        resource_id: r.resource_id.clone(),
+                    })
+                    .await;
+                held = Some(match record {
+                    Ok(rec) => rec
+                        .into_inner()
+                        .resource
+                        .map(|r| r.acpi)
+                        .unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                });
+            }
+            let holds = held
+                .iter()
+                .flatten()
+                .any(|h| cse_relative_tail(h) == cse_relative_tail(entry));
+            if !holds {
+                invalid.push(format!(
+                    "{}: {entry} names no ACP of this file or of the PRP (of this CSE); \
+                     create the ACP first",
+                    at()
+                ));
+            }
         }
     }
     if !invalid.is_empty() {
@@ -594,6 +684,19 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("dac_poa"), "{text}");
+    }
+
+    #[test]
+    fn an_acp_id_compares_by_its_cse_relative_part() {
+        for (id, tail) in [
+            ("acp1", "acp1"),
+            ("/mn-cse/acp1", "acp1"),
+            ("//sp.example/mn-cse/acp1", "acp1"),
+            ("//sp.example/mn-cse/ae1/acp1", "ae1/acp1"),
+            ("/mn-cse/ae1/acp1", "ae1/acp1"),
+        ] {
+            assert_eq!(cse_relative_tail(id), tail, "{id}");
+        }
     }
 
     #[test]
