@@ -194,8 +194,11 @@ pub enum ResolveError {
     /// existence (4004) before authorization.
     #[error("resource {0} is not registered")]
     UnknownResource(String),
-    /// A parent chain that loops or is too deep.
-    #[error("parent chain of {0} does not end")]
+    /// A parent chain that loops or is too deep: more than
+    /// [`MAX_PARENTS_WITHOUT_ACPI`] parents without `acpi` above the target.
+    #[error(
+        "parent chain of {0} has more than {MAX_PARENTS_WITHOUT_ACPI} parents without acpi (or loops)"
+    )]
     ParentLoop(String),
     /// An `acpi` change of a target that has no `acpi`: an ACP, or a type
     /// of [`TYPES_WITHOUT_ACPI`] (TS-0001 9.6.1.3.2; spec notes §2.3).
@@ -401,6 +404,11 @@ pub fn closes_parent_cycle(view: &dyn ResourceView, id: &str, parent: &str) -> O
     }
 }
 
+/// The most parents without `acpi` (types of [`TYPES_WITHOUT_ACPI`]) that
+/// resolution walks up from a target of such a type to the resource whose
+/// policies apply: a deeper chain is [`ResolveError::ParentLoop`].
+pub const MAX_PARENTS_WITHOUT_ACPI: usize = 64;
+
 /// `target` and the ancestors it takes its policies from, ending with its
 /// [`policy_subject`]; never empty.
 fn policy_chain<'a>(
@@ -409,7 +417,8 @@ fn policy_chain<'a>(
 ) -> Result<SmallVec<[&'a Resource; 2]>, ResolveError> {
     let mut chain = SmallVec::new();
     let mut id = target;
-    for _ in 0..64 {
+    // The target, its parents without acpi, and the one whose acpi counts.
+    for _ in 0..MAX_PARENTS_WITHOUT_ACPI + 2 {
         let r = view
             .resource(id)
             .ok_or_else(|| ResolveError::UnknownResource(id.to_owned()))?;
@@ -650,6 +659,39 @@ mod tests {
                 ("acp1".into(), PrivilegeKind::Privileges),
                 ("acp2".into(), PrivilegeKind::Privileges)
             ])
+        );
+    }
+
+    /// A chain of up to [`MAX_PARENTS_WITHOUT_ACPI`] parents without acpi
+    /// (contentInstances here, which TS-0001 gives none) resolves to the
+    /// first ancestor with acpi; one more is too deep.
+    #[test]
+    fn ts0001_10_2_3_1_step2_resolves_up_to_64_parents_without_acpi() {
+        let mut v = view();
+        let mut parent = "cnt".to_owned();
+        for i in 0..=MAX_PARENTS_WITHOUT_ACPI {
+            let id = format!("c{i}");
+            v.resources
+                .insert(id.clone(), res(&id, Some(&parent), 4, None));
+            parent = id;
+        }
+        let last = MAX_PARENTS_WITHOUT_ACPI - 1;
+        // c63 has c62..c0 (63) parents without acpi, c64 has 64, c65 would
+        // have 65.
+        assert!(applicable_policies(&v, &format!("c{last}")).is_ok());
+        let at_bound = format!("c{MAX_PARENTS_WITHOUT_ACPI}");
+        assert_eq!(
+            applicable_policies(&v, &at_bound).unwrap(),
+            applicable_policies(&v, "cin").unwrap()
+        );
+        let id = format!("c{}", MAX_PARENTS_WITHOUT_ACPI + 1);
+        v.resources
+            .insert(id.clone(), res(&id, Some(&at_bound), 4, None));
+        let e = applicable_policies(&v, &id).unwrap_err();
+        assert_eq!(e, ResolveError::ParentLoop(id.clone()));
+        assert!(
+            e.to_string().contains("more than 64 parents without acpi"),
+            "{e}"
         );
     }
 
