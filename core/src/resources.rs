@@ -539,6 +539,10 @@ pub const TY_CSE_BASE: u32 = 5;
 /// and remoteCSE (spec notes §2.2).
 pub const ACP_PARENT_TYPES: [u32; 3] = [TY_CSE_BASE, TY_AE, TY_REMOTE_CSE];
 
+/// The types a resource under an `<accessControlPolicy>` may have:
+/// `<subscription>` (23) and `<transaction>` (51) (spec notes §2.2).
+pub const ACP_CHILD_TYPES: [u32; 2] = [23, 51];
+
 impl Resource {
     /// The originator this resource stands for as a `<group>` member: the
     /// `aei` of an `<AE>` or the `csi` of a `<remoteCSE>` (`mid` holds

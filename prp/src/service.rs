@@ -73,7 +73,7 @@ use authz_core::compile::{check_authorization_addresses, check_create};
 use authz_core::decision::Effect;
 use authz_core::model::{AccessControlPolicy, SetOfAcrs};
 use authz_core::resources::{
-    ACP_PARENT_TYPES, ApplicableSet, FixedAttribute, ResolveError, Resource, ResourceView, TY_ACP,
+    ACP_CHILD_TYPES, ACP_PARENT_TYPES, ApplicableSet, FixedAttribute, ResolveError, Resource, ResourceView, TY_ACP,
     acpi_change_set, applicable_policies, applicable_policies_for, closes_parent_cycle,
     fixed_attribute_changes,
 };
@@ -599,10 +599,16 @@ fn create_check(
     let Some(parent) = parent.filter(|p| !p.is_empty()) else {
         return Err(outside("it names no parent_id".into()));
     };
-    let Some(parent_resource) = snap.resources.get(parent) else {
-        return Err(outside(format!(
-            "its parent {parent} is not a resource registered in the PRP"
-        )));
+    // An ACP is a parent too, of a subscription or a transaction (spec
+    // notes §2.2): the Create is judged by its pvs (TS-0003 7.1.1).
+    let parent_type = match snap.resources.get(parent) {
+        Some(r) => r.resource_type,
+        None if snap.acps.contains_key(parent) => TY_ACP,
+        None => {
+            return Err(outside(format!(
+                "its parent {parent} is not a resource registered in the PRP"
+            )));
+        }
     };
     let view = View { snap, now };
     let set = applicable_policies(&view, parent).map_err(resolve_status)?;
@@ -610,7 +616,7 @@ fn create_check(
         operation: Operation::Create,
         target: parent.to_owned(),
         types: Types {
-            target: Some(parent_resource.resource_type),
+            target: Some(parent_type),
             created: Some(created),
         },
         policies: compile_set(snap, &set, now, parent),
@@ -1454,6 +1460,21 @@ impl PolicyRetrievalPoint for PrpService {
         // ID must not name an ACP or a dynamic ACP (TS-0001 10.2.3.1).
         self.read(|s| s.check(Mutation::PutResource(resource.clone())))
             .map_err(|e| id_conflict(e, "resource.resource_id"))?;
+        // Under an ACP only a subscription or a transaction (spec notes
+        // §2.2): anything else there would resolve its policies nowhere.
+        if let Some(parent) = resource.parent_id.as_deref()
+            && !ACP_CHILD_TYPES.contains(&resource.resource_type)
+            && self.read(|s| s.acps.contains_key(parent))
+        {
+            return Err(invalid_argument(&[violation(
+                "resource.parent_id",
+                format!(
+                    "{parent} is an ACP, whose children are <subscription> (ty 23) and \
+                     <transaction> (ty 51) only (spec notes §2.2), not ty {}",
+                    resource.resource_type
+                ),
+            )]));
+        }
         if !self.is_admin(&req.originator) {
             let now = now_secs();
             let checks = self.read(|snap| -> Result<Vec<WriteCheck>, Status> {

@@ -3213,6 +3213,44 @@ async fn an_acp_is_created_under_a_cse_base_ae_or_remote_cse_only() {
     prp.shutdown().await;
 }
 
+/// Spec notes §2.2: an ACP's children are `<subscription>` (23) and
+/// `<transaction>` (51). Registering one is a Create on the ACP, judged by
+/// its pvs (TS-0003 7.1.1: a request on an ACP uses its selfPrivileges);
+/// any other type under an ACP is INVALID_ARGUMENT naming `parent_id`, for
+/// the admin too (its policies would resolve nowhere).
+#[tokio::test]
+async fn a_subscription_under_an_acp_is_created_by_its_pvs_spec_notes_2_2() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    store_cb_cnt_cin_cnt2(c).await;
+    c.create_acp(create_req(ADMIN, acp_under("acpSub", "cb", &["CBoss"])))
+        .await
+        .expect("an ACP whose pvs lets CBoss do anything");
+    c.put_resource(put_req(
+        "CBoss",
+        resource("sub1", "acpSub", 23, None, "CBoss"),
+    ))
+    .await
+    .expect("CREATE in the ACP's pvs");
+    let err = c
+        .put_resource(put_req(
+            "CAlice",
+            resource("sub2", "acpSub", 23, None, "CAlice"),
+        ))
+        .await
+        .expect_err("not in the pvs");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    for who in ["CBoss", ADMIN] {
+        let err = c
+            .put_resource(put_req(who, resource("cnt9", "acpSub", 3, None, "CBoss")))
+            .await
+            .expect_err("a container under an ACP");
+        assert_eq!(err.code(), Code::InvalidArgument, "{who}: {err:?}");
+        assert_eq!(violations(&err), ["resource.parent_id"], "{who}: {err:?}");
+    }
+    prp.shutdown().await;
+}
+
 /// Decision 3 and 10 at the PRP: with a PIP to ask which `acor` entries are
 /// `<group>`s, a PIP that does not answer leaves no entry decidable, so a
 /// write by anyone but the admin is UNAVAILABLE (and stores nothing); the
