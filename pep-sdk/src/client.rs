@@ -40,7 +40,7 @@
 //! PDP received it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -1050,9 +1050,21 @@ struct OpenStream {
     tx: mpsc::Sender<(u64, pb::DecisionRequest)>,
     waiters: Waiters,
     alive: Arc<AtomicBool>,
+    /// When it was opened, and when (ms after that) it last brought an
+    /// answer (0: none yet).
+    opened: Instant,
+    last_answer_ms: Arc<AtomicU64>,
     /// The number of the next request on this stream.
     next_id: u64,
     reader: JoinHandle<()>,
+}
+
+impl OpenStream {
+    /// Whether an answer came on the stream after `at`.
+    fn answered_since(&self, at: Instant) -> bool {
+        let last = self.last_answer_ms.load(Ordering::Acquire);
+        last > 0 && self.opened + Duration::from_millis(last) > at
+    }
 }
 
 impl Drop for OpenStream {
@@ -1122,15 +1134,23 @@ impl DecisionStream {
         // a unary call got nothing from, and the next decision opens the
         // stream anew, to an endpoint in service (a frozen PDP keeps the
         // stream open and would take every decision sent on it).
+        // A stream that answered other decisions meanwhile is alive, this
+        // one only slow (one waiting on a DAS, say).
         if result.is_err()
             && started.elapsed() + DEADLINE_SLACK >= self.client.inner.config.deadline
         {
-            self.client
-                .inner
-                .endpoints
-                .missed(self.slot.load(Ordering::Acquire));
-            if let Some(open) = self.state.lock().await.as_ref() {
-                open.alive.store(false, Ordering::Release);
+            let state = self.state.lock().await;
+            let silent = state
+                .as_ref()
+                .is_none_or(|open| !open.answered_since(started));
+            if silent {
+                self.client
+                    .inner
+                    .endpoints
+                    .missed(self.slot.load(Ordering::Acquire));
+                if let Some(open) = state.as_ref() {
+                    open.alive.store(false, Ordering::Release);
+                }
             }
         }
         self.client.settle(&req, key.and_then(Result::err), result)
@@ -1236,11 +1256,15 @@ impl DecisionStream {
             }
         };
         let alive = Arc::new(AtomicBool::new(true));
-        let (w, a) = (waiters.clone(), alive.clone());
+        let opened = Instant::now();
+        let last_answer_ms = Arc::new(AtomicU64::new(0));
+        let (w, a, last) = (waiters.clone(), alive.clone(), last_answer_ms.clone());
         let reader = tokio::spawn(async move {
             let end = loop {
                 match responses.message().await {
                     Ok(Some(d)) => {
+                        let ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+                        last.store(ms.max(1), Ordering::Release);
                         let waiter =
                             answered_id(&d.request_id).and_then(|id| lock_waiters(&w).remove(&id));
                         match waiter {
@@ -1271,6 +1295,8 @@ impl DecisionStream {
             tx,
             waiters,
             alive,
+            opened,
+            last_answer_ms,
             next_id: 0,
             reader,
         })

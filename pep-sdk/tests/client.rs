@@ -149,11 +149,29 @@ impl PolicyDecisionPoint for FakePdp {
         &self,
         request: Request<Streaming<pb::DecisionRequest>>,
     ) -> Result<Response<Self::DecideStreamStream>, Status> {
+        // Each answered as it is decided, as the PDP does: a slow one does
+        // not hold up those behind it.
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
         let me = self.clone();
-        let answers = request.into_inner().map(move |item| {
-            me.calls.fetch_add(1, Ordering::SeqCst);
-            Some(item.and_then(|r| me.answer(&r)))
+        let mut incoming = request.into_inner();
+        let mut ending = self.streams_end.subscribe();
+        tokio::spawn(async move {
+            loop {
+                // Dropping the request side when the stream is ended, so
+                // that the server's shutdown does not wait on it.
+                let item = tokio::select! {
+                    item = incoming.next() => item,
+                    _ = ending.wait_for(|end| *end) => None,
+                };
+                let Some(item) = item else { break };
+                me.calls.fetch_add(1, Ordering::SeqCst);
+                let (me, tx) = (me.clone(), tx.clone());
+                tokio::task::spawn_blocking(move || {
+                    let _ = tx.blocking_send(Some(item.and_then(|r| me.answer(&r))));
+                });
+            }
         });
+        let answers = tokio_stream::wrappers::ReceiverStream::new(rx);
         let end = tokio_stream::wrappers::WatchStream::new(self.streams_end.subscribe())
             .filter(|end| *end)
             .map(|_| None);
@@ -935,6 +953,64 @@ async fn a_frozen_pdp_among_several_is_set_aside_until_it_answers() {
         assert!(client.decide(request("C1", "x")).await.is_permit());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A decision slower than the deadline on a stream that keeps answering
+/// the others (one waiting on a DAS, say) fails closed alone: its PDP is
+/// alive, so it is not set aside and the stream is not reopened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_decision_on_a_busy_stream_sets_nothing_aside() {
+    // Served on runtimes of their own: the slow answer blocks a thread.
+    let serve_apart = |pdp: FakePdp| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                tx.send(l.local_addr().expect("addr")).expect("send");
+                let (server, _stop) = pdp.serve_on(l);
+                let _ = server.await;
+            });
+        });
+        format!("http://{}", rx.recv().expect("the PDP listens"))
+    };
+    let script = |r: &pb::DecisionRequest| {
+        if r.target == "slow" {
+            std::thread::sleep(Duration::from_millis(400));
+        }
+        Ok(permit())
+    };
+    let (a, b) = (FakePdp::new(script), FakePdp::new(script));
+    let urls = [serve_apart(a.clone()), serve_apart(b.clone())];
+    let client = PepClient::new(PepConfig::new(urls).with_deadline(Duration::from_millis(250)))
+        .expect("client");
+    let stream = client.stream();
+    assert!(stream.decide(request("C1", "x")).await.is_permit());
+    let slow = {
+        let stream = stream.clone();
+        tokio::spawn(async move { stream.decide(request("C1", "slow")).await })
+    };
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let v = stream.decide(request("C1", "x")).await;
+        assert!(v.is_permit(), "{v:?}");
+    }
+    let v = slow.await.expect("slow decision");
+    assert_eq!(v.source, DecisionSource::FailClosed, "{v:?}");
+    // Both endpoints still take unary decisions in turn.
+    let seen = |p: &FakePdp| p.seen.lock().expect("seen").len();
+    let before = (seen(&a), seen(&b));
+    for _ in 0..4 {
+        assert!(client.decide(request("C1", "x")).await.is_permit());
+    }
+    assert!(
+        seen(&a) > before.0 && seen(&b) > before.1,
+        "one was set aside"
+    );
 }
 
 /// `keepalive` must be above zero when set (`None` turns it off).

@@ -73,9 +73,9 @@ use authz_core::compile::{check_authorization_addresses, check_create};
 use authz_core::decision::Effect;
 use authz_core::model::{AccessControlPolicy, SetOfAcrs};
 use authz_core::resources::{
-    ACP_CHILD_TYPES, ACP_PARENT_TYPES, ApplicableSet, FixedAttribute, ResolveError, Resource, ResourceView, TY_ACP,
-    acpi_change_set, applicable_policies, applicable_policies_for, closes_parent_cycle,
-    fixed_attribute_changes,
+    ACP_CHILD_TYPES, ACP_PARENT_TYPES, ApplicableSet, FixedAttribute, ResolveError, Resource,
+    ResourceView, TY_ACP, acpi_change_set, applicable_policies, applicable_policies_for,
+    closes_parent_cycle, fixed_attribute_changes,
 };
 use authz_core::{
     Applicable, CompiledAcp, DecideOptions, DecisionRequest, HostingContext, Operation,
