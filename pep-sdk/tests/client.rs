@@ -782,18 +782,35 @@ async fn a_pdp_slower_than_the_deadline_fails_closed_naming_the_deadline() {
     }
 }
 
-/// A TCP relay to `to` whose connections can be frozen: they stay open
-/// but carry nothing more (a crashed host, a partition, a load balancer
-/// that lost its state), while connections made after the freeze work.
-async fn freezable_relay(to: SocketAddr) -> (SocketAddr, tokio::sync::watch::Sender<u64>) {
+/// What a [`freezable_relay`]'s connections do.
+#[derive(Debug, Clone, Copy, Default)]
+struct RelayState {
+    /// Raised to freeze every open connection: it stays open but carries
+    /// nothing more (a crashed host, a partition, a load balancer that
+    /// lost its state); connections made after it work.
+    freezes: u64,
+    /// While set, every connection, open or new, is frozen, as by a
+    /// stopped PDP process (the kernel still completes the handshake of a
+    /// new connection); once cleared, new connections work again.
+    stopped: bool,
+}
+
+/// A TCP relay to `to` whose connections freeze as its state says.
+async fn freezable_relay(to: SocketAddr) -> (SocketAddr, tokio::sync::watch::Sender<RelayState>) {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = l.local_addr().expect("addr");
-    let (freeze, generation) = tokio::sync::watch::channel(0u64);
+    let (control, state) = tokio::sync::watch::channel(RelayState::default());
     tokio::spawn(async move {
         while let Ok((inbound, _)) = l.accept().await {
-            let mut generation = generation.clone();
-            let born = *generation.borrow_and_update();
+            let mut state = state.clone();
             tokio::spawn(async move {
+                let born = *state.borrow_and_update();
+                if born.stopped {
+                    // Held open, silent, for good.
+                    let _held = inbound;
+                    std::future::pending::<()>().await;
+                    return;
+                }
                 let Ok(outbound) = tokio::net::TcpStream::connect(to).await else {
                     return;
                 };
@@ -806,7 +823,9 @@ async fn freezable_relay(to: SocketAddr) -> (SocketAddr, tokio::sync::watch::Sen
                     }
                 };
                 let frozen = async {
-                    let _ = generation.wait_for(|g| *g > born).await;
+                    let _ = state
+                        .wait_for(|s| s.freezes > born.freezes || s.stopped)
+                        .await;
                 };
                 tokio::select! {
                     () = relay => {}
@@ -818,7 +837,7 @@ async fn freezable_relay(to: SocketAddr) -> (SocketAddr, tokio::sync::watch::Sen
             });
         }
     });
-    (addr, freeze)
+    (addr, control)
 }
 
 /// A connection that dies without a word (no FIN, no RST) is found dead by
@@ -838,7 +857,7 @@ async fn a_connection_that_went_silent_is_dialled_anew() {
     assert!(client.decide(request("C1", "x")).await.is_permit());
     assert!(stream.decide(request("C1", "x")).await.is_permit());
 
-    freeze.send_modify(|g| *g += 1);
+    freeze.send_modify(|s| s.freezes += 1);
     let v = client.decide(request("C1", "x")).await;
     assert_eq!(v.source, DecisionSource::FailClosed, "frozen: {v:?}");
     // Within a few PING intervals both the unary path and the stream are
@@ -857,51 +876,6 @@ async fn a_connection_that_went_silent_is_dialled_anew() {
     assert!(streamed, "the stream recovered");
 }
 
-/// A TCP relay to `to` that can be frozen like a stopped PDP process: while
-/// frozen, every connection, open or new (the kernel still completes the
-/// handshake of a stopped process), stays open and carries nothing; once
-/// thawed, new connections relay again.
-async fn stoppable_relay(to: SocketAddr) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = l.local_addr().expect("addr");
-    let (stopped, state) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        while let Ok((inbound, _)) = l.accept().await {
-            let mut state = state.clone();
-            tokio::spawn(async move {
-                let stopped_now = *state.borrow_and_update();
-                if stopped_now {
-                    // Held open, silent, for good.
-                    let _held = inbound;
-                    std::future::pending::<()>().await;
-                    return;
-                }
-                let Ok(outbound) = tokio::net::TcpStream::connect(to).await else {
-                    return;
-                };
-                let (mut ri, mut wi) = inbound.into_split();
-                let (mut ro, mut wo) = outbound.into_split();
-                let relay = async {
-                    tokio::select! {
-                        _ = tokio::io::copy(&mut ri, &mut wo) => {}
-                        _ = tokio::io::copy(&mut ro, &mut wi) => {}
-                    }
-                };
-                let stopped = async {
-                    let _ = state.wait_for(|stopped| *stopped).await;
-                };
-                tokio::select! {
-                    () = relay => {}
-                    () = stopped => {
-                        std::future::pending::<()>().await;
-                    }
-                }
-            });
-        }
-    });
-    (addr, stopped)
-}
-
 /// One of two PDPs freezes (a stopped process: connections, new ones too,
 /// are accepted and never answered). The call that lands on it fails
 /// closed at its deadline; then it is set aside and every decision, unary
@@ -915,7 +889,7 @@ async fn a_frozen_pdp_among_several_is_set_aside_until_it_answers() {
     let (a_url, _a) = a.serve().await;
     let (b_url, _b) = b.serve().await;
     let b_addr: SocketAddr = b_url.trim_start_matches("http://").parse().expect("addr");
-    let (relay, stop) = stoppable_relay(b_addr).await;
+    let (relay, stop) = freezable_relay(b_addr).await;
     let mut config = PepConfig::new([format!("http://{relay}"), a_url])
         .with_deadline(Duration::from_millis(200));
     config.keepalive = Some(Duration::from_millis(200));
@@ -926,7 +900,7 @@ async fn a_frozen_pdp_among_several_is_set_aside_until_it_answers() {
     let seen = |p: &FakePdp| p.seen.lock().expect("seen").len();
     assert!(seen(&a) >= 1 && seen(&b) >= 1, "round robin over both");
 
-    stop.send_replace(true);
+    stop.send_modify(|s| s.stopped = true);
     let stream = client.stream();
     let mut failed = 0;
     for i in 0..40 {
@@ -943,7 +917,7 @@ async fn a_frozen_pdp_among_several_is_set_aside_until_it_answers() {
     assert!(failed <= 2, "{failed} of 40 failed closed");
 
     let before = seen(&b);
-    stop.send_replace(false);
+    stop.send_modify(|s| s.stopped = false);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while seen(&b) == before {
         assert!(
