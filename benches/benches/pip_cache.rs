@@ -122,6 +122,7 @@ async fn setup() -> Pdp {
                 ..Default::default()
             }],
             dynamic_acps: Vec::new(),
+            continued: false,
         })),
     })
     .expect("snapshot");

@@ -594,6 +594,84 @@ async fn a_pdp_follows_a_prp_restored_from_a_backup_into_its_new_history() {
     assert_eq!(s.replica_revision, 3);
 }
 
+/// A store larger than one part of a Watch snapshot (4 MiB) reaches a PDP
+/// in parts, which it applies together: the PDP holds every ACP and decides
+/// by them. Each record is bounded (1 MiB encoded), so no writer can make
+/// one message a PDP cannot decode (256 MiB) and stop it from following.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_larger_than_a_snapshot_part_reaches_the_pdp() {
+    let data = tempdir("parts");
+    let (_prp, prp_url) = start_prp(data.path(), "127.0.0.1:0");
+    let mut client = prp_client(&prp_url).await;
+    let labelled = |id: &str| {
+        let mut a = acp(id, "Cguest", 2);
+        a.labels = vec!["l".repeat(1000); 900];
+        a
+    };
+    for i in 0..6 {
+        client
+            .create_acp(pb::CreateAcpRequest {
+                role_ids: Vec::new(),
+                originator: "CAdmin".into(),
+                acp: Some(labelled(&format!("acpBig{i}"))),
+            })
+            .await
+            .expect("a 900 KB ACP");
+    }
+    let mut too_large = labelled("acpHuge");
+    too_large.labels = vec!["l".repeat(1000); 1100];
+    let err = client
+        .create_acp(pb::CreateAcpRequest {
+            role_ids: Vec::new(),
+            originator: "CAdmin".into(),
+            acp: Some(too_large),
+        })
+        .await
+        .expect_err("a record over 1 MiB");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("1 MiB"), "{err:?}");
+    client
+        .put_resource(pb::PutResourceRequest {
+            role_ids: Vec::new(),
+            originator: "CAdmin".into(),
+            resource: Some(resource("door", &["acpBig5"])),
+        })
+        .await
+        .expect("door");
+
+    // The snapshot comes in more than one part.
+    let mut watch = client
+        .watch(pb::WatchRequest {
+            from_revision: 0,
+            from_tag: 0,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut parts = 0;
+    loop {
+        let ev = watch.message().await.expect("event").expect("open");
+        let Some(pb::watch_event::Event::Snapshot(s)) = ev.event else {
+            panic!("a snapshot first: {ev:?}");
+        };
+        parts += 1;
+        if !s.continued {
+            break;
+        }
+    }
+    assert!(parts >= 2, "{parts} part(s)");
+
+    let (_pdp, mut pdp) = start_pdp_following(&prp_url).await;
+    let guest = request("Cguest", "door", pb::Operation::Retrieve);
+    eventually(&mut pdp, &guest, true).await;
+    let status = pdp
+        .status(pb::StatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    assert_eq!((status.acps, status.resources), (6, 1), "{status:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pdp_decides_while_the_prp_is_down_and_catches_up_after() {
     let data = tempdir("prp-down");
@@ -648,9 +726,12 @@ async fn policy_list_prints_a_store_larger_than_4_mib() {
     let data = tempdir("list-large");
     let (_prp, url) = start_prp(data.path(), "127.0.0.1:0");
     let mut prp = prp_client(&url).await;
-    // A year list of 2.5 MB: every year from 2000, over and over.
-    let years = vec!["2000-9999"; 250_000].join(",");
-    for id in ["acpBig1", "acpBig2"] {
+    // Year lists of 0.9 MB each (a record is at most 1 MiB): every year
+    // from 2000, over and over.
+    let years = vec!["2000-9999"; 90_000].join(",");
+    for id in [
+        "acpBig1", "acpBig2", "acpBig3", "acpBig4", "acpBig5", "acpBig6",
+    ] {
         let mut big = acp(id, "Cguest", 2);
         if let Some(rule) = big.privileges.as_mut().and_then(|p| p.rules.first_mut()) {
             rule.contexts = vec![pb::AccessControlContext {
@@ -664,7 +745,7 @@ async fn policy_list_prints_a_store_larger_than_4_mib() {
             acp: Some(big),
         })
         .await
-        .expect("a 2.5 MB ACP");
+        .expect("a 0.9 MB ACP");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_authz"))
         .args(["policy", "--prp", &url, "list"])

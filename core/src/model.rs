@@ -48,8 +48,9 @@ impl AccessControlPolicy {
     /// (`ty`, `pi`, `rn`, `et`), if anything: a `ty` other than 1 (it is
     /// read-only, but one that states another type is no ACP; spec notes
     /// §4), a parent ID no request could name (TS-0001 7.2), a resource
-    /// name that is empty or holds a `/`, white space or a control
-    /// character (it is one path segment), an `et` that is no m2m:timestamp
+    /// name that is empty, longer than [`crate::ids::MAX_ID_BYTES`] or holds
+    /// a `/`, white space or a control character (it is one path segment),
+    /// an `et` that is no m2m:timestamp
     /// `YYYYMMDDThhmmss`.
     pub fn common_attribute_errors(&self) -> Vec<(&'static str, String)> {
         let mut errors = Vec::new();
@@ -62,6 +63,17 @@ impl AccessControlPolicy {
             errors.push(("pi", format!("'{pi}' is not a resource ID: {e}")));
         }
         if let Some(rn) = &self.resource_name
+            && rn.len() > crate::ids::MAX_ID_BYTES
+        {
+            errors.push((
+                "rn",
+                format!(
+                    "is {} bytes long; a resource name has at most {}",
+                    rn.len(),
+                    crate::ids::MAX_ID_BYTES
+                ),
+            ));
+        } else if let Some(rn) = &self.resource_name
             && (rn.is_empty()
                 || rn.contains('/')
                 || rn.chars().any(|c| c.is_whitespace() || c.is_control()))

@@ -421,12 +421,60 @@ fn replicated_resource(r: &pb::TargetResource) -> Option<Resource> {
         .ok()
 }
 
+/// The parts of a snapshot the PRP sends in several events
+/// ([`pb::Snapshot::continued`]), gathered until the last one.
+#[derive(Default)]
+struct SnapshotParts {
+    pending: Option<pb::WatchEvent>,
+}
+
+impl SnapshotParts {
+    /// The event to apply for `event`, if any: a change as it is, a
+    /// snapshot once its last part is in (with every part's records);
+    /// nothing while parts are missing. A part of another revision, or a
+    /// change between parts, is a broken stream.
+    fn gather(&mut self, event: pb::WatchEvent) -> Result<Option<pb::WatchEvent>, ReplicaError> {
+        let Some(Event::Snapshot(part)) = &event.event else {
+            return match self.pending.take() {
+                None => Ok(Some(event)),
+                Some(p) => Err(ReplicaError::BrokenSnapshot(p.revision)),
+            };
+        };
+        let continued = part.continued;
+        let whole = match self.pending.take() {
+            None => event,
+            Some(mut p) if p.revision == event.revision && p.tag == event.tag => {
+                if let (Some(Event::Snapshot(all)), Some(Event::Snapshot(more))) =
+                    (p.event.as_mut(), event.event)
+                {
+                    all.acps.extend(more.acps);
+                    all.resources.extend(more.resources);
+                    all.dynamic_acps.extend(more.dynamic_acps);
+                    all.continued = more.continued;
+                }
+                p
+            }
+            Some(p) => return Err(ReplicaError::BrokenSnapshot(p.revision)),
+        };
+        if continued {
+            self.pending = Some(whole);
+            Ok(None)
+        } else {
+            Ok(Some(whole))
+        }
+    }
+}
+
 /// Why Watch events could not be applied (nothing of them was).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplicaError {
     /// The event carried no change.
     #[error("watch event at revision {0} carries no change")]
     EmptyEvent(u64),
+    /// A snapshot sent in parts was broken off: by a change, or by a part
+    /// of another revision, before its last part.
+    #[error("the parts of the snapshot at revision {0} stopped before the last one")]
+    BrokenSnapshot(u64),
     /// A change that does not follow on the replica's revision: changes in
     /// between are missing, so the replica needs a snapshot.
     #[error("watch event at revision {got} does not follow the replica's revision {have}")]
@@ -452,7 +500,10 @@ pub enum ReplicaError {
 impl ReplicaError {
     /// Whether the replica has to start over from a full snapshot.
     pub fn needs_snapshot(&self) -> bool {
-        matches!(self, Self::Gap { .. } | Self::OtherStore { .. })
+        matches!(
+            self,
+            Self::Gap { .. } | Self::OtherStore { .. } | Self::BrokenSnapshot(_)
+        )
     }
 }
 
@@ -820,18 +871,29 @@ impl Replica {
         // Apply what has already arrived as one batch: one copy of the maps
         // per batch, not per event, when catching up.
         let mut batch = Vec::new();
+        let mut parts = SnapshotParts::default();
+        // A snapshot broken off is started over, from a snapshot.
+        let mut gather = |event| {
+            parts.gather(event).inspect_err(|_| {
+                self.resync.store(true, Ordering::SeqCst);
+            })
+        };
         while let Some(event) = stream.message().await? {
-            batch.push(event);
+            batch.extend(gather(event)?);
             while batch.len() < MAX_BATCH {
                 // Polls once: takes a message only if one is ready now.
                 match tokio::time::timeout(Duration::ZERO, stream.message()).await {
-                    Ok(Ok(Some(event))) => batch.push(event),
+                    Ok(Ok(Some(event))) => batch.extend(gather(event)?),
                     Ok(Ok(None)) | Err(_) => break,
                     Ok(Err(e)) => {
                         self.apply_batch(store_id, &mut batch)?;
                         return Err(e.into());
                     }
                 }
+            }
+            if batch.is_empty() {
+                // Only parts of a snapshot so far.
+                continue;
             }
             if let Err(e) = self.apply_batch(store_id, &mut batch) {
                 tracing::warn!(%endpoint, error = %e, "replica out of step with the PRP; starting over from a snapshot");
@@ -895,6 +957,48 @@ mod tests {
     }
 
     #[test]
+    fn snapshot_parts_are_gathered_until_the_last() {
+        let part = |revision, id: &str, continued| {
+            ev(
+                revision,
+                Event::Snapshot(pb::Snapshot {
+                    acps: vec![acp(id, "Cx")],
+                    continued,
+                    ..Default::default()
+                }),
+            )
+        };
+        let mut parts = SnapshotParts::default();
+        assert_eq!(parts.gather(part(4, "a1", true)), Ok(None));
+        assert_eq!(parts.gather(part(4, "a2", true)), Ok(None));
+        let whole = parts.gather(part(4, "a3", false)).unwrap().expect("whole");
+        let Some(Event::Snapshot(s)) = &whole.event else {
+            panic!("{whole:?}")
+        };
+        let ids: Vec<_> = s
+            .acps
+            .iter()
+            .filter_map(|a| a.resource_id.clone())
+            .collect();
+        assert_eq!(
+            (whole.revision, ids, s.continued),
+            (4, vec!["a1".into(), "a2".into(), "a3".into()], false)
+        );
+        // A change passes as it is; one between parts, or a part of
+        // another revision, breaks the snapshot off.
+        let change = ev(5, Event::AcpDeleted("a1".into()));
+        assert_eq!(parts.gather(change.clone()), Ok(Some(change.clone())));
+        assert_eq!(parts.gather(part(6, "a1", true)), Ok(None));
+        assert_eq!(parts.gather(change), Err(ReplicaError::BrokenSnapshot(6)));
+        assert_eq!(parts.gather(part(6, "a1", true)), Ok(None));
+        assert_eq!(
+            parts.gather(part(7, "a1", false)),
+            Err(ReplicaError::BrokenSnapshot(6))
+        );
+        assert!(ReplicaError::BrokenSnapshot(6).needs_snapshot());
+    }
+
+    #[test]
     fn snapshot_then_changes_then_stale_events_are_skipped() {
         let r = Replica::new(None);
         assert!(!r.is_ready());
@@ -908,6 +1012,7 @@ mod tests {
                 ..Default::default()
             }],
             dynamic_acps: vec![],
+            continued: false,
         };
         assert_eq!(
             r.apply_event(&ev(5, Event::Snapshot(snap))),

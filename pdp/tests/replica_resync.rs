@@ -59,6 +59,7 @@ impl State {
                 acps: self.acps.values().cloned().collect(),
                 resources: self.resources.values().cloned().collect(),
                 dynamic_acps: Vec::new(),
+                continued: false,
             })),
         }
     }

@@ -888,7 +888,7 @@ impl PolicyInformationPoint for PipService {
         };
         let service = self.clone();
         let stream = authz_proto::serving::watch_stream(initial, from, live, closing, move || {
-            Ok(reset_event(service.revision()))
+            Ok(vec![reset_event(service.revision())])
         });
         Ok(Response::new(Box::pin(stream)))
     }

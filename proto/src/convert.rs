@@ -76,6 +76,25 @@ impl Errors {
     }
 }
 
+/// The most bytes one record a service stores takes encoded (an ACP, a
+/// target resource, a dynamic ACP): far more than any real one, and a
+/// bound on what each message naming it and each part of a snapshot
+/// holding it carries, so that no writer can make a message no peer
+/// decodes.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// An INVALID_ARGUMENT cause for `record` (named `field`) when it is
+/// larger encoded than [`MAX_RECORD_BYTES`].
+pub fn record_size_violation(record: &impl prost::Message, field: &str) -> Option<ConversionError> {
+    let len = record.encoded_len();
+    (len > MAX_RECORD_BYTES).then(|| ConversionError {
+        field: field.to_owned(),
+        message: format!(
+            "is {len} bytes encoded; a stored record has at most {MAX_RECORD_BYTES} (1 MiB)"
+        ),
+    })
+}
+
 /// Every error as `field: message`, separated by `; `.
 pub fn join_errors(errors: &[ConversionError]) -> String {
     errors

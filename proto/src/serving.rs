@@ -247,8 +247,8 @@ pub const WATCH_QUEUE: usize = 64;
 
 /// Streams `initial` events, then every live event newer than the last sent,
 /// until the client goes away or `closing` turns true. When the watcher lags
-/// behind the broadcast, `restart` gives the event that lets it start over
-/// (a snapshot, a reset).
+/// behind the broadcast, `restart` gives the events that let it start over
+/// (a snapshot, in parts when large; a reset).
 ///
 /// The events wait in a queue of [`WATCH_QUEUE`] for the transport. A
 /// restart event is built only once that queue is empty, that is once the
@@ -263,7 +263,7 @@ pub fn watch_stream<E>(
     from: u64,
     mut live: broadcast::Receiver<E>,
     mut closing: watch::Receiver<bool>,
-    restart: impl Fn() -> Result<E, Status> + Send + 'static,
+    restart: impl Fn() -> Result<Vec<E>, Status> + Send + 'static,
 ) -> ReceiverStream<Result<E, Status>>
 where
     E: Revisioned + Clone + Send + 'static,
@@ -299,9 +299,25 @@ where
                     // between (older ones are skipped by revision).
                     live = live.resubscribe();
                     match restart() {
-                        Ok(ev) => {
-                            last = last.max(ev.revision());
-                            permit.send(Ok(ev));
+                        Ok(events) => {
+                            let mut events = events.into_iter();
+                            if let Some(ev) = events.next() {
+                                last = last.max(ev.revision());
+                                permit.send(Ok(ev));
+                            }
+                            drop(permits);
+                            // The rest of a snapshot in parts, each as the
+                            // transport takes it.
+                            for ev in events {
+                                last = last.max(ev.revision());
+                                let sent = tokio::select! {
+                                    _ = closing.wait_for(|c| *c) => return,
+                                    sent = tx.send(Ok(ev)) => sent,
+                                };
+                                if sent.is_err() {
+                                    return;
+                                }
+                            }
                             continue;
                         }
                         Err(status) => {
@@ -383,10 +399,10 @@ mod tests {
         }];
         let mut stream = watch_stream(initial, 0, live, closing, move || {
             r.fetch_add(1, SeqCst);
-            Ok(Ev {
+            Ok(vec![Ev {
                 revision: h.load(SeqCst),
                 restart: true,
-            })
+            }])
         });
         let publish = |n: u64| {
             for _ in 0..n {

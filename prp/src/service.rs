@@ -421,26 +421,50 @@ fn dynamic_to_pb(d: &DynamicAcp, revision: u64) -> pb::DynamicAcpRecord {
     }
 }
 
-fn snapshot_event(snap: &StoreSnapshot, now: i64) -> Result<pb::WatchEvent, Status> {
-    let acps = snap
-        .acps
-        .values()
-        .map(stored_acp_to_pb)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(pb::WatchEvent {
+/// The most bytes of records one part of a `Watch` snapshot carries: far
+/// below what a peer decodes in one message (the PDP takes 256 MiB), so a
+/// store of any size replicates ([`pb::Snapshot::continued`]).
+pub const SNAPSHOT_PART_BYTES: usize = 4 << 20;
+
+/// The store's state at its revision as `Watch` events: one snapshot, in
+/// parts of about [`SNAPSHOT_PART_BYTES`] each when large.
+fn snapshot_events(snap: &StoreSnapshot, now: i64) -> Result<Vec<pb::WatchEvent>, Status> {
+    use prost::Message;
+    let part = |s: pb::Snapshot| pb::WatchEvent {
         revision: snap.revision,
         tag: snap.tag,
-        event: Some(pb::watch_event::Event::Snapshot(pb::Snapshot {
-            acps,
-            resources: snap.resources.values().map(resource_to_pb).collect(),
-            dynamic_acps: snap
-                .dynamic
-                .values()
-                .filter(|d| !d.is_expired(now))
-                .map(|d| dynamic_to_pb(d, snap.revision))
-                .collect(),
-        })),
-    })
+        event: Some(pb::watch_event::Event::Snapshot(s)),
+    };
+    let mut parts = Vec::new();
+    let mut current = pb::Snapshot::default();
+    let mut size = 0usize;
+    // Starts a new part when the record would take this one past the size.
+    let mut room = |current: &mut pb::Snapshot, size: &mut usize, len: usize| {
+        if *size > 0 && *size + len > SNAPSHOT_PART_BYTES {
+            let mut full = std::mem::take(current);
+            full.continued = true;
+            parts.push(part(full));
+            *size = 0;
+        }
+        *size += len;
+    };
+    for acp in snap.acps.values() {
+        let acp = stored_acp_to_pb(acp)?;
+        room(&mut current, &mut size, acp.encoded_len());
+        current.acps.push(acp);
+    }
+    for r in snap.resources.values() {
+        let r = resource_to_pb(r);
+        room(&mut current, &mut size, r.encoded_len());
+        current.resources.push(r);
+    }
+    for d in snap.dynamic.values().filter(|d| !d.is_expired(now)) {
+        let d = dynamic_to_pb(d, snap.revision);
+        room(&mut current, &mut size, d.encoded_len());
+        current.dynamic_acps.push(d);
+    }
+    parts.push(part(current));
+    Ok(parts)
 }
 
 fn change_event(entry: &LogEntry) -> Result<pb::WatchEvent, Status> {
@@ -964,6 +988,9 @@ fn acp_input(
     let Some(acp) = acp else {
         return Err(vec![violation("acp", "is mandatory")]);
     };
+    if let Some(too_large) = authz_proto::convert::record_size_violation(acp, "acp") {
+        return Err(vec![too_large]);
+    }
     let mut errors = Vec::new();
     let id = acp.resource_id.clone().filter(|id| !id.is_empty());
     match &id {
@@ -1280,6 +1307,9 @@ impl PolicyRetrievalPoint for PrpService {
         let Some(wire) = req.resource.as_ref() else {
             return Err(invalid_argument(&[violation("resource", "is mandatory")]));
         };
+        if let Some(too_large) = authz_proto::convert::record_size_violation(wire, "resource") {
+            return Err(invalid_argument(&[too_large]));
+        }
         let mut resource = resource_from_pb(wire, "resource").map_err(|e| invalid_argument(&e))?;
         // `acpi` names ACPs in any ID form (TS-0001 7.2); they are this
         // CSE's, held under their CSE-relative IDs, so that is how they are
@@ -1762,6 +1792,10 @@ impl PolicyRetrievalPoint for PrpService {
                 errors.push(violation("privileges", "is mandatory"));
                 None
             }
+            Some(p) if authz_proto::convert::record_size_violation(p, "privileges").is_some() => {
+                errors.extend(authz_proto::convert::record_size_violation(p, "privileges"));
+                None
+            }
             Some(p) => {
                 let mut conv = Vec::new();
                 let set = set_of_acrs_from_pb(p, "privileges", &mut conv);
@@ -1914,7 +1948,7 @@ impl PolicyRetrievalPoint for PrpService {
         let live = self.inner.events.subscribe();
         let closing = self.inner.closing.subscribe();
         let initial: Vec<pb::WatchEvent> = if from == 0 || other_store {
-            vec![self.read(|s| snapshot_event(s, now_secs()))?]
+            self.read(|s| snapshot_events(s, now_secs()))?
         } else {
             let store = self.inner.store.clone();
             let log = tokio::task::spawn_blocking(move || store.changes_since(from, from_tag))
@@ -1923,12 +1957,12 @@ impl PolicyRetrievalPoint for PrpService {
                 .map_err(store_status)?;
             match log {
                 Some(entries) => entries.iter().map(change_event).collect::<Result<_, _>>()?,
-                None => vec![self.read(|s| snapshot_event(s, now_secs()))?],
+                None => self.read(|s| snapshot_events(s, now_secs()))?,
             }
         };
         let service = self.clone();
         let stream = authz_proto::serving::watch_stream(initial, from, live, closing, move || {
-            service.read(|s| snapshot_event(s, now_secs()))
+            service.read(|s| snapshot_events(s, now_secs()))
         });
         let mut response = Response::new(Box::pin(stream) as Self::WatchStream);
         match tonic::metadata::MetadataValue::try_from(store_id.as_str()) {

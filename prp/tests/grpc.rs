@@ -3073,6 +3073,29 @@ async fn a_registration_with_ids_no_target_could_name_is_refused_ts_0001_7_2() {
         ["expiration_time", "parent_id", "resource_name"],
         "{err:?}"
     );
+    // A name is bounded like an ID, and the record as a whole (1 MiB
+    // encoded), so no write makes a message a PDP cannot decode.
+    let mut long = acp("acpX", &["CAlice"], &[ADMIN], ALL);
+    long.resource_name = Some("n".repeat(2049));
+    let err = c
+        .create_acp(create_req(ADMIN, long))
+        .await
+        .expect_err("a 2049-byte name");
+    assert_eq!(violations(&err), ["resource_name"], "{err:?}");
+    let mut huge = acp("acpX", &["CAlice"], &[ADMIN], ALL);
+    huge.labels = vec!["l".repeat(1024); 1100];
+    let err = c
+        .create_acp(create_req(ADMIN, huge))
+        .await
+        .expect_err("a record over 1 MiB");
+    assert_eq!(violations(&err), ["acp"], "{err:?}");
+    let mut big_resource = resource("big", "", 3, None, "");
+    big_resource.dac_poa = vec![format!("http://{}", "h".repeat(1 << 20))];
+    let err = c
+        .put_resource(put_req(ADMIN, big_resource))
+        .await
+        .expect_err("a resource over 1 MiB");
+    assert_eq!(violations(&err), ["resource"], "{err:?}");
     // A `ty` other than 1 (spec notes §4), on create and on update alike:
     // what `authz check` refuses is not stored either.
     let stated = |ty: prost_types::value::Kind| {

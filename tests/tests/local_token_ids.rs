@@ -163,6 +163,7 @@ fn owner_only() -> pb::WatchEvent {
                 ..Default::default()
             }],
             dynamic_acps: Vec::new(),
+            continued: false,
         })),
     }
 }

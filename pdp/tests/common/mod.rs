@@ -79,6 +79,7 @@ pub fn snapshot_event(
             acps,
             resources,
             dynamic_acps: Vec::new(),
+            continued: false,
         })),
     }
 }
@@ -175,6 +176,7 @@ impl PrpBehaviour for FakePrp {
                     acps: s.acps.clone(),
                     resources: s.resources.clone(),
                     dynamic_acps: s.dynamic_records.clone(),
+                    continued: false,
                 })),
             };
             tx.try_send(Ok(snap)).unwrap();

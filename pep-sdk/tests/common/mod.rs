@@ -67,6 +67,7 @@ pub fn feed_one_acp(pdp: &Pdp, rule: pb::AccessControlRule, owner: &str, resourc
                 ..Default::default()
             }],
             dynamic_acps: Vec::new(),
+            continued: false,
         })),
     })
     .expect("snapshot");
