@@ -494,7 +494,7 @@ impl DasService {
         let hosting = self.consultant(&req.hosting_cse_id, caller.authorization)?;
         // A malformed Token-ID is the request's fault, named as `Consult`
         // names one in `das_request.token_ids` (Decision 9).
-        let malformed: Vec<_> = req
+        let mut malformed: Vec<_> = req
             .token_ids
             .iter()
             .enumerate()
@@ -511,6 +511,10 @@ impl DasService {
                     })
             })
             .collect();
+        malformed.extend(authz_proto::convert::repeated_entries(
+            &req.token_ids,
+            "token_ids",
+        ));
         if !malformed.is_empty() {
             return Err(invalid_argument(&malformed));
         }

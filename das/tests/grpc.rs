@@ -674,6 +674,16 @@ async fn issue_token_authenticates_the_originator() {
         .into_inner();
     assert_eq!(got.tokens, res.tokens);
     assert_eq!(got.unknown_ids, vec![unknown]);
+    // Each ID once: a small request may not ask for one token many times.
+    let e = c
+        .get_tokens(pb::GetDasTokensRequest {
+            hosting_cse_id: HCSE.into(),
+            token_ids: vec![res.token_ids[0].clone(); 2],
+        })
+        .await
+        .expect_err("a repeated ID");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert_eq!(fields(&e), vec!["token_ids[1]"]);
     das.stop().await;
 }
 

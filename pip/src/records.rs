@@ -295,6 +295,11 @@ impl Check {
     fn plain_id(&mut self, field: &str, id: &str) {
         if id.trim().is_empty() {
             self.add(field, "empty or blank");
+        } else if id.len() > authz_core::ids::MAX_ID_BYTES {
+            self.add(
+                field,
+                authz_core::ids::IdError::TooLong(id.len()).to_string(),
+            );
         } else if id.chars().any(char::is_whitespace) {
             self.add(field, "must not contain whitespace");
         } else if !id.bytes().all(|b| b.is_ascii_graphic()) {
@@ -405,6 +410,9 @@ pub fn role_from_pb(
     hosting: &HostingContext,
     r: &pb::Role,
 ) -> Result<RoleRecord, Vec<ConversionError>> {
+    if let Some(too_large) = authz_proto::convert::record_size_violation(r, "role") {
+        return Err(vec![too_large]);
+    }
     let mut check = Check::default();
     if let Err(e) = check_scoped_id(&r.role_id) {
         check.add("role.role_id", e);
@@ -476,6 +484,9 @@ pub fn token_from_pb(
     hosting: &HostingContext,
     t: &pb::Token,
 ) -> Result<TokenRecord, Vec<ConversionError>> {
+    if let Some(too_large) = authz_proto::convert::record_size_violation(t, "token") {
+        return Err(vec![too_large]);
+    }
     let mut check = Check::default();
     let holder = if t.holder.is_empty() {
         String::new()
@@ -493,6 +504,17 @@ pub fn token_from_pb(
     }
     if t.token_object.is_empty() {
         check.add("token.token_object", "required");
+    } else if t.token_object.len() > authz_core::token::SYNTAX_CHECK_LIMIT {
+        // A PDP refuses a larger token unread (Decision 9): one stored
+        // could never be used, and each answer naming it would carry it.
+        check.add(
+            "token.token_object",
+            format!(
+                "is {} bytes long; a token has at most {} (a PDP refuses larger ones)",
+                t.token_object.len(),
+                authz_core::token::SYNTAX_CHECK_LIMIT
+            ),
+        );
     } else {
         // m2m:dynAuthJWT: JWS (3 parts) or JWE (5 parts) compact, base64url.
         let parts = t.token_object.split('.').count();
@@ -509,7 +531,12 @@ pub fn token_from_pb(
     }
     // An `ltids` entry of a request must be an NCName (TS-0001 7.1.16), so
     // an ID that is none could never be used.
-    if !t.local_token_id.is_empty() && !is_ncname(&t.local_token_id) {
+    if t.local_token_id.len() > authz_core::ids::MAX_ID_BYTES {
+        check.add(
+            "token.local_token_id",
+            authz_core::ids::IdError::TooLong(t.local_token_id.len()).to_string(),
+        );
+    } else if !t.local_token_id.is_empty() && !is_ncname(&t.local_token_id) {
         check.add(
             "token.local_token_id",
             authz_proto::convert::not_ncname_message(&t.local_token_id),

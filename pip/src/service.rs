@@ -662,6 +662,11 @@ impl PolicyInformationPoint for PipService {
                 });
             }
         }
+        errors.extend(authz_proto::convert::repeated_entries(ids, "token_ids"));
+        errors.extend(authz_proto::convert::repeated_entries(
+            &req.local_token_ids,
+            "local_token_ids",
+        ));
         if !errors.is_empty() {
             return Err(invalid_argument(&errors));
         }

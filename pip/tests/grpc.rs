@@ -1583,6 +1583,41 @@ async fn local_token_ids_are_ncnames_ts_0001_7_1_16() {
         fields(&err),
         ["token_ids[0]", "local_token_ids[0]", "local_token_ids[1]"]
     );
+    // Each ID once: a small request may not ask for one large answer many
+    // times over.
+    let err = c
+        .get_tokens(pb::GetTokensRequest {
+            token_ids: vec!["tk1@das.example.com".into(); 3],
+            local_token_ids: vec!["lt1".into(), "lt2".into(), "lt1".into()],
+        })
+        .await
+        .expect_err("repeated IDs");
+    assert_eq!(
+        fields(&err),
+        ["token_ids[1]", "token_ids[2]", "local_token_ids[2]"]
+    );
+    // Bounded as a PDP reads them: a token object over 64 KiB (a PDP
+    // refuses it unread), a Local-Token-ID or audience entry over 2048
+    // bytes, a token record over 1 MiB.
+    let mut big_object = token_with_lti("tk2@das.example.com", "lt2", 1);
+    big_object.token_object = format!("{}.b.c", "a".repeat(64 * 1024));
+    let mut long_lti = token_with_lti("tk2@das.example.com", "lt2", 1);
+    long_lti.local_token_id = format!("lt{}", "x".repeat(2047));
+    let mut long_audience = token_with_lti("tk2@das.example.com", "lt2", 1);
+    long_audience.audience = vec!["a".repeat(2049)];
+    let mut huge = token_with_lti("tk2@das.example.com", "lt2", 1);
+    huge.token_name = "n".repeat(1 << 20);
+    for (token, field) in [
+        (big_object, "token.token_object"),
+        (long_lti, "token.local_token_id"),
+        (long_audience, "token.audience[0]"),
+        (huge, "token"),
+    ] {
+        let err = put_token_as(c, ADMIN, token).await.expect_err(field);
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}: {err:?}");
+        assert_eq!(fields(&err), [field]);
+    }
+    assert_eq!(pip.service.revision(), before, "nothing was stored");
     pip.stop().await;
 }
 
@@ -2271,5 +2306,15 @@ async fn malformed_writers_and_overlong_ids_are_invalid_arguments_decision_9() {
         .expect_err("an overlong Role-ID");
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     assert_eq!(fields(&err), ["role.role_id"], "{err:?}");
+    let mut huge = role("r2@roles.example.com", AUTHORITY, "Calice", (-1, 1));
+    huge.role_name = "n".repeat(1 << 20);
+    let err = c
+        .create_role(pb::CreateRoleRequest {
+            originator: ADMIN.into(),
+            role: Some(huge),
+        })
+        .await
+        .expect_err("a role record over 1 MiB");
+    assert_eq!(fields(&err), ["role"], "{err:?}");
     assert_eq!(pip.service.revision(), 0, "nothing stored");
 }

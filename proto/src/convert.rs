@@ -95,6 +95,27 @@ pub fn record_size_violation(record: &impl prost::Message, field: &str) -> Optio
     })
 }
 
+/// A cause per entry of `list` (a repeated field named `field`) that an
+/// earlier entry gives already: `field[i]: x is listed already, as
+/// field[j]`. A list of IDs to look up names each once, so that a small
+/// request cannot ask for one large answer many times over.
+pub fn repeated_entries(list: &[String], field: &str) -> Vec<ConversionError> {
+    let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut errors = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        match first.get(entry.as_str()) {
+            Some(j) => errors.push(ConversionError {
+                field: format!("{field}[{i}]"),
+                message: format!("{entry} is listed already, as {field}[{j}]"),
+            }),
+            None => {
+                first.insert(entry.as_str(), i);
+            }
+        }
+    }
+    errors
+}
+
 /// Every error as `field: message`, separated by `; `.
 pub fn join_errors(errors: &[ConversionError]) -> String {
     errors
