@@ -290,37 +290,8 @@ pub fn policy_from_value(v: Value) -> Result<AccessControlPolicy, ValidationErro
             path: key.clone(),
             message,
         };
-        if let Some(short) = short_name_of(key) {
-            return Err(error(format!(
-                "oneM2M JSON uses short names: write `{short}` (TS-0004 8.2)"
-            )));
-        }
-        if key.starts_with("m2m:") {
-            return Err(error(if alone {
-                format!("`{key}` is not an `{ROOT}` resource")
-            } else {
-                format!(
-                    "a resource root must be the only key of its object; `{key}` stands next to other attributes"
-                )
-            }));
-        }
-        if let Some(short) = ["pv", "pvs"]
-            .into_iter()
-            .find(|s| key.eq_ignore_ascii_case(s))
-        {
-            return Err(error(format!(
-                "short names are case-sensitive: write `{short}` (TS-0004 8.2)"
-            )));
-        }
-        if RULE_ATTRIBUTES.contains(&key.as_str()) {
-            return Err(error(format!(
-                "`{key}` belongs to a rule inside `pv` or `pvs`: {{\"pv\": {{\"acr\": [{{\"acor\": [...], \"acop\": ...}}]}}}}"
-            )));
-        }
-        if key == "acps" || key == "resources" {
-            return Err(error(
-                "a bundle ({\"acps\": [...], \"resources\": [...]}) is not an m2m:acp document; `authz policy apply` loads bundles".to_owned(),
-            ));
+        if let Some(message) = other_attribute_name_error(key, alone) {
+            return Err(error(message));
         }
         if key == "ty"
             && let Some(e) = acp
@@ -401,6 +372,49 @@ fn take_acrs(
             deserialize_at(key, v).map(Some)
         }
     }
+}
+
+/// Why `key`, an attribute of an ACP beside `pv` and `pvs`, is a mistake
+/// that would silently drop rules (an ACP whose `privileges` were ignored
+/// grants nothing and says nothing), if it is one: a long name, a resource
+/// root (`m2m:...`; `alone`: the only key, so the document is another
+/// resource), `pv`/`pvs` in another case, a rule's attribute, a bundle's
+/// key. The one check of attribute names, for files and for the wire's
+/// `other_attributes` alike.
+pub fn other_attribute_name_error(key: &str, alone: bool) -> Option<String> {
+    if let Some(short) = short_name_of(key) {
+        return Some(format!(
+            "oneM2M JSON uses short names: write `{short}` (TS-0004 8.2)"
+        ));
+    }
+    if key.starts_with("m2m:") {
+        return Some(if alone {
+            format!("`{key}` is not an `{ROOT}` resource")
+        } else {
+            format!(
+                "a resource root must be the only key of its object; `{key}` stands next to other attributes"
+            )
+        });
+    }
+    if let Some(short) = ["pv", "pvs"]
+        .into_iter()
+        .find(|s| key.eq_ignore_ascii_case(s))
+    {
+        return Some(format!(
+            "short names are case-sensitive: write `{short}` (TS-0004 8.2)"
+        ));
+    }
+    if RULE_ATTRIBUTES.contains(&key) {
+        return Some(format!(
+            "`{key}` belongs to a rule inside `pv` or `pvs`: {{\"pv\": {{\"acr\": [{{\"acor\": [...], \"acop\": ...}}]}}}}"
+        ));
+    }
+    if key == "acps" || key == "resources" {
+        return Some(
+            "a bundle ({\"acps\": [...], \"resources\": [...]}) is not an m2m:acp document; `authz policy apply` loads bundles".to_owned(),
+        );
+    }
+    None
 }
 
 /// A number written as a decimal string (`"63"`), as some CSEs emit them,

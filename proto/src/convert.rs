@@ -526,6 +526,13 @@ pub fn acp_from_pb(
             );
         }
     }
+    // A name that would silently drop rules, as in a file (the check
+    // `authz check` and `policy apply` make).
+    for key in other.keys() {
+        if let Some(message) = authz_core::json::other_attribute_name_error(key, false) {
+            errors.add(format!("other_attributes.{key}"), message);
+        }
+    }
     let typed: [(&str, &str, Option<Value>); 5] = [
         ("lbl", "labels", string_list_value(&acp.labels)),
         (

@@ -3124,6 +3124,28 @@ async fn a_registration_with_ids_no_target_could_name_is_refused_ts_0001_7_2() {
             .expect_err("not an ACP's type");
         assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     }
+    // An attribute name that would silently drop rules, refused as in a
+    // file (`authz check`, `policy apply`): a long name, a resource root,
+    // a rule's attribute beside `pv`.
+    for key in ["privileges", "m2m:acp", "acr", "PV"] {
+        let mut a = acp("acpTy", &["CAlice"], &[ADMIN], ALL);
+        a.other_attributes = Some(prost_types::Struct {
+            fields: [(
+                key.to_owned(),
+                prost_types::Value {
+                    kind: Some(Kind::StringValue("x".into())),
+                },
+            )]
+            .into_iter()
+            .collect(),
+        });
+        let err = c.create_acp(create_req(ADMIN, a)).await.expect_err(key);
+        assert_eq!(
+            violations(&err),
+            [format!("other_attributes.{key}")],
+            "{err:?}"
+        );
+    }
     c.create_acp(create_req(ADMIN, stated(Kind::NumberValue(1.0))))
         .await
         .expect("ty 1 is an ACP's");
