@@ -1168,11 +1168,16 @@ impl PolicyRetrievalPoint for PrpService {
             return Err(Status::not_found(format!("ACP {id} not found")));
         };
         // `pi` is read-only (TS-0001 9.6.1.3), as for resources: a move
-        // would pass the new parent's CREATE check by an update.
+        // would pass the new parent's CREATE check by an update. The same
+        // parent in another ID form (TS-0001 7.2) is no change.
+        let held = |pi: &str| {
+            let hosting = &self.inner.hosting;
+            hosting.cse_relative(pi).unwrap_or(pi).to_owned()
+        };
         if acp
             .parent_id
-            .as_ref()
-            .is_some_and(|p| Some(p) != stored.parent_id.as_ref())
+            .as_deref()
+            .is_some_and(|p| Some(held(p)) != stored.parent_id.as_deref().map(held))
         {
             return Err(invalid_argument(&[violation(
                 "acp.parent_id",
@@ -1182,16 +1187,15 @@ impl PolicyRetrievalPoint for PrpService {
                 ),
             )]));
         }
-        // An update changes what it gives: absent pv, pvs, pi, rn and other
+        // The parent as stored, in whatever form the update named it.
+        acp.parent_id = stored.parent_id.clone();
+        // An update changes what it gives: absent pv, pvs, rn and other
         // attributes keep their stored value.
         if acp.privileges.is_none() {
             acp.privileges = stored.privileges.clone();
         }
         if acp.self_privileges.is_none() {
             acp.self_privileges = stored.self_privileges.clone();
-        }
-        if acp.parent_id.is_none() {
-            acp.parent_id = stored.parent_id.clone();
         }
         if acp.resource_name.is_none() {
             acp.resource_name = stored.resource_name.clone();

@@ -2428,6 +2428,12 @@ async fn acp_updates_keep_pi_and_what_they_omit_ts0001_9_6_1_3() {
         .expect_err("pi is read-only");
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(violations(&err), ["acp.parent_id"]);
+    // The same parent in another ID form (TS-0001 7.2) is no move.
+    for same in ["/id-in/cb", "//sp.example.com/id-in/cb"] {
+        let mut named = acp("acpCb", &["CAlice"], &["CBob"], ALL);
+        named.parent_id = Some(same.into());
+        c.update_acp(update(named)).await.expect(same);
+    }
 
     let mut only_pvs = acp("acpCb", &["CAlice"], &["CBob"], ALL);
     only_pvs.privileges = None;
