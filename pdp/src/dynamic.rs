@@ -1142,41 +1142,65 @@ impl Dynamic {
             reason: why,
         };
         let das = issuer_fqdn(token_id).and_then(|f| self.das_for_fqdn(f));
-        let answer = if let Some(das) = das {
-            let mut client = das.client.clone();
-            let call = client.get_tokens(das.request(pb::GetDasTokensRequest {
-                hosting_cse_id: hosting_cse_id.to_owned(),
-                token_ids: vec![token_id.to_owned()],
-            }));
-            tokio::time::timeout(self.config.deadline, call)
-                .await
-                .map_err(|_| unavailable(format!("DAS {} timed out", das.endpoint)))?
-                .map_err(|s| unavailable(format!("DAS {}: {}", das.endpoint, s.message())))?
-                .into_inner()
-                .tokens
-        } else if let Some(pip) = &self.pip {
-            let mut client = pip.clone();
-            let call = client.get_tokens(pb::GetTokensRequest {
-                token_ids: vec![token_id.to_owned()],
-                local_token_ids: Vec::new(),
-            });
-            tokio::time::timeout(self.config.deadline, call)
-                .await
-                .map_err(|_| unavailable("PIP timed out".to_owned()))?
-                .map_err(|s| unavailable(format!("PIP: {}", s.message())))?
-                .into_inner()
-                .tokens
-                .into_iter()
-                .map(|t| t.token_object)
-                .collect()
-        } else {
-            return Err(unavailable(
-                "no configured DAS issues it and no PIP is configured".to_owned(),
-            ));
+        // Its issuer first (Decision 8), then the Token Repository, the
+        // PIP (TS-0003 7.4.3 step 2): a token stored there, whose DAS does
+        // not know it or cannot be asked, is found all the same.
+        let from_das = match das {
+            Some(das) => {
+                let mut client = das.client.clone();
+                let call = client.get_tokens(das.request(pb::GetDasTokensRequest {
+                    hosting_cse_id: hosting_cse_id.to_owned(),
+                    token_ids: vec![token_id.to_owned()],
+                }));
+                let answer = tokio::time::timeout(self.config.deadline, call)
+                    .await
+                    .map_err(|_| unavailable(format!("DAS {} timed out", das.endpoint)))
+                    .and_then(|r| {
+                        r.map_err(|s| unavailable(format!("DAS {}: {}", das.endpoint, s.message())))
+                    })
+                    .map(|r| r.into_inner().tokens);
+                match answer {
+                    Ok(mut tokens) if !tokens.is_empty() => return Ok(tokens.swap_remove(0)),
+                    other => Some(other),
+                }
+            }
+            None => None,
         };
-        answer.into_iter().next().ok_or_else(|| {
-            TokenFailure::Rejected(format!("token ID {token_id} is unknown to its issuer"))
-        })
+        let Some(pip) = &self.pip else {
+            return Err(match from_das {
+                Some(Err(failure)) => failure,
+                Some(Ok(_)) => {
+                    TokenFailure::Rejected(format!("token ID {token_id} is unknown to its issuer"))
+                }
+                None => {
+                    unavailable("no configured DAS issues it and no PIP is configured".to_owned())
+                }
+            });
+        };
+        let mut client = pip.clone();
+        let call = client.get_tokens(pb::GetTokensRequest {
+            token_ids: vec![token_id.to_owned()],
+            local_token_ids: Vec::new(),
+        });
+        let stored = tokio::time::timeout(self.config.deadline, call)
+            .await
+            .map_err(|_| unavailable("PIP timed out".to_owned()))
+            .and_then(|r| r.map_err(|s| unavailable(format!("PIP: {}", s.message()))));
+        if let Ok(r) = &stored
+            && let Some(t) = r.get_ref().tokens.first()
+        {
+            return Ok(t.token_object.clone());
+        }
+        match (stored, from_das) {
+            // What could not be asked leaves the token undetermined.
+            (_, Some(Err(failure))) | (Err(failure), _) => Err(failure),
+            (Ok(_), Some(Ok(_))) => Err(TokenFailure::Rejected(format!(
+                "token ID {token_id} is unknown to its issuer and to the PIP's token repository"
+            ))),
+            (Ok(_), None) => Err(TokenFailure::Rejected(format!(
+                "token ID {token_id} is unknown to the PIP's token repository"
+            ))),
+        }
     }
 
     /// Resolves and verifies the tokens of a request (`tkns`, `tids`,

@@ -63,11 +63,15 @@ impl DynamicAuthorizationServer for KeyDas {
         Err(Status::unimplemented("not in this test"))
     }
 
+    /// Knows no token: those of these tests are in the PIP's repository.
     async fn get_tokens(
         &self,
-        _request: Request<pb::GetDasTokensRequest>,
+        request: Request<pb::GetDasTokensRequest>,
     ) -> Result<Response<pb::GetDasTokensResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
+        Ok(Response::new(pb::GetDasTokensResponse {
+            tokens: Vec::new(),
+            unknown_ids: request.into_inner().token_ids,
+        }))
     }
 
     async fn get_key_set(
@@ -297,6 +301,54 @@ fn ati(d: &pb::Decision) -> Vec<(String, String)> {
         .iter()
         .map(|a| (a.local_token_id.clone(), a.token_id.clone()))
         .collect()
+}
+
+/// TS-0003 7.4.3 step 2: a Token-ID is looked up in the Token Repository
+/// (the PIP) too, not only at the DAS whose FQDN ends it: a token its DAS
+/// does not know, stored in the PIP, permits; one neither knows is denied,
+/// saying where it was looked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_id_is_found_in_the_pips_token_repository_ts_0003_7_4_3_step_2() {
+    let cse = Cse::start().await;
+    let mut pip = cse.pip_client.clone();
+    pip.put_token(pb::PutTokenRequest {
+        originator: ADMIN.into(),
+        token: Some(pb::Token {
+            token_id: "tkrepo@das.example.com".into(),
+            token_object: token("tkrepo@das.example.com", "Cvisitor"),
+            ..Default::default()
+        }),
+    })
+    .await
+    .expect("put");
+    let mut a = cse.pdp().await;
+    let by_id = |id: &str| pb::DecisionRequest {
+        originator: "Cvisitor".into(),
+        operation: pb::Operation::Retrieve as i32,
+        target: "cnt".into(),
+        token_ids: vec![id.into()],
+        ..Default::default()
+    };
+    let d = a
+        .client
+        .decide(by_id("tkrepo@das.example.com"))
+        .await
+        .expect("decide")
+        .into_inner();
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    let d = a
+        .client
+        .decide(by_id("tknowhere@das.example.com"))
+        .await
+        .expect("decide")
+        .into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert!(
+        d.summary
+            .contains("unknown to its issuer and to the PIP's token repository"),
+        "{d:?}"
+    );
+    a.stop().await;
 }
 
 /// TS-0003 7.3.2.3 steps 6.2 and 7.1–7.2, TS-0001 7.1.16: PDP A assigns a
