@@ -100,17 +100,25 @@ async fn command(args: PolicyArgs, tls: &ClientTls) -> Result<()> {
             outln!("{}", serde_json::to_string_pretty(&json::to_value(&acp))?);
         }
         PolicyCommand::List => {
-            let list = client
-                .list_acps(pb::ListAcpsRequest {})
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            let acps = list
-                .acps
-                .iter()
-                .map(authz_proto::convert::acp_from_pb)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| anyhow!("{e:?}"))?;
+            // Page by page (the PRP sends about 4 MiB at a time).
+            let mut acps = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = client
+                    .list_acps(pb::ListAcpsRequest { page_token })
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                for acp in &page.acps {
+                    acps.push(
+                        authz_proto::convert::acp_from_pb(acp).map_err(|e| anyhow!("{e:?}"))?,
+                    );
+                }
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
             outln!(
                 "{}",
                 serde_json::to_string_pretty(&json::list_to_value(&acps))?

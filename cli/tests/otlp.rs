@@ -182,7 +182,7 @@ async fn spans_reach_an_https_collector_trusted_with_tls_ca() {
     let mut prp = authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient::new(
         channel(&url).await,
     );
-    prp.list_acps(authz_proto::pb::ListAcpsRequest {})
+    prp.list_acps(authz_proto::pb::ListAcpsRequest::default())
         .await
         .expect("ListAcps");
     let export = tokio::time::timeout(Duration::from_secs(30), exports.recv())

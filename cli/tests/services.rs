@@ -512,7 +512,7 @@ async fn prp_killed_with_sigkill_loses_no_acknowledged_write() {
     let (_prp, url) = start_prp(data.path(), "127.0.0.1:0");
     let mut client = prp_client(&url).await;
     let listed = client
-        .list_acps(pb::ListAcpsRequest {})
+        .list_acps(pb::ListAcpsRequest::default())
         .await
         .unwrap()
         .into_inner();
@@ -755,7 +755,37 @@ async fn policy_list_prints_a_store_larger_than_4_mib() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(out.stdout.len() > 5_000_000, "{}", out.stdout.len());
     let listed = String::from_utf8_lossy(&out.stdout);
-    assert!(listed.contains("acpBig1") && listed.contains("acpBig2"));
+    for i in 1..=6 {
+        assert_eq!(
+            listed.matches(&format!("\"acpBig{i}\"")).count(),
+            1,
+            "acpBig{i} once"
+        );
+    }
+    // The PRP sent it in pages of about 4 MiB, in ID order.
+    let first = prp
+        .list_acps(pb::ListAcpsRequest::default())
+        .await
+        .expect("first page")
+        .into_inner();
+    assert!(!first.next_page_token.is_empty(), "more than one page");
+    let second = prp
+        .list_acps(pb::ListAcpsRequest {
+            page_token: first.next_page_token.clone(),
+        })
+        .await
+        .expect("second page")
+        .into_inner();
+    let ids: Vec<String> = first
+        .acps
+        .iter()
+        .chain(&second.acps)
+        .filter_map(|a| a.resource_id.clone())
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(ids, sorted, "in ID order, each once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -779,7 +809,7 @@ async fn policy_apply_rejects_an_invalid_file_naming_the_field() {
     let stored = || async {
         prp_client(&url)
             .await
-            .list_acps(pb::ListAcpsRequest {})
+            .list_acps(pb::ListAcpsRequest::default())
             .await
             .unwrap()
             .into_inner()
@@ -1003,7 +1033,7 @@ async fn loadtest_propagation_leaves_no_probe_behind() {
         "{stdout}"
     );
     let acps = prp
-        .list_acps(pb::ListAcpsRequest {})
+        .list_acps(pb::ListAcpsRequest::default())
         .await
         .unwrap()
         .into_inner()

@@ -1289,17 +1289,41 @@ impl PolicyRetrievalPoint for PrpService {
 
     async fn list_acps(
         &self,
-        _request: Request<pb::ListAcpsRequest>,
+        request: Request<pb::ListAcpsRequest>,
     ) -> Result<Response<pb::ListAcpsResponse>, Status> {
-        let (acps, revision) =
-            self.read(|s| (s.acps.values().cloned().collect::<Vec<_>>(), s.revision));
-        Ok(Response::new(pb::ListAcpsResponse {
-            acps: acps
-                .iter()
-                .map(stored_acp_to_pb)
-                .collect::<Result<_, _>>()?,
-            revision,
-        }))
+        use prost::Message;
+        use std::ops::Bound;
+        let after = request.into_inner().page_token;
+        self.read(|s| {
+            let from = if after.is_empty() {
+                Bound::Unbounded
+            } else {
+                Bound::Excluded(after.clone())
+            };
+            // A page of about the size of a snapshot part, so that a store
+            // of any size lists: no one message outgrows what a client
+            // decodes.
+            let mut page = pb::ListAcpsResponse {
+                revision: s.revision,
+                ..Default::default()
+            };
+            let mut size = 0usize;
+            for (id, acp) in s.acps.range((from, Bound::Unbounded)) {
+                let acp = stored_acp_to_pb(acp)?;
+                let len = acp.encoded_len();
+                if size > 0 && size + len > SNAPSHOT_PART_BYTES {
+                    break;
+                }
+                size += len;
+                page.next_page_token.clone_from(id);
+                page.acps.push(acp);
+            }
+            let last = s.acps.keys().next_back();
+            if last.is_none_or(|last| *last == page.next_page_token) {
+                page.next_page_token.clear();
+            }
+            Ok(Response::new(page))
+        })
     }
 
     async fn put_resource(

@@ -160,7 +160,7 @@ async fn assert_reads_match(service: &PrpService, slow: &SlowStore) -> StoreSnap
     let stored = PolicyStore::snapshot(&slow.inner).expect("snapshot");
     assert_eq!(service.revision(), stored.revision, "mirror revision");
     let listed = service
-        .list_acps(tonic::Request::new(pb::ListAcpsRequest {}))
+        .list_acps(tonic::Request::new(pb::ListAcpsRequest::default()))
         .await
         .expect("list")
         .into_inner();

@@ -80,7 +80,7 @@ async fn acp_create_get_list_update_delete() {
         .await
         .expect("create acp2");
     let list = c
-        .list_acps(pb::ListAcpsRequest {})
+        .list_acps(pb::ListAcpsRequest::default())
         .await
         .expect("list")
         .into_inner();
@@ -190,7 +190,7 @@ async fn invalid_acp_names_the_field_and_stores_nothing() {
     assert_eq!(violations(&err), vec!["resource_id".to_string()]);
 
     let list = c
-        .list_acps(pb::ListAcpsRequest {})
+        .list_acps(pb::ListAcpsRequest::default())
         .await
         .expect("list")
         .into_inner();

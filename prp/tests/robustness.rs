@@ -621,7 +621,7 @@ async fn state(
     service: &authz_prp::PrpService,
 ) -> Result<(u64, Vec<pb::AccessControlPolicy>), String> {
     let list = client
-        .list_acps(pb::ListAcpsRequest {})
+        .list_acps(pb::ListAcpsRequest::default())
         .await
         .map_err(|s| format!("ListAcps: {s:?}"))?
         .into_inner();
