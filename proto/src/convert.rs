@@ -528,7 +528,7 @@ pub fn acp_from_pb(
     }
     // A name that would silently drop rules, as in a file (the check
     // `authz check` and `policy apply` make).
-    for key in other.keys() {
+    for key in other.keys().filter(|k| !ALWAYS_TYPED.contains(&k.as_str())) {
         if let Some(message) = authz_core::json::other_attribute_name_error(key, false) {
             errors.add(format!("other_attributes.{key}"), message);
         }
