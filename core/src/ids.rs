@@ -372,8 +372,11 @@ impl HostingContext {
         // Built by hand: `format!` costs more than the rest of a decision.
         let prefix = self.absolute_prefix(id);
         // Checked on the form everything downstream holds (the PIP stores
-        // and is asked absolute IDs), not only on the form given.
-        self.check_absolute_length(id)?;
+        // and is asked absolute IDs), not only on the form given
+        // ([`Self::check_absolute_length`], with the prefix at hand).
+        if prefix.len() + id.len() > MAX_ID_BYTES {
+            return Err(IdError::TooLongAbsolute(prefix.len() + id.len()));
+        }
         buf.set(prefix, id);
         let start = prefix.len();
         Ok((
