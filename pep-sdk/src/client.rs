@@ -10,8 +10,9 @@
 //!   share the channels.
 //! - **Deadline**: [`PepConfig::deadline`] bounds one decision *including
 //!   its retries*; it is also sent to the PDP as the gRPC timeout.
-//! - **Retries**: a call that fails with UNAVAILABLE (connection refused or
-//!   reset, a PDP shutting down) is retried after an exponential backoff
+//! - **Retries**: a call that gets no answer (UNAVAILABLE: connection
+//!   refused or reset; CANCELLED by a PDP shutting down; a broken
+//!   transport) is retried after an exponential backoff
 //!   ([`RetryPolicy`], default 4 attempts from 10 ms) while the deadline
 //!   allows; with several endpoints the retry goes to another in service.
 //!   Other errors are not retried.
@@ -40,7 +41,7 @@
 //! PDP received it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -625,7 +626,6 @@ impl PepClient {
         DecisionStream {
             client: self.clone(),
             state: Arc::new(tokio::sync::Mutex::new(None)),
-            slot: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -920,32 +920,36 @@ impl PepClient {
                     return Err(CallFailure::NoAnswer(deadline_text(config, attempt)));
                 }
             };
-            let timed_out = matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled)
-                && (status.code() == Code::DeadlineExceeded
-                    || deadline.saturating_duration_since(Instant::now()) < DEADLINE_SLACK);
-            if status.code() == Code::Unavailable || timed_out {
+            // The call's own timer (`set_timeout`, which tonic reports as
+            // CANCELLED "Timeout expired", or a transport error cut off at
+            // the deadline) or the PDP's: the deadline ran out, which is
+            // what the caller set. Any other transport failure (a refused
+            // or reset connection, one a PDP shutting down cancels) is a
+            // call that got no answer: retried, elsewhere when it can be.
+            let near_deadline = deadline.saturating_duration_since(Instant::now()) < DEADLINE_SLACK;
+            let timed_out =
+                status.code() == Code::DeadlineExceeded || (near_deadline && no_answer(&status));
+            let lost = !timed_out && no_answer(&status);
+            if timed_out || lost {
                 missed(slot);
             } else {
                 slot.into_iter().for_each(|i| endpoints.answered(i));
             }
             match status.code() {
                 Code::InvalidArgument => return Err(CallFailure::Invalid(invalid_text(&status))),
-                Code::Unavailable if attempt < config.retry.max_attempts => {
+                _ if timed_out => {
+                    return Err(CallFailure::NoAnswer(deadline_text(config, attempt)));
+                }
+                _ if lost && attempt < config.retry.max_attempts => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left <= backoff {
-                        return Err(CallFailure::NoAnswer(unavailable_text(&status, attempt)));
+                        return Err(CallFailure::NoAnswer(unanswered_text(&status, attempt)));
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = backoff.saturating_mul(2).min(config.retry.max_backoff);
                 }
-                Code::Unavailable => {
-                    return Err(CallFailure::NoAnswer(unavailable_text(&status, attempt)));
-                }
-                // The call's own timer (`set_timeout`, tonic reports it as
-                // CANCELLED "Timeout expired") or the PDP's: either way the
-                // deadline ran out, which is what the caller set.
-                _ if timed_out => {
-                    return Err(CallFailure::NoAnswer(deadline_text(config, attempt)));
+                _ if lost => {
+                    return Err(CallFailure::NoAnswer(unanswered_text(&status, attempt)));
                 }
                 code => {
                     return Err(CallFailure::NoAnswer(format!(
@@ -955,6 +959,21 @@ impl PepClient {
                 }
             }
         }
+    }
+}
+
+/// Whether `status` says the call got no answer from the PDP (a transport
+/// failure), rather than being the PDP's answer: UNAVAILABLE, CANCELLED,
+/// or the UNKNOWN / INTERNAL status tonic makes of a broken transport or
+/// HTTP/2 stream (a PDP that answers INTERNAL itself says something else).
+fn no_answer(status: &tonic::Status) -> bool {
+    match status.code() {
+        Code::Unavailable | Code::Cancelled => true,
+        Code::Unknown | Code::Internal => {
+            let m = status.message();
+            m.starts_with("transport error") || m.starts_with("h2 protocol error")
+        }
+        _ => false,
     }
 }
 
@@ -970,11 +989,15 @@ fn deadline_text(config: &PepConfig, attempts: u32) -> String {
 /// transport's timer and ours fire a hair apart.
 const DEADLINE_SLACK: Duration = Duration::from_millis(5);
 
-fn unavailable_text(status: &tonic::Status, attempts: u32) -> String {
-    format!(
-        "UNAVAILABLE after {attempts} attempt(s): {}",
-        status.message()
-    )
+/// The reason of a call that got no answer ([`no_answer`]) on its last
+/// attempt.
+fn unanswered_text(status: &tonic::Status, attempts: u32) -> String {
+    let code = match status.code() {
+        Code::Unavailable => "UNAVAILABLE",
+        Code::Cancelled => "CANCELLED",
+        _ => "transport failure",
+    };
+    format!("{code} after {attempts} attempt(s): {}", status.message())
 }
 
 /// The message of an INVALID_ARGUMENT status, with its field violations.
@@ -1049,22 +1072,37 @@ fn answered_id(request_id: &str) -> Option<u64> {
 struct OpenStream {
     tx: mpsc::Sender<(u64, pb::DecisionRequest)>,
     waiters: Waiters,
-    alive: Arc<AtomicBool>,
-    /// When it was opened, and when (ms after that) it last brought an
-    /// answer (0: none yet).
-    opened: Instant,
-    last_answer_ms: Arc<AtomicU64>,
+    /// Whether it is alive, and when it last answered.
+    health: Arc<StreamHealth>,
+    /// The endpoint it goes to.
+    slot: usize,
     /// The number of the next request on this stream.
     next_id: u64,
     reader: JoinHandle<()>,
 }
 
-impl OpenStream {
+/// Whether a decision stream is alive, and when it last answered.
+struct StreamHealth {
+    alive: AtomicBool,
+    /// When it was opened.
+    opened: Instant,
+    /// When (ms after `opened`) it last brought an answer (0: none yet).
+    last_answer_ms: AtomicU64,
+}
+
+impl StreamHealth {
     /// Whether an answer came on the stream after `at`.
     fn answered_since(&self, at: Instant) -> bool {
         let last = self.last_answer_ms.load(Ordering::Acquire);
         last > 0 && self.opened + Duration::from_millis(last) > at
     }
+}
+
+/// Where one decision on a stream went: the endpoint, and the stream once
+/// the request was on one.
+struct Sent {
+    slot: usize,
+    stream: Option<Arc<StreamHealth>>,
 }
 
 impl Drop for OpenStream {
@@ -1107,8 +1145,6 @@ impl Drop for WaiterGuard {
 pub struct DecisionStream {
     client: PepClient,
     state: Arc<tokio::sync::Mutex<Option<OpenStream>>>,
-    /// The endpoint the stream was last opened to.
-    slot: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for DecisionStream {
@@ -1126,31 +1162,33 @@ impl DecisionStream {
             return hit.clone();
         }
         let started = Instant::now();
+        let sent: Mutex<Option<Sent>> = Mutex::new(None);
         let result = self
             .client
-            .retry_loop(|_| (None, self.send(req.clone())))
+            .retry_loop(|_| (None, self.send(req.clone(), &sent)))
             .await;
-        // No answer within the deadline: the endpoint is set aside like one
-        // a unary call got nothing from, and the next decision opens the
-        // stream anew, to an endpoint in service (a frozen PDP keeps the
-        // stream open and would take every decision sent on it).
-        // A stream that answered other decisions meanwhile is alive, this
-        // one only slow (one waiting on a DAS, say).
+        // No answer within the deadline: the endpoint the request went to
+        // is set aside like one a unary call got nothing from, and its
+        // stream is given up, so the next decision opens one to an
+        // endpoint in service (a frozen PDP keeps the stream open and would
+        // take every decision sent on it). A stream that answered other
+        // decisions meanwhile is alive, this one only slow (one waiting on
+        // a DAS, say); one already given up or replaced is not blamed for
+        // what it did before.
+        let sent = sent.into_inner().unwrap_or_else(|e| e.into_inner());
         if result.is_err()
             && started.elapsed() + DEADLINE_SLACK >= self.client.inner.config.deadline
+            && let Some(sent) = sent
         {
-            let state = self.state.lock().await;
-            let silent = state
-                .as_ref()
-                .is_none_or(|open| !open.answered_since(started));
-            if silent {
-                self.client
-                    .inner
-                    .endpoints
-                    .missed(self.slot.load(Ordering::Acquire));
-                if let Some(open) = state.as_ref() {
-                    open.alive.store(false, Ordering::Release);
+            match &sent.stream {
+                Some(stream) if stream.answered_since(started) => {}
+                Some(stream) => {
+                    if stream.alive.swap(false, Ordering::AcqRel) {
+                        self.client.inner.endpoints.missed(sent.slot);
+                    }
                 }
+                // Its stream never opened.
+                None => self.client.inner.endpoints.missed(sent.slot),
             }
         }
         self.client.settle(&req, key.and_then(Result::err), result)
@@ -1158,7 +1196,7 @@ impl DecisionStream {
 
     /// Sends one request on the open stream (opening it first if needed)
     /// and waits for its answer.
-    async fn send(&self, mut req: pb::DecisionRequest) -> Answer {
+    async fn send(&self, mut req: pb::DecisionRequest, sent: &Mutex<Option<Sent>>) -> Answer {
         let capacity = self.client.inner.config.stream_capacity;
         let full = || {
             tonic::Status::resource_exhausted(format!(
@@ -1171,13 +1209,17 @@ impl DecisionStream {
             let mut state = self.state.lock().await;
             if !state
                 .as_ref()
-                .is_some_and(|s| s.alive.load(Ordering::Acquire))
+                .is_some_and(|s| s.health.alive.load(Ordering::Acquire))
             {
-                *state = Some(self.open().await?);
+                *state = Some(self.open(sent).await?);
             }
             let Some(open) = state.as_mut() else {
                 return Err(tonic::Status::unavailable("stream not open"));
             };
+            *sent.lock().unwrap_or_else(|e| e.into_inner()) = Some(Sent {
+                slot: open.slot,
+                stream: Some(open.health.clone()),
+            });
             let id = open.next_id;
             open.next_id += 1;
             req.request_id = stream_request_id(id, &rqi);
@@ -1188,7 +1230,7 @@ impl DecisionStream {
             let mut waiters = lock_waiters(&open.waiters);
             // The reader marks the stream dead and fails its waiters under
             // this lock: checked here, no waiter is left behind unanswered.
-            if !open.alive.load(Ordering::Acquire) {
+            if !open.health.alive.load(Ordering::Acquire) {
                 return Err(tonic::Status::unavailable("decision stream ended"));
             }
             if waiters.len() >= capacity {
@@ -1203,7 +1245,7 @@ impl DecisionStream {
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
                     waiters.remove(&id);
-                    open.alive.store(false, Ordering::Release);
+                    open.health.alive.store(false, Ordering::Release);
                     return Err(tonic::Status::unavailable("decision stream closed"));
                 }
             }
@@ -1226,7 +1268,7 @@ impl DecisionStream {
         }
     }
 
-    async fn open(&self) -> Result<OpenStream, tonic::Status> {
+    async fn open(&self, sent: &Mutex<Option<Sent>>) -> Result<OpenStream, tonic::Status> {
         // Bounded like the waiters: a PDP that stops reading makes the queue
         // fill, and further decisions fail closed at once.
         let capacity = self.client.inner.config.stream_capacity.max(1);
@@ -1243,7 +1285,7 @@ impl DecisionStream {
         };
         let endpoints = &self.client.inner.endpoints;
         let (slot, mut client) = endpoints.pick();
-        self.slot.store(slot, Ordering::Release);
+        *sent.lock().unwrap_or_else(|e| e.into_inner()) = Some(Sent { slot, stream: None });
         // The stream stays open across decisions: no gRPC timeout on it;
         // each decision is bounded by the client's deadline instead.
         let mut responses = match client.decide_stream(outgoing).await {
@@ -1255,16 +1297,18 @@ impl DecisionStream {
                 return Err(status);
             }
         };
-        let alive = Arc::new(AtomicBool::new(true));
-        let opened = Instant::now();
-        let last_answer_ms = Arc::new(AtomicU64::new(0));
-        let (w, a, last) = (waiters.clone(), alive.clone(), last_answer_ms.clone());
+        let health = Arc::new(StreamHealth {
+            alive: AtomicBool::new(true),
+            opened: Instant::now(),
+            last_answer_ms: AtomicU64::new(0),
+        });
+        let (w, h) = (waiters.clone(), health.clone());
         let reader = tokio::spawn(async move {
             let end = loop {
                 match responses.message().await {
                     Ok(Some(d)) => {
-                        let ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-                        last.store(ms.max(1), Ordering::Release);
+                        let ms = u64::try_from(h.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+                        h.last_answer_ms.store(ms.max(1), Ordering::Release);
                         let waiter =
                             answered_id(&d.request_id).and_then(|id| lock_waiters(&w).remove(&id));
                         match waiter {
@@ -1284,7 +1328,7 @@ impl DecisionStream {
             };
             let waiters: Vec<_> = {
                 let mut waiters = lock_waiters(&w);
-                a.store(false, Ordering::Release);
+                h.alive.store(false, Ordering::Release);
                 waiters.drain().map(|(_, tx)| tx).collect()
             };
             for waiter in waiters {
@@ -1294,9 +1338,8 @@ impl DecisionStream {
         Ok(OpenStream {
             tx,
             waiters,
-            alive,
-            opened,
-            last_answer_ms,
+            health,
+            slot,
             next_id: 0,
             reader,
         })

@@ -3,9 +3,10 @@
 //!
 //! Decisions go round robin over the endpoints in service. An endpoint
 //! whose call got no answer (unreachable, or the deadline passed) is set
-//! aside: it takes no decisions until a `Status` probe, sent in the
-//! background [`FIRST_PROBE_AFTER`] later, then after twice as long each
-//! time up to [`LAST_PROBE_AFTER`], answers. A frozen PDP (a stopped
+//! aside (once, however many calls were in flight on it): it takes no
+//! decisions until a `Status` probe, sent in the background
+//! [`FIRST_PROBE_AFTER`] later, answers; each probe that gets no answer
+//! either doubles the wait before the next, up to [`LAST_PROBE_AFTER`]. A frozen PDP (a stopped
 //! process, a hung host) is what this is for: the kernel still completes
 //! the TCP handshake of a new connection, so keepalive redials land on it
 //! again, and every call sent there would spend the whole deadline and
@@ -70,17 +71,18 @@ impl Endpoints {
     }
 
     /// The endpoint the next call goes to, and a client of it: the next in
-    /// service; probes of set-aside endpoints that are due are started on
-    /// the way (so this must run inside a Tokio runtime).
+    /// service, round robin (the turn of one set aside passes on, so the
+    /// others share its calls evenly); probes of set-aside endpoints that
+    /// are due are started on the way (so this must run inside a Tokio
+    /// runtime).
     pub(crate) fn pick(self: &Arc<Self>) -> (usize, Client) {
         let n = self.slots.len();
         if n == 1 {
             return (0, self.slots[0].client.clone());
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let mut fallback: Option<(usize, u32)> = None;
-        for k in 0..n {
-            let i = (start + k) % n;
+        for _ in 0..n {
+            let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
             let misses = self.slots[i].misses.load(Ordering::Acquire);
             if misses == 0 {
                 return (i, self.slots[i].client.clone());
@@ -90,7 +92,7 @@ impl Endpoints {
                 fallback = Some((i, misses));
             }
         }
-        let i = fallback.map_or(start, |(i, _)| i);
+        let i = fallback.map_or(0, |(i, _)| i);
         (i, self.slots[i].client.clone())
     }
 
@@ -101,15 +103,37 @@ impl Endpoints {
         }
     }
 
-    /// Endpoint `i` gave no answer: set aside, its next probe due after
-    /// twice the last wait (the first after [`FIRST_PROBE_AFTER`]).
+    /// A call to endpoint `i` got no answer: set aside, its first probe
+    /// due after [`FIRST_PROBE_AFTER`]. One already set aside stays as it
+    /// is: the calls that were in flight when it stopped answering all miss,
+    /// and count as the one miss they are; only its probes count further.
     pub(crate) fn missed(&self, i: usize) {
         let Some(slot) = self.slots.get(i) else {
             return;
         };
+        if slot
+            .misses
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.probe_later(slot, 1);
+        }
+    }
+
+    /// A probe of endpoint `i` got no answer: its next one is due after
+    /// twice the last wait, up to [`LAST_PROBE_AFTER`].
+    fn probe_missed(&self, i: usize) {
+        let Some(slot) = self.slots.get(i) else {
+            return;
+        };
         let misses = slot.misses.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+        self.probe_later(slot, misses);
+    }
+
+    /// Sets when `slot`'s next probe is due, after `misses` misses.
+    fn probe_later(&self, slot: &Slot, misses: u32) {
         let wait = FIRST_PROBE_AFTER
-            .saturating_mul(1 << (misses - 1).min(16))
+            .saturating_mul(1 << misses.saturating_sub(1).min(16))
             .min(LAST_PROBE_AFTER);
         let due = self.now_ms().saturating_add(wait.as_millis() as u64);
         slot.probe_at_ms.store(due, Ordering::Release);
@@ -135,7 +159,7 @@ impl Endpoints {
             call.set_timeout(this.probe_deadline);
             match tokio::time::timeout(this.probe_deadline, client.status(call)).await {
                 Ok(Ok(_)) => this.answered(i),
-                _ => this.missed(i),
+                _ => this.probe_missed(i),
             }
             this.slots[i].probing.store(false, Ordering::Release);
         });
@@ -157,38 +181,48 @@ mod tests {
     }
 
     /// In service, endpoints take calls in turn; one that missed a call
-    /// takes none until it answers again; with all set aside, the one
-    /// with the fewest misses.
+    /// takes none until it answers again, and its turns pass on evenly;
+    /// with all set aside, the one with the fewest misses.
     #[tokio::test]
     async fn a_set_aside_endpoint_takes_no_calls_until_it_answers() {
         let e = endpoints(3);
         let picked: Vec<usize> = (0..6).map(|_| e.pick().0).collect();
         assert_eq!(picked, [0, 1, 2, 0, 1, 2]);
         e.missed(1);
-        let picked: Vec<usize> = (0..6).map(|_| e.pick().0).collect();
+        let picked: Vec<usize> = (0..60).map(|_| e.pick().0).collect();
         assert!(!picked.contains(&1), "{picked:?}");
-        assert!(picked.contains(&0) && picked.contains(&2), "{picked:?}");
+        let zeros = picked.iter().filter(|&&i| i == 0).count();
+        assert_eq!(zeros, 30, "evenly over the others: {picked:?}");
         e.answered(1);
         assert!((0..3).any(|_| e.pick().0 == 1));
         e.missed(0);
-        e.missed(0);
+        e.probe_missed(0);
         e.missed(1);
         e.missed(2);
-        e.missed(2);
+        e.probe_missed(2);
         assert!((0..6).all(|_| e.pick().0 == 1));
     }
 
-    /// The wait before a probe doubles with each miss, up to the last.
+    /// Calls that miss while an endpoint is set aside count once; each
+    /// missed probe doubles the wait before the next, up to the last.
     #[tokio::test]
-    async fn the_wait_before_a_probe_doubles_up_to_the_last() {
+    async fn the_wait_before_a_probe_doubles_with_missed_probes_only() {
         let e = endpoints(2);
-        let mut secs = Vec::new();
-        for _ in 0..8 {
-            let before = e.now_ms();
+        let wait_s = |e: &Endpoints, before: u64| {
+            (e.slots[0].probe_at_ms.load(Ordering::Acquire) - before + 500) / 1000
+        };
+        let before = e.now_ms();
+        for _ in 0..30 {
             e.missed(0);
-            let wait = e.slots[0].probe_at_ms.load(Ordering::Acquire) - before;
-            secs.push((wait + 500) / 1000);
         }
-        assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(e.slots[0].misses.load(Ordering::Acquire), 1);
+        assert_eq!(wait_s(&e, before), 1);
+        let mut secs = Vec::new();
+        for _ in 0..7 {
+            let before = e.now_ms();
+            e.probe_missed(0);
+            secs.push(wait_s(&e, before));
+        }
+        assert_eq!(secs, [2, 4, 8, 16, 30, 30, 30]);
     }
 }

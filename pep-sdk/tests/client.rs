@@ -563,6 +563,29 @@ async fn unavailable_is_retried_with_backoff() {
     );
 }
 
+/// A call cut off by the transport (a PDP shutting down cancels its calls;
+/// a broken connection surfaces as UNKNOWN or INTERNAL "transport error")
+/// got no answer: it is retried on another endpoint, not failed closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_the_transport_cut_off_is_retried_elsewhere() {
+    for cut in [
+        Status::cancelled("operation was canceled"),
+        Status::unknown("transport error"),
+        Status::internal("h2 protocol error: http2 error"),
+    ] {
+        let code = cut.code();
+        let going = FakePdp::new(move |_| Err(cut.clone()));
+        let staying = FakePdp::new(|_| Ok(permit()));
+        let (going_url, _g) = going.serve().await;
+        let (staying_url, _s) = staying.serve().await;
+        let client = PepClient::new(PepConfig::new([going_url, staying_url])).expect("client");
+        for i in 0..10 {
+            let v = client.decide(request("C1", &format!("x{i}"))).await;
+            assert!(v.is_permit(), "{code:?}, decision {i}: {v:?}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_endpoint_is_balanced_around() {
     let pdp = FakePdp::new(|_| Ok(permit()));
@@ -900,8 +923,22 @@ async fn a_frozen_pdp_among_several_is_set_aside_until_it_answers() {
     let seen = |p: &FakePdp| p.seen.lock().expect("seen").len();
     assert!(seen(&a) >= 1 && seen(&b) >= 1, "round robin over both");
 
-    stop.send_modify(|s| s.stopped = true);
+    // The stream opened before the freeze, to either PDP.
     let stream = client.stream();
+    assert!(stream.decide(request("C1", "x")).await.is_permit());
+    stop.send_modify(|s| s.stopped = true);
+    // Many decisions in flight on the stream when it freezes: they time
+    // out together, and count as one miss of the frozen PDP, not as misses
+    // of the healthy one the stream is reopened to.
+    let in_flight: Vec<_> = (0..30)
+        .map(|_| {
+            let stream = stream.clone();
+            tokio::spawn(async move { stream.decide(request("C1", "x")).await })
+        })
+        .collect();
+    for d in in_flight {
+        let _ = d.await.expect("decision");
+    }
     let mut failed = 0;
     for i in 0..40 {
         let v = if i % 2 == 0 {
@@ -918,7 +955,8 @@ async fn a_frozen_pdp_among_several_is_set_aside_until_it_answers() {
 
     let before = seen(&b);
     stop.send_modify(|s| s.stopped = false);
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    // Within the first probes' waits (1 s, then 2 s), not the last (30 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
     while seen(&b) == before {
         assert!(
             std::time::Instant::now() < deadline,

@@ -94,6 +94,8 @@ struct App {
     pep: PepClient,
     clock: Arc<dyn Clock>,
     prp: Option<PolicyRetrievalPointClient<tonic::transport::Channel>>,
+    /// How much a 4103 says, as the layer's.
+    deny_detail: DenyDetail,
 }
 
 /// The PEP's view of the tree: an address to the resource access control is
@@ -133,6 +135,7 @@ pub fn router(config: AppConfig) -> Result<(Router, SharedStore), StoreError> {
         pep: config.pep,
         clock: config.clock,
         prp: config.prp,
+        deny_detail: config.deny_detail,
     });
     let router = Router::new().fallback(handle).with_state(app).layer(layer);
     Ok((router, store))
@@ -316,7 +319,7 @@ async fn discover(app: &App, discovery: &DiscoveryRequest) -> Response {
         v.source == authz_pep::DecisionSource::FailClosed
             || v.decision.status == authz_proto::pb::AuthorizationStatus::SyntaxError as i32
     }) {
-        return match failed.enforcement(DenyDetail::Minimal) {
+        return match failed.enforcement(app.deny_detail) {
             authz_pep::Enforcement::Reject(r) => {
                 authz_pep::http::rejection_response(&r, HeaderValue::from_str(rqi).ok().as_ref())
                     .map(Body::new)

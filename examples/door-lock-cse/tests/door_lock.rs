@@ -564,6 +564,12 @@ async fn a_stopped_pdp_fails_closed() {
         .as_(OWNER, "GET", "/~/mn-cse-123456?fu=1", &[], "")
         .await;
     assert_denied(&r, "PDP stopped, discovery");
+    // Saying as much as the layer's Denies say (the CSE's deny detail).
+    assert!(
+        r.dbg().starts_with("DENY (fail-closed): PDP unreachable: "),
+        "{}",
+        r.dbg()
+    );
     let state = stack
         .store
         .read()
