@@ -157,7 +157,8 @@ pub async fn connect(
         })?;
     // A store's listing may exceed gRPC's default 4 MiB, as the PRP
     // accepts writes up to that each; the PDP's replica reads as much.
-    Ok(PolicyRetrievalPointClient::new(channel).max_decoding_message_size(256 << 20))
+    Ok(PolicyRetrievalPointClient::new(channel)
+        .max_decoding_message_size(authz_proto::convert::MAX_DECODING_MESSAGE_BYTES))
 }
 
 /// Reads an `m2m:acp` document or a bundle, validating everything locally

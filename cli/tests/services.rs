@@ -672,6 +672,77 @@ async fn a_store_larger_than_a_snapshot_part_reaches_the_pdp() {
     assert_eq!((status.acps, status.resources), (6, 1), "{status:?}");
 }
 
+/// Decision 3 at the PRP: a write by anyone but the admin asks the PIP
+/// which `acor` entries are `<group>`s. A PIP holding more groups than a
+/// 4 MiB answer lists (tonic's default limit) is still read, so such
+/// writes still go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prp_reads_a_group_listing_larger_than_4_mib() {
+    let (_pip, pip_url) = start(
+        &[
+            "pip",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "memory",
+            "--no-country-boundaries",
+        ],
+        "PIP on",
+    );
+    let mut pip = PolicyInformationPointClient::new(channel(&pip_url).await);
+    // 2 300 groups of 1 900-byte IDs: a 4.4 MB listing.
+    for i in 0..2_300 {
+        pip.put_group(pb::PutGroupRequest {
+            originator: "CAdmin".into(),
+            group: Some(pb::Group {
+                group_id: format!("grp{i:05}{}", "g".repeat(1_900)),
+                member_ids: vec!["Cmember".into()],
+            }),
+        })
+        .await
+        .expect("put group");
+    }
+    let data = tempdir("prp-groups");
+    let (_prp, prp_url) = start(
+        &[
+            "prp",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "--pip",
+            &pip_url,
+        ],
+        "PRP on",
+    );
+    let mut prp = prp_client(&prp_url).await;
+    prp.create_acp(pb::CreateAcpRequest {
+        role_ids: Vec::new(),
+        originator: "CAdmin".into(),
+        acp: Some(acp("acpW", "Cwriter", 63)),
+    })
+    .await
+    .expect("acpW");
+    let mut cb = resource("cb", &["acpW"]);
+    cb.resource_type = 5;
+    prp.put_resource(pb::PutResourceRequest {
+        role_ids: Vec::new(),
+        originator: "CAdmin".into(),
+        resource: Some(cb),
+    })
+    .await
+    .expect("cb");
+    let mut own = acp("acpOwn", "Cwriter", 2);
+    own.parent_id = Some("cb".into());
+    prp.create_acp(pb::CreateAcpRequest {
+        role_ids: Vec::new(),
+        originator: "Cwriter".into(),
+        acp: Some(own),
+    })
+    .await
+    .expect("a write by Cwriter, judged with the PIP's groups");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pdp_decides_while_the_prp_is_down_and_catches_up_after() {
     let data = tempdir("prp-down");

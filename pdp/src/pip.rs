@@ -250,7 +250,8 @@ impl PipCache {
             // A group listing (or a PIP that predates `ids_only` and lists
             // members too) may exceed tonic's 4 MiB default, which would fail
             // every watch set-up; as for the PRP's snapshots.
-            client: PolicyInformationPointClient::new(channel).max_decoding_message_size(256 << 20),
+            client: PolicyInformationPointClient::new(channel)
+                .max_decoding_message_size(authz_proto::convert::MAX_DECODING_MESSAGE_BYTES),
             deadline,
             originators: DashMap::new(),
             ip_countries: DashMap::new(),

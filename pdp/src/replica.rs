@@ -834,8 +834,8 @@ impl Replica {
             .keep_alive_while_idle(true)
             .connect()
             .await?;
-        let mut client =
-            PolicyRetrievalPointClient::new(channel).max_decoding_message_size(256 << 20);
+        let mut client = PolicyRetrievalPointClient::new(channel)
+            .max_decoding_message_size(authz_proto::convert::MAX_DECODING_MESSAGE_BYTES);
         let current = self.snapshot();
         let resync = self.resync.load(Ordering::SeqCst);
         let from_revision = if resync { 0 } else { current.revision };

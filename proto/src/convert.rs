@@ -83,6 +83,11 @@ impl Errors {
 /// decodes.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
 
+/// The largest message a client of the services here decodes (tonic's
+/// default is 4 MiB): a `<group>` listing or an answer about a large group
+/// can be larger than that, and a service that cannot read one is stuck.
+pub const MAX_DECODING_MESSAGE_BYTES: usize = 256 << 20;
+
 /// An INVALID_ARGUMENT cause for `record` (named `field`) when it is
 /// larger encoded than [`MAX_RECORD_BYTES`].
 pub fn record_size_violation(record: &impl prost::Message, field: &str) -> Option<ConversionError> {

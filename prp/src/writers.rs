@@ -88,7 +88,10 @@ impl WriterGroups {
                     .map_err(|e| format!("PIP endpoint {url}: {e}"))?
                     .connect_timeout(PIP_DEADLINE)
                     .connect_lazy();
-                Some((url.to_owned(), PolicyInformationPointClient::new(channel)))
+                // Its group listing grows with the groups it holds.
+                let client = PolicyInformationPointClient::new(channel)
+                    .max_decoding_message_size(authz_proto::convert::MAX_DECODING_MESSAGE_BYTES);
+                Some((url.to_owned(), client))
             }
         };
         Ok(Self { pip })
