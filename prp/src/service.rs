@@ -421,15 +421,23 @@ fn dynamic_to_pb(d: &DynamicAcp, revision: u64) -> pb::DynamicAcpRecord {
     }
 }
 
-/// The most bytes of records one part of a `Watch` snapshot carries: far
-/// below what a peer decodes in one message (the PDP takes 256 MiB), so a
-/// store of any size replicates ([`pb::Snapshot::continued`]).
-pub const SNAPSHOT_PART_BYTES: usize = 4 << 20;
+/// The most bytes of records one part of a `Watch` snapshot (or one page of
+/// `ListAcps`) carries, each counted as encoded in its list: with a record
+/// at most 1 MiB, a part stays under the 4 MiB a gRPC client decodes by
+/// default, so a store of any size replicates and lists
+/// ([`pb::Snapshot::continued`]).
+pub const SNAPSHOT_PART_BYTES: usize = 3 << 20;
+
+/// What `record` adds to a list of records encoded: its tag, its length
+/// and itself.
+fn listed_len(record: &impl prost::Message) -> usize {
+    let len = record.encoded_len();
+    1 + prost::length_delimiter_len(len) + len
+}
 
 /// The store's state at its revision as `Watch` events: one snapshot, in
 /// parts of about [`SNAPSHOT_PART_BYTES`] each when large.
 fn snapshot_events(snap: &StoreSnapshot, now: i64) -> Result<Vec<pb::WatchEvent>, Status> {
-    use prost::Message;
     let part = |s: pb::Snapshot| pb::WatchEvent {
         revision: snap.revision,
         tag: snap.tag,
@@ -450,17 +458,17 @@ fn snapshot_events(snap: &StoreSnapshot, now: i64) -> Result<Vec<pb::WatchEvent>
     };
     for acp in snap.acps.values() {
         let acp = stored_acp_to_pb(acp)?;
-        room(&mut current, &mut size, acp.encoded_len());
+        room(&mut current, &mut size, listed_len(&acp));
         current.acps.push(acp);
     }
     for r in snap.resources.values() {
         let r = resource_to_pb(r);
-        room(&mut current, &mut size, r.encoded_len());
+        room(&mut current, &mut size, listed_len(&r));
         current.resources.push(r);
     }
     for d in snap.dynamic.values().filter(|d| !d.is_expired(now)) {
         let d = dynamic_to_pb(d, snap.revision);
-        room(&mut current, &mut size, d.encoded_len());
+        room(&mut current, &mut size, listed_len(&d));
         current.dynamic_acps.push(d);
     }
     parts.push(part(current));
@@ -1291,7 +1299,6 @@ impl PolicyRetrievalPoint for PrpService {
         &self,
         request: Request<pb::ListAcpsRequest>,
     ) -> Result<Response<pb::ListAcpsResponse>, Status> {
-        use prost::Message;
         use std::ops::Bound;
         let after = request.into_inner().page_token;
         self.read(|s| {
@@ -1310,7 +1317,7 @@ impl PolicyRetrievalPoint for PrpService {
             let mut size = 0usize;
             for (id, acp) in s.acps.range((from, Bound::Unbounded)) {
                 let acp = stored_acp_to_pb(acp)?;
-                let len = acp.encoded_len();
+                let len = listed_len(&acp);
                 if size > 0 && size + len > SNAPSHOT_PART_BYTES {
                     break;
                 }
@@ -2000,5 +2007,52 @@ impl PolicyRetrievalPoint for PrpService {
             Err(e) => tracing::error!(error = %e, "store ID cannot be sent as metadata"),
         }
         Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    /// A snapshot of many small records comes in parts each under the
+    /// 4 MiB a gRPC client decodes by default, counting what each record
+    /// adds to its list (its tag and length too), and the parts together
+    /// hold every record once.
+    #[test]
+    fn snapshot_parts_stay_under_4_mib_as_encoded() {
+        let mut snap = StoreSnapshot {
+            revision: 7,
+            ..Default::default()
+        };
+        for i in 0..120_000 {
+            let id = format!("resource-{i:06}-{}", "x".repeat(20));
+            snap.resources.insert(
+                id.clone(),
+                Resource {
+                    resource_id: id,
+                    resource_type: 3,
+                    creator: Some("Cx".into()),
+                    ..Resource::default()
+                },
+            );
+        }
+        let parts = snapshot_events(&snap, 0).expect("parts");
+        assert!(parts.len() >= 2, "{} part(s)", parts.len());
+        let mut total = 0;
+        for (i, part) in parts.iter().enumerate() {
+            assert!(
+                part.encoded_len() < 4 << 20,
+                "part {i}: {}",
+                part.encoded_len()
+            );
+            let Some(pb::watch_event::Event::Snapshot(s)) = &part.event else {
+                panic!("part {i} is no snapshot");
+            };
+            assert_eq!(s.continued, i + 1 < parts.len(), "part {i}");
+            assert_eq!(part.revision, 7);
+            total += s.resources.len();
+        }
+        assert_eq!(total, 120_000);
     }
 }
