@@ -10,7 +10,8 @@
 //! mutation against the current state, commits the rows it changes, the new
 //! revision (one more than the last) and the change itself in one backend
 //! transaction, then applies the change in memory. The change log keeps the
-//! last `log_limit` changes, in memory and in the backend, so that a `Watch`
+//! last `log_limit` changes (fewer when they add up to more than
+//! [`LOG_BYTE_LIMIT`]), in memory and in the backend, so that a `Watch`
 //! stream can resume from a revision instead of starting over with a
 //! snapshot, also after a restart.
 //!
@@ -50,6 +51,13 @@ pub use redb_backend::RedbBackend;
 
 /// Default number of change-log entries kept for `Watch` resumption.
 pub const DEFAULT_LOG_LIMIT: usize = 10_000;
+
+/// The most bytes of changes (as logged, JSON) the change log keeps, in
+/// memory and in the backend, besides [`DEFAULT_LOG_LIMIT`] entries: large
+/// records written over and over (a 1 MiB ACP, a group of 100 000 members)
+/// would otherwise keep gigabytes for resumption alone. A watcher further
+/// behind gets a snapshot. The latest change is always kept.
+pub const LOG_BYTE_LIMIT: usize = 64 << 20;
 
 /// Why the store failed, independently of what it holds.
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +247,39 @@ struct Data<S: Schema> {
     state: S::State,
     /// Contiguous revisions ending at `revision` (or empty).
     log: VecDeque<LogEntry<S::Change>>,
+    /// The logged size of each entry of `log`, and their sum.
+    log_sizes: VecDeque<usize>,
+    log_bytes: usize,
+}
+
+impl<S: Schema> Data<S> {
+    /// Appends `entry` of logged size `size`, then drops the oldest entries
+    /// before `keep_from`.
+    fn push_log(&mut self, entry: LogEntry<S::Change>, size: usize, keep_from: u64) {
+        self.log.push_back(entry);
+        self.log_sizes.push_back(size);
+        self.log_bytes += size;
+        while self.log.front().is_some_and(|e| e.revision < keep_from) {
+            self.log.pop_front();
+            self.log_bytes -= self.log_sizes.pop_front().unwrap_or_default();
+        }
+    }
+
+    /// The first revision the log keeps once a change of logged size `size`
+    /// at `revision` is added: the last `log_limit` changes, fewer when
+    /// they add up to more than `byte_limit` (the new one always kept).
+    fn keep_from(&self, revision: u64, size: usize, log_limit: usize, byte_limit: usize) -> u64 {
+        let mut keep = keep_log_from(revision, log_limit);
+        let mut bytes = self.log_bytes + size;
+        for (entry, entry_size) in self.log.iter().zip(&self.log_sizes) {
+            if bytes <= byte_limit {
+                break;
+            }
+            bytes -= entry_size;
+            keep = keep.max(entry.revision + 1);
+        }
+        keep
+    }
 }
 
 /// A revisioned store: the whole state in memory (read without I/O), every
@@ -247,6 +288,8 @@ pub struct Store<S: Schema> {
     backend: Option<Box<dyn Backend>>,
     id: String,
     log_limit: usize,
+    /// [`LOG_BYTE_LIMIT`], unless set otherwise.
+    log_byte_limit: usize,
     data: RwLock<Data<S>>,
     /// Held for a whole write (check, commit, apply), so that the checked
     /// state is still current when the change is applied; readers only wait
@@ -279,13 +322,23 @@ impl<S: Schema> Store<S> {
             backend: None,
             id: new_store_id(),
             log_limit: log_limit.max(1),
+            log_byte_limit: LOG_BYTE_LIMIT,
             data: RwLock::new(Data {
                 revision: 0,
                 state: S::State::default(),
                 log: VecDeque::new(),
+                log_sizes: VecDeque::new(),
+                log_bytes: 0,
             }),
             writer: Mutex::new(()),
         }
+    }
+
+    /// This store keeping at most `bytes` of logged changes instead of
+    /// [`LOG_BYTE_LIMIT`] (from its next write on).
+    pub fn with_log_byte_limit(mut self, bytes: usize) -> Self {
+        self.log_byte_limit = bytes;
+        self
     }
 
     /// Opens (or creates) the redb file at `path`, creating its parent
@@ -328,8 +381,20 @@ impl<S: Schema> Store<S> {
                 S::load(&mut state, &row.collection, &row.key, value)?;
             }
         }
-        let keep_from = keep_log_from(loaded.revision, log_limit);
+        // The last `log_limit` changes, fewer when they add up to more than
+        // the byte limit (the last one always kept).
+        let mut keep_from = keep_log_from(loaded.revision, log_limit);
+        let mut bytes = 0usize;
+        for logged in loaded.log.iter().rev() {
+            bytes += logged.change.len();
+            if bytes > LOG_BYTE_LIMIT && logged.revision < loaded.revision {
+                keep_from = keep_from.max(logged.revision + 1);
+                break;
+            }
+        }
         let mut log = VecDeque::new();
+        let mut log_sizes = VecDeque::new();
+        let mut log_bytes = 0usize;
         let mut previous: Option<u64> = None;
         for logged in &loaded.log {
             let revision = logged.revision;
@@ -354,6 +419,8 @@ impl<S: Schema> Store<S> {
                 change,
                 tag: logged.tag,
             });
+            log_sizes.push_back(logged.change.len());
+            log_bytes += logged.change.len();
         }
         if let Some(last) = previous
             && last != loaded.revision
@@ -371,10 +438,13 @@ impl<S: Schema> Store<S> {
             backend: Some(backend),
             id,
             log_limit,
+            log_byte_limit: LOG_BYTE_LIMIT,
             data: RwLock::new(Data {
                 revision: loaded.revision,
                 state,
                 log,
+                log_sizes,
+                log_bytes,
             }),
             writer: Mutex::new(()),
         })
@@ -458,10 +528,17 @@ impl<S: Schema> Store<S> {
             .checked_add(1)
             .ok_or_else(|| StoreError::Backend("revision counter exhausted".into()))?;
         let tag = new_tag();
+        // Its logged size counts towards the log's byte limit, for a memory
+        // store too.
+        let json = serde_json::to_string(&change)
+            .map_err(|e| StoreError::Corrupt(format!("change does not serialize: {e}")))?;
+        let size = json.len();
+        let keep_from = {
+            let data = self.data.read().unwrap_or_else(PoisonError::into_inner);
+            data.keep_from(revision, size, self.log_limit, self.log_byte_limit)
+        };
         if let Some(backend) = &self.backend {
             let rows = S::rows(&change)?;
-            let json = serde_json::to_string(&change)
-                .map_err(|e| StoreError::Corrupt(format!("change does not serialize: {e}")))?;
             backend.commit(
                 &rows,
                 &LoggedChange {
@@ -469,7 +546,7 @@ impl<S: Schema> Store<S> {
                     change: json,
                     tag,
                 },
-                keep_log_from(revision, self.log_limit),
+                keep_from,
             )?;
         }
         let entry = LogEntry {
@@ -480,10 +557,7 @@ impl<S: Schema> Store<S> {
         let mut data = self.data.write().unwrap_or_else(PoisonError::into_inner);
         S::apply(&mut data.state, &entry.change);
         data.revision = revision;
-        data.log.push_back(entry.clone());
-        while data.log.len() > self.log_limit {
-            data.log.pop_front();
-        }
+        data.push_log(entry.clone(), size, keep_from);
         Ok(entry)
     }
 }

@@ -199,6 +199,43 @@ fn redb_log_is_trimmed_to_its_limit_also_on_disk() {
     drop(store);
 }
 
+/// The log also keeps no more than its byte limit of changes (as logged):
+/// large records written over and over would otherwise hold gigabytes.
+/// The last change always stays; the backend's log is trimmed alike.
+#[test]
+fn the_log_is_trimmed_to_its_byte_limit_also_on_disk() {
+    let big: &'static str = Box::leak("x".repeat(1000).into_boxed_str());
+    let (_guard, dir) = temp_path("store", "bytes");
+    let path = dir.join("kv.redb");
+    for store in [
+        Store::<Kv>::memory(DEFAULT_LOG_LIMIT).with_log_byte_limit(3_500),
+        Store::<Kv>::open_redb(&path, DEFAULT_LOG_LIMIT)
+            .expect("open")
+            .with_log_byte_limit(3_500),
+    ] {
+        for _ in 0..5 {
+            store.apply(Mutation::Put("k", big)).expect("put");
+        }
+        // About 1 015 bytes each: three fit in 3 500.
+        assert_eq!(
+            revisions(&store.changes_since(2).expect("window")),
+            vec![3, 4, 5]
+        );
+        assert_eq!(store.changes_since(1), None);
+        let tiny = store.with_log_byte_limit(10);
+        tiny.apply(Mutation::Put("k", big)).expect("put");
+        assert_eq!(
+            revisions(&tiny.changes_since(5).expect("the last")),
+            vec![6]
+        );
+        assert_eq!(tiny.changes_since(4), None);
+    }
+    // Reopened, the file's log holds what was kept.
+    let store = Store::<Kv>::open_redb(&path, DEFAULT_LOG_LIMIT).expect("reopen");
+    assert_eq!(revisions(&store.changes_since(5).expect("window")), vec![6]);
+    assert_eq!(store.changes_since(4), None);
+}
+
 #[test]
 fn redb_reopen_restores_state_revision_and_log() {
     let (_guard, dir) = temp_path("store", "reopen");
