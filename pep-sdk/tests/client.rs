@@ -771,21 +771,7 @@ async fn a_pdp_slower_than_the_deadline_fails_closed_naming_the_deadline() {
     // On a runtime of its own: the slow answer blocks a thread, and on the
     // client's runtime it could hold the client's task (in that worker's
     // LIFO slot, which no other worker steals) until the answer is there.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            tx.send(l.local_addr().expect("addr")).expect("send");
-            let (server, _stop) = pdp.serve_on(l);
-            let _ = server.await;
-        });
-    });
-    let addr: SocketAddr = rx.recv().expect("the PDP listens");
+    let addr = serve_on_its_own_runtime(pdp, 1);
     let client = PepClient::new(
         PepConfig::new([format!("http://{addr}")]).with_deadline(Duration::from_millis(200)),
     )
@@ -816,6 +802,27 @@ struct RelayState {
     /// stopped PDP process (the kernel still completes the handshake of a
     /// new connection); once cleared, new connections work again.
     stopped: bool,
+}
+
+/// Serves `pdp` on a fresh port, on a runtime of `workers` threads of its
+/// own, for good: a script that blocks a thread (a slow answer) holds up
+/// none of the test's tasks.
+fn serve_on_its_own_runtime(pdp: FakePdp, workers: usize) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            tx.send(l.local_addr().expect("addr")).expect("send");
+            let (server, _stop) = pdp.serve_on(l);
+            let _ = server.await;
+        });
+    });
+    rx.recv().expect("the PDP listens")
 }
 
 /// A TCP relay to `to` whose connections freeze as its state says.
@@ -973,23 +980,7 @@ async fn a_frozen_pdp_among_several_is_set_aside_until_it_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_decision_on_a_busy_stream_sets_nothing_aside() {
     // Served on runtimes of their own: the slow answer blocks a thread.
-    let serve_apart = |pdp: FakePdp| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                tx.send(l.local_addr().expect("addr")).expect("send");
-                let (server, _stop) = pdp.serve_on(l);
-                let _ = server.await;
-            });
-        });
-        format!("http://{}", rx.recv().expect("the PDP listens"))
-    };
+    let serve_apart = |pdp: FakePdp| format!("http://{}", serve_on_its_own_runtime(pdp, 2));
     let script = |r: &pb::DecisionRequest| {
         if r.target == "slow" {
             std::thread::sleep(Duration::from_millis(400));

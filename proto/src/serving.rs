@@ -310,11 +310,7 @@ where
                             // transport takes it.
                             for ev in events {
                                 last = last.max(ev.revision());
-                                let sent = tokio::select! {
-                                    _ = closing.wait_for(|c| *c) => return,
-                                    sent = tx.send(Ok(ev)) => sent,
-                                };
-                                if sent.is_err() {
+                                if !send_unless_closing(&tx, &mut closing, ev).await {
                                     return;
                                 }
                             }
@@ -329,16 +325,25 @@ where
                 Err(broadcast::error::RecvError::Closed) => return,
             };
             last = last.max(ev.revision());
-            let sent = tokio::select! {
-                _ = closing.wait_for(|c| *c) => return,
-                sent = tx.send(Ok(ev)) => sent,
-            };
-            if sent.is_err() {
+            if !send_unless_closing(&tx, &mut closing, ev).await {
                 return;
             }
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Queues `ev` for the transport; false when the watcher went away or the
+/// server is closing first.
+async fn send_unless_closing<E>(
+    tx: &mpsc::Sender<Result<E, Status>>,
+    closing: &mut watch::Receiver<bool>,
+    ev: E,
+) -> bool {
+    tokio::select! {
+        _ = closing.wait_for(|c| *c) => false,
+        sent = tx.send(Ok(ev)) => sent.is_ok(),
+    }
 }
 
 impl Revisioned for crate::pb::WatchEvent {
