@@ -78,13 +78,11 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// Appends to `text` the `: `-separated parts of a cause's message that
 /// `text` does not say yet (a cause often repeats its own source's words:
 /// `operation was canceled: connection closed` after `operation was
-/// canceled`).
+/// canceled`). A part is said when it is a whole part of `text`, not when
+/// it is within one: a field name `acp` stays after an ACP ID `acpTooBig`.
 fn append_new(text: &mut String, cause: &str) {
-    if text.contains(cause) {
-        return;
-    }
     for part in cause.split(": ") {
-        if !part.is_empty() && !text.contains(part) {
+        if !part.is_empty() && !text.split(": ").any(|said| said == part) {
             text.push_str(": ");
             text.push_str(part);
         }
@@ -136,6 +134,23 @@ mod tests {
         assert_eq!(
             error_chain(&e),
             "operation was canceled: transport error: connection closed"
+        );
+    }
+
+    /// A cause's part that only appears inside a longer part before it
+    /// (a field name inside an ID) is still said.
+    #[test]
+    fn a_part_within_a_longer_one_is_still_said() {
+        let mut text = "toobig.json: acpTooBig: InvalidArgument".to_owned();
+        append_new(&mut text, "acp: is 1155061 bytes encoded");
+        assert_eq!(
+            text,
+            "toobig.json: acpTooBig: InvalidArgument: acp: is 1155061 bytes encoded"
+        );
+        append_new(&mut text, "InvalidArgument: acp");
+        assert_eq!(
+            text,
+            "toobig.json: acpTooBig: InvalidArgument: acp: is 1155061 bytes encoded"
         );
     }
 
