@@ -281,22 +281,40 @@ async fn start_pdp_following(prp_url: &str) -> (Proc, PolicyDecisionPointClient<
     (pdp, PolicyDecisionPointClient::new(channel(&pdp_url).await))
 }
 
+/// `originator` creates `acp` at the PRP.
+async fn create_acp_as(
+    prp: &mut PolicyRetrievalPointClient<Channel>,
+    originator: &str,
+    acp: pb::AccessControlPolicy,
+) -> Result<tonic::Response<pb::AcpRecord>, tonic::Status> {
+    prp.create_acp(pb::CreateAcpRequest {
+        role_ids: Vec::new(),
+        originator: originator.into(),
+        acp: Some(acp),
+    })
+    .await
+}
+
+/// `originator` registers `resource` at the PRP.
+async fn put_resource_as(
+    prp: &mut PolicyRetrievalPointClient<Channel>,
+    originator: &str,
+    resource: pb::TargetResource,
+) -> Result<tonic::Response<pb::ResourceRecord>, tonic::Status> {
+    prp.put_resource(pb::PutResourceRequest {
+        role_ids: Vec::new(),
+        originator: originator.into(),
+        resource: Some(resource),
+    })
+    .await
+}
+
 /// Stores `acpDoor` (Cguest may RETRIEVE) and registers `door` under it.
 async fn guest_may_read_the_door(client: &mut PolicyRetrievalPointClient<Channel>) {
-    client
-        .create_acp(pb::CreateAcpRequest {
-            role_ids: Vec::new(),
-            originator: "CAdmin".into(),
-            acp: Some(acp("acpDoor", "Cguest", 2)),
-        })
+    create_acp_as(client, "CAdmin", acp("acpDoor", "Cguest", 2))
         .await
         .unwrap();
-    client
-        .put_resource(pb::PutResourceRequest {
-            role_ids: Vec::new(),
-            originator: "CAdmin".into(),
-            resource: Some(resource("door", &["acpDoor"])),
-        })
+    put_resource_as(client, "CAdmin", resource("door", &["acpDoor"]))
         .await
         .unwrap();
 }
@@ -445,12 +463,7 @@ async fn prp_takes_dynamic_acp_originators_from_its_flag() {
         "PRP on",
     );
     let mut client = prp_client(&url).await;
-    client
-        .put_resource(pb::PutResourceRequest {
-            role_ids: Vec::new(),
-            originator: "CAdmin".into(),
-            resource: Some(resource("cnt", &[])),
-        })
+    put_resource_as(&mut client, "CAdmin", resource("cnt", &[]))
         .await
         .expect("cnt");
     let grant = |originator: &str| pb::CreateDynamicAcpRequest {
@@ -496,12 +509,7 @@ async fn prp_killed_with_sigkill_loses_no_acknowledged_write() {
     let mut acked = Vec::new();
     for i in 0..40 {
         let id = format!("acp{i}");
-        let rev = client
-            .create_acp(pb::CreateAcpRequest {
-                role_ids: Vec::new(),
-                originator: "CAdmin".into(),
-                acp: Some(acp(&id, "Cx", 2)),
-            })
+        let rev = create_acp_as(&mut client, "CAdmin", acp(&id, "Cx", 2))
             .await
             .expect("create")
             .into_inner()
@@ -609,33 +617,18 @@ async fn a_store_larger_than_a_snapshot_part_reaches_the_pdp() {
         a
     };
     for i in 0..6 {
-        client
-            .create_acp(pb::CreateAcpRequest {
-                role_ids: Vec::new(),
-                originator: "CAdmin".into(),
-                acp: Some(labelled(&format!("acpBig{i}"))),
-            })
+        create_acp_as(&mut client, "CAdmin", labelled(&format!("acpBig{i}")))
             .await
             .expect("a 900 KB ACP");
     }
     let mut too_large = labelled("acpHuge");
     too_large.labels = vec!["l".repeat(1000); 1100];
-    let err = client
-        .create_acp(pb::CreateAcpRequest {
-            role_ids: Vec::new(),
-            originator: "CAdmin".into(),
-            acp: Some(too_large),
-        })
+    let err = create_acp_as(&mut client, "CAdmin", too_large)
         .await
         .expect_err("a record over 1 MiB");
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains("1 MiB"), "{err:?}");
-    client
-        .put_resource(pb::PutResourceRequest {
-            role_ids: Vec::new(),
-            originator: "CAdmin".into(),
-            resource: Some(resource("door", &["acpBig5"])),
-        })
+    put_resource_as(&mut client, "CAdmin", resource("door", &["acpBig5"]))
         .await
         .expect("door");
 
@@ -716,31 +709,17 @@ async fn a_prp_reads_a_group_listing_larger_than_4_mib() {
         "PRP on",
     );
     let mut prp = prp_client(&prp_url).await;
-    prp.create_acp(pb::CreateAcpRequest {
-        role_ids: Vec::new(),
-        originator: "CAdmin".into(),
-        acp: Some(acp("acpW", "Cwriter", 63)),
-    })
-    .await
-    .expect("acpW");
+    create_acp_as(&mut prp, "CAdmin", acp("acpW", "Cwriter", 63))
+        .await
+        .expect("acpW");
     let mut cb = resource("cb", &["acpW"]);
     cb.resource_type = 5;
-    prp.put_resource(pb::PutResourceRequest {
-        role_ids: Vec::new(),
-        originator: "CAdmin".into(),
-        resource: Some(cb),
-    })
-    .await
-    .expect("cb");
+    put_resource_as(&mut prp, "CAdmin", cb).await.expect("cb");
     let mut own = acp("acpOwn", "Cwriter", 2);
     own.parent_id = Some("cb".into());
-    prp.create_acp(pb::CreateAcpRequest {
-        role_ids: Vec::new(),
-        originator: "Cwriter".into(),
-        acp: Some(own),
-    })
-    .await
-    .expect("a write by Cwriter, judged with the PIP's groups");
+    create_acp_as(&mut prp, "Cwriter", own)
+        .await
+        .expect("a write by Cwriter, judged with the PIP's groups");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -810,13 +789,9 @@ async fn policy_list_prints_a_store_larger_than_4_mib() {
                 ..Default::default()
             }];
         }
-        prp.create_acp(pb::CreateAcpRequest {
-            role_ids: Vec::new(),
-            originator: "CAdmin".into(),
-            acp: Some(big),
-        })
-        .await
-        .expect("a 0.9 MB ACP");
+        create_acp_as(&mut prp, "CAdmin", big)
+            .await
+            .expect("a 0.9 MB ACP");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_authz"))
         .args(["policy", "--prp", &url, "list"])
@@ -1576,13 +1551,9 @@ async fn prp_writes_by_a_group_are_its_members_decision_3() {
                 "pvs": {{"acr": [{{"acor": ["grpFam"], "acop": 63}}]}}}}"#
         ))
     };
-    prp.create_acp(pb::CreateAcpRequest {
-        role_ids: Vec::new(),
-        originator: "CAdmin".into(),
-        acp: Some(by_the_group(2)),
-    })
-    .await
-    .expect("the admin creates acpG");
+    create_acp_as(&mut prp, "CAdmin", by_the_group(2))
+        .await
+        .expect("the admin creates acpG");
     let update = |who: &str, acop: u32| pb::UpdateAcpRequest {
         role_ids: Vec::new(),
         originator: who.into(),
