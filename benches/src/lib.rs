@@ -26,6 +26,8 @@
 //! the region, unauthenticated, a child type `acod` forbids) and kept only if
 //! the oracle then says Deny. Larger stores add ACPs that no target links.
 
+#![warn(missing_docs)]
+
 pub mod cedar;
 pub mod measure;
 pub mod rng;

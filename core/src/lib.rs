@@ -13,6 +13,8 @@
 //!
 //! Attributes the request does not carry come through [`attributes`].
 
+#![warn(missing_docs)]
+
 pub mod attributes;
 pub mod compile;
 pub mod decision;

@@ -5,6 +5,8 @@
 //! [`serving`] starts gRPC servers on loopback for the services' tests;
 //! [`tls`] makes certificates for their TLS tests.
 
+#![warn(missing_docs)]
+
 pub mod arbitrary;
 pub mod generators;
 pub mod mmdb;

@@ -23,11 +23,17 @@ pub struct Writer {
 
 /// Data-section values the tests need.
 pub enum Value<'a> {
+    /// A UTF-8 string.
     Str(&'a str),
+    /// A map of keys to values.
     Map(Vec<(&'a str, Value<'a>)>),
+    /// An unsigned 16-bit integer.
     U16(u16),
+    /// An unsigned 32-bit integer.
     U32(u32),
+    /// An unsigned 64-bit integer.
     U64(u64),
+    /// An array.
     Array(Vec<Value<'a>>),
 }
 
