@@ -6,7 +6,8 @@
 //!
 //! Before criterion starts, the binary prints once: the permit share and
 //! the agreement of engine, oracle and Cedar; store build times and memory;
-//! p50/p99 per-decision latency from batch timing; the Cedar speedup. After
+//! p50/p99 per-decision latency from batch timing, and p50/p90/p99 with
+//! each decision timed alone; the Cedar speedup. After
 //! criterion, it prints the speedup again from criterion's own means.
 
 use std::hint::black_box;
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use authz_benches::cedar::CedarWorkload;
-use authz_benches::measure::{Latency, batch_latency, rss_bytes};
+use authz_benches::measure::{Latency, batch_latency, per_decision_latency, rss_bytes};
 use authz_benches::workload::{Construction, Workload, WorkloadConfig};
 use authz_benches::{AcpStore, Engine, build_store, hosting_context};
 use criterion::Criterion;
@@ -224,6 +225,23 @@ fn main() {
         cedar_full.mean / ours_10k_mean,
         cedar_pre.mean / ours_10k_mean
     );
+    println!(
+        "per-decision latency (each decision timed alone, the clock's own cost subtracted, single thread):"
+    );
+    for (name, store) in &stores {
+        let s = per_decision_latency(n, latency_batches * 64, n, |i| {
+            black_box(engine.decide(store, black_box(&requests[i])));
+        });
+        println!(
+            "  {:<34} p50 {:>8.1} ns   p90 {:>8.1} ns   p99 {:>8.1} ns   mean {:>8.1} ns   (clock pair {:.1} ns subtracted)",
+            format!("engine decide/{name}"),
+            s.p50,
+            s.p90,
+            s.p99,
+            s.mean,
+            s.clock
+        );
+    }
     println!("(2-core machine shared with other builds: expect noise)");
     println!();
 
