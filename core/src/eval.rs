@@ -41,6 +41,7 @@ use crate::ids::{
 };
 use crate::index::{EntryRef, Key, KeyKind, Originator};
 use crate::location::pack_country;
+use crate::model::Specialization;
 use crate::request::{DecisionRequest, Operation, Position};
 use crate::time_window::TimeParts;
 
@@ -956,12 +957,13 @@ impl<'r, 'o> Evaluation<'r, 'o> {
                 && let Some(spty) = &d.specialization
                 && self.req.specialization.as_ref() != Some(spty)
             {
-                // Only a <mgmtObj> or <flexContainer> has one: for another
-                // type (known) its absence is an answer.
+                // Only a <mgmtObj> has an `mgd` and only a <flexContainer> a
+                // `cnd`: for another created type (known) its absence is an
+                // answer, not an unknown.
                 let specializable = self
                     .req
                     .resource_type
-                    .is_none_or(|rt| SPECIALIZED_TYPES.contains(&rt));
+                    .is_none_or(|rt| spty.check_created_type(rt).is_ok());
                 let why = match &self.req.specialization {
                     Some(given) => self.why(|| {
                         format!(
@@ -976,10 +978,15 @@ impl<'r, 'o> Evaluation<'r, 'o> {
                             specialization_text(spty)
                         )
                     }),
-                    // Known to have none: a certain FALSE, not an unknown.
+                    // Known to have none of that kind: a certain FALSE, not
+                    // an unknown.
                     None => self.why(|| {
+                        let kind = match spty {
+                            Specialization::MgmtDefinition(_) => "mgd",
+                            Specialization::ContainerDefinition(_) => "cnd",
+                        };
                         format!(
-                            "the created resource (ty {}) has no specialization, {} required",
+                            "the created resource (ty {}) has no {kind}, {} required",
                             self.req.resource_type.unwrap_or_default(),
                             specialization_text(spty)
                         )
@@ -1250,12 +1257,8 @@ impl<'r, 'o> Evaluation<'r, 'o> {
     }
 }
 
-/// Resource types that carry a specialization (`spty`): mgmtObj (13, `mgd`)
-/// and flexContainer (28, `cnd`).
-const SPECIALIZED_TYPES: [u32; 2] = [13, 28];
-
 /// A specialization as written in JSON: `{"mgd":1001}` or `{"cnd":"..."}`.
-fn specialization_text(s: &crate::model::Specialization) -> String {
+fn specialization_text(s: &Specialization) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
 }
 

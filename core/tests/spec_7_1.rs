@@ -2271,11 +2271,32 @@ fn decision_10_acod_part_not_given_is_a_missing_attribute() {
     // ... and the explanation says so, not that it is unknown.
     match first_failed(&d) {
         FailedCondition::ObjectDetails { elements } => assert!(
-            elements[0].contains("the created resource (ty 4) has no specialization")
+            elements[0].contains("the created resource (ty 4) has no mgd")
                 && !elements[0].contains("unknown"),
             "{elements:?}"
         ),
         other => panic!("expected object details, got {other:?}"),
+    }
+    // An `mgd` belongs to a <mgmtObj> (13) only and a `cnd` to a
+    // <flexContainer> (28) only: a created flexContainer without `spty`
+    // certainly has no `mgd` (and a mgmtObj no `cnd`), so the element is
+    // FALSE, not undetermined (7.1.4: a final result).
+    for (spty, created) in [(json!({"mgd": 1001}), 28), (json!({"cnd": "org.x"}), 13)] {
+        let acp = one_rule(json!({"acor": ["Cphone"], "acop": 1, "acod": [
+            {"spty": spty, "chty": [created]}
+        ]}));
+        let d = check(&acp, &create("Cphone", Some(3), created));
+        assert_deny(&d);
+        assert_eq!(d.status, AuthorizationStatus::Ok, "{d:#?}");
+        assert!(d.missing.is_empty(), "{d:#?}");
+        match first_failed(&d) {
+            FailedCondition::ObjectDetails { elements } => assert!(
+                elements[0].contains(&format!("the created resource (ty {created}) has no "))
+                    && !elements[0].contains("unknown"),
+                "{elements:?}"
+            ),
+            other => panic!("expected object details, got {other:?}"),
+        }
     }
 }
 
