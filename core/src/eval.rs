@@ -303,6 +303,9 @@ struct Evaluation<'r, 'o> {
     // none, and an empty `Vec` costs nothing to create or drop).
     time: Option<TimeParts>,
     position: Option<Option<Position>>,
+    /// Whether the source could not say where the originator is (as
+    /// opposed to knowing no position for it).
+    position_unavailable: bool,
     countries: Option<(SmallVec<[u16; 2]>, bool)>,
     /// Claimed roles looked up so far, with the answer (a decision with
     /// claimed roles allocates for these anyway).
@@ -373,6 +376,7 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             any_rule_named_originator: false,
             time: None,
             position: None,
+            position_unavailable: false,
             countries: None,
             roles: Vec::new(),
             knows_groups: None,
@@ -1175,6 +1179,7 @@ impl<'r, 'o> Evaluation<'r, 'o> {
                     None
                 }
                 Lookup::Unavailable(reason) => {
+                    self.position_unavailable = true;
                     self.note_missing(MissingAttribute::Position { reason });
                     None
                 }
@@ -1229,10 +1234,20 @@ impl<'r, 'o> Evaluation<'r, 'o> {
         }
         // Known to be in no country (at sea) is an answer; not known is not.
         let mut determined = !found.is_empty();
-        if found.is_empty()
-            && !ip_unavailable
-            && let Some(p) = self.position()
-        {
+        let position = if found.is_empty() && !ip_unavailable {
+            let before = self.pending_len();
+            let p = self.position();
+            // A position nobody knows is said by the country's own note
+            // below ("neither ... its position gives one"); one the source
+            // could not look up is worth its own.
+            if p.is_none() && !self.position_unavailable {
+                self.truncate_pending(before);
+            }
+            p
+        } else {
+            None
+        };
+        if let Some(p) = position {
             match self.attrs.countries_of_position(&p) {
                 Lookup::Found(list) => {
                     determined = true;

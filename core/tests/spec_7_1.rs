@@ -1932,10 +1932,23 @@ fn decision_5_aclr_country_unknown_denies() {
     let d = check(&acp, &retrieve("Cphone"));
     assert_deny(&d);
     assert_eq!(d.status, AuthorizationStatus::MissingAttribute);
+    // The country alone is what the rule needed: a position nobody knows
+    // is said in the country's note, not as a second missing attribute.
     assert!(
-        d.missing
-            .iter()
-            .any(|m| matches!(m, MissingAttribute::Country { .. })),
+        matches!(d.missing.as_slice(), [MissingAttribute::Country { reason }]
+            if reason.contains("position")),
+        "{d:#?}"
+    );
+    // A position the source could not look up is reported too.
+    let down = InMemoryAttributes {
+        unavailable: Some("location server unreachable".to_owned()),
+        ..InMemoryAttributes::new()
+    };
+    let d = check_with(&acp, &retrieve("Cphone"), &down);
+    assert_eq!(d.status, AuthorizationStatus::MissingAttribute);
+    assert!(
+        d.missing.iter().any(|m| matches!(m,
+            MissingAttribute::Position { reason } if reason == "location server unreachable")),
         "{d:#?}"
     );
     // IP and position known, but the PIP knows no country for them.
