@@ -214,7 +214,11 @@ impl DecisionCache {
             return;
         }
         let now = Instant::now();
-        let mut expires = now + self.config.ttl;
+        // `PepConfig::validate` bounds the TTL; a cache built without it
+        // stores nothing rather than overflow.
+        let Some(mut expires) = now.checked_add(self.config.ttl) else {
+            return;
+        };
         let mut reusable_until = None;
         if let Some(until) = &decision.reusable_until {
             // A decision resting on a dynamic ACP, a token, a one-off DAS
@@ -441,6 +445,19 @@ mod tests {
         cache.insert(key.clone(), &permit(1));
         assert!(cache.get(&key, Utc::now()).is_some());
         std::thread::sleep(Duration::from_millis(40));
+        assert!(cache.get(&key, Utc::now()).is_none());
+    }
+
+    /// A cache built without `PepConfig::validate` and a TTL `Instant`
+    /// cannot add stores nothing instead of panicking.
+    #[test]
+    fn an_unrepresentable_ttl_stores_nothing() {
+        let cache = DecisionCache::new(CacheConfig {
+            capacity: 10,
+            ttl: Duration::MAX,
+        });
+        let key = DecisionCache::key(&req("C1", 100, 0), Utc::now()).expect("key");
+        cache.insert(key.clone(), &permit(1));
         assert!(cache.get(&key, Utc::now()).is_none());
     }
 

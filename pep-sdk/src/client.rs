@@ -122,6 +122,11 @@ pub const MAX_DEADLINE: Duration = Duration::from_secs(3600);
 /// live seconds.
 pub const MAX_REVISION_POLL: Duration = Duration::from_secs(86_400);
 
+/// The longest [`CacheConfig::ttl`] accepted: a cached decision answers for
+/// that long after a `<group>` or role changes at the PIP, and a longer
+/// one could overflow the clock arithmetic of an entry's expiry.
+pub const MAX_CACHE_TTL: Duration = Duration::from_secs(86_400);
+
 /// Default [`PepConfig::keepalive`]: a connection that stopped answering
 /// is dropped within about twice this.
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(5);
@@ -300,7 +305,8 @@ impl PepConfig {
     /// silently; an unrepresentable deadline panics in a decision):
     /// `deadline` between 1 ns and [`MAX_DEADLINE`], `connect_timeout` and
     /// `keepalive` (when set) above zero, `retry.max_attempts` at least 1, `revision_poll` between 1 ns
-    /// and [`MAX_REVISION_POLL`], `stream_capacity` between 1 and
+    /// and [`MAX_REVISION_POLL`], `cache.ttl` (with a cache) between 1 ns
+    /// and [`MAX_CACHE_TTL`], `stream_capacity` between 1 and
     /// [`tokio::sync::Semaphore::MAX_PERMITS`], `tls_ca` (when set) PEM
     /// with at least one certificate, each valid, `tls_identity` (when set)
     /// a PEM certificate chain and a PEM key that belongs to its first
@@ -350,6 +356,23 @@ impl PepConfig {
                 );
             }
             _ => {}
+        }
+        if let Some(cache) = &self.cache {
+            if cache.ttl.is_zero() {
+                return invalid(
+                    "cache.ttl",
+                    "must be longer than zero (cache None caches nothing)".into(),
+                );
+            }
+            if cache.ttl > MAX_CACHE_TTL {
+                return invalid(
+                    "cache.ttl",
+                    format!(
+                        "{:?} is longer than the maximum of {MAX_CACHE_TTL:?}",
+                        cache.ttl
+                    ),
+                );
+            }
         }
         // The stream's send queue is a Tokio channel of this size, which
         // panics on 0 and above MAX_PERMITS.
@@ -1404,6 +1427,24 @@ mod tests {
         c.revision_poll = Some(Duration::MAX);
         assert_eq!(rejected(c.clone()), "revision_poll");
         c.revision_poll = Some(MAX_REVISION_POLL);
+        assert_eq!(c.validate(), Ok(()));
+        // A TTL past what `Instant` can add used to panic in every
+        // cacheable decision.
+        for ttl in [
+            Duration::ZERO,
+            Duration::MAX,
+            MAX_CACHE_TTL + Duration::from_nanos(1),
+        ] {
+            let c = config().with_cache(CacheConfig {
+                ttl,
+                ..CacheConfig::default()
+            });
+            assert_eq!(rejected(c), "cache.ttl", "{ttl:?}");
+        }
+        let c = config().with_cache(CacheConfig {
+            ttl: MAX_CACHE_TTL,
+            ..CacheConfig::default()
+        });
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(
             rejected(config().with_stream_capacity(0)),

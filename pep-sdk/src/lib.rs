@@ -78,8 +78,8 @@ pub mod response;
 pub use cache::CacheConfig;
 pub use certificate::{CertificateAuthenticator, CertificateError, CertifiedIds};
 pub use client::{
-    DEFAULT_KEEPALIVE, DecisionSource, DecisionStream, FailOpenRule, PepClient, PepConfig,
-    RetryPolicy, TlsIdentity, Verdict,
+    DEFAULT_KEEPALIVE, DecisionSource, DecisionStream, FailOpenRule, MAX_CACHE_TTL, PepClient,
+    PepConfig, RetryPolicy, TlsIdentity, Verdict,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use endpoints::{FIRST_PROBE_AFTER, LAST_PROBE_AFTER};
