@@ -945,13 +945,16 @@ impl PepClient {
             };
             // The call's own timer (`set_timeout`, which tonic reports as
             // CANCELLED "Timeout expired", or a transport error cut off at
-            // the deadline) or the PDP's: the deadline ran out, which is
-            // what the caller set. Any other transport failure (a refused
-            // or reset connection, one a PDP shutting down cancels) is a
-            // call that got no answer: retried, elsewhere when it can be.
+            // the deadline) or the PDP's, near the deadline: the deadline
+            // ran out, which is what the caller set. A DEADLINE_EXCEEDED
+            // well before it is the PDP's answer (its own wait ran out),
+            // not a PDP that kept silent. Any other transport failure (a
+            // refused or reset connection, one a PDP shutting down
+            // cancels) is a call that got no answer: retried, elsewhere
+            // when it can be.
             let near_deadline = deadline.saturating_duration_since(Instant::now()) < DEADLINE_SLACK;
             let timed_out =
-                status.code() == Code::DeadlineExceeded || (near_deadline && no_answer(&status));
+                near_deadline && (status.code() == Code::DeadlineExceeded || no_answer(&status));
             let lost = !timed_out && no_answer(&status);
             if timed_out || lost {
                 missed(slot);

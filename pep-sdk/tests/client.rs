@@ -586,6 +586,36 @@ async fn a_call_the_transport_cut_off_is_retried_elsewhere() {
     }
 }
 
+/// A PDP that answers DEADLINE_EXCEEDED at once (its own wait for
+/// something ran out) has answered: the call fails closed with that
+/// answer, is not retried, and the endpoint is not set aside as one that
+/// gives no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_exceeded_answered_at_once_is_an_answer_not_silence() {
+    let answering = FakePdp::new(|_| Err(Status::deadline_exceeded("the PIP did not answer")));
+    let other = FakePdp::new(|_| Ok(permit()));
+    let (answering_url, _a) = answering.serve().await;
+    let (other_url, _o) = other.serve().await;
+    let client = PepClient::new(PepConfig::new([answering_url, other_url])).expect("client");
+    let mut refused = 0;
+    for i in 0..10 {
+        let v = client.decide(request("C1", &format!("x{i}"))).await;
+        if v.source == DecisionSource::FailClosed {
+            refused += 1;
+            assert!(
+                v.decision.summary.contains("the PIP did not answer")
+                    && !v.decision.summary.contains("deadline of"),
+                "{}",
+                v.decision.summary
+            );
+        }
+    }
+    // Round robin keeps sending it every other call, once each: not set
+    // aside after the first, not retried elsewhere.
+    assert_eq!(answering.calls(), 5, "refused {refused}");
+    assert_eq!(refused, 5);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_endpoint_is_balanced_around() {
     let pdp = FakePdp::new(|_| Ok(permit()));
