@@ -350,7 +350,7 @@ impl TokenClaims {
     pub fn permissions_for(&self, target: &str, hosting: &HostingContext) -> Granted {
         let mut granted = Granted::default();
         let target = canonical_resource_id(target, hosting);
-        for p in &self.permissions.pm {
+        for (position, p) in self.permissions.pm.iter().enumerate() {
             // 7.3.2.5 step 1: with `ris`, the permission applies only to the
             // resources it lists. An unusable target matches no `ris`.
             let applies = p.ris.is_empty()
@@ -363,7 +363,7 @@ impl TokenClaims {
                 continue;
             }
             if let Some(pv) = &p.pv {
-                granted.privileges.push(pv.clone());
+                granted.privileges.push((position, pv.clone()));
             }
             for r in &p.rids {
                 if !granted.role_ids.contains(r) {
@@ -432,10 +432,11 @@ impl TokenPermission {
 /// permissions evaluation").
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Granted {
-    /// The `pv` of each applicable permission, in token order: each joins the
-    /// applicable policies of the decision (step 2). Compile each with
+    /// The `pv` of each applicable permission, in token order, with its
+    /// position in `tkps.pm` (what an explanation names it by): each joins
+    /// the applicable policies of the decision (step 2). Compile each with
     /// [`CompiledAcp::from_privileges`].
-    pub privileges: Vec<SetOfAcrs>,
+    pub privileges: Vec<(usize, SetOfAcrs)>,
     /// The `rids` of the applicable permissions, without duplicates: they join
     /// the originator's verified roles (step 3; `DecideOptions::granted_roles`).
     pub role_ids: Vec<String>,

@@ -1153,7 +1153,7 @@ fn verified(c: &TokenClaims) -> authz_core::token::VerifiedToken {
 fn clause_7_3_2_5_permissions_ris_includes_target() {
     let v = verified(&claims());
     let expected = Granted {
-        privileges: vec![read_by(PHONE)],
+        privileges: vec![(0, read_by(PHONE))],
         role_ids: vec![ROLE.into()],
     };
     // The same resource in absolute, SP-relative and CSE-relative form.
@@ -1169,6 +1169,32 @@ fn clause_7_3_2_5_permissions_ris_includes_target() {
             "{target}"
         );
     }
+}
+
+/// 7.3.2.5 checks "the permission element in the permission list one by
+/// one": a granted `pv` keeps its position in `tkps.pm`, so an explanation
+/// names the permission that was evaluated, not its rank among those that
+/// apply to the target.
+#[test]
+fn clause_7_3_2_5_a_granted_permission_keeps_its_position_in_the_list() {
+    let mut c = claims();
+    c.permissions.pm = vec![
+        TokenPermission {
+            ris: vec!["/id-in/cnt-other".into()],
+            pv: Some(read_by("Cother")),
+            rids: vec![],
+        },
+        TokenPermission {
+            ris: vec![TARGET.into()],
+            pv: Some(read_by(PHONE)),
+            rids: vec![],
+        },
+    ];
+    let v = verified(&c);
+    assert_eq!(
+        v.token_permissions_for(TARGET, ctx().hosting()).privileges,
+        vec![(1, read_by(PHONE))]
+    );
 }
 
 #[test]
@@ -1282,7 +1308,6 @@ fn clause_7_3_2_5_permissions_join_the_decision() {
         let from_token: Vec<CompiledAcp> = granted
             .privileges
             .iter()
-            .enumerate()
             .map(|(i, pv)| {
                 CompiledAcp::from_privileges(format!("{}#{i}", v.token_id()), pv).unwrap()
             })

@@ -241,7 +241,7 @@ impl TokenGrant {
     /// CSE than the one it was first verified for (TS-0003 7.3.2.5, `ris`).
     fn add(&mut self, token: &VerifiedToken, target: &str, hosting: &HostingContext) {
         let granted = token.token_permissions_for(target, hosting);
-        for (i, pv) in granted.privileges.iter().enumerate() {
+        for (i, pv) in &granted.privileges {
             // The claims were validated, so this compiles; a failure grants nothing.
             if let Ok(acp) =
                 CompiledAcp::from_privileges(format!("token:{}#{i}", token.token_id()), pv)
