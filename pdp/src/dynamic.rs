@@ -863,7 +863,16 @@ impl Dynamic {
             return;
         }
         if let Some(lti) = self.local_by_token.get(&id) {
-            grant.assigned.push((lti.clone(), id));
+            // Token-IDs are unique (TS-0001 7.1.15), but a DAS that reuses
+            // one for another holder must not have that holder handed an
+            // ID that names the first holder's token (and denies it).
+            let other_holder = self
+                .local
+                .get(lti.as_str())
+                .is_some_and(|t| t.claims().holder != token.claims().holder);
+            if !other_holder {
+                grant.assigned.push((lti.clone(), id));
+            }
             return;
         }
         if !self.make_room() {

@@ -1461,6 +1461,34 @@ async fn local_token_ids_are_assigned_only_when_reported_7_3_2_3() {
     assert!(d.assigned_token_ids.is_empty(), "nothing new: {d:?}");
 }
 
+/// TS-0003 7.3.2.3 step 7.2: "the Originator may use the Local-Token-ID
+/// instead of the Token". A DAS that reuses a Token-ID (which TS-0001
+/// 7.1.15 forbids) for another holder must not have that holder told the
+/// first holder's Local-Token-ID: the ID would name a token it does not
+/// hold, and deny it. Its token still decides by value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_token_id_of_another_holder_gets_no_local_token_id_7_3_2_3() {
+    let das = ScriptedDas::default();
+    let pdp = pdp_with_das(&das, None).await;
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+
+    let mut first = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    first.tokens = vec![retrieve_token("tkdup@das.example.com", "Cvisitor")];
+    let d = client.decide(first).await.expect("decision").into_inner();
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    assert_eq!(d.assigned_token_ids.len(), 1, "{d:?}");
+
+    let mut second = request("Cother", pb::Operation::Retrieve, "cnt");
+    second.tokens = vec![retrieve_token("tkdup@das.example.com", "Cother")];
+    let d = client.decide(second).await.expect("decision").into_inner();
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    assert!(
+        d.assigned_token_ids.is_empty(),
+        "the first holder's Local-Token-ID is not handed to another: {d:?}"
+    );
+}
+
 /// A token of the scripted DAS for `holder` (absolute), for CSE A and CSE B
 /// of `sp.example.com`, granting it UPDATE on the resources `ris` only.
 fn door_token(token_id: &str, holder: &str, ris: &[&str]) -> String {
