@@ -50,6 +50,12 @@ pub enum IdError {
     /// A wildcard in an SP domain entry (Decision 1).
     #[error("wildcards are not allowed in an SP domain (TS-0003 7.1.3)")]
     WildcardInDomain,
+    /// An `acor` entry `//x...` whose domain `x` is no domain name (a port,
+    /// `_`, an empty or `-`-edged label): it could match no originator.
+    #[error(
+        "'{0}' is not an SP domain name (expected //fqdn: dot-separated labels of letters, digits and '-')"
+    )]
+    BadDomain(String),
     /// An absolute ID with an empty segment, such as `//sp//x`.
     #[error("'{0}' has an empty path segment")]
     EmptySegment(String),
@@ -740,6 +746,12 @@ impl OriginatorEntry {
                 if fqdn.is_empty() {
                     return Err(IdError::EmptySegment(entry.to_owned()));
                 }
+                // A `*` stands for letters, digits or `-` there (`//*/x`,
+                // `//m2m*.example.com/x`); the rest must be a domain name,
+                // as the hosting CSE's SP-ID must.
+                if !is_fqdn(&fqdn.replace('*', "a")) {
+                    return Err(IdError::BadDomain(fqdn.to_owned()));
+                }
                 if rest.is_empty() {
                     if fqdn.contains('*') {
                         return Err(IdError::WildcardInDomain);
@@ -1224,5 +1236,35 @@ mod tests {
                 key: "/SmyAE".into()
             }
         );
+    }
+
+    /// TS-0003 7.1.3: an entry `//x` names "SP domain names", and `//x/...`
+    /// an ID in that domain: an `x` that is no domain name (a port, `_`,
+    /// an empty or `-`-edged label) is refused, as the hosting CSE's SP-ID
+    /// is, instead of loading as an entry that matches no originator.
+    #[test]
+    fn an_entry_whose_domain_is_no_domain_name_is_refused_7_1_3() {
+        for (entry, domain) in [
+            ("//m2m.local:8080", "m2m.local:8080"),
+            ("//a..b", "a..b"),
+            ("//bad_host.com", "bad_host.com"),
+            ("//-bad-.com/cse/Cae", "-bad-.com"),
+            ("//m2m.local:8080/cse/C*", "m2m.local:8080"),
+            ("//a..*/cse/Cae", "a..*"),
+        ] {
+            assert_eq!(
+                OriginatorEntry::parse(entry).unwrap_err(),
+                IdError::BadDomain(domain.to_owned()),
+                "{entry}"
+            );
+        }
+        // Wildcards in the domain of an ID entry stand for name characters.
+        for entry in [
+            "//*/cse/Cae",
+            "//m2m*.example.com/cse/C*",
+            "//M2M.example.com/cse/x",
+        ] {
+            assert!(OriginatorEntry::parse(entry).is_ok(), "{entry}");
+        }
     }
 }
