@@ -4,11 +4,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use authz_das::DasConfig;
 use authz_pdp::telemetry;
 use clap::Args;
-use tokio::net::TcpListener;
 
 /// Arguments of `authz das`.
 #[derive(Args)]
@@ -32,6 +31,7 @@ pub async fn run(args: DasArgs, tls: &authz_proto::tls::ClientTls) -> Result<()>
     let signal = crate::serve::shutdown_signal()?;
     let server_tls = args.tls.load()?;
     let config = DasConfig::load(&args.config)?;
+    let listener = crate::serve::listen(args.listen).await?;
     let data_dir = crate::serve::data_dir(&args.data_dir)?;
     // What the banner says of the configuration, which `build` takes.
     let (issuer, policies) = (config.issuer.clone(), config.policies.len());
@@ -42,9 +42,6 @@ pub async fn run(args: DasArgs, tls: &authz_proto::tls::ClientTls) -> Result<()>
     let service = authz_das::build(config, data_dir.as_deref())
         .await
         .map_err(|e| crate::serve::store_error(e, &args.data_dir))?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
     bannerln!(
         "onem2m-authz DAS {issuer} on {}://{} ({policies} policies, signing key {kid})",
         crate::serve::scheme(server_tls.as_ref()),

@@ -432,6 +432,14 @@ pub fn data_dir(arg: &str) -> Result<Option<PathBuf>> {
     Ok(Some(dir))
 }
 
+/// Binds `--listen`: before any store is opened or directory made, so a
+/// start refused for a port in use leaves the data directory untouched.
+pub async fn listen(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--listen {addr}: cannot listen"))
+}
+
 /// The URL this process reaches its own listener at: `addr`, or loopback
 /// when it listens on every address (`0.0.0.0`, `::`); `https` with TLS.
 fn local_url(mut addr: SocketAddr, tls: Option<&ServerTls>) -> String {
@@ -603,10 +611,14 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
         Some(file) => Some(decryption_keys(file)?),
         None => None,
     };
-    let metrics = metrics(&args.metrics, server_tls.as_ref())?;
     if args.data_dir.as_os_str().is_empty() {
         anyhow::bail!("--data-dir: empty; give a directory");
     }
+    // The ports first, then the stores: a start refused for a port in use
+    // (the gRPC one first, so a --metrics on the same address is the one
+    // blamed) writes nothing.
+    let listener = listen(args.listen).await?;
+    let metrics = metrics(&args.metrics, server_tls.as_ref())?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("--data-dir {}: cannot create", args.data_dir.display()))?;
     let dir = args.data_dir.display().to_string();
@@ -638,9 +650,6 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
         }
         None => None,
     };
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
     let addr = listener.local_addr()?;
     // How this process reaches itself (the PDP its PRP, PIP and DAS; the
     // demo loader its PRP).
@@ -813,11 +822,13 @@ pub async fn prp(args: PrpArgs, tls: &ClientTls) -> Result<()> {
     for id in &args.dynamic_acp_originators {
         check_originator("--dynamic-acp-originator", id)?;
     }
-    let data_dir = data_dir(&args.data_dir)?;
     if args.pip != "off" {
         check_url("--pip", &args.pip)?;
     }
-    let mut config = PrpConfig::new(data_dir, args.admin, args.hosting.context()?);
+    let hosting = args.hosting.context()?;
+    let listener = listen(args.listen).await?;
+    let data_dir = data_dir(&args.data_dir)?;
+    let mut config = PrpConfig::new(data_dir, args.admin, hosting);
     config.dynamic_acp_originators = args.dynamic_acp_originators;
     config.pip_endpoint = (args.pip != "off").then_some(args.pip);
     config.tls = tls.clone();
@@ -825,9 +836,6 @@ pub async fn prp(args: PrpArgs, tls: &ClientTls) -> Result<()> {
     let service = authz_prp::build(&config)
         .await
         .map_err(|e| store_error(e, &args.data_dir))?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
     bannerln!(
         "onem2m-authz PRP on {}://{}",
         scheme(server_tls.as_ref()),
@@ -845,6 +853,7 @@ pub async fn pdp(args: PdpArgs, tls: &ClientTls) -> Result<()> {
     let _tracing = telemetry::init_tracing_with_tls("onem2m-authz-pdp", tls)?;
     let signal = shutdown_signal()?;
     let server_tls = args.tls.load()?;
+    let listener = listen(args.listen).await?;
     let metrics = metrics(&args.metrics, server_tls.as_ref())?;
     check_url("--prp", &args.prp)?;
     if args.pip != "off" {
@@ -864,9 +873,6 @@ pub async fn pdp(args: PdpArgs, tls: &ClientTls) -> Result<()> {
         config = config.with_dynamic(d);
     }
     let pdp = Pdp::start(config)?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
     bannerln!(
         "onem2m-authz PDP on {}://{} following {}",
         scheme(server_tls.as_ref()),
@@ -889,17 +895,14 @@ pub async fn pip(args: PipArgs, tls: &ClientTls) -> Result<()> {
     let server_tls = args.tls.load()?;
     check_originator("--admin", &args.admin)?;
     args.pip.check()?;
+    let hosting = args.hosting.context()?;
+    let listener = listen(args.listen).await?;
     let data_dir = data_dir(&args.data_dir)?;
-    let config = args
-        .pip
-        .config(data_dir, &args.admin, args.hosting.context()?);
+    let config = args.pip.config(data_dir, &args.admin, hosting);
     // Opened before the banner: a start that fails does not first say it serves.
     let service = authz_pip::build(&config)
         .await
         .map_err(|e| store_error(e, &args.data_dir))?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
     bannerln!(
         "onem2m-authz PIP on {}://{}",
         scheme(server_tls.as_ref()),

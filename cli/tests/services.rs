@@ -1158,6 +1158,54 @@ fn start_up_errors_name_their_flag_and_an_empty_rust_log_means_info() {
     );
 }
 
+/// A start refused for a `--listen` port in use writes nothing: the data
+/// directory is not even made (README: flags are checked before anything
+/// starts). And `--metrics` on `--listen`'s own address blames `--metrics`.
+#[test]
+fn a_busy_port_refuses_the_start_before_any_store_is_made() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy = taken.local_addr().expect("addr").to_string();
+    let data = tempdir("busy-port");
+    let das_config =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/das/door-lock-das.json");
+    let das_config = das_config.to_str().unwrap();
+    for (i, command) in [
+        vec!["up", "--metrics", "off", "--no-country-boundaries"],
+        vec!["prp"],
+        vec!["pip", "--no-country-boundaries"],
+        vec!["das", "--config", das_config],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = data.path().join(format!("d{i}"));
+        let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+            .args(&command)
+            .args(["--listen", &busy, "--data-dir", dir.to_str().unwrap()])
+            .output()
+            .expect("run authz");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {err}");
+        assert!(err.contains(&format!("--listen {busy}")), "{err}");
+        assert!(!dir.exists(), "{command:?} made {}", dir.display());
+    }
+    // The same address for both: the gRPC port is bound first, so the
+    // metrics listener is the one refused, and named.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = free.local_addr().expect("addr").to_string();
+    drop(free);
+    let dir = data.path().join("same");
+    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(["up", "--no-country-boundaries", "--listen", &addr])
+        .args(["--metrics", &addr, "--data-dir", dir.to_str().unwrap()])
+        .output()
+        .expect("run authz");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("--metrics {addr}")), "{err}");
+    assert!(!dir.exists(), "made {}", dir.display());
+}
+
 /// A flag out of range is a clear error with exit code 2, not a panic
 /// (a `--duration` past what a deadline can hold overflowed before).
 #[test]
