@@ -1206,6 +1206,50 @@ fn a_busy_port_refuses_the_start_before_any_store_is_made() {
     assert!(!dir.exists(), "made {}", dir.display());
 }
 
+/// A client pointed at another service is told so, not an empty
+/// `Unimplemented: `: `policy` at a PRP-less PIP, `decide` at a PRP.
+#[test]
+fn a_client_at_the_wrong_service_is_told_so() {
+    let (_pip, pip) = start(
+        &[
+            "pip",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "memory",
+            "--no-country-boundaries",
+        ],
+        "PIP on",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(["policy", "--prp", &pip, "list"])
+        .output()
+        .expect("run authz");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("does not serve this call"), "{err}");
+
+    let (_prp, prp) = start(
+        &["prp", "--listen", "127.0.0.1:0", "--data-dir", "memory"],
+        "PRP on",
+    );
+    let request =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/request-owner-update.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args([
+            "decide",
+            "--pdp",
+            &prp,
+            "--request",
+            request.to_str().unwrap(),
+        ])
+        .output()
+        .expect("run authz");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("does not serve this call"), "{err}");
+}
+
 /// A flag out of range is a clear error with exit code 2, not a panic
 /// (a `--duration` past what a deadline can hold overflowed before).
 #[test]
