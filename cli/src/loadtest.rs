@@ -127,10 +127,12 @@ pub async fn run(args: LoadtestArgs, tls: &ClientTls) -> Result<()> {
     let request = short_request_to_pb(&text, false)?;
     let target = authz_proto::endpoint::endpoint_with(&args.target, tls)
         .map_err(|e| anyhow!("--target {}: {e}", args.target))?;
-    if args.propagation > 0
-        && let Some(prp) = &args.prp
-    {
-        authz_proto::endpoint::endpoint_with(prp, tls).map_err(|e| anyhow!("--prp {prp}: {e}"))?;
+    if args.propagation > 0 {
+        crate::serve::check_originator("--originator", &args.originator)?;
+        if let Some(prp) = &args.prp {
+            authz_proto::endpoint::endpoint_with(prp, tls)
+                .map_err(|e| anyhow!("--prp {prp}: {e}"))?;
+        }
     }
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {
@@ -167,8 +169,15 @@ pub async fn run(args: LoadtestArgs, tls: &ClientTls) -> Result<()> {
         propagation(&prp, tls, &channels[0], &args.originator, args.propagation)
             .await
             .with_context(|| {
+                // Without --prp the writes go to --target, which may be a
+                // PDP alone.
+                let hint = if args.prp.is_none() {
+                    " (give --prp when --target is a PDP alone)"
+                } else {
+                    ""
+                };
                 format!(
-                    "--propagation: policy writes to the PRP at {prp} as {} (give --prp when --target is a PDP alone)",
+                    "--propagation: policy writes to the PRP at {prp} as {}{hint}",
                     args.originator
                 )
             })?;

@@ -374,7 +374,7 @@ fn check_url(flag: &str, url: &str) -> Result<()> {
 
 /// A `--flag ID` that names one originator (an AE-ID or CSE-ID): not `all`,
 /// a pattern, an SP domain, a Role-ID or empty.
-fn check_originator(flag: &str, id: &str) -> Result<()> {
+pub(crate) fn check_originator(flag: &str, id: &str) -> Result<()> {
     authz_core::resources::check_owner_id(id)
         .with_context(|| format!("{flag} {id:?}: not one originator ID (AE-ID or CSE-ID)"))
 }

@@ -1284,6 +1284,16 @@ fn loadtest_rejects_an_out_of_range_duration() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--batch"));
+    // An --originator that is no originator ID is named before anything
+    // is asked (it used to surface as the PRP's `resources[0].cr`).
+    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(["loadtest", "--propagation", "10", "--originator", "all"])
+        .args(["--target", "http://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--originator \"all\""), "{err}");
 }
 
 /// `authz up --das-config`: the DAS runs in the same process; a denied
