@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use authz_pep::client::MAX_DEADLINE;
 use authz_pep::{
     CacheConfig, Clock, CseContext, DenyDetail, ManualClock, PepClient, PepConfig, SystemClock,
 };
@@ -137,7 +138,18 @@ async fn main() -> Result<()> {
         )
         .init();
     let args = Args::parse();
-    let cse = CseContext::new(&args.sp_id, &args.cse_id)?;
+    // Each flag named in its error, before anything is read or connected.
+    let cse = CseContext::new(&args.sp_id, &args.cse_id)
+        .with_context(|| format!("--sp-id {} / --cse-id {}", args.sp_id, args.cse_id))?;
+    authz_core::resources::check_owner_id(&args.admin)
+        .with_context(|| format!("--admin {:?}: not one originator ID", args.admin))?;
+    if args.deadline_ms == 0 || Duration::from_millis(args.deadline_ms) > MAX_DEADLINE {
+        anyhow::bail!(
+            "--deadline-ms {}: not between 1 and {}",
+            args.deadline_ms,
+            MAX_DEADLINE.as_millis()
+        );
+    }
     let bundle_text = read_or(&args.policies, policies::DEFAULT_POLICIES)?;
     let bundle = Bundle::parse(&bundle_text).context("policies")?;
     let groups =
