@@ -229,9 +229,10 @@ pub struct UpArgs {
     /// gRPC listen address for every service.
     #[arg(long, default_value = "127.0.0.1:7171")]
     listen: SocketAddr,
-    /// Directory of the embedded store.
+    /// Directory of the embedded stores; `memory` for volatile ones (lost
+    /// on exit), as with `prp`, `pip` and `das`.
     #[arg(long, default_value = "./data")]
-    data_dir: PathBuf,
+    data_dir: String,
     /// Prometheus metrics listen address (`/metrics`); `off` to disable.
     #[arg(long, default_value = "127.0.0.1:9464")]
     metrics: String,
@@ -611,38 +612,38 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
         Some(file) => Some(decryption_keys(file)?),
         None => None,
     };
-    if args.data_dir.as_os_str().is_empty() {
-        anyhow::bail!("--data-dir: empty; give a directory");
+    if args.data_dir.is_empty() {
+        anyhow::bail!("--data-dir: empty; give a directory, or memory");
     }
     // The ports first, then the stores: a start refused for a port in use
     // (the gRPC one first, so a --metrics on the same address is the one
     // blamed) writes nothing.
     let listener = listen(args.listen).await?;
     let metrics = metrics(&args.metrics, server_tls.as_ref())?;
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("--data-dir {}: cannot create", args.data_dir.display()))?;
-    let dir = args.data_dir.display().to_string();
+    let data_dir = data_dir(&args.data_dir)?;
+    let dir = args.data_dir.clone();
     let prp = authz_prp::build(&PrpConfig::new(
-        Some(args.data_dir.clone()),
+        data_dir.clone(),
         args.admin.clone(),
         hosting.clone(),
     ))
     .await
     .map_err(|e| store_error(e, &dir))?;
-    let demo_pending = args.data_dir.join(DEMO_PENDING);
-    let resume_demo = !args.no_demo && demo_pending.exists();
+    // In memory the store starts empty every time: nothing to resume.
+    let demo_pending = data_dir.as_ref().map(|d| d.join(DEMO_PENDING));
+    let resume_demo = !args.no_demo && demo_pending.as_ref().is_some_and(|p| p.exists());
     let load_demo = !args.no_demo && (prp.revision() == 0 || resume_demo);
-    let pip = authz_pip::build(&args.pip.config(
-        Some(args.data_dir.clone()),
-        &args.admin,
-        hosting.clone(),
-    ))
+    let pip = authz_pip::build(
+        &args
+            .pip
+            .config(data_dir.clone(), &args.admin, hosting.clone()),
+    )
     .await
     .map_err(|e| store_error(e, &dir))?;
 
     let das = match das_config {
         Some(config) => {
-            let das = authz_das::build(config, Some(&args.data_dir))
+            let das = authz_das::build(config, data_dir.as_deref())
                 .await
                 .map_err(|e| store_error(e, &dir))?;
             das.start_sweeper();
@@ -761,12 +762,16 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
     if load_demo {
         let bundle = crate::policy::Bundle::parse(DEMO)?;
         // Before the first write, durably: see DEMO_PENDING.
-        write_durably(&demo_pending, b"the door-lock demo is being loaded\n")?;
+        if let Some(pending) = &demo_pending {
+            write_durably(pending, b"the door-lock demo is being loaded\n")?;
+        }
         let mut client = crate::policy::connect(&endpoint, &own_tls).await?;
         // Creates or updates each record, so a second run completes the first.
         let summary = crate::policy::apply(&mut client, &args.admin, &bundle).await?;
-        std::fs::remove_file(&demo_pending)
-            .with_context(|| format!("{}: cannot remove", demo_pending.display()))?;
+        if let Some(pending) = &demo_pending {
+            std::fs::remove_file(pending)
+                .with_context(|| format!("{}: cannot remove", pending.display()))?;
+        }
         let resumed = if resume_demo {
             " (completing a load that was interrupted)"
         } else {
@@ -805,10 +810,13 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
         Some(m) => bannerln!("  metrics {m}"),
         None => bannerln!("  metrics off"),
     }
-    bannerln!(
-        "  store  {} (redb: prp.redb, pip.redb{das_file})",
-        args.data_dir.display()
-    );
+    match &data_dir {
+        Some(dir) => bannerln!(
+            "  store  {} (redb: prp.redb, pip.redb{das_file})",
+            dir.display()
+        ),
+        None => bannerln!("  store  memory (volatile: lost on exit)"),
+    }
     server.await??;
     Ok(())
 }

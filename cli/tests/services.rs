@@ -1206,6 +1206,40 @@ fn a_busy_port_refuses_the_start_before_any_store_is_made() {
     assert!(!dir.exists(), "made {}", dir.display());
 }
 
+/// `authz up --data-dir memory` keeps its stores in memory, as `prp`, `pip`
+/// and `das` do with that word: the demo is served, and no directory
+/// named `memory` is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_with_data_dir_memory_keeps_no_files() {
+    let (_up, url, lines) = start_with_output(
+        &[
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "off",
+            "--no-country-boundaries",
+            "--data-dir",
+            "memory",
+        ],
+        &[],
+        "gRPC",
+    );
+    let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
+    let owner = request("CownerPhone", "frontDoor", pb::Operation::Update);
+    eventually(&mut pdp, &owner, true).await;
+    let store = loop {
+        match lines.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.contains("store") => break line,
+            Ok(_) => {}
+            Err(e) => panic!("no store line: {e}"),
+        }
+    };
+    assert!(store.contains("memory (volatile"), "{store}");
+    let cwd = std::env::current_dir().expect("cwd");
+    assert!(!cwd.join("memory").exists(), "{}", cwd.display());
+}
+
 /// A client pointed at another service is told so, not an empty
 /// `Unimplemented: `: `policy` at a PRP-less PIP, `decide` at a PRP.
 #[test]
