@@ -266,8 +266,20 @@ async fn main() -> Result<()> {
         listener.local_addr()?,
         args.pdp.join(", ")
     );
-    let shutdown = async {
+    // SIGINT (Ctrl-C) or SIGTERM (what a service manager sends): stop
+    // taking connections and let requests under way finish.
+    #[cfg(unix)]
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    let shutdown = async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: finishing requests under way");
     };
     match serving_tls {
         Some(tls) => door_lock_cse::https::serve(listener, app, Arc::new(tls), shutdown).await,

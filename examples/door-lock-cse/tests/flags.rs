@@ -24,3 +24,45 @@ fn bad_flag_values_are_refused_naming_the_flag() {
         assert!(err.contains(flag), "{args:?}: {err}");
     }
 }
+
+/// SIGTERM, what a service manager sends, stops the CSE cleanly (exit 0),
+/// as SIGINT does.
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_the_cse_cleanly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    for signal in ["TERM", "INT"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_door-lock-cse"))
+            .args(["--listen", "127.0.0.1:0", "--pdp", "http://127.0.0.1:1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run door-lock-cse");
+        let stdout = child.stdout.take().expect("stdout");
+        let banner = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("door-lock CSE"));
+        assert!(banner.is_some(), "no banner");
+        let sent = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("SIG{signal}: still running after 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "SIG{signal}: {status}");
+    }
+}
