@@ -1233,6 +1233,18 @@ impl PolicyRetrievalPoint for PrpService {
             &[(current, PrivilegeKind::SelfPrivileges)],
             "update this ACP (UPDATE in its pvs)",
         )?;
+        // No change (the same file applied again): nothing is written, no
+        // revision made, nothing sent to the PDPs (whose PEPs would drop
+        // their caches); the answer names the current revision, as for a
+        // resource.
+        if acp == stored {
+            let revision = self.read(|s| s.revision);
+            return Ok(Response::new(pb::AcpRecord {
+                acp: Some(stored_acp_to_pb(&acp)?),
+                revision,
+                version: self.version(revision),
+            }));
+        }
         let entry = self.commit(guard, Mutation::UpdateAcp(acp.clone())).await?;
         tracing::info!(acp = %id, revision = entry.revision, "ACP updated");
         Ok(Response::new(pb::AcpRecord {

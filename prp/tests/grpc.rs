@@ -112,6 +112,35 @@ async fn acp_create_get_list_update_delete() {
         Some(1)
     );
 
+    // The same ACP again (a file applied twice) is no change: no
+    // revision, nothing for the PDPs (whose PEPs would drop their caches).
+    let mut same = acp("acp1", &["CCarol"], &[ADMIN], ALL);
+    same.self_privileges = None;
+    let again = c
+        .update_acp(pb::UpdateAcpRequest {
+            role_ids: Vec::new(),
+            originator: ADMIN.into(),
+            acp: Some(same),
+        })
+        .await
+        .expect("update")
+        .into_inner();
+    assert_eq!(again.revision, 3, "no new revision for no change");
+    assert_eq!(again.acp.expect("acp"), acp1);
+    // ... but only the ACP's owner may even try: a no-change update by
+    // someone without UPDATE in its pvs is still refused.
+    let mut same = acp("acp1", &["CCarol"], &[ADMIN], ALL);
+    same.self_privileges = None;
+    let refused = c
+        .update_acp(pb::UpdateAcpRequest {
+            role_ids: Vec::new(),
+            originator: "CMallory".into(),
+            acp: Some(same),
+        })
+        .await
+        .expect_err("no UPDATE in pvs");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
     let missing = c
         .update_acp(pb::UpdateAcpRequest {
             role_ids: Vec::new(),
