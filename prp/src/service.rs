@@ -1358,21 +1358,29 @@ impl PolicyRetrievalPoint for PrpService {
             return Err(invalid_argument(&[too_large]));
         }
         let mut resource = resource_from_pb(wire, "resource").map_err(|e| invalid_argument(&e))?;
-        // `acpi` names ACPs in any ID form (TS-0001 7.2); they are this
-        // CSE's, held under their CSE-relative IDs, so that is how they are
-        // stored and resolved. One of another CSE would never resolve.
+        // `acpi` names ACPs and `daci` DACs in any ID form (TS-0001 7.2);
+        // they are this CSE's, held under their CSE-relative IDs, so that is
+        // how they are stored and resolved. One of another CSE would never
+        // resolve (and a `daci` that does not resolve would let the
+        // parent's DAC stand in for a DAC that turns Dynamic Authorization
+        // off).
         let mut foreign = Vec::new();
-        for (i, entry) in resource.acpi.iter_mut().flatten().enumerate() {
-            match self.inner.hosting.cse_relative(entry) {
-                Some(relative) => *entry = relative.to_owned(),
-                None => foreign.push(violation(
-                    format!("resource.acpi[{i}]"),
-                    format!(
-                        "{entry} is not an ACP of this CSE ({}/{}); only its own ACPs are held and resolved here",
-                        self.inner.hosting.sp_fqdn(),
-                        self.inner.hosting.cse_id()
-                    ),
-                )),
+        for (field, what, list) in [
+            ("acpi", "an ACP", &mut resource.acpi),
+            ("daci", "a DAC", &mut resource.daci),
+        ] {
+            for (i, entry) in list.iter_mut().flatten().enumerate() {
+                match self.inner.hosting.cse_relative(entry) {
+                    Some(relative) => *entry = relative.to_owned(),
+                    None => foreign.push(violation(
+                        format!("resource.{field}[{i}]"),
+                        format!(
+                            "{entry} is not {what} of this CSE ({}/{}); only its own are held and resolved here",
+                            self.inner.hosting.sp_fqdn(),
+                            self.inner.hosting.cse_id()
+                        ),
+                    )),
+                }
             }
         }
         // The same ACP twice (in any form) adds nothing but work to every

@@ -2722,6 +2722,32 @@ async fn acpi_entries_in_any_id_form_name_this_cses_acps_ts0001_7_2() {
         .expect_err("another CSE's ACP");
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert_eq!(violations(&err), ["resource.acpi[1]"]);
+
+    // `daci` the same way: this CSE's DACs in any form are held
+    // CSE-relative (so that a DAC with `dae` false is found, not passed
+    // over for the parent's); twice in two forms, or another CSE's, is
+    // named.
+    let mut with_dacs = resource("cnt4", "", 3, Some(&["acp1"]), "");
+    with_dacs.daci = vec!["/id-in/dac1".into(), "//sp.example.com/id-in/dac2".into()];
+    let stored = c
+        .put_resource(put_req(ADMIN, with_dacs))
+        .await
+        .expect("daci in other forms")
+        .into_inner();
+    assert_eq!(stored.resource.expect("resource").daci, ["dac1", "dac2"]);
+    for (daci, field) in [
+        (vec!["dac1", "/id-in/dac1"], "resource.daci[1]"),
+        (vec!["//other.example.com/id-in/dac1"], "resource.daci[0]"),
+    ] {
+        let mut r = resource("cnt5", "", 3, Some(&["acp1"]), "");
+        r.daci = daci.iter().map(|d| d.to_string()).collect();
+        let err = c
+            .put_resource(put_req(ADMIN, r))
+            .await
+            .expect_err("daci refused");
+        assert_eq!(err.code(), Code::InvalidArgument, "{daci:?}: {err:?}");
+        assert_eq!(violations(&err), [field], "{daci:?}");
+    }
     prp.shutdown().await;
 }
 
