@@ -54,6 +54,7 @@
 //! | `UpdateAcp` | UPDATE in the stored ACP's `pvs` |
 //! | `DeleteAcp` | DELETE in the stored ACP's `pvs` |
 //! | `PutResource`, new resource | as `CreateAcp`, with the new resource's `ty` as the created type: CREATE in its parent's applicable set; no or an unknown parent: PERMISSION_DENIED |
+//! | `PutResource`, new resource with `aei` or `csi` | the admin: the originator it names takes the `<group>` memberships listed under the resource ID (spec notes §2.4), which groups may list still after a deletion; others: PERMISSION_DENIED |
 //! | `PutResource`, `pi`, `ty` or `cr` changed | INVALID_ARGUMENT naming the field, for the admin too: read-only once the resource exists (TS-0001 9.6.1.3) |
 //! | `PutResource`, `aei` or `csi` changed | INVALID_ARGUMENT naming `resource.ae_id` / `resource.cse_id`, for the admin too: fixed once the resource exists (TS-0001 9.6.4, 9.6.5); they decide which `<group>` memberships the resource gives |
 //! | `PutResource`, `acpi` or `cstn` changed | UPDATE in the `pvs` of the ACPs the resource references now, or in its default policy when `acpi` is not set (TS-0001 9.6.1.3.2; `cstn` replaces the creator in the default policy) |
@@ -1583,6 +1584,21 @@ impl PolicyRetrievalPoint for PrpService {
                     if let Some(why) = child.or(bound) {
                         return Err(Status::permission_denied(format!(
                             "{} may not register resource {id}: {why}; only the admin may re-create it",
+                            req.originator
+                        )));
+                    }
+                    // The AE-ID or CSE-ID of an `<AE>` or `<remoteCSE>`
+                    // takes every `<group>` membership listed under the
+                    // resource's ID (spec notes §2.4), which groups may
+                    // still list after the resource was deleted: who
+                    // registers it again with another `aei` would hold
+                    // them. Such a registration is the admin's (the hosting
+                    // CSE's), as re-creating a referenced ACP is.
+                    if let Some(member) = resource.member_originator() {
+                        return Err(Status::permission_denied(format!(
+                            "{} may not register resource {id} with the originator ID {member} \
+                             (aei/csi): it would take the <group> memberships listed under \
+                             {id}; only the admin may",
                             req.originator
                         )));
                     }

@@ -2328,7 +2328,8 @@ async fn aei_and_csi_only_on_their_types_and_valid_spec_notes_2_4() {
 
 /// `aei` is read-only and `csi` write-once (TS-0001 9.6.5, 9.6.4): one who
 /// may update an `<AE>` resource cannot point it at another AE-ID, which
-/// would hand that AE-ID the resource's `<group>` memberships.
+/// would hand that AE-ID the resource's `<group>` memberships; nor can one
+/// who may create register it (again, after a deletion) with an `aei`.
 #[tokio::test]
 async fn aei_cannot_change_once_the_resource_exists_ts0001_9_6_5() {
     let mut prp = start(config()).await;
@@ -2341,9 +2342,24 @@ async fn aei_cannot_change_once_the_resource_exists_ts0001_9_6_5() {
         .expect("cb");
     let mut ae = resource("ae-light", "cb", 2, Some(&["acpCb"]), "CBob");
     ae.ae_id = "Clight".into();
-    c.put_resource(put_req("CBob", ae.clone()))
+    // Registering an `<AE>` with its `aei` is the admin's (the hosting
+    // CSE's): the AE-ID takes the `<group>` memberships listed under the
+    // resource ID, which groups may list still after a deletion. Bob, who
+    // may create under `cb`, may not; without `aei` he may.
+    let err = c
+        .put_resource(put_req("CBob", ae.clone()))
         .await
-        .expect("Bob registers the AE resource");
+        .expect_err("Bob may not name an aei");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("aei/csi"), "{}", err.message());
+    let mut plain = resource("ae-plain", "cb", 2, Some(&["acpCb"]), "CBob");
+    plain.ae_id = String::new();
+    c.put_resource(put_req("CBob", plain))
+        .await
+        .expect("an <AE> without aei");
+    c.put_resource(put_req(ADMIN, ae.clone()))
+        .await
+        .expect("the admin registers the AE resource");
     let before = stored_state(c).await;
     for new in ["CBob", ""] {
         let mut changed = ae.clone();
