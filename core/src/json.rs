@@ -379,7 +379,7 @@ fn take_acrs(
 /// grants nothing and says nothing), if it is one: a long name, a resource
 /// root (`m2m:...`; `alone`: the only key, so the document is another
 /// resource), `pv`/`pvs` in another case, a rule's attribute, a bundle's
-/// key. The one check of attribute names, for files and for the wire's
+/// key, an `acpi` (which an ACP does not have). The one check of attribute names, for files and for the wire's
 /// `other_attributes` alike.
 pub fn other_attribute_name_error(key: &str, alone: bool) -> Option<String> {
     if let Some(short) = short_name_of(key) {
@@ -412,6 +412,12 @@ pub fn other_attribute_name_error(key: &str, alone: bool) -> Option<String> {
     if key == "acps" || key == "resources" {
         return Some(
             "a bundle ({\"acps\": [...], \"resources\": [...]}) is not an m2m:acp document; `authz policy apply` loads bundles".to_owned(),
+        );
+    }
+    if key == "acpi" {
+        // Kept, it would read as protecting the ACP and do nothing.
+        return Some(
+            "an <accessControlPolicy> has no acpi: a request on it is judged by its own pvs (spec notes §2.2)".to_owned(),
         );
     }
     None
@@ -903,6 +909,21 @@ mod tests {
             assert_eq!(e.0[0].path, "ty", "{doc}");
             assert!(e.0[0].message.contains("resource type 1"), "{e}");
         }
+    }
+
+    /// Spec notes §2.2: "An `acp` resource has no `acpi` of its own"; one
+    /// written on it would read as protecting the ACP and do nothing, so it
+    /// is refused, named, not kept as an unknown attribute.
+    #[test]
+    fn an_acp_has_no_acpi() {
+        let doc = r#"{"m2m:acp": {"ri": "acp1", "acpi": ["acp2"], "pv": {"acr": []},
+            "pvs": {"acr": [{"acor": ["CAdmin"], "acop": 63}]}}}"#;
+        let e = match parse_policies(doc) {
+            Err(JsonError::Invalid(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(e.0[0].path, "acpi", "{e}");
+        assert!(e.0[0].message.contains("own pvs"), "{e}");
     }
 
     /// Spec notes §2.2 (TS-0001 9.6.2.0): `adri`/`apri` only with a NULL
