@@ -994,6 +994,12 @@ mod tests {
             ),
             // A string that is no number (`"2"` is read as 2, as CSEs write it).
             (r#"{"fr": "Cabc", "to": "x", "op": "two"}"#, "op"),
+            // Spec notes §2.1: a circRegion is exactly three numbers; a
+            // position without its uncertainty is not taken as exact.
+            (
+                r#"{"fr": "Cabc", "to": "x", "op": 2, "olo": {"accr": [48.1, 11.5]}}"#,
+                "olo.accr",
+            ),
         ] {
             match request_from_json(req, chrono::Utc::now()) {
                 Err(JsonError::Invalid(e)) => assert_eq!(e.0[0].path, path, "{req}"),
@@ -1482,20 +1488,16 @@ pub fn request_from_json(
     if let Some(olo) = &short.olo {
         if let Some(accr) = &olo.accr {
             match accr.as_slice() {
-                [lat, lon] | [lat, lon, _]
+                // Exactly three numbers, as in a policy's `aclr.accr`: a
+                // position without its uncertainty taken as exact would
+                // widen what a circle admits.
+                [lat, lon, _]
                     if !(-90.0..=90.0).contains(lat) || !(-180.0..=180.0).contains(lon) =>
                 {
                     bad(
                         "olo.accr",
                         format!("({lat}, {lon}) is not a latitude -90..90 and longitude -180..180"),
                     )
-                }
-                [lat, lon] => {
-                    position = Some(Position {
-                        lat: *lat,
-                        lon: *lon,
-                        uncertainty_m: 0.0,
-                    })
                 }
                 [lat, lon, unc] if unc.is_finite() && *unc >= 0.0 => {
                     position = Some(Position {
