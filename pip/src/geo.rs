@@ -128,13 +128,19 @@ impl IpCountryTable {
         Self::default()
     }
 
-    /// Maps `net` to `country` (two ASCII letters, stored uppercase). Host bits
+    /// Maps `net` to `country` (two ASCII letters, stored uppercase, a
+    /// reserved code of a place as its country's: [`assigned_code`]). Host bits
     /// of `net` are cleared; a prefix inside `::ffff:0:0/96` is stored as the
     /// IPv4 prefix it maps, since lookups of mapped addresses are done as IPv4.
     /// Inserting the same prefix again replaces its country.
     pub fn insert(&mut self, net: IpNet, country: &str) -> Result<(), GeoError> {
-        let code = alpha2(country).ok_or_else(|| GeoError::Country {
-            code: country.to_owned(),
+        // The reserved codes of places reported under their country (the
+        // Canary Islands' `IC`: `ES`) answer that country, as a position
+        // there does ([`assigned_code`]).
+        let code = alpha2(assigned_code(&country.to_ascii_uppercase())).ok_or_else(|| {
+            GeoError::Country {
+                code: country.to_owned(),
+            }
         })?;
         self.map.insert(canonical_net(net), code);
         Ok(())
@@ -208,7 +214,7 @@ impl IpCountryTable {
             }
             let net = parse_net(cidr).map_err(bad)?;
             self.insert(net, country).map_err(|e| bad(e.to_string()))?;
-            let upper = country.to_ascii_uppercase();
+            let upper = assigned_code(&country.to_ascii_uppercase()).to_owned();
             match given.get(&canonical_net(net)) {
                 Some((file, line, earlier)) if *earlier != upper => {
                     let place = if file == source {

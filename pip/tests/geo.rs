@@ -40,6 +40,27 @@ fn csv_longest_prefix_wins() {
     assert_eq!(t.lookup(ip("10.0.0.0")), Some("DE"));
 }
 
+/// Decision 5 (one rule whichever way the country is found): a reserved
+/// code of a place reported under its country answers that country from an
+/// IP table too, as from a position there (the Canary Islands' `IC` is
+/// `ES`), so an `accc` of `ES` admits both. `IC` and `ES` for one prefix
+/// are then no conflict.
+#[test]
+fn csv_reserved_codes_answer_their_country_decision_5() {
+    let t = IpCountryTable::from_csv(
+        "t.csv",
+        "10.0.0.0/8,IC
+11.0.0.0/8,ea
+12.0.0.0/8,IC
+12.0.0.0/8,ES
+",
+    )
+    .unwrap();
+    assert_eq!(t.lookup(ip("10.1.1.1")), Some("ES"));
+    assert_eq!(t.lookup(ip("11.1.1.1")), Some("ES"));
+    assert_eq!(t.lookup(ip("12.1.1.1")), Some("ES"));
+}
+
 #[test]
 fn csv_ipv6_mapped_bare_comments_header() {
     let text = "\u{feff}# operator table\n\
