@@ -137,17 +137,7 @@ async fn stack_full(name: &str, encrypt: bool, secured: bool) -> Stack {
         &["prp", "--listen", "127.0.0.1:0", "--data-dir", "memory"],
         "PRP",
     );
-    let (pip_proc, pip_url) = start(
-        &[
-            "pip",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            "memory",
-            "--no-country-boundaries",
-        ],
-        "PIP",
-    );
+    let (pip_proc, pip_url) = start_pip_in_memory();
     let config = das_config(dir.path(), encrypt);
     if secured {
         secure_requests(&config);

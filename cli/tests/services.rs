@@ -671,17 +671,7 @@ async fn a_store_larger_than_a_snapshot_part_reaches_the_pdp() {
 /// writes still go through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prp_reads_a_group_listing_larger_than_4_mib() {
-    let (_pip, pip_url) = start(
-        &[
-            "pip",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            "memory",
-            "--no-country-boundaries",
-        ],
-        "PIP on",
-    );
+    let (_pip, pip_url) = start_pip_in_memory();
     let mut pip = PolicyInformationPointClient::new(channel(&pip_url).await);
     // 2 300 groups of 1 900-byte IDs: a 4.4 MB listing.
     for i in 0..2_300 {
@@ -1244,17 +1234,7 @@ async fn up_with_data_dir_memory_keeps_no_files() {
 /// `Unimplemented: `: `policy` at a PRP-less PIP, `decide` at a PRP.
 #[test]
 fn a_client_at_the_wrong_service_is_told_so() {
-    let (_pip, pip) = start(
-        &[
-            "pip",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            "memory",
-            "--no-country-boundaries",
-        ],
-        "PIP on",
-    );
+    let (_pip, pip) = start_pip_in_memory();
     let out = Command::new(env!("CARGO_BIN_EXE_authz"))
         .args(["policy", "--prp", &pip, "list"])
         .output()

@@ -75,6 +75,22 @@ pub fn start_with_output(
     panic!("authz {args:?} did not print '{marker}'");
 }
 
+/// Starts `authz pip` on an OS-chosen port with a store in memory and no
+/// country boundaries; returns it and its URL.
+pub fn start_pip_in_memory() -> (Proc, String) {
+    start(
+        &[
+            "pip",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "memory",
+            "--no-country-boundaries",
+        ],
+        "PIP on",
+    )
+}
+
 /// Starts `authz up` on an OS-chosen port, without metrics, on a store in
 /// `data`, with `extra` arguments and `env`; returns it and its gRPC URL.
 pub fn start_up(data: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
