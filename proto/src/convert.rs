@@ -433,7 +433,16 @@ fn location_region_to_pb(
     errors: &mut impl ErrorSink,
 ) -> Option<pb::LocationRegion> {
     use pb::location_region::Region;
-    let region = match (&region.country_codes, &region.circle) {
+    // An empty `accc` or `accr` is absent (Decision 11), as the engine
+    // compiles it: `{"accc": [], "accr": [...]}` is the circle alone, and
+    // `{"accr": []}` no constraint. (`{"accc": []}` alone stays as
+    // written: the wire holds an empty list of codes.)
+    let (codes, circle) = match (&region.country_codes, &region.circle) {
+        (codes, Some(c)) if c.is_empty() => (codes.as_ref(), None),
+        (Some(c), circle @ Some(_)) if c.is_empty() => (None, circle.as_ref()),
+        (codes, circle) => (codes.as_ref(), circle.as_ref()),
+    };
+    let region = match (codes, circle) {
         (Some(codes), None) => Region::CountryCodes(pb::CountryCodes {
             codes: codes.clone(),
         }),

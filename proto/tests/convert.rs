@@ -271,6 +271,30 @@ fn decision_11_location_region_with_neither_is_no_constraint() {
     }));
     let errors = acp_to_pb(&both).unwrap_err();
     assert_eq!(fields(&errors), ["pv.acr[0].acco[0].aclr"], "{errors:?}");
+
+    // An empty `accr` or `accc` beside the other is absent, as the engine
+    // reads it (`authz check` accepted these while the PRP refused them,
+    // and a DAS grant holding one could not be carried as a `dai`).
+    let region = |aclr: serde_json::Value| {
+        let acp = acp_json(serde_json::json!({
+            "pv": {"acr": [{"acor": ["Cphone"], "acop": 2, "acco": [{"aclr": aclr}]}]}
+        }));
+        let wire = acp_to_pb(&acp).expect("converts");
+        wire.privileges.expect("pv").rules[0].contexts[0]
+            .location_region
+            .clone()
+            .expect("region")
+            .region
+    };
+    assert_eq!(region(serde_json::json!({"accr": []})), None);
+    assert!(matches!(
+        region(serde_json::json!({"accc": [], "accr": [1.0, 2.0, 3.0]})),
+        Some(pb::location_region::Region::Circle(_))
+    ));
+    assert!(matches!(
+        region(serde_json::json!({"accc": ["DE"], "accr": []})),
+        Some(pb::location_region::Region::CountryCodes(c)) if c.codes == ["DE"]
+    ));
 }
 
 fn at(s: &str) -> DateTime<Utc> {
