@@ -292,10 +292,15 @@ struct DaiGrant {
 /// optional): `YYYYMMDDThhmmss`, or milliseconds counted from `now` (the
 /// decision's time, taken before the consultation, so a relative lifetime
 /// never ends later than the DAS meant). An empty `pl` is absent.
+///
+/// A `pl` that ends by `request_time` (the request's `rq_time`, when later
+/// than `now`) grants nothing for it, as a stored dynamic ACP that ended
+/// by then does not count (Decision 7).
 fn dai_grant(
     endpoint: &str,
     dai: &pb::DynamicAcpInfo,
     now: DateTime<Utc>,
+    request_time: DateTime<Utc>,
 ) -> Result<Option<DaiGrant>, String> {
     let privileges: SetOfAcrs = match &dai.granted_privileges {
         Some(gp) => {
@@ -322,9 +327,9 @@ fn dai_grant(
                     dai.privileges_lifetime
                 )
             })?;
-        if end <= now {
+        if end <= now.max(request_time) {
             return Err(format!(
-                "pl '{}' ended at {}",
+                "pl '{}' ends at {}, by the time of the request",
                 dai.privileges_lifetime,
                 format_timestamp(end)
             ));
@@ -1531,7 +1536,11 @@ impl Dynamic {
         if let Some(dai) = &response.dynamic_acp_info {
             // 7.3.2.2 step 4.1.2; a dai that cannot be used does not take
             // the tokens verified above with it.
-            match dai_grant(&das.endpoint, dai, now) {
+            // The request's own time, as the DAS was told it (`rts`).
+            let request_time = AbsRelTimestamp::parse(&dreq.request_timestamp)
+                .and_then(|t| t.resolve(now))
+                .unwrap_or(now);
+            match dai_grant(&das.endpoint, dai, now, request_time) {
                 Ok(Some(DaiGrant { acp, until })) => {
                     grant.acps.push(Arc::new(acp));
                     // Without `pl` it counts for this decision only.

@@ -754,11 +754,31 @@ async fn malformed_pl_keeps_the_tokens_of_the_response_7_3_2_2() {
         .expect("decision");
     assert_eq!(d.decision, DENY, "{d:?}");
     assert!(
-        d.summary.contains("dai ignored: pl '-1000' ended at"),
+        d.summary.contains("dai ignored: pl '-1000' ends at"),
         "{}",
         d.summary
     );
     assert!(prp.dynamic_acps().is_empty(), "{:?}", prp.dynamic_acps());
+
+    // Decision 7: a grant counts "until its pl ends", judged at the
+    // request's time as a stored dynamic ACP is: a pl of 8 s grants nothing
+    // to a request stamped a minute ahead.
+    das.answer(pb::DasResponse {
+        dynamic_acp_info: dai("Cother", "8000"),
+        ..Default::default()
+    })
+    .await;
+    let mut ahead = request("Cother", pb::Operation::Retrieve, "cnt");
+    ahead.request_time = Some(authz_proto::convert::timestamp_to_pb(
+        &(chrono::Utc::now() + chrono::Duration::seconds(60)),
+    ));
+    let d = service.decide_resolving_pb(&ahead).await.expect("decision");
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert!(
+        d.summary.contains("dai ignored: pl '8000' ends at"),
+        "{}",
+        d.summary
+    );
     running.kill().await;
 }
 
