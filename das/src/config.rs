@@ -965,6 +965,11 @@ pub fn absolute_audience(entry: &str, sp_fqdn: &str) -> Result<String, String> {
     if sp.is_empty() {
         return Err(bad("the SP domain is empty"));
     }
+    // A domain name, `*` standing for name characters (`//*/...`,
+    // `//*.example.com/...`): a port or `a..b` would match no CSE.
+    if !authz_core::ids::is_fqdn(&sp.replace('*', "a")) {
+        return Err(bad(&format!("'{sp}' is not an SP domain name")));
+    }
     if cse.is_empty() {
         return Err(bad("the CSE-ID is empty"));
     }

@@ -1115,6 +1115,9 @@ fn config_errors_name_the_file_and_the_field() {
         (json!(["//home.example"]), "audience[0]"),
         (json!(["/mn-cse-123456/frontDoor"]), "audience[0]"),
         (json!([HCSE, "/"]), "audience[1]"),
+        // An SP domain that is no domain name matches no CSE.
+        (json!(["//home.example:8080/mn-cse-123456"]), "audience[0]"),
+        (json!([HCSE, "//a..b/in-cse"]), "audience[1]"),
     ] {
         let mut v = config_json();
         v["audience"] = bad;
