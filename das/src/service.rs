@@ -339,12 +339,15 @@ impl DasService {
         // 'audience' parameter shall contain only the HCSEs CSE-ID"; a token
         // also naming other CSEs, as IssueToken's configured audience may,
         // is not a Direct token). Others are dropped like unknown IDs.
+        // That one entry is the consulting CSE's own ID, not a wildcard
+        // that also names it.
+        let consulting = format!("//{}/{}", hosting.sp_fqdn(), hosting.cse_id());
         let known = self.inner.store.read(|_, s| {
             request
                 .token_ids
                 .iter()
                 .filter_map(|id| s.valid_for(id, &hosting, now))
-                .filter(|t| t.audience.len() == 1)
+                .filter(|t| t.audience.len() == 1 && t.audience[0] == consulting)
                 .filter(|t| t.holder == request.originator)
                 .map(|t| t.jwt.clone())
                 .collect()

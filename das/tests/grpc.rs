@@ -1322,6 +1322,37 @@ async fn consult_returns_named_tokens_only_to_cses_in_their_audience_7_3_2_2() {
     );
     assert!(at_a.dynamic_acp_info.is_none());
     das.stop().await;
+
+    // A token whose one audience entry is a wildcard naming both CSEs
+    // (IssueToken with the configured audience `//home.example/*`) is
+    // returned to neither: its audience is not the consulting CSE alone.
+    let mut v = config_json();
+    v["consultants"] = json!([HCSE, OTHER]);
+    v["audience"] = json!(["//home.example/*"]);
+    let mut das = Running::start(load(&v), None).await;
+    let c = &mut das.client;
+    let wildcard = c
+        .issue_token(as_guest(dreq(
+            "Cguest",
+            pb::Operation::Retrieve,
+            "frontDoorState",
+        )))
+        .await
+        .expect("issued")
+        .into_inner();
+    named.token_ids = vec![wildcard.token_ids[0].clone()];
+    for cse in [HCSE, OTHER] {
+        let got = c
+            .consult(pb::ConsultRequest {
+                hosting_cse_id: cse.into(),
+                das_request: Some(named.clone()),
+            })
+            .await
+            .expect("consult")
+            .into_inner();
+        assert!(got.tokens.is_empty(), "{cse}: {got:?}");
+    }
+    das.stop().await;
 }
 
 /// The Token-ID (`jti`) of a compact token, read without verifying it.
