@@ -770,6 +770,11 @@ pub enum KeyError {
     /// An HS256 secret shorter than [`MIN_HMAC_SECRET`].
     #[error("an HS256 secret must be at least {MIN_HMAC_SECRET} bytes, got {0}")]
     SecretTooShort(usize),
+    /// An RS256 key whose modulus is shorter than
+    /// [`crate::jwe::MIN_RSA_BITS`] (RFC 7518 3.3: "A key of size 2048
+    /// bits or larger MUST be used with these algorithms"): its size.
+    #[error("an RS256 key needs at least {min} bits, got {0}", min = crate::jwe::MIN_RSA_BITS)]
+    RsaTooSmall(usize),
     /// An empty key ID.
     #[error("a key ID (kid) must not be empty")]
     EmptyKid,
@@ -828,7 +833,10 @@ impl VerificationKey {
         let key = match algorithm {
             TokenAlgorithm::Es256 => DecodingKey::from_ec_pem(pem).map_err(bad)?,
             TokenAlgorithm::EdDsa => DecodingKey::from_ed_pem(pem).map_err(bad)?,
-            TokenAlgorithm::Rs256 => DecodingKey::from_rsa_pem(pem).map_err(bad)?,
+            TokenAlgorithm::Rs256 => {
+                check_rsa_size(pem, false)?;
+                DecodingKey::from_rsa_pem(pem).map_err(bad)?
+            }
             TokenAlgorithm::Hs256 => return Err(KeyError::WrongForm(algorithm, "a secret")),
         };
         // A verifier is built from the key on every verification; building it
@@ -850,6 +858,36 @@ impl VerificationKey {
     /// The one algorithm this key verifies.
     pub fn algorithm(&self) -> TokenAlgorithm {
         self.algorithm
+    }
+}
+
+/// Refuses an RSA key in PEM (SPKI or PKCS#1 public, PKCS#8 or PKCS#1
+/// private) shorter than [`crate::jwe::MIN_RSA_BITS`], as the JWE keys are
+/// refused. A PEM that is no RSA key is left to the caller's parser, which
+/// says why.
+fn check_rsa_size(pem: &[u8], private: bool) -> Result<(), KeyError> {
+    use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey};
+    use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+    use rsa::traits::PublicKeyParts;
+    let Ok(text) = std::str::from_utf8(pem) else {
+        return Ok(());
+    };
+    let size = if private {
+        rsa::RsaPrivateKey::from_pkcs8_pem(text)
+            .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(text))
+            .ok()
+            .map(|k| k.size())
+    } else {
+        rsa::RsaPublicKey::from_public_key_pem(text)
+            .or_else(|_| rsa::RsaPublicKey::from_pkcs1_pem(text))
+            .ok()
+            .map(|k| k.size())
+    };
+    match size {
+        Some(bytes) if bytes * 8 < crate::jwe::MIN_RSA_BITS => {
+            Err(KeyError::RsaTooSmall(bytes * 8))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -902,7 +940,10 @@ impl TokenSigner {
         let key = match algorithm {
             TokenAlgorithm::Es256 => EncodingKey::from_ec_pem(private_pem).map_err(bad)?,
             TokenAlgorithm::EdDsa => EncodingKey::from_ed_pem(private_pem).map_err(bad)?,
-            TokenAlgorithm::Rs256 => EncodingKey::from_rsa_pem(private_pem).map_err(bad)?,
+            TokenAlgorithm::Rs256 => {
+                check_rsa_size(private_pem, true)?;
+                EncodingKey::from_rsa_pem(private_pem).map_err(bad)?
+            }
             TokenAlgorithm::Hs256 => return Err(KeyError::WrongForm(algorithm, "a secret")),
         };
         // Signing once proves the key fits the algorithm (e.g. the curve), so

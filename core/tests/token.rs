@@ -506,6 +506,17 @@ fn sign_refuses_invalid_claims_and_bad_keys() {
         VerificationKey::from_secret(b"short"),
         Err(KeyError::SecretTooShort(5))
     ));
+    // RFC 7518 3.3 (the JWS algorithms TS-0003 7.3.2.6 uses): "A key of
+    // size 2048 bits or larger MUST be used" with RS256, to sign and to
+    // verify alike.
+    assert!(matches!(
+        VerificationKey::from_public_pem(TokenAlgorithm::Rs256, RSA_1024_PUBLIC),
+        Err(KeyError::RsaTooSmall(1024))
+    ));
+    assert!(matches!(
+        TokenSigner::from_pem(TokenAlgorithm::Rs256, "small", RSA_1024_PRIVATE),
+        Err(KeyError::RsaTooSmall(1024))
+    ));
     // A key for an algorithm the issuer is not permitted, or a duplicate kid.
     let rs = VerificationKey::from_public_pem(TokenAlgorithm::Rs256, RSA_PUBLIC).unwrap();
     assert!(matches!(
@@ -1347,3 +1358,29 @@ fn clause_7_3_2_5_permissions_join_the_decision() {
         std::slice::from_ref(&by_role)
     ));
 }
+
+/// A 1024-bit RSA key pair (PKCS#8, SPKI): too small for RS256.
+const RSA_1024_PRIVATE: &[u8] = b"-----BEGIN PRIVATE KEY-----
+MIICdwIBADANBgkqhkiG9w0BAQEFAASCAmEwggJdAgEAAoGBAOLYFn5reb5v0dAh
+cqUTdrGogG+8s8CYiBatTZJCZEX4IKDcvvoTPJnpjR2GlY2qssq2uodW1nghUfpj
+j2l83pEuvtymb+QjAyIGPEVLiL8Ob+J2t+Kf0oPFI2EMBFMgIpkaXO3Ipy6vzQLi
+fiQgf0dAHbAnN9GtgS/aivMyx0FxAgMBAAECgYAil6VGfglAuziZrqAXAFLXYMTF
+RVd8BUarfp4Xsbws11vSbBdLd2eEaRM173Ia+m7tbtQfE2T9SMeBkXErOvmNjLmy
+DVqxymF58TCnLoC0OR/fBa/d/J66SSKvKOMW0nGZiujCCHTJ82azWVGCoGLEx/Oh
+bLm5XRQkR3uYb3upiQJBAPYsHVIOzS/dmsNUl69RO4V0eWgj/XqC8rPovZ9TA+LF
+tuAR7KpJs2zi6/KTEoMgM4shIUlaaIJKlmmO/Ay1h0MCQQDr5nBA8ZUNZUBKKh1q
+1VZNgDJalNNbL+8hZKPYbKr0ZkJf8Jv1Qc50ilH0WnIi18xF20YpP0Jd14gVcCip
+RMc7AkEAqwwx/09bkRO4slp33xBhfDRXG15OhS6xtwJTp33GKG7ax8yMljIJovH1
+oiJA7a2VQuntOAvCrC1pX8VDKw2DAwJAf9YKAPep2W+ELmyyMmHX+fm9z96Uxvar
+9QGv1KnW3sjHsWwXaAo4UmlezjdxYLZnCXgxhkq0sVwKb+uu7UPLXwJBAKUCVrSe
+rKlCuUsD8zh2cKZeKJK3c9idZEVyQbaBe1gfGTnNncW+M4APttgBj4IY6nbCLozI
+Z653Kb7f/y7sfio=
+-----END PRIVATE KEY-----
+";
+const RSA_1024_PUBLIC: &[u8] = b"-----BEGIN PUBLIC KEY-----
+MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDi2BZ+a3m+b9HQIXKlE3axqIBv
+vLPAmIgWrU2SQmRF+CCg3L76EzyZ6Y0dhpWNqrLKtrqHVtZ4IVH6Y49pfN6RLr7c
+pm/kIwMiBjxFS4i/Dm/idrfin9KDxSNhDARTICKZGlztyKcur80C4n4kIH9HQB2w
+JzfRrYEv2orzMsdBcQIDAQAB
+-----END PUBLIC KEY-----
+";
