@@ -43,7 +43,7 @@
 //! | `role_issuers` | optional: more lower-case FQDNs whose Role-IDs it grants (Decision 8's table from a Role-ID's FQDN to its DAS); published by `GetKeySet`, so a hosting CSE counts this DAS among those a Role-ID `name@<one of them>` identifies and sends it such Role-IDs in `rfa` (TS-0003 7.3.2.2 step 2.2.1) |
 //! | `sp_id`, `cse_id` | the context in which IDs written in this file (`acor`, `targets`, `clients`, `consultants`, `audience`) are made absolute, and in which `IssueToken` reads the originator's request |
 //! | `audience` | CSE-IDs (absolute or SP-relative, `*` per segment allowed) put in `aud` of tokens issued through `IssueToken`, made absolute with `sp_id` at load (TS-0003 7.3.2.3 step 6.1.3 speaks of absolute CSE-IDs); at least one |
-//! | `signing_keys` | `{kid, alg, private_key_pem, public_key_pem}`; `alg` is `ES256`, `EdDSA` or `RS256`; paths are relative to this file's directory; the **first** key signs, all are published by `GetKeySet` (keep an old key listed after a rotation until its tokens expire) |
+//! | `signing_keys` | `{kid, alg, private_key_pem, public_key_pem}`; `alg` is `ES256`, `EdDSA` or `RS256`; paths are relative to this file's directory; the **first** key signs (ES256 or RS256: EdDSA is no ESData JWS algorithm, TS-0003 table 8.5.3.3-2), all are published by `GetKeySet` (keep an old key listed after a rotation until its tokens expire) |
 //! | `clients` | originators that may call `IssueToken`, each with a shared secret presented as `authorization: Bearer <secret>`: at least 16 printable ASCII characters without spaces (gRPC metadata is ASCII, and the presented secret is trimmed), each client its own |
 //! | `consultants` | hosting CSE-IDs allowed to call `Consult` and `GetTokens`; **empty means anyone**. Each is a CSE-ID, or `{"cse_id", "secret"}`: then a call naming that CSE must present `authorization: Bearer <secret>` (compared in constant time; UNAUTHENTICATED otherwise). Without a secret the DAS takes the caller's `hosting_cse_id` at its word. Secrets: at least 16 printable ASCII characters without spaces, none equal to a client's; CSEs served by one PDP may share one |
 //! | `policies` | in file order; the first that matches a request grants (see [`crate::policy`]) |
@@ -676,6 +676,20 @@ impl DasConfig {
         }
         let mut keys = Vec::new();
         let mut kids = HashSet::new();
+        // The first key signs every token: with an ESData JWS algorithm
+        // (TS-0003 7.3.2.6.2; table 8.5.3.3-2 lists HS*, RS* and ES*), so
+        // that any conformant hosting CSE can verify them. An EdDSA key may
+        // follow, published for verifiers that accept it.
+        if let Some(first) = signing_keys.first()
+            && first.alg == KeyAlgorithm::EdDsa
+        {
+            errors.push(err(
+                "signing_keys[0].alg",
+                "EdDSA is no ESData JWS algorithm (TS-0003 table 8.5.3.3-2: HS*, RS*, ES*), \
+                 so a conformant hosting CSE could not verify the tokens it signs; put an ES256 \
+                 or RS256 key first",
+            ));
+        }
         for (i, k) in signing_keys.iter().enumerate() {
             if !kids.insert(k.kid.as_str()) {
                 errors.push(err(

@@ -1109,6 +1109,17 @@ fn config_errors_name_the_file_and_the_field() {
     });
     check(&v, "policies[2].grant.roles");
 
+    // TS-0003 7.3.2.6.2: "A oneM2M JWT may use any algorithm supported by
+    // ESData for the JWS Compact Representation", and table 8.5.3.3-2 has
+    // no EdDSA: the signing (first) key is ES256 or RS256; an EdDSA key may
+    // follow (published only).
+    let mut v = config_json();
+    v["signing_keys"] = json!([
+        key("k-ed25519", "EdDSA", "ed25519"),
+        key("k-es256", "ES256", "es256")
+    ]);
+    check(&v, "signing_keys[0].alg");
+
     // TS-0003 7.3.2.3 step 6.1.3: audience entries must name a CSE.
     for (bad, field) in [
         (json!([HCSE, "in-cse"]), "audience[1]"),
