@@ -50,8 +50,8 @@ pub enum IdError {
     /// A wildcard in an SP domain entry (Decision 1).
     #[error("wildcards are not allowed in an SP domain (TS-0003 7.1.3)")]
     WildcardInDomain,
-    /// An `acor` entry `//x...` whose domain `x` is no domain name (a port,
-    /// `_`, an empty or `-`-edged label): it could match no originator.
+    /// An `acor` entry or an originator `//x...` whose domain `x` is no
+    /// domain name (a port, `_`, an empty or `-`-edged label).
     #[error(
         "'{0}' is not an SP domain name (expected //fqdn: dot-separated labels of letters, digits and '-')"
     )]
@@ -195,8 +195,15 @@ pub fn check_originator_id(id: &str) -> Result<(), IdError> {
     if empty_segment {
         return Err(IdError::EmptySegment(id.to_owned()));
     }
-    if id.starts_with("//") && !id[2..].contains('/') {
-        return Err(IdError::SpIdAsOriginator(id.to_owned()));
+    if let Some(abs) = id.strip_prefix("//") {
+        let Some((domain, _)) = abs.split_once('/') else {
+            return Err(IdError::SpIdAsOriginator(id.to_owned()));
+        };
+        // As in an `acor` entry and the hosting SP-ID (TS-0001 7.2: an
+        // SP-ID is a domain name).
+        if !is_fqdn(domain) {
+            return Err(IdError::BadDomain(domain.to_owned()));
+        }
     }
     if id == "all" {
         return Err(IdError::AllAsOriginator);
@@ -367,6 +374,10 @@ impl HostingContext {
                 fqdn_end,
                 last_slash: slashes.last_from(2),
             };
+            // As in an `acor` entry (OriginatorEntry::parse).
+            if !is_fqdn(&id[2..fqdn_end]) {
+                return Err(IdError::BadDomain(id[2..fqdn_end].to_owned()));
+            }
             if !slashes.upper_in(id, 2, fqdn_end) {
                 return Ok((false, shape));
             }
@@ -1078,8 +1089,9 @@ mod tests {
             prefix in "(|/|//)",
             segments in proptest::collection::vec("[a-zA-Z0-9.S]{1,12}", 1..7),
         ) {
-            // `//fqdn` alone is an SP-ID, no originator.
-            proptest::prop_assume!(prefix != "//" || segments.len() > 1);
+            // `//fqdn` alone is an SP-ID, no originator; and its domain
+            // is a domain name.
+            proptest::prop_assume!(prefix != "//" || (segments.len() > 1 && is_fqdn(&segments[0])));
             let id = format!("{prefix}{}", segments.join("/"));
             let c = ctx();
             let found = with_canonical_originator(&c, &id, |r| {
@@ -1256,6 +1268,24 @@ mod tests {
                 OriginatorEntry::parse(entry).unwrap_err(),
                 IdError::BadDomain(domain.to_owned()),
                 "{entry}"
+            );
+        }
+        // An originator with such a domain is refused the same way, so no
+        // originator exists that no entry could name.
+        let ctx = HostingContext::new("//m2m.local", "/cse").unwrap();
+        for (id, domain) in [
+            ("//m2m.local:8080/cse/Cae", "m2m.local:8080"),
+            ("//bad_host.com/cse/Cae", "bad_host.com"),
+        ] {
+            assert_eq!(
+                check_originator_id(id),
+                Err(IdError::BadDomain(domain.to_owned())),
+                "{id}"
+            );
+            assert_eq!(
+                ctx.canonicalize(id),
+                Err(IdError::BadDomain(domain.to_owned())),
+                "{id}"
             );
         }
         // Wildcards in the domain of an ID entry stand for name characters.
