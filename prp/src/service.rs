@@ -399,6 +399,21 @@ fn stored_acp_to_pb(acp: &AccessControlPolicy) -> Result<pb::AccessControlPolicy
     })
 }
 
+/// The stored ACP's `pvs`, compiled, for judging an update or a deletion
+/// of it (TS-0003 7.1.1). One stored by an earlier version that a later
+/// check refuses no longer compiles: it then has no `pvs` that grants, so
+/// the admin alone may repair or delete it (not an INTERNAL error for
+/// everyone).
+fn stored_pvs(id: &str, stored: &AccessControlPolicy) -> Vec<(CompiledAcp, PrivilegeKind)> {
+    match CompiledAcp::compile(id, stored) {
+        Ok(current) => vec![(current, PrivilegeKind::SelfPrivileges)],
+        Err(e) => {
+            tracing::warn!(acp = %id, error = %e, "stored ACP does not compile; only the admin may update or delete it");
+            Vec::new()
+        }
+    }
+}
+
 fn set_to_pb(set: &SetOfAcrs) -> pb::SetOfAcrs {
     let mut errors: Vec<ConversionError> = Vec::new();
     let out = set_of_acrs_to_pb(set, "pv", &mut errors);
@@ -1209,8 +1224,12 @@ impl PolicyRetrievalPoint for PrpService {
         if acp.resource_name.is_none() {
             acp.resource_name = stored.resource_name.clone();
         }
+        // Kept unless a later version refuses the attribute (an `acpi`
+        // stored before it was refused): an update then repairs the ACP.
         for (k, v) in &stored.other {
-            acp.other.entry(k.clone()).or_insert_with(|| v.clone());
+            if authz_core::json::other_attribute_name_error(k, false).is_none() {
+                acp.other.entry(k.clone()).or_insert_with(|| v.clone());
+            }
         }
         if acp
             .self_privileges
@@ -1223,15 +1242,13 @@ impl PolicyRetrievalPoint for PrpService {
         // stored, non-NULL one.
         check_authorization_addresses(&acp)
             .map_err(|e| invalid_argument(&acp_validation_errors(e, req.acp.as_ref())))?;
-        let current = CompiledAcp::compile(id.as_str(), &stored)
-            .map_err(|e| Status::internal(format!("stored ACP {id} does not compile: {e}")))?;
         self.authorize(
             &req.originator,
             &attrs,
             Operation::Update,
             &id,
             Types::default(),
-            &[(current, PrivilegeKind::SelfPrivileges)],
+            &stored_pvs(&id, &stored),
             "update this ACP (UPDATE in its pvs)",
         )?;
         // No change (the same file applied again): nothing is written, no
@@ -1287,15 +1304,13 @@ impl PolicyRetrievalPoint for PrpService {
         let Some(stored) = self.read(|s| s.acps.get(&id).cloned()) else {
             return Err(Status::not_found(format!("ACP {id} not found")));
         };
-        let current = CompiledAcp::compile(id.as_str(), &stored)
-            .map_err(|e| Status::internal(format!("stored ACP {id} does not compile: {e}")))?;
         self.authorize(
             &req.originator,
             &attrs,
             Operation::Delete,
             &id,
             Types::default(),
-            &[(current, PrivilegeKind::SelfPrivileges)],
+            &stored_pvs(&id, &stored),
             "delete this ACP (DELETE in its pvs)",
         )?;
         let writes = self.deleting_bound_grants(&id, Mutation::DeleteAcp(id.clone()));
@@ -2050,6 +2065,28 @@ impl PolicyRetrievalPoint for PrpService {
 mod tests {
     use super::*;
     use prost::Message;
+
+    /// An ACP stored before a check that now refuses it (here an `acor`
+    /// domain that is no domain name) has no `pvs` that grants: the admin
+    /// alone may update or delete it, instead of an INTERNAL error for
+    /// everyone; one that compiles is judged by its `pvs`.
+    #[test]
+    fn a_stored_acp_that_no_longer_compiles_has_no_granting_pvs() {
+        let acp = |entry: &str| -> AccessControlPolicy {
+            authz_core::json::parse_policies(&format!(
+                r#"{{"m2m:acp": {{"ri": "acp1", "pv": {{"acr": []}},
+                    "pvs": {{"acr": [{{"acor": ["Cowner", "{entry}"], "acop": 63}}]}}}}}}"#
+            ))
+            .map(|mut v| v.remove(0))
+            .unwrap_or_else(|e| panic!("{entry}: {e}"))
+        };
+        assert_eq!(stored_pvs("acp1", &acp("//ok.example/cse/Cx")).len(), 1);
+        let mut old = acp("//ok.example/cse/Cx");
+        if let Some(pvs) = old.self_privileges.as_mut() {
+            pvs.rules[0].originators[1] = "//bad_host.example/cse/Cx".into();
+        }
+        assert!(stored_pvs("acp1", &old).is_empty());
+    }
 
     /// A snapshot of many small records comes in parts each under the
     /// 4 MiB a gRPC client decodes by default, counting what each record
