@@ -665,15 +665,33 @@ impl Dynamic {
         .into_inner();
         let mut algorithms = Vec::new();
         let mut keys = Vec::new();
+        let mut unusable = Vec::new();
         for k in &set.keys {
-            let alg = TokenAlgorithm::from_name(&k.alg)
-                .ok_or_else(|| format!("key {}: unknown algorithm {}", k.kid, k.alg))?;
-            let key = VerificationKey::from_public_pem(alg, k.public_key_pem.as_bytes())
-                .map_err(|e| format!("key {}: {e}", k.kid))?;
-            if !algorithms.contains(&alg) {
-                algorithms.push(alg);
+            // One unusable key (an unknown algorithm, an RSA key too short,
+            // an old key kept through a rotation) verifies nothing; the
+            // others still verify the DAS's tokens.
+            let loaded = TokenAlgorithm::from_name(&k.alg)
+                .ok_or_else(|| format!("key {}: unknown algorithm {}", k.kid, k.alg))
+                .and_then(|alg| {
+                    VerificationKey::from_public_pem(alg, k.public_key_pem.as_bytes())
+                        .map(|key| (alg, key))
+                        .map_err(|e| format!("key {}: {e}", k.kid))
+                });
+            match loaded {
+                Ok((alg, key)) => {
+                    if !algorithms.contains(&alg) {
+                        algorithms.push(alg);
+                    }
+                    keys.push((k.kid.clone(), key));
+                }
+                Err(why) => {
+                    tracing::warn!(das = %das.endpoint, reason = %why, "DAS key not used");
+                    unusable.push(why);
+                }
             }
-            keys.push((k.kid.clone(), key));
+        }
+        if keys.is_empty() && !unusable.is_empty() {
+            return Err(unusable.join("; "));
         }
         let request_key = request_key(&set.request_encryption_jwk)?;
         let mut issuer = TrustedIssuer::new(set.issuer.clone(), &algorithms);

@@ -1380,7 +1380,10 @@ async fn a_token_under_a_rotated_das_key_is_verified_7_3_2_3() {
     let mut client = PolicyDecisionPointClient::new(channel);
     let loaded = das.key_set_calls.load(Ordering::SeqCst);
 
+    // With a key the PDP cannot use listed too (an EC key called RS256):
+    // it is left out, the others still verify.
     *das.keys.lock().await = vec![
+        public_key("das-broken", "RS256", "es256-public.pem"),
         public_key("das-ed25519-2", "EdDSA", "ed25519-public.pem"),
         public_key(DAS_KID, "ES256", "es256-public.pem"),
     ];
