@@ -330,8 +330,10 @@ impl MmdbCountries {
                 maxminddb::PathElement::Key(top),
                 maxminddb::PathElement::Key("iso_code"),
             ];
+            // A reserved code of a place answers its country, as from a
+            // CSV table or a position ([`assigned_code`]).
             if let Ok(Some(code)) = result.decode_path::<&str>(&path)
-                && let Some(code) = alpha2(code)
+                && let Some(code) = alpha2(assigned_code(&code.to_ascii_uppercase()))
             {
                 return code_str(&code).map(str::to_owned);
             }

@@ -211,6 +211,8 @@ fn write_test_mmdb(dir: &std::path::Path, record_size: u16) -> PathBuf {
     let de = w.add_data(&country_record("DE"));
     let fr = w.add_data(&country_record("FR"));
     let jp = w.add_data(&country_record("JP"));
+    // A reserved code of a place (the Canary Islands): its country, ES.
+    let canary = w.add_data(&country_record("IC"));
     // Only the registered country is known (e.g. an anycast or satellite block).
     let registered = w.add_data(&Map(vec![(
         "registered_country",
@@ -226,6 +228,7 @@ fn write_test_mmdb(dir: &std::path::Path, record_size: u16) -> PathBuf {
     w.insert(ip("192.0.2.0"), 24, registered);
     w.insert(ip("198.51.100.0"), 24, nothing);
     w.insert(ip("2001:db8::"), 32, jp);
+    w.insert(ip("100.64.0.0"), 24, canary);
     w.insert(ip("2001:db8:1::"), 48, fr);
     let path = dir.join(format!("test-{record_size}.mmdb"));
     std::fs::write(&path, w.to_bytes()).unwrap();
@@ -246,6 +249,8 @@ fn mmdb_lookups() {
         assert_eq!(db.lookup(ip("2001:db8:1::1")).as_deref(), Some("FR"));
         // country.iso_code missing: registered_country.iso_code.
         assert_eq!(db.lookup(ip("192.0.2.1")).as_deref(), Some("US"));
+        // Decision 5: `IC` answers ES, as a CSV table and a position do.
+        assert_eq!(db.lookup(ip("100.64.0.9")).as_deref(), Some("ES"));
         // Misses: not in the tree, or no alpha-2 code in the record.
         assert_eq!(db.lookup(ip("11.0.0.1")), None);
         assert_eq!(db.lookup(ip("198.51.100.1")), None);

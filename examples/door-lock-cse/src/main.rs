@@ -187,7 +187,11 @@ async fn main() -> Result<()> {
         config = config.with_cache(CacheConfig::default());
         config.revision_poll = Some(Duration::from_millis(250));
     }
-    let pep = PepClient::new(config)?;
+    let pep = PepClient::new(config).map_err(|e| match e {
+        // Name the flag the endpoint came from.
+        authz_pep::PepError::Endpoint { .. } => anyhow!("--pdp: {e}"),
+        other => other.into(),
+    })?;
 
     let prp_endpoint = args.prp.clone().or_else(|| args.pdp.first().cloned());
     // Where acpi changes are written (connected on first use).
@@ -253,7 +257,7 @@ async fn main() -> Result<()> {
     let serving_tls = serving_tls(&args)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
     println!(
         "door-lock CSE {}{} on {}://{} (PDP {})",
         cse.sp_id(),

@@ -12,6 +12,7 @@ fn bad_flag_values_are_refused_naming_the_flag() {
         (&["--cse-id", "a/b"][..], "--cse-id"),
         (&["--sp-id", "//bad_host"][..], "--sp-id"),
         (&["--admin", "all"][..], "--admin"),
+        (&["--pdp", "ftp://pdp.example"][..], "--pdp"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_door-lock-cse"))
             .args(["--listen", "127.0.0.1:0", "--pdp", "http://127.0.0.1:1"])
