@@ -247,14 +247,30 @@ fn check_plain(id: &str) -> Result<(), IdError> {
 /// `-` (any case: domains compare case-insensitively), neither starting
 /// nor ending with `-`, at most 63 bytes each and 253 in all.
 pub fn is_fqdn(name: &str) -> bool {
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    };
-    name.len() <= 253 && name.split('.').all(label_ok)
+    // One pass over the bytes: an absolute originator's domain is checked
+    // on every decision it makes.
+    let bytes = name.as_bytes();
+    if bytes.len() > 253 {
+        return false;
+    }
+    let (mut label, mut previous) = (0usize, b'.');
+    for &b in bytes {
+        if b == b'.' {
+            if label == 0 || previous == b'-' {
+                return false;
+            }
+            label = 0;
+        } else if b.is_ascii_alphanumeric() || (b == b'-' && label > 0) {
+            label += 1;
+            if label > 63 {
+                return false;
+            }
+        } else {
+            return false;
+        }
+        previous = b;
+    }
+    label > 0 && previous != b'-'
 }
 
 impl HostingContext {
@@ -1080,6 +1096,22 @@ mod tests {
                 ctx().canonicalize(&id).map(|_| ()),
                 check_reference(&id)
             );
+        }
+
+        /// The one-pass `is_fqdn` agrees with its definition read
+        /// literally: dot-separated labels of letters, digits and `-`, none
+        /// starting or ending with `-`, 1 to 63 bytes each, 253 in all.
+        #[test]
+        fn is_fqdn_is_its_definition(name in "[a-zA-Z0-9.\\-_:*]{0,70}") {
+            let literal = name.len() <= 253
+                && name.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && !l.starts_with('-')
+                        && !l.ends_with('-')
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            proptest::prop_assert_eq!(is_fqdn(&name), literal, "{}", name);
         }
 
         /// Where canonicalization says the domain and the last segment are
