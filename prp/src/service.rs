@@ -1391,7 +1391,7 @@ impl PolicyRetrievalPoint for PrpService {
                     None => foreign.push(violation(
                         format!("resource.{field}[{i}]"),
                         format!(
-                            "{entry} is not {what} of this CSE ({}/{}); only its own are held and resolved here",
+                            "{entry} is not {what} of this CSE (//{}/{}); only its own are held and resolved here",
                             self.inner.hosting.sp_fqdn(),
                             self.inner.hosting.cse_id()
                         ),

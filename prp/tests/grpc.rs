@@ -2763,6 +2763,14 @@ async fn acpi_entries_in_any_id_form_name_this_cses_acps_ts0001_7_2() {
             .expect_err("daci refused");
         assert_eq!(err.code(), Code::InvalidArgument, "{daci:?}: {err:?}");
         assert_eq!(violations(&err), [field], "{daci:?}");
+        if daci[0].starts_with("//other") {
+            // This CSE named in a form an ID has (TS-0001 7.2).
+            assert!(
+                err.message().contains("(//sp.example.com/id-in)"),
+                "{}",
+                err.message()
+            );
+        }
     }
     prp.shutdown().await;
 }
