@@ -157,6 +157,21 @@ fn as_guest(d: pb::DasRequest) -> tonic::Request<pb::IssueTokenRequest> {
     )
 }
 
+/// `IssueToken` as the guest for a Retrieve of `frontDoorState`, which the
+/// configuration grants: the token issued.
+async fn guest_reads_the_state(
+    c: &mut DynamicAuthorizationServerClient<Channel>,
+) -> pb::IssueTokenResponse {
+    c.issue_token(as_guest(dreq(
+        "Cguest",
+        pb::Operation::Retrieve,
+        "frontDoorState",
+    )))
+    .await
+    .expect("issued")
+    .into_inner()
+}
+
 fn with_bearer<T>(message: T, secret: Option<&str>) -> tonic::Request<T> {
     let mut r = tonic::Request::new(message);
     if let Some(s) = secret {
@@ -774,15 +789,7 @@ async fn issued_tokens_survive_a_restart_and_are_dropped_when_expired() {
     let (_guard, dir) = temp_path("das-grpc", "restart");
     let das = Running::start(load(&config_json()), Some(&dir)).await;
     let mut c = das.client.clone();
-    let issued = c
-        .issue_token(as_guest(dreq(
-            "Cguest",
-            pb::Operation::Retrieve,
-            "frontDoorState",
-        )))
-        .await
-        .expect("issued")
-        .into_inner();
+    let issued = guest_reads_the_state(&mut c).await;
     // A one-second token, to watch it expire.
     let mut short = dreq("Cguest", pb::Operation::Retrieve, "frontDoorState");
     short.proposed_privileges_lifetime = "1000".into();
@@ -986,15 +993,7 @@ async fn consultants_with_a_secret_must_present_it_7_3_2_2_7_3_2_3() {
         .expect("consult")
         .into_inner();
     assert!(res.dynamic_acp_info.is_some());
-    let issued = c
-        .issue_token(as_guest(dreq(
-            "Cguest",
-            pb::Operation::Retrieve,
-            "frontDoorState",
-        )))
-        .await
-        .expect("issued")
-        .into_inner();
+    let issued = guest_reads_the_state(c).await;
     let got = c
         .get_tokens(with_bearer(
             pb::GetDasTokensRequest {
@@ -1223,15 +1222,7 @@ async fn get_tokens_answers_only_cses_in_the_audience_7_3_2_3() {
     let c = &mut das.client;
 
     // Through IssueToken: audience HCSE and /in-cse (configured).
-    let issued = c
-        .issue_token(as_guest(dreq(
-            "Cguest",
-            pb::Operation::Retrieve,
-            "frontDoorState",
-        )))
-        .await
-        .expect("issued")
-        .into_inner();
+    let issued = guest_reads_the_state(c).await;
     let wide = issued.token_ids[0].clone();
     // Through Consult by HCSE: audience HCSE only.
     let mut d = dreq("Cguest", pb::Operation::Update, "frontDoor");
@@ -1294,15 +1285,7 @@ async fn consult_returns_named_tokens_only_to_cses_in_their_audience_7_3_2_2() {
         .expect("verifies")
         .token_id;
     // Issued through IssueToken: the configured audience (HCSE, /in-cse).
-    let wide = c
-        .issue_token(as_guest(dreq(
-            "Cguest",
-            pb::Operation::Retrieve,
-            "frontDoorState",
-        )))
-        .await
-        .expect("issued")
-        .into_inner();
+    let wide = guest_reads_the_state(c).await;
     let unknown = "00000000000000000000000000000000@das.home.example".to_owned();
 
     // The same holder (absolute, so it is the same originator at either
@@ -1342,15 +1325,7 @@ async fn consult_returns_named_tokens_only_to_cses_in_their_audience_7_3_2_2() {
     v["audience"] = json!(["//home.example/*"]);
     let mut das = Running::start(load(&v), None).await;
     let c = &mut das.client;
-    let wildcard = c
-        .issue_token(as_guest(dreq(
-            "Cguest",
-            pb::Operation::Retrieve,
-            "frontDoorState",
-        )))
-        .await
-        .expect("issued")
-        .into_inner();
+    let wildcard = guest_reads_the_state(c).await;
     named.token_ids = vec![wildcard.token_ids[0].clone()];
     for cse in [HCSE, OTHER] {
         let got = c
@@ -1414,15 +1389,7 @@ async fn repeated_requests_get_the_stored_token_again() {
         .into_inner();
     assert_eq!(res.tokens, first.tokens);
 
-    let issued = c
-        .issue_token(as_guest(dreq(
-            "Cguest",
-            pb::Operation::Retrieve,
-            "frontDoorState",
-        )))
-        .await
-        .expect("issued")
-        .into_inner();
+    let issued = guest_reads_the_state(&mut c).await;
     for _ in 0..3 {
         let again = c
             .issue_token(as_guest(dreq(
