@@ -321,10 +321,19 @@ impl PipCache {
     /// fetch), else "not cached". Asked about another ID (a resource ID
     /// standing for the originator in `<group>` member lists), it answers
     /// from that ID's cached entry.
-    pub fn view<'c>(&'c self, originator: &'c str, failure: Option<String>) -> CacheView<'c> {
+    ///
+    /// `now` is the PDP's clock for the decision: a role counts only while
+    /// it is valid then as well as at the request time.
+    pub fn view<'c>(
+        &'c self,
+        originator: &'c str,
+        failure: Option<String>,
+        now: DateTime<Utc>,
+    ) -> CacheView<'c> {
         CacheView {
             cache: self,
             originator,
+            now,
             // Looked up when the engine first asks: most decisions (a rule
             // naming the originator by ID) ask nothing, and a lookup takes
             // a shard lock every decision of that originator shares.
@@ -338,10 +347,11 @@ impl PipCache {
     /// A view answering from a fresh [`Fetched`] answer first (whether or
     /// not it could be cached), with the answers for its member resources,
     /// then from the cache.
-    pub fn view_fetched<'c>(&'c self, fetched: &'c Fetched) -> CacheView<'c> {
+    pub fn view_fetched<'c>(&'c self, fetched: &'c Fetched, now: DateTime<Utc>) -> CacheView<'c> {
         CacheView {
             cache: self,
             originator: &fetched.originator,
+            now,
             entry: OnceLock::from(Some(fetched.entry.clone())),
             fetched: Some(fetched),
             failure: None,
@@ -848,6 +858,8 @@ pub struct CacheView<'c> {
     cache: &'c PipCache,
     /// The originator the view is for (absolute).
     originator: &'c str,
+    /// The PDP's clock for the decision.
+    now: DateTime<Utc>,
     /// The originator's cached entry, once looked up.
     entry: OnceLock<Option<Arc<OriginatorEntry>>>,
     fetched: Option<&'c Fetched>,
@@ -887,24 +899,33 @@ impl CacheView<'_> {
 
     /// The first time after `at` at which what the view holds of the
     /// originator may judge a request differently: a role of it becoming
-    /// valid or ceasing to be, its position starting or ending to be
-    /// fresh. A decision at `at` is not reused for a request from then on
-    /// (`reusable_until`), however the request's time is rounded.
+    /// valid or ceasing to be (at the request time or at the PDP's clock,
+    /// since it counts only while valid at both), its position starting or
+    /// ending to be fresh. A decision at `at` is not reused for a request
+    /// from then on (`reusable_until`), however the request's time is
+    /// rounded.
     pub fn changes_after(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let entry = self.entry()?;
-        let roles = entry.roles.values().filter_map(|r| match r {
-            RoleEntry::Held {
-                not_before,
-                not_after,
-            } => {
-                if at < *not_before {
-                    Some(*not_before)
-                } else {
-                    // Valid up to and including `not_after`.
-                    (at <= *not_after).then(|| *not_after + chrono::TimeDelta::nanoseconds(1))
-                }
-            }
-            RoleEntry::Refused => None,
+        let now = self.now;
+        let roles = entry.roles.values().flat_map(|r| {
+            let times = match r {
+                // Ended at either time: it never counts again for this
+                // request, whose time and the clock only move on.
+                RoleEntry::Held { not_after, .. } if at.max(now) > *not_after => None,
+                RoleEntry::Held {
+                    not_before,
+                    not_after,
+                } => Some([at, now].map(|t| {
+                    if t < *not_before {
+                        *not_before
+                    } else {
+                        // Valid up to and including `not_after`.
+                        *not_after + chrono::TimeDelta::nanoseconds(1)
+                    }
+                })),
+                RoleEntry::Refused => None,
+            };
+            times.into_iter().flatten()
         });
         let position = entry.position.as_ref().and_then(|fix| {
             if at < fix.measured_at {
@@ -988,10 +1009,18 @@ impl AttributeSource for CacheView<'_> {
             .as_deref()
             .and_then(|e| e.roles.get(role_id))
         {
+            // Valid at the request time and still valid now: "only valid
+            // roles/tokens shall be used" (TS-0003 7.4.3 step 4), so a
+            // request time inside a validity that has ended (a queued or
+            // stale `rtm`) does not revive the role.
             Some(RoleEntry::Held {
                 not_before,
                 not_after,
-            }) => Lookup::Found(*not_before <= at && at <= *not_after),
+            }) => Lookup::Found(
+                [at, self.now]
+                    .iter()
+                    .all(|t| not_before <= t && t <= not_after),
+            ),
             Some(RoleEntry::Refused) => Lookup::Found(false),
             None => self.miss(),
         }
@@ -1221,7 +1250,7 @@ mod tests {
     }
 
     fn cached_groups(cache: &PipCache) -> Lookup<Vec<String>> {
-        cache.view(ALICE, None).groups_containing(ALICE)
+        cache.view(ALICE, None, Utc::now()).groups_containing(ALICE)
     }
 
     /// Originator IDs come from requests: past [`MAX_ORIGINATOR_ENTRIES`]
@@ -1273,7 +1302,9 @@ mod tests {
         assert_eq!(cache.len(), 0);
         // The decision that asked still uses its own answer.
         assert_eq!(
-            cache.view_fetched(&fetched).groups_containing(ALICE),
+            cache
+                .view_fetched(&fetched, Utc::now())
+                .groups_containing(ALICE),
             Lookup::Found(vec!["//sp.example.com/id-in/family".to_owned()])
         );
         // An answer at or after the change is stored.
@@ -1390,7 +1421,7 @@ mod tests {
             ..request(now)
         };
         cache.store(&with_role, &held);
-        let view = cache.view(ALICE, None);
+        let view = cache.view(ALICE, None, Utc::now());
         assert_eq!(
             view.role_verified(ALICE, "guest@roles.example.com", now),
             Lookup::Found(true)
@@ -1402,7 +1433,7 @@ mod tests {
         let fetched = answer_to_fetched(&request(now), &a);
         cache.apply(&role_changed(7, ALICE));
         cache.insert_if_current(ALICE, epoch, a.revision, &fetched.entry);
-        let view = cache.view(ALICE, None);
+        let view = cache.view(ALICE, None, Utc::now());
         assert!(unavailable(&view.role_verified(
             ALICE,
             "guest@roles.example.com",
@@ -1446,7 +1477,7 @@ mod tests {
         cache.apply(&reset(5));
         let now = Utc::now();
         cache.store(&request(now), &answer(6, &[]));
-        let view = cache.view(ALICE, None);
+        let view = cache.view(ALICE, None, Utc::now());
         assert!(unavailable(&view.groups_containing(LIGHT)));
         assert!(view.missed());
         let as_member = FetchRequest {
@@ -1457,7 +1488,7 @@ mod tests {
             &as_member,
             &answer(7, &["//sp.example.com/id-in/grpLights"]),
         );
-        let view = cache.view(ALICE, None);
+        let view = cache.view(ALICE, None, Utc::now());
         assert_eq!(view.groups_containing(LIGHT), grp());
         assert_eq!(
             view.group_has_member("//sp.example.com/id-in/grpLights", LIGHT),
@@ -1466,7 +1497,7 @@ mod tests {
         assert_eq!(view.groups_containing(ALICE), Lookup::Found(vec![]));
         assert!(!view.missed(), "a cached answer needs no fetch");
         cache.apply(&group_changed(8, &[LIGHT]));
-        let view = cache.view(ALICE, None);
+        let view = cache.view(ALICE, None, Utc::now());
         assert!(unavailable(&view.groups_containing(LIGHT)));
         assert_eq!(view.groups_containing(ALICE), Lookup::Found(vec![]));
         // A fetch's answer carries its member resources' answers.
@@ -1476,8 +1507,13 @@ mod tests {
             &answer(9, &["//sp.example.com/id-in/grpLights"]),
         );
         fetched.members.push((LIGHT.to_owned(), light.entry));
-        assert_eq!(cache.view_fetched(&fetched).groups_containing(LIGHT), grp());
-        let view = cache.view(ALICE, Some("PIP down".into()));
+        assert_eq!(
+            cache
+                .view_fetched(&fetched, Utc::now())
+                .groups_containing(LIGHT),
+            grp()
+        );
+        let view = cache.view(ALICE, Some("PIP down".into()), Utc::now());
         assert_eq!(
             view.groups_containing(LIGHT),
             Lookup::Unavailable("PIP down".into())
@@ -1505,7 +1541,7 @@ mod tests {
         const FAMILY: &str = "//sp.example.com/id-in/family";
         const LIGHTS: &str = "//sp.example.com/id-in/lights";
         let cache = cache();
-        let view = cache.view(ALICE, None);
+        let view = cache.view(ALICE, None, Utc::now());
         // Before the listing any ID may be a group: the engine must ask,
         // and hears that it cannot be told (Decision 10).
         assert!(view.knows_groups());
@@ -1516,7 +1552,7 @@ mod tests {
         assert_eq!(cache.is_known_group(LIGHTS), None);
         cache.set_known_groups([FAMILY.to_owned()], 5);
         cache.apply(&reset(4));
-        let view = cache.view(ALICE, None);
+        let view = cache.view(ALICE, None, Utc::now());
         assert!(view.knows_groups());
         assert!(cache.groups_known());
         assert_eq!(view.is_group(FAMILY), Lookup::Found(true));
@@ -1537,7 +1573,7 @@ mod tests {
         // The next listing replaces them.
         cache.set_known_groups(Vec::new(), 2);
         cache.apply(&reset(2));
-        let view = cache.view(ALICE, None);
+        let view = cache.view(ALICE, None, Utc::now());
         assert!(!view.knows_groups());
         assert_eq!(view.is_group(LIGHTS), Lookup::Found(false));
     }
@@ -1549,7 +1585,7 @@ mod tests {
     async fn a_pip_that_cannot_list_groups_leaves_entries_ids() {
         let cache = cache();
         cache.mark_groups_unlistable();
-        let view = cache.view(ALICE, None);
+        let view = cache.view(ALICE, None, Utc::now());
         assert!(!view.knows_groups());
         assert!(cache.groups_known());
         assert_eq!(
@@ -1581,7 +1617,7 @@ mod tests {
             ..Default::default()
         };
         cache.store(&request(measured), &a);
-        let view = cache.view(ALICE, None);
+        let view = cache.view(ALICE, None, Utc::now());
         let second = chrono::Duration::seconds(1);
         // Outside it, no position, and the reason says one is known
         // (Decision 10), without counting as a cache miss to fetch again.

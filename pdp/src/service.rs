@@ -815,7 +815,7 @@ impl PdpService {
             .collect();
         match &self.inner.pip {
             Some(cache) => {
-                let view = cache.view(originator, None);
+                let view = cache.view(originator, None, now);
                 role_ids_for_consultation(&conv.request, hosting, &applicable, &view)
             }
             None => role_ids_for_consultation(
@@ -1142,10 +1142,10 @@ impl PdpService {
                         return Ok((decide_alone(), None));
                     };
                     let view = match pass {
-                        Pass::Cached => cache.view(originator.as_str(), None),
-                        Pass::Fetched(f) => cache.view_fetched(f),
+                        Pass::Cached => cache.view(originator.as_str(), None, now),
+                        Pass::Fetched(f) => cache.view_fetched(f, now),
                         Pass::FetchFailed(reason) => {
-                            cache.view(originator.as_str(), Some(reason.to_owned()))
+                            cache.view(originator.as_str(), Some(reason.to_owned()), now)
                         }
                     };
                     let source =

@@ -544,8 +544,14 @@ async fn reusable_until_follows_the_validity_of_the_originators_roles_7_4_3() {
     // it: no bound, not one past 9999-12-31 that clients cannot read.
     let last = DateTime::from_timestamp(authz_proto::convert::MAX_TIMESTAMP_SECONDS, 999_999_999)
         .expect("last instant");
-    s.role("doctor@roles.example.com", AUTHORITY, "Cbob", starts, last)
-        .await;
+    s.role(
+        "doctor@roles.example.com",
+        AUTHORITY,
+        "Cbob",
+        Utc::now() - hour,
+        last,
+    )
+    .await;
     s.settle().await;
     let mut bob = with_roles(
         retrieve("Cbob", "cntValidity"),
@@ -676,6 +682,72 @@ async fn role_ids_permit_only_verified_holders_7_4_3() {
         DENY,
     )
     .await;
+}
+
+/// TS-0003 7.4.3 step 4: the PDP verifies "if the role/token is still
+/// valid. Only valid roles/tokens shall be used": a role counts while it is
+/// valid at the PDP's clock as well as at the request time. A request time
+/// inside a validity that has ended (a stale or queued `rtm`), or that has
+/// not begun, does not make the role the originator's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_counts_only_while_valid_now_as_well_as_at_the_request_time_7_4_3() {
+    let mut s = Stack::start("roles-now", Duration::from_secs(300)).await;
+    let now = Utc::now();
+    let hour = chrono::Duration::hours(1);
+    s.policy(
+        "cntStale",
+        rule(&["expired@roles.example.com", "future@roles.example.com"]),
+    )
+    .await;
+    s.role(
+        "expired@roles.example.com",
+        AUTHORITY,
+        "Calice",
+        now - hour * 3,
+        now - hour * 2,
+    )
+    .await;
+    s.role(
+        "future@roles.example.com",
+        AUTHORITY,
+        "Calice",
+        now + hour,
+        now + hour * 2,
+    )
+    .await;
+    s.settle().await;
+    for (role, at) in [
+        ("expired@roles.example.com", now - hour * 5 / 2),
+        ("future@roles.example.com", now + hour * 3 / 2),
+    ] {
+        let mut req = with_roles(retrieve("Calice", "cntStale"), &[role]);
+        req.request_time = Some(ts(at));
+        let d = s.decide(req).await;
+        assert_eq!(d.decision, DENY, "{role} at {at}: {}", d.summary);
+        assert_eq!(
+            d.status,
+            pb::AuthorizationStatus::NotApplicable as i32,
+            "{role}: not the originator's role, nothing missing: {}",
+            d.summary
+        );
+    }
+    // The future role, asked about at a request time inside its validity,
+    // may count from its start on (the PDP's clock reaching it): the Deny
+    // is not reused past then.
+    let mut req = with_roles(
+        retrieve("Calice", "cntStale"),
+        &["future@roles.example.com"],
+    );
+    req.request_time = Some(ts(now + hour * 3 / 2));
+    let d = s.decide(req).await;
+    let until = d
+        .reusable_until
+        .as_ref()
+        .and_then(|t| authz_proto::convert::timestamp_field(t, "reusable_until").ok());
+    assert!(
+        until.is_some_and(|u| u <= now + hour),
+        "bounded by the role's start at the PDP's clock: {until:?}"
+    );
 }
 
 /// TS-0001 9.6.2.1: a `<group>` ID in acor grants access to its members;
