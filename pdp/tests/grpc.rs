@@ -1006,6 +1006,21 @@ async fn invalid_request_is_invalid_argument_naming_the_field() {
             .unwrap_err(),
     );
     assert_eq!(fields, ["originator"]);
+    // A long bad value quoted before the reason does not crowd the reason
+    // out of the bounded description: it still says why.
+    let long_bad = format!("C{}@", "x".repeat(1500));
+    let err = client
+        .decide(request(&long_bad, pb::Operation::Retrieve, "cnt"))
+        .await
+        .unwrap_err();
+    let bad = err.get_details_bad_request().expect("a BadRequest detail");
+    let why = &bad.field_violations[0].description;
+    assert_eq!(bad.field_violations[0].field, "originator");
+    assert!(why.len() < 400, "{why}");
+    assert!(
+        why.ends_with("' holds '@': an AE-ID or CSE-ID cannot, and a Role-ID is not an originator"),
+        "{why}"
+    );
     let prefix = "//other.example.com/cse1/";
     let fits = format!("{prefix}{}", &grows[..2048 - prefix.len()]);
     let ok = client
@@ -1021,6 +1036,14 @@ async fn invalid_request_is_invalid_argument_naming_the_field() {
         assert_eq!(
             refused(client.decide(req).await.unwrap_err()),
             ["target"],
+            "{target}"
+        );
+        // An explicit ACP ID is an ID as a target is.
+        let mut req = request("Cphone", pb::Operation::Retrieve, "cnt");
+        req.acp_ids = vec!["acp1".into(), target.into()];
+        assert_eq!(
+            refused(client.decide(req).await.unwrap_err()),
+            ["acp_ids[1]"],
             "{target}"
         );
     }

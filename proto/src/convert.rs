@@ -153,11 +153,35 @@ fn bounded(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(format!("{}… ({} bytes)", &text[..end], text.len()))
 }
 
+/// A message cut to at most `max` bytes (plus the note of what was cut)
+/// keeping its start and its end: a message that quotes a long value
+/// before the reason (`'…' is not an IPv4 address`) still says why.
+fn bounded_message(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut head = max / 3;
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len() - max / 2;
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    std::borrow::Cow::Owned(format!(
+        "{}… ({} bytes) …{}",
+        &text[..head],
+        text.len(),
+        &text[tail..]
+    ))
+}
+
 /// A gRPC `INVALID_ARGUMENT` status for conversion errors, with a
 /// `google.rpc.BadRequest` detail holding one field violation per error.
 ///
-/// The message lists every error ([`join_errors`]), each cut to
-/// [`MAX_VIOLATION_BYTES`], at most [`MAX_VIOLATIONS`] of them (then how
+/// The message lists every error ([`join_errors`]), each cut to about
+/// [`MAX_VIOLATION_BYTES`] (its start and its end kept, so a long value
+/// quoted before the reason does not hide the reason), at most [`MAX_VIOLATIONS`] of them (then how
 /// many more there were), so the status fits the headers it travels in.
 pub fn invalid_argument(errors: &[ConversionError]) -> Status {
     field_status(Code::InvalidArgument, errors)
@@ -175,7 +199,7 @@ pub fn field_status(code: Code, errors: &[ConversionError]) -> Status {
         .take(MAX_VIOLATIONS)
         .map(|e| ConversionError {
             field: bounded(&e.field, MAX_VIOLATION_BYTES).into_owned(),
-            message: bounded(&e.message, MAX_VIOLATION_BYTES).into_owned(),
+            message: bounded_message(&e.message, MAX_VIOLATION_BYTES).into_owned(),
         })
         .collect();
     let mut message = if shown.is_empty() {
@@ -917,8 +941,12 @@ pub fn decision_request_from_pb(
             errors.add(field, not_ncname_message(ltid));
         }
     }
+    // An explicit ACP ID is a resource ID as a target is: one with an
+    // empty `/` segment names no ACP (TS-0001 7.2).
     for (i, acp) in req.acp_ids.iter().enumerate() {
-        check_id(acp, &format!("acp_ids[{i}]"), &mut errors);
+        if let Err(e) = authz_core::ids::check_resource_id(acp) {
+            errors.add(format!("acp_ids[{i}]"), e.to_string());
+        }
     }
 
     let specialization = req

@@ -838,9 +838,9 @@ fn invalid_argument_carries_field_violations() {
     );
 }
 
-/// An INVALID_ARGUMENT status travels in HTTP/2 headers: a long value
-/// echoed in a message is cut (at a character boundary, saying how long it
-/// was), and at most `MAX_VIOLATIONS` violations are listed, so the status
+/// An INVALID_ARGUMENT status travels in HTTP/2 headers: a long message
+/// is cut in its middle (at character boundaries, saying how long it was,
+/// so that the reason after a long echoed value survives), and at most `MAX_VIOLATIONS` violations are listed, so the status
 /// stays far below a peer's 16 KiB header limit.
 #[test]
 fn invalid_argument_stays_small_whatever_it_echoes() {
@@ -865,17 +865,43 @@ fn invalid_argument_stays_small_whatever_it_echoes() {
     assert_eq!(bad.field_violations.len(), MAX_VIOLATIONS);
     let first = &bad.field_violations[0];
     assert_eq!(first.field, "originator_location.country_codes[0]");
+    // The start and the end are kept: the reason after the long value
+    // still reaches the client, with how long the message was.
     assert!(
-        first
-            .description
-            .starts_with(&format!("'{}… (", "x".repeat(MAX_VIOLATION_BYTES - 2))),
+        first.description.starts_with("'xxx"),
         "{}",
         first.description
     );
     assert!(
         first
             .description
-            .ends_with(&format!("({} bytes)", errors[0].message.len()))
+            .contains(&format!("… ({} bytes) …", errors[0].message.len())),
+        "{}",
+        first.description
+    );
+    assert!(
+        first.description.ends_with("xé' is not a country code"),
+        "{}",
+        first.description
+    );
+    assert!(
+        first.description.len() <= MAX_VIOLATION_BYTES + 32,
+        "{}",
+        first.description.len()
+    );
+    // Cut inside a multi-byte character, either end stays whole.
+    let wide = ConversionError {
+        field: "hosting_sp_id".into(),
+        message: format!("'{}' is not an SP-ID", "é".repeat(MAX_VIOLATION_BYTES)),
+    };
+    let status = invalid_argument(std::slice::from_ref(&wide));
+    let bad = status.get_details_bad_request().expect("BadRequest detail");
+    assert!(
+        bad.field_violations[0]
+            .description
+            .ends_with("é' is not an SP-ID"),
+        "{}",
+        bad.field_violations[0].description
     );
     assert!(status.message().len() < 8 * 1024);
 }

@@ -247,14 +247,19 @@ fn store_status(e: StoreError) -> Status {
     }
 }
 
-/// [`store_status`], except that an ID held by a record of the other kind
-/// ([`StoreError::IdInUse`]) is ALREADY_EXISTS naming `field`, the request
+/// [`store_status`], except that an ID in use, by a record of the same kind
+/// ([`StoreError::AlreadyExists`]) or of the other
+/// ([`StoreError::IdInUse`]), is ALREADY_EXISTS naming `field`, the request
 /// field that carries the ID. The ID is quoted cut ([`echo`]) and the
 /// status bounded ([`field_status`]): its `BadRequest` travels in headers,
 /// and echoing a 40 000-byte ID whole made them too large for the client,
 /// which then got an HTTP/2 error instead of ALREADY_EXISTS.
 fn id_conflict(e: StoreError, field: &str) -> Status {
     match e {
+        StoreError::AlreadyExists(id) => field_status(
+            tonic::Code::AlreadyExists,
+            &[violation(field, format!("{} already exists", echo(&id)))],
+        ),
         StoreError::IdInUse { id, holder } => field_status(
             tonic::Code::AlreadyExists,
             &[violation(
@@ -1870,7 +1875,14 @@ impl PolicyRetrievalPoint for PrpService {
         if req.target.is_empty() {
             errors.push(violation("target", "is mandatory"));
         }
-        errors.extend(unusable_id(&req.target, "target"));
+        // The target is a resource ID as a decision's is: one with an
+        // empty `/` segment names no resource (and no record is stored
+        // under one: PutResource refuses it).
+        if !req.target.is_empty()
+            && let Err(e) = authz_core::ids::check_resource_id(&req.target)
+        {
+            errors.push(violation("target", e.to_string()));
+        }
         req.target = self.held_id(std::mem::take(&mut req.target));
         errors.extend(id_problem(&req.acp_id, "acp_id"));
         let privileges = match &req.privileges {

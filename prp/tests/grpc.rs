@@ -75,6 +75,10 @@ async fn acp_create_get_list_update_delete() {
         .await
         .expect_err("duplicate");
     assert_eq!(dup.code(), Code::AlreadyExists);
+    // Named like every other refused field: the one that carries the ID.
+    let bad = dup.get_details_bad_request().expect("a BadRequest detail");
+    assert_eq!(bad.field_violations[0].field, "resource_id", "{dup:?}");
+    assert_eq!(bad.field_violations[0].description, "acp1 already exists");
 
     c.create_acp(create_req(ADMIN, acp("acp2", &["CBob"], &[ADMIN], ALL)))
         .await
@@ -1802,6 +1806,18 @@ async fn dynamic_acp_applies_until_it_expires() {
         violations(&err),
         vec!["target".to_string(), "acp_id".to_string()]
     );
+    // TS-0001 7.2: a target with an empty `/` segment names no resource:
+    // the request's fault, as for a decision's target, not a missing one.
+    for target in ["cnt/", "a//cnt", "/"] {
+        let mut empty_segment = grant("CPdp");
+        empty_segment.target = target.into();
+        let err = c
+            .create_dynamic_acp(empty_segment)
+            .await
+            .expect_err("empty segment");
+        assert_eq!(err.code(), Code::InvalidArgument, "{target}: {err:?}");
+        assert_eq!(violations(&err), vec!["target".to_string()], "{target}");
+    }
 
     let rec = c
         .create_dynamic_acp(grant("CPdp"))
