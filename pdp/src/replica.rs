@@ -386,7 +386,7 @@ fn dynamic_from_pb(rec: &pb::DynamicAcpRecord) -> Result<DynamicAcp, String> {
     let mut errors: Vec<ConversionError> = Vec::new();
     let set = set_of_acrs_from_pb(
         &rec.privileges.clone().unwrap_or_default(),
-        "privileges",
+        "pv",
         &mut errors,
     );
     if !errors.is_empty() {

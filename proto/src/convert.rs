@@ -20,10 +20,11 @@
 //!
 //! Every error is a [`ConversionError`] naming the offending field, and a
 //! conversion reports all of them, not just the first. Fields of wire
-//! messages are named by their proto field names
-//! (`originator_ip.ipv4`, `privileges.rules[0].contexts[1].location_region`);
-//! fields of the core policy model by their oneM2M short names
-//! (`pv.acr[0].acco[1].aclr`), as the core validator names them.
+//! messages are named by their proto field names (`originator_ip.ipv4`),
+//! except inside a set of rules, named by oneM2M short names
+//! (`pv.acr[0].acod[1].spty`, `pv.acr[0].acco[1].aclr`) wherever the error
+//! is found, in conversion or in the core validator, so one reply never
+//! names the same rule two ways.
 //! [`invalid_argument`] turns the errors into a gRPC status.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -613,11 +614,11 @@ pub fn acp_from_pb(
         privileges: acp
             .privileges
             .as_ref()
-            .map(|p| set_of_acrs_from_pb(p, "privileges", &mut errors)),
+            .map(|p| set_of_acrs_from_pb(p, "pv", &mut errors)),
         self_privileges: acp
             .self_privileges
             .as_ref()
-            .map(|p| set_of_acrs_from_pb(p, "self_privileges", &mut errors)),
+            .map(|p| set_of_acrs_from_pb(p, "pvs", &mut errors)),
         other,
     };
     errors.finish(out)
@@ -627,8 +628,9 @@ fn string_list_value(list: &[String]) -> Option<Value> {
     (!list.is_empty()).then(|| Value::Array(list.iter().cloned().map(Value::String).collect()))
 }
 
-/// Converts a wire `SetOfAcrs` (named by `path`, e.g. `privileges`) to the
-/// core model.
+/// Converts a wire `SetOfAcrs` (named by `path`, e.g. `pv`) to the core
+/// model; errors name fields by oneM2M short names (`pv.acr[0].acod[1].spty`),
+/// as the core's validation does.
 pub fn set_of_acrs_from_pb(
     set: &pb::SetOfAcrs,
     path: &str,
@@ -639,7 +641,7 @@ pub fn set_of_acrs_from_pb(
             .rules
             .iter()
             .enumerate()
-            .map(|(i, rule)| rule_from_pb(rule, &format!("{path}.rules[{i}]"), errors))
+            .map(|(i, rule)| rule_from_pb(rule, &format!("{path}.acr[{i}]"), errors))
             .collect(),
     }
 }
@@ -658,7 +660,7 @@ fn rule_from_pb(
             .object_details
             .iter()
             .enumerate()
-            .map(|(i, o)| object_details_from_pb(o, &format!("{path}.object_details[{i}]"), errors))
+            .map(|(i, o)| object_details_from_pb(o, &format!("{path}.acod[{i}]"), errors))
             .collect(),
     }
 }
@@ -694,7 +696,7 @@ fn object_details_from_pb(
 ) -> model::ObjectDetails {
     let specialization = od.specialization.as_ref().and_then(|s| {
         let mut inner = Errors::default();
-        let spec = specialization_from_pb(s, &format!("{path}.specialization"), &mut inner);
+        let spec = specialization_from_pb(s, &format!("{path}.spty"), &mut inner);
         for e in inner.0 {
             errors.add_error(e.field, e.message);
         }

@@ -193,7 +193,7 @@ fn wire_shapes_the_core_cannot_hold_are_errors() {
         [
             "other_attributes.pv",
             "other_attributes.lbl",
-            "privileges.rules[0].object_details[0].specialization",
+            "pv.acr[0].acod[0].spty",
         ],
         "{errors:?}"
     );

@@ -1134,7 +1134,7 @@ impl PolicyRetrievalPoint for PrpService {
         });
         if let Some((parent, ty)) = misplaced {
             return Err(invalid_argument(&[violation(
-                "acp.parent_id",
+                "parent_id",
                 format!(
                     "{parent} is of type {ty}: an ACP is created under a CSEBase (5), an AE \
                      (2) or a remoteCSE (16) only"
@@ -1209,7 +1209,7 @@ impl PolicyRetrievalPoint for PrpService {
             .is_some_and(|p| Some(held(p)) != stored.parent_id.as_deref().map(held))
         {
             return Err(invalid_argument(&[violation(
-                "acp.parent_id",
+                "parent_id",
                 format!(
                     "pi of ACP {id} is {:?} and cannot change (read-only, TS-0001 9.6.1.3)",
                     stored.parent_id.as_deref().unwrap_or("")
@@ -1896,7 +1896,7 @@ impl PolicyRetrievalPoint for PrpService {
             }
             Some(p) => {
                 let mut conv = Vec::new();
-                let set = set_of_acrs_from_pb(p, "privileges", &mut conv);
+                let set = set_of_acrs_from_pb(p, "pv", &mut conv);
                 if conv.is_empty() {
                     if let Err(e) = CompiledAcp::from_privileges("dynamic", &set) {
                         errors.extend(validation_errors(e));

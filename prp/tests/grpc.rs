@@ -2488,7 +2488,7 @@ async fn acp_updates_keep_pi_and_what_they_omit_ts0001_9_6_1_3() {
         .await
         .expect_err("pi is read-only");
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert_eq!(violations(&err), ["acp.parent_id"]);
+    assert_eq!(violations(&err), ["parent_id"]);
     // The same parent in another ID form (TS-0001 7.2) is no move.
     for same in ["/id-in/cb", "//sp.example.com/id-in/cb"] {
         let mut named = acp("acpCb", &["CAlice"], &["CBob"], ALL);
@@ -3317,7 +3317,7 @@ async fn a_put_without_cr_keeps_the_creator_ts0001_9_6_1_3() {
 
 /// Spec notes §2.2: an `<accessControlPolicy>` is created under a CSEBase,
 /// an AE or a remoteCSE only; under a container it is INVALID_ARGUMENT
-/// naming `acp.parent_id`, for the admin too, whatever ID form names it.
+/// naming `parent_id`, for the admin too, whatever ID form names it.
 #[tokio::test]
 async fn an_acp_is_created_under_a_cse_base_ae_or_remote_cse_only() {
     let mut prp = start(config()).await;
@@ -3332,7 +3332,7 @@ async fn an_acp_is_created_under_a_cse_base_ae_or_remote_cse_only() {
             .await
             .expect_err("under a container or a contentInstance");
         assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
-        assert_eq!(violations(&err), ["acp.parent_id"], "{err:?}");
+        assert_eq!(violations(&err), ["parent_id"], "{err:?}");
     }
     // The container in another ID form (TS-0001 7.2) is the same parent,
     // refused too, not taken for an unregistered one that escapes the check.
@@ -3345,7 +3345,7 @@ async fn an_acp_is_created_under_a_cse_base_ae_or_remote_cse_only() {
             .await
             .expect_err(parent);
         assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
-        assert_eq!(violations(&err), ["acp.parent_id"], "{parent}: {err:?}");
+        assert_eq!(violations(&err), ["parent_id"], "{parent}: {err:?}");
     }
     c.create_acp(create_req(ADMIN, acp_under("acpPlaced", "cb", &[ADMIN])))
         .await
