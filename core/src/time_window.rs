@@ -501,19 +501,25 @@ impl fmt::Debug for TimeWindow {
     }
 }
 
+/// What separates the fields of a time window, as its errors say.
+const SEPARATORS: &str =
+    "fields are separated by ASCII white space (space, tab, line feed, form feed, carriage return)";
+
 impl TimeWindow {
     /// Parses one `m2m:scheduleEntry` (see the module docs for the grammar).
     /// The error names the field and the reason, e.g.
     /// `day-of-week 7 out of range 0-6` or `expected 7 fields, found 6`.
     pub fn parse(s: &str) -> Result<Self, TimeWindowError> {
         // Decision 4: anything but numbers, `*`, lists, ranges and steps is
-        // an error, so a Unicode space (which looks like a separator) too.
+        // an error, so white space that `split_ascii_whitespace` does not
+        // separate on (a Unicode space, which looks like a separator; a
+        // vertical tab) too.
         if let Some(c) = s
             .chars()
             .find(|c| c.is_whitespace() && !c.is_ascii_whitespace())
         {
             return Err(TimeWindowError::new(format!(
-                "U+{:04X} is no field separator: fields are separated by ASCII spaces",
+                "U+{:04X} is no field separator: {SEPARATORS}",
                 u32::from(c)
             )));
         }
@@ -711,7 +717,15 @@ mod tests {
         // Decision 4: a no-break space is none of the allowed forms.
         assert_eq!(
             err("*\u{a0}* 15-18 * * 1-5 *"),
-            "U+00A0 is no field separator: fields are separated by ASCII spaces"
+            "U+00A0 is no field separator: fields are separated by ASCII white space \
+             (space, tab, line feed, form feed, carriage return)"
+        );
+        // A vertical tab is white space but separates nothing: an error
+        // naming it, with what does separate fields.
+        assert_eq!(
+            err("*\u{b}* 15-18 * * 1-5 *"),
+            "U+000B is no field separator: fields are separated by ASCII white space \
+             (space, tab, line feed, form feed, carriage return)"
         );
     }
 
