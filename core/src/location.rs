@@ -54,3 +54,37 @@ pub fn pack_country(code: &str) -> Option<u16> {
         u16::from_be_bytes([b[0].to_ascii_uppercase(), b[1].to_ascii_uppercase()])
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(lat: f64, lon: f64) -> Position {
+        Position {
+            lat,
+            lon,
+            uncertainty_m: 0.0,
+        }
+    }
+
+    /// Decision 5: circles are measured by haversine on a sphere of the
+    /// mean Earth radius, 6 371 008.8 m (what the README and the proto
+    /// say): one degree of the equator is that radius times pi/180, and a
+    /// metre more than the haversine distance near the pole is outside,
+    /// although the WGS 84 ellipsoid measures the same points 4.5 m apart.
+    #[test]
+    fn circles_are_haversine_on_the_mean_earth_radius_decision_5() {
+        let degree = 6_371_008.8 * std::f64::consts::PI / 180.0;
+        assert!((distance_m(&at(0.0, 0.0), &at(0.0, 1.0)) - degree).abs() < 1e-6);
+        let near_pole = at(89.508_984_210_433_61, 0.0);
+        let d = distance_m(&at(89.5, 0.0), &near_pole);
+        assert!((d - 999.0).abs() < 1e-3, "{d}");
+        let circle = |radius_m| Circle {
+            lat: 89.5,
+            lon: 0.0,
+            radius_m,
+        };
+        assert!(circle(1000.0).contains(&near_pole));
+        assert!(!circle(998.0).contains(&near_pole));
+    }
+}
