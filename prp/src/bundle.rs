@@ -30,6 +30,11 @@ pub struct Bundle {
     pub acps: Vec<AccessControlPolicy>,
     /// The resources the PDP will be asked about.
     pub resources: Vec<Resource>,
+    /// Where each ACP is in the file, as a path prefix its errors start
+    /// with: `acps[i]` in a bundle, `m2m:acp[i]` in a list, nothing for a
+    /// document of one resource (whose errors name `pv.acr[0]` as `authz
+    /// check` does).
+    acp_paths: Vec<String>,
 }
 
 /// Why a bundle does not parse; the message names the field.
@@ -81,13 +86,27 @@ impl Bundle {
         if !is_bundle {
             let acps =
                 json::parse_and_validate(text).map_err(|e| BundleError::Acps(e.to_string()))?;
-            // As in a bundle: one `ri` twice is a mistake, not "the last
-            // one wins".
-            check_acp_ids(&acps, "m2m:acp")?;
-            return Ok(Self {
+            // The core's rule for a document: a list (a JSON array, or an
+            // `m2m:acp` holding one) names its resources `m2m:acp[i]`.
+            let listed = value.is_array() || value.get(json::ROOT).is_some_and(Value::is_array);
+            let acp_paths = (0..acps.len())
+                .map(|i| {
+                    if listed {
+                        format!("{}[{i}]", json::ROOT)
+                    } else {
+                        String::new()
+                    }
+                })
+                .collect();
+            let bundle = Self {
                 acps,
                 resources: Vec::new(),
-            });
+                acp_paths,
+            };
+            // As in a bundle: one `ri` twice is a mistake, not "the last
+            // one wins".
+            bundle.check_acp_ids(json::ROOT)?;
+            return Ok(bundle);
         }
         // Strict like the documents inside it: `resourcez` would otherwise
         // apply nothing and say so only in a count.
@@ -98,11 +117,32 @@ impl Bundle {
             return Err(BundleError::Unknown(key.clone()));
         }
         let acps: Vec<AccessControlPolicy> = match value.get("acps") {
-            Some(a) => json::parse_and_validate(&a.to_string())
-                .map_err(|e| BundleError::Acps(format!("acps: {e}")))?,
+            Some(a) => json::parse_and_validate(&a.to_string()).map_err(|e| match e {
+                // Parsed on its own, the list names its entries
+                // `m2m:acp[i]`; in the file they are `acps[i]`.
+                json::JsonError::Invalid(errors) => BundleError::Acps(
+                    errors
+                        .0
+                        .iter()
+                        .map(|v| {
+                            let path = v
+                                .path
+                                .strip_prefix(json::ROOT)
+                                .filter(|rest| rest.starts_with('['))
+                                .map_or_else(
+                                    || format!("acps.{}", v.path),
+                                    |rest| format!("acps{rest}"),
+                                );
+                            format!("{path}: {}", v.message)
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+                other => BundleError::Acps(format!("acps: {other}")),
+            })?,
             None => Vec::new(),
         };
-        check_acp_ids(&acps, "acps")?;
+        let acp_paths = (0..acps.len()).map(|i| format!("acps[{i}]")).collect();
 
         let resources = match value.get("resources") {
             Some(r) => json::deserialize_at::<Vec<Resource>>("resources", r.clone())
@@ -129,20 +169,44 @@ impl Bundle {
                 )));
             }
         }
-        Ok(Self { acps, resources })
+        let bundle = Self {
+            acps,
+            resources,
+            acp_paths,
+        };
+        bundle.check_acp_ids("acps")?;
+        Ok(bundle)
     }
-}
 
-/// Each ACP's `ri` once, and CSE-relative, as the PRP holds ACPs.
-fn check_acp_ids(acps: &[AccessControlPolicy], list: &str) -> Result<(), BundleError> {
-    check_unique(acps.iter().map(|a| a.id().unwrap_or_default()), list, "ri")
+    /// Each ACP's `ri` once (in a `list` of several), and CSE-relative, as
+    /// the PRP holds ACPs.
+    fn check_acp_ids(&self, list: &str) -> Result<(), BundleError> {
+        check_unique(
+            self.acps.iter().map(|a| a.id().unwrap_or_default()),
+            list,
+            "ri",
+        )
         .map_err(BundleError::Acps)?;
-    for (i, a) in acps.iter().enumerate() {
-        if let Some(why) = a.id().and_then(crate::service::acp_id_not_cse_relative) {
-            return Err(BundleError::Acps(format!("{list}[{i}].ri: {why}")));
+        for (i, a) in self.acps.iter().enumerate() {
+            if let Some(why) = a.id().and_then(crate::service::acp_id_not_cse_relative) {
+                return Err(BundleError::Acps(format!(
+                    "{}ri: {why}",
+                    self.label(i, None)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The prefix of the errors of ACP `i`: where it is in the file (with
+    /// its `id` when known), then a dot; nothing for a document of one ACP.
+    fn label(&self, i: usize, id: Option<&str>) -> String {
+        match (self.acp_paths.get(i).map(String::as_str), id) {
+            (None | Some(""), _) => String::new(),
+            (Some(path), Some(id)) => format!("{path} ({id})."),
+            (Some(path), None) => format!("{path}."),
         }
     }
-    Ok(())
 }
 
 /// Checks each resource as the PRP's `PutResource` will, naming fields by
@@ -336,7 +400,7 @@ pub async fn apply_with_roles(
         if !exists && let Err(e) = check_create(acp) {
             invalid.extend(
                 e.0.iter()
-                    .map(|v| format!("acps[{i}] ({id}).{}: {}", v.path, v.message)),
+                    .map(|v| format!("{}{}: {}", bundle.label(i, Some(id)), v.path, v.message)),
             );
         }
         // The PRP's own rule for an update, known from the file.
@@ -347,7 +411,8 @@ pub async fn apply_with_roles(
                 .is_some_and(|p| p.rules.is_empty())
         {
             invalid.push(format!(
-                "acps[{i}] ({id}).pvs.acr: {}",
+                "{}pvs.acr: {}",
+                bundle.label(i, Some(id)),
                 crate::service::PVS_REMOVED
             ));
         }
@@ -359,7 +424,7 @@ pub async fn apply_with_roles(
             Err(errors) => invalid.extend(
                 errors
                     .iter()
-                    .map(|e| format!("acps[{i}] ({id}).{}: {}", e.field, e.message)),
+                    .map(|e| format!("{}{}: {}", bundle.label(i, Some(id)), e.field, e.message)),
             ),
         }
     }
@@ -533,6 +598,40 @@ mod tests {
     const ACP1: &str = r#"{"m2m:acp": {"ri": "acp1", "pv": {"acr": [{"acor": ["Cx"], "acop": 2}]},
         "pvs": {"acr": [{"acor": ["CAdmin"], "acop": 63}]}}}"#;
 
+    /// Errors name fields where they are in the file: no prefix in a
+    /// document of one resource (as `authz check` names them), `m2m:acp[i]`
+    /// in a list, `acps[i]` in a bundle (not `acps: m2m:acp[i]`, a path the
+    /// file does not have).
+    #[test]
+    fn errors_name_the_acp_where_it_is_in_the_file() {
+        let single = Bundle::parse(ACP1).expect("parses");
+        assert_eq!(single.label(0, Some("acp1")), "");
+        let list = Bundle::parse(&format!("[{ACP1}]")).expect("parses");
+        assert_eq!(list.label(0, Some("acp1")), "m2m:acp[0] (acp1).");
+        let bundle = Bundle::parse(&format!(r#"{{"acps": [{ACP1}]}}"#)).expect("parses");
+        assert_eq!(bundle.label(0, Some("acp1")), "acps[0] (acp1).");
+
+        let sp_relative = ACP1.replace(r#""ri": "acp1""#, r#""ri": "/cse/acp1""#);
+        let e = Bundle::parse(&sp_relative).expect_err("not CSE-relative");
+        assert!(
+            e.to_string()
+                .starts_with("ri: /cse/acp1 is not an ACP's own ID"),
+            "{e}"
+        );
+        let bad_hour = ACP1.replace(
+            r#""acop": 2}"#,
+            r#""acop": 2, "acco": [{"actw": ["* * 25 * * * *"]}]}"#,
+        );
+        let e =
+            Bundle::parse(&format!(r#"{{"acps": [{ACP1}, {bad_hour}]}}"#)).expect_err("hour 25");
+        assert!(
+            e.to_string()
+                .contains("acps[1].pv.acr[0].acco[0].actw[0]: hour 25 out of range 0-23"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("m2m:acp["), "{e}");
+    }
+
     /// A misspelled resource attribute would leave the resource without
     /// its `acpi`, under the default policy (TS-0003 7.1.1, spec notes
     /// 2.3): refused, naming it.
@@ -593,7 +692,7 @@ mod tests {
             .expect_err("refused");
         assert!(
             e.to_string()
-                .starts_with("m2m:acp[0].ri: /id-in/acp1 is not an ACP's own ID"),
+                .starts_with("ri: /id-in/acp1 is not an ACP's own ID"),
             "{e}"
         );
     }
@@ -621,8 +720,10 @@ mod tests {
         )
         .expect_err("refused");
         let text = e.to_string();
-        assert!(text.starts_with("acps: "), "{text}");
-        assert!(text.contains("pv.acr[0].acco[0].actw[0]"), "{text}");
+        assert!(
+            text.starts_with("acps[0].pv.acr[0].acco[0].actw[0]: day-of-week 7"),
+            "{text}"
+        );
     }
 
     /// Two `acpi` for one resource: which one binds is a guess, so the
