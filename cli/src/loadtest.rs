@@ -34,18 +34,19 @@ pub struct LoadtestArgs {
     /// Seconds per mode (1 to 86 400).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     duration: u64,
-    /// Concurrent callers.
-    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
+    /// Concurrent callers (1 to 10 000: each keeps its own latency
+    /// histogram, and the client shares the machine with the server).
+    #[arg(long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     concurrency: usize,
-    /// HTTP/2 connections the callers share.
-    #[arg(long, default_value_t = 4, value_parser = at_least_one)]
+    /// HTTP/2 connections the callers share (1 to 1 000).
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000))]
     connections: usize,
     /// Requests per DecideBatch call (1 to 10 000: each caller holds its
     /// batch, and a call must stay under the PDP's 4 MiB message limit).
     #[arg(long, default_value_t = 256, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     batch: usize,
-    /// Requests in flight per DecideStream stream.
-    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
+    /// Requests in flight per DecideStream stream (1 to 10 000).
+    #[arg(long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     window: usize,
     /// Modes to run, comma-separated: unary, batch, stream, echo.
     #[arg(long, default_value = "echo,unary,batch,stream", value_delimiter = ',')]
@@ -107,16 +108,6 @@ impl Report {
 }
 
 /// Runs the load test and prints the report.
-/// A count of callers, connections or requests: 0 would run nothing (or,
-/// silently, one).
-fn at_least_one(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".to_owned()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 pub async fn run(args: LoadtestArgs, tls: &ClientTls) -> Result<()> {
     let text = match &args.request {
         Some(p) => {
@@ -124,7 +115,13 @@ pub async fn run(args: LoadtestArgs, tls: &ClientTls) -> Result<()> {
         }
         None => DEMO_REQUEST.to_owned(),
     };
-    let request = short_request_to_pb(&text, false)?;
+    let request = match &args.request {
+        // Named like `authz decide` names its request file.
+        Some(p) => {
+            short_request_to_pb(&text, false).map_err(|e| anyhow!("{}: {e}", p.display()))?
+        }
+        None => short_request_to_pb(&text, false)?,
+    };
     let target = authz_proto::endpoint::endpoint_with(&args.target, tls)
         .map_err(|e| anyhow!("--target {}: {e}", args.target))?;
     if args.propagation > 0 {
@@ -148,7 +145,7 @@ pub async fn run(args: LoadtestArgs, tls: &ClientTls) -> Result<()> {
     let first = PolicyDecisionPointClient::new(channels[0].clone())
         .decide(request.clone())
         .await
-        .map_err(|s| anyhow!("Decide failed: {s}"))?
+        .map_err(|s| anyhow!("Decide failed: {}", crate::policy::status_text(&s)))?
         .into_inner();
     outln!(
         "request decided {} ({}); {} s per mode, {} callers over {} connections",

@@ -1262,6 +1262,26 @@ fn a_client_at_the_wrong_service_is_told_so() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("does not serve this call"), "{err}");
+
+    // The load test too, and a bad request file is named.
+    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(["loadtest", "--target", &prp, "--duration", "1"])
+        .output()
+        .expect("run authz");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("does not serve this call"), "{err}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bad = dir.path().join("bad-request.json");
+    std::fs::write(&bad, r#"{"fr": "", "to": "x", "op": 2}"#).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(["loadtest", "--target", &prp, "--request"])
+        .arg(&bad)
+        .output()
+        .expect("run authz");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("bad-request.json: fr:"), "{err}");
 }
 
 /// A flag out of range is a clear error with exit code 2, not a panic
@@ -1283,12 +1303,28 @@ fn loadtest_rejects_an_out_of_range_duration() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{flag}");
         let err = String::from_utf8_lossy(&out.stderr);
-        let says = if flag == "--batch" {
-            "not in 1..=10000"
+        let says = if flag == "--connections" {
+            "not in 1..=1000"
         } else {
-            "at least 1"
+            "not in 1..=10000"
         };
         assert!(err.contains(flag) && err.contains(says), "{err}");
+    }
+    // Each caller keeps a latency histogram (about 160 KB): a count past
+    // the bound is refused before any is made, not an out-of-memory kill.
+    for (flag, value) in [
+        ("--concurrency", "10001"),
+        ("--connections", "1001"),
+        ("--window", "10001"),
+        ("--concurrency", "100000000"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+            .args(["loadtest", flag, value])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag), "{err}");
     }
     // Each caller holds its batch: 10 000 at most, not a gigabyte of
     // requests the PDP refuses anyway (4 MiB per call).

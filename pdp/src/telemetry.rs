@@ -34,7 +34,12 @@ pub use crate::decision_metrics::{DECISION_BUCKETS, DECISION_SECONDS, DECISIONS_
 pub const REPLICA_REVISION: &str = "authz_replica_revision";
 /// Gauge of the seconds since the replica was last known current.
 pub const REPLICA_STALENESS_SECONDS: &str = "authz_replica_staleness_seconds";
-/// Counter of RPCs answered with an error, by RPC name.
+/// Counter of RPCs the PDP read and answered with an error, by RPC name:
+/// a `Decide` refused as INVALID_ARGUMENT, a `DecideStream` ended by an
+/// error (a message in it that does not decode, for one). `DecideBatch`
+/// answers a bad item with a SYNTAX_ERROR decision, never an error, so it
+/// stays at zero; a unary message that does not decode is refused by the
+/// gRPC layer before the PDP reads it, and is not counted.
 pub const RPC_ERRORS_TOTAL: &str = "authz_rpc_errors_total";
 /// Counter of `ResolveAttributes` calls to the PIP on cache misses, by
 /// result (`ok`, `error`, `timeout`).
@@ -48,7 +53,10 @@ pub fn describe_metrics() {
         metrics::Unit::Seconds,
         "Seconds since the replica was last known current (0 while the Watch stream is up)"
     );
-    metrics::describe_counter!(RPC_ERRORS_TOTAL, "RPCs answered with an error, by RPC");
+    metrics::describe_counter!(
+        RPC_ERRORS_TOTAL,
+        "RPCs the PDP read and answered with an error, by RPC"
+    );
     metrics::describe_counter!(
         PIP_FETCHES_TOTAL,
         "PIP attribute fetches on cache misses, by result"
@@ -117,7 +125,7 @@ pub fn install_prometheus(
     // alert on a rate or an absent series does not mistake "none yet" for
     // "not exported".
     record_revision(0);
-    for rpc in ["Decide", "DecideStream"] {
+    for rpc in ["Decide", "DecideBatch", "DecideStream"] {
         metrics::counter!(RPC_ERRORS_TOTAL, "rpc" => rpc).increment(0);
     }
     for result in ["ok", "error", "timeout"] {

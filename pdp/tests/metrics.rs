@@ -31,6 +31,8 @@ async fn metrics_endpoint_reports_decisions() {
     for series in [
         "authz_replica_revision 0",
         r#"authz_rpc_errors_total{rpc="Decide"} 0"#,
+        r#"authz_rpc_errors_total{rpc="DecideBatch"} 0"#,
+        r#"authz_rpc_errors_total{rpc="DecideStream"} 0"#,
         r#"authz_pip_fetches_total{result="timeout"} 0"#,
     ] {
         assert!(first.contains(series), "{series} in {first}");
