@@ -318,6 +318,28 @@ impl Stack {
             .expect("create role");
     }
 
+    /// `expired@…` (valid from three to two hours before `now`) and
+    /// `future@…` (from one to two hours after `now`), held by `holder`.
+    async fn expired_and_future_roles(&mut self, holder: &str, now: DateTime<Utc>) {
+        let hour = chrono::Duration::hours(1);
+        self.role(
+            "expired@roles.example.com",
+            AUTHORITY,
+            holder,
+            now - hour * 3,
+            now - hour * 2,
+        )
+        .await;
+        self.role(
+            "future@roles.example.com",
+            AUTHORITY,
+            holder,
+            now + hour,
+            now + hour * 2,
+        )
+        .await;
+    }
+
     async fn group(&mut self, group_id: &str, members: &[&str]) {
         self.pip
             .put_group(pb::PutGroupRequest {
@@ -455,6 +477,13 @@ fn countries(codes: &[&str]) -> pb::location_region::Region {
     })
 }
 
+/// A decision's `reusable_until`, read.
+fn reusable_until(d: &pb::Decision) -> Option<DateTime<Utc>> {
+    d.reusable_until
+        .as_ref()
+        .and_then(|t| authz_proto::convert::timestamp_field(t, "reusable_until").ok())
+}
+
 fn missing_names(d: &pb::Decision) -> String {
     format!("{:?}", d.missing)
 }
@@ -515,11 +544,7 @@ async fn reusable_until_follows_the_validity_of_the_originators_roles_7_4_3() {
         r.request_time = Some(ts(t));
         r
     };
-    let until = |d: &pb::Decision| {
-        d.reusable_until
-            .as_ref()
-            .and_then(|t| authz_proto::convert::timestamp_field(t, "reusable_until").ok())
-    };
+    let until = reusable_until;
     let early = ends - chrono::Duration::milliseconds(300);
     let d = s.decide(at(early)).await;
     assert_eq!(d.decision, PERMIT, "{}", d.summary);
@@ -589,22 +614,7 @@ async fn role_ids_permit_only_verified_holders_7_4_3() {
         now + hour,
     )
     .await;
-    s.role(
-        "expired@roles.example.com",
-        AUTHORITY,
-        "Calice",
-        now - hour * 3,
-        now - hour * 2,
-    )
-    .await;
-    s.role(
-        "future@roles.example.com",
-        AUTHORITY,
-        "Calice",
-        now + hour,
-        now + hour * 2,
-    )
-    .await;
+    s.expired_and_future_roles("Calice", now).await;
     s.role(
         "quack@roles.example.com",
         "//evil.example.net/x/CIssuer",
@@ -699,22 +709,7 @@ async fn a_role_counts_only_while_valid_now_as_well_as_at_the_request_time_7_4_3
         rule(&["expired@roles.example.com", "future@roles.example.com"]),
     )
     .await;
-    s.role(
-        "expired@roles.example.com",
-        AUTHORITY,
-        "Calice",
-        now - hour * 3,
-        now - hour * 2,
-    )
-    .await;
-    s.role(
-        "future@roles.example.com",
-        AUTHORITY,
-        "Calice",
-        now + hour,
-        now + hour * 2,
-    )
-    .await;
+    s.expired_and_future_roles("Calice", now).await;
     s.settle().await;
     for (role, at) in [
         ("expired@roles.example.com", now - hour * 5 / 2),
@@ -740,10 +735,7 @@ async fn a_role_counts_only_while_valid_now_as_well_as_at_the_request_time_7_4_3
     );
     req.request_time = Some(ts(now + hour * 3 / 2));
     let d = s.decide(req).await;
-    let until = d
-        .reusable_until
-        .as_ref()
-        .and_then(|t| authz_proto::convert::timestamp_field(t, "reusable_until").ok());
+    let until = reusable_until(&d);
     assert!(
         until.is_some_and(|u| u <= now + hour),
         "bounded by the role's start at the PDP's clock: {until:?}"
