@@ -888,6 +888,17 @@ pub fn canonical_resource_id(id: &str, hosting: &HostingContext) -> Result<Strin
     Ok(with_canonical_resource_id(id, hosting, str::to_owned))
 }
 
+/// The CSE that hosts the resource `id`, as a hosting context: the one its
+/// absolute form ([`canonical_resource_id`]) names, which for a
+/// CSE-relative ID is `hosting`'s own. IDs held by that resource are
+/// relative to it (TS-0001 7.2): an `<AE>`'s `aei` stem, a `<group>`'s
+/// CSE-relative or SP-relative `mid` entries.
+pub fn resource_cse(id: &str, hosting: &HostingContext) -> Option<HostingContext> {
+    let abs = canonical_resource_id(id, hosting).ok()?;
+    let (sp, rest) = abs.strip_prefix("//")?.split_once('/')?;
+    HostingContext::new(sp, rest.split('/').next()?).ok()
+}
+
 /// Calls `f` with [`canonical_resource_id`] of an `acor` entry (not
 /// empty, no whitespace: as compiled), built on the stack so that a
 /// decision does not allocate for it; the one place the rule is written. An absolute entry whose domain holds

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use authz_core::HostingContext;
 use authz_core::compile::CompiledAcp;
-use authz_core::ids::canonical_resource_id;
+use authz_core::ids::resource_cse;
 use authz_core::resources::{Resource, ResourceView, TY_ACP};
 use authz_proto::convert::{ConversionError, acp_from_pb, join_errors, set_of_acrs_from_pb};
 use authz_proto::pb;
@@ -103,18 +103,6 @@ pub struct Snapshot {
     pub member_index: FxHashMap<SmolStr, SmallVec<[SmolStr; 1]>>,
 }
 
-/// The key of [`Snapshot::member_index`]: the last `/`-separated segment
-/// of an originator ID, the same in every form of it (`Cae1`,
-/// `/cse/Cae1`, `//sp/cse/Cae1`).
-/// The CSE that hosts the resource `id`, as a hosting context: the one its
-/// absolute form ([`canonical_resource_id`]) names, which for a
-/// CSE-relative ID is `hosting`'s own.
-fn resource_cse(id: &str, hosting: &HostingContext) -> Option<HostingContext> {
-    let abs = canonical_resource_id(id, hosting).ok()?;
-    let (sp, rest) = abs.strip_prefix("//")?.split_once('/')?;
-    HostingContext::new(sp, rest.split('/').next()?).ok()
-}
-
 /// Whether a resource ID, in the absolute form `mid` is read in, has the
 /// shape of another originator's own ID: a CSE-ID or SP-relative AE-ID
 /// (`//sp/x`), or an AE-ID whose stem starts with `C` or `S` (TS-0001 7.2).
@@ -132,6 +120,9 @@ fn names_another_originator(rid: &str) -> bool {
     !path.contains('/') || last.starts_with('C') || last.starts_with('S')
 }
 
+/// The key of [`Snapshot::member_index`]: the last `/`-separated segment
+/// of an originator ID, the same in every form of it (`Cae1`,
+/// `/cse/Cae1`, `//sp/cse/Cae1`).
 fn member_key(id: &str) -> &str {
     id.rsplit('/').next().unwrap_or(id)
 }

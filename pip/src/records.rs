@@ -628,11 +628,17 @@ pub fn group_from_pb(
     } else if let Some(reason) = group_id_refusal(hosting, &g.group_id) {
         check.add("group.group_id", reason);
     }
+    // `mid` holds IDs held by the `<group>`: a CSE-relative or SP-relative
+    // one is relative to the CSE that hosts the group, the one its ID names
+    // (TS-0001 7.2), not to this PIP's (a group `/cse2/grp` listing `Cae7`
+    // lists cse2's AE, not this CSE's).
+    let group_cse = authz_core::ids::resource_cse(&g.group_id, hosting);
+    let members_of = group_cse.as_ref().unwrap_or(hosting);
     let mut members: Vec<String> = g
         .member_ids
         .iter()
         .enumerate()
-        .map(|(i, m)| check.originator_id(hosting, &format!("group.member_ids[{i}]"), m))
+        .map(|(i, m)| check.originator_id(members_of, &format!("group.member_ids[{i}]"), m))
         .collect();
     members.sort();
     members.dedup();
@@ -640,7 +646,7 @@ pub fn group_from_pb(
         .member_ids
         .iter()
         .filter(|m| m.starts_with('S'))
-        .filter_map(|m| canonical_resource_id(m, hosting).ok())
+        .filter_map(|m| canonical_resource_id(m, members_of).ok())
         .filter(|m| members.binary_search(m).is_err())
         .collect();
     member_aliases.sort();

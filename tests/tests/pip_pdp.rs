@@ -825,6 +825,39 @@ async fn a_group_id_names_one_group_in_every_form_9_6_2_1() {
     }
 }
 
+/// TS-0001 7.2: the `mid` of a `<group>` hosted on another CSE is relative
+/// to that CSE. The group `/id-mn/grpRemote` listing `Cae7` lists /id-mn's
+/// AE `//sp.example.com/id-mn/Cae7`, not this CSE's `Cae7`, which only
+/// shares the stem; an SP-relative entry names an AE of the group's SP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_of_a_group_on_another_cse_are_read_against_that_cse_9_6_2_1() {
+    let mut s = Stack::start("group-remote", Duration::from_secs(300)).await;
+    s.group("/id-mn/grpRemote", &["Cae7", "/id-asn/Cae8"]).await;
+    s.policy("cntRemoteGroup", rule(&["/id-mn/grpRemote"]))
+        .await;
+    for (originator, expected) in [
+        ("/id-mn/Cae7", PERMIT),
+        ("//sp.example.com/id-mn/Cae7", PERMIT),
+        ("/id-asn/Cae8", PERMIT),
+        // This CSE's Cae7 and Cae8: other originators.
+        ("Cae7", DENY),
+        ("/id-in/Cae7", DENY),
+        ("Cae8", DENY),
+    ] {
+        let d = s.decide(retrieve(originator, "cntRemoteGroup")).await;
+        assert_eq!(d.decision, expected, "{originator}: {}", d.summary);
+    }
+    // Decided as /id-mn, the group is its own: its stem Cae7 is the member.
+    let d = s
+        .decide(retrieve_at("/id-mn", "Cae7", "cntRemoteGroup"))
+        .await;
+    assert_eq!(d.decision, PERMIT, "{}", d.summary);
+    let d = s
+        .decide(retrieve_at("/id-mn", "/id-in/Cae7", "cntRemoteGroup"))
+        .await;
+    assert_eq!(d.decision, DENY, "{}", d.summary);
+}
+
 /// Decision 3 end to end: an `acor` entry that the PIP knows as a `<group>`
 /// is a group only (TS-0001 9.6.2.1 for its members). The rule's entry
 /// `grp1` reads, before the group exists, as the AE-ID stem `grp1`
