@@ -31,9 +31,11 @@ pub enum Lookup<T> {
 /// Where the engine gets attributes the request does not carry.
 pub trait AttributeSource: Send + Sync {
     /// Is `role_id` a role of `originator` (absolute ID) that is verified at
-    /// `at`: issued by a trusted authority, held by exactly this originator,
-    /// and within its validity (TS-0003 7.4.3)? `Found(false)` and `NotFound`
-    /// both mean the claim is not honoured.
+    /// `at` (the request time): issued by a trusted authority, held by
+    /// exactly this originator, and within its validity (TS-0003 7.4.3)? A
+    /// source with a clock also requires the role to be valid now ("still
+    /// valid", 7.4.3 step 4), as the PDP's does. `Found(false)` and
+    /// `NotFound` both mean the claim is not honoured.
     fn role_verified(&self, originator: &str, role_id: &str, at: DateTime<Utc>) -> Lookup<bool>;
 
     /// If `group_id` (an absolute resource ID, `//sp/cse/...`: TS-0001 7.2,
