@@ -71,11 +71,26 @@ pub fn parse(text: &str) -> Result<Vec<Group>, GroupsError> {
     Ok(groups)
 }
 
-/// Stores each group in the PIP as `originator` (`PutGroup` replaces a
-/// group of the same ID); returns the PIP revision the writes are in.
+/// The ID a group of this CSE is stored under: a CSE-relative `ri` with
+/// this CSE's ID before it (`/cse-id/ri`), so that the PIP files it as this
+/// CSE's group, and reads its relative members as this CSE's AEs, whatever
+/// CSE-ID the PIP serves (TS-0001 7.2); an SP-relative or absolute `ri` as
+/// written.
+pub fn stored_id(cse_id: &str, ri: &str) -> String {
+    if ri.starts_with('/') {
+        ri.to_owned()
+    } else {
+        format!("{}/{ri}", cse_id.trim_end_matches('/'))
+    }
+}
+
+/// Stores each group of the CSE `cse_id` (`/cse-id`) in the PIP as
+/// `originator` (`PutGroup` replaces a group of the same ID, see
+/// [`stored_id`]); returns the PIP revision the writes are in.
 pub async fn apply(
     pip: &mut PolicyInformationPointClient<Channel>,
     originator: &str,
+    cse_id: &str,
     groups: &[Group],
 ) -> Result<u64, GroupsError> {
     let refused = |ri: &str, status| GroupsError::Refused {
@@ -86,7 +101,7 @@ pub async fn apply(
         pip.put_group(pb::PutGroupRequest {
             originator: originator.to_owned(),
             group: Some(pb::Group {
-                group_id: g.ri.clone(),
+                group_id: stored_id(cse_id, &g.ri),
                 member_ids: g.mid.clone(),
             }),
         })
