@@ -718,6 +718,16 @@ impl Schema for PipSchema {
                 // disagree were two groups before IDs were made absolute:
                 // say so, since one of them is no longer used.
                 let current = key == g.group_id;
+                if let Some(hosting) = &state.hosting
+                    && may_hold_members_read_against_this_cse(hosting, &g)
+                {
+                    tracing::warn!(
+                        group = %g.group_id,
+                        "a <group> of another CSE lists members of this PIP's CSE: a PIP before \
+                         2026-12-07 read relative mid entries against its own CSE, not the \
+                         group's (TS-0001 7.2); if they were written relative, put the group again"
+                    );
+                }
                 match state.groups.get(&g.group_id) {
                     None => {
                         state.index_group(&g);
@@ -755,9 +765,50 @@ impl Schema for PipSchema {
     }
 }
 
+/// Whether a stored group of another CSE than the PIP's own lists members
+/// under the PIP's own CSE: what a PIP that read relative `mid` entries
+/// against its own CSE, rather than the group's, stored for a group
+/// written with relative members (or what was written absolute that way).
+fn may_hold_members_read_against_this_cse(hosting: &HostingContext, g: &GroupRecord) -> bool {
+    let Some(group_cse) = authz_core::ids::resource_cse(&g.group_id, hosting) else {
+        return false;
+    };
+    if group_cse.sp_fqdn() == hosting.sp_fqdn() && group_cse.cse_id() == hosting.cse_id() {
+        return false;
+    }
+    let own = format!("//{}/{}/", hosting.sp_fqdn(), hosting.cse_id());
+    g.members.iter().any(|m| m.starts_with(&own))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The upgrade warning for groups stored before relative members were
+    /// read against the group's CSE (TS-0001 7.2): a group of /id-mn
+    /// listing an AE of /id-in (the PIP's CSE) is flagged, one listing its
+    /// own AEs, or a group of /id-in, is not.
+    #[test]
+    fn groups_of_another_cse_listing_this_cses_aes_are_flagged() {
+        let hosting = HostingContext::new("//sp", "/id-in").expect("hosting");
+        let group = |id: &str, members: &[&str]| GroupRecord {
+            group_id: id.to_owned(),
+            members: members.iter().map(|m| m.to_string()).collect(),
+            member_aliases: Vec::new(),
+        };
+        assert!(may_hold_members_read_against_this_cse(
+            &hosting,
+            &group("//sp/id-mn/grp", &["//sp/id-in/Cae7"])
+        ));
+        assert!(!may_hold_members_read_against_this_cse(
+            &hosting,
+            &group("//sp/id-mn/grp", &["//sp/id-mn/Cae7", "//sp/Sae8"])
+        ));
+        assert!(!may_hold_members_read_against_this_cse(
+            &hosting,
+            &group("//sp/id-in/grp", &["//sp/id-in/Cae7"])
+        ));
+    }
 
     fn group(id: &str, members: &[&str]) -> GroupRecord {
         GroupRecord {
