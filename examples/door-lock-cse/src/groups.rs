@@ -13,6 +13,7 @@
 //! hosting CSE) and its `mid` memberIDs (originator IDs). Other attributes
 //! of a `<group>` are ignored.
 
+use authz_core::HostingContext;
 use authz_proto::pb;
 use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
 use serde::Deserialize;
@@ -71,26 +72,23 @@ pub fn parse(text: &str) -> Result<Vec<Group>, GroupsError> {
     Ok(groups)
 }
 
-/// The ID a group of this CSE is stored under: a CSE-relative `ri` with
-/// this CSE's ID before it (`/cse-id/ri`), so that the PIP files it as this
-/// CSE's group, and reads its relative members as this CSE's AEs, whatever
-/// CSE-ID the PIP serves (TS-0001 7.2); an SP-relative or absolute `ri` as
-/// written.
-pub fn stored_id(cse_id: &str, ri: &str) -> String {
-    if ri.starts_with('/') {
-        ri.to_owned()
-    } else {
-        format!("{}/{ri}", cse_id.trim_end_matches('/'))
-    }
+/// The ID a group of this CSE is stored under: its absolute form
+/// (`//sp/cse-id/ri` for a CSE-relative `ri`, `//sp/...` for an
+/// SP-relative one), so that the PIP files it as this CSE's group, and
+/// reads its relative members as this CSE's AEs, whatever SP-ID and
+/// CSE-ID the PIP serves (TS-0001 7.2). An `ri` that is no resource ID is
+/// sent as written, for the PIP to refuse naming it.
+pub fn stored_id(cse: &HostingContext, ri: &str) -> String {
+    authz_core::ids::canonical_resource_id(ri, cse).unwrap_or_else(|_| ri.to_owned())
 }
 
-/// Stores each group of the CSE `cse_id` (`/cse-id`) in the PIP as
+/// Stores each group of the hosting CSE `cse` in the PIP as
 /// `originator` (`PutGroup` replaces a group of the same ID, see
 /// [`stored_id`]); returns the PIP revision the writes are in.
 pub async fn apply(
     pip: &mut PolicyInformationPointClient<Channel>,
     originator: &str,
-    cse_id: &str,
+    cse: &HostingContext,
     groups: &[Group],
 ) -> Result<u64, GroupsError> {
     let refused = |ri: &str, status| GroupsError::Refused {
@@ -101,7 +99,7 @@ pub async fn apply(
         pip.put_group(pb::PutGroupRequest {
             originator: originator.to_owned(),
             group: Some(pb::Group {
-                group_id: stored_id(cse_id, &g.ri),
+                group_id: stored_id(cse, &g.ri),
                 member_ids: g.mid.clone(),
             }),
         })

@@ -234,7 +234,7 @@ async fn main() -> Result<()> {
             .await
             .with_context(|| format!("cannot connect to the PIP at {pip_endpoint}"))?;
         let mut pip = PolicyInformationPointClient::new(channel);
-        let revision = groups::apply(&mut pip, &args.admin, cse.cse_id(), &groups).await?;
+        let revision = groups::apply(&mut pip, &args.admin, cse.hosting(), &groups).await?;
         println!(
             "stored {} group(s) in the PIP at {pip_endpoint} (revision {revision})",
             groups.len()

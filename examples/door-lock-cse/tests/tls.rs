@@ -339,41 +339,52 @@ async fn the_door_lock_cse_authenticates_aes_by_their_certificates_10_1_1_5() {
     );
 }
 
-/// TS-0001 7.2: a CSE whose CSE-ID is not the one the services were
-/// started with stores its groups as its own (`/mn-other/grpBabysitters`),
-/// so that the PIP reads their relative members as its AEs, and its
-/// decisions, which read the `acor` entry `grpBabysitters` as its group,
-/// find them. (No TLS here: the same process harness.)
+/// TS-0001 7.2: a CSE whose CSE-ID (or SP-ID) is not the one the services
+/// were started with stores its groups as its own
+/// (`//sp/mn-other/grpBabysitters`), so that the PIP reads their relative
+/// members as its AEs, and its decisions, which read the `acor` entry
+/// `grpBabysitters` as its group, find them. (No TLS here: the same
+/// process harness.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cse_with_another_cse_id_stores_its_groups_as_its_own_ts0001_7_2() {
     let (prp_url, pdp_url, _pdp) = services(None).await;
-    let mut cse = door_lock(
-        &prp_url,
-        &pdp_url,
-        &[Path::new("--cse-id"), Path::new("/mn-other")],
-    );
-    serving_address(&mut cse, "http").await;
     let mut pip =
         authz_proto::pb::policy_information_point_client::PolicyInformationPointClient::connect(
-            prp_url,
+            prp_url.clone(),
         )
         .await
         .expect("PIP");
     let group = |id: &str| authz_proto::pb::GetGroupRequest {
         group_id: id.to_owned(),
     };
-    let stored = pip
-        .get_group(group("//home.example/mn-other/grpBabysitters"))
-        .await
-        .expect("the group of /mn-other")
-        .into_inner();
-    assert_eq!(
-        stored.member_ids,
-        ["//home.example/mn-other/Cbabysitter"],
-        "the member is /mn-other's AE"
-    );
+    for (sp, cse_id) in [
+        ("//home.example", "/mn-other"),
+        ("//other.example", "/mn-third"),
+    ] {
+        let mut cse = door_lock(
+            &prp_url,
+            &pdp_url,
+            &[
+                Path::new("--sp-id"),
+                Path::new(sp),
+                Path::new("--cse-id"),
+                Path::new(cse_id),
+            ],
+        );
+        serving_address(&mut cse, "http").await;
+        let stored = pip
+            .get_group(group(&format!("{sp}{cse_id}/grpBabysitters")))
+            .await
+            .expect("the group of the CSE")
+            .into_inner();
+        assert_eq!(
+            stored.member_ids,
+            [format!("{sp}{cse_id}/Cbabysitter")],
+            "the member is the CSE's AE"
+        );
+        let _ = cse.kill();
+    }
     // Not filed as a group of the services' own CSE.
     let other = pip.get_group(group("grpBabysitters")).await;
     assert_eq!(other.map(|_| ()).unwrap_err().code(), tonic::Code::NotFound);
-    let _ = cse.kill();
 }

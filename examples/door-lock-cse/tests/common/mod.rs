@@ -180,7 +180,7 @@ impl Stack {
         // The example's groups, into the PIP as the example does it.
         let mut pip = PolicyInformationPointClient::new(channel(pip_addr.clone()).await);
         let groups = groups::parse(DEFAULT_GROUPS).expect("groups");
-        groups::apply(&mut pip, ADMIN, CSE, &groups)
+        groups::apply(&mut pip, ADMIN, &hosting(), &groups)
             .await
             .expect("groups into the PIP");
         // PDP following the PRP, asking the PIP (and trusting the DAS),
@@ -291,7 +291,7 @@ impl Stack {
             ri: ri.to_owned(),
             mid: mid.iter().map(|m| m.to_string()).collect(),
         };
-        let revision = groups::apply(&mut self.pip, ADMIN, CSE, &[group])
+        let revision = groups::apply(&mut self.pip, ADMIN, &hosting(), &[group])
             .await
             .expect("put group");
         let cache = self.pdp.pip_cache().expect("the PDP asks a PIP");
