@@ -75,6 +75,13 @@ fn check_unique<'a>(
     Ok(())
 }
 
+/// The core's rule for a document: a list (a JSON array, or an `m2m:acp`
+/// holding one) names its resources `m2m:acp[i]`, a single resource
+/// nothing.
+fn document_is_list(doc: &Value) -> bool {
+    doc.is_array() || doc.get(json::ROOT).is_some_and(Value::is_array)
+}
+
 impl Bundle {
     /// Parses and validates a bundle or an `m2m:acp` document.
     pub fn parse(text: &str) -> Result<Self, BundleError> {
@@ -86,9 +93,7 @@ impl Bundle {
         if !is_bundle {
             let acps =
                 json::parse_and_validate(text).map_err(|e| BundleError::Acps(e.to_string()))?;
-            // The core's rule for a document: a list (a JSON array, or an
-            // `m2m:acp` holding one) names its resources `m2m:acp[i]`.
-            let listed = value.is_array() || value.get(json::ROOT).is_some_and(Value::is_array);
+            let listed = document_is_list(&value);
             let acp_paths = (0..acps.len())
                 .map(|i| {
                     if listed {
@@ -116,25 +121,30 @@ impl Bundle {
         }) {
             return Err(BundleError::Unknown(key.clone()));
         }
+        // Parsed on its own, `acps` names its entries as a document does
+        // (`m2m:acp[i]` in a list, nothing for one resource); in the file
+        // they are `acps[i]` in an array, `acps.m2m:acp[i]` (or
+        // `acps.m2m:acp`) in an `m2m:acp` object.
+        let in_array = value.get("acps").is_some_and(Value::is_array);
+        let in_file = |path: &str| -> String {
+            match path.strip_prefix(json::ROOT) {
+                Some(rest) if in_array && rest.starts_with('[') => format!("acps{rest}"),
+                Some(rest) if rest.starts_with('[') => format!("acps.{path}"),
+                _ if in_array => format!("acps.{path}"),
+                _ => format!(
+                    "acps.{}{}{path}",
+                    json::ROOT,
+                    if path.is_empty() { "" } else { "." }
+                ),
+            }
+        };
         let acps: Vec<AccessControlPolicy> = match value.get("acps") {
             Some(a) => json::parse_and_validate(&a.to_string()).map_err(|e| match e {
-                // Parsed on its own, the list names its entries
-                // `m2m:acp[i]`; in the file they are `acps[i]`.
                 json::JsonError::Invalid(errors) => BundleError::Acps(
                     errors
                         .0
                         .iter()
-                        .map(|v| {
-                            let path = v
-                                .path
-                                .strip_prefix(json::ROOT)
-                                .filter(|rest| rest.starts_with('['))
-                                .map_or_else(
-                                    || format!("acps.{}", v.path),
-                                    |rest| format!("acps{rest}"),
-                                );
-                            format!("{path}: {}", v.message)
-                        })
+                        .map(|v| format!("{}: {}", in_file(&v.path), v.message))
                         .collect::<Vec<_>>()
                         .join("; "),
                 ),
@@ -142,7 +152,16 @@ impl Bundle {
             })?,
             None => Vec::new(),
         };
-        let acp_paths = (0..acps.len()).map(|i| format!("acps[{i}]")).collect();
+        let listed = value.get("acps").is_some_and(document_is_list);
+        let acp_paths = (0..acps.len())
+            .map(|i| {
+                if listed {
+                    in_file(&format!("{}[{i}]", json::ROOT))
+                } else {
+                    in_file("")
+                }
+            })
+            .collect();
 
         let resources = match value.get("resources") {
             Some(r) => json::deserialize_at::<Vec<Resource>>("resources", r.clone())
@@ -174,7 +193,7 @@ impl Bundle {
             resources,
             acp_paths,
         };
-        bundle.check_acp_ids("acps")?;
+        bundle.check_acp_ids(if in_array { "acps" } else { "acps.m2m:acp" })?;
         Ok(bundle)
     }
 
@@ -630,6 +649,31 @@ mod tests {
             "{e}"
         );
         assert!(!e.to_string().contains("m2m:acp["), "{e}");
+        // `acps` as an `m2m:acp` object: its path, not `acps[i]`.
+        let wrapped = |inner: &str| format!(r#"{{"acps": {{"m2m:acp": {inner}}}}}"#);
+        let body = |acp: &str| {
+            acp.trim()
+                .strip_prefix(r#"{"m2m:acp":"#)
+                .and_then(|r| r.strip_suffix('}'))
+                .expect("an m2m:acp document")
+                .to_owned()
+        };
+        let list = Bundle::parse(&wrapped(&format!("[{}, {}]", body(ACP1), body(&bad_hour))))
+            .expect_err("hour 25");
+        assert!(
+            list.to_string()
+                .starts_with("acps.m2m:acp[1].pv.acr[0].acco[0].actw[0]: hour 25"),
+            "{list}"
+        );
+        let single = Bundle::parse(&wrapped(&body(&bad_hour))).expect_err("hour 25");
+        assert!(
+            single
+                .to_string()
+                .starts_with("acps.m2m:acp.pv.acr[0].acco[0].actw[0]: hour 25"),
+            "{single}"
+        );
+        let ok = Bundle::parse(&wrapped(&format!("[{}]", body(ACP1)))).expect("parses");
+        assert_eq!(ok.label(0, Some("acp1")), "acps.m2m:acp[0] (acp1).");
     }
 
     /// A misspelled resource attribute would leave the resource without
