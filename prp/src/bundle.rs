@@ -31,9 +31,10 @@ pub struct Bundle {
     /// The resources the PDP will be asked about.
     pub resources: Vec<Resource>,
     /// Where each ACP is in the file, as a path prefix its errors start
-    /// with: `acps[i]` in a bundle, `m2m:acp[i]` in a list, nothing for a
-    /// document of one resource (whose errors name `pv.acr[0]` as `authz
-    /// check` does).
+    /// with: `acps[i]` in a bundle (`acps.m2m:acp[i]` when `acps` is an
+    /// `m2m:acp` object), `m2m:acp[i]` in a list, nothing for a document
+    /// of one resource (whose errors name `pv.acr[0]` as `authz check`
+    /// does).
     acp_paths: Vec<String>,
 }
 
