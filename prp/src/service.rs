@@ -1583,7 +1583,8 @@ impl PolicyRetrievalPoint for PrpService {
         }
         if !self.is_admin(&req.originator) {
             let now = now_secs();
-            let checks = self.read(|snap| -> Result<Vec<WriteCheck>, Status> {
+            // Each check, with another that satisfies it as well.
+            let checks = self.read(|snap| -> Result<Vec<(WriteCheck, Option<WriteCheck>)>, Status> {
                 let Some(old) = snap.resources.get(&id) else {
                     // An ID that stored resources still name as their
                     // parent, or that a live dynamic ACP is bound to (its
@@ -1624,14 +1625,17 @@ impl PolicyRetrievalPoint for PrpService {
                     }
                     // A new resource: the hosting CSE's Create of it, which
                     // CREATE in its parent's applicable policies allows.
-                    return Ok(vec![create_check(
-                        snap,
-                        now,
-                        &req.originator,
-                        resource.parent_id.as_deref(),
-                        resource.resource_type,
-                        &format!("register resource {id}"),
-                    )?]);
+                    return Ok(vec![(
+                        create_check(
+                            snap,
+                            now,
+                            &req.originator,
+                            resource.parent_id.as_deref(),
+                            resource.resource_type,
+                            &format!("register resource {id}"),
+                        )?,
+                        None,
+                    )]);
                 };
                 let update = |policies, what: &str| WriteCheck {
                     operation: Operation::Update,
@@ -1656,12 +1660,15 @@ impl PolicyRetrievalPoint for PrpService {
                         (true, false) => "acpi",
                         _ => "custodian",
                     };
-                    checks.push(update(
-                        policies,
-                        &format!(
-                            "change its {changed} (UPDATE in the pvs of the ACPs it references, \
-                             or in its default policy when acpi is not set)"
+                    checks.push((
+                        update(
+                            policies,
+                            &format!(
+                                "change its {changed} (UPDATE in the pvs of the ACPs it references, \
+                                 or in its default policy when acpi is not set)"
+                            ),
                         ),
+                        None,
                     ));
                 }
                 let mut others = resource.clone();
@@ -1673,15 +1680,36 @@ impl PolicyRetrievalPoint for PrpService {
                 if &others != old || checks.is_empty() {
                     let view = View { snap, now };
                     let set = applicable_policies(&view, &id).map_err(resolve_status)?;
-                    checks.push(update(
-                        compile_set(snap, &set, now, &id),
-                        "update this resource (UPDATE in its applicable policies)",
+                    // Nothing changes at all: the put may also be read as
+                    // an Update holding only the `acpi` it has now, which
+                    // UPDATE in the pvs of those ACPs authorizes (TS-0001
+                    // 9.6.1.3.2), as the PDP judges it (`updates_acpi`).
+                    let unchanged = checks.is_empty() && &others == old;
+                    let as_acpi_update = unchanged.then(|| {
+                        update(
+                            compile_set(snap, &acpi_change_set(old), now, &id),
+                            "set its acpi (UPDATE in the pvs of the ACPs it references, \
+                             or in its default policy when acpi is not set)",
+                        )
+                    });
+                    checks.push((
+                        update(
+                            compile_set(snap, &set, now, &id),
+                            "update this resource (UPDATE in its applicable policies)",
+                        ),
+                        as_acpi_update,
                     ));
                 }
                 Ok(checks)
             })?;
-            for check in &checks {
-                self.authorize_write(&req.originator, &attrs, check)?;
+            for (check, or_else) in &checks {
+                if let Err(refused) = self.authorize_write(&req.originator, &attrs, check) {
+                    match or_else {
+                        Some(other)
+                            if self.authorize_write(&req.originator, &attrs, other).is_ok() => {}
+                        _ => return Err(refused),
+                    }
+                }
             }
         }
         // A parent named before it exists (the admin may) can close a cycle,

@@ -958,6 +958,18 @@ async fn acpi_change_needs_update_in_pvs_of_current_acps_ts0001_9_6_1_3_2() {
     c.put_resource(put_req("CBob", to(&["acp1", "acp2"])))
         .await
         .expect("Bob has UPDATE in acp2's pvs");
+    // The same acpi again changes nothing, and may be read as an Update
+    // holding only that acpi: UPDATE in the pvs of the ACPs it references
+    // (Bob's) allows it, as the PDP's `updates_acpi` decision does; someone
+    // with UPDATE in neither pv nor pvs is still refused.
+    c.put_resource(put_req("CBob", to(&["acp1", "acp2"])))
+        .await
+        .expect("Bob re-sends the acpi he may set");
+    let err = c
+        .put_resource(put_req("CEve", to(&["acp1", "acp2"])))
+        .await
+        .expect_err("Eve has UPDATE in no pvs");
+    assert_eq!(err.code(), Code::PermissionDenied);
 
     // Changing another attribute needs UPDATE in pv: nobody but the admin has it.
     let mut other = to(&["acp1", "acp2"]);
