@@ -79,7 +79,9 @@ fn check(args: &CheckArgs) -> Result<Value> {
             };
             let c =
                 CompiledAcp::compile(id, acp).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-            compiled.push((acp.resource_id.clone(), c));
+            // The ID a request names it by: its `ri`, else its `rn`, under
+            // which the PRP stores an ACP without `ri` too.
+            compiled.push((acp.id().map(str::to_owned), c));
             origins.push(if acps.len() > 1 {
                 format!("{}[{i}]", path.display())
             } else {
@@ -158,7 +160,7 @@ fn check(args: &CheckArgs) -> Result<Value> {
             // be its applicable set; only its own pvs decide (TS-0001
             // 10.2.3.1), and they are not loaded.
             return Err(anyhow!(
-                "{}: tgty: the target {} is an ACP (tgty 1), but no loaded ACP has that ri; a request on an ACP is decided by that ACP's own pvs (TS-0001 10.2.3.1), so load it",
+                "{}: tgty: the target {} is an ACP (tgty 1), but no loaded ACP has that ri (or rn, without ri); a request on an ACP is decided by that ACP's own pvs (TS-0001 10.2.3.1), so load it",
                 args.request.display(),
                 request.target
             ));

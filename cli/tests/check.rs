@@ -155,6 +155,38 @@ fn request_on_the_acp_itself_uses_self_privileges() {
     );
 }
 
+/// TS-0001 10.2.3.1 for an ACP written without `ri`: the PRP stores it
+/// under its `rn`, so a request to that name is on the ACP, judged by its
+/// `pvs` alone, in `authz check` as at the PDP (its `pv` would permit).
+#[test]
+fn request_on_an_acp_without_ri_is_judged_by_its_pvs() {
+    let dir = tempdir();
+    let policy = dir.path().join("acpx.json");
+    std::fs::write(
+        &policy,
+        r#"{"m2m:acp": {"rn": "acpX", "pv": {"acr": [{"acor": ["all"], "acop": 63}]},
+            "pvs": {"acr": [{"acor": ["Cself"], "acop": 63}]}}}"#,
+    )
+    .unwrap();
+    let req = dir.path().join("req.json");
+    for (fr, dec) in [("Cother", 2), ("Cself", 1)] {
+        std::fs::write(&req, format!(r#"{{"fr": "{fr}", "to": "acpX", "op": 4}}"#)).unwrap();
+        let (code, out, err) = authz(&[
+            "check",
+            "-p",
+            policy.to_str().unwrap(),
+            "-r",
+            req.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["dec"], dec, "{fr}: {out}");
+        if dec == 1 {
+            assert_eq!(v["permittedBy"]["privileges"], "pvs", "{out}");
+        }
+    }
+}
+
 /// `authz check --explain` of the request file `req` against the
 /// door-lock ACPs: its decision JSON.
 #[track_caller]
