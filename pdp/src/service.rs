@@ -1037,6 +1037,17 @@ impl PdpService {
             // A request on an ACP is judged by its own pvs, whatever acpi
             // the caller names (TS-0003 7.1.1; an ACP has no acpi).
             lookup(&mut acps, target, PrivilegeKind::SelfPrivileges, None);
+        } else if conv.request.target_type == Some(authz_core::resources::TY_ACP) {
+            // The caller says the target is an ACP, which the replica does
+            // not hold: only its own pvs could decide (TS-0001 10.2.3.1),
+            // never the pv of the ACPs named (an ACP has no acpi).
+            return Err((
+                AuthorizationStatus::NotApplicable,
+                format!(
+                    "{target} is an ACP (target_type 1) the replica does not hold: a request on \
+                     an ACP is judged by its own pvs, not by the acp_ids given"
+                ),
+            ));
         } else if updates_acpi {
             // Explicit acpi, changed: the pvs of each ACP named (TS-0001
             // 9.6.1.3.2); a dynamic ACP among them has none.

@@ -423,6 +423,20 @@ async fn explicit_acp_ids_replace_the_lookup() {
         d.permitted_by.map(|b| b.privileges),
         Some(pb::PrivilegeKind::SelfPrivileges as i32)
     );
+    // A target the caller declares an ACP (target_type 1) that the replica
+    // does not hold: only its own pvs could decide, never the pv of the
+    // ACPs named (an ACP has no acpi; TS-0001 10.2.3.1).
+    let mut unknown_acp = request("Cphone", pb::Operation::Retrieve, "acpZ");
+    unknown_acp.target_type = Some(1);
+    unknown_acp.acp_ids = vec!["acpA".into()];
+    let d = decide(&mut client, unknown_acp).await;
+    assert_eq!(d.decision, DENY, "{}", d.summary);
+    assert_eq!(
+        d.status,
+        pb::AuthorizationStatus::NotApplicable as i32,
+        "{}",
+        d.summary
+    );
 }
 
 /// TS-0003 7.1.5 res_resourceType: an `acod` `ty` is compared with the
