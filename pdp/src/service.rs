@@ -1037,7 +1037,9 @@ impl PdpService {
             // A request on an ACP is judged by its own pvs, whatever acpi
             // the caller names (TS-0003 7.1.1; an ACP has no acpi).
             lookup(&mut acps, target, PrivilegeKind::SelfPrivileges, None);
-        } else if conv.request.target_type == Some(authz_core::resources::TY_ACP) {
+        } else if conv.request.target_type == Some(authz_core::resources::TY_ACP)
+            && !snap.resources.contains_key(target)
+        {
             // The caller says the target is an ACP, which the replica does
             // not hold: only its own pvs could decide (TS-0001 10.2.3.1),
             // never the pv of the ACPs named (an ACP has no acpi).
