@@ -109,18 +109,14 @@ impl Report {
 
 /// Runs the load test and prints the report.
 pub async fn run(args: LoadtestArgs, tls: &ClientTls) -> Result<()> {
-    let text = match &args.request {
-        Some(p) => {
-            std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?
-        }
-        None => DEMO_REQUEST.to_owned(),
-    };
     let request = match &args.request {
         // Named like `authz decide` names its request file.
         Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("{}: cannot read", p.display()))?;
             short_request_to_pb(&text, false).map_err(|e| anyhow!("{}: {e}", p.display()))?
         }
-        None => short_request_to_pb(&text, false)?,
+        None => short_request_to_pb(DEMO_REQUEST, false)?,
     };
     let target = authz_proto::endpoint::endpoint_with(&args.target, tls)
         .map_err(|e| anyhow!("--target {}: {e}", args.target))?;
