@@ -580,7 +580,8 @@ impl PepClient {
                 call.set_timeout(remaining);
                 async move { client.decide(call).await.map(|r| r.into_inner()) }
             })
-            .await;
+            .await
+            .and_then(|d| answer_to(&req.request_id, &req.request_id, d));
         self.settle(&req, key.and_then(Result::err), result)
     }
 
@@ -600,8 +601,19 @@ impl PepClient {
             }
         }
         if !misses.is_empty() {
+            // Numbered like the stream's requests: answers are matched by
+            // the `request_id` they echo, not by their place alone, so a
+            // PDP that answers out of order cannot hand one resource's
+            // Permit to another, even when callers' `rqi`s repeat.
             let batch = pb::DecideBatchRequest {
-                requests: misses.iter().map(|(_, r, _)| r.clone()).collect(),
+                requests: misses
+                    .iter()
+                    .enumerate()
+                    .map(|(n, (_, r, _))| pb::DecisionRequest {
+                        request_id: stream_request_id(n as u64, &r.request_id),
+                        ..r.clone()
+                    })
+                    .collect(),
             };
             let result = self
                 .with_retries(|mut client, remaining| {
@@ -611,9 +623,16 @@ impl PepClient {
                 })
                 .await;
             let decisions = match result {
-                Ok(r) if r.decisions.len() == misses.len() => {
-                    r.decisions.into_iter().map(Ok).collect::<Vec<_>>()
-                }
+                Ok(r) if r.decisions.len() == misses.len() => r
+                    .decisions
+                    .into_iter()
+                    .zip(&misses)
+                    .enumerate()
+                    .map(|(n, (d, (_, req, _)))| {
+                        let sent = stream_request_id(n as u64, &req.request_id);
+                        answer_to(&sent, &req.request_id, d)
+                    })
+                    .collect::<Vec<_>>(),
                 Ok(r) => {
                     let why = format!(
                         "the PDP answered {} decisions for {} requests",
@@ -1081,10 +1100,30 @@ fn lock_waiters(
     waiters.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The `request_id` a request carries on the stream: its number on the
-/// stream, a colon, and the caller's `rqi` (kept so the PDP still sees it).
+/// The `request_id` a request carries on the stream or in a batch: its
+/// number on the stream (its place in the batch), a colon, and the caller's
+/// `rqi` (kept so the PDP still sees it).
 fn stream_request_id(id: u64, rqi: &str) -> String {
     format!("{id}:{rqi}")
+}
+
+/// `decision` as the answer to the request sent with `request_id` `sent`,
+/// given back the caller's `rqi`. The PDP echoes every request's
+/// `request_id`: an answer that names another request answers nothing here
+/// (a malformed answer fails closed; it is never taken for this request's).
+fn answer_to(
+    sent: &str,
+    rqi: &str,
+    mut decision: pb::Decision,
+) -> Result<pb::Decision, CallFailure> {
+    if decision.request_id != sent {
+        let named: String = decision.request_id.chars().take(80).collect();
+        return Err(CallFailure::NoAnswer(format!(
+            "the PDP's answer names request_id {named:?}, not {sent:?}"
+        )));
+    }
+    decision.request_id = rqi.to_owned();
+    Ok(decision)
 }
 
 /// The number of the request a decision answers, from its echoed

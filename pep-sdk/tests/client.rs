@@ -8,7 +8,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +40,9 @@ struct FakePdp {
     calls: Arc<AtomicUsize>,
     /// Set to end every open `DecideStream` (as a dying PDP does).
     streams_end: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Set to answer out of order: a batch reversed, a unary call naming
+    /// another request (a malformed PDP).
+    misorder: Arc<AtomicBool>,
 }
 
 impl FakePdp {
@@ -52,6 +55,7 @@ impl FakePdp {
             unavailable_first: Arc::default(),
             calls: Arc::default(),
             streams_end: Arc::new(tokio::sync::watch::channel(false).0),
+            misorder: Arc::default(),
         }
     }
 
@@ -118,7 +122,11 @@ impl PolicyDecisionPoint for FakePdp {
         {
             return Err(Status::unavailable("warming up"));
         }
-        self.answer(request.get_ref()).map(Response::new)
+        let mut d = self.answer(request.get_ref())?;
+        if self.misorder.load(Ordering::SeqCst) {
+            d.request_id = format!("other-{}", d.request_id);
+        }
+        Ok(Response::new(d))
     }
 
     async fn decide_batch(
@@ -139,7 +147,12 @@ impl PolicyDecisionPoint for FakePdp {
                     ..Default::default()
                 })
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let decisions = if self.misorder.load(Ordering::SeqCst) {
+            decisions.into_iter().rev().collect()
+        } else {
+            decisions
+        };
         Ok(Response::new(pb::DecideBatchResponse { decisions }))
     }
 
@@ -717,6 +730,69 @@ async fn no_pdp_fails_closed_except_the_fail_open_list() {
     assert_eq!(status.as_u16(), 403);
     assert_eq!(headers["x-m2m-rsc"], "4103");
     assert!(body.contains("PDP unreachable"), "{body}");
+}
+
+/// Fail-closed on a malformed answer: a PDP that answers a batch out of
+/// order (each answer echoing its own request's `request_id`, in the wrong
+/// place) must not hand the Permit of one resource to another, even when
+/// the callers' `rqi`s are alike; nor may a unary answer naming another
+/// request be taken. Every such request is a fail-closed Deny.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_naming_other_requests_fail_closed() {
+    let pdp = FakePdp::new(|r| {
+        Ok(if r.target == "frontDoor" {
+            permit()
+        } else {
+            deny()
+        })
+    });
+    pdp.misorder.store(true, Ordering::SeqCst);
+    let (addr, _stop) = pdp.serve().await;
+    let client = PepClient::new(PepConfig::new([addr])).expect("client");
+    let reqs = vec![
+        request("Cphone", "frontDoor"),
+        request("Cphone", "backDoor"),
+        request("Cphone", "unlock"),
+    ];
+    let vs = client.decide_batch(reqs.clone()).await;
+    assert_eq!(vs.len(), 3);
+    // Reversed, the first and last answers are out of place; the middle
+    // one is its own request's answer (the PDP's Deny).
+    for i in [0, 2] {
+        let v = &vs[i];
+        assert!(!v.is_permit(), "{v:?}");
+        assert_eq!(v.source, DecisionSource::FailClosed, "{v:?}");
+        assert_eq!(v.decision.request_id, "rq");
+        assert!(v.decision.summary.contains("request_id"), "{v:?}");
+    }
+    assert_eq!(vs[1].source, DecisionSource::Pdp);
+    assert!(!vs[1].is_permit());
+    // The PDP itself saw each request numbered by its place, `rqi` kept.
+    let seen: Vec<String> = pdp
+        .seen
+        .lock()
+        .expect("seen")
+        .iter()
+        .map(|r| r.request_id.clone())
+        .collect();
+    assert_eq!(seen, ["0:rq", "1:rq", "2:rq"]);
+
+    let v = client.decide(request("Cphone", "frontDoor")).await;
+    assert!(!v.is_permit(), "{v:?}");
+    assert_eq!(v.source, DecisionSource::FailClosed, "{v:?}");
+
+    // In order again: the same requests are answered as the PDP said.
+    pdp.misorder.store(false, Ordering::SeqCst);
+    let vs = client.decide_batch(reqs).await;
+    let permits: Vec<bool> = vs.iter().map(|v| v.is_permit()).collect();
+    assert_eq!(permits, [true, false, false]);
+    assert!(vs.iter().all(|v| v.decision.request_id == "rq"));
+    assert!(
+        client
+            .decide(request("Cphone", "frontDoor"))
+            .await
+            .is_permit()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
