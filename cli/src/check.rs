@@ -15,8 +15,7 @@ use anyhow::{Context, Result, anyhow};
 use authz_core::ids::canonical_resource_id;
 use authz_core::json::{self, JsonError};
 use authz_core::{
-    Applicable, CompiledAcp, DecideOptions, Decision, HostingContext, InMemoryAttributes,
-    PrivilegeKind, decide,
+    Applicable, CompiledAcp, DecideOptions, Decision, InMemoryAttributes, PrivilegeKind, decide,
 };
 use clap::Args;
 use serde_json::{Value, json};
@@ -56,8 +55,7 @@ pub fn run(args: &CheckArgs) -> ExitCode {
 }
 
 fn check(args: &CheckArgs) -> Result<Value> {
-    let ctx = HostingContext::new(&args.sp_id, &args.cse_id)
-        .map_err(|e| anyhow!("--sp-id/--cse-id: {e}"))?;
+    let ctx = crate::hosting_context(&args.sp_id, &args.cse_id)?;
     let mut compiled: Vec<(Option<String>, CompiledAcp)> = Vec::new();
     // Where each of `compiled` came from: its file, and its position
     // there when the file holds several.

@@ -122,6 +122,18 @@ enum Command {
 }
 
 /// Writes one line to stdout for [`outln!`].
+/// The hosting CSE of `--sp-id` and `--cse-id`, an error naming the option
+/// at fault.
+fn hosting_context(sp_id: &str, cse_id: &str) -> anyhow::Result<authz_core::HostingContext> {
+    authz_core::HostingContext::new(sp_id, cse_id).map_err(|e| {
+        let option = match e {
+            authz_core::ids::IdError::BadSpId(..) => "--sp-id",
+            _ => "--cse-id",
+        };
+        anyhow::anyhow!("{option}: {e}")
+    })
+}
+
 fn write_line(line: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();

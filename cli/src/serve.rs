@@ -43,8 +43,7 @@ pub struct HostingArgs {
 
 impl HostingArgs {
     fn context(&self) -> Result<HostingContext> {
-        HostingContext::new(&self.sp_id, &self.cse_id)
-            .map_err(|e| anyhow::anyhow!("--sp-id/--cse-id: {e}"))
+        crate::hosting_context(&self.sp_id, &self.cse_id)
     }
 }
 

@@ -507,7 +507,40 @@ fn invalid_request_exits_2_naming_the_field() {
     // The hosting CSE's identity: an SP-ID is an FQDN, a CSE-ID one ID
     // segment.
     std::fs::write(&req, r#"{"fr": "C1", "to": "x", "op": 2}"#).unwrap();
-    for ctx in [["--cse-id", "/@x"], ["--sp-id", "//a@b:99"]] {
+    for (ctx, why) in [
+        (
+            ["--cse-id", "/@x"],
+            "--cse-id: '/@x' is not an SP-relative CSE-ID: it holds '@'",
+        ),
+        (
+            ["--cse-id", "c*"],
+            "--cse-id: 'c*' is not an SP-relative CSE-ID: it holds '*', a wildcard",
+        ),
+        (
+            ["--cse-id", "/a/b"],
+            "--cse-id: '/a/b' is not an SP-relative CSE-ID: it is one segment",
+        ),
+        (
+            ["--cse-id", "/"],
+            "--cse-id: '/' is not an SP-relative CSE-ID: it is empty",
+        ),
+        (
+            ["--sp-id", "//a@b:99"],
+            "--sp-id: '//a@b:99' is not an SP-ID: it holds '@'",
+        ),
+        (
+            ["--sp-id", "a_b.com"],
+            "--sp-id: 'a_b.com' is not an SP-ID: it holds '_'",
+        ),
+        (
+            ["--sp-id", "a..com"],
+            "--sp-id: 'a..com' is not an SP-ID: it has an empty label",
+        ),
+        (
+            ["--sp-id", "//-a.com"],
+            "--sp-id: '//-a.com' is not an SP-ID: its label '-a' starts or ends with '-'",
+        ),
+    ] {
         let (code, _, err) = authz(&[
             "check",
             "-p",
@@ -518,7 +551,7 @@ fn invalid_request_exits_2_naming_the_field() {
             ctx[1],
         ]);
         assert_eq!(code, 2, "{ctx:?}");
-        assert!(err.contains("--sp-id/--cse-id:"), "{ctx:?}: {err}");
+        assert!(err.contains(why), "{ctx:?}: {err}");
     }
 }
 

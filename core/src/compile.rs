@@ -608,10 +608,32 @@ pub fn parse_ipv4_cidr(s: &str) -> Result<Ipv4Net, String> {
         .ok_or_else(|| format!("'{s}' is not an IPv4 address with optional /0-32 suffix"))?;
     let addr = addr
         .parse::<std::net::Ipv4Addr>()
-        .map_err(|_| format!("'{s}' is not an IPv4 address in dotted decimal"))?;
+        .map_err(|_| format!("'{s}' is not an IPv4 address: {}", ipv4_fault(addr)))?;
     Ipv4Net::new(addr, prefix.unwrap_or(32))
         .map(|n| n.trunc())
         .map_err(|_| format!("'{s}' is not an IPv4 address with optional /0-32 suffix"))
+}
+
+/// Why `text`, which [`std::net::Ipv4Addr`] does not read, is no IPv4
+/// address in dotted decimal: the first fault, so that a policy author or
+/// a CSE sees that `192.168.1.023` is refused for its leading zero.
+pub fn ipv4_fault(text: &str) -> &'static str {
+    let octets: Vec<&str> = text.split('.').collect();
+    if octets.len() != 4 {
+        return "dotted decimal is four octets separated by '.'";
+    }
+    for o in octets {
+        if o.is_empty() || o.len() > 3 || !o.bytes().all(|b| b.is_ascii_digit()) {
+            return "an octet is one to three decimal digits";
+        }
+        if o.parse::<u16>().is_ok_and(|n| n > 255) {
+            return "an octet is at most 255";
+        }
+        if o.len() > 1 && o.starts_with('0') {
+            return "an octet has no leading zero (octal to some tools)";
+        }
+    }
+    "not dotted decimal"
 }
 
 /// An `acip` IPv6 entry, `addr[/n]`, host bits cleared (see

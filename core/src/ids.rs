@@ -41,12 +41,12 @@ pub enum IdError {
     /// A wildcard where only a concrete identifier is allowed.
     #[error("must not contain the wildcard '*'")]
     Wildcard,
-    /// An SP-ID that is not `//fqdn` or `fqdn`.
-    #[error("'{0}' is not an SP-ID (expected //fqdn)")]
-    BadSpId(String),
-    /// A CSE-ID that is not `/cse-id` or `cse-id`.
-    #[error("'{0}' is not an SP-relative CSE-ID (expected /cse-id)")]
-    BadCseId(String),
+    /// An SP-ID that is not `//fqdn` or `fqdn`: the ID, and why.
+    #[error("'{0}' is not an SP-ID: {1} (expected //fqdn)")]
+    BadSpId(String, String),
+    /// A CSE-ID that is not `/cse-id` or `cse-id`: the ID, and why.
+    #[error("'{0}' is not an SP-relative CSE-ID: {1} (expected /cse-id)")]
+    BadCseId(String, String),
     /// A wildcard in an SP domain entry (Decision 1).
     #[error("wildcards are not allowed in an SP domain (TS-0003 7.1.3)")]
     WildcardInDomain,
@@ -243,6 +243,51 @@ fn check_plain(id: &str) -> Result<(), IdError> {
     Ok(())
 }
 
+/// Why a CSE-ID failed [`check_plain`]: the reason alone, as the ID is
+/// quoted beside it (only a length is worth keeping of a too-long one).
+fn cse_fault(e: IdError) -> String {
+    match e {
+        IdError::Empty => "it is empty".to_owned(),
+        IdError::TooLong(n) => format!("it is {n} bytes long; an ID has at most {MAX_ID_BYTES}"),
+        _ => "it holds white space, a control or a non-ASCII character".to_owned(),
+    }
+}
+
+/// Why `name`, which [`is_fqdn`] refused, is no domain name: the first
+/// fault found, in the terms of its definition.
+fn fqdn_fault(name: &str) -> String {
+    if name.is_empty() {
+        return "the domain name is empty".to_owned();
+    }
+    if name.len() > 253 {
+        return format!("the domain name is {} bytes long, at most 253", name.len());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-')))
+    {
+        return format!(
+            "it holds {:?}: a domain name has dot-separated labels of letters, digits and '-'",
+            c
+        );
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return "it has an empty label (two dots, or a dot at an end)".to_owned();
+        }
+        if label.len() > 63 {
+            return format!(
+                "its label '{label:.16}...' is {} bytes long, at most 63",
+                label.len()
+            );
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return format!("its label '{label}' starts or ends with '-'");
+        }
+    }
+    "it is no domain name".to_owned()
+}
+
 /// Whether `name` is an FQDN: dot-separated labels of letters, digits and
 /// `-` (any case: domains compare case-insensitively), neither starting
 /// nor ending with `-`, at most 63 bytes each and 253 in all.
@@ -279,12 +324,17 @@ impl HostingContext {
     pub fn new(sp_id: &str, cse_id: &str) -> Result<Self, IdError> {
         let sp = sp_id.strip_prefix("//").unwrap_or(sp_id);
         if !is_fqdn(sp) {
-            return Err(IdError::BadSpId(sp_id.to_owned()));
+            return Err(IdError::BadSpId(sp_id.to_owned(), fqdn_fault(sp)));
         }
         let cse = cse_id.strip_prefix('/').unwrap_or(cse_id);
-        check_plain(cse).map_err(|_| IdError::BadCseId(cse_id.to_owned()))?;
-        if cse.contains(['/', '*', '@']) {
-            return Err(IdError::BadCseId(cse_id.to_owned()));
+        check_plain(cse).map_err(|e| IdError::BadCseId(cse_id.to_owned(), cse_fault(e)))?;
+        if let Some(c) = cse.chars().find(|c| matches!(c, '/' | '*' | '@')) {
+            let why = match c {
+                '/' => "it is one segment, without '/' after its leading one",
+                '*' => "it holds '*', a wildcard",
+                _ => "it holds '@', which no CSE-ID can",
+            };
+            return Err(IdError::BadCseId(cse_id.to_owned(), why.to_owned()));
         }
         let sp = sp.to_ascii_lowercase();
         Ok(Self {

@@ -1194,6 +1194,39 @@ mod tests {
             assert!(parse_timestamp(good).is_some(), "{good:?}");
         }
         assert_eq!(parse_timestamp("20250229T120000"), None, "not a leap year");
+        // The error says why a well-formed value is none.
+        for (bad, why) in [
+            ("20250229T120000", "2025-02 has no day 29"),
+            ("20260431T000000", "2026-04 has no day 31"),
+            ("20261328T000000", "month 13 is not 01-12"),
+            ("20261128T160060", "16:00:60 is no time of day"),
+            ("20261128T240000", "24:00:00 is no time of day"),
+            ("2026112T160000", "not of the form YYYYMMDDTHHMMSS"),
+            (
+                "20261128T160000,x",
+                "a fraction of a second is one or more digits",
+            ),
+        ] {
+            let err = read_timestamp(bad).expect_err(bad);
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Apart from second 60 (a leap second to chrono, no time of day
+        /// here), the fields of a well-formed value mean what chrono's
+        /// `%Y%m%dT%H%M%S` reads them as.
+        #[test]
+        fn timestamps_read_as_chrono_reads_them(
+            y in 0u32..10_000, mo in 0u32..100, d in 0u32..100,
+            h in 0u32..100, mi in 0u32..100, sec in 0u32..60,
+        ) {
+            let text = format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{sec:02}");
+            let chrono = chrono::NaiveDateTime::parse_from_str(&text, "%Y%m%dT%H%M%S")
+                .ok()
+                .map(|t| t.and_utc());
+            proptest::prop_assert_eq!(parse_timestamp(&text), chrono, "{}", text);
+        }
     }
 
     /// A request's numbers written as strings, as some CSEs write them,
@@ -1265,6 +1298,38 @@ mod tests {
                     assert_eq!(e.0[0].path, path, "{e}");
                     assert!(!e.0[0].message.contains('\u{1b}'), "{e}");
                     assert!(e.0[0].message.contains("\\u{1b}"), "{e}");
+                }
+                other => panic!("{doc}: {other:?}"),
+            }
+        }
+    }
+
+    /// An IPv4 `oip` must be dotted decimal (as `acip` entries are): the
+    /// error says which part of it is not.
+    #[test]
+    fn request_ipv4_errors_say_why() {
+        let now = chrono::Utc::now();
+        for (ip, why) in [
+            (
+                "192.168.1.023",
+                "an octet has no leading zero (octal to some tools)",
+            ),
+            ("192.168.1.256", "an octet is at most 255"),
+            (
+                "192.168.1",
+                "dotted decimal is four octets separated by '.'",
+            ),
+            ("192.168.1.x", "an octet is one to three decimal digits"),
+            ("192.168..1", "an octet is one to three decimal digits"),
+        ] {
+            let doc = format!(r#"{{"fr":"Cx","to":"cnt","op":2,"oip":{{"ip4":"{ip}"}}}}"#);
+            match request_from_json(&doc, now) {
+                Err(JsonError::Invalid(e)) => {
+                    assert_eq!(e.0[0].path, "oip.ip4", "{e}");
+                    assert_eq!(
+                        e.0[0].message,
+                        format!("'{ip}' is not an IPv4 address: {why}")
+                    );
                 }
                 other => panic!("{doc}: {other:?}"),
             }
@@ -1443,11 +1508,11 @@ pub fn request_from_json(
     };
     let time = match &short.rtm {
         None => now,
-        Some(s) => parse_timestamp(s).unwrap_or_else(|| {
+        Some(s) => read_timestamp(s).unwrap_or_else(|why| {
             bad(
                 "rtm",
                 format!(
-                    "'{}' is not an m2m:timestamp (YYYYMMDDTHHMMSS, UTC)",
+                    "'{}' is not an m2m:timestamp (YYYYMMDDTHHMMSS, UTC): {why}",
                     s.escape_debug()
                 ),
             );
@@ -1464,7 +1529,11 @@ pub fn request_from_json(
                 .map_err(|_| {
                     bad(
                         "oip.ip4",
-                        format!("'{}' is not an IPv4 address", a.escape_debug()),
+                        format!(
+                            "'{}' is not an IPv4 address: {}",
+                            a.escape_debug(),
+                            crate::compile::ipv4_fault(a)
+                        ),
                     )
                 })
                 .ok(),
@@ -1643,28 +1712,44 @@ fn resource_id_error(id: &str, e: &crate::ids::IdError) -> String {
 /// Parses an `m2m:timestamp` (`YYYYMMDDTHHMMSS`, optionally `,ffffff`), UTC.
 /// The fraction, when present, is one or more digits and is dropped.
 pub fn parse_timestamp(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    read_timestamp(s).ok()
+}
+
+/// [`parse_timestamp`], or why `s` is no `m2m:timestamp` (for an error that
+/// quotes `s` beside it): not the form, or a date or time that does not
+/// exist.
+pub fn read_timestamp(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     let (main, fraction) = match s.split_once([',', '.']) {
         Some((main, fraction)) => (main, Some(fraction)),
         None => (s, None),
     };
     if fraction.is_some_and(|f| f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit())) {
-        return None;
+        return Err("a fraction of a second is one or more digits".to_owned());
     }
     // Exactly `YYYYMMDDTHHMMSS`: chrono alone would take short fields
     // (`2025111T000000` as 1 November) and skip spaces.
     let b = main.as_bytes();
     let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
     if b.len() != 15 || b[8] != b'T' || !digits(0..8) || !digits(9..15) {
-        return None;
+        return Err("not of the form YYYYMMDDTHHMMSS".to_owned());
     }
+    let field = |r: std::ops::Range<usize>| main[r].parse::<u32>().unwrap_or(u32::MAX);
+    let (year, month, day) = (field(0..4) as i32, field(4..6), field(6..8));
+    let (hour, minute, second) = (field(9..11), field(11..13), field(13..15));
     // chrono reads second 60 as a leap second (`12:00:60` as 12:00:59 and a
     // bit): not a time of day here.
-    if b[13..15] >= b"60"[..] {
-        return None;
+    if hour > 23 || minute > 59 || second > 59 {
+        return Err(format!(
+            "{hour:02}:{minute:02}:{second:02} is no time of day (hours 00-23, minutes and seconds 00-59)"
+        ));
     }
-    chrono::NaiveDateTime::parse_from_str(main, "%Y%m%dT%H%M%S")
-        .ok()
+    if !(1..=12).contains(&month) {
+        return Err(format!("month {month:02} is not 01-12"));
+    }
+    chrono::NaiveDate::from_ymd_opt(year, month, day)
+        .and_then(|d| d.and_hms_opt(hour, minute, second))
         .map(|t| t.and_utc())
+        .ok_or_else(|| format!("{year:04}-{month:02} has no day {day:02}"))
 }
 
 /// `m2m:absRelTimestamp` (TS-0004 6.3.3): an absolute `m2m:timestamp` or a

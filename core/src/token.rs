@@ -1124,12 +1124,18 @@ impl VerifyContext {
         originator: &str,
         now: DateTime<Utc>,
     ) -> Result<Self, IdError> {
-        let abs = hosting_cse_id
-            .strip_prefix("//")
-            .ok_or_else(|| IdError::BadSpId(hosting_cse_id.to_owned()))?;
-        let (sp, cse) = abs
-            .split_once('/')
-            .ok_or_else(|| IdError::BadCseId(hosting_cse_id.to_owned()))?;
+        let abs = hosting_cse_id.strip_prefix("//").ok_or_else(|| {
+            IdError::BadSpId(
+                hosting_cse_id.to_owned(),
+                "the hosting CSE-ID must be absolute, //sp/cse-id".to_owned(),
+            )
+        })?;
+        let (sp, cse) = abs.split_once('/').ok_or_else(|| {
+            IdError::BadCseId(
+                hosting_cse_id.to_owned(),
+                "the hosting CSE-ID has no /cse-id after its SP-ID".to_owned(),
+            )
+        })?;
         Self::with_hosting(HostingContext::new(sp, cse)?, originator, now)
     }
 

@@ -632,7 +632,7 @@ impl DasConfig {
         let hosting = match HostingContext::new(&sp_id, &cse_id) {
             Ok(h) => Some(h),
             Err(e) => {
-                let field = if matches!(e, IdError::BadCseId(_)) {
+                let field = if matches!(e, IdError::BadCseId(..)) {
                     "cse_id"
                 } else {
                     "sp_id"

@@ -855,7 +855,7 @@ pub struct ConvertedRequest {
 /// `now` is used as the request time when `request_time` is absent. Every
 /// problem is reported, each naming its field by proto field name, e.g.
 /// `operation: 0 is not an operation (1-5)` or
-/// `originator_ip.ipv4: '300.1.1.1' is not an IPv4 address`.
+/// `originator_ip.ipv4: '300.1.1.1' is not an IPv4 address: an octet is at most 255`.
 ///
 /// `resource_type` and `specialization` are passed on whatever the
 /// operation; the engine uses them for a Create only.
@@ -988,7 +988,10 @@ pub fn decision_request_from_pb(
                 Err(_) => {
                     errors.add(
                         "originator_ip.ipv4",
-                        format!("'{text}' is not an IPv4 address"),
+                        format!(
+                            "'{text}' is not an IPv4 address: {}",
+                            authz_core::compile::ipv4_fault(text)
+                        ),
                     );
                     None
                 }
@@ -1051,7 +1054,7 @@ pub fn decision_request_from_pb(
             Ok(h) => Some(h),
             Err(e) => {
                 let field = match e {
-                    IdError::BadCseId(_) => "hosting_cse_id",
+                    IdError::BadCseId(..) => "hosting_cse_id",
                     _ => "hosting_sp_id",
                 };
                 errors.add(field, e.to_string());

@@ -464,7 +464,7 @@ fn request_errors_name_the_field() {
         errors_of(&wire),
         [
             "operation: 0 is not an operation (1-5)",
-            "originator_ip.ipv4: '300.1.1.1' is not an IPv4 address",
+            "originator_ip.ipv4: '300.1.1.1' is not an IPv4 address: an octet is at most 255",
             "originator_location.position.latitude: 95 out of range -90..90",
             "originator_location.country_codes[0]: 'DEU' is not an ISO 3166-1 alpha-2 code",
         ]
@@ -686,7 +686,7 @@ fn more_request_errors() {
             "originator: must not contain the wildcard '*'",
             "discovery: a discovery (filterUsage 1) must be an OPERATION_RETRIEVE",
             "originator_ip: one of ipv4 or ipv6 must be set",
-            "hosting_sp_id: '//sp/x' is not an SP-ID (expected //fqdn)",
+            "hosting_sp_id: '//sp/x' is not an SP-ID: it holds '/': a domain name has dot-separated labels of letters, digits and '-' (expected //fqdn)",
         ]
     );
 }
