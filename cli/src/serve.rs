@@ -631,6 +631,17 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
     // In memory the store starts empty every time: nothing to resume.
     let demo_pending = data_dir.as_ref().map(|d| d.join(DEMO_PENDING));
     let resume_demo = !args.no_demo && demo_pending.as_ref().is_some_and(|p| p.exists());
+    // A start with --no-demo abandons an interrupted load for good: the
+    // writes it then serves are the operator's, which a later start must
+    // not overwrite by "completing" the demo over them.
+    if let Some(pending) = demo_pending.as_ref().filter(|p| args.no_demo && p.exists()) {
+        std::fs::remove_file(pending)
+            .with_context(|| format!("{}: cannot remove", pending.display()))?;
+        tracing::warn!(
+            "--no-demo: the interrupted demo load ({}) is abandoned, not completed",
+            pending.display()
+        );
+    }
     let load_demo = !args.no_demo && (prp.revision() == 0 || resume_demo);
     let pip = authz_pip::build(
         &args

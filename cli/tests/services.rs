@@ -154,7 +154,9 @@ async fn replica_at(pdp: &mut PolicyDecisionPointClient<Channel>, revision: u64)
 
 /// `authz up` loads the demo in several writes into an empty store. A load
 /// that was interrupted (its `demo-load.pending` left in the data
-/// directory) is completed at the next start; a store changed after a
+/// directory) is completed at the next start, unless that start is
+/// `--no-demo`, which abandons it (the writes it serves are the
+/// operator's, not to be overwritten later); a store changed after a
 /// finished load is left as it is, demo or not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_in_one_completes_an_interrupted_demo_load_only() {
@@ -179,6 +181,19 @@ async fn all_in_one_completes_an_interrupted_demo_load_only() {
     drop(up);
 
     // Not empty, nothing interrupted: the operator's deletion stands.
+    let (up, url) = start_up(data.path(), &[], &[]);
+    let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
+    replica_at(&mut pdp, deleted).await;
+    let d = decide(&mut pdp, owner.clone()).await;
+    assert!(!is_permit(&d), "{}", d.summary);
+    drop(up);
+
+    // An interrupted load, then a --no-demo start: abandoned, so the
+    // start after it leaves the operator's deletion standing.
+    std::fs::write(&pending, "").expect("marker");
+    let up = start_up(data.path(), &["--no-demo"], &[]);
+    assert!(!pending.exists(), "--no-demo abandons the interrupted load");
+    drop(up);
     let (up, url) = start_up(data.path(), &[], &[]);
     let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
     replica_at(&mut pdp, deleted).await;

@@ -1043,6 +1043,9 @@ fn acp_input(
                     let field = match name {
                         "pi" => "parent_id",
                         "rn" => "resource_name",
+                        // Where the caller gave it: the typed field, or
+                        // `other_attributes` (acp_from_pb refuses both).
+                        "et" if acp.expiration_time.is_empty() => "other_attributes.et",
                         "et" => "expiration_time",
                         "ty" => "other_attributes.ty",
                         other => other,

@@ -3186,6 +3186,22 @@ async fn a_registration_with_ids_no_target_could_name_is_refused_ts_0001_7_2() {
         ["expiration_time", "parent_id", "resource_name"],
         "{err:?}"
     );
+    // The same `et` given among the other attributes is named there.
+    let mut bad = acp("acpX", &["CAlice"], &[ADMIN], ALL);
+    bad.other_attributes = Some(prost_types::Struct {
+        fields: [(
+            "et".to_owned(),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::StringValue("zz".into())),
+            },
+        )]
+        .into(),
+    });
+    let err = c
+        .create_acp(create_req(ADMIN, bad))
+        .await
+        .expect_err("bad et");
+    assert_eq!(violations(&err), ["other_attributes.et"], "{err:?}");
     // A name is bounded like an ID, and the record as a whole (1 MiB
     // encoded), so no write makes a message a PDP cannot decode.
     let mut long = acp("acpX", &["CAlice"], &[ADMIN], ALL);
