@@ -179,14 +179,17 @@ async fn all_in_one_completes_an_interrupted_demo_load_only() {
         .into_inner()
         .revision;
     drop(up);
+    // A start without --no-demo that leaves the deletion standing.
+    let deletion_stands = || async {
+        let (_up, url) = start_up(data.path(), &[], &[]);
+        let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
+        replica_at(&mut pdp, deleted).await;
+        let d = decide(&mut pdp, owner.clone()).await;
+        assert!(!is_permit(&d), "{}", d.summary);
+    };
 
     // Not empty, nothing interrupted: the operator's deletion stands.
-    let (up, url) = start_up(data.path(), &[], &[]);
-    let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
-    replica_at(&mut pdp, deleted).await;
-    let d = decide(&mut pdp, owner.clone()).await;
-    assert!(!is_permit(&d), "{}", d.summary);
-    drop(up);
+    deletion_stands().await;
 
     // An interrupted load, then a --no-demo start: abandoned, so the
     // start after it leaves the operator's deletion standing.
@@ -194,12 +197,7 @@ async fn all_in_one_completes_an_interrupted_demo_load_only() {
     let up = start_up(data.path(), &["--no-demo"], &[]);
     assert!(!pending.exists(), "--no-demo abandons the interrupted load");
     drop(up);
-    let (up, url) = start_up(data.path(), &[], &[]);
-    let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
-    replica_at(&mut pdp, deleted).await;
-    let d = decide(&mut pdp, owner.clone()).await;
-    assert!(!is_permit(&d), "{}", d.summary);
-    drop(up);
+    deletion_stands().await;
 
     // As if the first start had been killed before frontDoor was written.
     std::fs::write(&pending, "").expect("marker");
