@@ -269,10 +269,14 @@ fn check_resources(resources: &[Resource]) -> Result<(), BundleError> {
 pub struct Applied {
     /// ACPs created.
     pub created: usize,
-    /// ACPs that existed and were updated.
+    /// ACPs that existed and were changed.
     pub updated: usize,
-    /// Resources put.
+    /// ACPs that existed as the file has them: their update wrote nothing.
+    pub unchanged: usize,
+    /// Resources put that changed the store.
     pub resources: usize,
+    /// Resources stored as the file has them: their put wrote nothing.
+    pub resources_unchanged: usize,
     /// The PRP revision after the last write.
     pub revision: u64,
     /// Which change of which store that revision is, for
@@ -284,18 +288,33 @@ pub struct Applied {
 impl std::fmt::Display for Applied {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // No write, no revision to report (0 would read as the PRP's).
-        if self.created + self.updated + self.resources == 0 {
+        if self.created + self.updated + self.unchanged + self.resources + self.resources_unchanged
+            == 0
+        {
             return f.write_str("nothing applied");
+        }
+        if self.created + self.updated + self.resources == 0 {
+            return write!(
+                f,
+                "nothing changed: {} ACP(s) and {} resource(s) already as given; PRP revision {}",
+                self.unchanged, self.resources_unchanged, self.revision
+            );
         }
         write!(
             f,
-            "applied {} ACP(s) ({} created, {} updated) and {} resource(s); PRP revision {}",
+            "applied {} ACP(s) ({} created, {} updated",
             self.created + self.updated,
             self.created,
-            self.updated,
-            self.resources,
-            self.revision
-        )
+            self.updated
+        )?;
+        if self.unchanged > 0 {
+            write!(f, "; {} unchanged", self.unchanged)?;
+        }
+        write!(f, ") and {} resource(s)", self.resources)?;
+        if self.resources_unchanged > 0 {
+            write!(f, " ({} unchanged)", self.resources_unchanged)?;
+        }
+        write!(f, "; PRP revision {}", self.revision)
     }
 }
 
@@ -398,6 +417,10 @@ pub async fn apply_with_roles(
     let mut invalid = Vec::new();
     let mut existing = Vec::with_capacity(bundle.acps.len());
     let mut wires = Vec::with_capacity(bundle.acps.len());
+    // The latest store revision known: a write answered with it wrote
+    // nothing (the PRP makes no revision for a write that changes nothing,
+    // and answers the current one), one answered with a later one did.
+    let mut known: Option<u64> = None;
     for (i, acp) in bundle.acps.iter().enumerate() {
         let id = acp.id().ok_or(ApplyError::NoId)?;
         let exists = match prp
@@ -406,7 +429,10 @@ pub async fn apply_with_roles(
             })
             .await
         {
-            Ok(_) => true,
+            Ok(rec) => {
+                known = known.max(Some(rec.into_inner().revision));
+                true
+            }
             Err(s) if s.code() == tonic::Code::NotFound => false,
             Err(status) => {
                 return Err(ApplyError::Refused {
@@ -546,20 +572,35 @@ pub async fn apply_with_roles(
             Ok(r) => {
                 let r = r.into_inner();
                 done.created += 1;
+                known = Some(r.revision);
                 done.revision = r.revision;
                 done.version = r.version;
             }
             Err(s) if s.code() == tonic::Code::AlreadyExists => {
-                let updated = prp
+                let updated = match prp
                     .update_acp(pb::UpdateAcpRequest {
                         originator: originator.to_owned(),
                         acp: Some(wire),
                         role_ids: role_ids.to_vec(),
                     })
                     .await
-                    .map_err(|s| refused(s, done.clone()))?
-                    .into_inner();
-                done.updated += 1;
+                {
+                    Ok(r) => r.into_inner(),
+                    // No ACP to update: the ID the create found taken is
+                    // a resource's or a dynamic ACP's, which its answer
+                    // says (naming the field); the update's NOT_FOUND
+                    // would hide it.
+                    Err(u) if u.code() == tonic::Code::NotFound && !exists => {
+                        return Err(refused(s, done));
+                    }
+                    Err(u) => return Err(refused(u, done)),
+                };
+                if known.is_some_and(|k| updated.revision <= k) {
+                    done.unchanged += 1;
+                } else {
+                    done.updated += 1;
+                }
+                known = Some(updated.revision);
                 done.revision = updated.revision;
                 done.version = updated.version;
             }
@@ -567,6 +608,17 @@ pub async fn apply_with_roles(
         }
     }
     for r in &bundle.resources {
+        // The revision before the put, when nothing was read yet: a
+        // resource not stored yet is a change however the put is answered.
+        if known.is_none()
+            && let Ok(rec) = prp
+                .get_resource(pb::GetResourceRequest {
+                    resource_id: r.resource_id.clone(),
+                })
+                .await
+        {
+            known = Some(rec.into_inner().revision);
+        }
         let record = prp
             .put_resource(pb::PutResourceRequest {
                 originator: originator.to_owned(),
@@ -580,9 +632,14 @@ pub async fn apply_with_roles(
                 applied: done.clone(),
             })?
             .into_inner();
+        if known.is_some_and(|k| record.revision <= k) {
+            done.resources_unchanged += 1;
+        } else {
+            done.resources += 1;
+        }
+        known = Some(record.revision);
         done.revision = record.revision;
         done.version = record.version;
-        done.resources += 1;
     }
     Ok(done)
 }
@@ -856,11 +913,32 @@ mod tests {
             updated: 1,
             resources: 4,
             revision: 9,
-            version: None,
+            ..Applied::default()
         };
         assert_eq!(
             a.to_string(),
             "applied 3 ACP(s) (2 created, 1 updated) and 4 resource(s); PRP revision 9"
         );
+        let some = Applied {
+            unchanged: 2,
+            resources_unchanged: 3,
+            ..a.clone()
+        };
+        assert_eq!(
+            some.to_string(),
+            "applied 3 ACP(s) (2 created, 1 updated; 2 unchanged) and 4 resource(s) \
+             (3 unchanged); PRP revision 9"
+        );
+        let none = Applied {
+            unchanged: 2,
+            resources_unchanged: 3,
+            revision: 9,
+            ..Applied::default()
+        };
+        assert_eq!(
+            none.to_string(),
+            "nothing changed: 2 ACP(s) and 3 resource(s) already as given; PRP revision 9"
+        );
+        assert_eq!(Applied::default().to_string(), "nothing applied");
     }
 }

@@ -2529,15 +2529,84 @@ async fn acp_updates_keep_pi_and_what_they_omit_ts0001_9_6_1_3() {
         "pv kept"
     );
 
-    // The same through a bundle: an existing ACP is updated, pv omitted.
+    // The same through a bundle: an existing ACP is updated, pv omitted
+    // (and kept), pvs changed.
     let bundle = authz_prp::bundle::Bundle::parse(
-        r#"{"acps": [{"m2m:acp": {"ri": "acpCb", "pvs": {"acr": [{"acor": ["CBob"], "acop": 63}]}}}]}"#,
+        r#"{"acps": [{"m2m:acp": {"ri": "acpCb", "pvs": {"acr": [{"acor": ["CBob", "CCarol"], "acop": 63}]}}}]}"#,
     )
     .expect("bundle");
     let applied = authz_prp::bundle::apply(c, "CBob", &bundle)
         .await
         .expect("an update without pv");
-    assert_eq!((applied.created, applied.updated), (0, 1));
+    assert_eq!(
+        (applied.created, applied.updated, applied.unchanged),
+        (0, 1, 0)
+    );
+    prp.shutdown().await;
+}
+
+/// `authz policy apply` says what it changed: a bundle applied again is
+/// reported unchanged (the PRP made no revision for it), a partly changed
+/// one counts only what changed; and an ACP whose ID a resource holds is
+/// refused as the create was (ALREADY_EXISTS naming the shared ID space),
+/// not as an ACP missing for the update tried after it.
+#[tokio::test]
+async fn bundle_apply_reports_what_it_changed_and_why_an_id_is_taken() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    let bundle = |label: &str| {
+        authz_prp::bundle::Bundle::parse(&format!(
+            r#"{{"acps": [
+                {{"m2m:acp": {{"ri": "acpB1", "pv": {{"acr": [{{"acor": ["CAlice"], "acop": 2}}]}},
+                  "pvs": {{"acr": [{{"acor": ["{ADMIN}"], "acop": 63}}]}}}}}},
+                {{"m2m:acp": {{"ri": "acpB2", "lbl": ["{label}"], "pv": {{"acr": [{{"acor": ["CBob"], "acop": 2}}]}},
+                  "pvs": {{"acr": [{{"acor": ["{ADMIN}"], "acop": 63}}]}}}}}}],
+              "resources": [{{"ri": "cntB", "ty": 3, "acpi": ["acpB1"]}}]}}"#
+        ))
+        .expect("bundle")
+    };
+    let first = authz_prp::bundle::apply(c, ADMIN, &bundle("a"))
+        .await
+        .expect("first");
+    assert_eq!((first.created, first.updated, first.unchanged), (2, 0, 0));
+    assert_eq!((first.resources, first.resources_unchanged), (1, 0));
+    let again = authz_prp::bundle::apply(c, ADMIN, &bundle("a"))
+        .await
+        .expect("again");
+    assert_eq!((again.created, again.updated, again.unchanged), (0, 0, 2));
+    assert_eq!((again.resources, again.resources_unchanged), (0, 1));
+    assert_eq!(again.revision, first.revision, "no revision made");
+    assert!(
+        again
+            .to_string()
+            .starts_with("nothing changed: 2 ACP(s) and 1 resource(s)")
+    );
+    let relabelled = authz_prp::bundle::apply(c, ADMIN, &bundle("b"))
+        .await
+        .expect("relabelled");
+    assert_eq!(
+        (
+            relabelled.updated,
+            relabelled.unchanged,
+            relabelled.resources_unchanged
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(relabelled.revision, first.revision + 1);
+
+    let taken = authz_prp::bundle::Bundle::parse(&format!(
+        r#"{{"m2m:acp": {{"ri": "cntB", "pv": {{"acr": [{{"acor": ["CAlice"], "acop": 2}}]}},
+             "pvs": {{"acr": [{{"acor": ["{ADMIN}"], "acop": 63}}]}}}}}}"#
+    ))
+    .expect("bundle");
+    match authz_prp::bundle::apply(c, ADMIN, &taken).await {
+        Err(authz_prp::bundle::ApplyError::Refused { what, status, .. }) => {
+            assert_eq!(what, "cntB");
+            assert_eq!(status.code(), tonic::Code::AlreadyExists, "{status:?}");
+            assert!(status.message().contains("share"), "{status:?}");
+        }
+        other => panic!("{other:?}"),
+    }
     prp.shutdown().await;
 }
 
