@@ -149,6 +149,9 @@ struct KnownGroups {
     unlistable: bool,
     /// The PIP revision of the listing: watched changes up to it are in it.
     revision: u64,
+    /// The cache's epoch when it was listed ([`PipCache::epoch`]): a
+    /// listing of an earlier epoch may be of another PIP store.
+    epoch: u64,
     /// Absolute group IDs, as the PIP reports them (an admin writes them,
     /// so a fast hash: a decision hashes its originator's ID against them).
     ids: FxHashSet<Box<str>>,
@@ -178,6 +181,9 @@ pub struct PipCache {
     known_groups: ArcSwap<KnownGroups>,
     /// [`PipCache::groups_known`], for those who wait for it.
     groups_known: tokio::sync::watch::Sender<bool>,
+    /// Wakes [`PipCache::follow`] from its backoff: a fetch got an answer,
+    /// so the PIP is back and the watch should be too.
+    watch_retry: tokio::sync::Notify,
     /// Told of every `<token>` change the watch reports and of every
     /// clear, so the Local-Token-IDs a PDP caches follow the PIP's token
     /// repository ([`PipCache::on_tokens_changed`]).
@@ -262,6 +268,7 @@ impl PipCache {
             watching: AtomicBool::new(false),
             known_groups: ArcSwap::from_pointee(KnownGroups::default()),
             groups_known: tokio::sync::watch::channel(false).0,
+            watch_retry: tokio::sync::Notify::new(),
             token_listener: OnceLock::new(),
         }))
     }
@@ -473,7 +480,9 @@ impl PipCache {
         });
         let (answer, member_answers) =
             tokio::join!(self.resolve(req), futures_util::future::join_all(members));
-        let mut fetched = self.store_fetched(epoch, &request, &answer?);
+        let answer = answer?;
+        self.relist_if_unwatched(answer.revision).await;
+        let mut fetched = self.store_fetched(epoch, &request, &answer);
         for (member, answer) in request.member_resources.iter().zip(member_answers) {
             let as_member = FetchRequest {
                 originator: member,
@@ -487,6 +496,41 @@ impl PipCache {
             fetched.members.push((member.clone(), entry));
         }
         Ok(fetched)
+    }
+
+    /// While the watch is down the group IDs are as last listed, but every
+    /// fetched answer is fresh: a `<group>` put or deleted meanwhile would
+    /// be a group to the one and an originator ID to the other, admitting
+    /// both its members and the originator spelled like it (Decision 3
+    /// makes an entry one or the other). So before such an answer is used
+    /// the IDs are listed again, unless the listing is of the answer's
+    /// revision and of this epoch; a listing that fails leaves the IDs
+    /// unknown (entries that may name a group decide nothing, Decision 10)
+    /// rather than stale. And the watch is asked to come back at once: the
+    /// PIP answers.
+    async fn relist_if_unwatched(&self, revision: u64) {
+        if self.is_watching() {
+            return;
+        }
+        self.watch_retry.notify_one();
+        let known = self.known_groups.load();
+        let current = known.loaded
+            && known.revision == revision
+            && known.epoch == self.epoch.load(Ordering::Acquire);
+        if known.unlistable || current {
+            return;
+        }
+        let listed = tokio::time::timeout(self.deadline, self.list_groups(self.deadline))
+            .await
+            .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no listing in time")));
+        if let Err(status) = listed {
+            tracing::debug!(pip = %self.endpoint, error = %authz_proto::endpoint::status_chain(&status), "PIP group listing failed while its watch is down; group IDs unknown");
+            self.known_groups.rcu(|known| KnownGroups {
+                loaded: false,
+                ids: FxHashSet::default(),
+                ..KnownGroups::clone(known)
+            });
+        }
     }
 
     /// One `ResolveAttributes` call, within the deadline.
@@ -609,7 +653,17 @@ impl PipCache {
                 tracing::warn!(pip = %self.endpoint, "PIP watch lost; attribute cache cleared");
             }
             self.clear_unseen();
-            tokio::time::sleep(backoff).await;
+            // A fetch that reached the PIP cuts the backoff short, though
+            // not below the first step (a PIP that answers fetches but
+            // refuses the watch is not asked in a loop).
+            let attempt = std::time::Instant::now();
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.watch_retry.notified() => {
+                    let first = Duration::from_millis(100);
+                    tokio::time::sleep(first.saturating_sub(attempt.elapsed())).await;
+                }
+            }
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
@@ -627,7 +681,7 @@ impl PipCache {
                 // Before the reset is applied: the watch is reported up
                 // (`seen_revision`) only with the group IDs in place. The
                 // changes after the reset wait in the stream meanwhile.
-                self.list_groups().await?;
+                self.list_groups(LIST_GROUPS_TIMEOUT).await?;
             }
             self.apply(&ev);
         }
@@ -638,9 +692,9 @@ impl PipCache {
     /// without `ListGroups` leaves them as they were, unknown unless listed
     /// before (every `acor` entry is then also read as an originator ID);
     /// any other failure fails the watch, which is set up again.
-    async fn list_groups(&self) -> Result<(), tonic::Status> {
+    async fn list_groups(&self, timeout: Duration) -> Result<(), tonic::Status> {
         let mut call = tonic::Request::new(pb::ListGroupsRequest { ids_only: true });
-        call.set_timeout(LIST_GROUPS_TIMEOUT);
+        call.set_timeout(timeout.min(Duration::from_secs(86_400)));
         let mut client = self.client.clone();
         let listing = match client.list_groups(call).await {
             Ok(listing) => listing.into_inner(),
@@ -675,6 +729,7 @@ impl PipCache {
             loaded: true,
             unlistable: false,
             revision,
+            epoch: self.epoch.load(Ordering::Acquire),
             ids: ids.into_iter().map(String::into_boxed_str).collect(),
         }));
         self.groups_known.send_replace(true);

@@ -4,7 +4,9 @@
 //! attributes from the PIP; a cache that kept answering from a dead watch
 //! would keep a removed group member permitted. The connection's HTTP/2
 //! keepalive (a ping every 10 s, 5 s to answer) ends the `Watch` stream,
-//! and the cache is then cleared and stops caching.
+//! and the cache is then cleared and stops caching. And against a PIP that
+//! answers while its watch is down: the group IDs a fetched answer is read
+//! with are not older than the answer.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -29,10 +31,18 @@ const ALICE: &str = "//sp.example.com/id-in/Calice";
 const FAMILY: &str = "//sp.example.com/id-in/family";
 
 /// A PIP that answers `Watch` with a `reset` and then stays silent, and
-/// `ResolveAttributes` with Alice in one group; nothing else.
+/// `ResolveAttributes` with Alice in one group; with `groups`, also
+/// `ListGroups` (those IDs, at `revision`); nothing else.
+#[derive(Default)]
 struct FakePip {
     /// Keeps every watch stream open.
     streams: std::sync::Mutex<Vec<mpsc::Sender<Result<pb::AttributeChange, Status>>>>,
+    /// `None`: no `ListGroups` (UNIMPLEMENTED).
+    groups: Option<std::sync::Mutex<Vec<String>>>,
+    /// The revision every answer names.
+    revision: std::sync::atomic::AtomicU64,
+    /// Refuse new watches (UNAVAILABLE), as a PIP whose watch is not back.
+    refuse_watch: std::sync::atomic::AtomicBool,
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::AttributeChange, Status>> + Send>>;
@@ -116,7 +126,20 @@ impl PolicyInformationPoint for FakePip {
         &self,
         _: Request<pb::ListGroupsRequest>,
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
-        unused()
+        let Some(groups) = &self.groups else {
+            return unused();
+        };
+        let groups = groups.lock().map_err(|_| Status::internal("poisoned"))?;
+        Ok(Response::new(pb::ListGroupsResponse {
+            groups: groups
+                .iter()
+                .map(|g| pb::Group {
+                    group_id: g.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            revision: self.revision(),
+        }))
     }
     async fn check_membership(
         &self,
@@ -153,7 +176,7 @@ impl PolicyInformationPoint for FakePip {
         _: Request<pb::ResolveAttributesRequest>,
     ) -> Result<Response<pb::ResolvedAttributes>, Status> {
         Ok(Response::new(pb::ResolvedAttributes {
-            revision: 1,
+            revision: self.revision(),
             groups: vec![FAMILY.to_owned()],
             ..Default::default()
         }))
@@ -165,9 +188,12 @@ impl PolicyInformationPoint for FakePip {
         &self,
         _: Request<pb::WatchAttributesRequest>,
     ) -> Result<Response<WatchStream>, Status> {
+        if self.refuse_watch.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Status::unavailable("the watch is not back"));
+        }
         let (tx, rx) = mpsc::channel(4);
         tx.send(Ok(pb::AttributeChange {
-            revision: 1,
+            revision: self.revision(),
             change: Some(pb::attribute_change::Change::Reset(pb::Reset {})),
         }))
         .await
@@ -180,15 +206,24 @@ impl PolicyInformationPoint for FakePip {
     }
 }
 
+impl FakePip {
+    fn revision(&self) -> u64 {
+        self.revision
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .max(1)
+    }
+}
+
 async fn serve_fake_pip() -> SocketAddr {
+    serve(std::sync::Arc::new(FakePip::default())).await
+}
+
+async fn serve(pip: std::sync::Arc<FakePip>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let pip = FakePip {
-        streams: std::sync::Mutex::new(Vec::new()),
-    };
     tokio::spawn(
         Server::builder()
-            .add_service(PolicyInformationPointServer::new(pip))
+            .add_service(PolicyInformationPointServer::from_arc(pip))
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
     addr
@@ -338,5 +373,58 @@ async fn a_half_open_pip_connection_ends_the_watch_and_clears_the_cache() {
     // no answer.
     assert!(cache.fetch(request).await.is_err());
     assert!(cache.is_empty());
+    follower.abort();
+}
+
+/// Decision 3 makes an `acor` entry a `<group>` or an originator ID, never
+/// both. While the PDP's watch is down (a PIP back from a restart before
+/// the watch's backoff ends) the group IDs are those last listed but each
+/// fetched answer is fresh: a group put meanwhile was a member's group by
+/// the answer and no group by the IDs, admitting both its members and the
+/// originator spelled like it. The IDs are listed again with such an
+/// answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_while_the_watch_is_down_relists_the_group_ids_decision_3() {
+    use std::sync::atomic::Ordering;
+    let pip = std::sync::Arc::new(FakePip {
+        groups: Some(std::sync::Mutex::new(Vec::new())),
+        ..FakePip::default()
+    });
+    let addr = serve(pip.clone()).await;
+    let cache =
+        PipCache::new(&format!("http://{addr}"), Duration::from_millis(500)).expect("endpoint");
+    let follower = tokio::spawn(cache.clone().follow());
+    assert!(
+        wait_until(Duration::from_secs(10), || cache.is_watching()).await,
+        "the watch came up"
+    );
+    assert_eq!(cache.is_known_group(FAMILY), Some(false), "no group yet");
+
+    // The watch ends and is refused from now on; then `family` is put.
+    pip.refuse_watch.store(true, Ordering::SeqCst);
+    pip.streams.lock().expect("streams").clear();
+    assert!(
+        wait_until(Duration::from_secs(10), || !cache.is_watching()).await,
+        "the watch ended"
+    );
+    pip.groups
+        .as_ref()
+        .expect("groups")
+        .lock()
+        .expect("groups")
+        .push(FAMILY.to_owned());
+    pip.revision.store(2, Ordering::SeqCst);
+
+    // Alice's fresh answer names `family`: so do the IDs it is read with.
+    let request = FetchRequest {
+        originator: ALICE,
+        role_ids: &[],
+        at: Utc::now(),
+        ip: None,
+        position: None,
+        member_resources: &[],
+    };
+    cache.fetch(request).await.expect("fetch");
+    assert_eq!(cache.is_known_group(FAMILY), Some(true));
     follower.abort();
 }
