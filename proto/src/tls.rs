@@ -82,8 +82,8 @@ fn add_anchors(
 
 /// A certificate chain and its private key (PEM), checked as rustls checks
 /// them when it uses them (a key it can sign with, belonging to the first
-/// certificate), so that a bad pair fails the start instead of every
-/// handshake.
+/// certificate), and as every peer checks the certificate (valid now), so
+/// that a bad pair fails the start instead of every handshake.
 fn certified_key(
     cert_pem: &[u8],
     key_pem: &[u8],
@@ -104,7 +104,32 @@ fn certified_key(
         }
         e => TlsError::Key(format!("not usable: {e}")),
     })?;
+    valid_now(&chain[0])?;
     Ok((chain, key))
+}
+
+/// Fails for a certificate outside its validity period: each peer's
+/// verifier refuses it (expired, or not valid yet), so it could only fail
+/// every handshake.
+fn valid_now(cert: &CertificateDer<'_>) -> Result<(), TlsError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, parsed) = X509Certificate::from_der(cert.as_ref())
+        .map_err(|e| TlsError::Certificate(format!("not a valid certificate: {e}")))?;
+    let validity = parsed.validity();
+    let now = x509_parser::time::ASN1Time::now();
+    if now < validity.not_before {
+        return Err(TlsError::Certificate(format!(
+            "the (first) certificate is not valid yet: valid from {} (now {now})",
+            validity.not_before
+        )));
+    }
+    if now > validity.not_after {
+        return Err(TlsError::Certificate(format!(
+            "the (first) certificate expired: valid until {} (now {now})",
+            validity.not_after
+        )));
+    }
+    Ok(())
 }
 
 /// The crypto provider of every TLS connection of the package: ring, as

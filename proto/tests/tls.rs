@@ -226,6 +226,53 @@ fn bad_pem_is_refused() {
     assert!(ServerTls::from_pem(pki.cert.as_bytes(), pki.key.as_bytes()).is_ok());
 }
 
+/// A certificate outside its validity period fails every handshake (each
+/// peer refuses it), so it fails the start instead, as a server's and as a
+/// client's certificate, naming the period.
+#[test]
+fn a_certificate_outside_its_validity_is_refused_when_loaded() {
+    let ca = {
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, format!("authz test CA {}", next_ca()));
+        CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap()
+    };
+    let dated = |from: (i32, u8, u8), to: (i32, u8, u8)| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+        params.not_after = rcgen::date_time_ymd(to.0, to.1, to.2);
+        (
+            params.signed_by(&key, &ca).unwrap().pem(),
+            key.serialize_pem(),
+        )
+    };
+    for (cert, key, why) in [
+        {
+            let (c, k) = dated((2020, 1, 1), (2021, 1, 1));
+            (c, k, "expired: valid until")
+        },
+        {
+            let (c, k) = dated((2999, 1, 1), (3000, 1, 1));
+            (c, k, "not valid yet: valid from")
+        },
+    ] {
+        let e = ServerTls::from_pem(cert.as_bytes(), key.as_bytes()).err();
+        assert!(
+            matches!(&e, Some(TlsError::Certificate(m)) if m.contains(why)),
+            "{e:?}"
+        );
+        let e = ClientIdentity::from_pem(cert.as_bytes(), key.as_bytes()).err();
+        assert!(
+            matches!(&e, Some(TlsError::Certificate(m)) if m.contains(why)),
+            "{e:?}"
+        );
+    }
+    let (cert, key) = dated((2020, 1, 1), (2999, 1, 1));
+    assert!(ServerTls::from_pem(cert.as_bytes(), key.as_bytes()).is_ok());
+}
+
 fn pki_key() -> String {
     KeyPair::generate().unwrap().serialize_pem()
 }
