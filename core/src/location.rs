@@ -26,8 +26,9 @@ pub struct Circle {
 /// How far outside a circle a disk may reach and still count as inside:
 /// the rounding of the haversine formula, which puts one point written two
 /// ways (longitude 180 and -180, a pole at any longitude) about 1e-9 m
-/// apart. A millimetre is far below any position's accuracy.
-pub const ROUNDING_TOLERANCE_M: f64 = 1e-3;
+/// apart. A micrometre covers that, and no more: a disk a millimetre
+/// outside is outside (Decision 5 says distance + uncertainty <= radius).
+pub const ROUNDING_TOLERANCE_M: f64 = 1e-6;
 
 impl Circle {
     /// Decision 5: the whole uncertainty disk of `p` must lie inside the

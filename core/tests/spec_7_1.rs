@@ -1840,6 +1840,16 @@ fn decision_5_aclr_circle_one_point_written_two_ways_is_inside() {
         &around(0.0, 180.0, 1.0),
         &retrieve_at_position(pos(0.0, -179.99999, 0.0)),
     ));
+    // At the centre, a disk a millimetre wider than the circle is not in
+    // it: the allowance is for rounding (a micrometre), not for inputs.
+    assert_deny(&check(
+        &around(10.0, 20.0, 1000.0),
+        &retrieve_at_position(pos(10.0, 20.0, 1000.001)),
+    ));
+    assert_permit(&check(
+        &around(10.0, 20.0, 1000.0),
+        &retrieve_at_position(pos(10.0, 20.0, 1000.0)),
+    ));
 }
 
 /// Decision 5: the position may come from the attribute source.

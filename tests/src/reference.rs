@@ -477,8 +477,8 @@ fn rq_position(rq: &Rq<'_>) -> Option<Position> {
 
 /// Decision 5: `[lat, lon, radius_m]` contains the position iff the whole
 /// uncertainty disk lies inside: haversine distance + uncertainty <= radius,
-/// give or take the formula's rounding (a millimetre: one point written two
-/// ways, such as longitude 180 and -180, is 1e-9 m from itself).
+/// give or take the formula's rounding (a micrometre: one point written
+/// two ways, such as longitude 180 and -180, is 1e-9 m from itself).
 fn rq_loc_in_circle(circle: &[f64], rq: &Rq<'_>) -> bool {
     let [lat, lon, radius_m] = circle else {
         return false;
@@ -491,7 +491,7 @@ fn rq_loc_in_circle(circle: &[f64], rq: &Rq<'_>) -> bool {
         Point::new(*lon, *lat),
         Point::new(position.lon, position.lat),
     );
-    distance_m + position.uncertainty_m <= *radius_m + 0.001
+    distance_m + position.uncertainty_m <= *radius_m + 1e-6
 }
 
 /// Decision 5: the originator's country is in the list. The countries are
