@@ -135,7 +135,11 @@ impl Snapshot {
 
     /// Whether `id` is a stored ACP (one the PDP could not compile too).
     fn holds_acp(&self, id: &str) -> bool {
-        self.acps.contains_key(id) || self.rejected.contains_key(id)
+        // A dynamic ACP is an `<accessControlPolicy>` too (TS-0003 7.3.2.2:
+        // a child ACP of its target): a request on it is one on an ACP.
+        self.acps.contains_key(id)
+            || self.rejected.contains_key(id)
+            || self.dynamic_target(id).is_some()
     }
 
     /// `ty` of `id` as the replica knows it: 1 for a stored ACP (resolution

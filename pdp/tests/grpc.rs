@@ -1281,6 +1281,43 @@ async fn decision_7_a_dynamic_acp_counts_for_the_resource_it_is_bound_to() {
     assert_eq!(by_stored.reusable_until, None);
 }
 
+/// TS-0003 7.1.1: "access requests to ACP's itself are evaluated against
+/// the selfPrivileges attribute of that ACP"; a dynamic ACP (Decision 7,
+/// TS-0003 7.3.2.2: a child `<accessControlPolicy>` of its target) is one,
+/// holding privileges for its target and no selfPrivileges. A request on
+/// it, with explicit `acp_ids` or without, is never judged by the `pv` of
+/// other ACPs, nor by its own grant, nor taken to a DAS.
+#[tokio::test]
+async fn a_request_on_a_dynamic_acp_is_one_on_an_acp_ts0003_7_1_1() {
+    let pdp = pdp_with(&[snapshot_event(
+        1,
+        vec![acp("acpA", &["Calice"], 63)],
+        vec![resource("cnt1", Some(&["acpA"]), "Ccreator")],
+    )]);
+    let at = chrono::Utc::now() + chrono::Duration::minutes(10);
+    pdp.apply_event(&dynamic_put(2, "dynC1", "cnt1", "Cdyn", 63, at))
+        .unwrap();
+    let svc = pdp.service();
+    for (who, acp_ids) in [
+        ("Calice", &["acpA"][..]),
+        ("Calice", &[][..]),
+        ("Cdyn", &["dynC1"][..]),
+        ("Cdyn", &[][..]),
+    ] {
+        for op in [pb::Operation::Retrieve, pb::Operation::Delete] {
+            let mut req = request(who, op, "dynC1");
+            req.acp_ids = acp_ids.iter().map(|s| s.to_string()).collect();
+            let d = svc.decide_pb(&req).unwrap();
+            assert_eq!(d.decision, DENY, "{who} {op:?} {acp_ids:?}: {}", d.summary);
+        }
+    }
+    // The grant still counts for its target.
+    let d = svc
+        .decide_pb(&request("Cdyn", pb::Operation::Retrieve, "cnt1"))
+        .unwrap();
+    assert_eq!(d.decision, PERMIT, "{}", d.summary);
+}
+
 #[tokio::test]
 async fn serve_runs_until_shutdown() {
     let pdp = pdp_with(&[snapshot_event(1, vec![], vec![])]);
