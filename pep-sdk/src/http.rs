@@ -220,30 +220,13 @@ impl SpecializationReader for JsonSpecialization {
         ty: u32,
         content: &[u8],
     ) -> Result<Option<pb::Specialization>, PepError> {
-        let json_content = parts
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|ct| ct.split(';').next())
-            .map(|media| {
-                let media = media.trim().to_ascii_lowercase();
-                media.ends_with("/json") || media.ends_with("+json")
-            })
-            .unwrap_or(false);
-        if !json_content {
+        if json_media_type(parts) != Some(true) {
             return Ok(None);
         }
-        let value: serde_json::Value = serde_json::from_slice(content)
-            .map_err(|e| PepError::BadRequest(format!("the content is not JSON: {e}")))?;
-        let resource = match value.as_object() {
-            Some(root) if root.len() == 1 => root.values().next(),
-            _ => None,
-        };
-        let Some(resource) = resource.and_then(|r| r.as_object()) else {
-            return Err(PepError::BadRequest(
-                "the content is not one resource under a single root such as m2m:fwr".into(),
-            ));
-        };
+        // Strictly, as an Update's: of `{"mgd": 1002, "mgd": 1001}` a reader
+        // keeping the last key would judge `acod` by another specialization
+        // than a CSE keeping the first creates (Decision 13).
+        let resource = json_resource(content)?;
         let kind = match ty {
             MGMT_OBJ_TYPE => match resource.get("mgd") {
                 None => return Ok(None),
@@ -482,22 +465,30 @@ pub fn primitive_from_http(parts: &http::request::Parts) -> Result<RequestPrimit
     })
 }
 
-/// The `ty` parameter of a content type such as `application/json;ty=4`.
+/// The `ty` parameter of a content type such as `application/json;ty=4`
+/// (TS-0009 6.4.3: one `ty`). Given twice it is an error, as a header given
+/// twice is: the layer would judge one type, a CSE might create the other.
 fn content_type_ty(ct: &str) -> Result<Option<u32>, PepError> {
+    let mut ty = None;
     for param in ct.split(';').skip(1) {
         let Some((name, value)) = param.split_once('=') else {
             continue;
         };
         if name.trim().eq_ignore_ascii_case("ty") {
+            if ty.is_some() {
+                return Err(PepError::BadRequest(
+                    "content type parameter ty appears more than once".into(),
+                ));
+            }
             let value = value.trim().trim_matches('"');
-            return value.parse::<u32>().map(Some).map_err(|_| {
+            ty = Some(value.parse::<u32>().map_err(|_| {
                 PepError::BadRequest(format!(
                     "content type parameter ty '{value}' is not a number"
                 ))
-            });
+            })?);
         }
     }
-    Ok(None)
+    Ok(ty)
 }
 
 /// `to` from the request path (TS-0009): `/~/x` → `/x`, `/_/x` → `//x`,
@@ -1193,6 +1184,25 @@ mod tests {
             b = b.header(*k, *v);
         }
         b.body(()).expect("request").into_parts().0
+    }
+
+    /// TS-0009 6.4.3: one `ty` in the content type. Twice, the layer would
+    /// judge one type (`acod` `chty`) and a CSE might create the other.
+    #[test]
+    fn a_content_type_with_two_tys_is_a_bad_request() {
+        let h = [("X-M2M-Origin", "C1"), ("X-M2M-RI", "r1")];
+        for ct in ["application/json;ty=4;ty=3", "application/json; ty=4; TY=4"] {
+            let e = primitive_from_http(&parts(
+                Method::POST,
+                "/~/mn-cse-123456/frontDoor",
+                &[h[0], h[1], ("Content-Type", ct)],
+            ))
+            .expect_err(ct);
+            assert!(
+                matches!(&e, PepError::BadRequest(m) if m.contains("ty appears more than once")),
+                "{ct}: {e:?}"
+            );
+        }
     }
 
     #[test]

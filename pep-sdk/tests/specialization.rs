@@ -158,6 +158,13 @@ async fn unreadable_content_is_a_bad_request() {
         ("{not json", "not JSON"),
         (r#"{"m2m:fwr": {"mgd": "1001"}}"#, "mgd"),
         (r#"{"m2m:fwr": {}, "m2m:swr": {}}"#, "single root"),
+        // Decision 13 judges the specialization created: one given twice
+        // is no specialization (a CSE may keep either).
+        (r#"{"m2m:fwr": {"mgd": 1002, "mgd": 1001}}"#, "mgd"),
+        (
+            r#"{"m2m:fwr": {"mgd": 1002}, "m2m:fwr": {"mgd": 1001}}"#,
+            "m2m:fwr",
+        ),
         (
             r#"{"m2m:fwr": {"mgd": 1001, "vr": "1.2", "fwn": "a firmware name that makes it long"}}"#,
             "longer than the 64 bytes",
