@@ -46,10 +46,11 @@ pub mod store;
 
 use std::sync::{Arc, RwLock};
 
+use authz_pep::http::{AcpiChangeReader, JsonAcpiChange};
 use authz_pep::http::{X_M2M_RI, X_M2M_RSC};
 use authz_pep::{
-    AuthorizedRequest, Clock, CseContext, DenyDetail, DiscoveryRequest, PepClient, PepLayer,
-    ResponseStatusCode, Target, TargetResolver,
+    AuthorizedRequest, Clock, CseContext, DenyDetail, DiscoveryRequest, PepClient, PepError,
+    PepLayer, ResponseStatusCode, Target, TargetResolver,
 };
 use authz_proto::pb;
 use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
@@ -117,6 +118,41 @@ impl TargetResolver for StoreResolver {
     }
 }
 
+/// Tells an acpi change as [`JsonAcpiChange`] does, and refuses one
+/// addressed to a resource without `acpi` (a contentInstance, `la`/`ol`:
+/// spec notes §2.3) as 4000 before any decision: authorized as its
+/// container, it would otherwise be judged by the container's `pvs`.
+struct StoreAcpiChange {
+    store: SharedStore,
+    cse: CseContext,
+}
+
+impl AcpiChangeReader for StoreAcpiChange {
+    fn updates_acpi(&self, parts: &http::request::Parts, content: &[u8]) -> Result<bool, PepError> {
+        if !JsonAcpiChange.updates_acpi(parts, content)? {
+            return Ok(false);
+        }
+        let to = authz_pep::http::to_from_path(parts.uri.path())?;
+        let Some(address) = self.cse.hosting().cse_relative(&to) else {
+            return Ok(true);
+        };
+        let store = self.store.read().unwrap_or_else(|e| e.into_inner());
+        let without_acpi = match store.resolve(address) {
+            Some(Addressed::Latest(_) | Addressed::Oldest(_)) => true,
+            Some(Addressed::Resource(ri)) => {
+                store.get(&ri).is_some_and(|r| r.ty == ty::CONTENT_INSTANCE)
+            }
+            None => false,
+        };
+        if without_acpi {
+            return Err(PepError::BadRequest(
+                "a contentInstance has no acpi to change (spec notes §2.3)".into(),
+            ));
+        }
+        Ok(true)
+    }
+}
+
 /// The CSE as an axum router with the PEP layer in front, and its store.
 pub fn router(config: AppConfig) -> Result<(Router, SharedStore), StoreError> {
     let store: SharedStore = Arc::new(RwLock::new(Store::from_bundle(
@@ -127,6 +163,10 @@ pub fn router(config: AppConfig) -> Result<(Router, SharedStore), StoreError> {
         .with_discovery_by_result(true)
         .with_clock(config.clock.clone())
         .with_resolver(StoreResolver(store.clone()))
+        .with_acpi_change_reader(StoreAcpiChange {
+            store: store.clone(),
+            cse: config.cse.clone(),
+        })
         .with_authenticator(Senders::new(config.cse.clone(), config.credentials))
         .with_deny_detail(config.deny_detail);
     let app = Arc::new(App {

@@ -248,6 +248,13 @@ impl Store {
         }
         let mut segments = address.split('/');
         let first = segments.next()?;
+        // `-` stands for the CSEBase's name in a structured address
+        // (`/~/mn-cse-123456/-/Clock-AE1`, as TS-0009's examples write it).
+        let first = if first == "-" {
+            self.cse_base.as_str()
+        } else {
+            first
+        };
         let mut at = self.get(first)?;
         while let Some(seg) = segments.next() {
             if at.ty == ty::CONTAINER && (seg == "la" || seg == "ol") {
@@ -561,6 +568,16 @@ mod tests {
         assert_eq!(
             s.resolve("frontDoor/ol"),
             Some(Addressed::Oldest("frontDoor".into()))
+        );
+        assert_eq!(
+            s.resolve("-/Clock-AE1/frontDoor/la"),
+            Some(Addressed::Latest("frontDoor".into())),
+            "- for the CSEBase's name"
+        );
+        assert_eq!(s.resolve("-/frontDoor"), None, "not a child of the CSEBase");
+        assert_eq!(
+            s.resolve("-"),
+            Some(Addressed::Resource("mn-cse-123456".into()))
         );
         assert_eq!(
             s.resolve("mn-cse-123456/frontDoor"),

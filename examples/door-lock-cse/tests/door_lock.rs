@@ -903,6 +903,34 @@ async fn changing_acpi_is_judged_by_pvs_ts0001_9_6_1_3_2() {
     assert_eq!((r.status, r.rsc()), (400, 4000), "{r:?}");
     assert!(r.dbg().contains("must hold only acpi"), "{}", r.dbg());
     assert_eq!(stack.decides(), calls, "4000 before any decision");
+    // A contentInstance has no acpi (spec notes §2.3): 4000 before any
+    // decision too, whoever asks (it is authorized as its container, whose
+    // pvs would otherwise judge it).
+    owner_locks(&stack).await;
+    let la = stack.as_(LOCK1, "GET", FRONT_LA, &[], "").await;
+    let cin = la.json()["m2m:cin"]["ri"]
+        .as_str()
+        .expect("the latest contentInstance's ri")
+        .to_owned();
+    for (who, to) in [
+        (LOCK1, format!("/~/mn-cse-123456/{cin}")),
+        (OWNER, format!("/~/mn-cse-123456/{cin}")),
+        (OWNER, FRONT_LA.to_owned()),
+    ] {
+        let calls = stack.decides();
+        let r = stack
+            .as_(
+                who,
+                "PUT",
+                &to,
+                &[JSON],
+                r#"{"m2m:cin": {"acpi": ["acpHome"]}}"#,
+            )
+            .await;
+        assert_eq!((r.status, r.rsc()), (400, 4000), "{to}: {r:?}");
+        assert!(r.dbg().contains("no acpi to change"), "{}", r.dbg());
+        assert_eq!(stack.decides(), calls, "{to}: 4000 before any decision");
+    }
 
     // The owner is in acpFrontDoor's pv and pvs. Taken out of the pvs, the
     // owner may still update the labels (pv) but not the acpi (pvs).
