@@ -184,6 +184,17 @@ pub enum TokenFailure {
     /// Token-ID that is not a well-formed oneM2M JWT (a Deny, 4103).
     #[error("{0}")]
     Rejected(String),
+    /// A token sent by value could not be judged: its issuer is no issuer
+    /// this PDP trusts while a configured DAS's key set (which would name
+    /// that DAS's issuer) could not be fetched (Decision 10: indeterminate,
+    /// a Deny with the token missing, not a final rejection).
+    #[error("{field} cannot be verified: {reason}")]
+    Unverifiable {
+        /// The request field, with its index (`tokens[0]`).
+        field: String,
+        /// Why.
+        reason: String,
+    },
     /// A token could not be retrieved (DAS or PIP unreachable; a Deny with
     /// the token missing).
     #[error("{what} {id} cannot be retrieved: {reason}")]
@@ -719,6 +730,18 @@ impl Dynamic {
         self.dases.iter().all(|d| d.identity().is_some())
     }
 
+    /// The endpoints of the DASes whose key set is not loaded, joined for
+    /// a message; `None` when every one is.
+    fn unloaded_dases(&self) -> Option<String> {
+        let unloaded: Vec<&str> = self
+            .dases
+            .iter()
+            .filter(|d| d.identity().is_none())
+            .map(|d| d.endpoint.as_str())
+            .collect();
+        (!unloaded.is_empty()).then(|| unloaded.join(", "))
+    }
+
     /// The DAS whose Token-IDs end with `@fqdn`.
     fn das_for_fqdn(&self, fqdn: &str) -> Option<&Das> {
         self.dases
@@ -778,6 +801,16 @@ impl Dynamic {
                         field: what.to_owned(),
                         message: e.to_string(),
                     }
+                } else if let (TokenError::UntrustedIssuer(issuer), Some(unloaded)) =
+                    (&e, self.unloaded_dases())
+                {
+                    TokenFailure::Unverifiable {
+                        field: what.to_owned(),
+                        reason: format!(
+                            "its issuer {issuer:?} is none this PDP trusts, and the key set of \
+                             {unloaded} (whose issuer it may be) could not be fetched"
+                        ),
+                    }
                 } else {
                     TokenFailure::Rejected(format!("{what} rejected: {e}"))
                 }
@@ -824,6 +857,26 @@ impl Dynamic {
         ctx: &VerifyContext,
     ) -> Result<VerifiedToken, TokenError> {
         let first = self.trust().verify(token, ctx);
+        // An issuer none of the loaded key sets names may be that of a DAS
+        // whose key set is not loaded yet (unreachable at start): fetched
+        // now, as often as a refetch may be.
+        if matches!(first, Err(TokenError::UntrustedIssuer(_))) && !self.keys_loaded() {
+            let mut loaded = false;
+            for i in 0..self.dases.len() {
+                if self.dases[i].identity().is_none() && self.may_refetch(i) {
+                    match self.load_key_set(i).await {
+                        Ok(()) => loaded = true,
+                        Err(e) => {
+                            tracing::debug!(das = %self.dases[i].endpoint, error = %e, "DAS key set still not loaded")
+                        }
+                    }
+                }
+            }
+            if loaded {
+                return self.trust().verify(token, ctx);
+            }
+            return first;
+        }
         // A new key may also be of an algorithm the old set had none of.
         let (Err(TokenError::UnknownKey { issuer, .. })
         | Err(TokenError::AlgorithmNotPermitted { issuer, .. })) = &first

@@ -844,6 +844,13 @@ impl PdpService {
                     reason: format!("{what} cannot be retrieved: {reason}"),
                 }],
             ),
+            TokenFailure::Unverifiable { field, reason } => (
+                AuthorizationStatus::MissingAttribute,
+                vec![MissingAttribute::Token {
+                    id: field.clone(),
+                    reason: format!("cannot be verified: {reason}"),
+                }],
+            ),
             _ => (AuthorizationStatus::Ok, Vec::new()),
         };
         let decision = Decision {

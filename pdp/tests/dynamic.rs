@@ -942,6 +942,45 @@ async fn tokens_without_a_das_are_denied_with_the_reason_7_3_2_3() {
     assert!(status.message().contains("tokens[1]"), "{status:?}");
 }
 
+/// Decision 10: an unreachable DAS makes a decision indeterminate, a Deny
+/// "reported with a status explaining why". A token sent by value whose
+/// issuer no loaded key set names, while a configured DAS's key set (which
+/// may name it) cannot be fetched, is MISSING_ATTRIBUTE naming the token,
+/// not a final rejection of an untrusted issuer (which a PEP would cache).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_while_its_das_key_set_is_unreachable_is_undetermined_decision_10() {
+    let gone = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", gone.local_addr().expect("addr"));
+    drop(gone);
+    let mut dynamic = DynamicConfig::new(vec![url.clone()]);
+    dynamic.deadline = Duration::from_millis(500);
+    let pdp = Pdp::start(PdpConfig::new(hosting()).with_dynamic(dynamic)).expect("pdp");
+    pdp.apply_event(&owner_only()).expect("snapshot");
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let mut with_token = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    with_token.tokens = vec![retrieve_token("tkv@das.example.com", "Cvisitor")];
+    let d = client
+        .decide(with_token)
+        .await
+        .expect("decision")
+        .into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert_eq!(
+        d.status,
+        pb::AuthorizationStatus::MissingAttribute as i32,
+        "{}",
+        d.summary
+    );
+    assert!(
+        d.summary.contains("tokens[0] cannot be verified"),
+        "{}",
+        d.summary
+    );
+    assert!(d.summary.contains(&url), "names the DAS: {}", d.summary);
+    assert_eq!(d.missing.len(), 1, "{d:?}");
+}
+
 /// A DAS that authenticates its consulting CSEs (its `consultants[].secret`):
 /// the PDP presents the secret configured for that DAS as `authorization:
 /// Bearer <secret>` on `Consult` (TS-0003 7.3.2.2 step 3) and on `GetTokens`
