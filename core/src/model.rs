@@ -188,12 +188,34 @@ pub struct ObjectDetails {
     /// `ty`: resource type the *target* (parent) must have.
     #[serde(rename = "ty", default, skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<u32>,
-    /// `spty`: specialization the created resource must have.
-    #[serde(rename = "spty", default, skip_serializing_if = "Option::is_none")]
+    /// `spty`: specialization the created resource must have; `{}` is
+    /// absent (Decision 11: an empty object imposes no constraint).
+    #[serde(
+        rename = "spty",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_object_as_none"
+    )]
     pub specialization: Option<Specialization>,
     /// `chty`: child resource types the rule lets the originator create (mandatory).
     #[serde(rename = "chty", default, skip_serializing_if = "Option::is_none")]
     pub child_resource_types: Option<Vec<u32>>,
+}
+
+/// An optional object where `{}` (and `null`) is absent (Decision 11).
+fn empty_object_as_none<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::Error;
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None => Ok(None),
+        Some(serde_json::Value::Object(m)) if m.is_empty() => Ok(None),
+        Some(v) => serde_json::from_value(v)
+            .map(Some)
+            .map_err(D::Error::custom),
+    }
 }
 
 /// `m2m:specializationType` (TS-0004 6.3.5.67): `{"mgd": n}` or `{"cnd": "uri"}`.

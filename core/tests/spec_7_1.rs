@@ -2064,6 +2064,21 @@ fn decision_11_empty_aclr_is_no_constraint() {
     assert_permit(&check(&acp, &retrieve("Cphone")));
 }
 
+/// Decision 11: `spty: {}` in an `acod` element constrains nothing, exactly
+/// as an absent `spty`: a CREATE of a `chty` type with any specialization,
+/// or none, is permitted; `chty` still decides.
+#[test]
+fn decision_11_empty_spty_is_no_constraint() {
+    let acp = one_rule(json!({"acor": ["Cphone"], "acop": 1, "acod": [
+        {"spty": {}, "chty": [13, 4]}
+    ]}));
+    let mut firmware = create("Cphone", Some(3), 13);
+    firmware.specialization = Some(Specialization::MgmtDefinition(1001));
+    assert_permit(&check(&acp, &firmware));
+    assert_permit(&check(&acp, &create("Cphone", Some(3), 4)));
+    assert_deny(&check(&acp, &create("Cphone", Some(3), 3)));
+}
+
 /// Decision 11: `acod: []` constrains nothing (applies to all child types).
 #[test]
 fn decision_11_empty_acod_is_no_constraint() {

@@ -694,14 +694,19 @@ fn object_details_from_pb(
     path: &str,
     errors: &mut impl ErrorSink,
 ) -> model::ObjectDetails {
-    let specialization = od.specialization.as_ref().and_then(|s| {
-        let mut inner = Errors::default();
-        let spec = specialization_from_pb(s, &format!("{path}.spty"), &mut inner);
-        for e in inner.0 {
-            errors.add_error(e.field, e.message);
-        }
-        spec
-    });
+    // An empty one is absent (Decision 11), as `"spty": {}` is.
+    let specialization = od
+        .specialization
+        .as_ref()
+        .filter(|s| s.kind.is_some())
+        .and_then(|s| {
+            let mut inner = Errors::default();
+            let spec = specialization_from_pb(s, &format!("{path}.spty"), &mut inner);
+            for e in inner.0 {
+                errors.add_error(e.field, e.message);
+            }
+            spec
+        });
     model::ObjectDetails {
         resource_type: od.resource_type,
         specialization,

@@ -190,13 +190,17 @@ fn wire_shapes_the_core_cannot_hold_are_errors() {
     let errors = acp_from_pb(&wire).unwrap_err();
     assert_eq!(
         fields(&errors),
-        [
-            "other_attributes.pv",
-            "other_attributes.lbl",
-            "pv.acr[0].acod[0].spty",
-        ],
+        ["other_attributes.pv", "other_attributes.lbl"],
         "{errors:?}"
     );
+    // An empty specialization is absent (Decision 11), as `"spty": {}`.
+    let wire = pb::AccessControlPolicy {
+        other_attributes: None,
+        ..wire
+    };
+    let model = acp_from_pb(&wire).expect("an empty spty is no error");
+    let pv = model.privileges.expect("pv");
+    assert_eq!(pv.rules[0].object_details[0].specialization, None);
 }
 
 /// Decision 11: "An empty list or object imposes no constraint, exactly as
