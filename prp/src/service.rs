@@ -1130,8 +1130,14 @@ impl PolicyRetrievalPoint for PrpService {
             .map(|pi| self.inner.hosting.cse_relative(pi).unwrap_or(pi));
         // An ACP is a child of a CSEBase, an AE or a remoteCSE only.
         let misplaced = self.read(|s| {
-            parent
-                .and_then(|pi| s.resources.get(pi))
+            let pi = parent?;
+            // A stored ACP is a parent of type 1 (its children are
+            // subscriptions and transactions only, spec notes §2.2).
+            if s.acps.contains_key(pi) {
+                return Some((pi.to_owned(), TY_ACP));
+            }
+            s.resources
+                .get(pi)
                 .filter(|parent| !ACP_PARENT_TYPES.contains(&parent.resource_type))
                 .map(|parent| (parent.resource_id.clone(), parent.resource_type))
         });
@@ -1650,9 +1656,13 @@ impl PolicyRetrievalPoint for PrpService {
                 let mut checks = Vec::new();
                 // `cstn` replaces the creator in the default policy, so
                 // changing it is changing who holds the resource: like
-                // `acpi`, it needs UPDATE in the pvs.
+                // `acpi`, it needs UPDATE in the pvs. A type without `acpi`
+                // (a contentInstance) takes its parent's policies, never a
+                // default policy of its own (spec notes §2.3): there a
+                // custodian change is an Update like any other.
+                let has_acpi = authz_core::resources::type_has_acpi(old.resource_type);
                 let acpi_changed = old.acpi != resource.acpi;
-                let custodian_changed = old.custodian != resource.custodian;
+                let custodian_changed = has_acpi && old.custodian != resource.custodian;
                 if acpi_changed || custodian_changed {
                     // TS-0001 9.6.1.3.2: UPDATE in the pvs of the ACPs
                     // referenced now; with acpi not set, the default
@@ -1676,7 +1686,9 @@ impl PolicyRetrievalPoint for PrpService {
                 }
                 let mut others = resource.clone();
                 others.acpi = old.acpi.clone();
-                others.custodian = old.custodian.clone();
+                if has_acpi {
+                    others.custodian = old.custodian.clone();
+                }
                 // The same values again are still an Update, by whoever may
                 // update the resource: nobody else learns from an OK that
                 // they match what is stored.
@@ -1687,7 +1699,7 @@ impl PolicyRetrievalPoint for PrpService {
                     // an Update holding only the `acpi` it has now, which
                     // UPDATE in the pvs of those ACPs authorizes (TS-0001
                     // 9.6.1.3.2), as the PDP judges it (`updates_acpi`).
-                    let unchanged = checks.is_empty() && &others == old;
+                    let unchanged = has_acpi && checks.is_empty() && &others == old;
                     let as_acpi_update = unchanged.then(|| {
                         update(
                             compile_set(snap, &acpi_change_set(old), now, &id),

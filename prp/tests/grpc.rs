@@ -1159,6 +1159,91 @@ async fn type_creator_and_custodian_are_not_pv_updates_ts0001_9_6_1_3() {
     prp.shutdown().await;
 }
 
+/// Spec notes §2.3: a contentInstance has no `acpi` and takes its
+/// container's policies, never a default policy of its own, so its
+/// custodian is no holder: changing it is an Update like any other, by
+/// UPDATE in the container's policies. Its creator (CREATE only there) may
+/// not hand it to someone, nor that someone take it back.
+#[tokio::test]
+async fn a_content_instance_custodian_change_is_an_update_by_its_containers_policies() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    // Mallory may create contentInstances in cnt (CREATE, acod chty 4);
+    // Bob may update there.
+    let mut acp_cnt = acp("acpCnt", &["CMallory"], &[ADMIN], ALL);
+    acp_cnt.privileges = Some(set(vec![rule(&["CMallory"], 1), rule(&["CBob"], 4)]));
+    c.create_acp(create_req(ADMIN, acp_cnt)).await.expect("acp");
+    c.put_resource(put_req(
+        ADMIN,
+        resource("cnt", "", 3, Some(&["acpCnt"]), ""),
+    ))
+    .await
+    .expect("cnt");
+    c.put_resource(put_req(
+        "CMallory",
+        resource("cin", "cnt", 4, None, "CMallory"),
+    ))
+    .await
+    .expect("Mallory's contentInstance");
+    let before = stored_state(c).await;
+    for (who, to) in [("CMallory", "CBabysitter"), ("CBabysitter", "CMallory")] {
+        let mut handed = resource("cin", "cnt", 4, None, "CMallory");
+        handed.custodian = to.into();
+        let err = c
+            .put_resource(put_req(who, handed))
+            .await
+            .expect_err("no UPDATE in the container's policies");
+        assert_eq!(err.code(), Code::PermissionDenied, "{who}: {err:?}");
+    }
+    // Nor an unchanged put: nobody learns from an OK that it matches.
+    let err = c
+        .put_resource(put_req(
+            "CMallory",
+            resource("cin", "cnt", 4, None, "CMallory"),
+        ))
+        .await
+        .expect_err("unchanged");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert_eq!(stored_state(c).await, before, "nothing stored");
+    // Bob, with UPDATE in the container's pv, may.
+    let mut handed = resource("cin", "cnt", 4, None, "CMallory");
+    handed.custodian = "CBob".into();
+    c.put_resource(put_req("CBob", handed))
+        .await
+        .expect("UPDATE in the container's pv");
+    prp.shutdown().await;
+}
+
+/// Spec notes §2.2: an ACP's permitted parents are a CSEBase, an AE and a
+/// remoteCSE; an ACP's own children are subscriptions and transactions.
+/// An ACP under another ACP is INVALID_ARGUMENT naming `parent_id`, for
+/// the admin too.
+#[tokio::test]
+async fn an_acp_is_not_created_under_an_acp_spec_notes_2_2() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    c.create_acp(create_req(
+        ADMIN,
+        acp("acpTop", &["CBob"], &["CBob", ADMIN], ALL),
+    ))
+    .await
+    .expect("acpTop");
+    let before = stored_state(c).await;
+    for who in ["CBob", ADMIN] {
+        let mut child = acp("acpChild", &["CBob"], &["CBob"], ALL);
+        child.parent_id = Some("acpTop".into());
+        let err = c
+            .create_acp(create_req(who, child))
+            .await
+            .expect_err("an ACP under an ACP");
+        assert_eq!(err.code(), Code::InvalidArgument, "{who}: {err:?}");
+        assert_eq!(violations(&err), ["parent_id"], "{who}");
+        assert!(err.message().contains("of type 1"), "{}", err.message());
+    }
+    assert_eq!(stored_state(c).await, before, "nothing stored");
+    prp.shutdown().await;
+}
+
 /// Spec notes §2.3: every type has acpi except accessControlPolicy,
 /// contentInstance and the other subordinate types; TS-0001 10.2.3.1 step 2
 /// resolves those through their parent. An acpi on such a type would be
