@@ -54,7 +54,7 @@ use tonic_health::server::HealthReporter;
 pub use dynamic::{Consultation, DasAddress, DasSecret, Dynamic, DynamicConfig, TokenFailure};
 pub use pip::{PipCache, PipCacheError, TokensChanged};
 pub use replica::{Applied, Replica, ReplicaError, ReplicaStatus, Snapshot};
-pub use service::{EchoService, PdpService, STREAM_IN_FLIGHT};
+pub use service::{EchoService, PdpService, STREAM_IN_FLIGHT, STREAM_QUEUED, STREAM_QUEUED_BYTES};
 
 /// The gRPC service name of the PDP, as health checks name it.
 pub const PDP_SERVICE_NAME: &str =

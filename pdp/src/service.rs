@@ -455,6 +455,28 @@ impl PdpService {
         }
     }
 
+    /// The Deny of a stream's request that would wait on the network while
+    /// [`STREAM_IN_FLIGHT`] others wait and [`STREAM_QUEUED`] more are
+    /// queued: indeterminate (Decision 10), the stream and its connection
+    /// go on.
+    fn stream_full_deny(&self, snap: &Snapshot, job: &Job<'_>) -> pb::Decision {
+        let decision = Decision {
+            effect: Effect::Deny,
+            status: AuthorizationStatus::ProcessingError,
+            permitted_by: None,
+            missing: Vec::new(),
+            explanation: Some(Explanation::default()),
+        };
+        let mut out = decision_to_pb(&decision);
+        out.summary = format!(
+            "DENY (indeterminate): this DecideStream has {STREAM_IN_FLIGHT} requests waiting on \
+             the PIP, a DAS or a token issuer and its queue is full ({STREAM_QUEUED} requests or \
+             {} MiB); send fewer at once, or open another stream",
+            STREAM_QUEUED_BYTES >> 20
+        );
+        self.finish(out, &decision, snap, &job.conv.request_id, job.at.start)
+    }
+
     /// The Deny of a decision still waiting on the PIP, a DAS or a token
     /// issuer when the caller's deadline comes: indeterminate (Decision 10).
     fn caller_deadline_deny(&self, snap: &Snapshot, job: &Job<'_>) -> pb::Decision {
@@ -1478,14 +1500,25 @@ fn status_label(status: i32) -> &'static str {
         .unwrap_or("UNKNOWN")
 }
 
-/// How many requests of one `DecideStream` the PDP decides at once. A
-/// stream with this many undecided requests is not read further until one
-/// is answered (HTTP/2 flow control then holds its sender back), which
-/// bounds the work and memory one stream can take; a PEP that needs more
-/// opens more streams. 64 keeps a 2-core PDP busy (the load test's
-/// `--window`) while a few slow requests (a DAS or PIP round trip) leave
-/// room for the fast ones.
+/// How many requests of one `DecideStream` wait on the network (a PIP,
+/// DAS or token issuer round trip) at once, which bounds the work one
+/// stream can start; a PEP that needs more opens more streams. 64 keeps a
+/// 2-core PDP busy (the load test's `--window`) while a few slow requests
+/// leave room for the fast ones.
 pub const STREAM_IN_FLIGHT: usize = 64;
+
+/// How many more requests of one `DecideStream` that must wait may queue
+/// behind [`STREAM_IN_FLIGHT`] (not started, so no network call), and how
+/// many bytes they may hold. The stream is read on all the same, and the
+/// requests that need no network are answered as they are read: a stream
+/// that is not read lets its sender's small messages pile up in HTTP/2,
+/// whose server ends the whole connection (GOAWAY `ENHANCE_YOUR_CALM`)
+/// before flow control would hold the sender back. A request that would
+/// wait beyond these bounds is answered at once with an indeterminate Deny
+/// (PROCESSING_ERROR) saying so.
+pub const STREAM_QUEUED: usize = 4096;
+/// See [`STREAM_QUEUED`].
+pub const STREAM_QUEUED_BYTES: usize = 16 << 20;
 
 /// The response stream of `DecideStream`.
 pub type DecisionStream = Pin<Box<dyn Stream<Item = Result<pb::Decision, Status>> + Send>>;
@@ -1565,6 +1598,8 @@ impl PolicyDecisionPoint for PdpService {
             requests: request.into_inner(),
             requests_ended: false,
             waiting: FuturesUnordered::new(),
+            queued: std::collections::VecDeque::new(),
+            queued_bytes: 0,
         })))
     }
 
@@ -1585,6 +1620,11 @@ struct StreamDecisions {
     /// Only these are boxed: a decision made as its request is read goes
     /// out without a future of its own.
     waiting: FuturesUnordered<BoxFuture<'static, pb::Decision>>,
+    /// Decisions that must wait, not started yet (a future does nothing
+    /// until polled), with their requests' sizes: at most
+    /// [`STREAM_QUEUED`] and [`STREAM_QUEUED_BYTES`].
+    queued: std::collections::VecDeque<(BoxFuture<'static, pb::Decision>, usize)>,
+    queued_bytes: usize,
 }
 
 impl StreamDecisions {
@@ -1597,12 +1637,18 @@ impl StreamDecisions {
         let result = match service.prepare(&snap, &req, at) {
             Ok(job) => match service.decide_now(&snap, &job) {
                 Step::Decided(decision) => Ok(decision),
+                Step::Wait(_)
+                    if self.waiting.len() >= STREAM_IN_FLIGHT && !self.may_queue(&req) =>
+                {
+                    return Some(service.stream_full_deny(&snap, &job));
+                }
                 Step::Wait(wait) => {
                     // The same snapshot for the rest: one revision per answer.
                     let snap = arc_swap::Guard::into_inner(snap);
                     let service = service.clone();
                     let conv = job.conv;
-                    self.waiting.push(Box::pin(async move {
+                    let size = prost::Message::encoded_len(&req);
+                    let decision: BoxFuture<'static, pb::Decision> = Box::pin(async move {
                         // A stream's grpc-timeout bounds the whole
                         // stream, not one answer.
                         let job = Job {
@@ -1613,13 +1659,37 @@ impl StreamDecisions {
                         };
                         let result = service.decide_waiting(&snap, &job, wait).await;
                         service.or_syntax_error(&snap, &req, result, at.start)
-                    }));
+                    });
+                    if self.waiting.len() < STREAM_IN_FLIGHT {
+                        self.waiting.push(decision);
+                    } else {
+                        self.queued_bytes += size;
+                        self.queued.push_back((decision, size));
+                    }
                     return None;
                 }
             },
             Err(errors) => Err(errors),
         };
         Some(service.or_syntax_error(&snap, &req, result, at.start))
+    }
+
+    /// Whether `req`, which must wait while [`STREAM_IN_FLIGHT`] others do,
+    /// fits in the queue.
+    fn may_queue(&self, req: &pb::DecisionRequest) -> bool {
+        self.queued.len() < STREAM_QUEUED
+            && self.queued_bytes + prost::Message::encoded_len(req) <= STREAM_QUEUED_BYTES
+    }
+
+    /// Starts queued decisions while fewer than [`STREAM_IN_FLIGHT`] wait.
+    fn start_queued(&mut self) {
+        while self.waiting.len() < STREAM_IN_FLIGHT {
+            let Some((decision, size)) = self.queued.pop_front() else {
+                break;
+            };
+            self.queued_bytes -= size;
+            self.waiting.push(decision);
+        }
     }
 }
 
@@ -1628,10 +1698,13 @@ impl Stream for StreamDecisions {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        this.start_queued();
         if let Poll::Ready(Some(decision)) = this.waiting.poll_next_unpin(cx) {
             return Poll::Ready(Some(Ok(decision)));
         }
-        while !this.requests_ended && this.waiting.len() < STREAM_IN_FLIGHT {
+        // Read on whatever waits (see STREAM_QUEUED): the requests that need
+        // no network are answered now, the others wait or queue.
+        while !this.requests_ended {
             match Pin::new(&mut this.requests).poll_next(cx) {
                 Poll::Ready(Some(Ok(req))) => {
                     if let Some(decision) = this.take(req) {
@@ -1649,7 +1722,13 @@ impl Stream for StreamDecisions {
         // Polls the decisions that just joined (and registers their wakers).
         match this.waiting.poll_next_unpin(cx) {
             Poll::Ready(Some(decision)) => Poll::Ready(Some(Ok(decision))),
-            Poll::Ready(None) if this.requests_ended => Poll::Ready(None),
+            Poll::Ready(None) if this.requests_ended && this.queued.is_empty() => Poll::Ready(None),
+            // Nothing waits but some are queued (not expected: they start
+            // as soon as room is made): poll again to start them.
+            Poll::Ready(None) if !this.queued.is_empty() => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
             // Nothing waits and the requests are pending: their waker is set.
             Poll::Ready(None) | Poll::Pending => Poll::Pending,
         }

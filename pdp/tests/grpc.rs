@@ -1,13 +1,13 @@
 //! The PDP over real gRPC on 127.0.0.1: following a fake PRP through an
 //! outage, explicit ACP IDs, batch order, a stream answering each request as
 //! it is decided (slow ones, held at a fake DAS, do not hold up the others;
-//! at most `STREAM_IN_FLIGHT` wait), invalid requests, health, and Echo.
+//! at most `STREAM_IN_FLIGHT` wait, more queue), invalid requests, health, and Echo.
 
 mod common;
 
 use std::time::Duration;
 
-use authz_pdp::{DynamicConfig, Pdp, PdpConfig, STREAM_IN_FLIGHT};
+use authz_pdp::{DynamicConfig, Pdp, PdpConfig, STREAM_IN_FLIGHT, STREAM_QUEUED};
 use authz_proto::pb;
 use authz_proto::pb::echo_client::EchoClient;
 use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
@@ -928,46 +928,106 @@ async fn stream_answers_fast_requests_around_held_ones() {
     assert!(answers.message().await.unwrap().is_none());
 }
 
-/// A stream holds at most [`STREAM_IN_FLIGHT`] requests waiting: with that
-/// many held at a DAS, the next request is not read (so not answered, even
-/// one decided without waiting) until one of them is answered.
+/// A stream starts at most [`STREAM_IN_FLIGHT`] requests waiting on the
+/// network, and is read on all the same: with that many held at a DAS, the
+/// requests decided without waiting are answered as they come (thousands of
+/// small ones: were the stream not read, HTTP/2 would end the whole
+/// connection, GOAWAY `ENHANCE_YOUR_CALM`, unary calls on it included), the
+/// next ones that must wait queue without starting, up to
+/// [`STREAM_QUEUED`], and one beyond is an indeterminate Deny at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_reads_no_further_while_its_waiting_requests_are_full() {
+async fn stream_reads_on_while_its_waiting_requests_are_full() {
     let das = GatedDas::default();
     let pdp = pdp_consulting(&das, Duration::from_secs(120)).await;
     let (channel, _server) = serve_pdp(&pdp).await;
-    let mut client = PolicyDecisionPointClient::new(channel);
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut client = PolicyDecisionPointClient::new(channel.clone());
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
     let mut answers = client
         .decide_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
         .unwrap()
         .into_inner();
+    let slow = |i: usize| {
+        let mut r = request(&format!("Cvisitor{i}"), pb::Operation::Retrieve, "cnt");
+        r.request_id = format!("slow-{i}");
+        r
+    };
 
     // Each its own originator: one consultation each, all held.
     for i in 0..STREAM_IN_FLIGHT {
-        let mut r = request(&format!("Cvisitor{i}"), pb::Operation::Retrieve, "cnt");
-        r.request_id = format!("slow-{i}");
-        tx.send(r).await.unwrap();
+        tx.send(slow(i)).await.unwrap();
     }
     let consulted = || async { das.consulted() == STREAM_IN_FLIGHT };
     assert!(eventually(Duration::from_secs(30), consulted).await);
-    let mut fast = request("Cphone", pb::Operation::Retrieve, "cnt");
-    fast.request_id = "fast".into();
-    tx.send(fast).await.unwrap();
-    // Nothing is answered while all are held (the wait only gives an
-    // unbounded stream time to answer the fast request).
-    let early = tokio::time::timeout(Duration::from_millis(300), answers.message()).await;
-    assert!(early.is_err(), "answered with every place taken: {early:?}");
+    // Many small requests decided without waiting: all answered.
+    let fast_count = 3_000;
+    let sender = {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            for i in 0..fast_count {
+                let mut fast = request("Cphone", pb::Operation::Retrieve, "cnt");
+                fast.request_id = format!("fast-{i}");
+                tx.send(fast).await.unwrap();
+            }
+        })
+    };
+    for _ in 0..fast_count {
+        let d = tokio::time::timeout(Duration::from_secs(30), answers.message())
+            .await
+            .expect("answered while the slow ones are held")
+            .unwrap()
+            .expect("an answer");
+        assert!(d.request_id.starts_with("fast-"), "{}", d.request_id);
+        assert_eq!(d.decision, PERMIT, "{}", d.summary);
+    }
+    sender.await.unwrap();
+    // The connection serves other calls all along.
+    let d = client
+        .decide(request("Cphone", pb::Operation::Retrieve, "cnt"))
+        .await
+        .expect("a unary call on the same connection")
+        .into_inner();
+    assert_eq!(d.decision, PERMIT);
+
+    // Slow ones beyond those held queue, not started: the DAS sees no more.
+    let queued = STREAM_QUEUED;
+    let sender = {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            for i in STREAM_IN_FLIGHT..STREAM_IN_FLIGHT + queued + 1 {
+                tx.send(slow(i)).await.unwrap();
+            }
+        })
+    };
+    // The one beyond the queue is answered at once, indeterminate.
+    let d = tokio::time::timeout(Duration::from_secs(60), answers.message())
+        .await
+        .expect("the request beyond the queue answered")
+        .unwrap()
+        .expect("an answer");
+    sender.await.unwrap();
+    assert_eq!(d.request_id, format!("slow-{}", STREAM_IN_FLIGHT + queued));
+    assert_eq!(d.decision, DENY);
+    assert_eq!(
+        d.status,
+        pb::AuthorizationStatus::ProcessingError as i32,
+        "{}",
+        d.summary
+    );
+    assert!(d.summary.contains("queue is full"), "{}", d.summary);
+    assert_eq!(das.consulted(), STREAM_IN_FLIGHT, "queued ones not started");
 
     das.release();
     let mut ids = std::collections::BTreeSet::new();
-    for _ in 0..=STREAM_IN_FLIGHT {
-        let d = answers.message().await.unwrap().expect("an answer");
+    for _ in 0..STREAM_IN_FLIGHT + queued {
+        let d = tokio::time::timeout(Duration::from_secs(120), answers.message())
+            .await
+            .expect("every held and queued request answered")
+            .unwrap()
+            .expect("an answer");
         ids.insert(d.request_id);
     }
-    assert!(ids.contains("fast"));
-    assert_eq!(ids.len(), STREAM_IN_FLIGHT + 1);
+    assert_eq!(ids.len(), STREAM_IN_FLIGHT + queued);
     drop(tx);
     assert!(answers.message().await.unwrap().is_none());
 }
