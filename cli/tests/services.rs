@@ -1830,3 +1830,64 @@ async fn prp_writes_count_the_roles_the_pip_verifies_7_4_3() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A service that stalls (here SIGSTOP) while its client's calls time out
+/// gets their streams reset before it accepted them. Past h2's default of
+/// 20 such resets it would end the whole connection, taking a PDP's
+/// attribute watch on it along; the services allow 1 024
+/// (`MAX_PENDING_ACCEPT_RESET_STREAMS`), so the watch lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_pip_keeps_the_connection_whose_calls_timed_out() {
+    use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
+    let (pip, url) = start_pip_in_memory();
+    let pid = pip.0.id().to_string();
+    let mut client = PolicyInformationPointClient::new(channel(&url).await);
+    let mut watch = client
+        .watch(pb::WatchAttributesRequest { from_revision: 0 })
+        .await
+        .expect("watch")
+        .into_inner();
+    watch.message().await.expect("the reset").expect("an event");
+    let signal = |sig: &str| {
+        let status = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    let calls = (0..100).map(|i| {
+        let mut c = client.clone();
+        async move {
+            let call = c.resolve_attributes(pb::ResolveAttributesRequest {
+                originator: format!("C{i}"),
+                ..Default::default()
+            });
+            tokio::time::timeout(Duration::from_millis(300), call).await
+        }
+    });
+    let timed_out = futures_util::future::join_all(calls).await;
+    assert!(
+        timed_out.iter().all(|r| r.is_err()),
+        "answered while stopped"
+    );
+    signal("-CONT");
+    // The watch still delivers: a group put now reaches it.
+    client
+        .put_group(pb::PutGroupRequest {
+            originator: "CAdmin".into(),
+            group: Some(pb::Group {
+                group_id: "grpAfter".into(),
+                member_ids: vec!["Calice".into()],
+            }),
+        })
+        .await
+        .expect("put a group after the stall");
+    let event = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("an event in time")
+        .expect("the watch's connection lives on")
+        .expect("an event");
+    assert!(event.revision > 0, "{event:?}");
+    drop(pip);
+}

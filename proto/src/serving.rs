@@ -80,9 +80,17 @@ fn plain_server() -> ServiceServer {
     with_defaults(Server::builder())
 }
 
+/// How many streams a client may reset before the service accepted them
+/// (h2's guard against rapid-reset floods) ere the service ends the whole
+/// connection. h2's default, 20, is reached by a PDP whose fetches timed
+/// out while its PIP stalled: the PIP would then drop the connection and
+/// the PDP's attribute watch on it. Still a bound.
+pub const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 1024;
+
 fn with_defaults(builder: Server) -> ServiceServer {
     let bound: fn(http::Response<Body>) -> http::Response<Body> = bound_status_message;
     builder
+        .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESET_STREAMS))
         .trace_fn(rpc_span)
         .layer(tower::util::MapResponseLayer::new(bound))
 }
