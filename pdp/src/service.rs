@@ -460,38 +460,46 @@ impl PdpService {
     /// queued: indeterminate (Decision 10), the stream and its connection
     /// go on.
     fn stream_full_deny(&self, snap: &Snapshot, job: &Job<'_>) -> pb::Decision {
-        let decision = Decision {
-            effect: Effect::Deny,
-            status: AuthorizationStatus::ProcessingError,
-            permitted_by: None,
-            missing: Vec::new(),
-            explanation: Some(Explanation::default()),
-        };
-        let mut out = decision_to_pb(&decision);
-        out.summary = format!(
+        let summary = format!(
             "DENY (indeterminate): this DecideStream has {STREAM_IN_FLIGHT} requests waiting on \
              the PIP, a DAS or a token issuer and its queue is full ({STREAM_QUEUED} requests or \
              {} MiB); send fewer at once, or open another stream",
             STREAM_QUEUED_BYTES >> 20
         );
-        self.finish(out, &decision, snap, &job.conv.request_id, job.at.start)
+        self.unevaluated_deny(snap, job, AuthorizationStatus::ProcessingError, summary)
     }
 
     /// The Deny of a decision still waiting on the PIP, a DAS or a token
     /// issuer when the caller's deadline comes: indeterminate (Decision 10).
     fn caller_deadline_deny(&self, snap: &Snapshot, job: &Job<'_>) -> pb::Decision {
+        let summary = "DENY (indeterminate): the PIP, a DAS or a token issuer did not answer \
+                       within the caller's deadline (grpc-timeout)";
+        self.unevaluated_deny(
+            snap,
+            job,
+            AuthorizationStatus::MissingAttribute,
+            summary.into(),
+        )
+    }
+
+    /// A Deny with `status` and `summary`, no rule evaluated (an
+    /// explanation without rules).
+    fn unevaluated_deny(
+        &self,
+        snap: &Snapshot,
+        job: &Job<'_>,
+        status: AuthorizationStatus,
+        summary: String,
+    ) -> pb::Decision {
         let decision = Decision {
             effect: Effect::Deny,
-            status: AuthorizationStatus::MissingAttribute,
+            status,
             permitted_by: None,
             missing: Vec::new(),
-            // No rule was evaluated: an explanation without rules.
             explanation: Some(Explanation::default()),
         };
         let mut out = decision_to_pb(&decision);
-        out.summary = "DENY (indeterminate): the PIP, a DAS or a token issuer did not answer \
-                       within the caller's deadline (grpc-timeout)"
-            .to_owned();
+        out.summary = summary;
         self.finish(out, &decision, snap, &job.conv.request_id, job.at.start)
     }
 

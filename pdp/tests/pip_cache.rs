@@ -318,6 +318,18 @@ async fn freezable_proxy(upstream: SocketAddr) -> (SocketAddr, watch::Sender<boo
     (addr, freeze, swallowed)
 }
 
+/// A fetch of Alice's attributes, now.
+fn alice() -> FetchRequest<'static> {
+    FetchRequest {
+        originator: ALICE,
+        role_ids: &[],
+        at: Utc::now(),
+        ip: None,
+        position: None,
+        member_resources: &[],
+    }
+}
+
 async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
@@ -340,14 +352,7 @@ async fn a_half_open_pip_connection_ends_the_watch_and_clears_the_cache() {
         wait_until(Duration::from_secs(10), || cache.is_watching()).await,
         "the watch came up"
     );
-    let request = FetchRequest {
-        originator: ALICE,
-        role_ids: &[],
-        at: Utc::now(),
-        ip: None,
-        position: None,
-        member_resources: &[],
-    };
+    let request = alice();
     cache.fetch(request.clone()).await.expect("fetch");
     assert_eq!(cache.len(), 1, "Alice's groups are cached");
 
@@ -416,14 +421,7 @@ async fn a_fetch_while_the_watch_is_down_relists_the_group_ids_decision_3() {
     pip.revision.store(2, Ordering::SeqCst);
 
     // Alice's fresh answer names `family`: so do the IDs it is read with.
-    let request = FetchRequest {
-        originator: ALICE,
-        role_ids: &[],
-        at: Utc::now(),
-        ip: None,
-        position: None,
-        member_resources: &[],
-    };
+    let request = alice();
     cache.fetch(request).await.expect("fetch");
     assert_eq!(cache.is_known_group(FAMILY), Some(true));
     follower.abort();
