@@ -714,11 +714,12 @@ async fn stream_answers_each_request_as_it_is_decided() {
     tx.send(fast).await.unwrap();
     // Not a speed check: the slow request is held until released below, so
     // an answer in order would never come before it.
-    let first = tokio::time::timeout(Duration::from_secs(30), answers.message())
-        .await
-        .expect("the fast request answered while the slow one is undecided")
-        .unwrap()
-        .expect("an answer");
+    let first = next_answer(
+        &mut answers,
+        30,
+        "the fast request answered while the slow one is undecided",
+    )
+    .await;
     assert_eq!(first.request_id, "fast");
     assert_eq!(first.decision, PERMIT, "{}", first.summary);
 
@@ -866,6 +867,19 @@ async fn a_batch_waiting_on_a_slow_das_ends_before_the_callers_deadline() {
     das.release();
 }
 
+/// The next answer of a decision stream, within `secs` seconds.
+async fn next_answer(
+    answers: &mut tonic::Streaming<pb::Decision>,
+    secs: u64,
+    what: &str,
+) -> pb::Decision {
+    tokio::time::timeout(Duration::from_secs(secs), answers.message())
+        .await
+        .expect(what)
+        .expect("the stream goes on")
+        .expect("an answer")
+}
+
 /// Requests decided as they are read (a stored Permit) and requests held at
 /// a DAS interleave on one stream: every fast one is answered while the slow
 /// ones are held, more of them than the stream holds waiting, and the slow
@@ -902,11 +916,12 @@ async fn stream_answers_fast_requests_around_held_ones() {
     }
     let mut answered_fast = std::collections::BTreeSet::new();
     while answered_fast.len() < fast {
-        let d = tokio::time::timeout(Duration::from_secs(30), answers.message())
-            .await
-            .expect("the fast requests answered while the slow ones are held")
-            .unwrap()
-            .expect("an answer");
+        let d = next_answer(
+            &mut answers,
+            30,
+            "the fast requests answered while the slow ones are held",
+        )
+        .await;
         assert!(d.request_id.starts_with("fast-"), "{} first", d.request_id);
         assert_eq!(d.decision, PERMIT, "{}", d.summary);
         assert!(answered_fast.insert(d.request_id), "answered twice");
@@ -972,11 +987,7 @@ async fn stream_reads_on_while_its_waiting_requests_are_full() {
         })
     };
     for _ in 0..fast_count {
-        let d = tokio::time::timeout(Duration::from_secs(30), answers.message())
-            .await
-            .expect("answered while the slow ones are held")
-            .unwrap()
-            .expect("an answer");
+        let d = next_answer(&mut answers, 30, "answered while the slow ones are held").await;
         assert!(d.request_id.starts_with("fast-"), "{}", d.request_id);
         assert_eq!(d.decision, PERMIT, "{}", d.summary);
     }
@@ -1000,11 +1011,7 @@ async fn stream_reads_on_while_its_waiting_requests_are_full() {
         })
     };
     // The one beyond the queue is answered at once, indeterminate.
-    let d = tokio::time::timeout(Duration::from_secs(60), answers.message())
-        .await
-        .expect("the request beyond the queue answered")
-        .unwrap()
-        .expect("an answer");
+    let d = next_answer(&mut answers, 60, "the request beyond the queue answered").await;
     sender.await.unwrap();
     assert_eq!(d.request_id, format!("slow-{}", STREAM_IN_FLIGHT + queued));
     assert_eq!(d.decision, DENY);
@@ -1020,11 +1027,7 @@ async fn stream_reads_on_while_its_waiting_requests_are_full() {
     das.release();
     let mut ids = std::collections::BTreeSet::new();
     for _ in 0..STREAM_IN_FLIGHT + queued {
-        let d = tokio::time::timeout(Duration::from_secs(120), answers.message())
-            .await
-            .expect("every held and queued request answered")
-            .unwrap()
-            .expect("an answer");
+        let d = next_answer(&mut answers, 120, "every held and queued request answered").await;
         ids.insert(d.request_id);
     }
     assert_eq!(ids.len(), STREAM_IN_FLIGHT + queued);
