@@ -255,6 +255,26 @@ pub struct Explanation {
     pub failed_rules: Vec<RuleFailure>,
 }
 
+impl Explanation {
+    /// Drops the openings of time windows at or after `until` from the
+    /// failed rules of the ACP `acp`: a policy that ends then (a dynamic
+    /// ACP's lifetime, a token's notAfter) opens nothing after it, so such
+    /// a window "never opens again" for this request.
+    pub fn end_openings(&mut self, acp: &str, until: DateTime<Utc>) {
+        for failure in self.failed_rules.iter_mut().filter(|f| f.rule.acp == acp) {
+            if let FailedCondition::Context { elements } = &mut failure.failed {
+                for element in elements {
+                    if let ContextFailure::TimeWindow { next_open } = element
+                        && next_open.is_some_and(|t| t >= until)
+                    {
+                        *next_open = None;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A rule that named the originator but did not permit.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleFailure {

@@ -52,6 +52,7 @@
 //! that DAS ([`DynamicConfig::das_secrets`]) as `authorization: Bearer
 //! <secret>` on `Consult` and `GetTokens`.
 
+use smol_str::SmolStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -227,6 +228,9 @@ pub struct TokenGrant {
     /// without `pl`); `None` while they hold nothing. A Permit resting on
     /// them must not be reused from then on (`reusable_until`).
     pub valid_until: Option<DateTime<Utc>>,
+    /// When each of `acps` ends, by its ID: no time window of it opens
+    /// after that ([`authz_core::decision::Explanation::end_openings`]).
+    pub ends: Vec<(SmolStr, DateTime<Utc>)>,
 }
 
 impl TokenGrant {
@@ -237,6 +241,7 @@ impl TokenGrant {
         self.assigned.extend(other.assigned);
         self.used.extend(other.used);
         self.inapplicable.extend(other.inapplicable);
+        self.ends.extend(other.ends);
         if let Some(until) = other.valid_until {
             self.limit(until);
         }
@@ -257,6 +262,7 @@ impl TokenGrant {
             if let Ok(acp) =
                 CompiledAcp::from_privileges(format!("token:{}#{i}", token.token_id()), pv)
             {
+                self.ends.push((acp.id().clone(), token.expires_at()));
                 self.acps.push(Arc::new(acp));
             }
         }
@@ -1613,6 +1619,7 @@ impl Dynamic {
                 .unwrap_or(now);
             match dai_grant(&das.endpoint, dai, now, request_time) {
                 Ok(Some(DaiGrant { acp, until })) => {
+                    grant.ends.push((acp.id().clone(), until.unwrap_or(now)));
                     grant.acps.push(Arc::new(acp));
                     // Without `pl` it counts for this decision only.
                     grant.limit(until.unwrap_or(now));

@@ -178,6 +178,9 @@ struct Applicables<'s> {
     /// ACPs named that the replica holds but this PDP could not compile,
     /// with why: what their rules say is unknown (7.1.4).
     rejected: Vec<(String, String)>,
+    /// When each dynamic ACP of `acps` ends: no time window of it opens
+    /// after that (explanations).
+    ends: Vec<(&'s str, chrono::DateTime<chrono::Utc>)>,
 }
 
 /// One ACP of an applicable set: borrowed from the replica or a token
@@ -1009,6 +1012,7 @@ impl PdpService {
         let mut acps: SmallVec<[(AcpRef<'s>, PrivilegeKind); 4]> = SmallVec::new();
         let mut unknown: Vec<String> = Vec::new();
         let mut rejected: Vec<(String, String)> = Vec::new();
+        let mut ends: Vec<(&'s str, chrono::DateTime<chrono::Utc>)> = Vec::new();
         // `bound`: when the caller named the ACPs, the resources a dynamic
         // ACP must be bound to (resolution lists only those bound to them).
         let mut lookup = |acps: &mut SmallVec<[_; 4]>,
@@ -1024,6 +1028,7 @@ impl PdpService {
                                 .is_some_and(|b| holders.contains(&b))
                         }) =>
                 {
+                    ends.push((&*d.id, d.expires_at));
                     acps.push((AcpRef::Borrowed(&d.acp), kind))
                 }
                 // A dynamic ACP holds privileges for its target, no
@@ -1108,6 +1113,7 @@ impl PdpService {
             acps,
             unknown,
             rejected,
+            ends,
         })
     }
 
@@ -1127,6 +1133,7 @@ impl PdpService {
             mut acps,
             unknown,
             rejected,
+            ends,
         } = match self.applicable_set(snap, conv, now) {
             Ok(a) => a,
             Err((status, reason)) => {
@@ -1237,6 +1244,12 @@ impl PdpService {
             }
         };
         let mut decision = decision;
+        if let Some(explanation) = decision.explanation.as_mut() {
+            let grant_ends = grant.ends.iter().map(|(acp, until)| (acp.as_str(), *until));
+            for (acp, until) in ends.iter().copied().chain(grant_ends) {
+                explanation.end_openings(acp, until);
+            }
+        }
         // A Deny where an ACP that could not be compiled applies is no final
         // result: its rules might have permitted (indeterminate, 7.1.4;
         // Decision 10).

@@ -1381,6 +1381,82 @@ async fn a_request_on_a_dynamic_acp_is_one_on_an_acp_ts0003_7_1_1() {
     assert_eq!(d.decision, PERMIT, "{}", d.summary);
 }
 
+/// Explanations (issue "for a time window, when it next opens"): a dynamic
+/// ACP counts until its lifetime ends (Decision 7), so a window of it that
+/// opens only later never opens for the originator; one that opens before
+/// the end is named.
+#[tokio::test]
+async fn a_dynamic_acps_window_opening_after_its_lifetime_never_opens_decision_7() {
+    let pdp = pdp_with(&[snapshot_event(
+        1,
+        vec![acp("acpOwner", &["Cowner"], 63)],
+        vec![resource("t1", Some(&["acpOwner"]), "Ccreator")],
+    )]);
+    let until = chrono::Utc::now() + chrono::Duration::days(2);
+    let window = |id: &str, revision: u64, actw: &str| pb::WatchEvent {
+        revision,
+        tag: 0,
+        event: Some(pb::watch_event::Event::DynamicPut(pb::DynamicAcpRecord {
+            acp_id: id.to_owned(),
+            target: "t1".into(),
+            privileges: Some(pb::SetOfAcrs {
+                rules: vec![pb::AccessControlRule {
+                    originators: vec!["CA".into()],
+                    operations: 2,
+                    contexts: vec![pb::AccessControlContext {
+                        time_windows: vec![actw.to_owned()],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            }),
+            expires_at: Some(prost_types::Timestamp {
+                seconds: until.timestamp(),
+                nanos: 0,
+            }),
+            revision,
+            version: None,
+        })),
+    };
+    // Opens on 1 January 2041 (after the lifetime), and at the next
+    // minute's second 0 of the hour 25 hours on (within it).
+    let later = chrono::Utc::now() + chrono::Duration::hours(25);
+    let soon = format!(
+        "0 0 {} {} {} * {}",
+        later.format("%-H"),
+        later.format("%-d"),
+        later.format("%-m"),
+        later.format("%Y")
+    );
+    pdp.apply_event(&window("dynLate", 2, "0 0 0 1 1 * 2041"))
+        .unwrap();
+    pdp.apply_event(&window("dynSoon", 3, &soon)).unwrap();
+    let d = pdp
+        .service()
+        .decide_pb(&request("CA", pb::Operation::Retrieve, "t1"))
+        .unwrap();
+    assert_eq!(d.decision, DENY, "{}", d.summary);
+    let opens = |acp: &str| -> Option<Option<prost_types::Timestamp>> {
+        let failed = d
+            .explanation
+            .as_ref()?
+            .failed_rules
+            .iter()
+            .find(|f| f.rule.as_ref().is_some_and(|r| r.acp_id == acp))?;
+        let Some(pb::failed_condition::Condition::Context(c)) = &failed.failed.as_ref()?.condition
+        else {
+            return None;
+        };
+        match c.elements.first()?.part.as_ref()? {
+            pb::context_failure::Part::TimeWindow(t) => Some(t.next_open),
+            _ => None,
+        }
+    };
+    assert_eq!(opens("dynLate"), Some(None), "{}", d.summary);
+    assert!(matches!(opens("dynSoon"), Some(Some(_))), "{}", d.summary);
+    assert!(d.summary.contains("never opens again"), "{}", d.summary);
+}
+
 #[tokio::test]
 async fn serve_runs_until_shutdown() {
     let pdp = pdp_with(&[snapshot_event(1, vec![], vec![])]);
