@@ -258,6 +258,18 @@ async fn main() -> Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
+    // SIGINT (Ctrl-C) or SIGTERM (what a service manager sends): stop
+    // taking connections and let requests under way finish. Listened for
+    // before the banner, which tells a supervisor the CSE is up: a signal
+    // sent right after it must not find the default action (death).
+    #[cfg(unix)]
+    let (mut terminate, mut interrupt) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        )
+    };
     println!(
         "door-lock CSE {}{} on {}://{} (PDP {})",
         cse.sp_id(),
@@ -270,15 +282,10 @@ async fn main() -> Result<()> {
         listener.local_addr()?,
         args.pdp.join(", ")
     );
-    // SIGINT (Ctrl-C) or SIGTERM (what a service manager sends): stop
-    // taking connections and let requests under way finish.
-    #[cfg(unix)]
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
     let shutdown = async move {
         #[cfg(unix)]
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
         #[cfg(not(unix))]
