@@ -823,9 +823,11 @@ impl OriginatorEntry {
                 if fqdn.is_empty() {
                     return Err(IdError::EmptySegment(entry.to_owned()));
                 }
-                // A `*` stands for letters, digits or `-` there (`//*/x`,
-                // `//m2m*.example.com/x`); the rest must be a domain name,
-                // as the hosting CSE's SP-ID must.
+                // Checked as if each `*` were a letter (`//*/x`,
+                // `//m2m*.example.com/x`): the rest must be a domain name,
+                // as the hosting CSE's SP-ID must. Matching reads the `*`
+                // as any other (Decision 1: within the segment, dots
+                // included, as `//*/myCSEID` of table 7.1.3-2 needs).
                 if !is_fqdn(&fqdn.replace('*', "a")) {
                     return Err(IdError::BadDomain(fqdn.to_owned()));
                 }
