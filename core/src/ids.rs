@@ -380,6 +380,27 @@ impl HostingContext {
         &self.cse
     }
 
+    /// Whether `id` names this CSE's CSEBase by its CSE-ID: SP-relative
+    /// `/cse` or absolute `//sp/cse` (the domain in any case, a trailing
+    /// `/` allowed), which [`HostingContext::cse_relative`] has no
+    /// CSE-relative form for. The CSEBase's resource ID is then the CSE-ID
+    /// without `/` ([`HostingContext::cse_id`]), as the PEP names it.
+    pub fn names_cse_base(&self, id: &str) -> bool {
+        let sp_relative = match id.strip_prefix("//") {
+            Some(abs) => {
+                let (fqdn, rest) = abs.split_at(abs.find('/').unwrap_or(abs.len()));
+                if !fqdn.eq_ignore_ascii_case(&self.sp) {
+                    return false;
+                }
+                rest
+            }
+            None => id,
+        };
+        sp_relative
+            .strip_prefix('/')
+            .is_some_and(|cse| cse.strip_suffix('/').unwrap_or(cse) == self.cse)
+    }
+
     /// What makes the relative originator ID `id` absolute (Decision 2):
     /// `//sp` before an SP-relative ID, `//sp/` before an `S` stem, the
     /// hosting CSE's `//sp/cse/` before any other.

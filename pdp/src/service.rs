@@ -400,6 +400,10 @@ impl PdpService {
             && relative.len() != conv.request.target.len()
         {
             conv.request.target = relative.to_owned();
+        } else if hosting.names_cse_base(&conv.request.target) {
+            // The CSEBase by its CSE-ID (`/cse`, `//sp/cse`): its resource
+            // ID is the CSE-ID without `/`, as the PEP names it.
+            conv.request.target = hosting.cse_id().to_owned();
         }
         if conv.request.operation == authz_core::request::Operation::Create
             && conv.request.target_type.is_none()

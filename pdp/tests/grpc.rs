@@ -1457,6 +1457,39 @@ async fn a_dynamic_acps_window_opening_after_its_lifetime_never_opens_decision_7
     assert!(d.summary.contains("never opens again"), "{}", d.summary);
 }
 
+/// TS-0001 7.2: a target in any ID form of the hosting CSE; the CSEBase
+/// in its SP-relative or absolute form is its CSE-ID (`/id-in`,
+/// `//sp.example.com/id-in`), which has no CSE-relative form: it names the
+/// resource the PEP and the PRP name by the CSE-ID without `/`.
+#[tokio::test]
+async fn the_csebase_by_its_cse_id_is_its_resource_ts0001_7_2() {
+    let base = pb::TargetResource {
+        resource_type: 5,
+        ..resource("id-in", Some(&["acpOwner"]), "")
+    };
+    let pdp = pdp_with(&[snapshot_event(
+        1,
+        vec![acp("acpOwner", &["Cowner"], 63)],
+        vec![base],
+    )]);
+    let svc = pdp.service();
+    for target in ["id-in", "/id-in", "//SP.example.com/id-in"] {
+        let d = svc
+            .decide_pb(&request("Cowner", pb::Operation::Retrieve, target))
+            .unwrap();
+        assert_eq!(d.decision, PERMIT, "{target}: {}", d.summary);
+        let d = svc
+            .decide_pb(&request("Cother", pb::Operation::Retrieve, target))
+            .unwrap();
+        assert_eq!(d.decision, DENY, "{target}: {}", d.summary);
+    }
+    // Another CSE's CSEBase is no resource here.
+    let d = svc
+        .decide_pb(&request("Cowner", pb::Operation::Retrieve, "/id-mn"))
+        .unwrap();
+    assert_eq!(d.decision, DENY, "{}", d.summary);
+}
+
 #[tokio::test]
 async fn serve_runs_until_shutdown() {
     let pdp = pdp_with(&[snapshot_event(1, vec![], vec![])]);

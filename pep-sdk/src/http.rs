@@ -519,17 +519,7 @@ pub fn cse_relative(to: &str, cse: &CseContext) -> Option<String> {
         return Some(relative.to_owned());
     }
     // The CSEBase itself, which the engine's form has no CSE-relative ID for.
-    let sp_relative = match to.strip_prefix("//") {
-        Some(abs) => {
-            let (fqdn, rest) = abs.split_at(abs.find('/').unwrap_or(abs.len()));
-            if !fqdn.eq_ignore_ascii_case(cse.hosting().sp_fqdn()) {
-                return None;
-            }
-            rest
-        }
-        None => to,
-    };
-    (sp_relative.strip_suffix('/').unwrap_or(sp_relative) == cse.cse_id()).then(String::new)
+    cse.hosting().names_cse_base(to).then(String::new)
 }
 
 /// Query parameters, percent-decoded (`+` stays `+`: it joins list values).
