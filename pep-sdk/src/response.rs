@@ -8,7 +8,7 @@
 //! | Permit | proceed; `ati` = the assigned Local-Token-IDs |
 //! | Deny, status SYNTAX_ERROR (malformed request) | 4000 BAD_REQUEST, `m2m:dbg` = what is malformed |
 //! | Deny with Token Request Information | 4103 ORIGINATOR_HAS_NO_PRIVILEGE, content `m2m:tqf` (and no debug information, TS-0009 6.5) |
-//! | Deny because the PDP gave no decision (fail-closed, [`DecisionSource::FailClosed`]) | 4103, `m2m:dbg` = "originator has no privilege: PDP unreachable, access denied (fail-closed)", or with [`DenyDetail::Summary`] the summary with the reason ("DENY (fail-closed): PDP unreachable: ...") |
+//! | Deny because the PDP gave no usable decision (fail-closed, [`DecisionSource::FailClosed`]: unreachable, too slow, or an answer that is none, such as a PERMIT whose status is not OK, whatever that status) | 4103, `m2m:dbg` = [`FAIL_CLOSED_TEXT`], or with [`DenyDetail::Summary`] the summary with the reason ("DENY (fail-closed): PDP unreachable: ...") |
 //! | any other Deny | 4103, `m2m:dbg` = a short text with the decision ID, or the PDP's summary with [`DenyDetail::Summary`] |
 //!
 //! `ati` (m2m:dynAuthLocalTokenIdAssignments) travels in the HTTP binding as
@@ -136,6 +136,11 @@ impl Rejection {
     }
 }
 
+/// What a fail-closed Deny tells the originator with [`DenyDetail::Minimal`]:
+/// the PDP was unreachable, too slow, or answered nothing usable.
+pub const FAIL_CLOSED_TEXT: &str =
+    "originator has no privilege: no usable decision from the PDP, access denied (fail-closed)";
+
 impl Enforcement {
     /// Maps a verdict to what the CSE does (see the module documentation).
     pub fn of(verdict: &Verdict, detail: DenyDetail) -> Self {
@@ -146,7 +151,18 @@ impl Enforcement {
                 assigned_token_ids: ati,
             };
         }
-        let mut rejection = if d.status == pb::AuthorizationStatus::SyntaxError as i32 {
+        // Fail-closed first: a PDP that gave no usable decision (a PERMIT
+        // with a status other than OK, SYNTAX_ERROR included) is no fault of
+        // the originator's request (Decision 9 keeps 4000 for those).
+        let mut rejection = if verdict.source == DecisionSource::FailClosed {
+            // The transport error is for the operator's log, not for the
+            // originator, unless the summary was asked for.
+            let text = match detail {
+                DenyDetail::Summary => d.summary.clone(),
+                DenyDetail::Minimal => FAIL_CLOSED_TEXT.to_owned(),
+            };
+            Rejection::debug(ResponseStatusCode::ORIGINATOR_HAS_NO_PRIVILEGE, text)
+        } else if d.status == pb::AuthorizationStatus::SyntaxError as i32 {
             Rejection::debug(ResponseStatusCode::BAD_REQUEST, d.summary.clone())
         } else if let Some(tqf) = d
             .token_request_info
@@ -158,17 +174,6 @@ impl Enforcement {
                 content: json!({ "m2m:tqf": token_request_info_json(tqf) }),
                 assigned_token_ids: Vec::new(),
             }
-        } else if verdict.source == DecisionSource::FailClosed {
-            // The transport error is for the operator's log, not for the
-            // originator, unless the summary was asked for.
-            let text = match detail {
-                DenyDetail::Summary => d.summary.clone(),
-                DenyDetail::Minimal => {
-                    "originator has no privilege: PDP unreachable, access denied (fail-closed)"
-                        .to_owned()
-                }
-            };
-            Rejection::debug(ResponseStatusCode::ORIGINATOR_HAS_NO_PRIVILEGE, text)
         } else {
             let text = match detail {
                 DenyDetail::Summary if !d.summary.is_empty() => d.summary.clone(),
@@ -242,8 +247,8 @@ mod tests {
         }
     }
 
-    /// A fail-closed Deny tells the originator only that the PDP was
-    /// unreachable; the transport error is shown with `Summary` only.
+    /// A fail-closed Deny tells the originator only that the PDP gave no
+    /// usable decision; the transport error is shown with `Summary` only.
     #[test]
     fn fail_closed_text_depends_on_the_detail() {
         let mut d = deny(pb::AuthorizationStatus::ProcessingError);
@@ -257,7 +262,7 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let minimal = text(DenyDetail::Minimal);
-        assert!(minimal.contains("PDP unreachable"), "{minimal}");
+        assert!(minimal.contains("no usable decision from the PDP"), "{minimal}");
         assert!(!minimal.contains("10.0.0.7"), "{minimal}");
         assert!(text(DenyDetail::Summary).contains("10.0.0.7"));
     }

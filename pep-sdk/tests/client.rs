@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use authz_pep::{
-    CacheConfig, CseContext, DecisionSource, DiscoveryRequest, FailOpenRule, OriginatorIp,
-    PepClient, PepConfig, PepLayer, RetryPolicy,
+    CacheConfig, CseContext, DecisionSource, DenyDetail, DiscoveryRequest, Enforcement,
+    FailOpenRule, OriginatorIp, PepClient, PepConfig, PepLayer, RetryPolicy,
 };
 use authz_proto::pb;
 use authz_proto::pb::policy_decision_point_server::{
@@ -547,7 +547,26 @@ async fn a_permit_without_status_ok_fails_closed_and_is_not_cached() {
         assert!(!batch[0].is_permit(), "status {status}: {batch:?}");
         let streamed = client.stream().decide(request("Cphone", "frontDoor")).await;
         assert!(!streamed.is_permit(), "status {status}: {streamed:?}");
+        // Enforced as a fail-closed 4103, whatever the status kept: the
+        // PDP's fault, not the originator's (no 4000 for SYNTAX_ERROR).
+        let Enforcement::Reject(r) = v_enforced(&client).await else {
+            panic!("status {status}: proceeded");
+        };
+        assert_eq!(r.rsc.0, 4103, "status {status}: {r:?}");
+        assert_eq!(
+            r.content["m2m:dbg"],
+            authz_pep::response::FAIL_CLOSED_TEXT,
+            "status {status}"
+        );
     }
+}
+
+/// The enforcement of a decision on `frontDoor` with minimal detail.
+async fn v_enforced(client: &PepClient) -> Enforcement {
+    client
+        .decide(request("Cphone", "frontDoor"))
+        .await
+        .enforcement(DenyDetail::Minimal)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -729,7 +748,7 @@ async fn no_pdp_fails_closed_except_the_fail_open_list() {
     .await;
     assert_eq!(status.as_u16(), 403);
     assert_eq!(headers["x-m2m-rsc"], "4103");
-    assert!(body.contains("PDP unreachable"), "{body}");
+    assert!(body.contains("no usable decision from the PDP"), "{body}");
 }
 
 /// Fail-closed on a malformed answer: a PDP that answers a batch out of
