@@ -867,6 +867,16 @@ async fn a_batch_waiting_on_a_slow_das_ends_before_the_callers_deadline() {
     das.release();
 }
 
+/// `svc`'s decision of `request(who, op, target)`.
+fn decided(
+    svc: &authz_pdp::PdpService,
+    who: &str,
+    op: pb::Operation,
+    target: &str,
+) -> pb::Decision {
+    svc.decide_pb(&request(who, op, target)).unwrap()
+}
+
 /// The next answer of a decision stream, within `secs` seconds.
 async fn next_answer(
     answers: &mut tonic::Streaming<pb::Decision>,
@@ -1332,14 +1342,14 @@ async fn decision_7_a_dynamic_acp_counts_for_the_resource_it_is_bound_to() {
     // A Permit by a dynamic ACP is reusable only until the ACP ends
     // (`reusable_until`, which a PEP's cache honours); one by a stored ACP
     // is not limited.
-    let by_grant = svc.decide_pb(&request("Cguest", Retrieve, "cin1")).unwrap();
+    let by_grant = decided(&svc, "Cguest", Retrieve, "cin1");
     assert_eq!(by_grant.decision, PERMIT);
     assert_eq!(
         by_grant.reusable_until.map(|t| t.seconds),
         Some(at.timestamp()),
         "{by_grant:?}"
     );
-    let by_stored = svc.decide_pb(&request("Cowner", Retrieve, "cin1")).unwrap();
+    let by_stored = decided(&svc, "Cowner", Retrieve, "cin1");
     assert_eq!(by_stored.decision, PERMIT, "{}", by_stored.summary);
     assert_eq!(by_stored.reusable_until, None);
 }
@@ -1375,9 +1385,7 @@ async fn a_request_on_a_dynamic_acp_is_one_on_an_acp_ts0003_7_1_1() {
         }
     }
     // The grant still counts for its target.
-    let d = svc
-        .decide_pb(&request("Cdyn", pb::Operation::Retrieve, "cnt1"))
-        .unwrap();
+    let d = decided(&svc, "Cdyn", pb::Operation::Retrieve, "cnt1");
     assert_eq!(d.decision, PERMIT, "{}", d.summary);
 }
 
@@ -1474,19 +1482,13 @@ async fn the_csebase_by_its_cse_id_is_its_resource_ts0001_7_2() {
     )]);
     let svc = pdp.service();
     for target in ["id-in", "/id-in", "//SP.example.com/id-in"] {
-        let d = svc
-            .decide_pb(&request("Cowner", pb::Operation::Retrieve, target))
-            .unwrap();
+        let d = decided(&svc, "Cowner", pb::Operation::Retrieve, target);
         assert_eq!(d.decision, PERMIT, "{target}: {}", d.summary);
-        let d = svc
-            .decide_pb(&request("Cother", pb::Operation::Retrieve, target))
-            .unwrap();
+        let d = decided(&svc, "Cother", pb::Operation::Retrieve, target);
         assert_eq!(d.decision, DENY, "{target}: {}", d.summary);
     }
     // Another CSE's CSEBase is no resource here.
-    let d = svc
-        .decide_pb(&request("Cowner", pb::Operation::Retrieve, "/id-mn"))
-        .unwrap();
+    let d = decided(&svc, "Cowner", pb::Operation::Retrieve, "/id-mn");
     assert_eq!(d.decision, DENY, "{}", d.summary);
 }
 

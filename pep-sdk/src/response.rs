@@ -262,7 +262,10 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let minimal = text(DenyDetail::Minimal);
-        assert!(minimal.contains("no usable decision from the PDP"), "{minimal}");
+        assert!(
+            minimal.contains("no usable decision from the PDP"),
+            "{minimal}"
+        );
         assert!(!minimal.contains("10.0.0.7"), "{minimal}");
         assert!(text(DenyDetail::Summary).contains("10.0.0.7"));
     }
