@@ -405,10 +405,26 @@ impl PdpService {
             // ID is the CSE-ID without `/`, as the PEP names it.
             conv.request.target = hosting.cse_id().to_owned();
         }
-        if conv.request.operation == authz_core::request::Operation::Create
-            && conv.request.target_type.is_none()
-        {
-            conv.request.target_type = snap.resource_type(&conv.request.target);
+        // A resource's type never changes (TS-0001 9.6.1.3): a
+        // `target_type` other than the one the replica holds is a wrong
+        // claim, which an `acod` `ty` must not be compared with (7.1.5).
+        let known_type = snap
+            .resource_type(&conv.request.target)
+            .filter(|&ty| ty != 0);
+        match (conv.request.target_type, known_type) {
+            (Some(claimed), Some(ty)) if claimed != ty => {
+                return Err(vec![authz_proto::ConversionError {
+                    field: "target_type".to_owned(),
+                    message: format!(
+                        "the target {} is of resource type {ty}, not {claimed}",
+                        conv.request.target
+                    ),
+                }]);
+            }
+            (None, Some(_)) if conv.request.operation == authz_core::request::Operation::Create => {
+                conv.request.target_type = known_type;
+            }
+            _ => {}
         }
         // An acpi change of a target the replica knows has none (an ACP, a
         // contentInstance): as invalid as one whose `target_type` says so

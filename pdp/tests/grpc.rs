@@ -473,11 +473,73 @@ async fn create_without_target_type_uses_the_replicas_type_7_1_5() {
     assert_eq!(d.decision, PERMIT, "the container's ty 3: {}", d.summary);
     let d = decide(&mut client, create("ae1")).await;
     assert_eq!(d.decision, DENY, "an AE is ty 2: {}", d.summary);
-    // What the PEP says stands.
-    let mut said = create("ae1");
+    // The type the replica holds, said again, stands.
+    let mut said = create("cnt");
     said.target_type = Some(3);
     let d = decide(&mut client, said).await;
     assert_eq!(d.decision, PERMIT, "{}", d.summary);
+}
+
+/// The fields an INVALID_ARGUMENT's BadRequest names.
+fn refused(err: tonic::Status) -> Vec<String> {
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let bad = err.get_details_bad_request().expect("a BadRequest detail");
+    bad.field_violations.into_iter().map(|v| v.field).collect()
+}
+
+/// TS-0001 9.6.1.3: a resource's type never changes, so a `target_type`
+/// other than the one the replica holds for the target is a wrong claim:
+/// `INVALID_ARGUMENT` naming `target_type` (a SYNTAX_ERROR Deny in a
+/// batch), never what an `acod` `ty` is compared with (TS-0003 7.1.5,
+/// res_resourceType: the *targeted* resource's type). Without the check,
+/// an AE (ty 2) said to be a container (ty 3) was created under by a rule
+/// for containers only, and a CREATE on an ACP said to be a container was
+/// permitted by a `pvs` rule whose `acod` names containers.
+#[tokio::test]
+async fn a_target_type_the_replica_contradicts_is_invalid_ts0001_9_6_1_3() {
+    const CREATE: u32 = 1;
+    let details = vec![pb::ObjectDetails {
+        resource_type: Some(3),
+        child_resource_types: vec![4],
+        ..Default::default()
+    }];
+    let mut policy = acp("acpC", &["Cphone"], CREATE);
+    if let Some(pv) = policy.privileges.as_mut() {
+        pv.rules[0].object_details = details.clone();
+    }
+    if let Some(pvs) = policy.self_privileges.as_mut() {
+        pvs.rules.push(pb::AccessControlRule {
+            originators: vec!["Cphone".into()],
+            operations: CREATE,
+            object_details: details,
+            ..Default::default()
+        });
+    }
+    let mut ae = resource("ae1", Some(&["acpC"]), "Ccreator");
+    ae.resource_type = 2;
+    let pdp = pdp_with(&[snapshot_event(3, vec![policy], vec![ae])]);
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+
+    for target in ["ae1", "acpC", "/id-in/ae1"] {
+        let mut r = request("Cphone", pb::Operation::Create, target);
+        r.resource_type = Some(4);
+        r.target_type = Some(3);
+        let err = client.decide(r.clone()).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{target}: {err:?}");
+        assert_eq!(refused(err), ["target_type"], "{target}");
+        let out = client
+            .decide_batch(pb::DecideBatchRequest { requests: vec![r] })
+            .await
+            .expect("batch")
+            .into_inner();
+        assert_eq!(out.decisions[0].decision, DENY, "{target}");
+        assert_eq!(
+            out.decisions[0].status,
+            pb::AuthorizationStatus::SyntaxError as i32,
+            "{target}"
+        );
+    }
 }
 
 /// An endpoint that is not a URI is an error at start, naming it, not a
@@ -1056,15 +1118,6 @@ async fn invalid_request_is_invalid_argument_naming_the_field() {
     req.originator_ip = Some(pb::IpAddress {
         address: Some(pb::ip_address::Address::Ipv4("300.1.1.1".into())),
     });
-    // The fields an INVALID_ARGUMENT's BadRequest names.
-    let refused = |err: tonic::Status| {
-        assert_eq!(err.code(), Code::InvalidArgument);
-        let bad = err.get_details_bad_request().expect("a BadRequest detail");
-        bad.field_violations
-            .into_iter()
-            .map(|v| v.field)
-            .collect::<Vec<String>>()
-    };
     let fields = refused(client.decide(req).await.unwrap_err());
     assert!(fields.iter().any(|f| f == "operation"), "{fields:?}");
     assert!(
@@ -1633,8 +1686,12 @@ async fn ts0001_9_6_1_3_2_updates_acpi_on_a_retrieve_or_a_target_without_acpi_is
 
     let mut retrieve = acpi_change("Cadmin", "cnt1");
     retrieve.operation = pb::Operation::Retrieve as i32;
-    let mut typed_acp = acpi_change("Cadmin", "cnt1");
+    // A target the replica does not hold, said to be an ACP (one it holds
+    // is of the type it knows: see
+    // `a_target_type_the_replica_contradicts_is_invalid_ts0001_9_6_1_3`).
+    let mut typed_acp = acpi_change("Cadmin", "elsewhere");
     typed_acp.target_type = Some(1);
+    typed_acp.acp_ids = vec!["acp1".into()];
     let mut named_acp = acpi_change("Cadmin", "acp1");
     named_acp.acp_ids = vec!["acp1".into()];
     for (what, req, reason) in [
