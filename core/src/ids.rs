@@ -950,7 +950,9 @@ impl Glob {
 /// The absolute form of a resource ID (TS-0001 7.2), as token `ris` are
 /// compared: `//sp/...` as is with the domain lower-cased, SP-relative
 /// `/cse/...` under the hosting SP, CSE-relative `x/...` under the hosting
-/// CSE. Structured and unstructured IDs of one resource stay different.
+/// CSE; the hosting CSE's CSE-ID without `/`, the CSEBase's resource ID,
+/// is `//sp/cse`. Structured and unstructured IDs of one resource stay
+/// different.
 pub fn canonical_resource_id(id: &str, hosting: &HostingContext) -> Result<String, String> {
     if id.is_empty() {
         return Err("must not be empty".into());
@@ -991,6 +993,10 @@ pub(crate) fn with_canonical_resource_id<R>(
         buf.set(&format!("//{}", domain.to_ascii_lowercase()), &abs[cut..]);
     } else if id.starts_with('/') {
         buf.set(&hosting.sp_prefix, id);
+    } else if id == hosting.cse {
+        // The CSEBase's own resource ID, as the PDP and the PEP name it (the
+        // CSE-ID without `/`): the resource `//sp/cse`, not a child of it.
+        buf.set(&hosting.cse_prefix[..hosting.cse_prefix.len() - 1], "");
     } else {
         buf.set(&hosting.cse_prefix, id);
     }
@@ -1100,6 +1106,35 @@ mod tests {
         let c = HostingContext::new("//M2M-sp.Example.com", "id-in").expect("valid");
         assert_eq!(c.sp_fqdn(), "m2m-sp.example.com");
         assert_eq!(c.cse_id(), "id-in");
+    }
+
+    /// TS-0001 7.2: the CSEBase's resource ID as the PDP and PEP name it
+    /// (the CSE-ID without `/`) is the CSE's own absolute ID, as `/cse` and
+    /// `//sp/cse` are; a child of it is under it.
+    #[test]
+    fn the_cse_base_resource_id_is_the_cse_ts0001_7_2() {
+        let c = ctx();
+        for id in [
+            "myCSEID",
+            "/myCSEID",
+            "//m2msp.org/myCSEID",
+            "//M2MSP.org/myCSEID",
+        ] {
+            assert_eq!(
+                canonical_resource_id(id, &c).unwrap(),
+                "//m2msp.org/myCSEID",
+                "{id}"
+            );
+            with_canonical_resource_id(id, &c, |got| assert_eq!(got, "//m2msp.org/myCSEID"));
+        }
+        assert_eq!(
+            canonical_resource_id("myCSEID2", &c).unwrap(),
+            "//m2msp.org/myCSEID/myCSEID2"
+        );
+        assert_eq!(
+            canonical_resource_id("/myCSEID/x", &c).unwrap(),
+            "//m2msp.org/myCSEID/x"
+        );
     }
 
     #[test]

@@ -1332,25 +1332,34 @@ async fn token_request_info_trid_is_absolute_7_3_2_3() {
         &snapshot_event(
             1,
             vec![acp("acp1", &["Cowner"], 63)],
-            vec![resource("frontDoor", Some(&["acp1"]), "Ccreator")],
+            vec![
+                resource("frontDoor", Some(&["acp1"]), "Ccreator"),
+                // The CSEBase, under its resource ID (the CSE-ID without `/`).
+                resource("in-cse", Some(&["acp1"]), "Ccreator"),
+            ],
         ),
     )
     .await;
     let (channel, _server) = serve_pdp(&pdp).await;
     let mut client = PolicyDecisionPointClient::new(channel);
 
-    let mut visitor = request("Cvisitor", pb::Operation::Retrieve, "frontDoor");
-    visitor.token_request_indicator = true;
-    let d = client.decide(visitor).await.expect("decision").into_inner();
-    assert_eq!(d.decision, DENY, "{d:?}");
-    let tqf = d.token_request_info.expect("tqf");
-    assert_eq!(tqf.das_info.len(), 1, "{tqf:?}");
-    let dreq = tqf.das_info[0].das_request.as_ref().expect("dreq");
-    assert_eq!(
-        dreq.targeted_resource_id,
-        "//sp.example.com/in-cse/frontDoor"
-    );
-    assert_eq!(dreq.originator, "//sp.example.com/in-cse/Cvisitor");
+    // The CSEBase named by its CSE-ID is `//sp/cse`, not a child of it
+    // named like the CSE.
+    for (target, trid) in [
+        ("frontDoor", "//sp.example.com/in-cse/frontDoor"),
+        ("/in-cse", "//sp.example.com/in-cse"),
+        ("in-cse", "//sp.example.com/in-cse"),
+    ] {
+        let mut visitor = request("Cvisitor", pb::Operation::Retrieve, target);
+        visitor.token_request_indicator = true;
+        let d = client.decide(visitor).await.expect("decision").into_inner();
+        assert_eq!(d.decision, DENY, "{d:?}");
+        let tqf = d.token_request_info.expect("tqf");
+        assert_eq!(tqf.das_info.len(), 1, "{tqf:?}");
+        let dreq = tqf.das_info[0].das_request.as_ref().expect("dreq");
+        assert_eq!(dreq.targeted_resource_id, trid, "{target}");
+        assert_eq!(dreq.originator, "//sp.example.com/in-cse/Cvisitor");
+    }
 }
 
 /// Decision 9: a malformed token in `tkns` is the originator's invalid
@@ -1656,6 +1665,48 @@ async fn a_tokens_privileges_do_not_authorize_a_request_on_an_acp_7_1_1() {
     on_door.tokens = vec![token];
     let d = client.decide(on_door).await.expect("decision").into_inner();
     assert_eq!(d.decision, PERMIT, "{d:?}");
+}
+
+/// TS-0003 7.3.2.5: a token permission with `ris` "shall apply only to the
+/// resources specified by this element". A `ris` naming the CSEBase by its
+/// CSE-ID, SP-relative or absolute, is the CSEBase however the request
+/// names it (`/cse-a`, `//sp.example.com/cse-a`, or its resource ID
+/// `cse-a`), and grants nothing on its children.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_for_the_cse_base_grants_on_it_7_3_2_5() {
+    let (url, task) = serve_das(ScriptedDas::default()).await;
+    tokio::spawn(task);
+    let mut dynamic = DynamicConfig::new(vec![url]);
+    dynamic.deadline = Duration::from_secs(5);
+    let pdp = pdp_trusting(
+        dynamic,
+        &snapshot_event(
+            1,
+            vec![acp("acpOwner", &["Cowner"], 63)],
+            vec![
+                resource("door", Some(&["acpOwner"]), "Ccreator"),
+                resource("cse-a", Some(&["acpOwner"]), "Ccreator"),
+            ],
+        ),
+    )
+    .await;
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let visitor = "//sp.example.com/cse-a/Cvisitor";
+    for (i, ris) in ["/cse-a", "//sp.example.com/cse-a", "//SP.example.com/cse-a"]
+        .into_iter()
+        .enumerate()
+    {
+        let token = door_token(&format!("tkbase{i}@das.example.com"), visitor, &[ris]);
+        for to in ["/cse-a", "//sp.example.com/cse-a", "cse-a", "door"] {
+            let mut r = door_update_at(visitor, "/cse-a");
+            r.target = to.into();
+            r.tokens = vec![token.clone()];
+            let d = client.decide(r).await.expect("decision").into_inner();
+            let expected = if to == "door" { DENY } else { PERMIT };
+            assert_eq!(d.decision, expected, "ris {ris}, to {to}: {d:?}");
+        }
+    }
 }
 
 /// TS-0003 7.3.2.5: a token permission with `ris` "shall apply only to the
