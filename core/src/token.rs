@@ -30,7 +30,7 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -1769,15 +1769,18 @@ impl TrustStore {
             .not_after
             .checked_add_signed(self.leeway)
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        if ctx.now < earliest {
+        // The claims have a resolution of one second, so the PDP's clock is
+        // read at that resolution: `exp` names the last valid second, all of
+        // it ("token expired after this time", TS-0003 7.3.2.4), as `nbf`
+        // names the first.
+        let now = ctx.now.trunc_subsecs(0);
+        if now < earliest {
             return Err(TokenError::NotYetValid {
                 not_before: claims.not_before,
                 now: ctx.now,
             });
         }
-        // notAfter is the last valid instant ("token expired after this time",
-        // TS-0003 7.3.2.4).
-        if ctx.now > latest {
+        if now > latest {
             return Err(TokenError::Expired {
                 not_after: claims.not_after,
                 now: ctx.now,

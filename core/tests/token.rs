@@ -654,8 +654,15 @@ fn attack_wrong_kid() {
 fn attack_expired_clause_7_3_2_3_step_6_1_3() {
     let token = es_signer().sign(&claims()).unwrap();
     let exp = claims().not_after;
-    // notAfter itself is the last valid second.
+    // notAfter itself is the last valid second, all of it: the claims'
+    // resolution is one second, and a PDP clock 999 ms into it is still
+    // in it.
     assert!(store().verify(&token, &ctx_at(exp)).is_ok());
+    assert!(
+        store()
+            .verify(&token, &ctx_at(exp + TimeDelta::milliseconds(999)))
+            .is_ok()
+    );
     let late = exp + TimeDelta::seconds(1);
     assert_eq!(
         denied(store().verify(&token, &ctx_at(late))),
@@ -668,7 +675,10 @@ fn attack_expired_clause_7_3_2_3_step_6_1_3() {
     let lenient = store().with_leeway(TimeDelta::seconds(30));
     assert!(
         lenient
-            .verify(&token, &ctx_at(exp + TimeDelta::seconds(30)))
+            .verify(
+                &token,
+                &ctx_at(exp + TimeDelta::seconds(30) + TimeDelta::milliseconds(500))
+            )
             .is_ok()
     );
     assert!(matches!(
@@ -682,6 +692,11 @@ fn attack_not_yet_valid_clause_7_3_2_3_step_6_1_3() {
     let token = es_signer().sign(&claims()).unwrap();
     let nbf = claims().not_before;
     assert!(store().verify(&token, &ctx_at(nbf)).is_ok());
+    // The second before notBefore is before it, to its last millisecond.
+    assert!(matches!(
+        store().verify(&token, &ctx_at(nbf - TimeDelta::milliseconds(1))),
+        Err(TokenError::NotYetValid { .. })
+    ));
     let early = nbf - TimeDelta::seconds(1);
     assert_eq!(
         denied(store().verify(&token, &ctx_at(early))),
