@@ -545,7 +545,23 @@ const RULE: Shape = Shape::Object(&[
     ("acod", Shape::ListOf(&OBJECT_DETAILS)),
 ]);
 const SET_OF_ACRS: Shape = Shape::Object(&[("acr", Shape::ListOf(&RULE))]);
+const TOKEN_PERMISSION: Shape = Shape::Object(&[("pv", SET_OF_ACRS)]);
+const TOKEN_PERMISSIONS: Shape = Shape::Object(&[("pm", Shape::ListOf(&TOKEN_PERMISSION))]);
 const SHORT_REQUEST: Shape = Shape::Object(&[("oip", OBJECT), ("olo", OBJECT), ("spty", OBJECT)]);
+
+/// Prepares a token's permissions (`m2m:tokenPermissions`, TS-0004
+/// 6.3.5.41) at `path` for deserializing, as an ACP's `pv` is prepared:
+/// each `pm[i].pv` normalized alike, and every position that must be an
+/// object checked, so that a list of a struct's fields (which serde would
+/// take) is an error in a token as in a policy file.
+pub(crate) fn prepare_token_permissions(v: &mut Value, path: &str) -> Result<(), ValidationError> {
+    if let Some(pm) = v.get_mut("pm").and_then(Value::as_array_mut) {
+        for pv in pm.iter_mut().filter_map(|p| p.get_mut("pv")) {
+            normalize_acrs(pv);
+        }
+    }
+    check_shape(v, &TOKEN_PERMISSIONS, path)
+}
 
 /// Checks `v` against `shape`, naming the first position that is not an
 /// object. A null, or a list where an object's attribute should be one,

@@ -591,7 +591,11 @@ impl<'a> Reader<'a> {
     }
 
     fn permissions(&mut self, name: &str) -> Option<TokenPermissions> {
-        let v = self.get(name)?.clone();
+        let mut v = self.get(name)?.clone();
+        if let Err(e) = crate::json::prepare_token_permissions(&mut v, name) {
+            self.errors.push(e);
+            return None;
+        }
         match deserialize_at::<TokenPermissions>(name, v) {
             Ok(p) => Some(p),
             Err(e) => {
@@ -1665,6 +1669,7 @@ impl TrustStore {
             signature_b64,
             header,
             alg,
+            kid,
             payload,
         } = Jws::parse(token)?;
         let alg = alg.as_str();
@@ -1707,16 +1712,7 @@ impl TrustStore {
             if !issuer.algorithms.contains(&algorithm) {
                 return Err(not_permitted());
             }
-            let kid = match header.get("kid") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(k)) => Some(k.as_str()),
-                Some(_) => {
-                    return Err(TokenError::Malformed(
-                        "JOSE header kid is not a string".into(),
-                    ));
-                }
-            };
-            let (kid, key) = select_key(issuer, kid, algorithm)?;
+            let (kid, key) = select_key(issuer, kid.as_deref(), algorithm)?;
             // The signing input is the first two parts exactly as received
             // (RFC 7515 5.2 step 8), not a re-encoding.
             let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
@@ -1899,6 +1895,9 @@ struct Jws<'t> {
     signature_b64: &'t str,
     header: Map<String, Value>,
     alg: String,
+    /// `kid`, when the header names one: a string, or the token is
+    /// malformed whoever its issuer (Decision 9).
+    kid: Option<String>,
     payload: Map<String, Value>,
 }
 
@@ -1920,6 +1919,15 @@ impl<'t> Jws<'t> {
                 ));
             }
         };
+        let kid = match header.get("kid") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(k)) => Some(k.clone()),
+            Some(_) => {
+                return Err(TokenError::Malformed(
+                    "JOSE header kid is not a string".into(),
+                ));
+            }
+        };
         let payload = decode_object(payload_b64, "payload")?;
         Ok(Self {
             header_b64,
@@ -1927,6 +1935,7 @@ impl<'t> Jws<'t> {
             signature_b64,
             header,
             alg,
+            kid,
             payload,
         })
     }

@@ -1136,6 +1136,24 @@ fn decision_9_check_syntax_reads_the_claim_set_whoever_the_issuer() {
         ),
         ("pm", json!({"tkps": {"pm": [{"ris": [TARGET]}]}})),
         ("iss", json!({"iss": null})),
+        // Lists where table 9.6.39-3 and TS-0004 6.3.5.41 have objects (serde
+        // would read a struct from a list of its fields), as in a policy file.
+        (
+            "tkps a list",
+            json!({"tkps": [[{"ris": [TARGET], "rids": [ROLE]}]]}),
+        ),
+        (
+            "pm[0] a list",
+            json!({"tkps": {"pm": [[[TARGET], {"acr": []}]]}}),
+        ),
+        (
+            "pv a list",
+            json!({"tkps": {"pm": [{"ris": [TARGET], "pv": [[{"acor": [PHONE], "acop": 2}]]}]}}),
+        ),
+        (
+            "acr[0] a list",
+            json!({"tkps": {"pm": [{"ris": [TARGET], "pv": {"acr": [[[PHONE], 2]]}}]}}),
+        ),
     ] {
         for issuer in [DAS, "//elsewhere.example/cse/CDas"] {
             let mut p = jwt_payload(&claims());
@@ -1162,6 +1180,21 @@ fn decision_9_check_syntax_reads_the_claim_set_whoever_the_issuer() {
                 );
             }
         }
+    }
+    // A JOSE header `kid` that is no string is malformed whoever the
+    // issuer, as the verification of a trusted DAS's token finds it.
+    for issuer in [DAS, "//elsewhere.example/cse/CDas"] {
+        let mut p = jwt_payload(&claims());
+        p["iss"] = json!(issuer);
+        let header = json!({"alg": "ES256", "typ": "JWT", "kid": 5});
+        let token = sign_raw(header, p, &es_key(), Algorithm::ES256);
+        let e = check_syntax(&token).expect_err("kid");
+        assert!(
+            matches!(e, TokenError::Malformed(_)) && e.is_malformed(),
+            "kid from {issuer}: {e:?}"
+        );
+        let e = store().verify(&token, &ctx()).expect_err("kid");
+        assert!(e.is_malformed(), "kid from {issuer}: {e:?}");
     }
 }
 
