@@ -946,13 +946,14 @@ impl Dynamic {
         }
         if let Some(lti) = self.local_by_token.get(&id) {
             // Token-IDs are unique (TS-0001 7.1.15), but a DAS that reuses
-            // one for another holder must not have that holder handed an
-            // ID that names the first holder's token (and denies it).
-            let other_holder = self
+            // one for another token (another holder's, or other rights)
+            // must not have its holder handed an ID that names the first
+            // token: used by it, that one's rights would count instead.
+            let other_token = self
                 .local
                 .get(lti.as_str())
-                .is_some_and(|t| t.claims().holder != token.claims().holder);
-            if !other_holder {
+                .is_some_and(|t| t.claims() != token.claims());
+            if !other_token {
                 grant.assigned.push((lti.clone(), id));
             }
             return;

@@ -449,6 +449,17 @@ fn retrieve_token_signed(
     kid: &str,
     file: &str,
 ) -> String {
+    token_granting(token_id, holder, 2, (alg, kid, file))
+}
+
+/// A token of the scripted DAS for `holder` granting it `operations` on
+/// `cnt`, signed with `(alg, kid, private key file)`.
+fn token_granting(
+    token_id: &str,
+    holder: &str,
+    operations: u32,
+    (alg, kid, file): (TokenAlgorithm, &str, &str),
+) -> String {
     let now = Utc::now();
     let mut claims = TokenClaims::new(
         token_id,
@@ -463,7 +474,7 @@ fn retrieve_token_signed(
         pv: Some(SetOfAcrs {
             rules: vec![AccessControlRule {
                 originators: vec![absolute(holder)],
-                operations: 2,
+                operations,
                 ..Default::default()
             }],
         }),
@@ -1558,6 +1569,54 @@ async fn a_reused_token_id_of_another_holder_gets_no_local_token_id_7_3_2_3() {
         d.assigned_token_ids.is_empty(),
         "the first holder's Local-Token-ID is not handed to another: {d:?}"
     );
+}
+
+/// TS-0003 7.3.2.3 steps 6.1.2/6.2 with a Token-ID a DAS reused for another
+/// token of the same holder (TS-0001 7.1.15 forbids it): the second token,
+/// granting DELETE, is used by value and told no Local-Token-ID, since the
+/// one assigned names the first token, which grants RETRIEVE only; that ID
+/// still means the first token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_token_id_of_another_token_of_the_holder_gets_no_local_token_id_7_3_2_3() {
+    let das = ScriptedDas::default();
+    let pdp = pdp_with_das(&das, None).await;
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let key = (TokenAlgorithm::Es256, DAS_KID, "es256-private.pem");
+
+    let mut first = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    first.tokens = vec![token_granting("tkre@das.example.com", "Cvisitor", 2, key)];
+    let d = client.decide(first).await.expect("decision").into_inner();
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    assert_eq!(d.assigned_token_ids.len(), 1, "{d:?}");
+    let lti = d.assigned_token_ids[0].local_token_id.clone();
+
+    let mut second = request("Cvisitor", pb::Operation::Delete, "cnt");
+    second.tokens = vec![token_granting("tkre@das.example.com", "Cvisitor", 8, key)];
+    let d = client.decide(second).await.expect("decision").into_inner();
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    assert!(
+        d.assigned_token_ids.is_empty(),
+        "the first token's Local-Token-ID is not handed out for another: {d:?}"
+    );
+
+    let by_id = |op: pb::Operation| {
+        let mut r = request("Cvisitor", op, "cnt");
+        r.local_token_ids = vec![lti.clone()];
+        r
+    };
+    let d = client
+        .decide(by_id(pb::Operation::Retrieve))
+        .await
+        .expect("decision")
+        .into_inner();
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    let d = client
+        .decide(by_id(pb::Operation::Delete))
+        .await
+        .expect("decision")
+        .into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
 }
 
 /// A token of the scripted DAS for `holder` (absolute), for CSE A and CSE B
