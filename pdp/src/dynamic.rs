@@ -654,7 +654,7 @@ impl Dynamic {
                     // A DAS started alongside may not listen yet; after that
                     // an operator should hear of it: its tokens are refused.
                     if attempts > 3 {
-                        tracing::warn!(das = %self.dases[i].endpoint, error = %e, "DAS key set not loaded yet; its tokens and grants are refused until it is");
+                        tracing::warn!(das = %self.dases[i].endpoint, error = %e, "DAS key set not loaded yet; until it is, its tokens are not accepted and it is sent no Role-IDs");
                     } else {
                         tracing::debug!(das = %self.dases[i].endpoint, error = %e, "DAS key set not loaded yet");
                     }
@@ -757,11 +757,12 @@ impl Dynamic {
 
     /// The Role-IDs of `rfa` that the DAS at `endpoint` issues (TS-0003
     /// 7.3.2.2 step 2.2.1 groups Role-IDs per DAS; Decision 8: by the FQDN
-    /// after `@`, its own or one of its `role_issuers`). All of them while
-    /// its identity is not known yet.
+    /// after `@`, its own or one of its `role_issuers`). None while its
+    /// identity (from its key set) is not known: which Role-IDs are its
+    /// cannot be told then, and another issuer's are not its business.
     pub fn roles_for_das(&self, endpoint: &str, rfa: &[String]) -> Vec<String> {
         let Some(das) = self.das_for_endpoint(endpoint) else {
-            return rfa.to_vec();
+            return Vec::new();
         };
         match das.identity().as_ref() {
             Some(identity) => rfa
@@ -769,7 +770,7 @@ impl Dynamic {
                 .filter(|r| identity.issues_role(r))
                 .cloned()
                 .collect(),
-            None => rfa.to_vec(),
+            None => Vec::new(),
         }
     }
 

@@ -1325,6 +1325,58 @@ async fn token_request_info_withholds_role_ids_while_the_das_key_set_is_unknown_
     );
 }
 
+/// TS-0003 7.3.2.2 step 2.2.1: the Role-IDs of the ACPs go to a DAS
+/// "grouped according to the DAS Server AE-ID identified by the Role-ID"
+/// (table 7.3.2.2-1: those "associated with the DAS Server AE-ID"). While
+/// the PDP does not know the DAS's identity (its key set, here refused for
+/// a secret request key, so never), it cannot tell which are its: a
+/// consultation of it, as the default DAS, carries none, neither its own
+/// nor another issuer's, as Token Request Information does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_das_of_unknown_identity_is_consulted_without_role_ids_7_3_2_2() {
+    let das = ScriptedDas {
+        request_jwk: r#"{"kty":"oct","kid":"s","alg":"A128KW","k":"AAAAAAAAAAAAAAAAAAAAAA"}"#
+            .into(),
+        ..Default::default()
+    };
+    let (url, task) = serve_das(das.clone()).await;
+    tokio::spawn(task);
+    let mut dynamic = DynamicConfig::new(vec![url.clone()]);
+    dynamic.deadline = Duration::from_secs(5);
+    dynamic.default_das = Some(url);
+    let mut policy = acp("acp1", &["Cowner"], 63);
+    if let Some(pv) = policy.privileges.as_mut() {
+        pv.rules.push(pb::AccessControlRule {
+            originators: vec![
+                "guest@das.example.com".into(),
+                "other@elsewhere.example".into(),
+            ],
+            operations: 2,
+            ..Default::default()
+        });
+    }
+    let pdp = Pdp::start(PdpConfig::new(hosting()).with_dynamic(dynamic)).expect("pdp");
+    pdp.apply_event(&snapshot_event(
+        1,
+        vec![policy],
+        vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+    ))
+    .expect("snapshot");
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    let d = client
+        .decide(request("Cvisitor", pb::Operation::Retrieve, "cnt"))
+        .await
+        .expect("decision")
+        .into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
+    let sent = das.requests.lock().await.clone();
+    assert_eq!(sent.len(), 1, "consulted once: {sent:?}");
+    assert!(sent[0].role_ids_from_acps.is_empty(), "{:?}", sent[0]);
+    assert!(das.key_set_calls.load(Ordering::SeqCst) >= 1);
+    assert!(!pdp.dynamic().is_some_and(|d| d.keys_loaded()));
+}
+
 /// TS-0003 7.3.2.3 steps 2.2 and 3: the originator presents the `dreq` of
 /// the Token Request Information to the DAS, which reads a CSE-relative ID
 /// at its own CSE. So `trid` is absolute at the hosting CSE (`/in-cse`
