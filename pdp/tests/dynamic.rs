@@ -100,7 +100,15 @@ impl DynamicAuthorizationServer for FakeDas {
         &self,
         _request: Request<pb::GetKeySetRequest>,
     ) -> Result<Response<pb::KeySet>, Status> {
-        Err(Status::unavailable("no keys in this test"))
+        // It issues the Role-IDs of `roles.example.com`: those go to it as
+        // `rfa` (7.3.2.2 step 2.2.1) once the PDP has this.
+        Ok(Response::new(pb::KeySet {
+            issuer: DAS_ISSUER.into(),
+            fqdn: DAS_FQDN.into(),
+            role_issuers: vec!["roles.example.com".into()],
+            keys: vec![public_key(DAS_KID, "ES256", "es256-public.pem")],
+            request_encryption_jwk: String::new(),
+        }))
     }
 }
 
@@ -119,7 +127,8 @@ async fn serve_das<S: DynamicAuthorizationServer>(das: S) -> (String, ServeTask)
 }
 
 /// A PDP whose only DAS is `das`, over `cnt` bound to `acp1`, which names
-/// a Role-ID for UPDATE and RETRIEVE (it goes out as `rfa`).
+/// a Role-ID for UPDATE and RETRIEVE (it goes out as `rfa`), once it has
+/// the DAS's key set.
 async fn pdp_consulting(das: &FakeDas) -> (Pdp, authz_pdp::PdpService) {
     let (url, task) = serve_das(das.clone()).await;
     tokio::spawn(task);
@@ -127,6 +136,12 @@ async fn pdp_consulting(das: &FakeDas) -> (Pdp, authz_pdp::PdpService) {
     dynamic.default_das = Some(url);
     dynamic.deadline = Duration::from_secs(5);
     let pdp = Pdp::start(PdpConfig::new(hosting()).with_dynamic(dynamic)).expect("pdp");
+    let loaded = eventually(Duration::from_secs(10), || {
+        let ready = pdp.dynamic().is_some_and(|d| d.keys_loaded());
+        async move { ready }
+    })
+    .await;
+    assert!(loaded, "the PDP never loaded the DAS's keys");
     let mut policy = acp("acp1", &["Cowner"], 63);
     if let Some(pv) = policy.privileges.as_mut() {
         pv.rules.push(pb::AccessControlRule {
@@ -2071,7 +2086,8 @@ async fn scripted_default_das() -> (ScriptedDas, DynamicConfig, String) {
 /// TS-0004 7.5.1.2.10 requires it. A request without `target_type` still
 /// gets one in its `dreq`, consulted (Direct) or named in the Token Request
 /// Information (Indirect): the target's `ty` in the replica (4 for a
-/// contentInstance). A `target_type` the request gives is kept. A request
+/// contentInstance). A `target_type` the request gives is the replica's
+/// (another is INVALID_ARGUMENT, TS-0001 9.6.1.3). A request
 /// on an ACP is not taken to a DAS at all: only the ACP's selfPrivileges
 /// authorize it (TS-0003 7.1.1), and a DAS grants privileges.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2098,7 +2114,7 @@ async fn dreq_trt_falls_back_to_the_replica_7_3_2_2() {
     let (channel, _server) = serve_pdp(&pdp).await;
     let mut client = PolicyDecisionPointClient::new(channel);
 
-    for (target, given, want) in [("cnt", None, 3), ("cin", None, 4), ("cin", Some(3), 3)] {
+    for (target, given, want) in [("cnt", None, 3), ("cin", None, 4), ("cin", Some(4), 4)] {
         let mut visitor = request("Cvisitor", pb::Operation::Retrieve, target);
         visitor.target_type = given;
         visitor.token_request_indicator = true;
