@@ -349,7 +349,8 @@ impl PdpService {
         let snap = self.inner.replica.load();
         let mut job = self.prepare(&snap, req, At::now())?;
         job.caller_deadline = caller_deadline;
-        self.decide_resolving(&snap, &job).await
+        let out = self.decide_resolving(&snap, &job).await?;
+        Ok(Self::answered(out, job.at.start))
     }
 
     /// Decides one wire request from local data only (replica and attribute
@@ -367,7 +368,7 @@ impl PdpService {
             Pass::FetchFailed("not in the PDP's PIP cache (local-only decision)"),
             &TokenGrant::default(),
         ) {
-            Outcome::Done(d) => Ok(d),
+            Outcome::Done(d) => Ok(Self::answered(d, job.at.start)),
             Outcome::Fetch(_) => Err(vec![]),
         }
     }
@@ -523,7 +524,7 @@ impl PdpService {
         };
         let mut out = decision_to_pb(&decision);
         out.summary = summary;
-        self.finish(out, &decision, snap, &job.conv.request_id, job.at.start)
+        self.finish(out, snap, &job.conv.request_id)
     }
 
     /// The part of a decision that needs no network: the stored policies
@@ -542,13 +543,7 @@ impl PdpService {
                 explanation: None,
             };
             let out = decision_to_pb(&decision);
-            return Step::Decided(self.finish(
-                out,
-                &decision,
-                snap,
-                &job.conv.request_id,
-                job.at.start,
-            ));
+            return Step::Decided(self.finish(out, snap, &job.conv.request_id));
         }
         let grant = match &self.inner.dynamic {
             None => TokenGrant::default(),
@@ -678,7 +673,7 @@ impl PdpService {
                 if decision.decision == pb::AuthorizationDecision::Permit as i32 {
                     return Ok(Step::Decided(decision));
                 }
-                let mut deny = self.token_deny(snap, req, &failure, job.at.start);
+                let mut deny = Self::token_deny(decision, &failure);
                 // An originator whose token expired or cannot be found is
                 // the one that needs new tokens: with the indicator, its
                 // error names the DASes too (7.3.2.3 steps 1 and 2.3).
@@ -880,43 +875,34 @@ impl PdpService {
         }
     }
 
-    /// A Deny for tokens that cannot be used (Decision 9: the reason maps to
-    /// 4103). Unretrievable tokens are missing attributes.
-    fn token_deny(
-        &self,
-        snap: &Snapshot,
-        req: &pb::DecisionRequest,
-        failure: &TokenFailure,
-        start: Instant,
-    ) -> pb::Decision {
-        let (status, missing) = match failure {
-            TokenFailure::Unavailable { what, id, reason } => (
-                AuthorizationStatus::MissingAttribute,
-                vec![MissingAttribute::Token {
-                    id: id.clone(),
-                    reason: format!("{what} cannot be retrieved: {reason}"),
-                }],
-            ),
-            TokenFailure::Unverifiable { field, reason } => (
-                AuthorizationStatus::MissingAttribute,
-                vec![MissingAttribute::Token {
-                    id: field.clone(),
-                    reason: format!("cannot be verified: {reason}"),
-                }],
-            ),
-            _ => (AuthorizationStatus::Ok, Vec::new()),
+    /// The Deny of a request whose tokens cannot be used (7.3.2.3 step
+    /// 6.1.4; Decision 9: the reason maps to 4103), made from `stored`, the
+    /// stored policies' Deny of it: their status, missing attributes and
+    /// explanation stand (one indeterminate without the tokens is still
+    /// indeterminate, Decision 10; rules were evaluated), and tokens that
+    /// could not be retrieved or verified are missing attributes too. The
+    /// summary leads with the tokens' failure.
+    fn token_deny(stored: pb::Decision, failure: &TokenFailure) -> pb::Decision {
+        let mut out = stored;
+        let missing = match failure {
+            TokenFailure::Unavailable { what, id, reason } => Some(MissingAttribute::Token {
+                id: id.clone(),
+                reason: format!("{what} cannot be retrieved: {reason}"),
+            }),
+            TokenFailure::Unverifiable { field, reason } => Some(MissingAttribute::Token {
+                id: field.clone(),
+                reason: format!("cannot be verified: {reason}"),
+            }),
+            _ => None,
         };
-        let decision = Decision {
-            effect: Effect::Deny,
-            status,
-            permitted_by: None,
-            missing,
-            // No rule was evaluated: an explanation without rules.
-            explanation: Some(Explanation::default()),
-        };
-        let mut out = decision_to_pb(&decision);
-        out.summary = format!("DENY (token): {failure}");
-        self.finish(out, &decision, snap, &req.request_id, start)
+        if let Some(missing) = missing {
+            out.status = pb::AuthorizationStatus::MissingAttribute as i32;
+            out.missing
+                .push(authz_proto::convert::missing_to_pb(&missing));
+        }
+        let stored_summary = out.summary.split_once(": ").map_or("", |(_, d)| d);
+        out.summary = format!("DENY (token): {failure}; without the tokens: {stored_summary}");
+        out
     }
 
     /// A decision with PIP attributes: from the cache, then, when a Deny may
@@ -981,7 +967,7 @@ impl PdpService {
         start: Instant,
     ) -> pb::Decision {
         match result {
-            Ok(d) => d,
+            Ok(d) => Self::answered(d, start),
             Err(errors) => {
                 let text = authz_proto::convert::join_errors(&errors);
                 telemetry::record_decision(
@@ -1146,7 +1132,7 @@ impl PdpService {
         pass: Pass<'_>,
         grant: &TokenGrant,
     ) -> Outcome {
-        let (start, now, conv) = (job.at.start, job.at.now, &job.conv);
+        let (now, conv) = (job.at.now, &job.conv);
         let hosting = self.hosting(job);
 
         let Applicables {
@@ -1171,7 +1157,7 @@ impl PdpService {
                     _ => "processing error",
                 };
                 out.summary = format!("DENY ({label}): {reason}");
-                return Outcome::Done(self.finish(out, &decision, snap, &conv.request_id, start));
+                return Outcome::Done(self.finish(out, snap, &conv.request_id));
             }
         };
         // Token permissions join the applicable policies (TS-0003 7.3.2.5),
@@ -1316,18 +1302,10 @@ impl PdpService {
                 TOKEN_PV_NOT_ACP
             });
         }
-        Outcome::Done(self.finish(out, &decision, snap, &conv.request_id, start))
+        Outcome::Done(self.finish(out, snap, &conv.request_id))
     }
 
-    fn finish(
-        &self,
-        mut out: pb::Decision,
-        decision: &Decision,
-        snap: &Snapshot,
-        request_id: &str,
-        start: Instant,
-    ) -> pb::Decision {
-        let mut recorded = (decision.effect, decision.status);
+    fn finish(&self, mut out: pb::Decision, snap: &Snapshot, request_id: &str) -> pb::Decision {
         if self.inner.replica.is_out_of_step() {
             // Known superseded data (Decision 10: expired data is
             // indeterminate): not even a Permit stands until the snapshot.
@@ -1338,7 +1316,6 @@ impl PdpService {
             // What the superseded replica made of it is no account of this.
             out.explanation = out.explanation.map(|_| pb::Explanation::default());
             out.summary = format!("DENY (processing error): {REPLICA_OUT_OF_STEP}");
-            recorded = (Effect::Deny, AuthorizationStatus::ProcessingError);
         } else if out.decision != pb::AuthorizationDecision::Permit as i32
             && !self.inner.replica.is_ready()
         {
@@ -1350,15 +1327,33 @@ impl PdpService {
             // contradict the status: the reason leads, then that.
             let detail = out.summary.split_once(": ").map_or("", |(_, d)| d);
             out.summary = format!("DENY (processing error): {REPLICA_NOT_LOADED}; {detail}");
-            // Counted as answered, so that an alert on processing errors
-            // sees a PDP that started without its PRP.
-            recorded = (Effect::Deny, AuthorizationStatus::ProcessingError);
         }
         out.decision_id = self.inner.ids.next();
         out.policy_revision = snap.revision;
         out.policy_store = snap.store_id.as_deref().unwrap_or_default().to_owned();
         out.request_id = request_id.to_owned();
-        telemetry::record_decision(recorded.0, recorded.1, start.elapsed());
+        out
+    }
+
+    /// Counts and logs `out`, the answer to one request, once: where it
+    /// leaves the PDP, not where a pass of it ends (a request decided again
+    /// after a DAS or with its tokens' failure would count twice). A PDP
+    /// that started without its PRP counts its processing errors, so that
+    /// an alert on them sees it.
+    fn answered(out: pb::Decision, start: Instant) -> pb::Decision {
+        let effect = if out.decision == pb::AuthorizationDecision::Permit as i32 {
+            Effect::Permit
+        } else {
+            Effect::Deny
+        };
+        let status = match pb::AuthorizationStatus::try_from(out.status) {
+            Ok(pb::AuthorizationStatus::Ok) => AuthorizationStatus::Ok,
+            Ok(pb::AuthorizationStatus::NotApplicable) => AuthorizationStatus::NotApplicable,
+            Ok(pb::AuthorizationStatus::MissingAttribute) => AuthorizationStatus::MissingAttribute,
+            Ok(pb::AuthorizationStatus::SyntaxError) => AuthorizationStatus::SyntaxError,
+            _ => AuthorizationStatus::ProcessingError,
+        };
+        telemetry::record_decision(effect, status, start.elapsed());
         log_decision(&out);
         out
     }
@@ -1681,7 +1676,8 @@ impl StreamDecisions {
                 Step::Wait(_)
                     if self.waiting.len() >= STREAM_IN_FLIGHT && !self.may_queue(&req) =>
                 {
-                    return Some(service.stream_full_deny(&snap, &job));
+                    let deny = service.stream_full_deny(&snap, &job);
+                    return Some(PdpService::answered(deny, at.start));
                 }
                 Step::Wait(wait) => {
                     // The same snapshot for the rest: one revision per answer.

@@ -1686,6 +1686,79 @@ async fn a_reused_token_id_of_another_token_of_the_holder_gets_no_local_token_id
     assert_eq!(d.decision, DENY, "{d:?}");
 }
 
+/// TS-0003 7.3.2.3 step 6.1.4: a request whose token fails, and that the
+/// stored policies deny, is answered with the token's failure. The stored
+/// policies' Deny underneath still counts: one indeterminate for want of
+/// the originator's IP stays MISSING_ATTRIBUTE naming it (Decision 10), one
+/// whose rules do not name the originator NOT_APPLICABLE, and the rules
+/// that were evaluated are in the explanation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_token_keeps_the_stored_policies_status_7_3_2_3_decision_10() {
+    let mut policy = acp("acp1", &["Cowner"], 63);
+    if let Some(pv) = policy.privileges.as_mut() {
+        pv.rules.push(pb::AccessControlRule {
+            originators: vec!["Cipae".into()],
+            operations: 2,
+            contexts: vec![pb::AccessControlContext {
+                ip_addresses: Some(pb::IpAddresses {
+                    ipv4: vec!["10.0.0.0/8".into()],
+                    ipv6: Vec::new(),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    }
+    let (url, task) = serve_das(ScriptedDas::default()).await;
+    tokio::spawn(task);
+    let mut dynamic = DynamicConfig::new(vec![url]);
+    dynamic.deadline = Duration::from_secs(5);
+    let pdp = pdp_trusting(
+        dynamic,
+        &snapshot_event(
+            1,
+            vec![policy],
+            vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+        ),
+    )
+    .await;
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    // Another holder's token: rejected for this originator.
+    let theirs = retrieve_token("tkother@das.example.com", "Cother");
+
+    let mut no_ip = request("Cipae", pb::Operation::Retrieve, "cnt");
+    no_ip.tokens = vec![theirs.clone()];
+    let d = client.decide(no_ip).await.expect("decision").into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert_eq!(
+        d.status,
+        pb::AuthorizationStatus::MissingAttribute as i32,
+        "{d:?}"
+    );
+    assert!(
+        d.missing.iter().any(|m| m.attribute == "ip_address"),
+        "{d:?}"
+    );
+    assert!(
+        d.summary.starts_with("DENY (token): tokens[0]"),
+        "{}",
+        d.summary
+    );
+    let explanation = d.explanation.expect("explanation");
+    assert_eq!(explanation.failed_rules.len(), 1, "{explanation:?}");
+
+    let mut nobody = request("Cnobody", pb::Operation::Retrieve, "cnt");
+    nobody.tokens = vec![theirs];
+    let d = client.decide(nobody).await.expect("decision").into_inner();
+    assert_eq!(d.decision, DENY, "{d:?}");
+    assert_eq!(
+        d.status,
+        pb::AuthorizationStatus::NotApplicable as i32,
+        "{d:?}"
+    );
+}
+
 /// A token of the scripted DAS for `holder` (absolute), for CSE A and CSE B
 /// of `sp.example.com`, granting it UPDATE on the resources `ris` only.
 fn door_token(token_id: &str, holder: &str, ris: &[&str]) -> String {

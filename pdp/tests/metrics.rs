@@ -66,6 +66,38 @@ async fn metrics_endpoint_reports_decisions() {
         d.summary
     );
 
+    // A request decided in two passes, the stored policies' (no rule names
+    // Cnobody) and then its token's failure (its DAS's key set cannot be
+    // fetched: MISSING_ATTRIBUTE, Decision 10), counts once, as answered.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut dynamic = authz_pdp::DynamicConfig::new(vec![format!("http://{closed}")]);
+    dynamic.deadline = Duration::from_secs(2);
+    let tokened =
+        authz_pdp::Pdp::start(authz_pdp::PdpConfig::new(hosting()).with_dynamic(dynamic)).unwrap();
+    tokened
+        .apply_event(&snapshot_event(
+            4,
+            vec![acp("acp1", &["Cphone"], 2)],
+            vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+        ))
+        .unwrap();
+    let mut with_token = request("Cnobody", pb::Operation::Retrieve, "cnt");
+    with_token.tokens = vec![token_for("//sp.example.com/id-in/Cnobody")];
+    let d = tokened
+        .service()
+        .decide_resolving_pb(&with_token)
+        .await
+        .unwrap();
+    assert_eq!(
+        d.status,
+        pb::AuthorizationStatus::MissingAttribute as i32,
+        "{}",
+        d.summary
+    );
+
     let mut text = String::new();
     for _ in 0..100 {
         text = scrape(addr).await;
@@ -86,7 +118,46 @@ async fn metrics_endpoint_reports_decisions() {
         !text.contains(r#"authz_decisions_total{result="deny",status="not_applicable"} 2"#),
         "{text}"
     );
+    assert!(
+        text.contains(r#"authz_decisions_total{result="deny",status="missing_attribute"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"authz_decisions_total{result="deny",status="not_applicable"} 0"#),
+        "the stored policies' pass of the tokened request is no answer: {text}"
+    );
+    assert!(text.contains("authz_decision_seconds_count 6"), "{text}");
     assert!(text.contains("authz_decision_seconds_bucket"), "{text}");
     assert!(text.contains("authz_replica_revision 4"), "{text}");
     assert!(handle.render().contains("authz_decisions_total"));
+}
+
+/// A token of the example DAS key pair (`examples/das/keys`) for `holder`,
+/// valid now at `/id-in`.
+fn token_for(holder: &str) -> String {
+    use authz_core::token::{TokenAlgorithm, TokenClaims, TokenSigner};
+    let now = chrono::Utc::now();
+    let mut claims = TokenClaims::new(
+        "tkm@das.example.com",
+        "//sp.example.com/id-in/CDas",
+        holder,
+        now - chrono::Duration::seconds(10),
+        now + chrono::Duration::seconds(600),
+    );
+    claims.audience = vec!["//sp.example.com/id-in".into()];
+    claims.permissions.pm = vec![authz_core::token::TokenPermission {
+        ris: Vec::new(),
+        pv: None,
+        rids: vec!["guest@das.example.com".into()],
+    }];
+    let key = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/das/keys/es256-private.pem");
+    TokenSigner::from_pem(
+        TokenAlgorithm::Es256,
+        "das-es256-1",
+        &std::fs::read(key).unwrap(),
+    )
+    .unwrap()
+    .sign(&claims)
+    .unwrap()
 }
