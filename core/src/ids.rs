@@ -380,6 +380,18 @@ impl HostingContext {
         &self.cse
     }
 
+    /// The ID this CSE's records hold the resource `id` under: its
+    /// CSE-relative form ([`Self::cse_relative`]), or, for the CSEBase
+    /// named by its CSE-ID ([`Self::names_cse_base`]), the CSEBase's
+    /// resource ID, the CSE-ID without `/`; `None` for an ID of another CSE
+    /// or SP. The one reading of a target or parent for the PDP and the PRP.
+    pub fn held_resource_id<'a>(&'a self, id: &'a str) -> Option<&'a str> {
+        match self.cse_relative(id) {
+            Some(relative) => Some(relative),
+            None => self.names_cse_base(id).then_some(self.cse.as_str()),
+        }
+    }
+
     /// Whether `id` names this CSE's CSEBase by its CSE-ID: SP-relative
     /// `/cse` or absolute `//sp/cse` (the domain in any case, a trailing
     /// `/` allowed), which [`HostingContext::cse_relative`] has no

@@ -397,14 +397,12 @@ impl PdpService {
                 message: e.to_string(),
             }]);
         }
-        if let Some(relative) = hosting.cse_relative(&conv.request.target)
-            && relative.len() != conv.request.target.len()
+        // The CSEBase by its CSE-ID (`/cse`, `//sp/cse`) is held under its
+        // resource ID, the CSE-ID without `/`, as the PEP names it.
+        if let Some(held) = hosting.held_resource_id(&conv.request.target)
+            && held != conv.request.target
         {
-            conv.request.target = relative.to_owned();
-        } else if hosting.names_cse_base(&conv.request.target) {
-            // The CSEBase by its CSE-ID (`/cse`, `//sp/cse`): its resource
-            // ID is the CSE-ID without `/`, as the PEP names it.
-            conv.request.target = hosting.cse_id().to_owned();
+            conv.request.target = held.to_owned();
         }
         // A resource's type never changes (TS-0001 9.6.1.3): a
         // `target_type` other than the one the replica holds is a wrong

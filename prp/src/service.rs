@@ -754,11 +754,12 @@ impl PrpService {
 
     /// A resource or ACP ID a read, a delete or a grant names, in the
     /// CSE-relative form records are held under: SP-relative `/cse-id/x`
-    /// and absolute `//sp/cse-id/x` of this CSE name `x`, as in a decision
-    /// (TS-0001 7.2); any other ID is kept as given.
+    /// and absolute `//sp/cse-id/x` of this CSE name `x`, and `/cse-id` or
+    /// `//sp/cse-id` the CSEBase `cse-id`, as in a decision (TS-0001 7.2);
+    /// any other ID is kept as given.
     fn held_id(&self, id: String) -> String {
-        match self.inner.hosting.cse_relative(&id) {
-            Some(local) if local.len() != id.len() => local.to_owned(),
+        match self.inner.hosting.held_resource_id(&id) {
+            Some(held) if held != id => held.to_owned(),
             _ => id,
         }
     }
@@ -1127,7 +1128,7 @@ impl PolicyRetrievalPoint for PrpService {
         let parent = acp
             .parent_id
             .as_deref()
-            .map(|pi| self.inner.hosting.cse_relative(pi).unwrap_or(pi));
+            .map(|pi| self.inner.hosting.held_resource_id(pi).unwrap_or(pi));
         // An ACP is a child of a CSEBase, an AE or a remoteCSE only.
         let misplaced = self.read(|s| {
             let pi = parent?;
@@ -1210,7 +1211,7 @@ impl PolicyRetrievalPoint for PrpService {
         // parent in another ID form (TS-0001 7.2) is no change.
         let held = |pi: &str| {
             let hosting = &self.inner.hosting;
-            hosting.cse_relative(pi).unwrap_or(pi).to_owned()
+            hosting.held_resource_id(pi).unwrap_or(pi).to_owned()
         };
         if acp
             .parent_id

@@ -3775,6 +3775,27 @@ async fn reads_deletes_and_grants_take_any_id_form_of_this_cse_ts0001_7_2() {
             applicable_ids(c, "cnt").await
         );
     }
+    // The CSEBase, held under its resource ID (the CSE-ID without `/`), by
+    // its CSE-ID SP-relative or absolute, as a decision names it.
+    c.put_resource(put_req(
+        ADMIN,
+        resource("id-in", "", 5, Some(&["acpCb"]), ""),
+    ))
+    .await
+    .expect("the CSEBase");
+    for form in ["/id-in", "//SP.example.com/id-in", "id-in"] {
+        let r = c
+            .get_resource(pb::GetResourceRequest {
+                resource_id: form.into(),
+            })
+            .await
+            .expect(form)
+            .into_inner();
+        assert_eq!(r.resource.expect("resource").resource_id, "id-in", "{form}");
+        let applicable = applicable_ids(c, form).await;
+        assert_eq!(applicable.len(), 1, "{form}: {applicable:?}");
+        assert_eq!(applicable[0].0, "acpCb", "{form}");
+    }
     let acp = c
         .get_acp(pb::GetAcpRequest {
             acp_id: "//sp.example.com/id-in/acp1".into(),
