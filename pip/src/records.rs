@@ -617,6 +617,22 @@ fn group_id_refusal(hosting: &HostingContext, id: &str) -> Option<String> {
     }
 }
 
+/// Why the group ID `id` of a new `<group>` names no resource, if it does
+/// not: `/cse`, `//sp/cse` and this CSE's own ID name a CSE, `/Sxyz` an
+/// AE, and a group under such an ID would turn every `acor` entry naming
+/// that CSE or AE into the group's (TS-0001 7.2: a resource of a CSE is
+/// `//sp/cse/name...`). Checked where a group is written, not where one
+/// is read or deleted, so a store holding such a group can drop it.
+fn names_no_resource(hosting: &HostingContext, id: &str) -> Option<String> {
+    let abs = canonical_resource_id(id, hosting).ok()?;
+    (abs.trim_start_matches('/').split('/').count() < 3).then(|| {
+        format!(
+            "'{id}' names a CSE (or an SP-relative AE-ID), not a <group> resource: write \
+             `grp`, `/cse-id/grp` or `//sp/cse-id/grp`"
+        )
+    })
+}
+
 /// Converts and checks a wire group; fields are named under `group`.
 pub fn group_from_pb(
     hosting: &HostingContext,
@@ -625,7 +641,9 @@ pub fn group_from_pb(
     let mut check = Check::default();
     if g.group_id.is_empty() {
         check.add("group.group_id", "required");
-    } else if let Some(reason) = group_id_refusal(hosting, &g.group_id) {
+    } else if let Some(reason) =
+        group_id_refusal(hosting, &g.group_id).or_else(|| names_no_resource(hosting, &g.group_id))
+    {
         check.add("group.group_id", reason);
     }
     // `mid` holds IDs held by the `<group>`: a CSE-relative or SP-relative

@@ -1209,6 +1209,27 @@ async fn group_ids_are_absolute_and_accepted_in_any_form_9_6_2_1() {
     .expect("delete in another form");
     assert!(groups_of(c, "Cbob").await.is_empty());
     assert_eq!(is_member(c, "grpFamily", "Cbob").await, (false, false));
+
+    // TS-0001 7.2: a resource of a CSE is `//sp/cse/name...`. A CSE-ID
+    // (`/id-in`, `//sp/id-in`, another CSE's), this CSE's own ID and an
+    // SP-relative AE-ID (`/Sgrp`) name a CSE or an AE: as a group, they
+    // would turn every acor entry naming it into the group's.
+    let before = pip.service.revision();
+    for not_a_group in [
+        "/id-in",
+        "//sp.example.com/id-in",
+        "/id-mn",
+        "id-in",
+        "/Sgrp",
+        "//sp.example.com/Sgrp",
+    ] {
+        let err = put_group(c, not_a_group.into(), vec!["Cq".into()])
+            .await
+            .expect_err(not_a_group);
+        assert_eq!(err.code(), Code::InvalidArgument, "{not_a_group}: {err:?}");
+        assert_eq!(fields(&err), ["group.group_id"], "{not_a_group}");
+    }
+    assert_eq!(pip.service.revision(), before, "nothing stored");
     pip.stop().await;
 }
 
