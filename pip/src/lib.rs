@@ -176,7 +176,10 @@ pub async fn build(config: &PipConfig) -> Result<PipService, PipStartError> {
 
 /// The tonic server wrapper of the service.
 pub fn server(service: PipService) -> PolicyInformationPointServer<PipService> {
+    // A `<group>` is not bounded (fleets of 100 000 members are real): a
+    // PutGroup of one may be larger than tonic's 4 MiB default.
     PolicyInformationPointServer::new(service)
+        .max_decoding_message_size(authz_proto::convert::MAX_DECODING_MESSAGE_BYTES)
 }
 
 /// Marks the PIP serving in `health` (for a process that mounts several

@@ -1114,6 +1114,31 @@ async fn put_group(
     .await
 }
 
+/// A `<group>` of 120 000 members given in absolute form (a 5 MB
+/// PutGroup, over tonic's 4 MiB default) is taken, and read back by a
+/// client that decodes as much (the services' own clients do).
+#[tokio::test]
+async fn a_group_larger_than_4_mib_is_written_and_read() {
+    let pip = Running::start(&config(None)).await;
+    let mut c = pip
+        .client
+        .clone()
+        .max_decoding_message_size(authz_proto::convert::MAX_DECODING_MESSAGE_BYTES);
+    let members: Vec<String> = (0..120_000u64)
+        .map(|i| format!("//sp.example.com/id-in/C{i:016x}"))
+        .collect();
+    let put = put_group(&mut c, "grpFleet".into(), members.clone())
+        .await
+        .expect("a 5 MB PutGroup")
+        .into_inner();
+    assert_eq!(put.member_ids.len(), members.len());
+    assert_eq!(
+        is_member(&mut c, "grpFleet", &members[119_999][23..]).await,
+        (true, true)
+    );
+    pip.stop().await;
+}
+
 /// TS-0001 9.6.2.1 and 7.2 with Decision 2: a `<group>` resource ID names one
 /// group in each of its forms (CSE-relative `grpFamily`, SP-relative
 /// `/id-in/grpFamily`, absolute `//sp/id-in/grpFamily` with the domain in any
