@@ -101,19 +101,14 @@ async fn decide(args: &DecideArgs, tls: &ClientTls) -> Result<Value, Failure> {
     wire.token_ids.clone_from(&args.token_ids);
     wire.local_token_ids.clone_from(&args.local_token_ids);
     wire.token_request_indicator = args.tqi;
-    let channel = authz_proto::endpoint::endpoint_with(&args.pdp, tls)
+    let target = authz_proto::endpoint::endpoint_with(&args.pdp, tls)
         .map_err(|e| Failure::Input(anyhow!("--pdp {}: {e}", args.pdp)))?
-        .connect()
-        .await
-        .map_err(|e| {
-            // The sources once each: why (a certificate not trusted, a
-            // refused connection), not only "transport error".
-            Failure::Unreachable(anyhow!(
-                "cannot connect to the PDP at {}: {}",
-                args.pdp,
-                authz_proto::endpoint::error_chain(&e)
-            ))
-        })?;
+        .timeout(crate::policy::CALL_TIMEOUT);
+    let channel = crate::policy::connect_within(target).await.map_err(|why| {
+        // The sources once each: why (a certificate not trusted, a
+        // refused connection), not only "transport error".
+        Failure::Unreachable(anyhow!("cannot connect to the PDP at {}: {why}", args.pdp))
+    })?;
     let answer = PolicyDecisionPointClient::new(channel)
         .decide(wire)
         .await

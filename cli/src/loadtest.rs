@@ -129,20 +129,21 @@ pub async fn run(args: LoadtestArgs, tls: &ClientTls) -> Result<()> {
     }
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {
-        channels.push(target.clone().connect().await.map_err(|e| {
-            anyhow!(
-                "--target {}: cannot connect: {}",
-                args.target,
-                authz_proto::endpoint::error_chain(&e)
-            )
-        })?);
+        channels.push(
+            crate::policy::connect_within(target.clone())
+                .await
+                .map_err(|why| anyhow!("--target {}: cannot connect: {why}", args.target))?,
+        );
     }
     // A first call shows what the load consists of.
-    let first = PolicyDecisionPointClient::new(channels[0].clone())
-        .decide(request.clone())
-        .await
-        .map_err(|s| anyhow!("Decide failed: {}", crate::policy::status_text(&s)))?
-        .into_inner();
+    let first = within("Decide", async {
+        PolicyDecisionPointClient::new(channels[0].clone())
+            .decide(request.clone())
+            .await
+            .map_err(status_error)
+    })
+    .await?
+    .into_inner();
     outln!(
         "request decided {} ({}); {} s per mode, {} callers over {} connections",
         if first.decision == pb::AuthorizationDecision::Permit as i32 {
@@ -159,21 +160,26 @@ pub async fn run(args: LoadtestArgs, tls: &ClientTls) -> Result<()> {
     // originator without rights) is reported at once, not after every mode.
     if args.propagation > 0 {
         let prp = args.prp.clone().unwrap_or_else(|| args.target.clone());
-        propagation(&prp, tls, &channels[0], &args.originator, args.propagation)
-            .await
-            .with_context(|| {
-                // Without --prp the writes go to --target, which may be a
-                // PDP alone.
-                let hint = if args.prp.is_none() {
-                    " (give --prp when --target is a PDP alone)"
-                } else {
-                    ""
-                };
-                format!(
-                    "--propagation: policy writes to the PRP at {prp} as {}{hint}",
-                    args.originator
-                )
-            })?;
+        let probed = propagation(&prp, tls, &channels[0], &args.originator, args.propagation).await;
+        if probed.as_ref().is_err_and(|e| e.is::<Interrupted>()) {
+            // Ctrl-C: the probe is removed; the run ends as Ctrl-C ends it
+            // elsewhere, not as a failed PRP write.
+            eprintln!("interrupted");
+            std::process::exit(130);
+        }
+        probed.with_context(|| {
+            // Without --prp the writes go to --target, which may be a
+            // PDP alone.
+            let hint = if args.prp.is_none() {
+                " (give --prp when --target is a PDP alone)"
+            } else {
+                ""
+            };
+            format!(
+                "--propagation: policy writes to the PRP at {prp} as {}{hint}",
+                args.originator
+            )
+        })?;
     }
     let mut reports = Vec::new();
     for &mode in &args.modes {
@@ -240,7 +246,9 @@ async fn run_mode(
     let mut latency_us = histogram()?;
     let (mut calls, mut decisions) = (0, 0);
     for t in tasks {
-        let (c, d, h) = t.await??;
+        let (c, d, h) = t
+            .await?
+            .with_context(|| format!("the {} mode's load", mode.name()))?;
         calls += c;
         decisions += d;
         latency_us.add(&h).map_err(|e| anyhow!("histogram: {e}"))?;
@@ -330,6 +338,40 @@ async fn ready(grpc: &mut Grpc) -> Result<()> {
         .map_err(|e| anyhow!("channel not ready: {e}"))
 }
 
+/// How long one call of the load, or a stream's next answer, may take: a
+/// server that stalls (stopped, wedged) fails the run after this instead
+/// of holding it past `--duration` forever.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `call` (`what`: the RPC), failing after [`ANSWER_TIMEOUT`].
+async fn within<T>(what: &str, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    match tokio::time::timeout(ANSWER_TIMEOUT, call).await {
+        Ok(result) => result.with_context(|| format!("{what} failed")),
+        Err(_) => bail!(
+            "{what}: no answer within {} s (a server that accepts but does not answer?)",
+            ANSWER_TIMEOUT.as_secs()
+        ),
+    }
+}
+
+/// A failed call's status as the other commands say it: `Code: message:
+/// cause`, each cause once.
+fn status_error(s: tonic::Status) -> anyhow::Error {
+    anyhow!("{}", crate::policy::status_text(&s))
+}
+
+/// Ctrl-C during `--propagation`.
+#[derive(Debug)]
+struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 /// Fails unless `got` is the decision of the first call.
 fn check(got: i32, expected: i32) -> Result<()> {
     if got != expected {
@@ -352,15 +394,18 @@ async fn unary(
     let mut n = 0;
     while Instant::now() < deadline {
         let t = Instant::now();
-        ready(&mut grpc).await?;
-        let d = grpc
-            .unary(
+        let d = within(path.path(), async {
+            ready(&mut grpc).await?;
+            grpc.unary(
                 tonic::Request::new(request.clone()),
                 path.clone(),
                 codec::<Verdict>(),
             )
-            .await?
-            .into_inner();
+            .await
+            .map_err(status_error)
+        })
+        .await?
+        .into_inner();
         if let Some(e) = expected {
             check(d.decision, e)?;
         }
@@ -386,16 +431,19 @@ async fn batched(
     let (mut calls, mut decisions) = (0, 0);
     while Instant::now() < deadline {
         let t = Instant::now();
-        ready(&mut grpc).await?;
-        let got = grpc
-            .unary(
+        let got = within("DecideBatch", async {
+            ready(&mut grpc).await?;
+            grpc.unary(
                 tonic::Request::new(batch.clone()),
                 path.clone(),
                 codec::<Verdicts>(),
             )
-            .await?
-            .into_inner()
-            .decisions;
+            .await
+            .map_err(status_error)
+        })
+        .await?
+        .into_inner()
+        .decisions;
         if got.len() != size {
             bail!("DecideBatch answered {} of {size} requests", got.len());
         }
@@ -435,18 +483,25 @@ async fn stream(
             }
         })
     };
-    ready(&mut grpc).await?;
-    let mut responses = grpc
-        .streaming(
+    let mut responses = within("DecideStream", async {
+        ready(&mut grpc).await?;
+        grpc.streaming(
             tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx)),
             tonic::codegen::http::uri::PathAndQuery::from_static(DECIDE_STREAM),
             codec::<Verdict>(),
         )
-        .await?
-        .into_inner();
+        .await
+        .map_err(status_error)
+    })
+    .await?
+    .into_inner();
     let mut h = histogram()?;
     let mut n = 0;
-    while let Some(d) = responses.message().await? {
+    while let Some(d) = within("DecideStream", async {
+        responses.message().await.map_err(status_error)
+    })
+    .await?
+    {
         check(d.decision, expected)?;
         if let Some(t) = sent_rx.recv().await {
             h.saturating_record(t.elapsed().as_micros() as u64);
@@ -486,7 +541,7 @@ async fn propagation(
     // Ctrl-C ends the rounds early: the probe is removed all the same.
     let measured = tokio::select! {
         m = flips(&mut prp, &mut pdp, originator, rounds, acp) => m,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        _ = tokio::signal::ctrl_c() => Err(Interrupted.into()),
     };
     // The probe is the load test's, not the operator's: removed whether or
     // not the rounds succeeded (the resource first: it names the ACP).

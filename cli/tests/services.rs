@@ -1891,3 +1891,70 @@ async fn a_stalled_pip_keeps_the_connection_whose_calls_timed_out() {
     assert!(event.revision > 0, "{event:?}");
     drop(pip);
 }
+
+/// A server that stops answering (SIGSTOP: the kernel still completes TCP
+/// handshakes, nothing reads them) does not hang the client commands. A
+/// load test whose PDP stalls mid-run ends with an error naming the stall
+/// instead of waiting past `--duration` forever; `authz decide` against
+/// the stalled server exits 1 ("no PDP answers") and `authz policy list`
+/// fails, each within its bounds.
+#[test]
+fn client_commands_end_when_the_server_stalls() {
+    use std::process::Stdio;
+    let data = tempdir("stalled");
+    let (up, url) = start_up(data.path(), &[], &[]);
+    let pid = up.0.id().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    };
+    let load = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args([
+            "loadtest",
+            "--target",
+            &url,
+            "--duration",
+            "3",
+            "--concurrency",
+            "2",
+            "--modes",
+            "unary",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run authz loadtest");
+    std::thread::sleep(Duration::from_millis(1500));
+    signal("-STOP");
+    let request =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/request-owner-update.json");
+    let decide = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(["decide", "--pdp", &url, "--request"])
+        .arg(&request)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run authz decide");
+    let list = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(["policy", "--prp", &url, "list"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run authz policy list");
+
+    let out = load.wait_with_output().expect("loadtest ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("the unary mode's load"), "{err}");
+    assert!(err.contains("no answer within 10 s"), "{err}");
+    let out = decide.wait_with_output().expect("decide ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let out = list.wait_with_output().expect("policy list ends");
+    assert_ne!(out.status.code(), Some(0));
+    signal("-CONT");
+}

@@ -8,9 +8,16 @@
 //! server's certificate verified as a [`ClientTls`] says (the webpki roots,
 //! plus extra roots such as a private CA), never plain text.
 
+use std::time::Duration;
+
 use tonic::transport::Endpoint;
 
 use crate::tls::ClientTls;
+
+/// How long a connection attempt may take (TCP, then TLS): a peer that
+/// accepts nothing, or a host that drops packets, is an error after this,
+/// not a wait without end.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a URL cannot be a gRPC endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,7 +60,9 @@ pub fn endpoint_with(url: &str, tls: &ClientTls) -> Result<Endpoint, EndpointErr
     if !dialable {
         return Err(EndpointError::NotHttp);
     }
-    match uri.scheme_str() {
+    let scheme = uri.scheme_str().map(str::to_owned);
+    let endpoint = endpoint.connect_timeout(CONNECT_TIMEOUT);
+    match scheme.as_deref() {
         Some("http") => Ok(endpoint),
         Some("https") => tls
             .apply(endpoint)
