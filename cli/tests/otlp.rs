@@ -132,6 +132,53 @@ async fn decide_rpcs_are_exported_as_spans_in_the_callers_trace() {
         string_attr(&span.attributes, "authz.status"),
         Some("AUTHORIZATION_STATUS_OK")
     );
+
+    // A DecideBatch's span carries its count as a number.
+    let batch_trace = "4bf92f3577b34da6a3ce929d0e0e4737";
+    let mut req = tonic::Request::new(authz_proto::pb::DecideBatchRequest {
+        requests: vec![
+            request(
+                "CownerPhone",
+                "frontDoor",
+                authz_proto::pb::Operation::Retrieve
+            );
+            3
+        ],
+    });
+    req.metadata_mut().insert(
+        "traceparent",
+        format!("00-{batch_trace}-{parent_span}-01")
+            .parse()
+            .unwrap(),
+    );
+    pdp.decide_batch(req).await.unwrap();
+    let span = loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let export = tokio::time::timeout(remaining, exports.recv())
+            .await
+            .expect("no span of the traced DecideBatch reached the collector")
+            .expect("collector channel open");
+        let found = export
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+            .find(|s| {
+                s.name == "onem2m.authz.v1.PolicyDecisionPoint/DecideBatch"
+                    && hex(&s.trace_id) == batch_trace
+            })
+            .cloned();
+        if let Some(found) = found {
+            break found;
+        }
+    };
+    let count = span
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "authz.decisions")
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| v.value.clone());
+    assert_eq!(count, Some(any_value::Value::IntValue(3)), "{span:?}");
 }
 
 fn hex(bytes: &[u8]) -> String {

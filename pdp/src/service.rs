@@ -1607,7 +1607,9 @@ impl PolicyDecisionPoint for PdpService {
             };
             decisions.push(self.or_syntax_error(&snap, r, result, at.start));
         }
-        tracing::Span::current().record("authz.decisions", decisions.len());
+        // As an i64: OpenTelemetry's tracing layer writes a u64 as text.
+        let count = i64::try_from(decisions.len()).unwrap_or(i64::MAX);
+        tracing::Span::current().record("authz.decisions", count);
         Ok(Response::new(pb::DecideBatchResponse { decisions }))
     }
 
