@@ -175,6 +175,9 @@ struct Applicables<'s> {
     acps: SmallVec<[(AcpRef<'s>, PrivilegeKind); 4]>,
     /// ACP IDs named but not in the replica.
     unknown: Vec<String>,
+    /// Live dynamic ACPs named (`acp_ids`) that are bound to another
+    /// resource: they grant nothing on this target (Decision 7).
+    unbound: Vec<String>,
     /// ACPs named that the replica holds but this PDP could not compile,
     /// with why: what their rules say is unknown (7.1.4).
     rejected: Vec<(String, String)>,
@@ -1015,6 +1018,7 @@ impl PdpService {
             .map(|id| hosting.cse_relative(id).unwrap_or(id));
         let mut acps: SmallVec<[(AcpRef<'s>, PrivilegeKind); 4]> = SmallVec::new();
         let mut unknown: Vec<String> = Vec::new();
+        let mut unbound: Vec<String> = Vec::new();
         let mut rejected: Vec<(String, String)> = Vec::new();
         let mut ends: Vec<(&'s str, chrono::DateTime<chrono::Utc>)> = Vec::new();
         // `bound`: when the caller named the ACPs, the resources a dynamic
@@ -1038,6 +1042,8 @@ impl PdpService {
                 // A dynamic ACP holds privileges for its target, no
                 // selfPrivileges: nothing for an acpi change (Decision 7).
                 Some(_) if kind == PrivilegeKind::SelfPrivileges => {}
+                // Named, live, but another resource's.
+                Some(_) => unbound.push(id.to_owned()),
                 _ => match snap.rejected.get(id) {
                     Some(why) => rejected.push((id.to_owned(), why.clone())),
                     None => unknown.push(id.to_owned()),
@@ -1116,6 +1122,7 @@ impl PdpService {
         Ok(Applicables {
             acps,
             unknown,
+            unbound,
             rejected,
             ends,
         })
@@ -1136,6 +1143,7 @@ impl PdpService {
         let Applicables {
             mut acps,
             unknown,
+            unbound,
             rejected,
             ends,
         } = match self.applicable_set(snap, conv, now) {
@@ -1291,6 +1299,12 @@ impl PdpService {
             out.summary.push_str(&format!(
                 "; ACPs not in the replica: {}",
                 unknown.join(", ")
+            ));
+        }
+        if decision.effect == Effect::Deny && !unbound.is_empty() {
+            out.summary.push_str(&format!(
+                "; dynamic ACPs bound to another resource: {}",
+                unbound.join(", ")
             ));
         }
         if decision.effect == Effect::Deny && needs_pvs && !grant.acps.is_empty() {

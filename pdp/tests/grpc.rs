@@ -1320,7 +1320,15 @@ async fn dynamic_acps_join_the_set_until_they_expire() {
     assert_eq!(svc.decide_pb(&explicit).unwrap().decision, PERMIT);
     let mut elsewhere = explicit.clone();
     elsewhere.target = "other".into();
-    assert_eq!(svc.decide_pb(&elsewhere).unwrap().decision, DENY);
+    let d = svc.decide_pb(&elsewhere).unwrap();
+    assert_eq!(d.decision, DENY);
+    // The Deny says why: the replica holds dyn1, bound to cnt.
+    assert!(
+        d.summary
+            .ends_with("; dynamic ACPs bound to another resource: dyn1"),
+        "{}",
+        d.summary
+    );
 
     // Expired: filtered at decision time, before the PRP removes it.
     tokio::time::sleep(Duration::from_millis(1100)).await;
