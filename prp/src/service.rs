@@ -1904,6 +1904,7 @@ impl PolicyRetrievalPoint for PrpService {
                 policies,
                 default_policy,
                 revision: snap.revision,
+                combining_algorithm: pb::CombiningAlgorithm::PermitOverrides as i32,
             })
         })?;
         Ok(Response::new(out))

@@ -1573,6 +1573,11 @@ async fn applicable_policies_follow_ts0001_10_2_3_1() {
         ids(&p),
         vec![("acp2".into(), PV, false), ("acp1".into(), PV, false)]
     );
+    // TS-0003 6.2.2 step 005: with the policies, how they combine (7.1.5).
+    assert_eq!(
+        p.combining_algorithm,
+        pb::CombiningAlgorithm::PermitOverrides as i32
+    );
 
     // 2. contentInstance: the parent's acpi.
     let p = c
