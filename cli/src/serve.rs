@@ -619,6 +619,9 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
     // blamed) writes nothing.
     let listener = listen(args.listen).await?;
     let metrics = metrics(&args.metrics, server_tls.as_ref())?;
+    // The country files too (`--ip-csv`, `--ip-mmdb`), named when bad.
+    let pip_config = |data_dir| args.pip.config(data_dir, &args.admin, hosting.clone());
+    let countries = authz_pip::load_country_sources(&pip_config(None)).await?;
     let data_dir = data_dir(&args.data_dir)?;
     let dir = args.data_dir.clone();
     let prp = authz_prp::build(&PrpConfig::new(
@@ -643,13 +646,9 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
         );
     }
     let load_demo = !args.no_demo && (prp.revision() == 0 || resume_demo);
-    let pip = authz_pip::build(
-        &args
-            .pip
-            .config(data_dir.clone(), &args.admin, hosting.clone()),
-    )
-    .await
-    .map_err(|e| store_error(e, &dir))?;
+    let pip = authz_pip::build_with_sources(&pip_config(data_dir.clone()), countries)
+        .await
+        .map_err(|e| store_error(e, &dir))?;
 
     let das = match das_config {
         Some(config) => {
@@ -915,10 +914,14 @@ pub async fn pip(args: PipArgs, tls: &ClientTls) -> Result<()> {
     args.pip.check()?;
     let hosting = args.hosting.context()?;
     let listener = listen(args.listen).await?;
+    // The country files before the data directory: a bad one writes nothing.
+    let countries =
+        authz_pip::load_country_sources(&args.pip.config(None, &args.admin, hosting.clone()))
+            .await?;
     let data_dir = data_dir(&args.data_dir)?;
     let config = args.pip.config(data_dir, &args.admin, hosting);
     // Opened before the banner: a start that fails does not first say it serves.
-    let service = authz_pip::build(&config)
+    let service = authz_pip::build_with_sources(&config, countries)
         .await
         .map_err(|e| store_error(e, &args.data_dir))?;
     bannerln!(

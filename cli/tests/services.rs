@@ -1207,6 +1207,29 @@ fn a_busy_port_refuses_the_start_before_any_store_is_made() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains(&format!("--metrics {addr}")), "{err}");
     assert!(!dir.exists(), "made {}", dir.display());
+
+    // A country file that cannot be read is named by its flag, before the
+    // data directory is made.
+    for (i, command) in [vec!["up", "--metrics", "off"], vec!["pip"]]
+        .iter()
+        .enumerate()
+    {
+        for (flag, file) in [("--ip-csv", "no-such.csv"), ("--ip-mmdb", "no-such.mmdb")] {
+            let dir = data.path().join(format!("geo{i}{flag}"));
+            let missing = data.path().join(file);
+            let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+                .args(command)
+                .args(["--no-country-boundaries", "--listen", "127.0.0.1:0", flag])
+                .arg(&missing)
+                .args(["--data-dir", dir.to_str().unwrap()])
+                .output()
+                .expect("run authz");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command:?} {flag}: {err}");
+            assert!(err.contains(&format!("{flag}: ")), "{err}");
+            assert!(!dir.exists(), "{command:?} {flag} made {}", dir.display());
+        }
+    }
 }
 
 /// `authz up --data-dir memory` keeps its stores in memory, as `prp`, `pip`

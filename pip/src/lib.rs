@@ -102,9 +102,16 @@ pub enum PipStartError {
     /// The store could not be opened (the message names the file).
     #[error("PIP store: {0}")]
     Store(StoreError),
-    /// A country source could not be loaded.
-    #[error("PIP country source: {0}")]
-    Geo(#[from] GeoError),
+    /// A country source could not be loaded; `origin` names the option
+    /// or data it comes from (`--ip-csv`, `--ip-mmdb`, the built-in
+    /// country boundaries).
+    #[error("{origin}: {error}")]
+    Geo {
+        /// Where the source was configured.
+        origin: &'static str,
+        /// Why it could not be loaded.
+        error: GeoError,
+    },
     /// gRPC reflection could not be set up.
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -124,8 +131,44 @@ impl From<StoreError> for PipStartError {
     }
 }
 
-fn load(config: &PipConfig) -> Result<(Store<PipSchema>, Resolver), PipStartError> {
-    let store = match &config.data_dir {
+/// The country sources of a PIP (`--ip-csv`, `--ip-mmdb`, the built-in
+/// boundaries), loaded: what [`build_with_sources`] takes, so that a
+/// process can load them, and name a bad file, before it makes any store.
+pub struct CountrySources {
+    ip: IpCountrySources,
+    locator: Option<Arc<CountryLocator>>,
+}
+
+/// Loads the country sources `config` names.
+pub async fn load_country_sources(config: &PipConfig) -> Result<CountrySources, PipStartError> {
+    let cfg = config.clone();
+    tokio::task::spawn_blocking(move || country_sources(&cfg))
+        .await
+        .map_err(|e| PipStartError::Task(e.to_string()))?
+}
+
+fn country_sources(config: &PipConfig) -> Result<CountrySources, PipStartError> {
+    let geo = |origin| move |error| PipStartError::Geo { origin, error };
+    let mut ip = IpCountrySources::new();
+    // One table of every CSV file: the longest prefix wins across files.
+    if !config.ip_csv.is_empty() {
+        ip.add_table(IpCountryTable::load_csvs(&config.ip_csv).map_err(geo("--ip-csv"))?);
+    }
+    for path in &config.ip_mmdb {
+        ip.add_mmdb(MmdbCountries::open(path).map_err(geo("--ip-mmdb"))?);
+    }
+    let locator = if config.country_boundaries {
+        Some(Arc::new(
+            CountryLocator::new().map_err(geo("the built-in country boundaries"))?,
+        ))
+    } else {
+        None
+    };
+    Ok(CountrySources { ip, locator })
+}
+
+fn open_store(config: &PipConfig) -> Result<Store<PipSchema>, PipStartError> {
+    Ok(match &config.data_dir {
         // Group rows of older stores are read against the hosting CSE.
         Some(dir) => Store::open_redb_with_state(
             &dir.join(REDB_FILE),
@@ -133,36 +176,33 @@ fn load(config: &PipConfig) -> Result<(Store<PipSchema>, Resolver), PipStartErro
             PipState::hosted(config.hosting.clone()),
         )?,
         None => Store::memory(config.log_limit),
-    };
-    let mut ip = IpCountrySources::new();
-    // One table of every CSV file: the longest prefix wins across files.
-    if !config.ip_csv.is_empty() {
-        ip.add_table(IpCountryTable::load_csvs(&config.ip_csv)?);
-    }
-    for path in &config.ip_mmdb {
-        ip.add_mmdb(MmdbCountries::open(path)?);
-    }
-    let locator = if config.country_boundaries {
-        Some(Arc::new(CountryLocator::new()?))
-    } else {
-        None
-    };
+    })
+}
+
+/// Loads the country sources (a bad one is named before the store is
+/// made), opens the store and builds the service.
+pub async fn build(config: &PipConfig) -> Result<PipService, PipStartError> {
+    let sources = load_country_sources(config).await?;
+    build_with_sources(config, sources).await
+}
+
+/// Opens the store and builds the service with country sources loaded
+/// already ([`load_country_sources`]).
+pub async fn build_with_sources(
+    config: &PipConfig,
+    sources: CountrySources,
+) -> Result<PipService, PipStartError> {
+    let cfg = config.clone();
+    let store = tokio::task::spawn_blocking(move || open_store(&cfg))
+        .await
+        .map_err(|e| PipStartError::Task(e.to_string()))??;
     let resolver = Resolver::new(
         config.hosting.clone(),
         &config.trusted_issuers,
         config.max_position_age,
-        ip,
-        locator,
+        sources.ip,
+        sources.locator,
     );
-    Ok((store, resolver))
-}
-
-/// Opens the store, loads the country sources and builds the service.
-pub async fn build(config: &PipConfig) -> Result<PipService, PipStartError> {
-    let cfg = config.clone();
-    let (store, resolver) = tokio::task::spawn_blocking(move || load(&cfg))
-        .await
-        .map_err(|e| PipStartError::Task(e.to_string()))??;
     Ok(PipService::new(
         Arc::new(store),
         resolver,
