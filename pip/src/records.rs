@@ -691,7 +691,12 @@ pub fn canonical_group_id(
     field: &str,
     id: &str,
 ) -> Result<String, Vec<ConversionError>> {
-    if let Some(message) = group_id_refusal(hosting, id) {
+    let refusal = if id.is_empty() {
+        Some("required".to_owned())
+    } else {
+        group_id_refusal(hosting, id)
+    };
+    if let Some(message) = refusal {
         return Err(vec![ConversionError {
             field: field.to_owned(),
             message,

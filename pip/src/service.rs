@@ -141,12 +141,41 @@ fn check_ids<'a, F: Into<String>>(
 /// (Decision 9): one that is none is INVALID_ARGUMENT naming `originator`,
 /// not a PERMISSION_DENIED that would hide the typo.
 fn check_writer_id(originator: &str) -> Result<(), Status> {
-    authz_core::ids::check_originator_id(originator).map_err(|e| {
-        invalid_argument(&[ConversionError {
-            field: "originator".to_owned(),
-            message: e.to_string(),
-        }])
-    })
+    writer_id_errors(originator).map_err(|e| invalid_argument(&e))
+}
+
+/// [`check_writer_id`]'s fault, `required` for an empty originator.
+fn writer_id_errors(originator: &str) -> Result<(), Vec<ConversionError>> {
+    let message = if originator.is_empty() {
+        "required".to_owned()
+    } else {
+        match authz_core::ids::check_originator_id(originator) {
+            Ok(()) => return Ok(()),
+            Err(e) => e.to_string(),
+        }
+    };
+    Err(vec![ConversionError {
+        field: "originator".to_owned(),
+        message,
+    }])
+}
+
+/// Every field at fault among `checks` (each one field's, or a few's)
+/// in one INVALID_ARGUMENT, so that a request with several bad fields
+/// names them all at once.
+fn all_fields(
+    checks: impl IntoIterator<Item = Result<(), Vec<ConversionError>>>,
+) -> Result<(), Status> {
+    let errors: Vec<ConversionError> = checks
+        .into_iter()
+        .filter_map(Result::err)
+        .flatten()
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid_argument(&errors))
+    }
 }
 
 /// Role-IDs asked about: each must be `issuerRelativeID@issuerID` (spec
@@ -717,10 +746,18 @@ impl PolicyInformationPoint for PipService {
         request: Request<pb::PutGroupRequest>,
     ) -> Result<Response<pb::Group>, Status> {
         let req = request.into_inner();
-        check_ids([("originator", req.originator.as_str())])?;
-        let group = req.group.as_ref().ok_or_else(|| bad("group", "required"))?;
-        let record = group_from_pb(self.inner.resolver.hosting(), group)
-            .map_err(|e| invalid_argument(&e))?;
+        let record = match req.group.as_ref() {
+            Some(group) => group_from_pb(self.inner.resolver.hosting(), group),
+            None => Err(vec![ConversionError {
+                field: "group".to_owned(),
+                message: "required".to_owned(),
+            }]),
+        };
+        all_fields([
+            writer_id_errors(&req.originator),
+            record.as_ref().map(drop).map_err(Clone::clone),
+        ])?;
+        let record = record.map_err(|e| invalid_argument(&e))?;
         self.require_admin(&req.originator)?;
         let revision = self.commit(PipMutation::PutGroup(record.clone())).await?;
         tracing::info!(group = %record.group_id, members = record.members.len(), revision, "group stored");
@@ -744,11 +781,13 @@ impl PolicyInformationPoint for PipService {
         request: Request<pb::DeleteGroupRequest>,
     ) -> Result<Response<pb::PipWriteResponse>, Status> {
         let req = request.into_inner();
-        check_ids([
-            ("originator", req.originator.as_str()),
-            ("group_id", req.group_id.as_str()),
+        let hosting = self.inner.resolver.hosting();
+        let group_id = canonical_group_id(hosting, "group_id", &req.group_id);
+        all_fields([
+            writer_id_errors(&req.originator),
+            group_id.as_ref().map(drop).map_err(Clone::clone),
         ])?;
-        let group_id = self.group_id("group_id", &req.group_id)?;
+        let group_id = group_id.map_err(|e| invalid_argument(&e))?;
         self.require_admin(&req.originator)?;
         let revision = self.commit(PipMutation::DeleteGroup(group_id)).await?;
         Ok(Response::new(pb::PipWriteResponse { revision }))
@@ -782,12 +821,15 @@ impl PolicyInformationPoint for PipService {
         request: Request<pb::CheckMembershipRequest>,
     ) -> Result<Response<pb::CheckMembershipResponse>, Status> {
         let req = request.get_ref();
-        check_ids([
-            ("originator", req.originator.as_str()),
-            ("group_id", req.group_id.as_str()),
+        let hosting = self.inner.resolver.hosting();
+        let originator = canonical_id(hosting, "originator", &req.originator);
+        let group_id = canonical_group_id(hosting, "group_id", &req.group_id);
+        all_fields([
+            originator.as_ref().map(drop).map_err(Clone::clone),
+            group_id.as_ref().map(drop).map_err(Clone::clone),
         ])?;
-        let originator = self.canonical("originator", &req.originator)?;
-        let group_id = self.group_id("group_id", &req.group_id)?;
+        let originator = originator.map_err(|e| invalid_argument(&e))?;
+        let group_id = group_id.map_err(|e| invalid_argument(&e))?;
         // Through sub-groups too, as `ResolveAttributes` answers.
         let (is_group, is_member) = self.read(|s| {
             (

@@ -221,6 +221,37 @@ async fn invalid_input_names_the_field_and_stores_nothing() {
     let f = fields(&err);
     assert!(f.contains(&"group.group_id".to_owned()), "{f:?}");
     assert!(f.contains(&"group.member_ids[1]".to_owned()), "{f:?}");
+    // Every field at fault at once, the originator's too.
+    let err = c
+        .put_group(pb::PutGroupRequest {
+            originator: String::new(),
+            group: Some(pb::Group {
+                group_id: "all".into(),
+                member_ids: vec!["*".into()],
+            }),
+        })
+        .await
+        .expect_err("invalid");
+    assert_eq!(
+        fields(&err),
+        ["originator", "group.group_id", "group.member_ids[0]"]
+    );
+    let err = c
+        .delete_group(pb::DeleteGroupRequest {
+            originator: "all".into(),
+            group_id: "*".into(),
+        })
+        .await
+        .expect_err("invalid");
+    assert_eq!(fields(&err), ["originator", "group_id"]);
+    let err = c
+        .check_membership(pb::CheckMembershipRequest {
+            group_id: "*".into(),
+            originator: "all".into(),
+        })
+        .await
+        .expect_err("invalid");
+    assert_eq!(fields(&err), ["originator", "group_id"]);
     let err = c
         .report_position(pb::ReportPositionRequest {
             originator: ADMIN.into(),
