@@ -636,6 +636,22 @@ impl PolicyInformationPoint for PipService {
             &self.inner.writers.token_writers,
             "may not store tokens in the PIP",
         )?;
+        // The same token again (a PDP's retry, another PDP of the CSE
+        // shown it) with nothing to add: answered as stored, without a
+        // revision that every watcher would fetch for nothing. One without
+        // a Local-Token-ID that this put proposes one for is a change.
+        let unchanged = self.read(|s| {
+            s.tokens
+                .get(&record.token_id)
+                .filter(|stored| {
+                    stored.differing_attributes(&record).is_empty()
+                        && (!stored.local_token_id.is_empty() || record.local_token_id.is_empty())
+                })
+                .map(token_to_pb)
+        });
+        if let Some(stored) = unchanged {
+            return Ok(Response::new(stored));
+        }
         let entry = self
             .commit_entry(PipMutation::PutToken {
                 token: record,

@@ -1527,12 +1527,15 @@ async fn a_tokens_first_local_token_id_is_kept_ts_0003_7_3_2_3_step_6_2() {
         .await
         .expect("put");
     assert_eq!(first.local_token_id, "ltA-1");
+    let revision = pip.service.revision();
     for asked in ["ltB-1", ""] {
         let again = put_token_as(c, ADMIN, token_at("tk1@das.example.com", asked, 1, now))
             .await
             .expect("put again");
         assert_eq!(again.local_token_id, "ltA-1", "asked {asked:?}");
     }
+    // Nothing changed: no revision for the watchers to fetch.
+    assert_eq!(pip.service.revision(), revision);
     put_token_as(c, ADMIN, token_with_lti("tk2@das.example.com", "", 1))
         .await
         .expect("a token without one");
