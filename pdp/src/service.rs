@@ -1012,10 +1012,15 @@ impl PdpService {
         // Explicit ACP IDs in any form (TS-0001 7.2) name the hosting CSE's
         // ACPs, held under their CSE-relative IDs.
         let hosting = conv.hosting.as_ref().unwrap_or(&self.inner.hosting);
+        // Each once, in whatever forms it is named: evaluating one twice
+        // changes nothing but the cost, which a caller repeating an
+        // expensive ACP would otherwise multiply at will.
+        let mut named = std::collections::HashSet::new();
         let acp_ids = conv
             .acp_ids
             .iter()
-            .map(|id| hosting.cse_relative(id).unwrap_or(id));
+            .map(|id| hosting.cse_relative(id).unwrap_or(id))
+            .filter(move |id| named.insert(*id));
         let mut acps: SmallVec<[(AcpRef<'s>, PrivilegeKind); 4]> = SmallVec::new();
         let mut unknown: Vec<String> = Vec::new();
         let mut unbound: Vec<String> = Vec::new();

@@ -1792,3 +1792,37 @@ async fn decision_7_a_dynamic_acp_does_not_authorize_an_acpi_change() {
         d.summary
     );
 }
+
+/// An ACP named several times in `acp_ids`, in one form or several (TS-0001
+/// 7.2), is evaluated once: the decision is the same, and a caller cannot
+/// multiply the cost of an expensive ACP by repeating it. The Deny lists
+/// its failed rule once, and an unknown ID once.
+#[tokio::test]
+async fn an_acp_named_twice_in_acp_ids_is_evaluated_once() {
+    let pdp = pdp_with(&[snapshot_event(
+        3,
+        vec![acp("acp1", &["Cphone"], RETRIEVE)],
+        vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+    )]);
+    let svc = pdp.service();
+    let mut r = request("Cphone", pb::Operation::Delete, "cnt");
+    r.acp_ids = vec![
+        "acp1".into(),
+        "/id-in/acp1".into(),
+        "//sp.example.com/id-in/acp1".into(),
+        "acp1".into(),
+        "nope".into(),
+        "nope".into(),
+    ];
+    let d = svc.decide_pb(&r).unwrap();
+    assert_eq!(d.decision, DENY, "{}", d.summary);
+    let explanation = d.explanation.expect("explanation");
+    assert_eq!(explanation.failed_rules.len(), 1, "{explanation:?}");
+    assert!(
+        d.summary.ends_with("; ACPs not in the replica: nope"),
+        "{}",
+        d.summary
+    );
+    r.operation = pb::Operation::Retrieve as i32;
+    assert_eq!(svc.decide_pb(&r).unwrap().decision, PERMIT);
+}
