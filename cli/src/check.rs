@@ -251,6 +251,9 @@ pub(crate) fn render(d: &Decision) -> Value {
                     .collect::<Vec<_>>()
             );
         }
+        if e.more_failed_rules > 0 {
+            expl["moreFailedRules"] = json!(e.more_failed_rules);
+        }
         out["explanation"] = expl;
     }
     out

@@ -250,9 +250,40 @@ pub struct Explanation {
     /// For a Permit: the `acor` entry that matched the originator in the permitting rule.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matched_originator: Option<String>,
-    /// For a Deny: every rule whose originators matched, with the first condition that failed.
+    /// For a Deny: every rule whose originators matched, with the first
+    /// condition that failed: the first [`MAX_EXPLAINED`] of them, each
+    /// with its first [`MAX_EXPLAINED`] `acco` or `acod` elements.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failed_rules: Vec<RuleFailure>,
+    /// How many more rules failed than `failed_rules` lists.
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub more_failed_rules: usize,
+}
+
+/// How many failed rules an explanation lists, and `acco` or `acod`
+/// elements per failed rule: a policy within the record bound (1 MiB) can
+/// hold 100 000 rules, whose full account would be a message no peer
+/// decodes (tonic's default limit is 4 MiB) and would cost more than the
+/// decision.
+pub const MAX_EXPLAINED: usize = 64;
+
+/// How many list entries (`chty`, ...) a failure's text shows.
+const MAX_LISTED: usize = 16;
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// `[a, b, ...]` of at most [`MAX_LISTED`] entries, then how many in all.
+pub(crate) fn list_text<T: fmt::Debug>(items: &[T]) -> String {
+    if items.len() <= MAX_LISTED {
+        return format!("{items:?}");
+    }
+    let shown: Vec<String> = items[..MAX_LISTED]
+        .iter()
+        .map(|i| format!("{i:?}"))
+        .collect();
+    format!("[{}, ... ({} in all)]", shown.join(", "), items.len())
 }
 
 impl Explanation {

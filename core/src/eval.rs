@@ -33,7 +33,7 @@ use crate::compile::{
 };
 use crate::decision::{
     AuthorizationStatus, ContextFailure, Decision, Effect, Explanation, FailedCondition,
-    MissingAttribute, PrivilegeKind, RuleFailure, RuleRef,
+    MAX_EXPLAINED, MissingAttribute, PrivilegeKind, RuleFailure, RuleRef,
 };
 use crate::ids::{
     AbsoluteId, HostingContext, canonical_resource_id, with_canonical_originator,
@@ -336,8 +336,11 @@ struct Rare {
     unknown_origs: Vec<(EntryRef, MissingAttribute)>,
     /// Attributes the decision needed and could not get (Decision 10).
     missing: Vec<MissingAttribute>,
-    /// The rules that named the originator and failed, when explaining.
+    /// The rules that named the originator and failed, when explaining:
+    /// the first [`MAX_EXPLAINED`].
     failures: Vec<RuleFailure>,
+    /// How many more failed (counted, not explained).
+    more_failures: usize,
     /// What the rule being evaluated lacked; it joins `missing` only when
     /// the rule ends undetermined, not when another of its conditions is
     /// certainly FALSE (then the Deny is a final result: 7.1.4).
@@ -619,15 +622,18 @@ impl<'r, 'o> Evaluation<'r, 'o> {
                 explanation: self.options.explain.then(|| Explanation {
                     matched_originator: Some(matched()),
                     failed_rules: Vec::new(),
+                    more_failed_rules: 0,
                 }),
             }),
             Err(failed) => {
-                if self.options.explain {
+                if self.explaining() {
                     self.rare().failures.push(RuleFailure {
                         rule: rule_ref(),
                         matched_originator: matched(),
                         failed,
                     });
+                } else if self.options.explain {
+                    self.rare().more_failures += 1;
                 }
                 None
             }
@@ -682,9 +688,9 @@ impl<'r, 'o> Evaluation<'r, 'o> {
     /// the evaluation instead of consuming it, which would copy the whole
     /// (large) evaluation state into the call.
     fn deny(&mut self) -> Decision {
-        let (missing, failures) = match self.rare.take() {
-            Some(rare) => (rare.missing, rare.failures),
-            None => (Vec::new(), Vec::new()),
+        let (missing, failures, more_failed_rules) = match self.rare.take() {
+            Some(rare) => (rare.missing, rare.failures, rare.more_failures),
+            None => (Vec::new(), Vec::new(), 0),
         };
         let status = if !missing.is_empty() {
             AuthorizationStatus::MissingAttribute
@@ -701,6 +707,7 @@ impl<'r, 'o> Evaluation<'r, 'o> {
             explanation: self.options.explain.then_some(Explanation {
                 matched_originator: None,
                 failed_rules: failures,
+                more_failed_rules,
             }),
         }
     }
@@ -798,7 +805,7 @@ impl<'r, 'o> Evaluation<'r, 'o> {
                         self.truncate_pending(element_mark);
                     }
                     undetermined |= self.undetermined;
-                    if self.options.explain {
+                    if self.explaining() && elements.len() < MAX_EXPLAINED {
                         elements.push(f);
                     }
                 }
@@ -831,7 +838,7 @@ impl<'r, 'o> Evaluation<'r, 'o> {
         if c.time_windows.iter().any(|w| w.matches(&t)) {
             return Ok(());
         }
-        let next_open = if self.options.explain {
+        let next_open = if self.explaining() {
             c.time_windows
                 .iter()
                 .filter_map(|w| w.next_match(self.req.time))
@@ -1019,8 +1026,8 @@ impl<'r, 'o> Evaluation<'r, 'o> {
                         certain = true;
                         reason = Some(self.why(|| {
                             format!(
-                                "resource type {rt} not in chty {:?}",
-                                d.child_resource_types
+                                "resource type {rt} not in chty {}",
+                                crate::decision::list_text(&d.child_resource_types)
                             )
                         }));
                     }
@@ -1046,7 +1053,7 @@ impl<'r, 'o> Evaluation<'r, 'o> {
                 self.truncate_pending(element_mark);
             }
             undetermined |= !certain;
-            if self.options.explain {
+            if self.explaining() && reasons.len() < MAX_EXPLAINED {
                 reasons.extend(reason);
             }
         }
@@ -1089,11 +1096,23 @@ impl<'r, 'o> Evaluation<'r, 'o> {
 
     /// A reason text, built only when explaining.
     fn why(&self, text: impl FnOnce() -> String) -> String {
-        if self.options.explain {
+        if self.explaining() {
             text()
         } else {
             String::new()
         }
+    }
+
+    /// Whether the rule being evaluated is explained: when explaining, the
+    /// first [`MAX_EXPLAINED`] failed rules are, so that an explanation,
+    /// and the work of making it (a time window's next opening), stay
+    /// bounded whatever a policy holds.
+    fn explaining(&self) -> bool {
+        self.options.explain
+            && self
+                .rare
+                .as_ref()
+                .is_none_or(|r| r.failures.len() < MAX_EXPLAINED)
     }
 
     /// Whether the source verifies the claimed role `role` for the

@@ -143,3 +143,68 @@ fn a_decision_inside_an_attribute_lookup_keeps_both_originators() {
         ]
     );
 }
+
+/// An explanation stays bounded whatever a policy holds: of 100 rules that
+/// name the originator and fail (7.1.5 res_ops), the first 64 are listed
+/// and the rest counted; of a rule's 100 `acco` elements (each a closed
+/// time window), the first 64. The decision itself is the same.
+#[test]
+fn an_explanation_lists_the_first_failures_and_counts_the_rest() {
+    use authz_core::decision::{FailedCondition, MAX_EXPLAINED};
+    let rules: Vec<String> = (0..100)
+        .map(|_| r#"{"acor": ["C1"], "acop": 1}"#.to_owned())
+        .collect();
+    let many_rules = format!(
+        r#"{{"m2m:acp": {{"ri": "many", "pv": {{"acr": [{}]}}}}}}"#,
+        rules.join(",")
+    );
+    let windows: Vec<String> = (0..100)
+        .map(|i| format!(r#"{{"actw": ["0 {} 3 * * * *"]}}"#, i % 60))
+        .collect();
+    let many_contexts = format!(
+        r#"{{"m2m:acp": {{"ri": "wide", "pv": {{"acr": [{{"acor": ["C1"], "acop": 2, "acco": [{}]}}]}}}}}}"#,
+        windows.join(",")
+    );
+    let ctx = HostingContext::new("//m2msp.org", "/myCSE").unwrap();
+    let attrs = InMemoryAttributes::new();
+    let req = DecisionRequest::new(
+        "C1",
+        Operation::Retrieve,
+        "x",
+        Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap(),
+    );
+    let explain = DecideOptions {
+        explain: true,
+        ..DecideOptions::default()
+    };
+    let compiled = |text: &str| {
+        let acps = parse_and_validate(text).unwrap();
+        CompiledAcp::compile("a", &acps[0]).unwrap()
+    };
+
+    let acp = compiled(&many_rules);
+    let applicable = [Applicable {
+        acp: &acp,
+        kind: PrivilegeKind::Privileges,
+    }];
+    let d = decide(&req, &ctx, &applicable, &attrs, &explain);
+    assert_eq!(d.effect, Effect::Deny);
+    let e = d.explanation.expect("explanation");
+    assert_eq!(e.failed_rules.len(), MAX_EXPLAINED);
+    assert_eq!(e.more_failed_rules, 100 - MAX_EXPLAINED);
+    assert_eq!(e.failed_rules[63].rule.rule, 63);
+
+    let acp = compiled(&many_contexts);
+    let applicable = [Applicable {
+        acp: &acp,
+        kind: PrivilegeKind::Privileges,
+    }];
+    let d = decide(&req, &ctx, &applicable, &attrs, &explain);
+    assert_eq!(d.effect, Effect::Deny);
+    let e = d.explanation.expect("explanation");
+    assert_eq!(e.failed_rules.len(), 1);
+    match &e.failed_rules[0].failed {
+        FailedCondition::Context { elements } => assert_eq!(elements.len(), MAX_EXPLAINED),
+        other => panic!("{other:?}"),
+    }
+}

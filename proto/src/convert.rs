@@ -1433,11 +1433,18 @@ pub fn summary(d: &Decision) -> String {
             }
             reasons.extend(d.missing.iter().map(|m| format!("missing {m}")));
             if let Some(e) = &d.explanation {
+                // A line, not the whole explanation: the first few.
+                const LISTED: usize = 8;
                 reasons.extend(
                     e.failed_rules
                         .iter()
+                        .take(LISTED)
                         .map(|f| format!("{}: {}", f.rule, f.failed)),
                 );
+                let more = e.failed_rules.len().saturating_sub(LISTED) + e.more_failed_rules;
+                if more > 0 {
+                    reasons.push(format!("{more} more rules failed"));
+                }
             }
             if reasons.is_empty() {
                 reasons.push("no rule permitted".into());
@@ -1471,6 +1478,7 @@ pub fn decision_to_pb(d: &Decision) -> pb::Decision {
                     failed: Some(failed_condition_to_pb(&f.failed)),
                 })
                 .collect(),
+            more_failed_rules: u32::try_from(e.more_failed_rules).unwrap_or(u32::MAX),
         }),
         summary: summary(d),
         reusable_until: None,
@@ -1676,6 +1684,7 @@ pub fn decision_from_pb(d: &pb::Decision) -> Result<Decision, Vec<ConversionErro
                 })
             })
             .collect(),
+        more_failed_rules: e.more_failed_rules as usize,
     });
     let (Some(effect), Some(status)) = (effect, status) else {
         return Err(errors.0);

@@ -989,6 +989,7 @@ fn deny_with_everything() -> Decision {
                     },
                 },
             ],
+            more_failed_rules: 3,
         }),
     }
 }
@@ -1014,6 +1015,13 @@ fn decision_encodes_decodes_and_converts_back() {
     assert!(
         wire.summary
             .contains("acpB.pvs.acr[2]: no acco element matched")
+    );
+    // The rules an explanation counts but does not list.
+    assert_eq!(wire.explanation.as_ref().unwrap().more_failed_rules, 3);
+    assert!(
+        wire.summary.ends_with("; 3 more rules failed"),
+        "{}",
+        wire.summary
     );
 
     // The PDP fills in its own fields.
@@ -1055,6 +1063,7 @@ fn permit_summary_and_round_trip() {
         explanation: Some(Explanation {
             matched_originator: Some("CphoneApp".into()),
             failed_rules: vec![],
+            more_failed_rules: 0,
         }),
     };
     let wire = decision_to_pb(&d);
