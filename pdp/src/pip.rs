@@ -47,7 +47,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -75,6 +75,17 @@ const MAX_COUNTRY_ENTRIES: usize = 100_000;
 /// stale answer back). Originator IDs come from requests, so without a
 /// bound any caller could grow the PDP's memory at will.
 pub const MAX_ORIGINATOR_ENTRIES: usize = 100_000;
+
+/// The most claimed roles the cache keeps per originator: the latest
+/// answer's, then older ones up to this. A caller claiming new Role-IDs
+/// request after request would otherwise grow one entry without end.
+pub const MAX_ROLES_PER_ORIGINATOR: usize = 256;
+
+/// The most bytes of Role-IDs the cache holds in all (roughly: each
+/// answer's are counted as it is cached): past it the cache is cleared,
+/// as past [`MAX_ORIGINATOR_ENTRIES`]. Role-IDs come from requests, up to
+/// 2 048 bytes each.
+pub const MAX_CACHED_ROLE_BYTES: usize = 64 << 20;
 
 /// What the cache knows about one claimed role of an originator.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -176,6 +187,9 @@ pub struct PipCache {
     /// Revision of the last change seen on the watch.
     seen_revision: AtomicU64,
     watching: AtomicBool,
+    /// Bytes of Role-IDs cached since the last clear (see
+    /// [`MAX_CACHED_ROLE_BYTES`]).
+    role_bytes: AtomicUsize,
     /// Every group ID the PIP holds, swapped whole: read by decisions
     /// without a lock, written by the watch only.
     known_groups: ArcSwap<KnownGroups>,
@@ -266,6 +280,7 @@ impl PipCache {
             epoch: AtomicU64::new(0),
             seen_revision: AtomicU64::new(0),
             watching: AtomicBool::new(false),
+            role_bytes: AtomicUsize::new(0),
             known_groups: ArcSwap::from_pointee(KnownGroups::default()),
             groups_known: tokio::sync::watch::channel(false).0,
             watch_retry: tokio::sync::Notify::new(),
@@ -373,6 +388,7 @@ impl PipCache {
         self.originators.clear();
         self.ip_countries.clear();
         self.position_countries.clear();
+        self.role_bytes.store(0, Ordering::Release);
     }
 
     /// [`PipCache::clear`] where changes may have gone unseen (a `reset`, a
@@ -615,8 +631,11 @@ impl PipCache {
             }
         }
         let fetched = answer_to_fetched(request, a);
-        if self.originators.len() >= MAX_ORIGINATOR_ENTRIES
-            && !self.originators.contains_key(request.originator)
+        let role_bytes: usize = fetched.entry.roles.keys().map(String::len).sum();
+        let cached_role_bytes = self.role_bytes.fetch_add(role_bytes, Ordering::AcqRel);
+        if (self.originators.len() >= MAX_ORIGINATOR_ENTRIES
+            && !self.originators.contains_key(request.originator))
+            || cached_role_bytes + role_bytes > MAX_CACHED_ROLE_BYTES
         {
             // This answer is not cached (its epoch is over); the next is.
             self.clear();
@@ -847,6 +866,10 @@ fn answer_to_fetched(request: &FetchRequest<'_>, a: &pb::ResolvedAttributes) -> 
 fn merge(older: &OriginatorEntry, newer: &OriginatorEntry) -> OriginatorEntry {
     let mut merged = newer.clone();
     for (role, verdict) in &older.roles {
+        if merged.roles.len() >= MAX_ROLES_PER_ORIGINATOR {
+            // Dropped ones are asked again when claimed again.
+            break;
+        }
         merged.roles.entry(role.clone()).or_insert(*verdict);
     }
     merged
@@ -1181,6 +1204,28 @@ mod tests {
     //! [`PipCache::store`] around [`PipCache::apply`].
 
     use super::*;
+
+    /// An originator's entry keeps the latest answer's roles, then older
+    /// ones up to [`MAX_ROLES_PER_ORIGINATOR`]: claiming new Role-IDs
+    /// request after request does not grow it without end.
+    #[test]
+    fn an_entry_keeps_at_most_its_bound_of_roles() {
+        let with_roles = |from: usize, to: usize| OriginatorEntry {
+            roles: (from..to)
+                .map(|i| (format!("r{i}@roles.example.com"), RoleEntry::Refused))
+                .collect(),
+            ..OriginatorEntry::default()
+        };
+        let older = with_roles(0, 300);
+        let newer = with_roles(1000, 1010);
+        let merged = merge(&older, &newer);
+        assert_eq!(merged.roles.len(), MAX_ROLES_PER_ORIGINATOR);
+        assert!((1000..1010).all(|i| {
+            merged
+                .roles
+                .contains_key(&format!("r{i}@roles.example.com"))
+        }));
+    }
 
     /// README: `authz_pip_fetches_total{result}` counts every fetch on a
     /// cache miss. One the caller's deadline cut short is dropped before

@@ -1135,6 +1135,14 @@ async fn invalid_request_is_invalid_argument_naming_the_field() {
         ["originator", "target_type", "resource_type"]
     );
 
+    // At most 64 claimed Role-IDs: each is verified and cached per
+    // originator, so thousands would cost the PDP what the caller likes.
+    let mut req = request("Cphone", pb::Operation::Retrieve, "cnt");
+    req.role_ids = (0..64).map(|i| format!("r{i}@roles.example.com")).collect();
+    assert_eq!(decide(&mut client, req.clone()).await.decision, DENY);
+    req.role_ids.push("r64@roles.example.com".into());
+    assert_eq!(refused(client.decide(req).await.unwrap_err()), ["role_ids"]);
+
     // An originator of 2048 bytes as given is longer in the absolute form
     // it is judged and sent to the PIP in (Decision 2): refused naming it,
     // not left to fail at the PIP as if the PIP were down.

@@ -89,6 +89,12 @@ pub const MAX_RECORD_BYTES: usize = 1 << 20;
 /// can be larger than that, and a service that cannot read one is stuck.
 pub const MAX_DECODING_MESSAGE_BYTES: usize = 256 << 20;
 
+/// The most Role-IDs a decision request claims (`role_ids`, `rids`): each
+/// is verified with the PIP and cached per originator, so a request of
+/// thousands would cost every decision of that originator, and the PDP's
+/// memory, what the caller likes. An originator holds a handful.
+pub const MAX_ROLE_IDS: usize = 64;
+
 /// An INVALID_ARGUMENT cause for `record` (named `field`) when it is
 /// larger encoded than [`MAX_RECORD_BYTES`].
 pub fn record_size_violation(record: &impl prost::Message, field: &str) -> Option<ConversionError> {
@@ -919,8 +925,18 @@ pub fn decision_request_from_pb(
         }
     }
 
-    for (i, rid) in req.role_ids.iter().enumerate() {
-        check_at_id(rid, &format!("role_ids[{i}]"), "Role-ID", &mut errors);
+    if req.role_ids.len() > MAX_ROLE_IDS {
+        errors.add(
+            "role_ids",
+            format!(
+                "{} Role-IDs; a request claims at most {MAX_ROLE_IDS}",
+                req.role_ids.len()
+            ),
+        );
+    } else {
+        for (i, rid) in req.role_ids.iter().enumerate() {
+            check_at_id(rid, &format!("role_ids[{i}]"), "Role-ID", &mut errors);
+        }
     }
     // Syntax only (Decision 9), whatever DASes the PDP trusts.
     for (i, token) in req.tokens.iter().enumerate() {
