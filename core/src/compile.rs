@@ -559,12 +559,15 @@ fn compile_context(
     errors: &mut Errors,
 ) -> Option<CompiledContext> {
     let before = errors.0.len();
+    // Each window once: the same one again adds nothing to the OR but its
+    // cost (a decision's, an explanation's next opening, memory).
+    let mut seen = std::collections::HashSet::new();
     let time_windows = ctx
         .time_windows
         .iter()
         .enumerate()
         .filter_map(|(i, s)| match TimeWindow::parse(s) {
-            Ok(w) => Some(w),
+            Ok(w) => seen.insert(s.as_str()).then_some(w),
             Err(e) => {
                 errors.add(format_args!("{path}.actw[{i}]"), e);
                 None
@@ -788,4 +791,25 @@ fn compile_object_details(
         specialization: d.specialization.clone(),
         child_resource_types: d.child_resource_types.iter().flatten().copied().collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same `actw` entry twice in one `acco` element is one window
+    /// (the OR of 7.1.5 res_time is the same), compiled and searched once,
+    /// so repeating an expensive window costs nothing.
+    #[test]
+    fn a_repeated_time_window_is_compiled_once() {
+        let ctx = AccessControlContext {
+            time_windows: std::iter::repeat_n("* * * 29 2 * 2001-9999/4".to_owned(), 1000)
+                .chain(["* * 8-18 * * 1-5 *".to_owned()])
+                .collect(),
+            ..Default::default()
+        };
+        let mut errors = Errors::default();
+        let compiled = compile_context("pv.acr[0].acco[0]", &ctx, &mut errors).expect("compiles");
+        assert_eq!(compiled.time_windows.len(), 2);
+    }
 }
