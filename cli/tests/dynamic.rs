@@ -1234,3 +1234,43 @@ fn a_das_config_that_does_not_load_stops_before_the_data_directory() {
         assert!(!data.exists(), "authz {} wrote {data_dir}", args[0]);
     }
 }
+
+/// TS-0003 7.3.2.3 steps 6.2 and 7.2 with a Token-ID a DAS reused for
+/// another holder's token (TS-0001 7.1.15 forbids it), at a PDP with a PIP.
+/// The PIP's record of the first token's assignment reaches the PDP's watch
+/// before or after the PDP cached the token (after, the PDP drops the
+/// object, to fetch it at its next use); either way the other holder must
+/// be told no Local-Token-ID, which would stand for the first token's
+/// rights. Ten rounds, so that both orders come up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_token_id_is_never_told_the_first_tokens_local_token_id_7_3_2_3() {
+    let mut s = stack("reused-jti").await;
+    let guest = "//home.example/mn-cse-123456/Cguest";
+    let other = "//home.example/mn-cse-123456/Cother";
+    let mut warm = request("Cguest", "backDoor", pb::Operation::Update);
+    warm.tokens = vec![
+        signer()
+            .sign(&claims(guest, (-10, 600), HOSTING_CSE, "backDoor"))
+            .expect("sign"),
+    ];
+    until(&mut s.pdp, &warm, is_permit).await;
+    for round in 0..10 {
+        let first = claims(guest, (-10, 600), HOSTING_CSE, "backDoor");
+        let mut reused = claims(other, (-10, 600), HOSTING_CSE, "backDoor");
+        reused.token_id = first.token_id.clone();
+        let mut r = request("Cguest", "backDoor", pb::Operation::Update);
+        r.tokens = vec![signer().sign(&first).expect("sign")];
+        let d = s.pdp.decide(r).await.expect("decide").into_inner();
+        assert!(is_permit(&d), "round {round}: {d:?}");
+        assert_eq!(d.assigned_token_ids.len(), 1, "round {round}: {d:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut r = request("Cother", "backDoor", pb::Operation::Update);
+        r.tokens = vec![signer().sign(&reused).expect("sign")];
+        let d = s.pdp.decide(r).await.expect("decide").into_inner();
+        assert!(is_permit(&d), "round {round}: by value: {d:?}");
+        assert!(
+            d.assigned_token_ids.is_empty(),
+            "round {round}: the first token's Local-Token-ID handed to another holder: {d:?}"
+        );
+    }
+}

@@ -945,19 +945,29 @@ impl Dynamic {
         if grant.assigned.iter().any(|(_, t)| *t == id) {
             return;
         }
-        if let Some(lti) = self.local_by_token.get(&id) {
+        let known = self.local_by_token.get(&id).map(|lti| lti.clone());
+        if let Some(lti) = known {
             // Token-IDs are unique (TS-0001 7.1.15), but a DAS that reuses
             // one for another token (another holder's, or other rights)
             // must not have its holder handed an ID that names the first
             // token: used by it, that one's rights would count instead.
-            let other_token = self
+            let same = self
                 .local
                 .get(lti.as_str())
-                .is_some_and(|t| t.claims() != token.claims());
-            if !other_token {
-                grant.assigned.push((lti.clone(), id));
+                .map(|t| t.claims() == token.claims());
+            match same {
+                Some(true) => {
+                    grant.assigned.push((lti, id));
+                    return;
+                }
+                Some(false) => return,
+                // The token it named was dropped after a change at the PIP
+                // (this PDP's own store of it, heard back, too): which
+                // token it names now, the PIP says, below (the same token
+                // gets its ID back, another none).
+                None if self.pip.is_some() => {}
+                None => return,
             }
-            return;
         }
         if !self.make_room() {
             // Still full of live tokens: this one is used by value only
