@@ -918,8 +918,8 @@ pub fn decision_request_from_pb(
             errors.add(
                 "updates_acpi",
                 format!(
-                    "a target of type {ty} has no accessControlPolicyIDs (acpi) to change \
-                     (an ACP, or a type without acpi; spec notes §2.3)"
+                    "the request's target_type {ty} has no accessControlPolicyIDs (acpi) to \
+                     change (an ACP, or a type without acpi; spec notes §2.3)"
                 ),
             );
         }

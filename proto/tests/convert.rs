@@ -776,7 +776,7 @@ fn ts0001_9_6_1_3_2_updates_acpi_is_an_update_of_a_resource_with_acpi() {
         assert_eq!(errors.len(), 1, "{ty}: {errors:?}");
         assert!(
             errors[0].starts_with(&format!(
-                "updates_acpi: a target of type {ty} has no accessControlPolicyIDs"
+                "updates_acpi: the request's target_type {ty} has no accessControlPolicyIDs"
             )),
             "{errors:?}"
         );
