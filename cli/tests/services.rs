@@ -1890,10 +1890,8 @@ async fn a_stalled_pip_keeps_the_connection_whose_calls_timed_out() {
         }
     });
     let timed_out = futures_util::future::join_all(calls).await;
-    assert!(
-        timed_out.iter().all(|r| r.is_err()),
-        "answered while stopped"
-    );
+    let answered: Vec<_> = timed_out.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert!(answered.is_empty(), "answered while stopped: {answered:?}");
     signal("-CONT");
     // The watch still delivers: a group put now reaches it.
     client
