@@ -584,7 +584,11 @@ async fn flips(
         let t = Instant::now();
         crate::policy::apply(prp, originator, &bundle).await?;
         loop {
-            let d = pdp.decide(probe.clone()).await?.into_inner();
+            let d = within("Decide", async {
+                pdp.decide(probe.clone()).await.map_err(status_error)
+            })
+            .await?
+            .into_inner();
             if (d.decision == pb::AuthorizationDecision::Permit as i32) == permit {
                 break;
             }

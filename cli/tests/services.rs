@@ -1979,3 +1979,68 @@ fn client_commands_end_when_the_server_stalls() {
     assert_ne!(out.status.code(), Some(0));
     signal("-CONT");
 }
+
+/// `authz loadtest --propagation` against a PDP that stalls between its
+/// rounds (SIGSTOP, its PRP still answering): the PDP's answer to a round
+/// is bounded like every load call (10 s), so the run ends with an error
+/// naming the stall, and the probe is still removed from the PRP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_propagation_run_ends_when_the_pdp_stalls() {
+    use std::process::Stdio;
+    let (_prp, prp_url) = start(
+        &["prp", "--listen", "127.0.0.1:0", "--data-dir", "memory"],
+        "PRP on",
+    );
+    let (pdp, pdp_url) = start(
+        &[
+            "pdp",
+            "--listen",
+            "127.0.0.1:0",
+            "--prp",
+            &prp_url,
+            "--pip",
+            "off",
+            "--metrics",
+            "off",
+        ],
+        "PDP on",
+    );
+    let pid = pdp.0.id().to_string();
+    let load = Command::new(env!("CARGO_BIN_EXE_authz"))
+        .args(["loadtest", "--target", &pdp_url, "--prp", &prp_url])
+        .args([
+            "--modes",
+            "echo",
+            "--duration",
+            "1",
+            "--propagation",
+            "1000000",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run authz loadtest");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stopped = Command::new("kill").args(["-STOP", &pid]).status();
+    assert!(stopped.expect("kill").success());
+    let out = tokio::task::spawn_blocking(move || load.wait_with_output())
+        .await
+        .expect("join")
+        .expect("loadtest ends");
+    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("Decide: no answer within 10 s"), "{err}");
+    let mut prp = PolicyRetrievalPointClient::new(channel(&prp_url).await);
+    let left = prp
+        .get_resource(pb::GetResourceRequest {
+            resource_id: "loadtestProbe".into(),
+        })
+        .await;
+    assert_eq!(
+        left.map(|_| ()).unwrap_err().code(),
+        tonic::Code::NotFound,
+        "the probe is removed"
+    );
+    drop(pdp);
+}
