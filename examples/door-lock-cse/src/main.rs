@@ -233,7 +233,9 @@ async fn main() -> Result<()> {
             .connect()
             .await
             .with_context(|| format!("cannot connect to the PIP at {pip_endpoint}"))?;
-        let mut pip = PolicyInformationPointClient::new(channel);
+        // A group's answer holds all its members: a fleet's exceeds 4 MiB.
+        let mut pip = PolicyInformationPointClient::new(channel)
+            .max_decoding_message_size(authz_proto::convert::MAX_DECODING_MESSAGE_BYTES);
         let revision = groups::apply(&mut pip, &args.admin, cse.hosting(), &groups).await?;
         println!(
             "stored {} group(s) in the PIP at {pip_endpoint} (revision {revision})",

@@ -388,3 +388,24 @@ async fn a_cse_with_another_cse_id_stores_its_groups_as_its_own_ts0001_7_2() {
     let other = pip.get_group(group("grpBabysitters")).await;
     assert_eq!(other.map(|_| ()).unwrap_err().code(), tonic::Code::NotFound);
 }
+
+/// A `<group>` of a fleet (120 000 members, an answer of 5 MB from the
+/// PIP, over tonic's 4 MiB default) is loaded: the CSE reads the PIP's
+/// answers as large as the services' own clients do. (No TLS here: the
+/// same process harness.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_sized_group_is_loaded() {
+    let (prp_url, pdp_url, _pdp) = services(None).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let members: Vec<String> = std::iter::once("Cbabysitter".to_owned())
+        .chain((0..120_000u64).map(|i| format!("C{i:016x}")))
+        .collect();
+    let groups = serde_json::json!({
+        "groups": [{"m2m:grp": {"ri": "grpBabysitters", "mid": members}}]
+    });
+    let file = dir.path().join("groups.json");
+    std::fs::write(&file, groups.to_string()).expect("write groups");
+    let mut cse = door_lock(&prp_url, &pdp_url, &[Path::new("--groups"), &file]);
+    serving_address(&mut cse, "http").await;
+    let _ = cse.kill();
+}
