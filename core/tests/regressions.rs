@@ -177,31 +177,25 @@ fn an_explanation_lists_the_first_failures_and_counts_the_rest() {
         explain: true,
         ..DecideOptions::default()
     };
-    let compiled = |text: &str| {
+    // The explanation of the Deny of `req` by the one ACP `text`.
+    let explained = |text: &str| {
         let acps = parse_and_validate(text).unwrap();
-        CompiledAcp::compile("a", &acps[0]).unwrap()
+        let acp = CompiledAcp::compile("a", &acps[0]).unwrap();
+        let applicable = [Applicable {
+            acp: &acp,
+            kind: PrivilegeKind::Privileges,
+        }];
+        let d = decide(&req, &ctx, &applicable, &attrs, &explain);
+        assert_eq!(d.effect, Effect::Deny);
+        d.explanation.expect("explanation")
     };
 
-    let acp = compiled(&many_rules);
-    let applicable = [Applicable {
-        acp: &acp,
-        kind: PrivilegeKind::Privileges,
-    }];
-    let d = decide(&req, &ctx, &applicable, &attrs, &explain);
-    assert_eq!(d.effect, Effect::Deny);
-    let e = d.explanation.expect("explanation");
+    let e = explained(&many_rules);
     assert_eq!(e.failed_rules.len(), MAX_EXPLAINED);
     assert_eq!(e.more_failed_rules, 100 - MAX_EXPLAINED);
     assert_eq!(e.failed_rules[63].rule.rule, 63);
 
-    let acp = compiled(&many_contexts);
-    let applicable = [Applicable {
-        acp: &acp,
-        kind: PrivilegeKind::Privileges,
-    }];
-    let d = decide(&req, &ctx, &applicable, &attrs, &explain);
-    assert_eq!(d.effect, Effect::Deny);
-    let e = d.explanation.expect("explanation");
+    let e = explained(&many_contexts);
     assert_eq!(e.failed_rules.len(), 1);
     match &e.failed_rules[0].failed {
         FailedCondition::Context { elements } => assert_eq!(elements.len(), MAX_EXPLAINED),
