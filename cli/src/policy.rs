@@ -146,9 +146,9 @@ async fn command(args: PolicyArgs, tls: &ClientTls) -> Result<()> {
 /// (stopped, wedged) must not hang the command.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Connects `endpoint`, or says why not: within
-/// [`authz_proto::endpoint::CONNECT_TIMEOUT`], the HTTP/2 handshake
-/// included, which a stalled server never completes.
+/// Connects `endpoint`, or says why not, within
+/// [`authz_proto::endpoint::CONNECT_TIMEOUT`] (TCP, then TLS: a server
+/// that accepts but never answers is caught by the calls' own timeout).
 pub async fn connect_within(endpoint: Endpoint) -> std::result::Result<Channel, String> {
     let limit = authz_proto::endpoint::CONNECT_TIMEOUT;
     match tokio::time::timeout(limit, endpoint.connect()).await {
