@@ -64,7 +64,18 @@ enum PolicyCommand {
 pub async fn run(args: PolicyArgs, tls: &ClientTls) -> Result<()> {
     let prp = args.prp.clone();
     match command(args, tls).await {
-        Err(e) => Err(crate::explain_refusal(e, &prp, tls).await),
+        Err(e) => {
+            let e = crate::explain_refusal(e, &prp, tls).await;
+            // A call cut by CALL_TIMEOUT says only "Timeout expired".
+            if authz_proto::endpoint::error_chain(e.as_ref()).contains("Timeout expired") {
+                Err(e.context(format!(
+                    "the PRP at {prp} did not answer within {} s",
+                    CALL_TIMEOUT.as_secs()
+                )))
+            } else {
+                Err(e)
+            }
+        }
         ok => ok,
     }
 }

@@ -1976,7 +1976,12 @@ fn client_commands_end_when_the_server_stalls() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     let out = list.wait_with_output().expect("policy list ends");
-    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("the PRP at {url} did not answer within 30 s")),
+        "{err}"
+    );
     signal("-CONT");
 }
 
