@@ -164,11 +164,14 @@ fn bit(mask: u64, i: u8) -> bool {
     mask.checked_shr(u32::from(i)).unwrap_or(0) & 1 != 0
 }
 
-/// The year field: `*` (the common case, kept small) or a bitmap of
-/// 2000..=9999 where bit `y - 2000` stands for year `y`.
+/// The year field: `*` (the common case, kept small), one run of years
+/// (`2026`, `2026-2030`: small too, for a policy may hold thousands of
+/// windows), or a bitmap of 2000..=9999 where bit `y - 2000` stands for
+/// year `y`. Each set has one form: a run is never a bitmap.
 #[derive(Clone, PartialEq, Eq)]
 enum YearSet {
     All,
+    Run(u16, u16),
     Some(Box<[u64; YEAR_WORDS]>),
 }
 
@@ -177,6 +180,7 @@ impl YearSet {
     fn contains(&self, year: u16) -> bool {
         match self {
             Self::All => (FIRST_YEAR..=LAST_YEAR).contains(&year),
+            Self::Run(lo, hi) => (*lo..=*hi).contains(&year),
             Self::Some(words) => {
                 let i = usize::from(year.wrapping_sub(FIRST_YEAR));
                 words.get(i >> 6).is_some_and(|w| (w >> (i & 63)) & 1 != 0)
@@ -192,6 +196,7 @@ impl YearSet {
         }
         match self {
             Self::All => Some(from),
+            Self::Run(lo, hi) => Some(from.max(*lo)).filter(|y| y <= hi),
             Self::Some(words) => {
                 let i = usize::from(from - FIRST_YEAR);
                 let mut w = i >> 6;
@@ -213,6 +218,8 @@ impl fmt::Debug for YearSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::All => f.write_str("*"),
+            Self::Run(lo, hi) if lo == hi => write!(f, "{lo}"),
+            Self::Run(lo, hi) => write!(f, "{lo}-{hi}"),
             Self::Some(_) => {
                 // Print as a compact list of ranges.
                 let mut first = true;
@@ -466,7 +473,18 @@ impl Field {
         if words.iter().all(|&w| w == u64::MAX) {
             return Ok(YearSet::All);
         }
-        Ok(YearSet::Some(words))
+        let set = YearSet::Some(words);
+        // One run of years: held as its two ends.
+        if let Some(lo) = set.next_at_or_after(FIRST_YEAR) {
+            let mut hi = lo;
+            while hi < LAST_YEAR && set.contains(hi + 1) {
+                hi += 1;
+            }
+            if hi == LAST_YEAR || set.next_at_or_after(hi + 1).is_none() {
+                return Ok(YearSet::Run(lo, hi));
+            }
+        }
+        Ok(set)
     }
 }
 
@@ -828,6 +846,30 @@ mod tests {
         assert_eq!(tw("*/100 * * * * * *").sec, 1);
         assert_eq!(tw("0-23/2 * * * * * *").sec, 0x0055_5555);
         assert_eq!(tw("* * * * * * 2000-9999").years, YearSet::All);
+    }
+
+    /// A single year or one run of years is held as its two ends, not a
+    /// 1 000-byte bitmap (a policy may hold thousands of such windows);
+    /// it matches, and finds its next opening, as the bitmap would.
+    #[test]
+    fn a_run_of_years_is_held_as_its_ends() {
+        assert_eq!(tw("0 0 0 1 1 * 2030").years, YearSet::Run(2030, 2030));
+        assert_eq!(tw("0 0 0 1 1 * 2026-2030").years, YearSet::Run(2026, 2030));
+        assert_eq!(tw("0 0 0 1 1 * 2026,2027").years, YearSet::Run(2026, 2027));
+        assert_eq!(tw("0 0 0 1 1 * 9000-9999").years, YearSet::Run(9000, 9999));
+        assert!(matches!(
+            tw("0 0 0 1 1 * 2026,2028").years,
+            YearSet::Some(_)
+        ));
+        let w = tw("0 0 12 1 1 * 2028-2030");
+        let at = |y, m, d| Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap();
+        assert_eq!(
+            w.next_match(at(2026, 6, 1)),
+            Some(at(2028, 1, 1) + chrono::Duration::hours(12))
+        );
+        assert_eq!(w.next_match(at(2030, 6, 1)), None);
+        assert!(w.matches(&TimeParts::of(at(2029, 1, 1) + chrono::Duration::hours(12))));
+        assert!(!w.matches(&TimeParts::of(at(2031, 1, 1) + chrono::Duration::hours(12))));
     }
 
     // ---- matching ----
