@@ -82,9 +82,11 @@ pub struct IssuedToken {
 }
 
 impl IssuedToken {
-    /// Is the token past its notAfter at `now`?
+    /// Is the token past its notAfter at `now`? At the claims' one-second
+    /// resolution, as a PDP judges it: the whole `exp` second is valid.
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
-        now > self.expires_at
+        use chrono::SubsecRound;
+        now.trunc_subsecs(0) > self.expires_at
     }
 }
 
@@ -362,7 +364,7 @@ impl Schema for DasSchema {
 mod tests {
     use super::*;
     use authz_store::Store;
-    use chrono::TimeDelta;
+    use chrono::{TimeDelta, TimeZone};
 
     fn token(id: &str, expires_at: DateTime<Utc>) -> IssuedToken {
         IssuedToken {
@@ -373,6 +375,17 @@ mod tests {
             expires_at,
             grant: None,
         }
+    }
+
+    /// A token is valid through the whole second of its notAfter (the
+    /// claims' resolution), as a PDP judges it: expired from the next.
+    #[test]
+    fn a_token_expires_after_its_exp_second() {
+        let exp = Utc.with_ymd_and_hms(2026, 12, 7, 12, 0, 0).unwrap();
+        let t = token("tk@das.example", exp);
+        assert!(!t.is_expired(exp));
+        assert!(!t.is_expired(exp + TimeDelta::milliseconds(999)));
+        assert!(t.is_expired(exp + TimeDelta::seconds(1)));
     }
 
     fn issue(now: DateTime<Utc>, token: IssuedToken) -> DasMutation {
