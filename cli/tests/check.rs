@@ -518,7 +518,7 @@ fn invalid_request_exits_2_naming_the_field() {
         ),
         (
             ["--cse-id", "/a/b"],
-            "--cse-id: '/a/b' is not an SP-relative CSE-ID: it is one segment",
+            "--cse-id: '/a/b' is not an SP-relative CSE-ID: it has '/' after its leading one, but a CSE-ID is one segment",
         ),
         (
             ["--cse-id", "/"],

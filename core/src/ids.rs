@@ -330,7 +330,7 @@ impl HostingContext {
         check_plain(cse).map_err(|e| IdError::BadCseId(cse_id.to_owned(), cse_fault(e)))?;
         if let Some(c) = cse.chars().find(|c| matches!(c, '/' | '*' | '@')) {
             let why = match c {
-                '/' => "it is one segment, without '/' after its leading one",
+                '/' => "it has '/' after its leading one, but a CSE-ID is one segment",
                 '*' => "it holds '*', a wildcard",
                 _ => "it holds '@', which no CSE-ID can",
             };
