@@ -410,23 +410,26 @@ impl PdpService {
         // A resource's type never changes (TS-0001 9.6.1.3): a
         // `target_type` other than the one the replica holds is a wrong
         // claim, which an `acod` `ty` must not be compared with (7.1.5).
-        let known_type = snap
-            .resource_type(&conv.request.target)
-            .filter(|&ty| ty != 0);
-        match (conv.request.target_type, known_type) {
-            (Some(claimed), Some(ty)) if claimed != ty => {
-                return Err(vec![authz_proto::ConversionError {
-                    field: "target_type".to_owned(),
-                    message: format!(
-                        "the target {} is of resource type {ty}, not {claimed}",
-                        conv.request.target
-                    ),
-                }]);
+        // Looked up only when the request says a type or a CREATE needs
+        // one: most decisions need neither.
+        let is_create = conv.request.operation == authz_core::request::Operation::Create;
+        if conv.request.target_type.is_some() || is_create {
+            let known_type = snap
+                .resource_type(&conv.request.target)
+                .filter(|&ty| ty != 0);
+            match (conv.request.target_type, known_type) {
+                (Some(claimed), Some(ty)) if claimed != ty => {
+                    return Err(vec![authz_proto::ConversionError {
+                        field: "target_type".to_owned(),
+                        message: format!(
+                            "the target {} is of resource type {ty}, not {claimed}",
+                            conv.request.target
+                        ),
+                    }]);
+                }
+                (None, known) => conv.request.target_type = known,
+                _ => {}
             }
-            (None, Some(_)) if conv.request.operation == authz_core::request::Operation::Create => {
-                conv.request.target_type = known_type;
-            }
-            _ => {}
         }
         // An acpi change of a target the replica knows has none (an ACP, a
         // contentInstance): as invalid as one whose `target_type` says so

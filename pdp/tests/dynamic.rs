@@ -1574,7 +1574,7 @@ async fn local_token_ids_are_assigned_only_when_reported_7_3_2_3() {
     assert!(d.assigned_token_ids.is_empty(), "{d:?}");
 
     let mut alone = request("Cvisitor", pb::Operation::Retrieve, "cnt");
-    alone.tokens = vec![valid];
+    alone.tokens = vec![valid.clone()];
     let d = client.decide(alone).await.expect("decision").into_inner();
     assert_eq!(d.decision, PERMIT, "{d:?}");
     let assigned: Vec<(String, String)> = d
@@ -1588,8 +1588,10 @@ async fn local_token_ids_are_assigned_only_when_reported_7_3_2_3() {
     // Presented again by value, the token's Local-Token-ID is reported
     // again: had the answer above been lost, the originator would
     // otherwise never learn it (step 7.2 needs it).
+    // The same token: one signed again a second later would have other
+    // claims (`nbf`, `exp`), another token under the same Token-ID.
     let mut again = request("Cvisitor", pb::Operation::Retrieve, "cnt");
-    again.tokens = vec![retrieve_token("tkvalid@das.example.com", "Cvisitor")];
+    again.tokens = vec![valid];
     let d = client.decide(again).await.expect("decision").into_inner();
     assert_eq!(d.decision, PERMIT, "{d:?}");
     let again: Vec<(String, String)> = d
