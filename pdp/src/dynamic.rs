@@ -1594,6 +1594,9 @@ impl Dynamic {
         hosting: &HostingContext,
         now: DateTime<Utc>,
     ) -> Result<Consultation, String> {
+        // The answer is judged when it arrives, not when it was asked for:
+        // a token or grant that ended during the call has ended.
+        let now = Utc::now().max(now);
         let target = dreq.targeted_resource_id.as_str();
         let ctx = VerifyContext::with_hosting(hosting.clone(), &dreq.originator, now)
             .map_err(|e| format!("originator: {e}"))?;

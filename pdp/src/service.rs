@@ -117,8 +117,8 @@ impl DecisionIds {
 }
 
 /// When a decision started: the monotonic clock for its latency, the wall
-/// clock for the request time it defaults to. A batch shares one wall-clock
-/// reading (its requests arrived together); each request gets its own start.
+/// clock for the request time it defaults to. Lifetimes are judged at
+/// [`Job::clock`] instead, read again by each pass.
 #[derive(Clone, Copy)]
 struct At {
     start: Instant,
@@ -142,6 +142,17 @@ struct Job<'r> {
     at: At,
     /// When the caller stops waiting (its `grpc-timeout`), if it said.
     caller_deadline: Option<Instant>,
+}
+
+impl Job<'_> {
+    /// The PDP's clock when a pass of the decision runs, not when the
+    /// request arrived: a token, role, position or dynamic ACP whose
+    /// lifetime ends while the request waits (on the network, or in a
+    /// stream's queue) has ended for it (TS-0003 7.3.2.3 step 6.1.3
+    /// compares "the current time"; Decision 7).
+    fn clock(&self) -> chrono::DateTime<Utc> {
+        Utc::now().max(self.at.now)
+    }
 }
 
 /// The state shared by every clone of [`PdpService`].
@@ -560,7 +571,7 @@ impl PdpService {
                 self.hosting(job),
                 &job.req.originator,
                 &job.conv.request.target,
-                job.at.now,
+                job.clock(),
             ),
         };
         self.decide_stored(snap, job, grant)
@@ -652,7 +663,7 @@ impl PdpService {
         job: &Job<'_>,
         dynamic: &Dynamic,
     ) -> Result<Step, Vec<authz_proto::ConversionError>> {
-        let (req, now) = (job.req, job.at.now);
+        let (req, now) = (job.req, job.clock());
         let hosting = self.hosting(job);
         let target = job.conv.request.target.as_str();
         let mut grant = match dynamic.resolve_tokens(req, hosting, target, now).await {
@@ -706,7 +717,7 @@ impl PdpService {
         mut grant: TokenGrant,
         mut decision: pb::Decision,
     ) -> Result<pb::Decision, Vec<authz_proto::ConversionError>> {
-        let (req, now) = (job.req, job.at.now);
+        let req = job.req;
         let hosting = self.hosting(job);
         let (dases, dreq) = match self.das_request_for(snap, job, dynamic) {
             Ok(set_up) => set_up,
@@ -723,7 +734,10 @@ impl PdpService {
         for endpoint in &dases {
             // Each DAS gets the Role-IDs its FQDN issues (7.3.2.2 step 2.2.1).
             let for_das = dynamic.das_request_for(endpoint, &dreq);
-            match dynamic.consult(endpoint, for_das, hosting, now).await {
+            match dynamic
+                .consult(endpoint, for_das, hosting, job.clock())
+                .await
+            {
                 Ok(c) if c.grant.acps.is_empty() && c.grant.roles.is_empty() => {
                     if c.ignored.is_empty() {
                         reasons.push(format!("DAS {endpoint} granted nothing"));
@@ -776,7 +790,7 @@ impl PdpService {
         job: &Job<'_>,
         dynamic: &Dynamic,
     ) -> Result<(Vec<String>, pb::DasRequest), &'static str> {
-        let (req, conv, now) = (job.req, &job.conv, job.at.now);
+        let (req, conv, now) = (job.req, &job.conv, job.clock());
         // Existence (4004) comes before authorization (spec notes §2.3): a
         // target the replica holds neither as a resource nor as an ACP is
         // not taken to a DAS, so that nothing is granted, and no dynamic ACP
@@ -1145,7 +1159,7 @@ impl PdpService {
         pass: Pass<'_>,
         grant: &TokenGrant,
     ) -> Outcome {
-        let (now, conv) = (job.at.now, &job.conv);
+        let (now, conv) = (job.clock(), &job.conv);
         let hosting = self.hosting(job);
 
         let Applicables {
@@ -1702,12 +1716,17 @@ impl StreamDecisions {
                     return Some(PdpService::answered(deny, at.start));
                 }
                 Step::Wait(wait) => {
-                    // The same snapshot for the rest: one revision per answer.
-                    let snap = arc_swap::Guard::into_inner(snap);
+                    drop(snap);
                     let service = service.clone();
                     let conv = job.conv;
                     let size = prost::Message::encoded_len(&req);
                     let decision: BoxFuture<'static, pb::Decision> = Box::pin(async move {
+                        // The replica as it is when the decision starts (a
+                        // queued one may start long after it was read: an
+                        // ACP changed meanwhile has changed for it), then
+                        // the same snapshot for the rest: one revision per
+                        // answer.
+                        let snap = service.inner.replica.snapshot();
                         // A stream's grpc-timeout bounds the whole
                         // stream, not one answer.
                         let job = Job {

@@ -831,6 +831,77 @@ async fn a_batch_decides_each_request_at_its_own_time_decision_7() {
     );
 }
 
+/// A stream request held in the stream's queue (behind
+/// [`STREAM_IN_FLIGHT`] others waiting on a DAS) is judged when it is
+/// decided, not when it was read: a dynamic ACP whose lifetime ended
+/// meanwhile (Decision 7; TS-0003 7.3.2.3 step 6.1.3 compares "the current
+/// time") and an ACP deleted meanwhile permit it no longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_stream_request_is_decided_at_its_own_time_decision_7() {
+    let das = GatedDas::default();
+    let pdp = pdp_consulting(&das, Duration::from_secs(120)).await;
+    let ends = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    pdp.apply_event(&dynamic_put(2, "dynGuest", "cnt", "Cguest", RETRIEVE, ends))
+        .unwrap();
+    let (channel, _server) = serve_pdp(&pdp).await;
+    let mut client = PolicyDecisionPointClient::new(channel);
+    // A Token-ID makes a request wait on the network (and queue behind the
+    // held ones); this one resolves to nothing, so the stored policies
+    // decide (their Permit stands).
+    let victim = |who: &str| {
+        let mut r = request(who, pb::Operation::Retrieve, "cnt");
+        r.token_ids = vec!["t1@unknown-das.example".into()];
+        r.request_id = format!("victim-{who}");
+        r
+    };
+    // Alone, now: the grant permits Cguest, acp1 permits Cphone.
+    for who in ["Cguest", "Cphone"] {
+        let d = decide(&mut client, victim(who)).await;
+        assert_eq!(d.decision, PERMIT, "{who}: {}", d.summary);
+    }
+
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let mut answers = client
+        .decide_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    for i in 0..STREAM_IN_FLIGHT {
+        let mut r = request(&format!("Cvisitor{i}"), pb::Operation::Retrieve, "cnt");
+        r.request_id = format!("slow-{i}");
+        tx.send(r).await.unwrap();
+    }
+    das.wait_consulted(STREAM_IN_FLIGHT).await;
+    tx.send(victim("Cguest")).await.unwrap();
+    tx.send(victim("Cphone")).await.unwrap();
+    // While they are queued: acp1 is deleted, the grant ends.
+    pdp.apply_event(&pb::WatchEvent {
+        revision: 3,
+        tag: 0,
+        event: Some(pb::watch_event::Event::AcpDeleted("acp1".into())),
+    })
+    .unwrap();
+    let wait = (ends - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(300)).await;
+    das.release();
+    let mut victims = std::collections::BTreeMap::new();
+    for _ in 0..STREAM_IN_FLIGHT + 2 {
+        let d = next_answer(&mut answers, 30, "every request answered once released").await;
+        if d.request_id.starts_with("victim-") {
+            victims.insert(d.request_id.clone(), d);
+        }
+    }
+    assert_eq!(victims.len(), 2, "{:?}", victims.keys());
+    for (id, d) in &victims {
+        assert_eq!(
+            d.decision, DENY,
+            "{id} decided after the change: {}",
+            d.summary
+        );
+    }
+    drop(tx);
+}
+
 /// Decision 7: a dynamic ACP counts "until its privilegesLifetime (pl)
 /// ends", judged at the request's time (TS-0003 table 7.1.2-2 rq_time) as
 /// well as at the PDP's clock: a request stamped after the end is denied,
