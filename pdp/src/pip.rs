@@ -1134,9 +1134,23 @@ impl AttributeSource for CacheView<'_> {
     fn position(&self, originator: &str, at: DateTime<Utc>) -> Lookup<Position> {
         match self.entry_for(originator) {
             Some(e) => match &e.position {
-                Some(fix) if fix.measured_at <= at && at < fix.fresh_until => {
+                // Measured by the request time and fresh then, and not
+                // stale at the PDP's clock: a request time inside a
+                // freshness that has ended (a queued or stale `rtm`) does
+                // not revive the fix, as for roles (Decision 10: expired
+                // data is no data).
+                Some(fix)
+                    if fix.measured_at <= at
+                        && at < fix.fresh_until
+                        && self.now < fix.fresh_until =>
+                {
                     Lookup::Found(fix.position)
                 }
+                Some(fix) if self.now >= fix.fresh_until => Lookup::Unavailable(format!(
+                    "the last position reported was measured at {} and went stale at {}",
+                    fix.measured_at.format("%Y%m%dT%H%M%S"),
+                    fix.fresh_until.format("%Y%m%dT%H%M%S"),
+                )),
                 // Known, but not for this instant (Decision 10: say why).
                 Some(fix) => Lookup::Unavailable(format!(
                     "the last position reported was measured at {} and is fresh until {}, \
@@ -1732,6 +1746,44 @@ mod tests {
             Lookup::Found(_)
         ));
         assert!(not_fresh(until));
+        assert!(!view.missed());
+    }
+
+    /// Decision 10 (expired data is no data), as for roles (TS-0003 7.4.3
+    /// step 4): a fix that has gone stale at the PDP's clock is no position,
+    /// even for a request stamped while it was fresh (a queued or backdated
+    /// `rtm` must not revive it).
+    #[tokio::test]
+    async fn a_stale_fix_is_not_revived_by_an_earlier_request_time() {
+        let cache = cache();
+        cache.apply(&reset(1));
+        let now = Utc::now();
+        let measured = now - chrono::Duration::seconds(400);
+        let until = now - chrono::Duration::seconds(100);
+        let a = pb::ResolvedAttributes {
+            revision: 2,
+            position: Some(pb::PositionFix {
+                position: Some(pb::Position {
+                    latitude: 48.85,
+                    longitude: 2.35,
+                    uncertainty_m: 10.0,
+                }),
+                measured_at: Some(timestamp_to_pb(&measured)),
+                fresh_until: Some(timestamp_to_pb(&until)),
+            }),
+            ..Default::default()
+        };
+        let stamped = now - chrono::Duration::seconds(350);
+        cache.store(&request(stamped), &a);
+        // Viewed while the fix was fresh, the stamped time has it...
+        let then = cache.view(ALICE, None, stamped);
+        assert!(matches!(then.position(ALICE, stamped), Lookup::Found(_)));
+        // ...at the PDP's clock now, it is stale whatever the request says.
+        let view = cache.view(ALICE, None, now);
+        match view.position(ALICE, stamped) {
+            Lookup::Unavailable(reason) => assert!(reason.contains("went stale"), "{reason}"),
+            other => panic!("a stale fix revived: {other:?}"),
+        }
         assert!(!view.missed());
     }
 }
