@@ -104,7 +104,7 @@ fn main() {
             .map(|(a, b)| {
                 let d = a.saturating_sub(b);
                 format!(
-                    "{:.1} MiB (~{} bytes per ACP)",
+                    "{:.1} MiB (~{} bytes per ACP, hash table included)",
                     mib(d),
                     d / store.len().max(1) as u64
                 )

@@ -1,4 +1,5 @@
-//! The decisions of the reference workload (10k store) over only the first
+//! The decisions of the reference workload (on a 10k store: the 1 000
+//! referenced ACPs and 9 000 one-rule fillers) over only the first
 //! K requests, so that their targets, ACPs and requests stay in cache: what
 //! a decision costs without memory stalls, to compare with the full
 //! request set (K = 4096), which does not fit the caches.

@@ -39,10 +39,11 @@
 //!   Cedar than `datetime` arithmetic, so it does not flatter our engine.
 //! - **Roles** are passed as the principal's `roles` attribute, trusting the
 //!   claimed Role-IDs, exactly like the engine's attribute source in the
-//!   benchmark (`InMemoryAttributes::trust_claimed_roles`).
+//!   benchmark ([`crate::CachedAttributes`], which takes claimed roles as
+//!   verified).
 //! - **Groups** become entity parents of the principal; the Cedar PEP looks up
-//!   the originator's groups in a map, where our engine asks its attribute
-//!   source per literal entry.
+//!   the originator's groups in a map, as our engine asks its attribute
+//!   source once for the originator's groups (`for_each_group_containing`).
 //! - **Canonical IDs.** The Cedar path canonicalizes `From` with the same
 //!   [`HostingContext::canonicalize`] the engine uses.
 

@@ -821,7 +821,7 @@ impl<'a> Oracle<'a> {
         r.originators
             .iter()
             .any(|o| self.originator_matches(o, req, absolute))
-            && r.operations & req.acop_bit() != 0
+            && r.operations & oracle_op_bit(req) != 0
             && (!r.authentication || req.authenticated)
             && (r.contexts.is_empty() || r.contexts.iter().any(|c| context_matches(c, req)))
             && (req.operation != Operation::Create
@@ -869,14 +869,9 @@ fn context_matches(c: &GenContext, req: &DecisionRequest) -> bool {
         });
     let loc = match &c.location {
         None => true,
-        Some(GenLocation::Circle { lat, lon, radius_m }) => req.position.is_some_and(|p| {
-            let centre = Position {
-                lat: *lat,
-                lon: *lon,
-                uncertainty_m: 0.0,
-            };
-            authz_core::location::distance_m(&centre, &p) + p.uncertainty_m <= *radius_m
-        }),
+        Some(GenLocation::Circle { lat, lon, radius_m }) => req
+            .position
+            .is_some_and(|p| oracle_distance_m(*lat, *lon, &p) + p.uncertainty_m <= *radius_m),
         Some(GenLocation::Countries(cs)) => req.countries.iter().any(|c| cs.contains(&c.as_str())),
     };
     time && ip && loc
@@ -978,16 +973,41 @@ fn background_position(rng: &mut Rng) -> (Position, &'static str) {
     )
 }
 
+/// The `acop` bits of TS-0003 table 7.1.3-1 (m2m:accessControlOperations,
+/// spec notes §2): Discover is a Retrieve with `fu` = 1. Written out here
+/// rather than taken from the engine, so the oracle shares no code with it.
+const ACOP_BITS: [(u32, Operation, bool); 6] = [
+    (1, Operation::Create, false),
+    (2, Operation::Retrieve, false),
+    (4, Operation::Update, false),
+    (8, Operation::Delete, false),
+    (16, Operation::Notify, false),
+    (32, Operation::Retrieve, true),
+];
+
+/// The oracle's own `acop` bit of a request.
+fn oracle_op_bit(req: &DecisionRequest) -> u32 {
+    ACOP_BITS
+        .iter()
+        .find(|(_, op, discovery)| *op == req.operation && *discovery == req.discovery)
+        .map_or(0, |(bit, _, _)| *bit)
+}
+
+/// The oracle's own great-circle distance (haversine over the mean Earth
+/// radius of IUGG, 6 371 008.8 m), not the engine's: generated positions lie
+/// far enough inside or outside every circle that the formulas' rounding
+/// cannot disagree.
+fn oracle_distance_m(a_lat: f64, a_lon: f64, b: &Position) -> f64 {
+    const R: f64 = 6_371_008.8;
+    let (p1, p2) = (a_lat.to_radians(), b.lat.to_radians());
+    let (dp, dl) = ((b.lat - a_lat).to_radians(), (b.lon - a_lon).to_radians());
+    let h = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * R * h.sqrt().min(1.0).asin()
+}
+
 fn op_choices(acop: u32) -> Vec<(Operation, bool)> {
-    let all = [
-        (1, Operation::Create, false),
-        (2, Operation::Retrieve, false),
-        (4, Operation::Update, false),
-        (8, Operation::Delete, false),
-        (16, Operation::Notify, false),
-        (32, Operation::Retrieve, true),
-    ];
-    all.iter()
+    ACOP_BITS
+        .iter()
         .filter(|(bit, _, _)| acop & bit != 0)
         .map(|(_, op, d)| (*op, *d))
         .collect()
@@ -1145,9 +1165,11 @@ impl Builder<'_> {
                 }
             }
         }
-        debug_assert!(
+        // Checked in every build: the benchmark's agreement with the
+        // oracle counts these requests too.
+        assert!(
             self.oracle.permits(target, &req, &identity.absolute),
-            "target {ti}"
+            "a request built to be permitted on target {ti} is denied by the oracle"
         );
         Some((req, identity, rule))
     }
