@@ -751,7 +751,14 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
     let das_closer = das.clone();
     let follower = pdp.clone();
     let mut builder = authz_proto::serving::server(server_tls.as_ref())?;
-    let server = tokio::spawn(until_signal(signal, move |shutdown| async move {
+    // Whether a signal has come: one during the start ends it (no demo
+    // load error, no banner, no wait for a replica that will not come).
+    let (signalled, stopping) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        signal.await;
+        signalled.send_replace(true);
+    };
+    let mut server = tokio::spawn(until_signal(signal, move |shutdown| async move {
         builder
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(authz_proto::listener::incoming(listener), async move {
@@ -768,63 +775,86 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
             .await?;
         Ok(())
     }));
-    if load_demo {
-        let bundle = crate::policy::Bundle::parse(DEMO)?;
-        // Before the first write, durably: see DEMO_PENDING.
-        if let Some(pending) = &demo_pending {
-            write_durably(pending, b"the door-lock demo is being loaded\n")?;
+    // The demo load, the wait for the PDP's replica and the banner: cut
+    // short by a signal (the load stays pending for the next start), or by
+    // the server ending on its own (its error is the answer).
+    let startup = async {
+        if load_demo {
+            let bundle = crate::policy::Bundle::parse(DEMO)?;
+            // Before the first write, durably: see DEMO_PENDING.
+            if let Some(pending) = &demo_pending {
+                write_durably(pending, b"the door-lock demo is being loaded\n")?;
+            }
+            let mut client = crate::policy::connect(&endpoint, &own_tls).await?;
+            // Creates or updates each record, so a second run completes the first.
+            let summary = crate::policy::apply(&mut client, &args.admin, &bundle).await?;
+            if let Some(pending) = &demo_pending {
+                std::fs::remove_file(pending)
+                    .with_context(|| format!("{}: cannot remove", pending.display()))?;
+            }
+            let resumed = if resume_demo {
+                " (completing a load that was interrupted)"
+            } else {
+                ""
+            };
+            bannerln!(
+                "demo policies (door lock, examples/door-lock-demo.json){resumed}: {summary}"
+            );
         }
-        let mut client = crate::policy::connect(&endpoint, &own_tls).await?;
-        // Creates or updates each record, so a second run completes the first.
-        let summary = crate::policy::apply(&mut client, &args.admin, &bundle).await?;
-        if let Some(pending) = &demo_pending {
-            std::fs::remove_file(pending)
-                .with_context(|| format!("{}: cannot remove", pending.display()))?;
+        // The banner says the services answer: the PDP with the PRP's state
+        // too (on a restart without the demo load nothing else waits for it).
+        if tokio::time::timeout(Duration::from_secs(30), pdp.replica().wait_ready())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the PDP has no snapshot from the PRP after 30 s; serving anyway");
         }
-        let resumed = if resume_demo {
-            " (completing a load that was interrupted)"
+        let (das_service, das_file) = if das.is_some() {
+            (" DynamicAuthorizationServer,", ", das.redb")
         } else {
-            ""
+            ("", "")
         };
-        bannerln!("demo policies (door lock, examples/door-lock-demo.json){resumed}: {summary}");
-    }
-    // The banner says the services answer: the PDP with the PRP's state
-    // too (on a restart without the demo load nothing else waits for it).
-    if tokio::time::timeout(Duration::from_secs(30), pdp.replica().wait_ready())
-        .await
-        .is_err()
-    {
-        tracing::warn!("the PDP has no snapshot from the PRP after 30 s; serving anyway");
-    }
-    let (das_service, das_file) = if das.is_some() {
-        (" DynamicAuthorizationServer,", ", das.redb")
-    } else {
-        ("", "")
-    };
-    bannerln!("onem2m-authz up");
-    bannerln!(
-        "  gRPC   {}://{addr}  (PolicyDecisionPoint, PolicyRetrievalPoint, PolicyInformationPoint,{das_service} Echo, health, reflection)",
-        scheme(server_tls.as_ref())
-    );
-    if let Some(das) = &das {
-        let config = das.config();
+        bannerln!("onem2m-authz up");
         bannerln!(
-            "  DAS    {} ({} policies, signing key {}), advertised as {das_url}",
-            config.issuer,
-            config.policies.len(),
-            config.signing_key().map_or("-", |k| k.kid.as_str()),
+            "  gRPC   {}://{addr}  (PolicyDecisionPoint, PolicyRetrievalPoint, PolicyInformationPoint,{das_service} Echo, health, reflection)",
+            scheme(server_tls.as_ref())
         );
-    }
-    match metrics {
-        Some(m) => bannerln!("  metrics {m}"),
-        None => bannerln!("  metrics off"),
-    }
-    match &data_dir {
-        Some(dir) => bannerln!(
-            "  store  {} (redb: prp.redb, pip.redb{das_file})",
-            dir.display()
-        ),
-        None => bannerln!("  store  memory (volatile: lost on exit)"),
+        if let Some(das) = &das {
+            let config = das.config();
+            bannerln!(
+                "  DAS    {} ({} policies, signing key {}), advertised as {das_url}",
+                config.issuer,
+                config.policies.len(),
+                config.signing_key().map_or("-", |k| k.kid.as_str()),
+            );
+        }
+        match metrics {
+            Some(m) => bannerln!("  metrics {m}"),
+            None => bannerln!("  metrics off"),
+        }
+        match &data_dir {
+            Some(dir) => bannerln!(
+                "  store  {} (redb: prp.redb, pip.redb{das_file})",
+                dir.display()
+            ),
+            None => bannerln!("  store  memory (volatile: lost on exit)"),
+        }
+        Ok::<(), anyhow::Error>(())
+    };
+    tokio::select! {
+        started = startup => {
+            // A load whose connection the signal's shutdown refused is no
+            // failure of the start: the process is stopping.
+            if let Err(e) = started
+                && !*stopping.borrow()
+            {
+                return Err(e);
+            }
+        }
+        Ok(()) = async { stopping.clone().wait_for(|s| *s).await.map(|_| ()) } => {
+            tracing::info!("stopped while starting");
+        }
+        served = &mut server => return served?,
     }
     server.await??;
     Ok(())
