@@ -75,10 +75,21 @@ pub fn endpoint_with(url: &str, tls: &ClientTls) -> Result<Endpoint, EndpointErr
 /// only "transport error", its sources say why (a certificate the client
 /// does not trust, a refused connection).
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    // A status's own `Display` dumps its source's debug form: read as a
+    // failed call instead, wherever in a chain it is.
+    if let Some(status) = e.downcast_ref::<tonic::Status>() {
+        return status_chain(status);
+    }
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        append_new(&mut text, &s.to_string());
+        match s.downcast_ref::<tonic::Status>() {
+            Some(status) => {
+                append_new(&mut text, &status_chain(status));
+                break;
+            }
+            None => append_new(&mut text, &s.to_string()),
+        }
         source = s.source();
     }
     text
@@ -174,6 +185,32 @@ mod tests {
             status_chain(&tonic::Status::unavailable("PIP down")),
             "Unavailable: PIP down"
         );
+    }
+
+    /// README: a failed call in a log line reads `Code: message: cause`,
+    /// also when it is a cause in a chain (a PRP watch that failed), not
+    /// tonic's `Display` with its source's debug dump.
+    #[test]
+    fn a_status_in_an_error_chain_reads_as_a_failed_call() {
+        let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "broken pipe");
+        let status = tonic::Status::from_error(Box::new(io));
+        let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(status);
+        let line = error_chain(boxed.as_ref());
+        assert_eq!(line, "Unknown: broken pipe");
+        #[derive(Debug)]
+        struct Watching(tonic::Status);
+        impl std::fmt::Display for Watching {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("watching the PRP")
+            }
+        }
+        impl std::error::Error for Watching {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let line = error_chain(&Watching(tonic::Status::unavailable("PRP down")));
+        assert_eq!(line, "watching the PRP: Unavailable: PRP down");
     }
 
     #[test]
