@@ -427,7 +427,7 @@ pub fn data_dir(arg: &str) -> Result<Option<PathBuf>> {
         anyhow::bail!("--data-dir: empty; give a directory, or memory");
     }
     let dir = PathBuf::from(arg);
-    std::fs::create_dir_all(&dir)
+    authz_store::create_private_dir_all(&dir)
         .with_context(|| format!("--data-dir {}: cannot create", dir.display()))?;
     Ok(Some(dir))
 }

@@ -162,6 +162,17 @@ pub struct LogEntry<C> {
     pub tag: u64,
 }
 
+/// Creates `dir` and its missing parents as directories only their owner
+/// may enter (mode 0700 on Unix): they hold stores of tokens and policies.
+/// Directories that exist keep their modes.
+pub fn create_private_dir_all(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 /// A new store ID: 32 hex digits (128 bits) hashed from the process's
 /// random hash seed (which std draws from the operating system's random
 /// source), the time, the process ID and a counter, so that two stores

@@ -47,7 +47,23 @@ impl RedbBackend {
 
     fn create(path: &Path) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)?;
+            crate::create_private_dir_all(parent)?;
+        }
+        // Stores hold tokens and policies: a new file is its owner's only
+        // (an existing one keeps the modes its operator gave it).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         // `create` opens a valid database and initializes only a missing or
         // empty file.

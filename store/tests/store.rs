@@ -418,3 +418,26 @@ fn a_log_with_a_gap_is_corrupt() {
         Err(StoreError::Corrupt(_))
     ));
 }
+
+/// Stores hold tokens (the PIP's and the DAS's) and policies (TR-0008 9.4:
+/// tokens are confidentiality protected): a store file the backend creates
+/// is its owner's only (0600), as is every directory it creates for it
+/// (0700). A file that exists keeps the modes its operator gave it.
+#[cfg(unix)]
+#[test]
+fn a_new_store_and_its_new_directories_are_the_owners_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_guard, dir) = temp_path("modes", "data");
+    let path = dir.join("nested").join("pip.redb");
+    let backend = authz_store::RedbBackend::open(&path).expect("open");
+    drop(backend);
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600, "store file");
+    assert_eq!(mode(&dir.join("nested")), 0o700, "its directory");
+    assert_eq!(mode(&dir), 0o700, "its parent made with it");
+    // An existing file keeps its modes.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    drop(authz_store::RedbBackend::open(&path).expect("reopen"));
+    assert_eq!(mode(&path), 0o640);
+}
