@@ -745,9 +745,12 @@ impl Shared {
         let identity = self.authenticator.authenticate(parts);
         // An AE's security association is with its Registrar CSE, which
         // checks From against it (TS-0003 7.2.1): another From is 4106,
-        // before any decision. A CSE's (forwarding for others) is not.
+        // before any decision. A CSE's (forwarding for others) is not. A
+        // From that is no ID at all names no other originator: the
+        // decision answers it as a syntax error (4000, Decision 9).
         if let Some(id) = identity.as_deref()
             && self.cse.names_ae(id)
+            && self.cse.hosting().canonicalize(&primitive.fr).is_ok()
             && !self.cse.same_originator(id, &primitive.fr)
         {
             return Authorization::Reject(Rejection::debug(

@@ -73,7 +73,10 @@ impl Credentials {
     /// 16 hexadecimal digits, since an empty or short key authenticates
     /// anyone who guesses it.
     pub fn parse(text: &str) -> Result<Self, CredentialsError> {
-        let table: Self = serde_json::from_str(text)?;
+        // As every JSON file of the project: a BOM skipped, a repeated key
+        // refused; then read again for errors with their line and column.
+        authz_core::json::parse_json(text)?;
+        let table: Self = serde_json::from_str(text.trim_start_matches('\u{feff}'))?;
         let invalid = |row, field, reason: String| CredentialsError::Invalid { row, field, reason };
         for (row, c) in table.credentials.iter().enumerate() {
             if c.kpsa_id.is_empty() || !c.kpsa_id.bytes().all(|b| b.is_ascii_graphic() && b != b':')
@@ -164,6 +167,19 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// As every JSON file of the project (README: "A leading byte order
+    /// mark ... is skipped (RFC 8259 8.1)"; a repeated key is refused).
+    #[test]
+    fn a_bom_is_skipped_and_a_repeated_key_refused() {
+        let row = r#"{"kpsaId": "x", "aeId": "Cx", "kpsa": "0a1b2c3d4e5f6a7b"}"#;
+        let with_bom = format!("\u{feff}{{\"credentials\": [{row}]}}");
+        let c = Credentials::parse(&with_bom).expect("with a BOM");
+        assert_eq!(c.lookup("x", "0a1b2c3d4e5f6a7b"), Some("Cx"));
+        let twice = r#"{"credentials": [{"kpsaId": "x", "aeId": "Cx", "aeId": "Cy", "kpsa": "0a1b2c3d4e5f6a7b"}]}"#;
+        let err = Credentials::parse(twice).expect_err("a repeated key");
+        assert!(err.to_string().contains("aeId"), "{err}");
+    }
 
     #[test]
     fn lookup_and_header() {

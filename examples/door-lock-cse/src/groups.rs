@@ -64,7 +64,10 @@ pub enum GroupsError {
 
 /// Parses a groups file.
 pub fn parse(text: &str) -> Result<Vec<Group>, GroupsError> {
-    let file: File = serde_json::from_str(text)?;
+    // As every JSON file of the project: a BOM skipped, a repeated key
+    // refused; then read again for errors with their line and column.
+    authz_core::json::parse_json(text)?;
+    let file: File = serde_json::from_str(text.trim_start_matches('\u{feff}'))?;
     let groups: Vec<Group> = file.groups.into_iter().map(|e| e.grp).collect();
     if let Some(i) = groups.iter().position(|g| g.ri.trim().is_empty()) {
         return Err(GroupsError::NoId(i));
@@ -117,6 +120,22 @@ pub async fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// As every JSON file of the project (README: "A leading byte order
+    /// mark ... is skipped (RFC 8259 8.1)"; a repeated key is refused).
+    #[test]
+    fn a_bom_is_skipped_and_a_repeated_key_refused() {
+        let bom = format!("\u{feff}{DEFAULT_GROUPS}");
+        assert_eq!(
+            parse(&bom).expect("with a BOM"),
+            parse(DEFAULT_GROUPS).expect("groups")
+        );
+        let twice = r#"{"groups": [{"m2m:grp": {"ri": "g", "ri": "h"}}]}"#;
+        match parse(twice) {
+            Err(GroupsError::Parse(e)) => assert!(e.to_string().contains("ri"), "{e}"),
+            other => panic!("a repeated key read: {other:?}"),
+        }
+    }
 
     #[test]
     fn the_shipped_groups_parse() {

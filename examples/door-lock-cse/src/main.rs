@@ -120,6 +120,15 @@ fn read_file(flag: &str, path: &PathBuf) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("{flag} {}: cannot read", path.display()))
 }
 
+/// What an error in a file of `flag` names: the flag and the file, or the
+/// built-in default.
+fn source(flag: &str, path: &Option<PathBuf>) -> String {
+    match path {
+        Some(p) => format!("{flag} {}", p.display()),
+        None => format!("the built-in {}", flag.trim_start_matches('-')),
+    }
+}
+
 fn read_or(path: &Option<PathBuf>, built_in: &str) -> Result<String> {
     match path {
         Some(p) => {
@@ -151,11 +160,12 @@ async fn main() -> Result<()> {
         );
     }
     let bundle_text = read_or(&args.policies, policies::DEFAULT_POLICIES)?;
-    let bundle = Bundle::parse(&bundle_text).context("policies")?;
-    let groups =
-        groups::parse(&read_or(&args.groups, groups::DEFAULT_GROUPS)?).context("groups")?;
+    let bundle =
+        Bundle::parse(&bundle_text).with_context(|| source("--policies", &args.policies))?;
+    let groups = groups::parse(&read_or(&args.groups, groups::DEFAULT_GROUPS)?)
+        .with_context(|| source("--groups", &args.groups))?;
     let credentials = Credentials::parse(&read_or(&args.credentials, DEFAULT_CREDENTIALS)?)
-        .context("credentials")?;
+        .with_context(|| source("--credentials", &args.credentials))?;
     let clock: Arc<dyn Clock> = match &args.at {
         Some(at) => Arc::new(ManualClock::new(
             authz_core::json::parse_timestamp(at)

@@ -190,6 +190,18 @@ async fn the_owners_phone_may_do_everything() {
         .await;
     assert_eq!((r.status, r.rsc()), (403, 4106), "{r:?}");
     assert_eq!(r.header("X-M2M-RI"), Some("rq-test"));
+    // A From that is no originator ID at all names no other AE: a bad
+    // request (400 / 4000, Decision 9), authenticated or not.
+    for from in ["C*", "all", "Clock-AE1\tx"] {
+        for psk in [Some(OWNER.1), None] {
+            let mut headers = vec![("X-M2M-Origin", from), ("X-M2M-RI", "rq-test")];
+            if let Some(psk) = psk {
+                headers.push(("X-Demo-Psk", psk));
+            }
+            let r = stack.send(HOME, "GET", FRONT_LA, &headers, "").await;
+            assert_eq!((r.status, r.rsc()), (400, 4000), "{from} {psk:?}: {r:?}");
+        }
+    }
 }
 
 /// The front door's state as the front lock reads it over HTTP
