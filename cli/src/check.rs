@@ -77,6 +77,10 @@ fn check(args: &CheckArgs) -> Result<Value> {
             };
             let c =
                 CompiledAcp::compile(id, acp).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            // Known here, the hosting CSE makes some entries too long to
+            // match anyone, as a PRP refuses them.
+            authz_core::compile::check_entry_lengths(acp, &ctx)
+                .map_err(|e| anyhow!("{}: {e}", path.display()))?;
             // The ID a request names it by: its `ri`, else its `rn`, under
             // which the PRP stores an ACP without `ri` too.
             compiled.push((acp.id().map(str::to_owned), c));

@@ -687,6 +687,29 @@ fn a_target_with_an_empty_segment_exits_2_ts_0001_10_2_3_1() {
     assert_eq!(code, 0, "{err}");
 }
 
+/// An `acor` entry whose absolute form at the hosting CSE is longer than an
+/// ID may be (2048 bytes; an `fr` that long is refused) can match no one:
+/// exit 2 naming the file and the entry's path, as a PRP refuses it.
+#[test]
+fn an_acor_entry_too_long_in_absolute_form_exits_2() {
+    let dir = tempdir();
+    let stem = format!("C{}", "a".repeat(2040));
+    std::fs::write(
+        dir.path().join("long.json"),
+        format!(
+            r#"{{"m2m:acp":{{"ri":"acpL","pv":{{"acr":[{{"acor":["Cw","{stem}"],"acop":2}}]}},"pvs":{{"acr":[{{"acor":["Ca"],"acop":63}}]}}}}}}"#
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = check_in(dir.path(), &["long.json"], r#"{"fr":"Cw","to":"x","op":2}"#);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("long.json") && err.contains("pv.acr[0].acor[1]"),
+        "{err}"
+    );
+    assert!(err.contains("absolute form"), "{err}");
+}
+
 /// TS-0001 10.2.3.1: a request names an ACP by its `ri`, so an `ri` no
 /// request can name (white space, an empty segment, empty) exits 2 naming
 /// the file and the path of the `ri`, rather than loading an ACP that is

@@ -602,6 +602,35 @@ fn compile_context(
     })
 }
 
+/// The `acor` entries of `acp` that name one ID (no wildcard) whose
+/// absolute form at `hosting` is longer than an ID may be
+/// ([`crate::ids::MAX_ID_BYTES`]): such an entry can match no originator
+/// (a longer one is refused as a request's originator) and name no
+/// `<group>` (the PIP refuses such a group ID), so it is refused where the
+/// hosting CSE is known (a PRP write, `authz check`), naming its path.
+pub fn check_entry_lengths(
+    acp: &AccessControlPolicy,
+    hosting: &crate::HostingContext,
+) -> Result<(), ValidationErrors> {
+    let mut errors = Errors::default();
+    for (name, set) in [("pv", &acp.privileges), ("pvs", &acp.self_privileges)] {
+        for (i, rule) in set.iter().flat_map(|s| s.rules.iter()).enumerate() {
+            for (j, entry) in rule.originators.iter().enumerate() {
+                if let Ok(OriginatorEntry::Exact { .. }) = OriginatorEntry::parse(entry)
+                    && let Err(e) = hosting.check_absolute_length(entry)
+                {
+                    errors.add(format_args!("{name}.acr[{i}].acor[{j}]"), e);
+                }
+            }
+        }
+    }
+    if errors.0.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationErrors(errors.0))
+    }
+}
+
 /// An `acip` IPv4 entry, `a.b.c.d[/n]` (TS-0003 table 7.1.3-3): dotted
 /// decimal without leading zeros, host bits cleared; the error says why.
 /// Every reader of IPv4 prefixes (the PIP's country tables too) uses it,

@@ -70,7 +70,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use authz_core::compile::{check_authorization_addresses, check_create};
+use authz_core::compile::{check_authorization_addresses, check_create, check_entry_lengths};
 use authz_core::decision::Effect;
 use authz_core::model::{AccessControlPolicy, SetOfAcrs};
 use authz_core::resources::{
@@ -1110,6 +1110,8 @@ impl PolicyRetrievalPoint for PrpService {
         let req = request.into_inner();
         check_originator(&req.originator)?;
         let (id, acp) = acp_input(req.acp.as_ref()).map_err(|e| invalid_argument(&e))?;
+        check_entry_lengths(&acp, &self.inner.hosting)
+            .map_err(|e| invalid_argument(&validation_errors(e)))?;
         check_create(&acp)
             .map_err(|e| invalid_argument(&acp_validation_errors(e, req.acp.as_ref())))?;
         // Before the write lock: a slow PIP holds up no other write.
@@ -1198,6 +1200,8 @@ impl PolicyRetrievalPoint for PrpService {
         let req = request.into_inner();
         check_originator(&req.originator)?;
         let (id, mut acp) = acp_input(req.acp.as_ref()).map_err(|e| invalid_argument(&e))?;
+        check_entry_lengths(&acp, &self.inner.hosting)
+            .map_err(|e| invalid_argument(&validation_errors(e)))?;
         // Before the write lock: a slow PIP holds up no other write.
         let attrs = self
             .writer_attributes(&req.originator, &req.role_ids)

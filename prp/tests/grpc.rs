@@ -221,6 +221,31 @@ async fn invalid_acp_names_the_field_and_stores_nothing() {
         .await
         .expect_err("white space");
     assert_eq!(violations(&err), vec!["resource_id".to_string()]);
+    // An acor entry whose absolute form at this CSE is longer than an ID
+    // may be (2048 bytes: TS-0001 7.2, README) can match no originator and
+    // name no group: refused, on a create as on an update.
+    let long_stem = format!("C{}", "a".repeat(2040));
+    let err = c
+        .create_acp(create_req(
+            ADMIN,
+            acp("acpLong", &[&long_stem], &[ADMIN], ALL),
+        ))
+        .await
+        .expect_err("too long in absolute form");
+    assert_eq!(violations(&err), vec!["pv.acr[0].acor[0]".to_string()]);
+    assert!(
+        err.message().contains("absolute form") || format!("{err:?}").contains("absolute form"),
+        "{err:?}"
+    );
+    let err = c
+        .update_acp(pb::UpdateAcpRequest {
+            originator: ADMIN.into(),
+            acp: Some(acp("acpLong", &["CAlice"], &[&long_stem], ALL)),
+            ..Default::default()
+        })
+        .await
+        .expect_err("too long in absolute form");
+    assert_eq!(violations(&err), vec!["pvs.acr[0].acor[0]".to_string()]);
 
     let list = c
         .list_acps(pb::ListAcpsRequest::default())
