@@ -505,7 +505,8 @@ impl PdpService {
              {} MiB); send fewer at once, or open another stream",
             STREAM_QUEUED_BYTES >> 20
         );
-        self.unevaluated_deny(snap, job, AuthorizationStatus::ProcessingError, summary)
+        let deny = self.unevaluated_deny(snap, job, AuthorizationStatus::ProcessingError, summary);
+        self.with_token_request_info(snap, job, deny)
     }
 
     /// The Deny of a decision still waiting on the PIP, a DAS or a token
@@ -513,12 +514,33 @@ impl PdpService {
     fn caller_deadline_deny(&self, snap: &Snapshot, job: &Job<'_>) -> pb::Decision {
         let summary = "DENY (indeterminate): the PIP, a DAS or a token issuer did not answer \
                        within the caller's deadline (grpc-timeout)";
-        self.unevaluated_deny(
+        let deny = self.unevaluated_deny(
             snap,
             job,
             AuthorizationStatus::MissingAttribute,
             summary.into(),
-        )
+        );
+        self.with_token_request_info(snap, job, deny)
+    }
+
+    /// `deny` with Token Request Information when the request has the
+    /// token request indicator (TS-0003 7.3.2.3 step 2: every Deny of such
+    /// a request tells the originator where to get tokens; the DASes are
+    /// known locally, so also when the decision could not finish).
+    fn with_token_request_info(
+        &self,
+        snap: &Snapshot,
+        job: &Job<'_>,
+        mut deny: pb::Decision,
+    ) -> pb::Decision {
+        if job.req.token_request_indicator
+            && let Some(dynamic) = &self.inner.dynamic
+            && let Ok((dases, dreq)) = self.das_request_for(snap, job, dynamic)
+        {
+            deny.token_request_info =
+                Self::token_request_info(dynamic, dases, &dreq, self.hosting(job));
+        }
+        deny
     }
 
     /// A Deny with `status` and `summary`, no rule evaluated (an
@@ -688,17 +710,11 @@ impl PdpService {
                 if decision.decision == pb::AuthorizationDecision::Permit as i32 {
                     return Ok(Step::Decided(decision));
                 }
-                let mut deny = Self::token_deny(decision, &failure);
                 // An originator whose token expired or cannot be found is
                 // the one that needs new tokens: with the indicator, its
                 // error names the DASes too (7.3.2.3 steps 1 and 2.3).
-                if req.token_request_indicator
-                    && let Ok((dases, dreq)) = self.das_request_for(snap, job, dynamic)
-                {
-                    deny.token_request_info =
-                        Self::token_request_info(dynamic, dases, &dreq, self.hosting(job));
-                }
-                return Ok(Step::Decided(deny));
+                let deny = Self::token_deny(decision, &failure);
+                return Ok(Step::Decided(self.with_token_request_info(snap, job, deny)));
             }
         };
         // Tokens an earlier Direct consultation gave this originator.

@@ -961,6 +961,27 @@ async fn a_slow_das_ends_before_the_callers_deadline_with_the_reason() {
     assert_eq!(d.decision, DENY);
     assert_eq!(d.status, pb::AuthorizationStatus::MissingAttribute as i32);
     assert!(d.summary.contains("caller's deadline"), "{}", d.summary);
+    assert!(d.token_request_info.is_none(), "no indicator, no tqf");
+    // With the token request indicator, that Deny too tells the originator
+    // where to get tokens (TS-0003 7.3.2.3 step 2; spec notes §6.3: "On
+    // DENY, the HCSE answers 4103 with tqf"): the DASes are known locally.
+    let mut indicated = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    indicated.token_request_indicator = true;
+    let mut req = tonic::Request::new(indicated);
+    req.set_timeout(Duration::from_millis(1500));
+    let d = client
+        .decide(req)
+        .await
+        .expect("an answer before the caller's deadline")
+        .into_inner();
+    assert_eq!(d.decision, DENY);
+    assert!(d.summary.contains("caller's deadline"), "{}", d.summary);
+    let tqf = d.token_request_info.expect("Token Request Information");
+    assert_eq!(tqf.das_info.len(), 1, "{tqf:?}");
+    assert!(
+        tqf.das_info[0].uri.starts_with("http://127.0.0.1:"),
+        "{tqf:?}"
+    );
     das.release();
 }
 
