@@ -742,15 +742,21 @@ impl Shared {
                 target,
             }));
         }
+        // A From that is no originator ID at all is a bad request (Decision
+        // 9), answered here: it names no other originator (so no 4106 below)
+        // and needs no PDP (so no fail-closed 4103 when none answers).
+        if let Err(e) = self.cse.hosting().canonicalize(&primitive.fr) {
+            return Authorization::Reject(Rejection::debug(
+                ResponseStatusCode::BAD_REQUEST,
+                format!("From (X-M2M-Origin): {e}"),
+            ));
+        }
         let identity = self.authenticator.authenticate(parts);
         // An AE's security association is with its Registrar CSE, which
         // checks From against it (TS-0003 7.2.1): another From is 4106,
-        // before any decision. A CSE's (forwarding for others) is not. A
-        // From that is no ID at all names no other originator: the
-        // decision answers it as a syntax error (4000, Decision 9).
+        // before any decision. A CSE's (forwarding for others) is not.
         if let Some(id) = identity.as_deref()
             && self.cse.names_ae(id)
-            && self.cse.hosting().canonicalize(&primitive.fr).is_ok()
             && !self.cse.same_originator(id, &primitive.fr)
         {
             return Authorization::Reject(Rejection::debug(

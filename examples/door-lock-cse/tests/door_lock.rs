@@ -570,6 +570,19 @@ async fn a_stopped_pdp_fails_closed() {
     );
     let r = stack.as_(OWNER, "POST", FRONT, &[CIN], UNLOCK).await;
     assert_denied(&r, "PDP stopped, unlock");
+    // A From that is no ID is a bad request whether or not a PDP answers
+    // (Decision 9): the layer says so itself.
+    let r = stack
+        .send(
+            HOME,
+            "GET",
+            FRONT_LA,
+            &[("X-M2M-Origin", "C*"), ("X-M2M-RI", "rq-test")],
+            "",
+        )
+        .await;
+    assert_eq!((r.status, r.rsc()), (400, 4000), "{r:?}");
+    assert!(r.dbg().contains("X-M2M-Origin"), "{}", r.dbg());
     // A discovery, whose results the CSE decides: not an empty list, as if
     // nothing were there, but the same fail-closed answer.
     let r = stack
