@@ -267,11 +267,7 @@ pub fn check_authorization_addresses(acp: &AccessControlPolicy) -> Result<(), Va
             );
         }
     }
-    if errors.0.is_empty() {
-        Ok(())
-    } else {
-        Err(ValidationErrors(errors.0))
-    }
+    errors.into_result()
 }
 
 /// The compiled rules of one `pv` or `pvs`, with their originator index.
@@ -614,20 +610,49 @@ pub fn check_entry_lengths(
 ) -> Result<(), ValidationErrors> {
     let mut errors = Errors::default();
     for (name, set) in [("pv", &acp.privileges), ("pvs", &acp.self_privileges)] {
-        for (i, rule) in set.iter().flat_map(|s| s.rules.iter()).enumerate() {
-            for (j, entry) in rule.originators.iter().enumerate() {
-                if let Ok(OriginatorEntry::Exact { .. }) = OriginatorEntry::parse(entry)
-                    && let Err(e) = hosting.check_absolute_length(entry)
-                {
-                    errors.add(format_args!("{name}.acr[{i}].acor[{j}]"), e);
-                }
+        if let Some(set) = set {
+            entry_lengths(name, set, hosting, &mut errors);
+        }
+    }
+    errors.into_result()
+}
+
+/// [`check_entry_lengths`] of one set of rules (a dynamic ACP's
+/// privileges), its paths under `name`.
+pub fn check_set_entry_lengths(
+    name: &str,
+    set: &SetOfAcrs,
+    hosting: &crate::HostingContext,
+) -> Result<(), ValidationErrors> {
+    let mut errors = Errors::default();
+    entry_lengths(name, set, hosting, &mut errors);
+    errors.into_result()
+}
+
+fn entry_lengths(
+    name: &str,
+    set: &SetOfAcrs,
+    hosting: &crate::HostingContext,
+    errors: &mut Errors,
+) {
+    for (i, rule) in set.rules.iter().enumerate() {
+        for (j, entry) in rule.originators.iter().enumerate() {
+            if let Ok(OriginatorEntry::Exact { .. }) = OriginatorEntry::parse(entry)
+                && let Err(e) = hosting.check_absolute_length(entry)
+            {
+                errors.add(format_args!("{name}.acr[{i}].acor[{j}]"), e);
             }
         }
     }
-    if errors.0.is_empty() {
-        Ok(())
-    } else {
-        Err(ValidationErrors(errors.0))
+}
+
+impl Errors {
+    fn into_result(self) -> Result<(), ValidationErrors> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationErrors(self.0))
+        }
     }
 }
 

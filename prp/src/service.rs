@@ -70,7 +70,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use authz_core::compile::{check_authorization_addresses, check_create, check_entry_lengths};
+use authz_core::compile::{
+    check_authorization_addresses, check_create, check_entry_lengths, check_set_entry_lengths,
+};
 use authz_core::decision::Effect;
 use authz_core::model::{AccessControlPolicy, SetOfAcrs};
 use authz_core::resources::{
@@ -1948,6 +1950,9 @@ impl PolicyRetrievalPoint for PrpService {
                 let set = set_of_acrs_from_pb(p, "pv", &mut conv);
                 if conv.is_empty() {
                     if let Err(e) = CompiledAcp::from_privileges("dynamic", &set) {
+                        errors.extend(validation_errors(e));
+                    }
+                    if let Err(e) = check_set_entry_lengths("pv", &set, &self.inner.hosting) {
                         errors.extend(validation_errors(e));
                     }
                     Some(set)

@@ -1933,6 +1933,15 @@ async fn dynamic_acp_applies_until_it_expires() {
         violations(&err),
         vec!["target".to_string(), "acp_id".to_string()]
     );
+    // An acor ID too long in absolute form to match anyone, as for a
+    // stored ACP.
+    let mut long = grant("CPdp");
+    long.privileges = Some(set(vec![rule(
+        &["CBob", &format!("C{}", "x".repeat(2040))],
+        2,
+    )]));
+    let err = c.create_dynamic_acp(long).await.expect_err("too long");
+    assert_eq!(violations(&err), vec!["pv.acr[0].acor[1]".to_string()]);
     // TS-0001 7.2: a target with an empty `/` segment names no resource:
     // the request's fault, as for a decision's target, not a missing one.
     for target in ["cnt/", "a//cnt", "/"] {
