@@ -485,7 +485,9 @@ impl DecryptionKeys {
     /// as [`DecryptionKey::from_jwk`] reads it. Two keys with one `kid` are
     /// an error.
     pub fn from_jwk_set(text: &str) -> Result<Self, JwkError> {
-        let doc: Value = serde_json::from_str(text)
+        // As every JSON file: a BOM skipped, a repeated key refused (two
+        // `kid`s in one key would leave which one counts to the parser).
+        let doc: Value = crate::json::parse_json(text)
             .map_err(|e| jwk_err("(document)", format!("not JSON: {e}")))?;
         let list = doc
             .get("keys")

@@ -351,6 +351,18 @@ fn encryption_keys_read_public_jwks() {
     }
 }
 
+/// As every JSON file of the project: a leading BOM is skipped (RFC 8259
+/// 8.1), and a member written twice in a key is an error, not "the last
+/// one wins" (which `kid` or `k` counts would be the parser's guess).
+#[test]
+fn a_jwk_set_skips_a_bom_and_refuses_a_repeated_member() {
+    let text = fixtures()["jwks"].to_string();
+    assert!(DecryptionKeys::from_jwk_set(&format!("\u{feff}{text}")).is_ok());
+    let twice = r#"{"keys": [{"kty": "oct", "kid": "a", "kid": "b", "alg": "A128KW", "k": "AAAAAAAAAAAAAAAAAAAAAA"}]}"#;
+    let e = DecryptionKeys::from_jwk_set(twice).unwrap_err();
+    assert!(e.reason.contains("kid"), "{e:?}");
+}
+
 /// Configuration errors name the key and member.
 #[test]
 fn jwk_set_errors_name_the_member() {

@@ -506,7 +506,8 @@ fn inline_or_file(value: &serde_json::Value, base_dir: &Path) -> Result<serde_js
             let file = base_dir.join(path);
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", file.display()))
+            authz_core::json::parse_json(&text)
+                .map_err(|e| format!("{}: not JSON: {e}", file.display()))
         }
         inline => Ok(inline.clone()),
     }
@@ -571,6 +572,8 @@ impl DasConfig {
     /// Parses and checks configuration text; `file` names it in errors and
     /// `base_dir` anchors relative key paths.
     pub fn from_json(text: &str, file: &Path, base_dir: &Path) -> Result<Self, ConfigError> {
+        // As every JSON file of the project: a leading BOM is skipped.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut de = serde_json::Deserializer::from_str(text);
         let parsed: DasConfigFile = match serde_path_to_error::deserialize(&mut de) {
             Ok(c) => c,
@@ -1198,6 +1201,19 @@ mod tests {
         assert_eq!(loaded.role_issuers, ["roles.example.com"]);
         v["role_issuers"] = json!([]);
         assert_eq!(fields(&v), vec!["policies[0].grant.roles[0]"]);
+    }
+
+    /// As every JSON file of the project: a leading BOM is skipped (RFC
+    /// 8259 8.1; Windows editors write one).
+    #[test]
+    fn a_config_with_a_bom_loads() {
+        let v = serde_json::from_str::<serde_json::Value>(include_str!(
+            "../../examples/das/door-lock-das.json"
+        ))
+        .expect("example");
+        let text = format!("\u{feff}{v}");
+        DasConfig::from_json(&text, Path::new("das.json"), Path::new("../examples/das"))
+            .expect("loads with a BOM");
     }
 
     /// A secret is presented as gRPC metadata `authorization: Bearer
