@@ -47,7 +47,7 @@ struct File {
 #[derive(Debug, thiserror::Error)]
 pub enum GroupsError {
     /// The file is not `{"groups": [{"m2m:grp": {"ri", "mid"}}]}`.
-    #[error("groups: {0}")]
+    #[error(transparent)]
     Parse(#[from] serde_json::Error),
     /// A group without a resource ID.
     #[error("groups[{0}]: ri is empty")]

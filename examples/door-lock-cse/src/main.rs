@@ -129,11 +129,10 @@ fn source(flag: &str, path: &Option<PathBuf>) -> String {
     }
 }
 
-fn read_or(path: &Option<PathBuf>, built_in: &str) -> Result<String> {
+fn read_or(flag: &str, path: &Option<PathBuf>, built_in: &str) -> Result<String> {
     match path {
-        Some(p) => {
-            std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))
-        }
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("{flag} {}: cannot read", p.display())),
         None => Ok(built_in.to_owned()),
     }
 }
@@ -159,13 +158,17 @@ async fn main() -> Result<()> {
             MAX_DEADLINE.as_millis()
         );
     }
-    let bundle_text = read_or(&args.policies, policies::DEFAULT_POLICIES)?;
+    let bundle_text = read_or("--policies", &args.policies, policies::DEFAULT_POLICIES)?;
     let bundle =
         Bundle::parse(&bundle_text).with_context(|| source("--policies", &args.policies))?;
-    let groups = groups::parse(&read_or(&args.groups, groups::DEFAULT_GROUPS)?)
+    let groups = groups::parse(&read_or("--groups", &args.groups, groups::DEFAULT_GROUPS)?)
         .with_context(|| source("--groups", &args.groups))?;
-    let credentials = Credentials::parse(&read_or(&args.credentials, DEFAULT_CREDENTIALS)?)
-        .with_context(|| source("--credentials", &args.credentials))?;
+    let credentials = Credentials::parse(&read_or(
+        "--credentials",
+        &args.credentials,
+        DEFAULT_CREDENTIALS,
+    )?)
+    .with_context(|| source("--credentials", &args.credentials))?;
     let clock: Arc<dyn Clock> = match &args.at {
         Some(at) => Arc::new(ManualClock::new(
             authz_core::json::parse_timestamp(at)

@@ -67,3 +67,50 @@ fn sigterm_stops_the_cse_cleanly() {
         assert!(status.success(), "SIG{signal}: {status}");
     }
 }
+
+/// A file the CSE cannot read or use is named with its flag (README: the
+/// errors "name their flag and file"), each cause said once.
+#[test]
+fn file_errors_name_the_flag_and_the_file() {
+    let dir = tempfile::Builder::new()
+        .prefix("authz-door-lock-files-")
+        .tempdir()
+        .expect("temp dir");
+    let twice = dir.path().join("groups-twice.json");
+    std::fs::write(
+        &twice,
+        r#"{"groups": [{"m2m:grp": {"ri": "g", "mid": ["Ca"], "mid": ["Cb"]}}]}"#,
+    )
+    .expect("write");
+    let missing = dir.path().join("none.json");
+    for flag in ["--policies", "--groups", "--credentials"] {
+        for (file, why) in [(&missing, "cannot read"), (&twice, "duplicate")] {
+            if flag != "--groups" && file == &twice {
+                continue;
+            }
+            let out = Command::new(env!("CARGO_BIN_EXE_door-lock-cse"))
+                .args([
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--pdp",
+                    "http://127.0.0.1:1",
+                    flag,
+                ])
+                .arg(file)
+                .env_remove("RUST_BACKTRACE")
+                .output()
+                .expect("run door-lock-cse");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{flag}: {err}");
+            assert!(
+                err.contains(&format!("{flag} {}", file.display())) && err.contains(why),
+                "{flag}: {err}"
+            );
+            assert_eq!(
+                err.matches("duplicate").count(),
+                usize::from(why == "duplicate"),
+                "{err}"
+            );
+        }
+    }
+}
