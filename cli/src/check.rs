@@ -79,8 +79,15 @@ fn check(args: &CheckArgs) -> Result<Value> {
                 CompiledAcp::compile(id, acp).map_err(|e| anyhow!("{}: {e}", path.display()))?;
             // Known here, the hosting CSE makes some entries too long to
             // match anyone, as a PRP refuses them.
-            authz_core::compile::check_entry_lengths(acp, &ctx)
-                .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            authz_core::compile::check_entry_lengths(acp, &ctx).map_err(|e| {
+                // Which resource of a list, as the file's other errors say.
+                let e = if acps.len() > 1 {
+                    e.prefixed(&format!("m2m:acp[{i}]."))
+                } else {
+                    e
+                };
+                anyhow!("{}: {e}", path.display())
+            })?;
             // The ID a request names it by: its `ri`, else its `rn`, under
             // which the PRP stores an ACP without `ri` too.
             compiled.push((acp.id().map(str::to_owned), c));
