@@ -678,7 +678,8 @@ impl Dynamic {
         )
         .await
         .map_err(|_| "timed out".to_owned())?
-        .map_err(|s| s.message().to_owned())?
+        // `Code: message: cause`, as every failed call in a log line.
+        .map_err(|s| authz_proto::endpoint::status_chain(&s))?
         .into_inner();
         let mut algorithms = Vec::new();
         let mut keys = Vec::new();

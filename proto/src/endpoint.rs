@@ -113,7 +113,12 @@ fn append_new(text: &mut String, cause: &str) {
 /// its source that the line does not say yet (tonic's own `Display` of a
 /// status dumps the source's debug form).
 pub fn status_chain(s: &tonic::Status) -> String {
-    let mut text = format!("{:?}: {}", s.code(), s.message());
+    // A status without a message is its code alone, not `Code: `.
+    let mut text = if s.message().is_empty() {
+        format!("{:?}", s.code())
+    } else {
+        format!("{:?}: {}", s.code(), s.message())
+    };
     let mut source = std::error::Error::source(s);
     while let Some(e) = source {
         append_new(&mut text, &e.to_string());
@@ -184,6 +189,11 @@ mod tests {
         assert_eq!(
             status_chain(&tonic::Status::unavailable("PIP down")),
             "Unavailable: PIP down"
+        );
+        // No message: the code alone, no dangling `: `.
+        assert_eq!(
+            status_chain(&tonic::Status::unimplemented("")),
+            "Unimplemented"
         );
     }
 
