@@ -820,6 +820,70 @@ mod tests {
         );
     }
 
+    /// `spty` (TS-0004 6.3.5.67: one of `mgd`, `cnd`), in a policy's
+    /// `acod` as in a request: an error names the member at fault
+    /// (`spty.cnd`), a `null` member is absent as every optional attribute
+    /// is, `{}` is absent (Decision 11), and both members at once is an
+    /// error at `spty` saying what it holds.
+    #[test]
+    fn spty_errors_name_the_member_and_null_members_are_absent() {
+        let policy = |spty: &str| {
+            format!(
+                r#"{{"m2m:acp":{{"pv":{{"acr":[{{"acor":["C1"],"acop":1,"acod":[{{"ty":2,"spty":{spty},"chty":[13]}}]}}]}}}}}}"#
+            )
+        };
+        let error_at = |doc: String| match parse_and_validate(&doc) {
+            Err(JsonError::Invalid(e)) => (e.0[0].path.clone(), e.0[0].message.clone()),
+            other => panic!("{doc}: {other:?}"),
+        };
+        let (path, _) = error_at(policy(r#"{"cnd": 5}"#));
+        assert_eq!(path, "pv.acr[0].acod[0].spty.cnd");
+        let (path, _) = error_at(policy(r#"{"mgd": -5}"#));
+        assert_eq!(path, "pv.acr[0].acod[0].spty.mgd");
+        let (path, message) = error_at(policy(r#"{"mgd": 1001, "cnd": "x"}"#));
+        assert_eq!(path, "pv.acr[0].acod[0].spty");
+        assert!(
+            message.contains("one of mgd") && message.contains("not both"),
+            "{message}"
+        );
+        let mgd = |doc: String| {
+            parse_and_validate(&doc).expect("loads")[0]
+                .privileges
+                .as_ref()
+                .unwrap()
+                .rules[0]
+                .object_details[0]
+                .specialization
+                .clone()
+        };
+        assert_eq!(
+            mgd(policy(r#"{"mgd": 1001, "cnd": null}"#)),
+            Some(crate::model::Specialization::MgmtDefinition(1001))
+        );
+        assert_eq!(mgd(policy(r#"{"mgd": null}"#)), None);
+        assert_eq!(mgd(policy("{}")), None);
+
+        let now = chrono::Utc::now();
+        let request = |spty: &str| {
+            format!(r#"{{"fr": "Cx", "to": "cnt1", "op": 1, "rrt": 13, "spty": {spty}}}"#)
+        };
+        match request_from_json(&request(r#"{"cnd": 5}"#), now) {
+            Err(JsonError::Invalid(e)) => assert_eq!(e.0[0].path, "spty.cnd", "{e}"),
+            other => panic!("{other:?}"),
+        }
+        let read = |spty: &str| {
+            request_from_json(&request(spty), now)
+                .expect("reads")
+                .specialization
+        };
+        assert_eq!(
+            read(r#"{"mgd": 1001, "cnd": null}"#),
+            Some(crate::model::Specialization::MgmtDefinition(1001))
+        );
+        assert_eq!(read(r#"{"mgd": null}"#), None);
+        assert_eq!(read("{}"), None);
+    }
+
     /// A created resource of another type has no specialization (`mgd`
     /// belongs to a mgmtObj, 13; `cnd` to a flexContainer, 28): naming the
     /// field (TS-0003 7.1.5; Decision 13).
@@ -1432,7 +1496,10 @@ struct ShortRequest {
     fu: Option<u32>,
     #[serde(default)]
     rrt: Option<u32>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::model::Specialization::read_optional"
+    )]
     spty: Option<crate::model::Specialization>,
     #[serde(default)]
     tgty: Option<u32>,

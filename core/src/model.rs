@@ -194,28 +194,12 @@ pub struct ObjectDetails {
         rename = "spty",
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "empty_object_as_none"
+        deserialize_with = "Specialization::read_optional"
     )]
     pub specialization: Option<Specialization>,
     /// `chty`: child resource types the rule lets the originator create (mandatory).
     #[serde(rename = "chty", default, skip_serializing_if = "Option::is_none")]
     pub child_resource_types: Option<Vec<u32>>,
-}
-
-/// An optional object where `{}` (and `null`) is absent (Decision 11).
-fn empty_object_as_none<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::de::DeserializeOwned,
-{
-    use serde::de::Error;
-    match Option::<serde_json::Value>::deserialize(d)? {
-        None => Ok(None),
-        Some(serde_json::Value::Object(m)) if m.is_empty() => Ok(None),
-        Some(v) => serde_json::from_value(v)
-            .map(Some)
-            .map_err(D::Error::custom),
-    }
 }
 
 /// `m2m:specializationType` (TS-0004 6.3.5.67): `{"mgd": n}` or `{"cnd": "uri"}`.
@@ -229,7 +213,42 @@ pub enum Specialization {
     ContainerDefinition(String),
 }
 
+/// `spty` as written: each member optional, so that a member's error
+/// names it (`spty.mgd`), a `null` member is absent (as every optional
+/// attribute), and the choice is checked after.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpecializationFields {
+    #[serde(default)]
+    mgd: Option<u32>,
+    #[serde(default)]
+    cnd: Option<String>,
+}
+
 impl Specialization {
+    /// Reads an optional `spty` (TS-0004 6.3.5.67: one of `mgd`, `cnd`):
+    /// `null`, `{}` and members all `null` are absent (Decision 11: an
+    /// empty object imposes no constraint); both members is an error saying
+    /// what `spty` holds.
+    pub fn read_optional<'de, D>(d: D) -> Result<Option<Self>, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        use serde::de::Error;
+        let Some(fields) = Option::<SpecializationFields>::deserialize(d)? else {
+            return Ok(None);
+        };
+        match (fields.mgd, fields.cnd) {
+            (None, None) => Ok(None),
+            (Some(mgd), None) => Ok(Some(Self::MgmtDefinition(mgd))),
+            (None, Some(cnd)) => Ok(Some(Self::ContainerDefinition(cnd))),
+            (Some(_), Some(_)) => Err(D::Error::custom(
+                "holds one of mgd (a mgmtObj's mgmtDefinition) or cnd (a flexContainer's \
+                 containerDefinition), not both",
+            )),
+        }
+    }
+
     /// Checks a request's specialization against the type of the resource
     /// it creates: another type has no specialization, so a request that
     /// pairs them is malformed (and would otherwise match an `acod`'s
