@@ -146,6 +146,14 @@ pub fn join_errors(errors: &[ConversionError]) -> String {
 pub const MAX_VIOLATION_BYTES: usize = 256;
 /// See [`MAX_VIOLATION_BYTES`].
 pub const MAX_VIOLATIONS: usize = 16;
+/// The most bytes of all the violations' fields and descriptions in one
+/// status, and of its message (which `grpc-status-details-bin` repeats):
+/// with the details base64-encoded, a status's headers stay under 8 KiB,
+/// the default cap of clients built on gRPC's C core (Python, C++), past
+/// which they lose the status for a RESOURCE_EXHAUSTED of their own.
+pub const MAX_VIOLATIONS_TOTAL_BYTES: usize = 2048;
+/// See [`MAX_VIOLATIONS_TOTAL_BYTES`].
+pub const MAX_FIELD_STATUS_MESSAGE_BYTES: usize = 1024;
 
 /// `text` cut to at most `max` bytes at a character boundary, with `…` and
 /// the full length when cut.
@@ -201,14 +209,20 @@ pub fn invalid_argument(errors: &[ConversionError]) -> Status {
 /// ([`crate::serving::bound_status_message`]) cannot shorten the details,
 /// which travel in headers too.
 pub fn field_status(code: Code, errors: &[ConversionError]) -> Status {
-    let shown: Vec<ConversionError> = errors
-        .iter()
-        .take(MAX_VIOLATIONS)
-        .map(|e| ConversionError {
+    let mut shown: Vec<ConversionError> = Vec::new();
+    let mut total = 0;
+    for e in errors.iter().take(MAX_VIOLATIONS) {
+        let e = ConversionError {
             field: bounded(&e.field, MAX_VIOLATION_BYTES).into_owned(),
             message: bounded_message(&e.message, MAX_VIOLATION_BYTES).into_owned(),
-        })
-        .collect();
+        };
+        total += e.field.len() + e.message.len();
+        // The first always (it fits on its own).
+        if total > MAX_VIOLATIONS_TOTAL_BYTES && !shown.is_empty() {
+            break;
+        }
+        shown.push(e);
+    }
     let mut message = if shown.is_empty() {
         code.description().to_owned()
     } else {
@@ -217,6 +231,7 @@ pub fn field_status(code: Code, errors: &[ConversionError]) -> Status {
     if errors.len() > shown.len() {
         message.push_str(&format!("; and {} more", errors.len() - shown.len()));
     }
+    let message = bounded_message(&message, MAX_FIELD_STATUS_MESSAGE_BYTES).into_owned();
     let violations: Vec<FieldViolation> = shown
         .into_iter()
         .map(|e| FieldViolation::new(e.field, e.message))

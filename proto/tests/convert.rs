@@ -844,11 +844,12 @@ fn invalid_argument_carries_field_violations() {
 
 /// An INVALID_ARGUMENT status travels in HTTP/2 headers: a long message
 /// is cut in its middle (at character boundaries, saying how long it was,
-/// so that the reason after a long echoed value survives), and at most `MAX_VIOLATIONS` violations are listed, so the status
-/// stays far below a peer's 16 KiB header limit.
+/// so that the reason after a long echoed value survives), and at most `MAX_VIOLATIONS` violations of at most
+/// `MAX_VIOLATIONS_TOTAL_BYTES` in all are listed, so the status stays
+/// below the 8 KiB of headers a gRPC C-core client takes.
 #[test]
 fn invalid_argument_stays_small_whatever_it_echoes() {
-    use authz_proto::convert::{MAX_VIOLATION_BYTES, MAX_VIOLATIONS};
+    use authz_proto::convert::{MAX_VIOLATION_BYTES, MAX_VIOLATIONS, MAX_VIOLATIONS_TOTAL_BYTES};
     // `'` and the x's fill all but one byte of the limit: the two-byte `é`
     // straddles it.
     let long = format!("{}é", "x".repeat(MAX_VIOLATION_BYTES - 2));
@@ -860,13 +861,24 @@ fn invalid_argument_stays_small_whatever_it_echoes() {
         .collect();
     let status = invalid_argument(&errors);
     assert_eq!(status.code(), Code::InvalidArgument);
+    let bad = status.get_details_bad_request().expect("BadRequest detail");
+    // As many as fit MAX_VIOLATIONS_TOTAL_BYTES, at most MAX_VIOLATIONS;
+    // the others counted.
+    let shown = bad.field_violations.len();
+    assert!((1..=MAX_VIOLATIONS).contains(&shown), "{shown}");
+    let total: usize = bad
+        .field_violations
+        .iter()
+        .map(|v| v.field.len() + v.description.len())
+        .sum();
+    assert!(total <= MAX_VIOLATIONS_TOTAL_BYTES, "{total}");
     assert!(
-        status.message().ends_with("; and 5 more"),
+        status
+            .message()
+            .ends_with(&format!("; and {} more", errors.len() - shown)),
         "{}",
         status.message()
     );
-    let bad = status.get_details_bad_request().expect("BadRequest detail");
-    assert_eq!(bad.field_violations.len(), MAX_VIOLATIONS);
     let first = &bad.field_violations[0];
     assert_eq!(first.field, "originator_location.country_codes[0]");
     // The start and the end are kept: the reason after the long value
@@ -1235,4 +1247,37 @@ fn types_without_acpi_reject_daci() {
     for (parent, acpi_set) in [("", true), ("cb", false)] {
         assert!(errors(&resource(3, parent, acpi_set)).is_empty());
     }
+}
+
+/// A status travels in headers: with its details (`grpc-status-details-bin`,
+/// base64, repeating the message) they stay under 8 KiB, the default cap of
+/// clients on gRPC's C core (Python, C++), which otherwise lose the status
+/// for a RESOURCE_EXHAUSTED of their own; the violations that do not fit
+/// are counted in the message.
+#[test]
+fn a_status_of_many_long_violations_fits_8_kib_of_headers() {
+    let errors: Vec<ConversionError> = (0..20)
+        .map(|i| ConversionError {
+            field: format!("resource.acpi[{i}]"),
+            message: format!("'a b{}{i}' is not an ACP ID", "x".repeat(1000)),
+        })
+        .collect();
+    let status = invalid_argument(&errors);
+    let response: http::Response<()> = status.clone().into_http();
+    let bytes: usize = response
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    assert!(bytes < 8192, "{bytes} bytes of headers");
+    let bad = status.get_details_bad_request().expect("BadRequest detail");
+    assert!(!bad.field_violations.is_empty());
+    assert_eq!(bad.field_violations[0].field, "resource.acpi[0]");
+    let more = errors.len() - bad.field_violations.len();
+    assert!(more > 0);
+    assert!(
+        status.message().ends_with(&format!("; and {more} more")),
+        "{}",
+        status.message()
+    );
 }
