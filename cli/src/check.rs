@@ -66,6 +66,7 @@ fn check(args: &CheckArgs) -> Result<Value> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("{}: cannot read", path.display()))?;
         let acps = json::parse_and_validate(&text).map_err(|e| file_error(path, e))?;
+        let listed = acps.len() > 1 || json::is_list(&text);
         if acps.is_empty() {
             // `[]` or `{"m2m:acp": []}`: most likely not the file meant.
             return Err(anyhow!("{}: holds no m2m:acp resource", path.display()));
@@ -81,7 +82,7 @@ fn check(args: &CheckArgs) -> Result<Value> {
             // match anyone, as a PRP refuses them.
             authz_core::compile::check_entry_lengths(acp, &ctx).map_err(|e| {
                 // Which resource of a list, as the file's other errors say.
-                let e = if acps.len() > 1 {
+                let e = if listed {
                     e.prefixed(&format!("m2m:acp[{i}]."))
                 } else {
                     e

@@ -722,6 +722,20 @@ fn an_acor_entry_too_long_in_absolute_form_exits_2() {
         err.contains("list.json: m2m:acp[1].pv.acr[0].acor[0]"),
         "{err}"
     );
+    // A list of one too, as the parser names it.
+    std::fs::write(
+        dir.path().join("one.json"),
+        format!(
+            r#"[{{"m2m:acp":{{"ri":"acpL","pv":{{"acr":[{{"acor":["{stem}"],"acop":2}}]}},"pvs":{{"acr":[{{"acor":["Ca"],"acop":63}}]}}}}}}]"#
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = check_in(dir.path(), &["one.json"], r#"{"fr":"Cw","to":"x","op":2}"#);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("one.json: m2m:acp[0].pv.acr[0].acor[0]"),
+        "{err}"
+    );
 }
 
 /// TS-0001 10.2.3.1: a request names an ACP by its `ri`, so an `ri` no

@@ -234,7 +234,9 @@ pub fn parse_and_validate(text: &str) -> Result<Vec<AccessControlPolicy>, JsonEr
     }
 }
 
-fn is_list(text: &str) -> bool {
+/// Whether a policy document is a list of resources (`[...]` or
+/// `{"m2m:acp": [...]}`), so that its errors name each by `m2m:acp[i]`.
+pub fn is_list(text: &str) -> bool {
     parse_json(text)
         .map(|v| split_document(v).1)
         .unwrap_or(false)

@@ -574,6 +574,15 @@ impl DasConfig {
     pub fn from_json(text: &str, file: &Path, base_dir: &Path) -> Result<Self, ConfigError> {
         // As every JSON file of the project: a leading BOM is skipped.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        // A key written twice in any object, an inline key set's too, is an
+        // error naming where, not "the last one wins" (the structs refuse
+        // their own repeated fields; a JSON value kept as is would not).
+        if let Err(e) = authz_core::json::parse_json(text) {
+            return Err(ConfigError::Syntax {
+                file: file.to_owned(),
+                message: e.to_string(),
+            });
+        }
         let mut de = serde_json::Deserializer::from_str(text);
         let parsed: DasConfigFile = match serde_path_to_error::deserialize(&mut de) {
             Ok(c) => c,
@@ -1214,6 +1223,34 @@ mod tests {
         let text = format!("\u{feff}{v}");
         DasConfig::from_json(&text, Path::new("das.json"), Path::new("../examples/das"))
             .expect("loads with a BOM");
+    }
+
+    /// A key written twice in an inline key set is an error, as in its
+    /// file (README: "the same key twice in one object is an error (not
+    /// 'the last one wins')"): the inline JSON value kept the last.
+    #[test]
+    fn an_inline_key_set_refuses_a_member_written_twice() {
+        let mut v: serde_json::Value =
+            serde_json::from_str(include_str!("../../examples/das/door-lock-das.json"))
+                .expect("example");
+        v["request_decryption_keys"] = serde_json::from_str(include_str!(
+            "../../examples/das/keys/das-request-keys.json"
+        ))
+        .expect("key set");
+        let kid = v["request_decryption_keys"]["keys"][0]["kid"]
+            .as_str()
+            .expect("kid")
+            .to_owned();
+        let text = v.to_string().replacen(
+            &format!(r#""kid":"{kid}""#),
+            &format!(r#""kid":"{kid}","kid":"zzz""#),
+            1,
+        );
+        assert!(text.contains(r#""kid":"zzz""#));
+        match DasConfig::from_json(&text, Path::new("das.json"), Path::new("../examples/das")) {
+            Err(e) => assert!(e.to_string().contains("duplicate key `kid`"), "{e}"),
+            Ok(_) => panic!("loaded with a kid written twice"),
+        }
     }
 
     /// A secret is presented as gRPC metadata `authorization: Bearer

@@ -987,9 +987,12 @@ pub fn decision_request_from_pb(
         }
     }
 
+    // An empty one is absent, as in a policy's object details and as
+    // `"spty": {}` is in a request document.
     let specialization = req
         .specialization
         .as_ref()
+        .filter(|s| s.kind.is_some())
         .and_then(|s| specialization_from_pb(s, "specialization", &mut errors));
     if let Some(Specialization::ContainerDefinition(cnd)) = &specialization
         && cnd.is_empty()

@@ -1281,3 +1281,20 @@ fn a_status_of_many_long_violations_fits_8_kib_of_headers() {
         status.message()
     );
 }
+
+/// An empty `Specialization` in a decision request is absent, as in a
+/// policy's object details and as `"spty": {}` is in a request document
+/// (Decision 11), not an INVALID_ARGUMENT.
+#[test]
+fn an_empty_specialization_in_a_request_is_absent() {
+    let req = pb::DecisionRequest {
+        originator: "Calice".into(),
+        operation: pb::Operation::Create as i32,
+        target: "cnt1".into(),
+        resource_type: Some(13),
+        specialization: Some(pb::Specialization::default()),
+        ..Default::default()
+    };
+    let converted = decision_request_from_pb(&req, Utc::now()).expect("converts");
+    assert_eq!(converted.request.specialization, None);
+}
