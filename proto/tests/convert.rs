@@ -635,6 +635,7 @@ fn more_request_errors() {
     wire.token_ids = vec!["tk@".into()];
     wire.local_token_ids = vec!["a:b".into()];
     wire.acp_ids = vec!["acp 1".into()];
+    // (An empty specialization is absent: no error.)
     wire.specialization = Some(pb::Specialization { kind: None });
     wire.request_time = Some(prost_types::Timestamp {
         seconds: 0,
@@ -670,7 +671,6 @@ fn more_request_errors() {
             "token_ids[0]",
             "local_token_ids[0]",
             "acp_ids[0]",
-            "specialization",
             "request_time.nanos",
             "originator_ip.ipv6",
             "originator_location.position.longitude",
