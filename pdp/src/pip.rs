@@ -1708,16 +1708,13 @@ mod tests {
         );
     }
 
-    /// Annex F.2.1: a cached fix is a position only from its measuring time
-    /// until it stops being fresh; for an earlier or a later request time it
-    /// is none.
-    #[tokio::test]
-    async fn a_cached_fix_is_no_position_before_it_was_measured() {
-        let cache = cache();
-        cache.apply(&reset(1));
-        let measured = Utc::now();
-        let until = measured + chrono::Duration::seconds(300);
-        let a = pb::ResolvedAttributes {
+    /// A PIP answer (revision 2) holding a position fix measured at
+    /// `measured`, fresh until `until`.
+    fn fix_answer(
+        measured: chrono::DateTime<Utc>,
+        until: chrono::DateTime<Utc>,
+    ) -> pb::ResolvedAttributes {
+        pb::ResolvedAttributes {
             revision: 2,
             position: Some(pb::PositionFix {
                 position: Some(pb::Position {
@@ -1729,7 +1726,19 @@ mod tests {
                 fresh_until: Some(timestamp_to_pb(&until)),
             }),
             ..Default::default()
-        };
+        }
+    }
+
+    /// Annex F.2.1: a cached fix is a position only from its measuring time
+    /// until it stops being fresh; for an earlier or a later request time it
+    /// is none.
+    #[tokio::test]
+    async fn a_cached_fix_is_no_position_before_it_was_measured() {
+        let cache = cache();
+        cache.apply(&reset(1));
+        let measured = Utc::now();
+        let until = measured + chrono::Duration::seconds(300);
+        let a = fix_answer(measured, until);
         cache.store(&request(measured), &a);
         let view = cache.view(ALICE, None, Utc::now());
         let second = chrono::Duration::seconds(1);
@@ -1760,19 +1769,7 @@ mod tests {
         let now = Utc::now();
         let measured = now - chrono::Duration::seconds(400);
         let until = now - chrono::Duration::seconds(100);
-        let a = pb::ResolvedAttributes {
-            revision: 2,
-            position: Some(pb::PositionFix {
-                position: Some(pb::Position {
-                    latitude: 48.85,
-                    longitude: 2.35,
-                    uncertainty_m: 10.0,
-                }),
-                measured_at: Some(timestamp_to_pb(&measured)),
-                fresh_until: Some(timestamp_to_pb(&until)),
-            }),
-            ..Default::default()
-        };
+        let a = fix_answer(measured, until);
         let stamped = now - chrono::Duration::seconds(350);
         cache.store(&request(stamped), &a);
         // Viewed while the fix was fresh, the stamped time has it...
