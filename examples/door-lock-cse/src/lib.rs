@@ -181,6 +181,54 @@ pub fn router(config: AppConfig) -> Result<(Router, SharedStore), StoreError> {
     Ok((router, store))
 }
 
+/// Takes into the tree the `acpi` the PRP holds for each of its resources.
+///
+/// The policies file gives the tree its first `acpi`, but an acpi change
+/// made through this CSE lives in the PRP (the PDP decides with it), so a
+/// CSE restarted without `--load-policies` must show the PRP's, not the
+/// file's (TS-0001 9.6.1.3.2: a resource's `acpi` is what its access is
+/// judged by). A resource the PRP does not hold keeps the file's. Returns
+/// how many resources changed.
+pub async fn acpi_from_prp(
+    store: &SharedStore,
+    prp: &mut PolicyRetrievalPointClient<tonic::transport::Channel>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, tonic::Status> {
+    let ids = store
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .ids_with_acpi();
+    let mut changed = 0;
+    for ri in ids {
+        let record = match prp
+            .get_resource(pb::GetResourceRequest {
+                resource_id: ri.clone(),
+            })
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(status) if status.code() == tonic::Code::NotFound => continue,
+            Err(status) => return Err(status),
+        };
+        let Some(resource) = record.resource else {
+            continue;
+        };
+        let acpi = if resource.acpi_set {
+            resource.acpi
+        } else {
+            Vec::new()
+        };
+        let mut store = store.write().unwrap_or_else(|e| e.into_inner());
+        if store.get(&ri).is_some_and(|r| r.acpi != acpi) {
+            store
+                .update_acpi(&ri, acpi, now)
+                .map_err(|e| tonic::Status::internal(e.to_string()))?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
 /// A oneM2M response: the HTTP status of `rsc`, `X-M2M-RSC`, `X-M2M-RI`,
 /// and JSON content.
 fn respond(rsc: ResponseStatusCode, rqi: &str, content: Value) -> Response {
@@ -338,7 +386,7 @@ async fn discover(app: &App, discovery: &DiscoveryRequest) -> Response {
             })
             .collect()
     };
-    let requests = candidates
+    let mut requests: Vec<_> = candidates
         .iter()
         .enumerate()
         .map(|(i, (_, target, target_ty))| {
@@ -349,6 +397,25 @@ async fn discover(app: &App, discovery: &DiscoveryRequest) -> Response {
             r
         })
         .collect();
+    if requests.is_empty() {
+        // Nothing to list still needs a PDP that judges the request: a
+        // malformed one (tokens, Role-IDs) is 4000 and an undecided one
+        // 4103 whatever the tree holds, or an empty list would tell an
+        // originator with no right at all that nothing of the type
+        // exists. The base's own decision is asked for that alone; its
+        // effect lists nothing.
+        let base_target = {
+            let store = app.store.read().unwrap_or_else(|e| e.into_inner());
+            Addressed::Resource(base.clone()).authorization_target(&store)
+        };
+        if let Some((target, target_ty)) = base_target {
+            let mut r = discovery.request.clone();
+            r.target = target;
+            r.target_type = Some(target_ty);
+            r.request_id = format!("{rqi}/base");
+            requests.push(r);
+        }
+    }
     let verdicts = app.pep.decide_batch(requests).await;
     // A candidate the PDP could not decide (fail-closed) would be left out
     // silently, as if denied: the list would look complete. So would every
@@ -510,7 +577,7 @@ async fn update_acpi(
             rqi,
         );
     };
-    {
+    let target_ty = {
         // A contentInstance is authorized as its container, but has no
         // acpi of its own (spec notes §2.3).
         let store = app.store.read().unwrap_or_else(|e| e.into_inner());
@@ -522,10 +589,10 @@ async fn update_acpi(
                     rqi,
                 );
             }
-            Some(_) => {}
+            Some(r) => r.ty,
         }
-    }
-    let acpi = match new_acpi(body) {
+    };
+    let acpi = match new_acpi(body, target_ty) {
         Ok(acpi) => acpi,
         Err(e) => return error(e, rqi),
     };
@@ -597,19 +664,28 @@ async fn update_acpi(
 /// answers that it is not in force yet.
 const ACPI_CHANGE_PROPAGATION: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The new `acpi` of an acpi change's content (`{"m2m:cnt": {"acpi":
-/// [...]}}`): the ACP IDs, or `None` for `null` (remove it).
-fn new_acpi(body: &[u8]) -> Result<Option<Vec<String>>, StoreError> {
+/// The new `acpi` of an acpi change's content to a resource of type
+/// `target_ty` (`{"m2m:cnt": {"acpi": [...]}}` for a container): the ACP
+/// IDs, or `None` for `null` (remove it). The content's one root must be
+/// the target's own type, as for any Update (TS-0004 7.3.3.3), or it is a
+/// bad request.
+fn new_acpi(body: &[u8], target_ty: u32) -> Result<Option<Vec<String>>, StoreError> {
     let content: Value = serde_json::from_slice(body)
         .map_err(|e| StoreError::Bad(format!("content is not JSON: {e}")))?;
-    let value = content
-        .as_object()
-        .and_then(|root| root.values().next())
+    let root = store::root_name(target_ty);
+    let shape =
+        || format!("an acpi change to this resource takes {{\"{root}\": {{\"acpi\": [...]}}}}");
+    let Some(object) = content.as_object() else {
+        return Err(StoreError::Bad(shape()));
+    };
+    if let Some(other) = object.keys().find(|k| *k != root) {
+        return Err(StoreError::Bad(format!("{other}: {}", shape())));
+    }
+    let value = object
+        .get(root)
         .and_then(Value::as_object)
         .and_then(|r| r.get("acpi").or_else(|| r.get("accessControlPolicyIDs")))
-        .ok_or_else(|| {
-            StoreError::Bad("an acpi change takes {\"m2m:cnt\": {\"acpi\": [...]}}".into())
-        })?;
+        .ok_or_else(|| StoreError::Bad(shape()))?;
     match value {
         Value::Null => Ok(None),
         Value::Array(ids) => ids

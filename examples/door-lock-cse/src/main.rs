@@ -26,10 +26,12 @@ use clap::Parser;
 use door_lock_cse::credentials::Credentials;
 use door_lock_cse::groups;
 use door_lock_cse::policies::{self, Bundle};
-use door_lock_cse::{AppConfig, router};
+use door_lock_cse::{AppConfig, acpi_from_prp, router};
 
 /// The built-in psk-lookup-table: `examples/door-lock-cse/credentials.json`.
 const DEFAULT_CREDENTIALS: &str = include_str!("../credentials.json");
+/// How long a start without `--load-policies` waits for the PRP's `acpi`.
+const PRP_SYNC: Duration = Duration::from_secs(5);
 
 /// The door-lock home gateway CSE (oneM2M HTTP binding) behind the PEP.
 #[derive(Parser)]
@@ -140,6 +142,9 @@ fn read_or(flag: &str, path: &Option<PathBuf>, built_in: &str) -> Result<String>
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
+        // Colours only on a terminal, as the services: a log file or a
+        // journal gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -256,7 +261,9 @@ async fn main() -> Result<()> {
         );
     }
 
-    let (app, _store) = router(AppConfig {
+    let prp_for_sync = prp.clone().filter(|_| !args.load_policies);
+    let now = clock.now();
+    let (app, store) = router(AppConfig {
         cse: cse.clone(),
         pep,
         clock,
@@ -269,6 +276,22 @@ async fn main() -> Result<()> {
         },
         prp,
     })?;
+    // Without --load-policies the PRP holds the policies, and the `acpi`
+    // of earlier acpi changes: show those, not the file's.
+    if let Some(mut prp) = prp_for_sync {
+        match tokio::time::timeout(PRP_SYNC, acpi_from_prp(&store, &mut prp, now)).await {
+            Ok(Ok(changed)) => {
+                tracing::info!(changed, "took the resources' acpi from the PRP")
+            }
+            Ok(Err(e)) => tracing::warn!(
+                error = %authz_proto::endpoint::status_chain(&e),
+                "cannot read the resources' acpi from the PRP: showing the policies file's"
+            ),
+            Err(_) => tracing::warn!(
+                "the PRP did not answer within {PRP_SYNC:?}: showing the policies file's acpi"
+            ),
+        }
+    }
     let serving_tls = serving_tls(&args)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -459,6 +459,18 @@ impl Store {
         Ok(r.clone())
     }
 
+    /// The resources that have an `acpi` (every one but contentInstances).
+    pub fn ids_with_acpi(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .resources
+            .values()
+            .filter(|r| r.ty != ty::CONTENT_INSTANCE)
+            .map(|r| r.ri.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// Deletes a contentInstance.
     pub fn delete_instance(&mut self, ri: &str) -> Result<Resource, StoreError> {
         match self.resources.get(ri) {
@@ -490,18 +502,16 @@ impl Store {
         if !r.lbl.is_empty() {
             body["lbl"] = json!(r.lbl);
         }
-        let root = match r.ty {
+        match r.ty {
             ty::CSE_BASE => {
                 body["csi"] = json!(cse_id);
                 body["cst"] = json!(2); // MN-CSE
                 body["srt"] = json!([2, 3, 4, 5]);
-                "m2m:cb"
             }
             ty::AE => {
                 body["aei"] = json!(r.ri);
                 body["api"] = json!(format!("Nlock.{}", r.ri));
                 body["rr"] = json!(false);
-                "m2m:ae"
             }
             ty::CONTAINER => {
                 let instances: Vec<&Resource> = self
@@ -518,7 +528,6 @@ impl Store {
                 );
                 body["mni"] = json!(MAX_INSTANCES);
                 body["st"] = json!(self.next);
-                "m2m:cnt"
             }
             _ => {
                 let con = r.con.clone().unwrap_or_default();
@@ -528,10 +537,21 @@ impl Store {
                 if let Some(cr) = &r.cr {
                     body["cr"] = json!(cr);
                 }
-                "m2m:cin"
             }
-        };
-        json!({ root: body })
+        }
+        json!({ root_name(r.ty): body })
+    }
+}
+
+/// The JSON root of a resource of type `ty` in this CSE (TS-0004 8.2.4
+/// short names; every type but the CSEBase, AE and container is a
+/// contentInstance here).
+pub fn root_name(ty: u32) -> &'static str {
+    match ty {
+        ty::CSE_BASE => "m2m:cb",
+        ty::AE => "m2m:ae",
+        ty::CONTAINER => "m2m:cnt",
+        _ => "m2m:cin",
     }
 }
 

@@ -997,6 +997,22 @@ async fn changing_acpi_is_judged_by_pvs_ts0001_9_6_1_3_2() {
 
     // The owner with credentials: permitted by the pvs; the PRP takes the
     // new acpi, and from then on acpBackDoor decides on frontDoor.
+    // Its content's root is the container's own (TS-0004 7.3.3.3): any
+    // other is 4000 and changes nothing.
+    for wrong in [
+        r#"{"m2m:cin": {"acpi": ["acpBackDoor"]}}"#,
+        r#"{"x": {"acpi": ["acpBackDoor"]}}"#,
+        r#"{"m2m:cnt": {"acpi": ["acpBackDoor"]}, "m2m:ae": {}}"#,
+    ] {
+        let r = stack.as_(OWNER, "PUT", FRONT, &[JSON], wrong).await;
+        assert_eq!((r.status, r.rsc()), (400, 4000), "{wrong}: {r:?}");
+        assert!(r.dbg().contains("m2m:cnt"), "{wrong}: {}", r.dbg());
+    }
+    let r = stack.as_(OWNER, "GET", FRONT, &[], "").await;
+    assert_eq!(
+        r.json()["m2m:cnt"]["acpi"],
+        serde_json::json!(["acpFrontDoor"])
+    );
     let r = stack.as_(OWNER, "PUT", FRONT, &[JSON], TO_BACK_ACP).await;
     assert_eq!((r.status, r.rsc()), (200, 2004), "{r:?}");
     assert_eq!(
@@ -1018,6 +1034,41 @@ async fn changing_acpi_is_judged_by_pvs_ts0001_9_6_1_3_2() {
     assert_denied(&r, "the front lock under acpBackDoor");
     let r = stack.as_(LOCK2, "POST", FRONT, &[CIN], LOCK).await;
     assert_created(&r, "the back lock under acpBackDoor");
+
+    // A CSE restarted without --load-policies builds its tree from the
+    // policies file again: it takes the acpi the PRP holds (the one the
+    // PDP decides with), not the file's.
+    let bundle = door_lock_cse::policies::Bundle::parse(&test_policies()).expect("bundle");
+    let restarted: door_lock_cse::SharedStore = std::sync::Arc::new(std::sync::RwLock::new(
+        door_lock_cse::store::Store::from_bundle(&bundle.resources, thursday(17, 0, 0))
+            .expect("tree"),
+    ));
+    let acpi = |store: &door_lock_cse::SharedStore| {
+        store
+            .read()
+            .expect("store")
+            .get("frontDoor")
+            .expect("frontDoor")
+            .acpi
+            .clone()
+    };
+    assert_eq!(acpi(&restarted), ["acpFrontDoor"], "the file's");
+    let changed =
+        door_lock_cse::acpi_from_prp(&restarted, &mut stack.prp.clone(), thursday(17, 0, 0))
+            .await
+            .expect("read from the PRP");
+    assert_eq!(changed, 1, "only frontDoor's acpi changed");
+    assert_eq!(acpi(&restarted), ["acpBackDoor"], "the PRP's");
+    assert_eq!(
+        restarted
+            .read()
+            .expect("store")
+            .get("backDoor")
+            .expect("backDoor")
+            .acpi,
+        ["acpBackDoor"],
+        "unchanged ones as they were"
+    );
 }
 
 /// Discovery (TS-0004 7.3.3.14; spec notes §1): the target's own access
@@ -1113,6 +1164,44 @@ async fn discovery_lists_what_the_originator_may_discover_ts0004_7_3_3_14() {
         .as_(OWNER, "GET", "/~/mn-cse-123456?fu=1&ty=door", &[], "")
         .await;
     assert_eq!((r.status, r.rsc()), (400, 4000), "{r:?}");
+}
+
+/// A discovery that matches no resource is still a request the PDP must
+/// judge: a malformed token is 400 / 4000 (the README's layer table) and
+/// a PDP that cannot decide is the fail-closed 4103, as when something
+/// matches; an empty list would tell an originator with no right at all
+/// that nothing of the type exists under the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovery_that_matches_nothing_is_judged_all_the_same() {
+    let mut stack = Stack::start(Options {
+        deadline: Duration::from_millis(500),
+        ..Options::default()
+    })
+    .await;
+    // `ty` 4 under the unlock container: it holds no contentInstance.
+    let empty = format!("{FRONT_UNLOCK}?fu=1&ty=4");
+    let r = stack.as_(OWNER, "GET", &empty, &[], "").await;
+    assert_eq!((r.status, r.rsc()), (200, 2000), "{r:?}");
+    assert_eq!(r.json()["m2m:uril"], serde_json::json!([]), "nothing there");
+    // The same with something to list, for comparison: 4000 both ways.
+    for path in [empty.clone(), format!("{FRONT}?fu=1&ty=4")] {
+        let r = stack
+            .as_(OWNER, "GET", &path, &[("Authorization", "not-a-token")], "")
+            .await;
+        assert_eq!((r.status, r.rsc()), (400, 4000), "{path}: {r:?}");
+        let r = stack
+            .as_(OWNER, "GET", &format!("{path}&ltids=1bad"), &[], "")
+            .await;
+        assert_eq!((r.status, r.rsc()), (400, 4000), "{path} ltids: {r:?}");
+    }
+    stack.stop_pdp().await;
+    let r = tokio::time::timeout(
+        Duration::from_secs(30),
+        stack.as_(OWNER, "GET", &empty, &[], ""),
+    )
+    .await
+    .expect("an answer, not a hang");
+    assert_eq!((r.status, r.rsc()), (403, 4103), "PDP stopped: {r:?}");
 }
 
 /// An acpi change the CSE answers with 2004 is in force for every request

@@ -43,11 +43,23 @@ fn sigterm_stops_the_cse_cleanly() {
             .spawn()
             .expect("run door-lock-cse");
         let stdout = child.stdout.take().expect("stdout");
+        let mut before = Vec::new();
         let banner = BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
+            .inspect(|l| before.push(l.clone()))
             .find(|l| l.contains("door-lock CSE"));
         assert!(banner.is_some(), "no banner");
+        // No PRP there (the first --pdp stands for it): the start says it
+        // shows the policies file's acpi, in plain text on a pipe (README:
+        // logs are coloured only on a terminal).
+        assert!(
+            before
+                .iter()
+                .any(|l| l.contains("showing the policies file's")),
+            "{before:?}"
+        );
+        assert!(before.iter().all(|l| !l.contains('\x1b')), "{before:?}");
         let sent = Command::new("kill")
             .args([format!("-{signal}"), child.id().to_string()])
             .status()
