@@ -328,8 +328,20 @@ impl AcpiChangeReader for JsonAcpiChange {
             ));
         }
         let resource = json_resource(content)?;
-        if !resource.keys().any(|k| ACPI_NAMES.contains(&k.as_str())) {
-            return Ok(false);
+        match ACPI_NAMES
+            .iter()
+            .filter(|n| resource.contains_key(**n))
+            .count()
+        {
+            0 => return Ok(false),
+            1 => {}
+            // One attribute given twice, under its two names: which value
+            // would count is no choice to make silently.
+            _ => {
+                return Err(PepError::BadRequest(
+                    "acpi and accessControlPolicyIDs name the same attribute: give it once".into(),
+                ));
+            }
         }
         let others: Vec<&str> = resource
             .keys()
@@ -1331,6 +1343,15 @@ mod tests {
             read(&no_type, r#"{"m2m:cnt": {"acpi": ["a"]}}"#),
             Ok(true)
         ));
+        // The attribute under both its names: which value counts would be
+        // a silent choice.
+        match read(
+            &json,
+            r#"{"m2m:cnt": {"acpi": ["a"], "accessControlPolicyIDs": ["b"]}}"#,
+        ) {
+            Err(PepError::BadRequest(m)) => assert!(m.contains("give it once"), "{m}"),
+            other => panic!("{other:?}"),
+        }
         // One root twice: which one a CSE applies is its parser's guess.
         assert!(matches!(
             read(

@@ -510,11 +510,14 @@ fn update(app: &App, addressed: &Addressed, body: &[u8], rqi: &str) -> Response 
         Ok(v) => v,
         Err(e) => return error(StoreError::Bad(format!("content is not JSON: {e}")), rqi),
     };
-    let lbl = match updated_labels(&content) {
+    let mut store = app.store.write().unwrap_or_else(|e| e.into_inner());
+    let Some(target_ty) = store.get(ri).map(|r| r.ty) else {
+        return error(StoreError::NotFound(ri.clone()), rqi);
+    };
+    let lbl = match updated_labels(&content, store::root_name(target_ty)) {
         Ok(lbl) => lbl,
         Err(why) => return error(StoreError::Bad(why), rqi),
     };
-    let mut store = app.store.write().unwrap_or_else(|e| e.into_inner());
     match store.update_labels(ri, lbl, app.clock.now()) {
         Ok(r) => respond(
             ResponseStatusCode::UPDATED,
@@ -525,35 +528,37 @@ fn update(app: &App, addressed: &Addressed, body: &[u8], rqi: &str) -> Response 
     }
 }
 
-/// The labels of an Update `{"m2m:cnt": {"lbl": [...]}}`, the one
-/// attribute this CSE updates besides `acpi`: anything else, or a label
-/// that is no string, is refused naming it (4000), rather than answered
-/// 2004 for a change that did not happen.
-fn updated_labels(content: &Value) -> Result<Vec<String>, String> {
-    const SHAPE: &str = "an update takes {\"m2m:cnt\": {\"lbl\": [...]}}";
-    let Some(root) = content.as_object() else {
-        return Err(SHAPE.into());
+/// The labels of an Update `{"<root>": {"lbl": [...]}}`, `root` being
+/// the target's own (`m2m:cnt` for a container, TS-0004 7.3.3.3): the one
+/// attribute this CSE updates besides `acpi` (of containers only: the
+/// store refuses others, 4005). Another root, another attribute, or a
+/// label that is no string is refused naming it (4000), rather than
+/// answered 2004 for a change that did not happen.
+fn updated_labels(content: &Value, root: &str) -> Result<Vec<String>, String> {
+    let shape = format!("an update of this resource takes {{\"{root}\": {{\"lbl\": [...]}}}}");
+    let Some(object) = content.as_object() else {
+        return Err(shape);
     };
-    if let Some(other) = root.keys().find(|k| *k != "m2m:cnt") {
-        return Err(format!("{other}: {SHAPE}"));
+    if let Some(other) = object.keys().find(|k| *k != root) {
+        return Err(format!("{other}: {shape}"));
     }
-    let Some(cnt) = root.get("m2m:cnt").and_then(Value::as_object) else {
-        return Err(SHAPE.into());
+    let Some(resource) = object.get(root).and_then(Value::as_object) else {
+        return Err(shape);
     };
-    if let Some(other) = cnt.keys().find(|k| *k != "lbl") {
+    if let Some(other) = resource.keys().find(|k| *k != "lbl") {
         return Err(format!(
-            "m2m:cnt.{other}: not updatable here (only lbl, or acpi alone)"
+            "{root}.{other}: not updatable here (only lbl, or acpi alone)"
         ));
     }
-    let Some(list) = cnt.get("lbl").and_then(Value::as_array) else {
-        return Err(format!("m2m:cnt.lbl: {SHAPE}"));
+    let Some(list) = resource.get("lbl").and_then(Value::as_array) else {
+        return Err(format!("{root}.lbl: {shape}"));
     };
     list.iter()
         .enumerate()
         .map(|(i, l)| {
             l.as_str()
                 .map(str::to_owned)
-                .ok_or_else(|| format!("m2m:cnt.lbl[{i}]: a label is a string"))
+                .ok_or_else(|| format!("{root}.lbl[{i}]: a label is a string"))
         })
         .collect()
 }

@@ -146,6 +146,20 @@ async fn the_owners_phone_may_do_everything() {
         serde_json::json!(["front"]),
         "{r:?}"
     );
+    // An AE's update is read under the AE's own root (TS-0004 7.3.3.3):
+    // another root is 4000 naming it; its own, with labels this example
+    // keeps for containers only, is 4005.
+    const AE1: &str = "/~/mn-cse-123456/Clock-AE1";
+    let json = [("Content-Type", "application/json")];
+    let r = stack
+        .as_(OWNER, "PUT", AE1, &json, r#"{"m2m:cnt": {"lbl": ["x"]}}"#)
+        .await;
+    assert_eq!((r.status, r.rsc()), (400, 4000), "{r:?}");
+    assert!(r.dbg().contains("m2m:ae"), "{}", r.dbg());
+    let r = stack
+        .as_(OWNER, "PUT", AE1, &json, r#"{"m2m:ae": {"lbl": ["x"]}}"#)
+        .await;
+    assert_eq!((r.status, r.rsc()), (405, 4005), "{r:?}");
 
     let r = stack.as_(OWNER, "DELETE", FRONT_LA, &[], "").await;
     assert_eq!((r.status, r.rsc()), (200, 2002), "{r:?}");
@@ -1008,6 +1022,18 @@ async fn changing_acpi_is_judged_by_pvs_ts0001_9_6_1_3_2() {
         assert_eq!((r.status, r.rsc()), (400, 4000), "{wrong}: {r:?}");
         assert!(r.dbg().contains("m2m:cnt"), "{wrong}: {}", r.dbg());
     }
+    // `acpi` under both its names is one attribute given twice: 4000.
+    let r = stack
+        .as_(
+            OWNER,
+            "PUT",
+            FRONT,
+            &[JSON],
+            r#"{"m2m:cnt": {"accessControlPolicyIDs": ["acpHome"], "acpi": ["acpBackDoor"]}}"#,
+        )
+        .await;
+    assert_eq!((r.status, r.rsc()), (400, 4000), "{r:?}");
+    assert!(r.dbg().contains("give it once"), "{}", r.dbg());
     let r = stack.as_(OWNER, "GET", FRONT, &[], "").await;
     assert_eq!(
         r.json()["m2m:cnt"]["acpi"],
