@@ -911,10 +911,25 @@ impl<'r, 'o> Evaluation<'r, 'o> {
                 } else {
                     Err(ContextFailure::Location {
                         reason: self.why(|| {
-                            format!(
-                                "originator country {} is not listed",
-                                unpack_countries(&countries)
-                            )
+                            // Every country must be listed: name the ones
+                            // that are not, of all the originator is in.
+                            let unlisted: SmallVec<[u16; 4]> = countries
+                                .iter()
+                                .copied()
+                                .filter(|c| !allowed.contains(c))
+                                .collect();
+                            if countries.len() == 1 {
+                                format!(
+                                    "originator country {} is not listed",
+                                    unpack_countries(&unlisted)
+                                )
+                            } else {
+                                format!(
+                                    "originator countries {}: {} not listed",
+                                    unpack_countries(&countries),
+                                    unpack_countries(&unlisted)
+                                )
+                            }
                         }),
                     })
                 }

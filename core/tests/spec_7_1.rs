@@ -2463,6 +2463,34 @@ fn decision_10_an_unanswered_role_or_group_is_missing_only_where_it_decides() {
     );
 }
 
+/// `accc` (TS-0003 table 7.1.3-1, Annex F.2.2): an originator in several
+/// countries matches only when every one is listed; the explanation names
+/// the countries that are not, of all the originator is in.
+#[test]
+fn annex_f_every_country_of_the_originator_must_be_listed() {
+    let acp = one_rule(
+        json!({"acor": ["Cphone"], "acop": 2, "acco": [{"aclr": {"accc": ["DE", "AT"]}}]}),
+    );
+    let mut r = retrieve("Cphone");
+    r.countries = vec!["DE".to_owned(), "AT".to_owned()];
+    assert_permit(&check(&acp, &r));
+    r.countries = vec!["DE".to_owned(), "FR".to_owned()];
+    let d = check(&acp, &r);
+    assert_deny(&d);
+    assert!(
+        matches!(context_failures(&d), [ContextFailure::Location { reason }]
+            if reason == "originator countries DE,FR: FR not listed"),
+        "{d:#?}"
+    );
+    r.countries = vec!["FR".to_owned()];
+    let d = check(&acp, &r);
+    assert!(
+        matches!(context_failures(&d), [ContextFailure::Location { reason }]
+            if reason == "originator country FR is not listed"),
+        "{d:#?}"
+    );
+}
+
 /// Decision 10 inside `res_ctxts`: an `acco` element that is certainly
 /// FALSE (the country is not listed) leaves nothing missing, although it
 /// also needed the unknown IP; the element after it, which needs the
