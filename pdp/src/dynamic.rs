@@ -231,13 +231,67 @@ pub struct TokenGrant {
     /// When each of `acps` ends, by its ID: no time window of it opens
     /// after that ([`authz_core::decision::Explanation::end_openings`]).
     pub ends: Vec<(SmolStr, DateTime<Utc>)>,
+    /// The first instant each of `acps` no longer counts at (the same
+    /// order): the second after its token's `notAfter`, or its `dai`'s
+    /// `pl`; `None` for a `dai` without `pl`, which counts for this
+    /// decision whatever the clock.
+    acps_until: Vec<Option<DateTime<Utc>>>,
+    /// The first instant each of `roles` no longer counts at: the second
+    /// after its token's `notAfter`.
+    roles_until: Vec<DateTime<Utc>>,
+}
+
+/// The first instant a token no longer counts at: its `notAfter` names the
+/// last valid second, all of it ("expired after this time", TS-0003
+/// 7.3.2.4), as verification reads it.
+fn token_over_at(token: &VerifiedToken) -> DateTime<Utc> {
+    token
+        .expires_at()
+        .checked_add_signed(chrono::TimeDelta::seconds(1))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 impl TokenGrant {
+    /// The granted ACPs that still count at `now`: a decision pass after a
+    /// network wait (the PIP, a DAS) reads the clock again, and a token
+    /// counts only while "the current time" is within its validity
+    /// (TS-0003 7.3.2.2 step 4.1.1.2.4), a `dai` only until its `pl`.
+    pub fn live_acps(&self, now: DateTime<Utc>) -> impl Iterator<Item = &Arc<CompiledAcp>> {
+        self.acps
+            .iter()
+            .zip(&self.acps_until)
+            .filter(move |(_, until)| until.is_none_or(|u| now < u))
+            .map(|(acp, _)| acp)
+    }
+
+    /// The granted roles that still count at `now` (as [`Self::live_acps`]);
+    /// borrowed while every one does.
+    pub fn live_roles(&self, now: DateTime<Utc>) -> std::borrow::Cow<'_, [String]> {
+        if self.roles_until.iter().all(|u| now < *u) {
+            return std::borrow::Cow::Borrowed(&self.roles);
+        }
+        std::borrow::Cow::Owned(
+            self.roles
+                .iter()
+                .zip(&self.roles_until)
+                .filter(|(_, u)| now < **u)
+                .map(|(r, _)| r.clone())
+                .collect(),
+        )
+    }
+
+    /// Adds a granted ACP that counts until `until` (see `acps_until`).
+    fn push_acp(&mut self, acp: CompiledAcp, until: Option<DateTime<Utc>>) {
+        self.acps.push(Arc::new(acp));
+        self.acps_until.push(until);
+    }
+
     /// Adds what `other` grants (its assignments too).
     pub fn extend(&mut self, other: TokenGrant) {
         self.acps.extend(other.acps);
+        self.acps_until.extend(other.acps_until);
         self.roles.extend(other.roles);
+        self.roles_until.extend(other.roles_until);
         self.assigned.extend(other.assigned);
         self.used.extend(other.used);
         self.inapplicable.extend(other.inapplicable);
@@ -263,7 +317,7 @@ impl TokenGrant {
                 CompiledAcp::from_privileges(format!("token:{}#{i}", token.token_id()), pv)
             {
                 self.ends.push((acp.id().clone(), token.expires_at()));
-                self.acps.push(Arc::new(acp));
+                self.push_acp(acp, Some(token_over_at(token)));
             }
         }
         if granted.privileges.is_empty() && granted.role_ids.is_empty() {
@@ -277,6 +331,8 @@ impl TokenGrant {
         if !granted.privileges.is_empty() || !granted.role_ids.is_empty() {
             self.limit(token.expires_at());
         }
+        self.roles_until
+            .extend(granted.role_ids.iter().map(|_| token_over_at(token)));
         self.roles.extend(granted.role_ids);
         self.used.push(token.token_id().to_owned());
     }
@@ -1636,7 +1692,7 @@ impl Dynamic {
             match dai_grant(&das.endpoint, dai, now, request_time) {
                 Ok(Some(DaiGrant { acp, until })) => {
                     grant.ends.push((acp.id().clone(), until.unwrap_or(now)));
-                    grant.acps.push(Arc::new(acp));
+                    grant.push_acp(acp, until);
                     // Without `pl` it counts for this decision only.
                     grant.limit(until.unwrap_or(now));
                     match until {

@@ -267,11 +267,12 @@ enum Wait {
         fetch: OwnedFetch,
     },
     /// The DASes to consult about a request the stored policies and `grant`
-    /// deny (`decision`).
+    /// deny (`decision`, boxed: a wait holds it rarely, a `Step` always
+    /// has room for the largest variant).
     Das {
         dynamic: Arc<Dynamic>,
         grant: TokenGrant,
-        decision: pb::Decision,
+        decision: Box<pb::Decision>,
     },
 }
 
@@ -620,7 +621,7 @@ impl PdpService {
                     decision,
                 } => {
                     return self
-                        .consult_dases(snap, job, &dynamic, grant, decision)
+                        .consult_dases(snap, job, &dynamic, grant, *decision)
                         .await;
                 }
             };
@@ -670,7 +671,7 @@ impl PdpService {
             Some(dynamic) if denied => Step::Wait(Wait::Das {
                 dynamic: dynamic.clone(),
                 grant,
-                decision,
+                decision: Box::new(decision),
             }),
             Some(_) => Step::Decided(with_assigned_token_ids(decision, &grant)),
         }
@@ -1210,21 +1211,24 @@ impl PdpService {
         // on an ACP, which only its selfPrivileges authorize (TS-0003
         // 7.1.1). Roles the tokens give still count there (`granted_roles`).
         let needs_pvs = conv.request.updates_acpi || snap.view(now).is_acp(&conv.request.target);
+        // What the tokens grant counts only while valid at this pass's
+        // clock: a token verified before a network wait may have expired
+        // during it (TS-0003 7.3.2.2 step 4.1.1.2.4).
         if !needs_pvs {
             acps.extend(
                 grant
-                    .acps
-                    .iter()
+                    .live_acps(now)
                     .map(|a| (AcpRef::Borrowed(a), PrivilegeKind::Privileges)),
             );
         }
+        let granted_roles = grant.live_roles(now);
         let applicable: SmallVec<[Applicable<'_>; 4]> = acps
             .iter()
             .map(|(acp, kind)| Applicable { acp, kind: *kind })
             .collect();
         let options = DecideOptions {
             explain: true,
-            granted_roles: &grant.roles,
+            granted_roles: &granted_roles,
         };
         // With a PIP cache, the engine asks about the originator in absolute
         // form, which also keys the cache (built without an allocation).

@@ -37,7 +37,7 @@ use authz_proto::pb::dynamic_authorization_server_server::{
     DynamicAuthorizationServer, DynamicAuthorizationServerServer,
 };
 use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use common::{
     FakePrp, acp, eventually, hosting, pdp_with, request, resource, serve_pdp, snapshot_event,
 };
@@ -724,6 +724,78 @@ async fn absent_pl_grants_for_this_decision_only_7_3_2_2() {
     }
     assert!(prp.dynamic_acps().is_empty(), "{:?}", prp.dynamic_acps());
     running.kill().await;
+}
+
+/// TS-0003 7.3.2.2 step 4.1.1.2.4: a token counts while "the current
+/// time" is within its validity. A request's token verified at the start
+/// of a decision that then waits for a DAS must not count after it
+/// expired during the wait: here the token gives the Role-ID that the
+/// DAS's `dai` names, and the DAS answers after the token's last second.
+/// The same request with a token valid for longer is permitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_expires_while_the_das_answers_no_longer_counts_7_3_2_2() {
+    const ROLE: &str = "guest@das.example.com";
+    let das = ScriptedDas::default();
+    das.answer(pb::DasResponse {
+        dynamic_acp_info: Some(pb::DynamicAcpInfo {
+            granted_privileges: Some(pb::SetOfAcrs {
+                rules: vec![pb::AccessControlRule {
+                    originators: vec![ROLE.into()],
+                    operations: 2,
+                    ..Default::default()
+                }],
+            }),
+            privileges_lifetime: String::new(),
+        }),
+        ..Default::default()
+    })
+    .await;
+    das.delay_ms.store(2500, Ordering::SeqCst);
+    let pdp = pdp_with_das(&das, None).await;
+    let role_token = |id: &str, valid_s: i64| {
+        let now = Utc::now().trunc_subsecs(0);
+        let mut claims = TokenClaims::new(
+            id,
+            DAS_ISSUER,
+            absolute("Cvisitor"),
+            now - chrono::Duration::seconds(10),
+            now + chrono::Duration::seconds(valid_s),
+        );
+        claims.audience = vec!["//sp.example.com/id-in".into()];
+        claims.permissions.pm = vec![TokenPermission {
+            ris: vec!["cnt".into()],
+            pv: None,
+            rids: vec![ROLE.into()],
+        }];
+        TokenSigner::from_pem(
+            TokenAlgorithm::Es256,
+            DAS_KID,
+            &das_key("es256-private.pem"),
+        )
+        .expect("signer")
+        .sign(&claims)
+        .expect("sign")
+    };
+    let mut visitor = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    visitor.tokens = vec![role_token("tk-long@das.example.com", 600)];
+    let d = pdp
+        .service()
+        .decide_resolving_pb(&visitor)
+        .await
+        .expect("decision");
+    assert_eq!(d.decision, PERMIT, "the role from a valid token: {d:?}");
+    // Valid through the next second only: over by the time the DAS answers.
+    visitor.tokens = vec![role_token("tk-short@das.example.com", 1)];
+    let d = pdp
+        .service()
+        .decide_resolving_pb(&visitor)
+        .await
+        .expect("decision");
+    assert_eq!(das.consultations.load(Ordering::SeqCst), 2);
+    assert_ne!(
+        d.decision, PERMIT,
+        "the role of a token expired meanwhile: {d:?}"
+    );
 }
 
 /// TS-0003 7.3.2.2 step 4.1: a `pl` that is not an m2m:absRelTimestamp makes
