@@ -865,20 +865,32 @@ impl Dynamic {
                         field: what.to_owned(),
                         message: e.to_string(),
                     }
-                } else if let (TokenError::UntrustedIssuer(issuer), Some(unloaded)) =
-                    (&e, self.unloaded_dases())
-                {
-                    TokenFailure::Unverifiable {
-                        field: what.to_owned(),
-                        reason: format!(
-                            "its issuer {issuer:?} is none this PDP trusts, and the key set of \
-                             {unloaded} (whose issuer it may be) could not be fetched"
-                        ),
-                    }
+                } else if let Some(failure) = self.unverifiable(&e, what) {
+                    failure
                 } else {
                     TokenFailure::Rejected(format!("{what} rejected: {e}"))
                 }
             })
+    }
+
+    /// A token whose issuer no loaded key set names, while a configured
+    /// DAS's key set (which may name it) could not be fetched, is
+    /// indeterminate (Decision 10): `Unverifiable`, a Deny with the token
+    /// missing, not a final "untrusted issuer". `None` for any other error.
+    /// The same for a token sent by value, by Token-ID or by
+    /// Local-Token-ID: `what` names it.
+    fn unverifiable(&self, e: &TokenError, what: &str) -> Option<TokenFailure> {
+        let (TokenError::UntrustedIssuer(issuer), Some(unloaded)) = (e, self.unloaded_dases())
+        else {
+            return None;
+        };
+        Some(TokenFailure::Unverifiable {
+            field: what.to_owned(),
+            reason: format!(
+                "its issuer {issuer:?} is none this PDP trusts, and the key set of \
+                 {unloaded} (whose issuer it may be) could not be fetched"
+            ),
+        })
     }
 
     /// Verifies `token` ([`Dynamic::verify_once_refetching`]), and that
@@ -1270,6 +1282,10 @@ impl Dynamic {
                     TokenFailure::Rejected(format!(
                         "local token ID {lti} cannot be used: the PIP holds a token for it that is not a well-formed oneM2M JWT ({e})"
                     ))
+                } else if let Some(failure) =
+                    self.unverifiable(&e, &format!("local token ID {lti}"))
+                {
+                    failure
                 } else {
                     TokenFailure::Rejected(format!(
                         "local token ID {lti} (token {}) rejected: {e}",
@@ -1401,6 +1417,10 @@ impl Dynamic {
                     TokenFailure::Rejected(format!(
                         "token ID {token_id} cannot be used: its issuer returned a token that is not a well-formed oneM2M JWT ({e})"
                     ))
+                } else if let Some(failure) =
+                    self.unverifiable(&e, &format!("token ID {token_id}"))
+                {
+                    failure
                 } else {
                     TokenFailure::Rejected(format!("token {token_id} rejected: {e}"))
                 }
@@ -1434,6 +1454,10 @@ impl Dynamic {
                                 // TS-0001 7.1.16: once its token expired, the
                                 // PIP may have given the ID to another token.
                                 self.fetch_local(lti, &ctx).await?
+                            } else if let Some(failure) =
+                                self.unverifiable(&e, &format!("local token ID {lti}"))
+                            {
+                                return Err(failure);
                             } else {
                                 return Err(TokenFailure::Rejected(format!(
                                     "local token ID {lti} (token {}) rejected: {e}",

@@ -303,6 +303,82 @@ fn ati(d: &pb::Decision) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Decision 10 for tokens a PDP fetches: at a PDP whose DAS has been
+/// unreachable since it started (no key set names the token's issuer, and
+/// the one that may is not loaded), a Token-ID or Local-Token-ID whose
+/// token the PIP holds is indeterminate, MISSING_ATTRIBUTE naming it, as a
+/// token sent by value is; not a final "untrusted issuer" Deny (README,
+/// trusting a DAS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetched_token_while_its_das_key_set_is_unreachable_is_undetermined_decision_10() {
+    let cse = Cse::start().await;
+    // A PDP trusting the DAS assigns the token a Local-Token-ID, which the
+    // PIP keeps with the token.
+    let mut a = cse.pdp().await;
+    let d = a
+        .retrieve(
+            "Cvisitor",
+            &[&token("tkfar@das.example.com", "Cvisitor")],
+            &[],
+        )
+        .await;
+    assert_eq!(d.decision, PERMIT, "{d:?}");
+    let (lti, _) = ati(&d).first().cloned().expect("a Local-Token-ID");
+    a.stop().await;
+
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let gone_url = format!("http://{}", gone.local_addr().expect("addr"));
+    drop(gone);
+    let mut dynamic = DynamicConfig::new(vec![gone_url]);
+    dynamic.deadline = Duration::from_millis(500);
+    dynamic.pip_writer = ADMIN.to_owned();
+    let pdp = Pdp::start(
+        PdpConfig::new(hosting())
+            .with_pip(cse.pip.url())
+            .with_dynamic(dynamic),
+    )
+    .expect("pdp");
+    pdp.apply_event(&owner_only()).expect("snapshot");
+    let served = serve(
+        authz_proto::serving::server(None)
+            .expect("a server")
+            .add_routes(pdp.routes().await.expect("routes")),
+    )
+    .await;
+    let mut client = PolicyDecisionPointClient::new(served.channel().await);
+    let visitor = pb::DecisionRequest {
+        originator: "Cvisitor".into(),
+        operation: pb::Operation::Retrieve as i32,
+        target: "cnt".into(),
+        ..Default::default()
+    };
+    let by_id = pb::DecisionRequest {
+        token_ids: vec!["tkfar@das.example.com".into()],
+        ..visitor.clone()
+    };
+    let by_lti = pb::DecisionRequest {
+        local_token_ids: vec![lti.clone()],
+        ..visitor
+    };
+    for (name, req) in [("tids", by_id), ("ltids", by_lti)] {
+        let d = client.decide(req).await.expect("decide").into_inner();
+        assert_eq!(d.decision, DENY, "{name}: {d:?}");
+        assert_eq!(
+            d.status,
+            pb::AuthorizationStatus::MissingAttribute as i32,
+            "{name}: {}",
+            d.summary
+        );
+        assert!(
+            d.summary.contains("cannot be verified"),
+            "{name}: {}",
+            d.summary
+        );
+        assert!(!d.missing.is_empty(), "{name}: {d:?}");
+    }
+    served.stop().await;
+}
+
 /// TS-0003 7.4.3 step 2: a Token-ID is looked up in the Token Repository
 /// (the PIP) too, not only at the DAS whose FQDN ends it: a token its DAS
 /// does not know, stored in the PIP, permits; one neither knows is denied,
