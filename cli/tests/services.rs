@@ -1318,6 +1318,31 @@ fn a_client_at_the_wrong_service_is_told_so() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("bad-request.json: fr:"), "{err}");
+
+    // A PDP whose --prp is a PIP logs what its failing watch means.
+    let (_pdp, _url, lines) = start_with_output(
+        &[
+            "pdp",
+            "--listen",
+            "127.0.0.1:0",
+            "--prp",
+            &pip,
+            "--pip",
+            "off",
+            "--metrics",
+            "off",
+        ],
+        &[],
+        "PDP on",
+    );
+    let failed = loop {
+        match lines.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.contains("PRP watch failed") => break line,
+            Ok(_) => {}
+            Err(e) => panic!("no failed watch logged: {e}"),
+        }
+    };
+    assert!(failed.contains("does not serve this call"), "{failed}");
 }
 
 /// A flag out of range is a clear error with exit code 2, not a panic

@@ -109,15 +109,31 @@ fn append_new(text: &mut String, cause: &str) {
     }
 }
 
+/// What an UNIMPLEMENTED status without a message (what tonic answers for
+/// a service the server does not serve) means to an operator: the address
+/// answers gRPC, but it is another service.
+pub const NOT_SERVED: &str = "the server there does not serve this call (is it another service?)";
+
+/// A status's message, or [`NOT_SERVED`] for tonic's message-less
+/// UNIMPLEMENTED.
+pub fn status_message(s: &tonic::Status) -> &str {
+    if s.code() == tonic::Code::Unimplemented && s.message().is_empty() {
+        NOT_SERVED
+    } else {
+        s.message()
+    }
+}
+
 /// A failed call in one line: its code, its message, then each cause of
 /// its source that the line does not say yet (tonic's own `Display` of a
 /// status dumps the source's debug form).
 pub fn status_chain(s: &tonic::Status) -> String {
     // A status without a message is its code alone, not `Code: `.
-    let mut text = if s.message().is_empty() {
+    let message = status_message(s);
+    let mut text = if message.is_empty() {
         format!("{:?}", s.code())
     } else {
-        format!("{:?}: {}", s.code(), s.message())
+        format!("{:?}: {message}", s.code())
     };
     let mut source = std::error::Error::source(s);
     while let Some(e) = source {
@@ -191,9 +207,16 @@ mod tests {
             "Unavailable: PIP down"
         );
         // No message: the code alone, no dangling `: `.
+        assert_eq!(status_chain(&tonic::Status::cancelled("")), "Cancelled");
+        // tonic's answer for a service the server does not serve (a PDP's
+        // `--prp` pointed at a PIP): said what it means.
         assert_eq!(
             status_chain(&tonic::Status::unimplemented("")),
-            "Unimplemented"
+            format!("Unimplemented: {NOT_SERVED}")
+        );
+        assert_eq!(
+            status_chain(&tonic::Status::unimplemented("not in this test")),
+            "Unimplemented: not in this test"
         );
     }
 

@@ -347,11 +347,11 @@ pub enum ApplyError {
 /// client certificate).
 pub fn status_text(s: &tonic::Status) -> String {
     use tonic_types::StatusExt;
-    let mut out = format!("{:?}: {}", s.code(), s.message());
-    if s.code() == tonic::Code::Unimplemented && s.message().is_empty() {
-        // What tonic answers for a service it does not serve.
-        out.push_str("the server there does not serve this call (is it another service?)");
-    }
+    let mut out = format!(
+        "{:?}: {}",
+        s.code(),
+        authz_proto::endpoint::status_message(s)
+    );
     if let Some(source) = std::error::Error::source(s) {
         let causes = authz_proto::endpoint::error_chain(source);
         if causes.starts_with(s.message()) {
