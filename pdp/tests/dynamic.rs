@@ -444,6 +444,18 @@ fn dai(originator: &str, pl: &str) -> Option<pb::DynamicAcpInfo> {
     })
 }
 
+/// `claims` signed with the scripted DAS's ES256 key [`DAS_KID`].
+fn sign_es256(claims: &TokenClaims) -> String {
+    TokenSigner::from_pem(
+        TokenAlgorithm::Es256,
+        DAS_KID,
+        &das_key("es256-private.pem"),
+    )
+    .expect("signer")
+    .sign(claims)
+    .expect("sign")
+}
+
 /// A token of the scripted DAS granting `holder` RETRIEVE on `cnt` for ten
 /// minutes.
 fn retrieve_token(token_id: &str, holder: &str) -> String {
@@ -767,14 +779,7 @@ async fn a_token_that_expires_while_the_das_answers_no_longer_counts_7_3_2_2() {
             pv: None,
             rids: vec![ROLE.into()],
         }];
-        TokenSigner::from_pem(
-            TokenAlgorithm::Es256,
-            DAS_KID,
-            &das_key("es256-private.pem"),
-        )
-        .expect("signer")
-        .sign(&claims)
-        .expect("sign")
+        sign_es256(&claims)
     };
     let mut visitor = request("Cvisitor", pb::Operation::Retrieve, "cnt");
     visitor.tokens = vec![role_token("tk-long@das.example.com", 600)];
@@ -1859,14 +1864,7 @@ fn door_token(token_id: &str, holder: &str, ris: &[&str]) -> String {
         }),
         rids: Vec::new(),
     }];
-    TokenSigner::from_pem(
-        TokenAlgorithm::Es256,
-        DAS_KID,
-        &das_key("es256-private.pem"),
-    )
-    .expect("signer")
-    .sign(&claims)
-    .expect("sign")
+    sign_es256(&claims)
 }
 
 /// A PDP trusting the scripted DAS, with `door` under `acpOwner` (which
