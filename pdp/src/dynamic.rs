@@ -67,6 +67,7 @@ use authz_core::token::{
 };
 use authz_core::{HostingContext, SetOfAcrs};
 use authz_proto::convert::set_of_acrs_from_pb;
+use authz_proto::endpoint::status_message;
 use authz_proto::pb;
 use authz_proto::pb::dynamic_authorization_server_client::DynamicAuthorizationServerClient;
 use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
@@ -185,14 +186,19 @@ pub enum TokenFailure {
     /// Token-ID that is not a well-formed oneM2M JWT (a Deny, 4103).
     #[error("{0}")]
     Rejected(String),
-    /// A token sent by value could not be judged: its issuer is no issuer
-    /// this PDP trusts while a configured DAS's key set (which would name
-    /// that DAS's issuer) could not be fetched (Decision 10: indeterminate,
-    /// a Deny with the token missing, not a final rejection).
+    /// A token (sent by value, or fetched for a Token-ID or
+    /// Local-Token-ID) could not be judged: its issuer is no issuer this
+    /// PDP trusts while a configured DAS's key set (which would name that
+    /// DAS's issuer) could not be fetched (Decision 10: indeterminate, a
+    /// Deny with the token missing, not a final rejection).
     #[error("{field} cannot be verified: {reason}")]
     Unverifiable {
-        /// The request field, with its index (`tokens[0]`).
+        /// How the request gave it: `tokens[0]`, `token ID <id>`, `local
+        /// token ID <id>`.
         field: String,
+        /// What its `missing` entry names: the request field for a token
+        /// sent by value, else the Token-ID or Local-Token-ID.
+        id: String,
         /// Why.
         reason: String,
     },
@@ -865,7 +871,7 @@ impl Dynamic {
                         field: what.to_owned(),
                         message: e.to_string(),
                     }
-                } else if let Some(failure) = self.unverifiable(&e, what) {
+                } else if let Some(failure) = self.unverifiable(&e, what, what) {
                     failure
                 } else {
                     TokenFailure::Rejected(format!("{what} rejected: {e}"))
@@ -879,13 +885,14 @@ impl Dynamic {
     /// missing, not a final "untrusted issuer". `None` for any other error.
     /// The same for a token sent by value, by Token-ID or by
     /// Local-Token-ID: `what` names it.
-    fn unverifiable(&self, e: &TokenError, what: &str) -> Option<TokenFailure> {
+    fn unverifiable(&self, e: &TokenError, what: &str, id: &str) -> Option<TokenFailure> {
         let (TokenError::UntrustedIssuer(issuer), Some(unloaded)) = (e, self.unloaded_dases())
         else {
             return None;
         };
         Some(TokenFailure::Unverifiable {
             field: what.to_owned(),
+            id: id.to_owned(),
             reason: format!(
                 "its issuer {issuer:?} is none this PDP trusts, and the key set of \
                  {unloaded} (whose issuer it may be) could not be fetched"
@@ -922,6 +929,23 @@ impl Dynamic {
         }
     }
 
+    /// Fetches the key sets not loaded yet (DASes unreachable so far), each
+    /// as often as a refetch may be; true when one was loaded.
+    async fn load_missing_key_sets(&self) -> bool {
+        let mut loaded = false;
+        for i in 0..self.dases.len() {
+            if self.dases[i].identity().is_none() && self.may_refetch(i) {
+                match self.load_key_set(i).await {
+                    Ok(()) => loaded = true,
+                    Err(e) => {
+                        tracing::debug!(das = %self.dases[i].endpoint, error = %e, "DAS key set still not loaded")
+                    }
+                }
+            }
+        }
+        loaded
+    }
+
     /// Verifies `token`; when its issuer is a configured DAS that has no
     /// key with the token's `kid` (or none of its `alg`) — the DAS rotated its keys, putting the
     /// new one first, after this PDP fetched them — fetches that DAS's key
@@ -937,18 +961,7 @@ impl Dynamic {
         // whose key set is not loaded yet (unreachable at start): fetched
         // now, as often as a refetch may be.
         if matches!(first, Err(TokenError::UntrustedIssuer(_))) && !self.keys_loaded() {
-            let mut loaded = false;
-            for i in 0..self.dases.len() {
-                if self.dases[i].identity().is_none() && self.may_refetch(i) {
-                    match self.load_key_set(i).await {
-                        Ok(()) => loaded = true,
-                        Err(e) => {
-                            tracing::debug!(das = %self.dases[i].endpoint, error = %e, "DAS key set still not loaded")
-                        }
-                    }
-                }
-            }
-            if loaded {
+            if self.load_missing_key_sets().await {
                 return self.trust().verify(token, ctx);
             }
             return first;
@@ -1214,7 +1227,7 @@ impl Dynamic {
         let stored = tokio::time::timeout(self.config.deadline, call)
             .await
             .map_err(|_| "PIP timed out".to_owned())?
-            .map_err(|s| format!("PIP refused: {}", s.message()))?
+            .map_err(|s| format!("PIP refused: {}", status_message(&s)))?
             .into_inner();
         if stored.local_token_id.is_empty() {
             return Ok(None);
@@ -1261,7 +1274,7 @@ impl Dynamic {
         let answer = tokio::time::timeout(self.config.deadline, call)
             .await
             .map_err(|_| unavailable("PIP timed out".to_owned()))?
-            .map_err(|s| unavailable(format!("PIP: {}", s.message())))?
+            .map_err(|s| unavailable(format!("PIP: {}", status_message(&s))))?
             .into_inner();
         let stored = answer
             .tokens
@@ -1283,7 +1296,7 @@ impl Dynamic {
                         "local token ID {lti} cannot be used: the PIP holds a token for it that is not a well-formed oneM2M JWT ({e})"
                     ))
                 } else if let Some(failure) =
-                    self.unverifiable(&e, &format!("local token ID {lti}"))
+                    self.unverifiable(&e, &format!("local token ID {lti}"), lti)
                 {
                     failure
                 } else {
@@ -1317,7 +1330,22 @@ impl Dynamic {
             id: token_id.to_owned(),
             reason: why,
         };
-        let das = issuer_fqdn(token_id).and_then(|f| self.das_for_fqdn(f));
+        let fqdn = issuer_fqdn(token_id);
+        let mut das = fqdn.and_then(|f| self.das_for_fqdn(f));
+        // Its DAS may be one whose key set (which names its FQDN) is not
+        // loaded yet: fetched now, as for a token sent by value.
+        if das.is_none() && !self.keys_loaded() && self.load_missing_key_sets().await {
+            das = fqdn.and_then(|f| self.das_for_fqdn(f));
+        }
+        // Still not known: a DAS that could not be asked may issue it, so
+        // its not being found anywhere decides nothing (Decision 10).
+        let unasked = || {
+            self.unloaded_dases().map(|u| {
+                unavailable(format!(
+                    "no loaded DAS key set names its FQDN, and the key set of {u} (which may) could not be fetched"
+                ))
+            })
+        };
         // Its issuer first (Decision 8), then the Token Repository, the
         // PIP (TS-0003 7.4.3 step 2): a token stored there, whose DAS does
         // not know it or cannot be asked, is found all the same.
@@ -1332,7 +1360,9 @@ impl Dynamic {
                     .await
                     .map_err(|_| unavailable(format!("DAS {} timed out", das.endpoint)))
                     .and_then(|r| {
-                        r.map_err(|s| unavailable(format!("DAS {}: {}", das.endpoint, s.message())))
+                        r.map_err(|s| {
+                            unavailable(format!("DAS {}: {}", das.endpoint, status_message(&s)))
+                        })
                     })
                     .map(|r| r.into_inner().tokens);
                 match answer {
@@ -1348,9 +1378,9 @@ impl Dynamic {
                 Some(Ok(_)) => {
                     TokenFailure::Rejected(format!("token ID {token_id} is unknown to its issuer"))
                 }
-                None => {
+                None => unasked().unwrap_or_else(|| {
                     unavailable("no configured DAS issues it and no PIP is configured".to_owned())
-                }
+                }),
             });
         };
         let mut client = pip.clone();
@@ -1361,7 +1391,7 @@ impl Dynamic {
         let stored = tokio::time::timeout(self.config.deadline, call)
             .await
             .map_err(|_| unavailable("PIP timed out".to_owned()))
-            .and_then(|r| r.map_err(|s| unavailable(format!("PIP: {}", s.message()))));
+            .and_then(|r| r.map_err(|s| unavailable(format!("PIP: {}", status_message(&s)))));
         if let Ok(r) = &stored
             && let Some(t) = r.get_ref().tokens.first()
         {
@@ -1373,9 +1403,11 @@ impl Dynamic {
             (Ok(_), Some(Ok(_))) => Err(TokenFailure::Rejected(format!(
                 "token ID {token_id} is unknown to its issuer and to the PIP's token repository"
             ))),
-            (Ok(_), None) => Err(TokenFailure::Rejected(format!(
-                "token ID {token_id} is unknown to the PIP's token repository"
-            ))),
+            (Ok(_), None) => Err(unasked().unwrap_or_else(|| {
+                TokenFailure::Rejected(format!(
+                    "token ID {token_id} is unknown to the PIP's token repository"
+                ))
+            })),
         }
     }
 
@@ -1418,7 +1450,7 @@ impl Dynamic {
                         "token ID {token_id} cannot be used: its issuer returned a token that is not a well-formed oneM2M JWT ({e})"
                     ))
                 } else if let Some(failure) =
-                    self.unverifiable(&e, &format!("token ID {token_id}"))
+                    self.unverifiable(&e, &format!("token ID {token_id}"), token_id)
                 {
                     failure
                 } else {
@@ -1455,7 +1487,7 @@ impl Dynamic {
                                 // PIP may have given the ID to another token.
                                 self.fetch_local(lti, &ctx).await?
                             } else if let Some(failure) =
-                                self.unverifiable(&e, &format!("local token ID {lti}"))
+                                self.unverifiable(&e, &format!("local token ID {lti}"), lti)
                             {
                                 return Err(failure);
                             } else {
@@ -1616,7 +1648,11 @@ impl Dynamic {
                 let response = match tokio::time::timeout(deadline, call).await {
                     Ok(Ok(r)) => r.into_inner(),
                     Ok(Err(s)) => {
-                        return Err(format!("DAS {} refused: {}", das.endpoint, s.message()));
+                        return Err(format!(
+                            "DAS {} refused: {}",
+                            das.endpoint,
+                            status_message(&s)
+                        ));
                     }
                     Err(_) => {
                         return Err(format!(
@@ -1772,7 +1808,7 @@ impl Dynamic {
                 tracing::info!(target = %target, id = %r.get_ref().acp_id, until = %expires_at, "dynamic ACP stored")
             }
             Ok(Err(s)) => {
-                tracing::warn!(target = %target, error = %s.message(), "dynamic ACP not stored")
+                tracing::warn!(target = %target, error = %status_message(&s), "dynamic ACP not stored")
             }
             Err(_) => tracing::warn!(target = %target, "dynamic ACP not stored: PRP timed out"),
         }

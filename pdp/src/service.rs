@@ -924,8 +924,8 @@ impl PdpService {
                 id: id.clone(),
                 reason: format!("{what} cannot be retrieved: {reason}"),
             }),
-            TokenFailure::Unverifiable { field, reason } => Some(MissingAttribute::Token {
-                id: field.clone(),
+            TokenFailure::Unverifiable { id, reason, .. } => Some(MissingAttribute::Token {
+                id: id.clone(),
                 reason: format!("cannot be verified: {reason}"),
             }),
             _ => None,

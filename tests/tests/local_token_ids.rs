@@ -360,7 +360,21 @@ async fn a_fetched_token_while_its_das_key_set_is_unreachable_is_undetermined_de
         local_token_ids: vec![lti.clone()],
         ..visitor
     };
-    for (name, req) in [("tids", by_id), ("ltids", by_lti)] {
+    // And a Token-ID the PIP does not hold: the DAS that may was not asked.
+    let unknown = pb::DecisionRequest {
+        token_ids: vec!["tknowhere@das.example.com".into()],
+        ..by_id.clone()
+    };
+    for (name, req, id, says) in [
+        ("tids", by_id, "tkfar@das.example.com", "cannot be verified"),
+        ("ltids", by_lti, lti.as_str(), "cannot be verified"),
+        (
+            "unknown tids",
+            unknown,
+            "tknowhere@das.example.com",
+            "could not be fetched",
+        ),
+    ] {
         let d = client.decide(req).await.expect("decide").into_inner();
         assert_eq!(d.decision, DENY, "{name}: {d:?}");
         assert_eq!(
@@ -369,12 +383,14 @@ async fn a_fetched_token_while_its_das_key_set_is_unreachable_is_undetermined_de
             "{name}: {}",
             d.summary
         );
+        assert!(d.summary.contains(says), "{name}: {}", d.summary);
+        // The missing token is named by its ID, as the request gives it.
         assert!(
-            d.summary.contains("cannot be verified"),
-            "{name}: {}",
-            d.summary
+            d.missing
+                .iter()
+                .any(|m| m.attribute == "token" && m.name == id),
+            "{name}: {d:?}"
         );
-        assert!(!d.missing.is_empty(), "{name}: {d:?}");
     }
     served.stop().await;
 }
