@@ -588,7 +588,7 @@ impl PipCache {
                     return Err(format!(
                         "PIP {} unavailable: {} ({:?})",
                         self.endpoint,
-                        status.message(),
+                        authz_proto::endpoint::status_message(&status),
                         status.code()
                     ));
                 }

@@ -1926,3 +1926,39 @@ async fn an_acp_named_twice_in_acp_ids_is_evaluated_once() {
     r.operation = pb::Operation::Retrieve as i32;
     assert_eq!(svc.decide_pb(&r).unwrap().decision, PERMIT);
 }
+
+/// A PIP address that serves another service (here a PRP): the Deny's
+/// missing role says what UNIMPLEMENTED without a message means, not an
+/// empty reason (README: "the server there does not serve this call").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pip_address_serving_another_service_is_named_as_such() {
+    let prp = FakePrp::default();
+    let running = prp.serve(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    let not_a_pip = format!("http://{}", running.addr);
+    let pdp = Pdp::start(PdpConfig::new(hosting()).with_pip(not_a_pip)).expect("pdp");
+    pdp.apply_event(&snapshot_event(
+        1,
+        vec![acp("acp1", &["guest@roles.example.com"], 2)],
+        vec![resource("cnt", Some(&["acp1"]), "Ccreator")],
+    ))
+    .expect("snapshot");
+    let mut r = request("Cvisitor", pb::Operation::Retrieve, "cnt");
+    r.role_ids = vec!["guest@roles.example.com".into()];
+    let d = pdp
+        .service()
+        .decide_resolving_pb(&r)
+        .await
+        .expect("decision");
+    assert_eq!(
+        d.status,
+        pb::AuthorizationStatus::MissingAttribute as i32,
+        "{d:?}"
+    );
+    assert!(
+        d.missing
+            .iter()
+            .any(|m| m.reason.contains("does not serve this call")),
+        "{d:?}"
+    );
+    running.kill().await;
+}

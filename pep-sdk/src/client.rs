@@ -999,7 +999,7 @@ impl PepClient {
                 code => {
                     return Err(CallFailure::NoAnswer(format!(
                         "{code:?}: {}",
-                        status.message()
+                        authz_proto::endpoint::status_message(&status)
                     )));
                 }
             }
@@ -1042,7 +1042,10 @@ fn unanswered_text(status: &tonic::Status, attempts: u32) -> String {
         Code::Cancelled => "CANCELLED",
         _ => "transport failure",
     };
-    format!("{code} after {attempts} attempt(s): {}", status.message())
+    format!(
+        "{code} after {attempts} attempt(s): {}",
+        authz_proto::endpoint::status_message(status)
+    )
 }
 
 /// The message of an INVALID_ARGUMENT status, with its field violations.

@@ -112,7 +112,7 @@ impl WriterGroups {
             Status::unavailable(format!(
                 "PIP {endpoint} did not answer which acor entries are <group>s, \
                  so no entry can authorize this write (Decision 3): {}",
-                e.message()
+                authz_proto::endpoint::status_message(&e)
             ))
         };
         let mut client = client.clone();

@@ -722,7 +722,7 @@ fn prp_error(status: &tonic::Status, rqi: &str) -> Response {
     respond(
         rsc,
         rqi,
-        json!({ "m2m:dbg": format!("PRP: {}", status.message()) }),
+        json!({ "m2m:dbg": format!("PRP: {}", authz_proto::endpoint::status_message(status)) }),
     )
 }
 
