@@ -884,7 +884,8 @@ impl Dynamic {
     /// indeterminate (Decision 10): `Unverifiable`, a Deny with the token
     /// missing, not a final "untrusted issuer". `None` for any other error.
     /// The same for a token sent by value, by Token-ID or by
-    /// Local-Token-ID: `what` names it.
+    /// Local-Token-ID: `what` says how the request gave it, `id` names its
+    /// `missing` entry.
     fn unverifiable(&self, e: &TokenError, what: &str, id: &str) -> Option<TokenFailure> {
         let (TokenError::UntrustedIssuer(issuer), Some(unloaded)) = (e, self.unloaded_dases())
         else {
