@@ -708,34 +708,29 @@ fn an_acor_entry_too_long_in_absolute_form_exits_2() {
         "{err}"
     );
     assert!(err.contains("absolute form"), "{err}");
-    // In a list, which resource it is in, as other errors of a list say.
-    std::fs::write(
-        dir.path().join("list.json"),
-        format!(
-            r#"{{"m2m:acp":[{{"ri":"acpA","pv":{{"acr":[]}},"pvs":{{"acr":[{{"acor":["Ca"],"acop":63}}]}}}},{{"ri":"acpL","pv":{{"acr":[{{"acor":["{stem}"],"acop":2}}]}},"pvs":{{"acr":[{{"acor":["Ca"],"acop":63}}]}}}}]}}"#
-        ),
-    )
-    .unwrap();
-    let (code, _, err) = check_in(dir.path(), &["list.json"], r#"{"fr":"Cw","to":"x","op":2}"#);
-    assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("list.json: m2m:acp[1].pv.acr[0].acor[0]"),
-        "{err}"
+    // In a list, which resource it is in, as other errors of a list say
+    // (a list of one too, as the parser names it).
+    let acp_l = format!(
+        r#"{{"ri":"acpL","pv":{{"acr":[{{"acor":["{stem}"],"acop":2}}]}},"pvs":{{"acr":[{{"acor":["Ca"],"acop":63}}]}}}}"#
     );
-    // A list of one too, as the parser names it.
-    std::fs::write(
-        dir.path().join("one.json"),
-        format!(
-            r#"[{{"m2m:acp":{{"ri":"acpL","pv":{{"acr":[{{"acor":["{stem}"],"acop":2}}]}},"pvs":{{"acr":[{{"acor":["Ca"],"acop":63}}]}}}}}}]"#
+    let acp_a = r#"{"ri":"acpA","pv":{"acr":[]},"pvs":{"acr":[{"acor":["Ca"],"acop":63}]}}"#;
+    for (file, text, path) in [
+        (
+            "list.json",
+            format!(r#"{{"m2m:acp":[{acp_a},{acp_l}]}}"#),
+            "m2m:acp[1].pv.acr[0].acor[0]",
         ),
-    )
-    .unwrap();
-    let (code, _, err) = check_in(dir.path(), &["one.json"], r#"{"fr":"Cw","to":"x","op":2}"#);
-    assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("one.json: m2m:acp[0].pv.acr[0].acor[0]"),
-        "{err}"
-    );
+        (
+            "one.json",
+            format!(r#"[{{"m2m:acp":{acp_l}}}]"#),
+            "m2m:acp[0].pv.acr[0].acor[0]",
+        ),
+    ] {
+        std::fs::write(dir.path().join(file), text).unwrap();
+        let (code, _, err) = check_in(dir.path(), &[file], r#"{"fr":"Cw","to":"x","op":2}"#);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(&format!("{file}: {path}")), "{err}");
+    }
 }
 
 /// TS-0001 10.2.3.1: a request names an ACP by its `ri`, so an `ri` no

@@ -939,6 +939,20 @@ async fn a_dynamic_acp_ends_for_requests_stamped_after_its_lifetime_decision_7()
     );
 }
 
+/// `Decide` with a caller's deadline of 1.5 s, which the answer must beat.
+async fn decide_within_1500_ms(
+    client: &mut PolicyDecisionPointClient<tonic::transport::Channel>,
+    r: pb::DecisionRequest,
+) -> pb::Decision {
+    let mut req = tonic::Request::new(r);
+    req.set_timeout(Duration::from_millis(1500));
+    client
+        .decide(req)
+        .await
+        .expect("an answer before the caller's deadline")
+        .into_inner()
+}
+
 /// Issue 5: a DAS that does not answer is a Deny within the deadline, with
 /// the reason. The caller's deadline (`grpc-timeout`) bounds the PDP's
 /// network waits even when its own DAS deadline is longer: the caller gets
@@ -950,13 +964,11 @@ async fn a_slow_das_ends_before_the_callers_deadline_with_the_reason() {
     let pdp = pdp_consulting(&das, Duration::from_secs(300)).await;
     let (channel, _server) = serve_pdp(&pdp).await;
     let mut client = PolicyDecisionPointClient::new(channel);
-    let mut req = tonic::Request::new(request("Cguest", pb::Operation::Retrieve, "cnt"));
-    req.set_timeout(Duration::from_millis(1500));
-    let d = client
-        .decide(req)
-        .await
-        .expect("an answer before the caller's deadline")
-        .into_inner();
+    let d = decide_within_1500_ms(
+        &mut client,
+        request("Cguest", pb::Operation::Retrieve, "cnt"),
+    )
+    .await;
     assert_eq!(das.consulted(), 1);
     assert_eq!(d.decision, DENY);
     assert_eq!(d.status, pb::AuthorizationStatus::MissingAttribute as i32);
@@ -967,13 +979,7 @@ async fn a_slow_das_ends_before_the_callers_deadline_with_the_reason() {
     // DENY, the HCSE answers 4103 with tqf"): the DASes are known locally.
     let mut indicated = request("Cvisitor", pb::Operation::Retrieve, "cnt");
     indicated.token_request_indicator = true;
-    let mut req = tonic::Request::new(indicated);
-    req.set_timeout(Duration::from_millis(1500));
-    let d = client
-        .decide(req)
-        .await
-        .expect("an answer before the caller's deadline")
-        .into_inner();
+    let d = decide_within_1500_ms(&mut client, indicated).await;
     assert_eq!(d.decision, DENY);
     assert!(d.summary.contains("caller's deadline"), "{}", d.summary);
     let tqf = d.token_request_info.expect("Token Request Information");

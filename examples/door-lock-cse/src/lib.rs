@@ -536,15 +536,7 @@ fn update(app: &App, addressed: &Addressed, body: &[u8], rqi: &str) -> Response 
 /// answered 2004 for a change that did not happen.
 fn updated_labels(content: &Value, root: &str) -> Result<Vec<String>, String> {
     let shape = format!("an update of this resource takes {{\"{root}\": {{\"lbl\": [...]}}}}");
-    let Some(object) = content.as_object() else {
-        return Err(shape);
-    };
-    if let Some(other) = object.keys().find(|k| *k != root) {
-        return Err(format!("{other}: {shape}"));
-    }
-    let Some(resource) = object.get(root).and_then(Value::as_object) else {
-        return Err(shape);
-    };
+    let resource = resource_under(content, root, &shape)?;
     if let Some(other) = resource.keys().find(|k| *k != "lbl") {
         return Err(format!(
             "{root}.{other}: not updatable here (only lbl, or acpi alone)"
@@ -679,18 +671,12 @@ fn new_acpi(body: &[u8], target_ty: u32) -> Result<Option<Vec<String>>, StoreErr
         .map_err(|e| StoreError::Bad(format!("content is not JSON: {e}")))?;
     let root = store::root_name(target_ty);
     let shape =
-        || format!("an acpi change to this resource takes {{\"{root}\": {{\"acpi\": [...]}}}}");
-    let Some(object) = content.as_object() else {
-        return Err(StoreError::Bad(shape()));
-    };
-    if let Some(other) = object.keys().find(|k| *k != root) {
-        return Err(StoreError::Bad(format!("{other}: {}", shape())));
-    }
-    let value = object
-        .get(root)
-        .and_then(Value::as_object)
-        .and_then(|r| r.get("acpi").or_else(|| r.get("accessControlPolicyIDs")))
-        .ok_or_else(|| StoreError::Bad(shape()))?;
+        format!("an acpi change to this resource takes {{\"{root}\": {{\"acpi\": [...]}}}}");
+    let resource = resource_under(&content, root, &shape).map_err(StoreError::Bad)?;
+    let value = resource
+        .get("acpi")
+        .or_else(|| resource.get("accessControlPolicyIDs"))
+        .ok_or_else(|| StoreError::Bad(shape.clone()))?;
     match value {
         Value::Null => Ok(None),
         Value::Array(ids) => ids
@@ -707,6 +693,24 @@ fn new_acpi(body: &[u8], target_ty: u32) -> Result<Option<Vec<String>>, StoreErr
             "acpi must be a list of ACP IDs or null, not {other}"
         ))),
     }
+}
+
+/// The resource of an Update's content, which must hold it under the one
+/// root `root` (the target's own type, TS-0004 7.3.3.3); otherwise `shape`
+/// (what the content should look like), led by the wrong root if any.
+fn resource_under<'a>(
+    content: &'a Value,
+    root: &str,
+    shape: &str,
+) -> Result<&'a serde_json::Map<String, Value>, String> {
+    let object = content.as_object().ok_or_else(|| shape.to_owned())?;
+    if let Some(other) = object.keys().find(|k| *k != root) {
+        return Err(format!("{other}: {shape}"));
+    }
+    object
+        .get(root)
+        .and_then(Value::as_object)
+        .ok_or_else(|| shape.to_owned())
 }
 
 /// A PRP's refusal of a write as the CSE's response.
