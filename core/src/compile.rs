@@ -24,7 +24,7 @@ use thiserror::Error;
 use crate::decision::PrivilegeKind;
 use crate::ids::{EntryScope, OriginatorEntry};
 use crate::index::{EntryRef, KeyKind, LiteralIndex, OriginatorIndex, Pattern};
-use crate::location::{Circle, pack_country};
+use crate::location::{Circle, country_code_fault, pack_country};
 use crate::model::{
     AccessControlContext, AccessControlPolicy, AccessControlRule, LocationRegion, ObjectDetails,
     SetOfAcrs, Specialization, acop,
@@ -657,18 +657,44 @@ impl Errors {
 }
 
 /// An `acip` IPv4 entry, `a.b.c.d[/n]` (TS-0003 table 7.1.3-3): dotted
-/// decimal without leading zeros, host bits cleared; the error says why.
-/// Every reader of IPv4 prefixes (the PIP's country tables too) uses it,
-/// so a spelling means the same wherever it is written.
+/// decimal without leading zeros, and a prefix without host bits set; the
+/// error says why. Every reader of IPv4 prefixes (the PIP's country tables
+/// too) uses it, so a spelling means the same wherever it is written.
 pub fn parse_ipv4_cidr(s: &str) -> Result<Ipv4Net, String> {
     let (addr, prefix) = split_cidr(s, 32)
         .ok_or_else(|| format!("'{s}' is not an IPv4 address with optional /0-32 suffix"))?;
     let addr = addr
         .parse::<std::net::Ipv4Addr>()
         .map_err(|_| format!("'{s}' is not an IPv4 address: {}", ipv4_fault(addr)))?;
-    Ipv4Net::new(addr, prefix.unwrap_or(32))
-        .map(|n| n.trunc())
-        .map_err(|_| format!("'{s}' is not an IPv4 address with optional /0-32 suffix"))
+    let net = Ipv4Net::new(addr, prefix.unwrap_or(32))
+        .map_err(|_| format!("'{s}' is not an IPv4 address with optional /0-32 suffix"))?;
+    if net.trunc() != net {
+        return Err(host_bits_fault(s, net.trunc().into(), addr.into()));
+    }
+    Ok(net)
+}
+
+/// Why a prefix with host bits set is refused rather than read as the
+/// network holding its address, which would silently widen what the author
+/// wrote (`::ffff:10.0.0.0/8` is `::/8`, every IPv4-mapped address), and
+/// what to write instead.
+fn host_bits_fault(s: &str, network: IpNet, addr: IpAddr) -> String {
+    let mapped = match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+        IpAddr::V4(_) => None,
+    };
+    let hint = match mapped {
+        // An IPv4 prefix length on the mapped form: the likely slip.
+        Some(v4) if network.prefix_len() <= 32 => format!(
+            "an IPv4-mapped prefix is 96 + the IPv4 prefix length, e.g. ::ffff:{v4}/{}",
+            96 + network.prefix_len()
+        ),
+        _ => format!("write {network} for the network, or {addr} for the host"),
+    };
+    format!(
+        "'{s}' has host bits set beyond its /{} prefix: {hint}",
+        network.prefix_len()
+    )
 }
 
 /// Why `text`, which [`std::net::Ipv4Addr`] does not read, is no IPv4
@@ -693,7 +719,7 @@ pub fn ipv4_fault(text: &str) -> &'static str {
     "not dotted decimal"
 }
 
-/// An `acip` IPv6 entry, `addr[/n]`, host bits cleared (see
+/// An `acip` IPv6 entry, `addr[/n]`, without host bits set (see
 /// [`parse_ipv4_cidr`]).
 pub fn parse_ipv6_cidr(s: &str) -> Result<Ipv6Net, String> {
     let (addr, prefix) = split_cidr(s, 128)
@@ -701,9 +727,12 @@ pub fn parse_ipv6_cidr(s: &str) -> Result<Ipv6Net, String> {
     let addr = addr
         .parse::<std::net::Ipv6Addr>()
         .map_err(|_| format!("'{s}' is not an IPv6 address"))?;
-    Ipv6Net::new(addr, prefix.unwrap_or(128))
-        .map(|n| n.trunc())
-        .map_err(|_| format!("'{s}' is not an IPv6 address with optional /0-128 suffix"))
+    let net = Ipv6Net::new(addr, prefix.unwrap_or(128))
+        .map_err(|_| format!("'{s}' is not an IPv6 address with optional /0-128 suffix"))?;
+    if net.trunc() != net {
+        return Err(host_bits_fault(s, net.trunc().into(), addr.into()));
+    }
+    Ok(net)
 }
 
 /// `address[/prefix]`: the address (parsed by the standard library either
@@ -746,7 +775,7 @@ fn compile_location(
                     Some(p) => packed.push(p),
                     None => errors.add(
                         format_args!("{path}.accc[{i}]"),
-                        format_args!("'{code}' is not an ISO 3166-1 alpha-2 country code"),
+                        country_code_fault(code).unwrap_or_default(),
                     ),
                 }
             }

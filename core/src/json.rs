@@ -1674,16 +1674,9 @@ pub fn request_from_json(
             }
         }
         for (i, c) in olo.accc.iter().flatten().enumerate() {
-            if crate::location::is_country_code(c) {
-                countries.push(c.to_ascii_uppercase());
-            } else {
-                bad(
-                    &format!("olo.accc[{i}]"),
-                    format!(
-                        "'{}' is not an ISO 3166-1 alpha-2 country code",
-                        c.escape_debug()
-                    ),
-                );
+            match crate::location::country_code_fault(c) {
+                None => countries.push(c.to_ascii_uppercase()),
+                Some(fault) => bad(&format!("olo.accc[{i}]"), fault),
             }
         }
     }

@@ -43,9 +43,71 @@ impl Circle {
     }
 }
 
-/// Is `code` an ISO 3166-1 alpha-2 shaped code (two ASCII letters)?
+/// The 249 officially assigned ISO 3166-1 alpha-2 codes, sorted, two
+/// bytes each.
+const ASSIGNED: &[u8; 498] = b"\
+ADAEAFAGAIALAMAOAQARASATAUAWAXAZBABBBDBEBFBGBHBIBJBLBMBNBOBQBRBSBTBVBWBYBZ\
+CACCCDCFCGCHCICKCLCMCNCOCRCUCVCWCXCYCZDEDJDKDMDODZECEEEGEHERESETFIFJFKFMFOFR\
+GAGBGDGEGFGGGHGIGLGMGNGPGQGRGSGTGUGWGYHKHMHNHRHTHUIDIEILIMINIOIQIRISIT\
+JEJMJOJPKEKGKHKIKMKNKPKRKWKYKZLALBLCLILKLRLSLTLULVLY\
+MAMCMDMEMFMGMHMKMLMMMNMOMPMQMRMSMTMUMVMWMXMYMZNANCNENFNGNINLNONPNRNUNZOM\
+PAPEPFPGPHPKPLPMPNPRPSPTPWPYQARERORSRURW\
+SASBSCSDSESGSHSISJSKSLSMSNSOSRSSSTSVSXSYSZTCTDTFTGTHTJTKTLTMTNTOTRTTTVTWTZ\
+UAUGUMUSUYUZVAVCVEVGVIVNVUWFWSYEYTZAZMZW";
+
+/// The country whose part an exceptionally reserved ISO 3166-1 code names
+/// (`IC`, the Canary Islands: `ES`), or that it stands for (`UK`: `GB`):
+/// no country code itself, but IP databases and the boundaries dataset use
+/// some of them, and authors write `UK` for `GB`.
+pub fn reserved_code_country(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "IC" | "EA" => "ES",
+        "AC" | "TA" => "SH",
+        "CP" => "FR",
+        "DG" => "IO",
+        "CQ" => "GG",
+        "UK" => "GB",
+        "EL" => "GR",
+        _ => return None,
+    })
+}
+
+/// Is `code` an officially assigned ISO 3166-1 alpha-2 code, or `XK`
+/// (Kosovo), in either case? Spec notes §2.1: `accc` lists such codes; one
+/// that is not assigned (`UK`, `XX`) names no country and would never match.
 pub fn is_country_code(code: &str) -> bool {
-    code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic())
+    let [a, b] = code.as_bytes() else {
+        return false;
+    };
+    let upper = [a.to_ascii_uppercase(), b.to_ascii_uppercase()];
+    // `XK`, Kosovo, is user-assigned in ISO 3166-1 but the code IP
+    // databases, the PIP's boundaries dataset and the EU use for it: a
+    // policy must be able to name a country the PIP can answer.
+    ASSIGNED.as_chunks::<2>().0.binary_search(&upper).is_ok() || upper == *b"XK"
+}
+
+/// Why `code` is no country code as [`is_country_code`] reads them, for an
+/// error that names its field; `None` when it is one.
+pub fn country_code_fault(code: &str) -> Option<String> {
+    if is_country_code(code) {
+        return None;
+    }
+    if code.len() != 2 {
+        return Some(format!(
+            "'{}' is not an ISO 3166-1 alpha-2 country code (two letters)",
+            code.escape_debug()
+        ));
+    }
+    Some(match reserved_code_country(&code.to_ascii_uppercase()) {
+        Some(country) => format!(
+            "'{code}' is a reserved code, not an assigned ISO 3166-1 alpha-2 country code: \
+             the place it names is in {country}"
+        ),
+        None => format!(
+            "'{}' is not an assigned ISO 3166-1 alpha-2 country code",
+            code.escape_debug()
+        ),
+    })
 }
 
 /// A two-letter country code packed for fast comparison (upper case).
@@ -59,6 +121,41 @@ pub fn pack_country(code: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Spec notes §2.1: `accc` holds ISO 3166-1 alpha-2 codes; the 249
+    /// assigned ones (as of 2024: an independent list, less the six
+    /// uninhabited territories AQ BV GS HM TF UM, held 243 of these).
+    #[test]
+    fn the_assigned_codes_are_249_sorted_and_case_blind() {
+        let codes = ASSIGNED.as_chunks::<2>().0;
+        assert_eq!(codes.len(), 249);
+        assert!(codes.windows(2).all(|w| w[0] < w[1]));
+        for c in ["DE", "de", "Gb", "AQ", "UM", "SS", "XK", "xk"] {
+            assert!(is_country_code(c), "{c}");
+        }
+        for c in ["XX", "ZZ", "EU", "UK", "IC", "D1", "DEU", "", "é"] {
+            assert!(!is_country_code(c), "{c}");
+        }
+    }
+
+    #[test]
+    fn a_reserved_code_is_refused_naming_its_country() {
+        let m = country_code_fault("UK").unwrap_or_default();
+        assert!(
+            m.contains("'UK' is a reserved code") && m.ends_with("GB"),
+            "{m}"
+        );
+        let m = country_code_fault("ic").unwrap_or_default();
+        assert!(m.ends_with("is in ES"), "{m}");
+        let m = country_code_fault("XX").unwrap_or_default();
+        assert!(
+            m.contains("'XX' is not an assigned ISO 3166-1 alpha-2"),
+            "{m}"
+        );
+        let m = country_code_fault("DEU").unwrap_or_default();
+        assert!(m.contains("(two letters)"), "{m}");
+        assert_eq!(country_code_fault("fr"), None);
+    }
 
     fn at(lat: f64, lon: f64) -> Position {
         Position {

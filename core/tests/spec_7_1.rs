@@ -1710,7 +1710,7 @@ fn table_7_1_3_3_acip_ipv4_mapped_either_way() {
 }
 
 /// Table 7.1.3-3 lists IPv4 and IPv6 addresses as separate sets: an IPv6
-/// entry that is not in the mapped form (`::/0`, `::/1`, `::ffff:0:0/95`)
+/// entry that is not in the mapped form (`::/0`, `::/1`, `::fffe:0:0/95`)
 /// holds IPv6 addresses only. It admits no address given as IPv4; an
 /// IPv4-mapped address given as IPv6 is an IPv6 address it contains
 /// (`ismember`, 7.1.5), so a wider entry never admits less than the
@@ -1721,7 +1721,7 @@ fn table_7_1_3_3_acip_ipv6_entries_hold_ipv6_addresses_only() {
         ("::/0", "2001:db8::1"),
         ("::/1", "::1"),
         ("::/80", "::1"),
-        ("::ffff:0:0/95", "::fffe:0:1"),
+        ("::fffe:0:0/95", "::fffe:0:1"),
     ] {
         assert_ips(
             &acip(&[], &[entry]),
@@ -3170,6 +3170,58 @@ fn validation_bad_ipv6_names_acip_ipv6_index() {
     }
 }
 
+/// A prefix with host bits set (RFC 4632: a prefix's host bits are zero)
+/// is refused, not read as the network holding its address: that would
+/// silently widen the entry (`::ffff:10.0.0.0/8` is `::/8`, which holds
+/// every IPv4-mapped address and `::1`). The error says what to write.
+#[test]
+fn validation_acip_prefix_with_host_bits_set_is_refused_with_the_fix() {
+    for (v4, v6, needle) in [
+        (
+            Some("10.0.0.5/8"),
+            None,
+            "write 10.0.0.0/8 for the network, or 10.0.0.5 for the host",
+        ),
+        (Some("192.168.1.1/24"), None, "192.168.1.0/24"),
+        (None, Some("2001:db8::1/32"), "write 2001:db8::/32"),
+        (None, Some("::ffff:10.0.0.0/8"), "::ffff:10.0.0.0/104"),
+        (
+            None,
+            Some("::ffff:0:0/95"),
+            "write ::fffe:0:0/95 for the network",
+        ),
+    ] {
+        let bad = v4.or(v6).unwrap_or_default();
+        let (field, acip) = match v4 {
+            Some(e) => ("ipv4", json!({"ipv4": [e]})),
+            None => ("ipv6", json!({"ipv6": [v6]})),
+        };
+        let errors = rejected(&acp_doc(
+            "acp1",
+            &json!([{"acor": ["C0"], "acop": 2, "acco": [{"acip": acip}]}]).to_string(),
+            PVS_ADMIN,
+        ));
+        assert_eq!(errors.len(), 1, "{bad}: {errors:#?}");
+        assert_eq!(errors[0].path, format!("pv.acr[0].acco[0].acip.{field}[0]"));
+        let m = &errors[0].message;
+        assert!(
+            m.contains("host bits set") && m.contains(needle),
+            "{bad}: {m}"
+        );
+    }
+    // The network itself, a host, and the mapped form at /96 + n load.
+    let ok = compile_one(&acp_doc(
+        "acp1",
+        &json!([{"acor": ["C0"], "acop": 2, "acco": [{"acip": {
+            "ipv4": ["10.0.0.0/8", "10.0.0.5", "0.0.0.0/0"],
+            "ipv6": ["::ffff:10.0.0.0/104", "2001:db8::/32", "::/0"]
+        }}]}])
+        .to_string(),
+        PVS_ADMIN,
+    ));
+    assert_eq!(ok.rules(PrivilegeKind::Privileges).len(), 1);
+}
+
 /// Spec-notes §2.1: m2m:locationRegion holds exactly one of accc and accr.
 #[test]
 fn validation_aclr_with_both_accc_and_accr() {
@@ -3209,6 +3261,13 @@ fn validation_aclr_values() {
             "pv.acr[0].acco[0].aclr.accc[1]",
         ),
         (json!({"accc": ["D1"]}), "pv.acr[0].acco[0].aclr.accc[0]"),
+        // Spec notes §2.1: ISO 3166-1 alpha-2 codes, so assigned ones: `UK`
+        // (reserved; the country is GB) and `XX` name no country.
+        (
+            json!({"accc": ["GB", "UK"]}),
+            "pv.acr[0].acco[0].aclr.accc[1]",
+        ),
+        (json!({"accc": ["XX"]}), "pv.acr[0].acco[0].aclr.accc[0]"),
     ] {
         let errors = rejected(&acp_doc(
             "acp1",

@@ -123,11 +123,11 @@ pub fn das_request_from_pb(
         }
         Some(pb::location_region::Region::CountryCodes(cc)) => {
             for (i, code) in cc.codes.iter().enumerate() {
-                if !authz_core::location::is_country_code(code) {
+                if let Some(fault) = authz_core::location::country_code_fault(code) {
                     add(
                         &mut errors,
                         field(&format!("originator_location.country_codes.codes[{i}]")),
-                        format!("'{code}' is not an ISO 3166-1 alpha-2 code"),
+                        fault,
                     );
                 }
             }

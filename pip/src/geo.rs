@@ -27,8 +27,9 @@ use prefix_trie::joint::map::JointPrefixMap;
 /// Why a country source cannot be loaded; names the file and the line or field.
 #[derive(Debug, thiserror::Error)]
 pub enum GeoError {
-    /// A country code that is not two ASCII letters.
-    #[error("invalid country code {code:?}: expected an ISO 3166-1 alpha-2 code (two letters)")]
+    /// A country code that is not an assigned ISO 3166-1 alpha-2 code (nor
+    /// a reserved code of a place in one, such as `IC` or `UK`).
+    #[error("invalid country code {code:?}: expected an assigned ISO 3166-1 alpha-2 code")]
     Country {
         /// The code as given.
         code: String,
@@ -73,10 +74,12 @@ pub enum GeoError {
 /// prefixes costs no heap per entry.
 type Code = [u8; 2];
 
-/// `Some(uppercase code)` when `s` is two ASCII letters.
+/// `Some(uppercase code)` when `s` is an assigned ISO 3166-1 alpha-2 code
+/// ([`authz_core::location::is_country_code`]): `accc` lists only those, so
+/// a source answering another (`XX`, a database's `EU`) names no country.
 fn alpha2(s: &str) -> Option<Code> {
     match s.as_bytes() {
-        [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
+        [a, b] if authz_core::location::is_country_code(s) => {
             Some([a.to_ascii_uppercase(), b.to_ascii_uppercase()])
         }
         _ => None,
@@ -98,16 +101,10 @@ fn code_str(code: &Code) -> Option<&str> {
 /// Ceuta and Melilla `EA`, ...), which are no country codes. `accc` holds
 /// country codes and IP databases report these places under their country,
 /// so a position there answers that country (the same rule matching
-/// whichever way the country is found, Decision 5).
+/// whichever way the country is found, Decision 5); likewise a table's `UK`
+/// is `GB` ([`authz_core::location::reserved_code_country`]).
 pub fn assigned_code(code: &str) -> &str {
-    match code {
-        "IC" | "EA" => "ES",
-        "AC" | "TA" => "SH",
-        "CP" => "FR",
-        "DG" => "IO",
-        "CQ" => "GG",
-        other => other,
-    }
+    authz_core::location::reserved_code_country(code).unwrap_or(code)
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are the same host as
@@ -316,10 +313,20 @@ impl MmdbCountries {
     }
 
     /// `country.iso_code`, else `registered_country.iso_code`, uppercased;
-    /// `None` when the address is not in the database, the record has neither
-    /// field as two letters, or the record cannot be decoded (a damaged file
+    /// `None` when the address is not in the database (nor is any address
+    /// of `::/96` but the mapped ones), the record has neither field as an
+    /// assigned code, or the record cannot be decoded (a damaged file
     /// must not make an originator look as if it were somewhere).
     pub fn lookup(&self, ip: IpAddr) -> Option<String> {
+        // An IPv6 database keeps its IPv4 data under `::/96`, where an
+        // IPv4-compatible `::a.b.c.d` (deprecated, and no IPv4 peer to the
+        // engine or a CSV table) would find an IPv4 address's country.
+        if let IpAddr::V6(v6) = ip
+            && v6.to_ipv4_mapped().is_none()
+            && v6.segments()[..6] == [0; 6]
+        {
+            return None;
+        }
         // An IPv4-only database rejects IPv6 addresses; mapped ones are IPv4.
         let result = self.reader.lookup(canonical(ip)).ok()?;
         if !result.has_data() {

@@ -53,9 +53,11 @@ fn csv_reserved_codes_answer_their_country_decision_5() {
 11.0.0.0/8,ea
 12.0.0.0/8,IC
 12.0.0.0/8,ES
+13.0.0.0/8,UK
 ",
     )
     .unwrap();
+    assert_eq!(t.lookup(ip("13.1.1.1")), Some("GB"));
     assert_eq!(t.lookup(ip("10.1.1.1")), Some("ES"));
     assert_eq!(t.lookup(ip("11.1.1.1")), Some("ES"));
     assert_eq!(t.lookup(ip("12.1.1.1")), Some("ES"));
@@ -126,7 +128,14 @@ fn csv_errors_name_file_and_line() {
         // One country per prefix (also when written another way), not
         // "the last line wins".
         ("10.0.0.0/8,DE\n# c\n10.0.0.0/8,AT\n", "DE on line 1 and AT"),
-        ("10.0.0.0/8,DE\n# c\n10.9.9.9/8,AT\n", "DE on line 1 and AT"),
+        (
+            "10.0.0.0/8,DE\n# c\n::ffff:10.0.0.0/104,AT\n",
+            "DE on line 1 and AT",
+        ),
+        // A prefix with host bits set, as in `acip`: refused, not widened.
+        ("# c\n10.1.0.0/16,FR\n10.9.9.9/8,AT\n", "host bits"),
+        // Spec notes §2.1: assigned ISO 3166-1 codes only.
+        ("# c\n10.1.0.0/16,FR\n10.0.0.0/8,XX\n", "\"XX\""),
     ];
     for (i, (text, needle)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("bad{i}.csv"));
@@ -230,6 +239,11 @@ fn write_test_mmdb(dir: &std::path::Path, record_size: u16) -> PathBuf {
     w.insert(ip("2001:db8::"), 32, jp);
     w.insert(ip("100.64.0.0"), 24, canary);
     w.insert(ip("2001:db8:1::"), 48, fr);
+    // A user-assigned code (no country), and the reserved `UK` (GB).
+    let unassigned = w.add_data(&country_record("XX"));
+    let uk = w.add_data(&country_record("UK"));
+    w.insert(ip("203.0.113.0"), 25, unassigned);
+    w.insert(ip("203.0.113.128"), 25, uk);
     let path = dir.join(format!("test-{record_size}.mmdb"));
     std::fs::write(&path, w.to_bytes()).unwrap();
     path
@@ -256,6 +270,15 @@ fn mmdb_lookups() {
         assert_eq!(db.lookup(ip("198.51.100.1")), None);
         assert_eq!(db.lookup(ip("2001:db9::1")), None);
         assert_eq!(db.lookup(ip("::1")), None);
+        // Spec notes §2.1: `accc` lists assigned ISO 3166-1 codes; `XX`
+        // names no country, `UK` is GB.
+        assert_eq!(db.lookup(ip("203.0.113.1")), None);
+        assert_eq!(db.lookup(ip("203.0.113.129")).as_deref(), Some("GB"));
+        // The database keeps 10.0.0.0/8 under ::10.0.0.0/104 too; the
+        // IPv4-compatible `::10.2.3.4` is an IPv6 address (as to `acip` and
+        // the CSV tables), with no country.
+        assert_eq!(db.lookup(ip("::10.2.3.4")), None);
+        assert_eq!(db.lookup(ip("::a02:304")), None);
     }
     dir.close().unwrap();
 }
@@ -836,4 +859,31 @@ fn decide_at(
             granted_roles: &[],
         },
     )
+}
+
+/// Every country the shipped boundaries dataset can answer (its alpha-2
+/// ids, reserved ones read as their country) is an assigned ISO 3166-1
+/// code, so a policy can list it (spec notes §2.1): sampled on a 0.25°
+/// grid, which holds a point of every area the dataset's 1° cells name.
+#[test]
+fn every_country_of_the_boundaries_dataset_is_an_assigned_code() {
+    use country_boundaries::{BOUNDARIES_ODBL_360X180, CountryBoundaries, LatLon};
+    let boundaries = CountryBoundaries::from_reader(BOUNDARIES_ODBL_360X180).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..720 {
+        for j in 0..1440 {
+            let (lat, lon) = (-89.9 + f64::from(i) * 0.25, -179.9 + f64::from(j) * 0.25);
+            for id in boundaries.ids(LatLon::new(lat, lon).unwrap()) {
+                if id.len() == 2 {
+                    seen.insert(assigned_code(id).to_owned());
+                }
+            }
+        }
+    }
+    let odd: Vec<&String> = seen
+        .iter()
+        .filter(|c| !authz_core::location::is_country_code(c))
+        .collect();
+    assert!(odd.is_empty(), "{odd:?}");
+    assert!(seen.len() > 200, "{}", seen.len());
 }

@@ -1068,11 +1068,8 @@ pub fn decision_request_from_pb(
                 }
             });
             for (i, code) in loc.country_codes.iter().enumerate() {
-                if !authz_core::location::is_country_code(code) {
-                    errors.add(
-                        format!("originator_location.country_codes[{i}]"),
-                        format!("'{code}' is not an ISO 3166-1 alpha-2 code"),
-                    );
+                if let Some(fault) = authz_core::location::country_code_fault(code) {
+                    errors.add(format!("originator_location.country_codes[{i}]"), fault);
                 }
             }
             (position, loc.country_codes.clone())

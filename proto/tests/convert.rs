@@ -470,7 +470,7 @@ fn request_errors_name_the_field() {
             "operation: 0 is not an operation (1-5)",
             "originator_ip.ipv4: '300.1.1.1' is not an IPv4 address: an octet is at most 255",
             "originator_location.position.latitude: 95 out of range -90..90",
-            "originator_location.country_codes[0]: 'DEU' is not an ISO 3166-1 alpha-2 code",
+            "originator_location.country_codes[0]: 'DEU' is not an ISO 3166-1 alpha-2 country code (two letters)",
         ]
     );
 }
