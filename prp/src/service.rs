@@ -1111,7 +1111,9 @@ impl PolicyRetrievalPoint for PrpService {
     ) -> Result<Response<pb::AcpRecord>, Status> {
         let req = request.into_inner();
         check_originator(&req.originator)?;
-        let (id, acp) = acp_input(req.acp.as_ref()).map_err(|e| invalid_argument(&e))?;
+        let (id, mut acp) = acp_input(req.acp.as_ref()).map_err(|e| invalid_argument(&e))?;
+        // An attribute given as null is absent.
+        acp.other.retain(|_, v| !v.is_null());
         check_entry_lengths(&acp, &self.inner.hosting)
             .map_err(|e| invalid_argument(&validation_errors(e)))?;
         check_create(&acp)
@@ -1252,6 +1254,10 @@ impl PolicyRetrievalPoint for PrpService {
                 acp.other.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }
+        // An attribute the update gives as null is deleted (oneM2M's
+        // Update), not stored as null; `pv`, `pvs` and `rn` given as null
+        // are absent above, so kept.
+        acp.other.retain(|_, v| !v.is_null());
         if acp
             .self_privileges
             .as_ref()

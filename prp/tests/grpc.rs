@@ -2669,6 +2669,67 @@ async fn acp_updates_keep_pi_and_what_they_omit_ts0001_9_6_1_3() {
     prp.shutdown().await;
 }
 
+/// A stored ACP as the model's JSON (short names, other attributes flat).
+async fn acp_json(
+    c: &mut pb::policy_retrieval_point_client::PolicyRetrievalPointClient<
+        tonic::transport::Channel,
+    >,
+    id: &str,
+) -> serde_json::Value {
+    let acp = c
+        .get_acp(pb::GetAcpRequest { acp_id: id.into() })
+        .await
+        .expect("get")
+        .into_inner()
+        .acp
+        .expect("acp");
+    serde_json::to_value(authz_proto::convert::acp_from_pb(&acp).expect("model")).expect("json")
+}
+
+/// An attribute an update gives as null is deleted, not stored as null (a
+/// policy author's `"et": null` removes the expiration time), and one a
+/// create gives as null is absent; what the update omits stays.
+#[tokio::test]
+async fn an_acp_attribute_given_as_null_is_deleted_not_stored() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    let rules = format!(
+        r#""pv": {{"acr": [{{"acor": ["CAlice"], "acop": 2}}]}}, "pvs": {{"acr": [{{"acor": ["{ADMIN}"], "acop": 63}}]}}"#
+    );
+    let apply = |body: String| {
+        authz_prp::bundle::Bundle::parse(&format!(r#"{{"acps": [{{"m2m:acp": {{{body}}}}}]}}"#))
+            .expect("bundle")
+    };
+    authz_prp::bundle::apply(
+        c,
+        ADMIN,
+        &apply(format!(
+            r#""ri": "acpN", "et": "20301231T000000", "lbl": ["a"], "vnd": {{"x": 1}}, "cstn": null, {rules}"#
+        )),
+    )
+    .await
+    .expect("create");
+    let created = acp_json(c, "acpN").await;
+    assert_eq!(created["et"], "20301231T000000", "{created}");
+    assert!(created.get("cstn").is_none(), "{created}");
+    authz_prp::bundle::apply(
+        c,
+        ADMIN,
+        &apply(format!(
+            r#""ri": "acpN", "et": null, "vnd": null, "pvs": {{"acr": [{{"acor": ["{ADMIN}"], "acop": 63}}]}}"#
+        )),
+    )
+    .await
+    .expect("update");
+    let updated = acp_json(c, "acpN").await;
+    for gone in ["et", "vnd"] {
+        assert!(updated.get(gone).is_none(), "{gone}: {updated}");
+    }
+    assert_eq!(updated["lbl"], serde_json::json!(["a"]), "{updated}");
+    assert!(updated.get("pv").is_some(), "{updated}");
+    prp.shutdown().await;
+}
+
 /// `authz policy apply` says what it changed: a bundle applied again is
 /// reported unchanged (the PRP made no revision for it), a partly changed
 /// one counts only what changed; and an ACP whose ID a resource holds is
