@@ -1157,6 +1157,27 @@ impl PolicyRetrievalPoint for PrpService {
                 ),
             )]));
         }
+        // A resourceName is unique among its parent's children (TS-0001
+        // 9.6.1.3), so `parent/rn` names one resource.
+        if let (Some(pi), Some(rn)) = (parent, acp.resource_name.as_deref())
+            && let Some(sibling) = self.read(|s| {
+                s.acps
+                    .values()
+                    .find(|a| {
+                        a.resource_name.as_deref() == Some(rn)
+                            && a.parent_id
+                                .as_deref()
+                                .map(|p| self.inner.hosting.held_resource_id(p).unwrap_or(p))
+                                == Some(pi)
+                    })
+                    .map(|a| a.id().unwrap_or_default().to_owned())
+            })
+        {
+            return Err(Status::already_exists(format!(
+                "resource_name: ACP {sibling} under {pi} is named {rn} already; a resourceName is \
+                 unique among its parent's children (TS-0001 9.6.1.3)"
+            )));
+        }
         // A Create is addressed to the parent and judged by the parent's
         // policies (TS-0001 9.6.2, TS-0003 7.1.1): the new ACP's own pvs
         // govern requests to it only once it exists.
@@ -1244,8 +1265,20 @@ impl PolicyRetrievalPoint for PrpService {
         if acp.self_privileges.is_none() {
             acp.self_privileges = stored.self_privileges.clone();
         }
-        if acp.resource_name.is_none() {
-            acp.resource_name = stored.resource_name.clone();
+        // `rn` is write-once (TS-0001 9.6.1.3): given again, it must be the
+        // stored one.
+        match (&acp.resource_name, &stored.resource_name) {
+            (None, _) => acp.resource_name = stored.resource_name.clone(),
+            (Some(new), old) if Some(new) != old.as_ref() => {
+                return Err(invalid_argument(&[violation(
+                    "resource_name",
+                    format!(
+                        "rn of ACP {id} is {:?} and cannot change (write-once, TS-0001 9.6.1.3)",
+                        old.as_deref().unwrap_or("")
+                    ),
+                )]));
+            }
+            _ => {}
         }
         // Kept unless a later version refuses the attribute (an `acpi`
         // stored before it was refused): an update then repairs the ACP.
@@ -1516,6 +1549,9 @@ impl PolicyRetrievalPoint for PrpService {
         // judged by the pvs of the ACPs referenced now, spec notes §2.3).
         // References the resource holds already are kept as they are, so a
         // put of its other attributes goes through after an ACP's deletion.
+        // (A `daci` entry may name a DAC registered later, even a child of
+        // the resource; only the admin may register a DAC ID that a `daci`
+        // names, below.)
         let missing_refs: Vec<ConversionError> = self.read(|s| {
             let held: &[String] = s
                 .resources
@@ -1563,6 +1599,23 @@ impl PolicyRetrievalPoint for PrpService {
                             req.originator
                         ),
                     )]));
+                }
+            }
+        }
+        // The same originator in another ID form (Decision 2: `Cae` is
+        // `//sp/cse/Cae`) is the same `cr`, `aei` or `csi`: the stored
+        // spelling stays, so a bundle naming it otherwise applies again.
+        if let Some(old) = self.read(|s| s.resources.get(&id).cloned()) {
+            for (was, now) in [
+                (&old.creator, &mut resource.creator),
+                (&old.ae_id, &mut resource.ae_id),
+                (&old.cse_id, &mut resource.cse_id),
+            ] {
+                if let (Some(was), Some(given)) = (was, now.as_deref())
+                    && was != given
+                    && self.is_one_of(given, &[was.as_str()])
+                {
+                    *now = Some(was.clone());
                 }
             }
         }
@@ -1624,7 +1677,16 @@ impl PolicyRetrievalPoint for PrpService {
                         .values()
                         .find(|d| d.target == id && !d.is_expired(now))
                         .map(|d| format!("dynamic ACP {} is still bound to it", d.id));
-                    if let Some(why) = child.or(bound) {
+                    // A DAC ID that resources' `daci` still name: whoever
+                    // registered it would set their `dae` and `dap`.
+                    let consulted = snap
+                        .resources
+                        .values()
+                        .find(|r| r.daci.iter().flatten().any(|d| *d == id))
+                        .map(|r| {
+                            format!("resource {} still references it in its daci", r.resource_id)
+                        });
+                    if let Some(why) = child.or(bound).or(consulted) {
                         return Err(Status::permission_denied(format!(
                             "{} may not register resource {id}: {why}; only the admin may re-create it",
                             req.originator

@@ -3931,3 +3931,172 @@ async fn reads_deletes_and_grants_take_any_id_form_of_this_cse_ts0001_7_2() {
     assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
     prp.shutdown().await;
 }
+
+/// A DAC ID that a resource's `daci` names (its DAC deleted, or never
+/// registered) would set that resource's `dae` and `dap` for whoever
+/// registers it: as for ACP IDs in `acpi`, only the admin may (the hosting
+/// CSE assigns IDs in oneM2M; TS-0001 9.6.40, spec notes §6.4).
+#[tokio::test]
+async fn a_dac_id_that_a_daci_names_is_the_admins_to_register() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    // Bob may create anything under `cb`.
+    let mut acp_cb = acp("acpCb", &["CBob"], &[ADMIN], ALL);
+    acp_cb.privileges = Some(set(vec![rule(&["CBob"], ALL)]));
+    c.create_acp(create_req(ADMIN, acp_cb)).await.expect("acp");
+    c.put_resource(put_req(ADMIN, resource("cb", "", 5, Some(&["acpCb"]), "")))
+        .await
+        .expect("cb");
+    let dac = |id: &str, enabled: bool| pb::TargetResource {
+        dac_enabled: Some(enabled),
+        dac_poa: vec!["http://das.example.com".into()],
+        ..resource(id, "cb", 34, Some(&["acpCb"]), "")
+    };
+    c.put_resource(put_req(ADMIN, dac("dacOff", false)))
+        .await
+        .expect("dacOff");
+    let mut door = resource("door", "cb", 3, Some(&["acpCb"]), "CBob");
+    // In any ID form (TS-0001 7.2): held as `ghost`.
+    door.daci = vec!["dacOff".into(), "//sp.example.com/id-in/ghost".into()];
+    c.put_resource(put_req(ADMIN, door)).await.expect("door");
+    c.delete_resource(pb::DeleteResourceRequest {
+        originator: ADMIN.into(),
+        resource_id: "dacOff".into(),
+        role_ids: Vec::new(),
+    })
+    .await
+    .expect("delete dacOff");
+    let before = stored_state(c).await;
+    for id in ["dacOff", "ghost"] {
+        let err = c
+            .put_resource(put_req("CBob", dac(id, true)))
+            .await
+            .expect_err(id);
+        assert_eq!(err.code(), Code::PermissionDenied, "{id}: {err:?}");
+        assert!(
+            err.message()
+                .contains("door still references it in its daci"),
+            "{}",
+            err.message()
+        );
+    }
+    assert_eq!(stored_state(c).await, before, "nothing stored");
+    // An ID no daci names is Bob's to register, and the admin may re-create.
+    c.put_resource(put_req("CBob", dac("dacBob", true)))
+        .await
+        .expect("a fresh DAC ID");
+    c.put_resource(put_req(ADMIN, dac("dacOff", false)))
+        .await
+        .expect("the admin re-creates dacOff");
+    prp.shutdown().await;
+}
+
+/// `cr`, `aei` and `csi` name an originator, so the same one in another ID
+/// form (Decision 2) is no change: a bundle that writes the creator as a
+/// stem after registering it absolute applies again, unchanged.
+#[tokio::test]
+async fn the_same_creator_or_ae_id_in_another_id_form_is_no_change() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    c.create_acp(create_req(ADMIN, acp("acpCb", &["CBob"], &[ADMIN], ALL)))
+        .await
+        .expect("acp");
+    c.put_resource(put_req(ADMIN, resource("cb", "", 5, Some(&["acpCb"]), "")))
+        .await
+        .expect("cb");
+    let mut ae = resource(
+        "ae9",
+        "cb",
+        2,
+        Some(&["acpCb"]),
+        "//sp.example.com/id-in/Cae9",
+    );
+    ae.ae_id = "Cae9".into();
+    let first = c
+        .put_resource(put_req(ADMIN, ae.clone()))
+        .await
+        .expect("ae9")
+        .into_inner();
+    for (creator, ae_id) in [
+        ("Cae9", "//sp.example.com/id-in/Cae9"),
+        ("/id-in/Cae9", "//SP.example.com/id-in/Cae9"),
+    ] {
+        let mut again = ae.clone();
+        again.creator = creator.into();
+        again.ae_id = ae_id.into();
+        let r = c
+            .put_resource(put_req(ADMIN, again))
+            .await
+            .unwrap_or_else(|e| panic!("{creator} / {ae_id}: {e:?}"))
+            .into_inner();
+        assert_eq!(r.revision, first.revision, "no change: no revision");
+        let got = r.resource.expect("resource");
+        assert_eq!(
+            (got.creator.as_str(), got.ae_id.as_str()),
+            ("//sp.example.com/id-in/Cae9", "Cae9"),
+            "the stored spelling stays"
+        );
+    }
+    // Another originator is still a change, refused.
+    let mut other = ae.clone();
+    other.creator = "Cae10".into();
+    let err = c
+        .put_resource(put_req(ADMIN, other))
+        .await
+        .expect_err("cr is read-only");
+    assert_eq!(violations(&err), ["resource.creator"]);
+    prp.shutdown().await;
+}
+
+/// TS-0001 9.6.1.3: `rn` is write-once, and unique among the parent's
+/// children: an update that renames an ACP is refused naming
+/// `resource_name`, and a second ACP with the same `rn` under the same
+/// parent (in any ID form) is ALREADY_EXISTS.
+#[tokio::test]
+async fn an_acps_rn_is_write_once_and_unique_under_its_parent_ts0001_9_6_1_3() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    c.put_resource(put_req(ADMIN, resource("cb", "", 5, None, ADMIN)))
+        .await
+        .expect("cb");
+    let named = |id: &str, rn: &str, pi: &str| pb::AccessControlPolicy {
+        resource_name: Some(rn.into()),
+        parent_id: Some(pi.into()),
+        ..acp(id, &["CBob"], &[ADMIN], ALL)
+    };
+    c.create_acp(create_req(ADMIN, named("a1", "same", "cb")))
+        .await
+        .expect("a1");
+    let before = stored_state(c).await;
+    for pi in ["cb", "/id-in/cb", "//sp.example.com/id-in/cb"] {
+        let err = c
+            .create_acp(create_req(ADMIN, named("a2", "same", pi)))
+            .await
+            .expect_err(pi);
+        assert_eq!(err.code(), Code::AlreadyExists, "{pi}: {err:?}");
+        assert!(err.message().contains("resource_name"), "{}", err.message());
+    }
+    let update = |acp| pb::UpdateAcpRequest {
+        role_ids: Vec::new(),
+        originator: ADMIN.into(),
+        acp: Some(acp),
+    };
+    let err = c
+        .update_acp(update(named("a1", "renamed", "cb")))
+        .await
+        .expect_err("rn is write-once");
+    assert_eq!(violations(&err), ["resource_name"]);
+    assert_eq!(stored_state(c).await, before, "nothing stored");
+    // The same rn again, or none, is no rename.
+    c.update_acp(update(named("a1", "same", "cb")))
+        .await
+        .expect("same rn");
+    c.update_acp(update(acp("a1", &["CBob"], &[ADMIN], ALL)))
+        .await
+        .expect("rn omitted");
+    // Another name, or another parent, is free.
+    c.create_acp(create_req(ADMIN, named("a3", "other", "cb")))
+        .await
+        .expect("another rn");
+    prp.shutdown().await;
+}
