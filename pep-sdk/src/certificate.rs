@@ -148,8 +148,8 @@ impl CertificateAuthenticator {
     /// CSE-ID.
     pub fn with_cse(mut self, dns_name: &str, cse_id: &str) -> Result<Self, PepError> {
         if !is_fqdn(dns_name) {
-            return Err(PepError::Config {
-                setting: "CertificateAuthenticator::with_cse dns_name",
+            return Err(PepError::Argument {
+                argument: "CertificateAuthenticator::with_cse dns_name",
                 reason: format!("'{dns_name}' is not an FQDN"),
             });
         }
@@ -161,8 +161,8 @@ impl CertificateAuthenticator {
                     .is_some_and(|(_, cse)| !cse.contains('/'))
             });
         if !is_cse_id {
-            return Err(PepError::Config {
-                setting: "CertificateAuthenticator::with_cse cse_id",
+            return Err(PepError::Argument {
+                argument: "CertificateAuthenticator::with_cse cse_id",
                 reason: format!("'{cse_id}' is not a CSE-ID (/cse-id or //sp/cse-id)"),
             });
         }

@@ -398,9 +398,17 @@ pub enum DecisionSource {
     Pdp,
     /// The decision cache answered (a PDP decision made earlier).
     Cache,
-    /// The PDP gave no decision; denied (fail-closed). The decision's status
-    /// is PROCESSING_ERROR and its summary
-    /// `DENY (fail-closed): PDP unreachable: <reason>`.
+    /// The PDP gave no decision the PEP may enforce; denied (fail-closed),
+    /// and never cached. Three cases, told apart by the summary:
+    /// - no answer: status PROCESSING_ERROR, summary
+    ///   `DENY (fail-closed): PDP unreachable: <reason>`;
+    /// - a PERMIT without status OK (no final result, TS-0003 7.1.4): the
+    ///   PDP's status (PROCESSING_ERROR if it gave none), summary
+    ///   `DENY (fail-closed): the PDP answered PERMIT with status <n>, ...`;
+    /// - a PERMIT of an `updates_acpi` request by a PDP older than that
+    ///   field (it judged `pv`, not `pvs`): status PROCESSING_ERROR, summary
+    ///   `DENY (fail-closed): the PDP did not judge the request as an acpi
+    ///   change ...`.
     FailClosed,
     /// The PDP gave no decision; permitted by a fail-open rule. The
     /// decision's status is PROCESSING_ERROR and its summary
@@ -511,9 +519,13 @@ impl PepClient {
         Self::with_clients(clients, config)
     }
 
-    /// A client over an existing channel (for example one with TLS);
-    /// `config.endpoints` is not used. Fails on a setting
-    /// [`PepConfig::validate`] rejects.
+    /// A client over an existing channel (for example one with TLS). The
+    /// channel is used as it was built: the settings that shape a channel,
+    /// `config.endpoints`, `connect_timeout`, `keepalive`, `tls_ca` and
+    /// the TLS identity, are not applied to it (build them into the
+    /// channel); the others (deadline, retries, cache, fail-open rules,
+    /// revision polling) are. Fails on a setting [`PepConfig::validate`]
+    /// rejects, the unused ones included.
     pub fn with_channel(channel: Channel, config: PepConfig) -> Result<Self, PepError> {
         Self::with_clients(vec![PolicyDecisionPointClient::new(channel)], config)
     }
@@ -741,19 +753,29 @@ impl PepClient {
         // A timeout too long to represent is no timeout.
         let until = Instant::now().checked_add(timeout);
         loop {
-            let last = match self.status().await {
+            // Whether the last call was answered: a PDP that answers but
+            // lags is `Behind`, one that does not answer `Unreachable`.
+            let (answered, last) = match self.status().await {
                 Ok(s) if reached(&s) => return Ok(s.replica_revision),
-                Ok(s) => format!(
-                    "replica at revision {} of store {}",
-                    s.replica_revision, s.policy_store
+                Ok(s) => (
+                    true,
+                    format!(
+                        "replica at revision {} of store {}",
+                        s.replica_revision, s.policy_store
+                    ),
                 ),
-                Err(e) => e.to_string(),
+                Err(e) => (false, e.to_string()),
             };
             if until.is_some_and(|until| Instant::now() >= until) {
-                return Err(PepError::Unreachable(format!(
+                let why = format!(
                     "the PDP did not reach {} within {timeout:?} ({last})",
                     wanted()
-                )));
+                );
+                return Err(if answered {
+                    PepError::Behind(why)
+                } else {
+                    PepError::Unreachable(why)
+                });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -36,9 +36,24 @@ pub enum PepError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An argument of a constructor other than [`crate::PepConfig`]'s
+    /// cannot be used (`CertificateAuthenticator::with_cse dns_name`).
+    #[error("{argument}: {reason}")]
+    Argument {
+        /// The function and its argument.
+        argument: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The PDP did not answer a call (after the retries, within the deadline).
     #[error("PDP unreachable: {0}")]
     Unreachable(String),
+    /// The PDP answered, but its replica did not reach the revision or
+    /// store version waited for within the timeout
+    /// ([`crate::PepClient::wait_for_version`]): a PDP that lags or
+    /// follows another PRP store, not a dead one.
+    #[error("PDP behind: {0}")]
+    Behind(String),
     /// The PDP answered a call with an error that is not about reachability.
     #[error("PDP error: {0}")]
     Pdp(String),

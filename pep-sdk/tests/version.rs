@@ -239,6 +239,8 @@ async fn a_version_of_another_store_is_never_reached() {
         .await
         .expect_err("another store");
     assert!(e.to_string().contains("another-store"), "{e}");
+    // The PDP answered: it is behind (or elsewhere), not unreachable.
+    assert!(matches!(e, authz_pep::PepError::Behind(_)), "{e:?}");
     // Same store, same revision, another change (a restored history).
     let other_history = pb::StoreVersion {
         tag: written.tag ^ 1,

@@ -371,6 +371,15 @@ impl Store {
                 if !valid {
                     return Err(StoreError::Bad(format!("rn '{rn}' is not a valid name")));
                 }
+                // A path segment with a meaning of its own: `-` is the
+                // CSEBase's name in a structured path, `.` and `..` are
+                // what HTTP clients resolve away; a resource so named
+                // would be reached at another one's address.
+                if matches!(rn, "-" | "." | "..") {
+                    return Err(StoreError::Bad(format!(
+                        "rn '{rn}' is reserved in a resource path (the CSEBase '-', or a dot segment)"
+                    )));
+                }
                 if self.resources.contains_key(rn) || rn == "la" || rn == "ol" {
                     return Err(StoreError::Conflict(rn.to_owned()));
                 }
@@ -624,6 +633,28 @@ mod tests {
         assert_eq!(s.commanded_door("unlock"), Some("frontDoor"));
         assert_eq!(s.commanded_door("frontDoor"), None);
         assert_eq!(s.state("unlock"), None, "a command container starts empty");
+    }
+
+    /// A contentInstance named `-`, `.` or `..` would be addressed as the
+    /// CSEBase (`-`) or resolved away by HTTP clients (`.`, `..`), so its
+    /// Content-Location would point at another resource: refused (4000).
+    #[test]
+    fn names_with_a_meaning_in_a_path_are_refused() {
+        let mut s = store();
+        let now = Utc::now();
+        let before = s.children("frontDoor").len();
+        for rn in ["-", ".", ".."] {
+            let err = s
+                .create_instance("frontDoor", Some(rn), "LOCKED", "CownerPhone", now)
+                .expect_err(rn);
+            assert!(
+                matches!(err, StoreError::Bad(ref m) if m.contains("reserved")),
+                "{rn}: {err:?}"
+            );
+        }
+        assert_eq!(s.children("frontDoor").len(), before, "nothing stored");
+        s.create_instance("frontDoor", Some("a.b-c"), "LOCKED", "CownerPhone", now)
+            .expect("dots and dashes inside a name are fine");
     }
 
     #[test]
