@@ -683,18 +683,24 @@ fn host_bits_fault(s: &str, network: IpNet, addr: IpAddr) -> String {
         IpAddr::V6(v6) => v6.to_ipv4_mapped(),
         IpAddr::V4(_) => None,
     };
+    let n = network.prefix_len();
     let hint = match mapped {
-        // An IPv4 prefix length on the mapped form: the likely slip.
-        Some(v4) if network.prefix_len() <= 32 => format!(
-            "an IPv4-mapped prefix is 96 + the IPv4 prefix length, e.g. ::ffff:{v4}/{}",
-            96 + network.prefix_len()
+        // An IPv4 prefix length on the mapped form: the likely slip. The
+        // suggestion is itself a valid prefix (the IPv4 network of `/n`).
+        Some(v4) if n <= 32 => format!(
+            "an IPv4-mapped prefix is 96 + the IPv4 prefix length, e.g. ::ffff:{}/{}",
+            Ipv4Net::new(v4, n).map_or(v4, |net| net.network()),
+            96 + n
+        ),
+        // As IPv6, `/n` would hold every mapped address and more: no
+        // network worth suggesting.
+        Some(_) if n < 96 => format!(
+            "an IPv4-mapped prefix is /96 to /128 (96 + the IPv4 prefix length); as IPv6, /{n} \
+             is {network}, which holds every IPv4-mapped address"
         ),
         _ => format!("write {network} for the network, or {addr} for the host"),
     };
-    format!(
-        "'{s}' has host bits set beyond its /{} prefix: {hint}",
-        network.prefix_len()
-    )
+    format!("'{s}' has host bits set beyond its /{n} prefix: {hint}")
 }
 
 /// Why `text`, which [`std::net::Ipv4Addr`] does not read, is no IPv4

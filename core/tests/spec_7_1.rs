@@ -3185,11 +3185,17 @@ fn validation_acip_prefix_with_host_bits_set_is_refused_with_the_fix() {
         (Some("192.168.1.1/24"), None, "192.168.1.0/24"),
         (None, Some("2001:db8::1/32"), "write 2001:db8::/32"),
         (None, Some("::ffff:10.0.0.0/8"), "::ffff:10.0.0.0/104"),
+        // The suggestion is a valid prefix itself: the IPv4 part masked.
+        (None, Some("::ffff:10.0.0.5/8"), "e.g. ::ffff:10.0.0.0/104"),
+        (None, Some("::ffff:1.2.3.4/24"), "e.g. ::ffff:1.2.3.0/120"),
+        (None, Some("::ffff:10.0.0.0/0"), "e.g. ::ffff:0.0.0.0/96"),
+        // No widening network is suggested for a mapped address.
         (
             None,
             Some("::ffff:0:0/95"),
-            "write ::fffe:0:0/95 for the network",
+            "holds every IPv4-mapped address",
         ),
+        (None, Some("::ffff:10.0.0.0/64"), "/96 to /128"),
     ] {
         let bad = v4.or(v6).unwrap_or_default();
         let (field, acip) = match v4 {
@@ -3209,12 +3215,13 @@ fn validation_acip_prefix_with_host_bits_set_is_refused_with_the_fix() {
             "{bad}: {m}"
         );
     }
-    // The network itself, a host, and the mapped form at /96 + n load.
+    // The network itself, a host, and the mapped form at /96 + n load
+    // (every suggestion above among them).
     let ok = compile_one(&acp_doc(
         "acp1",
         &json!([{"acor": ["C0"], "acop": 2, "acco": [{"acip": {
             "ipv4": ["10.0.0.0/8", "10.0.0.5", "0.0.0.0/0"],
-            "ipv6": ["::ffff:10.0.0.0/104", "2001:db8::/32", "::/0"]
+            "ipv6": ["::ffff:10.0.0.0/104", "::ffff:1.2.3.0/120", "::ffff:0.0.0.0/96", "2001:db8::/32", "::/0"]
         }}]}])
         .to_string(),
         PVS_ADMIN,
