@@ -181,6 +181,133 @@ async fn decide_rpcs_are_exported_as_spans_in_the_callers_trace() {
     assert_eq!(count, Some(any_value::Value::IntValue(3)), "{span:?}");
 }
 
+/// The spans of `trace_id` that reach the collector within 30 s, once one
+/// named `until` (of that trace) has arrived.
+async fn spans_of_trace(
+    exports: &mut mpsc::UnboundedReceiver<ExportTraceServiceRequest>,
+    trace_id: &str,
+    until: &str,
+) -> Vec<Span> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut spans = Vec::new();
+    while !spans.iter().any(|s: &Span| s.name == until) {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let export = tokio::time::timeout(remaining, exports.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("no {until} span of trace {trace_id} within 30 s: {spans:#?}")
+            })
+            .expect("collector channel open");
+        spans.extend(
+            export
+                .resource_spans
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .flat_map(|ss| &ss.spans)
+                .filter(|s| hex(&s.trace_id) == trace_id)
+                .cloned(),
+        );
+    }
+    spans
+}
+
+/// A `DecideStream`'s span lasts the stream (it was exported when the
+/// handler returned the stream, microseconds long), and the PDP's own call
+/// to the PIP joins the trace of the decision that made it, as a child of
+/// the decision's span (README: "joins the caller's trace").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_span_lasts_the_stream_and_pip_calls_join_the_trace() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector_url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, mut exports) = mpsc::unbounded_channel();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(Collector(tx)))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let data = tempdir("otlp-stream");
+    let (_up, url) = start_up(
+        data.path(),
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector_url.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
+    let owner_reads = request(
+        "CownerPhone",
+        "frontDoor",
+        authz_proto::pb::Operation::Retrieve,
+    );
+    eventually(&mut pdp, &owner_reads, true).await;
+    let parent_span = "00f067aa0ba902b7";
+
+    // Two requests 400 ms apart on one stream.
+    let stream_trace = "5bf92f3577b34da6a3ce929d0e0e4736";
+    let (send, requests) = mpsc::channel(4);
+    let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(requests));
+    req.metadata_mut().insert(
+        "traceparent",
+        format!("00-{stream_trace}-{parent_span}-01")
+            .parse()
+            .unwrap(),
+    );
+    let mut answers = pdp.decide_stream(req).await.unwrap().into_inner();
+    for _ in 0..2 {
+        send.send(owner_reads.clone()).await.unwrap();
+        let decision = answers.message().await.unwrap().expect("an answer");
+        assert!(is_permit(&decision), "{}", decision.summary);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    drop(send);
+    assert!(answers.message().await.unwrap().is_none(), "stream ends");
+    let stream = "onem2m.authz.v1.PolicyDecisionPoint/DecideStream";
+    let spans = spans_of_trace(&mut exports, stream_trace, stream).await;
+    let span = spans
+        .iter()
+        .find(|s| s.name == stream)
+        .expect("stream span");
+    let lasted_ms = span
+        .end_time_unix_nano
+        .saturating_sub(span.start_time_unix_nano)
+        / 1_000_000;
+    assert!(
+        lasted_ms >= 400,
+        "the stream's span lasted {lasted_ms} ms: {span:?}"
+    );
+
+    // A newcomer's decision needs the PIP (its groups): the PIP's
+    // ResolveAttributes span is in the decision's trace, under its span.
+    let pip_trace = "6bf92f3577b34da6a3ce929d0e0e4736";
+    let mut req = tonic::Request::new(request(
+        "Cnewcomer",
+        "backDoor",
+        authz_proto::pb::Operation::Retrieve,
+    ));
+    req.metadata_mut().insert(
+        "traceparent",
+        format!("00-{pip_trace}-{parent_span}-01").parse().unwrap(),
+    );
+    pdp.decide(req).await.unwrap();
+    let resolve = "onem2m.authz.v1.PolicyInformationPoint/ResolveAttributes";
+    let decide = "onem2m.authz.v1.PolicyDecisionPoint/Decide";
+    let mut spans = spans_of_trace(&mut exports, pip_trace, resolve).await;
+    if !spans.iter().any(|s| s.name == decide) {
+        spans.extend(spans_of_trace(&mut exports, pip_trace, decide).await);
+    }
+    let decide_span = spans
+        .iter()
+        .find(|s| s.name == decide)
+        .expect("Decide span");
+    let resolve_span = spans.iter().find(|s| s.name == resolve).expect("PIP span");
+    assert_eq!(hex(&decide_span.parent_span_id), parent_span);
+    assert_eq!(
+        resolve_span.parent_span_id, decide_span.span_id,
+        "{resolve_span:?}"
+    );
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1127,6 +1127,23 @@ fn start_up_errors_name_their_flag_and_an_empty_rust_log_means_info() {
         assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
         assert!(err.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{err}");
     }
+    // OTLP over gRPC only: asking for HTTP is refused, not sent frames a
+    // collector's HTTP port cannot read.
+    for var in [
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    ] {
+        let out = pdp(
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+                (var, "http/protobuf"),
+            ],
+            "off",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}: {err}");
+        assert!(err.contains(var) && err.contains("gRPC only"), "{err}");
+    }
     // Empty RUST_LOG and OTEL_EXPORTER_OTLP_ENDPOINT: as if unset, so the
     // PDP starts, without export, and logs (here, its PRP is unreachable)
     // rather than staying silent.
@@ -1159,6 +1176,45 @@ fn start_up_errors_name_their_flag_and_an_empty_rust_log_means_info() {
         !line.contains("tcp connect error: tcp connect error"),
         "{line}"
     );
+}
+
+/// A collector that cannot be reached is said once, not for every batch
+/// of spans (every 100 ms here: the SDK logged an error each time), and
+/// the service goes on deciding.
+#[test]
+fn an_unreachable_collector_is_said_once() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let collector = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let data = tempdir("otlp-down");
+    let (_up, url, lines) = common::start_up_with_output(
+        data.path(),
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let mut pdp = authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient::new(
+            common::channel(&url).await,
+        );
+        let owner = common::request("CownerPhone", "frontDoor", pb::Operation::Retrieve);
+        common::eventually(&mut pdp, &owner, true).await;
+        // Spans for many batches over two seconds.
+        for _ in 0..20 {
+            pdp.decide(owner.clone()).await.expect("decided");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let logged: Vec<String> = lines.try_iter().collect();
+    let failed = logged
+        .iter()
+        .filter(|l| l.contains("trace export failed") || l.contains("ExportError"))
+        .count();
+    assert_eq!(failed, 1, "{logged:#?}");
 }
 
 /// A start refused for a `--listen` port in use writes nothing: the data
@@ -2130,4 +2186,138 @@ async fn a_propagation_run_ends_when_the_pdp_stalls() {
         "the probe is removed"
     );
     drop(pdp);
+}
+
+/// A PDP whose PIP is down denies what needs the PIP (MISSING_ATTRIBUTE),
+/// and says so once when the outage starts, not once per decision (the
+/// counter `authz_pip_fetches_total` counts each failure).
+#[test]
+fn a_pip_outage_is_logged_once_not_per_decision() {
+    let prp_data = tempdir("pip-outage");
+    let (_up, prp_url) = start_up(prp_data.path(), &[], &[]);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_pip = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let (_pdp, url, lines) = start_with_output(
+        &[
+            "pdp",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "off",
+            "--prp",
+            &prp_url,
+            "--pip",
+            &dead_pip,
+        ],
+        &[],
+        "PDP on",
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
+        // Newcomers: their groups must come from the PIP, which is down;
+        // once the replica is loaded, each is MISSING_ATTRIBUTE.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let d = pdp
+                .decide(request("Cfirst", "backDoor", pb::Operation::Retrieve))
+                .await
+                .expect("decided")
+                .into_inner();
+            if d.status == pb::AuthorizationStatus::MissingAttribute as i32 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{}", d.summary);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for i in 0..8 {
+            let d = pdp
+                .decide(request(
+                    &format!("Cnew{i}"),
+                    "backDoor",
+                    pb::Operation::Retrieve,
+                ))
+                .await
+                .expect("decided")
+                .into_inner();
+            assert_eq!(
+                d.status,
+                pb::AuthorizationStatus::MissingAttribute as i32,
+                "{}",
+                d.summary
+            );
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let logged: Vec<String> = lines.try_iter().collect();
+    let warned = logged
+        .iter()
+        .filter(|l| l.contains("PIP attributes unavailable"))
+        .count();
+    assert_eq!(warned, 1, "{logged:#?}");
+}
+
+/// A refused write or call is one log line, naming who was refused and
+/// never the secret sent: a PRP write whose two possible checks both fail
+/// (it was logged twice), a PIP write by a stranger and a DAS caller with
+/// a wrong secret (neither was logged at all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_refused_write_or_call_is_logged_once() {
+    let data = tempdir("refusals");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/das/door-lock-das.json");
+    let (_up, url, lines) = start_up_with_output(
+        data.path(),
+        &["--das-config", config.to_str().unwrap()],
+        &[("RUST_LOG", "info")],
+    );
+    let mut prp = PolicyRetrievalPointClient::new(channel(&url).await);
+    // The demo's back door, put back unchanged by a stranger: neither an
+    // Update under its policies nor an acpi-only Update under their pvs.
+    let door = prp
+        .get_resource(pb::GetResourceRequest {
+            resource_id: "backDoor".into(),
+        })
+        .await
+        .expect("backDoor")
+        .into_inner()
+        .resource;
+    let refused = prp
+        .put_resource(pb::PutResourceRequest {
+            originator: "Cstranger".into(),
+            resource: door,
+            role_ids: Vec::new(),
+        })
+        .await
+        .expect_err("a stranger");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let mut pip = PolicyInformationPointClient::new(channel(&url).await);
+    let refused = pip
+        .put_group(pb::PutGroupRequest {
+            originator: "Cstranger".into(),
+            group: Some(pb::Group {
+                group_id: "grpStrangers".into(),
+                member_ids: vec!["Cstranger".into()],
+            }),
+        })
+        .await
+        .expect_err("a stranger");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let mut das = pb::dynamic_authorization_server_client::DynamicAuthorizationServerClient::new(
+        channel(&url).await,
+    );
+    let mut issue = tonic::Request::new(pb::IssueTokenRequest::default());
+    issue
+        .metadata_mut()
+        .insert("authorization", "Bearer not-the-secret-42".parse().unwrap());
+    let refused = das.issue_token(issue).await.expect_err("wrong secret");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logged: Vec<String> = lines.try_iter().collect();
+    let count = |needle: &str| logged.iter().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("PRP write refused"), 1, "{logged:#?}");
+    assert_eq!(count("PIP write refused"), 1, "{logged:#?}");
+    assert_eq!(count("DAS call refused"), 1, "{logged:#?}");
+    assert_eq!(count("not-the-secret-42"), 0, "{logged:#?}");
 }

@@ -604,6 +604,7 @@ impl Das {
     /// is configured for it.
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
+        authz_proto::serving::inject_trace_context(request.metadata_mut());
         if let Some(a) = &self.authorization {
             request.metadata_mut().insert("authorization", a.clone());
         }

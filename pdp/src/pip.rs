@@ -558,6 +558,7 @@ impl PipCache {
         // gRPC carries at most 99 999 999 hours (tonic panics beyond); a
         // day is longer than any deadline worth waiting for.
         call.set_timeout(self.deadline.min(Duration::from_secs(86_400)));
+        authz_proto::serving::inject_trace_context(call.metadata_mut());
         let mut client = self.client.clone();
         // Counted when this ends, also when the caller gives up on it.
         let mut count = FetchCount::default();

@@ -166,6 +166,9 @@ struct Inner {
     /// Tokens and dynamic authorization, when DASes are configured.
     dynamic: Option<Arc<Dynamic>>,
     ids: DecisionIds,
+    /// Whether the last PIP fetch failed: an outage is logged when it
+    /// starts and when it ends, not once per decision it denies.
+    pip_failing: std::sync::atomic::AtomicBool,
 }
 
 /// The attributes a decision pass uses.
@@ -334,6 +337,7 @@ impl PdpService {
                 pip,
                 dynamic,
                 ids: DecisionIds::new(),
+                pip_failing: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -967,10 +971,26 @@ impl PdpService {
             // Only a PIP-backed pass asks for a fetch.
             return Err(vec![]);
         };
+        use std::sync::atomic::Ordering::Relaxed;
+        let failing = &self.inner.pip_failing;
         let outcome = match cache.fetch(fetch.as_request()).await {
-            Ok(fetched) => self.decide_with(snap, job, Pass::Fetched(&fetched), grant),
+            Ok(fetched) => {
+                if failing.swap(false, Relaxed) {
+                    tracing::info!("PIP attributes available again");
+                }
+                self.decide_with(snap, job, Pass::Fetched(&fetched), grant)
+            }
             Err(reason) => {
-                tracing::warn!(error = %reason, "PIP attributes unavailable");
+                if failing.swap(true, Relaxed) {
+                    tracing::debug!(error = %reason, "PIP attributes unavailable");
+                } else {
+                    tracing::warn!(
+                        error = %reason,
+                        "PIP attributes unavailable; the decisions that need them deny \
+                         with MISSING_ATTRIBUTE (authz_pip_fetches_total counts each failure; \
+                         logged again when a fetch succeeds)"
+                    );
+                }
                 self.decide_with(snap, job, Pass::FetchFailed(&reason), grant)
             }
         };
@@ -1686,6 +1706,9 @@ impl PolicyDecisionPoint for PdpService {
         request: Request<Streaming<pb::DecisionRequest>>,
     ) -> Result<Response<Self::DecideStreamStream>, Status> {
         Ok(Response::new(Box::pin(StreamDecisions {
+            // The RPC's span, held by the stream: it lasts as long as the
+            // stream, and the stream's decisions are made inside it.
+            span: tracing::Span::current(),
             service: self.clone(),
             requests: request.into_inner(),
             requests_ended: false,
@@ -1705,6 +1728,8 @@ impl PolicyDecisionPoint for PdpService {
 
 /// The answers of one `DecideStream` (see `decide_stream`).
 struct StreamDecisions {
+    /// The `DecideStream` RPC's span (see `decide_stream`).
+    span: tracing::Span,
     service: PdpService,
     requests: Streaming<pb::DecisionRequest>,
     requests_ended: bool,
@@ -1796,6 +1821,8 @@ impl Stream for StreamDecisions {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        let span = this.span.clone();
+        let _in_rpc = span.enter();
         this.start_queued();
         if let Poll::Ready(Some(decision)) = this.waiting.poll_next_unpin(cx) {
             return Poll::Ready(Some(Ok(decision)));

@@ -284,12 +284,32 @@ pub fn init_tracing_with_tls(
                     "OTEL_EXPORTER_OTLP_ENDPOINT {endpoint:?}: not an http:// or https:// URL of an OTLP collector"
                 );
             }
+            // OTLP over gRPC only: a collector expecting HTTP would get
+            // frames it cannot read, and every export would fail.
+            for name in [
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            ] {
+                if let Some(protocol) = non_empty_var(name)
+                    && protocol != "grpc"
+                {
+                    anyhow::bail!(
+                        "{name} {protocol:?}: this build exports OTLP over gRPC only (\"grpc\", \
+                         to a collector's OTLP/gRPC port, 4317 by default)"
+                    );
+                }
+            }
             // Without a configuration of ours the exporter's TLS trusts no
             // root at all; tonic uses it for https:// only.
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
                 .with_tls_config(tls.tonic_config())
                 .build()?;
+            let exporter = OutageLoggingExporter {
+                inner: exporter,
+                endpoint: endpoint.into_owned(),
+                failing: std::sync::atomic::AtomicBool::new(false),
+            };
             Some(
                 SdkTracerProvider::builder()
                     .with_batch_exporter(exporter)
@@ -333,4 +353,69 @@ pub fn init_tracing_with_tls(
         tracing::warn!(%error, "RUST_LOG is not a valid filter; logging at info");
     }
     Ok(TracingGuard { provider })
+}
+
+/// The OTLP exporter, saying once when exports start failing and once when
+/// they work again. The SDK itself would log an error for every batch it
+/// could not send (every few seconds while a collector is down); here a
+/// failed batch is dropped quietly after the first (as the SDK drops it).
+#[derive(Debug)]
+struct OutageLoggingExporter<E> {
+    inner: E,
+    endpoint: String,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter
+    for OutageLoggingExporter<E>
+{
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        use std::sync::atomic::Ordering::Relaxed;
+        let endpoint = &self.endpoint;
+        match self.inner.export(batch).await {
+            Ok(()) => {
+                if self.failing.swap(false, Relaxed) {
+                    tracing::info!(%endpoint, "trace export works again");
+                }
+            }
+            Err(e) => {
+                if !self.failing.swap(true, Relaxed) {
+                    let error = once_each(&e.to_string());
+                    tracing::warn!(
+                        %endpoint, %error,
+                        "trace export failed; spans are dropped until it works again \
+                         (said again only then)"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// `a: b: b: c` as `a: b: c`: an error's causes, each once (the OTLP
+/// exporter's messages repeat their transport's).
+fn once_each(message: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in message.split(": ") {
+        if parts.last() != Some(&part) {
+            parts.push(part);
+        }
+    }
+    parts.join(": ")
 }

@@ -339,12 +339,18 @@ impl PipService {
         a == b || matches!((h.canonicalize(a), h.canonicalize(b)), (Ok(x), Ok(y)) if x == y)
     }
 
+    fn is_admin(&self, originator: &str) -> bool {
+        let admin = &self.inner.writers.admin;
+        !admin.is_empty() && self.same_id(originator, admin)
+    }
+
     fn require_admin(&self, originator: &str) -> Result<(), Status> {
         check_writer_id(originator)?;
-        let admin = &self.inner.writers.admin;
-        if !admin.is_empty() && self.same_id(originator, admin) {
+        if self.is_admin(originator) {
             Ok(())
         } else {
+            // A refused write is worth a line, as the PRP's are.
+            tracing::info!(%originator, "PIP write refused: not the admin");
             Err(Status::permission_denied(format!(
                 "originator '{originator}' may not write to the PIP"
             )))
@@ -360,11 +366,10 @@ impl PipService {
         denial: &str,
     ) -> Result<(), Status> {
         check_writer_id(originator)?;
-        if self.require_admin(originator).is_ok()
-            || writers.iter().any(|s| self.same_id(originator, s))
-        {
+        if self.is_admin(originator) || writers.iter().any(|s| self.same_id(originator, s)) {
             Ok(())
         } else {
+            tracing::info!(%originator, "PIP write refused: {denial}");
             Err(Status::permission_denied(format!(
                 "originator '{originator}' {denial}"
             )))

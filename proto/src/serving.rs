@@ -230,6 +230,35 @@ impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
     }
 }
 
+/// Writes the current span's trace context (`traceparent`, `tracestate`)
+/// into the metadata of an outgoing call, so that a service's own calls
+/// (a PDP asking its PIP or a DAS) join the trace of the request that made
+/// them. Writes nothing while traces are off (no context to carry).
+pub fn inject_trace_context(metadata: &mut tonic::metadata::MetadataMap) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if !RPC_SPANS.load(Ordering::Relaxed) {
+        return;
+    }
+    let context = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&context, &mut MetadataInjector(metadata));
+    });
+}
+
+/// Writes propagation headers into gRPC metadata.
+struct MetadataInjector<'a>(&'a mut tonic::metadata::MetadataMap);
+
+impl opentelemetry::propagation::Injector for MetadataInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(key), Ok(value)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            tonic::metadata::MetadataValue::try_from(value.as_str()),
+        ) {
+            self.0.insert(key, value);
+        }
+    }
+}
+
 /// Marks the service `S` SERVING in `reporter`.
 pub async fn report_serving<S: NamedService>(reporter: &HealthReporter) {
     reporter.set_serving::<S>().await;

@@ -939,8 +939,28 @@ impl PrpService {
     }
 
     /// Authorizes `operation` on `target` against `policies`; admin passes.
+    /// A refusal is logged (once per write: see [`Self::permits`]).
     #[allow(clippy::too_many_arguments)]
     fn authorize(
+        &self,
+        originator: &str,
+        attrs: &WriterAttributes,
+        operation: Operation,
+        target: &str,
+        types: Types,
+        policies: &[(CompiledAcp, PrivilegeKind)],
+        what: &str,
+    ) -> Result<(), Status> {
+        self.permits(originator, attrs, operation, target, types, policies, what)
+            .inspect_err(|_| {
+                tracing::info!(%originator, %target, ?operation, "PRP write refused");
+            })
+    }
+
+    /// [`Self::authorize`] without the log line, for a check that another
+    /// may still pass (the write is refused, and logged, only if both fail).
+    #[allow(clippy::too_many_arguments)]
+    fn permits(
         &self,
         originator: &str,
         attrs: &WriterAttributes,
@@ -975,7 +995,6 @@ impl PrpService {
         if decision.effect == Effect::Permit {
             Ok(())
         } else {
-            tracing::info!(%originator, %target, ?operation, "PRP write refused");
             Err(Status::permission_denied(format!(
                 "{originator} may not {what}: {}",
                 summary(&decision)
@@ -1793,12 +1812,24 @@ impl PolicyRetrievalPoint for PrpService {
                 Ok(checks)
             })?;
             for (check, or_else) in &checks {
-                if let Err(refused) = self.authorize_write(&req.originator, &attrs, check) {
-                    match or_else {
-                        Some(other)
-                            if self.authorize_write(&req.originator, &attrs, other).is_ok() => {}
-                        _ => return Err(refused),
-                    }
+                let Some(other) = or_else else {
+                    self.authorize_write(&req.originator, &attrs, check)?;
+                    continue;
+                };
+                // Either check allows the write; a refusal is logged once.
+                if let Err(refused) = self.permits(
+                    &req.originator,
+                    &attrs,
+                    check.operation,
+                    &check.target,
+                    check.types,
+                    &check.policies,
+                    &check.what,
+                ) && self
+                    .authorize_write(&req.originator, &attrs, other)
+                    .is_err()
+                {
+                    return Err(refused);
                 }
             }
         }
