@@ -411,12 +411,40 @@ fn stored_acp_to_pb(acp: &AccessControlPolicy) -> Result<pb::AccessControlPolicy
 /// check refuses no longer compiles: it then has no `pvs` that grants, so
 /// the admin alone may repair or delete it (not an INTERNAL error for
 /// everyone).
-fn stored_pvs(id: &str, stored: &AccessControlPolicy) -> Vec<(CompiledAcp, PrivilegeKind)> {
-    match CompiledAcp::compile(id, stored) {
-        Ok(current) => vec![(current, PrivilegeKind::SelfPrivileges)],
-        Err(e) => {
-            tracing::warn!(acp = %id, error = %e, "stored ACP does not compile; only the admin may update or delete it");
-            Vec::new()
+fn stored_pvs(id: &str, stored: &AccessControlPolicy) -> Policies {
+    let mut out = Policies::default();
+    out.push(
+        id,
+        CompiledAcp::compile(id, stored),
+        PrivilegeKind::SelfPrivileges,
+    );
+    out
+}
+
+/// The compiled policies of an authorization check, and the stored ACPs
+/// among them that no longer compile (stored by an earlier version that a
+/// later check refuses): those grant nothing, and a refusal says so
+/// rather than that no rule named the writer.
+#[derive(Default)]
+struct Policies {
+    compiled: Vec<(CompiledAcp, PrivilegeKind)>,
+    /// `id: reason` of each stored ACP that does not compile.
+    uncompiled: Vec<String>,
+}
+
+impl Policies {
+    fn push(
+        &mut self,
+        id: &str,
+        compiled: Result<CompiledAcp, ValidationErrors>,
+        kind: PrivilegeKind,
+    ) {
+        match compiled {
+            Ok(c) => self.compiled.push((c, kind)),
+            Err(e) => {
+                tracing::warn!(acp = %id, error = %e, "stored ACP does not compile; only the admin may update or delete it");
+                self.uncompiled.push(format!("{id} ({e})"));
+            }
         }
     }
 }
@@ -558,32 +586,22 @@ fn resolve_status(e: ResolveError) -> Status {
 }
 
 /// Compiles the policies of an applicable set for an authorization check.
-fn compile_set(
-    snap: &StoreSnapshot,
-    set: &ApplicableSet,
-    now: i64,
-    target: &str,
-) -> Vec<(CompiledAcp, PrivilegeKind)> {
-    let mut out = Vec::new();
+fn compile_set(snap: &StoreSnapshot, set: &ApplicableSet, now: i64, target: &str) -> Policies {
+    let mut out = Policies::default();
     let mut dynamic_ids: &[String] = &[];
     match set {
         ApplicableSet::Policies(list) => {
             for (id, kind) in list {
                 let id: &str = id;
                 if let Some(acp) = snap.acps.get(id) {
-                    match CompiledAcp::compile(id, acp) {
-                        Ok(c) => out.push((c, *kind)),
-                        Err(e) => {
-                            tracing::warn!(acp = %id, error = %e, "stored ACP does not compile")
-                        }
-                    }
+                    out.push(id, CompiledAcp::compile(id, acp), *kind);
                 } else if let Some(d) = snap.dynamic.get(id).filter(|d| !d.is_expired(now)) {
                     // A dynamic ACP holds privileges only: nothing for a set
                     // of selfPrivileges (an acpi change, Decision 7).
                     if *kind == PrivilegeKind::Privileges
                         && let Ok(c) = CompiledAcp::from_privileges(id, &d.privileges)
                     {
-                        out.push((c, PrivilegeKind::Privileges));
+                        out.compiled.push((c, PrivilegeKind::Privileges));
                     }
                 } else {
                     tracing::debug!(acp = %id, "applicable ACP is not stored");
@@ -592,7 +610,7 @@ fn compile_set(
         }
         ApplicableSet::Default { rules, dynamic } => {
             if let Ok(c) = CompiledAcp::default_policy(target, rules) {
-                out.push((c, PrivilegeKind::Privileges));
+                out.compiled.push((c, PrivilegeKind::Privileges));
             }
             dynamic_ids = dynamic;
         }
@@ -601,7 +619,7 @@ fn compile_set(
         if let Some(d) = snap.dynamic.get(id).filter(|d| !d.is_expired(now))
             && let Ok(c) = CompiledAcp::from_privileges(id.as_str(), &d.privileges)
         {
-            out.push((c, PrivilegeKind::Privileges));
+            out.compiled.push((c, PrivilegeKind::Privileges));
         }
     }
     out
@@ -622,7 +640,7 @@ struct WriteCheck {
     operation: Operation,
     target: String,
     types: Types,
-    policies: Vec<(CompiledAcp, PrivilegeKind)>,
+    policies: Policies,
     what: String,
 }
 
@@ -939,7 +957,8 @@ impl PrpService {
     }
 
     /// Authorizes `operation` on `target` against `policies`; admin passes.
-    /// A refusal is logged (once per write: see [`Self::permits`]).
+    /// (A refusal is logged where the call ends, by the servers' layer
+    /// `authz_proto::serving::RefusalLogLayer`.)
     #[allow(clippy::too_many_arguments)]
     fn authorize(
         &self,
@@ -948,26 +967,7 @@ impl PrpService {
         operation: Operation,
         target: &str,
         types: Types,
-        policies: &[(CompiledAcp, PrivilegeKind)],
-        what: &str,
-    ) -> Result<(), Status> {
-        self.permits(originator, attrs, operation, target, types, policies, what)
-            .inspect_err(|_| {
-                tracing::info!(%originator, %target, ?operation, "PRP write refused");
-            })
-    }
-
-    /// [`Self::authorize`] without the log line, for a check that another
-    /// may still pass (the write is refused, and logged, only if both fail).
-    #[allow(clippy::too_many_arguments)]
-    fn permits(
-        &self,
-        originator: &str,
-        attrs: &WriterAttributes,
-        operation: Operation,
-        target: &str,
-        types: Types,
-        policies: &[(CompiledAcp, PrivilegeKind)],
+        policies: &Policies,
         what: &str,
     ) -> Result<(), Status> {
         if self.is_admin(originator) {
@@ -978,6 +978,7 @@ impl PrpService {
         request.target_type = types.target;
         request.resource_type = types.created;
         let applicable: Vec<Applicable<'_>> = policies
+            .compiled
             .iter()
             .map(|(acp, kind)| Applicable { acp, kind: *kind })
             .collect();
@@ -994,6 +995,16 @@ impl PrpService {
         );
         if decision.effect == Effect::Permit {
             Ok(())
+        } else if !policies.uncompiled.is_empty() {
+            // The rules that may have named the writer are in an ACP that
+            // grants nothing now: say that, not "no rule names you".
+            Err(Status::permission_denied(format!(
+                "{originator} may not {what}: applicable ACPs stored by an earlier version no \
+                 longer compile and grant nothing until the admin updates or deletes them: {}; \
+                 of the others: {}",
+                policies.uncompiled.join("; "),
+                summary(&decision)
+            )))
         } else {
             Err(Status::permission_denied(format!(
                 "{originator} may not {what}: {}",
@@ -1330,6 +1341,19 @@ impl PolicyRetrievalPoint for PrpService {
             &stored_pvs(&id, &stored),
             "update this ACP (UPDATE in its pvs)",
         )?;
+        // What the update keeps of the stored ACP must still compile: a
+        // `pv` or `pvs` stored by an earlier version that a later check
+        // refuses would go on granting nothing while the update reported
+        // success. (What the update gives compiled in `acp_input`.)
+        if let Err(e) = CompiledAcp::compile(&id, &acp) {
+            let mut errors = validation_errors(e);
+            for e in &mut errors {
+                e.message.push_str(
+                    " (stored, and kept by this update, which does not give it: give a corrected one)",
+                );
+            }
+            return Err(invalid_argument(&errors));
+        }
         // No change (the same file applied again): nothing is written, no
         // revision made, nothing sent to the PDPs (whose PEPs would drop
         // their caches); the answer names the current revision, as for a
@@ -1816,8 +1840,8 @@ impl PolicyRetrievalPoint for PrpService {
                     self.authorize_write(&req.originator, &attrs, check)?;
                     continue;
                 };
-                // Either check allows the write; a refusal is logged once.
-                if let Err(refused) = self.permits(
+                // Either check allows the write.
+                if let Err(refused) = self.authorize(
                     &req.originator,
                     &attrs,
                     check.operation,
@@ -2245,12 +2269,19 @@ mod tests {
             .map(|mut v| v.remove(0))
             .unwrap_or_else(|e| panic!("{entry}: {e}"))
         };
-        assert_eq!(stored_pvs("acp1", &acp("//ok.example/cse/Cx")).len(), 1);
+        assert_eq!(
+            stored_pvs("acp1", &acp("//ok.example/cse/Cx"))
+                .compiled
+                .len(),
+            1
+        );
         let mut old = acp("//ok.example/cse/Cx");
         if let Some(pvs) = old.self_privileges.as_mut() {
             pvs.rules[0].originators[1] = "//bad_host.example/cse/Cx".into();
         }
-        assert!(stored_pvs("acp1", &old).is_empty());
+        let refused = stored_pvs("acp1", &old);
+        assert!(refused.compiled.is_empty());
+        assert_eq!(refused.uncompiled.len(), 1, "named in a refusal");
     }
 
     /// A snapshot of many small records comes in parts each under the

@@ -4100,3 +4100,68 @@ async fn an_acps_rn_is_write_once_and_unique_under_its_parent_ts0001_9_6_1_3() {
         .expect("another rn");
     prp.shutdown().await;
 }
+
+/// An ACP stored by an earlier version that a later check refuses (here an
+/// `acip` prefix with host bits set, written to the store directly, as an
+/// earlier PRP stored it): a write its pvs would allow is refused, saying
+/// the ACP no longer compiles (it said "no rule names the originator");
+/// the admin's update that omits `pv` is refused naming the stored `pv`
+/// (it was reported as applied while the ACP went on granting nothing);
+/// one that gives a corrected `pv` repairs it.
+#[tokio::test]
+async fn an_acp_stored_before_a_later_check_is_named_and_repaired_by_the_admin() {
+    use authz_prp::store::{self, Mutation, PolicyStore};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let old = authz_core::json::parse_policies(
+        r#"{"m2m:acp": {"ri": "acpOld",
+            "pv": {"acr": [{"acor": ["Cowner"], "acop": 2, "acco": [{"acip": {"ipv4": ["10.0.0.5/8"]}}]}]},
+            "pvs": {"acr": [{"acor": ["CAdmin", "Cowner"], "acop": 63}]}}}"#,
+    )
+    .map(|mut v| v.remove(0))
+    .expect("parses (the check is the compiler's)");
+    {
+        let s = store::open(dir.path()).expect("open");
+        (&s as &dyn PolicyStore)
+            .apply(Mutation::CreateAcp(old))
+            .expect("stored as an earlier version did");
+    }
+    let mut c = config();
+    c.data_dir = Some(dir.path().to_path_buf());
+    let mut prp = start(c).await;
+    let c = &mut prp.client;
+    let update = |originator: &str, acp: pb::AccessControlPolicy| pb::UpdateAcpRequest {
+        role_ids: Vec::new(),
+        originator: originator.into(),
+        acp: Some(acp),
+    };
+    let fixed = acp("acpOld", &["Cowner"], &[ADMIN, "Cowner"], ALL);
+    let err = c
+        .update_acp(update("Cowner", fixed.clone()))
+        .await
+        .expect_err("its pvs grant nothing now");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(
+        err.message().contains("no longer compile") && err.message().contains("host bits"),
+        "{}",
+        err.message()
+    );
+    let pvs_only = pb::AccessControlPolicy {
+        privileges: None,
+        ..fixed.clone()
+    };
+    let err = c
+        .update_acp(update(ADMIN, pvs_only))
+        .await
+        .expect_err("the kept pv does not compile");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(violations(&err), ["pv.acr[0].acco[0].acip.ipv4[0]"]);
+    assert!(
+        err.message().contains("kept by this update"),
+        "{}",
+        err.message()
+    );
+    c.update_acp(update(ADMIN, fixed))
+        .await
+        .expect("the admin repairs it");
+    prp.shutdown().await;
+}
