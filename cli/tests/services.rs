@@ -2190,7 +2190,8 @@ async fn a_propagation_run_ends_when_the_pdp_stalls() {
 
 /// A PDP whose PIP is down denies what needs the PIP (MISSING_ATTRIBUTE),
 /// and says so once when the outage starts, not once per decision (the
-/// counter `authz_pip_fetches_total` counts each failure).
+/// counter `authz_pip_fetches_total` counts each failure), nor once per
+/// retry of its attribute watch.
 #[test]
 fn a_pip_outage_is_logged_once_not_per_decision() {
     let prp_data = tempdir("pip-outage");
@@ -2249,19 +2250,21 @@ fn a_pip_outage_is_logged_once_not_per_decision() {
             );
         }
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // The attribute watch retries with a backoff (0.1 s doubling to 5 s):
+    // by 9 s it has failed six times or more, and says so once.
+    std::thread::sleep(Duration::from_secs(9));
     let logged: Vec<String> = lines.try_iter().collect();
-    let warned = logged
-        .iter()
-        .filter(|l| l.contains("PIP attributes unavailable"))
-        .count();
-    assert_eq!(warned, 1, "{logged:#?}");
+    let count = |needle: &str| logged.iter().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("PIP attributes unavailable"), 1, "{logged:#?}");
+    assert_eq!(count("PIP watch failed"), 1, "{logged:#?}");
 }
 
-/// A refused write or call is one log line, naming who was refused and
-/// never the secret sent: a PRP write whose two possible checks both fail
-/// (it was logged twice), a PIP write by a stranger and a DAS caller with
-/// a wrong secret (neither was logged at all).
+/// A refused write or call is one log line, `call refused`, naming the RPC
+/// and who was refused, never the secret sent: a PRP write whose two
+/// possible checks both fail (it was logged twice), a PRP registration
+/// refused before any check (the daci guard and others were not logged),
+/// a PIP write by a stranger and a DAS caller with a wrong secret (neither
+/// was logged at all).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_refused_write_or_call_is_logged_once() {
     let data = tempdir("refusals");
@@ -2291,6 +2294,21 @@ async fn each_refused_write_or_call_is_logged_once() {
         .await
         .expect_err("a stranger");
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    // A registration outside any registered parent: refused before any
+    // policy is asked.
+    let refused = prp
+        .put_resource(pb::PutResourceRequest {
+            originator: "Cstranger".into(),
+            resource: Some(pb::TargetResource {
+                resource_id: "orphan".into(),
+                resource_type: 3,
+                ..Default::default()
+            }),
+            role_ids: Vec::new(),
+        })
+        .await
+        .expect_err("no parent");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
     let mut pip = PolicyInformationPointClient::new(channel(&url).await);
     let refused = pip
         .put_group(pb::PutGroupRequest {
@@ -2315,9 +2333,34 @@ async fn each_refused_write_or_call_is_logged_once() {
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let logged: Vec<String> = lines.try_iter().collect();
-    let count = |needle: &str| logged.iter().filter(|l| l.contains(needle)).count();
-    assert_eq!(count("PRP write refused"), 1, "{logged:#?}");
-    assert_eq!(count("PIP write refused"), 1, "{logged:#?}");
-    assert_eq!(count("DAS call refused"), 1, "{logged:#?}");
-    assert_eq!(count("not-the-secret-42"), 0, "{logged:#?}");
+    let refused: Vec<&String> = logged
+        .iter()
+        .filter(|l| l.contains("call refused"))
+        .collect();
+    let count = |rpc: &str, who: &str| {
+        refused
+            .iter()
+            .filter(|l| l.contains(rpc) && l.contains(who))
+            .count()
+    };
+    assert_eq!(refused.len(), 4, "{logged:#?}");
+    assert_eq!(
+        count("PolicyRetrievalPoint/PutResource", "Cstranger"),
+        2,
+        "{refused:#?}"
+    );
+    assert_eq!(
+        count("PolicyInformationPoint/PutGroup", "Cstranger"),
+        1,
+        "{refused:#?}"
+    );
+    assert_eq!(
+        count("DynamicAuthorizationServer/IssueToken", "Unauthenticated"),
+        1,
+        "{refused:#?}"
+    );
+    assert!(
+        !logged.iter().any(|l| l.contains("not-the-secret-42")),
+        "{logged:#?}"
+    );
 }

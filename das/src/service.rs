@@ -187,20 +187,18 @@ impl DasService {
             return Ok(hosting);
         }
         let consultant = config.consultant(&cse).ok_or_else(|| {
-            refused(Status::permission_denied(format!(
-                "{cse} is not a configured consultant of this DAS"
-            )))
+            Status::permission_denied(format!("{cse} is not a configured consultant of this DAS"))
         })?;
         if consultant.has_secret() {
             let secret = authorization.and_then(bearer).ok_or_else(|| {
-                refused(Status::unauthenticated(format!(
+                Status::unauthenticated(format!(
                     "calls as consultant {cse} need `authorization: Bearer <secret>` metadata"
-                )))
+                ))
             })?;
             if !consultant.secret_matches(secret.as_bytes()) {
-                return Err(refused(Status::unauthenticated(format!(
+                return Err(Status::unauthenticated(format!(
                     "the bearer secret is not that of consultant {cse}"
-                ))));
+                )));
             }
         }
         Ok(hosting)
@@ -210,18 +208,12 @@ impl DasService {
     /// metadata value.
     fn authenticate(&self, authorization: Option<&str>) -> Result<&Client, Status> {
         let secret = authorization.and_then(bearer).ok_or_else(|| {
-            refused(Status::unauthenticated(
-                "IssueToken needs `authorization: Bearer <secret>` metadata",
-            ))
+            Status::unauthenticated("IssueToken needs `authorization: Bearer <secret>` metadata")
         })?;
         self.inner
             .config
             .client_by_secret(secret.as_bytes())
-            .ok_or_else(|| {
-                refused(Status::unauthenticated(
-                    "the bearer secret is not that of a client",
-                ))
-            })
+            .ok_or_else(|| Status::unauthenticated("the bearer secret is not that of a client"))
     }
 
     /// The token of `award` for `audience` at `now`: a stored one with the
@@ -444,10 +436,10 @@ impl DasService {
         }
         request.ip = caller.peer;
         if request.originator != client.originator {
-            return Err(refused(Status::permission_denied(format!(
+            return Err(Status::permission_denied(format!(
                 "{field}.originator {} is not the authenticated client {}",
                 request.originator, client.originator
-            ))));
+            )));
         }
         let mut response = pb::IssueTokenResponse::default();
         if let Some(award) = evaluate(
@@ -641,13 +633,6 @@ impl DynamicAuthorizationServer for DasService {
     ) -> Result<Response<pb::KeySet>, Status> {
         Ok(Response::new(self.key_set()))
     }
-}
-
-/// Logs a caller the DAS refused (never the secret it sent: the messages
-/// name the consultant or client only), and passes the status on.
-fn refused(status: Status) -> Status {
-    tracing::info!(code = ?status.code(), reason = status.message(), "DAS call refused");
-    status
 }
 
 #[cfg(test)]

@@ -168,6 +168,11 @@ struct KnownGroups {
     ids: FxHashSet<Box<str>>,
 }
 
+/// Failed tries to open the PIP's watch said at DEBUG only: a PIP started
+/// alongside may not listen yet. The next failure is a WARN, once per
+/// outage.
+const WATCH_FAILURES_BEFORE_WARNING: u32 = 3;
+
 /// A cache of PIP attributes, shared by every decision of a PDP.
 pub struct PipCache {
     endpoint: String,
@@ -653,7 +658,13 @@ impl PipCache {
         let mut backoff = Duration::from_millis(100);
         let mut failures = 0u32;
         loop {
-            match self.watch_once().await {
+            let result = self.watch_once().await;
+            if self.watching.swap(false, Ordering::AcqRel) {
+                tracing::warn!(pip = %self.endpoint, "PIP watch lost; attribute cache cleared");
+                // This outage is said: its failed retries are not.
+                failures = WATCH_FAILURES_BEFORE_WARNING + 1;
+            }
+            match result {
                 Ok(()) => {
                     backoff = Duration::from_millis(100);
                     failures = 0;
@@ -661,16 +672,14 @@ impl PipCache {
                 Err(e) => {
                     failures += 1;
                     // A PIP started alongside may not listen yet; after that
-                    // an operator should hear of it: nothing is cached.
-                    if failures > 3 {
-                        tracing::warn!(pip = %self.endpoint, error = %authz_proto::endpoint::status_chain(&e), "PIP watch failed; attributes are fetched on every miss until it is back");
+                    // an operator should hear of it, once per outage (the
+                    // INFO "PIP watch up" ends it): nothing is cached.
+                    if failures == WATCH_FAILURES_BEFORE_WARNING + 1 {
+                        tracing::warn!(pip = %self.endpoint, error = %authz_proto::endpoint::status_chain(&e), "PIP watch failed; attributes are fetched on every miss until it is back (said once; retried every 5 s at most)");
                     } else {
                         tracing::debug!(pip = %self.endpoint, error = %authz_proto::endpoint::status_chain(&e), "PIP watch failed");
                     }
                 }
-            }
-            if self.watching.swap(false, Ordering::AcqRel) {
-                tracing::warn!(pip = %self.endpoint, "PIP watch lost; attribute cache cleared");
             }
             self.clear_unseen();
             // A fetch that reached the PIP cuts the backoff short, though

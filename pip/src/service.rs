@@ -349,8 +349,6 @@ impl PipService {
         if self.is_admin(originator) {
             Ok(())
         } else {
-            // A refused write is worth a line, as the PRP's are.
-            tracing::info!(%originator, "PIP write refused: not the admin");
             Err(Status::permission_denied(format!(
                 "originator '{originator}' may not write to the PIP"
             )))
@@ -369,7 +367,6 @@ impl PipService {
         if self.is_admin(originator) || writers.iter().any(|s| self.same_id(originator, s)) {
             Ok(())
         } else {
-            tracing::info!(%originator, "PIP write refused: {denial}");
             Err(Status::permission_denied(format!(
                 "originator '{originator}' {denial}"
             )))

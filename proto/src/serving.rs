@@ -54,9 +54,82 @@ where
 
 /// The layers every service binary's server has ([`server`]).
 pub type ServiceLayers = tower::layer::util::Stack<
-    tower::util::MapResponseLayer<fn(http::Response<Body>) -> http::Response<Body>>,
-    tower::layer::util::Identity,
+    RefusalLogLayer,
+    tower::layer::util::Stack<
+        tower::util::MapResponseLayer<fn(http::Response<Body>) -> http::Response<Body>>,
+        tower::layer::util::Identity,
+    >,
 >;
+
+/// Logs each call a service refuses (`PERMISSION_DENIED`,
+/// `UNAUTHENTICATED`) as one INFO line `call refused`, naming the RPC and
+/// the status message, which says who was refused and what (the services
+/// never put a secret in one). One layer for every service and every
+/// refusal, so none goes unlogged or is logged twice.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RefusalLogLayer;
+
+impl<S> tower::Layer<S> for RefusalLogLayer {
+    type Service = RefusalLog<S>;
+    fn layer(&self, inner: S) -> RefusalLog<S> {
+        RefusalLog(inner)
+    }
+}
+
+/// The service of [`RefusalLogLayer`].
+#[derive(Debug, Clone)]
+pub struct RefusalLog<S>(S);
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for RefusalLog<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        // A `Uri` clone shares its bytes: no copy of the path per call.
+        let uri = request.uri().clone();
+        let answer = self.0.call(request);
+        Box::pin(async move {
+            let response = answer.await?;
+            log_refusal(uri.path(), response.headers());
+            Ok(response)
+        })
+    }
+}
+
+/// The `call refused` line of [`RefusalLogLayer`], for a response whose
+/// headers carry a refusal (a unary call's error comes in its headers).
+fn log_refusal(path: &str, headers: &http::HeaderMap) {
+    let code = match headers.get("grpc-status").map(http::HeaderValue::as_bytes) {
+        Some(b"7") => tonic::Code::PermissionDenied,
+        Some(b"16") => tonic::Code::Unauthenticated,
+        _ => return,
+    };
+    let message = headers
+        .get("grpc-message")
+        .map(|m| percent_encoding::percent_decode(m.as_bytes()).decode_utf8_lossy())
+        .unwrap_or_default();
+    tracing::info!(
+        rpc = path.trim_start_matches('/'),
+        code = ?code,
+        %message,
+        "call refused"
+    );
+}
 
 /// The server builder of every service binary ([`server`]).
 pub type ServiceServer = Server<ServiceLayers>;
@@ -93,6 +166,7 @@ fn with_defaults(builder: Server) -> ServiceServer {
         .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESET_STREAMS))
         .trace_fn(rpc_span)
         .layer(tower::util::MapResponseLayer::new(bound))
+        .layer(RefusalLogLayer)
 }
 
 /// The most bytes of a `grpc-message` header a service sends.
