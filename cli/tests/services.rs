@@ -2364,3 +2364,51 @@ async fn each_refused_write_or_call_is_logged_once() {
         "{logged:#?}"
     );
 }
+
+/// A PIP that stops cleanly (SIGTERM ends its watch streams with OK) is
+/// one outage to the PDP: one WARN `PIP watch lost`, not a second
+/// `PIP watch failed` once its retries fail (README, Logs).
+#[cfg(unix)]
+#[test]
+fn a_pip_that_stops_cleanly_is_one_watch_warning() {
+    let prp_data = tempdir("pip-stop-prp");
+    let (_prp, prp_url) = start_up(prp_data.path(), &[], &[]);
+    let (pip, pip_url, _) = start_with_output(
+        &["pip", "--listen", "127.0.0.1:0", "--data-dir", "memory"],
+        &[],
+        "PIP on",
+    );
+    let (_pdp, _url, lines) = start_with_output(
+        &[
+            "pdp",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "off",
+            "--prp",
+            &prp_url,
+            "--pip",
+            &pip_url,
+        ],
+        &[("RUST_LOG", "info")],
+        "PDP on",
+    );
+    // The watch comes up, then the PIP stops cleanly.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lines
+        .recv_timeout(Duration::from_millis(200))
+        .is_ok_and(|l| l.contains("PIP watch up"))
+    {
+        assert!(Instant::now() < deadline, "the PIP watch never came up");
+    }
+    send_signal(&pip, "TERM");
+    // Its retries (0.1 s doubling to 5 s) fail six times or more by 9 s.
+    std::thread::sleep(Duration::from_secs(9));
+    let logged: Vec<String> = lines.try_iter().collect();
+    let warned: Vec<&String> = logged
+        .iter()
+        .filter(|l| l.contains("WARN") && l.contains("PIP watch"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{logged:#?}");
+    assert!(warned[0].contains("PIP watch lost"), "{warned:?}");
+}

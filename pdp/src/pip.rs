@@ -659,15 +659,19 @@ impl PipCache {
         let mut failures = 0u32;
         loop {
             let result = self.watch_once().await;
-            if self.watching.swap(false, Ordering::AcqRel) {
+            let lost = self.watching.swap(false, Ordering::AcqRel);
+            if lost {
                 tracing::warn!(pip = %self.endpoint, "PIP watch lost; attribute cache cleared");
-                // This outage is said: its failed retries are not.
+                // This outage is said: its failed retries are not (also
+                // when the PIP ended the watch cleanly, stopping).
                 failures = WATCH_FAILURES_BEFORE_WARNING + 1;
             }
             match result {
                 Ok(()) => {
                     backoff = Duration::from_millis(100);
-                    failures = 0;
+                    if !lost {
+                        failures = 0;
+                    }
                 }
                 Err(e) => {
                     failures += 1;

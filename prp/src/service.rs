@@ -442,7 +442,9 @@ impl Policies {
         match compiled {
             Ok(c) => self.compiled.push((c, kind)),
             Err(e) => {
-                tracing::warn!(acp = %id, error = %e, "stored ACP does not compile; only the admin may update or delete it");
+                // Said in the refusal it causes (and by the PDPs, which
+                // log it once when they load the ACP), not per check.
+                tracing::debug!(acp = %id, error = %e, "stored ACP does not compile; only the admin may update or delete it");
                 self.uncompiled.push(format!("{id} ({e})"));
             }
         }
