@@ -48,17 +48,23 @@ fn string_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
         })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn decide_rpcs_are_exported_as_spans_in_the_callers_trace() {
-    // The collector, on a port chosen by the OS.
+/// A collector on a port chosen by the OS: its URL, and every export it
+/// receives.
+async fn collector() -> (String, mpsc::UnboundedReceiver<ExportTraceServiceRequest>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let collector_url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, mut exports) = mpsc::unbounded_channel();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, exports) = mpsc::unbounded_channel();
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(TraceServiceServer::new(Collector(tx)))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
+    (url, exports)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decide_rpcs_are_exported_as_spans_in_the_callers_trace() {
+    let (collector_url, mut exports) = collector().await;
 
     let data = tempdir("otlp");
     let (_up, url) = start_up(
@@ -217,14 +223,7 @@ async fn spans_of_trace(
 /// the decision's span (README: "joins the caller's trace").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_span_lasts_the_stream_and_pip_calls_join_the_trace() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let collector_url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, mut exports) = mpsc::unbounded_channel();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(Collector(tx)))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let (collector_url, mut exports) = collector().await;
     let data = tempdir("otlp-stream");
     let (_up, url) = start_up(
         data.path(),
