@@ -62,28 +62,45 @@ async fn collector() -> (String, mpsc::UnboundedReceiver<ExportTraceServiceReque
     (url, exports)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn decide_rpcs_are_exported_as_spans_in_the_callers_trace() {
-    let (collector_url, mut exports) = collector().await;
+/// The owner reading the front door: permitted by the demo policies.
+fn owner_reads() -> authz_proto::pb::DecisionRequest {
+    request(
+        "CownerPhone",
+        "frontDoor",
+        authz_proto::pb::Operation::Retrieve,
+    )
+}
 
-    let data = tempdir("otlp");
-    let (_up, url) = start_up(
+/// `authz up` exporting to a fresh [`collector`] (batches every 100 ms
+/// rather than every 5 s), once the demo policies have reached its PDP:
+/// its data directory and process (keep both), a PDP client, the exports.
+async fn traced_up(
+    name: &str,
+) -> (
+    tempfile::TempDir,
+    common::Proc,
+    PolicyDecisionPointClient<tonic::transport::Channel>,
+    mpsc::UnboundedReceiver<ExportTraceServiceRequest>,
+) {
+    let (collector_url, exports) = collector().await;
+    let data = tempdir(name);
+    let (up, url) = start_up(
         data.path(),
         &[],
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", collector_url.as_str()),
-            // Export batches quickly rather than every 5 s.
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ],
     );
     let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
-    let owner_reads = request(
-        "CownerPhone",
-        "frontDoor",
-        authz_proto::pb::Operation::Retrieve,
-    );
-    // The demo policies reach the PDP's replica shortly after start.
-    eventually(&mut pdp, &owner_reads, true).await;
+    eventually(&mut pdp, &owner_reads(), true).await;
+    (data, up, pdp, exports)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decide_rpcs_are_exported_as_spans_in_the_callers_trace() {
+    let (_data, _up, mut pdp, mut exports) = traced_up("otlp").await;
+    let owner_reads = owner_reads();
 
     // The caller's trace (W3C Trace Context: version-traceid-parentid-flags).
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -223,23 +240,8 @@ async fn spans_of_trace(
 /// the decision's span (README: "joins the caller's trace").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_span_lasts_the_stream_and_pip_calls_join_the_trace() {
-    let (collector_url, mut exports) = collector().await;
-    let data = tempdir("otlp-stream");
-    let (_up, url) = start_up(
-        data.path(),
-        &[],
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector_url.as_str()),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-        ],
-    );
-    let mut pdp = PolicyDecisionPointClient::new(channel(&url).await);
-    let owner_reads = request(
-        "CownerPhone",
-        "frontDoor",
-        authz_proto::pb::Operation::Retrieve,
-    );
-    eventually(&mut pdp, &owner_reads, true).await;
+    let (_data, _up, mut pdp, mut exports) = traced_up("otlp-stream").await;
+    let owner_reads = owner_reads();
     let parent_span = "00f067aa0ba902b7";
 
     // Two requests 400 ms apart on one stream.

@@ -975,7 +975,9 @@ impl PdpService {
         let failing = &self.inner.pip_failing;
         let outcome = match cache.fetch(fetch.as_request()).await {
             Ok(fetched) => {
-                if failing.swap(false, Relaxed) {
+                // Read first: every fetch of every core would otherwise
+                // write the flag's cache line.
+                if failing.load(Relaxed) && failing.swap(false, Relaxed) {
                     tracing::info!("PIP attributes available again");
                 }
                 self.decide_with(snap, job, Pass::Fetched(&fetched), grant)
