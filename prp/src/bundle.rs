@@ -207,6 +207,25 @@ impl Bundle {
             "ri",
         )
         .map_err(BundleError::Acps)?;
+        // A resourceName is unique among its parent's children (TS-0001
+        // 9.6.1.3): the PRP would refuse the second ACP's create after the
+        // first was written. Parents are compared by their CSE-relative
+        // part, as the PRP reads every form of one ID.
+        let mut named: std::collections::HashMap<(&str, &str), usize> =
+            std::collections::HashMap::new();
+        for (i, a) in self.acps.iter().enumerate() {
+            let (Some(pi), Some(rn)) = (a.parent_id.as_deref(), a.resource_name.as_deref()) else {
+                continue;
+            };
+            if let Some(first) = named.insert((cse_relative_tail(pi), rn), i) {
+                return Err(BundleError::Acps(format!(
+                    "{}rn: {rn} under {pi} is also {}rn; a resourceName is unique among its \
+                     parent's children (TS-0001 9.6.1.3)",
+                    self.label(i, a.id()),
+                    self.label(first, self.acps[first].id()),
+                )));
+            }
+        }
         for (i, a) in self.acps.iter().enumerate() {
             if let Some(why) = a.id().and_then(crate::service::acp_id_not_cse_relative) {
                 return Err(BundleError::Acps(format!(
@@ -800,6 +819,48 @@ mod tests {
     }
 
     /// The `m2m:acp` object of a document `{"m2m:acp": {...}}`.
+    /// A resourceName is unique among its parent's children (TS-0001
+    /// 9.6.1.3): two ACPs of one file named alike under one parent (in any
+    /// ID form of it) are refused before anything is written, naming both;
+    /// alike under two parents they are two resources.
+    #[test]
+    fn two_acps_with_one_rn_under_one_parent_are_refused_naming_both() {
+        let acp = |ri: &str, pi: &str| {
+            format!(
+                r#"{{"ri": "{ri}", "rn": "door", "pi": "{pi}", "pv": {{"acr": [{{"acor": ["Cx"], "acop": 2}}]}},
+                "pvs": {{"acr": [{{"acor": ["CAdmin"], "acop": 63}}]}}}}"#
+            )
+        };
+        let e = Bundle::parse(&format!(
+            r#"{{"acps": [{}, {}]}}"#,
+            acp("acpA", "CAE1"),
+            acp("acpB", "/id-in/CAE1")
+        ))
+        .expect_err("refused");
+        assert_eq!(
+            e.to_string(),
+            "acps[1] (acpB).rn: door under /id-in/CAE1 is also acps[0] (acpA).rn; a \
+             resourceName is unique among its parent's children (TS-0001 9.6.1.3)"
+        );
+        let e = Bundle::parse(&format!(
+            r#"{{"m2m:acp": [{}, {}]}}"#,
+            acp("acpA", "CAE1"),
+            acp("acpB", "CAE1")
+        ))
+        .expect_err("refused");
+        assert!(
+            e.to_string()
+                .starts_with("m2m:acp[1] (acpB).rn: door under CAE1 is also m2m:acp[0] (acpA).rn"),
+            "{e}"
+        );
+        Bundle::parse(&format!(
+            r#"{{"acps": [{}, {}]}}"#,
+            acp("acpA", "CAE1"),
+            acp("acpB", "CAE2")
+        ))
+        .expect("two parents");
+    }
+
     fn inner(doc: &str) -> String {
         let v: serde_json::Value = serde_json::from_str(doc).expect("json");
         v["m2m:acp"].to_string()
