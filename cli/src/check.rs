@@ -62,6 +62,8 @@ fn check(args: &CheckArgs) -> Result<Value> {
     let mut origins: Vec<String> = Vec::new();
     // The field each ACP's label came from: `ri`, else `rn`.
     let mut label_fields: Vec<&str> = Vec::new();
+    // Each ACP's resource name (see below).
+    let mut names: Vec<Option<String>> = Vec::new();
     for path in &args.policies {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("{}: cannot read", path.display()))?;
@@ -97,6 +99,13 @@ fn check(args: &CheckArgs) -> Result<Value> {
             } else {
                 path.display().to_string()
             });
+            // The name a structured address reaches it by: its `rn`, which
+            // a CSE makes its `ri` when none is given.
+            names.push(acp.resource_name.clone().or_else(|| {
+                acp.resource_id
+                    .as_deref()
+                    .map(|ri| ri.rsplit('/').next().unwrap_or(ri).to_owned())
+            }));
             label_fields.push(match (&acp.resource_id, &acp.resource_name) {
                 (Some(_), _) => "ri",
                 (None, Some(_)) => "rn",
@@ -155,6 +164,28 @@ fn check(args: &CheckArgs) -> Result<Value> {
             "{}: uacpi: the target {} is an ACP, which has no acpi to change",
             args.request.display(),
             ri.as_deref().unwrap_or_default()
+        ));
+    }
+    // A structured address (`cb/ae/x`, `-/x`: more than one segment under
+    // the hosting CSE) is no resource ID, which is what `authz check`
+    // compares with an ACP's `ri`. One ending in a loaded ACP's name may be
+    // a request on that ACP, which only its pvs may judge: refused rather
+    // than judged by the loaded ACPs' pv (TS-0003 7.1.1).
+    if target_acp.is_none()
+        && let Some(rest) = ctx.cse_relative(&request.target)
+        && let Some((_, last)) = rest.rsplit_once('/')
+        && let Some(n) = names.iter().position(|name| name.as_deref() == Some(last))
+    {
+        return Err(anyhow!(
+            "{}: to: '{}' is a structured address ending in '{last}', the name of the ACP loaded from {}; authz check takes resource IDs: to judge a request on that ACP (by its pvs, TS-0003 7.1.1), give its ri{}",
+            args.request.display(),
+            request.target,
+            origins[n],
+            compiled[n]
+                .0
+                .as_deref()
+                .map(|ri| format!(" ('{ri}')"))
+                .unwrap_or_default(),
         ));
     }
     match (target_acp, request.target_type) {

@@ -497,6 +497,17 @@ fn invalid_request_exits_2_naming_the_field() {
             r#"{"fr": "CownerPhone", "to": "acpFrontDoor", "op": 2, "tgty": 3}"#,
             "tgty: the target is the loaded ACP acpFrontDoor, of resource type 1, not 3",
         ),
+        // A structured address ending in a loaded ACP's name may be that
+        // ACP, which only its pvs judge (TS-0003 7.1.1): not judged by the
+        // loaded ACPs' pv as if it were another resource.
+        (
+            r#"{"fr": "CownerPhone", "to": "/cse/-/acpFrontDoor", "op": 4}"#,
+            "to: '/cse/-/acpFrontDoor' is a structured address ending in 'acpFrontDoor', the name of the ACP loaded from examples/door-lock-acp.json; authz check takes resource IDs: to judge a request on that ACP (by its pvs, TS-0003 7.1.1), give its ri ('acpFrontDoor')",
+        ),
+        (
+            r#"{"fr": "CownerPhone", "to": "cb/acpFrontDoor", "op": 2}"#,
+            "to: 'cb/acpFrontDoor' is a structured address",
+        ),
     ] {
         assert_request_refused(&req, body, field);
     }
