@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use authz_core::HostingContext;
 use authz_core::request::Position;
 use authz_proto::convert::{is_ncname, position_from_pb, timestamp_field, timestamp_to_pb};
 use authz_proto::pb::policy_information_point_server::PolicyInformationPoint;
@@ -138,18 +139,24 @@ fn check_ids<'a, F: Into<String>>(
 }
 
 /// A write's originator is an AE-ID or CSE-ID, checked as a decision's
-/// (Decision 9): one that is none is INVALID_ARGUMENT naming `originator`,
-/// not a PERMISSION_DENIED that would hide the typo.
-fn check_writer_id(originator: &str) -> Result<(), Status> {
-    writer_id_errors(originator).map_err(|e| invalid_argument(&e))
+/// (Decision 9), in the absolute form it is compared in too: one that is
+/// none is INVALID_ARGUMENT naming `originator`, not a PERMISSION_DENIED
+/// that would hide the typo.
+fn check_writer_id(hosting: &HostingContext, originator: &str) -> Result<(), Status> {
+    writer_id_errors(hosting, originator).map_err(|e| invalid_argument(&e))
 }
 
 /// [`check_writer_id`]'s fault, `required` for an empty originator.
-fn writer_id_errors(originator: &str) -> Result<(), Vec<ConversionError>> {
+fn writer_id_errors(
+    hosting: &HostingContext,
+    originator: &str,
+) -> Result<(), Vec<ConversionError>> {
     let message = if originator.is_empty() {
         "required".to_owned()
     } else {
-        match authz_core::ids::check_originator_id(originator) {
+        match authz_core::ids::check_originator_id(originator)
+            .and_then(|()| hosting.check_absolute_length(originator))
+        {
             Ok(()) => return Ok(()),
             Err(e) => e.to_string(),
         }
@@ -345,7 +352,7 @@ impl PipService {
     }
 
     fn require_admin(&self, originator: &str) -> Result<(), Status> {
-        check_writer_id(originator)?;
+        check_writer_id(self.inner.resolver.hosting(), originator)?;
         if self.is_admin(originator) {
             Ok(())
         } else {
@@ -363,7 +370,7 @@ impl PipService {
         writers: &[String],
         denial: &str,
     ) -> Result<(), Status> {
-        check_writer_id(originator)?;
+        check_writer_id(self.inner.resolver.hosting(), originator)?;
         if self.is_admin(originator) || writers.iter().any(|s| self.same_id(originator, s)) {
             Ok(())
         } else {
@@ -772,7 +779,7 @@ impl PolicyInformationPoint for PipService {
             }]),
         };
         all_fields([
-            writer_id_errors(&req.originator),
+            writer_id_errors(self.inner.resolver.hosting(), &req.originator),
             record.as_ref().map(drop).map_err(Clone::clone),
         ])?;
         let record = record.map_err(|e| invalid_argument(&e))?;
@@ -802,7 +809,7 @@ impl PolicyInformationPoint for PipService {
         let hosting = self.inner.resolver.hosting();
         let group_id = canonical_group_id(hosting, "group_id", &req.group_id);
         all_fields([
-            writer_id_errors(&req.originator),
+            writer_id_errors(self.inner.resolver.hosting(), &req.originator),
             group_id.as_ref().map(drop).map_err(Clone::clone),
         ])?;
         let group_id = group_id.map_err(|e| invalid_argument(&e))?;

@@ -2337,7 +2337,15 @@ async fn malformed_writers_and_overlong_ids_are_invalid_arguments_decision_9() {
     let mut pip = Running::start(&config(None)).await;
     let c = &mut pip.client;
     let long_stem = format!("C{}", "x".repeat(2048));
-    for who in ["a b", "all", "Cx*", long_stem.as_str()] {
+    // 2048 bytes as given, longer in the absolute form it is compared in.
+    let grows_writer = format!("C{}", "x".repeat(2047));
+    for who in [
+        "a b",
+        "all",
+        "Cx*",
+        long_stem.as_str(),
+        grows_writer.as_str(),
+    ] {
         let err = c
             .put_group(pb::PutGroupRequest {
                 originator: who.into(),

@@ -1034,13 +1034,15 @@ fn check_id_field(id: &str, field: &str) -> Result<(), Status> {
 }
 
 /// A write's originator is an AE-ID or CSE-ID, checked as a decision's
-/// (Decision 9): one that is none is the request's fault, INVALID_ARGUMENT
-/// naming `originator`, not a PERMISSION_DENIED that would hide the typo.
-fn check_originator(originator: &str) -> Result<(), Status> {
+/// (Decision 9), in the absolute form it is compared in too: one that is
+/// none is the request's fault, INVALID_ARGUMENT naming `originator`, not a
+/// PERMISSION_DENIED (or a PIP's refusal) that would hide the typo.
+fn check_originator(hosting: &HostingContext, originator: &str) -> Result<(), Status> {
     if originator.is_empty() {
         return Err(invalid_argument(&[violation("originator", "is mandatory")]));
     }
     authz_core::ids::check_originator_id(originator)
+        .and_then(|()| hosting.check_absolute_length(originator))
         .map_err(|e| invalid_argument(&[violation("originator", e.to_string())]))
 }
 
@@ -1142,7 +1144,7 @@ impl PolicyRetrievalPoint for PrpService {
         request: Request<pb::CreateAcpRequest>,
     ) -> Result<Response<pb::AcpRecord>, Status> {
         let req = request.into_inner();
-        check_originator(&req.originator)?;
+        check_originator(&self.inner.hosting, &req.originator)?;
         let (id, mut acp) = acp_input(req.acp.as_ref()).map_err(|e| invalid_argument(&e))?;
         // An attribute given as null is absent.
         acp.other.retain(|_, v| !v.is_null());
@@ -1255,7 +1257,7 @@ impl PolicyRetrievalPoint for PrpService {
         request: Request<pb::UpdateAcpRequest>,
     ) -> Result<Response<pb::AcpRecord>, Status> {
         let req = request.into_inner();
-        check_originator(&req.originator)?;
+        check_originator(&self.inner.hosting, &req.originator)?;
         let (id, mut acp) = acp_input(req.acp.as_ref()).map_err(|e| invalid_argument(&e))?;
         check_entry_lengths(&acp, &self.inner.hosting)
             .map_err(|e| invalid_argument(&validation_errors(e)))?;
@@ -1398,7 +1400,7 @@ impl PolicyRetrievalPoint for PrpService {
         request: Request<pb::DeleteAcpRequest>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
         let req = request.into_inner();
-        check_originator(&req.originator)?;
+        check_originator(&self.inner.hosting, &req.originator)?;
         check_id_field(&req.acp_id, "acp_id")?;
         let id = self.held_id(req.acp_id);
         // Before the write lock: a slow PIP holds up no other write.
@@ -1471,7 +1473,7 @@ impl PolicyRetrievalPoint for PrpService {
         request: Request<pb::PutResourceRequest>,
     ) -> Result<Response<pb::ResourceRecord>, Status> {
         let req = request.into_inner();
-        check_originator(&req.originator)?;
+        check_originator(&self.inner.hosting, &req.originator)?;
         let Some(wire) = req.resource.as_ref() else {
             return Err(invalid_argument(&[violation("resource", "is mandatory")]));
         };
@@ -1550,6 +1552,22 @@ impl PolicyRetrievalPoint for PrpService {
                          a decision's target is read in"
                     ),
                 ));
+            }
+        }
+        // The originator IDs are compared in absolute form (Decision 2),
+        // which must be an ID too: one a relative ID grows past the bound
+        // would name nobody, as an `acor` entry or a write's originator
+        // that long is refused.
+        for (field, id) in [
+            ("creator", &resource.creator),
+            ("custodian", &resource.custodian),
+            ("ae_id", &resource.ae_id),
+            ("cse_id", &resource.cse_id),
+        ] {
+            if let Some(id) = id
+                && let Err(e) = self.inner.hosting.check_absolute_length(id)
+            {
+                foreign.push(violation(format!("resource.{field}"), e.to_string()));
             }
         }
         if !foreign.is_empty() {
@@ -1925,7 +1943,7 @@ impl PolicyRetrievalPoint for PrpService {
         request: Request<pb::DeleteResourceRequest>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
         let req = request.into_inner();
-        check_originator(&req.originator)?;
+        check_originator(&self.inner.hosting, &req.originator)?;
         check_id_field(&req.resource_id, "resource_id")?;
         let id = self.held_id(req.resource_id);
         // Before the write lock: a slow PIP holds up no other write.
@@ -2046,7 +2064,7 @@ impl PolicyRetrievalPoint for PrpService {
         request: Request<pb::CreateDynamicAcpRequest>,
     ) -> Result<Response<pb::DynamicAcpRecord>, Status> {
         let mut req = request.into_inner();
-        check_originator(&req.originator)?;
+        check_originator(&self.inner.hosting, &req.originator)?;
         let mut errors = Vec::new();
         if req.target.is_empty() {
             errors.push(violation("target", "is mandatory"));
@@ -2071,13 +2089,21 @@ impl PolicyRetrievalPoint for PrpService {
                 None
             }
             Some(p) => {
+                // Named by the request's field, `privileges.acr[i]...`: the
+                // request has no `pv`.
                 let mut conv = Vec::new();
-                let set = set_of_acrs_from_pb(p, "pv", &mut conv);
+                let set = set_of_acrs_from_pb(p, "privileges", &mut conv);
                 if conv.is_empty() {
                     if let Err(e) = CompiledAcp::from_privileges("dynamic", &set) {
-                        errors.extend(validation_errors(e));
+                        errors.extend(validation_errors(e).into_iter().map(|mut v| {
+                            if let Some(rest) = v.field.strip_prefix("pv") {
+                                v.field = format!("privileges{rest}");
+                            }
+                            v
+                        }));
                     }
-                    if let Err(e) = check_set_entry_lengths("pv", &set, &self.inner.hosting) {
+                    if let Err(e) = check_set_entry_lengths("privileges", &set, &self.inner.hosting)
+                    {
                         errors.extend(validation_errors(e));
                     }
                     Some(set)

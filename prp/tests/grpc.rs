@@ -1941,7 +1941,11 @@ async fn dynamic_acp_applies_until_it_expires() {
         2,
     )]));
     let err = c.create_dynamic_acp(long).await.expect_err("too long");
-    assert_eq!(violations(&err), vec!["pv.acr[0].acor[1]".to_string()]);
+    // Named by the request's field: it has no `pv`.
+    assert_eq!(
+        violations(&err),
+        vec!["privileges.acr[0].acor[1]".to_string()]
+    );
     // TS-0001 7.2: a target with an empty `/` segment names no resource:
     // the request's fault, as for a decision's target, not a missing one.
     for target in ["cnt/", "a//cnt", "/"] {
@@ -3367,7 +3371,10 @@ async fn a_malformed_writer_is_an_invalid_argument_decision_9() {
     let mut prp = start(config()).await;
     let c = &mut prp.client;
     let long_stem = format!("C{}", "x".repeat(2048));
-    for who in ["a b", "all", "Cx*", long_stem.as_str()] {
+    // 2048 bytes as given, longer in the absolute form it is compared in
+    // (Decision 2): the request's fault too, not the PIP's or a refusal.
+    let grows = format!("C{}", "x".repeat(2047));
+    for who in ["a b", "all", "Cx*", long_stem.as_str(), grows.as_str()] {
         let err = c
             .create_acp(create_req(who, acp("acpW", &["CAlice"], &[ADMIN], ALL)))
             .await
@@ -3375,6 +3382,25 @@ async fn a_malformed_writer_is_an_invalid_argument_decision_9() {
         assert_eq!(err.code(), Code::InvalidArgument, "{who}: {err:?}");
         assert_eq!(violations(&err), ["originator"], "{who}");
     }
+    let err = c
+        .put_resource(put_req(&grows, resource("res1", "", 3, None, "")))
+        .await
+        .expect_err("a writer too long in absolute form");
+    assert_eq!(violations(&err), ["originator"], "{err:?}");
+    // A creator, custodian or AE-ID that long would name nobody.
+    let mut named = resource("res1", "", 2, None, &grows);
+    named.custodian = grows.clone();
+    named.ae_id = grows.clone();
+    let err = c
+        .put_resource(put_req(ADMIN, named))
+        .await
+        .expect_err("IDs too long in absolute form");
+    assert_eq!(
+        violations(&err),
+        ["resource.creator", "resource.custodian", "resource.ae_id"],
+        "{err:?}"
+    );
+    assert!(err.message().contains("absolute form"), "{err:?}");
     assert_eq!(prp.service.revision(), 0, "nothing stored");
     prp.shutdown().await;
 }
