@@ -562,7 +562,10 @@ impl ResourceView for View<'_> {
     }
 
     fn is_acp(&self, id: &str) -> bool {
-        self.snap.acps.contains_key(id)
+        // A dynamic ACP is an `<accessControlPolicy>` too (TS-0003 7.3.2.2:
+        // a child ACP of its target), as the PDP reads it: a request on it
+        // is one on an ACP.
+        self.snap.acps.contains_key(id) || self.snap.dynamic.contains_key(id)
     }
 
     fn dynamic_acps(&self, target: &str) -> Vec<String> {
@@ -2024,6 +2027,21 @@ impl PolicyRetrievalPoint for PrpService {
                                 acp: Some(stored_acp_to_pb(acp)?),
                                 privileges: pb::PrivilegeKind::from(*kind) as i32,
                                 dynamic: false,
+                            });
+                        } else if *kind == PrivilegeKind::SelfPrivileges
+                            && let Some(d) = snap.dynamic.get(id)
+                        {
+                            // A request on a dynamic ACP: it holds privileges
+                            // only, so its selfPrivileges grant nothing.
+                            policies.push(pb::ApplicablePolicy {
+                                acp: Some(pb::AccessControlPolicy {
+                                    resource_id: Some(d.id.clone()),
+                                    privileges: Some(set_to_pb(&d.privileges)),
+                                    self_privileges: Some(pb::SetOfAcrs::default()),
+                                    ..Default::default()
+                                }),
+                                privileges: pb::PrivilegeKind::SelfPrivileges as i32,
+                                dynamic: true,
                             });
                         } else if snap.dynamic.contains_key(id) {
                             push_dynamic(id, &mut policies);

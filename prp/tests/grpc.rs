@@ -1986,6 +1986,41 @@ async fn dynamic_acp_applies_until_it_expires() {
             )
         ]
     );
+    // A request on the dynamic ACP itself is one on an ACP (TS-0003
+    // 7.1.1, 7.3.2.2), as the PDP judges it: its selfPrivileges, which it
+    // has none of, not "no such resource"; and it has no acpi to change.
+    let on_itself = c
+        .get_applicable_policies(pb::GetApplicablePoliciesRequest {
+            target: rec.acp_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("a dynamic ACP is an ACP")
+        .into_inner();
+    assert_eq!(
+        ids(&on_itself),
+        vec![(
+            rec.acp_id.clone(),
+            pb::PrivilegeKind::SelfPrivileges as i32,
+            true
+        )]
+    );
+    assert!(
+        on_itself.policies[0]
+            .acp
+            .as_ref()
+            .and_then(|a| a.self_privileges.as_ref())
+            .is_some_and(|s| s.rules.is_empty()),
+        "{on_itself:?}"
+    );
+    let err = c
+        .get_applicable_policies(pb::GetApplicablePoliciesRequest {
+            target: rec.acp_id.clone(),
+            updates_acpi: true,
+        })
+        .await
+        .expect_err("an ACP has no acpi");
+    assert_eq!(violations(&err), ["updates_acpi"], "{err:?}");
 
     // Watch: the put, then the sweeper's delete.
     let ev = tokio::time::timeout(Duration::from_secs(5), watch.message())
