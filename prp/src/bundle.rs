@@ -207,25 +207,6 @@ impl Bundle {
             "ri",
         )
         .map_err(BundleError::Acps)?;
-        // A resourceName is unique among its parent's children (TS-0001
-        // 9.6.1.3): the PRP would refuse the second ACP's create after the
-        // first was written. Parents are compared by their CSE-relative
-        // part, as the PRP reads every form of one ID.
-        let mut named: std::collections::HashMap<(&str, &str), usize> =
-            std::collections::HashMap::new();
-        for (i, a) in self.acps.iter().enumerate() {
-            let (Some(pi), Some(rn)) = (a.parent_id.as_deref(), a.resource_name.as_deref()) else {
-                continue;
-            };
-            if let Some(first) = named.insert((cse_relative_tail(pi), rn), i) {
-                return Err(BundleError::Acps(format!(
-                    "{}rn: {rn} under {pi} is also {}rn; a resourceName is unique among its \
-                     parent's children (TS-0001 9.6.1.3)",
-                    self.label(i, a.id()),
-                    self.label(first, self.acps[first].id()),
-                )));
-            }
-        }
         for (i, a) in self.acps.iter().enumerate() {
             if let Some(why) = a.id().and_then(crate::service::acp_id_not_cse_relative) {
                 return Err(BundleError::Acps(format!(
@@ -411,6 +392,50 @@ fn cse_relative_tail(id: &str) -> &str {
         .unwrap_or(id)
 }
 
+/// ACPs of the bundle with one `rn` under one parent: a resourceName is
+/// unique among its parent's children (TS-0001 9.6.1.3), so the PRP would
+/// refuse the second's create after writing the first. A parent is
+/// compared in the form the PRP holds it (its record's ID, which every ID
+/// form of a registered parent reads as); an unregistered one as written.
+async fn same_name_under_one_parent(
+    prp: &mut PolicyRetrievalPointClient<Channel>,
+    bundle: &Bundle,
+) -> Vec<String> {
+    let mut held: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
+    let mut named: std::collections::HashMap<(String, &str), usize> =
+        std::collections::HashMap::new();
+    let mut errors = Vec::new();
+    for (i, acp) in bundle.acps.iter().enumerate() {
+        let (Some(pi), Some(rn)) = (acp.parent_id.as_deref(), acp.resource_name.as_deref()) else {
+            continue;
+        };
+        let parent = match held.get(pi) {
+            Some(parent) => parent.clone(),
+            None => {
+                let parent = prp
+                    .get_resource(pb::GetResourceRequest {
+                        resource_id: pi.to_owned(),
+                    })
+                    .await
+                    .ok()
+                    .and_then(|rec| rec.into_inner().resource)
+                    .map_or_else(|| pi.to_owned(), |r| r.resource_id);
+                held.insert(pi, parent.clone());
+                parent
+            }
+        };
+        if let Some(first) = named.insert((parent, rn), i) {
+            errors.push(format!(
+                "{}rn: {rn} under {pi} is also {}rn; a resourceName is unique among its \
+                 parent's children (TS-0001 9.6.1.3)",
+                bundle.label(i, acp.id()),
+                bundle.label(first, bundle.acps[first].id()),
+            ));
+        }
+    }
+    errors
+}
+
 /// Creates (or, when it exists, updates) every ACP, then puts every
 /// resource, as `originator`.
 pub async fn apply(
@@ -565,6 +590,7 @@ pub async fn apply_with_roles(
             }
         }
     }
+    invalid.extend(same_name_under_one_parent(prp, bundle).await);
     if !invalid.is_empty() {
         return Err(ApplyError::Invalid(invalid));
     }
@@ -819,48 +845,6 @@ mod tests {
     }
 
     /// The `m2m:acp` object of a document `{"m2m:acp": {...}}`.
-    /// A resourceName is unique among its parent's children (TS-0001
-    /// 9.6.1.3): two ACPs of one file named alike under one parent (in any
-    /// ID form of it) are refused before anything is written, naming both;
-    /// alike under two parents they are two resources.
-    #[test]
-    fn two_acps_with_one_rn_under_one_parent_are_refused_naming_both() {
-        let acp = |ri: &str, pi: &str| {
-            format!(
-                r#"{{"ri": "{ri}", "rn": "door", "pi": "{pi}", "pv": {{"acr": [{{"acor": ["Cx"], "acop": 2}}]}},
-                "pvs": {{"acr": [{{"acor": ["CAdmin"], "acop": 63}}]}}}}"#
-            )
-        };
-        let e = Bundle::parse(&format!(
-            r#"{{"acps": [{}, {}]}}"#,
-            acp("acpA", "CAE1"),
-            acp("acpB", "/id-in/CAE1")
-        ))
-        .expect_err("refused");
-        assert_eq!(
-            e.to_string(),
-            "acps[1] (acpB).rn: door under /id-in/CAE1 is also acps[0] (acpA).rn; a \
-             resourceName is unique among its parent's children (TS-0001 9.6.1.3)"
-        );
-        let e = Bundle::parse(&format!(
-            r#"{{"m2m:acp": [{}, {}]}}"#,
-            acp("acpA", "CAE1"),
-            acp("acpB", "CAE1")
-        ))
-        .expect_err("refused");
-        assert!(
-            e.to_string()
-                .starts_with("m2m:acp[1] (acpB).rn: door under CAE1 is also m2m:acp[0] (acpA).rn"),
-            "{e}"
-        );
-        Bundle::parse(&format!(
-            r#"{{"acps": [{}, {}]}}"#,
-            acp("acpA", "CAE1"),
-            acp("acpB", "CAE2")
-        ))
-        .expect("two parents");
-    }
-
     fn inner(doc: &str) -> String {
         let v: serde_json::Value = serde_json::from_str(doc).expect("json");
         v["m2m:acp"].to_string()

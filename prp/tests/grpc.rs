@@ -2834,6 +2834,61 @@ async fn bundle_apply_reports_what_it_changed_and_why_an_id_is_taken() {
     prp.shutdown().await;
 }
 
+/// TS-0001 9.6.1.3: a resourceName is unique among its parent's
+/// children, so two ACPs of one bundle with one `rn` under one parent,
+/// named in any ID form of it, are refused before the first write (the
+/// PRP would refuse the second after writing the first); under a parent
+/// of another CSE, or another parent, they apply.
+#[tokio::test]
+async fn a_bundle_with_one_rn_twice_under_one_parent_writes_nothing_ts_0001_9_6_1_3() {
+    let mut prp = start(config()).await;
+    let c = &mut prp.client;
+    c.put_resource(put_req(ADMIN, resource("id-in", "", 5, None, "")))
+        .await
+        .expect("CSEBase");
+    c.put_resource(put_req(ADMIN, resource("CAE1", "id-in", 2, None, "")))
+        .await
+        .expect("AE");
+    let before = prp.service.revision();
+    let bundle = |a: &str, b: &str| {
+        let acp = |ri: &str, pi: &str| {
+            format!(
+                r#"{{"ri": "{ri}", "rn": "door", "pi": "{pi}", "pv": {{"acr": [{{"acor": ["CAlice"], "acop": 2}}]}},
+                "pvs": {{"acr": [{{"acor": ["{ADMIN}"], "acop": 63}}]}}}}"#
+            )
+        };
+        authz_prp::bundle::Bundle::parse(&format!(
+            r#"{{"acps": [{}, {}]}}"#,
+            acp("acpA", a),
+            acp("acpB", b)
+        ))
+        .expect("bundle")
+    };
+    for (a, b) in [
+        ("id-in", "/id-in"),
+        ("/id-in", "//SP.example.com/id-in"),
+        ("CAE1", "//sp.example.com/id-in/CAE1"),
+    ] {
+        match authz_prp::bundle::apply(c, ADMIN, &bundle(a, b)).await {
+            Err(authz_prp::bundle::ApplyError::Invalid(errors)) => assert_eq!(
+                errors,
+                [format!(
+                    "acps[1] (acpB).rn: door under {b} is also acps[0] (acpA).rn; a \
+                     resourceName is unique among its parent's children (TS-0001 9.6.1.3)"
+                )]
+            ),
+            other => panic!("{a} / {b}: {other:?}"),
+        }
+        assert_eq!(prp.service.revision(), before, "{a} / {b}: nothing written");
+    }
+    // Two parents: this CSE's AE, and one of another CSE by the same name.
+    let applied = authz_prp::bundle::apply(c, ADMIN, &bundle("CAE1", "/id-other/CAE1"))
+        .await
+        .expect("two parents");
+    assert_eq!(applied.created, 2);
+    prp.shutdown().await;
+}
+
 /// TS-0003 7.3.2.2: a `dai` grant is a child `<accessControlPolicy>` of
 /// the targeted resource, so deleting the resource deletes its dynamic
 /// ACPs (each a revision of its own, streamed as a delete, before the
