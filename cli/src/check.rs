@@ -177,15 +177,13 @@ fn check(args: &CheckArgs) -> Result<Value> {
         && let Some(n) = names.iter().position(|name| name.as_deref() == Some(last))
     {
         return Err(anyhow!(
-            "{}: to: '{}' is a structured address ending in '{last}', the name of the ACP loaded from {}; authz check takes resource IDs: to judge a request on that ACP (by its pvs, TS-0003 7.1.1), give its ri{}",
+            "{}: to: '{}' is a structured address ending in '{last}', the name of the ACP loaded from {}; authz check takes resource IDs: to judge a request on that ACP (by its pvs, TS-0003 7.1.1), give its {} ('{}')",
             args.request.display(),
             request.target,
             origins[n],
-            compiled[n]
-                .0
-                .as_deref()
-                .map(|ri| format!(" ('{ri}')"))
-                .unwrap_or_default(),
+            // Without `ri`, the ID it is held under is its `rn`.
+            label_fields[n],
+            compiled[n].1.id(),
         ));
     }
     match (target_acp, request.target_type) {

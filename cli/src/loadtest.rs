@@ -121,7 +121,8 @@ pub async fn run(args: LoadtestArgs, tls: &ClientTls) -> Result<()> {
     let target = authz_proto::endpoint::endpoint_with(&args.target, tls)
         .map_err(|e| anyhow!("--target {}: {e}", args.target))?;
     if args.propagation > 0 {
-        crate::serve::check_originator("--originator", &args.originator)?;
+        // The hosting CSE is the PRP's: it checks the absolute form.
+        crate::serve::check_originator("--originator", &args.originator, None)?;
         if let Some(prp) = &args.prp {
             authz_proto::endpoint::endpoint_with(prp, tls)
                 .map_err(|e| anyhow!("--prp {prp}: {e}"))?;

@@ -373,21 +373,32 @@ fn check_url(flag: &str, url: &str) -> Result<()> {
 }
 
 /// A `--flag ID` that names one originator (an AE-ID or CSE-ID): not `all`,
-/// a pattern, an SP domain, a Role-ID or empty.
-pub(crate) fn check_originator(flag: &str, id: &str) -> Result<()> {
+/// a pattern, an SP domain, a Role-ID or empty; and, where the hosting CSE
+/// is known, at most 2048 bytes in the absolute form it is compared in
+/// (Decision 2), or no request could ever be from it.
+pub(crate) fn check_originator(
+    flag: &str,
+    id: &str,
+    hosting: Option<&HostingContext>,
+) -> Result<()> {
     authz_core::resources::check_owner_id(id)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| match hosting {
+            Some(h) => h.check_absolute_length(id).map_err(anyhow::Error::from),
+            None => Ok(()),
+        })
         .with_context(|| format!("{flag} {id:?}: not one originator ID (AE-ID or CSE-ID)"))
 }
 
 impl PipSettings {
     /// The identities among the settings, as [`check_originator`] and
     /// (issuers: an ID or an SP domain) the PIP's own rule.
-    fn check(&self) -> Result<()> {
+    fn check(&self, hosting: &HostingContext) -> Result<()> {
         for id in &self.location_sources {
-            check_originator("--location-source", id)?;
+            check_originator("--location-source", id, Some(hosting))?;
         }
         for id in &self.token_writers {
-            check_originator("--token-writer", id)?;
+            check_originator("--token-writer", id, Some(hosting))?;
         }
         for issuer in &self.trusted_issuers {
             match authz_core::ids::OriginatorEntry::parse(issuer) {
@@ -599,8 +610,8 @@ pub async fn up(args: UpArgs, tls: &ClientTls) -> Result<()> {
     // them would be one more port open to every local user; checking the
     // name against an added CA would fail for the loopback address.
     let own_tls = own_tls(server_tls.as_ref(), tls)?;
-    check_originator("--admin", &args.admin)?;
-    args.pip.check()?;
+    check_originator("--admin", &args.admin, Some(&hosting))?;
+    args.pip.check(&hosting)?;
     // Read before anything is written: a configuration the DAS refuses
     // leaves the data directory untouched.
     let das_config = match &args.das_config {
@@ -865,14 +876,14 @@ pub async fn prp(args: PrpArgs, tls: &ClientTls) -> Result<()> {
     let _tracing = telemetry::init_tracing_with_tls("onem2m-authz-prp", tls)?;
     let signal = shutdown_signal()?;
     let server_tls = args.tls.load()?;
-    check_originator("--admin", &args.admin)?;
+    let hosting = args.hosting.context()?;
+    check_originator("--admin", &args.admin, Some(&hosting))?;
     for id in &args.dynamic_acp_originators {
-        check_originator("--dynamic-acp-originator", id)?;
+        check_originator("--dynamic-acp-originator", id, Some(&hosting))?;
     }
     if args.pip != "off" {
         check_url("--pip", &args.pip)?;
     }
-    let hosting = args.hosting.context()?;
     let listener = listen(args.listen).await?;
     let data_dir = data_dir(&args.data_dir)?;
     let mut config = PrpConfig::new(data_dir, args.admin, hosting);
@@ -906,10 +917,11 @@ pub async fn pdp(args: PdpArgs, tls: &ClientTls) -> Result<()> {
     if args.pip != "off" {
         check_url("--pip", &args.pip)?;
     }
-    check_originator("--prp-writer", &args.prp_writer)?;
-    check_originator("--pip-writer", &args.pip_writer)?;
+    let hosting = args.hosting.context()?;
+    check_originator("--prp-writer", &args.prp_writer, Some(&hosting))?;
+    check_originator("--pip-writer", &args.pip_writer, Some(&hosting))?;
     args.dynamic.check()?;
-    let mut config = PdpConfig::new(args.hosting.context()?)
+    let mut config = PdpConfig::new(hosting)
         .with_prp(args.prp.clone())
         .with_tls(tls.clone());
     if args.pip != "off" {
@@ -940,9 +952,9 @@ pub async fn pip(args: PipArgs, tls: &ClientTls) -> Result<()> {
     let _tracing = telemetry::init_tracing_with_tls("onem2m-authz-pip", tls)?;
     let signal = shutdown_signal()?;
     let server_tls = args.tls.load()?;
-    check_originator("--admin", &args.admin)?;
-    args.pip.check()?;
     let hosting = args.hosting.context()?;
+    check_originator("--admin", &args.admin, Some(&hosting))?;
+    args.pip.check(&hosting)?;
     let listener = listen(args.listen).await?;
     // The country files before the data directory: a bad one writes nothing.
     let countries =

@@ -456,6 +456,54 @@ fn bad_url_and_identity_flags_stop_the_process_naming_the_flag() {
     }
 }
 
+/// Decision 2: an identity flag is compared in absolute form, which is an
+/// ID of at most 2048 bytes too; one that only grows past it there (2048
+/// bytes as given) would name an originator no request can come from, so
+/// it stops the process naming the flag, not the first write it refuses.
+#[test]
+fn an_identity_flag_too_long_in_absolute_form_stops_the_process() {
+    let long = format!("C{}", "x".repeat(2047));
+    for (command, flag) in [
+        ("prp", "--admin"),
+        ("prp", "--dynamic-acp-originator"),
+        ("pip", "--admin"),
+        ("pip", "--token-writer"),
+        ("pip", "--location-source"),
+        ("pdp", "--prp-writer"),
+        ("pdp", "--pip-writer"),
+        ("up", "--admin"),
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_authz"))
+            .args([command, "--listen", "127.0.0.1:0", flag, &long])
+            .args(if command == "pdp" {
+                &[][..]
+            } else {
+                &["--data-dir", "memory"][..]
+            })
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run authz");
+        // A process that accepts the flag serves: stopped, and failed.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().expect("wait").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{command} {flag}: started with the flag");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().expect("output");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command} {flag}: {err}");
+        assert!(
+            err.contains(&format!("{flag} \"C")),
+            "{command} {flag}: {err}"
+        );
+        assert!(err.contains("absolute form"), "{command} {flag}: {err}");
+    }
+}
+
 /// `authz prp --dynamic-acp-originator CPdp` lets that originator (what a
 /// standalone `authz pdp --prp-writer CPdp` sends) store dynamic ACPs, and
 /// nobody else but the admin; a value that is not one originator ID stops
