@@ -230,8 +230,8 @@ pub struct TokenGrant {
     /// the target, for the summary of a Deny: one line per such token.
     pub inapplicable: Vec<String>,
     /// The earliest end of what `acps` and `roles` hold (a token's
-    /// `notAfter`, a `dai`'s `pl`, the decision's own time for a `dai`
-    /// without `pl`); `None` while they hold nothing. A Permit resting on
+    /// `notAfter`, a `dai`'s `pl`, the epoch for a `dai` without `pl`,
+    /// which counts for the decision only); `None` while they hold nothing. A Permit resting on
     /// them must not be reused from then on (`reusable_until`).
     pub valid_until: Option<DateTime<Utc>>,
     /// When each of `acps` ends, by its ID: no time window of it opens
@@ -1755,8 +1755,12 @@ impl Dynamic {
                 Ok(Some(DaiGrant { acp, until })) => {
                     grant.ends.push((acp.id().clone(), until.unwrap_or(now)));
                     grant.push_acp(acp, until);
-                    // Without `pl` it counts for this decision only.
-                    grant.limit(until.unwrap_or(now));
+                    // Without `pl` it counts for this decision only: not
+                    // reusable at all, said with a time before any clock's
+                    // (the epoch), so that a PEP whose clock lags this
+                    // PDP's does not read the decision's own time as still
+                    // to come.
+                    grant.limit(until.unwrap_or(DateTime::<Utc>::UNIX_EPOCH));
                     match until {
                         Some(until) => {
                             // Bound to the target itself (Decision 7): bound
