@@ -1284,6 +1284,9 @@ mod tests {
             ("20261128T160060", "16:00:60 is no time of day"),
             ("20261128T240000", "24:00:00 is no time of day"),
             ("2026112T160000", "not of the form YYYYMMDDTHHMMSS"),
+            // Well formed, but before any time a service carries (a
+            // protobuf Timestamp starts at 0001-01-01).
+            ("00000101T000000", "year 0000 is before 0001"),
             (
                 "20261128T160000,x",
                 "a fraction of a second is one or more digits",
@@ -1296,11 +1299,12 @@ mod tests {
 
     proptest::proptest! {
         /// Apart from second 60 (a leap second to chrono, no time of day
-        /// here), the fields of a well-formed value mean what chrono's
-        /// `%Y%m%dT%H%M%S` reads them as.
+        /// here) and year 0000 (refused, above), the fields of a
+        /// well-formed value mean what chrono's `%Y%m%dT%H%M%S` reads them
+        /// as.
         #[test]
         fn timestamps_read_as_chrono_reads_them(
-            y in 0u32..10_000, mo in 0u32..100, d in 0u32..100,
+            y in 1u32..10_000, mo in 0u32..100, d in 0u32..100,
             h in 0u32..100, mi in 0u32..100, sec in 0u32..60,
         ) {
             let text = format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{sec:02}");
@@ -1823,6 +1827,11 @@ pub fn read_timestamp(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> 
     }
     if !(1..=12).contains(&month) {
         return Err(format!("month {month:02} is not 01-12"));
+    }
+    // Year 0000 has the form, but no service could carry it: a protobuf
+    // Timestamp starts at 0001-01-01.
+    if year == 0 {
+        return Err("year 0000 is before 0001, the first year of a timestamp".to_owned());
     }
     chrono::NaiveDate::from_ymd_opt(year, month, day)
         .and_then(|d| d.and_hms_opt(hour, minute, second))

@@ -176,8 +176,7 @@ async fn main() -> Result<()> {
     .with_context(|| source("--credentials", &args.credentials))?;
     let clock: Arc<dyn Clock> = match &args.at {
         Some(at) => Arc::new(ManualClock::new(
-            authz_core::json::parse_timestamp(at)
-                .ok_or_else(|| anyhow!("--at {at}: not YYYYMMDDTHHMMSS"))?,
+            authz_core::json::read_timestamp(at).map_err(|why| anyhow!("--at {at}: {why}"))?,
         )),
         None => Arc::new(SystemClock),
     };

@@ -13,6 +13,13 @@ fn bad_flag_values_are_refused_naming_the_flag() {
         (&["--sp-id", "//bad_host"][..], "--sp-id"),
         (&["--admin", "all"][..], "--admin"),
         (&["--pdp", "ftp://pdp.example"][..], "--pdp"),
+        // A fixed clock no PDP can be told (a protobuf Timestamp starts at
+        // 0001-01-01): refused here, not blamed on every request as 4000.
+        (
+            &["--at", "00000101T000000"][..],
+            "--at 00000101T000000: year 0000",
+        ),
+        (&["--at", "20261126"][..], "--at 20261126: not of the form"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_door-lock-cse"))
             .args(["--listen", "127.0.0.1:0", "--pdp", "http://127.0.0.1:1"])
