@@ -254,7 +254,7 @@ fn error(e: StoreError, rqi: &str) -> Response {
         StoreError::Bad(_) => ResponseStatusCode::BAD_REQUEST,
         StoreError::Conflict(_) => ResponseStatusCode::CONFLICT,
         StoreError::NotAllowed(_) => ResponseStatusCode::OPERATION_NOT_ALLOWED,
-        StoreError::NotFound(_) => ResponseStatusCode::NOT_FOUND,
+        StoreError::NotFound(_) | StoreError::NoInstance(_) => ResponseStatusCode::NOT_FOUND,
         StoreError::MediaType(_) => ResponseStatusCode::UNSUPPORTED_MEDIA_TYPE,
     };
     respond(rsc, rqi, json!({ "m2m:dbg": e.to_string() }))
@@ -344,7 +344,7 @@ fn retrieve(app: &App, addressed: &Addressed, rqi: &str) -> Response {
             store.to_json(r, app.cse.cse_id()),
         ),
         None => error(
-            StoreError::NotFound("the container has no contentInstance".into()),
+            StoreError::NoInstance("the container has no contentInstance"),
             rqi,
         ),
     }
@@ -733,7 +733,7 @@ fn prp_error(status: &tonic::Status, rqi: &str) -> Response {
 fn delete(app: &App, addressed: &Addressed, rqi: &str) -> Response {
     let mut store = app.store.write().unwrap_or_else(|e| e.into_inner());
     let Some(ri) = store.instance(addressed).map(|r| r.ri.clone()) else {
-        return error(StoreError::NotFound("no such contentInstance".into()), rqi);
+        return error(StoreError::NoInstance("no such contentInstance"), rqi);
     };
     match store.delete_instance(&ri) {
         Ok(r) => respond(

@@ -127,6 +127,10 @@ pub enum StoreError {
     /// The resource does not exist (4004).
     #[error("resource {0} does not exist")]
     NotFound(String),
+    /// A virtual resource (`la`, `ol`) or an addressed contentInstance
+    /// names none (4004): the text says why.
+    #[error("{0}")]
+    NoInstance(&'static str),
     /// The content is in a serialization this CSE does not read (4015).
     #[error("{0}")]
     MediaType(String),

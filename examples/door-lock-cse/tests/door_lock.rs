@@ -435,6 +435,15 @@ async fn malformed_requests_and_unknown_resources() {
         .as_(OWNER, "GET", &format!("{FRONT_LA}/garbage/more"), &[], "")
         .await;
     assert_eq!((r.status, r.rsc()), (404, 4004), "{r:?}");
+    // An empty container's `la` names no contentInstance: 4004, saying so
+    // in a sentence.
+    let unlock_la = format!("{FRONT_UNLOCK}/la");
+    let r = stack.as_(OWNER, "GET", &unlock_la, &[], "").await;
+    assert_eq!((r.status, r.rsc()), (404, 4004), "{r:?}");
+    assert_eq!(r.dbg(), "the container has no contentInstance", "{r:?}");
+    let r = stack.as_(OWNER, "DELETE", &unlock_la, &[], "").await;
+    assert_eq!((r.status, r.rsc()), (404, 4004), "{r:?}");
+    assert_eq!(r.dbg(), "no such contentInstance", "{r:?}");
     // Content in a serialization the CSE does not read: 4015 (TS-0009
     // 6.7), and the door keeps its state.
     let r = stack
