@@ -224,7 +224,17 @@ impl Policy {
         let full = SetOfAcrs {
             rules: vec![file.rule.clone()],
         };
-        if let Err(e) = CompiledAcp::from_privileges(file.name.as_str(), &full) {
+        // And, as a PRP checks a stored rule, each `acor` ID in the
+        // absolute form it is matched in (Decision 2): one too long there
+        // could never match.
+        let compiled = CompiledAcp::from_privileges(file.name.as_str(), &full).map(drop);
+        for e in [
+            compiled,
+            authz_core::compile::check_set_entry_lengths("pv", &full, hosting),
+        ]
+        .into_iter()
+        .filter_map(Result::err)
+        {
             for mut v in e.0 {
                 let inner = v.path.strip_prefix("pv.acr[0]").unwrap_or(&v.path);
                 v.path = format!("{path}.rule{inner}");
@@ -849,5 +859,41 @@ mod tests {
         ] {
             assert!(paths.contains(&p), "{p} not in {paths:?}");
         }
+    }
+
+    /// Decision 2: an `acor` ID is matched in absolute form, which is an
+    /// ID of at most 2048 bytes too; one that only grows past it there
+    /// could never match, and is refused as a PRP refuses it in a stored
+    /// rule, naming the entry.
+    #[test]
+    fn an_acor_entry_too_long_in_absolute_form_is_refused() {
+        let file = |entry: String| -> PolicyFile {
+            serde_json::from_value(serde_json::json!({
+                "name": "long", "rule": {"acor": ["Cguest", entry], "acop": 2},
+                "targets": ["frontDoor"], "grant": {"mode": "dynamic_acp"}, "max_lifetime_s": 600
+            }))
+            .expect("parses")
+        };
+        let grows = format!("C{}", "x".repeat(2047));
+        let errors = Policy::compile(
+            &file(grows),
+            &hosting(),
+            &["das.home.example"],
+            "policies[0]",
+        )
+        .expect_err("refused");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "policies[0].rule.acor[1]");
+        assert!(errors[0].message.contains("absolute form"), "{errors:?}");
+        // What fits in absolute form is taken.
+        let prefix = "//home.example/mn-cse-123456/".len();
+        let fits = format!("C{}", "x".repeat(2047 - prefix));
+        Policy::compile(
+            &file(fits),
+            &hosting(),
+            &["das.home.example"],
+            "policies[0]",
+        )
+        .expect("fits");
     }
 }

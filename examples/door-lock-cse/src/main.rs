@@ -154,7 +154,11 @@ async fn main() -> Result<()> {
     // Each flag named in its error, before anything is read or connected.
     let cse = CseContext::new(&args.sp_id, &args.cse_id)
         .with_context(|| format!("--sp-id {} / --cse-id {}", args.sp_id, args.cse_id))?;
+    // One originator, at most 2048 bytes in the absolute form it is
+    // compared in (Decision 2), or it could never write.
     authz_core::resources::check_owner_id(&args.admin)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| Ok(cse.hosting().check_absolute_length(&args.admin)?))
         .with_context(|| format!("--admin {:?}: not one originator ID", args.admin))?;
     if args.deadline_ms == 0 || Duration::from_millis(args.deadline_ms) > MAX_DEADLINE {
         anyhow::bail!(

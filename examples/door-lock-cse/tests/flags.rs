@@ -6,7 +6,11 @@ use std::process::Command;
 /// value is refused at start, naming its flag"), before anything connects.
 #[test]
 fn bad_flag_values_are_refused_naming_the_flag() {
+    // 2048 bytes, longer in the absolute form it is compared in: no write
+    // could be from it.
+    let long_admin = format!("C{}", "x".repeat(2047));
     for (args, flag) in [
+        (&["--admin", long_admin.as_str()][..], "--admin \"C"),
         (&["--deadline-ms", "0"][..], "--deadline-ms"),
         (&["--deadline-ms", "3600001"][..], "--deadline-ms"),
         (&["--cse-id", "a/b"][..], "--cse-id"),
