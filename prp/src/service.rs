@@ -1176,8 +1176,9 @@ impl PolicyRetrievalPoint for PrpService {
         let misplaced = self.read(|s| {
             let pi = parent?;
             // A stored ACP is a parent of type 1 (its children are
-            // subscriptions and transactions only, spec notes §2.2).
-            if s.acps.contains_key(pi) {
+            // subscriptions and transactions only, spec notes §2.2), and so
+            // is a dynamic ACP (TS-0003 7.3.2.2: an ACP too).
+            if s.acps.contains_key(pi) || s.dynamic.contains_key(pi) {
                 return Some((pi.to_owned(), TY_ACP));
             }
             s.resources
@@ -1707,11 +1708,12 @@ impl PolicyRetrievalPoint for PrpService {
         // ID must not name an ACP or a dynamic ACP (TS-0001 10.2.3.1).
         self.read(|s| s.check(Mutation::PutResource(resource.clone())))
             .map_err(|e| id_conflict(e, "resource.resource_id"))?;
-        // Under an ACP only a subscription or a transaction (spec notes
-        // §2.2): anything else there would resolve its policies nowhere.
+        // Under an ACP (stored or dynamic) only a subscription or a
+        // transaction (spec notes §2.2): anything else there would resolve
+        // its policies nowhere.
         if let Some(parent) = resource.parent_id.as_deref()
             && !ACP_CHILD_TYPES.contains(&resource.resource_type)
-            && self.read(|s| s.acps.contains_key(parent))
+            && self.read(|s| s.acps.contains_key(parent) || s.dynamic.contains_key(parent))
         {
             return Err(invalid_argument(&[violation(
                 "resource.parent_id",
@@ -2029,7 +2031,7 @@ impl PolicyRetrievalPoint for PrpService {
                                 dynamic: false,
                             });
                         } else if *kind == PrivilegeKind::SelfPrivileges
-                            && let Some(d) = snap.dynamic.get(id)
+                            && let Some(d) = snap.dynamic.get(id).filter(|d| !d.is_expired(now))
                         {
                             // A request on a dynamic ACP: it holds privileges
                             // only, so its selfPrivileges grant nothing.

@@ -2021,6 +2021,23 @@ async fn dynamic_acp_applies_until_it_expires() {
         .await
         .expect_err("an ACP has no acpi");
     assert_eq!(violations(&err), ["updates_acpi"], "{err:?}");
+    // Being an ACP, it is no parent of an ACP, nor of anything but a
+    // subscription or a transaction (spec notes §2.2).
+    let mut under = acp("acpUnder", &["CAlice"], &[ADMIN], ALL);
+    under.parent_id = Some(rec.acp_id.clone());
+    let err = c
+        .create_acp(create_req(ADMIN, under))
+        .await
+        .expect_err("an ACP under a dynamic ACP");
+    assert_eq!(violations(&err), ["parent_id"], "{err:?}");
+    let err = c
+        .put_resource(put_req(
+            ADMIN,
+            resource("cntUnder", &rec.acp_id, 3, Some(&["acp1"]), ""),
+        ))
+        .await
+        .expect_err("a container under a dynamic ACP");
+    assert_eq!(violations(&err), ["resource.parent_id"], "{err:?}");
 
     // Watch: the put, then the sweeper's delete.
     let ev = tokio::time::timeout(Duration::from_secs(5), watch.message())
@@ -2831,6 +2848,58 @@ async fn bundle_apply_reports_what_it_changed_and_why_an_id_is_taken() {
         }
         other => panic!("{other:?}"),
     }
+    prp.shutdown().await;
+}
+
+/// Decision 7: a dynamic ACP counts until it expires, also before the
+/// sweeper removes it: a request on it then lists no policy (as the PDP,
+/// whose replica no longer counts it), not its privileges.
+#[tokio::test]
+async fn an_expired_dynamic_acp_is_no_policy_before_it_is_swept_decision_7() {
+    let mut c = config();
+    c.sweep_interval = Duration::from_secs(3600);
+    let mut prp = start(c).await;
+    let c = &mut prp.client;
+    c.create_acp(create_req(ADMIN, acp("acp1", &["CAlice"], &[ADMIN], ALL)))
+        .await
+        .expect("acp1");
+    c.put_resource(put_req(ADMIN, resource("cnt", "", 3, Some(&["acp1"]), "")))
+        .await
+        .expect("cnt");
+    let ends = chrono::Utc::now().timestamp() + 1;
+    let rec = c
+        .create_dynamic_acp(pb::CreateDynamicAcpRequest {
+            originator: "CPdp".into(),
+            target: "cnt".into(),
+            acp_id: "dynShort".into(),
+            privileges: Some(set(vec![rule(&["CGuest"], 2)])),
+            expires_at: Some(prost_types::Timestamp {
+                seconds: ends,
+                nanos: 0,
+            }),
+        })
+        .await
+        .expect("grant")
+        .into_inner();
+    let on_itself = || pb::GetApplicablePoliciesRequest {
+        target: rec.acp_id.clone(),
+        ..Default::default()
+    };
+    let live = c
+        .get_applicable_policies(on_itself())
+        .await
+        .expect("live")
+        .into_inner();
+    assert_eq!(live.policies.len(), 1, "{live:?}");
+    while chrono::Utc::now().timestamp() < ends {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let expired = c
+        .get_applicable_policies(on_itself())
+        .await
+        .expect("not swept yet: still an ACP")
+        .into_inner();
+    assert!(expired.policies.is_empty(), "{expired:?}");
     prp.shutdown().await;
 }
 
