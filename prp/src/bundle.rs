@@ -395,8 +395,9 @@ fn cse_relative_tail(id: &str) -> &str {
 /// ACPs of the bundle with one `rn` under one parent: a resourceName is
 /// unique among its parent's children (TS-0001 9.6.1.3), so the PRP would
 /// refuse the second's create after writing the first. A parent is
-/// compared in the form the PRP holds it (its record's ID, which every ID
-/// form of a registered parent reads as); an unregistered one as written.
+/// compared in the form the PRP holds it, which every ID form of it reads
+/// as: a registered parent's record ID, else the ID its NOT_FOUND names
+/// (as written, from a PRP that names none).
 async fn same_name_under_one_parent(
     prp: &mut PolicyRetrievalPointClient<Channel>,
     bundle: &Bundle,
@@ -412,14 +413,20 @@ async fn same_name_under_one_parent(
         let parent = match held.get(pi) {
             Some(parent) => parent.clone(),
             None => {
-                let parent = prp
+                use tonic_types::StatusExt;
+                let parent = match prp
                     .get_resource(pb::GetResourceRequest {
                         resource_id: pi.to_owned(),
                     })
                     .await
-                    .ok()
-                    .and_then(|rec| rec.into_inner().resource)
-                    .map_or_else(|| pi.to_owned(), |r| r.resource_id);
+                {
+                    Ok(rec) => rec.into_inner().resource.map(|r| r.resource_id),
+                    Err(s) => s
+                        .get_details_resource_info()
+                        .map(|info| info.resource_name)
+                        .filter(|held| !held.is_empty()),
+                }
+                .unwrap_or_else(|| pi.to_owned());
                 held.insert(pi, parent.clone());
                 parent
             }

@@ -1934,8 +1934,17 @@ impl PolicyRetrievalPoint for PrpService {
         check_id_field(&id, "resource_id")?;
         let id = self.held_id(id);
         let (resource, revision) = self.read(|s| (s.resources.get(&id).cloned(), s.revision));
-        let resource =
-            resource.ok_or_else(|| Status::not_found(format!("resource {id} not found")))?;
+        // The NOT_FOUND names the ID as this PRP would hold it (a
+        // `google.rpc.ResourceInfo`), so that a client can tell two forms of
+        // one unregistered ID are one (`authz policy apply` does).
+        let resource = resource.ok_or_else(|| {
+            use tonic_types::{ErrorDetails, StatusExt};
+            Status::with_error_details(
+                tonic::Code::NotFound,
+                format!("resource {id} not found"),
+                ErrorDetails::with_resource_info("resource", id.as_str(), "", "not registered"),
+            )
+        })?;
         Ok(Response::new(pb::ResourceRecord {
             resource: Some(resource_to_pb(&resource)),
             revision,

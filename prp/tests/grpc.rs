@@ -2937,6 +2937,9 @@ async fn a_bundle_with_one_rn_twice_under_one_parent_writes_nothing_ts_0001_9_6_
         ("id-in", "/id-in"),
         ("/id-in", "//SP.example.com/id-in"),
         ("CAE1", "//sp.example.com/id-in/CAE1"),
+        // Not registered (yet: a first bundle creates its ACPs before it
+        // registers their parents), read as the PRP reads it all the same.
+        ("CAE9", "/id-in/CAE9"),
     ] {
         match authz_prp::bundle::apply(c, ADMIN, &bundle(a, b)).await {
             Err(authz_prp::bundle::ApplyError::Invalid(errors)) => assert_eq!(
