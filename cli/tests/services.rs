@@ -456,6 +456,25 @@ fn bad_url_and_identity_flags_stop_the_process_naming_the_flag() {
     }
 }
 
+/// The output of `child` once it has exited; killed, and the test failed
+/// with `hang()`'s message, if it is still running after `limit` (a bound
+/// on a hang, not a speed check).
+fn output_within(
+    mut child: std::process::Child,
+    limit: Duration,
+    hang: impl FnOnce() -> String,
+) -> std::process::Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{}", hang());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
 /// Decision 2: an identity flag is compared in absolute form, which is an
 /// ID of at most 2048 bytes too; one that only grows past it there (2048
 /// bytes as given) would name an originator no request can come from, so
@@ -473,7 +492,7 @@ fn an_identity_flag_too_long_in_absolute_form_stops_the_process() {
         ("pdp", "--pip-writer"),
         ("up", "--admin"),
     ] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_authz"))
+        let child = Command::new(env!("CARGO_BIN_EXE_authz"))
             .args([command, "--listen", "127.0.0.1:0", flag, &long])
             .args(if command == "pdp" {
                 &[][..]
@@ -485,15 +504,9 @@ fn an_identity_flag_too_long_in_absolute_form_stops_the_process() {
             .spawn()
             .expect("run authz");
         // A process that accepts the flag serves: stopped, and failed.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while child.try_wait().expect("wait").is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("{command} {flag}: started with the flag");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().expect("output");
+        let out = output_within(child, Duration::from_secs(20), || {
+            format!("{command} {flag}: started with the flag")
+        });
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{command} {flag}: {err}");
         assert!(
@@ -1581,7 +1594,7 @@ fn a_sigterm_while_up_is_starting_ends_it_cleanly() {
     use std::process::Stdio;
     for (i, delay_ms) in [5u64, 10, 20, 30, 50, 80, 150, 300].into_iter().enumerate() {
         let data = tempdir(&format!("early-sigterm-{i}"));
-        let mut up = Command::new(env!("CARGO_BIN_EXE_authz"))
+        let up = Command::new(env!("CARGO_BIN_EXE_authz"))
             .args([
                 "up",
                 "--listen",
@@ -1602,15 +1615,9 @@ fn a_sigterm_while_up_is_starting_ends_it_cleanly() {
             .expect("kill");
         assert!(sent.success());
         // A bound on a hang (the defect waited 30 s), not a speed check.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while up.try_wait().expect("try_wait").is_none() {
-            if Instant::now() > deadline {
-                let _ = up.kill();
-                panic!("authz up still running 20 s after a SIGTERM sent {delay_ms} ms in");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = up.wait_with_output().expect("output");
+        let out = output_within(up, Duration::from_secs(20), || {
+            format!("authz up still running 20 s after a SIGTERM sent {delay_ms} ms in")
+        });
         if out.status.signal() == Some(15) {
             continue;
         }
