@@ -1791,6 +1791,13 @@ fn resource_id_error(id: &str, e: &crate::ids::IdError) -> String {
     }
 }
 
+/// The first second every service can carry (a protobuf `Timestamp`'s),
+/// 0001-01-01T00:00:00Z.
+pub const FIRST_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
+
+/// The last second every service can carry, 9999-12-31T23:59:59Z.
+pub const LAST_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+
 /// Parses an `m2m:timestamp` (`YYYYMMDDTHHMMSS`, optionally `,ffffff`), UTC.
 /// The fraction, when present, is one or more digits and is dropped.
 pub fn parse_timestamp(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {

@@ -535,8 +535,16 @@ impl<'a> Reader<'a> {
                         r as i64
                     })
                 })
+                // The services carry 0001-01-01..9999-12-31 only (a
+                // protobuf Timestamp): a token dated beyond could be used
+                // but not kept (no Local-Token-ID), so it is refused, as
+                // an `m2m:timestamp` of year 0000 is.
+                .filter(|s| {
+                    (crate::json::FIRST_TIMESTAMP_SECONDS..=crate::json::LAST_TIMESTAMP_SECONDS)
+                        .contains(s)
+                })
                 .and_then(|s| DateTime::from_timestamp(s, 0))
-                .ok_or("NumericDate out of range"),
+                .ok_or("NumericDate out of range 0001-01-01T00:00:00Z..=9999-12-31T23:59:59Z"),
             (true, other) => {
                 let m = format!("expected a NumericDate, found {}", kind(other));
                 self.errors.push(err(name, m));

@@ -268,6 +268,22 @@ fn table_7_3_2_6_2_1_numeric_dates() {
     assert_eq!(e.0[0].path, "exp");
     jwt["exp"] = json!(1e300);
     assert!(TokenClaims::from_jwt_claims(&jwt).is_err());
+    // Dates no service can carry (a protobuf Timestamp spans the years
+    // 0001-9999) are refused, not used by a PDP that could not keep the
+    // token; the range's ends are taken.
+    for (nbf, exp, ok) in [
+        (-62_135_596_801_i64, 1_795_003_600_i64, false),
+        (1_795_000_000, 253_402_300_800, false),
+        (-62_135_596_800, 253_402_300_799, true),
+    ] {
+        jwt["nbf"] = json!(nbf);
+        jwt["exp"] = json!(exp);
+        let parsed = TokenClaims::from_jwt_claims(&jwt);
+        assert_eq!(parsed.is_ok(), ok, "{nbf} {exp}: {parsed:?}");
+        if let Err(e) = parsed {
+            assert!(e.0[0].message.contains("out of range"), "{e:?}");
+        }
+    }
 
     let mut set = example_claim_set();
     set["tkna"] = json!(1795003600);

@@ -1226,10 +1226,10 @@ fn timestamp_from_pb(
 }
 
 /// The first second of a protobuf `Timestamp`, 0001-01-01T00:00:00Z.
-pub const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
+pub const MIN_TIMESTAMP_SECONDS: i64 = authz_core::json::FIRST_TIMESTAMP_SECONDS;
 
 /// The last second of a protobuf `Timestamp`, 9999-12-31T23:59:59Z.
-pub const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+pub const MAX_TIMESTAMP_SECONDS: i64 = authz_core::json::LAST_TIMESTAMP_SECONDS;
 
 /// Converts and checks a wire position (latitude -90..90, longitude
 /// -180..180, uncertainty a finite number of metres >= 0), naming fields
