@@ -1155,6 +1155,21 @@ impl PolicyRetrievalPoint for PrpService {
             .map_err(|e| invalid_argument(&validation_errors(e)))?;
         check_create(&acp)
             .map_err(|e| invalid_argument(&acp_validation_errors(e, req.acp.as_ref())))?;
+        // A child is hosted where its parent is (TS-0001 7.2): an ACP of
+        // this CSE under another CSE's resource would be no child of any.
+        if let Some(pi) = acp.parent_id.as_deref()
+            && self.inner.hosting.held_resource_id(pi).is_none()
+        {
+            return Err(invalid_argument(&[violation(
+                "parent_id",
+                format!(
+                    "{pi} is a resource of another CSE than this one (//{}/{}); an ACP \
+                     stored here is a child of one of its own resources",
+                    self.inner.hosting.sp_fqdn(),
+                    self.inner.hosting.cse_id()
+                ),
+            )]));
+        }
         // Before the write lock: a slow PIP holds up no other write.
         let attrs = self
             .writer_attributes(&req.originator, &req.role_ids)

@@ -2953,11 +2953,19 @@ async fn a_bundle_with_one_rn_twice_under_one_parent_writes_nothing_ts_0001_9_6_
         }
         assert_eq!(prp.service.revision(), before, "{a} / {b}: nothing written");
     }
-    // Two parents: this CSE's AE, and one of another CSE by the same name.
-    let applied = authz_prp::bundle::apply(c, ADMIN, &bundle("CAE1", "/id-other/CAE1"))
+    // Two parents.
+    let applied = authz_prp::bundle::apply(c, ADMIN, &bundle("CAE1", "/id-in/CAE2"))
         .await
         .expect("two parents");
     assert_eq!(applied.created, 2);
+    // A parent of another CSE, where no ACP of this one is a child.
+    let mut foreign = acp("acpF", &["CAlice"], &[ADMIN], ALL);
+    foreign.parent_id = Some("/id-other/CAE1".into());
+    let err = c
+        .create_acp(create_req(ADMIN, foreign))
+        .await
+        .expect_err("a parent of another CSE");
+    assert_eq!(violations(&err), ["parent_id"], "{err:?}");
     prp.shutdown().await;
 }
 
