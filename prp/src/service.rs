@@ -678,10 +678,11 @@ fn create_check(
         return Err(outside("it names no parent_id".into()));
     };
     // An ACP is a parent too, of a subscription or a transaction (spec
-    // notes §2.2): the Create is judged by its pvs (TS-0003 7.1.1).
+    // notes §2.2): the Create is judged by its pvs (TS-0003 7.1.1); a
+    // dynamic ACP's, which it has none of, grant it to nobody.
     let parent_type = match snap.resources.get(parent) {
         Some(r) => r.resource_type,
-        None if snap.acps.contains_key(parent) => TY_ACP,
+        None if snap.acps.contains_key(parent) || snap.dynamic.contains_key(parent) => TY_ACP,
         None => {
             return Err(outside(format!(
                 "its parent {parent} is not a resource registered in the PRP"

@@ -2038,6 +2038,22 @@ async fn dynamic_acp_applies_until_it_expires() {
         .await
         .expect_err("a container under a dynamic ACP");
     assert_eq!(violations(&err), ["resource.parent_id"], "{err:?}");
+    // A subscription there is a Create on that ACP, judged by its
+    // selfPrivileges, which it has none of: refused as such, not as a
+    // parent that does not exist.
+    let err = c
+        .put_resource(put_req(
+            "CBob",
+            resource("subUnder", &rec.acp_id, 23, None, "CBob"),
+        ))
+        .await
+        .expect_err("a subscription under a dynamic ACP");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(
+        !err.message().contains("not a resource registered"),
+        "{err:?}"
+    );
+    assert!(err.message().contains(&rec.acp_id), "{err:?}");
 
     // Watch: the put, then the sweeper's delete.
     let ev = tokio::time::timeout(Duration::from_secs(5), watch.message())
