@@ -613,6 +613,68 @@ async fn prp_killed_with_sigkill_loses_no_acknowledged_write() {
     );
 }
 
+/// A PRP killed (SIGKILL) while it makes its new store file leaves a data
+/// directory the next start opens: the file appears only once it is a
+/// complete database. (It left a file without redb's magic number, which
+/// every later start refused.)
+#[cfg(unix)]
+#[test]
+fn a_prp_killed_while_making_its_store_starts_again() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    for attempt in 0..20 {
+        let data = tempdir("prp-new-kill");
+        let file = data.path().join("prp.redb");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_authz"))
+            .args([
+                "prp",
+                "--listen",
+                "127.0.0.1:0",
+                "--pip",
+                "off",
+                "--data-dir",
+            ])
+            .arg(data.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run authz prp");
+        // Killed the moment the file appears.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !file.exists() && Instant::now() < deadline {
+            std::hint::spin_loop();
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let mut again = Command::new(env!("CARGO_BIN_EXE_authz"))
+            .args([
+                "prp",
+                "--listen",
+                "127.0.0.1:0",
+                "--pip",
+                "off",
+                "--data-dir",
+            ])
+            .arg(data.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run authz prp again");
+        let stdout = again.stdout.take().expect("stdout");
+        let served = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("PRP on"));
+        let _ = again.kill();
+        let out = again.wait_with_output().expect("output");
+        assert!(
+            served,
+            "attempt {attempt}: the next start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// A PRP restored from a backup keeps its store ID, and once it has
 /// written again its revision numbers name other changes than the ones a
 /// PDP saw before the restore. The PDP resumes with the tag of its

@@ -42,32 +42,70 @@ impl RedbBackend {
     /// errors name the file (a lock held by another process, a directory
     /// without write permission).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::create(path).map_err(|e| e.in_file(path))
+        unpanicked(|| Self::create(path)).map_err(|e| e.in_file(path))
     }
 
     fn create(path: &Path) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             crate::create_private_dir_all(parent)?;
         }
-        // Stores hold tokens and policies: a new file is its owner's only
-        // (an existing one keeps the modes its operator gave it).
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-            {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e.into()),
+        if let Err(e) = std::fs::symlink_metadata(path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(e.into());
             }
+            Self::create_new_file(path)?;
         }
         // `create` opens a valid database and initializes only a missing or
-        // empty file.
+        // empty file (an operator's empty file: initialized in place).
         let db = Database::create(path)?;
+        Self::initialize(&db)?;
+        Ok(Self {
+            db,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Makes a new, initialized store file at `path`: in a file of its own
+    /// first, linked to `path` once complete, so that a start cut short
+    /// (`kill -9`) leaves no half-made file that every later start would
+    /// refuse as no redb database. A link, unlike a rename, never replaces
+    /// a file another process made meanwhile.
+    fn create_new_file(path: &Path) -> Result<(), StoreError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.new-{}", std::process::id()));
+        // One left by an earlier process of the same ID, cut short.
+        let _ = std::fs::remove_file(&tmp);
+        let made = (|| {
+            // Stores hold tokens and policies: a new file is its owner's
+            // only (an existing one keeps the modes its operator gave it).
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            options.open(&tmp)?;
+            Self::initialize(&Database::create(&tmp)?)?;
+            match std::fs::hard_link(&tmp, path) {
+                Ok(()) => {}
+                // Another process made it meanwhile: that one is opened.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(StoreError::from(e)),
+            }
+            // The link durable before anything is written through it.
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::File::open(parent)?.sync_all()?;
+            }
+            Ok(())
+        })();
+        let _ = std::fs::remove_file(&tmp);
+        made
+    }
+
+    /// Gives a store file its revision, tables and store ID where it lacks
+    /// them, durably; refuses a file of another layout.
+    fn initialize(db: &Database) -> Result<(), StoreError> {
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         {
@@ -100,10 +138,7 @@ impl RedbBackend {
             }
         }
         txn.commit()?;
-        Ok(Self {
-            db,
-            path: path.to_owned(),
-        })
+        Ok(())
     }
 
     /// The path of the redb file.
@@ -112,8 +147,25 @@ impl RedbBackend {
     }
 }
 
-impl Backend for RedbBackend {
-    fn load(&self) -> Result<Loaded, StoreError> {
+/// `f`, with a panic inside it (redb panics on some damaged pages instead
+/// of answering an error) turned into [`StoreError::Corrupt`], so that the
+/// caller can name the file.
+fn unpanicked<T>(f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        Err(StoreError::Corrupt(format!(
+            "a page could not be read ({why}); restore the file from a backup"
+        )))
+    })
+}
+
+impl RedbBackend {
+    /// Everything the file holds ([`Backend::load`]).
+    fn load_all(&self) -> Result<Loaded, StoreError> {
         let txn = self.db.begin_read()?;
         let revision = txn
             .open_table(META)?
@@ -151,6 +203,12 @@ impl Backend for RedbBackend {
             rows,
             log,
         })
+    }
+}
+
+impl Backend for RedbBackend {
+    fn load(&self) -> Result<Loaded, StoreError> {
+        unpanicked(|| self.load_all()).map_err(|e| e.in_file(&self.path))
     }
 
     fn commit(

@@ -441,3 +441,73 @@ fn a_new_store_and_its_new_directories_are_the_owners_only() {
     drop(authz_store::RedbBackend::open(&path).expect("reopen"));
     assert_eq!(mode(&path), 0o640);
 }
+
+/// A page that redb cannot read (disk damage) makes it panic rather than
+/// answer an error: the open is refused with an error naming the file and
+/// saying what to do, the panic does not escape, and the file is left as
+/// it was.
+#[test]
+fn a_damaged_page_is_an_error_naming_the_file_not_a_panic() {
+    let (_guard, dir) = temp_path("store", "damaged");
+    let path = dir.join("kv.redb");
+    {
+        let store = Store::<Kv>::open_redb(&path, DEFAULT_LOG_LIMIT).expect("open");
+        exercise(&store);
+    }
+    let mut refused = 0;
+    // The tables' pages of so small a file sit in its first few pages.
+    for page in 2..8u64 {
+        let damaged = dir.join(format!("damaged-{page}.redb"));
+        let mut bytes = std::fs::read(&path).expect("read");
+        let at = (page * 4096) as usize;
+        if at + 4096 > bytes.len() {
+            break;
+        }
+        bytes[at..at + 4096].fill(0);
+        std::fs::write(&damaged, &bytes).expect("write");
+        match Store::<Kv>::open_redb(&damaged, DEFAULT_LOG_LIMIT) {
+            // A page the store does not use.
+            Ok(_) => {}
+            Err(e) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains(&damaged.display().to_string()),
+                    "page {page}: {text}"
+                );
+                refused += 1;
+            }
+        }
+        assert_eq!(
+            std::fs::read(&damaged).expect("read"),
+            bytes,
+            "page {page}: unchanged"
+        );
+    }
+    assert!(refused > 0, "no damaged page was noticed");
+}
+
+/// A new store file appears at its path only once it is a complete,
+/// initialized database (made beside it, then linked), so that a start cut
+/// short (`kill -9`) never leaves a file that no later start opens; and
+/// nothing else is left in its directory.
+#[test]
+fn a_new_store_file_leaves_nothing_beside_it() {
+    let (_guard, dir) = temp_path("store", "new");
+    let path = dir.join("kv.redb");
+    drop(Store::<Kv>::open_redb(&path, DEFAULT_LOG_LIMIT).expect("open"));
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["kv.redb"]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    // The file is complete: it opens, with its store ID, revision 0.
+    let store = Store::<Kv>::open_redb(&path, DEFAULT_LOG_LIMIT).expect("reopen");
+    assert_eq!(store.revision(), 0);
+    assert!(!store.store_id().is_empty());
+}
