@@ -675,6 +675,89 @@ fn a_prp_killed_while_making_its_store_starts_again() {
     }
 }
 
+/// A store file with a damaged page (disk damage; redb panics reading
+/// it) stops the start with exit 2 and an error naming the file, and the
+/// file is left byte for byte as it was, for its operator to restore or
+/// examine: no commit, no recovery flag written into it first.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_store_is_refused_naming_it_and_left_as_it_was() {
+    let data = tempdir("prp-damaged");
+    let dir = data.path().to_str().unwrap();
+    let (mut prp, url) = start(
+        &[
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "off",
+            "--data-dir",
+            dir,
+        ],
+        "  gRPC ",
+    );
+    // The demo policies are in the store.
+    let mut client = prp_client(&url).await;
+    assert!(
+        !client
+            .list_acps(pb::ListAcpsRequest::default())
+            .await
+            .expect("list")
+            .into_inner()
+            .acps
+            .is_empty()
+    );
+    send_signal(&prp, "TERM");
+    assert!(exit_within(&mut prp, Duration::from_secs(30)).success());
+    let original = std::fs::read(data.path().join("prp.redb")).expect("read");
+    let mut refused = 0;
+    for page in 1..(original.len() / 4096).min(24) {
+        let dir = tempdir("prp-damaged-copy");
+        let file = dir.path().join("prp.redb");
+        let mut bytes = original.clone();
+        bytes[page * 4096..(page + 1) * 4096].fill(0);
+        std::fs::write(&file, &bytes).expect("write");
+        let child = Command::new(env!("CARGO_BIN_EXE_authz"))
+            .args([
+                "prp",
+                "--listen",
+                "127.0.0.1:0",
+                "--pip",
+                "off",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .env("RUST_BACKTRACE", "0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run authz prp");
+        // A start that reads the file whole serves: a page it does not use.
+        let mut child = Proc(child);
+        let exited = (0..50).find_map(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            child.0.try_wait().expect("try_wait")
+        });
+        let Some(status) = exited else {
+            continue;
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.0.stderr.take().expect("stderr"), &mut err)
+            .expect("stderr");
+        assert_eq!(status.code(), Some(2), "page {page}: {err}");
+        assert!(
+            err.contains(&file.display().to_string()),
+            "page {page}: {err}"
+        );
+        assert!(
+            std::fs::read(&file).expect("read") == bytes,
+            "page {page}: the refused file changed: {err}"
+        );
+        refused += 1;
+    }
+    assert!(refused > 0, "no damaged page was noticed");
+}
+
 /// A PRP restored from a backup keeps its store ID, and once it has
 /// written again its revision numbers name other changes than the ones a
 /// PDP saw before the restore. The PDP resumes with the tag of its

@@ -54,6 +54,8 @@ impl RedbBackend {
                 return Err(e.into());
             }
             Self::create_new_file(path)?;
+        } else {
+            Self::check_readable(path)?;
         }
         // `create` opens a valid database and initializes only a missing or
         // empty file (an operator's empty file: initialized in place).
@@ -103,9 +105,67 @@ impl RedbBackend {
         made
     }
 
+    /// Reads all of an existing file through a read-only handle, which
+    /// writes nothing, so that a file with damaged pages is refused as it
+    /// is: opened for writing first, it would get a commit (and redb's
+    /// recovery flag) before the damage showed. A file that cannot be
+    /// opened so (one that needs the recovery a `kill -9` leaves, one
+    /// another process holds, an empty one) is left to the writable open,
+    /// which recovers it or says why not.
+    fn check_readable(path: &Path) -> Result<(), StoreError> {
+        let Ok(db) = redb::ReadOnlyDatabase::open(path) else {
+            return Ok(());
+        };
+        // Only a panic is damage here: an error (a table an older file
+        // lacks) is the writable open's to mend or report.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // The table directory too, which the writable open reads.
+            if let Ok(txn) = db.begin_read()
+                && let Ok(tables) = txn.list_tables()
+            {
+                tables.for_each(drop);
+            }
+            read_all(&db)
+        }))
+        .map(drop)
+        .map_err(damaged)
+    }
+
+    /// Whether a store file has its revision, every table and a store ID.
+    fn is_initialized(db: &Database) -> Result<bool, StoreError> {
+        let txn = db.begin_read()?;
+        let tables: Vec<String> = txn.list_tables()?.map(|t| t.name().to_owned()).collect();
+        let has = |name: &str| tables.iter().any(|t| t == name);
+        if ![
+            META.name(),
+            ROWS.name(),
+            LOG.name(),
+            TAGS.name(),
+            IDENTITY.name(),
+        ]
+        .into_iter()
+        .all(has)
+        {
+            return Ok(false);
+        }
+        let revision = txn.open_table(META)?.get(REVISION_KEY)?.is_some();
+        let id = txn
+            .open_table(IDENTITY)?
+            .get(STORE_ID_KEY)?
+            .is_some_and(|g| !g.value().is_empty());
+        Ok(revision && id)
+    }
+
     /// Gives a store file its revision, tables and store ID where it lacks
     /// them, durably; refuses a file of another layout.
     fn initialize(db: &Database) -> Result<(), StoreError> {
+        // A file that has it all is not written to: a start commits
+        // nothing (a commit also rewrites redb's list of freed pages, which
+        // no read looks at: damage there shows at the first write instead,
+        // as that write's error).
+        if Self::is_initialized(db)? {
+            return Ok(());
+        }
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         {
@@ -151,67 +211,81 @@ impl RedbBackend {
 /// of answering an error) turned into [`StoreError::Corrupt`], so that the
 /// caller can name the file.
 fn unpanicked<T>(f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let why = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".to_owned());
-        Err(StoreError::Corrupt(format!(
-            "a page could not be read ({why}); restore the file from a backup"
-        )))
-    })
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| Err(damaged(p)))
 }
 
-impl RedbBackend {
-    /// Everything the file holds ([`Backend::load`]).
-    fn load_all(&self) -> Result<Loaded, StoreError> {
-        let txn = self.db.begin_read()?;
-        let revision = txn
-            .open_table(META)?
-            .get(REVISION_KEY)?
-            .map(|g| g.value())
-            .unwrap_or(0);
-        let mut rows = Vec::new();
-        for item in txn.open_table(ROWS)?.iter()? {
-            let (k, v) = item?;
-            let (collection, key) = k.value();
-            rows.push(Row {
-                collection: collection.to_owned(),
-                key: key.to_owned(),
-                value: Some(v.value().to_owned()),
-            });
-        }
-        let tags = txn.open_table(TAGS)?;
-        let mut log = Vec::new();
-        for item in txn.open_table(LOG)?.iter()? {
-            let (k, v) = item?;
-            let revision = k.value();
-            log.push(LoggedChange {
-                revision,
-                change: v.value().to_owned(),
-                tag: tags.get(revision)?.map_or(0, |g| g.value()),
-            });
-        }
-        let store_id = txn
-            .open_table(IDENTITY)?
-            .get(STORE_ID_KEY)?
-            .map(|g| g.value().to_owned());
-        Ok(Loaded {
-            store_id,
-            revision,
-            rows,
-            log,
-        })
+/// The error of a panic redb raised reading a page.
+fn damaged(panic: Box<dyn std::any::Any + Send>) -> StoreError {
+    let why = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned());
+    StoreError::Corrupt(format!(
+        "a page could not be read ({why}); restore the file from a backup"
+    ))
+}
+
+/// Everything a store file holds ([`Backend::load`]).
+fn read_all(db: &impl ReadableDatabase) -> Result<Loaded, StoreError> {
+    let txn = db.begin_read()?;
+    let revision = txn
+        .open_table(META)?
+        .get(REVISION_KEY)?
+        .map(|g| g.value())
+        .unwrap_or(0);
+    let mut rows = Vec::new();
+    for item in txn.open_table(ROWS)?.iter()? {
+        let (k, v) = item?;
+        let (collection, key) = k.value();
+        rows.push(Row {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            value: Some(v.value().to_owned()),
+        });
     }
+    let tags = txn.open_table(TAGS)?;
+    let mut log = Vec::new();
+    for item in txn.open_table(LOG)?.iter()? {
+        let (k, v) = item?;
+        let revision = k.value();
+        log.push(LoggedChange {
+            revision,
+            change: v.value().to_owned(),
+            tag: tags.get(revision)?.map_or(0, |g| g.value()),
+        });
+    }
+    let store_id = txn
+        .open_table(IDENTITY)?
+        .get(STORE_ID_KEY)?
+        .map(|g| g.value().to_owned());
+    Ok(Loaded {
+        store_id,
+        revision,
+        rows,
+        log,
+    })
 }
 
 impl Backend for RedbBackend {
     fn load(&self) -> Result<Loaded, StoreError> {
-        unpanicked(|| self.load_all()).map_err(|e| e.in_file(&self.path))
+        unpanicked(|| read_all(&self.db)).map_err(|e| e.in_file(&self.path))
     }
 
     fn commit(
+        &self,
+        rows: &[Row],
+        change: &LoggedChange,
+        keep_log_from: u64,
+    ) -> Result<(), StoreError> {
+        unpanicked(|| self.commit_durably(rows, change, keep_log_from))
+            .map_err(|e| e.in_file(&self.path))
+    }
+}
+
+impl RedbBackend {
+    /// One write transaction with [`Durability::Immediate`] ([`Backend::commit`]).
+    fn commit_durably(
         &self,
         rows: &[Row],
         change: &LoggedChange,
