@@ -622,10 +622,8 @@ async fn prp_killed_with_sigkill_loses_no_acknowledged_write() {
 fn a_prp_killed_while_making_its_store_starts_again() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    for attempt in 0..20 {
-        let data = tempdir("prp-new-kill");
-        let file = data.path().join("prp.redb");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_authz"))
+    let prp = |data: &Path, stdout: Stdio| {
+        Command::new(env!("CARGO_BIN_EXE_authz"))
             .args([
                 "prp",
                 "--listen",
@@ -634,11 +632,16 @@ fn a_prp_killed_while_making_its_store_starts_again() {
                 "off",
                 "--data-dir",
             ])
-            .arg(data.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .arg(data)
+            .stdout(stdout)
+            .stderr(Stdio::piped())
             .spawn()
-            .expect("run authz prp");
+            .expect("run authz prp")
+    };
+    for attempt in 0..20 {
+        let data = tempdir("prp-new-kill");
+        let file = data.path().join("prp.redb");
+        let mut child = prp(data.path(), Stdio::null());
         // Killed the moment the file appears.
         let deadline = Instant::now() + Duration::from_secs(20);
         while !file.exists() && Instant::now() < deadline {
@@ -646,20 +649,7 @@ fn a_prp_killed_while_making_its_store_starts_again() {
         }
         let _ = child.kill();
         let _ = child.wait();
-        let mut again = Command::new(env!("CARGO_BIN_EXE_authz"))
-            .args([
-                "prp",
-                "--listen",
-                "127.0.0.1:0",
-                "--pip",
-                "off",
-                "--data-dir",
-            ])
-            .arg(data.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run authz prp again");
+        let mut again = prp(data.path(), Stdio::piped());
         let stdout = again.stdout.take().expect("stdout");
         let served = BufReader::new(stdout)
             .lines()
@@ -683,19 +673,7 @@ fn a_prp_killed_while_making_its_store_starts_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_store_is_refused_naming_it_and_left_as_it_was() {
     let data = tempdir("prp-damaged");
-    let dir = data.path().to_str().unwrap();
-    let (mut prp, url) = start(
-        &[
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics",
-            "off",
-            "--data-dir",
-            dir,
-        ],
-        "  gRPC ",
-    );
+    let (mut prp, url) = start_up(data.path(), &[], &[]);
     // The demo policies are in the store.
     let mut client = prp_client(&url).await;
     assert!(
