@@ -562,10 +562,8 @@ impl ResourceView for View<'_> {
     }
 
     fn is_acp(&self, id: &str) -> bool {
-        // A dynamic ACP is an `<accessControlPolicy>` too (TS-0003 7.3.2.2:
-        // a child ACP of its target), as the PDP reads it: a request on it
-        // is one on an ACP.
-        self.snap.acps.contains_key(id) || self.snap.dynamic.contains_key(id)
+        // As the PDP reads it: a request on a dynamic ACP is one on an ACP.
+        self.snap.holds_acp(id)
     }
 
     fn dynamic_acps(&self, target: &str) -> Vec<String> {
@@ -682,7 +680,7 @@ fn create_check(
     // dynamic ACP's, which it has none of, grant it to nobody.
     let parent_type = match snap.resources.get(parent) {
         Some(r) => r.resource_type,
-        None if snap.acps.contains_key(parent) || snap.dynamic.contains_key(parent) => TY_ACP,
+        None if snap.holds_acp(parent) => TY_ACP,
         None => {
             return Err(outside(format!(
                 "its parent {parent} is not a resource registered in the PRP"
@@ -1194,7 +1192,7 @@ impl PolicyRetrievalPoint for PrpService {
             // A stored ACP is a parent of type 1 (its children are
             // subscriptions and transactions only, spec notes §2.2), and so
             // is a dynamic ACP (TS-0003 7.3.2.2: an ACP too).
-            if s.acps.contains_key(pi) || s.dynamic.contains_key(pi) {
+            if s.holds_acp(pi) {
                 return Some((pi.to_owned(), TY_ACP));
             }
             s.resources
@@ -1729,7 +1727,7 @@ impl PolicyRetrievalPoint for PrpService {
         // its policies nowhere.
         if let Some(parent) = resource.parent_id.as_deref()
             && !ACP_CHILD_TYPES.contains(&resource.resource_type)
-            && self.read(|s| s.acps.contains_key(parent) || s.dynamic.contains_key(parent))
+            && self.read(|s| s.holds_acp(parent))
         {
             return Err(invalid_argument(&[violation(
                 "resource.parent_id",

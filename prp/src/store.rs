@@ -232,6 +232,13 @@ pub struct StoreSnapshot {
 }
 
 impl StoreSnapshot {
+    /// Whether `id` is an ACP: a stored one or a dynamic one (TS-0003
+    /// 7.3.2.2: a child `<accessControlPolicy>` of its target; expired
+    /// ones until swept), as a request on it or a child under it reads it.
+    pub fn holds_acp(&self, id: &str) -> bool {
+        self.acps.contains_key(id) || self.dynamic.contains_key(id)
+    }
+
     /// `state` at `revision`, whose change had tag `tag`.
     pub fn new(revision: u64, tag: u64, state: PolicyState) -> Self {
         let PolicyState {
