@@ -1967,16 +1967,8 @@ async fn dynamic_acp_applies_until_it_expires() {
     assert!(!rec.acp_id.is_empty(), "an ID is generated");
     assert_eq!(rec.revision, 3);
 
-    let p = c
-        .get_applicable_policies(pb::GetApplicablePoliciesRequest {
-            target: "cnt".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("applicable")
-        .into_inner();
     assert_eq!(
-        ids(&p),
+        applicable_ids(c, "cnt").await,
         vec![
             ("acp1".into(), pb::PrivilegeKind::Privileges as i32, false),
             (
@@ -2897,25 +2889,14 @@ async fn an_expired_dynamic_acp_is_no_policy_before_it_is_swept_decision_7() {
         .await
         .expect("grant")
         .into_inner();
-    let on_itself = || pb::GetApplicablePoliciesRequest {
-        target: rec.acp_id.clone(),
-        ..Default::default()
-    };
-    let live = c
-        .get_applicable_policies(on_itself())
-        .await
-        .expect("live")
-        .into_inner();
-    assert_eq!(live.policies.len(), 1, "{live:?}");
+    let live = applicable_ids(c, &rec.acp_id).await;
+    assert_eq!(live.len(), 1, "{live:?}");
     while chrono::Utc::now().timestamp() < ends {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let expired = c
-        .get_applicable_policies(on_itself())
-        .await
-        .expect("not swept yet: still an ACP")
-        .into_inner();
-    assert!(expired.policies.is_empty(), "{expired:?}");
+    // Not swept yet: still an ACP, with no policy.
+    let expired = applicable_ids(c, &rec.acp_id).await;
+    assert!(expired.is_empty(), "{expired:?}");
     prp.shutdown().await;
 }
 
