@@ -103,12 +103,14 @@ async fn decide(args: &DecideArgs, tls: &ClientTls) -> Result<Value, Failure> {
     wire.token_request_indicator = args.tqi;
     let target = authz_proto::endpoint::endpoint_with(&args.pdp, tls)
         .map_err(|e| Failure::Input(anyhow!("--pdp {}: {e}", args.pdp)))?
-        .timeout(crate::policy::CALL_TIMEOUT);
-    let channel = crate::policy::connect_within(target).await.map_err(|why| {
-        // The sources once each: why (a certificate not trusted, a
-        // refused connection), not only "transport error".
-        Failure::Unreachable(anyhow!("cannot connect to the PDP at {}: {why}", args.pdp))
-    })?;
+        .timeout(authz_proto::endpoint::CALL_TIMEOUT);
+    let channel = authz_proto::endpoint::connect_within(target)
+        .await
+        .map_err(|why| {
+            // The sources once each: why (a certificate not trusted, a
+            // refused connection), not only "transport error".
+            Failure::Unreachable(anyhow!("cannot connect to the PDP at {}: {why}", args.pdp))
+        })?;
     let answer = PolicyDecisionPointClient::new(channel)
         .decide(wire)
         .await

@@ -131,7 +131,7 @@ pub async fn run(args: LoadtestArgs, tls: &ClientTls) -> Result<()> {
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {
         channels.push(
-            crate::policy::connect_within(target.clone())
+            authz_proto::endpoint::connect_within(target.clone())
                 .await
                 .map_err(|why| anyhow!("--target {}: cannot connect: {why}", args.target))?,
         );

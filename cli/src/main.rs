@@ -156,10 +156,10 @@ fn write_line(line: std::fmt::Arguments<'_>) {
 /// cause whose text is already said: many errors quote their source in
 /// their own message, and `{:#}` would print it two or three times. A
 /// handshake a server refused for the client certificate says which flags
-/// are about it ([`tls_hint`]).
+/// are about it ([`authz_proto::tls::client_certificate_hint`]).
 pub(crate) fn error_text(e: &anyhow::Error) -> String {
     let text = printable(authz_proto::endpoint::error_chain(e.as_ref()));
-    match tls_hint(&text) {
+    match authz_proto::tls::client_certificate_hint(&text) {
         Some(hint) => format!("{text} ({hint})"),
         None => text,
     }
@@ -183,46 +183,14 @@ fn printable(text: String) -> String {
     out
 }
 
-/// How long [`explain_refusal`] waits for a server's answer.
-const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-
 /// `e`, a failure to reach the server at `url`, with why the server refuses
-/// this process's TLS handshake, when it does and `e` does not say: with
-/// TLS 1.3 the alert of a server refusing the client certificate, or its
-/// lack, races the first request and is often lost (the call then fails
-/// with `connection closed` or `broken pipe`), so the server is asked
-/// again, once ([`ClientTls::handshake_refusal`]). Only for transport
-/// failures, which a server's answer is not.
+/// this process's TLS handshake, when it does and `e` does not say
+/// ([`ClientTls::unsaid_refusal`]).
 pub(crate) async fn explain_refusal(e: anyhow::Error, url: &str, tls: &ClientTls) -> anyhow::Error {
     let text = authz_proto::endpoint::error_chain(e.as_ref());
-    if !text.contains("transport error") || tls_hint(&text).is_some() {
-        return e;
-    }
-    match tls.handshake_refusal(url, PROBE_WAIT).await {
-        Some(why) if !text.contains(&why) => {
-            anyhow::anyhow!("{text}; the server refuses the TLS handshake: {why}")
-        }
-        _ => e,
-    }
-}
-
-/// What to do about a TLS alert a server sent about the client's
-/// certificate: rustls names only the alert (`received fatal alert:
-/// CertificateRequired`), which does not say that it is about mutual TLS.
-fn tls_hint(text: &str) -> Option<&'static str> {
-    if text.contains("CertificateRequired") {
-        Some(
-            "the server requires a client certificate (mutual TLS): give --tls-client-cert and --tls-client-key",
-        )
-    } else if text.contains("received fatal alert: UnknownCA")
-        || text.contains("received fatal alert: BadCertificate")
-        || text.contains("received fatal alert: CertificateUnknown")
-    {
-        Some(
-            "the server refused the client certificate of --tls-client-cert: it accepts only certificates of its client CAs",
-        )
-    } else {
-        None
+    match tls.unsaid_refusal(&text, url).await {
+        Some(explained) => anyhow::anyhow!(explained),
+        None => e,
     }
 }
 

@@ -7,15 +7,15 @@
 //! put (registered or replaced).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use authz_core::json;
+use authz_proto::endpoint::CALL_TIMEOUT;
 use authz_proto::pb;
 use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
 use authz_proto::tls::ClientTls;
 use clap::{Args, Subcommand};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Arguments of `authz policy`.
 #[derive(Args)]
@@ -152,26 +152,6 @@ async fn command(args: PolicyArgs, tls: &ClientTls) -> Result<()> {
     Ok(())
 }
 
-/// How long one call of a command (`authz decide`, `authz policy`) may
-/// take before it fails: a server that accepted the connection but stalls
-/// (stopped, wedged) must not hang the command.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Connects `endpoint`, or says why not, within
-/// [`authz_proto::endpoint::CONNECT_TIMEOUT`] (TCP, then TLS: a server
-/// that accepts but never answers is caught by the calls' own timeout).
-pub async fn connect_within(endpoint: Endpoint) -> std::result::Result<Channel, String> {
-    let limit = authz_proto::endpoint::CONNECT_TIMEOUT;
-    match tokio::time::timeout(limit, endpoint.connect()).await {
-        Ok(Ok(channel)) => Ok(channel),
-        Ok(Err(e)) => Err(authz_proto::endpoint::error_chain(&e)),
-        Err(_) => Err(format!(
-            "no connection within {} s (a server that accepts but does not answer?)",
-            limit.as_secs()
-        )),
-    }
-}
-
 /// Connects to a PRP, verifying an `https://` one as `tls` says; each call
 /// ends after [`CALL_TIMEOUT`].
 pub async fn connect(
@@ -181,7 +161,7 @@ pub async fn connect(
     let target = authz_proto::endpoint::endpoint_with(endpoint, tls)
         .map_err(|e| anyhow!("--prp {endpoint}: {e}"))?
         .timeout(CALL_TIMEOUT);
-    let channel = connect_within(target)
+    let channel = authz_proto::endpoint::connect_within(target)
         .await
         .map_err(|why| anyhow!("cannot connect to the PRP at {endpoint}: {why}"))?;
     // A store's listing may exceed gRPC's default 4 MiB, as the PRP

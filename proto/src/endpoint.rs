@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 
 use crate::tls::ClientTls;
 
@@ -18,6 +18,26 @@ use crate::tls::ClientTls;
 /// accepts nothing, or a host that drops packets, is an error after this,
 /// not a wait without end.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one call of an administrative client (`authz decide`,
+/// `authz policy`, a CSE loading its policies) may take before it fails: a
+/// server that accepted the connection but stalls (stopped, wedged) must
+/// not hang the client. Set with `Endpoint::timeout`.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connects `endpoint`, or says why not, within [`CONNECT_TIMEOUT`] (TCP,
+/// then TLS: a server that accepts but never answers is caught by the
+/// calls' own timeout, [`CALL_TIMEOUT`]).
+pub async fn connect_within(endpoint: Endpoint) -> Result<Channel, String> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
+        Ok(Ok(channel)) => Ok(channel),
+        Ok(Err(e)) => Err(error_chain(&e)),
+        Err(_) => Err(format!(
+            "no connection within {} s (a server that accepts but does not answer?)",
+            CONNECT_TIMEOUT.as_secs()
+        )),
+    }
+}
 
 /// Why a URL cannot be a gRPC endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -340,6 +340,62 @@ impl ClientTls {
     }
 }
 
+/// How long [`ClientTls::unsaid_refusal`] waits for a server's answer.
+pub const PROBE_WAIT: Duration = Duration::from_secs(3);
+
+impl ClientTls {
+    /// `text` with why the server at `url` refuses this client's TLS
+    /// handshake, when a call to it failed with `text` (a transport failure
+    /// that does not say so): the alert of a server refusing the client's certificate,
+    /// or its lack, races the first request and is often lost (see the
+    /// module's doc), so the server is asked again, once
+    /// ([`ClientTls::handshake_refusal`], up to [`PROBE_WAIT`]). `None`
+    /// for a server's own answer, which is no transport failure, for a
+    /// `text` that already says why, and when the server does not refuse.
+    pub async fn unsaid_refusal(&self, text: &str, url: &str) -> Option<String> {
+        if !text.contains("transport error") || client_certificate_hint(text).is_some() {
+            return None;
+        }
+        self.handshake_refusal(url, PROBE_WAIT)
+            .await
+            .filter(|why| !text.contains(why.as_str()))
+            .map(|why| format!("{text}; the server refuses the TLS handshake: {why}"))
+    }
+
+    /// `text`, why a call to `url` failed, with what
+    /// [`ClientTls::unsaid_refusal`] and [`client_certificate_hint`] add:
+    /// what an operator is shown of a failure to reach a service.
+    pub async fn failure_text(&self, text: String, url: &str) -> String {
+        let text = self.unsaid_refusal(&text, url).await.unwrap_or(text);
+        match client_certificate_hint(&text) {
+            Some(hint) => format!("{text} ({hint})"),
+            None => text,
+        }
+    }
+}
+
+/// What to do about a TLS alert a server sent about the client's
+/// certificate, when `text` (a failure) holds one: rustls names only the
+/// alert (`received fatal alert: CertificateRequired`), which does not say
+/// that it is about mutual TLS. It names the flags every process of this
+/// project gives its client certificate with.
+pub fn client_certificate_hint(text: &str) -> Option<&'static str> {
+    if text.contains("CertificateRequired") {
+        Some(
+            "the server requires a client certificate (mutual TLS): give --tls-client-cert and --tls-client-key",
+        )
+    } else if text.contains("received fatal alert: UnknownCA")
+        || text.contains("received fatal alert: BadCertificate")
+        || text.contains("received fatal alert: CertificateUnknown")
+    {
+        Some(
+            "the server refused the client certificate of --tls-client-cert: it accepts only certificates of its client CAs",
+        )
+    } else {
+        None
+    }
+}
+
 /// [`ClientTls::handshake_refusal`], blocking.
 fn refusal(
     config: Arc<rustls::ClientConfig>,

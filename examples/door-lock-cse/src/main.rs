@@ -20,6 +20,7 @@ use authz_pep::client::MAX_DEADLINE;
 use authz_pep::{
     CacheConfig, Clock, CseContext, DenyDetail, ManualClock, PepClient, PepConfig, SystemClock,
 };
+use authz_proto::endpoint::CALL_TIMEOUT;
 use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
 use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
 use clap::Parser;
@@ -27,6 +28,7 @@ use door_lock_cse::credentials::Credentials;
 use door_lock_cse::groups;
 use door_lock_cse::policies::{self, Bundle};
 use door_lock_cse::{AppConfig, acpi_from_prp, router};
+use tonic::transport::Channel;
 
 /// The built-in psk-lookup-table: `examples/door-lock-cse/credentials.json`.
 const DEFAULT_CREDENTIALS: &str = include_str!("../credentials.json");
@@ -139,6 +141,93 @@ fn read_or(flag: &str, path: &Option<PathBuf>, built_in: &str) -> Result<String>
     }
 }
 
+/// Where `--load-policies` loads, and as whom.
+struct Loading<'a> {
+    prp: &'a str,
+    pip: &'a str,
+    tls: &'a authz_proto::tls::ClientTls,
+    admin: &'a str,
+}
+
+impl Loading<'_> {
+    /// Loads `bundle` into the PRP, waits for the PDP behind `pep` to
+    /// have it, and stores `groups` in the PIP. Each connection and call is
+    /// bounded ([`CALL_TIMEOUT`]): a service that accepts but stalls stops
+    /// the start with an error, not a wait without end. A failure to reach
+    /// a service says why it refused this process's TLS handshake, when it
+    /// did (a missing or foreign client certificate).
+    async fn load(
+        &self,
+        pep: &PepClient,
+        bundle: &Bundle,
+        groups: &[groups::Group],
+        hosting: &authz_core::HostingContext,
+    ) -> Result<()> {
+        let mut prp = PolicyRetrievalPointClient::new(self.connect("PRP", self.prp).await?);
+        let applied = match policies::apply(&mut prp, self.admin, bundle).await {
+            Ok(applied) => applied,
+            Err(e) => return Err(self.failure(e.into(), self.prp).await),
+        };
+        let revision = applied.revision;
+        let version = applied.version.unwrap_or(authz_pep::pb::StoreVersion {
+            revision,
+            ..Default::default()
+        });
+        let seen = pep
+            .wait_for_version(&version, Duration::from_secs(10))
+            .await
+            .context("waiting for the PDP to follow the PRP")?;
+        println!(
+            "loaded {} ACP(s) and {} resource(s) into the PRP at {} (revision {revision}; PDP at {seen})",
+            bundle.acps.len(),
+            bundle.resources.len(),
+            self.prp
+        );
+        // A group's answer holds all its members: a fleet's exceeds 4 MiB.
+        let mut pip = PolicyInformationPointClient::new(self.connect("PIP", self.pip).await?)
+            .max_decoding_message_size(authz_proto::convert::MAX_DECODING_MESSAGE_BYTES);
+        let revision = match groups::apply(&mut pip, self.admin, hosting, groups).await {
+            Ok(revision) => revision,
+            Err(e) => return Err(self.failure(e.into(), self.pip).await),
+        };
+        println!(
+            "stored {} group(s) in the PIP at {} (revision {revision})",
+            groups.len(),
+            self.pip
+        );
+        Ok(())
+    }
+
+    /// A channel to the `service` at `endpoint`, each call on it bounded.
+    async fn connect(&self, service: &str, endpoint: &str) -> Result<Channel> {
+        let flag = if service == "PRP" { "--prp" } else { "--pip" };
+        let target = authz_proto::endpoint::endpoint_with(endpoint, self.tls)
+            .with_context(|| format!("{flag} {endpoint}"))?
+            .timeout(CALL_TIMEOUT);
+        match authz_proto::endpoint::connect_within(target).await {
+            Ok(channel) => Ok(channel),
+            Err(why) => {
+                let text = format!("cannot connect to the {service} at {endpoint}: {why}");
+                Err(anyhow!(self.tls.failure_text(text, endpoint).await))
+            }
+        }
+    }
+
+    /// `e`, a failed call to `endpoint`, with why the server refused this
+    /// process's TLS handshake when it did, and what a timeout means.
+    async fn failure(&self, e: anyhow::Error, endpoint: &str) -> anyhow::Error {
+        let mut text = authz_proto::endpoint::error_chain(e.as_ref());
+        // A call cut by CALL_TIMEOUT says only "Timeout expired".
+        if text.contains("Timeout expired") {
+            text = format!(
+                "{endpoint} did not answer within {} s: {text}",
+                CALL_TIMEOUT.as_secs()
+            );
+        }
+        anyhow!(self.tls.failure_text(text, endpoint).await)
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
@@ -220,6 +309,7 @@ async fn main() -> Result<()> {
         Some(endpoint) => Some(PolicyRetrievalPointClient::new(
             authz_proto::endpoint::endpoint_with(endpoint, &tls)
                 .with_context(|| format!("--prp {endpoint}"))?
+                .timeout(CALL_TIMEOUT)
                 .connect_lazy(),
         )),
         None => None,
@@ -227,41 +317,14 @@ async fn main() -> Result<()> {
     if args.load_policies {
         let prp_endpoint =
             prp_endpoint.ok_or_else(|| anyhow!("--load-policies needs --prp or --pdp"))?;
-        let channel = authz_proto::endpoint::endpoint_with(&prp_endpoint, &tls)
-            .with_context(|| format!("--prp {prp_endpoint}"))?
-            .connect()
-            .await
-            .with_context(|| format!("cannot connect to the PRP at {prp_endpoint}"))?;
-        let mut prp = PolicyRetrievalPointClient::new(channel);
-        let applied = policies::apply(&mut prp, &args.admin, &bundle).await?;
-        let revision = applied.revision;
-        let version = applied.version.unwrap_or(authz_pep::pb::StoreVersion {
-            revision,
-            ..Default::default()
-        });
-        let seen = pep
-            .wait_for_version(&version, Duration::from_secs(10))
-            .await
-            .context("waiting for the PDP to follow the PRP")?;
-        println!(
-            "loaded {} ACP(s) and {} resource(s) into the PRP at {prp_endpoint} (revision {revision}; PDP at {seen})",
-            bundle.acps.len(),
-            bundle.resources.len()
-        );
-        let pip_endpoint = args.pip.clone().unwrap_or(prp_endpoint);
-        let channel = authz_proto::endpoint::endpoint_with(&pip_endpoint, &tls)
-            .with_context(|| format!("--pip {pip_endpoint}"))?
-            .connect()
-            .await
-            .with_context(|| format!("cannot connect to the PIP at {pip_endpoint}"))?;
-        // A group's answer holds all its members: a fleet's exceeds 4 MiB.
-        let mut pip = PolicyInformationPointClient::new(channel)
-            .max_decoding_message_size(authz_proto::convert::MAX_DECODING_MESSAGE_BYTES);
-        let revision = groups::apply(&mut pip, &args.admin, cse.hosting(), &groups).await?;
-        println!(
-            "stored {} group(s) in the PIP at {pip_endpoint} (revision {revision})",
-            groups.len()
-        );
+        let pip_endpoint = args.pip.clone().unwrap_or_else(|| prp_endpoint.clone());
+        let to = Loading {
+            prp: &prp_endpoint,
+            pip: &pip_endpoint,
+            tls: &tls,
+            admin: &args.admin,
+        };
+        to.load(&pep, &bundle, &groups, cse.hosting()).await?;
     }
 
     let prp_for_sync = prp.clone().filter(|_| !args.load_policies);

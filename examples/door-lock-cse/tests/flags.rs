@@ -137,3 +137,36 @@ fn file_errors_name_the_flag_and_the_file() {
         }
     }
 }
+
+/// `--load-policies` against a PRP that accepts connections but never
+/// answers (stopped, wedged: here a socket nobody reads) stops the start
+/// with an error naming the stall, as `authz policy` does, instead of
+/// waiting without end (README: "Its start with `--load-policies` is
+/// bounded").
+#[test]
+fn a_prp_that_never_answers_stops_the_load() {
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    // Connections complete in the listen backlog; nothing is ever read.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", silent.local_addr().expect("addr"));
+    let child = Command::new(env!("CARGO_BIN_EXE_door-lock-cse"))
+        .args(["--listen", "127.0.0.1:0", "--load-policies", "--prp", &url])
+        .args(["--pdp", "http://127.0.0.1:1"])
+        .env_remove("RUST_BACKTRACE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run door-lock-cse");
+    let out = authz_tests::process::output_within(child, Duration::from_secs(120), || {
+        "the CSE waits on a PRP that never answers".into()
+    });
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{url} did not answer within 30 s")),
+        "{err}"
+    );
+    drop(silent);
+}
