@@ -9,6 +9,7 @@ use authz_proto::pb;
 use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
 use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
 use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
+use authz_tests::process::{self, output_within};
 use tonic::transport::Channel;
 
 mod common;
@@ -454,25 +455,6 @@ fn bad_url_and_identity_flags_stop_the_process_naming_the_flag() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
     }
-}
-
-/// The output of `child` once it has exited; killed, and the test failed
-/// with `hang()`'s message, if it is still running after `limit` (a bound
-/// on a hang, not a speed check).
-fn output_within(
-    mut child: std::process::Child,
-    limit: Duration,
-    hang: impl FnOnce() -> String,
-) -> std::process::Output {
-    let deadline = Instant::now() + limit;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{}", hang());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
 }
 
 /// Decision 2: an identity flag is compared in absolute form, which is an
@@ -2179,7 +2161,7 @@ async fn prp_writes_count_the_roles_the_pip_verifies_7_4_3() {
 async fn a_stalled_pip_keeps_the_connection_whose_calls_timed_out() {
     use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
     let (pip, url) = start_pip_in_memory();
-    let pid = pip.0.id().to_string();
+    let pid = pip.0.id();
     let mut client = PolicyInformationPointClient::new(channel(&url).await);
     let mut watch = client
         .watch(pb::WatchAttributesRequest { from_revision: 0 })
@@ -2187,14 +2169,7 @@ async fn a_stalled_pip_keeps_the_connection_whose_calls_timed_out() {
         .expect("watch")
         .into_inner();
     watch.message().await.expect("the reset").expect("an event");
-    let signal = |sig: &str| {
-        let status = Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill {sig}");
-    };
-    signal("-STOP");
+    process::stop(pid);
     let calls = (0..100).map(|i| {
         let mut c = client.clone();
         async move {
@@ -2208,7 +2183,7 @@ async fn a_stalled_pip_keeps_the_connection_whose_calls_timed_out() {
     let timed_out = futures_util::future::join_all(calls).await;
     let answered: Vec<_> = timed_out.iter().filter_map(|r| r.as_ref().ok()).collect();
     assert!(answered.is_empty(), "answered while stopped: {answered:?}");
-    signal("-CONT");
+    process::resume(pid);
     // The watch still delivers: a group put now reaches it.
     client
         .put_group(pb::PutGroupRequest {
@@ -2240,15 +2215,7 @@ fn client_commands_end_when_the_server_stalls() {
     use std::process::Stdio;
     let data = tempdir("stalled");
     let (up, url) = start_up(data.path(), &[], &[]);
-    let pid = up.0.id().to_string();
-    let signal = |sig: &str| {
-        let ok = Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill {sig} {pid}");
-    };
+    let pid = up.0.id();
     let load = Command::new(env!("CARGO_BIN_EXE_authz"))
         .args([
             "loadtest",
@@ -2266,7 +2233,7 @@ fn client_commands_end_when_the_server_stalls() {
         .spawn()
         .expect("run authz loadtest");
     std::thread::sleep(Duration::from_millis(1500));
-    signal("-STOP");
+    process::stop(pid);
     let request =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/request-owner-update.json");
     let decide = Command::new(env!("CARGO_BIN_EXE_authz"))
@@ -2298,7 +2265,7 @@ fn client_commands_end_when_the_server_stalls() {
         err.contains(&format!("the PRP at {url} did not answer within 30 s")),
         "{err}"
     );
-    signal("-CONT");
+    process::resume(pid);
 }
 
 /// `authz loadtest --propagation` against a PDP that stalls between its
@@ -2326,7 +2293,7 @@ async fn a_propagation_run_ends_when_the_pdp_stalls() {
         ],
         "PDP on",
     );
-    let pid = pdp.0.id().to_string();
+    let pid = pdp.0.id();
     let load = Command::new(env!("CARGO_BIN_EXE_authz"))
         .args(["loadtest", "--target", &pdp_url, "--prp", &prp_url])
         .args([
@@ -2342,13 +2309,12 @@ async fn a_propagation_run_ends_when_the_pdp_stalls() {
         .spawn()
         .expect("run authz loadtest");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let stopped = Command::new("kill").args(["-STOP", &pid]).status();
-    assert!(stopped.expect("kill").success());
+    process::stop(pid);
     let out = tokio::task::spawn_blocking(move || load.wait_with_output())
         .await
         .expect("join")
         .expect("loadtest ends");
-    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    process::resume(pid);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("Decide: no answer within 10 s"), "{err}");

@@ -3,13 +3,15 @@
 //! requests and attributes over a small shared vocabulary ([`generators`]).
 //! `tests/differential.rs` compares the compiled engine with the reference.
 //! [`serving`] starts gRPC servers on loopback for the services' tests;
-//! [`tls`] makes certificates for their TLS tests.
+//! [`tls`] makes certificates for their TLS tests; [`process`] waits on the
+//! processes a test starts, with a bound.
 
 #![warn(missing_docs)]
 
 pub mod arbitrary;
 pub mod generators;
 pub mod mmdb;
+pub mod process;
 pub mod reference;
 pub mod serving;
 pub mod tls;
