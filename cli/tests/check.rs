@@ -1,18 +1,21 @@
 //! `authz check` as a real process: the README's first command.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
+
+use authz_tests::process::{HANG_LIMIT, output_within, run_within};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn authz(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run authz");
+    let out = run_within(
+        Command::new(env!("CARGO_BIN_EXE_authz"))
+            .args(args)
+            .current_dir(root()),
+        HANG_LIMIT,
+    );
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -860,13 +863,18 @@ fn a_full_disk_is_a_failure_not_a_broken_pipe() {
     let dir = tempdir();
     let req = dir.path().join("req.json");
     std::fs::write(&req, r#"{"fr": "C1", "to": "x", "op": 2}"#).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+    let child = Command::new(env!("CARGO_BIN_EXE_authz"))
         .args(["check", "-p", "examples/door-lock-acp.json", "-r"])
         .arg(&req)
         .current_dir(root())
+        .stdin(Stdio::null())
         .stdout(full)
-        .output()
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run authz");
+    let out = output_within(child, HANG_LIMIT, || {
+        "authz check writing to /dev/full still running".into()
+    });
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("cannot write to stdout"), "{err}");

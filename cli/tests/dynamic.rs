@@ -23,6 +23,7 @@ use authz_proto::pb;
 use authz_proto::pb::dynamic_authorization_server_client::DynamicAuthorizationServerClient;
 use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
 use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
+use authz_tests::process::{HANG_LIMIT, run_within};
 use chrono::Utc;
 use common::*;
 use tonic::transport::Channel;
@@ -634,10 +635,10 @@ async fn decide_carries_tokens_and_prints_tqf_and_ati_7_3_2_3() {
             request.to_str().expect("path"),
         ];
         args.extend_from_slice(extra);
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_authz"))
-            .args(&args)
-            .output()
-            .expect("authz decide");
+        let out = run_within(
+            std::process::Command::new(env!("CARGO_BIN_EXE_authz")).args(&args),
+            HANG_LIMIT,
+        );
         let json = serde_json::from_slice::<serde_json::Value>(&out.stdout).ok();
         (
             out.status.code(),
@@ -1125,10 +1126,10 @@ fn advertise_url_needs_a_das_config_and_a_uri() {
         let mut args = vec!["up", "--listen", "127.0.0.1:0", "--metrics", "off"];
         args.extend_from_slice(&["--data-dir", data]);
         args.extend_from_slice(extra);
-        std::process::Command::new(env!("CARGO_BIN_EXE_authz"))
-            .args(args)
-            .output()
-            .expect("run authz up")
+        run_within(
+            std::process::Command::new(env!("CARGO_BIN_EXE_authz")).args(args),
+            HANG_LIMIT,
+        )
     };
     let out = up(&["--advertise-url", "http://authz.example:7171"]);
     assert_eq!(out.status.code(), Some(2));

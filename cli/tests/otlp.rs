@@ -9,6 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
+use authz_tests::process::{HANG_LIMIT, within};
 use common::{channel, eventually, is_permit, request, start_up, tempdir};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -257,12 +258,16 @@ async fn a_stream_span_lasts_the_stream_and_pip_calls_join_the_trace() {
     let mut answers = pdp.decide_stream(req).await.unwrap().into_inner();
     for _ in 0..2 {
         send.send(owner_reads.clone()).await.unwrap();
-        let decision = answers.message().await.unwrap().expect("an answer");
+        let decision = within(answers.message(), HANG_LIMIT, || "an answer".into())
+            .await
+            .unwrap()
+            .expect("an answer");
         assert!(is_permit(&decision), "{}", decision.summary);
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     drop(send);
-    assert!(answers.message().await.unwrap().is_none(), "stream ends");
+    let end = within(answers.message(), HANG_LIMIT, || "the stream's end".into()).await;
+    assert!(end.unwrap().is_none(), "stream ends");
     let stream = "onem2m.authz.v1.PolicyDecisionPoint/DecideStream";
     let spans = spans_of_trace(&mut exports, stream_trace, stream).await;
     let span = spans

@@ -9,7 +9,9 @@ use authz_proto::pb;
 use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
 use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
 use authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient;
-use authz_tests::process::{self, output_within};
+use authz_tests::process::{
+    self, HANG_LIMIT, lines_of, lines_until, output_within, run_within, within,
+};
 use tonic::transport::Channel;
 
 mod common;
@@ -113,7 +115,6 @@ async fn all_in_one_serves_the_door_lock_demo() {
 /// silence; the process logs at `info` and serves.
 #[test]
 fn an_invalid_rust_log_is_reported() {
-    use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_authz"))
         .args(["pdp", "--listen", "127.0.0.1:0", "--pip", "off"])
         .args(["--metrics", "off"])
@@ -122,16 +123,16 @@ fn an_invalid_rust_log_is_reported() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn authz");
-    let stdout = child.stdout.take().expect("stdout");
+    let lines = lines_of(child.stdout.take().expect("stdout"));
     let proc = Proc(child);
-    let mut seen = Vec::new();
-    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-        let done = line.contains("PDP on");
-        seen.push(line);
-        if done {
-            break;
-        }
-    }
+    // Up to the banner, or all it printed if it ended before.
+    let seen = lines_until(
+        &lines,
+        HANG_LIMIT,
+        |line| line.contains("PDP on"),
+        || "authz pdp with a bad RUST_LOG neither served nor ended".into(),
+    )
+    .unwrap_or_else(|seen| seen);
     drop(proc);
     assert!(
         seen.iter()
@@ -217,11 +218,12 @@ async fn authz_decide_asks_the_running_pdp() {
     eventually(&mut pdp, &owner, true).await;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let decide = |pdp_url: &str, file: &Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-            .args(["decide", "--pdp", pdp_url, "--request"])
-            .arg(file)
-            .output()
-            .expect("run authz decide");
+        let out = run_within(
+            Command::new(env!("CARGO_BIN_EXE_authz"))
+                .args(["decide", "--pdp", pdp_url, "--request"])
+                .arg(file),
+            HANG_LIMIT,
+        );
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -446,11 +448,12 @@ fn bad_url_and_identity_flags_stop_the_process_naming_the_flag() {
         ),
     ];
     for (args, says) in cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-            .args(args)
-            .args(["--listen", "127.0.0.1:0"])
-            .output()
-            .expect("run authz");
+        let out = run_within(
+            Command::new(env!("CARGO_BIN_EXE_authz"))
+                .args(args)
+                .args(["--listen", "127.0.0.1:0"]),
+            HANG_LIMIT,
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
@@ -547,11 +550,12 @@ async fn prp_takes_dynamic_acp_originators_from_its_flag() {
         .expect_err("not named by the flag");
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
 
-    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-        .args(["prp", "--listen", "127.0.0.1:0", "--data-dir", "memory"])
-        .args(["--dynamic-acp-originator", "all"])
-        .output()
-        .expect("run authz prp");
+    let out = run_within(
+        Command::new(env!("CARGO_BIN_EXE_authz"))
+            .args(["prp", "--listen", "127.0.0.1:0", "--data-dir", "memory"])
+            .args(["--dynamic-acp-originator", "all"]),
+        HANG_LIMIT,
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--dynamic-acp-originator \"all\""), "{err}");
@@ -602,7 +606,6 @@ async fn prp_killed_with_sigkill_loses_no_acknowledged_write() {
 #[cfg(unix)]
 #[test]
 fn a_prp_killed_while_making_its_store_starts_again() {
-    use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let prp = |data: &Path, stdout: Stdio| {
         Command::new(env!("CARGO_BIN_EXE_authz"))
@@ -632,12 +635,19 @@ fn a_prp_killed_while_making_its_store_starts_again() {
         let _ = child.kill();
         let _ = child.wait();
         let mut again = prp(data.path(), Stdio::piped());
-        let stdout = again.stdout.take().expect("stdout");
-        let served = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .any(|l| l.contains("PRP on"));
+        let lines = lines_of(again.stdout.take().expect("stdout"));
+        let served = lines_until(
+            &lines,
+            HANG_LIMIT,
+            |l| l.contains("PRP on"),
+            || {
+                let _ = again.kill();
+                format!("attempt {attempt}: the next start neither served nor ended")
+            },
+        )
+        .is_ok();
         let _ = again.kill();
+        // Killed: its stderr closes, so this ends.
         let out = again.wait_with_output().expect("output");
         assert!(
             served,
@@ -822,7 +832,10 @@ async fn a_store_larger_than_a_snapshot_part_reaches_the_pdp() {
         .into_inner();
     let mut parts = 0;
     loop {
-        let ev = watch.message().await.expect("event").expect("open");
+        let ev = within(watch.message(), HANG_LIMIT, || "a snapshot part".into())
+            .await
+            .expect("event")
+            .expect("open");
         let Some(pb::watch_event::Event::Snapshot(s)) = ev.event else {
             panic!("a snapshot first: {ev:?}");
         };
@@ -962,10 +975,10 @@ async fn policy_list_prints_a_store_larger_than_4_mib() {
             .await
             .expect("a 0.9 MB ACP");
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-        .args(["policy", "--prp", &url, "list"])
-        .output()
-        .unwrap();
+    let out = run_within(
+        Command::new(env!("CARGO_BIN_EXE_authz")).args(["policy", "--prp", &url, "list"]),
+        HANG_LIMIT,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(out.stdout.len() > 5_000_000, "{}", out.stdout.len());
@@ -1011,11 +1024,12 @@ async fn policy_apply_rejects_an_invalid_file_naming_the_field() {
     let apply = |name: &str, body: &str| {
         let file = data.path().join(name);
         std::fs::write(&file, body).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-            .args(["policy", "--prp", &url, "apply", "-f"])
-            .arg(&file)
-            .output()
-            .unwrap();
+        let out = run_within(
+            Command::new(env!("CARGO_BIN_EXE_authz"))
+                .args(["policy", "--prp", &url, "apply", "-f"])
+                .arg(&file),
+            HANG_LIMIT,
+        );
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -1132,15 +1146,19 @@ fn a_closed_stdout_ends_a_command_without_a_panic() {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
-    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
+    let child = Command::new(env!("CARGO_BIN_EXE_authz"))
         .args(["check", "-p"])
         .arg(format!("{examples}/door-lock-acp.json"))
         .arg("-r")
         .arg(format!("{examples}/request-owner-update.json"))
+        .stdin(std::process::Stdio::null())
         .stdout(writer)
         .stderr(std::process::Stdio::piped())
-        .output()
+        .spawn()
         .unwrap();
+    let out = output_within(child, HANG_LIMIT, || {
+        "authz check on a closed stdout still running".into()
+    });
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(141), "{err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -1153,17 +1171,17 @@ fn policy_apply_reads_the_file_before_connecting() {
     let data = tempdir("apply-offline");
     let file = data.path().join("bad.json");
     std::fs::write(&file, r#"{"m2m:acp": {"ri": "a", "pv": {"acr": [{"acor": ["all"], "acop": 99}]}, "pvs": {"acr": [{"acor": ["CAdmin"], "acop": 63}]}}}"#).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-        .args([
+    let out = run_within(
+        Command::new(env!("CARGO_BIN_EXE_authz")).args([
             "policy",
             "--prp",
             "http://127.0.0.1:1",
             "apply",
             "-f",
             file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+        ]),
+        HANG_LIMIT,
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("pv.acr[0].acop"), "{err}");
@@ -1220,19 +1238,20 @@ async fn loadtest_propagation_leaves_no_probe_behind() {
     let out = tokio::task::spawn_blocking({
         let url = url.clone();
         move || {
-            Command::new(env!("CARGO_BIN_EXE_authz"))
-                .args(["loadtest", "--target", &url, "--duration", "1"])
-                .args([
-                    "--modes",
-                    "echo",
-                    "--concurrency",
-                    "2",
-                    "--connections",
-                    "1",
-                ])
-                .args(["--propagation", "4"])
-                .output()
-                .unwrap()
+            run_within(
+                Command::new(env!("CARGO_BIN_EXE_authz"))
+                    .args(["loadtest", "--target", &url, "--duration", "1"])
+                    .args([
+                        "--modes",
+                        "echo",
+                        "--concurrency",
+                        "2",
+                        "--connections",
+                        "1",
+                    ])
+                    .args(["--propagation", "4"]),
+                HANG_LIMIT,
+            )
         }
     })
     .await
@@ -1276,12 +1295,13 @@ fn start_up_errors_name_their_flag_and_an_empty_rust_log_means_info() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
     let pdp = |env: &[(&str, &str)], metrics: &str| {
-        Command::new(env!("CARGO_BIN_EXE_authz"))
-            .args(["pdp", "--listen", "127.0.0.1:0", "--pip", "off"])
-            .args(["--prp", "http://127.0.0.1:1", "--metrics", metrics])
-            .envs(env.iter().copied())
-            .output()
-            .expect("run authz")
+        run_within(
+            Command::new(env!("CARGO_BIN_EXE_authz"))
+                .args(["pdp", "--listen", "127.0.0.1:0", "--pip", "off"])
+                .args(["--prp", "http://127.0.0.1:1", "--metrics", metrics])
+                .envs(env.iter().copied()),
+            HANG_LIMIT,
+        )
     };
     let out = pdp(&[], &addr);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -1404,11 +1424,12 @@ fn a_busy_port_refuses_the_start_before_any_store_is_made() {
     .enumerate()
     {
         let dir = data.path().join(format!("d{i}"));
-        let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-            .args(&command)
-            .args(["--listen", &busy, "--data-dir", dir.to_str().unwrap()])
-            .output()
-            .expect("run authz");
+        let out = run_within(
+            Command::new(env!("CARGO_BIN_EXE_authz"))
+                .args(&command)
+                .args(["--listen", &busy, "--data-dir", dir.to_str().unwrap()]),
+            HANG_LIMIT,
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{command:?}: {err}");
         assert!(err.contains(&format!("--listen {busy}")), "{err}");
@@ -1420,11 +1441,12 @@ fn a_busy_port_refuses_the_start_before_any_store_is_made() {
     let addr = free.local_addr().expect("addr").to_string();
     drop(free);
     let dir = data.path().join("same");
-    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-        .args(["up", "--no-country-boundaries", "--listen", &addr])
-        .args(["--metrics", &addr, "--data-dir", dir.to_str().unwrap()])
-        .output()
-        .expect("run authz");
+    let out = run_within(
+        Command::new(env!("CARGO_BIN_EXE_authz"))
+            .args(["up", "--no-country-boundaries", "--listen", &addr])
+            .args(["--metrics", &addr, "--data-dir", dir.to_str().unwrap()]),
+        HANG_LIMIT,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains(&format!("--metrics {addr}")), "{err}");
@@ -1439,13 +1461,14 @@ fn a_busy_port_refuses_the_start_before_any_store_is_made() {
         for (flag, file) in [("--ip-csv", "no-such.csv"), ("--ip-mmdb", "no-such.mmdb")] {
             let dir = data.path().join(format!("geo{i}{flag}"));
             let missing = data.path().join(file);
-            let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-                .args(command)
-                .args(["--no-country-boundaries", "--listen", "127.0.0.1:0", flag])
-                .arg(&missing)
-                .args(["--data-dir", dir.to_str().unwrap()])
-                .output()
-                .expect("run authz");
+            let out = run_within(
+                Command::new(env!("CARGO_BIN_EXE_authz"))
+                    .args(command)
+                    .args(["--no-country-boundaries", "--listen", "127.0.0.1:0", flag])
+                    .arg(&missing)
+                    .args(["--data-dir", dir.to_str().unwrap()]),
+                HANG_LIMIT,
+            );
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{command:?} {flag}: {err}");
             assert!(err.contains(&format!("{flag}: ")), "{err}");
@@ -1493,10 +1516,10 @@ async fn up_with_data_dir_memory_keeps_no_files() {
 #[test]
 fn a_client_at_the_wrong_service_is_told_so() {
     let (_pip, pip) = start_pip_in_memory();
-    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-        .args(["policy", "--prp", &pip, "list"])
-        .output()
-        .expect("run authz");
+    let out = run_within(
+        Command::new(env!("CARGO_BIN_EXE_authz")).args(["policy", "--prp", &pip, "list"]),
+        HANG_LIMIT,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("does not serve this call"), "{err}");
@@ -1507,36 +1530,43 @@ fn a_client_at_the_wrong_service_is_told_so() {
     );
     let request =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/request-owner-update.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-        .args([
+    let out = run_within(
+        Command::new(env!("CARGO_BIN_EXE_authz")).args([
             "decide",
             "--pdp",
             &prp,
             "--request",
             request.to_str().unwrap(),
-        ])
-        .output()
-        .expect("run authz");
+        ]),
+        HANG_LIMIT,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("does not serve this call"), "{err}");
 
     // The load test too, and a bad request file is named.
-    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-        .args(["loadtest", "--target", &prp, "--duration", "1"])
-        .output()
-        .expect("run authz");
+    let out = run_within(
+        Command::new(env!("CARGO_BIN_EXE_authz")).args([
+            "loadtest",
+            "--target",
+            &prp,
+            "--duration",
+            "1",
+        ]),
+        HANG_LIMIT,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("does not serve this call"), "{err}");
     let dir = tempfile::tempdir().expect("temp dir");
     let bad = dir.path().join("bad-request.json");
     std::fs::write(&bad, r#"{"fr": "", "to": "x", "op": 2}"#).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-        .args(["loadtest", "--target", &prp, "--request"])
-        .arg(&bad)
-        .output()
-        .expect("run authz");
+    let out = run_within(
+        Command::new(env!("CARGO_BIN_EXE_authz"))
+            .args(["loadtest", "--target", &prp, "--request"])
+            .arg(&bad),
+        HANG_LIMIT,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("bad-request.json: fr:"), "{err}");
@@ -1571,19 +1601,23 @@ fn a_client_at_the_wrong_service_is_told_so() {
 /// (a `--duration` past what a deadline can hold overflowed before).
 #[test]
 fn loadtest_rejects_an_out_of_range_duration() {
-    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-        .args(["loadtest", "--duration", "18446744073709551615"])
-        .output()
-        .unwrap();
+    let out = run_within(
+        Command::new(env!("CARGO_BIN_EXE_authz")).args([
+            "loadtest",
+            "--duration",
+            "18446744073709551615",
+        ]),
+        HANG_LIMIT,
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--duration"), "{err}");
     // Zero callers, connections or requests per call would run nothing.
     for flag in ["--concurrency", "--connections", "--batch", "--window"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-            .args(["loadtest", flag, "0"])
-            .output()
-            .unwrap();
+        let out = run_within(
+            Command::new(env!("CARGO_BIN_EXE_authz")).args(["loadtest", flag, "0"]),
+            HANG_LIMIT,
+        );
         assert_eq!(out.status.code(), Some(2), "{flag}");
         let err = String::from_utf8_lossy(&out.stderr);
         let says = if flag == "--connections" {
@@ -1601,29 +1635,30 @@ fn loadtest_rejects_an_out_of_range_duration() {
         ("--window", "10001"),
         ("--concurrency", "100000000"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-            .args(["loadtest", flag, value])
-            .output()
-            .unwrap();
+        let out = run_within(
+            Command::new(env!("CARGO_BIN_EXE_authz")).args(["loadtest", flag, value]),
+            HANG_LIMIT,
+        );
         assert_eq!(out.status.code(), Some(2), "{flag} {value}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(flag), "{err}");
     }
     // Each caller holds its batch: 10 000 at most, not a gigabyte of
     // requests the PDP refuses anyway (4 MiB per call).
-    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-        .args(["loadtest", "--batch", "10001"])
-        .output()
-        .unwrap();
+    let out = run_within(
+        Command::new(env!("CARGO_BIN_EXE_authz")).args(["loadtest", "--batch", "10001"]),
+        HANG_LIMIT,
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--batch"));
     // An --originator that is no originator ID is named before anything
     // is asked (it used to surface as the PRP's `resources[0].cr`).
-    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-        .args(["loadtest", "--propagation", "10", "--originator", "all"])
-        .args(["--target", "http://127.0.0.1:1"])
-        .output()
-        .unwrap();
+    let out = run_within(
+        Command::new(env!("CARGO_BIN_EXE_authz"))
+            .args(["loadtest", "--propagation", "10", "--originator", "all"])
+            .args(["--target", "http://127.0.0.1:1"]),
+        HANG_LIMIT,
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--originator \"all\""), "{err}");
@@ -1890,7 +1925,12 @@ async fn all_in_one_ends_on_sigterm_with_an_open_decide_stream() {
         .await
         .expect("DecideStream")
         .into_inner();
-    answers.message().await.expect("an answer").expect("open");
+    within(answers.message(), HANG_LIMIT, || {
+        "the stream's first answer".into()
+    })
+    .await
+    .expect("an answer")
+    .expect("open");
     // The stream stays open from this side: `requests` is held, and no
     // request is outstanding.
     send_signal(&up, "TERM");
@@ -1925,12 +1965,13 @@ async fn all_in_one_ends_on_sigterm_with_an_open_decide_stream() {
 fn a_second_prp_on_the_same_data_dir_names_the_file_and_the_flag() {
     let data = tempdir("prp-locked");
     let (_prp, _url) = start_prp(data.path(), "127.0.0.1:0");
-    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-        .args(["prp", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .env("RUST_LOG", "off")
-        .output()
-        .unwrap();
+    let out = run_within(
+        Command::new(env!("CARGO_BIN_EXE_authz"))
+            .args(["prp", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .env("RUST_LOG", "off"),
+        HANG_LIMIT,
+    );
     refused_for_its_store(&out, data.path(), "prp.redb", "PRP on");
 }
 
@@ -1972,11 +2013,12 @@ fn a_second_das_on_the_same_data_dir_never_says_it_serves() {
     let first = das_args("127.0.0.1:0");
     let first: Vec<&str> = first.iter().map(String::as_str).collect();
     let (_das, _url) = start(&first, "DAS //");
-    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-        .args(das_args("127.0.0.1:0"))
-        .env("RUST_LOG", "off")
-        .output()
-        .unwrap();
+    let out = run_within(
+        Command::new(env!("CARGO_BIN_EXE_authz"))
+            .args(das_args("127.0.0.1:0"))
+            .env("RUST_LOG", "off"),
+        HANG_LIMIT,
+    );
     refused_for_its_store(&out, data.path(), "das.redb", "DAS //");
 }
 
@@ -1984,16 +2026,16 @@ fn a_second_das_on_the_same_data_dir_never_says_it_serves() {
 /// any mode runs (it was refused only when its turn came).
 #[test]
 fn loadtest_rejects_an_unknown_mode_before_running_any() {
-    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-        .args([
+    let out = run_within(
+        Command::new(env!("CARGO_BIN_EXE_authz")).args([
             "loadtest",
             "--target",
             "http://127.0.0.1:1",
             "--modes",
             "unary,bach",
-        ])
-        .output()
-        .unwrap();
+        ]),
+        HANG_LIMIT,
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--modes") && err.contains("bach"), "{err}");
@@ -2002,10 +2044,10 @@ fn loadtest_rejects_an_unknown_mode_before_running_any() {
 /// A `--target` that is not a URI is named with its flag and value.
 #[test]
 fn loadtest_names_a_target_that_is_not_a_uri() {
-    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-        .args(["loadtest", "--target", "127.0.0.1 7171"])
-        .output()
-        .unwrap();
+    let out = run_within(
+        Command::new(env!("CARGO_BIN_EXE_authz")).args(["loadtest", "--target", "127.0.0.1 7171"]),
+        HANG_LIMIT,
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--target 127.0.0.1 7171: not a URI"), "{err}");
@@ -2137,7 +2179,7 @@ async fn prp_writes_count_the_roles_the_pip_verifies_7_4_3() {
         for r in roles {
             cmd.args(["--role-id", r]);
         }
-        cmd.args(["delete", "acpR"]).output().expect("run authz")
+        run_within(cmd.args(["delete", "acpR"]), HANG_LIMIT)
     };
     let out = policy(&[]);
     assert_eq!(out.status.code(), Some(2), "without the role");
@@ -2168,7 +2210,10 @@ async fn a_stalled_pip_keeps_the_connection_whose_calls_timed_out() {
         .await
         .expect("watch")
         .into_inner();
-    watch.message().await.expect("the reset").expect("an event");
+    within(watch.message(), HANG_LIMIT, || "the watch's reset".into())
+        .await
+        .expect("the reset")
+        .expect("an event");
     process::stop(pid);
     let calls = (0..100).map(|i| {
         let mut c = client.clone();
@@ -2250,15 +2295,15 @@ fn client_commands_end_when_the_server_stalls() {
         .spawn()
         .expect("run authz policy list");
 
-    let out = load.wait_with_output().expect("loadtest ends");
+    let out = output_within(load, HANG_LIMIT, || "authz loadtest did not end".into());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("the unary mode's load"), "{err}");
     assert!(err.contains("no answer within 10 s"), "{err}");
-    let out = decide.wait_with_output().expect("decide ends");
+    let out = output_within(decide, HANG_LIMIT, || "authz decide did not end".into());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    let out = list.wait_with_output().expect("policy list ends");
+    let out = output_within(list, HANG_LIMIT, || "authz policy list did not end".into());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(
@@ -2310,10 +2355,11 @@ async fn a_propagation_run_ends_when_the_pdp_stalls() {
         .expect("run authz loadtest");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     process::stop(pid);
-    let out = tokio::task::spawn_blocking(move || load.wait_with_output())
-        .await
-        .expect("join")
-        .expect("loadtest ends");
+    let out = tokio::task::spawn_blocking(move || {
+        output_within(load, HANG_LIMIT, || "authz loadtest did not end".into())
+    })
+    .await
+    .expect("loadtest ends");
     process::resume(pid);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use authz_tests::process::{HANG_LIMIT, run_within};
 use authz_tests::tls::{PkiFiles, TestPki};
 use common::*;
 
@@ -23,10 +24,10 @@ fn owner_update() -> PathBuf {
 
 /// Runs `authz ARGS`: exit code, stdout, stderr.
 fn authz(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-        .args(args)
-        .output()
-        .expect("run authz");
+    let out = run_within(
+        Command::new(env!("CARGO_BIN_EXE_authz")).args(args),
+        HANG_LIMIT,
+    );
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -615,10 +616,10 @@ fn bad_tls_flags_stop_the_process_naming_them() {
             "pdp" => args.extend_from_slice(&["--listen", "127.0.0.1:0", "--metrics", "off"]),
             _ => {}
         }
-        let out = Command::new(env!("CARGO_BIN_EXE_authz"))
-            .args(&args)
-            .output()
-            .expect("run authz");
+        let out = run_within(
+            Command::new(env!("CARGO_BIN_EXE_authz")).args(&args),
+            HANG_LIMIT,
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         for s in says {

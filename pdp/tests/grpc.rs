@@ -11,6 +11,7 @@ use authz_pdp::{DynamicConfig, Pdp, PdpConfig, STREAM_IN_FLIGHT, STREAM_QUEUED};
 use authz_proto::pb;
 use authz_proto::pb::echo_client::EchoClient;
 use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
+use authz_tests::process::{HANG_LIMIT, within};
 use authz_tests::serving::GatedDas;
 use common::*;
 use tokio::net::TcpListener;
@@ -718,7 +719,7 @@ async fn stream_answers_each_request_in_order() {
             r.originator = String::new();
         }
         tx.send(r).await.unwrap();
-        let d = answers.message().await.unwrap().expect("an answer");
+        let d = next_answer(&mut answers, 120, "an answer").await;
         assert_eq!(d.request_id, format!("s-{i}"));
         let want = if i == 4 || i % 3 == 0 { DENY } else { PERMIT };
         assert_eq!(d.decision, want, "request {i}: {}", d.summary);
@@ -728,7 +729,7 @@ async fn stream_answers_each_request_in_order() {
         }
     }
     drop(tx);
-    assert!(answers.message().await.unwrap().is_none());
+    assert!(ends(&mut answers).await);
 }
 
 /// A PDP that consults `das` (its default DAS) on every Deny and waits for
@@ -786,11 +787,11 @@ async fn stream_answers_each_request_as_it_is_decided() {
     assert_eq!(first.decision, PERMIT, "{}", first.summary);
 
     das.release();
-    let second = answers.message().await.unwrap().expect("an answer");
+    let second = next_answer(&mut answers, 120, "the slow request answered once released").await;
     assert_eq!(second.request_id, "slow");
     assert_eq!(second.decision, DENY, "{}", second.summary);
     drop(tx);
-    assert!(answers.message().await.unwrap().is_none());
+    assert!(ends(&mut answers).await);
 }
 
 /// `DecideBatch` decides its requests in order, each at its own time: a
@@ -1050,6 +1051,15 @@ async fn next_answer(
         .expect("an answer")
 }
 
+/// Whether a decision stream ends next (its requests closed, every one
+/// answered) rather than answering again, within [`HANG_LIMIT`].
+async fn ends(answers: &mut tonic::Streaming<pb::Decision>) -> bool {
+    within(answers.message(), HANG_LIMIT, || "the stream's end".into())
+        .await
+        .unwrap()
+        .is_none()
+}
+
 /// Requests decided as they are read (a stored Permit) and requests held at
 /// a DAS interleave on one stream: every fast one is answered while the slow
 /// ones are held, more of them than the stream holds waiting, and the slow
@@ -1103,14 +1113,19 @@ async fn stream_answers_fast_requests_around_held_ones() {
     das.release();
     let mut slow = Vec::new();
     for _ in 0..2 {
-        let d = answers.message().await.unwrap().expect("an answer");
+        let d = next_answer(
+            &mut answers,
+            120,
+            "the slow requests answered once released",
+        )
+        .await;
         assert_eq!(d.decision, DENY, "{}", d.summary);
         slow.push(d.request_id);
     }
     slow.sort();
     assert_eq!(slow, ["slow-Cguest", "slow-Cvisitor"]);
     drop(tx);
-    assert!(answers.message().await.unwrap().is_none());
+    assert!(ends(&mut answers).await);
 }
 
 /// A stream starts at most [`STREAM_IN_FLIGHT`] requests waiting on the
@@ -1202,7 +1217,7 @@ async fn stream_reads_on_while_its_waiting_requests_are_full() {
     }
     assert_eq!(ids.len(), STREAM_IN_FLIGHT + queued);
     drop(tx);
-    assert!(answers.message().await.unwrap().is_none());
+    assert!(ends(&mut answers).await);
 }
 
 #[tokio::test]

@@ -11,8 +11,7 @@ use authz_proto::pb;
 use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
 use authz_tests::arbitrary::temp_path;
 use chrono::{DateTime, Utc};
-use common::{Running, groups_of, is_member};
-use tokio_stream::StreamExt;
+use common::{Running, groups_of, is_member, next_event};
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
@@ -839,7 +838,7 @@ async fn watch_streams_changes_in_order_and_resumes() {
         .await
         .expect("watch")
         .into_inner();
-    let first = stream.next().await.expect("event").expect("ok");
+    let first = next_event(&mut stream).await;
     assert!(matches!(
         first.change,
         Some(pb::attribute_change::Change::Reset(_))
@@ -854,8 +853,8 @@ async fn watch_streams_changes_in_order_and_resumes() {
     put_group(&mut pip.client, "/id-in/grp".into(), vec!["Cbob".into()])
         .await
         .expect("put");
-    let e1 = stream.next().await.expect("event").expect("ok");
-    let e2 = stream.next().await.expect("event").expect("ok");
+    let e1 = next_event(&mut stream).await;
+    let e2 = next_event(&mut stream).await;
     assert_eq!((e1.revision, e2.revision), (1, 2));
     // The second change names Alice, who left, among the affected members.
     match e2.change {
@@ -874,7 +873,7 @@ async fn watch_streams_changes_in_order_and_resumes() {
         .await
         .expect("watch")
         .into_inner();
-    let r = resumed.next().await.expect("event").expect("ok");
+    let r = next_event(&mut resumed).await;
     assert_eq!(r.revision, 2);
     let membership = c
         .check_membership(pb::CheckMembershipRequest {
@@ -1303,7 +1302,7 @@ async fn an_s_member_is_found_as_ae_id_and_as_resource_id_2_4() {
         .await
         .expect("watch")
         .into_inner();
-    let _reset = watch.next().await.expect("event").expect("ok");
+    let _reset = next_event(&mut watch).await;
     const GROUP: &str = "//sp.example.com/id-in/grpLights";
     let put = put_group(
         &mut c,
@@ -1336,7 +1335,7 @@ async fn an_s_member_is_found_as_ae_id_and_as_resource_id_2_4() {
             .await
             .is_empty()
     );
-    match watch.next().await.expect("event").expect("ok").change {
+    match next_event(&mut watch).await.change {
         Some(pb::attribute_change::Change::Group(g)) => {
             for id in ["//sp.example.com/Slight", "//sp.example.com/id-in/Slight"] {
                 assert!(g.affected_members.contains(&id.to_owned()), "{id}: {g:?}");
@@ -1350,7 +1349,7 @@ async fn an_s_member_is_found_as_ae_id_and_as_resource_id_2_4() {
     for who in ["Slight", "//sp.example.com/id-in/Slight"] {
         assert!(groups_of(&mut c, who).await.is_empty(), "{who}");
     }
-    match watch.next().await.expect("event").expect("ok").change {
+    match next_event(&mut watch).await.change {
         Some(pb::attribute_change::Change::Group(g)) => {
             for id in ["//sp.example.com/Slight", "//sp.example.com/id-in/Slight"] {
                 assert!(g.affected_members.contains(&id.to_owned()), "{id}: {g:?}");
@@ -2301,7 +2300,7 @@ async fn a_roles_token_link_is_updated_ts_0003_7_4_2_3_step_5() {
         },
         "only the tokenLink changed"
     );
-    let event = watch.next().await.expect("event").expect("ok");
+    let event = next_event(&mut watch).await;
     assert_eq!(event.revision, before + 1);
     assert_eq!(
         event.change,

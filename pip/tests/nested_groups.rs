@@ -15,7 +15,7 @@ mod common;
 use authz_pip::PipConfig;
 use authz_proto::pb;
 use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
-use common::{ANSWER_WITHIN, Running, groups_of, is_member};
+use common::{ANSWER_WITHIN, Running, groups_of, is_member, next_event};
 use tokio_stream::StreamExt;
 use tonic::Streaming;
 use tonic::transport::Channel;
@@ -75,7 +75,7 @@ async fn watch(c: &mut PolicyInformationPointClient<Channel>) -> Streaming<pb::A
         .await
         .expect("watch")
         .into_inner();
-    let reset = stream.next().await.expect("event").expect("ok");
+    let reset = next_event(&mut stream).await;
     assert!(matches!(
         reset.change,
         Some(pb::attribute_change::Change::Reset(_))

@@ -4,7 +4,7 @@
 //! `tests/differential.rs` compares the compiled engine with the reference.
 //! [`serving`] starts gRPC servers on loopback for the services' tests;
 //! [`tls`] makes certificates for their TLS tests; [`process`] waits on the
-//! processes a test starts, with a bound.
+//! processes a test starts, and on what it awaits of them, with a bound.
 
 #![warn(missing_docs)]
 

@@ -129,8 +129,10 @@ impl TestPki {
 
 /// A TLS connection to `to` (a certificate for `127.0.0.1`) trusting the
 /// CA of `ca_pem`, presenting the client certificate of `client` when
-/// given. With TLS 1.3 a server refuses a client's certificate after the
-/// client's handshake is done: the refusal shows on the first read.
+/// given; an error if the handshake is not done within
+/// [`HANG_LIMIT`](crate::process::HANG_LIMIT). With TLS 1.3 a server
+/// refuses a client's certificate after the client's handshake is done:
+/// the refusal shows on the first read.
 pub async fn connect(
     to: std::net::SocketAddr,
     ca_pem: &str,
@@ -161,11 +163,19 @@ pub async fn connect(
             .expect("client certificate"),
         None => builder.with_no_client_auth(),
     };
-    let tcp = tokio::net::TcpStream::connect(to).await?;
     let name = ServerName::try_from("127.0.0.1").expect("name");
-    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect(name, tcp)
+    let handshake = async {
+        let tcp = tokio::net::TcpStream::connect(to).await?;
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+    };
+    // A server that stalls (another process, stopped or wedged) would
+    // leave the handshake waiting for ever.
+    let limit = crate::process::HANG_LIMIT;
+    tokio::time::timeout(limit, handshake)
         .await
+        .map_err(|_| std::io::Error::other(format!("no TLS handshake with {to} in {limit:?}")))?
 }
 
 /// A minimal HTTP/1.1 GET of `path` with `headers` over `stream`

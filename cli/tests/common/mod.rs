@@ -3,12 +3,12 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use authz_proto::pb;
 use authz_proto::pb::policy_decision_point_client::PolicyDecisionPointClient;
+use authz_tests::process::{HANG_LIMIT, lines_of, lines_until, within};
 use tonic::transport::Channel;
 
 /// A child process killed (SIGKILL) when dropped.
@@ -49,30 +49,27 @@ pub fn start_with_output(
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn authz");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
+    // Read by a thread of its own, which keeps draining stdout so the
+    // child never blocks on a full pipe: a process that prints nothing
+    // fails the test within the bound.
+    let lines = lines_of(child.stdout.take().expect("stdout"));
     let proc = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        if line.contains(marker) {
-            let url = line
-                .split_whitespace()
+    let seen = lines_until(
+        &lines,
+        Duration::from_secs(60),
+        |line| line.contains(marker),
+        || format!("authz {args:?} did not print '{marker}'"),
+    )
+    .unwrap_or_else(|seen| panic!("authz {args:?} did not print '{marker}': {seen:#?}"));
+    let url = seen
+        .last()
+        .and_then(|line| {
+            line.split_whitespace()
                 .find(|w| w.starts_with("http://") || w.starts_with("https://"))
-                .expect("a URL on the marker line")
-                .to_owned();
-            // Keep draining stdout so the child never blocks on a full pipe
-            // (a send to a dropped receiver is ignored).
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                for line in lines.map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-            return (proc, url, rx);
-        }
-    }
-    panic!("authz {args:?} did not print '{marker}'");
+        })
+        .expect("a URL on the marker line")
+        .to_owned();
+    (proc, url, lines)
 }
 
 /// Starts `authz pip` on an OS-chosen port with a store in memory and no
@@ -129,14 +126,18 @@ pub fn tempdir(name: &str) -> tempfile::TempDir {
         .expect("temp dir")
 }
 
+/// A channel to the process serving `url`, the connection retried for
+/// 20 s, each attempt bounded. The processes may stall (a test stops one; a regression wedges one), so
+/// every call on it that has not answered within [`HANG_LIMIT`] fails
+/// (`Cancelled`, "Timeout expired") rather than hanging the test; a
+/// stream's messages after its start are not bounded by it.
 pub async fn channel(url: &str) -> Channel {
+    let endpoint = Channel::from_shared(url.to_owned())
+        .unwrap()
+        .timeout(HANG_LIMIT);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match Channel::from_shared(url.to_owned())
-            .unwrap()
-            .connect()
-            .await
-        {
+        match within(endpoint.connect(), HANG_LIMIT, || format!("connect {url}")).await {
             Ok(c) => return c,
             Err(e) if Instant::now() > deadline => panic!("connect {url}: {e}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,

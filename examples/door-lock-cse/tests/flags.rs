@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use authz_tests::process::{HANG_LIMIT, lines_of, lines_until, run_within};
+
 /// A bad flag value is refused at start, naming the flag (README: "A bad
 /// value is refused at start, naming its flag"), before anything connects.
 #[test]
@@ -25,12 +27,13 @@ fn bad_flag_values_are_refused_naming_the_flag() {
         ),
         (&["--at", "20261126"][..], "--at 20261126: not of the form"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_door-lock-cse"))
-            .args(["--listen", "127.0.0.1:0", "--pdp", "http://127.0.0.1:1"])
-            .args(args)
-            .env_remove("RUST_BACKTRACE")
-            .output()
-            .expect("run door-lock-cse");
+        let out = run_within(
+            Command::new(env!("CARGO_BIN_EXE_door-lock-cse"))
+                .args(["--listen", "127.0.0.1:0", "--pdp", "http://127.0.0.1:1"])
+                .args(args)
+                .env_remove("RUST_BACKTRACE"),
+            HANG_LIMIT,
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains(flag), "{args:?}: {err}");
@@ -42,7 +45,6 @@ fn bad_flag_values_are_refused_naming_the_flag() {
 #[cfg(unix)]
 #[test]
 fn sigterm_stops_the_cse_cleanly() {
-    use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     use std::time::{Duration, Instant};
 
@@ -53,14 +55,18 @@ fn sigterm_stops_the_cse_cleanly() {
             .stderr(Stdio::null())
             .spawn()
             .expect("run door-lock-cse");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut before = Vec::new();
-        let banner = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .inspect(|l| before.push(l.clone()))
-            .find(|l| l.contains("door-lock CSE"));
-        assert!(banner.is_some(), "no banner");
+        let lines = lines_of(child.stdout.take().expect("stdout"));
+        // The lines up to the banner, the banner last.
+        let before = lines_until(
+            &lines,
+            HANG_LIMIT,
+            |l| l.contains("door-lock CSE"),
+            || {
+                let _ = child.kill();
+                "the CSE neither served nor ended".into()
+            },
+        )
+        .unwrap_or_else(|seen| panic!("no banner: {seen:?}"));
         // No PRP there (the first --pdp stands for it): the start says it
         // shows the policies file's acpi, in plain text on a pipe (README:
         // logs are coloured only on a terminal).
@@ -111,18 +117,19 @@ fn file_errors_name_the_flag_and_the_file() {
             if flag != "--groups" && file == &twice {
                 continue;
             }
-            let out = Command::new(env!("CARGO_BIN_EXE_door-lock-cse"))
-                .args([
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--pdp",
-                    "http://127.0.0.1:1",
-                    flag,
-                ])
-                .arg(file)
-                .env_remove("RUST_BACKTRACE")
-                .output()
-                .expect("run door-lock-cse");
+            let out = run_within(
+                Command::new(env!("CARGO_BIN_EXE_door-lock-cse"))
+                    .args([
+                        "--listen",
+                        "127.0.0.1:0",
+                        "--pdp",
+                        "http://127.0.0.1:1",
+                        flag,
+                    ])
+                    .arg(file)
+                    .env_remove("RUST_BACKTRACE"),
+                HANG_LIMIT,
+            );
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(1), "{flag}: {err}");
             assert!(

@@ -9,7 +9,6 @@
 //!   an AE's client certificate authenticates it as the AE-ID in its
 //!   subjectAltName (TS-0003 10.1.1.5), which `acaf` rules need.
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -19,7 +18,7 @@ use authz_pdp::{Pdp, PdpConfig};
 use authz_pip::PipConfig;
 use authz_proto::tls::{ClientTls, ServerTls};
 use authz_prp::PrpConfig;
-use authz_tests::process::output_within;
+use authz_tests::process::{lines_of, lines_until, output_within};
 use authz_tests::tls::{ClientName, TestPki, connect, http_get};
 use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
@@ -111,22 +110,19 @@ fn door_lock(prp: &str, pdp: &str, tls: &[&Path]) -> Child {
 /// `http://` or `https://`, as `scheme`), having checked that it loaded its
 /// policies and groups.
 async fn serving_address(cse: &mut Child, scheme: &str) -> SocketAddr {
-    let stdout = cse.stdout.take().expect("stdout");
-    let lines = tokio::task::spawn_blocking(move || {
-        let mut seen = Vec::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let serving = line.starts_with("door-lock CSE");
-            seen.push(line);
-            if serving {
-                break;
-            }
-        }
-        seen
-    });
-    let lines = tokio::time::timeout(Duration::from_secs(60), lines)
-        .await
-        .expect("the CSE serves in time")
-        .expect("reader");
+    // Read by a thread of its own: a CSE that prints nothing fails the
+    // test within the bound (a blocking task would hold the runtime's end).
+    let stdout = lines_of(cse.stdout.take().expect("stdout"));
+    let lines = lines_until(
+        &stdout,
+        Duration::from_secs(60),
+        |line| line.starts_with("door-lock CSE"),
+        || {
+            let _ = cse.kill();
+            "the CSE serves in time".into()
+        },
+    )
+    .unwrap_or_else(|seen| seen);
     let serving = lines.last().cloned().unwrap_or_default();
     if !serving.starts_with("door-lock CSE") {
         let mut err = String::new();
@@ -435,18 +431,19 @@ async fn door_lock_alone(pdp: &str, extra: &[&Path], scheme: &str) -> (Child, So
         .stderr(Stdio::null())
         .spawn()
         .expect("run door-lock-cse");
-    let stdout = cse.stdout.take().expect("stdout");
-    let banner = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.starts_with("door-lock CSE"))
-    });
-    let banner = tokio::time::timeout(Duration::from_secs(60), banner)
-        .await
-        .expect("the CSE serves in time")
-        .expect("reader")
-        .expect("a banner");
+    let stdout = lines_of(cse.stdout.take().expect("stdout"));
+    let banner = lines_until(
+        &stdout,
+        Duration::from_secs(60),
+        |line| line.starts_with("door-lock CSE"),
+        || {
+            let _ = cse.kill();
+            "the CSE serves in time".into()
+        },
+    )
+    .ok()
+    .and_then(|lines| lines.last().cloned())
+    .expect("a banner");
     let addr = banner
         .split(&format!(" {scheme}://"))
         .nth(1)

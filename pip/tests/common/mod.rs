@@ -10,7 +10,10 @@ use std::time::Duration;
 use authz_pip::PipConfig;
 use authz_proto::pb;
 use authz_proto::pb::policy_information_point_client::PolicyInformationPointClient;
+use authz_tests::process::{HANG_LIMIT, within};
 use authz_tests::serving::{Served, serve};
+use tokio_stream::StreamExt;
+use tonic::Streaming;
 use tonic::transport::Channel;
 
 /// A running PIP and a client of it.
@@ -79,4 +82,13 @@ pub async fn is_member(
         .expect("check")
         .into_inner();
     (m.is_group, m.is_member)
+}
+
+/// The next change on a `Watch` stream, within [`HANG_LIMIT`]: a change
+/// that never comes fails the test rather than hanging it.
+pub async fn next_event(stream: &mut Streaming<pb::AttributeChange>) -> pb::AttributeChange {
+    within(stream.next(), HANG_LIMIT, || "a watch event".into())
+        .await
+        .expect("event")
+        .expect("ok")
 }
