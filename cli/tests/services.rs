@@ -602,7 +602,8 @@ async fn prp_killed_with_sigkill_loses_no_acknowledged_write() {
 /// A PRP killed (SIGKILL) while it makes its new store file leaves a data
 /// directory the next start opens: the file appears only once it is a
 /// complete database. (It left a file without redb's magic number, which
-/// every later start refused.)
+/// every later start refused.) The next start also removes the file the
+/// killed one was making it in.
 #[cfg(unix)]
 #[test]
 fn a_prp_killed_while_making_its_store_starts_again() {
@@ -654,6 +655,15 @@ fn a_prp_killed_while_making_its_store_starts_again() {
             "attempt {attempt}: the next start failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // The file the killed start was making its store in, when it
+        // left one, was removed by the next (its process is gone).
+        let left: Vec<_> = std::fs::read_dir(data.path())
+            .expect("read data dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".prp.redb.new-"))
+            .collect();
+        assert!(left.is_empty(), "attempt {attempt}: left {left:?}");
     }
 }
 

@@ -20,6 +20,49 @@ const IDENTITY: TableDefinition<&str, &str> = TableDefinition::new("identity");
 const REVISION_KEY: &str = "revision";
 const STORE_ID_KEY: &str = "store_id";
 
+/// The name [`RedbBackend::create_new_file`] makes a new store file under
+/// before linking it to `path`: `.NAME.new-PID`, beside it.
+fn new_file_prefix(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(".{name}.new-")
+}
+
+/// Removes the files a start killed while making the store file at `path`
+/// left beside it (`.NAME.new-PID` of a process no longer running), so
+/// that a `kill -9` at the wrong moment leaves no litter in a data
+/// directory for good. One of a running process (another start making the
+/// file now) is its own; without `/proc` nothing is removed. Best effort:
+/// a file that cannot be removed stays, as it did.
+fn remove_abandoned_new_files(path: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = new_file_prefix(path);
+    let dir = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => dir,
+        None => Path::new("."),
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix.as_str()))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// A [`Backend`] in one redb file.
 pub struct RedbBackend {
     db: Database,
@@ -49,6 +92,7 @@ impl RedbBackend {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             crate::create_private_dir_all(parent)?;
         }
+        remove_abandoned_new_files(path);
         if let Err(e) = std::fs::symlink_metadata(path) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 return Err(e.into());
@@ -73,11 +117,7 @@ impl RedbBackend {
     /// refuse as no redb database. A link, unlike a rename, never replaces
     /// a file another process made meanwhile.
     fn create_new_file(path: &Path) -> Result<(), StoreError> {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = path.with_file_name(format!(".{name}.new-{}", std::process::id()));
+        let tmp = path.with_file_name(format!("{}{}", new_file_prefix(path), std::process::id()));
         // One left by an earlier process of the same ID, cut short.
         let _ = std::fs::remove_file(&tmp);
         let made = (|| {

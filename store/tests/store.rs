@@ -199,6 +199,35 @@ fn redb_log_is_trimmed_to_its_limit_also_on_disk() {
     drop(store);
 }
 
+/// What a start killed while making its store file left beside it
+/// (`.NAME.new-PID` of a process that is gone) is removed by the next open;
+/// one of a running process (PID 1 here), or of another name, stays.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_open_removes_what_a_killed_start_left_beside_the_file() {
+    let (_guard, dir) = temp_path("store", "abandoned");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("kv.redb");
+    // Above any Linux pid_max (at most 2^22): no such process.
+    let gone = dir.join(".kv.redb.new-999999999");
+    let running = dir.join(".kv.redb.new-1");
+    let other = [
+        dir.join(".kv.redb.new-x"),
+        dir.join(".other.redb.new-999999999"),
+    ];
+    for f in [&gone, &running].into_iter().chain(&other) {
+        std::fs::write(f, b"half made").expect("write");
+    }
+    for _ in 0..2 {
+        // Made afresh, then opened as it exists: both remove it.
+        drop(Store::<Kv>::open_redb(&path, 10).expect("open"));
+        assert!(!gone.exists());
+        assert!(running.exists());
+        assert!(other.iter().all(|f| f.exists()));
+        std::fs::write(&gone, b"half made").expect("write");
+    }
+}
+
 /// The log also keeps no more than its byte limit of changes (as logged):
 /// large records written over and over would otherwise hold gigabytes.
 /// The last change always stays; the backend's log is trimmed alike.
