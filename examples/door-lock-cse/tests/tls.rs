@@ -110,19 +110,7 @@ fn door_lock(prp: &str, pdp: &str, tls: &[&Path]) -> Child {
 /// `http://` or `https://`, as `scheme`), having checked that it loaded its
 /// policies and groups.
 async fn serving_address(cse: &mut Child, scheme: &str) -> SocketAddr {
-    // Read by a thread of its own: a CSE that prints nothing fails the
-    // test within the bound (a blocking task would hold the runtime's end).
-    let stdout = lines_of(cse.stdout.take().expect("stdout"));
-    let lines = lines_until(
-        &stdout,
-        Duration::from_secs(60),
-        |line| line.starts_with("door-lock CSE"),
-        || {
-            let _ = cse.kill();
-            "the CSE serves in time".into()
-        },
-    )
-    .unwrap_or_else(|seen| seen);
+    let lines = lines_to_banner(cse);
     let serving = lines.last().cloned().unwrap_or_default();
     if !serving.starts_with("door-lock CSE") {
         let mut err = String::new();
@@ -135,14 +123,37 @@ async fn serving_address(cse: &mut Child, scheme: &str) -> SocketAddr {
     }
     assert!(lines.iter().any(|l| l.starts_with("loaded ")), "{lines:?}");
     assert!(lines.iter().any(|l| l.starts_with("stored ")), "{lines:?}");
-    let addr: SocketAddr = serving
+    let addr = listen_address(&serving, scheme);
+    assert_eq!(addr.ip(), Ipv4Addr::LOCALHOST);
+    addr
+}
+
+/// The lines `cse` prints up to its banner (`door-lock CSE ...`, the
+/// last), or all it printed before it exited. Read by a thread of their
+/// own: a CSE that prints nothing is killed and fails the test within the
+/// bound (a blocking task would hold the runtime's end).
+fn lines_to_banner(cse: &mut Child) -> Vec<String> {
+    let stdout = lines_of(cse.stdout.take().expect("stdout"));
+    lines_until(
+        &stdout,
+        Duration::from_secs(60),
+        |line| line.starts_with("door-lock CSE"),
+        || {
+            let _ = cse.kill();
+            "the CSE serves in time".into()
+        },
+    )
+    .unwrap_or_else(|seen| seen)
+}
+
+/// The address after `scheme://` on the CSE's banner line.
+fn listen_address(banner: &str, scheme: &str) -> SocketAddr {
+    banner
         .split(&format!(" {scheme}://"))
         .nth(1)
         .and_then(|rest| rest.split(' ').next())
         .and_then(|a| a.parse().ok())
-        .expect("listen address");
-    assert_eq!(addr.ip(), Ipv4Addr::LOCALHOST);
-    addr
+        .expect("listen address")
 }
 
 /// The status code and the `X-M2M-RSC` header of a raw HTTP/1.1 answer.
@@ -431,25 +442,11 @@ async fn door_lock_alone(pdp: &str, extra: &[&Path], scheme: &str) -> (Child, So
         .stderr(Stdio::null())
         .spawn()
         .expect("run door-lock-cse");
-    let stdout = lines_of(cse.stdout.take().expect("stdout"));
-    let banner = lines_until(
-        &stdout,
-        Duration::from_secs(60),
-        |line| line.starts_with("door-lock CSE"),
-        || {
-            let _ = cse.kill();
-            "the CSE serves in time".into()
-        },
-    )
-    .ok()
-    .and_then(|lines| lines.last().cloned())
-    .expect("a banner");
-    let addr = banner
-        .split(&format!(" {scheme}://"))
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|a| a.parse().ok())
-        .expect("listen address");
+    let banner = lines_to_banner(&mut cse)
+        .pop()
+        .filter(|l| l.starts_with("door-lock CSE"))
+        .expect("a banner");
+    let addr = listen_address(&banner, scheme);
     (cse, addr)
 }
 
