@@ -53,7 +53,9 @@ pub enum GroupsError {
     #[error("groups[{0}]: ri is empty")]
     NoId(usize),
     /// The PIP refused a write or a read.
-    #[error("PIP, group {ri}: {status}")]
+    // The status as the bundle's errors give it: code, message and the
+    // transport error's causes (a TLS alert), not tonic's debug dump.
+    #[error("PIP, group {ri}: {}", authz_prp::bundle::status_text(.status))]
     Refused {
         /// The group.
         ri: String,

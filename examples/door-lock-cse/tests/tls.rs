@@ -250,6 +250,52 @@ async fn the_door_lock_cse_reaches_mutual_tls_services_with_its_client_certifica
     assert_eq!((status, rsc.as_str()), (200, "2000"));
 }
 
+/// A PIP of its own (`--pip`) that requires client certificates refuses a
+/// CSE started without one after the PRP took its policies: the start
+/// stops naming the PIP, the alert and the flags, as for the PRP (it
+/// showed tonic's debug text of a closed connection, without the alert).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pip_refusing_the_cse_without_a_client_certificate_says_why() {
+    let dir = tempfile::Builder::new()
+        .prefix("authz-door-lock-pip-tls-")
+        .tempdir()
+        .expect("temp dir");
+    let pki = TestPki::new(&["127.0.0.1"]);
+    let files = pki.write(dir.path());
+    let (prp_url, pdp_url, _pdp) = services(None).await;
+    let mut pip_config = PipConfig::new(None, ADMIN, hosting());
+    pip_config.country_boundaries = false;
+    let mut routes = RoutesBuilder::default();
+    routes.add_service(authz_pip::server(
+        authz_pip::build(&pip_config).await.expect("pip"),
+    ));
+    let pip_url = serve(routes.routes(), Some(&pki)).await;
+
+    let refused = output_within(
+        door_lock(
+            &prp_url,
+            &pdp_url,
+            &[
+                Path::new("--pip"),
+                Path::new(&pip_url),
+                Path::new("--tls-ca"),
+                &files.ca,
+            ],
+        ),
+        Duration::from_secs(60),
+        || "the CSE refused by its PIP neither started nor stopped".into(),
+    );
+    assert!(!refused.status.success(), "started without its groups");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("PIP, group "), "{err}");
+    assert!(
+        err.contains("CertificateRequired") && err.contains("--tls-client-cert"),
+        "refused for its missing certificate: {err}"
+    );
+    // The status as a message, not tonic's debug form.
+    assert!(!err.contains("source: "), "{err}");
+}
+
 /// TS-0003 10.1.1.5 and 8.1.2.4: an AE-ID certificate holds the absolute
 /// AE-ID as a subjectAltName URI. Served over HTTPS with a client CA, the
 /// CSE authenticates the owner's phone by its certificate alone, so the
