@@ -50,14 +50,17 @@ fn remove_abandoned_new_files(path: &Path) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
+        // A PID as `create_new_file` writes it (no sign, no leading zero),
+        // on a regular file (a link named like one is not its doing).
         let Some(pid) = name
             .to_str()
             .and_then(|n| n.strip_prefix(prefix.as_str()))
-            .and_then(|pid| pid.parse::<u32>().ok())
+            .filter(|pid| pid.parse::<u32>().is_ok_and(|n| n.to_string() == *pid))
         else {
             continue;
         };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
+        let regular = entry.file_type().is_ok_and(|t| t.is_file());
+        if regular && !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_file(entry.path());
         }
     }

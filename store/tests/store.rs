@@ -201,7 +201,8 @@ fn redb_log_is_trimmed_to_its_limit_also_on_disk() {
 
 /// What a start killed while making its store file left beside it
 /// (`.NAME.new-PID` of a process that is gone) is removed by the next open;
-/// one of a running process (PID 1 here), or of another name, stays.
+/// one of a running process (PID 1 here), of another name, a PID not as
+/// a process ID is written, or a symbolic link named like one, stays.
 #[cfg(target_os = "linux")]
 #[test]
 fn an_open_removes_what_a_killed_start_left_beside_the_file() {
@@ -214,16 +215,21 @@ fn an_open_removes_what_a_killed_start_left_beside_the_file() {
     let other = [
         dir.join(".kv.redb.new-x"),
         dir.join(".other.redb.new-999999999"),
+        dir.join(".kv.redb.new-+999999998"),
+        dir.join(".kv.redb.new-0999999997"),
     ];
     for f in [&gone, &running].into_iter().chain(&other) {
         std::fs::write(f, b"half made").expect("write");
     }
+    let link = dir.join(".kv.redb.new-999999996");
+    std::os::unix::fs::symlink(&other[0], &link).expect("symlink");
     for _ in 0..2 {
         // Made afresh, then opened as it exists: both remove it.
         drop(Store::<Kv>::open_redb(&path, 10).expect("open"));
         assert!(!gone.exists());
         assert!(running.exists());
         assert!(other.iter().all(|f| f.exists()));
+        assert!(link.symlink_metadata().is_ok());
         std::fs::write(&gone, b"half made").expect("write");
     }
 }
