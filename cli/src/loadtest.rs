@@ -128,23 +128,31 @@ pub async fn run(args: LoadtestArgs, tls: &ClientTls) -> Result<()> {
                 .map_err(|e| anyhow!("--prp {prp}: {e}"))?;
         }
     }
+    // A failure to reach the target says why it refused the TLS handshake,
+    // when it did, as `authz decide` does.
+    let refused = |e| crate::explain_refusal(e, &args.target, tls);
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {
-        channels.push(
-            authz_proto::endpoint::connect_within(target.clone())
-                .await
-                .map_err(|why| anyhow!("--target {}: cannot connect: {why}", args.target))?,
-        );
+        match authz_proto::endpoint::connect_within(target.clone()).await {
+            Ok(channel) => channels.push(channel),
+            Err(why) => {
+                let e = anyhow!("--target {}: cannot connect: {why}", args.target);
+                return Err(refused(e).await);
+            }
+        }
     }
     // A first call shows what the load consists of.
-    let first = within("Decide", async {
+    let first = match within("Decide", async {
         PolicyDecisionPointClient::new(channels[0].clone())
             .decide(request.clone())
             .await
             .map_err(status_error)
     })
-    .await?
-    .into_inner();
+    .await
+    {
+        Ok(answer) => answer.into_inner(),
+        Err(e) => return Err(refused(e).await),
+    };
     outln!(
         "request decided {} ({}); {} s per mode, {} callers over {} connections",
         if first.decision == pb::AuthorizationDecision::Permit as i32 {

@@ -315,6 +315,32 @@ fn standalone_prp_and_pdp_require_client_certificates() {
     ]);
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(err.contains("refused the client certificate"), "{err}");
+    // The load test too: without a client certificate, and with one of
+    // another CA (its first call failed with a closed connection alone).
+    for (cert, key, says) in [
+        (None, None, "requires a client certificate"),
+        (
+            Some(path(&other.client_cert)),
+            Some(path(&other.client_key)),
+            "refused the client certificate",
+        ),
+    ] {
+        let mut args = vec![
+            "loadtest",
+            "--target",
+            &pdp_url,
+            "--duration",
+            "1",
+            "--tls-ca",
+            ca,
+        ];
+        if let (Some(cert), Some(key)) = (cert, key) {
+            args.extend(["--tls-client-cert", cert, "--tls-client-key", key]);
+        }
+        let (code, out, err) = authz(&args);
+        assert_ne!(code, Some(0), "{out}{err}");
+        assert!(err.contains(says), "{err}");
+    }
 }
 
 /// The metrics endpoint of a service that serves TLS serves TLS too, with
