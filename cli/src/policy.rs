@@ -66,14 +66,10 @@ pub async fn run(args: PolicyArgs, tls: &ClientTls) -> Result<()> {
     match command(args, tls).await {
         Err(e) => {
             let e = crate::explain_refusal(e, &prp, tls).await;
-            // A call cut by CALL_TIMEOUT says only "Timeout expired".
-            if authz_proto::endpoint::error_chain(e.as_ref()).contains("Timeout expired") {
-                Err(e.context(format!(
-                    "the PRP at {prp} did not answer within {} s",
-                    CALL_TIMEOUT.as_secs()
-                )))
-            } else {
-                Err(e)
+            let text = authz_proto::endpoint::error_chain(e.as_ref());
+            match authz_proto::endpoint::stalled(&text, &format!("the PRP at {prp}")) {
+                Some(said) => Err(e.context(said)),
+                None => Err(e),
             }
         }
         ok => ok,

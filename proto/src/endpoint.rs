@@ -25,6 +25,19 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// not hang the client. Set with `Endpoint::timeout`.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What a client says of a call that failed with `text` (its error chain)
+/// when [`CALL_TIMEOUT`] cut it, which tonic says only as "Timeout
+/// expired": that `server` did not answer in time. `None` for any other
+/// failure.
+pub fn stalled(text: &str, server: &str) -> Option<String> {
+    text.contains("Timeout expired").then(|| {
+        format!(
+            "{server} did not answer within {} s",
+            CALL_TIMEOUT.as_secs()
+        )
+    })
+}
+
 /// Connects `endpoint`, or says why not, within [`CONNECT_TIMEOUT`] (TCP,
 /// then TLS: a server that accepts but never answers is caught by the
 /// calls' own timeout, [`CALL_TIMEOUT`]).

@@ -217,12 +217,8 @@ impl Loading<'_> {
     /// process's TLS handshake when it did, and what a timeout means.
     async fn failure(&self, e: anyhow::Error, endpoint: &str) -> anyhow::Error {
         let mut text = authz_proto::endpoint::error_chain(e.as_ref());
-        // A call cut by CALL_TIMEOUT says only "Timeout expired".
-        if text.contains("Timeout expired") {
-            text = format!(
-                "{endpoint} did not answer within {} s: {text}",
-                CALL_TIMEOUT.as_secs()
-            );
+        if let Some(said) = authz_proto::endpoint::stalled(&text, endpoint) {
+            text = format!("{said}: {text}");
         }
         anyhow!(self.tls.failure_text(text, endpoint).await)
     }

@@ -51,6 +51,15 @@ async fn serve(routes: tonic::service::Routes, pki: Option<&TestPki>) -> String 
     url
 }
 
+/// A PIP in memory, without country boundaries, as a gRPC service.
+async fn pip() -> authz_proto::pb::policy_information_point_server::PolicyInformationPointServer<
+    authz_pip::PipService,
+> {
+    let mut config = PipConfig::new(None, ADMIN, hosting());
+    config.country_boundaries = false;
+    authz_pip::server(authz_pip::build(&config).await.expect("pip"))
+}
+
 /// A PRP and a PIP on one port and a PDP following them on another, all
 /// serving TLS with client certificates of `pki` required when given:
 /// the PRP's (and PIP's) URL, the PDP's, and the PDP (which stops
@@ -59,12 +68,9 @@ async fn services(pki: Option<&TestPki>) -> (String, String, Pdp) {
     let prp = authz_prp::build(&PrpConfig::new(None, ADMIN, hosting()))
         .await
         .expect("prp");
-    let mut pip_config = PipConfig::new(None, ADMIN, hosting());
-    pip_config.country_boundaries = false;
-    let pip = authz_pip::build(&pip_config).await.expect("pip");
     let mut routes = RoutesBuilder::default();
     routes.add_service(authz_prp::server(prp));
-    routes.add_service(authz_pip::server(pip));
+    routes.add_service(pip().await);
     let prp_url = serve(routes.routes(), pki).await;
     let mut pdp_config = PdpConfig::new(hosting())
         .with_prp(prp_url.clone())
@@ -263,12 +269,8 @@ async fn a_pip_refusing_the_cse_without_a_client_certificate_says_why() {
     let pki = TestPki::new(&["127.0.0.1"]);
     let files = pki.write(dir.path());
     let (prp_url, pdp_url, _pdp) = services(None).await;
-    let mut pip_config = PipConfig::new(None, ADMIN, hosting());
-    pip_config.country_boundaries = false;
     let mut routes = RoutesBuilder::default();
-    routes.add_service(authz_pip::server(
-        authz_pip::build(&pip_config).await.expect("pip"),
-    ));
+    routes.add_service(pip().await);
     let pip_url = serve(routes.routes(), Some(&pki)).await;
 
     let refused = output_within(
