@@ -379,3 +379,164 @@ async fn spans_reach_an_https_collector_trusted_with_tls_ca() {
         "{export:?}"
     );
 }
+
+/// What an OTLP/HTTP collector received in one export: its path, its
+/// `Content-Type`, its body.
+type HttpExport = (String, String, bytes::Bytes);
+
+/// An OTLP/HTTP collector (HTTP/1.1, over TLS when `tls` is given) on a
+/// port chosen by the OS: its port, and every POST it receives. It answers
+/// each as a collector does, 200 with an empty export response in the
+/// request's encoding.
+async fn http_collector(
+    tls: Option<&authz_proto::tls::ServerTls>,
+) -> (u16, mpsc::UnboundedReceiver<HttpExport>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, exports) = mpsc::unbounded_channel();
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: bytes::Bytes| {
+            let tx = tx.clone();
+            async move {
+                let content_type = headers
+                    .get(axum::http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let answer = if content_type == "application/json" {
+                    "{}"
+                } else {
+                    ""
+                };
+                let _ = tx.send((uri.path().to_owned(), content_type.clone(), body));
+                ([(axum::http::header::CONTENT_TYPE, content_type)], answer)
+            }
+        },
+    );
+    match tls {
+        Some(tls) => {
+            let config = std::sync::Arc::new(
+                tls.rustls_config(authz_proto::tls::ClientCertificates::Optional)
+                    .unwrap(),
+            );
+            tokio::spawn(authz_proto::https::serve(
+                listener,
+                app,
+                config,
+                std::future::pending(),
+                |_, _| axum::http::Extensions::new(),
+            ));
+        }
+        None => {
+            tokio::spawn(authz_proto::https::serve_plain(
+                listener,
+                app,
+                std::future::pending(),
+            ));
+        }
+    }
+    (port, exports)
+}
+
+/// Starts an in-memory PRP exporting to `endpoint` with `env`, makes one
+/// `ListAcps` call, and returns the first export the collector receives
+/// within 30 s.
+async fn list_acps_exported(
+    endpoint: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+    exports: &mut mpsc::UnboundedReceiver<HttpExport>,
+) -> HttpExport {
+    let mut all_env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    all_env.extend_from_slice(env);
+    let mut all_args = vec!["prp", "--listen", "127.0.0.1:0", "--data-dir", "memory"];
+    all_args.extend_from_slice(args);
+    let (_prp, url) = common::start_with_env(&all_args, &all_env, "PRP on");
+    let mut prp = authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient::new(
+        channel(&url).await,
+    );
+    prp.list_acps(authz_proto::pb::ListAcpsRequest::default())
+        .await
+        .expect("ListAcps");
+    tokio::time::timeout(Duration::from_secs(30), exports.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no export reached the collector at {endpoint} within 30 s"))
+        .expect("collector channel open")
+}
+
+const LIST_ACPS: &str = "onem2m.authz.v1.PolicyRetrievalPoint/ListAcps";
+
+/// `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`: spans go to the
+/// collector's `/v1/traces` (the OTLP specification's path under the
+/// generic endpoint) as a protobuf `ExportTraceServiceRequest`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_http_protobuf_collector() {
+    use prost::Message as _;
+    let (port, mut exports) = http_collector(None).await;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let (path, content_type, body) = list_acps_exported(
+        &endpoint,
+        &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")],
+        &[],
+        &mut exports,
+    )
+    .await;
+    assert_eq!(path, "/v1/traces");
+    assert_eq!(content_type, "application/x-protobuf");
+    let export = ExportTraceServiceRequest::decode(body).expect("a protobuf export");
+    let names: Vec<&str> = export
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .map(|s| s.name.as_str())
+        .collect();
+    assert!(names.contains(&LIST_ACPS), "{names:?}");
+    let service = export
+        .resource_spans
+        .iter()
+        .filter_map(|rs| rs.resource.as_ref())
+        .find_map(|r| string_attr(&r.attributes, "service.name"));
+    assert_eq!(service, Some("onem2m-authz-prp"));
+}
+
+/// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/json` (the signal's own
+/// variable wins over the generic one), to an `https://` collector trusted
+/// with `--tls-ca`: the JSON encoding of OTLP, over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_https_json_collector_the_traces_protocol_names() {
+    let data = tempdir("otlp-http-tls");
+    let files = authz_tests::tls::TestPki::new(&["localhost"]).write(data.path());
+    let tls = authz_proto::tls::ServerTls::from_pem(
+        &std::fs::read(&files.cert).unwrap(),
+        &std::fs::read(&files.key).unwrap(),
+    )
+    .unwrap();
+    let (port, mut exports) = http_collector(Some(&tls)).await;
+    let endpoint = format!("https://localhost:{port}");
+    let (path, content_type, body) = list_acps_exported(
+        &endpoint,
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+        ],
+        &["--tls-ca", files.ca.to_str().unwrap()],
+        &mut exports,
+    )
+    .await;
+    assert_eq!(path, "/v1/traces");
+    assert_eq!(content_type, "application/json");
+    let export: serde_json::Value = serde_json::from_slice(&body).expect("a JSON export");
+    let names: Vec<&str> = export["resourceSpans"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|rs| rs["scopeSpans"].as_array().into_iter().flatten())
+        .flat_map(|ss| ss["spans"].as_array().into_iter().flatten())
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert!(names.contains(&LIST_ACPS), "{export}");
+}

@@ -1323,8 +1323,8 @@ fn start_up_errors_name_their_flag_and_an_empty_rust_log_means_info() {
         assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
         assert!(err.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{err}");
     }
-    // OTLP over gRPC only: asking for HTTP is refused, not sent frames a
-    // collector's HTTP port cannot read.
+    // A protocol OTLP does not have is refused, naming the variable, not
+    // sent in a form the collector cannot read.
     for var in [
         "OTEL_EXPORTER_OTLP_PROTOCOL",
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
@@ -1332,13 +1332,16 @@ fn start_up_errors_name_their_flag_and_an_empty_rust_log_means_info() {
         let out = pdp(
             &[
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
-                (var, "http/protobuf"),
+                (var, "http/xml"),
             ],
             "off",
         );
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{var}: {err}");
-        assert!(err.contains(var) && err.contains("gRPC only"), "{err}");
+        assert!(
+            err.contains(var) && err.contains("not an OTLP protocol"),
+            "{err}"
+        );
     }
     // Empty RUST_LOG and OTEL_EXPORTER_OTLP_ENDPOINT: as if unset, so the
     // PDP starts, without export, and logs (here, its PRP is unreachable)

@@ -284,27 +284,22 @@ pub fn init_tracing_with_tls(
                     "OTEL_EXPORTER_OTLP_ENDPOINT {endpoint:?}: not an http:// or https:// URL of an OTLP collector"
                 );
             }
-            // OTLP over gRPC only: a collector expecting HTTP would get
-            // frames it cannot read, and every export would fail.
-            for name in [
-                "OTEL_EXPORTER_OTLP_PROTOCOL",
-                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-            ] {
-                if let Some(protocol) = non_empty_var(name)
-                    && protocol != "grpc"
-                {
-                    anyhow::bail!(
-                        "{name} {protocol:?}: this build exports OTLP over gRPC only (\"grpc\", \
-                         to a collector's OTLP/gRPC port, 4317 by default)"
-                    );
+            let exporter = match otlp_protocol()? {
+                // Without a configuration of ours the exporter's TLS trusts no
+                // root at all; tonic uses it for https:// only.
+                OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+                    .with_tonic()
+                    .with_tls_config(tls.tonic_config())
+                    .build()?,
+                OtlpProtocol::Http(protocol) => {
+                    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+                    opentelemetry_otlp::SpanExporter::builder()
+                        .with_http()
+                        .with_protocol(protocol)
+                        .with_http_client(RuntimeHttpClient::new(tls)?)
+                        .build()?
                 }
-            }
-            // Without a configuration of ours the exporter's TLS trusts no
-            // root at all; tonic uses it for https:// only.
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_tls_config(tls.tonic_config())
-                .build()?;
+            };
             let exporter = OutageLoggingExporter {
                 inner: exporter,
                 endpoint: endpoint.into_owned(),
@@ -353,6 +348,101 @@ pub fn init_tracing_with_tls(
         tracing::warn!(%error, "RUST_LOG is not a valid filter; logging at info");
     }
     Ok(TracingGuard { provider })
+}
+
+/// How spans reach the collector: OTLP over gRPC, or over HTTP with
+/// protobuf or JSON bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OtlpProtocol {
+    Grpc,
+    Http(opentelemetry_otlp::Protocol),
+}
+
+/// The protocol `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` names, else
+/// `OTEL_EXPORTER_OTLP_PROTOCOL` (the signal's own variable first, as the
+/// OpenTelemetry specification orders them); gRPC when neither is set, the
+/// default of this project since it first exported (to port 4317). Any
+/// other value stops the process at start, naming the variable: spans sent
+/// in a protocol the collector does not speak would all be lost.
+fn otlp_protocol() -> anyhow::Result<OtlpProtocol> {
+    for name in [
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ] {
+        let Some(value) = non_empty_var(name) else {
+            continue;
+        };
+        return match value.to_str() {
+            Some("grpc") => Ok(OtlpProtocol::Grpc),
+            Some("http/protobuf") => {
+                Ok(OtlpProtocol::Http(opentelemetry_otlp::Protocol::HttpBinary))
+            }
+            Some("http/json") => Ok(OtlpProtocol::Http(opentelemetry_otlp::Protocol::HttpJson)),
+            _ => anyhow::bail!(
+                "{name} {value:?}: not an OTLP protocol; use \"grpc\" (a collector's port 4317 by \
+                 default), \"http/protobuf\" or \"http/json\" (port 4318)"
+            ),
+        };
+    }
+    Ok(OtlpProtocol::Grpc)
+}
+
+/// The request deadline of an OTLP/HTTP export, in milliseconds:
+/// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT`,
+/// else the specification's 10 s (what the exporter itself reads for the
+/// clients it builds, which it does not apply to one given to it).
+fn otlp_timeout() -> Duration {
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ]
+    .iter()
+    .find_map(|name| non_empty_var(name)?.to_str()?.trim().parse::<u64>().ok())
+    .map_or(Duration::from_secs(10), Duration::from_millis)
+}
+
+/// The OTLP/HTTP client: hyper, over rustls with the trust and client
+/// certificate of every other client of the process, run on the service's
+/// Tokio runtime. The SDK's batch processor exports from a thread of its
+/// own, outside any runtime, where hyper could neither connect nor time out;
+/// each export is therefore spawned onto the runtime and awaited from there.
+#[derive(Debug)]
+struct RuntimeHttpClient {
+    runtime: tokio::runtime::Handle,
+    client: opentelemetry_http::hyper::HyperClient<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    >,
+}
+
+impl RuntimeHttpClient {
+    /// A client for the runtime this is called on, trusting what `tls`
+    /// trusts for `https://` collectors (`http://` ones stay plain text).
+    fn new(tls: &authz_proto::tls::ClientTls) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| anyhow::anyhow!("OTLP over HTTP needs a Tokio runtime: {e}"))?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.http_rustls_config()?)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(Self {
+            runtime,
+            client: opentelemetry_http::hyper::HyperClient::new(connector, otlp_timeout(), None),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for RuntimeHttpClient {
+    async fn send_bytes(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+        let client = self.client.clone();
+        self.runtime
+            .spawn(async move { client.send_bytes(request).await })
+            .await?
+    }
 }
 
 /// The OTLP exporter, saying once when exports start failing and once when

@@ -286,9 +286,29 @@ impl ClientTls {
     /// makes it (the same trust, the same client certificate), for
     /// [`ClientTls::handshake_refusal`].
     fn rustls_config(&self) -> Result<rustls::ClientConfig, rustls::Error> {
+        self.rustls_config_with(self.pinned.as_ref(), &[b"h2"])
+    }
+
+    /// The webpki roots, the extra roots and the client certificate as a
+    /// rustls configuration for HTTP clients built elsewhere (the OTLP/HTTP
+    /// exporter): the trust of [`ClientTls::tonic_config`], a pinned
+    /// certificate not part of it either, and no ALPN protocols, which such
+    /// a client sets for the HTTP versions it speaks (hyper-rustls refuses a
+    /// configuration that names some).
+    pub fn http_rustls_config(&self) -> Result<rustls::ClientConfig, rustls::Error> {
+        self.rustls_config_with(None, &[])
+    }
+
+    /// A rustls configuration trusting `pinned` alone, or else the webpki
+    /// and extra roots, presenting the client certificate, offering `alpn`.
+    fn rustls_config_with(
+        &self,
+        pinned: Option<&Arc<PinnedVerifier>>,
+        alpn: &[&[u8]],
+    ) -> Result<rustls::ClientConfig, rustls::Error> {
         let builder = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
             .with_safe_default_protocol_versions()?;
-        let builder = match &self.pinned {
+        let builder = match pinned {
             Some(verifier) => builder
                 .dangerous()
                 .with_custom_certificate_verifier(verifier.clone()),
@@ -304,7 +324,7 @@ impl ClientTls {
             }
             None => builder.with_no_client_auth(),
         };
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(config)
     }
 
