@@ -43,9 +43,26 @@ pub fn parse_json(text: &str) -> Result<Value, serde_json::Error> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut path = JsonPath::default();
     let mut de = serde_json::Deserializer::from_str(text);
-    let value = StrictSeed(&mut path).deserialize(&mut de)?;
+    let value = StrictSeed(&mut path)
+        .deserialize(&mut de)
+        .map_err(|e| at_path(e, &path))?;
     de.end()?;
     Ok(value)
+}
+
+/// `e` with the path of the value being read when it was raised (kept by
+/// [`StrictVisitor`], which does not pop a failed step): a number beyond
+/// the range of `f64` (`1e400`, which RFC 8259 9 lets a parser refuse), a
+/// document nested too deep, or a syntax error in a nested value is then
+/// named like a field that fails validation (`pv.acr[0].acco[0].aclr.accr[2]:
+/// number out of range at line 1 column 123`). An error at the top level,
+/// and a duplicate key (which names its place), are left as they are.
+fn at_path(e: serde_json::Error, path: &JsonPath) -> serde_json::Error {
+    let text = e.to_string();
+    if path.0.is_empty() || text.starts_with("duplicate key") {
+        return e;
+    }
+    serde::de::Error::custom(format_args!("{path}: {text}"))
 }
 
 /// Where the strict parser is in the document, to name a duplicate key.
@@ -62,7 +79,17 @@ impl std::fmt::Display for JsonPath {
         if self.0.is_empty() {
             return f.write_str("the top level");
         }
+        // A document nested past serde_json's limit (128) would make a path
+        // of hundreds of characters: its start and its end say where.
+        const SHOWN: usize = 12;
+        let n = self.0.len();
         for (i, step) in self.0.iter().enumerate() {
+            if n > SHOWN + 2 && i == SHOWN - 2 {
+                write!(f, "…({} levels)…", n - SHOWN)?;
+            }
+            if n > SHOWN + 2 && (SHOWN - 2..n - 2).contains(&i) {
+                continue;
+            }
             match step {
                 PathStep::Key(k) if i == 0 => f.write_str(k)?,
                 PathStep::Key(k) => write!(f, ".{k}")?,
@@ -123,10 +150,11 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor<'_> {
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
         loop {
+            // Popped only on success: a failed step stays, for [`at_path`].
             self.0.0.push(PathStep::Index(items.len()));
-            let next = seq.next_element_seed(StrictSeed(&mut *self.0));
+            let next = seq.next_element_seed(StrictSeed(&mut *self.0))?;
             self.0.0.pop();
-            match next? {
+            match next {
                 Some(v) => items.push(v),
                 None => return Ok(Value::Array(items)),
             }
@@ -142,9 +170,8 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor<'_> {
                 )));
             }
             self.0.0.push(PathStep::Key(key));
-            let value = map.next_value_seed(StrictSeed(&mut *self.0));
+            let value = map.next_value_seed(StrictSeed(&mut *self.0))?;
             let step = self.0.0.pop();
-            let value = value?;
             // The step pushed above, giving the key back.
             if let Some(PathStep::Key(key)) = step {
                 out.insert(key, value);
@@ -782,6 +809,62 @@ mod tests {
             r#"{"m2m:acp": {"pv": null, "pvs": {"acr": []}}}"#,
         ] {
             assert!(parse_policies(ok).is_ok(), "{ok}");
+        }
+    }
+
+    /// JSON the parser refuses inside a value (a number beyond `f64`, which
+    /// RFC 8259 9 lets a parser refuse; nesting past serde_json's limit; a
+    /// missing comma) names where, like a field that fails validation.
+    #[test]
+    fn json_refused_inside_a_value_names_its_path() {
+        let message = |doc: &str| match parse_policies(doc) {
+            Err(JsonError::Syntax(e)) => e.to_string(),
+            other => panic!("{other:?}"),
+        };
+        let huge = r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["Ca"], "acop": 2, "acco": [{"aclr": {"accr": [52.5, 13.4, 1e400]}}]}]}}}"#;
+        let text = message(huge);
+        assert!(
+            text.starts_with("m2m:acp.pv.acr[0].acco[0].aclr.accr[2]: number out of range at line 1"),
+            "{text}"
+        );
+        let comma = "{\"m2m:acp\": {\"pv\": {\"acr\": [{\"acop\": 2\n \"acor\": []}]}}}";
+        let text = message(comma);
+        assert!(
+            text.starts_with("m2m:acp.pv.acr[0]: expected `,` or `}` at line 2"),
+            "{text}"
+        );
+        // 200 levels: the path's start and end, and how many are left out.
+        let deep = format!(
+            r#"{{"m2m:acp": {{"lbl": {}{}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let text = message(&deep);
+        assert!(
+            text.starts_with("m2m:acp.lbl[0][0][0][0][0][0][0][0]…(")
+                && text.contains("recursion limit exceeded"),
+            "{text}"
+        );
+        assert!(text.len() < 200, "{text}");
+        // An item of a top-level list is named by its index; a value at the
+        // top level has no path, and keeps serde_json's own message.
+        assert_eq!(
+            message("[1e400]"),
+            "[0]: number out of range at line 1 column 6"
+        );
+        assert_eq!(
+            message("1e400"),
+            "number out of range at line 1 column 5"
+        );
+        // A request names the field as well.
+        match request_from_json(
+            r#"{"fr": "Ca", "to": "x", "op": 2, "olo": {"accr": [1e400, 13, 10]}}"#,
+            chrono::Utc::now(),
+        ) {
+            Err(JsonError::Syntax(e)) => {
+                assert!(e.to_string().starts_with("olo.accr[0]: number out of range"), "{e}")
+            }
+            other => panic!("{other:?}"),
         }
     }
 
