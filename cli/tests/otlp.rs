@@ -540,3 +540,55 @@ async fn spans_reach_an_https_json_collector_the_traces_protocol_names() {
         .collect();
     assert!(names.contains(&LIST_ACPS), "{export}");
 }
+
+/// An `https://` collector whose certificate the service does not trust
+/// (no `--tls-ca`) receives nothing; the service keeps serving and logs the
+/// failure once with its URL and its cause, which the OTLP/HTTP exporter
+/// itself reports only as "network error".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_https_collector_gets_no_span_and_the_log_says_why() {
+    let data = tempdir("otlp-http-untrusted");
+    let files = authz_tests::tls::TestPki::new(&["localhost"]).write(data.path());
+    let tls = authz_proto::tls::ServerTls::from_pem(
+        &std::fs::read(&files.cert).unwrap(),
+        &std::fs::read(&files.key).unwrap(),
+    )
+    .unwrap();
+    let (port, mut exports) = http_collector(Some(&tls)).await;
+    let endpoint = format!("https://localhost:{port}");
+    let (_prp, url, lines) = common::start_with_output(
+        &["prp", "--listen", "127.0.0.1:0", "--data-dir", "memory"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+        "PRP on",
+    );
+    let mut prp = authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient::new(
+        channel(&url).await,
+    );
+    prp.list_acps(authz_proto::pb::ListAcpsRequest::default())
+        .await
+        .expect("ListAcps");
+    let seen = authz_tests::process::lines_until(
+        &lines,
+        Duration::from_secs(30),
+        |line| line.contains("trace export failed"),
+        || "no 'trace export failed' line within 30 s".into(),
+    )
+    .unwrap_or_else(|seen| panic!("{seen:?}"));
+    let line = seen.last().expect("the failure line");
+    assert!(
+        line.contains(&format!("{endpoint}/v1/traces")) && line.contains("certificate"),
+        "{line}"
+    );
+    // Still serving, and the collector got nothing.
+    prp.list_acps(authz_proto::pb::ListAcpsRequest::default())
+        .await
+        .expect("ListAcps after the failure");
+    assert!(
+        exports.try_recv().is_err(),
+        "an untrusted collector received spans"
+    );
+}

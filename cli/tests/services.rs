@@ -1323,6 +1323,21 @@ fn start_up_errors_name_their_flag_and_an_empty_rust_log_means_info() {
         assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
         assert!(err.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{err}");
     }
+    // The signal's own endpoint, which the exporter sends to when it is
+    // set, is checked the same way.
+    let out = pdp(
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "ftp://collector.example/v1/traces",
+            ),
+        ],
+        "off",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), "{err}");
     // A protocol OTLP does not have is refused, naming the variable, not
     // sent in a form the collector cannot read.
     for var in [

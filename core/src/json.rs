@@ -91,9 +91,34 @@ impl std::fmt::Display for JsonPath {
                 continue;
             }
             match step {
-                PathStep::Key(k) if i == 0 => f.write_str(k)?,
-                PathStep::Key(k) => write!(f, ".{k}")?,
+                PathStep::Key(k) if i == 0 => write!(f, "{}", ShownKey(k))?,
+                PathStep::Key(k) => write!(f, ".{}", ShownKey(k))?,
                 PathStep::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A key of a document as an error message shows it: control characters
+/// escaped (a key holding a line break cannot forge a line of the
+/// message), and cut after [`ShownKey::MAX`] characters.
+struct ShownKey<'k>(&'k str);
+
+impl ShownKey<'_> {
+    const MAX: usize = 40;
+}
+
+impl std::fmt::Display for ShownKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, c) in self.0.chars().enumerate() {
+            if i == Self::MAX {
+                return f.write_str("…");
+            }
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
             }
         }
         Ok(())
@@ -109,6 +134,27 @@ impl<'de> serde::de::DeserializeSeed<'de> for StrictSeed<'_> {
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(StrictVisitor(self.0))
+    }
+}
+
+/// A list item at `index`, entered onto the path only once the parser
+/// reads the item itself: an error before it (a trailing comma, a missing
+/// `]`, the end of the file) is the list's, not an item's that does not
+/// exist.
+struct ItemSeed<'p> {
+    path: &'p mut JsonPath,
+    index: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ItemSeed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        // Popped only on success: a failed step stays, for [`at_path`].
+        self.path.0.push(PathStep::Index(self.index));
+        let value = d.deserialize_any(StrictVisitor(&mut *self.path))?;
+        self.path.0.pop();
+        Ok(value)
     }
 }
 
@@ -150,10 +196,10 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor<'_> {
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
         loop {
-            // Popped only on success: a failed step stays, for [`at_path`].
-            self.0.0.push(PathStep::Index(items.len()));
-            let next = seq.next_element_seed(StrictSeed(&mut *self.0))?;
-            self.0.0.pop();
+            let next = seq.next_element_seed(ItemSeed {
+                path: &mut *self.0,
+                index: items.len(),
+            })?;
             match next {
                 Some(v) => items.push(v),
                 None => return Ok(Value::Array(items)),
@@ -165,10 +211,12 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor<'_> {
         while let Some(key) = map.next_key::<String>()? {
             if out.contains_key(&key) {
                 return Err(serde::de::Error::custom(format_args!(
-                    "duplicate key `{key}` at {}",
+                    "duplicate key `{}` at {}",
+                    ShownKey(&key),
                     self.0
                 )));
             }
+            // Popped only on success: a failed step stays, for [`at_path`].
             self.0.0.push(PathStep::Key(key));
             let value = map.next_value_seed(StrictSeed(&mut *self.0))?;
             let step = self.0.0.pop();
@@ -824,7 +872,9 @@ mod tests {
         let huge = r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["Ca"], "acop": 2, "acco": [{"aclr": {"accr": [52.5, 13.4, 1e400]}}]}]}}}"#;
         let text = message(huge);
         assert!(
-            text.starts_with("m2m:acp.pv.acr[0].acco[0].aclr.accr[2]: number out of range at line 1"),
+            text.starts_with(
+                "m2m:acp.pv.acr[0].acco[0].aclr.accr[2]: number out of range at line 1"
+            ),
             "{text}"
         );
         let comma = "{\"m2m:acp\": {\"pv\": {\"acr\": [{\"acop\": 2\n \"acor\": []}]}}}";
@@ -846,23 +896,60 @@ mod tests {
             "{text}"
         );
         assert!(text.len() < 200, "{text}");
+        // An error between items is the list's: no item that does not exist.
+        for (doc, start) in [
+            (
+                r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["Ca",], "acop": 2}]}}}"#,
+                "m2m:acp.pv.acr[0].acor: trailing comma",
+            ),
+            (
+                r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["Ca""#,
+                "m2m:acp.pv.acr[0].acor: EOF while parsing a list",
+            ),
+            (
+                r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["Ca", "Cb", "acop": 2}]}}}"#,
+                "m2m:acp.pv.acr[0].acor: expected `,` or `]`",
+            ),
+        ] {
+            let text = message(doc);
+            assert!(text.starts_with(start), "{doc}: {text}");
+        }
+        // Keys are shown escaped and cut: a long key or one with a line
+        // break neither makes a huge message nor forges a line.
+        let long = format!(
+            r#"{{"m2m:acp": {{"{}\nerror: forged": [1e400]}}}}"#,
+            "k".repeat(20_000)
+        );
+        let text = message(&long);
+        assert!(text.len() < 200 && !text.contains('\n'), "{text}");
+        assert!(
+            text.starts_with(&format!(
+                "m2m:acp.{}…[0]: number out of range",
+                "k".repeat(40)
+            )),
+            "{text}"
+        );
+        let twice = format!(r#"{{"{0}\n": 1, "{0}\n": 2}}"#, "d".repeat(100));
+        let text = message(&twice);
+        assert!(text.len() < 200 && !text.contains('\n'), "{text}");
         // An item of a top-level list is named by its index; a value at the
         // top level has no path, and keeps serde_json's own message.
         assert_eq!(
             message("[1e400]"),
             "[0]: number out of range at line 1 column 6"
         );
-        assert_eq!(
-            message("1e400"),
-            "number out of range at line 1 column 5"
-        );
+        assert_eq!(message("1e400"), "number out of range at line 1 column 5");
         // A request names the field as well.
         match request_from_json(
             r#"{"fr": "Ca", "to": "x", "op": 2, "olo": {"accr": [1e400, 13, 10]}}"#,
             chrono::Utc::now(),
         ) {
             Err(JsonError::Syntax(e)) => {
-                assert!(e.to_string().starts_with("olo.accr[0]: number out of range"), "{e}")
+                assert!(
+                    e.to_string()
+                        .starts_with("olo.accr[0]: number out of range"),
+                    "{e}"
+                )
             }
             other => panic!("{other:?}"),
         }

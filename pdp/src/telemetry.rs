@@ -206,6 +206,10 @@ pub struct TracingGuard {
     provider: Option<SdkTracerProvider>,
 }
 
+/// How long a stopping service waits for its last spans to reach the
+/// collector.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+
 impl TracingGuard {
     /// Whether spans are exported over OTLP.
     pub fn exports_otlp(&self) -> bool {
@@ -218,10 +222,13 @@ impl TracingGuard {
     }
 
     fn flush(&mut self) {
+        // Bounded below the SDK's 5 s: a collector that accepts and never
+        // answers must not hold a stopping service (whose own drain takes up
+        // to 5 s) past the 10 s a supervisor such as `docker stop` allows.
         if let Some(provider) = self.provider.take()
-            && let Err(e) = provider.shutdown()
+            && let Err(e) = provider.shutdown_with_timeout(SHUTDOWN_FLUSH)
         {
-            eprintln!("OpenTelemetry shutdown: {e}");
+            tracing::warn!(error = %e, "spans not delivered at shutdown (the collector did not take them within 2 s)");
         }
     }
 }
@@ -273,18 +280,23 @@ pub fn init_tracing_with_tls(
     // unset). Otherwise an http(s) URL, checked before anything starts.
     let provider = match non_empty_var("OTEL_EXPORTER_OTLP_ENDPOINT") {
         Some(endpoint) => {
-            let endpoint = endpoint.to_string_lossy();
-            let ok = endpoint
-                .parse::<tonic::codegen::http::Uri>()
-                .is_ok_and(|u| {
-                    matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
-                });
-            if !ok {
-                anyhow::bail!(
-                    "OTEL_EXPORTER_OTLP_ENDPOINT {endpoint:?}: not an http:// or https:// URL of an OTLP collector"
-                );
-            }
-            let exporter = match otlp_protocol()? {
+            let endpoint = checked_endpoint("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)?;
+            // The exporter sends to the signal's own endpoint when it is set.
+            let traces_endpoint = non_empty_var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                .map(|e| checked_endpoint("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &e))
+                .transpose()?;
+            let protocol = otlp_protocol()?;
+            // Where the spans go, as the log names it: for HTTP, the
+            // generic endpoint with the signal's path (OTLP specification).
+            let target = match (traces_endpoint, protocol) {
+                (Some(given), _) => given,
+                (None, OtlpProtocol::Grpc) => endpoint,
+                (None, OtlpProtocol::Http(_)) => {
+                    format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+                }
+            };
+            let mut last_failure = None;
+            let exporter = match protocol {
                 // Without a configuration of ours the exporter's TLS trusts no
                 // root at all; tonic uses it for https:// only.
                 OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
@@ -293,17 +305,20 @@ pub fn init_tracing_with_tls(
                     .build()?,
                 OtlpProtocol::Http(protocol) => {
                     use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+                    let failure = LastFailure::default();
+                    last_failure = Some(failure.clone());
                     opentelemetry_otlp::SpanExporter::builder()
                         .with_http()
                         .with_protocol(protocol)
-                        .with_http_client(RuntimeHttpClient::new(tls)?)
+                        .with_http_client(RuntimeHttpClient::new(tls, failure.clone())?)
                         .build()?
                 }
             };
             let exporter = OutageLoggingExporter {
                 inner: exporter,
-                endpoint: endpoint.into_owned(),
+                endpoint: target,
                 failing: std::sync::atomic::AtomicBool::new(false),
+                last_failure,
             };
             Some(
                 SdkTracerProvider::builder()
@@ -349,6 +364,25 @@ pub fn init_tracing_with_tls(
     }
     Ok(TracingGuard { provider })
 }
+
+/// `value` of the variable `name` when it is an `http://` or `https://`
+/// URL with a host; otherwise the error that stops the start, naming it.
+fn checked_endpoint(name: &str, value: &std::ffi::OsStr) -> anyhow::Result<String> {
+    let value = value.to_string_lossy();
+    let ok = value
+        .parse::<tonic::codegen::http::Uri>()
+        .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+    if !ok {
+        anyhow::bail!("{name} {value:?}: not an http:// or https:// URL of an OTLP collector");
+    }
+    Ok(value.into_owned())
+}
+
+/// Why the last OTLP/HTTP send failed, with its URL: the exporter reports
+/// every transport failure as "network error" and drops the cause (an
+/// untrusted certificate, a refused connection, a timeout), which the
+/// outage log then adds.
+type LastFailure = std::sync::Arc<std::sync::Mutex<Option<String>>>;
 
 /// How spans reach the collector: OTLP over gRPC, or over HTTP with
 /// protobuf or JSON bodies.
@@ -412,12 +446,13 @@ struct RuntimeHttpClient {
     client: opentelemetry_http::hyper::HyperClient<
         hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     >,
+    last_failure: LastFailure,
 }
 
 impl RuntimeHttpClient {
     /// A client for the runtime this is called on, trusting what `tls`
     /// trusts for `https://` collectors (`http://` ones stay plain text).
-    fn new(tls: &authz_proto::tls::ClientTls) -> anyhow::Result<Self> {
+    fn new(tls: &authz_proto::tls::ClientTls, last_failure: LastFailure) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| anyhow::anyhow!("OTLP over HTTP needs a Tokio runtime: {e}"))?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -428,6 +463,7 @@ impl RuntimeHttpClient {
         Ok(Self {
             runtime,
             client: opentelemetry_http::hyper::HyperClient::new(connector, otlp_timeout(), None),
+            last_failure,
         })
     }
 }
@@ -439,9 +475,27 @@ impl opentelemetry_http::HttpClient for RuntimeHttpClient {
         request: http::Request<bytes::Bytes>,
     ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
         let client = self.client.clone();
-        self.runtime
+        let url = request.uri().to_string();
+        let sent = self
+            .runtime
             .spawn(async move { client.send_bytes(request).await })
-            .await?
+            .await?;
+        let cause = sent.as_ref().err().map(|e| {
+            // hyper's errors say little on their own ("client error
+            // (Connect)"); their sources say why.
+            let mut text = e.to_string();
+            let mut source = e.source();
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            format!("{url}: {}", once_each(&text))
+        });
+        if let Ok(mut last) = self.last_failure.lock() {
+            *last = cause;
+        }
+        sent
     }
 }
 
@@ -454,6 +508,8 @@ struct OutageLoggingExporter<E> {
     inner: E,
     endpoint: String,
     failing: std::sync::atomic::AtomicBool,
+    /// The cause an OTLP/HTTP exporter drops, kept by its client.
+    last_failure: Option<LastFailure>,
 }
 
 impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter
@@ -473,7 +529,14 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
             }
             Err(e) => {
                 if !self.failing.swap(true, Relaxed) {
-                    let error = once_each(&e.to_string());
+                    let cause = self
+                        .last_failure
+                        .as_ref()
+                        .and_then(|l| l.lock().ok()?.take());
+                    let error = match cause {
+                        Some(cause) => format!("{}: {cause}", once_each(&e.to_string())),
+                        None => once_each(&e.to_string()),
+                    };
                     tracing::warn!(
                         %endpoint, %error,
                         "trace export failed; spans are dropped until it works again \
