@@ -314,6 +314,20 @@ async fn a_stream_span_lasts_the_stream_and_pip_calls_join_the_trace() {
     );
 }
 
+/// A test CA and a certificate for `localhost` under `data`: the files,
+/// and the server side of TLS with that certificate.
+fn localhost_pki(
+    data: &tempfile::TempDir,
+) -> (authz_tests::tls::PkiFiles, authz_proto::tls::ServerTls) {
+    let files = authz_tests::tls::TestPki::new(&["localhost"]).write(data.path());
+    let tls = authz_proto::tls::ServerTls::from_pem(
+        &std::fs::read(&files.cert).unwrap(),
+        &std::fs::read(&files.key).unwrap(),
+    )
+    .unwrap();
+    (files, tls)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -323,12 +337,7 @@ fn hex(bytes: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_an_https_collector_trusted_with_tls_ca() {
     let data = tempdir("otlp-tls");
-    let files = authz_tests::tls::TestPki::new(&["localhost"]).write(data.path());
-    let tls = authz_proto::tls::ServerTls::from_pem(
-        &std::fs::read(&files.cert).unwrap(),
-        &std::fs::read(&files.key).unwrap(),
-    )
-    .unwrap();
+    let (files, tls) = localhost_pki(&data);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let collector_url = format!(
         "https://localhost:{}",
@@ -509,12 +518,7 @@ async fn spans_reach_an_http_protobuf_collector() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_an_https_json_collector_the_traces_protocol_names() {
     let data = tempdir("otlp-http-tls");
-    let files = authz_tests::tls::TestPki::new(&["localhost"]).write(data.path());
-    let tls = authz_proto::tls::ServerTls::from_pem(
-        &std::fs::read(&files.cert).unwrap(),
-        &std::fs::read(&files.key).unwrap(),
-    )
-    .unwrap();
+    let (files, tls) = localhost_pki(&data);
     let (port, mut exports) = http_collector(Some(&tls)).await;
     let endpoint = format!("https://localhost:{port}");
     let (path, content_type, body) = list_acps_exported(
@@ -548,12 +552,7 @@ async fn spans_reach_an_https_json_collector_the_traces_protocol_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_https_collector_gets_no_span_and_the_log_says_why() {
     let data = tempdir("otlp-http-untrusted");
-    let files = authz_tests::tls::TestPki::new(&["localhost"]).write(data.path());
-    let tls = authz_proto::tls::ServerTls::from_pem(
-        &std::fs::read(&files.cert).unwrap(),
-        &std::fs::read(&files.key).unwrap(),
-    )
-    .unwrap();
+    let (_files, tls) = localhost_pki(&data);
     let (port, mut exports) = http_collector(Some(&tls)).await;
     let endpoint = format!("https://localhost:{port}");
     let (_prp, url, lines) = common::start_with_output(
