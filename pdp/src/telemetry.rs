@@ -241,10 +241,13 @@ impl Drop for TracingGuard {
 
 /// Installs the global tracing subscriber: `fmt` logs filtered by
 /// `RUST_LOG` (default `info`) and, only when `OTEL_EXPORTER_OTLP_ENDPOINT`
-/// is set, an OpenTelemetry layer exporting spans over OTLP/gRPC (the
-/// exporter reads the other `OTEL_EXPORTER_OTLP_*` variables itself).
+/// is set, an OpenTelemetry layer exporting spans over OTLP, over gRPC or
+/// HTTP as `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL` says (the exporter reads
+/// the other `OTEL_EXPORTER_OTLP_*` variables itself).
 ///
-/// Call once per process, from inside a Tokio runtime when OTLP is used.
+/// Call once per process, from inside a multi-threaded Tokio runtime when
+/// OTLP is used (both exporters send on it), and drop the guard while the
+/// runtime still runs.
 /// Fails when a global subscriber is already set or the exporter cannot be
 /// built. Keep the returned guard until exit.
 ///
