@@ -59,7 +59,7 @@ pub fn parse_json(text: &str) -> Result<Value, serde_json::Error> {
 /// and a duplicate key (which names its place), are left as they are.
 fn at_path(e: serde_json::Error, path: &JsonPath) -> serde_json::Error {
     let text = e.to_string();
-    if path.0.is_empty() || text.starts_with("duplicate key") {
+    if path.0.is_empty() || text.starts_with("duplicate key") || text.starts_with("key `") {
         return e;
     }
     serde::de::Error::custom(format_args!("{path}: {text}"))
@@ -99,6 +99,10 @@ impl std::fmt::Display for JsonPath {
         Ok(())
     }
 }
+
+/// The longest key a document may hold: the longest ID
+/// ([`crate::ids::MAX_ID_BYTES`]), the longest thing a key may be.
+const MAX_KEY_BYTES: usize = crate::ids::MAX_ID_BYTES;
 
 /// A key of a document as an error message shows it: control characters
 /// escaped (a key holding a line break cannot forge a line of the
@@ -209,6 +213,24 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor<'_> {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
+            // Every key of these documents is an attribute's short name, a
+            // known field or an ID: one with a control character, or longer
+            // than an ID may be, is none of them, and would otherwise reach
+            // an "unknown field" message as it is (a line break in it
+            // forging a line of the message, 20 000 bytes of it filling the
+            // terminal).
+            if key.chars().any(char::is_control) || key.len() > MAX_KEY_BYTES {
+                return Err(serde::de::Error::custom(format_args!(
+                    "key `{}` at {}: {}",
+                    ShownKey(&key),
+                    self.0,
+                    if key.len() > MAX_KEY_BYTES {
+                        format!("longer than {MAX_KEY_BYTES} bytes")
+                    } else {
+                        "holds a control character".to_owned()
+                    }
+                )));
+            }
             if out.contains_key(&key) {
                 return Err(serde::de::Error::custom(format_args!(
                     "duplicate key `{}` at {}",
@@ -916,10 +938,7 @@ mod tests {
         }
         // Keys are shown escaped and cut: a long key or one with a line
         // break neither makes a huge message nor forges a line.
-        let long = format!(
-            r#"{{"m2m:acp": {{"{}\nerror: forged": [1e400]}}}}"#,
-            "k".repeat(20_000)
-        );
+        let long = format!(r#"{{"m2m:acp": {{"{}": [1e400]}}}}"#, "k".repeat(2_000));
         let text = message(&long);
         assert!(text.len() < 200 && !text.contains('\n'), "{text}");
         assert!(
@@ -927,6 +946,24 @@ mod tests {
                 "m2m:acp.{}…[0]: number out of range",
                 "k".repeat(40)
             )),
+            "{text}"
+        );
+        // Nor does an unknown key reach a message as it is: a key with a
+        // control character or longer than an ID is refused as it is read.
+        let forged =
+            r#"{"m2m:acp": {"pv": {"acr": [{"acor": ["Ca"], "acop": 2, "x\nERROR: forged": 1}]}}}"#;
+        let text = message(forged);
+        assert_eq!(
+            text,
+            "key `x\\nERROR: forged` at m2m:acp.pv.acr[0]: holds a control character at line 1 column 74"
+        );
+        let huge = format!(
+            r#"{{"m2m:acp": {{"pv": {{"acr": [{{"{}": 1}}]}}}}}}"#,
+            "k".repeat(20_000)
+        );
+        let text = message(&huge);
+        assert!(
+            text.len() < 200 && text.contains("longer than 2048 bytes"),
             "{text}"
         );
         let twice = format!(r#"{{"{0}\n": 1, "{0}\n": 2}}"#, "d".repeat(100));

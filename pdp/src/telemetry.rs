@@ -204,6 +204,9 @@ pub fn record_staleness(staleness: Duration) {
 #[derive(Debug)]
 pub struct TracingGuard {
     provider: Option<SdkTracerProvider>,
+    /// Set once the exporter is being stopped: a batch that then fails is
+    /// the stop's, said by [`TracingGuard::flush`], not a collector outage.
+    stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How long a stopping service waits for its last spans to reach the
@@ -225,6 +228,8 @@ impl TracingGuard {
         // Bounded below the SDK's 5 s: a collector that accepts and never
         // answers must not hold a stopping service (whose own drain takes up
         // to 5 s) past the 10 s a supervisor such as `docker stop` allows.
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(provider) = self.provider.take()
             && let Err(e) = provider.shutdown_with_timeout(SHUTDOWN_FLUSH)
         {
@@ -281,6 +286,7 @@ pub fn init_tracing_with_tls(
     };
     // Unset or empty: no export (OpenTelemetry reads an empty variable as
     // unset). Otherwise an http(s) URL, checked before anything starts.
+    let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let provider = match non_empty_var("OTEL_EXPORTER_OTLP_ENDPOINT") {
         Some(endpoint) => {
             let endpoint = checked_endpoint("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)?;
@@ -294,11 +300,16 @@ pub fn init_tracing_with_tls(
             let target = match (traces_endpoint, protocol) {
                 (Some(given), _) => given,
                 (None, OtlpProtocol::Grpc) => endpoint,
+                // One `/` between them, as the exporter joins them.
                 (None, OtlpProtocol::Http(_)) => {
-                    format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+                    format!(
+                        "{}/v1/traces",
+                        endpoint.strip_suffix('/').unwrap_or(&endpoint)
+                    )
                 }
             };
             let mut last_failure = None;
+            let stopping = stopping.clone();
             let exporter = match protocol {
                 // Without a configuration of ours the exporter's TLS trusts no
                 // root at all; tonic uses it for https:// only.
@@ -322,6 +333,7 @@ pub fn init_tracing_with_tls(
                 endpoint: target,
                 failing: std::sync::atomic::AtomicBool::new(false),
                 last_failure,
+                stopping,
             };
             Some(
                 SdkTracerProvider::builder()
@@ -365,7 +377,7 @@ pub fn init_tracing_with_tls(
     if let Some(error) = bad_filter {
         tracing::warn!(%error, "RUST_LOG is not a valid filter; logging at info");
     }
-    Ok(TracingGuard { provider })
+    Ok(TracingGuard { provider, stopping })
 }
 
 /// `value` of the variable `name` when it is an `http://` or `https://`
@@ -513,6 +525,8 @@ struct OutageLoggingExporter<E> {
     failing: std::sync::atomic::AtomicBool,
     /// The cause an OTLP/HTTP exporter drops, kept by its client.
     last_failure: Option<LastFailure>,
+    /// [`TracingGuard`]'s: the process is stopping.
+    stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter
@@ -531,7 +545,7 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
                 }
             }
             Err(e) => {
-                if !self.failing.swap(true, Relaxed) {
+                if !self.stopping.load(Relaxed) && !self.failing.swap(true, Relaxed) {
                     let cause = self
                         .last_failure
                         .as_ref()
@@ -564,14 +578,37 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
     }
 }
 
-/// `a: b: b: c` as `a: b: c`: an error's causes, each once (the OTLP
-/// exporter's messages repeat their transport's).
+/// `a: b: b: c` as `a: b: c`, and `a: b: c: b: c` as `a: b: c`: an error's
+/// causes, each once (the OTLP exporter's messages repeat their
+/// transport's, a cause of one part or of several).
 fn once_each(message: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for part in message.split(": ") {
-        if parts.last() != Some(&part) {
-            parts.push(part);
+        parts.push(part);
+        // A run of parts just like the run before it is dropped.
+        let n = parts.len();
+        if let Some(k) = (1..=n / 2).find(|&k| parts[n - k..] == parts[n - 2 * k..n - k]) {
+            parts.truncate(n - k);
         }
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::once_each;
+
+    #[test]
+    fn repeated_causes_are_said_once() {
+        assert_eq!(once_each("a: b: b: c"), "a: b: c");
+        // tonic's TLS failures repeat a cause of two parts.
+        assert_eq!(
+            once_each(
+                "transport error: invalid peer certificate: UnknownIssuer: invalid peer certificate: UnknownIssuer"
+            ),
+            "transport error: invalid peer certificate: UnknownIssuer"
+        );
+        assert_eq!(once_each("a: b: a: c"), "a: b: a: c");
+        assert_eq!(once_each("x"), "x");
+    }
 }
