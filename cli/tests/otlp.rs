@@ -314,6 +314,22 @@ async fn a_stream_span_lasts_the_stream_and_pip_calls_join_the_trace() {
     );
 }
 
+/// A client of the PRP at `url`, after one `ListAcps` call through it
+/// (an RPC, so a span to export).
+async fn list_acps_at(
+    url: &str,
+) -> authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient<
+    tonic::transport::Channel,
+> {
+    let mut prp = authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient::new(
+        channel(url).await,
+    );
+    prp.list_acps(authz_proto::pb::ListAcpsRequest::default())
+        .await
+        .expect("ListAcps");
+    prp
+}
+
 /// A test CA and a certificate for `localhost` under `data`: the files,
 /// and the server side of TLS with that certificate.
 fn localhost_pki(
@@ -368,12 +384,7 @@ async fn spans_reach_an_https_collector_trusted_with_tls_ca() {
         ],
         "PRP on",
     );
-    let mut prp = authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient::new(
-        channel(&url).await,
-    );
-    prp.list_acps(authz_proto::pb::ListAcpsRequest::default())
-        .await
-        .expect("ListAcps");
+    list_acps_at(&url).await;
     let export = tokio::time::timeout(Duration::from_secs(30), exports.recv())
         .await
         .expect("no span reached the https collector within 30 s")
@@ -464,12 +475,7 @@ async fn list_acps_exported(
     let mut all_args = vec!["prp", "--listen", "127.0.0.1:0", "--data-dir", "memory"];
     all_args.extend_from_slice(args);
     let (_prp, url) = common::start_with_env(&all_args, &all_env, "PRP on");
-    let mut prp = authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient::new(
-        channel(&url).await,
-    );
-    prp.list_acps(authz_proto::pb::ListAcpsRequest::default())
-        .await
-        .expect("ListAcps");
+    list_acps_at(&url).await;
     tokio::time::timeout(Duration::from_secs(30), exports.recv())
         .await
         .unwrap_or_else(|_| panic!("no export reached the collector at {endpoint} within 30 s"))
@@ -564,12 +570,7 @@ async fn an_untrusted_https_collector_gets_no_span_and_the_log_says_why() {
         ],
         "PRP on",
     );
-    let mut prp = authz_proto::pb::policy_retrieval_point_client::PolicyRetrievalPointClient::new(
-        channel(&url).await,
-    );
-    prp.list_acps(authz_proto::pb::ListAcpsRequest::default())
-        .await
-        .expect("ListAcps");
+    let mut prp = list_acps_at(&url).await;
     let seen = authz_tests::process::lines_until(
         &lines,
         Duration::from_secs(30),
