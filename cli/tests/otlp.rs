@@ -592,3 +592,65 @@ async fn an_untrusted_https_collector_gets_no_span_and_the_log_says_why() {
         "an untrusted collector received spans"
     );
 }
+
+/// A stop while the collector holds an export (it takes the connection and
+/// never answers), which fails during the stop: the spans are lost, and the
+/// log says so once, as a loss at shutdown, not as a collector outage (and
+/// not nothing, though the stop's own last export has nothing left to send).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_lost_at_a_stop_are_said_once() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    // Holds every connection open, reading nothing, answering nothing, and
+    // says when one comes: an export is then under way.
+    let (accepted, mut connections) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            held.push(tcp);
+            let _ = accepted.send(());
+        }
+    });
+    for protocol in ["http/protobuf", "grpc"] {
+        let (mut prp, url, lines) = common::start_with_output(
+            &["prp", "--listen", "127.0.0.1:0", "--data-dir", "memory"],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+                // Fails 1 s in: within the stop's 2 s flush.
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+                ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ],
+            "PRP on",
+        );
+        while connections.try_recv().is_ok() {}
+        list_acps_at(&url).await;
+        within(connections.recv(), HANG_LIMIT, || {
+            format!("no export of authz prp ({protocol}) reached the collector")
+        })
+        .await;
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &prp.0.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let seen = authz_tests::process::lines_until(
+            &lines,
+            HANG_LIMIT,
+            |_| false,
+            || format!("authz prp ({protocol}) still running after SIGTERM"),
+        )
+        .unwrap_or_else(|seen| seen);
+        let lost = seen
+            .iter()
+            .filter(|l| l.contains("spans not delivered at shutdown"))
+            .count();
+        assert_eq!(lost, 1, "{protocol}: {seen:#?}");
+        assert!(
+            !seen.iter().any(|l| l.contains("trace export failed")),
+            "{protocol}: the stop's loss reported as an outage: {seen:#?}"
+        );
+        let status = prp.0.wait().expect("wait");
+        assert!(status.success(), "{protocol}: {status}");
+    }
+}

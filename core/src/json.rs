@@ -100,9 +100,11 @@ impl std::fmt::Display for JsonPath {
     }
 }
 
-/// The longest key a document may hold: the longest ID
-/// ([`crate::ids::MAX_ID_BYTES`]), the longest thing a key may be.
-const MAX_KEY_BYTES: usize = crate::ids::MAX_ID_BYTES;
+/// The longest key a document may hold. Keys are attribute short names
+/// and the fields of requests, bundles and configuration files, none near
+/// this long; one longer would otherwise be repeated whole, twice, by an
+/// "unknown field" message.
+const MAX_KEY_BYTES: usize = 256;
 
 /// A key of a document as an error message shows it: control characters
 /// escaped (a key holding a line break cannot forge a line of the
@@ -213,9 +215,9 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor<'_> {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            // Every key of these documents is an attribute's short name, a
-            // known field or an ID: one with a control character, or longer
-            // than an ID may be, is none of them, and would otherwise reach
+            // Every key of these documents is an attribute's name or a
+            // known field: one with a control character, or longer than
+            // [`MAX_KEY_BYTES`], is neither, and would otherwise reach
             // an "unknown field" message as it is (a line break in it
             // forging a line of the message, 20 000 bytes of it filling the
             // terminal).
@@ -938,7 +940,7 @@ mod tests {
         }
         // Keys are shown escaped and cut: a long key or one with a line
         // break neither makes a huge message nor forges a line.
-        let long = format!(r#"{{"m2m:acp": {{"{}": [1e400]}}}}"#, "k".repeat(2_000));
+        let long = format!(r#"{{"m2m:acp": {{"{}": [1e400]}}}}"#, "k".repeat(256));
         let text = message(&long);
         assert!(text.len() < 200 && !text.contains('\n'), "{text}");
         assert!(
@@ -963,7 +965,7 @@ mod tests {
         );
         let text = message(&huge);
         assert!(
-            text.len() < 200 && text.contains("longer than 2048 bytes"),
+            text.len() < 200 && text.contains("longer than 256 bytes"),
             "{text}"
         );
         let twice = format!(r#"{{"{0}\n": 1, "{0}\n": 2}}"#, "d".repeat(100));

@@ -204,9 +204,17 @@ pub fn record_staleness(staleness: Duration) {
 #[derive(Debug)]
 pub struct TracingGuard {
     provider: Option<SdkTracerProvider>,
-    /// Set once the exporter is being stopped: a batch that then fails is
-    /// the stop's, said by [`TracingGuard::flush`], not a collector outage.
-    stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<Stop>,
+}
+
+/// The exporter's stop, shared by [`TracingGuard`] and the exporter: a
+/// batch that fails once it has begun is the stop's loss, which
+/// [`TracingGuard::flush`] says, not a collector outage.
+#[derive(Debug, Default)]
+struct Stop {
+    begun: std::sync::atomic::AtomicBool,
+    /// Why the first batch that failed during the stop failed.
+    lost: std::sync::Mutex<Option<String>>,
 }
 
 /// How long a stopping service waits for its last spans to reach the
@@ -228,12 +236,25 @@ impl TracingGuard {
         // Bounded below the SDK's 5 s: a collector that accepts and never
         // answers must not hold a stopping service (whose own drain takes up
         // to 5 s) past the 10 s a supervisor such as `docker stop` allows.
-        self.stopping
+        let Some(provider) = self.provider.take() else {
+            return;
+        };
+        self.stop
+            .begun
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(provider) = self.provider.take()
-            && let Err(e) = provider.shutdown_with_timeout(SHUTDOWN_FLUSH)
-        {
-            tracing::warn!(error = %e, "spans not delivered at shutdown (the collector did not take them within 2 s)");
+        // The export under way when the stop began may fail, and the
+        // shutdown's own last export still succeed: either is a loss.
+        let result = provider.shutdown_with_timeout(SHUTDOWN_FLUSH);
+        let lost = self.stop.lost.lock().ok().and_then(|mut l| l.take());
+        match (result, lost) {
+            (Err(e), _) => tracing::warn!(
+                error = %e,
+                "spans not delivered at shutdown (the collector did not take them within 2 s)"
+            ),
+            (Ok(()), Some(error)) => {
+                tracing::warn!(%error, "spans not delivered at shutdown (an export failed)")
+            }
+            (Ok(()), None) => {}
         }
     }
 }
@@ -286,7 +307,7 @@ pub fn init_tracing_with_tls(
     };
     // Unset or empty: no export (OpenTelemetry reads an empty variable as
     // unset). Otherwise an http(s) URL, checked before anything starts.
-    let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = std::sync::Arc::new(Stop::default());
     let provider = match non_empty_var("OTEL_EXPORTER_OTLP_ENDPOINT") {
         Some(endpoint) => {
             let endpoint = checked_endpoint("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)?;
@@ -309,7 +330,7 @@ pub fn init_tracing_with_tls(
                 }
             };
             let mut last_failure = None;
-            let stopping = stopping.clone();
+            let stop = stop.clone();
             let exporter = match protocol {
                 // Without a configuration of ours the exporter's TLS trusts no
                 // root at all; tonic uses it for https:// only.
@@ -333,7 +354,7 @@ pub fn init_tracing_with_tls(
                 endpoint: target,
                 failing: std::sync::atomic::AtomicBool::new(false),
                 last_failure,
-                stopping,
+                stop,
             };
             Some(
                 SdkTracerProvider::builder()
@@ -377,7 +398,7 @@ pub fn init_tracing_with_tls(
     if let Some(error) = bad_filter {
         tracing::warn!(%error, "RUST_LOG is not a valid filter; logging at info");
     }
-    Ok(TracingGuard { provider, stopping })
+    Ok(TracingGuard { provider, stop })
 }
 
 /// `value` of the variable `name` when it is an `http://` or `https://`
@@ -525,8 +546,8 @@ struct OutageLoggingExporter<E> {
     failing: std::sync::atomic::AtomicBool,
     /// The cause an OTLP/HTTP exporter drops, kept by its client.
     last_failure: Option<LastFailure>,
-    /// [`TracingGuard`]'s: the process is stopping.
-    stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// [`TracingGuard`]'s: whether the process is stopping.
+    stop: std::sync::Arc<Stop>,
 }
 
 impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter
@@ -545,15 +566,22 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
                 }
             }
             Err(e) => {
-                if !self.stopping.load(Relaxed) && !self.failing.swap(true, Relaxed) {
+                let cause = || {
                     let cause = self
                         .last_failure
                         .as_ref()
                         .and_then(|l| l.lock().ok()?.take());
-                    let error = match cause {
+                    match cause {
                         Some(cause) => format!("{}: {cause}", once_each(&e.to_string())),
                         None => once_each(&e.to_string()),
-                    };
+                    }
+                };
+                if self.stop.begun.load(Relaxed) {
+                    if let Ok(mut lost) = self.stop.lost.lock() {
+                        lost.get_or_insert_with(cause);
+                    }
+                } else if !self.failing.swap(true, Relaxed) {
+                    let error = cause();
                     tracing::warn!(
                         %endpoint, %error,
                         "trace export failed; spans are dropped until it works again \
